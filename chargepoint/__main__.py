@@ -1,0 +1,96 @@
+"""Command line: ``python -m chargepoint run --config FILE`` and ``python -m chargepoint ctl --config FILE ...``."""
+
+from __future__ import annotations
+
+import argparse
+import asyncio
+import contextlib
+import json
+import logging
+import signal
+import sys
+
+from chargepoint import config as config_mod
+from chargepoint.errors import ConfigError, StorageError
+
+
+def _parser() -> argparse.ArgumentParser:
+    parser = argparse.ArgumentParser(prog="python -m chargepoint", description=__doc__)
+    sub = parser.add_subparsers(dest="command", required=True)
+    run = sub.add_parser("run", help="run the agent")
+    run.add_argument("--config", required=True, help="station TOML file")
+    run.add_argument("--log-level", default="INFO", help="DEBUG shows every raw OCPP frame")
+    check = sub.add_parser("check-config", help="validate a config file and exit")
+    check.add_argument("--config", required=True)
+    ctl = sub.add_parser("ctl", help="drive a running agent's simulated hardware; print its status")
+    ctl.add_argument("--config", required=True)
+    ctl.add_argument(
+        "args",
+        nargs="+",
+        help="plug N | unplug N | swipe N IDTAG | meter-fault N on|off | reader-fault N on|off | status",
+    )
+    return parser
+
+
+async def _run(cfg: config_mod.AgentConfig) -> None:
+    from chargepoint.agent import Agent
+    from chargepoint.control import ControlServer
+
+    agent = Agent(cfg)
+    loop = asyncio.get_running_loop()
+    for sig in (signal.SIGINT, signal.SIGTERM):
+        loop.add_signal_handler(sig, agent.shutdown)
+    control = None
+    if cfg.control_socket:
+        control = ControlServer(cfg.control_socket, lambda: agent.station, agent.sims)
+        await control.start()
+    try:
+        await agent.run()
+    finally:
+        if control is not None:
+            await control.stop()
+
+
+def main(argv: list[str] | None = None) -> int:
+    """Entry point; returns the exit code (2: bad config, 3: storage unusable)."""
+    args = _parser().parse_args(argv)
+    try:
+        cfg = config_mod.load(args.config)
+    except ConfigError as exc:
+        print(f"error: {exc}", file=sys.stderr)
+        return 2
+    if args.command == "check-config":
+        print(f"{args.config}: ok ({len(cfg.connectors)} connectors, CSMS {cfg.csms.url})")
+        return 0
+    if args.command == "ctl":
+        from chargepoint.control import ControlError, send_command
+
+        if not cfg.control_socket:
+            print(
+                "error: config key 'control.socket' is not set, so the agent has no control interface",
+                file=sys.stderr,
+            )
+            return 2
+        try:
+            result = asyncio.run(send_command(cfg.control_socket, args.args))
+        except ControlError as exc:
+            print(f"error: {exc}", file=sys.stderr)
+            return 1
+        print(json.dumps(result, indent=2) if not isinstance(result, str) else result)
+        return 0
+    logging.basicConfig(
+        level=args.log_level.upper(), format="%(asctime)s %(levelname)s %(name)s: %(message)s"
+    )
+    if args.log_level.upper() != "DEBUG":
+        logging.getLogger("websockets").setLevel(logging.WARNING)
+    try:
+        with contextlib.suppress(KeyboardInterrupt):
+            asyncio.run(_run(cfg))
+    except StorageError as exc:
+        print(f"error: storage: {exc}", file=sys.stderr)
+        return 3
+    return 0
+
+
+if __name__ == "__main__":
+    sys.exit(main())

@@ -1,0 +1,120 @@
+"""The agent: store, settings, station and CSMS link wired together, restarted in-process on Reset."""
+
+from __future__ import annotations
+
+import asyncio
+import contextlib
+import logging
+import random
+from typing import Any
+
+from chargepoint.config import AgentConfig
+from chargepoint.core.model import ResetKind, StopReason
+from chargepoint.core.settings import SPECS, Settings
+from chargepoint.core.station import ConnectorPorts, Station, StationTiming
+from chargepoint.csms.link import Link
+from chargepoint.ports import Clock, CounterIds, IdGenerator, SystemClock
+from chargepoint.store import Store
+from hardware.factory import SimConnector, build_ports
+
+log = logging.getLogger(__name__)
+
+SOFT_RESET_DRAIN_S = 10.0
+SHUTDOWN_DRAIN_S = 3.0
+
+
+class Agent:
+    """One charge point: runs until ``shutdown()``; a Reset restarts everything but the hardware."""
+
+    def __init__(
+        self,
+        config: AgentConfig,
+        *,
+        ports: dict[int, ConnectorPorts] | None = None,
+        clock: Clock | None = None,
+        ids: IdGenerator | None = None,
+        rng: random.Random | None = None,
+        timing: StationTiming | None = None,
+    ) -> None:
+        self.config = config
+        self.sims: dict[int, SimConnector] = {}
+        if ports is None:
+            ports = {}
+            for index, cfg in enumerate(config.connectors):
+                ports[cfg.id], self.sims[cfg.id] = build_ports(index, cfg)
+        self.ports = ports
+        self.clock = clock or SystemClock()
+        self.ids = ids or CounterIds(prefix=f"{config.station.id}-{random.getrandbits(32):08x}-")
+        self.rng = rng or random.Random()
+        self.timing = timing or StationTiming(meter_poll_s=config.meter_poll_s)
+        self.station: Station | None = None
+        self.link: Link | None = None
+        self.store: Store | None = None
+        self.boots = 0
+        self.resets: list[ResetKind] = []
+        self._shutdown = asyncio.Event()
+        self.started = asyncio.Event()
+
+    def _settings(self, store: Store) -> Settings:
+        overrides: dict[str, Any] = {
+            name: SPECS[name].parse(text) for name, text in self.config.settings.items()
+        }
+        overrides["number_of_connectors"] = len(self.ports)
+        return Settings(store.settings(), overrides=overrides, on_change=store.put_setting)
+
+    async def run(self) -> None:
+        """Run until shutdown, restarting in-process after each Reset."""
+        while not self._shutdown.is_set():
+            kind = await self._run_once()
+            if kind is None:
+                return
+            self.resets.append(kind)
+            log.warning("%s reset: restarting the agent", kind.name.lower())
+
+    async def _run_once(self) -> ResetKind | None:
+        cfg = self.config
+        store = Store(cfg.storage.path, durable=cfg.storage.durable, outbox_limit=cfg.storage.outbox_limit)
+        self.store = store
+        settings = self._settings(store)
+        station = Station(
+            self.ports, store, settings, self.clock, timing=self.timing, unlock_supported=cfg.unlock_supported
+        )
+        link = Link(cfg.station, cfg.csms, station, store, settings, self.clock, self.ids, rng=self.rng)
+        station.attach(link)
+        self.station, self.link = station, link
+        await station.start()
+        self.boots += 1
+        link_task = asyncio.create_task(link.run(), name="link")
+        shutdown_task = asyncio.create_task(self._shutdown.wait(), name="shutdown-wait")
+        assert station.reset_requested is not None
+        waiters: list[asyncio.Future[Any]] = [station.reset_requested, shutdown_task, link_task]
+        self.started.set()
+        try:
+            await asyncio.wait(waiters, return_when=asyncio.FIRST_COMPLETED)
+            if link_task.done() and not link_task.cancelled() and link_task.exception():
+                log.error("CSMS link crashed", exc_info=link_task.exception())
+            kind = station.reset_requested.result() if station.reset_requested.done() else None
+            reason = {
+                ResetKind.SOFT: StopReason.SOFT_RESET,
+                ResetKind.HARD: StopReason.HARD_RESET,
+                None: StopReason.REBOOT,
+            }[kind]
+            await station.stop(reason)
+            # Soft reset and shutdown give queued messages a moment to go out; hard reset does not wait.
+            if kind is not ResetKind.HARD:
+                await link.drain(SOFT_RESET_DRAIN_S if kind else SHUTDOWN_DRAIN_S)
+            return kind
+        finally:
+            self.started.clear()
+            shutdown_task.cancel()
+            link_task.cancel()
+            with contextlib.suppress(asyncio.CancelledError, Exception):
+                await link_task
+            with contextlib.suppress(Exception):
+                await link.close()
+            await station.stop()
+            store.close()
+
+    def shutdown(self) -> None:
+        """Stop the agent: transactions end (reason Reboot), relays open."""
+        self._shutdown.set()

@@ -1,0 +1,310 @@
+"""Agent configuration: one TOML file -> frozen dataclasses, validated once at start; errors name the key."""
+
+from __future__ import annotations
+
+import tomllib
+from collections.abc import Mapping
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Any, cast
+from urllib.parse import urlparse
+
+from chargepoint.core.settings import SPECS
+from chargepoint.errors import ConfigError
+
+OCPP_VERSIONS = ("1.6",)
+
+
+@dataclass(frozen=True)
+class StationIdentity:
+    """Who the charge point says it is."""
+
+    id: str
+    vendor: str = "OpenChargeStack"
+    model: str = "PiCharger"
+    serial_number: str | None = None
+    firmware_version: str = "0.1.0"
+
+
+@dataclass(frozen=True)
+class CsmsConfig:
+    """Where the central system is and how to talk to it."""
+
+    url: str
+    ocpp_version: str = "1.6"
+    security_profile: int = 0
+    password: str | None = None
+    ca_file: str | None = None
+    client_cert: str | None = None
+    client_key: str | None = None
+    response_timeout_s: float = 30.0
+    boot_retry_s: float = 30.0
+    reconnect_min_s: float = 1.0
+    reconnect_max_s: float = 60.0
+    reconnect_jitter_s: float = 1.0
+    max_message_bytes: int = 1 << 20
+
+
+@dataclass(frozen=True)
+class StorageConfig:
+    """Where the agent keeps its state."""
+
+    path: str
+    durable: bool = True
+    outbox_limit: int = 10_000
+
+
+@dataclass(frozen=True)
+class DriverConfig:
+    """A hardware driver by name, with its own options."""
+
+    driver: str
+    options: Mapping[str, Any] = field(default_factory=dict)
+
+
+@dataclass(frozen=True)
+class ConnectorConfig:
+    """One connector and its hardware."""
+
+    id: int
+    relay: DriverConfig
+    meter: DriverConfig
+    plug: DriverConfig
+    reader: DriverConfig | None
+    max_current_a: float = 32.0
+
+
+@dataclass(frozen=True)
+class AgentConfig:
+    """The whole configuration of one agent."""
+
+    station: StationIdentity
+    csms: CsmsConfig
+    storage: StorageConfig
+    connectors: tuple[ConnectorConfig, ...]
+    control_socket: str | None = None
+    settings: Mapping[str, str] = field(default_factory=dict)
+    meter_poll_s: float = 1.0
+    unlock_supported: bool = True
+    source: str = "<memory>"
+
+
+class _Section:
+    """Reads typed values out of one TOML table, naming the full key in every error."""
+
+    def __init__(self, data: Any, prefix: str) -> None:
+        if not isinstance(data, dict):
+            raise ConfigError(prefix, "must be a table")
+        self.data = data
+        self.prefix = prefix
+        self.used: set[str] = set()
+
+    def key(self, name: str) -> str:
+        return f"{self.prefix}.{name}" if self.prefix else name
+
+    def get(
+        self,
+        name: str,
+        kind: type | tuple[type, ...],
+        default: Any = ...,
+        *,
+        lo: float | None = None,
+        hi: float | None = None,
+        choices: tuple[Any, ...] | None = None,
+    ) -> Any:
+        self.used.add(name)
+        if name not in self.data:
+            if default is ...:
+                raise ConfigError(self.key(name), "is required")
+            return default
+        value: Any = self.data[name]
+        kinds = kind if isinstance(kind, tuple) else (kind,)
+        if float in kinds and isinstance(value, int) and not isinstance(value, bool):
+            value = float(value)
+        if not isinstance(value, kinds) or (isinstance(value, bool) and bool not in kinds):
+            names = " or ".join(k.__name__ for k in kinds)
+            raise ConfigError(self.key(name), f"must be {names}, got {type(value).__name__} {value!r}")
+        number = cast("float", value)
+        if lo is not None and number < lo:
+            raise ConfigError(self.key(name), f"must be >= {lo:g}, got {value!r}")
+        if hi is not None and number > hi:
+            raise ConfigError(self.key(name), f"must be <= {hi:g}, got {value!r}")
+        if choices is not None and value not in choices:
+            raise ConfigError(self.key(name), f"must be one of {', '.join(map(str, choices))}, got {value!r}")
+        return value
+
+    def table(self, name: str, required: bool = True) -> _Section | None:
+        self.used.add(name)
+        if name not in self.data:
+            if required:
+                raise ConfigError(self.key(name), "is required")
+            return None
+        return _Section(self.data[name], self.key(name))
+
+    def done(self) -> None:
+        unknown = sorted(set(self.data) - self.used)
+        if unknown:
+            raise ConfigError(self.key(unknown[0]), "is not a known key")
+
+
+def _driver(section: _Section, name: str, required: bool = True) -> DriverConfig | None:
+    table = section.table(name, required)
+    if table is None:
+        return None
+    driver = table.get("driver", str)
+    options = {k: v for k, v in table.data.items() if k != "driver"}
+    return DriverConfig(driver, options)
+
+
+def parse(data: dict[str, Any], *, base_dir: Path | None = None, source: str = "<memory>") -> AgentConfig:
+    """Validate a parsed TOML document into an AgentConfig; raises ConfigError naming the bad key."""
+    root = _Section(data, "")
+    base = base_dir or Path.cwd()
+
+    st = root.table("station")
+    assert st is not None
+    station = StationIdentity(
+        id=st.get("id", str),
+        vendor=st.get("vendor", str, "OpenChargeStack"),
+        model=st.get("model", str, "PiCharger"),
+        serial_number=st.get("serial_number", str, None),
+        firmware_version=st.get("firmware_version", str, "0.1.0"),
+    )
+    if not station.id or len(station.id) > 48 or "/" in station.id:
+        raise ConfigError("station.id", "must be 1-48 characters without '/'")
+    st.done()
+
+    cs = root.table("csms")
+    assert cs is not None
+    url = cs.get("url", str)
+    scheme = urlparse(url).scheme
+    if scheme not in ("ws", "wss") or not urlparse(url).hostname:
+        raise ConfigError("csms.url", f"must be a ws:// or wss:// URL, got {url!r}")
+    profile = cs.get("security_profile", int, 0, choices=(0, 1, 2, 3))
+
+    def path_opt(name: str) -> str | None:
+        value = cs.get(name, str, None)
+        if value is None:
+            return None
+        resolved = (base / value) if not Path(value).is_absolute() else Path(value)
+        if not resolved.is_file():
+            raise ConfigError(f"csms.{name}", f"file {str(resolved)!r} does not exist")
+        return str(resolved)
+
+    csms = CsmsConfig(
+        url=url.rstrip("/"),
+        ocpp_version=cs.get("ocpp_version", str, "1.6", choices=OCPP_VERSIONS),
+        security_profile=profile,
+        password=cs.get("password", str, None),
+        ca_file=path_opt("ca_file"),
+        client_cert=path_opt("client_cert"),
+        client_key=path_opt("client_key"),
+        response_timeout_s=cs.get("response_timeout_s", float, 30.0, lo=0.1, hi=600),
+        boot_retry_s=cs.get("boot_retry_s", float, 30.0, lo=0.1, hi=86400),
+        reconnect_min_s=cs.get("reconnect_min_s", float, 1.0, lo=0.01, hi=3600),
+        reconnect_max_s=cs.get("reconnect_max_s", float, 60.0, lo=0.01, hi=86400),
+        reconnect_jitter_s=cs.get("reconnect_jitter_s", float, 1.0, lo=0, hi=3600),
+        max_message_bytes=cs.get("max_message_bytes", int, 1 << 20, lo=1024, hi=64 << 20),
+    )
+    cs.done()
+    if profile in (1, 2) and not csms.password:
+        raise ConfigError("csms.password", f"is required for security profile {profile}")
+    if profile >= 2 and scheme != "wss":
+        raise ConfigError("csms.url", f"must be wss:// for security profile {profile}")
+    if profile == 3 and not (csms.client_cert and csms.client_key):
+        raise ConfigError("csms.client_cert", "and csms.client_key are required for security profile 3")
+    if csms.reconnect_max_s < csms.reconnect_min_s:
+        raise ConfigError("csms.reconnect_max_s", "must be >= csms.reconnect_min_s")
+
+    sto = root.table("storage")
+    assert sto is not None
+    raw_path = sto.get("path", str)
+    db_path = raw_path if raw_path == ":memory:" or Path(raw_path).is_absolute() else str(base / raw_path)
+    storage = StorageConfig(
+        path=db_path,
+        durable=sto.get("durable", bool, True),
+        outbox_limit=sto.get("outbox_limit", int, 10_000, lo=10, hi=10_000_000),
+    )
+    sto.done()
+
+    raw_connectors = root.data.get("connectors")
+    root.used.add("connectors")
+    if not isinstance(raw_connectors, list) or not raw_connectors:
+        raise ConfigError("connectors", "must be a non-empty array of tables ([[connectors]])")
+    connectors = []
+    for index, raw in enumerate(raw_connectors):
+        c = _Section(raw, f"connectors[{index}]")
+        relay, meter, plug = _driver(c, "relay"), _driver(c, "meter"), _driver(c, "plug")
+        assert relay and meter and plug
+        connectors.append(
+            ConnectorConfig(
+                id=c.get("id", int, lo=1, hi=99),
+                relay=relay,
+                meter=meter,
+                plug=plug,
+                reader=_driver(c, "reader", required=False),
+                max_current_a=c.get("max_current_a", float, 32.0, lo=6, hi=500),
+            )
+        )
+        c.done()
+    ids = [c.id for c in connectors]
+    if sorted(ids) != list(range(1, len(ids) + 1)):
+        raise ConfigError("connectors", f"ids must be 1..{len(ids)} without gaps, got {ids}")
+
+    settings: dict[str, str] = {}
+    ocpp_table = root.table("settings", required=False)
+    if ocpp_table is not None:
+        for name, value in ocpp_table.data.items():
+            spec = SPECS.get(name)
+            if spec is None:
+                raise ConfigError(f"settings.{name}", f"is not a known setting ({', '.join(sorted(SPECS))})")
+            text = (
+                ("true" if value else "false")
+                if isinstance(value, bool)
+                else (",".join(value) if isinstance(value, list) else str(value))
+            )
+            try:
+                spec.parse(text)
+            except ValueError as exc:
+                raise ConfigError(f"settings.{name}", str(exc)) from None
+            settings[name] = text
+
+    ctl = root.table("control", required=False)
+    control_socket = None
+    if ctl is not None:
+        sock = ctl.get("socket", str, None)
+        control_socket = sock if sock is None or Path(sock).is_absolute() else str(base / sock)
+        ctl.done()
+
+    agent = root.table("agent", required=False)
+    meter_poll_s, unlock_supported = 1.0, True
+    if agent is not None:
+        meter_poll_s = agent.get("meter_poll_s", float, 1.0, lo=0.05, hi=60)
+        unlock_supported = agent.get("unlock_supported", bool, True)
+        agent.done()
+    root.done()
+    return AgentConfig(
+        station,
+        csms,
+        storage,
+        tuple(connectors),
+        control_socket,
+        settings,
+        meter_poll_s,
+        unlock_supported,
+        source,
+    )
+
+
+def load(path: str | Path) -> AgentConfig:
+    """Read and validate a TOML configuration file."""
+    p = Path(path)
+    try:
+        text = p.read_text(encoding="utf-8")
+    except OSError as exc:
+        raise ConfigError("<file>", f"cannot read {p}: {exc.strerror}") from exc
+    try:
+        data = tomllib.loads(text)
+    except tomllib.TOMLDecodeError as exc:
+        raise ConfigError("<file>", f"{p} is not valid TOML: {exc}") from exc
+    return parse(data, base_dir=p.resolve().parent, source=str(p))

@@ -1,0 +1,1 @@
+"""The version-neutral core: connectors, sessions, authorization, metering. Imports no protocol or hardware library."""

@@ -1,0 +1,123 @@
+"""A connector as a ``transitions`` state machine: states are an Enum, transitions one table.
+
+Conditions are pure; the station does the I/O (relay, store, CSMS) around each trigger.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Callable
+from dataclasses import dataclass
+from datetime import datetime
+from typing import Any
+
+from transitions import Machine
+
+from chargepoint.core.model import ConnectorState, ErrorCode
+
+S = ConnectorState
+_IN_TX = [S.CHARGING, S.SUSPENDED_EV, S.SUSPENDED_EVSE]
+
+# trigger, source(s), destination. Every pair here is a legal StatusNotification transition (OCPP 1.6 §4.9),
+# which tests/unit/test_connector.py checks against the spec's table.
+TRANSITIONS: list[dict[str, Any]] = [
+    {"trigger": "plug_in", "source": S.AVAILABLE, "dest": S.PREPARING},
+    {"trigger": "identified", "source": S.AVAILABLE, "dest": S.PREPARING},
+    {"trigger": "start_charging", "source": S.PREPARING, "dest": S.CHARGING},
+    {"trigger": "ev_suspend", "source": S.CHARGING, "dest": S.SUSPENDED_EV},
+    {"trigger": "ev_resume", "source": S.SUSPENDED_EV, "dest": S.CHARGING},
+    {"trigger": "evse_suspend", "source": [S.CHARGING, S.SUSPENDED_EV], "dest": S.SUSPENDED_EVSE},
+    {"trigger": "evse_resume", "source": S.SUSPENDED_EVSE, "dest": S.CHARGING},
+    {"trigger": "finish", "source": _IN_TX, "dest": S.FINISHING},
+    {"trigger": "cable_gone", "source": [S.PREPARING, S.FINISHING, *_IN_TX], "dest": S.AVAILABLE},
+    {"trigger": "abandon", "source": S.PREPARING, "dest": S.AVAILABLE},
+    {"trigger": "disable", "source": [S.AVAILABLE, S.FINISHING], "dest": S.UNAVAILABLE},
+    {"trigger": "enable", "source": S.UNAVAILABLE, "dest": S.AVAILABLE},
+    {"trigger": "fail", "source": [s for s in S if s is not S.FAULTED], "dest": S.FAULTED},
+]
+
+
+@dataclass
+class ActiveTransaction:
+    """The transaction running on a connector (its durable twin is the store's row)."""
+
+    local_id: int
+    id_tag: str
+    parent_id_tag: str | None
+    started_at: datetime
+    meter_start_wh: int
+    authorized: bool = True
+    csms_id: int | None = None
+
+
+class Connector:
+    """One connector's state, plug, transaction, faults and availability."""
+
+    state: ConnectorState
+    # Triggers, attached by ``transitions`` from TRANSITIONS; declared here for the type checker.
+    plug_in: Callable[[], bool]
+    identified: Callable[[], bool]
+    start_charging: Callable[[], bool]
+    ev_suspend: Callable[[], bool]
+    ev_resume: Callable[[], bool]
+    evse_suspend: Callable[[], bool]
+    evse_resume: Callable[[], bool]
+    finish: Callable[[], bool]
+    cable_gone: Callable[[], bool]
+    abandon: Callable[[], bool]
+    disable: Callable[[], bool]
+    enable: Callable[[], bool]
+    fail: Callable[[], bool]
+
+    def __init__(self, connector_id: int, *, operative: bool = True) -> None:
+        self.id = connector_id
+        self.plugged = False
+        self.transaction: ActiveTransaction | None = None
+        self.pending_id_tag: str | None = None  # identified (or remote start) and waiting for the cable
+        self.pending_parent: str | None = None
+        self.faults: dict[ErrorCode, str | None] = {}
+        self.state_before_fault: ConnectorState | None = None
+        self.operative = operative
+        self.scheduled_operative: bool | None = None
+        self.machine = Machine(
+            model=self,
+            states=ConnectorState,
+            transitions=TRANSITIONS,
+            initial=S.AVAILABLE if operative else S.UNAVAILABLE,
+            auto_transitions=False,
+            ignore_invalid_triggers=False,
+        )
+
+    # pure questions
+    @property
+    def in_transaction(self) -> bool:
+        """True while a transaction runs here."""
+        return self.transaction is not None
+
+    @property
+    def error_code(self) -> ErrorCode:
+        """The first active fault, or NO_ERROR."""
+        return next(iter(self.faults), ErrorCode.NO_ERROR)
+
+    @property
+    def fault_info(self) -> str | None:
+        """Free text of the first active fault."""
+        return next(iter(self.faults.values()), None)
+
+    def can(self, trigger: str) -> bool:
+        """Whether ``trigger`` is legal from the current state."""
+        return bool(self.machine.get_triggers(self.state).count(trigger))
+
+    def resting_state(self) -> ConnectorState:
+        """The state this connector belongs in when nothing else is happening (after a fault or enable)."""
+        if not self.operative and self.transaction is None:
+            return S.UNAVAILABLE
+        if self.transaction is not None:
+            return S.CHARGING if self.transaction.authorized and self.plugged else S.SUSPENDED_EVSE
+        if self.plugged or self.pending_id_tag is not None:
+            return S.PREPARING
+        return S.AVAILABLE
+
+    def settle(self, state: ConnectorState) -> None:
+        """Jump to ``state`` directly: only for fault recovery and start-up, where the table has no edge."""
+        self.machine.set_state(state)
+        self.state = state

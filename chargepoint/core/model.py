@@ -1,0 +1,207 @@
+"""Version-neutral vocabulary of the core. Every member maps to each OCPP version's enums (csms/*/mapping.py)."""
+
+from __future__ import annotations
+
+from dataclasses import dataclass, field
+from datetime import datetime
+from enum import Enum
+from typing import Any
+
+
+class ConnectorState(Enum):
+    """What a connector is doing, the way a driver and the CSMS see it."""
+
+    AVAILABLE = "available"
+    PREPARING = "preparing"
+    CHARGING = "charging"
+    SUSPENDED_EV = "suspended_ev"
+    SUSPENDED_EVSE = "suspended_evse"
+    FINISHING = "finishing"
+    RESERVED = "reserved"
+    UNAVAILABLE = "unavailable"
+    FAULTED = "faulted"
+
+
+class ErrorCode(Enum):
+    """Why a connector is faulted (or a warning while it is not)."""
+
+    NO_ERROR = "no_error"
+    CONNECTOR_LOCK_FAILURE = "connector_lock_failure"
+    EV_COMMUNICATION_ERROR = "ev_communication_error"
+    GROUND_FAILURE = "ground_failure"
+    HIGH_TEMPERATURE = "high_temperature"
+    INTERNAL_ERROR = "internal_error"
+    LOCAL_LIST_CONFLICT = "local_list_conflict"
+    OTHER_ERROR = "other_error"
+    OVER_CURRENT_FAILURE = "over_current_failure"
+    OVER_VOLTAGE = "over_voltage"
+    POWER_METER_FAILURE = "power_meter_failure"
+    POWER_SWITCH_FAILURE = "power_switch_failure"
+    READER_FAILURE = "reader_failure"
+    RESET_FAILURE = "reset_failure"
+    UNDER_VOLTAGE = "under_voltage"
+    WEAK_SIGNAL = "weak_signal"
+
+
+class Measurand(Enum):
+    """Measured quantities; values are the OCPP measurand names shared by 1.6 and 2.0.1."""
+
+    ENERGY_ACTIVE_IMPORT_REGISTER = "Energy.Active.Import.Register"
+    POWER_ACTIVE_IMPORT = "Power.Active.Import"
+    CURRENT_IMPORT = "Current.Import"
+    VOLTAGE = "Voltage"
+    FREQUENCY = "Frequency"
+    SOC = "SoC"
+
+
+class ReadingContext(Enum):
+    """Why a meter sample was taken."""
+
+    TRANSACTION_BEGIN = "transaction_begin"
+    TRANSACTION_END = "transaction_end"
+    SAMPLE_PERIODIC = "sample_periodic"
+    SAMPLE_CLOCK = "sample_clock"
+    TRIGGER = "trigger"
+
+
+class StopReason(Enum):
+    """Why a transaction ended."""
+
+    LOCAL = "local"
+    REMOTE = "remote"
+    EV_DISCONNECTED = "ev_disconnected"
+    HARD_RESET = "hard_reset"
+    SOFT_RESET = "soft_reset"
+    POWER_LOSS = "power_loss"
+    REBOOT = "reboot"
+    DEAUTHORIZED = "deauthorized"
+    EMERGENCY_STOP = "emergency_stop"
+    UNLOCK_COMMAND = "unlock_command"
+    OTHER = "other"
+
+
+class AuthStatus(Enum):
+    """Outcome of authorizing an idTag."""
+
+    ACCEPTED = "accepted"
+    BLOCKED = "blocked"
+    EXPIRED = "expired"
+    INVALID = "invalid"
+    CONCURRENT_TX = "concurrent_tx"
+
+
+class AvailabilityResult(Enum):
+    """Answer to a change of availability."""
+
+    ACCEPTED = "accepted"
+    REJECTED = "rejected"
+    SCHEDULED = "scheduled"
+
+
+class UnlockResult(Enum):
+    """Answer to an unlock request."""
+
+    UNLOCKED = "unlocked"
+    UNLOCK_FAILED = "unlock_failed"
+    NOT_SUPPORTED = "not_supported"
+
+
+class ResetKind(Enum):
+    """Soft: restart the agent gracefully. Hard: restart as after a power cycle."""
+
+    SOFT = "soft"
+    HARD = "hard"
+
+
+class LocalListUpdate(Enum):
+    """How a new local authorization list applies."""
+
+    FULL = "full"
+    DIFFERENTIAL = "differential"
+
+
+class LocalListResult(Enum):
+    """Answer to a local-list update."""
+
+    ACCEPTED = "accepted"
+    FAILED = "failed"
+    NOT_SUPPORTED = "not_supported"
+    VERSION_MISMATCH = "version_mismatch"
+
+
+@dataclass(frozen=True, slots=True)
+class IdTagInfo:
+    """What is known about an idTag: status, optional expiry and parent (group) id."""
+
+    status: AuthStatus
+    expiry: datetime | None = None
+    parent_id_tag: str | None = None
+
+    def effective(self, now: datetime) -> IdTagInfo:
+        """This info as of ``now``: an Accepted entry past its expiry counts as Expired."""
+        if self.status is AuthStatus.ACCEPTED and self.expiry is not None and self.expiry <= now:
+            return IdTagInfo(AuthStatus.EXPIRED, self.expiry, self.parent_id_tag)
+        return self
+
+    def to_json(self) -> dict[str, Any]:
+        """Plain JSON form for storage."""
+        return {
+            "status": self.status.value,
+            "expiry": self.expiry.isoformat() if self.expiry else None,
+            "parent_id_tag": self.parent_id_tag,
+        }
+
+    @classmethod
+    def from_json(cls, data: dict[str, Any]) -> IdTagInfo:
+        """Inverse of ``to_json``."""
+        expiry = data.get("expiry")
+        return cls(
+            AuthStatus(data["status"]),
+            datetime.fromisoformat(expiry) if expiry else None,
+            data.get("parent_id_tag"),
+        )
+
+
+@dataclass(frozen=True, slots=True)
+class SampledValue:
+    """One measured value, in the unit the measurand implies (Wh, W, A, V, Hz, %)."""
+
+    measurand: Measurand
+    value: float
+    phase: str | None = None
+
+
+UNITS: dict[Measurand, str] = {
+    Measurand.ENERGY_ACTIVE_IMPORT_REGISTER: "Wh",
+    Measurand.POWER_ACTIVE_IMPORT: "W",
+    Measurand.CURRENT_IMPORT: "A",
+    Measurand.VOLTAGE: "V",
+    Measurand.FREQUENCY: "Hz",
+    Measurand.SOC: "Percent",
+}
+
+
+@dataclass(frozen=True, slots=True)
+class Sample:
+    """Values taken at one instant for one reason."""
+
+    timestamp: datetime
+    context: ReadingContext
+    values: tuple[SampledValue, ...] = field(default_factory=tuple)
+
+    def to_json(self) -> dict[str, Any]:
+        """Plain JSON form for the outbox."""
+        return {
+            "timestamp": self.timestamp.isoformat(),
+            "context": self.context.value,
+            "values": [[v.measurand.value, v.value, v.phase] for v in self.values],
+        }
+
+    @classmethod
+    def from_json(cls, data: dict[str, Any]) -> Sample:
+        """Inverse of ``to_json``."""
+        return cls(
+            datetime.fromisoformat(data["timestamp"]),
+            ReadingContext(data["context"]),
+            tuple(SampledValue(Measurand(m), float(v), p) for m, v, p in data["values"]),
+        )

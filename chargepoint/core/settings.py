@@ -1,0 +1,182 @@
+"""Runtime settings the central system may read and change, by version-neutral name.
+
+Each OCPP version maps its own key names onto these (see ``csms/v16/mapping.py``). Values are typed,
+validated here once, and persisted by the store as text.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Callable, Iterable
+from dataclasses import dataclass
+from enum import Enum
+from typing import Any
+
+from chargepoint.core.model import Measurand
+
+
+class Kind(Enum):
+    """How a setting's value is typed."""
+
+    BOOL = "bool"
+    INT = "int"
+    STR = "str"
+    MEASURANDS = "measurands"
+
+
+@dataclass(frozen=True, slots=True)
+class SettingSpec:
+    """One setting: its type, default, allowed range and how a change takes effect."""
+
+    name: str
+    kind: Kind
+    default: Any
+    readonly: bool = False
+    reboot_required: bool = False
+    min_value: int | None = None
+    max_value: int | None = None
+
+    def parse(self, text: str) -> Any:
+        """Turn the text form into a typed value; raises ValueError naming what is allowed."""
+        text = text.strip()
+        if self.kind is Kind.BOOL:
+            low = text.lower()
+            if low not in ("true", "false"):
+                raise ValueError(f"{self.name} must be true or false")
+            return low == "true"
+        if self.kind is Kind.INT:
+            try:
+                value = int(text)
+            except ValueError:
+                raise ValueError(f"{self.name} must be an integer") from None
+            if self.min_value is not None and value < self.min_value:
+                raise ValueError(f"{self.name} must be >= {self.min_value}")
+            if self.max_value is not None and value > self.max_value:
+                raise ValueError(f"{self.name} must be <= {self.max_value}")
+            return value
+        if self.kind is Kind.MEASURANDS:
+            items = [part.strip() for part in text.split(",") if part.strip()]
+            try:
+                parsed = tuple(Measurand(item) for item in items)
+            except ValueError:
+                allowed = ", ".join(m.value for m in Measurand)
+                raise ValueError(f"{self.name} must list measurands from: {allowed}") from None
+            if self.max_value is not None and len(parsed) > self.max_value:
+                raise ValueError(f"{self.name} takes at most {self.max_value} measurands")
+            return parsed
+        return text
+
+    def format(self, value: Any) -> str:
+        """The text form of a typed value."""
+        if self.kind is Kind.BOOL:
+            return "true" if value else "false"
+        if self.kind is Kind.MEASURANDS:
+            return ",".join(m.value for m in value)
+        return str(value)
+
+
+_ENERGY = (Measurand.ENERGY_ACTIVE_IMPORT_REGISTER,)
+MAX_MEASURANDS = len(Measurand)
+
+SPECS: dict[str, SettingSpec] = {
+    spec.name: spec
+    for spec in (
+        SettingSpec("heartbeat_interval_s", Kind.INT, 300, min_value=0, max_value=86400),
+        SettingSpec("connection_timeout_s", Kind.INT, 60, min_value=1, max_value=3600),
+        SettingSpec("meter_value_sample_interval_s", Kind.INT, 60, min_value=0, max_value=86400),
+        SettingSpec("clock_aligned_data_interval_s", Kind.INT, 0, min_value=0, max_value=86400),
+        SettingSpec("meter_values_sampled_data", Kind.MEASURANDS, _ENERGY, max_value=MAX_MEASURANDS),
+        SettingSpec("meter_values_aligned_data", Kind.MEASURANDS, _ENERGY, max_value=MAX_MEASURANDS),
+        SettingSpec("stop_txn_sampled_data", Kind.MEASURANDS, (), max_value=MAX_MEASURANDS),
+        SettingSpec("stop_txn_aligned_data", Kind.MEASURANDS, (), max_value=MAX_MEASURANDS),
+        SettingSpec("local_pre_authorize", Kind.BOOL, False),
+        SettingSpec("local_authorize_offline", Kind.BOOL, True),
+        SettingSpec("authorization_cache_enabled", Kind.BOOL, True),
+        SettingSpec("allow_offline_tx_for_unknown_id", Kind.BOOL, False),
+        SettingSpec("stop_transaction_on_invalid_id", Kind.BOOL, True),
+        SettingSpec("max_energy_on_invalid_id_wh", Kind.INT, 0, min_value=0, max_value=10_000_000),
+        SettingSpec("stop_transaction_on_ev_side_disconnect", Kind.BOOL, True),
+        SettingSpec("unlock_connector_on_ev_side_disconnect", Kind.BOOL, True),
+        SettingSpec("authorize_remote_tx_requests", Kind.BOOL, False),
+        SettingSpec("local_auth_list_enabled", Kind.BOOL, True),
+        SettingSpec("transaction_message_attempts", Kind.INT, 3, min_value=1, max_value=100),
+        SettingSpec("transaction_message_retry_interval_s", Kind.INT, 60, min_value=0, max_value=86400),
+        SettingSpec("minimum_status_duration_s", Kind.INT, 0, min_value=0, max_value=3600),
+        SettingSpec("reset_retries", Kind.INT, 1, min_value=0, max_value=10),
+        # Ping interval is applied when the WebSocket is opened, so a change needs a reconnect.
+        SettingSpec(
+            "websocket_ping_interval_s", Kind.INT, 60, min_value=0, max_value=3600, reboot_required=True
+        ),
+        SettingSpec("number_of_connectors", Kind.INT, 1, readonly=True),
+        SettingSpec("get_configuration_max_keys", Kind.INT, 64, readonly=True),
+        SettingSpec("local_auth_list_max_length", Kind.INT, 10_000, readonly=True),
+        SettingSpec("send_local_list_max_length", Kind.INT, 1_000, readonly=True),
+        SettingSpec("measurands_max_length", Kind.INT, MAX_MEASURANDS, readonly=True),
+        SettingSpec("supported_feature_profiles", Kind.STR, "", readonly=True),
+        SettingSpec("connector_phase_rotation", Kind.STR, "0.RST"),
+        SettingSpec("resume_transactions_after_power_loss", Kind.BOOL, False),
+    )
+}
+
+
+class Settings:
+    """Typed current values of every setting, with a hook that persists each change."""
+
+    def __init__(
+        self,
+        stored: dict[str, str] | None = None,
+        overrides: dict[str, Any] | None = None,
+        on_change: Callable[[str, str], None] | None = None,
+    ) -> None:
+        self._values: dict[str, Any] = {name: spec.default for name, spec in SPECS.items()}
+        for name, value in (overrides or {}).items():
+            self._values[name] = value
+        for name, text in (stored or {}).items():
+            spec = SPECS.get(name)
+            if spec is None or spec.readonly:
+                continue
+            try:
+                self._values[name] = spec.parse(text)
+            except ValueError:
+                continue  # a value stored by an older version that no longer parses keeps the default
+        self._on_change = on_change
+
+    def __getitem__(self, name: str) -> Any:
+        return self._values[name]
+
+    def get_int(self, name: str) -> int:
+        """An integer setting."""
+        value = self._values[name]
+        assert isinstance(value, int)
+        return value
+
+    def get_bool(self, name: str) -> bool:
+        """A boolean setting."""
+        return bool(self._values[name])
+
+    def measurands(self, name: str) -> tuple[Measurand, ...]:
+        """A measurand-list setting."""
+        value = self._values[name]
+        assert isinstance(value, tuple)
+        return value
+
+    def text(self, name: str) -> str:
+        """The text form of a setting's current value."""
+        return SPECS[name].format(self._values[name])
+
+    def set_text(self, name: str, text: str) -> bool:
+        """Parse, validate, store and persist a new value; returns whether a reboot is needed.
+
+        Raises KeyError for an unknown name, PermissionError for a read-only one, ValueError for a bad value.
+        """
+        spec = SPECS[name]
+        if spec.readonly:
+            raise PermissionError(f"{name} is read-only")
+        value = spec.parse(text)
+        if self._on_change is not None:
+            self._on_change(name, spec.format(value))
+        self._values[name] = value
+        return spec.reboot_required
+
+    def names(self) -> Iterable[str]:
+        """Every setting name."""
+        return SPECS.keys()

@@ -1,0 +1,879 @@
+"""The station: connectors, their hardware ports, sessions, metering and recovery, independent of OCPP.
+
+The OCPP adapters call the command methods (remote start, reset, ...) and implement ``CsmsPort``; the hardware
+drivers sit behind the ports. Safety rule: the relay opens first, and opening it never waits behind a lock.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import contextlib
+import logging
+from collections.abc import Awaitable, Callable, Coroutine
+from dataclasses import dataclass
+from datetime import datetime
+from typing import Any, Protocol
+
+from chargepoint.core.auth import Authorizer
+from chargepoint.core.connector import ActiveTransaction, Connector
+from chargepoint.core.metering import next_aligned, next_periodic, sample
+from chargepoint.core.model import (
+    AuthStatus,
+    AvailabilityResult,
+    ConnectorState,
+    ErrorCode,
+    IdTagInfo,
+    LocalListResult,
+    ReadingContext,
+    ResetKind,
+    Sample,
+    StopReason,
+    UnlockResult,
+)
+from chargepoint.core.settings import Settings
+from chargepoint.errors import HardwareError, MeterError, StorageError
+from chargepoint.ports import Clock, Meter, MeterReading, PlugSensor, Relay, TokenReader
+from chargepoint.store import Store
+
+log = logging.getLogger(__name__)
+S = ConnectorState
+_TX_STATES = (S.CHARGING, S.SUSPENDED_EV, S.SUSPENDED_EVSE)
+
+
+class CsmsPort(Protocol):
+    """What the core needs from the central-system link, whatever the OCPP version."""
+
+    @property
+    def online(self) -> bool:
+        """True when a CALL can be sent right now (connected and boot accepted)."""
+        ...
+
+    async def authorize(self, id_tag: str) -> IdTagInfo:
+        """Authorize online; raises CsmsUnavailable when the CSMS cannot be asked."""
+        ...
+
+    def status_changed(self, connector_id: int) -> None:
+        """A connector's status (or error code) changed; the link reports it when it can."""
+        ...
+
+    def outbox_changed(self) -> None:
+        """Something was queued in the outbox."""
+        ...
+
+
+class OfflineCsms:
+    """The CSMS port before any link is attached: always offline."""
+
+    online = False
+
+    async def authorize(self, id_tag: str) -> IdTagInfo:
+        """Never online."""
+        from chargepoint.errors import CsmsUnavailable
+
+        raise CsmsUnavailable("no CSMS link")
+
+    def status_changed(self, connector_id: int) -> None:
+        """Nothing to tell."""
+
+    def outbox_changed(self) -> None:
+        """Nothing to wake."""
+
+
+@dataclass
+class ConnectorPorts:
+    """The hardware of one connector."""
+
+    relay: Relay
+    meter: Meter
+    plug: PlugSensor
+    reader: TokenReader | None = None
+    max_current_a: float = 32.0
+
+
+@dataclass(frozen=True)
+class StationTiming:
+    """Intervals of the station's own loops (not OCPP settings)."""
+
+    meter_poll_s: float = 1.0
+    meter_failures_for_fault: int = 2
+    persist_meter_s: float = 15.0
+    ev_suspend_threshold_w: float = 1.0
+
+
+class Station:
+    """All connectors of one charge point and the rules that drive them."""
+
+    def __init__(
+        self,
+        ports: dict[int, ConnectorPorts],
+        store: Store,
+        settings: Settings,
+        clock: Clock,
+        *,
+        timing: StationTiming | None = None,
+        unlock_supported: bool = True,
+    ) -> None:
+        self.ports = ports
+        self.store = store
+        self.settings = settings
+        self.clock = clock
+        self.timing = timing or StationTiming()
+        self.unlock_supported = unlock_supported
+        self.csms: CsmsPort = OfflineCsms()
+        self.authorizer = Authorizer(store, settings, self, clock)
+        self.connectors: dict[int, Connector] = {}
+        for cid in sorted(ports):
+            operative = store.get(f"operative.{cid}", "1") == "1"
+            conn = Connector(cid, operative=operative)
+            conn.machine.after_state_change = [lambda c=conn: self._state_changed(c)]
+            self.connectors[cid] = conn
+        self.station_operative = store.get("operative.0", "1") == "1"
+        self.station_faults: dict[ErrorCode, str | None] = {}
+        self.last_reading: dict[int, MeterReading] = {}
+        self._meter_failures: dict[int, int] = dict.fromkeys(ports, 0)
+        self._lock = asyncio.Lock()
+        self._tasks: set[asyncio.Task[Any]] = set()
+        self._tx_tasks: dict[int, asyncio.Task[Any]] = {}
+        self._timeouts: dict[int, asyncio.Task[Any]] = {}
+        self._last_persist: dict[int, float] = {}
+        self.reset_requested: asyncio.Future[ResetKind] | None = None
+        self.listeners: list[Callable[[int], None]] = []
+
+    # The online-authorizer view of the CSMS port, so the Authorizer sees the currently attached link.
+    @property
+    def online(self) -> bool:
+        """True when the CSMS link can take a CALL."""
+        return self.csms.online
+
+    async def authorize(self, id_tag: str) -> IdTagInfo:
+        """Online authorization through the attached link."""
+        return await self.csms.authorize(id_tag)
+
+    def attach(self, csms: CsmsPort) -> None:
+        """Connect the station to a CSMS link."""
+        self.csms = csms
+
+    # life cycle
+    async def start(self) -> None:
+        """Open every relay (safe state), recover transactions left by a crash, and start the loops."""
+        loop = asyncio.get_running_loop()
+        self.reset_requested = loop.create_future()
+        for cid, p in self.ports.items():
+            await self._open_relay(cid)
+            self.connectors[cid].plugged = p.plug.plugged
+            try:
+                self.last_reading[cid] = await p.meter.read()
+            except MeterError:
+                self._meter_failures[cid] = 1
+        await self._recover()
+        for cid, conn in self.connectors.items():
+            if conn.state is S.AVAILABLE and conn.plugged:
+                conn.plug_in()
+            self._spawn(self._watch_plug(cid), f"plug-{cid}")
+            self._spawn(self._poll_meter(cid), f"meter-{cid}")
+            if self.ports[cid].reader is not None:
+                self._spawn(self._watch_reader(cid), f"reader-{cid}")
+        self._spawn(self._clock_aligned(), "clock-aligned")
+
+    async def stop(self, reason: StopReason | None = None) -> None:
+        """Stop the loops and open every relay; with ``reason``, end running transactions first."""
+        if reason is not None:
+            await self.stop_all(reason)
+        for task in [*self._tasks, *self._tx_tasks.values(), *self._timeouts.values()]:
+            task.cancel()
+        for task in [*self._tasks, *self._tx_tasks.values(), *self._timeouts.values()]:
+            with contextlib.suppress(asyncio.CancelledError, Exception):
+                await task
+        for cid in self.ports:
+            await self._open_relay(cid)
+
+    def _spawn(self, coro: Coroutine[Any, Any, Any], name: str) -> asyncio.Task[Any]:
+        task = asyncio.get_running_loop().create_task(coro, name=name)
+        self._tasks.add(task)
+        task.add_done_callback(self._task_done)
+        return task
+
+    def _task_done(self, task: asyncio.Task[Any]) -> None:
+        self._tasks.discard(task)
+        if not task.cancelled() and task.exception() is not None:
+            log.error("station task %s crashed", task.get_name(), exc_info=task.exception())
+
+    async def _recover(self) -> None:
+        """End (or resume) transactions that were running when the agent last died (EVerest/libocpp style)."""
+        resume = self.settings.get_bool("resume_transactions_after_power_loss")
+        for tx in self.store.active_transactions():
+            conn = self.connectors.get(tx.connector_id)
+            if resume and conn is not None and conn.plugged and conn.operative:
+                log.warning("resuming transaction %s on connector %s after power loss", tx.local_id, conn.id)
+                conn.transaction = ActiveTransaction(
+                    tx.local_id, tx.id_tag, None, tx.started_at, tx.meter_start_wh, True, tx.csms_id
+                )
+                conn.settle(S.CHARGING)
+                self._state_changed(conn)
+                await self._close_relay(conn.id)
+                self._start_sampling(conn)
+                continue
+            log.warning("ending transaction %s after power loss at %s Wh", tx.local_id, tx.last_meter_wh)
+            event = {
+                "connector_id": tx.connector_id,
+                "meter_stop_wh": tx.last_meter_wh,
+                "timestamp": tx.last_meter_at.isoformat(),
+                "reason": StopReason.POWER_LOSS.value,
+                "id_tag": tx.id_tag,
+                "transaction_data": tx.stop_data,
+            }
+            self.store.end_transaction(
+                tx.local_id, StopReason.POWER_LOSS, tx.last_meter_at, tx.last_meter_wh, event
+            )
+            self._apply_scheduled_availability_from_store(tx.connector_id)
+        self.csms.outbox_changed()
+
+    def _apply_scheduled_availability_from_store(self, cid: int) -> None:
+        conn = self.connectors.get(cid)
+        if conn is not None and not conn.operative and conn.state is S.AVAILABLE:
+            conn.disable()
+
+    # status
+    def _state_changed(self, conn: Connector) -> None:
+        log.info("connector %s -> %s", conn.id, conn.state.name)
+        self._notify(conn.id)
+
+    def _notify(self, cid: int) -> None:
+        self.csms.status_changed(cid)
+        for listener in self.listeners:
+            listener(cid)
+
+    def status(self, cid: int) -> tuple[ConnectorState, ErrorCode, str | None]:
+        """A connector's state, error code and info; connector 0 is the station as a whole."""
+        if cid == 0:
+            if self.station_faults:
+                return S.FAULTED, next(iter(self.station_faults)), next(iter(self.station_faults.values()))
+            return (S.AVAILABLE if self.station_operative else S.UNAVAILABLE), ErrorCode.NO_ERROR, None
+        conn = self.connectors[cid]
+        return conn.state, conn.error_code, conn.fault_info
+
+    def snapshot(self) -> dict[str, Any]:
+        """Every connector's state, transaction and meter, for the control interface."""
+        out: dict[str, Any] = {}
+        for cid, conn in self.connectors.items():
+            tx = conn.transaction
+            reading = self.last_reading.get(cid)
+            out[str(cid)] = {
+                "state": conn.state.name,
+                "error": conn.error_code.name,
+                "plugged": conn.plugged,
+                "relay_closed": self.ports[cid].relay.closed,
+                "transaction_id": (tx.csms_id if tx.csms_id is not None else f"local-{tx.local_id}")
+                if tx
+                else None,
+                "id_tag": tx.id_tag if tx else None,
+                "meter_wh": round(reading.energy_wh) if reading else None,
+                "operative": conn.operative,
+            }
+        return out
+
+    # relay, never behind the lock when opening
+    async def _open_relay(self, cid: int) -> None:
+        relay = self.ports[cid].relay
+        self.ports[cid].plug.offer_current(None)
+        try:
+            await relay.open()
+        except HardwareError as exc:
+            log.error("relay %s did not open: %s", cid, exc)
+            self._add_fault(cid, ErrorCode.POWER_SWITCH_FAILURE, str(exc))
+
+    async def _close_relay(self, cid: int) -> bool:
+        try:
+            await self.ports[cid].relay.close()
+        except HardwareError as exc:
+            log.error("relay %s did not close: %s", cid, exc)
+            await self._open_relay(cid)
+            self._add_fault(cid, ErrorCode.POWER_SWITCH_FAILURE, str(exc))
+            return False
+        self.ports[cid].plug.offer_current(self.ports[cid].max_current_a)
+        return True
+
+    # faults
+    async def raise_fault(self, cid: int, code: ErrorCode, info: str | None = None) -> None:
+        """Add a fault to a connector (0: every connector): the relay opens at once."""
+        for target in self.connectors if cid == 0 else [cid]:
+            await self._open_relay(target)
+            self._add_fault(target, code, info)
+
+    def _add_fault(self, cid: int, code: ErrorCode, info: str | None) -> None:
+        conn = self.connectors[cid]
+        already = code in conn.faults
+        conn.faults[code] = info
+        if conn.state is not S.FAULTED:
+            conn.state_before_fault = conn.state
+            conn.fail()
+        elif not already:
+            self._notify(cid)
+
+    async def clear_fault(self, cid: int, code: ErrorCode) -> None:
+        """Clear a fault; when none is left the connector returns to its state before the fault."""
+        for target in self.connectors if cid == 0 else [cid]:
+            conn = self.connectors[target]
+            if conn.faults.pop(code, "absent") == "absent":
+                continue
+            if conn.faults:
+                self._notify(target)
+                continue
+            async with self._lock:
+                await self._restore_after_fault(conn)
+
+    async def _restore_after_fault(self, conn: Connector) -> None:
+        prev = conn.state_before_fault or S.AVAILABLE
+        rest = conn.resting_state()
+        # Back to the previous state if it still describes the connector; otherwise to where it belongs now.
+        consistent = (
+            (prev in _TX_STATES) == (conn.transaction is not None)
+            and (prev is not S.PREPARING or rest is S.PREPARING)
+            and (prev is not S.UNAVAILABLE or not conn.operative)
+        )
+        target = prev if consistent else rest
+        if target in (S.CHARGING, S.SUSPENDED_EV) and not conn.plugged:
+            target = S.SUSPENDED_EVSE
+        conn.settle(target)
+        self._state_changed(conn)
+        if target in (S.CHARGING, S.SUSPENDED_EV):
+            await self._close_relay(conn.id)
+
+    # hardware loops
+    async def _watch_plug(self, cid: int) -> None:
+        async for plugged in self.ports[cid].plug.changes():
+            await self.on_plug(cid, plugged)
+
+    async def _watch_reader(self, cid: int) -> None:
+        reader = self.ports[cid].reader
+        assert reader is not None
+        while True:
+            try:
+                async for id_tag in reader.tokens():
+                    if ErrorCode.READER_FAILURE in self.connectors[cid].faults:
+                        await self.clear_fault(cid, ErrorCode.READER_FAILURE)
+                    self._spawn(self.on_token(cid, id_tag), f"token-{cid}")
+            except HardwareError as exc:
+                if ErrorCode.READER_FAILURE not in self.connectors[cid].faults:
+                    await self.raise_fault(cid, ErrorCode.READER_FAILURE, str(exc))
+            await asyncio.sleep(self.timing.meter_poll_s)
+
+    async def _poll_meter(self, cid: int) -> None:
+        while True:
+            await self.read_meter(cid)
+            await asyncio.sleep(self.timing.meter_poll_s)
+
+    async def read_meter(self, cid: int) -> MeterReading | None:
+        """Read one connector's meter, tracking failures; None if it failed."""
+        conn = self.connectors[cid]
+        try:
+            reading = await self.ports[cid].meter.read()
+        except MeterError as exc:
+            self._meter_failures[cid] += 1
+            if (
+                self._meter_failures[cid] >= self.timing.meter_failures_for_fault
+                and ErrorCode.POWER_METER_FAILURE not in conn.faults
+            ):
+                log.error("meter %s failed %s read cycles: %s", cid, self._meter_failures[cid], exc)
+                await self.raise_fault(cid, ErrorCode.POWER_METER_FAILURE, str(exc)[:50])
+            return None
+        previous = self.last_reading.get(cid)
+        if previous is not None and reading.energy_wh < previous.energy_wh and conn.transaction is not None:
+            # The register never goes backwards within a session: keep the larger value.
+            reading = MeterReading(
+                previous.energy_wh,
+                reading.power_w,
+                reading.voltage_v,
+                reading.current_a,
+                reading.frequency_hz,
+                reading.soc_percent,
+            )
+        self.last_reading[cid] = reading
+        self._meter_failures[cid] = 0
+        if ErrorCode.POWER_METER_FAILURE in conn.faults:
+            await self.clear_fault(cid, ErrorCode.POWER_METER_FAILURE)
+        await self._track_ev_draw(conn, reading)
+        await self._persist_meter(conn, reading)
+        await self._check_invalid_energy(conn, reading)
+        return reading
+
+    async def _track_ev_draw(self, conn: Connector, reading: MeterReading) -> None:
+        if reading.power_w is None:
+            return
+        drawing = reading.power_w > self.timing.ev_suspend_threshold_w
+        if conn.state is S.CHARGING and not drawing:
+            conn.ev_suspend()
+        elif conn.state is S.SUSPENDED_EV and drawing:
+            conn.ev_resume()
+
+    async def _persist_meter(self, conn: Connector, reading: MeterReading) -> None:
+        tx = conn.transaction
+        if tx is None:
+            return
+        loop_now = asyncio.get_running_loop().time()
+        if loop_now - self._last_persist.get(conn.id, 0.0) < self.timing.persist_meter_s:
+            return
+        self._last_persist[conn.id] = loop_now
+        try:
+            self.store.record_meter(tx.local_id, round(reading.energy_wh), self.clock.now())
+        except StorageError:
+            log.exception("could not persist the meter of transaction %s", tx.local_id)
+
+    async def _check_invalid_energy(self, conn: Connector, reading: MeterReading) -> None:
+        tx = conn.transaction
+        if tx is None or tx.authorized or conn.state is S.SUSPENDED_EVSE:
+            return
+        # MaxEnergyOnInvalidId: an id found invalid after start may charge up to this much, then is suspended.
+        limit = self.settings.get_int("max_energy_on_invalid_id_wh")
+        if reading.energy_wh - tx.meter_start_wh >= limit:
+            await self._open_relay(conn.id)
+            conn.evse_suspend()
+
+    def current_energy_wh(self, cid: int) -> int:
+        """The last good meter register of a connector, in Wh."""
+        reading = self.last_reading.get(cid)
+        return round(reading.energy_wh) if reading else 0
+
+    # sessions
+    async def on_plug(self, cid: int, plugged: bool) -> None:
+        """The EV was plugged in or out."""
+        async with self._lock:
+            conn = self.connectors[cid]
+            conn.plugged = plugged
+            if conn.state is S.FAULTED or (conn.state is S.UNAVAILABLE and not conn.in_transaction):
+                return
+            if plugged:
+                if conn.transaction is not None:
+                    if conn.state is S.SUSPENDED_EV:
+                        await self._close_relay(cid)  # EV came back while the transaction stayed open
+                    return
+                if conn.pending_id_tag is not None:
+                    await self._start_transaction(conn, conn.pending_id_tag, conn.pending_parent)
+                elif conn.can("plug_in"):
+                    conn.plug_in()
+                return
+            # unplugged
+            if conn.transaction is not None:
+                if self.settings.get_bool("stop_transaction_on_ev_side_disconnect"):
+                    await self._stop_transaction(conn, StopReason.EV_DISCONNECTED)
+                else:
+                    await self._open_relay(cid)
+                    if conn.state is S.CHARGING:
+                        conn.ev_suspend()
+                return
+            if conn.state in (S.PREPARING, S.FINISHING) and conn.pending_id_tag is None:
+                conn.cable_gone()
+                self._apply_scheduled_availability(conn)
+
+    async def on_token(self, cid: int, id_tag: str) -> None:
+        """A card was presented at a connector's reader."""
+        conn = self.connectors[cid]
+        tx = conn.transaction
+        if tx is not None:
+            if id_tag == tx.id_tag:
+                async with self._lock:
+                    if conn.transaction is tx:
+                        await self._stop_transaction(conn, StopReason.LOCAL, id_tag)
+                return
+            # A different card stops the session only if it shares the parent id (OCPP 1.6 §3.5.3).
+            info = await self.authorizer.authorize(id_tag)
+            if tx.parent_id_tag is not None and info.parent_id_tag == tx.parent_id_tag:
+                async with self._lock:
+                    if conn.transaction is tx:
+                        await self._stop_transaction(conn, StopReason.LOCAL, id_tag)
+            else:
+                log.info("card %s cannot stop transaction of %s on connector %s", id_tag, tx.id_tag, cid)
+            return
+        if conn.state not in (S.AVAILABLE, S.PREPARING) or not self.station_operative:
+            log.info("card %s ignored: connector %s is %s", id_tag, cid, conn.state.name)
+            return
+        info = await self.authorizer.authorize(id_tag)
+        if info.status is not AuthStatus.ACCEPTED:
+            log.info("card %s refused: %s", id_tag, info.status.name)
+            return
+        await self._begin_when_plugged(conn, id_tag, info.parent_id_tag)
+
+    async def _begin_when_plugged(self, conn: Connector, id_tag: str, parent: str | None) -> None:
+        async with self._lock:
+            if conn.transaction is not None or conn.state not in (S.AVAILABLE, S.PREPARING):
+                return
+            if conn.plugged:
+                await self._start_transaction(conn, id_tag, parent)
+                return
+            conn.pending_id_tag, conn.pending_parent = id_tag, parent
+            if conn.can("identified"):
+                conn.identified()
+            self._arm_connection_timeout(conn)
+
+    def _arm_connection_timeout(self, conn: Connector) -> None:
+        old = self._timeouts.pop(conn.id, None)
+        if old is not None:
+            old.cancel()
+        self._timeouts[conn.id] = asyncio.get_running_loop().create_task(self._connection_timeout(conn))
+
+    async def _connection_timeout(self, conn: Connector) -> None:
+        await asyncio.sleep(self.settings.get_int("connection_timeout_s"))
+        async with self._lock:
+            self._timeouts.pop(conn.id, None)
+            if conn.transaction is None and conn.pending_id_tag is not None and not conn.plugged:
+                log.info("connector %s: no cable within ConnectionTimeOut; authorization dropped", conn.id)
+                conn.pending_id_tag = conn.pending_parent = None
+                if conn.state is S.PREPARING:
+                    conn.abandon()
+
+    async def _start_transaction(self, conn: Connector, id_tag: str, parent: str | None) -> None:
+        """Start a transaction on a plugged, authorized connector (caller holds the lock)."""
+        conn.pending_id_tag = conn.pending_parent = None
+        timeout = self._timeouts.pop(conn.id, None)
+        if timeout is not None:
+            timeout.cancel()
+        if conn.state is S.AVAILABLE:
+            conn.plug_in()
+        reading = await self.read_meter(conn.id)
+        if conn.state is S.FAULTED:
+            return
+        meter_start = round(reading.energy_wh) if reading else self.current_energy_wh(conn.id)
+        now = self.clock.now()
+        event = {
+            "connector_id": conn.id,
+            "id_tag": id_tag,
+            "meter_start_wh": meter_start,
+            "timestamp": now.isoformat(),
+        }
+        try:
+            local_id = self.store.begin_transaction(conn.id, id_tag, now, meter_start, event)
+        except StorageError as exc:
+            # Without a durable record there is no transaction: refuse rather than charge unrecorded.
+            log.error("cannot record a transaction on connector %s: %s", conn.id, exc)
+            await self.raise_fault(conn.id, ErrorCode.INTERNAL_ERROR, "storage failure")
+            return
+        conn.transaction = ActiveTransaction(local_id, id_tag, parent, now, meter_start)
+        self._last_persist[conn.id] = asyncio.get_running_loop().time()
+        self.csms.outbox_changed()
+        if await self._close_relay(conn.id):
+            conn.start_charging()
+        self._start_sampling(conn)
+
+    async def _stop_transaction(self, conn: Connector, reason: StopReason, id_tag: str | None = None) -> None:
+        """End the running transaction (caller holds the lock): relay first, then the durable record."""
+        tx = conn.transaction
+        assert tx is not None
+        await self._open_relay(conn.id)
+        sampler = self._tx_tasks.pop(conn.id, None)
+        if sampler is not None:
+            sampler.cancel()
+        if conn.state is not S.FAULTED:
+            await self.read_meter(conn.id)
+        now = self.clock.now()
+        meter_stop = max(self.current_energy_wh(conn.id), tx.meter_start_wh)
+        end_values = self._stop_txn_end_values(conn.id, now)
+        stored = self.store.transaction(tx.local_id)
+        data = (stored.stop_data if stored else []) + ([end_values.to_json()] if end_values else [])
+        event = {
+            "connector_id": conn.id,
+            "meter_stop_wh": meter_stop,
+            "timestamp": now.isoformat(),
+            "reason": reason.value,
+            "id_tag": id_tag,
+            "transaction_data": data,
+        }
+        try:
+            self.store.end_transaction(tx.local_id, reason, now, meter_stop, event)
+        except StorageError:
+            # The relay is already open; the stored row stays active, so the next start ends it as PowerLoss.
+            log.exception("could not record the end of transaction %s", tx.local_id)
+        conn.transaction = None
+        self.csms.outbox_changed()
+        if conn.state is S.FAULTED:
+            conn.state_before_fault = S.FINISHING if conn.plugged else S.AVAILABLE
+        elif conn.plugged:
+            conn.finish()
+        else:
+            conn.cable_gone()
+        self._apply_scheduled_availability(conn)
+
+    def _stop_txn_end_values(self, cid: int, now: datetime) -> Sample | None:
+        measurands = self.settings.measurands("stop_txn_sampled_data")
+        reading = self.last_reading.get(cid)
+        if not measurands or reading is None:
+            return None
+        return sample(reading, measurands, ReadingContext.TRANSACTION_END, now)
+
+    def _start_sampling(self, conn: Connector) -> None:
+        tx = conn.transaction
+        assert tx is not None
+        self._tx_tasks[conn.id] = asyncio.get_running_loop().create_task(self._sample_periodically(conn, tx))
+
+    async def _sample_periodically(self, conn: Connector, tx: ActiveTransaction) -> None:
+        """MeterValueSampleInterval counts from the transaction start (OCPP 1.6 §3.16.1)."""
+        while conn.transaction is tx:
+            interval = self.settings.get_int("meter_value_sample_interval_s")
+            if interval <= 0:
+                await asyncio.sleep(1)
+                continue
+            due = next_periodic(tx.started_at, self.clock.now(), interval)
+            await asyncio.sleep(max(0.0, (due - self.clock.now()).total_seconds()))
+            if conn.transaction is not tx:
+                return
+            reading = self.last_reading.get(conn.id)
+            if reading is None or self._meter_failures[conn.id] >= self.timing.meter_failures_for_fault:
+                continue  # no stale values while the meter is failing
+            self._record_sample(
+                conn,
+                tx,
+                reading,
+                due,
+                ReadingContext.SAMPLE_PERIODIC,
+                "meter_values_sampled_data",
+                "stop_txn_sampled_data",
+            )
+
+    def _record_sample(
+        self,
+        conn: Connector,
+        tx: ActiveTransaction,
+        reading: MeterReading,
+        at: datetime,
+        context: ReadingContext,
+        sampled_key: str,
+        stop_key: str,
+    ) -> None:
+        measurands = self.settings.measurands(sampled_key)
+        stop_measurands = self.settings.measurands(stop_key)
+        message = None
+        if measurands:
+            message = {
+                "connector_id": conn.id,
+                "samples": [sample(reading, measurands, context, at).to_json()],
+            }
+        stop_data = sample(reading, stop_measurands, context, at).to_json() if stop_measurands else None
+        try:
+            self.store.record_meter(
+                tx.local_id, round(reading.energy_wh), at, message=message, stop_data=stop_data
+            )
+        except StorageError:
+            log.exception("could not queue meter values of transaction %s", tx.local_id)
+            return
+        self._last_persist[conn.id] = asyncio.get_running_loop().time()
+        if message is not None:
+            self.csms.outbox_changed()
+
+    async def _clock_aligned(self) -> None:
+        """Clock-aligned samples at boundaries counted from midnight, stamped exactly on the boundary."""
+        while True:
+            interval = self.settings.get_int("clock_aligned_data_interval_s")
+            if interval <= 0:
+                await asyncio.sleep(1)
+                continue
+            due = next_aligned(self.clock.now(), interval)
+            await asyncio.sleep(max(0.0, (due - self.clock.now()).total_seconds()))
+            if self.settings.get_int("clock_aligned_data_interval_s") != interval:
+                continue
+            for cid, conn in self.connectors.items():
+                reading = self.last_reading.get(cid)
+                if reading is None or self._meter_failures[cid] >= self.timing.meter_failures_for_fault:
+                    continue
+                tx = conn.transaction
+                if tx is not None:
+                    self._record_sample(
+                        conn,
+                        tx,
+                        reading,
+                        due,
+                        ReadingContext.SAMPLE_CLOCK,
+                        "meter_values_aligned_data",
+                        "stop_txn_aligned_data",
+                    )
+                    continue
+                measurands = self.settings.measurands("meter_values_aligned_data")
+                if not measurands:
+                    continue
+                try:
+                    self.store.queue_meter_values(
+                        {
+                            "connector_id": cid,
+                            "samples": [
+                                sample(reading, measurands, ReadingContext.SAMPLE_CLOCK, due).to_json()
+                            ],
+                        }
+                    )
+                except StorageError:
+                    log.exception("could not queue clock-aligned values of connector %s", cid)
+                    continue
+                self.csms.outbox_changed()
+
+    def sample_now(self, cid: int) -> tuple[Sample | None, int | None]:
+        """A triggered sample of a connector's sampled measurands and its transaction's local id."""
+        reading = self.last_reading.get(cid)
+        if reading is None:
+            return None, None
+        measurands = self.settings.measurands("meter_values_sampled_data")
+        tx = self.connectors[cid].transaction
+        return sample(reading, measurands, ReadingContext.TRIGGER, self.clock.now()), (
+            tx.local_id if tx else None
+        )
+
+    # answers from the CSMS about transactions
+    async def transaction_confirmed(self, local_id: int, csms_id: int, info: IdTagInfo) -> None:
+        """StartTransaction was acknowledged: remember the CSMS id and act on the idTag's status."""
+        for conn in self.connectors.values():
+            tx = conn.transaction
+            if tx is None or tx.local_id != local_id:
+                continue
+            tx.csms_id = csms_id
+            if info.status is AuthStatus.ACCEPTED:
+                return
+            tx.authorized = False
+            log.warning("transaction %s: idTag %s is %s", local_id, tx.id_tag, info.status.name)
+            async with self._lock:
+                if conn.transaction is not tx:
+                    return
+                if self.settings.get_bool("stop_transaction_on_invalid_id"):
+                    await self._stop_transaction(conn, StopReason.DEAUTHORIZED)
+                elif self.settings.get_int("max_energy_on_invalid_id_wh") <= 0:
+                    await self._open_relay(conn.id)
+                    if conn.can("evse_suspend"):
+                        conn.evse_suspend()
+            return
+
+    # commands from the CSMS
+    def remote_start(self, id_tag: str, connector_id: int | None, *, authorize_first: bool) -> bool:
+        """Check a remote start; if accepted, carry it out in the background. Returns the answer."""
+        if not self.station_operative:
+            return False
+        if connector_id is None:
+            candidates = [
+                c
+                for c in self.connectors.values()
+                if c.state in (S.AVAILABLE, S.PREPARING)
+                and c.transaction is None
+                and c.pending_id_tag is None
+            ]
+            conn = next((c for c in candidates if c.plugged), candidates[0] if candidates else None)
+        else:
+            conn = self.connectors.get(connector_id)
+        if conn is None or conn.transaction is not None or conn.state not in (S.AVAILABLE, S.PREPARING):
+            return False
+        self._spawn(self._remote_start(conn, id_tag, authorize_first), f"remote-start-{conn.id}")
+        return True
+
+    async def _remote_start(self, conn: Connector, id_tag: str, authorize_first: bool) -> None:
+        parent = None
+        if authorize_first:
+            info = await self.authorizer.authorize(id_tag)
+            if info.status is not AuthStatus.ACCEPTED:
+                log.info("remote start for %s refused: %s", id_tag, info.status.name)
+                return
+            parent = info.parent_id_tag
+        await self._begin_when_plugged(conn, id_tag, parent)
+
+    async def remote_stop(self, csms_tx_id: int) -> bool:
+        """Stop the transaction the CSMS knows by ``csms_tx_id``; False if there is none."""
+        for conn in self.connectors.values():
+            if conn.transaction is not None and conn.transaction.csms_id == csms_tx_id:
+                self._spawn(self._stop_locked(conn, StopReason.REMOTE), f"remote-stop-{conn.id}")
+                return True
+        return False
+
+    async def _stop_locked(self, conn: Connector, reason: StopReason, id_tag: str | None = None) -> None:
+        async with self._lock:
+            if conn.transaction is not None:
+                await self._stop_transaction(conn, reason, id_tag)
+
+    async def stop_all(self, reason: StopReason) -> None:
+        """End every running transaction with ``reason``."""
+        for conn in self.connectors.values():
+            await self._stop_locked(conn, reason)
+
+    async def unlock(self, cid: int) -> UnlockResult:
+        """Unlock a connector's cable; a running transaction ends first (OCPP 1.6 §5.18)."""
+        conn = self.connectors[cid]
+        if not self.unlock_supported:
+            return UnlockResult.NOT_SUPPORTED
+        await self._stop_locked(conn, StopReason.UNLOCK_COMMAND)
+        return UnlockResult.UNLOCKED
+
+    def change_availability(self, cid: int, operative: bool) -> AvailabilityResult:
+        """Make a connector (0: the station) (in)operative; Scheduled while a transaction runs. Persisted."""
+        targets = list(self.connectors.values()) if cid == 0 else [self.connectors[cid]]
+        try:
+            self.store.put(f"operative.{cid}", "1" if operative else "0")
+            if cid == 0:
+                for conn in targets:
+                    self.store.put(f"operative.{conn.id}", "1" if operative else "0")
+        except StorageError:
+            log.exception("cannot persist availability")
+            return AvailabilityResult.REJECTED
+        if cid == 0 and self.station_operative != operative:
+            self.station_operative = operative
+            self._notify(0)
+        scheduled = False
+        for conn in targets:
+            if conn.transaction is not None:
+                conn.scheduled_operative = operative
+                scheduled = True
+                continue
+            conn.operative = operative
+            self._apply_scheduled_availability(conn)
+        return AvailabilityResult.SCHEDULED if scheduled else AvailabilityResult.ACCEPTED
+
+    def _apply_scheduled_availability(self, conn: Connector) -> None:
+        if conn.transaction is not None:
+            return
+        if conn.scheduled_operative is not None:
+            conn.operative, conn.scheduled_operative = conn.scheduled_operative, None
+        if not conn.operative and conn.state in (S.AVAILABLE, S.PREPARING, S.FINISHING):
+            conn.pending_id_tag = conn.pending_parent = None
+            if conn.state is S.PREPARING:
+                conn.abandon()  # OCPP 1.6 §4.9 has no Preparing -> Unavailable edge
+            conn.disable()
+        elif conn.operative and conn.state is S.UNAVAILABLE:
+            conn.enable()
+            if conn.plugged:
+                conn.plug_in()
+
+    def clear_cache(self) -> bool:
+        """Empty the authorization cache."""
+        try:
+            self.store.cache_clear()
+        except StorageError:
+            log.exception("cannot clear the authorization cache")
+            return False
+        return True
+
+    def update_local_list(
+        self, version: int, full: bool, entries: dict[str, IdTagInfo | None]
+    ) -> LocalListResult:
+        """Apply a local-list update (full or differential, versioned)."""
+        if not self.settings.get_bool("local_auth_list_enabled"):
+            return LocalListResult.NOT_SUPPORTED
+        if len(entries) > self.settings.get_int("send_local_list_max_length"):
+            return LocalListResult.FAILED
+        if not full and version <= self.store.local_list_version():
+            return LocalListResult.VERSION_MISMATCH
+        try:
+            self.store.local_list_update(version, full, entries)
+        except StorageError:
+            log.exception("cannot store the local list")
+            return LocalListResult.FAILED
+        if self.store.local_list_size() > self.settings.get_int("local_auth_list_max_length"):
+            log.warning("local list exceeds LocalAuthListMaxLength")
+        return LocalListResult.ACCEPTED
+
+    def local_list_version(self) -> int:
+        """The local list's version, -1 when the feature is off."""
+        if not self.settings.get_bool("local_auth_list_enabled"):
+            return -1
+        return self.store.local_list_version()
+
+    def request_reset(self, kind: ResetKind) -> None:
+        """Ask the agent to restart; transactions end with SoftReset/HardReset first (done by the agent)."""
+        if self.reset_requested is not None and not self.reset_requested.done():
+            self.reset_requested.set_result(kind)
+
+    def id_tag_info(self, id_tag: str, info: IdTagInfo) -> None:
+        """The CSMS told us about an idTag in a transaction answer: update the cache."""
+        self.authorizer.remember(id_tag, info)
+
+
+Callback = Callable[[], Awaitable[None]]

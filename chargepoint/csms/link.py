@@ -1,0 +1,237 @@
+"""The connection to the central system: connect, pick the adapter by negotiated subprotocol, reconnect.
+
+Reconnects use exponential backoff plus random jitter; liveness is WebSocket ping/pong (WebSocketPingInterval).
+Security profiles: 1 HTTP Basic over ws://, 2 Basic over wss:// with a CA file, 3 TLS client certificate.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import base64
+import logging
+import random
+import ssl
+from datetime import datetime
+from typing import Any, Protocol
+
+from websockets.asyncio.client import connect
+from websockets.exceptions import InvalidHandshake, InvalidStatus, InvalidURI
+
+from chargepoint.config import CsmsConfig, StationIdentity
+from chargepoint.core.model import IdTagInfo
+from chargepoint.core.settings import Settings
+from chargepoint.core.station import Station
+from chargepoint.csms.outbox import OutboxSender
+from chargepoint.csms.v16.adapter import V16Session
+from chargepoint.errors import CsmsUnavailable
+from chargepoint.ports import Clock, IdGenerator
+from chargepoint.store import Store
+
+log = logging.getLogger(__name__)
+
+
+class Session(Protocol):
+    """What a version adapter offers the link."""
+
+    accepted: asyncio.Event
+    ever_accepted: bool
+
+    async def run(self) -> None:
+        """Boot and serve until the connection closes."""
+        ...
+
+    async def authorize(self, id_tag: str) -> IdTagInfo:
+        """Online Authorize."""
+        ...
+
+    def status_changed(self, cid: int) -> None:
+        """Report a connector status change."""
+        ...
+
+
+# The OCPP version is chosen once, here, from the negotiated subprotocol.
+ADAPTERS: dict[str, type[V16Session]] = {"ocpp1.6": V16Session}
+SUBPROTOCOL_BY_VERSION = {"1.6": "ocpp1.6"}
+
+
+class SettableClock(Clock, Protocol):
+    """A clock the CSMS may correct."""
+
+    def set_time(self, when: datetime) -> None:
+        """Adopt ``when`` as now."""
+        ...
+
+
+class Link:
+    """Keeps one session with the CSMS alive and implements the station's CsmsPort."""
+
+    def __init__(
+        self,
+        identity: StationIdentity,
+        csms_config: CsmsConfig,
+        station: Station,
+        store: Store,
+        settings: Settings,
+        clock: Clock,
+        ids: IdGenerator,
+        *,
+        rng: random.Random | None = None,
+    ) -> None:
+        self.identity = identity
+        self.csms_config = csms_config
+        self.station = station
+        self.store = store
+        self.settings = settings
+        self.clock = clock
+        self.ids = ids
+        self.rng = rng or random.Random()
+        self.outbox = OutboxSender(store, settings)
+        self.session: Session | None = None
+        self.connected = asyncio.Event()
+        self.reconnects = 0
+        self._last_activity = 0.0
+        self._ws: Any = None
+
+    # CsmsPort
+    @property
+    def online(self) -> bool:
+        """Connected and boot accepted."""
+        return self.session is not None and self.session.accepted.is_set()
+
+    async def authorize(self, id_tag: str) -> IdTagInfo:
+        """Online Authorize through the current session."""
+        session = self.session
+        if session is None or not session.accepted.is_set():
+            raise CsmsUnavailable("not connected")
+        return await session.authorize(id_tag)
+
+    def status_changed(self, connector_id: int) -> None:
+        """Forward to the session; when offline, the next boot reports every status anyway."""
+        if self.session is not None and self.session.accepted.is_set():
+            self.session.status_changed(connector_id)
+
+    def outbox_changed(self) -> None:
+        """Wake the outbox sender."""
+        self.outbox.changed()
+
+    # activity and time, for the sessions
+    def touch(self) -> None:
+        """Any traffic counts as activity for the heartbeat (OCPP 1.6 §4.6)."""
+        self._last_activity = asyncio.get_running_loop().time()
+
+    def idle_s(self) -> float:
+        """Seconds since the last frame either way."""
+        return asyncio.get_running_loop().time() - self._last_activity
+
+    def set_time(self, when: datetime) -> None:
+        """Adopt the CSMS's time if the clock allows it."""
+        setter = getattr(self.clock, "set_time", None)
+        if setter is not None:
+            setter(when)
+
+    # connection
+    def url(self) -> str:
+        """The WebSocket URL: the configured base plus the charge point id."""
+        return f"{self.csms_config.url}/{self.identity.id}"
+
+    def _headers(self) -> dict[str, str]:
+        cfg = self.csms_config
+        if cfg.password is None or cfg.security_profile == 3:
+            return {}
+        token = base64.b64encode(f"{self.identity.id}:{cfg.password}".encode()).decode()
+        return {"Authorization": f"Basic {token}"}
+
+    def _ssl(self) -> ssl.SSLContext | None:
+        cfg = self.csms_config
+        if not self.csms_config.url.startswith("wss://"):
+            return None
+        context = ssl.create_default_context(cafile=cfg.ca_file)
+        if cfg.security_profile == 3 and cfg.client_cert:
+            context.load_cert_chain(cfg.client_cert, cfg.client_key)
+        return context
+
+    def backoff_s(self, failures: int) -> float:
+        """Exponential backoff with random jitter, capped."""
+        cfg = self.csms_config
+        base: float = min(cfg.reconnect_max_s, cfg.reconnect_min_s * float(2 ** min(failures, 30)))
+        return base + self.rng.uniform(0, cfg.reconnect_jitter_s)
+
+    async def run(self) -> None:
+        """Connect, serve, and reconnect forever (until cancelled)."""
+        failures = 0
+        subprotocol = SUBPROTOCOL_BY_VERSION[self.csms_config.ocpp_version]
+        while True:
+            ping = self.settings.get_int("websocket_ping_interval_s") or None
+            try:
+                ws = await connect(
+                    self.url(),
+                    subprotocols=[subprotocol],  # type: ignore[list-item]
+                    additional_headers=self._headers(),
+                    ssl=self._ssl(),
+                    compression=None,
+                    ping_interval=ping,
+                    ping_timeout=ping,
+                    max_size=self.csms_config.max_message_bytes,
+                    open_timeout=self.csms_config.response_timeout_s,
+                )
+            except InvalidStatus as exc:
+                code = exc.response.status_code
+                log.error(
+                    "CSMS refused the connection with HTTP %s%s",
+                    code,
+                    " (check the charge point id and password)" if code in (401, 403, 404) else "",
+                )
+                failures += 1
+            except (OSError, InvalidHandshake, InvalidURI, TimeoutError, ssl.SSLError) as exc:
+                log.warning("cannot reach the CSMS at %s: %s", self.url(), exc)
+                failures += 1
+            else:
+                failures = await self._serve(ws, failures)
+            self.reconnects += 1
+            delay = self.backoff_s(max(0, failures - 1))
+            log.info("reconnecting in %.1f s", delay)
+            await asyncio.sleep(delay)
+
+    async def _serve(self, ws: Any, failures: int) -> int:
+        adapter = ADAPTERS.get(ws.subprotocol or "")
+        if adapter is None:
+            log.error(
+                "CSMS did not agree to a supported OCPP version (offered %s, got %r)",
+                list(ADAPTERS),
+                ws.subprotocol,
+            )
+            await ws.close(1002, "no supported subprotocol")
+            return failures + 1
+        log.info("connected to %s (%s)", self.url(), ws.subprotocol)
+        self._ws = ws
+        self.touch()
+        session = adapter(self, ws)
+        self.session = session
+        self.connected.set()
+        try:
+            await session.run()
+        except CsmsUnavailable as exc:
+            log.info("session ended: %s", exc)
+        finally:
+            self.session = None
+            self._ws = None
+            self.connected.clear()
+            await ws.close()
+        log.warning("disconnected from the CSMS")
+        return 0 if session.ever_accepted else failures + 1
+
+    async def close(self) -> None:
+        """Close the connection, if any."""
+        if self._ws is not None:
+            await self._ws.close()
+
+    async def drain(self, timeout_s: float) -> bool:
+        """Wait until the outbox is empty (or ``timeout_s``); True if it emptied."""
+        if self.store.outbox_size() == 0:
+            return True
+        try:
+            async with asyncio.timeout(timeout_s):
+                await self.outbox.idle.wait()
+        except TimeoutError:
+            return False
+        return True

@@ -1,0 +1,651 @@
+"""OCPP 1.6J session over one WebSocket connection, on the ``ocpp`` package.
+
+One instance lives as long as its connection. It boots, then keeps the heartbeat, sends status changes and
+drains the outbox, and answers the central system's CALLs by calling the version-neutral station.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import json
+import logging
+import re
+from datetime import UTC, datetime
+from typing import TYPE_CHECKING, Any
+
+import ocpp.messages
+from ocpp.exceptions import OCPPError
+from ocpp.messages import Call, CallError, CallResult, MessageType, unpack
+from ocpp.routing import after, on
+from ocpp.v16 import ChargePoint as _OcppChargePoint
+from ocpp.v16 import call_result
+from ocpp.v16.enums import Action
+
+from chargepoint.core.model import AuthStatus, IdTagInfo, ResetKind, Sample
+from chargepoint.csms.v16 import mapping
+from chargepoint.errors import CsmsRejected, CsmsUnavailable
+from chargepoint.store import OutboxKind, OutboxMessage
+
+if TYPE_CHECKING:
+    from chargepoint.csms.link import Link
+
+# Validate on the event loop thread: the thread-pool round trip costs more than the validation (DESIGN.md).
+ocpp.messages.ASYNC_VALIDATION = False
+
+log = logging.getLogger(__name__)
+frames = logging.getLogger("chargepoint.frames")
+
+_UNIQUE_ID = re.compile(r'^\s*\[\s*\d+\s*,\s*"([^"\\]{1,64})"')
+_ACTIONS_16 = frozenset(a.value for a in Action)
+
+
+def ocpp_time(when: datetime) -> str:
+    """An aware datetime as OCPP-J wants it: ISO 8601 UTC with a Z."""
+    return when.astimezone(UTC).isoformat(timespec="milliseconds").replace("+00:00", "Z")
+
+
+def parse_time(text: str) -> datetime:
+    """An OCPP timestamp as an aware UTC datetime (naive ones are taken as UTC)."""
+    when = datetime.fromisoformat(text.replace("Z", "+00:00"))
+    return when if when.tzinfo else when.replace(tzinfo=UTC)
+
+
+def id_tag_info(data: dict[str, Any] | None) -> IdTagInfo:
+    """An OCPP 1.6 IdTagInfo (camelCase or snake_case keys) as the core's."""
+    data = data or {}
+    expiry = data.get("expiryDate") or data.get("expiry_date")
+    return IdTagInfo(
+        mapping.AUTH_STATUS_IN.get(data.get("status", "Invalid"), AuthStatus.INVALID),
+        parse_time(expiry) if expiry else None,
+        data.get("parentIdTag") or data.get("parent_id_tag"),
+    )
+
+
+def meter_value(sample: Sample) -> dict[str, Any]:
+    """A core sample as an OCPP 1.6 MeterValue."""
+    values = []
+    for v in sample.values:
+        entry: dict[str, Any] = {
+            "value": f"{v.value:g}" if v.value != int(v.value) else str(int(v.value)),
+            "context": mapping.CONTEXT[sample.context],
+            "measurand": mapping.MEASURAND[v.measurand],
+            "unit": _UNIT_16[v.measurand.value],
+        }
+        if v.phase:
+            entry["phase"] = v.phase
+        if v.measurand.value == "SoC":
+            entry["location"] = "EV"
+        values.append(entry)
+    return {"timestamp": ocpp_time(sample.timestamp), "sampledValue": values}
+
+
+_UNIT_16 = {
+    "Energy.Active.Import.Register": "Wh",
+    "Power.Active.Import": "W",
+    "Current.Import": "A",
+    "Voltage": "V",
+    "Frequency": "Hz",
+    "SoC": "Percent",
+}
+
+
+class V16Session(_OcppChargePoint):  # type: ignore[misc]
+    """An OCPP 1.6J conversation with the central system over one connection."""
+
+    subprotocol = "ocpp1.6"
+
+    def __init__(self, link: Link, connection: Any) -> None:
+        super().__init__(link.identity.id, connection, response_timeout=link.csms_config.response_timeout_s)
+        self.link = link
+        self.station = link.station
+        self.settings = link.settings
+        self._unique_id_generator = link.ids
+        self.accepted = asyncio.Event()
+        self.boot_status: str | None = None
+        self.ever_accepted = False
+        self._pending: tuple[str, str, asyncio.Future[Any]] | None = None
+        self._status_queue: asyncio.Queue[int] = asyncio.Queue()
+        self._queued_status: set[int] = set()
+        self._last_status: dict[int, str] = {}
+        self._tasks: set[asyncio.Task[Any]] = set()
+        self._closed = asyncio.Event()
+
+    # transport
+    async def start(self) -> None:
+        """Receive and route frames until the connection closes."""
+        from websockets.exceptions import ConnectionClosed
+
+        try:
+            async for message in self._connection:
+                self.link.touch()
+                frames.debug("%s < %s", self.id, message)
+                await self.route_message(message)
+        except ConnectionClosed:
+            pass
+        finally:
+            self._closed.set()
+            if self._pending is not None and not self._pending[2].done():
+                self._pending[2].set_exception(CsmsUnavailable("connection closed"))
+
+    async def _send(self, message: str) -> None:
+        from websockets.exceptions import ConnectionClosed
+
+        frames.debug("%s > %s", self.id, message)
+        try:
+            await self._connection.send(message)
+        except ConnectionClosed as exc:
+            raise CsmsUnavailable("connection closed") from exc
+        self.link.touch()
+
+    async def route_message(self, raw_msg: str | bytes) -> None:
+        """Route one frame; malformed ones get a CallError wherever a uniqueId can be read (OCPP-J §4.2.3)."""
+        text = raw_msg.decode("utf-8", "replace") if isinstance(raw_msg, bytes) else raw_msg
+        try:
+            msg = self._unpack(text)
+        except OCPPError as exc:
+            unique_id = self._readable_unique_id(text)
+            log.warning("malformed frame from CSMS (%s): %.200s", exc.code, text)
+            if unique_id is not None:
+                await self._reply_error(unique_id, exc)
+            return
+        if msg.message_type_id == MessageType.Call:
+            if self.boot_status == "Rejected":
+                return  # OCPP 1.6 §4.2.1: while Rejected the charge point does not answer the CSMS
+            try:
+                await self._handle_call(msg)
+            except OCPPError as exc:
+                await self._reply_error(msg.unique_id, exc)
+            return
+        pending = self._pending
+        if pending is None or pending[0] != msg.unique_id or pending[2].done():
+            log.warning("ignoring an answer to no outstanding CALL: %.200s", text)
+            return
+        pending[2].set_result(msg)
+
+    @staticmethod
+    def _unpack(text: str) -> Call | CallResult | CallError:
+        data = unpack(text)
+        if isinstance(data, Call):
+            if (
+                not isinstance(data.unique_id, str)
+                or not isinstance(data.action, str)
+                or not isinstance(data.payload, dict)
+            ):
+                raise ocpp.exceptions.FormatViolationError(
+                    details={"cause": "CALL elements have wrong types"}
+                )
+        elif isinstance(data, CallResult) and not isinstance(data.payload, dict):
+            raise ocpp.exceptions.FormatViolationError(
+                details={"cause": "CALLRESULT payload is not an object"}
+            )
+        return data
+
+    @staticmethod
+    def _readable_unique_id(text: str) -> str | None:
+        try:
+            data = json.loads(text)
+        except ValueError:
+            match = _UNIQUE_ID.match(text)
+            return match.group(1) if match else None
+        if (
+            isinstance(data, list)
+            and len(data) >= 2
+            and data[0] == MessageType.Call
+            and isinstance(data[1], str)
+        ):
+            return data[1]
+        return None
+
+    async def _reply_error(self, unique_id: str, exc: OCPPError) -> None:
+        code = mapping.CALL_ERROR_CODE.get(exc.code, exc.code)
+        error = CallError(
+            unique_id, code, exc.description, {"cause": str(exc.details.get("cause", ""))[:200]}
+        )
+        await self._send(error.to_json())
+
+    async def _handle_call(self, msg: Call) -> None:
+        if msg.action not in self.route_map:
+            # OCPP-J 1.6 §4.2.3: NotSupported = recognized but not supported; NotImplemented = not known.
+            if msg.action in _ACTIONS_16:
+                raise ocpp.exceptions.NotSupportedError(details={"cause": f"{msg.action} is not supported"})
+            raise ocpp.exceptions.NotImplementedError(
+                details={"cause": f"{msg.action} is not an OCPP 1.6 action"}
+            )
+        await super()._handle_call(msg)
+
+    async def request(
+        self, action: str, payload: dict[str, Any], *, timeout_s: float | None = None
+    ) -> dict[str, Any]:
+        """Send a CALL and return the CALLRESULT payload.
+
+        Raises CsmsRejected for a CallError or an invalid answer, CsmsUnavailable on timeout or a closed link.
+        """
+        call = Call(self._unique_id_generator(), action, payload)
+        ocpp.messages._validate_payload(call, self._ocpp_version)
+        timeout = timeout_s if timeout_s is not None else self._response_timeout
+        async with self._call_lock:
+            if self._closed.is_set():
+                raise CsmsUnavailable("connection closed")
+            future: asyncio.Future[Any] = asyncio.get_running_loop().create_future()
+            self._pending = (call.unique_id, action, future)
+            try:
+                await self._send(call.to_json())
+                async with asyncio.timeout(timeout):
+                    answer = await future
+            except TimeoutError as exc:
+                raise CsmsUnavailable(f"no answer to {action} within {timeout:g} s") from exc
+            finally:
+                self._pending = None
+        if isinstance(answer, CallError):
+            raise CsmsRejected(answer.error_code, answer.error_description)
+        answer.action = action
+        try:
+            ocpp.messages._validate_payload(answer, self._ocpp_version)
+        except OCPPError as exc:
+            raise CsmsRejected("FormationViolation", f"invalid {action} answer: {exc.details}") from exc
+        result: dict[str, Any] = answer.payload
+        return result
+
+    # life cycle
+    async def run(self) -> None:
+        """Boot, then serve until the connection closes."""
+        receiver = self._spawn(self.start(), "receive")
+        try:
+            await self._boot()
+            self._spawn(self._heartbeat(), "heartbeat")
+            self._spawn(self._send_statuses(), "status")
+            self._spawn(self.link.outbox.run(self), "outbox")
+            await receiver
+        finally:
+            for task in list(self._tasks):
+                task.cancel()
+            for task in list(self._tasks):
+                try:
+                    await task
+                except (asyncio.CancelledError, Exception):
+                    log.debug("session task %s ended", task.get_name())
+            self.accepted.clear()
+
+    def _spawn(self, coro: Any, name: str) -> asyncio.Task[Any]:
+        task: asyncio.Task[Any] = asyncio.get_running_loop().create_task(coro, name=name)
+        self._tasks.add(task)
+        task.add_done_callback(self._task_done)
+        return task
+
+    def _task_done(self, task: asyncio.Task[Any]) -> None:
+        self._tasks.discard(task)
+        if task.cancelled():
+            return
+        exc = task.exception()
+        if exc is not None and not isinstance(exc, CsmsUnavailable):
+            log.error("session task %s crashed", task.get_name(), exc_info=exc)
+
+    def _boot_payload(self) -> dict[str, Any]:
+        ident = self.link.identity
+        payload = {
+            "chargePointVendor": ident.vendor,
+            "chargePointModel": ident.model,
+            "firmwareVersion": ident.firmware_version,
+        }
+        if ident.serial_number:
+            payload["chargePointSerialNumber"] = ident.serial_number
+        return payload
+
+    async def _boot(self) -> None:
+        """BootNotification until Accepted; retry after ``interval`` (our default when 0), timeout or CallError."""
+        payload = self._boot_payload()
+        default_retry = self.link.csms_config.boot_retry_s
+        while True:
+            try:
+                answer = await self.request("BootNotification", payload)
+            except CsmsRejected as exc:
+                log.warning("BootNotification refused with %s; retrying in %s s", exc.code, default_retry)
+                await self._wait_or_closed(default_retry)
+                continue
+            except CsmsUnavailable:
+                if self._closed.is_set():
+                    raise
+                log.warning("BootNotification unanswered; retrying in %s s", default_retry)
+                await self._wait_or_closed(default_retry)
+                continue
+            interval = self._boot_answer(answer)
+            if self.accepted.is_set():
+                return
+            await self._wait_or_closed(interval if interval > 0 else default_retry)
+            if self.accepted.is_set():
+                return  # a triggered BootNotification was accepted meanwhile
+
+    def _boot_answer(self, answer: dict[str, Any]) -> int:
+        """Act on a BootNotification answer; returns its interval."""
+        self.boot_status = answer["status"]
+        self._adopt_time(answer.get("currentTime"))
+        interval = int(answer.get("interval", 0))
+        log.info("BootNotification %s (interval %s)", self.boot_status, interval)
+        if self.boot_status == "Accepted" and not self.accepted.is_set():
+            if interval > 0:
+                self.settings.set_text("heartbeat_interval_s", str(interval))
+            self.ever_accepted = True
+            self.accepted.set()
+            for cid in [0, *self.station.connectors]:
+                self.status_changed(cid)
+        return interval
+
+    async def _wait_or_closed(self, delay_s: float) -> None:
+        """Sleep ``delay_s``; wake early when accepted; raise CsmsUnavailable if the connection closes."""
+        closed = asyncio.ensure_future(self._closed.wait())
+        accepted = asyncio.ensure_future(self.accepted.wait())
+        try:
+            await asyncio.wait({closed, accepted}, timeout=delay_s, return_when=asyncio.FIRST_COMPLETED)
+        finally:
+            closed.cancel()
+            accepted.cancel()
+        if self._closed.is_set():
+            raise CsmsUnavailable("connection closed")
+
+    def _adopt_time(self, text: str | None) -> None:
+        if text:
+            try:
+                self.link.set_time(parse_time(text))
+            except ValueError:
+                log.warning("CSMS sent an unreadable currentTime %r", text)
+
+    async def _heartbeat(self) -> None:
+        """Heartbeat when nothing else was exchanged for HeartbeatInterval (any traffic counts)."""
+        while True:
+            interval = self.settings.get_int("heartbeat_interval_s")
+            if interval <= 0:
+                await asyncio.sleep(1)
+                continue
+            idle = self.link.idle_s()
+            if idle < interval:
+                await asyncio.sleep(interval - idle)
+                continue
+            await self.send_heartbeat()
+
+    async def send_heartbeat(self) -> None:
+        """One Heartbeat; adopts the CSMS time."""
+        try:
+            answer = await self.request("Heartbeat", {})
+        except CsmsRejected as exc:
+            log.warning("Heartbeat refused: %s", exc)
+            await asyncio.sleep(1)
+            return
+        self._adopt_time(answer.get("currentTime"))
+
+    # status
+    def status_changed(self, cid: int) -> None:
+        """Queue a StatusNotification for ``cid`` (coalesced: the current status is read when sending)."""
+        if cid not in self._queued_status:
+            self._queued_status.add(cid)
+            self._status_queue.put_nowait(cid)
+
+    async def _send_statuses(self) -> None:
+        while True:
+            cid = await self._status_queue.get()
+            self._queued_status.discard(cid)
+            await self.send_status(cid, force=False)
+
+    async def send_status(self, cid: int, *, force: bool) -> None:
+        """Send the current status of ``cid`` unless it is what the CSMS last heard (``force``: send anyway)."""
+        state, error, info = self.station.status(cid)
+        status = mapping.STATUS[state]
+        key = f"{status}/{mapping.ERROR_CODE[error]}/{info}"
+        if not force and self._last_status.get(cid) == key:
+            return
+        payload: dict[str, Any] = {
+            "connectorId": cid,
+            "errorCode": mapping.ERROR_CODE[error],
+            "status": status,
+            "timestamp": ocpp_time(self.link.clock.now()),
+        }
+        if info:
+            payload["info"] = info[:50]
+        try:
+            await self.request("StatusNotification", payload)
+        except CsmsRejected as exc:
+            log.warning("StatusNotification refused: %s", exc)
+        self._last_status[cid] = key
+
+    # the CSMS port, used by the link
+    async def authorize(self, id_tag: str) -> IdTagInfo:
+        """Authorize online; CallErrors count as unavailability (decide offline)."""
+        try:
+            answer = await self.request("Authorize", {"idTag": id_tag})
+        except CsmsRejected as exc:
+            raise CsmsUnavailable(f"Authorize refused: {exc}") from exc
+        return id_tag_info(answer.get("idTagInfo"))
+
+    async def deliver(self, message: OutboxMessage) -> None:
+        """Send one outbox message; raises CsmsRejected/CsmsUnavailable; acknowledges in the store on success."""
+        store = self.link.store
+        event = message.payload
+        if message.kind == OutboxKind.START:
+            answer = await self.request(
+                "StartTransaction",
+                {
+                    "connectorId": event["connector_id"],
+                    "idTag": event["id_tag"],
+                    "meterStart": int(event["meter_start_wh"]),
+                    "timestamp": ocpp_time(parse_time(event["timestamp"])),
+                },
+            )
+            info = id_tag_info(answer.get("idTagInfo"))
+            csms_id = int(answer["transactionId"])
+            store.acknowledge(message.seq, csms_tx_id=csms_id, local_tx_id=message.local_tx_id)
+            self.station.id_tag_info(event["id_tag"], info)
+            await self.station.transaction_confirmed(message.local_tx_id or 0, csms_id, info)
+            return
+        if message.kind == OutboxKind.STOP:
+            payload: dict[str, Any] = {
+                "transactionId": self._transaction_id(message.local_tx_id),
+                "meterStop": int(event["meter_stop_wh"]),
+                "timestamp": ocpp_time(parse_time(event["timestamp"])),
+                "reason": mapping.STOP_REASON[_stop_reason(event["reason"])],
+            }
+            if event.get("id_tag"):
+                payload["idTag"] = event["id_tag"]
+            data = [meter_value(Sample.from_json(s)) for s in event.get("transaction_data") or []]
+            data = [d for d in data if d["sampledValue"]]
+            if data:
+                payload["transactionData"] = data
+            answer = await self.request("StopTransaction", payload)
+            store.acknowledge(message.seq)
+            if event.get("id_tag") and answer.get("idTagInfo"):
+                self.station.id_tag_info(event["id_tag"], id_tag_info(answer["idTagInfo"]))
+            return
+        samples = [meter_value(Sample.from_json(s)) for s in event["samples"]]
+        mv: dict[str, Any] = {"connectorId": event["connector_id"], "meterValue": samples}
+        if message.local_tx_id is not None:
+            mv["transactionId"] = self._transaction_id(message.local_tx_id)
+        await self.request("MeterValues", mv)
+        store.acknowledge(message.seq)
+
+    def _transaction_id(self, local_id: int | None) -> int:
+        """The CSMS's id for a local transaction; a negative placeholder if its start was never acknowledged."""
+        if local_id is None:
+            return 0
+        tx = self.link.store.transaction(local_id)
+        if tx is not None and tx.csms_id is not None:
+            return tx.csms_id
+        return -local_id
+
+    # handlers for the central system's CALLs
+    @on(Action.remote_start_transaction)
+    def on_remote_start(self, id_tag: str, connector_id: int | None = None, **_: Any) -> Any:
+        """RemoteStartTransaction (OCPP 1.6 §5.11)."""
+        if connector_id is not None and connector_id not in self.station.connectors:
+            return call_result.RemoteStartTransaction(status="Rejected")
+        ok = self.station.remote_start(
+            id_tag, connector_id, authorize_first=self.settings.get_bool("authorize_remote_tx_requests")
+        )
+        return call_result.RemoteStartTransaction(status="Accepted" if ok else "Rejected")
+
+    @on(Action.remote_stop_transaction)
+    async def on_remote_stop(self, transaction_id: int, **_: Any) -> Any:
+        """RemoteStopTransaction (OCPP 1.6 §5.12)."""
+        ok = await self.station.remote_stop(transaction_id)
+        return call_result.RemoteStopTransaction(status="Accepted" if ok else "Rejected")
+
+    @on(Action.reset)
+    def on_reset(self, type: str, **_: Any) -> Any:
+        """Reset: answer first; the agent ends transactions and restarts afterwards."""
+        return call_result.Reset(status="Accepted")
+
+    @after(Action.reset)
+    def after_reset(self, type: str, **_: Any) -> None:
+        """Carry out the reset after the answer went out."""
+        self.station.request_reset(ResetKind.HARD if type == "Hard" else ResetKind.SOFT)
+
+    @on(Action.unlock_connector)
+    async def on_unlock(self, connector_id: int, **_: Any) -> Any:
+        """UnlockConnector (OCPP 1.6 §5.18): ends a running transaction first."""
+        if connector_id not in self.station.connectors:
+            return call_result.UnlockConnector(status="NotSupported")
+        result = await self.station.unlock(connector_id)
+        return call_result.UnlockConnector(status=mapping.UNLOCK[result])
+
+    @on(Action.change_availability)
+    def on_change_availability(self, connector_id: int, type: str, **_: Any) -> Any:
+        """ChangeAvailability (OCPP 1.6 §5.2): Scheduled while a transaction runs."""
+        if connector_id != 0 and connector_id not in self.station.connectors:
+            return call_result.ChangeAvailability(status="Rejected")
+        result = self.station.change_availability(connector_id, type == "Operative")
+        return call_result.ChangeAvailability(status=mapping.AVAILABILITY[result])
+
+    @on(Action.clear_cache)
+    def on_clear_cache(self, **_: Any) -> Any:
+        """ClearCache."""
+        return call_result.ClearCache(status="Accepted" if self.station.clear_cache() else "Rejected")
+
+    @on(Action.data_transfer)
+    def on_data_transfer(self, vendor_id: str, **_: Any) -> Any:
+        """DataTransfer: no vendor extensions are known."""
+        return call_result.DataTransfer(status="UnknownVendorId")
+
+    @on(Action.get_configuration)
+    def on_get_configuration(self, key: list[str] | None = None, **_: Any) -> Any:
+        """GetConfiguration: the requested keys (all when none), unknown ones listed apart."""
+        from chargepoint.core.settings import SPECS
+
+        keys = key if key else list(mapping.CONFIG_KEYS)
+        known, unknown = [], []
+        for name in keys:
+            setting = mapping.CONFIG_KEYS.get(name)
+            if setting is None:
+                unknown.append(name)
+                continue
+            known.append(
+                {"key": name, "readonly": SPECS[setting].readonly, "value": self._config_value(setting)}
+            )
+        return call_result.GetConfiguration(configuration_key=known, unknown_key=unknown or None)
+
+    def _config_value(self, setting: str) -> str:
+        if setting == "number_of_connectors":
+            return str(len(self.station.connectors))
+        if setting == "supported_feature_profiles":
+            return mapping.SUPPORTED_PROFILES
+        return self.settings.text(setting)[:500]
+
+    @on(Action.change_configuration)
+    def on_change_configuration(self, key: str, value: str, **_: Any) -> Any:
+        """ChangeConfiguration: Rejected for read-only or invalid, NotSupported for unknown keys."""
+        setting = mapping.CONFIG_KEYS.get(key)
+        if setting is None:
+            return call_result.ChangeConfiguration(status="NotSupported")
+        try:
+            reboot = self.settings.set_text(setting, value)
+        except (PermissionError, ValueError) as exc:
+            log.info("ChangeConfiguration %s=%r rejected: %s", key, value, exc)
+            return call_result.ChangeConfiguration(status="Rejected")
+        except Exception:
+            log.exception("ChangeConfiguration %s could not be stored", key)
+            return call_result.ChangeConfiguration(status="Rejected")
+        return call_result.ChangeConfiguration(status="RebootRequired" if reboot else "Accepted")
+
+    @on(Action.get_local_list_version)
+    def on_get_local_list_version(self, **_: Any) -> Any:
+        """GetLocalListVersion."""
+        return call_result.GetLocalListVersion(list_version=self.station.local_list_version())
+
+    @on(Action.send_local_list)
+    def on_send_local_list(
+        self,
+        list_version: int,
+        update_type: str,
+        local_authorization_list: list[dict[str, Any]] | None = None,
+        **_: Any,
+    ) -> Any:
+        """SendLocalList: full or differential; an entry without idTagInfo is removed (differential)."""
+        entries: dict[str, IdTagInfo | None] = {}
+        for item in local_authorization_list or []:
+            info = item.get("id_tag_info")
+            entries[item["id_tag"]] = id_tag_info(info) if info else None
+        full = update_type == "Full"
+        if full:
+            entries = {k: v for k, v in entries.items() if v is not None}
+        result = self.station.update_local_list(list_version, full, entries)
+        return call_result.SendLocalList(status=mapping.LOCAL_LIST[result])
+
+    @on(Action.trigger_message)
+    def on_trigger_message(self, requested_message: str, connector_id: int | None = None, **_: Any) -> Any:
+        """TriggerMessage (RemoteTrigger profile); the message follows the answer."""
+        if connector_id is not None and connector_id != 0 and connector_id not in self.station.connectors:
+            return call_result.TriggerMessage(status="Rejected")
+        if requested_message not in _TRIGGERABLE:
+            return call_result.TriggerMessage(status="NotImplemented")
+        return call_result.TriggerMessage(status="Accepted")
+
+    @after(Action.trigger_message)
+    async def after_trigger_message(
+        self, requested_message: str, connector_id: int | None = None, **_: Any
+    ) -> None:
+        """Send what TriggerMessage asked for (allowed even while boot is Pending)."""
+        if requested_message not in _TRIGGERABLE:
+            return
+        try:
+            await self._triggered(requested_message, connector_id)
+        except (CsmsRejected, CsmsUnavailable) as exc:
+            log.warning("triggered %s failed: %s", requested_message, exc)
+
+    async def _triggered(self, what: str, connector_id: int | None) -> None:
+        if what == "BootNotification":
+            answer = await self.request("BootNotification", self._boot_payload())
+            self._boot_answer(answer)
+        elif what == "Heartbeat":
+            await self.send_heartbeat()
+        elif what == "StatusNotification":
+            targets = [connector_id] if connector_id is not None else [0, *self.station.connectors]
+            for cid in targets:
+                await self.send_status(cid, force=True)
+        elif what == "MeterValues":
+            targets = [connector_id] if connector_id else list(self.station.connectors)
+            for cid in targets:
+                sample, local_tx = self.station.sample_now(cid)
+                if sample is None:
+                    continue
+                mv: dict[str, Any] = {"connectorId": cid, "meterValue": [meter_value(sample)]}
+                if local_tx is not None:
+                    mv["transactionId"] = self._transaction_id(local_tx)
+                await self.request("MeterValues", mv)
+        elif what == "DiagnosticsStatusNotification":
+            await self.request("DiagnosticsStatusNotification", {"status": "Idle"})
+        elif what == "FirmwareStatusNotification":
+            await self.request("FirmwareStatusNotification", {"status": "Idle"})
+
+
+_TRIGGERABLE = frozenset(
+    {
+        "BootNotification",
+        "Heartbeat",
+        "StatusNotification",
+        "MeterValues",
+        "DiagnosticsStatusNotification",
+        "FirmwareStatusNotification",
+    }
+)
+
+
+def _stop_reason(value: str) -> Any:
+    from chargepoint.core.model import StopReason
+
+    return StopReason(value)

@@ -1,0 +1,182 @@
+"""Tables between the core's vocabulary and OCPP 1.6 (every core enum member appears; a test checks it)."""
+
+from __future__ import annotations
+
+from chargepoint.core.model import (
+    AuthStatus,
+    AvailabilityResult,
+    ConnectorState,
+    ErrorCode,
+    LocalListResult,
+    Measurand,
+    ReadingContext,
+    StopReason,
+    UnlockResult,
+)
+
+S = ConnectorState
+
+STATUS: dict[ConnectorState, str] = {
+    S.AVAILABLE: "Available",
+    S.PREPARING: "Preparing",
+    S.CHARGING: "Charging",
+    S.SUSPENDED_EV: "SuspendedEV",
+    S.SUSPENDED_EVSE: "SuspendedEVSE",
+    S.FINISHING: "Finishing",
+    S.RESERVED: "Reserved",
+    S.UNAVAILABLE: "Unavailable",
+    S.FAULTED: "Faulted",
+}
+
+ERROR_CODE: dict[ErrorCode, str] = {
+    ErrorCode.NO_ERROR: "NoError",
+    ErrorCode.CONNECTOR_LOCK_FAILURE: "ConnectorLockFailure",
+    ErrorCode.EV_COMMUNICATION_ERROR: "EVCommunicationError",
+    ErrorCode.GROUND_FAILURE: "GroundFailure",
+    ErrorCode.HIGH_TEMPERATURE: "HighTemperature",
+    ErrorCode.INTERNAL_ERROR: "InternalError",
+    ErrorCode.LOCAL_LIST_CONFLICT: "LocalListConflict",
+    ErrorCode.OTHER_ERROR: "OtherError",
+    ErrorCode.OVER_CURRENT_FAILURE: "OverCurrentFailure",
+    ErrorCode.OVER_VOLTAGE: "OverVoltage",
+    ErrorCode.POWER_METER_FAILURE: "PowerMeterFailure",
+    ErrorCode.POWER_SWITCH_FAILURE: "PowerSwitchFailure",
+    ErrorCode.READER_FAILURE: "ReaderFailure",
+    ErrorCode.RESET_FAILURE: "ResetFailure",
+    ErrorCode.UNDER_VOLTAGE: "UnderVoltage",
+    ErrorCode.WEAK_SIGNAL: "WeakSignal",
+}
+
+STOP_REASON: dict[StopReason, str] = {
+    StopReason.LOCAL: "Local",
+    StopReason.REMOTE: "Remote",
+    StopReason.EV_DISCONNECTED: "EVDisconnected",
+    StopReason.HARD_RESET: "HardReset",
+    StopReason.SOFT_RESET: "SoftReset",
+    StopReason.POWER_LOSS: "PowerLoss",
+    StopReason.REBOOT: "Reboot",
+    StopReason.DEAUTHORIZED: "DeAuthorized",
+    StopReason.EMERGENCY_STOP: "EmergencyStop",
+    StopReason.UNLOCK_COMMAND: "UnlockCommand",
+    StopReason.OTHER: "Other",
+}
+
+AUTH_STATUS: dict[AuthStatus, str] = {
+    AuthStatus.ACCEPTED: "Accepted",
+    AuthStatus.BLOCKED: "Blocked",
+    AuthStatus.EXPIRED: "Expired",
+    AuthStatus.INVALID: "Invalid",
+    AuthStatus.CONCURRENT_TX: "ConcurrentTx",
+}
+AUTH_STATUS_IN = {v: k for k, v in AUTH_STATUS.items()}
+
+CONTEXT: dict[ReadingContext, str] = {
+    ReadingContext.TRANSACTION_BEGIN: "Transaction.Begin",
+    ReadingContext.TRANSACTION_END: "Transaction.End",
+    ReadingContext.SAMPLE_PERIODIC: "Sample.Periodic",
+    ReadingContext.SAMPLE_CLOCK: "Sample.Clock",
+    ReadingContext.TRIGGER: "Trigger",
+}
+
+MEASURAND: dict[Measurand, str] = {m: m.value for m in Measurand}
+
+AVAILABILITY: dict[AvailabilityResult, str] = {
+    AvailabilityResult.ACCEPTED: "Accepted",
+    AvailabilityResult.REJECTED: "Rejected",
+    AvailabilityResult.SCHEDULED: "Scheduled",
+}
+
+UNLOCK: dict[UnlockResult, str] = {
+    UnlockResult.UNLOCKED: "Unlocked",
+    UnlockResult.UNLOCK_FAILED: "UnlockFailed",
+    UnlockResult.NOT_SUPPORTED: "NotSupported",
+}
+
+LOCAL_LIST: dict[LocalListResult, str] = {
+    LocalListResult.ACCEPTED: "Accepted",
+    LocalListResult.FAILED: "Failed",
+    LocalListResult.NOT_SUPPORTED: "NotSupported",
+    LocalListResult.VERSION_MISMATCH: "VersionMismatch",
+}
+
+# OCPP 1.6 configuration keys (§9.1 Core, §9.2 LocalAuthListManagement) -> core setting names.
+CONFIG_KEYS: dict[str, str] = {
+    "AllowOfflineTxForUnknownId": "allow_offline_tx_for_unknown_id",
+    "AuthorizationCacheEnabled": "authorization_cache_enabled",
+    "AuthorizeRemoteTxRequests": "authorize_remote_tx_requests",
+    "ClockAlignedDataInterval": "clock_aligned_data_interval_s",
+    "ConnectionTimeOut": "connection_timeout_s",
+    "ConnectorPhaseRotation": "connector_phase_rotation",
+    "GetConfigurationMaxKeys": "get_configuration_max_keys",
+    "HeartbeatInterval": "heartbeat_interval_s",
+    "LocalAuthorizeOffline": "local_authorize_offline",
+    "LocalPreAuthorize": "local_pre_authorize",
+    "MaxEnergyOnInvalidId": "max_energy_on_invalid_id_wh",
+    "MeterValuesAlignedData": "meter_values_aligned_data",
+    "MeterValuesAlignedDataMaxLength": "measurands_max_length",
+    "MeterValuesSampledData": "meter_values_sampled_data",
+    "MeterValuesSampledDataMaxLength": "measurands_max_length",
+    "MeterValueSampleInterval": "meter_value_sample_interval_s",
+    "MinimumStatusDuration": "minimum_status_duration_s",
+    "NumberOfConnectors": "number_of_connectors",
+    "ResetRetries": "reset_retries",
+    "StopTransactionOnEVSideDisconnect": "stop_transaction_on_ev_side_disconnect",
+    "StopTransactionOnInvalidId": "stop_transaction_on_invalid_id",
+    "StopTxnAlignedData": "stop_txn_aligned_data",
+    "StopTxnAlignedDataMaxLength": "measurands_max_length",
+    "StopTxnSampledData": "stop_txn_sampled_data",
+    "StopTxnSampledDataMaxLength": "measurands_max_length",
+    "SupportedFeatureProfiles": "supported_feature_profiles",
+    "TransactionMessageAttempts": "transaction_message_attempts",
+    "TransactionMessageRetryInterval": "transaction_message_retry_interval_s",
+    "UnlockConnectorOnEVSideDisconnect": "unlock_connector_on_ev_side_disconnect",
+    "WebSocketPingInterval": "websocket_ping_interval_s",
+    "LocalAuthListEnabled": "local_auth_list_enabled",
+    "LocalAuthListMaxLength": "local_auth_list_max_length",
+    "SendLocalListMaxLength": "send_local_list_max_length",
+    "ResumeTransactionsAfterPowerLoss": "resume_transactions_after_power_loss",
+}
+
+SUPPORTED_PROFILES = "Core,LocalAuthListManagement,RemoteTrigger"
+
+# OCPP-J 1.6 §4.2.3 spells two codes differently from the `ocpp` package (errata 5.1, 5.2: not fixed).
+CALL_ERROR_CODE: dict[str, str] = {
+    "FormatViolation": "FormationViolation",
+    "OccurrenceConstraintViolation": "OccurenceConstraintViolation",
+}
+
+# OCPP 1.6 §4.9: the StatusNotification transitions the spec allows (from -> to), connectors > 0.
+LEGAL_STATUS_TRANSITIONS: dict[str, frozenset[str]] = {
+    "Available": frozenset(
+        {"Preparing", "Charging", "SuspendedEV", "SuspendedEVSE", "Reserved", "Unavailable", "Faulted"}
+    ),
+    "Preparing": frozenset({"Available", "Charging", "SuspendedEV", "SuspendedEVSE", "Finishing", "Faulted"}),
+    "Charging": frozenset(
+        {"Available", "SuspendedEV", "SuspendedEVSE", "Finishing", "Unavailable", "Faulted"}
+    ),
+    "SuspendedEV": frozenset(
+        {"Available", "Charging", "SuspendedEVSE", "Finishing", "Unavailable", "Faulted"}
+    ),
+    "SuspendedEVSE": frozenset(
+        {"Available", "Charging", "SuspendedEV", "Finishing", "Unavailable", "Faulted"}
+    ),
+    "Finishing": frozenset({"Available", "Preparing", "Unavailable", "Faulted"}),
+    "Reserved": frozenset({"Available", "Preparing", "Unavailable", "Faulted"}),
+    "Unavailable": frozenset(
+        {"Available", "Preparing", "Charging", "SuspendedEV", "SuspendedEVSE", "Faulted"}
+    ),
+    "Faulted": frozenset(
+        {
+            "Available",
+            "Preparing",
+            "Charging",
+            "SuspendedEV",
+            "SuspendedEVSE",
+            "Finishing",
+            "Reserved",
+            "Unavailable",
+        }
+    ),
+}
+# Connector 0 (the charge point as a whole) only takes these states.
+CONNECTOR_ZERO_STATES = frozenset({"Available", "Unavailable", "Faulted"})

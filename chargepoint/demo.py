@@ -1,0 +1,192 @@
+"""The local demo: a small central system plus one simulated charger, a scripted session, and where to look.
+
+``./dev demo [--duration S]`` runs it; Ctrl-C stops it. Everything listens on 127.0.0.1 only.
+"""
+
+from __future__ import annotations
+
+import argparse
+import asyncio
+import contextlib
+import json
+import os
+import socket
+import sys
+from pathlib import Path
+from typing import IO
+
+from chargepoint.control import ControlError, send_command
+
+STATION_TOML = """\
+[station]
+id = "DEMO-CP-1"
+vendor = "OpenChargeStack"
+model = "PiCharger-Sim"
+
+[csms]
+url = "ws://127.0.0.1:{port}/ocpp"
+reconnect_max_s = 10
+
+[storage]
+path = "agent.db"
+
+[control]
+socket = "agent.sock"
+
+[settings]
+heartbeat_interval_s = 60
+meter_value_sample_interval_s = 5
+clock_aligned_data_interval_s = 60
+meter_values_sampled_data = ["Energy.Active.Import.Register", "Power.Active.Import", "Current.Import", "Voltage"]
+
+[[connectors]]
+id = 1
+max_current_a = 32
+relay = {{ driver = "sim" }}
+meter = {{ driver = "sim", energy_wh = 1000 }}
+plug = {{ driver = "sim", ev_power_w = 7400 }}
+reader = {{ driver = "sim" }}
+
+[[connectors]]
+id = 2
+relay = {{ driver = "sim" }}
+meter = {{ driver = "sim", phases = 3 }}
+plug = {{ driver = "sim", ev_power_w = 11000 }}
+reader = {{ driver = "sim" }}
+"""
+
+
+def free_port() -> int:
+    """A free TCP port on 127.0.0.1."""
+    with socket.socket() as s:
+        s.bind(("127.0.0.1", 0))
+        port: int = s.getsockname()[1]
+        return port
+
+
+async def _ctl(sock: str, *args: str) -> object:
+    for _ in range(50):
+        with contextlib.suppress(ControlError):
+            return await send_command(sock, list(args))
+        await asyncio.sleep(0.2)
+    return await send_command(sock, list(args))
+
+
+def prepare(run_dir: Path) -> tuple[int, Path]:
+    """A fresh run directory with the station config; returns the CSMS port and the config path."""
+    run_dir.mkdir(parents=True, exist_ok=True)
+    for stale in ("agent.db", "agent.db-wal", "agent.db-shm", "csms.jsonl"):
+        with contextlib.suppress(FileNotFoundError):
+            (run_dir / stale).unlink()
+    port = free_port()
+    config = run_dir / "station.toml"
+    config.write_text(STATION_TOML.format(port=port))
+    return port, config
+
+
+async def demo(
+    run_dir: Path, port: int, config: Path, logs: tuple[IO[str], IO[str]], duration_s: float | None
+) -> int:
+    """Start both processes, drive one session, print where to look; stop after ``duration_s`` if given."""
+    env = dict(os.environ, PYTHONUNBUFFERED="1")
+    csms = await asyncio.create_subprocess_exec(
+        sys.executable,
+        "-m",
+        "backend_stub",
+        "serve",
+        "--host",
+        "127.0.0.1",
+        "--port",
+        str(port),
+        "--log",
+        str(run_dir / "csms.jsonl"),
+        stdout=logs[0],
+        stderr=asyncio.subprocess.STDOUT,
+        env=env,
+    )
+    agent = await asyncio.create_subprocess_exec(
+        sys.executable,
+        "-m",
+        "chargepoint",
+        "run",
+        "--config",
+        str(config),
+        stdout=logs[1],
+        stderr=asyncio.subprocess.STDOUT,
+        env=env,
+    )
+    sock = str(run_dir / "agent.sock")
+    ctl = f"{sys.executable} -m chargepoint ctl --config {config}"
+    print(
+        f"""
+Demo running (everything on 127.0.0.1):
+  central system   ws://127.0.0.1:{port}/ocpp/<chargePointId>   frames: {run_dir / "csms.jsonl"}
+  charger          DEMO-CP-1 (2 simulated connectors)           log:    {run_dir / "agent.log"}
+  drive it         {ctl} status | plug 2 | swipe 2 MYCARD | unplug 2
+""",
+        flush=True,
+    )
+    try:
+        print("connector 1: plug in, swipe DEMO-TAG-1 ...", flush=True)
+        await _ctl(sock, "plug", "1")
+        await asyncio.sleep(1)
+        await _ctl(sock, "swipe", "1", "DEMO-TAG-1")
+        await asyncio.sleep(12)
+        status = await _ctl(sock, "status")
+        print("status:", json.dumps(status), flush=True)
+        print("connector 1: swipe again to stop, unplug ...", flush=True)
+        await _ctl(sock, "swipe", "1", "DEMO-TAG-1")
+        await asyncio.sleep(1)
+        await _ctl(sock, "unplug", "1")
+        await asyncio.sleep(2)
+        frames = [json.loads(line) for line in _read_lines(run_dir / "csms.jsonl")]
+        actions = [
+            f.get("action") for f in frames if f.get("direction") == "in" and f.get("message_type") == 2
+        ]
+        print(
+            "central system received:", ", ".join(f"{a} x{actions.count(a)}" for a in dict.fromkeys(actions))
+        )
+        stops = [f for f in frames if f.get("action") == "StopTransaction" and f.get("message_type") == 2]
+        if stops:
+            print("StopTransaction:", json.dumps(stops[-1]["payload"]))
+        if duration_s is None:
+            print("\nStill running; press Ctrl-C to stop.", flush=True)
+            await asyncio.Event().wait()
+        else:
+            await asyncio.sleep(max(0.0, duration_s - 16))
+    except ControlError as exc:
+        print(f"demo failed: {exc}; see {run_dir / 'agent.log'}", file=sys.stderr)
+        return 1
+    finally:
+        for proc in (agent, csms):
+            if proc.returncode is None:
+                proc.terminate()
+                with contextlib.suppress(TimeoutError):
+                    async with asyncio.timeout(10):
+                        await proc.wait()
+    return 0
+
+
+def main() -> int:
+    """Entry point of ``./dev demo``."""
+    parser = argparse.ArgumentParser(prog="./dev demo", description=__doc__)
+    parser.add_argument("--dir", default="demo-run", help="where the demo keeps its files")
+    parser.add_argument("--duration", type=float, default=None, help="stop after this many seconds")
+    args = parser.parse_args()
+    run_dir = Path(args.dir).resolve()
+    port, config = prepare(run_dir)
+    with (
+        open(run_dir / "csms.out", "w") as csms_log,
+        open(run_dir / "agent.log", "w") as agent_log,
+        contextlib.suppress(KeyboardInterrupt),
+    ):
+        return asyncio.run(demo(run_dir, port, config, (csms_log, agent_log), args.duration))
+    return 0
+
+
+def _read_lines(path: Path) -> list[str]:
+    return [line for line in path.read_text().splitlines() if line.strip()]
+
+
+if __name__ == "__main__":
+    sys.exit(main())

@@ -1,0 +1,1 @@
+"""Hardware drivers behind the agent's ports, and a simulated twin of each."""

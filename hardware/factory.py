@@ -1,0 +1,110 @@
+"""Builds each connector's hardware ports from its config, by driver name."""
+
+from __future__ import annotations
+
+from collections.abc import Callable, Mapping
+from dataclasses import dataclass
+from typing import Any
+
+from chargepoint.config import ConnectorConfig, DriverConfig
+from chargepoint.core.station import ConnectorPorts
+from chargepoint.errors import ConfigError
+from hardware.sim import SimMeter, SimPlug, SimReader, SimRelay
+
+
+@dataclass
+class SimConnector:
+    """Handles on one connector's simulated hardware, for the control interface and the simulator."""
+
+    relay: SimRelay | None = None
+    meter: SimMeter | None = None
+    plug: SimPlug | None = None
+    reader: SimReader | None = None
+
+
+def _option(driver: DriverConfig, key: str, name: str, kind: type, default: Any) -> Any:
+    value = driver.options.get(name, default)
+    if kind is float and isinstance(value, int) and not isinstance(value, bool):
+        value = float(value)
+    if not isinstance(value, kind):
+        raise ConfigError(f"{key}.{name}", f"must be {kind.__name__}, got {value!r}")
+    return value
+
+
+def _check_options(driver: DriverConfig, key: str, allowed: Mapping[str, Any]) -> None:
+    for name in driver.options:
+        if name not in allowed:
+            raise ConfigError(f"{key}.{name}", f"is not an option of the {driver.driver!r} driver")
+
+
+Builder = Callable[[ConnectorConfig, str, SimConnector], Any]
+
+
+def _sim_relay(cfg: ConnectorConfig, key: str, sim: SimConnector) -> SimRelay:
+    _check_options(cfg.relay, key, {})
+    sim.relay = SimRelay()
+    return sim.relay
+
+
+def _sim_plug(cfg: ConnectorConfig, key: str, sim: SimConnector) -> SimPlug:
+    _check_options(cfg.plug, key, {"ev_power_w": 0})
+    sim.plug = SimPlug(ev_power_w=_option(cfg.plug, key, "ev_power_w", float, 7400.0))
+    return sim.plug
+
+
+def _sim_meter(cfg: ConnectorConfig, key: str, sim: SimConnector) -> SimMeter:
+    _check_options(cfg.meter, key, {"energy_wh": 0, "voltage_v": 0, "phases": 0})
+    if sim.relay is None or sim.plug is None:
+        raise ConfigError(key, "the sim meter needs the sim relay and sim plug on the same connector")
+    phases = _option(cfg.meter, key, "phases", int, 1)
+    if phases not in (1, 3):
+        raise ConfigError(f"{key}.phases", f"must be 1 or 3, got {phases}")
+    sim.meter = SimMeter(
+        sim.relay,
+        sim.plug,
+        energy_wh=_option(cfg.meter, key, "energy_wh", float, 0.0),
+        voltage_v=_option(cfg.meter, key, "voltage_v", float, 230.0),
+        phases=phases,
+    )
+    return sim.meter
+
+
+def _sim_reader(cfg: ConnectorConfig, key: str, sim: SimConnector) -> SimReader:
+    assert cfg.reader is not None
+    _check_options(cfg.reader, key, {})
+    sim.reader = SimReader()
+    return sim.reader
+
+
+# port -> driver name -> builder. Real drivers (gpio, modbus, pcsc, rdm6300, pn532) register here too.
+DRIVERS: dict[str, dict[str, Builder]] = {
+    "relay": {"sim": _sim_relay},
+    "plug": {"sim": _sim_plug},
+    "meter": {"sim": _sim_meter},
+    "reader": {"sim": _sim_reader},
+}
+
+
+def build_ports(index: int, cfg: ConnectorConfig) -> tuple[ConnectorPorts, SimConnector]:
+    """The ports of connector ``cfg`` (``index`` in the config's array), and handles on simulated parts."""
+    sim = SimConnector()
+    built: dict[str, Any] = {}
+    for port in ("relay", "plug", "meter", "reader"):
+        driver: DriverConfig | None = getattr(cfg, port)
+        if driver is None:
+            continue
+        key = f"connectors[{index}].{port}"
+        builder = DRIVERS[port].get(driver.driver)
+        if builder is None:
+            raise ConfigError(
+                f"{key}.driver", f"unknown driver {driver.driver!r} (known: {', '.join(DRIVERS[port])})"
+            )
+        built[port] = builder(cfg, key, sim)
+    ports = ConnectorPorts(
+        relay=built["relay"],
+        meter=built["meter"],
+        plug=built["plug"],
+        reader=built.get("reader"),
+        max_current_a=cfg.max_current_a,
+    )
+    return ports, sim

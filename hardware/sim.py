@@ -1,0 +1,157 @@
+"""Simulated twins of the hardware ports: relay, meter that integrates power over time, token reader, EV plug.
+
+The simulator and the tests drive them; the agent cannot tell them from real drivers.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import time
+from collections.abc import AsyncIterator, Callable
+
+from chargepoint.errors import MeterError, ReaderError, RelayError
+from chargepoint.ports import MeterReading
+
+
+class SimRelay:
+    """A contactor that switches instantly; ``stuck`` makes it refuse to close."""
+
+    def __init__(self) -> None:
+        self._closed = False
+        self.stuck = False
+        self.switch_count = 0
+
+    @property
+    def closed(self) -> bool:
+        """True while closed."""
+        return self._closed
+
+    async def close(self) -> None:
+        """Close, unless stuck."""
+        if self.stuck:
+            raise RelayError("simulated relay stuck open")
+        if not self._closed:
+            self.switch_count += 1
+        self._closed = True
+
+    async def open(self) -> None:
+        """Open."""
+        if self._closed:
+            self.switch_count += 1
+        self._closed = False
+
+
+class SimPlug:
+    """An EV cable and the EV behind it: plugged state, current offered, power the EV wants."""
+
+    def __init__(self, *, ev_power_w: float = 7400.0) -> None:
+        self._plugged = False
+        self._subscribers: list[asyncio.Queue[bool]] = []
+        self.ev_power_w = ev_power_w
+        self.offered_a: float | None = None
+
+    @property
+    def plugged(self) -> bool:
+        """True while an EV is connected."""
+        return self._plugged
+
+    def set_plugged(self, plugged: bool) -> None:
+        """Plug the EV in or out."""
+        if plugged == self._plugged:
+            return
+        self._plugged = plugged
+        for q in self._subscribers:
+            q.put_nowait(plugged)
+
+    async def changes(self) -> AsyncIterator[bool]:
+        """Every change of the plugged state."""
+        q: asyncio.Queue[bool] = asyncio.Queue()
+        self._subscribers.append(q)
+        try:
+            while True:
+                yield await q.get()
+        finally:
+            self._subscribers.remove(q)
+
+    def offer_current(self, current_a: float | None) -> None:
+        """The charger's offer to the EV."""
+        self.offered_a = current_a
+
+
+class SimMeter:
+    """A meter whose register integrates the power flowing through a relay into a plugged EV."""
+
+    def __init__(
+        self,
+        relay: SimRelay,
+        plug: SimPlug,
+        *,
+        energy_wh: float = 0.0,
+        voltage_v: float = 230.0,
+        phases: int = 1,
+        monotonic: Callable[[], float] = time.monotonic,
+    ) -> None:
+        self.relay = relay
+        self.plug = plug
+        self.energy_wh = energy_wh
+        self.voltage_v = voltage_v
+        self.phases = phases
+        self.failing = False
+        self._monotonic = monotonic
+        self._last = monotonic()
+
+    def power_w(self) -> float:
+        """Power flowing now."""
+        if not (self.relay.closed and self.plug.plugged):
+            return 0.0
+        limit = (self.plug.offered_a or 0.0) * self.voltage_v * self.phases
+        return max(0.0, min(self.plug.ev_power_w, limit))
+
+    def advance(self) -> None:
+        """Integrate power since the last call."""
+        now = self._monotonic()
+        self.energy_wh += self.power_w() * (now - self._last) / 3600.0
+        self._last = now
+
+    async def read(self) -> MeterReading:
+        """Read the register, or fail like a meter that stopped answering."""
+        self.advance()
+        if self.failing:
+            raise MeterError("simulated meter does not answer")
+        power = self.power_w()
+        current = power / (self.voltage_v * self.phases) if power else 0.0
+        return MeterReading(
+            energy_wh=self.energy_wh,
+            power_w=power,
+            voltage_v=(self.voltage_v,) * self.phases,
+            current_a=(round(current, 2),) * self.phases,
+            frequency_hz=50.0,
+        )
+
+
+class SimReader:
+    """A card reader that yields the idTags swiped at it; ``fail()`` makes it vanish."""
+
+    def __init__(self) -> None:
+        self._queue: asyncio.Queue[str | None] = asyncio.Queue()
+        self.present = True
+
+    def swipe(self, id_tag: str) -> None:
+        """Present a card."""
+        self._queue.put_nowait(id_tag.upper())
+
+    def fail(self, failed: bool = True) -> None:
+        """Make the reader disappear (or come back)."""
+        self.present = not failed
+        if failed:
+            self._queue.put_nowait(None)
+
+    async def tokens(self) -> AsyncIterator[str]:
+        """One idTag per presentation; raises ReaderError while the reader is gone."""
+        if not self.present:
+            raise ReaderError("simulated reader is gone")
+        while True:
+            tag = await self._queue.get()
+            if tag is None or not self.present:
+                raise ReaderError("simulated reader is gone")
+            yield tag
