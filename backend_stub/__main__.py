@@ -1,0 +1,89 @@
+"""Command line: `python -m backend_stub serve --host 127.0.0.1 --port 9000 [--log FILE]`."""
+
+from __future__ import annotations
+
+import argparse
+import asyncio
+import logging
+import signal
+import sys
+from collections.abc import Sequence
+
+from backend_stub.ocpp_server import CentralSystem
+
+
+def _key_value(text: str) -> tuple[str, str]:
+    """Parse a `KEY=VALUE` command line argument."""
+    key, sep, value = text.partition("=")
+    if not sep or not key:
+        raise argparse.ArgumentTypeError(f"expected KEY=VALUE, got {text!r}")
+    return key, value
+
+
+def build_parser() -> argparse.ArgumentParser:
+    """Return the command line parser."""
+    parser = argparse.ArgumentParser(prog="python -m backend_stub", description=__doc__)
+    commands = parser.add_subparsers(dest="command", required=True)
+    serve = commands.add_parser("serve", help="run the OCPP central system until SIGINT/SIGTERM")
+    serve.add_argument("--host", default="127.0.0.1", help="address to listen on (default: %(default)s)")
+    serve.add_argument(
+        "--port", type=int, default=9000, help="TCP port, 0 for a free one (default: %(default)s)"
+    )
+    serve.add_argument(
+        "--log", metavar="FILE", help="append every frame and connection event to FILE as JSON lines"
+    )
+    serve.add_argument(
+        "--heartbeat-interval", type=int, default=300, help="interval in BootNotification answers (s)"
+    )
+    serve.add_argument(
+        "--password",
+        type=_key_value,
+        action="append",
+        default=[],
+        metavar="CP_ID=PASSWORD",
+        help="require HTTP Basic auth for a charger (repeatable)",
+    )
+    serve.add_argument(
+        "--id-tag",
+        type=_key_value,
+        action="append",
+        default=[],
+        metavar="TAG=STATUS",
+        help="authorization status of an idTag, e.g. DEADBEEF=Blocked (repeatable)",
+    )
+    serve.add_argument(
+        "--default-auth-status", default="Accepted", help="status of unlisted idTags (default: %(default)s)"
+    )
+    serve.add_argument("-v", "--verbose", action="store_true", help="log every frame to stderr")
+    return parser
+
+
+async def serve(args: argparse.Namespace) -> None:
+    """Run the central system until SIGINT or SIGTERM."""
+    stop = asyncio.Event()
+    loop = asyncio.get_running_loop()
+    for sig in (signal.SIGINT, signal.SIGTERM):
+        loop.add_signal_handler(sig, stop.set)
+    cs = CentralSystem(args.host, args.port, log_path=args.log)
+    cs.heartbeat_interval = args.heartbeat_interval
+    cs.passwords.update(args.password)
+    cs.id_tags.update(args.id_tag)
+    cs.default_auth_status = args.default_auth_status
+    async with cs:
+        print(cs.url, flush=True)
+        await stop.wait()
+
+
+def main(argv: Sequence[str] | None = None) -> int:
+    """Entry point; returns the process exit code."""
+    args = build_parser().parse_args(argv)
+    logging.basicConfig(level=logging.INFO, format="%(asctime)s %(levelname)s %(name)s: %(message)s")
+    if args.verbose:
+        logging.getLogger("backend_stub").setLevel(logging.DEBUG)
+    if args.command == "serve":
+        asyncio.run(serve(args))
+    return 0
+
+
+if __name__ == "__main__":
+    sys.exit(main())

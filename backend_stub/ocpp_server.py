@@ -1,0 +1,878 @@
+"""A small OCPP-J central system working at the raw-frame level, scriptable from tests."""
+
+from __future__ import annotations
+
+import asyncio
+import contextlib
+import enum
+import hmac
+import inspect
+import itertools
+import json
+import logging
+import re
+import uuid
+from collections.abc import Awaitable, Callable, Iterable, Mapping
+from dataclasses import dataclass, field
+from datetime import UTC, datetime
+from http import HTTPStatus
+from pathlib import Path
+from types import TracebackType
+from typing import IO, Any, Literal, Self, TypeAlias
+from urllib.parse import unquote
+
+from ocpp.exceptions import NotImplementedError as SchemaMissingError
+from ocpp.exceptions import OCPPError
+from ocpp.messages import Call, CallResult, _validate_payload
+from websockets.asyncio.server import Server, ServerConnection, serve
+from websockets.datastructures import Headers
+from websockets.exceptions import ConnectionClosed, InvalidHeader
+from websockets.headers import parse_authorization_basic
+from websockets.http11 import Request, Response
+from websockets.typing import Subprotocol
+
+__all__ = [
+    "NO_REPLY",
+    "VERSIONS",
+    "CallErrorReply",
+    "CentralSystem",
+    "Direction",
+    "Frame",
+    "Handler",
+    "OcppVersion",
+    "utc_now_iso",
+]
+
+log = logging.getLogger(__name__)
+
+CALL = 2
+CALLRESULT = 3
+CALLERROR = 4
+
+PATH_PREFIX = "/ocpp/"
+MAX_UNIQUE_ID_LENGTH = 36  # OCPP-J 1.6 section 4.1.4
+CLOSE_TIMEOUT_S = 5.0
+
+Direction: TypeAlias = Literal["in", "out"]
+
+
+class _NoReply(enum.Enum):
+    """Type of the NO_REPLY sentinel."""
+
+    NO_REPLY = "NO_REPLY"
+
+
+NO_REPLY = _NoReply.NO_REPLY
+"""Return this from a handler to leave the CALL unanswered (to test charger timeouts)."""
+
+HandlerResult: TypeAlias = dict[str, Any] | _NoReply
+Handler: TypeAlias = Callable[[str, dict[str, Any]], HandlerResult | Awaitable[HandlerResult]]
+
+
+class CallErrorReply(Exception):
+    """A CALLERROR: raised by handlers to answer with one, and by `CentralSystem.call` on receiving one."""
+
+    def __init__(self, code: str, description: str = "", details: dict[str, Any] | None = None) -> None:
+        """Keep the error code, description and details of the CALLERROR."""
+        super().__init__(f"{code}: {description}" if description else code)
+        self.code = code
+        self.description = description
+        self.details: dict[str, Any] = details if details is not None else {}
+
+
+@dataclass(frozen=True)
+class Frame:
+    """One OCPP-J frame seen on a charger connection, in either direction."""
+
+    ts: datetime
+    cp_id: str
+    direction: Direction
+    message_type: int | None
+    unique_id: str | None
+    action: str | None
+    payload: Any
+    raw: str
+
+    def to_json(self) -> dict[str, Any]:
+        """Return the frame as a JSON-ready dict (one line of the JSONL log)."""
+        return {
+            "event": "frame",
+            "ts": self.ts.isoformat(),
+            "cp_id": self.cp_id,
+            "direction": self.direction,
+            "message_type": self.message_type,
+            "unique_id": self.unique_id,
+            "action": self.action,
+            "payload": self.payload,
+            "raw": self.raw,
+        }
+
+
+def utc_now_iso() -> str:
+    """Return the current UTC time as ISO 8601 with millisecond precision and a Z suffix."""
+    return datetime.now(UTC).isoformat(timespec="milliseconds").replace("+00:00", "Z")
+
+
+# --------------------------------------------------------------------------------------------------------------
+# Version table
+# --------------------------------------------------------------------------------------------------------------
+
+
+@dataclass(frozen=True)
+class OcppVersion:
+    """Everything version-specific the server needs, keyed by WebSocket subprotocol in `VERSIONS`."""
+
+    subprotocol: str
+    schema_version: str  # the version string `ocpp.messages` uses to find its JSON schemas
+    charge_point_actions: frozenset[str]  # actions a charger may send as CALL
+    error_codes: frozenset[str]  # CALLERROR codes valid on the wire
+    error_code_aliases: Mapping[str, str]  # `ocpp` package error code -> wire error code
+    default_handlers: Callable[[CentralSystem], dict[str, Handler]]
+
+    def wire_error_code(self, code: str) -> str:
+        """Translate an `ocpp` package error code into this version's spelling."""
+        return self.error_code_aliases.get(code, code)
+
+
+def _ocpp16_handlers(cs: CentralSystem) -> dict[str, Handler]:
+    """Default answers to every charge-point-initiated OCPP 1.6 action; they read `cs` settings per call."""
+
+    def id_tag_info(id_tag: str) -> dict[str, Any]:
+        return {"status": cs.id_tags.get(id_tag, cs.default_auth_status)}
+
+    def boot_notification(cp_id: str, payload: dict[str, Any]) -> HandlerResult:
+        return {"status": "Accepted", "currentTime": utc_now_iso(), "interval": cs.heartbeat_interval}
+
+    def heartbeat(cp_id: str, payload: dict[str, Any]) -> HandlerResult:
+        return {"currentTime": utc_now_iso()}
+
+    def authorize(cp_id: str, payload: dict[str, Any]) -> HandlerResult:
+        return {"idTagInfo": id_tag_info(payload["idTag"])}
+
+    started: dict[tuple[Any, ...], int] = {}
+
+    def start_transaction(cp_id: str, payload: dict[str, Any]) -> HandlerResult:
+        # Idempotent: a charger that crashed after sending but before storing the answer sends the same
+        # StartTransaction again; it gets the same transactionId, not a second transaction.
+        key = (cp_id, payload["connectorId"], payload["idTag"], payload["timestamp"], payload["meterStart"])
+        if key not in started:
+            started[key] = cs.next_transaction_id()
+        return {"transactionId": started[key], "idTagInfo": id_tag_info(payload["idTag"])}
+
+    def stop_transaction(cp_id: str, payload: dict[str, Any]) -> HandlerResult:
+        return {"idTagInfo": {"status": "Accepted"}} if "idTag" in payload else {}
+
+    def empty(cp_id: str, payload: dict[str, Any]) -> HandlerResult:
+        return {}
+
+    def data_transfer(cp_id: str, payload: dict[str, Any]) -> HandlerResult:
+        return {"status": "UnknownVendorId"}
+
+    def sign_certificate(cp_id: str, payload: dict[str, Any]) -> HandlerResult:
+        return {"status": "Rejected"}
+
+    return {
+        "BootNotification": boot_notification,
+        "Heartbeat": heartbeat,
+        "Authorize": authorize,
+        "StartTransaction": start_transaction,
+        "StopTransaction": stop_transaction,
+        "StatusNotification": empty,
+        "MeterValues": empty,
+        "DiagnosticsStatusNotification": empty,
+        "FirmwareStatusNotification": empty,
+        "DataTransfer": data_transfer,
+        # Security whitepaper extensions (their schemas ship with the ocpp package).
+        "SecurityEventNotification": empty,
+        "LogStatusNotification": empty,
+        "SignedFirmwareStatusNotification": empty,
+        "SignCertificate": sign_certificate,
+    }
+
+
+OCPP16 = OcppVersion(
+    subprotocol="ocpp1.6",
+    schema_version="1.6",
+    charge_point_actions=frozenset(
+        {
+            "Authorize",
+            "BootNotification",
+            "DataTransfer",
+            "DiagnosticsStatusNotification",
+            "FirmwareStatusNotification",
+            "Heartbeat",
+            "MeterValues",
+            "StartTransaction",
+            "StatusNotification",
+            "StopTransaction",
+            "SecurityEventNotification",
+            "LogStatusNotification",
+            "SignedFirmwareStatusNotification",
+            "SignCertificate",
+        }
+    ),
+    error_codes=frozenset(
+        {
+            "NotImplemented",
+            "NotSupported",
+            "InternalError",
+            "ProtocolError",
+            "SecurityError",
+            "FormationViolation",
+            "PropertyConstraintViolation",
+            "OccurenceConstraintViolation",
+            "TypeConstraintViolation",
+            "GenericError",
+        }
+    ),
+    # OCPP 1.6 keeps its typos on the wire (errata 5.1, 5.2); the ocpp package raises the 2.0.1 spelling.
+    error_code_aliases={
+        "FormatViolation": "FormationViolation",
+        "OccurrenceConstraintViolation": "OccurenceConstraintViolation",
+    },
+    default_handlers=_ocpp16_handlers,
+)
+
+VERSIONS: dict[str, OcppVersion] = {v.subprotocol: v for v in (OCPP16,)}
+"""Supported OCPP versions keyed by WebSocket subprotocol, in order of preference."""
+
+
+# --------------------------------------------------------------------------------------------------------------
+# Frame parsing
+# --------------------------------------------------------------------------------------------------------------
+
+_SNIFF_ID = re.compile(r'^\s*\[\s*(\d+)\s*,\s*"([^"\\]{1,100})"')
+
+
+@dataclass
+class _Parsed:
+    """What could be read from one incoming frame, and what is wrong with it."""
+
+    message_type: int | None = None
+    unique_id: str | None = None
+    action: str | None = None
+    payload: Any = None
+    problem: str | None = None  # None: the frame is well-formed
+
+    @property
+    def reply_to(self) -> str | None:
+        """The uniqueId to answer a malformed frame with a CALLERROR, if it may be a CALL and has one."""
+        if self.message_type in (CALLRESULT, CALLERROR):
+            return None
+        return self.unique_id
+
+
+def _parse_frame(text: str) -> _Parsed:
+    """Parse an OCPP-J frame, reading as much as possible even from a malformed one."""
+    try:
+        msg = json.loads(text)
+    except ValueError:
+        sniffed = _SNIFF_ID.match(text)
+        parsed = _Parsed(problem="frame is not valid JSON")
+        if sniffed:
+            parsed.message_type, parsed.unique_id = int(sniffed[1]), sniffed[2]
+        return parsed
+    if not isinstance(msg, list):
+        return _Parsed(payload=msg, problem=f"frame is a JSON {type(msg).__name__}, not an array")
+    parsed = _Parsed()
+    if msg and type(msg[0]) is int:
+        parsed.message_type = msg[0]
+    if len(msg) > 1 and isinstance(msg[1], str):
+        parsed.unique_id = msg[1]
+    expected = {CALL: 4, CALLRESULT: 3, CALLERROR: 5}
+    if parsed.message_type is None:
+        parsed.problem = "frame does not start with an integer MessageTypeId"
+    elif parsed.message_type not in expected:
+        parsed.problem = f"unknown MessageTypeId {parsed.message_type}"
+    elif len(msg) != expected[parsed.message_type]:
+        parsed.problem = (
+            f"MessageTypeId {parsed.message_type} frame has {len(msg)} elements, "
+            f"expected {expected[parsed.message_type]}"
+        )
+    elif parsed.unique_id is None:
+        parsed.problem = "UniqueId is not a string"
+    elif len(parsed.unique_id) > MAX_UNIQUE_ID_LENGTH:
+        parsed.problem = f"UniqueId is longer than {MAX_UNIQUE_ID_LENGTH} characters"
+    if parsed.message_type == CALL and len(msg) == 4:
+        parsed.action = msg[2] if isinstance(msg[2], str) else None
+        parsed.payload = msg[3]
+        if parsed.problem is None and parsed.action is None:
+            parsed.problem = "Action is not a string"
+    elif parsed.message_type == CALLRESULT and len(msg) == 3:
+        parsed.payload = msg[2]
+    elif parsed.message_type == CALLERROR and len(msg) == 5:
+        parsed.payload = {"errorCode": msg[2], "errorDescription": msg[3], "errorDetails": msg[4]}
+        if parsed.problem is None and not (
+            isinstance(msg[2], str) and isinstance(msg[3], str) and isinstance(msg[4], dict)
+        ):
+            parsed.problem = "CALLERROR fields have wrong types"
+    if (
+        parsed.problem is None
+        and parsed.message_type in (CALL, CALLRESULT)
+        and not isinstance(parsed.payload, dict)
+    ):
+        parsed.problem = "payload is not a JSON object"
+    return parsed
+
+
+def _dumps(msg: list[Any]) -> str:
+    """Serialize an OCPP-J frame compactly."""
+    return json.dumps(msg, separators=(",", ":"), ensure_ascii=False)
+
+
+def _schema_error(version: OcppVersion, message: Call | CallResult) -> CallErrorReply | None:
+    """Validate a CALL or CALLRESULT payload against the version's JSON schema; return the error if invalid.
+
+    A message without a schema (an action unknown to the version) counts as valid.
+    """
+    try:
+        _validate_payload(message, version.schema_version)
+    except SchemaMissingError:
+        return None
+    except OCPPError as e:
+        cause = e.details.get("cause") if isinstance(e.details, dict) else None
+        return CallErrorReply(version.wire_error_code(e.code), str(cause or e.description))
+    return None
+
+
+# --------------------------------------------------------------------------------------------------------------
+# The server
+# --------------------------------------------------------------------------------------------------------------
+
+
+@dataclass(eq=False)
+class _Connection:
+    """State of one charger connection."""
+
+    cp_id: str
+    ws: ServerConnection
+    version: OcppVersion
+    call_lock: asyncio.Lock = field(default_factory=asyncio.Lock)
+    pending: dict[str, tuple[str, asyncio.Future[dict[str, Any]]]] = field(default_factory=dict)
+    expired: dict[str, str] = field(default_factory=dict)  # uniqueId -> action of server CALLs that timed out
+    tasks: set[asyncio.Task[None]] = field(default_factory=set)
+    is_open: bool = True  # False as soon as the socket is gone
+    closed: asyncio.Event = field(default_factory=asyncio.Event)  # set once the cleanup is done
+
+
+class CentralSystem:
+    """An OCPP-J central system: answers charger CALLs through `handlers`, records every frame in `log`."""
+
+    def __init__(
+        self,
+        host: str = "127.0.0.1",
+        port: int = 0,
+        *,
+        log_path: str | Path | None = None,
+        response_timeout_s: float = 10,
+        unique_ids: Callable[[], str] | None = None,
+    ) -> None:
+        """Configure the server; nothing is bound until `start()`."""
+        self.host = host
+        self.port = port
+        self.log_path = Path(log_path) if log_path is not None else None
+        self.response_timeout_s = response_timeout_s
+        self.unique_id_factory: Callable[[], str] = unique_ids or (lambda: str(uuid.uuid4()))
+
+        # Behaviour knobs for tests and the demo.
+        self.passwords: dict[str, str] = {}
+        self.id_tags: dict[str, str] = {}
+        self.default_auth_status = "Accepted"
+        self.heartbeat_interval = 300
+        self.refuse_connections = False
+        self.validate_responses = True
+        self.handlers_by_subprotocol: dict[str, dict[str, Handler]] = {
+            sub: version.default_handlers(self) for sub, version in VERSIONS.items()
+        }
+
+        # What happened.
+        self.log: list[Frame] = []
+        # (cp_id, action, message) of what a charger did wrong ...
+        self.violations: list[tuple[str, str, str]] = []
+        # ... and of what the server did wrong (a handler raised or returned an invalid response).
+        self.errors: list[tuple[str, str, str]] = []
+
+        self._transaction_ids = itertools.count(1)
+        self._connections: dict[str, _Connection] = {}
+        self._server: Server | None = None
+        self._log_file: IO[str] | None = None
+        self._tasks: set[asyncio.Task[None]] = set()
+        self._changed = asyncio.Event()
+
+    # ---- lifecycle ---------------------------------------------------------------------------------------------
+
+    @property
+    def url(self) -> str:
+        """Base WebSocket URL; a charger connects to `{url}/{cp_id}`."""
+        host = f"[{self.host}]" if ":" in self.host else self.host
+        return f"ws://{host}:{self.port}/ocpp"
+
+    async def start(self) -> None:
+        """Bind and start serving; afterwards `port` is the real port."""
+        if self._server is not None:
+            raise RuntimeError("central system already started")
+        if self.log_path is not None:
+            self.log_path.parent.mkdir(parents=True, exist_ok=True)
+            self._log_file = self.log_path.open("a", encoding="utf-8")
+        try:
+            self._server = await serve(
+                self._handle_connection,
+                self.host,
+                self.port,
+                subprotocols=[Subprotocol(sub) for sub in VERSIONS],
+                compression=None,
+                process_request=self._process_request,
+                close_timeout=CLOSE_TIMEOUT_S,
+            )
+        except BaseException:
+            await self.stop()
+            raise
+        self.port = self._server.sockets[0].getsockname()[1]
+        log.info("central system listening on %s", self.url)
+
+    async def stop(self) -> None:
+        """Close all connections and the listening socket, then the log file."""
+        if self._server is not None:
+            self._server.close()
+            await self._server.wait_closed()
+            self._server = None
+        tasks = list(self._tasks)
+        for task in tasks:
+            task.cancel()
+        await asyncio.gather(*tasks, return_exceptions=True)
+        if self._log_file is not None:
+            self._log_file.close()
+            self._log_file = None
+
+    async def __aenter__(self) -> Self:
+        """Start the server."""
+        await self.start()
+        return self
+
+    async def __aexit__(
+        self, exc_type: type[BaseException] | None, exc: BaseException | None, tb: TracebackType | None
+    ) -> None:
+        """Stop the server."""
+        await self.stop()
+
+    # ---- configuration -----------------------------------------------------------------------------------------
+
+    @property
+    def handlers(self) -> dict[str, Handler]:
+        """OCPP 1.6 handlers keyed by action (mutate this dict to script the central system)."""
+        return self.handlers_by_subprotocol[OCPP16.subprotocol]
+
+    @handlers.setter
+    def handlers(self, value: dict[str, Handler]) -> None:
+        """Replace the OCPP 1.6 handlers."""
+        self.handlers_by_subprotocol[OCPP16.subprotocol] = value
+
+    def next_transaction_id(self) -> int:
+        """Return a new transaction id (1, 2, 3, ... per server)."""
+        return next(self._transaction_ids)
+
+    # ---- queries and waiting for tests -------------------------------------------------------------------------
+
+    @property
+    def connected(self) -> set[str]:
+        """Ids of the chargers connected right now."""
+        return set(self._connections)
+
+    def calls(self, action: str, cp_id: str | None = None) -> list[Frame]:
+        """Incoming CALL frames of `action` (from `cp_id` if given)."""
+        return [f for f in self.log if _is_incoming_call(f, action, cp_id)]
+
+    async def wait_for(
+        self,
+        predicate: Callable[[Frame], bool],
+        timeout: float = 10.0,  # noqa: ASYNC109
+        *,
+        after: int = 0,
+    ) -> Frame:
+        """Return the first frame in `log[after:]` matching `predicate`, waiting for it up to `timeout` s."""
+        index = after
+        try:
+            async with asyncio.timeout(timeout):
+                while True:
+                    changed = self._changed  # taken before scanning: no frame can slip in between
+                    while index < len(self.log):
+                        frame = self.log[index]
+                        index += 1
+                        if predicate(frame):
+                            return frame
+                    await changed.wait()
+        except TimeoutError:
+            raise TimeoutError(f"no matching frame within {timeout} s") from None
+
+    async def wait_for_call(
+        self,
+        action: str,
+        cp_id: str | None = None,
+        timeout: float = 10.0,  # noqa: ASYNC109
+        *,
+        after: int = 0,
+        where: Callable[[Any], bool] | None = None,
+    ) -> Frame:
+        """Wait for an incoming CALL of `action` (from `cp_id`, whose payload satisfies `where`, if given)."""
+
+        def matches(frame: Frame) -> bool:
+            return _is_incoming_call(frame, action, cp_id) and (where is None or where(frame.payload))
+
+        try:
+            return await self.wait_for(matches, timeout, after=after)
+        except TimeoutError:
+            raise TimeoutError(f"no {action} CALL from {cp_id or 'any charger'} within {timeout} s") from None
+
+    async def wait_connected(self, cp_id: str, timeout: float = 10) -> None:  # noqa: ASYNC109
+        """Wait until charger `cp_id` is connected."""
+        await self._wait_until(lambda: cp_id in self._connections, timeout, f"{cp_id} did not connect")
+
+    async def wait_disconnected(self, cp_id: str, timeout: float = 10) -> None:  # noqa: ASYNC109
+        """Wait until charger `cp_id` is not connected."""
+        await self._wait_until(lambda: cp_id not in self._connections, timeout, f"{cp_id} did not disconnect")
+
+    async def _wait_until(self, condition: Callable[[], bool], limit_s: float, message: str) -> None:
+        """Wait until `condition()` holds, re-checking whenever something changes."""
+        try:
+            async with asyncio.timeout(limit_s):
+                while not condition():
+                    await self._changed.wait()
+        except TimeoutError:
+            raise TimeoutError(f"{message} within {limit_s} s") from None
+
+    # ---- talking to chargers -----------------------------------------------------------------------------------
+
+    async def call(
+        self,
+        cp_id: str,
+        action: str,
+        payload: dict[str, Any],
+        timeout: float | None = None,  # noqa: ASYNC109
+    ) -> dict[str, Any]:
+        """Send a CALL to a charger and return the CALLRESULT payload.
+
+        Raises `CallErrorReply` on a CALLERROR, `TimeoutError` without an answer in time, `KeyError` if the
+        charger is not connected and `ConnectionError` if it disconnects before answering.
+        """
+        conn = self._connection(cp_id)
+        timeout = self.response_timeout_s if timeout is None else timeout
+        async with conn.call_lock:
+            if not conn.is_open:
+                raise ConnectionError(f"{cp_id} disconnected")
+            unique_id = self.unique_id_factory()
+            future: asyncio.Future[dict[str, Any]] = asyncio.get_running_loop().create_future()
+            conn.pending[unique_id] = (action, future)
+            try:
+                await self._send(conn, [CALL, unique_id, action, payload], action)
+                async with asyncio.timeout(timeout):
+                    return await future
+            except TimeoutError:
+                conn.expired[unique_id] = action
+                raise TimeoutError(f"{cp_id} did not answer {action} within {timeout} s") from None
+            finally:
+                conn.pending.pop(unique_id, None)
+
+    async def send_raw(self, cp_id: str, text: str) -> None:
+        """Send any text frame to a charger (for malformed-frame tests); it is logged like any frame."""
+        conn = self._connection(cp_id)
+        parsed = _parse_frame(text)
+        self._record(
+            conn.cp_id, "out", text, parsed.message_type, parsed.unique_id, parsed.action, parsed.payload
+        )
+        await conn.ws.send(text)
+
+    async def disconnect(self, cp_id: str, *, abrupt: bool = True) -> None:
+        """Drop a charger's connection and wait until it is gone.
+
+        `abrupt=True` closes the TCP connection without a WebSocket close frame (like a network drop, the
+        charger sees close code 1006); `abrupt=False` performs a normal closing handshake.
+        """
+        conn = self._connection(cp_id)
+        if abrupt:
+            conn.ws.transport.abort()
+        else:
+            await conn.ws.close()
+        await conn.closed.wait()
+
+    def _connection(self, cp_id: str) -> _Connection:
+        """Return the live connection of `cp_id`, or raise KeyError."""
+        try:
+            return self._connections[cp_id]
+        except KeyError:
+            raise KeyError(f"charger {cp_id!r} is not connected") from None
+
+    # ---- handshake ---------------------------------------------------------------------------------------------
+
+    def _process_request(self, connection: ServerConnection, request: Request) -> Response | None:
+        """Check path, availability, Basic auth and subprotocol before the WebSocket handshake."""
+        cp_id = _charger_id(request.path)
+        if cp_id is None:
+            return connection.respond(HTTPStatus.NOT_FOUND, f"Unknown path; connect to {PATH_PREFIX}<id>\n")
+        if self.refuse_connections:
+            return connection.respond(HTTPStatus.SERVICE_UNAVAILABLE, "Connections are refused\n")
+        password = self.passwords.get(cp_id)
+        if password is not None and not _basic_auth_ok(request.headers, cp_id, password):
+            response = connection.respond(HTTPStatus.UNAUTHORIZED, "Invalid or missing credentials\n")
+            response.headers["WWW-Authenticate"] = 'Basic realm="ocpp", charset="UTF-8"'
+            return response
+        offered = _offered_subprotocols(request.headers)
+        if not any(sub in VERSIONS for sub in offered):
+            self._violation(cp_id, "", f"handshake offers no supported subprotocol (offered: {offered})")
+            return connection.respond(
+                HTTPStatus.BAD_REQUEST, f"Offer one of these subprotocols: {', '.join(VERSIONS)}\n"
+            )
+        return None
+
+    # ---- connection handling -----------------------------------------------------------------------------------
+
+    async def _handle_connection(self, ws: ServerConnection) -> None:
+        """Serve one charger connection until it closes."""
+        cp_id = _charger_id(ws.request.path if ws.request else "")
+        version = VERSIONS.get(ws.subprotocol or "")
+        if cp_id is None or version is None:  # process_request rules this out
+            await ws.close(1002, "bad handshake")
+            return
+        conn = _Connection(cp_id, ws, version)
+        previous = self._connections.get(cp_id)
+        self._connections[cp_id] = conn
+        self._event("connected", cp_id, subprotocol=version.subprotocol)
+        if previous is not None:
+            log.info("%s reconnected; closing its previous connection", cp_id)
+            self._spawn(self._tasks, previous.ws.close(1000, "replaced by a new connection"))
+        try:
+            async for data in ws:
+                self._on_frame(conn, data)
+        except ConnectionClosed:
+            pass
+        finally:
+            conn.is_open = False
+            for _action, future in conn.pending.values():
+                if not future.done():
+                    future.set_exception(ConnectionError(f"{cp_id} disconnected"))
+            for task in list(conn.tasks):
+                task.cancel()
+            await asyncio.gather(*conn.tasks, return_exceptions=True)
+            if self._connections.get(cp_id) is conn:
+                del self._connections[cp_id]
+            self._event("disconnected", cp_id, code=ws.close_code)
+            conn.closed.set()
+
+    def _on_frame(self, conn: _Connection, data: str | bytes) -> None:
+        """Record one incoming frame and dispatch it."""
+        if isinstance(data, bytes):
+            text = data.decode("utf-8", errors="replace")
+            binary = True
+        else:
+            text, binary = data, False
+        parsed = _parse_frame(text)
+        action = parsed.action
+        if parsed.message_type in (CALLRESULT, CALLERROR) and parsed.unique_id is not None:
+            pending = conn.pending.get(parsed.unique_id)
+            action = pending[0] if pending else conn.expired.get(parsed.unique_id)
+        self._record(conn.cp_id, "in", text, parsed.message_type, parsed.unique_id, action, parsed.payload)
+        if binary:
+            self._violation(conn.cp_id, action or "", "binary WebSocket frame (OCPP-J uses text frames)")
+        if parsed.problem is not None:
+            self._violation(conn.cp_id, action or "", f"malformed frame: {parsed.problem}")
+            if parsed.reply_to is not None:
+                reply = [
+                    CALLERROR,
+                    parsed.reply_to,
+                    conn.version.wire_error_code("FormatViolation"),
+                    parsed.problem,
+                    {},
+                ]
+                self._spawn(conn.tasks, self._send(conn, reply, action))
+            return
+        assert parsed.unique_id is not None
+        if parsed.message_type == CALL:
+            assert parsed.action is not None
+            self._spawn(conn.tasks, self._answer(conn, parsed.unique_id, parsed.action, parsed.payload))
+        elif parsed.message_type == CALLRESULT:
+            self._on_result(conn, parsed.unique_id, action, parsed.payload)
+        else:
+            self._on_error(conn, parsed.unique_id, action, parsed.payload)
+
+    def _on_result(
+        self, conn: _Connection, unique_id: str, action: str | None, payload: dict[str, Any]
+    ) -> None:
+        """Validate a CALLRESULT and complete the server CALL it answers."""
+        if action is None:
+            self._violation(conn.cp_id, "", f"CALLRESULT for unknown uniqueId {unique_id!r}")
+            return
+        error = _schema_error(conn.version, CallResult(unique_id, payload, action))
+        if error is not None:
+            self._violation(conn.cp_id, action, f"invalid {action} CALLRESULT: {error}")
+        pending = conn.pending.get(unique_id)
+        if pending is not None and not pending[1].done():
+            pending[1].set_result(payload)
+
+    def _on_error(
+        self, conn: _Connection, unique_id: str, action: str | None, payload: dict[str, Any]
+    ) -> None:
+        """Complete the server CALL a CALLERROR answers with a `CallErrorReply`."""
+        code = payload["errorCode"]
+        if action is None:
+            self._violation(conn.cp_id, "", f"CALLERROR for unknown uniqueId {unique_id!r}")
+        if code not in conn.version.error_codes:
+            self._violation(conn.cp_id, action or "", f"unknown CALLERROR code {code!r}")
+        pending = conn.pending.get(unique_id)
+        if pending is not None and not pending[1].done():
+            pending[1].set_exception(
+                CallErrorReply(code, payload["errorDescription"], payload["errorDetails"])
+            )
+
+    async def _answer(self, conn: _Connection, unique_id: str, action: str, payload: dict[str, Any]) -> None:
+        """Validate an incoming CALL, run its handler and send the answer."""
+        version, cp_id = conn.version, conn.cp_id
+        if action not in version.charge_point_actions:
+            self._violation(
+                cp_id, action, f"{action} is not a charge-point-initiated {version.subprotocol} action"
+            )
+        else:
+            error = _schema_error(version, Call(unique_id, action, payload))
+            if error is not None:
+                self._violation(cp_id, action, f"invalid {action} CALL: {error}")
+                await self._send_error(conn, unique_id, action, error)
+                return
+        handler = self.handlers_by_subprotocol[version.subprotocol].get(action)
+        if handler is None:
+            await self._send_error(
+                conn, unique_id, action, CallErrorReply("NotImplemented", f"No handler for {action}")
+            )
+            return
+        try:
+            result = handler(cp_id, payload)
+            if inspect.isawaitable(result):
+                result = await result
+        except CallErrorReply as reply:
+            await self._send_error(conn, unique_id, action, reply)
+            return
+        except Exception as e:
+            log.exception("%s handler failed for %s", action, cp_id)
+            self.errors.append((cp_id, action, f"handler raised {e!r}"))
+            await self._send_error(conn, unique_id, action, CallErrorReply("InternalError", "Handler failed"))
+            return
+        if result is NO_REPLY:
+            return
+        if self.validate_responses:
+            error = _schema_error(version, CallResult(unique_id, result, action))
+            if error is not None:
+                log.error("%s handler returned an invalid response for %s: %s", action, cp_id, error)
+                self.errors.append((cp_id, action, f"invalid {action} response: {error}"))
+                await self._send_error(
+                    conn, unique_id, action, CallErrorReply("InternalError", "Invalid response")
+                )
+                return
+        await self._send(conn, [CALLRESULT, unique_id, result], action)
+
+    async def _send_error(
+        self, conn: _Connection, unique_id: str, action: str, error: CallErrorReply
+    ) -> None:
+        """Answer a CALL with a CALLERROR."""
+        code = conn.version.wire_error_code(error.code)
+        await self._send(conn, [CALLERROR, unique_id, code, error.description, error.details], action)
+
+    async def _send(self, conn: _Connection, msg: list[Any], action: str | None) -> None:
+        """Record and send one frame; a frame that cannot be sent any more is only recorded."""
+        text = _dumps(msg)
+        payload: Any = msg[3] if msg[0] == CALL else msg[2] if msg[0] == CALLRESULT else None
+        if msg[0] == CALLERROR:
+            payload = {"errorCode": msg[2], "errorDescription": msg[3], "errorDetails": msg[4]}
+        self._record(conn.cp_id, "out", text, msg[0], msg[1], action, payload)
+        with contextlib.suppress(ConnectionClosed):
+            await conn.ws.send(text)
+
+    # ---- bookkeeping -------------------------------------------------------------------------------------------
+
+    def _record(
+        self,
+        cp_id: str,
+        direction: Direction,
+        raw: str,
+        message_type: int | None,
+        unique_id: str | None,
+        action: str | None,
+        payload: Any,
+    ) -> None:
+        """Append a frame to the log (and the JSONL file) and wake up waiters."""
+        frame = Frame(datetime.now(UTC), cp_id, direction, message_type, unique_id, action, payload, raw)
+        self.log.append(frame)
+        log.debug("%s %s %s", cp_id, "<-" if direction == "in" else "->", raw)
+        self._write(frame.to_json())
+        self._notify()
+
+    def _event(self, event: str, cp_id: str, **extra: Any) -> None:
+        """Log a connection event and wake up waiters."""
+        log.info("%s %s", cp_id, event)
+        self._write({"event": event, "ts": datetime.now(UTC).isoformat(), "cp_id": cp_id, **extra})
+        self._notify()
+
+    def _violation(self, cp_id: str, action: str, message: str) -> None:
+        """Record something a charger did wrong."""
+        log.warning("OCPP violation by %s (%s): %s", cp_id, action or "-", message)
+        self.violations.append((cp_id, action, message))
+
+    def _write(self, record: dict[str, Any]) -> None:
+        """Append one JSON line to the log file, if any, and flush it."""
+        if self._log_file is not None:
+            self._log_file.write(json.dumps(record, ensure_ascii=False, default=str) + "\n")
+            self._log_file.flush()
+
+    def _notify(self) -> None:
+        """Wake up everything waiting in `wait_for` and friends."""
+        changed, self._changed = self._changed, asyncio.Event()
+        changed.set()
+
+    def _spawn(self, tasks: set[asyncio.Task[None]], coro: Awaitable[None]) -> None:
+        """Run `coro` in the background, keeping a reference in `tasks` until it is done."""
+
+        async def run() -> None:
+            try:
+                await coro
+            except asyncio.CancelledError:
+                raise
+            except Exception:
+                log.exception("background task failed")
+
+        task = asyncio.create_task(run())
+        tasks.add(task)
+        task.add_done_callback(tasks.discard)
+
+
+def _is_incoming_call(frame: Frame, action: str, cp_id: str | None) -> bool:
+    """Whether `frame` is an incoming CALL of `action` (from `cp_id`, if given)."""
+    return (
+        frame.direction == "in"
+        and frame.message_type == CALL
+        and frame.action == action
+        and (cp_id is None or frame.cp_id == cp_id)
+    )
+
+
+def _charger_id(path: str) -> str | None:
+    """Return the charger id of a request path `/ocpp/[...]/<id>`, or None for any other path."""
+    path = path.split("?", 1)[0]
+    if not path.startswith(PATH_PREFIX):
+        return None
+    cp_id = unquote(path.rsplit("/", 1)[-1])
+    return cp_id or None
+
+
+def _basic_auth_ok(headers: Headers, cp_id: str, password: str) -> bool:
+    """Whether the request carries HTTP Basic credentials `cp_id:password`."""
+    header = headers.get("Authorization")
+    if header is None:
+        return False
+    try:
+        username, given = parse_authorization_basic(header)
+    except InvalidHeader:
+        return False
+    expected = f"{cp_id}:{password}".encode(errors="surrogateescape")
+    return hmac.compare_digest(f"{username}:{given}".encode(errors="surrogateescape"), expected)
+
+
+def _offered_subprotocols(headers: Headers) -> list[str]:
+    """Subprotocols offered in the Sec-WebSocket-Protocol header(s)."""
+    values: Iterable[str] = headers.get_all("Sec-WebSocket-Protocol")
+    return [sub.strip() for value in values for sub in value.split(",") if sub.strip()]

@@ -1,0 +1,165 @@
+"""Transaction safety (after MicroOcpp's tests): SIGKILL the agent at random moments of charging sessions.
+
+Checked against the central system's own log: every transaction the CSMS saw start ends exactly once, with a
+meterStop no lower than its meterStart or any meter value sent for it; nothing is lost or duplicated.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import json
+import os
+import random
+import signal
+import sys
+from collections import defaultdict
+from pathlib import Path
+from typing import Any
+
+import pytest
+
+from backend_stub.ocpp_server import CentralSystem
+from chargepoint.control import ControlError, send_command
+
+pytestmark = pytest.mark.slow
+
+KILLS = 24
+
+CONFIG = """\
+[station]
+id = "CRASH-CP"
+
+[csms]
+url = "{url}"
+response_timeout_s = 2
+boot_retry_s = 0.5
+reconnect_min_s = 0.05
+reconnect_max_s = 0.2
+reconnect_jitter_s = 0.05
+
+[storage]
+path = "{db}"
+
+[control]
+socket = "{sock}"
+
+[agent]
+meter_poll_s = 0.05
+
+[settings]
+meter_value_sample_interval_s = 1
+transaction_message_retry_interval_s = 0
+
+[[connectors]]
+id = 1
+relay = {{ driver = "sim" }}
+meter = {{ driver = "sim", energy_wh = 5000 }}
+plug = {{ driver = "sim", ev_power_w = 22000 }}
+reader = {{ driver = "sim" }}
+"""
+
+
+async def _ctl(sock: str, *args: str) -> Any:
+    for _ in range(100):
+        try:
+            return await send_command(sock, list(args), timeout_s=2)
+        except ControlError:
+            await asyncio.sleep(0.05)
+    return await send_command(sock, list(args))
+
+
+async def _spawn(config: Path, log: Any) -> asyncio.subprocess.Process:
+    return await asyncio.create_subprocess_exec(
+        sys.executable, "-m", "chargepoint", "run", "--config", str(config), stdout=log, stderr=log,
+        env=dict(os.environ, PYTHONUNBUFFERED="1"),
+    )
+
+
+def _frames(path: Path) -> list[dict[str, Any]]:
+    return [json.loads(line) for line in path.read_text().splitlines() if line.strip()]
+
+
+def _check(frames: list[dict[str, Any]]) -> tuple[dict[int, Any], dict[int, set[str]]]:
+    """Starts by CSMS transaction id, and the distinct StopTransaction payloads per id."""
+    calls = {f["unique_id"]: f for f in frames if f.get("direction") == "in" and f.get("message_type") == 2}
+    starts: dict[int, Any] = {}
+    stops: dict[int, set[str]] = defaultdict(set)
+    for f in frames:
+        if f.get("direction") != "out" or f.get("message_type") != 3:
+            continue
+        call = calls.get(f["unique_id"])
+        if call and call["action"] == "StartTransaction":
+            starts[f["payload"]["transactionId"]] = call["payload"]
+    for call in calls.values():
+        if call["action"] == "StopTransaction":
+            stops[call["payload"]["transactionId"]].add(json.dumps(call["payload"], sort_keys=True))
+    return starts, stops
+
+
+async def test_sigkill_at_random_moments_loses_nothing(tmp_path: Path) -> None:
+    rng = random.Random(int(os.environ.get("CRASH_SEED", "1234")))
+    cs = CentralSystem(log_path=tmp_path / "csms.jsonl")
+    await cs.start()
+    config = tmp_path / "station.toml"
+    sock = str(tmp_path / "ctl.sock")
+    config.write_text(CONFIG.format(url=cs.url, db=tmp_path / "agent.db", sock=sock))
+    log = (tmp_path / "agent.log").open("w")
+    try:
+        for _ in range(KILLS):
+            after = len(cs.log)
+            proc = await _spawn(config, log)
+            await cs.wait_for_call("BootNotification", after=after, timeout=15)
+            phase = rng.choice(["start", "charging", "stop", "idle"])
+            await _ctl(sock, "plug", "1")
+            await _ctl(sock, "swipe", "1", "CRASHTAG")
+            if phase != "start":
+                await cs.wait_for_call("StartTransaction", after=after, timeout=10)
+                await asyncio.sleep(rng.uniform(0, 2.5))
+            if phase in ("stop", "idle"):
+                await _ctl(sock, "swipe", "1", "CRASHTAG")
+                if phase == "idle":
+                    await cs.wait_for_call("StopTransaction", after=after, timeout=10)
+                    await _ctl(sock, "unplug", "1")
+            await asyncio.sleep(rng.uniform(0, 0.3))
+            proc.send_signal(signal.SIGKILL)
+            await proc.wait()
+        # One last clean run lets the agent end what the last kill left behind.
+        after = len(cs.log)
+        proc = await _spawn(config, log)
+        await cs.wait_for_call("BootNotification", after=after, timeout=15)
+
+        async def settled() -> None:
+            while True:
+                starts, stops = _check(_frames(tmp_path / "csms.jsonl"))
+                if starts and all(tx in stops for tx in starts):
+                    return
+                await asyncio.sleep(0.2)
+
+        await asyncio.wait_for(settled(), 30)
+        proc.send_signal(signal.SIGTERM)
+        await asyncio.wait_for(proc.wait(), 15)
+    finally:
+        log.close()
+        await cs.stop()
+
+    frames = _frames(tmp_path / "csms.jsonl")
+    starts, stops = _check(frames)
+    assert len(starts) >= KILLS // 2, "too few sessions started to prove anything"
+    meter_values: dict[int, list[float]] = defaultdict(list)
+    for f in frames:
+        if f.get("direction") == "in" and f.get("action") == "MeterValues" and f.get("message_type") == 2:
+            tx = f["payload"].get("transactionId")
+            for mv in f["payload"]["meterValue"]:
+                for sv in mv["sampledValue"]:
+                    if sv.get("measurand", "Energy.Active.Import.Register") == "Energy.Active.Import.Register":
+                        meter_values[tx].append(float(sv["value"]))
+    reasons = set()
+    for tx, start in starts.items():
+        assert len(stops[tx]) == 1, f"transaction {tx} ended {len(stops[tx])} different ways: {stops[tx]}"
+        stop = json.loads(next(iter(stops[tx])))
+        reasons.add(stop["reason"])
+        assert stop["meterStop"] >= start["meterStart"], (tx, start, stop)
+        assert stop["meterStop"] >= max(meter_values[tx], default=0), (tx, stop, meter_values[tx])
+    assert set(stops) <= set(starts), "a StopTransaction for a transaction the CSMS never started"
+    assert "PowerLoss" in reasons
+    assert cs.violations == []
