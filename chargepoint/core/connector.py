@@ -21,7 +21,8 @@ _IN_TX = [S.CHARGING, S.SUSPENDED_EV, S.SUSPENDED_EVSE]
 # which tests/unit/test_connector.py checks against the spec's table.
 TRANSITIONS: list[dict[str, Any]] = [
     {"trigger": "plug_in", "source": S.AVAILABLE, "dest": S.PREPARING},
-    {"trigger": "identified", "source": S.AVAILABLE, "dest": S.PREPARING},
+    # Finishing -> Preparing: the driver presents a card again on the still-plugged cable (OCPP 1.6 §4.9, E2).
+    {"trigger": "identified", "source": [S.AVAILABLE, S.FINISHING], "dest": S.PREPARING},
     {"trigger": "start_charging", "source": S.PREPARING, "dest": S.CHARGING},
     {"trigger": "ev_suspend", "source": S.CHARGING, "dest": S.SUSPENDED_EV},
     {"trigger": "ev_resume", "source": S.SUSPENDED_EV, "dest": S.CHARGING},

@@ -38,6 +38,7 @@ from chargepoint.store import Store
 log = logging.getLogger(__name__)
 S = ConnectorState
 _TX_STATES = (S.CHARGING, S.SUSPENDED_EV, S.SUSPENDED_EVSE)
+_READY_STATES = (S.AVAILABLE, S.PREPARING, S.FINISHING)  # where a new authorization may start a session
 
 
 class CsmsPort(Protocol):
@@ -484,7 +485,7 @@ class Station:
             else:
                 log.info("card %s cannot stop transaction of %s on connector %s", id_tag, tx.id_tag, cid)
             return
-        if conn.state not in (S.AVAILABLE, S.PREPARING) or not self.station_operative:
+        if conn.state not in _READY_STATES or not self.station_operative:
             log.info("card %s ignored: connector %s is %s", id_tag, cid, conn.state.name)
             return
         info = await self.authorizer.authorize(id_tag)
@@ -495,7 +496,7 @@ class Station:
 
     async def _begin_when_plugged(self, conn: Connector, id_tag: str, parent: str | None) -> None:
         async with self._lock:
-            if conn.transaction is not None or conn.state not in (S.AVAILABLE, S.PREPARING):
+            if conn.transaction is not None or conn.state not in _READY_STATES:
                 return
             if conn.plugged:
                 await self._start_transaction(conn, id_tag, parent)
@@ -527,8 +528,8 @@ class Station:
         timeout = self._timeouts.pop(conn.id, None)
         if timeout is not None:
             timeout.cancel()
-        if conn.state is S.AVAILABLE:
-            conn.plug_in()
+        if conn.state in (S.AVAILABLE, S.FINISHING):
+            conn.identified()
         reading = await self.read_meter(conn.id)
         if conn.state is S.FAULTED:
             return
@@ -752,7 +753,7 @@ class Station:
             conn = next((c for c in candidates if c.plugged), candidates[0] if candidates else None)
         else:
             conn = self.connectors.get(connector_id)
-        if conn is None or conn.transaction is not None or conn.state not in (S.AVAILABLE, S.PREPARING):
+        if conn is None or conn.transaction is not None or conn.state not in _READY_STATES:
             return False
         self._spawn(self._remote_start(conn, id_tag, authorize_first), f"remote-start-{conn.id}")
         return True

@@ -1,0 +1,196 @@
+"""Agent benchmark: idle RSS, cold start to BootNotification, swipe-to-relay-closed latency (local list, online).
+
+Run: ``.venv/bin/python benchmarks/agent.py [--swipes N]``. Prints the numbers; docs/benchmarks.md records them.
+Everything runs on 127.0.0.1.
+"""
+
+from __future__ import annotations
+
+import argparse
+import asyncio
+import os
+import platform
+import statistics
+import sys
+import tempfile
+import time
+from pathlib import Path
+from typing import Any
+
+sys.path.insert(0, str(Path(__file__).resolve().parent.parent))
+
+from backend_stub.ocpp_server import CentralSystem
+from chargepoint.agent import Agent
+from chargepoint.config import parse
+from chargepoint.core.model import AuthStatus, IdTagInfo
+from chargepoint.demo import free_port
+
+CONFIG = """\
+[station]
+id = "BENCH-CP"
+
+[csms]
+url = "{url}"
+
+[storage]
+path = "{db}"
+"""
+
+CONNECTOR = """
+[[connectors]]
+id = 1
+relay = { driver = "sim" }
+meter = { driver = "sim" }
+plug = { driver = "sim" }
+reader = { driver = "sim" }
+"""
+
+
+def rss_kb(pid: int) -> int:
+    """Resident set size of a process, in KiB."""
+    for line in Path(f"/proc/{pid}/status").read_text().splitlines():
+        if line.startswith("VmRSS:"):
+            return int(line.split()[1])
+    raise RuntimeError("no VmRSS")
+
+
+async def cold_start_and_rss(tmp: Path, runs: int) -> tuple[list[float], int]:
+    """Spawn the agent process ``runs`` times: time to its BootNotification at the CSMS; RSS when idle."""
+    cs = CentralSystem()
+    await cs.start()
+    times, rss = [], 0
+    try:
+        for i in range(runs):
+            config = tmp / f"cold{i}.toml"
+            config.write_text(CONFIG.format(url=cs.url, db=tmp / f"cold{i}.db") + CONNECTOR)
+            after = len(cs.log)
+            t0 = time.perf_counter()
+            proc = await asyncio.create_subprocess_exec(
+                sys.executable,
+                "-m",
+                "chargepoint",
+                "run",
+                "--config",
+                str(config),
+                "--log-level",
+                "WARNING",
+                stdout=asyncio.subprocess.DEVNULL,
+                stderr=asyncio.subprocess.DEVNULL,
+            )
+            await cs.wait_for_call("BootNotification", after=after, timeout=30)
+            times.append(time.perf_counter() - t0)
+            if i == runs - 1:
+                await asyncio.sleep(5)  # idle: booted, statuses sent, loops running
+                rss = rss_kb(proc.pid)
+            proc.terminate()
+            await proc.wait()
+    finally:
+        await cs.stop()
+    return times, rss
+
+
+async def swipe_latency(tmp: Path, swipes: int) -> dict[str, Any]:
+    """Swipe-to-relay-closed with a local-list id and with an online Authorize, against a CSMS process."""
+    port = free_port()
+    csms = await asyncio.create_subprocess_exec(
+        sys.executable,
+        "-m",
+        "backend_stub",
+        "serve",
+        "--host",
+        "127.0.0.1",
+        "--port",
+        str(port),
+        stdout=asyncio.subprocess.PIPE,
+        stderr=asyncio.subprocess.DEVNULL,
+    )
+    assert csms.stdout is not None
+    await csms.stdout.readline()
+    url = f"ws://127.0.0.1:{port}/ocpp"
+    config = parse(
+        {
+            "station": {"id": "BENCH-LAT"},
+            "csms": {"url": url},
+            "storage": {"path": str(tmp / "lat.db")},
+            "settings": {"local_pre_authorize": True, "authorization_cache_enabled": False},
+            "connectors": [
+                {
+                    "id": 1,
+                    "relay": {"driver": "sim"},
+                    "meter": {"driver": "sim"},
+                    "plug": {"driver": "sim"},
+                    "reader": {"driver": "sim"},
+                }
+            ],
+        }
+    )
+    agent = Agent(config)
+    task = asyncio.create_task(agent.run())
+    try:
+        while agent.link is None or not agent.link.online:
+            await asyncio.sleep(0.01)
+        station = agent.station
+        assert station is not None
+        station.update_local_list(1, True, {"LOCALTAG": IdTagInfo(AuthStatus.ACCEPTED)})
+        sim = agent.sims[1]
+        assert sim.plug and sim.reader and sim.relay
+        sim.plug.set_plugged(True)
+        results: dict[str, list[float]] = {"local": [], "online": [], "rtt": []}
+        for i in range(swipes):
+            for kind, tag in (("local", "LOCALTAG"), ("online", f"ONLINE{i}")):
+                t0 = time.perf_counter()
+                sim.reader.swipe(tag)
+                while not sim.relay.closed:
+                    await asyncio.sleep(0)
+                results[kind].append((time.perf_counter() - t0) * 1000)
+                await asyncio.sleep(0.05)
+                sim.reader.swipe(tag)  # stop
+                while station.connectors[1].transaction is not None:
+                    await asyncio.sleep(0.001)
+                while agent.link.store.outbox_size():
+                    await asyncio.sleep(0.005)
+            session: Any = agent.link.session
+            t0 = time.perf_counter()
+            await session.request("Heartbeat", {})
+            results["rtt"].append((time.perf_counter() - t0) * 1000)
+        return results
+    finally:
+        agent.shutdown()
+        await task
+        csms.terminate()
+        await csms.wait()
+
+
+def pct(values: list[float], q: float) -> float:
+    """The q-th percentile (0..100)."""
+    ordered = sorted(values)
+    return ordered[min(len(ordered) - 1, round(q / 100 * (len(ordered) - 1)))]
+
+
+async def main() -> None:
+    parser = argparse.ArgumentParser(description=__doc__)
+    parser.add_argument("--swipes", type=int, default=30)
+    parser.add_argument("--cold-runs", type=int, default=5)
+    args = parser.parse_args()
+    print(f"machine: {platform.machine()}, {os.cpu_count()} cpus, Python {platform.python_version()}")
+    with tempfile.TemporaryDirectory() as tmp_dir:
+        tmp = Path(tmp_dir)
+        times, rss = await cold_start_and_rss(tmp, args.cold_runs)
+        print(f"idle RSS: {rss / 1024:.1f} MB (target <= 45 MB)")
+        print(
+            f"cold start to BootNotification received: median {statistics.median(times) * 1000:.0f} ms "
+            f"(min {min(times) * 1000:.0f}, max {max(times) * 1000:.0f}, {len(times)} runs)"
+        )
+        lat = await swipe_latency(tmp, args.swipes)
+        rtt = statistics.median(lat["rtt"])
+        for kind, target in (("local", "<= 50 ms"), ("online", f"<= RTT + 20 ms = {rtt + 20:.1f} ms")):
+            v = lat[kind]
+            print(
+                f"swipe-to-relay, {kind:6}: p50 {pct(v, 50):.1f} ms, p95 {pct(v, 95):.1f} ms, "
+                f"max {max(v):.1f} ms ({len(v)} swipes; target {target})"
+            )
+        print(f"Heartbeat round trip: p50 {rtt:.2f} ms")
+
+
+if __name__ == "__main__":
+    asyncio.run(main())
