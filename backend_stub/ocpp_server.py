@@ -11,6 +11,7 @@ import itertools
 import json
 import logging
 import re
+import ssl
 import uuid
 from collections.abc import Awaitable, Callable, Iterable, Mapping
 from dataclasses import dataclass, field
@@ -366,9 +367,11 @@ class CentralSystem:
         log_path: str | Path | None = None,
         response_timeout_s: float = 10,
         unique_ids: Callable[[], str] | None = None,
+        ssl_context: ssl.SSLContext | None = None,
     ) -> None:
-        """Configure the server; nothing is bound until `start()`."""
+        """Configure the server; nothing is bound until `start()`. With ``ssl_context`` it serves wss://."""
         self.host = host
+        self.ssl_context = ssl_context
         self.port = port
         self.log_path = Path(log_path) if log_path is not None else None
         self.response_timeout_s = response_timeout_s
@@ -405,7 +408,8 @@ class CentralSystem:
     def url(self) -> str:
         """Base WebSocket URL; a charger connects to `{url}/{cp_id}`."""
         host = f"[{self.host}]" if ":" in self.host else self.host
-        return f"ws://{host}:{self.port}/ocpp"
+        scheme = "wss" if self.ssl_context is not None else "ws"
+        return f"{scheme}://{host}:{self.port}/ocpp"
 
     async def start(self) -> None:
         """Bind and start serving; afterwards `port` is the real port."""
@@ -423,6 +427,7 @@ class CentralSystem:
                 compression=None,
                 process_request=self._process_request,
                 close_timeout=CLOSE_TIMEOUT_S,
+                ssl=self.ssl_context,
             )
         except BaseException:
             await self.stop()
