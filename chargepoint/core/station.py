@@ -38,6 +38,7 @@ from chargepoint.store import Store
 log = logging.getLogger(__name__)
 S = ConnectorState
 _TX_STATES = (S.CHARGING, S.SUSPENDED_EV, S.SUSPENDED_EVSE)
+STORAGE_FAULT = "storage full or unwritable"
 _READY_STATES = (S.AVAILABLE, S.PREPARING, S.FINISHING)  # where a new authorization may start a session
 
 
@@ -362,7 +363,18 @@ class Station:
     async def _poll_meter(self, cid: int) -> None:
         while True:
             await self.read_meter(cid)
+            if self.connectors[cid].faults.get(ErrorCode.INTERNAL_ERROR) == STORAGE_FAULT:
+                await self._probe_storage(cid)
             await asyncio.sleep(self.timing.meter_poll_s)
+
+    async def _probe_storage(self, cid: int) -> None:
+        """Clear a storage fault once the store takes writes again (space freed, disk remounted)."""
+        try:
+            self.store.put("storage_probe", self.clock.now().isoformat())
+        except StorageError:
+            return
+        log.info("storage writable again; clearing the fault on connector %s", cid)
+        await self.clear_fault(cid, ErrorCode.INTERNAL_ERROR)
 
     async def read_meter(self, cid: int) -> MeterReading | None:
         """Read one connector's meter, tracking failures; None if it failed."""
@@ -546,7 +558,7 @@ class Station:
         except StorageError as exc:
             # Without a durable record there is no transaction: refuse rather than charge unrecorded.
             log.error("cannot record a transaction on connector %s: %s", conn.id, exc)
-            await self.raise_fault(conn.id, ErrorCode.INTERNAL_ERROR, "storage failure")
+            await self.raise_fault(conn.id, ErrorCode.INTERNAL_ERROR, STORAGE_FAULT)
             return
         conn.transaction = ActiveTransaction(local_id, id_tag, parent, now, meter_start)
         self._last_persist[conn.id] = asyncio.get_running_loop().time()

@@ -111,9 +111,13 @@ StartAgent = Callable[..., Awaitable[RunningAgent]]
 async def start_agent(cs: CentralSystem, tmp_path: Path) -> AsyncIterator[StartAgent]:
     running: list[RunningAgent] = []
 
-    async def start(*, boot: bool = True, db: Path | None = None, **kwargs: Any) -> RunningAgent:
+    async def start(*, boot: bool = True, db: Path | None = None,
+                    before_run: Callable[[Agent], None] | None = None, **kwargs: Any) -> RunningAgent:
+        """Start an agent; ``before_run`` may set up its simulated hardware (e.g. an EV already plugged in)."""
         config = agent_config(cs.url, db or tmp_path / "agent.db", **kwargs)
         agent = Agent(config, timing=FAST_TIMING)
+        if before_run is not None:
+            before_run(agent)
         task = asyncio.create_task(agent.run())
         handle = RunningAgent(agent, task, cs)
         running.append(handle)
