@@ -329,13 +329,11 @@ class Station:
         rest = conn.resting_state()
         # Back to the previous state if it still describes the connector; otherwise to where it belongs now.
         consistent = (
-            (prev in _TX_STATES) == (conn.transaction is not None)
-            and (prev is not S.PREPARING or rest is S.PREPARING)
-            and (prev is not S.UNAVAILABLE or not conn.operative)
+            prev == rest
+            or (prev in (S.CHARGING, S.SUSPENDED_EV) and rest is S.CHARGING)
+            or (prev is S.FINISHING and rest is S.PREPARING and conn.pending_id_tag is None)
         )
         target = prev if consistent else rest
-        if target in (S.CHARGING, S.SUSPENDED_EV) and not conn.plugged:
-            target = S.SUSPENDED_EVSE
         conn.settle(target)
         self._state_changed(conn)
         if target in (S.CHARGING, S.SUSPENDED_EV):

@@ -161,6 +161,9 @@ class V16Session(_OcppChargePoint):  # type: ignore[misc]
             log.warning("ignoring an answer to no outstanding CALL: %.200s", text)
             return
         pending[2].set_result(msg)
+        # Let the waiting sender act on the answer (e.g. record StartTransaction's transactionId) before the next
+        # frame is routed: a RemoteStop right after StartTransaction.conf must find the transaction.
+        await asyncio.sleep(0)
 
     @staticmethod
     def _unpack(text: str) -> Call | CallResult | CallError:
