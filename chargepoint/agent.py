@@ -100,9 +100,11 @@ class Agent:
                 None: StopReason.REBOOT,
             }[kind]
             await station.stop(reason)
-            # Soft reset and shutdown give queued messages a moment to go out; hard reset does not wait.
+            # Soft reset and shutdown give queued messages a moment to go out; hard reset does not wait for the
+            # queue, only for the answer to a message already in flight.
             if kind is not ResetKind.HARD:
                 await link.drain(SOFT_RESET_DRAIN_S if kind else SHUTDOWN_DRAIN_S)
+            await link.outbox.quiesce(cfg.csms.response_timeout_s)
             return kind
         finally:
             self.started.clear()

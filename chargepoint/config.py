@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import re
 import tomllib
 from collections.abc import Mapping
 from dataclasses import dataclass, field
@@ -13,6 +14,7 @@ from chargepoint.core.settings import SPECS
 from chargepoint.errors import ConfigError
 
 OCPP_VERSIONS = ("1.6",)
+_STATION_ID = re.compile(r"[A-Za-z0-9*\-_=+|@.]{1,48}")
 
 
 @dataclass(frozen=True)
@@ -125,6 +127,8 @@ class _Section:
             names = " or ".join(k.__name__ for k in kinds)
             raise ConfigError(self.key(name), f"must be {names}, got {type(value).__name__} {value!r}")
         number = cast("float", value)
+        if number != number:  # NaN passes every comparison
+            raise ConfigError(self.key(name), "must be a number, got nan")
         if lo is not None and number < lo:
             raise ConfigError(self.key(name), f"must be >= {lo:g}, got {value!r}")
         if hi is not None and number > hi:
@@ -170,15 +174,21 @@ def parse(data: dict[str, Any], *, base_dir: Path | None = None, source: str = "
         serial_number=st.get("serial_number", str, None),
         firmware_version=st.get("firmware_version", str, "0.1.0"),
     )
-    if not station.id or len(station.id) > 48 or "/" in station.id:
-        raise ConfigError("station.id", "must be 1-48 characters without '/'")
+    # The id goes into the URL path and the Basic-auth user-id, so only URL-safe characters and no ':'
+    # (the identifier character set of the OCPP security whitepaper, less ':').
+    if not _STATION_ID.fullmatch(station.id):
+        raise ConfigError("station.id", f"must be 1-48 of A-Z a-z 0-9 * - _ = + | @ . , got {station.id!r}")
     st.done()
 
     cs = root.table("csms")
     assert cs is not None
     url = cs.get("url", str)
-    scheme = urlparse(url).scheme
-    if scheme not in ("ws", "wss") or not urlparse(url).hostname:
+    try:
+        parsed_url = urlparse(url)
+        scheme, hostname = parsed_url.scheme, parsed_url.hostname
+    except ValueError:
+        scheme, hostname = "", None
+    if scheme not in ("ws", "wss") or not hostname:
         raise ConfigError("csms.url", f"must be a ws:// or wss:// URL, got {url!r}")
     profile = cs.get("security_profile", int, 0, choices=(0, 1, 2, 3))
 
@@ -258,6 +268,8 @@ def parse(data: dict[str, Any], *, base_dir: Path | None = None, source: str = "
             spec = SPECS.get(name)
             if spec is None:
                 raise ConfigError(f"settings.{name}", f"is not a known setting ({', '.join(sorted(SPECS))})")
+            if isinstance(value, list) and not all(isinstance(item, str) for item in value):
+                raise ConfigError(f"settings.{name}", "must be a list of strings")
             text = (
                 ("true" if value else "false")
                 if isinstance(value, bool)

@@ -55,8 +55,8 @@ class Meter(Protocol):
 class TokenReader(Protocol):
     """An RFID reader: one token per card presentation, as an uppercase hex idTag."""
 
-    def tokens(self) -> AsyncIterator[str]:
-        """Yield one idTag per presentation; raises ReaderError when the reader is gone."""
+    def tokens(self) -> AsyncIterator[str | None]:
+        """Yield None once the reader is ready, then one idTag per presentation; ReaderError when it is gone."""
         ...
 
 

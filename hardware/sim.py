@@ -146,10 +146,11 @@ class SimReader:
         if failed:
             self._queue.put_nowait(None)
 
-    async def tokens(self) -> AsyncIterator[str]:
-        """One idTag per presentation; raises ReaderError while the reader is gone."""
+    async def tokens(self) -> AsyncIterator[str | None]:
+        """None when ready, then one idTag per presentation; raises ReaderError while the reader is gone."""
         if not self.present:
             raise ReaderError("simulated reader is gone")
+        yield None
         while True:
             tag = await self._queue.get()
             if tag is None or not self.present:

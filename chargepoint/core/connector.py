@@ -12,7 +12,7 @@ from typing import Any
 
 from transitions import Machine
 
-from chargepoint.core.model import ConnectorState, ErrorCode
+from chargepoint.core.model import WARNING_CODES, ConnectorState, ErrorCode
 
 S = ConnectorState
 _IN_TX = [S.CHARGING, S.SUSPENDED_EV, S.SUSPENDED_EVSE]
@@ -96,13 +96,18 @@ class Connector:
 
     @property
     def error_code(self) -> ErrorCode:
-        """The first active fault, or NO_ERROR."""
-        return next(iter(self.faults), ErrorCode.NO_ERROR)
+        """The first active fault (a critical one before a warning), or NO_ERROR."""
+        return min(self.faults, key=lambda code: code in WARNING_CODES, default=ErrorCode.NO_ERROR)
 
     @property
     def fault_info(self) -> str | None:
-        """Free text of the first active fault."""
-        return next(iter(self.faults.values()), None)
+        """Free text of the reported fault."""
+        return self.faults.get(self.error_code)
+
+    @property
+    def critically_faulted(self) -> bool:
+        """True while a fault that stops energy delivery is active."""
+        return any(code not in WARNING_CODES for code in self.faults)
 
     def can(self, trigger: str) -> bool:
         """Whether ``trigger`` is legal from the current state."""

@@ -3,7 +3,7 @@
 from __future__ import annotations
 
 import math
-from datetime import datetime, timedelta
+from datetime import UTC, datetime, timedelta
 
 from chargepoint.core.model import Measurand, ReadingContext, Sample, SampledValue
 from chargepoint.ports import MeterReading
@@ -45,6 +45,7 @@ def next_periodic(started_at: datetime, now: datetime, interval_s: int) -> datet
 
 def next_aligned(now: datetime, interval_s: int) -> datetime:
     """The next boundary after ``now`` of intervals counted from midnight UTC (OCPP 1.6 ClockAlignedDataInterval)."""
+    now = now.astimezone(UTC)
     midnight = now.replace(hour=0, minute=0, second=0, microsecond=0)
     elapsed = (now - midnight).total_seconds()
     k = math.floor(elapsed / interval_s) + 1

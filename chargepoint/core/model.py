@@ -43,6 +43,11 @@ class ErrorCode(Enum):
     WEAK_SIGNAL = "weak_signal"
 
 
+# Problems reported with the connector's current status rather than Faulted: the connector stays usable
+# (a broken card reader does not stop a running session, and remote start still works). OCPP 1.6 §4.9.
+WARNING_CODES = frozenset({ErrorCode.READER_FAILURE, ErrorCode.WEAK_SIGNAL, ErrorCode.LOCAL_LIST_CONFLICT})
+
+
 class Measurand(Enum):
     """Measured quantities; values are the OCPP measurand names shared by 1.6 and 2.0.1."""
 

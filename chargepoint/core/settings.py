@@ -139,6 +139,7 @@ class Settings:
             except ValueError:
                 continue  # a value stored by an older version that no longer parses keeps the default
         self._on_change = on_change
+        self.listeners: list[Callable[[str], None]] = []  # told the name of each setting that changed
 
     def __getitem__(self, name: str) -> Any:
         return self._values[name]
@@ -175,6 +176,8 @@ class Settings:
         if self._on_change is not None:
             self._on_change(name, spec.format(value))
         self._values[name] = value
+        for listener in list(self.listeners):
+            listener(name)
         return spec.reboot_required
 
     def names(self) -> Iterable[str]:

@@ -18,6 +18,7 @@ from chargepoint.core.auth import Authorizer
 from chargepoint.core.connector import ActiveTransaction, Connector
 from chargepoint.core.metering import next_aligned, next_periodic, sample
 from chargepoint.core.model import (
+    WARNING_CODES,
     AuthStatus,
     AvailabilityResult,
     ConnectorState,
@@ -297,16 +298,17 @@ class Station:
 
     # faults
     async def raise_fault(self, cid: int, code: ErrorCode, info: str | None = None) -> None:
-        """Add a fault to a connector (0: every connector): the relay opens at once."""
+        """Add a fault to a connector (0: every connector): the relay opens at once (warnings only report)."""
         for target in self.connectors if cid == 0 else [cid]:
-            await self._open_relay(target)
+            if code not in WARNING_CODES:
+                await self._open_relay(target)
             self._add_fault(target, code, info)
 
     def _add_fault(self, cid: int, code: ErrorCode, info: str | None) -> None:
         conn = self.connectors[cid]
         already = code in conn.faults
         conn.faults[code] = info
-        if conn.state is not S.FAULTED:
+        if conn.state is not S.FAULTED and code not in WARNING_CODES:
             conn.state_before_fault = conn.state
             conn.fail()
         elif not already:
@@ -316,9 +318,10 @@ class Station:
         """Clear a fault; when none is left the connector returns to its state before the fault."""
         for target in self.connectors if cid == 0 else [cid]:
             conn = self.connectors[target]
-            if conn.faults.pop(code, "absent") == "absent":
+            if code not in conn.faults:
                 continue
-            if conn.faults:
+            del conn.faults[code]
+            if conn.state is not S.FAULTED or conn.critically_faulted:
                 self._notify(target)
                 continue
             async with self._lock:
@@ -352,7 +355,8 @@ class Station:
                 async for id_tag in reader.tokens():
                     if ErrorCode.READER_FAILURE in self.connectors[cid].faults:
                         await self.clear_fault(cid, ErrorCode.READER_FAILURE)
-                    self._spawn(self.on_token(cid, id_tag), f"token-{cid}")
+                    if id_tag is not None:  # None only says the reader is (back) in working order
+                        self._spawn(self.on_token(cid, id_tag), f"token-{cid}")
             except HardwareError as exc:
                 if ErrorCode.READER_FAILURE not in self.connectors[cid].faults:
                     await self.raise_fault(cid, ErrorCode.READER_FAILURE, str(exc))
@@ -409,7 +413,8 @@ class Station:
         return reading
 
     async def _track_ev_draw(self, conn: Connector, reading: MeterReading) -> None:
-        if reading.power_w is None:
+        # No power through an open relay says nothing about the EV.
+        if reading.power_w is None or not self.ports[conn.id].relay.closed:
             return
         drawing = reading.power_w > self.timing.ev_suspend_threshold_w
         if conn.state is S.CHARGING and not drawing:
@@ -436,7 +441,7 @@ class Station:
             return
         # MaxEnergyOnInvalidId: an id found invalid after start may charge up to this much, then is suspended.
         limit = self.settings.get_int("max_energy_on_invalid_id_wh")
-        if reading.energy_wh - tx.meter_start_wh >= limit:
+        if reading.energy_wh - tx.meter_start_wh >= limit and conn.can("evse_suspend"):
             await self._open_relay(conn.id)
             conn.evse_suspend()
 
@@ -451,12 +456,26 @@ class Station:
         async with self._lock:
             conn = self.connectors[cid]
             conn.plugged = plugged
-            if conn.state is S.FAULTED or (conn.state is S.UNAVAILABLE and not conn.in_transaction):
+            stop_on_unplug = self.settings.get_bool("stop_transaction_on_ev_side_disconnect")
+            if conn.state is S.FAULTED:
+                # The relay is already open; an unplug still ends the transaction (the fault recovery then
+                # finds the connector Available).
+                if not plugged and conn.transaction is not None and stop_on_unplug:
+                    await self._stop_transaction(conn, StopReason.EV_DISCONNECTED)
+                return
+            if conn.state is S.UNAVAILABLE and not conn.in_transaction:
                 return
             if plugged:
-                if conn.transaction is not None:
-                    if conn.state is S.SUSPENDED_EV:
-                        await self._close_relay(cid)  # EV came back while the transaction stayed open
+                tx = conn.transaction
+                if tx is not None:
+                    # The EV came back while the transaction stayed open (StopTransactionOnEVSideDisconnect off).
+                    if (
+                        tx.authorized
+                        and conn.state in (S.SUSPENDED_EV, S.SUSPENDED_EVSE)
+                        and await self._close_relay(cid)
+                        and conn.state is S.SUSPENDED_EVSE
+                    ):
+                        conn.evse_resume()
                     return
                 if conn.pending_id_tag is not None:
                     await self._start_transaction(conn, conn.pending_id_tag, conn.pending_parent)
@@ -465,7 +484,7 @@ class Station:
                 return
             # unplugged
             if conn.transaction is not None:
-                if self.settings.get_bool("stop_transaction_on_ev_side_disconnect"):
+                if stop_on_unplug:
                     await self._stop_transaction(conn, StopReason.EV_DISCONNECTED)
                 else:
                     await self._open_relay(cid)
@@ -486,7 +505,11 @@ class Station:
                     if conn.transaction is tx:
                         await self._stop_transaction(conn, StopReason.LOCAL, id_tag)
                 return
-            # A different card stops the session only if it shares the parent id (OCPP 1.6 §3.5.3).
+            # A different card stops the session only if it shares the parent id (OCPP 1.6 §3.5.3); without a
+            # parent id on the transaction no other card can, so nothing is asked.
+            if tx.parent_id_tag is None:
+                log.info("card %s cannot stop transaction of %s on connector %s", id_tag, tx.id_tag, cid)
+                return
             info = await self.authorizer.authorize(id_tag)
             if tx.parent_id_tag is not None and info.parent_id_tag == tx.parent_id_tag:
                 async with self._lock:
@@ -619,11 +642,9 @@ class Station:
         """MeterValueSampleInterval counts from the transaction start (OCPP 1.6 §3.16.1)."""
         while conn.transaction is tx:
             interval = self.settings.get_int("meter_value_sample_interval_s")
-            if interval <= 0:
-                await asyncio.sleep(1)
+            due = next_periodic(tx.started_at, self.clock.now(), interval) if interval > 0 else None
+            if not await self._wait_until(due, "meter_value_sample_interval_s") or due is None:
                 continue
-            due = next_periodic(tx.started_at, self.clock.now(), interval)
-            await asyncio.sleep(max(0.0, (due - self.clock.now()).total_seconds()))
             if conn.transaction is not tx:
                 return
             reading = self.last_reading.get(conn.id)
@@ -673,12 +694,8 @@ class Station:
         """Clock-aligned samples at boundaries counted from midnight, stamped exactly on the boundary."""
         while True:
             interval = self.settings.get_int("clock_aligned_data_interval_s")
-            if interval <= 0:
-                await asyncio.sleep(1)
-                continue
-            due = next_aligned(self.clock.now(), interval)
-            await asyncio.sleep(max(0.0, (due - self.clock.now()).total_seconds()))
-            if self.settings.get_int("clock_aligned_data_interval_s") != interval:
+            due = next_aligned(self.clock.now(), interval) if interval > 0 else None
+            if not await self._wait_until(due, "clock_aligned_data_interval_s") or due is None:
                 continue
             for cid, conn in self.connectors.items():
                 reading = self.last_reading.get(cid)
@@ -712,6 +729,25 @@ class Station:
                     log.exception("could not queue clock-aligned values of connector %s", cid)
                     continue
                 self.csms.outbox_changed()
+
+    async def _wait_until(self, due: datetime | None, setting: str) -> bool:
+        """Sleep until ``due`` (forever if None); False if ``setting`` changed first, so the caller recomputes."""
+        changed = asyncio.Event()
+
+        def listener(name: str) -> None:
+            if name == setting:
+                changed.set()
+
+        self.settings.listeners.append(listener)
+        try:
+            delay = None if due is None else max(0.0, (due - self.clock.now()).total_seconds())
+            async with asyncio.timeout(delay):
+                await changed.wait()
+            return False
+        except TimeoutError:
+            return True
+        finally:
+            self.settings.listeners.remove(listener)
 
     def sample_now(self, cid: int) -> tuple[Sample | None, int | None]:
         """A triggered sample of a connector's sampled measurands and its transaction's local id."""
@@ -833,8 +869,9 @@ class Station:
             return
         if conn.scheduled_operative is not None:
             conn.operative, conn.scheduled_operative = conn.scheduled_operative, None
+        if not conn.operative:
+            conn.pending_id_tag = conn.pending_parent = None  # also while faulted: no session after recovery
         if not conn.operative and conn.state in (S.AVAILABLE, S.PREPARING, S.FINISHING):
-            conn.pending_id_tag = conn.pending_parent = None
             if conn.state is S.PREPARING:
                 conn.abandon()  # OCPP 1.6 §4.9 has no Preparing -> Unavailable edge
             conn.disable()
@@ -875,7 +912,8 @@ class Station:
         """The local list's version, -1 when the feature is off."""
         if not self.settings.get_bool("local_auth_list_enabled"):
             return -1
-        return self.store.local_list_version()
+        # OCPP 1.6 §5.10: version 0 means the list is empty.
+        return self.store.local_list_version() if self.store.local_list_size() else 0
 
     def request_reset(self, kind: ResetKind) -> None:
         """Ask the agent to restart; transactions end with SoftReset/HardReset first (done by the agent)."""

@@ -89,6 +89,7 @@ class Link:
         self.session: Session | None = None
         self.connected = asyncio.Event()
         self.reconnects = 0
+        self.boot_accepted = False  # BootNotification accepted since this agent (re)started
         self._last_activity = 0.0
         self._ws: Any = None
 

@@ -31,6 +31,9 @@ class OutboxSender:
         self.settings = settings
         self.wake = asyncio.Event()
         self.idle = asyncio.Event()
+        self.not_delivering = asyncio.Event()
+        self.not_delivering.set()
+        self.paused = False
 
     def changed(self) -> None:
         """Something was queued."""
@@ -42,6 +45,8 @@ class OutboxSender:
         await session.accepted.wait()
         while True:
             self.wake.clear()
+            if self.paused:
+                await asyncio.Event().wait()  # stopping: take nothing more
             try:
                 message = self.store.outbox_head()
             except StorageError:
@@ -53,6 +58,7 @@ class OutboxSender:
                 await self.wake.wait()
                 continue
             self.idle.clear()
+            self.not_delivering.clear()
             try:
                 await session.deliver(message)
             except CsmsRejected as exc:
@@ -61,6 +67,17 @@ class OutboxSender:
                 # Not an attempt: offline or unanswered messages wait for the link, whatever it takes.
                 log.info("outbox: %s #%s not delivered (%s); will retry", message.kind, message.seq, exc)
                 await asyncio.sleep(self.settings.get_int("transaction_message_retry_interval_s") or 1)
+            finally:
+                self.not_delivering.set()
+
+    async def quiesce(self, timeout_s: float) -> None:
+        """Start nothing new and let a CALL in flight get its answer, so a restart does not send it twice."""
+        self.paused = True
+        try:
+            async with asyncio.timeout(timeout_s):
+                await self.not_delivering.wait()
+        except TimeoutError:
+            log.warning("outbox: a message was still in flight at shutdown; it will be sent again")
 
     async def _refused(self, message: OutboxMessage, exc: CsmsRejected) -> None:
         """A CallError: retry TransactionMessageAttempts times, waiting interval x attempt (OCPP 1.6 §4.10)."""

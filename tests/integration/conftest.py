@@ -20,21 +20,42 @@ from hardware.factory import SimConnector
 FAST_TIMING = StationTiming(meter_poll_s=0.05, persist_meter_s=0.2)
 
 
-def agent_config(url: str, db: Path, *, cp_id: str = "CP-1", connectors: int = 1,
-                 settings: dict[str, Any] | None = None, csms: dict[str, Any] | None = None) -> AgentConfig:
+def agent_config(
+    url: str,
+    db: Path,
+    *,
+    cp_id: str = "CP-1",
+    connectors: int = 1,
+    settings: dict[str, Any] | None = None,
+    csms: dict[str, Any] | None = None,
+) -> AgentConfig:
     """A test configuration: fast retries, simulated hardware on every connector."""
-    return parse({
-        "station": {"id": cp_id, "serial_number": "SN-1"},
-        "csms": {"url": url, "response_timeout_s": 2, "boot_retry_s": 0.5, "reconnect_min_s": 0.05,
-                 "reconnect_max_s": 0.3, "reconnect_jitter_s": 0.05, **(csms or {})},
-        "storage": {"path": str(db)},
-        "settings": {"transaction_message_retry_interval_s": 0, **(settings or {})},
-        "connectors": [
-            {"id": i, "relay": {"driver": "sim"}, "meter": {"driver": "sim", "energy_wh": 1000},
-             "plug": {"driver": "sim", "ev_power_w": 7400}, "reader": {"driver": "sim"}}
-            for i in range(1, connectors + 1)
-        ],
-    })
+    return parse(
+        {
+            "station": {"id": cp_id, "serial_number": "SN-1"},
+            "csms": {
+                "url": url,
+                "response_timeout_s": 2,
+                "boot_retry_s": 0.5,
+                "reconnect_min_s": 0.05,
+                "reconnect_max_s": 0.3,
+                "reconnect_jitter_s": 0.05,
+                **(csms or {}),
+            },
+            "storage": {"path": str(db)},
+            "settings": {"transaction_message_retry_interval_s": 0, **(settings or {})},
+            "connectors": [
+                {
+                    "id": i,
+                    "relay": {"driver": "sim"},
+                    "meter": {"driver": "sim", "energy_wh": 1000},
+                    "plug": {"driver": "sim", "ev_power_w": 7400},
+                    "reader": {"driver": "sim"},
+                }
+                for i in range(1, connectors + 1)
+            ],
+        }
+    )
 
 
 @dataclass
@@ -72,11 +93,16 @@ class RunningAgent:
         return self.station.connectors[cid].state.name
 
     async def wait_state(self, state: str, cid: int = 1, timeout: float = 5.0) -> None:
-        await until(lambda: self.agent.station is not None and self.state(cid) == state, timeout,
-                    f"connector {cid} never reached {state} (is {self.state(cid)})")
+        await until(
+            lambda: self.agent.station is not None and self.state(cid) == state,
+            timeout,
+            f"connector {cid} never reached {state} (is {self.state(cid)})",
+        )
 
     async def wait_booted(self, timeout: float = 5.0) -> None:
-        await until(lambda: self.agent.link is not None and self.agent.link.online, timeout, "agent never booted")
+        await until(
+            lambda: self.agent.link is not None and self.agent.link.online, timeout, "agent never booted"
+        )
 
     async def stop(self) -> None:
         self.agent.shutdown()
@@ -111,8 +137,13 @@ StartAgent = Callable[..., Awaitable[RunningAgent]]
 async def start_agent(cs: CentralSystem, tmp_path: Path) -> AsyncIterator[StartAgent]:
     running: list[RunningAgent] = []
 
-    async def start(*, boot: bool = True, db: Path | None = None,
-                    before_run: Callable[[Agent], None] | None = None, **kwargs: Any) -> RunningAgent:
+    async def start(
+        *,
+        boot: bool = True,
+        db: Path | None = None,
+        before_run: Callable[[Agent], None] | None = None,
+        **kwargs: Any,
+    ) -> RunningAgent:
         """Start an agent; ``before_run`` may set up its simulated hardware (e.g. an EV already plugged in)."""
         config = agent_config(cs.url, db or tmp_path / "agent.db", **kwargs)
         agent = Agent(config, timing=FAST_TIMING)

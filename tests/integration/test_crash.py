@@ -70,7 +70,14 @@ async def _ctl(sock: str, *args: str) -> Any:
 
 async def _spawn(config: Path, log: Any) -> asyncio.subprocess.Process:
     return await asyncio.create_subprocess_exec(
-        sys.executable, "-m", "chargepoint", "run", "--config", str(config), stdout=log, stderr=log,
+        sys.executable,
+        "-m",
+        "chargepoint",
+        "run",
+        "--config",
+        str(config),
+        stdout=log,
+        stderr=log,
         env=dict(os.environ, PYTHONUNBUFFERED="1"),
     )
 
@@ -151,7 +158,10 @@ async def test_sigkill_at_random_moments_loses_nothing(tmp_path: Path) -> None:
             tx = f["payload"].get("transactionId")
             for mv in f["payload"]["meterValue"]:
                 for sv in mv["sampledValue"]:
-                    if sv.get("measurand", "Energy.Active.Import.Register") == "Energy.Active.Import.Register":
+                    if (
+                        sv.get("measurand", "Energy.Active.Import.Register")
+                        == "Energy.Active.Import.Register"
+                    ):
                         meter_values[tx].append(float(sv["value"]))
     reasons = set()
     for tx, start in starts.items():

@@ -7,9 +7,11 @@ drains the outbox, and answers the central system's CALLs by calling the version
 from __future__ import annotations
 
 import asyncio
+import contextlib
 import json
 import logging
 import re
+from dataclasses import dataclass
 from datetime import UTC, datetime
 from typing import TYPE_CHECKING, Any
 
@@ -89,6 +91,19 @@ _UNIT_16 = {
 }
 
 
+@dataclass(frozen=True, slots=True)
+class _StatusReport:
+    """A connector status as it was when it changed, waiting to be sent."""
+
+    cid: int
+    status: str
+    error_code: str
+    info: str | None
+    at: datetime
+    loop_time: float
+    seq: int
+
+
 class V16Session(_OcppChargePoint):  # type: ignore[misc]
     """An OCPP 1.6J conversation with the central system over one connection."""
 
@@ -104,9 +119,10 @@ class V16Session(_OcppChargePoint):  # type: ignore[misc]
         self.boot_status: str | None = None
         self.ever_accepted = False
         self._pending: tuple[str, str, asyncio.Future[Any]] | None = None
-        self._status_queue: asyncio.Queue[int] = asyncio.Queue()
-        self._queued_status: set[int] = set()
-        self._last_status: dict[int, str] = {}
+        self._status_queue: asyncio.Queue[_StatusReport] = asyncio.Queue()
+        self._status_seq = 0
+        self._latest_status: dict[int, int] = {}
+        self._last_status: dict[int, tuple[str, str, str | None]] = {}
         self._tasks: set[asyncio.Task[Any]] = set()
         self._closed = asyncio.Event()
 
@@ -167,7 +183,13 @@ class V16Session(_OcppChargePoint):  # type: ignore[misc]
 
     @staticmethod
     def _unpack(text: str) -> Call | CallResult | CallError:
-        data = unpack(text)
+        try:
+            data = unpack(text)
+        except (ValueError, RecursionError) as exc:
+            # json.loads raises more than JSONDecodeError: deep nesting, over-long integers.
+            raise ocpp.exceptions.FormatViolationError(
+                details={"cause": f"unreadable JSON: {exc}"[:100]}
+            ) from exc
         if isinstance(data, Call):
             if (
                 not isinstance(data.unique_id, str)
@@ -187,7 +209,7 @@ class V16Session(_OcppChargePoint):  # type: ignore[misc]
     def _readable_unique_id(text: str) -> str | None:
         try:
             data = json.loads(text)
-        except ValueError:
+        except (ValueError, RecursionError):
             match = _UNIQUE_ID.match(text)
             return match.group(1) if match else None
         if (
@@ -296,6 +318,10 @@ class V16Session(_OcppChargePoint):  # type: ignore[misc]
 
     async def _boot(self) -> None:
         """BootNotification until Accepted; retry after ``interval`` (our default when 0), timeout or CallError."""
+        if self.link.boot_accepted:
+            # OCPP 1.6 §4.2: BootNotification follows a start-up, not a reconnect; this run was accepted already.
+            self._accept()
+            return
         payload = self._boot_payload()
         default_retry = self.link.csms_config.boot_retry_s
         while True:
@@ -327,11 +353,17 @@ class V16Session(_OcppChargePoint):  # type: ignore[misc]
         if self.boot_status == "Accepted" and not self.accepted.is_set():
             if interval > 0:
                 self.settings.set_text("heartbeat_interval_s", str(interval))
-            self.ever_accepted = True
-            self.accepted.set()
-            for cid in [0, *self.station.connectors]:
-                self.status_changed(cid)
+            self._accept()
         return interval
+
+    def _accept(self) -> None:
+        """Registration done: open the gate for everything else, starting with every connector's status."""
+        self.boot_status = "Accepted"
+        self.ever_accepted = self.link.boot_accepted = True
+        self._last_status.clear()  # every status is reported now, even one triggered while Pending
+        self.accepted.set()
+        for cid in [0, *self.station.connectors]:
+            self.status_changed(cid)
 
     async def _wait_or_closed(self, delay_s: float) -> None:
         """Sleep ``delay_s``; wake early when accepted; raise CsmsUnavailable if the connection closes."""
@@ -354,60 +386,101 @@ class V16Session(_OcppChargePoint):  # type: ignore[misc]
 
     async def _heartbeat(self) -> None:
         """Heartbeat when nothing else was exchanged for HeartbeatInterval (any traffic counts)."""
-        while True:
-            interval = self.settings.get_int("heartbeat_interval_s")
-            if interval <= 0:
-                await asyncio.sleep(1)
-                continue
-            idle = self.link.idle_s()
-            if idle < interval:
-                await asyncio.sleep(interval - idle)
-                continue
-            await self.send_heartbeat()
+        changed = asyncio.Event()
+
+        def on_setting(name: str) -> None:
+            if name == "heartbeat_interval_s":
+                changed.set()
+
+        self.settings.listeners.append(on_setting)
+        try:
+            while True:
+                changed.clear()
+                interval = self.settings.get_int("heartbeat_interval_s")
+                idle = self.link.idle_s()
+                if interval <= 0 or idle < interval:
+                    # Sleep until due, or until HeartbeatInterval changes.
+                    with contextlib.suppress(TimeoutError):
+                        async with asyncio.timeout(interval - idle if interval > 0 else None):
+                            await changed.wait()
+                    continue
+                await self.send_heartbeat()
+        finally:
+            self.settings.listeners.remove(on_setting)
 
     async def send_heartbeat(self) -> None:
-        """One Heartbeat; adopts the CSMS time."""
+        """One Heartbeat; adopts the CSMS time. An unanswered one is logged; the next follows an interval later."""
         try:
             answer = await self.request("Heartbeat", {})
         except CsmsRejected as exc:
             log.warning("Heartbeat refused: %s", exc)
-            await asyncio.sleep(1)
+            return
+        except CsmsUnavailable:
+            if self._closed.is_set():
+                raise
+            log.warning("Heartbeat unanswered")
             return
         self._adopt_time(answer.get("currentTime"))
 
     # status
     def status_changed(self, cid: int) -> None:
-        """Queue a StatusNotification for ``cid`` (coalesced: the current status is read when sending)."""
-        if cid not in self._queued_status:
-            self._queued_status.add(cid)
-            self._status_queue.put_nowait(cid)
+        """Queue a StatusNotification with ``cid``'s status as of now; reports go out in order."""
+        self._status_seq += 1
+        self._latest_status[cid] = self._status_seq
+        self._status_queue.put_nowait(self._status_report(cid, self._status_seq))
+
+    def _status_report(self, cid: int, seq: int) -> _StatusReport:
+        state, error, info = self.station.status(cid)
+        return _StatusReport(
+            cid,
+            mapping.STATUS[state],
+            mapping.ERROR_CODE[error],
+            info,
+            self.link.clock.now(),
+            asyncio.get_running_loop().time(),
+            seq,
+        )
 
     async def _send_statuses(self) -> None:
         while True:
-            cid = await self._status_queue.get()
-            self._queued_status.discard(cid)
-            await self.send_status(cid, force=False)
+            report = await self._status_queue.get()
+            minimum = self.settings.get_int("minimum_status_duration_s")
+            if minimum > 0:
+                # MinimumStatusDuration: report a status only once it has held that long.
+                await asyncio.sleep(max(0.0, report.loop_time + minimum - asyncio.get_running_loop().time()))
+                if self._latest_status.get(report.cid) != report.seq:
+                    continue
+            await self._send_report(report, force=False)
 
     async def send_status(self, cid: int, *, force: bool) -> None:
-        """Send the current status of ``cid`` unless it is what the CSMS last heard (``force``: send anyway)."""
-        state, error, info = self.station.status(cid)
-        status = mapping.STATUS[state]
-        key = f"{status}/{mapping.ERROR_CODE[error]}/{info}"
-        if not force and self._last_status.get(cid) == key:
+        """Send the current status of ``cid`` (``force``: even if the CSMS heard it last)."""
+        await self._send_report(self._status_report(cid, self._status_seq), force=force)
+
+    async def _send_report(self, report: _StatusReport, *, force: bool) -> None:
+        """Send one report unless it repeats what the CSMS last heard; retried while the link lives."""
+        key = (report.status, report.error_code, report.info)
+        if not force and self._last_status.get(report.cid) == key:
             return
         payload: dict[str, Any] = {
-            "connectorId": cid,
-            "errorCode": mapping.ERROR_CODE[error],
-            "status": status,
-            "timestamp": ocpp_time(self.link.clock.now()),
+            "connectorId": report.cid,
+            "errorCode": report.error_code,
+            "status": report.status,
+            "timestamp": ocpp_time(report.at),
         }
-        if info:
-            payload["info"] = info[:50]
-        try:
-            await self.request("StatusNotification", payload)
-        except CsmsRejected as exc:
-            log.warning("StatusNotification refused: %s", exc)
-        self._last_status[cid] = key
+        if report.info:
+            payload["info"] = report.info[:50]
+        while True:
+            try:
+                await self.request("StatusNotification", payload)
+            except CsmsRejected as exc:
+                log.warning("StatusNotification refused: %s", exc)
+            except CsmsUnavailable:
+                if self._closed.is_set():
+                    raise
+                log.warning("StatusNotification unanswered; retrying")
+                continue
+            break
+        self._last_status[report.cid] = key
 
     # the CSMS port, used by the link
     async def authorize(self, id_tag: str) -> IdTagInfo:

@@ -1,0 +1,128 @@
+"""Layering and vocabulary rules of DESIGN.md: the core imports no protocol or hardware library, and every
+core enum member has an OCPP 1.6 spelling that the ``ocpp`` package accepts."""
+
+from __future__ import annotations
+
+import ast
+from enum import Enum
+from pathlib import Path
+
+import pytest
+from ocpp.v16 import enums as v16
+
+import chargepoint.core
+from chargepoint.core import model
+from chargepoint.core.settings import SPECS
+from chargepoint.csms.v16 import mapping
+
+CORE_DIR = Path(chargepoint.core.__file__).parent
+FORBIDDEN = ("ocpp", "websockets", "pymodbus", "serial", "smartcard", "gpiod", "chargepoint.csms", "hardware")
+
+
+def _core_modules() -> list[Path]:
+    return sorted(CORE_DIR.rglob("*.py"))
+
+
+def _imported_names(tree: ast.AST, package: str) -> list[str]:
+    """Every absolute module name imported anywhere in ``tree`` (function bodies included)."""
+    names: list[str] = []
+    for node in ast.walk(tree):
+        if isinstance(node, ast.Import):
+            names.extend(alias.name for alias in node.names)
+        elif isinstance(node, ast.ImportFrom):
+            if node.level:  # relative import: resolve against the module's package
+                base = package.split(".")[: len(package.split(".")) - (node.level - 1)]
+                names.append(".".join([*base, node.module] if node.module else base))
+            elif node.module:
+                names.append(node.module)
+    return names
+
+
+def _forbidden(name: str) -> bool:
+    return any(name == bad or name.startswith(bad + ".") for bad in FORBIDDEN)
+
+
+def test_core_modules_found() -> None:
+    names = {p.stem for p in _core_modules()}
+    assert {"model", "settings", "connector", "auth", "metering", "station"} <= names
+
+
+@pytest.mark.parametrize("path", _core_modules(), ids=lambda p: p.name)
+def test_core_imports_no_protocol_or_hardware_library(path: Path) -> None:
+    tree = ast.parse(path.read_text(encoding="utf-8"), filename=str(path))
+    bad = [name for name in _imported_names(tree, "chargepoint.core") if _forbidden(name)]
+    assert not bad, f"{path.name} imports {bad}"
+
+
+def test_import_checker_catches_forbidden_imports() -> None:
+    """The checker itself sees top-level, nested and relative imports."""
+    source = (
+        "import os\n"
+        "from ocpp.v16 import call\n"
+        "def f():\n"
+        "    import serial.tools\n"
+        "    from ..csms import link\n"
+        "    from hardware.sim import SimRelay\n"
+    )
+    found = [n for n in _imported_names(ast.parse(source), "chargepoint.core") if _forbidden(n)]
+    assert found == ["ocpp.v16", "serial.tools", "chargepoint.csms", "hardware.sim"]
+
+
+# (core enum, 1.6 table, ocpp.v16 enum or None)
+TABLES: list[tuple[type[Enum], dict[object, str], type[Enum] | None]] = [
+    (model.ConnectorState, mapping.STATUS, v16.ChargePointStatus),
+    (model.ErrorCode, mapping.ERROR_CODE, v16.ChargePointErrorCode),
+    (model.StopReason, mapping.STOP_REASON, v16.Reason),
+    (model.AuthStatus, mapping.AUTH_STATUS, v16.AuthorizationStatus),
+    (model.ReadingContext, mapping.CONTEXT, v16.ReadingContext),
+    (model.Measurand, mapping.MEASURAND, v16.Measurand),
+    (model.AvailabilityResult, mapping.AVAILABILITY, v16.AvailabilityStatus),
+    (model.UnlockResult, mapping.UNLOCK, v16.UnlockStatus),
+    (model.LocalListResult, mapping.LOCAL_LIST, v16.UpdateStatus),
+]
+TABLE_IDS = [core.__name__ for core, _, _ in TABLES]
+
+
+@pytest.mark.parametrize(("core", "table", "ocpp_enum"), TABLES, ids=TABLE_IDS)
+def test_every_core_member_is_mapped(
+    core: type[Enum], table: dict[object, str], ocpp_enum: type[Enum] | None
+) -> None:
+    missing = [m.name for m in core if m not in table]
+    assert not missing, f"{core.__name__} members missing from the 1.6 table: {missing}"
+    assert set(table) == set(core), "the table has keys that are not members of the core enum"
+
+
+@pytest.mark.parametrize(("core", "table", "ocpp_enum"), TABLES, ids=TABLE_IDS)
+def test_every_mapped_value_is_a_valid_ocpp16_member(
+    core: type[Enum], table: dict[object, str], ocpp_enum: type[Enum] | None
+) -> None:
+    assert ocpp_enum is not None
+    valid = {m.value for m in ocpp_enum}
+    invalid = {k.name: v for k, v in table.items() if v not in valid}  # type: ignore[attr-defined]
+    assert not invalid, f"not {ocpp_enum.__name__} values: {invalid}"
+
+
+@pytest.mark.parametrize(("core", "table", "ocpp_enum"), TABLES, ids=TABLE_IDS)
+def test_mapping_is_injective(
+    core: type[Enum], table: dict[object, str], ocpp_enum: type[Enum] | None
+) -> None:
+    """Two core members never share one OCPP value, so the reverse mapping is well defined."""
+    assert len(set(table.values())) == len(table)
+
+
+def test_auth_status_reverse_table_is_the_inverse() -> None:
+    assert {v: k for k, v in mapping.AUTH_STATUS.items()} == mapping.AUTH_STATUS_IN
+
+
+def test_status_table_covers_legal_transitions() -> None:
+    statuses = set(mapping.STATUS.values())
+    assert set(mapping.LEGAL_STATUS_TRANSITIONS) == statuses
+    for source, targets in mapping.LEGAL_STATUS_TRANSITIONS.items():
+        assert targets <= statuses, source
+        assert source not in targets, f"{source} -> {source} is not a transition"
+    assert statuses >= mapping.CONNECTOR_ZERO_STATES
+
+
+@pytest.mark.parametrize(("key", "setting"), sorted(mapping.CONFIG_KEYS.items()))
+def test_config_key_maps_to_a_known_setting(key: str, setting: str) -> None:
+    assert setting in SPECS, f"{key} -> {setting!r} is not in chargepoint.core.settings.SPECS"

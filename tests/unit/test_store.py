@@ -1,0 +1,310 @@
+"""The agent's SQLite store against a real database file: atomic writes, FIFO outbox, overflow, auth data."""
+
+from __future__ import annotations
+
+import os
+import sqlite3
+from collections.abc import Iterator
+from datetime import UTC, datetime, timedelta
+from pathlib import Path
+from typing import Any
+
+import pytest
+
+from chargepoint.core.model import AuthStatus, IdTagInfo, StopReason
+from chargepoint.errors import StorageError
+from chargepoint.store import OutboxKind, OutboxMessage, Store
+
+T0 = datetime(2024, 5, 1, 10, 0, tzinfo=UTC)
+ACCEPTED = IdTagInfo(AuthStatus.ACCEPTED)
+BLOCKED = IdTagInfo(AuthStatus.BLOCKED)
+
+
+@pytest.fixture
+def db_path(tmp_path: Path) -> Path:
+    return tmp_path / "state" / "agent.db"
+
+
+@pytest.fixture
+def store(db_path: Path) -> Iterator[Store]:
+    s = Store(db_path)
+    yield s
+    s.close()
+
+
+def start_event(cid: int, tag: str = "TAG1", meter: int = 0) -> dict[str, Any]:
+    return {"connector_id": cid, "id_tag": tag, "meter_start_wh": meter, "timestamp": T0.isoformat()}
+
+
+def begin(store: Store, cid: int = 1, tag: str = "TAG1", meter: int = 1000) -> int:
+    return store.begin_transaction(cid, tag, T0, meter, start_event(cid, tag, meter))
+
+
+def drain(store: Store) -> list[OutboxMessage]:
+    out = []
+    while (head := store.outbox_head()) is not None:
+        out.append(head)
+        store.acknowledge(head.seq)
+    return out
+
+
+def test_creates_parent_directory_and_uses_wal(db_path: Path, store: Store) -> None:
+    assert db_path.is_file()
+    with sqlite3.connect(db_path) as raw:
+        assert raw.execute("PRAGMA journal_mode").fetchone()[0] == "wal"
+
+
+def test_begin_transaction_records_row_and_queues_start(store: Store) -> None:
+    local_id = begin(store, cid=2, tag="ABC", meter=1500)
+    (tx,) = store.active_transactions()
+    assert (tx.local_id, tx.connector_id, tx.id_tag, tx.meter_start_wh) == (local_id, 2, "ABC", 1500)
+    assert tx.started_at == T0 and tx.last_meter_wh == 1500 and tx.csms_id is None and tx.active
+    head = store.outbox_head()
+    assert head is not None
+    assert (head.kind, head.local_tx_id, head.attempts) == (OutboxKind.START, local_id, 0)
+    assert head.payload == start_event(2, "ABC", 1500)
+
+
+def test_begin_transaction_is_atomic(store: Store) -> None:
+    """When the start message cannot be queued, no transaction row is left behind."""
+    with pytest.raises(TypeError):
+        store.begin_transaction(1, "TAG", T0, 0, {"not json": object()})
+    assert store.active_transactions() == []
+    assert store.outbox_size() == 0
+    assert store.transaction(1) is None  # the row inserted before the failure was rolled back
+    local_id = begin(store)  # and the store is usable again, not stuck inside a transaction
+    assert [tx.local_id for tx in store.active_transactions()] == [local_id]
+
+
+def test_outbox_is_fifo_across_kinds(store: Store) -> None:
+    a = begin(store, 1, "A")
+    store.record_meter(a, 1100, T0, message={"n": 1})
+    store.queue_meter_values({"n": 2})
+    b = begin(store, 2, "B")
+    store.record_meter(b, 1200, T0, message={"n": 3})
+    assert store.end_transaction(a, StopReason.LOCAL, T0, 1150, {"n": 4})
+    store.record_meter(b, 1300, T0, message={"n": 5})
+    kinds = [(m.kind, m.local_tx_id) for m in drain(store)]
+    assert kinds == [
+        (OutboxKind.START, a),
+        (OutboxKind.METER, a),
+        (OutboxKind.METER, None),
+        (OutboxKind.START, b),
+        (OutboxKind.METER, b),
+        (OutboxKind.STOP, a),
+        (OutboxKind.METER, b),
+    ]
+    assert store.outbox_size() == 0
+
+
+def test_acknowledge_removes_and_records_csms_id(store: Store) -> None:
+    local_id = begin(store)
+    head = store.outbox_head()
+    assert head is not None
+    store.acknowledge(head.seq, csms_tx_id=4711, local_tx_id=local_id)
+    assert store.outbox_size() == 0
+    tx = store.transaction(local_id)
+    assert tx is not None and tx.csms_id == 4711
+    by_csms = store.transaction_by_csms_id(4711)
+    assert by_csms is not None and by_csms.local_id == local_id
+    assert store.transaction_by_csms_id(1) is None
+
+
+def test_acknowledge_unknown_seq_is_harmless(store: Store) -> None:
+    begin(store)
+    store.acknowledge(999)
+    assert store.outbox_size() == 1
+
+
+def test_record_meter_never_lowers_last_meter(store: Store) -> None:
+    local_id = begin(store, meter=1000)
+    store.record_meter(local_id, 1500, T0 + timedelta(minutes=1))
+    store.record_meter(local_id, 1200, T0 + timedelta(minutes=2))
+    tx = store.transaction(local_id)
+    assert tx is not None and tx.last_meter_wh == 1500
+    store.record_meter(local_id, 1600, T0 + timedelta(minutes=3))
+    tx = store.transaction(local_id)
+    assert tx is not None and tx.last_meter_wh == 1600 and tx.last_meter_at == T0 + timedelta(minutes=3)
+
+
+def test_record_meter_appends_stop_data(store: Store) -> None:
+    local_id = begin(store)
+    store.record_meter(local_id, 1100, T0, stop_data={"i": 1})
+    store.record_meter(local_id, 1200, T0, stop_data={"i": 2}, message={"m": 1})
+    tx = store.transaction(local_id)
+    assert tx is not None and tx.stop_data == [{"i": 1}, {"i": 2}]
+    assert [m.kind for m in drain(store)] == [OutboxKind.START, OutboxKind.METER]
+
+
+def test_end_transaction_is_idempotent(store: Store) -> None:
+    local_id = begin(store)
+    assert store.end_transaction(local_id, StopReason.REMOTE, T0, 2000, {"stop": 1}) is True
+    assert store.end_transaction(local_id, StopReason.LOCAL, T0, 3000, {"stop": 2}) is False
+    assert [m.payload for m in drain(store)][1:] == [{"stop": 1}]
+    tx = store.transaction(local_id)
+    assert tx is not None and not tx.active and tx.last_meter_wh == 2000
+    assert store.active_transactions() == []
+    assert store.end_transaction(12345, StopReason.LOCAL, T0, 0, {}) is False
+    assert store.outbox_size() == 0
+
+
+def test_overflow_drops_oldest_meter_values_never_start_or_stop(db_path: Path) -> None:
+    store = Store(db_path, outbox_limit=10)
+    local_id = begin(store)
+    for n in range(20):
+        store.record_meter(local_id, 1000 + n, T0, message={"n": n})
+    assert store.end_transaction(local_id, StopReason.LOCAL, T0, 1020, {"stop": True})
+    left = drain(store)
+    assert [m.kind for m in left] == [OutboxKind.START] + [OutboxKind.METER] * 8 + [OutboxKind.STOP]
+    assert [m.payload["n"] for m in left if m.kind == OutboxKind.METER] == list(range(12, 20))
+    dead = store.dead_letters()
+    assert [d["kind"] for d in dead] == [OutboxKind.METER] * 12
+    assert {d["reason"] for d in dead} == {"outbox overflow"}
+    assert [d["seq"] for d in dead] == sorted(d["seq"] for d in dead)
+    store.close()
+
+
+def test_overflow_keeps_start_and_stop_even_past_the_limit(db_path: Path) -> None:
+    store = Store(db_path, outbox_limit=10)
+    ids = [begin(store, cid=1, tag=f"T{n}") for n in range(8)]
+    for local_id in ids:
+        store.end_transaction(local_id, StopReason.LOCAL, T0, 1000, {"id": local_id})
+    assert store.outbox_size() == 16
+    assert store.dead_letters() == []
+    store.queue_meter_values({"late": True})  # nothing droppable but itself: the queue just grows
+    assert store.outbox_size() == 17
+
+
+def test_give_up_moves_to_dead_letters(store: Store) -> None:
+    local_id = begin(store)
+    head = store.outbox_head()
+    assert head is not None
+    assert store.count_attempt(head.seq) == 1
+    assert store.count_attempt(head.seq) == 2
+    store.give_up(head.seq, "CSMS refused")
+    assert store.outbox_size() == 0
+    (dead,) = store.dead_letters()
+    assert (dead["seq"], dead["kind"], dead["local_tx_id"], dead["reason"]) == (
+        head.seq,
+        OutboxKind.START,
+        local_id,
+        "CSMS refused",
+    )
+    assert store.count_attempt(head.seq) == 0
+
+
+def test_local_list_full_and_differential_updates(store: Store) -> None:
+    assert store.local_list_version() == 0
+    store.local_list_update(1, True, {"A": ACCEPTED, "B": BLOCKED, "C": ACCEPTED})
+    assert store.local_list_version() == 1 and store.local_list_size() == 3
+    store.local_list_update(2, False, {"B": ACCEPTED, "C": None, "D": BLOCKED})
+    assert store.local_list_version() == 2
+    assert {t: store.local_get(t) for t in "ABCD"} == {"A": ACCEPTED, "B": ACCEPTED, "C": None, "D": BLOCKED}
+    store.local_list_update(3, True, {"E": ACCEPTED})
+    assert store.local_list_size() == 1
+    assert store.local_get("A") is None and store.local_get("E") == ACCEPTED
+    store.local_list_update(4, True, {})
+    assert store.local_list_size() == 0 and store.local_list_version() == 4
+
+
+def test_local_list_ids_leave_the_auth_cache(store: Store) -> None:
+    for tag in ("A", "B", "C", "D"):
+        store.cache_put(tag, ACCEPTED)
+    store.local_list_update(1, True, {"A": BLOCKED})
+    store.local_list_update(2, False, {"B": ACCEPTED, "C": None})
+    assert store.cache_get("A") is None
+    assert store.cache_get("B") is None
+    assert store.cache_get("C") is None  # a deletion also clears the stale cache entry
+    assert store.cache_get("D") == ACCEPTED
+    store.cache_clear()
+    assert store.cache_get("D") is None
+
+
+def test_cache_round_trips_expiry_and_parent(store: Store) -> None:
+    info = IdTagInfo(AuthStatus.ACCEPTED, T0 + timedelta(days=1), "PARENT")
+    store.cache_put("X", info)
+    assert store.cache_get("X") == info
+    store.cache_put("X", BLOCKED)
+    assert store.cache_get("X") == BLOCKED
+
+
+def test_data_survives_close_and_reopen(db_path: Path) -> None:
+    store = Store(db_path)
+    store.put_setting("heartbeat_interval_s", "42")
+    store.put("operative.1", "0")
+    local_id = begin(store, cid=1, tag="KEEP", meter=700)
+    store.record_meter(local_id, 900, T0 + timedelta(minutes=5), message={"m": 1})
+    store.cache_put("C", BLOCKED)
+    store.local_list_update(7, True, {"L": ACCEPTED})
+    store.queue_meter_values({"free": 1})
+    store.close()
+
+    again = Store(db_path)
+    assert again.settings() == {"heartbeat_interval_s": "42"}
+    assert again.get("operative.1") == "0" and again.get("nope", "d") == "d"
+    (tx,) = again.active_transactions()
+    assert (tx.local_id, tx.id_tag, tx.last_meter_wh) == (local_id, "KEEP", 900)
+    assert tx.last_meter_at == T0 + timedelta(minutes=5)
+    assert [m.kind for m in drain(again)] == [OutboxKind.START, OutboxKind.METER, OutboxKind.METER]
+    assert again.cache_get("C") == BLOCKED
+    assert again.local_get("L") == ACCEPTED and again.local_list_version() == 7
+    assert begin(again) > local_id  # ids are never reused
+    again.close()
+
+
+def test_directory_path_is_a_storage_error(tmp_path: Path) -> None:
+    with pytest.raises(StorageError):
+        Store(tmp_path)
+
+
+def test_garbage_file_is_a_storage_error(tmp_path: Path) -> None:
+    junk = tmp_path / "junk.db"
+    junk.write_bytes(b"this is not a database" * 400)
+    with pytest.raises(StorageError):
+        Store(junk)
+
+
+@pytest.mark.skipif(os.geteuid() == 0, reason="root ignores file permissions")
+def test_read_only_file_is_a_storage_error(db_path: Path) -> None:
+    Store(db_path).close()
+    for suffix in ("", "-wal", "-shm"):
+        p = Path(str(db_path) + suffix)
+        if p.exists():
+            p.chmod(0o444)
+    with pytest.raises(StorageError):
+        s = Store(db_path)
+        s.put("k", "v")
+
+
+def test_read_only_database_write_is_a_storage_error_and_rolls_back(store: Store) -> None:
+    # A read-only connection (what a read-only mount gives, even to root); query_only makes every write fail.
+    store._db.execute("PRAGMA query_only = ON")
+    with pytest.raises(StorageError):
+        store.put("k", "v")
+    with pytest.raises(StorageError):
+        begin(store)
+    with pytest.raises(StorageError):
+        store.local_list_update(1, True, {"A": ACCEPTED})
+    store._db.execute("PRAGMA query_only = OFF")
+    assert not store._db.in_transaction
+    assert store.active_transactions() == [] and store.outbox_size() == 0 and store.local_list_version() == 0
+
+
+def test_constraint_violation_is_a_storage_error(store: Store) -> None:
+    with pytest.raises(StorageError):
+        store.begin_transaction(1, None, T0, 0, {})  # type: ignore[arg-type]
+    assert store.active_transactions() == [] and store.outbox_size() == 0
+
+
+def test_read_after_close_is_a_storage_error(db_path: Path) -> None:
+    store = Store(db_path)
+    store.close()
+    with pytest.raises(StorageError):
+        store.outbox_head()
+
+
+def test_write_after_close_is_a_storage_error(db_path: Path) -> None:
+    store = Store(db_path)
+    store.close()
+    with pytest.raises(StorageError):
+        store.put("k", "v")
