@@ -672,16 +672,16 @@ class V16Session(_OcppChargePoint):  # type: ignore[misc]
         return call_result.TriggerMessage(status="Accepted")
 
     @after(Action.trigger_message)
-    async def after_trigger_message(
-        self, requested_message: str, connector_id: int | None = None, **_: Any
-    ) -> None:
-        """Send what TriggerMessage asked for (allowed even while boot is Pending)."""
-        if requested_message not in _TRIGGERABLE:
-            return
+    def after_trigger_message(self, requested_message: str, connector_id: int | None = None, **_: Any) -> None:
+        """Send what TriggerMessage asked for (allowed even while boot is Pending), in a task kept by reference."""
+        if requested_message in _TRIGGERABLE:
+            self._spawn(self._send_triggered(requested_message, connector_id), f"trigger-{requested_message}")
+
+    async def _send_triggered(self, what: str, connector_id: int | None) -> None:
         try:
-            await self._triggered(requested_message, connector_id)
+            await self._triggered(what, connector_id)
         except (CsmsRejected, CsmsUnavailable) as exc:
-            log.warning("triggered %s failed: %s", requested_message, exc)
+            log.warning("triggered %s failed: %s", what, exc)
 
     async def _triggered(self, what: str, connector_id: int | None) -> None:
         if what == "BootNotification":
