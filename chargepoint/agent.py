@@ -12,7 +12,7 @@ from chargepoint.config import AgentConfig
 from chargepoint.core.model import ResetKind, StopReason
 from chargepoint.core.settings import SPECS, Settings
 from chargepoint.core.station import ConnectorPorts, Station, StationTiming
-from chargepoint.csms.link import Link
+from chargepoint.csms.link import CLOSE_TIMEOUT_S, Link
 from chargepoint.ports import Clock, CounterIds, IdGenerator, SystemClock
 from chargepoint.store import Store
 from hardware.factory import SimConnector, build_ports
@@ -109,11 +109,11 @@ class Agent:
         finally:
             self.started.clear()
             shutdown_task.cancel()
+            await link.close()
             link_task.cancel()
             with contextlib.suppress(asyncio.CancelledError, Exception):
-                await link_task
-            with contextlib.suppress(Exception):
-                await link.close()
+                async with asyncio.timeout(CLOSE_TIMEOUT_S + 1):
+                    await link_task
             await station.stop()
             store.close()
 

@@ -52,6 +52,7 @@ class Session(Protocol):
 # The OCPP version is chosen once, here, from the negotiated subprotocol.
 ADAPTERS: dict[str, type[V16Session]] = {"ocpp1.6": V16Session}
 SUBPROTOCOL_BY_VERSION = {"1.6": "ocpp1.6"}
+CLOSE_TIMEOUT_S = 2.0
 
 
 class SettableClock(Clock, Protocol):
@@ -90,6 +91,7 @@ class Link:
         self.connected = asyncio.Event()
         self.reconnects = 0
         self.boot_accepted = False  # BootNotification accepted since this agent (re)started
+        self.stopping = False
         self._last_activity = 0.0
         self._ws: Any = None
 
@@ -161,7 +163,7 @@ class Link:
         """Connect, serve, and reconnect forever (until cancelled)."""
         failures = 0
         subprotocol = SUBPROTOCOL_BY_VERSION[self.csms_config.ocpp_version]
-        while True:
+        while not self.stopping:
             ping = self.settings.get_int("websocket_ping_interval_s") or None
             try:
                 ws = await connect(
@@ -172,6 +174,8 @@ class Link:
                     compression=None,
                     ping_interval=ping,
                     ping_timeout=ping,
+                    # A dead link (no pong) is not going to answer a close frame either: give up on it soon.
+                    close_timeout=CLOSE_TIMEOUT_S,
                     max_size=self.csms_config.max_message_bytes,
                     open_timeout=self.csms_config.response_timeout_s,
                 )
@@ -222,9 +226,17 @@ class Link:
         return 0 if session.ever_accepted else failures + 1
 
     async def close(self) -> None:
-        """Close the connection, if any."""
-        if self._ws is not None:
-            await self._ws.close()
+        """Stop reconnecting and close the connection, if any, within a bounded time."""
+        self.stopping = True
+        ws = self._ws
+        if ws is None:
+            return
+        try:
+            async with asyncio.timeout(CLOSE_TIMEOUT_S + 1):
+                await ws.close()
+        except TimeoutError:
+            log.warning("the CSMS connection did not close in time; dropping it")
+            ws.transport.abort()
 
     async def drain(self, timeout_s: float) -> bool:
         """Wait until the outbox is empty (or ``timeout_s``); True if it emptied."""

@@ -150,6 +150,7 @@ class V16Session(_OcppChargePoint):  # type: ignore[misc]
         try:
             await self._connection.send(message)
         except ConnectionClosed as exc:
+            self._closed.set()  # the receive loop may not have noticed yet
             raise CsmsUnavailable("connection closed") from exc
         self.link.touch()
 
@@ -478,6 +479,7 @@ class V16Session(_OcppChargePoint):  # type: ignore[misc]
                 if self._closed.is_set():
                     raise
                 log.warning("StatusNotification unanswered; retrying")
+                await asyncio.sleep(1)
                 continue
             break
         self._last_status[report.cid] = key
@@ -672,7 +674,9 @@ class V16Session(_OcppChargePoint):  # type: ignore[misc]
         return call_result.TriggerMessage(status="Accepted")
 
     @after(Action.trigger_message)
-    def after_trigger_message(self, requested_message: str, connector_id: int | None = None, **_: Any) -> None:
+    def after_trigger_message(
+        self, requested_message: str, connector_id: int | None = None, **_: Any
+    ) -> None:
         """Send what TriggerMessage asked for (allowed even while boot is Pending), in a task kept by reference."""
         if requested_message in _TRIGGERABLE:
             self._spawn(self._send_triggered(requested_message, connector_id), f"trigger-{requested_message}")
