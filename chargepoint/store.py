@@ -34,7 +34,9 @@ CREATE TABLE IF NOT EXISTS transactions (
     stop_reason TEXT,
     stopped_at TEXT,
     meter_stop_wh INTEGER,
-    stop_data TEXT NOT NULL DEFAULT '[]'
+    stop_data TEXT NOT NULL DEFAULT '[]',
+    parent_id_tag TEXT,
+    authorized INTEGER NOT NULL DEFAULT 1
 );
 CREATE TABLE IF NOT EXISTS outbox (
     seq INTEGER PRIMARY KEY AUTOINCREMENT,
@@ -77,6 +79,8 @@ class StoredTransaction:
     last_meter_wh: int
     last_meter_at: datetime
     stop_data: list[dict[str, Any]]
+    parent_id_tag: str | None = None
+    authorized: bool = True
 
 
 @dataclass(frozen=True, slots=True)
@@ -102,6 +106,8 @@ def _tx(row: sqlite3.Row) -> StoredTransaction:
         last_meter_wh=row["last_meter_wh"],
         last_meter_at=datetime.fromisoformat(row["last_meter_at"]),
         stop_data=json.loads(row["stop_data"]),
+        parent_id_tag=row["parent_id_tag"],
+        authorized=bool(row["authorized"]),
     )
 
 
@@ -178,12 +184,13 @@ class Store:
         started_at: datetime,
         meter_start_wh: int,
         start_event: dict[str, Any],
+        parent_id_tag: str | None = None,
     ) -> int:
         """Record a new transaction and queue its start message, atomically; returns the local id."""
         with self._write() as db:
             cur = db.execute(
                 "INSERT INTO transactions (connector_id, id_tag, started_at, meter_start_wh, last_meter_wh, "
-                "last_meter_at) VALUES (?, ?, ?, ?, ?, ?)",
+                "last_meter_at, parent_id_tag) VALUES (?, ?, ?, ?, ?, ?, ?)",
                 (
                     connector_id,
                     id_tag,
@@ -191,12 +198,21 @@ class Store:
                     meter_start_wh,
                     meter_start_wh,
                     started_at.isoformat(),
+                    parent_id_tag,
                 ),
             )
             local_id = cur.lastrowid
             assert local_id is not None
             self._enqueue(db, OutboxKind.START, local_id, start_event)
             return local_id
+
+    def update_authorization(self, local_id: int, authorized: bool, parent_id_tag: str | None) -> None:
+        """Remember what the CSMS said about a transaction's idTag (survives a power loss for resumption)."""
+        with self._write() as db:
+            db.execute(
+                "UPDATE transactions SET authorized = ?, parent_id_tag = COALESCE(?, parent_id_tag) WHERE local_id = ?",
+                (int(authorized), parent_id_tag, local_id),
+            )
 
     def record_meter(
         self,

@@ -36,6 +36,22 @@ def sample(
     return Sample(at, context, tuple(values))
 
 
+def finite(reading: MeterReading) -> MeterReading:
+    """``reading`` with non-finite optional values (NaN, inf from a confused meter) dropped."""
+
+    def ok(value: float | None) -> float | None:
+        return value if value is not None and math.isfinite(value) else None
+
+    return MeterReading(
+        energy_wh=reading.energy_wh,
+        power_w=ok(reading.power_w),
+        voltage_v=tuple(v for v in reading.voltage_v if math.isfinite(v)),
+        current_a=tuple(a for a in reading.current_a if math.isfinite(a)),
+        frequency_hz=ok(reading.frequency_hz),
+        soc_percent=ok(reading.soc_percent),
+    )
+
+
 def next_periodic(started_at: datetime, now: datetime, interval_s: int) -> datetime:
     """The first instant after ``now`` that is a whole number of intervals after ``started_at``."""
     elapsed = (now - started_at).total_seconds()

@@ -9,6 +9,7 @@ from __future__ import annotations
 import asyncio
 import contextlib
 import logging
+import math
 from collections.abc import Awaitable, Callable, Coroutine
 from dataclasses import dataclass
 from datetime import datetime
@@ -16,7 +17,7 @@ from typing import Any, Protocol
 
 from chargepoint.core.auth import Authorizer
 from chargepoint.core.connector import ActiveTransaction, Connector
-from chargepoint.core.metering import next_aligned, next_periodic, sample
+from chargepoint.core.metering import finite, next_aligned, next_periodic, sample
 from chargepoint.core.model import (
     WARNING_CODES,
     AuthStatus,
@@ -40,7 +41,13 @@ log = logging.getLogger(__name__)
 S = ConnectorState
 _TX_STATES = (S.CHARGING, S.SUSPENDED_EV, S.SUSPENDED_EVSE)
 STORAGE_FAULT = "storage full or unwritable"
+MAX_STOP_DATA = 100  # samples in StopTransaction.transactionData: the newest ones, so the frame stays small
 _READY_STATES = (S.AVAILABLE, S.PREPARING, S.FINISHING)  # where a new authorization may start a session
+
+
+def _log_crash(task: asyncio.Task[Any]) -> None:
+    if not task.cancelled() and task.exception() is not None:
+        log.error("station task %s crashed", task.get_name(), exc_info=task.exception())
 
 
 class CsmsPort(Protocol):
@@ -134,7 +141,11 @@ class Station:
         self.station_faults: dict[ErrorCode, str | None] = {}
         self.last_reading: dict[int, MeterReading] = {}
         self._meter_failures: dict[int, int] = dict.fromkeys(ports, 0)
-        self._lock = asyncio.Lock()
+        # One lock per connector serializes its session changes; opening a relay never takes it.
+        self._locks: dict[int, asyncio.Lock] = {cid: asyncio.Lock() for cid in ports}
+        self._open_generation: dict[int, int] = dict.fromkeys(ports, 0)
+        self._unsaved_stops: dict[int, tuple[int, StopReason, datetime, int, dict[str, Any]]] = {}
+        self.stopping = False
         self._tasks: set[asyncio.Task[Any]] = set()
         self._tx_tasks: dict[int, asyncio.Task[Any]] = {}
         self._timeouts: dict[int, asyncio.Task[Any]] = {}
@@ -172,14 +183,17 @@ class Station:
         for cid, conn in self.connectors.items():
             if conn.state is S.AVAILABLE and conn.plugged:
                 conn.plug_in()
-            self._spawn(self._watch_plug(cid), f"plug-{cid}")
-            self._spawn(self._poll_meter(cid), f"meter-{cid}")
+            self._supervise(self._watch_plug, cid, "plug")
+            self._supervise(self._poll_meter, cid, "meter")
             if self.ports[cid].reader is not None:
-                self._spawn(self._watch_reader(cid), f"reader-{cid}")
+                self._supervise(self._watch_reader, cid, "reader")
         self._spawn(self._clock_aligned(), "clock-aligned")
 
     async def stop(self, reason: StopReason | None = None) -> None:
-        """Stop the loops and open every relay; with ``reason``, end running transactions first."""
+        """Open every relay, refuse new sessions, end running transactions with ``reason``, stop the loops."""
+        self.stopping = True
+        for cid in self.ports:
+            await self._open_relay(cid)
         if reason is not None:
             await self.stop_all(reason)
         for task in [*self._tasks, *self._tx_tasks.values(), *self._timeouts.values()]:
@@ -190,6 +204,24 @@ class Station:
         for cid in self.ports:
             await self._open_relay(cid)
 
+    def _supervise(self, loop: Callable[[int], Coroutine[Any, Any, None]], cid: int, name: str) -> None:
+        """Run a connector's hardware loop; if it crashes (a bug or an unexpected driver error), fault the
+        connector, which opens its relay, and start the loop again."""
+
+        async def supervised() -> None:
+            while True:
+                try:
+                    await loop(cid)
+                    return
+                except Exception as exc:
+                    log.exception("connector %s: %s loop crashed; restarting it", cid, name)
+                    await self.raise_fault(
+                        cid, ErrorCode.INTERNAL_ERROR, f"{name}: {type(exc).__name__}"[:50]
+                    )
+                    await asyncio.sleep(self.timing.meter_poll_s)
+
+        self._spawn(supervised(), f"{name}-{cid}")
+
     def _spawn(self, coro: Coroutine[Any, Any, Any], name: str) -> asyncio.Task[Any]:
         task = asyncio.get_running_loop().create_task(coro, name=name)
         self._tasks.add(task)
@@ -198,8 +230,7 @@ class Station:
 
     def _task_done(self, task: asyncio.Task[Any]) -> None:
         self._tasks.discard(task)
-        if not task.cancelled() and task.exception() is not None:
-            log.error("station task %s crashed", task.get_name(), exc_info=task.exception())
+        _log_crash(task)
 
     async def _recover(self) -> None:
         """End (or resume) transactions that were running when the agent last died (EVerest/libocpp style)."""
@@ -209,24 +240,35 @@ class Station:
             if resume and conn is not None and conn.plugged and conn.operative:
                 log.warning("resuming transaction %s on connector %s after power loss", tx.local_id, conn.id)
                 conn.transaction = ActiveTransaction(
-                    tx.local_id, tx.id_tag, None, tx.started_at, tx.meter_start_wh, True, tx.csms_id
+                    tx.local_id,
+                    tx.id_tag,
+                    tx.parent_id_tag,
+                    tx.started_at,
+                    tx.meter_start_wh,
+                    tx.authorized,
+                    tx.csms_id,
                 )
-                conn.settle(S.CHARGING)
+                conn.settle(conn.resting_state())
                 self._state_changed(conn)
-                await self._close_relay(conn.id)
+                if tx.authorized:
+                    await self._close_relay(conn.id)
                 self._start_sampling(conn)
                 continue
-            log.warning("ending transaction %s after power loss at %s Wh", tx.local_id, tx.last_meter_wh)
+            # The register read at start-up stopped counting when the power went; it beats the last persisted
+            # value (up to persist_meter_s old) whenever it is larger (a replaced or simulated meter may be lower).
+            fresh = self.last_reading.get(tx.connector_id)
+            meter_stop = max(tx.last_meter_wh, round(fresh.energy_wh) if fresh else 0)
+            log.warning("ending transaction %s after power loss at %s Wh", tx.local_id, meter_stop)
             event = {
                 "connector_id": tx.connector_id,
-                "meter_stop_wh": tx.last_meter_wh,
+                "meter_stop_wh": meter_stop,
                 "timestamp": tx.last_meter_at.isoformat(),
                 "reason": StopReason.POWER_LOSS.value,
                 "id_tag": tx.id_tag,
-                "transaction_data": tx.stop_data,
+                "transaction_data": tx.stop_data[-MAX_STOP_DATA:],
             }
-            self.store.end_transaction(
-                tx.local_id, StopReason.POWER_LOSS, tx.last_meter_at, tx.last_meter_wh, event
+            self._record_stop(
+                tx.connector_id, (tx.local_id, StopReason.POWER_LOSS, tx.last_meter_at, meter_stop, event)
             )
             self._apply_scheduled_availability_from_store(tx.connector_id)
         self.csms.outbox_changed()
@@ -277,6 +319,7 @@ class Station:
 
     # relay, never behind the lock when opening
     async def _open_relay(self, cid: int) -> None:
+        self._open_generation[cid] += 1
         relay = self.ports[cid].relay
         self.ports[cid].plug.offer_current(None)
         try:
@@ -286,12 +329,26 @@ class Station:
             self._add_fault(cid, ErrorCode.POWER_SWITCH_FAILURE, str(exc))
 
     async def _close_relay(self, cid: int) -> bool:
+        """Close the relay if it may be closed; True if it is closed and stays so."""
+        conn = self.connectors[cid]
+        if self.stopping or conn.critically_faulted or not conn.plugged:
+            return False
+        generation = self._open_generation[cid]
         try:
             await self.ports[cid].relay.close()
         except HardwareError as exc:
             log.error("relay %s did not close: %s", cid, exc)
             await self._open_relay(cid)
             self._add_fault(cid, ErrorCode.POWER_SWITCH_FAILURE, str(exc))
+            return False
+        # An open requested while the contactor was closing (fault, unplug, stop) wins.
+        if (
+            self._open_generation[cid] != generation
+            or self.stopping
+            or conn.critically_faulted
+            or not conn.plugged
+        ):
+            await self._open_relay(cid)
             return False
         self.ports[cid].plug.offer_current(self.ports[cid].max_current_a)
         return True
@@ -324,7 +381,7 @@ class Station:
             if conn.state is not S.FAULTED or conn.critically_faulted:
                 self._notify(target)
                 continue
-            async with self._lock:
+            async with self._locks[conn.id]:
                 await self._restore_after_fault(conn)
 
     async def _restore_after_fault(self, conn: Connector) -> None:
@@ -369,9 +426,27 @@ class Station:
                 await self._probe_storage(cid)
             await asyncio.sleep(self.timing.meter_poll_s)
 
+    def _record_stop(self, cid: int, stop: tuple[int, StopReason, datetime, int, dict[str, Any]]) -> None:
+        """Persist a transaction's end; if the store refuses, keep it in memory and fault the connector until it
+        is written (no new session may start over an unrecorded end)."""
+        try:
+            self.store.end_transaction(*stop)
+        except StorageError:
+            log.exception(
+                "could not record the end of transaction %s; keeping it until storage recovers", stop[0]
+            )
+            if cid in self.connectors:
+                self._unsaved_stops[cid] = stop
+                self._add_fault(cid, ErrorCode.INTERNAL_ERROR, STORAGE_FAULT)
+
     async def _probe_storage(self, cid: int) -> None:
         """Clear a storage fault once the store takes writes again (space freed, disk remounted)."""
         try:
+            pending = self._unsaved_stops.get(cid)
+            if pending is not None:
+                self.store.end_transaction(*pending)
+                del self._unsaved_stops[cid]
+                self.csms.outbox_changed()
             self.store.put("storage_probe", self.clock.now().isoformat())
         except StorageError:
             return
@@ -383,7 +458,10 @@ class Station:
         conn = self.connectors[cid]
         try:
             reading = await self.ports[cid].meter.read()
-        except MeterError as exc:
+            if not math.isfinite(reading.energy_wh) or reading.energy_wh < 0:
+                raise MeterError(f"implausible energy register {reading.energy_wh!r}")
+            reading = finite(reading)
+        except Exception as exc:  # the driver boundary: any failure to read counts as a failed cycle
             self._meter_failures[cid] += 1
             if (
                 self._meter_failures[cid] >= self.timing.meter_failures_for_fault
@@ -453,9 +531,12 @@ class Station:
     # sessions
     async def on_plug(self, cid: int, plugged: bool) -> None:
         """The EV was plugged in or out."""
-        async with self._lock:
-            conn = self.connectors[cid]
-            conn.plugged = plugged
+        conn = self.connectors[cid]
+        conn.plugged = plugged
+        if not plugged:
+            # Safety first: no EV, no power; this does not wait for a session change in progress.
+            await self._open_relay(cid)
+        async with self._locks[cid]:
             stop_on_unplug = self.settings.get_bool("stop_transaction_on_ev_side_disconnect")
             if conn.state is S.FAULTED:
                 # The relay is already open; an unplug still ends the transaction (the fault recovery then
@@ -501,7 +582,7 @@ class Station:
         tx = conn.transaction
         if tx is not None:
             if id_tag == tx.id_tag:
-                async with self._lock:
+                async with self._locks[conn.id]:
                     if conn.transaction is tx:
                         await self._stop_transaction(conn, StopReason.LOCAL, id_tag)
                 return
@@ -511,8 +592,12 @@ class Station:
                 log.info("card %s cannot stop transaction of %s on connector %s", id_tag, tx.id_tag, cid)
                 return
             info = await self.authorizer.authorize(id_tag)
-            if tx.parent_id_tag is not None and info.parent_id_tag == tx.parent_id_tag:
-                async with self._lock:
+            if (
+                info.status is AuthStatus.ACCEPTED
+                and tx.parent_id_tag is not None
+                and info.parent_id_tag == tx.parent_id_tag
+            ):
+                async with self._locks[conn.id]:
                     if conn.transaction is tx:
                         await self._stop_transaction(conn, StopReason.LOCAL, id_tag)
             else:
@@ -528,8 +613,8 @@ class Station:
         await self._begin_when_plugged(conn, id_tag, info.parent_id_tag)
 
     async def _begin_when_plugged(self, conn: Connector, id_tag: str, parent: str | None) -> None:
-        async with self._lock:
-            if conn.transaction is not None or conn.state not in _READY_STATES:
+        async with self._locks[conn.id]:
+            if conn.transaction is not None or conn.state not in _READY_STATES or self.stopping:
                 return
             if conn.plugged:
                 await self._start_transaction(conn, id_tag, parent)
@@ -543,11 +628,15 @@ class Station:
         old = self._timeouts.pop(conn.id, None)
         if old is not None:
             old.cancel()
-        self._timeouts[conn.id] = asyncio.get_running_loop().create_task(self._connection_timeout(conn))
+        task = asyncio.get_running_loop().create_task(
+            self._connection_timeout(conn), name=f"timeout-{conn.id}"
+        )
+        task.add_done_callback(_log_crash)
+        self._timeouts[conn.id] = task
 
     async def _connection_timeout(self, conn: Connector) -> None:
         await asyncio.sleep(self.settings.get_int("connection_timeout_s"))
-        async with self._lock:
+        async with self._locks[conn.id]:
             self._timeouts.pop(conn.id, None)
             if conn.transaction is None and conn.pending_id_tag is not None and not conn.plugged:
                 log.info("connector %s: no cable within ConnectionTimeOut; authorization dropped", conn.id)
@@ -564,7 +653,11 @@ class Station:
         if conn.state in (S.AVAILABLE, S.FINISHING):
             conn.identified()
         reading = await self.read_meter(conn.id)
-        if conn.state is S.FAULTED:
+        if conn.state is S.FAULTED or self.stopping:
+            return
+        if not conn.plugged:  # the cable went while the meter was read
+            if conn.state is S.PREPARING:
+                conn.abandon()
             return
         meter_start = round(reading.energy_wh) if reading else self.current_energy_wh(conn.id)
         now = self.clock.now()
@@ -575,7 +668,7 @@ class Station:
             "timestamp": now.isoformat(),
         }
         try:
-            local_id = self.store.begin_transaction(conn.id, id_tag, now, meter_start, event)
+            local_id = self.store.begin_transaction(conn.id, id_tag, now, meter_start, event, parent)
         except StorageError as exc:
             # Without a durable record there is no transaction: refuse rather than charge unrecorded.
             log.error("cannot record a transaction on connector %s: %s", conn.id, exc)
@@ -584,7 +677,7 @@ class Station:
         conn.transaction = ActiveTransaction(local_id, id_tag, parent, now, meter_start)
         self._last_persist[conn.id] = asyncio.get_running_loop().time()
         self.csms.outbox_changed()
-        if await self._close_relay(conn.id):
+        if await self._close_relay(conn.id) and conn.can("start_charging"):
             conn.start_charging()
         self._start_sampling(conn)
 
@@ -601,8 +694,12 @@ class Station:
         now = self.clock.now()
         meter_stop = max(self.current_energy_wh(conn.id), tx.meter_start_wh)
         end_values = self._stop_txn_end_values(conn.id, now)
-        stored = self.store.transaction(tx.local_id)
+        try:
+            stored = self.store.transaction(tx.local_id)
+        except StorageError:
+            stored = None
         data = (stored.stop_data if stored else []) + ([end_values.to_json()] if end_values else [])
+        data = data[-MAX_STOP_DATA:]
         event = {
             "connector_id": conn.id,
             "meter_stop_wh": meter_stop,
@@ -611,11 +708,7 @@ class Station:
             "id_tag": id_tag,
             "transaction_data": data,
         }
-        try:
-            self.store.end_transaction(tx.local_id, reason, now, meter_stop, event)
-        except StorageError:
-            # The relay is already open; the stored row stays active, so the next start ends it as PowerLoss.
-            log.exception("could not record the end of transaction %s", tx.local_id)
+        self._record_stop(conn.id, (tx.local_id, reason, now, meter_stop, event))
         conn.transaction = None
         self.csms.outbox_changed()
         if conn.state is S.FAULTED:
@@ -636,7 +729,11 @@ class Station:
     def _start_sampling(self, conn: Connector) -> None:
         tx = conn.transaction
         assert tx is not None
-        self._tx_tasks[conn.id] = asyncio.get_running_loop().create_task(self._sample_periodically(conn, tx))
+        task = asyncio.get_running_loop().create_task(
+            self._sample_periodically(conn, tx), name=f"sampler-{conn.id}"
+        )
+        task.add_done_callback(_log_crash)
+        self._tx_tasks[conn.id] = task
 
     async def _sample_periodically(self, conn: Connector, tx: ActiveTransaction) -> None:
         """MeterValueSampleInterval counts from the transaction start (OCPP 1.6 §3.16.1)."""
@@ -768,11 +865,17 @@ class Station:
             if tx is None or tx.local_id != local_id:
                 continue
             tx.csms_id = csms_id
-            if info.status is AuthStatus.ACCEPTED:
+            tx.parent_id_tag = info.parent_id_tag or tx.parent_id_tag
+            accepted = info.status is AuthStatus.ACCEPTED
+            try:
+                self.store.update_authorization(local_id, accepted, info.parent_id_tag)
+            except StorageError:
+                log.exception("could not record the authorization of transaction %s", local_id)
+            if accepted:
                 return
             tx.authorized = False
             log.warning("transaction %s: idTag %s is %s", local_id, tx.id_tag, info.status.name)
-            async with self._lock:
+            async with self._locks[conn.id]:
                 if conn.transaction is not tx:
                     return
                 if self.settings.get_bool("stop_transaction_on_invalid_id"):
@@ -823,7 +926,7 @@ class Station:
         return False
 
     async def _stop_locked(self, conn: Connector, reason: StopReason, id_tag: str | None = None) -> None:
-        async with self._lock:
+        async with self._locks[conn.id]:
             if conn.transaction is not None:
                 await self._stop_transaction(conn, reason, id_tag)
 
