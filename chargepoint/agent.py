@@ -44,7 +44,8 @@ class Agent:
                 ports[cfg.id], self.sims[cfg.id] = build_ports(index, cfg)
         self.ports = ports
         self.clock = clock or SystemClock()
-        self.ids = ids or CounterIds(prefix=f"{config.station.id}-{random.getrandbits(32):08x}-")
+        # OCPP-J limits a uniqueId to 36 characters: a random prefix per run plus a counter stays far below.
+        self.ids = ids or CounterIds(prefix=f"{random.getrandbits(32):08x}-")
         self.rng = rng or random.Random()
         self.timing = timing or StationTiming(meter_poll_s=config.meter_poll_s)
         self.station: Station | None = None
@@ -87,12 +88,17 @@ class Agent:
         link_task = asyncio.create_task(link.run(), name="link")
         shutdown_task = asyncio.create_task(self._shutdown.wait(), name="shutdown-wait")
         assert station.reset_requested is not None
-        waiters: list[asyncio.Future[Any]] = [station.reset_requested, shutdown_task, link_task]
         self.started.set()
         try:
-            await asyncio.wait(waiters, return_when=asyncio.FIRST_COMPLETED)
-            if link_task.done() and not link_task.cancelled() and link_task.exception():
-                log.error("CSMS link crashed", exc_info=link_task.exception())
+            while True:
+                waiters: list[asyncio.Future[Any]] = [station.reset_requested, shutdown_task, link_task]
+                await asyncio.wait(waiters, return_when=asyncio.FIRST_COMPLETED)
+                if station.reset_requested.done() or shutdown_task.done():
+                    break
+                # The link never ends by itself; if it crashed anyway, the charger keeps working and reconnects.
+                log.error("CSMS link crashed; restarting it", exc_info=link_task.exception())
+                await asyncio.sleep(cfg.csms.reconnect_min_s)
+                link_task = asyncio.create_task(link.run(), name="link")
             kind = station.reset_requested.result() if station.reset_requested.done() else None
             reason = {
                 ResetKind.SOFT: StopReason.SOFT_RESET,

@@ -87,7 +87,7 @@ class AgentConfig:
     control_socket: str | None = None
     settings: Mapping[str, str] = field(default_factory=dict)
     meter_poll_s: float = 1.0
-    unlock_supported: bool = True
+    unlock_supported: bool = False
     source: str = "<memory>"
 
 
@@ -289,10 +289,10 @@ def parse(data: dict[str, Any], *, base_dir: Path | None = None, source: str = "
         ctl.done()
 
     agent = root.table("agent", required=False)
-    meter_poll_s, unlock_supported = 1.0, True
+    meter_poll_s, unlock_supported = 1.0, False
     if agent is not None:
         meter_poll_s = agent.get("meter_poll_s", float, 1.0, lo=0.05, hi=60)
-        unlock_supported = agent.get("unlock_supported", bool, True)
+        unlock_supported = agent.get("unlock_supported", bool, False)
         agent.done()
     root.done()
     return AgentConfig(

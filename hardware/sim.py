@@ -20,6 +20,7 @@ class SimRelay:
         self._closed = False
         self.stuck = False
         self.switch_count = 0
+        self.close_delay_s = 0.0  # a slow contactor: the close completes this long after it was asked for
 
     @property
     def closed(self) -> bool:
@@ -30,6 +31,8 @@ class SimRelay:
         """Close, unless stuck."""
         if self.stuck:
             raise RelayError("simulated relay stuck open")
+        if self.close_delay_s:
+            await asyncio.sleep(self.close_delay_s)
         if not self._closed:
             self.switch_count += 1
         self._closed = True
@@ -96,7 +99,10 @@ class SimMeter:
         self.energy_wh = energy_wh
         self.voltage_v = voltage_v
         self.phases = phases
-        self.failing = False
+        self.failing = False  # does not answer: MeterError
+        self.garbage = False  # answers nonsense: a NaN register
+        self.driver_bug = False  # the driver itself breaks: an unexpected exception type
+        self.read_delay_s = 0.0
         self._monotonic = monotonic
         self._last = monotonic()
 
@@ -115,9 +121,15 @@ class SimMeter:
 
     async def read(self) -> MeterReading:
         """Read the register, or fail like a meter that stopped answering."""
+        if self.read_delay_s:
+            await asyncio.sleep(self.read_delay_s)
         self.advance()
         if self.failing:
             raise MeterError("simulated meter does not answer")
+        if self.driver_bug:
+            raise OSError("simulated driver failure")
+        if self.garbage:
+            return MeterReading(energy_wh=float("nan"), power_w=float("nan"))
         power = self.power_w()
         current = power / (self.voltage_v * self.phases) if power else 0.0
         return MeterReading(

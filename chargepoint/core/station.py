@@ -41,6 +41,7 @@ log = logging.getLogger(__name__)
 S = ConnectorState
 _TX_STATES = (S.CHARGING, S.SUSPENDED_EV, S.SUSPENDED_EVSE)
 STORAGE_FAULT = "storage full or unwritable"
+MAX_ID_TAG_LENGTH = 20  # the shortest idTag any supported OCPP version takes (1.6 CiString20Type)
 MAX_STOP_DATA = 100  # samples in StopTransaction.transactionData: the newest ones, so the frame stays small
 _READY_STATES = (S.AVAILABLE, S.PREPARING, S.FINISHING)  # where a new authorization may start a session
 
@@ -121,7 +122,7 @@ class Station:
         clock: Clock,
         *,
         timing: StationTiming | None = None,
-        unlock_supported: bool = True,
+        unlock_supported: bool = False,
     ) -> None:
         self.ports = ports
         self.store = store
@@ -578,6 +579,9 @@ class Station:
 
     async def on_token(self, cid: int, id_tag: str) -> None:
         """A card was presented at a connector's reader."""
+        if not 0 < len(id_tag) <= MAX_ID_TAG_LENGTH:
+            log.warning("card %r ignored: an idTag has 1 to %s characters", id_tag, MAX_ID_TAG_LENGTH)
+            return
         conn = self.connectors[cid]
         tx = conn.transaction
         if tx is not None:

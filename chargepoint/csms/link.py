@@ -86,7 +86,7 @@ class Link:
         self.clock = clock
         self.ids = ids
         self.rng = rng or random.Random()
-        self.outbox = OutboxSender(store, settings)
+        self.outbox = OutboxSender(store, settings, station)
         self.session: Session | None = None
         self.connected = asyncio.Event()
         self.reconnects = 0
@@ -217,6 +217,9 @@ class Link:
             await session.run()
         except CsmsUnavailable as exc:
             log.info("session ended: %s", exc)
+        except Exception:
+            # A bug in a session must not end the link: log it, drop the connection and reconnect.
+            log.exception("session failed; reconnecting")
         finally:
             self.session = None
             self._ws = None

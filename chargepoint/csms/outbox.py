@@ -4,13 +4,28 @@ from __future__ import annotations
 
 import asyncio
 import logging
-from typing import Protocol
+from dataclasses import dataclass
+from typing import TYPE_CHECKING, Protocol
 
+from chargepoint.core.model import IdTagInfo
 from chargepoint.core.settings import Settings
 from chargepoint.errors import CsmsRejected, CsmsUnavailable, StorageError
 from chargepoint.store import OutboxMessage, Store
 
+if TYPE_CHECKING:
+    from chargepoint.core.station import Station
+
 log = logging.getLogger(__name__)
+STORAGE_RETRY_S = 1.0
+
+
+@dataclass(frozen=True, slots=True)
+class Delivered:
+    """What the CSMS's answer to an outbox message says: the transaction id it gave, and an idTag's info."""
+
+    csms_tx_id: int | None = None
+    id_tag: str | None = None
+    id_tag_info: IdTagInfo | None = None
 
 
 class Deliverer(Protocol):
@@ -18,17 +33,18 @@ class Deliverer(Protocol):
 
     accepted: asyncio.Event
 
-    async def deliver(self, message: OutboxMessage) -> None:
-        """Send it and acknowledge it in the store; raise CsmsRejected or CsmsUnavailable."""
+    async def deliver(self, message: OutboxMessage) -> Delivered:
+        """Send it; raise CsmsRejected or CsmsUnavailable, or another error if it cannot be encoded."""
         ...
 
 
 class OutboxSender:
     """Drains the store's outbox through whichever session is connected."""
 
-    def __init__(self, store: Store, settings: Settings) -> None:
+    def __init__(self, store: Store, settings: Settings, station: Station) -> None:
         self.store = store
         self.settings = settings
+        self.station = station
         self.wake = asyncio.Event()
         self.idle = asyncio.Event()
         self.not_delivering = asyncio.Event()
@@ -51,7 +67,7 @@ class OutboxSender:
                 message = self.store.outbox_head()
             except StorageError:
                 log.exception("cannot read the outbox")
-                await asyncio.sleep(5)
+                await asyncio.sleep(STORAGE_RETRY_S)
                 continue
             if message is None:
                 self.idle.set()
@@ -60,15 +76,90 @@ class OutboxSender:
             self.idle.clear()
             self.not_delivering.clear()
             try:
-                await session.deliver(message)
-            except CsmsRejected as exc:
-                await self._refused(message, exc)
-            except CsmsUnavailable as exc:
-                # Not an attempt: offline or unanswered messages wait for the link, whatever it takes.
-                log.info("outbox: %s #%s not delivered (%s); will retry", message.kind, message.seq, exc)
-                await asyncio.sleep(self.settings.get_int("transaction_message_retry_interval_s") or 1)
+                await self._deliver_one(session, message)
             finally:
                 self.not_delivering.set()
+
+    async def _deliver_one(self, session: Deliverer, message: OutboxMessage) -> None:
+        try:
+            result = await session.deliver(message)
+        except CsmsRejected as exc:
+            await self._refused(message, f"{exc.code}: {exc.description}")
+            return
+        except CsmsUnavailable as exc:
+            # Not an attempt: offline or unanswered messages wait for the link, whatever it takes.
+            log.info("outbox: %s #%s not delivered (%s); will retry", message.kind, message.seq, exc)
+            await asyncio.sleep(self.settings.get_int("transaction_message_retry_interval_s") or 1)
+            return
+        except Exception as exc:
+            # A message this agent cannot turn into a valid CALL (a bug, or data from an older version) must not
+            # block every message behind it: it goes to the dead letters at once.
+            log.exception("outbox: %s #%s cannot be sent; kept as a dead letter", message.kind, message.seq)
+            try:
+                self.store.give_up(message.seq, f"not encodable: {type(exc).__name__}: {exc}"[:200])
+            except StorageError:
+                await asyncio.sleep(STORAGE_RETRY_S)
+            return
+        await self._acknowledge(message, result)
+
+    async def _acknowledge(self, message: OutboxMessage, result: Delivered) -> None:
+        """Record the answer and drop the message, retrying while storage refuses: the answer is never lost
+        (which would send the message a second time), and nothing behind it goes first."""
+        delay = STORAGE_RETRY_S
+        while True:
+            try:
+                self.store.acknowledge(
+                    message.seq, csms_tx_id=result.csms_tx_id, local_tx_id=message.local_tx_id
+                )
+                break
+            except StorageError:
+                log.exception(
+                    "outbox: cannot record the answer to %s #%s; retrying", message.kind, message.seq
+                )
+                await asyncio.sleep(delay)
+                delay = min(delay * 2, 60.0)
+        if result.id_tag is not None and result.id_tag_info is not None:
+            self.station.id_tag_info(result.id_tag, result.id_tag_info)
+        if (
+            result.csms_tx_id is not None
+            and message.local_tx_id is not None
+            and result.id_tag_info is not None
+        ):
+            await self.station.transaction_confirmed(
+                message.local_tx_id, result.csms_tx_id, result.id_tag_info
+            )
+
+    async def _refused(self, message: OutboxMessage, reason: str) -> None:
+        """Retry TransactionMessageAttempts times, waiting interval x attempt (OCPP 1.6 §4.10), then keep it as a
+        dead letter."""
+        try:
+            attempts = self.store.count_attempt(message.seq)
+            limit = self.settings.get_int("transaction_message_attempts")
+            if attempts >= limit:
+                log.error(
+                    "outbox: %s #%s refused %s times (%s); kept as a dead letter",
+                    message.kind,
+                    message.seq,
+                    attempts,
+                    reason,
+                )
+                self.store.give_up(message.seq, reason[:200])
+                return
+        except StorageError:
+            log.exception("outbox: cannot count the attempt on %s #%s", message.kind, message.seq)
+            await asyncio.sleep(STORAGE_RETRY_S)
+            return
+        delay = self.settings.get_int("transaction_message_retry_interval_s") * attempts
+        log.warning(
+            "outbox: %s #%s refused (%s); attempt %s/%s, retry in %s s",
+            message.kind,
+            message.seq,
+            reason,
+            attempts,
+            limit,
+            delay,
+        )
+        await asyncio.sleep(delay)
 
     async def quiesce(self, timeout_s: float) -> None:
         """Start nothing new and let a CALL in flight get its answer, so a restart does not send it twice."""
@@ -78,29 +169,3 @@ class OutboxSender:
                 await self.not_delivering.wait()
         except TimeoutError:
             log.warning("outbox: a message was still in flight at shutdown; it will be sent again")
-
-    async def _refused(self, message: OutboxMessage, exc: CsmsRejected) -> None:
-        """A CallError: retry TransactionMessageAttempts times, waiting interval x attempt (OCPP 1.6 §4.10)."""
-        attempts = self.store.count_attempt(message.seq)
-        limit = self.settings.get_int("transaction_message_attempts")
-        if attempts >= limit:
-            log.error(
-                "outbox: %s #%s refused %s times (%s); kept as a dead letter",
-                message.kind,
-                message.seq,
-                attempts,
-                exc,
-            )
-            self.store.give_up(message.seq, f"{exc.code}: {exc.description}"[:200])
-            return
-        delay = self.settings.get_int("transaction_message_retry_interval_s") * attempts
-        log.warning(
-            "outbox: %s #%s refused (%s); attempt %s/%s, retry in %s s",
-            message.kind,
-            message.seq,
-            exc,
-            attempts,
-            limit,
-            delay,
-        )
-        await asyncio.sleep(delay)

@@ -43,6 +43,8 @@ def agent_config(
                 **(csms or {}),
             },
             "storage": {"path": str(db)},
+            # The simulated connector has a cable lock, so UnlockConnector can be exercised.
+            "agent": {"unlock_supported": True},
             "settings": {"transaction_message_retry_interval_s": 0, **(settings or {})},
             "connectors": [
                 {

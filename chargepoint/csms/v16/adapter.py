@@ -24,8 +24,10 @@ from ocpp.v16 import call_result
 from ocpp.v16.enums import Action
 
 from chargepoint.core.model import AuthStatus, IdTagInfo, ResetKind, Sample
+from chargepoint.core.settings import SPECS
+from chargepoint.csms.outbox import Delivered
 from chargepoint.csms.v16 import mapping
-from chargepoint.errors import CsmsRejected, CsmsUnavailable
+from chargepoint.errors import ChargePointError, CsmsRejected, CsmsUnavailable
 from chargepoint.store import OutboxKind, OutboxMessage
 
 if TYPE_CHECKING:
@@ -347,15 +349,31 @@ class V16Session(_OcppChargePoint):  # type: ignore[misc]
 
     def _boot_answer(self, answer: dict[str, Any]) -> int:
         """Act on a BootNotification answer; returns its interval."""
-        self.boot_status = answer["status"]
+        status = answer["status"]
         self._adopt_time(answer.get("currentTime"))
         interval = int(answer.get("interval", 0))
-        log.info("BootNotification %s (interval %s)", self.boot_status, interval)
-        if self.boot_status == "Accepted" and not self.accepted.is_set():
-            if interval > 0:
-                self.settings.set_text("heartbeat_interval_s", str(interval))
+        log.info("BootNotification %s (interval %s)", status, interval)
+        if self.accepted.is_set():
+            # A triggered BootNotification after registration: a new interval applies, the registration stays.
+            if status == "Accepted":
+                self._adopt_heartbeat_interval(interval)
+            return interval
+        self.boot_status = status
+        if status == "Accepted":
+            self._adopt_heartbeat_interval(interval)
             self._accept()
         return interval
+
+    def _adopt_heartbeat_interval(self, interval: int) -> None:
+        """The interval of an accepted BootNotification is the heartbeat interval (clamped to our range)."""
+        if interval <= 0:
+            return
+        spec = SPECS["heartbeat_interval_s"]
+        clamped = min(interval, spec.max_value or interval)
+        try:
+            self.settings.set_text("heartbeat_interval_s", str(clamped))
+        except (ValueError, ChargePointError) as exc:
+            log.warning("cannot adopt the heartbeat interval %s: %s", interval, exc)
 
     def _accept(self) -> None:
         """Registration done: open the gate for everything else, starting with every connector's status."""
@@ -490,12 +508,15 @@ class V16Session(_OcppChargePoint):  # type: ignore[misc]
         try:
             answer = await self.request("Authorize", {"idTag": id_tag})
         except CsmsRejected as exc:
-            raise CsmsUnavailable(f"Authorize refused: {exc}") from exc
+            # The CSMS is there and did not say yes: that is a refusal, not a reason to apply offline rules
+            # (AllowOfflineTxForUnknownId would otherwise let unknown cards charge).
+            log.warning("Authorize of %s answered with %s; treating the id as Invalid", id_tag, exc)
+            return IdTagInfo(AuthStatus.INVALID)
         return id_tag_info(answer.get("idTagInfo"))
 
-    async def deliver(self, message: OutboxMessage) -> None:
-        """Send one outbox message; raises CsmsRejected/CsmsUnavailable; acknowledges in the store on success."""
-        store = self.link.store
+    async def deliver(self, message: OutboxMessage) -> Delivered:
+        """Send one outbox message and return what the answer says; raises CsmsRejected or CsmsUnavailable,
+        or OCPPError/ValueError/KeyError when the message cannot be encoded as a valid 1.6 CALL."""
         event = message.payload
         if message.kind == OutboxKind.START:
             answer = await self.request(
@@ -507,12 +528,9 @@ class V16Session(_OcppChargePoint):  # type: ignore[misc]
                     "timestamp": ocpp_time(parse_time(event["timestamp"])),
                 },
             )
-            info = id_tag_info(answer.get("idTagInfo"))
-            csms_id = int(answer["transactionId"])
-            store.acknowledge(message.seq, csms_tx_id=csms_id, local_tx_id=message.local_tx_id)
-            self.station.id_tag_info(event["id_tag"], info)
-            await self.station.transaction_confirmed(message.local_tx_id or 0, csms_id, info)
-            return
+            return Delivered(
+                int(answer["transactionId"]), event["id_tag"], id_tag_info(answer.get("idTagInfo"))
+            )
         if message.kind == OutboxKind.STOP:
             payload: dict[str, Any] = {
                 "transactionId": self._transaction_id(message.local_tx_id),
@@ -527,16 +545,15 @@ class V16Session(_OcppChargePoint):  # type: ignore[misc]
             if data:
                 payload["transactionData"] = data
             answer = await self.request("StopTransaction", payload)
-            store.acknowledge(message.seq)
             if event.get("id_tag") and answer.get("idTagInfo"):
-                self.station.id_tag_info(event["id_tag"], id_tag_info(answer["idTagInfo"]))
-            return
+                return Delivered(None, event["id_tag"], id_tag_info(answer["idTagInfo"]))
+            return Delivered()
         samples = [meter_value(Sample.from_json(s)) for s in event["samples"]]
         mv: dict[str, Any] = {"connectorId": event["connector_id"], "meterValue": samples}
         if message.local_tx_id is not None:
             mv["transactionId"] = self._transaction_id(message.local_tx_id)
         await self.request("MeterValues", mv)
-        store.acknowledge(message.seq)
+        return Delivered()
 
     def _transaction_id(self, local_id: int | None) -> int:
         """The CSMS's id for a local transaction; a negative placeholder if its start was never acknowledged."""
@@ -603,8 +620,6 @@ class V16Session(_OcppChargePoint):  # type: ignore[misc]
     @on(Action.get_configuration)
     def on_get_configuration(self, key: list[str] | None = None, **_: Any) -> Any:
         """GetConfiguration: the requested keys (all when none), unknown ones listed apart."""
-        from chargepoint.core.settings import SPECS
-
         keys = key if key else list(mapping.CONFIG_KEYS)
         known, unknown = [], []
         for name in keys:

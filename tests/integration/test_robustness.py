@@ -1,0 +1,160 @@
+"""Hardware and storage misbehaving at the worst moment: the relay stays safe and nothing is lost."""
+
+from __future__ import annotations
+
+import asyncio
+import json
+from pathlib import Path
+from typing import Any
+
+from backend_stub.ocpp_server import CentralSystem, utc_now_iso
+from chargepoint.agent import Agent
+from chargepoint.core.model import ErrorCode
+from chargepoint.store import OutboxKind
+from hardware.sim import SimMeter, SimRelay
+from tests.integration.conftest import RunningAgent, StartAgent, until
+from tests.integration.test_bad_input import _fill, small_disk  # noqa: F401  (fixture)
+
+
+def _relay(a: RunningAgent) -> SimRelay:
+    relay = a.sim().relay
+    assert relay is not None
+    return relay
+
+
+def _meter(a: RunningAgent) -> SimMeter:
+    meter = a.sim().meter
+    assert meter is not None
+    return meter
+
+
+async def test_fault_during_a_slow_relay_close_leaves_the_relay_open(
+    cs: CentralSystem, start_agent: StartAgent
+) -> None:
+    a = await start_agent()
+    _relay(a).close_delay_s = 0.3
+    a.swipe("SLOWRELAY")
+    await a.wait_state("PREPARING")
+    a.plug()
+    await until(lambda: bool(cs.calls("StartTransaction")) or a.station.connectors[1].transaction is not None)
+    await a.station.raise_fault(1, ErrorCode.GROUND_FAILURE, "test")
+    await asyncio.sleep(0.5)  # the close completes after the fault
+    assert a.state() == "FAULTED"
+    assert not _relay(a).closed
+    a.unplug()
+    stop = await cs.wait_for_call("StopTransaction")
+    assert stop.payload["reason"] == "EVDisconnected"
+    assert not _relay(a).closed
+
+
+async def test_unplug_during_a_slow_meter_read_never_closes_the_relay(
+    cs: CentralSystem, start_agent: StartAgent
+) -> None:
+    a = await start_agent()
+    a.plug()
+    await a.wait_state("PREPARING")
+    _meter(a).read_delay_s = 0.5
+    a.swipe("SLOWMETER")
+    await asyncio.sleep(0.2)  # the start is reading the meter now
+    a.unplug()
+    closes = _relay(a).switch_count
+    await asyncio.sleep(0.8)
+    assert _relay(a).switch_count == closes and not _relay(a).closed
+    await a.wait_state("AVAILABLE")
+    assert not cs.calls("StartTransaction")
+
+
+async def test_meter_driver_errors_and_garbage_are_meter_failures_not_crashes(
+    cs: CentralSystem, start_agent: StartAgent
+) -> None:
+    a = await start_agent()
+    a.plug()
+    a.swipe("METERBUG")
+    await a.wait_state("CHARGING")
+    for knob in ("driver_bug", "garbage"):
+        m = len(cs.log)
+        setattr(_meter(a), knob, True)
+        await cs.wait_for_call(
+            "StatusNotification", after=m, where=lambda p: p["errorCode"] == "PowerMeterFailure"
+        )
+        assert not _relay(a).closed
+        setattr(_meter(a), knob, False)
+        await a.wait_state("CHARGING")  # the meter loop survived and cleared the fault
+        assert _relay(a).closed
+    sent = [json.dumps(f.payload) for f in cs.calls("MeterValues")]
+    assert not any("nan" in s.lower() for s in sent)
+
+
+async def test_a_message_that_cannot_be_encoded_does_not_block_the_queue(
+    cs: CentralSystem, start_agent: StartAgent
+) -> None:
+    """A poison message (here: an over-long idTag left by an older version) goes to the dead letters."""
+
+    def poison(agent: Agent) -> None:
+        assert agent.config.storage.path
+        from chargepoint.store import Store
+
+        store = Store(agent.config.storage.path)
+        with store._write() as db:
+            store._enqueue(
+                db,
+                OutboxKind.START,
+                None,
+                {"connector_id": 1, "id_tag": "X" * 30, "meter_start_wh": 0, "timestamp": utc_now_iso()},
+            )
+        store.close()
+
+    a = await start_agent(before_run=poison)
+    a.plug()
+    a.swipe("AFTERPOISON")
+    start = await cs.wait_for_call("StartTransaction")
+    assert start.payload["idTag"] == "AFTERPOISON"
+    store = a.agent.store
+    assert store is not None
+    assert [d["kind"] for d in store.dead_letters()] == ["start"]
+    assert "not encodable" in store.dead_letters()[0]["reason"]
+
+
+async def test_an_out_of_range_boot_interval_is_clamped_not_fatal(
+    cs: CentralSystem, start_agent: StartAgent
+) -> None:
+    def boot(cp_id: str, payload: dict[str, Any]) -> Any:
+        return {"status": "Accepted", "currentTime": utc_now_iso(), "interval": 10_000_000}
+
+    cs.handlers["BootNotification"] = boot
+    a = await start_agent()
+    assert a.station.settings.get_int("heartbeat_interval_s") == 86400
+    assert not a.task.done()
+
+
+async def test_a_long_station_id_keeps_unique_ids_within_36_characters(
+    cs: CentralSystem, start_agent: StartAgent
+) -> None:
+    await start_agent(cp_id="C" * 48)
+    await cs.wait_for_call("StatusNotification")
+    assert all(len(f.unique_id or "") <= 36 for f in cs.log)
+
+
+async def test_a_stop_on_a_full_disk_is_kept_and_delivered_when_space_returns(
+    cs: CentralSystem,
+    start_agent: StartAgent,
+    small_disk: Path,  # noqa: F811
+) -> None:
+    a = await start_agent(db=small_disk / "agent.db")
+    a.plug()
+    a.swipe("FULLSTOP")
+    await a.wait_state("CHARGING")
+    await cs.wait_for_call("StartTransaction")
+    _fill(small_disk / "filler")
+    a.swipe("FULLSTOP")
+    faulted = await cs.wait_for_call("StatusNotification", where=lambda p: p["status"] == "Faulted")
+    assert faulted.payload["errorCode"] == "InternalError"
+    assert not _relay(a).closed
+    a.swipe("FULLSTOP")  # no new session over an unrecorded end
+    await asyncio.sleep(0.3)
+    assert len(cs.calls("StartTransaction")) == 1
+    (small_disk / "filler").unlink()
+    stop = await cs.wait_for_call("StopTransaction", timeout=10)
+    assert stop.payload["reason"] == "Local"
+    await a.wait_state("FINISHING")
+    await a.stop()
