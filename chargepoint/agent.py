@@ -57,11 +57,21 @@ class Agent:
         self.started = asyncio.Event()
 
     def _settings(self, store: Store) -> Settings:
+        """Settings: stored values (set by the CSMS) win over the config file's, which win over defaults."""
+        stored = store.settings()
+        for name, text in self.config.settings.items():
+            if name in stored and stored[name] != text:
+                log.info(
+                    "setting %s is %s as the CSMS set it; the config file's %s no longer applies",
+                    name,
+                    stored[name],
+                    text,
+                )
         overrides: dict[str, Any] = {
             name: SPECS[name].parse(text) for name, text in self.config.settings.items()
         }
         overrides["number_of_connectors"] = len(self.ports)
-        return Settings(store.settings(), overrides=overrides, on_change=store.put_setting)
+        return Settings(stored, overrides=overrides, on_change=store.put_setting)
 
     async def run(self) -> None:
         """Run until shutdown, restarting in-process after each Reset."""

@@ -57,6 +57,10 @@ CREATE TABLE IF NOT EXISTS local_list (id_tag TEXT PRIMARY KEY, info TEXT NOT NU
 """
 
 
+class _TooLarge(Exception):
+    """Internal: an update would make the local list too long."""
+
+
 class OutboxKind:
     """Kinds of queued transaction messages."""
 
@@ -371,19 +375,32 @@ class Store:
         """Entries in the local list."""
         return int(self._read("SELECT COUNT(*) AS n FROM local_list")[0]["n"])
 
-    def local_list_update(self, version: int, full: bool, entries: dict[str, IdTagInfo | None]) -> None:
-        """Apply a local-list update: full replaces, differential upserts (None deletes); atomically."""
-        with self._write() as db:
-            if full:
-                db.execute("DELETE FROM local_list")
-            for id_tag, info in entries.items():
-                if info is None:
-                    db.execute("DELETE FROM local_list WHERE id_tag = ?", (id_tag,))
-                else:
-                    db.execute(
-                        "INSERT OR REPLACE INTO local_list VALUES (?, ?)",
-                        (id_tag, json.dumps(info.to_json())),
-                    )
-                # Local-list entries never live in the cache too.
-                db.execute("DELETE FROM auth_cache WHERE id_tag = ?", (id_tag,))
-            db.execute("INSERT OR REPLACE INTO kv VALUES ('local_list_version', ?)", (str(version),))
+    def local_list_update(
+        self, version: int, full: bool, entries: dict[str, IdTagInfo | None], max_size: int | None = None
+    ) -> bool:
+        """Apply a local-list update: full replaces, differential upserts (None deletes); atomically.
+
+        Returns False (and changes nothing) if the list would exceed ``max_size`` entries.
+        """
+        try:
+            with self._write() as db:
+                if full:
+                    db.execute("DELETE FROM local_list")
+                for id_tag, info in entries.items():
+                    if info is None:
+                        db.execute("DELETE FROM local_list WHERE id_tag = ?", (id_tag,))
+                    else:
+                        db.execute(
+                            "INSERT OR REPLACE INTO local_list VALUES (?, ?)",
+                            (id_tag, json.dumps(info.to_json())),
+                        )
+                    # Local-list entries never live in the cache too.
+                    db.execute("DELETE FROM auth_cache WHERE id_tag = ?", (id_tag,))
+                if max_size is not None:
+                    (size,) = db.execute("SELECT COUNT(*) FROM local_list").fetchone()
+                    if size > max_size:
+                        raise _TooLarge  # rolls the whole update back
+                db.execute("INSERT OR REPLACE INTO kv VALUES ('local_list_version', ?)", (str(version),))
+        except _TooLarge:
+            return False
+        return True

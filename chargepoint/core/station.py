@@ -1007,12 +1007,15 @@ class Station:
         if not full and version <= self.store.local_list_version():
             return LocalListResult.VERSION_MISMATCH
         try:
-            self.store.local_list_update(version, full, entries)
+            fits = self.store.local_list_update(
+                version, full, entries, max_size=self.settings.get_int("local_auth_list_max_length")
+            )
         except StorageError:
             log.exception("cannot store the local list")
             return LocalListResult.FAILED
-        if self.store.local_list_size() > self.settings.get_int("local_auth_list_max_length"):
-            log.warning("local list exceeds LocalAuthListMaxLength")
+        if not fits:
+            log.warning("local list update refused: it would exceed LocalAuthListMaxLength")
+            return LocalListResult.FAILED
         return LocalListResult.ACCEPTED
 
     def local_list_version(self) -> int:

@@ -158,3 +158,57 @@ async def test_a_stop_on_a_full_disk_is_kept_and_delivered_when_space_returns(
     assert stop.payload["reason"] == "Local"
     await a.wait_state("FINISHING")
     await a.stop()
+
+
+async def test_messages_of_a_transaction_the_csms_refused_to_start_are_not_sent_with_made_up_ids(
+    cs: CentralSystem, start_agent: StartAgent
+) -> None:
+    from backend_stub.ocpp_server import CallErrorReply
+
+    def refuse(cp_id: str, payload: dict[str, Any]) -> Any:
+        raise CallErrorReply("InternalError", "no")
+
+    cs.handlers["StartTransaction"] = refuse
+    a = await start_agent(settings={"transaction_message_attempts": 2, "meter_value_sample_interval_s": 1})
+    a.plug()
+    a.swipe("REFUSED")
+    await a.wait_state("CHARGING")
+    await asyncio.sleep(1.2)
+    a.swipe("REFUSED")
+    await a.wait_state("FINISHING")
+    store = a.agent.store
+    assert store is not None
+    await until(lambda: store.outbox_size() == 0, 5, "the outbox never emptied")
+    kinds = [d["kind"] for d in store.dead_letters()]
+    assert kinds[0] == "start" and "stop" in kinds
+    assert not cs.calls("StopTransaction")
+    assert all(f.payload.get("transactionId", 0) >= 0 for f in cs.calls("MeterValues"))
+
+
+async def test_a_local_list_beyond_its_maximum_length_is_refused_whole(
+    cs: CentralSystem, start_agent: StartAgent
+) -> None:
+    a = await start_agent()
+    limit = a.station.settings.get_int("local_auth_list_max_length")
+    batch = a.station.settings.get_int("send_local_list_max_length")
+    version = 1
+    for start in range(0, limit, batch):
+        entries = [{"idTag": f"T{start + i}", "idTagInfo": {"status": "Accepted"}} for i in range(batch)]
+        answer = await cs.call(
+            "CP-1",
+            "SendLocalList",
+            {"listVersion": version, "updateType": "Differential", "localAuthorizationList": entries},
+        )
+        assert answer["status"] == "Accepted"
+        version += 1
+    answer = await cs.call(
+        "CP-1",
+        "SendLocalList",
+        {
+            "listVersion": version,
+            "updateType": "Differential",
+            "localAuthorizationList": [{"idTag": "ONE-TOO-MANY", "idTagInfo": {"status": "Accepted"}}],
+        },
+    )
+    assert answer["status"] == "Failed"
+    assert await cs.call("CP-1", "GetLocalListVersion", {}) == {"listVersion": version - 1}

@@ -93,6 +93,10 @@ _UNIT_16 = {
 }
 
 
+class OrphanedTransaction(Exception):
+    """A message of a transaction whose StartTransaction the CSMS never accepted."""
+
+
 @dataclass(frozen=True, slots=True)
 class _StatusReport:
     """A connector status as it was when it changed, waiting to be sent."""
@@ -562,7 +566,9 @@ class V16Session(_OcppChargePoint):  # type: ignore[misc]
         tx = self.link.store.transaction(local_id)
         if tx is not None and tx.csms_id is not None:
             return tx.csms_id
-        return -local_id
+        # Messages go strictly in order, so the StartTransaction went first: it was refused for good (it is a
+        # dead letter). There is no id the CSMS would know; the message joins it rather than carry a made-up id.
+        raise OrphanedTransaction(f"local transaction {local_id} has no CSMS transaction id")
 
     # handlers for the central system's CALLs
     @on(Action.remote_start_transaction)
