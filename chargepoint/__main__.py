@@ -83,6 +83,7 @@ def main(argv: list[str] | None = None) -> int:
     )
     if args.log_level.upper() != "DEBUG":
         logging.getLogger("websockets").setLevel(logging.WARNING)
+        logging.getLogger("transitions").setLevel(logging.WARNING)  # it logs every callback at INFO
     try:
         with contextlib.suppress(KeyboardInterrupt):
             asyncio.run(_run(cfg))

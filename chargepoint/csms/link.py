@@ -225,7 +225,10 @@ class Link:
             self._ws = None
             self.connected.clear()
             await ws.close()
-        log.warning("disconnected from the CSMS")
+        if self.stopping:
+            log.info("connection to the CSMS closed")
+        else:
+            log.warning("disconnected from the CSMS")
         return 0 if session.ever_accepted else failures + 1
 
     async def close(self) -> None:
