@@ -20,10 +20,10 @@ from typing import Any
 sys.path.insert(0, str(Path(__file__).resolve().parent.parent))
 
 from backend_stub.ocpp_server import CentralSystem
+from backend_stub.process import start_csms_process
 from chargepoint.agent import Agent
 from chargepoint.config import parse
 from chargepoint.core.model import AuthStatus, IdTagInfo
-from chargepoint.demo import free_port
 
 CONFIG = """\
 [station]
@@ -91,22 +91,7 @@ async def cold_start_and_rss(tmp: Path, runs: int) -> tuple[list[float], int]:
 
 async def swipe_latency(tmp: Path, swipes: int) -> dict[str, Any]:
     """Swipe-to-relay-closed with a local-list id and with an online Authorize, against a CSMS process."""
-    port = free_port()
-    csms = await asyncio.create_subprocess_exec(
-        sys.executable,
-        "-m",
-        "backend_stub",
-        "serve",
-        "--host",
-        "127.0.0.1",
-        "--port",
-        str(port),
-        stdout=asyncio.subprocess.PIPE,
-        stderr=asyncio.subprocess.DEVNULL,
-    )
-    assert csms.stdout is not None
-    await csms.stdout.readline()
-    url = f"ws://127.0.0.1:{port}/ocpp"
+    csms, url = await start_csms_process()
     config = parse(
         {
             "station": {"id": "BENCH-LAT"},

@@ -10,11 +10,11 @@ import asyncio
 import contextlib
 import json
 import os
-import socket
 import sys
 from pathlib import Path
 from typing import IO
 
+from backend_stub.process import start_csms_process
 from chargepoint.control import ControlError, send_command
 
 STATION_TOML = """\
@@ -24,7 +24,7 @@ vendor = "OpenChargeStack"
 model = "PiCharger-Sim"
 
 [csms]
-url = "ws://127.0.0.1:{port}/ocpp"
+url = "{url}"
 reconnect_max_s = 10
 
 [storage]
@@ -56,14 +56,6 @@ reader = {{ driver = "sim" }}
 """
 
 
-def free_port() -> int:
-    """A free TCP port on 127.0.0.1."""
-    with socket.socket() as s:
-        s.bind(("127.0.0.1", 0))
-        port: int = s.getsockname()[1]
-        return port
-
-
 async def _ctl(sock: str, *args: str) -> object:
     for _ in range(50):
         with contextlib.suppress(ControlError):
@@ -72,38 +64,26 @@ async def _ctl(sock: str, *args: str) -> object:
     return await send_command(sock, list(args))
 
 
-def prepare(run_dir: Path) -> tuple[int, Path]:
-    """A fresh run directory with the station config; returns the CSMS port and the config path."""
+def prepare(run_dir: Path) -> None:
+    """A fresh run directory."""
     run_dir.mkdir(parents=True, exist_ok=True)
     for stale in ("agent.db", "agent.db-wal", "agent.db-shm", "csms.jsonl"):
         with contextlib.suppress(FileNotFoundError):
             (run_dir / stale).unlink()
-    port = free_port()
+
+
+def write_config(run_dir: Path, url: str) -> Path:
+    """The station config pointing at the central system at ``url``."""
     config = run_dir / "station.toml"
-    config.write_text(STATION_TOML.format(port=port))
-    return port, config
+    config.write_text(STATION_TOML.format(url=url))
+    return config
 
 
-async def demo(
-    run_dir: Path, port: int, config: Path, logs: tuple[IO[str], IO[str]], duration_s: float | None
-) -> int:
+async def demo(run_dir: Path, logs: tuple[IO[str], IO[str]], duration_s: float | None) -> int:
     """Start both processes, drive one session, print where to look; stop after ``duration_s`` if given."""
     env = dict(os.environ, PYTHONUNBUFFERED="1")
-    csms = await asyncio.create_subprocess_exec(
-        sys.executable,
-        "-m",
-        "backend_stub",
-        "serve",
-        "--host",
-        "127.0.0.1",
-        "--port",
-        str(port),
-        "--log",
-        str(run_dir / "csms.jsonl"),
-        stdout=logs[0],
-        stderr=asyncio.subprocess.STDOUT,
-        env=env,
-    )
+    csms, url = await start_csms_process(log_path=run_dir / "csms.jsonl", stderr=logs[0])
+    config = write_config(run_dir, url)
     agent = await asyncio.create_subprocess_exec(
         sys.executable,
         "-m",
@@ -120,7 +100,7 @@ async def demo(
     print(
         f"""
 Demo running (everything on 127.0.0.1):
-  central system   ws://127.0.0.1:{port}/ocpp/<chargePointId>   frames: {run_dir / "csms.jsonl"}
+  central system   {url}/<chargePointId>   frames: {run_dir / "csms.jsonl"}
   charger          DEMO-CP-1 (2 simulated connectors)           log:    {run_dir / "agent.log"}
   drive it         {ctl} status | plug 2 | swipe 2 MYCARD | unplug 2
 """,
@@ -174,13 +154,13 @@ def main() -> int:
     parser.add_argument("--duration", type=float, default=None, help="stop after this many seconds")
     args = parser.parse_args()
     run_dir = Path(args.dir).resolve()
-    port, config = prepare(run_dir)
+    prepare(run_dir)
     with (
         open(run_dir / "csms.out", "w") as csms_log,
         open(run_dir / "agent.log", "w") as agent_log,
         contextlib.suppress(KeyboardInterrupt),
     ):
-        return asyncio.run(demo(run_dir, port, config, (csms_log, agent_log), args.duration))
+        return asyncio.run(demo(run_dir, (csms_log, agent_log), args.duration))
     return 0
 
 

@@ -19,10 +19,8 @@ def _openssl(*args: str, cwd: Path) -> None:
     subprocess.run(["openssl", *args], cwd=cwd, check=True, capture_output=True)
 
 
-@pytest.fixture(scope="module")
-def pki(tmp_path_factory: pytest.TempPathFactory) -> Path:
-    """A CA, a server certificate for 127.0.0.1 and a client certificate for CP-1, made with openssl."""
-    d = tmp_path_factory.mktemp("pki")
+def _make_ca(d: Path, name: str) -> None:
+    """A self-signed CA (ca.key, ca.pem) in ``d``."""
     _openssl(
         "req",
         "-x509",
@@ -36,9 +34,16 @@ def pki(tmp_path_factory: pytest.TempPathFactory) -> Path:
         "-days",
         "2",
         "-subj",
-        "/CN=Test CA",
+        f"/CN={name}",
         cwd=d,
     )
+
+
+@pytest.fixture(scope="module")
+def pki(tmp_path_factory: pytest.TempPathFactory) -> Path:
+    """A CA, a server certificate for 127.0.0.1 and a client certificate for CP-1, made with openssl."""
+    d = tmp_path_factory.mktemp("pki")
+    _make_ca(d, "Test CA")
     for name, subject, ext in (
         ("server", "/CN=127.0.0.1", "subjectAltName=IP:127.0.0.1,DNS:localhost"),
         ("client", "/CN=CP-1", "extendedKeyUsage=clientAuth"),
@@ -125,22 +130,7 @@ async def test_profile_2_refuses_an_untrusted_server(tmp_path: Path, pki: Path) 
         cs.passwords["CP-1"] = "tls-password-123456"
         other_ca = tmp_path / "other"
         other_ca.mkdir()
-        _openssl(
-            "req",
-            "-x509",
-            "-newkey",
-            "rsa:2048",
-            "-nodes",
-            "-keyout",
-            "ca.key",
-            "-out",
-            "ca.pem",
-            "-days",
-            "2",
-            "-subj",
-            "/CN=Other CA",
-            cwd=other_ca,
-        )
+        _make_ca(other_ca, "Other CA")
         csms = {"security_profile": 2, "password": "tls-password-123456", "ca_file": str(other_ca / "ca.pem")}
         async for agent in _run(cs, tmp_path, csms):
             await asyncio.sleep(0.7)

@@ -1,0 +1,25 @@
+"""Run the bundled central system as a separate process (for the demo and benchmarks)."""
+
+from __future__ import annotations
+
+import asyncio
+import sys
+from pathlib import Path
+from typing import IO
+
+
+async def start_csms_process(
+    *, log_path: Path | None = None, stderr: IO[str] | int | None = asyncio.subprocess.DEVNULL
+) -> tuple[asyncio.subprocess.Process, str]:
+    """Start ``python -m backend_stub serve`` on 127.0.0.1 with a free port; returns the process and its URL."""
+    args = [sys.executable, "-m", "backend_stub", "serve", "--host", "127.0.0.1", "--port", "0"]
+    if log_path is not None:
+        args += ["--log", str(log_path)]
+    proc = await asyncio.create_subprocess_exec(*args, stdout=asyncio.subprocess.PIPE, stderr=stderr)
+    assert proc.stdout is not None
+    line = await asyncio.wait_for(proc.stdout.readline(), 30)
+    url = line.decode().strip()
+    if not url.startswith("ws"):
+        proc.kill()
+        raise RuntimeError(f"the central system did not start (printed {url!r})")
+    return proc, url
