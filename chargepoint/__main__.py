@@ -29,6 +29,14 @@ def _parser() -> argparse.ArgumentParser:
         nargs="+",
         help="plug N | unplug N | swipe N IDTAG | meter-fault N on|off | reader-fault N on|off | status",
     )
+    probe = sub.add_parser(
+        "probe", help="wiring check: read meters, wait for cards, optionally switch relays"
+    )
+    probe.add_argument("--config", required=True)
+    probe.add_argument("--relay", action="store_true", help="also close then open each relay once")
+    probe.add_argument(
+        "--card-timeout-s", type=float, default=10.0, help="how long to wait for a card per reader"
+    )
     return parser
 
 
@@ -59,6 +67,10 @@ def main(argv: list[str] | None = None) -> int:
     except ConfigError as exc:
         print(f"error: {exc}", file=sys.stderr)
         return 2
+    if args.command == "probe":
+        from chargepoint.probe import run_probe
+
+        return run_probe(cfg, relay=args.relay, card_timeout_s=args.card_timeout_s)
     if args.command == "check-config":
         print(f"{args.config}: ok ({len(cfg.connectors)} connectors, CSMS {cfg.csms.url})")
         return 0
@@ -84,6 +96,8 @@ def main(argv: list[str] | None = None) -> int:
     if args.log_level.upper() != "DEBUG":
         logging.getLogger("websockets").setLevel(logging.WARNING)
         logging.getLogger("transitions").setLevel(logging.WARNING)  # it logs every callback at INFO
+        # pymodbus logs each timeout at ERROR with a frame dump; the station reports meter failures itself.
+        logging.getLogger("pymodbus").setLevel(logging.CRITICAL)
     try:
         with contextlib.suppress(KeyboardInterrupt):
             asyncio.run(_run(cfg))

@@ -76,11 +76,17 @@ def _sim_reader(cfg: ConnectorConfig, key: str, sim: SimConnector) -> SimReader:
     return sim.reader
 
 
+def _modbus_meter(cfg: ConnectorConfig, key: str, sim: SimConnector) -> Any:
+    from hardware.modbus_meter import build_modbus_meter  # imports pymodbus only when configured
+
+    return build_modbus_meter(cfg.meter.options, key)
+
+
 # port -> driver name -> builder. Real drivers (gpio, modbus, pcsc, rdm6300, pn532) register here too.
 DRIVERS: dict[str, dict[str, Builder]] = {
     "relay": {"sim": _sim_relay},
     "plug": {"sim": _sim_plug},
-    "meter": {"sim": _sim_meter},
+    "meter": {"sim": _sim_meter, "modbus": _modbus_meter},
     "reader": {"sim": _sim_reader},
 }
 
