@@ -82,12 +82,33 @@ def _modbus_meter(cfg: ConnectorConfig, key: str, sim: SimConnector) -> Any:
     return build_modbus_meter(cfg.meter.options, key)
 
 
+def _rdm6300(cfg: ConnectorConfig, key: str, sim: SimConnector) -> Any:
+    from hardware.serial_readers import build_rdm6300
+
+    assert cfg.reader is not None
+    return build_rdm6300(cfg.reader.options, key)
+
+
+def _pn532(cfg: ConnectorConfig, key: str, sim: SimConnector) -> Any:
+    from hardware.serial_readers import build_pn532
+
+    assert cfg.reader is not None
+    return build_pn532(cfg.reader.options, key)
+
+
+def _pcsc(cfg: ConnectorConfig, key: str, sim: SimConnector) -> Any:
+    from hardware.pcsc_reader import build_pcsc  # imports pyscard only when configured
+
+    assert cfg.reader is not None
+    return build_pcsc(cfg.reader.options, key)
+
+
 # port -> driver name -> builder. Real drivers (gpio, modbus, pcsc, rdm6300, pn532) register here too.
 DRIVERS: dict[str, dict[str, Builder]] = {
     "relay": {"sim": _sim_relay},
     "plug": {"sim": _sim_plug},
     "meter": {"sim": _sim_meter, "modbus": _modbus_meter},
-    "reader": {"sim": _sim_reader},
+    "reader": {"sim": _sim_reader, "rdm6300": _rdm6300, "pn532": _pn532, "pcsc": _pcsc},
 }
 
 

@@ -8,6 +8,7 @@ import os
 import shutil
 import struct
 import subprocess
+import tempfile
 import time
 from collections.abc import AsyncIterator, Iterator
 from dataclasses import dataclass
@@ -22,6 +23,7 @@ from pymodbus.server import ModbusBaseServer, ModbusSerialServer, ModbusTcpServe
 from pymodbus.simulator import DataType, SimData, SimDevice
 
 from hardware.modbus_meter import Field, Function, RegisterMap, ValueType
+from tests.hardware.readers_conftest_helpers import PcscNamespace, pcsc_unavailable_reason
 
 SOCAT = shutil.which("socat")
 
@@ -206,3 +208,33 @@ def float32(value: float) -> float:
     """``value`` rounded to the nearest float32, as a float32 meter stores it."""
     rounded: float = struct.unpack(">f", struct.pack(">f", value))[0]
     return rounded if math.isfinite(rounded) else value
+
+
+@pytest.fixture(scope="session")
+def pcsc_base() -> Iterator[Path]:
+    """The per-process directory whose run/ becomes /run inside the namespace; skip (or fail under CI)."""
+    reason = pcsc_unavailable_reason()
+    if reason is not None:
+        if os.environ.get("CI", "").lower() in ("1", "true", "yes"):
+            pytest.fail(f"the PC/SC emulation must run under CI: {reason}")
+        pytest.skip(f"PC/SC emulation unavailable: {reason}")
+    with tempfile.TemporaryDirectory(prefix="pcsc-") as base:
+        socket_name = str(Path(base) / "run" / "pcscd" / "pcscd.comm")
+        previous = os.environ.get("PCSCLITE_CSOCK_NAME")
+        if previous not in (None, socket_name):
+            pytest.fail(
+                f"PCSCLITE_CSOCK_NAME already points at {previous}; libpcsclite caches it per process"
+            )
+        os.environ["PCSCLITE_CSOCK_NAME"] = socket_name
+        yield Path(base)
+
+
+@pytest.fixture
+def pcsc(pcsc_base: Path) -> Iterator[PcscNamespace]:
+    """A fresh pcscd + virtual card supervisor for one test."""
+    namespace = PcscNamespace(pcsc_base)
+    namespace.start()
+    try:
+        yield namespace
+    finally:
+        namespace.close()
