@@ -11,7 +11,7 @@ import signal
 import sys
 
 from chargepoint import config as config_mod
-from chargepoint.errors import ConfigError, StorageError
+from chargepoint.errors import ConfigError, HardwareError, StorageError
 
 
 def _parser() -> argparse.ArgumentParser:
@@ -60,7 +60,7 @@ async def _run(cfg: config_mod.AgentConfig) -> None:
 
 
 def main(argv: list[str] | None = None) -> int:
-    """Entry point; returns the exit code (2: bad config, 3: storage unusable)."""
+    """Entry point; returns the exit code (2: bad config, 3: storage unusable, 4: hardware unusable)."""
     args = _parser().parse_args(argv)
     try:
         cfg = config_mod.load(args.config)
@@ -101,9 +101,15 @@ def main(argv: list[str] | None = None) -> int:
     try:
         with contextlib.suppress(KeyboardInterrupt):
             asyncio.run(_run(cfg))
+    except ConfigError as exc:  # a driver option, found while building the ports
+        print(f"error: {exc}", file=sys.stderr)
+        return 2
     except StorageError as exc:
         print(f"error: storage: {exc}", file=sys.stderr)
         return 3
+    except HardwareError as exc:  # e.g. a GPIO chip that cannot be opened; the relay was never switched
+        print(f"error: hardware: {exc}", file=sys.stderr)
+        return 4
     return 0
 
 

@@ -151,12 +151,20 @@ class _Section:
             raise ConfigError(self.key(unknown[0]), "is not a known key")
 
 
-def _driver(section: _Section, name: str, required: bool = True) -> DriverConfig | None:
+# Driver options that name a file; a relative one is taken relative to the config file, like every other path.
+_PATH_OPTIONS = frozenset({"map"})
+
+
+def _driver(section: _Section, name: str, base: Path, required: bool = True) -> DriverConfig | None:
     table = section.table(name, required)
     if table is None:
         return None
     driver = table.get("driver", str)
     options = {k: v for k, v in table.data.items() if k != "driver"}
+    for option in _PATH_OPTIONS & options.keys():
+        value = options[option]
+        if isinstance(value, str) and not Path(value).is_absolute():
+            options[option] = str(base / value)
     return DriverConfig(driver, options)
 
 
@@ -244,7 +252,7 @@ def parse(data: dict[str, Any], *, base_dir: Path | None = None, source: str = "
     connectors = []
     for index, raw in enumerate(raw_connectors):
         c = _Section(raw, f"connectors[{index}]")
-        relay, meter, plug = _driver(c, "relay"), _driver(c, "meter"), _driver(c, "plug")
+        relay, meter, plug = _driver(c, "relay", base), _driver(c, "meter", base), _driver(c, "plug", base)
         assert relay and meter and plug
         connectors.append(
             ConnectorConfig(
@@ -252,7 +260,7 @@ def parse(data: dict[str, Any], *, base_dir: Path | None = None, source: str = "
                 relay=relay,
                 meter=meter,
                 plug=plug,
-                reader=_driver(c, "reader", required=False),
+                reader=_driver(c, "reader", base, required=False),
                 max_current_a=c.get("max_current_a", float, 32.0, lo=6, hi=500),
             )
         )

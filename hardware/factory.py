@@ -82,6 +82,18 @@ def _modbus_meter(cfg: ConnectorConfig, key: str, sim: SimConnector) -> Any:
     return build_modbus_meter(cfg.meter.options, key)
 
 
+def _gpio_relay(cfg: ConnectorConfig, key: str, sim: SimConnector) -> Any:
+    from hardware.gpio import build_gpio_relay
+
+    return build_gpio_relay(cfg.relay.options, key)
+
+
+def _gpio_plug(cfg: ConnectorConfig, key: str, sim: SimConnector) -> Any:
+    from hardware.gpio import build_gpio_plug
+
+    return build_gpio_plug(cfg.plug.options, key)
+
+
 def _rdm6300(cfg: ConnectorConfig, key: str, sim: SimConnector) -> Any:
     from hardware.serial_readers import build_rdm6300
 
@@ -105,8 +117,8 @@ def _pcsc(cfg: ConnectorConfig, key: str, sim: SimConnector) -> Any:
 
 # port -> driver name -> builder. Real drivers (gpio, modbus, pcsc, rdm6300, pn532) register here too.
 DRIVERS: dict[str, dict[str, Builder]] = {
-    "relay": {"sim": _sim_relay},
-    "plug": {"sim": _sim_plug},
+    "relay": {"sim": _sim_relay, "gpio": _gpio_relay},
+    "plug": {"sim": _sim_plug, "gpio": _gpio_plug},
     "meter": {"sim": _sim_meter, "modbus": _modbus_meter},
     "reader": {"sim": _sim_reader, "rdm6300": _rdm6300, "pn532": _pn532, "pcsc": _pcsc},
 }

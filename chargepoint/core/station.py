@@ -322,12 +322,15 @@ class Station:
     async def _open_relay(self, cid: int) -> None:
         self._open_generation[cid] += 1
         relay = self.ports[cid].relay
-        self.ports[cid].plug.offer_current(None)
         try:
             await relay.open()
         except HardwareError as exc:
             log.error("relay %s did not open: %s", cid, exc)
             self._add_fault(cid, ErrorCode.POWER_SWITCH_FAILURE, str(exc))
+        try:
+            self.ports[cid].plug.offer_current(None)  # after the relay: nothing may delay the open
+        except Exception:
+            log.exception("connector %s: withdrawing the current offer failed", cid)
 
     async def _close_relay(self, cid: int) -> bool:
         """Close the relay if it may be closed; True if it is closed and stays so."""
