@@ -666,6 +666,10 @@ class Station:
             if conn.state is S.PREPARING:
                 conn.abandon()
             return
+        if reading is None and conn.id not in self.last_reading:
+            # No register was ever read: a transaction needs a true meterStart, so none starts.
+            log.error("connector %s: no meter reading yet; not starting a transaction", conn.id)
+            return
         meter_start = round(reading.energy_wh) if reading else self.current_energy_wh(conn.id)
         now = self.clock.now()
         event = {
