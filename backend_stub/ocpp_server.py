@@ -68,6 +68,7 @@ NO_REPLY = _NoReply.NO_REPLY
 
 HandlerResult: TypeAlias = dict[str, Any] | _NoReply
 Handler: TypeAlias = Callable[[str, dict[str, Any]], HandlerResult | Awaitable[HandlerResult]]
+Admission: TypeAlias = Literal["ok", "unknown", "unauthorized"]
 
 
 class CallErrorReply(Exception):
@@ -383,6 +384,9 @@ class CentralSystem:
         self.default_auth_status = "Accepted"
         self.heartbeat_interval = 300
         self.refuse_connections = False
+        # Optional registry check at the handshake: (cp_id, Basic password or None) -> "ok" | "unknown" |
+        # "unauthorized" (HTTP 404 / 401). When set, it replaces `passwords`.
+        self.admission: Callable[[str, str | None], Admission] | None = None
         self.validate_responses = True
         self.handlers_by_subprotocol: dict[str, dict[str, Handler]] = {
             sub: version.default_handlers(self) for sub, version in VERSIONS.items()
@@ -615,8 +619,15 @@ class CentralSystem:
             return connection.respond(HTTPStatus.NOT_FOUND, f"Unknown path; connect to {PATH_PREFIX}<id>\n")
         if self.refuse_connections:
             return connection.respond(HTTPStatus.SERVICE_UNAVAILABLE, "Connections are refused\n")
-        password = self.passwords.get(cp_id)
-        if password is not None and not _basic_auth_ok(request.headers, cp_id, password):
+        if self.admission is not None:
+            verdict = self.admission(cp_id, _basic_password(request.headers, cp_id))
+            if verdict == "unknown":
+                return connection.respond(HTTPStatus.NOT_FOUND, f"Unknown charge point {cp_id}\n")
+            unauthorized = verdict == "unauthorized"
+        else:
+            password = self.passwords.get(cp_id)
+            unauthorized = password is not None and not _basic_auth_ok(request.headers, cp_id, password)
+        if unauthorized:
             response = connection.respond(HTTPStatus.UNAUTHORIZED, "Invalid or missing credentials\n")
             response.headers["WWW-Authenticate"] = 'Basic realm="ocpp", charset="UTF-8"'
             return response
@@ -862,6 +873,18 @@ def _charger_id(path: str) -> str | None:
         return None
     cp_id = unquote(path.rsplit("/", 1)[-1])
     return cp_id or None
+
+
+def _basic_password(headers: Headers, cp_id: str) -> str | None:
+    """The HTTP Basic password sent for user ``cp_id``, or None (no header, bad header, other user)."""
+    header = headers.get("Authorization")
+    if header is None:
+        return None
+    try:
+        username, given = parse_authorization_basic(header)
+    except InvalidHeader:
+        return None
+    return given if hmac.compare_digest(username.encode(errors="surrogateescape"), cp_id.encode()) else None
 
 
 def _basic_auth_ok(headers: Headers, cp_id: str, password: str) -> bool:
