@@ -93,7 +93,12 @@ class Agent:
         link = Link(cfg.station, cfg.csms, station, store, settings, self.clock, self.ids, rng=self.rng)
         station.attach(link)
         self.station, self.link = station, link
-        await station.start()
+        try:
+            await station.start()
+        except BaseException:
+            await station.stop()  # a resumed transaction may have closed a relay before start failed
+            store.close()
+            raise
         self.boots += 1
         link_task = asyncio.create_task(link.run(), name="link")
         shutdown_task = asyncio.create_task(self._shutdown.wait(), name="shutdown-wait")

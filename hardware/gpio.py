@@ -372,7 +372,14 @@ class GpioRelay:
         self._drive(closed)
         self._closed = closed
         if self.settle_s > 0:
-            await asyncio.sleep(self.settle_s)
+            try:
+                await asyncio.sleep(self.settle_s)
+            except BaseException:
+                if closed and generation == self._generation:
+                    # A close abandoned half-way (cancelled) must not leave the coil energised unchecked.
+                    self._drive(False)
+                    self._closed = False
+                raise
         if self._feedback is None or generation != self._generation:
             return  # a later switch superseded this one and checks its own result
         try:

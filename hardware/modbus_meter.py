@@ -349,27 +349,35 @@ def _checked(name: str, value: float, low: float, high: float) -> float:
 
 
 def decode_reading(register_map: RegisterMap, registers: Mapping[tuple[Function, int], int]) -> MeterReading:
-    """A whole reading from the registers read; MeterError when anything is missing, NaN or implausible."""
+    """A whole reading from the registers read.
+
+    The energy register is what billing rests on: missing, NaN or implausible, it is a MeterError. The other
+    quantities are informative: an implausible one (a meter's "not available" pattern, 0 Hz in a brownout) is
+    left out, so one odd voltage does not stop charging.
+    """
     try:
         energy_wh = _checked("energy_wh", decode_field(registers, register_map.energy), 0.0, MAX_ENERGY_WH)
-        power_w = None
-        if register_map.power is not None:
-            power_w = decode_field(registers, register_map.power)
-            _checked("power_w", power_w, -MAX_ABS_POWER_W, MAX_ABS_POWER_W)
-        voltage_v = tuple(
-            _checked("voltage_v", decode_field(registers, f), 0.0, MAX_VOLTAGE_V)
-            for f in register_map.voltage
-        )
-        current_a = tuple(
-            _checked("current_a", decode_field(registers, f), -MAX_ABS_CURRENT_A, MAX_ABS_CURRENT_A)
-            for f in register_map.current
-        )
-        frequency_hz = None
-        if register_map.frequency is not None:
-            frequency_hz = decode_field(registers, register_map.frequency)
-            _checked("frequency_hz", frequency_hz, 0.0, MAX_FREQUENCY_HZ)
     except ValueError as exc:
         raise MeterError(f"{register_map.name}: {exc}") from exc
+
+    def optional(name: str, field: Field | None, lo: float, hi: float) -> float | None:
+        if field is None:
+            return None
+        try:
+            return _checked(name, decode_field(registers, field), lo, hi)
+        except ValueError as exc:
+            log.debug("%s: %s left out: %s", register_map.name, name, exc)
+            return None
+
+    def phases(name: str, fields: Sequence[Field], lo: float, hi: float) -> tuple[float, ...]:
+        values = [optional(name, f, lo, hi) for f in fields]
+        # All phases or none: dropping one would shift the others to the wrong phase labels.
+        return tuple(v for v in values if v is not None) if None not in values else ()
+
+    power_w = optional("power_w", register_map.power, -MAX_ABS_POWER_W, MAX_ABS_POWER_W)
+    voltage_v = phases("voltage_v", register_map.voltage, 0.0, MAX_VOLTAGE_V)
+    current_a = phases("current_a", register_map.current, -MAX_ABS_CURRENT_A, MAX_ABS_CURRENT_A)
+    frequency_hz = optional("frequency_hz", register_map.frequency, 0.0, MAX_FREQUENCY_HZ)
     return MeterReading(
         energy_wh=energy_wh,
         power_w=power_w,

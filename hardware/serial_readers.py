@@ -435,10 +435,12 @@ _BAUDRATES: Final = (9600, 19200, 38400, 57600, 115200, 230400, 460800, 921600)
 
 
 def build_rdm6300(options: Mapping[str, Any], key: str) -> Rdm6300Reader:
-    """An Rdm6300Reader from options ``port`` (required) and ``debounce_s`` (0..10, default 1.0)."""
+    """An Rdm6300Reader from options ``port`` (required) and ``debounce_s`` (0.2..10, default 1.0)."""
     _check_keys(options, key, ("port", "debounce_s"))
+    # The module repeats its frame every ~0.1 s while a card is held: a shorter debounce would turn one held
+    # card into a stream of tokens, starting and stopping sessions.
     return Rdm6300Reader(
-        _port_option(options, key), debounce_s=_float_option(options, key, "debounce_s", 1.0, 0.0, 10.0)
+        _port_option(options, key), debounce_s=_float_option(options, key, "debounce_s", 1.0, 0.2, 10.0)
     )
 
 

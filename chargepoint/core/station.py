@@ -41,6 +41,7 @@ log = logging.getLogger(__name__)
 S = ConnectorState
 _TX_STATES = (S.CHARGING, S.SUSPENDED_EV, S.SUSPENDED_EVSE)
 STORAGE_FAULT = "storage full or unwritable"
+REREAD_GRACE_S = 3.0  # a transaction's own card seen this soon after its reader (re)appeared is a re-read
 MAX_ID_TAG_LENGTH = 20  # the shortest idTag any supported OCPP version takes (1.6 CiString20Type)
 MAX_STOP_DATA = 100  # samples in StopTransaction.transactionData: the newest ones, so the frame stays small
 _READY_STATES = (S.AVAILABLE, S.PREPARING, S.FINISHING)  # where a new authorization may start a session
@@ -147,6 +148,7 @@ class Station:
         self._open_generation: dict[int, int] = dict.fromkeys(ports, 0)
         self._unsaved_stops: dict[int, tuple[int, StopReason, datetime, int, dict[str, Any]]] = {}
         self.stopping = False
+        self._reader_ready_at: dict[int, datetime] = {}
         self._tasks: set[asyncio.Task[Any]] = set()
         self._tx_tasks: dict[int, asyncio.Task[Any]] = {}
         self._timeouts: dict[int, asyncio.Task[Any]] = {}
@@ -416,7 +418,9 @@ class Station:
                 async for id_tag in reader.tokens():
                     if ErrorCode.READER_FAILURE in self.connectors[cid].faults:
                         await self.clear_fault(cid, ErrorCode.READER_FAILURE)
-                    if id_tag is not None:  # None only says the reader is (back) in working order
+                    if id_tag is None:  # None only says the reader is (back) in working order
+                        self._reader_ready_at[cid] = self.clock.now()
+                    else:
                         self._spawn(self.on_token(cid, id_tag), f"token-{cid}")
             except HardwareError as exc:
                 if ErrorCode.READER_FAILURE not in self.connectors[cid].faults:
@@ -589,6 +593,16 @@ class Station:
         tx = conn.transaction
         if tx is not None:
             if id_tag == tx.id_tag:
+                ready_at = self._reader_ready_at.get(cid)
+                if (
+                    ready_at is not None
+                    and tx.started_at < ready_at
+                    and (self.clock.now() - ready_at).total_seconds() < REREAD_GRACE_S
+                ):
+                    # A card left on the reader is read again when the reader comes back (USB glitch, pcscd
+                    # restart, agent restart with a resumed session): that is not the driver asking to stop.
+                    log.info("card %s re-read as the reader came back; not a stop request", id_tag)
+                    return
                 async with self._locks[conn.id]:
                     if conn.transaction is tx:
                         await self._stop_transaction(conn, StopReason.LOCAL, id_tag)

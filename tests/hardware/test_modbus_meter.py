@@ -307,11 +307,35 @@ async def test_missing_port_raises_meter_error(tmp_path: Path) -> None:
 GARBAGE: list[tuple[str, str, float, str]] = [
     ("sdm630", "energy", math.nan, "nan"),
     ("sdm630", "energy", math.inf, "inf"),
-    ("sdm120", "voltage", -5.0, "voltage_v"),
     ("em340", "energy", -1000, "energy_wh"),  # signed INT32 register gone negative
+]
+
+# Implausible secondary quantities (a meter's "not available" pattern) are left out, not a failed read: billing
+# rests on the energy register alone.
+ODD_SECONDARY: list[tuple[str, str, float, str]] = [
+    ("sdm120", "voltage", -5.0, "voltage_v"),
     ("abb_b23", "voltage", 50_000, "voltage_v"),  # 5000 V
     ("abb_b23", "frequency", 65_535, "frequency_hz"),  # 655.35 Hz
 ]
+
+
+@pytest.mark.parametrize(("model", "quantity", "raw", "attribute"), ODD_SECONDARY)
+async def test_implausible_secondary_values_are_left_out(
+    model: str, quantity: str, raw: float, attribute: str, pty_pair: PtyPair, emulators: list[EmulatedMeter]
+) -> None:
+    m = RegisterMap.model(model)
+    emulator = EmulatedMeter(m, values_for(m, energy_wh=ENERGY_WH[model]))
+    emulators.append(emulator)
+    await emulator.start_serial(pty_pair.bus)
+    meter = ModbusMeter(str(pty_pair.meter), map=m, timeout_s=1.0)
+    try:
+        field = getattr(m, quantity)
+        emulator.set_raw(field[0] if isinstance(field, tuple) else field, raw)
+        reading = await meter.read()
+        assert reading.energy_wh == pytest.approx(ENERGY_WH[model], abs=100)
+        assert getattr(reading, attribute) in ((), None)
+    finally:
+        await meter.close()
 
 
 @pytest.mark.parametrize(("model", "quantity", "raw", "match"), GARBAGE)

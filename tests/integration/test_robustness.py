@@ -212,3 +212,25 @@ async def test_a_local_list_beyond_its_maximum_length_is_refused_whole(
     )
     assert answer["status"] == "Failed"
     assert await cs.call("CP-1", "GetLocalListVersion", {}) == {"listVersion": version - 1}
+
+
+async def test_a_card_left_on_the_reader_is_not_a_stop_when_the_reader_comes_back(
+    cs: CentralSystem, start_agent: StartAgent
+) -> None:
+    a = await start_agent()
+    a.plug()
+    a.swipe("RESTING")
+    await a.wait_state("CHARGING")
+    reader = a.sim().reader
+    assert reader is not None
+    reader.fail()
+    await cs.wait_for_call("StatusNotification", where=lambda p: p["errorCode"] == "ReaderFailure")
+    reader.fail(False)
+    await cs.wait_for_call("StatusNotification", where=lambda p: p["errorCode"] == "NoError")
+    reader.swipe("RESTING")  # the reader reports the card that never left it
+    await asyncio.sleep(0.3)
+    assert a.state() == "CHARGING" and not cs.calls("StopTransaction")
+    await asyncio.sleep(3.0)
+    reader.swipe("RESTING")  # a real presentation later still ends the session
+    stop = await cs.wait_for_call("StopTransaction")
+    assert stop.payload["reason"] == "Local"
