@@ -11,7 +11,7 @@ import signal
 import sys
 
 from chargepoint import config as config_mod
-from chargepoint.errors import ConfigError, HardwareError, StorageError
+from chargepoint.errors import ChargePointError, ConfigError, HardwareError, StorageError
 
 
 def _parser() -> argparse.ArgumentParser:
@@ -37,7 +37,29 @@ def _parser() -> argparse.ArgumentParser:
     probe.add_argument(
         "--card-timeout-s", type=float, default=10.0, help="how long to wait for a card per reader"
     )
+    off = sub.add_parser("relays-off", help="drive every relay open and exit (systemd ExecStopPost)")
+    off.add_argument("--config", required=True)
     return parser
+
+
+async def _relays_off(cfg: config_mod.AgentConfig) -> int:
+    """Open every configured relay directly through its driver; 0 if all opened."""
+    from hardware.factory import DRIVERS, SimConnector
+
+    failed = 0
+    for index, connector in enumerate(cfg.connectors):
+        key = f"connectors[{index}].relay"
+        try:
+            relay = DRIVERS["relay"][connector.relay.driver](connector, key, SimConnector())
+            await relay.open()
+            release = getattr(relay, "release", None)
+            if release is not None:
+                release()
+            print(f"connector {connector.id}: relay open")
+        except (ChargePointError, KeyError, OSError) as exc:
+            failed += 1
+            print(f"connector {connector.id}: relay NOT confirmed open: {exc}", file=sys.stderr)
+    return 1 if failed else 0
 
 
 async def _run(cfg: config_mod.AgentConfig) -> None:
@@ -71,6 +93,8 @@ def main(argv: list[str] | None = None) -> int:
         from chargepoint.probe import run_probe
 
         return run_probe(cfg, relay=args.relay, card_timeout_s=args.card_timeout_s)
+    if args.command == "relays-off":
+        return asyncio.run(_relays_off(cfg))
     if args.command == "check-config":
         print(f"{args.config}: ok ({len(cfg.connectors)} connectors, CSMS {cfg.csms.url})")
         return 0

@@ -15,6 +15,7 @@ from chargepoint.core.station import ConnectorPorts, Station, StationTiming
 from chargepoint.csms.link import CLOSE_TIMEOUT_S, Link
 from chargepoint.ports import Clock, CounterIds, IdGenerator, SystemClock
 from chargepoint.store import Store
+from chargepoint.watchdog import keep_alive, notify, watchdog_interval_s
 from hardware.factory import SimConnector, build_ports
 
 log = logging.getLogger(__name__)
@@ -74,13 +75,24 @@ class Agent:
         return Settings(stored, overrides=overrides, on_change=store.put_setting)
 
     async def run(self) -> None:
-        """Run until shutdown, restarting in-process after each Reset."""
-        while not self._shutdown.is_set():
-            kind = await self._run_once()
-            if kind is None:
-                return
-            self.resets.append(kind)
-            log.warning("%s reset: restarting the agent", kind.name.lower())
+        """Run until shutdown, restarting in-process after each Reset (with the systemd watchdog fed)."""
+        interval = watchdog_interval_s()
+        keeper = None
+        if interval is not None:
+            keeper = asyncio.create_task(
+                keep_alive(lambda: self.station is None or self.station.loops_alive(), interval), name="watchdog"
+            )
+        try:
+            while not self._shutdown.is_set():
+                kind = await self._run_once()
+                if kind is None:
+                    return
+                self.resets.append(kind)
+                log.warning("%s reset: restarting the agent", kind.name.lower())
+        finally:
+            notify("STOPPING=1")
+            if keeper is not None:
+                keeper.cancel()
 
     async def _run_once(self) -> ResetKind | None:
         cfg = self.config
@@ -100,6 +112,7 @@ class Agent:
             store.close()
             raise
         self.boots += 1
+        notify("READY=1")
         link_task = asyncio.create_task(link.run(), name="link")
         shutdown_task = asyncio.create_task(self._shutdown.wait(), name="shutdown-wait")
         assert station.reset_requested is not None

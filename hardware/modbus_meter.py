@@ -26,6 +26,7 @@ from __future__ import annotations
 import asyncio
 import logging
 import math
+import os
 import struct
 import tomllib
 import weakref
@@ -459,11 +460,16 @@ class _Bus:
 _BUSES: weakref.WeakValueDictionary[str, _Bus] = weakref.WeakValueDictionary()
 
 
+def _bus_key(port: str) -> str:
+    """One bus per device: /dev/ttyUSB0 and its /dev/serial/by-id/... alias are the same RS-485 line."""
+    return port if port.startswith("socket://") else os.path.realpath(port)
+
+
 def _bus_for(settings: BusSettings) -> _Bus:
-    bus = _BUSES.get(settings.port)
+    bus = _BUSES.get(_bus_key(settings.port))
     if bus is None:
         bus = _Bus(settings)
-        _BUSES[settings.port] = bus
+        _BUSES[_bus_key(settings.port)] = bus
     elif bus.settings != settings:
         raise ValueError(f"port {settings.port} is already used with other settings ({bus.settings})")
     return bus
@@ -528,6 +534,9 @@ class ModbusMeter:
                 raise MeterError(
                     f"{self.map.name} (device {self.device_id} on {self.port}): Modbus client failed: {exc!r}"
                 ) from exc
+            except BaseException:
+                self._bus.drop()  # cancelled mid-request: a late answer must not pose as the next one
+                raise
         reading = decode_reading(self.map, registers)
         return self._monotonic(reading)
 

@@ -5,6 +5,7 @@ from __future__ import annotations
 import asyncio
 import concurrent.futures
 import logging
+import threading
 from collections.abc import AsyncIterator, Callable, Mapping
 from typing import Any, Final, TypeVar
 
@@ -40,6 +41,9 @@ def _error_text(rc: int) -> str:
     return f"{scard.SCardGetErrorMessage(rc)} (0x{rc & 0xFFFFFFFF:08X})"
 
 
+CALL_TIMEOUT_S = 5.0  # beyond the poll interval, how long one PC/SC call may take before the reader counts as gone
+
+
 class PcscReader:
     """A PC/SC reader (first one, or the first whose name contains ``reader_name``); one token per insertion."""
 
@@ -56,7 +60,12 @@ class PcscReader:
         loop = asyncio.get_running_loop()
 
         async def call(fn: Callable[..., T], *args: Any) -> T:
-            return await loop.run_in_executor(executor, fn, *args)
+            # A hung pcscd must surface as a ReaderFailure, not as a reader that silently never reads again.
+            try:
+                async with asyncio.timeout(self.poll_interval_s + CALL_TIMEOUT_S):
+                    return await loop.run_in_executor(executor, fn, *args)
+            except TimeoutError:
+                raise ReaderError(f"PC/SC service did not answer within {CALL_TIMEOUT_S:g} s") from None
 
         context: int | None = None
         try:
@@ -82,8 +91,9 @@ class PcscReader:
                         yield uid
         finally:
             if context is not None:
-                # Wake a pending SCardGetStatusChange, then release the context on the worker thread.
-                scard.SCardCancel(context)
+                # Wake a pending SCardGetStatusChange, then release the context on the worker thread. The
+                # cancel runs on a thread of its own: against a hung pcscd it may block, never the event loop.
+                threading.Thread(target=scard.SCardCancel, args=(context,), daemon=True).start()
                 executor.submit(scard.SCardReleaseContext, context)
             executor.shutdown(wait=False)
 

@@ -149,6 +149,7 @@ class Station:
         self._unsaved_stops: dict[int, tuple[int, StopReason, datetime, int, dict[str, Any]]] = {}
         self.stopping = False
         self._reader_ready_at: dict[int, datetime] = {}
+        self._supervised: list[asyncio.Task[Any]] = []
         self._tasks: set[asyncio.Task[Any]] = set()
         self._tx_tasks: dict[int, asyncio.Task[Any]] = {}
         self._timeouts: dict[int, asyncio.Task[Any]] = {}
@@ -223,7 +224,11 @@ class Station:
                     )
                     await asyncio.sleep(self.timing.meter_poll_s)
 
-        self._spawn(supervised(), f"{name}-{cid}")
+        self._supervised.append(self._spawn(supervised(), f"{name}-{cid}"))
+
+    def loops_alive(self) -> bool:
+        """True while every hardware loop runs (the watchdog stops being fed when one has ended)."""
+        return self.stopping or all(not task.done() for task in self._supervised)
 
     def _spawn(self, coro: Coroutine[Any, Any, Any], name: str) -> asyncio.Task[Any]:
         task = asyncio.get_running_loop().create_task(coro, name=name)
