@@ -54,6 +54,15 @@ def build_parser() -> argparse.ArgumentParser:
     serve.add_argument(
         "--default-auth-status", default="Accepted", help="status of unlisted idTags (default: %(default)s)"
     )
+    serve.add_argument(
+        "--db",
+        metavar="FILE",
+        help="run the central system on this SQLite store (chargers, cards, tariffs, billing); without it, a "
+        "test server that accepts every charger and card",
+    )
+    serve.add_argument(
+        "--admit-unknown", action="store_true", help="with --db: admit unknown chargers as pending"
+    )
     serve.add_argument("-v", "--verbose", action="store_true", help="log every frame to stderr")
     return parser
 
@@ -64,6 +73,26 @@ async def serve(args: argparse.Namespace) -> None:
     loop = asyncio.get_running_loop()
     for sig in (signal.SIGINT, signal.SIGTERM):
         loop.add_signal_handler(sig, stop.set)
+    if args.db:
+        from backend_stub.csms import Csms
+        from backend_stub.store import CsmsStore
+
+        with CsmsStore(args.db) as store:
+            app = Csms(
+                store,
+                host=args.host,
+                port=args.port,
+                admit_unknown=args.admit_unknown,
+                heartbeat_interval_s=args.heartbeat_interval,
+                log_path=args.log,
+            )
+            await app.start()
+            try:
+                print(app.url, flush=True)
+                await stop.wait()
+            finally:
+                await app.stop()
+        return
     cs = CentralSystem(args.host, args.port, log_path=args.log)
     cs.heartbeat_interval = args.heartbeat_interval
     cs.passwords.update(args.password)

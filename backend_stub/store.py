@@ -195,6 +195,7 @@ PAYMENT_TRANSITIONS: Final[dict[PaymentStatus, frozenset[PaymentStatus]]] = {
 
 SCHEMA = f"""
 CREATE TABLE IF NOT EXISTS settings (name TEXT PRIMARY KEY, value TEXT NOT NULL);
+CREATE TABLE IF NOT EXISTS tariffs (id TEXT PRIMARY KEY, ocpi_json TEXT NOT NULL, updated_at TEXT NOT NULL);
 CREATE TABLE IF NOT EXISTS chargers (
     id TEXT PRIMARY KEY,
     password_hash TEXT,
@@ -974,6 +975,25 @@ class CsmsStore:
         with self._write() as db:
             self._charger_row(db, cp_id)
             db.execute("UPDATE chargers SET tariff_id = ? WHERE id = ?", (tariff_id, cp_id))
+
+    def put_tariff(self, tariff_id: str, ocpi_json: str) -> None:
+        """Add or replace a tariff (OCPI 2.2.1 JSON, validated by the caller)."""
+        _text(tariff_id, "tariff_id", max_len=36)
+        json.loads(ocpi_json)
+        with self._write() as db:
+            db.execute(
+                "INSERT OR REPLACE INTO tariffs (id, ocpi_json, updated_at) VALUES (?, ?, ?)",
+                (tariff_id, ocpi_json, _ts(self._clock())),
+            )
+
+    def tariff_json(self, tariff_id: str) -> str | None:
+        """A tariff's OCPI JSON, or None."""
+        rows = self._read("SELECT ocpi_json FROM tariffs WHERE id = ?", (tariff_id,))
+        return str(rows[0]["ocpi_json"]) if rows else None
+
+    def tariff_ids(self) -> list[str]:
+        """Every stored tariff id."""
+        return [str(r["id"]) for r in self._read("SELECT id FROM tariffs ORDER BY id")]
 
     def tariff_for(self, cp_id: str) -> str | None:
         """The charger's tariff id, else the default tariff id."""

@@ -1,0 +1,288 @@
+"""The bundled central system: the OCPP-J server wired to the SQLite store and the OCPI tariff engine.
+
+Chargers are admitted from the registry at the handshake (404 unknown, 401 wrong password), BootNotification
+answers from the registry, cards authorize from the store (prepaid balance included), sessions are priced with
+the charger's tariff and charged to the ledger exactly once, and a prepaid session whose running cost reaches the
+card's balance is stopped remotely.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import json
+import logging
+from collections.abc import Callable
+from datetime import UTC, datetime, tzinfo
+from decimal import Decimal
+from pathlib import Path
+from typing import Any
+
+from backend_stub import tariffs
+from backend_stub.ocpp_server import Admission, CallErrorReply, CentralSystem, HandlerResult, utc_now_iso
+from backend_stub.store import (
+    AuthStatus,
+    CardMode,
+    CsmsStore,
+    MeterSample,
+    StoreError,
+    Transaction,
+    UnknownTransaction,
+)
+
+log = logging.getLogger(__name__)
+
+ENERGY = "Energy.Active.Import.Register"
+
+
+def parse_time(text: str) -> datetime:
+    """An OCPP timestamp as an aware UTC datetime."""
+    when = datetime.fromisoformat(text.replace("Z", "+00:00"))
+    return (when if when.tzinfo else when.replace(tzinfo=UTC)).astimezone(UTC)
+
+
+def samples_from_meter_values(meter_values: list[dict[str, Any]]) -> list[MeterSample]:
+    """OCPP 1.6 MeterValue objects as store samples (energy in Wh whatever unit the charger used)."""
+    out: list[MeterSample] = []
+    for mv in meter_values:
+        at = parse_time(mv["timestamp"])
+        for sv in mv.get("sampledValue", []):
+            try:
+                value = float(sv["value"])
+            except ValueError:
+                continue  # signed/encoded values (format SignedData) are kept out of billing
+            out.append(
+                MeterSample(
+                    at,
+                    value,
+                    sv.get("measurand", ENERGY),
+                    sv.get("unit", "Wh"),
+                    sv.get("phase"),
+                    sv.get("context"),
+                )
+            )
+    return out
+
+
+class Csms:
+    """The central system application: OCPP handlers over a CsmsStore."""
+
+    def __init__(
+        self,
+        store: CsmsStore,
+        *,
+        host: str = "127.0.0.1",
+        port: int = 0,
+        admit_unknown: bool = False,
+        heartbeat_interval_s: int = 300,
+        site_tz: tzinfo = UTC,
+        log_path: str | Path | None = None,
+        clock: Callable[[], datetime] = lambda: datetime.now(UTC),
+    ) -> None:
+        self.store = store
+        self.admit_unknown = admit_unknown
+        self.heartbeat_interval_s = heartbeat_interval_s
+        self.site_tz = site_tz
+        self.clock = clock
+        self.server = CentralSystem(host, port, log_path=log_path)
+        self.server.admission = self._admission
+        self.server.handlers.update(
+            {
+                "BootNotification": self._boot,
+                "Heartbeat": self._heartbeat,
+                "StatusNotification": self._status,
+                "Authorize": self._authorize,
+                "StartTransaction": self._start,
+                "MeterValues": self._meter_values,
+                "StopTransaction": self._stop,
+                "DiagnosticsStatusNotification": self._diagnostics_status,
+                "FirmwareStatusNotification": self._firmware_status,
+            }
+        )
+        self._stopping: set[int] = set()  # transactions a RemoteStop was sent for
+        self._tasks: set[asyncio.Task[None]] = set()
+
+    async def start(self) -> None:
+        """Listen (127.0.0.1 by default)."""
+        await self.server.start()
+
+    async def stop(self) -> None:
+        """Close every connection and the listener."""
+        for task in list(self._tasks):
+            task.cancel()
+        await self.server.stop()
+
+    @property
+    def url(self) -> str:
+        """The OCPP base URL; chargers connect to ``{url}/{id}``."""
+        return self.server.url
+
+    # admission and registration
+    def _admission(self, cp_id: str, password: str | None) -> Admission:
+        charger = self.store.charger(cp_id)
+        if charger is None:
+            if not self.admit_unknown:
+                log.warning("refused unknown charger %s", cp_id)
+                return "unknown"
+            self.store.admit_unknown(cp_id)
+            log.info("admitted unknown charger %s as pending", cp_id)
+            return "ok"
+        if charger.has_password and (password is None or not self.store.verify_password(cp_id, password)):
+            log.warning("refused charger %s: wrong or missing password", cp_id)
+            return "unauthorized"
+        return "ok"
+
+    def _boot(self, cp_id: str, payload: dict[str, Any]) -> HandlerResult:
+        charger = self.store.record_boot(
+            cp_id,
+            vendor=payload["chargePointVendor"],
+            model=payload["chargePointModel"],
+            firmware=payload.get("firmwareVersion"),
+            serial_number=payload.get("chargePointSerialNumber"),
+            timestamp=self.clock(),
+        )
+        status = {"accepted": "Accepted", "pending": "Pending", "rejected": "Rejected"}[str(charger.status)]
+        return {"status": status, "currentTime": utc_now_iso(), "interval": self.heartbeat_interval_s}
+
+    def _heartbeat(self, cp_id: str, payload: dict[str, Any]) -> HandlerResult:
+        self.store.record_heartbeat(cp_id, self.clock())
+        return {"currentTime": utc_now_iso()}
+
+    def _status(self, cp_id: str, payload: dict[str, Any]) -> HandlerResult:
+        at = parse_time(payload["timestamp"]) if payload.get("timestamp") else self.clock()
+        self.store.record_status(
+            cp_id,
+            payload["connectorId"],
+            payload["status"],
+            at,
+            error_code=payload["errorCode"],
+            info=payload.get("info"),
+        )
+        return {}
+
+    def _diagnostics_status(self, cp_id: str, payload: dict[str, Any]) -> HandlerResult:
+        self.store.set_diagnostics_status(cp_id, payload["status"])
+        return {}
+
+    def _firmware_status(self, cp_id: str, payload: dict[str, Any]) -> HandlerResult:
+        self.store.set_firmware_status(cp_id, payload["status"])
+        return {}
+
+    # cards and sessions
+    def _id_tag_info(self, id_tag: str) -> dict[str, Any]:
+        decision = self.store.authorize(id_tag, self.clock(), self.store.min_balance_minor())
+        if decision.status is not AuthStatus.ACCEPTED:
+            log.info("idTag %s: %s (%s)", id_tag, decision.status, decision.reason)
+        return {"status": str(decision.status)}
+
+    def _authorize(self, cp_id: str, payload: dict[str, Any]) -> HandlerResult:
+        return {"idTagInfo": self._id_tag_info(payload["idTag"])}
+
+    def _start(self, cp_id: str, payload: dict[str, Any]) -> HandlerResult:
+        info = self._id_tag_info(payload["idTag"])
+        # Idempotent: a charger that resends the same StartTransaction after a crash gets the same id.
+        tx_id = self.store.start_transaction(
+            cp_id,
+            payload["connectorId"],
+            payload["idTag"],
+            payload["meterStart"],
+            parse_time(payload["timestamp"]),
+        )
+        return {"transactionId": tx_id, "idTagInfo": info}
+
+    def _meter_values(self, cp_id: str, payload: dict[str, Any]) -> HandlerResult:
+        tx_id = payload.get("transactionId")
+        if tx_id is None:
+            return {}
+        try:
+            self.store.add_meter_values(tx_id, samples_from_meter_values(payload["meterValue"]))
+        except UnknownTransaction:
+            log.warning("%s sent MeterValues for unknown transaction %s", cp_id, tx_id)
+            return {}
+        self._check_prepaid(cp_id, tx_id)
+        return {}
+
+    def _stop(self, cp_id: str, payload: dict[str, Any]) -> HandlerResult:
+        tx_id = payload["transactionId"]
+        try:
+            result = self.store.stop_transaction(
+                tx_id,
+                payload["meterStop"],
+                parse_time(payload["timestamp"]),
+                payload.get("reason", "Local"),
+                self._price,
+                samples=samples_from_meter_values(payload.get("transactionData", [])),
+            )
+        except UnknownTransaction:
+            raise CallErrorReply("PropertyConstraintViolation", f"unknown transactionId {tx_id}") from None
+        if result.already_stopped:
+            log.info("repeated StopTransaction for %s acknowledged; not charged again", tx_id)
+        self._stopping.discard(tx_id)
+        return {"idTagInfo": self._id_tag_info(payload["idTag"])} if payload.get("idTag") else {}
+
+    # pricing
+    def tariff_for(self, cp_id: str) -> tariffs.Tariff | None:
+        """The charger's tariff (or the default), parsed; None when there is none."""
+        tariff_id = self.store.tariff_for(cp_id)
+        text = self.store.tariff_json(tariff_id) if tariff_id else None
+        return tariffs.Tariff.from_ocpi(json.loads(text)) if text else None
+
+    def _cdr(self, tx: Transaction, until: datetime, energy_wh: int) -> tariffs.Cdr | None:
+        tariff = self.tariff_for(tx.cp_id)
+        if tariff is None or until <= tx.started_at:
+            return None
+        points = [(tx.started_at, tx.meter_start_wh)]
+        for s in self.store.meter_values(tx.id):
+            if s.measurand == ENERGY and not s.phase and tx.started_at < s.timestamp < until:
+                wh = s.value * 1000 if s.unit == "kWh" else s.value
+                points.append((s.timestamp, max(points[-1][1], round(wh))))
+        points.append((until, max(points[-1][1], energy_wh)))
+        samples = [tariffs.MeterSample(at, Decimal(wh)) for at, wh in points]
+        return tariffs.calculate_cdr(tariff, tariffs.periods_from_samples(samples), self.site_tz)
+
+    def _price(self, tx: Transaction) -> tuple[int, str]:
+        """Cost (minor units, incl. VAT) and CDR of a stopped transaction; free without a tariff."""
+        assert tx.stopped_at is not None and tx.meter_stop_wh is not None
+        cdr = self._cdr(tx, tx.stopped_at, tx.meter_stop_wh)
+        if cdr is None:
+            return 0, json.dumps({"tariff": None, "total_energy_wh": tx.meter_stop_wh - tx.meter_start_wh})
+        return cdr.total_cost_incl_vat, cdr.to_json()
+
+    def _check_prepaid(self, cp_id: str, tx_id: int) -> None:
+        """Stop a prepaid session remotely once its running cost reaches the card's balance."""
+        if tx_id in self._stopping:
+            return
+        tx = self.store.transaction(tx_id)
+        card = self.store.card(tx.id_tag)
+        if card is None or card.mode is not CardMode.PREPAID or tx.stopped_at is not None:
+            return
+        try:
+            cdr = self._cdr(tx, self.clock(), tx.last_meter_wh)
+        except (ValueError, StoreError):
+            log.exception("cannot price running transaction %s", tx_id)
+            return
+        running = cdr.total_cost_incl_vat if cdr else 0
+        balance = self.store.balance(tx.id_tag)
+        if running < balance:
+            return
+        log.info(
+            "transaction %s: running cost %s reached the balance %s of %s; stopping it",
+            tx_id,
+            running,
+            balance,
+            tx.id_tag,
+        )
+        self._stopping.add(tx_id)
+        task = asyncio.get_running_loop().create_task(self._remote_stop(cp_id, tx_id))
+        self._tasks.add(task)
+        task.add_done_callback(self._tasks.discard)
+
+    async def _remote_stop(self, cp_id: str, tx_id: int) -> None:
+        try:
+            answer = await self.server.call(cp_id, "RemoteStopTransaction", {"transactionId": tx_id})
+        except (CallErrorReply, TimeoutError, KeyError, ConnectionError) as exc:
+            log.warning("RemoteStopTransaction %s to %s failed: %s", tx_id, cp_id, exc)
+            self._stopping.discard(tx_id)  # try again with the next MeterValues
+            return
+        if answer.get("status") != "Accepted":
+            log.warning("%s rejected RemoteStopTransaction %s", cp_id, tx_id)
+            self._stopping.discard(tx_id)
