@@ -13,6 +13,7 @@ import pytest
 
 from backend_stub.ocpp_server import NO_REPLY, CallErrorReply, CentralSystem, utc_now_iso
 from chargepoint.agent import Agent
+from chargepoint.core.station import REREAD_GRACE_S
 from tests.integration.conftest import RunningAgent, StartAgent, until
 from tests.integration.octt_support import (
     CALLERROR,
@@ -97,6 +98,8 @@ async def test_tc_032_2_power_failure_resumes_transaction(
     mv = await cs.wait_for_call("MeterValues", after=m, where=lambda p: "transactionId" in p, timeout=3)
     assert mv.payload["transactionId"] == tx_id
     assert not cs.calls("StopTransaction") and len(cs.calls("StartTransaction")) == 1
+    # A card seen within REREAD_GRACE_S of the reader coming up is taken as the resting card re-read.
+    await asyncio.sleep(REREAD_GRACE_S)
     b.swipe("TAG1")
     stop = await cs.wait_for_call("StopTransaction", after=m)
     assert stop.payload["transactionId"] == tx_id and stop.payload["reason"] == "Local"

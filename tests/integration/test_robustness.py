@@ -10,6 +10,7 @@ from typing import Any
 from backend_stub.ocpp_server import CentralSystem, utc_now_iso
 from chargepoint.agent import Agent
 from chargepoint.core.model import ErrorCode
+from chargepoint.core.station import REREAD_GRACE_S
 from chargepoint.store import OutboxKind
 from hardware.sim import SimMeter, SimRelay
 from tests.integration.conftest import RunningAgent, StartAgent, until
@@ -230,7 +231,7 @@ async def test_a_card_left_on_the_reader_is_not_a_stop_when_the_reader_comes_bac
     reader.swipe("RESTING")  # the reader reports the card that never left it
     await asyncio.sleep(0.3)
     assert a.state() == "CHARGING" and not cs.calls("StopTransaction")
-    await asyncio.sleep(3.0)
+    await asyncio.sleep(REREAD_GRACE_S)
     reader.swipe("RESTING")  # a real presentation later still ends the session
     stop = await cs.wait_for_call("StopTransaction")
     assert stop.payload["reason"] == "Local"
