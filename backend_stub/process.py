@@ -9,10 +9,18 @@ from typing import IO
 
 
 async def start_csms_process(
-    *, log_path: Path | None = None, stderr: IO[str] | int | None = asyncio.subprocess.DEVNULL
+    *,
+    log_path: Path | None = None,
+    db: Path | None = None,
+    stderr: IO[str] | int | None = asyncio.subprocess.DEVNULL,
 ) -> tuple[asyncio.subprocess.Process, str]:
-    """Start ``python -m backend_stub serve`` on 127.0.0.1 with a free port; returns the process and its URL."""
+    """Start ``python -m backend_stub serve`` on 127.0.0.1 with a free port; returns the process and its URL.
+
+    With ``db`` it is the central system on that store; without, the test server that accepts everyone.
+    """
     args = [sys.executable, "-m", "backend_stub", "serve", "--host", "127.0.0.1", "--port", "0"]
+    if db is not None:
+        args += ["--db", str(db)]
     if log_path is not None:
         args += ["--log", str(log_path)]
     proc = await asyncio.create_subprocess_exec(*args, stdout=asyncio.subprocess.PIPE, stderr=stderr)

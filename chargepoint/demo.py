@@ -67,9 +67,49 @@ async def _ctl(sock: str, *args: str) -> object:
 def prepare(run_dir: Path) -> None:
     """A fresh run directory."""
     run_dir.mkdir(parents=True, exist_ok=True)
-    for stale in ("agent.db", "agent.db-wal", "agent.db-shm", "csms.jsonl"):
+    for stale in (
+        "agent.db",
+        "agent.db-wal",
+        "agent.db-shm",
+        "csms.jsonl",
+        "csms.db",
+        "csms.db-wal",
+        "csms.db-shm",
+    ):
         with contextlib.suppress(FileNotFoundError):
             (run_dir / stale).unlink()
+
+
+DEMO_TARIFF = {  # 0.40 EUR/kWh + 0.50 EUR per session, VAT 19 %
+    "currency": "EUR",
+    "elements": [
+        {"price_components": [{"type": "FLAT", "price": 0.5, "vat": 19, "step_size": 1}]},
+        {"price_components": [{"type": "ENERGY", "price": 0.4, "vat": 19, "step_size": 1}]},
+    ],
+}
+
+
+def seed(db: Path) -> None:
+    """The demo's central-system records: the charger, a tariff, a user with a prepaid card and 20 EUR on it."""
+    from backend_stub.store import CsmsStore
+
+    with CsmsStore(db) as store:
+        store.add_charger("DEMO-CP-1")
+        store.put_tariff("DEMO", json.dumps(DEMO_TARIFF))
+        store.set_default_tariff_id("DEMO")
+        user = store.add_user("Demo Driver", phone="+49 30 0000000", email="driver@example.org")
+        store.add_card("DEMO-TAG-1", user_id=user.id, mode="prepaid")
+        store.topup("DEMO-TAG-1", 2000, "demo-topup")
+
+
+def summary(db: Path) -> str:
+    """What the central system booked for the demo card."""
+    from backend_stub.store import CsmsStore
+
+    with CsmsStore(db) as store:
+        charges = [e for e in store.entries("DEMO-TAG-1") if e.kind == "charge"]
+        cost = -sum(e.amount_minor for e in charges)
+        return f"charged {cost / 100:.2f} EUR for {len(charges)} session(s); balance {store.balance('DEMO-TAG-1') / 100:.2f} EUR"
 
 
 def write_config(run_dir: Path, url: str) -> Path:
@@ -82,7 +122,10 @@ def write_config(run_dir: Path, url: str) -> Path:
 async def demo(run_dir: Path, logs: tuple[IO[str], IO[str]], duration_s: float | None) -> int:
     """Start both processes, drive one session, print where to look; stop after ``duration_s`` if given."""
     env = dict(os.environ, PYTHONUNBUFFERED="1")
-    csms, url = await start_csms_process(log_path=run_dir / "csms.jsonl", stderr=logs[0])
+    seed(run_dir / "csms.db")
+    csms, url = await start_csms_process(
+        log_path=run_dir / "csms.jsonl", db=run_dir / "csms.db", stderr=logs[0]
+    )
     config = write_config(run_dir, url)
     agent = await asyncio.create_subprocess_exec(
         sys.executable,
@@ -100,9 +143,9 @@ async def demo(run_dir: Path, logs: tuple[IO[str], IO[str]], duration_s: float |
     print(
         f"""
 Demo running (everything on 127.0.0.1):
-  central system   {url}/<chargePointId>   frames: {run_dir / "csms.jsonl"}
+  central system   {url}/<chargePointId>   frames: {run_dir / "csms.jsonl"}   store: {run_dir / "csms.db"}
   charger          DEMO-CP-1 (2 simulated connectors)           log:    {run_dir / "agent.log"}
-  drive it         {ctl} status | plug 2 | swipe 2 MYCARD | unplug 2
+  drive it         {ctl} status | plug 2 | swipe 2 DEMO-TAG-1 | unplug 2
 """,
         flush=True,
     )
@@ -129,6 +172,7 @@ Demo running (everything on 127.0.0.1):
         stops = [f for f in frames if f.get("action") == "StopTransaction" and f.get("message_type") == 2]
         if stops:
             print("StopTransaction:", json.dumps(stops[-1]["payload"]))
+        print("central system:", summary(run_dir / "csms.db"), flush=True)
         if duration_s is None:
             print("\nStill running; press Ctrl-C to stop.", flush=True)
             await asyncio.Event().wait()
