@@ -5,6 +5,7 @@ from __future__ import annotations
 import asyncio
 import concurrent.futures
 import logging
+import termios
 import time
 from collections.abc import AsyncIterator, Callable, Mapping
 from dataclasses import dataclass
@@ -257,7 +258,8 @@ class _SerialLink:
     async def _call(self, fn: Callable[[], Any]) -> Any:
         try:
             return await asyncio.get_running_loop().run_in_executor(self._executor, fn)
-        except (serial.SerialException, OSError, ValueError) as exc:
+        except (serial.SerialException, OSError, ValueError, termios.error) as exc:
+            # termios.error is no OSError: tcdrain() on a vanished tty raises it (EIO) from port.flush().
             raise ReaderError(f"serial port {self._url}: {exc}") from exc
 
     async def open(self) -> None:
@@ -296,7 +298,7 @@ class _SerialLink:
             if port is not None:
                 try:
                     port.close()
-                except (serial.SerialException, OSError) as exc:
+                except (serial.SerialException, OSError, termios.error) as exc:
                     log.debug("closing %s: %s", self._url, exc)
 
         try:
