@@ -80,7 +80,8 @@ class Agent:
         keeper = None
         if interval is not None:
             keeper = asyncio.create_task(
-                keep_alive(lambda: self.station is None or self.station.loops_alive(), interval), name="watchdog"
+                keep_alive(lambda: self.station is None or self.station.loops_alive(), interval),
+                name="watchdog",
             )
         try:
             while not self._shutdown.is_set():

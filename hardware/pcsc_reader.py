@@ -41,7 +41,8 @@ def _error_text(rc: int) -> str:
     return f"{scard.SCardGetErrorMessage(rc)} (0x{rc & 0xFFFFFFFF:08X})"
 
 
-CALL_TIMEOUT_S = 5.0  # beyond the poll interval, how long one PC/SC call may take before the reader counts as gone
+# Beyond the poll interval, how long one PC/SC call may take before the reader counts as gone.
+CALL_TIMEOUT_S = 5.0
 
 
 class PcscReader:
