@@ -367,12 +367,15 @@ class CentralSystem:
         *,
         log_path: str | Path | None = None,
         response_timeout_s: float = 10,
+        max_message_bytes: int = 64 * 1024,
         unique_ids: Callable[[], str] | None = None,
         ssl_context: ssl.SSLContext | None = None,
     ) -> None:
         """Configure the server; nothing is bound until `start()`. With ``ssl_context`` it serves wss://."""
         self.host = host
         self.ssl_context = ssl_context
+        # A frame over this size closes that connection with 1009 (message too big); the server carries on.
+        self.max_message_bytes = max_message_bytes
         self.port = port
         self.log_path = Path(log_path) if log_path is not None else None
         self.response_timeout_s = response_timeout_s
@@ -429,6 +432,7 @@ class CentralSystem:
                 self.port,
                 subprotocols=[Subprotocol(sub) for sub in VERSIONS],
                 compression=None,
+                max_size=self.max_message_bytes,
                 process_request=self._process_request,
                 close_timeout=CLOSE_TIMEOUT_S,
                 ssl=self.ssl_context,

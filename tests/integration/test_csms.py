@@ -151,3 +151,42 @@ async def test_agent_session_on_a_prepaid_card_is_stopped_when_the_balance_is_sp
         agent.shutdown()
         await task
     assert csms.server.violations == []
+
+
+async def test_passwords_are_rechecked_after_a_change_and_oversized_frames_close_only_that_connection(
+    csms: Csms,
+) -> None:
+    csms.store.add_charger("CP-PW", "first-password-1234")
+    url = f"{csms.url}/CP-PW"
+    for _ in range(2):  # the second connect takes the fast path
+        async with connect(
+            url,
+            subprotocols=["ocpp1.6"],  # type: ignore[list-item]
+            additional_headers=_auth("CP-PW", "first-password-1234"),
+        ):
+            pass
+    csms.set_password("CP-PW", "second-password-1234")
+    with pytest.raises(InvalidStatus) as old:
+        await connect(
+            url,
+            subprotocols=["ocpp1.6"],  # type: ignore[list-item]
+            additional_headers=_auth("CP-PW", "first-password-1234"),
+        )
+    assert old.value.response.status_code == 401
+    async with connect(
+        url,
+        subprotocols=["ocpp1.6"],  # type: ignore[list-item]
+        additional_headers=_auth("CP-PW", "second-password-1234"),
+        max_size=None,
+    ) as ws:
+        await ws.send(json.dumps([2, "big", "DataTransfer", {"vendorId": "X", "data": "x" * 70_000}]))
+        with pytest.raises(Exception) as closed:
+            await ws.recv()
+        assert getattr(closed.value, "rcvd", None) is not None and closed.value.rcvd.code == 1009  # type: ignore[attr-defined]
+    async with connect(
+        url,
+        subprotocols=["ocpp1.6"],  # type: ignore[list-item]
+        additional_headers=_auth("CP-PW", "second-password-1234"),
+    ) as ws:
+        answer = await RawCharger(ws).call("Heartbeat", {})
+        assert answer[0] == 3  # the server carries on
