@@ -41,6 +41,14 @@ class Relay(Protocol):
         """Open the contactor; raises RelayError if it did not open. Must never block on a queue."""
         ...
 
+    async def check(self) -> None:
+        """Compare the contactor with its last command (mirror contact); RelayError on a mismatch.
+
+        Called every meter cycle, so a contactor that closes or drops out by itself between switches is seen.
+        A driver without feedback has nothing to compare and returns.
+        """
+        ...
+
 
 @runtime_checkable
 class Meter(Protocol):

@@ -346,6 +346,8 @@ class GpioRelay:
                 self._out.release()
                 raise
         self._closed = False
+        self._commanded = False
+        self._switching = False
         self._generation = 0
 
     @property
@@ -366,9 +368,31 @@ class GpioRelay:
         """De-energize the coil at once, wait settle_s, check the feedback; RelayError if it did not open."""
         await self._switch(False)
 
+    async def check(self) -> None:
+        """Read the mirror contact between switches; RelayError when it disagrees with the last command."""
+        if self._feedback is None or self._switching:
+            return
+        try:
+            actual = self._feedback.is_active()
+        except HardwareError as exc:
+            raise RelayError(f"relay on {self.chip} line {self.line}: feedback unreadable: {exc}") from exc
+        if actual != self._commanded:
+            raise RelayError(
+                f"relay on {self.chip} line {self.line}: commanded {'closed' if self._commanded else 'open'} but "
+                f"its feedback on line {self.feedback_line} reads {'closed' if actual else 'open'}"
+            )
+
     async def _switch(self, closed: bool) -> None:
+        self._switching = True
+        try:
+            await self._switch_checked(closed)
+        finally:
+            self._switching = False
+
+    async def _switch_checked(self, closed: bool) -> None:
         self._generation += 1
         generation = self._generation
+        self._commanded = closed
         self._drive(closed)
         self._closed = closed
         if self.settle_s > 0:
@@ -378,7 +402,7 @@ class GpioRelay:
                 if closed and generation == self._generation:
                     # A close abandoned half-way (cancelled) must not leave the coil energised unchecked.
                     self._drive(False)
-                    self._closed = False
+                    self._closed = self._commanded = False
                 raise
         if self._feedback is None or generation != self._generation:
             return  # a later switch superseded this one and checks its own result
@@ -387,12 +411,13 @@ class GpioRelay:
         except HardwareError as exc:
             if closed:
                 self._drive(False)
-                self._closed = False
+                self._closed = self._commanded = False
             raise RelayError(f"relay on {self.chip} line {self.line}: feedback unreadable: {exc}") from exc
         self._closed = actual
         if actual != closed:
             if closed:
                 self._drive(False)  # an unconfirmed close is undone; the station then opens and faults too
+                self._commanded = False
             raise RelayError(
                 f"relay on {self.chip} line {self.line}: switched {'closed' if closed else 'open'} but its "
                 f"feedback on line {self.feedback_line} reads {'closed' if actual else 'open'} after {self.settle_s} s"

@@ -21,6 +21,9 @@ class SimRelay:
         self.stuck = False
         self.switch_count = 0
         self.close_delay_s = 0.0  # a slow contactor: the close completes this long after it was asked for
+        self.contact: bool | None = (
+            None  # force the contacts (True: welded/closed by itself, False: dropped out)
+        )
 
     @property
     def closed(self) -> bool:
@@ -42,6 +45,14 @@ class SimRelay:
         if self._closed:
             self.switch_count += 1
         self._closed = False
+
+    async def check(self) -> None:
+        """RelayError when forced contacts disagree with the last command."""
+        if self.contact is not None and self.contact != self._closed:
+            raise RelayError(
+                f"simulated contactor is {'closed' if self.contact else 'open'} but was commanded "
+                f"{'closed' if self._closed else 'open'}"
+            )
 
 
 class SimPlug:

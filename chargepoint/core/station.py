@@ -435,6 +435,7 @@ class Station:
     async def _poll_meter(self, cid: int) -> None:
         while True:
             await self.read_meter(cid)
+            await self._check_relay(cid)
             if self.connectors[cid].faults.get(ErrorCode.INTERNAL_ERROR) == STORAGE_FAULT:
                 await self._probe_storage(cid)
             await asyncio.sleep(self.timing.meter_poll_s)
@@ -451,6 +452,16 @@ class Station:
             if cid in self.connectors:
                 self._unsaved_stops[cid] = stop
                 self._add_fault(cid, ErrorCode.INTERNAL_ERROR, STORAGE_FAULT)
+
+    async def _check_relay(self, cid: int) -> None:
+        """A contactor that closed or dropped out by itself is a PowerSwitchFailure (cleared only by a restart:
+        a contactor that did that once is not trusted again unattended)."""
+        try:
+            await self.ports[cid].relay.check()
+        except HardwareError as exc:
+            if ErrorCode.POWER_SWITCH_FAILURE not in self.connectors[cid].faults:
+                log.error("connector %s: %s", cid, exc)
+                await self.raise_fault(cid, ErrorCode.POWER_SWITCH_FAILURE, str(exc)[:50])
 
     async def _probe_storage(self, cid: int) -> None:
         """Clear a storage fault once the store takes writes again (space freed, disk remounted)."""

@@ -340,3 +340,16 @@ async def test_real_chip_input() -> None:
                 await anext(changes)
     finally:
         sensor.release()
+
+
+async def test_relay_check_sees_a_contactor_that_changed_by_itself() -> None:
+    """Between switches the mirror contact is compared with the last command (fake chip: none exists here)."""
+    fake = FakeLineBackend()
+    relay = GpioRelay(fake, CHIP, 17, feedback_line=27, settle_s=0.01)
+    fake.wire(CHIP, 17, 27, inverted=False)
+    await relay.check()  # open and reads open
+    await relay.close()
+    await relay.check()  # closed and reads closed
+    fake.set_level(CHIP, 27, False)  # the contactor dropped out while commanded closed
+    with pytest.raises(RelayError, match="commanded closed but its feedback on line 27 reads open"):
+        await relay.check()

@@ -235,3 +235,18 @@ async def test_a_card_left_on_the_reader_is_not_a_stop_when_the_reader_comes_bac
     reader.swipe("RESTING")  # a real presentation later still ends the session
     stop = await cs.wait_for_call("StopTransaction")
     assert stop.payload["reason"] == "Local"
+
+
+async def test_a_contactor_that_closes_by_itself_while_idle_is_a_power_switch_failure(
+    cs: CentralSystem, start_agent: StartAgent
+) -> None:
+    a = await start_agent()
+    _relay(a).contact = True  # welded, or a stuck relay board: closed although commanded open
+    status = await cs.wait_for_call(
+        "StatusNotification", where=lambda p: p["errorCode"] == "PowerSwitchFailure"
+    )
+    assert status.payload["status"] == "Faulted"
+    a.plug()
+    a.swipe("NOTNOW")
+    await asyncio.sleep(0.3)
+    assert not cs.calls("StartTransaction")  # no session on a contactor that is not under control
