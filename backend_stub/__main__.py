@@ -86,6 +86,7 @@ async def serve(args: argparse.Namespace) -> None:
                 heartbeat_interval_s=args.heartbeat_interval,
                 log_path=args.log,
             )
+            app.server.keep_frames = False  # a server that runs for months keeps frames in the log file only
             await app.start()
             try:
                 print(app.url, flush=True)
@@ -94,6 +95,7 @@ async def serve(args: argparse.Namespace) -> None:
                 await app.stop()
         return
     cs = CentralSystem(args.host, args.port, log_path=args.log)
+    cs.keep_frames = False
     cs.heartbeat_interval = args.heartbeat_interval
     cs.passwords.update(args.password)
     cs.id_tags.update(args.id_tag)

@@ -395,7 +395,9 @@ class CentralSystem:
             sub: version.default_handlers(self) for sub, version in VERSIONS.items()
         }
 
-        # What happened.
+        # What happened. A long-running server sets keep_frames = False: the in-memory log would grow without
+        # bound (the JSONL file, if any, still gets every frame).
+        self.keep_frames = True
         self.log: list[Frame] = []
         # (cp_id, action, message) of what a charger did wrong ...
         self.violations: list[tuple[str, str, str]] = []
@@ -816,8 +818,11 @@ class CentralSystem:
         payload: Any,
     ) -> None:
         """Append a frame to the log (and the JSONL file) and wake up waiters."""
+        if not self.keep_frames and self._log_file is None:
+            return
         frame = Frame(datetime.now(UTC), cp_id, direction, message_type, unique_id, action, payload, raw)
-        self.log.append(frame)
+        if self.keep_frames:
+            self.log.append(frame)
         log.debug("%s %s %s", cp_id, "<-" if direction == "in" else "->", raw)
         self._write(frame.to_json())
         self._notify()
