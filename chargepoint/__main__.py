@@ -96,6 +96,14 @@ def main(argv: list[str] | None = None) -> int:
     if args.command == "relays-off":
         return asyncio.run(_relays_off(cfg))
     if args.command == "check-config":
+        from hardware.factory import check_ports
+
+        try:
+            for index, connector in enumerate(cfg.connectors):
+                check_ports(index, connector)
+        except ConfigError as exc:
+            print(f"error: {exc}", file=sys.stderr)
+            return 2
         print(f"{args.config}: ok ({len(cfg.connectors)} connectors, CSMS {cfg.csms.url})")
         return 0
     if args.command == "ctl":

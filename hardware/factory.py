@@ -124,21 +124,26 @@ DRIVERS: dict[str, dict[str, Builder]] = {
 }
 
 
+def check_ports(index: int, cfg: ConnectorConfig) -> None:
+    """Validate every driver option of connector ``cfg`` without touching hardware; ConfigError names the key.
+
+    The serial, PC/SC and Modbus drivers open their devices lazily, so building them is a dry run already; the
+    GPIO drivers request their lines when built, so they are built on a fake chip here.
+    """
+    from hardware.gpio import FakeLineBackend, build_gpio_plug, build_gpio_relay
+
+    fake = FakeLineBackend()
+    dry: dict[tuple[str, str], Builder] = {
+        ("relay", "gpio"): lambda c, key, sim: build_gpio_relay(c.relay.options, key, backend=fake),
+        ("plug", "gpio"): lambda c, key, sim: build_gpio_plug(c.plug.options, key, backend=fake),
+    }
+    _build(index, cfg, SimConnector(), dry)
+
+
 def build_ports(index: int, cfg: ConnectorConfig) -> tuple[ConnectorPorts, SimConnector]:
     """The ports of connector ``cfg`` (``index`` in the config's array), and handles on simulated parts."""
     sim = SimConnector()
-    built: dict[str, Any] = {}
-    for port in ("relay", "plug", "meter", "reader"):
-        driver: DriverConfig | None = getattr(cfg, port)
-        if driver is None:
-            continue
-        key = f"connectors[{index}].{port}"
-        builder = DRIVERS[port].get(driver.driver)
-        if builder is None:
-            raise ConfigError(
-                f"{key}.driver", f"unknown driver {driver.driver!r} (known: {', '.join(DRIVERS[port])})"
-            )
-        built[port] = builder(cfg, key, sim)
+    built = _build(index, cfg, sim, {})
     ports = ConnectorPorts(
         relay=built["relay"],
         meter=built["meter"],
@@ -147,3 +152,27 @@ def build_ports(index: int, cfg: ConnectorConfig) -> tuple[ConnectorPorts, SimCo
         max_current_a=cfg.max_current_a,
     )
     return ports, sim
+
+
+def _build(
+    index: int, cfg: ConnectorConfig, sim: SimConnector, overrides: dict[tuple[str, str], Builder]
+) -> dict[str, Any]:
+    built: dict[str, Any] = {}
+    for port in ("relay", "plug", "meter", "reader"):
+        driver: DriverConfig | None = getattr(cfg, port)
+        if driver is None:
+            continue
+        key = f"connectors[{index}].{port}"
+        builder = overrides.get((port, driver.driver)) or DRIVERS[port].get(driver.driver)
+        if builder is None:
+            raise ConfigError(
+                f"{key}.driver", f"unknown driver {driver.driver!r} (known: {', '.join(DRIVERS[port])})"
+            )
+        try:
+            built[port] = builder(cfg, key, sim)
+        except ImportError as exc:  # a driver whose library is not installed (pip install '.[hw]')
+            raise ConfigError(
+                f"{key}.driver",
+                f"driver {driver.driver!r} needs {exc.name or 'a library'}: pip install '.[hw]'",
+            ) from exc
+    return built
