@@ -898,15 +898,10 @@ def _basic_password(headers: Headers, cp_id: str) -> str | None:
 
 def _basic_auth_ok(headers: Headers, cp_id: str, password: str) -> bool:
     """Whether the request carries HTTP Basic credentials `cp_id:password`."""
-    header = headers.get("Authorization")
-    if header is None:
-        return False
-    try:
-        username, given = parse_authorization_basic(header)
-    except InvalidHeader:
-        return False
-    expected = f"{cp_id}:{password}".encode(errors="surrogateescape")
-    return hmac.compare_digest(f"{username}:{given}".encode(errors="surrogateescape"), expected)
+    given = _basic_password(headers, cp_id)
+    return given is not None and hmac.compare_digest(
+        given.encode(errors="surrogateescape"), password.encode(errors="surrogateescape")
+    )
 
 
 def _offered_subprotocols(headers: Headers) -> list[str]:

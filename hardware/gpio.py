@@ -602,6 +602,9 @@ def build_gpio_relay(
     if feedback_line is None and "feedback_active_low" in options:
         raise ConfigError(f"{key}.feedback_active_low", "needs feedback_line")
     settle_s = _seconds(options, key, "settle_s", 0.05, 2.0)
+    if feedback_line is not None and settle_s == 0:
+        # The mirror contact lags the coil by the contactor's operate time: read at once, it always disagrees.
+        raise ConfigError(f"{key}.settle_s", "must be > 0 when feedback_line is set")
     return GpioRelay(
         backend or _default_backend(key),
         chip,

@@ -10,7 +10,7 @@ import asyncio
 import contextlib
 import logging
 import math
-from collections.abc import Awaitable, Callable, Coroutine
+from collections.abc import Callable, Coroutine
 from dataclasses import dataclass
 from datetime import datetime
 from typing import Any, Protocol
@@ -140,7 +140,6 @@ class Station:
             conn.machine.after_state_change = [lambda c=conn: self._state_changed(c)]
             self.connectors[cid] = conn
         self.station_operative = store.get("operative.0", "1") == "1"
-        self.station_faults: dict[ErrorCode, str | None] = {}
         self.last_reading: dict[int, MeterReading] = {}
         self._meter_failures: dict[int, int] = dict.fromkeys(ports, 0)
         # One lock per connector serializes its session changes; opening a relay never takes it.
@@ -278,13 +277,7 @@ class Station:
             self._record_stop(
                 tx.connector_id, (tx.local_id, StopReason.POWER_LOSS, tx.last_meter_at, meter_stop, event)
             )
-            self._apply_scheduled_availability_from_store(tx.connector_id)
         self.csms.outbox_changed()
-
-    def _apply_scheduled_availability_from_store(self, cid: int) -> None:
-        conn = self.connectors.get(cid)
-        if conn is not None and not conn.operative and conn.state is S.AVAILABLE:
-            conn.disable()
 
     # status
     def _state_changed(self, conn: Connector) -> None:
@@ -299,8 +292,6 @@ class Station:
     def status(self, cid: int) -> tuple[ConnectorState, ErrorCode, str | None]:
         """A connector's state, error code and info; connector 0 is the station as a whole."""
         if cid == 0:
-            if self.station_faults:
-                return S.FAULTED, next(iter(self.station_faults)), next(iter(self.station_faults.values()))
             return (S.AVAILABLE if self.station_operative else S.UNAVAILABLE), ErrorCode.NO_ERROR, None
         conn = self.connectors[cid]
         return conn.state, conn.error_code, conn.fault_info
@@ -1070,6 +1061,3 @@ class Station:
     def id_tag_info(self, id_tag: str, info: IdTagInfo) -> None:
         """The CSMS told us about an idTag in a transaction answer: update the cache."""
         self.authorizer.remember(id_tag, info)
-
-
-Callback = Callable[[], Awaitable[None]]

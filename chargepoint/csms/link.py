@@ -88,7 +88,6 @@ class Link:
         self.rng = rng or random.Random()
         self.outbox = OutboxSender(store, settings, station)
         self.session: Session | None = None
-        self.connected = asyncio.Event()
         self.reconnects = 0
         self.boot_accepted = False  # BootNotification accepted since this agent (re)started
         self.stopping = False
@@ -212,7 +211,6 @@ class Link:
         self.touch()
         session = adapter(self, ws)
         self.session = session
-        self.connected.set()
         try:
             await session.run()
         except CsmsUnavailable as exc:
@@ -223,7 +221,6 @@ class Link:
         finally:
             self.session = None
             self._ws = None
-            self.connected.clear()
             await ws.close()
         if self.stopping:
             log.info("connection to the CSMS closed")

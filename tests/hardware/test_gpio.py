@@ -283,6 +283,7 @@ def test_build_plug_from_options() -> None:
         ({"line": 17, "feedback_line": 17}, "feedback_line"),
         ({"line": 17, "feedback_line": 2000}, "feedback_line"),
         ({"line": 17, "feedback_active_low": True}, "feedback_active_low"),
+        ({"line": 17, "feedback_line": 27, "settle_s": 0}, "settle_s"),
         ({"line": 17, "settle_s": -0.1}, "settle_s"),
         ({"line": 17, "settle_s": 10}, "settle_s"),
         ({"line": 17, "settle_s": "fast"}, "settle_s"),

@@ -23,7 +23,7 @@ from ocpp.v16 import ChargePoint as _OcppChargePoint
 from ocpp.v16 import call_result
 from ocpp.v16.enums import Action
 
-from chargepoint.core.model import AuthStatus, IdTagInfo, ResetKind, Sample
+from chargepoint.core.model import AuthStatus, IdTagInfo, ResetKind, Sample, StopReason
 from chargepoint.core.settings import SPECS
 from chargepoint.csms.outbox import Delivered
 from chargepoint.csms.v16 import mapping
@@ -540,7 +540,7 @@ class V16Session(_OcppChargePoint):  # type: ignore[misc]
                 "transactionId": self._transaction_id(message.local_tx_id),
                 "meterStop": int(event["meter_stop_wh"]),
                 "timestamp": ocpp_time(parse_time(event["timestamp"])),
-                "reason": mapping.STOP_REASON[_stop_reason(event["reason"])],
+                "reason": mapping.STOP_REASON[StopReason(event["reason"])],
             }
             if event.get("id_tag"):
                 payload["idTag"] = event["id_tag"]
@@ -744,9 +744,3 @@ _TRIGGERABLE = frozenset(
         "FirmwareStatusNotification",
     }
 )
-
-
-def _stop_reason(value: str) -> Any:
-    from chargepoint.core.model import StopReason
-
-    return StopReason(value)
