@@ -1,0 +1,1 @@
+"""Virtual charger fleet: many real agents with simulated hardware and EVs in one process."""
