@@ -13,7 +13,7 @@ import logging
 import re
 import ssl
 import uuid
-from collections.abc import Awaitable, Callable, Iterable, Mapping
+from collections.abc import Awaitable, Callable, Coroutine, Iterable, Mapping
 from dataclasses import dataclass, field
 from datetime import UTC, datetime
 from http import HTTPStatus
@@ -22,15 +22,10 @@ from types import TracebackType
 from typing import IO, Any, Literal, Self, TypeAlias
 from urllib.parse import unquote
 
+from aiohttp import BasicAuth, WSMsgType, web
 from ocpp.exceptions import NotImplementedError as SchemaMissingError
 from ocpp.exceptions import OCPPError
 from ocpp.messages import Call, CallResult, _validate_payload
-from websockets.asyncio.server import Server, ServerConnection, serve
-from websockets.datastructures import Headers
-from websockets.exceptions import ConnectionClosed, InvalidHeader
-from websockets.headers import parse_authorization_basic
-from websockets.http11 import Request, Response
-from websockets.typing import Subprotocol
 
 __all__ = [
     "NO_REPLY",
@@ -347,7 +342,8 @@ class _Connection:
     """State of one charger connection."""
 
     cp_id: str
-    ws: ServerConnection
+    ws: web.WebSocketResponse
+    transport: asyncio.BaseTransport | None
     version: OcppVersion
     call_lock: asyncio.Lock = field(default_factory=asyncio.Lock)
     pending: dict[str, tuple[str, asyncio.Future[dict[str, Any]]]] = field(default_factory=dict)
@@ -358,7 +354,12 @@ class _Connection:
 
 
 class CentralSystem:
-    """An OCPP-J central system: answers charger CALLs through `handlers`, records every frame in `log`."""
+    """An OCPP-J central system: answers charger CALLs through `handlers`, records every frame in `log`.
+
+    It serves on aiohttp: `app` carries the WebSocket route `/ocpp/{chargePointId}`, and an application built on
+    it (the bundled central system) adds its HTTP routes to the same `app` before `start()`, so one port
+    carries OCPP, the REST API and the web pages. The frame logic below does not depend on the transport.
+    """
 
     def __init__(
         self,
@@ -406,7 +407,9 @@ class CentralSystem:
 
         self._transaction_ids = itertools.count(1)
         self._connections: dict[str, _Connection] = {}
-        self._server: Server | None = None
+        self.app = web.Application(client_max_size=1024 * 1024)
+        self.app.router.add_get(PATH_PREFIX + "{tail:.*}", self._websocket)
+        self._runner: web.AppRunner | None = None
         self._log_file: IO[str] | None = None
         self._tasks: set[asyncio.Task[None]] = set()
         self._changed = asyncio.Event()
@@ -422,35 +425,34 @@ class CentralSystem:
 
     async def start(self) -> None:
         """Bind and start serving; afterwards `port` is the real port."""
-        if self._server is not None:
+        if self._runner is not None:
             raise RuntimeError("central system already started")
         if self.log_path is not None:
             self.log_path.parent.mkdir(parents=True, exist_ok=True)
             self._log_file = self.log_path.open("a", encoding="utf-8")
+        self._runner = web.AppRunner(self.app, access_log=None, shutdown_timeout=CLOSE_TIMEOUT_S)
         try:
-            self._server = await serve(
-                self._handle_connection,
-                self.host,
-                self.port,
-                subprotocols=[Subprotocol(sub) for sub in VERSIONS],
-                compression=None,
-                max_size=self.max_message_bytes,
-                process_request=self._process_request,
-                close_timeout=CLOSE_TIMEOUT_S,
-                ssl=self.ssl_context,
-            )
+            await self._runner.setup()
+            # A large backlog: after a site power cut every charger reconnects at once.
+            site = web.TCPSite(self._runner, self.host, self.port, ssl_context=self.ssl_context, backlog=4096)
+            await site.start()
         except BaseException:
             await self.stop()
             raise
-        self.port = self._server.sockets[0].getsockname()[1]
+        self.port = self._runner.addresses[0][1]
         log.info("central system listening on %s", self.url)
 
     async def stop(self) -> None:
         """Close all connections and the listening socket, then the log file."""
-        if self._server is not None:
-            self._server.close()
-            await self._server.wait_closed()
-            self._server = None
+        if self._runner is not None:
+            runner, self._runner = self._runner, None
+            await runner.shutdown()  # stop accepting
+            connections = list(self._connections.values())
+            await asyncio.gather(
+                *(conn.ws.close(code=1001, message=b"server shutting down") for conn in connections),
+                return_exceptions=True,
+            )
+            await runner.cleanup()
         tasks = list(self._tasks)
         for task in tasks:
             task.cancel()
@@ -594,7 +596,7 @@ class CentralSystem:
         self._record(
             conn.cp_id, "out", text, parsed.message_type, parsed.unique_id, parsed.action, parsed.payload
         )
-        await conn.ws.send(text)
+        await conn.ws.send_str(text)
 
     async def disconnect(self, cp_id: str, *, abrupt: bool = True) -> None:
         """Drop a charger's connection and wait until it is gone.
@@ -603,8 +605,8 @@ class CentralSystem:
         charger sees close code 1006); `abrupt=False` performs a normal closing handshake.
         """
         conn = self._connection(cp_id)
-        if abrupt:
-            conn.ws.transport.abort()
+        if abrupt and isinstance(conn.transport, asyncio.Transport):
+            conn.transport.abort()
         else:
             await conn.ws.close()
         await conn.closed.wait()
@@ -618,54 +620,71 @@ class CentralSystem:
 
     # ---- handshake ---------------------------------------------------------------------------------------------
 
-    def _process_request(self, connection: ServerConnection, request: Request) -> Response | None:
+    def _refusal(self, request: web.Request, cp_id: str | None) -> web.Response | None:
         """Check path, availability, Basic auth and subprotocol before the WebSocket handshake."""
-        cp_id = _charger_id(request.path)
         if cp_id is None:
-            return connection.respond(HTTPStatus.NOT_FOUND, f"Unknown path; connect to {PATH_PREFIX}<id>\n")
+            return web.Response(
+                status=HTTPStatus.NOT_FOUND, text=f"Unknown path; connect to {PATH_PREFIX}<id>\n"
+            )
         if self.refuse_connections:
-            return connection.respond(HTTPStatus.SERVICE_UNAVAILABLE, "Connections are refused\n")
+            return web.Response(status=HTTPStatus.SERVICE_UNAVAILABLE, text="Connections are refused\n")
+        authorization = request.headers.get("Authorization")
         if self.admission is not None:
-            verdict = self.admission(cp_id, _basic_password(request.headers, cp_id))
+            verdict = self.admission(cp_id, _basic_password(authorization, cp_id))
             if verdict == "unknown":
-                return connection.respond(HTTPStatus.NOT_FOUND, f"Unknown charge point {cp_id}\n")
+                return web.Response(status=HTTPStatus.NOT_FOUND, text=f"Unknown charge point {cp_id}\n")
             unauthorized = verdict == "unauthorized"
         else:
             password = self.passwords.get(cp_id)
-            unauthorized = password is not None and not _basic_auth_ok(request.headers, cp_id, password)
+            unauthorized = password is not None and not _basic_auth_ok(authorization, cp_id, password)
         if unauthorized:
-            response = connection.respond(HTTPStatus.UNAUTHORIZED, "Invalid or missing credentials\n")
-            response.headers["WWW-Authenticate"] = 'Basic realm="ocpp", charset="UTF-8"'
-            return response
-        offered = _offered_subprotocols(request.headers)
+            return web.Response(
+                status=HTTPStatus.UNAUTHORIZED,
+                text="Invalid or missing credentials\n",
+                headers={"WWW-Authenticate": 'Basic realm="ocpp", charset="UTF-8"'},
+            )
+        offered = _offered_subprotocols(request.headers.getall("Sec-WebSocket-Protocol", []))
         if not any(sub in VERSIONS for sub in offered):
             self._violation(cp_id, "", f"handshake offers no supported subprotocol (offered: {offered})")
-            return connection.respond(
-                HTTPStatus.BAD_REQUEST, f"Offer one of these subprotocols: {', '.join(VERSIONS)}\n"
+            return web.Response(
+                status=HTTPStatus.BAD_REQUEST,
+                text=f"Offer one of these subprotocols: {', '.join(VERSIONS)}\n",
             )
         return None
 
     # ---- connection handling -----------------------------------------------------------------------------------
 
-    async def _handle_connection(self, ws: ServerConnection) -> None:
-        """Serve one charger connection until it closes."""
-        cp_id = _charger_id(ws.request.path if ws.request else "")
-        version = VERSIONS.get(ws.subprotocol or "")
-        if cp_id is None or version is None:  # process_request rules this out
-            await ws.close(1002, "bad handshake")
-            return
-        conn = _Connection(cp_id, ws, version)
+    async def _websocket(self, request: web.Request) -> web.StreamResponse:
+        """Admit a charger and serve its connection until it closes."""
+        cp_id = _charger_id(request.raw_path)
+        refusal = self._refusal(request, cp_id)
+        if refusal is not None:
+            return refusal
+        assert cp_id is not None
+        ws = web.WebSocketResponse(
+            protocols=tuple(VERSIONS),
+            compress=False,
+            max_msg_size=self.max_message_bytes,
+            timeout=CLOSE_TIMEOUT_S,
+            autoping=True,
+        )
+        if not ws.can_prepare(request).ok:
+            return web.Response(status=HTTPStatus.UPGRADE_REQUIRED, text="Expected a WebSocket handshake\n")
+        await ws.prepare(request)
+        version = VERSIONS[ws.ws_protocol or ""]  # _refusal made sure one of ours was offered
+        conn = _Connection(cp_id, ws, request.transport, version)
         previous = self._connections.get(cp_id)
         self._connections[cp_id] = conn
         self._event("connected", cp_id, subprotocol=version.subprotocol)
         if previous is not None:
             log.info("%s reconnected; closing its previous connection", cp_id)
-            self._spawn(self._tasks, previous.ws.close(1000, "replaced by a new connection"))
+            self._spawn(self._tasks, _close(previous.ws, 1000, "replaced by a new connection"))
         try:
-            async for data in ws:
-                self._on_frame(conn, data)
-        except ConnectionClosed:
-            pass
+            async for msg in ws:
+                if msg.type in (WSMsgType.TEXT, WSMsgType.BINARY):
+                    self._on_frame(conn, msg.data)
+                elif msg.type == WSMsgType.ERROR:
+                    log.warning("%s connection error: %s", cp_id, ws.exception())
         finally:
             conn.is_open = False
             for _action, future in conn.pending.values():
@@ -678,6 +697,7 @@ class CentralSystem:
                 del self._connections[cp_id]
             self._event("disconnected", cp_id, code=ws.close_code)
             conn.closed.set()
+        return ws
 
     def _on_frame(self, conn: _Connection, data: str | bytes) -> None:
         """Record one incoming frame and dispatch it."""
@@ -802,8 +822,10 @@ class CentralSystem:
         if msg[0] == CALLERROR:
             payload = {"errorCode": msg[2], "errorDescription": msg[3], "errorDetails": msg[4]}
         self._record(conn.cp_id, "out", text, msg[0], msg[1], action, payload)
-        with contextlib.suppress(ConnectionClosed):
-            await conn.ws.send(text)
+        if conn.ws.closed:
+            return
+        with contextlib.suppress(ConnectionError, RuntimeError):
+            await conn.ws.send_str(text)
 
     # ---- bookkeeping -------------------------------------------------------------------------------------------
 
@@ -849,20 +871,24 @@ class CentralSystem:
         changed, self._changed = self._changed, asyncio.Event()
         changed.set()
 
-    def _spawn(self, tasks: set[asyncio.Task[None]], coro: Awaitable[None]) -> None:
+    def _spawn(self, tasks: set[asyncio.Task[None]], coro: Coroutine[Any, Any, None]) -> None:
         """Run `coro` in the background, keeping a reference in `tasks` until it is done."""
 
-        async def run() -> None:
-            try:
-                await coro
-            except asyncio.CancelledError:
-                raise
-            except Exception:
-                log.exception("background task failed")
+        # The coroutine itself is the task (not wrapped): a task cancelled before it ran still closes it.
+        task = asyncio.create_task(coro)
 
-        task = asyncio.create_task(run())
+        def done(task: asyncio.Task[None]) -> None:
+            tasks.discard(task)
+            if not task.cancelled() and task.exception() is not None:
+                log.error("background task failed", exc_info=task.exception())
+
         tasks.add(task)
-        task.add_done_callback(tasks.discard)
+        task.add_done_callback(done)
+
+
+async def _close(ws: web.WebSocketResponse, code: int, reason: str) -> None:
+    """Close a WebSocket with a close frame."""
+    await ws.close(code=code, message=reason.encode())
 
 
 def _is_incoming_call(frame: Frame, action: str, cp_id: str | None) -> bool:
@@ -884,27 +910,26 @@ def _charger_id(path: str) -> str | None:
     return cp_id or None
 
 
-def _basic_password(headers: Headers, cp_id: str) -> str | None:
+def _basic_password(header: str | None, cp_id: str) -> str | None:
     """The HTTP Basic password sent for user ``cp_id``, or None (no header, bad header, other user)."""
-    header = headers.get("Authorization")
     if header is None:
         return None
     try:
-        username, given = parse_authorization_basic(header)
-    except InvalidHeader:
+        auth = BasicAuth.decode(header, encoding="utf-8")
+    except ValueError:
         return None
-    return given if hmac.compare_digest(username.encode(errors="surrogateescape"), cp_id.encode()) else None
+    username = auth.login.encode(errors="surrogateescape")
+    return auth.password if hmac.compare_digest(username, cp_id.encode()) else None
 
 
-def _basic_auth_ok(headers: Headers, cp_id: str, password: str) -> bool:
-    """Whether the request carries HTTP Basic credentials `cp_id:password`."""
-    given = _basic_password(headers, cp_id)
+def _basic_auth_ok(header: str | None, cp_id: str, password: str) -> bool:
+    """Whether the Authorization header carries HTTP Basic credentials `cp_id:password`."""
+    given = _basic_password(header, cp_id)
     return given is not None and hmac.compare_digest(
         given.encode(errors="surrogateescape"), password.encode(errors="surrogateescape")
     )
 
 
-def _offered_subprotocols(headers: Headers) -> list[str]:
+def _offered_subprotocols(values: Iterable[str]) -> list[str]:
     """Subprotocols offered in the Sec-WebSocket-Protocol header(s)."""
-    values: Iterable[str] = headers.get_all("Sec-WebSocket-Protocol")
     return [sub.strip() for value in values for sub in value.split(",") if sub.strip()]
