@@ -1,4 +1,8 @@
-"""Command line: `python -m backend_stub serve --host 127.0.0.1 --port 9000 [--log FILE]`."""
+"""Command line: `python -m backend_stub serve --db FILE --host 127.0.0.1 --port 9000 [--log FILE]`.
+
+The first line printed is the OCPP base URL (chargers connect to `{url}/{chargePointId}`); with --db the next
+lines give the dashboard URL and, at the first start without CSMS_ADMIN_TOKEN, the generated admin token.
+"""
 
 from __future__ import annotations
 
@@ -90,6 +94,12 @@ async def serve(args: argparse.Namespace) -> None:
             await app.start()
             try:
                 print(app.url, flush=True)
+                print(f"dashboard and REST API: {app.http_url}/  (OpenAPI: {app.http_url}/api/openapi.json)")
+                if app.new_admin_token is not None:
+                    print(
+                        f"admin token (shown once; set CSMS_ADMIN_TOKEN to choose one): {app.new_admin_token}"
+                    )
+                sys.stdout.flush()
                 await stop.wait()
             finally:
                 await app.stop()

@@ -19,7 +19,7 @@ from decimal import Decimal
 from pathlib import Path
 from typing import Any
 
-from backend_stub import tariffs
+from backend_stub import tariffs, webapp
 from backend_stub.ocpp_server import Admission, CallErrorReply, CentralSystem, HandlerResult, utc_now_iso
 from backend_stub.store import (
     AuthStatus,
@@ -79,7 +79,13 @@ class Csms:
         site_tz: tzinfo = UTC,
         log_path: str | Path | None = None,
         clock: Callable[[], datetime] = lambda: datetime.now(UTC),
+        admin_token: str | None = None,
     ) -> None:
+        """Wire the OCPP handlers and the HTTP routes to ``store``; nothing listens until `start()`.
+
+        ``admin_token`` sets the REST API token; without it, ``CSMS_ADMIN_TOKEN`` or the stored one is used,
+        or one is generated and kept in `new_admin_token` for the caller to print once.
+        """
         self.store = store
         self.admit_unknown = admit_unknown
         self.heartbeat_interval_s = heartbeat_interval_s
@@ -103,6 +109,13 @@ class Csms:
         )
         self._stopping: set[int] = set()  # transactions a RemoteStop was sent for
         self._tasks: set[asyncio.Task[None]] = set()
+        if admin_token is not None:
+            token_sha256, self.new_admin_token = webapp.resolve_admin_token(
+                store, {webapp.TOKEN_ENV: admin_token}
+            )
+        else:
+            token_sha256, self.new_admin_token = webapp.resolve_admin_token(store)
+        webapp.setup(self, token_sha256)
 
     async def start(self) -> None:
         """Listen (127.0.0.1 by default)."""
@@ -118,6 +131,11 @@ class Csms:
     def url(self) -> str:
         """The OCPP base URL; chargers connect to ``{url}/{id}``."""
         return self.server.url
+
+    @property
+    def http_url(self) -> str:
+        """The base URL of the dashboard; the REST API is under ``{http_url}/api/``."""
+        return self.server.http_url
 
     # admission and registration
     def _admission(self, cp_id: str, password: str | None) -> Admission:

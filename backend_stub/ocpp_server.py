@@ -423,6 +423,11 @@ class CentralSystem:
         scheme = "wss" if self.ssl_context is not None else "ws"
         return f"{scheme}://{host}:{self.port}/ocpp"
 
+    @property
+    def http_url(self) -> str:
+        """Base HTTP URL of the same port (the REST API and web pages of an application built on this)."""
+        return self.url.replace("ws", "http", 1).removesuffix("/ocpp")
+
     async def start(self) -> None:
         """Bind and start serving; afterwards `port` is the real port."""
         if self._runner is not None:

@@ -874,6 +874,18 @@ class CsmsStore:
                 raise Conflict(f"cannot change currency from {current} to {code}: the ledger has entries")
             db.execute("UPDATE settings SET value = ? WHERE name = 'currency'", (code,))
 
+    def admin_token_digest(self) -> str | None:
+        """SHA-256 hex digest of the REST API's admin token, or None before the first start."""
+        rows = self._read("SELECT value FROM settings WHERE name = 'admin_token_sha256'")
+        return str(rows[0]["value"]) if rows else None
+
+    def set_admin_token_digest(self, digest: str) -> None:
+        """Store the admin token's SHA-256 hex digest (the token itself is never stored)."""
+        if not isinstance(digest, str) or not re.fullmatch(r"[0-9a-f]{64}", digest):
+            raise InvalidInput("admin token digest must be 64 lowercase hex digits")
+        with self._write() as db:
+            db.execute("INSERT OR REPLACE INTO settings VALUES ('admin_token_sha256', ?)", (digest,))
+
     def min_balance_minor(self) -> int:
         """Minimum balance a prepaid card needs to be authorized (default 0)."""
         return int(self._read("SELECT value FROM settings WHERE name = 'min_balance_minor'")[0]["value"])
