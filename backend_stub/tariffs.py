@@ -19,7 +19,10 @@ Pure Python, no I/O. Rules followed (OCPI 2.2.1 mod_tariffs, "Tariff object", "P
   volume (volume in slices where that dimension has a price), using the step_size of the last component of
   that dimension that billed a non-zero volume; the rounding surplus is billed at that component's price.
   ENERGY, TIME and PARKING_TIME are each rounded on their own total (this is what the 2.2.1 worked examples
-  compute: "complex tariff" 147+42 min -> 150+45 min, "switching element #1" 0.75 EUR). step_size 0 = none.
+  compute: "complex tariff" 147+42 min -> 150+45 min, "switching element #1" 0.75 EUR). The spec's prose
+  says otherwise ("once for PARKING_TIME and TIME combined", "only ... for the total parking time" when both
+  are used); where prose and its own worked examples disagree we follow the examples, whose numbers a CPO's
+  invoices get checked against. step_size 0 = none.
 * VAT per component: cost incl. VAT = cost * (1 + vat/100); a missing vat means no VAT (incl == excl).
 * min_price/max_price clamp the excl. VAT total with their excl_vat and the incl. VAT total with their
   incl_vat (when given), separately, as the spec's notes say.
