@@ -13,6 +13,7 @@ async def start_csms_process(
     log_path: Path | None = None,
     db: Path | None = None,
     stderr: IO[str] | int | None = asyncio.subprocess.DEVNULL,
+    env: dict[str, str] | None = None,
 ) -> tuple[asyncio.subprocess.Process, str]:
     """Start ``python -m backend_stub serve`` on 127.0.0.1 with a free port; returns the process and its URL.
 
@@ -23,7 +24,7 @@ async def start_csms_process(
         args += ["--db", str(db)]
     if log_path is not None:
         args += ["--log", str(log_path)]
-    proc = await asyncio.create_subprocess_exec(*args, stdout=asyncio.subprocess.PIPE, stderr=stderr)
+    proc = await asyncio.create_subprocess_exec(*args, stdout=asyncio.subprocess.PIPE, stderr=stderr, env=env)
     assert proc.stdout is not None
     line = await asyncio.wait_for(proc.stdout.readline(), 30)
     url = line.decode().strip()

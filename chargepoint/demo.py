@@ -80,6 +80,8 @@ def prepare(run_dir: Path) -> None:
             (run_dir / stale).unlink()
 
 
+DEMO_ADMIN_TOKEN = "demo-admin-token"  # the demo's dashboard login unless CSMS_ADMIN_TOKEN is set
+
 DEMO_TARIFF = {  # 0.40 EUR/kWh + 0.50 EUR per session, VAT 19 %
     "currency": "EUR",
     "elements": [
@@ -122,10 +124,12 @@ def write_config(run_dir: Path, url: str) -> Path:
 async def demo(run_dir: Path, logs: tuple[IO[str], IO[str]], duration_s: float | None) -> int:
     """Start both processes, drive one session, print where to look; stop after ``duration_s`` if given."""
     env = dict(os.environ, PYTHONUNBUFFERED="1")
+    token = env.setdefault("CSMS_ADMIN_TOKEN", DEMO_ADMIN_TOKEN)
     seed(run_dir / "csms.db")
     csms, url = await start_csms_process(
-        log_path=run_dir / "csms.jsonl", db=run_dir / "csms.db", stderr=logs[0]
+        log_path=run_dir / "csms.jsonl", db=run_dir / "csms.db", stderr=logs[0], env=env
     )
+    web = url.replace("ws", "http", 1).removesuffix("/ocpp")
     config = write_config(run_dir, url)
     agent = await asyncio.create_subprocess_exec(
         sys.executable,
@@ -144,6 +148,9 @@ async def demo(run_dir: Path, logs: tuple[IO[str], IO[str]], duration_s: float |
         f"""
 Demo running (everything on 127.0.0.1):
   central system   {url}/<chargePointId>   frames: {run_dir / "csms.jsonl"}   store: {run_dir / "csms.db"}
+  dashboard        {web}/   (log in with the admin token {token})
+  REST API         curl -H 'Authorization: Bearer {token}' {web}/api/chargers   (spec: {web}/api/openapi.json)
+  pay by QR code   {web}/pay/DEMO-CP-1/2   (its QR code: {web}/qr/DEMO-CP-1/2.svg)
   charger          DEMO-CP-1 (2 simulated connectors)           log:    {run_dir / "agent.log"}
   drive it         {ctl} status | plug 2 | swipe 2 DEMO-TAG-1 | unplug 2
 """,
