@@ -67,6 +67,12 @@ def build_parser() -> argparse.ArgumentParser:
     serve.add_argument(
         "--admit-unknown", action="store_true", help="with --db: admit unknown chargers as pending"
     )
+    serve.add_argument(
+        "--durable",
+        action="store_true",
+        help="with --db: fsync every commit (SQLite synchronous=FULL), so that not even a power cut undoes an "
+        "acknowledged message; the default (NORMAL) survives process crashes and restarts",
+    )
     serve.add_argument("-v", "--verbose", action="store_true", help="log every frame to stderr")
     return parser
 
@@ -81,7 +87,7 @@ async def serve(args: argparse.Namespace) -> None:
         from backend_stub.csms import Csms
         from backend_stub.store import CsmsStore
 
-        with CsmsStore(args.db) as store:
+        with CsmsStore(args.db, durable=args.durable) as store:
             app = Csms(
                 store,
                 host=args.host,
