@@ -17,7 +17,7 @@ from collections.abc import Callable
 from datetime import UTC, datetime, tzinfo
 from decimal import Decimal
 from pathlib import Path
-from typing import Any
+from typing import Any, Protocol
 
 from backend_stub import tariffs, webapp
 from backend_stub.ocpp_server import Admission, CallErrorReply, CentralSystem, HandlerResult, utc_now_iso
@@ -65,6 +65,22 @@ def samples_from_meter_values(meter_values: list[dict[str, Any]]) -> list[MeterS
     return out
 
 
+class PaymentHooks(Protocol):
+    """Decisions the QR payment module (payments.py) makes for the idTags bound to payments."""
+
+    def authorize(self, cp_id: str, id_tag: str) -> AuthStatus | None:
+        """Authorize from ``cp_id``: the answer for a payment idTag, None for any other idTag."""
+
+    def started(self, cp_id: str, connector_id: int, id_tag: str, transaction_id: int) -> AuthStatus | None:
+        """StartTransaction recorded: the answer for a payment idTag (binds it once), None otherwise."""
+
+    def cost_cap(self, tx: Transaction) -> int | None:
+        """Most a stopped transaction may be charged (its payment's amount), None without a payment."""
+
+    def stopped(self, tx: Transaction) -> None:
+        """StopTransaction recorded (also for a repeat): settle the payment, refund its remainder once."""
+
+
 class Csms:
     """The central system application: OCPP handlers over a CsmsStore."""
 
@@ -109,6 +125,7 @@ class Csms:
         )
         self._stopping: set[int] = set()  # transactions a RemoteStop was sent for
         self._tasks: set[asyncio.Task[None]] = set()
+        self.payment_hooks: PaymentHooks | None = None  # set by payments.setup()
         if admin_token is not None:
             token_sha256, self.new_admin_token = webapp.resolve_admin_token(
                 store, {webapp.TOKEN_ENV: admin_token}
@@ -211,6 +228,10 @@ class Csms:
         return {"status": str(decision.status)}
 
     def _authorize(self, cp_id: str, payload: dict[str, Any]) -> HandlerResult:
+        if self.payment_hooks is not None:
+            status = self.payment_hooks.authorize(cp_id, payload["idTag"])
+            if status is not None:
+                return {"idTagInfo": {"status": str(status)}}
         return {"idTagInfo": self._id_tag_info(payload["idTag"])}
 
     def _start(self, cp_id: str, payload: dict[str, Any]) -> HandlerResult:
@@ -223,6 +244,10 @@ class Csms:
             payload["meterStart"],
             parse_time(payload["timestamp"]),
         )
+        if self.payment_hooks is not None:
+            status = self.payment_hooks.started(cp_id, payload["connectorId"], payload["idTag"], tx_id)
+            if status is not None:
+                info = {"status": str(status)}
         return {"transactionId": tx_id, "idTagInfo": info}
 
     def _meter_values(self, cp_id: str, payload: dict[str, Any]) -> HandlerResult:
@@ -253,6 +278,8 @@ class Csms:
         if result.already_stopped:
             log.info("repeated StopTransaction for %s acknowledged; not charged again", tx_id)
         self._stopping.discard(tx_id)
+        if self.payment_hooks is not None:
+            self.payment_hooks.stopped(result.transaction)
         return {"idTagInfo": self._id_tag_info(payload["idTag"])} if payload.get("idTag") else {}
 
     # pricing
@@ -281,7 +308,19 @@ class Csms:
         cdr = self._cdr(tx, tx.stopped_at, tx.meter_stop_wh)
         if cdr is None:
             return 0, json.dumps({"tariff": None, "total_energy_wh": tx.meter_stop_wh - tx.meter_start_wh})
+        cap = self.payment_hooks.cost_cap(tx) if self.payment_hooks is not None else None
+        if cap is not None and cdr.total_cost_incl_vat > cap:
+            # A paid session is never charged more than was paid (the stop lags the running-cost check).
+            capped = json.loads(cdr.to_json())
+            capped["charged_minor"] = cap
+            capped["capped_by_payment"] = True
+            return cap, json.dumps(capped)
         return cdr.total_cost_incl_vat, cdr.to_json()
+
+    def running_cost(self, tx: Transaction) -> int:
+        """Cost so far (minor units incl. VAT) of a running transaction at its last meter value."""
+        cdr = self._cdr(tx, self.clock(), tx.last_meter_wh)
+        return cdr.total_cost_incl_vat if cdr else 0
 
     def _check_prepaid(self, cp_id: str, tx_id: int) -> None:
         """Stop a prepaid session remotely once its running cost reaches the card's balance."""

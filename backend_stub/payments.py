@@ -1,9 +1,1037 @@
-"""Placeholder: filled in by its owner."""
+"""QR payment: a pay page per connector, a payment-provider interface, and the money flow around a paid session.
+
+The flow (issue 4, item 5):
+
+1. ``GET /pay/{cp}/{connector}`` (the URL in ``/qr/{cp}/{connector}.svg``) shows the connector's live status and
+   the tariff and asks for an amount; ``POST`` validates it, creates a payment (status ``created``) bound to a
+   fresh unguessable idTag and redirects to the provider's checkout.
+2. The provider calls back ``POST /pay/callback/{provider}`` (authenticity checked by the provider object; the
+   built-in ``test`` provider signs with HMAC-SHA256). Store transitions are idempotent, so only the callback that
+   actually moves the payment to ``captured`` triggers anything: a repeated one starts nothing and posts nothing.
+3. On capture the paid amount is topped up to a prepaid card whose idTag is the payment's (the payment-bound
+   account), then RemoteStartTransaction is sent with that idTag. The idTag authorizes only at that charger,
+   starts only on that connector and only once. The card is prepaid, so `Csms._check_prepaid` stops the session
+   remotely when its running cost reaches the paid amount; the charge at StopTransaction is capped at the amount.
+4. At StopTransaction (or when the charger is offline, rejects the start, or starts nothing within
+   ``start_timeout_s``) the card's remaining balance is paid out once (ledger key ``payment:{id}:refund``),
+   refunded through the provider with the same key, the payment goes to ``refunded`` and the idTag is blocked.
+5. ``GET /pay/status/{token}`` (token = payment id + HMAC, so ids cannot be enumerated) shows where it stands
+   and refreshes itself (meta refresh) until it is final.
+"""
 
 from __future__ import annotations
 
+import asyncio
+import contextlib
+import hashlib
+import hmac
+import json
+import logging
+import os
+import re
+import secrets
+from collections.abc import Callable, Coroutine, Mapping
+from dataclasses import dataclass, field, replace
+from decimal import Decimal
+from typing import Any, Protocol
+from urllib.parse import quote
+
+import aiohttp
+import jinja2
+import segno
 from aiohttp import web
+
+from backend_stub import tariffs, webapp
+from backend_stub.csms import Csms
+from backend_stub.ocpp_server import CallErrorReply
+from backend_stub.store import (
+    MAX_AMOUNT_MINOR,
+    AuthStatus,
+    CardMode,
+    CardStatus,
+    Conflict,
+    LedgerEntry,
+    NotFound,
+    Payment,
+    PaymentStatus,
+    StoreError,
+    Transaction,
+)
+
+__all__ = [
+    "PAYMENTS",
+    "CallbackRejected",
+    "Checkout",
+    "CheckoutRequest",
+    "PayConfig",
+    "PaymentProvider",
+    "PaymentService",
+    "ProviderEvent",
+    "TestProvider",
+    "qr_svg",
+    "service",
+    "setup",
+]
+
+log = logging.getLogger(__name__)
+
+ID_TAG_PREFIX = "QR"  # + 18 hex digits = 20 characters (OCPP 1.6 CiString20), 72 random bits
+READY_STATUSES = frozenset({"Available", "Preparing"})  # connector states a paid start can begin from
+STATUS_TOKEN_HEX = 24
+
+
+# --------------------------------------------------------------------------------------------- configuration
+
+
+@dataclass(frozen=True)
+class PayConfig:
+    """Settings of the pay pages; amounts in minor units of the installation's currency."""
+
+    min_amount_minor: int = 100
+    max_amount_minor: int = 10_000
+    presets_minor: tuple[int, ...] = (500, 1000, 2000)
+    start_timeout_s: float = 90.0  # RemoteStart accepted -> StartTransaction, else refund
+    public_base_url: str | None = None  # e.g. "https://pay.example.com"; else the request's own origin
+    status_refresh_s: int = 3
+    refund_attempts: int = 5
+    refund_retry_s: float = 5.0
+
+    def __post_init__(self) -> None:
+        """Validate ranges; an error names the setting."""
+        if not 1 <= self.min_amount_minor <= self.max_amount_minor <= MAX_AMOUNT_MINOR:
+            raise ValueError(
+                f"pay amounts: need 1 <= min_amount_minor <= max_amount_minor <= {MAX_AMOUNT_MINOR}, "
+                f"got {self.min_amount_minor}..{self.max_amount_minor}"
+            )
+        if not 0 < self.start_timeout_s <= 3600:
+            raise ValueError(f"start_timeout_s: must be in (0, 3600], got {self.start_timeout_s}")
+        if self.public_base_url is not None and not re.fullmatch(
+            r"https?://[^\s/?#]+(/[^\s?#]*)?", self.public_base_url
+        ):
+            raise ValueError(f"public_base_url: must be an http(s) URL, got {self.public_base_url!r}")
+        if not 1 <= self.status_refresh_s <= 60:
+            raise ValueError(f"status_refresh_s: must be in [1, 60], got {self.status_refresh_s}")
+        if self.refund_attempts < 1 or self.refund_retry_s < 0:
+            raise ValueError("refund_attempts must be >= 1 and refund_retry_s >= 0")
+
+    @classmethod
+    def from_env(cls, environ: Mapping[str, str] = os.environ) -> PayConfig:
+        """Defaults overridden by CSMS_PUBLIC_URL, CSMS_PAY_MIN_MINOR, CSMS_PAY_MAX_MINOR, CSMS_PAY_START_TIMEOUT_S."""
+        out = cls()
+        try:
+            if environ.get("CSMS_PUBLIC_URL"):
+                out = replace(out, public_base_url=environ["CSMS_PUBLIC_URL"].rstrip("/"))
+            if environ.get("CSMS_PAY_MIN_MINOR"):
+                out = replace(out, min_amount_minor=int(environ["CSMS_PAY_MIN_MINOR"]))
+            if environ.get("CSMS_PAY_MAX_MINOR"):
+                out = replace(out, max_amount_minor=int(environ["CSMS_PAY_MAX_MINOR"]))
+            if environ.get("CSMS_PAY_START_TIMEOUT_S"):
+                out = replace(out, start_timeout_s=float(environ["CSMS_PAY_START_TIMEOUT_S"]))
+        except ValueError as exc:
+            raise ValueError(f"pay settings from the environment: {exc}") from exc
+        return out
+
+
+# --------------------------------------------------------------------------------------------- providers
+
+
+class CallbackRejected(Exception):
+    """A provider callback that is not authentic (401) or not understood (400)."""
+
+    def __init__(self, status: int, message: str) -> None:
+        """Keep the HTTP status to answer with."""
+        super().__init__(message)
+        self.status = status
+
+
+@dataclass(frozen=True)
+class CheckoutRequest:
+    """What a provider needs to open a checkout: amount, and where to send the payer and the callbacks."""
+
+    payment_id: int
+    amount_minor: int
+    currency: str
+    description: str
+    success_url: str  # the payer's browser goes here after paying (or declining)
+    callback_url: str  # where the provider posts its (signed) events
+
+
+@dataclass(frozen=True)
+class Checkout:
+    """An opened checkout: the provider's reference and the page to redirect the payer to."""
+
+    provider_ref: str
+    redirect_url: str
+
+
+@dataclass(frozen=True)
+class ProviderEvent:
+    """A verified provider callback: the payment it concerns and the status it reports."""
+
+    event_id: str
+    provider_ref: str
+    status: PaymentStatus  # authorized, captured or failed
+    amount_minor: int | None = None
+
+
+class PaymentProvider(Protocol):
+    """The redirect + callback shape shared by Stripe Checkout, a local wallet and the `test` provider."""
+
+    name: str
+
+    async def create_checkout(self, request: CheckoutRequest) -> Checkout:
+        """Open a checkout for a payment; the payer is redirected to ``Checkout.redirect_url``."""
+        ...
+
+    def parse_callback(self, headers: Mapping[str, str], body: bytes) -> ProviderEvent:
+        """Verify a callback's authenticity and parse it; raises CallbackRejected."""
+        ...
+
+    async def refund(self, provider_ref: str, amount_minor: int, idempotency_key: str) -> str:
+        """Refund part or all of a captured payment; idempotent by key; returns the provider's refund id."""
+        ...
+
+
+_EVENT_STATUS = {
+    "payment.authorized": PaymentStatus.AUTHORIZED,
+    "payment.captured": PaymentStatus.CAPTURED,
+    "payment.failed": PaymentStatus.FAILED,
+}
+SIGNATURE_HEADER = "Test-Signature"
+SIGNATURE_TOLERANCE_S = 300
+
+
+@dataclass
+class TestProvider:
+    """A built-in provider that simulates authorization and capture (Stripe-like, signed webhooks).
+
+    Its checkout page ``/pay/test-provider/{ref}`` lets the payer approve or decline; the provider then posts
+    ``payment.authorized`` + ``payment.captured`` (or ``payment.failed``) to the callback URL over HTTP, signed
+    ``t=<unix>,v1=<hex HMAC-SHA256(secret, "<t>.<body>")>``. Checkouts live in memory (it is a simulator).
+    """
+
+    __test__ = False  # not a pytest class
+
+    secret: bytes
+    clock: Callable[[], float]
+    name: str = "test"
+    checkouts: dict[str, CheckoutRequest] = field(default_factory=dict)
+    refunds: dict[str, tuple[str, int]] = field(default_factory=dict)  # idempotency key -> (ref, amount)
+    delivered: list[tuple[str, int]] = field(default_factory=list)  # (event type, HTTP status) sent
+
+    async def create_checkout(self, request: CheckoutRequest) -> Checkout:
+        """Remember the checkout; its page is served by this module under /pay/test-provider/."""
+        ref = "tp_" + secrets.token_hex(12)
+        self.checkouts[ref] = request
+        base = request.success_url.split("/pay/", 1)[0]
+        return Checkout(ref, f"{base}/pay/test-provider/{ref}")
+
+    def sign(self, body: bytes, at: int | None = None) -> str:
+        """The signature header value for a callback body."""
+        t = int(self.clock()) if at is None else at
+        mac = hmac.new(self.secret, f"{t}.".encode() + body, hashlib.sha256).hexdigest()
+        return f"t={t},v1={mac}"
+
+    def event_body(self, ref: str, event_type: str) -> bytes:
+        """A callback body for one of this provider's checkouts."""
+        checkout = self.checkouts[ref]
+        return json.dumps(
+            {
+                "id": "evt_" + secrets.token_hex(8),
+                "type": event_type,
+                "data": {"ref": ref, "amount_minor": checkout.amount_minor, "currency": checkout.currency},
+            }
+        ).encode()
+
+    def parse_callback(self, headers: Mapping[str, str], body: bytes) -> ProviderEvent:
+        """Check the HMAC signature and its age, then parse the event."""
+        parts = dict(p.split("=", 1) for p in headers.get(SIGNATURE_HEADER, "").split(",") if "=" in p)
+        try:
+            t = int(parts["t"])
+            given = parts["v1"]
+        except (KeyError, ValueError):
+            raise CallbackRejected(401, f"missing or malformed {SIGNATURE_HEADER} header") from None
+        expected = hmac.new(self.secret, f"{t}.".encode() + body, hashlib.sha256).hexdigest()
+        if not hmac.compare_digest(expected, given):
+            raise CallbackRejected(401, "bad signature")
+        if abs(self.clock() - t) > SIGNATURE_TOLERANCE_S:
+            raise CallbackRejected(401, "signature timestamp outside the tolerance")
+        try:
+            event = json.loads(body)
+            data = event["data"]
+            status = _EVENT_STATUS[event["type"]]
+            ref, amount, event_id = data["ref"], data.get("amount_minor"), event["id"]
+        except (ValueError, KeyError, TypeError):
+            raise CallbackRejected(400, "malformed event") from None
+        if not isinstance(ref, str) or not isinstance(event_id, str):
+            raise CallbackRejected(400, "malformed event")
+        if amount is not None and (type(amount) is not int or amount <= 0):
+            raise CallbackRejected(400, "malformed amount")
+        return ProviderEvent(event_id, ref, status, amount)
+
+    async def complete(self, ref: str, approve: bool, callback_url: str) -> None:
+        """The payer approved or declined: post the signed events, in order, to the callback URL."""
+        kinds = ["payment.authorized", "payment.captured"] if approve else ["payment.failed"]
+        async with aiohttp.ClientSession(timeout=aiohttp.ClientTimeout(total=10)) as session:
+            for kind in kinds:
+                body = self.event_body(ref, kind)
+                headers = {SIGNATURE_HEADER: self.sign(body), "Content-Type": "application/json"}
+                async with session.post(callback_url, data=body, headers=headers) as response:
+                    self.delivered.append((kind, response.status))
+                    if response.status != 200:
+                        log.warning("test provider: %s for %s answered %s", kind, ref, response.status)
+                        return
+
+    async def refund(self, provider_ref: str, amount_minor: int, idempotency_key: str) -> str:
+        """Record the refund (once per key)."""
+        if amount_minor <= 0:
+            raise ValueError(f"refund amount must be positive, got {amount_minor}")
+        known = self.checkouts.get(provider_ref)
+        if known is not None and amount_minor > known.amount_minor:
+            raise ValueError(f"refund of {amount_minor} exceeds the payment of {known.amount_minor}")
+        self.refunds.setdefault(idempotency_key, (provider_ref, amount_minor))
+        return "re_" + hashlib.sha256(idempotency_key.encode()).hexdigest()[:16]
+
+    def refunded_minor(self, provider_ref: str) -> int:
+        """Total refunded for one checkout."""
+        return sum(amount for ref, amount in self.refunds.values() if ref == provider_ref)
+
+
+# --------------------------------------------------------------------------------------------- formatting
+
+
+def format_minor(amount_minor: int, currency: str) -> str:
+    """Integer minor units as a human amount: 1234 EUR -> '12.34 EUR'."""
+    exponent = tariffs.currency_exponent(currency)
+    value = Decimal(amount_minor).scaleb(-exponent)
+    return f"{value:.{exponent}f} {currency}"
+
+
+def _decimal(value: Decimal, currency: str) -> str:
+    """A tariff price with at least the currency's digits and at most 4 (trailing zeros dropped)."""
+    exponent = tariffs.currency_exponent(currency)
+    text = f"{value.quantize(Decimal('0.0001')):f}".rstrip("0")
+    whole, _, frac = text.partition(".")
+    return f"{whole}.{frac.ljust(exponent, '0')}" if exponent or frac else whole
+
+
+_UNITS = {
+    tariffs.DimensionType.ENERGY: "Energy, per kWh",
+    tariffs.DimensionType.FLAT: "Session fee, per session",
+    tariffs.DimensionType.TIME: "Charging time, per hour",
+    tariffs.DimensionType.PARKING_TIME: "Parking, per hour plugged in but not charging",
+}
+
+
+def _restriction_text(r: tariffs.TariffRestrictions | None) -> str:
+    """When a tariff element applies, in words ('' = always)."""
+    if r is None:
+        return ""
+    parts = []
+    if r.start_time or r.end_time:
+        parts.append(f"{r.start_time or '00:00'} to {r.end_time or '24:00'}")
+    if r.day_of_week:
+        parts.append(", ".join(d.value.capitalize()[:3] for d in r.day_of_week))
+    if r.start_date or r.end_date:
+        parts.append(f"dates {r.start_date or '…'} to {r.end_date or '…'}")
+    for low, high, unit in (
+        (r.min_kwh, r.max_kwh, "kWh"),
+        (r.min_power, r.max_power, "kW"),
+        (r.min_current, r.max_current, "A"),
+    ):
+        if low is not None or high is not None:
+            parts.append(f"{low if low is not None else 0} to {high if high is not None else '∞'} {unit}")
+    if r.min_duration is not None or r.max_duration is not None:
+        parts.append(
+            f"{(r.min_duration or 0) // 60} to {'∞' if r.max_duration is None else r.max_duration // 60} min"
+        )
+    return "; ".join(parts)
+
+
+def describe_tariff(tariff: tariffs.Tariff) -> list[dict[str, str]]:
+    """Tariff rows for the pay page: what, when, price excl. VAT, VAT, price incl. VAT."""
+    rows = []
+    for element in tariff.elements:
+        when = _restriction_text(element.restrictions)
+        for c in element.price_components:
+            incl = c.price * (1 + (c.vat or Decimal(0)) / 100)
+            step = ""
+            if c.step_size > 1:
+                step = (
+                    f" (billed per {c.step_size} {'Wh' if c.type is tariffs.DimensionType.ENERGY else 's'})"
+                )
+            rows.append(
+                {
+                    "what": _UNITS[c.type] + step,
+                    "when": when,
+                    "excl": f"{_decimal(c.price, tariff.currency)} {tariff.currency}",
+                    "vat": f"{c.vat.normalize():f} %" if c.vat is not None else "none",
+                    "incl": f"{_decimal(incl, tariff.currency)} {tariff.currency}",
+                }
+            )
+    for label, price in (
+        ("minimum per session", tariff.min_price),
+        ("maximum per session", tariff.max_price),
+    ):
+        if price is not None:
+            incl_text = (
+                ""
+                if price.incl_vat is None
+                else f"{_decimal(price.incl_vat, tariff.currency)} {tariff.currency}"
+            )
+            rows.append(
+                {
+                    "what": label,
+                    "when": "",
+                    "excl": f"{_decimal(price.excl_vat, tariff.currency)} {tariff.currency}",
+                    "vat": "",
+                    "incl": incl_text,
+                }
+            )
+    return rows
+
+
+def qr_svg(url: str) -> bytes:
+    """The pay page URL as a QR code (SVG document, error correction M or better)."""
+    qr = segno.make_qr(url, error="m")
+    out = qr.svg_inline(scale=8, border=4, title=url)
+    return (
+        '<?xml version="1.0" encoding="utf-8"?>\n'
+        + out.replace("<svg ", '<svg xmlns="http://www.w3.org/2000/svg" ', 1)
+    ).encode()
+
+
+# --------------------------------------------------------------------------------------------- the service
+
+
+@dataclass(frozen=True)
+class StatusView:
+    """What the status page shows."""
+
+    state: str  # waiting | starting | charging | finished | refunded | failed
+    title: str
+    message: str
+    final: bool
+    amount: str
+    energy_kwh: str | None = None
+    cost: str | None = None
+    refund: str | None = None
+    refund_pending: bool = False
+    connector_status: str | None = None
+
+
+PAYMENTS: web.AppKey[PaymentService] = web.AppKey("payments")
+
+
+class PaymentService:
+    """QR payments of one central system: pages, provider callbacks and the session hooks `Csms` calls."""
+
+    def __init__(self, csms: Csms, config: PayConfig, providers: Mapping[str, PaymentProvider]) -> None:
+        """Serve payments for ``csms`` through ``providers`` (by name); ``config`` may be replaced later."""
+        self.csms = csms
+        self.store = csms.store
+        self.config = config
+        self.providers: dict[str, PaymentProvider] = dict(providers)
+        self._status_key = self.store.secret("pay.status_token")
+        self._started: dict[int, asyncio.Event] = {}
+        self._refunding: set[int] = set()
+        self._checkout_urls: dict[int, str] = {}
+        self._tasks: set[asyncio.Task[None]] = set()
+        self.templates = jinja2.Environment(
+            loader=jinja2.FileSystemLoader(webapp.TEMPLATE_DIR),
+            autoescape=True,
+            undefined=jinja2.StrictUndefined,
+        )
+
+    # ---- helpers
+
+    def status_token(self, payment_id: int) -> str:
+        """The unguessable status-page token of a payment."""
+        mac = hmac.new(self._status_key, f"status:{payment_id}".encode(), hashlib.sha256).hexdigest()
+        return f"{payment_id}-{mac[:STATUS_TOKEN_HEX]}"
+
+    def payment_for_token(self, token: str) -> Payment | None:
+        """The payment a status token names, or None (unknown or forged)."""
+        head, _, _mac = token.partition("-")
+        if (
+            not head.isdigit()
+            or len(head) > 18
+            or not hmac.compare_digest(self.status_token(int(head)), token)
+        ):
+            return None
+        try:
+            return self.store.payment(int(head))
+        except NotFound:
+            return None
+
+    def base_url(self, request: web.Request) -> str:
+        """Absolute base of the pay pages: the configured public URL, else the request's origin."""
+        if self.config.public_base_url:
+            return self.config.public_base_url.rstrip("/")
+        return str(request.url.origin())
+
+    def pay_url(self, base: str, cp_id: str, connector_id: int) -> str:
+        """The absolute pay page URL of a connector."""
+        return f"{base}/pay/{quote(cp_id, safe='')}/{connector_id}"
+
+    def _spawn(self, coro: Coroutine[Any, Any, None], name: str) -> None:
+        task = asyncio.get_running_loop().create_task(coro, name=name)
+        self._tasks.add(task)
+
+        def done(t: asyncio.Task[None]) -> None:
+            self._tasks.discard(t)
+            if not t.cancelled() and t.exception() is not None:
+                log.error("payment task %s failed", name, exc_info=t.exception())
+
+        task.add_done_callback(done)
+
+    def _render(self, template: str, status: int = 200, **context: Any) -> web.Response:
+        html = self.templates.get_template(template).render(**context)
+        return web.Response(text=html, status=status, content_type="text/html", charset="utf-8")
+
+    def _message(self, status: int, title: str, message: str) -> web.Response:
+        return self._render("pay_message.html", status, title=title, message=message)
+
+    def _connector(self, cp_id: str, connector_id: int) -> tuple[str | None, str | None]:
+        """(charger-level status, connector status) from the latest StatusNotifications."""
+        statuses = {c.connector_id: c for c in self.store.connectors(cp_id)}
+        whole = statuses.get(0)
+        conn = statuses.get(connector_id)
+        return (whole.status if whole else None), (conn.status if conn else None)
+
+    def _known(self, cp_id: str, connector_id: int) -> bool:
+        """A charger in the registry with this connector (> 0) reported by StatusNotification."""
+        if connector_id < 1 or self.store.charger(cp_id) is None:
+            return False
+        return any(c.connector_id == connector_id for c in self.store.connectors(cp_id))
+
+    def _unavailable_reason(self, cp_id: str, connector_id: int) -> str | None:
+        """Why a paid start cannot begin now, or None."""
+        charger = self.store.charger(cp_id)
+        if charger is None or str(charger.status) != "accepted":
+            return "This charger is not in service."
+        if cp_id not in self.csms.server.connected:
+            return "This charger is offline right now."
+        whole, status = self._connector(cp_id, connector_id)
+        if whole in ("Unavailable", "Faulted"):
+            return f"This charger is {whole.lower()}."
+        if status not in READY_STATUSES:
+            return f"This connector is {(status or 'unknown').lower()} right now."
+        for waiting in list(self._started):
+            other = self.store.payment(waiting)
+            if (other.cp_id, other.connector_id) == (cp_id, connector_id) and other.transaction_id is None:
+                return "Another paid session is starting at this connector."
+        return None
+
+    def _parse_connector(self, request: web.Request) -> tuple[str, int] | None:
+        text = request.match_info["connector"]
+        if not text.isdigit() or len(text) > 5:
+            return None
+        return request.match_info["cp_id"], int(text)
+
+    # ---- pages
+
+    async def pay_page(self, request: web.Request) -> web.Response:
+        """GET /pay/{cp}/{connector}: status, tariff and the amount form."""
+        target = self._parse_connector(request)
+        if target is None or not self._known(*target):
+            return self._message(404, "Unknown charger", "There is no such charger or connector here.")
+        return self._pay_form(request, *target)
+
+    def _pay_form(
+        self,
+        request: web.Request,
+        cp_id: str,
+        connector_id: int,
+        *,
+        error: str | None = None,
+        status: int = 200,
+    ) -> web.Response:
+        currency = self.store.currency()
+        whole, conn_status = self._connector(cp_id, connector_id)
+        try:
+            tariff = self.csms.tariff_for(cp_id)
+        except (ValueError, StoreError):
+            log.exception("cannot read the tariff of %s", cp_id)
+            tariff = None
+        cfg = self.config
+        presets = [p for p in cfg.presets_minor if cfg.min_amount_minor <= p <= cfg.max_amount_minor]
+        return self._render(
+            "pay.html",
+            status,
+            cp_id=cp_id,
+            connector_id=connector_id,
+            online=cp_id in self.csms.server.connected,
+            charger_status=whole,
+            connector_status=conn_status,
+            unavailable=self._unavailable_reason(cp_id, connector_id),
+            tariff_rows=describe_tariff(tariff) if tariff else [],
+            currency=currency,
+            presets=[(p, format_minor(p, currency)) for p in presets],
+            min_amount=format_minor(cfg.min_amount_minor, currency),
+            max_amount=format_minor(cfg.max_amount_minor, currency),
+            min_minor=cfg.min_amount_minor,
+            max_minor=cfg.max_amount_minor,
+            error=error,
+            form_key=secrets.token_urlsafe(16),
+            action=f"/pay/{quote(cp_id, safe='')}/{connector_id}",
+        )
+
+    def _validate_amount(self, raw: str) -> int | str:
+        """The amount in minor units, or the error message to show."""
+        currency = self.store.currency()
+        cfg = self.config
+        limits = f"between {format_minor(cfg.min_amount_minor, currency)} and {format_minor(cfg.max_amount_minor, currency)}"
+        text = raw.strip()
+        if not re.fullmatch(r"[0-9]{1,15}", text):
+            return f"Enter the amount as a whole number of {currency} minor units (cents), {limits}."
+        amount = int(text)
+        if not cfg.min_amount_minor <= amount <= cfg.max_amount_minor:
+            return f"The amount must be {limits}; {format_minor(amount, currency)} is not."
+        return amount
+
+    async def pay_submit(self, request: web.Request) -> web.Response:
+        """POST /pay/{cp}/{connector}: validate the amount, create the payment, redirect to the checkout."""
+        target = self._parse_connector(request)
+        if target is None or not self._known(*target):
+            return self._message(404, "Unknown charger", "There is no such charger or connector here.")
+        cp_id, connector_id = target
+        form = await request.post()
+        amount = self._validate_amount(str(form.get("amount_minor", "")))
+        if isinstance(amount, str):
+            return self._pay_form(request, cp_id, connector_id, error=amount, status=400)
+        provider_name = str(form.get("provider", "test"))
+        provider = self.providers.get(provider_name)
+        if provider is None:
+            return self._pay_form(request, cp_id, connector_id, error="Unknown payment method.", status=400)
+        reason = self._unavailable_reason(cp_id, connector_id)
+        if reason is not None:
+            return self._pay_form(
+                request, cp_id, connector_id, error=f"{reason} Nothing was charged.", status=409
+            )
+        form_key = str(form.get("key", ""))
+        key = f"payform:{form_key}" if re.fullmatch(r"[A-Za-z0-9_-]{16,64}", form_key) else None
+        id_tag = ID_TAG_PREFIX + secrets.token_hex(9).upper()
+        try:
+            payment = self.store.create_payment(
+                cp_id, connector_id, amount, provider.name, id_tag=id_tag, key=key
+            )
+        except Conflict:
+            return self._pay_form(
+                request, cp_id, connector_id, error="This form was already used.", status=409
+            )
+        base = self.base_url(request)
+        status_url = f"{base}/pay/status/{self.status_token(payment.id)}"
+        if payment.provider_ref is not None:  # the same form submitted twice: no second checkout
+            raise web.HTTPSeeOther(self._checkout_urls.get(payment.id, status_url))
+        checkout = await provider.create_checkout(
+            CheckoutRequest(
+                payment_id=payment.id,
+                amount_minor=amount,
+                currency=self.store.currency(),
+                description=f"Charging at {cp_id} connector {connector_id}",
+                success_url=status_url,
+                callback_url=f"{base}/pay/callback/{provider.name}",
+            )
+        )
+        self.store.set_payment_status(payment.id, PaymentStatus.CREATED, provider_ref=checkout.provider_ref)
+        self._checkout_urls[payment.id] = checkout.redirect_url
+        raise web.HTTPSeeOther(checkout.redirect_url)
+
+    async def qr(self, request: web.Request) -> web.Response:
+        """GET /qr/{cp}/{connector}.svg: the pay page URL as a QR code."""
+        target = self._parse_connector(request)
+        if target is None or not self._known(*target):
+            return self._message(404, "Unknown charger", "There is no such charger or connector here.")
+        url = self.pay_url(self.base_url(request), *target)
+        return web.Response(
+            body=qr_svg(url), content_type="image/svg+xml", headers={"Cache-Control": "no-cache"}
+        )
+
+    async def test_provider_page(self, request: web.Request) -> web.Response:
+        """GET /pay/test-provider/{ref}: the simulated provider's approve/decline page."""
+        provider = self.providers.get("test")
+        ref = request.match_info["ref"]
+        if not isinstance(provider, TestProvider) or ref not in provider.checkouts:
+            return self._message(404, "Unknown checkout", "This checkout does not exist or has expired.")
+        checkout = provider.checkouts[ref]
+        return self._render(
+            "pay_test_provider.html",
+            ref=ref,
+            amount=format_minor(checkout.amount_minor, checkout.currency),
+            description=checkout.description,
+        )
+
+    async def test_provider_submit(self, request: web.Request) -> web.Response:
+        """POST /pay/test-provider/{ref}: approve or decline, deliver the signed callbacks, back to the status page."""
+        provider = self.providers.get("test")
+        ref = request.match_info["ref"]
+        if not isinstance(provider, TestProvider) or ref not in provider.checkouts:
+            return self._message(404, "Unknown checkout", "This checkout does not exist or has expired.")
+        form = await request.post()
+        approve = form.get("action") == "approve"
+        # The simulated provider lives in this process; it delivers to the server's own listening address.
+        await provider.complete(ref, approve, f"{self.csms.http_url}/pay/callback/{provider.name}")
+        raise web.HTTPSeeOther(provider.checkouts[ref].success_url)
+
+    async def callback(self, request: web.Request) -> web.Response:
+        """POST /pay/callback/{provider}: a provider event; authenticity is the provider's check."""
+        provider = self.providers.get(request.match_info["provider"])
+        if provider is None:
+            return webapp.json_error(404, "unknown payment provider")
+        body = await request.read()
+        try:
+            event = provider.parse_callback(request.headers, body)
+        except CallbackRejected as exc:
+            log.warning("rejected %s callback: %s", provider.name, exc)
+            return webapp.json_error(exc.status, str(exc))
+        try:
+            payment, changed = self.apply_event(provider.name, event)
+        except CallbackRejected as exc:
+            return webapp.json_error(exc.status, str(exc))
+        return web.json_response({"payment": payment.id, "status": str(payment.status), "changed": changed})
+
+    def apply_event(self, provider_name: str, event: ProviderEvent) -> tuple[Payment, bool]:
+        """Apply a verified event; only the one that moves a payment to captured starts the session."""
+        payment = self.store.payment_by_ref(provider_name, event.provider_ref)
+        if payment is None:
+            raise CallbackRejected(404, "unknown payment reference")
+        if event.amount_minor is not None and event.amount_minor != payment.amount_minor:
+            raise CallbackRejected(400, f"amount {event.amount_minor} does not match the payment")
+        try:
+            update = self.store.set_payment_status(payment.id, event.status)
+        except Conflict as exc:  # e.g. "failed" for a payment that was captured: keep what happened
+            log.warning("payment %s: ignored %s event %s: %s", payment.id, event.status, event.event_id, exc)
+            raise CallbackRejected(409, str(exc)) from None
+        log.info(
+            "payment %s: %s (%s)", payment.id, update.payment.status, "new" if update.changed else "repeat"
+        )
+        if update.changed and update.payment.status is PaymentStatus.CAPTURED:
+            self._started.setdefault(payment.id, asyncio.Event())
+            self._spawn(self._after_capture(payment.id), f"pay-start-{payment.id}")
+        return update.payment, update.changed
+
+    async def status_page(self, request: web.Request) -> web.Response:
+        """GET /pay/status/{token}: where a payment stands; refreshes itself until final."""
+        payment = self.payment_for_token(request.match_info["token"])
+        if payment is None:
+            return self._message(404, "Unknown payment", "There is no payment with this link.")
+        view = self.view(payment)
+        return self._render(
+            "pay_status.html",
+            view=view,
+            payment=payment,
+            refresh_s=None if view.final else self.config.status_refresh_s,
+            pay_again=f"/pay/{quote(payment.cp_id, safe='')}/{payment.connector_id}",
+        )
+
+    def view(self, payment: Payment) -> StatusView:
+        """The status page's content for a payment."""
+        currency = self.store.currency()
+
+        def money(minor: int) -> str:
+            return format_minor(minor, currency)
+
+        amount = money(payment.amount_minor)
+        if payment.status in (PaymentStatus.CREATED, PaymentStatus.AUTHORIZED):
+            return StatusView(
+                "waiting", "Waiting for payment", "Waiting for the payment to be confirmed…", False, amount
+            )
+        if payment.status is PaymentStatus.FAILED:
+            return StatusView(
+                "failed",
+                "Payment failed",
+                "The payment was declined or cancelled. Nothing was charged.",
+                True,
+                amount,
+            )
+        refund = self.store.entry(refund_key(payment.id))
+        refund_text = money(-refund.amount_minor) if refund else None
+        pending = refund is not None and payment.status is not PaymentStatus.REFUNDED
+        tx = self.store.transaction(payment.transaction_id) if payment.transaction_id is not None else None
+        _, conn_status = self._connector(payment.cp_id, payment.connector_id)
+        if tx is None:
+            if refund is not None:
+                return StatusView(
+                    "refunded",
+                    "Refunded",
+                    f"Charging did not start: {refund.note}. Your payment of {amount} is refunded"
+                    + (" (being processed)." if pending else "."),
+                    not pending,
+                    amount,
+                    refund=refund_text,
+                    refund_pending=pending,
+                    connector_status=conn_status,
+                )
+            if payment.id in self._refunding or self._settled_without_refund(payment):
+                return StatusView("refunded", "Refunded", "Charging did not start.", True, amount)
+            return StatusView(
+                "starting",
+                "Starting",
+                f"Payment of {amount} received. Plug in your vehicle at connector {payment.connector_id}; "
+                "charging starts by itself.",
+                False,
+                amount,
+                connector_status=conn_status,
+            )
+        energy = f"{tx.energy_wh / 1000:.3f}"
+        if tx.active:
+            try:
+                running = min(self.csms.running_cost(tx), payment.amount_minor)
+            except (ValueError, StoreError):
+                running = 0
+            return StatusView(
+                "charging",
+                "Charging",
+                f"Charging stops by itself when {amount} is used up, or when you unplug.",
+                False,
+                amount,
+                energy_kwh=energy,
+                cost=money(running),
+                connector_status=conn_status,
+            )
+        cost = tx.cost_minor or 0
+        message = f"Charging finished. You paid {money(cost)} of {amount}"
+        message += f"; {refund_text} is refunded" if refund_text else ""
+        message += " (being processed)." if pending else "."
+        return StatusView(
+            "finished",
+            "Finished",
+            message,
+            not pending,
+            amount,
+            energy_kwh=energy,
+            cost=money(cost),
+            refund=refund_text or money(0),
+            refund_pending=pending,
+            connector_status=conn_status,
+        )
+
+    def _settled_without_refund(self, payment: Payment) -> bool:
+        card = self.store.card(payment.id_tag) if payment.id_tag else None
+        return card is not None and card.status is CardStatus.BLOCKED
+
+    # ---- the money flow
+
+    async def _after_capture(self, payment_id: int) -> None:
+        """Top up the payment-bound account, send RemoteStart, and refund if no session starts in time."""
+        try:
+            await self._start_paid_session(payment_id)
+        finally:
+            self._started.pop(payment_id, None)
+
+    async def _start_paid_session(self, payment_id: int) -> None:
+        payment = self.store.payment(payment_id)
+        assert payment.id_tag is not None
+        if self.store.card(payment.id_tag) is None:
+            with contextlib.suppress(Conflict):
+                self.store.add_card(payment.id_tag, user_id=None, mode=CardMode.PREPAID)
+        self.store.topup(
+            payment.id_tag,
+            payment.amount_minor,
+            f"payment:{payment.id}:topup",
+            payment_id=payment.id,
+            note=f"QR payment {payment.id} captured by {payment.provider} ({payment.provider_ref})",
+        )
+        started = self._started.setdefault(payment.id, asyncio.Event())
+        cp_id = payment.cp_id
+        if cp_id not in self.csms.server.connected:
+            self._fail_start(payment_id, "the charger is not connected")
+            return
+        try:
+            answer = await self.csms.server.call(
+                cp_id,
+                "RemoteStartTransaction",
+                {"connectorId": payment.connector_id, "idTag": payment.id_tag},
+            )
+        except (CallErrorReply, TimeoutError, KeyError, ConnectionError) as exc:
+            log.warning("payment %s: RemoteStartTransaction to %s failed: %s", payment_id, cp_id, exc)
+            self._fail_start(payment_id, "the charger did not take the start command")
+            return
+        if answer.get("status") != "Accepted":
+            self._fail_start(payment_id, "the charger rejected the start")
+            return
+        with contextlib.suppress(TimeoutError):
+            async with asyncio.timeout(self.config.start_timeout_s):
+                await started.wait()
+        if self.store.payment(payment_id).transaction_id is None:
+            self._fail_start(
+                payment_id, f"no charging session started within {self.config.start_timeout_s:g} s"
+            )
+
+    def _fail_start(self, payment_id: int, reason: str) -> None:
+        """Refund a captured payment whose session never started (unless it just did)."""
+        payment = self.store.payment(payment_id)
+        if payment.transaction_id is not None:
+            return
+        log.info("payment %s: refunding, %s", payment_id, reason)
+        self._settle(payment, reason, None)
+
+    def _settle(self, payment: Payment, reason: str, transaction_id: int | None) -> None:
+        """Pay the account's remainder out once (ledger), block the idTag, and refund through the provider."""
+        assert payment.id_tag is not None
+        try:
+            entry = self.store.payout_remainder(
+                payment.id_tag,
+                refund_key(payment.id),
+                note=reason,
+                payment_id=payment.id,
+                transaction_id=transaction_id,
+            )
+        except NotFound:
+            entry = None  # the account was never opened: nothing was credited
+        with contextlib.suppress(NotFound):
+            self.store.set_card_status(payment.id_tag, CardStatus.BLOCKED)
+        if entry is not None:
+            self._refund_later(payment, entry)
+
+    def _refund_later(self, payment: Payment, entry: LedgerEntry) -> None:
+        if payment.id in self._refunding or self.store.payment(payment.id).status is PaymentStatus.REFUNDED:
+            return
+        self._refunding.add(payment.id)
+        self._spawn(self._provider_refund(payment, -entry.amount_minor), f"pay-refund-{payment.id}")
+
+    async def _provider_refund(self, payment: Payment, amount_minor: int) -> None:
+        """Refund through the provider (same idempotency key as the ledger entry), retrying a few times."""
+        provider = self.providers.get(payment.provider)
+        try:
+            if provider is None or payment.provider_ref is None:
+                log.error(
+                    "payment %s: no provider %r to refund %s through",
+                    payment.id,
+                    payment.provider,
+                    amount_minor,
+                )
+                return
+            for attempt in range(1, self.config.refund_attempts + 1):
+                try:
+                    refund_id = await provider.refund(
+                        payment.provider_ref, amount_minor, refund_key(payment.id)
+                    )
+                except Exception:
+                    log.exception("payment %s: refund attempt %s failed", payment.id, attempt)
+                    await asyncio.sleep(self.config.refund_retry_s * attempt)
+                    continue
+                self.store.set_payment_status(payment.id, PaymentStatus.REFUNDED)
+                log.info("payment %s: refunded %s (%s)", payment.id, amount_minor, refund_id)
+                return
+            log.error(
+                "payment %s: refund of %s still owed after %s attempts", payment.id, amount_minor, attempt
+            )
+        finally:
+            self._refunding.discard(payment.id)
+
+    async def reconcile(self) -> None:
+        """After a restart: settle captured payments whose flow was cut short, retry owed provider refunds."""
+        for payment in self.store.payments_with_status(PaymentStatus.CAPTURED):
+            entry = self.store.entry(refund_key(payment.id))
+            if entry is not None:
+                self._refund_later(payment, entry)
+            elif payment.transaction_id is None:
+                self._settle(payment, "the server restarted before the charger started", None)
+            else:
+                tx = self.store.transaction(payment.transaction_id)
+                if not tx.active:
+                    self._settle(payment, "the remainder of the paid amount", tx.id)
+
+    # ---- hooks called by Csms (PaymentHooks)
+
+    def authorize(self, cp_id: str, id_tag: str) -> AuthStatus | None:
+        """A payment idTag is Accepted only at its charger, while paid and not yet used or refunded."""
+        payment = self.store.payment_for_id_tag(id_tag)
+        if payment is None:
+            return None
+        if payment.cp_id != cp_id:
+            log.warning("payment idTag of payment %s presented at %s", payment.id, cp_id)
+            return AuthStatus.INVALID
+        if (
+            payment.status is not PaymentStatus.CAPTURED
+            or payment.transaction_id is not None
+            or self.store.entry(refund_key(payment.id)) is not None
+        ):
+            return AuthStatus.BLOCKED
+        return AuthStatus.ACCEPTED
+
+    def started(self, cp_id: str, connector_id: int, id_tag: str, transaction_id: int) -> AuthStatus | None:
+        """Bind the payment to its first session on its own connector; anything else is refused."""
+        payment = self.store.payment_for_id_tag(id_tag)
+        if payment is None:
+            return None
+        if (payment.cp_id, payment.connector_id) != (cp_id, connector_id):
+            log.warning("payment %s idTag started at %s/%s", payment.id, cp_id, connector_id)
+            return AuthStatus.INVALID
+        if (
+            payment.status is not PaymentStatus.CAPTURED
+            or self.store.entry(refund_key(payment.id)) is not None
+        ):
+            return AuthStatus.BLOCKED
+        try:
+            self.store.attach_payment_transaction(payment.id, transaction_id)
+        except Conflict:
+            return AuthStatus.BLOCKED  # the idTag was already used for another session
+        event = self._started.get(payment.id)
+        if event is not None:
+            event.set()
+        return AuthStatus.ACCEPTED
+
+    def cost_cap(self, tx: Transaction) -> int | None:
+        """A paid session costs at most the amount paid; a refused one started with a payment idTag costs 0."""
+        payment = self.store.payment_for_id_tag(tx.id_tag)
+        if payment is None:
+            return None
+        return payment.amount_minor if payment.transaction_id == tx.id else 0
+
+    def stopped(self, tx: Transaction) -> None:
+        """The paid session ended (charged by the store, capped): pay out and refund the remainder once."""
+        try:
+            payment = self.store.payment_for_id_tag(tx.id_tag)
+            if payment is None or payment.transaction_id != tx.id or tx.active:
+                return
+            self._settle(payment, "the unused part of the payment", tx.id)
+        except StoreError:
+            # The session itself is recorded and charged; reconcile() settles the payment at the next start.
+            log.exception("cannot settle the payment of transaction %s", tx.id)
+
+    async def close(self) -> None:
+        """Cancel background work (server shutdown)."""
+        tasks = list(self._tasks)
+        for task in tasks:
+            task.cancel()
+        await asyncio.gather(*tasks, return_exceptions=True)
+
+
+def refund_key(payment_id: int) -> str:
+    """Ledger and provider idempotency key of a payment's (only) refund."""
+    return f"payment:{payment_id}:refund"
+
+
+def service(csms: Csms) -> PaymentService:
+    """The payment service of a central system."""
+    return csms.server.app[PAYMENTS]
 
 
 def setup(app: web.Application) -> None:
-    """Register this module's routes on the central system's application."""
+    """Register the pay pages, QR codes and provider callbacks, and hook payments into the OCPP handlers."""
+    csms = app[webapp.CSMS]
+    test = TestProvider(csms.store.secret("pay.test_provider"), clock=lambda: csms.clock().timestamp())
+    svc = PaymentService(csms, PayConfig.from_env(), {test.name: test})
+    app[PAYMENTS] = svc
+    csms.payment_hooks = svc
+    router = app.router
+    # Fixed paths before /pay/{cp}/{connector}.
+    router.add_get("/pay/status/{token}", svc.status_page)
+    router.add_get("/pay/test-provider/{ref}", svc.test_provider_page)
+    router.add_post("/pay/test-provider/{ref}", svc.test_provider_submit)
+    router.add_post("/pay/callback/{provider}", svc.callback)
+    router.add_get("/pay/{cp_id}/{connector}", svc.pay_page)
+    router.add_post("/pay/{cp_id}/{connector}", svc.pay_submit)
+    router.add_get(r"/qr/{cp_id}/{connector:[0-9]+}.svg", svc.qr)
+
+    async def on_startup(_: web.Application) -> None:
+        await svc.reconcile()
+
+    async def on_shutdown(_: web.Application) -> None:
+        await svc.close()
+
+    app.on_startup.append(on_startup)
+    app.on_shutdown.append(on_shutdown)

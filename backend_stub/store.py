@@ -1098,6 +1098,10 @@ class CsmsStore:
         rows = self._read("SELECT * FROM connectors WHERE cp_id = ? ORDER BY connector_id", (cp_id,))
         return [_connector(r) for r in rows]
 
+    def all_connectors(self) -> list[ConnectorStatus]:
+        """Live status of every reported connector of every charger, by charger and connector id (one query)."""
+        return [_connector(r) for r in self._read("SELECT * FROM connectors ORDER BY cp_id, connector_id")]
+
     def status_history(self, cp_id: str, connector_id: int | None = None) -> list[ConnectorStatus]:
         """Recorded StatusNotifications in time order."""
         sql = "SELECT * FROM status_history WHERE cp_id = ?"
@@ -1406,6 +1410,41 @@ class CsmsStore:
             sql, args = sql + " AND cp_id = ?", (cp_id,)
         return [_transaction(r) for r in self._read(sql + " ORDER BY id", args)]
 
+    def recent_transactions(
+        self,
+        *,
+        cp_id: str | None = None,
+        user_id: int | None = None,
+        id_tag: str | None = None,
+        limit: int = 100,
+    ) -> list[Transaction]:
+        """Transactions newest first, optionally only of one charger, of one user's cards or of one card."""
+        _int(limit, "limit", low=1, high=10_000)
+        clauses: list[str] = []
+        args: list[object] = []
+        if cp_id is not None:
+            clauses.append("t.cp_id = ?")
+            args.append(cp_id)
+        if user_id is not None:
+            clauses.append("t.id_tag IN (SELECT id_tag FROM cards WHERE user_id = ?)")
+            args.append(user_id)
+        if id_tag is not None:
+            clauses.append("t.id_tag = ?")
+            args.append(id_tag)
+        where = f" WHERE {' AND '.join(clauses)}" if clauses else ""
+        rows = self._read(f"SELECT t.* FROM transactions t{where} ORDER BY t.id DESC LIMIT ?", [*args, limit])
+        return [_transaction(r) for r in rows]
+
+    def user_entries(self, user_id: int, limit: int = 500) -> list[LedgerEntry]:
+        """Ledger entries of all of a user's cards, newest first."""
+        _int(limit, "limit", low=1, high=100_000)
+        rows = self._read(
+            "SELECT * FROM ledger WHERE id_tag IN (SELECT id_tag FROM cards WHERE user_id = ?) "
+            "ORDER BY id DESC LIMIT ?",
+            (user_id, limit),
+        )
+        return [_entry(r) for r in rows]
+
     def add_meter_values(self, transaction_id: int, samples: Sequence[MeterSample]) -> int:
         """Store samples (duplicates ignored) and return how many were new."""
         with self._write() as db:
@@ -1654,6 +1693,68 @@ class CsmsStore:
                     (transaction_id, self._now(), payment_id),
                 )
             return _payment(db.execute("SELECT * FROM payments WHERE id = ?", (payment_id,)).fetchone())
+
+    def payments_with_status(self, status: PaymentStatus | str) -> list[Payment]:
+        """Payments in one status, oldest first (for reconciliation after a restart)."""
+        state = _enum(PaymentStatus, status, "status")
+        rows = self._read("SELECT * FROM payments WHERE status = ? ORDER BY id", (state.value,))
+        return [_payment(r) for r in rows]
+
+    def payout_remainder(
+        self,
+        id_tag: str,
+        key: str,
+        *,
+        note: str,
+        payment_id: int | None = None,
+        transaction_id: int | None = None,
+    ) -> LedgerEntry | None:
+        """Pay a card's whole positive balance back out to its payer (e.g. the unused part of a QR payment).
+
+        Posted as a negative adjustment (a ``refund`` entry is a credit *to* the card, so it cannot carry money
+        out of it). Exactly once per key: a repeated call returns the first entry even if the balance moved
+        since; None when there was nothing to pay out (and then nothing is recorded under the key).
+        """
+        _text(key, "key", max_len=255)
+        _text(note, "note")
+        with self._write() as db:
+            row = db.execute("SELECT * FROM ledger WHERE idempotency_key = ?", (key,)).fetchone()
+            if row is not None:
+                return _entry(row)
+            if self._card_row(db, id_tag) is None:
+                raise UnknownCard(f"unknown card {id_tag!r}")
+            balance = int(
+                db.execute(
+                    "SELECT COALESCE(SUM(amount_minor), 0) FROM ledger WHERE id_tag = ?", (id_tag,)
+                ).fetchone()[0]
+            )
+            if balance <= 0:
+                return None
+            return self._post(
+                db,
+                id_tag,
+                LedgerKind.ADJUSTMENT,
+                -balance,
+                key,
+                transaction_id=transaction_id,
+                payment_id=payment_id,
+                note=note,
+            )
+
+    def secret(self, name: str, n_bytes: int = 32) -> bytes:
+        """A random per-installation secret, created on first use and kept (e.g. HMAC keys)."""
+        _text(name, "name", max_len=100)
+        _int(n_bytes, "n_bytes", low=16, high=1024)
+        with self._write() as db:
+            db.execute(
+                "INSERT OR IGNORE INTO settings (name, value) VALUES (?, ?)",
+                (f"secret:{name}", os.urandom(n_bytes).hex()),
+            )
+            return bytes.fromhex(
+                db.execute("SELECT value FROM settings WHERE name = ?", (f"secret:{name}",)).fetchone()[
+                    "value"
+                ]
+            )
 
     # -- statistics
 
