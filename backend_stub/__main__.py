@@ -13,7 +13,7 @@ import signal
 import sys
 from collections.abc import Sequence
 
-from backend_stub.ocpp_server import CentralSystem
+from backend_stub.ocpp_server import CentralSystem, tls_context
 
 
 def _key_value(text: str) -> tuple[str, str]:
@@ -73,8 +73,31 @@ def build_parser() -> argparse.ArgumentParser:
         help="with --db: fsync every commit (SQLite synchronous=FULL), so that not even a power cut undoes an "
         "acknowledged message; the default (NORMAL) survives process crashes and restarts",
     )
+    serve.add_argument(
+        "--max-message-bytes",
+        type=int,
+        default=64 * 1024,
+        help="a larger OCPP frame closes that connection with 1009 (default: %(default)s)",
+    )
+    serve.add_argument(
+        "--tls-cert", metavar="PEM", help="serve wss:// with this certificate (security profile 2)"
+    )
+    serve.add_argument("--tls-key", metavar="PEM", help="the certificate's private key")
+    serve.add_argument(
+        "--tls-client-ca",
+        metavar="PEM",
+        help="require charger certificates signed by this CA (security profile 3)",
+    )
     serve.add_argument("-v", "--verbose", action="store_true", help="log every frame to stderr")
     return parser
+
+
+def _configure(server: CentralSystem, args: argparse.Namespace) -> None:
+    """Settings common to both servers: frame size limit, TLS, and frames kept in the log file only."""
+    server.keep_frames = False  # a server that runs for months keeps frames in the log file only
+    server.max_message_bytes = args.max_message_bytes
+    if args.tls_cert:
+        server.ssl_context = tls_context(args.tls_cert, args.tls_key or args.tls_cert, args.tls_client_ca)
 
 
 async def serve(args: argparse.Namespace) -> None:
@@ -96,7 +119,7 @@ async def serve(args: argparse.Namespace) -> None:
                 heartbeat_interval_s=args.heartbeat_interval,
                 log_path=args.log,
             )
-            app.server.keep_frames = False  # a server that runs for months keeps frames in the log file only
+            _configure(app.server, args)
             await app.start()
             try:
                 print(app.url, flush=True)
@@ -111,7 +134,7 @@ async def serve(args: argparse.Namespace) -> None:
                 await app.stop()
         return
     cs = CentralSystem(args.host, args.port, log_path=args.log)
-    cs.keep_frames = False
+    _configure(cs, args)
     cs.heartbeat_interval = args.heartbeat_interval
     cs.passwords.update(args.password)
     cs.id_tags.update(args.id_tag)
@@ -123,7 +146,12 @@ async def serve(args: argparse.Namespace) -> None:
 
 def main(argv: Sequence[str] | None = None) -> int:
     """Entry point; returns the process exit code."""
-    args = build_parser().parse_args(argv)
+    parser = build_parser()
+    args = parser.parse_args(argv)
+    if args.command == "serve" and args.max_message_bytes < 1024:
+        parser.error("--max-message-bytes must be at least 1024")
+    if args.command == "serve" and (args.tls_key or args.tls_client_ca) and not args.tls_cert:
+        parser.error("--tls-key and --tls-client-ca need --tls-cert")
     logging.basicConfig(level=logging.INFO, format="%(asctime)s %(levelname)s %(name)s: %(message)s")
     if args.verbose:
         logging.getLogger("backend_stub").setLevel(logging.DEBUG)

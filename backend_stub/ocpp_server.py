@@ -896,6 +896,18 @@ async def _close(ws: web.WebSocketResponse, code: int, reason: str) -> None:
     await ws.close(code=code, message=reason.encode())
 
 
+def tls_context(cert: str | Path, key: str | Path, client_ca: str | Path | None = None) -> ssl.SSLContext:
+    """Server TLS for OCPP security profile 2 (server certificate), or 3 with ``client_ca`` (chargers must
+    present a certificate signed by it). TLS 1.2 is the minimum (OCPP 1.6 security whitepaper)."""
+    context = ssl.create_default_context(ssl.Purpose.CLIENT_AUTH)
+    context.minimum_version = ssl.TLSVersion.TLSv1_2
+    context.load_cert_chain(cert, key)
+    if client_ca is not None:
+        context.verify_mode = ssl.CERT_REQUIRED
+        context.load_verify_locations(client_ca)
+    return context
+
+
 def _is_incoming_call(frame: Frame, action: str, cp_id: str | None) -> bool:
     """Whether `frame` is an incoming CALL of `action` (from `cp_id`, if given)."""
     return (

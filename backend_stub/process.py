@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import asyncio
 import sys
+from collections.abc import Sequence
 from pathlib import Path
 from typing import IO
 
@@ -14,6 +15,7 @@ async def start_csms_process(
     db: Path | None = None,
     stderr: IO[str] | int | None = asyncio.subprocess.DEVNULL,
     env: dict[str, str] | None = None,
+    extra_args: Sequence[str] = (),
 ) -> tuple[asyncio.subprocess.Process, str]:
     """Start ``python -m backend_stub serve`` on 127.0.0.1 with a free port; returns the process and its URL.
 
@@ -24,6 +26,7 @@ async def start_csms_process(
         args += ["--db", str(db)]
     if log_path is not None:
         args += ["--log", str(log_path)]
+    args += extra_args
     proc = await asyncio.create_subprocess_exec(*args, stdout=asyncio.subprocess.PIPE, stderr=stderr, env=env)
     assert proc.stdout is not None
     line = await asyncio.wait_for(proc.stdout.readline(), 30)

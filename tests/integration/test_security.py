@@ -10,7 +10,9 @@ from pathlib import Path
 
 import pytest
 
-from backend_stub.ocpp_server import CentralSystem
+from backend_stub.ocpp_server import CentralSystem, tls_context
+from backend_stub.process import start_csms_process
+from backend_stub.store import CsmsStore
 from chargepoint.agent import Agent
 from tests.integration.conftest import FAST_TIMING, agent_config, until
 
@@ -106,12 +108,9 @@ async def test_profile_1_basic_auth(tmp_path: Path) -> None:
 
 
 def _server_context(pki: Path, *, require_client_cert: bool) -> ssl.SSLContext:
-    context = ssl.create_default_context(ssl.Purpose.CLIENT_AUTH)
-    context.load_cert_chain(pki / "server.pem", pki / "server.key")
-    if require_client_cert:
-        context.verify_mode = ssl.CERT_REQUIRED
-        context.load_verify_locations(pki / "ca.pem")
-    return context
+    return tls_context(
+        pki / "server.pem", pki / "server.key", pki / "ca.pem" if require_client_cert else None
+    )
 
 
 async def test_profile_2_basic_auth_over_tls(tmp_path: Path, pki: Path) -> None:
@@ -149,3 +148,43 @@ async def test_profile_3_client_certificate(tmp_path: Path, pki: Path) -> None:
         async for agent in _run(cs, tmp_path, csms):
             await cs.wait_for_call("BootNotification")
             await until(lambda a=agent: a.link is not None and a.link.online)
+
+
+async def test_bundled_central_system_serves_profile_2_from_the_command_line(
+    tmp_path: Path, pki: Path
+) -> None:
+    """`serve --db --tls-cert/--tls-key`: wss:// on the one port, the registry's password checked over TLS."""
+    with CsmsStore(tmp_path / "csms.db") as store:
+        store.add_charger("CP-1", "tls-password-123456")
+    proc, url = await start_csms_process(
+        db=tmp_path / "csms.db",
+        extra_args=["--tls-cert", str(pki / "server.pem"), "--tls-key", str(pki / "server.key")],
+    )
+    try:
+        assert url.startswith("wss://127.0.0.1:")
+        agent = Agent(
+            agent_config(
+                url,
+                tmp_path / "agent.db",
+                csms={
+                    "security_profile": 2,
+                    "password": "tls-password-123456",
+                    "ca_file": str(pki / "ca.pem"),
+                },
+            ),
+            timing=FAST_TIMING,
+        )
+        task = asyncio.create_task(agent.run())
+        try:
+            await until(
+                lambda: agent.link is not None and agent.link.online, 10, "agent never booted over TLS"
+            )
+        finally:
+            agent.shutdown()
+            await task
+    finally:
+        proc.terminate()
+        await proc.wait()
+    with CsmsStore(tmp_path / "csms.db") as store:
+        charger = store.charger("CP-1")
+        assert charger is not None and charger.last_boot is not None
