@@ -1,0 +1,225 @@
+"""Real Locust runs (single process and master + 2 workers) against real central systems over loopback."""
+
+from __future__ import annotations
+
+import json
+from pathlib import Path
+
+import pytest
+
+from backend_stub.store import CsmsStore, UnknownTransaction
+from tests.load.conftest import (
+    REQUIRED,
+    SeededCsms,
+    free_port,
+    locust_command,
+    read_failures,
+    read_metrics,
+    read_stats,
+    run_all,
+    scripted_csms,
+)
+
+pytestmark = pytest.mark.slow
+
+
+def assert_clean_run(stats: dict[tuple[str, str], tuple[int, int]], log: str) -> None:
+    """Every OCPP request the issue names was made, and nothing failed."""
+    for action in REQUIRED:
+        requests, _ = stats.get(("OCPP", action), (0, 0))
+        assert requests > 0, f"no {action} requests\n{log[-3000:]}"
+    failed = {key: f for key, (_, f) in stats.items() if f}
+    assert not failed, f"failures: {failed}\n{log[-3000:]}"
+
+
+async def test_headless_run_against_the_bundled_central_system(
+    seeded_csms: SeededCsms, tmp_path: Path
+) -> None:
+    users = seeded_csms.chargers
+    [(code, log)] = await run_all(
+        [
+            locust_command(
+                "--headless",
+                "--host",
+                seeded_csms.url,
+                "-u",
+                str(users),
+                "-r",
+                str(users),
+                "-t",
+                "20s",
+                "--csv",
+                str(tmp_path / "run"),
+                "--ocpp-shape",
+                "steady",
+                "--ocpp-speed",
+                "600",  # ten hours of charger life in the run: every charger charges at least once
+                "--ocpp-credentials",
+                str(seeded_csms.credentials),
+                "--ocpp-metrics-json",
+                str(tmp_path / "metrics.json"),
+            )
+        ],
+        tmp_path,
+        timeout_s=60,
+    )
+    assert code == 0, log[-3000:]
+    assert_clean_run(read_stats(tmp_path / "run"), log)
+    metrics = read_metrics(tmp_path / "metrics.json")
+    assert metrics["processes"] == 1
+    assert metrics["connections_held_max"] == users
+    assert metrics["connects"] == users and metrics["reconnects"] == 0 and metrics["connect_failures"] == 0
+    assert metrics["boots"] == users
+    assert metrics["sessions_started"] > 0
+    assert "OCPP metrics: connections held max" in log
+    # The central system billed the sessions with the seeded tariff.
+    with CsmsStore(seeded_csms.db) as store:
+        billed, tx_id = 0, 1
+        while True:
+            try:
+                tx = store.transaction(tx_id)
+            except UnknownTransaction:
+                break
+            billed += tx.stopped_at is not None and (tx.cost_minor or 0) > 0
+            tx_id += 1
+    assert billed > 0
+
+
+async def test_distributed_run_master_and_two_workers(seeded_csms: SeededCsms, tmp_path: Path) -> None:
+    users, port = seeded_csms.chargers, free_port()
+    master = locust_command(
+        "--master",
+        "--headless",
+        "--expect-workers",
+        "2",
+        "--expect-workers-max-wait",
+        "30",
+        "--master-bind-host",
+        "127.0.0.1",
+        "--master-bind-port",
+        str(port),
+        "--host",
+        seeded_csms.url,
+        "-u",
+        str(users),
+        "-r",
+        str(users),
+        "-t",
+        "15s",
+        "--csv",
+        str(tmp_path / "dist"),
+        "--ocpp-shape",
+        "transaction-heavy",
+        "--ocpp-speed",
+        "10",
+        "--ocpp-credentials",
+        str(seeded_csms.credentials),
+        "--ocpp-metrics-json",
+        str(tmp_path / "metrics.json"),
+    )
+    worker = locust_command("--worker", "--master-host", "127.0.0.1", "--master-port", str(port))
+    results = await run_all([master, worker, worker], tmp_path, timeout_s=75)
+    (code, log), *workers = results
+    assert code == 0, log[-3000:]
+    assert [c for c, _ in workers] == [0, 0], [w[-2000:] for _, w in workers]
+    assert_clean_run(read_stats(tmp_path / "dist"), log)
+    metrics = read_metrics(tmp_path / "metrics.json")
+    assert metrics["processes"] == 2  # both workers reported to the master
+    assert metrics["connections_held_max"] == users
+    # Each charger connected exactly once: the workers split the credentials file without overlap.
+    assert metrics["connects"] == users and metrics["reconnects"] == 0
+    assert all(p["counters"]["connects"] > 0 for p in metrics["per_process"].values())
+    assert metrics["sessions_started"] > 0
+
+
+async def test_call_errors_timeouts_and_invalid_answers_are_failures_with_their_codes(tmp_path: Path) -> None:
+    async with scripted_csms("errors", tmp_path) as url:
+        [(code, log)] = await run_all(
+            [
+                locust_command(
+                    "--headless",
+                    "--host",
+                    url,
+                    "-u",
+                    "4",
+                    "-r",
+                    "4",
+                    "-t",
+                    "6s",
+                    "--csv",
+                    str(tmp_path / "err"),
+                    "--ocpp-speed",
+                    "600",
+                    "--ocpp-timeout-s",
+                    "1",
+                )
+            ],
+            tmp_path,
+            timeout_s=45,
+        )
+    assert code == 1, log[-3000:]  # Locust exits 1 when requests failed
+    stats = read_stats(tmp_path / "err")
+    assert stats[("OCPP", "BootNotification")][1] == 0
+    failures = {(row["Name"], row["Error"]) for row in read_failures(tmp_path / "err")}
+    errors_of = {name: " ".join(e for n, e in failures if n == name) for name, _ in failures}
+    assert "CallError InternalError: heartbeat store is down" in errors_of["Heartbeat"]
+    assert "CallError SecurityError" in errors_of["Authorize"]
+    assert "CallTimeout" in errors_of["StatusNotification"]  # connector 0 got no answer
+    assert "FormationViolation" in errors_of["StatusNotification"]  # connector 1 got an invalid one
+    requests, failed = stats[("OCPP", "Heartbeat")]
+    assert requests == failed > 0
+
+
+async def test_central_system_calls_are_answered_and_acted_on(tmp_path: Path) -> None:
+    async with scripted_csms("remote", tmp_path) as url:
+        [(code, log)] = await run_all(
+            [
+                locust_command(
+                    "--headless",
+                    "--host",
+                    url,
+                    "-u",
+                    "1",
+                    "-r",
+                    "1",
+                    "-t",
+                    "10s",
+                    "--csv",
+                    str(tmp_path / "remote"),
+                    "--ocpp-metrics-json",
+                    str(tmp_path / "metrics.json"),
+                )
+            ],
+            tmp_path,
+            timeout_s=45,
+        )
+    assert code == 0, log[-3000:]
+    [answers] = json.loads((tmp_path / "results.json").read_text()).values()
+    assert "error" not in answers, answers
+    assert {k["key"] for k in answers["get_configuration"]["configurationKey"]} >= {"HeartbeatInterval"}
+    assert answers["change_heartbeat"] == {"status": "Accepted"}
+    assert answers["get_heartbeat"]["configurationKey"][0]["value"] == "7"
+    assert answers["get_heartbeat"]["unknownKey"] == ["NoSuchKey"]
+    assert answers["change_unknown"] == {"status": "NotSupported"}
+    assert answers["change_readonly"] == {"status": "Rejected"}
+    assert answers["trigger_heartbeat"] == {"status": "Accepted"} and answers["triggered_heartbeat"]
+    assert answers["remote_start"] == {"status": "Accepted"} and answers["started_with"] == "REMOTE-1"
+    assert answers["remote_start_busy"] == {"status": "Rejected"}
+    assert answers["remote_stop_wrong"] == {"status": "Rejected"}
+    assert answers["remote_stop"] == {"status": "Accepted"}
+    assert answers["stop_reason"] == "Remote" and answers["stop_transaction_id"]
+    assert answers["unlock"] == {"status": "Unlocked"}
+    assert answers["unlock_unknown"] == {"status": "NotSupported"}
+    assert answers["inoperative"] == {"status": "Accepted"} and answers["inoperative_status"] == "Unavailable"
+    assert answers["operative"] == {"status": "Accepted"}
+    assert answers["clear_cache"] == {"status": "Accepted"}
+    assert answers["data_transfer"] == {"status": "UnknownVendorId"}
+    assert json.loads(answers["unknown_action"])[:3] == [4, "unknown-1", "NotImplemented"]
+    assert answers["reset"] == {"status": "Accepted"} and answers["rebooted"]
+    metrics = read_metrics(tmp_path / "metrics.json")
+    assert metrics["resets"] == 1 and metrics["reconnects"] == 1 and metrics["boots"] == 2
+    assert metrics["server_calls"]["RemoteStartTransaction"] == 2
+    stats = read_stats(tmp_path / "remote")
+    assert stats[("OCPP", "StartTransaction")] == (1, 0)
+    assert stats[("OCPP", "StopTransaction")] == (1, 0)
+    assert stats[("Aggregated" if ("", "Aggregated") not in stats else "", "Aggregated")][1] == 0
