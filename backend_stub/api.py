@@ -647,6 +647,9 @@ async def topup_card(request: web.Request) -> web.Response:
     """POST /api/cards/{id_tag}/topup: idempotent by key; a replay returns the first entry (200, not 201)."""
     csms = _csms(request)
     card = _card_or_404(csms, request.match_info["id_tag"])
+    if csms.store.payment_for_id_tag(card.id_tag) is not None:
+        # Its whole remainder is refunded to the QR payer's provider, which refuses more than was paid.
+        raise ApiError(409, f"card {card.id_tag!r} is bound to a QR payment and takes no top-ups")
     body = await _json_body(request)
     _only(body, {"amount_minor", "key", "note"}, {"amount_minor"})
     amount = _int_value(body["amount_minor"], "amount_minor", low=1, high=MAX_AMOUNT_MINOR)

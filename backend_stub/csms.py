@@ -140,8 +140,10 @@ class Csms:
 
     async def stop(self) -> None:
         """Close every connection and the listener."""
-        for task in list(self._tasks):
+        tasks = list(self._tasks)
+        for task in tasks:
             task.cancel()
+        await asyncio.gather(*tasks, return_exceptions=True)
         await self.server.stop()
 
     @property
@@ -155,7 +157,7 @@ class Csms:
         return self.server.http_url
 
     # admission and registration
-    def _admission(self, cp_id: str, password: str | None) -> Admission:
+    async def _admission(self, cp_id: str, password: str | None) -> Admission:
         charger = self.store.charger(cp_id)
         if charger is None:
             if not self.admit_unknown:
@@ -168,12 +170,13 @@ class Csms:
             if password is None:
                 log.warning("refused charger %s: no password", cp_id)
                 return "unauthorized"
-            # scrypt costs ~30 ms on the event loop; a reconnecting charger repeats the password it proved
-            # before, so that is checked against a fast digest (a boot storm must not cost minutes of CPU).
+            # scrypt costs ~30 ms of CPU: it runs in a worker thread (hashlib releases the GIL), so a boot
+            # storm of first connections does not stall every other charger's messages. A reconnecting charger
+            # repeats the password it proved before, which is checked against a fast digest.
             digest = hashlib.sha256(password.encode(errors="surrogateescape")).digest()
             known = self._verified.get(cp_id)
             if known is None or not hmac.compare_digest(known, digest):
-                if not self.store.verify_password(cp_id, password):
+                if not await asyncio.to_thread(self.store.verify_password, cp_id, password):
                     log.warning("refused charger %s: wrong password", cp_id)
                     return "unauthorized"
                 self._verified[cp_id] = digest

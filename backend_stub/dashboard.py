@@ -387,8 +387,10 @@ def read_flash(request: web.Request) -> tuple[str, str] | None:
     if not raw or "." not in raw:
         return None
     payload, _, signature = raw.rpartition(".")
-    expected = hmac.new(_flash_key(request.app), payload.encode(), hashlib.sha256).hexdigest()
-    if not hmac.compare_digest(signature, expected):
+    expected = hmac.new(
+        _flash_key(request.app), payload.encode(errors="surrogatepass"), hashlib.sha256
+    ).hexdigest()
+    if not webapp.same_text(signature, expected):
         return None
     try:
         kind, text = json.loads(base64.urlsafe_b64decode(payload.encode()))
@@ -480,7 +482,7 @@ def page(handler: Handler) -> Handler:
             token = form.get(CSRF_FIELD)
             if (
                 not isinstance(token, str)
-                or not hmac.compare_digest(token, csrf_token(request.app))
+                or not webapp.same_text(token, csrf_token(request.app))
                 or not _same_origin(request)
             ):
                 return error_page(
@@ -1018,6 +1020,9 @@ async def topup_card(request: web.Request) -> web.StreamResponse:
             raise FormError(
                 f"card {card.id_tag} is personal (billed afterwards); only prepaid cards take top-ups"
             )
+        if store.payment_for_id_tag(card.id_tag) is not None:
+            # Its whole remainder is refunded to the QR payer's provider, which refuses more than was paid.
+            raise FormError(f"card {card.id_tag} is bound to a QR payment and takes no top-ups")
         nonce = _text_field(form, "nonce")
         if not _NONCE.fullmatch(nonce):
             raise FormError("the form is stale; reload the page")

@@ -390,7 +390,8 @@ class CentralSystem:
         self.refuse_connections = False
         # Optional registry check at the handshake: (cp_id, Basic password or None) -> "ok" | "unknown" |
         # "unauthorized" (HTTP 404 / 401). When set, it replaces `passwords`.
-        self.admission: Callable[[str, str | None], Admission] | None = None
+        # It may be a coroutine function, so that a slow password hash runs off the event loop.
+        self.admission: Callable[[str, str | None], Admission | Awaitable[Admission]] | None = None
         self.validate_responses = True
         self.handlers_by_subprotocol: dict[str, dict[str, Handler]] = {
             sub: version.default_handlers(self) for sub, version in VERSIONS.items()
@@ -625,7 +626,7 @@ class CentralSystem:
 
     # ---- handshake ---------------------------------------------------------------------------------------------
 
-    def _refusal(self, request: web.Request, cp_id: str | None) -> web.Response | None:
+    async def _refusal(self, request: web.Request, cp_id: str | None) -> web.Response | None:
         """Check path, availability, Basic auth and subprotocol before the WebSocket handshake."""
         if cp_id is None:
             return web.Response(
@@ -636,6 +637,8 @@ class CentralSystem:
         authorization = request.headers.get("Authorization")
         if self.admission is not None:
             verdict = self.admission(cp_id, _basic_password(authorization, cp_id))
+            if inspect.isawaitable(verdict):
+                verdict = await verdict
             if verdict == "unknown":
                 return web.Response(status=HTTPStatus.NOT_FOUND, text=f"Unknown charge point {cp_id}\n")
             unauthorized = verdict == "unauthorized"
@@ -662,7 +665,7 @@ class CentralSystem:
     async def _websocket(self, request: web.Request) -> web.StreamResponse:
         """Admit a charger and serve its connection until it closes."""
         cp_id = _charger_id(request.raw_path)
-        refusal = self._refusal(request, cp_id)
+        refusal = await self._refusal(request, cp_id)
         if refusal is not None:
             return refusal
         assert cp_id is not None

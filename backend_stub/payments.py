@@ -252,7 +252,7 @@ class TestProvider:
         except (KeyError, ValueError):
             raise CallbackRejected(401, f"missing or malformed {SIGNATURE_HEADER} header") from None
         expected = hmac.new(self.secret, f"{t}.".encode() + body, hashlib.sha256).hexdigest()
-        if not hmac.compare_digest(expected, given):
+        if not webapp.same_text(expected, given):
             raise CallbackRejected(401, "bad signature")
         if abs(self.clock() - t) > SIGNATURE_TOLERANCE_S:
             raise CallbackRejected(401, "signature timestamp outside the tolerance")
@@ -453,10 +453,8 @@ class PaymentService:
     def payment_for_token(self, token: str) -> Payment | None:
         """The payment a status token names, or None (unknown or forged)."""
         head, _, _mac = token.partition("-")
-        if (
-            not head.isdigit()
-            or len(head) > 18
-            or not hmac.compare_digest(self.status_token(int(head)), token)
+        if not re.fullmatch(r"[0-9]{1,18}", head) or not webapp.same_text(
+            self.status_token(int(head)), token
         ):
             return None
         try:
@@ -525,7 +523,9 @@ class PaymentService:
 
     def _parse_connector(self, request: web.Request) -> tuple[str, int] | None:
         text = request.match_info["connector"]
-        if not text.isdigit() or len(text) > 5:
+        if not re.fullmatch(
+            r"[0-9]{1,5}", text
+        ):  # ASCII only: str.isdigit() also takes '²', which int() refuses
             return None
         return request.match_info["cp_id"], int(text)
 
@@ -817,11 +817,16 @@ class PaymentService:
         """Top up the payment-bound account, send RemoteStart, and refund if no session starts in time."""
         try:
             await self._start_paid_session(payment_id)
+        except Exception:
+            # Whatever went wrong (store, unexpected charger answer), a captured payment must not be left
+            # hanging until the next restart: refund it now unless a session already took it.
+            log.exception("payment %s: starting the paid session failed", payment_id)
+            self._fail_start(payment_id, "the server could not start the session")
         finally:
             self._started.pop(payment_id, None)
 
-    async def _start_paid_session(self, payment_id: int) -> None:
-        payment = self.store.payment(payment_id)
+    def _open_account(self, payment: Payment) -> None:
+        """Credit the captured amount to the payment-bound prepaid card, creating it; idempotent."""
         assert payment.id_tag is not None
         if self.store.card(payment.id_tag) is None:
             with contextlib.suppress(Conflict):
@@ -833,6 +838,10 @@ class PaymentService:
             payment_id=payment.id,
             note=f"QR payment {payment.id} captured by {payment.provider} ({payment.provider_ref})",
         )
+
+    async def _start_paid_session(self, payment_id: int) -> None:
+        payment = self.store.payment(payment_id)
+        self._open_account(payment)
         started = self._started.setdefault(payment.id, asyncio.Event())
         cp_id = payment.cp_id
         if cp_id not in self.csms.server.connected:
@@ -870,6 +879,10 @@ class PaymentService:
     def _settle(self, payment: Payment, reason: str, transaction_id: int | None) -> None:
         """Pay the account's remainder out once (ledger), block the idTag, and refund through the provider."""
         assert payment.id_tag is not None
+        if payment.status is PaymentStatus.CAPTURED and self.store.entry(refund_key(payment.id)) is None:
+            # A crash between the capture and the top-up leaves money taken but never credited: credit it
+            # first (idempotent), so that the payout below refunds it instead of finding nothing to pay out.
+            self._open_account(payment)
         try:
             entry = self.store.payout_remainder(
                 payment.id_tag,
@@ -1017,6 +1030,10 @@ def setup(app: web.Application) -> None:
     svc = PaymentService(csms, PayConfig.from_env(), {test.name: test})
     app[PAYMENTS] = svc
     csms.payment_hooks = svc
+    log.warning(
+        "QR payments use the built-in 'test' provider (simulated money): anyone can pay with it and charge "
+        "for free. Fine for development and demos; a public site needs a real PaymentProvider."
+    )
     router = app.router
     # Fixed paths before /pay/{cp}/{connector}.
     router.add_get("/pay/status/{token}", svc.status_page)
@@ -1035,3 +1052,6 @@ def setup(app: web.Application) -> None:
 
     app.on_startup.append(on_startup)
     app.on_shutdown.append(on_shutdown)
+    # Again after the chargers' connections are closed: a StopTransaction handled while they were closing may
+    # have spawned a refund after on_shutdown ran (its ledger entry is kept; reconcile() retries it).
+    app.on_cleanup.append(on_shutdown)

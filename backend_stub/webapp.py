@@ -67,6 +67,11 @@ def session_value(digest: str) -> str:
     return hmac.new(bytes.fromhex(digest), b"csms dashboard session v1", hashlib.sha256).hexdigest()
 
 
+def same_text(a: str, b: str) -> bool:
+    """Constant-time equality of two strings; any text is fine (``hmac.compare_digest`` raises on non-ASCII str)."""
+    return hmac.compare_digest(a.encode(errors="surrogatepass"), b.encode(errors="surrogatepass"))
+
+
 def token_ok(app: web.Application, token: str) -> bool:
     """Whether ``token`` is the admin token (constant time)."""
     return hmac.compare_digest(token_digest(token), app[TOKEN_DIGEST])
@@ -79,7 +84,7 @@ def is_admin(request: web.Request) -> bool:
     if scheme.lower() == "bearer" and value.strip():
         return token_ok(request.app, value.strip())
     cookie = request.cookies.get(SESSION_COOKIE)
-    return cookie is not None and hmac.compare_digest(cookie, session_value(request.app[TOKEN_DIGEST]))
+    return cookie is not None and same_text(cookie, session_value(request.app[TOKEN_DIGEST]))
 
 
 def json_error(status: int, message: str, **extra: Any) -> web.Response:
