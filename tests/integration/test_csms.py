@@ -190,3 +190,68 @@ async def test_passwords_are_rechecked_after_a_change_and_oversized_frames_close
     ) as ws:
         answer = await RawCharger(ws).call("Heartbeat", {})
         assert answer[0] == 3  # the server carries on
+
+
+async def test_a_killed_server_keeps_everything_it_acknowledged(tmp_path: Path) -> None:
+    """SIGKILL the serving process right after its answers: every acknowledged start, sample and stop is in
+    the store when it comes back, and the session was charged exactly once."""
+    from backend_stub.process import start_csms_process
+
+    db = tmp_path / "csms.db"
+    with CsmsStore(db) as store:
+        store.put_tariff("T", json.dumps(TARIFF))
+        store.set_default_tariff_id("T")
+        store.add_charger("CP-K", "kill-password-123")
+        user = store.add_user("K")
+        store.add_card("TAG-K", user_id=user.id, mode="prepaid")
+        store.topup("TAG-K", 100_000, "k")
+    proc, url = await start_csms_process(db=db)
+    try:
+        async with connect(
+            f"{url}/CP-K", subprotocols=["ocpp1.6"], additional_headers=_auth("CP-K", "kill-password-123")
+        ) as ws:  # type: ignore[list-item]
+            cp = RawCharger(ws)
+            await cp.call("BootNotification", {"chargePointVendor": "V", "chargePointModel": "M"})
+            started = await cp.call(
+                "StartTransaction",
+                {"connectorId": 1, "idTag": "TAG-K", "meterStart": 0, "timestamp": "2026-11-22T10:00:00Z"},
+            )
+            tx = started[2]["transactionId"]
+            for i in range(1, 21):
+                answer = await cp.call(
+                    "MeterValues",
+                    {
+                        "connectorId": 1,
+                        "transactionId": tx,
+                        "meterValue": [
+                            {
+                                "timestamp": f"2026-11-22T10:{i:02d}:00Z",
+                                "sampledValue": [{"value": str(i * 10), "unit": "Wh"}],
+                            }
+                        ],
+                    },
+                )
+                assert answer[0] == 3
+            stopped = await cp.call(
+                "StopTransaction",
+                {
+                    "transactionId": tx,
+                    "meterStop": 250,
+                    "timestamp": "2026-11-22T10:30:00Z",
+                    "idTag": "TAG-K",
+                },
+            )
+            assert stopped[0] == 3
+            proc.kill()  # no shutdown, no flush: only what was committed before each answer survives
+            await proc.wait()
+    finally:
+        if proc.returncode is None:
+            proc.kill()
+            await proc.wait()
+    with CsmsStore(db) as store:
+        record = store.transaction(tx)
+        assert record.meter_stop_wh == 250 and not record.active and record.cost_minor
+        assert len(store.meter_values(tx)) == 20
+        charges = [e for e in store.entries("TAG-K") if e.kind == "charge"]
+        assert len(charges) == 1 and charges[0].amount_minor == -record.cost_minor
+        assert store.verify_balances() == []
