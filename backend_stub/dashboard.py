@@ -34,6 +34,16 @@ from aiohttp import web
 from multidict import MultiDictProxy
 
 from backend_stub import webapp
+from backend_stub.formatting import (
+    DIMENSION_UNITS,
+    describe_component,
+    describe_restrictions,
+    format_duration,
+    format_iso,
+    format_kwh,
+    format_money,
+    format_time,
+)
 from backend_stub.ocpp_server import CallErrorReply
 from backend_stub.store import (
     Card,
@@ -49,10 +59,7 @@ from backend_stub.store import (
     User,
 )
 from backend_stub.tariffs import (
-    DimensionType,
-    PriceComponent,
     Tariff,
-    TariffRestrictions,
     currency_exponent,
 )
 
@@ -96,130 +103,6 @@ Handler = webapp.Handler
 
 class FormError(ValueError):
     """A form field is missing or malformed; the message is shown to the operator."""
-
-
-# ---------------------------------------------------------------------------------------------- formatting
-
-
-def format_money(minor: int | None, currency: str) -> str:
-    """Integer minor units as text in the currency's major unit, e.g. 1234 EUR -> '12.34 EUR'."""
-    if minor is None:
-        return "—"
-    exponent = currency_exponent(currency)
-    return f"{Decimal(minor).scaleb(-exponent):,.{exponent}f} {currency}"
-
-
-def format_time(value: datetime | None) -> str:
-    """An aware datetime as 'YYYY-MM-DD HH:MM:SS UTC'; '—' for None."""
-    if value is None:
-        return "—"
-    return value.astimezone(UTC).strftime("%Y-%m-%d %H:%M:%S UTC")
-
-
-def format_kwh(energy_wh: int | float | Decimal | None) -> str:
-    """Wh as kWh with three decimals."""
-    if energy_wh is None:
-        return "—"
-    return f"{Decimal(energy_wh) / 1000:,.3f} kWh"
-
-
-def format_duration(seconds: float | Decimal | None) -> str:
-    """Seconds as 'H h MM min SS s'."""
-    if seconds is None:
-        return "—"
-    total = round(float(seconds))
-    hours, rest = divmod(total, 3600)
-    minutes, secs = divmod(rest, 60)
-    if hours:
-        return f"{hours} h {minutes:02d} min"
-    if minutes:
-        return f"{minutes} min {secs:02d} s"
-    return f"{secs} s"
-
-
-def format_iso(text: object) -> str:
-    """An ISO-8601 timestamp text (as in a stored CDR) shown like `format_time`; unparsable text unchanged."""
-    try:
-        value = datetime.fromisoformat(str(text).replace("Z", "+00:00"))
-    except ValueError:
-        return str(text)
-    return format_time(value if value.tzinfo else value.replace(tzinfo=UTC))
-
-
-# OCPI CdrDimension volumes and their units.
-DIMENSION_UNITS = {
-    "ENERGY": "kWh",
-    "TIME": "h",
-    "PARKING_TIME": "h",
-    "MAX_POWER": "kW",
-    "MIN_POWER": "kW",
-    "MAX_CURRENT": "A",
-    "MIN_CURRENT": "A",
-    "FLAT": "",
-}
-
-
-def _price(value: Decimal, currency: str) -> str:
-    """A tariff price with at least the currency's minor digits (0.3 EUR -> '0.30 EUR')."""
-    exponent = currency_exponent(currency)
-    places = max(exponent, -int(value.normalize().as_tuple().exponent))
-    return f"{value:.{places}f} {currency}"
-
-
-def _number(value: Decimal | int) -> str:
-    return f"{Decimal(value).normalize():f}"
-
-
-def describe_component(component: PriceComponent, currency: str) -> str:
-    """An OCPI price component in words: '0.30 EUR per kWh, billed per 1 Wh, plus 19% VAT'."""
-    price = _price(component.price, currency)
-    step = component.step_size
-    if component.type is DimensionType.ENERGY:
-        text = f"{price} per kWh"
-        steps = f"billed per {step} Wh" if step > 1 else ""
-    elif component.type is DimensionType.FLAT:
-        text, steps = f"{price} per session", ""
-    elif component.type is DimensionType.TIME:
-        text = f"{price} per hour of charging"
-        steps = f"billed in steps of {format_duration(step)}" if step > 1 else ""
-    else:
-        text = f"{price} per hour of parking (plugged in, not charging)"
-        steps = f"billed in steps of {format_duration(step)}" if step > 1 else ""
-    vat = "VAT not stated" if component.vat is None else f"plus {_number(component.vat)}% VAT"
-    return ", ".join(part for part in (text, steps, vat) if part)
-
-
-def describe_restrictions(r: TariffRestrictions | None) -> list[str]:
-    """When an element applies, in words; empty means always."""
-    if r is None:
-        return []
-    out: list[str] = []
-    if r.start_time or r.end_time:
-        start, end = r.start_time or "00:00", r.end_time or "24:00"
-        wrap = " (past midnight)" if r.start_time and r.end_time and r.end_time < r.start_time else ""
-        out.append(f"between {start} and {end} local time{wrap}")
-    if r.day_of_week:
-        out.append("on " + ", ".join(d.value.capitalize() for d in r.day_of_week))
-    if r.start_date:
-        out.append(f"from {r.start_date}")
-    if r.end_date:
-        out.append(f"until before {r.end_date}")
-    for low, high, unit in (
-        (r.min_kwh, r.max_kwh, "kWh"),
-        (r.min_current, r.max_current, "A"),
-        (r.min_power, r.max_power, "kW"),
-    ):
-        if low is not None:
-            out.append(f"at least {_number(low)} {unit}")
-        if high is not None:
-            out.append(f"below {_number(high)} {unit}")
-    if r.min_duration is not None:
-        out.append(f"session at least {format_duration(r.min_duration)}")
-    if r.max_duration is not None:
-        out.append(f"session shorter than {format_duration(r.max_duration)}")
-    if r.reservation is not None:
-        out.append(f"reservation: {r.reservation.value.lower().replace('_', ' ')}")
-    return out
 
 
 @dataclass(frozen=True)

@@ -43,6 +43,7 @@ from aiohttp import web
 
 from backend_stub import tariffs, webapp
 from backend_stub.csms import Csms
+from backend_stub.formatting import describe_restrictions, format_money, format_price
 from backend_stub.ocpp_server import CallErrorReply
 from backend_stub.store import (
     MAX_AMOUNT_MINOR,
@@ -300,21 +301,6 @@ class TestProvider:
 # --------------------------------------------------------------------------------------------- formatting
 
 
-def format_minor(amount_minor: int, currency: str) -> str:
-    """Integer minor units as a human amount: 1234 EUR -> '12.34 EUR'."""
-    exponent = tariffs.currency_exponent(currency)
-    value = Decimal(amount_minor).scaleb(-exponent)
-    return f"{value:.{exponent}f} {currency}"
-
-
-def _decimal(value: Decimal, currency: str) -> str:
-    """A tariff price with at least the currency's digits and at most 4 (trailing zeros dropped)."""
-    exponent = tariffs.currency_exponent(currency)
-    text = f"{value.quantize(Decimal('0.0001')):f}".rstrip("0")
-    whole, _, frac = text.partition(".")
-    return f"{whole}.{frac.ljust(exponent, '0')}" if exponent or frac else whole
-
-
 _UNITS = {
     tariffs.DimensionType.ENERGY: "Energy, per kWh",
     tariffs.DimensionType.FLAT: "Session fee, per session",
@@ -323,36 +309,11 @@ _UNITS = {
 }
 
 
-def _restriction_text(r: tariffs.TariffRestrictions | None) -> str:
-    """When a tariff element applies, in words ('' = always)."""
-    if r is None:
-        return ""
-    parts = []
-    if r.start_time or r.end_time:
-        parts.append(f"{r.start_time or '00:00'} to {r.end_time or '24:00'}")
-    if r.day_of_week:
-        parts.append(", ".join(d.value.capitalize()[:3] for d in r.day_of_week))
-    if r.start_date or r.end_date:
-        parts.append(f"dates {r.start_date or '…'} to {r.end_date or '…'}")
-    for low, high, unit in (
-        (r.min_kwh, r.max_kwh, "kWh"),
-        (r.min_power, r.max_power, "kW"),
-        (r.min_current, r.max_current, "A"),
-    ):
-        if low is not None or high is not None:
-            parts.append(f"{low if low is not None else 0} to {high if high is not None else '∞'} {unit}")
-    if r.min_duration is not None or r.max_duration is not None:
-        parts.append(
-            f"{(r.min_duration or 0) // 60} to {'∞' if r.max_duration is None else r.max_duration // 60} min"
-        )
-    return "; ".join(parts)
-
-
 def describe_tariff(tariff: tariffs.Tariff) -> list[dict[str, str]]:
     """Tariff rows for the pay page: what, when, price excl. VAT, VAT, price incl. VAT."""
     rows = []
     for element in tariff.elements:
-        when = _restriction_text(element.restrictions)
+        when = "; ".join(describe_restrictions(element.restrictions))
         for c in element.price_components:
             incl = c.price * (1 + (c.vat or Decimal(0)) / 100)
             step = ""
@@ -364,9 +325,9 @@ def describe_tariff(tariff: tariffs.Tariff) -> list[dict[str, str]]:
                 {
                     "what": _UNITS[c.type] + step,
                     "when": when,
-                    "excl": f"{_decimal(c.price, tariff.currency)} {tariff.currency}",
+                    "excl": format_price(c.price, tariff.currency),
                     "vat": f"{c.vat.normalize():f} %" if c.vat is not None else "none",
-                    "incl": f"{_decimal(incl, tariff.currency)} {tariff.currency}",
+                    "incl": format_price(incl, tariff.currency),
                 }
             )
     for label, price in (
@@ -374,16 +335,12 @@ def describe_tariff(tariff: tariffs.Tariff) -> list[dict[str, str]]:
         ("maximum per session", tariff.max_price),
     ):
         if price is not None:
-            incl_text = (
-                ""
-                if price.incl_vat is None
-                else f"{_decimal(price.incl_vat, tariff.currency)} {tariff.currency}"
-            )
+            incl_text = "" if price.incl_vat is None else format_price(price.incl_vat, tariff.currency)
             rows.append(
                 {
                     "what": label,
                     "when": "",
-                    "excl": f"{_decimal(price.excl_vat, tariff.currency)} {tariff.currency}",
+                    "excl": format_price(price.excl_vat, tariff.currency),
                     "vat": "",
                     "incl": incl_text,
                 }
@@ -567,9 +524,9 @@ class PaymentService:
             unavailable=self._unavailable_reason(cp_id, connector_id),
             tariff_rows=describe_tariff(tariff) if tariff else [],
             currency=currency,
-            presets=[(p, format_minor(p, currency)) for p in presets],
-            min_amount=format_minor(cfg.min_amount_minor, currency),
-            max_amount=format_minor(cfg.max_amount_minor, currency),
+            presets=[(p, format_money(p, currency)) for p in presets],
+            min_amount=format_money(cfg.min_amount_minor, currency),
+            max_amount=format_money(cfg.max_amount_minor, currency),
             min_minor=cfg.min_amount_minor,
             max_minor=cfg.max_amount_minor,
             error=error,
@@ -581,13 +538,13 @@ class PaymentService:
         """The amount in minor units, or the error message to show."""
         currency = self.store.currency()
         cfg = self.config
-        limits = f"between {format_minor(cfg.min_amount_minor, currency)} and {format_minor(cfg.max_amount_minor, currency)}"
+        limits = f"between {format_money(cfg.min_amount_minor, currency)} and {format_money(cfg.max_amount_minor, currency)}"
         text = raw.strip()
         if not re.fullmatch(r"[0-9]{1,15}", text):
             return f"Enter the amount as a whole number of {currency} minor units (cents), {limits}."
         amount = int(text)
         if not cfg.min_amount_minor <= amount <= cfg.max_amount_minor:
-            return f"The amount must be {limits}; {format_minor(amount, currency)} is not."
+            return f"The amount must be {limits}; {format_money(amount, currency)} is not."
         return amount
 
     async def pay_submit(self, request: web.Request) -> web.Response:
@@ -658,7 +615,7 @@ class PaymentService:
         return self._render(
             "pay_test_provider.html",
             ref=ref,
-            amount=format_minor(checkout.amount_minor, checkout.currency),
+            amount=format_money(checkout.amount_minor, checkout.currency),
             description=checkout.description,
         )
 
@@ -730,7 +687,7 @@ class PaymentService:
         currency = self.store.currency()
 
         def money(minor: int) -> str:
-            return format_minor(minor, currency)
+            return format_money(minor, currency)
 
         amount = money(payment.amount_minor)
         if payment.status in (PaymentStatus.CREATED, PaymentStatus.AUTHORIZED):

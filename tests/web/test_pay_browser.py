@@ -6,6 +6,7 @@ from dataclasses import replace
 
 from backend_stub import payments
 from backend_stub.csms import Csms
+from backend_stub.formatting import format_money
 from backend_stub.store import PaymentStatus
 from tests.integration.conftest import until
 from tests.web.conftest import CP_ID, Browser, StartSiteAgent
@@ -60,9 +61,9 @@ async def test_qr_pay_flow_in_chromium(site: Csms, site_agent: StartSiteAgent, b
     assert payment.transaction_id is not None
     cost = site.store.transaction(payment.transaction_id).cost_minor
     assert cost is not None and 0 < cost < 500
-    assert payments.format_minor(cost, "EUR") in await page.inner_text("#cost")
+    assert format_money(cost, "EUR") in await page.inner_text("#cost")
     await page.wait_for_function(
         "() => !document.querySelector('#refund').textContent.includes('processing')", timeout=10_000
     )
-    assert payments.format_minor(500 - cost, "EUR") in await page.inner_text("#refund")
+    assert format_money(500 - cost, "EUR") in await page.inner_text("#refund")
     assert site.store.verify_balances() == []

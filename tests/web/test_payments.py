@@ -15,6 +15,7 @@ import segno
 
 from backend_stub import payments
 from backend_stub.csms import Csms
+from backend_stub.formatting import format_money
 from backend_stub.store import AuthStatus, CardStatus, CsmsStore, LedgerKind, Payment, PaymentStatus
 from tests.integration.conftest import RunningAgent, until
 from tests.web.conftest import ADMIN_TOKEN, CP_ID, StartSiteAgent
@@ -159,7 +160,7 @@ async def test_happy_path_charges_energy_and_refunds_remainder(
     assert site.store.verify_balances() == []
     state, html = await status_state(http, status_path)
     assert state == "finished", html
-    assert payments.format_minor(remainder, "EUR") in html
+    assert format_money(remainder, "EUR") in html
     assert 'http-equiv="refresh"' not in html
     history = [s for s, _ in site.store.payment_history(payment.id)]
     assert history == [
