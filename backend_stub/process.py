@@ -16,12 +16,14 @@ async def start_csms_process(
     stderr: IO[str] | int | None = asyncio.subprocess.DEVNULL,
     env: dict[str, str] | None = None,
     extra_args: Sequence[str] = (),
+    port: int = 0,
 ) -> tuple[asyncio.subprocess.Process, str]:
-    """Start ``python -m backend_stub serve`` on 127.0.0.1 with a free port; returns the process and its URL.
+    """Start ``python -m backend_stub serve`` on 127.0.0.1 (a free port unless ``port`` is given, e.g. to restart
+    on the same one); returns the process and its URL.
 
     With ``db`` it is the central system on that store; without, the test server that accepts everyone.
     """
-    args = [sys.executable, "-m", "backend_stub", "serve", "--host", "127.0.0.1", "--port", "0"]
+    args = [sys.executable, "-m", "backend_stub", "serve", "--host", "127.0.0.1", "--port", str(port)]
     if db is not None:
         args += ["--db", str(db)]
     if log_path is not None:

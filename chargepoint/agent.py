@@ -6,13 +6,14 @@ import asyncio
 import contextlib
 import logging
 import random
+from collections.abc import Callable
 from typing import Any
 
 from chargepoint.config import AgentConfig
 from chargepoint.core.model import ResetKind, StopReason
 from chargepoint.core.settings import SPECS, Settings
 from chargepoint.core.station import ConnectorPorts, Station, StationTiming
-from chargepoint.csms.link import CLOSE_TIMEOUT_S, Link
+from chargepoint.csms.link import CLOSE_TIMEOUT_S, CallObserver, Link
 from chargepoint.ports import Clock, CounterIds, IdGenerator, SystemClock
 from chargepoint.store import Store
 from chargepoint.watchdog import keep_alive, notify, watchdog_interval_s
@@ -36,8 +37,13 @@ class Agent:
         ids: IdGenerator | None = None,
         rng: random.Random | None = None,
         timing: StationTiming | None = None,
+        store_factory: Callable[[], Store] | None = None,
+        call_observer: CallObserver | None = None,
     ) -> None:
         self.config = config
+        # A fleet of agents in one process shares one SQLite file (chargepoint.store.StoreFile), one key each.
+        self._store_factory = store_factory
+        self.call_observer = call_observer  # told of every CALL's answer and latency (fleet metrics)
         self.sims: dict[int, SimConnector] = {}
         if ports is None:
             ports = {}
@@ -97,13 +103,19 @@ class Agent:
 
     async def _run_once(self) -> ResetKind | None:
         cfg = self.config
-        store = Store(cfg.storage.path, durable=cfg.storage.durable, outbox_limit=cfg.storage.outbox_limit)
+        if self._store_factory is not None:
+            store = self._store_factory()
+        else:
+            store = Store(
+                cfg.storage.path, durable=cfg.storage.durable, outbox_limit=cfg.storage.outbox_limit
+            )
         self.store = store
         settings = self._settings(store)
         station = Station(
             self.ports, store, settings, self.clock, timing=self.timing, unlock_supported=cfg.unlock_supported
         )
         link = Link(cfg.station, cfg.csms, station, store, settings, self.clock, self.ids, rng=self.rng)
+        link.call_observer = self.call_observer
         station.attach(link)
         self.station, self.link = station, link
         try:

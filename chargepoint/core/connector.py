@@ -37,6 +37,31 @@ TRANSITIONS: list[dict[str, Any]] = [
 ]
 
 
+# One machine for every connector in the process: it holds the states and the transition table, and each Connector
+# carries only its own ``state``. A Machine per connector cost ~33 KB, and registering models with add_model still
+# ~10 KB each (bound trigger partials); a fleet of thousands of agents in one process cannot afford either.
+_MACHINE = Machine(
+    model=[],
+    states=ConnectorState,
+    transitions=TRANSITIONS,
+    initial=S.AVAILABLE,
+    auto_transitions=False,
+    ignore_invalid_triggers=False,
+    after_state_change="_after_state_change",  # resolved on the model: Connector._after_state_change
+)
+
+
+def _trigger(name: str) -> Callable[[Connector], bool]:
+    """A Connector method firing ``name`` on the shared machine (raises MachineError where it is illegal)."""
+
+    def fire(self: Connector) -> bool:
+        return bool(_MACHINE.events[name].trigger(self))
+
+    fire.__name__ = fire.__qualname__ = name
+    fire.__doc__ = f"Fire the {name!r} transition."
+    return fire
+
+
 @dataclass
 class ActiveTransaction:
     """The transaction running on a connector (its durable twin is the store's row)."""
@@ -79,14 +104,13 @@ class Connector:
         self.state_before_fault: ConnectorState | None = None
         self.operative = operative
         self.scheduled_operative: bool | None = None
-        self.machine = Machine(
-            model=self,
-            states=ConnectorState,
-            transitions=TRANSITIONS,
-            initial=S.AVAILABLE if operative else S.UNAVAILABLE,
-            auto_transitions=False,
-            ignore_invalid_triggers=False,
-        )
+        self.state = S.AVAILABLE if operative else S.UNAVAILABLE
+        self.on_state_change: Callable[[Connector], None] | None = None
+
+    def _after_state_change(self) -> None:
+        """Called by the shared machine after each transition of this connector."""
+        if self.on_state_change is not None:
+            self.on_state_change(self)
 
     # pure questions
     @property
@@ -111,7 +135,7 @@ class Connector:
 
     def can(self, trigger: str) -> bool:
         """Whether ``trigger`` is legal from the current state."""
-        return bool(self.machine.get_triggers(self.state).count(trigger))
+        return bool(_MACHINE.get_triggers(self.state).count(trigger))
 
     def resting_state(self) -> ConnectorState:
         """The state this connector belongs in when nothing else is happening (after a fault or enable)."""
@@ -125,5 +149,9 @@ class Connector:
 
     def settle(self, state: ConnectorState) -> None:
         """Jump to ``state`` directly: only for fault recovery and start-up, where the table has no edge."""
-        self.machine.set_state(state)
+        _MACHINE.set_state(state, model=self)
         self.state = state
+
+
+for _name in dict.fromkeys(t["trigger"] for t in TRANSITIONS):
+    setattr(Connector, _name, _trigger(_name))

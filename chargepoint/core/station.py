@@ -137,7 +137,7 @@ class Station:
         for cid in sorted(ports):
             operative = store.get(f"operative.{cid}", "1") == "1"
             conn = Connector(cid, operative=operative)
-            conn.machine.after_state_change = [lambda c=conn: self._state_changed(c)]
+            conn.on_state_change = self._state_changed
             self.connectors[cid] = conn
         self.station_operative = store.get("operative.0", "1") == "1"
         self.last_reading: dict[int, MeterReading] = {}

@@ -55,6 +55,13 @@ SUBPROTOCOL_BY_VERSION = {"1.6": "ocpp1.6"}
 CLOSE_TIMEOUT_S = 2.0
 
 
+class CallObserver(Protocol):
+    """Told of every CALL this charge point sent: its action, seconds to the answer, and the CallError code or
+    ``Timeout``/``ConnectionClosed`` (None for a CALLRESULT). For metrics only; it must not raise or block."""
+
+    def __call__(self, action: str, latency_s: float, error: str | None) -> None: ...
+
+
 class SettableClock(Clock, Protocol):
     """A clock the CSMS may correct."""
 
@@ -86,6 +93,7 @@ class Link:
         self.clock = clock
         self.ids = ids
         self.rng = rng or random.Random()
+        self.call_observer: CallObserver | None = None
         self.outbox = OutboxSender(store, settings, station)
         self.session: Session | None = None
         self.reconnects = 0
@@ -115,6 +123,11 @@ class Link:
     def outbox_changed(self) -> None:
         """Wake the outbox sender."""
         self.outbox.changed()
+
+    @property
+    def connection(self) -> Any:
+        """The open WebSocket connection, or None (the simulator cuts it to simulate a network drop)."""
+        return self._ws
 
     # activity and time, for the sessions
     def touch(self) -> None:

@@ -11,6 +11,7 @@ import contextlib
 import json
 import logging
 import re
+from collections.abc import Iterator, Mapping
 from dataclasses import dataclass
 from datetime import UTC, datetime
 from typing import TYPE_CHECKING, Any
@@ -18,7 +19,7 @@ from typing import TYPE_CHECKING, Any
 import ocpp.messages
 from ocpp.exceptions import OCPPError
 from ocpp.messages import Call, CallError, CallResult, MessageType, unpack
-from ocpp.routing import after, on
+from ocpp.routing import after, create_route_map, on
 from ocpp.v16 import ChargePoint as _OcppChargePoint
 from ocpp.v16 import call_result
 from ocpp.v16.enums import Action
@@ -110,6 +111,44 @@ class _StatusReport:
     seq: int
 
 
+class _BoundRoutes(Mapping[str, dict[str, Any]]):
+    """The ``ocpp`` package's route map for one session, bound on lookup.
+
+    The package builds a dict of bound handler methods for every session (~2 KB); this builds the map once per
+    class and binds the handlers of one action when a CALL for it arrives.
+    """
+
+    __slots__ = ("_owner", "_routes")
+    _cache: dict[type, dict[str, dict[str, Any]]] = {}
+
+    def __init__(self, owner: Any) -> None:
+        cls = type(owner)
+        routes = self._cache.get(cls)
+        if routes is None:
+            routes = {
+                action: {k: getattr(v, "__func__", v) for k, v in entry.items()}
+                for action, entry in create_route_map(owner).items()
+            }
+            self._cache[cls] = routes
+        self._owner = owner
+        self._routes = routes
+
+    def __getitem__(self, action: str) -> dict[str, Any]:
+        entry = self._routes[action]
+        return {
+            k: v.__get__(self._owner) if k in ("_on_action", "_after_action") else v for k, v in entry.items()
+        }
+
+    def __iter__(self) -> Iterator[str]:
+        return iter(self._routes)
+
+    def __len__(self) -> int:
+        return len(self._routes)
+
+    def __contains__(self, action: object) -> bool:
+        return action in self._routes
+
+
 class V16Session(_OcppChargePoint):  # type: ignore[misc]
     """An OCPP 1.6J conversation with the central system over one connection."""
 
@@ -121,6 +160,10 @@ class V16Session(_OcppChargePoint):  # type: ignore[misc]
         self.station = link.station
         self.settings = link.settings
         self._unique_id_generator = link.ids
+        # Answers are matched by request() itself (self._pending); the base class's response queue is never used,
+        # and an asyncio.Queue costs ~3 KB, which a fleet of thousands of sessions in one process notices.
+        self._response_queue = None
+        self.route_map = _BoundRoutes(self)
         self.accepted = asyncio.Event()
         self.boot_status: str | None = None
         self.ever_accepted = False
@@ -255,19 +298,37 @@ class V16Session(_OcppChargePoint):  # type: ignore[misc]
         call = Call(self._unique_id_generator(), action, payload)
         ocpp.messages._validate_payload(call, self._ocpp_version)
         timeout = timeout_s if timeout_s is not None else self._response_timeout
+        loop = asyncio.get_running_loop()
+        observer = self.link.call_observer
         async with self._call_lock:
             if self._closed.is_set():
                 raise CsmsUnavailable("connection closed")
-            future: asyncio.Future[Any] = asyncio.get_running_loop().create_future()
+            future: asyncio.Future[Any] = loop.create_future()
             self._pending = (call.unique_id, action, future)
+            sent_at = loop.time()
             try:
                 await self._send(call.to_json())
                 async with asyncio.timeout(timeout):
                     answer = await future
             except TimeoutError as exc:
+                if observer is not None:
+                    observer(action, loop.time() - sent_at, "Timeout")
                 raise CsmsUnavailable(f"no answer to {action} within {timeout:g} s") from exc
+            except CsmsUnavailable:
+                if observer is not None:
+                    observer(action, loop.time() - sent_at, "ConnectionClosed")
+                raise
             finally:
                 self._pending = None
+                if future.done() and not future.cancelled():
+                    # A close during the send fails the future nobody awaits any more: mark it as seen.
+                    future.exception()
+                else:
+                    future.cancel()
+        if observer is not None:
+            observer(
+                action, loop.time() - sent_at, answer.error_code if isinstance(answer, CallError) else None
+            )
         if isinstance(answer, CallError):
             raise CsmsRejected(answer.error_code, answer.error_description)
         answer.action = action

@@ -1,0 +1,202 @@
+"""``python -m simulator run --scenario FILE ...`` runs a fleet; ``python -m simulator ctl ...`` drives one."""
+
+from __future__ import annotations
+
+import argparse
+import asyncio
+import contextlib
+import json
+import logging
+import signal
+import sys
+from pathlib import Path
+from typing import Any
+
+from simulator import control
+from simulator.fleet import CsmsProcess, Fleet, dump_samples, raise_fd_limit, shard_range
+from simulator.live import show
+from simulator.metrics import merge_reports, write_report
+from simulator.scenario import Scenario, ScenarioError, load
+
+log = logging.getLogger("simulator")
+
+
+def _parser() -> argparse.ArgumentParser:
+    parser = argparse.ArgumentParser(prog="python -m simulator", description=__doc__)
+    sub = parser.add_subparsers(dest="command", required=True)
+    run = sub.add_parser("run", help="run a fleet of virtual chargers")
+    run.add_argument("--scenario", required=True, type=Path)
+    run.add_argument("--csms", help="central system URL (overrides the scenario's)")
+    run.add_argument("--count", type=int, help="number of chargers (overrides the scenario's)")
+    run.add_argument("--duration", type=float, help="real seconds to run (overrides the scenario's)")
+    run.add_argument("--processes", type=int, default=1, help="split the fleet across K processes")
+    run.add_argument("--report-dir", type=Path, default=Path("fleet-report"))
+    run.add_argument("--no-live", action="store_true", help="no live terminal view")
+    run.add_argument("--control-socket", type=Path, default=None, help="Unix socket for `ctl`")
+    run.add_argument("--log-level", default="WARNING")
+    run.add_argument("--shard", type=int, default=0, help=argparse.SUPPRESS)
+    run.add_argument("--shards", type=int, default=1, help=argparse.SUPPRESS)
+    ctl = sub.add_parser("ctl", help="drive one charger of a running fleet")
+    ctl.add_argument("--socket", type=Path, default=None)
+    ctl.add_argument("action", choices=["plug", "unplug", "swipe", "status"])
+    ctl.add_argument("charger", nargs="?")
+    ctl.add_argument("arg", nargs="?", help="connector (plug/unplug) or idTag (swipe)")
+    ctl.add_argument("connector", nargs="?", type=int, help="swipe: connector (default: the plugged one)")
+    check = sub.add_parser("check", help="validate a scenario file and exit")
+    check.add_argument("--scenario", required=True, type=Path)
+    return parser
+
+
+async def _run_single(args: argparse.Namespace, scenario: Scenario) -> dict[str, Any]:
+    """One process: the whole fleet or one shard of it."""
+    work = args.report_dir
+    fleet = Fleet(scenario, work_dir=work, shard=args.shard, shards=args.shards)
+    sock = args.control_socket or control.default_socket()
+    stop = asyncio.Event()
+    loop = asyncio.get_running_loop()
+    for sig in (signal.SIGINT, signal.SIGTERM):
+        loop.add_signal_handler(sig, stop.set)
+    server = None
+    view = None
+    try:
+        await fleet.start()
+        server = await control.serve(sock, control.fleet_handler(fleet))
+        if args.shards == 1:
+            print(f"fleet of {len(fleet.chargers)} chargers running; control socket {sock}", file=sys.stderr)
+        view = asyncio.create_task(show(fleet.summary, scenario.name, live=not args.no_live))
+        runner = asyncio.create_task(fleet.run())
+        stopper = asyncio.create_task(stop.wait())
+        await asyncio.wait({runner, stopper}, return_when=asyncio.FIRST_COMPLETED)
+        runner.cancel()
+        stopper.cancel()
+        await fleet.wind_down()
+    finally:
+        if view is not None:
+            view.cancel()
+        if server is not None:
+            server.close()
+            with contextlib.suppress(FileNotFoundError):
+                sock.unlink()
+        await fleet.stop()
+    report = fleet.report()
+    report["processes"] = 1
+    write_report(report, work)
+    dump_samples(fleet, work / "latency-samples.json")
+    await fleet.close()
+    return report
+
+
+async def _run_sharded(args: argparse.Namespace, scenario: Scenario) -> dict[str, Any]:
+    """``--processes K``: K child processes, one shard each; the parent routes control and merges reports."""
+    k = args.processes
+    csms: CsmsProcess | None = None
+    url = args.csms
+    if url is None and scenario.spawn_csms:
+        csms = CsmsProcess(heartbeat_interval_s=scenario.fleet.heartbeat_interval_s)
+        url = await csms.start()
+    sock = args.control_socket or control.default_socket()
+    shard_socks = [sock.with_name(f"{sock.name}.{i}") for i in range(k)]
+    procs = []
+    try:
+        for i in range(k):
+            cmd = [
+                sys.executable, "-m", "simulator", "run", "--scenario", str(args.scenario),
+                "--report-dir", str(args.report_dir / f"shard-{i}"), "--no-live",
+                "--control-socket", str(shard_socks[i]), "--shard", str(i), "--shards", str(k),
+                "--log-level", args.log_level,
+            ]  # fmt: skip
+            if url:
+                cmd += ["--csms", url]
+            if args.count:
+                cmd += ["--count", str(args.count)]
+            if args.duration:
+                cmd += ["--duration", str(args.duration)]
+            procs.append(await asyncio.create_subprocess_exec(*cmd))
+        count = scenario.fleet.count
+        ids = {scenario.fleet.charger_id(i): s for s in range(k) for i in shard_range(count, s, k)}
+        server = await control.serve(sock, control.router(shard_socks, ids.get))
+        print(f"fleet of {count} chargers in {k} processes; control socket {sock}", file=sys.stderr)
+        try:
+            codes = await asyncio.gather(*(p.wait() for p in procs))
+        finally:
+            server.close()
+            with contextlib.suppress(FileNotFoundError):
+                sock.unlink()
+        if any(codes):
+            raise SystemExit(f"a fleet process failed (exit codes {codes})")
+    finally:
+        for p in procs:
+            if p.returncode is None:
+                p.terminate()
+        if csms is not None:
+            await csms.stop()
+    parts = [json.loads((args.report_dir / f"shard-{i}" / "report.json").read_text()) for i in range(k)]
+    samples = [
+        json.loads((args.report_dir / f"shard-{i}" / "latency-samples.json").read_text()) for i in range(k)
+    ]
+    report = merge_reports(parts, samples)
+    write_report(report, args.report_dir)
+    return report
+
+
+async def _ctl(args: argparse.Namespace) -> int:
+    sock = args.socket or control.default_socket()
+    req: dict[str, Any] = {"cmd": args.action}
+    if args.charger:
+        req["charger"] = args.charger
+    if args.action in ("plug", "unplug"):
+        if not args.charger:
+            print(f"error: {args.action} needs a charger id and a connector", file=sys.stderr)
+            return 2
+        req["connector"] = int(args.arg or 1)
+    elif args.action == "swipe":
+        if not args.charger or not args.arg:
+            print("error: swipe needs a charger id and an idTag", file=sys.stderr)
+            return 2
+        req["id_tag"] = args.arg
+        if args.connector is not None:
+            req["connector"] = args.connector
+    try:
+        answer = await control.request(sock, req)
+    except (OSError, TimeoutError) as exc:
+        print(f"error: no fleet at {sock}: {exc}", file=sys.stderr)
+        return 1
+    print(json.dumps(answer.get("status", answer), indent=2))
+    return 0 if answer.get("ok") else 1
+
+
+def main(argv: list[str] | None = None) -> int:
+    """Entry point."""
+    args = _parser().parse_args(argv)
+    if args.command == "ctl":
+        return asyncio.run(_ctl(args))
+    try:
+        scenario = load(args.scenario)
+        if args.command == "check":
+            print(f"{args.scenario}: ok ({scenario.fleet.count} chargers)")
+            return 0
+        scenario = scenario.with_overrides(csms_url=args.csms, count=args.count, duration_s=args.duration)
+        if args.processes < 1:
+            raise ScenarioError("--processes", f"must be >= 1, got {args.processes}")
+        if args.processes > 1 and any(f.kind == "csms_restart" for f in scenario.faults):
+            raise ScenarioError("faults.kind", "csms_restart runs with --processes 1 only")
+    except ScenarioError as exc:
+        print(f"error: {exc}", file=sys.stderr)
+        return 2
+    logging.basicConfig(
+        level=args.log_level.upper(), format="%(asctime)s %(levelname)s %(name)s: %(message)s"
+    )
+    raise_fd_limit()
+    if args.processes > 1:
+        report = asyncio.run(_run_sharded(args, scenario))
+    else:
+        report = asyncio.run(_run_single(args, scenario))
+    print(
+        f"report: {args.report_dir / 'report.json'} and report.md; sessions {report['sessions_by_outcome']}, "
+        f"energy {report['energy_wh']} Wh, CALLs {report['messages']}, errors {report['errors']}"
+    )
+    return 0
+
+
+if __name__ == "__main__":
+    sys.exit(main())

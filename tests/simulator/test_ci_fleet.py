@@ -1,0 +1,65 @@
+"""The CI scenario: 200 real agents against the bundled central system, checked against its records."""
+
+from __future__ import annotations
+
+import sqlite3
+from pathlib import Path
+
+import pytest
+
+from backend_stub.store import CsmsStore
+from simulator.fleet import CsmsProcess, Fleet
+from simulator.metrics import write_report
+from simulator.scenario import load
+from tests.simulator.conftest import seed_csms
+
+SCENARIOS = Path(__file__).parents[2] / "simulator" / "scenarios"
+
+pytestmark = pytest.mark.slow
+
+
+async def test_every_session_of_200_chargers_is_in_the_csms_records_with_the_same_energy_and_cost(
+    tmp_path: Path, csms_factory: list[CsmsProcess]
+) -> None:
+    scenario = load(SCENARIOS / "ci-200.toml")
+    f = scenario.fleet
+    ids = [f.charger_id(i) for i in range(f.count)]
+    db = tmp_path / "csms.db"
+    seed_csms(
+        db,
+        [(cp, scenario.credentials.password(cp, f.first + i)) for i, cp in enumerate(ids)],
+        scenario.drivers.id_tags,
+    )
+    csms = CsmsProcess(db, heartbeat_interval_s=60)
+    csms_factory.append(csms)
+    url = await csms.start()
+    fleet = Fleet(scenario.with_overrides(csms_url=url), work_dir=tmp_path / "fleet")
+    try:
+        await fleet.start()
+        await fleet.run()
+        await fleet.wind_down()
+    finally:
+        await fleet.stop()
+    report = fleet.report()
+    write_report(report, tmp_path / "fleet")
+    await fleet.close()
+
+    assert report["chargers_booted"] == 200
+    sessions = [s for s in report["sessions"] if s["transaction_id"] is not None]
+    outcomes = report["sessions_by_outcome"]
+    assert len(sessions) >= 100, outcomes  # about one visit per charger, 10 % with unknown cards
+    assert set(outcomes) <= {"completed", "rejected"}, outcomes
+    assert outcomes.get("rejected", 0) > 0  # the unknown cards were refused by the central system
+    assert report["errors"] == {}
+    assert report["energy_wh"] == sum(s["energy_wh"] for s in sessions) > 0
+
+    with CsmsStore(db) as store:
+        for s in sessions:
+            tx = store.transaction(s["transaction_id"])
+            assert (tx.cp_id, tx.connector_id, tx.id_tag) == (s["charger"], s["connector"], s["id_tag"])
+            assert tx.meter_stop_wh is not None, f"StopTransaction of {s} never arrived"
+            assert tx.energy_wh == s["energy_wh"]
+            assert tx.cost_minor == s["energy_wh"]  # one cent per Wh (the seeded tariff)
+    with sqlite3.connect(db) as raw:
+        csms_ids = {row[0] for row in raw.execute("SELECT id FROM transactions")}
+    assert csms_ids == {s["transaction_id"] for s in sessions}  # nothing the report does not know
