@@ -1,4 +1,5 @@
-"""The local demo: a small central system plus one simulated charger, a scripted session, and where to look.
+"""The local demo: the bundled central system, one simulated charger driven through a scripted session, and a
+small virtual fleet of real agents with simulated EVs; prints where to look.
 
 ``./dev demo [--duration S]`` runs it; Ctrl-C stops it. Everything listens on 127.0.0.1 only.
 """
@@ -10,6 +11,7 @@ import asyncio
 import contextlib
 import json
 import os
+import shutil
 import sys
 from pathlib import Path
 from typing import IO
@@ -67,6 +69,7 @@ async def _ctl(sock: str, *args: str) -> object:
 def prepare(run_dir: Path) -> None:
     """A fresh run directory."""
     run_dir.mkdir(parents=True, exist_ok=True)
+    shutil.rmtree(run_dir / "fleet-report", ignore_errors=True)  # the fleet's store and last report
     for stale in (
         "agent.db",
         "agent.db-wal",
@@ -80,6 +83,8 @@ def prepare(run_dir: Path) -> None:
             (run_dir / stale).unlink()
 
 
+FLEET_SCENARIO = Path(__file__).resolve().parent.parent / "simulator" / "scenarios" / "demo.toml"
+FLEET_SIZE = 10  # chargers of the demo scenario
 DEMO_ADMIN_TOKEN = "demo-admin-token"  # the demo's dashboard login unless CSMS_ADMIN_TOKEN is set
 
 DEMO_TARIFF = {  # 0.40 EUR/kWh + 0.50 EUR per session, VAT 19 %
@@ -92,7 +97,8 @@ DEMO_TARIFF = {  # 0.40 EUR/kWh + 0.50 EUR per session, VAT 19 %
 
 
 def seed(db: Path) -> None:
-    """The demo's central-system records: the charger, a tariff, a user with a prepaid card and 20 EUR on it."""
+    """The demo's central-system records: the chargers, a tariff, a user with a prepaid card and 20 EUR on it,
+    and the virtual fleet's drivers."""
     from backend_stub.store import CsmsStore
 
     with CsmsStore(db) as store:
@@ -102,6 +108,12 @@ def seed(db: Path) -> None:
         user = store.add_user("Demo Driver", phone="+49 30 0000000", email="driver@example.org")
         store.add_card("DEMO-TAG-1", user_id=user.id, mode="prepaid")
         store.topup("DEMO-TAG-1", 2000, "demo-topup")
+        # The virtual fleet of simulator/scenarios/demo.toml: its chargers and its drivers' personal cards.
+        for n in range(1, FLEET_SIZE + 1):
+            store.add_charger(f"CP-{n:04d}")
+        for n in range(1, 5):
+            driver = store.add_user(f"Fleet Driver {n}")
+            store.add_card(f"DEMO-{n:04d}", user_id=driver.id, mode="personal")
 
 
 def summary(db: Path) -> str:
@@ -121,7 +133,7 @@ def write_config(run_dir: Path, url: str) -> Path:
     return config
 
 
-async def demo(run_dir: Path, logs: tuple[IO[str], IO[str]], duration_s: float | None) -> int:
+async def demo(run_dir: Path, logs: tuple[IO[str], IO[str], IO[str]], duration_s: float | None) -> int:
     """Start both processes, drive one session, print where to look; stop after ``duration_s`` if given."""
     env = dict(os.environ, PYTHONUNBUFFERED="1")
     token = env.setdefault("CSMS_ADMIN_TOKEN", DEMO_ADMIN_TOKEN)
@@ -142,6 +154,27 @@ async def demo(run_dir: Path, logs: tuple[IO[str], IO[str]], duration_s: float |
         stderr=asyncio.subprocess.STDOUT,
         env=env,
     )
+    fleet = await asyncio.create_subprocess_exec(
+        sys.executable,
+        "-m",
+        "simulator",
+        "run",
+        "--scenario",
+        str(FLEET_SCENARIO),
+        "--csms",
+        url,
+        "--no-live",
+        "--duration",
+        str(duration_s if duration_s is not None else 7 * 24 * 3600),
+        "--report-dir",
+        str(run_dir / "fleet-report"),
+        "--control-socket",
+        str(run_dir / "fleet.sock"),
+        stdout=logs[2],
+        stderr=asyncio.subprocess.STDOUT,
+        env=env,
+        cwd=run_dir,
+    )
     sock = str(run_dir / "agent.sock")
     ctl = f"{sys.executable} -m chargepoint ctl --config {config}"
     print(
@@ -153,6 +186,9 @@ Demo running (everything on 127.0.0.1):
   pay by QR code   {web}/pay/DEMO-CP-1/2   (its QR code: {web}/qr/DEMO-CP-1/2.svg)
   charger          DEMO-CP-1 (2 simulated connectors)           log:    {run_dir / "agent.log"}
   drive it         {ctl} status | plug 2 | swipe 2 DEMO-TAG-1 | unplug 2
+  virtual fleet    CP-0001..CP-{FLEET_SIZE:04d}: real agents, simulated EVs, one simulated hour per minute
+                   log: {run_dir / "fleet.log"}   report at the end: {run_dir / "fleet-report"}
+                   {sys.executable} -m simulator ctl --socket {run_dir / "fleet.sock"} status CP-0001
 """,
         flush=True,
     )
@@ -189,11 +225,11 @@ Demo running (everything on 127.0.0.1):
         print(f"demo failed: {exc}; see {run_dir / 'agent.log'}", file=sys.stderr)
         return 1
     finally:
-        for proc in (agent, csms):
+        for proc in (fleet, agent, csms):
             if proc.returncode is None:
                 proc.terminate()
                 with contextlib.suppress(TimeoutError):
-                    async with asyncio.timeout(10):
+                    async with asyncio.timeout(30):
                         await proc.wait()
     return 0
 
@@ -209,9 +245,10 @@ def main() -> int:
     with (
         open(run_dir / "csms.out", "w") as csms_log,
         open(run_dir / "agent.log", "w") as agent_log,
+        open(run_dir / "fleet.log", "w") as fleet_log,
         contextlib.suppress(KeyboardInterrupt),
     ):
-        return asyncio.run(demo(run_dir, (csms_log, agent_log), args.duration))
+        return asyncio.run(demo(run_dir, (csms_log, agent_log, fleet_log), args.duration))
     return 0
 
 
