@@ -1,7 +1,8 @@
 """How many real agents one simulator process holds against the bundled central system, and at what cost.
 
-The central system runs as a separate process (``python -m backend_stub serve``, test mode: it accepts every
-charger and card). This process runs the fleet: every charger boots, heartbeats every 60 s, and 20 % of the
+The central system runs as a separate process: ``python -m backend_stub serve --db`` on a store seeded with the
+fleet's chargers (no passwords: the scrypt check of 10,000 first connections is the central system's cost, not
+the fleet's) and cards, persisting every message; ``--test-mode`` uses its accept-everyone test server instead. This process runs the fleet: every charger boots, heartbeats every 60 s, and 20 % of the
 connectors are plugged in and charging, sending MeterValues every 10 s. After the ramp the benchmark measures a
 steady window: CALL->CALLRESULT latency per action, CPU of both processes, and memory per charger (RSS delta / N
 and, with --tracemalloc, Python allocations per charger).
@@ -28,6 +29,7 @@ import psutil
 
 sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
 
+from backend_stub.store import CsmsStore
 from simulator.fleet import CsmsProcess, Fleet, raise_fd_limit
 from simulator.metrics import summary
 from simulator.scenario import load
@@ -42,8 +44,20 @@ def rss_mb(proc: psutil.Process) -> float:
 async def bench(args: argparse.Namespace) -> dict[str, Any]:
     raise_fd_limit()
     me = psutil.Process()
-    scenario = load(SCENARIO)
-    csms = CsmsProcess(heartbeat_interval_s=60)
+    scenario = load(SCENARIO).with_overrides(count=args.count)
+    db = None
+    if not args.test_mode:
+        db = Path(args.work_dir) / "csms.db"
+        db.parent.mkdir(parents=True, exist_ok=True)
+        for stale in (db, db.with_name("csms.db-wal"), db.with_name("csms.db-shm")):
+            stale.unlink(missing_ok=True)
+        with CsmsStore(db) as store:
+            for i in range(args.count):
+                store.add_charger(scenario.fleet.charger_id(i))
+            user = store.add_user("Bench")
+            for n in range(args.count // 5 + 1):
+                store.add_card(f"BENCH-{n:05d}", user_id=user.id)
+    csms = CsmsProcess(db, heartbeat_interval_s=60)
     url = await csms.start()
     assert csms.proc is not None
     server = psutil.Process(csms.proc.pid)
@@ -97,6 +111,7 @@ async def bench(args: argparse.Namespace) -> dict[str, Any]:
     every = [x for v in fleet.metrics.latency.values() for x in v]
     result = {
         "chargers": args.count,
+        "central_system": "test mode" if args.test_mode else "serve --db (every message persisted)",
         "booted": booted,
         "in_transaction": in_tx,
         "ramp_s": round(ramp_s, 1),
@@ -136,6 +151,11 @@ def main() -> None:
     parser.add_argument("--window", type=float, default=120.0, help="steady-state seconds measured")
     parser.add_argument("--tracemalloc", action="store_true", help="also trace Python allocations (slower)")
     parser.add_argument("--work-dir", default="/tmp/fleet-bench")
+    parser.add_argument(
+        "--test-mode",
+        action="store_true",
+        help="central system without a store (accepts every charger and card)",
+    )
     args = parser.parse_args()
     logging.basicConfig(level=logging.ERROR)
     print(json.dumps(asyncio.run(bench(args)), indent=2))

@@ -59,30 +59,35 @@ async def _run_single(args: argparse.Namespace, scenario: Scenario) -> dict[str,
     server = None
     view = None
     try:
-        await fleet.start()
-        server = await control.serve(sock, control.fleet_handler(fleet))
-        if args.shards == 1:
-            print(f"fleet of {len(fleet.chargers)} chargers running; control socket {sock}", file=sys.stderr)
-        view = asyncio.create_task(show(fleet.summary, scenario.name, live=not args.no_live))
-        runner = asyncio.create_task(fleet.run())
-        stopper = asyncio.create_task(stop.wait())
-        await asyncio.wait({runner, stopper}, return_when=asyncio.FIRST_COMPLETED)
-        runner.cancel()
-        stopper.cancel()
-        await fleet.wind_down()
+        try:
+            await fleet.start()
+            server = await control.serve(sock, control.fleet_handler(fleet))
+            if args.shards == 1:
+                print(
+                    f"fleet of {len(fleet.chargers)} chargers running; control socket {sock}", file=sys.stderr
+                )
+            view = asyncio.create_task(show(fleet.summary, scenario.name, live=not args.no_live))
+            runner = asyncio.create_task(fleet.run())
+            stopper = asyncio.create_task(stop.wait())
+            await asyncio.wait({runner, stopper}, return_when=asyncio.FIRST_COMPLETED)
+            runner.cancel()
+            stopper.cancel()
+            await fleet.wind_down()
+        finally:
+            if view is not None:
+                view.cancel()
+            if server is not None:
+                server.close()
+                with contextlib.suppress(FileNotFoundError):
+                    sock.unlink()
+            await fleet.stop()
+        report = fleet.report()
+        report["processes"] = 1
+        write_report(report, work)
+        dump_samples(fleet, work / "latency-samples.json")
     finally:
-        if view is not None:
-            view.cancel()
-        if server is not None:
-            server.close()
-            with contextlib.suppress(FileNotFoundError):
-                sock.unlink()
-        await fleet.stop()
-    report = fleet.report()
-    report["processes"] = 1
-    write_report(report, work)
-    dump_samples(fleet, work / "latency-samples.json")
-    await fleet.close()
+        # Also when the run failed: the central system this fleet started must not outlive it.
+        await fleet.close()
     return report
 
 
@@ -96,7 +101,19 @@ async def _run_sharded(args: argparse.Namespace, scenario: Scenario) -> dict[str
         url = await csms.start()
     sock = args.control_socket or control.default_socket()
     shard_socks = [sock.with_name(f"{sock.name}.{i}") for i in range(k)]
-    procs = []
+    procs: list[asyncio.subprocess.Process] = []
+
+    def forward_stop() -> None:
+        # Ctrl-C or SIGTERM: every shard winds down and writes its report, which are then merged as usual (a
+        # KeyboardInterrupt here would stop the central system under the shards' feet and merge nothing).
+        for p in procs:
+            if p.returncode is None:
+                with contextlib.suppress(ProcessLookupError):
+                    p.send_signal(signal.SIGINT)
+
+    loop = asyncio.get_running_loop()
+    for sig in (signal.SIGINT, signal.SIGTERM):
+        loop.add_signal_handler(sig, forward_stop)
     try:
         for i in range(k):
             cmd = [
@@ -128,6 +145,9 @@ async def _run_sharded(args: argparse.Namespace, scenario: Scenario) -> dict[str
         for p in procs:
             if p.returncode is None:
                 p.terminate()
+        for p in procs:
+            with contextlib.suppress(TimeoutError):
+                await asyncio.wait_for(p.wait(), 60)
         if csms is not None:
             await csms.stop()
     parts = [json.loads((args.report_dir / f"shard-{i}" / "report.json").read_text()) for i in range(k)]
@@ -148,7 +168,11 @@ async def _ctl(args: argparse.Namespace) -> int:
         if not args.charger:
             print(f"error: {args.action} needs a charger id and a connector", file=sys.stderr)
             return 2
-        req["connector"] = int(args.arg or 1)
+        try:
+            req["connector"] = int(args.arg or 1)
+        except ValueError:
+            print(f"error: {args.action}: the connector must be a number, got {args.arg!r}", file=sys.stderr)
+            return 2
     elif args.action == "swipe":
         if not args.charger or not args.arg:
             print("error: swipe needs a charger id and an idTag", file=sys.stderr)
@@ -160,6 +184,9 @@ async def _ctl(args: argparse.Namespace) -> int:
         answer = await control.request(sock, req)
     except (OSError, TimeoutError) as exc:
         print(f"error: no fleet at {sock}: {exc}", file=sys.stderr)
+        return 1
+    except ValueError as exc:
+        print(f"error: the fleet at {sock} gave an unreadable answer: {exc}", file=sys.stderr)
         return 1
     print(json.dumps(answer.get("status", answer), indent=2))
     return 0 if answer.get("ok") else 1

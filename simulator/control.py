@@ -103,6 +103,8 @@ async def request(path: Path, message: dict[str, Any], timeout_s: float = 10.0) 
             line = await reader.readline()
         finally:
             writer.close()
+    if not line:
+        raise ConnectionResetError(f"the fleet at {path} closed the connection without an answer")
     answer: dict[str, Any] = json.loads(line)
     return answer
 
@@ -116,10 +118,16 @@ def router(shard_sockets: list[Path], owner: Callable[[str], int | None]) -> Han
             shard = owner(str(cp_id))
             if shard is None:
                 return {"ok": False, "error": f"no charger {cp_id!r} in this fleet"}
-            return await request(shard_sockets[shard], req)
+            try:
+                return await request(shard_sockets[shard], req)
+            except (OSError, TimeoutError, ValueError) as exc:
+                return {"ok": False, "error": f"fleet process {shard} does not answer: {exc}"}
         if req.get("cmd") != "status":
             return {"ok": False, "error": "a charger id is required"}
-        parts = [await request(s, req) for s in shard_sockets]
+        try:
+            parts = [await request(s, req) for s in shard_sockets]
+        except (OSError, TimeoutError, ValueError) as exc:
+            return {"ok": False, "error": f"a fleet process does not answer: {exc}"}
         merged: dict[str, Any] = {"chargers": 0, "online": 0, "booted": 0, "calls": 0, "outbox": 0}
         states: dict[str, int] = {}
         for part in parts:

@@ -473,16 +473,21 @@ class Fleet:
             link.csms_config = config
 
     def _slow_down(self) -> None:
-        """Delay every frame a slowed charger sends (a slow uplink), on each new connection."""
-        for cp_id, delay in self._slow.items():
+        """Delay every frame a slowed charger sends (a slow uplink), on each new connection, while the fault lasts."""
+        slow = self._slow
+        for cp_id in slow:
             link = self.chargers[cp_id].agent.link
             ws = link.connection if link is not None else None
             if ws is None or getattr(ws, "_sim_slow", False):
                 continue
             send = ws.send
 
-            async def slow_send(message: Any, *args: Any, _send: Any = send, _delay: float = delay) -> None:
-                await asyncio.sleep(_delay)
+            # The delay is looked up per frame: when the fault ends (or the fleet winds down) the connection
+            # patched here is fast again, not slow until it happens to reconnect.
+            async def slow_send(message: Any, *args: Any, _send: Any = send, _id: str = cp_id) -> None:
+                delay = slow.get(_id)
+                if delay:
+                    await asyncio.sleep(delay)
                 await _send(message, *args)
 
             ws.send = slow_send
@@ -505,7 +510,21 @@ class Fleet:
 
     # life cycle
     async def start(self) -> None:
-        """Open the store, (start the central system,) build and boot the chargers, staggered."""
+        """Open the store, (start the central system,) build and boot the chargers, staggered.
+
+        If starting fails (or is cancelled), what was started is stopped and closed again: no orphaned central
+        system process, no open store.
+        """
+        try:
+            await self._start()
+        except BaseException:
+            with contextlib.suppress(Exception):
+                await self.stop()
+            with contextlib.suppress(Exception):
+                await self.close()
+            raise
+
+    async def _start(self) -> None:
         sc = self.scenario
         raise_fd_limit()
         self.work_dir.mkdir(parents=True, exist_ok=True)

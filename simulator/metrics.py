@@ -17,6 +17,7 @@ TIMING_FIELDS = frozenset(
         "messages",
         "calls",
         "errors",
+        "errors_by_action",
         "reconnects",
         "started_at",
         "wall_s",

@@ -109,3 +109,41 @@ async def test_the_charger_fleet_fixture_drives_chargers_in_process(charger_flee
     assert fleet.status("CP-0002")["connectors"]["1"]["state"] == "AVAILABLE"
     with pytest.raises(KeyError, match="CP-0404"):
         fleet.plug("CP-0404")
+
+
+@pytest.mark.slow
+async def test_processes_2_routes_ctl_to_the_shards_and_ctrl_c_still_merges_their_reports(
+    tmp_path: Path,
+) -> None:
+    scenario = tmp_path / "ctl.toml"
+    scenario.write_text(SCENARIO)
+    sock = tmp_path / "ctl.sock"
+    report_dir = tmp_path / "report"
+    run = await asyncio.create_subprocess_exec(
+        sys.executable, "-m", "simulator", "run", "--scenario", str(scenario), "--no-live", "--processes", "2",
+        "--count", "4", "--control-socket", str(sock), "--report-dir", str(report_dir), cwd=ROOT,
+        stderr=asyncio.subprocess.DEVNULL,
+    )  # fmt: skip
+    try:
+        async with asyncio.timeout(40):
+            while True:
+                if sock.exists():
+                    code, summary = await _ctl(sock, "status")
+                    if code == 0 and summary["booted"] == 4:
+                        break
+                await asyncio.sleep(0.2)
+        assert summary["shards"] == 2
+        # CP-0004 lives in the second process.
+        assert (await _ctl(sock, "plug", "CP-0004", "1"))[0] == 0
+        code, answer = await _ctl(sock, "swipe", "CP-0004", "CTL-CARD-2")
+        assert code == 0 and answer["connector"] == 1
+        await _wait_status(sock, "CP-0004", 1, "CHARGING")
+    finally:
+        run.send_signal(signal.SIGINT)  # the parent only, as a service manager would
+        async with asyncio.timeout(60):
+            assert await run.wait() == 0
+    report = json.loads((report_dir / "report.json").read_text())
+    assert report["processes"] == 2 and report["chargers"] == 4
+    assert [(s["charger"], s["id_tag"], s["outcome"]) for s in report["sessions"]] == [
+        ("CP-0004", "CTL-CARD-2", "completed")
+    ]

@@ -146,3 +146,22 @@ def test_resting_state(
             1, "TAG", None, datetime(2024, 1, 1, tzinfo=UTC), 0, tx_authorized
         )
     assert conn.resting_state() is expected
+
+
+def test_connectors_share_one_machine_but_not_state_or_callbacks() -> None:
+    """One transitions Machine serves every connector: each keeps its own state and state-change callback."""
+    seen: list[tuple[str, int, ConnectorState]] = []
+    one, two, quiet = Connector(1), Connector(2), Connector(3)
+    one.on_state_change = lambda c: seen.append(("one", c.id, c.state))
+    two.on_state_change = lambda c: seen.append(("two", c.id, c.state))
+    one.plug_in()
+    quiet.plug_in()
+    two.fail()
+    one.start_charging()
+    assert (one.state, two.state, quiet.state) == (S.CHARGING, S.FAULTED, S.PREPARING)
+    assert seen == [("one", 1, S.PREPARING), ("two", 2, S.FAULTED), ("one", 1, S.CHARGING)]
+    two.settle(S.AVAILABLE)  # a jump, not a transition: no callback
+    assert two.state is S.AVAILABLE and len(seen) == 3
+    with pytest.raises(MachineError):
+        two.start_charging()
+    assert two.state is S.AVAILABLE and one.state is S.CHARGING
