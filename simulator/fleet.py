@@ -237,6 +237,7 @@ class Fleet:
         self._fault_rng = random.Random(f"{scenario.seed}:faults")
         self._ev_weights = [ev.weight for ev in scenario.evs]
         self.reconnects = 0
+        self.reconnect_attempts = 0
         self._link_rng = random.Random(f"{scenario.seed}:links:{shard}")
 
     # construction
@@ -636,7 +637,9 @@ class Fleet:
     async def stop(self) -> None:
         """Shut every agent down and close the store (and the central system the fleet started)."""
         self.phase = "stopping"
-        self.reconnects = self._count_reconnects()  # before shutting down closes every link once more
+        self.reconnects, self.reconnect_attempts = (
+            self._count_reconnects()
+        )  # before shutdown closes every link
         for task in list(self._tasks):
             task.cancel()
         for charger in self.chargers.values():
@@ -827,6 +830,11 @@ class Fleet:
         sessions = self.sessions()
         outcomes = Counter(s["outcome"] for s in sessions)
         summary = self.summary()
+        reconnects, attempts = (
+            (self.reconnects, self.reconnect_attempts)
+            if self.phase == "stopped"
+            else self._count_reconnects()
+        )
         return {
             "scenario": self.scenario.name,
             "seed": self.scenario.seed,
@@ -837,14 +845,17 @@ class Fleet:
             "chargers_by_state": summary["states"],
             "messages": sum(self.metrics.calls.values()),
             **self.metrics.to_json(),
-            "reconnects": self.reconnects if self.phase == "stopped" else self._count_reconnects(),
+            "reconnects": reconnects,
+            "reconnect_attempts": attempts,
             "energy_wh": sum(s["energy_wh"] or 0 for s in sessions),
             "sessions_by_outcome": dict(sorted(outcomes.items())),
             "sessions": sessions,
         }
 
-    def _count_reconnects(self) -> int:
-        return sum(c.agent.link.reconnects for c in self.chargers.values() if c.agent.link is not None)
+    def _count_reconnects(self) -> tuple[int, int]:
+        """Successful reconnections (sessions after the first, per charger) and reconnect attempts."""
+        links = [c.agent.link for c in self.chargers.values() if c.agent.link is not None]
+        return sum(max(0, link.connections - 1) for link in links), sum(link.reconnects for link in links)
 
     def latency_samples(self) -> dict[str, list[float]]:
         """Raw latencies (s) by action, for merging shards."""

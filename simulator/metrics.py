@@ -19,6 +19,7 @@ TIMING_FIELDS = frozenset(
         "errors",
         "errors_by_action",
         "reconnects",
+        "reconnect_attempts",
         "started_at",
         "wall_s",
         "transaction_id",
@@ -109,7 +110,7 @@ def merge_reports(parts: list[dict[str, Any]], samples: list[dict[str, list[floa
         for part in parts:
             total.update(part.get(key, {}))
         merged[key] = dict(sorted(total.items()))
-    for key in ("reconnects", "energy_wh", "chargers", "chargers_booted", "messages"):
+    for key in ("reconnects", "reconnect_attempts", "energy_wh", "chargers", "chargers_booted", "messages"):
         merged[key] = sum(part.get(key, 0) for part in parts)
     merged["wall_s"] = max(part.get("wall_s", 0.0) for part in parts)
     joined: dict[str, list[float]] = {}
@@ -132,7 +133,8 @@ def markdown(report: dict[str, Any]) -> str:
         "",
         f"- chargers: {report['chargers']} ({report['chargers_booted']} booted), seed {report['seed']}, "
         f"{report['wall_s']:.1f} s wall, {report.get('processes', 1)} process(es)",
-        f"- energy delivered: {report['energy_wh']} Wh; reconnects: {report['reconnects']}; "
+        f"- energy delivered: {report['energy_wh']} Wh; reconnects: {report['reconnects']} "
+        f"({report.get('reconnect_attempts', 0)} attempts); "
         f"CALLs sent: {report['messages']}",
         "",
         "## Sessions by outcome",

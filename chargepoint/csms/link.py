@@ -96,7 +96,8 @@ class Link:
         self.call_observer: CallObserver | None = None
         self.outbox = OutboxSender(store, settings, station)
         self.session: Session | None = None
-        self.reconnects = 0
+        self.reconnects = 0  # reconnect attempts (after a refusal, an unreachable CSMS or a closed session)
+        self.connections = 0  # WebSocket sessions that were opened (so connections - 1 successful reconnects)
         self.boot_accepted = False  # BootNotification accepted since this agent (re)started
         self.stopping = False
         self._last_activity = 0.0
@@ -220,6 +221,7 @@ class Link:
             await ws.close(1002, "no supported subprotocol")
             return failures + 1
         log.info("connected to %s (%s)", self.url(), ws.subprotocol)
+        self.connections += 1
         self._ws = ws
         self.touch()
         session = adapter(self, ws)
