@@ -124,6 +124,8 @@ class Csms:
             }
         )
         self._stopping: set[int] = set()  # transactions a RemoteStop was sent for
+        # Prepaid sessions: (time, Wh) of the last stored sample at their last exact pricing, and that price.
+        self._priced: dict[int, tuple[tuple[datetime, int], int]] = {}
         self._tasks: set[asyncio.Task[None]] = set()
         self.payment_hooks: PaymentHooks | None = None  # set by payments.setup()
         if admin_token is not None:
@@ -281,6 +283,7 @@ class Csms:
         if result.already_stopped:
             log.info("repeated StopTransaction for %s acknowledged; not charged again", tx_id)
         self._stopping.discard(tx_id)
+        self._priced.pop(tx_id, None)
         if self.payment_hooks is not None:
             self.payment_hooks.stopped(result.transaction)
         return {"idTagInfo": self._id_tag_info(payload["idTag"])} if payload.get("idTag") else {}
@@ -293,17 +296,25 @@ class Csms:
         return tariffs.Tariff.from_ocpi(json.loads(text)) if text else None
 
     def _cdr(self, tx: Transaction, until: datetime, energy_wh: int) -> tariffs.Cdr | None:
+        return self._cdr_to(tx, until, energy_wh)[0]
+
+    def _cdr_to(
+        self, tx: Transaction, until: datetime, energy_wh: int
+    ) -> tuple[tariffs.Cdr | None, tuple[datetime, int]]:
+        """The CDR of ``tx`` up to ``until``, and its last stored sample (time, Wh) before that point."""
+        points = [(tx.started_at, tx.meter_start_wh)]
         tariff = self.tariff_for(tx.cp_id)
         if tariff is None or until <= tx.started_at:
-            return None
-        points = [(tx.started_at, tx.meter_start_wh)]
+            return None, points[0]
         for s in self.store.meter_values(tx.id):
             if s.measurand == ENERGY and not s.phase and tx.started_at < s.timestamp < until:
                 wh = s.value * 1000 if s.unit == "kWh" else s.value
                 points.append((s.timestamp, max(points[-1][1], round(wh))))
+        last_sample = points[-1]
         points.append((until, max(points[-1][1], energy_wh)))
         samples = [tariffs.MeterSample(at, Decimal(wh)) for at, wh in points]
-        return tariffs.calculate_cdr(tariff, tariffs.periods_from_samples(samples), self.site_tz)
+        cdr = tariffs.calculate_cdr(tariff, tariffs.periods_from_samples(samples), self.site_tz)
+        return cdr, last_sample
 
     def _price(self, tx: Transaction) -> tuple[int, str]:
         """Cost (minor units, incl. VAT) and CDR of a stopped transaction; free without a tariff."""
@@ -332,14 +343,27 @@ class Csms:
         tx = self.store.transaction(tx_id)
         card = self.store.card(tx.id_tag)
         if card is None or card.mode is not CardMode.PREPAID or tx.stopped_at is not None:
+            self._priced.pop(tx_id, None)
             return
+        now, balance = self.clock(), self.store.balance(tx.id_tag)
+        # Pricing a session exactly costs time in proportion to its samples; doing it at every MeterValues of a
+        # long session would be quadratic. While even the most the session can have cost since its last exact
+        # price stays below the balance, the exact price is skipped.
+        tariff, last = self.tariff_for(tx.cp_id), self._priced.get(tx_id)
+        if tariff is not None and last is not None:
+            (at, wh), cost = last
+            growth = tariff.cost_growth_bound_minor(
+                max(0, tx.last_meter_wh - wh), max(0.0, (now - at).total_seconds())
+            )
+            if cost + growth < balance:
+                return
         try:
-            cdr = self._cdr(tx, self.clock(), tx.last_meter_wh)
+            cdr, stable = self._cdr_to(tx, now, tx.last_meter_wh)
         except (ValueError, StoreError):
             log.exception("cannot price running transaction %s", tx_id)
             return
         running = cdr.total_cost_incl_vat if cdr else 0
-        balance = self.store.balance(tx.id_tag)
+        self._priced[tx_id] = (stable, running)
         if running < balance:
             return
         log.info(

@@ -524,6 +524,36 @@ class Tariff:
         for name in ("start_date_time", "end_date_time", "last_updated"):
             _check_aware(name, getattr(self, name), optional=True)
 
+    def cost_growth_bound_minor(self, energy_wh: int | Decimal, seconds: float | Decimal) -> int:
+        """An upper bound, in minor units incl. VAT, of how much more a session can cost when it gains
+        ``energy_wh`` and ``seconds`` after a point where it was priced (cheap: no slicing, no samples).
+
+        The earlier part keeps its price (slices before a point are priced the same whatever follows), so the
+        extension costs at most its energy at the dearest ENERGY rate and its time at the dearest TIME or
+        PARKING_TIME rate, plus one FLAT fee and one step_size of rounding surplus per dimension; max_price only
+        lowers a total and min_price was already met by the earlier price. Used to skip exact re-pricing of a
+        running prepaid session while it cannot yet have reached its balance.
+        """
+        energy = time = flat = Fraction(0)
+        slack: dict[DimensionType, Fraction] = {}
+        for element in self.elements:
+            for c in element.price_components:
+                rate = Fraction(c.price) * (1 + Fraction(c.vat or 0) / 100)
+                if c.type is DimensionType.FLAT:
+                    flat = max(flat, rate)
+                    continue
+                unit = _UNIT[c.type]
+                slack[c.type] = max(slack.get(c.type, Fraction(0)), rate * c.step_size / unit)
+                if c.type is DimensionType.ENERGY:
+                    energy = max(energy, rate)
+                else:
+                    time = max(time, rate)
+        growth = (
+            energy * Fraction(energy_wh) / 1000 + time * Fraction(seconds) / 3600 + flat + sum(slack.values())
+        )
+        scale = int(10 ** currency_exponent(self.currency))
+        return math.ceil(growth * scale) + 1  # +1: rounding of the totals
+
     @classmethod
     def from_ocpi(cls, data: Mapping[str, Any]) -> Tariff:
         """Parse and validate an OCPI 2.2.1 Tariff JSON object; ValueError names the offending field."""

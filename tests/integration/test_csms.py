@@ -255,3 +255,69 @@ async def test_a_killed_server_keeps_everything_it_acknowledged(tmp_path: Path) 
         charges = [e for e in store.entries("TAG-K") if e.kind == "charge"]
         assert len(charges) == 1 and charges[0].amount_minor == -record.cost_minor
         assert store.verify_balances() == []
+
+
+async def test_prepaid_sessions_are_priced_exactly_only_near_their_balance(
+    csms: Csms, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """Exact pricing costs time in proportion to a session's samples; a session far from its card's balance is
+    not re-priced at every MeterValues, and one that reaches it is still stopped at the right sample."""
+    store = csms.store
+    store.add_charger("CP-P")
+    store.put_tariff("T1", json.dumps(TARIFF))  # 100 EUR/kWh: 10 Wh = 1.00 EUR
+    store.set_default_tariff_id("T1")
+    user = store.add_user("P")
+    store.add_card("RICH", user_id=user.id, mode="prepaid")
+    store.topup("RICH", 1_000_000, "rich")
+    store.add_card("POOR", user_id=user.id, mode="prepaid")
+    store.topup("POOR", 2_000, "poor")  # 20.00 EUR = 200 Wh
+    exact = 0
+    original = csms._cdr_to
+
+    def counting(*args: Any) -> Any:
+        nonlocal exact
+        exact += 1
+        return original(*args)
+
+    monkeypatch.setattr(csms, "_cdr_to", counting)
+    async with connect(f"{csms.url}/CP-P", subprotocols=["ocpp1.6"]) as ws:  # type: ignore[list-item]
+        cp = RawCharger(ws)
+        await cp.call("BootNotification", {"chargePointVendor": "V", "chargePointModel": "M"})
+        for tag, connector in (("RICH", 1), ("POOR", 2)):
+            started = await cp.call(
+                "StartTransaction",
+                {
+                    "connectorId": connector,
+                    "idTag": tag,
+                    "meterStart": 0,
+                    "timestamp": "2026-11-22T10:00:00Z",
+                },
+            )
+            tx = started[2]["transactionId"]
+            exact = 0
+            for i in range(1, 41):  # +10 Wh a minute
+                sample = {"timestamp": f"2026-11-22T10:{i:02d}:00Z", "sampledValue": [{"value": str(10 * i)}]}
+                await cp.call(
+                    "MeterValues", {"connectorId": connector, "transactionId": tx, "meterValue": [sample]}
+                )
+            if tag == "RICH":
+                assert exact <= 2, f"re-priced {exact} times for 40 samples far from the balance"
+                assert tx not in csms._stopping
+            else:
+                stop = await csms.server.wait_for(
+                    lambda f, t=tx: (
+                        f.direction == "out"
+                        and f.action == "RemoteStopTransaction"
+                        and f.payload == {"transactionId": t}
+                    )
+                )
+                before = [
+                    f
+                    for f in csms.server.log[: csms.server.log.index(stop)]
+                    if f.direction == "in"
+                    and f.action == "MeterValues"
+                    and f.message_type == 2
+                    and f.payload["transactionId"] == tx
+                ]
+                # 200 Wh = 20.00 EUR = the balance: stopped right after that sample, not later.
+                assert before[-1].payload["meterValue"][0]["sampledValue"][0]["value"] == "200"

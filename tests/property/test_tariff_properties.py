@@ -8,7 +8,7 @@ from datetime import UTC, datetime, timedelta
 from decimal import Decimal
 from zoneinfo import ZoneInfo
 
-from hypothesis import given, settings
+from hypothesis import assume, given, settings
 from hypothesis import strategies as st
 
 from backend_stub.tariffs import (
@@ -232,3 +232,20 @@ def test_ocpi_json_round_trip(tariff: Tariff, tariff_id: str | None) -> None:
     data = json.loads(json.dumps(tariff.to_ocpi()))
     assert Tariff.from_ocpi(data) == tariff
     assert Tariff.from_ocpi(data).to_ocpi() == data
+
+
+@settings(max_examples=400, deadline=None)
+@given(tariffs(), sessions(), ZONES, st.data())
+def test_cost_growth_bound_covers_any_extension(
+    tariff: Tariff, periods: list[SessionPeriod], tz: ZoneInfo, data: st.DataObject
+) -> None:
+    """What a session costs after it goes on never exceeds its earlier price plus the cheap growth bound the
+    prepaid check uses to skip exact re-pricing (kWh, power and current restrictions included)."""
+    assume(len(periods) >= 2)  # the bound extends a price that exists (min_price is in it)
+    split = data.draw(st.integers(1, len(periods) - 1))
+    tail = periods[split:]
+    energy_wh = sum((p.energy_wh for p in tail), Decimal(0))
+    seconds = Decimal((tail[-1].end - tail[0].start).total_seconds())
+    before = calculate_cdr(tariff, periods[:split], tz).total_cost_incl_vat
+    after = calculate_cdr(tariff, periods, tz).total_cost_incl_vat
+    assert after <= before + tariff.cost_growth_bound_minor(energy_wh, seconds)
