@@ -1,4 +1,5 @@
-"""The agent's SQLite store (WAL): settings, availability, transactions, the outbox, auth cache and local list.
+"""The agent's SQLite store (WAL): settings, availability, transactions, the outbox, auth cache, local list and
+charging profiles.
 
 Every write that the central system must eventually hear about is committed before it is sent, so a crash
 or power cut loses nothing. sqlite3 errors are translated to StorageError at this boundary.
@@ -20,6 +21,7 @@ from pathlib import Path
 from typing import Any
 
 from chargepoint.core.model import IdTagInfo, StopReason
+from chargepoint.core.smart_charging import ChargingProfile
 from chargepoint.errors import StorageError
 
 SCHEMA = """
@@ -69,10 +71,22 @@ CREATE TABLE IF NOT EXISTS auth_cache (
 CREATE TABLE IF NOT EXISTS local_list (
     id_tag TEXT NOT NULL, info TEXT NOT NULL, station TEXT NOT NULL DEFAULT '', PRIMARY KEY (station, id_tag)
 );
+CREATE TABLE IF NOT EXISTS charging_profiles (
+    id INTEGER NOT NULL, profile TEXT NOT NULL, station TEXT NOT NULL DEFAULT '', PRIMARY KEY (station, id)
+);
 """
 # Files written before rows had a station key get the column (their single agent is station ''); their old
 # single-column primary keys stay, which is right for one agent per file.
-_KEYED_TABLES = ("settings", "kv", "transactions", "outbox", "dead_letters", "auth_cache", "local_list")
+_KEYED_TABLES = (
+    "settings",
+    "kv",
+    "transactions",
+    "outbox",
+    "dead_letters",
+    "auth_cache",
+    "local_list",
+    "charging_profiles",
+)
 INDEXES = """
 CREATE INDEX IF NOT EXISTS outbox_station ON outbox (station, seq);
 CREATE INDEX IF NOT EXISTS transactions_active ON transactions (station, active);
@@ -506,3 +520,27 @@ class Store:
         except _TooLarge:
             return False
         return True
+
+    # smart charging
+    def charging_profiles(self) -> list[ChargingProfile]:
+        """Every installed charging profile."""
+        rows = self._read(
+            "SELECT profile FROM charging_profiles WHERE station = ? ORDER BY id", (self.station,)
+        )
+        return [ChargingProfile.from_json(json.loads(row["profile"])) for row in rows]
+
+    def install_charging_profile(self, profile: ChargingProfile, replaces: list[int]) -> None:
+        """Add a profile and remove the ones it replaces, atomically."""
+        with self._write() as db:
+            for old in replaces:
+                db.execute("DELETE FROM charging_profiles WHERE station = ? AND id = ?", (self.station, old))
+            db.execute(
+                "INSERT OR REPLACE INTO charging_profiles (station, id, profile) VALUES (?, ?, ?)",
+                (self.station, profile.id, json.dumps(profile.to_json())),
+            )
+
+    def delete_charging_profiles(self, ids: list[int]) -> None:
+        """Remove profiles by id."""
+        with self._write() as db:
+            for old in ids:
+                db.execute("DELETE FROM charging_profiles WHERE station = ? AND id = ?", (self.station, old))

@@ -112,6 +112,11 @@ SPECS: dict[str, SettingSpec] = {
         SettingSpec("send_local_list_max_length", Kind.INT, 1_000, readonly=True),
         SettingSpec("measurands_max_length", Kind.INT, MAX_MEASURANDS, readonly=True),
         SettingSpec("supported_feature_profiles", Kind.STR, "", readonly=True),
+        # Smart charging (OCPP 1.6 §9.4): what the charge point accepts in a charging profile.
+        SettingSpec("charge_profile_max_stack_level", Kind.INT, 8, readonly=True),
+        SettingSpec("charging_schedule_allowed_charging_rate_unit", Kind.STR, "", readonly=True),
+        SettingSpec("charging_schedule_max_periods", Kind.INT, 24, readonly=True),
+        SettingSpec("max_charging_profiles_installed", Kind.INT, 16, readonly=True),
         SettingSpec("connector_phase_rotation", Kind.STR, "0.RST"),
         SettingSpec("resume_transactions_after_power_loss", Kind.BOOL, False),
     )

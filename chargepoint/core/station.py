@@ -8,6 +8,7 @@ from __future__ import annotations
 
 import asyncio
 import contextlib
+import dataclasses
 import logging
 import math
 from collections.abc import Callable, Coroutine
@@ -33,6 +34,22 @@ from chargepoint.core.model import (
     UnlockResult,
 )
 from chargepoint.core.settings import Settings
+from chargepoint.core.smart_charging import (
+    ChargingProfile,
+    ClearResult,
+    CompositeSchedule,
+    ConnectorLimits,
+    ProfilePurpose,
+    ProfileResult,
+    ProfileRules,
+    RateUnit,
+    composite,
+    limit_a,
+    matches_clear,
+    next_change,
+    problem,
+    replaced_by,
+)
 from chargepoint.errors import HardwareError, MeterError, StorageError
 from chargepoint.ports import Clock, Meter, MeterReading, PlugSensor, Relay, TokenReader
 from chargepoint.store import Store
@@ -100,6 +117,8 @@ class ConnectorPorts:
     plug: PlugSensor
     reader: TokenReader | None = None
     max_current_a: float = 32.0
+    voltage_v: float = 230.0  # for smart-charging limits in W (per phase, nominal)
+    phases: int = 3
 
 
 @dataclass(frozen=True)
@@ -155,6 +174,15 @@ class Station:
         self._last_persist: dict[int, float] = {}
         self.reset_requested: asyncio.Future[ResetKind] | None = None
         self.listeners: list[Callable[[int], None]] = []
+        # Smart charging: installed profiles, a TxProfile waiting for a remote start's transaction, and the timer
+        # that re-applies the limits at the next period boundary (a TimerHandle, not a task: fleets hold thousands).
+        try:
+            self.profiles: list[ChargingProfile] = store.charging_profiles()
+        except StorageError:
+            log.exception("cannot read the installed charging profiles")
+            self.profiles = []
+        self._remote_profiles: dict[int, tuple[str, ChargingProfile]] = {}
+        self._limit_timer: asyncio.TimerHandle | None = None
 
     # The online-authorizer view of the CSMS port, so the Authorizer sees the currently attached link.
     @property
@@ -183,6 +211,8 @@ class Station:
             except MeterError:
                 self._meter_failures[cid] = 1
         await self._recover()
+        # A TxProfile lives as long as its transaction (OCPP 1.6 §3.13.1): drop those of ended ones.
+        self._drop_tx_profiles([c.id for c in self.connectors.values() if c.transaction is None])
         for cid, conn in self.connectors.items():
             if conn.state is S.AVAILABLE and conn.plugged:
                 conn.plug_in()
@@ -191,10 +221,13 @@ class Station:
             if self.ports[cid].reader is not None:
                 self._supervise(self._watch_reader, cid, "reader")
         self._spawn(self._clock_aligned(), "clock-aligned")
+        self._apply_limits()
 
     async def stop(self, reason: StopReason | None = None) -> None:
         """Open every relay, refuse new sessions, end running transactions with ``reason``, stop the loops."""
         self.stopping = True
+        if self._limit_timer is not None:
+            self._limit_timer.cancel()
         for cid in self.ports:
             await self._open_relay(cid)
         if reason is not None:
@@ -352,7 +385,7 @@ class Station:
         ):
             await self._open_relay(cid)
             return False
-        self.ports[cid].plug.offer_current(self.ports[cid].max_current_a)
+        self.ports[cid].plug.offer_current(self.current_limit_a(cid))
         return True
 
     # faults
@@ -707,6 +740,11 @@ class Station:
             await self.raise_fault(conn.id, ErrorCode.INTERNAL_ERROR, STORAGE_FAULT)
             return
         conn.transaction = ActiveTransaction(local_id, id_tag, parent, now, meter_start)
+        remote = self._remote_profiles.pop(conn.id, None)
+        if remote is not None and remote[0] == id_tag:
+            # RemoteStartTransaction's chargingProfile is this transaction's TxProfile (OCPP 1.6 §5.11).
+            self._install(remote[1])
+        self._apply_limits()
         self._last_persist[conn.id] = asyncio.get_running_loop().time()
         self.csms.outbox_changed()
         if await self._close_relay(conn.id) and conn.can("start_charging"):
@@ -742,6 +780,7 @@ class Station:
         }
         self._record_stop(conn.id, (tx.local_id, reason, now, meter_stop, event))
         conn.transaction = None
+        self._drop_tx_profiles([conn.id])
         self.csms.outbox_changed()
         if conn.state is S.FAULTED:
             conn.state_before_fault = S.FINISHING if conn.plugged else S.AVAILABLE
@@ -919,8 +958,16 @@ class Station:
             return
 
     # commands from the CSMS
-    def remote_start(self, id_tag: str, connector_id: int | None, *, authorize_first: bool) -> bool:
-        """Check a remote start; if accepted, carry it out in the background. Returns the answer."""
+    def remote_start(
+        self,
+        id_tag: str,
+        connector_id: int | None,
+        *,
+        authorize_first: bool,
+        tx_profile: ChargingProfile | None = None,
+    ) -> bool:
+        """Check a remote start; if accepted, carry it out in the background (``tx_profile`` becomes the new
+        transaction's TxProfile). Returns the answer."""
         if not self.station_operative:
             return False
         if connector_id is None:
@@ -936,6 +983,17 @@ class Station:
             conn = self.connectors.get(connector_id)
         if conn is None or conn.transaction is not None or conn.state not in _READY_STATES:
             return False
+        if tx_profile is not None:
+            tx_profile = _on_connector(tx_profile, conn.id)
+            if (
+                tx_profile.purpose is not ProfilePurpose.TX
+                or tx_profile.transaction_id is not None
+                or problem(tx_profile, self._profile_rules()) is not None
+            ):
+                return False  # OCPP 1.6 §5.11: purpose TxProfile, transactionId not set
+            self._remote_profiles[conn.id] = (id_tag, tx_profile)
+        else:
+            self._remote_profiles.pop(conn.id, None)
         self._spawn(self._remote_start(conn, id_tag, authorize_first), f"remote-start-{conn.id}")
         return True
 
@@ -1061,3 +1119,145 @@ class Station:
     def id_tag_info(self, id_tag: str, info: IdTagInfo) -> None:
         """The CSMS told us about an idTag in a transaction answer: update the cache."""
         self.authorizer.remember(id_tag, info)
+
+    # smart charging (OCPP 1.6 §3.13)
+    def _profile_rules(self) -> ProfileRules:
+        return ProfileRules(
+            max_stack_level=self.settings.get_int("charge_profile_max_stack_level"),
+            max_periods=self.settings.get_int("charging_schedule_max_periods"),
+            max_installed=self.settings.get_int("max_charging_profiles_installed"),
+        )
+
+    def _limits(self, cid: int) -> ConnectorLimits:
+        if cid == 0:
+            ports = list(self.ports.values())
+            return ConnectorLimits(
+                sum(p.max_current_a for p in ports),
+                ports[0].voltage_v if ports else 230.0,
+                max((p.phases for p in ports), default=3),
+            )
+        p = self.ports[cid]
+        return ConnectorLimits(p.max_current_a, p.voltage_v, p.phases)
+
+    def _tx_start(self, cid: int) -> datetime | None:
+        conn = self.connectors.get(cid)
+        tx = conn.transaction if conn is not None else None
+        return tx.started_at if tx is not None else None
+
+    def current_limit_a(self, cid: int, at: datetime | None = None) -> float:
+        """The current (A per phase) connector ``cid`` may offer now: its maximum under the profiles in force."""
+        at = at or self.clock.now()
+        return limit_a(self.profiles, cid, at, self._limits(cid), tx_start=self._tx_start(cid))
+
+    def set_charging_profile(self, cid: int, profile: ChargingProfile) -> ProfileResult:
+        """Install a profile on connector ``cid`` (0: the charge point), replacing the ones it supersedes."""
+        profile = _on_connector(profile, cid)
+        why = problem(profile, self._profile_rules())
+        if why is None and cid != 0 and cid not in self.connectors:
+            why = f"no connector {cid}"
+        if why is None and profile.purpose is ProfilePurpose.TX:
+            tx = self.connectors[cid].transaction
+            if tx is None:
+                why = "a TxProfile needs a transaction on its connector"  # OCPP 1.6 §3.13.1
+            elif profile.transaction_id is not None and profile.transaction_id != tx.csms_id:
+                why = f"transaction {profile.transaction_id} is not running on connector {cid}"
+            else:
+                profile = _with_transaction(profile, tx.csms_id)
+        if why is None:
+            replaced = replaced_by(profile, self.profiles)
+            if len(self.profiles) - len(replaced) >= self._profile_rules().max_installed:
+                why = "MaxChargingProfilesInstalled reached"
+        if why is not None:
+            log.info("charging profile %s rejected: %s", profile.id, why)
+            return ProfileResult.REJECTED
+        if not self._install(profile):
+            return ProfileResult.REJECTED
+        return ProfileResult.ACCEPTED
+
+    def _install(self, profile: ChargingProfile) -> bool:
+        replaced = replaced_by(profile, self.profiles)
+        try:
+            self.store.install_charging_profile(profile, replaced)
+        except StorageError:
+            log.exception("cannot store charging profile %s", profile.id)
+            return False
+        self.profiles = [p for p in self.profiles if p.id not in replaced] + [profile]
+        self._apply_limits()
+        return True
+
+    def clear_charging_profiles(
+        self,
+        profile_id: int | None = None,
+        cid: int | None = None,
+        purpose: ProfilePurpose | None = None,
+        stack_level: int | None = None,
+    ) -> ClearResult:
+        """Remove the profiles the criteria select; UNKNOWN if none does."""
+        ids = [p.id for p in self.profiles if matches_clear(p, profile_id, cid, purpose, stack_level)]
+        if not ids:
+            return ClearResult.UNKNOWN
+        try:
+            self.store.delete_charging_profiles(ids)
+        except StorageError:
+            log.exception("cannot remove charging profiles %s", ids)
+            return ClearResult.UNKNOWN
+        self.profiles = [p for p in self.profiles if p.id not in ids]
+        self._apply_limits()
+        return ClearResult.ACCEPTED
+
+    def _drop_tx_profiles(self, cids: list[int]) -> None:
+        ids = [p.id for p in self.profiles if p.purpose is ProfilePurpose.TX and p.connector_id in cids]
+        if ids:
+            with contextlib.suppress(StorageError):
+                self.store.delete_charging_profiles(ids)
+            self.profiles = [p for p in self.profiles if p.id not in ids]
+        self._apply_limits()
+
+    def composite_schedule(
+        self, cid: int, duration_s: int, unit: RateUnit | None
+    ) -> CompositeSchedule | None:
+        """The limits of ``cid`` (0: the charge point) from now for ``duration_s``; None for an unknown one."""
+        if cid != 0 and cid not in self.connectors:
+            return None
+        now = self.clock.now()
+        # Without a transaction, relative schedules are shown as if one started now.
+        return composite(
+            self.profiles,
+            cid,
+            now,
+            duration_s,
+            unit or RateUnit.AMPERE,
+            self._limits(cid),
+            tx_start=self._tx_start(cid) or now,
+        )
+
+    def _apply_limits(self) -> None:
+        """Offer each closed connector its current limit now, and arm a timer for the next boundary of any
+        profile; called again whenever profiles or transactions change (a timer, not a poll)."""
+        if self._limit_timer is not None:
+            self._limit_timer.cancel()
+            self._limit_timer = None
+        if self.stopping:
+            return
+        now = self.clock.now()
+        due: datetime | None = None
+        for cid, conn in self.connectors.items():
+            if self.ports[cid].relay.closed and conn.plugged:
+                try:
+                    self.ports[cid].plug.offer_current(self.current_limit_a(cid, now))
+                except Exception:
+                    log.exception("connector %s: changing the current offer failed", cid)
+            edge = next_change(self.profiles, now, tx_start=self._tx_start(cid))
+            if edge is not None and (due is None or edge < due):
+                due = edge
+        if due is not None:
+            delay = max(0.0, (due - self.clock.now()).total_seconds())
+            self._limit_timer = asyncio.get_running_loop().call_later(delay, self._apply_limits)
+
+
+def _on_connector(profile: ChargingProfile, cid: int) -> ChargingProfile:
+    return dataclasses.replace(profile, connector_id=cid)
+
+
+def _with_transaction(profile: ChargingProfile, transaction_id: int | None) -> ChargingProfile:
+    return dataclasses.replace(profile, transaction_id=transaction_id)

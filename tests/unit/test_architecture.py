@@ -11,7 +11,7 @@ import pytest
 from ocpp.v16 import enums as v16
 
 import chargepoint.core
-from chargepoint.core import model
+from chargepoint.core import model, smart_charging
 from chargepoint.core.settings import SPECS
 from chargepoint.csms.v16 import mapping
 
@@ -79,6 +79,12 @@ TABLES: list[tuple[type[Enum], dict[object, str], type[Enum] | None]] = [
     (model.AvailabilityResult, mapping.AVAILABILITY, v16.AvailabilityStatus),
     (model.UnlockResult, mapping.UNLOCK, v16.UnlockStatus),
     (model.LocalListResult, mapping.LOCAL_LIST, v16.UpdateStatus),
+    (smart_charging.ProfilePurpose, mapping.PROFILE_PURPOSE, v16.ChargingProfilePurposeType),
+    (smart_charging.ProfileKind, mapping.PROFILE_KIND, v16.ChargingProfileKindType),
+    (smart_charging.RecurrencyKind, mapping.RECURRENCY, v16.RecurrencyKind),
+    (smart_charging.RateUnit, mapping.RATE_UNIT, v16.ChargingRateUnitType),
+    (smart_charging.ProfileResult, mapping.PROFILE_RESULT, v16.ChargingProfileStatus),
+    (smart_charging.ClearResult, mapping.CLEAR_RESULT, v16.ClearChargingProfileStatus),
 ]
 TABLE_IDS = [core.__name__ for core, _, _ in TABLES]
 

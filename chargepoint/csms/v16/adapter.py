@@ -26,6 +26,12 @@ from ocpp.v16.enums import Action
 
 from chargepoint.core.model import AuthStatus, IdTagInfo, ResetKind, Sample, StopReason
 from chargepoint.core.settings import SPECS
+from chargepoint.core.smart_charging import (
+    ChargingProfile,
+    ChargingSchedule,
+    CompositeSchedule,
+    SchedulePeriod,
+)
 from chargepoint.csms.outbox import Delivered
 from chargepoint.csms.v16 import mapping
 from chargepoint.errors import ChargePointError, CsmsRejected, CsmsUnavailable
@@ -64,6 +70,53 @@ def id_tag_info(data: dict[str, Any] | None) -> IdTagInfo:
         parse_time(expiry) if expiry else None,
         data.get("parentIdTag") or data.get("parent_id_tag"),
     )
+
+
+def charging_profile_of(data: dict[str, Any], connector_id: int) -> ChargingProfile:
+    """An OCPP 1.6 ChargingProfile (snake_case keys, as the ``ocpp`` package routes it) as the core's.
+
+    Raises KeyError or ValueError for a value the core has no word for."""
+    sched = data["charging_schedule"]
+    start = sched.get("start_schedule")
+    valid_from, valid_to = data.get("valid_from"), data.get("valid_to")
+    recurrency = data.get("recurrency_kind")
+    return ChargingProfile(
+        id=int(data["charging_profile_id"]),
+        stack_level=int(data["stack_level"]),
+        purpose=mapping.PROFILE_PURPOSE_IN[data["charging_profile_purpose"]],
+        kind=mapping.PROFILE_KIND_IN[data["charging_profile_kind"]],
+        connector_id=connector_id,
+        recurrency=mapping.RECURRENCY_IN[recurrency] if recurrency else None,
+        valid_from=parse_time(valid_from) if valid_from else None,
+        valid_to=parse_time(valid_to) if valid_to else None,
+        transaction_id=data.get("transaction_id"),
+        schedule=ChargingSchedule(
+            unit=mapping.RATE_UNIT_IN[sched["charging_rate_unit"]],
+            periods=tuple(
+                SchedulePeriod(int(p["start_period"]), float(p["limit"]), p.get("number_phases"))
+                for p in sched["charging_schedule_period"]
+            ),
+            start=parse_time(start) if start else None,
+            duration_s=sched.get("duration"),
+            min_rate=sched.get("min_charging_rate"),
+        ),
+    )
+
+
+def composite_schedule(schedule: CompositeSchedule) -> dict[str, Any]:
+    """A core composite schedule as an OCPP 1.6 ChargingSchedule (camelCase)."""
+    periods = []
+    for p in schedule.periods:
+        period: dict[str, Any] = {"startPeriod": p.start_s, "limit": round(p.limit, 1)}
+        if p.phases is not None:
+            period["numberPhases"] = p.phases
+        periods.append(period)
+    return {
+        "duration": schedule.duration_s,
+        "startSchedule": ocpp_time(schedule.start),
+        "chargingRateUnit": mapping.RATE_UNIT[schedule.unit],
+        "chargingSchedulePeriod": periods,
+    }
 
 
 def meter_value(sample: Sample) -> dict[str, Any]:
@@ -633,14 +686,78 @@ class V16Session(_OcppChargePoint):  # type: ignore[misc]
 
     # handlers for the central system's CALLs
     @on(Action.remote_start_transaction)
-    def on_remote_start(self, id_tag: str, connector_id: int | None = None, **_: Any) -> Any:
-        """RemoteStartTransaction (OCPP 1.6 §5.11)."""
+    def on_remote_start(
+        self,
+        id_tag: str,
+        connector_id: int | None = None,
+        charging_profile: dict[str, Any] | None = None,
+        **_: Any,
+    ) -> Any:
+        """RemoteStartTransaction (OCPP 1.6 §5.11); a chargingProfile becomes the transaction's TxProfile."""
         if connector_id is not None and connector_id not in self.station.connectors:
             return call_result.RemoteStartTransaction(status="Rejected")
+        profile = None
+        if charging_profile is not None:
+            try:
+                profile = charging_profile_of(charging_profile, connector_id or 0)
+            except (KeyError, ValueError, TypeError) as exc:
+                log.info("RemoteStartTransaction with an unusable chargingProfile: %s", exc)
+                return call_result.RemoteStartTransaction(status="Rejected")
         ok = self.station.remote_start(
-            id_tag, connector_id, authorize_first=self.settings.get_bool("authorize_remote_tx_requests")
+            id_tag,
+            connector_id,
+            authorize_first=self.settings.get_bool("authorize_remote_tx_requests"),
+            tx_profile=profile,
         )
         return call_result.RemoteStartTransaction(status="Accepted" if ok else "Rejected")
+
+    @on(Action.set_charging_profile)
+    def on_set_charging_profile(
+        self, connector_id: int, cs_charging_profiles: dict[str, Any], **_: Any
+    ) -> Any:
+        """SetChargingProfile (OCPP 1.6 §5.16): Rejected for a TxProfile without a transaction on the connector,
+        a ChargePointMaxProfile off connector 0, or a unit, stack level or period count we do not take."""
+        if connector_id != 0 and connector_id not in self.station.connectors:
+            return call_result.SetChargingProfile(status="Rejected")
+        try:
+            profile = charging_profile_of(cs_charging_profiles, connector_id)
+        except (KeyError, ValueError, TypeError) as exc:
+            log.info("SetChargingProfile with an unusable profile: %s", exc)
+            return call_result.SetChargingProfile(status="Rejected")
+        result = self.station.set_charging_profile(connector_id, profile)
+        return call_result.SetChargingProfile(status=mapping.PROFILE_RESULT[result])
+
+    @on(Action.clear_charging_profile)
+    def on_clear_charging_profile(
+        self,
+        id: int | None = None,
+        connector_id: int | None = None,
+        charging_profile_purpose: str | None = None,
+        stack_level: int | None = None,
+        **_: Any,
+    ) -> Any:
+        """ClearChargingProfile (OCPP 1.6 §5.5): by id, or by connector, purpose and stack level; Unknown when
+        nothing matched."""
+        purpose = mapping.PROFILE_PURPOSE_IN[charging_profile_purpose] if charging_profile_purpose else None
+        result = self.station.clear_charging_profiles(id, connector_id, purpose, stack_level)
+        return call_result.ClearChargingProfile(status=mapping.CLEAR_RESULT[result])
+
+    @on(Action.get_composite_schedule)
+    def on_get_composite_schedule(
+        self, connector_id: int, duration: int, charging_rate_unit: str | None = None, **_: Any
+    ) -> Any:
+        """GetCompositeSchedule (OCPP 1.6 §5.7): the limits from now for ``duration`` s; Rejected for an unknown
+        connector or a negative duration."""
+        unit = mapping.RATE_UNIT_IN[charging_rate_unit] if charging_rate_unit else None
+        schedule = self.station.composite_schedule(connector_id, duration, unit) if duration >= 0 else None
+        if schedule is None:
+            return call_result.GetCompositeSchedule(status="Rejected")
+        return call_result.GetCompositeSchedule(
+            status="Accepted",
+            connector_id=connector_id,
+            schedule_start=ocpp_time(schedule.start),
+            charging_schedule=composite_schedule(schedule),
+        )
 
     @on(Action.remote_stop_transaction)
     async def on_remote_stop(self, transaction_id: int, **_: Any) -> Any:
@@ -704,6 +821,8 @@ class V16Session(_OcppChargePoint):  # type: ignore[misc]
             return str(len(self.station.connectors))
         if setting == "supported_feature_profiles":
             return mapping.SUPPORTED_PROFILES
+        if setting == "charging_schedule_allowed_charging_rate_unit":
+            return mapping.ALLOWED_RATE_UNITS
         return self.settings.text(setting)[:500]
 
     @on(Action.change_configuration)

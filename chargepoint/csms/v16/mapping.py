@@ -13,6 +13,14 @@ from chargepoint.core.model import (
     StopReason,
     UnlockResult,
 )
+from chargepoint.core.smart_charging import (
+    ClearResult,
+    ProfileKind,
+    ProfilePurpose,
+    ProfileResult,
+    RateUnit,
+    RecurrencyKind,
+)
 
 S = ConnectorState
 
@@ -99,7 +107,38 @@ LOCAL_LIST: dict[LocalListResult, str] = {
     LocalListResult.VERSION_MISMATCH: "VersionMismatch",
 }
 
-# OCPP 1.6 configuration keys (§9.1 Core, §9.2 LocalAuthListManagement) -> core setting names.
+PROFILE_PURPOSE: dict[ProfilePurpose, str] = {
+    ProfilePurpose.CHARGE_POINT_MAX: "ChargePointMaxProfile",
+    ProfilePurpose.TX_DEFAULT: "TxDefaultProfile",
+    ProfilePurpose.TX: "TxProfile",
+}
+PROFILE_PURPOSE_IN = {v: k for k, v in PROFILE_PURPOSE.items()}
+
+PROFILE_KIND: dict[ProfileKind, str] = {
+    ProfileKind.ABSOLUTE: "Absolute",
+    ProfileKind.RECURRING: "Recurring",
+    ProfileKind.RELATIVE: "Relative",
+}
+PROFILE_KIND_IN = {v: k for k, v in PROFILE_KIND.items()}
+
+RECURRENCY: dict[RecurrencyKind, str] = {RecurrencyKind.DAILY: "Daily", RecurrencyKind.WEEKLY: "Weekly"}
+RECURRENCY_IN = {v: k for k, v in RECURRENCY.items()}
+
+RATE_UNIT: dict[RateUnit, str] = {RateUnit.AMPERE: "A", RateUnit.WATT: "W"}
+RATE_UNIT_IN = {v: k for k, v in RATE_UNIT.items()}
+
+PROFILE_RESULT: dict[ProfileResult, str] = {
+    ProfileResult.ACCEPTED: "Accepted",
+    ProfileResult.REJECTED: "Rejected",
+    ProfileResult.NOT_SUPPORTED: "NotSupported",
+}
+
+CLEAR_RESULT: dict[ClearResult, str] = {ClearResult.ACCEPTED: "Accepted", ClearResult.UNKNOWN: "Unknown"}
+
+# OCPP 1.6 §9.4 ChargingScheduleAllowedChargingRateUnit: a CSL of "Current" and "Power".
+ALLOWED_RATE_UNITS = "Current,Power"
+
+# OCPP 1.6 configuration keys (§9.1 Core, §9.2 LocalAuthListManagement, §9.4 SmartCharging) -> core settings.
 CONFIG_KEYS: dict[str, str] = {
     "AllowOfflineTxForUnknownId": "allow_offline_tx_for_unknown_id",
     "AuthorizationCacheEnabled": "authorization_cache_enabled",
@@ -135,9 +174,13 @@ CONFIG_KEYS: dict[str, str] = {
     "LocalAuthListMaxLength": "local_auth_list_max_length",
     "SendLocalListMaxLength": "send_local_list_max_length",
     "ResumeTransactionsAfterPowerLoss": "resume_transactions_after_power_loss",
+    "ChargeProfileMaxStackLevel": "charge_profile_max_stack_level",
+    "ChargingScheduleAllowedChargingRateUnit": "charging_schedule_allowed_charging_rate_unit",
+    "ChargingScheduleMaxPeriods": "charging_schedule_max_periods",
+    "MaxChargingProfilesInstalled": "max_charging_profiles_installed",
 }
 
-SUPPORTED_PROFILES = "Core,LocalAuthListManagement,RemoteTrigger"
+SUPPORTED_PROFILES = "Core,LocalAuthListManagement,RemoteTrigger,SmartCharging"
 
 # OCPP-J 1.6 §4.2.3 spells two codes differently from the `ocpp` package (errata 5.1, 5.2: not fixed).
 CALL_ERROR_CODE: dict[str, str] = {
