@@ -4,9 +4,9 @@ Version-neutral (OCPP 1.6 §3.13 and §7 ChargingProfile; 2.0.1 has the same mod
 station keeps the installed profiles, asks ``limit_a`` for the current in force and ``next_change`` for when to
 ask again.
 
-Assumptions: a limit in W becomes A with the connector's voltage (230 V unless configured) and the number of
-phases of the period (OCPP 1.6 §7.13: 3 when absent), capped at the connector's phases. A ChargePointMaxProfile
-caps every connector on its own (it is not divided between connectors that charge at the same time).
+Assumptions: a limit in W becomes A with the connector's voltage (230 V unless configured) and the connector's
+phases (it cannot switch phases, so numberPhases does not lower the divisor). A ChargePointMaxProfile is shared
+by all connectors (OCPP 1.6 §3.13.1): the station divides it evenly between the connectors that charge.
 """
 
 from __future__ import annotations
@@ -21,6 +21,8 @@ from typing import Any
 
 DEFAULT_PHASES = 3  # OCPP 1.6 §7.13 numberPhases: "if absent, 3 will be assumed"
 DEFAULT_VOLTAGE_V = 230.0
+# Longest duration or startPeriod taken (an int32, ~68 years): beyond it datetime arithmetic overflows.
+MAX_SECONDS = 2**31 - 1
 _RECURRENCE = {"daily": timedelta(days=1), "weekly": timedelta(days=7)}
 
 
@@ -166,8 +168,9 @@ class ConnectorLimits:
         """A limit in ``unit`` as amps per phase on this connector."""
         if unit is RateUnit.AMPERE:
             return limit
-        used = max(1, min(phases or DEFAULT_PHASES, self.phases))
-        return limit / (self.voltage_v * used)
+        # The connector energises all its phases whatever ``phases`` (numberPhases) says, and an EV may draw on
+        # each: dividing by fewer phases would let it draw a multiple of the limit.
+        return limit / (self.voltage_v * max(1, self.phases))
 
     def to_watts(self, current_a: float) -> float:
         """Amps per phase as total power on this connector."""
@@ -207,10 +210,14 @@ def problem(profile: ChargingProfile, rules: ProfileRules) -> str | None:
     starts = [p.start_s for p in s.periods]
     if starts[0] != 0 or any(b <= a for a, b in itertools.pairwise(starts)):
         return "periods must start at 0 and ascend"
+    if starts[-1] > MAX_SECONDS:
+        return f"startPeriod must be <= {MAX_SECONDS}"
+    if any(not math.isfinite(p.limit) for p in s.periods):
+        return "a period needs a finite limit"
     if any(p.limit < 0 or (p.phases is not None and not 1 <= p.phases <= 3) for p in s.periods):
         return "a period needs a limit >= 0 and 1..3 phases"
-    if s.duration_s is not None and s.duration_s < 0:
-        return "duration must be >= 0"
+    if s.duration_s is not None and not 0 <= s.duration_s <= MAX_SECONDS:
+        return f"duration must be 0..{MAX_SECONDS}"
     if profile.kind is ProfileKind.RECURRING and (profile.recurrency is None or s.start is None):
         return "a recurring profile needs recurrencyKind and startSchedule"
     if profile.purpose is ProfilePurpose.CHARGE_POINT_MAX and profile.connector_id != 0:
@@ -335,15 +342,19 @@ def limit_a(
     conn: ConnectorLimits,
     *,
     tx_start: datetime | None = None,
+    cp_share: int = 1,
 ) -> float:
     """The current (A per phase) a connector may offer at ``at``: its maximum, lowered by the TxProfile in force
-    (else the TxDefaultProfile) and by the ChargePointMaxProfile; ``tx_start`` is set while a transaction runs."""
+    (else the TxDefaultProfile) and by its share of the ChargePointMaxProfile, which ``cp_share`` connectors
+    share (OCPP 1.6 §3.13.1); ``tx_start`` is set while a transaction runs."""
     by_purpose = _applicable(profiles, connector_id, tx_start is not None)
     limit = conn.max_current_a
     tx_limit = _first_limit(by_purpose[ProfilePurpose.TX], at, tx_start, conn)
     if tx_limit is None:
         tx_limit = _first_limit(by_purpose[ProfilePurpose.TX_DEFAULT], at, tx_start, conn)
     cp_limit = _first_limit(by_purpose[ProfilePurpose.CHARGE_POINT_MAX], at, tx_start, conn)
+    if cp_limit is not None:
+        cp_limit /= max(1, cp_share)
     for value in (tx_limit, cp_limit):
         if value is not None:
             limit = min(limit, value)
@@ -382,6 +393,7 @@ def composite(
     conn: ConnectorLimits,
     *,
     tx_start: datetime | None = None,
+    cp_share: int = 1,
 ) -> CompositeSchedule:
     """The limits of ``connector_id`` from ``start`` for ``duration_s``, merged into periods (GetCompositeSchedule).
 
@@ -396,7 +408,7 @@ def composite(
     periods: list[SchedulePeriod] = []
     at = start
     while at < end:
-        amps = limit_a(relevant, connector_id, at, conn, tx_start=tx_start)
+        amps = limit_a(relevant, connector_id, at, conn, tx_start=tx_start, cp_share=cp_share)
         value = round(amps if unit is RateUnit.AMPERE else conn.to_watts(amps), 1)
         phases = None if unit is RateUnit.AMPERE else conn.phases
         if not periods or periods[-1].limit != value:

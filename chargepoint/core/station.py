@@ -35,6 +35,7 @@ from chargepoint.core.model import (
 )
 from chargepoint.core.settings import Settings
 from chargepoint.core.smart_charging import (
+    MAX_SECONDS,
     ChargingProfile,
     ClearResult,
     CompositeSchedule,
@@ -702,6 +703,7 @@ class Station:
             if conn.transaction is None and conn.pending_id_tag is not None and not conn.plugged:
                 log.info("connector %s: no cable within ConnectionTimeOut; authorization dropped", conn.id)
                 conn.pending_id_tag = conn.pending_parent = None
+                self._remote_profiles.pop(conn.id, None)  # a remote start's TxProfile goes with it
                 if conn.state is S.PREPARING:
                     conn.abandon()
 
@@ -1003,6 +1005,7 @@ class Station:
             info = await self.authorizer.authorize(id_tag)
             if info.status is not AuthStatus.ACCEPTED:
                 log.info("remote start for %s refused: %s", id_tag, info.status.name)
+                self._remote_profiles.pop(conn.id, None)  # its TxProfile must not meet a later local start
                 return
             parent = info.parent_id_tag
         await self._begin_when_plugged(conn, id_tag, parent)
@@ -1147,7 +1150,25 @@ class Station:
     def current_limit_a(self, cid: int, at: datetime | None = None) -> float:
         """The current (A per phase) connector ``cid`` may offer now: its maximum under the profiles in force."""
         at = at or self.clock.now()
-        return limit_a(self.profiles, cid, at, self._limits(cid), tx_start=self._tx_start(cid))
+        return limit_a(
+            self.profiles,
+            cid,
+            at,
+            self._limits(cid),
+            tx_start=self._tx_start(cid),
+            cp_share=self._cp_share(cid),
+        )
+
+    def _cp_share(self, cid: int) -> int:
+        """How many connectors share the ChargePointMaxProfile with ``cid`` (OCPP 1.6 §3.13.1): ``cid`` and every
+        other one in a transaction or with its relay closed (a stuck relay still draws)."""
+        if cid == 0:
+            return 1
+        return 1 + sum(
+            1
+            for other, conn in self.connectors.items()
+            if other != cid and (conn.transaction is not None or self.ports[other].relay.closed)
+        )
 
     def set_charging_profile(self, cid: int, profile: ChargingProfile) -> ProfileResult:
         """Install a profile on connector ``cid`` (0: the charge point), replacing the ones it supersedes."""
@@ -1217,7 +1238,7 @@ class Station:
         self, cid: int, duration_s: int, unit: RateUnit | None
     ) -> CompositeSchedule | None:
         """The limits of ``cid`` (0: the charge point) from now for ``duration_s``; None for an unknown one."""
-        if cid != 0 and cid not in self.connectors:
+        if (cid != 0 and cid not in self.connectors) or not 0 <= duration_s <= MAX_SECONDS:
             return None
         now = self.clock.now()
         # Without a transaction, relative schedules are shown as if one started now.
@@ -1229,6 +1250,7 @@ class Station:
             unit or RateUnit.AMPERE,
             self._limits(cid),
             tx_start=self._tx_start(cid) or now,
+            cp_share=self._cp_share(cid),
         )
 
     def _apply_limits(self) -> None:

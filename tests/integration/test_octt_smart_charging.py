@@ -237,16 +237,43 @@ async def test_unsupported_values_are_rejected(cs: CentralSystem, start_agent: S
 
 
 async def test_watt_limits_become_amps_at_230_v(cs: CentralSystem, start_agent: StartAgent) -> None:
-    """A W limit is offered as A per phase: W / (230 V x phases); 3 phases when numberPhases is absent."""
+    """A W limit is offered as A per phase: W / (230 V x the connector's phases), even when numberPhases is
+    lower, since the connector energises all of its phases and the EV may draw on each."""
     a = await start_agent()
     await start_session(a, cs)
     periods = [{"startPeriod": 0, "limit": 4600, "numberPhases": 1}]
     assert (
         await set_profile(cs, 1, profile(22, "TxDefaultProfile", 0, unit="W", periods=periods)) == "Accepted"
     )
-    await offer_is(a, 20.0)
+    await offer_is(a, 4600 / (230.0 * 3))
     assert await set_profile(cs, 1, profile(22, "TxDefaultProfile", 6900, unit="W")) == "Accepted"
     await offer_is(a, 10.0)
+
+
+async def test_charge_point_max_profile_is_shared_by_charging_connectors(
+    cs: CentralSystem, start_agent: StartAgent
+) -> None:
+    """OCPP 1.6 §3.13.1: the ChargePointMaxProfile is shared by all connectors, so two charging connectors
+    together never get more than it (each was offered all of it)."""
+    a = await start_agent(connectors=2)
+    assert await set_profile(cs, 0, profile(30, "ChargePointMaxProfile", 20)) == "Accepted"
+    await start_session(a, cs, "TAG1", 1)
+    await offer_is(a, 20.0, 1)
+    await start_session(a, cs, "TAG2", 2)
+    await offer_is(a, 10.0, 2)
+    await offer_is(a, 10.0, 1)
+
+
+async def test_a_profile_with_an_impossible_duration_is_rejected(
+    cs: CentralSystem, start_agent: StartAgent
+) -> None:
+    """A duration past what a datetime can hold is Rejected, not stored (it used to raise OverflowError after
+    being stored, and then again at every start of the agent)."""
+    a = await start_agent()
+    assert await set_profile(cs, 1, profile(31, "TxDefaultProfile", 8, duration=10**12)) == "Rejected"
+    assert a.station.profiles == []
+    answer = await cs.call(CP, "GetCompositeSchedule", {"connectorId": 1, "duration": 10**12})
+    assert answer["status"] == "Rejected"
 
 
 async def test_valid_to_in_the_past_leaves_the_maximum(cs: CentralSystem, start_agent: StartAgent) -> None:
@@ -302,3 +329,22 @@ async def test_remote_start_with_charging_profile_without_connector_id(
     assert answer["status"] == "Accepted"
     await a.wait_state("CHARGING")
     await offer_is(a, 9.0)
+
+
+async def test_a_refused_remote_start_forgets_its_charging_profile(
+    cs: CentralSystem, start_agent: StartAgent
+) -> None:
+    """A RemoteStart whose idTag the CSMS then refuses (AuthorizeRemoteTxRequests) drops its TxProfile, so it
+    cannot attach to a later local session on that connector."""
+    cs.id_tags["BLOCKED1"] = "Blocked"
+    a = await start_agent(settings={"authorize_remote_tx_requests": True})
+    answer = await cs.call(
+        CP,
+        "RemoteStartTransaction",
+        {"connectorId": 1, "idTag": "BLOCKED1", "chargingProfile": profile(40, "TxProfile", 8)},
+    )
+    assert answer["status"] == "Accepted"
+    await cs.wait_for_call("Authorize")
+    await until(lambda: a.station._remote_profiles == {}, 5, "the refused remote start kept its TxProfile")
+    await start_session(a, cs)
+    await offer_is(a, a.station.ports[1].max_current_a)

@@ -162,8 +162,12 @@ def test_recurring_weekly() -> None:
     assert limit_a([p], 1, monday + timedelta(days=9), CONN, tx_start=T0) == 32.0
 
 
-@pytest.mark.parametrize(("watts", "phases", "amps"), [(6900, None, 10.0), (4600, 1, 20.0), (13800, 2, 30.0)])
-def test_watts_become_amps_with_230_v_and_the_period_phases(
+# The connector cannot switch phases: a W limit is divided over the phases it energises, whatever numberPhases
+# says, so an EV drawing on every phase still stays within the W limit (4600 W at 20 A on 3 phases was 13.8 kW).
+@pytest.mark.parametrize(
+    ("watts", "phases", "amps"), [(6900, None, 10.0), (4600, 1, 4600 / 690), (13800, 2, 20.0)]
+)
+def test_watts_become_amps_with_230_v_over_the_connector_phases(
     watts: float, phases: int | None, amps: float
 ) -> None:
     p = prof(1, DEFAULT, (0, watts), unit=RateUnit.WATT, phases=phases)
@@ -173,6 +177,15 @@ def test_watts_become_amps_with_230_v_and_the_period_phases(
 def test_watts_on_a_single_phase_connector_use_one_phase() -> None:
     one_phase = ConnectorLimits(max_current_a=32.0, phases=1)
     assert limit_a([prof(1, DEFAULT, (0, 2300), unit=RateUnit.WATT)], 1, T0, one_phase, tx_start=T0) == 10.0
+
+
+def test_charge_point_max_is_shared_by_the_connectors_that_charge() -> None:
+    """OCPP 1.6 §3.13.1: the ChargePointMaxProfile limits the current shared by all connectors."""
+    cp_max = [prof(1, CP_MAX, (0, 30))]
+    assert limit_a(cp_max, 1, T0, CONN, tx_start=T0, cp_share=3) == 10.0
+    assert limit_a(cp_max, 1, T0, CONN, tx_start=T0) == 30.0
+    # A TxProfile below the share still wins.
+    assert limit_a([*cp_max, prof(2, TX, (0, 6))], 1, T0, CONN, tx_start=T0, cp_share=2) == 6.0
 
 
 def test_next_change_is_the_next_period_or_duration_or_validity_edge() -> None:
@@ -218,6 +231,11 @@ RULES = ProfileRules(max_stack_level=8, max_periods=3, max_installed=4, units=fr
         (prof(1, DEFAULT, (0, 10), kind=ProfileKind.RECURRING), "recurring"),
         (prof(1, TX, (0, 10), connector=0), "TxProfile"),
         (prof(1, DEFAULT, (0, 10), valid_from=at(5), valid_to=at(1)), "validTo"),
+        # Values no schedule can mean: they used to pass and then overflow datetime in next_change.
+        (prof(1, DEFAULT, (0, 10), duration_s=10**12), "duration"),
+        (prof(1, DEFAULT, (0, 10), (10**12, 6)), "startPeriod"),
+        (prof(1, DEFAULT, (0, float("nan"))), "limit"),
+        (prof(1, DEFAULT, (0, float("inf"))), "limit"),
     ],
 )
 def test_problems(candidate: ChargingProfile, reason: str) -> None:
