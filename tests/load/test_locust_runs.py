@@ -223,3 +223,47 @@ async def test_central_system_calls_are_answered_and_acted_on(tmp_path: Path) ->
     assert stats[("OCPP", "StartTransaction")] == (1, 0)
     assert stats[("OCPP", "StopTransaction")] == (1, 0)
     assert stats[("Aggregated" if ("", "Aggregated") not in stats else "", "Aggregated")][1] == 0
+
+
+async def test_boot_storm_over_two_local_processes(seeded_csms: SeededCsms, tmp_path: Path) -> None:
+    """`--processes 2` on one machine with the boot-storm shape: site power cuts drop every charger at once,
+    all of them reconnect and boot again, cut sessions start over, and nothing fails."""
+    users = seeded_csms.chargers
+    [(code, log)] = await run_all(
+        [
+            locust_command(
+                "--processes",
+                "2",
+                "--headless",
+                "--host",
+                seeded_csms.url,
+                "-u",
+                str(users),
+                "-r",
+                str(users),
+                "-t",
+                "20s",
+                "--csv",
+                str(tmp_path / "storm"),
+                "--ocpp-shape",
+                "boot-storm",
+                "--ocpp-speed",
+                "60",  # a power cut every 5 s
+                "--ocpp-credentials",
+                str(seeded_csms.credentials),
+                "--ocpp-metrics-json",
+                str(tmp_path / "metrics.json"),
+            )
+        ],
+        tmp_path,
+        timeout_s=75,
+    )
+    assert code == 0, log[-3000:]
+    stats = read_stats(tmp_path / "storm")
+    failed = {key: f for key, (_, f) in stats.items() if f}
+    assert not failed, f"failures: {failed}\n{log[-3000:]}"
+    metrics = read_metrics(tmp_path / "metrics.json")
+    assert metrics["processes"] == 2
+    assert metrics["power_cuts"] > 0 and metrics["reconnects"] > 0
+    assert metrics["boots"] > users  # every charger booted again after a cut
+    assert stats[("OCPP", "BootNotification")][0] == metrics["boots"]
