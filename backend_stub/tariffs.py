@@ -33,6 +33,7 @@ Pure Python, no I/O. Rules followed (OCPI 2.2.1 mod_tariffs, "Tariff object", "P
 
 from __future__ import annotations
 
+import bisect
 import json
 import math
 import re
@@ -879,13 +880,15 @@ def _slice_session(tariff: Tariff, periods: Sequence[SessionPeriod], tz: tzinfo)
     tod = sorted({_parse_hhmm(t) for r in restrictions for t in (r.start_time, r.end_time) if t is not None})
     durations = {Fraction(d) for r in restrictions for d in (r.min_duration, r.max_duration) if d is not None}
     kwh_marks = {Fraction(k) * 1000 for r in restrictions for k in (r.min_kwh, r.max_kwh) if k is not None}
+    # Time marks (local midnights, time-of-day and duration marks) of the whole session, in seconds from its
+    # start, computed once: each period takes the ones inside it by bisection (a session has thousands).
+    marks = sorted({_seconds(m - origin) for m in _local_marks(origin, periods[-1].end, tz, tod)} | durations)
     slices: list[_Slice] = []
     cum = Fraction(0)
     for period in periods:
         a, b = _seconds(period.start - origin), _seconds(period.end - origin)
         span, energy = b - a, Fraction(period.energy_wh)
-        cuts = {_seconds(m - origin) for m in _local_marks(period.start, period.end, tz, tod)}
-        cuts |= durations
+        cuts = set(marks[bisect.bisect_right(marks, a) : bisect.bisect_left(marks, b)])
         if energy > 0:
             cuts |= {a + (w - cum) * span / energy for w in kwh_marks if cum < w < cum + energy}
         points = [a, *sorted(c for c in cuts if a < c < b), b]
