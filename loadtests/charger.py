@@ -20,7 +20,13 @@ from typing import Any
 import gevent  # type: ignore[import-untyped]  # gevent ships no type information
 from gevent.queue import Empty, Queue  # type: ignore[import-untyped]
 
-from loadtests.connection import CallFailed, ConnectFailed, InvalidResponse, OcppConnection
+from loadtests.connection import (
+    CallFailed,
+    ConnectFailed,
+    InvalidResponse,
+    NotConnected,
+    OcppConnection,
+)
 from loadtests.credentials import Credential
 from loadtests.metrics import ChargerMetrics
 from loadtests.profiles import Profile
@@ -201,14 +207,28 @@ class Charger:
         timeout_s: float | None = None,
     ) -> Any:
         """Send a CALL and report it; the answer's payload, or None if it failed (or `refused` said why)."""
+        payload, was_refused = self._exchange(request, refused, timeout_s)
+        return None if was_refused else payload
+
+    def _exchange(
+        self,
+        request: Request,
+        refused: Callable[[dict[str, Any]], str | None] | None = None,
+        timeout_s: float | None = None,
+    ) -> tuple[Any, bool]:
+        """Send a CALL and report it exactly once (a refusal is that one report's failure); returns the answer's
+        payload (None if the call itself failed) and whether `refused` objected to it."""
         conn = self.conn
         if conn is None:
-            return None
+            return None, False
         try:
             outcome = conn.call(request, timeout_s or self.settings.response_timeout_s)
+        except NotConnected:  # never sent: counted, but no request (a 0 ms failure would skew the times)
+            self.metrics.count("calls_not_sent")
+            return None, False
         except CallFailed as exc:
             self.report("OCPP", request.action, exc.response_time_ms, exc.response_length, exc)
-            return None
+            return None, False
         failure: Exception | None = None
         if refused is not None:
             try:
@@ -216,9 +236,9 @@ class Charger:
             except (KeyError, TypeError, ValueError) as exc:  # only reachable with validation off
                 reason = f"unreadable answer: {exc!r}"
             if reason is not None:
-                failure = InvalidResponse(reason)
+                failure = InvalidResponse(reason, outcome.response_time_ms, outcome.response_length)
         self.report("OCPP", request.action, outcome.response_time_ms, outcome.response_length, failure)
-        return None if failure is not None else outcome.payload
+        return outcome.payload, failure is not None
 
     def _id_tag_refused(self, payload: dict[str, Any]) -> str | None:
         status = self.version.id_tag_status(payload)
@@ -282,12 +302,12 @@ class Charger:
     def _boot(self) -> bool:
         """BootNotification until Accepted, then the connector status and a clock-sync Heartbeat."""
         while self.conn is not None and self.conn.is_open:
-            answer = self._call(
+            answer, refused = self._exchange(
                 self.version.boot_notification(StationInfo(self.credential.cp_id)),
                 lambda p: None if self.version.boot_result(p)[0] == "Accepted" else f"status {p['status']}",
             )
-            if answer is None:
-                gevent.sleep(self._scaled(10) + self.rng.random())
+            if answer is None or refused:
+                gevent.sleep(self._scaled(self._boot_retry_s(answer)) + self.rng.random())
                 continue
             self.booted = True
             self.metrics.count("boots")
@@ -305,6 +325,14 @@ class Charger:
             self._heartbeat()
             return True
         return False
+
+    def _boot_retry_s(self, answer: Any) -> float:
+        """Seconds until the next BootNotification: a Pending/Rejected answer's interval (OCPP 1.6 §4.2), else 10."""
+        try:
+            interval = self.version.boot_result(answer)[1] if answer is not None else 0
+        except (KeyError, TypeError, ValueError):  # only reachable with validation off
+            interval = 0
+        return float(interval) if interval > 0 else 10.0
 
     def _heartbeat(self) -> None:
         self.next_heartbeat = time.monotonic() + self._interval("HeartbeatInterval")
@@ -338,24 +366,33 @@ class Charger:
             return
         self._status("Preparing")
         self._advance_energy()
-        answer = self._call(self.version.start_transaction(CONNECTOR_ID, tag, self.energy_wh))
-        if answer is None:
+        answer, refused = self._exchange(
+            self.version.start_transaction(CONNECTOR_ID, tag, self.energy_wh), self._id_tag_refused
+        )
+        transaction_id = self._read_transaction_id(answer)
+        if transaction_id is None:
             self._status(self._idle_status())
             self._schedule_next_session()
             return
-        self.transaction_id = self.version.transaction_id(answer)
+        self.transaction_id = transaction_id
         self.id_tag = tag
         self.phase = Phase.CHARGING
         self.metrics.count("sessions_started")
-        reason = self._id_tag_refused(answer)
-        if reason is not None:  # OCPP 1.6 §5.12: the central system refused the idTag, end it at once
-            self.report("OCPP", "StartTransaction", 0.0, 0, InvalidResponse(reason))
+        if refused:  # OCPP 1.6 §5.12: the central system refused the idTag (reported above), end it at once
             self._stop_session(StopReason.DE_AUTHORIZED)
             return
         self._status("Charging")
         now = time.monotonic()
         self.next_meter = now + self._interval("MeterValueSampleInterval")
         self.session_end = now + self._scaled(self.rng.uniform(*self.profile.session_s))
+
+    def _read_transaction_id(self, answer: Any) -> int | str | None:
+        if answer is None:
+            return None
+        try:
+            return self.version.transaction_id(answer)
+        except (KeyError, TypeError, ValueError):  # only reachable with validation off
+            return None
 
     def _meter_values(self) -> None:
         self.next_meter = time.monotonic() + self._interval("MeterValueSampleInterval")
@@ -473,6 +510,7 @@ class Charger:
         if not operative and self.phase is Phase.CHARGING:
             self.inoperative_after_session = True  # answered Scheduled
             return
+        self.inoperative_after_session = False  # a later Operative cancels a scheduled Inoperative
         if operative != self.operative:
             self.operative = operative
             self._status(self._idle_status())

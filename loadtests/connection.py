@@ -32,6 +32,7 @@ __all__ = [
     "ConnectFailed",
     "ConnectionLost",
     "InvalidResponse",
+    "NotConnected",
     "OcppConnection",
 ]
 
@@ -69,6 +70,10 @@ class InvalidResponse(CallFailed):
 
 class ConnectionLost(CallFailed):
     """The connection closed before the answer came."""
+
+
+class NotConnected(ConnectionLost):
+    """The CALL was never sent: the connection had already ended (not a request, so not reported)."""
 
 
 class ConnectFailed(Exception):
@@ -161,7 +166,7 @@ class OcppConnection:
         with self._call_lock:
             ws = self._ws
             if ws is None or not self.is_open:
-                raise ConnectionLost("not connected")
+                raise NotConnected("not connected")
             unique_id = str(next(self._ids))
             message = Call(unique_id, request.action, request.payload)
             if self._validate:
@@ -250,6 +255,12 @@ class OcppConnection:
         except Exception:  # never let a bug kill the greenlet silently with a pending CALL waiting forever
             log.exception("receive loop failed")
         finally:
+            # Release the socket now: after a peer's close frame or a crash the peer must see the end too, and a
+            # CALL sent from here on fails at once instead of waiting for its timeout.
+            try:
+                ws.shutdown()  # type: ignore[no-untyped-call]  # websocket-client leaves it unannotated
+            except OSError:
+                pass
             closed.set()
             lost = ConnectionLost("connection closed before the answer")
             for pending in list(self._pending.values()):
@@ -274,7 +285,11 @@ class OcppConnection:
 
     def _answer(self, ws: websocket.WebSocket, call: Call) -> None:
         action = call.action if isinstance(call.action, str) else ""
-        answer = self._on_call(action, call.payload)
+        try:
+            answer = self._on_call(action, call.payload)
+        except Exception:  # a bug answering one call must not end the receive loop (and the connection)
+            log.exception("answering %s failed", action)
+            answer = Answer(error_code="InternalError", error_description="the charger failed to answer")
         if answer.error_code is not None:
             frame = CallError(call.unique_id, answer.error_code, answer.error_description, {}).to_json()
         else:

@@ -22,6 +22,7 @@ COUNTERS = (
     "power_cuts",
     "link_drops",
     "resets",
+    "calls_not_sent",  # CALLs the charger skipped because its connection had already ended
     "invalid_frames",
     "unexpected_responses",
     "binary_frames",

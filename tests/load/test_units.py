@@ -161,3 +161,136 @@ def test_metrics_aggregate_over_processes() -> None:
     summary = agg.summary()
     assert summary["connections_held"] == 3 and summary["connections_held_max"] == 4
     assert summary["connects"] == 5 and summary["reconnects"] == 1 and summary["processes"] == 2
+
+
+# -- the charger and the connection, driven without a network (fakes for the socket and the connection)
+from collections.abc import Iterator  # noqa: E402
+
+from loadtests.charger import Charger, ChargerSettings, Phase  # noqa: E402
+from loadtests.connection import (  # noqa: E402
+    CallErrorResponse,
+    CallOutcome,
+    NotConnected,
+    OcppConnection,
+)
+from loadtests.credentials import Credential  # noqa: E402
+from loadtests.protocol import Answer, Request  # noqa: E402
+
+
+class FakeConn:
+    """Answers each CALL with the next scripted payload (or raises the scripted exception)."""
+
+    def __init__(self, answers: list[Any]) -> None:
+        self.answers = answers
+        self.sent: list[Request] = []
+        self.is_open = True
+
+    def call(self, request: Request, timeout_s: float) -> CallOutcome:
+        self.sent.append(request)
+        answer = self.answers.pop(0)
+        if isinstance(answer, Exception):
+            raise answer
+        return CallOutcome(answer, 2.5, 40)
+
+
+def make_charger(answers: list[Any]) -> tuple[Charger, FakeConn, list[tuple[str, str, float, int, Any]]]:
+    reports: list[tuple[str, str, float, int, Any]] = []
+    charger = Charger(
+        Credential("CP1", None, ("TAG1",)),
+        PROFILES["steady"],
+        V16,
+        ChargerSettings(url="ws://127.0.0.1:1/ocpp"),
+        lambda *args: reports.append(args),
+        ChargerMetrics(),
+    )
+    conn = FakeConn(answers)
+    charger.conn = conn  # type: ignore[assignment]
+    return charger, conn, reports
+
+
+def test_refused_start_is_one_failed_request_then_a_deauthorized_stop() -> None:
+    charger, conn, reports = make_charger(
+        [
+            {"idTagInfo": {"status": "Accepted"}},  # Authorize
+            {},  # StatusNotification Preparing
+            {"transactionId": 9, "idTagInfo": {"status": "Blocked"}},  # StartTransaction
+            {},  # StopTransaction
+            {},  # StatusNotification Available
+        ]
+    )
+    charger._start_session()
+    assert [r.action for r in conn.sent] == [
+        "Authorize",
+        "StatusNotification",
+        "StartTransaction",
+        "StopTransaction",
+        "StatusNotification",
+    ]
+    starts = [r for r in reports if r[1] == "StartTransaction"]
+    assert len(starts) == 1 and starts[0][2] == 2.5 and "Blocked" in str(starts[0][4])
+    stop = conn.sent[3].payload
+    assert stop["transactionId"] == 9 and stop["reason"] == "DeAuthorized"
+    assert charger.phase is Phase.IDLE and charger.transaction_id is None
+
+
+def test_calls_after_the_connection_ended_are_not_requests() -> None:
+    charger, _conn, reports = make_charger(
+        [CallErrorResponse("InternalError", "down", 3.0, 50), NotConnected("not connected")]
+    )
+    charger._heartbeat()
+    charger._heartbeat()
+    assert [(r[1], type(r[4]).__name__) for r in reports] == [("Heartbeat", "CallErrorResponse")]
+    assert charger.metrics.counters["calls_not_sent"] == 1
+
+
+def test_operative_cancels_a_scheduled_inoperative() -> None:
+    charger, _conn, _reports = make_charger([])
+    charger.phase, charger.transaction_id = Phase.CHARGING, 5
+    charger._availability(operative=False)
+    assert charger.inoperative_after_session
+    charger._availability(operative=True)
+    assert not charger.inoperative_after_session and charger.operative
+
+
+def test_boot_pending_retries_after_the_answers_interval() -> None:
+    charger, _conn, _reports = make_charger([])
+    assert charger._boot_retry_s({"status": "Pending", "interval": 42, "currentTime": "x"}) == 42
+    assert charger._boot_retry_s({"status": "Rejected", "interval": 0, "currentTime": "x"}) == 10
+    assert charger._boot_retry_s(None) == 10
+
+
+class FakeSocket:
+    """websocket-client's WebSocket as the receive loop sees it: frames to return, then the end."""
+
+    def __init__(self, frames: list[str]) -> None:
+        self.frames: Iterator[str] = iter(frames)
+        self.sent: list[str] = []
+        self.connected = True
+        self.shut = False
+
+    def recv(self) -> str:
+        try:
+            return next(self.frames)
+        except StopIteration:
+            raise OSError("closed") from None
+
+    def send(self, frame: str) -> None:
+        self.sent.append(frame)
+
+    def shutdown(self) -> None:
+        self.shut = True
+
+
+def test_a_failing_answer_is_an_internal_error_and_the_loop_goes_on() -> None:
+    def on_call(action: str, payload: Any) -> Answer:
+        if action == "Reset":
+            raise RuntimeError("bug")
+        return Answer({"status": "Accepted"})
+
+    closed: list[bool] = []
+    conn = OcppConnection(V16, on_call, on_closed=lambda: closed.append(True))
+    ws = FakeSocket(['[2,"a","Reset",{"type":"Soft"}]', '[2,"b","ClearCache",{}]'])
+    conn._receive(ws, conn._closed)  # type: ignore[arg-type]
+    assert ws.sent[0].startswith('[4,"a","InternalError"')
+    assert ws.sent[1] == '[3,"b",{"status":"Accepted"}]'
+    assert ws.shut and closed == [True]  # the socket is released when the loop ends
