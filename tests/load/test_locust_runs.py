@@ -183,7 +183,7 @@ async def test_central_system_calls_are_answered_and_acted_on(tmp_path: Path) ->
                     "-r",
                     "1",
                     "-t",
-                    "10s",
+                    "20s",  # the script takes several seconds; a loaded CI machine needs headroom
                     "--csv",
                     str(tmp_path / "remote"),
                     "--ocpp-metrics-json",
