@@ -448,6 +448,12 @@ class Charger:
     def _on_server_call(self, action: str, payload: Any) -> Answer:
         """Answer a central-system CALL (on the receive greenlet); what it asks for is queued for the loop."""
         self.metrics.server_call(action)
+        if action == "RemoteStopTransaction":
+            # A RemoteStop right behind our StartTransaction's answer on the wire must see that transaction: give
+            # the charger's loop a moment to apply the answer it has already received (it needs no other frame).
+            deadline = time.monotonic() + 0.5
+            while self.starting and self.transaction_id is None and time.monotonic() < deadline:
+                gevent.sleep(0.001)
         view = ChargerView(
             connector_ids=(CONNECTOR_ID,),
             transaction_id=self.transaction_id,

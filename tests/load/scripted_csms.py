@@ -81,6 +81,18 @@ async def _drive(cs: CentralSystem, cp_id: str, out: dict[str, Any]) -> None:
     await ask("remote_stop", "RemoteStopTransaction", {"transactionId": tx_id})
     stop = await cs.wait_for_call("StopTransaction", cp_id, after=mark)
     out["stop_reason"] = stop.payload["reason"]
+    # The charger reports Available after its StopTransaction; wait for it, so that the status checked after
+    # ChangeAvailability below is the answer to that call and not this one arriving late.
+    await cs.wait_for(
+        lambda f: (
+            f.direction == "in"
+            and f.cp_id == cp_id
+            and f.action == "StatusNotification"
+            and f.message_type == 2
+            and f.payload.get("status") == "Available"
+        ),
+        after=mark,
+    )
     out["stop_transaction_id"] = stop.payload["transactionId"] == tx_id
     await ask("unlock", "UnlockConnector", {"connectorId": 1})
     await ask("unlock_unknown", "UnlockConnector", {"connectorId": 9})
