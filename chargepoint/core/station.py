@@ -56,6 +56,8 @@ from chargepoint.ports import Clock, Meter, MeterReading, PlugSensor, Relay, Tok
 from chargepoint.store import Store
 
 log = logging.getLogger(__name__)
+
+LIMIT_RECHECK_S = 300.0  # longest wait between two evaluations of the smart-charging limits
 S = ConnectorState
 _TX_STATES = (S.CHARGING, S.SUSPENDED_EV, S.SUSPENDED_EVSE)
 STORAGE_FAULT = "storage full or unwritable"
@@ -1273,7 +1275,9 @@ class Station:
             if edge is not None and (due is None or edge < due):
                 due = edge
         if due is not None:
-            delay = max(0.0, (due - self.clock.now()).total_seconds())
+            # The boundary is a wall-clock time and the timer runs on the monotonic clock: re-check at least every
+            # LIMIT_RECHECK_S, so that a clock correction (NTP at boot, SetClock) moves a period change by no more.
+            delay = min(LIMIT_RECHECK_S, max(0.0, (due - self.clock.now()).total_seconds()))
             self._limit_timer = asyncio.get_running_loop().call_later(delay, self._apply_limits)
 
 

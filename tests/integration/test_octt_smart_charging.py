@@ -6,10 +6,12 @@ where the EV sees it.
 
 from __future__ import annotations
 
+import asyncio
 from datetime import UTC, datetime, timedelta
 from typing import Any
 
 from backend_stub.ocpp_server import CentralSystem
+from chargepoint.core.station import LIMIT_RECHECK_S
 from tests.integration.conftest import RunningAgent, StartAgent, until
 from tests.integration.octt_support import CP, start_session
 
@@ -348,3 +350,18 @@ async def test_a_refused_remote_start_forgets_its_charging_profile(
     await until(lambda: a.station._remote_profiles == {}, 5, "the refused remote start kept its TxProfile")
     await start_session(a, cs)
     await offer_is(a, a.station.ports[1].max_current_a)
+
+
+async def test_limits_are_rechecked_at_least_every_few_minutes(
+    cs: CentralSystem, start_agent: StartAgent
+) -> None:
+    """A period change an hour away is not one long monotonic sleep: after a clock correction the limit would be
+    applied late by the size of the correction. The timer waits at most LIMIT_RECHECK_S."""
+    a = await start_agent()
+    start = (datetime.now(UTC) - timedelta(seconds=1)).isoformat()
+    periods = [{"startPeriod": 0, "limit": 10}, {"startPeriod": 3600, "limit": 16}]
+    body = profile(50, "TxDefaultProfile", 0, kind="Absolute", periods=periods, startSchedule=start)
+    assert await set_profile(cs, 1, body) == "Accepted"
+    timer = a.station._limit_timer
+    assert timer is not None
+    assert 0 < timer.when() - asyncio.get_running_loop().time() <= LIMIT_RECHECK_S
