@@ -370,18 +370,27 @@ def next_change(
         for edge in (p.valid_from, p.valid_to):
             if edge is not None and edge > at:
                 candidates.append(edge)
-        start = _cycle_start(p, at, tx_start)
-        if start is None:
-            continue
-        cycles = [start]
-        if p.kind is ProfileKind.RECURRING and p.recurrency is not None:
-            cycles.append(start + _RECURRENCE[p.recurrency.value])
-        for cycle in cycles:
-            offsets = [period.start_s for period in p.schedule.periods]
-            if p.schedule.duration_s is not None:
-                offsets.append(p.schedule.duration_s)
-            candidates.extend(edge for offset in offsets if (edge := cycle + timedelta(seconds=offset)) > at)
+        try:
+            candidates.extend(_schedule_edges(p, at, tx_start))
+        except OverflowError:
+            continue  # edges past the year 9999 never come
     return min(candidates) if candidates else None
+
+
+def _schedule_edges(p: ChargingProfile, at: datetime, tx_start: datetime | None) -> list[datetime]:
+    """The period starts and the end of ``p``'s current (and, if recurring, next) cycle that lie after ``at``."""
+    start = _cycle_start(p, at, tx_start)
+    if start is None:
+        return []
+    cycles = [start]
+    if p.kind is ProfileKind.RECURRING and p.recurrency is not None:
+        cycles.append(start + _RECURRENCE[p.recurrency.value])
+    offsets = [period.start_s for period in p.schedule.periods]
+    if p.schedule.duration_s is not None:
+        offsets.append(p.schedule.duration_s)
+    return [
+        edge for cycle in cycles for offset in offsets if (edge := cycle + timedelta(seconds=offset)) > at
+    ]
 
 
 def composite(

@@ -268,3 +268,19 @@ def test_composite_schedule_merges_and_converts() -> None:
     assert watts.periods == (SchedulePeriod(0, 16 * 230 * 3, 3),)
     station = composite(profiles, 0, T0, 300, RateUnit.AMPERE, ConnectorLimits(64.0), tx_start=T0)
     assert station.periods == (SchedulePeriod(0, 16.0),)
+
+
+def test_next_change_ignores_edges_past_the_last_representable_date() -> None:
+    """An absolute schedule starting in December 9999 has period edges past what a datetime holds: they never
+    come, and the other profiles' edges still count (this used to raise OverflowError in the limit timer)."""
+    late = prof(
+        1,
+        DEFAULT,
+        (0, 16),
+        (30 * 86400, 8),
+        kind=ProfileKind.ABSOLUTE,
+        start=datetime(9999, 12, 30, tzinfo=UTC),
+    )
+    soon = prof(2, DEFAULT, (0, 16), valid_to=at(10), connector=2)
+    assert next_change([late, soon], at(1), tx_start=T0) == at(10)
+    assert next_change([late], datetime(9999, 12, 31, tzinfo=UTC), tx_start=T0) is None
