@@ -401,6 +401,14 @@ def _text_field(form: MultiDictProxy[Any], name: str, *, required: bool = True, 
     return value
 
 
+def _tariff_field(form: MultiDictProxy[Any], store: CsmsStore) -> str | None:
+    """The form's optional ``tariff_id``: None for the default tariff, else an existing tariff."""
+    tariff_id = _text_field(form, "tariff_id", required=False) or None
+    if tariff_id is not None and tariff_id not in store.tariff_ids():
+        raise FormError(f"unknown tariff {tariff_id!r}")
+    return tariff_id
+
+
 def _int_field(form: MultiDictProxy[Any], name: str, *, low: int, high: int) -> int:
     text = _text_field(form, name)
     if not re.fullmatch(r"[0-9]{1,12}", text):
@@ -806,9 +814,7 @@ async def add_charger(request: web.Request) -> web.StreamResponse:
         password = _text_field(form, "password", max_len=40)
         if len(password) < 8:
             raise FormError("password: at least 8 characters (OCPP 1.6 security profile 1: 8-40)")
-        tariff_id = _text_field(form, "tariff_id", required=False) or None
-        if tariff_id is not None and tariff_id not in store.tariff_ids():
-            raise FormError(f"unknown tariff {tariff_id!r}")
+        tariff_id = _tariff_field(form, store)
         store.add_charger(cp_id, password, tariff_id=tariff_id)
         return f"Charger {cp_id} added; it connects to /ocpp/{cp_id} with its password."
 
@@ -838,9 +844,7 @@ async def set_tariff(request: web.Request) -> web.StreamResponse:
 
     def act(form: MultiDictProxy[Any]) -> str:
         cp_id = _charger_or_404(request)
-        tariff_id = _text_field(form, "tariff_id", required=False) or None
-        if tariff_id is not None and tariff_id not in store.tariff_ids():
-            raise FormError(f"unknown tariff {tariff_id!r}")
+        tariff_id = _tariff_field(form, store)
         store.set_charger_tariff(cp_id, tariff_id)
         return f"Charger {cp_id} now uses {'tariff ' + tariff_id if tariff_id else 'the default tariff'}."
 
