@@ -12,6 +12,7 @@ import logging
 import signal
 import sys
 from collections.abc import Sequence
+from importlib.metadata import version
 
 from backend_stub.ocpp_server import CentralSystem, tls_context
 
@@ -27,6 +28,7 @@ def _key_value(text: str) -> tuple[str, str]:
 def build_parser() -> argparse.ArgumentParser:
     """Return the command line parser."""
     parser = argparse.ArgumentParser(prog="python -m backend_stub", description=__doc__)
+    parser.add_argument("--version", action="version", version=f"%(prog)s {version('opencharge-stack')}")
     commands = parser.add_subparsers(dest="command", required=True)
     serve = commands.add_parser("serve", help="run the OCPP central system until SIGINT/SIGTERM")
     serve.add_argument("--host", default="127.0.0.1", help="address to listen on (default: %(default)s)")

@@ -9,6 +9,7 @@ import json
 import logging
 import signal
 import sys
+from importlib.metadata import version
 
 from chargepoint import config as config_mod
 from chargepoint.errors import ChargePointError, ConfigError, HardwareError, StorageError
@@ -16,6 +17,7 @@ from chargepoint.errors import ChargePointError, ConfigError, HardwareError, Sto
 
 def _parser() -> argparse.ArgumentParser:
     parser = argparse.ArgumentParser(prog="python -m chargepoint", description=__doc__)
+    parser.add_argument("--version", action="version", version=f"%(prog)s {version('opencharge-stack')}")
     sub = parser.add_subparsers(dest="command", required=True)
     run = sub.add_parser("run", help="run the agent")
     run.add_argument("--config", required=True, help="station TOML file")

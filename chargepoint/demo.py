@@ -1,7 +1,7 @@
 """The local demo: the bundled central system, one simulated charger driven through a scripted session, and a
 small virtual fleet of real agents with simulated EVs; prints where to look.
 
-``./dev demo [--duration S]`` runs it; Ctrl-C stops it. Everything listens on 127.0.0.1 only.
+``./dev demo [--duration S]`` runs it; Ctrl-C or SIGTERM stops it and every process it started. Everything listens on 127.0.0.1 only.
 """
 
 from __future__ import annotations
@@ -12,7 +12,9 @@ import contextlib
 import json
 import os
 import shutil
+import signal
 import sys
+from importlib.metadata import version
 from pathlib import Path
 from typing import IO
 
@@ -135,12 +137,46 @@ def write_config(run_dir: Path, url: str) -> Path:
 
 async def demo(run_dir: Path, logs: tuple[IO[str], IO[str], IO[str]], duration_s: float | None) -> int:
     """Start both processes, drive one session, print where to look; stop after ``duration_s`` if given."""
+    # SIGTERM and SIGINT end the demo through the `finally` below, which stops every process it started; by
+    # default a SIGTERM would kill the demo alone and leave its children running under PID 1.
+    loop, main_task = asyncio.get_running_loop(), asyncio.current_task()
+    assert main_task is not None
+    for sig in (signal.SIGINT, signal.SIGTERM):
+        loop.add_signal_handler(sig, main_task.cancel)
+    children: list[asyncio.subprocess.Process] = []
+    try:
+        return await _demo(run_dir, logs, duration_s, children)
+    except asyncio.CancelledError:
+        print("stopping the demo ...", flush=True)
+        return 0
+    finally:
+        for sig in (signal.SIGINT, signal.SIGTERM):
+            loop.remove_signal_handler(sig)
+        for proc in reversed(children):
+            if proc.returncode is None:
+                proc.terminate()
+                with contextlib.suppress(TimeoutError):
+                    async with asyncio.timeout(30):
+                        await proc.wait()
+            if proc.returncode is None:
+                proc.kill()
+                await proc.wait()
+
+
+async def _demo(
+    run_dir: Path,
+    logs: tuple[IO[str], IO[str], IO[str]],
+    duration_s: float | None,
+    children: list[asyncio.subprocess.Process],
+) -> int:
+    """The demo proper; every process it starts goes into ``children`` at once, for the caller to stop."""
     env = dict(os.environ, PYTHONUNBUFFERED="1")
     token = env.setdefault("CSMS_ADMIN_TOKEN", DEMO_ADMIN_TOKEN)
     seed(run_dir / "csms.db")
     csms, url = await start_csms_process(
         log_path=run_dir / "csms.jsonl", db=run_dir / "csms.db", stderr=logs[0], env=env
     )
+    children.append(csms)
     web = url.replace("ws", "http", 1).removesuffix("/ocpp")
     config = write_config(run_dir, url)
     agent = await asyncio.create_subprocess_exec(
@@ -154,6 +190,7 @@ async def demo(run_dir: Path, logs: tuple[IO[str], IO[str], IO[str]], duration_s
         stderr=asyncio.subprocess.STDOUT,
         env=env,
     )
+    children.append(agent)
     fleet = await asyncio.create_subprocess_exec(
         sys.executable,
         "-m",
@@ -175,6 +212,7 @@ async def demo(run_dir: Path, logs: tuple[IO[str], IO[str], IO[str]], duration_s
         env=env,
         cwd=run_dir,
     )
+    children.append(fleet)
     sock = str(run_dir / "agent.sock")
     ctl = f"{sys.executable} -m chargepoint ctl --config {config}"
     print(
@@ -224,19 +262,13 @@ Demo running (everything on 127.0.0.1):
     except ControlError as exc:
         print(f"demo failed: {exc}; see {run_dir / 'agent.log'}", file=sys.stderr)
         return 1
-    finally:
-        for proc in (fleet, agent, csms):
-            if proc.returncode is None:
-                proc.terminate()
-                with contextlib.suppress(TimeoutError):
-                    async with asyncio.timeout(30):
-                        await proc.wait()
     return 0
 
 
 def main() -> int:
     """Entry point of ``./dev demo``."""
     parser = argparse.ArgumentParser(prog="./dev demo", description=__doc__)
+    parser.add_argument("--version", action="version", version=f"%(prog)s {version('opencharge-stack')}")
     parser.add_argument("--dir", default="demo-run", help="where the demo keeps its files")
     parser.add_argument("--duration", type=float, default=None, help="stop after this many seconds")
     args = parser.parse_args()

@@ -2,6 +2,7 @@
 
     python -m loadtests seed --db csms.db --chargers 1000 --cards 2000 --out creds.csv
     python -m loadtests creds --chargers 1000 --cards 2000 --out creds.csv [--password SECRET | --no-passwords]
+    python -m loadtests run --headless --host ws://127.0.0.1:9000/ocpp -u 100 -r 10 -t 5m ...
 
 Then run Locust with ``--ocpp-credentials creds.csv`` (see README, "Load testing").
 """
@@ -9,8 +10,11 @@ Then run Locust with ``--ocpp-credentials creds.csv`` (see README, "Load testing
 from __future__ import annotations
 
 import argparse
+import subprocess
 import sys
 from collections.abc import Sequence
+from importlib.metadata import version
+from pathlib import Path
 
 from loadtests.credentials import generate, write_credentials
 
@@ -18,6 +22,7 @@ from loadtests.credentials import generate, write_credentials
 def build_parser() -> argparse.ArgumentParser:
     """The command line parser."""
     parser = argparse.ArgumentParser(prog="python -m loadtests", description=__doc__.split("\n")[0])
+    parser.add_argument("--version", action="version", version=f"%(prog)s {version('opencharge-stack')}")
     commands = parser.add_subparsers(dest="command", required=True)
     seed = commands.add_parser(
         "seed", help="seed the bundled central system's store and write the credentials"
@@ -44,13 +49,29 @@ def build_parser() -> argparse.ArgumentParser:
         help="make the cards prepaid with this balance (default: personal cards, billed afterwards)",
     )
     seed.add_argument("--no-tariff", action="store_true", help="do not install the default load-test tariff")
+    commands.add_parser(
+        "run",
+        help="run Locust with this package's locustfile; every further argument goes to locust",
+        add_help=False,
+    )
     return parser
+
+
+LOCUSTFILE = Path(__file__).resolve().parent / "locustfile.py"
+
+
+def run_locust(locust_args: Sequence[str]) -> int:
+    """Run Locust on the packaged locustfile (from a checkout or an installed wheel alike)."""
+    return subprocess.call([sys.executable, "-m", "locust", "-f", str(LOCUSTFILE), *locust_args])
 
 
 def main(argv: Sequence[str] | None = None) -> int:
     """Entry point; returns the exit code."""
     parser = build_parser()
-    args = parser.parse_args(argv)
+    args_list = list(sys.argv[1:] if argv is None else argv)
+    if args_list[:1] == ["run"]:
+        return run_locust(args_list[1:])
+    args = parser.parse_args(args_list)
     if args.chargers < 1 or args.cards < 1:
         parser.error("--chargers and --cards must be at least 1")
     if args.password is not None and not 1 <= len(args.password) <= 40:

@@ -20,6 +20,7 @@ import time
 from collections.abc import Callable
 from pathlib import Path
 from typing import Any
+from urllib.parse import urlsplit
 
 import gevent  # type: ignore[import-untyped]  # gevent ships no type information
 from locust import LoadTestShape, User, events, task
@@ -128,7 +129,25 @@ class _State:
     pool: CredentialPool | None = None
 
 
+def host_problem(host: str | None) -> str | None:
+    """Why ``host`` cannot be the chargers' central system URL (a one-line message), or None when it can."""
+    if not host:
+        return None  # a worker gets the host from its master; the users check again before connecting
+    scheme = urlsplit(host).scheme
+    if scheme in ("ws", "wss"):
+        return None
+    return (
+        f"--host {host!r}: chargers speak OCPP-J over WebSocket, so the URL must start with ws:// or wss:// "
+        f"(e.g. ws://127.0.0.1:9000/ocpp), not {scheme + '://' if scheme else 'no scheme'}"
+    )
+
+
 def _on_init(environment: Environment, **_: Any) -> None:
+    problem = host_problem(environment.host)
+    if problem is not None:
+        # A one-line error instead of a traceback per user from websocket-client ("scheme http is invalid").
+        print(f"error: {problem}", file=sys.stderr)
+        raise SystemExit(2)
     runner = environment.runner
     if isinstance(runner, WorkerRunner):
 
@@ -195,6 +214,9 @@ class ChargePointUser(User):
         options = self.environment.parsed_options
         if not self.host:
             raise ValueError("pass the central system's URL with --host, e.g. ws://127.0.0.1:9000/ocpp")
+        problem = host_problem(self.host)
+        if problem is not None:
+            raise ValueError(problem)
         if _State.pool is None:
             _State.pool = CredentialPool(self.environment)
         self.credential = _State.pool.lease()

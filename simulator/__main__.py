@@ -9,6 +9,7 @@ import json
 import logging
 import signal
 import sys
+from importlib.metadata import version
 from pathlib import Path
 from typing import Any
 
@@ -16,16 +17,20 @@ from simulator import control
 from simulator.fleet import CsmsProcess, Fleet, dump_samples, raise_fd_limit, shard_range
 from simulator.live import show
 from simulator.metrics import merge_reports, write_report
-from simulator.scenario import Scenario, ScenarioError, load
+from simulator.scenario import PACKAGED_SCENARIOS, Scenario, ScenarioError, load
 
 log = logging.getLogger("simulator")
+PACKAGED = ", ".join(sorted(p.stem for p in PACKAGED_SCENARIOS.glob("*.toml")))
 
 
 def _parser() -> argparse.ArgumentParser:
     parser = argparse.ArgumentParser(prog="python -m simulator", description=__doc__)
+    parser.add_argument("--version", action="version", version=f"%(prog)s {version('opencharge-stack')}")
     sub = parser.add_subparsers(dest="command", required=True)
     run = sub.add_parser("run", help="run a fleet of virtual chargers")
-    run.add_argument("--scenario", required=True, type=Path)
+    run.add_argument(
+        "--scenario", required=True, type=Path, help="a scenario file, or a packaged one by name: " + PACKAGED
+    )
     run.add_argument("--csms", help="central system URL (overrides the scenario's)")
     run.add_argument("--count", type=int, help="number of chargers (overrides the scenario's)")
     run.add_argument("--duration", type=float, help="real seconds to run (overrides the scenario's)")
@@ -43,7 +48,7 @@ def _parser() -> argparse.ArgumentParser:
     ctl.add_argument("arg", nargs="?", help="connector (plug/unplug) or idTag (swipe)")
     ctl.add_argument("connector", nargs="?", type=int, help="swipe: connector (default: the plugged one)")
     check = sub.add_parser("check", help="validate a scenario file and exit")
-    check.add_argument("--scenario", required=True, type=Path)
+    check.add_argument("--scenario", required=True, type=Path, help="a file, or a name: " + PACKAGED)
     return parser
 
 

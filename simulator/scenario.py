@@ -490,9 +490,22 @@ def parse(data: dict[str, Any], *, base_dir: Path | None = None, source: str = "
     return scenario
 
 
-def load(path: str | Path) -> Scenario:
-    """Read and validate a scenario file."""
+PACKAGED_SCENARIOS = Path(__file__).resolve().parent / "scenarios"
+
+
+def resolve(path: str | Path) -> Path:
+    """The scenario file ``path`` names: a file, or the bare name of a packaged one (``demo``, ``ci-200``)."""
     p = Path(path)
+    if not p.exists() and p.parent == Path(".") and not p.suffix:
+        packaged = PACKAGED_SCENARIOS / f"{p.name}.toml"
+        if packaged.is_file():
+            return packaged
+    return p
+
+
+def load(path: str | Path) -> Scenario:
+    """Read and validate a scenario file (a path, or the name of a packaged scenario)."""
+    p = resolve(path)
     try:
         data = tomllib.loads(p.read_text())
     except OSError as exc:
