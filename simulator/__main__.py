@@ -14,7 +14,7 @@ from pathlib import Path
 from typing import Any
 
 from simulator import control
-from simulator.fleet import CsmsProcess, Fleet, dump_samples, raise_fd_limit, shard_range
+from simulator.fleet import ChargerLogFilter, CsmsProcess, Fleet, dump_samples, raise_fd_limit, shard_range
 from simulator.live import show
 from simulator.metrics import merge_reports, write_report
 from simulator.scenario import PACKAGED_SCENARIOS, Scenario, ScenarioError, load
@@ -38,7 +38,20 @@ def _parser() -> argparse.ArgumentParser:
     run.add_argument("--report-dir", type=Path, default=Path("fleet-report"))
     run.add_argument("--no-live", action="store_true", help="no live terminal view")
     run.add_argument("--control-socket", type=Path, default=None, help="Unix socket for `ctl`")
-    run.add_argument("--log-level", default="WARNING")
+    run.add_argument("--log-level", default="WARNING", help="INFO shows the fleet's progress")
+    run.add_argument(
+        "--fail-on-booted-below",
+        type=float,
+        metavar="SHARE",
+        help="exit 1 when fewer than this share (0..1) of chargers booted (scenario [checks] "
+        "min_booted_share; a run where no charger booted always exits 1)",
+    )
+    run.add_argument(
+        "--fail-on-errors",
+        type=int,
+        metavar="N",
+        help="exit 1 when the report counts more than N errors (scenario [checks] max_errors)",
+    )
     run.add_argument("--shard", type=int, default=0, help=argparse.SUPPRESS)
     run.add_argument("--shards", type=int, default=1, help=argparse.SUPPRESS)
     ctl = sub.add_parser("ctl", help="drive one charger of a running fleet")
@@ -47,6 +60,14 @@ def _parser() -> argparse.ArgumentParser:
     ctl.add_argument("charger", nargs="?")
     ctl.add_argument("arg", nargs="?", help="connector (plug/unplug) or idTag (swipe)")
     ctl.add_argument("connector", nargs="?", type=int, help="swipe: connector (default: the plugged one)")
+    seed = sub.add_parser(
+        "seed",
+        help="register the scenario's chargers (with their passwords) and idTags in the bundled central "
+        "system's store, so that a fleet can run against `python -m backend_stub serve --db FILE`",
+    )
+    seed.add_argument("--scenario", required=True, type=Path, help="a file, or a name: " + PACKAGED)
+    seed.add_argument("--db", required=True, type=Path, help="the central system's SQLite store")
+    seed.add_argument("--count", type=int, help="number of chargers (as on run)")
     check = sub.add_parser("check", help="validate a scenario file and exit")
     check.add_argument("--scenario", required=True, type=Path, help="a file, or a name: " + PACKAGED)
     return parser
@@ -197,6 +218,21 @@ async def _ctl(args: argparse.Namespace) -> int:
     return 0 if answer.get("ok") else 1
 
 
+def _seed(scenario: Scenario, db: Path) -> int:
+    """Register the fleet's chargers and known idTags (personal cards) in the central system's store."""
+    from loadtests.credentials import Credential
+    from loadtests.seed import seed_store
+
+    tags = scenario.drivers.id_tags
+    rows = [Credential(cp_id, password, tags) for cp_id, password in scenario.identities()]
+    result = seed_store(db, rows, tariff=False)
+    print(
+        f"seeded {db}: {result.chargers_added} chargers added, {result.chargers_updated} updated "
+        f"(passwords set), {result.cards_added} cards added"
+    )
+    return 0
+
+
 def main(argv: list[str] | None = None) -> int:
     """Entry point."""
     args = _parser().parse_args(argv)
@@ -207,7 +243,15 @@ def main(argv: list[str] | None = None) -> int:
         if args.command == "check":
             print(f"{args.scenario}: ok ({scenario.fleet.count} chargers)")
             return 0
-        scenario = scenario.with_overrides(csms_url=args.csms, count=args.count, duration_s=args.duration)
+        if args.command == "seed":
+            return _seed(scenario.with_overrides(count=args.count), args.db)
+        scenario = scenario.with_overrides(
+            csms_url=args.csms,
+            count=args.count,
+            duration_s=args.duration,
+            min_booted_share=args.fail_on_booted_below,
+            max_errors=args.fail_on_errors,
+        )
         if args.processes < 1:
             raise ScenarioError("--processes", f"must be >= 1, got {args.processes}")
         if args.processes > 1 and any(f.kind == "csms_restart" for f in scenario.faults):
@@ -216,8 +260,10 @@ def main(argv: list[str] | None = None) -> int:
         print(f"error: {exc}", file=sys.stderr)
         return 2
     logging.basicConfig(
-        level=args.log_level.upper(), format="%(asctime)s %(levelname)s %(name)s: %(message)s"
+        level=args.log_level.upper(), format="%(asctime)s %(levelname)s [%(charger)s] %(name)s: %(message)s"
     )
+    for handler in logging.getLogger().handlers:
+        handler.addFilter(ChargerLogFilter())
     raise_fd_limit()
     if args.processes > 1:
         report = asyncio.run(_run_sharded(args, scenario))
@@ -227,7 +273,11 @@ def main(argv: list[str] | None = None) -> int:
         f"report: {args.report_dir / 'report.json'} and report.md; sessions {report['sessions_by_outcome']}, "
         f"energy {report['energy_wh']} Wh, CALLs {report['messages']}, errors {report['errors']}"
     )
-    return 0
+    # A shard process (--shard/--shards, started by --processes) leaves the verdict to its parent's merged report.
+    failures = scenario.checks.failures(report) if args.shards == 1 else []
+    for failure in failures:
+        print(f"FAILED: {failure}", file=sys.stderr)
+    return 1 if failures else 0
 
 
 if __name__ == "__main__":

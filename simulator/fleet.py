@@ -14,6 +14,7 @@ from __future__ import annotations
 
 import asyncio
 import contextlib
+import contextvars
 import dataclasses
 import gc
 import json
@@ -48,6 +49,19 @@ from simulator.metrics import Metrics
 from simulator.scenario import EvModel, Scenario
 
 log = logging.getLogger(__name__)
+
+CHARGER: contextvars.ContextVar[str] = contextvars.ContextVar("charger", default="-")
+"""The id of the charger whose agent runs in the current task (the tasks an agent starts inherit it)."""
+
+
+class ChargerLogFilter(logging.Filter):
+    """Adds ``%(charger)s`` to every log record: the charger whose agent logged it, ``-`` outside any agent."""
+
+    def filter(self, record: logging.LogRecord) -> bool:
+        """Tag the record; never drops it."""
+        record.charger = CHARGER.get()
+        return True
+
 
 _SIM = DriverConfig("sim")
 _RAMP_TIMEOUT_S = 120.0
@@ -433,7 +447,7 @@ class Fleet:
                 continue
             begin = k == start
             chosen = self._chosen(fault.share, f"fault{i}")
-            log.warning("fault %s %s (%s chargers)", fault.kind, "begins" if begin else "ends", len(chosen))
+            log.info("fault %s %s (%s chargers)", fault.kind, "begins" if begin else "ends", len(chosen))
             if fault.kind == "network_drop":
                 for c in chosen:
                     self._drop(c) if begin else self._restore(c)
@@ -501,7 +515,7 @@ class Fleet:
         await proc.kill()
         await asyncio.sleep(down_s)
         await proc.start()
-        log.warning("central system restarted on port %s", proc.port)
+        log.info("central system restarted on port %s", proc.port)
 
     def _spawn(self, coro: Any, name: str) -> asyncio.Task[Any]:
         task = asyncio.get_running_loop().create_task(coro, name=name)
@@ -553,13 +567,21 @@ class Fleet:
         self.phase = "ramping"
         gap = 1.0 / sc.fleet.connect_rate_per_s * self.shards
         for n, charger in enumerate(self.chargers.values()):
-            charger.task = asyncio.get_running_loop().create_task(
-                charger.agent.run(), name=f"agent-{charger.id}"
-            )
+            # The task copies the context with the charger's id in it, so every log line of this agent names it.
+            token = CHARGER.set(charger.id)
+            try:
+                charger.task = asyncio.get_running_loop().create_task(
+                    charger.agent.run(), name=f"agent-{charger.id}"
+                )
+            finally:
+                CHARGER.reset(token)
             charger.task.add_done_callback(self._agent_done)
             if gap > 0 and n + 1 < len(self.chargers):
                 await asyncio.sleep(gap)
-        deadline = time.monotonic() + _RAMP_TIMEOUT_S
+        # Waiting for boots never outlasts the run itself: a fleet that cannot connect (refused, 404, 401) with
+        # --duration 10 stops after about 10 s, not after the ramp timeout.
+        ramp_timeout_s = min(_RAMP_TIMEOUT_S, sc.duration_s)
+        deadline = time.monotonic() + ramp_timeout_s
         # Polled: boots are many and cheap to count, and no agent event says "the whole fleet is up".
         while True:
             if time.monotonic() >= deadline or all(c.booted for c in self.chargers.values()):
@@ -567,7 +589,9 @@ class Fleet:
             await asyncio.sleep(0.1)
         booted = sum(c.booted for c in self.chargers.values())
         if booted < len(self.chargers):
-            log.warning("%s of %s chargers booted within %s s", booted, len(self.chargers), _RAMP_TIMEOUT_S)
+            log.warning("%s of %s chargers booted within %s s", booted, len(self.chargers), ramp_timeout_s)
+        else:
+            log.info("all %s chargers booted", booted)
         # Everything allocated so far lives as long as the fleet: keep it out of the collector's generations.
         gc.collect()
         gc.freeze()

@@ -117,6 +117,31 @@ class Fault:
 
 
 @dataclass(frozen=True)
+class Checks:
+    """When a run counts as failed (non-zero exit), so that a pipeline cannot take a dead fleet for a pass."""
+
+    min_booted_share: float = 0.0  # of chargers that must have booted; a run where none booted always fails
+    max_errors: int | None = None  # CallErrors, timeouts and dropped calls in the report; None: any number
+
+    def failures(self, report: dict[str, Any]) -> list[str]:
+        """What in ``report`` breaks these checks, one line each (empty: the run passed)."""
+        out: list[str] = []
+        chargers, booted = int(report["chargers"]), int(report["chargers_booted"])
+        if booted == 0:
+            out.append(
+                f"no charger booted (0 of {chargers}): is the central system reachable, does it know them?"
+            )
+        elif booted < self.min_booted_share * chargers:
+            out.append(
+                f"{booted} of {chargers} chargers booted, fewer than the share {self.min_booted_share}"
+            )
+        errors = sum(report.get("errors", {}).values())
+        if self.max_errors is not None and errors > self.max_errors:
+            out.append(f"{errors} errors, more than {self.max_errors}: {report.get('errors')}")
+        return out
+
+
+@dataclass(frozen=True)
 class Scenario:
     """A whole fleet run."""
 
@@ -132,14 +157,36 @@ class Scenario:
     drivers: Drivers = field(default_factory=Drivers)
     evs: tuple[EvModel, ...] = (EvModel("default"),)
     faults: tuple[Fault, ...] = ()
+    checks: Checks = field(default_factory=Checks)
     spawn_csms: bool = False  # no URL given: run the bundled central system (test mode) for this fleet
     source: str = "<memory>"
 
+    def identities(self) -> list[tuple[str, str | None]]:
+        """(charger id, password) of every charger of the fleet, in order."""
+        f = self.fleet
+        return [
+            (f.charger_id(i), self.credentials.password(f.charger_id(i), f.first + i)) for i in range(f.count)
+        ]
+
     def with_overrides(
-        self, *, csms_url: str | None = None, count: int | None = None, duration_s: float | None = None
+        self,
+        *,
+        csms_url: str | None = None,
+        count: int | None = None,
+        duration_s: float | None = None,
+        min_booted_share: float | None = None,
+        max_errors: int | None = None,
     ) -> Scenario:
-        """The command line's --csms, --count and --duration."""
+        """The command line's --csms, --count, --duration, --fail-on-booted-below and --fail-on-errors."""
         result = self
+        if min_booted_share is not None:
+            if not 0 <= min_booted_share <= 1:
+                raise ScenarioError("--fail-on-booted-below", f"must be 0..1, got {min_booted_share}")
+            result = replace(result, checks=replace(result.checks, min_booted_share=min_booted_share))
+        if max_errors is not None:
+            if max_errors < 0:
+                raise ScenarioError("--fail-on-errors", f"must be >= 0, got {max_errors}")
+            result = replace(result, checks=replace(result.checks, max_errors=max_errors))
         if csms_url is not None:
             _check_url(csms_url, "--csms")
             result = replace(result, fleet=replace(result.fleet, csms_urls=(csms_url,)), spawn_csms=False)
@@ -436,6 +483,13 @@ def _fault(t: _Table) -> Fault:
     return fault
 
 
+def _checks(t: _Table) -> Checks:
+    share = t.num("min_booted_share", 0.0, lo=0, hi=1)
+    max_errors = t.int_("max_errors", 0, lo=0) if t.has("max_errors") else None
+    t.done()
+    return Checks(min_booted_share=share, max_errors=max_errors)
+
+
 def parse(data: dict[str, Any], *, base_dir: Path | None = None, source: str = "<memory>") -> Scenario:
     """Validate a scenario given as TOML data; raises ScenarioError naming the key."""
     base = base_dir or Path.cwd()
@@ -464,6 +518,7 @@ def parse(data: dict[str, Any], *, base_dir: Path | None = None, source: str = "
         if not isinstance(faults_raw, list):
             raise ScenarioError("faults", "must be an array of tables ([[faults]])")
         faults = tuple(_fault(_Table(item, f"faults[{i}]")) for i, item in enumerate(faults_raw))
+    checks = _checks(_Table(top.raw("checks") or {}, "checks"))
     top.done()
     scenario = Scenario(
         name=name,
@@ -478,6 +533,7 @@ def parse(data: dict[str, Any], *, base_dir: Path | None = None, source: str = "
         drivers=drivers,
         evs=evs,
         faults=faults,
+        checks=checks,
         spawn_csms=not fleet.csms_urls,
         source=source,
     )
