@@ -74,7 +74,12 @@ async def _run(cfg: config_mod.AgentConfig) -> None:
         loop.add_signal_handler(sig, agent.shutdown)
     control = None
     if cfg.control_socket:
-        control = ControlServer(cfg.control_socket, lambda: agent.station, agent.sims)
+        control = ControlServer(
+            cfg.control_socket,
+            lambda: agent.station,
+            agent.sims,
+            lambda: agent.link.state() if agent.link is not None else None,
+        )
         await control.start()
     try:
         await agent.run()

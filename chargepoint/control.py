@@ -38,10 +38,15 @@ class ControlServer:
     """Serves control commands against the running station and its simulated hardware."""
 
     def __init__(
-        self, path: str, station: Callable[[], Station | None], sims: dict[int, SimConnector]
+        self,
+        path: str,
+        station: Callable[[], Station | None],
+        sims: dict[int, SimConnector],
+        csms: Callable[[], dict[str, Any] | None] = lambda: None,
     ) -> None:
         self.path = path
         self.station = station
+        self.csms = csms  # the link's connection and registration state, None before the link exists
         self.sims = sims
         self._server: asyncio.AbstractServer | None = None
 
@@ -94,7 +99,8 @@ class ControlServer:
             raise ControlError(f"usage: {COMMANDS[cmd]}")
         if cmd == "status":
             station = self.station()
-            return station.snapshot() if station is not None else {}
+            snapshot = station.snapshot() if station is not None else {}
+            return {**snapshot, "csms": self.csms()}
         sim = self._sim(rest[0])
         if cmd in ("plug", "unplug"):
             if sim.plug is None:

@@ -35,6 +35,7 @@ class Session(Protocol):
 
     accepted: asyncio.Event
     ever_accepted: bool
+    boot_status: str | None  # the last BootNotification answer on this connection (None: not answered yet)
 
     async def run(self) -> None:
         """Boot and serve until the connection closes."""
@@ -149,6 +150,19 @@ class Link:
     def url(self) -> str:
         """The WebSocket URL: the configured base plus the charge point id."""
         return f"{self.csms_config.url}/{self.identity.id}"
+
+    def state(self) -> dict[str, Any]:
+        """Connection and registration at a glance (for ``ctl status``)."""
+        session = self.session
+        return {
+            "url": self.url(),
+            "connected": session is not None,
+            "registration": session.boot_status if session is not None else None,
+            "online": self.online,
+            "connections": self.connections,
+            "reconnect_attempts": self.reconnects,
+            "outbox": self.store.outbox_size(),
+        }
 
     def _headers(self) -> dict[str, str]:
         cfg = self.csms_config

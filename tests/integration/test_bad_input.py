@@ -159,6 +159,10 @@ reader = {{ driver = "sim" }}
         status = json.loads(await ctl("status"))
         assert status["1"]["state"] in ("CHARGING", "SUSPENDED_EV")
         assert status["1"]["meter_wh"] >= 2000
+        # The link's side: connected, and what the central system answered to BootNotification.
+        assert status["csms"]["connected"] is True and status["csms"]["online"] is True
+        assert status["csms"]["registration"] == "Accepted"
+        assert status["csms"]["url"] == f"{cs.url}/CTL-CP"
         await ctl("meter-fault", "1", "on")
         await cs.wait_for_call("StatusNotification", where=lambda p: p["errorCode"] == "PowerMeterFailure")
         bad = await asyncio.create_subprocess_exec(
