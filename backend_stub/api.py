@@ -29,7 +29,7 @@ from ocpp.exceptions import NotImplementedError as SchemaMissingError
 from ocpp.exceptions import OCPPError
 from ocpp.messages import Call, _validate_payload
 
-from backend_stub import tariffs, webapp
+from backend_stub import apidocs, tariffs, webapp
 from backend_stub.ocpp_server import CallErrorReply
 from backend_stub.store import (
     MAX_AMOUNT_MINOR,
@@ -156,7 +156,8 @@ def _http_error_response(exc: web.HTTPException, request: web.Request) -> web.Re
 
 def _auth_problem(request: web.Request) -> web.Response | None:
     """401 without the admin token; 403 for a cookie-only write without a JSON content type (CSRF)."""
-    if request.path == OPENAPI_PATH and request.method in ("GET", "HEAD"):
+    public = request.path == OPENAPI_PATH or apidocs.is_docs_path(request.path)
+    if public and request.method in ("GET", "HEAD"):
         return None
     if not webapp.is_admin(request):
         return webapp.unauthorized()

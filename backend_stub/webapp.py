@@ -101,12 +101,13 @@ def unauthorized() -> web.Response:
 
 def setup(csms: Csms, token_sha256: str) -> web.Application:
     """Add the REST API, pay pages, dashboard and static files to the central system's application."""
-    from backend_stub import api, dashboard, payments
+    from backend_stub import api, apidocs, dashboard, payments
 
     app = csms.server.app
     app[CSMS] = csms
     app[TOKEN_DIGEST] = token_sha256
     api.setup(app)
+    apidocs.setup(app)
     payments.setup(app)
     dashboard.setup(app)
     app.router.add_static("/static/", STATIC_DIR, name="static", append_version=True)
