@@ -82,12 +82,10 @@ def default_unit(measurand: str) -> str | None:
 
 
 def parse_time(text: str) -> datetime:
-    """An OCPP timestamp as an aware UTC datetime; ValueError if it is none or lies outside datetime's range."""
+    """An OCPP timestamp as an aware UTC datetime; ValueError if it is none, OverflowError if it is one that lies
+    outside datetime's range in UTC (e.g. 9999-12-31T23:59:59-01:00)."""
     when = datetime.fromisoformat(text.replace("Z", "+00:00"))
-    try:
-        return (when if when.tzinfo else when.replace(tzinfo=UTC)).astimezone(UTC)
-    except OverflowError as exc:  # e.g. 9999-12-31T23:59:59-01:00 is in the year 10000 in UTC
-        raise ValueError(f"{text!r} is out of range: {exc}") from None
+    return (when if when.tzinfo else when.replace(tzinfo=UTC)).astimezone(UTC)
 
 
 def check_int(payload: dict[str, Any], name: str, low: int, high: int) -> int:
@@ -112,6 +110,8 @@ def check_time(text: object, name: str, now: datetime) -> datetime:
         when = parse_time(text)
     except ValueError as exc:
         raise CallErrorReply("TypeConstraintViolation", f"{name} is not a dateTime: {exc}"[:200]) from None
+    except OverflowError:
+        when = datetime.max.replace(tzinfo=UTC)  # a dateTime, but past the year 9999 in UTC: out of range
     if not EARLIEST_TIME <= when <= now + MAX_CLOCK_AHEAD:
         raise CallErrorReply(
             "PropertyConstraintViolation",
