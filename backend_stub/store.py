@@ -1744,7 +1744,7 @@ class CsmsStore:
         self, *, cp_id: str | None = None, kind: SecurityEventKind | str | None = None, limit: int = 100
     ) -> list[SecurityEvent]:
         """Security events newest first, optionally of one charger or one kind."""
-        _int(limit, "limit", low=1, high=MAX_SECURITY_EVENTS)
+        _int(limit, "limit", low=1, high=10_000)
         clauses: list[str] = []
         args: list[object] = []
         if cp_id is not None:

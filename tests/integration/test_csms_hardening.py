@@ -541,7 +541,11 @@ async def test_samples_keep_location_context_unit_and_the_spec_default_units(csm
         }
         assert (await cp.call("MeterValues", payload))[0] == 3
         assert (await cp.call("MeterValues", payload))[0] == 3  # a resent frame adds nothing
-    stored = {(s.measurand, s.value, s.unit, s.location, s.context, s.phase) for s in store.meter_values(tx)}
+    samples = store.meter_values(tx)
+    assert len(samples) == len(sampled)  # none dropped as a "duplicate"
+    units = {s.measurand: s.unit for s in samples if s.measurand != "Energy.Active.Import.Register"}
+    assert units["Frequency"] is None and units["Power.Active.Import"] == "W" and units["SoC"] == "Percent"
+    stored = {(s.measurand, s.value, s.unit, s.location, s.context, s.phase) for s in samples}
     assert stored == {
         ("Energy.Active.Import.Register", 1500.0, "Wh", "Outlet", None, None),
         ("Energy.Active.Import.Register", 42000.0, "Wh", "EV", None, None),
@@ -585,9 +589,9 @@ async def test_a_refused_session_without_energy_costs_nothing(csms: Csms) -> Non
                 "reason": "DeAuthorized",
             }
             assert (await cp.call("StopTransaction", stop))[0] == 3
-    assert store.transaction(ids["BLOCKED"]).id_tag_status == "Blocked"
     assert store.transaction(ids["BLOCKED"]).cost_minor == 0
     assert store.transaction(ids["NOBODY"]).cost_minor == 0
+    assert store.transaction(ids["BLOCKED"]).id_tag_status == "Blocked"
     assert [e.amount_minor for e in store.entries("BLOCKED") if e.kind == "charge"] in ([], [0])
     # An accepted session pays its flat fee even without energy: the rule is for refused idTags only.
     assert store.transaction(ids["GOOD"]).cost_minor == 50

@@ -14,6 +14,7 @@ from zoneinfo import ZoneInfo
 
 import pytest
 
+from backend_stub import store as store_module
 from backend_stub.store import (
     SCHEMA_VERSION,
     AuthStatus,
@@ -23,12 +24,14 @@ from backend_stub.store import (
     Conflict,
     CostFn,
     CsmsStore,
+    ForeignTransaction,
     IdempotencyConflict,
     InvalidInput,
     InvalidTransition,
     LedgerKind,
     MeterSample,
     PaymentStatus,
+    SecurityEventKind,
     StoreError,
     Transaction,
     UnknownCard,
@@ -806,3 +809,108 @@ def test_sql_metacharacters_in_every_text_field_are_stored_verbatim(store: CsmsS
         assert store.verify_balances() == []
     finally:
         store.close()
+
+
+# ------------------------------------------------------------------------------------------- hardening (issue 10)
+
+V1_METER_VALUES = """
+CREATE TABLE meter_values (
+    transaction_id INTEGER NOT NULL REFERENCES transactions(id),
+    timestamp TEXT NOT NULL,
+    measurand TEXT NOT NULL,
+    phase TEXT NOT NULL DEFAULT '',
+    value REAL NOT NULL,
+    unit TEXT NOT NULL,
+    context TEXT,
+    PRIMARY KEY (transaction_id, timestamp, measurand, phase)
+) WITHOUT ROWID;
+"""
+
+
+def test_a_version_1_database_is_migrated_keeping_its_samples(
+    db_path: Path, store: CsmsStore, clock: Clock
+) -> None:
+    store.add_charger("CP1")
+    tx = store.start_transaction("CP1", 1, "CARD1", 1000, T0)
+    store.close()
+    # Turn the file into what version 1 wrote: meter_values without location (and "Wh" for every sample without
+    # a unit), transactions without id_tag_status, no security_events.
+    raw = sqlite3.connect(db_path)
+    raw.executescript(
+        "DROP TABLE meter_values; DROP TABLE security_events; ALTER TABLE transactions DROP COLUMN id_tag_status;"
+        + V1_METER_VALUES
+    )
+    at = (T0 + timedelta(minutes=1)).isoformat(timespec="microseconds")
+    raw.executemany(
+        "INSERT INTO meter_values VALUES (?, ?, ?, ?, ?, ?, ?)",
+        [
+            (tx, at, "Energy.Active.Import.Register", "", 1500.0, "Wh", None),
+            (tx, at, "Frequency", "", 50.0, "Wh", "Sample.Periodic"),
+            (tx, at, "Power.Active.Import", "L1", 7000.0, "Wh", None),
+            (tx, at, "Current.Import", "L1", 16.0, "A", None),
+        ],
+    )
+    raw.execute("PRAGMA user_version = 1")
+    raw.commit()
+    raw.close()
+
+    store = CsmsStore(db_path, clock=clock)
+    try:
+        assert store._db.execute("PRAGMA user_version").fetchone()[0] == SCHEMA_VERSION
+        units = {s.measurand: (s.unit, s.location, s.context) for s in store.meter_values(tx)}
+        assert units == {
+            "Energy.Active.Import.Register": ("Wh", None, None),
+            "Frequency": (None, None, "Sample.Periodic"),  # 1.6 has no unit for frequency
+            "Power.Active.Import": ("W", None, None),
+            "Current.Import": ("A", None, None),
+        }
+        assert store.transaction(tx).id_tag_status is None
+        # The new key: a sample differing only in location is a new reading now.
+        ev = MeterSample(T0 + timedelta(minutes=1), 40_000.0, location="EV")
+        assert store.add_meter_values("CP1", tx, [ev]) == 1
+        assert store.transaction(tx).last_meter_wh == 1500  # the EV's register is not the charger's
+        store.record_security_event("CP1", "bad_sample", "after the migration")
+    finally:
+        store.close()
+
+
+def test_transactions_are_looked_up_by_charger_and_id(store: CsmsStore) -> None:
+    store.add_charger("CP-A")
+    store.add_charger("CP-B")
+    setup_card(store, "CARD-A", topup=1000)
+    tx = store.start_transaction("CP-A", 1, "CARD-A", 0, T0)
+    calls, cost_fn = flat_cost(900)
+    with pytest.raises(ForeignTransaction):
+        store.add_meter_values("CP-B", tx, [MeterSample(T0 + timedelta(minutes=1), 10_000_000.0)])
+    with pytest.raises(ForeignTransaction):
+        store.stop_transaction("CP-B", tx, 10_000_000, T0 + timedelta(hours=1), "Local", cost_fn)
+    with pytest.raises(UnknownTransaction):
+        store.stop_transaction("CP-B", tx + 1, 10, T0 + timedelta(hours=1), "Local", cost_fn)
+    assert calls == [] and store.meter_values(tx) == [] and store.balance("CARD-A") == 1000
+    assert store.transaction(tx).active
+    assert not store.stop_transaction(
+        "CP-A", tx, 10, T0 + timedelta(hours=1), "Local", cost_fn
+    ).already_stopped
+    assert store.balance("CARD-A") == 100
+
+
+def test_security_events_are_bounded(store: CsmsStore, monkeypatch: pytest.MonkeyPatch) -> None:
+    monkeypatch.setattr(store_module, "MAX_SECURITY_EVENTS", 5)
+    for i in range(12):
+        store.record_security_event("CP-X", SecurityEventKind.UNKNOWN_TRANSACTION, f"#{i}", transaction_id=i)
+    events = store.security_events(limit=5)
+    assert [e.detail for e in events] == ["#11", "#10", "#9", "#8", "#7"]
+    assert store._db.execute("SELECT COUNT(*) FROM security_events").fetchone()[0] == 5
+    assert store.security_events(cp_id="CP-Y") == []
+    assert store.security_events(kind="foreign_transaction") == []
+    with pytest.raises(InvalidInput):
+        store.record_security_event("CP-X", "no-such-kind", "x")
+
+
+def test_sample_values_that_would_overflow_the_register_are_refused(store: CsmsStore) -> None:
+    store.add_charger("CP1")
+    tx = store.start_transaction("CP1", 1, "CARD1", 0, T0)
+    for value in (float("inf"), 1e300, -1e300):
+        with pytest.raises(InvalidInput):
+            store.add_meter_values("CP1", tx, [MeterSample(T0, value)])
+    assert store.transaction(tx).last_meter_wh == 0
