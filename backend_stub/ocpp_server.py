@@ -284,7 +284,8 @@ def _parse_frame(text: str) -> _Parsed:
     problem = "frame is not valid JSON"
     try:
         msg = json.loads(text)
-        if _too_deep(msg, MAX_JSON_DEPTH):
+        # Fewer brackets than the limit cannot nest deeper than it: most frames skip the walk.
+        if text.count("[") + text.count("{") > MAX_JSON_DEPTH and _too_deep(msg, MAX_JSON_DEPTH):
             problem = f"frame nests deeper than {MAX_JSON_DEPTH} levels"
             raise RecursionError(problem)
     except (ValueError, RecursionError) as exc:

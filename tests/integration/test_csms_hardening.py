@@ -595,3 +595,15 @@ async def test_a_refused_session_without_energy_costs_nothing(csms: Csms) -> Non
     assert [e.amount_minor for e in store.entries("BLOCKED") if e.kind == "charge"] in ([], [0])
     # An accepted session pays its flat fee even without energy: the rule is for refused idTags only.
     assert store.transaction(ids["GOOD"]).cost_minor == 50
+
+
+async def test_a_malformed_frame_with_a_huge_message_type_leaves_the_link_up(csms: Csms) -> None:
+    csms.store.add_charger("CP-A", "password-of-cp-a")
+    async with _connect(csms, "CP-A", "password-of-cp-a") as ws:
+        cp = RawCharger(ws)
+        await cp.call("BootNotification", BOOT)
+        # Not JSON; the uniqueId sniffed from it once went through int() of 5,000 digits, which raises.
+        await ws.send("[" + "9" * 5000 + ',"x",')
+        assert (await cp.call("Heartbeat", {}))[0] == 3
+    assert csms.server.errors == []
+    assert any("not valid JSON" in message for _, _, message in csms.server.violations)
