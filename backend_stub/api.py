@@ -43,6 +43,8 @@ from backend_stub.store import (
     InvalidInput,
     LedgerEntry,
     NotFound,
+    SecurityEvent,
+    SecurityEventKind,
     StoreError,
     Transaction,
     User,
@@ -1023,6 +1025,34 @@ async def get_session(request: web.Request) -> web.Response:
     return _ok(_session_json(tx, store.currency(), None if card is None else card.user_id))
 
 
+# ---------------------------------------------------------------------------------------------- security events
+
+
+def _security_event_json(event: SecurityEvent) -> dict[str, Any]:
+    return {
+        "id": event.id,
+        "at": _iso(event.at),
+        "charger": event.cp_id,
+        "kind": event.kind.value,
+        "transaction_id": event.transaction_id,
+        "detail": event.detail,
+    }
+
+
+async def list_security_events(request: web.Request) -> web.Response:
+    """GET /api/security-events?charger=&kind=&limit= (newest first): what chargers did to data not their own."""
+    params = _query(request, {"charger", "kind", "limit"})
+    kind = params.get("kind")
+    if kind is not None and kind not in {k.value for k in SecurityEventKind}:
+        _bad(
+            f"kind must be one of {', '.join(k.value for k in SecurityEventKind)}, got {kind[:64]!r}", "kind"
+        )
+    limit = _query_int(params, "limit", low=1, high=1000, default=100)
+    assert limit is not None
+    events = _csms(request).store.security_events(cp_id=params.get("charger"), kind=kind, limit=limit)
+    return _ok({"security_events": [_security_event_json(e) for e in events]})
+
+
 # ---------------------------------------------------------------------------------------------- OpenAPI
 
 
@@ -1293,6 +1323,19 @@ OPENAPI: Final[dict[str, Any]] = {
                 }
             ),
             "SessionList": _obj({"sessions": {"type": "array", "items": _schema_ref("Session")}}),
+            "SecurityEvent": _obj(
+                {
+                    "id": {"type": "integer"},
+                    "at": _TIME,
+                    "charger": {"type": "string"},
+                    "kind": {"type": "string", "enum": [k.value for k in SecurityEventKind]},
+                    "transaction_id": {"type": ["integer", "null"]},
+                    "detail": {"type": "string"},
+                }
+            ),
+            "SecurityEventList": _obj(
+                {"security_events": {"type": "array", "items": _schema_ref("SecurityEvent")}}
+            ),
             "CommandResult": _obj(
                 {"charger": {"type": "string"}, "action": {"type": "string"}, "reply": {"type": "object"}}
             ),
@@ -1424,6 +1467,19 @@ OPENAPI: Final[dict[str, Any]] = {
                 "A session with its CDR", "Session", params=[_param("session_id", schema={"type": "integer"})]
             )
         },
+        "/api/security-events": {
+            "get": _op(
+                "Security events newest first: chargers reporting on transactions not their own, unknown "
+                "transactions, calls from chargers that are not Accepted, skipped meter samples",
+                "SecurityEventList",
+                params=[
+                    _param("charger", "query"),
+                    _param("kind", "query", {"type": "string", "enum": [k.value for k in SecurityEventKind]}),
+                    _param("limit", "query", {"type": "integer", "minimum": 1, "maximum": 1000}),
+                ],
+                errors=(400, 401),
+            )
+        },
     },
 }
 
@@ -1461,6 +1517,7 @@ ROUTES: Final[list[tuple[str, str, Handler]]] = [
     ("POST", "/api/chargers/{cp_id}/commands/{action}", send_command),
     ("GET", "/api/sessions", list_sessions),
     ("GET", "/api/sessions/{session_id}", get_session),
+    ("GET", "/api/security-events", list_security_events),
 ]
 
 

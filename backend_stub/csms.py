@@ -13,19 +13,35 @@ import hashlib
 import hmac
 import json
 import logging
-from collections.abc import Callable
-from datetime import UTC, datetime, tzinfo
+import math
+import re
+import time
+from collections.abc import Awaitable, Callable
+from datetime import UTC, datetime, timedelta, tzinfo
 from decimal import Decimal
 from pathlib import Path
 from typing import Any, Protocol
 
 from backend_stub import tariffs, webapp
-from backend_stub.ocpp_server import Admission, CallErrorReply, CentralSystem, HandlerResult, utc_now_iso
+from backend_stub.ocpp_server import (
+    Admission,
+    CallErrorReply,
+    CentralSystem,
+    Handler,
+    HandlerResult,
+    utc_now_iso,
+)
 from backend_stub.store import (
+    MAX_METER_WH,
+    MAX_SAMPLE_VALUE,
     AuthStatus,
     CardMode,
+    ChargerStatus,
     CsmsStore,
+    ForeignTransaction,
+    InvalidInput,
     MeterSample,
+    SecurityEventKind,
     StoreError,
     Transaction,
     UnknownTransaction,
@@ -34,35 +50,117 @@ from backend_stub.store import (
 log = logging.getLogger(__name__)
 
 ENERGY = "Energy.Active.Import.Register"
+MAX_CONNECTOR_ID = 10_000  # what the store accepts
+SQLITE_INT_MIN, SQLITE_INT_MAX = -(2**63), 2**63 - 1  # SQLite integers are signed 64-bit
+# Timestamps a charger may send: nothing before the Unix epoch (a clock that was never set), nothing more than a
+# day ahead of ours (a session stopped in the year 9999 would be priced over millennia, and datetime arithmetic
+# on it overflows).
+EARLIEST_TIME = datetime(1970, 1, 1, tzinfo=UTC)
+MAX_CLOCK_AHEAD = timedelta(days=1)
+LOG_INTERVAL_S = 60.0  # at most one warning per charger and kind of event in this time
+# OCPP 1.6 SampledValue.value of format Raw is a decimal number (§7.45); float() would also take "nan", "inf",
+# "1_000" and non-ASCII digits.
+_DECIMAL = re.compile(r"[+-]?(?:[0-9]+(?:\.[0-9]*)?|\.[0-9]+)(?:[eE][+-]?[0-9]+)?", re.ASCII)
+
+
+def default_unit(measurand: str) -> str | None:
+    """The unit of a sampled value that names none: OCPP 1.6 §7.45 SampledValue (unit defaults to Wh only for
+    energy) and the §7.31 UnitOfMeasure enum; None where 1.6 has no unit (Frequency, RPM, Power.Factor)."""
+    if measurand.startswith("Energy.Reactive."):
+        return "varh"
+    if measurand.startswith("Energy."):
+        return "Wh"
+    if measurand.startswith("Power.Reactive."):
+        return "var"
+    if measurand == "Power.Factor":
+        return None
+    if measurand.startswith("Power."):
+        return "W"  # Power.Active.Import/Export, Power.Offered
+    if measurand.startswith("Current."):
+        return "A"
+    return {"Voltage": "V", "Temperature": "Celsius", "SoC": "Percent"}.get(measurand)
 
 
 def parse_time(text: str) -> datetime:
-    """An OCPP timestamp as an aware UTC datetime."""
+    """An OCPP timestamp as an aware UTC datetime; ValueError if it is none, OverflowError if it is one that lies
+    outside datetime's range in UTC (e.g. 9999-12-31T23:59:59-01:00)."""
     when = datetime.fromisoformat(text.replace("Z", "+00:00"))
     return (when if when.tzinfo else when.replace(tzinfo=UTC)).astimezone(UTC)
 
 
-def samples_from_meter_values(meter_values: list[dict[str, Any]]) -> list[MeterSample]:
-    """OCPP 1.6 MeterValue objects as store samples (energy in Wh whatever unit the charger used)."""
+def check_int(payload: dict[str, Any], name: str, low: int, high: int) -> int:
+    """The integer field ``name``; CallError TypeConstraintViolation or PropertyConstraintViolation if it is not
+    an integer in [low, high] (OCPP-J 1.6 §4.2.3)."""
+    value = payload[name]
+    if type(value) is not int:
+        raise CallErrorReply("TypeConstraintViolation", f"{name} must be an integer, got {value!r}")
+    if not low <= value <= high:
+        raise CallErrorReply(
+            "PropertyConstraintViolation", f"{name} must lie in [{low}, {high}], got {value}"
+        )
+    return value
+
+
+def check_time(text: object, name: str, now: datetime) -> datetime:
+    """A plausible OCPP dateTime; CallError TypeConstraintViolation if it is none, PropertyConstraintViolation if
+    it lies before the Unix epoch or more than MAX_CLOCK_AHEAD after ``now`` (OCPP-J 1.6 §4.2.3)."""
+    if not isinstance(text, str):
+        raise CallErrorReply("TypeConstraintViolation", f"{name} must be a dateTime string, got {text!r}")
+    try:
+        when = parse_time(text)
+    except ValueError as exc:
+        raise CallErrorReply("TypeConstraintViolation", f"{name} is not a dateTime: {exc}"[:200]) from None
+    except OverflowError:
+        when = datetime.max.replace(tzinfo=UTC)  # a dateTime, but past the year 9999 in UTC: out of range
+    if not EARLIEST_TIME <= when <= now + MAX_CLOCK_AHEAD:
+        raise CallErrorReply(
+            "PropertyConstraintViolation",
+            f"{name} {text[:40]!r} is not a plausible time (now is {now:%Y-%m-%d})",
+        )
+    return when
+
+
+def samples_from_meter_values(
+    meter_values: list[dict[str, Any]], now: datetime, *, skip_bad_times: bool = False
+) -> tuple[list[MeterSample], list[str]]:
+    """OCPP 1.6 MeterValue objects as store samples, and why each unusable sample was left out.
+
+    A sample whose value is no finite decimal number within MAX_SAMPLE_VALUE is left out alone: the rest of the
+    frame is kept. A bad timestamp raises a CallError, unless ``skip_bad_times`` (then its samples are left out).
+    """
     out: list[MeterSample] = []
+    problems: list[str] = []
     for mv in meter_values:
-        at = parse_time(mv["timestamp"])
+        try:
+            at = check_time(mv["timestamp"], "meterValue.timestamp", now)
+        except CallErrorReply as exc:
+            if not skip_bad_times:
+                raise
+            problems.append(f"{len(mv.get('sampledValue', []))} sample(s) left out: {exc.description}")
+            continue
         for sv in mv.get("sampledValue", []):
-            try:
-                value = float(sv["value"])
-            except ValueError:
-                continue  # signed/encoded values (format SignedData) are kept out of billing
+            if sv.get("format") == "SignedData":
+                continue  # signed/encoded values are kept out of billing
+            text = sv["value"]
+            value = float(text) if isinstance(text, str) and _DECIMAL.fullmatch(text) else math.nan
+            if not (math.isfinite(value) and abs(value) <= MAX_SAMPLE_VALUE):
+                problems.append(
+                    f"{sv.get('measurand', ENERGY)} value {str(text)[:40]!r} is not a usable number"
+                )
+                continue
+            measurand = sv.get("measurand", ENERGY)
             out.append(
                 MeterSample(
                     at,
                     value,
-                    sv.get("measurand", ENERGY),
-                    sv.get("unit", "Wh"),
+                    measurand,
+                    sv.get("unit", default_unit(measurand)),
                     sv.get("phase"),
                     sv.get("context"),
+                    sv.get("location"),
                 )
             )
-    return out
+    return out, problems
 
 
 class PaymentHooks(Protocol):
@@ -123,6 +221,11 @@ class Csms:
                 "FirmwareStatusNotification": self._firmware_status,
             }
         )
+        # Every answer the server gives goes through _guard: only BootNotification reaches a charger that is not
+        # Accepted, and a value the store refuses is a CallError, never InternalError.
+        for action, handler in list(self.server.handlers.items()):
+            self.server.handlers[action] = self._guard(action, handler)
+        self._logged: dict[tuple[str, str], float] = {}  # (cp_id, kind) -> monotonic time of the last warning
         self._stopping: set[int] = set()  # transactions a RemoteStop was sent for
         # Prepaid sessions: (time, Wh) of the last stored sample at their last exact pricing, and that price.
         self._priced: dict[int, tuple[tuple[datetime, int], int]] = {}
@@ -189,6 +292,68 @@ class Csms:
         self.store.set_password(cp_id, password)
         self._verified.pop(cp_id, None)
 
+    # guarding every handler
+    def _guard(self, action: str, handler: Handler) -> Handler:
+        """``handler`` answering only Accepted chargers (but BootNotification), with store refusals as CallErrors."""
+
+        def guarded(cp_id: str, payload: dict[str, Any]) -> HandlerResult | Awaitable[HandlerResult]:
+            if action != "BootNotification":
+                charger = self.store.charger(cp_id)
+                status = "unknown" if charger is None else str(charger.status)
+                if charger is None or charger.status is not ChargerStatus.ACCEPTED:
+                    # OCPP 1.6 §4.2.1: a Pending charger SHALL NOT send requests unless triggered, a Rejected one
+                    # no OCPP message at all until its retry interval ends. A CallError, not a refusal inside a
+                    # .conf: a StartTransaction.conf must carry a transactionId, so answering it would mean
+                    # creating a transaction, and an Authorize.conf would tell a stranger what a card is worth.
+                    # SecurityError (OCPP-J 1.6 §4.2.3) says why and gives nothing away.
+                    self._security_event(
+                        cp_id,
+                        SecurityEventKind.NOT_ACCEPTED,
+                        f"{action} from a charger in status {status} refused",
+                        rate_limited=True,
+                    )
+                    raise CallErrorReply(
+                        "SecurityError", f"{action} is refused until BootNotification is Accepted"
+                    )
+            try:
+                result = handler(cp_id, payload)
+            except InvalidInput as exc:
+                raise CallErrorReply("PropertyConstraintViolation", str(exc)[:200]) from None
+            return result
+
+        return guarded
+
+    def _security_event(
+        self,
+        cp_id: str,
+        kind: SecurityEventKind,
+        detail: str,
+        *,
+        transaction_id: int | None = None,
+        rate_limited: bool = False,
+    ) -> None:
+        """Record a security event for the operator, with at most one log line per charger and kind a minute.
+
+        ``rate_limited`` events (a flood of them is no news) are recorded at most as often as they are logged.
+        """
+        now = time.monotonic()
+        key = (cp_id, str(kind))
+        due = now - self._logged.get(key, -math.inf) >= LOG_INTERVAL_S
+        if due:
+            self._logged[key] = now
+            log.warning("security event %s from %s: %s", kind, cp_id, detail)
+        if due or not rate_limited:
+            try:
+                self.store.record_security_event(cp_id, kind, detail, transaction_id=transaction_id)
+            except StoreError:
+                log.exception("cannot record security event %s from %s", kind, cp_id)
+
+    def _bad_samples(self, cp_id: str, tx_id: int | None, problems: list[str]) -> None:
+        """Record the samples of one frame that were left out (one event per frame)."""
+        if problems:
+            detail = f"{len(problems)} sample(s) skipped: " + "; ".join(problems[:5])
+            self._security_event(cp_id, SecurityEventKind.BAD_SAMPLE, detail, transaction_id=tx_id)
+
     def _boot(self, cp_id: str, payload: dict[str, Any]) -> HandlerResult:
         charger = self.store.record_boot(
             cp_id,
@@ -206,10 +371,12 @@ class Csms:
         return {"currentTime": utc_now_iso()}
 
     def _status(self, cp_id: str, payload: dict[str, Any]) -> HandlerResult:
-        at = parse_time(payload["timestamp"]) if payload.get("timestamp") else self.clock()
+        now = self.clock()
+        connector_id = check_int(payload, "connectorId", 0, MAX_CONNECTOR_ID)
+        at = check_time(payload["timestamp"], "timestamp", now) if "timestamp" in payload else now
         self.store.record_status(
             cp_id,
-            payload["connectorId"],
+            connector_id,
             payload["status"],
             at,
             error_code=payload["errorCode"],
@@ -240,46 +407,86 @@ class Csms:
         return {"idTagInfo": self._id_tag_info(payload["idTag"])}
 
     def _start(self, cp_id: str, payload: dict[str, Any]) -> HandlerResult:
+        connector_id = check_int(payload, "connectorId", 1, MAX_CONNECTOR_ID)
+        meter_start = check_int(payload, "meterStart", 0, MAX_METER_WH)
+        at = check_time(payload["timestamp"], "timestamp", self.clock())
         info = self._id_tag_info(payload["idTag"])
         # Idempotent: a charger that resends the same StartTransaction after a crash gets the same id.
         tx_id = self.store.start_transaction(
-            cp_id,
-            payload["connectorId"],
-            payload["idTag"],
-            payload["meterStart"],
-            parse_time(payload["timestamp"]),
+            cp_id, connector_id, payload["idTag"], meter_start, at, id_tag_status=info["status"]
         )
         if self.payment_hooks is not None:
-            status = self.payment_hooks.started(cp_id, payload["connectorId"], payload["idTag"], tx_id)
+            status = self.payment_hooks.started(cp_id, connector_id, payload["idTag"], tx_id)
             if status is not None:
                 info = {"status": str(status)}
+                self.store.set_id_tag_status(cp_id, tx_id, status)
         return {"transactionId": tx_id, "idTagInfo": info}
 
     def _meter_values(self, cp_id: str, payload: dict[str, Any]) -> HandlerResult:
-        tx_id = payload.get("transactionId")
+        check_int(payload, "connectorId", 0, MAX_CONNECTOR_ID)
+        tx_id = (
+            check_int(payload, "transactionId", SQLITE_INT_MIN, SQLITE_INT_MAX)
+            if "transactionId" in payload
+            else None
+        )
+        samples, problems = samples_from_meter_values(payload["meterValue"], self.clock())
+        self._bad_samples(cp_id, tx_id, problems)
         if tx_id is None:
             return {}
         try:
-            self.store.add_meter_values(tx_id, samples_from_meter_values(payload["meterValue"]))
+            self.store.add_meter_values(cp_id, tx_id, samples)
+        except ForeignTransaction:
+            # Every message acts only on its sender's own data: the samples are not stored, and the answer is
+            # the same as for an unknown transaction, so a charger cannot probe for other chargers' sessions.
+            self._security_event(
+                cp_id,
+                SecurityEventKind.FOREIGN_TRANSACTION,
+                f"MeterValues for transaction {tx_id} of another charger; {len(samples)} sample(s) not stored",
+                transaction_id=tx_id,
+            )
+            return {}
         except UnknownTransaction:
-            log.warning("%s sent MeterValues for unknown transaction %s", cp_id, tx_id)
+            self._security_event(
+                cp_id,
+                SecurityEventKind.UNKNOWN_TRANSACTION,
+                f"MeterValues for unknown transaction {tx_id}; {len(samples)} sample(s) not stored",
+                transaction_id=tx_id,
+            )
             return {}
         self._check_prepaid(cp_id, tx_id)
         return {}
 
     def _stop(self, cp_id: str, payload: dict[str, Any]) -> HandlerResult:
-        tx_id = payload["transactionId"]
+        now = self.clock()
+        tx_id = check_int(payload, "transactionId", SQLITE_INT_MIN, SQLITE_INT_MAX)
+        meter_stop = check_int(payload, "meterStop", 0, MAX_METER_WH)
+        at = check_time(payload["timestamp"], "timestamp", now)
+        # OCPP 1.6 §4.10: sanity checks of the transaction data SHOULD NOT keep the central system from
+        # answering; unusable samples (bad times included) are left out and recorded, the stop is kept.
+        samples, problems = samples_from_meter_values(
+            payload.get("transactionData", []), now, skip_bad_times=True
+        )
         try:
             result = self.store.stop_transaction(
-                tx_id,
-                payload["meterStop"],
-                parse_time(payload["timestamp"]),
-                payload.get("reason", "Local"),
-                self._price,
-                samples=samples_from_meter_values(payload.get("transactionData", [])),
+                cp_id, tx_id, meter_stop, at, payload.get("reason", "Local"), self._price, samples=samples
             )
-        except UnknownTransaction:
-            raise CallErrorReply("PropertyConstraintViolation", f"unknown transactionId {tx_id}") from None
+        except UnknownTransaction as exc:
+            # OCPP 1.6 §4.10: the central system SHALL answer a StopTransaction with a .conf (a CallError only
+            # makes the charger retry and park it). Nothing is charged. No idTagInfo: it would tell the sender
+            # about a card that is not its business, and a foreign and an unknown transaction get the same
+            # answer, so a charger cannot probe which ids exist.
+            foreign = isinstance(exc, ForeignTransaction)
+            whose = "another charger's" if foreign else "unknown"
+            self._security_event(
+                cp_id,
+                SecurityEventKind.FOREIGN_TRANSACTION if foreign else SecurityEventKind.UNKNOWN_TRANSACTION,
+                f"StopTransaction for {whose} transaction "
+                f"{tx_id} (meterStop {meter_stop}, idTag {str(payload.get('idTag'))!r}) answered, nothing charged",
+                transaction_id=tx_id,
+            )
+            self._bad_samples(cp_id, tx_id, problems)
+            return {}
+        self._bad_samples(cp_id, tx_id, problems)
         if result.already_stopped:
             log.info("repeated StopTransaction for %s acknowledged; not charged again", tx_id)
         self._stopping.discard(tx_id)
@@ -307,7 +514,13 @@ class Csms:
         if tariff is None or until <= tx.started_at:
             return None, points[0]
         for s in self.store.meter_values(tx.id):
-            if s.measurand == ENERGY and not s.phase and tx.started_at < s.timestamp < until:
+            if (
+                s.measurand == ENERGY
+                and not s.phase
+                and s.location in (None, "Outlet")  # the charger's own meter (OCPP 1.6 §7.45), not the EV's
+                and s.unit in ("Wh", "kWh")
+                and tx.started_at < s.timestamp < until
+            ):
                 wh = s.value * 1000 if s.unit == "kWh" else s.value
                 points.append((s.timestamp, max(points[-1][1], round(wh))))
         last_sample = points[-1]
@@ -322,6 +535,13 @@ class Csms:
         cdr = self._cdr(tx, tx.stopped_at, tx.meter_stop_wh)
         if cdr is None:
             return 0, json.dumps({"tariff": None, "total_energy_wh": tx.meter_stop_wh - tx.meter_start_wh})
+        if tx.energy_wh == 0 and tx.id_tag_status not in (None, str(AuthStatus.ACCEPTED)):
+            # A session whose idTag was refused and that delivered nothing is no service: its flat session fee
+            # (and any time or parking cost while the charger waited) is not charged.
+            free = json.loads(cdr.to_json())
+            free["charged_minor"] = 0
+            free["not_charged"] = f"idTag {tx.id_tag_status}, no energy delivered"
+            return 0, json.dumps(free)
         cap = self.payment_hooks.cost_cap(tx) if self.payment_hooks is not None else None
         if cap is not None and cdr.total_cost_incl_vat > cap:
             # A paid session is never charged more than was paid (the stop lags the running-cost check).

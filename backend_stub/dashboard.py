@@ -572,6 +572,7 @@ async def overview(request: web.Request) -> web.StreamResponse:
         chargers=snapshot["chargers"],
         tariff_ids=store.tariff_ids(),
         active=store.active_transactions(),
+        security_events=store.security_events(limit=20),
     )
 
 

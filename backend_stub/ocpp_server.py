@@ -238,7 +238,8 @@ VERSIONS: dict[str, OcppVersion] = {v.subprotocol: v for v in (OCPP16,)}
 # Frame parsing
 # --------------------------------------------------------------------------------------------------------------
 
-_SNIFF_ID = re.compile(r'^\s*\[\s*(\d+)\s*,\s*"([^"\\]{1,100})"')
+# At most 9 digits: int() of a longer digit run may raise ValueError (Python's int-string limit).
+_SNIFF_ID = re.compile(r'^\s*\[\s*(\d{1,9})\s*,\s*"([^"\\]{1,100})"')
 
 
 @dataclass
@@ -259,13 +260,41 @@ class _Parsed:
         return self.unique_id
 
 
+# No OCPP 1.6 or 2.0.1 message nests deeper than about ten levels (frame array included). Anything deeper is
+# refused before it reaches schema validation, the frame log or json.dumps, which all recurse per level.
+MAX_JSON_DEPTH = 32
+
+
+def _too_deep(value: Any, limit: int) -> bool:
+    """Whether a parsed JSON value nests more than ``limit`` arrays/objects deep (iterative: no recursion)."""
+    stack: list[tuple[Any, int]] = [(value, 1)]
+    while stack:
+        item, depth = stack.pop()
+        children = item.values() if isinstance(item, dict) else item if isinstance(item, list) else None
+        if children is None:
+            continue
+        if depth > limit:
+            return True
+        stack.extend((child, depth + 1) for child in children if isinstance(child, dict | list))
+    return False
+
+
 def _parse_frame(text: str) -> _Parsed:
     """Parse an OCPP-J frame, reading as much as possible even from a malformed one."""
+    problem = "frame is not valid JSON"
     try:
         msg = json.loads(text)
-    except ValueError:
+        # Fewer brackets than the limit cannot nest deeper than it: most frames skip the walk.
+        if text.count("[") + text.count("{") > MAX_JSON_DEPTH and _too_deep(msg, MAX_JSON_DEPTH):
+            problem = f"frame nests deeper than {MAX_JSON_DEPTH} levels"
+            raise RecursionError(problem)
+    except (ValueError, RecursionError) as exc:
+        # json.loads recurses once per nesting level: a deep enough frame raises RecursionError. That is a
+        # malformed frame like any other (OCPP-J 1.6 §4.2.3 FormationViolation), never a dropped connection.
+        if isinstance(exc, RecursionError):
+            problem = f"frame nests deeper than {MAX_JSON_DEPTH} levels"
         sniffed = _SNIFF_ID.match(text)
-        parsed = _Parsed(problem="frame is not valid JSON")
+        parsed = _Parsed(problem=problem)
         if sniffed:
             parsed.message_type, parsed.unique_id = int(sniffed[1]), sniffed[2]
         return parsed

@@ -45,6 +45,7 @@ __all__ = [
     "CostFn",
     "CsmsStore",
     "DailyStats",
+    "ForeignTransaction",
     "IdempotencyConflict",
     "InvalidInput",
     "InvalidTransition",
@@ -55,6 +56,8 @@ __all__ = [
     "Payment",
     "PaymentStatus",
     "PaymentUpdate",
+    "SecurityEvent",
+    "SecurityEventKind",
     "SessionSummary",
     "StopResult",
     "StoreError",
@@ -68,12 +71,19 @@ __all__ = [
     "UserConsumption",
 ]
 
-SCHEMA_VERSION: Final = 1
+SCHEMA_VERSION: Final = 2
 DEFAULT_CURRENCY: Final = "EUR"
 MAX_ID_TAG_LENGTH: Final = 20  # OCPP 1.6 IdToken is CiString20Type
 MAX_AMOUNT_MINOR: Final = 10**12  # keeps every SUM far inside SQLite's signed 64-bit integers
 MAX_TEXT_LENGTH: Final = 10_000
 ENERGY_REGISTER: Final = "Energy.Active.Import.Register"
+# Largest magnitude of a stored sample: an energy register in kWh x 1000 stays far inside SQLite's signed 64-bit
+# integers when it becomes a transaction's last_meter_wh.
+MAX_SAMPLE_VALUE: Final = 1e15
+MAX_METER_WH: Final = 2**62
+# A stranger can cause security events (a charger reporting on another's transaction, bad samples): the table
+# keeps only the newest ones, so it cannot grow without bound.
+MAX_SECURITY_EVENTS: Final = 10_000
 CHARGING: Final = "Charging"  # OCPP 1.6 ChargePointStatus counted as working time
 
 # scrypt (RFC 7914) cost: ~16 MiB and some tens of ms per check; parameters are stored with each hash.
@@ -115,6 +125,10 @@ class UnknownCard(NotFound):
 
 class UnknownTransaction(NotFound):
     """No transaction with this id."""
+
+
+class ForeignTransaction(UnknownTransaction):
+    """The transaction exists but belongs to another charger (to that charger it is as unknown)."""
 
 
 class UnknownPayment(NotFound):
@@ -172,6 +186,15 @@ class PaymentStatus(enum.StrEnum):
     CAPTURED = "captured"
     REFUNDED = "refunded"
     FAILED = "failed"
+
+
+class SecurityEventKind(enum.StrEnum):
+    """What a security event records: an attempt on someone else's data, or data the central system refused."""
+
+    FOREIGN_TRANSACTION = "foreign_transaction"  # a charger reported on another charger's transaction
+    UNKNOWN_TRANSACTION = "unknown_transaction"  # a charger reported on a transaction that does not exist
+    NOT_ACCEPTED = "not_accepted"  # a Pending/Rejected charger sent something other than BootNotification
+    BAD_SAMPLE = "bad_sample"  # a meter sample was skipped (non-finite, out of range, not a number)
 
 
 class AuthStatus(enum.StrEnum):
@@ -260,6 +283,7 @@ CREATE TABLE IF NOT EXISTS transactions (
     stop_reason TEXT,
     cost_minor INTEGER,
     cdr_json TEXT,
+    id_tag_status TEXT,
     UNIQUE (cp_id, connector_id, id_tag, started_at, meter_start_wh)
 );
 CREATE INDEX IF NOT EXISTS transactions_stopped ON transactions(cp_id, stopped_at);
@@ -269,11 +293,20 @@ CREATE TABLE IF NOT EXISTS meter_values (
     timestamp TEXT NOT NULL,
     measurand TEXT NOT NULL,
     phase TEXT NOT NULL DEFAULT '',
+    location TEXT NOT NULL DEFAULT '',
+    context TEXT NOT NULL DEFAULT '',
+    unit TEXT NOT NULL DEFAULT '',
     value REAL NOT NULL,
-    unit TEXT NOT NULL,
-    context TEXT,
-    PRIMARY KEY (transaction_id, timestamp, measurand, phase)
+    PRIMARY KEY (transaction_id, timestamp, measurand, phase, location, context, unit)
 ) WITHOUT ROWID;
+CREATE TABLE IF NOT EXISTS security_events (
+    id INTEGER PRIMARY KEY AUTOINCREMENT,
+    at TEXT NOT NULL,
+    cp_id TEXT NOT NULL,
+    kind TEXT NOT NULL,
+    transaction_id INTEGER,
+    detail TEXT NOT NULL
+);
 CREATE TABLE IF NOT EXISTS payments (
     id INTEGER PRIMARY KEY AUTOINCREMENT,
     cp_id TEXT NOT NULL REFERENCES chargers(id),
@@ -328,6 +361,41 @@ INSERT OR IGNORE INTO settings (name, value) VALUES ('currency', '{DEFAULT_CURRE
 INSERT OR IGNORE INTO settings (name, value) VALUES ('min_balance_minor', '0');
 PRAGMA user_version = {SCHEMA_VERSION};
 """
+
+# Schema changes of existing databases, by the version they lead to; each runs inside the opening transaction,
+# before SCHEMA (which creates what is new and sets user_version).
+_DEFAULT_UNIT_SQL: Final = (
+    "CASE WHEN measurand LIKE 'Power.Reactive.%' THEN 'var' WHEN measurand = 'Power.Factor' THEN '' "
+    "WHEN measurand LIKE 'Power.%' THEN 'W' WHEN measurand LIKE 'Current.%' THEN 'A' "
+    "WHEN measurand = 'Voltage' THEN 'V' WHEN measurand = 'Temperature' THEN 'Celsius' "
+    "WHEN measurand = 'SoC' THEN 'Percent' ELSE '' END"
+)
+MIGRATIONS: Final[dict[int, str]] = {
+    # 2: meter samples keep their location and are deduplicated on every identifying field (samples that
+    # differed only in location, context or unit were dropped); transactions keep the idTag status given at
+    # their start. Version 1 stored "Wh" for every sample without a unit: for a measurand that is not energy,
+    # that "Wh" was the wrong default, replaced by the measurand's own (OCPP 1.6 §7.45).
+    2: f"""
+ALTER TABLE transactions ADD COLUMN id_tag_status TEXT;
+CREATE TABLE meter_values_v2 (
+    transaction_id INTEGER NOT NULL REFERENCES transactions(id),
+    timestamp TEXT NOT NULL,
+    measurand TEXT NOT NULL,
+    phase TEXT NOT NULL DEFAULT '',
+    location TEXT NOT NULL DEFAULT '',
+    context TEXT NOT NULL DEFAULT '',
+    unit TEXT NOT NULL DEFAULT '',
+    value REAL NOT NULL,
+    PRIMARY KEY (transaction_id, timestamp, measurand, phase, location, context, unit)
+) WITHOUT ROWID;
+INSERT OR IGNORE INTO meter_values_v2 (transaction_id, timestamp, measurand, phase, location, context, unit, value)
+SELECT transaction_id, timestamp, measurand, phase, '', COALESCE(context, ''),
+       CASE WHEN unit = 'Wh' AND measurand NOT LIKE 'Energy.%' THEN {_DEFAULT_UNIT_SQL} ELSE unit END, value
+FROM meter_values;
+DROP TABLE meter_values;
+ALTER TABLE meter_values_v2 RENAME TO meter_values;
+""",
+}
 
 
 # ---------------------------------------------------------------------------------------------- rows
@@ -419,9 +487,10 @@ class MeterSample:
     timestamp: datetime
     value: float
     measurand: str = ENERGY_REGISTER
-    unit: str = "Wh"
+    unit: str | None = "Wh"  # None: the measurand has no unit in OCPP 1.6 (Frequency, RPM, Power.Factor)
     phase: str | None = None
     context: str | None = None
+    location: str | None = None  # None: the default, Outlet (OCPP 1.6 §7.45)
 
 
 @dataclass(frozen=True, slots=True)
@@ -440,6 +509,7 @@ class Transaction:
     stop_reason: str | None
     cost_minor: int | None
     cdr_json: str | None
+    id_tag_status: str | None = None  # the idTagInfo status the StartTransaction was answered with
 
     @property
     def active(self) -> bool:
@@ -460,6 +530,18 @@ class StopResult:
     already_stopped: bool
     transaction: Transaction
     charge: LedgerEntry | None
+
+
+@dataclass(frozen=True, slots=True)
+class SecurityEvent:
+    """Something a charger did to data that is not its own, or sent that could not be used."""
+
+    id: int
+    at: datetime
+    cp_id: str
+    kind: SecurityEventKind
+    transaction_id: int | None
+    detail: str
 
 
 @dataclass(frozen=True, slots=True)
@@ -713,6 +795,18 @@ def _transaction(row: sqlite3.Row) -> Transaction:
         stop_reason=row["stop_reason"],
         cost_minor=row["cost_minor"],
         cdr_json=row["cdr_json"],
+        id_tag_status=row["id_tag_status"],
+    )
+
+
+def _security_event(row: sqlite3.Row) -> SecurityEvent:
+    return SecurityEvent(
+        id=row["id"],
+        at=_dt(row["at"]),
+        cp_id=row["cp_id"],
+        kind=SecurityEventKind(row["kind"]),
+        transaction_id=row["transaction_id"],
+        detail=row["detail"],
     )
 
 
@@ -782,7 +876,11 @@ class CsmsStore:
                 raise StoreError(
                     f"{self.path} has schema version {version}; this code knows {SCHEMA_VERSION}"
                 )
-            self._db.executescript(f"BEGIN IMMEDIATE;\n{SCHEMA}\nCOMMIT;")
+            # An existing database is migrated in the same transaction that brings its schema up to date.
+            migrations = "".join(
+                MIGRATIONS[v] for v in range(version + 1, SCHEMA_VERSION + 1) if version and v in MIGRATIONS
+            )
+            self._db.executescript(f"BEGIN IMMEDIATE;\n{migrations}\n{SCHEMA}\nCOMMIT;")
         except sqlite3.Error as exc:
             self._db.close()
             raise StoreError(f"cannot open store {self.path}: {exc}") from exc
@@ -1371,12 +1469,20 @@ class CsmsStore:
     # -- transactions
 
     def start_transaction(
-        self, cp_id: str, connector_id: int, id_tag: str, meter_start_wh: int, timestamp: datetime
+        self,
+        cp_id: str,
+        connector_id: int,
+        id_tag: str,
+        meter_start_wh: int,
+        timestamp: datetime,
+        *,
+        id_tag_status: AuthStatus | str | None = None,
     ) -> int:
         """Record a StartTransaction and return its id; a resent identical start gets the same id."""
         _int(connector_id, "connector_id", low=1, high=10_000)
         _id_tag(id_tag)
-        _int(meter_start_wh, "meter_start_wh", low=0, high=2**62)
+        _int(meter_start_wh, "meter_start_wh", low=0, high=MAX_METER_WH)
+        status = None if id_tag_status is None else _enum(AuthStatus, str(id_tag_status), "id_tag_status")
         at = _ts(timestamp)
         with self._write() as db:
             self._charger_row(db, cp_id)
@@ -1389,11 +1495,34 @@ class CsmsStore:
                 return int(row["id"])
             # AUTOINCREMENT: ids are never reused, so a charger's stale id cannot hit a newer session.
             cur = db.execute(
-                "INSERT INTO transactions (cp_id, connector_id, id_tag, meter_start_wh, started_at, last_meter_wh) "
-                "VALUES (?, ?, ?, ?, ?, ?)",
-                (cp_id, connector_id, id_tag, meter_start_wh, at, meter_start_wh),
+                "INSERT INTO transactions (cp_id, connector_id, id_tag, meter_start_wh, started_at, last_meter_wh, "
+                "id_tag_status) VALUES (?, ?, ?, ?, ?, ?, ?)",
+                (cp_id, connector_id, id_tag, meter_start_wh, at, meter_start_wh, status),
             )
             return int(cur.lastrowid or 0)
+
+    def set_id_tag_status(self, cp_id: str, transaction_id: int, status: AuthStatus | str) -> None:
+        """Record the idTagInfo status a charger's StartTransaction was finally answered with."""
+        value = _enum(AuthStatus, str(status), "status")
+        with self._write() as db:
+            self._own_transaction_row(db, cp_id, transaction_id)
+            db.execute("UPDATE transactions SET id_tag_status = ? WHERE id = ?", (value, transaction_id))
+
+    @staticmethod
+    def _own_transaction_row(db: sqlite3.Connection, cp_id: str, transaction_id: int) -> sqlite3.Row:
+        """The transaction ``transaction_id`` of charger ``cp_id``; raises ForeignTransaction or UnknownTransaction.
+
+        Every OCPP message acts only on its sender's own data: a transaction is looked up by (charger, id).
+        """
+        _int(transaction_id, "transaction_id", low=-(2**63), high=2**63 - 1)
+        row: sqlite3.Row | None = db.execute(
+            "SELECT * FROM transactions WHERE id = ? AND cp_id = ?", (transaction_id, cp_id)
+        ).fetchone()
+        if row is not None:
+            return row
+        if db.execute("SELECT 1 FROM transactions WHERE id = ?", (transaction_id,)).fetchone() is not None:
+            raise ForeignTransaction(f"transaction {transaction_id!r} is not one of {cp_id!r}'s")
+        raise UnknownTransaction(f"unknown transaction {transaction_id!r}")
 
     def transaction(self, transaction_id: int) -> Transaction:
         """The transaction; raises UnknownTransaction."""
@@ -1445,17 +1574,20 @@ class CsmsStore:
         )
         return [_entry(r) for r in rows]
 
-    def add_meter_values(self, transaction_id: int, samples: Sequence[MeterSample]) -> int:
-        """Store samples (duplicates ignored) and return how many were new."""
+    def add_meter_values(self, cp_id: str, transaction_id: int, samples: Sequence[MeterSample]) -> int:
+        """Store samples of ``cp_id``'s own transaction (duplicates ignored) and return how many were new.
+
+        Raises ForeignTransaction for another charger's transaction, UnknownTransaction for none.
+        """
         with self._write() as db:
-            if db.execute("SELECT 1 FROM transactions WHERE id = ?", (transaction_id,)).fetchone() is None:
-                raise UnknownTransaction(f"unknown transaction {transaction_id!r}")
+            self._own_transaction_row(db, cp_id, transaction_id)
             return self._insert_samples(db, transaction_id, samples)
 
     def meter_values(self, transaction_id: int) -> list[MeterSample]:
         """A transaction's samples in time order."""
         rows = self._read(
-            "SELECT * FROM meter_values WHERE transaction_id = ? ORDER BY timestamp, measurand, phase",
+            "SELECT * FROM meter_values WHERE transaction_id = ? "
+            "ORDER BY timestamp, measurand, phase, location, context, unit",
             (transaction_id,),
         )
         return [
@@ -1463,9 +1595,10 @@ class CsmsStore:
                 timestamp=_dt(r["timestamp"]),
                 value=r["value"],
                 measurand=r["measurand"],
-                unit=r["unit"],
+                unit=r["unit"] or None,
                 phase=r["phase"] or None,
-                context=r["context"],
+                context=r["context"] or None,
+                location=r["location"] or None,
             )
             for r in rows
         ]
@@ -1480,33 +1613,43 @@ class CsmsStore:
                 isinstance(s.value, bool)
                 or not isinstance(s.value, int | float)
                 or not math.isfinite(s.value)
+                or abs(s.value) > MAX_SAMPLE_VALUE
             ):
-                raise InvalidInput(f"sample value must be a finite number, got {s.value!r}")
+                raise InvalidInput(
+                    f"sample value must be a finite number of at most {MAX_SAMPLE_VALUE:g}, got {s.value!r}"
+                )
             _text(s.measurand, "measurand", max_len=255)
-            _text(s.unit, "unit", max_len=255, empty=True)
+            _opt_text(s.unit, "unit", max_len=255)
             _opt_text(s.phase, "phase", max_len=255)
             _opt_text(s.context, "context", max_len=255)
+            _opt_text(s.location, "location", max_len=255)
             rows.append(
                 (
                     transaction_id,
                     _ts(s.timestamp),
                     s.measurand,
                     s.phase or "",
+                    s.location or "",
+                    s.context or "",
+                    s.unit or "",
                     float(s.value),
-                    s.unit,
-                    s.context,
                 )
             )
         before = db.total_changes
+        # Samples are the same only when every identifying field is (a resent frame); samples that differ only
+        # in location, context or unit are different readings.
         db.executemany(
-            "INSERT OR IGNORE INTO meter_values (transaction_id, timestamp, measurand, phase, value, unit, context) "
-            "VALUES (?, ?, ?, ?, ?, ?, ?)",
+            "INSERT OR IGNORE INTO meter_values "
+            "(transaction_id, timestamp, measurand, phase, location, context, unit, value) "
+            "VALUES (?, ?, ?, ?, ?, ?, ?, ?)",
             rows,
         )
         added = db.total_changes - before
+        # The billing register is the charger's own meter: location Outlet, the default (OCPP 1.6 §7.45), not
+        # what an EV or the inlet reports.
         latest = db.execute(
             "SELECT value, unit FROM meter_values WHERE transaction_id = ? AND measurand = ? AND phase = '' "
-            "ORDER BY timestamp DESC LIMIT 1",
+            "AND location IN ('', 'Outlet') AND unit IN ('Wh', 'kWh') ORDER BY timestamp DESC LIMIT 1",
             (transaction_id, ENERGY_REGISTER),
         ).fetchone()
         if latest is not None:
@@ -1519,6 +1662,7 @@ class CsmsStore:
 
     def stop_transaction(
         self,
+        cp_id: str,
         transaction_id: int,
         meter_stop_wh: int,
         timestamp: datetime,
@@ -1527,14 +1671,16 @@ class CsmsStore:
         *,
         samples: Sequence[MeterSample] = (),
     ) -> StopResult:
-        """Stop, price and charge a transaction in one SQLite transaction; a repeated stop charges nothing."""
-        _int(meter_stop_wh, "meter_stop_wh", low=0, high=2**62)
+        """Stop, price and charge ``cp_id``'s own transaction in one SQLite transaction; a repeat charges nothing.
+
+        Raises ForeignTransaction for another charger's transaction (nothing is written), UnknownTransaction
+        for none.
+        """
+        _int(meter_stop_wh, "meter_stop_wh", low=0, high=MAX_METER_WH)
         at = _ts(timestamp)
         _opt_text(reason, "reason", max_len=255)
         with self._write() as db:
-            row = db.execute("SELECT * FROM transactions WHERE id = ?", (transaction_id,)).fetchone()
-            if row is None:
-                raise UnknownTransaction(f"unknown transaction {transaction_id!r}")
+            row = self._own_transaction_row(db, cp_id, transaction_id)
             key = f"charge:{transaction_id}"
             if row["stopped_at"] is not None:
                 charged = db.execute("SELECT * FROM ledger WHERE idempotency_key = ?", (key,)).fetchone()
@@ -1565,6 +1711,51 @@ class CsmsStore:
                 )
             final = db.execute("SELECT * FROM transactions WHERE id = ?", (transaction_id,)).fetchone()
             return StopResult(False, _transaction(final), charge)
+
+    # -- security events
+
+    def record_security_event(
+        self,
+        cp_id: str,
+        kind: SecurityEventKind | str,
+        detail: str,
+        *,
+        transaction_id: int | None = None,
+        at: datetime | None = None,
+    ) -> SecurityEvent:
+        """Append a security event; only the newest MAX_SECURITY_EVENTS are kept."""
+        value = _enum(SecurityEventKind, str(kind), "kind")
+        _text(cp_id, "cp_id", max_len=MAX_TEXT_LENGTH)
+        if transaction_id is not None:
+            _int(transaction_id, "transaction_id", low=-(2**63), high=2**63 - 1)
+        when = self._now() if at is None else _ts(at, "at")
+        with self._write() as db:
+            cur = db.execute(
+                "INSERT INTO security_events (at, cp_id, kind, transaction_id, detail) VALUES (?, ?, ?, ?, ?)",
+                (when, cp_id, value, transaction_id, detail[:1000]),
+            )
+            new_id = int(cur.lastrowid or 0)
+            db.execute("DELETE FROM security_events WHERE id <= ?", (new_id - MAX_SECURITY_EVENTS,))
+            return _security_event(
+                db.execute("SELECT * FROM security_events WHERE id = ?", (new_id,)).fetchone()
+            )
+
+    def security_events(
+        self, *, cp_id: str | None = None, kind: SecurityEventKind | str | None = None, limit: int = 100
+    ) -> list[SecurityEvent]:
+        """Security events newest first, optionally of one charger or one kind."""
+        _int(limit, "limit", low=1, high=10_000)
+        clauses: list[str] = []
+        args: list[object] = []
+        if cp_id is not None:
+            clauses.append("cp_id = ?")
+            args.append(cp_id)
+        if kind is not None:
+            clauses.append("kind = ?")
+            args.append(_enum(SecurityEventKind, str(kind), "kind"))
+        where = f" WHERE {' AND '.join(clauses)}" if clauses else ""
+        rows = self._read(f"SELECT * FROM security_events{where} ORDER BY id DESC LIMIT ?", [*args, limit])
+        return [_security_event(r) for r in rows]
 
     # -- payments
 

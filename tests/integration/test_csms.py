@@ -104,7 +104,9 @@ async def test_a_repeated_stop_is_acknowledged_but_charged_once(csms: Csms) -> N
         again = await cp.call("StopTransaction", stop)
         assert first[0] == again[0] == 3
         unknown = await cp.call("StopTransaction", {**stop, "transactionId": 999_999})
-        assert unknown[0] == 4 and unknown[2] == "PropertyConstraintViolation"
+        # OCPP 1.6 §4.10: even an unknown transaction gets a StopTransaction.conf (it was a CallError
+        # PropertyConstraintViolation before issue 10), without idTagInfo and without a charge.
+        assert unknown[0] == 3 and unknown[2] == {}
     charges = [e for e in store.entries("CARD1") if e.kind == "charge"]
     assert len(charges) == 1 and charges[0].amount_minor == -100  # 10 Wh x 100 EUR/kWh = 1.00 EUR
     assert store.balance("CARD1") == 4_900

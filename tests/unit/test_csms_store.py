@@ -14,7 +14,9 @@ from zoneinfo import ZoneInfo
 
 import pytest
 
+from backend_stub import store as store_module
 from backend_stub.store import (
+    SCHEMA_VERSION,
     AuthStatus,
     CardMode,
     CardStatus,
@@ -22,12 +24,14 @@ from backend_stub.store import (
     Conflict,
     CostFn,
     CsmsStore,
+    ForeignTransaction,
     IdempotencyConflict,
     InvalidInput,
     InvalidTransition,
     LedgerKind,
     MeterSample,
     PaymentStatus,
+    SecurityEventKind,
     StoreError,
     Transaction,
     UnknownCard,
@@ -107,7 +111,7 @@ def test_opens_in_wal_mode_with_foreign_keys_and_normal_sync(store: CsmsStore, d
     assert db.execute("PRAGMA journal_mode").fetchone()[0] == "wal"
     assert db.execute("PRAGMA foreign_keys").fetchone()[0] == 1
     assert db.execute("PRAGMA synchronous").fetchone()[0] == 1  # NORMAL
-    assert db.execute("PRAGMA user_version").fetchone()[0] == 1
+    assert db.execute("PRAGMA user_version").fetchone()[0] == SCHEMA_VERSION
 
 
 def test_durable_option_uses_full_sync(tmp_path: Path) -> None:
@@ -471,18 +475,18 @@ def test_meter_values_deduplicate_and_track_the_register(store: CsmsStore) -> No
         MeterSample(T0 + timedelta(minutes=1), 7200.0, measurand="Power.Active.Import", unit="W"),
         MeterSample(T0 + timedelta(minutes=1), 230.1, measurand="Voltage", unit="V", phase="L1"),
     ]
-    assert store.add_meter_values(tx, samples) == 3
-    assert store.add_meter_values(tx, samples) == 0
+    assert store.add_meter_values("CP1", tx, samples) == 3
+    assert store.add_meter_values("CP1", tx, samples) == 0
     assert (
-        store.add_meter_values(tx, [MeterSample(T0 + timedelta(seconds=30), 1200.0)]) == 1
+        store.add_meter_values("CP1", tx, [MeterSample(T0 + timedelta(seconds=30), 1200.0)]) == 1
     )  # older: no effect
     assert store.transaction(tx).last_meter_wh == 1500
     assert store.transaction(tx).energy_wh == 500
     assert len(store.meter_values(tx)) == 4
     with pytest.raises(UnknownTransaction):
-        store.add_meter_values(999, samples)
+        store.add_meter_values("CP1", 999, samples)
     with pytest.raises(InvalidInput):
-        store.add_meter_values(tx, [MeterSample(T0, float("nan"))])
+        store.add_meter_values("CP1", tx, [MeterSample(T0, float("nan"))])
 
 
 def test_stop_charges_once_and_repeated_stop_is_acknowledged(store: CsmsStore) -> None:
@@ -490,7 +494,7 @@ def test_stop_charges_once_and_repeated_stop_is_acknowledged(store: CsmsStore) -
     setup_card(store, "CARD1", topup=1000)
     tx = store.start_transaction("CP1", 1, "CARD1", 1000, T0)
     calls, cost_fn = flat_cost(250)
-    first = store.stop_transaction(tx, 12_000, T0 + timedelta(hours=1), "Local", cost_fn)
+    first = store.stop_transaction("CP1", tx, 12_000, T0 + timedelta(hours=1), "Local", cost_fn)
     assert not first.already_stopped
     assert first.transaction.energy_wh == 11_000
     assert first.transaction.cost_minor == 250
@@ -501,7 +505,7 @@ def test_stop_charges_once_and_repeated_stop_is_acknowledged(store: CsmsStore) -
         "energy_wh": 11_000,
         "total": 250,
     }
-    again = store.stop_transaction(tx, 13_000, T0 + timedelta(hours=2), "Other", cost_fn)
+    again = store.stop_transaction("CP1", tx, 13_000, T0 + timedelta(hours=2), "Other", cost_fn)
     assert again.already_stopped
     assert again.transaction == first.transaction and again.charge == first.charge
     assert len(calls) == 1
@@ -512,7 +516,7 @@ def test_stop_charges_once_and_repeated_stop_is_acknowledged(store: CsmsStore) -
 def test_stop_unknown_transaction_raises(store: CsmsStore) -> None:
     _, cost_fn = flat_cost()
     with pytest.raises(UnknownTransaction):
-        store.stop_transaction(12345, 0, T0, None, cost_fn)
+        store.stop_transaction("CP1", 12345, 0, T0, None, cost_fn)
 
 
 def test_failing_cost_function_rolls_back_the_stop(store: CsmsStore) -> None:
@@ -524,14 +528,16 @@ def test_failing_cost_function_rolls_back_the_stop(store: CsmsStore) -> None:
         raise RuntimeError("tariff service down")
 
     with pytest.raises(RuntimeError):
-        store.stop_transaction(tx, 5000, T0 + timedelta(hours=1), "Local", broken)
+        store.stop_transaction("CP1", tx, 5000, T0 + timedelta(hours=1), "Local", broken)
     assert store.transaction(tx).active
     assert store.entries("CARD1")[-1].kind is LedgerKind.TOPUP
     with pytest.raises(InvalidInput):
-        store.stop_transaction(tx, 5000, T0 + timedelta(hours=1), "Local", lambda _: (10, "not json"))
+        store.stop_transaction("CP1", tx, 5000, T0 + timedelta(hours=1), "Local", lambda _: (10, "not json"))
     assert store.transaction(tx).active
     _, cost_fn = flat_cost(100)
-    assert not store.stop_transaction(tx, 5000, T0 + timedelta(hours=1), "Local", cost_fn).already_stopped
+    assert not store.stop_transaction(
+        "CP1", tx, 5000, T0 + timedelta(hours=1), "Local", cost_fn
+    ).already_stopped
     assert store.balance("CARD1") == 900
 
 
@@ -539,7 +545,7 @@ def test_stop_with_unknown_card_records_cost_without_ledger_entry(store: CsmsSto
     store.add_charger("CP1")
     tx = store.start_transaction("CP1", 1, "OFFLINE1", 0, T0)
     _, cost_fn = flat_cost(99)
-    result = store.stop_transaction(tx, 1000, T0 + timedelta(hours=1), "EVDisconnected", cost_fn)
+    result = store.stop_transaction("CP1", tx, 1000, T0 + timedelta(hours=1), "EVDisconnected", cost_fn)
     assert result.charge is None and result.transaction.cost_minor == 99
     assert store.entries() == []
 
@@ -549,6 +555,7 @@ def test_stop_stores_transaction_data_samples(store: CsmsStore) -> None:
     tx = store.start_transaction("CP1", 1, "CARD1", 0, T0)
     _, cost_fn = flat_cost(0)
     store.stop_transaction(
+        "CP1",
         tx,
         2000,
         T0 + timedelta(hours=1),
@@ -564,9 +571,9 @@ def test_restart_loses_nothing_that_was_acknowledged(store: CsmsStore, clock: Cl
     store.add_charger("CP1", "pw-CP1-secret")
     setup_card(store, "CARD1", topup=1000)
     tx = store.start_transaction("CP1", 1, "CARD1", 0, T0)
-    store.add_meter_values(tx, [MeterSample(T0 + timedelta(minutes=10), 800.0)])
+    store.add_meter_values("CP1", tx, [MeterSample(T0 + timedelta(minutes=10), 800.0)])
     calls, cost_fn = flat_cost(300)
-    store.stop_transaction(tx, 1000, T0 + timedelta(hours=1), "Local", cost_fn)
+    store.stop_transaction("CP1", tx, 1000, T0 + timedelta(hours=1), "Local", cost_fn)
     payment = store.create_payment("CP1", 2, 500, "stripe", id_tag="QR1")
     store.set_payment_status(payment.id, PaymentStatus.AUTHORIZED, provider_ref="pi_1")
 
@@ -577,7 +584,7 @@ def test_restart_loses_nothing_that_was_acknowledged(store: CsmsStore, clock: Cl
         assert store.meter_values(tx)[0].value == 800.0
         # The charger resends StartTransaction and StopTransaction after the restart: same id, no new charge.
         assert store.start_transaction("CP1", 1, "CARD1", 0, T0) == tx
-        repeated = store.stop_transaction(tx, 1000, T0 + timedelta(hours=1), "Local", cost_fn)
+        repeated = store.stop_transaction("CP1", tx, 1000, T0 + timedelta(hours=1), "Local", cost_fn)
         assert repeated.already_stopped and len(calls) == 1
         assert store.balance("CARD1") == 700
         assert store.payment(payment.id).status is PaymentStatus.AUTHORIZED
@@ -646,7 +653,7 @@ def test_refund_for_a_transaction_never_exceeds_its_charge(store: CsmsStore) -> 
     setup_card(store, "CARD1", topup=1000)
     tx = store.start_transaction("CP1", 1, "CARD1", 0, T0)
     _, cost_fn = flat_cost(300)
-    store.stop_transaction(tx, 1000, T0 + timedelta(hours=1), "Local", cost_fn)
+    store.stop_transaction("CP1", tx, 1000, T0 + timedelta(hours=1), "Local", cost_fn)
     store.refund("CARD1", 200, "r1", transaction_id=tx)
     store.refund("CARD1", 200, "r1", transaction_id=tx)  # repeat: no-op, not an over-refund
     with pytest.raises(InvalidInput, match="exceeds"):
@@ -675,9 +682,9 @@ def test_daily_stats_split_at_local_midnight(store: CsmsStore, clock: Clock) -> 
     store.record_status("CP1", 0, "Charging", berlin(2024, 5, 2, 0))  # connector 0 never counts
     _, cost_fn = flat_cost(400)
     t1 = store.start_transaction("CP1", 1, "CARD1", 0, berlin(2024, 5, 1, 22))
-    store.stop_transaction(t1, 20_000, berlin(2024, 5, 2, 3), "EVDisconnected", cost_fn)
+    store.stop_transaction("CP1", t1, 20_000, berlin(2024, 5, 2, 3), "EVDisconnected", cost_fn)
     t2 = store.start_transaction("CP1", 2, "CARD1", 500, berlin(2024, 5, 2, 10))
-    store.stop_transaction(t2, 3_500, berlin(2024, 5, 2, 11, 30), "Local", cost_fn)
+    store.stop_transaction("CP1", t2, 3_500, berlin(2024, 5, 2, 11, 30), "Local", cost_fn)
     store.refund("CARD1", 150, "goodwill", transaction_id=t2)
 
     day1, day2, day3 = store.daily_stats("CP1", date(2024, 5, 1), date(2024, 5, 3), BERLIN)
@@ -732,7 +739,7 @@ def test_user_consumption_and_csv(store: CsmsStore) -> None:
     _, cost_fn = flat_cost(120)
     for i, tag in enumerate(["CARD1", "=HYPERLINK(1)", "BOB1"]):
         tx = store.start_transaction("CP1", 1, tag, 0, T0 + timedelta(hours=i))
-        store.stop_transaction(tx, 1500, T0 + timedelta(hours=i, minutes=30), "Local", cost_fn)
+        store.stop_transaction("CP1", tx, 1500, T0 + timedelta(hours=i, minutes=30), "Local", cost_fn)
     store.start_transaction("CP1", 1, "CARD1", 0, T0 + timedelta(hours=5))  # still running: not reported
     report = store.user_consumption(uid)
     assert [s.id_tag for s in report.sessions] == ["CARD1", "=HYPERLINK(1)"]
@@ -762,10 +769,12 @@ def test_sql_metacharacters_in_every_text_field_are_stored_verbatim(store: CsmsS
     store.adjust(NASTY_TAG, 5, NASTY + "2", note=NASTY)
     tx = store.start_transaction(cp, 1, NASTY_TAG, 0, T0)
     store.add_meter_values(
-        tx, [MeterSample(T0, 1.0, measurand=NASTY, unit=NASTY, phase=NASTY, context=NASTY)]
+        cp,
+        tx,
+        [MeterSample(T0, 1.0, measurand=NASTY, unit=NASTY, phase=NASTY, context=NASTY, location=NASTY)],
     )
     cdr = json.dumps({"note": NASTY})
-    store.stop_transaction(tx, 10, T0 + timedelta(minutes=1), NASTY, lambda _: (1, cdr))
+    store.stop_transaction(cp, tx, 10, T0 + timedelta(minutes=1), NASTY, lambda _: (1, cdr))
     pay = store.create_payment(cp, 1, 100, NASTY, id_tag=NASTY_TAG + "P"[: 20 - len(NASTY_TAG)], key=NASTY)
     store.set_payment_status(pay.id, "authorized", provider_ref=NASTY)
 
@@ -791,7 +800,7 @@ def test_sql_metacharacters_in_every_text_field_are_stored_verbatim(store: CsmsS
             cdr,
         )
         (sample,) = store.meter_values(tx)
-        assert (sample.measurand, sample.unit, sample.phase, sample.context) == (NASTY,) * 4
+        assert (sample.measurand, sample.unit, sample.phase, sample.context, sample.location) == (NASTY,) * 5
         payment = store.payment(pay.id)
         assert (payment.provider, payment.provider_ref) == (NASTY, NASTY)
         assert store.payment_by_ref(NASTY, NASTY) == payment
@@ -800,3 +809,108 @@ def test_sql_metacharacters_in_every_text_field_are_stored_verbatim(store: CsmsS
         assert store.verify_balances() == []
     finally:
         store.close()
+
+
+# ------------------------------------------------------------------------------------------- hardening (issue 10)
+
+V1_METER_VALUES = """
+CREATE TABLE meter_values (
+    transaction_id INTEGER NOT NULL REFERENCES transactions(id),
+    timestamp TEXT NOT NULL,
+    measurand TEXT NOT NULL,
+    phase TEXT NOT NULL DEFAULT '',
+    value REAL NOT NULL,
+    unit TEXT NOT NULL,
+    context TEXT,
+    PRIMARY KEY (transaction_id, timestamp, measurand, phase)
+) WITHOUT ROWID;
+"""
+
+
+def test_a_version_1_database_is_migrated_keeping_its_samples(
+    db_path: Path, store: CsmsStore, clock: Clock
+) -> None:
+    store.add_charger("CP1")
+    tx = store.start_transaction("CP1", 1, "CARD1", 1000, T0)
+    store.close()
+    # Turn the file into what version 1 wrote: meter_values without location (and "Wh" for every sample without
+    # a unit), transactions without id_tag_status, no security_events.
+    raw = sqlite3.connect(db_path)
+    raw.executescript(
+        "DROP TABLE meter_values; DROP TABLE security_events; ALTER TABLE transactions DROP COLUMN id_tag_status;"
+        + V1_METER_VALUES
+    )
+    at = (T0 + timedelta(minutes=1)).isoformat(timespec="microseconds")
+    raw.executemany(
+        "INSERT INTO meter_values VALUES (?, ?, ?, ?, ?, ?, ?)",
+        [
+            (tx, at, "Energy.Active.Import.Register", "", 1500.0, "Wh", None),
+            (tx, at, "Frequency", "", 50.0, "Wh", "Sample.Periodic"),
+            (tx, at, "Power.Active.Import", "L1", 7000.0, "Wh", None),
+            (tx, at, "Current.Import", "L1", 16.0, "A", None),
+        ],
+    )
+    raw.execute("PRAGMA user_version = 1")
+    raw.commit()
+    raw.close()
+
+    store = CsmsStore(db_path, clock=clock)
+    try:
+        assert store._db.execute("PRAGMA user_version").fetchone()[0] == SCHEMA_VERSION
+        units = {s.measurand: (s.unit, s.location, s.context) for s in store.meter_values(tx)}
+        assert units == {
+            "Energy.Active.Import.Register": ("Wh", None, None),
+            "Frequency": (None, None, "Sample.Periodic"),  # 1.6 has no unit for frequency
+            "Power.Active.Import": ("W", None, None),
+            "Current.Import": ("A", None, None),
+        }
+        assert store.transaction(tx).id_tag_status is None
+        # The new key: a sample differing only in location is a new reading now.
+        ev = MeterSample(T0 + timedelta(minutes=1), 40_000.0, location="EV")
+        assert store.add_meter_values("CP1", tx, [ev]) == 1
+        assert store.transaction(tx).last_meter_wh == 1500  # the EV's register is not the charger's
+        store.record_security_event("CP1", "bad_sample", "after the migration")
+    finally:
+        store.close()
+
+
+def test_transactions_are_looked_up_by_charger_and_id(store: CsmsStore) -> None:
+    store.add_charger("CP-A")
+    store.add_charger("CP-B")
+    setup_card(store, "CARD-A", topup=1000)
+    tx = store.start_transaction("CP-A", 1, "CARD-A", 0, T0)
+    calls, cost_fn = flat_cost(900)
+    with pytest.raises(ForeignTransaction):
+        store.add_meter_values("CP-B", tx, [MeterSample(T0 + timedelta(minutes=1), 10_000_000.0)])
+    with pytest.raises(ForeignTransaction):
+        store.stop_transaction("CP-B", tx, 10_000_000, T0 + timedelta(hours=1), "Local", cost_fn)
+    with pytest.raises(UnknownTransaction):
+        store.stop_transaction("CP-B", tx + 1, 10, T0 + timedelta(hours=1), "Local", cost_fn)
+    assert calls == [] and store.meter_values(tx) == [] and store.balance("CARD-A") == 1000
+    assert store.transaction(tx).active
+    assert not store.stop_transaction(
+        "CP-A", tx, 10, T0 + timedelta(hours=1), "Local", cost_fn
+    ).already_stopped
+    assert store.balance("CARD-A") == 100
+
+
+def test_security_events_are_bounded(store: CsmsStore, monkeypatch: pytest.MonkeyPatch) -> None:
+    monkeypatch.setattr(store_module, "MAX_SECURITY_EVENTS", 5)
+    for i in range(12):
+        store.record_security_event("CP-X", SecurityEventKind.UNKNOWN_TRANSACTION, f"#{i}", transaction_id=i)
+    events = store.security_events(limit=5)
+    assert [e.detail for e in events] == ["#11", "#10", "#9", "#8", "#7"]
+    assert store._db.execute("SELECT COUNT(*) FROM security_events").fetchone()[0] == 5
+    assert store.security_events(cp_id="CP-Y") == []
+    assert store.security_events(kind="foreign_transaction") == []
+    with pytest.raises(InvalidInput):
+        store.record_security_event("CP-X", "no-such-kind", "x")
+
+
+def test_sample_values_that_would_overflow_the_register_are_refused(store: CsmsStore) -> None:
+    store.add_charger("CP1")
+    tx = store.start_transaction("CP1", 1, "CARD1", 0, T0)
+    for value in (float("inf"), 1e300, -1e300):
+        with pytest.raises(InvalidInput):
+            store.add_meter_values("CP1", tx, [MeterSample(T0, value)])
+    assert store.transaction(tx).last_meter_wh == 0

@@ -105,7 +105,7 @@ def seed(store: CsmsStore, site: Csms, *, name: str = "Ada Lovelace") -> int:
     store.topup(PREPAID, 2000, "seed-topup", note="opening balance")
     start = datetime.now(UTC) - timedelta(minutes=30)
     tx_id = store.start_transaction(CP_ID, 1, CARD, 1000, start)
-    store.stop_transaction(tx_id, 8400, start + timedelta(minutes=20), "EVDisconnected", site._price)
+    store.stop_transaction(CP_ID, tx_id, 8400, start + timedelta(minutes=20), "EVDisconnected", site._price)
     return user.id
 
 
