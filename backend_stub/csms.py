@@ -58,6 +58,7 @@ SQLITE_INT_MIN, SQLITE_INT_MAX = -(2**63), 2**63 - 1  # SQLite integers are sign
 EARLIEST_TIME = datetime(1970, 1, 1, tzinfo=UTC)
 MAX_CLOCK_AHEAD = timedelta(days=1)
 LOG_INTERVAL_S = 60.0  # at most one warning per charger and kind of event in this time
+SHORTEST_SESSION = timedelta(seconds=1)  # what a session stopped at or before its start is priced as
 # OCPP 1.6 SampledValue.value of format Raw is a decimal number (§7.45); float() would also take "nan", "inf",
 # "1_000" and non-ASCII digits.
 _DECIMAL = re.compile(r"[+-]?(?:[0-9]+(?:\.[0-9]*)?|\.[0-9]+)(?:[eE][+-]?[0-9]+)?", re.ASCII)
@@ -489,6 +490,14 @@ class Csms:
         self._bad_samples(cp_id, tx_id, problems)
         if result.already_stopped:
             log.info("repeated StopTransaction for %s acknowledged; not charged again", tx_id)
+        elif at <= result.transaction.started_at:
+            self._security_event(
+                cp_id,
+                SecurityEventKind.STOP_BEFORE_START,
+                f"StopTransaction at {at.isoformat()} is not after the start "
+                f"{result.transaction.started_at.isoformat()}; priced as a 1 s session with its energy",
+                transaction_id=tx_id,
+            )
         self._stopping.discard(tx_id)
         self._priced.pop(tx_id, None)
         if self.payment_hooks is not None:
@@ -532,7 +541,10 @@ class Csms:
     def _price(self, tx: Transaction) -> tuple[int, str]:
         """Cost (minor units, incl. VAT) and CDR of a stopped transaction; free without a tariff."""
         assert tx.stopped_at is not None and tx.meter_stop_wh is not None
-        cdr = self._cdr(tx, tx.stopped_at, tx.meter_stop_wh)
+        # A stop stamped at or before the start would price no time and no energy (an empty CDR): a charger could
+        # make its own sessions free that way. Such a session is priced as lasting one second, energy in full.
+        stopped_at = max(tx.stopped_at, tx.started_at + SHORTEST_SESSION)
+        cdr = self._cdr(tx, stopped_at, tx.meter_stop_wh)
         if cdr is None:
             return 0, json.dumps({"tariff": None, "total_energy_wh": tx.meter_stop_wh - tx.meter_start_wh})
         if tx.energy_wh == 0 and tx.id_tag_status not in (None, str(AuthStatus.ACCEPTED)):

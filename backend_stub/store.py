@@ -195,6 +195,7 @@ class SecurityEventKind(enum.StrEnum):
     UNKNOWN_TRANSACTION = "unknown_transaction"  # a charger reported on a transaction that does not exist
     NOT_ACCEPTED = "not_accepted"  # a Pending/Rejected charger sent something other than BootNotification
     BAD_SAMPLE = "bad_sample"  # a meter sample was skipped (non-finite, out of range, not a number)
+    STOP_BEFORE_START = "stop_before_start"  # a StopTransaction stamped at or before its start
 
 
 class AuthStatus(enum.StrEnum):

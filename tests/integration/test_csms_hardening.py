@@ -607,3 +607,24 @@ async def test_a_malformed_frame_with_a_huge_message_type_leaves_the_link_up(csm
         assert (await cp.call("Heartbeat", {}))[0] == 3
     assert csms.server.errors == []
     assert any("not valid JSON" in message for _, _, message in csms.server.violations)
+
+
+async def test_a_stop_stamped_before_its_start_still_pays_for_its_energy(csms: Csms) -> None:
+    # A charger that stamps its stop at or before the start must not make the session free (an empty CDR).
+    store = csms.store
+    store.add_charger("CP-A", "password-of-cp-a")
+    _prepaid(store, "CARD-A", 2_000)
+    async with _connect(csms, "CP-A", "password-of-cp-a") as ws:
+        cp = RawCharger(ws)
+        await cp.call("BootNotification", BOOT)
+        start = await cp.call(
+            "StartTransaction", {"connectorId": 1, "idTag": "CARD-A", "meterStart": 1000, "timestamp": T_STOP}
+        )
+        tx_id = start[2]["transactionId"]
+        stop = {"transactionId": tx_id, "meterStop": 1005, "timestamp": T_START, "idTag": "CARD-A"}
+        answer = await cp.call("StopTransaction", stop)
+        assert answer[0] == 3 and answer[2]["idTagInfo"]["status"] == "Accepted"
+    assert store.transaction(tx_id).cost_minor == 50  # 5 Wh at 100.00 EUR/kWh
+    assert store.balance("CARD-A") == 1_950
+    events = store.security_events(cp_id="CP-A")
+    assert [e.kind for e in events] == [SecurityEventKind.STOP_BEFORE_START]
