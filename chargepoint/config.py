@@ -10,6 +10,7 @@ from pathlib import Path
 from typing import Any, cast
 from urllib.parse import urlparse
 
+from chargepoint import csms_url
 from chargepoint.core.settings import SPECS
 from chargepoint.errors import ConfigError
 
@@ -32,7 +33,7 @@ class StationIdentity:
 class CsmsConfig:
     """Where the central system is and how to talk to it."""
 
-    url: str
+    url: str  # a base URL (the charge point id is appended) or a template with {station_id}
     ocpp_version: str = "1.6"
     security_profile: int = 0
     password: str | None = None
@@ -74,6 +75,8 @@ class ConnectorConfig:
     plug: DriverConfig
     reader: DriverConfig | None
     max_current_a: float = 32.0
+    phases: int = 3  # phases wired to the socket; W limits become A over these (3: the safe default)
+    voltage_v: float = 230.0  # nominal line-to-neutral voltage
 
 
 @dataclass(frozen=True)
@@ -168,6 +171,43 @@ def _driver(section: _Section, name: str, base: Path, required: bool = True) -> 
     return DriverConfig(driver, options)
 
 
+# A connector's phases: single-phase or three-phase sockets. Two-phase supplies exist (IT grids) but their W->A
+# conversion depends on how the phases are wired, so they are refused rather than guessed.
+PHASES = (1, 3)
+MIN_VOLTAGE_V, MAX_VOLTAGE_V = (
+    100.0,
+    480.0,
+)  # nominal line-to-neutral voltages of the world's grids, with margin
+
+
+def _legacy_sim_meter(
+    key: str, meter: DriverConfig, phases: int | None, voltage_v: float | None
+) -> tuple[DriverConfig, int | None, float | None]:
+    """Move the sim meter's old ``phases``/``voltage_v`` options to the connector, where they now belong.
+
+    They used to set only the simulated meter, while smart charging assumed 3 phases at 230 V. The connector's keys
+    are the source of truth now; an old config keeps working (its meter keys become the connector's), and a meter
+    key that contradicts the connector's is an error rather than a silent choice."""
+    if meter.driver != "sim":
+        return meter, phases, voltage_v
+    options = dict(meter.options)
+    section = _Section(options, key)
+    old_phases = section.get("phases", int, None, choices=PHASES)
+    old_voltage_v = section.get("voltage_v", float, None, lo=MIN_VOLTAGE_V, hi=MAX_VOLTAGE_V)
+    connector = key.rsplit(".", 1)[0]
+    for name, old, new in (("phases", old_phases, phases), ("voltage_v", old_voltage_v, voltage_v)):
+        if old is not None and new is not None and old != new:
+            raise ConfigError(
+                f"{key}.{name}", f"is {old!r} but {connector}.{name} is {new!r}; set {connector}.{name} only"
+            )
+        options.pop(name, None)
+    return (
+        DriverConfig(meter.driver, options),
+        phases if phases is not None else old_phases,
+        voltage_v if voltage_v is not None else old_voltage_v,
+    )
+
+
 def parse(data: dict[str, Any], *, base_dir: Path | None = None, source: str = "<memory>") -> AgentConfig:
     """Validate a parsed TOML document into an AgentConfig; raises ConfigError naming the bad key."""
     root = _Section(data, "")
@@ -191,13 +231,10 @@ def parse(data: dict[str, Any], *, base_dir: Path | None = None, source: str = "
     cs = root.table("csms")
     assert cs is not None
     url = cs.get("url", str)
-    try:
-        parsed_url = urlparse(url)
-        scheme, hostname = parsed_url.scheme, parsed_url.hostname
-    except ValueError:
-        scheme, hostname = "", None
-    if scheme not in ("ws", "wss") or not hostname:
-        raise ConfigError("csms.url", f"must be a ws:// or wss:// URL, got {url!r}")
+    url_error = csms_url.template_error(url)
+    if url_error is not None:
+        raise ConfigError("csms.url", url_error)
+    scheme = urlparse(url).scheme
     profile = cs.get("security_profile", int, 0, choices=(0, 1, 2, 3))
 
     def path_opt(name: str) -> str | None:
@@ -210,7 +247,7 @@ def parse(data: dict[str, Any], *, base_dir: Path | None = None, source: str = "
         return str(resolved)
 
     csms = CsmsConfig(
-        url=url.rstrip("/"),
+        url=csms_url.normalize(url),
         ocpp_version=cs.get("ocpp_version", str, "1.6", choices=OCPP_VERSIONS),
         security_profile=profile,
         password=cs.get("password", str, None),
@@ -254,6 +291,9 @@ def parse(data: dict[str, Any], *, base_dir: Path | None = None, source: str = "
         c = _Section(raw, f"connectors[{index}]")
         relay, meter, plug = _driver(c, "relay", base), _driver(c, "meter", base), _driver(c, "plug", base)
         assert relay and meter and plug
+        phases = c.get("phases", int, None, choices=PHASES)
+        voltage_v = c.get("voltage_v", float, None, lo=MIN_VOLTAGE_V, hi=MAX_VOLTAGE_V)
+        meter, phases, voltage_v = _legacy_sim_meter(c.key("meter"), meter, phases, voltage_v)
         connectors.append(
             ConnectorConfig(
                 id=c.get("id", int, lo=1, hi=99),
@@ -262,6 +302,8 @@ def parse(data: dict[str, Any], *, base_dir: Path | None = None, source: str = "
                 plug=plug,
                 reader=_driver(c, "reader", base, required=False),
                 max_current_a=c.get("max_current_a", float, 32.0, lo=6, hi=500),
+                phases=3 if phases is None else phases,
+                voltage_v=230.0 if voltage_v is None else voltage_v,
             )
         )
         c.done()

@@ -53,18 +53,16 @@ def _sim_plug(cfg: ConnectorConfig, key: str, sim: SimConnector) -> SimPlug:
 
 
 def _sim_meter(cfg: ConnectorConfig, key: str, sim: SimConnector) -> SimMeter:
-    _check_options(cfg.meter, key, {"energy_wh": 0, "voltage_v": 0, "phases": 0})
+    # The meter's phases and voltage are the connector's (chargepoint.config moves the old meter options there).
+    _check_options(cfg.meter, key, {"energy_wh": 0})
     if sim.relay is None or sim.plug is None:
         raise ConfigError(key, "the sim meter needs the sim relay and sim plug on the same connector")
-    phases = _option(cfg.meter, key, "phases", int, 1)
-    if phases not in (1, 3):
-        raise ConfigError(f"{key}.phases", f"must be 1 or 3, got {phases}")
     sim.meter = SimMeter(
         sim.relay,
         sim.plug,
         energy_wh=_option(cfg.meter, key, "energy_wh", float, 0.0),
-        voltage_v=_option(cfg.meter, key, "voltage_v", float, 230.0),
-        phases=phases,
+        voltage_v=cfg.voltage_v,
+        phases=cfg.phases,
     )
     return sim.meter
 
@@ -150,6 +148,8 @@ def build_ports(index: int, cfg: ConnectorConfig) -> tuple[ConnectorPorts, SimCo
         plug=built["plug"],
         reader=built.get("reader"),
         max_current_a=cfg.max_current_a,
+        voltage_v=cfg.voltage_v,
+        phases=cfg.phases,
     )
     return ports, sim
 

@@ -23,6 +23,7 @@ from chargepoint.core.settings import Settings
 from chargepoint.core.station import Station
 from chargepoint.csms.outbox import OutboxSender
 from chargepoint.csms.v16.adapter import V16Session
+from chargepoint.csms_url import station_url
 from chargepoint.errors import CsmsUnavailable
 from chargepoint.ports import Clock, IdGenerator
 from chargepoint.store import Store
@@ -147,8 +148,8 @@ class Link:
 
     # connection
     def url(self) -> str:
-        """The WebSocket URL: the configured base plus the charge point id."""
-        return f"{self.csms_config.url}/{self.identity.id}"
+        """The WebSocket URL: the configured base plus the charge point id, or its ``{station_id}`` template."""
+        return station_url(self.csms_config.url, self.identity.id)
 
     def _headers(self) -> dict[str, str]:
         cfg = self.csms_config
