@@ -28,7 +28,7 @@ def template_error(url: str) -> str | None:
         scheme, hostname, netloc, fragment = "", None, "", ""
     if scheme not in ("ws", "wss") or not hostname:
         return f"must be a ws:// or wss:// URL, got {url!r}"
-    if fragment or url.endswith("#"):
+    if fragment or "#" in url:
         # RFC 6455 §3: a WebSocket URI has no fragment; websockets refuses to connect to one.
         return f"must not have a #fragment, got {url!r}"
     for name in _FIELD.findall(url):

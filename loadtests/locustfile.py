@@ -32,6 +32,7 @@ try:
 except ImportError:  # a plain checkout: Locust puts only this file's folder on sys.path
     sys.path.insert(0, str(Path(__file__).resolve().parent.parent))
 
+from chargepoint.csms_url import template_error
 from loadtests.charger import Charger, ChargerSettings
 from loadtests.credentials import Credential, partition, read_credentials
 from loadtests.metrics import ChargerMetrics, MetricsAggregate
@@ -195,6 +196,9 @@ class ChargePointUser(User):
         options = self.environment.parsed_options
         if not self.host:
             raise ValueError("pass the central system's URL with --host, e.g. ws://127.0.0.1:9000/ocpp")
+        url_error = template_error(self.host)
+        if url_error is not None:  # the same base URLs and {station_id} templates as the agent's csms.url
+            raise ValueError(f"--host {url_error}")
         if _State.pool is None:
             _State.pool = CredentialPool(self.environment)
         self.credential = _State.pool.lease()
