@@ -2,7 +2,9 @@
 
 from __future__ import annotations
 
+import os
 import re
+import ssl
 import tomllib
 from collections.abc import Mapping
 from dataclasses import dataclass, field
@@ -15,6 +17,8 @@ from chargepoint.core.settings import SPECS
 from chargepoint.errors import ConfigError
 
 OCPP_VERSIONS = ("1.6",)
+MAX_SETTING_CHARS = 500  # OCPP 1.6 §7 KeyValue.value: CiString500Type
+MAX_UNIX_SOCKET_PATH = 107  # sockaddr_un.sun_path is 108 bytes on Linux, NUL included
 _STATION_ID = re.compile(r"[A-Za-z0-9*\-_=+|@.]{1,48}")
 
 
@@ -208,6 +212,22 @@ def _legacy_sim_meter(
     )
 
 
+def _check_tls_files(csms: CsmsConfig) -> None:
+    """Load the CA and client certificate as the link will; a file that is not what it should be fails here, once,
+    instead of at every reconnect."""
+    try:
+        context = ssl.create_default_context(cafile=csms.ca_file)
+    except (ssl.SSLError, OSError, ValueError) as exc:
+        raise ConfigError("csms.ca_file", f"is not a usable PEM CA file: {exc}") from None
+    if csms.security_profile == 3 and csms.client_cert:
+        try:
+            context.load_cert_chain(csms.client_cert, csms.client_key)
+        except (ssl.SSLError, OSError, ValueError) as exc:
+            raise ConfigError(
+                "csms.client_cert", f"and csms.client_key are not a usable PEM certificate and key: {exc}"
+            ) from None
+
+
 def parse(data: dict[str, Any], *, base_dir: Path | None = None, source: str = "<memory>") -> AgentConfig:
     """Validate a parsed TOML document into an AgentConfig; raises ConfigError naming the bad key."""
     root = _Section(data, "")
@@ -270,6 +290,8 @@ def parse(data: dict[str, Any], *, base_dir: Path | None = None, source: str = "
         raise ConfigError("csms.client_cert", "and csms.client_key are required for security profile 3")
     if csms.reconnect_max_s < csms.reconnect_min_s:
         raise ConfigError("csms.reconnect_max_s", "must be >= csms.reconnect_min_s")
+    if scheme == "wss":
+        _check_tls_files(csms)
 
     sto = root.table("storage")
     assert sto is not None
@@ -318,6 +340,10 @@ def parse(data: dict[str, Any], *, base_dir: Path | None = None, source: str = "
             spec = SPECS.get(name)
             if spec is None:
                 raise ConfigError(f"settings.{name}", f"is not a known setting ({', '.join(sorted(SPECS))})")
+            if spec.readonly:
+                # Read-only keys report what this agent can do (GetConfiguration); the bounds among them
+                # (profiles installed, local list length, ...) keep a central system from filling the store.
+                raise ConfigError(f"settings.{name}", "is read-only: the agent reports its own value")
             if isinstance(value, list) and not all(isinstance(item, str) for item in value):
                 raise ConfigError(f"settings.{name}", "must be a list of strings")
             text = (
@@ -329,6 +355,10 @@ def parse(data: dict[str, Any], *, base_dir: Path | None = None, source: str = "
                 spec.parse(text)
             except ValueError as exc:
                 raise ConfigError(f"settings.{name}", str(exc)) from None
+            if len(text) > MAX_SETTING_CHARS:
+                # OCPP 1.6 §7 KeyValue.value is CiString500: a longer value would make every
+                # GetConfiguration answer fail validation.
+                raise ConfigError(f"settings.{name}", f"must be at most {MAX_SETTING_CHARS} characters")
             settings[name] = text
 
     ctl = root.table("control", required=False)
@@ -336,6 +366,13 @@ def parse(data: dict[str, Any], *, base_dir: Path | None = None, source: str = "
     if ctl is not None:
         sock = ctl.get("socket", str, None)
         control_socket = sock if sock is None or Path(sock).is_absolute() else str(base / sock)
+        if control_socket is not None and len(os.fsencode(control_socket)) > MAX_UNIX_SOCKET_PATH:
+            # Linux sun_path holds 108 bytes with the NUL: a longer path failed at start with OSError, and
+            # the agent exited as after a crash (restarted in a loop) instead of as for a bad config.
+            raise ConfigError(
+                "control.socket",
+                f"must be a path of at most {MAX_UNIX_SOCKET_PATH} bytes (a Unix socket), got {control_socket!r}",
+            )
         ctl.done()
 
     agent = root.table("agent", required=False)

@@ -28,6 +28,17 @@ def template_error(url: str) -> str | None:
         scheme, hostname, netloc, fragment = "", None, "", ""
     if scheme not in ("ws", "wss") or not hostname:
         return f"must be a ws:// or wss:// URL, got {url!r}"
+    try:
+        port = parsed.port  # raises for a port that is not a number 0..65535
+    except ValueError:
+        # websockets raises the same ValueError at every connect, which is no network error: the link crashed.
+        port = 0
+    if port == 0:
+        return f"has a port that is not a number 1..65535, got {url!r}"
+    if any(ch.isspace() or not ch.isprintable() for ch in url):
+        return f"must not contain spaces or control characters, got {url!r}"
+    if parsed.username is not None or parsed.password is not None:
+        return f"must not carry user:password (set csms.password), got {url!r}"
     if fragment or "#" in url:
         # RFC 6455 §3: a WebSocket URI has no fragment; websockets refuses to connect to one.
         return f"must not have a #fragment, got {url!r}"
