@@ -33,7 +33,7 @@ async def start_with(cs: CentralSystem, tmp_path: Path) -> AsyncIterator[StartWi
     """Start an agent whose connectors carry the given connector-level keys and sim meter options."""
     running: list[RunningAgent] = []
 
-    async def start(connector: dict[str, Any], meter: dict[str, Any] | None = None) -> RunningAgent:
+    async def start(*connectors: dict[str, Any], meter: dict[str, Any] | None = None) -> RunningAgent:
         config = parse(
             {
                 "station": {"id": CP},
@@ -53,7 +53,7 @@ async def start_with(cs: CentralSystem, tmp_path: Path) -> AsyncIterator[StartWi
                 },
                 "connectors": [
                     {
-                        "id": 1,
+                        "id": cid,
                         "relay": {"driver": "sim"},
                         "meter": {"driver": "sim", "energy_wh": 1000, **(meter or {})},
                         # The EV could take 11 kW: only the charger's offer limits it.
@@ -61,6 +61,7 @@ async def start_with(cs: CentralSystem, tmp_path: Path) -> AsyncIterator[StartWi
                         "reader": {"driver": "sim"},
                         **connector,
                     }
+                    for cid, connector in enumerate(connectors, start=1)
                 ],
             }
         )
@@ -155,3 +156,19 @@ async def test_old_sim_meter_phases_key_sets_the_connector(cs: CentralSystem, st
     a = await start_with({}, meter={"phases": 1, "voltage_v": 230})
     power_w, _ = await charge_under_watt_limit(a, cs, 16.0)
     assert power_w == pytest.approx(LIMIT_W, abs=1.0)
+
+
+async def test_mixed_station_shares_a_watt_limit_by_power(cs: CentralSystem, start_with: StartWith) -> None:
+    """A 1-phase and a 3-phase connector under a 7,360 W ChargePointMaxProfile, both charging: each gets 3,680 W,
+    i.e. 16 A and 5.3 A; the station as a whole (connector 0) reports 32 A x 230 V x (1 + 3) = 29,440 W without
+    a profile, not 64 A over 3 phases (44,160 W)."""
+    a = await start_with({"phases": 1}, {"phases": 3})
+    answer = await cs.call(
+        CP, "GetCompositeSchedule", {"connectorId": 0, "duration": 60, "chargingRateUnit": "W"}
+    )
+    assert answer["chargingSchedule"]["chargingSchedulePeriod"][0]["limit"] == pytest.approx(29_440)
+    assert await set_profile(cs, 0, profile(41, "ChargePointMaxProfile", 7360, unit="W")) == "Accepted"
+    await start_session(a, cs, "TAG1", 1)
+    await start_session(a, cs, "TAG2", 2)
+    await offer_is(a, 16.0, 1)
+    await offer_is(a, 3680 / (230.0 * 3), 2)
