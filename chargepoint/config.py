@@ -178,10 +178,9 @@ def _driver(section: _Section, name: str, base: Path, required: bool = True) -> 
 # A connector's phases: single-phase or three-phase sockets. Two-phase supplies exist (IT grids) but their W->A
 # conversion depends on how the phases are wired, so they are refused rather than guessed.
 PHASES = (1, 3)
-MIN_VOLTAGE_V, MAX_VOLTAGE_V = (
-    100.0,
-    480.0,
-)  # nominal line-to-neutral voltages of the world's grids, with margin
+# Nominal line-to-neutral voltages of the world's grids (100 V Japan .. 277 V US commercial), with margin.
+MIN_VOLTAGE_V = 100.0
+MAX_VOLTAGE_V = 480.0
 
 
 def _legacy_sim_meter(
