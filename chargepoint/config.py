@@ -19,6 +19,10 @@ from chargepoint.errors import ConfigError
 OCPP_VERSIONS = ("1.6",)
 MAX_SETTING_CHARS = 500  # OCPP 1.6 §7 KeyValue.value: CiString500Type
 MAX_UNIX_SOCKET_PATH = 107  # sockaddr_un.sun_path is 108 bytes on Linux, NUL included
+# OCPP 1.6 BootNotification.req: chargePointVendor and chargePointModel are CiString20Type, chargePointSerialNumber
+# CiString25Type, firmwareVersion CiString50Type. A longer value fails the ocpp package's validation of every
+# BootNotification before it is sent, so the charger never came online.
+BOOT_FIELD_MAX_CHARS = {"vendor": 20, "model": 20, "serial_number": 25, "firmware_version": 50}
 _STATION_ID = re.compile(r"[A-Za-z0-9*\-_=+|@.]{1,48}")
 
 
@@ -241,6 +245,12 @@ def parse(data: dict[str, Any], *, base_dir: Path | None = None, source: str = "
         serial_number=st.get("serial_number", str, None),
         firmware_version=st.get("firmware_version", str, "0.1.0"),
     )
+    for name, limit in BOOT_FIELD_MAX_CHARS.items():
+        value = getattr(station, name)
+        if value is not None and len(value) > limit:
+            raise ConfigError(
+                f"station.{name}", f"must be at most {limit} characters (OCPP 1.6 BootNotification)"
+            )
     # The id goes into the URL path and the Basic-auth user-id, so only URL-safe characters and no ':'
     # (the identifier character set of the OCPP security whitepaper, less ':').
     if not _STATION_ID.fullmatch(station.id):

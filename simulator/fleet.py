@@ -34,6 +34,7 @@ from backend_stub.process import start_csms_process
 from chargepoint import csms_url
 from chargepoint.agent import Agent
 from chargepoint.config import (
+    BOOT_FIELD_MAX_CHARS,
     AgentConfig,
     ConnectorConfig,
     CsmsConfig,
@@ -260,7 +261,8 @@ class Fleet:
                 id=cp_id,
                 vendor=f.vendor,
                 model=f.model,
-                serial_number=f"SN-{cp_id}",
+                # CiString25 in BootNotification: a long charger id must not make the serial number too long.
+                serial_number=f"SN-{cp_id}"[: BOOT_FIELD_MAX_CHARS["serial_number"]],
                 firmware_version="0.1.0",
             ),
             csms=CsmsConfig(

@@ -15,6 +15,7 @@ from pathlib import Path
 from typing import Any, cast
 
 from chargepoint import csms_url
+from chargepoint.config import BOOT_FIELD_MAX_CHARS
 
 DISTRIBUTIONS = ("round-robin", "random")
 ORDERS = ("plug-first", "swipe-first")
@@ -331,6 +332,12 @@ def _fleet(t: _Table) -> FleetSpec:
     )
     if spec.phases == 2:
         raise ScenarioError(t.key("phases"), "must be 1 or 3, got 2")
+    for name in ("vendor", "model"):
+        limit = BOOT_FIELD_MAX_CHARS[name]
+        if len(getattr(spec, name)) > limit:
+            raise ScenarioError(
+                t.key(name), f"must be at most {limit} characters (OCPP 1.6 BootNotification)"
+            )
     if spec.reconnect_max_s < spec.reconnect_min_s:
         raise ScenarioError(t.key("reconnect_max_s"), "must be >= reconnect_min_s")
     t.done()

@@ -167,3 +167,25 @@ def test_the_real_agent_refuses_a_control_socket_path_too_long(tmp_path: Path) -
     proc = _run_agent(tmp_path, toml, "run")
     assert proc.returncode == 2, proc.stdout + proc.stderr
     assert "'control.socket'" in proc.stderr
+
+
+@pytest.mark.parametrize(
+    ("name", "limit"), [("vendor", 20), ("model", 20), ("serial_number", 25), ("firmware_version", 50)]
+)
+def test_boot_notification_fields_fit_their_ocpp_types(name: str, limit: int) -> None:
+    """A vendor of 21 characters made every BootNotification fail validation before it was sent: the charger
+    never came online. The limit itself is fine."""
+    assert getattr(parse(config(station={"id": "CP-1", name: "x" * limit})).station, name) == "x" * limit
+    with pytest.raises(ConfigError) as err:
+        parse(config(station={"id": "CP-1", name: "x" * (limit + 1)}))
+    assert err.value.key == f"station.{name}"
+    assert str(limit) in str(err.value)
+
+
+def test_fleet_vendor_and_model_fit_boot_notification() -> None:
+    from simulator.scenario import ScenarioError
+    from simulator.scenario import parse as parse_scenario
+
+    with pytest.raises(ScenarioError) as err:
+        parse_scenario({"fleet": {"vendor": "v" * 21}})
+    assert err.value.key == "fleet.vendor"
