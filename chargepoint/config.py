@@ -374,6 +374,9 @@ def parse(data: dict[str, Any], *, base_dir: Path | None = None, source: str = "
     control_socket = None
     if ctl is not None:
         sock = ctl.get("socket", str, None)
+        if sock is not None and not sock.strip():
+            # "" would resolve to the config's directory, and the agent died unlinking it at start.
+            raise ConfigError("control.socket", "must be the path of a Unix socket file, got ''")
         control_socket = sock if sock is None or Path(sock).is_absolute() else str(base / sock)
         if control_socket is not None and len(os.fsencode(control_socket)) > MAX_UNIX_SOCKET_PATH:
             # Linux sun_path holds 108 bytes with the NUL: a longer path failed at start with OSError, and

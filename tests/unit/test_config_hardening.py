@@ -86,6 +86,9 @@ def test_control_socket_path_must_fit_a_unix_socket_address(tmp_path: Path) -> N
         parse(config(control={"socket": "/run/" + "s" * 120 + ".sock"}))
     assert err.value.key == "control.socket"
     assert parse(config(control={"socket": "/run/chargepoint/ctl.sock"})).control_socket
+    with pytest.raises(ConfigError) as err:
+        parse(config(control={"socket": ""}))
+    assert err.value.key == "control.socket"
 
 
 def test_tls_files_that_are_not_pem_are_config_errors(tmp_path: Path) -> None:
