@@ -2,7 +2,9 @@
 
 from __future__ import annotations
 
+import os
 import re
+import ssl
 import tomllib
 from collections.abc import Mapping
 from dataclasses import dataclass, field
@@ -10,10 +12,17 @@ from pathlib import Path
 from typing import Any, cast
 from urllib.parse import urlparse
 
+from chargepoint import csms_url
 from chargepoint.core.settings import SPECS
 from chargepoint.errors import ConfigError
 
 OCPP_VERSIONS = ("1.6",)
+MAX_SETTING_CHARS = 500  # OCPP 1.6 §7 KeyValue.value: CiString500Type
+MAX_UNIX_SOCKET_PATH = 107  # sockaddr_un.sun_path is 108 bytes on Linux, NUL included
+# OCPP 1.6 BootNotification.req: chargePointVendor and chargePointModel are CiString20Type, chargePointSerialNumber
+# CiString25Type, firmwareVersion CiString50Type. A longer value fails the ocpp package's validation of every
+# BootNotification before it is sent, so the charger never came online.
+BOOT_FIELD_MAX_CHARS = {"vendor": 20, "model": 20, "serial_number": 25, "firmware_version": 50}
 _STATION_ID = re.compile(r"[A-Za-z0-9*\-_=+|@.]{1,48}")
 
 
@@ -32,7 +41,7 @@ class StationIdentity:
 class CsmsConfig:
     """Where the central system is and how to talk to it."""
 
-    url: str
+    url: str  # a base URL (the charge point id is appended) or a template with {station_id}
     ocpp_version: str = "1.6"
     security_profile: int = 0
     password: str | None = None
@@ -74,6 +83,8 @@ class ConnectorConfig:
     plug: DriverConfig
     reader: DriverConfig | None
     max_current_a: float = 32.0
+    phases: int = 3  # phases wired to the socket; W limits become A over these (3: the safe default)
+    voltage_v: float = 230.0  # nominal line-to-neutral voltage
 
 
 @dataclass(frozen=True)
@@ -168,6 +179,58 @@ def _driver(section: _Section, name: str, base: Path, required: bool = True) -> 
     return DriverConfig(driver, options)
 
 
+# A connector's phases: single-phase or three-phase sockets. Two-phase supplies exist (IT grids) but their W->A
+# conversion depends on how the phases are wired, so they are refused rather than guessed.
+PHASES = (1, 3)
+# Nominal line-to-neutral voltages of the world's grids (100 V Japan .. 277 V US commercial), with margin.
+MIN_VOLTAGE_V = 100.0
+MAX_VOLTAGE_V = 480.0
+
+
+def _legacy_sim_meter(
+    key: str, meter: DriverConfig, phases: int | None, voltage_v: float | None
+) -> tuple[DriverConfig, int | None, float | None]:
+    """Move the sim meter's old ``phases``/``voltage_v`` options to the connector, where they now belong.
+
+    They used to set only the simulated meter, while smart charging assumed 3 phases at 230 V. The connector's keys
+    are the source of truth now; an old config keeps working (its meter keys become the connector's), and a meter
+    key that contradicts the connector's is an error rather than a silent choice."""
+    if meter.driver != "sim":
+        return meter, phases, voltage_v
+    options = dict(meter.options)
+    section = _Section(options, key)
+    old_phases = section.get("phases", int, None, choices=PHASES)
+    old_voltage_v = section.get("voltage_v", float, None, lo=MIN_VOLTAGE_V, hi=MAX_VOLTAGE_V)
+    connector = key.rsplit(".", 1)[0]
+    for name, old, new in (("phases", old_phases, phases), ("voltage_v", old_voltage_v, voltage_v)):
+        if old is not None and new is not None and old != new:
+            raise ConfigError(
+                f"{key}.{name}", f"is {old!r} but {connector}.{name} is {new!r}; set {connector}.{name} only"
+            )
+        options.pop(name, None)
+    return (
+        DriverConfig(meter.driver, options),
+        phases if phases is not None else old_phases,
+        voltage_v if voltage_v is not None else old_voltage_v,
+    )
+
+
+def _check_tls_files(csms: CsmsConfig) -> None:
+    """Load the CA and client certificate as the link will; a file that is not what it should be fails here, once,
+    instead of at every reconnect."""
+    try:
+        context = ssl.create_default_context(cafile=csms.ca_file)
+    except (ssl.SSLError, OSError, ValueError) as exc:
+        raise ConfigError("csms.ca_file", f"is not a usable PEM CA file: {exc}") from None
+    if csms.security_profile == 3 and csms.client_cert:
+        try:
+            context.load_cert_chain(csms.client_cert, csms.client_key)
+        except (ssl.SSLError, OSError, ValueError) as exc:
+            raise ConfigError(
+                "csms.client_cert", f"and csms.client_key are not a usable PEM certificate and key: {exc}"
+            ) from None
+
+
 def parse(data: dict[str, Any], *, base_dir: Path | None = None, source: str = "<memory>") -> AgentConfig:
     """Validate a parsed TOML document into an AgentConfig; raises ConfigError naming the bad key."""
     root = _Section(data, "")
@@ -182,6 +245,12 @@ def parse(data: dict[str, Any], *, base_dir: Path | None = None, source: str = "
         serial_number=st.get("serial_number", str, None),
         firmware_version=st.get("firmware_version", str, "0.1.0"),
     )
+    for name, limit in BOOT_FIELD_MAX_CHARS.items():
+        value = getattr(station, name)
+        if value is not None and len(value) > limit:
+            raise ConfigError(
+                f"station.{name}", f"must be at most {limit} characters (OCPP 1.6 BootNotification)"
+            )
     # The id goes into the URL path and the Basic-auth user-id, so only URL-safe characters and no ':'
     # (the identifier character set of the OCPP security whitepaper, less ':').
     if not _STATION_ID.fullmatch(station.id):
@@ -191,13 +260,10 @@ def parse(data: dict[str, Any], *, base_dir: Path | None = None, source: str = "
     cs = root.table("csms")
     assert cs is not None
     url = cs.get("url", str)
-    try:
-        parsed_url = urlparse(url)
-        scheme, hostname = parsed_url.scheme, parsed_url.hostname
-    except ValueError:
-        scheme, hostname = "", None
-    if scheme not in ("ws", "wss") or not hostname:
-        raise ConfigError("csms.url", f"must be a ws:// or wss:// URL, got {url!r}")
+    url_error = csms_url.template_error(url)
+    if url_error is not None:
+        raise ConfigError("csms.url", url_error)
+    scheme = urlparse(url).scheme
     profile = cs.get("security_profile", int, 0, choices=(0, 1, 2, 3))
 
     def path_opt(name: str) -> str | None:
@@ -210,7 +276,7 @@ def parse(data: dict[str, Any], *, base_dir: Path | None = None, source: str = "
         return str(resolved)
 
     csms = CsmsConfig(
-        url=url.rstrip("/"),
+        url=csms_url.normalize(url),
         ocpp_version=cs.get("ocpp_version", str, "1.6", choices=OCPP_VERSIONS),
         security_profile=profile,
         password=cs.get("password", str, None),
@@ -233,6 +299,8 @@ def parse(data: dict[str, Any], *, base_dir: Path | None = None, source: str = "
         raise ConfigError("csms.client_cert", "and csms.client_key are required for security profile 3")
     if csms.reconnect_max_s < csms.reconnect_min_s:
         raise ConfigError("csms.reconnect_max_s", "must be >= csms.reconnect_min_s")
+    if scheme == "wss":
+        _check_tls_files(csms)
 
     sto = root.table("storage")
     assert sto is not None
@@ -254,6 +322,9 @@ def parse(data: dict[str, Any], *, base_dir: Path | None = None, source: str = "
         c = _Section(raw, f"connectors[{index}]")
         relay, meter, plug = _driver(c, "relay", base), _driver(c, "meter", base), _driver(c, "plug", base)
         assert relay and meter and plug
+        phases = c.get("phases", int, None, choices=PHASES)
+        voltage_v = c.get("voltage_v", float, None, lo=MIN_VOLTAGE_V, hi=MAX_VOLTAGE_V)
+        meter, phases, voltage_v = _legacy_sim_meter(c.key("meter"), meter, phases, voltage_v)
         connectors.append(
             ConnectorConfig(
                 id=c.get("id", int, lo=1, hi=99),
@@ -262,6 +333,8 @@ def parse(data: dict[str, Any], *, base_dir: Path | None = None, source: str = "
                 plug=plug,
                 reader=_driver(c, "reader", base, required=False),
                 max_current_a=c.get("max_current_a", float, 32.0, lo=6, hi=500),
+                phases=3 if phases is None else phases,
+                voltage_v=230.0 if voltage_v is None else voltage_v,
             )
         )
         c.done()
@@ -276,6 +349,10 @@ def parse(data: dict[str, Any], *, base_dir: Path | None = None, source: str = "
             spec = SPECS.get(name)
             if spec is None:
                 raise ConfigError(f"settings.{name}", f"is not a known setting ({', '.join(sorted(SPECS))})")
+            if spec.readonly:
+                # Read-only keys report what this agent can do (GetConfiguration); the bounds among them
+                # (profiles installed, local list length, ...) keep a central system from filling the store.
+                raise ConfigError(f"settings.{name}", "is read-only: the agent reports its own value")
             if isinstance(value, list) and not all(isinstance(item, str) for item in value):
                 raise ConfigError(f"settings.{name}", "must be a list of strings")
             text = (
@@ -287,13 +364,27 @@ def parse(data: dict[str, Any], *, base_dir: Path | None = None, source: str = "
                 spec.parse(text)
             except ValueError as exc:
                 raise ConfigError(f"settings.{name}", str(exc)) from None
+            if len(text) > MAX_SETTING_CHARS:
+                # OCPP 1.6 §7 KeyValue.value is CiString500: a longer value would make every
+                # GetConfiguration answer fail validation.
+                raise ConfigError(f"settings.{name}", f"must be at most {MAX_SETTING_CHARS} characters")
             settings[name] = text
 
     ctl = root.table("control", required=False)
     control_socket = None
     if ctl is not None:
         sock = ctl.get("socket", str, None)
+        if sock is not None and not sock.strip():
+            # "" would resolve to the config's directory, and the agent died unlinking it at start.
+            raise ConfigError("control.socket", "must be the path of a Unix socket file, got ''")
         control_socket = sock if sock is None or Path(sock).is_absolute() else str(base / sock)
+        if control_socket is not None and len(os.fsencode(control_socket)) > MAX_UNIX_SOCKET_PATH:
+            # Linux sun_path holds 108 bytes with the NUL: a longer path failed at start with OSError, and
+            # the agent exited as after a crash (restarted in a loop) instead of as for a bad config.
+            raise ConfigError(
+                "control.socket",
+                f"must be a path of at most {MAX_UNIX_SOCKET_PATH} bytes (a Unix socket), got {control_socket!r}",
+            )
         ctl.done()
 
     agent = root.table("agent", required=False)

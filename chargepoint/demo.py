@@ -46,6 +46,7 @@ meter_values_sampled_data = ["Energy.Active.Import.Register", "Power.Active.Impo
 [[connectors]]
 id = 1
 max_current_a = 32
+phases = 1
 relay = {{ driver = "sim" }}
 meter = {{ driver = "sim", energy_wh = 1000 }}
 plug = {{ driver = "sim", ev_power_w = 7400 }}
@@ -53,8 +54,9 @@ reader = {{ driver = "sim" }}
 
 [[connectors]]
 id = 2
+phases = 3
 relay = {{ driver = "sim" }}
-meter = {{ driver = "sim", phases = 3 }}
+meter = {{ driver = "sim" }}
 plug = {{ driver = "sim", ev_power_w = 11000 }}
 reader = {{ driver = "sim" }}
 """

@@ -4,7 +4,7 @@ from __future__ import annotations
 
 from collections.abc import Callable, Mapping
 from dataclasses import dataclass
-from typing import Any
+from typing import Any, cast
 
 from chargepoint.config import ConnectorConfig, DriverConfig
 from chargepoint.core.station import ConnectorPorts
@@ -22,13 +22,31 @@ class SimConnector:
     reader: SimReader | None = None
 
 
-def _option(driver: DriverConfig, key: str, name: str, kind: type, default: Any) -> Any:
+def _option(
+    driver: DriverConfig,
+    key: str,
+    name: str,
+    kind: type,
+    default: Any,
+    *,
+    lo: float | None = None,
+    hi: float | None = None,
+) -> Any:
     value = driver.options.get(name, default)
     if kind is float and isinstance(value, int) and not isinstance(value, bool):
         value = float(value)
     if not isinstance(value, kind):
         raise ConfigError(f"{key}.{name}", f"must be {kind.__name__}, got {value!r}")
+    # NaN fails both comparisons, so it is out of any range.
+    if lo is not None and hi is not None and not lo <= cast("float", value) <= hi:
+        raise ConfigError(f"{key}.{name}", f"must be {lo:g}..{hi:g}, got {value!r}")
     return value
+
+
+# A simulated meter's register: a meterStart is an integer of Wh (OCPP 1.6 StartTransaction), which a NaN, a
+# negative or an astronomic register would break; 1 TWh is far beyond any meter's life.
+MAX_SIM_ENERGY_WH = 1e12
+MAX_SIM_EV_POWER_W = 1e6
 
 
 def _check_options(driver: DriverConfig, key: str, allowed: Mapping[str, Any]) -> None:
@@ -48,23 +66,23 @@ def _sim_relay(cfg: ConnectorConfig, key: str, sim: SimConnector) -> SimRelay:
 
 def _sim_plug(cfg: ConnectorConfig, key: str, sim: SimConnector) -> SimPlug:
     _check_options(cfg.plug, key, {"ev_power_w": 0})
-    sim.plug = SimPlug(ev_power_w=_option(cfg.plug, key, "ev_power_w", float, 7400.0))
+    sim.plug = SimPlug(
+        ev_power_w=_option(cfg.plug, key, "ev_power_w", float, 7400.0, lo=0, hi=MAX_SIM_EV_POWER_W)
+    )
     return sim.plug
 
 
 def _sim_meter(cfg: ConnectorConfig, key: str, sim: SimConnector) -> SimMeter:
-    _check_options(cfg.meter, key, {"energy_wh": 0, "voltage_v": 0, "phases": 0})
+    # The meter's phases and voltage are the connector's (chargepoint.config moves the old meter options there).
+    _check_options(cfg.meter, key, {"energy_wh": 0})
     if sim.relay is None or sim.plug is None:
         raise ConfigError(key, "the sim meter needs the sim relay and sim plug on the same connector")
-    phases = _option(cfg.meter, key, "phases", int, 1)
-    if phases not in (1, 3):
-        raise ConfigError(f"{key}.phases", f"must be 1 or 3, got {phases}")
     sim.meter = SimMeter(
         sim.relay,
         sim.plug,
-        energy_wh=_option(cfg.meter, key, "energy_wh", float, 0.0),
-        voltage_v=_option(cfg.meter, key, "voltage_v", float, 230.0),
-        phases=phases,
+        energy_wh=_option(cfg.meter, key, "energy_wh", float, 0.0, lo=0, hi=MAX_SIM_ENERGY_WH),
+        voltage_v=cfg.voltage_v,
+        phases=cfg.phases,
     )
     return sim.meter
 
@@ -150,6 +168,8 @@ def build_ports(index: int, cfg: ConnectorConfig) -> tuple[ConnectorPorts, SimCo
         plug=built["plug"],
         reader=built.get("reader"),
         max_current_a=cfg.max_current_a,
+        voltage_v=cfg.voltage_v,
+        phases=cfg.phases,
     )
     return ports, sim
 

@@ -61,7 +61,7 @@ Report = Callable[[str, str, float, int, Exception | None], None]
 class ChargerSettings:
     """Run-wide settings of every charger."""
 
-    url: str  # the central system's base URL; a charger connects to {url}/{cp_id}
+    url: str  # the central system's base URL (a charger connects to {url}/{cp_id}) or a {station_id} template
     speed: float = 1.0  # divides every behaviour time (heartbeat, sessions, meter interval, cuts)
     response_timeout_s: float = 30.0
     connect_timeout_s: float = 30.0

@@ -22,6 +22,7 @@ from gevent.lock import Semaphore  # type: ignore[import-untyped]
 from ocpp.exceptions import OCPPError
 from ocpp.messages import Call, CallError, CallResult, _validate_payload, unpack
 
+from chargepoint.csms_url import station_url
 from loadtests.protocol import Answer, OcppVersion, Request
 
 __all__ = [
@@ -131,7 +132,7 @@ class OcppConnection:
         return not self._closed.is_set()
 
     def connect(self, url: str, cp_id: str, password: str | None, timeout_s: float) -> float:
-        """Open `{url}/{cp_id}` with this version's subprotocol (and HTTP Basic auth with a password); returns
+        """Open `{url}/{cp_id}` (or `url` with cp_id in place of `{station_id}`) with this version's subprotocol (and HTTP Basic auth with a password); returns
         the handshake time in ms. Raises ConnectFailed."""
         header = []
         if password is not None:
@@ -140,7 +141,7 @@ class OcppConnection:
         started = time.perf_counter()
         try:
             ws = websocket.create_connection(
-                f"{url.rstrip('/')}/{cp_id}",
+                station_url(url, cp_id),
                 timeout=timeout_s,
                 subprotocols=[self.version.subprotocol],
                 header=header,

@@ -20,7 +20,6 @@ import time
 from collections.abc import Callable
 from pathlib import Path
 from typing import Any
-from urllib.parse import urlsplit
 
 import gevent  # type: ignore[import-untyped]  # gevent ships no type information
 from locust import LoadTestShape, User, events, task
@@ -33,6 +32,7 @@ try:
 except ImportError:  # a plain checkout: Locust puts only this file's folder on sys.path
     sys.path.insert(0, str(Path(__file__).resolve().parent.parent))
 
+from chargepoint.csms_url import template_error
 from loadtests.charger import Charger, ChargerSettings
 from loadtests.credentials import Credential, partition, read_credentials
 from loadtests.metrics import ChargerMetrics, MetricsAggregate
@@ -133,13 +133,9 @@ def host_problem(host: str | None) -> str | None:
     """Why ``host`` cannot be the chargers' central system URL (a one-line message), or None when it can."""
     if not host:
         return None  # a worker gets the host from its master; the users check again before connecting
-    scheme = urlsplit(host).scheme
-    if scheme in ("ws", "wss"):
-        return None
-    return (
-        f"--host {host!r}: chargers speak OCPP-J over WebSocket, so the URL must start with ws:// or wss:// "
-        f"(e.g. ws://127.0.0.1:9000/ocpp), not {scheme + '://' if scheme else 'no scheme'}"
-    )
+    # The same base URLs and {station_id} templates as the agent's csms.url.
+    error = template_error(host)
+    return None if error is None else f"--host {error} (chargers speak OCPP-J, e.g. ws://127.0.0.1:9000/ocpp)"
 
 
 def _on_init(environment: Environment, **_: Any) -> None:

@@ -26,12 +26,16 @@ class Ev:
     soc: float
     taken_wh: float = 0.0
 
-    def power_w(self, offered_a: float | None, voltage_v: float) -> float:
-        """What the EV draws now, given the charger's current offer."""
+    def phases(self, connector_phases: int) -> int:
+        """The phases the EV draws on: its on-board charger's, and no more than the connector has."""
+        return min(self.model.phases, connector_phases)
+
+    def power_w(self, offered_a: float | None, voltage_v: float, connector_phases: int = 3) -> float:
+        """What the EV draws now, given the charger's current offer (A per phase) on a connector's phases."""
         if not offered_a or self.soc >= 1.0:
             return 0.0
         m = self.model
-        limit = offered_a * voltage_v * m.phases
+        limit = offered_a * voltage_v * self.phases(connector_phases)
         power = min(m.max_power_w, limit)
         if self.soc > m.taper_soc:
             # Constant-voltage phase: the power falls linearly to min_power_w at 100 % SoC.
@@ -48,12 +52,21 @@ class Ev:
 class EvMeter:
     """A meter that registers the energy the plugged EV draws through the relay (the Meter port)."""
 
-    __slots__ = ("energy_wh", "ev", "failing", "plug", "relay", "voltage_v")
+    __slots__ = ("energy_wh", "ev", "failing", "phases", "plug", "relay", "voltage_v")
 
-    def __init__(self, relay: SimRelay, plug: FleetPlug, *, energy_wh: float = 0.0, voltage_v: float = 230.0):
+    def __init__(
+        self,
+        relay: SimRelay,
+        plug: FleetPlug,
+        *,
+        energy_wh: float = 0.0,
+        voltage_v: float = 230.0,
+        phases: int = 3,
+    ):
         self.relay = relay
         self.plug = plug
         self.voltage_v = voltage_v
+        self.phases = phases  # the connector's: a 3-phase EV on a 1-phase socket draws on one
         self.energy_wh = energy_wh
         self.ev: Ev | None = None
         self.failing = False
@@ -63,7 +76,7 @@ class EvMeter:
         ev = self.ev
         if ev is None or not (self.relay.closed and self.plug.plugged):
             return 0.0
-        return ev.power_w(self.plug.offered_a, self.voltage_v)
+        return ev.power_w(self.plug.offered_a, self.voltage_v, self.phases)
 
     def tick(self, dt_virtual_s: float) -> float:
         """Advance by one fleet tick; returns the Wh that flowed."""
@@ -81,13 +94,14 @@ class EvMeter:
         if self.failing:
             raise MeterError("simulated meter does not answer")
         power = self.power_w()
-        phases = self.ev.model.phases if self.ev is not None else 1
-        current = power / (self.voltage_v * phases) if power else 0.0
+        # Voltage on every phase of the connector, current on those the EV draws on (0 A on the others).
+        used = self.ev.phases(self.phases) if self.ev is not None else self.phases
+        current = round(power / (self.voltage_v * used), 2) if power else 0.0
         return MeterReading(
             energy_wh=self.energy_wh,
             power_w=power,
-            voltage_v=(self.voltage_v,) * phases,
-            current_a=(round(current, 2),) * phases,
+            voltage_v=(self.voltage_v,) * self.phases,
+            current_a=(current,) * used + (0.0,) * (self.phases - used),
             frequency_hz=50.0,
             soc_percent=round(self.ev.soc * 100, 1) if self.ev is not None else None,
         )

@@ -32,8 +32,10 @@ from pathlib import Path
 from typing import Any
 
 from backend_stub.process import start_csms_process
+from chargepoint import csms_url
 from chargepoint.agent import Agent
 from chargepoint.config import (
+    BOOT_FIELD_MAX_CHARS,
     AgentConfig,
     ConnectorConfig,
     CsmsConfig,
@@ -117,12 +119,12 @@ class SimConnectorState:
         "visits",
     )
 
-    def __init__(self, cid: int, seed: str, voltage_v: float) -> None:
+    def __init__(self, cid: int, seed: str, voltage_v: float, phases: int = 3) -> None:
         self.cid = cid
         self.relay = SimRelay()
         self.plug = FleetPlug()
         self.reader = FleetReader()
-        self.meter = EvMeter(self.relay, self.plug, voltage_v=voltage_v)
+        self.meter = EvMeter(self.relay, self.plug, voltage_v=voltage_v, phases=phases)
         # A random stream per connector, as short-lived generators seeded by (seed, draw number): as
         # reproducible as one long-lived Random per connector, without its 2.5 KB of state each.
         self.seed = seed
@@ -273,7 +275,8 @@ class Fleet:
                 id=cp_id,
                 vendor=f.vendor,
                 model=f.model,
-                serial_number=f"SN-{cp_id}",
+                # CiString25 in BootNotification: a long charger id must not make the serial number too long.
+                serial_number=f"SN-{cp_id}"[: BOOT_FIELD_MAX_CHARS["serial_number"]],
                 firmware_version="0.1.0",
             ),
             csms=CsmsConfig(
@@ -289,7 +292,7 @@ class Fleet:
             ),
             storage=StorageConfig(path=self.store_file.path if self.store_file else ":memory:"),
             connectors=tuple(
-                ConnectorConfig(cid, _SIM, _SIM, _SIM, _SIM, f.max_current_a)
+                ConnectorConfig(cid, _SIM, _SIM, _SIM, _SIM, f.max_current_a, f.phases, f.voltage_v)
                 for cid in range(1, f.connectors + 1)
             ),
             settings={
@@ -303,10 +306,12 @@ class Fleet:
         connectors: dict[int, SimConnectorState] = {}
         ports: dict[int, ConnectorPorts] = {}
         for cid in range(1, f.connectors + 1):
-            state = SimConnectorState(cid, f"{sc.seed}:{cp_id}:{cid}", f.voltage_v)
+            state = SimConnectorState(cid, f"{sc.seed}:{cp_id}:{cid}", f.voltage_v, f.phases)
             state.next_arrival_v = self._next_arrival(state, 0.0)
             connectors[cid] = state
-            ports[cid] = ConnectorPorts(state.relay, state.meter, state.plug, state.reader, f.max_current_a)
+            ports[cid] = ConnectorPorts(
+                state.relay, state.meter, state.plug, state.reader, f.max_current_a, f.voltage_v, f.phases
+            )
         store_file = self.store_file
         assert store_file is not None
         agent = Agent(
@@ -544,7 +549,7 @@ class Fleet:
         raise_fd_limit()
         self.work_dir.mkdir(parents=True, exist_ok=True)
         if self._csms_override:
-            self.urls = (self._csms_override.rstrip("/"),)
+            self.urls = (csms_url.normalize(self._csms_override),)
         elif sc.spawn_csms:
             self.csms_process = CsmsProcess(heartbeat_interval_s=sc.fleet.heartbeat_interval_s)
             self.urls = (await self.csms_process.start(),)

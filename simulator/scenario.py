@@ -13,7 +13,9 @@ from collections.abc import Sequence
 from dataclasses import dataclass, field, replace
 from pathlib import Path
 from typing import Any, cast
-from urllib.parse import urlparse
+
+from chargepoint import csms_url
+from chargepoint.config import BOOT_FIELD_MAX_CHARS
 
 DISTRIBUTIONS = ("round-robin", "random")
 ORDERS = ("plug-first", "swipe-first")
@@ -47,6 +49,9 @@ class FleetSpec:
     model: str = "VirtualCharger"
     max_current_a: float = 32.0
     voltage_v: float = 230.0
+    phases: int = (
+        3  # every connector's phases (the agent's connectors[].phases); an EV draws on at most these
+    )
     heartbeat_interval_s: int = 60
     meter_value_sample_interval_s: int = 60
     meter_poll_s: float = 5.0
@@ -209,9 +214,9 @@ class Scenario:
 
 
 def _check_url(url: str, key: str) -> None:
-    parsed = urlparse(url)
-    if parsed.scheme not in ("ws", "wss") or not parsed.hostname:
-        raise ScenarioError(key, f"must be a ws:// or wss:// URL, got {url!r}")
+    error = csms_url.template_error(url)
+    if error is not None:
+        raise ScenarioError(key, error)
 
 
 class _Table:
@@ -344,7 +349,7 @@ def _fleet(t: _Table) -> FleetSpec:
             if not isinstance(url, str):
                 raise ScenarioError(f"{key}[{i}]", f"must be a string, got {url!r}")
             _check_url(url, f"{key}[{i}]")
-            urls.append(url.rstrip("/"))
+            urls.append(csms_url.normalize(url))
     version = cast("str", t.str_("ocpp_version", d.ocpp_version, choices=("1.6",)))
     spec = FleetSpec(
         count=t.int_("count", d.count, lo=1, hi=100_000),
@@ -361,6 +366,7 @@ def _fleet(t: _Table) -> FleetSpec:
         model=cast("str", t.str_("model", d.model)),
         max_current_a=t.num("max_current_a", d.max_current_a, lo=6, hi=500),
         voltage_v=t.num("voltage_v", d.voltage_v, lo=100, hi=480),
+        phases=t.int_("phases", d.phases, lo=1, hi=3),
         heartbeat_interval_s=t.int_("heartbeat_interval_s", d.heartbeat_interval_s, lo=1, hi=86_400),
         meter_value_sample_interval_s=t.int_(
             "meter_value_sample_interval_s", d.meter_value_sample_interval_s, lo=0, hi=86_400
@@ -371,6 +377,14 @@ def _fleet(t: _Table) -> FleetSpec:
         reconnect_max_s=t.num("reconnect_max_s", d.reconnect_max_s, lo=0.01, hi=3600),
         reconnect_jitter_s=t.num("reconnect_jitter_s", d.reconnect_jitter_s, lo=0, hi=3600),
     )
+    if spec.phases == 2:
+        raise ScenarioError(t.key("phases"), "must be 1 or 3, got 2")
+    for name in ("vendor", "model"):
+        limit = BOOT_FIELD_MAX_CHARS[name]
+        if len(getattr(spec, name)) > limit:
+            raise ScenarioError(
+                t.key(name), f"must be at most {limit} characters (OCPP 1.6 BootNotification)"
+            )
     if spec.reconnect_max_s < spec.reconnect_min_s:
         raise ScenarioError(t.key("reconnect_max_s"), "must be >= reconnect_min_s")
     t.done()

@@ -1135,12 +1135,15 @@ class Station:
 
     def _limits(self, cid: int) -> ConnectorLimits:
         if cid == 0:
+            # The charge point as a whole (GetCompositeSchedule for connector 0): its maximum is the sum of the
+            # connectors' power, expressed as amps at the first connector's voltage over the most phases any has,
+            # so a mix of 1- and 3-phase connectors is not counted as all 3-phase.
             ports = list(self.ports.values())
-            return ConnectorLimits(
-                sum(p.max_current_a for p in ports),
-                ports[0].voltage_v if ports else 230.0,
-                max((p.phases for p in ports), default=3),
-            )
+            if not ports:
+                return ConnectorLimits(0.0)
+            voltage_v, phases = ports[0].voltage_v, max(p.phases for p in ports)
+            total_w = sum(p.max_current_a * p.voltage_v * p.phases for p in ports)
+            return ConnectorLimits(total_w / (voltage_v * phases), voltage_v, phases)
         p = self.ports[cid]
         return ConnectorLimits(p.max_current_a, p.voltage_v, p.phases)
 

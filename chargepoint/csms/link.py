@@ -23,6 +23,7 @@ from chargepoint.core.settings import Settings
 from chargepoint.core.station import Station
 from chargepoint.csms.outbox import OutboxSender
 from chargepoint.csms.v16.adapter import V16Session
+from chargepoint.csms_url import station_url
 from chargepoint.errors import CsmsUnavailable
 from chargepoint.ports import Clock, IdGenerator
 from chargepoint.store import Store
@@ -148,8 +149,8 @@ class Link:
 
     # connection
     def url(self) -> str:
-        """The WebSocket URL: the configured base plus the charge point id."""
-        return f"{self.csms_config.url}/{self.identity.id}"
+        """The WebSocket URL: the configured base plus the charge point id, or its ``{station_id}`` template."""
+        return station_url(self.csms_config.url, self.identity.id)
 
     def state(self) -> dict[str, Any]:
         """Connection and registration at a glance (for ``ctl status``)."""

@@ -371,7 +371,8 @@ def test_load_resolves_paths_against_the_file(tmp_path: Path) -> None:
     )
     cfg = load(tmp_path / "station.toml")
     assert cfg.storage.path == str(tmp_path / "agent.db")
-    assert cfg.connectors[0].meter.options == {"phases": 3}
+    # The sim meter's old ``phases`` option is moved to the connector, which owns it now.
+    assert cfg.connectors[0].meter.options == {} and cfg.connectors[0].phases == 3
     assert cfg.source == str(tmp_path / "station.toml")
 
 
