@@ -6,6 +6,8 @@ import subprocess
 import sys
 from pathlib import Path
 
+from chargepoint import config as config_mod
+
 BASE = """
 [station]
 id = "CP-CHK"
@@ -42,3 +44,12 @@ def test_a_good_gpio_relay_passes_without_a_chip(tmp_path: Path) -> None:
     result = _check(tmp_path, '{ driver = "gpio", chip = "/dev/gpiochip0", line = 17, feedback_line = 27 }')
     assert result.returncode == 0, result.stderr
     assert "ok (1 connectors" in result.stdout
+
+
+def test_the_example_station_runs_from_the_checkout(tmp_path: Path) -> None:
+    # README: docs/examples/station.toml runs from a checkout as any user; its files sit next to it.
+    example = Path(__file__).parents[2] / "docs" / "examples" / "station.toml"
+    cfg = config_mod.load(example)
+    assert Path(cfg.storage.path).parent == example.parent
+    assert Path(cfg.control_socket).parent == example.parent
+    assert cfg.csms.password is not None and 8 <= len(cfg.csms.password) <= 40
