@@ -355,3 +355,30 @@ async def test_a_start_that_ends_in_dead_letters_stops_its_session_and_tells_the
     kinds = [d["kind"] for d in store.dead_letters()]
     assert kinds[0] == "start" and "stop" in kinds
     assert not cs.calls("StopTransaction")
+
+
+async def test_an_unexpected_error_in_the_outbox_is_logged_and_the_outbox_goes_on(
+    cs: CentralSystem, start_agent: StartAgent
+) -> None:
+    a = await start_agent()
+    store = a.agent.store
+    assert store is not None
+    real_acknowledge = store.acknowledge
+    failures = [RuntimeError("a bug in recording the answer")]
+
+    def acknowledge(*args: Any, **kwargs: Any) -> None:
+        if failures:
+            raise failures.pop()  # fault injection: a bug cannot be had here otherwise
+        real_acknowledge(*args, **kwargs)
+
+    store.acknowledge = acknowledge  # type: ignore[method-assign]
+    a.plug()
+    a.swipe("CARD10")
+    await a.wait_state("CHARGING")
+    # The failure counts as one attempt; the StartTransaction goes again and is recorded this time.
+    await until(lambda: len(cs.calls("StartTransaction")) == 2, 10, "StartTransaction was not retried")
+    await until(lambda: a.station.connectors[1].transaction.csms_id is not None, 5)  # type: ignore[union-attr]
+    a.unplug()
+    stop = await cs.wait_for_call("StopTransaction")
+    assert stop.payload["transactionId"] == 1  # the id of the (idempotently) answered StartTransaction
+    assert store.dead_letters() == []

@@ -120,6 +120,11 @@ def _reject_constant(name: str) -> Any:
     raise ValueError(f"{name} is not a JSON number")
 
 
+_DECODER = json.JSONDecoder(
+    parse_constant=_reject_constant
+)  # one decoder: json.loads(**kw) builds one per call
+
+
 def check_values(payload: Any) -> None:
     """Raise an OCPPError for a payload no OCPP 1.6 field can hold: nesting deeper than any schema, a number
     beyond signed 64 bits or not finite (1e309 parses as infinity), a negative count or connector id."""
@@ -391,7 +396,7 @@ class V16Session(_OcppChargePoint):  # type: ignore[misc]
     @staticmethod
     def _unpack(text: str) -> Call | CallResult | CallError:
         try:
-            data = json.loads(text, parse_constant=_reject_constant)
+            data = _DECODER.decode(text)
         except (ValueError, RecursionError) as exc:
             # json.loads raises more than JSONDecodeError: deep nesting, over-long integers, NaN and Infinity.
             raise ocpp.exceptions.FormatViolationError(
@@ -1043,7 +1048,7 @@ class V16Session(_OcppChargePoint):  # type: ignore[misc]
     async def _send_triggered(self, what: str, connector_id: int | None) -> None:
         try:
             await self._triggered(what, connector_id)
-        except (CsmsRejected, CsmsUnavailable) as exc:
+        except (CsmsRejected, CsmsUnavailable, OrphanedTransaction) as exc:
             log.warning("triggered %s failed: %s", what, exc)
 
     async def _triggered(self, what: str, connector_id: int | None) -> None:
