@@ -782,7 +782,8 @@ class Station:
                 await self.read_meter(conn.id)
             except Exception:
                 log.exception("connector %s: the final meter read failed; using the last good one", conn.id)
-        now = self._now()
+        # Never before the start: a CSMS that set the clock back mid-session must not make the session negative.
+        now = max(self._now(), tx.started_at)
         meter_stop = max(self.current_energy_wh(conn.id), tx.meter_start_wh)
         data: list[dict[str, Any]] = []
         try:

@@ -224,6 +224,7 @@ class Harness:
     loop: asyncio.AbstractEventLoop
     cs: CentralSystem
     agent: Agent
+    examples: int = 0
 
     def run(self, coro: Coroutine[Any, Any, T], timeout_s: float = 30.0) -> T:
         return asyncio.run_coroutine_threadsafe(coro, self.loop).result(timeout_s)
@@ -311,6 +312,9 @@ async def _exchange(h: Harness, action: str, payload: dict[str, Any]) -> None:
         assert h.agent.link is link and link.connections == connections, f"{action} dropped the link"
         assert link.online and CP_ID in h.cs.connected, f"{action} left the link down"
     await _until(lambda: _relay_safe(h), 1.0, "the relay is closed only in a charging transaction")
+    # The central system checked the answer: a schema-valid CALLRESULT, or a CALLERROR with a 1.6 error code.
+    assert h.cs.violations == [] and h.cs.errors == [], (action, h.cs.violations, h.cs.errors)
+    h.examples += 1
 
 
 def _relay_safe(h: Harness) -> bool:
@@ -340,10 +344,10 @@ def test_every_hostile_call_is_answered_on_the_same_link_and_the_relay_stays_saf
     harness.run(_exchange(harness, action, payload), timeout_s=60)
 
 
-def test_the_charger_answered_only_with_valid_frames(harness: Harness) -> None:
-    """Runs after the fuzzing: every CALLRESULT the agent sent fitted its schema, every CALLERROR code is 1.6's."""
-    assert harness.cs.violations == []
-    assert harness.cs.errors == []
+def test_sessions_ran_while_fuzzing(harness: Harness) -> None:
+    """After the fuzzing (same module, same agent): sessions did run, so the relay invariant was exercised."""
+    if harness.examples < 50:
+        pytest.skip("run with the fuzz test above")
     relay = harness.agent.sims[1].relay
     assert relay is not None and relay.switch_count > 0, (
         "no session ever ran: the relay invariant went untested"
