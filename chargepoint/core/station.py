@@ -478,11 +478,10 @@ class Station:
     def _record_stop(self, cid: int, stop: tuple[int, StopReason, datetime, int, dict[str, Any]]) -> None:
         """Persist a transaction's end; if the store refuses, keep it in memory and fault the connector until it
         is written (no new session may start over an unrecorded end)."""
+        # Any error (a StorageError, a bug): the end is kept, never lost, and the transaction is never left open.
         try:
             self.store.end_transaction(*stop)
-        except (
-            Exception
-        ):  # a StorageError, or anything else: the end is never lost, nor the transaction left open
+        except Exception:
             log.exception(
                 "could not record the end of transaction %s; keeping it until storage recovers", stop[0]
             )

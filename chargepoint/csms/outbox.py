@@ -17,9 +17,8 @@ if TYPE_CHECKING:
 
 log = logging.getLogger(__name__)
 STORAGE_RETRY_S = 1.0
-AGENT_ERROR_RETRY_S = (
-    1.0  # first back-off after an unexpected error in handling one message (doubles to 60 s)
-)
+# The first back-off after an unexpected error in handling one message; it doubles up to 60 s.
+AGENT_ERROR_RETRY_S = 1.0
 
 
 class MalformedAnswer(CsmsRejected):
@@ -99,7 +98,7 @@ class OutboxSender:
             try:
                 await self._deliver_one(session, message)
                 backoff = AGENT_ERROR_RETRY_S
-            except (CsmsUnavailable, asyncio.CancelledError):
+            except CsmsUnavailable:
                 raise
             except Exception as exc:
                 # A bug or an answer nobody foresaw must not kill the task that carries every transaction
