@@ -5,13 +5,17 @@ from __future__ import annotations
 
 import asyncio
 import json
+import logging
 import sys
 from datetime import datetime
 from pathlib import Path
 from typing import Any
 
+import pytest
+
 from backend_stub.ocpp_server import CALLERROR, CALLRESULT, CallErrorReply, CentralSystem, utc_now_iso
 from chargepoint.agent import Agent
+from chargepoint.csms.v16.adapter import HOSTILE_LOG_PER_MINUTE
 from chargepoint.ports import SystemClock
 from hardware.sim import SimRelay
 from tests.integration.conftest import FAST_TIMING, RunningAgent, StartAgent, agent_config, until
@@ -382,3 +386,20 @@ async def test_an_unexpected_error_in_the_outbox_is_logged_and_the_outbox_goes_o
     stop = await cs.wait_for_call("StopTransaction")
     assert stop.payload["transactionId"] == 1  # the id of the (idempotently) answered StartTransaction
     assert store.dead_letters() == []
+
+
+async def test_a_flood_of_bad_frames_is_answered_in_full_but_logged_only_a_few_times(
+    cs: CentralSystem, start_agent: StartAgent, caplog: pytest.LogCaptureFixture
+) -> None:
+    a = await start_agent()
+    caplog.set_level(logging.WARNING, logger="chargepoint.csms.v16.adapter")
+    for n in range(50):
+        await cs.send_raw("CP-1", f'[2,"flood-{n}","Reset",{{"type":NaN}}]')
+    for n in range(50):
+        answer = await _answer_to(cs, f"flood-{n}")
+        assert json.loads(answer.raw)[2] == "FormationViolation"
+    lines = [r for r in caplog.records if r.name == "chargepoint.csms.v16.adapter"]
+    assert 1 <= len(lines) <= 10 == HOSTILE_LOG_PER_MINUTE  # not one line per frame
+    link = a.agent.link
+    assert link is not None and link.connections == 1
+    cs.violations.clear()  # raw frames: the server does not know the uniqueIds answered

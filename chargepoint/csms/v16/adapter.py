@@ -71,6 +71,31 @@ _NON_NEGATIVE = frozenset(
     }
 )
 _ACTIONS_16 = frozenset(a.value for a in Action)
+HOSTILE_LOG_PER_MINUTE = (
+    10  # log lines about bad frames per session and minute; a flood is counted, not logged
+)
+
+
+class _LogBudget:
+    """Rate-limits the log lines a peer can cause: ``per_minute`` in each minute, then one line with the count."""
+
+    def __init__(self, per_minute: int) -> None:
+        self.per_minute = per_minute
+        self._window_start = -60.0
+        self._used = 0
+        self.suppressed = 0
+
+    def allow(self, now: float) -> bool:
+        """True if a line may be logged at loop time ``now``."""
+        if now - self._window_start >= 60.0:
+            if self.suppressed:
+                log.warning("%s more log lines about bad CSMS frames were suppressed", self.suppressed)
+            self._window_start, self._used, self.suppressed = now, 0, 0
+        if self._used < self.per_minute:
+            self._used += 1
+            return True
+        self.suppressed += 1
+        return False
 
 
 def ocpp_time(when: datetime) -> str:
@@ -302,6 +327,7 @@ class V16Session(_OcppChargePoint):  # type: ignore[misc]
         self._tasks: set[asyncio.Task[Any]] = set()
         self._closed = asyncio.Event()
         self._answered: str | None = None  # the uniqueId of the last CALLRESULT/CALLERROR sent
+        self._log_budget = _LogBudget(HOSTILE_LOG_PER_MINUTE)
 
     # transport
     async def start(self) -> None:
@@ -347,7 +373,8 @@ class V16Session(_OcppChargePoint):  # type: ignore[misc]
             raise
         except Exception as exc:
             unique_id = self._readable_unique_id(text)
-            log.exception("frame from CSMS not handled: %.200s", text)
+            if self._may_log():
+                log.exception("frame from CSMS not handled: %.200s", text)
             if unique_id is not None and self._answered != unique_id and self.boot_status != "Rejected":
                 await self._reply_error(
                     unique_id,
@@ -359,7 +386,8 @@ class V16Session(_OcppChargePoint):  # type: ignore[misc]
             msg = self._unpack(text)
         except OCPPError as exc:
             unique_id = self._readable_unique_id(text)
-            log.warning("malformed frame from CSMS (%s): %.200s", exc.code, text)
+            if self._may_log():
+                log.warning("malformed frame from CSMS (%s): %.200s", exc.code, text)
             if unique_id is not None:
                 await self._reply_error(unique_id, exc)
             else:
@@ -376,12 +404,16 @@ class V16Session(_OcppChargePoint):  # type: ignore[misc]
             return
         pending = self._pending
         if pending is None or pending[0] != msg.unique_id or pending[2].done():
-            log.warning("ignoring an answer to no outstanding CALL: %.200s", text)
+            if self._may_log():
+                log.warning("ignoring an answer to no outstanding CALL: %.200s", text)
             return
         pending[2].set_result(msg)
         # Let the waiting sender act on the answer (e.g. record StartTransaction's transactionId) before the next
         # frame is routed: a RemoteStop right after StartTransaction.conf must find the transaction.
         await asyncio.sleep(0)
+
+    def _may_log(self) -> bool:
+        return self._log_budget.allow(asyncio.get_running_loop().time())
 
     def _fail_pending(self, text: str, exc: OCPPError) -> None:
         """A malformed answer to our outstanding CALL is that CALL's protocol error, not a silent timeout."""
@@ -479,7 +511,8 @@ class V16Session(_OcppChargePoint):  # type: ignore[misc]
         except (ValueError, ArithmeticError, RecursionError) as exc:
             # The schema check itself failed on a value (jsonschema's multipleOf on a huge float, a regex on a
             # pathological string): the value is not one this field can take.
-            log.warning("%s payload could not be validated: %s", msg.action, exc)
+            if self._may_log():
+                log.warning("%s payload could not be validated: %s", msg.action, exc)
             raise ocpp.exceptions.PropertyConstraintViolationError(
                 details={"cause": f"invalid value: {type(exc).__name__}"}
             ) from exc
