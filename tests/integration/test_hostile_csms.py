@@ -15,7 +15,6 @@ import pytest
 
 from backend_stub.ocpp_server import CALLERROR, CALLRESULT, CallErrorReply, CentralSystem, utc_now_iso
 from chargepoint.agent import Agent
-from chargepoint.csms.v16.adapter import HOSTILE_LOG_PER_MINUTE
 from chargepoint.ports import SystemClock
 from hardware.sim import SimRelay
 from tests.integration.conftest import FAST_TIMING, RunningAgent, StartAgent, agent_config, until
@@ -399,7 +398,7 @@ async def test_a_flood_of_bad_frames_is_answered_in_full_but_logged_only_a_few_t
         answer = await _answer_to(cs, f"flood-{n}")
         assert json.loads(answer.raw)[2] == "FormationViolation"
     lines = [r for r in caplog.records if r.name == "chargepoint.csms.v16.adapter"]
-    assert 1 <= len(lines) <= 10 == HOSTILE_LOG_PER_MINUTE  # not one line per frame
+    assert 1 <= len(lines) <= 10, len(lines)  # not one line per frame
     link = a.agent.link
     assert link is not None and link.connections == 1
     cs.violations.clear()  # raw frames: the server does not know the uniqueIds answered

@@ -71,9 +71,8 @@ _NON_NEGATIVE = frozenset(
     }
 )
 _ACTIONS_16 = frozenset(a.value for a in Action)
-HOSTILE_LOG_PER_MINUTE = (
-    10  # log lines about bad frames per session and minute; a flood is counted, not logged
-)
+# Log lines about bad frames per session and minute: a flood from the CSMS is counted, not logged line by line.
+HOSTILE_LOG_PER_MINUTE = 10
 
 
 class _LogBudget:
