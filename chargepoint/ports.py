@@ -6,10 +6,14 @@ Real drivers live in ``hardware/``; each port has a simulated twin in ``hardware
 from __future__ import annotations
 
 import itertools
+import logging
+import time
 from collections.abc import AsyncIterator, Callable
 from dataclasses import dataclass, field
 from datetime import UTC, datetime
 from typing import Protocol, runtime_checkable
+
+log = logging.getLogger(__name__)
 
 
 @dataclass(frozen=True, slots=True)
@@ -94,19 +98,68 @@ class Clock(Protocol):
         ...
 
 
+# The range of times a central system may set (BootNotification/Heartbeat currentTime, OCPP 1.6 §4.2/§4.6). A
+# charger has no better idea of the date than its CSMS, so any plausible time is adopted; what is outside is a
+# hostile or broken CSMS: 9999-12-31 made every later clock read overflow and took the charger out of service.
+# The floor is older than any charger running this code; the ceiling keeps every date computation (sampling
+# boundaries, profile periods, a day ahead and more) far from datetime's year-9999 limit.
+EARLIEST_TIME = datetime(2020, 1, 1, tzinfo=UTC)
+LATEST_TIME = datetime(2100, 1, 1, tzinfo=UTC)
+REFUSED_TIME_LOG_S = (
+    60.0  # at most one log line per minute about refused times (a CSMS may send one a second)
+)
+
+
 class SystemClock:
     """The real clock, with an offset the CSMS may set (BootNotification/Heartbeat currentTime)."""
 
     def __init__(self) -> None:
         self.offset_s = 0.0
+        self.refused = 0  # times refused as implausible, for the operator
+        self._last_refusal_log = -REFUSED_TIME_LOG_S
 
     def now(self) -> datetime:
-        """Current UTC time plus the offset."""
-        return datetime.fromtimestamp(datetime.now(UTC).timestamp() + self.offset_s, UTC)
+        """Current UTC time plus the offset; the plain system time if that would be out of range."""
+        real = datetime.now(UTC)
+        try:
+            return datetime.fromtimestamp(real.timestamp() + self.offset_s, UTC)
+        except (OverflowError, ValueError, OSError):
+            return real  # unreachable through set_time; a clock read must never raise
 
     def set_time(self, when: datetime) -> None:
-        """Adopt ``when`` as the current time from now on."""
+        """Adopt ``when`` as the current time from now on, unless it is implausible (counted, logged rate-limited)."""
+        if when.tzinfo is None:
+            when = when.replace(tzinfo=UTC)
+        if not EARLIEST_TIME <= when < LATEST_TIME:
+            self.refused += 1
+            mono = time.monotonic()
+            if mono - self._last_refusal_log >= REFUSED_TIME_LOG_S:
+                self._last_refusal_log = mono
+                log.warning(
+                    "ignoring an implausible time from the CSMS: %s (accepted: %s to %s; %s refused so far)",
+                    when.isoformat(),
+                    EARLIEST_TIME.date(),
+                    LATEST_TIME.date(),
+                    self.refused,
+                )
+            return
         self.offset_s = when.timestamp() - datetime.now(UTC).timestamp()
+
+
+_clock_failure_logged = -REFUSED_TIME_LOG_S
+
+
+def safe_now(clock: Clock) -> datetime:
+    """``clock.now()``, or the system's UTC time if the clock fails: ending a session must not depend on it."""
+    global _clock_failure_logged
+    try:
+        return clock.now()
+    except Exception:
+        mono = time.monotonic()
+        if mono - _clock_failure_logged >= REFUSED_TIME_LOG_S:  # rate-limited: it fails on every read
+            _clock_failure_logged = mono
+            log.exception("the clock failed; using the system time")
+        return datetime.now(UTC)
 
 
 IdGenerator = Callable[[], str]

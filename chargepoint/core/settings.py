@@ -6,12 +6,15 @@ validated here once, and persisted by the store as text.
 
 from __future__ import annotations
 
+import re
 from collections.abc import Callable, Iterable
 from dataclasses import dataclass
 from enum import Enum
 from typing import Any
 
 from chargepoint.core.model import Measurand
+
+_ASCII_INT = re.compile(r"[+-]?[0-9]{1,18}")  # at most 18 digits: always within a signed 64-bit store
 
 
 class Kind(Enum):
@@ -44,10 +47,10 @@ class SettingSpec:
                 raise ValueError(f"{self.name} must be true or false")
             return low == "true"
         if self.kind is Kind.INT:
-            try:
-                value = int(text)
-            except ValueError:
-                raise ValueError(f"{self.name} must be an integer") from None
+            # ASCII digits only: int() also takes "١٢" (Arabic-Indic digits), "1_000" and 4,300-digit numbers.
+            if not _ASCII_INT.fullmatch(text):
+                raise ValueError(f"{self.name} must be an integer")
+            value = int(text)
             if self.min_value is not None and value < self.min_value:
                 raise ValueError(f"{self.name} must be >= {self.min_value}")
             if self.max_value is not None and value > self.max_value:

@@ -52,7 +52,7 @@ from chargepoint.core.smart_charging import (
     replaced_by,
 )
 from chargepoint.errors import HardwareError, MeterError, StorageError
-from chargepoint.ports import Clock, Meter, MeterReading, PlugSensor, Relay, TokenReader
+from chargepoint.ports import Clock, Meter, MeterReading, PlugSensor, Relay, TokenReader, safe_now
 from chargepoint.store import Store
 
 log = logging.getLogger(__name__)
@@ -168,6 +168,9 @@ class Station:
         self._locks: dict[int, asyncio.Lock] = {cid: asyncio.Lock() for cid in ports}
         self._open_generation: dict[int, int] = dict.fromkeys(ports, 0)
         self._unsaved_stops: dict[int, tuple[int, StopReason, datetime, int, dict[str, Any]]] = {}
+        # What the operator must hear of on a connector without a fault (StatusNotification info, ``ctl status``):
+        # a transaction the CSMS never accepted. Cleared when the CSMS accepts the connector's next transaction.
+        self.notices: dict[int, str] = {}
         self.stopping = False
         self._reader_ready_at: dict[int, datetime] = {}
         self._supervised: list[asyncio.Task[Any]] = []
@@ -186,6 +189,10 @@ class Station:
             self.profiles = []
         self._remote_profiles: dict[int, tuple[str, ChargingProfile]] = {}
         self._limit_timer: asyncio.TimerHandle | None = None
+
+    def _now(self) -> datetime:
+        """The station's time; the system's UTC time if the injected clock fails (a session must still end)."""
+        return safe_now(self.clock)
 
     # The online-authorizer view of the CSMS port, so the Authorizer sees the currently attached link.
     @property
@@ -330,7 +337,7 @@ class Station:
         if cid == 0:
             return (S.AVAILABLE if self.station_operative else S.UNAVAILABLE), ErrorCode.NO_ERROR, None
         conn = self.connectors[cid]
-        return conn.state, conn.error_code, conn.fault_info
+        return conn.state, conn.error_code, conn.fault_info or self.notices.get(cid)
 
     def snapshot(self) -> dict[str, Any]:
         """Every connector's state, transaction and meter, for the control interface."""
@@ -349,6 +356,7 @@ class Station:
                 "id_tag": tx.id_tag if tx else None,
                 "meter_wh": round(reading.energy_wh) if reading else None,
                 "operative": conn.operative,
+                "notice": self.notices.get(cid),
             }
         return out
 
@@ -358,9 +366,9 @@ class Station:
         relay = self.ports[cid].relay
         try:
             await relay.open()
-        except HardwareError as exc:
+        except Exception as exc:  # the driver boundary: whatever it raises, the caller's stop must go on
             log.error("relay %s did not open: %s", cid, exc)
-            self._add_fault(cid, ErrorCode.POWER_SWITCH_FAILURE, str(exc))
+            self._add_fault(cid, ErrorCode.POWER_SWITCH_FAILURE, str(exc)[:50])
         try:
             self.ports[cid].plug.offer_current(None)  # after the relay: nothing may delay the open
         except Exception:
@@ -451,7 +459,7 @@ class Station:
                     if ErrorCode.READER_FAILURE in self.connectors[cid].faults:
                         await self.clear_fault(cid, ErrorCode.READER_FAILURE)
                     if id_tag is None:  # None only says the reader is (back) in working order
-                        self._reader_ready_at[cid] = self.clock.now()
+                        self._reader_ready_at[cid] = self._now()
                     else:
                         self._spawn(self.on_token(cid, id_tag), f"token-{cid}")
             except HardwareError as exc:
@@ -470,9 +478,10 @@ class Station:
     def _record_stop(self, cid: int, stop: tuple[int, StopReason, datetime, int, dict[str, Any]]) -> None:
         """Persist a transaction's end; if the store refuses, keep it in memory and fault the connector until it
         is written (no new session may start over an unrecorded end)."""
+        # Any error (a StorageError, a bug): the end is kept, never lost, and the transaction is never left open.
         try:
             self.store.end_transaction(*stop)
-        except StorageError:
+        except Exception:
             log.exception(
                 "could not record the end of transaction %s; keeping it until storage recovers", stop[0]
             )
@@ -498,8 +507,8 @@ class Station:
                 self.store.end_transaction(*pending)
                 del self._unsaved_stops[cid]
                 self.csms.outbox_changed()
-            self.store.put("storage_probe", self.clock.now().isoformat())
-        except StorageError:
+            self.store.put("storage_probe", self._now().isoformat())
+        except Exception:  # StorageError, or a stop the store cannot take at all: it stays in memory
             return
         log.info("storage writable again; clearing the fault on connector %s", cid)
         await self.clear_fault(cid, ErrorCode.INTERNAL_ERROR)
@@ -560,7 +569,7 @@ class Station:
             return
         self._last_persist[conn.id] = loop_now
         try:
-            self.store.record_meter(tx.local_id, round(reading.energy_wh), self.clock.now())
+            self.store.record_meter(tx.local_id, round(reading.energy_wh), self._now())
         except StorageError:
             log.exception("could not persist the meter of transaction %s", tx.local_id)
 
@@ -640,7 +649,7 @@ class Station:
                 if (
                     ready_at is not None
                     and tx.started_at < ready_at
-                    and (self.clock.now() - ready_at).total_seconds() < REREAD_GRACE_S
+                    and (self._now() - ready_at).total_seconds() < REREAD_GRACE_S
                 ):
                     # A card left on the reader is read again when the reader comes back (USB glitch, pcscd
                     # restart, agent restart with a resumed session): that is not the driver asking to stop.
@@ -729,7 +738,7 @@ class Station:
             log.error("connector %s: no meter reading yet; not starting a transaction", conn.id)
             return
         meter_start = round(reading.energy_wh) if reading else self.current_energy_wh(conn.id)
-        now = self.clock.now()
+        now = self._now()
         event = {
             "connector_id": conn.id,
             "id_tag": id_tag,
@@ -756,7 +765,11 @@ class Station:
         self._start_sampling(conn)
 
     async def _stop_transaction(self, conn: Connector, reason: StopReason, id_tag: str | None = None) -> None:
-        """End the running transaction (caller holds the lock): relay first, then the durable record."""
+        """End the running transaction (caller holds the lock): relay first, then the durable record.
+
+        Nothing after the relay opened may leave the transaction open: a failing meter, clock or store only makes
+        the record less complete (a best-effort time, the last good register), and a record the store refuses
+        is kept in memory until it can be written (``_record_stop``)."""
         tx = conn.transaction
         assert tx is not None
         await self._open_relay(conn.id)
@@ -764,15 +777,20 @@ class Station:
         if sampler is not None:
             sampler.cancel()
         if conn.state is not S.FAULTED:
-            await self.read_meter(conn.id)
-        now = self.clock.now()
+            try:
+                await self.read_meter(conn.id)
+            except Exception:
+                log.exception("connector %s: the final meter read failed; using the last good one", conn.id)
+        # Never before the start: a CSMS that set the clock back mid-session must not make the session negative.
+        now = max(self._now(), tx.started_at)
         meter_stop = max(self.current_energy_wh(conn.id), tx.meter_start_wh)
-        end_values = self._stop_txn_end_values(conn.id, now)
+        data: list[dict[str, Any]] = []
         try:
+            end_values = self._stop_txn_end_values(conn.id, now)
             stored = self.store.transaction(tx.local_id)
-        except StorageError:
-            stored = None
-        data = (stored.stop_data if stored else []) + ([end_values.to_json()] if end_values else [])
+            data = (stored.stop_data if stored else []) + ([end_values.to_json()] if end_values else [])
+        except Exception:
+            log.exception("transaction %s: no transaction data for its stop", tx.local_id)
         data = data[-MAX_STOP_DATA:]
         event = {
             "connector_id": conn.id,
@@ -784,7 +802,10 @@ class Station:
         }
         self._record_stop(conn.id, (tx.local_id, reason, now, meter_stop, event))
         conn.transaction = None
-        self._drop_tx_profiles([conn.id])
+        try:
+            self._drop_tx_profiles([conn.id])
+        except Exception:
+            log.exception("connector %s: dropping the TxProfiles failed", conn.id)
         self.csms.outbox_changed()
         if conn.state is S.FAULTED:
             conn.state_before_fault = S.FINISHING if conn.plugged else S.AVAILABLE
@@ -814,7 +835,7 @@ class Station:
         """MeterValueSampleInterval counts from the transaction start (OCPP 1.6 §3.16.1)."""
         while conn.transaction is tx:
             interval = self.settings.get_int("meter_value_sample_interval_s")
-            due = next_periodic(tx.started_at, self.clock.now(), interval) if interval > 0 else None
+            due = next_periodic(tx.started_at, self._now(), interval) if interval > 0 else None
             if not await self._wait_until(due, "meter_value_sample_interval_s") or due is None:
                 continue
             if conn.transaction is not tx:
@@ -866,7 +887,7 @@ class Station:
         """Clock-aligned samples at boundaries counted from midnight, stamped exactly on the boundary."""
         while True:
             interval = self.settings.get_int("clock_aligned_data_interval_s")
-            due = next_aligned(self.clock.now(), interval) if interval > 0 else None
+            due = next_aligned(self._now(), interval) if interval > 0 else None
             if not await self._wait_until(due, "clock_aligned_data_interval_s") or due is None:
                 continue
             for cid, conn in self.connectors.items():
@@ -912,7 +933,7 @@ class Station:
 
         self.settings.listeners.append(listener)
         try:
-            delay = None if due is None else max(0.0, (due - self.clock.now()).total_seconds())
+            delay = None if due is None else max(0.0, (due - self._now()).total_seconds())
             async with asyncio.timeout(delay):
                 await changed.wait()
             return False
@@ -928,18 +949,21 @@ class Station:
             return None, None
         measurands = self.settings.measurands("meter_values_sampled_data")
         tx = self.connectors[cid].transaction
-        return sample(reading, measurands, ReadingContext.TRIGGER, self.clock.now()), (
-            tx.local_id if tx else None
-        )
+        return sample(reading, measurands, ReadingContext.TRIGGER, self._now()), (tx.local_id if tx else None)
 
     # answers from the CSMS about transactions
-    async def transaction_confirmed(self, local_id: int, csms_id: int, info: IdTagInfo) -> None:
-        """StartTransaction was acknowledged: remember the CSMS id and act on the idTag's status."""
+    async def transaction_confirmed(self, local_id: int, csms_id: int | None, info: IdTagInfo) -> None:
+        """StartTransaction was answered: remember the CSMS id and act on the idTag's status.
+
+        ``csms_id`` is None when the answer was malformed but its status readable: a non-Accepted status is acted
+        on all the same (the session must not charge on while the start is retried)."""
         for conn in self.connectors.values():
             tx = conn.transaction
             if tx is None or tx.local_id != local_id:
                 continue
-            tx.csms_id = csms_id
+            if csms_id is not None:
+                tx.csms_id = csms_id
+                self.notices.pop(conn.id, None)  # the CSMS takes this connector's transactions again
             tx.parent_id_tag = info.parent_id_tag or tx.parent_id_tag
             accepted = info.status is AuthStatus.ACCEPTED
             try:
@@ -960,6 +984,32 @@ class Station:
                     if conn.can("evse_suspend"):
                         conn.evse_suspend()
             return
+
+    async def transaction_not_started(self, local_id: int, why: str) -> None:
+        """The CSMS never took this transaction's StartTransaction (it is a dead letter): stop the session if it
+        still runs (relay open) and tell the operator through the connector's status info.
+
+        Its later messages (MeterValues, StopTransaction) follow it into the dead letters, never sent with an id
+        the CSMS does not know (see OrphanedTransaction)."""
+        log.error("transaction %s: StartTransaction was never accepted (%s); stopping it", local_id, why)
+        cid: int | None = None
+        for conn in self.connectors.values():
+            tx = conn.transaction
+            if tx is None or tx.local_id != local_id:
+                continue
+            cid = conn.id
+            async with self._locks[conn.id]:
+                if conn.transaction is tx:
+                    await self._stop_transaction(conn, StopReason.DEAUTHORIZED)
+        if cid is None:
+            try:
+                stored = self.store.transaction(local_id)
+            except Exception:
+                stored = None
+            cid = stored.connector_id if stored is not None else None
+        if cid in self.connectors:
+            self.notices[cid] = f"transaction {local_id} not accepted by CSMS"[:50]
+            self._notify(cid)
 
     # commands from the CSMS
     def remote_start(
@@ -1026,9 +1076,12 @@ class Station:
                 await self._stop_transaction(conn, reason, id_tag)
 
     async def stop_all(self, reason: StopReason) -> None:
-        """End every running transaction with ``reason``."""
+        """End every running transaction with ``reason``; one connector's failure does not spare the others."""
         for conn in self.connectors.values():
-            await self._stop_locked(conn, reason)
+            try:
+                await self._stop_locked(conn, reason)
+            except Exception:
+                log.exception("connector %s: ending its transaction failed", conn.id)
 
     async def unlock(self, cid: int) -> UnlockResult:
         """Unlock a connector's cable; a running transaction ends first (OCPP 1.6 §5.18)."""
@@ -1154,7 +1207,7 @@ class Station:
 
     def current_limit_a(self, cid: int, at: datetime | None = None) -> float:
         """The current (A per phase) connector ``cid`` may offer now: its maximum under the profiles in force."""
-        at = at or self.clock.now()
+        at = at or self._now()
         return limit_a(
             self.profiles,
             cid,
@@ -1245,7 +1298,7 @@ class Station:
         """The limits of ``cid`` (0: the charge point) from now for ``duration_s``; None for an unknown one."""
         if (cid != 0 and cid not in self.connectors) or not 0 <= duration_s <= MAX_SECONDS:
             return None
-        now = self.clock.now()
+        now = self._now()
         # Without a transaction, relative schedules are shown as if one started now.
         return composite(
             self.profiles,
@@ -1266,7 +1319,7 @@ class Station:
             self._limit_timer = None
         if self.stopping:
             return
-        now = self.clock.now()
+        now = self._now()
         due: datetime | None = None
         for cid, conn in self.connectors.items():
             if self.ports[cid].relay.closed and conn.plugged:
@@ -1280,7 +1333,7 @@ class Station:
         if due is not None:
             # The boundary is a wall-clock time and the timer runs on the monotonic clock: re-check at least every
             # LIMIT_RECHECK_S, so that a clock correction (NTP at boot, SetClock) moves a period change by no more.
-            delay = min(LIMIT_RECHECK_S, max(0.0, (due - self.clock.now()).total_seconds()))
+            delay = min(LIMIT_RECHECK_S, max(0.0, (due - self._now()).total_seconds()))
             self._limit_timer = asyncio.get_running_loop().call_later(delay, self._apply_limits)
 
 

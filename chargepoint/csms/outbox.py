@@ -5,18 +5,37 @@ from __future__ import annotations
 import asyncio
 import logging
 from dataclasses import dataclass
-from typing import TYPE_CHECKING, Protocol
+from typing import TYPE_CHECKING, Any, Protocol
 
-from chargepoint.core.model import IdTagInfo
+from chargepoint.core.model import AuthStatus, IdTagInfo
 from chargepoint.core.settings import Settings
 from chargepoint.errors import CsmsRejected, CsmsUnavailable, StorageError
-from chargepoint.store import OutboxMessage, Store
+from chargepoint.store import OutboxKind, OutboxMessage, Store
 
 if TYPE_CHECKING:
     from chargepoint.core.station import Station
 
 log = logging.getLogger(__name__)
 STORAGE_RETRY_S = 1.0
+# The first back-off after an unexpected error in handling one message; it doubles up to 60 s.
+AGENT_ERROR_RETRY_S = 1.0
+
+
+class MalformedAnswer(CsmsRejected):
+    """The CSMS answered with a CALLRESULT the protocol does not allow (missing field, id out of range).
+
+    It counts as a refusal of that one message. What could still be read of it is kept: ``answer`` (the raw
+    payload, if any) and, for a StartTransaction, the idTag and the status the CSMS gave it."""
+
+    def __init__(self, code: str, description: str = "", *, answer: Any = None) -> None:
+        super().__init__(code, description)
+        self.answer = answer
+        self.id_tag: str | None = None
+        self.id_tag_info: IdTagInfo | None = None
+
+
+class OrphanedTransaction(Exception):
+    """A message of a transaction whose StartTransaction the CSMS never accepted (it is a dead letter)."""
 
 
 @dataclass(frozen=True, slots=True)
@@ -59,6 +78,7 @@ class OutboxSender:
     async def run(self, session: Deliverer) -> None:
         """Deliver until the session ends (CsmsUnavailable propagates to end the loop)."""
         await session.accepted.wait()
+        backoff = AGENT_ERROR_RETRY_S
         while True:
             self.wake.clear()
             if self.paused:
@@ -77,12 +97,42 @@ class OutboxSender:
             self.not_delivering.clear()
             try:
                 await self._deliver_one(session, message)
+                backoff = AGENT_ERROR_RETRY_S
+            except CsmsUnavailable:
+                raise
+            except Exception as exc:
+                # A bug or an answer nobody foresaw must not kill the task that carries every transaction
+                # message: log it, count it as an attempt on this message (so it ends as a dead letter rather
+                # than block the queue), back off, and go on.
+                log.exception(
+                    "outbox: handling %s #%s failed; backing off %s s", message.kind, message.seq, backoff
+                )
+                try:
+                    await self._refused(message, f"agent error: {type(exc).__name__}: {exc}", wait=False)
+                except Exception:
+                    log.exception("outbox: cannot count the attempt on %s #%s", message.kind, message.seq)
+                await asyncio.sleep(backoff)
+                backoff = min(backoff * 2, 60.0)
             finally:
                 self.not_delivering.set()
 
     async def _deliver_one(self, session: Deliverer, message: OutboxMessage) -> None:
         try:
             result = await session.deliver(message)
+        except MalformedAnswer as exc:
+            info = exc.id_tag_info
+            if exc.id_tag is not None and info is not None:
+                self.station.id_tag_info(exc.id_tag, info)
+            if (
+                message.local_tx_id is not None
+                and info is not None
+                and info.status is not AuthStatus.ACCEPTED
+            ):
+                # OCPP 1.6 §5.x StopTransactionOnInvalidId: the status is readable, the rest is not; act on it now
+                # as for a well-formed answer, rather than let the session charge while the message is retried.
+                await self.station.transaction_confirmed(message.local_tx_id, None, info)
+            await self._refused(message, f"{exc.code}: {exc.description}")
+            return
         except CsmsRejected as exc:
             await self._refused(message, f"{exc.code}: {exc.description}")
             return
@@ -91,16 +141,31 @@ class OutboxSender:
             log.info("outbox: %s #%s not delivered (%s); will retry", message.kind, message.seq, exc)
             await asyncio.sleep(self.settings.get_int("transaction_message_retry_interval_s") or 1)
             return
+        except OrphanedTransaction as exc:
+            # Its StartTransaction is a dead letter: the CSMS knows no id for it, and a made-up one would be an
+            # orphan there. It joins its start in the dead letters, for the operator to inspect together.
+            log.error(
+                "outbox: %s #%s joins its transaction's start in the dead letters", message.kind, message.seq
+            )
+            await self._give_up(message, f"orphan: {exc}"[:200])
+            return
         except Exception as exc:
             # A message this agent cannot turn into a valid CALL (a bug, or data from an older version) must not
             # block every message behind it: it goes to the dead letters at once.
             log.exception("outbox: %s #%s cannot be sent; kept as a dead letter", message.kind, message.seq)
-            try:
-                self.store.give_up(message.seq, f"not encodable: {type(exc).__name__}: {exc}"[:200])
-            except StorageError:
-                await asyncio.sleep(STORAGE_RETRY_S)
+            await self._give_up(message, f"not encodable: {type(exc).__name__}: {exc}"[:200])
             return
         await self._acknowledge(message, result)
+
+    async def _give_up(self, message: OutboxMessage, reason: str) -> None:
+        """Move a message to the dead letters; a StartTransaction's session is then stopped and reported."""
+        try:
+            self.store.give_up(message.seq, reason)
+        except StorageError:
+            await asyncio.sleep(STORAGE_RETRY_S)
+            return
+        if message.kind == OutboxKind.START and message.local_tx_id is not None:
+            await self.station.transaction_not_started(message.local_tx_id, reason)
 
     async def _acknowledge(self, message: OutboxMessage, result: Delivered) -> None:
         """Record the answer and drop the message, retrying while storage refuses: the answer is never lost
@@ -129,25 +194,25 @@ class OutboxSender:
                 message.local_tx_id, result.csms_tx_id, result.id_tag_info
             )
 
-    async def _refused(self, message: OutboxMessage, reason: str) -> None:
+    async def _refused(self, message: OutboxMessage, reason: str, *, wait: bool = True) -> None:
         """Retry TransactionMessageAttempts times, waiting interval x attempt (OCPP 1.6 §4.10), then keep it as a
         dead letter."""
         try:
             attempts = self.store.count_attempt(message.seq)
             limit = self.settings.get_int("transaction_message_attempts")
-            if attempts >= limit:
-                log.error(
-                    "outbox: %s #%s refused %s times (%s); kept as a dead letter",
-                    message.kind,
-                    message.seq,
-                    attempts,
-                    reason,
-                )
-                self.store.give_up(message.seq, reason[:200])
-                return
         except StorageError:
             log.exception("outbox: cannot count the attempt on %s #%s", message.kind, message.seq)
             await asyncio.sleep(STORAGE_RETRY_S)
+            return
+        if attempts >= limit:
+            log.error(
+                "outbox: %s #%s refused %s times (%s); kept as a dead letter",
+                message.kind,
+                message.seq,
+                attempts,
+                reason,
+            )
+            await self._give_up(message, reason[:200])
             return
         delay = self.settings.get_int("transaction_message_retry_interval_s") * attempts
         log.warning(
@@ -159,7 +224,8 @@ class OutboxSender:
             limit,
             delay,
         )
-        await asyncio.sleep(delay)
+        if wait:
+            await asyncio.sleep(delay)
 
     async def quiesce(self, timeout_s: float) -> None:
         """Start nothing new and let a CALL in flight get its answer, so a restart does not send it twice."""

@@ -10,6 +10,7 @@ import asyncio
 import contextlib
 import json
 import logging
+import math
 import re
 from collections.abc import Iterator, Mapping
 from dataclasses import dataclass
@@ -18,7 +19,7 @@ from typing import TYPE_CHECKING, Any
 
 import ocpp.messages
 from ocpp.exceptions import OCPPError
-from ocpp.messages import Call, CallError, CallResult, MessageType, unpack
+from ocpp.messages import Call, CallError, CallResult, MessageType
 from ocpp.routing import after, create_route_map, on
 from ocpp.v16 import ChargePoint as _OcppChargePoint
 from ocpp.v16 import call_result
@@ -32,9 +33,10 @@ from chargepoint.core.smart_charging import (
     CompositeSchedule,
     SchedulePeriod,
 )
-from chargepoint.csms.outbox import Delivered
+from chargepoint.csms.outbox import Delivered, MalformedAnswer, OrphanedTransaction
 from chargepoint.csms.v16 import mapping
 from chargepoint.errors import ChargePointError, CsmsRejected, CsmsUnavailable
+from chargepoint.ports import safe_now
 from chargepoint.store import OutboxKind, OutboxMessage
 
 if TYPE_CHECKING:
@@ -47,7 +49,52 @@ log = logging.getLogger(__name__)
 frames = logging.getLogger("chargepoint.frames")
 
 _UNIQUE_ID = re.compile(r'^\s*\[\s*\d+\s*,\s*"([^"\\]{1,64})"')
+_ANSWER_ID = re.compile(r'^\s*\[\s*([34])\s*,\s*"([^"\\]{1,64})"')
+# OCPP 1.6 JSON schemas type ids and counts as "integer" and give no bound; our store keeps them as signed 64-bit
+# SQLite integers, and every real value is far below. A number at or beyond 2^63 (1e308, 10^23, 2^63) is out of
+# range for any field (PropertyConstraintViolation, OCPP-J 1.6 §4.2.3), before the ``ocpp`` package's schema
+# check sees it: its multipleOf test raises OverflowError on 1e308 instead of a validation error.
+INT64_MIN, INT64_MAX = -(2**63), 2**63 - 1
+_MAX_DEPTH = 16  # the deepest OCPP 1.6 payload (SetChargingProfile's periods) nests 5 levels
+# Fields that count or index something and so are never negative (OCPP 1.6 §6: connectorId >= 0; stackLevel,
+# duration, retries, startPeriod, listVersion are counts of levels, seconds or versions).
+_NON_NEGATIVE = frozenset(
+    {
+        "connectorId",
+        "stackLevel",
+        "duration",
+        "retries",
+        "retryInterval",
+        "startPeriod",
+        "listVersion",
+        "numberPhases",
+    }
+)
 _ACTIONS_16 = frozenset(a.value for a in Action)
+# Log lines about bad frames per session and minute: a flood from the CSMS is counted, not logged line by line.
+HOSTILE_LOG_PER_MINUTE = 10
+
+
+class _LogBudget:
+    """Rate-limits the log lines a peer can cause: ``per_minute`` in each minute, then one line with the count."""
+
+    def __init__(self, per_minute: int) -> None:
+        self.per_minute = per_minute
+        self._window_start = -60.0
+        self._used = 0
+        self.suppressed = 0
+
+    def allow(self, now: float) -> bool:
+        """True if a line may be logged at loop time ``now``."""
+        if now - self._window_start >= 60.0:
+            if self.suppressed:
+                log.warning("%s more log lines about bad CSMS frames were suppressed", self.suppressed)
+            self._window_start, self._used, self.suppressed = now, 0, 0
+        if self._used < self.per_minute:
+            self._used += 1
+            return True
+        self.suppressed += 1
+        return False
 
 
 def ocpp_time(when: datetime) -> str:
@@ -65,11 +112,66 @@ def id_tag_info(data: dict[str, Any] | None) -> IdTagInfo:
     """An OCPP 1.6 IdTagInfo (camelCase or snake_case keys) as the core's."""
     data = data or {}
     expiry = data.get("expiryDate") or data.get("expiry_date")
+    expires = None
+    if expiry:
+        try:
+            expires = parse_time(expiry)
+        except (TypeError, ValueError, AttributeError):
+            log.warning("ignoring an unreadable expiryDate %.40r", expiry)
     return IdTagInfo(
         mapping.AUTH_STATUS_IN.get(data.get("status", "Invalid"), AuthStatus.INVALID),
-        parse_time(expiry) if expiry else None,
+        expires,
         data.get("parentIdTag") or data.get("parent_id_tag"),
     )
+
+
+def readable_status(answer: Any) -> IdTagInfo | None:
+    """Only the idTagInfo.status of an answer that is otherwise malformed, if it names a known status."""
+    info = answer.get("idTagInfo") if isinstance(answer, dict) else None
+    status = info.get("status") if isinstance(info, dict) else None
+    if not isinstance(status, str) or status not in mapping.AUTH_STATUS_IN:
+        return None
+    return IdTagInfo(mapping.AUTH_STATUS_IN[status])
+
+
+def is_int64(value: Any) -> bool:
+    """True for a JSON integer our store can keep (signed 64-bit), never a bool."""
+    return isinstance(value, int) and not isinstance(value, bool) and INT64_MIN <= value <= INT64_MAX
+
+
+def _reject_constant(name: str) -> Any:
+    # RFC 8259 has no NaN or Infinity, but Python's json accepts them: a frame with one is malformed.
+    raise ValueError(f"{name} is not a JSON number")
+
+
+_DECODER = json.JSONDecoder(
+    parse_constant=_reject_constant
+)  # one decoder: json.loads(**kw) builds one per call
+
+
+def check_values(payload: Any) -> None:
+    """Raise an OCPPError for a payload no OCPP 1.6 field can hold: nesting deeper than any schema, a number
+    beyond signed 64 bits or not finite (1e309 parses as infinity), a negative count or connector id."""
+    stack: list[tuple[Any, str | None, int]] = [(payload, None, 0)]
+    while stack:
+        value, key, depth = stack.pop()
+        if depth > _MAX_DEPTH:
+            raise ocpp.exceptions.FormatViolationError(details={"cause": "payload nested too deeply"})
+        if isinstance(value, dict):
+            stack.extend((v, k, depth + 1) for k, v in value.items())
+        elif isinstance(value, list):
+            stack.extend((v, key, depth + 1) for v in value)
+        elif isinstance(value, bool) or value is None or isinstance(value, str):
+            continue
+        elif isinstance(value, int | float):
+            if (isinstance(value, float) and not math.isfinite(value)) or not INT64_MIN <= value <= INT64_MAX:
+                raise ocpp.exceptions.PropertyConstraintViolationError(
+                    details={"cause": f"{key or 'a number'} is out of range"}
+                )
+            if key in _NON_NEGATIVE and value < 0:
+                raise ocpp.exceptions.PropertyConstraintViolationError(
+                    details={"cause": f"{key} must not be negative"}
+                )
 
 
 def charging_profile_of(data: dict[str, Any], connector_id: int) -> ChargingProfile:
@@ -145,10 +247,6 @@ _UNIT_16 = {
     "Frequency": "Hz",
     "SoC": "Percent",
 }
-
-
-class OrphanedTransaction(Exception):
-    """A message of a transaction whose StartTransaction the CSMS never accepted."""
 
 
 @dataclass(frozen=True, slots=True)
@@ -227,6 +325,8 @@ class V16Session(_OcppChargePoint):  # type: ignore[misc]
         self._last_status: dict[int, tuple[str, str, str | None]] = {}
         self._tasks: set[asyncio.Task[Any]] = set()
         self._closed = asyncio.Event()
+        self._answered: str | None = None  # the uniqueId of the last CALLRESULT/CALLERROR sent
+        self._log_budget = _LogBudget(HOSTILE_LOG_PER_MINUTE)
 
     # transport
     async def start(self) -> None:
@@ -249,6 +349,8 @@ class V16Session(_OcppChargePoint):  # type: ignore[misc]
         from websockets.exceptions import ConnectionClosed
 
         frames.debug("%s > %s", self.id, message)
+        if message.startswith(("[3,", "[4,")):
+            self._answered = self._readable_answer_id(message)
         try:
             await self._connection.send(message)
         except ConnectionClosed as exc:
@@ -257,15 +359,38 @@ class V16Session(_OcppChargePoint):  # type: ignore[misc]
         self.link.touch()
 
     async def route_message(self, raw_msg: str | bytes) -> None:
-        """Route one frame; malformed ones get a CallError wherever a uniqueId can be read (OCPP-J §4.2.3)."""
+        """Route one frame; every CALL gets an answer, whatever it holds, and nothing in a frame ends the link.
+
+        Malformed frames get a CallError wherever a uniqueId can be read (OCPP-J §4.2.3); an error the handlers
+        or the ``ocpp`` package raise unexpectedly becomes an InternalError answer for a CALL, and is logged and
+        dropped for a CALLRESULT or CALLERROR. Only a closed connection (CsmsUnavailable) ends the loop."""
         text = raw_msg.decode("utf-8", "replace") if isinstance(raw_msg, bytes) else raw_msg
+        self._answered = None
+        try:
+            await self._route(text)
+        except CsmsUnavailable:
+            raise
+        except Exception as exc:
+            unique_id = self._readable_unique_id(text)
+            if self._may_log():
+                log.exception("frame from CSMS not handled: %.200s", text)
+            if unique_id is not None and self._answered != unique_id and self.boot_status != "Rejected":
+                await self._reply_error(
+                    unique_id,
+                    ocpp.exceptions.InternalError(details={"cause": f"{type(exc).__name__}"}),
+                )
+
+    async def _route(self, text: str) -> None:
         try:
             msg = self._unpack(text)
         except OCPPError as exc:
             unique_id = self._readable_unique_id(text)
-            log.warning("malformed frame from CSMS (%s): %.200s", exc.code, text)
+            if self._may_log():
+                log.warning("malformed frame from CSMS (%s): %.200s", exc.code, text)
             if unique_id is not None:
                 await self._reply_error(unique_id, exc)
+            else:
+                self._fail_pending(text, exc)
             return
         if msg.message_type_id == MessageType.Call:
             if self.boot_status == "Rejected":
@@ -273,40 +398,79 @@ class V16Session(_OcppChargePoint):  # type: ignore[misc]
             try:
                 await self._handle_call(msg)
             except OCPPError as exc:
-                await self._reply_error(msg.unique_id, exc)
+                if self._answered != msg.unique_id:  # not after an answer (an after-handler failed)
+                    await self._reply_error(msg.unique_id, exc)
             return
         pending = self._pending
         if pending is None or pending[0] != msg.unique_id or pending[2].done():
-            log.warning("ignoring an answer to no outstanding CALL: %.200s", text)
+            if self._may_log():
+                log.warning("ignoring an answer to no outstanding CALL: %.200s", text)
             return
         pending[2].set_result(msg)
         # Let the waiting sender act on the answer (e.g. record StartTransaction's transactionId) before the next
         # frame is routed: a RemoteStop right after StartTransaction.conf must find the transaction.
         await asyncio.sleep(0)
 
+    def _may_log(self) -> bool:
+        return self._log_budget.allow(asyncio.get_running_loop().time())
+
+    def _fail_pending(self, text: str, exc: OCPPError) -> None:
+        """A malformed answer to our outstanding CALL is that CALL's protocol error, not a silent timeout."""
+        match = _ANSWER_ID.match(text)
+        pending = self._pending
+        if match is None or pending is None or pending[0] != match.group(2) or pending[2].done():
+            return
+        pending[2].set_exception(
+            MalformedAnswer("FormationViolation", f"unreadable {pending[1]} answer: {exc.details}"[:200])
+        )
+
     @staticmethod
     def _unpack(text: str) -> Call | CallResult | CallError:
         try:
-            data = unpack(text)
+            data = _DECODER.decode(text)
         except (ValueError, RecursionError) as exc:
-            # json.loads raises more than JSONDecodeError: deep nesting, over-long integers.
+            # json.loads raises more than JSONDecodeError: deep nesting, over-long integers, NaN and Infinity.
             raise ocpp.exceptions.FormatViolationError(
                 details={"cause": f"unreadable JSON: {exc}"[:100]}
             ) from exc
-        if isinstance(data, Call):
+        if not isinstance(data, list) or not data:
+            raise ocpp.exceptions.ProtocolError(details={"cause": "a frame is a non-empty JSON array"})
+        kinds: dict[Any, type[Call | CallResult | CallError]] = {
+            MessageType.Call: Call,
+            MessageType.CallResult: CallResult,
+            MessageType.CallError: CallError,
+        }
+        cls = kinds.get(data[0]) if type(data[0]) is int else None
+        if cls is None:
+            raise ocpp.exceptions.PropertyConstraintViolationError(
+                details={"cause": f"MessageTypeId {str(data[0])[:20]!r} isn't valid"}
+            )
+        try:
+            message = cls(*data[1:])
+        except TypeError as exc:
+            raise ocpp.exceptions.ProtocolError(details={"cause": "Message is missing elements."}) from exc
+        if isinstance(message, Call):
             if (
-                not isinstance(data.unique_id, str)
-                or not isinstance(data.action, str)
-                or not isinstance(data.payload, dict)
+                not isinstance(message.unique_id, str)
+                or not isinstance(message.action, str)
+                or not isinstance(message.payload, dict)
             ):
                 raise ocpp.exceptions.FormatViolationError(
                     details={"cause": "CALL elements have wrong types"}
                 )
-        elif isinstance(data, CallResult) and not isinstance(data.payload, dict):
-            raise ocpp.exceptions.FormatViolationError(
-                details={"cause": "CALLRESULT payload is not an object"}
-            )
-        return data
+            check_values(message.payload)
+        elif isinstance(message, CallResult):
+            if not isinstance(message.payload, dict):
+                raise ocpp.exceptions.FormatViolationError(
+                    details={"cause": "CALLRESULT payload is not an object"}
+                )
+            check_values(message.payload)
+        return message
+
+    @staticmethod
+    def _readable_answer_id(text: str) -> str | None:
+        match = _ANSWER_ID.match(text)
+        return match.group(2) if match else None
 
     @staticmethod
     def _readable_unique_id(text: str) -> str | None:
@@ -339,7 +503,18 @@ class V16Session(_OcppChargePoint):  # type: ignore[misc]
             raise ocpp.exceptions.NotImplementedError(
                 details={"cause": f"{msg.action} is not an OCPP 1.6 action"}
             )
-        await super()._handle_call(msg)
+        try:
+            await super()._handle_call(msg)
+        except OCPPError:
+            raise
+        except (ValueError, ArithmeticError, RecursionError) as exc:
+            # The schema check itself failed on a value (jsonschema's multipleOf on a huge float, a regex on a
+            # pathological string): the value is not one this field can take.
+            if self._may_log():
+                log.warning("%s payload could not be validated: %s", msg.action, exc)
+            raise ocpp.exceptions.PropertyConstraintViolationError(
+                details={"cause": f"invalid value: {type(exc).__name__}"}
+            ) from exc
 
     async def request(
         self, action: str, payload: dict[str, Any], *, timeout_s: float | None = None
@@ -388,7 +563,13 @@ class V16Session(_OcppChargePoint):  # type: ignore[misc]
         try:
             ocpp.messages._validate_payload(answer, self._ocpp_version)
         except OCPPError as exc:
-            raise CsmsRejected("FormationViolation", f"invalid {action} answer: {exc.details}") from exc
+            raise MalformedAnswer(
+                "FormationViolation", f"invalid {action} answer: {exc.details}"[:200], answer=answer.payload
+            ) from exc
+        except Exception as exc:  # the validator choking on a value is the answer's fault, not ours
+            raise MalformedAnswer(
+                "FormationViolation", f"invalid {action} answer: {type(exc).__name__}", answer=answer.payload
+            ) from exc
         result: dict[str, Any] = answer.payload
         return result
 
@@ -514,12 +695,16 @@ class V16Session(_OcppChargePoint):  # type: ignore[misc]
         if self._closed.is_set():
             raise CsmsUnavailable("connection closed")
 
-    def _adopt_time(self, text: str | None) -> None:
-        if text:
-            try:
-                self.link.set_time(parse_time(text))
-            except ValueError:
-                log.warning("CSMS sent an unreadable currentTime %r", text)
+    def _adopt_time(self, text: Any) -> None:
+        """Adopt the CSMS's currentTime; the clock itself refuses an implausible one (9999-12-31, year 1)."""
+        if not text:
+            return
+        try:
+            when = parse_time(text)
+        except (TypeError, ValueError, AttributeError):
+            log.warning("CSMS sent an unreadable currentTime %.40r", text)
+            return
+        self.link.set_time(when)
 
     async def _heartbeat(self) -> None:
         """Heartbeat when nothing else was exchanged for HeartbeatInterval (any traffic counts)."""
@@ -573,7 +758,7 @@ class V16Session(_OcppChargePoint):  # type: ignore[misc]
             mapping.STATUS[state],
             mapping.ERROR_CODE[error],
             info,
-            self.link.clock.now(),
+            safe_now(self.link.clock),
             asyncio.get_running_loop().time(),
             seq,
         )
@@ -637,32 +822,42 @@ class V16Session(_OcppChargePoint):  # type: ignore[misc]
         or OCPPError/ValueError/KeyError when the message cannot be encoded as a valid 1.6 CALL."""
         event = message.payload
         if message.kind == OutboxKind.START:
-            answer = await self.request(
-                "StartTransaction",
-                {
-                    "connectorId": event["connector_id"],
-                    "idTag": event["id_tag"],
-                    "meterStart": int(event["meter_start_wh"]),
-                    "timestamp": ocpp_time(parse_time(event["timestamp"])),
-                },
-            )
-            return Delivered(
-                int(answer["transactionId"]), event["id_tag"], id_tag_info(answer.get("idTagInfo"))
-            )
+            payload = {
+                "connectorId": event["connector_id"],
+                "idTag": event["id_tag"],
+                "meterStart": int(event["meter_start_wh"]),
+                "timestamp": ocpp_time(parse_time(event["timestamp"])),
+            }
+            try:
+                answer = await self.request("StartTransaction", payload)
+                tx_id = answer["transactionId"]
+                if not is_int64(tx_id):
+                    # OCPP 1.6 §6.46: an integer; ours are signed 64-bit. A protocol error of this one answer.
+                    raise MalformedAnswer(
+                        "PropertyConstraintViolation",
+                        f"transactionId {tx_id!r:.30} out of range",
+                        answer=answer,
+                    )
+            except MalformedAnswer as exc:
+                # Malformed, but a readable non-Accepted status is still acted on (finding: an Invalid answer
+                # without a transactionId must not leave the session charging).
+                exc.id_tag, exc.id_tag_info = event["id_tag"], readable_status(exc.answer)
+                raise
+            return Delivered(tx_id, event["id_tag"], id_tag_info(answer.get("idTagInfo")))
         if message.kind == OutboxKind.STOP:
-            payload: dict[str, Any] = {
+            stop: dict[str, Any] = {
                 "transactionId": self._transaction_id(message.local_tx_id),
                 "meterStop": int(event["meter_stop_wh"]),
                 "timestamp": ocpp_time(parse_time(event["timestamp"])),
                 "reason": mapping.STOP_REASON[StopReason(event["reason"])],
             }
             if event.get("id_tag"):
-                payload["idTag"] = event["id_tag"]
+                stop["idTag"] = event["id_tag"]
             data = [meter_value(Sample.from_json(s)) for s in event.get("transaction_data") or []]
             data = [d for d in data if d["sampledValue"]]
             if data:
-                payload["transactionData"] = data
-            answer = await self.request("StopTransaction", payload)
+                stop["transactionData"] = data
+            answer = await self.request("StopTransaction", stop)
             if event.get("id_tag") and answer.get("idTagInfo"):
                 return Delivered(None, event["id_tag"], id_tag_info(answer["idTagInfo"]))
             return Delivered()
@@ -885,7 +1080,7 @@ class V16Session(_OcppChargePoint):  # type: ignore[misc]
     async def _send_triggered(self, what: str, connector_id: int | None) -> None:
         try:
             await self._triggered(what, connector_id)
-        except (CsmsRejected, CsmsUnavailable) as exc:
+        except (CsmsRejected, CsmsUnavailable, OrphanedTransaction) as exc:
             log.warning("triggered %s failed: %s", what, exc)
 
     async def _triggered(self, what: str, connector_id: int | None) -> None:
