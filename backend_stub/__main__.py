@@ -112,7 +112,7 @@ def build_parser() -> argparse.ArgumentParser:
         default=None,
         metavar="N",
         help="TCP connections open at once; when full, the oldest connection without a request is closed for a "
-        f"new one (default: the open-files limit minus 256, here {default_max_connections()})",
+        f"new one (default: the open-files limit minus 256 (or a quarter of it), here {default_max_connections()})",
     )
     limits.add_argument(
         "--max-connections-per-address",

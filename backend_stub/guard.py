@@ -22,6 +22,7 @@ __all__ = [
     "ConnectionGuard",
     "Lockout",
     "RateLimitFilter",
+    "accept_backlog",
     "default_max_connections",
 ]
 
@@ -30,11 +31,24 @@ FD_RESERVE = 256
 
 
 def default_max_connections() -> int:
-    """The global connection cap: the soft RLIMIT_NOFILE minus a reserve for files (at least 64)."""
+    """The global connection cap: the soft RLIMIT_NOFILE minus a reserve for files (256, or a quarter if less)."""
     soft, _hard = resource.getrlimit(resource.RLIMIT_NOFILE)
     if soft == resource.RLIM_INFINITY:
         soft = 65536
-    return max(64, soft - FD_RESERVE)
+    return max(2, soft - min(FD_RESERVE, soft // 4))
+
+
+def accept_backlog(max_connections: int) -> int:
+    """The listen backlog, which asyncio also uses as the most sockets it accepts in one go.
+
+    Those sockets hold file descriptors for a few event-loop iterations before `ConnectionGuard.admit` sees
+    (and may refuse) them, and a few bursts can be in flight: one burst gets a quarter of the descriptors left
+    above `max_connections`, between 16 and 4096 (64 with the default cap).
+    """
+    soft, _hard = resource.getrlimit(resource.RLIMIT_NOFILE)
+    if soft == resource.RLIM_INFINITY:
+        return 4096
+    return max(16, min(4096, (soft - max_connections) // 4))
 
 
 class RateLimitFilter(logging.Filter):

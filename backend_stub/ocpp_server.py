@@ -28,7 +28,13 @@ from ocpp.exceptions import NotImplementedError as SchemaMissingError
 from ocpp.exceptions import OCPPError
 from ocpp.messages import Call, CallResult, _validate_payload
 
-from backend_stub.guard import AuthThrottle, ConnectionGuard, RateLimitFilter, retry_after_header
+from backend_stub.guard import (
+    AuthThrottle,
+    ConnectionGuard,
+    RateLimitFilter,
+    accept_backlog,
+    retry_after_header,
+)
 
 __all__ = [
     "NO_REPLY",
@@ -489,13 +495,15 @@ class CentralSystem:
         try:
             await self._runner.setup()
             self._guard_connections(self._runner)
-            # A large backlog: after a site power cut every charger reconnects at once.
+            # A large backlog helps when every charger of a site reconnects at once after a power cut, but asyncio
+            # accepts up to `backlog` sockets in one go, before `guard` sees them: it is bounded by the file
+            # descriptors left above the connection cap, so that accept() never fails with EMFILE.
             site = _Site(
                 self._runner,
                 self.host,
                 self.port,
                 ssl_context=self.ssl_context,
-                backlog=4096,
+                backlog=accept_backlog(self.guard.max_connections),
                 ssl_handshake_timeout_s=self.handshake_timeout_s,
             )
             await site.start()
@@ -515,17 +523,22 @@ class CentralSystem:
         server = runner.server
         assert server is not None
         made, lost = server.connection_made, server.connection_lost
+        transports: dict[
+            RequestHandler, asyncio.Transport
+        ] = {}  # the handler forgets its own before it is lost
 
         def connection_made(handler: RequestHandler, transport: asyncio.Transport) -> None:
             made(handler, transport)
+            transports[handler] = transport
             refusal = self.guard.admit(transport)
             if refusal is not None:
                 refusal_log.warning("refused a connection: %s", refusal)
                 transport.abort()
 
         def connection_lost(handler: RequestHandler, exc: BaseException | None = None) -> None:
-            if handler.transport is not None:
-                self.guard.release(handler.transport)
+            transport = transports.pop(handler, None)
+            if transport is not None:
+                self.guard.release(transport)
             lost(handler, exc)
 
         server.connection_made = connection_made  # type: ignore[method-assign]
