@@ -274,9 +274,10 @@ def main(argv: Sequence[str] | None = None) -> int:
     if args.command == "serve":
         _check_limits(parser, args)
     logging.basicConfig(level=logging.INFO, format="%(asctime)s %(levelname)s %(name)s: %(message)s")
-    # asyncio logs "socket.accept() out of system resource" with a traceback each time accept() hits EMFILE
-    # (it then pauses the listener for a second): a few lines per second at most.
-    logging.getLogger("asyncio").addFilter(RateLimitFilter())
+    # asyncio logs "socket.accept() out of system resource" with a traceback each time accept() hits EMFILE, aiohttp
+    # logs bad requests, the registry logs refused chargers: a flood must cost a few lines per second per kind.
+    for name in ("asyncio", "aiohttp.server", "aiohttp.web", "aiohttp.websocket", "backend_stub.csms"):
+        logging.getLogger(name).addFilter(RateLimitFilter())
     if args.verbose:
         logging.getLogger("backend_stub").setLevel(logging.DEBUG)
     if args.command == "serve":

@@ -918,16 +918,25 @@ async def update_charger(request: web.Request) -> web.Response:
     csms = _csms(request)
     charger = _charger_or_404(csms, request.match_info["cp_id"])
     body = await _json_body(request)
-    _only(body, {"status", "password", "tariff_id", "allow_no_password"})
+    _only(body, {"status", "password", "tariff_id", "allow_no_password", "security_profile"})
     if not body:
-        _bad("nothing to change: give status, password and/or tariff_id")
+        _bad("nothing to change: give status, password, tariff_id and/or security_profile")
     status = _enum_field(body, "status", ChargerStatus)
     password = _password_field(body) if "password" in body or "allow_no_password" in body else None
     tariff_id = _tariff_ref(csms, body)
+    profile = (
+        _int_value(body["security_profile"], "security_profile", low=0, high=3)
+        if "security_profile" in body
+        else None
+    )
     if status is not None:
         csms.store.set_charger_status(charger.id, status)
     if "password" in body:
         csms.set_password(charger.id, password)
+    if profile is not None:
+        # The operator may lower the recorded profile (e.g. a charger whose certificate is gone goes back to its
+        # password); chargers themselves can only raise it.
+        csms.store.set_security_profile(charger.id, profile)
     if "tariff_id" in body:
         csms.store.set_charger_tariff(charger.id, tariff_id)
     return _ok(_charger_json(csms, _charger_or_404(csms, charger.id)))
@@ -1302,6 +1311,7 @@ OPENAPI: Final[dict[str, Any]] = {
                 {
                     "password": _NULLABLE_STR,
                     "allow_no_password": {"type": "boolean"},
+                    "security_profile": {"type": "integer", "minimum": 0, "maximum": 3},
                     "status": {"enum": ["accepted", "pending", "rejected"]},
                     "tariff_id": _NULLABLE_STR,
                 }

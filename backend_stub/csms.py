@@ -235,9 +235,16 @@ class Csms:
         )
 
     def set_password(self, cp_id: str, password: str | None) -> None:
-        """Change a charger's password (always through here: it also drops the cached proof of the old one)."""
+        """Change a charger's password (always through here: it also drops the cached proof of the old one).
+
+        Clearing it also lowers a recorded profile 1 or 2 to 0: the operator chose a charger without credentials,
+        which would otherwise be refused as a downgrade.
+        """
         self.store.set_password(cp_id, password)
         self._verified.pop(cp_id, None)
+        charger = self.store.charger(cp_id)
+        if password is None and charger is not None and charger.security_profile in (1, 2):
+            self.store.set_security_profile(cp_id, 0)
 
     def _on_call_answered(
         self, cp_id: str, action: str, payload: dict[str, Any], answer: dict[str, Any]

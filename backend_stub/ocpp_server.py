@@ -52,6 +52,8 @@ log = logging.getLogger(__name__)
 # Refusals and evictions are logged here, at most a few lines per second per kind (a flood must not fill the disk).
 refusal_log = logging.getLogger(__name__ + ".refusals")
 refusal_log.addFilter(RateLimitFilter())
+violation_log = logging.getLogger(__name__ + ".violations")
+violation_log.addFilter(RateLimitFilter())
 
 CALL = 2
 CALLRESULT = 3
@@ -65,6 +67,7 @@ MAX_CHARGER_ID_LENGTH = 48
 CLOSE_TIMEOUT_S = 5.0
 HANDSHAKE_TIMEOUT_S = 10.0
 MAX_BOOTED_REMEMBERED = 100_000
+MAX_RECORDED_PROBLEMS = 10_000  # `violations` kept in memory (the oldest tenth dropped when full)
 
 Direction: TypeAlias = Literal["in", "out"]
 
@@ -752,6 +755,13 @@ class CentralSystem:
             )
         if self.refuse_connections:
             return web.Response(status=HTTPStatus.SERVICE_UNAVAILABLE, text="Connections are refused\n")
+        offered = _offered_subprotocols(request.headers.getall("Sec-WebSocket-Protocol", []))
+        if not any(sub in VERSIONS for sub in offered):
+            self._violation(cp_id, "", f"handshake offers no supported subprotocol (offered: {offered[:8]})")
+            return web.Response(
+                status=HTTPStatus.BAD_REQUEST,
+                text=f"Offer one of these subprotocols: {', '.join(VERSIONS)}\n",
+            )
         address = request.remote or "?"
         wait_s = self.auth_throttle.retry_after_s(cp_id, address)
         if wait_s is not None:
@@ -805,13 +815,6 @@ class CentralSystem:
                 headers={"WWW-Authenticate": 'Basic realm="ocpp", charset="UTF-8"'},
             )
         self.auth_throttle.succeeded(cp_id)
-        offered = _offered_subprotocols(request.headers.getall("Sec-WebSocket-Protocol", []))
-        if not any(sub in VERSIONS for sub in offered):
-            self._violation(cp_id, "", f"handshake offers no supported subprotocol (offered: {offered})")
-            return web.Response(
-                status=HTTPStatus.BAD_REQUEST,
-                text=f"Offer one of these subprotocols: {', '.join(VERSIONS)}\n",
-            )
         return None
 
     # ---- connection handling -----------------------------------------------------------------------------------
@@ -835,10 +838,6 @@ class CentralSystem:
     async def _serve_websocket(self, request: web.Request) -> web.StreamResponse:
         """Check the handshake, then serve the charger's connection until it closes."""
         cp_id = _charger_id(request.raw_path)
-        refusal = await self._refusal(request, cp_id)
-        if refusal is not None:
-            return refusal
-        assert cp_id is not None
         ws = web.WebSocketResponse(
             protocols=tuple(VERSIONS),
             compress=False,
@@ -846,8 +845,14 @@ class CentralSystem:
             timeout=CLOSE_TIMEOUT_S,
             autoping=True,
         )
-        if not ws.can_prepare(request).ok:
+        # Checked before the registry: a request that cannot become an OCPP WebSocket must not add a pending
+        # charger or spend a password check.
+        if cp_id is not None and not ws.can_prepare(request).ok:
             return web.Response(status=HTTPStatus.UPGRADE_REQUIRED, text="Expected a WebSocket handshake\n")
+        refusal = await self._refusal(request, cp_id)
+        if refusal is not None:
+            return refusal
+        assert cp_id is not None
         await ws.prepare(request)
         version = VERSIONS[ws.ws_protocol or ""]  # _refusal made sure one of ours was offered
         conn = _Connection(cp_id, ws, request.transport, version)
@@ -1051,9 +1056,11 @@ class CentralSystem:
         self._notify()
 
     def _violation(self, cp_id: str, action: str, message: str) -> None:
-        """Record something a charger did wrong."""
-        log.warning("OCPP violation by %s (%s): %s", cp_id, action or "-", message)
+        """Record something a charger did wrong (the log line rate-limited, the list bounded)."""
+        violation_log.warning("OCPP violation by %s (%s): %s", cp_id, action or "-", message)
         self.violations.append((cp_id, action, message))
+        if len(self.violations) > MAX_RECORDED_PROBLEMS:
+            del self.violations[: MAX_RECORDED_PROBLEMS // 10]
 
     def _write(self, record: dict[str, Any]) -> None:
         """Append one JSON line to the log file, if any, and flush it."""

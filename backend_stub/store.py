@@ -1000,6 +1000,14 @@ class CsmsStore:
             db.execute("DELETE FROM chargers WHERE id = ?", (cp_id,))
         return len(ids)
 
+    def set_security_profile(self, cp_id: str, profile: int) -> Charger:
+        """Set the recorded security profile (0-3), lower too: the operator's decision, e.g. after a lost key."""
+        _int(profile, "security_profile", low=0, high=3)
+        with self._write() as db:
+            self._charger_row(db, cp_id)
+            db.execute("UPDATE chargers SET security_profile = ? WHERE id = ?", (profile, cp_id))
+            return _charger(self._charger_row(db, cp_id))
+
     def raise_security_profile(self, cp_id: str, profile: int) -> Charger:
         """Record that the charger connected with security ``profile`` (0-3); the record never goes down."""
         _int(profile, "security_profile", low=0, high=3)

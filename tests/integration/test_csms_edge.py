@@ -229,6 +229,24 @@ async def test_unknown_chargers_fill_at_most_max_pending_rows_which_expire(store
         assert sorted(c.id for c in store.chargers()) == ["CP-1", "STRANGER-9"]
 
 
+async def test_requests_that_are_no_ocpp_handshake_add_no_pending_charger(store: CsmsStore) -> None:
+    upgrade = {
+        "Upgrade": "websocket",
+        "Connection": "Upgrade",
+        "Sec-WebSocket-Version": "13",
+        "Sec-WebSocket-Key": "dGhlIHNhbXBsZSBub25jZQ==",
+    }
+    async with (
+        running(store, admit_unknown=True) as app,
+        aiohttp.ClientSession(base_url=app.http_url) as http,
+    ):
+        async with http.get("/ocpp/PLAIN-GET") as r:
+            assert r.status == 426
+        async with http.get("/ocpp/NO-SUBPROTOCOL", headers=upgrade) as r:
+            assert r.status == 400
+        assert [c.id for c in store.chargers()] == ["CP-1"]
+
+
 @pytest.mark.parametrize(
     "segment",
     ["A" * 1000, "A" * 49, "CP%00X", "CP%0A1", "%FF%FE", "CP%E2%80%8B1", "%2F"],
@@ -445,11 +463,24 @@ async def test_profile_3_certificate_must_be_issued_to_the_charger_id(store: Csm
         )
         assert status == 401
         # ... while CP-1, never seen above profile 2, connects with its password and is raised to 2.
-        assert (await _handshake(f"{app.url}/CP-1", _basic("CP-1", PASSWORD), _client_tls(pki, None)))[
-            0
-        ] == 101
+        status, _ = await _handshake(f"{app.url}/CP-1", _basic("CP-1", PASSWORD), _client_tls(pki, None))
+        assert status == 101
         charger = store.charger("CP-1")
         assert charger is not None and charger.security_profile == 2
+        # Only the operator can lower the record (say CP-Y's certificate is lost).
+        async with (
+            aiohttp.ClientSession(
+                base_url=app.http_url,
+                headers=ADMIN,
+                connector=aiohttp.TCPConnector(ssl=_client_tls(pki, None)),
+            ) as http,
+            http.patch("/api/chargers/CP-Y", json={"security_profile": 2}) as r,
+        ):
+            assert r.status == 200 and (await r.json())["security_profile"] == 2
+        status, _ = await _handshake(
+            f"{app.url}/CP-Y", _basic("CP-Y", "cp-y-password-123456"), _client_tls(pki, None)
+        )
+        assert status == 101
 
 
 def test_security_profile_column_is_added_to_an_older_store(tmp_path: Path) -> None:
