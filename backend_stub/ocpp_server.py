@@ -84,7 +84,7 @@ NO_REPLY = _NoReply.NO_REPLY
 HandlerResult: TypeAlias = dict[str, Any] | _NoReply
 Handler: TypeAlias = Callable[[str, dict[str, Any]], HandlerResult | Awaitable[HandlerResult]]
 Admission: TypeAlias = Literal["ok", "unknown", "unauthorized"]
-# Security profile a handshake offers (OCPP 1.6 security whitepaper §2): 0 no credentials, 1 Basic auth over ws://,
+# Security profile a handshake offers (OCPP 1.6 security whitepaper, "Security Profiles"): 0 no credentials, 1 Basic auth over ws://,
 # 2 Basic auth over wss://, 3 a client certificate for this charger id (checked by the server before admission).
 SecurityProfile: TypeAlias = int
 CallObserver: TypeAlias = Callable[[str, str, dict[str, Any], dict[str, Any]], None]
@@ -500,7 +500,7 @@ class CentralSystem:
             self._guard_connections(self._runner)
             # A large backlog helps when every charger of a site reconnects at once after a power cut, but asyncio
             # accepts up to `backlog` sockets in one go, before `guard` sees them: it is bounded by the file
-            # descriptors left above the connection cap, so that accept() never fails with EMFILE.
+            # descriptors left above the connection cap, so that accept() next to never meets EMFILE.
             site = _Site(
                 self._runner,
                 self.host,

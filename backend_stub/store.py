@@ -193,7 +193,7 @@ PAYMENT_TRANSITIONS: Final[dict[PaymentStatus, frozenset[PaymentStatus]]] = {
     PaymentStatus.FAILED: frozenset(),
 }
 
-# Columns added after a store was first created: `_migrate` adds each one a store opened here lacks (a new store
+# Columns added after a store was first created: `_add_columns` adds each one a store opened here lacks (a new store
 # gets them from SCHEMA). security_profile: the highest OCPP security profile a charger has connected with.
 _ADDED_COLUMNS: Final = (
     (
@@ -798,20 +798,24 @@ class CsmsStore:
                     f"{self.path} has schema version {version}; this code knows {SCHEMA_VERSION}"
                 )
             self._db.executescript(f"BEGIN IMMEDIATE;\n{SCHEMA}\nCOMMIT;")
-            self._migrate()
         except sqlite3.Error as exc:
             self._db.close()
             raise StoreError(f"cannot open store {self.path}: {exc}") from exc
         except StoreError:
             self._db.close()
             raise
+        self._add_columns()
 
-    def _migrate(self) -> None:
-        """Add the columns of `_ADDED_COLUMNS` that an older store lacks."""
-        for table, column, declaration in _ADDED_COLUMNS:
-            columns = {r["name"] for r in self._db.execute(f"PRAGMA table_info({table})").fetchall()}
-            if column not in columns:
-                self._db.execute(f"ALTER TABLE {table} ADD COLUMN {column} {declaration}")
+    def _add_columns(self) -> None:
+        """Add the columns of `_ADDED_COLUMNS` that an older store lacks (whatever its user_version)."""
+        try:
+            for table, column, declaration in _ADDED_COLUMNS:
+                columns = {r["name"] for r in self._db.execute(f"PRAGMA table_info({table})").fetchall()}
+                if column not in columns:
+                    self._db.execute(f"ALTER TABLE {table} ADD COLUMN {column} {declaration}")
+        except sqlite3.Error as exc:
+            self._db.close()
+            raise StoreError(f"cannot open store {self.path}: {exc}") from exc
 
     def close(self) -> None:
         """Close the database (idempotent)."""
