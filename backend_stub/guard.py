@@ -52,7 +52,7 @@ def accept_backlog(max_connections: int) -> int:
 
 
 class RateLimitFilter(logging.Filter):
-    """Let through at most `per_interval` records per message template every `interval_s`; count the rest.
+    """Let through at most `per_interval` records per kind (logger and start of the message) every `interval_s`.
 
     The first record of a new interval after suppressed ones carries "(N similar lines suppressed)", so a flood
     of refused connections or accept() errors costs a few lines per second, not hundreds of megabytes.
@@ -72,7 +72,9 @@ class RateLimitFilter(logging.Filter):
 
     def filter(self, record: logging.LogRecord) -> bool:
         """Whether to emit `record` (at most `per_interval` per template and interval)."""
-        key = str(record.msg)
+        # The start of the message: a template ("refused %s from %s: ...") or, for a message formatted by its
+        # caller (asyncio's "socket.accept() out of system resource\nsocket: <...>"), its fixed first words.
+        key = f"{record.name}:{str(record.msg)[:40]}"
         now = self._clock()
         start, passed, suppressed = self._windows.get(key, (now, 0, 0))
         if now - start >= self.interval_s:

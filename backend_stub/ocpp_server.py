@@ -84,8 +84,9 @@ NO_REPLY = _NoReply.NO_REPLY
 HandlerResult: TypeAlias = dict[str, Any] | _NoReply
 Handler: TypeAlias = Callable[[str, dict[str, Any]], HandlerResult | Awaitable[HandlerResult]]
 Admission: TypeAlias = Literal["ok", "unknown", "unauthorized"]
-# Security profile a handshake offers (OCPP 1.6 security whitepaper, "Security Profiles"): 0 no credentials, 1 Basic auth over ws://,
-# 2 Basic auth over wss://, 3 a client certificate for this charger id (checked by the server before admission).
+# Security profile a handshake offers (OCPP 1.6 security whitepaper, "Security Profiles"): 0 no credentials,
+# 1 Basic auth over ws://, 2 Basic auth over wss://, 3 a client certificate for this charger id (checked by the
+# server before admission).
 SecurityProfile: TypeAlias = int
 CallObserver: TypeAlias = Callable[[str, str, dict[str, Any], dict[str, Any]], None]
 
@@ -536,7 +537,9 @@ class CentralSystem:
             refusal = self.guard.admit(transport)
             if refusal is not None:
                 refusal_log.warning("refused a connection: %s", refusal)
-                transport.abort()
+                # After the handler has started its request loop (scheduled right after this call): an abort
+                # now would run its connection_lost first, and the loop would fail on a handler torn down.
+                asyncio.get_running_loop().call_soon(transport.abort)
 
         def connection_lost(handler: RequestHandler, exc: BaseException | None = None) -> None:
             transport = transports.pop(handler, None)

@@ -146,6 +146,14 @@ async def main() -> None:
                 proc.terminate()
                 await proc.wait()
         logged = log_path.stat().st_size
+        kinds: dict[str, int] = {}
+        for line in log_path.read_text(errors="replace").splitlines():
+            kind = (
+                " ".join(line.split()[2:5])[:70]
+                if line[:2].isdigit()
+                else "(continuation: " + line[:40] + ")"
+            )
+            kinds[kind] = kinds.get(kind, 0) + 1
     print(f"server flags: {args.server_args or '(defaults)'}")
     print(f"REST GET /api/chargers quiet: p50 {pct(quiet, 0.5)}, p99 {pct(quiet, 0.99)}")
     print(
@@ -157,7 +165,10 @@ async def main() -> None:
         f"failures {sum(1 for d in during if d == float('inf'))}/{len(during)}"
     )
     print(f"{args.guesses} wrong passwords for CP-1: {dict(sorted(statuses.items()))}")
-    print(f"server log: {logged} bytes; median quiet {statistics.median(quiet) * 1000:.1f} ms")
+    print(f"server log: {logged} bytes; most frequent lines:")
+    for kind, n in sorted(kinds.items(), key=lambda kv: -kv[1])[:5]:
+        print(f"  {n:7d}  {kind}")
+    print(f"median REST latency before the flood: {statistics.median(quiet) * 1000:.1f} ms")
 
 
 if __name__ == "__main__":
