@@ -14,6 +14,7 @@ import sys
 from collections.abc import Sequence
 from importlib.metadata import version
 
+from backend_stub.guard import AuthThrottle, ConnectionGuard, RateLimitFilter, default_max_connections
 from backend_stub.ocpp_server import CentralSystem, tls_context
 
 
@@ -90,14 +91,130 @@ def build_parser() -> argparse.ArgumentParser:
         metavar="PEM",
         help="require charger certificates signed by this CA (security profile 3)",
     )
+    limits = serve.add_argument_group("limits on connections and password guessing")
+    limits.add_argument(
+        "--handshake-timeout",
+        type=float,
+        default=10.0,
+        metavar="S",
+        help="close a connection that has not completed its TLS handshake and HTTP request head within S seconds "
+        "(also an idle keep-alive connection) (default: %(default)s)",
+    )
+    limits.add_argument(
+        "--boot-timeout",
+        type=float,
+        default=60.0,
+        metavar="S",
+        help="close a charger WebSocket that sends no BootNotification within S seconds, unless the charger is "
+        "known to have booted before; 0 disables (default: %(default)s)",
+    )
+    limits.add_argument(
+        "--max-connections",
+        type=int,
+        default=None,
+        metavar="N",
+        help="TCP connections open at once; when full, the oldest connection without a request is closed for a "
+        f"new one (default: the open-files limit minus 256 (or a quarter of it), here {default_max_connections()})",
+    )
+    limits.add_argument(
+        "--max-connections-per-address",
+        type=int,
+        default=1000,
+        metavar="N",
+        help="TCP connections open at once from one IP address; 0 for no cap (default: %(default)s)",
+    )
+    limits.add_argument(
+        "--api-reserve",
+        type=int,
+        default=64,
+        metavar="N",
+        help="connections charger WebSockets never take, kept for the REST API and dashboard (default: "
+        "%(default)s)",
+    )
+    limits.add_argument(
+        "--auth-failures-per-id",
+        type=int,
+        default=5,
+        metavar="N",
+        help="failed charger authentications of one id before it is locked out (429 with Retry-After, 1 s "
+        "doubling per further failure) (default: %(default)s)",
+    )
+    limits.add_argument(
+        "--auth-failures-per-address",
+        type=int,
+        default=50,
+        metavar="N",
+        help="failed charger authentications from one IP address before it is locked out (default: "
+        "%(default)s)",
+    )
+    limits.add_argument(
+        "--auth-max-lockout",
+        type=float,
+        default=900.0,
+        metavar="S",
+        help="longest lock-out in seconds (default: %(default)s)",
+    )
+    limits.add_argument(
+        "--max-pending",
+        type=int,
+        default=1000,
+        metavar="N",
+        help="with --admit-unknown: pending chargers kept at most; more unknown ones are refused (404) "
+        "(default: %(default)s)",
+    )
+    limits.add_argument(
+        "--pending-ttl",
+        type=float,
+        default=86400.0,
+        metavar="S",
+        help="with --admit-unknown: delete a pending charger (no password, no transactions) that has not "
+        "booted for S seconds (default: %(default)s)",
+    )
     serve.add_argument("-v", "--verbose", action="store_true", help="log every frame to stderr")
     return parser
+
+
+def _check_limits(parser: argparse.ArgumentParser, args: argparse.Namespace) -> None:
+    """Refuse limits outside their ranges, naming the flag."""
+    fd_cap = default_max_connections()
+    checks: list[tuple[str, float | int | None, float, float]] = [
+        ("--handshake-timeout", args.handshake_timeout, 0.1, 3600),
+        ("--boot-timeout", args.boot_timeout, 0, 86400),
+        ("--max-connections", args.max_connections, 2, fd_cap),
+        ("--max-connections-per-address", args.max_connections_per_address, 0, 10**6),
+        ("--api-reserve", args.api_reserve, 1, 10**6),
+        ("--auth-failures-per-id", args.auth_failures_per_id, 1, 10**6),
+        ("--auth-failures-per-address", args.auth_failures_per_address, 1, 10**6),
+        ("--auth-max-lockout", args.auth_max_lockout, 1, 86400),
+        ("--max-pending", args.max_pending, 0, 10**7),
+        ("--pending-ttl", args.pending_ttl, 1, 10**8),
+    ]
+    for flag, value, low, high in checks:
+        if value is not None and not low <= value <= high:  # also refuses NaN
+            parser.error(f"{flag} must be in [{low:g}, {high:g}], got {value}")
+    if args.api_reserve >= (args.max_connections or fd_cap):
+        parser.error("--api-reserve must be below --max-connections")
+
+
+def _limits(server: CentralSystem, args: argparse.Namespace) -> None:
+    """Apply the connection and authentication limits of the command line to ``server``."""
+    server.handshake_timeout_s = args.handshake_timeout
+    server.boot_timeout_s = args.boot_timeout or None
+    server.guard = ConnectionGuard(
+        args.max_connections, args.max_connections_per_address or None, args.api_reserve
+    )
+    server.auth_throttle = AuthThrottle(
+        free_per_id=args.auth_failures_per_id,
+        free_per_address=args.auth_failures_per_address,
+        max_lockout_s=args.auth_max_lockout,
+    )
 
 
 def _configure(server: CentralSystem, args: argparse.Namespace) -> None:
     """Settings common to both servers: frame size limit, TLS, and frames kept in the log file only."""
     server.keep_frames = False  # a server that runs for months keeps frames in the log file only
     server.max_message_bytes = args.max_message_bytes
+    _limits(server, args)
     if args.tls_cert:
         server.ssl_context = tls_context(args.tls_cert, args.tls_key or args.tls_cert, args.tls_client_ca)
 
@@ -120,6 +237,8 @@ async def serve(args: argparse.Namespace) -> None:
                 admit_unknown=args.admit_unknown,
                 heartbeat_interval_s=args.heartbeat_interval,
                 log_path=args.log,
+                max_pending=args.max_pending,
+                pending_ttl_s=args.pending_ttl,
             )
             _configure(app.server, args)
             await app.start()
@@ -154,7 +273,13 @@ def main(argv: Sequence[str] | None = None) -> int:
         parser.error("--max-message-bytes must be at least 1024")
     if args.command == "serve" and (args.tls_key or args.tls_client_ca) and not args.tls_cert:
         parser.error("--tls-key and --tls-client-ca need --tls-cert")
+    if args.command == "serve":
+        _check_limits(parser, args)
     logging.basicConfig(level=logging.INFO, format="%(asctime)s %(levelname)s %(name)s: %(message)s")
+    # asyncio logs "socket.accept() out of system resource" with a traceback each time accept() hits EMFILE, aiohttp
+    # logs bad requests, the registry logs refused chargers: a flood must cost a few lines per second per kind.
+    for name in ("asyncio", "aiohttp.server", "aiohttp.web", "aiohttp.websocket", "backend_stub.csms"):
+        logging.getLogger(name).addFilter(RateLimitFilter())
     if args.verbose:
         logging.getLogger("backend_stub").setLevel(logging.DEBUG)
     if args.command == "serve":

@@ -30,7 +30,7 @@ from ocpp.exceptions import OCPPError
 from ocpp.messages import Call, _validate_payload
 
 from backend_stub import apidocs, tariffs, webapp
-from backend_stub.ocpp_server import CallErrorReply
+from backend_stub.ocpp_server import MAX_CHARGER_ID_LENGTH, CallErrorReply
 from backend_stub.store import (
     MAX_AMOUNT_MINOR,
     Card,
@@ -59,6 +59,7 @@ PREFIX: Final = "/api"
 OPENAPI_PATH: Final = "/api/openapi.json"
 MAX_BODY_BYTES: Final = 256 * 1024  # lower than the application's 1 MiB: no API body needs more
 MAX_ID_LENGTH: Final = 255
+MAX_PASSWORD_LENGTH: Final = 255
 MAX_IDEMPOTENCY_KEY_LENGTH: Final = 200
 TOPUP_KEY_PREFIX: Final = "api-topup:"  # API keys get their own namespace in the ledger's key space
 MAX_STATS_DAYS: Final = 366
@@ -479,7 +480,17 @@ def _charger_json(csms: Csms, charger: Charger) -> dict[str, Any]:
         "tariff_id": charger.tariff_id,
         "effective_tariff_id": charger.tariff_id or csms.store.default_tariff_id(),
         "created_at": _iso(charger.created_at),
+        "security_profile": charger.security_profile,
+        "auth_lockout": _lockout_json(csms, charger.id),
     }
+
+
+def _lockout_json(csms: Csms, cp_id: str) -> dict[str, Any] | None:
+    """The charger id's failed handshake authentications and lock-out, or None when there are none."""
+    lockout = csms.server.auth_throttle.status(cp_id)
+    if lockout is None:
+        return None
+    return {"failed_attempts": lockout.failed_attempts, "locked_until": _iso(lockout.locked_until)}
 
 
 def _session_json(tx: Transaction, currency: str, user_id: int | None) -> dict[str, Any]:
@@ -838,21 +849,45 @@ async def list_chargers(request: web.Request) -> web.Response:
 
 
 async def create_charger(request: web.Request) -> web.Response:
-    """POST /api/chargers: register a charger with its password (Basic auth, security profile 1/2)."""
+    """POST /api/chargers: register a charger with its password (Basic auth, security profile 1/2).
+
+    A charger without a password (anyone may connect as it) needs ``"password": null`` and
+    ``"allow_no_password": true``.
+    """
     csms = _csms(request)
     body = await _json_body(request)
-    _only(body, {"id", "password", "status", "tariff_id"}, {"id"})
-    cp_id = _str_field(body, "id", max_len=MAX_ID_LENGTH)
+    _only(body, {"id", "password", "status", "tariff_id", "allow_no_password"}, {"id"})
+    # A longer id could never connect: the OCPP endpoint answers 404 for it.
+    cp_id = _str_field(body, "id", max_len=MAX_CHARGER_ID_LENGTH)
     assert cp_id is not None
     if not cp_id.isprintable() or "/" in cp_id:
         _bad("id must be printable and must not contain '/'", "id")
-    password = _str_field(body, "password", max_len=255, nullable=True)
+    password = _password_field(body)
     status = _enum_field(body, "status", ChargerStatus) or ChargerStatus.ACCEPTED.value
     tariff_id = _tariff_ref(csms, body)
     if csms.store.charger(cp_id) is not None:
         raise ApiError(409, f"charger {cp_id!r} exists", field="id")
     charger = csms.store.add_charger(cp_id, password, status=status, tariff_id=tariff_id)
     return _ok(_charger_json(csms, charger), 201)
+
+
+def _password_field(body: Mapping[str, Any]) -> str | None:
+    """The body's charger password: required, unless ``"password": null`` with ``"allow_no_password": true``."""
+    allow = body.get("allow_no_password", False)
+    if not isinstance(allow, bool):
+        _bad("allow_no_password must be true or false", "allow_no_password")
+    password = _str_field(body, "password", max_len=MAX_PASSWORD_LENGTH, nullable=True)
+    if password is None:
+        if not allow:
+            _bad(
+                'a charger without a password can be taken over by anyone: give a password, or "password": null '
+                'with "allow_no_password": true',
+                "password",
+            )
+        return None
+    if allow:
+        _bad('allow_no_password goes with "password": null only', "allow_no_password")
+    return password
 
 
 async def get_charger(request: web.Request) -> web.Response:
@@ -886,16 +921,25 @@ async def update_charger(request: web.Request) -> web.Response:
     csms = _csms(request)
     charger = _charger_or_404(csms, request.match_info["cp_id"])
     body = await _json_body(request)
-    _only(body, {"status", "password", "tariff_id"})
+    _only(body, {"status", "password", "tariff_id", "allow_no_password", "security_profile"})
     if not body:
-        _bad("nothing to change: give status, password and/or tariff_id")
+        _bad("nothing to change: give status, password, tariff_id and/or security_profile")
     status = _enum_field(body, "status", ChargerStatus)
-    password = _str_field(body, "password", max_len=255, nullable=True)
+    password = _password_field(body) if "password" in body or "allow_no_password" in body else None
     tariff_id = _tariff_ref(csms, body)
+    profile = (
+        _int_value(body["security_profile"], "security_profile", low=0, high=3)
+        if "security_profile" in body
+        else None
+    )
     if status is not None:
         csms.store.set_charger_status(charger.id, status)
     if "password" in body:
         csms.set_password(charger.id, password)
+    if profile is not None:
+        # The operator may lower the recorded profile (e.g. a charger whose certificate is gone goes back to its
+        # password); chargers themselves can only raise it.
+        csms.store.set_security_profile(charger.id, profile)
     if "tariff_id" in body:
         csms.store.set_charger_tariff(charger.id, tariff_id)
     return _ok(_charger_json(csms, _charger_or_404(csms, charger.id)))
@@ -1273,14 +1317,22 @@ OPENAPI: Final[dict[str, Any]] = {
                     "tariff_id": _NULLABLE_STR,
                     "effective_tariff_id": _NULLABLE_STR,
                     "created_at": _TIME,
+                    "security_profile": {"type": "integer", "minimum": 0, "maximum": 3},
+                    "auth_lockout": {
+                        "anyOf": [
+                            {"type": "null"},
+                            _obj({"failed_attempts": {"type": "integer"}, "locked_until": _TIME}),
+                        ]
+                    },
                     "connectors": {"type": "array", "items": {"type": "object"}},
                     "active_sessions": {"type": "array", "items": _schema_ref("Session")},
                 }
             ),
             "ChargerCreate": _obj(
                 {
-                    "id": {"type": "string", "maxLength": MAX_ID_LENGTH},
+                    "id": {"type": "string", "maxLength": MAX_CHARGER_ID_LENGTH},
                     "password": _NULLABLE_STR,
+                    "allow_no_password": {"type": "boolean"},
                     "status": {"enum": ["accepted", "pending", "rejected"]},
                     "tariff_id": _NULLABLE_STR,
                 },
@@ -1289,6 +1341,8 @@ OPENAPI: Final[dict[str, Any]] = {
             "ChargerUpdate": _obj(
                 {
                     "password": _NULLABLE_STR,
+                    "allow_no_password": {"type": "boolean"},
+                    "security_profile": {"type": "integer", "minimum": 0, "maximum": 3},
                     "status": {"enum": ["accepted", "pending", "rejected"]},
                     "tariff_id": _NULLABLE_STR,
                 }

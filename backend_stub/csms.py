@@ -29,6 +29,7 @@ from backend_stub.ocpp_server import (
     CentralSystem,
     Handler,
     HandlerResult,
+    SecurityProfile,
     utc_now_iso,
 )
 from backend_stub.store import (
@@ -195,19 +196,28 @@ class Csms:
         log_path: str | Path | None = None,
         clock: Callable[[], datetime] = lambda: datetime.now(UTC),
         admin_token: str | None = None,
+        boot_timeout_s: float | None = 60.0,
+        max_pending: int = 1000,
+        pending_ttl_s: float = 86400.0,
     ) -> None:
         """Wire the OCPP handlers and the HTTP routes to ``store``; nothing listens until `start()`.
 
         ``admin_token`` sets the REST API token; without it, ``CSMS_ADMIN_TOKEN`` or the stored one is used,
-        or one is generated and kept in `new_admin_token` for the caller to print once.
+        or one is generated and kept in `new_admin_token` for the caller to print once. With ``admit_unknown``,
+        at most ``max_pending`` unknown chargers wait as pending; one that has not booted for ``pending_ttl_s``
+        is deleted, and a new unknown charger is refused (404) while the table is full.
         """
         self.store = store
         self.admit_unknown = admit_unknown
+        self.max_pending = max_pending
+        self.pending_ttl_s = pending_ttl_s
         self.heartbeat_interval_s = heartbeat_interval_s
         self.site_tz = site_tz
         self.clock = clock
-        self.server = CentralSystem(host, port, log_path=log_path)
+        self.server = CentralSystem(host, port, log_path=log_path, boot_timeout_s=boot_timeout_s)
         self.server.admission = self._admission
+        self.server.booted_before = self._booted_before
+        self.server.call_observers.append(self._on_call_answered)
         self._verified: dict[str, bytes] = {}  # cp_id -> sha256(password) of the last verified password
         self.server.handlers.update(
             {
@@ -263,16 +273,26 @@ class Csms:
         return self.server.http_url
 
     # admission and registration
-    async def _admission(self, cp_id: str, password: str | None) -> Admission:
+    async def _admission(self, cp_id: str, password: str | None, profile: SecurityProfile) -> Admission:
         charger = self.store.charger(cp_id)
         if charger is None:
             if not self.admit_unknown:
                 log.warning("refused unknown charger %s", cp_id)
                 return "unknown"
-            self.store.admit_unknown(cp_id)
+            expire_before = self.clock() - timedelta(seconds=self.pending_ttl_s)
+            admitted = self.store.admit_unknown(
+                cp_id, max_pending=self.max_pending, expire_before=expire_before
+            )
+            if admitted is None:
+                log.warning(
+                    "refused unknown charger %s: %d chargers are pending already", cp_id, self.max_pending
+                )
+                return "unknown"
             log.info("admitted unknown charger %s as pending", cp_id)
             return "ok"
-        if charger.has_password:
+        # Profile 3: the server checked a client certificate issued to cp_id; no Basic auth is used then
+        # (OCPP 1.6 security whitepaper, security profile 3).
+        if charger.has_password and profile < 3:
             if password is None:
                 log.warning("refused charger %s: no password", cp_id)
                 return "unauthorized"
@@ -286,12 +306,61 @@ class Csms:
                     log.warning("refused charger %s: wrong password", cp_id)
                     return "unauthorized"
                 self._verified[cp_id] = digest
+        elif profile < 3:
+            profile = 0  # a Basic header for a charger without a password proves nothing
+        # OCPP 1.6 security whitepaper (security profiles): falling back to a lower profile is not allowed; a
+        # charger that connects with less than it has used before is refused (a stolen password cannot stand in
+        # for its certificate).
+        if profile < charger.security_profile:
+            log.warning(
+                "refused charger %s: security profile %d, it has used %d",
+                cp_id,
+                profile,
+                charger.security_profile,
+            )
+            return "unauthorized"
+        if profile > charger.security_profile:
+            self.store.raise_security_profile(cp_id, profile)
+            log.info("charger %s now uses security profile %d", cp_id, profile)
         return "ok"
 
+    def _booted_before(self, cp_id: str) -> bool:
+        """An accepted charger with a recorded boot need not boot again on a new connection (OCPP 1.6 §4.2)."""
+        charger = self.store.charger(cp_id)
+        return (
+            charger is not None and charger.status is ChargerStatus.ACCEPTED and charger.last_boot is not None
+        )
+
     def set_password(self, cp_id: str, password: str | None) -> None:
-        """Change a charger's password (always through here: it also drops the cached proof of the old one)."""
+        """Change a charger's password (always through here: it also drops the cached proof of the old one).
+
+        Clearing it also lowers a recorded profile 1 or 2 to 0: the operator chose a charger without credentials,
+        which would otherwise be refused as a downgrade.
+        """
         self.store.set_password(cp_id, password)
         self._verified.pop(cp_id, None)
+        charger = self.store.charger(cp_id)
+        if password is None and charger is not None and charger.security_profile in (1, 2):
+            self.store.set_security_profile(cp_id, 0)
+
+    def _on_call_answered(
+        self, cp_id: str, action: str, payload: dict[str, Any], answer: dict[str, Any]
+    ) -> None:
+        """After a charger accepted a new AuthorizationKey, its password is that key.
+
+        OCPP 1.6 security whitepaper (profiles 1 and 2): the AuthorizationKey configuration key is the HTTP Basic
+        password, used as the text the key was set to. RebootRequired is not taken: the charger keeps the old key
+        until it reboots.
+        """
+        if (
+            action == "ChangeConfiguration"
+            and str(payload.get("key", "")).lower() == "authorizationkey"  # OCPP 1.6 keys are CiString50
+            and answer.get("status") == "Accepted"
+            and isinstance(payload.get("value"), str)
+            and payload["value"]
+        ):
+            self.set_password(cp_id, payload["value"])
+            log.info("charger %s accepted a new AuthorizationKey; it is now its password", cp_id)
 
     # guarding every handler
     def _guard(self, action: str, handler: Handler) -> Handler:

@@ -605,6 +605,7 @@ async def charger_page(request: web.Request) -> web.StreamResponse:
         "charger.html",
         charger=charger,
         connected=connected,
+        lockout=request.app[webapp.CSMS].server.auth_throttle.status(cp_id),
         connectors=[c for c in store.connectors(cp_id)],
         command_connectors=[c.connector_id for c in store.connectors(cp_id) if c.connector_id > 0] or [1],
         tariff=tariff_view(store, tariff_id) if tariff_id else None,

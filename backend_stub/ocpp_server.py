@@ -23,9 +23,18 @@ from typing import IO, Any, Literal, Self, TypeAlias
 from urllib.parse import unquote
 
 from aiohttp import BasicAuth, WSMsgType, web
+from aiohttp.web_protocol import RequestHandler
 from ocpp.exceptions import NotImplementedError as SchemaMissingError
 from ocpp.exceptions import OCPPError
 from ocpp.messages import Call, CallResult, _validate_payload
+
+from backend_stub.guard import (
+    AuthThrottle,
+    ConnectionGuard,
+    RateLimitFilter,
+    accept_backlog,
+    retry_after_header,
+)
 
 __all__ = [
     "NO_REPLY",
@@ -40,6 +49,11 @@ __all__ = [
 ]
 
 log = logging.getLogger(__name__)
+# Refusals and evictions are logged here, at most a few lines per second per kind (a flood must not fill the disk).
+refusal_log = logging.getLogger(__name__ + ".refusals")
+refusal_log.addFilter(RateLimitFilter())
+violation_log = logging.getLogger(__name__ + ".violations")
+violation_log.addFilter(RateLimitFilter())
 
 CALL = 2
 CALLRESULT = 3
@@ -47,7 +61,13 @@ CALLERROR = 4
 
 PATH_PREFIX = "/ocpp/"
 MAX_UNIQUE_ID_LENGTH = 36  # OCPP-J 1.6 section 4.1.4
+# The charger id is the last path segment (OCPP-J 1.6 §3.1.1). BootNotification's identities are at most 20-25
+# characters (CiString20/25Type); 48 leaves room for site prefixes and matches the dashboard's registration form.
+MAX_CHARGER_ID_LENGTH = 48
 CLOSE_TIMEOUT_S = 5.0
+HANDSHAKE_TIMEOUT_S = 10.0
+MAX_BOOTED_REMEMBERED = 100_000
+MAX_RECORDED_PROBLEMS = 10_000  # `violations` kept in memory (the oldest tenth dropped when full)
 
 Direction: TypeAlias = Literal["in", "out"]
 
@@ -64,6 +84,11 @@ NO_REPLY = _NoReply.NO_REPLY
 HandlerResult: TypeAlias = dict[str, Any] | _NoReply
 Handler: TypeAlias = Callable[[str, dict[str, Any]], HandlerResult | Awaitable[HandlerResult]]
 Admission: TypeAlias = Literal["ok", "unknown", "unauthorized"]
+# Security profile a handshake offers (OCPP 1.6 security whitepaper, "Security Profiles"): 0 no credentials,
+# 1 Basic auth over ws://, 2 Basic auth over wss://, 3 a client certificate for this charger id (checked by the
+# server before admission).
+SecurityProfile: TypeAlias = int
+CallObserver: TypeAlias = Callable[[str, str, dict[str, Any], dict[str, Any]], None]
 
 
 class CallErrorReply(Exception):
@@ -377,6 +402,7 @@ class _Connection:
     call_lock: asyncio.Lock = field(default_factory=asyncio.Lock)
     pending: dict[str, tuple[str, asyncio.Future[dict[str, Any]]]] = field(default_factory=dict)
     expired: dict[str, str] = field(default_factory=dict)  # uniqueId -> action of server CALLs that timed out
+    booted: bool = False  # sent a BootNotification on this connection
     tasks: set[asyncio.Task[None]] = field(default_factory=set)
     is_open: bool = True  # False as soon as the socket is gone
     closed: asyncio.Event = field(default_factory=asyncio.Event)  # set once the cleanup is done
@@ -400,9 +426,25 @@ class CentralSystem:
         max_message_bytes: int = 64 * 1024,
         unique_ids: Callable[[], str] | None = None,
         ssl_context: ssl.SSLContext | None = None,
+        handshake_timeout_s: float = HANDSHAKE_TIMEOUT_S,
+        boot_timeout_s: float | None = None,
+        max_connections: int | None = None,
+        max_connections_per_address: int | None = None,
+        api_reserve: int = 64,
     ) -> None:
-        """Configure the server; nothing is bound until `start()`. With ``ssl_context`` it serves wss://."""
+        """Configure the server; nothing is bound until `start()`. With ``ssl_context`` it serves wss://.
+
+        A connection must complete its TLS handshake and its HTTP request head within ``handshake_timeout_s``
+        (and an idle keep-alive connection is closed after as long). With ``boot_timeout_s`` a WebSocket that has
+        sent no BootNotification by then is closed, unless its charger booted before (`booted_before`).
+        ``max_connections`` (default: below the fd limit), ``max_connections_per_address`` (default: none) and
+        ``api_reserve`` (slots WebSockets never take) configure `guard`.
+        """
         self.host = host
+        self.handshake_timeout_s = handshake_timeout_s
+        self.boot_timeout_s = boot_timeout_s
+        self.guard = ConnectionGuard(max_connections, max_connections_per_address, api_reserve)
+        self.auth_throttle = AuthThrottle()
         self.ssl_context = ssl_context
         # A frame over this size closes that connection with 1009 (message too big); the server carries on.
         self.max_message_bytes = max_message_bytes
@@ -417,10 +459,18 @@ class CentralSystem:
         self.default_auth_status = "Accepted"
         self.heartbeat_interval = 300
         self.refuse_connections = False
-        # Optional registry check at the handshake: (cp_id, Basic password or None) -> "ok" | "unknown" |
-        # "unauthorized" (HTTP 404 / 401). When set, it replaces `passwords`.
+        # Optional registry check at the handshake: (cp_id, Basic password or None, security profile offered) ->
+        # "ok" | "unknown" | "unauthorized" (HTTP 404 / 401). When set, it replaces `passwords`. Profile 3 means
+        # the server has already checked a client certificate issued to cp_id.
         # It may be a coroutine function, so that a slow password hash runs off the event loop.
-        self.admission: Callable[[str, str | None], Admission | Awaitable[Admission]] | None = None
+        self.admission: (
+            Callable[[str, str | None, SecurityProfile], Admission | Awaitable[Admission]] | None
+        ) = None
+        # Whether a charger is known to have booted before (then it need not boot again on a new connection,
+        # OCPP 1.6 §4.2); by default: it sent a BootNotification to this server since it started.
+        self.booted_before: Callable[[str], bool] = lambda cp_id: cp_id in self._booted
+        # Called with (cp_id, action, payload, answer) after every CALLRESULT to a server CALL.
+        self.call_observers: list[CallObserver] = []
         self.validate_responses = True
         self.handlers_by_subprotocol: dict[str, dict[str, Handler]] = {
             sub: version.default_handlers(self) for sub, version in VERSIONS.items()
@@ -437,7 +487,9 @@ class CentralSystem:
 
         self._transaction_ids = itertools.count(1)
         self._connections: dict[str, _Connection] = {}
-        self.app = web.Application(client_max_size=1024 * 1024)
+        self._websockets = 0  # WebSocket handshakes and connections being served
+        self._booted: dict[str, None] = {}  # ids that sent a BootNotification (oldest first, bounded)
+        self.app = web.Application(client_max_size=1024 * 1024, middlewares=[self._busy_middleware])
         self.app.router.add_get(PATH_PREFIX + "{tail:.*}", self._websocket)
         self._runner: web.AppRunner | None = None
         self._log_file: IO[str] | None = None
@@ -465,17 +517,78 @@ class CentralSystem:
         if self.log_path is not None:
             self.log_path.parent.mkdir(parents=True, exist_ok=True)
             self._log_file = self.log_path.open("a", encoding="utf-8")
-        self._runner = web.AppRunner(self.app, access_log=None, shutdown_timeout=CLOSE_TIMEOUT_S)
+        # aiohttp closes a connection whose request head is not complete `keepalive_timeout` after it opened
+        # (or after its previous response): that is the slowloris / idle-socket timeout.
+        self._runner = web.AppRunner(
+            self.app,
+            access_log=None,
+            shutdown_timeout=CLOSE_TIMEOUT_S,
+            keepalive_timeout=self.handshake_timeout_s,
+        )
         try:
             await self._runner.setup()
-            # A large backlog: after a site power cut every charger reconnects at once.
-            site = web.TCPSite(self._runner, self.host, self.port, ssl_context=self.ssl_context, backlog=4096)
+            self._guard_connections(self._runner)
+            # A large backlog helps when every charger of a site reconnects at once after a power cut, but asyncio
+            # accepts up to `backlog` sockets in one go, before `guard` sees them: it is bounded by the file
+            # descriptors left above the connection cap, so that accept() next to never meets EMFILE.
+            site = _Site(
+                self._runner,
+                self.host,
+                self.port,
+                ssl_context=self.ssl_context,
+                backlog=accept_backlog(self.guard.max_connections),
+                ssl_handshake_timeout_s=self.handshake_timeout_s,
+            )
             await site.start()
         except BaseException:
             await self.stop()
             raise
         self.port = self._runner.addresses[0][1]
         log.info("central system listening on %s", self.url)
+
+    def _guard_connections(self, runner: web.AppRunner) -> None:
+        """Count every TCP connection at accept time in `guard`; refuse (reset) those over a cap.
+
+        aiohttp's request handler reports each connection to its server's ``connection_made`` and
+        ``connection_lost``: wrapping those two on our server instance sees every connection, before any byte of
+        it is read.
+        """
+        server = runner.server
+        assert server is not None
+        made, lost = server.connection_made, server.connection_lost
+        transports: dict[
+            RequestHandler, asyncio.Transport
+        ] = {}  # the handler forgets its own before it is lost
+
+        def connection_made(handler: RequestHandler, transport: asyncio.Transport) -> None:
+            made(handler, transport)
+            transports[handler] = transport
+            refusal = self.guard.admit(transport)
+            if refusal is not None:
+                refusal_log.warning("refused a connection: %s", refusal)
+                # After the handler has started its request loop (scheduled right after this call): an abort
+                # now would run its connection_lost first, and the loop would fail on a handler torn down.
+                asyncio.get_running_loop().call_soon(transport.abort)
+
+        def connection_lost(handler: RequestHandler, exc: BaseException | None = None) -> None:
+            transport = transports.pop(handler, None)
+            if transport is not None:
+                self.guard.release(transport)
+            lost(handler, exc)
+
+        server.connection_made = connection_made  # type: ignore[method-assign]
+        server.connection_lost = connection_lost  # type: ignore[method-assign]
+
+    @web.middleware
+    async def _busy_middleware(
+        self, request: web.Request, handler: Callable[[web.Request], Awaitable[web.StreamResponse]]
+    ) -> web.StreamResponse:
+        """A connection handling a request (or serving a WebSocket) is not idle: it is never evicted."""
+        self.guard.busy(request.transport, True)
+        try:
+            return await handler(request)
+        finally:
+            self.guard.busy(request.transport, False)
 
     async def stop(self) -> None:
         """Close all connections and the listening socket, then the log file."""
@@ -617,12 +730,18 @@ class CentralSystem:
             try:
                 await self._send(conn, [CALL, unique_id, action, payload], action)
                 async with asyncio.timeout(timeout):
-                    return await future
+                    answer = await future
             except TimeoutError:
                 conn.expired[unique_id] = action
                 raise TimeoutError(f"{cp_id} did not answer {action} within {timeout} s") from None
             finally:
                 conn.pending.pop(unique_id, None)
+        for observer in self.call_observers:
+            try:
+                observer(cp_id, action, payload, answer)
+            except Exception:
+                log.exception("call observer failed for %s %s", cp_id, action)
+        return answer
 
     async def send_raw(self, cp_id: str, text: str) -> None:
         """Send any text frame to a charger (for malformed-frame tests); it is logged like any frame."""
@@ -655,49 +774,102 @@ class CentralSystem:
 
     # ---- handshake ---------------------------------------------------------------------------------------------
 
+    @property
+    def client_certificates_required(self) -> bool:
+        """Whether OCPP connections need a client certificate (security profile 3: TLS with a client CA)."""
+        return self.ssl_context is not None and self.ssl_context.verify_mode != ssl.CERT_NONE
+
     async def _refusal(self, request: web.Request, cp_id: str | None) -> web.Response | None:
-        """Check path, availability, Basic auth and subprotocol before the WebSocket handshake."""
+        """Check path, availability, back-off, credentials and subprotocol before the WebSocket handshake."""
         if cp_id is None:
             return web.Response(
                 status=HTTPStatus.NOT_FOUND, text=f"Unknown path; connect to {PATH_PREFIX}<id>\n"
             )
         if self.refuse_connections:
             return web.Response(status=HTTPStatus.SERVICE_UNAVAILABLE, text="Connections are refused\n")
+        offered = _offered_subprotocols(request.headers.getall("Sec-WebSocket-Protocol", []))
+        if not any(sub in VERSIONS for sub in offered):
+            self._violation(cp_id, "", f"handshake offers no supported subprotocol (offered: {offered[:8]})")
+            return web.Response(
+                status=HTTPStatus.BAD_REQUEST,
+                text=f"Offer one of these subprotocols: {', '.join(VERSIONS)}\n",
+            )
+        address = request.remote or "?"
+        wait_s = self.auth_throttle.retry_after_s(cp_id, address)
+        if wait_s is not None:
+            # Checked before the credentials: during a lock-out even the right password gets 429, so a guess
+            # cannot be confirmed (and no scrypt time is spent on a flood).
+            refusal_log.warning("refused %s from %s: locked out after failed authentications", cp_id, address)
+            return web.Response(
+                status=HTTPStatus.TOO_MANY_REQUESTS,
+                text="Too many failed authentications; try again later\n",
+                headers={"Retry-After": retry_after_header(wait_s)},
+            )
+        profile: SecurityProfile = 0
+        if self.client_certificates_required:
+            # OCPP 1.6 security whitepaper, profile 3: the charger is identified by its TLS client certificate,
+            # whose subject CN (or a subjectAltName) is the charge point identity.
+            certificate = request.transport.get_extra_info("peercert") if request.transport else None
+            if not certificate or cp_id not in _certificate_names(certificate):
+                self.auth_throttle.failed(cp_id, address)
+                refusal_log.warning(
+                    "refused %s from %s: no client certificate for this charger id (names: %s)",
+                    cp_id,
+                    address,
+                    sorted(_certificate_names(certificate or {}))[:4],
+                )
+                return web.Response(
+                    status=HTTPStatus.FORBIDDEN,
+                    text="A client certificate issued to this charger id is required\n",
+                )
+            profile = 3
         authorization = request.headers.get("Authorization")
+        password = _basic_password(authorization, cp_id)
+        if profile == 0 and password is not None:
+            profile = 2 if self.ssl_context is not None else 1
         if self.admission is not None:
-            verdict = self.admission(cp_id, _basic_password(authorization, cp_id))
+            verdict = self.admission(cp_id, password, profile)
             if inspect.isawaitable(verdict):
                 verdict = await verdict
             if verdict == "unknown":
+                self.auth_throttle.failed(cp_id, address)
                 return web.Response(status=HTTPStatus.NOT_FOUND, text=f"Unknown charge point {cp_id}\n")
             unauthorized = verdict == "unauthorized"
         else:
-            password = self.passwords.get(cp_id)
-            unauthorized = password is not None and not _basic_auth_ok(authorization, cp_id, password)
+            expected = self.passwords.get(cp_id)
+            unauthorized = expected is not None and not _basic_auth_ok(authorization, cp_id, expected)
         if unauthorized:
+            self.auth_throttle.failed(cp_id, address)
+            refusal_log.warning("refused %s from %s: wrong or missing credentials", cp_id, address)
             return web.Response(
                 status=HTTPStatus.UNAUTHORIZED,
                 text="Invalid or missing credentials\n",
                 headers={"WWW-Authenticate": 'Basic realm="ocpp", charset="UTF-8"'},
             )
-        offered = _offered_subprotocols(request.headers.getall("Sec-WebSocket-Protocol", []))
-        if not any(sub in VERSIONS for sub in offered):
-            self._violation(cp_id, "", f"handshake offers no supported subprotocol (offered: {offered})")
-            return web.Response(
-                status=HTTPStatus.BAD_REQUEST,
-                text=f"Offer one of these subprotocols: {', '.join(VERSIONS)}\n",
-            )
+        self.auth_throttle.succeeded(cp_id)
         return None
 
     # ---- connection handling -----------------------------------------------------------------------------------
 
     async def _websocket(self, request: web.Request) -> web.StreamResponse:
         """Admit a charger and serve its connection until it closes."""
+        if self._websockets >= self.guard.max_websockets:
+            # The last `guard.api_reserve` connection slots are kept for the REST API and the dashboard.
+            refusal_log.warning("refused a WebSocket: %d open (the cap)", self._websockets)
+            return web.Response(
+                status=HTTPStatus.SERVICE_UNAVAILABLE,
+                text="Too many charger connections\n",
+                headers={"Retry-After": "60"},
+            )
+        self._websockets += 1
+        try:
+            return await self._serve_websocket(request)
+        finally:
+            self._websockets -= 1
+
+    async def _serve_websocket(self, request: web.Request) -> web.StreamResponse:
+        """Check the handshake, then serve the charger's connection until it closes."""
         cp_id = _charger_id(request.raw_path)
-        refusal = await self._refusal(request, cp_id)
-        if refusal is not None:
-            return refusal
-        assert cp_id is not None
         ws = web.WebSocketResponse(
             protocols=tuple(VERSIONS),
             compress=False,
@@ -705,8 +877,14 @@ class CentralSystem:
             timeout=CLOSE_TIMEOUT_S,
             autoping=True,
         )
-        if not ws.can_prepare(request).ok:
+        # Checked before the registry: a request that cannot become an OCPP WebSocket must not add a pending
+        # charger or spend a password check.
+        if cp_id is not None and not ws.can_prepare(request).ok:
             return web.Response(status=HTTPStatus.UPGRADE_REQUIRED, text="Expected a WebSocket handshake\n")
+        refusal = await self._refusal(request, cp_id)
+        if refusal is not None:
+            return refusal
+        assert cp_id is not None
         await ws.prepare(request)
         version = VERSIONS[ws.ws_protocol or ""]  # _refusal made sure one of ours was offered
         conn = _Connection(cp_id, ws, request.transport, version)
@@ -714,8 +892,12 @@ class CentralSystem:
         self._connections[cp_id] = conn
         self._event("connected", cp_id, subprotocol=version.subprotocol)
         if previous is not None:
+            # Only a connection that passed `_refusal` (password or certificate, when the charger has one)
+            # gets here: a stranger cannot kick a charger off that has credentials.
             log.info("%s reconnected; closing its previous connection", cp_id)
             self._spawn(self._tasks, _close(previous.ws, 1000, "replaced by a new connection"))
+        if self.boot_timeout_s is not None and not self.booted_before(cp_id):
+            self._spawn(conn.tasks, self._expect_boot(conn, self.boot_timeout_s))
         try:
             async for msg in ws:
                 if msg.type in (WSMsgType.TEXT, WSMsgType.BINARY):
@@ -735,6 +917,14 @@ class CentralSystem:
             self._event("disconnected", cp_id, code=ws.close_code)
             conn.closed.set()
         return ws
+
+    async def _expect_boot(self, conn: _Connection, timeout_s: float) -> None:
+        """Close the connection unless it sends a BootNotification within `timeout_s`."""
+        await asyncio.sleep(timeout_s)
+        if not conn.booted and conn.is_open:
+            refusal_log.warning("%s sent no BootNotification within %s s; closing it", conn.cp_id, timeout_s)
+            self._violation(conn.cp_id, "", f"no BootNotification within {timeout_s} s")
+            await _close(conn.ws, 1008, "BootNotification expected")
 
     def _on_frame(self, conn: _Connection, data: str | bytes) -> None:
         """Record one incoming frame and dispatch it."""
@@ -766,6 +956,11 @@ class CentralSystem:
         assert parsed.unique_id is not None
         if parsed.message_type == CALL:
             assert parsed.action is not None
+            if parsed.action == "BootNotification" and not conn.booted:
+                conn.booted = True
+                self._booted[conn.cp_id] = None
+                if len(self._booted) > MAX_BOOTED_REMEMBERED:
+                    del self._booted[next(iter(self._booted))]
             self._spawn(conn.tasks, self._answer(conn, parsed.unique_id, parsed.action, parsed.payload))
         elif parsed.message_type == CALLRESULT:
             self._on_result(conn, parsed.unique_id, action, parsed.payload)
@@ -893,9 +1088,11 @@ class CentralSystem:
         self._notify()
 
     def _violation(self, cp_id: str, action: str, message: str) -> None:
-        """Record something a charger did wrong."""
-        log.warning("OCPP violation by %s (%s): %s", cp_id, action or "-", message)
+        """Record something a charger did wrong (the log line rate-limited, the list bounded)."""
+        violation_log.warning("OCPP violation by %s (%s): %s", cp_id, action or "-", message)
         self.violations.append((cp_id, action, message))
+        if len(self.violations) > MAX_RECORDED_PROBLEMS:
+            del self.violations[: MAX_RECORDED_PROBLEMS // 10]
 
     def _write(self, record: dict[str, Any]) -> None:
         """Append one JSON line to the log file, if any, and flush it."""
@@ -923,6 +1120,30 @@ class CentralSystem:
         task.add_done_callback(done)
 
 
+class _Site(web.TCPSite):
+    """aiohttp's TCP site with a bounded TLS handshake (asyncio's default waits 60 s for a slowloris)."""
+
+    def __init__(self, *args: Any, ssl_handshake_timeout_s: float, **kwargs: Any) -> None:
+        """Take TCPSite's arguments and the TLS handshake timeout."""
+        super().__init__(*args, **kwargs)
+        self._ssl_handshake_timeout_s = ssl_handshake_timeout_s
+
+    async def start(self) -> None:
+        """Listen like TCPSite.start, passing the TLS handshake timeout to asyncio."""
+        await web.BaseSite.start(self)
+        server = self._runner.server
+        assert server is not None
+        self._server = await asyncio.get_running_loop().create_server(
+            server,
+            self._host,
+            self._port,
+            ssl=self._ssl_context,
+            backlog=self._backlog,
+            ssl_handshake_timeout=self._ssl_handshake_timeout_s if self._ssl_context is not None else None,
+        )
+        self._bound_port = self._server.sockets[0].getsockname()[1]
+
+
 async def _close(ws: web.WebSocketResponse, code: int, reason: str) -> None:
     """Close a WebSocket with a close frame."""
     await ws.close(code=code, message=reason.encode())
@@ -935,7 +1156,11 @@ def tls_context(cert: str | Path, key: str | Path, client_ca: str | Path | None 
     context.minimum_version = ssl.TLSVersion.TLSv1_2
     context.load_cert_chain(cert, key)
     if client_ca is not None:
-        context.verify_mode = ssl.CERT_REQUIRED
+        # Optional at the TLS layer, so that the dashboard and REST API on the same port stay usable from a
+        # browser without a certificate; the OCPP path then requires a valid one issued to the charger id
+        # (`CentralSystem._refusal`). A certificate that is presented but not signed by `client_ca` still fails
+        # the TLS handshake.
+        context.verify_mode = ssl.CERT_OPTIONAL
         context.load_verify_locations(client_ca)
     return context
 
@@ -951,12 +1176,36 @@ def _is_incoming_call(frame: Frame, action: str, cp_id: str | None) -> bool:
 
 
 def _charger_id(path: str) -> str | None:
-    """Return the charger id of a request path `/ocpp/[...]/<id>`, or None for any other path."""
+    """Return the charger id of a request path `/ocpp/[...]/<id>`, or None for any other path or a bad id.
+
+    A usable id is 1-48 printable characters (no '/', no control or other non-printable characters).
+    """
     path = path.split("?", 1)[0]
     if not path.startswith(PATH_PREFIX):
         return None
-    cp_id = unquote(path.rsplit("/", 1)[-1])
-    return cp_id or None
+    segment = path.rsplit("/", 1)[-1]
+    if len(segment) > 12 * MAX_CHARGER_ID_LENGTH:  # a character is at most 4 UTF-8 bytes, each "%XX"
+        return None
+    try:
+        cp_id = unquote(segment, errors="strict")
+    except UnicodeDecodeError:
+        return None
+    if not cp_id or len(cp_id) > MAX_CHARGER_ID_LENGTH or not cp_id.isprintable() or "/" in cp_id:
+        return None
+    return cp_id
+
+
+def _certificate_names(certificate: Mapping[str, Any]) -> set[str]:
+    """The subject commonName and subjectAltName DNS/URI values of a certificate from `getpeercert()`."""
+    names: set[str] = set()
+    for rdn in certificate.get("subject", ()):
+        for key, value in rdn:
+            if key == "commonName":
+                names.add(str(value))
+    for kind, value in certificate.get("subjectAltName", ()):
+        if kind in ("DNS", "URI"):
+            names.add(str(value))
+    return names
 
 
 def _basic_password(header: str | None, cp_id: str) -> str | None:

@@ -24,6 +24,8 @@ async def start_csms_process(
     With ``db`` it is the central system on that store; without, the test server that accepts everyone.
     """
     args = [sys.executable, "-m", "backend_stub", "serve", "--host", "127.0.0.1", "--port", str(port)]
+    # Fleets and benchmarks connect every charger from 127.0.0.1: no per-address cap (extra_args may set one).
+    args += ["--max-connections-per-address", "0"]
     if db is not None:
         args += ["--db", str(db)]
     if log_path is not None:

@@ -217,6 +217,16 @@ PAYMENT_TRANSITIONS: Final[dict[PaymentStatus, frozenset[PaymentStatus]]] = {
     PaymentStatus.FAILED: frozenset(),
 }
 
+# Columns added after a store was first created: `_add_columns` adds each one a store opened here lacks (a new store
+# gets them from SCHEMA). security_profile: the highest OCPP security profile a charger has connected with.
+_ADDED_COLUMNS: Final = (
+    (
+        "chargers",
+        "security_profile",
+        "INTEGER NOT NULL DEFAULT 0 CHECK (security_profile BETWEEN 0 AND 3)",
+    ),
+)
+
 SCHEMA = f"""
 CREATE TABLE IF NOT EXISTS settings (name TEXT PRIMARY KEY, value TEXT NOT NULL);
 CREATE TABLE IF NOT EXISTS tariffs (id TEXT PRIMARY KEY, ocpi_json TEXT NOT NULL, updated_at TEXT NOT NULL);
@@ -233,7 +243,8 @@ CREATE TABLE IF NOT EXISTS chargers (
     diagnostics_status TEXT,
     firmware_status TEXT,
     tariff_id TEXT,
-    created_at TEXT NOT NULL
+    created_at TEXT NOT NULL,
+    security_profile INTEGER NOT NULL DEFAULT 0 CHECK (security_profile BETWEEN 0 AND 3)
 );
 CREATE TABLE IF NOT EXISTS connectors (
     cp_id TEXT NOT NULL REFERENCES chargers(id),
@@ -419,6 +430,9 @@ class Charger:
     firmware_status: str | None
     tariff_id: str | None
     created_at: datetime
+    # The highest OCPP security profile it has connected with (0 none, 1 Basic, 2 Basic over TLS, 3 client
+    # certificate); a lower one is refused from then on.
+    security_profile: int = 0
 
 
 @dataclass(frozen=True, slots=True)
@@ -732,6 +746,7 @@ def _charger(row: sqlite3.Row) -> Charger:
         firmware_status=row["firmware_status"],
         tariff_id=row["tariff_id"],
         created_at=_dt(row["created_at"]),
+        security_profile=row["security_profile"],
     )
 
 
@@ -888,6 +903,18 @@ class CsmsStore:
         except StoreError:
             self._db.close()
             raise
+        self._add_columns()
+
+    def _add_columns(self) -> None:
+        """Add the columns of `_ADDED_COLUMNS` that an older store lacks (whatever its user_version)."""
+        try:
+            for table, column, declaration in _ADDED_COLUMNS:
+                columns = {r["name"] for r in self._db.execute(f"PRAGMA table_info({table})").fetchall()}
+                if column not in columns:
+                    self._db.execute(f"ALTER TABLE {table} ADD COLUMN {column} {declaration}")
+        except sqlite3.Error as exc:
+            self._db.close()
+            raise StoreError(f"cannot open store {self.path}: {exc}") from exc
 
     def close(self) -> None:
         """Close the database (idempotent)."""
@@ -1035,13 +1062,63 @@ class CsmsStore:
             )
             return _charger(self._charger_row(db, cp_id))
 
-    def admit_unknown(self, cp_id: str) -> Charger:
-        """Return the charger, first registering an unknown one as pending (never changes a known one)."""
+    def admit_unknown(
+        self, cp_id: str, *, max_pending: int | None = None, expire_before: datetime | None = None
+    ) -> Charger | None:
+        """Return the charger, first registering an unknown one as pending (never changes a known one).
+
+        Pending chargers without a password, transactions or a boot since ``expire_before`` are deleted first;
+        then None (nothing registered) if ``max_pending`` pending chargers remain.
+        """
         _text(cp_id, "cp_id", max_len=255)
         with self._write() as db:
+            row = db.execute("SELECT * FROM chargers WHERE id = ?", (cp_id,)).fetchone()
+            if row is not None:
+                return _charger(row)
+            if expire_before is not None:
+                self._expire_pending(db, _ts(expire_before, "expire_before"))
+            if max_pending is not None:
+                pending = db.execute("SELECT COUNT(*) FROM chargers WHERE status = 'pending'").fetchone()[0]
+                if pending >= max_pending:
+                    return None
             db.execute(
-                "INSERT OR IGNORE INTO chargers (id, status, created_at) VALUES (?, 'pending', ?)",
-                (cp_id, self._now()),
+                "INSERT INTO chargers (id, status, created_at) VALUES (?, 'pending', ?)", (cp_id, self._now())
+            )
+            return _charger(self._charger_row(db, cp_id))
+
+    def expire_pending(self, before: datetime) -> int:
+        """Delete pending chargers nobody accepted that have not booted since ``before``; returns how many."""
+        with self._write() as db:
+            return self._expire_pending(db, _ts(before, "before"))
+
+    @staticmethod
+    def _expire_pending(db: sqlite3.Connection, before: str) -> int:
+        stale = "SELECT id FROM chargers WHERE status = 'pending' AND password_hash IS NULL"
+        stale += " AND COALESCE(last_boot, created_at) < ?"
+        stale += " AND NOT EXISTS (SELECT 1 FROM transactions t WHERE t.cp_id = chargers.id)"
+        ids = [r[0] for r in db.execute(stale, (before,)).fetchall()]
+        for cp_id in ids:
+            db.execute("DELETE FROM status_history WHERE cp_id = ?", (cp_id,))
+            db.execute("DELETE FROM connectors WHERE cp_id = ?", (cp_id,))
+            db.execute("DELETE FROM chargers WHERE id = ?", (cp_id,))
+        return len(ids)
+
+    def set_security_profile(self, cp_id: str, profile: int) -> Charger:
+        """Set the recorded security profile (0-3), lower too: the operator's decision, e.g. after a lost key."""
+        _int(profile, "security_profile", low=0, high=3)
+        with self._write() as db:
+            self._charger_row(db, cp_id)
+            db.execute("UPDATE chargers SET security_profile = ? WHERE id = ?", (profile, cp_id))
+            return _charger(self._charger_row(db, cp_id))
+
+    def raise_security_profile(self, cp_id: str, profile: int) -> Charger:
+        """Record that the charger connected with security ``profile`` (0-3); the record never goes down."""
+        _int(profile, "security_profile", low=0, high=3)
+        with self._write() as db:
+            self._charger_row(db, cp_id)
+            db.execute(
+                "UPDATE chargers SET security_profile = MAX(security_profile, ?) WHERE id = ?",
+                (profile, cp_id),
             )
             return _charger(self._charger_row(db, cp_id))
 

@@ -376,9 +376,25 @@ WRONG_FIELDS: list[tuple[str, str, dict[str, Any], str]] = [
     ("POST", "/api/chargers", {"id": "x" * 256}, "id"),
     ("POST", "/api/chargers", {"id": "CP-9", "password": ""}, "password"),
     ("POST", "/api/chargers", {"id": "CP-9", "password": 12345678}, "password"),
-    ("POST", "/api/chargers", {"id": "CP-9", "status": "online"}, "status"),
-    ("POST", "/api/chargers", {"id": "CP-9", "tariff_id": "missing"}, "tariff_id"),
+    ("POST", "/api/chargers", {"id": "CP-9", "password": "pw-12345678", "status": "online"}, "status"),
+    ("POST", "/api/chargers", {"id": "CP-9", "password": "pw-12345678", "tariff_id": "missing"}, "tariff_id"),
+    ("POST", "/api/chargers", {"id": "x" * 49, "password": "pw-12345678"}, "id"),
+    ("POST", "/api/chargers", {"id": "CP-9"}, "password"),
+    ("POST", "/api/chargers", {"id": "CP-9", "password": None}, "password"),
+    (
+        "POST",
+        "/api/chargers",
+        {"id": "CP-9", "password": None, "allow_no_password": "yes"},
+        "allow_no_password",
+    ),
+    (
+        "POST",
+        "/api/chargers",
+        {"id": "CP-9", "password": "pw-12345678", "allow_no_password": True},
+        "allow_no_password",
+    ),
     ("PATCH", f"/api/chargers/{CP_ID}", {}, None),
+    ("PATCH", f"/api/chargers/{CP_ID}", {"password": None}, "password"),
     ("PATCH", f"/api/chargers/{CP_ID}", {"status": "Accepted"}, "status"),
     ("PATCH", f"/api/chargers/{CP_ID}", {"password": ""}, "password"),
     ("PATCH", f"/api/chargers/{CP_ID}", {"tariff_id": 3}, "tariff_id"),
@@ -445,7 +461,7 @@ async def test_sql_metacharacters_round_trip_verbatim_in_every_string_field(
             )
             assert status == 200 and patched["idTag"] == tag
 
-        cp_id = f"CP {text}"
+        cp_id = f"CP {text}"[:48]  # the OCPP endpoint's longest charger id
         status, charger = await call(
             http, "POST", "/api/chargers", h, json={"id": cp_id, "password": text, "status": "pending"}
         )
