@@ -1,7 +1,9 @@
-"""Agent benchmark: idle RSS, cold start to BootNotification, swipe-to-relay-closed latency (local list, online).
+"""Agent benchmark: idle RSS, cold start to BootNotification, swipe-to-relay-closed latency (local list, online),
+and unplug-to-relay-open latency while a central system floods the charger with CALLs.
 
-Run: ``.venv/bin/python benchmarks/agent.py [--swipes N]``. Prints the numbers; docs/benchmarks.md records them.
-Everything runs on 127.0.0.1.
+Run: ``.venv/bin/python benchmarks/agent.py [--swipes N]``; only the flood:
+``.venv/bin/python benchmarks/agent.py --only-flood [--trials 20] [--calls 20000]``. Prints the numbers;
+docs/benchmarks.md records them. Everything runs on 127.0.0.1.
 """
 
 from __future__ import annotations
@@ -13,6 +15,7 @@ import platform
 import statistics
 import sys
 import tempfile
+import threading
 import time
 from pathlib import Path
 from typing import Any
@@ -146,6 +149,93 @@ async def swipe_latency(tmp: Path, swipes: int) -> dict[str, Any]:
         await csms.wait()
 
 
+async def relay_open_during_flood(tmp: Path, trials: int, calls: int) -> dict[str, Any]:
+    """Unplug-to-relay-open while benchmarks/flood_csms.py (its own process) sends ``calls`` ChangeConfiguration
+    CALLs at once. The unplug comes from another thread, so a busy event loop delays the measured time too."""
+    csms = await asyncio.create_subprocess_exec(
+        sys.executable,
+        str(Path(__file__).with_name("flood_csms.py")),
+        stdin=asyncio.subprocess.PIPE,
+        stdout=asyncio.subprocess.PIPE,
+    )
+    assert csms.stdin is not None and csms.stdout is not None
+    url = (await csms.stdout.readline()).decode().strip()
+    config = parse(
+        {
+            "station": {"id": "BENCH-FLOOD"},
+            "csms": {"url": url},
+            "storage": {"path": str(tmp / "flood.db")},  # a real disk: /tmp here is ext4, fsync costs
+            "settings": {"local_pre_authorize": True, "authorization_cache_enabled": False},
+            "connectors": [
+                {
+                    "id": 1,
+                    "relay": {"driver": "sim"},
+                    "meter": {"driver": "sim"},
+                    "plug": {"driver": "sim"},
+                    "reader": {"driver": "sim"},
+                }
+            ],
+        }
+    )
+    agent = Agent(config)
+    task = asyncio.create_task(agent.run())
+    loop = asyncio.get_running_loop()
+    out: dict[str, Any] = {"latency_ms": [], "answers": []}
+    try:
+        while agent.link is None or not agent.link.online:
+            await asyncio.sleep(0.01)
+        station = agent.station
+        assert station is not None
+        result = station.update_local_list(1, True, {"LOCALTAG": IdTagInfo(AuthStatus.ACCEPTED)})
+        if asyncio.iscoroutine(result):
+            await result
+        sim = agent.sims[1]
+        assert sim.plug and sim.reader and sim.relay
+        relay, plug = sim.relay, sim.plug
+        opened = asyncio.Event()
+        opened_at: list[float] = []
+        original_open = relay.open
+
+        async def timed_open() -> None:
+            was_closed = relay.closed
+            await original_open()
+            if was_closed:
+                opened_at.append(time.perf_counter())
+                opened.set()
+
+        relay.open = timed_open  # type: ignore[method-assign]
+        for _ in range(trials):
+            plug.set_plugged(True)
+            sim.reader.swipe("LOCALTAG")
+            while not relay.closed:
+                await asyncio.sleep(0.01)
+            opened.clear()
+            csms.stdin.write(f"flood {calls}\n".encode())
+            await csms.stdin.drain()
+            assert (await csms.stdout.readline()).strip() == b"started"
+            await asyncio.sleep(0.05)  # well into the burst
+            unplugged_at: list[float] = []
+
+            def unplug() -> None:
+                unplugged_at.append(time.perf_counter())
+                loop.call_soon_threadsafe(plug.set_plugged, False)
+
+            threading.Thread(target=unplug).start()
+            await opened.wait()
+            out["latency_ms"].append((opened_at[-1] - unplugged_at[0]) * 1000)
+            done = (await csms.stdout.readline()).decode().split()
+            out["answers"].append(tuple(int(x) for x in done[1:]))
+            while station.connectors[1].transaction is not None or agent.link.store.outbox_size():
+                await asyncio.sleep(0.01)
+        return out
+    finally:
+        agent.shutdown()
+        await task
+        csms.stdin.close()
+        csms.terminate()
+        await csms.wait()
+
+
 def pct(values: list[float], q: float) -> float:
     """The q-th percentile (0..100)."""
     ordered = sorted(values)
@@ -156,10 +246,27 @@ async def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__)
     parser.add_argument("--swipes", type=int, default=30)
     parser.add_argument("--cold-runs", type=int, default=5)
+    parser.add_argument("--trials", type=int, default=20, help="flood trials")
+    parser.add_argument("--calls", type=int, default=20_000, help="CALLs per flood")
+    parser.add_argument("--only-flood", action="store_true")
     args = parser.parse_args()
     print(f"machine: {platform.machine()}, {os.cpu_count()} cpus, Python {platform.python_version()}")
     with tempfile.TemporaryDirectory() as tmp_dir:
         tmp = Path(tmp_dir)
+        flood = await relay_open_during_flood(tmp, args.trials, args.calls)
+        v = flood["latency_ms"]
+        print(
+            f"unplug-to-relay-open during a {args.calls}-call burst: p50 {pct(v, 50):.1f} ms, "
+            f"p99 {pct(v, 99):.1f} ms, max {max(v):.1f} ms ({len(v)} trials; target p99 <= 100 ms)"
+        )
+        answered = [a for a, _, _ in flood["answers"]]
+        results = [r for _, r, _ in flood["answers"]]
+        print(
+            f"  CALLs answered per burst: min {min(answered)} of {args.calls}; CALLRESULTs per burst: "
+            f"median {statistics.median(results):.0f} (the rest CallErrors)"
+        )
+        if args.only_flood:
+            return
         times, rss = await cold_start_and_rss(tmp, args.cold_runs)
         print(f"idle RSS: {rss / 1024:.1f} MB (target <= 45 MB)")
         print(
