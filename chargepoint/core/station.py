@@ -175,6 +175,9 @@ class Station:
         self._tx_tasks: dict[int, asyncio.Task[Any]] = {}
         self._timeouts: dict[int, asyncio.Task[Any]] = {}
         self._last_persist: dict[int, float] = {}
+        self._persisted_wh: dict[
+            int, int
+        ] = {}  # the last register committed for each connector's transaction
         self.reset_requested: asyncio.Future[ResetKind] | None = None
         self.listeners: list[Callable[[int], None]] = []
         # Smart charging: installed profiles, a TxProfile waiting for a remote start's transaction, and the timer
@@ -310,7 +313,7 @@ class Station:
                 "id_tag": tx.id_tag,
                 "transaction_data": tx.stop_data[-MAX_STOP_DATA:],
             }
-            self._record_stop(
+            await self._record_stop(
                 tx.connector_id, (tx.local_id, StopReason.POWER_LOSS, tx.last_meter_at, meter_stop, event)
             )
         self.csms.outbox_changed()
@@ -467,11 +470,15 @@ class Station:
                 await self._probe_storage(cid)
             await asyncio.sleep(self.timing.meter_poll_s)
 
-    def _record_stop(self, cid: int, stop: tuple[int, StopReason, datetime, int, dict[str, Any]]) -> None:
-        """Persist a transaction's end; if the store refuses, keep it in memory and fault the connector until it
-        is written (no new session may start over an unrecorded end)."""
+    async def _record_stop(
+        self, cid: int, stop: tuple[int, StopReason, datetime, int, dict[str, Any]]
+    ) -> None:
+        """Persist a transaction's end (awaiting its commit, off the event loop); if the store refuses, keep it in
+        memory and fault the connector until it is written (no new session may start over an unrecorded end)."""
+        mark = self.store.mark()
         try:
             self.store.end_transaction(*stop)
+            await self.store.flush(since=mark)
         except StorageError:
             log.exception(
                 "could not record the end of transaction %s; keeping it until storage recovers", stop[0]
@@ -492,13 +499,23 @@ class Station:
 
     async def _probe_storage(self, cid: int) -> None:
         """Clear a storage fault once the store takes writes again (space freed, disk remounted)."""
-        try:
-            pending = self._unsaved_stops.get(cid)
-            if pending is not None:
-                self.store.end_transaction(*pending)
+        pending = self._unsaved_stops.get(cid)
+        if pending is not None:
+            # An end of transaction is written even while the disk is low (it may use the store's reserve).
+            mark = self.store.mark()
+            self.store.end_transaction(*pending)
+            try:
+                await self.store.flush(since=mark)
+            except StorageError:
+                return
+            if self._unsaved_stops.get(cid) is pending:
                 del self._unsaved_stops[cid]
-                self.csms.outbox_changed()
-            self.store.put("storage_probe", self.clock.now().isoformat())
+            self.csms.outbox_changed()
+        # An ordinary write only succeeds once the disk has room again (and the reserve is back).
+        mark = self.store.mark()
+        self.store.put("storage_probe", self.clock.now().isoformat())
+        try:
+            await self.store.flush(since=mark)
         except StorageError:
             return
         log.info("storage writable again; clearing the fault on connector %s", cid)
@@ -558,11 +575,67 @@ class Station:
         loop_now = asyncio.get_running_loop().time()
         if loop_now - self._last_persist.get(conn.id, 0.0) < self.timing.persist_meter_s:
             return
+        energy_wh = round(reading.energy_wh)
+        if self._storage_faulted(conn) and energy_wh <= self._persisted_wh.get(conn.id, -1):
+            return  # relay open for a full disk: nothing new to record, keep the reserve
         self._last_persist[conn.id] = loop_now
+        await self._record_meter(conn, tx, energy_wh, self.clock.now())
+
+    def _storage_faulted(self, conn: Connector) -> bool:
+        return conn.faults.get(ErrorCode.INTERNAL_ERROR) == STORAGE_FAULT
+
+    async def _record_meter(
+        self,
+        conn: Connector,
+        tx: ActiveTransaction,
+        energy_wh: int,
+        at: datetime,
+        *,
+        message: dict[str, Any] | None = None,
+        stop_data: dict[str, Any] | None = None,
+    ) -> bool:
+        """Persist a running transaction's register (and a sample), awaiting the commit off the event loop.
+
+        A session never charges unrecorded: if the store cannot take the record, or took it only on its reserve
+        because the disk is full, the connector faults (InternalError, relay open) until space returns; the
+        register after the open is written on the reserve, so even a crash then ends the transaction with a
+        meterStop no lower than the energy delivered. Returns True if the record was committed.
+        """
+        mark = self.store.mark()
+        self.store.record_meter(tx.local_id, energy_wh, at, message=message, stop_data=stop_data)
+        committed = True
         try:
-            self.store.record_meter(tx.local_id, round(reading.energy_wh), self.clock.now())
+            await self.store.flush(since=mark)
+            self._persisted_wh[conn.id] = max(energy_wh, self._persisted_wh.get(conn.id, 0))
         except StorageError:
-            log.exception("could not persist the meter of transaction %s", tx.local_id)
+            log.exception("could not record the meter of transaction %s", tx.local_id)
+            committed = False
+        if (not committed or self.store.low_space) and not self._storage_faulted(conn):
+            await self._stop_charging_unrecorded(conn)
+        return committed
+
+    async def _stop_charging_unrecorded(self, conn: Connector) -> None:
+        """The disk is full under a running session: open the relay (fault InternalError, cleared by itself when
+        space returns, which resumes charging) and persist the register as it stands after the open."""
+        log.error(
+            "connector %s: the store cannot record this session; relay opened until space returns", conn.id
+        )
+        await self.raise_fault(conn.id, ErrorCode.INTERNAL_ERROR, STORAGE_FAULT)
+        tx = conn.transaction
+        if tx is None:
+            return
+        await self.read_meter(conn.id)
+        energy_wh = self.current_energy_wh(conn.id)
+        if energy_wh > self._persisted_wh.get(conn.id, -1):
+            mark = self.store.mark()
+            self.store.record_meter(tx.local_id, energy_wh, self.clock.now())
+            try:
+                await self.store.flush(since=mark)
+                self._persisted_wh[conn.id] = energy_wh
+            except StorageError:
+                log.error(
+                    "transaction %s: register %s Wh could not be written either", tx.local_id, energy_wh
+                )
 
     async def _check_invalid_energy(self, conn: Connector, reading: MeterReading) -> None:
         tx = conn.transaction
@@ -736,14 +809,18 @@ class Station:
             "meter_start_wh": meter_start,
             "timestamp": now.isoformat(),
         }
+        mark = self.store.mark()
         try:
             local_id = self.store.begin_transaction(conn.id, id_tag, now, meter_start, event, parent)
+            # The transaction is on disk before the relay closes (the commit is awaited off the event loop).
+            await self.store.flush(since=mark)
         except StorageError as exc:
             # Without a durable record there is no transaction: refuse rather than charge unrecorded.
             log.error("cannot record a transaction on connector %s: %s", conn.id, exc)
             await self.raise_fault(conn.id, ErrorCode.INTERNAL_ERROR, STORAGE_FAULT)
             return
         conn.transaction = ActiveTransaction(local_id, id_tag, parent, now, meter_start)
+        self._persisted_wh[conn.id] = meter_start
         remote = self._remote_profiles.pop(conn.id, None)
         if remote is not None and remote[0] == id_tag:
             # RemoteStartTransaction's chargingProfile is this transaction's TxProfile (OCPP 1.6 §5.11).
@@ -769,6 +846,7 @@ class Station:
         meter_stop = max(self.current_energy_wh(conn.id), tx.meter_start_wh)
         end_values = self._stop_txn_end_values(conn.id, now)
         try:
+            await self.store.flush()  # the stop data queued so far, without blocking the loop on the read
             stored = self.store.transaction(tx.local_id)
         except StorageError:
             stored = None
@@ -782,7 +860,7 @@ class Station:
             "id_tag": id_tag,
             "transaction_data": data,
         }
-        self._record_stop(conn.id, (tx.local_id, reason, now, meter_stop, event))
+        await self._record_stop(conn.id, (tx.local_id, reason, now, meter_stop, event))
         conn.transaction = None
         self._drop_tx_profiles([conn.id])
         self.csms.outbox_changed()
@@ -822,7 +900,7 @@ class Station:
             reading = self.last_reading.get(conn.id)
             if reading is None or self._meter_failures[conn.id] >= self.timing.meter_failures_for_fault:
                 continue  # no stale values while the meter is failing
-            self._record_sample(
+            await self._record_sample(
                 conn,
                 tx,
                 reading,
@@ -832,7 +910,7 @@ class Station:
                 "stop_txn_sampled_data",
             )
 
-    def _record_sample(
+    async def _record_sample(
         self,
         conn: Connector,
         tx: ActiveTransaction,
@@ -851,12 +929,16 @@ class Station:
                 "samples": [sample(reading, measurands, context, at).to_json()],
             }
         stop_data = sample(reading, stop_measurands, context, at).to_json() if stop_measurands else None
-        try:
-            self.store.record_meter(
-                tx.local_id, round(reading.energy_wh), at, message=message, stop_data=stop_data
+        if self._storage_faulted(conn):
+            # The disk is full and the relay open, so no energy flows: the register at the open is on disk (on the
+            # store's reserve), and samples wait for space rather than use that reserve up.
+            log.info(
+                "connector %s: sample at %s not recorded while the disk is full", conn.id, at.isoformat()
             )
-        except StorageError:
-            log.exception("could not queue meter values of transaction %s", tx.local_id)
+            return
+        if not await self._record_meter(
+            conn, tx, round(reading.energy_wh), at, message=message, stop_data=stop_data
+        ):
             return
         self._last_persist[conn.id] = asyncio.get_running_loop().time()
         if message is not None:
@@ -875,7 +957,7 @@ class Station:
                     continue
                 tx = conn.transaction
                 if tx is not None:
-                    self._record_sample(
+                    await self._record_sample(
                         conn,
                         tx,
                         reading,

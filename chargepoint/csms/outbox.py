@@ -64,6 +64,9 @@ class OutboxSender:
             if self.paused:
                 await asyncio.Event().wait()  # stopping: take nothing more
             try:
+                # What was queued so far is committed before it is read and sent (a StartTransaction is on disk
+                # before the CSMS hears of it); the commit is awaited, never waited for on the event loop.
+                await self.store.flush()
                 message = self.store.outbox_head()
             except StorageError:
                 log.exception("cannot read the outbox")
@@ -95,8 +98,10 @@ class OutboxSender:
             # A message this agent cannot turn into a valid CALL (a bug, or data from an older version) must not
             # block every message behind it: it goes to the dead letters at once.
             log.exception("outbox: %s #%s cannot be sent; kept as a dead letter", message.kind, message.seq)
+            mark = self.store.mark()
+            self.store.give_up(message.seq, f"not encodable: {type(exc).__name__}: {exc}"[:200])
             try:
-                self.store.give_up(message.seq, f"not encodable: {type(exc).__name__}: {exc}"[:200])
+                await self.store.flush(since=mark)
             except StorageError:
                 await asyncio.sleep(STORAGE_RETRY_S)
             return
@@ -107,10 +112,10 @@ class OutboxSender:
         (which would send the message a second time), and nothing behind it goes first."""
         delay = STORAGE_RETRY_S
         while True:
+            mark = self.store.mark()
+            self.store.acknowledge(message.seq, csms_tx_id=result.csms_tx_id, local_tx_id=message.local_tx_id)
             try:
-                self.store.acknowledge(
-                    message.seq, csms_tx_id=result.csms_tx_id, local_tx_id=message.local_tx_id
-                )
+                await self.store.flush(since=mark)
                 break
             except StorageError:
                 log.exception(
@@ -133,7 +138,7 @@ class OutboxSender:
         """Retry TransactionMessageAttempts times, waiting interval x attempt (OCPP 1.6 §4.10), then keep it as a
         dead letter."""
         try:
-            attempts = self.store.count_attempt(message.seq)
+            attempts = await asyncio.wrap_future(self.store.count_attempt(message.seq))
             limit = self.settings.get_int("transaction_message_attempts")
             if attempts >= limit:
                 log.error(
@@ -143,7 +148,9 @@ class OutboxSender:
                     attempts,
                     reason,
                 )
+                mark = self.store.mark()
                 self.store.give_up(message.seq, reason[:200])
+                await self.store.flush(since=mark)
                 return
         except StorageError:
             log.exception("outbox: cannot count the attempt on %s #%s", message.kind, message.seq)
