@@ -486,6 +486,10 @@ class Station:
             if cid in self.connectors:
                 self._unsaved_stops[cid] = stop
                 self._add_fault(cid, ErrorCode.INTERNAL_ERROR, STORAGE_FAULT)
+            return
+        if self.store.low_space and cid in self.connectors:
+            # Written on the store's reserve: the disk is full, so no new session until space returns.
+            self._add_fault(cid, ErrorCode.INTERNAL_ERROR, STORAGE_FAULT)
 
     async def _check_relay(self, cid: int) -> None:
         """A contactor that closed or dropped out by itself is a PowerSwitchFailure (cleared only by a restart:

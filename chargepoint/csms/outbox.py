@@ -109,20 +109,12 @@ class OutboxSender:
 
     async def _acknowledge(self, message: OutboxMessage, result: Delivered) -> None:
         """Record the answer and drop the message, retrying while storage refuses: the answer is never lost
-        (which would send the message a second time), and nothing behind it goes first."""
-        delay = STORAGE_RETRY_S
-        while True:
-            mark = self.store.mark()
-            self.store.acknowledge(message.seq, csms_tx_id=result.csms_tx_id, local_tx_id=message.local_tx_id)
-            try:
-                await self.store.flush(since=mark)
-                break
-            except StorageError:
-                log.exception(
-                    "outbox: cannot record the answer to %s #%s; retrying", message.kind, message.seq
-                )
-                await asyncio.sleep(delay)
-                delay = min(delay * 2, 60.0)
+        (which would send the message a second time), and nothing behind it goes first.
+
+        The answer is applied in memory at once (a RemoteStop right behind StartTransaction.conf must find the
+        transaction's id) and the commit of its record is awaited after, off the event loop."""
+        mark = self.store.mark()
+        self.store.acknowledge(message.seq, csms_tx_id=result.csms_tx_id, local_tx_id=message.local_tx_id)
         if result.id_tag is not None and result.id_tag_info is not None:
             self.station.id_tag_info(result.id_tag, result.id_tag_info)
         if (
@@ -133,6 +125,19 @@ class OutboxSender:
             await self.station.transaction_confirmed(
                 message.local_tx_id, result.csms_tx_id, result.id_tag_info
             )
+        delay = STORAGE_RETRY_S
+        while True:
+            try:
+                await self.store.flush(since=mark)
+                return
+            except StorageError:
+                log.exception(
+                    "outbox: cannot record the answer to %s #%s; retrying", message.kind, message.seq
+                )
+                await asyncio.sleep(delay)
+                delay = min(delay * 2, 60.0)
+            mark = self.store.mark()
+            self.store.acknowledge(message.seq, csms_tx_id=result.csms_tx_id, local_tx_id=message.local_tx_id)
 
     async def _refused(self, message: OutboxMessage, reason: str) -> None:
         """Retry TransactionMessageAttempts times, waiting interval x attempt (OCPP 1.6 §4.10), then keep it as a
