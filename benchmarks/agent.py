@@ -2,8 +2,10 @@
 and unplug-to-relay-open latency while a central system floods the charger with CALLs.
 
 Run: ``.venv/bin/python benchmarks/agent.py [--swipes N]``; only the flood:
-``.venv/bin/python benchmarks/agent.py --only-flood [--trials 20] [--calls 20000]``. Prints the numbers;
-docs/benchmarks.md records them. Everything runs on 127.0.0.1.
+``.venv/bin/python benchmarks/agent.py --only-flood [--trials 20] [--calls 20000] [--slow-fsync-us 5000]``;
+``--slow-fsync-us`` makes every fsync take that much longer (an LD_PRELOAD shim built with gcc), like the SD card
+of a Raspberry Pi, where the virtual disk here syncs in ~0.2 ms. Prints the numbers; docs/benchmarks.md records
+them. Everything runs on 127.0.0.1.
 """
 
 from __future__ import annotations
@@ -12,7 +14,9 @@ import argparse
 import asyncio
 import os
 import platform
+import shutil
 import statistics
+import subprocess
 import sys
 import tempfile
 import threading
@@ -47,6 +51,48 @@ meter = { driver = "sim" }
 plug = { driver = "sim" }
 reader = { driver = "sim" }
 """
+
+
+SLOW_FSYNC_C = r"""
+#define _GNU_SOURCE
+#include <dlfcn.h>
+#include <stdlib.h>
+#include <time.h>
+static void slow(void) {
+    const char *e = getenv("SLOW_FSYNC_US");
+    long us = e ? atol(e) : 0;
+    struct timespec t = {us / 1000000, (us % 1000000) * 1000};
+    nanosleep(&t, 0);
+}
+int fsync(int fd) { static int (*f)(int); if (!f) f = dlsym(RTLD_NEXT, "fsync"); slow(); return f(fd); }
+int fdatasync(int fd) { static int (*f)(int); if (!f) f = dlsym(RTLD_NEXT, "fdatasync"); slow(); return f(fd); }
+"""
+
+
+def reexec_with_slow_fsync(us: int) -> None:
+    """Run this benchmark again with every fsync slowed down by ``us`` microseconds."""
+    if os.environ.get("SLOW_FSYNC_US"):
+        return
+    gcc = shutil.which("gcc")
+    if gcc is None:
+        raise SystemExit("--slow-fsync-us needs gcc")
+    build = Path(tempfile.mkdtemp())
+    (build / "slowfsync.c").write_text(SLOW_FSYNC_C)
+    subprocess.run(
+        [
+            gcc,
+            "-shared",
+            "-fPIC",
+            "-O2",
+            "-o",
+            str(build / "slowfsync.so"),
+            str(build / "slowfsync.c"),
+            "-ldl",
+        ],
+        check=True,
+    )
+    env = dict(os.environ, LD_PRELOAD=str(build / "slowfsync.so"), SLOW_FSYNC_US=str(us))
+    os.execve(sys.executable, [sys.executable, *sys.argv], env)
 
 
 def rss_kb(pid: int) -> int:
@@ -180,7 +226,17 @@ async def relay_open_during_flood(tmp: Path, trials: int, calls: int) -> dict[st
     agent = Agent(config)
     task = asyncio.create_task(agent.run())
     loop = asyncio.get_running_loop()
-    out: dict[str, Any] = {"latency_ms": [], "answers": []}
+    out: dict[str, Any] = {"latency_ms": [], "answers": [], "stall_ms": []}
+    stalls: list[float] = []
+
+    async def ticker() -> None:
+        # How late a 5 ms sleep wakes up: the longest the event loop was kept from everything else.
+        while True:
+            t0 = time.perf_counter()
+            await asyncio.sleep(0.005)
+            stalls.append((time.perf_counter() - t0 - 0.005) * 1000)
+
+    tick = asyncio.create_task(ticker())
     try:
         while agent.link is None or not agent.link.online:
             await asyncio.sleep(0.01)
@@ -210,13 +266,14 @@ async def relay_open_during_flood(tmp: Path, trials: int, calls: int) -> dict[st
             while not relay.closed:
                 await asyncio.sleep(0.01)
             opened.clear()
+            stalls.clear()
             csms.stdin.write(f"flood {calls}\n".encode())
             await csms.stdin.drain()
             assert (await csms.stdout.readline()).strip() == b"started"
             await asyncio.sleep(0.05)  # well into the burst
             unplugged_at: list[float] = []
 
-            def unplug() -> None:
+            def unplug(unplugged_at: list[float] = unplugged_at) -> None:
                 unplugged_at.append(time.perf_counter())
                 loop.call_soon_threadsafe(plug.set_plugged, False)
 
@@ -225,10 +282,12 @@ async def relay_open_during_flood(tmp: Path, trials: int, calls: int) -> dict[st
             out["latency_ms"].append((opened_at[-1] - unplugged_at[0]) * 1000)
             done = (await csms.stdout.readline()).decode().split()
             out["answers"].append(tuple(int(x) for x in done[1:]))
+            out["stall_ms"].append(max(stalls, default=0.0))
             while station.connectors[1].transaction is not None or agent.link.store.outbox_size():
                 await asyncio.sleep(0.01)
         return out
     finally:
+        tick.cancel()
         agent.shutdown()
         await task
         csms.stdin.close()
@@ -249,8 +308,13 @@ async def main() -> None:
     parser.add_argument("--trials", type=int, default=20, help="flood trials")
     parser.add_argument("--calls", type=int, default=20_000, help="CALLs per flood")
     parser.add_argument("--only-flood", action="store_true")
+    parser.add_argument("--slow-fsync-us", type=int, default=0, help="add this much to every fsync")
     args = parser.parse_args()
+    if args.slow_fsync_us:
+        reexec_with_slow_fsync(args.slow_fsync_us)
     print(f"machine: {platform.machine()}, {os.cpu_count()} cpus, Python {platform.python_version()}")
+    if os.environ.get("SLOW_FSYNC_US"):
+        print(f"every fsync slowed down by {os.environ['SLOW_FSYNC_US']} us")
     with tempfile.TemporaryDirectory() as tmp_dir:
         tmp = Path(tmp_dir)
         flood = await relay_open_during_flood(tmp, args.trials, args.calls)
@@ -265,6 +329,8 @@ async def main() -> None:
             f"  CALLs answered per burst: min {min(answered)} of {args.calls}; CALLRESULTs per burst: "
             f"median {statistics.median(results):.0f} (the rest CallErrors)"
         )
+        s = flood["stall_ms"]
+        print(f"  longest event-loop stall per burst: p50 {pct(s, 50):.1f} ms, max {max(s):.1f} ms")
         if args.only_flood:
             return
         times, rss = await cold_start_and_rss(tmp, args.cold_runs)

@@ -63,7 +63,12 @@ class FloodCsms:
         self.expected = {f"{tag}-{i}" for i in range(n)}
         self.all_answered.clear()
         for i in range(n):
-            frame = [2, f"{tag}-{i}", "ChangeConfiguration", {"key": "ConnectionTimeOut", "value": str(60 + i % 2)}]
+            frame = [
+                2,
+                f"{tag}-{i}",
+                "ChangeConfiguration",
+                {"key": "ConnectionTimeOut", "value": str(60 + i % 2)},
+            ]
             await self.ws.send(json.dumps(frame))
             if i == 100:
                 print("started", flush=True)

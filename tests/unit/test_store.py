@@ -318,3 +318,51 @@ def test_write_after_close_is_a_storage_error(db_path: Path) -> None:
     store.close()
     with pytest.raises(StorageError):
         store.put("k", "v").result()
+
+
+async def test_group_commit_many_concurrent_writes_fewer_commits_all_durable(db_path: Path) -> None:
+    """Writes queued while a commit is on its way go into the next single transaction (one fsync); after flush()
+    every one of them is on disk, as a second connection sees. A real lock holds the first commit back, so the
+    batching does not depend on timing."""
+    store = Store(db_path)
+    store.sync()
+    file = store._file
+    locker = sqlite3.connect(db_path, isolation_level=None)
+    locker.execute("BEGIN IMMEDIATE")  # the writer's next commit waits here
+    commits_before = file.commits
+    writes = 500
+    for n in range(writes):
+        store.put(f"k{n}", str(n))  # returns at once: the event loop never waits for the disk
+    local_id = begin(store)
+    store.record_meter(local_id, 1234, T0, message={"n": 1})
+    locker.execute("ROLLBACK")
+    locker.close()
+    await store.flush()
+    assert file.commits - commits_before <= 3  # the first write alone, then the rest together
+    with sqlite3.connect(db_path) as other:
+        (count,) = other.execute("SELECT COUNT(*) FROM kv WHERE key LIKE 'k%'").fetchone()
+        (meter,) = other.execute(
+            "SELECT last_meter_wh FROM transactions WHERE local_id = ?", (local_id,)
+        ).fetchone()
+    assert count == writes and meter == 1234
+    store.close()
+
+
+async def test_a_failing_write_in_a_group_fails_alone(db_path: Path) -> None:
+    """Each write of a group commit runs in its own savepoint: one that fails rolls back alone."""
+    store = Store(db_path)
+    store.sync()
+    locker = sqlite3.connect(db_path, isolation_level=None)
+    locker.execute("BEGIN IMMEDIATE")
+    good = store.put("before", "1")
+    mark = store.mark()
+    store.begin_transaction(1, None, T0, 0, {})  # type: ignore[arg-type]  # NOT NULL violated
+    after = store.put("after", "2")
+    locker.execute("ROLLBACK")
+    locker.close()
+    with pytest.raises(StorageError):
+        await store.flush(since=mark)
+    good.result()
+    after.result()
+    assert store.get("before") == "1" and store.get("after") == "2" and store.active_transactions() == []
+    store.close()
