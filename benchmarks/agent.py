@@ -14,6 +14,7 @@ import argparse
 import asyncio
 import os
 import platform
+import random
 import shutil
 import statistics
 import subprocess
@@ -227,6 +228,7 @@ async def relay_open_during_flood(tmp: Path, trials: int, calls: int) -> dict[st
     task = asyncio.create_task(agent.run())
     loop = asyncio.get_running_loop()
     out: dict[str, Any] = {"latency_ms": [], "answers": [], "stall_ms": []}
+    rng = random.Random(10)
     stalls: list[float] = []
 
     async def ticker() -> None:
@@ -270,7 +272,8 @@ async def relay_open_during_flood(tmp: Path, trials: int, calls: int) -> dict[st
             csms.stdin.write(f"flood {calls}\n".encode())
             await csms.stdin.drain()
             assert (await csms.stdout.readline()).strip() == b"started"
-            await asyncio.sleep(0.05)  # well into the burst
+            # Somewhere in the burst (before the fix it lasted ~6 s).
+            await asyncio.sleep(rng.uniform(0.02, 5.0))
             unplugged_at: list[float] = []
 
             def unplug(unplugged_at: list[float] = unplugged_at) -> None:

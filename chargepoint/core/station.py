@@ -175,9 +175,8 @@ class Station:
         self._tx_tasks: dict[int, asyncio.Task[Any]] = {}
         self._timeouts: dict[int, asyncio.Task[Any]] = {}
         self._last_persist: dict[int, float] = {}
-        self._persisted_wh: dict[
-            int, int
-        ] = {}  # the last register committed for each connector's transaction
+        # The last register committed for each connector's transaction.
+        self._persisted_wh: dict[int, int] = {}
         self.reset_requested: asyncio.Future[ResetKind] | None = None
         self.listeners: list[Callable[[int], None]] = []
         # Smart charging: installed profiles, a TxProfile waiting for a remote start's transaction, and the timer
@@ -575,6 +574,10 @@ class Station:
     async def _persist_meter(self, conn: Connector, reading: MeterReading) -> None:
         tx = conn.transaction
         if tx is None:
+            return
+        if self.store.low_space and not self._storage_faulted(conn):
+            # Another write found the disk full: this session stops too, at once rather than at its next record.
+            await self._stop_charging_unrecorded(conn)
             return
         loop_now = asyncio.get_running_loop().time()
         if loop_now - self._last_persist.get(conn.id, 0.0) < self.timing.persist_meter_s:

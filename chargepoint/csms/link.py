@@ -84,9 +84,9 @@ class InboundCap:
         self._limit = limit
         self._frames: deque[str | bytes] = deque()
         self._arrived = asyncio.Event()
-        self._calls = 0  # CALLs queued or being handled, not yet answered
-        self._handling: str | None = None  # the uniqueId of the CALL the adapter took last
-        self._marks: dict[str, int] = {}  # unanswered CALL -> the store's mark when its handling began
+        self._queued_calls = 0  # CALLs waiting in the queue
+        self._handling: str | None = None  # the uniqueId of the CALL being handled, until it is answered
+        self._mark = 0  # the store's mark when its handling began
         self._ended: BaseException | None = None
         self._done = False
         self.busy_answers = 0
@@ -108,10 +108,10 @@ class InboundCap:
                     frame if isinstance(frame, str) else frame[:80].decode("utf-8", "replace")
                 )
                 if head is not None and head.group(1) == "2":
-                    if self._calls >= self._limit:
+                    if self._queued_calls + (self._handling is not None) >= self._limit:
                         await self._busy(head.group(2))
                         continue
-                    self._calls += 1
+                    self._queued_calls += 1
                 self._frames.append(frame)
                 self._arrived.set()
         except ConnectionClosed as exc:
@@ -146,8 +146,6 @@ class InboundCap:
     async def __anext__(self) -> str | bytes:
         # The adapter asks for the next frame once it has routed the last one: a CALL it chose not to answer
         # (OCPP 1.6 §4.2.1: boot Rejected) frees its place now.
-        if self._handling is not None and self._marks.pop(self._handling, None) is not None:
-            self._calls -= 1
         self._handling = None
         while not self._frames:
             if self._done:
@@ -159,30 +157,23 @@ class InboundCap:
         frame = self._frames.popleft()
         head = _FRAME_HEAD.match(frame if isinstance(frame, str) else frame[:80].decode("utf-8", "replace"))
         if head is not None and head.group(1) == "2":
+            self._queued_calls -= 1
             self._handling = head.group(2)
-            self._marks[self._handling] = self._store.mark()
+            self._mark = self._store.mark()
         return frame
 
     async def send(self, message: str | bytes) -> None:
         """Send a frame; an answer to a CALL waits for the commit of what handling it wrote."""
         text = message if isinstance(message, str) else message[:80].decode("utf-8", "replace")
         head = _FRAME_HEAD.match(text)
-        if head is not None and head.group(1) in "34":
-            mark = self._marks.pop(head.group(2), None)
-            if mark is not None:
-                self._calls -= 1
-                try:
-                    await self._store.flush(since=mark)
-                except StorageError as exc:
-                    log.error("answer to CSMS CALL %s withheld: %s", head.group(2), exc)
-                    error: list[Any] = [
-                        4,
-                        head.group(2),
-                        "InternalError",
-                        "the change could not be stored",
-                        {},
-                    ]
-                    message = json.dumps(error, separators=(",", ":"))
+        if head is not None and head.group(1) in "34" and head.group(2) == self._handling:
+            self._handling = None
+            try:
+                await self._store.flush(since=self._mark)
+            except StorageError as exc:
+                log.error("answer to CSMS CALL %s withheld: %s", head.group(2), exc)
+                error: list[Any] = [4, head.group(2), "InternalError", "the change could not be stored", {}]
+                message = json.dumps(error, separators=(",", ":"))
         await self._ws.send(message)
 
     def close_reader(self) -> None:
