@@ -4,7 +4,7 @@ OCPP-J allows one outstanding CALL per direction).
 
 Run by benchmarks/agent.py as a separate process. It prints its URL, then reads commands on stdin:
 ``flood N`` sends N CALLs, prints ``started`` after the first 100 and ``done <answered> <results> <errors>`` when
-every one has been answered (or after 120 s). Listens on 127.0.0.1 only.
+every one has been answered (or after 120 s), with the seconds that took. Listens on 127.0.0.1 only.
 """
 
 from __future__ import annotations
@@ -12,6 +12,7 @@ from __future__ import annotations
 import asyncio
 import json
 import sys
+import time
 from datetime import UTC, datetime
 from typing import Any
 
@@ -93,8 +94,9 @@ async def main() -> None:
         while line := (await reader.readline()).decode().split():
             if line[0] == "flood":
                 trial += 1
+                started = time.perf_counter()
                 answered, results, errors = await csms.flood(int(line[1]), f"t{trial}")
-                print(f"done {answered} {results} {errors}", flush=True)
+                print(f"done {answered} {results} {errors} {time.perf_counter() - started:.3f}", flush=True)
 
 
 if __name__ == "__main__":
