@@ -269,19 +269,21 @@ async def relay_open_during_flood(tmp: Path, trials: int, calls: int) -> dict[st
                 await asyncio.sleep(0.01)
             opened.clear()
             stalls.clear()
-            burst_started = time.perf_counter()
-            csms.stdin.write(f"flood {calls}\n".encode())
-            await csms.stdin.drain()
-            assert (await csms.stdout.readline()).strip() == b"started"
-            # Somewhere in the burst: the flooding process needs ~1 s just to send 20,000 frames.
-            await asyncio.sleep(rng.uniform(0.02, 1.0))
             unplugged_at: list[float] = []
+            # The unplug comes from another thread on its own clock, somewhere in the burst (the flooding process
+            # needs ~1 s just to send 20,000 frames): a stalled event loop can neither delay nor dodge it.
+            delay_s = 0.1 + rng.uniform(0.02, 1.0)
 
-            def unplug(unplugged_at: list[float] = unplugged_at) -> None:
+            def unplug(unplugged_at: list[float] = unplugged_at, delay_s: float = delay_s) -> None:
+                time.sleep(delay_s)
                 unplugged_at.append(time.perf_counter())
                 loop.call_soon_threadsafe(plug.set_plugged, False)
 
+            burst_started = time.perf_counter()
             threading.Thread(target=unplug).start()
+            csms.stdin.write(f"flood {calls}\n".encode())
+            await csms.stdin.drain()
+            assert (await csms.stdout.readline()).strip() == b"started"
             await opened.wait()
             out["latency_ms"].append((opened_at[-1] - unplugged_at[0]) * 1000)
             out["into_burst_s"].append(unplugged_at[0] - burst_started)
