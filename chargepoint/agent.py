@@ -78,7 +78,11 @@ class Agent:
             name: SPECS[name].parse(text) for name, text in self.config.settings.items()
         }
         overrides["number_of_connectors"] = len(self.ports)
-        return Settings(stored, overrides=overrides, on_change=store.put_setting)
+
+        def persist(name: str, text: str) -> None:
+            store.put_setting(name, text)  # queued; an answer to the CSMS waits for its commit (csms/link.py)
+
+        return Settings(stored, overrides=overrides, on_change=persist)
 
     async def run(self) -> None:
         """Run until shutdown, restarting in-process after each Reset (with the systemd watchdog fed)."""
@@ -162,6 +166,7 @@ class Agent:
                 async with asyncio.timeout(CLOSE_TIMEOUT_S + 1):
                     await link_task
             await station.stop()
+            await store.flush()  # the last commits, awaited off the event loop before the file is closed
             store.close()
 
     def shutdown(self) -> None:

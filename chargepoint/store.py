@@ -11,10 +11,17 @@ that a thousand agents do not need a thousand SQLite connections and file descri
 
 from __future__ import annotations
 
+import asyncio
+import contextlib
+import errno
 import json
+import logging
+import os
 import sqlite3
-from collections.abc import Iterator
-from contextlib import contextmanager
+import threading
+from collections import deque
+from collections.abc import Callable
+from concurrent.futures import Future
 from dataclasses import dataclass
 from datetime import datetime
 from pathlib import Path
@@ -23,6 +30,8 @@ from typing import Any
 from chargepoint.core.model import IdTagInfo, StopReason
 from chargepoint.core.smart_charging import ChargingProfile
 from chargepoint.errors import StorageError
+
+log = logging.getLogger(__name__)
 
 SCHEMA = """
 CREATE TABLE IF NOT EXISTS settings (
@@ -174,24 +183,267 @@ def _open(path: str, durable: bool) -> sqlite3.Connection:
     return db
 
 
-class StoreFile:
-    """One SQLite file (or ``:memory:``) shared by many agents' stores, each under its own station key."""
+def _is_full(exc: BaseException) -> bool:
+    """True for SQLite's disk-full and I/O errors (ENOSPC surfaces as either)."""
+    code = getattr(exc, "sqlite_errorcode", None)
+    return isinstance(exc, sqlite3.Error) and code is not None and code & 0xFF in (sqlite3.SQLITE_FULL, 10)
 
-    def __init__(self, path: str | Path, *, durable: bool = True) -> None:
+
+def _translate(exc: Exception) -> Exception:
+    if isinstance(exc, sqlite3.Error):
+        error = StorageError(f"store write failed: {exc}")
+        error.__cause__ = exc
+        return error
+    return exc
+
+
+# Space kept free next to the store file for the writes that record running transactions (their meter register,
+# their end, the outbox's progress): when the disk fills up, it is released so those still reach the disk while
+# the connector is faulted and its relay opened (README, "What the agent guarantees").
+RESERVE_BYTES = 256 * 1024
+MAX_BATCH = 1000  # writes per group commit
+
+
+def _dumps(payload: dict[str, Any]) -> str:
+    return json.dumps(payload, separators=(",", ":"))
+
+
+class _Op:
+    """One queued write: a function of the write connection, run inside the writer's transaction."""
+
+    __slots__ = ("critical", "fn", "future", "index", "owner")
+
+    def __init__(
+        self, fn: Callable[[sqlite3.Connection], Any], critical: bool, owner: Store | None, index: int
+    ) -> None:
+        self.fn = fn
+        self.critical = critical
+        self.owner = owner
+        self.index = index
+        self.future: Future[Any] = Future()
+
+    def fail(self, exc: Exception) -> None:
+        if self.owner is not None:
+            self.owner._write_failed(self.index, exc)
+        self.future.set_exception(exc)
+
+
+class StoreFile:
+    """One SQLite file (or ``:memory:``) shared by many agents' stores, each under its own station key.
+
+    Writes go to one writer thread per file, which commits everything queued while the previous commit was on its
+    way to the disk in a single transaction with one fsync (group commit: a fleet of agents in one file, or a
+    flood of configuration changes, costs one fsync per batch, and the event loop never waits for one). Each write
+    runs in its own SAVEPOINT, so one that fails rolls back alone; if SQLite aborts the whole transaction (a full
+    disk does), the writes of the batch are retried one by one so each gets its own answer.
+
+    Reads run on a second, read-only WAL connection in the caller's thread: WAL readers never wait for the writer
+    or its fsync. They see committed data only, so a read first waits for the writes its store has submitted and
+    that are not committed yet (read-your-writes). The agent awaits ``Store.flush()`` before a read that follows its
+    own writes, so on the event loop that wait is already over; synchronous callers (tests, tools) simply block.
+    ``:memory:`` has nothing to fsync and cannot be opened twice: there, writes run at once in the caller's thread.
+    """
+
+    def __init__(self, path: str | Path, *, durable: bool = True, reserve_bytes: int = RESERVE_BYTES) -> None:
         self.path = str(path)
-        self.db = _open(self.path, durable)
+        self.memory = self.path == ":memory:"
+        self._wdb = _open(self.path, durable)
+        self.commits = 0  # group commits so far (tests and benchmarks)
+        self.low_space = False  # the reserve was used up and could not be put back yet
+        self._reserve_path = None if self.memory else Path(self.path + ".reserve")
+        self._reserve_bytes = reserve_bytes
+        try:
+            row = self._wdb.execute(
+                "SELECT MAX(COALESCE((SELECT seq FROM sqlite_sequence WHERE name = 'transactions'), 0), "
+                "COALESCE((SELECT MAX(local_id) FROM transactions), 0))"
+            ).fetchone()
+            if self.memory:
+                self.db = self._wdb
+            else:
+                self.db = sqlite3.connect(self.path, isolation_level=None, check_same_thread=False)
+                self.db.row_factory = sqlite3.Row
+                self.db.execute("PRAGMA query_only=1")
+        except sqlite3.Error as exc:
+            raise StorageError(f"cannot open store {path}: {exc}") from exc
+        # Transaction ids are handed out here, so begin_transaction() can return one without waiting for its commit.
+        self._next_local_id = int(row[0]) + 1
+        self._queue: deque[_Op | None] = deque()
+        self._cond = threading.Condition()
+        self._thread: threading.Thread | None = None
+        if self._reserve_path is not None and not self._reserve_path.exists():
+            self._restore_reserve()
+        if not self.memory:
+            self._thread = threading.Thread(target=self._run, name=f"store-writer:{self.path}", daemon=True)
+            self._thread.start()
 
     def store(self, station: str, *, outbox_limit: int = 10_000) -> Store:
         """The store of one agent in this file (closing it leaves the file open)."""
         return Store(self.path, outbox_limit=outbox_limit, station=station, shared=self)
 
     def close(self) -> None:
-        """Close the file (after every agent using it has stopped)."""
-        self.db.close()
+        """Commit what is queued and close the file (after every agent using it has stopped)."""
+        if self._thread is not None:
+            with self._cond:
+                self._queue.append(None)
+                self._cond.notify()
+            self._thread.join()
+            self._thread = None
+            self.db.close()
+        self._wdb.close()
+
+    def next_transaction_id(self) -> int:
+        """A new transaction's local id (never reused, like AUTOINCREMENT)."""
+        local_id = self._next_local_id
+        self._next_local_id += 1
+        return local_id
+
+    def submit(self, op: _Op) -> None:
+        """Queue a write for the writer thread (``:memory:``: run it now)."""
+        if self._thread is None:
+            self._commit([op])
+            return
+        with self._cond:
+            self._queue.append(op)
+            self._cond.notify()
+
+    # the writer thread
+    def _run(self) -> None:
+        while True:
+            with self._cond:
+                while not self._queue:
+                    self._cond.wait()
+                batch: list[_Op] = []
+                stop = False
+                while self._queue and len(batch) < MAX_BATCH:
+                    op = self._queue.popleft()
+                    if op is None:
+                        stop = True
+                        break
+                    batch.append(op)
+            if batch:
+                try:
+                    self._commit(batch)
+                except BaseException as exc:  # a bug here must not leave writers waiting forever
+                    log.exception("store writer failed")
+                    for op in batch:
+                        if not op.future.done():
+                            op.fail(StorageError(f"store writer failed: {exc}"))
+            if stop:
+                return
+
+    def _commit(self, batch: list[_Op]) -> None:
+        if self.low_space:
+            self._restore_reserve()
+        ops = []
+        for op in batch:
+            if self.low_space and not op.critical:
+                op.fail(
+                    StorageError(
+                        "store write refused: the disk is full (its reserve is kept for transactions)"
+                    )
+                )
+            else:
+                ops.append(op)
+        if not ops:
+            return
+        results = self._commit_group(ops)
+        self.commits += 1
+        if results is None:
+            for op in ops:
+                self._commit_one(op)
+            return
+        for op, (result, exc) in zip(ops, results, strict=True):
+            if exc is None:
+                op.future.set_result(result)
+            else:
+                op.fail(exc)
+
+    def _rollback(self) -> None:
+        try:
+            if self._wdb.in_transaction:
+                self._wdb.execute("ROLLBACK")
+        except sqlite3.Error:
+            log.debug("rollback failed", exc_info=True)
+
+    def _commit_group(self, ops: list[_Op]) -> list[tuple[Any, Exception | None]] | None:
+        """All ops in one transaction, each in a savepoint; None if the transaction as a whole failed."""
+        db = self._wdb
+        out: list[tuple[Any, Exception | None]] = []
+        try:
+            db.execute("BEGIN IMMEDIATE")
+            for op in ops:
+                db.execute("SAVEPOINT op")
+                try:
+                    result = op.fn(db)
+                except Exception as exc:
+                    if not db.in_transaction or _is_full(exc):
+                        self._rollback()
+                        return None  # retried one by one: each gets its own answer (and the reserve)
+                    db.execute("ROLLBACK TO op")
+                    db.execute("RELEASE op")
+                    out.append((None, _translate(exc)))
+                    continue
+                db.execute("RELEASE op")
+                out.append((result, None))
+            db.execute("COMMIT")
+        except sqlite3.Error:
+            self._rollback()
+            return None
+        return out
+
+    def _commit_one(self, op: _Op) -> None:
+        db = self._wdb
+        for attempt in (1, 2):
+            try:
+                db.execute("BEGIN IMMEDIATE")
+                result = op.fn(db)
+                db.execute("COMMIT")
+            except Exception as exc:
+                self._rollback()
+                if attempt == 1 and op.critical and _is_full(exc) and self._release_reserve():
+                    continue
+                op.fail(_translate(exc))
+                return
+            op.future.set_result(result)
+            return
+
+    def _release_reserve(self) -> bool:
+        """Free the reserve for a write that records a running transaction; False if there is none left."""
+        if self._reserve_path is None or not self._reserve_path.exists():
+            return False
+        log.error("the disk under %s is full: releasing its reserve for the running transactions", self.path)
+        self._reserve_path.unlink(missing_ok=True)
+        self.low_space = True
+        return True
+
+    def _restore_reserve(self) -> None:
+        """(Re)create the reserve; while that fails, only writes for running transactions are taken."""
+        assert self._reserve_path is not None
+        tmp = self._reserve_path.with_name(self._reserve_path.name + ".tmp")
+        try:
+            fd = os.open(tmp, os.O_WRONLY | os.O_CREAT | os.O_TRUNC, 0o600)
+            try:
+                try:
+                    os.posix_fallocate(fd, 0, self._reserve_bytes)
+                except OSError as exc:
+                    if exc.errno not in (errno.EOPNOTSUPP, errno.EINVAL):
+                        raise
+                    os.write(fd, b"\0" * self._reserve_bytes)  # a filesystem without fallocate
+            finally:
+                os.close(fd)
+            os.replace(tmp, self._reserve_path)
+        except OSError:
+            tmp.unlink(missing_ok=True)
+            self.low_space = True
+            return
+        if self.low_space:
+            log.warning("space is back under %s: its reserve is restored", self.path)
+        self.low_space = False
 
 
 class Store:
-    """Synchronous SQLite access; calls are short, so they run on the event loop thread."""
+    """One agent's view of a store file: writes are queued to the file's writer thread and return at once; reads
+    see every write submitted before them (see StoreFile). ``await flush()`` where order or durability matters."""
 
     def __init__(
         self,
@@ -206,30 +458,70 @@ class Store:
         self.outbox_limit = outbox_limit
         self.station = station
         self._shared = shared
-        self._db = shared.db if shared is not None else _open(self.path, durable)
+        self._file = shared if shared is not None else StoreFile(self.path, durable=durable)
+        self._db = self._file.db
+        self._submitted = 0
+        self._last: Future[Any] | None = None
+        self._failed_index = -1
+        self._last_error: Exception | None = None
 
     def close(self) -> None:
-        """Close the database (a shared file stays open for the other agents)."""
+        """Commit what is queued and close the database (a shared file stays open for the other agents)."""
         if self._shared is None:
-            self._db.close()
+            self._file.close()
+        else:
+            self._wait()
 
-    @contextmanager
-    def _write(self) -> Iterator[sqlite3.Connection]:
-        """One atomic write transaction; any sqlite error becomes StorageError and rolls back."""
-        try:
-            self._db.execute("BEGIN IMMEDIATE")
-            try:
-                yield self._db
-                self._db.execute("COMMIT")
-            except BaseException:
-                # SQLite may already have rolled back by itself (SQLITE_FULL does).
-                if self._db.in_transaction:
-                    self._db.execute("ROLLBACK")
-                raise
-        except sqlite3.Error as exc:
-            raise StorageError(f"store write failed: {exc}") from exc
+    @property
+    def low_space(self) -> bool:
+        """The disk is full: only writes that record running transactions are taken (on the reserve)."""
+        return self._file.low_space
+
+    def mark(self) -> int:
+        """A position in this store's writes, for ``flush(since=...)``."""
+        return self._submitted
+
+    def _submit(self, fn: Callable[[sqlite3.Connection], Any], *, critical: bool = False) -> Future[Any]:
+        """Queue a write; ``critical`` ones record a running transaction and may use the disk's reserve."""
+        op = _Op(fn, critical, self, self._submitted)
+        self._submitted += 1
+        self._last = op.future
+        self._file.submit(op)
+        return op.future
+
+    def _write_failed(self, index: int, exc: Exception) -> None:
+        # Called from the writer thread before the failed future is resolved.
+        self._failed_index = max(self._failed_index, index)
+        self._last_error = exc
+        log.error("store write failed: %s", exc)
+
+    async def flush(self, since: int | None = None) -> None:
+        """Wait until every write submitted so far is committed (durable: synchronous=FULL), without blocking the
+        loop; raise StorageError if one submitted at or after ``since`` (a ``mark()``) failed."""
+        last = self._last
+        if last is not None and not last.done():
+            with contextlib.suppress(Exception):
+                await asyncio.wrap_future(last)
+        if since is not None and self._failed_index >= since:
+            error = self._last_error
+            raise StorageError(str(error)) from error
+
+    def sync(self, since: int | None = None) -> None:
+        """``flush()`` for synchronous callers (tests, tools): blocks; never call it on the event loop."""
+        self._wait()
+        if since is not None and self._failed_index >= since:
+            error = self._last_error
+            raise StorageError(str(error)) from error
+
+    def _wait(self) -> None:
+        """Block until this store's submitted writes are committed (read-your-writes for synchronous reads)."""
+        last = self._last
+        if last is not None and not last.done():
+            with contextlib.suppress(Exception):
+                last.result()
 
     def _read(self, sql: str, args: tuple[Any, ...] = ()) -> list[sqlite3.Row]:
+        self._wait()
         try:
             return self._db.execute(sql, args).fetchall()
         except sqlite3.Error as exc:
@@ -241,25 +533,29 @@ class Store:
         rows = self._read("SELECT name, value FROM settings WHERE station = ?", (self.station,))
         return {row["name"]: row["value"] for row in rows}
 
-    def put_setting(self, name: str, value: str) -> None:
-        """Persist one setting."""
-        with self._write() as db:
-            db.execute(
+    def put_setting(self, name: str, value: str) -> Future[Any]:
+        """Persist one setting (queued)."""
+        station = self.station
+        return self._submit(
+            lambda db: db.execute(
                 "INSERT OR REPLACE INTO settings (station, name, value) VALUES (?, ?, ?)",
-                (self.station, name, value),
+                (station, name, value),
             )
+        )
 
     def get(self, key: str, default: str | None = None) -> str | None:
         """A small persisted value."""
         rows = self._read("SELECT value FROM kv WHERE station = ? AND key = ?", (self.station, key))
         return rows[0]["value"] if rows else default
 
-    def put(self, key: str, value: str) -> None:
-        """Persist a small value."""
-        with self._write() as db:
-            db.execute(
-                "INSERT OR REPLACE INTO kv (station, key, value) VALUES (?, ?, ?)", (self.station, key, value)
+    def put(self, key: str, value: str) -> Future[Any]:
+        """Persist a small value (queued)."""
+        station = self.station
+        return self._submit(
+            lambda db: db.execute(
+                "INSERT OR REPLACE INTO kv (station, key, value) VALUES (?, ?, ?)", (station, key, value)
             )
+        )
 
     # transactions and the outbox
     def begin_transaction(
@@ -271,12 +567,19 @@ class Store:
         start_event: dict[str, Any],
         parent_id_tag: str | None = None,
     ) -> int:
-        """Record a new transaction and queue its start message, atomically; returns the local id."""
-        with self._write() as db:
-            cur = db.execute(
-                "INSERT INTO transactions (connector_id, id_tag, started_at, meter_start_wh, last_meter_wh, "
-                "last_meter_at, parent_id_tag, station) VALUES (?, ?, ?, ?, ?, ?, ?, ?)",
+        """Record a new transaction and queue its start message, atomically (queued: ``await flush(since=...)``
+        before relying on it); returns the local id at once."""
+        start_text = _dumps(
+            start_event
+        )  # here: a payload that cannot be encoded fails the caller, not the writer
+        local_id = self._file.next_transaction_id()
+
+        def write(db: sqlite3.Connection) -> None:
+            db.execute(
+                "INSERT INTO transactions (local_id, connector_id, id_tag, started_at, meter_start_wh, "
+                "last_meter_wh, last_meter_at, parent_id_tag, station) VALUES (?, ?, ?, ?, ?, ?, ?, ?, ?)",
                 (
+                    local_id,
                     connector_id,
                     id_tag,
                     started_at.isoformat(),
@@ -287,19 +590,22 @@ class Store:
                     self.station,
                 ),
             )
-            local_id = cur.lastrowid
-            assert local_id is not None
-            self._enqueue(db, OutboxKind.START, local_id, start_event)
-            return local_id
+            self._enqueue(db, OutboxKind.START, local_id, start_text)
 
-    def update_authorization(self, local_id: int, authorized: bool, parent_id_tag: str | None) -> None:
+        self._submit(write)
+        return local_id
+
+    def update_authorization(self, local_id: int, authorized: bool, parent_id_tag: str | None) -> Future[Any]:
         """Remember what the CSMS said about a transaction's idTag (survives a power loss for resumption)."""
-        with self._write() as db:
-            db.execute(
+        station = self.station
+        return self._submit(
+            lambda db: db.execute(
                 "UPDATE transactions SET authorized = ?, parent_id_tag = COALESCE(?, parent_id_tag) "
                 "WHERE local_id = ? AND station = ?",
-                (int(authorized), parent_id_tag, local_id, self.station),
-            )
+                (int(authorized), parent_id_tag, local_id, station),
+            ),
+            critical=True,
+        )
 
     def record_meter(
         self,
@@ -309,22 +615,28 @@ class Store:
         *,
         message: dict[str, Any] | None = None,
         stop_data: dict[str, Any] | None = None,
-    ) -> None:
-        """Persist the last meter reading of a transaction, with an optional queued sample and stop-data entry."""
-        with self._write() as db:
+    ) -> Future[Any]:
+        """Persist the last meter reading of a transaction, with an optional queued sample and stop-data entry
+        (queued; a running transaction's record may use the disk's reserve)."""
+        message_text = _dumps(message) if message is not None else None
+        stop_text = json.dumps(stop_data) if stop_data is not None else None
+
+        def write(db: sqlite3.Connection) -> None:
             db.execute(
                 "UPDATE transactions SET last_meter_wh = MAX(last_meter_wh, ?), last_meter_at = ? "
                 "WHERE local_id = ? AND station = ?",
                 (energy_wh, at.isoformat(), local_id, self.station),
             )
-            if stop_data is not None:
+            if stop_text is not None:
                 db.execute(
                     "UPDATE transactions SET stop_data = json_insert(stop_data, '$[#]', json(?)) "
                     "WHERE local_id = ? AND station = ?",
-                    (json.dumps(stop_data), local_id, self.station),
+                    (stop_text, local_id, self.station),
                 )
-            if message is not None:
-                self._enqueue(db, OutboxKind.METER, local_id, message)
+            if message_text is not None:
+                self._enqueue(db, OutboxKind.METER, local_id, message_text)
+
+        return self._submit(write, critical=True)
 
     def end_transaction(
         self,
@@ -333,9 +645,12 @@ class Store:
         stopped_at: datetime,
         meter_stop_wh: int,
         stop_event: dict[str, Any],
-    ) -> bool:
-        """Mark a transaction ended and queue its stop message, atomically; False if it had already ended."""
-        with self._write() as db:
+    ) -> Future[bool]:
+        """Mark a transaction ended and queue its stop message, atomically (queued); the future says False if it
+        had already ended."""
+        stop_text = _dumps(stop_event)
+
+        def write(db: sqlite3.Connection) -> bool:
             cur = db.execute(
                 "UPDATE transactions SET active = 0, stop_reason = ?, stopped_at = ?, meter_stop_wh = ?, "
                 "last_meter_wh = MAX(last_meter_wh, ?) WHERE local_id = ? AND station = ? AND active = 1",
@@ -343,17 +658,17 @@ class Store:
             )
             if cur.rowcount == 0:
                 return False
-            self._enqueue(db, OutboxKind.STOP, local_id, stop_event)
+            self._enqueue(db, OutboxKind.STOP, local_id, stop_text)
             return True
 
-    def queue_meter_values(self, payload: dict[str, Any]) -> None:
-        """Queue a MeterValues message that belongs to no transaction."""
-        with self._write() as db:
-            self._enqueue(db, OutboxKind.METER, None, payload)
+        return self._submit(write, critical=True)
 
-    def _enqueue(
-        self, db: sqlite3.Connection, kind: str, local_tx_id: int | None, payload: dict[str, Any]
-    ) -> None:
+    def queue_meter_values(self, payload: dict[str, Any]) -> Future[Any]:
+        """Queue a MeterValues message that belongs to no transaction."""
+        text = _dumps(payload)
+        return self._submit(lambda db: self._enqueue(db, OutboxKind.METER, None, text))
+
+    def _enqueue(self, db: sqlite3.Connection, kind: str, local_tx_id: int | None, payload: str) -> None:
         # Overflow policy: past the limit, the oldest intermediate MeterValues go first; start and stop
         # messages are never dropped, even if that means exceeding the limit.
         (count,) = db.execute("SELECT COUNT(*) FROM outbox WHERE station = ?", (self.station,)).fetchone()
@@ -368,7 +683,7 @@ class Store:
             db.execute(f"DELETE FROM outbox WHERE seq = {oldest_meter}", (self.station, OutboxKind.METER))
         db.execute(
             "INSERT INTO outbox (kind, local_tx_id, payload, station) VALUES (?, ?, ?, ?)",
-            (kind, local_tx_id, json.dumps(payload, separators=(",", ":")), self.station),
+            (kind, local_tx_id, payload, self.station),
         )
 
     def active_transactions(self) -> list[StoredTransaction]:
@@ -405,36 +720,50 @@ class Store:
         """How many messages wait."""
         return int(self._read("SELECT COUNT(*) AS n FROM outbox WHERE station = ?", (self.station,))[0]["n"])
 
-    def acknowledge(self, seq: int, *, csms_tx_id: int | None = None, local_tx_id: int | None = None) -> None:
-        """Remove an acknowledged message; for a start message also record the CSMS transaction id."""
-        with self._write() as db:
+    def acknowledge(
+        self, seq: int, *, csms_tx_id: int | None = None, local_tx_id: int | None = None
+    ) -> Future[Any]:
+        """Remove an acknowledged message; for a start message also record the CSMS transaction id (queued)."""
+        station = self.station
+
+        def write(db: sqlite3.Connection) -> None:
             if csms_tx_id is not None and local_tx_id is not None:
                 db.execute(
                     "UPDATE transactions SET csms_id = ? WHERE local_id = ? AND station = ?",
-                    (csms_tx_id, local_tx_id, self.station),
+                    (csms_tx_id, local_tx_id, station),
                 )
-            db.execute("DELETE FROM outbox WHERE seq = ? AND station = ?", (seq, self.station))
+            db.execute("DELETE FROM outbox WHERE seq = ? AND station = ?", (seq, station))
 
-    def count_attempt(self, seq: int) -> int:
-        """Count one failed delivery; returns the attempts so far."""
-        with self._write() as db:
+        return self._submit(write, critical=True)
+
+    def count_attempt(self, seq: int) -> Future[int]:
+        """Count one failed delivery (queued); the future gives the attempts so far."""
+        station = self.station
+
+        def write(db: sqlite3.Connection) -> int:
             db.execute(
-                "UPDATE outbox SET attempts = attempts + 1 WHERE seq = ? AND station = ?", (seq, self.station)
+                "UPDATE outbox SET attempts = attempts + 1 WHERE seq = ? AND station = ?", (seq, station)
             )
             row = db.execute(
-                "SELECT attempts FROM outbox WHERE seq = ? AND station = ?", (seq, self.station)
+                "SELECT attempts FROM outbox WHERE seq = ? AND station = ?", (seq, station)
             ).fetchone()
             return int(row[0]) if row else 0
 
-    def give_up(self, seq: int, reason: str) -> None:
-        """Move a message the CSMS keeps refusing to the dead letters, where it stays for inspection."""
-        with self._write() as db:
+        return self._submit(write, critical=True)
+
+    def give_up(self, seq: int, reason: str) -> Future[Any]:
+        """Move a message the CSMS keeps refusing to the dead letters, where it stays for inspection (queued)."""
+        station = self.station
+
+        def write(db: sqlite3.Connection) -> None:
             db.execute(
                 "INSERT OR REPLACE INTO dead_letters (seq, kind, local_tx_id, payload, reason, station) "
                 "SELECT seq, kind, local_tx_id, payload, ?, station FROM outbox WHERE seq = ? AND station = ?",
-                (reason, seq, self.station),
+                (reason, seq, station),
             )
-            db.execute("DELETE FROM outbox WHERE seq = ? AND station = ?", (seq, self.station))
+            db.execute("DELETE FROM outbox WHERE seq = ? AND station = ?", (seq, station))
+
+        return self._submit(write, critical=True)
 
     def dead_letters(self) -> list[dict[str, Any]]:
         """Messages given up on, oldest first."""
@@ -452,18 +781,19 @@ class Store:
         )
         return IdTagInfo.from_json(json.loads(rows[0]["info"])) if rows else None
 
-    def cache_put(self, id_tag: str, info: IdTagInfo) -> None:
-        """Add or update a cache entry."""
-        with self._write() as db:
-            db.execute(
-                "INSERT OR REPLACE INTO auth_cache (station, id_tag, info) VALUES (?, ?, ?)",
-                (self.station, id_tag, json.dumps(info.to_json())),
+    def cache_put(self, id_tag: str, info: IdTagInfo) -> Future[Any]:
+        """Add or update a cache entry (queued)."""
+        row = (self.station, id_tag, json.dumps(info.to_json()))
+        return self._submit(
+            lambda db: db.execute(
+                "INSERT OR REPLACE INTO auth_cache (station, id_tag, info) VALUES (?, ?, ?)", row
             )
+        )
 
-    def cache_clear(self) -> None:
-        """Empty the authorization cache."""
-        with self._write() as db:
-            db.execute("DELETE FROM auth_cache WHERE station = ?", (self.station,))
+    def cache_clear(self) -> Future[Any]:
+        """Empty the authorization cache (queued)."""
+        station = self.station
+        return self._submit(lambda db: db.execute("DELETE FROM auth_cache WHERE station = ?", (station,)))
 
     def local_get(self, id_tag: str) -> IdTagInfo | None:
         """A local-list entry."""
@@ -487,38 +817,54 @@ class Store:
     ) -> bool:
         """Apply a local-list update: full replaces, differential upserts (None deletes); atomically.
 
-        Returns False (and changes nothing) if the list would exceed ``max_size`` entries.
+        Returns False (and changes nothing) if the list would exceed ``max_size`` entries. The size is checked
+        here, against the list as it will be once the writes before this one are committed, so the answer needs
+        no commit; the write itself is queued (``await flush()`` before reporting it durable).
         """
-        try:
-            with self._write() as db:
-                if full:
-                    db.execute("DELETE FROM local_list WHERE station = ?", (self.station,))
-                for id_tag, info in entries.items():
-                    if info is None:
-                        db.execute(
-                            "DELETE FROM local_list WHERE station = ? AND id_tag = ?", (self.station, id_tag)
-                        )
-                    else:
-                        db.execute(
-                            "INSERT OR REPLACE INTO local_list (station, id_tag, info) VALUES (?, ?, ?)",
-                            (self.station, id_tag, json.dumps(info.to_json())),
-                        )
-                    # Local-list entries never live in the cache too.
+        station = self.station
+        if max_size is not None:
+            current = (
+                set()
+                if full
+                else {
+                    r["id_tag"]
+                    for r in self._read("SELECT id_tag FROM local_list WHERE station = ?", (station,))
+                }
+            )
+            for id_tag, info in entries.items():
+                if info is None:
+                    current.discard(id_tag)
+                else:
+                    current.add(id_tag)
+            if len(current) > max_size:
+                return False
+        rows = {k: (json.dumps(v.to_json()) if v is not None else None) for k, v in entries.items()}
+
+        def write(db: sqlite3.Connection) -> None:
+            if full:
+                db.execute("DELETE FROM local_list WHERE station = ?", (station,))
+            for id_tag, info in rows.items():
+                if info is None:
+                    db.execute("DELETE FROM local_list WHERE station = ? AND id_tag = ?", (station, id_tag))
+                else:
                     db.execute(
-                        "DELETE FROM auth_cache WHERE station = ? AND id_tag = ?", (self.station, id_tag)
+                        "INSERT OR REPLACE INTO local_list (station, id_tag, info) VALUES (?, ?, ?)",
+                        (station, id_tag, info),
                     )
-                if max_size is not None:
-                    (size,) = db.execute(
-                        "SELECT COUNT(*) FROM local_list WHERE station = ?", (self.station,)
-                    ).fetchone()
-                    if size > max_size:
-                        raise _TooLarge  # rolls the whole update back
-                db.execute(
-                    "INSERT OR REPLACE INTO kv (station, key, value) VALUES (?, 'local_list_version', ?)",
-                    (self.station, str(version)),
-                )
-        except _TooLarge:
-            return False
+                # Local-list entries never live in the cache too.
+                db.execute("DELETE FROM auth_cache WHERE station = ? AND id_tag = ?", (station, id_tag))
+            if max_size is not None:
+                (size,) = db.execute(
+                    "SELECT COUNT(*) FROM local_list WHERE station = ?", (station,)
+                ).fetchone()
+                if size > max_size:
+                    raise _TooLarge  # checked above already; rolls this write back if that ever disagrees
+            db.execute(
+                "INSERT OR REPLACE INTO kv (station, key, value) VALUES (?, 'local_list_version', ?)",
+                (station, str(version)),
+            )
+
+        self._submit(write)
         return True
 
     # smart charging
@@ -529,18 +875,26 @@ class Store:
         )
         return [ChargingProfile.from_json(json.loads(row["profile"])) for row in rows]
 
-    def install_charging_profile(self, profile: ChargingProfile, replaces: list[int]) -> None:
-        """Add a profile and remove the ones it replaces, atomically."""
-        with self._write() as db:
+    def install_charging_profile(self, profile: ChargingProfile, replaces: list[int]) -> Future[Any]:
+        """Add a profile and remove the ones it replaces, atomically (queued)."""
+        station, text = self.station, json.dumps(profile.to_json())
+
+        def write(db: sqlite3.Connection) -> None:
             for old in replaces:
-                db.execute("DELETE FROM charging_profiles WHERE station = ? AND id = ?", (self.station, old))
+                db.execute("DELETE FROM charging_profiles WHERE station = ? AND id = ?", (station, old))
             db.execute(
                 "INSERT OR REPLACE INTO charging_profiles (station, id, profile) VALUES (?, ?, ?)",
-                (self.station, profile.id, json.dumps(profile.to_json())),
+                (station, profile.id, text),
             )
 
-    def delete_charging_profiles(self, ids: list[int]) -> None:
-        """Remove profiles by id."""
-        with self._write() as db:
+        return self._submit(write)
+
+    def delete_charging_profiles(self, ids: list[int]) -> Future[Any]:
+        """Remove profiles by id (queued)."""
+        station, ids = self.station, list(ids)
+
+        def write(db: sqlite3.Connection) -> None:
             for old in ids:
-                db.execute("DELETE FROM charging_profiles WHERE station = ? AND id = ?", (self.station, old))
+                db.execute("DELETE FROM charging_profiles WHERE station = ? AND id = ?", (station, old))
+
+        return self._submit(write)

@@ -178,6 +178,8 @@ class Station:
         self._tx_tasks: dict[int, asyncio.Task[Any]] = {}
         self._timeouts: dict[int, asyncio.Task[Any]] = {}
         self._last_persist: dict[int, float] = {}
+        # The last register committed for each connector's transaction.
+        self._persisted_wh: dict[int, int] = {}
         self.reset_requested: asyncio.Future[ResetKind] | None = None
         self.listeners: list[Callable[[int], None]] = []
         # Smart charging: installed profiles, a TxProfile waiting for a remote start's transaction, and the timer
@@ -317,7 +319,7 @@ class Station:
                 "id_tag": tx.id_tag,
                 "transaction_data": tx.stop_data[-MAX_STOP_DATA:],
             }
-            self._record_stop(
+            await self._record_stop(
                 tx.connector_id, (tx.local_id, StopReason.POWER_LOSS, tx.last_meter_at, meter_stop, event)
             )
         self.csms.outbox_changed()
@@ -475,12 +477,16 @@ class Station:
                 await self._probe_storage(cid)
             await asyncio.sleep(self.timing.meter_poll_s)
 
-    def _record_stop(self, cid: int, stop: tuple[int, StopReason, datetime, int, dict[str, Any]]) -> None:
-        """Persist a transaction's end; if the store refuses, keep it in memory and fault the connector until it
-        is written (no new session may start over an unrecorded end)."""
+    async def _record_stop(
+        self, cid: int, stop: tuple[int, StopReason, datetime, int, dict[str, Any]]
+    ) -> None:
+        """Persist a transaction's end (awaiting its commit, off the event loop); if the store refuses, keep it in
+        memory and fault the connector until it is written (no new session may start over an unrecorded end)."""
         # Any error (a StorageError, a bug): the end is kept, never lost, and the transaction is never left open.
         try:
+            mark = self.store.mark()
             self.store.end_transaction(*stop)
+            await self.store.flush(since=mark)
         except Exception:
             log.exception(
                 "could not record the end of transaction %s; keeping it until storage recovers", stop[0]
@@ -488,6 +494,10 @@ class Station:
             if cid in self.connectors:
                 self._unsaved_stops[cid] = stop
                 self._add_fault(cid, ErrorCode.INTERNAL_ERROR, STORAGE_FAULT)
+            return
+        if self.store.low_space and cid in self.connectors:
+            # Written on the store's reserve: the disk is full, so no new session until space returns.
+            self._add_fault(cid, ErrorCode.INTERNAL_ERROR, STORAGE_FAULT)
 
     async def _check_relay(self, cid: int) -> None:
         """A contactor that closed or dropped out by itself is a PowerSwitchFailure (cleared only by a restart:
@@ -501,14 +511,24 @@ class Station:
 
     async def _probe_storage(self, cid: int) -> None:
         """Clear a storage fault once the store takes writes again (space freed, disk remounted)."""
-        try:
-            pending = self._unsaved_stops.get(cid)
-            if pending is not None:
+        pending = self._unsaved_stops.get(cid)
+        if pending is not None:
+            # An end of transaction is written even while the disk is low (it may use the store's reserve).
+            try:
+                mark = self.store.mark()
                 self.store.end_transaction(*pending)
+                await self.store.flush(since=mark)
+            except Exception:  # StorageError, or a stop the store cannot take at all: it stays in memory
+                return
+            if self._unsaved_stops.get(cid) is pending:
                 del self._unsaved_stops[cid]
-                self.csms.outbox_changed()
+            self.csms.outbox_changed()
+        # An ordinary write only succeeds once the disk has room again (and the reserve is back).
+        try:
+            mark = self.store.mark()
             self.store.put("storage_probe", self._now().isoformat())
-        except Exception:  # StorageError, or a stop the store cannot take at all: it stays in memory
+            await self.store.flush(since=mark)
+        except Exception:  # StorageError, or a write the store cannot take at all
             return
         log.info("storage writable again; clearing the fault on connector %s", cid)
         await self.clear_fault(cid, ErrorCode.INTERNAL_ERROR)
@@ -564,14 +584,74 @@ class Station:
         tx = conn.transaction
         if tx is None:
             return
+        if self.store.low_space and not self._storage_faulted(conn):
+            # Another write found the disk full: this session stops too, at once rather than at its next record.
+            await self._stop_charging_unrecorded(conn)
+            return
         loop_now = asyncio.get_running_loop().time()
         if loop_now - self._last_persist.get(conn.id, 0.0) < self.timing.persist_meter_s:
             return
+        energy_wh = round(reading.energy_wh)
+        if self._storage_faulted(conn) and energy_wh <= self._persisted_wh.get(conn.id, -1):
+            return  # relay open for a full disk: nothing new to record, keep the reserve
         self._last_persist[conn.id] = loop_now
+        await self._record_meter(conn, tx, energy_wh, self._now())
+
+    def _storage_faulted(self, conn: Connector) -> bool:
+        return conn.faults.get(ErrorCode.INTERNAL_ERROR) == STORAGE_FAULT
+
+    async def _record_meter(
+        self,
+        conn: Connector,
+        tx: ActiveTransaction,
+        energy_wh: int,
+        at: datetime,
+        *,
+        message: dict[str, Any] | None = None,
+        stop_data: dict[str, Any] | None = None,
+    ) -> bool:
+        """Persist a running transaction's register (and a sample), awaiting the commit off the event loop.
+
+        A session never charges unrecorded: if the store cannot take the record, or took it only on its reserve
+        because the disk is full, the connector faults (InternalError, relay open) until space returns; the
+        register after the open is written on the reserve, so even a crash then ends the transaction with a
+        meterStop no lower than the energy delivered. Returns True if the record was committed.
+        """
+        mark = self.store.mark()
+        self.store.record_meter(tx.local_id, energy_wh, at, message=message, stop_data=stop_data)
+        committed = True
         try:
-            self.store.record_meter(tx.local_id, round(reading.energy_wh), self._now())
+            await self.store.flush(since=mark)
+            self._persisted_wh[conn.id] = max(energy_wh, self._persisted_wh.get(conn.id, 0))
         except StorageError:
-            log.exception("could not persist the meter of transaction %s", tx.local_id)
+            log.exception("could not record the meter of transaction %s", tx.local_id)
+            committed = False
+        if (not committed or self.store.low_space) and not self._storage_faulted(conn):
+            await self._stop_charging_unrecorded(conn)
+        return committed
+
+    async def _stop_charging_unrecorded(self, conn: Connector) -> None:
+        """The disk is full under a running session: open the relay (fault InternalError, cleared by itself when
+        space returns, which resumes charging) and persist the register as it stands after the open."""
+        log.error(
+            "connector %s: the store cannot record this session; relay opened until space returns", conn.id
+        )
+        await self.raise_fault(conn.id, ErrorCode.INTERNAL_ERROR, STORAGE_FAULT)
+        tx = conn.transaction
+        if tx is None:
+            return
+        await self.read_meter(conn.id)
+        energy_wh = self.current_energy_wh(conn.id)
+        if energy_wh > self._persisted_wh.get(conn.id, -1):
+            mark = self.store.mark()
+            self.store.record_meter(tx.local_id, energy_wh, self._now())
+            try:
+                await self.store.flush(since=mark)
+                self._persisted_wh[conn.id] = energy_wh
+            except StorageError:
+                log.error(
+                    "transaction %s: register %s Wh could not be written either", tx.local_id, energy_wh
+                )
 
     async def _check_invalid_energy(self, conn: Connector, reading: MeterReading) -> None:
         tx = conn.transaction
@@ -745,14 +825,18 @@ class Station:
             "meter_start_wh": meter_start,
             "timestamp": now.isoformat(),
         }
+        mark = self.store.mark()
         try:
             local_id = self.store.begin_transaction(conn.id, id_tag, now, meter_start, event, parent)
+            # The transaction is on disk before the relay closes (the commit is awaited off the event loop).
+            await self.store.flush(since=mark)
         except StorageError as exc:
             # Without a durable record there is no transaction: refuse rather than charge unrecorded.
             log.error("cannot record a transaction on connector %s: %s", conn.id, exc)
             await self.raise_fault(conn.id, ErrorCode.INTERNAL_ERROR, STORAGE_FAULT)
             return
         conn.transaction = ActiveTransaction(local_id, id_tag, parent, now, meter_start)
+        self._persisted_wh[conn.id] = meter_start
         remote = self._remote_profiles.pop(conn.id, None)
         if remote is not None and remote[0] == id_tag:
             # RemoteStartTransaction's chargingProfile is this transaction's TxProfile (OCPP 1.6 §5.11).
@@ -787,6 +871,7 @@ class Station:
         data: list[dict[str, Any]] = []
         try:
             end_values = self._stop_txn_end_values(conn.id, now)
+            await self.store.flush()  # the stop data queued so far, without blocking the loop on the read
             stored = self.store.transaction(tx.local_id)
             data = (stored.stop_data if stored else []) + ([end_values.to_json()] if end_values else [])
         except Exception:
@@ -800,7 +885,7 @@ class Station:
             "id_tag": id_tag,
             "transaction_data": data,
         }
-        self._record_stop(conn.id, (tx.local_id, reason, now, meter_stop, event))
+        await self._record_stop(conn.id, (tx.local_id, reason, now, meter_stop, event))
         conn.transaction = None
         try:
             self._drop_tx_profiles([conn.id])
@@ -843,7 +928,7 @@ class Station:
             reading = self.last_reading.get(conn.id)
             if reading is None or self._meter_failures[conn.id] >= self.timing.meter_failures_for_fault:
                 continue  # no stale values while the meter is failing
-            self._record_sample(
+            await self._record_sample(
                 conn,
                 tx,
                 reading,
@@ -853,7 +938,7 @@ class Station:
                 "stop_txn_sampled_data",
             )
 
-    def _record_sample(
+    async def _record_sample(
         self,
         conn: Connector,
         tx: ActiveTransaction,
@@ -872,12 +957,16 @@ class Station:
                 "samples": [sample(reading, measurands, context, at).to_json()],
             }
         stop_data = sample(reading, stop_measurands, context, at).to_json() if stop_measurands else None
-        try:
-            self.store.record_meter(
-                tx.local_id, round(reading.energy_wh), at, message=message, stop_data=stop_data
+        if self._storage_faulted(conn):
+            # The disk is full and the relay open, so no energy flows: the register at the open is on disk (on the
+            # store's reserve), and samples wait for space rather than use that reserve up.
+            log.info(
+                "connector %s: sample at %s not recorded while the disk is full", conn.id, at.isoformat()
             )
-        except StorageError:
-            log.exception("could not queue meter values of transaction %s", tx.local_id)
+            return
+        if not await self._record_meter(
+            conn, tx, round(reading.energy_wh), at, message=message, stop_data=stop_data
+        ):
             return
         self._last_persist[conn.id] = asyncio.get_running_loop().time()
         if message is not None:
@@ -896,7 +985,7 @@ class Station:
                     continue
                 tx = conn.transaction
                 if tx is not None:
-                    self._record_sample(
+                    await self._record_sample(
                         conn,
                         tx,
                         reading,

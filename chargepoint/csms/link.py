@@ -8,14 +8,17 @@ from __future__ import annotations
 
 import asyncio
 import base64
+import json
 import logging
 import random
+import re
 import ssl
+from collections import deque
 from datetime import datetime
 from typing import Any, Protocol
 
 from websockets.asyncio.client import connect
-from websockets.exceptions import InvalidHandshake, InvalidStatus, InvalidURI
+from websockets.exceptions import ConnectionClosed, InvalidHandshake, InvalidStatus, InvalidURI
 
 from chargepoint.config import CsmsConfig, StationIdentity
 from chargepoint.core.model import IdTagInfo
@@ -24,7 +27,7 @@ from chargepoint.core.station import Station
 from chargepoint.csms.outbox import OutboxSender
 from chargepoint.csms.v16.adapter import V16Session
 from chargepoint.csms_url import station_url
-from chargepoint.errors import CsmsUnavailable
+from chargepoint.errors import CsmsUnavailable, StorageError
 from chargepoint.ports import Clock, IdGenerator
 from chargepoint.store import Store
 
@@ -55,6 +58,129 @@ class Session(Protocol):
 ADAPTERS: dict[str, type[V16Session]] = {"ocpp1.6": V16Session}
 SUBPROTOCOL_BY_VERSION = {"1.6": "ocpp1.6"}
 CLOSE_TIMEOUT_S = 2.0
+# OCPP-J §4.1.1 allows one outstanding CALL per direction; a central system that sends more without waiting for the
+# answers gets this many queued, and a CallError "busy" for each one beyond.
+MAX_QUEUED_CALLS = 16
+BUSY_LOG_INTERVAL_S = 10.0
+# The frame type and uniqueId at the start of an OCPP-J frame (an id with escapes is not matched: it is decoded by
+# the adapter, which answers it itself).
+_FRAME_HEAD = re.compile(r'^\s*\[\s*([234])\s*,\s*"([^"\\]{1,64})"')
+
+
+class InboundCap:
+    """The WebSocket connection as a session adapter sees it, with the central system's CALLs bounded.
+
+    A reader task takes every frame off the socket at once, so pings, answers to the charger's own CALLs and the
+    link itself stay alive under a flood: CALLs queue up to ``limit`` (counting the one being handled), and each
+    one beyond gets CallError GenericError "busy" straight away (every frame is answered, OCPP-J §4.2.3), so
+    memory and the event loop stay bounded. The adapter handles one frame at a time, as before.
+
+    An answer to a CALL goes out only once the store has committed what handling that CALL wrote (a setting, a
+    profile, the local list): the commit is awaited, never waited for on the event loop. If it failed, the answer
+    becomes CallError InternalError, since the change would not survive a restart.
+    """
+
+    def __init__(self, ws: Any, store: Store, limit: int = MAX_QUEUED_CALLS) -> None:
+        self._ws = ws
+        self._store = store
+        self._limit = limit
+        self._frames: deque[str | bytes] = deque()
+        self._arrived = asyncio.Event()
+        self._queued_calls = 0  # CALLs waiting in the queue
+        self._handling: str | None = None  # the uniqueId of the CALL being handled, until it is answered
+        self._mark = 0  # the store's mark when its handling began
+        self._ended: BaseException | None = None
+        self._done = False
+        self.busy_answers = 0
+        self._busy_logged_at = -BUSY_LOG_INTERVAL_S
+        self._busy_unlogged = 0
+        self._reader = asyncio.get_running_loop().create_task(self._read(), name="csms-reader")
+
+    def __getattr__(self, name: str) -> Any:
+        return getattr(self._ws, name)
+
+    async def _read(self) -> None:
+        count = 0
+        try:
+            async for frame in self._ws:
+                count += 1
+                if count % 64 == 0:
+                    await asyncio.sleep(0)  # buffered frames are handed out without a pause: let the relay go
+                head = _FRAME_HEAD.match(
+                    frame if isinstance(frame, str) else frame[:80].decode("utf-8", "replace")
+                )
+                if head is not None and head.group(1) == "2":
+                    if self._queued_calls + (self._handling is not None) >= self._limit:
+                        await self._busy(head.group(2))
+                        continue
+                    self._queued_calls += 1
+                self._frames.append(frame)
+                self._arrived.set()
+        except ConnectionClosed as exc:
+            self._ended = exc
+        finally:
+            self._done = True
+            self._arrived.set()
+
+    async def _busy(self, unique_id: str) -> None:
+        self.busy_answers += 1
+        self._busy_unlogged += 1
+        now = asyncio.get_running_loop().time()
+        if now - self._busy_logged_at >= BUSY_LOG_INTERVAL_S:  # rate-limited: a flood must not flood the log
+            log.warning(
+                "CSMS sent CALLs without waiting for answers: %s answered 'busy' (%s queued)",
+                self._busy_unlogged,
+                self._limit,
+            )
+            self._busy_logged_at, self._busy_unlogged = now, 0
+        error = [
+            4,
+            unique_id,
+            "GenericError",
+            f"busy: {self._limit} CALLs already waiting (OCPP-J: one at a time)",
+            {},
+        ]
+        await self._ws.send(json.dumps(error, separators=(",", ":")))
+
+    def __aiter__(self) -> InboundCap:
+        return self
+
+    async def __anext__(self) -> str | bytes:
+        # The adapter asks for the next frame once it has routed the last one: a CALL it chose not to answer
+        # (OCPP 1.6 §4.2.1: boot Rejected) frees its place now.
+        self._handling = None
+        while not self._frames:
+            if self._done:
+                if self._ended is not None and not isinstance(self._ended, StopAsyncIteration):
+                    raise self._ended
+                raise StopAsyncIteration
+            self._arrived.clear()
+            await self._arrived.wait()
+        frame = self._frames.popleft()
+        head = _FRAME_HEAD.match(frame if isinstance(frame, str) else frame[:80].decode("utf-8", "replace"))
+        if head is not None and head.group(1) == "2":
+            self._queued_calls -= 1
+            self._handling = head.group(2)
+            self._mark = self._store.mark()
+        return frame
+
+    async def send(self, message: str | bytes) -> None:
+        """Send a frame; an answer to a CALL waits for the commit of what handling it wrote."""
+        text = message if isinstance(message, str) else message[:80].decode("utf-8", "replace")
+        head = _FRAME_HEAD.match(text)
+        if head is not None and head.group(1) in "34" and head.group(2) == self._handling:
+            self._handling = None
+            try:
+                await self._store.flush(since=self._mark)
+            except StorageError as exc:
+                log.error("answer to CSMS CALL %s withheld: %s", head.group(2), exc)
+                error: list[Any] = [4, head.group(2), "InternalError", "the change could not be stored", {}]
+                message = json.dumps(error, separators=(",", ":"))
+        await self._ws.send(message)
+
+    def close_reader(self) -> None:
+        """Stop reading (the session ended)."""
+        self._reader.cancel()
 
 
 class CallObserver(Protocol):
@@ -96,6 +222,7 @@ class Link:
         self.ids = ids
         self.rng = rng or random.Random()
         self.call_observer: CallObserver | None = None
+        self.max_queued_calls = MAX_QUEUED_CALLS
         self.outbox = OutboxSender(store, settings, station)
         self.session: Session | None = None
         self.reconnects = 0  # reconnect attempts (after a refusal, an unreachable CSMS or a closed session)
@@ -239,7 +366,8 @@ class Link:
         self.connections += 1
         self._ws = ws
         self.touch()
-        session = adapter(self, ws)
+        inbound = InboundCap(ws, self.store, self.max_queued_calls)
+        session = adapter(self, inbound)
         self.session = session
         try:
             await session.run()
@@ -249,6 +377,7 @@ class Link:
             # A bug in a session must not end the link: log it, drop the connection and reconnect.
             log.exception("session failed; reconnecting")
         finally:
+            inbound.close_reader()
             self.session = None
             self._ws = None
             await ws.close()
@@ -273,6 +402,7 @@ class Link:
 
     async def drain(self, timeout_s: float) -> bool:
         """Wait until the outbox is empty (or ``timeout_s``); True if it emptied."""
+        await self.store.flush()
         if self.store.outbox_size() == 0:
             return True
         try:

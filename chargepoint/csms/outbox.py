@@ -84,6 +84,9 @@ class OutboxSender:
             if self.paused:
                 await asyncio.Event().wait()  # stopping: take nothing more
             try:
+                # What was queued so far is committed before it is read and sent (a StartTransaction is on disk
+                # before the CSMS hears of it); the commit is awaited, never waited for on the event loop.
+                await self.store.flush()
                 message = self.store.outbox_head()
             except StorageError:
                 log.exception("cannot read the outbox")
@@ -158,9 +161,12 @@ class OutboxSender:
         await self._acknowledge(message, result)
 
     async def _give_up(self, message: OutboxMessage, reason: str) -> None:
-        """Move a message to the dead letters; a StartTransaction's session is then stopped and reported."""
+        """Move a message to the dead letters (committed off the event loop); a StartTransaction's session is then
+        stopped and reported."""
+        mark = self.store.mark()
+        self.store.give_up(message.seq, reason)
         try:
-            self.store.give_up(message.seq, reason)
+            await self.store.flush(since=mark)
         except StorageError:
             await asyncio.sleep(STORAGE_RETRY_S)
             return
@@ -169,20 +175,12 @@ class OutboxSender:
 
     async def _acknowledge(self, message: OutboxMessage, result: Delivered) -> None:
         """Record the answer and drop the message, retrying while storage refuses: the answer is never lost
-        (which would send the message a second time), and nothing behind it goes first."""
-        delay = STORAGE_RETRY_S
-        while True:
-            try:
-                self.store.acknowledge(
-                    message.seq, csms_tx_id=result.csms_tx_id, local_tx_id=message.local_tx_id
-                )
-                break
-            except StorageError:
-                log.exception(
-                    "outbox: cannot record the answer to %s #%s; retrying", message.kind, message.seq
-                )
-                await asyncio.sleep(delay)
-                delay = min(delay * 2, 60.0)
+        (which would send the message a second time), and nothing behind it goes first.
+
+        The answer is applied in memory at once (a RemoteStop right behind StartTransaction.conf must find the
+        transaction's id) and the commit of its record is awaited after, off the event loop."""
+        mark = self.store.mark()
+        self.store.acknowledge(message.seq, csms_tx_id=result.csms_tx_id, local_tx_id=message.local_tx_id)
         if result.id_tag is not None and result.id_tag_info is not None:
             self.station.id_tag_info(result.id_tag, result.id_tag_info)
         if (
@@ -193,12 +191,25 @@ class OutboxSender:
             await self.station.transaction_confirmed(
                 message.local_tx_id, result.csms_tx_id, result.id_tag_info
             )
+        delay = STORAGE_RETRY_S
+        while True:
+            try:
+                await self.store.flush(since=mark)
+                return
+            except StorageError:
+                log.exception(
+                    "outbox: cannot record the answer to %s #%s; retrying", message.kind, message.seq
+                )
+                await asyncio.sleep(delay)
+                delay = min(delay * 2, 60.0)
+            mark = self.store.mark()
+            self.store.acknowledge(message.seq, csms_tx_id=result.csms_tx_id, local_tx_id=message.local_tx_id)
 
     async def _refused(self, message: OutboxMessage, reason: str, *, wait: bool = True) -> None:
         """Retry TransactionMessageAttempts times, waiting interval x attempt (OCPP 1.6 §4.10), then keep it as a
         dead letter."""
         try:
-            attempts = self.store.count_attempt(message.seq)
+            attempts = await asyncio.wrap_future(self.store.count_attempt(message.seq))
             limit = self.settings.get_int("transaction_message_attempts")
         except StorageError:
             log.exception("outbox: cannot count the attempt on %s #%s", message.kind, message.seq)

@@ -96,13 +96,9 @@ async def test_a_message_that_cannot_be_encoded_does_not_block_the_queue(
         from chargepoint.store import Store
 
         store = Store(agent.config.storage.path)
-        with store._write() as db:
-            store._enqueue(
-                db,
-                OutboxKind.START,
-                None,
-                {"connector_id": 1, "id_tag": "X" * 30, "meter_start_wh": 0, "timestamp": utc_now_iso()},
-            )
+        payload = {"connector_id": 1, "id_tag": "X" * 30, "meter_start_wh": 0, "timestamp": utc_now_iso()}
+        # Writes go through the store's writer thread (a private helper here: no public API queues bad data).
+        store._submit(lambda db: store._enqueue(db, OutboxKind.START, None, json.dumps(payload))).result()
         store.close()
 
     a = await start_agent(before_run=poison)

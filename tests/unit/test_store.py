@@ -138,13 +138,14 @@ def test_record_meter_appends_stop_data(store: Store) -> None:
 
 def test_end_transaction_is_idempotent(store: Store) -> None:
     local_id = begin(store)
-    assert store.end_transaction(local_id, StopReason.REMOTE, T0, 2000, {"stop": 1}) is True
-    assert store.end_transaction(local_id, StopReason.LOCAL, T0, 3000, {"stop": 2}) is False
+    # Writes are queued to the writer thread; their future gives the result once committed.
+    assert store.end_transaction(local_id, StopReason.REMOTE, T0, 2000, {"stop": 1}).result() is True
+    assert store.end_transaction(local_id, StopReason.LOCAL, T0, 3000, {"stop": 2}).result() is False
     assert [m.payload for m in drain(store)][1:] == [{"stop": 1}]
     tx = store.transaction(local_id)
     assert tx is not None and not tx.active and tx.last_meter_wh == 2000
     assert store.active_transactions() == []
-    assert store.end_transaction(12345, StopReason.LOCAL, T0, 0, {}) is False
+    assert store.end_transaction(12345, StopReason.LOCAL, T0, 0, {}).result() is False
     assert store.outbox_size() == 0
 
 
@@ -179,8 +180,8 @@ def test_give_up_moves_to_dead_letters(store: Store) -> None:
     local_id = begin(store)
     head = store.outbox_head()
     assert head is not None
-    assert store.count_attempt(head.seq) == 1
-    assert store.count_attempt(head.seq) == 2
+    assert store.count_attempt(head.seq).result() == 1
+    assert store.count_attempt(head.seq).result() == 2
     store.give_up(head.seq, "CSMS refused")
     assert store.outbox_size() == 0
     (dead,) = store.dead_letters()
@@ -190,7 +191,7 @@ def test_give_up_moves_to_dead_letters(store: Store) -> None:
         local_id,
         "CSMS refused",
     )
-    assert store.count_attempt(head.seq) == 0
+    assert store.count_attempt(head.seq).result() == 0
 
 
 def test_local_list_full_and_differential_updates(store: Store) -> None:
@@ -273,26 +274,35 @@ def test_read_only_file_is_a_storage_error(db_path: Path) -> None:
             p.chmod(0o444)
     with pytest.raises(StorageError):
         s = Store(db_path)
-        s.put("k", "v")
+        s.put("k", "v").result()
 
 
 def test_read_only_database_write_is_a_storage_error_and_rolls_back(store: Store) -> None:
     # A read-only connection (what a read-only mount gives, even to root); query_only makes every write fail.
-    store._db.execute("PRAGMA query_only = ON")
+    # Writes are queued: their failure comes with their future, or with sync()/flush() from a mark().
+    writer = store._file._wdb
+    store.sync()
+    writer.execute("PRAGMA query_only = ON")
     with pytest.raises(StorageError):
-        store.put("k", "v")
+        store.put("k", "v").result()
+    mark = store.mark()
+    begin(store)
     with pytest.raises(StorageError):
-        begin(store)
+        store.sync(since=mark)
+    mark = store.mark()
+    store.local_list_update(1, True, {"A": ACCEPTED})
     with pytest.raises(StorageError):
-        store.local_list_update(1, True, {"A": ACCEPTED})
-    store._db.execute("PRAGMA query_only = OFF")
-    assert not store._db.in_transaction
+        store.sync(since=mark)
+    writer.execute("PRAGMA query_only = OFF")
+    assert not writer.in_transaction
     assert store.active_transactions() == [] and store.outbox_size() == 0 and store.local_list_version() == 0
 
 
 def test_constraint_violation_is_a_storage_error(store: Store) -> None:
+    mark = store.mark()
+    store.begin_transaction(1, None, T0, 0, {})  # type: ignore[arg-type]
     with pytest.raises(StorageError):
-        store.begin_transaction(1, None, T0, 0, {})  # type: ignore[arg-type]
+        store.sync(since=mark)
     assert store.active_transactions() == [] and store.outbox_size() == 0
 
 
@@ -307,4 +317,52 @@ def test_write_after_close_is_a_storage_error(db_path: Path) -> None:
     store = Store(db_path)
     store.close()
     with pytest.raises(StorageError):
-        store.put("k", "v")
+        store.put("k", "v").result()
+
+
+async def test_group_commit_many_concurrent_writes_fewer_commits_all_durable(db_path: Path) -> None:
+    """Writes queued while a commit is on its way go into the next single transaction (one fsync); after flush()
+    every one of them is on disk, as a second connection sees. A real lock holds the first commit back, so the
+    batching does not depend on timing."""
+    store = Store(db_path)
+    store.sync()
+    file = store._file
+    locker = sqlite3.connect(db_path, isolation_level=None)
+    locker.execute("BEGIN IMMEDIATE")  # the writer's next commit waits here
+    commits_before = file.commits
+    writes = 500
+    for n in range(writes):
+        store.put(f"k{n}", str(n))  # returns at once: the event loop never waits for the disk
+    local_id = begin(store)
+    store.record_meter(local_id, 1234, T0, message={"n": 1})
+    locker.execute("ROLLBACK")
+    locker.close()
+    await store.flush()
+    assert file.commits - commits_before <= 3  # the first write alone, then the rest together
+    with sqlite3.connect(db_path) as other:
+        (count,) = other.execute("SELECT COUNT(*) FROM kv WHERE key LIKE 'k%'").fetchone()
+        (meter,) = other.execute(
+            "SELECT last_meter_wh FROM transactions WHERE local_id = ?", (local_id,)
+        ).fetchone()
+    assert count == writes and meter == 1234
+    store.close()
+
+
+async def test_a_failing_write_in_a_group_fails_alone(db_path: Path) -> None:
+    """Each write of a group commit runs in its own savepoint: one that fails rolls back alone."""
+    store = Store(db_path)
+    store.sync()
+    locker = sqlite3.connect(db_path, isolation_level=None)
+    locker.execute("BEGIN IMMEDIATE")
+    good = store.put("before", "1")
+    mark = store.mark()
+    store.begin_transaction(1, None, T0, 0, {})  # type: ignore[arg-type]  # NOT NULL violated
+    after = store.put("after", "2")
+    locker.execute("ROLLBACK")
+    locker.close()
+    with pytest.raises(StorageError):
+        await store.flush(since=mark)
+    good.result()
+    after.result()
+    assert store.get("before") == "1" and store.get("after") == "2" and store.active_transactions() == []
+    store.close()
