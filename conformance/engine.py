@@ -114,6 +114,27 @@ async def _run_steps(ctx: Ctx, steps: tuple[Step[Ctx], ...], result: CaseResult)
         result.steps.append(StepResult(step.title, Verdict.PASSED, "", time.monotonic() - began))
 
 
+async def _cleanup(ctx: Ctx, case: Case[Ctx], result: CaseResult) -> None:
+    """Run the cleanup steps (each on its own) and then the runner's end-of-case hook, whatever happened."""
+    limit_s = CLEANUP_TIMEOUT_S * ctx.timeout_scale
+    for step in case.cleanup:
+        t0 = time.monotonic()
+        try:
+            async with asyncio.timeout(limit_s):
+                await step.run(ctx)
+            verdict, reason = Verdict.PASSED, ""
+        except Outcome as outcome:
+            verdict, reason = outcome.verdict, outcome.reason
+        except Exception as exc:  # cleanup is best effort: it never changes the verdict
+            verdict, reason = Verdict.INCONCLUSIVE, f"cleanup failed: {exc!r}"[:300]
+        result.steps.append(StepResult(f"cleanup: {step.title}", verdict, reason, time.monotonic() - t0))
+    try:
+        async with asyncio.timeout(limit_s):
+            await ctx.end_case(case)
+    except Exception as exc:
+        ctx.event(f"end of case hook failed: {exc!r}")
+
+
 async def run_case(ctx: Ctx, case: Case[Ctx], unmet: dict[str, str]) -> CaseResult:
     """Run one case with its timeout and its cleanup steps; never raises but for cancellation."""
     result = CaseResult(
@@ -139,20 +160,7 @@ async def run_case(ctx: Ctx, case: Case[Ctx], unmet: dict[str, str]) -> CaseResu
         result.verdict = Verdict.FAILED
         result.reason = f"unexpected error: {exc!r}"[:500]
     finally:
-        try:
-            async with asyncio.timeout(CLEANUP_TIMEOUT_S * ctx.timeout_scale):
-                for step in case.cleanup:
-                    t0 = time.monotonic()
-                    try:
-                        await step.run(ctx)
-                        result.steps.append(StepResult(f"cleanup: {step.title}", Verdict.PASSED, "", time.monotonic() - t0))
-                    except Outcome as outcome:
-                        result.steps.append(
-                            StepResult(f"cleanup: {step.title}", outcome.verdict, outcome.reason, time.monotonic() - t0)
-                        )
-                await ctx.end_case(case)
-        except (TimeoutError, Exception) as exc:
-            ctx.event(f"cleanup did not finish: {exc!r}")
+        await _cleanup(ctx, case, result)
         result.duration_s = time.monotonic() - began
         result.trace = ctx.trace
     return result
