@@ -39,18 +39,31 @@ def _key_value(text: str) -> tuple[str, str]:
 
 def _common(p: argparse.ArgumentParser) -> None:
     """Options both runners have."""
-    p.add_argument("--version", dest="ocpp_version", choices=sorted(VERSIONS), default="1.6", help="OCPP version")
-    p.add_argument("--cases", metavar="PATTERN", help="comma-separated ids or blocks, shell patterns: TC_00*,Core")
-    p.add_argument("--list", action="store_true", help="list the selected cases and their setup needs, then exit")
+    p.add_argument(
+        "--version", dest="ocpp_version", choices=sorted(VERSIONS), default="1.6", help="OCPP version"
+    )
+    p.add_argument(
+        "--cases", metavar="PATTERN", help="comma-separated ids or blocks, shell patterns: TC_00*,Core"
+    )
+    p.add_argument(
+        "--list", action="store_true", help="list the selected cases and their setup needs, then exit"
+    )
     p.add_argument("--junit", metavar="FILE", help="write a JUnit XML report")
     p.add_argument("--html", metavar="FILE", help="write a self-contained HTML report")
     p.add_argument("--json", metavar="FILE", help="write a JSON report")
     p.add_argument(
         "--timeout-scale", type=float, default=1.0, help="multiply every case timeout and wait (default: 1)"
     )
-    p.add_argument("--call-timeout", type=float, default=10.0, help="seconds to wait for an answer (default: 10)")
     p.add_argument(
-        "--var", type=_key_value, action="append", default=[], metavar="KEY=VALUE", help="a profile template variable"
+        "--call-timeout", type=float, default=10.0, help="seconds to wait for an answer (default: 10)"
+    )
+    p.add_argument(
+        "--var",
+        type=_key_value,
+        action="append",
+        default=[],
+        metavar="KEY=VALUE",
+        help="a profile template variable",
     )
     p.add_argument("-q", "--quiet", action="store_true", help="no progress lines")
 
@@ -69,8 +82,12 @@ def build_parser() -> argparse.ArgumentParser:
     csms.add_argument("--tls-cert", metavar="PEM", help="client certificate (security profile 3)")
     csms.add_argument("--tls-key", metavar="PEM", help="the client certificate's key")
     how = csms.add_mutually_exclusive_group()
-    how.add_argument("--trigger", metavar="FILE", help="trigger profile (TOML) or a shipped one: bundled-csms, tzi-octt")
-    how.add_argument("--interactive", action="store_true", help="ask the operator to make the central system act")
+    how.add_argument(
+        "--trigger", metavar="FILE", help="trigger profile (TOML) or a shipped one: bundled-csms, tzi-octt"
+    )
+    how.add_argument(
+        "--interactive", action="store_true", help="ask the operator to make the central system act"
+    )
     for kind, text in (
         ("accepted", "a card the central system accepts"),
         ("blocked", "a card it knows as blocked"),
@@ -80,23 +97,36 @@ def build_parser() -> argparse.ArgumentParser:
         csms.add_argument(f"--id-tag-{kind}", metavar="TAG", help=text)
     csms.add_argument("--second-charger-id", help="another registered charger (with a different password)")
     csms.add_argument("--second-password", help="the second charger's password")
-    csms.add_argument("--pending-charger-id", help="a charger the central system answers BootNotification Pending")
+    csms.add_argument(
+        "--pending-charger-id", help="a charger the central system answers BootNotification Pending"
+    )
     csms.add_argument("--pending-password", help="the pending charger's password")
     csms.add_argument("--trigger-wait", type=float, default=30.0, help="seconds to wait for a triggered CALL")
     csms.add_argument(
-        "--heartbeat-wait-max", type=float, default=0.0, help="wait out a heartbeat interval up to this long (s)"
+        "--heartbeat-wait-max",
+        type=float,
+        default=0.0,
+        help="wait out a heartbeat interval up to this long (s)",
     )
     _common(csms)
 
     charger = sub.add_parser("charger", help="test a charger (this side plays the central system)")
-    charger.add_argument("--listen", default="127.0.0.1:9000", help="HOST:PORT to listen on (default: %(default)s)")
+    charger.add_argument(
+        "--listen", default="127.0.0.1:9000", help="HOST:PORT to listen on (default: %(default)s)"
+    )
     charger.add_argument("--charger-id", help="the charger id to wait for (default: the first to connect)")
     act = charger.add_mutually_exclusive_group()
-    act.add_argument("--actuate", metavar="FILE", help="actuation profile (TOML) or: chargepoint-agent, simulator-fleet")
+    act.add_argument(
+        "--actuate", metavar="FILE", help="actuation profile (TOML) or: chargepoint-agent, simulator-fleet"
+    )
     act.add_argument("--interactive", action="store_true", help="ask the operator for physical steps")
     charger.add_argument("--connector", type=int, default=1, help="connector to test (default: 1)")
-    charger.add_argument("--id-tag", default="CONFTAG01", help="the card the actuation presents (default: %(default)s)")
-    charger.add_argument("--connect-timeout", type=float, default=60.0, help="seconds to wait for the charger")
+    charger.add_argument(
+        "--id-tag", default="CONFTAG01", help="the card the actuation presents (default: %(default)s)"
+    )
+    charger.add_argument(
+        "--connect-timeout", type=float, default=60.0, help="seconds to wait for the charger"
+    )
     _common(charger)
     return parser
 
@@ -120,7 +150,10 @@ def _print_plan(cases: Sequence[Case[Any]], unmet: dict[str, str], stream: Any) 
             if need in unmet:
                 lacking.setdefault(need, []).append(c.id)
     for need, ids in lacking.items():
-        print(f"setup: {len(ids)} case(s) need {unmet[need]}; they will be inconclusive: {', '.join(ids)}", file=stream)
+        print(
+            f"setup: {len(ids)} case(s) need {unmet[need]}; they will be inconclusive: {', '.join(ids)}",
+            file=stream,
+        )
 
 
 async def _csms(args: argparse.Namespace, report: Report, cases: Sequence[Case[Any]]) -> None:
@@ -167,7 +200,9 @@ async def _charger(args: argparse.Namespace, report: Report, cases: Sequence[Cas
     if args.interactive:
         actuator = InteractiveActuator()
     elif args.actuate:
-        actuator = load_actuator(args.actuate, {**dict(args.var), **({"cp": args.charger_id} if args.charger_id else {})})
+        actuator = load_actuator(
+            args.actuate, {**dict(args.var), **({"cp": args.charger_id} if args.charger_id else {})}
+        )
     host, _, port = args.listen.rpartition(":")
     v = VERSIONS[args.ocpp_version]
     setup = ChargerSetup(

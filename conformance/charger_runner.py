@@ -64,7 +64,9 @@ class ChargerContext(BaseContext):
     cp_id: str = ""
     mark: int = 0  # where the running case's part of cs.log starts
     auth_status: str = "Accepted"  # what Authorize / StartTransaction answer for any idTag
-    boot_answers: list[tuple[str, int]] = field(default_factory=list)  # scripted (status, interval), then Accepted
+    boot_answers: list[tuple[str, int]] = field(
+        default_factory=list
+    )  # scripted (status, interval), then Accepted
     profiles: list[str] | None = None
     last_status: dict[int, str] = field(default_factory=dict)
     scanned: int = 0
@@ -115,8 +117,14 @@ class ChargerContext(BaseContext):
                     continue
                 before = self.last_status.get(connector)
                 if connector == 0 and status not in CONNECTOR_ZERO_STATES:
-                    self.bad_transitions.append(f"connector 0 reported {status} (OCPP 1.6 §4.9: only Available, Unavailable, Faulted)")
-                elif before is not None and before != status and status not in LEGAL_STATUS_TRANSITIONS.get(before, ()):
+                    self.bad_transitions.append(
+                        f"connector 0 reported {status} (OCPP 1.6 §4.9: only Available, Unavailable, Faulted)"
+                    )
+                elif (
+                    before is not None
+                    and before != status
+                    and status not in LEGAL_STATUS_TRANSITIONS.get(before, ())
+                ):
                     self.bad_transitions.append(
                         f"connector {connector}: {before} -> {status} at {frame.ts:%H:%M:%S.%f} is not a transition OCPP 1.6 §4.9 allows"
                     )
@@ -135,7 +143,9 @@ class ChargerContext(BaseContext):
 
     # ---- talking to the charger ------------------------------------------------------------------------------
 
-    async def call(self, action: str, payload: dict[str, Any], *, timeout_s: float | None = None) -> dict[str, Any]:
+    async def call(
+        self, action: str, payload: dict[str, Any], *, timeout_s: float | None = None
+    ) -> dict[str, Any]:
         """Send a CALL; return the schema-valid CALLRESULT. A CALLERROR, timeout or disconnect fails the step."""
         try:
             answer = await self.cs.call(
@@ -144,7 +154,9 @@ class ChargerContext(BaseContext):
         except CallErrorReply as exc:
             raise Fail(f"{action} answered with CALLERROR {exc.code}: {exc.description}") from None
         except TimeoutError:
-            raise Fail(f"no answer to {action} within {self.scaled(timeout_s or self.setup.call_timeout_s):g} s") from None
+            raise Fail(
+                f"no answer to {action} within {self.scaled(timeout_s or self.setup.call_timeout_s):g} s"
+            ) from None
         except (KeyError, ConnectionError) as exc:
             raise Fail(f"cannot send {action}: {exc}") from None
         try:
@@ -156,11 +168,15 @@ class ChargerContext(BaseContext):
             raise Fail(f"{action}.conf violates the schema: {cause or exc.description}") from None
         return answer
 
-    async def expect_answer(self, action: str, payload: dict[str, Any], field_name: str, *allowed: str) -> dict[str, Any]:
+    async def expect_answer(
+        self, action: str, payload: dict[str, Any], field_name: str, *allowed: str
+    ) -> dict[str, Any]:
         """Send a CALL and fail unless ``answer[field_name]`` is one of ``allowed``."""
         answer = await self.call(action, payload)
         if answer.get(field_name) not in allowed:
-            raise Fail(f"{action}.conf {field_name} is {answer.get(field_name)!r}, expected {' or '.join(allowed)}")
+            raise Fail(
+                f"{action}.conf {field_name} is {answer.get(field_name)!r}, expected {' or '.join(allowed)}"
+            )
         return answer
 
     def at(self) -> int:
@@ -183,7 +199,9 @@ class ChargerContext(BaseContext):
         except TimeoutError:
             raise Fail(f"the charger sent no {what or action} within {self.scaled(timeout_s):g} s") from None
 
-    async def wait_status(self, status: str, after: int, timeout_s: float = 10.0, connector: int | None = None) -> Frame:
+    async def wait_status(
+        self, status: str, after: int, timeout_s: float = 10.0, connector: int | None = None
+    ) -> Frame:
         """Wait for a StatusNotification of ``status`` for the connector under test."""
         cid = self.setup.connector if connector is None else connector
         return await self.wait_call(
@@ -242,10 +260,14 @@ class ChargerContext(BaseContext):
     async def require_profile(self, profile: str) -> None:
         """Not applicable unless the charger declares ``profile`` in SupportedFeatureProfiles (OCPP 1.6 §9.1)."""
         if self.profiles is None:
-            value = (await self.configuration("SupportedFeatureProfiles")).get("SupportedFeatureProfiles") or ""
+            value = (await self.configuration("SupportedFeatureProfiles")).get(
+                "SupportedFeatureProfiles"
+            ) or ""
             self.profiles = [p.strip() for p in value.split(",") if p.strip()]
         if profile not in self.profiles:
-            raise NotApplicable(f"the charger does not declare {profile} in SupportedFeatureProfiles ({','.join(self.profiles)})")
+            raise NotApplicable(
+                f"the charger does not declare {profile} in SupportedFeatureProfiles ({','.join(self.profiles)})"
+            )
         self.vars["declared"] = profile
 
     def open_transactions(self) -> list[int]:
@@ -254,7 +276,11 @@ class ChargerContext(BaseContext):
         for f in self.cs.log:
             if f.cp_id != self.cp_id or f.direction != "out" or f.message_type != 3:
                 continue
-            if f.action == "StartTransaction" and isinstance(f.payload, dict) and "transactionId" in f.payload:
+            if (
+                f.action == "StartTransaction"
+                and isinstance(f.payload, dict)
+                and "transactionId" in f.payload
+            ):
                 started.append(int(f.payload["transactionId"]))
         stopped = {
             int(f.payload["transactionId"])
@@ -276,7 +302,7 @@ class ChargerContext(BaseContext):
             busy = True
             with contextlib.suppress(Exception):
                 await self.cs.call(self.cp_id, "RemoteStopTransaction", {"transactionId": tx_id}, timeout=5)
-                await self.wait_call("StopTransaction", after, lambda p, t=tx_id: p.get("transactionId") == t, 10)
+                await self.wait_call("StopTransaction", after, _stops(tx_id), 10)
         if self.vars.get("plugged"):
             busy = True
             await self.act("unplug")
@@ -297,12 +323,19 @@ class ChargerContext(BaseContext):
             raise Fail(f"no answer to the charger's {call.action} was sent") from None
 
 
+def _stops(tx_id: int) -> Callable[[dict[str, Any]], bool]:
+    """A StopTransaction payload filter for ``tx_id``."""
+    return lambda payload: payload.get("transactionId") == tx_id
+
+
 def _handlers(ctx: ChargerContext) -> None:
     """The answers the central system we play gives; cases steer them through ``ctx`` fields."""
     cs = ctx.cs
 
     def boot(cp_id: str, payload: dict[str, Any]) -> HandlerResult:
-        status, interval = ctx.boot_answers.pop(0) if ctx.boot_answers else ("Accepted", ctx.setup.heartbeat_interval_s)
+        status, interval = (
+            ctx.boot_answers.pop(0) if ctx.boot_answers else ("Accepted", ctx.setup.heartbeat_interval_s)
+        )
         return {"status": status, "currentTime": utc_now_iso(), "interval": interval}
 
     def authorize(cp_id: str, payload: dict[str, Any]) -> HandlerResult:
@@ -317,7 +350,12 @@ def _handlers(ctx: ChargerContext) -> None:
 
 
 async def run_charger_suite(
-    setup: ChargerSetup, cases: list[Case[Any]] | Any, report: Report, *, timeout_scale: float = 1.0, quiet: bool = False
+    setup: ChargerSetup,
+    cases: list[Case[Any]] | Any,
+    report: Report,
+    *,
+    timeout_scale: float = 1.0,
+    quiet: bool = False,
 ) -> Report:
     """Listen, wait for the charger (a setup error if it never comes), run the cases, stop listening."""
     cs = CentralSystem(setup.host, setup.port, response_timeout_s=setup.call_timeout_s)
@@ -336,10 +374,14 @@ async def run_charger_suite(
                         ctx.cp_id = wanted[0]
                         break
                     await cs.wait_for(lambda f: True, timeout=setup.connect_timeout_s * timeout_scale)
-                await cs.wait_for_call("BootNotification", ctx.cp_id, timeout=setup.connect_timeout_s * timeout_scale)
+                await cs.wait_for_call(
+                    "BootNotification", ctx.cp_id, timeout=setup.connect_timeout_s * timeout_scale
+                )
         except TimeoutError:
             who = setup.charger_id or "any charger"
-            report.setup_error = f"{who} did not connect and boot within {setup.connect_timeout_s * timeout_scale:g} s"
+            report.setup_error = (
+                f"{who} did not connect and boot within {setup.connect_timeout_s * timeout_scale:g} s"
+            )
             report.finished = datetime.now(UTC)
             return report
         report.target = f"{cs.url}/{ctx.cp_id}"

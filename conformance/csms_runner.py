@@ -146,7 +146,9 @@ class RawCharger:
             for action, future in self._pending.values():
                 if not future.done():
                     future.set_exception(
-                        Fail(f"the central system closed the connection (code {code}) before answering {action}")
+                        Fail(
+                            f"the central system closed the connection (code {code}) before answering {action}"
+                        )
                     )
 
     async def _dispatch(self, text: str) -> None:
@@ -187,7 +189,9 @@ class RawCharger:
         try:
             await self.ws.send(text)
         except ConnectionClosed as exc:
-            raise Fail(f"the central system closed the connection ({exc.rcvd.code if exc.rcvd else 1006})") from None
+            raise Fail(
+                f"the central system closed the connection ({exc.rcvd.code if exc.rcvd else 1006})"
+            ) from None
 
     async def call_frame(self, action: str, payload: dict[str, Any]) -> list[Any]:
         """Send a CALL and return the CALLRESULT or CALLERROR frame; Fail on timeout or close."""
@@ -205,7 +209,9 @@ class RawCharger:
                     return await future
             except TimeoutError:
                 extra = f"; it sent unparseable frames: {self.garbage[-1]!r}" if self.garbage else ""
-                raise Fail(f"no answer to {action} within {timeout_s:g} s (OCPP-J 1.6 §4.1.1){extra}") from None
+                raise Fail(
+                    f"no answer to {action} within {timeout_s:g} s (OCPP-J 1.6 §4.1.1){extra}"
+                ) from None
         finally:
             self._pending.pop(unique_id, None)
 
@@ -292,7 +298,9 @@ class CsmsContext(BaseContext):
             return
         except OCPPError as exc:
             cause = exc.details.get("cause") if isinstance(exc.details, dict) else None
-            raise Fail(f"{what} violates the OCPP {self.setup.schema_version} schema: {cause or exc.description}") from None
+            raise Fail(
+                f"{what} violates the OCPP {self.setup.schema_version} schema: {cause or exc.description}"
+            ) from None
 
     async def begin_case(self, case: Case[Any]) -> None:
         """Nothing to prepare: each case opens its own connections."""
@@ -365,7 +373,9 @@ class CsmsContext(BaseContext):
             raise Fail(f"the central system refused {cp_id} at the handshake: HTTP {exc.status}") from None
         if ws.subprotocol != self.setup.subprotocol:
             await ws.close()
-            raise Fail(f"subprotocol {ws.subprotocol!r} selected, {self.setup.subprotocol} offered (OCPP-J 1.6 §3.1.2)")
+            raise Fail(
+                f"subprotocol {ws.subprotocol!r} selected, {self.setup.subprotocol} offered (OCPP-J 1.6 §3.1.2)"
+            )
         conn = RawCharger(ws, self, cp_id)
         self.conns.append(conn)
         if which == "main":
@@ -380,7 +390,9 @@ class CsmsContext(BaseContext):
 
     # ---- what a charger sends ------------------------------------------------------------------------------
 
-    async def call(self, action: str, payload: dict[str, Any], conn: RawCharger | None = None) -> dict[str, Any]:
+    async def call(
+        self, action: str, payload: dict[str, Any], conn: RawCharger | None = None
+    ) -> dict[str, Any]:
         """Send a CALL on ``conn`` (the main connection by default); a CALLERROR fails the step."""
         try:
             return await (conn or self.main()).call(action, payload)
@@ -391,16 +403,24 @@ class CsmsContext(BaseContext):
         """BootNotification; Fail unless the status is ``expect``; checks currentTime and interval (§4.2)."""
         answer = await self.call(
             "BootNotification",
-            {"chargePointVendor": "OpenChargeConf", "chargePointModel": "Virtual-1.6", "firmwareVersion": "1.0"},
+            {
+                "chargePointVendor": "OpenChargeConf",
+                "chargePointModel": "Virtual-1.6",
+                "firmwareVersion": "1.0",
+            },
             conn,
         )
         if answer["status"] != expect:
             raise Fail(f"BootNotification answered {answer['status']}, expected {expect}")
         skew = abs((parse_time(answer["currentTime"]) - datetime.now(UTC)).total_seconds())
         if skew > self.setup.clock_skew_s:
-            raise Fail(f"BootNotification.conf currentTime {answer['currentTime']} is {skew:.0f} s off (OCPP 1.6 §4.2)")
+            raise Fail(
+                f"BootNotification.conf currentTime {answer['currentTime']} is {skew:.0f} s off (OCPP 1.6 §4.2)"
+            )
         if expect == "Accepted" and answer["interval"] <= 0:
-            raise Fail(f"an Accepted BootNotification.conf has interval {answer['interval']}: heartbeat needs > 0")
+            raise Fail(
+                f"an Accepted BootNotification.conf has interval {answer['interval']}: heartbeat needs > 0"
+            )
         if expect == "Accepted":
             self.heartbeat_interval_s = int(answer["interval"])
         return answer
@@ -459,7 +479,9 @@ class CsmsContext(BaseContext):
         key = f"{connector}/{tag}/{payload['timestamp']}/{meter_start}"
         seen = self.issued_tx_ids.get(tx_id)
         if seen is not None and seen != (conn.cp_id, key):
-            raise Fail(f"transactionId {tx_id} was already given to another transaction (OCPP 1.6 §4.8: unique ids)")
+            raise Fail(
+                f"transactionId {tx_id} was already given to another transaction (OCPP 1.6 §4.8: unique ids)"
+            )
         self.issued_tx_ids[tx_id] = (conn.cp_id, key)
         return tx_id, str(answer["idTagInfo"]["status"])
 
@@ -474,7 +496,11 @@ class CsmsContext(BaseContext):
         conn: RawCharger | None = None,
     ) -> dict[str, Any]:
         """StopTransaction with a closing meter value; returns the answer."""
-        payload: dict[str, Any] = {"transactionId": tx_id, "meterStop": meter_stop, "timestamp": ocpp_time(when)}
+        payload: dict[str, Any] = {
+            "transactionId": tx_id,
+            "meterStop": meter_stop,
+            "timestamp": ocpp_time(when),
+        }
         if reason is not None:
             payload["reason"] = reason
         if tag is not None:
@@ -483,17 +509,27 @@ class CsmsContext(BaseContext):
             {
                 "timestamp": payload["timestamp"],
                 "sampledValue": [
-                    {"value": str(meter_stop), "context": "Transaction.End", "measurand": "Energy.Active.Import.Register", "unit": "Wh"}
+                    {
+                        "value": str(meter_stop),
+                        "context": "Transaction.End",
+                        "measurand": "Energy.Active.Import.Register",
+                        "unit": "Wh",
+                    }
                 ],
             }
         ]
         answer = await self.call("StopTransaction", payload, conn)
-        if tag is not None and "idTagInfo" in answer and answer["idTagInfo"]["status"] not in (
-            "Accepted",
-            "Blocked",
-            "Expired",
-            "Invalid",
-            "ConcurrentTx",
+        if (
+            tag is not None
+            and "idTagInfo" in answer
+            and answer["idTagInfo"]["status"]
+            not in (
+                "Accepted",
+                "Blocked",
+                "Expired",
+                "Invalid",
+                "ConcurrentTx",
+            )
         ):
             raise Fail(f"StopTransaction.conf idTagInfo {answer['idTagInfo']}")
         return answer
@@ -505,7 +541,14 @@ class CsmsContext(BaseContext):
             "meterValue": [
                 {
                     "timestamp": ocpp_time(),
-                    "sampledValue": [{"value": str(wh), "measurand": "Energy.Active.Import.Register", "unit": "Wh", "context": "Sample.Periodic"}],
+                    "sampledValue": [
+                        {
+                            "value": str(wh),
+                            "measurand": "Energy.Active.Import.Register",
+                            "unit": "Wh",
+                            "context": "Sample.Periodic",
+                        }
+                    ],
                 }
             ],
         }
@@ -530,7 +573,12 @@ class CsmsContext(BaseContext):
         """StopTransaction (Accepted idTagInfo if any), Finishing, Available."""
         answer = await self.stop(tx_id, reason=reason, tag=tag)
         info = answer.get("idTagInfo")
-        if tag is not None and tag == self.setup.id_tags.get("accepted") and info and info["status"] != "Accepted":
+        if (
+            tag is not None
+            and tag == self.setup.id_tags.get("accepted")
+            and info
+            and info["status"] != "Accepted"
+        ):
             raise Fail(f"StopTransaction.conf says the accepted idTag is {info['status']}")
         await self.status(1, "Finishing")
         await self.status(1, "Available")
@@ -553,7 +601,9 @@ class CsmsContext(BaseContext):
         conn = conn or self.main()
         trigger = self.setup.trigger
         if trigger is None or not trigger.available(action):
-            raise Inconclusive(f"needs the central system to send {action}: give --trigger FILE or --interactive")
+            raise Inconclusive(
+                f"needs the central system to send {action}: give --trigger FILE or --interactive"
+            )
         expected = conn.expect(action)
         fired = asyncio.create_task(trigger.fire(action, payload, conn.cp_id))
         wait_s = self.scaled(self.setup.trigger_wait_s)
@@ -569,7 +619,7 @@ class CsmsContext(BaseContext):
                             if not done and remaining > 0:
                                 print(f"    waiting for {action}: {remaining:.0f} s left", flush=True)
                     else:
-                        await asyncio.wait({expected, fired}, return_when=asyncio.FIRST_COMPLETED)
+                        await asyncio.wait([expected, fired], return_when=asyncio.FIRST_COMPLETED)  # type: ignore[type-var]
                         if fired.done() and not expected.done():
                             exc = fired.exception()
                             if isinstance(exc, TriggerUnavailable):
@@ -581,12 +631,18 @@ class CsmsContext(BaseContext):
                     unique_id, received = await expected
             except TimeoutError:
                 if conn.closed.is_set():
-                    raise Fail(f"the central system closed the connection while {action} was awaited") from None
-                raise Fail(f"the central system did not send {action} within {wait_s:g} s of the trigger") from None
+                    raise Fail(
+                        f"the central system closed the connection while {action} was awaited"
+                    ) from None
+                raise Fail(
+                    f"the central system did not send {action} within {wait_s:g} s of the trigger"
+                ) from None
             self.check_schema(Call(unique_id, action, copy.deepcopy(received)), f"{action}.req")
             for key, value in payload.items():
                 if received.get(key) != value:
-                    raise Fail(f"{action}.req has {key}={received.get(key)!r}, the trigger asked for {value!r}")
+                    raise Fail(
+                        f"{action}.req has {key}={received.get(key)!r}, the trigger asked for {value!r}"
+                    )
             await conn.send([CALLRESULT, unique_id, answer])
         except BaseException:
             fired.cancel()

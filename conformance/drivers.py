@@ -112,7 +112,9 @@ def _load_toml(name: str) -> tuple[Path, dict[str, Any]]:
 def _only(table: Mapping[str, Any], allowed: set[str], where: str) -> None:
     unknown = set(table) - allowed
     if unknown:
-        raise ProfileError(f"{where}: unknown key(s) {', '.join(sorted(unknown))} (allowed: {', '.join(sorted(allowed))})")
+        raise ProfileError(
+            f"{where}: unknown key(s) {', '.join(sorted(unknown))} (allowed: {', '.join(sorted(allowed))})"
+        )
 
 
 def _countdown_line(stream: IO[str], text: str) -> None:
@@ -306,7 +308,9 @@ class CommandActuator(Actuator):
         except TimeoutError:
             proc.kill()
             await proc.wait()
-            raise ProfileError(f"actuation {step!r} ({shlex.join(argv)}) did not finish in {self.timeout_s:g} s") from None
+            raise ProfileError(
+                f"actuation {step!r} ({shlex.join(argv)}) did not finish in {self.timeout_s:g} s"
+            ) from None
         text = out.decode(errors="replace").strip()[:300]
         if proc.returncode != 0:
             raise ProfileError(f"actuation {step!r} ({shlex.join(argv)}) exited {proc.returncode}: {text}")
@@ -357,9 +361,14 @@ def load_actuator(name: str, extra: Mapping[str, str] | None = None) -> CommandA
     _only(data, {"vars", "steps", "timeout_s"}, where)
     # Variables given on the command line win, and a profile variable is only resolved if it is still needed.
     raw_vars = {k: v for k, v in data.get("vars", {}).items() if k not in (extra or {})}
-    values = {"python": sys.executable, **{k: str(v) for k, v in _resolve(raw_vars, f"{where} [vars]").items()}}
+    values = {
+        "python": sys.executable,
+        **{k: str(v) for k, v in _resolve(raw_vars, f"{where} [vars]").items()},
+    }
     values.update(extra or {})
     steps = data.get("steps", {})
     if not isinstance(steps, dict) or not all(isinstance(v, str) for v in steps.values()):
         raise ProfileError(f"{where} [steps]: each step is a command string")
-    return CommandActuator(dict(_resolve(steps, f"{where} [steps]")), values, float(data.get("timeout_s", 20)), where)
+    return CommandActuator(
+        dict(_resolve(steps, f"{where} [steps]")), values, float(data.get("timeout_s", 20)), where
+    )

@@ -43,6 +43,9 @@ class CaseHooks(Protocol):
     vars: dict[str, Any]
     timeout_scale: float
 
+    def event(self, text: str) -> None:
+        """Add an event to the trace."""
+
     async def begin_case(self, case: Case[Any]) -> None:
         """Prepare for a case (e.g. note where its part of the frame log starts)."""
 
@@ -65,7 +68,11 @@ class Progress:
         self.index += 1
         if not self.quiet:
             width = len(str(self.total))
-            print(f"[{self.index:>{width}}/{self.total}] {case.id} {case.title} ...", file=self.stream, flush=True)
+            print(
+                f"[{self.index:>{width}}/{self.total}] {case.id} {case.title} ...",
+                file=self.stream,
+                flush=True,
+            )
 
     def done(self, result: CaseResult) -> None:
         """A case ended."""
@@ -89,7 +96,9 @@ def select_cases(cases: Sequence[Case[Ctx]], pattern: str | None) -> list[Case[C
     return [
         c
         for c in cases
-        if any(fnmatch.fnmatchcase(c.id.upper(), p) or fnmatch.fnmatchcase(c.block.upper(), p) for p in patterns)
+        if any(
+            fnmatch.fnmatchcase(c.id.upper(), p) or fnmatch.fnmatchcase(c.block.upper(), p) for p in patterns
+        )
     ]
 
 
@@ -105,11 +114,15 @@ async def _run_steps(ctx: Ctx, steps: tuple[Step[Ctx], ...], result: CaseResult)
         try:
             await step.run(ctx)
         except Outcome as outcome:
-            result.steps.append(StepResult(step.title, outcome.verdict, outcome.reason, time.monotonic() - began))
+            result.steps.append(
+                StepResult(step.title, outcome.verdict, outcome.reason, time.monotonic() - began)
+            )
             result.verdict, result.reason = outcome.verdict, outcome.reason
             return
         except TimeoutError:
-            result.steps.append(StepResult(step.title, Verdict.FAILED, "case timeout", time.monotonic() - began))
+            result.steps.append(
+                StepResult(step.title, Verdict.FAILED, "case timeout", time.monotonic() - began)
+            )
             raise
         result.steps.append(StepResult(step.title, Verdict.PASSED, "", time.monotonic() - began))
 

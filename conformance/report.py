@@ -82,7 +82,9 @@ class Report:
 
     def write_json(self, path: str | Path) -> None:
         """Write the JSON report."""
-        Path(path).write_text(json.dumps(self.to_json(), indent=2, ensure_ascii=False) + "\n", encoding="utf-8")
+        Path(path).write_text(
+            json.dumps(self.to_json(), indent=2, ensure_ascii=False) + "\n", encoding="utf-8"
+        )
 
     # ---- JUnit -----------------------------------------------------------------------------------------------
 

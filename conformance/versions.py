@@ -38,8 +38,6 @@ class OcppVersion:
 VERSIONS: dict[str, OcppVersion] = {
     v.name: v
     for v in (
-        OcppVersion(
-            "1.6", "ocpp1.6", "1.6", "conformance.v16.csms_cases", "conformance.v16.charger_cases"
-        ),
+        OcppVersion("1.6", "ocpp1.6", "1.6", "conformance.v16.csms_cases", "conformance.v16.charger_cases"),
     )
 }

@@ -86,7 +86,12 @@ PLUG_SWIPE = frozenset({"plug", "unplug", "swipe"})
 # ------------------------------------------------------------------------------------------------ helpers
 
 
-def answer(action: str, payload: dict[str, Any] | Callable[[ChargerContext], dict[str, Any]], field: str, *allowed: str) -> tuple[str, StepFn]:
+def answer(
+    action: str,
+    payload: dict[str, Any] | Callable[[ChargerContext], dict[str, Any]],
+    field: str,
+    *allowed: str,
+) -> tuple[str, StepFn]:
     """A step: send ``action``; ``field`` of the answer must be one of ``allowed``."""
 
     async def run(ctx: ChargerContext) -> None:
@@ -116,10 +121,17 @@ async def remote_session(ctx: ChargerContext) -> None:
     """Plug in, RemoteStartTransaction Accepted, StartTransaction with its idTag, Charging."""
     await plug(ctx)
     m = ctx.at()
-    await ctx.expect_answer("RemoteStartTransaction", {"connectorId": ctx.setup.connector, "idTag": REMOTE_TAG}, "status", "Accepted")
+    await ctx.expect_answer(
+        "RemoteStartTransaction",
+        {"connectorId": ctx.setup.connector, "idTag": REMOTE_TAG},
+        "status",
+        "Accepted",
+    )
     start = await ctx.wait_call("StartTransaction", m, timeout_s=15)
     if start.payload["idTag"] != REMOTE_TAG:
-        raise Fail(f"StartTransaction idTag {start.payload['idTag']!r}, RemoteStartTransaction gave {REMOTE_TAG}")
+        raise Fail(
+            f"StartTransaction idTag {start.payload['idTag']!r}, RemoteStartTransaction gave {REMOTE_TAG}"
+        )
     await ctx.wait_status("Charging", m)
     ctx.vars["tx"] = await _tx_of(ctx, start)
 
@@ -139,7 +151,9 @@ async def stop_remotely(ctx: ChargerContext, reason: str = "Remote") -> None:
     await ctx.expect_answer("RemoteStopTransaction", {"transactionId": tx_id}, "status", "Accepted")
     stop = await ctx.wait_call("StopTransaction", m)
     if stop.payload["transactionId"] != tx_id or stop.payload.get("reason") != reason:
-        raise Fail(f"StopTransaction {stop.payload.get('transactionId')} reason {stop.payload.get('reason')}, expected {tx_id} {reason}")
+        raise Fail(
+            f"StopTransaction {stop.payload.get('transactionId')} reason {stop.payload.get('reason')}, expected {tx_id} {reason}"
+        )
 
 
 async def reboot_seen(ctx: ChargerContext, after: int) -> None:
@@ -163,20 +177,38 @@ async def cold_boot(ctx: ChargerContext) -> None:
     log = [f for f in ctx.cs.log if f.cp_id == ctx.cp_id]
     calls = [f for f in log if f.direction == "in" and f.message_type == 2]
     if not calls or calls[0].action != "BootNotification":
-        raise Fail(f"the first CALL was {calls[0].action if calls else None}, not BootNotification (OCPP 1.6 §4.2)")
+        raise Fail(
+            f"the first CALL was {calls[0].action if calls else None}, not BootNotification (OCPP 1.6 §4.2)"
+        )
     accepted = next(
-        (i for i, f in enumerate(log) if f.direction == "out" and f.action == "BootNotification" and isinstance(f.payload, dict) and f.payload.get("status") == "Accepted"),
+        (
+            i
+            for i, f in enumerate(log)
+            if f.direction == "out"
+            and f.action == "BootNotification"
+            and isinstance(f.payload, dict)
+            and f.payload.get("status") == "Accepted"
+        ),
         None,
     )
     if accepted is None:
         raise Fail("no BootNotification was accepted")
-    early = {f.action for f in log[:accepted] if f.direction == "in" and f.message_type == 2} - {"BootNotification"}
+    early = {f.action for f in log[:accepted] if f.direction == "in" and f.message_type == 2} - {
+        "BootNotification"
+    }
     if early:
-        raise Fail(f"sent {sorted(early)} before BootNotification was Accepted (OCPP 1.6 §4.2.1)")
+        raise Fail(
+            f"sent {sorted(str(a) for a in early)} before BootNotification was Accepted (OCPP 1.6 §4.2.1)"
+        )
     await ctx.wait_call("StatusNotification", 0, lambda p: p.get("connectorId") == ctx.setup.connector, 10)
 
 
-case("TC_001_CS", "Cold Boot Charge Point", CORE, ("BootNotification first, then StatusNotification", cold_boot))
+case(
+    "TC_001_CS",
+    "Cold Boot Charge Point",
+    CORE,
+    ("BootNotification first, then StatusNotification", cold_boot),
+)
 
 
 async def boot_pending(ctx: ChargerContext) -> None:
@@ -185,17 +217,33 @@ async def boot_pending(ctx: ChargerContext) -> None:
     m = ctx.at()
     await ctx.expect_answer("Reset", {"type": "Soft"}, "status", "Accepted")
     first = await ctx.wait_call("BootNotification", m, timeout_s=40)
-    second = await ctx.wait_call("BootNotification", ctx.index_of(first) + 1, timeout_s=15, what="BootNotification retry after Pending")
+    second = await ctx.wait_call(
+        "BootNotification", ctx.index_of(first) + 1, timeout_s=15, what="BootNotification retry after Pending"
+    )
     gap = (second.ts - first.ts).total_seconds()
     if gap < 1.5:
         raise Fail(f"BootNotification retried after {gap:.1f} s; the Pending answer said 2 s (OCPP 1.6 §4.2)")
-    between = {f.action for f in ctx.cs.log[ctx.index_of(first) + 1 : ctx.index_of(second)] if f.direction == "in" and f.message_type == 2}
+    between = {
+        f.action
+        for f in ctx.cs.log[ctx.index_of(first) + 1 : ctx.index_of(second)]
+        if f.direction == "in" and f.message_type == 2
+    }
     if between:
-        raise Fail(f"sent {sorted(between)} while Pending (OCPP 1.6 §4.2.1: only BootNotification)")
-    await ctx.wait_call("StatusNotification", ctx.index_of(second), lambda p: p.get("connectorId") == ctx.setup.connector, 15)
+        raise Fail(
+            f"sent {sorted(str(a) for a in between)} while Pending (OCPP 1.6 §4.2.1: only BootNotification)"
+        )
+    await ctx.wait_call(
+        "StatusNotification", ctx.index_of(second), lambda p: p.get("connectorId") == ctx.setup.connector, 15
+    )
 
 
-case("TC_002_CS", "Cold Boot Charge Point - Pending", CORE, ("Reset, Pending, then Accepted", boot_pending), timeout_s=90)
+case(
+    "TC_002_CS",
+    "Cold Boot Charge Point - Pending",
+    CORE,
+    ("Reset, Pending, then Accepted", boot_pending),
+    timeout_s=90,
+)
 
 
 async def plugin_first(ctx: ChargerContext) -> None:
@@ -227,7 +275,13 @@ async def plugin_first(ctx: ChargerContext) -> None:
         raise Fail(f"statuses {seen}, expected Preparing, Charging, Finishing, Available (OCTT TC_003)")
 
 
-case("TC_003_CS", "Regular Charging Session - Plugin First", CORE, ("plug, card, charge, card, unplug", plugin_first), needs=PLUG_SWIPE)
+case(
+    "TC_003_CS",
+    "Regular Charging Session - Plugin First",
+    CORE,
+    ("plug, card, charge, card, unplug", plugin_first),
+    needs=PLUG_SWIPE,
+)
 
 
 async def identification_first(ctx: ChargerContext) -> None:
@@ -244,7 +298,13 @@ async def identification_first(ctx: ChargerContext) -> None:
     ctx.vars["tx"] = await _tx_of(ctx, start)
 
 
-case("TC_004_1_CS", "Regular Charging Session - Identification First", CORE, ("card, then plug", identification_first), needs=PLUG_SWIPE)
+case(
+    "TC_004_1_CS",
+    "Regular Charging Session - Identification First",
+    CORE,
+    ("card, then plug", identification_first),
+    needs=PLUG_SWIPE,
+)
 
 
 async def connection_timeout(ctx: ChargerContext) -> None:
@@ -273,7 +333,9 @@ async def ev_disconnect(ctx: ChargerContext) -> None:
     await ctx.act("unplug")
     stop = await ctx.wait_call("StopTransaction", m)
     if stop.payload.get("reason") != "EVDisconnected" or stop.payload["transactionId"] != ctx.vars["tx"]:
-        raise Fail(f"StopTransaction {stop.payload.get('transactionId')} reason {stop.payload.get('reason')}, expected EVDisconnected")
+        raise Fail(
+            f"StopTransaction {stop.payload.get('transactionId')} reason {stop.payload.get('reason')}, expected EVDisconnected"
+        )
 
 
 case(
@@ -285,13 +347,24 @@ case(
     ("unplug: StopTransaction EVDisconnected", ev_disconnect),
     needs=PLUG,
 )
-case("TC_010_CS", "Remote Start Charging Session - Cable Plugged in First", CORE, ("plug, RemoteStartTransaction, charging", remote_session), needs=PLUG)
+case(
+    "TC_010_CS",
+    "Remote Start Charging Session - Cable Plugged in First",
+    CORE,
+    ("plug, RemoteStartTransaction, charging", remote_session),
+    needs=PLUG,
+)
 
 
 async def remote_first(ctx: ChargerContext) -> None:
     """RemoteStartTransaction before the cable: Accepted, Preparing; plug in: StartTransaction, Charging."""
     m = ctx.at()
-    await ctx.expect_answer("RemoteStartTransaction", {"connectorId": ctx.setup.connector, "idTag": REMOTE_TAG}, "status", "Accepted")
+    await ctx.expect_answer(
+        "RemoteStartTransaction",
+        {"connectorId": ctx.setup.connector, "idTag": REMOTE_TAG},
+        "status",
+        "Accepted",
+    )
     await ctx.wait_status("Preparing", m)
     await ctx.act("plug")
     start = await ctx.wait_call("StartTransaction", m, timeout_s=15)
@@ -299,21 +372,45 @@ async def remote_first(ctx: ChargerContext) -> None:
     ctx.vars["tx"] = await _tx_of(ctx, start)
 
 
-case("TC_011_1_CS", "Remote Start Charging Session - Remote Start First", CORE, ("RemoteStartTransaction, then plug", remote_first), needs=PLUG)
+case(
+    "TC_011_1_CS",
+    "Remote Start Charging Session - Remote Start First",
+    CORE,
+    ("RemoteStartTransaction, then plug", remote_first),
+    needs=PLUG,
+)
 
 
 async def remote_timeout(ctx: ChargerContext) -> None:
     """RemoteStartTransaction, no cable: back to Available after ConnectionTimeOut, no transaction."""
     m = ctx.at()
-    await ctx.expect_answer("RemoteStartTransaction", {"connectorId": ctx.setup.connector, "idTag": REMOTE_TAG}, "status", "Accepted")
+    await ctx.expect_answer(
+        "RemoteStartTransaction",
+        {"connectorId": ctx.setup.connector, "idTag": REMOTE_TAG},
+        "status",
+        "Accepted",
+    )
     await ctx.wait_status("Preparing", m)
     await ctx.wait_status("Available", m, timeout_s=15)
     if ctx.calls_since("StartTransaction", m):
         raise Fail("a transaction started without a cable")
 
 
-case("TC_011_2_CS", "Remote Start Charging Session - Time Out", CORE, config("ConnectionTimeOut", "3"), ("RemoteStartTransaction, no cable", remote_timeout))
-case("TC_012_CS", "Remote Stop Charging Session", CORE, ("remote session", remote_session), ("RemoteStopTransaction: StopTransaction Remote", stop_remotely), needs=PLUG)
+case(
+    "TC_011_2_CS",
+    "Remote Start Charging Session - Time Out",
+    CORE,
+    config("ConnectionTimeOut", "3"),
+    ("RemoteStartTransaction, no cable", remote_timeout),
+)
+case(
+    "TC_012_CS",
+    "Remote Stop Charging Session",
+    CORE,
+    ("remote session", remote_session),
+    ("RemoteStopTransaction: StopTransaction Remote", stop_remotely),
+    needs=PLUG,
+)
 
 
 def reset(kind: str, with_tx: bool) -> tuple[str, StepFn]:
@@ -324,17 +421,43 @@ def reset(kind: str, with_tx: bool) -> tuple[str, StepFn]:
             stop = await ctx.wait_call("StopTransaction", m, timeout_s=40)
             reason = f"{kind}Reset"
             if stop.payload.get("reason") != reason or stop.payload["transactionId"] != ctx.vars["tx"]:
-                raise Fail(f"StopTransaction reason {stop.payload.get('reason')}, expected {reason} (OCPP 1.6 §5.14)")
+                raise Fail(
+                    f"StopTransaction reason {stop.payload.get('reason')}, expected {reason} (OCPP 1.6 §5.14)"
+                )
         await reboot_seen(ctx, m)
 
-    return (f"Reset {kind}: " + ("StopTransaction, " if with_tx else "") + "BootNotification, StatusNotification", run)
+    return (
+        f"Reset {kind}: " + ("StopTransaction, " if with_tx else "") + "BootNotification, StatusNotification",
+        run,
+    )
 
 
 case("TC_013_CS", "Hard Reset Without Transaction", CORE, reset("Hard", False), timeout_s=90)
 case("TC_014_CS", "Soft Reset Without Transaction", CORE, reset("Soft", False), timeout_s=90)
-case("TC_015_CS", "Hard Reset With Transaction", CORE, ("remote session", remote_session), reset("Hard", True), needs=PLUG, timeout_s=90)
-case("TC_016_CS", "Soft Reset With Transaction", CORE, ("remote session", remote_session), reset("Soft", True), needs=PLUG, timeout_s=90)
-case("TC_017_CS", "Unlock Connector - No Charging Session Running", CORE, answer("UnlockConnector", lambda c: {"connectorId": c.setup.connector}, "status", "Unlocked"))
+case(
+    "TC_015_CS",
+    "Hard Reset With Transaction",
+    CORE,
+    ("remote session", remote_session),
+    reset("Hard", True),
+    needs=PLUG,
+    timeout_s=90,
+)
+case(
+    "TC_016_CS",
+    "Soft Reset With Transaction",
+    CORE,
+    ("remote session", remote_session),
+    reset("Soft", True),
+    needs=PLUG,
+    timeout_s=90,
+)
+case(
+    "TC_017_CS",
+    "Unlock Connector - No Charging Session Running",
+    CORE,
+    answer("UnlockConnector", lambda c: {"connectorId": c.setup.connector}, "status", "Unlocked"),
+)
 
 
 async def unlock_with_tx(ctx: ChargerContext) -> None:
@@ -343,10 +466,19 @@ async def unlock_with_tx(ctx: ChargerContext) -> None:
     await ctx.expect_answer("UnlockConnector", {"connectorId": ctx.setup.connector}, "status", "Unlocked")
     stop = await ctx.wait_call("StopTransaction", m)
     if stop.payload.get("reason") != "UnlockCommand":
-        raise Fail(f"StopTransaction reason {stop.payload.get('reason')}, expected UnlockCommand (OCPP 1.6 §5.18)")
+        raise Fail(
+            f"StopTransaction reason {stop.payload.get('reason')}, expected UnlockCommand (OCPP 1.6 §5.18)"
+        )
 
 
-case("TC_018_CS", "Unlock Connector - With Charging Session", CORE, ("remote session", remote_session), ("UnlockConnector", unlock_with_tx), needs=PLUG)
+case(
+    "TC_018_CS",
+    "Unlock Connector - With Charging Session",
+    CORE,
+    ("remote session", remote_session),
+    ("UnlockConnector", unlock_with_tx),
+    needs=PLUG,
+)
 
 
 async def all_keys(ctx: ChargerContext) -> None:
@@ -365,8 +497,18 @@ async def one_key(ctx: ChargerContext) -> None:
         raise Fail(f"GetConfiguration of HeartbeatInterval returned {keys}")
 
 
-case("TC_019_1_CS", "Retrieve all configuration keys", CORE, ("GetConfiguration: every required Core key", all_keys))
-case("TC_019_2_CS", "Retrieve specific configuration key", CORE, ("GetConfiguration HeartbeatInterval", one_key))
+case(
+    "TC_019_1_CS",
+    "Retrieve all configuration keys",
+    CORE,
+    ("GetConfiguration: every required Core key", all_keys),
+)
+case(
+    "TC_019_2_CS",
+    "Retrieve specific configuration key",
+    CORE,
+    ("GetConfiguration HeartbeatInterval", one_key),
+)
 
 
 async def read_back(ctx: ChargerContext) -> None:
@@ -375,7 +517,13 @@ async def read_back(ctx: ChargerContext) -> None:
         raise Fail(f"MeterValueSampleInterval reads {value!r} after being set to 17")
 
 
-case("TC_021_CS", "Change/set Configuration", CORE, config("MeterValueSampleInterval", "17"), ("read it back", read_back))
+case(
+    "TC_021_CS",
+    "Change/set Configuration",
+    CORE,
+    config("MeterValueSampleInterval", "17"),
+    ("read it back", read_back),
+)
 
 
 def refused_card(status: str) -> tuple[str, StepFn]:
@@ -392,13 +540,51 @@ def refused_card(status: str) -> tuple[str, StepFn]:
     return (f"plug, card answered {status}: no transaction", run)
 
 
-case("TC_023_1_CS", "Start Charging Session - Authorize invalid", CORE, refused_card("Invalid"), needs=PLUG_SWIPE)
-case("TC_023_2_CS", "Start Charging Session - Authorize expired", CORE, refused_card("Expired"), needs=PLUG_SWIPE)
-case("TC_023_3_CS", "Start Charging Session - Authorize blocked", CORE, refused_card("Blocked"), needs=PLUG_SWIPE)
-case("TC_026_CS", "Remote Start Charging Session - Rejected", CORE, answer("RemoteStartTransaction", {"connectorId": 99, "idTag": REMOTE_TAG}, "status", "Rejected"))
-case("TC_027_CS", "Remote start transaction - connector id shall not be 0", CORE, answer("RemoteStartTransaction", {"connectorId": 0, "idTag": REMOTE_TAG}, "status", "Rejected"))
-case("TC_028_CS", "Remote Stop Transaction - Rejected", CORE, answer("RemoteStopTransaction", {"transactionId": 987654321}, "status", "Rejected"))
-case("TC_031_CS", "Unlock Connector - Unknown Connector", CORE, answer("UnlockConnector", {"connectorId": 99}, "status", "NotSupported"))
+case(
+    "TC_023_1_CS",
+    "Start Charging Session - Authorize invalid",
+    CORE,
+    refused_card("Invalid"),
+    needs=PLUG_SWIPE,
+)
+case(
+    "TC_023_2_CS",
+    "Start Charging Session - Authorize expired",
+    CORE,
+    refused_card("Expired"),
+    needs=PLUG_SWIPE,
+)
+case(
+    "TC_023_3_CS",
+    "Start Charging Session - Authorize blocked",
+    CORE,
+    refused_card("Blocked"),
+    needs=PLUG_SWIPE,
+)
+case(
+    "TC_026_CS",
+    "Remote Start Charging Session - Rejected",
+    CORE,
+    answer("RemoteStartTransaction", {"connectorId": 99, "idTag": REMOTE_TAG}, "status", "Rejected"),
+)
+case(
+    "TC_027_CS",
+    "Remote start transaction - connector id shall not be 0",
+    CORE,
+    answer("RemoteStartTransaction", {"connectorId": 0, "idTag": REMOTE_TAG}, "status", "Rejected"),
+)
+case(
+    "TC_028_CS",
+    "Remote Stop Transaction - Rejected",
+    CORE,
+    answer("RemoteStopTransaction", {"transactionId": 987654321}, "status", "Rejected"),
+)
+case(
+    "TC_031_CS",
+    "Unlock Connector - Unknown Connector",
+    CORE,
+    answer("UnlockConnector", {"connectorId": 99}, "status", "NotSupported"),
+)
 
 
 async def connection_loss(ctx: ChargerContext) -> None:
@@ -431,19 +617,47 @@ async def offline_stop(ctx: ChargerContext) -> None:
         raise Fail(f"the queued StopTransaction names {stop.payload['transactionId']}, not {ctx.vars['tx']}")
 
 
-case("TC_036_CS", "Connection Loss During Transaction", CORE, ("remote session", remote_session), ("connection lost and back", connection_loss), needs=PLUG, timeout_s=90)
-case("TC_038_CS", "Offline Stop Transaction", CORE, ("remote session", remote_session), ("offline stop, delivered later", offline_stop), needs=PLUG_SWIPE, timeout_s=90)
+case(
+    "TC_036_CS",
+    "Connection Loss During Transaction",
+    CORE,
+    ("remote session", remote_session),
+    ("connection lost and back", connection_loss),
+    needs=PLUG,
+    timeout_s=90,
+)
+case(
+    "TC_038_CS",
+    "Offline Stop Transaction",
+    CORE,
+    ("remote session", remote_session),
+    ("offline stop, delivered later", offline_stop),
+    needs=PLUG_SWIPE,
+    timeout_s=90,
+)
 
 
 async def unknown_key(ctx: ChargerContext) -> None:
-    await ctx.expect_answer("ChangeConfiguration", {"key": "ConformanceUnknownKey", "value": "1"}, "status", "NotSupported")
+    await ctx.expect_answer(
+        "ChangeConfiguration", {"key": "ConformanceUnknownKey", "value": "1"}, "status", "NotSupported"
+    )
     answer = await ctx.call("GetConfiguration", {"key": ["ConformanceUnknownKey"]})
     if "ConformanceUnknownKey" not in answer.get("unknownKey", []):
         raise Fail("GetConfiguration does not list the unknown key in unknownKey (OCPP 1.6 §5.8)")
 
 
-case("TC_040_1_CS", "Configuration Keys - NotSupported", CORE, ("unknown key: NotSupported and unknownKey", unknown_key))
-case("TC_040_2_CS", "Configuration Keys - Invalid Value", CORE, answer("ChangeConfiguration", {"key": "MeterValueSampleInterval", "value": "-5"}, "status", "Rejected"))
+case(
+    "TC_040_1_CS",
+    "Configuration Keys - NotSupported",
+    CORE,
+    ("unknown key: NotSupported and unknownKey", unknown_key),
+)
+case(
+    "TC_040_2_CS",
+    "Configuration Keys - Invalid Value",
+    CORE,
+    answer("ChangeConfiguration", {"key": "MeterValueSampleInterval", "value": "-5"}, "status", "Rejected"),
+)
 
 
 async def meter_fault(ctx: ChargerContext) -> None:
@@ -452,18 +666,47 @@ async def meter_fault(ctx: ChargerContext) -> None:
     await ctx.act("meter_fault_on")
     try:
         faulted = await ctx.wait_call(
-            "StatusNotification", m, lambda p: p.get("status") == "Faulted" or p.get("errorCode") != "NoError", 20, "fault report"
+            "StatusNotification",
+            m,
+            lambda p: p.get("status") == "Faulted" or p.get("errorCode") != "NoError",
+            20,
+            "fault report",
         )
     finally:
         m2 = ctx.at()
         await ctx.act("meter_fault_off")
     ctx.event(f"fault reported: {faulted.payload}")
-    await ctx.wait_call("StatusNotification", m2, lambda p: p.get("errorCode") == "NoError", 20, "recovery report")
+    await ctx.wait_call(
+        "StatusNotification", m2, lambda p: p.get("errorCode") == "NoError", 20, "recovery report"
+    )
 
 
-case("TC_041_CS", "Fault Behavior", CORE, ("meter fault and repair", meter_fault), needs=frozenset({"meter_fault_on", "meter_fault_off"}))
-case("TC_061_CS", "Clear Authorization Data in Authorization Cache", CORE, answer("ClearCache", {}, "status", "Accepted"))
-case("TC_062_CS", "Data Transfer to a Charge Point", CORE, answer("DataTransfer", {"vendorId": "org.opencharge.conformance"}, "status", "UnknownVendorId", "UnknownMessageId", "Rejected"))
+case(
+    "TC_041_CS",
+    "Fault Behavior",
+    CORE,
+    ("meter fault and repair", meter_fault),
+    needs=frozenset({"meter_fault_on", "meter_fault_off"}),
+)
+case(
+    "TC_061_CS",
+    "Clear Authorization Data in Authorization Cache",
+    CORE,
+    answer("ClearCache", {}, "status", "Accepted"),
+)
+case(
+    "TC_062_CS",
+    "Data Transfer to a Charge Point",
+    CORE,
+    answer(
+        "DataTransfer",
+        {"vendorId": "org.opencharge.conformance"},
+        "status",
+        "UnknownVendorId",
+        "UnknownMessageId",
+        "Rejected",
+    ),
+)
 
 
 async def sampled(ctx: ChargerContext) -> None:
@@ -471,15 +714,34 @@ async def sampled(ctx: ChargerContext) -> None:
     m = ctx.at()
     frames = []
     for _ in range(2):
-        frame = await ctx.wait_call("MeterValues", m, lambda p: p.get("transactionId") == ctx.vars["tx"], 15, "MeterValues of the transaction")
+        frame = await ctx.wait_call(
+            "MeterValues",
+            m,
+            lambda p: p.get("transactionId") == ctx.vars["tx"],
+            15,
+            "MeterValues of the transaction",
+        )
         frames.append(frame)
         m = ctx.index_of(frame) + 1
-    contexts = {sv.get("context", "Sample.Periodic") for f in frames for mv in f.payload["meterValue"] for sv in mv["sampledValue"]}
+    contexts = {
+        sv.get("context", "Sample.Periodic")
+        for f in frames
+        for mv in f.payload["meterValue"]
+        for sv in mv["sampledValue"]
+    }
     if "Sample.Periodic" not in contexts:
         raise Fail(f"sampled MeterValues have contexts {sorted(contexts)}, expected Sample.Periodic")
 
 
-case("TC_070_CS", "Sampled Meter Values", CORE, config("MeterValueSampleInterval", "2"), ("remote session", remote_session), ("periodic samples", sampled), needs=PLUG)
+case(
+    "TC_070_CS",
+    "Sampled Meter Values",
+    CORE,
+    config("MeterValueSampleInterval", "2"),
+    ("remote session", remote_session),
+    ("periodic samples", sampled),
+    needs=PLUG,
+)
 
 # ================================================================================================ LocalAuthList
 
@@ -487,7 +749,9 @@ case("TC_070_CS", "Sampled Meter Values", CORE, config("MeterValueSampleInterval
 async def local_list_version(ctx: ChargerContext) -> None:
     version = (await ctx.call("GetLocalListVersion", {}))["listVersion"]
     if version < 0:
-        raise Fail("GetLocalListVersion answers -1 (not supported) though LocalAuthListManagement is declared")
+        raise Fail(
+            "GetLocalListVersion answers -1 (not supported) though LocalAuthListManagement is declared"
+        )
 
 
 case("TC_042_2_CS", "Get Local List Version", LOCAL, ("GetLocalListVersion >= 0", local_list_version))
@@ -498,7 +762,11 @@ async def send_lists(ctx: ChargerContext) -> None:
     for version, kind in ((5, "Full"), (6, "Differential")):
         await ctx.expect_answer(
             "SendLocalList",
-            {"listVersion": version, "updateType": kind, "localAuthorizationList": [{"idTag": f"LOCAL{version}", "idTagInfo": {"status": "Accepted"}}]},
+            {
+                "listVersion": version,
+                "updateType": kind,
+                "localAuthorizationList": [{"idTag": f"LOCAL{version}", "idTagInfo": {"status": "Accepted"}}],
+            },
             "status",
             "Accepted",
         )
@@ -533,7 +801,14 @@ case(
     trigger("MeterValues", "MeterValues", True),
     trigger("BootNotification", "BootNotification"),
 )
-case("TC_055_CS", "Trigger Message - Rejected", TRIGGER, answer("TriggerMessage", {"requestedMessage": "StatusNotification", "connectorId": 99}, "status", "Rejected"))
+case(
+    "TC_055_CS",
+    "Trigger Message - Rejected",
+    TRIGGER,
+    answer(
+        "TriggerMessage", {"requestedMessage": "StatusNotification", "connectorId": 99}, "status", "Rejected"
+    ),
+)
 
 # ================================================================================================ SmartCharging
 
@@ -546,7 +821,9 @@ def profile(purpose: str, profile_id: int, tx_id: int | None = None) -> dict[str
         "chargingProfileKind": "Absolute",
         "chargingSchedule": {
             "chargingRateUnit": "A",
-            "startSchedule": (datetime.now(UTC) - timedelta(minutes=1)).isoformat(timespec="seconds").replace("+00:00", "Z"),
+            "startSchedule": (datetime.now(UTC) - timedelta(minutes=1))
+            .isoformat(timespec="seconds")
+            .replace("+00:00", "Z"),
             "chargingSchedulePeriod": [{"startPeriod": 0, "limit": 10.0}],
         },
     }
@@ -559,8 +836,18 @@ case(
     "TC_056_CS",
     "Central Smart Charging - TxDefaultProfile",
     SMART,
-    answer("SetChargingProfile", lambda c: {"connectorId": c.setup.connector, "csChargingProfiles": profile("TxDefaultProfile", 301)}, "status", "Accepted"),
-    answer("GetCompositeSchedule", lambda c: {"connectorId": c.setup.connector, "duration": 600}, "status", "Accepted"),
+    answer(
+        "SetChargingProfile",
+        lambda c: {"connectorId": c.setup.connector, "csChargingProfiles": profile("TxDefaultProfile", 301)},
+        "status",
+        "Accepted",
+    ),
+    answer(
+        "GetCompositeSchedule",
+        lambda c: {"connectorId": c.setup.connector, "duration": 600},
+        "status",
+        "Accepted",
+    ),
     answer("ClearChargingProfile", {"id": 301}, "status", "Accepted"),
 )
 case(
@@ -568,38 +855,71 @@ case(
     "Central Smart Charging - TxProfile",
     SMART,
     ("remote session", remote_session),
-    answer("SetChargingProfile", lambda c: {"connectorId": c.setup.connector, "csChargingProfiles": profile("TxProfile", 302, c.vars["tx"])}, "status", "Accepted"),
+    answer(
+        "SetChargingProfile",
+        lambda c: {
+            "connectorId": c.setup.connector,
+            "csChargingProfiles": profile("TxProfile", 302, c.vars["tx"]),
+        },
+        "status",
+        "Accepted",
+    ),
     needs=PLUG,
 )
 case(
     "TC_058_1_CS",
     "Central Smart Charging - No ongoing transaction",
     SMART,
-    answer("SetChargingProfile", lambda c: {"connectorId": c.setup.connector, "csChargingProfiles": profile("TxProfile", 303, 123456)}, "status", "Rejected"),
+    answer(
+        "SetChargingProfile",
+        lambda c: {"connectorId": c.setup.connector, "csChargingProfiles": profile("TxProfile", 303, 123456)},
+        "status",
+        "Rejected",
+    ),
 )
 
 
 async def remote_with_profile(ctx: ChargerContext) -> None:
     await plug(ctx)
     m = ctx.at()
-    body = {"connectorId": ctx.setup.connector, "idTag": REMOTE_TAG, "chargingProfile": profile("TxProfile", 304)}
+    body = {
+        "connectorId": ctx.setup.connector,
+        "idTag": REMOTE_TAG,
+        "chargingProfile": profile("TxProfile", 304),
+    }
     await ctx.expect_answer("RemoteStartTransaction", body, "status", "Accepted")
     start = await ctx.wait_call("StartTransaction", m, timeout_s=15)
     ctx.vars["tx"] = await _tx_of(ctx, start)
 
 
-case("TC_059_CS", "Remote Start Transaction with Charging Profile", SMART, ("plug, RemoteStartTransaction with a TxProfile", remote_with_profile), needs=PLUG)
+case(
+    "TC_059_CS",
+    "Remote Start Transaction with Charging Profile",
+    SMART,
+    ("plug, RemoteStartTransaction with a TxProfile", remote_with_profile),
+    needs=PLUG,
+)
 case(
     "TC_066_CS",
     "Get Composite Schedule",
     SMART,
-    answer("GetCompositeSchedule", lambda c: {"connectorId": c.setup.connector, "duration": 300, "chargingRateUnit": "A"}, "status", "Accepted"),
+    answer(
+        "GetCompositeSchedule",
+        lambda c: {"connectorId": c.setup.connector, "duration": 300, "chargingRateUnit": "A"},
+        "status",
+        "Accepted",
+    ),
 )
 case(
     "TC_067_CS",
     "Clear Charging Profile",
     SMART,
-    answer("SetChargingProfile", lambda c: {"connectorId": c.setup.connector, "csChargingProfiles": profile("TxDefaultProfile", 305)}, "status", "Accepted"),
+    answer(
+        "SetChargingProfile",
+        lambda c: {"connectorId": c.setup.connector, "csChargingProfiles": profile("TxDefaultProfile", 305)},
+        "status",
+        "Accepted",
+    ),
     answer("ClearChargingProfile", {"id": 305}, "status", "Accepted"),
 )
 
@@ -608,20 +928,47 @@ case(
 
 def _reserve(ctx: ChargerContext) -> dict[str, Any]:
     expiry = (datetime.now(UTC) + timedelta(minutes=5)).isoformat(timespec="seconds").replace("+00:00", "Z")
-    return {"connectorId": ctx.setup.connector, "expiryDate": expiry, "idTag": REMOTE_TAG, "reservationId": 77}
+    return {
+        "connectorId": ctx.setup.connector,
+        "expiryDate": expiry,
+        "idTag": REMOTE_TAG,
+        "reservationId": 77,
+    }
 
 
-case("TC_046_CS", "Reservation of a Connector - Transaction", RESERVATION, answer("ReserveNow", _reserve, "status", "Accepted"), answer("CancelReservation", {"reservationId": 77}, "status", "Accepted"))
-case("TC_051_CS", "Cancel Reservation", RESERVATION, answer("CancelReservation", {"reservationId": 78}, "status", "Rejected"))
+case(
+    "TC_046_CS",
+    "Reservation of a Connector - Transaction",
+    RESERVATION,
+    answer("ReserveNow", _reserve, "status", "Accepted"),
+    answer("CancelReservation", {"reservationId": 77}, "status", "Accepted"),
+)
+case(
+    "TC_051_CS",
+    "Cancel Reservation",
+    RESERVATION,
+    answer("CancelReservation", {"reservationId": 78}, "status", "Rejected"),
+)
 
 
 async def update_firmware(ctx: ChargerContext) -> None:
     m = ctx.at()
-    await ctx.call("UpdateFirmware", {"location": "https://firmware.example.com/none.bin", "retrieveDate": datetime.now(UTC).isoformat(timespec="seconds").replace("+00:00", "Z")})
+    await ctx.call(
+        "UpdateFirmware",
+        {
+            "location": "https://firmware.example.com/none.bin",
+            "retrieveDate": datetime.now(UTC).isoformat(timespec="seconds").replace("+00:00", "Z"),
+        },
+    )
     await ctx.wait_call("FirmwareStatusNotification", m, timeout_s=30)
 
 
-case("TC_044_1_CS", "Firmware Update - Download and Install", FIRMWARE, ("UpdateFirmware: FirmwareStatusNotification follows", update_firmware))
+case(
+    "TC_044_1_CS",
+    "Firmware Update - Download and Install",
+    FIRMWARE,
+    ("UpdateFirmware: FirmwareStatusNotification follows", update_firmware),
+)
 
 
 async def get_diagnostics(ctx: ChargerContext) -> None:
@@ -630,4 +977,9 @@ async def get_diagnostics(ctx: ChargerContext) -> None:
     await ctx.wait_call("DiagnosticsStatusNotification", m, timeout_s=30)
 
 
-case("TC_045_1_CS", "Get Diagnostics", FIRMWARE, ("GetDiagnostics: DiagnosticsStatusNotification follows", get_diagnostics))
+case(
+    "TC_045_1_CS",
+    "Get Diagnostics",
+    FIRMWARE,
+    ("GetDiagnostics: DiagnosticsStatusNotification follows", get_diagnostics),
+)

@@ -13,7 +13,14 @@ from collections.abc import Awaitable, Callable
 from datetime import UTC, datetime, timedelta
 from typing import Any
 
-from conformance.csms_runner import CallError, CsmsContext, HandshakeRefused, check_status, minutes_ago, ocpp_time
+from conformance.csms_runner import (
+    CallError,
+    CsmsContext,
+    HandshakeRefused,
+    check_status,
+    minutes_ago,
+    ocpp_time,
+)
 from conformance.model import Case, Fail, Step
 
 __all__ = ["CASES"]
@@ -58,7 +65,9 @@ async def boot(ctx: CsmsContext) -> None:
 BOOT = ("connect, BootNotification Accepted, StatusNotification Available", boot)
 
 
-def cs_sends(action: str, payload: dict[str, Any] | Callable[[CsmsContext], dict[str, Any]], answer: dict[str, Any]) -> tuple[str, StepFn]:
+def cs_sends(
+    action: str, payload: dict[str, Any] | Callable[[CsmsContext], dict[str, Any]], answer: dict[str, Any]
+) -> tuple[str, StepFn]:
     """A step: the central system (triggered) sends ``action``; the charger answers ``answer``."""
 
     async def run(ctx: CsmsContext) -> None:
@@ -74,7 +83,10 @@ def st(connector: int, status: str, error_code: str = "NoError") -> tuple[str, S
     async def run(ctx: CsmsContext) -> None:
         await ctx.status(connector, status, error_code=error_code)
 
-    return (f"StatusNotification {connector} {status}" + ("" if error_code == "NoError" else f" {error_code}"), run)
+    return (
+        f"StatusNotification {connector} {status}" + ("" if error_code == "NoError" else f" {error_code}"),
+        run,
+    )
 
 
 async def session(ctx: CsmsContext) -> None:
@@ -101,7 +113,12 @@ def start_tx_with(kind: str, expect: str, *, offline: bool = False) -> tuple[str
         tag = ctx.tag(kind) if kind != "random" else ctx.vars.setdefault("random_tag", random_tag())
         tx_id, status = await ctx.start(tag, when=minutes_ago(10) if offline else None)
         ctx.vars["tx"] = tx_id
-        check_status(status, expect, f"StartTransaction.conf idTagInfo of the {kind} idTag {tag}", "OCPP 1.6 §4.8, §7.26")
+        check_status(
+            status,
+            expect,
+            f"StartTransaction.conf idTagInfo of the {kind} idTag {tag}",
+            "OCPP 1.6 §4.8, §7.26",
+        )
 
     return (f"StartTransaction with the {kind} idTag: idTagInfo {expect}", run)
 
@@ -133,7 +150,10 @@ def close_and_reconnect(abrupt: bool = False) -> tuple[str, StepFn]:
         await ctx.main().close(abrupt=abrupt)
         await boot(ctx)
 
-    return ("connection " + ("lost (power cut)" if abrupt else "closed (reboot)") + ", reconnect and boot", run)
+    return (
+        "connection " + ("lost (power cut)" if abrupt else "closed (reboot)") + ", reconnect and boot",
+        run,
+    )
 
 
 def stop_offline(reason: str, tag_kind: str | None = "accepted") -> tuple[str, StepFn]:
@@ -156,7 +176,9 @@ def stop_tag_info(kind: str) -> tuple[str, StepFn]:
         answer = await ctx.stop(tx_id, reason="Local", tag=other)
         info = answer.get("idTagInfo")
         if info is not None and info["status"] == "Accepted":
-            raise Fail(f"StopTransaction.conf says the {kind} idTag {other} is Accepted (OCPP 1.6 §4.10, §7.26)")
+            raise Fail(
+                f"StopTransaction.conf says the {kind} idTag {other} is Accepted (OCPP 1.6 §4.10, §7.26)"
+            )
 
     return (f"session stopped by the {kind} idTag: StopTransaction.conf idTagInfo not Accepted", run)
 
@@ -166,7 +188,6 @@ def _time(ctx: CsmsContext, minutes: int) -> str:
 
 
 # ================================================================================================ Core
-
 
 
 async def heartbeat(ctx: CsmsContext) -> None:
@@ -185,7 +206,14 @@ async def heartbeat(ctx: CsmsContext) -> None:
         await ctx.call("Heartbeat", {})
 
 
-case("TC_001_CSMS", "Cold Boot Charge Point", CORE, BOOT, ("Heartbeat: currentTime close to ours", heartbeat), needs=frozenset())
+case(
+    "TC_001_CSMS",
+    "Cold Boot Charge Point",
+    CORE,
+    BOOT,
+    ("Heartbeat: currentTime close to ours", heartbeat),
+    needs=frozenset(),
+)
 
 
 async def pending_boot(ctx: CsmsContext) -> None:
@@ -204,7 +232,9 @@ async def pending_authorize(ctx: CsmsContext) -> None:
     except CallError:
         return
     if status == "Accepted":
-        raise Fail("a Pending charger's Authorize was Accepted (OCPP 1.6 §4.2.1: nothing but BootNotification until Accepted)")
+        raise Fail(
+            "a Pending charger's Authorize was Accepted (OCPP 1.6 §4.2.1: nothing but BootNotification until Accepted)"
+        )
 
 
 async def pending_start(ctx: CsmsContext) -> None:
@@ -212,7 +242,8 @@ async def pending_start(ctx: CsmsContext) -> None:
     conn = ctx.conns[-1]
     try:
         answer = await conn.call(
-            "StartTransaction", {"connectorId": 1, "idTag": ctx.tag("accepted"), "meterStart": 0, "timestamp": ocpp_time()}
+            "StartTransaction",
+            {"connectorId": 1, "idTag": ctx.tag("accepted"), "meterStart": 0, "timestamp": ocpp_time()},
         )
     except CallError:
         return
@@ -240,7 +271,7 @@ async def regular_session(ctx: CsmsContext) -> None:
 async def second_session_new_id(ctx: CsmsContext) -> None:
     """A second StartTransaction gets a transactionId different from the first (§4.8)."""
     first = ctx.vars["tx"]
-    tx_id, status = await ctx.start(ctx.tag("accepted"), meter_start=6000)
+    tx_id, _ = await ctx.start(ctx.tag("accepted"), meter_start=6000)
     if tx_id == first:
         raise Fail(f"a second transaction got the same transactionId {tx_id} (OCPP 1.6 §4.8)")
     await ctx.stop(tx_id, reason="Local", tag=ctx.tag("accepted"), meter_stop=7000)
@@ -269,7 +300,14 @@ async def identification_first(ctx: CsmsContext) -> None:
     await ctx.status(1, "Charging")
 
 
-case("TC_004_1_CSMS", "Regular Charging Session - Identification First", CORE, BOOT, ("Authorize, Preparing, StartTransaction, Charging", identification_first), end())
+case(
+    "TC_004_1_CSMS",
+    "Regular Charging Session - Identification First",
+    CORE,
+    BOOT,
+    ("Authorize, Preparing, StartTransaction, Charging", identification_first),
+    end(),
+)
 
 
 async def connection_timeout(ctx: CsmsContext) -> None:
@@ -279,8 +317,22 @@ async def connection_timeout(ctx: CsmsContext) -> None:
     await ctx.status(1, "Available")
 
 
-case("TC_004_2_CSMS", "Regular Charging Session - Identification First - ConnectionTimeOut", CORE, BOOT, ("Authorize, Preparing, back to Available", connection_timeout))
-case("TC_005_1_CSMS", "EV Side Disconnected", CORE, BOOT, SESSION, st(1, "SuspendedEV"), end("EVDisconnected", with_tag=False))
+case(
+    "TC_004_2_CSMS",
+    "Regular Charging Session - Identification First - ConnectionTimeOut",
+    CORE,
+    BOOT,
+    ("Authorize, Preparing, back to Available", connection_timeout),
+)
+case(
+    "TC_005_1_CSMS",
+    "EV Side Disconnected",
+    CORE,
+    BOOT,
+    SESSION,
+    st(1, "SuspendedEV"),
+    end("EVDisconnected", with_tag=False),
+)
 
 
 async def cached_start(ctx: CsmsContext) -> None:
@@ -292,7 +344,14 @@ async def cached_start(ctx: CsmsContext) -> None:
     await ctx.status(1, "Charging")
 
 
-case("TC_007_CSMS", "Regular Start Charging Session - Cached Id", CORE, BOOT, ("StartTransaction from the cache, Charging", cached_start), end())
+case(
+    "TC_007_CSMS",
+    "Regular Start Charging Session - Cached Id",
+    CORE,
+    BOOT,
+    ("StartTransaction from the cache, Charging", cached_start),
+    end(),
+)
 
 
 def remote_start(ctx: CsmsContext) -> dict[str, Any]:
@@ -359,8 +418,24 @@ case(
     ("StopTransaction reason Remote, Finishing, Available", stopped_remotely),
     needs=TRIG,
 )
-case("TC_013_CSMS", "Hard Reset Without Transaction", CORE, BOOT, cs_sends("Reset", {"type": "Hard"}, {"status": "Accepted"}), close_and_reconnect(), needs=TRIG)
-case("TC_014_CSMS", "Soft Reset Without Transaction", CORE, BOOT, cs_sends("Reset", {"type": "Soft"}, {"status": "Accepted"}), close_and_reconnect(), needs=TRIG)
+case(
+    "TC_013_CSMS",
+    "Hard Reset Without Transaction",
+    CORE,
+    BOOT,
+    cs_sends("Reset", {"type": "Hard"}, {"status": "Accepted"}),
+    close_and_reconnect(),
+    needs=TRIG,
+)
+case(
+    "TC_014_CSMS",
+    "Soft Reset Without Transaction",
+    CORE,
+    BOOT,
+    cs_sends("Reset", {"type": "Soft"}, {"status": "Accepted"}),
+    close_and_reconnect(),
+    needs=TRIG,
+)
 case(
     "TC_017_1_CSMS",
     "Unlock Connector - No Charging Session Running (Not Fixed Cable)",
@@ -399,16 +474,31 @@ CONFIG = {
         {"key": "HeartbeatInterval", "readonly": False, "value": "300"},
         {"key": "MeterValueSampleInterval", "readonly": False, "value": "60"},
         {"key": "NumberOfConnectors", "readonly": True, "value": "1"},
-        {"key": "SupportedFeatureProfiles", "readonly": True, "value": "Core,LocalAuthListManagement,RemoteTrigger,SmartCharging,Reservation,FirmwareManagement"},
+        {
+            "key": "SupportedFeatureProfiles",
+            "readonly": True,
+            "value": "Core,LocalAuthListManagement,RemoteTrigger,SmartCharging,Reservation,FirmwareManagement",
+        },
     ]
 }
-case("TC_019_1_CSMS", "Retrieve all configuration keys", CORE, BOOT, cs_sends("GetConfiguration", {}, CONFIG), needs=TRIG)
+case(
+    "TC_019_1_CSMS",
+    "Retrieve all configuration keys",
+    CORE,
+    BOOT,
+    cs_sends("GetConfiguration", {}, CONFIG),
+    needs=TRIG,
+)
 case(
     "TC_019_2_CSMS",
     "Retrieve specific configuration key",
     CORE,
     BOOT,
-    cs_sends("GetConfiguration", {"key": ["HeartbeatInterval"]}, {"configurationKey": CONFIG["configurationKey"][:1]}),
+    cs_sends(
+        "GetConfiguration",
+        {"key": ["HeartbeatInterval"]},
+        {"configurationKey": CONFIG["configurationKey"][:1]},
+    ),
     needs=TRIG,
 )
 case(
@@ -416,12 +506,41 @@ case(
     "Change/set Configuration",
     CORE,
     BOOT,
-    cs_sends("ChangeConfiguration", {"key": "MeterValueSampleInterval", "value": "30"}, {"status": "Accepted"}),
+    cs_sends(
+        "ChangeConfiguration", {"key": "MeterValueSampleInterval", "value": "30"}, {"status": "Accepted"}
+    ),
     needs=TRIG,
 )
-case("TC_023_1_CSMS", "Start Charging Session - Authorize invalid", CORE, BOOT, st(1, "Preparing"), authorize_with("invalid", "Invalid"), st(1, "Available"), needs=frozenset({"id_tag_invalid"}))
-case("TC_023_2_CSMS", "Start Charging Session - Authorize expired", CORE, BOOT, st(1, "Preparing"), authorize_with("expired", "Expired"), st(1, "Available"), needs=frozenset({"id_tag_expired"}))
-case("TC_023_3_CSMS", "Start Charging Session - Authorize blocked", CORE, BOOT, st(1, "Preparing"), authorize_with("blocked", "Blocked"), st(1, "Available"), needs=frozenset({"id_tag_blocked"}))
+case(
+    "TC_023_1_CSMS",
+    "Start Charging Session - Authorize invalid",
+    CORE,
+    BOOT,
+    st(1, "Preparing"),
+    authorize_with("invalid", "Invalid"),
+    st(1, "Available"),
+    needs=frozenset({"id_tag_invalid"}),
+)
+case(
+    "TC_023_2_CSMS",
+    "Start Charging Session - Authorize expired",
+    CORE,
+    BOOT,
+    st(1, "Preparing"),
+    authorize_with("expired", "Expired"),
+    st(1, "Available"),
+    needs=frozenset({"id_tag_expired"}),
+)
+case(
+    "TC_023_3_CSMS",
+    "Start Charging Session - Authorize blocked",
+    CORE,
+    BOOT,
+    st(1, "Preparing"),
+    authorize_with("blocked", "Blocked"),
+    st(1, "Available"),
+    needs=frozenset({"id_tag_blocked"}),
+)
 
 
 async def lock_failure(ctx: CsmsContext) -> None:
@@ -430,7 +549,14 @@ async def lock_failure(ctx: CsmsContext) -> None:
     await ctx.status(1, "Faulted", error_code="ConnectorLockFailure")
 
 
-case("TC_024_CSMS", "Start Charging Session - Lock Failure", CORE, BOOT, st(1, "Preparing"), ("Authorize, Faulted ConnectorLockFailure", lock_failure))
+case(
+    "TC_024_CSMS",
+    "Start Charging Session - Lock Failure",
+    CORE,
+    BOOT,
+    st(1, "Preparing"),
+    ("Authorize, Faulted ConnectorLockFailure", lock_failure),
+)
 case(
     "TC_026_CSMS",
     "Remote Start Charging Session - Rejected",
@@ -450,8 +576,22 @@ case(
     end(),
     needs=TRIG,
 )
-case("TC_030_CSMS", "Unlock Connector - Unlock Failure", CORE, BOOT, cs_sends("UnlockConnector", {"connectorId": 1}, {"status": "UnlockFailed"}), needs=TRIG)
-case("TC_031_CSMS", "Unlock Connector - Unknown Connector", CORE, BOOT, cs_sends("UnlockConnector", {"connectorId": 9}, {"status": "NotSupported"}), needs=TRIG)
+case(
+    "TC_030_CSMS",
+    "Unlock Connector - Unlock Failure",
+    CORE,
+    BOOT,
+    cs_sends("UnlockConnector", {"connectorId": 1}, {"status": "UnlockFailed"}),
+    needs=TRIG,
+)
+case(
+    "TC_031_CSMS",
+    "Unlock Connector - Unknown Connector",
+    CORE,
+    BOOT,
+    cs_sends("UnlockConnector", {"connectorId": 9}, {"status": "NotSupported"}),
+    needs=TRIG,
+)
 
 
 async def power_loss_stop(ctx: CsmsContext) -> None:
@@ -478,7 +618,15 @@ async def offline_start(ctx: CsmsContext) -> None:
     ctx.vars["tx"] = tx_id
 
 
-case("TC_037_1_CSMS", "Offline Start Transaction - Valid IdTag", CORE, BOOT, ("queued StartTransaction, valid idTag", offline_start), st(1, "Charging"), end())
+case(
+    "TC_037_1_CSMS",
+    "Offline Start Transaction - Valid IdTag",
+    CORE,
+    BOOT,
+    ("queued StartTransaction, valid idTag", offline_start),
+    st(1, "Charging"),
+    end(),
+)
 case(
     "TC_037_2_CSMS",
     "Offline Start Transaction - Invalid IdTag - StopTransactionOnInvalidId = true",
@@ -511,13 +659,23 @@ async def _local(ctx: CsmsContext) -> None:
     await ctx.stop(ctx.vars["tx"], reason="Local")
 
 
-case("TC_039_CSMS", "Offline Transaction", CORE, BOOT, ("queued StartTransaction (offline)", offline_start), stop_offline("Local"), st(1, "Available"))
+case(
+    "TC_039_CSMS",
+    "Offline Transaction",
+    CORE,
+    BOOT,
+    ("queued StartTransaction (offline)", offline_start),
+    stop_offline("Local"),
+    st(1, "Available"),
+)
 case(
     "TC_040_1_CSMS",
     "Configuration Keys - NotSupported",
     CORE,
     BOOT,
-    cs_sends("ChangeConfiguration", {"key": "ConformanceUnknownKey", "value": "1"}, {"status": "NotSupported"}),
+    cs_sends(
+        "ChangeConfiguration", {"key": "ConformanceUnknownKey", "value": "1"}, {"status": "NotSupported"}
+    ),
     needs=TRIG,
 )
 case(
@@ -525,19 +683,37 @@ case(
     "Configuration Keys - Invalid Value",
     CORE,
     BOOT,
-    cs_sends("ChangeConfiguration", {"key": "MeterValueSampleInterval", "value": "-1"}, {"status": "Rejected"}),
+    cs_sends(
+        "ChangeConfiguration", {"key": "MeterValueSampleInterval", "value": "-1"}, {"status": "Rejected"}
+    ),
     needs=TRIG,
 )
-case("TC_061_CSMS", "Clear Authorization Data in Authorization Cache", CORE, BOOT, cs_sends("ClearCache", {}, {"status": "Accepted"}), needs=TRIG)
+case(
+    "TC_061_CSMS",
+    "Clear Authorization Data in Authorization Cache",
+    CORE,
+    BOOT,
+    cs_sends("ClearCache", {}, {"status": "Accepted"}),
+    needs=TRIG,
+)
 
 
 async def data_transfer(ctx: CsmsContext) -> None:
     """DataTransfer with an unknown vendor: a valid answer (typically UnknownVendorId), never a CALLERROR."""
-    answer = await ctx.call("DataTransfer", {"vendorId": "org.opencharge.conformance", "messageId": "Probe", "data": "x"})
+    answer = await ctx.call(
+        "DataTransfer", {"vendorId": "org.opencharge.conformance", "messageId": "Probe", "data": "x"}
+    )
     ctx.event(f"DataTransfer.conf status {answer['status']}")
 
 
-case("TC_064_CSMS", "Data Transfer to a Central System", CORE, BOOT, ("DataTransfer, unknown vendor", data_transfer), needs=frozenset())
+case(
+    "TC_064_CSMS",
+    "Data Transfer to a Central System",
+    CORE,
+    BOOT,
+    ("DataTransfer, unknown vendor", data_transfer),
+    needs=frozenset(),
+)
 
 # ================================================================================================ LocalAuthList
 
@@ -550,11 +726,46 @@ def local_list(ctx: CsmsContext, update: str = "Full") -> dict[str, Any]:
     }
 
 
-case("TC_042_1_CSMS", "Get Local List Version (not supported)", LOCAL, BOOT, cs_sends("GetLocalListVersion", {}, {"listVersion": -1}), needs=TRIG)
-case("TC_042_2_CSMS", "Get Local List Version (empty)", LOCAL, BOOT, cs_sends("GetLocalListVersion", {}, {"listVersion": 0}), needs=TRIG)
-case("TC_043_1_CSMS", "Send Local Authorization List - NotSupported", LOCAL, BOOT, cs_sends("SendLocalList", local_list, {"status": "NotSupported"}), needs=TRIG)
-case("TC_043_3_CSMS", "Send Local Authorization List - Failed", LOCAL, BOOT, cs_sends("SendLocalList", local_list, {"status": "Failed"}), needs=TRIG)
-case("TC_043_4_CSMS", "Send Local Authorization List - Full", LOCAL, BOOT, cs_sends("SendLocalList", local_list, {"status": "Accepted"}), needs=TRIG)
+case(
+    "TC_042_1_CSMS",
+    "Get Local List Version (not supported)",
+    LOCAL,
+    BOOT,
+    cs_sends("GetLocalListVersion", {}, {"listVersion": -1}),
+    needs=TRIG,
+)
+case(
+    "TC_042_2_CSMS",
+    "Get Local List Version (empty)",
+    LOCAL,
+    BOOT,
+    cs_sends("GetLocalListVersion", {}, {"listVersion": 0}),
+    needs=TRIG,
+)
+case(
+    "TC_043_1_CSMS",
+    "Send Local Authorization List - NotSupported",
+    LOCAL,
+    BOOT,
+    cs_sends("SendLocalList", local_list, {"status": "NotSupported"}),
+    needs=TRIG,
+)
+case(
+    "TC_043_3_CSMS",
+    "Send Local Authorization List - Failed",
+    LOCAL,
+    BOOT,
+    cs_sends("SendLocalList", local_list, {"status": "Failed"}),
+    needs=TRIG,
+)
+case(
+    "TC_043_4_CSMS",
+    "Send Local Authorization List - Full",
+    LOCAL,
+    BOOT,
+    cs_sends("SendLocalList", local_list, {"status": "Accepted"}),
+    needs=TRIG,
+)
 case(
     "TC_043_5_CSMS",
     "Send Local Authorization List - Differential",
@@ -593,7 +804,15 @@ case(
     firmware_statuses("Downloading", "Downloaded", "Installing", "Installed", reboot=True),
     needs=TRIG,
 )
-case("TC_044_2_CSMS", "Firmware Update - Download Failed", FIRMWARE, BOOT, cs_sends("UpdateFirmware", update_firmware, {}), firmware_statuses("Downloading", "DownloadFailed"), needs=TRIG)
+case(
+    "TC_044_2_CSMS",
+    "Firmware Update - Download Failed",
+    FIRMWARE,
+    BOOT,
+    cs_sends("UpdateFirmware", update_firmware, {}),
+    firmware_statuses("Downloading", "DownloadFailed"),
+    needs=TRIG,
+)
 case(
     "TC_044_3_CSMS",
     "Firmware Update - Installation Failed",
@@ -615,7 +834,11 @@ case(
     "Get Diagnostics",
     FIRMWARE,
     BOOT,
-    cs_sends("GetDiagnostics", {"location": "ftp://diagnostics.example.com/upload"}, {"fileName": "diagnostics.zip"}),
+    cs_sends(
+        "GetDiagnostics",
+        {"location": "ftp://diagnostics.example.com/upload"},
+        {"fileName": "diagnostics.zip"},
+    ),
     ("DiagnosticsStatusNotification Uploading, Uploaded", diagnostics_statuses),
     needs=TRIG,
 )
@@ -625,7 +848,12 @@ case(
 
 def reserve(connector: int = 1) -> Callable[[CsmsContext], dict[str, Any]]:
     def payload(ctx: CsmsContext) -> dict[str, Any]:
-        return {"connectorId": connector, "expiryDate": _time(ctx, 30), "idTag": ctx.tag("accepted"), "reservationId": 4242}
+        return {
+            "connectorId": connector,
+            "expiryDate": _time(ctx, 30),
+            "idTag": ctx.tag("accepted"),
+            "reservationId": 4242,
+        }
 
     return payload
 
@@ -652,10 +880,33 @@ case(
     end(),
     needs=TRIG,
 )
-case("TC_047_CSMS", "Reservation of a Connector - Expire", RESERVATION, BOOT, cs_sends("ReserveNow", reserve(), {"status": "Accepted"}), st(1, "Reserved"), st(1, "Available"), needs=TRIG)
+case(
+    "TC_047_CSMS",
+    "Reservation of a Connector - Expire",
+    RESERVATION,
+    BOOT,
+    cs_sends("ReserveNow", reserve(), {"status": "Accepted"}),
+    st(1, "Reserved"),
+    st(1, "Available"),
+    needs=TRIG,
+)
 for sub, status in (("1", "Faulted"), ("2", "Occupied"), ("3", "Unavailable"), ("4", "Rejected")):
-    case(f"TC_048_{sub}_CSMS", f"Reservation of a Connector - {status}", RESERVATION, BOOT, cs_sends("ReserveNow", reserve(), {"status": status}), needs=TRIG)
-case("TC_049_CSMS", "Reservation of a Charge Point - Transaction", RESERVATION, BOOT, cs_sends("ReserveNow", reserve(0), {"status": "Accepted"}), needs=TRIG)
+    case(
+        f"TC_048_{sub}_CSMS",
+        f"Reservation of a Connector - {status}",
+        RESERVATION,
+        BOOT,
+        cs_sends("ReserveNow", reserve(), {"status": status}),
+        needs=TRIG,
+    )
+case(
+    "TC_049_CSMS",
+    "Reservation of a Charge Point - Transaction",
+    RESERVATION,
+    BOOT,
+    cs_sends("ReserveNow", reserve(0), {"status": "Accepted"}),
+    needs=TRIG,
+)
 case(
     "TC_051_CSMS",
     "Cancel Reservation",
@@ -667,7 +918,14 @@ case(
     st(1, "Available"),
     needs=TRIG,
 )
-case("TC_052_CSMS", "Cancel Reservation - Rejected", RESERVATION, BOOT, cs_sends("CancelReservation", {"reservationId": 4243}, {"status": "Rejected"}), needs=TRIG)
+case(
+    "TC_052_CSMS",
+    "Cancel Reservation - Rejected",
+    RESERVATION,
+    BOOT,
+    cs_sends("CancelReservation", {"reservationId": 4243}, {"status": "Rejected"}),
+    needs=TRIG,
+)
 
 # ================================================================================================ RemoteTrigger
 
@@ -682,7 +940,9 @@ case(
     "Trigger Message",
     TRIGGER,
     BOOT,
-    cs_sends("TriggerMessage", {"requestedMessage": "StatusNotification", "connectorId": 1}, {"status": "Accepted"}),
+    cs_sends(
+        "TriggerMessage", {"requestedMessage": "StatusNotification", "connectorId": 1}, {"status": "Accepted"}
+    ),
     ("the triggered StatusNotification", triggered_status),
     cs_sends("TriggerMessage", {"requestedMessage": "Heartbeat"}, {"status": "Accepted"}),
     ("the triggered Heartbeat", heartbeat),
@@ -727,7 +987,11 @@ case(
     "Central Smart Charging - TxDefaultProfile",
     SMART,
     BOOT,
-    cs_sends("SetChargingProfile", {"connectorId": 1, "csChargingProfiles": profile("TxDefaultProfile")}, {"status": "Accepted"}),
+    cs_sends(
+        "SetChargingProfile",
+        {"connectorId": 1, "csChargingProfiles": profile("TxDefaultProfile")},
+        {"status": "Accepted"},
+    ),
     needs=TRIG,
 )
 case(
@@ -751,7 +1015,11 @@ case(
     BOOT,
     cs_sends(
         "RemoteStartTransaction",
-        lambda c: {"connectorId": 1, "idTag": c.tag("accepted"), "chargingProfile": profile("TxProfile", None, 12)},
+        lambda c: {
+            "connectorId": 1,
+            "idTag": c.tag("accepted"),
+            "chargingProfile": profile("TxProfile", None, 12),
+        },
         {"status": "Accepted"},
     ),
     st(1, "Preparing"),
@@ -767,33 +1035,68 @@ case(
     cs_sends(
         "GetCompositeSchedule",
         {"connectorId": 1, "duration": 3600},
-        {"status": "Accepted", "connectorId": 1, "scheduleStart": "2026-01-01T00:00:00Z", "chargingSchedule": {"chargingRateUnit": "A", "chargingSchedulePeriod": [{"startPeriod": 0, "limit": 16}]}},
+        {
+            "status": "Accepted",
+            "connectorId": 1,
+            "scheduleStart": "2026-01-01T00:00:00Z",
+            "chargingSchedule": {
+                "chargingRateUnit": "A",
+                "chargingSchedulePeriod": [{"startPeriod": 0, "limit": 16}],
+            },
+        },
     ),
     needs=TRIG,
 )
-case("TC_067_CSMS", "Clear Charging Profile", SMART, BOOT, cs_sends("ClearChargingProfile", {"id": 10}, {"status": "Accepted"}), needs=TRIG)
+case(
+    "TC_067_CSMS",
+    "Clear Charging Profile",
+    SMART,
+    BOOT,
+    cs_sends("ClearChargingProfile", {"id": 10}, {"status": "Accepted"}),
+    needs=TRIG,
+)
 
 # ================================================================================================ Security
 
 
 def security_event(kind: str) -> tuple[str, StepFn]:
     async def run(ctx: CsmsContext) -> None:
-        await ctx.call("SecurityEventNotification", {"type": kind, "timestamp": ocpp_time(), "techInfo": "conformance"})
+        await ctx.call(
+            "SecurityEventNotification", {"type": kind, "timestamp": ocpp_time(), "techInfo": "conformance"}
+        )
 
     return (f"SecurityEventNotification {kind}", run)
 
 
-case("TC_077_CSMS", "Invalid ChargePointCertificate Security Event", SECURITY, BOOT, security_event("InvalidChargePointCertificate"), needs=frozenset())
-case("TC_078_CSMS", "Invalid CentralSystemCertificate Security Event", SECURITY, BOOT, security_event("InvalidCentralSystemCertificate"), needs=frozenset())
+case(
+    "TC_077_CSMS",
+    "Invalid ChargePointCertificate Security Event",
+    SECURITY,
+    BOOT,
+    security_event("InvalidChargePointCertificate"),
+    needs=frozenset(),
+)
+case(
+    "TC_078_CSMS",
+    "Invalid CentralSystemCertificate Security Event",
+    SECURITY,
+    BOOT,
+    security_event("InvalidCentralSystemCertificate"),
+    needs=frozenset(),
+)
 
 
-async def refused_with_401(ctx: CsmsContext, cp_id: str, password: str | None, what: str, authorization: str | None = None) -> None:
+async def refused_with_401(
+    ctx: CsmsContext, cp_id: str, password: str | None, what: str, authorization: str | None = None
+) -> None:
     """The handshake must be refused with HTTP 401 (OCPP 1.6 security whitepaper §2.3, security profile 1)."""
     try:
         ws = await ctx.handshake(cp_id, password, authorization=authorization)
     except HandshakeRefused as exc:
         if exc.status != 401:
-            raise Fail(f"{what}: refused with HTTP {exc.status}, expected 401 (OCPP 1.6 security whitepaper §2.3)") from None
+            raise Fail(
+                f"{what}: refused with HTTP {exc.status}, expected 401 (OCPP 1.6 security whitepaper §2.3)"
+            ) from None
         return
     await ws.close()
     raise Fail(f"{what}: the connection was accepted (OCPP 1.6 security whitepaper §2.3: HTTP 401)")
@@ -829,7 +1132,13 @@ async def tls_connect(ctx: CsmsContext) -> None:
     await ctx.boot()
 
 
-case("TC_086_CSMS", "TLS - server-side certificate - Valid certificate", SECURITY, ("wss:// with the CA's verification", tls_connect), needs=frozenset({"tls"}))
+case(
+    "TC_086_CSMS",
+    "TLS - server-side certificate - Valid certificate",
+    SECURITY,
+    ("wss:// with the CA's verification", tls_connect),
+    needs=frozenset({"tls"}),
+)
 
 
 async def subprotocol_negotiation(ctx: CsmsContext) -> None:
@@ -851,7 +1160,13 @@ async def subprotocol_negotiation(ctx: CsmsContext) -> None:
         raise Fail(f"selected {chosen!r} when {s.subprotocol} was offered (OCPP-J 1.6 §3.1.2)")
 
 
-case("TC_088_CSMS", "WebSocket Subprotocol validation", SECURITY, ("subprotocol negotiation", subprotocol_negotiation), needs=frozenset())
+case(
+    "TC_088_CSMS",
+    "WebSocket Subprotocol validation",
+    SECURITY,
+    ("subprotocol negotiation", subprotocol_negotiation),
+    needs=frozenset(),
+)
 
 # ================================================================================================ stricter checks of this project
 
@@ -861,14 +1176,70 @@ def strict(id: str, title: str, block: str, *steps: tuple[str, StepFn], needs: f
     case(id, title, block, *steps, needs=needs, catalogue=False)
 
 
-strict("OCS_001_CSMS", "A random unknown idTag is not Accepted by Authorize", CORE, BOOT, authorize_with("random", "Invalid"), needs=frozenset())
-strict("OCS_002_CSMS", "StartTransaction with an invalid idTag is not Accepted", CORE, BOOT, start_tx_with("invalid", "Invalid"), needs=frozenset({"id_tag_invalid"}))
-strict("OCS_003_CSMS", "StartTransaction with a blocked idTag is not Accepted", CORE, BOOT, start_tx_with("blocked", "Blocked"), needs=frozenset({"id_tag_blocked"}))
-strict("OCS_004_CSMS", "StartTransaction with an expired idTag is not Accepted", CORE, BOOT, start_tx_with("expired", "Expired"), needs=frozenset({"id_tag_expired"}))
-strict("OCS_005_CSMS", "StartTransaction with a random unknown idTag is not Accepted", CORE, BOOT, start_tx_with("random", "Invalid"), needs=frozenset())
-strict("OCS_006_CSMS", "StopTransaction by a blocked idTag is not confirmed Accepted", CORE, BOOT, stop_tag_info("blocked"), needs=frozenset({"id_tag_accepted", "id_tag_blocked"}))
-strict("OCS_007_CSMS", "StopTransaction by an expired idTag is not confirmed Accepted", CORE, BOOT, stop_tag_info("expired"), needs=frozenset({"id_tag_accepted", "id_tag_expired"}))
-strict("OCS_008_CSMS", "StopTransaction by an invalid idTag is not confirmed Accepted", CORE, BOOT, stop_tag_info("invalid"), needs=frozenset({"id_tag_accepted", "id_tag_invalid"}))
+strict(
+    "OCS_001_CSMS",
+    "A random unknown idTag is not Accepted by Authorize",
+    CORE,
+    BOOT,
+    authorize_with("random", "Invalid"),
+    needs=frozenset(),
+)
+strict(
+    "OCS_002_CSMS",
+    "StartTransaction with an invalid idTag is not Accepted",
+    CORE,
+    BOOT,
+    start_tx_with("invalid", "Invalid"),
+    needs=frozenset({"id_tag_invalid"}),
+)
+strict(
+    "OCS_003_CSMS",
+    "StartTransaction with a blocked idTag is not Accepted",
+    CORE,
+    BOOT,
+    start_tx_with("blocked", "Blocked"),
+    needs=frozenset({"id_tag_blocked"}),
+)
+strict(
+    "OCS_004_CSMS",
+    "StartTransaction with an expired idTag is not Accepted",
+    CORE,
+    BOOT,
+    start_tx_with("expired", "Expired"),
+    needs=frozenset({"id_tag_expired"}),
+)
+strict(
+    "OCS_005_CSMS",
+    "StartTransaction with a random unknown idTag is not Accepted",
+    CORE,
+    BOOT,
+    start_tx_with("random", "Invalid"),
+    needs=frozenset(),
+)
+strict(
+    "OCS_006_CSMS",
+    "StopTransaction by a blocked idTag is not confirmed Accepted",
+    CORE,
+    BOOT,
+    stop_tag_info("blocked"),
+    needs=frozenset({"id_tag_accepted", "id_tag_blocked"}),
+)
+strict(
+    "OCS_007_CSMS",
+    "StopTransaction by an expired idTag is not confirmed Accepted",
+    CORE,
+    BOOT,
+    stop_tag_info("expired"),
+    needs=frozenset({"id_tag_accepted", "id_tag_expired"}),
+)
+strict(
+    "OCS_008_CSMS",
+    "StopTransaction by an invalid idTag is not confirmed Accepted",
+    CORE,
+    BOOT,
+    stop_tag_info("invalid"),
+    needs=frozenset({"id_tag_accepted", "id_tag_invalid"}),
+)
 
 
 async def unknown_transaction_stop(ctx: CsmsContext) -> None:
@@ -878,10 +1249,19 @@ async def unknown_transaction_stop(ctx: CsmsContext) -> None:
     answer = await ctx.stop(tx_id, reason="Local", tag=ctx.tag("accepted"))
     info = answer.get("idTagInfo")
     if info is not None and info["status"] == "Accepted":
-        raise Fail(f"StopTransaction for never-issued transaction {tx_id} was confirmed with idTagInfo Accepted")
+        raise Fail(
+            f"StopTransaction for never-issued transaction {tx_id} was confirmed with idTagInfo Accepted"
+        )
 
 
-strict("OCS_009_CSMS", "StopTransaction for a transaction never issued is not confirmed", CORE, BOOT, ("StopTransaction, unknown transactionId", unknown_transaction_stop), needs=ACCEPTED)
+strict(
+    "OCS_009_CSMS",
+    "StopTransaction for a transaction never issued is not confirmed",
+    CORE,
+    BOOT,
+    ("StopTransaction, unknown transactionId", unknown_transaction_stop),
+    needs=ACCEPTED,
+)
 
 
 async def foreign_stop(ctx: CsmsContext) -> None:
@@ -891,7 +1271,9 @@ async def foreign_stop(ctx: CsmsContext) -> None:
     answer = await ctx.stop(tx_id, reason="Local", tag=ctx.tag("accepted"), conn=other)
     info = answer.get("idTagInfo")
     if info is not None and info["status"] == "Accepted":
-        raise Fail(f"charger {other.cp_id} stopped another charger's transaction {tx_id} and got idTagInfo Accepted")
+        raise Fail(
+            f"charger {other.cp_id} stopped another charger's transaction {tx_id} and got idTagInfo Accepted"
+        )
 
 
 strict(
@@ -913,18 +1295,40 @@ async def no_credentials(ctx: CsmsContext) -> None:
 async def others_password(ctx: CsmsContext) -> None:
     s = ctx.setup
     assert s.second_charger_id is not None
-    await refused_with_401(ctx, s.second_charger_id, s.password, f"{s.second_charger_id} with {s.charger_id}'s password")
+    await refused_with_401(
+        ctx, s.second_charger_id, s.password, f"{s.second_charger_id} with {s.charger_id}'s password"
+    )
 
 
 async def username_mismatch(ctx: CsmsContext) -> None:
     s = ctx.setup
     token = base64.b64encode(f"{s.charger_id}-other:{s.password}".encode()).decode()
-    await refused_with_401(ctx, s.charger_id, None, "a Basic username other than the charger id", f"Basic {token}")
+    await refused_with_401(
+        ctx, s.charger_id, None, "a Basic username other than the charger id", f"Basic {token}"
+    )
 
 
-strict("OCS_011_CSMS", "No credentials get HTTP 401", SECURITY, ("handshake without Authorization", no_credentials), needs=frozenset({"password"}))
-strict("OCS_012_CSMS", "Another charger's password gets HTTP 401", SECURITY, ("second charger id with the main charger's password", others_password), needs=frozenset({"password", "second_charger"}))
-strict("OCS_013_CSMS", "A username that is not the charger id gets HTTP 401", SECURITY, ("Basic auth as another user", username_mismatch), needs=frozenset({"password"}))
+strict(
+    "OCS_011_CSMS",
+    "No credentials get HTTP 401",
+    SECURITY,
+    ("handshake without Authorization", no_credentials),
+    needs=frozenset({"password"}),
+)
+strict(
+    "OCS_012_CSMS",
+    "Another charger's password gets HTTP 401",
+    SECURITY,
+    ("second charger id with the main charger's password", others_password),
+    needs=frozenset({"password", "second_charger"}),
+)
+strict(
+    "OCS_013_CSMS",
+    "A username that is not the charger id gets HTTP 401",
+    SECURITY,
+    ("Basic auth as another user", username_mismatch),
+    needs=frozenset({"password"}),
+)
 
 
 async def unknown_charger(ctx: CsmsContext) -> None:
@@ -935,10 +1339,18 @@ async def unknown_charger(ctx: CsmsContext) -> None:
     except HandshakeRefused:
         return
     await ws.close()
-    raise Fail(f"an unknown charger id {cp_id} was admitted (OCPP-J 1.6 §3.1.1: the central system SHOULD answer 404)")
+    raise Fail(
+        f"an unknown charger id {cp_id} was admitted (OCPP-J 1.6 §3.1.1: the central system SHOULD answer 404)"
+    )
 
 
-strict("OCS_014_CSMS", "An unknown charger id is refused at the handshake", SECURITY, ("handshake as an unknown charger", unknown_charger), needs=frozenset())
+strict(
+    "OCS_014_CSMS",
+    "An unknown charger id is refused at the handshake",
+    SECURITY,
+    ("handshake as an unknown charger", unknown_charger),
+    needs=frozenset(),
+)
 
 
 async def pending_before_boot(ctx: CsmsContext) -> None:

@@ -6,16 +6,35 @@ __all__ = ["CONNECTOR_ZERO_STATES", "CORE_CONFIGURATION_KEYS", "LEGAL_STATUS_TRA
 
 # OCPP 1.6 §4.9 (StatusNotification, the table of allowed transitions): from -> to, connectors > 0.
 LEGAL_STATUS_TRANSITIONS: dict[str, frozenset[str]] = {
-    "Available": frozenset({"Preparing", "Charging", "SuspendedEV", "SuspendedEVSE", "Reserved", "Unavailable", "Faulted"}),
+    "Available": frozenset(
+        {"Preparing", "Charging", "SuspendedEV", "SuspendedEVSE", "Reserved", "Unavailable", "Faulted"}
+    ),
     "Preparing": frozenset({"Available", "Charging", "SuspendedEV", "SuspendedEVSE", "Finishing", "Faulted"}),
-    "Charging": frozenset({"Available", "SuspendedEV", "SuspendedEVSE", "Finishing", "Unavailable", "Faulted"}),
-    "SuspendedEV": frozenset({"Available", "Charging", "SuspendedEVSE", "Finishing", "Unavailable", "Faulted"}),
-    "SuspendedEVSE": frozenset({"Available", "Charging", "SuspendedEV", "Finishing", "Unavailable", "Faulted"}),
+    "Charging": frozenset(
+        {"Available", "SuspendedEV", "SuspendedEVSE", "Finishing", "Unavailable", "Faulted"}
+    ),
+    "SuspendedEV": frozenset(
+        {"Available", "Charging", "SuspendedEVSE", "Finishing", "Unavailable", "Faulted"}
+    ),
+    "SuspendedEVSE": frozenset(
+        {"Available", "Charging", "SuspendedEV", "Finishing", "Unavailable", "Faulted"}
+    ),
     "Finishing": frozenset({"Available", "Preparing", "Unavailable", "Faulted"}),
     "Reserved": frozenset({"Available", "Preparing", "Unavailable", "Faulted"}),
-    "Unavailable": frozenset({"Available", "Preparing", "Charging", "SuspendedEV", "SuspendedEVSE", "Faulted"}),
+    "Unavailable": frozenset(
+        {"Available", "Preparing", "Charging", "SuspendedEV", "SuspendedEVSE", "Faulted"}
+    ),
     "Faulted": frozenset(
-        {"Available", "Preparing", "Charging", "SuspendedEV", "SuspendedEVSE", "Finishing", "Reserved", "Unavailable"}
+        {
+            "Available",
+            "Preparing",
+            "Charging",
+            "SuspendedEV",
+            "SuspendedEVSE",
+            "Finishing",
+            "Reserved",
+            "Unavailable",
+        }
     ),
 }
 # Connector 0 (the charge point as a whole) only takes these states (§4.9).
