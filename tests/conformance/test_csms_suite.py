@@ -118,7 +118,14 @@ async def test_a_naive_accept_all_central_system_fails_at_least_20_cases(
     assert {"TC_023_1_CSMS", "TC_023_2_CSMS", "TC_023_3_CSMS", "TC_037_3_CSMS", "OCS_001_CSMS"} <= bad
     assert {"OCS_002_CSMS", "OCS_003_CSMS", "OCS_004_CSMS", "OCS_005_CSMS", "OCS_006_CSMS"} <= bad
     # ... never checks a password, admits unknown chargers, ignores Pending.
-    assert {"TC_085_CSMS", "OCS_011_CSMS", "OCS_012_CSMS", "OCS_014_CSMS", "TC_002_CSMS", "OCS_015_CSMS"} <= bad
+    assert {
+        "TC_085_CSMS",
+        "OCS_011_CSMS",
+        "OCS_012_CSMS",
+        "OCS_014_CSMS",
+        "TC_002_CSMS",
+        "OCS_015_CSMS",
+    } <= bad
     assert "was Accepted" in reasons(report)["TC_023_3_CSMS"]
     # Its webhook (the tzi-OCTT contract) drove the trigger cases, which it passes.
     assert verdicts(report)["TC_012_CSMS"] == "passed"
@@ -145,7 +152,14 @@ async def test_a_central_system_that_never_answers_stop_transaction_correctly(si
     site.csms.server.handlers["StopTransaction"] = broken_stop
     code, report = await run_cli(site.args())
     bad = failed(report)
-    assert {"TC_003_CSMS", "TC_004_1_CSMS", "TC_005_1_CSMS", "TC_012_CSMS", "TC_032_1_CSMS", "TC_039_CSMS"} <= bad
+    assert {
+        "TC_003_CSMS",
+        "TC_004_1_CSMS",
+        "TC_005_1_CSMS",
+        "TC_012_CSMS",
+        "TC_032_1_CSMS",
+        "TC_039_CSMS",
+    } <= bad
     assert all("StopTransaction was answered with CALLERROR InternalError" in reasons(report)[c] for c in bad)
     assert verdicts(report)["TC_001_CSMS"] == "passed"
     assert code == 1
@@ -171,7 +185,9 @@ async def _misbehaving(ws: ServerConnection) -> None:
         frame = json.loads(text)
         unique_id, action = frame[1], frame[2]
         if action == "BootNotification":
-            await ws.send(json.dumps([3, unique_id, {"status": "Accepted", "currentTime": _now(), "interval": 60}]))
+            await ws.send(
+                json.dumps([3, unique_id, {"status": "Accepted", "currentTime": _now(), "interval": 60}])
+            )
         elif action == "Authorize":
             continue
         elif action == "StartTransaction":
@@ -227,7 +243,9 @@ async def test_an_unreachable_or_refusing_central_system_is_a_setup_error(site: 
     assert code == 2 and report is not None and "cannot connect" in report.setup_error
     code, report = await run_cli(["csms", "--url", site.csms.url, "--charger-id", "NOBODY", "-q"])
     assert code == 2 and report is not None and "HTTP 404" in report.setup_error
-    code, report = await run_cli(["csms", "--url", site.csms.url, "--charger-id", CP, "--password", "nope-nope", "-q"])
+    code, report = await run_cli(
+        ["csms", "--url", site.csms.url, "--charger-id", CP, "--password", "nope-nope", "-q"]
+    )
     assert code == 2 and report is not None and "HTTP 401" in report.setup_error
 
 
@@ -268,4 +286,3 @@ async def test_ctrl_c_writes_the_partial_report(tmp_path: Path) -> None:
     assert [c["id"] for c in saved["cases"]] == ["TC_001_CSMS"]
     assert saved["cases"][0]["reason"] == "interrupted (Ctrl-C)"
     assert any("Heartbeat" in t["text"] for t in saved["cases"][0]["trace"])
-
