@@ -200,7 +200,9 @@ class ChargerContext(BaseContext):
             # A forbidden transition seen meanwhile is often why the awaited frame never came: say so.
             self.scan_statuses()
             extra = f"; meanwhile: {'; '.join(self.bad_transitions)}" if self.bad_transitions else ""
-            raise Fail(f"the charger sent no {what or action} within {self.scaled(timeout_s):g} s{extra}") from None
+            raise Fail(
+                f"the charger sent no {what or action} within {self.scaled(timeout_s):g} s{extra}"
+            ) from None
 
     async def wait_status(
         self, status: str, after: int, timeout_s: float = 10.0, connector: int | None = None

@@ -16,10 +16,13 @@ import pytest
 from aiohttp import web
 from websockets.asyncio.server import ServerConnection, serve
 
-from backend_stub.ocpp_server import CallErrorReply, CentralSystem, HandlerResult
+from backend_stub.csms import Csms
+from backend_stub.ocpp_server import CallErrorReply, CentralSystem, HandlerResult, tls_context
+from backend_stub.store import CsmsStore
 from conformance.__main__ import run_cli
 from conformance.report import Report
-from tests.conformance.conftest import CP, CP_PASSWORD, TAGS, Site
+from tests.conformance.conftest import CP, CP_PASSWORD, TAGS, Site, seed
+from tests.integration import test_security
 
 pytestmark = pytest.mark.timeout(300)
 
@@ -286,3 +289,52 @@ async def test_ctrl_c_writes_the_partial_report(tmp_path: Path) -> None:
     assert [c["id"] for c in saved["cases"]] == ["TC_001_CSMS"]
     assert saved["cases"][0]["reason"] == "interrupted (Ctrl-C)"
     assert any("Heartbeat" in t["text"] for t in saved["cases"][0]["trace"])
+
+
+pki = test_security.pki  # the openssl-made CA and server certificate (a module fixture)
+
+
+async def test_heartbeat_interval_is_waited_out_when_short_enough(site: Site, tmp_path: Path) -> None:
+    """With --heartbeat-wait-max, TC_001 stays idle for one interval and beats again; the CSMS keeps the link."""
+    site.csms.heartbeat_interval_s = 1
+    out = tmp_path / "hb.json"
+    code, _ = await run_cli(
+        site.args("--cases", "TC_001_CSMS", "--heartbeat-wait-max", "2", "--json", str(out))
+    )
+    trace = json.loads(out.read_text())["cases"][0]["trace"]
+    beats = [t for t in trace if t["direction"] == "sent" and '"Heartbeat"' in t["text"]]
+    assert code == 0 and len(beats) == 2
+
+
+async def test_tls_server_certificate_case_passes_over_wss(tmp_path: Path, pki: Path) -> None:
+    """TC_086_CSMS: the bundled central system serving wss:// with a certificate the given CA signed."""
+    store = CsmsStore(tmp_path / "tls.db")
+    seed(store)
+    app = Csms(store, admin_token="tls-admin-token-0123456789")
+    app.server.ssl_context = tls_context(pki / "server.pem", pki / "server.key")
+    await app.start()
+    try:
+        code, report = await run_cli(
+            [
+                "csms",
+                "--url",
+                app.url,
+                "--charger-id",
+                CP,
+                "--password",
+                CP_PASSWORD,
+                "--tls-ca",
+                str(pki / "ca.pem"),
+                "--cases",
+                "TC_086_CSMS,TC_085_CSMS,TC_001_CSMS",
+                "-q",
+            ]
+        )
+    finally:
+        await app.stop()
+        store.close()
+    assert app.url.startswith("wss://")
+    assert (
+        verdicts(report) == dict.fromkeys(["TC_001_CSMS", "TC_085_CSMS", "TC_086_CSMS"], "passed")
+        and code == 0
+    )
