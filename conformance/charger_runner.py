@@ -152,6 +152,12 @@ class ChargerContext(BaseContext):
                 self.cp_id, action, payload, timeout=self.scaled(timeout_s or self.setup.call_timeout_s)
             )
         except CallErrorReply as exc:
+            declared = self.vars.get("declared")
+            if declared and exc.code in ("NotSupported", "NotImplemented"):
+                # A profile declared in SupportedFeatureProfiles (OCPP 1.6 §9.1.21) must be implemented.
+                raise Fail(
+                    f"the charger declares {declared} but answers {action} with CALLERROR {exc.code}"
+                ) from None
             raise Fail(f"{action} answered with CALLERROR {exc.code}: {exc.description}") from None
         except TimeoutError:
             raise Fail(

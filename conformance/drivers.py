@@ -346,11 +346,22 @@ class InteractiveActuator(Actuator):
         text = fill(self.TEXTS.get(step, step), params)
         _countdown_line(self.stream, f"\n>>> {text}, then press Enter ({self.wait_s:g} s)")
         loop = asyncio.get_running_loop()
+        entered: asyncio.Future[None] = loop.create_future()
+
+        def on_input() -> None:
+            sys.stdin.readline()
+            if not entered.done():
+                entered.set_result(None)
+
+        # A reader callback, not a thread blocked in readline(): Ctrl-C must not wait for the operator's Enter.
+        loop.add_reader(sys.stdin.fileno(), on_input)
         try:
             async with asyncio.timeout(self.wait_s):
-                await loop.run_in_executor(None, sys.stdin.readline)
+                await entered
         except TimeoutError:
             _countdown_line(self.stream, "    (time is up; going on)")
+        finally:
+            loop.remove_reader(sys.stdin.fileno())
         return f"operator asked: {text}"
 
 

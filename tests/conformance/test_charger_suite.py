@@ -135,7 +135,8 @@ async def test_a_charger_that_never_connects_is_a_setup_error(tmp_path: Path) ->
 
 
 class BadCharger:
-    """A raw OCPP 1.6 charger that reports Finishing when a cable is plugged in (Available -> Finishing)."""
+    """A raw OCPP 1.6 charger that reports Finishing when a cable is plugged in (Available -> Finishing), and
+    declares the Reservation profile without implementing ReserveNow."""
 
     def __init__(self, ws: ClientConnection) -> None:
         self.ws = ws
@@ -145,9 +146,14 @@ class BadCharger:
     async def _read(self) -> None:
         async for text in self.ws:
             frame = json.loads(text)
-            if frame[0] == 2:  # answer whatever the central system asks, minimally and validly
-                answers = {"GetConfiguration": {"configurationKey": []}}
-                await self.ws.send(json.dumps([3, frame[1], answers.get(frame[2], {"status": "Rejected"})]))
+            if frame[0] != 2:
+                continue
+            if frame[2] == "ReserveNow":  # declared below, but not implemented
+                await self.ws.send(json.dumps([4, frame[1], "NotSupported", "no reservations", {}]))
+                continue
+            profiles = {"key": "SupportedFeatureProfiles", "readonly": True, "value": "Core,Reservation"}
+            answers = {"GetConfiguration": {"configurationKey": [profiles]}}
+            await self.ws.send(json.dumps([3, frame[1], answers.get(frame[2], {"status": "Rejected"})]))
 
     async def send(self, action: str, payload: dict[str, Any]) -> None:
         self.n += 1
@@ -179,11 +185,11 @@ class BadChargerActuator(Actuator):
         return f"bad charger: {step}"
 
 
-async def test_a_charger_with_forbidden_status_transitions_fails(tmp_path: Path) -> None:
+async def test_a_charger_with_forbidden_transitions_or_undelivered_profiles_fails(tmp_path: Path) -> None:
     port = free_port()
     actuator = BadChargerActuator()
     setup = ChargerSetup(port=port, actuator=actuator, connect_timeout_s=30, call_timeout_s=5)
-    cases = select_cases(VERSIONS["1.6"].charger_cases(), "TC_001_CS,TC_003_CS")
+    cases = select_cases(VERSIONS["1.6"].charger_cases(), "TC_001_CS,TC_003_CS,TC_046_CS,TC_044_1_CS")
     report = Report("charger", "1.6", f"127.0.0.1:{port}")
 
     async def bad_charger() -> None:
@@ -217,3 +223,9 @@ async def test_a_charger_with_forbidden_status_transitions_fails(tmp_path: Path)
     assert "StatusNotification Preparing" in bad.reason
     assert "connector 1: Available -> Finishing" in bad.reason and "OCPP 1.6 §4.9" in bad.reason
     assert any('"Finishing"' in t.text for t in bad.trace)
+    # Declared but not implemented fails; not declared is not applicable.
+    assert verdicts["TC_046_CS"] == (
+        "failed",
+        "the charger declares Reservation but answers ReserveNow with CALLERROR NotSupported",
+    )
+    assert verdicts["TC_044_1_CS"][0] == "not_applicable"
