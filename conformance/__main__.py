@@ -101,6 +101,11 @@ def build_parser() -> argparse.ArgumentParser:
         "--pending-charger-id", help="a charger the central system answers BootNotification Pending"
     )
     csms.add_argument("--pending-password", help="the pending charger's password")
+    csms.add_argument(
+        "--profiles",
+        help="feature profiles the central system offers, e.g. Core,SmartCharging,Security (default: all); "
+        "the cases of the others are not applicable",
+    )
     csms.add_argument("--trigger-wait", type=float, default=30.0, help="seconds to wait for a triggered CALL")
     csms.add_argument(
         "--heartbeat-wait-max",
@@ -182,6 +187,7 @@ async def _csms(args: argparse.Namespace, report: Report, cases: Sequence[Case[A
         call_timeout_s=args.call_timeout,
         trigger_wait_s=args.trigger_wait,
         heartbeat_wait_max_s=args.heartbeat_wait_max,
+        profiles=frozenset(p.strip() for p in args.profiles.split(",")) if args.profiles else None,
     )
     unmet = {n: t for n, t in NEED_OPTIONS.items() if n not in setup.needs_available()}
     _print_plan(cases, unmet, sys.stderr)

@@ -84,6 +84,7 @@ class CsmsSetup:
     trigger_wait_s: float = 30.0  # how long to wait for the CALL a trigger asked for
     clock_skew_s: float = 300.0  # how far the central system's currentTime may be from ours
     heartbeat_wait_max_s: float = 0.0  # wait one heartbeat interval when it is at most this long (0: never)
+    profiles: frozenset[str] | None = None  # feature profiles the central system offers (None: all)
 
     def needs_available(self) -> set[str]:
         """The setup needs this configuration meets."""

@@ -21,7 +21,7 @@ from conformance.csms_runner import (
     minutes_ago,
     ocpp_time,
 )
-from conformance.model import Case, Fail, Step
+from conformance.model import Case, Fail, NotApplicable, Step
 
 __all__ = ["CASES"]
 
@@ -38,6 +38,14 @@ CORE, LOCAL, FIRMWARE, RESERVATION, TRIGGER, SMART, SECURITY = (
     "SmartCharging",
     "Security",
 )
+PROFILE_OF_BLOCK = {
+    LOCAL: "LocalAuthListManagement",
+    FIRMWARE: "FirmwareManagement",
+    RESERVATION: "Reservation",
+    TRIGGER: "RemoteTrigger",
+    SMART: "SmartCharging",
+    SECURITY: "Security",
+}
 ACCEPTED = frozenset({"id_tag_accepted"})
 TRIG = frozenset({"id_tag_accepted", "trigger"})
 
@@ -52,6 +60,15 @@ def case(
     catalogue: bool = True,
 ) -> None:
     """Add a case to the catalogue; every case starts from nothing and opens its own connections."""
+    profile = PROFILE_OF_BLOCK.get(block)
+    if profile is not None:
+
+        async def offered(ctx: CsmsContext, profile: str = profile) -> None:
+            # The OCTT runs a profile's cases only for a central system that supports the profile.
+            if ctx.setup.profiles is not None and profile not in ctx.setup.profiles:
+                raise NotApplicable(f"the central system does not offer {profile} (--profiles)")
+
+        steps = ((f"central system offers {profile}", offered), *steps)
     CASES.append(
         Case(id, title, block, tuple(S(t, f) for t, f in steps), needs, timeout_s, catalogue=catalogue)
     )

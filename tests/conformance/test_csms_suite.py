@@ -64,6 +64,17 @@ async def test_without_a_trigger_the_trigger_cases_are_inconclusive_not_failed(s
     assert code == 0
 
 
+async def test_profiles_the_central_system_does_not_offer_are_not_applicable(site: Site) -> None:
+    code, report = await run_cli(
+        site.args("--profiles", "Core,Security", "--cases", "Reservation,Security,TC_001*")
+    )
+    v = verdicts(report)
+    assert {v[c] for c in ("TC_046_CSMS", "TC_048_1_CSMS", "TC_052_CSMS")} == {"not_applicable"}
+    assert v["TC_085_CSMS"] == "passed" and v["TC_001_CSMS"] == "passed"
+    assert "does not offer Reservation" in reasons(report)["TC_046_CSMS"]
+    assert code == 0
+
+
 # ---------------------------------------------------------------------------------------------- negative controls
 
 
