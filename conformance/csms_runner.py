@@ -138,7 +138,7 @@ class RawCharger:
                 text = message if isinstance(message, str) else message.decode(errors="replace")
                 self.ctx.record("received", f"[{self.cp_id}] {text}")
                 await self._dispatch(text)
-        except ConnectionClosed:
+        except (ConnectionClosed, Fail):  # Fail: our answer to one of its CALLs could not be sent any more
             pass
         finally:
             code = self.ws.close_code
