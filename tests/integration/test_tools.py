@@ -23,6 +23,7 @@ SCRIPTS = [
     "opencharge-sim",
     "opencharge-load",
     "opencharge-demo",
+    "opencharge-conformance",
 ]
 
 pytestmark = pytest.mark.slow
@@ -131,6 +132,13 @@ def test_the_code_comes_from_the_wheel_not_the_checkout(installed: Path, tmp_pat
     )
     assert where.returncode == 0, where.stderr
     assert not where.stdout.strip().startswith(str(ROOT) + "/simulator"), where.stdout
+
+
+def test_the_conformance_profiles_ship_in_the_wheel(installed: Path, tmp_path: Path) -> None:
+    code = "from conformance.drivers import load_trigger; print(load_trigger('tzi-octt').source)"
+    loaded = _run([str(installed / "bin" / "python"), "-c", code], tmp_path)
+    assert loaded.returncode == 0, loaded.stderr
+    assert not loaded.stdout.startswith(str(ROOT)), loaded.stdout
 
 
 def test_packaged_scenarios_load_with_their_data_files(installed: Path, tmp_path: Path) -> None:

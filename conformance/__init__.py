@@ -1,0 +1,1 @@
+"""Conformance suites for QA: test any central system or charger against the public OCTT catalogue."""

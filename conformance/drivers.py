@@ -1,0 +1,385 @@
+"""Making the other side act: triggers (the central system sends a CALL) and actuation (a physical step).
+
+Both come as a TOML profile (HTTP request templates, command templates) or as an operator prompt with a countdown.
+Templates use ``{name}`` placeholders (unknown names are left alone, so JSON bodies need no escaping) and
+``${ENV}`` / ``${ENV:-default}`` environment variables, resolved when the profile is loaded.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import json
+import os
+import re
+import shlex
+import sys
+import tomllib
+from collections.abc import Mapping
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import IO, Any
+
+import aiohttp
+
+__all__ = [
+    "Actuator",
+    "CommandActuator",
+    "InteractiveActuator",
+    "InteractiveTrigger",
+    "ProfileError",
+    "Trigger",
+    "TriggerFailed",
+    "TriggerUnavailable",
+    "WebhookTrigger",
+    "fill",
+    "kebab",
+    "load_actuator",
+    "load_trigger",
+]
+
+PROFILES_DIR = Path(__file__).parent / "profiles"
+_PLACEHOLDER = re.compile(r"\{([A-Za-z_][A-Za-z0-9_]*)\}")
+_ENV = re.compile(r"\$\{([A-Za-z_][A-Za-z0-9_]*)(?::-([^}]*))?\}")
+
+
+class ProfileError(Exception):
+    """A trigger or actuation profile cannot be used (bad TOML, unknown key, missing environment variable)."""
+
+
+class TriggerUnavailable(Exception):
+    """Nobody can make the central system send this action (no trigger, or the profile leaves it out)."""
+
+
+class TriggerFailed(Exception):
+    """The trigger was tried and did not work (HTTP error, unreachable endpoint)."""
+
+
+def kebab(action: str) -> str:
+    """``RemoteStartTransaction`` -> ``remote-start-transaction`` (the tzi-OCTT webhook spelling)."""
+    return re.sub(r"(?<!^)(?=[A-Z])", "-", action).lower()
+
+
+def fill(template: str, values: Mapping[str, str]) -> str:
+    """Replace ``{name}`` placeholders that ``values`` knows; leave every other brace alone."""
+    return _PLACEHOLDER.sub(lambda m: values.get(m[1], m[0]), template)
+
+
+def _env(text: str, where: str) -> str:
+    """Resolve ``${VAR}`` and ``${VAR:-default}``; a missing variable without a default is a ProfileError."""
+
+    def one(m: re.Match[str]) -> str:
+        value = os.environ.get(m[1])
+        if value is None:
+            if m[2] is None:
+                raise ProfileError(f"{where}: environment variable {m[1]} is not set")
+            return m[2]
+        return value
+
+    return _ENV.sub(one, text)
+
+
+def _resolve(value: Any, where: str) -> Any:
+    """Resolve environment variables in every string of a TOML value."""
+    if isinstance(value, str):
+        return _env(value, where)
+    if isinstance(value, dict):
+        return {k: _resolve(v, f"{where}.{k}") for k, v in value.items()}
+    if isinstance(value, list):
+        return [_resolve(v, where) for v in value]
+    return value
+
+
+def _profile_path(name: str) -> Path:
+    """A profile file, or a shipped profile by name (``bundled-csms``, ``tzi-octt``, ``chargepoint-agent`` ...)."""
+    path = Path(name)
+    if path.exists():
+        return path
+    shipped = PROFILES_DIR / f"{name.removesuffix('.toml')}.toml"
+    if shipped.exists():
+        return shipped
+    known = ", ".join(sorted(p.stem for p in PROFILES_DIR.glob("*.toml")))
+    raise ProfileError(f"no profile file {name!r} (shipped profiles: {known})")
+
+
+def _load_toml(name: str) -> tuple[Path, dict[str, Any]]:
+    path = _profile_path(name)
+    try:
+        return path, tomllib.loads(path.read_text(encoding="utf-8"))
+    except (OSError, tomllib.TOMLDecodeError) as exc:
+        raise ProfileError(f"{path}: {exc}") from None
+
+
+def _only(table: Mapping[str, Any], allowed: set[str], where: str) -> None:
+    unknown = set(table) - allowed
+    if unknown:
+        raise ProfileError(
+            f"{where}: unknown key(s) {', '.join(sorted(unknown))} (allowed: {', '.join(sorted(allowed))})"
+        )
+
+
+def _countdown_line(stream: IO[str], text: str) -> None:
+    print(text, file=stream, flush=True)
+
+
+# ------------------------------------------------------------------------------------------------- triggers
+
+
+class Trigger:
+    """Makes the central system under test send a CALL to the simulated charger."""
+
+    interactive = False
+
+    def available(self, action: str) -> bool:
+        """Whether this trigger can ask for ``action`` at all."""
+        return False
+
+    async def fire(self, action: str, payload: dict[str, Any], cp_id: str) -> str:
+        """Ask the central system to send ``action`` with ``payload`` to ``cp_id``; returns a note for the trace."""
+        raise TriggerUnavailable(f"no trigger for {action}: give --trigger FILE or --interactive")
+
+
+@dataclass
+class _Request:
+    method: str
+    url: str
+    body: str | None
+    headers: dict[str, str]
+
+
+@dataclass
+class WebhookTrigger(Trigger):
+    """An HTTP request per action, from a TOML profile (see conformance/profiles/*.toml)."""
+
+    default: dict[str, Any] | None
+    actions: dict[str, dict[str, Any]]
+    values: dict[str, str]
+    headers: dict[str, str] = field(default_factory=dict)
+    timeout_s: float = 30.0
+    source: str = ""
+
+    def _template(self, action: str) -> dict[str, Any] | None:
+        table = self.actions.get(action, self.default)
+        if table is None or table.get("skip"):
+            return None
+        return table
+
+    def available(self, action: str) -> bool:
+        """Whether the profile maps ``action`` to a request."""
+        return self._template(action) is not None
+
+    def request(self, action: str, payload: dict[str, Any], cp_id: str) -> _Request:
+        """The HTTP request for ``action`` (exposed for tests and --dry-run-like checks)."""
+        table = self._template(action)
+        if table is None:
+            raise TriggerUnavailable(f"the trigger profile {self.source} has no request for {action}")
+        values = {
+            **self.values,
+            "cp": cp_id,
+            "action": action,
+            "action_kebab": kebab(action),
+            "payload": json.dumps(payload, separators=(",", ":")),
+        }
+        values.update({f"payload_{k}": str(v) for k, v in payload.items() if not isinstance(v, dict | list)})
+        headers = {k: fill(v, values) for k, v in {**self.headers, **table.get("headers", {})}.items()}
+        body = table.get("body", "{payload}")
+        if body is not None:
+            headers.setdefault("Content-Type", "application/json")
+        return _Request(
+            str(table.get("method", "POST")).upper(),
+            fill(str(table["url"]), values),
+            None if body is None else fill(str(body), values),
+            headers,
+        )
+
+    async def fire(self, action: str, payload: dict[str, Any], cp_id: str) -> str:
+        """Send the HTTP request; a non-2xx answer or a network error is TriggerFailed."""
+        req = self.request(action, payload, cp_id)
+        try:
+            async with (
+                aiohttp.ClientSession(timeout=aiohttp.ClientTimeout(total=self.timeout_s)) as http,
+                http.request(req.method, req.url, data=req.body, headers=req.headers) as response,
+            ):
+                text = (await response.text())[:300]
+                if response.status >= 300:
+                    raise TriggerFailed(f"{req.method} {req.url} answered HTTP {response.status}: {text}")
+                return f"trigger {req.method} {req.url} -> HTTP {response.status}: {text}"
+        except (aiohttp.ClientError, TimeoutError) as exc:
+            raise TriggerFailed(f"{req.method} {req.url} failed: {exc!r}") from None
+
+
+class InteractiveTrigger(Trigger):
+    """Asks the operator on the terminal to make the central system act; the runner shows a countdown."""
+
+    interactive = True
+
+    def __init__(self, stream: IO[str] | None = None) -> None:
+        """Prompt on ``stream`` (stderr by default)."""
+        self.stream = stream if stream is not None else sys.stderr
+
+    def available(self, action: str) -> bool:
+        """An operator can be asked for anything."""
+        return True
+
+    async def fire(self, action: str, payload: dict[str, Any], cp_id: str) -> str:
+        """Print what the operator should make the central system do."""
+        _countdown_line(
+            self.stream,
+            f"\n>>> Make the central system send {action} to {cp_id} with:\n    {json.dumps(payload)}",
+        )
+        return f"operator asked to send {action}"
+
+
+def load_trigger(name: str, extra: Mapping[str, str] | None = None) -> WebhookTrigger:
+    """Load a trigger profile: ``[http]`` (base_url, headers, timeout_s), ``[default]`` and ``[actions.X]``."""
+    path, data = _load_toml(name)
+    where = str(path)
+    _only(data, {"http", "default", "actions", "vars"}, where)
+    data = _resolve(data, where)
+    http = data.get("http", {})
+    _only(http, {"base_url", "headers", "timeout_s"}, f"{where} [http]")
+    values = {k: str(v) for k, v in data.get("vars", {}).items()}
+    if "base_url" in http:
+        values["base_url"] = str(http["base_url"]).rstrip("/")
+    values.update(extra or {})
+    allowed = {"method", "url", "body", "headers", "skip"}
+    default = data.get("default")
+    if default is not None:
+        _only(default, allowed, f"{where} [default]")
+        if "url" not in default:
+            raise ProfileError(f"{where} [default]: needs url")
+    actions = data.get("actions", {})
+    for action, table in actions.items():
+        _only(table, allowed, f"{where} [actions.{action}]")
+        if "url" not in table and not table.get("skip") and default is None:
+            raise ProfileError(f"{where} [actions.{action}]: needs url")
+        if default is not None and not table.get("skip"):
+            actions[action] = {**default, **table}
+    return WebhookTrigger(
+        default, actions, values, dict(http.get("headers", {})), float(http.get("timeout_s", 30)), where
+    )
+
+
+# ------------------------------------------------------------------------------------------------- actuation
+
+
+class Actuator:
+    """Carries out a physical step at the charger under test (plug in, swipe a card, unplug, fault a meter)."""
+
+    interactive = False
+
+    def available(self, step: str) -> bool:
+        """Whether this actuator can do ``step``."""
+        return False
+
+    async def do(self, step: str, **params: str) -> str:
+        """Carry out ``step``; returns a note for the trace; raises ProfileError if it cannot be done."""
+        raise ProfileError(f"no actuation for {step}: give --actuate FILE or --interactive")
+
+
+@dataclass
+class CommandActuator(Actuator):
+    """A command per step, from a TOML profile (see conformance/profiles/chargepoint-agent.toml)."""
+
+    steps: dict[str, str]
+    values: dict[str, str]
+    timeout_s: float = 20.0
+    source: str = ""
+
+    def available(self, step: str) -> bool:
+        """Whether the profile has a command for ``step``."""
+        return bool(self.steps.get(step))
+
+    def command(self, step: str, params: Mapping[str, str]) -> list[str]:
+        """The argv for ``step`` (no shell: arguments are split like a POSIX shell would)."""
+        template = self.steps.get(step)
+        if not template:
+            raise ProfileError(f"the actuation profile {self.source} has no command for {step!r}")
+        return [fill(arg, {**self.values, **params}) for arg in shlex.split(template)]
+
+    async def do(self, step: str, **params: str) -> str:
+        """Run the command; a non-zero exit or a timeout is a ProfileError (a setup error for the case)."""
+        argv = self.command(step, params)
+        proc = await asyncio.create_subprocess_exec(
+            *argv, stdout=asyncio.subprocess.PIPE, stderr=asyncio.subprocess.STDOUT
+        )
+        try:
+            async with asyncio.timeout(self.timeout_s):
+                out, _ = await proc.communicate()
+        except TimeoutError:
+            proc.kill()
+            await proc.wait()
+            raise ProfileError(
+                f"actuation {step!r} ({shlex.join(argv)}) did not finish in {self.timeout_s:g} s"
+            ) from None
+        text = out.decode(errors="replace").strip()[:300]
+        if proc.returncode != 0:
+            raise ProfileError(f"actuation {step!r} ({shlex.join(argv)}) exited {proc.returncode}: {text}")
+        return f"actuation {step}: {shlex.join(argv)} -> {text}"
+
+
+class InteractiveActuator(Actuator):
+    """Asks the operator to do the step and press Enter (or waits out a countdown)."""
+
+    interactive = True
+    TEXTS: dict[str, str] = {
+        "plug": "Plug an EV into connector {connector}",
+        "unplug": "Unplug the EV from connector {connector}",
+        "swipe": "Present card {id_tag} at connector {connector}",
+        "meter_fault_on": "Make the meter of connector {connector} fail",
+        "meter_fault_off": "Repair the meter of connector {connector}",
+        "reader_fault_on": "Make the card reader of connector {connector} fail",
+        "reader_fault_off": "Repair the card reader of connector {connector}",
+        "power_cut": "Cut the charger's power, then restore it",
+    }
+
+    def __init__(self, stream: IO[str] | None = None, wait_s: float = 60.0) -> None:
+        """Prompt on ``stream`` (stderr by default); give the operator ``wait_s`` per step."""
+        self.stream = stream if stream is not None else sys.stderr
+        self.wait_s = wait_s
+
+    def available(self, step: str) -> bool:
+        """An operator can do any physical step."""
+        return step in self.TEXTS
+
+    async def do(self, step: str, **params: str) -> str:
+        """Prompt, then wait for Enter on stdin or the countdown to end."""
+        text = fill(self.TEXTS.get(step, step), params)
+        _countdown_line(self.stream, f"\n>>> {text}, then press Enter ({self.wait_s:g} s)")
+        loop = asyncio.get_running_loop()
+        entered: asyncio.Future[None] = loop.create_future()
+
+        def on_input() -> None:
+            sys.stdin.readline()
+            if not entered.done():
+                entered.set_result(None)
+
+        # A reader callback, not a thread blocked in readline(): Ctrl-C must not wait for the operator's Enter.
+        loop.add_reader(sys.stdin.fileno(), on_input)
+        try:
+            async with asyncio.timeout(self.wait_s):
+                await entered
+        except TimeoutError:
+            _countdown_line(self.stream, "    (time is up; going on)")
+        finally:
+            loop.remove_reader(sys.stdin.fileno())
+        return f"operator asked: {text}"
+
+
+def load_actuator(name: str, extra: Mapping[str, str] | None = None) -> CommandActuator:
+    """Load an actuation profile: ``[vars]``, ``[steps]`` (step -> command template), ``timeout_s``."""
+    path, data = _load_toml(name)
+    where = str(path)
+    _only(data, {"vars", "steps", "timeout_s"}, where)
+    # Variables given on the command line win, and a profile variable is only resolved if it is still needed.
+    raw_vars = {k: v for k, v in data.get("vars", {}).items() if k not in (extra or {})}
+    values = {
+        "python": sys.executable,
+        **{k: str(v) for k, v in _resolve(raw_vars, f"{where} [vars]").items()},
+    }
+    values.update(extra or {})
+    steps = data.get("steps", {})
+    if not isinstance(steps, dict) or not all(isinstance(v, str) for v in steps.values()):
+        raise ProfileError(f"{where} [steps]: each step is a command string")
+    return CommandActuator(
+        dict(_resolve(steps, f"{where} [steps]")), values, float(data.get("timeout_s", 20)), where
+    )

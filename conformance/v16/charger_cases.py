@@ -1,0 +1,985 @@
+"""OCPP 1.6 charge-point cases (TC_nnn_CS of the public OCTT catalogue), run against a `ChargerContext`.
+
+Every case ends with a check that the charger sent only schema-valid frames and only the StatusNotification
+transitions OCPP 1.6 §4.9 allows. Optional feature profiles are gated by SupportedFeatureProfiles: a profile
+the charger does not declare makes its cases not applicable; a declared profile it does not implement fails.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Awaitable, Callable
+from datetime import UTC, datetime, timedelta
+from typing import Any
+
+from conformance.charger_runner import ChargerContext
+from conformance.model import Case, Fail, Step
+from conformance.v16.spec import CORE_CONFIGURATION_KEYS
+
+__all__ = ["CASES"]
+
+StepFn = Callable[[ChargerContext], Awaitable[None]]
+CASES: list[Case[ChargerContext]] = []
+CORE, LOCAL, FIRMWARE, RESERVATION, TRIGGER, SMART, SECURITY = (
+    "Core",
+    "LocalAuthList",
+    "Firmware",
+    "Reservation",
+    "RemoteTrigger",
+    "SmartCharging",
+    "Security",
+)
+PROFILE_OF_BLOCK = {
+    LOCAL: "LocalAuthListManagement",
+    FIRMWARE: "FirmwareManagement",
+    RESERVATION: "Reservation",
+    TRIGGER: "RemoteTrigger",
+    SMART: "SmartCharging",
+}
+REMOTE_TAG = "REMOTE01"
+
+
+async def check_frames(ctx: ChargerContext) -> None:
+    """Only schema-valid frames and allowed status transitions (OCPP 1.6 §4.9) in this case."""
+    await ctx.check_frames()
+
+
+async def to_idle(ctx: ChargerContext) -> None:
+    """Back to idle for the next case."""
+    await ctx.to_idle()
+
+
+def case(
+    id: str,
+    title: str,
+    block: str,
+    *steps: tuple[str, StepFn],
+    needs: frozenset[str] = frozenset(),
+    timeout_s: float = 60.0,
+) -> None:
+    """Add a case: profile gate for optional blocks, its steps, the frame check, and a cleanup to idle."""
+    gate: tuple[tuple[str, StepFn], ...] = ()
+    profile = PROFILE_OF_BLOCK.get(block)
+    if profile is not None:
+
+        async def require(ctx: ChargerContext, profile: str = profile) -> None:
+            await ctx.require_profile(profile)
+
+        gate = ((f"charger declares {profile}", require),)
+    all_steps = (*gate, *steps, ("only valid frames and allowed status transitions", check_frames))
+    CASES.append(
+        Case(
+            id,
+            title,
+            block,
+            tuple(Step[ChargerContext](t, f) for t, f in all_steps),
+            needs,
+            timeout_s,
+            cleanup=(Step[ChargerContext]("back to idle", to_idle),),
+        )
+    )
+
+
+PLUG = frozenset({"plug", "unplug"})
+PLUG_SWIPE = frozenset({"plug", "unplug", "swipe"})
+
+
+# ------------------------------------------------------------------------------------------------ helpers
+
+
+def answer(
+    action: str,
+    payload: dict[str, Any] | Callable[[ChargerContext], dict[str, Any]],
+    field: str,
+    *allowed: str,
+) -> tuple[str, StepFn]:
+    """A step: send ``action``; ``field`` of the answer must be one of ``allowed``."""
+
+    async def run(ctx: ChargerContext) -> None:
+        body = payload(ctx) if callable(payload) else payload
+        ctx.vars[action] = await ctx.expect_answer(action, body, field, *allowed)
+
+    return (f"{action} -> {field} {' or '.join(allowed)}", run)
+
+
+def config(key: str, value: str) -> tuple[str, StepFn]:
+    """A step: ChangeConfiguration (Accepted; set back after the case)."""
+
+    async def run(ctx: ChargerContext) -> None:
+        await ctx.set_config(key, value)
+
+    return (f"ChangeConfiguration {key}={value}", run)
+
+
+async def plug(ctx: ChargerContext) -> None:
+    """Plug in: Preparing."""
+    m = ctx.at()
+    await ctx.act("plug")
+    await ctx.wait_status("Preparing", m)
+
+
+async def remote_session(ctx: ChargerContext) -> None:
+    """Plug in, RemoteStartTransaction Accepted, StartTransaction with its idTag, Charging."""
+    await plug(ctx)
+    m = ctx.at()
+    await ctx.expect_answer(
+        "RemoteStartTransaction",
+        {"connectorId": ctx.setup.connector, "idTag": REMOTE_TAG},
+        "status",
+        "Accepted",
+    )
+    start = await ctx.wait_call("StartTransaction", m, timeout_s=15)
+    if start.payload["idTag"] != REMOTE_TAG:
+        raise Fail(
+            f"StartTransaction idTag {start.payload['idTag']!r}, RemoteStartTransaction gave {REMOTE_TAG}"
+        )
+    await ctx.wait_status("Charging", m)
+    ctx.vars["tx"] = await _tx_of(ctx, start)
+
+
+async def _tx_of(ctx: ChargerContext, start: Any) -> int:
+    """The transactionId we answered a StartTransaction with."""
+    answer = await ctx.answer_to(start)
+    if not isinstance(answer.payload, dict) or "transactionId" not in answer.payload:
+        raise Fail("the StartTransaction was answered without a transactionId")
+    return int(answer.payload["transactionId"])
+
+
+async def stop_remotely(ctx: ChargerContext, reason: str = "Remote") -> None:
+    """RemoteStopTransaction Accepted, StopTransaction with that id and ``reason``."""
+    m = ctx.at()
+    tx_id = ctx.vars["tx"]
+    await ctx.expect_answer("RemoteStopTransaction", {"transactionId": tx_id}, "status", "Accepted")
+    stop = await ctx.wait_call("StopTransaction", m)
+    if stop.payload["transactionId"] != tx_id or stop.payload.get("reason") != reason:
+        raise Fail(
+            f"StopTransaction {stop.payload.get('transactionId')} reason {stop.payload.get('reason')}, expected {tx_id} {reason}"
+        )
+
+
+async def reboot_seen(ctx: ChargerContext, after: int) -> None:
+    """A BootNotification after ``after``, then StatusNotification of the connector (§4.2, §4.9)."""
+    boot = await ctx.wait_call("BootNotification", after, timeout_s=40)
+    await ctx.wait_call(
+        "StatusNotification", ctx.index_of(boot), lambda p: p.get("connectorId") == ctx.setup.connector, 15
+    )
+
+
+# ================================================================================================ Core
+
+
+async def cold_boot(ctx: ChargerContext) -> None:
+    """The first frames of the connection: BootNotification first, nothing else before Accepted, then statuses."""
+    ctx.mark = 0  # this case judges the connection's first frames: trace them all
+    await ctx.cs.wait_for(
+        lambda f: f.cp_id == ctx.cp_id and f.direction == "out" and f.action == "BootNotification",
+        timeout=ctx.scaled(10),
+    )
+    log = [f for f in ctx.cs.log if f.cp_id == ctx.cp_id]
+    calls = [f for f in log if f.direction == "in" and f.message_type == 2]
+    if not calls or calls[0].action != "BootNotification":
+        raise Fail(
+            f"the first CALL was {calls[0].action if calls else None}, not BootNotification (OCPP 1.6 §4.2)"
+        )
+    accepted = next(
+        (
+            i
+            for i, f in enumerate(log)
+            if f.direction == "out"
+            and f.action == "BootNotification"
+            and isinstance(f.payload, dict)
+            and f.payload.get("status") == "Accepted"
+        ),
+        None,
+    )
+    if accepted is None:
+        raise Fail("no BootNotification was accepted")
+    early = {f.action for f in log[:accepted] if f.direction == "in" and f.message_type == 2} - {
+        "BootNotification"
+    }
+    if early:
+        raise Fail(
+            f"sent {sorted(str(a) for a in early)} before BootNotification was Accepted (OCPP 1.6 §4.2.1)"
+        )
+    await ctx.wait_call("StatusNotification", 0, lambda p: p.get("connectorId") == ctx.setup.connector, 10)
+
+
+case(
+    "TC_001_CS",
+    "Cold Boot Charge Point",
+    CORE,
+    ("BootNotification first, then StatusNotification", cold_boot),
+)
+
+
+async def boot_pending(ctx: ChargerContext) -> None:
+    """Reset, answer the next BootNotification Pending (interval 2 s), then Accepted; nothing else in between."""
+    ctx.boot_answers = [("Pending", 2)]
+    m = ctx.at()
+    await ctx.expect_answer("Reset", {"type": "Soft"}, "status", "Accepted")
+    first = await ctx.wait_call("BootNotification", m, timeout_s=40)
+    second = await ctx.wait_call(
+        "BootNotification", ctx.index_of(first) + 1, timeout_s=15, what="BootNotification retry after Pending"
+    )
+    gap = (second.ts - first.ts).total_seconds()
+    if gap < 1.5:
+        raise Fail(f"BootNotification retried after {gap:.1f} s; the Pending answer said 2 s (OCPP 1.6 §4.2)")
+    between = {
+        f.action
+        for f in ctx.cs.log[ctx.index_of(first) + 1 : ctx.index_of(second)]
+        if f.direction == "in" and f.message_type == 2
+    }
+    if between:
+        raise Fail(
+            f"sent {sorted(str(a) for a in between)} while Pending (OCPP 1.6 §4.2.1: only BootNotification)"
+        )
+    await ctx.wait_call(
+        "StatusNotification", ctx.index_of(second), lambda p: p.get("connectorId") == ctx.setup.connector, 15
+    )
+
+
+case(
+    "TC_002_CS",
+    "Cold Boot Charge Point - Pending",
+    CORE,
+    ("Reset, Pending, then Accepted", boot_pending),
+    timeout_s=90,
+)
+
+
+async def plugin_first(ctx: ChargerContext) -> None:
+    """Plug in, present the card, charging; present it again: StopTransaction Local; unplug: Available."""
+    m = ctx.at()
+    await plug(ctx)
+    await ctx.act("swipe")
+    auth = await ctx.wait_call("Authorize", m)
+    start = await ctx.wait_call("StartTransaction", m, timeout_s=15)
+    if ctx.index_of(auth) > ctx.index_of(start):
+        raise Fail("StartTransaction before Authorize")
+    await ctx.wait_status("Charging", m)
+    ctx.vars["tx"] = await _tx_of(ctx, start)
+    m2 = ctx.at()
+    await ctx.act("swipe")
+    stop = await ctx.wait_call("StopTransaction", m2)
+    if stop.payload["transactionId"] != ctx.vars["tx"] or stop.payload.get("reason", "Local") != "Local":
+        raise Fail(f"StopTransaction {stop.payload} does not stop {ctx.vars['tx']} with reason Local")
+    await ctx.wait_status("Finishing", m2)
+    m3 = ctx.at()
+    await ctx.act("unplug")
+    await ctx.wait_status("Available", m3)
+    seen = [
+        f.payload["status"]
+        for f in ctx.calls_since("StatusNotification", m)
+        if f.payload.get("connectorId") == ctx.setup.connector
+    ]
+    if seen != ["Preparing", "Charging", "Finishing", "Available"]:
+        raise Fail(f"statuses {seen}, expected Preparing, Charging, Finishing, Available (OCTT TC_003)")
+
+
+case(
+    "TC_003_CS",
+    "Regular Charging Session - Plugin First",
+    CORE,
+    ("plug, card, charge, card, unplug", plugin_first),
+    needs=PLUG_SWIPE,
+)
+
+
+async def identification_first(ctx: ChargerContext) -> None:
+    """Card first: Authorize, Preparing, no transaction before the cable; plug in: StartTransaction, Charging."""
+    m = ctx.at()
+    await ctx.act("swipe")
+    await ctx.wait_call("Authorize", m)
+    await ctx.wait_status("Preparing", m)
+    if ctx.calls_since("StartTransaction", m):
+        raise Fail("a transaction started before the cable was plugged in")
+    await ctx.act("plug")
+    start = await ctx.wait_call("StartTransaction", m, timeout_s=15)
+    await ctx.wait_status("Charging", m)
+    ctx.vars["tx"] = await _tx_of(ctx, start)
+
+
+case(
+    "TC_004_1_CS",
+    "Regular Charging Session - Identification First",
+    CORE,
+    ("card, then plug", identification_first),
+    needs=PLUG_SWIPE,
+)
+
+
+async def connection_timeout(ctx: ChargerContext) -> None:
+    """Card, Preparing, and back to Available after ConnectionTimeOut (3 s) without a transaction."""
+    m = ctx.at()
+    await ctx.act("swipe")
+    await ctx.wait_status("Preparing", m)
+    await ctx.wait_status("Available", m, timeout_s=15)
+    if ctx.calls_since("StartTransaction", m):
+        raise Fail("a transaction started without a cable")
+
+
+case(
+    "TC_004_2_CS",
+    "Regular Charging Session - Identification First - ConnectionTimeOut",
+    CORE,
+    config("ConnectionTimeOut", "3"),
+    ("card, no cable, back to Available", connection_timeout),
+    needs=frozenset({"swipe"}),
+)
+
+
+async def ev_disconnect(ctx: ChargerContext) -> None:
+    """Unplug during the session: StopTransaction reason EVDisconnected."""
+    m = ctx.at()
+    await ctx.act("unplug")
+    stop = await ctx.wait_call("StopTransaction", m)
+    if stop.payload.get("reason") != "EVDisconnected" or stop.payload["transactionId"] != ctx.vars["tx"]:
+        raise Fail(
+            f"StopTransaction {stop.payload.get('transactionId')} reason {stop.payload.get('reason')}, expected EVDisconnected"
+        )
+
+
+case(
+    "TC_005_1_CS",
+    "EV Side Disconnected",
+    CORE,
+    config("StopTransactionOnEVSideDisconnect", "true"),
+    ("remote session", remote_session),
+    ("unplug: StopTransaction EVDisconnected", ev_disconnect),
+    needs=PLUG,
+)
+case(
+    "TC_010_CS",
+    "Remote Start Charging Session - Cable Plugged in First",
+    CORE,
+    ("plug, RemoteStartTransaction, charging", remote_session),
+    needs=PLUG,
+)
+
+
+async def remote_first(ctx: ChargerContext) -> None:
+    """RemoteStartTransaction before the cable: Accepted, Preparing; plug in: StartTransaction, Charging."""
+    m = ctx.at()
+    await ctx.expect_answer(
+        "RemoteStartTransaction",
+        {"connectorId": ctx.setup.connector, "idTag": REMOTE_TAG},
+        "status",
+        "Accepted",
+    )
+    await ctx.wait_status("Preparing", m)
+    await ctx.act("plug")
+    start = await ctx.wait_call("StartTransaction", m, timeout_s=15)
+    await ctx.wait_status("Charging", m)
+    ctx.vars["tx"] = await _tx_of(ctx, start)
+
+
+case(
+    "TC_011_1_CS",
+    "Remote Start Charging Session - Remote Start First",
+    CORE,
+    ("RemoteStartTransaction, then plug", remote_first),
+    needs=PLUG,
+)
+
+
+async def remote_timeout(ctx: ChargerContext) -> None:
+    """RemoteStartTransaction, no cable: back to Available after ConnectionTimeOut, no transaction."""
+    m = ctx.at()
+    await ctx.expect_answer(
+        "RemoteStartTransaction",
+        {"connectorId": ctx.setup.connector, "idTag": REMOTE_TAG},
+        "status",
+        "Accepted",
+    )
+    await ctx.wait_status("Preparing", m)
+    await ctx.wait_status("Available", m, timeout_s=15)
+    if ctx.calls_since("StartTransaction", m):
+        raise Fail("a transaction started without a cable")
+
+
+case(
+    "TC_011_2_CS",
+    "Remote Start Charging Session - Time Out",
+    CORE,
+    config("ConnectionTimeOut", "3"),
+    ("RemoteStartTransaction, no cable", remote_timeout),
+)
+case(
+    "TC_012_CS",
+    "Remote Stop Charging Session",
+    CORE,
+    ("remote session", remote_session),
+    ("RemoteStopTransaction: StopTransaction Remote", stop_remotely),
+    needs=PLUG,
+)
+
+
+def reset(kind: str, with_tx: bool) -> tuple[str, StepFn]:
+    async def run(ctx: ChargerContext) -> None:
+        m = ctx.at()
+        await ctx.expect_answer("Reset", {"type": kind}, "status", "Accepted")
+        if with_tx:
+            stop = await ctx.wait_call("StopTransaction", m, timeout_s=40)
+            reason = f"{kind}Reset"
+            if stop.payload.get("reason") != reason or stop.payload["transactionId"] != ctx.vars["tx"]:
+                raise Fail(
+                    f"StopTransaction reason {stop.payload.get('reason')}, expected {reason} (OCPP 1.6 §5.14)"
+                )
+        await reboot_seen(ctx, m)
+
+    return (
+        f"Reset {kind}: " + ("StopTransaction, " if with_tx else "") + "BootNotification, StatusNotification",
+        run,
+    )
+
+
+case("TC_013_CS", "Hard Reset Without Transaction", CORE, reset("Hard", False), timeout_s=90)
+case("TC_014_CS", "Soft Reset Without Transaction", CORE, reset("Soft", False), timeout_s=90)
+case(
+    "TC_015_CS",
+    "Hard Reset With Transaction",
+    CORE,
+    ("remote session", remote_session),
+    reset("Hard", True),
+    needs=PLUG,
+    timeout_s=90,
+)
+case(
+    "TC_016_CS",
+    "Soft Reset With Transaction",
+    CORE,
+    ("remote session", remote_session),
+    reset("Soft", True),
+    needs=PLUG,
+    timeout_s=90,
+)
+case(
+    "TC_017_CS",
+    "Unlock Connector - No Charging Session Running",
+    CORE,
+    answer("UnlockConnector", lambda c: {"connectorId": c.setup.connector}, "status", "Unlocked"),
+)
+
+
+async def unlock_with_tx(ctx: ChargerContext) -> None:
+    """UnlockConnector during a session: Unlocked, StopTransaction reason UnlockCommand (§5.18)."""
+    m = ctx.at()
+    await ctx.expect_answer("UnlockConnector", {"connectorId": ctx.setup.connector}, "status", "Unlocked")
+    stop = await ctx.wait_call("StopTransaction", m)
+    if stop.payload.get("reason") != "UnlockCommand":
+        raise Fail(
+            f"StopTransaction reason {stop.payload.get('reason')}, expected UnlockCommand (OCPP 1.6 §5.18)"
+        )
+
+
+case(
+    "TC_018_CS",
+    "Unlock Connector - With Charging Session",
+    CORE,
+    ("remote session", remote_session),
+    ("UnlockConnector", unlock_with_tx),
+    needs=PLUG,
+)
+
+
+async def all_keys(ctx: ChargerContext) -> None:
+    """GetConfiguration without keys lists every required Core key (§9.1)."""
+    keys = await ctx.configuration()
+    missing = [k for k in CORE_CONFIGURATION_KEYS if k not in keys]
+    if missing:
+        raise Fail(f"GetConfiguration lacks required Core keys {missing} (OCPP 1.6 §9.1)")
+
+
+async def one_key(ctx: ChargerContext) -> None:
+    """GetConfiguration of one key returns exactly that key."""
+    answer = await ctx.call("GetConfiguration", {"key": ["HeartbeatInterval"]})
+    keys = [k["key"] for k in answer.get("configurationKey", [])]
+    if keys != ["HeartbeatInterval"]:
+        raise Fail(f"GetConfiguration of HeartbeatInterval returned {keys}")
+
+
+case(
+    "TC_019_1_CS",
+    "Retrieve all configuration keys",
+    CORE,
+    ("GetConfiguration: every required Core key", all_keys),
+)
+case(
+    "TC_019_2_CS",
+    "Retrieve specific configuration key",
+    CORE,
+    ("GetConfiguration HeartbeatInterval", one_key),
+)
+
+
+async def read_back(ctx: ChargerContext) -> None:
+    value = (await ctx.configuration("MeterValueSampleInterval")).get("MeterValueSampleInterval")
+    if value != "17":
+        raise Fail(f"MeterValueSampleInterval reads {value!r} after being set to 17")
+
+
+case(
+    "TC_021_CS",
+    "Change/set Configuration",
+    CORE,
+    config("MeterValueSampleInterval", "17"),
+    ("read it back", read_back),
+)
+
+
+def refused_card(status: str) -> tuple[str, StepFn]:
+    async def run(ctx: ChargerContext) -> None:
+        ctx.auth_status = status
+        await plug(ctx)
+        m = ctx.at()
+        await ctx.act("swipe")
+        await ctx.wait_call("Authorize", m)
+        await ctx.quiet(2)
+        if ctx.calls_since("StartTransaction", m):
+            raise Fail(f"a transaction started for an idTag answered {status} (OCPP 1.6 §4.1)")
+
+    return (f"plug, card answered {status}: no transaction", run)
+
+
+case(
+    "TC_023_1_CS",
+    "Start Charging Session - Authorize invalid",
+    CORE,
+    refused_card("Invalid"),
+    needs=PLUG_SWIPE,
+)
+case(
+    "TC_023_2_CS",
+    "Start Charging Session - Authorize expired",
+    CORE,
+    refused_card("Expired"),
+    needs=PLUG_SWIPE,
+)
+case(
+    "TC_023_3_CS",
+    "Start Charging Session - Authorize blocked",
+    CORE,
+    refused_card("Blocked"),
+    needs=PLUG_SWIPE,
+)
+case(
+    "TC_026_CS",
+    "Remote Start Charging Session - Rejected",
+    CORE,
+    answer("RemoteStartTransaction", {"connectorId": 99, "idTag": REMOTE_TAG}, "status", "Rejected"),
+)
+case(
+    "TC_027_CS",
+    "Remote start transaction - connector id shall not be 0",
+    CORE,
+    answer("RemoteStartTransaction", {"connectorId": 0, "idTag": REMOTE_TAG}, "status", "Rejected"),
+)
+case(
+    "TC_028_CS",
+    "Remote Stop Transaction - Rejected",
+    CORE,
+    answer("RemoteStopTransaction", {"transactionId": 987654321}, "status", "Rejected"),
+)
+case(
+    "TC_031_CS",
+    "Unlock Connector - Unknown Connector",
+    CORE,
+    answer("UnlockConnector", {"connectorId": 99}, "status", "NotSupported"),
+)
+
+
+async def connection_loss(ctx: ChargerContext) -> None:
+    """Drop the connection for 3 s during a session: the transaction goes on, no StopTransaction (§4.8)."""
+    m = ctx.at()
+    ctx.cs.refuse_connections = True
+    try:
+        await ctx.cs.disconnect(ctx.cp_id)
+        await ctx.quiet(3)
+    finally:
+        ctx.cs.refuse_connections = False
+    await ctx.cs.wait_connected(ctx.cp_id, timeout=ctx.scaled(30))
+    await ctx.quiet(1)
+    if ctx.calls_since("StopTransaction", m):
+        raise Fail("the transaction was stopped because the connection dropped")
+
+
+async def offline_stop(ctx: ChargerContext) -> None:
+    """Offline: the card stops the session; back online the StopTransaction arrives with the same id (§4.8)."""
+    m = ctx.at()
+    ctx.cs.refuse_connections = True
+    try:
+        await ctx.cs.disconnect(ctx.cp_id)
+        await ctx.act("swipe", id_tag=REMOTE_TAG)
+        await ctx.quiet(2)
+    finally:
+        ctx.cs.refuse_connections = False
+    stop = await ctx.wait_call("StopTransaction", m, timeout_s=40)
+    if stop.payload["transactionId"] != ctx.vars["tx"]:
+        raise Fail(f"the queued StopTransaction names {stop.payload['transactionId']}, not {ctx.vars['tx']}")
+
+
+case(
+    "TC_036_CS",
+    "Connection Loss During Transaction",
+    CORE,
+    ("remote session", remote_session),
+    ("connection lost and back", connection_loss),
+    needs=PLUG,
+    timeout_s=90,
+)
+case(
+    "TC_038_CS",
+    "Offline Stop Transaction",
+    CORE,
+    ("remote session", remote_session),
+    ("offline stop, delivered later", offline_stop),
+    needs=PLUG_SWIPE,
+    timeout_s=90,
+)
+
+
+async def unknown_key(ctx: ChargerContext) -> None:
+    await ctx.expect_answer(
+        "ChangeConfiguration", {"key": "ConformanceUnknownKey", "value": "1"}, "status", "NotSupported"
+    )
+    answer = await ctx.call("GetConfiguration", {"key": ["ConformanceUnknownKey"]})
+    if "ConformanceUnknownKey" not in answer.get("unknownKey", []):
+        raise Fail("GetConfiguration does not list the unknown key in unknownKey (OCPP 1.6 §5.8)")
+
+
+case(
+    "TC_040_1_CS",
+    "Configuration Keys - NotSupported",
+    CORE,
+    ("unknown key: NotSupported and unknownKey", unknown_key),
+)
+case(
+    "TC_040_2_CS",
+    "Configuration Keys - Invalid Value",
+    CORE,
+    answer("ChangeConfiguration", {"key": "MeterValueSampleInterval", "value": "-5"}, "status", "Rejected"),
+)
+
+
+async def meter_fault(ctx: ChargerContext) -> None:
+    """A failing meter: StatusNotification Faulted; repaired: NoError again (§4.9, error code PowerMeterFailure)."""
+    m = ctx.at()
+    await ctx.act("meter_fault_on")
+    try:
+        faulted = await ctx.wait_call(
+            "StatusNotification",
+            m,
+            lambda p: p.get("status") == "Faulted" or p.get("errorCode") != "NoError",
+            20,
+            "fault report",
+        )
+    finally:
+        m2 = ctx.at()
+        await ctx.act("meter_fault_off")
+    ctx.event(f"fault reported: {faulted.payload}")
+    await ctx.wait_call(
+        "StatusNotification", m2, lambda p: p.get("errorCode") == "NoError", 20, "recovery report"
+    )
+
+
+case(
+    "TC_041_CS",
+    "Fault Behavior",
+    CORE,
+    ("meter fault and repair", meter_fault),
+    needs=frozenset({"meter_fault_on", "meter_fault_off"}),
+)
+case(
+    "TC_061_CS",
+    "Clear Authorization Data in Authorization Cache",
+    CORE,
+    answer("ClearCache", {}, "status", "Accepted"),
+)
+case(
+    "TC_062_CS",
+    "Data Transfer to a Charge Point",
+    CORE,
+    answer(
+        "DataTransfer",
+        {"vendorId": "org.opencharge.conformance"},
+        "status",
+        "UnknownVendorId",
+        "UnknownMessageId",
+        "Rejected",
+    ),
+)
+
+
+async def sampled(ctx: ChargerContext) -> None:
+    """Two MeterValues with the transactionId, context Sample.Periodic (interval 2 s)."""
+    m = ctx.at()
+    frames = []
+    for _ in range(2):
+        frame = await ctx.wait_call(
+            "MeterValues",
+            m,
+            lambda p: p.get("transactionId") == ctx.vars["tx"],
+            15,
+            "MeterValues of the transaction",
+        )
+        frames.append(frame)
+        m = ctx.index_of(frame) + 1
+    contexts = {
+        sv.get("context", "Sample.Periodic")
+        for f in frames
+        for mv in f.payload["meterValue"]
+        for sv in mv["sampledValue"]
+    }
+    if "Sample.Periodic" not in contexts:
+        raise Fail(f"sampled MeterValues have contexts {sorted(contexts)}, expected Sample.Periodic")
+
+
+case(
+    "TC_070_CS",
+    "Sampled Meter Values",
+    CORE,
+    config("MeterValueSampleInterval", "2"),
+    ("remote session", remote_session),
+    ("periodic samples", sampled),
+    needs=PLUG,
+)
+
+# ================================================================================================ LocalAuthList
+
+
+async def local_list_version(ctx: ChargerContext) -> None:
+    version = (await ctx.call("GetLocalListVersion", {}))["listVersion"]
+    if version < 0:
+        raise Fail(
+            "GetLocalListVersion answers -1 (not supported) though LocalAuthListManagement is declared"
+        )
+
+
+case("TC_042_2_CS", "Get Local List Version", LOCAL, ("GetLocalListVersion >= 0", local_list_version))
+
+
+async def send_lists(ctx: ChargerContext) -> None:
+    """Full list version 5, read back; Differential version 6, read back (§5.15)."""
+    for version, kind in ((5, "Full"), (6, "Differential")):
+        await ctx.expect_answer(
+            "SendLocalList",
+            {
+                "listVersion": version,
+                "updateType": kind,
+                "localAuthorizationList": [{"idTag": f"LOCAL{version}", "idTagInfo": {"status": "Accepted"}}],
+            },
+            "status",
+            "Accepted",
+        )
+        got = (await ctx.call("GetLocalListVersion", {}))["listVersion"]
+        if got != version:
+            raise Fail(f"GetLocalListVersion is {got} after a {kind} list version {version}")
+
+
+case("TC_043_CS", "Send Local Authorization List", LOCAL, ("Full then Differential list", send_lists))
+
+# ================================================================================================ RemoteTrigger
+
+
+def trigger(message: str, action: str, connector: bool = False) -> tuple[str, StepFn]:
+    async def run(ctx: ChargerContext) -> None:
+        m = ctx.at()
+        payload: dict[str, Any] = {"requestedMessage": message}
+        if connector:
+            payload["connectorId"] = ctx.setup.connector
+        await ctx.expect_answer("TriggerMessage", payload, "status", "Accepted")
+        await ctx.wait_call(action, m, timeout_s=15)
+
+    return (f"TriggerMessage {message}: Accepted, then {action}", run)
+
+
+case(
+    "TC_054_CS",
+    "Trigger Message",
+    TRIGGER,
+    trigger("Heartbeat", "Heartbeat"),
+    trigger("StatusNotification", "StatusNotification", True),
+    trigger("MeterValues", "MeterValues", True),
+    trigger("BootNotification", "BootNotification"),
+)
+case(
+    "TC_055_CS",
+    "Trigger Message - Rejected",
+    TRIGGER,
+    answer(
+        "TriggerMessage", {"requestedMessage": "StatusNotification", "connectorId": 99}, "status", "Rejected"
+    ),
+)
+
+# ================================================================================================ SmartCharging
+
+
+def profile(purpose: str, profile_id: int, tx_id: int | None = None) -> dict[str, Any]:
+    body: dict[str, Any] = {
+        "chargingProfileId": profile_id,
+        "stackLevel": 1,
+        "chargingProfilePurpose": purpose,
+        "chargingProfileKind": "Absolute",
+        "chargingSchedule": {
+            "chargingRateUnit": "A",
+            "startSchedule": (datetime.now(UTC) - timedelta(minutes=1))
+            .isoformat(timespec="seconds")
+            .replace("+00:00", "Z"),
+            "chargingSchedulePeriod": [{"startPeriod": 0, "limit": 10.0}],
+        },
+    }
+    if tx_id is not None:
+        body["transactionId"] = tx_id
+    return body
+
+
+case(
+    "TC_056_CS",
+    "Central Smart Charging - TxDefaultProfile",
+    SMART,
+    answer(
+        "SetChargingProfile",
+        lambda c: {"connectorId": c.setup.connector, "csChargingProfiles": profile("TxDefaultProfile", 301)},
+        "status",
+        "Accepted",
+    ),
+    answer(
+        "GetCompositeSchedule",
+        lambda c: {"connectorId": c.setup.connector, "duration": 600},
+        "status",
+        "Accepted",
+    ),
+    answer("ClearChargingProfile", {"id": 301}, "status", "Accepted"),
+)
+case(
+    "TC_057_CS",
+    "Central Smart Charging - TxProfile",
+    SMART,
+    ("remote session", remote_session),
+    answer(
+        "SetChargingProfile",
+        lambda c: {
+            "connectorId": c.setup.connector,
+            "csChargingProfiles": profile("TxProfile", 302, c.vars["tx"]),
+        },
+        "status",
+        "Accepted",
+    ),
+    needs=PLUG,
+)
+case(
+    "TC_058_1_CS",
+    "Central Smart Charging - No ongoing transaction",
+    SMART,
+    answer(
+        "SetChargingProfile",
+        lambda c: {"connectorId": c.setup.connector, "csChargingProfiles": profile("TxProfile", 303, 123456)},
+        "status",
+        "Rejected",
+    ),
+)
+
+
+async def remote_with_profile(ctx: ChargerContext) -> None:
+    await plug(ctx)
+    m = ctx.at()
+    body = {
+        "connectorId": ctx.setup.connector,
+        "idTag": REMOTE_TAG,
+        "chargingProfile": profile("TxProfile", 304),
+    }
+    await ctx.expect_answer("RemoteStartTransaction", body, "status", "Accepted")
+    start = await ctx.wait_call("StartTransaction", m, timeout_s=15)
+    ctx.vars["tx"] = await _tx_of(ctx, start)
+
+
+case(
+    "TC_059_CS",
+    "Remote Start Transaction with Charging Profile",
+    SMART,
+    ("plug, RemoteStartTransaction with a TxProfile", remote_with_profile),
+    needs=PLUG,
+)
+case(
+    "TC_066_CS",
+    "Get Composite Schedule",
+    SMART,
+    answer(
+        "GetCompositeSchedule",
+        lambda c: {"connectorId": c.setup.connector, "duration": 300, "chargingRateUnit": "A"},
+        "status",
+        "Accepted",
+    ),
+)
+case(
+    "TC_067_CS",
+    "Clear Charging Profile",
+    SMART,
+    answer(
+        "SetChargingProfile",
+        lambda c: {"connectorId": c.setup.connector, "csChargingProfiles": profile("TxDefaultProfile", 305)},
+        "status",
+        "Accepted",
+    ),
+    answer("ClearChargingProfile", {"id": 305}, "status", "Accepted"),
+)
+
+# ================================================================================================ Reservation, Firmware
+
+
+def _reserve(ctx: ChargerContext) -> dict[str, Any]:
+    expiry = (datetime.now(UTC) + timedelta(minutes=5)).isoformat(timespec="seconds").replace("+00:00", "Z")
+    return {
+        "connectorId": ctx.setup.connector,
+        "expiryDate": expiry,
+        "idTag": REMOTE_TAG,
+        "reservationId": 77,
+    }
+
+
+case(
+    "TC_046_CS",
+    "Reservation of a Connector - Transaction",
+    RESERVATION,
+    answer("ReserveNow", _reserve, "status", "Accepted"),
+    answer("CancelReservation", {"reservationId": 77}, "status", "Accepted"),
+)
+case(
+    "TC_051_CS",
+    "Cancel Reservation",
+    RESERVATION,
+    answer("CancelReservation", {"reservationId": 78}, "status", "Rejected"),
+)
+
+
+async def update_firmware(ctx: ChargerContext) -> None:
+    m = ctx.at()
+    await ctx.call(
+        "UpdateFirmware",
+        {
+            "location": "https://firmware.example.com/none.bin",
+            "retrieveDate": datetime.now(UTC).isoformat(timespec="seconds").replace("+00:00", "Z"),
+        },
+    )
+    await ctx.wait_call("FirmwareStatusNotification", m, timeout_s=30)
+
+
+case(
+    "TC_044_1_CS",
+    "Firmware Update - Download and Install",
+    FIRMWARE,
+    ("UpdateFirmware: FirmwareStatusNotification follows", update_firmware),
+)
+
+
+async def get_diagnostics(ctx: ChargerContext) -> None:
+    m = ctx.at()
+    await ctx.call("GetDiagnostics", {"location": "ftp://127.0.0.1:1/diagnostics"})
+    await ctx.wait_call("DiagnosticsStatusNotification", m, timeout_s=30)
+
+
+case(
+    "TC_045_1_CS",
+    "Get Diagnostics",
+    FIRMWARE,
+    ("GetDiagnostics: DiagnosticsStatusNotification follows", get_diagnostics),
+)

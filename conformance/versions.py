@@ -1,0 +1,43 @@
+"""The version table: each OCPP version is one catalogue per runner plus its wire details (no other version ifs).
+
+OCPP 2.0.1 joins by adding one entry: its subprotocol, schema version, and the two catalogues (TC_X_NN_CSMS and
+TC_X_NN_CS cases written against the same contexts, or against 2.0.1 adapters of them).
+"""
+
+from __future__ import annotations
+
+import importlib
+from collections.abc import Sequence
+from dataclasses import dataclass
+from typing import Any
+
+from conformance.model import Case
+
+__all__ = ["VERSIONS", "OcppVersion"]
+
+
+@dataclass(frozen=True)
+class OcppVersion:
+    """What a runner needs to know about one OCPP version."""
+
+    name: str  # as given to --version
+    subprotocol: str
+    schema_version: str  # the version string ocpp.messages._validate_payload takes
+    csms_catalogue: str  # module with CASES for the CSMS runner (we play the charger)
+    charger_catalogue: str  # module with CASES for the charger runner (we play the central system)
+
+    def csms_cases(self) -> Sequence[Case[Any]]:
+        """The central-system cases of this version."""
+        return list(importlib.import_module(self.csms_catalogue).CASES)
+
+    def charger_cases(self) -> Sequence[Case[Any]]:
+        """The charge-point cases of this version."""
+        return list(importlib.import_module(self.charger_catalogue).CASES)
+
+
+VERSIONS: dict[str, OcppVersion] = {
+    v.name: v
+    for v in (
+        OcppVersion("1.6", "ocpp1.6", "1.6", "conformance.v16.csms_cases", "conformance.v16.charger_cases"),
+    )
+}

@@ -1,0 +1,82 @@
+"""Fixtures: the bundled central system on 127.0.0.1 with a real store seeded for the CSMS suite, and the
+command-line arguments that point the CSMS runner at it."""
+
+from __future__ import annotations
+
+from collections.abc import AsyncIterator
+from dataclasses import dataclass
+from datetime import UTC, datetime, timedelta
+from pathlib import Path
+
+import pytest
+
+from backend_stub.csms import Csms
+from backend_stub.store import CsmsStore
+
+ADMIN_TOKEN = "conformance-admin-token-0123456789"
+CP, CP_PASSWORD = "CP-CONF-1", "conformance-password-1"
+CP2, CP2_PASSWORD = "CP-CONF-2", "conformance-password-2"
+CP_PENDING = "CP-CONF-PENDING"
+TAGS = {"accepted": "TAG-OK-1", "blocked": "TAG-BLOCKED", "expired": "TAG-EXPIRED", "invalid": "TAG-NOBODY"}
+
+
+def seed(store: CsmsStore) -> None:
+    """Two accepted chargers with passwords, a pending one, and cards with each status the cases need."""
+    store.add_charger(CP, CP_PASSWORD)
+    store.add_charger(CP2, CP2_PASSWORD)
+    store.add_charger(CP_PENDING, status="pending")
+    user = store.add_user("QA")
+    store.add_card(TAGS["accepted"], user_id=user.id)
+    store.add_card(TAGS["blocked"], user_id=user.id, status="blocked")
+    store.add_card(TAGS["expired"], user_id=user.id, expiry=datetime.now(UTC) - timedelta(days=1))
+
+
+@dataclass
+class Site:
+    """A running bundled central system and the runner arguments that describe it."""
+
+    csms: Csms
+
+    def args(self, *extra: str) -> list[str]:
+        """`python -m conformance csms` arguments for this site (REST trigger profile, every setup need)."""
+        return [
+            "csms",
+            "--url",
+            self.csms.url,
+            "--charger-id",
+            CP,
+            "--password",
+            CP_PASSWORD,
+            "--trigger",
+            "bundled-csms",
+            "--var",
+            f"base_url={self.csms.http_url}",
+            *(f"--id-tag-{k}={v}" for k, v in TAGS.items()),
+            "--second-charger-id",
+            CP2,
+            "--second-password",
+            CP2_PASSWORD,
+            "--pending-charger-id",
+            CP_PENDING,
+            "--call-timeout",
+            "5",
+            "--trigger-wait",
+            "5",
+            "-q",
+            *extra,
+        ]
+
+
+@pytest.fixture
+async def site(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> AsyncIterator[Site]:
+    """The bundled central system (OCPP + REST on one 127.0.0.1 port) on a fresh seeded SQLite store."""
+    monkeypatch.setenv("CSMS_ADMIN_TOKEN", ADMIN_TOKEN)
+    store = CsmsStore(tmp_path / "csms.db")
+    seed(store)
+    app = Csms(store, heartbeat_interval_s=60, admin_token=ADMIN_TOKEN)
+    await app.start()
+    try:
+        yield Site(app)
+    finally:
+        await app.stop()
+        store.close()
