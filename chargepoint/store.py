@@ -21,7 +21,7 @@ import sqlite3
 import threading
 from collections import deque
 from collections.abc import Callable
-from concurrent.futures import Future
+from concurrent.futures import Future, InvalidStateError
 from dataclasses import dataclass
 from datetime import datetime
 from pathlib import Path
@@ -225,7 +225,14 @@ class _Op:
     def fail(self, exc: Exception) -> None:
         if self.owner is not None:
             self.owner._write_failed(self.index, exc)
-        self.future.set_exception(exc)
+        # A waiter that went away (its task cancelled, e.g. by asyncio.wrap_future) may have cancelled the future;
+        # that must not look like a failure of the writer, nor fail the rest of its batch.
+        with contextlib.suppress(InvalidStateError):
+            self.future.set_exception(exc)
+
+    def done(self, result: Any) -> None:
+        with contextlib.suppress(InvalidStateError):
+            self.future.set_result(result)
 
 
 class StoreFile:
@@ -354,7 +361,7 @@ class StoreFile:
             return
         for op, (result, exc) in zip(ops, results, strict=True):
             if exc is None:
-                op.future.set_result(result)
+                op.done(result)
             else:
                 op.fail(exc)
 
@@ -404,7 +411,7 @@ class StoreFile:
                     continue
                 op.fail(_translate(exc))
                 return
-            op.future.set_result(result)
+            op.done(result)
             return
 
     def _release_reserve(self) -> bool:

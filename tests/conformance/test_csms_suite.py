@@ -149,7 +149,7 @@ async def test_a_naive_accept_all_central_system_fails_at_least_20_cases(
 
 
 async def test_a_central_system_that_ignores_passwords_fails_the_password_cases(site: Site) -> None:
-    async def admit_everyone(cp_id: str, password: str | None) -> Any:
+    async def admit_everyone(cp_id: str, password: str | None, profile: Any) -> Any:
         return "ok"
 
     site.csms.server.admission = admit_everyone

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import asyncio
 import os
 import sqlite3
 from collections.abc import Iterator
@@ -365,4 +366,28 @@ async def test_a_failing_write_in_a_group_fails_alone(db_path: Path) -> None:
     good.result()
     after.result()
     assert store.get("before") == "1" and store.get("after") == "2" and store.active_transactions() == []
+    store.close()
+
+
+async def test_a_write_whose_waiter_went_away_fails_nothing(db_path: Path) -> None:
+    """A task awaiting a write (asyncio.wrap_future) may be cancelled, which cancels the write's future; the write
+    itself stands and the other writes of its group still succeed (it once failed the whole batch)."""
+    store = Store(db_path)
+    store.sync()
+    locker = sqlite3.connect(db_path, isolation_level=None)
+    locker.execute("BEGIN IMMEDIATE")  # hold the group back until every write is queued
+    before = store.put("before", "1")
+    mark = store.mark()
+    abandoned = store.put("abandoned", "2")
+    waiter = asyncio.ensure_future(asyncio.wrap_future(abandoned))
+    await asyncio.sleep(0)
+    waiter.cancel()  # cancels the concurrent future too
+    after = store.put("after", "3")
+    locker.execute("ROLLBACK")
+    locker.close()
+    await store.flush(since=mark)  # no StorageError
+    before.result()
+    after.result()
+    assert abandoned.cancelled()
+    assert (store.get("before"), store.get("abandoned"), store.get("after")) == ("1", "2", "3")
     store.close()

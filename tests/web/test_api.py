@@ -288,7 +288,10 @@ async def test_chargers_register_accept_password_tariff_and_live_status(
 
     # The connected CP-1 reports live connector status, its boot data and heartbeat/firmware fields.
     await site_agent()
-    await until(lambda: bool(site.store.connectors(CP_ID)), 5, "no StatusNotification")
+    # Connector 0's status comes first at boot; wait for connector 1's as well.
+    await until(
+        lambda: any(c.connector_id == 1 for c in site.store.connectors(CP_ID)), 5, "no StatusNotification"
+    )
     status, live = await call(http, "GET", f"/api/chargers/{CP_ID}", admin_headers)
     assert status == 200, live
     assert live["connected"] is True and live["status"] == "accepted" and live["vendor"]
