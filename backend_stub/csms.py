@@ -59,6 +59,7 @@ SQLITE_INT_MIN, SQLITE_INT_MAX = -(2**63), 2**63 - 1  # SQLite integers are sign
 EARLIEST_TIME = datetime(1970, 1, 1, tzinfo=UTC)
 MAX_CLOCK_AHEAD = timedelta(days=1)
 LOG_INTERVAL_S = 60.0  # at most one warning per charger and kind of event in this time
+MAX_LOGGED_KEYS = 10_000  # (charger, kind) rate-limit marks kept before the stale ones are dropped
 SHORTEST_SESSION = timedelta(seconds=1)  # what a session stopped at or before its start is priced as
 # OCPP 1.6 SampledValue.value of format Raw is a decimal number (§7.45); float() would also take "nan", "inf",
 # "1_000" and non-ASCII digits.
@@ -410,6 +411,9 @@ class Csms:
         key = (cp_id, str(kind))
         due = now - self._logged.get(key, -math.inf) >= LOG_INTERVAL_S
         if due:
+            if len(self._logged) >= MAX_LOGGED_KEYS:
+                # Bounded: forget the marks older than the interval (they no longer hold anything back).
+                self._logged = {k: t for k, t in self._logged.items() if now - t < LOG_INTERVAL_S}
             self._logged[key] = now
             log.warning("security event %s from %s: %s", kind, cp_id, detail)
         if due or not rate_limited:

@@ -1024,7 +1024,7 @@ class CentralSystem:
             return
         except Exception as e:
             log.exception("%s handler failed for %s", action, cp_id)
-            self.errors.append((cp_id, action, f"handler raised {e!r}"))
+            self._error(cp_id, action, f"handler raised {e!r}")
             await self._send_error(conn, unique_id, action, CallErrorReply("InternalError", "Handler failed"))
             return
         if result is NO_REPLY:
@@ -1033,7 +1033,7 @@ class CentralSystem:
             error = _schema_error(version, CallResult(unique_id, result, action))
             if error is not None:
                 log.error("%s handler returned an invalid response for %s: %s", action, cp_id, error)
-                self.errors.append((cp_id, action, f"invalid {action} response: {error}"))
+                self._error(cp_id, action, f"invalid {action} response: {error}")
                 await self._send_error(
                     conn, unique_id, action, CallErrorReply("InternalError", "Invalid response")
                 )
@@ -1093,6 +1093,13 @@ class CentralSystem:
         self.violations.append((cp_id, action, message))
         if len(self.violations) > MAX_RECORDED_PROBLEMS:
             del self.violations[: MAX_RECORDED_PROBLEMS // 10]
+
+    def _error(self, cp_id: str, action: str, message: str) -> None:
+        """Record something the server did wrong (a handler raised or answered invalidly); the list is bounded, as a
+        charger that keeps triggering the same bug must not grow it forever."""
+        self.errors.append((cp_id, action, message))
+        if len(self.errors) > MAX_RECORDED_PROBLEMS:
+            del self.errors[: MAX_RECORDED_PROBLEMS // 10]
 
     def _write(self, record: dict[str, Any]) -> None:
         """Append one JSON line to the log file, if any, and flush it."""

@@ -399,3 +399,14 @@ async def test_command_line_serves_until_sigterm(tmp_path: Path) -> None:
             proc.kill()
             await proc.wait()
     assert '"BootNotification"' in log.read_text()
+
+
+async def test_the_record_of_server_errors_is_bounded() -> None:
+    # A charger that keeps triggering the same handler bug must not grow the server's memory forever.
+    from backend_stub.ocpp_server import MAX_RECORDED_PROBLEMS, CentralSystem
+
+    cs = CentralSystem()
+    for n in range(MAX_RECORDED_PROBLEMS * 3):
+        cs._error("CP-1", "Heartbeat", f"handler raised {n}")
+    assert len(cs.errors) <= MAX_RECORDED_PROBLEMS
+    assert cs.errors[-1][2] == f"handler raised {MAX_RECORDED_PROBLEMS * 3 - 1}"
