@@ -282,7 +282,10 @@ async def test_status_json_reports_live_connector_status(
     site: Csms, admin: Admin, site_agent: StartSiteAgent
 ) -> None:
     await site_agent()
-    await until(lambda: bool(site.store.connectors(CP_ID)), 5, "no StatusNotification")
+    # Connector 0's status comes first at boot; wait for connector 1's as well.
+    await until(
+        lambda: any(c.connector_id == 1 for c in site.store.connectors(CP_ID)), 5, "no StatusNotification"
+    )
     async with admin.session.get("/dash/status.json") as response:
         data = await response.json()
     (cp,) = data["chargers"]
