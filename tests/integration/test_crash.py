@@ -11,7 +11,6 @@ import json
 import os
 import random
 import signal
-import sys
 from collections import defaultdict
 from pathlib import Path
 from typing import Any
@@ -19,67 +18,11 @@ from typing import Any
 import pytest
 
 from backend_stub.ocpp_server import CentralSystem
-from chargepoint.control import ControlError, send_command
+from tests.integration.agent_process import ctl, spawn_agent, write_config
 
 pytestmark = pytest.mark.slow
 
 KILLS = 24
-
-CONFIG = """\
-[station]
-id = "CRASH-CP"
-
-[csms]
-url = "{url}"
-response_timeout_s = 2
-boot_retry_s = 0.5
-reconnect_min_s = 0.05
-reconnect_max_s = 0.2
-reconnect_jitter_s = 0.05
-
-[storage]
-path = "{db}"
-
-[control]
-socket = "{sock}"
-
-[agent]
-meter_poll_s = 0.05
-
-[settings]
-meter_value_sample_interval_s = 1
-transaction_message_retry_interval_s = 0
-
-[[connectors]]
-id = 1
-relay = {{ driver = "sim" }}
-meter = {{ driver = "sim", energy_wh = 5000 }}
-plug = {{ driver = "sim", ev_power_w = 22000 }}
-reader = {{ driver = "sim" }}
-"""
-
-
-async def _ctl(sock: str, *args: str) -> Any:
-    for _ in range(100):
-        try:
-            return await send_command(sock, list(args), timeout_s=2)
-        except ControlError:
-            await asyncio.sleep(0.05)
-    return await send_command(sock, list(args))
-
-
-async def _spawn(config: Path, log: Any) -> asyncio.subprocess.Process:
-    return await asyncio.create_subprocess_exec(
-        sys.executable,
-        "-m",
-        "chargepoint",
-        "run",
-        "--config",
-        str(config),
-        stdout=log,
-        stderr=log,
-        env=dict(os.environ, PYTHONUNBUFFERED="1"),
-    )
 
 
 def _frames(path: Path) -> list[dict[str, Any]]:
@@ -109,30 +52,30 @@ async def test_sigkill_at_random_moments_loses_nothing(tmp_path: Path) -> None:
     await cs.start()
     config = tmp_path / "station.toml"
     sock = str(tmp_path / "ctl.sock")
-    config.write_text(CONFIG.format(url=cs.url, db=tmp_path / "agent.db", sock=sock))
+    write_config(config, station_id="CRASH-CP", url=cs.url, db=tmp_path / "agent.db", sock=sock)
     log = (tmp_path / "agent.log").open("w")
     try:
         for _ in range(KILLS):
             after = len(cs.log)
-            proc = await _spawn(config, log)
+            proc = await spawn_agent(config, log)
             await cs.wait_for_call("BootNotification", after=after, timeout=15)
             phase = rng.choice(["start", "charging", "stop", "idle"])
-            await _ctl(sock, "plug", "1")
-            await _ctl(sock, "swipe", "1", "CRASHTAG")
+            await ctl(sock, "plug", "1")
+            await ctl(sock, "swipe", "1", "CRASHTAG")
             if phase != "start":
                 await cs.wait_for_call("StartTransaction", after=after, timeout=10)
                 await asyncio.sleep(rng.uniform(0, 2.5))
             if phase in ("stop", "idle"):
-                await _ctl(sock, "swipe", "1", "CRASHTAG")
+                await ctl(sock, "swipe", "1", "CRASHTAG")
                 if phase == "idle":
                     await cs.wait_for_call("StopTransaction", after=after, timeout=10)
-                    await _ctl(sock, "unplug", "1")
+                    await ctl(sock, "unplug", "1")
             await asyncio.sleep(rng.uniform(0, 0.3))
             proc.send_signal(signal.SIGKILL)
             await proc.wait()
         # One last clean run lets the agent end what the last kill left behind.
         after = len(cs.log)
-        proc = await _spawn(config, log)
+        proc = await spawn_agent(config, log)
         await cs.wait_for_call("BootNotification", after=after, timeout=15)
 
         async def settled() -> None:

@@ -9,10 +9,8 @@ from __future__ import annotations
 import asyncio
 import contextlib
 import json
-import os
 import signal
 import sqlite3
-import sys
 import threading
 import time
 from collections.abc import AsyncIterator
@@ -25,8 +23,8 @@ from websockets.asyncio.server import ServerConnection, serve
 
 from backend_stub.ocpp_server import CentralSystem
 from chargepoint.agent import Agent
-from chargepoint.control import ControlError, send_command
 from chargepoint.csms.link import MAX_QUEUED_CALLS
+from tests.integration.agent_process import ctl, spawn_agent, write_config
 from tests.integration.conftest import FAST_TIMING, agent_config, until
 from tests.integration.test_bad_input import _fill, small_disk  # noqa: F401  (a fixture)
 
@@ -173,63 +171,6 @@ async def test_relay_opens_and_every_flooded_call_is_answered_while_the_store_is
                 await task
 
 
-CONFIG = """\
-[station]
-id = "FULL-CP"
-
-[csms]
-url = "{url}"
-response_timeout_s = 2
-boot_retry_s = 0.5
-reconnect_min_s = 0.05
-reconnect_max_s = 0.2
-reconnect_jitter_s = 0.05
-
-[storage]
-path = "{db}"
-
-[control]
-socket = "{sock}"
-
-[agent]
-meter_poll_s = 0.05
-
-[settings]
-meter_value_sample_interval_s = 1
-transaction_message_retry_interval_s = 0
-
-[[connectors]]
-id = 1
-relay = {{ driver = "sim" }}
-meter = {{ driver = "sim", energy_wh = 5000 }}
-plug = {{ driver = "sim", ev_power_w = 22000 }}
-reader = {{ driver = "sim" }}
-"""
-
-
-async def _ctl(sock: str, *args: str) -> Any:
-    for _ in range(100):
-        try:
-            return await send_command(sock, list(args), timeout_s=2)
-        except ControlError:
-            await asyncio.sleep(0.05)
-    return await send_command(sock, list(args))
-
-
-async def _spawn(config: Path, log: Any) -> asyncio.subprocess.Process:
-    return await asyncio.create_subprocess_exec(
-        sys.executable,
-        "-m",
-        "chargepoint",
-        "run",
-        "--config",
-        str(config),
-        stdout=log,
-        stderr=log,
-        env=dict(os.environ, PYTHONUNBUFFERED="1"),
-    )
-
-
 async def test_full_disk_mid_session_opens_the_relay_and_a_sigkill_then_loses_no_energy(
     tmp_path: Path,
     small_disk: Path,  # noqa: F811
@@ -242,14 +183,14 @@ async def test_full_disk_mid_session_opens_the_relay_and_a_sigkill_then_loses_no
     await cs.start()
     config = tmp_path / "station.toml"
     sock = str(tmp_path / "ctl.sock")
-    config.write_text(CONFIG.format(url=cs.url, db=small_disk / "agent.db", sock=sock))
+    write_config(config, station_id="FULL-CP", url=cs.url, db=small_disk / "agent.db", sock=sock)
     log = (tmp_path / "agent.log").open("w")
     proc: asyncio.subprocess.Process | None = None
     try:
-        proc = await _spawn(config, log)
+        proc = await spawn_agent(config, log)
         await cs.wait_for_call("BootNotification", timeout=15)
-        await _ctl(sock, "plug", "1")
-        await _ctl(sock, "swipe", "1", "FULLTAG")
+        await ctl(sock, "plug", "1")
+        await ctl(sock, "swipe", "1", "FULLTAG")
         start = await cs.wait_for_call("StartTransaction", timeout=10)
         await cs.wait_for_call("MeterValues", timeout=10)
         after = len(cs.log)
@@ -258,18 +199,18 @@ async def test_full_disk_mid_session_opens_the_relay_and_a_sigkill_then_loses_no
             "StatusNotification", after=after, where=lambda p: p["status"] == "Faulted", timeout=10
         )
         assert faulted.payload["errorCode"] == "InternalError"
-        status = (await _ctl(sock, "status"))["1"]
+        status = (await ctl(sock, "status"))["1"]
         assert not status["relay_closed"]
         delivered_wh = status["meter_wh"]  # the sim meter counts only through a closed relay
         await asyncio.sleep(0.5)
-        status = (await _ctl(sock, "status"))["1"]
+        status = (await ctl(sock, "status"))["1"]
         assert status["meter_wh"] == delivered_wh and status["transaction_id"] is not None
         proc.send_signal(signal.SIGKILL)
         await proc.wait()
 
         # Restart on the still-full disk, then give the space back.
         after = len(cs.log)
-        proc = await _spawn(config, log)
+        proc = await spawn_agent(config, log)
         await cs.wait_for_call("BootNotification", after=after, timeout=15)
         (small_disk / "filler").unlink()
         stop = await cs.wait_for_call("StopTransaction", after=after, timeout=15)
