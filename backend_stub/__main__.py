@@ -14,8 +14,8 @@ import sys
 from collections.abc import Sequence
 from importlib.metadata import version
 
-from backend_stub.guard import AuthThrottle, ConnectionGuard, RateLimitFilter, default_max_connections
-from backend_stub.ocpp_server import CentralSystem, tls_context
+from backend_stub.ocpp.guard import AuthThrottle, ConnectionGuard, RateLimitFilter, default_max_connections
+from backend_stub.ocpp.server import CentralSystem, tls_context
 
 
 def _key_value(text: str) -> tuple[str, str]:

@@ -30,7 +30,7 @@ from ocpp.exceptions import OCPPError
 from ocpp.messages import Call, _validate_payload
 
 from backend_stub import apidocs, tariffs, webapp
-from backend_stub.ocpp_server import MAX_CHARGER_ID_LENGTH, CallErrorReply
+from backend_stub.ocpp.server import MAX_CHARGER_ID_LENGTH, CallErrorReply
 from backend_stub.store import (
     MAX_AMOUNT_MINOR,
     Card,

@@ -23,7 +23,7 @@ from pathlib import Path
 from typing import Any, Protocol
 
 from backend_stub import tariffs, webapp
-from backend_stub.ocpp_server import (
+from backend_stub.ocpp.server import (
     Admission,
     CallErrorReply,
     CentralSystem,

@@ -44,7 +44,7 @@ from backend_stub.formatting import (
     format_money,
     format_time,
 )
-from backend_stub.ocpp_server import CallErrorReply
+from backend_stub.ocpp.server import CallErrorReply
 from backend_stub.store import (
     Card,
     CardMode,

@@ -44,7 +44,7 @@ from aiohttp import web
 from backend_stub import tariffs, webapp
 from backend_stub.csms import Csms
 from backend_stub.formatting import describe_restrictions, format_money, format_price
-from backend_stub.ocpp_server import CallErrorReply
+from backend_stub.ocpp.server import CallErrorReply
 from backend_stub.store import (
     MAX_AMOUNT_MINOR,
     AuthStatus,

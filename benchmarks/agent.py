@@ -27,7 +27,7 @@ from typing import Any
 
 sys.path.insert(0, str(Path(__file__).resolve().parent.parent))
 
-from backend_stub.ocpp_server import CentralSystem
+from backend_stub.ocpp.server import CentralSystem
 from backend_stub.process import start_csms_process
 from chargepoint.agent import Agent
 from chargepoint.config import parse

@@ -17,7 +17,7 @@ from aiohttp import web
 from websockets.asyncio.server import ServerConnection, serve
 
 from backend_stub.csms import Csms
-from backend_stub.ocpp_server import CallErrorReply, CentralSystem, HandlerResult, tls_context
+from backend_stub.ocpp.server import CallErrorReply, CentralSystem, HandlerResult, tls_context
 from backend_stub.store import CsmsStore
 from conformance.__main__ import run_cli
 from conformance.report import Report

@@ -6,7 +6,7 @@ import asyncio
 from datetime import UTC, datetime
 from typing import Any
 
-from backend_stub.ocpp_server import CentralSystem, Frame
+from backend_stub.ocpp.server import CentralSystem, Frame
 from tests.integration.conftest import RunningAgent, until
 
 CP = "CP-1"

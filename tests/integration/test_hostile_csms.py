@@ -13,7 +13,7 @@ from typing import Any
 
 import pytest
 
-from backend_stub.ocpp_server import CALLERROR, CALLRESULT, CallErrorReply, CentralSystem, utc_now_iso
+from backend_stub.ocpp.server import CALLERROR, CALLRESULT, CallErrorReply, CentralSystem, utc_now_iso
 from chargepoint.agent import Agent
 from chargepoint.ports import SystemClock
 from hardware.sim import SimRelay

@@ -10,7 +10,7 @@ from pathlib import Path
 
 import pytest
 
-from backend_stub.ocpp_server import CentralSystem, tls_context
+from backend_stub.ocpp.server import CentralSystem, tls_context
 from backend_stub.process import start_csms_process
 from backend_stub.store import CsmsStore
 from chargepoint.agent import Agent

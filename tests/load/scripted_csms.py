@@ -19,7 +19,7 @@ import signal
 from pathlib import Path
 from typing import Any
 
-from backend_stub.ocpp_server import NO_REPLY, CallErrorReply, CentralSystem, HandlerResult
+from backend_stub.ocpp.server import NO_REPLY, CallErrorReply, CentralSystem, HandlerResult
 
 
 def errors_mode(cs: CentralSystem) -> None:
