@@ -21,7 +21,7 @@ import json
 import math
 import re
 import secrets
-from collections.abc import Callable, Iterable
+from collections.abc import Awaitable, Callable, Iterable
 from dataclasses import dataclass
 from datetime import UTC, date, datetime, time, timedelta, tzinfo
 from decimal import Decimal, InvalidOperation
@@ -34,6 +34,12 @@ from aiohttp import web
 from multidict import MultiDictProxy
 
 from backend_stub import webapp
+from backend_stub.domain.commands import ChargerCommands, CommandReply
+from backend_stub.domain.tariffs import (
+    Tariff,
+    currency_exponent,
+)
+from backend_stub.errors import CommandFailed
 from backend_stub.formatting import (
     DIMENSION_UNITS,
     describe_component,
@@ -44,7 +50,6 @@ from backend_stub.formatting import (
     format_money,
     format_time,
 )
-from backend_stub.ocpp.server import CallErrorReply
 from backend_stub.store import (
     Card,
     CardMode,
@@ -57,10 +62,6 @@ from backend_stub.store import (
     Transaction,
     UnknownTransaction,
     User,
-)
-from backend_stub.tariffs import (
-    Tariff,
-    currency_exponent,
 )
 
 FLASH_COOKIE = "csms_flash"
@@ -520,7 +521,7 @@ def status_snapshot(request: web.Request) -> dict[str, Any]:
     """Every charger's registration, connection, heartbeat and connector statuses (for the live poll)."""
     csms = request.app[webapp.CSMS]
     store = csms.store
-    connected = csms.server.connected
+    connected = csms.commands.connected()
     active: dict[str, int] = {}
     for tx in store.active_transactions():
         active[tx.cp_id] = active.get(tx.cp_id, 0) + 1
@@ -599,13 +600,13 @@ async def charger_page(request: web.Request) -> web.StreamResponse:
     currency = store.currency()
     tariff_id = store.tariff_for(cp_id)
     _, owners = _owners(store)
-    connected = cp_id in request.app[webapp.CSMS].server.connected
+    connected = request.app[webapp.CSMS].commands.is_connected(cp_id)
     return render(
         request,
         "charger.html",
         charger=charger,
         connected=connected,
-        lockout=request.app[webapp.CSMS].server.auth_throttle.status(cp_id),
+        lockout=request.app[webapp.CSMS].commands.auth_lockout(cp_id),
         connectors=[c for c in store.connectors(cp_id)],
         command_connectors=[c.connector_id for c in store.connectors(cp_id) if c.connector_id > 0] or [1],
         tariff=tariff_view(store, tariff_id) if tariff_id else None,
@@ -942,36 +943,44 @@ async def set_card_status(request: web.Request) -> web.StreamResponse:
     return await _form_action(request, "/cards", act)
 
 
-def command_payload(action: str, form: MultiDictProxy[Any]) -> dict[str, Any]:
-    """The OCPP 1.6 payload of a dashboard command from its form fields (FormError if malformed)."""
+def command_call(
+    commands: ChargerCommands, cp_id: str, action: str, form: MultiDictProxy[Any]
+) -> Awaitable[CommandReply]:
+    """The dashboard command named ``action`` (its form's path) as a call on the port (FormError if malformed)."""
+    timeout_s = COMMAND_TIMEOUT_S
     if action == "RemoteStartTransaction":
-        payload: dict[str, Any] = {"idTag": _text_field(form, "idTag", max_len=20)}
-        if _text_field(form, "connectorId", required=False):
-            payload["connectorId"] = _int_field(form, "connectorId", low=1, high=10_000)
-        return payload
+        id_tag = _text_field(form, "idTag", max_len=20)
+        evse = (
+            _int_field(form, "connectorId", low=1, high=10_000)
+            if _text_field(form, "connectorId", required=False)
+            else None
+        )
+        return commands.remote_start(cp_id, evse, id_tag, timeout_s=timeout_s)
     if action == "RemoteStopTransaction":
-        return {"transactionId": _int_field(form, "transactionId", low=0, high=2**31 - 1)}
+        tx_id = _int_field(form, "transactionId", low=0, high=2**31 - 1)
+        return commands.remote_stop(cp_id, tx_id, timeout_s=timeout_s)
     if action == "Reset":
         kind = _text_field(form, "type")
         if kind not in RESET_TYPES:
             raise FormError(f"reset type must be Soft or Hard, got {kind!r}")
-        return {"type": kind}
+        return commands.reset(cp_id, "Soft" if kind == "Soft" else "Hard", timeout_s=timeout_s)
     if action == "UnlockConnector":
-        return {"connectorId": _int_field(form, "connectorId", low=1, high=10_000)}
+        evse = _int_field(form, "connectorId", low=1, high=10_000)
+        return commands.unlock(cp_id, evse, timeout_s=timeout_s)
     if action == "GetDiagnostics":
         location = _text_field(form, "location", max_len=512)
         if urlsplit(location).scheme not in _DIAGNOSTICS_SCHEMES or not urlsplit(location).netloc:
             raise FormError("location: an upload URL like ftp://host/path or https://host/path")
-        return {"location": location}
+        return commands.get_diagnostics(cp_id, location, timeout_s=timeout_s)
     raise FormError(f"unknown command {action!r}")
 
 
-def describe_reply(reply: dict[str, Any]) -> str:
-    """A CALLRESULT payload in one line: its status first, then any other fields."""
-    if not reply:
+def describe_reply(reply: CommandReply) -> str:
+    """A charger's answer in one line: its status first, then any other fields."""
+    if not reply.status and not reply.fields:
         return "(empty reply)"
-    parts = [str(reply["status"])] if "status" in reply else []
-    parts += [f"{k}={json.dumps(v)}" for k, v in reply.items() if k != "status"]
+    parts = [reply.status] if reply.status else []
+    parts += [f"{k}={json.dumps(v)}" for k, v in reply.fields.items()]
     return ", ".join(parts)
 
 
@@ -986,22 +995,23 @@ async def charger_command(request: web.Request) -> web.StreamResponse:
     if csms.store.charger(cp_id) is None:
         return error_page(request, 404, f"No charger {cp_id!r}.")
     try:
-        payload = command_payload(action, form)
+        pending = command_call(csms.commands, cp_id, action, form)
     except FormError as exc:
         return back(request, default, "error", f"{action}: {exc}", form=form)
     try:
-        reply = await csms.server.call(cp_id, action, payload, timeout=COMMAND_TIMEOUT_S)
-    except KeyError:
-        return back(request, default, "error", f"{cp_id} is not connected; {action} not sent.", form=form)
-    except CallErrorReply as exc:
-        text = f"{cp_id} answered {action} with a CallError: {exc.code}"
-        text += f" ({exc.description})" if exc.description else ""
+        reply = await pending
+    except CommandFailed as exc:
+        if exc.code == CommandFailed.NOT_CONNECTED:
+            text = f"{cp_id} is not connected; {action} not sent."
+        elif exc.code == CommandFailed.TIMEOUT:
+            text = f"{cp_id} did not answer {action} in time."
+        elif exc.code == CommandFailed.DISCONNECTED:
+            text = f"{cp_id} disconnected before answering {action}."
+        else:
+            text = f"{cp_id} answered {action} with a CallError: {exc.code}"
+            text += f" ({exc.description})" if exc.description else ""
         return back(request, default, "error", text, form=form)
-    except TimeoutError:
-        return back(request, default, "error", f"{cp_id} did not answer {action} in time.", form=form)
-    except ConnectionError:
-        return back(request, default, "error", f"{cp_id} disconnected before answering {action}.", form=form)
-    status = str(reply.get("status", ""))
+    status = reply.status
     kind = "error" if status in {"Rejected", "NotSupported", "UnlockFailed", "Failed"} else "ok"
     return back(request, default, kind, f"{cp_id} answered {action}: {describe_reply(reply)}", form=form)
 

@@ -10,7 +10,7 @@ The flow (issue 4, item 5):
    actually moves the payment to ``captured`` triggers anything: a repeated one starts nothing and posts nothing.
 3. On capture the paid amount is topped up to a prepaid card whose idTag is the payment's (the payment-bound
    account), then RemoteStartTransaction is sent with that idTag. The idTag authorizes only at that charger,
-   starts only on that connector and only once. The card is prepaid, so `Csms._check_prepaid` stops the session
+   starts only on that connector and only once. The card is prepaid, so the prepaid cut-off (`domain.prepaid`) stops the session
    remotely when its running cost reaches the paid amount; the charge at StopTransaction is capped at the amount.
 4. At StopTransaction (or when the charger is offline, rejects the start, or starts nothing within
    ``start_timeout_s``) the card's remaining balance is paid out once (ledger key ``payment:{id}:refund``),
@@ -41,10 +41,11 @@ import jinja2
 import segno
 from aiohttp import web
 
-from backend_stub import tariffs, webapp
-from backend_stub.csms import Csms
+from backend_stub import webapp
+from backend_stub.domain import tariffs
+from backend_stub.domain.central import Central
+from backend_stub.errors import CommandFailed
 from backend_stub.formatting import describe_restrictions, format_money, format_price
-from backend_stub.ocpp.server import CallErrorReply
 from backend_stub.store import (
     MAX_AMOUNT_MINOR,
     AuthStatus,
@@ -381,9 +382,9 @@ PAYMENTS: web.AppKey[PaymentService] = web.AppKey("payments")
 
 
 class PaymentService:
-    """QR payments of one central system: pages, provider callbacks and the session hooks `Csms` calls."""
+    """QR payments of one central system: pages, provider callbacks and the session hooks `Central` calls."""
 
-    def __init__(self, csms: Csms, config: PayConfig, providers: Mapping[str, PaymentProvider]) -> None:
+    def __init__(self, csms: Central, config: PayConfig, providers: Mapping[str, PaymentProvider]) -> None:
         """Serve payments for ``csms`` through ``providers`` (by name); ``config`` may be replaced later."""
         self.csms = csms
         self.store = csms.store
@@ -465,7 +466,7 @@ class PaymentService:
         charger = self.store.charger(cp_id)
         if charger is None or str(charger.status) != "accepted":
             return "This charger is not in service."
-        if cp_id not in self.csms.server.connected:
+        if not self.csms.commands.is_connected(cp_id):
             return "This charger is offline right now."
         whole, status = self._connector(cp_id, connector_id)
         if whole in ("Unavailable", "Faulted"):
@@ -507,7 +508,7 @@ class PaymentService:
         currency = self.store.currency()
         whole, conn_status = self._connector(cp_id, connector_id)
         try:
-            tariff = self.csms.tariff_for(cp_id)
+            tariff = self.csms.pricing.tariff_for(cp_id)
         except (ValueError, StoreError):
             log.exception("cannot read the tariff of %s", cp_id)
             tariff = None
@@ -518,7 +519,7 @@ class PaymentService:
             status,
             cp_id=cp_id,
             connector_id=connector_id,
-            online=cp_id in self.csms.server.connected,
+            online=self.csms.commands.is_connected(cp_id),
             charger_status=whole,
             connector_status=conn_status,
             unavailable=self._unavailable_reason(cp_id, connector_id),
@@ -734,7 +735,7 @@ class PaymentService:
         energy = f"{tx.energy_wh / 1000:.3f}"
         if tx.active:
             try:
-                running = min(self.csms.running_cost(tx), payment.amount_minor)
+                running = min(self.csms.pricing.running_cost(tx), payment.amount_minor)
             except (ValueError, StoreError):
                 running = 0
             return StatusView(
@@ -801,20 +802,17 @@ class PaymentService:
         self._open_account(payment)
         started = self._started.setdefault(payment.id, asyncio.Event())
         cp_id = payment.cp_id
-        if cp_id not in self.csms.server.connected:
+        assert payment.id_tag is not None  # set by _open_account
+        if not self.csms.commands.is_connected(cp_id):
             self._fail_start(payment_id, "the charger is not connected")
             return
         try:
-            answer = await self.csms.server.call(
-                cp_id,
-                "RemoteStartTransaction",
-                {"connectorId": payment.connector_id, "idTag": payment.id_tag},
-            )
-        except (CallErrorReply, TimeoutError, KeyError, ConnectionError) as exc:
-            log.warning("payment %s: RemoteStartTransaction to %s failed: %s", payment_id, cp_id, exc)
+            reply = await self.csms.commands.remote_start(cp_id, payment.connector_id, payment.id_tag)
+        except CommandFailed as exc:
+            log.warning("payment %s: remote start at %s failed: %s", payment_id, cp_id, exc)
             self._fail_start(payment_id, "the charger did not take the start command")
             return
-        if answer.get("status") != "Accepted":
+        if not reply.accepted:
             self._fail_start(payment_id, "the charger rejected the start")
             return
         with contextlib.suppress(TimeoutError):
@@ -904,7 +902,7 @@ class PaymentService:
                 if not tx.active:
                     self._settle(payment, "the remainder of the paid amount", tx.id)
 
-    # ---- hooks called by Csms (PaymentHooks)
+    # ---- hooks called by Central (PaymentHooks)
 
     def authorize(self, cp_id: str, id_tag: str) -> AuthStatus | None:
         """A payment idTag is Accepted only at its charger, while paid and not yet used or refunded."""
@@ -975,9 +973,9 @@ def refund_key(payment_id: int) -> str:
     return f"payment:{payment_id}:refund"
 
 
-def service(csms: Csms) -> PaymentService:
-    """The payment service of a central system."""
-    return csms.server.app[PAYMENTS]
+def service(app: web.Application) -> PaymentService:
+    """The payment service of a central system's web application."""
+    return app[PAYMENTS]
 
 
 def setup(app: web.Application) -> None:

@@ -22,7 +22,7 @@ from typing import TYPE_CHECKING, Any
 from aiohttp import web
 
 if TYPE_CHECKING:
-    from backend_stub.csms import Csms
+    from backend_stub.domain.central import Central
     from backend_stub.store import CsmsStore
 
 TOKEN_ENV = "CSMS_ADMIN_TOKEN"
@@ -30,7 +30,7 @@ SESSION_COOKIE = "csms_session"
 STATIC_DIR = Path(__file__).with_name("static")
 TEMPLATE_DIR = Path(__file__).with_name("templates")
 
-CSMS: web.AppKey[Csms] = web.AppKey("csms")
+CSMS: web.AppKey[Central] = web.AppKey("csms")
 TOKEN_DIGEST: web.AppKey[str] = web.AppKey("admin_token_sha256", str)
 
 Handler = Callable[[web.Request], Awaitable[web.StreamResponse]]
@@ -99,12 +99,11 @@ def unauthorized() -> web.Response:
     return response
 
 
-def setup(csms: Csms, token_sha256: str) -> web.Application:
+def setup(central: Central, app: web.Application, token_sha256: str) -> web.Application:
     """Add the REST API, pay pages, dashboard and static files to the central system's application."""
     from backend_stub import api, apidocs, dashboard, payments
 
-    app = csms.server.app
-    app[CSMS] = csms
+    app[CSMS] = central
     app[TOKEN_DIGEST] = token_sha256
     api.setup(app)
     apidocs.setup(app)

@@ -27,6 +27,7 @@ from ocpp.exceptions import NotImplementedError as SchemaMissingError
 from ocpp.exceptions import OCPPError
 from ocpp.messages import Call, CallResult, _validate_payload
 
+from backend_stub.domain.chargers import MAX_CHARGER_ID_LENGTH
 from backend_stub.ocpp.framing import (
     CALL,
     CALLERROR,
@@ -72,9 +73,6 @@ violation_log.addFilter(RateLimitFilter())
 
 
 PATH_PREFIX = "/ocpp/"
-# The charger id is the last path segment (OCPP-J 1.6 §3.1.1). BootNotification's identities are at most 20-25
-# characters (CiString20/25Type); 48 leaves room for site prefixes and matches the dashboard's registration form.
-MAX_CHARGER_ID_LENGTH = 48
 CLOSE_TIMEOUT_S = 5.0
 HANDSHAKE_TIMEOUT_S = 10.0
 MAX_BOOTED_REMEMBERED = 100_000

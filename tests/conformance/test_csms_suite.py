@@ -16,7 +16,7 @@ import pytest
 from aiohttp import web
 from websockets.asyncio.server import ServerConnection, serve
 
-from backend_stub.csms import Csms
+from backend_stub.app import Csms
 from backend_stub.ocpp.server import CallErrorReply, CentralSystem, HandlerResult, tls_context
 from backend_stub.store import CsmsStore
 from conformance.__main__ import run_cli
@@ -307,7 +307,7 @@ pki = test_security.pki  # the openssl-made CA and server certificate (a module 
 
 async def test_heartbeat_interval_is_waited_out_when_short_enough(site: Site, tmp_path: Path) -> None:
     """With --heartbeat-wait-max, TC_001 stays idle for one interval and beats again; the CSMS keeps the link."""
-    site.csms.heartbeat_interval_s = 1
+    site.csms.central.heartbeat_interval_s = 1
     out = tmp_path / "hb.json"
     code, _ = await run_cli(
         site.args("--cases", "TC_001_CSMS", "--heartbeat-wait-max", "2", "--json", str(out))

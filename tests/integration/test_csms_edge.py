@@ -26,7 +26,7 @@ from websockets.asyncio.client import ClientConnection, connect
 from websockets.exceptions import ConnectionClosed, InvalidStatus
 
 from backend_stub import webapp
-from backend_stub.csms import Csms
+from backend_stub.app import Csms
 from backend_stub.ocpp.guard import AuthThrottle, ConnectionGuard
 from backend_stub.ocpp.server import tls_context
 from backend_stub.store import ChargerStatus, CsmsStore

@@ -21,7 +21,7 @@ from websockets.asyncio.client import connect
 from websockets.exceptions import InvalidStatus
 
 from backend_stub import api, apidocs
-from backend_stub.csms import Csms
+from backend_stub.app import Csms
 from tests.integration.conftest import until
 from tests.web.conftest import CP_ID, TARIFF, TARIFF_ID, StartSiteAgent
 
@@ -229,7 +229,7 @@ async def test_tariffs_create_list_get_replace_and_default(
         json={"currency": "EUR", "elements": night["elements"][1:]},
     )
     assert status == 201 and new["tariff"]["id"] == "flat"
-    assert site.tariff_for(CP_ID) is not None
+    assert site.central.pricing.tariff_for(CP_ID) is not None
 
     status, settings = await call(http, "GET", "/api/settings", admin_headers)
     assert status == 200 and settings == {

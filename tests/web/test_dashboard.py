@@ -15,9 +15,9 @@ import aiohttp
 import pytest
 
 from backend_stub import dashboard, webapp
-from backend_stub.csms import Csms
+from backend_stub.app import Csms
+from backend_stub.domain.tariffs import Tariff
 from backend_stub.store import CardMode, CsmsStore
-from backend_stub.tariffs import Tariff
 from tests.integration.conftest import until
 from tests.web.conftest import ADMIN_TOKEN, CP_ID, TARIFF, StartSiteAgent
 
@@ -105,7 +105,9 @@ def seed(store: CsmsStore, site: Csms, *, name: str = "Ada Lovelace") -> int:
     store.topup(PREPAID, 2000, "seed-topup", note="opening balance")
     start = datetime.now(UTC) - timedelta(minutes=30)
     tx_id = store.start_transaction(CP_ID, 1, CARD, 1000, start)
-    store.stop_transaction(CP_ID, tx_id, 8400, start + timedelta(minutes=20), "EVDisconnected", site._price)
+    store.stop_transaction(
+        CP_ID, tx_id, 8400, start + timedelta(minutes=20), "EVDisconnected", site.central.pricing.price
+    )
     return user.id
 
 

@@ -10,7 +10,7 @@ import aiohttp
 import pytest
 
 from backend_stub import payments, webapp
-from backend_stub.csms import Csms
+from backend_stub.app import Csms
 from backend_stub.store import CsmsStore, LedgerKind, PaymentStatus
 from tests.integration.conftest import until
 from tests.web.conftest import ADMIN_TOKEN, CP_ID, StartSiteAgent
@@ -144,7 +144,7 @@ async def test_stop_cancels_and_awaits_background_tasks(tmp_path: Path) -> None:
     """Csms.stop awaits its cancelled tasks, and a payment task spawned while connections close is cancelled."""
     store = CsmsStore(tmp_path / "stop.db")
     app = Csms(store, admin_token=ADMIN_TOKEN)
-    svc = payments.service(app)
+    svc = payments.service(app.server.app)
     late: list[asyncio.Task[None]] = []
 
     async def spawn_late(_: Any) -> None:  # runs after the payment service's own on_shutdown
@@ -154,7 +154,7 @@ async def test_stop_cancels_and_awaits_background_tasks(tmp_path: Path) -> None:
     app.server.app.on_shutdown.append(spawn_late)
     await app.start()
     csms_task = asyncio.get_running_loop().create_task(asyncio.sleep(100))
-    app._tasks.add(csms_task)  # type: ignore[arg-type]
+    app.central.prepaid._tasks.add(csms_task)  # type: ignore[arg-type]
     try:
         await app.stop()
         assert csms_task.done()

@@ -14,7 +14,7 @@ import pytest
 import segno
 
 from backend_stub import payments
-from backend_stub.csms import Csms
+from backend_stub.app import Csms
 from backend_stub.formatting import format_money
 from backend_stub.store import AuthStatus, CardStatus, CsmsStore, LedgerKind, Payment, PaymentStatus
 from tests.integration.conftest import RunningAgent, until
@@ -24,7 +24,7 @@ FAST_METER = {"meter_value_sample_interval_s": 1}
 
 
 def svc(site: Csms) -> payments.PaymentService:
-    return payments.service(site)
+    return payments.service(site.server.app)
 
 
 def provider(site: Csms) -> payments.TestProvider:
