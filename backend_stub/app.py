@@ -12,11 +12,11 @@ from collections.abc import Callable
 from datetime import UTC, datetime, tzinfo
 from pathlib import Path
 
-from backend_stub import webapp
 from backend_stub.domain.central import Central
 from backend_stub.ocpp.server import CentralSystem
 from backend_stub.ocpp.v16 import V16Commands, V16Handlers
 from backend_stub.store import CsmsStore
+from backend_stub.web import common, site
 
 
 class Csms:
@@ -62,12 +62,12 @@ class Csms:
         self.server.booted_before = self.central.chargers.booted_before
         V16Handlers(self.central).install(self.server)
         if admin_token is not None:
-            token_sha256, self.new_admin_token = webapp.resolve_admin_token(
-                store, {webapp.TOKEN_ENV: admin_token}
+            token_sha256, self.new_admin_token = common.resolve_admin_token(
+                store, {common.TOKEN_ENV: admin_token}
             )
         else:
-            token_sha256, self.new_admin_token = webapp.resolve_admin_token(store)
-        webapp.setup(self.central, self.server.app, token_sha256)
+            token_sha256, self.new_admin_token = common.resolve_admin_token(store)
+        site.setup(self.central, self.server.app, token_sha256)
 
     async def start(self) -> None:
         """Listen (127.0.0.1 by default)."""

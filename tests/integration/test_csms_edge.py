@@ -25,11 +25,11 @@ import pytest
 from websockets.asyncio.client import ClientConnection, connect
 from websockets.exceptions import ConnectionClosed, InvalidStatus
 
-from backend_stub import webapp
 from backend_stub.app import Csms
 from backend_stub.ocpp.guard import AuthThrottle, ConnectionGuard
 from backend_stub.ocpp.server import tls_context
 from backend_stub.store import ChargerStatus, CsmsStore
+from backend_stub.web import common as webapp
 from tests.integration.test_security import _make_ca, _openssl
 
 ADMIN_TOKEN = "edge-admin-token-0123456789"

@@ -20,8 +20,8 @@ import pytest
 from websockets.asyncio.client import connect
 from websockets.exceptions import InvalidStatus
 
-from backend_stub import api, apidocs
 from backend_stub.app import Csms
+from backend_stub.web import api, apidocs
 from tests.integration.conftest import until
 from tests.web.conftest import CP_ID, TARIFF, TARIFF_ID, StartSiteAgent
 
@@ -550,7 +550,7 @@ async def test_dashboard_cookie_reads_but_writes_only_as_json(
     site: Csms, http: aiohttp.ClientSession, cookie_write_content_type: str
 ) -> None:
     """The dashboard's session cookie is accepted; a cookie-only write must be JSON (no cross-site forms)."""
-    from backend_stub import webapp
+    from backend_stub.web import common as webapp
 
     cookie = webapp.session_value(site.server.app[webapp.TOKEN_DIGEST])
     headers = {"Cookie": f"{webapp.SESSION_COOKIE}={cookie}"}

@@ -14,10 +14,11 @@ from typing import Any
 import aiohttp
 import pytest
 
-from backend_stub import dashboard, webapp
 from backend_stub.app import Csms
 from backend_stub.domain.tariffs import Tariff
 from backend_stub.store import CardMode, CsmsStore
+from backend_stub.web import common as webapp
+from backend_stub.web import dashboard
 from tests.integration.conftest import until
 from tests.web.conftest import ADMIN_TOKEN, CP_ID, TARIFF, StartSiteAgent
 

@@ -4,10 +4,10 @@ from __future__ import annotations
 
 from dataclasses import replace
 
-from backend_stub import payments
 from backend_stub.app import Csms
-from backend_stub.formatting import format_money
 from backend_stub.store import PaymentStatus
+from backend_stub.web import pay as payments
+from backend_stub.web.formatting import format_money
 from tests.integration.conftest import until
 from tests.web.conftest import CP_ID, Browser, StartSiteAgent
 

@@ -9,9 +9,10 @@ from typing import Any
 import aiohttp
 import pytest
 
-from backend_stub import payments, webapp
 from backend_stub.app import Csms
 from backend_stub.store import CsmsStore, LedgerKind, PaymentStatus
+from backend_stub.web import common as webapp
+from backend_stub.web import pay as payments
 from tests.integration.conftest import until
 from tests.web.conftest import ADMIN_TOKEN, CP_ID, StartSiteAgent
 from tests.web.test_dashboard import Admin, log_in

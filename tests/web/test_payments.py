@@ -13,10 +13,10 @@ import aiohttp
 import pytest
 import segno
 
-from backend_stub import payments
 from backend_stub.app import Csms
-from backend_stub.formatting import format_money
 from backend_stub.store import AuthStatus, CardStatus, CsmsStore, LedgerKind, Payment, PaymentStatus
+from backend_stub.web import pay as payments
+from backend_stub.web.formatting import format_money
 from tests.integration.conftest import RunningAgent, until
 from tests.web.conftest import ADMIN_TOKEN, CP_ID, StartSiteAgent
 

@@ -25,7 +25,6 @@ from typing import TYPE_CHECKING, Any, Final, NoReturn
 from aiohttp import web
 from aiohttp.web_protocol import RequestPayloadError
 
-from backend_stub import apidocs, webapp
 from backend_stub.domain import tariffs
 from backend_stub.domain.chargers import MAX_CHARGER_ID_LENGTH
 from backend_stub.domain.commands import ChargerCommands
@@ -48,6 +47,7 @@ from backend_stub.store import (
     Transaction,
     User,
 )
+from backend_stub.web import apidocs, common
 
 if TYPE_CHECKING:
     from backend_stub.domain.central import Central
@@ -95,29 +95,29 @@ def _bad(message: str, field: str | None = None) -> NoReturn:
 def _store_error_response(exc: StoreError) -> web.Response:
     """Translate a store error: bad values 400, missing rows 404, clashes 409; anything else is ours (503)."""
     if isinstance(exc, InvalidInput):
-        return webapp.json_error(400, str(exc))
+        return common.json_error(400, str(exc))
     if isinstance(exc, NotFound):
-        return webapp.json_error(404, str(exc))
+        return common.json_error(404, str(exc))
     if isinstance(exc, IdempotencyConflict):
-        return webapp.json_error(409, f"idempotency key reused with different parameters: {exc}")
+        return common.json_error(409, f"idempotency key reused with different parameters: {exc}")
     if isinstance(exc, Conflict):
-        return webapp.json_error(409, str(exc))
+        return common.json_error(409, str(exc))
     log.error("store failure answering an API request: %s", exc)
-    return webapp.json_error(503, "the store is unavailable; try again")
+    return common.json_error(503, "the store is unavailable; try again")
 
 
 def _http_error_response(exc: web.HTTPException, request: web.Request) -> web.Response:
     """A JSON body for aiohttp's own 4xx answers (no route, wrong method, body too large)."""
     if exc.status == 404:
-        return webapp.json_error(404, f"no API endpoint at {request.path}")
+        return common.json_error(404, f"no API endpoint at {request.path}")
     if exc.status == 405:
         allowed = sorted(getattr(exc, "allowed_methods", ()) or ())
-        response = webapp.json_error(405, f"method {request.method} is not allowed here", allowed=allowed)
+        response = common.json_error(405, f"method {request.method} is not allowed here", allowed=allowed)
         response.headers["Allow"] = ", ".join(allowed)
         return response
     if exc.status == 413:
-        return webapp.json_error(413, f"request body is larger than {MAX_BODY_BYTES} bytes")
-    return webapp.json_error(exc.status, exc.reason)
+        return common.json_error(413, f"request body is larger than {MAX_BODY_BYTES} bytes")
+    return common.json_error(exc.status, exc.reason)
 
 
 def _auth_problem(request: web.Request) -> web.Response | None:
@@ -125,15 +125,15 @@ def _auth_problem(request: web.Request) -> web.Response | None:
     public = request.path == OPENAPI_PATH or apidocs.is_docs_path(request.path)
     if public and request.method in ("GET", "HEAD"):
         return None
-    if not webapp.is_admin(request):
-        return webapp.unauthorized()
+    if not common.is_admin(request):
+        return common.unauthorized()
     scheme = request.headers.get("Authorization", "").partition(" ")[0].lower()
     if (
         scheme != "bearer"
         and request.method not in ("GET", "HEAD", "OPTIONS")
         and request.content_type != "application/json"
     ):
-        return webapp.json_error(
+        return common.json_error(
             403, "a write authenticated by the session cookie must be sent as Content-Type: application/json"
         )
     return None
@@ -150,18 +150,18 @@ async def api_middleware(request: web.Request, handler: Handler) -> web.StreamRe
     try:
         return await handler(request)
     except ApiError as exc:
-        return webapp.json_error(exc.status, exc.message, **exc.extra)
+        return common.json_error(exc.status, exc.message, **exc.extra)
     except StoreError as exc:
         return _store_error_response(exc)
     except UnicodeError:  # a safety net: text from a header or path that is not valid Unicode
-        return webapp.json_error(400, "the request holds text that is not valid UTF-8")
+        return common.json_error(400, "the request holds text that is not valid UTF-8")
     except web.HTTPException as exc:
         if exc.status < 400:
             raise
         return _http_error_response(exc, request)
     except Exception:
         log.exception("API handler failed: %s %s", request.method, request.path)
-        return webapp.json_error(500, "internal error")
+        return common.json_error(500, "internal error")
 
 
 # ---------------------------------------------------------------------------------------------- input
@@ -483,7 +483,7 @@ def _session_json(tx: Transaction, currency: str, user_id: int | None) -> dict[s
 
 
 def _csms(request: web.Request) -> Central:
-    return request.app[webapp.CSMS]
+    return request.app[common.CSMS]
 
 
 # ---------------------------------------------------------------------------------------------- users
@@ -1509,7 +1509,7 @@ async def openapi(request: web.Request) -> web.Response:
     doc = copy.deepcopy(OPENAPI)
     for param in doc["paths"]["/api/chargers/{cp_id}/commands/{action}"]["post"]["parameters"]:
         if param["name"] == "action":
-            param["schema"] = {"enum": sorted(request.app[webapp.CSMS].commands.raw_actions())}
+            param["schema"] = {"enum": sorted(request.app[common.CSMS].commands.raw_actions())}
     return _ok(doc)
 
 

@@ -41,11 +41,9 @@ import jinja2
 import segno
 from aiohttp import web
 
-from backend_stub import webapp
 from backend_stub.domain import tariffs
 from backend_stub.domain.central import Central
 from backend_stub.errors import CommandFailed
-from backend_stub.formatting import describe_restrictions, format_money, format_price
 from backend_stub.store import (
     MAX_AMOUNT_MINOR,
     AuthStatus,
@@ -59,6 +57,8 @@ from backend_stub.store import (
     StoreError,
     Transaction,
 )
+from backend_stub.web import common
+from backend_stub.web.formatting import describe_restrictions, format_money, format_price
 
 __all__ = [
     "PAYMENTS",
@@ -254,7 +254,7 @@ class TestProvider:
         except (KeyError, ValueError):
             raise CallbackRejected(401, f"missing or malformed {SIGNATURE_HEADER} header") from None
         expected = hmac.new(self.secret, f"{t}.".encode() + body, hashlib.sha256).hexdigest()
-        if not webapp.same_text(expected, given):
+        if not common.same_text(expected, given):
             raise CallbackRejected(401, "bad signature")
         if abs(self.clock() - t) > SIGNATURE_TOLERANCE_S:
             raise CallbackRejected(401, "signature timestamp outside the tolerance")
@@ -396,7 +396,7 @@ class PaymentService:
         self._checkout_urls: dict[int, str] = {}
         self._tasks: set[asyncio.Task[None]] = set()
         self.templates = jinja2.Environment(
-            loader=jinja2.FileSystemLoader(webapp.TEMPLATE_DIR),
+            loader=jinja2.FileSystemLoader(common.TEMPLATE_DIR),
             autoescape=True,
             undefined=jinja2.StrictUndefined,
         )
@@ -411,7 +411,7 @@ class PaymentService:
     def payment_for_token(self, token: str) -> Payment | None:
         """The payment a status token names, or None (unknown or forged)."""
         head, _, _mac = token.partition("-")
-        if not re.fullmatch(r"[0-9]{1,18}", head) or not webapp.same_text(
+        if not re.fullmatch(r"[0-9]{1,18}", head) or not common.same_text(
             self.status_token(int(head)), token
         ):
             return None
@@ -636,17 +636,17 @@ class PaymentService:
         """POST /pay/callback/{provider}: a provider event; authenticity is the provider's check."""
         provider = self.providers.get(request.match_info["provider"])
         if provider is None:
-            return webapp.json_error(404, "unknown payment provider")
+            return common.json_error(404, "unknown payment provider")
         body = await request.read()
         try:
             event = provider.parse_callback(request.headers, body)
         except CallbackRejected as exc:
             log.warning("rejected %s callback: %s", provider.name, exc)
-            return webapp.json_error(exc.status, str(exc))
+            return common.json_error(exc.status, str(exc))
         try:
             payment, changed = self.apply_event(provider.name, event)
         except CallbackRejected as exc:
-            return webapp.json_error(exc.status, str(exc))
+            return common.json_error(exc.status, str(exc))
         return web.json_response({"payment": payment.id, "status": str(payment.status), "changed": changed})
 
     def apply_event(self, provider_name: str, event: ProviderEvent) -> tuple[Payment, bool]:
@@ -980,7 +980,7 @@ def service(app: web.Application) -> PaymentService:
 
 def setup(app: web.Application) -> None:
     """Register the pay pages, QR codes and provider callbacks, and hook payments into the OCPP handlers."""
-    csms = app[webapp.CSMS]
+    csms = app[common.CSMS]
     test = TestProvider(csms.store.secret("pay.test_provider"), clock=lambda: csms.clock().timestamp())
     svc = PaymentService(csms, PayConfig.from_env(), {test.name: test})
     app[PAYMENTS] = svc

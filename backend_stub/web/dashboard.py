@@ -1,6 +1,6 @@
 """The operator dashboard: server-rendered pages (jinja2, autoescaped) over the store, with OCPP command buttons.
 
-Every page but `/login` needs the admin session (`webapp.is_admin`): a GET without one is redirected to the
+Every page but `/login` needs the admin session (`common.is_admin`): a GET without one is redirected to the
 login page, a POST without one is refused. Every POST carries a CSRF token derived with HMAC from the session
 value (so it is stateless too) and, when the browser sends an Origin header, that origin must be this host.
 Results of POSTs travel to the next page as a signed, HttpOnly flash cookie (post/redirect/get).
@@ -33,23 +33,12 @@ import jinja2
 from aiohttp import web
 from multidict import MultiDictProxy
 
-from backend_stub import webapp
 from backend_stub.domain.commands import ChargerCommands, CommandReply
 from backend_stub.domain.tariffs import (
     Tariff,
     currency_exponent,
 )
 from backend_stub.errors import CommandFailed
-from backend_stub.formatting import (
-    DIMENSION_UNITS,
-    describe_component,
-    describe_restrictions,
-    format_duration,
-    format_iso,
-    format_kwh,
-    format_money,
-    format_time,
-)
 from backend_stub.store import (
     Card,
     CardMode,
@@ -62,6 +51,17 @@ from backend_stub.store import (
     Transaction,
     UnknownTransaction,
     User,
+)
+from backend_stub.web import common
+from backend_stub.web.formatting import (
+    DIMENSION_UNITS,
+    describe_component,
+    describe_restrictions,
+    format_duration,
+    format_iso,
+    format_kwh,
+    format_money,
+    format_time,
 )
 
 FLASH_COOKIE = "csms_flash"
@@ -99,7 +99,7 @@ _DIAGNOSTICS_SCHEMES = ("ftp", "ftps", "sftp", "http", "https")
 _NONCE = re.compile(r"[0-9a-f]{16,64}")
 _FILENAME_UNSAFE = re.compile(r"[^A-Za-z0-9._-]")
 
-Handler = webapp.Handler
+Handler = common.Handler
 
 
 class FormError(ValueError):
@@ -218,12 +218,12 @@ def daily_chart(stats: list[DailyStats], currency: str) -> Chart:
 
 def csrf_token(app: web.Application) -> str:
     """The CSRF token of the admin session: an HMAC of the session value (stateless, like the session)."""
-    key = bytes.fromhex(webapp.session_value(app[webapp.TOKEN_DIGEST]))
+    key = bytes.fromhex(common.session_value(app[common.TOKEN_DIGEST]))
     return hmac.new(key, b"csms dashboard csrf v1", hashlib.sha256).hexdigest()
 
 
 def _flash_key(app: web.Application) -> bytes:
-    key = bytes.fromhex(webapp.session_value(app[webapp.TOKEN_DIGEST]))
+    key = bytes.fromhex(common.session_value(app[common.TOKEN_DIGEST]))
     return hmac.new(key, b"csms dashboard flash v1", hashlib.sha256).digest()
 
 
@@ -274,7 +274,7 @@ def read_flash(request: web.Request) -> tuple[str, str] | None:
     expected = hmac.new(
         _flash_key(request.app), payload.encode(errors="surrogatepass"), hashlib.sha256
     ).hexdigest()
-    if not webapp.same_text(signature, expected):
+    if not common.same_text(signature, expected):
         return None
     try:
         kind, text = json.loads(base64.urlsafe_b64decode(payload.encode()))
@@ -287,11 +287,11 @@ def read_flash(request: web.Request) -> tuple[str, str] | None:
 
 
 def _store(request: web.Request) -> CsmsStore:
-    return request.app[webapp.CSMS].store
+    return request.app[common.CSMS].store
 
 
 def _site_tz(request: web.Request) -> tzinfo:
-    return request.app[webapp.CSMS].site_tz
+    return request.app[common.CSMS].site_tz
 
 
 def static_url(request: web.Request, filename: str) -> str:
@@ -314,7 +314,7 @@ def render(request: web.Request, template: str, *, status: int = 200, **context:
         .render(
             request_path=request.path,
             request_path_qs=request.path_qs,
-            logged_in=webapp.is_admin(request),
+            logged_in=common.is_admin(request),
             csrf=csrf_token(request.app),
             csrf_field=CSRF_FIELD,
             flash=flash,
@@ -356,7 +356,7 @@ def page(handler: Handler) -> Handler:
     """Require the admin session; for POSTs also the CSRF token and a same-origin request."""
 
     async def guarded(request: web.Request) -> web.StreamResponse:
-        if not webapp.is_admin(request):
+        if not common.is_admin(request):
             if request.method in ("GET", "HEAD"):
                 query = urlencode({"next": request.path_qs})
                 raise web.HTTPSeeOther(f"/login?{query}")
@@ -366,7 +366,7 @@ def page(handler: Handler) -> Handler:
             token = form.get(CSRF_FIELD)
             if (
                 not isinstance(token, str)
-                or not webapp.same_text(token, csrf_token(request.app))
+                or not common.same_text(token, csrf_token(request.app))
                 or not _same_origin(request)
             ):
                 return error_page(
@@ -382,8 +382,8 @@ def api_json(handler: Handler) -> Handler:
     """Require the admin session for a JSON endpoint (401 otherwise, so scripts can send to the login)."""
 
     async def guarded(request: web.Request) -> web.StreamResponse:
-        if not webapp.is_admin(request):
-            return _secure(webapp.json_error(401, "login required"))
+        if not common.is_admin(request):
+            return _secure(common.json_error(401, "login required"))
         response: web.StreamResponse = await handler(request)
         return _secure(response)
 
@@ -475,7 +475,7 @@ def _owners(store: CsmsStore) -> tuple[dict[int, User], dict[str, User]]:
 async def login_form(request: web.Request) -> web.StreamResponse:
     """GET /login: the token form (or straight on when already logged in)."""
     target = safe_path(request.query.get("next"))
-    if webapp.is_admin(request):
+    if common.is_admin(request):
         raise web.HTTPSeeOther(target)
     return render(request, "login.html", next=target, error=None)
 
@@ -488,12 +488,12 @@ async def login(request: web.Request) -> web.StreamResponse:
     token = form.get("token")
     if not _same_origin(request):
         return error_page(request, 403, "Cross-site login refused.")
-    if not isinstance(token, str) or not token.strip() or not webapp.token_ok(request.app, token.strip()):
+    if not isinstance(token, str) or not token.strip() or not common.token_ok(request.app, token.strip()):
         return render(request, "login.html", status=401, next=target, error="Wrong admin token.")
     response = redirect(target)
     response.set_cookie(
-        webapp.SESSION_COOKIE,
-        webapp.session_value(request.app[webapp.TOKEN_DIGEST]),
+        common.SESSION_COOKIE,
+        common.session_value(request.app[common.TOKEN_DIGEST]),
         path="/",
         httponly=True,
         samesite="Strict",
@@ -506,7 +506,7 @@ async def login(request: web.Request) -> web.StreamResponse:
 async def logout(request: web.Request) -> web.StreamResponse:
     """POST /logout: drop the session cookie."""
     response = redirect("/login")
-    response.del_cookie(webapp.SESSION_COOKIE, path="/")
+    response.del_cookie(common.SESSION_COOKIE, path="/")
     return response
 
 
@@ -519,7 +519,7 @@ def _connector_label(connector_id: int) -> str:
 
 def status_snapshot(request: web.Request) -> dict[str, Any]:
     """Every charger's registration, connection, heartbeat and connector statuses (for the live poll)."""
-    csms = request.app[webapp.CSMS]
+    csms = request.app[common.CSMS]
     store = csms.store
     connected = csms.commands.connected()
     active: dict[str, int] = {}
@@ -600,13 +600,13 @@ async def charger_page(request: web.Request) -> web.StreamResponse:
     currency = store.currency()
     tariff_id = store.tariff_for(cp_id)
     _, owners = _owners(store)
-    connected = request.app[webapp.CSMS].commands.is_connected(cp_id)
+    connected = request.app[common.CSMS].commands.is_connected(cp_id)
     return render(
         request,
         "charger.html",
         charger=charger,
         connected=connected,
-        lockout=request.app[webapp.CSMS].commands.auth_lockout(cp_id),
+        lockout=request.app[common.CSMS].commands.auth_lockout(cp_id),
         connectors=[c for c in store.connectors(cp_id)],
         command_connectors=[c.connector_id for c in store.connectors(cp_id) if c.connector_id > 0] or [1],
         tariff=tariff_view(store, tariff_id) if tariff_id else None,
@@ -987,7 +987,7 @@ def describe_reply(reply: CommandReply) -> str:
 @page
 async def charger_command(request: web.Request) -> web.StreamResponse:
     """POST /chargers/{cp_id}/commands/{action}: send the OCPP call and show the charger's reply."""
-    csms = request.app[webapp.CSMS]
+    csms = request.app[common.CSMS]
     cp_id = request.match_info["cp_id"]
     action = request.match_info["action"]
     form = await request.post()
@@ -1022,7 +1022,7 @@ async def charger_command(request: web.Request) -> web.StreamResponse:
 def environment() -> jinja2.Environment:
     """The dashboard's jinja2 environment: every value HTML-escaped, undefined names are errors."""
     env = jinja2.Environment(
-        loader=jinja2.FileSystemLoader(webapp.TEMPLATE_DIR),
+        loader=jinja2.FileSystemLoader(common.TEMPLATE_DIR),
         autoescape=True,
         undefined=jinja2.StrictUndefined,
         trim_blocks=True,

@@ -1,7 +1,4 @@
-"""The HTTP side of the bundled central system: admin authentication and the wiring of its routes.
-
-One aiohttp application carries OCPP (`/ocpp/{id}`, from `ocpp_server`), the REST API (`/api/`, `api.py`), the
-QR pay pages (`/pay/`, `/qr/`, `payments.py`) and the operator dashboard (`/`, `dashboard.py`).
+"""What every web module shares: the application keys, the admin token and session, JSON errors.
 
 The admin token comes from ``CSMS_ADMIN_TOKEN``; without it one is generated at the first start, printed once,
 and only its SHA-256 digest is kept in the store. API clients send ``Authorization: Bearer <token>``; the
@@ -97,17 +94,3 @@ def unauthorized() -> web.Response:
     response = json_error(401, "missing or invalid admin token")
     response.headers["WWW-Authenticate"] = 'Bearer realm="csms"'
     return response
-
-
-def setup(central: Central, app: web.Application, token_sha256: str) -> web.Application:
-    """Add the REST API, pay pages, dashboard and static files to the central system's application."""
-    from backend_stub import api, apidocs, dashboard, payments
-
-    app[CSMS] = central
-    app[TOKEN_DIGEST] = token_sha256
-    api.setup(app)
-    apidocs.setup(app)
-    payments.setup(app)
-    dashboard.setup(app)
-    app.router.add_static("/static/", STATIC_DIR, name="static", append_version=True)
-    return app
