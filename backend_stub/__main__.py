@@ -16,6 +16,7 @@ from importlib.metadata import version
 
 from backend_stub.ocpp.guard import AuthThrottle, ConnectionGuard, RateLimitFilter, default_max_connections
 from backend_stub.ocpp.server import CentralSystem, tls_context
+from backend_stub.testing.server import ScriptedCentralSystem
 
 
 def _key_value(text: str) -> tuple[str, str]:
@@ -254,7 +255,7 @@ async def serve(args: argparse.Namespace) -> None:
             finally:
                 await app.stop()
         return
-    cs = CentralSystem(args.host, args.port, log_path=args.log)
+    cs = ScriptedCentralSystem(args.host, args.port, log_path=args.log)
     _configure(cs, args)
     cs.heartbeat_interval = args.heartbeat_interval
     cs.passwords.update(args.password)

@@ -60,7 +60,8 @@ class Csms:
         )
         self.server.admission = self.central.chargers.admission
         self.server.booted_before = self.central.chargers.booted_before
-        V16Handlers(self.central).install(self.server)
+        self.v16 = V16Handlers(self.central)
+        self.v16.install(self.server)
         if admin_token is not None:
             token_sha256, self.new_admin_token = common.resolve_admin_token(
                 store, {common.TOKEN_ENV: admin_token}

@@ -1,17 +1,18 @@
-"""Compatibility name for `backend_stub.ocpp.server` (used by the agent's tests, the simulator and loadtests)."""
+"""Compatibility names for the agent's tests, the simulator, benchmarks and the conformance package.
 
-from backend_stub.ocpp.server import (
-    CALL,
-    CALLERROR,
-    CALLRESULT,
+`CentralSystem` here is the scripted test server (`backend_stub.testing.server.ScriptedCentralSystem`); the
+production transport is `backend_stub.ocpp.server.CentralSystem`.
+"""
+
+from backend_stub.ocpp.server import CALL, CALLERROR, CALLRESULT, tls_context
+from backend_stub.testing.server import (
     NO_REPLY,
     CallErrorReply,
-    CentralSystem,
     Frame,
     HandlerResult,
-    tls_context,
     utc_now_iso,
 )
+from backend_stub.testing.server import ScriptedCentralSystem as CentralSystem
 
 __all__ = [
     "CALL",

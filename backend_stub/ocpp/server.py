@@ -7,7 +7,6 @@ import contextlib
 import enum
 import hmac
 import inspect
-import itertools
 import json
 import logging
 import ssl
@@ -112,67 +111,10 @@ class OcppVersion:
     charge_point_actions: frozenset[str]  # actions a charger may send as CALL
     error_codes: frozenset[str]  # CALLERROR codes valid on the wire
     error_code_aliases: Mapping[str, str]  # `ocpp` package error code -> wire error code
-    default_handlers: Callable[[CentralSystem], dict[str, Handler]]
 
     def wire_error_code(self, code: str) -> str:
         """Translate an `ocpp` package error code into this version's spelling."""
         return self.error_code_aliases.get(code, code)
-
-
-def _ocpp16_handlers(cs: CentralSystem) -> dict[str, Handler]:
-    """Default answers to every charge-point-initiated OCPP 1.6 action; they read `cs` settings per call."""
-
-    def id_tag_info(id_tag: str) -> dict[str, Any]:
-        return {"status": cs.id_tags.get(id_tag, cs.default_auth_status)}
-
-    def boot_notification(cp_id: str, payload: dict[str, Any]) -> HandlerResult:
-        return {"status": "Accepted", "currentTime": utc_now_iso(), "interval": cs.heartbeat_interval}
-
-    def heartbeat(cp_id: str, payload: dict[str, Any]) -> HandlerResult:
-        return {"currentTime": utc_now_iso()}
-
-    def authorize(cp_id: str, payload: dict[str, Any]) -> HandlerResult:
-        return {"idTagInfo": id_tag_info(payload["idTag"])}
-
-    started: dict[tuple[Any, ...], int] = {}
-
-    def start_transaction(cp_id: str, payload: dict[str, Any]) -> HandlerResult:
-        # Idempotent: a charger that crashed after sending but before storing the answer sends the same
-        # StartTransaction again; it gets the same transactionId, not a second transaction.
-        key = (cp_id, payload["connectorId"], payload["idTag"], payload["timestamp"], payload["meterStart"])
-        if key not in started:
-            started[key] = cs.next_transaction_id()
-        return {"transactionId": started[key], "idTagInfo": id_tag_info(payload["idTag"])}
-
-    def stop_transaction(cp_id: str, payload: dict[str, Any]) -> HandlerResult:
-        return {"idTagInfo": {"status": "Accepted"}} if "idTag" in payload else {}
-
-    def empty(cp_id: str, payload: dict[str, Any]) -> HandlerResult:
-        return {}
-
-    def data_transfer(cp_id: str, payload: dict[str, Any]) -> HandlerResult:
-        return {"status": "UnknownVendorId"}
-
-    def sign_certificate(cp_id: str, payload: dict[str, Any]) -> HandlerResult:
-        return {"status": "Rejected"}
-
-    return {
-        "BootNotification": boot_notification,
-        "Heartbeat": heartbeat,
-        "Authorize": authorize,
-        "StartTransaction": start_transaction,
-        "StopTransaction": stop_transaction,
-        "StatusNotification": empty,
-        "MeterValues": empty,
-        "DiagnosticsStatusNotification": empty,
-        "FirmwareStatusNotification": empty,
-        "DataTransfer": data_transfer,
-        # Security whitepaper extensions (their schemas ship with the ocpp package).
-        "SecurityEventNotification": empty,
-        "LogStatusNotification": empty,
-        "SignedFirmwareStatusNotification": empty,
-        "SignCertificate": sign_certificate,
-    }
 
 
 OCPP16 = OcppVersion(
@@ -215,7 +157,6 @@ OCPP16 = OcppVersion(
         "FormatViolation": "FormationViolation",
         "OccurrenceConstraintViolation": "OccurenceConstraintViolation",
     },
-    default_handlers=_ocpp16_handlers,
 )
 
 VERSIONS: dict[str, OcppVersion] = {v.subprotocol: v for v in (OCPP16,)}
@@ -304,15 +245,9 @@ class CentralSystem:
         self.response_timeout_s = response_timeout_s
         self.unique_id_factory: Callable[[], str] = unique_ids or (lambda: str(uuid.uuid4()))
 
-        # Behaviour knobs for tests and the demo.
-        self.passwords: dict[str, str] = {}
-        self.id_tags: dict[str, str] = {}
-        self.default_auth_status = "Accepted"
-        self.heartbeat_interval = 300
-        self.refuse_connections = False
-        # Optional registry check at the handshake: (cp_id, Basic password or None, security profile offered) ->
-        # "ok" | "unknown" | "unauthorized" (HTTP 404 / 401). When set, it replaces `passwords`. Profile 3 means
-        # the server has already checked a client certificate issued to cp_id.
+        # Registry check at the handshake: (cp_id, Basic password or None, security profile offered) ->
+        # "ok" | "unknown" | "unauthorized" (HTTP 404 / 401). Without one, `_credentials_refused` decides (every
+        # charger is admitted). Profile 3 means the server has already checked a client certificate for cp_id.
         # It may be a coroutine function, so that a slow password hash runs off the event loop.
         self.admission: (
             Callable[[str, str | None, SecurityProfile], Admission | Awaitable[Admission]] | None
@@ -323,9 +258,9 @@ class CentralSystem:
         # Called with (cp_id, action, payload, answer) after every CALLRESULT to a server CALL.
         self.call_observers: list[CallObserver] = []
         self.validate_responses = True
-        self.handlers_by_subprotocol: dict[str, dict[str, Handler]] = {
-            sub: version.default_handlers(self) for sub, version in VERSIONS.items()
-        }
+        # Handlers keyed by subprotocol, then action; an action without one is answered NotImplemented. The
+        # application installs its own (backend_stub.ocpp.v16); backend_stub.testing installs scripted ones.
+        self.handlers_by_subprotocol: dict[str, dict[str, Handler]] = {sub: {} for sub in VERSIONS}
 
         # What happened. A long-running server sets keep_frames = False: the in-memory log would grow without
         # bound (the JSONL file, if any, still gets every frame).
@@ -336,7 +271,6 @@ class CentralSystem:
         # ... and of what the server did wrong (a handler raised or returned an invalid response).
         self.errors: list[tuple[str, str, str]] = []
 
-        self._transaction_ids = itertools.count(1)
         self._connections: dict[str, _Connection] = {}
         self._websockets = 0  # WebSocket handshakes and connections being served
         self._booted: dict[str, None] = {}  # ids that sent a BootNotification (oldest first, bounded)
@@ -482,10 +416,6 @@ class CentralSystem:
     def handlers(self, value: dict[str, Handler]) -> None:
         """Replace the OCPP 1.6 handlers."""
         self.handlers_by_subprotocol[OCPP16.subprotocol] = value
-
-    def next_transaction_id(self) -> int:
-        """Return a new transaction id (1, 2, 3, ... per server)."""
-        return next(self._transaction_ids)
 
     # ---- queries and waiting for tests -------------------------------------------------------------------------
 
@@ -636,8 +566,6 @@ class CentralSystem:
             return web.Response(
                 status=HTTPStatus.NOT_FOUND, text=f"Unknown path; connect to {PATH_PREFIX}<id>\n"
             )
-        if self.refuse_connections:
-            return web.Response(status=HTTPStatus.SERVICE_UNAVAILABLE, text="Connections are refused\n")
         offered = _offered_subprotocols(request.headers.getall("Sec-WebSocket-Protocol", []))
         if not any(sub in VERSIONS for sub in offered):
             self._violation(cp_id, "", f"handshake offers no supported subprotocol (offered: {offered[:8]})")
@@ -687,8 +615,7 @@ class CentralSystem:
                 return web.Response(status=HTTPStatus.NOT_FOUND, text=f"Unknown charge point {cp_id}\n")
             unauthorized = verdict == "unauthorized"
         else:
-            expected = self.passwords.get(cp_id)
-            unauthorized = expected is not None and not _basic_auth_ok(authorization, cp_id, expected)
+            unauthorized = self._credentials_refused(cp_id, password)
         if unauthorized:
             self.auth_throttle.failed(cp_id, address)
             refusal_log.warning("refused %s from %s: wrong or missing credentials", cp_id, address)
@@ -699,6 +626,10 @@ class CentralSystem:
             )
         self.auth_throttle.succeeded(cp_id)
         return None
+
+    def _credentials_refused(self, cp_id: str, password: str | None) -> bool:
+        """Without an `admission` check, whether ``password`` (None: none sent) is refused: never, here."""
+        return False
 
     # ---- connection handling -----------------------------------------------------------------------------------
 
@@ -1069,14 +1000,6 @@ def _basic_password(header: str | None, cp_id: str) -> str | None:
         return None
     username = auth.login.encode(errors="surrogateescape")
     return auth.password if hmac.compare_digest(username, cp_id.encode()) else None
-
-
-def _basic_auth_ok(header: str | None, cp_id: str, password: str) -> bool:
-    """Whether the Authorization header carries HTTP Basic credentials `cp_id:password`."""
-    given = _basic_password(header, cp_id)
-    return given is not None and hmac.compare_digest(
-        given.encode(errors="surrogateescape"), password.encode(errors="surrogateescape")
-    )
 
 
 def _offered_subprotocols(values: Iterable[str]) -> list[str]:

@@ -199,6 +199,12 @@ class V16Handlers:
             "StopTransaction": self.stop,
             "DiagnosticsStatusNotification": self.diagnostics_status,
             "FirmwareStatusNotification": self.firmware_status,
+            "DataTransfer": self.data_transfer,
+            # Security whitepaper extensions (their schemas ship with the ocpp package): acknowledged.
+            "SecurityEventNotification": self.acknowledge,
+            "LogStatusNotification": self.acknowledge,
+            "SignedFirmwareStatusNotification": self.acknowledge,
+            "SignCertificate": self.sign_certificate,
         }
         server.handlers.update(handlers)
         # Every answer the server gives goes through guard: only BootNotification reaches a charger that is not
@@ -290,6 +296,18 @@ class V16Handlers:
         """FirmwareStatusNotification (OCPP 1.6 §4.5)."""
         self.central.chargers.firmware_status(cp_id, payload["status"])
         return {}
+
+    def acknowledge(self, cp_id: str, payload: dict[str, Any]) -> HandlerResult:
+        """A notification whose content is not kept (an empty .conf)."""
+        return {}
+
+    def data_transfer(self, cp_id: str, payload: dict[str, Any]) -> HandlerResult:
+        """DataTransfer (OCPP 1.6 §4.3): no vendor extension is known here."""
+        return {"status": "UnknownVendorId"}
+
+    def sign_certificate(self, cp_id: str, payload: dict[str, Any]) -> HandlerResult:
+        """SignCertificate (OCPP 1.6 security whitepaper): no certificate authority here, so Rejected."""
+        return {"status": "Rejected"}
 
     def authorize(self, cp_id: str, payload: dict[str, Any]) -> HandlerResult:
         """Authorize (OCPP 1.6 §4.1)."""

@@ -17,8 +17,9 @@ from aiohttp import web
 from websockets.asyncio.server import ServerConnection, serve
 
 from backend_stub.app import Csms
-from backend_stub.ocpp.server import CallErrorReply, CentralSystem, HandlerResult, tls_context
+from backend_stub.ocpp.server import CallErrorReply, HandlerResult, tls_context
 from backend_stub.store import CsmsStore
+from backend_stub.testing.server import ScriptedCentralSystem as CentralSystem
 from conformance.__main__ import run_cli
 from conformance.report import Report
 from tests.conformance.conftest import CP, CP_PASSWORD, TAGS, Site, seed
@@ -149,7 +150,7 @@ async def test_a_naive_accept_all_central_system_fails_at_least_20_cases(
 
 
 async def test_a_central_system_that_ignores_passwords_fails_the_password_cases(site: Site) -> None:
-    async def admit_everyone(cp_id: str, password: str | None) -> Any:
+    async def admit_everyone(cp_id: str, password: str | None, profile: Any) -> Any:
         return "ok"
 
     site.csms.server.admission = admit_everyone
@@ -182,8 +183,8 @@ async def test_a_central_system_that_never_answers_stop_transaction_correctly(si
 async def test_a_central_system_that_skips_boot_notification_checks(site: Site) -> None:
     """Its handlers answer Authorize and StartTransaction whatever the charger's registration state."""
     app = site.csms
-    app.server.handlers["Authorize"] = app._authorize
-    app.server.handlers["StartTransaction"] = app._start
+    app.server.handlers["Authorize"] = app.v16.authorize
+    app.server.handlers["StartTransaction"] = app.v16.start
     code, report = await run_cli(site.args())
     assert failed(report) == {"TC_002_CSMS", "OCS_015_CSMS"}
     assert "Pending" in reasons(report)["TC_002_CSMS"]

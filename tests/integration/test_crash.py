@@ -18,7 +18,7 @@ from typing import Any
 
 import pytest
 
-from backend_stub.ocpp.server import CentralSystem
+from backend_stub.testing.server import ScriptedCentralSystem as CentralSystem
 from chargepoint.control import ControlError, send_command
 
 pytestmark = pytest.mark.slow

@@ -7,7 +7,8 @@ import json
 from pathlib import Path
 from typing import Any
 
-from backend_stub.ocpp.server import CentralSystem, utc_now_iso
+from backend_stub.ocpp.server import utc_now_iso
+from backend_stub.testing.server import ScriptedCentralSystem as CentralSystem
 from chargepoint.agent import Agent
 from chargepoint.core.model import ErrorCode
 from chargepoint.core.station import REREAD_GRACE_S

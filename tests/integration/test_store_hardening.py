@@ -23,7 +23,7 @@ from typing import Any
 import pytest
 from websockets.asyncio.server import ServerConnection, serve
 
-from backend_stub.ocpp.server import CentralSystem
+from backend_stub.testing.server import ScriptedCentralSystem as CentralSystem
 from chargepoint.agent import Agent
 from chargepoint.control import ControlError, send_command
 from chargepoint.csms.link import MAX_QUEUED_CALLS

@@ -102,7 +102,7 @@ def cycles(graph: dict[str, set[str]]) -> list[list[str]]:
 
 
 def test_the_layers_exist() -> None:
-    for package in ("ocpp", "domain", "web"):
+    for package in ("ocpp", "domain", "web", "testing"):
         assert f"{PACKAGE}.{package}" in MODULES or any(
             m.startswith(f"{PACKAGE}.{package}.") for m in MODULES
         )
@@ -121,6 +121,19 @@ def test_layer_does_not_import_ocpp(layer: str) -> None:
         if name.startswith(prefix)
     }
     assert {name: targets for name, targets in bad.items() if targets} == {}
+
+
+def test_only_the_command_line_and_compatibility_names_import_testing() -> None:
+    """The production server carries no test knobs: ocpp/, domain/, web/, the store and app.py never import them."""
+    allowed = {f"{PACKAGE}.__main__", f"{PACKAGE}.ocpp_server"}
+    bad = [
+        (n, t)
+        for n, ts in import_graph().items()
+        if n not in allowed and not n.startswith(f"{PACKAGE}.testing.")
+        for t in ts
+        if t.startswith(f"{PACKAGE}.testing.")
+    ]
+    assert bad == []
 
 
 def test_domain_does_not_import_web() -> None:

@@ -18,7 +18,8 @@ from websockets.asyncio.client import ClientConnection, connect
 from websockets.exceptions import ConnectionClosedError, ConnectionClosedOK, InvalidStatus
 from websockets.typing import Subprotocol
 
-from backend_stub.ocpp.server import NO_REPLY, CallErrorReply, CentralSystem, Frame
+from backend_stub.ocpp.server import NO_REPLY, CallErrorReply, Frame
+from backend_stub.testing.server import ScriptedCentralSystem as CentralSystem
 
 BOOT = {"chargePointVendor": "OpenCharge", "chargePointModel": "Test"}
 STATUS = {"connectorId": 1, "errorCode": "NoError", "status": "Available"}
