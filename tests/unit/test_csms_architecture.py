@@ -102,7 +102,7 @@ def cycles(graph: dict[str, set[str]]) -> list[list[str]]:
 
 
 def test_the_layers_exist() -> None:
-    for package in ("ocpp", "domain", "web", "testing"):
+    for package in ("ocpp", "domain", "web", "store", "testing"):
         assert f"{PACKAGE}.{package}" in MODULES or any(
             m.startswith(f"{PACKAGE}.{package}.") for m in MODULES
         )

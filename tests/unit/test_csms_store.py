@@ -14,7 +14,6 @@ from zoneinfo import ZoneInfo
 
 import pytest
 
-from backend_stub import store as store_module
 from backend_stub.store import (
     SCHEMA_VERSION,
     AuthStatus,
@@ -40,6 +39,7 @@ from backend_stub.store import (
     UnknownTransaction,
     UnknownUser,
 )
+from backend_stub.store import security_events as store_module
 
 T0 = datetime(2024, 5, 1, 10, 0, tzinfo=UTC)
 BERLIN = ZoneInfo("Europe/Berlin")
