@@ -1,15 +1,32 @@
-"""Authorization of idTags: the card rules of the store, with payment-bound idTags decided by the payment hooks."""
+"""Authorization of idTags: the card rules (known, not blocked, not expired, prepaid balance over the minimum),
+with payment-bound idTags decided by the payment hooks."""
 
 from __future__ import annotations
 
 import logging
 from collections.abc import Callable
 from datetime import datetime
+from typing import NamedTuple
 
 from backend_stub.domain.payments import Hooks
-from backend_stub.store import AuthStatus, CsmsStore
+from backend_stub.store import (
+    MAX_AMOUNT_MINOR,
+    MAX_ID_TAG_LENGTH,
+    AuthStatus,
+    CardMode,
+    CardStatus,
+    CsmsStore,
+    InvalidInput,
+)
 
 log = logging.getLogger(__name__)
+
+
+class Decision(NamedTuple):
+    """An authorization status and a human-readable reason."""
+
+    status: AuthStatus
+    reason: str
 
 
 class Authorization:
@@ -21,9 +38,37 @@ class Authorization:
         self.clock = clock
         self.hooks = hooks
 
+    def decide(self, id_tag: str, now: datetime, min_balance_minor: int | None = None) -> Decision:
+        """Decide Accepted | Blocked | Expired | Invalid for an idTag at ``now`` (min balance: setting if None)."""
+        if now.utcoffset() is None:
+            raise InvalidInput(f"now must be timezone-aware, got {now!r}")
+        if not isinstance(id_tag, str) or not 1 <= len(id_tag) <= MAX_ID_TAG_LENGTH:
+            return Decision(AuthStatus.INVALID, "id_tag is not a 1-20 character string")
+        minimum = self.store.min_balance_minor() if min_balance_minor is None else min_balance_minor
+        if type(minimum) is not int or not -MAX_AMOUNT_MINOR <= minimum <= MAX_AMOUNT_MINOR:
+            raise InvalidInput(
+                f"min_balance_minor must be an integer within {MAX_AMOUNT_MINOR}, got {minimum!r}"
+            )
+        card = self.store.card(id_tag)
+        if card is None:
+            return Decision(AuthStatus.INVALID, "unknown card")
+        if card.status is CardStatus.BLOCKED:
+            return Decision(AuthStatus.BLOCKED, "card is blocked")
+        if card.expiry is not None and card.expiry <= now:
+            return Decision(AuthStatus.EXPIRED, f"card expired at {card.expiry.isoformat()}")
+        if card.mode is CardMode.PREPAID:
+            balance = self.store.balance(card.id_tag)
+            if balance < minimum:
+                currency = self.store.currency()
+                return Decision(
+                    AuthStatus.BLOCKED,
+                    f"insufficient balance: {balance} is below the minimum of {minimum} ({currency} minor units)",
+                )
+        return Decision(AuthStatus.ACCEPTED, "ok")
+
     def card_status(self, id_tag: str) -> AuthStatus:
         """The card's status now: known, not blocked, not expired, and (prepaid) over the minimum balance."""
-        decision = self.store.authorize(id_tag, self.clock(), self.store.min_balance_minor())
+        decision = self.decide(id_tag, self.clock(), self.store.min_balance_minor())
         if decision.status is not AuthStatus.ACCEPTED:
             log.info("idTag %s: %s (%s)", id_tag, decision.status, decision.reason)
         return decision.status

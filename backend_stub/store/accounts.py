@@ -8,9 +8,6 @@ from datetime import datetime
 from backend_stub.store.records import (
     _EMAIL,
     MAX_AMOUNT_MINOR,
-    MAX_ID_TAG_LENGTH,
-    Authorization,
-    AuthStatus,
     BalanceMismatch,
     Card,
     CardMode,
@@ -126,30 +123,6 @@ class AccountsStore(SecurityEventsStore):
                 raise UnknownCard(f"unknown card {id_tag!r}")
             db.execute("UPDATE cards SET expiry = ? WHERE id_tag = ?", (expires, id_tag))
             return _card(db.execute("SELECT * FROM cards WHERE id_tag = ?", (id_tag,)).fetchone())
-
-    def authorize(self, id_tag: str, now: datetime, min_balance_minor: int | None = None) -> Authorization:
-        """Decide Accepted | Blocked | Expired | Invalid for an id_tag (min balance: setting if None)."""
-        at = _ts(now, "now")
-        if not isinstance(id_tag, str) or not 1 <= len(id_tag) <= MAX_ID_TAG_LENGTH:
-            return Authorization(AuthStatus.INVALID, "id_tag is not a 1-20 character string")
-        minimum = self.min_balance_minor() if min_balance_minor is None else min_balance_minor
-        _int(minimum, "min_balance_minor", low=-MAX_AMOUNT_MINOR, high=MAX_AMOUNT_MINOR)
-        card = self.card(id_tag)
-        if card is None:
-            return Authorization(AuthStatus.INVALID, "unknown card")
-        if card.status is CardStatus.BLOCKED:
-            return Authorization(AuthStatus.BLOCKED, "card is blocked")
-        if card.expiry is not None and _ts(card.expiry) <= at:
-            return Authorization(AuthStatus.EXPIRED, f"card expired at {card.expiry.isoformat()}")
-        if card.mode is CardMode.PREPAID:
-            balance = self.balance(card.id_tag)
-            if balance < minimum:
-                currency = self.currency()
-                return Authorization(
-                    AuthStatus.BLOCKED,
-                    f"insufficient balance: {balance} is below the minimum of {minimum} ({currency} minor units)",
-                )
-        return Authorization(AuthStatus.ACCEPTED, "ok")
 
     # -- ledger
 

@@ -12,7 +12,7 @@ import sqlite3
 from collections.abc import Callable, Sequence
 from dataclasses import dataclass
 from datetime import UTC, date, datetime
-from typing import Final, NamedTuple, TypeVar
+from typing import Final, TypeVar
 
 SCHEMA_VERSION: Final = 2
 DEFAULT_CURRENCY: Final = "EUR"
@@ -330,13 +330,6 @@ class PaymentUpdate:
 
     payment: Payment
     changed: bool
-
-
-class Authorization(NamedTuple):
-    """Answer for Authorize/StartTransaction: an OCPP status and a human-readable reason."""
-
-    status: AuthStatus
-    reason: str
 
 
 @dataclass(frozen=True, slots=True)

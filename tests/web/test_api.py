@@ -143,7 +143,7 @@ async def test_cards_issue_block_expiry_topup_and_ledger(
         http, "PATCH", "/api/cards/04A2B3C4", admin_headers, json={"status": "blocked"}
     )
     assert status == 200 and blocked["status"] == "blocked"
-    assert site.store.authorize("04A2B3C4", datetime.now(UTC)).status == "Blocked"
+    assert site.central.authorization.decide("04A2B3C4", datetime.now(UTC)).status == "Blocked"
     status, active = await call(
         http,
         "PATCH",

@@ -359,9 +359,9 @@ async def test_forms_add_users_cards_chargers_top_up_and_block(site: Csms, admin
 
     page = await admin.post("/cards/CARD-1/status", {"status": "blocked", "back": "/cards"})
     assert "Card CARD-1 is now blocked" in flash_of(page)
-    assert store.authorize("CARD-1", datetime.now(UTC)).status == "Blocked"
+    assert site.central.authorization.decide("CARD-1", datetime.now(UTC)).status == "Blocked"
     await admin.post("/cards/CARD-1/status", {"status": "active"})
-    assert store.authorize("CARD-1", datetime.now(UTC)).status == "Accepted"
+    assert site.central.authorization.decide("CARD-1", datetime.now(UTC)).status == "Accepted"
 
     page = await admin.post("/chargers", {"cp_id": "CP-2", "password": "long-enough-pw", "tariff_id": ""})
     assert "ok: Charger CP-2 added" in flash_of(page)
