@@ -1,4 +1,8 @@
-"""One error tree for the central system: CentralError > StoreError | CommandFailed | ApiError."""
+"""One error tree for the central system: CentralError > StoreError | CommandFailed | ApiError.
+
+StoreError and its kinds (InvalidInput, NotFound, Conflict...) live with the store (`backend_stub.store`);
+every other error class of the central system is here or derives from one here.
+"""
 
 from __future__ import annotations
 
@@ -37,3 +41,31 @@ class InvalidCommand(CentralError):
         """``unknown``: the action (or its schema) does not exist, rather than the payload being invalid."""
         super().__init__(message)
         self.unknown = unknown
+
+
+class NotConnected(CommandFailed, KeyError):
+    """The charger is not connected (a KeyError too, as the server's `call` has always raised)."""
+
+    def __init__(self, charger: str) -> None:
+        """Name the charger."""
+        super().__init__(self.NOT_CONNECTED, f"charger {charger!r} is not connected")
+        self.charger = charger
+
+    def __str__(self) -> str:
+        """The description, as a KeyError's text (quoted)."""
+        return repr(self.description)
+
+
+class ApiError(CentralError):
+    """An HTTP error answered as ``{"error": message, **extra}``."""
+
+    def __init__(self, status: int, message: str, **extra: Any) -> None:
+        """Keep the status, message and extra JSON fields."""
+        super().__init__(message)
+        self.status = status
+        self.message = message
+        self.extra = extra
+
+
+class FormError(CentralError, ValueError):
+    """A form field is missing or malformed; the message is shown to the operator."""

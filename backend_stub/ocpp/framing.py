@@ -8,6 +8,8 @@ from dataclasses import dataclass
 from datetime import UTC, datetime
 from typing import Any, Literal, TypeAlias
 
+from backend_stub.errors import CentralError
+
 CALL = 2
 CALLRESULT = 3
 CALLERROR = 4
@@ -17,7 +19,7 @@ MAX_UNIQUE_ID_LENGTH = 36  # OCPP-J 1.6 section 4.1.4
 Direction: TypeAlias = Literal["in", "out"]
 
 
-class CallErrorReply(Exception):
+class CallErrorReply(CentralError):
     """A CALLERROR: raised by handlers to answer with one, and by `CentralSystem.call` on receiving one."""
 
     def __init__(self, code: str, description: str = "", details: dict[str, Any] | None = None) -> None:

@@ -27,6 +27,7 @@ from ocpp.exceptions import OCPPError
 from ocpp.messages import Call, CallResult, _validate_payload
 
 from backend_stub.domain.chargers import MAX_CHARGER_ID_LENGTH
+from backend_stub.errors import NotConnected
 from backend_stub.ocpp.framing import (
     CALL,
     CALLERROR,
@@ -547,11 +548,11 @@ class CentralSystem:
         await conn.closed.wait()
 
     def _connection(self, cp_id: str) -> _Connection:
-        """Return the live connection of `cp_id`, or raise KeyError."""
+        """Return the live connection of `cp_id`, or raise NotConnected (a KeyError)."""
         try:
             return self._connections[cp_id]
         except KeyError:
-            raise KeyError(f"charger {cp_id!r} is not connected") from None
+            raise NotConnected(cp_id) from None
 
     # ---- handshake ---------------------------------------------------------------------------------------------
 

@@ -18,7 +18,7 @@ from ocpp.messages import Call, _validate_payload
 from backend_stub.domain.central import Central
 from backend_stub.domain.commands import CommandReply, Lockout, ResetKind
 from backend_stub.domain.pricing import ENERGY
-from backend_stub.errors import CommandFailed, InvalidCommand
+from backend_stub.errors import CommandFailed, InvalidCommand, NotConnected
 from backend_stub.ocpp.server import (
     OCPP16,
     CallErrorReply,
@@ -448,10 +448,8 @@ class V16Commands:
         """Send a raw CALL; the CALLRESULT payload as it came."""
         try:
             return await self.server.call(charger, action, payload, timeout=timeout_s)
-        except KeyError:
-            raise CommandFailed(
-                CommandFailed.NOT_CONNECTED, f"charger {charger!r} is not connected"
-            ) from None
+        except NotConnected:
+            raise
         except CallErrorReply as exc:
             raise CommandFailed(exc.code, exc.description, exc.details) from None
         except TimeoutError:

@@ -14,6 +14,8 @@ from dataclasses import dataclass
 from datetime import UTC, date, datetime
 from typing import Final, TypeVar
 
+from backend_stub.errors import CentralError
+
 SCHEMA_VERSION: Final = 2
 DEFAULT_CURRENCY: Final = "EUR"
 MAX_ID_TAG_LENGTH: Final = 20  # OCPP 1.6 IdToken is CiString20Type
@@ -42,7 +44,7 @@ _CURRENCY = re.compile(r"[A-Z]{3}")  # ISO 4217 alphabetic code
 _CSV_FORMULA_START: Final = ("=", "+", "-", "@", "\t", "\r")
 
 
-class StoreError(Exception):
+class StoreError(CentralError):
     """Any failure of the central system store; sqlite3 errors are translated to this."""
 
 

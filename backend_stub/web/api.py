@@ -28,7 +28,7 @@ from aiohttp.web_protocol import RequestPayloadError
 from backend_stub.domain import tariffs
 from backend_stub.domain.chargers import MAX_CHARGER_ID_LENGTH
 from backend_stub.domain.commands import ChargerCommands
-from backend_stub.errors import CommandFailed, InvalidCommand
+from backend_stub.errors import ApiError, CommandFailed, InvalidCommand
 from backend_stub.store import (
     MAX_AMOUNT_MINOR,
     Card,
@@ -73,17 +73,6 @@ Handler = Callable[[web.Request], Awaitable[web.StreamResponse]]
 
 
 # ---------------------------------------------------------------------------------------------- errors
-
-
-class ApiError(Exception):
-    """An HTTP error answered as ``{"error": message, **extra}``."""
-
-    def __init__(self, status: int, message: str, **extra: Any) -> None:
-        """Keep the status, message and extra JSON fields."""
-        super().__init__(message)
-        self.status = status
-        self.message = message
-        self.extra = extra
 
 
 def _bad(message: str, field: str | None = None) -> NoReturn:

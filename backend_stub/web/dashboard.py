@@ -38,7 +38,7 @@ from backend_stub.domain.tariffs import (
     Tariff,
     currency_exponent,
 )
-from backend_stub.errors import CommandFailed
+from backend_stub.errors import CommandFailed, FormError
 from backend_stub.store import (
     Card,
     CardMode,
@@ -100,10 +100,6 @@ _NONCE = re.compile(r"[0-9a-f]{16,64}")
 _FILENAME_UNSAFE = re.compile(r"[^A-Za-z0-9._-]")
 
 Handler = common.Handler
-
-
-class FormError(ValueError):
-    """A form field is missing or malformed; the message is shown to the operator."""
 
 
 @dataclass(frozen=True)

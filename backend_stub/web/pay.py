@@ -43,7 +43,7 @@ from aiohttp import web
 
 from backend_stub.domain import tariffs
 from backend_stub.domain.central import Central
-from backend_stub.errors import CommandFailed
+from backend_stub.errors import CentralError, CommandFailed
 from backend_stub.store import (
     MAX_AMOUNT_MINOR,
     AuthStatus,
@@ -137,7 +137,7 @@ class PayConfig:
 # --------------------------------------------------------------------------------------------- providers
 
 
-class CallbackRejected(Exception):
+class CallbackRejected(CentralError):
     """A provider callback that is not authentic (401) or not understood (400)."""
 
     def __init__(self, status: int, message: str) -> None:
