@@ -149,8 +149,8 @@ async def test_stop_cancels_and_awaits_background_tasks(tmp_path: Path) -> None:
     late: list[asyncio.Task[None]] = []
 
     async def spawn_late(_: Any) -> None:  # runs after the payment service's own on_shutdown
-        svc._spawn(asyncio.sleep(100), "late")
-        late.extend(svc._tasks)
+        svc.flow._spawn(asyncio.sleep(100), "late")
+        late.extend(svc.flow._tasks)
 
     app.server.app.on_shutdown.append(spawn_late)
     await app.start()

@@ -136,7 +136,7 @@ async def test_happy_path_charges_energy_and_refunds_remainder(
     assert "kWh" in html and "Cost so far" in html
 
     # The idTag is spent: not accepted again, nor at another charger.
-    hooks = svc(site)
+    hooks = svc(site).flow
     assert hooks.authorize(CP_ID, tag) is AuthStatus.BLOCKED
     assert hooks.authorize("CP-OTHER", tag) is AuthStatus.INVALID
 
