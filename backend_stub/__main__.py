@@ -14,8 +14,9 @@ import sys
 from collections.abc import Sequence
 from importlib.metadata import version
 
-from backend_stub.guard import AuthThrottle, ConnectionGuard, RateLimitFilter, default_max_connections
-from backend_stub.ocpp_server import CentralSystem, tls_context
+from backend_stub.ocpp.guard import AuthThrottle, ConnectionGuard, RateLimitFilter, default_max_connections
+from backend_stub.ocpp.server import CentralSystem, tls_context
+from backend_stub.testing.server import ScriptedCentralSystem
 
 
 def _key_value(text: str) -> tuple[str, str]:
@@ -226,7 +227,7 @@ async def serve(args: argparse.Namespace) -> None:
     for sig in (signal.SIGINT, signal.SIGTERM):
         loop.add_signal_handler(sig, stop.set)
     if args.db:
-        from backend_stub.csms import Csms
+        from backend_stub.app import Csms
         from backend_stub.store import CsmsStore
 
         with CsmsStore(args.db, durable=args.durable) as store:
@@ -254,7 +255,7 @@ async def serve(args: argparse.Namespace) -> None:
             finally:
                 await app.stop()
         return
-    cs = CentralSystem(args.host, args.port, log_path=args.log)
+    cs = ScriptedCentralSystem(args.host, args.port, log_path=args.log)
     _configure(cs, args)
     cs.heartbeat_interval = args.heartbeat_interval
     cs.passwords.update(args.password)
@@ -278,7 +279,9 @@ def main(argv: Sequence[str] | None = None) -> int:
     logging.basicConfig(level=logging.INFO, format="%(asctime)s %(levelname)s %(name)s: %(message)s")
     # asyncio logs "socket.accept() out of system resource" with a traceback each time accept() hits EMFILE, aiohttp
     # logs bad requests, the registry logs refused chargers: a flood must cost a few lines per second per kind.
-    for name in ("asyncio", "aiohttp.server", "aiohttp.web", "aiohttp.websocket", "backend_stub.csms"):
+    rate_limited = ("asyncio", "aiohttp.server", "aiohttp.web", "aiohttp.websocket", "backend_stub.ocpp.v16")
+    domain = ("authorization", "chargers", "prepaid", "security", "sessions")
+    for name in rate_limited + tuple(f"backend_stub.domain.{module}" for module in domain):
         logging.getLogger(name).addFilter(RateLimitFilter())
     if args.verbose:
         logging.getLogger("backend_stub").setLevel(logging.DEBUG)

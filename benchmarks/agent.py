@@ -27,8 +27,8 @@ from typing import Any
 
 sys.path.insert(0, str(Path(__file__).resolve().parent.parent))
 
-from backend_stub.ocpp_server import CentralSystem
 from backend_stub.process import start_csms_process
+from backend_stub.testing.server import ScriptedCentralSystem as CentralSystem
 from chargepoint.agent import Agent
 from chargepoint.config import parse
 from chargepoint.core.model import AuthStatus, IdTagInfo

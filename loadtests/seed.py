@@ -45,7 +45,7 @@ def seed_store(
     Cards are personal (billed afterwards) unless `prepaid_balance_minor` is given: then they are prepaid and
     topped up to that amount once. Password hashing (scrypt, ~30 ms each) runs on every core.
     """
-    from backend_stub import tariffs
+    from backend_stub.domain import tariffs
     from backend_stub.store import CardMode, CsmsStore
 
     with CsmsStore(db) as store:

@@ -10,7 +10,7 @@ from pathlib import Path
 
 import pytest
 
-from backend_stub.csms import Csms
+from backend_stub.app import Csms
 from backend_stub.store import CsmsStore
 
 ADMIN_TOKEN = "conformance-admin-token-0123456789"

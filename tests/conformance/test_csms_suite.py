@@ -16,9 +16,10 @@ import pytest
 from aiohttp import web
 from websockets.asyncio.server import ServerConnection, serve
 
-from backend_stub.csms import Csms
-from backend_stub.ocpp_server import CallErrorReply, CentralSystem, HandlerResult, tls_context
+from backend_stub.app import Csms
+from backend_stub.ocpp.server import CallErrorReply, HandlerResult, tls_context
 from backend_stub.store import CsmsStore
+from backend_stub.testing.server import ScriptedCentralSystem as CentralSystem
 from conformance.__main__ import run_cli
 from conformance.report import Report
 from tests.conformance.conftest import CP, CP_PASSWORD, TAGS, Site, seed
@@ -182,8 +183,8 @@ async def test_a_central_system_that_never_answers_stop_transaction_correctly(si
 async def test_a_central_system_that_skips_boot_notification_checks(site: Site) -> None:
     """Its handlers answer Authorize and StartTransaction whatever the charger's registration state."""
     app = site.csms
-    app.server.handlers["Authorize"] = app._authorize
-    app.server.handlers["StartTransaction"] = app._start
+    app.server.handlers["Authorize"] = app.v16.authorize
+    app.server.handlers["StartTransaction"] = app.v16.start
     code, report = await run_cli(site.args())
     assert failed(report) == {"TC_002_CSMS", "OCS_015_CSMS"}
     assert "Pending" in reasons(report)["TC_002_CSMS"]
@@ -307,7 +308,7 @@ pki = test_security.pki  # the openssl-made CA and server certificate (a module 
 
 async def test_heartbeat_interval_is_waited_out_when_short_enough(site: Site, tmp_path: Path) -> None:
     """With --heartbeat-wait-max, TC_001 stays idle for one interval and beats again; the CSMS keeps the link."""
-    site.csms.heartbeat_interval_s = 1
+    site.csms.central.heartbeat_interval_s = 1
     out = tmp_path / "hb.json"
     code, _ = await run_cli(
         site.args("--cases", "TC_001_CSMS", "--heartbeat-wait-max", "2", "--json", str(out))

@@ -7,7 +7,7 @@ from __future__ import annotations
 import asyncio
 from pathlib import Path
 
-from backend_stub.ocpp_server import CentralSystem
+from backend_stub.testing.server import ScriptedCentralSystem as CentralSystem
 from chargepoint.agent import Agent
 from chargepoint.config import parse
 from chargepoint.core.station import StationTiming

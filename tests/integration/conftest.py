@@ -11,7 +11,7 @@ from typing import Any
 
 import pytest
 
-from backend_stub.ocpp_server import CentralSystem
+from backend_stub.testing.server import ScriptedCentralSystem as CentralSystem
 from chargepoint.agent import Agent
 from chargepoint.config import AgentConfig, parse
 from chargepoint.core.station import Station, StationTiming

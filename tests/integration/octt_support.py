@@ -6,7 +6,8 @@ import asyncio
 from datetime import UTC, datetime
 from typing import Any
 
-from backend_stub.ocpp_server import CentralSystem, Frame
+from backend_stub.ocpp.server import Frame
+from backend_stub.testing.server import ScriptedCentralSystem as CentralSystem
 from tests.integration.conftest import RunningAgent, until
 
 CP = "CP-1"

@@ -16,7 +16,7 @@ from typing import Any
 
 import pytest
 
-from backend_stub.ocpp_server import CentralSystem
+from backend_stub.testing.server import ScriptedCentralSystem as CentralSystem
 from chargepoint.agent import Agent
 from chargepoint.config import parse
 from tests.integration.conftest import FAST_TIMING, RunningAgent

@@ -17,7 +17,7 @@ from typing import Any
 
 import pytest
 
-from backend_stub.ocpp_server import CentralSystem
+from backend_stub.testing.server import ScriptedCentralSystem as CentralSystem
 from tests.integration.agent_process import ctl, spawn_agent, write_config
 
 pytestmark = pytest.mark.slow

@@ -14,7 +14,7 @@ import pytest
 from websockets.asyncio.client import connect
 from websockets.exceptions import InvalidStatus
 
-from backend_stub.csms import Csms
+from backend_stub.app import Csms
 from backend_stub.store import CsmsStore
 from chargepoint.agent import Agent
 from tests.integration.conftest import FAST_TIMING, agent_config, until
@@ -167,7 +167,7 @@ async def test_passwords_are_rechecked_after_a_change_and_oversized_frames_close
             additional_headers=_auth("CP-PW", "first-password-1234"),
         ):
             pass
-    csms.set_password("CP-PW", "second-password-1234")
+    csms.central.chargers.set_password("CP-PW", "second-password-1234")
     with pytest.raises(InvalidStatus) as old:
         await connect(
             url,
@@ -274,14 +274,14 @@ async def test_prepaid_sessions_are_priced_exactly_only_near_their_balance(
     store.add_card("POOR", user_id=user.id, mode="prepaid")
     store.topup("POOR", 2_000, "poor")  # 20.00 EUR = 200 Wh
     exact = 0
-    original = csms._cdr_to
+    original = csms.central.pricing.cdr_to
 
     def counting(*args: Any) -> Any:
         nonlocal exact
         exact += 1
         return original(*args)
 
-    monkeypatch.setattr(csms, "_cdr_to", counting)
+    monkeypatch.setattr(csms.central.pricing, "cdr_to", counting)
     async with connect(f"{csms.url}/CP-P", subprotocols=["ocpp1.6"]) as ws:  # type: ignore[list-item]
         cp = RawCharger(ws)
         await cp.call("BootNotification", {"chargePointVendor": "V", "chargePointModel": "M"})
@@ -304,7 +304,7 @@ async def test_prepaid_sessions_are_priced_exactly_only_near_their_balance(
                 )
             if tag == "RICH":
                 assert exact <= 2, f"re-priced {exact} times for 40 samples far from the balance"
-                assert tx not in csms._stopping
+                assert tx not in csms.central.prepaid._stopping
             else:
                 stop = await csms.server.wait_for(
                     lambda f, t=tx: (

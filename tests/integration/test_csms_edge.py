@@ -25,11 +25,11 @@ import pytest
 from websockets.asyncio.client import ClientConnection, connect
 from websockets.exceptions import ConnectionClosed, InvalidStatus
 
-from backend_stub import webapp
-from backend_stub.csms import Csms
-from backend_stub.guard import AuthThrottle, ConnectionGuard
-from backend_stub.ocpp_server import tls_context
+from backend_stub.app import Csms
+from backend_stub.ocpp.guard import AuthThrottle, ConnectionGuard
+from backend_stub.ocpp.server import tls_context
 from backend_stub.store import ChargerStatus, CsmsStore
+from backend_stub.web import common as webapp
 from tests.integration.test_security import _make_ca, _openssl
 
 ADMIN_TOKEN = "edge-admin-token-0123456789"
@@ -130,7 +130,7 @@ async def test_idle_socket_flood_from_one_address_is_capped_and_the_rest_api_sti
         app.server.guard = ConnectionGuard(max_connections=1000, per_address=50)
         app.server.handshake_timeout_s = 30  # the per-address cap, not the header timeout, closes them here
 
-    caplog.set_level(logging.WARNING, "backend_stub.ocpp_server.refusals")
+    caplog.set_level(logging.WARNING, "backend_stub.ocpp.server.refusals")
     async with running(store, configure=caps) as app:
         started = time.monotonic()
         flood = await _idle_sockets("127.0.0.1", app.server.port, 300)
@@ -144,7 +144,7 @@ async def test_idle_socket_flood_from_one_address_is_capped_and_the_rest_api_sti
         finally:
             _close_all(flood)
         elapsed = time.monotonic() - started
-        refusals = [r for r in caplog.records if r.name == "backend_stub.ocpp_server.refusals"]
+        refusals = [r for r in caplog.records if r.name == "backend_stub.ocpp.server.refusals"]
         assert refusals and len(refusals) <= 5 * (elapsed + 1), "refusals are logged a few lines per second"
 
 

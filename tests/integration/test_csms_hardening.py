@@ -14,7 +14,7 @@ import aiohttp
 import pytest
 from websockets.asyncio.client import ClientConnection, connect
 
-from backend_stub.csms import Csms
+from backend_stub.app import Csms
 from backend_stub.store import CsmsStore, SecurityEventKind
 
 ADMIN_TOKEN = "hardening-admin-token-0123456789"
@@ -181,7 +181,7 @@ async def test_a_pending_or_rejected_charger_gets_nothing_but_boot_answers(csms:
     store = csms.store
     store.add_charger("CP-A", "password-of-cp-a")
     _prepaid(store, "VICTIM", 2_000)
-    victim_tx = store.start_transaction("CP-A", 1, "VICTIM", 0, csms.clock())
+    victim_tx = store.start_transaction("CP-A", 1, "VICTIM", 0, csms.central.clock())
     # --admit-unknown: a stranger without any password is admitted as pending.
     async with _connect(csms, "CP-STRANGER") as ws:
         cp = RawCharger(ws)

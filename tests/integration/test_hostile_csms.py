@@ -13,7 +13,8 @@ from typing import Any
 
 import pytest
 
-from backend_stub.ocpp_server import CALLERROR, CALLRESULT, CallErrorReply, CentralSystem, utc_now_iso
+from backend_stub.ocpp.server import CALLERROR, CALLRESULT, CallErrorReply, utc_now_iso
+from backend_stub.testing.server import ScriptedCentralSystem as CentralSystem
 from chargepoint.agent import Agent
 from chargepoint.ports import SystemClock
 from hardware.sim import SimRelay

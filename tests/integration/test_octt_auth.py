@@ -4,7 +4,7 @@ from __future__ import annotations
 
 from typing import Any
 
-from backend_stub.ocpp_server import CentralSystem
+from backend_stub.testing.server import ScriptedCentralSystem as CentralSystem
 from chargepoint.core.model import AuthStatus
 from tests.integration.conftest import RunningAgent, StartAgent
 from tests.integration.octt_support import (

@@ -10,7 +10,8 @@ from typing import Any
 
 import pytest
 
-from backend_stub.ocpp_server import NO_REPLY, CallErrorReply, CentralSystem, utc_now_iso
+from backend_stub.ocpp.server import NO_REPLY, CallErrorReply, utc_now_iso
+from backend_stub.testing.server import ScriptedCentralSystem as CentralSystem
 from chargepoint.core.model import ResetKind
 from chargepoint.csms.v16.mapping import LEGAL_STATUS_TRANSITIONS
 from tests.integration.conftest import StartAgent

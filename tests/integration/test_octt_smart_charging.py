@@ -10,7 +10,7 @@ import asyncio
 from datetime import UTC, datetime, timedelta
 from typing import Any
 
-from backend_stub.ocpp_server import CentralSystem
+from backend_stub.testing.server import ScriptedCentralSystem as CentralSystem
 from chargepoint.core.station import LIMIT_RECHECK_S
 from tests.integration.conftest import RunningAgent, StartAgent, until
 from tests.integration.octt_support import CP, start_session

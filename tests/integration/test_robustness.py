@@ -7,7 +7,8 @@ import json
 from pathlib import Path
 from typing import Any
 
-from backend_stub.ocpp_server import CentralSystem, utc_now_iso
+from backend_stub.ocpp.server import utc_now_iso
+from backend_stub.testing.server import ScriptedCentralSystem as CentralSystem
 from chargepoint.agent import Agent
 from chargepoint.core.model import ErrorCode
 from chargepoint.core.station import REREAD_GRACE_S
@@ -160,7 +161,7 @@ async def test_a_stop_on_a_full_disk_is_kept_and_delivered_when_space_returns(
 async def test_messages_of_a_transaction_the_csms_refused_to_start_are_not_sent_with_made_up_ids(
     cs: CentralSystem, start_agent: StartAgent
 ) -> None:
-    from backend_stub.ocpp_server import CallErrorReply
+    from backend_stub.ocpp.server import CallErrorReply
 
     def refuse(cp_id: str, payload: dict[str, Any]) -> Any:
         raise CallErrorReply("InternalError", "no")

@@ -10,9 +10,10 @@ from pathlib import Path
 
 import pytest
 
-from backend_stub.ocpp_server import CentralSystem, tls_context
+from backend_stub.ocpp.server import tls_context
 from backend_stub.process import start_csms_process
 from backend_stub.store import CsmsStore
+from backend_stub.testing.server import ScriptedCentralSystem as CentralSystem
 from chargepoint.agent import Agent
 from tests.integration.conftest import FAST_TIMING, agent_config, until
 

@@ -2,7 +2,7 @@
 
 from __future__ import annotations
 
-from backend_stub.ocpp_server import CentralSystem
+from backend_stub.testing.server import ScriptedCentralSystem as CentralSystem
 from tests.integration.conftest import StartAgent
 
 

@@ -21,7 +21,7 @@ from typing import Any
 import pytest
 from websockets.asyncio.server import ServerConnection, serve
 
-from backend_stub.ocpp_server import CentralSystem
+from backend_stub.testing.server import ScriptedCentralSystem as CentralSystem
 from chargepoint.agent import Agent
 from chargepoint.csms.link import MAX_QUEUED_CALLS
 from tests.integration.agent_process import ctl, spawn_agent, write_config

@@ -11,7 +11,7 @@ from pathlib import Path
 
 import pytest
 
-from backend_stub.ocpp_server import CentralSystem
+from backend_stub.testing.server import ScriptedCentralSystem as CentralSystem
 from tests.integration.conftest import StartAgent, until
 
 

@@ -19,7 +19,8 @@ import signal
 from pathlib import Path
 from typing import Any
 
-from backend_stub.ocpp_server import NO_REPLY, CallErrorReply, CentralSystem, HandlerResult
+from backend_stub.ocpp.server import NO_REPLY, CallErrorReply, HandlerResult
+from backend_stub.testing.server import ScriptedCentralSystem as CentralSystem
 
 
 def errors_mode(cs: CentralSystem) -> None:

@@ -19,7 +19,8 @@ import pytest
 from hypothesis import HealthCheck, given, settings
 from hypothesis import strategies as st
 
-from backend_stub.ocpp_server import CallErrorReply, CentralSystem
+from backend_stub.ocpp.server import CallErrorReply
+from backend_stub.testing.server import ScriptedCentralSystem as CentralSystem
 from chargepoint.agent import Agent
 from chargepoint.core.model import ConnectorState
 from chargepoint.csms.link import Link

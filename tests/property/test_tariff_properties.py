@@ -11,7 +11,7 @@ from zoneinfo import ZoneInfo
 from hypothesis import assume, given, settings
 from hypothesis import strategies as st
 
-from backend_stub.tariffs import (
+from backend_stub.domain.tariffs import (
     DayOfWeek,
     DimensionType,
     Price,

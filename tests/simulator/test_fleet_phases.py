@@ -8,7 +8,7 @@ from __future__ import annotations
 
 import asyncio
 
-from backend_stub.ocpp_server import CentralSystem
+from backend_stub.testing.server import ScriptedCentralSystem as CentralSystem
 from simulator.fleet import Fleet
 from simulator.pytest_plugin import FleetFactory, fleet_state
 from tests.simulator.test_smart_charging_fleet import CP, central, power_settles

@@ -7,7 +7,7 @@ from collections.abc import AsyncIterator
 
 import pytest
 
-from backend_stub.ocpp_server import CentralSystem
+from backend_stub.testing.server import ScriptedCentralSystem as CentralSystem
 from simulator.fleet import Fleet
 from simulator.pytest_plugin import FleetFactory, fleet_state
 

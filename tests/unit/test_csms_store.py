@@ -14,7 +14,8 @@ from zoneinfo import ZoneInfo
 
 import pytest
 
-from backend_stub import store as store_module
+from backend_stub.domain.authorization import Authorization, Decision
+from backend_stub.domain.payments import Hooks
 from backend_stub.store import (
     SCHEMA_VERSION,
     AuthStatus,
@@ -40,6 +41,7 @@ from backend_stub.store import (
     UnknownTransaction,
     UnknownUser,
 )
+from backend_stub.store import security_events as store_module
 
 T0 = datetime(2024, 5, 1, 10, 0, tzinfo=UTC)
 BERLIN = ZoneInfo("Europe/Berlin")
@@ -283,6 +285,11 @@ def test_cards_are_case_insensitive_and_id_tag_limited(store: CsmsStore) -> None
     assert [c.id_tag for c in store.cards(user.id)] == ["AbCd1234"]
 
 
+def authorize(store: CsmsStore, tag: str, now: datetime, min_balance: int | None = None) -> Decision:
+    """The card rules (domain/authorization.py) over ``store``."""
+    return Authorization(store, lambda: now, Hooks()).decide(tag, now, min_balance)
+
+
 @pytest.mark.parametrize(
     ("tag", "min_balance", "expected", "reason_part"),
     [
@@ -307,7 +314,7 @@ def test_authorize(
     store.add_card("PREPAID", user_id=user.id, mode=CardMode.PREPAID)
     store.add_card("PERSONAL", user_id=user.id, mode=CardMode.PERSONAL)
     store.topup("PREPAID", 500, "t1")
-    status, reason = store.authorize(tag, T0, min_balance)
+    status, reason = authorize(store, tag, T0, min_balance)
     assert status is expected
     assert reason_part in reason
 
@@ -315,14 +322,14 @@ def test_authorize(
 def test_authorize_uses_configured_minimum_and_block_unblock(store: CsmsStore) -> None:
     setup_card(store, "P1", topup=300)
     store.set_min_balance_minor(400)
-    assert store.authorize("P1", T0).status is AuthStatus.BLOCKED
+    assert authorize(store, "P1", T0).status is AuthStatus.BLOCKED
     store.set_min_balance_minor(300)
-    assert store.authorize("P1", T0).status is AuthStatus.ACCEPTED
+    assert authorize(store, "P1", T0).status is AuthStatus.ACCEPTED
     store.set_card_status("P1", CardStatus.BLOCKED)
-    assert store.authorize("P1", T0).status is AuthStatus.BLOCKED
+    assert authorize(store, "P1", T0).status is AuthStatus.BLOCKED
     store.set_card_status("P1", "active")
     store.set_card_expiry("P1", T0 - timedelta(days=1))
-    assert store.authorize("P1", T0).status is AuthStatus.EXPIRED
+    assert authorize(store, "P1", T0).status is AuthStatus.EXPIRED
 
 
 # ------------------------------------------------------------------------------------------- ledger

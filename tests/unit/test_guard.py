@@ -5,7 +5,7 @@ from __future__ import annotations
 import logging
 from datetime import UTC, datetime
 
-from backend_stub.guard import AuthThrottle, RateLimitFilter, retry_after_header
+from backend_stub.ocpp.guard import AuthThrottle, RateLimitFilter, retry_after_header
 
 
 def test_lockout_starts_after_the_free_attempts_and_doubles_up_to_the_maximum() -> None:

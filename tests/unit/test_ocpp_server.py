@@ -18,7 +18,8 @@ from websockets.asyncio.client import ClientConnection, connect
 from websockets.exceptions import ConnectionClosedError, ConnectionClosedOK, InvalidStatus
 from websockets.typing import Subprotocol
 
-from backend_stub.ocpp_server import NO_REPLY, CallErrorReply, CentralSystem, Frame
+from backend_stub.ocpp.server import NO_REPLY, CallErrorReply, Frame
+from backend_stub.testing.server import ScriptedCentralSystem as CentralSystem
 
 BOOT = {"chargePointVendor": "OpenCharge", "chargePointModel": "Test"}
 STATUS = {"connectorId": 1, "errorCode": "NoError", "status": "Available"}
@@ -403,7 +404,7 @@ async def test_command_line_serves_until_sigterm(tmp_path: Path) -> None:
 
 async def test_the_record_of_server_errors_is_bounded() -> None:
     # A charger that keeps triggering the same handler bug must not grow the server's memory forever.
-    from backend_stub.ocpp_server import MAX_RECORDED_PROBLEMS, CentralSystem
+    from backend_stub.ocpp.server import MAX_RECORDED_PROBLEMS, CentralSystem
 
     cs = CentralSystem()
     for n in range(MAX_RECORDED_PROBLEMS * 3):

@@ -11,7 +11,7 @@ from zoneinfo import ZoneInfo
 
 import pytest
 
-from backend_stub.tariffs import (
+from backend_stub.domain.tariffs import (
     Cdr,
     DayOfWeek,
     DimensionType,

@@ -17,7 +17,7 @@ from typing import Any
 import aiohttp
 import pytest
 
-from backend_stub.csms import Csms
+from backend_stub.app import Csms
 from backend_stub.store import CsmsStore
 from chargepoint.agent import Agent
 from tests.integration.conftest import FAST_TIMING, RunningAgent, agent_config, until

@@ -20,8 +20,8 @@ import pytest
 from websockets.asyncio.client import connect
 from websockets.exceptions import InvalidStatus
 
-from backend_stub import api, apidocs
-from backend_stub.csms import Csms
+from backend_stub.app import Csms
+from backend_stub.web import api, apidocs
 from tests.integration.conftest import until
 from tests.web.conftest import CP_ID, TARIFF, TARIFF_ID, StartSiteAgent
 
@@ -143,7 +143,7 @@ async def test_cards_issue_block_expiry_topup_and_ledger(
         http, "PATCH", "/api/cards/04A2B3C4", admin_headers, json={"status": "blocked"}
     )
     assert status == 200 and blocked["status"] == "blocked"
-    assert site.store.authorize("04A2B3C4", datetime.now(UTC)).status == "Blocked"
+    assert site.central.authorization.decide("04A2B3C4", datetime.now(UTC)).status == "Blocked"
     status, active = await call(
         http,
         "PATCH",
@@ -229,7 +229,7 @@ async def test_tariffs_create_list_get_replace_and_default(
         json={"currency": "EUR", "elements": night["elements"][1:]},
     )
     assert status == 201 and new["tariff"]["id"] == "flat"
-    assert site.tariff_for(CP_ID) is not None
+    assert site.central.pricing.tariff_for(CP_ID) is not None
 
     status, settings = await call(http, "GET", "/api/settings", admin_headers)
     assert status == 200 and settings == {
@@ -553,7 +553,7 @@ async def test_dashboard_cookie_reads_but_writes_only_as_json(
     site: Csms, http: aiohttp.ClientSession, cookie_write_content_type: str
 ) -> None:
     """The dashboard's session cookie is accepted; a cookie-only write must be JSON (no cross-site forms)."""
-    from backend_stub import webapp
+    from backend_stub.web import common as webapp
 
     cookie = webapp.session_value(site.server.app[webapp.TOKEN_DIGEST])
     headers = {"Cookie": f"{webapp.SESSION_COOKIE}={cookie}"}

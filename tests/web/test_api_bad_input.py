@@ -15,8 +15,8 @@ from typing import Any
 import aiohttp
 import pytest
 
-from backend_stub.api import MAX_BODY_BYTES, ROUTES
-from backend_stub.csms import Csms
+from backend_stub.app import Csms
+from backend_stub.web.api import MAX_BODY_BYTES, ROUTES
 from tests.integration.conftest import until
 from tests.web.conftest import ADMIN_TOKEN, CP_ID, TARIFF, TARIFF_ID, StartSiteAgent
 from tests.web.test_api import call, seg, url

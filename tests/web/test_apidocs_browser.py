@@ -5,7 +5,7 @@ from __future__ import annotations
 
 from pathlib import Path
 
-from backend_stub.csms import Csms
+from backend_stub.app import Csms
 from tests.web.conftest import ADMIN_TOKEN, Browser
 from tests.web.test_dashboard_browser import TIMEOUT_MS, log_in
 

@@ -14,10 +14,11 @@ from typing import Any
 import aiohttp
 import pytest
 
-from backend_stub import dashboard, webapp
-from backend_stub.csms import Csms
+from backend_stub.app import Csms
+from backend_stub.domain.tariffs import Tariff
 from backend_stub.store import CardMode, CsmsStore
-from backend_stub.tariffs import Tariff
+from backend_stub.web import common as webapp
+from backend_stub.web import dashboard
 from tests.integration.conftest import until
 from tests.web.conftest import ADMIN_TOKEN, CP_ID, TARIFF, StartSiteAgent
 
@@ -105,7 +106,9 @@ def seed(store: CsmsStore, site: Csms, *, name: str = "Ada Lovelace") -> int:
     store.topup(PREPAID, 2000, "seed-topup", note="opening balance")
     start = datetime.now(UTC) - timedelta(minutes=30)
     tx_id = store.start_transaction(CP_ID, 1, CARD, 1000, start)
-    store.stop_transaction(CP_ID, tx_id, 8400, start + timedelta(minutes=20), "EVDisconnected", site._price)
+    store.stop_transaction(
+        CP_ID, tx_id, 8400, start + timedelta(minutes=20), "EVDisconnected", site.central.pricing.price
+    )
     return user.id
 
 
@@ -359,9 +362,9 @@ async def test_forms_add_users_cards_chargers_top_up_and_block(site: Csms, admin
 
     page = await admin.post("/cards/CARD-1/status", {"status": "blocked", "back": "/cards"})
     assert "Card CARD-1 is now blocked" in flash_of(page)
-    assert store.authorize("CARD-1", datetime.now(UTC)).status == "Blocked"
+    assert site.central.authorization.decide("CARD-1", datetime.now(UTC)).status == "Blocked"
     await admin.post("/cards/CARD-1/status", {"status": "active"})
-    assert store.authorize("CARD-1", datetime.now(UTC)).status == "Accepted"
+    assert site.central.authorization.decide("CARD-1", datetime.now(UTC)).status == "Accepted"
 
     page = await admin.post("/chargers", {"cp_id": "CP-2", "password": "long-enough-pw", "tariff_id": ""})
     assert "ok: Charger CP-2 added" in flash_of(page)

@@ -5,7 +5,7 @@ from __future__ import annotations
 
 from typing import Any
 
-from backend_stub.csms import Csms
+from backend_stub.app import Csms
 from backend_stub.store import CardMode
 from tests.integration.conftest import until
 from tests.web.conftest import ADMIN_TOKEN, CP_ID, Browser, StartSiteAgent

@@ -4,10 +4,10 @@ from __future__ import annotations
 
 from dataclasses import replace
 
-from backend_stub import payments
-from backend_stub.csms import Csms
-from backend_stub.formatting import format_money
+from backend_stub.app import Csms
 from backend_stub.store import PaymentStatus
+from backend_stub.web import pay as payments
+from backend_stub.web.formatting import format_money
 from tests.integration.conftest import until
 from tests.web.conftest import CP_ID, Browser, StartSiteAgent
 
@@ -15,7 +15,7 @@ PHONE = {"viewport": {"width": 390, "height": 844}, "is_mobile": True, "has_touc
 
 
 async def test_qr_pay_flow_in_chromium(site: Csms, site_agent: StartSiteAgent, browser: Browser) -> None:
-    svc = payments.service(site)
+    svc = payments.service(site.server.app)
     svc.config = replace(svc.config, status_refresh_s=1)
     agent = await site_agent(settings={"meter_value_sample_interval_s": 1})
     await until(lambda: any(c.connector_id == 1 for c in site.store.connectors(CP_ID)), 5)

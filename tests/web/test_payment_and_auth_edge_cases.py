@@ -9,9 +9,10 @@ from typing import Any
 import aiohttp
 import pytest
 
-from backend_stub import payments, webapp
-from backend_stub.csms import Csms
+from backend_stub.app import Csms
 from backend_stub.store import CsmsStore, LedgerKind, PaymentStatus
+from backend_stub.web import common as webapp
+from backend_stub.web import pay as payments
 from tests.integration.conftest import until
 from tests.web.conftest import ADMIN_TOKEN, CP_ID, StartSiteAgent
 from tests.web.test_dashboard import Admin, log_in
@@ -144,17 +145,17 @@ async def test_stop_cancels_and_awaits_background_tasks(tmp_path: Path) -> None:
     """Csms.stop awaits its cancelled tasks, and a payment task spawned while connections close is cancelled."""
     store = CsmsStore(tmp_path / "stop.db")
     app = Csms(store, admin_token=ADMIN_TOKEN)
-    svc = payments.service(app)
+    svc = payments.service(app.server.app)
     late: list[asyncio.Task[None]] = []
 
     async def spawn_late(_: Any) -> None:  # runs after the payment service's own on_shutdown
-        svc._spawn(asyncio.sleep(100), "late")
-        late.extend(svc._tasks)
+        svc.flow._spawn(asyncio.sleep(100), "late")
+        late.extend(svc.flow._tasks)
 
     app.server.app.on_shutdown.append(spawn_late)
     await app.start()
     csms_task = asyncio.get_running_loop().create_task(asyncio.sleep(100))
-    app._tasks.add(csms_task)  # type: ignore[arg-type]
+    app.central.prepaid._tasks.add(csms_task)  # type: ignore[arg-type]
     try:
         await app.stop()
         assert csms_task.done()

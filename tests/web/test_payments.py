@@ -13,10 +13,10 @@ import aiohttp
 import pytest
 import segno
 
-from backend_stub import payments
-from backend_stub.csms import Csms
-from backend_stub.formatting import format_money
+from backend_stub.app import Csms
 from backend_stub.store import AuthStatus, CardStatus, CsmsStore, LedgerKind, Payment, PaymentStatus
+from backend_stub.web import pay as payments
+from backend_stub.web.formatting import format_money
 from tests.integration.conftest import RunningAgent, until
 from tests.web.conftest import ADMIN_TOKEN, CP_ID, StartSiteAgent
 
@@ -24,7 +24,7 @@ FAST_METER = {"meter_value_sample_interval_s": 1}
 
 
 def svc(site: Csms) -> payments.PaymentService:
-    return payments.service(site)
+    return payments.service(site.server.app)
 
 
 def provider(site: Csms) -> payments.TestProvider:
@@ -136,7 +136,7 @@ async def test_happy_path_charges_energy_and_refunds_remainder(
     assert "kWh" in html and "Cost so far" in html
 
     # The idTag is spent: not accepted again, nor at another charger.
-    hooks = svc(site)
+    hooks = svc(site).flow
     assert hooks.authorize(CP_ID, tag) is AuthStatus.BLOCKED
     assert hooks.authorize("CP-OTHER", tag) is AuthStatus.INVALID
 

@@ -1,6 +1,6 @@
 """The operator dashboard: server-rendered pages (jinja2, autoescaped) over the store, with OCPP command buttons.
 
-Every page but `/login` needs the admin session (`webapp.is_admin`): a GET without one is redirected to the
+Every page but `/login` needs the admin session (`common.is_admin`): a GET without one is redirected to the
 login page, a POST without one is refused. Every POST carries a CSRF token derived with HMAC from the session
 value (so it is stateless too) and, when the browser sends an Origin header, that origin must be this host.
 Results of POSTs travel to the next page as a signed, HttpOnly flash cookie (post/redirect/get).
@@ -21,7 +21,7 @@ import json
 import math
 import re
 import secrets
-from collections.abc import Callable, Iterable
+from collections.abc import Awaitable, Callable, Iterable
 from dataclasses import dataclass
 from datetime import UTC, date, datetime, time, timedelta, tzinfo
 from decimal import Decimal, InvalidOperation
@@ -33,18 +33,12 @@ import jinja2
 from aiohttp import web
 from multidict import MultiDictProxy
 
-from backend_stub import webapp
-from backend_stub.formatting import (
-    DIMENSION_UNITS,
-    describe_component,
-    describe_restrictions,
-    format_duration,
-    format_iso,
-    format_kwh,
-    format_money,
-    format_time,
+from backend_stub.domain.commands import ChargerCommands, CommandReply
+from backend_stub.domain.tariffs import (
+    Tariff,
+    currency_exponent,
 )
-from backend_stub.ocpp_server import CallErrorReply
+from backend_stub.errors import CommandFailed, FormError
 from backend_stub.store import (
     Card,
     CardMode,
@@ -58,9 +52,16 @@ from backend_stub.store import (
     UnknownTransaction,
     User,
 )
-from backend_stub.tariffs import (
-    Tariff,
-    currency_exponent,
+from backend_stub.web import common
+from backend_stub.web.formatting import (
+    DIMENSION_UNITS,
+    describe_component,
+    describe_restrictions,
+    format_duration,
+    format_iso,
+    format_kwh,
+    format_money,
+    format_time,
 )
 
 FLASH_COOKIE = "csms_flash"
@@ -98,11 +99,7 @@ _DIAGNOSTICS_SCHEMES = ("ftp", "ftps", "sftp", "http", "https")
 _NONCE = re.compile(r"[0-9a-f]{16,64}")
 _FILENAME_UNSAFE = re.compile(r"[^A-Za-z0-9._-]")
 
-Handler = webapp.Handler
-
-
-class FormError(ValueError):
-    """A form field is missing or malformed; the message is shown to the operator."""
+Handler = common.Handler
 
 
 @dataclass(frozen=True)
@@ -217,12 +214,12 @@ def daily_chart(stats: list[DailyStats], currency: str) -> Chart:
 
 def csrf_token(app: web.Application) -> str:
     """The CSRF token of the admin session: an HMAC of the session value (stateless, like the session)."""
-    key = bytes.fromhex(webapp.session_value(app[webapp.TOKEN_DIGEST]))
+    key = bytes.fromhex(common.session_value(app[common.TOKEN_DIGEST]))
     return hmac.new(key, b"csms dashboard csrf v1", hashlib.sha256).hexdigest()
 
 
 def _flash_key(app: web.Application) -> bytes:
-    key = bytes.fromhex(webapp.session_value(app[webapp.TOKEN_DIGEST]))
+    key = bytes.fromhex(common.session_value(app[common.TOKEN_DIGEST]))
     return hmac.new(key, b"csms dashboard flash v1", hashlib.sha256).digest()
 
 
@@ -273,7 +270,7 @@ def read_flash(request: web.Request) -> tuple[str, str] | None:
     expected = hmac.new(
         _flash_key(request.app), payload.encode(errors="surrogatepass"), hashlib.sha256
     ).hexdigest()
-    if not webapp.same_text(signature, expected):
+    if not common.same_text(signature, expected):
         return None
     try:
         kind, text = json.loads(base64.urlsafe_b64decode(payload.encode()))
@@ -286,11 +283,11 @@ def read_flash(request: web.Request) -> tuple[str, str] | None:
 
 
 def _store(request: web.Request) -> CsmsStore:
-    return request.app[webapp.CSMS].store
+    return request.app[common.CSMS].store
 
 
 def _site_tz(request: web.Request) -> tzinfo:
-    return request.app[webapp.CSMS].site_tz
+    return request.app[common.CSMS].site_tz
 
 
 def static_url(request: web.Request, filename: str) -> str:
@@ -313,7 +310,7 @@ def render(request: web.Request, template: str, *, status: int = 200, **context:
         .render(
             request_path=request.path,
             request_path_qs=request.path_qs,
-            logged_in=webapp.is_admin(request),
+            logged_in=common.is_admin(request),
             csrf=csrf_token(request.app),
             csrf_field=CSRF_FIELD,
             flash=flash,
@@ -355,7 +352,7 @@ def page(handler: Handler) -> Handler:
     """Require the admin session; for POSTs also the CSRF token and a same-origin request."""
 
     async def guarded(request: web.Request) -> web.StreamResponse:
-        if not webapp.is_admin(request):
+        if not common.is_admin(request):
             if request.method in ("GET", "HEAD"):
                 query = urlencode({"next": request.path_qs})
                 raise web.HTTPSeeOther(f"/login?{query}")
@@ -365,7 +362,7 @@ def page(handler: Handler) -> Handler:
             token = form.get(CSRF_FIELD)
             if (
                 not isinstance(token, str)
-                or not webapp.same_text(token, csrf_token(request.app))
+                or not common.same_text(token, csrf_token(request.app))
                 or not _same_origin(request)
             ):
                 return error_page(
@@ -381,8 +378,8 @@ def api_json(handler: Handler) -> Handler:
     """Require the admin session for a JSON endpoint (401 otherwise, so scripts can send to the login)."""
 
     async def guarded(request: web.Request) -> web.StreamResponse:
-        if not webapp.is_admin(request):
-            return _secure(webapp.json_error(401, "login required"))
+        if not common.is_admin(request):
+            return _secure(common.json_error(401, "login required"))
         response: web.StreamResponse = await handler(request)
         return _secure(response)
 
@@ -474,7 +471,7 @@ def _owners(store: CsmsStore) -> tuple[dict[int, User], dict[str, User]]:
 async def login_form(request: web.Request) -> web.StreamResponse:
     """GET /login: the token form (or straight on when already logged in)."""
     target = safe_path(request.query.get("next"))
-    if webapp.is_admin(request):
+    if common.is_admin(request):
         raise web.HTTPSeeOther(target)
     return render(request, "login.html", next=target, error=None)
 
@@ -487,12 +484,12 @@ async def login(request: web.Request) -> web.StreamResponse:
     token = form.get("token")
     if not _same_origin(request):
         return error_page(request, 403, "Cross-site login refused.")
-    if not isinstance(token, str) or not token.strip() or not webapp.token_ok(request.app, token.strip()):
+    if not isinstance(token, str) or not token.strip() or not common.token_ok(request.app, token.strip()):
         return render(request, "login.html", status=401, next=target, error="Wrong admin token.")
     response = redirect(target)
     response.set_cookie(
-        webapp.SESSION_COOKIE,
-        webapp.session_value(request.app[webapp.TOKEN_DIGEST]),
+        common.SESSION_COOKIE,
+        common.session_value(request.app[common.TOKEN_DIGEST]),
         path="/",
         httponly=True,
         samesite="Strict",
@@ -505,7 +502,7 @@ async def login(request: web.Request) -> web.StreamResponse:
 async def logout(request: web.Request) -> web.StreamResponse:
     """POST /logout: drop the session cookie."""
     response = redirect("/login")
-    response.del_cookie(webapp.SESSION_COOKIE, path="/")
+    response.del_cookie(common.SESSION_COOKIE, path="/")
     return response
 
 
@@ -518,9 +515,9 @@ def _connector_label(connector_id: int) -> str:
 
 def status_snapshot(request: web.Request) -> dict[str, Any]:
     """Every charger's registration, connection, heartbeat and connector statuses (for the live poll)."""
-    csms = request.app[webapp.CSMS]
+    csms = request.app[common.CSMS]
     store = csms.store
-    connected = csms.server.connected
+    connected = csms.commands.connected()
     active: dict[str, int] = {}
     for tx in store.active_transactions():
         active[tx.cp_id] = active.get(tx.cp_id, 0) + 1
@@ -599,13 +596,13 @@ async def charger_page(request: web.Request) -> web.StreamResponse:
     currency = store.currency()
     tariff_id = store.tariff_for(cp_id)
     _, owners = _owners(store)
-    connected = cp_id in request.app[webapp.CSMS].server.connected
+    connected = request.app[common.CSMS].commands.is_connected(cp_id)
     return render(
         request,
         "charger.html",
         charger=charger,
         connected=connected,
-        lockout=request.app[webapp.CSMS].server.auth_throttle.status(cp_id),
+        lockout=request.app[common.CSMS].commands.auth_lockout(cp_id),
         connectors=[c for c in store.connectors(cp_id)],
         command_connectors=[c.connector_id for c in store.connectors(cp_id) if c.connector_id > 0] or [1],
         tariff=tariff_view(store, tariff_id) if tariff_id else None,
@@ -942,43 +939,51 @@ async def set_card_status(request: web.Request) -> web.StreamResponse:
     return await _form_action(request, "/cards", act)
 
 
-def command_payload(action: str, form: MultiDictProxy[Any]) -> dict[str, Any]:
-    """The OCPP 1.6 payload of a dashboard command from its form fields (FormError if malformed)."""
+def command_call(
+    commands: ChargerCommands, cp_id: str, action: str, form: MultiDictProxy[Any]
+) -> Awaitable[CommandReply]:
+    """The dashboard command named ``action`` (its form's path) as a call on the port (FormError if malformed)."""
+    timeout_s = COMMAND_TIMEOUT_S
     if action == "RemoteStartTransaction":
-        payload: dict[str, Any] = {"idTag": _text_field(form, "idTag", max_len=20)}
-        if _text_field(form, "connectorId", required=False):
-            payload["connectorId"] = _int_field(form, "connectorId", low=1, high=10_000)
-        return payload
+        id_tag = _text_field(form, "idTag", max_len=20)
+        evse = (
+            _int_field(form, "connectorId", low=1, high=10_000)
+            if _text_field(form, "connectorId", required=False)
+            else None
+        )
+        return commands.remote_start(cp_id, evse, id_tag, timeout_s=timeout_s)
     if action == "RemoteStopTransaction":
-        return {"transactionId": _int_field(form, "transactionId", low=0, high=2**31 - 1)}
+        tx_id = _int_field(form, "transactionId", low=0, high=2**31 - 1)
+        return commands.remote_stop(cp_id, tx_id, timeout_s=timeout_s)
     if action == "Reset":
         kind = _text_field(form, "type")
         if kind not in RESET_TYPES:
             raise FormError(f"reset type must be Soft or Hard, got {kind!r}")
-        return {"type": kind}
+        return commands.reset(cp_id, "Soft" if kind == "Soft" else "Hard", timeout_s=timeout_s)
     if action == "UnlockConnector":
-        return {"connectorId": _int_field(form, "connectorId", low=1, high=10_000)}
+        evse = _int_field(form, "connectorId", low=1, high=10_000)
+        return commands.unlock(cp_id, evse, timeout_s=timeout_s)
     if action == "GetDiagnostics":
         location = _text_field(form, "location", max_len=512)
         if urlsplit(location).scheme not in _DIAGNOSTICS_SCHEMES or not urlsplit(location).netloc:
             raise FormError("location: an upload URL like ftp://host/path or https://host/path")
-        return {"location": location}
+        return commands.get_diagnostics(cp_id, location, timeout_s=timeout_s)
     raise FormError(f"unknown command {action!r}")
 
 
-def describe_reply(reply: dict[str, Any]) -> str:
-    """A CALLRESULT payload in one line: its status first, then any other fields."""
-    if not reply:
+def describe_reply(reply: CommandReply) -> str:
+    """A charger's answer in one line: its status first, then any other fields."""
+    if not reply.status and not reply.fields:
         return "(empty reply)"
-    parts = [str(reply["status"])] if "status" in reply else []
-    parts += [f"{k}={json.dumps(v)}" for k, v in reply.items() if k != "status"]
+    parts = [reply.status] if reply.status else []
+    parts += [f"{k}={json.dumps(v)}" for k, v in reply.fields.items()]
     return ", ".join(parts)
 
 
 @page
 async def charger_command(request: web.Request) -> web.StreamResponse:
     """POST /chargers/{cp_id}/commands/{action}: send the OCPP call and show the charger's reply."""
-    csms = request.app[webapp.CSMS]
+    csms = request.app[common.CSMS]
     cp_id = request.match_info["cp_id"]
     action = request.match_info["action"]
     form = await request.post()
@@ -986,22 +991,23 @@ async def charger_command(request: web.Request) -> web.StreamResponse:
     if csms.store.charger(cp_id) is None:
         return error_page(request, 404, f"No charger {cp_id!r}.")
     try:
-        payload = command_payload(action, form)
+        pending = command_call(csms.commands, cp_id, action, form)
     except FormError as exc:
         return back(request, default, "error", f"{action}: {exc}", form=form)
     try:
-        reply = await csms.server.call(cp_id, action, payload, timeout=COMMAND_TIMEOUT_S)
-    except KeyError:
-        return back(request, default, "error", f"{cp_id} is not connected; {action} not sent.", form=form)
-    except CallErrorReply as exc:
-        text = f"{cp_id} answered {action} with a CallError: {exc.code}"
-        text += f" ({exc.description})" if exc.description else ""
+        reply = await pending
+    except CommandFailed as exc:
+        if exc.code == CommandFailed.NOT_CONNECTED:
+            text = f"{cp_id} is not connected; {action} not sent."
+        elif exc.code == CommandFailed.TIMEOUT:
+            text = f"{cp_id} did not answer {action} in time."
+        elif exc.code == CommandFailed.DISCONNECTED:
+            text = f"{cp_id} disconnected before answering {action}."
+        else:
+            text = f"{cp_id} answered {action} with a CallError: {exc.code}"
+            text += f" ({exc.description})" if exc.description else ""
         return back(request, default, "error", text, form=form)
-    except TimeoutError:
-        return back(request, default, "error", f"{cp_id} did not answer {action} in time.", form=form)
-    except ConnectionError:
-        return back(request, default, "error", f"{cp_id} disconnected before answering {action}.", form=form)
-    status = str(reply.get("status", ""))
+    status = reply.status
     kind = "error" if status in {"Rejected", "NotSupported", "UnlockFailed", "Failed"} else "ok"
     return back(request, default, kind, f"{cp_id} answered {action}: {describe_reply(reply)}", form=form)
 
@@ -1012,7 +1018,7 @@ async def charger_command(request: web.Request) -> web.StreamResponse:
 def environment() -> jinja2.Environment:
     """The dashboard's jinja2 environment: every value HTML-escaped, undefined names are errors."""
     env = jinja2.Environment(
-        loader=jinja2.FileSystemLoader(webapp.TEMPLATE_DIR),
+        loader=jinja2.FileSystemLoader(common.TEMPLATE_DIR),
         autoescape=True,
         undefined=jinja2.StrictUndefined,
         trim_blocks=True,

@@ -5,7 +5,7 @@ from __future__ import annotations
 from datetime import UTC, datetime
 from decimal import Decimal
 
-from backend_stub.tariffs import (
+from backend_stub.domain.tariffs import (
     DimensionType,
     PriceComponent,
     TariffRestrictions,

@@ -1,4 +1,5 @@
-"""QR payment: a pay page per connector, a payment-provider interface, and the money flow around a paid session.
+"""QR payment pages: a pay page per connector, QR codes, provider callbacks and status pages; the money flow
+around a paid session and the provider interface are `backend_stub.domain.payments`.
 
 The flow (issue 4, item 5):
 
@@ -10,8 +11,8 @@ The flow (issue 4, item 5):
    actually moves the payment to ``captured`` triggers anything: a repeated one starts nothing and posts nothing.
 3. On capture the paid amount is topped up to a prepaid card whose idTag is the payment's (the payment-bound
    account), then RemoteStartTransaction is sent with that idTag. The idTag authorizes only at that charger,
-   starts only on that connector and only once. The card is prepaid, so `Csms._check_prepaid` stops the session
-   remotely when its running cost reaches the paid amount; the charge at StopTransaction is capped at the amount.
+   starts only on that connector and only once (`PaymentFlow`). The card is prepaid, so the prepaid cut-off stops
+   the session remotely when its running cost reaches the paid amount; the charge at StopTransaction is capped at the amount.
 4. At StopTransaction (or when the charger is offline, rejects the start, or starts nothing within
    ``start_timeout_s``) the card's remaining balance is paid out once (ledger key ``payment:{id}:refund``),
    refunded through the provider with the same key, the payment goes to ``refunded`` and the idTag is blocked.
@@ -21,19 +22,16 @@ The flow (issue 4, item 5):
 
 from __future__ import annotations
 
-import asyncio
-import contextlib
 import hashlib
 import hmac
 import json
 import logging
-import os
 import re
 import secrets
-from collections.abc import Callable, Coroutine, Mapping
-from dataclasses import dataclass, field, replace
+from collections.abc import Callable, Mapping
+from dataclasses import dataclass, field
 from decimal import Decimal
-from typing import Any, Protocol
+from typing import Any
 from urllib.parse import quote
 
 import aiohttp
@@ -41,23 +39,28 @@ import jinja2
 import segno
 from aiohttp import web
 
-from backend_stub import tariffs, webapp
-from backend_stub.csms import Csms
-from backend_stub.formatting import describe_restrictions, format_money, format_price
-from backend_stub.ocpp_server import CallErrorReply
+from backend_stub.domain import tariffs
+from backend_stub.domain.central import Central
+from backend_stub.domain.payments import (
+    CallbackRejected,
+    Checkout,
+    CheckoutRequest,
+    PayConfig,
+    PaymentFlow,
+    PaymentProvider,
+    ProviderEvent,
+    refund_key,
+)
 from backend_stub.store import (
-    MAX_AMOUNT_MINOR,
-    AuthStatus,
-    CardMode,
     CardStatus,
     Conflict,
-    LedgerEntry,
     NotFound,
     Payment,
     PaymentStatus,
     StoreError,
-    Transaction,
 )
+from backend_stub.web import common
+from backend_stub.web.formatting import describe_restrictions, format_money, format_price
 
 __all__ = [
     "PAYMENTS",
@@ -84,113 +87,7 @@ STATUS_TOKEN_HEX = 24
 # --------------------------------------------------------------------------------------------- configuration
 
 
-@dataclass(frozen=True)
-class PayConfig:
-    """Settings of the pay pages; amounts in minor units of the installation's currency."""
-
-    min_amount_minor: int = 100
-    max_amount_minor: int = 10_000
-    presets_minor: tuple[int, ...] = (500, 1000, 2000)
-    start_timeout_s: float = 90.0  # RemoteStart accepted -> StartTransaction, else refund
-    public_base_url: str | None = None  # e.g. "https://pay.example.com"; else the request's own origin
-    status_refresh_s: int = 3
-    refund_attempts: int = 5
-    refund_retry_s: float = 5.0
-
-    def __post_init__(self) -> None:
-        """Validate ranges; an error names the setting."""
-        if not 1 <= self.min_amount_minor <= self.max_amount_minor <= MAX_AMOUNT_MINOR:
-            raise ValueError(
-                f"pay amounts: need 1 <= min_amount_minor <= max_amount_minor <= {MAX_AMOUNT_MINOR}, "
-                f"got {self.min_amount_minor}..{self.max_amount_minor}"
-            )
-        if not 0 < self.start_timeout_s <= 3600:
-            raise ValueError(f"start_timeout_s: must be in (0, 3600], got {self.start_timeout_s}")
-        if self.public_base_url is not None and not re.fullmatch(
-            r"https?://[^\s/?#]+(/[^\s?#]*)?", self.public_base_url
-        ):
-            raise ValueError(f"public_base_url: must be an http(s) URL, got {self.public_base_url!r}")
-        if not 1 <= self.status_refresh_s <= 60:
-            raise ValueError(f"status_refresh_s: must be in [1, 60], got {self.status_refresh_s}")
-        if self.refund_attempts < 1 or self.refund_retry_s < 0:
-            raise ValueError("refund_attempts must be >= 1 and refund_retry_s >= 0")
-
-    @classmethod
-    def from_env(cls, environ: Mapping[str, str] = os.environ) -> PayConfig:
-        """Defaults overridden by CSMS_PUBLIC_URL, CSMS_PAY_MIN_MINOR, CSMS_PAY_MAX_MINOR, CSMS_PAY_START_TIMEOUT_S."""
-        out = cls()
-        try:
-            if environ.get("CSMS_PUBLIC_URL"):
-                out = replace(out, public_base_url=environ["CSMS_PUBLIC_URL"].rstrip("/"))
-            if environ.get("CSMS_PAY_MIN_MINOR"):
-                out = replace(out, min_amount_minor=int(environ["CSMS_PAY_MIN_MINOR"]))
-            if environ.get("CSMS_PAY_MAX_MINOR"):
-                out = replace(out, max_amount_minor=int(environ["CSMS_PAY_MAX_MINOR"]))
-            if environ.get("CSMS_PAY_START_TIMEOUT_S"):
-                out = replace(out, start_timeout_s=float(environ["CSMS_PAY_START_TIMEOUT_S"]))
-        except ValueError as exc:
-            raise ValueError(f"pay settings from the environment: {exc}") from exc
-        return out
-
-
 # --------------------------------------------------------------------------------------------- providers
-
-
-class CallbackRejected(Exception):
-    """A provider callback that is not authentic (401) or not understood (400)."""
-
-    def __init__(self, status: int, message: str) -> None:
-        """Keep the HTTP status to answer with."""
-        super().__init__(message)
-        self.status = status
-
-
-@dataclass(frozen=True)
-class CheckoutRequest:
-    """What a provider needs to open a checkout: amount, and where to send the payer and the callbacks."""
-
-    payment_id: int
-    amount_minor: int
-    currency: str
-    description: str
-    success_url: str  # the payer's browser goes here after paying (or declining)
-    callback_url: str  # where the provider posts its (signed) events
-
-
-@dataclass(frozen=True)
-class Checkout:
-    """An opened checkout: the provider's reference and the page to redirect the payer to."""
-
-    provider_ref: str
-    redirect_url: str
-
-
-@dataclass(frozen=True)
-class ProviderEvent:
-    """A verified provider callback: the payment it concerns and the status it reports."""
-
-    event_id: str
-    provider_ref: str
-    status: PaymentStatus  # authorized, captured or failed
-    amount_minor: int | None = None
-
-
-class PaymentProvider(Protocol):
-    """The redirect + callback shape shared by Stripe Checkout, a local wallet and the `test` provider."""
-
-    name: str
-
-    async def create_checkout(self, request: CheckoutRequest) -> Checkout:
-        """Open a checkout for a payment; the payer is redirected to ``Checkout.redirect_url``."""
-        ...
-
-    def parse_callback(self, headers: Mapping[str, str], body: bytes) -> ProviderEvent:
-        """Verify a callback's authenticity and parse it; raises CallbackRejected."""
-        ...
-
-    async def refund(self, provider_ref: str, amount_minor: int, idempotency_key: str) -> str:
-        """Refund part or all of a captured payment; idempotent by key; returns the provider's refund id."""
-        ...
 
 
 _EVENT_STATUS = {
@@ -253,7 +150,7 @@ class TestProvider:
         except (KeyError, ValueError):
             raise CallbackRejected(401, f"missing or malformed {SIGNATURE_HEADER} header") from None
         expected = hmac.new(self.secret, f"{t}.".encode() + body, hashlib.sha256).hexdigest()
-        if not webapp.same_text(expected, given):
+        if not common.same_text(expected, given):
             raise CallbackRejected(401, "bad signature")
         if abs(self.clock() - t) > SIGNATURE_TOLERANCE_S:
             raise CallbackRejected(401, "signature timestamp outside the tolerance")
@@ -381,24 +278,35 @@ PAYMENTS: web.AppKey[PaymentService] = web.AppKey("payments")
 
 
 class PaymentService:
-    """QR payments of one central system: pages, provider callbacks and the session hooks `Csms` calls."""
+    """QR payments of one central system: pages, provider callbacks and the session hooks `Central` calls."""
 
-    def __init__(self, csms: Csms, config: PayConfig, providers: Mapping[str, PaymentProvider]) -> None:
+    def __init__(self, csms: Central, config: PayConfig, providers: Mapping[str, PaymentProvider]) -> None:
         """Serve payments for ``csms`` through ``providers`` (by name); ``config`` may be replaced later."""
         self.csms = csms
         self.store = csms.store
-        self.config = config
-        self.providers: dict[str, PaymentProvider] = dict(providers)
+        self.flow = PaymentFlow(csms.store, csms.commands, config, providers)
         self._status_key = self.store.secret("pay.status_token")
-        self._started: dict[int, asyncio.Event] = {}
-        self._refunding: set[int] = set()
         self._checkout_urls: dict[int, str] = {}
-        self._tasks: set[asyncio.Task[None]] = set()
         self.templates = jinja2.Environment(
-            loader=jinja2.FileSystemLoader(webapp.TEMPLATE_DIR),
+            loader=jinja2.FileSystemLoader(common.TEMPLATE_DIR),
             autoescape=True,
             undefined=jinja2.StrictUndefined,
         )
+
+    @property
+    def config(self) -> PayConfig:
+        """The payment settings (shared with the money flow)."""
+        return self.flow.config
+
+    @config.setter
+    def config(self, config: PayConfig) -> None:
+        """Replace the payment settings."""
+        self.flow.config = config
+
+    @property
+    def providers(self) -> dict[str, PaymentProvider]:
+        """The payment providers by name."""
+        return self.flow.providers
 
     # ---- helpers
 
@@ -410,7 +318,7 @@ class PaymentService:
     def payment_for_token(self, token: str) -> Payment | None:
         """The payment a status token names, or None (unknown or forged)."""
         head, _, _mac = token.partition("-")
-        if not re.fullmatch(r"[0-9]{1,18}", head) or not webapp.same_text(
+        if not re.fullmatch(r"[0-9]{1,18}", head) or not common.same_text(
             self.status_token(int(head)), token
         ):
             return None
@@ -428,17 +336,6 @@ class PaymentService:
     def pay_url(self, base: str, cp_id: str, connector_id: int) -> str:
         """The absolute pay page URL of a connector."""
         return f"{base}/pay/{quote(cp_id, safe='')}/{connector_id}"
-
-    def _spawn(self, coro: Coroutine[Any, Any, None], name: str) -> None:
-        task = asyncio.get_running_loop().create_task(coro, name=name)
-        self._tasks.add(task)
-
-        def done(t: asyncio.Task[None]) -> None:
-            self._tasks.discard(t)
-            if not t.cancelled() and t.exception() is not None:
-                log.error("payment task %s failed", name, exc_info=t.exception())
-
-        task.add_done_callback(done)
 
     def _render(self, template: str, status: int = 200, **context: Any) -> web.Response:
         html = self.templates.get_template(template).render(**context)
@@ -465,14 +362,14 @@ class PaymentService:
         charger = self.store.charger(cp_id)
         if charger is None or str(charger.status) != "accepted":
             return "This charger is not in service."
-        if cp_id not in self.csms.server.connected:
+        if not self.csms.commands.is_connected(cp_id):
             return "This charger is offline right now."
         whole, status = self._connector(cp_id, connector_id)
         if whole in ("Unavailable", "Faulted"):
             return f"This charger is {whole.lower()}."
         if status not in READY_STATUSES:
             return f"This connector is {(status or 'unknown').lower()} right now."
-        for waiting in list(self._started):
+        for waiting in self.flow.starting():
             other = self.store.payment(waiting)
             if (other.cp_id, other.connector_id) == (cp_id, connector_id) and other.transaction_id is None:
                 return "Another paid session is starting at this connector."
@@ -507,7 +404,7 @@ class PaymentService:
         currency = self.store.currency()
         whole, conn_status = self._connector(cp_id, connector_id)
         try:
-            tariff = self.csms.tariff_for(cp_id)
+            tariff = self.csms.pricing.tariff_for(cp_id)
         except (ValueError, StoreError):
             log.exception("cannot read the tariff of %s", cp_id)
             tariff = None
@@ -518,7 +415,7 @@ class PaymentService:
             status,
             cp_id=cp_id,
             connector_id=connector_id,
-            online=cp_id in self.csms.server.connected,
+            online=self.csms.commands.is_connected(cp_id),
             charger_status=whole,
             connector_status=conn_status,
             unavailable=self._unavailable_reason(cp_id, connector_id),
@@ -635,38 +532,18 @@ class PaymentService:
         """POST /pay/callback/{provider}: a provider event; authenticity is the provider's check."""
         provider = self.providers.get(request.match_info["provider"])
         if provider is None:
-            return webapp.json_error(404, "unknown payment provider")
+            return common.json_error(404, "unknown payment provider")
         body = await request.read()
         try:
             event = provider.parse_callback(request.headers, body)
         except CallbackRejected as exc:
             log.warning("rejected %s callback: %s", provider.name, exc)
-            return webapp.json_error(exc.status, str(exc))
+            return common.json_error(exc.status, str(exc))
         try:
-            payment, changed = self.apply_event(provider.name, event)
+            payment, changed = self.flow.apply_event(provider.name, event)
         except CallbackRejected as exc:
-            return webapp.json_error(exc.status, str(exc))
+            return common.json_error(exc.status, str(exc))
         return web.json_response({"payment": payment.id, "status": str(payment.status), "changed": changed})
-
-    def apply_event(self, provider_name: str, event: ProviderEvent) -> tuple[Payment, bool]:
-        """Apply a verified event; only the one that moves a payment to captured starts the session."""
-        payment = self.store.payment_by_ref(provider_name, event.provider_ref)
-        if payment is None:
-            raise CallbackRejected(404, "unknown payment reference")
-        if event.amount_minor is not None and event.amount_minor != payment.amount_minor:
-            raise CallbackRejected(400, f"amount {event.amount_minor} does not match the payment")
-        try:
-            update = self.store.set_payment_status(payment.id, event.status)
-        except Conflict as exc:  # e.g. "failed" for a payment that was captured: keep what happened
-            log.warning("payment %s: ignored %s event %s: %s", payment.id, event.status, event.event_id, exc)
-            raise CallbackRejected(409, str(exc)) from None
-        log.info(
-            "payment %s: %s (%s)", payment.id, update.payment.status, "new" if update.changed else "repeat"
-        )
-        if update.changed and update.payment.status is PaymentStatus.CAPTURED:
-            self._started.setdefault(payment.id, asyncio.Event())
-            self._spawn(self._after_capture(payment.id), f"pay-start-{payment.id}")
-        return update.payment, update.changed
 
     async def status_page(self, request: web.Request) -> web.Response:
         """GET /pay/status/{token}: where a payment stands; refreshes itself until final."""
@@ -720,7 +597,7 @@ class PaymentService:
                     refund_pending=pending,
                     connector_status=conn_status,
                 )
-            if payment.id in self._refunding or self._settled_without_refund(payment):
+            if self.flow.refunding(payment.id) or self._settled_without_refund(payment):
                 return StatusView("refunded", "Refunded", "Charging did not start.", True, amount)
             return StatusView(
                 "starting",
@@ -734,7 +611,7 @@ class PaymentService:
         energy = f"{tx.energy_wh / 1000:.3f}"
         if tx.active:
             try:
-                running = min(self.csms.running_cost(tx), payment.amount_minor)
+                running = min(self.csms.pricing.running_cost(tx), payment.amount_minor)
             except (ValueError, StoreError):
                 running = 0
             return StatusView(
@@ -768,225 +645,19 @@ class PaymentService:
         card = self.store.card(payment.id_tag) if payment.id_tag else None
         return card is not None and card.status is CardStatus.BLOCKED
 
-    # ---- the money flow
 
-    async def _after_capture(self, payment_id: int) -> None:
-        """Top up the payment-bound account, send RemoteStart, and refund if no session starts in time."""
-        try:
-            await self._start_paid_session(payment_id)
-        except Exception:
-            # Whatever went wrong (store, unexpected charger answer), a captured payment must not be left
-            # hanging until the next restart: refund it now unless a session already took it.
-            log.exception("payment %s: starting the paid session failed", payment_id)
-            self._fail_start(payment_id, "the server could not start the session")
-        finally:
-            self._started.pop(payment_id, None)
-
-    def _open_account(self, payment: Payment) -> None:
-        """Credit the captured amount to the payment-bound prepaid card, creating it; idempotent."""
-        assert payment.id_tag is not None
-        if self.store.card(payment.id_tag) is None:
-            with contextlib.suppress(Conflict):
-                self.store.add_card(payment.id_tag, user_id=None, mode=CardMode.PREPAID)
-        self.store.topup(
-            payment.id_tag,
-            payment.amount_minor,
-            f"payment:{payment.id}:topup",
-            payment_id=payment.id,
-            note=f"QR payment {payment.id} captured by {payment.provider} ({payment.provider_ref})",
-        )
-
-    async def _start_paid_session(self, payment_id: int) -> None:
-        payment = self.store.payment(payment_id)
-        self._open_account(payment)
-        started = self._started.setdefault(payment.id, asyncio.Event())
-        cp_id = payment.cp_id
-        if cp_id not in self.csms.server.connected:
-            self._fail_start(payment_id, "the charger is not connected")
-            return
-        try:
-            answer = await self.csms.server.call(
-                cp_id,
-                "RemoteStartTransaction",
-                {"connectorId": payment.connector_id, "idTag": payment.id_tag},
-            )
-        except (CallErrorReply, TimeoutError, KeyError, ConnectionError) as exc:
-            log.warning("payment %s: RemoteStartTransaction to %s failed: %s", payment_id, cp_id, exc)
-            self._fail_start(payment_id, "the charger did not take the start command")
-            return
-        if answer.get("status") != "Accepted":
-            self._fail_start(payment_id, "the charger rejected the start")
-            return
-        with contextlib.suppress(TimeoutError):
-            async with asyncio.timeout(self.config.start_timeout_s):
-                await started.wait()
-        if self.store.payment(payment_id).transaction_id is None:
-            self._fail_start(
-                payment_id, f"no charging session started within {self.config.start_timeout_s:g} s"
-            )
-
-    def _fail_start(self, payment_id: int, reason: str) -> None:
-        """Refund a captured payment whose session never started (unless it just did)."""
-        payment = self.store.payment(payment_id)
-        if payment.transaction_id is not None:
-            return
-        log.info("payment %s: refunding, %s", payment_id, reason)
-        self._settle(payment, reason, None)
-
-    def _settle(self, payment: Payment, reason: str, transaction_id: int | None) -> None:
-        """Pay the account's remainder out once (ledger), block the idTag, and refund through the provider."""
-        assert payment.id_tag is not None
-        if payment.status is PaymentStatus.CAPTURED and self.store.entry(refund_key(payment.id)) is None:
-            # A crash between the capture and the top-up leaves money taken but never credited: credit it
-            # first (idempotent), so that the payout below refunds it instead of finding nothing to pay out.
-            self._open_account(payment)
-        try:
-            entry = self.store.payout_remainder(
-                payment.id_tag,
-                refund_key(payment.id),
-                note=reason,
-                payment_id=payment.id,
-                transaction_id=transaction_id,
-            )
-        except NotFound:
-            entry = None  # the account was never opened: nothing was credited
-        with contextlib.suppress(NotFound):
-            self.store.set_card_status(payment.id_tag, CardStatus.BLOCKED)
-        if entry is not None:
-            self._refund_later(payment, entry)
-
-    def _refund_later(self, payment: Payment, entry: LedgerEntry) -> None:
-        if payment.id in self._refunding or self.store.payment(payment.id).status is PaymentStatus.REFUNDED:
-            return
-        self._refunding.add(payment.id)
-        self._spawn(self._provider_refund(payment, -entry.amount_minor), f"pay-refund-{payment.id}")
-
-    async def _provider_refund(self, payment: Payment, amount_minor: int) -> None:
-        """Refund through the provider (same idempotency key as the ledger entry), retrying a few times."""
-        provider = self.providers.get(payment.provider)
-        try:
-            if provider is None or payment.provider_ref is None:
-                log.error(
-                    "payment %s: no provider %r to refund %s through",
-                    payment.id,
-                    payment.provider,
-                    amount_minor,
-                )
-                return
-            for attempt in range(1, self.config.refund_attempts + 1):
-                try:
-                    refund_id = await provider.refund(
-                        payment.provider_ref, amount_minor, refund_key(payment.id)
-                    )
-                except Exception:
-                    log.exception("payment %s: refund attempt %s failed", payment.id, attempt)
-                    await asyncio.sleep(self.config.refund_retry_s * attempt)
-                    continue
-                self.store.set_payment_status(payment.id, PaymentStatus.REFUNDED)
-                log.info("payment %s: refunded %s (%s)", payment.id, amount_minor, refund_id)
-                return
-            log.error(
-                "payment %s: refund of %s still owed after %s attempts", payment.id, amount_minor, attempt
-            )
-        finally:
-            self._refunding.discard(payment.id)
-
-    async def reconcile(self) -> None:
-        """After a restart: settle captured payments whose flow was cut short, retry owed provider refunds."""
-        for payment in self.store.payments_with_status(PaymentStatus.CAPTURED):
-            entry = self.store.entry(refund_key(payment.id))
-            if entry is not None:
-                self._refund_later(payment, entry)
-            elif payment.transaction_id is None:
-                self._settle(payment, "the server restarted before the charger started", None)
-            else:
-                tx = self.store.transaction(payment.transaction_id)
-                if not tx.active:
-                    self._settle(payment, "the remainder of the paid amount", tx.id)
-
-    # ---- hooks called by Csms (PaymentHooks)
-
-    def authorize(self, cp_id: str, id_tag: str) -> AuthStatus | None:
-        """A payment idTag is Accepted only at its charger, while paid and not yet used or refunded."""
-        payment = self.store.payment_for_id_tag(id_tag)
-        if payment is None:
-            return None
-        if payment.cp_id != cp_id:
-            log.warning("payment idTag of payment %s presented at %s", payment.id, cp_id)
-            return AuthStatus.INVALID
-        if (
-            payment.status is not PaymentStatus.CAPTURED
-            or payment.transaction_id is not None
-            or self.store.entry(refund_key(payment.id)) is not None
-        ):
-            return AuthStatus.BLOCKED
-        return AuthStatus.ACCEPTED
-
-    def started(self, cp_id: str, connector_id: int, id_tag: str, transaction_id: int) -> AuthStatus | None:
-        """Bind the payment to its first session on its own connector; anything else is refused."""
-        payment = self.store.payment_for_id_tag(id_tag)
-        if payment is None:
-            return None
-        if (payment.cp_id, payment.connector_id) != (cp_id, connector_id):
-            log.warning("payment %s idTag started at %s/%s", payment.id, cp_id, connector_id)
-            return AuthStatus.INVALID
-        if (
-            payment.status is not PaymentStatus.CAPTURED
-            or self.store.entry(refund_key(payment.id)) is not None
-        ):
-            return AuthStatus.BLOCKED
-        try:
-            self.store.attach_payment_transaction(payment.id, transaction_id)
-        except Conflict:
-            return AuthStatus.BLOCKED  # the idTag was already used for another session
-        event = self._started.get(payment.id)
-        if event is not None:
-            event.set()
-        return AuthStatus.ACCEPTED
-
-    def cost_cap(self, tx: Transaction) -> int | None:
-        """A paid session costs at most the amount paid; a refused one started with a payment idTag costs 0."""
-        payment = self.store.payment_for_id_tag(tx.id_tag)
-        if payment is None:
-            return None
-        return payment.amount_minor if payment.transaction_id == tx.id else 0
-
-    def stopped(self, tx: Transaction) -> None:
-        """The paid session ended (charged by the store, capped): pay out and refund the remainder once."""
-        try:
-            payment = self.store.payment_for_id_tag(tx.id_tag)
-            if payment is None or payment.transaction_id != tx.id or tx.active:
-                return
-            self._settle(payment, "the unused part of the payment", tx.id)
-        except StoreError:
-            # The session itself is recorded and charged; reconcile() settles the payment at the next start.
-            log.exception("cannot settle the payment of transaction %s", tx.id)
-
-    async def close(self) -> None:
-        """Cancel background work (server shutdown)."""
-        tasks = list(self._tasks)
-        for task in tasks:
-            task.cancel()
-        await asyncio.gather(*tasks, return_exceptions=True)
-
-
-def refund_key(payment_id: int) -> str:
-    """Ledger and provider idempotency key of a payment's (only) refund."""
-    return f"payment:{payment_id}:refund"
-
-
-def service(csms: Csms) -> PaymentService:
-    """The payment service of a central system."""
-    return csms.server.app[PAYMENTS]
+def service(app: web.Application) -> PaymentService:
+    """The payment service of a central system's web application."""
+    return app[PAYMENTS]
 
 
 def setup(app: web.Application) -> None:
     """Register the pay pages, QR codes and provider callbacks, and hook payments into the OCPP handlers."""
-    csms = app[webapp.CSMS]
+    csms = app[common.CSMS]
     test = TestProvider(csms.store.secret("pay.test_provider"), clock=lambda: csms.clock().timestamp())
     svc = PaymentService(csms, PayConfig.from_env(), {test.name: test})
     app[PAYMENTS] = svc
-    csms.payment_hooks = svc
+    csms.payment_hooks = svc.flow
     log.warning(
         "QR payments use the built-in 'test' provider (simulated money): anyone can pay with it and charge "
         "for free. Fine for development and demos; a public site needs a real PaymentProvider."
@@ -1002,10 +673,10 @@ def setup(app: web.Application) -> None:
     router.add_get(r"/qr/{cp_id}/{connector:[0-9]+}.svg", svc.qr)
 
     async def on_startup(_: web.Application) -> None:
-        await svc.reconcile()
+        await svc.flow.reconcile()
 
     async def on_shutdown(_: web.Application) -> None:
-        await svc.close()
+        await svc.flow.close()
 
     app.on_startup.append(on_startup)
     app.on_shutdown.append(on_shutdown)

@@ -17,6 +17,8 @@ from dataclasses import dataclass
 from datetime import UTC, datetime, timedelta
 from typing import Any
 
+from backend_stub.domain.commands import Lockout
+
 __all__ = [
     "AuthThrottle",
     "ConnectionGuard",
@@ -192,14 +194,6 @@ def _address(transport: asyncio.Transport) -> str:
 
 
 # ---------------------------------------------------------------------------------------------- passwords
-
-
-@dataclass(frozen=True)
-class Lockout:
-    """A charger id's (or address's) failed authentication attempts and the end of its lock-out."""
-
-    failed_attempts: int
-    locked_until: datetime | None  # None: not locked right now
 
 
 @dataclass

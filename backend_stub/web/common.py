@@ -1,7 +1,4 @@
-"""The HTTP side of the bundled central system: admin authentication and the wiring of its routes.
-
-One aiohttp application carries OCPP (`/ocpp/{id}`, from `ocpp_server`), the REST API (`/api/`, `api.py`), the
-QR pay pages (`/pay/`, `/qr/`, `payments.py`) and the operator dashboard (`/`, `dashboard.py`).
+"""What every web module shares: the application keys, the admin token and session, JSON errors.
 
 The admin token comes from ``CSMS_ADMIN_TOKEN``; without it one is generated at the first start, printed once,
 and only its SHA-256 digest is kept in the store. API clients send ``Authorization: Bearer <token>``; the
@@ -22,7 +19,7 @@ from typing import TYPE_CHECKING, Any
 from aiohttp import web
 
 if TYPE_CHECKING:
-    from backend_stub.csms import Csms
+    from backend_stub.domain.central import Central
     from backend_stub.store import CsmsStore
 
 TOKEN_ENV = "CSMS_ADMIN_TOKEN"
@@ -30,7 +27,7 @@ SESSION_COOKIE = "csms_session"
 STATIC_DIR = Path(__file__).with_name("static")
 TEMPLATE_DIR = Path(__file__).with_name("templates")
 
-CSMS: web.AppKey[Csms] = web.AppKey("csms")
+CSMS: web.AppKey[Central] = web.AppKey("csms")
 TOKEN_DIGEST: web.AppKey[str] = web.AppKey("admin_token_sha256", str)
 
 Handler = Callable[[web.Request], Awaitable[web.StreamResponse]]
@@ -97,18 +94,3 @@ def unauthorized() -> web.Response:
     response = json_error(401, "missing or invalid admin token")
     response.headers["WWW-Authenticate"] = 'Bearer realm="csms"'
     return response
-
-
-def setup(csms: Csms, token_sha256: str) -> web.Application:
-    """Add the REST API, pay pages, dashboard and static files to the central system's application."""
-    from backend_stub import api, apidocs, dashboard, payments
-
-    app = csms.server.app
-    app[CSMS] = csms
-    app[TOKEN_DIGEST] = token_sha256
-    api.setup(app)
-    apidocs.setup(app)
-    payments.setup(app)
-    dashboard.setup(app)
-    app.router.add_static("/static/", STATIC_DIR, name="static", append_version=True)
-    return app

@@ -18,19 +18,17 @@ import enum
 import json
 import logging
 import re
-import uuid
 from collections.abc import Awaitable, Callable, Collection, Mapping
 from datetime import UTC, date, datetime, timedelta
 from typing import TYPE_CHECKING, Any, Final, NoReturn
 
 from aiohttp import web
 from aiohttp.web_protocol import RequestPayloadError
-from ocpp.exceptions import NotImplementedError as SchemaMissingError
-from ocpp.exceptions import OCPPError
-from ocpp.messages import Call, _validate_payload
 
-from backend_stub import apidocs, tariffs, webapp
-from backend_stub.ocpp_server import MAX_CHARGER_ID_LENGTH, CallErrorReply
+from backend_stub.domain import tariffs
+from backend_stub.domain.chargers import MAX_CHARGER_ID_LENGTH
+from backend_stub.domain.commands import ChargerCommands
+from backend_stub.errors import ApiError, CommandFailed, InvalidCommand
 from backend_stub.store import (
     MAX_AMOUNT_MINOR,
     Card,
@@ -49,9 +47,10 @@ from backend_stub.store import (
     Transaction,
     User,
 )
+from backend_stub.web import apidocs, common
 
 if TYPE_CHECKING:
-    from backend_stub.csms import Csms
+    from backend_stub.domain.central import Central
 
 log = logging.getLogger(__name__)
 
@@ -67,42 +66,6 @@ MAX_COMMAND_TIMEOUT_S: Final = 120.0
 MAX_TARIFF_PRICE: Final = 1_000_000  # major units per kWh / hour / session: a sanity cap, not a business rule
 MAX_SQLITE_INT: Final = 2**63 - 1
 
-# OCPP 1.6 actions the central system may send (Core, FirmwareManagement, LocalAuthListManagement,
-# Reservation, SmartCharging, RemoteTrigger profiles, plus the 1.6 security whitepaper's extensions).
-CSMS_ACTIONS_16: Final = frozenset(
-    {
-        "CancelReservation",
-        "ChangeAvailability",
-        "ChangeConfiguration",
-        "ClearCache",
-        "ClearChargingProfile",
-        "DataTransfer",
-        "GetCompositeSchedule",
-        "GetConfiguration",
-        "GetDiagnostics",
-        "GetLocalListVersion",
-        "RemoteStartTransaction",
-        "RemoteStopTransaction",
-        "ReserveNow",
-        "Reset",
-        "SendLocalList",
-        "SetChargingProfile",
-        "TriggerMessage",
-        "UnlockConnector",
-        "UpdateFirmware",
-        # Security extensions (OCPP 1.6 Security Whitepaper edition 2)
-        "CertificateSigned",
-        "DeleteCertificate",
-        "ExtendedTriggerMessage",
-        "GetInstalledCertificateIds",
-        "GetLog",
-        "InstallCertificate",
-        "SignedUpdateFirmware",
-    }
-)
-# Keyed by the schema version of the charger's OCPP version; only 1.6 is served today.
-CSMS_ACTIONS: Final[dict[str, frozenset[str]]] = {"1.6": CSMS_ACTIONS_16}
-COMMAND_SCHEMA_VERSION: Final = "1.6"
 
 _DATE = re.compile(r"\d{4}-\d{2}-\d{2}")
 
@@ -110,17 +73,6 @@ Handler = Callable[[web.Request], Awaitable[web.StreamResponse]]
 
 
 # ---------------------------------------------------------------------------------------------- errors
-
-
-class ApiError(Exception):
-    """An HTTP error answered as ``{"error": message, **extra}``."""
-
-    def __init__(self, status: int, message: str, **extra: Any) -> None:
-        """Keep the status, message and extra JSON fields."""
-        super().__init__(message)
-        self.status = status
-        self.message = message
-        self.extra = extra
 
 
 def _bad(message: str, field: str | None = None) -> NoReturn:
@@ -132,29 +84,29 @@ def _bad(message: str, field: str | None = None) -> NoReturn:
 def _store_error_response(exc: StoreError) -> web.Response:
     """Translate a store error: bad values 400, missing rows 404, clashes 409; anything else is ours (503)."""
     if isinstance(exc, InvalidInput):
-        return webapp.json_error(400, str(exc))
+        return common.json_error(400, str(exc))
     if isinstance(exc, NotFound):
-        return webapp.json_error(404, str(exc))
+        return common.json_error(404, str(exc))
     if isinstance(exc, IdempotencyConflict):
-        return webapp.json_error(409, f"idempotency key reused with different parameters: {exc}")
+        return common.json_error(409, f"idempotency key reused with different parameters: {exc}")
     if isinstance(exc, Conflict):
-        return webapp.json_error(409, str(exc))
+        return common.json_error(409, str(exc))
     log.error("store failure answering an API request: %s", exc)
-    return webapp.json_error(503, "the store is unavailable; try again")
+    return common.json_error(503, "the store is unavailable; try again")
 
 
 def _http_error_response(exc: web.HTTPException, request: web.Request) -> web.Response:
     """A JSON body for aiohttp's own 4xx answers (no route, wrong method, body too large)."""
     if exc.status == 404:
-        return webapp.json_error(404, f"no API endpoint at {request.path}")
+        return common.json_error(404, f"no API endpoint at {request.path}")
     if exc.status == 405:
         allowed = sorted(getattr(exc, "allowed_methods", ()) or ())
-        response = webapp.json_error(405, f"method {request.method} is not allowed here", allowed=allowed)
+        response = common.json_error(405, f"method {request.method} is not allowed here", allowed=allowed)
         response.headers["Allow"] = ", ".join(allowed)
         return response
     if exc.status == 413:
-        return webapp.json_error(413, f"request body is larger than {MAX_BODY_BYTES} bytes")
-    return webapp.json_error(exc.status, exc.reason)
+        return common.json_error(413, f"request body is larger than {MAX_BODY_BYTES} bytes")
+    return common.json_error(exc.status, exc.reason)
 
 
 def _auth_problem(request: web.Request) -> web.Response | None:
@@ -162,15 +114,15 @@ def _auth_problem(request: web.Request) -> web.Response | None:
     public = request.path == OPENAPI_PATH or apidocs.is_docs_path(request.path)
     if public and request.method in ("GET", "HEAD"):
         return None
-    if not webapp.is_admin(request):
-        return webapp.unauthorized()
+    if not common.is_admin(request):
+        return common.unauthorized()
     scheme = request.headers.get("Authorization", "").partition(" ")[0].lower()
     if (
         scheme != "bearer"
         and request.method not in ("GET", "HEAD", "OPTIONS")
         and request.content_type != "application/json"
     ):
-        return webapp.json_error(
+        return common.json_error(
             403, "a write authenticated by the session cookie must be sent as Content-Type: application/json"
         )
     return None
@@ -187,18 +139,18 @@ async def api_middleware(request: web.Request, handler: Handler) -> web.StreamRe
     try:
         return await handler(request)
     except ApiError as exc:
-        return webapp.json_error(exc.status, exc.message, **exc.extra)
+        return common.json_error(exc.status, exc.message, **exc.extra)
     except StoreError as exc:
         return _store_error_response(exc)
     except UnicodeError:  # a safety net: text from a header or path that is not valid Unicode
-        return webapp.json_error(400, "the request holds text that is not valid UTF-8")
+        return common.json_error(400, "the request holds text that is not valid UTF-8")
     except web.HTTPException as exc:
         if exc.status < 400:
             raise
         return _http_error_response(exc, request)
     except Exception:
         log.exception("API handler failed: %s %s", request.method, request.path)
-        return webapp.json_error(500, "internal error")
+        return common.json_error(500, "internal error")
 
 
 # ---------------------------------------------------------------------------------------------- input
@@ -463,12 +415,12 @@ def _entry_json(entry: LedgerEntry) -> dict[str, Any]:
     }
 
 
-def _charger_json(csms: Csms, charger: Charger) -> dict[str, Any]:
+def _charger_json(csms: Central, charger: Charger) -> dict[str, Any]:
     return {
         "id": charger.id,
         "status": charger.status.value,
         "has_password": charger.has_password,
-        "connected": charger.id in csms.server.connected,
+        "connected": csms.commands.is_connected(charger.id),
         "vendor": charger.vendor,
         "model": charger.model,
         "firmware": charger.firmware,
@@ -485,9 +437,9 @@ def _charger_json(csms: Csms, charger: Charger) -> dict[str, Any]:
     }
 
 
-def _lockout_json(csms: Csms, cp_id: str) -> dict[str, Any] | None:
+def _lockout_json(csms: Central, cp_id: str) -> dict[str, Any] | None:
     """The charger id's failed handshake authentications and lock-out, or None when there are none."""
-    lockout = csms.server.auth_throttle.status(cp_id)
+    lockout = csms.commands.auth_lockout(cp_id)
     if lockout is None:
         return None
     return {"failed_attempts": lockout.failed_attempts, "locked_until": _iso(lockout.locked_until)}
@@ -519,8 +471,8 @@ def _session_json(tx: Transaction, currency: str, user_id: int | None) -> dict[s
     }
 
 
-def _csms(request: web.Request) -> Csms:
-    return request.app[webapp.CSMS]
+def _csms(request: web.Request) -> Central:
+    return request.app[common.CSMS]
 
 
 # ---------------------------------------------------------------------------------------------- users
@@ -544,7 +496,7 @@ async def create_user(request: web.Request) -> web.Response:
     return _ok(_user_json(user), 201)
 
 
-def _user_or_404(csms: Csms, user_id: int) -> User:
+def _user_or_404(csms: Central, user_id: int) -> User:
     user = csms.store.user(user_id)
     if user is None:
         raise ApiError(404, f"no user {user_id}")
@@ -596,7 +548,7 @@ async def user_consumption(request: web.Request) -> web.Response:
 # ---------------------------------------------------------------------------------------------- cards
 
 
-def _card_or_404(csms: Csms, id_tag: str) -> Card:
+def _card_or_404(csms: Central, id_tag: str) -> Card:
     card = csms.store.card(id_tag)
     if card is None:
         raise ApiError(404, f"no card {id_tag[:64]!r}")
@@ -714,7 +666,7 @@ async def card_ledger(request: web.Request) -> web.Response:
 # ---------------------------------------------------------------------------------------------- tariffs
 
 
-def _validated_tariff(csms: Csms, body: dict[str, Any]) -> tuple[str, str]:
+def _validated_tariff(csms: Central, body: dict[str, Any]) -> tuple[str, str]:
     """(id, JSON text) of an OCPI 2.2.1 tariff object, validated by the tariff engine; 400 otherwise."""
     tariff_id = body.get("id")
     if not isinstance(tariff_id, str) or not 1 <= len(tariff_id) <= 36:
@@ -739,7 +691,7 @@ def _validated_tariff(csms: Csms, body: dict[str, Any]) -> tuple[str, str]:
     return tariff_id, json.dumps(body, ensure_ascii=False, separators=(",", ":"))
 
 
-def _tariff_json(csms: Csms, tariff_id: str) -> dict[str, Any]:
+def _tariff_json(csms: Central, tariff_id: str) -> dict[str, Any]:
     text = csms.store.tariff_json(tariff_id)
     if text is None:
         raise ApiError(404, f"no tariff {tariff_id[:64]!r}")
@@ -789,7 +741,7 @@ async def put_tariff(request: web.Request) -> web.Response:
 # ---------------------------------------------------------------------------------------------- settings
 
 
-def _settings_json(csms: Csms) -> dict[str, Any]:
+def _settings_json(csms: Central) -> dict[str, Any]:
     return {
         "currency": csms.store.currency(),
         "min_balance_minor": csms.store.min_balance_minor(),
@@ -827,14 +779,14 @@ async def update_settings(request: web.Request) -> web.Response:
 # ---------------------------------------------------------------------------------------------- chargers
 
 
-def _charger_or_404(csms: Csms, cp_id: str) -> Charger:
+def _charger_or_404(csms: Central, cp_id: str) -> Charger:
     charger = csms.store.charger(cp_id)
     if charger is None:
         raise ApiError(404, f"no charger {cp_id[:64]!r}")
     return charger
 
 
-def _tariff_ref(csms: Csms, body: Mapping[str, Any]) -> str | None:
+def _tariff_ref(csms: Central, body: Mapping[str, Any]) -> str | None:
     tariff_id = _str_field(body, "tariff_id", max_len=36, nullable=True)
     if tariff_id is not None and csms.store.tariff_json(tariff_id) is None:
         _bad(f"tariff_id {tariff_id!r} is no known tariff", "tariff_id")
@@ -935,7 +887,7 @@ async def update_charger(request: web.Request) -> web.Response:
     if status is not None:
         csms.store.set_charger_status(charger.id, status)
     if "password" in body:
-        csms.set_password(charger.id, password)
+        csms.chargers.set_password(charger.id, password)
     if profile is not None:
         # The operator may lower the recorded profile (e.g. a charger whose certificate is gone goes back to its
         # password); chargers themselves can only raise it.
@@ -985,15 +937,25 @@ async def charger_stats(request: web.Request) -> web.Response:
     )
 
 
+def _check_command(
+    commands: ChargerCommands, cp_id: str, action: str, payload: dict[str, Any] | None
+) -> None:
+    """404 for an action the charger's protocol lacks, 400 for a payload off its schema."""
+    try:
+        commands.check_raw(cp_id, action, payload)
+    except InvalidCommand as exc:
+        if exc.unknown:
+            raise ApiError(404, str(exc)) from None
+        _bad(str(exc))
+
+
 async def send_command(request: web.Request) -> web.Response:
     """POST /api/chargers/{cp_id}/commands/{action}: send an OCPP CALL and return the charger's answer."""
     params = _query(request, {"timeout_s"})
     csms = _csms(request)
     action = request.match_info["action"]
-    if action not in CSMS_ACTIONS[COMMAND_SCHEMA_VERSION]:
-        raise ApiError(
-            404, f"{action[:64]!r} is not an OCPP {COMMAND_SCHEMA_VERSION} action a central system sends"
-        )
+    commands = csms.commands
+    _check_command(commands, request.match_info["cp_id"], action, None)
     timeout_s: float | None = None
     if "timeout_s" in params:
         try:
@@ -1005,21 +967,18 @@ async def send_command(request: web.Request) -> web.Response:
     cp_id = request.match_info["cp_id"]
     _charger_or_404(csms, cp_id)
     payload = await _json_body(request, empty_ok=True)
-    # Validated on a copy: the validator may rewrite floats as Decimals in place.
-    try:
-        _validate_payload(Call(str(uuid.uuid4()), action, copy.deepcopy(payload)), COMMAND_SCHEMA_VERSION)
-    except SchemaMissingError:
-        raise ApiError(404, f"no OCPP {COMMAND_SCHEMA_VERSION} schema for {action}") from None
-    except OCPPError as exc:
-        cause = exc.details.get("cause") if isinstance(exc.details, dict) else None
-        _bad(f"payload is not a valid OCPP {COMMAND_SCHEMA_VERSION} {action}.req: {cause or exc.description}")
-    if cp_id not in csms.server.connected:
+    _check_command(commands, cp_id, action, payload)
+    if not commands.is_connected(cp_id):
         raise ApiError(409, f"charger {cp_id!r} is not connected")
     try:
-        reply = await csms.server.call(cp_id, action, payload, timeout=timeout_s)
-    except KeyError:
-        raise ApiError(409, f"charger {cp_id!r} is not connected") from None
-    except CallErrorReply as exc:
+        reply = await commands.send(cp_id, action, payload, timeout_s=timeout_s)
+    except CommandFailed as exc:
+        if exc.code == CommandFailed.NOT_CONNECTED:
+            raise ApiError(409, f"charger {cp_id!r} is not connected") from None
+        if exc.code == CommandFailed.TIMEOUT:
+            raise ApiError(504, f"charger {cp_id!r} did not answer {action} in time") from None
+        if exc.code == CommandFailed.DISCONNECTED:
+            raise ApiError(502, f"charger {cp_id!r} disconnected before answering {action}") from None
         raise ApiError(
             502,
             f"charger answered {action} with CALLERROR {exc.code}",
@@ -1027,10 +986,6 @@ async def send_command(request: web.Request) -> web.Response:
             description=exc.description,
             details=exc.details,
         ) from None
-    except TimeoutError:
-        raise ApiError(504, f"charger {cp_id!r} did not answer {action} in time") from None
-    except ConnectionError:
-        raise ApiError(502, f"charger {cp_id!r} disconnected before answering {action}") from None
     return _ok({"charger": cp_id, "action": action, "reply": reply})
 
 
@@ -1496,7 +1451,7 @@ OPENAPI: Final[dict[str, Any]] = {
                 "CommandResult",
                 params=[
                     _CHARGER_PARAM,
-                    _param("action", schema={"enum": sorted(CSMS_ACTIONS_16)}),
+                    _param("action", schema={"type": "string"}),  # enum filled in by openapi()
                     _param("timeout_s", "query", {"type": "number", "exclusiveMinimum": 0, "maximum": 120}),
                 ],
                 body={"type": "object", "description": "the OCPP 1.6 request payload"},
@@ -1539,8 +1494,12 @@ OPENAPI: Final[dict[str, Any]] = {
 
 
 async def openapi(request: web.Request) -> web.Response:
-    """GET /api/openapi.json (public)."""
-    return _ok(OPENAPI)
+    """GET /api/openapi.json (public); the raw command actions are those of the chargers' protocol."""
+    doc = copy.deepcopy(OPENAPI)
+    for param in doc["paths"]["/api/chargers/{cp_id}/commands/{action}"]["post"]["parameters"]:
+        if param["name"] == "action":
+            param["schema"] = {"enum": sorted(request.app[common.CSMS].commands.raw_actions())}
+    return _ok(doc)
 
 
 # ---------------------------------------------------------------------------------------------- wiring

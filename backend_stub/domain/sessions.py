@@ -1,0 +1,138 @@
+"""Charging sessions: start, meter values and stop, each acting only on the sending charger's own transactions."""
+
+from __future__ import annotations
+
+import logging
+from collections.abc import Callable
+from datetime import datetime
+
+from backend_stub.domain.authorization import Authorization
+from backend_stub.domain.payments import Hooks
+from backend_stub.domain.prepaid import PrepaidCutoff
+from backend_stub.domain.pricing import Pricing
+from backend_stub.domain.security import SecurityEvents
+from backend_stub.store import (
+    AuthStatus,
+    CsmsStore,
+    ForeignTransaction,
+    MeterSample,
+    SecurityEventKind,
+    UnknownTransaction,
+)
+
+log = logging.getLogger(__name__)
+
+
+class Sessions:
+    """The session rules: idempotent starts, samples stored only for the sender's sessions, charged once."""
+
+    def __init__(
+        self,
+        store: CsmsStore,
+        clock: Callable[[], datetime],
+        authorization: Authorization,
+        pricing: Pricing,
+        prepaid: PrepaidCutoff,
+        security: SecurityEvents,
+        hooks: Hooks,
+    ) -> None:
+        """Keep sessions in ``store``; the rest are the services a session step calls."""
+        self.store = store
+        self.clock = clock
+        self.authorization = authorization
+        self.pricing = pricing
+        self.prepaid = prepaid
+        self.security = security
+        self.hooks = hooks
+
+    def start(
+        self, cp_id: str, evse: int, id_tag: str, meter_start_wh: int, at: datetime
+    ) -> tuple[int, AuthStatus]:
+        """Record a session start; its transaction id and the idTag's status (idempotent for a repeated start)."""
+        status = self.authorization.card_status(id_tag)
+        # Idempotent: a charger that resends the same start after a crash gets the same id.
+        tx_id = self.store.start_transaction(
+            cp_id, evse, id_tag, meter_start_wh, at, id_tag_status=str(status)
+        )
+        if self.hooks.payment is not None:
+            paid = self.hooks.payment.started(cp_id, evse, id_tag, tx_id)
+            if paid is not None:
+                status = paid
+                self.store.set_id_tag_status(cp_id, tx_id, paid)
+        return tx_id, status
+
+    def meter_values(
+        self, cp_id: str, tx_id: int | None, samples: list[MeterSample], problems: list[str]
+    ) -> None:
+        """Store a charger's samples of its own session ``tx_id`` (none stored without one), then check prepaid."""
+        self.security.bad_samples(cp_id, tx_id, problems)
+        if tx_id is None:
+            return
+        try:
+            self.store.add_meter_values(cp_id, tx_id, samples)
+        except ForeignTransaction:
+            # Every message acts only on its sender's own data: the samples are not stored, and the answer is
+            # the same as for an unknown transaction, so a charger cannot probe for other chargers' sessions.
+            self.security.record(
+                cp_id,
+                SecurityEventKind.FOREIGN_TRANSACTION,
+                f"MeterValues for transaction {tx_id} of another charger; {len(samples)} sample(s) not stored",
+                transaction_id=tx_id,
+            )
+            return
+        except UnknownTransaction:
+            self.security.record(
+                cp_id,
+                SecurityEventKind.UNKNOWN_TRANSACTION,
+                f"MeterValues for unknown transaction {tx_id}; {len(samples)} sample(s) not stored",
+                transaction_id=tx_id,
+            )
+            return
+        self.prepaid.check(cp_id, tx_id)
+
+    def stop(
+        self,
+        cp_id: str,
+        tx_id: int,
+        meter_stop_wh: int,
+        at: datetime,
+        reason: str,
+        samples: list[MeterSample],
+        problems: list[str],
+        id_tag: str | None,
+    ) -> AuthStatus | None:
+        """Record a session stop and charge it once; the stopping idTag's status (None without one or when the
+        transaction is not the sender's: nothing about a card is told to a charger it does not concern)."""
+        try:
+            result = self.store.stop_transaction(
+                cp_id, tx_id, meter_stop_wh, at, reason, self.pricing.price, samples=samples
+            )
+        except UnknownTransaction as exc:
+            # Nothing is charged. A foreign and an unknown transaction get the same answer, so a charger cannot
+            # probe which ids exist.
+            foreign = isinstance(exc, ForeignTransaction)
+            whose = "another charger's" if foreign else "unknown"
+            self.security.record(
+                cp_id,
+                SecurityEventKind.FOREIGN_TRANSACTION if foreign else SecurityEventKind.UNKNOWN_TRANSACTION,
+                f"StopTransaction for {whose} transaction "
+                f"{tx_id} (meterStop {meter_stop_wh}, idTag {str(id_tag)!r}) answered, nothing charged",
+                transaction_id=tx_id,
+            )
+            self.security.bad_samples(cp_id, tx_id, problems)
+            return None
+        self.security.bad_samples(cp_id, tx_id, problems)
+        if result.already_stopped:
+            log.info("repeated StopTransaction for %s acknowledged; not charged again", tx_id)
+        elif at <= result.transaction.started_at:
+            self.security.record(
+                cp_id,
+                SecurityEventKind.STOP_BEFORE_START,
+                f"StopTransaction at {at.isoformat()} is not after the start "
+                f"{result.transaction.started_at.isoformat()}; priced as a 1 s session with its energy",
+                transaction_id=tx_id,
+            )
+        self.prepaid.stopped(tx_id)
+        if self.hooks.payment is not None:
+            self.hooks.payment.stopped(result.transaction)
+        return self.authorization.card_status(id_tag) if id_tag else None

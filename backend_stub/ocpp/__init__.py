@@ -1,0 +1,1 @@
+"""The OCPP side of the central system: the only package that knows action names and OCPP versions."""

@@ -1,0 +1,468 @@
+"""OCPP 1.6J: the central system's answers to chargers (frames to domain calls) and its commands to them."""
+
+from __future__ import annotations
+
+import copy
+import logging
+import math
+import re
+import uuid
+from collections.abc import Awaitable
+from datetime import UTC, datetime, timedelta
+from typing import Any, Final
+
+from ocpp.exceptions import NotImplementedError as SchemaMissingError
+from ocpp.exceptions import OCPPError
+from ocpp.messages import Call, _validate_payload
+
+from backend_stub.domain.central import Central
+from backend_stub.domain.commands import CommandReply, Lockout, ResetKind
+from backend_stub.domain.pricing import ENERGY
+from backend_stub.errors import CommandFailed, InvalidCommand, NotConnected
+from backend_stub.ocpp.server import (
+    OCPP16,
+    CallErrorReply,
+    CentralSystem,
+    Handler,
+    HandlerResult,
+    utc_now_iso,
+)
+from backend_stub.store import MAX_METER_WH, MAX_SAMPLE_VALUE, InvalidInput, MeterSample
+
+log = logging.getLogger(__name__)
+
+SCHEMA_VERSION: Final = OCPP16.schema_version
+
+MAX_CONNECTOR_ID = 10_000  # what the store accepts
+SQLITE_INT_MIN, SQLITE_INT_MAX = -(2**63), 2**63 - 1  # SQLite integers are signed 64-bit
+# Timestamps a charger may send: nothing before the Unix epoch (a clock that was never set), nothing more than a
+# day ahead of ours (a session stopped in the year 9999 would be priced over millennia, and datetime arithmetic
+# on it overflows).
+EARLIEST_TIME = datetime(1970, 1, 1, tzinfo=UTC)
+MAX_CLOCK_AHEAD = timedelta(days=1)
+# OCPP 1.6 SampledValue.value of format Raw is a decimal number (§7.45); float() would also take "nan", "inf",
+# "1_000" and non-ASCII digits.
+_DECIMAL = re.compile(r"[+-]?(?:[0-9]+(?:\.[0-9]*)?|\.[0-9]+)(?:[eE][+-]?[0-9]+)?", re.ASCII)
+
+
+def default_unit(measurand: str) -> str | None:
+    """The unit of a sampled value that names none: OCPP 1.6 §7.45 SampledValue (unit defaults to Wh only for
+    energy) and the §7.31 UnitOfMeasure enum; None where 1.6 has no unit (Frequency, RPM, Power.Factor)."""
+    if measurand.startswith("Energy.Reactive."):
+        return "varh"
+    if measurand.startswith("Energy."):
+        return "Wh"
+    if measurand.startswith("Power.Reactive."):
+        return "var"
+    if measurand == "Power.Factor":
+        return None
+    if measurand.startswith("Power."):
+        return "W"  # Power.Active.Import/Export, Power.Offered
+    if measurand.startswith("Current."):
+        return "A"
+    return {"Voltage": "V", "Temperature": "Celsius", "SoC": "Percent"}.get(measurand)
+
+
+def parse_time(text: str) -> datetime:
+    """An OCPP timestamp as an aware UTC datetime; ValueError if it is none, OverflowError if it is one that lies
+    outside datetime's range in UTC (e.g. 9999-12-31T23:59:59-01:00)."""
+    when = datetime.fromisoformat(text.replace("Z", "+00:00"))
+    return (when if when.tzinfo else when.replace(tzinfo=UTC)).astimezone(UTC)
+
+
+def check_int(payload: dict[str, Any], name: str, low: int, high: int) -> int:
+    """The integer field ``name``; CallError TypeConstraintViolation or PropertyConstraintViolation if it is not
+    an integer in [low, high] (OCPP-J 1.6 §4.2.3)."""
+    value = payload[name]
+    if type(value) is not int:
+        raise CallErrorReply("TypeConstraintViolation", f"{name} must be an integer, got {value!r}")
+    if not low <= value <= high:
+        raise CallErrorReply(
+            "PropertyConstraintViolation", f"{name} must lie in [{low}, {high}], got {value}"
+        )
+    return value
+
+
+def check_time(text: object, name: str, now: datetime) -> datetime:
+    """A plausible OCPP dateTime; CallError TypeConstraintViolation if it is none, PropertyConstraintViolation if
+    it lies before the Unix epoch or more than MAX_CLOCK_AHEAD after ``now`` (OCPP-J 1.6 §4.2.3)."""
+    if not isinstance(text, str):
+        raise CallErrorReply("TypeConstraintViolation", f"{name} must be a dateTime string, got {text!r}")
+    try:
+        when = parse_time(text)
+    except ValueError as exc:
+        raise CallErrorReply("TypeConstraintViolation", f"{name} is not a dateTime: {exc}"[:200]) from None
+    except OverflowError:
+        when = datetime.max.replace(tzinfo=UTC)  # a dateTime, but past the year 9999 in UTC: out of range
+    if not EARLIEST_TIME <= when <= now + MAX_CLOCK_AHEAD:
+        raise CallErrorReply(
+            "PropertyConstraintViolation",
+            f"{name} {text[:40]!r} is not a plausible time (now is {now:%Y-%m-%d})",
+        )
+    return when
+
+
+def samples_from_meter_values(
+    meter_values: list[dict[str, Any]], now: datetime, *, skip_bad_times: bool = False
+) -> tuple[list[MeterSample], list[str]]:
+    """OCPP 1.6 MeterValue objects as store samples, and why each unusable sample was left out.
+
+    A sample whose value is no finite decimal number within MAX_SAMPLE_VALUE is left out alone: the rest of the
+    frame is kept. A bad timestamp raises a CallError, unless ``skip_bad_times`` (then its samples are left out).
+    """
+    out: list[MeterSample] = []
+    problems: list[str] = []
+    for mv in meter_values:
+        try:
+            at = check_time(mv["timestamp"], "meterValue.timestamp", now)
+        except CallErrorReply as exc:
+            if not skip_bad_times:
+                raise
+            problems.append(f"{len(mv.get('sampledValue', []))} sample(s) left out: {exc.description}")
+            continue
+        for sv in mv.get("sampledValue", []):
+            if sv.get("format") == "SignedData":
+                continue  # signed/encoded values are kept out of billing
+            text = sv["value"]
+            value = float(text) if isinstance(text, str) and _DECIMAL.fullmatch(text) else math.nan
+            if not (math.isfinite(value) and abs(value) <= MAX_SAMPLE_VALUE):
+                problems.append(
+                    f"{sv.get('measurand', ENERGY)} value {str(text)[:40]!r} is not a usable number"
+                )
+                continue
+            measurand = sv.get("measurand", ENERGY)
+            out.append(
+                MeterSample(
+                    at,
+                    value,
+                    measurand,
+                    sv.get("unit", default_unit(measurand)),
+                    sv.get("phase"),
+                    sv.get("context"),
+                    sv.get("location"),
+                )
+            )
+    return out, problems
+
+
+# OCPP 1.6 actions the central system may send (Core, FirmwareManagement, LocalAuthListManagement,
+# Reservation, SmartCharging, RemoteTrigger profiles, plus the 1.6 security whitepaper's extensions).
+CSMS_ACTIONS: Final = frozenset(
+    {
+        "CancelReservation",
+        "ChangeAvailability",
+        "ChangeConfiguration",
+        "ClearCache",
+        "ClearChargingProfile",
+        "DataTransfer",
+        "GetCompositeSchedule",
+        "GetConfiguration",
+        "GetDiagnostics",
+        "GetLocalListVersion",
+        "RemoteStartTransaction",
+        "RemoteStopTransaction",
+        "ReserveNow",
+        "Reset",
+        "SendLocalList",
+        "SetChargingProfile",
+        "TriggerMessage",
+        "UnlockConnector",
+        "UpdateFirmware",
+        # Security extensions (OCPP 1.6 Security Whitepaper edition 2)
+        "CertificateSigned",
+        "DeleteCertificate",
+        "ExtendedTriggerMessage",
+        "GetInstalledCertificateIds",
+        "GetLog",
+        "InstallCertificate",
+        "SignedUpdateFirmware",
+    }
+)
+
+
+class V16Handlers:
+    """The OCPP 1.6 answers of the bundled central system: each frame checked, then handed to the domain."""
+
+    def __init__(self, central: Central) -> None:
+        """Answer for ``central``."""
+        self.central = central
+
+    def install(self, server: CentralSystem) -> None:
+        """Make these the 1.6 handlers of ``server`` and watch its answered CALLs (AuthorizationKey)."""
+        handlers: dict[str, Handler] = {
+            "BootNotification": self.boot,
+            "Heartbeat": self.heartbeat,
+            "StatusNotification": self.status,
+            "Authorize": self.authorize,
+            "StartTransaction": self.start,
+            "MeterValues": self.meter_values,
+            "StopTransaction": self.stop,
+            "DiagnosticsStatusNotification": self.diagnostics_status,
+            "FirmwareStatusNotification": self.firmware_status,
+            "DataTransfer": self.data_transfer,
+            # Security whitepaper extensions (their schemas ship with the ocpp package): acknowledged.
+            "SecurityEventNotification": self.acknowledge,
+            "LogStatusNotification": self.acknowledge,
+            "SignedFirmwareStatusNotification": self.acknowledge,
+            "SignCertificate": self.sign_certificate,
+        }
+        server.handlers.update(handlers)
+        # Every answer the server gives goes through guard: only BootNotification reaches a charger that is not
+        # Accepted, and a value the store refuses is a CallError, never InternalError.
+        for action, handler in list(server.handlers.items()):
+            server.handlers[action] = self.guard(action, handler)
+        server.call_observers.append(self.on_call_answered)
+
+    def guard(self, action: str, handler: Handler) -> Handler:
+        """``handler`` answering only Accepted chargers (but BootNotification), with store refusals as CallErrors."""
+
+        def guarded(cp_id: str, payload: dict[str, Any]) -> HandlerResult | Awaitable[HandlerResult]:
+            if action != "BootNotification" and not self.central.chargers.refuse_unless_accepted(
+                cp_id, action
+            ):
+                # OCPP 1.6 §4.2.1: a Pending charger SHALL NOT send requests unless triggered, a Rejected one
+                # no OCPP message at all until its retry interval ends. A CallError, not a refusal inside a
+                # .conf: a StartTransaction.conf must carry a transactionId, so answering it would mean
+                # creating a transaction, and an Authorize.conf would tell a stranger what a card is worth.
+                # SecurityError (OCPP-J 1.6 §4.2.3) says why and gives nothing away.
+                raise CallErrorReply(
+                    "SecurityError", f"{action} is refused until BootNotification is Accepted"
+                )
+            try:
+                result = handler(cp_id, payload)
+            except InvalidInput as exc:
+                raise CallErrorReply("PropertyConstraintViolation", str(exc)[:200]) from None
+            return result
+
+        return guarded
+
+    def on_call_answered(
+        self, cp_id: str, action: str, payload: dict[str, Any], answer: dict[str, Any]
+    ) -> None:
+        """After a charger accepted a new AuthorizationKey, its password is that key.
+
+        OCPP 1.6 security whitepaper (profiles 1 and 2): the AuthorizationKey configuration key is the HTTP Basic
+        password, used as the text the key was set to. RebootRequired is not taken: the charger keeps the old key
+        until it reboots.
+        """
+        if (
+            action == "ChangeConfiguration"
+            and str(payload.get("key", "")).lower() == "authorizationkey"  # OCPP 1.6 keys are CiString50
+            and answer.get("status") == "Accepted"
+            and isinstance(payload.get("value"), str)
+            and payload["value"]
+        ):
+            self.central.chargers.set_password(cp_id, payload["value"])
+            log.info("charger %s accepted a new AuthorizationKey; it is now its password", cp_id)
+
+    def boot(self, cp_id: str, payload: dict[str, Any]) -> HandlerResult:
+        """BootNotification (OCPP 1.6 §4.2): the registry's status for the charger."""
+        charger = self.central.chargers.boot(
+            cp_id,
+            vendor=payload["chargePointVendor"],
+            model=payload["chargePointModel"],
+            firmware=payload.get("firmwareVersion"),
+            serial_number=payload.get("chargePointSerialNumber"),
+        )
+        status = {"accepted": "Accepted", "pending": "Pending", "rejected": "Rejected"}[str(charger.status)]
+        return {"status": status, "currentTime": utc_now_iso(), "interval": self.central.heartbeat_interval_s}
+
+    def heartbeat(self, cp_id: str, payload: dict[str, Any]) -> HandlerResult:
+        """Heartbeat (OCPP 1.6 §4.6)."""
+        self.central.chargers.heartbeat(cp_id)
+        return {"currentTime": utc_now_iso()}
+
+    def status(self, cp_id: str, payload: dict[str, Any]) -> HandlerResult:
+        """StatusNotification (OCPP 1.6 §4.9)."""
+        now = self.central.clock()
+        connector_id = check_int(payload, "connectorId", 0, MAX_CONNECTOR_ID)
+        at = check_time(payload["timestamp"], "timestamp", now) if "timestamp" in payload else now
+        self.central.chargers.connector_status(
+            cp_id,
+            connector_id,
+            payload["status"],
+            at,
+            error_code=payload["errorCode"],
+            info=payload.get("info"),
+        )
+        return {}
+
+    def diagnostics_status(self, cp_id: str, payload: dict[str, Any]) -> HandlerResult:
+        """DiagnosticsStatusNotification (OCPP 1.6 §4.4)."""
+        self.central.chargers.diagnostics_status(cp_id, payload["status"])
+        return {}
+
+    def firmware_status(self, cp_id: str, payload: dict[str, Any]) -> HandlerResult:
+        """FirmwareStatusNotification (OCPP 1.6 §4.5)."""
+        self.central.chargers.firmware_status(cp_id, payload["status"])
+        return {}
+
+    def acknowledge(self, cp_id: str, payload: dict[str, Any]) -> HandlerResult:
+        """A notification whose content is not kept (an empty .conf)."""
+        return {}
+
+    def data_transfer(self, cp_id: str, payload: dict[str, Any]) -> HandlerResult:
+        """DataTransfer (OCPP 1.6 §4.3): no vendor extension is known here."""
+        return {"status": "UnknownVendorId"}
+
+    def sign_certificate(self, cp_id: str, payload: dict[str, Any]) -> HandlerResult:
+        """SignCertificate (OCPP 1.6 security whitepaper): no certificate authority here, so Rejected."""
+        return {"status": "Rejected"}
+
+    def authorize(self, cp_id: str, payload: dict[str, Any]) -> HandlerResult:
+        """Authorize (OCPP 1.6 §4.1)."""
+        return {"idTagInfo": {"status": str(self.central.authorization.authorize(cp_id, payload["idTag"]))}}
+
+    def start(self, cp_id: str, payload: dict[str, Any]) -> HandlerResult:
+        """StartTransaction (OCPP 1.6 §4.8)."""
+        connector_id = check_int(payload, "connectorId", 1, MAX_CONNECTOR_ID)
+        meter_start = check_int(payload, "meterStart", 0, MAX_METER_WH)
+        at = check_time(payload["timestamp"], "timestamp", self.central.clock())
+        tx_id, status = self.central.sessions.start(cp_id, connector_id, payload["idTag"], meter_start, at)
+        return {"transactionId": tx_id, "idTagInfo": {"status": str(status)}}
+
+    def meter_values(self, cp_id: str, payload: dict[str, Any]) -> HandlerResult:
+        """MeterValues (OCPP 1.6 §4.7)."""
+        check_int(payload, "connectorId", 0, MAX_CONNECTOR_ID)
+        tx_id = (
+            check_int(payload, "transactionId", SQLITE_INT_MIN, SQLITE_INT_MAX)
+            if "transactionId" in payload
+            else None
+        )
+        samples, problems = samples_from_meter_values(payload["meterValue"], self.central.clock())
+        self.central.sessions.meter_values(cp_id, tx_id, samples, problems)
+        return {}
+
+    def stop(self, cp_id: str, payload: dict[str, Any]) -> HandlerResult:
+        """StopTransaction (OCPP 1.6 §4.10)."""
+        now = self.central.clock()
+        tx_id = check_int(payload, "transactionId", SQLITE_INT_MIN, SQLITE_INT_MAX)
+        meter_stop = check_int(payload, "meterStop", 0, MAX_METER_WH)
+        at = check_time(payload["timestamp"], "timestamp", now)
+        # OCPP 1.6 §4.10: sanity checks of the transaction data SHOULD NOT keep the central system from
+        # answering; unusable samples (bad times included) are left out and recorded, the stop is kept. A stop of
+        # an unknown or foreign transaction gets a .conf too (a CallError only makes the charger retry), without
+        # idTagInfo.
+        samples, problems = samples_from_meter_values(
+            payload.get("transactionData", []), now, skip_bad_times=True
+        )
+        id_tag = payload.get("idTag") or None
+        status = self.central.sessions.stop(
+            cp_id, tx_id, meter_stop, at, payload.get("reason", "Local"), samples, problems, id_tag
+        )
+        return {"idTagInfo": {"status": str(status)}} if status is not None else {}
+
+
+class V16Commands:
+    """The ChargerCommands port over OCPP 1.6 CALLs."""
+
+    def __init__(self, server: CentralSystem) -> None:
+        """Send through ``server``."""
+        self.server = server
+
+    def connected(self) -> set[str]:
+        """Ids of the chargers connected right now."""
+        return self.server.connected
+
+    def is_connected(self, charger: str) -> bool:
+        """Whether ``charger`` is connected right now."""
+        return charger in self.server.connected
+
+    def auth_lockout(self, charger: str) -> Lockout | None:
+        """Failed password attempts of ``charger`` and its lock-out."""
+        return self.server.auth_throttle.status(charger)
+
+    async def remote_start(
+        self, charger: str, evse: int | None, token: str, *, timeout_s: float | None = None
+    ) -> CommandReply:
+        """RemoteStartTransaction (OCPP 1.6 §5.11)."""
+        payload: dict[str, Any] = {"idTag": token}
+        if evse is not None:
+            payload["connectorId"] = evse
+        return await self._command(charger, "RemoteStartTransaction", payload, timeout_s)
+
+    async def remote_stop(
+        self, charger: str, transaction: int, *, timeout_s: float | None = None
+    ) -> CommandReply:
+        """RemoteStopTransaction (OCPP 1.6 §5.12)."""
+        return await self._command(
+            charger, "RemoteStopTransaction", {"transactionId": transaction}, timeout_s
+        )
+
+    async def reset(self, charger: str, kind: ResetKind, *, timeout_s: float | None = None) -> CommandReply:
+        """Reset (OCPP 1.6 §5.13)."""
+        return await self._command(charger, "Reset", {"type": kind}, timeout_s)
+
+    async def unlock(self, charger: str, evse: int, *, timeout_s: float | None = None) -> CommandReply:
+        """UnlockConnector (OCPP 1.6 §5.18)."""
+        return await self._command(charger, "UnlockConnector", {"connectorId": evse}, timeout_s)
+
+    async def get_diagnostics(
+        self, charger: str, location: str, *, timeout_s: float | None = None
+    ) -> CommandReply:
+        """GetDiagnostics (OCPP 1.6 §5.9)."""
+        return await self._command(charger, "GetDiagnostics", {"location": location}, timeout_s)
+
+    async def change_configuration(
+        self, charger: str, key: str, value: str, *, timeout_s: float | None = None
+    ) -> CommandReply:
+        """ChangeConfiguration (OCPP 1.6 §5.3)."""
+        return await self._command(charger, "ChangeConfiguration", {"key": key, "value": value}, timeout_s)
+
+    async def trigger(
+        self, charger: str, message: str, evse: int | None = None, *, timeout_s: float | None = None
+    ) -> CommandReply:
+        """TriggerMessage (OCPP 1.6 §5.17)."""
+        payload: dict[str, Any] = {"requestedMessage": message}
+        if evse is not None:
+            payload["connectorId"] = evse
+        return await self._command(charger, "TriggerMessage", payload, timeout_s)
+
+    def raw_actions(self) -> frozenset[str]:
+        """The actions `send` takes."""
+        return CSMS_ACTIONS
+
+    def check_raw(self, charger: str, action: str, payload: dict[str, Any] | None) -> None:
+        """InvalidCommand unless ``action`` is a 1.6 action a central system sends and ``payload`` (if given)
+        a schema-valid request of it."""
+        if action not in CSMS_ACTIONS:
+            raise InvalidCommand(
+                f"{action[:64]!r} is not an OCPP {SCHEMA_VERSION} action a central system sends", unknown=True
+            )
+        if payload is None:
+            return
+        # Validated on a copy: the validator may rewrite floats as Decimals in place.
+        try:
+            _validate_payload(Call(str(uuid.uuid4()), action, copy.deepcopy(payload)), SCHEMA_VERSION)
+        except SchemaMissingError:
+            raise InvalidCommand(f"no OCPP {SCHEMA_VERSION} schema for {action}", unknown=True) from None
+        except OCPPError as exc:
+            cause = exc.details.get("cause") if isinstance(exc.details, dict) else None
+            raise InvalidCommand(
+                f"payload is not a valid OCPP {SCHEMA_VERSION} {action}.req: {cause or exc.description}"
+            ) from None
+
+    async def send(
+        self, charger: str, action: str, payload: dict[str, Any], *, timeout_s: float | None = None
+    ) -> dict[str, Any]:
+        """Send a raw CALL; the CALLRESULT payload as it came."""
+        try:
+            return await self.server.call(charger, action, payload, timeout=timeout_s)
+        except NotConnected:
+            raise
+        except CallErrorReply as exc:
+            raise CommandFailed(exc.code, exc.description, exc.details) from None
+        except TimeoutError:
+            raise CommandFailed(
+                CommandFailed.TIMEOUT, f"charger {charger!r} did not answer {action} in time"
+            ) from None
+        except ConnectionError:
+            raise CommandFailed(
+                CommandFailed.DISCONNECTED, f"charger {charger!r} disconnected before answering {action}"
+            ) from None
+
+    async def _command(
+        self, charger: str, action: str, payload: dict[str, Any], timeout_s: float | None
+    ) -> CommandReply:
+        reply = await self.send(charger, action, payload, timeout_s=timeout_s)
+        return CommandReply(str(reply.get("status", "")), {k: v for k, v in reply.items() if k != "status"})

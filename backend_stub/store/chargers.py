@@ -1,0 +1,283 @@
+"""Chargers: the registry, passwords, boots, connector status, tariffs."""
+
+from __future__ import annotations
+
+import json
+import os
+import sqlite3
+from datetime import datetime
+
+from backend_stub.store.records import (
+    _DUMMY_HASH,
+    _SALT_BYTES,
+    Charger,
+    ChargerStatus,
+    Conflict,
+    ConnectorStatus,
+    UnknownCharger,
+    _charger,
+    _check_password,
+    _connector,
+    _enum,
+    _hash_password,
+    _int,
+    _opt_text,
+    _text,
+    _ts,
+)
+from backend_stub.store.settings import SettingsStore
+
+
+class ChargersStore(SettingsStore):
+    """Chargers: the registry, passwords, boots, connector status, tariffs."""
+
+    # -- chargers
+
+    def add_charger(
+        self,
+        cp_id: str,
+        password: str | None = None,
+        *,
+        status: ChargerStatus | str = ChargerStatus.ACCEPTED,
+        tariff_id: str | None = None,
+    ) -> Charger:
+        """Register a charger; raises Conflict if the id exists."""
+        _text(cp_id, "cp_id", max_len=255)
+        state = _enum(ChargerStatus, status, "status")
+        _opt_text(tariff_id, "tariff_id")
+        hashed = (
+            None if password is None else _hash_password(_text(password, "password"), os.urandom(_SALT_BYTES))
+        )
+        with self._write() as db:
+            if db.execute("SELECT 1 FROM chargers WHERE id = ?", (cp_id,)).fetchone() is not None:
+                raise Conflict(f"charger {cp_id!r} exists")
+            db.execute(
+                "INSERT INTO chargers (id, password_hash, status, tariff_id, created_at) VALUES (?, ?, ?, ?, ?)",
+                (cp_id, hashed, state.value, tariff_id, self._now()),
+            )
+            return _charger(self._charger_row(db, cp_id))
+
+    def admit_unknown(
+        self, cp_id: str, *, max_pending: int | None = None, expire_before: datetime | None = None
+    ) -> Charger | None:
+        """Return the charger, first registering an unknown one as pending (never changes a known one).
+
+        Pending chargers without a password, transactions or a boot since ``expire_before`` are deleted first;
+        then None (nothing registered) if ``max_pending`` pending chargers remain.
+        """
+        _text(cp_id, "cp_id", max_len=255)
+        with self._write() as db:
+            row = db.execute("SELECT * FROM chargers WHERE id = ?", (cp_id,)).fetchone()
+            if row is not None:
+                return _charger(row)
+            if expire_before is not None:
+                self._expire_pending(db, _ts(expire_before, "expire_before"))
+            if max_pending is not None:
+                pending = db.execute("SELECT COUNT(*) FROM chargers WHERE status = 'pending'").fetchone()[0]
+                if pending >= max_pending:
+                    return None
+            db.execute(
+                "INSERT INTO chargers (id, status, created_at) VALUES (?, 'pending', ?)", (cp_id, self._now())
+            )
+            return _charger(self._charger_row(db, cp_id))
+
+    def expire_pending(self, before: datetime) -> int:
+        """Delete pending chargers nobody accepted that have not booted since ``before``; returns how many."""
+        with self._write() as db:
+            return self._expire_pending(db, _ts(before, "before"))
+
+    @staticmethod
+    def _expire_pending(db: sqlite3.Connection, before: str) -> int:
+        stale = "SELECT id FROM chargers WHERE status = 'pending' AND password_hash IS NULL"
+        stale += " AND COALESCE(last_boot, created_at) < ?"
+        stale += " AND NOT EXISTS (SELECT 1 FROM transactions t WHERE t.cp_id = chargers.id)"
+        ids = [r[0] for r in db.execute(stale, (before,)).fetchall()]
+        for cp_id in ids:
+            db.execute("DELETE FROM status_history WHERE cp_id = ?", (cp_id,))
+            db.execute("DELETE FROM connectors WHERE cp_id = ?", (cp_id,))
+            db.execute("DELETE FROM chargers WHERE id = ?", (cp_id,))
+        return len(ids)
+
+    def set_security_profile(self, cp_id: str, profile: int) -> Charger:
+        """Set the recorded security profile (0-3), lower too: the operator's decision, e.g. after a lost key."""
+        _int(profile, "security_profile", low=0, high=3)
+        with self._write() as db:
+            self._charger_row(db, cp_id)
+            db.execute("UPDATE chargers SET security_profile = ? WHERE id = ?", (profile, cp_id))
+            return _charger(self._charger_row(db, cp_id))
+
+    def raise_security_profile(self, cp_id: str, profile: int) -> Charger:
+        """Record that the charger connected with security ``profile`` (0-3); the record never goes down."""
+        _int(profile, "security_profile", low=0, high=3)
+        with self._write() as db:
+            self._charger_row(db, cp_id)
+            db.execute(
+                "UPDATE chargers SET security_profile = MAX(security_profile, ?) WHERE id = ?",
+                (profile, cp_id),
+            )
+            return _charger(self._charger_row(db, cp_id))
+
+    def charger(self, cp_id: str) -> Charger | None:
+        """The charger, or None."""
+        rows = self._read("SELECT * FROM chargers WHERE id = ?", (cp_id,))
+        return _charger(rows[0]) if rows else None
+
+    def chargers(self) -> list[Charger]:
+        """All chargers by id."""
+        return [_charger(r) for r in self._read("SELECT * FROM chargers ORDER BY id")]
+
+    def set_password(self, cp_id: str, password: str | None) -> None:
+        """Set (freshly salted) or clear a charger's password."""
+        hashed = (
+            None if password is None else _hash_password(_text(password, "password"), os.urandom(_SALT_BYTES))
+        )
+        with self._write() as db:
+            self._charger_row(db, cp_id)
+            db.execute("UPDATE chargers SET password_hash = ? WHERE id = ?", (hashed, cp_id))
+
+    def verify_password(self, cp_id: str, password: str) -> bool:
+        """True if the charger exists and has this password; costs one scrypt run whatever the outcome."""
+        rows = self._read("SELECT password_hash FROM chargers WHERE id = ?", (cp_id,))
+        stored: str | None = rows[0]["password_hash"] if rows else None
+        if not isinstance(password, str):
+            password = ""
+        ok = _check_password(stored or _DUMMY_HASH, password)
+        return ok and stored is not None
+
+    def set_charger_status(self, cp_id: str, status: ChargerStatus | str) -> Charger:
+        """Accept, keep pending or reject a charger."""
+        state = _enum(ChargerStatus, status, "status")
+        with self._write() as db:
+            self._charger_row(db, cp_id)
+            db.execute("UPDATE chargers SET status = ? WHERE id = ?", (state.value, cp_id))
+            return _charger(self._charger_row(db, cp_id))
+
+    def set_charger_tariff(self, cp_id: str, tariff_id: str | None) -> None:
+        """Give a charger its own tariff, or None for the default."""
+        _opt_text(tariff_id, "tariff_id")
+        with self._write() as db:
+            self._charger_row(db, cp_id)
+            db.execute("UPDATE chargers SET tariff_id = ? WHERE id = ?", (tariff_id, cp_id))
+
+    def put_tariff(self, tariff_id: str, ocpi_json: str) -> None:
+        """Add or replace a tariff (OCPI 2.2.1 JSON, validated by the caller)."""
+        _text(tariff_id, "tariff_id", max_len=36)
+        json.loads(ocpi_json)
+        with self._write() as db:
+            db.execute(
+                "INSERT OR REPLACE INTO tariffs (id, ocpi_json, updated_at) VALUES (?, ?, ?)",
+                (tariff_id, ocpi_json, _ts(self._clock())),
+            )
+
+    def tariff_json(self, tariff_id: str) -> str | None:
+        """A tariff's OCPI JSON, or None."""
+        rows = self._read("SELECT ocpi_json FROM tariffs WHERE id = ?", (tariff_id,))
+        return str(rows[0]["ocpi_json"]) if rows else None
+
+    def tariff_ids(self) -> list[str]:
+        """Every stored tariff id."""
+        return [str(r["id"]) for r in self._read("SELECT id FROM tariffs ORDER BY id")]
+
+    def tariff_for(self, cp_id: str) -> str | None:
+        """The charger's tariff id, else the default tariff id."""
+        charger = self.charger(cp_id)
+        if charger is None:
+            raise UnknownCharger(f"unknown charger {cp_id!r}")
+        return charger.tariff_id if charger.tariff_id is not None else self.default_tariff_id()
+
+    def record_boot(
+        self,
+        cp_id: str,
+        *,
+        vendor: str,
+        model: str,
+        firmware: str | None = None,
+        serial_number: str | None = None,
+        timestamp: datetime,
+    ) -> Charger:
+        """Store what a BootNotification said."""
+        for name, value in (("vendor", vendor), ("model", model)):
+            _text(value, name, empty=True)
+        _opt_text(firmware, "firmware")
+        _opt_text(serial_number, "serial_number")
+        at = _ts(timestamp)
+        with self._write() as db:
+            self._charger_row(db, cp_id)
+            db.execute(
+                "UPDATE chargers SET vendor = ?, model = ?, firmware = ?, serial_number = ?, last_boot = ? "
+                "WHERE id = ?",
+                (vendor, model, firmware, serial_number, at, cp_id),
+            )
+            return _charger(self._charger_row(db, cp_id))
+
+    def record_heartbeat(self, cp_id: str, timestamp: datetime) -> None:
+        """Store the time of the latest Heartbeat (or any message that proves liveness)."""
+        at = _ts(timestamp)
+        with self._write() as db:
+            self._charger_row(db, cp_id)
+            db.execute("UPDATE chargers SET last_heartbeat = ? WHERE id = ?", (at, cp_id))
+
+    def set_diagnostics_status(self, cp_id: str, status: str) -> None:
+        """Store a DiagnosticsStatusNotification status."""
+        _text(status, "status", max_len=255)
+        with self._write() as db:
+            self._charger_row(db, cp_id)
+            db.execute("UPDATE chargers SET diagnostics_status = ? WHERE id = ?", (status, cp_id))
+
+    def set_firmware_status(self, cp_id: str, status: str) -> None:
+        """Store a FirmwareStatusNotification status."""
+        _text(status, "status", max_len=255)
+        with self._write() as db:
+            self._charger_row(db, cp_id)
+            db.execute("UPDATE chargers SET firmware_status = ? WHERE id = ?", (status, cp_id))
+
+    def record_status(
+        self,
+        cp_id: str,
+        connector_id: int,
+        status: str,
+        timestamp: datetime,
+        *,
+        error_code: str = "NoError",
+        info: str | None = None,
+    ) -> bool:
+        """Append a StatusNotification to the history and update the live status; False for a duplicate."""
+        _int(connector_id, "connector_id", low=0, high=10_000)
+        _text(status, "status", max_len=255)
+        _text(error_code, "error_code", max_len=255)
+        _opt_text(info, "info")
+        at = _ts(timestamp)
+        with self._write() as db:
+            self._charger_row(db, cp_id)
+            cur = db.execute(
+                "INSERT OR IGNORE INTO status_history (cp_id, connector_id, status, error_code, info, timestamp) "
+                "VALUES (?, ?, ?, ?, ?, ?)",
+                (cp_id, connector_id, status, error_code, info, at),
+            )
+            # Queued notifications arrive late after an outage: an older one must not overwrite the live status.
+            db.execute(
+                "INSERT INTO connectors (cp_id, connector_id, status, error_code, info, timestamp) "
+                "VALUES (?, ?, ?, ?, ?, ?) ON CONFLICT (cp_id, connector_id) DO UPDATE SET "
+                "status = excluded.status, error_code = excluded.error_code, info = excluded.info, "
+                "timestamp = excluded.timestamp WHERE excluded.timestamp >= connectors.timestamp",
+                (cp_id, connector_id, status, error_code, info, at),
+            )
+            return cur.rowcount == 1
+
+    def connectors(self, cp_id: str) -> list[ConnectorStatus]:
+        """Live status of each connector that has reported, by connector id."""
+        rows = self._read("SELECT * FROM connectors WHERE cp_id = ? ORDER BY connector_id", (cp_id,))
+        return [_connector(r) for r in rows]
+
+    def all_connectors(self) -> list[ConnectorStatus]:
+        """Live status of every reported connector of every charger, by charger and connector id (one query)."""
+        return [_connector(r) for r in self._read("SELECT * FROM connectors ORDER BY cp_id, connector_id")]
+
+    def status_history(self, cp_id: str, connector_id: int | None = None) -> list[ConnectorStatus]:
+        """Recorded StatusNotifications in time order."""
+        sql = "SELECT * FROM status_history WHERE cp_id = ?"
+        args: list[object] = [cp_id]
+        if connector_id is not None:
+            sql += " AND connector_id = ?"
+            args.append(connector_id)
+        return [_connector(r) for r in self._read(sql + " ORDER BY timestamp, id", args)]

@@ -1,0 +1,157 @@
+"""Daily statistics, session summaries and CSV exports."""
+
+from __future__ import annotations
+
+from datetime import UTC, date, datetime, time, timedelta, tzinfo
+
+from backend_stub.store.payments import PaymentsStore
+from backend_stub.store.records import (
+    CHARGING,
+    DailyStats,
+    InvalidInput,
+    SessionSummary,
+    UnknownCharger,
+    UnknownUser,
+    UserConsumption,
+    _csv,
+    _dt,
+    _transaction,
+    _ts,
+)
+
+
+class StatisticsStore(PaymentsStore):
+    """Daily statistics, session summaries and CSV exports."""
+
+    # -- statistics
+
+    def daily_stats(self, cp_id: str, from_date: date, to_date: date, tz: tzinfo) -> list[DailyStats]:
+        """Per local day (inclusive range): Charging connector-time, and energy, sessions, fees of sessions
+        that ended that day."""
+        if to_date < from_date:
+            raise InvalidInput(f"to_date {to_date} is before from_date {from_date}")
+        if self.charger(cp_id) is None:
+            raise UnknownCharger(f"unknown charger {cp_id!r}")
+        days = [from_date + timedelta(days=n) for n in range((to_date - from_date).days + 1)]
+        bounds = [
+            datetime.combine(d, time(), tzinfo=tz).astimezone(UTC) for d in [*days, to_date + timedelta(1)]
+        ]
+        start, end = bounds[0], bounds[-1]
+        charging = [0.0] * len(days)
+        for a, b in self._charging_intervals(cp_id, start, min(end, self._clock().astimezone(UTC))):
+            for i in range(len(days)):
+                overlap = (min(b, bounds[i + 1]) - max(a, bounds[i])).total_seconds()
+                if overlap > 0:
+                    charging[i] += overlap
+        energy = [0] * len(days)
+        sessions = [0] * len(days)
+        fees = [0] * len(days)
+        index = {d: i for i, d in enumerate(days)}
+        rows = self._read(
+            "SELECT t.stopped_at, t.meter_start_wh, t.meter_stop_wh, "
+            "(SELECT COALESCE(SUM(amount_minor), 0) FROM ledger l "
+            " WHERE l.transaction_id = t.id AND l.kind IN ('charge', 'refund')) AS net "
+            "FROM transactions t WHERE t.cp_id = ? AND t.stopped_at >= ? AND t.stopped_at < ?",
+            (cp_id, _ts(start), _ts(end)),
+        )
+        for r in rows:
+            i = index[_dt(r["stopped_at"]).astimezone(tz).date()]
+            energy[i] += max(0, r["meter_stop_wh"] - r["meter_start_wh"])
+            sessions[i] += 1
+            fees[i] += -r["net"]
+        return [DailyStats(d, charging[i], energy[i], sessions[i], fees[i]) for i, d in enumerate(days)]
+
+    def _charging_intervals(
+        self, cp_id: str, start: datetime, end: datetime
+    ) -> list[tuple[datetime, datetime]]:
+        """[a, b) spans within [start, end) during which a connector (> 0) was last reported Charging."""
+        if end <= start:
+            return []
+        # SQLite returns the other columns of the row holding MAX() when it is the only aggregate.
+        before = self._read(
+            "SELECT connector_id, status, MAX(timestamp) AS timestamp FROM status_history "
+            "WHERE cp_id = ? AND connector_id > 0 AND timestamp < ? GROUP BY connector_id",
+            (cp_id, _ts(start)),
+        )
+        inside = self._read(
+            "SELECT connector_id, status, timestamp FROM status_history "
+            "WHERE cp_id = ? AND connector_id > 0 AND timestamp >= ? AND timestamp < ? "
+            "ORDER BY connector_id, timestamp, id",
+            (cp_id, _ts(start), _ts(end)),
+        )
+        timeline: dict[int, list[tuple[datetime, str]]] = {}
+        for r in before:
+            timeline.setdefault(r["connector_id"], []).append((start, r["status"]))
+        for r in inside:
+            timeline.setdefault(r["connector_id"], []).append((_dt(r["timestamp"]), r["status"]))
+        spans = []
+        for events in timeline.values():
+            for (at, status), (nxt, _) in zip(events, [*events[1:], (end, "")], strict=True):
+                if status == CHARGING and nxt > at:
+                    spans.append((at, nxt))
+        return spans
+
+    def daily_stats_csv(self, cp_id: str, from_date: date, to_date: date, tz: tzinfo) -> str:
+        """daily_stats as CSV text with a header row."""
+        currency = self.currency()
+        rows = [
+            [
+                s.day.isoformat(),
+                f"{s.working_hours:.3f}",
+                f"{s.energy_kwh:.3f}",
+                s.sessions,
+                s.fees_minor,
+                currency,
+            ]
+            for s in self.daily_stats(cp_id, from_date, to_date, tz)
+        ]
+        return _csv(["date", "working_hours", "energy_kwh", "sessions", "fees_minor", "currency"], rows)
+
+    def user_consumption(self, user_id: int) -> UserConsumption:
+        """Finished sessions of all of a user's cards, oldest first, with totals."""
+        if self.user(user_id) is None:
+            raise UnknownUser(f"unknown user {user_id!r}")
+        rows = self._read(
+            "SELECT t.* FROM transactions t JOIN cards c ON t.id_tag = c.id_tag "
+            "WHERE c.user_id = ? AND t.stopped_at IS NOT NULL ORDER BY t.started_at, t.id",
+            (user_id,),
+        )
+        sessions = tuple(
+            SessionSummary(
+                transaction_id=tx.id,
+                cp_id=tx.cp_id,
+                connector_id=tx.connector_id,
+                id_tag=tx.id_tag,
+                started_at=tx.started_at,
+                stopped_at=tx.stopped_at or tx.started_at,
+                energy_wh=tx.energy_wh,
+                cost_minor=tx.cost_minor or 0,
+            )
+            for tx in map(_transaction, rows)
+        )
+        return UserConsumption(
+            user_id=user_id,
+            sessions=sessions,
+            energy_wh=sum(s.energy_wh for s in sessions),
+            cost_minor=sum(s.cost_minor for s in sessions),
+        )
+
+    def user_consumption_csv(self, user_id: int) -> str:
+        """user_consumption as CSV text: one row per session."""
+        currency = self.currency()
+        rows = [
+            [
+                s.transaction_id,
+                s.cp_id,
+                s.connector_id,
+                s.id_tag,
+                s.started_at.isoformat(),
+                s.stopped_at.isoformat(),
+                f"{s.energy_wh / 1000:.3f}",
+                s.cost_minor,
+                currency,
+            ]
+            for s in self.user_consumption(user_id).sessions
+        ]
+        header = ["transaction_id", "cp_id", "connector_id", "id_tag", "started_at", "stopped_at"]
+        return _csv([*header, "energy_kwh", "cost_minor", "currency"], rows)

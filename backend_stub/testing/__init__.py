@@ -1,0 +1,1 @@
+"""Scripted test servers and their knobs; the production central system never imports this package."""

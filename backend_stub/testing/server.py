@@ -1,0 +1,117 @@
+"""The scripted test central system: the OCPP-J server with knobs a test turns (never the production server).
+
+`python -m backend_stub serve` without ``--db`` runs it: it accepts every charger and card unless told otherwise.
+"""
+
+from __future__ import annotations
+
+import hmac
+import itertools
+from http import HTTPStatus
+from typing import Any
+
+from aiohttp import web
+
+from backend_stub.ocpp.server import (
+    NO_REPLY,
+    OCPP16,
+    CallErrorReply,
+    CentralSystem,
+    Frame,
+    Handler,
+    HandlerResult,
+    utc_now_iso,
+)
+
+__all__ = ["NO_REPLY", "CallErrorReply", "Frame", "HandlerResult", "ScriptedCentralSystem", "utc_now_iso"]
+
+
+class ScriptedCentralSystem(CentralSystem):
+    """A central system for tests and demos: default answers to every 1.6 action, steered by plain attributes."""
+
+    def __init__(self, *args: Any, **kwargs: Any) -> None:
+        """Take the server's arguments; answer every charge-point-initiated 1.6 action by default."""
+        super().__init__(*args, **kwargs)
+        # Behaviour knobs for tests and the demo.
+        self.passwords: dict[str, str] = {}  # charger id -> the HTTP Basic password it must send
+        self.id_tags: dict[str, str] = {}  # idTag -> authorization status; others get default_auth_status
+        self.default_auth_status = "Accepted"
+        self.heartbeat_interval = 300
+        self.refuse_connections = False  # answer every handshake 503
+        self._transaction_ids = itertools.count(1)
+        self.handlers_by_subprotocol[OCPP16.subprotocol] = scripted_v16_handlers(self)
+
+    def next_transaction_id(self) -> int:
+        """Return a new transaction id (1, 2, 3, ... per server)."""
+        return next(self._transaction_ids)
+
+    async def _refusal(self, request: web.Request, cp_id: str | None) -> web.Response | None:
+        """Refuse every handshake while `refuse_connections` is set; else check it like the server does."""
+        if cp_id is not None and self.refuse_connections:
+            return web.Response(status=HTTPStatus.SERVICE_UNAVAILABLE, text="Connections are refused\n")
+        return await super()._refusal(request, cp_id)
+
+    def _credentials_refused(self, cp_id: str, password: str | None) -> bool:
+        """A charger listed in `passwords` must send that password (HTTP Basic); others need none."""
+        expected = self.passwords.get(cp_id)
+        if expected is None:
+            return False
+        return password is None or not hmac.compare_digest(
+            password.encode(errors="surrogateescape"), expected.encode(errors="surrogateescape")
+        )
+
+
+def scripted_v16_handlers(cs: ScriptedCentralSystem) -> dict[str, Handler]:
+    """Default answers to every charge-point-initiated OCPP 1.6 action; they read `cs` settings per call."""
+
+    def id_tag_info(id_tag: str) -> dict[str, Any]:
+        return {"status": cs.id_tags.get(id_tag, cs.default_auth_status)}
+
+    def boot_notification(cp_id: str, payload: dict[str, Any]) -> HandlerResult:
+        return {"status": "Accepted", "currentTime": utc_now_iso(), "interval": cs.heartbeat_interval}
+
+    def heartbeat(cp_id: str, payload: dict[str, Any]) -> HandlerResult:
+        return {"currentTime": utc_now_iso()}
+
+    def authorize(cp_id: str, payload: dict[str, Any]) -> HandlerResult:
+        return {"idTagInfo": id_tag_info(payload["idTag"])}
+
+    started: dict[tuple[Any, ...], int] = {}
+
+    def start_transaction(cp_id: str, payload: dict[str, Any]) -> HandlerResult:
+        # Idempotent: a charger that crashed after sending but before storing the answer sends the same
+        # StartTransaction again; it gets the same transactionId, not a second transaction.
+        key = (cp_id, payload["connectorId"], payload["idTag"], payload["timestamp"], payload["meterStart"])
+        if key not in started:
+            started[key] = cs.next_transaction_id()
+        return {"transactionId": started[key], "idTagInfo": id_tag_info(payload["idTag"])}
+
+    def stop_transaction(cp_id: str, payload: dict[str, Any]) -> HandlerResult:
+        return {"idTagInfo": {"status": "Accepted"}} if "idTag" in payload else {}
+
+    def empty(cp_id: str, payload: dict[str, Any]) -> HandlerResult:
+        return {}
+
+    def data_transfer(cp_id: str, payload: dict[str, Any]) -> HandlerResult:
+        return {"status": "UnknownVendorId"}
+
+    def sign_certificate(cp_id: str, payload: dict[str, Any]) -> HandlerResult:
+        return {"status": "Rejected"}
+
+    return {
+        "BootNotification": boot_notification,
+        "Heartbeat": heartbeat,
+        "Authorize": authorize,
+        "StartTransaction": start_transaction,
+        "StopTransaction": stop_transaction,
+        "StatusNotification": empty,
+        "MeterValues": empty,
+        "DiagnosticsStatusNotification": empty,
+        "FirmwareStatusNotification": empty,
+        "DataTransfer": data_transfer,
+        # Security whitepaper extensions (their schemas ship with the ocpp package).
+        "SecurityEventNotification": empty,
+        "LogStatusNotification": empty,
+        "SignedFirmwareStatusNotification": empty,
+        "SignCertificate": sign_certificate,
+    }
