@@ -43,7 +43,8 @@ from chargepoint.config import (
     StationIdentity,
     StorageConfig,
 )
-from chargepoint.core.station import ConnectorPorts, StationTiming
+from chargepoint.core.station import StationTiming
+from chargepoint.ports import ConnectorPorts
 from chargepoint.store import OutboxKind, StoreFile
 from hardware.sim import SimRelay
 from simulator.ev import Ev, EvMeter, FleetPlug, FleetReader

@@ -52,7 +52,7 @@ from chargepoint.core.smart_charging import (
     replaced_by,
 )
 from chargepoint.errors import HardwareError, MeterError, StorageError
-from chargepoint.ports import Clock, Meter, MeterReading, PlugSensor, Relay, TokenReader, safe_now
+from chargepoint.ports import Clock, ConnectorPorts, MeterReading, safe_now
 from chargepoint.store import Store
 
 log = logging.getLogger(__name__)
@@ -109,19 +109,6 @@ class OfflineCsms:
 
     def outbox_changed(self) -> None:
         """Nothing to wake."""
-
-
-@dataclass
-class ConnectorPorts:
-    """The hardware of one connector."""
-
-    relay: Relay
-    meter: Meter
-    plug: PlugSensor
-    reader: TokenReader | None = None
-    max_current_a: float = 32.0
-    voltage_v: float = 230.0  # for smart-charging limits in W (per phase, nominal)
-    phases: int = 3
 
 
 @dataclass(frozen=True)

@@ -21,8 +21,9 @@ from hypothesis.stateful import RuleBasedStateMachine, initialize, invariant, ru
 
 from chargepoint.core.model import AuthStatus, AvailabilityResult, ConnectorState, ErrorCode, IdTagInfo
 from chargepoint.core.settings import Settings
-from chargepoint.core.station import ConnectorPorts, Station, StationTiming
+from chargepoint.core.station import Station, StationTiming
 from chargepoint.csms.v16 import mapping
+from chargepoint.ports import ConnectorPorts
 from chargepoint.store import Store
 from hardware.sim import SimMeter, SimPlug, SimRelay
 
