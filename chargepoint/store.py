@@ -1,5 +1,5 @@
 """The agent's SQLite store (WAL): settings, availability, transactions, the outbox, auth cache, local list and
-charging profiles.
+charging profiles. ``Store`` implements the core's storage port (``chargepoint.core.storage.Storage``).
 
 Every write that the central system must eventually hear about is committed before it is sent, so a crash
 or power cut loses nothing. sqlite3 errors are translated to StorageError at this boundary.
@@ -29,6 +29,7 @@ from typing import Any
 
 from chargepoint.core.model import IdTagInfo, StopReason
 from chargepoint.core.smart_charging import ChargingProfile
+from chargepoint.core.storage import StoredTransaction
 from chargepoint.errors import StorageError
 
 log = logging.getLogger(__name__)
@@ -113,24 +114,6 @@ class OutboxKind:
     START = "start"
     STOP = "stop"
     METER = "meter"
-
-
-@dataclass(frozen=True, slots=True)
-class StoredTransaction:
-    """A transaction row."""
-
-    local_id: int
-    connector_id: int
-    id_tag: str
-    started_at: datetime
-    meter_start_wh: int
-    csms_id: int | None
-    active: bool
-    last_meter_wh: int
-    last_meter_at: datetime
-    stop_data: list[dict[str, Any]]
-    parent_id_tag: str | None = None
-    authorized: bool = True
 
 
 @dataclass(frozen=True, slots=True)

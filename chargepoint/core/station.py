@@ -51,9 +51,9 @@ from chargepoint.core.smart_charging import (
     problem,
     replaced_by,
 )
+from chargepoint.core.storage import Storage
 from chargepoint.errors import HardwareError, MeterError, StorageError
 from chargepoint.ports import Clock, ConnectorPorts, MeterReading, safe_now
-from chargepoint.store import Store
 
 log = logging.getLogger(__name__)
 
@@ -127,7 +127,7 @@ class Station:
     def __init__(
         self,
         ports: dict[int, ConnectorPorts],
-        store: Store,
+        store: Storage,
         settings: Settings,
         clock: Clock,
         *,
