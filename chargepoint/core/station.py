@@ -18,6 +18,13 @@ from typing import Any, Protocol
 
 from chargepoint.core.auth import Authorizer
 from chargepoint.core.connector import ActiveTransaction, Connector
+from chargepoint.core.events import (
+    MeterReadings,
+    StatusChanged,
+    TransactionEnded,
+    TransactionStarted,
+    TransactionUpdated,
+)
 from chargepoint.core.metering import finite, next_aligned, next_periodic, sample
 from chargepoint.core.model import (
     WARNING_CODES,
@@ -154,7 +161,7 @@ class Station:
         # One lock per connector serializes its session changes; opening a relay never takes it.
         self._locks: dict[int, asyncio.Lock] = {cid: asyncio.Lock() for cid in ports}
         self._open_generation: dict[int, int] = dict.fromkeys(ports, 0)
-        self._unsaved_stops: dict[int, tuple[int, StopReason, datetime, int, dict[str, Any]]] = {}
+        self._unsaved_stops: dict[int, tuple[int, TransactionEnded]] = {}
         # What the operator must hear of on a connector without a fault (StatusNotification info, ``ctl status``):
         # a transaction the CSMS never accepted. Cleared when the CSMS accepts the connector's next transaction.
         self.notices: dict[int, str] = {}
@@ -298,17 +305,15 @@ class Station:
             fresh = self.last_reading.get(tx.connector_id)
             meter_stop = max(tx.last_meter_wh, round(fresh.energy_wh) if fresh else 0)
             log.warning("ending transaction %s after power loss at %s Wh", tx.local_id, meter_stop)
-            event = {
-                "connector_id": tx.connector_id,
-                "meter_stop_wh": meter_stop,
-                "timestamp": tx.last_meter_at.isoformat(),
-                "reason": StopReason.POWER_LOSS.value,
-                "id_tag": tx.id_tag,
-                "transaction_data": tx.stop_data[-MAX_STOP_DATA:],
-            }
-            await self._record_stop(
-                tx.connector_id, (tx.local_id, StopReason.POWER_LOSS, tx.last_meter_at, meter_stop, event)
+            ended = TransactionEnded(
+                tx.connector_id,
+                meter_stop,
+                tx.last_meter_at,
+                StopReason.POWER_LOSS,
+                tx.id_tag,
+                tx.stop_data[-MAX_STOP_DATA:],
             )
+            await self._record_stop(tx.connector_id, (tx.local_id, ended))
         self.csms.outbox_changed()
 
     # status
@@ -321,12 +326,14 @@ class Station:
         for listener in self.listeners:
             listener(cid)
 
-    def status(self, cid: int) -> tuple[ConnectorState, ErrorCode, str | None]:
-        """A connector's state, error code and info; connector 0 is the station as a whole."""
+    def status(self, cid: int) -> StatusChanged:
+        """A connector's state, error code and info as of now; connector 0 is the station as a whole."""
         if cid == 0:
-            return (S.AVAILABLE if self.station_operative else S.UNAVAILABLE), ErrorCode.NO_ERROR, None
+            state = S.AVAILABLE if self.station_operative else S.UNAVAILABLE
+            return StatusChanged(0, state, ErrorCode.NO_ERROR, None, self._now())
         conn = self.connectors[cid]
-        return conn.state, conn.error_code, conn.fault_info or self.notices.get(cid)
+        info = conn.fault_info or self.notices.get(cid)
+        return StatusChanged(cid, conn.state, conn.error_code, info, self._now())
 
     def snapshot(self) -> dict[str, Any]:
         """Every connector's state, transaction and meter, for the control interface."""
@@ -464,9 +471,7 @@ class Station:
                 await self._probe_storage(cid)
             await asyncio.sleep(self.timing.meter_poll_s)
 
-    async def _record_stop(
-        self, cid: int, stop: tuple[int, StopReason, datetime, int, dict[str, Any]]
-    ) -> None:
+    async def _record_stop(self, cid: int, stop: tuple[int, TransactionEnded]) -> None:
         """Persist a transaction's end (awaiting its commit, off the event loop); if the store refuses, keep it in
         memory and fault the connector until it is written (no new session may start over an unrecorded end)."""
         # Any error (a StorageError, a bug): the end is kept, never lost, and the transaction is never left open.
@@ -594,8 +599,8 @@ class Station:
         energy_wh: int,
         at: datetime,
         *,
-        message: dict[str, Any] | None = None,
-        stop_data: dict[str, Any] | None = None,
+        message: TransactionUpdated | None = None,
+        stop_data: Sample | None = None,
     ) -> bool:
         """Persist a running transaction's register (and a sample), awaiting the commit off the event loop.
 
@@ -806,15 +811,11 @@ class Station:
             return
         meter_start = round(reading.energy_wh) if reading else self.current_energy_wh(conn.id)
         now = self._now()
-        event = {
-            "connector_id": conn.id,
-            "id_tag": id_tag,
-            "meter_start_wh": meter_start,
-            "timestamp": now.isoformat(),
-        }
         mark = self.store.mark()
         try:
-            local_id = self.store.begin_transaction(conn.id, id_tag, now, meter_start, event, parent)
+            local_id = self.store.begin_transaction(
+                TransactionStarted(conn.id, id_tag, meter_start, now), parent
+            )
             # The transaction is on disk before the relay closes (the commit is awaited off the event loop).
             await self.store.flush(since=mark)
         except StorageError as exc:
@@ -855,24 +856,16 @@ class Station:
         # Never before the start: a CSMS that set the clock back mid-session must not make the session negative.
         now = max(self._now(), tx.started_at)
         meter_stop = max(self.current_energy_wh(conn.id), tx.meter_start_wh)
-        data: list[dict[str, Any]] = []
+        data: tuple[Sample, ...] = ()
         try:
             end_values = self._stop_txn_end_values(conn.id, now)
             await self.store.flush()  # the stop data queued so far, without blocking the loop on the read
             stored = self.store.transaction(tx.local_id)
-            data = (stored.stop_data if stored else []) + ([end_values.to_json()] if end_values else [])
+            data = (stored.stop_data if stored else ()) + ((end_values,) if end_values else ())
         except Exception:
             log.exception("transaction %s: no transaction data for its stop", tx.local_id)
-        data = data[-MAX_STOP_DATA:]
-        event = {
-            "connector_id": conn.id,
-            "meter_stop_wh": meter_stop,
-            "timestamp": now.isoformat(),
-            "reason": reason.value,
-            "id_tag": id_tag,
-            "transaction_data": data,
-        }
-        await self._record_stop(conn.id, (tx.local_id, reason, now, meter_stop, event))
+        ended = TransactionEnded(conn.id, meter_stop, now, reason, id_tag, data[-MAX_STOP_DATA:])
+        await self._record_stop(conn.id, (tx.local_id, ended))
         conn.transaction = None
         try:
             self._drop_tx_profiles([conn.id])
@@ -939,11 +932,8 @@ class Station:
         stop_measurands = self.settings.measurands(stop_key)
         message = None
         if measurands:
-            message = {
-                "connector_id": conn.id,
-                "samples": [sample(reading, measurands, context, at).to_json()],
-            }
-        stop_data = sample(reading, stop_measurands, context, at).to_json() if stop_measurands else None
+            message = TransactionUpdated(conn.id, (sample(reading, measurands, context, at),))
+        stop_data = sample(reading, stop_measurands, context, at) if stop_measurands else None
         if self._storage_faulted(conn):
             # The disk is full and the relay open, so no energy flows: the register at the open is on disk (on the
             # store's reserve), and samples wait for space rather than use that reserve up.
@@ -986,13 +976,8 @@ class Station:
                 if not measurands:
                     continue
                 try:
-                    self.store.queue_meter_values(
-                        {
-                            "connector_id": cid,
-                            "samples": [
-                                sample(reading, measurands, ReadingContext.SAMPLE_CLOCK, due).to_json()
-                            ],
-                        }
+                    self.store.queue(
+                        MeterReadings(cid, (sample(reading, measurands, ReadingContext.SAMPLE_CLOCK, due),))
                     )
                 except StorageError:
                     log.exception("could not queue clock-aligned values of connector %s", cid)

@@ -12,7 +12,14 @@ from dataclasses import dataclass
 from datetime import datetime
 from typing import Any, Protocol
 
-from chargepoint.core.model import IdTagInfo, StopReason
+from chargepoint.core.events import (
+    MeterReadings,
+    SecurityEvent,
+    TransactionEnded,
+    TransactionStarted,
+    TransactionUpdated,
+)
+from chargepoint.core.model import IdTagInfo, Sample
 from chargepoint.core.smart_charging import ChargingProfile
 
 
@@ -29,7 +36,7 @@ class StoredTransaction:
     active: bool
     last_meter_wh: int
     last_meter_at: datetime
-    stop_data: list[dict[str, Any]]
+    stop_data: tuple[Sample, ...]  # samples kept for the end event's transaction data, oldest first
     parent_id_tag: str | None = None
     authorized: bool = True
 
@@ -64,18 +71,13 @@ class KeyValueStorage(Protocol):
 
 
 class TransactionStorage(Durability, Protocol):
-    """Transactions and the outbox of messages the central system must hear about, in order."""
+    """Transactions and the outbox of events the central system must hear about, in order.
 
-    def begin_transaction(
-        self,
-        connector_id: int,
-        id_tag: str,
-        started_at: datetime,
-        meter_start_wh: int,
-        start_event: dict[str, Any],
-        parent_id_tag: str | None = None,
-    ) -> int:
-        """Record a transaction and queue its start message atomically (queued); the local id at once."""
+    Each transaction's events get their sequence numbers (``OutboxMessage.seq_no``) from the outbox as they are
+    acknowledged, so no gap can come from a write that failed, a dead letter or an overflow."""
+
+    def begin_transaction(self, started: TransactionStarted, parent_id_tag: str | None = None) -> int:
+        """Record a transaction and queue its start event atomically (queued); the local id at once."""
         ...
 
     def update_authorization(self, local_id: int, authorized: bool, parent_id_tag: str | None) -> Future[Any]:
@@ -88,25 +90,18 @@ class TransactionStorage(Durability, Protocol):
         energy_wh: int,
         at: datetime,
         *,
-        message: dict[str, Any] | None = None,
-        stop_data: dict[str, Any] | None = None,
+        message: TransactionUpdated | None = None,
+        stop_data: Sample | None = None,
     ) -> Future[Any]:
         """Persist a transaction's last register, with an optional queued sample and stop-data entry (queued)."""
         ...
 
-    def end_transaction(
-        self,
-        local_id: int,
-        reason: StopReason,
-        stopped_at: datetime,
-        meter_stop_wh: int,
-        stop_event: dict[str, Any],
-    ) -> Future[bool]:
-        """Mark a transaction ended and queue its stop message atomically; False if it had already ended."""
+    def end_transaction(self, local_id: int, ended: TransactionEnded) -> Future[bool]:
+        """Mark a transaction ended and queue its end event atomically; False if it had already ended."""
         ...
 
-    def queue_meter_values(self, payload: dict[str, Any]) -> Future[Any]:
-        """Queue meter values that belong to no transaction."""
+    def queue(self, event: MeterReadings | SecurityEvent) -> Future[Any]:
+        """Queue an event that belongs to no transaction."""
         ...
 
     def active_transactions(self) -> list[StoredTransaction]:

@@ -7,10 +7,11 @@ import logging
 from dataclasses import dataclass
 from typing import TYPE_CHECKING, Any, Protocol
 
+from chargepoint.core.events import OutboxKind, OutboxMessage
 from chargepoint.core.model import AuthStatus, IdTagInfo
 from chargepoint.core.settings import Settings
 from chargepoint.errors import CsmsRejected, CsmsUnavailable, StorageError
-from chargepoint.store import OutboxKind, OutboxMessage, Store
+from chargepoint.store import Store
 
 if TYPE_CHECKING:
     from chargepoint.core.station import Station

@@ -6,8 +6,9 @@ import sqlite3
 from datetime import UTC, datetime
 from pathlib import Path
 
+from chargepoint.core.events import OutboxKind, TransactionEnded, TransactionStarted
 from chargepoint.core.model import AuthStatus, IdTagInfo, StopReason
-from chargepoint.store import OutboxKind, Store, StoreFile
+from chargepoint.store import Store, StoreFile
 
 T0 = datetime(2024, 5, 1, 10, 0, tzinfo=UTC)
 
@@ -63,7 +64,7 @@ def test_a_file_from_before_the_station_key_keeps_its_state_and_stays_writable(t
         store.put_setting("heartbeat_interval_s", "60")
         store.put("operative.1", "1")
         assert store.settings() == {"heartbeat_interval_s": "60"} and store.get("operative.1") == "1"
-        assert store.end_transaction(1, StopReason.LOCAL, T0, 2000, {"transaction_id": 77})
+        assert store.end_transaction(1, TransactionEnded(1, 2000, T0, StopReason.LOCAL))
         assert store.active_transactions() == []
     finally:
         store.close()
@@ -77,8 +78,8 @@ def test_agents_sharing_one_file_see_only_their_own_rows(tmp_path: Path) -> None
         a, b = shared.store("CP-A"), shared.store("CP-B")
         a.put_setting("heartbeat_interval_s", "30")
         b.put_setting("heartbeat_interval_s", "90")
-        a_tx = a.begin_transaction(1, "TAG-A", T0, 0, {"connector_id": 1})
-        b_tx = b.begin_transaction(1, "TAG-B", T0, 5, {"connector_id": 1})
+        a_tx = a.begin_transaction(TransactionStarted(1, "TAG-A", 0, T0))
+        b_tx = b.begin_transaction(TransactionStarted(1, "TAG-B", 5, T0))
         a.cache_put("TAG-A", IdTagInfo(AuthStatus.ACCEPTED))
         assert a.settings() == {"heartbeat_interval_s": "30"} and b.settings() == {
             "heartbeat_interval_s": "90"

@@ -25,7 +25,8 @@ from ocpp.v16 import ChargePoint as _OcppChargePoint
 from ocpp.v16 import call_result
 from ocpp.v16.enums import Action
 
-from chargepoint.core.model import AuthStatus, IdTagInfo, ResetKind, Sample, StopReason
+from chargepoint.core.events import OutboxMessage, SecurityEvent, TransactionEnded, TransactionStarted
+from chargepoint.core.model import AuthStatus, IdTagInfo, ResetKind, Sample
 from chargepoint.core.settings import SPECS
 from chargepoint.core.smart_charging import (
     ChargingProfile,
@@ -36,8 +37,6 @@ from chargepoint.core.smart_charging import (
 from chargepoint.csms.outbox import Delivered, MalformedAnswer, OrphanedTransaction
 from chargepoint.csms.v16 import mapping
 from chargepoint.errors import ChargePointError, CsmsRejected, CsmsUnavailable
-from chargepoint.ports import safe_now
-from chargepoint.store import OutboxKind, OutboxMessage
 
 if TYPE_CHECKING:
     from chargepoint.csms.link import Link
@@ -752,13 +751,13 @@ class V16Session(_OcppChargePoint):  # type: ignore[misc]
         self._status_queue.put_nowait(self._status_report(cid, self._status_seq))
 
     def _status_report(self, cid: int, seq: int) -> _StatusReport:
-        state, error, info = self.station.status(cid)
+        status = self.station.status(cid)
         return _StatusReport(
             cid,
-            mapping.STATUS[state],
-            mapping.ERROR_CODE[error],
-            info,
-            safe_now(self.link.clock),
+            mapping.STATUS[status.state],
+            mapping.ERROR_CODE[status.error_code],
+            status.info,
+            status.timestamp,
             asyncio.get_running_loop().time(),
             seq,
         )
@@ -820,13 +819,13 @@ class V16Session(_OcppChargePoint):  # type: ignore[misc]
     async def deliver(self, message: OutboxMessage) -> Delivered:
         """Send one outbox message and return what the answer says; raises CsmsRejected or CsmsUnavailable,
         or OCPPError/ValueError/KeyError when the message cannot be encoded as a valid 1.6 CALL."""
-        event = message.payload
-        if message.kind == OutboxKind.START:
+        event = message.event()
+        if isinstance(event, TransactionStarted):
             payload = {
-                "connectorId": event["connector_id"],
-                "idTag": event["id_tag"],
-                "meterStart": int(event["meter_start_wh"]),
-                "timestamp": ocpp_time(parse_time(event["timestamp"])),
+                "connectorId": event.connector_id,
+                "idTag": event.id_tag,
+                "meterStart": event.meter_start_wh,
+                "timestamp": ocpp_time(event.timestamp),
             }
             try:
                 answer = await self.request("StartTransaction", payload)
@@ -841,28 +840,35 @@ class V16Session(_OcppChargePoint):  # type: ignore[misc]
             except MalformedAnswer as exc:
                 # Malformed, but a readable non-Accepted status is still acted on (finding: an Invalid answer
                 # without a transactionId must not leave the session charging).
-                exc.id_tag, exc.id_tag_info = event["id_tag"], readable_status(exc.answer)
+                exc.id_tag, exc.id_tag_info = event.id_tag, readable_status(exc.answer)
                 raise
-            return Delivered(tx_id, event["id_tag"], id_tag_info(answer.get("idTagInfo")))
-        if message.kind == OutboxKind.STOP:
+            return Delivered(tx_id, event.id_tag, id_tag_info(answer.get("idTagInfo")))
+        if isinstance(event, TransactionEnded):
             stop: dict[str, Any] = {
                 "transactionId": self._transaction_id(message.local_tx_id),
-                "meterStop": int(event["meter_stop_wh"]),
-                "timestamp": ocpp_time(parse_time(event["timestamp"])),
-                "reason": mapping.STOP_REASON[StopReason(event["reason"])],
+                "meterStop": event.meter_stop_wh,
+                "timestamp": ocpp_time(event.timestamp),
+                "reason": mapping.STOP_REASON[event.reason],
             }
-            if event.get("id_tag"):
-                stop["idTag"] = event["id_tag"]
-            data = [meter_value(Sample.from_json(s)) for s in event.get("transaction_data") or []]
+            if event.id_tag:
+                stop["idTag"] = event.id_tag
+            data = [meter_value(s) for s in event.transaction_data]
             data = [d for d in data if d["sampledValue"]]
             if data:
                 stop["transactionData"] = data
             answer = await self.request("StopTransaction", stop)
-            if event.get("id_tag") and answer.get("idTagInfo"):
-                return Delivered(None, event["id_tag"], id_tag_info(answer["idTagInfo"]))
+            if event.id_tag and answer.get("idTagInfo"):
+                return Delivered(None, event.id_tag, id_tag_info(answer["idTagInfo"]))
             return Delivered()
-        samples = [meter_value(Sample.from_json(s)) for s in event["samples"]]
-        mv: dict[str, Any] = {"connectorId": event["connector_id"], "meterValue": samples}
+        if isinstance(event, SecurityEvent):
+            # OCPP 1.6 Security whitepaper ed. 2 §4.6: SecurityEventNotification, queued like transaction messages.
+            security: dict[str, Any] = {"type": event.type, "timestamp": ocpp_time(event.timestamp)}
+            if event.tech_info:
+                security["techInfo"] = event.tech_info
+            await self.request("SecurityEventNotification", security)
+            return Delivered()
+        samples = [meter_value(s) for s in event.samples]
+        mv: dict[str, Any] = {"connectorId": event.connector_id, "meterValue": samples}
         if message.local_tx_id is not None:
             mv["transactionId"] = self._transaction_id(message.local_tx_id)
         await self.request("MeterValues", mv)
