@@ -6,6 +6,7 @@ import asyncio
 import contextlib
 import logging
 import random
+import uuid
 from collections.abc import Callable
 from typing import Any
 
@@ -35,6 +36,7 @@ class Agent:
         ports: dict[int, ConnectorPorts] | None = None,
         clock: Clock | None = None,
         ids: IdGenerator | None = None,
+        transaction_ids: IdGenerator | None = None,
         rng: random.Random | None = None,
         timing: StationTiming | None = None,
         store_factory: Callable[[], Store] | None = None,
@@ -53,6 +55,9 @@ class Agent:
         self.clock = clock or SystemClock()
         # OCPP-J limits a uniqueId to 36 characters: a random prefix per run plus a counter stays far below.
         self.ids = ids or CounterIds(prefix=f"{random.getrandbits(32):08x}-")
+        # Transaction ids must stay unique across restarts and reinstalls without a counter to persist: a UUID
+        # (36 characters, the most OCPP 2.0.1 takes).
+        self.transaction_ids = transaction_ids or (lambda: str(uuid.uuid4()))
         self.rng = rng or random.Random()
         self.timing = timing or StationTiming(meter_poll_s=config.meter_poll_s)
         self.station: Station | None = None
@@ -116,7 +121,13 @@ class Agent:
         self.store = store
         settings = self._settings(store)
         station = Station(
-            self.ports, store, settings, self.clock, timing=self.timing, unlock_supported=cfg.unlock_supported
+            self.ports,
+            store,
+            settings,
+            self.clock,
+            transaction_ids=self.transaction_ids,
+            timing=self.timing,
+            unlock_supported=cfg.unlock_supported,
         )
         link = Link(cfg.station, cfg.csms, station, store, settings, self.clock, self.ids, rng=self.rng)
         link.call_observer = self.call_observer

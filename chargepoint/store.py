@@ -67,7 +67,8 @@ CREATE TABLE IF NOT EXISTS transactions (
     parent_id_tag TEXT,
     authorized INTEGER NOT NULL DEFAULT 1,
     station TEXT NOT NULL DEFAULT '',
-    sent_seq_no INTEGER NOT NULL DEFAULT 0
+    sent_seq_no INTEGER NOT NULL DEFAULT 0,
+    tx_id TEXT
 );
 CREATE TABLE IF NOT EXISTS outbox (
     seq INTEGER PRIMARY KEY AUTOINCREMENT,
@@ -125,7 +126,7 @@ def _tx(row: sqlite3.Row) -> StoredTransaction:
         id_tag=row["id_tag"],
         started_at=datetime.fromisoformat(row["started_at"]),
         meter_start_wh=row["meter_start_wh"],
-        csms_id=row["csms_id"],
+        transaction_id=row["tx_id"] or f"local-{row['local_id']}",
         active=bool(row["active"]),
         last_meter_wh=row["last_meter_wh"],
         last_meter_at=datetime.fromisoformat(row["last_meter_at"]),
@@ -154,6 +155,9 @@ def _open(path: str, durable: bool) -> sqlite3.Connection:
         tx_columns = {row["name"] for row in db.execute("PRAGMA table_info(transactions)")}
         if "sent_seq_no" not in tx_columns:  # files from before per-transaction sequence numbers
             db.execute("ALTER TABLE transactions ADD COLUMN sent_seq_no INTEGER NOT NULL DEFAULT 0")
+        if "tx_id" not in tx_columns:  # files from before station-generated transaction ids
+            db.execute("ALTER TABLE transactions ADD COLUMN tx_id TEXT")
+            db.execute("UPDATE transactions SET tx_id = 'local-' || local_id WHERE tx_id IS NULL")
         db.executescript(INDEXES)
     except (sqlite3.Error, OSError) as exc:
         raise StorageError(f"cannot open store {path}: {exc}") from exc
@@ -542,15 +546,16 @@ class Store:
             encode(started)[1]
         )  # here: a payload that cannot be encoded fails the caller, not the writer
         local_id = self._file.next_transaction_id()
-        connector_id, id_tag = started.connector_id, started.id_tag
+        tx_id, connector_id, id_tag = started.transaction_id, started.connector_id, started.id_tag
         started_at, meter_start_wh = started.timestamp, started.meter_start_wh
 
         def write(db: sqlite3.Connection) -> None:
             db.execute(
-                "INSERT INTO transactions (local_id, connector_id, id_tag, started_at, meter_start_wh, "
-                "last_meter_wh, last_meter_at, parent_id_tag, station) VALUES (?, ?, ?, ?, ?, ?, ?, ?, ?)",
+                "INSERT INTO transactions (local_id, tx_id, connector_id, id_tag, started_at, meter_start_wh, "
+                "last_meter_wh, last_meter_at, parent_id_tag, station) VALUES (?, ?, ?, ?, ?, ?, ?, ?, ?, ?)",
                 (
                     local_id,
+                    tx_id,
                     connector_id,
                     id_tag,
                     started_at.isoformat(),
@@ -666,8 +671,15 @@ class Store:
         )
         return _tx(rows[0]) if rows else None
 
+    def csms_transaction_id(self, local_id: int) -> int | None:
+        """The OCPP 1.6 central system's integer id of a transaction (from its StartTransaction.conf), if any."""
+        rows = self._read(
+            "SELECT csms_id FROM transactions WHERE local_id = ? AND station = ?", (local_id, self.station)
+        )
+        return int(rows[0]["csms_id"]) if rows and rows[0]["csms_id"] is not None else None
+
     def transaction_by_csms_id(self, csms_id: int) -> StoredTransaction | None:
-        """The transaction the CSMS knows by ``csms_id``."""
+        """The transaction the 1.6 central system knows by ``csms_id``."""
         rows = self._read(
             "SELECT * FROM transactions WHERE station = ? AND csms_id = ? ORDER BY local_id DESC LIMIT 1",
             (self.station, csms_id),

@@ -60,7 +60,7 @@ from chargepoint.core.smart_charging import (
 )
 from chargepoint.core.storage import Storage
 from chargepoint.errors import HardwareError, MeterError, StorageError
-from chargepoint.ports import Clock, ConnectorPorts, MeterReading, safe_now
+from chargepoint.ports import Clock, ConnectorPorts, IdGenerator, MeterReading, safe_now
 
 log = logging.getLogger(__name__)
 
@@ -138,6 +138,7 @@ class Station:
         settings: Settings,
         clock: Clock,
         *,
+        transaction_ids: IdGenerator,
         timing: StationTiming | None = None,
         unlock_supported: bool = False,
     ) -> None:
@@ -147,6 +148,8 @@ class Station:
         self.clock = clock
         self.timing = timing or StationTiming()
         self.unlock_supported = unlock_supported
+        # Transaction ids: strings unique across restarts, made outside the core (OCPP 2.0.1 E01: station-made).
+        self.transaction_ids = transaction_ids
         self.csms: CsmsPort = OfflineCsms()
         self.authorizer = Authorizer(store, settings, self, clock)
         self.connectors: dict[int, Connector] = {}
@@ -287,12 +290,12 @@ class Station:
                 log.warning("resuming transaction %s on connector %s after power loss", tx.local_id, conn.id)
                 conn.transaction = ActiveTransaction(
                     tx.local_id,
+                    tx.transaction_id,
                     tx.id_tag,
                     tx.parent_id_tag,
                     tx.started_at,
                     tx.meter_start_wh,
                     tx.authorized,
-                    tx.csms_id,
                 )
                 conn.settle(conn.resting_state())
                 self._state_changed(conn)
@@ -306,6 +309,7 @@ class Station:
             meter_stop = max(tx.last_meter_wh, round(fresh.energy_wh) if fresh else 0)
             log.warning("ending transaction %s after power loss at %s Wh", tx.local_id, meter_stop)
             ended = TransactionEnded(
+                tx.transaction_id,
                 tx.connector_id,
                 meter_stop,
                 tx.last_meter_at,
@@ -346,9 +350,7 @@ class Station:
                 "error": conn.error_code.name,
                 "plugged": conn.plugged,
                 "relay_closed": self.ports[cid].relay.closed,
-                "transaction_id": (tx.csms_id if tx.csms_id is not None else f"local-{tx.local_id}")
-                if tx
-                else None,
+                "transaction_id": tx.transaction_id if tx else None,
                 "id_tag": tx.id_tag if tx else None,
                 "meter_wh": round(reading.energy_wh) if reading else None,
                 "operative": conn.operative,
@@ -811,10 +813,11 @@ class Station:
             return
         meter_start = round(reading.energy_wh) if reading else self.current_energy_wh(conn.id)
         now = self._now()
+        transaction_id = self.transaction_ids()
         mark = self.store.mark()
         try:
             local_id = self.store.begin_transaction(
-                TransactionStarted(conn.id, id_tag, meter_start, now), parent
+                TransactionStarted(transaction_id, conn.id, id_tag, meter_start, now), parent
             )
             # The transaction is on disk before the relay closes (the commit is awaited off the event loop).
             await self.store.flush(since=mark)
@@ -823,7 +826,7 @@ class Station:
             log.error("cannot record a transaction on connector %s: %s", conn.id, exc)
             await self.raise_fault(conn.id, ErrorCode.INTERNAL_ERROR, STORAGE_FAULT)
             return
-        conn.transaction = ActiveTransaction(local_id, id_tag, parent, now, meter_start)
+        conn.transaction = ActiveTransaction(local_id, transaction_id, id_tag, parent, now, meter_start)
         self._persisted_wh[conn.id] = meter_start
         remote = self._remote_profiles.pop(conn.id, None)
         if remote is not None and remote[0] == id_tag:
@@ -864,7 +867,9 @@ class Station:
             data = (stored.stop_data if stored else ()) + ((end_values,) if end_values else ())
         except Exception:
             log.exception("transaction %s: no transaction data for its stop", tx.local_id)
-        ended = TransactionEnded(conn.id, meter_stop, now, reason, id_tag, data[-MAX_STOP_DATA:])
+        ended = TransactionEnded(
+            tx.transaction_id, conn.id, meter_stop, now, reason, id_tag, data[-MAX_STOP_DATA:]
+        )
         await self._record_stop(conn.id, (tx.local_id, ended))
         conn.transaction = None
         try:
@@ -932,7 +937,9 @@ class Station:
         stop_measurands = self.settings.measurands(stop_key)
         message = None
         if measurands:
-            message = TransactionUpdated(conn.id, (sample(reading, measurands, context, at),))
+            message = TransactionUpdated(
+                tx.transaction_id, conn.id, (sample(reading, measurands, context, at),)
+            )
         stop_data = sample(reading, stop_measurands, context, at) if stop_measurands else None
         if self._storage_faulted(conn):
             # The disk is full and the relay open, so no energy flows: the register at the open is on disk (on the
@@ -1013,17 +1020,16 @@ class Station:
         return sample(reading, measurands, ReadingContext.TRIGGER, self._now()), (tx.local_id if tx else None)
 
     # answers from the CSMS about transactions
-    async def transaction_confirmed(self, local_id: int, csms_id: int | None, info: IdTagInfo) -> None:
-        """StartTransaction was answered: remember the CSMS id and act on the idTag's status.
+    async def transaction_confirmed(self, local_id: int, info: IdTagInfo, *, taken: bool) -> None:
+        """The start of a transaction was answered: act on the idTag's status.
 
-        ``csms_id`` is None when the answer was malformed but its status readable: a non-Accepted status is acted
+        ``taken`` is False when the answer was malformed but its status readable: a non-Accepted status is acted
         on all the same (the session must not charge on while the start is retried)."""
         for conn in self.connectors.values():
             tx = conn.transaction
             if tx is None or tx.local_id != local_id:
                 continue
-            if csms_id is not None:
-                tx.csms_id = csms_id
+            if taken:
                 self.notices.pop(conn.id, None)  # the CSMS takes this connector's transactions again
             tx.parent_id_tag = info.parent_id_tag or tx.parent_id_tag
             accepted = info.status is AuthStatus.ACCEPTED
@@ -1123,10 +1129,10 @@ class Station:
             parent = info.parent_id_tag
         await self._begin_when_plugged(conn, id_tag, parent)
 
-    async def remote_stop(self, csms_tx_id: int) -> bool:
-        """Stop the transaction the CSMS knows by ``csms_tx_id``; False if there is none."""
+    async def remote_stop(self, transaction_id: str) -> bool:
+        """Stop the running transaction ``transaction_id``; False if there is none."""
         for conn in self.connectors.values():
-            if conn.transaction is not None and conn.transaction.csms_id == csms_tx_id:
+            if conn.transaction is not None and conn.transaction.transaction_id == transaction_id:
                 self._spawn(self._stop_locked(conn, StopReason.REMOTE), f"remote-stop-{conn.id}")
                 return True
         return False
@@ -1299,10 +1305,10 @@ class Station:
             tx = self.connectors[cid].transaction
             if tx is None:
                 why = "a TxProfile needs a transaction on its connector"  # OCPP 1.6 §3.13.1
-            elif profile.transaction_id is not None and profile.transaction_id != tx.csms_id:
+            elif profile.transaction_id is not None and profile.transaction_id != tx.transaction_id:
                 why = f"transaction {profile.transaction_id} is not running on connector {cid}"
             else:
-                profile = _with_transaction(profile, tx.csms_id)
+                profile = _with_transaction(profile, tx.transaction_id)
         if why is None:
             replaced = replaced_by(profile, self.profiles)
             if len(self.profiles) - len(replaced) >= self._profile_rules().max_installed:
@@ -1402,5 +1408,5 @@ def _on_connector(profile: ChargingProfile, cid: int) -> ChargingProfile:
     return dataclasses.replace(profile, connector_id=cid)
 
 
-def _with_transaction(profile: ChargingProfile, transaction_id: int | None) -> ChargingProfile:
+def _with_transaction(profile: ChargingProfile, transaction_id: str) -> ChargingProfile:
     return dataclasses.replace(profile, transaction_id=transaction_id)

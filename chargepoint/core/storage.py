@@ -28,11 +28,11 @@ class StoredTransaction:
     """A transaction as persisted: enough to resume or end it after a power loss."""
 
     local_id: int
+    transaction_id: str
     connector_id: int
     id_tag: str
     started_at: datetime
     meter_start_wh: int
-    csms_id: int | None
     active: bool
     last_meter_wh: int
     last_meter_at: datetime

@@ -48,7 +48,7 @@ def store(db_path: Path) -> Iterator[Store]:
 
 
 def start_event(cid: int, tag: str = "TAG1", meter: int = 0) -> TransactionStarted:
-    return TransactionStarted(cid, tag, meter, T0)
+    return TransactionStarted(f"TX-{tag}", cid, tag, meter, T0)
 
 
 def begin(store: Store, cid: int = 1, tag: str = "TAG1", meter: int = 1000) -> int:
@@ -57,11 +57,11 @@ def begin(store: Store, cid: int = 1, tag: str = "TAG1", meter: int = 1000) -> i
 
 def update(n: int) -> TransactionUpdated:
     """A meter event told apart by its connector id."""
-    return TransactionUpdated(n, ())
+    return TransactionUpdated("TX", n, ())
 
 
 def ended(meter_stop_wh: int, reason: StopReason = StopReason.LOCAL, cid: int = 1) -> TransactionEnded:
-    return TransactionEnded(cid, meter_stop_wh, T0, reason)
+    return TransactionEnded("TX", cid, meter_stop_wh, T0, reason)
 
 
 def stop_sample(energy_wh: float) -> Sample:
@@ -90,7 +90,8 @@ def test_begin_transaction_records_row_and_queues_start(store: Store) -> None:
     local_id = begin(store, cid=2, tag="ABC", meter=1500)
     (tx,) = store.active_transactions()
     assert (tx.local_id, tx.connector_id, tx.id_tag, tx.meter_start_wh) == (local_id, 2, "ABC", 1500)
-    assert tx.started_at == T0 and tx.last_meter_wh == 1500 and tx.csms_id is None and tx.active
+    assert tx.started_at == T0 and tx.last_meter_wh == 1500 and tx.active
+    assert tx.transaction_id == "TX-ABC" and store.csms_transaction_id(local_id) is None
     head = store.outbox_head()
     assert head is not None
     assert (head.kind, head.local_tx_id, head.attempts) == (OutboxKind.START, local_id, 0)
@@ -100,7 +101,7 @@ def test_begin_transaction_records_row_and_queues_start(store: Store) -> None:
 def test_begin_transaction_is_atomic(store: Store) -> None:
     """When the start message cannot be queued, no transaction row is left behind."""
     with pytest.raises(TypeError):
-        store.begin_transaction(TransactionStarted(1, object(), 0, T0))  # type: ignore[arg-type]
+        store.begin_transaction(TransactionStarted("TX", 1, object(), 0, T0))  # type: ignore[arg-type]
     assert store.active_transactions() == []
     assert store.outbox_size() == 0
     assert store.transaction(1) is None  # the row inserted before the failure was rolled back
@@ -136,7 +137,7 @@ def test_acknowledge_removes_and_records_csms_id(store: Store) -> None:
     store.acknowledge(head.seq, csms_tx_id=4711, local_tx_id=local_id)
     assert store.outbox_size() == 0
     tx = store.transaction(local_id)
-    assert tx is not None and tx.csms_id == 4711
+    assert tx is not None and store.csms_transaction_id(local_id) == 4711
     by_csms = store.transaction_by_csms_id(4711)
     assert by_csms is not None and by_csms.local_id == local_id
     assert store.transaction_by_csms_id(1) is None
@@ -332,7 +333,7 @@ def test_read_only_database_write_is_a_storage_error_and_rolls_back(store: Store
 
 def test_constraint_violation_is_a_storage_error(store: Store) -> None:
     mark = store.mark()
-    store.begin_transaction(TransactionStarted(1, None, 0, T0))  # type: ignore[arg-type]
+    store.begin_transaction(TransactionStarted("TX", 1, None, 0, T0))  # type: ignore[arg-type]
     with pytest.raises(StorageError):
         store.sync(since=mark)
     assert store.active_transactions() == [] and store.outbox_size() == 0
@@ -388,7 +389,7 @@ async def test_a_failing_write_in_a_group_fails_alone(db_path: Path) -> None:
     locker.execute("BEGIN IMMEDIATE")
     good = store.put("before", "1")
     mark = store.mark()
-    store.begin_transaction(TransactionStarted(1, None, 0, T0))  # type: ignore[arg-type]  # NOT NULL violated
+    store.begin_transaction(TransactionStarted("TX", 1, None, 0, T0))  # type: ignore[arg-type]  # NOT NULL violated
     after = store.put("after", "2")
     locker.execute("ROLLBACK")
     locker.close()
