@@ -26,6 +26,12 @@ SOFT_RESET_DRAIN_S = 10.0
 SHUTDOWN_DRAIN_S = 3.0
 
 
+def new_transaction_id() -> str:
+    """A transaction id unique across restarts without a persisted counter: a UUID4 (36 chars, 2.0.1's maximum)."""
+    # One module-level function shared by every agent of a fleet rather than a closure per agent.
+    return str(uuid.uuid4())
+
+
 class Agent:
     """One charge point: runs until ``shutdown()``; a Reset restarts everything but the hardware."""
 
@@ -55,9 +61,7 @@ class Agent:
         self.clock = clock or SystemClock()
         # OCPP-J limits a uniqueId to 36 characters: a random prefix per run plus a counter stays far below.
         self.ids = ids or CounterIds(prefix=f"{random.getrandbits(32):08x}-")
-        # Transaction ids must stay unique across restarts and reinstalls without a counter to persist: a UUID
-        # (36 characters, the most OCPP 2.0.1 takes).
-        self.transaction_ids = transaction_ids or (lambda: str(uuid.uuid4()))
+        self.transaction_ids = transaction_ids or new_transaction_id
         self.rng = rng or random.Random()
         self.timing = timing or StationTiming(meter_poll_s=config.meter_poll_s)
         self.station: Station | None = None

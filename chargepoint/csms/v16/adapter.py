@@ -925,7 +925,8 @@ class V16Session(_OcppChargePoint):  # type: ignore[misc]
             return call_result.SetChargingProfile(status="Rejected")
         csms_tx = cs_charging_profiles.get("transaction_id")
         station_tx = None
-        if csms_tx is not None:
+        # OCPP 1.6 §7.8: transactionId is only valid for a TxProfile; other purposes ignore it, as before.
+        if csms_tx is not None and cs_charging_profiles.get("charging_profile_purpose") == "TxProfile":
             station_tx = await self._station_transaction_id(csms_tx)
             if station_tx is None:
                 log.info("charging profile for transaction %.30r rejected: it is not running", csms_tx)
