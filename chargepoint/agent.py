@@ -6,15 +6,16 @@ import asyncio
 import contextlib
 import logging
 import random
+import uuid
 from collections.abc import Callable
 from typing import Any
 
 from chargepoint.config import AgentConfig
 from chargepoint.core.model import ResetKind, StopReason
 from chargepoint.core.settings import SPECS, Settings
-from chargepoint.core.station import ConnectorPorts, Station, StationTiming
+from chargepoint.core.station import Station, StationTiming
 from chargepoint.csms.link import CLOSE_TIMEOUT_S, CallObserver, Link
-from chargepoint.ports import Clock, CounterIds, IdGenerator, SystemClock
+from chargepoint.ports import Clock, ConnectorPorts, CounterIds, IdGenerator, SystemClock
 from chargepoint.store import Store
 from chargepoint.watchdog import keep_alive, notify, watchdog_interval_s
 from hardware.factory import SimConnector, build_ports
@@ -23,6 +24,12 @@ log = logging.getLogger(__name__)
 
 SOFT_RESET_DRAIN_S = 10.0
 SHUTDOWN_DRAIN_S = 3.0
+
+
+def new_transaction_id() -> str:
+    """A transaction id unique across restarts without a persisted counter: a UUID4 (36 chars, 2.0.1's maximum)."""
+    # One module-level function shared by every agent of a fleet rather than a closure per agent.
+    return str(uuid.uuid4())
 
 
 class Agent:
@@ -35,6 +42,7 @@ class Agent:
         ports: dict[int, ConnectorPorts] | None = None,
         clock: Clock | None = None,
         ids: IdGenerator | None = None,
+        transaction_ids: IdGenerator | None = None,
         rng: random.Random | None = None,
         timing: StationTiming | None = None,
         store_factory: Callable[[], Store] | None = None,
@@ -53,6 +61,7 @@ class Agent:
         self.clock = clock or SystemClock()
         # OCPP-J limits a uniqueId to 36 characters: a random prefix per run plus a counter stays far below.
         self.ids = ids or CounterIds(prefix=f"{random.getrandbits(32):08x}-")
+        self.transaction_ids = transaction_ids or new_transaction_id
         self.rng = rng or random.Random()
         self.timing = timing or StationTiming(meter_poll_s=config.meter_poll_s)
         self.station: Station | None = None
@@ -116,7 +125,13 @@ class Agent:
         self.store = store
         settings = self._settings(store)
         station = Station(
-            self.ports, store, settings, self.clock, timing=self.timing, unlock_supported=cfg.unlock_supported
+            self.ports,
+            store,
+            settings,
+            self.clock,
+            transaction_ids=self.transaction_ids,
+            timing=self.timing,
+            unlock_supported=cfg.unlock_supported,
         )
         link = Link(cfg.station, cfg.csms, station, store, settings, self.clock, self.ids, rng=self.rng)
         link.call_observer = self.call_observer

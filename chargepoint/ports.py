@@ -90,6 +90,19 @@ class PlugSensor(Protocol):
         ...
 
 
+@dataclass
+class ConnectorPorts:
+    """The hardware of one connector."""
+
+    relay: Relay
+    meter: Meter
+    plug: PlugSensor
+    reader: TokenReader | None = None
+    max_current_a: float = 32.0
+    voltage_v: float = 230.0  # for smart-charging limits in W (per phase, nominal)
+    phases: int = 3
+
+
 class Clock(Protocol):
     """Wall-clock time, injected so the core never reads the system clock itself."""
 

@@ -13,9 +13,8 @@ from collections.abc import Mapping
 from typing import Any, TextIO
 
 from chargepoint.config import AgentConfig
-from chargepoint.core.station import ConnectorPorts
 from chargepoint.errors import ConfigError, HardwareError
-from chargepoint.ports import MeterReading, Relay, TokenReader
+from chargepoint.ports import ConnectorPorts, MeterReading, Relay, TokenReader
 
 METER_TIMEOUT_S = 5.0
 

@@ -1,5 +1,5 @@
 """The agent's SQLite store (WAL): settings, availability, transactions, the outbox, auth cache, local list and
-charging profiles.
+charging profiles. ``Store`` implements the core's storage port (``chargepoint.core.storage.Storage``).
 
 Every write that the central system must eventually hear about is committed before it is sent, so a crash
 or power cut loses nothing. sqlite3 errors are translated to StorageError at this boundary.
@@ -22,13 +22,23 @@ import threading
 from collections import deque
 from collections.abc import Callable
 from concurrent.futures import Future, InvalidStateError
-from dataclasses import dataclass
 from datetime import datetime
 from pathlib import Path
 from typing import Any
 
-from chargepoint.core.model import IdTagInfo, StopReason
+from chargepoint.core.events import (
+    MeterReadings,
+    OutboxKind,
+    OutboxMessage,
+    SecurityEvent,
+    TransactionEnded,
+    TransactionStarted,
+    TransactionUpdated,
+    encode,
+)
+from chargepoint.core.model import IdTagInfo, Sample
 from chargepoint.core.smart_charging import ChargingProfile
+from chargepoint.core.storage import StoredTransaction
 from chargepoint.errors import StorageError
 
 log = logging.getLogger(__name__)
@@ -56,7 +66,9 @@ CREATE TABLE IF NOT EXISTS transactions (
     stop_data TEXT NOT NULL DEFAULT '[]',
     parent_id_tag TEXT,
     authorized INTEGER NOT NULL DEFAULT 1,
-    station TEXT NOT NULL DEFAULT ''
+    station TEXT NOT NULL DEFAULT '',
+    sent_seq_no INTEGER NOT NULL DEFAULT 0,
+    tx_id TEXT
 );
 CREATE TABLE IF NOT EXISTS outbox (
     seq INTEGER PRIMARY KEY AUTOINCREMENT,
@@ -107,43 +119,6 @@ class _TooLarge(Exception):
     """Internal: an update would make the local list too long."""
 
 
-class OutboxKind:
-    """Kinds of queued transaction messages."""
-
-    START = "start"
-    STOP = "stop"
-    METER = "meter"
-
-
-@dataclass(frozen=True, slots=True)
-class StoredTransaction:
-    """A transaction row."""
-
-    local_id: int
-    connector_id: int
-    id_tag: str
-    started_at: datetime
-    meter_start_wh: int
-    csms_id: int | None
-    active: bool
-    last_meter_wh: int
-    last_meter_at: datetime
-    stop_data: list[dict[str, Any]]
-    parent_id_tag: str | None = None
-    authorized: bool = True
-
-
-@dataclass(frozen=True, slots=True)
-class OutboxMessage:
-    """One queued message, in version-neutral form."""
-
-    seq: int
-    kind: str
-    local_tx_id: int | None
-    payload: dict[str, Any]
-    attempts: int
-
-
 def _tx(row: sqlite3.Row) -> StoredTransaction:
     return StoredTransaction(
         local_id=row["local_id"],
@@ -151,11 +126,11 @@ def _tx(row: sqlite3.Row) -> StoredTransaction:
         id_tag=row["id_tag"],
         started_at=datetime.fromisoformat(row["started_at"]),
         meter_start_wh=row["meter_start_wh"],
-        csms_id=row["csms_id"],
+        transaction_id=row["tx_id"] or f"local-{row['local_id']}",
         active=bool(row["active"]),
         last_meter_wh=row["last_meter_wh"],
         last_meter_at=datetime.fromisoformat(row["last_meter_at"]),
-        stop_data=json.loads(row["stop_data"]),
+        stop_data=tuple(Sample.from_json(s) for s in json.loads(row["stop_data"])),
         parent_id_tag=row["parent_id_tag"],
         authorized=bool(row["authorized"]),
     )
@@ -177,6 +152,12 @@ def _open(path: str, durable: bool) -> sqlite3.Connection:
             columns = {row["name"] for row in db.execute(f"PRAGMA table_info({table})")}
             if "station" not in columns:
                 db.execute(f"ALTER TABLE {table} ADD COLUMN station TEXT NOT NULL DEFAULT ''")
+        tx_columns = {row["name"] for row in db.execute("PRAGMA table_info(transactions)")}
+        if "sent_seq_no" not in tx_columns:  # files from before per-transaction sequence numbers
+            db.execute("ALTER TABLE transactions ADD COLUMN sent_seq_no INTEGER NOT NULL DEFAULT 0")
+        if "tx_id" not in tx_columns:  # files from before station-generated transaction ids
+            db.execute("ALTER TABLE transactions ADD COLUMN tx_id TEXT")
+            db.execute("UPDATE transactions SET tx_id = 'local-' || local_id WHERE tx_id IS NULL")
         db.executescript(INDEXES)
     except (sqlite3.Error, OSError) as exc:
         raise StorageError(f"cannot open store {path}: {exc}") from exc
@@ -565,28 +546,23 @@ class Store:
         )
 
     # transactions and the outbox
-    def begin_transaction(
-        self,
-        connector_id: int,
-        id_tag: str,
-        started_at: datetime,
-        meter_start_wh: int,
-        start_event: dict[str, Any],
-        parent_id_tag: str | None = None,
-    ) -> int:
-        """Record a new transaction and queue its start message, atomically (queued: ``await flush(since=...)``
+    def begin_transaction(self, started: TransactionStarted, parent_id_tag: str | None = None) -> int:
+        """Record a new transaction and queue its start event, atomically (queued: ``await flush(since=...)``
         before relying on it); returns the local id at once."""
         start_text = _dumps(
-            start_event
+            encode(started)[1]
         )  # here: a payload that cannot be encoded fails the caller, not the writer
         local_id = self._file.next_transaction_id()
+        tx_id, connector_id, id_tag = started.transaction_id, started.connector_id, started.id_tag
+        started_at, meter_start_wh = started.timestamp, started.meter_start_wh
 
         def write(db: sqlite3.Connection) -> None:
             db.execute(
-                "INSERT INTO transactions (local_id, connector_id, id_tag, started_at, meter_start_wh, "
-                "last_meter_wh, last_meter_at, parent_id_tag, station) VALUES (?, ?, ?, ?, ?, ?, ?, ?, ?)",
+                "INSERT INTO transactions (local_id, tx_id, connector_id, id_tag, started_at, meter_start_wh, "
+                "last_meter_wh, last_meter_at, parent_id_tag, station) VALUES (?, ?, ?, ?, ?, ?, ?, ?, ?, ?)",
                 (
                     local_id,
+                    tx_id,
                     connector_id,
                     id_tag,
                     started_at.isoformat(),
@@ -620,13 +596,13 @@ class Store:
         energy_wh: int,
         at: datetime,
         *,
-        message: dict[str, Any] | None = None,
-        stop_data: dict[str, Any] | None = None,
+        message: TransactionUpdated | None = None,
+        stop_data: Sample | None = None,
     ) -> Future[Any]:
         """Persist the last meter reading of a transaction, with an optional queued sample and stop-data entry
         (queued; a running transaction's record may use the disk's reserve)."""
-        message_text = _dumps(message) if message is not None else None
-        stop_text = json.dumps(stop_data) if stop_data is not None else None
+        message_text = _dumps(encode(message)[1]) if message is not None else None
+        stop_text = json.dumps(stop_data.to_json()) if stop_data is not None else None
 
         def write(db: sqlite3.Connection) -> None:
             db.execute(
@@ -645,17 +621,11 @@ class Store:
 
         return self._submit(write, critical=True)
 
-    def end_transaction(
-        self,
-        local_id: int,
-        reason: StopReason,
-        stopped_at: datetime,
-        meter_stop_wh: int,
-        stop_event: dict[str, Any],
-    ) -> Future[bool]:
-        """Mark a transaction ended and queue its stop message, atomically (queued); the future says False if it
+    def end_transaction(self, local_id: int, ended: TransactionEnded) -> Future[bool]:
+        """Mark a transaction ended and queue its end event, atomically (queued); the future says False if it
         had already ended."""
-        stop_text = _dumps(stop_event)
+        stop_text = _dumps(encode(ended)[1])
+        reason, stopped_at, meter_stop_wh = ended.reason, ended.timestamp, ended.meter_stop_wh
 
         def write(db: sqlite3.Connection) -> bool:
             cur = db.execute(
@@ -670,10 +640,11 @@ class Store:
 
         return self._submit(write, critical=True)
 
-    def queue_meter_values(self, payload: dict[str, Any]) -> Future[Any]:
-        """Queue a MeterValues message that belongs to no transaction."""
+    def queue(self, event: MeterReadings | SecurityEvent) -> Future[Any]:
+        """Queue an event that belongs to no transaction."""
+        kind, payload = encode(event)
         text = _dumps(payload)
-        return self._submit(lambda db: self._enqueue(db, OutboxKind.METER, None, text))
+        return self._submit(lambda db: self._enqueue(db, kind, None, text))
 
     def _enqueue(self, db: sqlite3.Connection, kind: str, local_tx_id: int | None, payload: str) -> None:
         # Overflow policy: past the limit, the oldest intermediate MeterValues go first; start and stop
@@ -707,8 +678,15 @@ class Store:
         )
         return _tx(rows[0]) if rows else None
 
+    def csms_transaction_id(self, local_id: int) -> int | None:
+        """The OCPP 1.6 central system's integer id of a transaction (from its StartTransaction.conf), if any."""
+        rows = self._read(
+            "SELECT csms_id FROM transactions WHERE local_id = ? AND station = ?", (local_id, self.station)
+        )
+        return int(rows[0]["csms_id"]) if rows and rows[0]["csms_id"] is not None else None
+
     def transaction_by_csms_id(self, csms_id: int) -> StoredTransaction | None:
-        """The transaction the CSMS knows by ``csms_id``."""
+        """The transaction the 1.6 central system knows by ``csms_id``."""
         rows = self._read(
             "SELECT * FROM transactions WHERE station = ? AND csms_id = ? ORDER BY local_id DESC LIMIT 1",
             (self.station, csms_id),
@@ -717,11 +695,19 @@ class Store:
 
     def outbox_head(self) -> OutboxMessage | None:
         """The oldest queued message."""
-        rows = self._read("SELECT * FROM outbox WHERE station = ? ORDER BY seq LIMIT 1", (self.station,))
+        rows = self._read(
+            "SELECT o.*, t.sent_seq_no FROM outbox o LEFT JOIN transactions t "
+            "ON t.local_id = o.local_tx_id AND t.station = o.station "
+            "WHERE o.station = ? ORDER BY o.seq LIMIT 1",
+            (self.station,),
+        )
         if not rows:
             return None
         r = rows[0]
-        return OutboxMessage(r["seq"], r["kind"], r["local_tx_id"], json.loads(r["payload"]), r["attempts"])
+        seq_no = None if r["local_tx_id"] is None else int(r["sent_seq_no"] or 0)
+        return OutboxMessage(
+            r["seq"], r["kind"], r["local_tx_id"], json.loads(r["payload"]), r["attempts"], seq_no
+        )
 
     def outbox_size(self) -> int:
         """How many messages wait."""
@@ -730,10 +716,16 @@ class Store:
     def acknowledge(
         self, seq: int, *, csms_tx_id: int | None = None, local_tx_id: int | None = None
     ) -> Future[Any]:
-        """Remove an acknowledged message; for a start message also record the CSMS transaction id (queued)."""
+        """Remove an acknowledged message and count it in its transaction's sequence numbers; for a start message
+        also record the CSMS transaction id (queued; idempotent: a second acknowledgement finds no message)."""
         station = self.station
 
         def write(db: sqlite3.Connection) -> None:
+            db.execute(
+                "UPDATE transactions SET sent_seq_no = sent_seq_no + 1 WHERE station = ? AND local_id = "
+                "(SELECT local_tx_id FROM outbox WHERE seq = ? AND station = ?)",
+                (station, seq, station),
+            )
             if csms_tx_id is not None and local_tx_id is not None:
                 db.execute(
                     "UPDATE transactions SET csms_id = ? WHERE local_id = ? AND station = ?",

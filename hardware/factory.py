@@ -7,8 +7,8 @@ from dataclasses import dataclass
 from typing import Any, cast
 
 from chargepoint.config import ConnectorConfig, DriverConfig
-from chargepoint.core.station import ConnectorPorts
 from chargepoint.errors import ConfigError
+from chargepoint.ports import ConnectorPorts
 from hardware.sim import SimMeter, SimPlug, SimReader, SimRelay
 
 

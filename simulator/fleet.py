@@ -43,8 +43,10 @@ from chargepoint.config import (
     StationIdentity,
     StorageConfig,
 )
-from chargepoint.core.station import ConnectorPorts, StationTiming
-from chargepoint.store import OutboxKind, StoreFile
+from chargepoint.core.events import OutboxKind
+from chargepoint.core.station import StationTiming
+from chargepoint.ports import ConnectorPorts
+from chargepoint.store import StoreFile
 from hardware.sim import SimRelay
 from simulator.ev import Ev, EvMeter, FleetPlug, FleetReader
 from simulator.metrics import Metrics

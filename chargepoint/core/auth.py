@@ -7,9 +7,9 @@ from typing import Protocol
 
 from chargepoint.core.model import AuthStatus, IdTagInfo
 from chargepoint.core.settings import Settings
+from chargepoint.core.storage import AuthStorage
 from chargepoint.errors import CsmsUnavailable, StorageError
 from chargepoint.ports import Clock
-from chargepoint.store import Store
 
 log = logging.getLogger(__name__)
 
@@ -30,7 +30,7 @@ class OnlineAuthorizer(Protocol):
 class Authorizer:
     """Decides whether an idTag may charge, with the precedence and settings of OCPP 1.6."""
 
-    def __init__(self, store: Store, settings: Settings, csms: OnlineAuthorizer, clock: Clock) -> None:
+    def __init__(self, store: AuthStorage, settings: Settings, csms: OnlineAuthorizer, clock: Clock) -> None:
         self.store = store
         self.settings = settings
         self.csms = csms

@@ -66,13 +66,13 @@ def _trigger(name: str) -> Callable[[Connector], bool]:
 class ActiveTransaction:
     """The transaction running on a connector (its durable twin is the store's row)."""
 
-    local_id: int
+    local_id: int  # the storage port's handle
+    transaction_id: str  # the station-generated id every OCPP version sees (mapped by the 1.6 adapter)
     id_tag: str
     parent_id_tag: str | None
     started_at: datetime
     meter_start_wh: int
     authorized: bool = True
-    csms_id: int | None = None
 
 
 class Connector:

@@ -104,7 +104,7 @@ class ChargingProfile:
     recurrency: RecurrencyKind | None = None
     valid_from: datetime | None = None
     valid_to: datetime | None = None
-    transaction_id: int | None = None
+    transaction_id: str | None = None  # the station's id of the transaction a TxProfile belongs to
 
     def to_json(self) -> dict[str, Any]:
         """Plain JSON form for storage."""
@@ -141,7 +141,7 @@ class ChargingProfile:
             recurrency=RecurrencyKind(data["recurrency"]) if data.get("recurrency") else None,
             valid_from=_time(data.get("valid_from")),
             valid_to=_time(data.get("valid_to")),
-            transaction_id=data.get("transaction_id"),
+            transaction_id=None if data.get("transaction_id") is None else str(data["transaction_id"]),
             schedule=ChargingSchedule(
                 unit=RateUnit(s["unit"]),
                 periods=tuple(SchedulePeriod(int(a), float(b), c) for a, b, c in s["periods"]),

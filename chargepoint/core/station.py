@@ -18,6 +18,13 @@ from typing import Any, Protocol
 
 from chargepoint.core.auth import Authorizer
 from chargepoint.core.connector import ActiveTransaction, Connector
+from chargepoint.core.events import (
+    MeterReadings,
+    StatusChanged,
+    TransactionEnded,
+    TransactionStarted,
+    TransactionUpdated,
+)
 from chargepoint.core.metering import finite, next_aligned, next_periodic, sample
 from chargepoint.core.model import (
     WARNING_CODES,
@@ -51,9 +58,9 @@ from chargepoint.core.smart_charging import (
     problem,
     replaced_by,
 )
+from chargepoint.core.storage import Storage
 from chargepoint.errors import HardwareError, MeterError, StorageError
-from chargepoint.ports import Clock, Meter, MeterReading, PlugSensor, Relay, TokenReader, safe_now
-from chargepoint.store import Store
+from chargepoint.ports import Clock, ConnectorPorts, IdGenerator, MeterReading, safe_now
 
 log = logging.getLogger(__name__)
 
@@ -111,19 +118,6 @@ class OfflineCsms:
         """Nothing to wake."""
 
 
-@dataclass
-class ConnectorPorts:
-    """The hardware of one connector."""
-
-    relay: Relay
-    meter: Meter
-    plug: PlugSensor
-    reader: TokenReader | None = None
-    max_current_a: float = 32.0
-    voltage_v: float = 230.0  # for smart-charging limits in W (per phase, nominal)
-    phases: int = 3
-
-
 @dataclass(frozen=True)
 class StationTiming:
     """Intervals of the station's own loops (not OCPP settings)."""
@@ -140,10 +134,11 @@ class Station:
     def __init__(
         self,
         ports: dict[int, ConnectorPorts],
-        store: Store,
+        store: Storage,
         settings: Settings,
         clock: Clock,
         *,
+        transaction_ids: IdGenerator,
         timing: StationTiming | None = None,
         unlock_supported: bool = False,
     ) -> None:
@@ -153,6 +148,8 @@ class Station:
         self.clock = clock
         self.timing = timing or StationTiming()
         self.unlock_supported = unlock_supported
+        # Transaction ids: strings unique across restarts, made outside the core (OCPP 2.0.1 E01: station-made).
+        self.transaction_ids = transaction_ids
         self.csms: CsmsPort = OfflineCsms()
         self.authorizer = Authorizer(store, settings, self, clock)
         self.connectors: dict[int, Connector] = {}
@@ -167,7 +164,7 @@ class Station:
         # One lock per connector serializes its session changes; opening a relay never takes it.
         self._locks: dict[int, asyncio.Lock] = {cid: asyncio.Lock() for cid in ports}
         self._open_generation: dict[int, int] = dict.fromkeys(ports, 0)
-        self._unsaved_stops: dict[int, tuple[int, StopReason, datetime, int, dict[str, Any]]] = {}
+        self._unsaved_stops: dict[int, tuple[int, TransactionEnded]] = {}
         # What the operator must hear of on a connector without a fault (StatusNotification info, ``ctl status``):
         # a transaction the CSMS never accepted. Cleared when the CSMS accepts the connector's next transaction.
         self.notices: dict[int, str] = {}
@@ -293,12 +290,12 @@ class Station:
                 log.warning("resuming transaction %s on connector %s after power loss", tx.local_id, conn.id)
                 conn.transaction = ActiveTransaction(
                     tx.local_id,
+                    tx.transaction_id,
                     tx.id_tag,
                     tx.parent_id_tag,
                     tx.started_at,
                     tx.meter_start_wh,
                     tx.authorized,
-                    tx.csms_id,
                 )
                 conn.settle(conn.resting_state())
                 self._state_changed(conn)
@@ -311,17 +308,16 @@ class Station:
             fresh = self.last_reading.get(tx.connector_id)
             meter_stop = max(tx.last_meter_wh, round(fresh.energy_wh) if fresh else 0)
             log.warning("ending transaction %s after power loss at %s Wh", tx.local_id, meter_stop)
-            event = {
-                "connector_id": tx.connector_id,
-                "meter_stop_wh": meter_stop,
-                "timestamp": tx.last_meter_at.isoformat(),
-                "reason": StopReason.POWER_LOSS.value,
-                "id_tag": tx.id_tag,
-                "transaction_data": tx.stop_data[-MAX_STOP_DATA:],
-            }
-            await self._record_stop(
-                tx.connector_id, (tx.local_id, StopReason.POWER_LOSS, tx.last_meter_at, meter_stop, event)
+            ended = TransactionEnded(
+                tx.transaction_id,
+                tx.connector_id,
+                meter_stop,
+                tx.last_meter_at,
+                StopReason.POWER_LOSS,
+                tx.id_tag,
+                tx.stop_data[-MAX_STOP_DATA:],
             )
+            await self._record_stop(tx.connector_id, (tx.local_id, ended))
         self.csms.outbox_changed()
 
     # status
@@ -334,12 +330,14 @@ class Station:
         for listener in self.listeners:
             listener(cid)
 
-    def status(self, cid: int) -> tuple[ConnectorState, ErrorCode, str | None]:
-        """A connector's state, error code and info; connector 0 is the station as a whole."""
+    def status(self, cid: int) -> StatusChanged:
+        """A connector's state, error code and info as of now; connector 0 is the station as a whole."""
         if cid == 0:
-            return (S.AVAILABLE if self.station_operative else S.UNAVAILABLE), ErrorCode.NO_ERROR, None
+            state = S.AVAILABLE if self.station_operative else S.UNAVAILABLE
+            return StatusChanged(0, state, ErrorCode.NO_ERROR, None, self._now())
         conn = self.connectors[cid]
-        return conn.state, conn.error_code, conn.fault_info or self.notices.get(cid)
+        info = conn.fault_info or self.notices.get(cid)
+        return StatusChanged(cid, conn.state, conn.error_code, info, self._now())
 
     def snapshot(self) -> dict[str, Any]:
         """Every connector's state, transaction and meter, for the control interface."""
@@ -352,9 +350,7 @@ class Station:
                 "error": conn.error_code.name,
                 "plugged": conn.plugged,
                 "relay_closed": self.ports[cid].relay.closed,
-                "transaction_id": (tx.csms_id if tx.csms_id is not None else f"local-{tx.local_id}")
-                if tx
-                else None,
+                "transaction_id": tx.transaction_id if tx else None,
                 "id_tag": tx.id_tag if tx else None,
                 "meter_wh": round(reading.energy_wh) if reading else None,
                 "operative": conn.operative,
@@ -477,9 +473,7 @@ class Station:
                 await self._probe_storage(cid)
             await asyncio.sleep(self.timing.meter_poll_s)
 
-    async def _record_stop(
-        self, cid: int, stop: tuple[int, StopReason, datetime, int, dict[str, Any]]
-    ) -> None:
+    async def _record_stop(self, cid: int, stop: tuple[int, TransactionEnded]) -> None:
         """Persist a transaction's end (awaiting its commit, off the event loop); if the store refuses, keep it in
         memory and fault the connector until it is written (no new session may start over an unrecorded end)."""
         # Any error (a StorageError, a bug): the end is kept, never lost, and the transaction is never left open.
@@ -607,8 +601,8 @@ class Station:
         energy_wh: int,
         at: datetime,
         *,
-        message: dict[str, Any] | None = None,
-        stop_data: dict[str, Any] | None = None,
+        message: TransactionUpdated | None = None,
+        stop_data: Sample | None = None,
     ) -> bool:
         """Persist a running transaction's register (and a sample), awaiting the commit off the event loop.
 
@@ -819,15 +813,12 @@ class Station:
             return
         meter_start = round(reading.energy_wh) if reading else self.current_energy_wh(conn.id)
         now = self._now()
-        event = {
-            "connector_id": conn.id,
-            "id_tag": id_tag,
-            "meter_start_wh": meter_start,
-            "timestamp": now.isoformat(),
-        }
+        transaction_id = self.transaction_ids()
         mark = self.store.mark()
         try:
-            local_id = self.store.begin_transaction(conn.id, id_tag, now, meter_start, event, parent)
+            local_id = self.store.begin_transaction(
+                TransactionStarted(transaction_id, conn.id, id_tag, meter_start, now), parent
+            )
             # The transaction is on disk before the relay closes (the commit is awaited off the event loop).
             await self.store.flush(since=mark)
         except StorageError as exc:
@@ -835,7 +826,7 @@ class Station:
             log.error("cannot record a transaction on connector %s: %s", conn.id, exc)
             await self.raise_fault(conn.id, ErrorCode.INTERNAL_ERROR, STORAGE_FAULT)
             return
-        conn.transaction = ActiveTransaction(local_id, id_tag, parent, now, meter_start)
+        conn.transaction = ActiveTransaction(local_id, transaction_id, id_tag, parent, now, meter_start)
         self._persisted_wh[conn.id] = meter_start
         remote = self._remote_profiles.pop(conn.id, None)
         if remote is not None and remote[0] == id_tag:
@@ -868,24 +859,18 @@ class Station:
         # Never before the start: a CSMS that set the clock back mid-session must not make the session negative.
         now = max(self._now(), tx.started_at)
         meter_stop = max(self.current_energy_wh(conn.id), tx.meter_start_wh)
-        data: list[dict[str, Any]] = []
+        data: tuple[Sample, ...] = ()
         try:
             end_values = self._stop_txn_end_values(conn.id, now)
             await self.store.flush()  # the stop data queued so far, without blocking the loop on the read
             stored = self.store.transaction(tx.local_id)
-            data = (stored.stop_data if stored else []) + ([end_values.to_json()] if end_values else [])
+            data = (stored.stop_data if stored else ()) + ((end_values,) if end_values else ())
         except Exception:
             log.exception("transaction %s: no transaction data for its stop", tx.local_id)
-        data = data[-MAX_STOP_DATA:]
-        event = {
-            "connector_id": conn.id,
-            "meter_stop_wh": meter_stop,
-            "timestamp": now.isoformat(),
-            "reason": reason.value,
-            "id_tag": id_tag,
-            "transaction_data": data,
-        }
-        await self._record_stop(conn.id, (tx.local_id, reason, now, meter_stop, event))
+        ended = TransactionEnded(
+            tx.transaction_id, conn.id, meter_stop, now, reason, id_tag, data[-MAX_STOP_DATA:]
+        )
+        await self._record_stop(conn.id, (tx.local_id, ended))
         conn.transaction = None
         try:
             self._drop_tx_profiles([conn.id])
@@ -952,11 +937,10 @@ class Station:
         stop_measurands = self.settings.measurands(stop_key)
         message = None
         if measurands:
-            message = {
-                "connector_id": conn.id,
-                "samples": [sample(reading, measurands, context, at).to_json()],
-            }
-        stop_data = sample(reading, stop_measurands, context, at).to_json() if stop_measurands else None
+            message = TransactionUpdated(
+                tx.transaction_id, conn.id, (sample(reading, measurands, context, at),)
+            )
+        stop_data = sample(reading, stop_measurands, context, at) if stop_measurands else None
         if self._storage_faulted(conn):
             # The disk is full and the relay open, so no energy flows: the register at the open is on disk (on the
             # store's reserve), and samples wait for space rather than use that reserve up.
@@ -999,13 +983,8 @@ class Station:
                 if not measurands:
                     continue
                 try:
-                    self.store.queue_meter_values(
-                        {
-                            "connector_id": cid,
-                            "samples": [
-                                sample(reading, measurands, ReadingContext.SAMPLE_CLOCK, due).to_json()
-                            ],
-                        }
+                    self.store.queue(
+                        MeterReadings(cid, (sample(reading, measurands, ReadingContext.SAMPLE_CLOCK, due),))
                     )
                 except StorageError:
                     log.exception("could not queue clock-aligned values of connector %s", cid)
@@ -1041,17 +1020,16 @@ class Station:
         return sample(reading, measurands, ReadingContext.TRIGGER, self._now()), (tx.local_id if tx else None)
 
     # answers from the CSMS about transactions
-    async def transaction_confirmed(self, local_id: int, csms_id: int | None, info: IdTagInfo) -> None:
-        """StartTransaction was answered: remember the CSMS id and act on the idTag's status.
+    async def transaction_confirmed(self, local_id: int, info: IdTagInfo, *, taken: bool) -> None:
+        """The start of a transaction was answered: act on the idTag's status.
 
-        ``csms_id`` is None when the answer was malformed but its status readable: a non-Accepted status is acted
+        ``taken`` is False when the answer was malformed but its status readable: a non-Accepted status is acted
         on all the same (the session must not charge on while the start is retried)."""
         for conn in self.connectors.values():
             tx = conn.transaction
             if tx is None or tx.local_id != local_id:
                 continue
-            if csms_id is not None:
-                tx.csms_id = csms_id
+            if taken:
                 self.notices.pop(conn.id, None)  # the CSMS takes this connector's transactions again
             tx.parent_id_tag = info.parent_id_tag or tx.parent_id_tag
             accepted = info.status is AuthStatus.ACCEPTED
@@ -1151,10 +1129,10 @@ class Station:
             parent = info.parent_id_tag
         await self._begin_when_plugged(conn, id_tag, parent)
 
-    async def remote_stop(self, csms_tx_id: int) -> bool:
-        """Stop the transaction the CSMS knows by ``csms_tx_id``; False if there is none."""
+    async def remote_stop(self, transaction_id: str) -> bool:
+        """Stop the running transaction ``transaction_id``; False if there is none."""
         for conn in self.connectors.values():
-            if conn.transaction is not None and conn.transaction.csms_id == csms_tx_id:
+            if conn.transaction is not None and conn.transaction.transaction_id == transaction_id:
                 self._spawn(self._stop_locked(conn, StopReason.REMOTE), f"remote-stop-{conn.id}")
                 return True
         return False
@@ -1327,10 +1305,10 @@ class Station:
             tx = self.connectors[cid].transaction
             if tx is None:
                 why = "a TxProfile needs a transaction on its connector"  # OCPP 1.6 §3.13.1
-            elif profile.transaction_id is not None and profile.transaction_id != tx.csms_id:
+            elif profile.transaction_id is not None and profile.transaction_id != tx.transaction_id:
                 why = f"transaction {profile.transaction_id} is not running on connector {cid}"
             else:
-                profile = _with_transaction(profile, tx.csms_id)
+                profile = _with_transaction(profile, tx.transaction_id)
         if why is None:
             replaced = replaced_by(profile, self.profiles)
             if len(self.profiles) - len(replaced) >= self._profile_rules().max_installed:
@@ -1430,5 +1408,5 @@ def _on_connector(profile: ChargingProfile, cid: int) -> ChargingProfile:
     return dataclasses.replace(profile, connector_id=cid)
 
 
-def _with_transaction(profile: ChargingProfile, transaction_id: int | None) -> ChargingProfile:
+def _with_transaction(profile: ChargingProfile, transaction_id: str) -> ChargingProfile:
     return dataclasses.replace(profile, transaction_id=transaction_id)

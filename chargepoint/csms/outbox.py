@@ -7,10 +7,11 @@ import logging
 from dataclasses import dataclass
 from typing import TYPE_CHECKING, Any, Protocol
 
+from chargepoint.core.events import OutboxKind, OutboxMessage
 from chargepoint.core.model import AuthStatus, IdTagInfo
 from chargepoint.core.settings import Settings
 from chargepoint.errors import CsmsRejected, CsmsUnavailable, StorageError
-from chargepoint.store import OutboxKind, OutboxMessage, Store
+from chargepoint.store import Store
 
 if TYPE_CHECKING:
     from chargepoint.core.station import Station
@@ -133,7 +134,7 @@ class OutboxSender:
             ):
                 # OCPP 1.6 §5.x StopTransactionOnInvalidId: the status is readable, the rest is not; act on it now
                 # as for a well-formed answer, rather than let the session charge while the message is retried.
-                await self.station.transaction_confirmed(message.local_tx_id, None, info)
+                await self.station.transaction_confirmed(message.local_tx_id, info, taken=False)
             await self._refused(message, f"{exc.code}: {exc.description}")
             return
         except CsmsRejected as exc:
@@ -188,9 +189,7 @@ class OutboxSender:
             and message.local_tx_id is not None
             and result.id_tag_info is not None
         ):
-            await self.station.transaction_confirmed(
-                message.local_tx_id, result.csms_tx_id, result.id_tag_info
-            )
+            await self.station.transaction_confirmed(message.local_tx_id, result.id_tag_info, taken=True)
         delay = STORAGE_RETRY_S
         while True:
             try:

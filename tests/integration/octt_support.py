@@ -109,7 +109,11 @@ async def start_session(
     await a.wait_state("CHARGING", cid)
     # The charger has adopted the CSMS's transactionId (a CSMS would not address it any earlier).
     await until(
-        lambda: (tx := a.station.connectors[cid].transaction) is not None and tx.csms_id == tx_id,
+        lambda: (
+            (tx := a.station.connectors[cid].transaction) is not None
+            and a.agent.store is not None
+            and a.agent.store.csms_transaction_id(tx.local_id) == tx_id
+        ),
         5,
         "transactionId never adopted",
     )

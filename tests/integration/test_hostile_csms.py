@@ -381,7 +381,10 @@ async def test_an_unexpected_error_in_the_outbox_is_logged_and_the_outbox_goes_o
     await a.wait_state("CHARGING")
     # The failure counts as one attempt; the StartTransaction goes again and is recorded this time.
     await until(lambda: len(cs.calls("StartTransaction")) == 2, 10, "StartTransaction was not retried")
-    await until(lambda: a.station.connectors[1].transaction.csms_id is not None, 5)  # type: ignore[union-attr]
+    await until(
+        lambda: store.csms_transaction_id(a.station.connectors[1].transaction.local_id) is not None,  # type: ignore[union-attr]
+        5,
+    )
     a.unplug()
     stop = await cs.wait_for_call("StopTransaction")
     assert stop.payload["transactionId"] == 1  # the id of the (idempotently) answered StartTransaction

@@ -103,6 +103,24 @@ async def test_tc_058_2_central_smart_charging_wrong_transaction_id(
     await offer_is(a, 32.0)
 
 
+async def test_a_tx_profile_names_the_running_transaction_by_the_csms_id(
+    cs: CentralSystem, start_agent: StartAgent
+) -> None:
+    """The 1.6 transactionId of a TxProfile maps to the station's own transaction id; other purposes ignore it."""
+    a = await start_agent()
+    _, tx_id = await start_session(a, cs)
+    assert await set_profile(cs, 1, profile(5, "TxProfile", 8, transaction_id=tx_id)) == "Accepted"
+    await offer_is(a, 8.0)
+    tx = a.station.connectors[1].transaction
+    assert tx is not None
+    (installed,) = [p for p in a.station.profiles if p.id == 5]
+    assert installed.transaction_id == tx.transaction_id
+    assert (
+        await set_profile(cs, 1, profile(6, "TxDefaultProfile", 16, transaction_id=tx_id + 1000))
+        == "Accepted"
+    )
+
+
 async def test_tc_059_remote_start_transaction_with_charging_profile(
     cs: CentralSystem, start_agent: StartAgent
 ) -> None:

@@ -4,15 +4,16 @@ from __future__ import annotations
 
 import asyncio
 import json
+from datetime import UTC, datetime
 from pathlib import Path
 from typing import Any
 
 from backend_stub.ocpp.server import utc_now_iso
 from backend_stub.testing.server import ScriptedCentralSystem as CentralSystem
 from chargepoint.agent import Agent
-from chargepoint.core.model import ErrorCode
+from chargepoint.core.events import MeterReadings, OutboxKind, SecurityEvent
+from chargepoint.core.model import ErrorCode, Measurand, ReadingContext, Sample, SampledValue
 from chargepoint.core.station import REREAD_GRACE_S
-from chargepoint.store import OutboxKind
 from hardware.sim import SimMeter, SimRelay
 from tests.integration.conftest import RunningAgent, StartAgent, until
 from tests.integration.test_bad_input import _fill, small_disk  # noqa: F401  (fixture)
@@ -111,6 +112,37 @@ async def test_a_message_that_cannot_be_encoded_does_not_block_the_queue(
     assert store is not None
     assert [d["kind"] for d in store.dead_letters()] == ["start"]
     assert "not encodable" in store.dead_letters()[0]["reason"]
+
+
+async def test_queued_events_reach_the_csms_as_16_frames_in_order(
+    cs: CentralSystem, start_agent: StartAgent
+) -> None:
+    """Typed outbox events queued while the agent was down: the 1.6 adapter sends each as its frame, in order."""
+    at = datetime(2024, 5, 1, 10, 0, tzinfo=UTC)
+
+    def queue(agent: Agent) -> None:
+        assert agent.config.storage.path
+        from chargepoint.store import Store
+
+        store = Store(agent.config.storage.path)
+        store.queue(SecurityEvent("FirmwareUpdated", at, "test"))
+        value = SampledValue(Measurand.ENERGY_ACTIVE_IMPORT_REGISTER, 1234.0)
+        store.queue(MeterReadings(1, (Sample(at, ReadingContext.SAMPLE_CLOCK, (value,)),)))
+        store.close()
+
+    a = await start_agent(before_run=queue)
+    security = await cs.wait_for_call("SecurityEventNotification")
+    assert security.payload == {
+        "type": "FirmwareUpdated",
+        "timestamp": "2024-05-01T10:00:00.000Z",
+        "techInfo": "test",
+    }
+    meter = await cs.wait_for_call("MeterValues")
+    assert meter.payload["connectorId"] == 1 and "transactionId" not in meter.payload
+    assert float(meter.payload["meterValue"][0]["sampledValue"][0]["value"]) == 1234.0
+    assert cs.log.index(security) < cs.log.index(meter)
+    store = a.agent.store
+    assert store is not None and store.dead_letters() == []
 
 
 async def test_an_out_of_range_boot_interval_is_clamped_not_fatal(

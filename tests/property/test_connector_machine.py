@@ -19,10 +19,19 @@ from hypothesis import HealthCheck, settings
 from hypothesis import strategies as st
 from hypothesis.stateful import RuleBasedStateMachine, initialize, invariant, rule
 
-from chargepoint.core.model import AuthStatus, AvailabilityResult, ConnectorState, ErrorCode, IdTagInfo
+from chargepoint.core.events import OutboxKind, OutboxMessage, TransactionEnded, TransactionStarted
+from chargepoint.core.model import (
+    AuthStatus,
+    AvailabilityResult,
+    ConnectorState,
+    ErrorCode,
+    IdTagInfo,
+    StopReason,
+)
 from chargepoint.core.settings import Settings
-from chargepoint.core.station import ConnectorPorts, Station, StationTiming
+from chargepoint.core.station import Station, StationTiming
 from chargepoint.csms.v16 import mapping
+from chargepoint.ports import ConnectorPorts, CounterIds
 from chargepoint.store import Store
 from hardware.sim import SimMeter, SimPlug, SimRelay
 
@@ -82,7 +91,8 @@ class StationMachine(RuleBasedStateMachine):
         self.monotonic = [0.0]
         self.hw = {cid: Hardware(self.monotonic) for cid in self.cids}
         self.changes: list[tuple[int, ConnectorState, ConnectorState]] = []
-        self.next_csms_id = 100
+        self.confirmed: set[str] = set()
+        self.tx_ids = CounterIds("TX-")  # one generator across reboots: ids stay unique
         self._boot()
 
     def _boot(self) -> None:
@@ -91,6 +101,7 @@ class StationMachine(RuleBasedStateMachine):
             self.store,
             self.settings,
             self.clock,
+            transaction_ids=self.tx_ids,
             timing=StationTiming(meter_poll_s=3600),
         )
         # A boot is no status transition: the agent reports every connector afresh.
@@ -203,20 +214,19 @@ class StationMachine(RuleBasedStateMachine):
         """The CSMS answers StartTransaction: a transaction id and the idTag's status."""
         cid = self._cid(cid)
         tx = self.station.connectors[cid].transaction
-        if tx is None or tx.csms_id is not None:
+        if tx is None or tx.transaction_id in self.confirmed:
             return
-        self.next_csms_id += 1
-        self.run(self.station.transaction_confirmed(tx.local_id, self.next_csms_id, IdTagInfo(status)))
-        assert self.station.connectors[cid].transaction is None or tx.csms_id == self.next_csms_id
+        self.confirmed.add(tx.transaction_id)
+        self.run(self.station.transaction_confirmed(tx.local_id, IdTagInfo(status), taken=True))
 
     @rule(cid=CONNECTOR)
     def remote_stop(self, cid: int) -> None:
         cid = self._cid(cid)
         tx = self.station.connectors[cid].transaction
-        if tx is None or tx.csms_id is None:
-            assert self.run(self.station.remote_stop(999_999)) is False
+        if tx is None:
+            assert self.run(self.station.remote_stop("no-such-transaction")) is False
             return
-        assert self.run(self.station.remote_stop(tx.csms_id)) is True
+        assert self.run(self.station.remote_stop(tx.transaction_id)) is True
         assert self.station.connectors[cid].transaction is None
         stored = self.store.transaction(tx.local_id)
         assert stored is not None and not stored.active
@@ -320,6 +330,7 @@ class Rig:
             self.store,
             self.settings,
             FixedClock(),
+            transaction_ids=CounterIds("TX-"),
             timing=StationTiming(meter_poll_s=3600),
         )
         self.conn = self.station.connectors[1]
@@ -366,7 +377,7 @@ async def test_deauthorized_during_fault_stays_open_after_it(tmp_path: Path) -> 
     await r.station.raise_fault(1, ErrorCode.POWER_METER_FAILURE)
     tx = r.conn.transaction
     assert tx is not None
-    await r.station.transaction_confirmed(tx.local_id, 7, IdTagInfo(AuthStatus.INVALID))
+    await r.station.transaction_confirmed(tx.local_id, IdTagInfo(AuthStatus.INVALID), taken=True)
     await r.station.clear_fault(1, ErrorCode.POWER_METER_FAILURE)
     assert r.conn.state is S.SUSPENDED_EVSE and not r.hw.relay.closed
     await r.close()
@@ -392,7 +403,12 @@ async def test_power_cut_ends_the_transaction_with_power_loss(tmp_path: Path) ->
     await r.station.stop()  # no reason: like a crash, the row stays active
     assert [t.local_id for t in r.store.active_transactions()] == [tx.local_id]
     again = Station(
-        {1: r.hw.ports()}, r.store, r.settings, FixedClock(), timing=StationTiming(meter_poll_s=3600)
+        {1: r.hw.ports()},
+        r.store,
+        r.settings,
+        FixedClock(),
+        transaction_ids=r.station.transaction_ids,
+        timing=StationTiming(meter_poll_s=3600),
     )
     await again.start()
     assert r.store.active_transactions() == []
@@ -410,7 +426,7 @@ async def test_meter_read_with_deauthorized_transaction_while_faulted(tmp_path: 
     await r.station.on_token(1, "AA01")  # the transaction starts, the contactor does not close
     tx = r.conn.transaction
     assert r.conn.state is S.FAULTED and tx is not None
-    await r.station.transaction_confirmed(tx.local_id, 7, IdTagInfo(AuthStatus.INVALID))
+    await r.station.transaction_confirmed(tx.local_id, IdTagInfo(AuthStatus.INVALID), taken=True)
     try:
         assert await r.station.read_meter(1) is not None
         assert r.conn.state is S.FAULTED and not r.hw.relay.closed
@@ -472,3 +488,55 @@ async def test_pending_authorization_dropped_when_made_unavailable_during_fault(
         assert r.conn.pending_id_tag is None
     finally:
         await r.close()
+
+
+async def test_transaction_ids_come_from_the_injected_generator_and_survive_a_power_loss(
+    tmp_path: Path,
+) -> None:
+    """The station names its transactions (OCPP 2.0.1 E01); the id is persisted, resumed and ends the session."""
+    r = await rig(tmp_path, resume_transactions_after_power_loss=True)
+    await r.charging()
+    tx = r.conn.transaction
+    assert tx is not None and tx.transaction_id == "TX-1"
+    (stored,) = r.store.active_transactions()
+    assert stored.transaction_id == "TX-1"
+    head = r.store.outbox_head()
+    assert head is not None and head.event() == TransactionStarted(
+        "TX-1", 1, "AA01", tx.meter_start_wh, tx.started_at
+    )
+    await r.station.stop()  # like a crash: the row stays active
+    again = Station(
+        {1: r.hw.ports()},
+        r.store,
+        r.settings,
+        FixedClock(),
+        transaction_ids=r.station.transaction_ids,
+        timing=StationTiming(meter_poll_s=3600),
+    )
+    await again.start()
+    resumed = again.connectors[1].transaction
+    assert resumed is not None and resumed.transaction_id == "TX-1"
+    assert await again.remote_stop("TX-2") is False  # not a running transaction
+    assert await again.remote_stop("TX-1") is True
+    await until_idle(again)
+    ends = [m.event() for m in _drain(r.store) if m.kind == OutboxKind.STOP]
+    assert [(e.transaction_id, e.reason) for e in ends if isinstance(e, TransactionEnded)] == [
+        ("TX-1", StopReason.REMOTE)
+    ]
+    await again.stop()
+    r.store.close()
+
+
+async def until_idle(station: Station) -> None:
+    """Let a spawned remote stop finish (bounded: the test fails rather than hang)."""
+    async with asyncio.timeout(5):
+        while any(conn.transaction is not None for conn in station.connectors.values()):
+            await asyncio.sleep(0.01)
+
+
+def _drain(store: Store) -> list[OutboxMessage]:
+    out = []
+    while (head := store.outbox_head()) is not None:
+        out.append(head)
+        store.acknowledge(head.seq)
+    return out

@@ -293,7 +293,9 @@ async def _exchange(h: Harness, action: str, payload: dict[str, Any]) -> None:
     station = h.agent.station
     assert station is not None
     tx = station.connectors[1].transaction
-    payload = _resolve(payload, tx.csms_id if tx is not None else None)
+    store = h.agent.store
+    csms_id = store.csms_transaction_id(tx.local_id) if tx is not None and store is not None else None
+    payload = _resolve(payload, csms_id)
     link, connections = h.link, h.link.connections
     reset = False
     try:

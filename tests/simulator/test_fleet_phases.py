@@ -34,7 +34,10 @@ async def test_a_one_phase_fleet_connector_under_a_watt_limit(
     # Unlimited, the default 11 kW 3-phase EV takes 32 A on the one phase there is.
     await power_settles(central, 32 * 230.0)
     tx = fleet.charger(CP).agent.station.connectors[1].transaction  # type: ignore[union-attr]
-    assert tx is not None and tx.csms_id is not None
+    store = fleet.charger(CP).agent.store
+    assert tx is not None and store is not None
+    csms_id = store.csms_transaction_id(tx.local_id)
+    assert csms_id is not None
     limited = await central.call(
         CP,
         "SetChargingProfile",
@@ -42,7 +45,7 @@ async def test_a_one_phase_fleet_connector_under_a_watt_limit(
             "connectorId": 1,
             "csChargingProfiles": {
                 "chargingProfileId": 1,
-                "transactionId": tx.csms_id,
+                "transactionId": csms_id,
                 "stackLevel": 0,
                 "chargingProfilePurpose": "TxProfile",
                 "chargingProfileKind": "Relative",

@@ -67,7 +67,10 @@ async def test_a_charging_profile_lowers_the_ev_power_and_clearing_it_restores_i
     await power_settles(central, 11_000.0)
 
     tx = fleet.charger(CP).agent.station.connectors[1].transaction  # type: ignore[union-attr]
-    assert tx is not None and tx.csms_id is not None
+    store = fleet.charger(CP).agent.store
+    assert tx is not None and store is not None
+    csms_id = store.csms_transaction_id(tx.local_id)
+    assert csms_id is not None
     limited = await central.call(
         CP,
         "SetChargingProfile",
@@ -75,7 +78,7 @@ async def test_a_charging_profile_lowers_the_ev_power_and_clearing_it_restores_i
             "connectorId": 1,
             "csChargingProfiles": {
                 "chargingProfileId": 1,
-                "transactionId": tx.csms_id,
+                "transactionId": csms_id,
                 "stackLevel": 0,
                 "chargingProfilePurpose": "TxProfile",
                 "chargingProfileKind": "Relative",

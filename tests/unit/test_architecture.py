@@ -4,19 +4,34 @@ core enum member has an OCPP 1.6 spelling that the ``ocpp`` package accepts."""
 from __future__ import annotations
 
 import ast
+import inspect
 from enum import Enum
 from pathlib import Path
+from typing import Protocol
 
 import pytest
 from ocpp.v16 import enums as v16
 
 import chargepoint.core
-from chargepoint.core import model, smart_charging
+from chargepoint.core import model, smart_charging, storage
 from chargepoint.core.settings import SPECS
 from chargepoint.csms.v16 import mapping
+from chargepoint.store import Store
 
 CORE_DIR = Path(chargepoint.core.__file__).parent
-FORBIDDEN = ("ocpp", "websockets", "pymodbus", "serial", "smartcard", "gpiod", "chargepoint.csms", "hardware")
+# The core depends on the storage port (chargepoint.core.storage), never on the SQLite store behind it.
+FORBIDDEN = (
+    "ocpp",
+    "websockets",
+    "pymodbus",
+    "serial",
+    "smartcard",
+    "gpiod",
+    "chargepoint.csms",
+    "hardware",
+    "chargepoint.store",
+    "sqlite3",
+)
 
 
 def _core_modules() -> list[Path]:
@@ -63,9 +78,38 @@ def test_import_checker_catches_forbidden_imports() -> None:
         "    import serial.tools\n"
         "    from ..csms import link\n"
         "    from hardware.sim import SimRelay\n"
+        "    import sqlite3\n"
+        "    from ..store import Store\n"
+        "    from chargepoint.csms.v16.mapping import STATUS\n"
+        "    import websockets.asyncio.client\n"
     )
     found = [n for n in _imported_names(ast.parse(source), "chargepoint.core") if _forbidden(n)]
-    assert found == ["ocpp.v16", "serial.tools", "chargepoint.csms", "hardware.sim"]
+    assert found == [
+        "ocpp.v16",
+        "serial.tools",
+        "chargepoint.csms",
+        "hardware.sim",
+        "sqlite3",
+        "chargepoint.store",
+        "chargepoint.csms.v16.mapping",
+        "websockets.asyncio.client",
+    ]
+
+
+_PORT_MEMBERS = sorted(
+    name for name in dir(storage.Storage) if not name.startswith("_") and name not in dir(Protocol)
+)
+
+
+@pytest.mark.parametrize("name", _PORT_MEMBERS)
+def test_sqlite_store_implements_the_storage_port(name: str) -> None:
+    """Every member of the core's storage port exists on the SQLite Store with the same signature."""
+    port_member = inspect.getattr_static(storage.Storage, name)
+    store_member = inspect.getattr_static(Store, name)
+    if isinstance(port_member, property):
+        assert isinstance(store_member, property)
+        return
+    assert inspect.signature(store_member) == inspect.signature(port_member)
 
 
 # (core enum, 1.6 table, ocpp.v16 enum or None)

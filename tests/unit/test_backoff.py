@@ -31,7 +31,7 @@ def _link(tmp_path: Path, seed: int) -> Link:
     )
     store = Store(cfg.storage.path)
     settings = Settings()
-    station = Station({}, store, settings, SystemClock())
+    station = Station({}, store, settings, SystemClock(), transaction_ids=CounterIds("TX-"))
     return Link(
         cfg.station, cfg.csms, station, store, settings, SystemClock(), CounterIds(), rng=random.Random(seed)
     )

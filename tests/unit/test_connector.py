@@ -143,7 +143,7 @@ def test_resting_state(
     conn.pending_id_tag = "TAG" if pending else None
     if tx_authorized is not None:
         conn.transaction = ActiveTransaction(
-            1, "TAG", None, datetime(2024, 1, 1, tzinfo=UTC), 0, tx_authorized
+            1, "TX-1", "TAG", None, datetime(2024, 1, 1, tzinfo=UTC), 0, tx_authorized
         )
     assert conn.resting_state() is expected
 

@@ -13,8 +13,7 @@ import pytest
 
 from chargepoint.__main__ import main
 from chargepoint.config import AgentConfig, load
-from chargepoint.core.station import ConnectorPorts
-from chargepoint.ports import MeterReading
+from chargepoint.ports import ConnectorPorts, MeterReading
 from chargepoint.probe import probe, run_probe
 from hardware.factory import SimConnector, build_ports
 

@@ -8,13 +8,28 @@ import sqlite3
 from collections.abc import Iterator
 from datetime import UTC, datetime, timedelta
 from pathlib import Path
-from typing import Any
 
 import pytest
 
-from chargepoint.core.model import AuthStatus, IdTagInfo, StopReason
+from chargepoint.core.events import (
+    MeterReadings,
+    OutboxKind,
+    OutboxMessage,
+    TransactionEnded,
+    TransactionStarted,
+    TransactionUpdated,
+)
+from chargepoint.core.model import (
+    AuthStatus,
+    IdTagInfo,
+    Measurand,
+    ReadingContext,
+    Sample,
+    SampledValue,
+    StopReason,
+)
 from chargepoint.errors import StorageError
-from chargepoint.store import OutboxKind, OutboxMessage, Store
+from chargepoint.store import Store
 
 T0 = datetime(2024, 5, 1, 10, 0, tzinfo=UTC)
 ACCEPTED = IdTagInfo(AuthStatus.ACCEPTED)
@@ -33,12 +48,29 @@ def store(db_path: Path) -> Iterator[Store]:
     s.close()
 
 
-def start_event(cid: int, tag: str = "TAG1", meter: int = 0) -> dict[str, Any]:
-    return {"connector_id": cid, "id_tag": tag, "meter_start_wh": meter, "timestamp": T0.isoformat()}
+def start_event(cid: int, tag: str = "TAG1", meter: int = 0) -> TransactionStarted:
+    return TransactionStarted(f"TX-{tag}", cid, tag, meter, T0)
 
 
 def begin(store: Store, cid: int = 1, tag: str = "TAG1", meter: int = 1000) -> int:
-    return store.begin_transaction(cid, tag, T0, meter, start_event(cid, tag, meter))
+    return store.begin_transaction(start_event(cid, tag, meter))
+
+
+def update(n: int) -> TransactionUpdated:
+    """A meter event told apart by its connector id."""
+    return TransactionUpdated("TX", n, ())
+
+
+def ended(meter_stop_wh: int, reason: StopReason = StopReason.LOCAL, cid: int = 1) -> TransactionEnded:
+    return TransactionEnded("TX", cid, meter_stop_wh, T0, reason)
+
+
+def stop_sample(energy_wh: float) -> Sample:
+    return Sample(
+        T0,
+        ReadingContext.SAMPLE_PERIODIC,
+        (SampledValue(Measurand.ENERGY_ACTIVE_IMPORT_REGISTER, energy_wh),),
+    )
 
 
 def drain(store: Store) -> list[OutboxMessage]:
@@ -59,17 +91,18 @@ def test_begin_transaction_records_row_and_queues_start(store: Store) -> None:
     local_id = begin(store, cid=2, tag="ABC", meter=1500)
     (tx,) = store.active_transactions()
     assert (tx.local_id, tx.connector_id, tx.id_tag, tx.meter_start_wh) == (local_id, 2, "ABC", 1500)
-    assert tx.started_at == T0 and tx.last_meter_wh == 1500 and tx.csms_id is None and tx.active
+    assert tx.started_at == T0 and tx.last_meter_wh == 1500 and tx.active
+    assert tx.transaction_id == "TX-ABC" and store.csms_transaction_id(local_id) is None
     head = store.outbox_head()
     assert head is not None
     assert (head.kind, head.local_tx_id, head.attempts) == (OutboxKind.START, local_id, 0)
-    assert head.payload == start_event(2, "ABC", 1500)
+    assert head.event() == start_event(2, "ABC", 1500)
 
 
 def test_begin_transaction_is_atomic(store: Store) -> None:
     """When the start message cannot be queued, no transaction row is left behind."""
     with pytest.raises(TypeError):
-        store.begin_transaction(1, "TAG", T0, 0, {"not json": object()})
+        store.begin_transaction(TransactionStarted("TX", 1, object(), 0, T0))  # type: ignore[arg-type]
     assert store.active_transactions() == []
     assert store.outbox_size() == 0
     assert store.transaction(1) is None  # the row inserted before the failure was rolled back
@@ -79,12 +112,12 @@ def test_begin_transaction_is_atomic(store: Store) -> None:
 
 def test_outbox_is_fifo_across_kinds(store: Store) -> None:
     a = begin(store, 1, "A")
-    store.record_meter(a, 1100, T0, message={"n": 1})
-    store.queue_meter_values({"n": 2})
+    store.record_meter(a, 1100, T0, message=update(1))
+    store.queue(MeterReadings(2, ()))
     b = begin(store, 2, "B")
-    store.record_meter(b, 1200, T0, message={"n": 3})
-    assert store.end_transaction(a, StopReason.LOCAL, T0, 1150, {"n": 4})
-    store.record_meter(b, 1300, T0, message={"n": 5})
+    store.record_meter(b, 1200, T0, message=update(3))
+    assert store.end_transaction(a, ended(1150))
+    store.record_meter(b, 1300, T0, message=update(5))
     kinds = [(m.kind, m.local_tx_id) for m in drain(store)]
     assert kinds == [
         (OutboxKind.START, a),
@@ -105,7 +138,7 @@ def test_acknowledge_removes_and_records_csms_id(store: Store) -> None:
     store.acknowledge(head.seq, csms_tx_id=4711, local_tx_id=local_id)
     assert store.outbox_size() == 0
     tx = store.transaction(local_id)
-    assert tx is not None and tx.csms_id == 4711
+    assert tx is not None and store.csms_transaction_id(local_id) == 4711
     by_csms = store.transaction_by_csms_id(4711)
     assert by_csms is not None and by_csms.local_id == local_id
     assert store.transaction_by_csms_id(1) is None
@@ -130,23 +163,23 @@ def test_record_meter_never_lowers_last_meter(store: Store) -> None:
 
 def test_record_meter_appends_stop_data(store: Store) -> None:
     local_id = begin(store)
-    store.record_meter(local_id, 1100, T0, stop_data={"i": 1})
-    store.record_meter(local_id, 1200, T0, stop_data={"i": 2}, message={"m": 1})
+    store.record_meter(local_id, 1100, T0, stop_data=stop_sample(1))
+    store.record_meter(local_id, 1200, T0, stop_data=stop_sample(2), message=update(1))
     tx = store.transaction(local_id)
-    assert tx is not None and tx.stop_data == [{"i": 1}, {"i": 2}]
+    assert tx is not None and tx.stop_data == (stop_sample(1), stop_sample(2))
     assert [m.kind for m in drain(store)] == [OutboxKind.START, OutboxKind.METER]
 
 
 def test_end_transaction_is_idempotent(store: Store) -> None:
     local_id = begin(store)
     # Writes are queued to the writer thread; their future gives the result once committed.
-    assert store.end_transaction(local_id, StopReason.REMOTE, T0, 2000, {"stop": 1}).result() is True
-    assert store.end_transaction(local_id, StopReason.LOCAL, T0, 3000, {"stop": 2}).result() is False
-    assert [m.payload for m in drain(store)][1:] == [{"stop": 1}]
+    assert store.end_transaction(local_id, ended(2000, StopReason.REMOTE)).result() is True
+    assert store.end_transaction(local_id, ended(3000, StopReason.LOCAL)).result() is False
+    assert [m.event() for m in drain(store)][1:] == [ended(2000, StopReason.REMOTE)]
     tx = store.transaction(local_id)
     assert tx is not None and not tx.active and tx.last_meter_wh == 2000
     assert store.active_transactions() == []
-    assert store.end_transaction(12345, StopReason.LOCAL, T0, 0, {}).result() is False
+    assert store.end_transaction(12345, ended(0)).result() is False
     assert store.outbox_size() == 0
 
 
@@ -154,11 +187,11 @@ def test_overflow_drops_oldest_meter_values_never_start_or_stop(db_path: Path) -
     store = Store(db_path, outbox_limit=10)
     local_id = begin(store)
     for n in range(20):
-        store.record_meter(local_id, 1000 + n, T0, message={"n": n})
-    assert store.end_transaction(local_id, StopReason.LOCAL, T0, 1020, {"stop": True})
+        store.record_meter(local_id, 1000 + n, T0, message=update(n))
+    assert store.end_transaction(local_id, ended(1020))
     left = drain(store)
     assert [m.kind for m in left] == [OutboxKind.START] + [OutboxKind.METER] * 8 + [OutboxKind.STOP]
-    assert [m.payload["n"] for m in left if m.kind == OutboxKind.METER] == list(range(12, 20))
+    assert [m.payload["connector_id"] for m in left if m.kind == OutboxKind.METER] == list(range(12, 20))
     dead = store.dead_letters()
     assert [d["kind"] for d in dead] == [OutboxKind.METER] * 12
     assert {d["reason"] for d in dead} == {"outbox overflow"}
@@ -170,10 +203,10 @@ def test_overflow_keeps_start_and_stop_even_past_the_limit(db_path: Path) -> Non
     store = Store(db_path, outbox_limit=10)
     ids = [begin(store, cid=1, tag=f"T{n}") for n in range(8)]
     for local_id in ids:
-        store.end_transaction(local_id, StopReason.LOCAL, T0, 1000, {"id": local_id})
+        store.end_transaction(local_id, ended(1000))
     assert store.outbox_size() == 16
     assert store.dead_letters() == []
-    store.queue_meter_values({"late": True})  # nothing droppable but itself: the queue just grows
+    store.queue(MeterReadings(1, ()))  # nothing droppable but itself: the queue just grows
     assert store.outbox_size() == 17
 
 
@@ -235,10 +268,10 @@ def test_data_survives_close_and_reopen(db_path: Path) -> None:
     store.put_setting("heartbeat_interval_s", "42")
     store.put("operative.1", "0")
     local_id = begin(store, cid=1, tag="KEEP", meter=700)
-    store.record_meter(local_id, 900, T0 + timedelta(minutes=5), message={"m": 1})
+    store.record_meter(local_id, 900, T0 + timedelta(minutes=5), message=update(1))
     store.cache_put("C", BLOCKED)
     store.local_list_update(7, True, {"L": ACCEPTED})
-    store.queue_meter_values({"free": 1})
+    store.queue(MeterReadings(1, ()))
     store.close()
 
     again = Store(db_path)
@@ -301,7 +334,7 @@ def test_read_only_database_write_is_a_storage_error_and_rolls_back(store: Store
 
 def test_constraint_violation_is_a_storage_error(store: Store) -> None:
     mark = store.mark()
-    store.begin_transaction(1, None, T0, 0, {})  # type: ignore[arg-type]
+    store.begin_transaction(TransactionStarted("TX", 1, None, 0, T0))  # type: ignore[arg-type]
     with pytest.raises(StorageError):
         store.sync(since=mark)
     assert store.active_transactions() == [] and store.outbox_size() == 0
@@ -335,7 +368,7 @@ async def test_group_commit_many_concurrent_writes_fewer_commits_all_durable(db_
     for n in range(writes):
         store.put(f"k{n}", str(n))  # returns at once: the event loop never waits for the disk
     local_id = begin(store)
-    store.record_meter(local_id, 1234, T0, message={"n": 1})
+    store.record_meter(local_id, 1234, T0, message=update(1))
     locker.execute("ROLLBACK")
     locker.close()
     await store.flush()
@@ -357,7 +390,7 @@ async def test_a_failing_write_in_a_group_fails_alone(db_path: Path) -> None:
     locker.execute("BEGIN IMMEDIATE")
     good = store.put("before", "1")
     mark = store.mark()
-    store.begin_transaction(1, None, T0, 0, {})  # type: ignore[arg-type]  # NOT NULL violated
+    store.begin_transaction(TransactionStarted("TX", 1, None, 0, T0))  # type: ignore[arg-type]  # NOT NULL violated
     after = store.put("after", "2")
     locker.execute("ROLLBACK")
     locker.close()
@@ -390,4 +423,56 @@ async def test_a_write_whose_waiter_went_away_fails_nothing(db_path: Path) -> No
     after.result()
     assert abandoned.cancelled()
     assert (store.get("before"), store.get("abandoned"), store.get("after")) == ("1", "2", "3")
+
+
+def test_seq_no_numbers_a_transactions_messages_without_a_gap(store: Store) -> None:
+    """0, 1, 2, ... per transaction as the central system acknowledges them; a dead letter leaves no gap."""
+    a = begin(store, 1, "A")
+    store.record_meter(a, 1100, T0, message=update(1))
+    store.queue(MeterReadings(9, ()))
+    b = begin(store, 2, "B")
+    store.record_meter(a, 1200, T0, message=update(2))
+    store.record_meter(a, 1300, T0, message=update(3))
+    assert store.end_transaction(a, ended(1300))
+    numbered: list[tuple[int | None, int | None]] = []
+    while (head := store.outbox_head()) is not None:
+        if head.kind == OutboxKind.METER and head.payload["connector_id"] == 2:
+            store.give_up(head.seq, "refused")  # never delivered: it takes no number
+            continue
+        numbered.append((head.local_tx_id, head.seq_no))
+        store.acknowledge(head.seq)
+        store.acknowledge(head.seq)  # a repeated acknowledgement counts once
+    assert numbered == [(a, 0), (a, 1), (None, None), (b, 0), (a, 2), (a, 3)]
+
+
+def test_seq_no_survives_a_restart_and_a_resent_message_keeps_its_number(db_path: Path) -> None:
+    store = Store(db_path)
+    local_id = begin(store)
+    store.record_meter(local_id, 1100, T0, message=update(1))
+    store.record_meter(local_id, 1200, T0, message=update(2))
+    head = store.outbox_head()
+    assert head is not None and head.seq_no == 0
+    store.acknowledge(head.seq)
+    head = store.outbox_head()
+    assert head is not None and head.seq_no == 1  # sent, then the agent dies before the answer
+    store.close()
+
+    again = Store(db_path)
+    resent = again.outbox_head()
+    assert resent is not None and (resent.seq, resent.seq_no) == (head.seq, 1)
+    again.acknowledge(resent.seq)
+    last = again.outbox_head()
+    assert last is not None and last.seq_no == 2
+    again.close()
+
+
+def test_overflow_leaves_no_gap_in_seq_no(db_path: Path) -> None:
+    store = Store(db_path, outbox_limit=5)
+    local_id = begin(store)
+    for n in range(10):
+        store.record_meter(local_id, 1000 + n, T0, message=update(n))
+    assert store.end_transaction(local_id, ended(1010))
+    left = drain(store)
+    assert len(left) == 5 and len(store.dead_letters()) == 7  # start, 3 of the 10 samples, stop
+    assert [m.seq_no for m in left] == list(range(5))
     store.close()

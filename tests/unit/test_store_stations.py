@@ -6,8 +6,9 @@ import sqlite3
 from datetime import UTC, datetime
 from pathlib import Path
 
+from chargepoint.core.events import OutboxKind, TransactionEnded, TransactionStarted
 from chargepoint.core.model import AuthStatus, IdTagInfo, StopReason
-from chargepoint.store import OutboxKind, Store, StoreFile
+from chargepoint.store import Store, StoreFile
 
 T0 = datetime(2024, 5, 1, 10, 0, tzinfo=UTC)
 
@@ -54,7 +55,8 @@ def test_a_file_from_before_the_station_key_keeps_its_state_and_stays_writable(t
         assert store.settings() == {"heartbeat_interval_s": "120"}
         assert store.get("operative.1") == "0"
         (tx,) = store.active_transactions()
-        assert (tx.local_id, tx.csms_id, tx.last_meter_wh) == (1, 77, 1500)
+        assert (tx.local_id, store.csms_transaction_id(1), tx.last_meter_wh) == (1, 77, 1500)
+        assert tx.transaction_id == "local-1"  # a transaction from before station-made ids
         assert store.transaction_by_csms_id(77) is not None
         head = store.outbox_head()
         assert head is not None and head.kind == OutboxKind.METER
@@ -63,7 +65,7 @@ def test_a_file_from_before_the_station_key_keeps_its_state_and_stays_writable(t
         store.put_setting("heartbeat_interval_s", "60")
         store.put("operative.1", "1")
         assert store.settings() == {"heartbeat_interval_s": "60"} and store.get("operative.1") == "1"
-        assert store.end_transaction(1, StopReason.LOCAL, T0, 2000, {"transaction_id": 77})
+        assert store.end_transaction(1, TransactionEnded("local-1", 1, 2000, T0, StopReason.LOCAL))
         assert store.active_transactions() == []
     finally:
         store.close()
@@ -77,8 +79,8 @@ def test_agents_sharing_one_file_see_only_their_own_rows(tmp_path: Path) -> None
         a, b = shared.store("CP-A"), shared.store("CP-B")
         a.put_setting("heartbeat_interval_s", "30")
         b.put_setting("heartbeat_interval_s", "90")
-        a_tx = a.begin_transaction(1, "TAG-A", T0, 0, {"connector_id": 1})
-        b_tx = b.begin_transaction(1, "TAG-B", T0, 5, {"connector_id": 1})
+        a_tx = a.begin_transaction(TransactionStarted("TX-A", 1, "TAG-A", 0, T0))
+        b_tx = b.begin_transaction(TransactionStarted("TX-B", 1, "TAG-B", 5, T0))
         a.cache_put("TAG-A", IdTagInfo(AuthStatus.ACCEPTED))
         assert a.settings() == {"heartbeat_interval_s": "30"} and b.settings() == {
             "heartbeat_interval_s": "90"

@@ -25,7 +25,8 @@ from ocpp.v16 import ChargePoint as _OcppChargePoint
 from ocpp.v16 import call_result
 from ocpp.v16.enums import Action
 
-from chargepoint.core.model import AuthStatus, IdTagInfo, ResetKind, Sample, StopReason
+from chargepoint.core.events import OutboxMessage, SecurityEvent, TransactionEnded, TransactionStarted
+from chargepoint.core.model import AuthStatus, IdTagInfo, ResetKind, Sample
 from chargepoint.core.settings import SPECS
 from chargepoint.core.smart_charging import (
     ChargingProfile,
@@ -35,9 +36,7 @@ from chargepoint.core.smart_charging import (
 )
 from chargepoint.csms.outbox import Delivered, MalformedAnswer, OrphanedTransaction
 from chargepoint.csms.v16 import mapping
-from chargepoint.errors import ChargePointError, CsmsRejected, CsmsUnavailable
-from chargepoint.ports import safe_now
-from chargepoint.store import OutboxKind, OutboxMessage
+from chargepoint.errors import ChargePointError, CsmsRejected, CsmsUnavailable, StorageError
 
 if TYPE_CHECKING:
     from chargepoint.csms.link import Link
@@ -174,8 +173,11 @@ def check_values(payload: Any) -> None:
                 )
 
 
-def charging_profile_of(data: dict[str, Any], connector_id: int) -> ChargingProfile:
-    """An OCPP 1.6 ChargingProfile (snake_case keys, as the ``ocpp`` package routes it) as the core's.
+def charging_profile_of(
+    data: dict[str, Any], connector_id: int, transaction_id: str | None = None
+) -> ChargingProfile:
+    """An OCPP 1.6 ChargingProfile (snake_case keys, as the ``ocpp`` package routes it) as the core's, for the
+    station's transaction ``transaction_id`` (the caller maps the CSMS's integer transactionId).
 
     Raises KeyError or ValueError for a value the core has no word for."""
     sched = data["charging_schedule"]
@@ -191,7 +193,7 @@ def charging_profile_of(data: dict[str, Any], connector_id: int) -> ChargingProf
         recurrency=mapping.RECURRENCY_IN[recurrency] if recurrency else None,
         valid_from=parse_time(valid_from) if valid_from else None,
         valid_to=parse_time(valid_to) if valid_to else None,
-        transaction_id=data.get("transaction_id"),
+        transaction_id=transaction_id,
         schedule=ChargingSchedule(
             unit=mapping.RATE_UNIT_IN[sched["charging_rate_unit"]],
             periods=tuple(
@@ -752,13 +754,13 @@ class V16Session(_OcppChargePoint):  # type: ignore[misc]
         self._status_queue.put_nowait(self._status_report(cid, self._status_seq))
 
     def _status_report(self, cid: int, seq: int) -> _StatusReport:
-        state, error, info = self.station.status(cid)
+        status = self.station.status(cid)
         return _StatusReport(
             cid,
-            mapping.STATUS[state],
-            mapping.ERROR_CODE[error],
-            info,
-            safe_now(self.link.clock),
+            mapping.STATUS[status.state],
+            mapping.ERROR_CODE[status.error_code],
+            status.info,
+            status.timestamp,
             asyncio.get_running_loop().time(),
             seq,
         )
@@ -820,13 +822,13 @@ class V16Session(_OcppChargePoint):  # type: ignore[misc]
     async def deliver(self, message: OutboxMessage) -> Delivered:
         """Send one outbox message and return what the answer says; raises CsmsRejected or CsmsUnavailable,
         or OCPPError/ValueError/KeyError when the message cannot be encoded as a valid 1.6 CALL."""
-        event = message.payload
-        if message.kind == OutboxKind.START:
+        event = message.event()
+        if isinstance(event, TransactionStarted):
             payload = {
-                "connectorId": event["connector_id"],
-                "idTag": event["id_tag"],
-                "meterStart": int(event["meter_start_wh"]),
-                "timestamp": ocpp_time(parse_time(event["timestamp"])),
+                "connectorId": event.connector_id,
+                "idTag": event.id_tag,
+                "meterStart": event.meter_start_wh,
+                "timestamp": ocpp_time(event.timestamp),
             }
             try:
                 answer = await self.request("StartTransaction", payload)
@@ -841,40 +843,47 @@ class V16Session(_OcppChargePoint):  # type: ignore[misc]
             except MalformedAnswer as exc:
                 # Malformed, but a readable non-Accepted status is still acted on (finding: an Invalid answer
                 # without a transactionId must not leave the session charging).
-                exc.id_tag, exc.id_tag_info = event["id_tag"], readable_status(exc.answer)
+                exc.id_tag, exc.id_tag_info = event.id_tag, readable_status(exc.answer)
                 raise
-            return Delivered(tx_id, event["id_tag"], id_tag_info(answer.get("idTagInfo")))
-        if message.kind == OutboxKind.STOP:
+            return Delivered(tx_id, event.id_tag, id_tag_info(answer.get("idTagInfo")))
+        if isinstance(event, TransactionEnded):
             stop: dict[str, Any] = {
                 "transactionId": self._transaction_id(message.local_tx_id),
-                "meterStop": int(event["meter_stop_wh"]),
-                "timestamp": ocpp_time(parse_time(event["timestamp"])),
-                "reason": mapping.STOP_REASON[StopReason(event["reason"])],
+                "meterStop": event.meter_stop_wh,
+                "timestamp": ocpp_time(event.timestamp),
+                "reason": mapping.STOP_REASON[event.reason],
             }
-            if event.get("id_tag"):
-                stop["idTag"] = event["id_tag"]
-            data = [meter_value(Sample.from_json(s)) for s in event.get("transaction_data") or []]
+            if event.id_tag:
+                stop["idTag"] = event.id_tag
+            data = [meter_value(s) for s in event.transaction_data]
             data = [d for d in data if d["sampledValue"]]
             if data:
                 stop["transactionData"] = data
             answer = await self.request("StopTransaction", stop)
-            if event.get("id_tag") and answer.get("idTagInfo"):
-                return Delivered(None, event["id_tag"], id_tag_info(answer["idTagInfo"]))
+            if event.id_tag and answer.get("idTagInfo"):
+                return Delivered(None, event.id_tag, id_tag_info(answer["idTagInfo"]))
             return Delivered()
-        samples = [meter_value(Sample.from_json(s)) for s in event["samples"]]
-        mv: dict[str, Any] = {"connectorId": event["connector_id"], "meterValue": samples}
+        if isinstance(event, SecurityEvent):
+            # OCPP 1.6 Security whitepaper ed. 2 §4.6: SecurityEventNotification, queued like transaction messages.
+            security: dict[str, Any] = {"type": event.type, "timestamp": ocpp_time(event.timestamp)}
+            if event.tech_info:
+                security["techInfo"] = event.tech_info
+            await self.request("SecurityEventNotification", security)
+            return Delivered()
+        samples = [meter_value(s) for s in event.samples]
+        mv: dict[str, Any] = {"connectorId": event.connector_id, "meterValue": samples}
         if message.local_tx_id is not None:
             mv["transactionId"] = self._transaction_id(message.local_tx_id)
         await self.request("MeterValues", mv)
         return Delivered()
 
     def _transaction_id(self, local_id: int | None) -> int:
-        """The CSMS's id for a local transaction; a negative placeholder if its start was never acknowledged."""
+        """The CSMS's integer id for a transaction (OCPP 1.6 StartTransaction.conf, persisted with its answer)."""
         if local_id is None:
             return 0
-        tx = self.link.store.transaction(local_id)
-        if tx is not None and tx.csms_id is not None:
-            return tx.csms_id
+        csms_id = self.link.store.csms_transaction_id(local_id)
+        if csms_id is not None:
+            return csms_id
         # Messages go strictly in order, so the StartTransaction went first: it was refused for good (it is a
         # dead letter). There is no id the CSMS would know; the message joins it rather than carry a made-up id.
         raise OrphanedTransaction(f"local transaction {local_id} has no CSMS transaction id")
@@ -907,15 +916,23 @@ class V16Session(_OcppChargePoint):  # type: ignore[misc]
         return call_result.RemoteStartTransaction(status="Accepted" if ok else "Rejected")
 
     @on(Action.set_charging_profile)
-    def on_set_charging_profile(
+    async def on_set_charging_profile(
         self, connector_id: int, cs_charging_profiles: dict[str, Any], **_: Any
     ) -> Any:
         """SetChargingProfile (OCPP 1.6 §5.16): Rejected for a TxProfile without a transaction on the connector,
         a ChargePointMaxProfile off connector 0, or a unit, stack level or period count we do not take."""
         if connector_id != 0 and connector_id not in self.station.connectors:
             return call_result.SetChargingProfile(status="Rejected")
+        csms_tx = cs_charging_profiles.get("transaction_id")
+        station_tx = None
+        # OCPP 1.6 §7.8: transactionId is only valid for a TxProfile; other purposes ignore it, as before.
+        if csms_tx is not None and cs_charging_profiles.get("charging_profile_purpose") == "TxProfile":
+            station_tx = await self._station_transaction_id(csms_tx)
+            if station_tx is None:
+                log.info("charging profile for transaction %.30r rejected: it is not running", csms_tx)
+                return call_result.SetChargingProfile(status="Rejected")
         try:
-            profile = charging_profile_of(cs_charging_profiles, connector_id)
+            profile = charging_profile_of(cs_charging_profiles, connector_id, station_tx)
         except (KeyError, ValueError, TypeError) as exc:
             log.info("SetChargingProfile with an unusable profile: %s", exc)
             return call_result.SetChargingProfile(status="Rejected")
@@ -954,10 +971,26 @@ class V16Session(_OcppChargePoint):  # type: ignore[misc]
             charging_schedule=composite_schedule(schedule),
         )
 
+    async def _station_transaction_id(self, csms_id: Any) -> str | None:
+        """The station's id of the running transaction the CSMS knows by ``csms_id``; None if there is none."""
+        if not is_int64(csms_id):  # OCPP 1.6 §6.46 integer; 2^63 cannot be one of ours
+            return None
+        store = self.link.store
+        try:
+            # The answer that recorded the id is committed first, awaited off the event loop (a RemoteStop right
+            # behind StartTransaction.conf must find it).
+            await store.flush()
+            stored = store.transaction_by_csms_id(csms_id)
+        except StorageError:
+            log.exception("cannot look up the CSMS's transaction %s", csms_id)
+            return None
+        return stored.transaction_id if stored is not None and stored.active else None
+
     @on(Action.remote_stop_transaction)
     async def on_remote_stop(self, transaction_id: int, **_: Any) -> Any:
-        """RemoteStopTransaction (OCPP 1.6 §5.12)."""
-        ok = await self.station.remote_stop(transaction_id)
+        """RemoteStopTransaction (OCPP 1.6 §5.12): the CSMS's integer id maps to the station's transaction."""
+        station_id = await self._station_transaction_id(transaction_id)
+        ok = station_id is not None and await self.station.remote_stop(station_id)
         return call_result.RemoteStopTransaction(status="Accepted" if ok else "Rejected")
 
     @on(Action.reset)
