@@ -155,3 +155,87 @@ class StatisticsStore(PaymentsStore):
         ]
         header = ["transaction_id", "cp_id", "connector_id", "id_tag", "started_at", "stopped_at"]
         return _csv([*header, "energy_kwh", "cost_minor", "currency"], rows)
+
+    def sessions_csv(
+        self,
+        *,
+        cp_id: str | None = None,
+        user_id: int | None = None,
+        started_from: datetime | None = None,
+        started_before: datetime | None = None,
+        limit: int = 100_000,
+    ) -> tuple[str, bool]:
+        """The filtered sessions (as `recent_transactions`) as CSV text, newest first, at most ``limit`` rows;
+        and whether more matched than were written."""
+        txs = self.recent_transactions(
+            cp_id=cp_id,
+            user_id=user_id,
+            started_from=started_from,
+            started_before=started_before,
+            limit=limit + 1,
+        )
+        owners = {
+            r["id_tag"].casefold(): r["user_id"]
+            for r in self._read("SELECT id_tag, user_id FROM cards WHERE user_id IS NOT NULL")
+        }
+        currency = self.currency()
+        rows = [
+            [
+                tx.id,
+                tx.cp_id,
+                tx.connector_id,
+                tx.id_tag,
+                owners.get(tx.id_tag.casefold(), ""),
+                tx.started_at.isoformat(),
+                tx.stopped_at.isoformat() if tx.stopped_at else "",
+                tx.energy_wh,
+                "" if tx.cost_minor is None else tx.cost_minor,
+                currency,
+                tx.stop_reason or "",
+            ]
+            for tx in txs[:limit]
+        ]
+        header = ["transaction_id", "cp_id", "connector_id", "id_tag", "user_id", "started_at", "stopped_at"]
+        return _csv([*header, "energy_wh", "cost_minor", "currency", "stop_reason"], rows), len(txs) > limit
+
+    def users_csv(self) -> str:
+        """Every user with card count and the balance over all their cards, as CSV text."""
+        currency = self.currency()
+        cards: dict[int, list[int]] = {}
+        for card in self.cards():
+            if card.user_id is not None:
+                cards.setdefault(card.user_id, []).append(card.balance_minor)
+        rows = [
+            [
+                u.id,
+                u.name,
+                u.phone or "",
+                u.email or "",
+                u.created_at.isoformat(),
+                len(cards.get(u.id, [])),
+                sum(cards.get(u.id, [])),
+                currency,
+            ]
+            for u in self.users()
+        ]
+        header = ["user_id", "name", "phone", "email", "created_at", "cards", "balance_minor", "currency"]
+        return _csv(header, rows)
+
+    def cards_csv(self) -> str:
+        """Every card with owner, mode, status, expiry and balance, as CSV text."""
+        currency = self.currency()
+        rows = [
+            [
+                c.id_tag,
+                "" if c.user_id is None else c.user_id,
+                str(c.mode),
+                str(c.status),
+                c.expiry.isoformat() if c.expiry else "",
+                c.balance_minor,
+                currency,
+                c.created_at.isoformat(),
+            ]
+            for c in self.cards()
+        ]
+        header = ["id_tag", "user_id", "mode", "status", "expiry", "balance_minor", "currency", "created_at"]
+        return _csv(header, rows)

@@ -71,6 +71,9 @@ MAX_RANGE_DAYS = 366
 COMMAND_TIMEOUT_S = 15.0
 RECENT_SESSIONS = 20
 SESSIONS_PAGE = 200
+MAX_SESSIONS_PAGE = 1000
+MAX_SESSIONS_OFFSET = 10_000_000
+MAX_CSV_SESSIONS = 100_000  # one export is built in memory: bounded
 
 POLL_MS: web.AppKey[int] = web.AppKey("dashboard_poll_ms", int)
 _ENV: web.AppKey[jinja2.Environment] = web.AppKey("dashboard_jinja", jinja2.Environment)
@@ -640,15 +643,98 @@ async def charger_stats_csv(request: web.Request) -> web.StreamResponse:
     return _csv_response(text, f"{cp_id}-daily-{from_date}-{to_date}.csv")
 
 
+@dataclass(frozen=True)
+class SessionFilter:
+    """The sessions page's query: charger, user, local start dates (inclusive), paging."""
+
+    cp_id: str | None
+    user_id: int | None
+    from_date: date | None
+    to_date: date | None
+    offset: int
+    limit: int
+
+    def window(self, tz: tzinfo) -> tuple[datetime | None, datetime | None]:
+        """[start of from_date, start of the day after to_date) in the site's time zone, as aware datetimes."""
+        start = None if self.from_date is None else datetime.combine(self.from_date, time(), tz)
+        end = None if self.to_date is None else datetime.combine(self.to_date + timedelta(days=1), time(), tz)
+        return start, end
+
+    def query(self, **changes: Any) -> str:
+        """This filter as a query string (empty fields left out), with ``changes`` applied."""
+        fields = {
+            "charger": self.cp_id,
+            "user": self.user_id,
+            "from": self.from_date,
+            "to": self.to_date,
+            "offset": self.offset or None,
+            "limit": None if self.limit == SESSIONS_PAGE else self.limit,
+        }
+        fields.update(changes)
+        return urlencode({k: v for k, v in fields.items() if v not in (None, "", 0)})
+
+
+def _optional_date(request: web.Request, name: str) -> date | None:
+    text = request.query.get(name, "")
+    if not text:
+        return None
+    if not re.fullmatch(r"[0-9]{4}-[0-9]{2}-[0-9]{2}", text):
+        raise FormError(f"{name}: dates must look like YYYY-MM-DD, got {text[:40]!r}")
+    try:
+        return date.fromisoformat(text)
+    except ValueError:
+        raise FormError(f"{name}: no such date {text!r}") from None
+
+
+def _query_int(request: web.Request, name: str, default: int, *, low: int, high: int) -> int:
+    text = request.query.get(name, "")
+    if not text:
+        return default
+    if not re.fullmatch(r"[0-9]{1,9}", text):
+        raise FormError(f"{name}: expected a whole number, got {text[:40]!r}")
+    number = int(text)
+    if not low <= number <= high:
+        raise FormError(f"{name}: must be {low}..{high}, got {number}")
+    return number
+
+
+def session_filter(request: web.Request) -> SessionFilter:
+    """The validated filter of a sessions request; raises FormError naming the bad field."""
+    user_text = request.query.get("user") or ""
+    from_date = _optional_date(request, "from")
+    to_date = _optional_date(request, "to")
+    if from_date and to_date and to_date < from_date:
+        raise FormError(f"'to' ({to_date}) is before 'from' ({from_date})")
+    return SessionFilter(
+        cp_id=request.query.get("charger") or None,
+        # ASCII digits only: str.isdigit() also takes '²', which int() refuses.
+        user_id=int(user_text) if re.fullmatch(r"[0-9]{1,11}", user_text) else None,
+        from_date=from_date,
+        to_date=to_date,
+        offset=_query_int(request, "offset", 0, low=0, high=MAX_SESSIONS_OFFSET),
+        limit=_query_int(request, "limit", SESSIONS_PAGE, low=1, high=MAX_SESSIONS_PAGE),
+    )
+
+
 @page
 async def sessions_page(request: web.Request) -> web.StreamResponse:
-    """GET /sessions?charger=&user=: sessions newest first, filtered."""
+    """GET /sessions?charger=&user=&from=&to=&offset=&limit=: sessions newest first, filtered, one page."""
     store = _store(request)
-    cp_filter = request.query.get("charger") or None
-    user_text = request.query.get("user") or ""
-    user_filter = int(user_text) if user_text.isdigit() and len(user_text) < 12 else None
+    try:
+        f = session_filter(request)
+    except FormError as exc:
+        return error_page(request, 400, str(exc))
     users, owners = _owners(store)
-    sessions = store.recent_transactions(cp_id=cp_filter, user_id=user_filter, limit=SESSIONS_PAGE)
+    started_from, started_before = f.window(_site_tz(request))
+    found = store.recent_transactions(
+        cp_id=f.cp_id,
+        user_id=f.user_id,
+        started_from=started_from,
+        started_before=started_before,
+        offset=f.offset,
+        limit=f.limit + 1,  # one more tells whether there is a next page
+    )
+    sessions = found[: f.limit]
     return render(
         request,
         "sessions.html",
@@ -656,10 +742,52 @@ async def sessions_page(request: web.Request) -> web.StreamResponse:
         owners=owners,
         chargers=[c.id for c in store.chargers()],
         users=list(users.values()),
-        cp_filter=cp_filter,
-        user_filter=user_filter,
-        limit=SESSIONS_PAGE,
+        cp_filter=f.cp_id,
+        user_filter=f.user_id,
+        from_date=f.from_date.isoformat() if f.from_date else "",
+        to_date=f.to_date.isoformat() if f.to_date else "",
+        first=f.offset + 1,
+        last=f.offset + len(sessions),
+        prev_url=f"/sessions?{f.query(offset=max(0, f.offset - f.limit))}" if f.offset else None,
+        next_url=f"/sessions?{f.query(offset=f.offset + f.limit)}" if len(found) > f.limit else None,
+        csv_url=f"/sessions.csv?{f.query(offset=None, limit=None)}",
     )
+
+
+@page
+async def sessions_csv(request: web.Request) -> web.StreamResponse:
+    """GET /sessions.csv?charger=&user=&from=&to=: every filtered session as CSV (up to MAX_CSV_SESSIONS)."""
+    store = _store(request)
+    try:
+        f = session_filter(request)
+    except FormError as exc:
+        return error_page(request, 400, str(exc))
+    started_from, started_before = f.window(_site_tz(request))
+    text, more = store.sessions_csv(
+        cp_id=f.cp_id,
+        user_id=f.user_id,
+        started_from=started_from,
+        started_before=started_before,
+        limit=MAX_CSV_SESSIONS,
+    )
+    if more:
+        return error_page(
+            request, 413, f"More than {MAX_CSV_SESSIONS:,} sessions match; narrow the dates and export again."
+        )
+    dates = f"-{f.from_date or 'start'}-{f.to_date or 'now'}" if f.from_date or f.to_date else ""
+    return _csv_response(text, f"sessions{dates}.csv")
+
+
+@page
+async def users_csv(request: web.Request) -> web.StreamResponse:
+    """GET /users.csv: every user with card count and balance."""
+    return _csv_response(_store(request).users_csv(), "users.csv")
+
+
+@page
+async def cards_csv(request: web.Request) -> web.StreamResponse:
+    """GET /cards.csv: every card with owner, mode, status, expiry and balance."""
+    return _csv_response(_store(request).cards_csv(), "cards.csv")
 
 
 def _cdr_view(tx: Transaction) -> dict[str, Any] | None:
@@ -1048,6 +1176,9 @@ def setup(app: web.Application, *, poll_ms: int = 1000) -> None:
     r.add_post("/chargers/{cp_id}/tariff", set_tariff)
     r.add_post("/chargers/{cp_id}/commands/{action}", charger_command)
     r.add_get("/sessions", sessions_page)
+    r.add_get("/sessions.csv", sessions_csv)
+    r.add_get("/users.csv", users_csv)
+    r.add_get("/cards.csv", cards_csv)
     r.add_get(r"/sessions/{tx_id:\d{1,12}}", session_page)
     r.add_get("/users", users_page)
     r.add_post("/users", add_user)
