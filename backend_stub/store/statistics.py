@@ -2,11 +2,14 @@
 
 from __future__ import annotations
 
+import math
+from collections.abc import Sequence
 from datetime import UTC, date, datetime, time, timedelta, tzinfo
 
 from backend_stub.store.payments import PaymentsStore
 from backend_stub.store.records import (
     CHARGING,
+    POWER_ACTIVE_IMPORT,
     DailyStats,
     InvalidInput,
     SessionSummary,
@@ -239,3 +242,28 @@ class StatisticsStore(PaymentsStore):
         ]
         header = ["id_tag", "user_id", "mode", "status", "expiry", "balance_minor", "currency", "created_at"]
         return _csv(header, rows)
+
+    def latest_power_w(self, transaction_ids: Sequence[int]) -> dict[int, float]:
+        """The latest total Power.Active.Import of each transaction, in W (transactions without one left out)."""
+        out: dict[int, float] = {}
+        for tx_id in transaction_ids:
+            rows = self._read(
+                "SELECT value, unit FROM meter_values WHERE transaction_id = ? AND measurand = ? AND phase = '' "
+                "AND location IN ('', 'Outlet') ORDER BY timestamp DESC LIMIT 1",
+                (tx_id, POWER_ACTIVE_IMPORT),
+            )
+            for r in rows:
+                scale = 1000.0 if r["unit"] == "kW" else 1.0
+                if math.isfinite(r["value"]):
+                    out[tx_id] = r["value"] * scale
+        return out
+
+    def ended_between(self, start: datetime, end: datetime) -> tuple[int, int]:
+        """(energy in Wh, revenue in minor units) of the sessions that ended in [start, end)."""
+        rows = self._read(
+            "SELECT COALESCE(SUM(MAX(0, meter_stop_wh - meter_start_wh)), 0) AS energy_wh, "
+            "COALESCE(SUM(COALESCE(cost_minor, 0)), 0) AS revenue_minor FROM transactions "
+            "WHERE stopped_at >= ? AND stopped_at < ?",
+            (_ts(start, "start"), _ts(end, "end")),
+        )
+        return int(rows[0]["energy_wh"]), int(rows[0]["revenue_minor"])

@@ -53,6 +53,7 @@ from backend_stub.store import (
     User,
 )
 from backend_stub.web import common
+from backend_stub.web.charts import Curve, session_curve
 from backend_stub.web.formatting import (
     DIMENSION_UNITS,
     describe_component,
@@ -535,6 +536,7 @@ def status_snapshot(request: web.Request) -> dict[str, Any]:
                 "registration": str(charger.status),
                 "connected": charger.id in connected,
                 "last_heartbeat": format_time(charger.last_heartbeat),
+                "last_seen": format_time(csms.chargers.last_seen(charger.id, charger.last_heartbeat)),
                 "active_transactions": active.get(charger.id, 0),
                 "connectors": [
                     {
@@ -549,7 +551,28 @@ def status_snapshot(request: web.Request) -> dict[str, Any]:
                 ],
             }
         )
-    return {"now": format_time(datetime.now(UTC)), "chargers": chargers}
+    return {"now": format_time(datetime.now(UTC)), "chargers": chargers, "totals": site_totals(request)}
+
+
+def site_totals(request: web.Request) -> dict[str, str]:
+    """Power now (latest Power.Active.Import of each running session), and energy and revenue today: sessions
+    that ended today (site time zone) plus the energy so far of the running ones (their revenue counts once
+    they end, when they are priced)."""
+    csms = request.app[common.CSMS]
+    store = csms.store
+    tz = _site_tz(request)
+    today = csms.clock().astimezone(tz).date()
+    start = datetime.combine(today, time(), tz)
+    end = datetime.combine(today + timedelta(days=1), time(), tz)
+    active = store.active_transactions()
+    power_w = sum(store.latest_power_w([tx.id for tx in active]).values())
+    ended_wh, revenue_minor = store.ended_between(start, end)
+    energy_wh = ended_wh + sum(tx.energy_wh for tx in active)
+    return {
+        "power": f"{power_w / 1000:,.1f} kW",
+        "energy": format_kwh(energy_wh),
+        "revenue": format_money(revenue_minor, store.currency()),
+    }
 
 
 @api_json
@@ -570,6 +593,7 @@ async def overview(request: web.Request) -> web.StreamResponse:
         request,
         "overview.html",
         chargers=snapshot["chargers"],
+        totals=snapshot["totals"],
         tariff_ids=store.tariff_ids(),
         active=store.active_transactions(),
         security_events=store.security_events(limit=20),
@@ -599,11 +623,14 @@ async def charger_page(request: web.Request) -> web.StreamResponse:
     currency = store.currency()
     tariff_id = store.tariff_for(cp_id)
     _, owners = _owners(store)
-    connected = request.app[common.CSMS].commands.is_connected(cp_id)
+    csms = request.app[common.CSMS]
+    connected = csms.commands.is_connected(cp_id)
     return render(
         request,
         "charger.html",
         charger=charger,
+        last_seen=csms.chargers.last_seen(cp_id, charger.last_heartbeat),
+        curves=_curves(store, cp_id),
         connected=connected,
         lockout=request.app[common.CSMS].commands.auth_lockout(cp_id),
         connectors=[c for c in store.connectors(cp_id)],
@@ -625,6 +652,24 @@ async def charger_page(request: web.Request) -> web.StreamResponse:
         to_date=to_date.isoformat(),
         csv_url=f"/chargers/{cp_id}/stats.csv?" + urlencode({"from": from_date, "to": to_date}),
         reset_types=RESET_TYPES,
+    )
+
+
+def _curves(store: CsmsStore, cp_id: str) -> list[Curve]:
+    """The power and energy curves of ``cp_id``'s running sessions."""
+    return [session_curve(tx, store.meter_values(tx.id)) for tx in store.active_transactions(cp_id)]
+
+
+@page
+async def charger_live(request: web.Request) -> web.StreamResponse:
+    """GET /chargers/{cp_id}/live: the running sessions' curves as an HTML fragment (for the live poll)."""
+    store = _store(request)
+    cp_id = request.match_info["cp_id"]
+    if store.charger(cp_id) is None:
+        return error_page(request, 404, f"No charger {cp_id!r}.")
+    html = request.app[_ENV].get_template("curves.html").render(curves=_curves(store, cp_id))
+    return web.Response(
+        text=html, content_type="text/html", charset="utf-8", headers={"Cache-Control": "no-store"}
     )
 
 
@@ -1172,6 +1217,7 @@ def setup(app: web.Application, *, poll_ms: int = 1000) -> None:
     r.add_post("/chargers", add_charger)
     r.add_get("/chargers/{cp_id}", charger_page)
     r.add_get("/chargers/{cp_id}/stats.csv", charger_stats_csv)
+    r.add_get("/chargers/{cp_id}/live", charger_live)
     r.add_post("/chargers/{cp_id}/registration", set_registration)
     r.add_post("/chargers/{cp_id}/tariff", set_tariff)
     r.add_post("/chargers/{cp_id}/commands/{action}", charger_command)
