@@ -570,7 +570,7 @@ def seed_days(site: Csms, days: int = 25) -> list[int]:
 
 
 def session_ids(html: str) -> list[int]:
-    return [int(m) for m in re.findall(r'<td><a href="/sessions/([0-9]+)">', html)]
+    return [int(m) for m in re.findall(r'<td[^>]*><a href="/sessions/([0-9]+)">', html)]
 
 
 def href(html: str, element_id: str) -> str | None:
