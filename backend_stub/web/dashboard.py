@@ -34,6 +34,7 @@ from aiohttp import web
 from multidict import MultiDictProxy
 
 from backend_stub.domain.commands import ChargerCommands, CommandReply
+from backend_stub.domain.pricing import InvalidTariff, check_tariff
 from backend_stub.domain.tariffs import (
     Tariff,
     currency_exponent,
@@ -956,7 +957,117 @@ async def tariffs_page(request: web.Request) -> web.StreamResponse:
         if tariff_id:
             users_of.setdefault(tariff_id, []).append(charger.id)
     views = [tariff_view(store, t, users_of.get(t, [])) for t in store.tariff_ids()]
-    return render(request, "tariffs.html", tariffs=views, default=default)
+    return render(
+        request,
+        "tariffs.html",
+        tariffs=views,
+        default=default,
+        price_fields=TARIFF_FORM_PRICES,
+        form_values={v.id: tariff_form_values(v.tariff) for v in views},
+        empty_form=tariff_form_values(None),
+    )
+
+
+# The tariff form's price fields: (form field, OCPI dimension, label), all excl. VAT in the major unit.
+TARIFF_FORM_PRICES = (
+    ("energy_price", "ENERGY", "Energy, per kWh"),
+    ("time_price", "TIME", "Charging time, per hour"),
+    ("flat_fee", "FLAT", "Session fee, per session"),
+    ("parking_price", "PARKING_TIME", "Parking, per hour"),
+)
+
+
+def _decimal_field(form: MultiDictProxy[Any], name: str, *, places: int, high: int) -> Decimal | None:
+    """An optional non-negative decimal with at most ``places`` decimals (ASCII digits only), or None if empty."""
+    text = _text_field(form, name, required=False, max_len=32).replace(",", ".")
+    if not text:
+        return None
+    if not re.fullmatch(rf"[0-9]{{1,9}}(\.[0-9]{{1,{places}}})?", text):
+        raise FormError(f"{name}: expected a number with at most {places} decimals, got {text!r}")
+    value = Decimal(text)
+    if value > high:
+        raise FormError(f"{name}: must be at most {high}, got {text}")
+    return value
+
+
+def tariff_from_form(form: MultiDictProxy[Any], tariff_id: str, currency: str) -> dict[str, Any]:
+    """The OCPI 2.2.1 tariff object the form describes (one element, step size 1); raises FormError."""
+    vat = _decimal_field(form, "vat", places=2, high=100)
+    components = []
+    for name, dimension, _ in TARIFF_FORM_PRICES:
+        price = _decimal_field(form, name, places=4, high=1_000_000)
+        if price is not None:
+            component: dict[str, Any] = {"type": dimension, "price": float(price), "step_size": 1}
+            if vat is not None:
+                component["vat"] = float(vat)
+            components.append(component)
+    if not components:
+        raise FormError("enter at least one price (a free tariff is no tariff: remove it instead)")
+    element: dict[str, Any] = {"price_components": components}
+    start = _text_field(form, "start_time", required=False, max_len=8)
+    end = _text_field(form, "end_time", required=False, max_len=8)
+    if bool(start) != bool(end):
+        raise FormError("a time-of-day restriction needs both a start and an end time")
+    if start:
+        element["restrictions"] = {"start_time": start, "end_time": end}
+    return {"id": tariff_id, "currency": currency, "elements": [element]}
+
+
+def _save_tariff(store: CsmsStore, body: dict[str, Any]) -> str:
+    """Validate as the REST API does (`pricing.check_tariff`) and store; raises FormError."""
+    try:
+        tariff_id, _ = check_tariff(body, store.currency())
+    except InvalidTariff as exc:
+        raise FormError(str(exc)) from None
+    store.put_tariff(tariff_id, json.dumps(body, ensure_ascii=False, separators=(",", ":")))
+    return tariff_id
+
+
+@page
+async def add_tariff(request: web.Request) -> web.StreamResponse:
+    """POST /tariffs: create a tariff from the form (an existing id is refused: edit it instead)."""
+    store = _store(request)
+
+    def act(form: MultiDictProxy[Any]) -> str:
+        tariff_id = _text_field(form, "tariff_id")  # its length is check_tariff's rule, as in the API
+        if store.tariff_json(tariff_id) is not None:
+            raise FormError(f"tariff {tariff_id!r} exists; edit it below")
+        return f"Tariff {_save_tariff(store, tariff_from_form(form, tariff_id, store.currency()))} added."
+
+    return await _form_action(request, "/tariffs", act)
+
+
+@page
+async def edit_tariff(request: web.Request) -> web.StreamResponse:
+    """POST /tariffs/{tariff_id}: replace a tariff with the form's prices."""
+    store = _store(request)
+    tariff_id = request.match_info["tariff_id"]
+    if store.tariff_json(tariff_id) is None:
+        return error_page(request, 404, f"No tariff {tariff_id[:64]!r}.")
+
+    def act(form: MultiDictProxy[Any]) -> str:
+        return f"Tariff {_save_tariff(store, tariff_from_form(form, tariff_id, store.currency()))} saved."
+
+    return await _form_action(request, "/tariffs", act)
+
+
+def tariff_form_values(tariff: Tariff | None) -> dict[str, str]:
+    """The edit form's prefilled fields from a stored tariff's first element ('' where absent)."""
+    values = {name: "" for name, _, _ in TARIFF_FORM_PRICES} | {"vat": "", "start_time": "", "end_time": ""}
+    if tariff is None or not tariff.elements:
+        return values
+    element = tariff.elements[0]
+    by_type = {name: dimension for name, dimension, _ in TARIFF_FORM_PRICES}
+    for c in element.price_components:
+        for name, dimension in by_type.items():
+            if c.type.value == dimension and not values[name]:
+                values[name] = f"{c.price.normalize():f}"
+        if c.vat is not None and not values["vat"]:
+            values["vat"] = f"{c.vat.normalize():f}"
+    r = element.restrictions
+    if r is not None:
+        values["start_time"], values["end_time"] = r.start_time or "", r.end_time or ""
+    return values
 
 
 # ---------------------------------------------------------------------------------------------- actions
@@ -1236,3 +1347,5 @@ def setup(app: web.Application, *, poll_ms: int = 1000) -> None:
     r.add_post("/cards/{id_tag}/topup", topup_card)
     r.add_post("/cards/{id_tag}/status", set_card_status)
     r.add_get("/tariffs", tariffs_page)
+    r.add_post("/tariffs", add_tariff)
+    r.add_post("/tariffs/{tariff_id}", edit_tariff)

@@ -4,6 +4,7 @@ real agent, CSV downloads and HTML escaping."""
 from __future__ import annotations
 
 import csv
+import html
 import io
 import json
 import re
@@ -652,3 +653,79 @@ async def test_users_and_cards_csv(site: Csms, admin: Admin, client: aiohttp.Cli
         for path in ("/users.csv", "/cards.csv", "/sessions.csv"):
             async with stranger.get(path, allow_redirects=False) as r:
                 assert r.status == 303 and r.headers["Location"].startswith("/login")
+
+
+# ---------------------------------------------------------------------------------------------- tariffs (item 7)
+
+
+TARIFF_FORM = {
+    "tariff_id": "night",
+    "energy_price": "0.25",
+    "time_price": "1.20",
+    "flat_fee": "0,50",
+    "parking_price": "",
+    "vat": "19",
+    "start_time": "22:00",
+    "end_time": "06:00",
+}
+
+
+async def test_tariff_form_creates_and_edits_as_the_api_validates(
+    site: Csms, admin: Admin, client: aiohttp.ClientSession
+) -> None:
+    page = await admin.post("/tariffs", TARIFF_FORM)
+    assert flash_of(page) == "ok: Tariff night added.", flash_of(page)
+    stored = json.loads(site.store.tariff_json("night") or "{}")
+    assert stored == {
+        "id": "night",
+        "currency": "EUR",
+        "elements": [
+            {
+                "price_components": [
+                    {"type": "ENERGY", "price": 0.25, "step_size": 1, "vat": 19.0},
+                    {"type": "TIME", "price": 1.2, "step_size": 1, "vat": 19.0},
+                    {"type": "FLAT", "price": 0.5, "step_size": 1, "vat": 19.0},
+                ],
+                "restrictions": {"start_time": "22:00", "end_time": "06:00"},
+            }
+        ],
+    }
+    assert "between 22:00 and 06:00 local time (past midnight)" in page
+    assert 'value="0.25"' in page  # the edit form is prefilled
+
+    page = await admin.post("/tariffs/night", {**TARIFF_FORM, "energy_price": "0.3575", "start_time": ""})
+    assert "needs both a start and an end time" in flash_of(page)
+    page = await admin.post("/tariffs/night", {**TARIFF_FORM, "energy_price": "0.3575"})
+    assert flash_of(page) == "ok: Tariff night saved."
+    tariff = Tariff.from_ocpi(json.loads(site.store.tariff_json("night") or "{}"))
+    assert str(tariff.elements[0].price_components[0].price) == "0.3575"
+
+    # Refused by the form exactly as by the API: the same domain check, the same message.
+    headers = {"Authorization": f"Bearer {ADMIN_TOKEN}"}
+    for changes in ({"start_time": "25:00", "end_time": "06:00"}, {"tariff_id": "x" * 37}):
+        form = {**TARIFF_FORM, "tariff_id": "other", **changes}
+        body = dashboard.tariff_from_form(_multidict(form), form["tariff_id"], "EUR")
+        async with client.post("/api/tariffs", json=body, headers=headers) as r:
+            assert r.status == 400
+            api_error = (await r.json())["error"]
+        page = await admin.post("/tariffs", form)
+        assert html.unescape(flash_of(page)) == f"error: {api_error}", (api_error, flash_of(page))
+    for bad, message in (
+        ({"energy_price": "-1"}, "energy_price: expected a number"),
+        ({"energy_price": "0.12345"}, "at most 4 decimals"),
+        ({"energy_price": "NaN"}, "expected a number"),
+        ({"vat": "101"}, "vat: must be at most 100"),
+        ({"energy_price": "", "time_price": "", "flat_fee": ""}, "at least one price"),
+        ({"tariff_id": "night"}, "exists"),
+    ):
+        page = await admin.post("/tariffs", {**TARIFF_FORM, "tariff_id": "t2", **bad})
+        assert message in flash_of(page), (bad, flash_of(page))
+    assert site.store.tariff_ids() == sorted(["night", "standard"])
+    await admin.post("/tariffs", TARIFF_FORM | {"tariff_id": "t3"}, csrf=False, status=403)
+    await admin.post("/tariffs/nope", TARIFF_FORM, status=404)
+
+
+def _multidict(form: dict[str, str]) -> Any:
+    from multidict import MultiDict, MultiDictProxy
+
+    return MultiDictProxy(MultiDict(form))
