@@ -60,6 +60,7 @@ class Csms:
         )
         self.server.admission = self.central.chargers.admission
         self.server.booted_before = self.central.chargers.booted_before
+        self.server.on_inbound = self.central.chargers.seen
         self.v16 = V16Handlers(self.central)
         self.v16.install(self.server)
         if admin_token is not None:

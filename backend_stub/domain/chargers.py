@@ -47,6 +47,9 @@ class Chargers:
         self.max_pending = max_pending
         self.pending_ttl_s = pending_ttl_s
         self._verified: dict[str, bytes] = {}  # cp_id -> sha256(password) of the last verified password
+        # cp_id -> time of its latest incoming message, in memory (no store write per frame). Only admitted
+        # connections send frames, so the keys are registry ids: bounded by the registry (and max_pending).
+        self._last_seen: dict[str, datetime] = {}
 
     async def admission(self, cp_id: str, password: str | None, profile: SecurityProfile) -> Admission:
         """Whether ``cp_id`` may connect with ``password`` (None: none sent) at security ``profile``."""
@@ -99,6 +102,17 @@ class Chargers:
             self.store.raise_security_profile(cp_id, profile)
             log.info("charger %s now uses security profile %d", cp_id, profile)
         return "ok"
+
+    def seen(self, cp_id: str) -> None:
+        """Note that ``cp_id`` just sent a message of any kind."""
+        self._last_seen[cp_id] = self.clock()
+
+    def last_seen(self, cp_id: str, last_heartbeat: datetime | None = None) -> datetime | None:
+        """When ``cp_id`` last sent anything: since this process started, else its stored last heartbeat."""
+        seen = self._last_seen.get(cp_id)
+        if seen is None or (last_heartbeat is not None and last_heartbeat > seen):
+            return last_heartbeat
+        return seen
 
     def booted_before(self, cp_id: str) -> bool:
         """An accepted charger with a recorded boot need not boot again on a new connection (OCPP 1.6 §4.2)."""

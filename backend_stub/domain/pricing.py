@@ -6,13 +6,53 @@ import json
 from collections.abc import Callable
 from datetime import datetime, timedelta, tzinfo
 from decimal import Decimal
+from typing import Any, Final
 
 from backend_stub.domain import tariffs
 from backend_stub.domain.payments import Hooks
-from backend_stub.store import AuthStatus, CsmsStore, Transaction
+from backend_stub.store import MAX_AMOUNT_MINOR, AuthStatus, CsmsStore, Transaction
 
 ENERGY = "Energy.Active.Import.Register"  # the measurand billed (same name in OCPP 1.6 and 2.0.1)
 SHORTEST_SESSION = timedelta(seconds=1)  # what a session stopped at or before its start is priced as
+MAX_TARIFF_PRICE: Final = 1_000_000  # major units per kWh / hour / session: a sanity cap, not a business rule
+
+
+class InvalidTariff(ValueError):
+    """A tariff document the central system will not store; ``field`` names the offending top-level key."""
+
+    def __init__(self, message: str, field: str | None = None) -> None:
+        """Keep the message and the field."""
+        super().__init__(message)
+        self.field = field
+
+
+def check_tariff(body: dict[str, Any], currency: str) -> tuple[str, tariffs.Tariff]:
+    """(id, parsed tariff) of an OCPI 2.2.1 tariff object in the installation's ``currency``; raises InvalidTariff.
+
+    The one validation every way in (REST API, dashboard form) applies before a tariff is stored.
+    """
+    tariff_id = body.get("id")
+    if not isinstance(tariff_id, str) or not 1 <= len(tariff_id) <= 36:
+        raise InvalidTariff("id must be a string of 1-36 characters (OCPI CiString(36))", "id")
+    try:
+        tariff = tariffs.Tariff.from_ocpi(body)
+    except (ValueError, TypeError, ArithmeticError) as exc:
+        raise InvalidTariff(f"not a valid OCPI 2.2.1 tariff: {exc}") from None
+    if tariff.currency != currency:
+        raise InvalidTariff(
+            f"currency must be the installation's currency {currency}, got {tariff.currency}", "currency"
+        )
+    for i, element in enumerate(tariff.elements):
+        for j, component in enumerate(element.price_components):
+            if component.price > MAX_TARIFF_PRICE:
+                raise InvalidTariff(
+                    f"elements[{i}].price_components[{j}].price must be at most {MAX_TARIFF_PRICE}",
+                    "elements",
+                )
+    for name, price in (("min_price", tariff.min_price), ("max_price", tariff.max_price)):
+        if price is not None and max(price.excl_vat, price.incl_vat or 0) > MAX_AMOUNT_MINOR:
+            raise InvalidTariff(f"{name} is out of range", name)
+    return tariff_id, tariff
 
 
 class Pricing:

@@ -256,6 +256,9 @@ class CentralSystem:
         # Whether a charger is known to have booted before (then it need not boot again on a new connection,
         # OCPP 1.6 §4.2); by default: it sent a BootNotification to this server since it started.
         self.booted_before: Callable[[str], bool] = lambda cp_id: cp_id in self._booted
+        # Called with the charger id on every incoming frame of an admitted connection, before it is parsed
+        # (the "last seen" time: any message proves liveness, OCPP 1.6 §4.6); must be cheap, it runs per frame.
+        self.on_inbound: Callable[[str], None] | None = None
         # Called with (cp_id, action, payload, answer) after every CALLRESULT to a server CALL.
         self.call_observers: list[CallObserver] = []
         self.validate_responses = True
@@ -711,6 +714,8 @@ class CentralSystem:
 
     def _on_frame(self, conn: _Connection, data: str | bytes) -> None:
         """Record one incoming frame and dispatch it."""
+        if self.on_inbound is not None:
+            self.on_inbound(conn.cp_id)
         if isinstance(data, bytes):
             text = data.decode("utf-8", errors="replace")
             binary = True

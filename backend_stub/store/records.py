@@ -22,6 +22,7 @@ MAX_ID_TAG_LENGTH: Final = 20  # OCPP 1.6 IdToken is CiString20Type
 MAX_AMOUNT_MINOR: Final = 10**12  # keeps every SUM far inside SQLite's signed 64-bit integers
 MAX_TEXT_LENGTH: Final = 10_000
 ENERGY_REGISTER: Final = "Energy.Active.Import.Register"
+POWER_ACTIVE_IMPORT: Final = "Power.Active.Import"  # OCPP 1.6 §7.31 Measurand, total unless a phase is given
 # Largest magnitude of a stored sample: an energy register in kWh x 1000 stays far inside SQLite's signed 64-bit
 # integers when it becomes a transaction's last_meter_wh.
 MAX_SAMPLE_VALUE: Final = 1e15

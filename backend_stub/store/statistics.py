@@ -2,11 +2,14 @@
 
 from __future__ import annotations
 
+import math
+from collections.abc import Sequence
 from datetime import UTC, date, datetime, time, timedelta, tzinfo
 
 from backend_stub.store.payments import PaymentsStore
 from backend_stub.store.records import (
     CHARGING,
+    POWER_ACTIVE_IMPORT,
     DailyStats,
     InvalidInput,
     SessionSummary,
@@ -155,3 +158,112 @@ class StatisticsStore(PaymentsStore):
         ]
         header = ["transaction_id", "cp_id", "connector_id", "id_tag", "started_at", "stopped_at"]
         return _csv([*header, "energy_kwh", "cost_minor", "currency"], rows)
+
+    def sessions_csv(
+        self,
+        *,
+        cp_id: str | None = None,
+        user_id: int | None = None,
+        started_from: datetime | None = None,
+        started_before: datetime | None = None,
+        limit: int = 100_000,
+    ) -> tuple[str, bool]:
+        """The filtered sessions (as `recent_transactions`) as CSV text, newest first, at most ``limit`` rows;
+        and whether more matched than were written."""
+        txs = self.recent_transactions(
+            cp_id=cp_id,
+            user_id=user_id,
+            started_from=started_from,
+            started_before=started_before,
+            limit=limit + 1,
+        )
+        owners = {
+            r["id_tag"].casefold(): r["user_id"]
+            for r in self._read("SELECT id_tag, user_id FROM cards WHERE user_id IS NOT NULL")
+        }
+        currency = self.currency()
+        rows = [
+            [
+                tx.id,
+                tx.cp_id,
+                tx.connector_id,
+                tx.id_tag,
+                owners.get(tx.id_tag.casefold(), ""),
+                tx.started_at.isoformat(),
+                tx.stopped_at.isoformat() if tx.stopped_at else "",
+                tx.energy_wh,
+                "" if tx.cost_minor is None else tx.cost_minor,
+                currency,
+                tx.stop_reason or "",
+            ]
+            for tx in txs[:limit]
+        ]
+        header = ["transaction_id", "cp_id", "connector_id", "id_tag", "user_id", "started_at", "stopped_at"]
+        return _csv([*header, "energy_wh", "cost_minor", "currency", "stop_reason"], rows), len(txs) > limit
+
+    def users_csv(self) -> str:
+        """Every user with card count and the balance over all their cards, as CSV text."""
+        currency = self.currency()
+        cards: dict[int, list[int]] = {}
+        for card in self.cards():
+            if card.user_id is not None:
+                cards.setdefault(card.user_id, []).append(card.balance_minor)
+        rows = [
+            [
+                u.id,
+                u.name,
+                u.phone or "",
+                u.email or "",
+                u.created_at.isoformat(),
+                len(cards.get(u.id, [])),
+                sum(cards.get(u.id, [])),
+                currency,
+            ]
+            for u in self.users()
+        ]
+        header = ["user_id", "name", "phone", "email", "created_at", "cards", "balance_minor", "currency"]
+        return _csv(header, rows)
+
+    def cards_csv(self) -> str:
+        """Every card with owner, mode, status, expiry and balance, as CSV text."""
+        currency = self.currency()
+        rows = [
+            [
+                c.id_tag,
+                "" if c.user_id is None else c.user_id,
+                str(c.mode),
+                str(c.status),
+                c.expiry.isoformat() if c.expiry else "",
+                c.balance_minor,
+                currency,
+                c.created_at.isoformat(),
+            ]
+            for c in self.cards()
+        ]
+        header = ["id_tag", "user_id", "mode", "status", "expiry", "balance_minor", "currency", "created_at"]
+        return _csv(header, rows)
+
+    def latest_power_w(self, transaction_ids: Sequence[int]) -> dict[int, float]:
+        """The latest total Power.Active.Import of each transaction, in W (transactions without one left out)."""
+        out: dict[int, float] = {}
+        for tx_id in transaction_ids:
+            rows = self._read(
+                "SELECT value, unit FROM meter_values WHERE transaction_id = ? AND measurand = ? AND phase = '' "
+                "AND location IN ('', 'Outlet') ORDER BY timestamp DESC LIMIT 1",
+                (tx_id, POWER_ACTIVE_IMPORT),
+            )
+            for r in rows:
+                scale = 1000.0 if r["unit"] == "kW" else 1.0
+                if math.isfinite(r["value"]):
+                    out[tx_id] = r["value"] * scale
+        return out
+
+    def ended_between(self, start: datetime, end: datetime) -> tuple[int, int]:
+        """(energy in Wh, revenue in minor units) of the sessions that ended in [start, end)."""
+        rows = self._read(
+            "SELECT COALESCE(SUM(MAX(0, meter_stop_wh - meter_start_wh)), 0) AS energy_wh, "
+            "COALESCE(SUM(COALESCE(cost_minor, 0)), 0) AS revenue_minor FROM transactions "
+            "WHERE stopped_at >= ? AND stopped_at < ?",
+            (_ts(start, "start"), _ts(end, "end")),
+        )
+        return int(rows[0]["energy_wh"]), int(rows[0]["revenue_minor"])

@@ -118,12 +118,24 @@ class TransactionsStore(AccountsStore):
         cp_id: str | None = None,
         user_id: int | None = None,
         id_tag: str | None = None,
+        started_from: datetime | None = None,
+        started_before: datetime | None = None,
         limit: int = 100,
+        offset: int = 0,
     ) -> list[Transaction]:
-        """Transactions newest first, optionally only of one charger, of one user's cards or of one card."""
-        _int(limit, "limit", low=1, high=10_000)
+        """Transactions newest first, optionally only of one charger, of one user's cards or of one card, and
+        only those started in [started_from, started_before); ``offset`` skips that many (paging)."""
+        _int(limit, "limit", low=1, high=100_001)
+        _int(offset, "offset", low=0, high=10_000_000)
         clauses: list[str] = []
         args: list[object] = []
+        # started_at is fixed-width UTC text (records._ts), so text order is time order.
+        if started_from is not None:
+            clauses.append("t.started_at >= ?")
+            args.append(_ts(started_from, "started_from"))
+        if started_before is not None:
+            clauses.append("t.started_at < ?")
+            args.append(_ts(started_before, "started_before"))
         if cp_id is not None:
             clauses.append("t.cp_id = ?")
             args.append(cp_id)
@@ -134,7 +146,10 @@ class TransactionsStore(AccountsStore):
             clauses.append("t.id_tag = ?")
             args.append(id_tag)
         where = f" WHERE {' AND '.join(clauses)}" if clauses else ""
-        rows = self._read(f"SELECT t.* FROM transactions t{where} ORDER BY t.id DESC LIMIT ?", [*args, limit])
+        rows = self._read(
+            f"SELECT t.* FROM transactions t{where} ORDER BY t.id DESC LIMIT ? OFFSET ?",
+            [*args, limit, offset],
+        )
         return [_transaction(r) for r in rows]
 
     def user_entries(self, user_id: int, limit: int = 500) -> list[LedgerEntry]:

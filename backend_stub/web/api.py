@@ -25,9 +25,9 @@ from typing import TYPE_CHECKING, Any, Final, NoReturn
 from aiohttp import web
 from aiohttp.web_protocol import RequestPayloadError
 
-from backend_stub.domain import tariffs
 from backend_stub.domain.chargers import MAX_CHARGER_ID_LENGTH
 from backend_stub.domain.commands import ChargerCommands
+from backend_stub.domain.pricing import InvalidTariff, check_tariff
 from backend_stub.errors import ApiError, CommandFailed, InvalidCommand
 from backend_stub.store import (
     MAX_AMOUNT_MINOR,
@@ -63,7 +63,6 @@ MAX_IDEMPOTENCY_KEY_LENGTH: Final = 200
 TOPUP_KEY_PREFIX: Final = "api-topup:"  # API keys get their own namespace in the ledger's key space
 MAX_STATS_DAYS: Final = 366
 MAX_COMMAND_TIMEOUT_S: Final = 120.0
-MAX_TARIFF_PRICE: Final = 1_000_000  # major units per kWh / hour / session: a sanity cap, not a business rule
 MAX_SQLITE_INT: Final = 2**63 - 1
 
 
@@ -667,27 +666,11 @@ async def card_ledger(request: web.Request) -> web.Response:
 
 
 def _validated_tariff(csms: Central, body: dict[str, Any]) -> tuple[str, str]:
-    """(id, JSON text) of an OCPI 2.2.1 tariff object, validated by the tariff engine; 400 otherwise."""
-    tariff_id = body.get("id")
-    if not isinstance(tariff_id, str) or not 1 <= len(tariff_id) <= 36:
-        _bad("id must be a string of 1-36 characters (OCPI CiString(36))", "id")
+    """(id, JSON text) of an OCPI 2.2.1 tariff object, validated by `pricing.check_tariff`; 400 otherwise."""
     try:
-        tariff = tariffs.Tariff.from_ocpi(body)
-    except (ValueError, TypeError, ArithmeticError) as exc:
-        _bad(f"not a valid OCPI 2.2.1 tariff: {exc}")
-    currency = csms.store.currency()
-    if tariff.currency != currency:
-        _bad(f"currency must be the installation's currency {currency}, got {tariff.currency}", "currency")
-    for i, element in enumerate(tariff.elements):
-        for j, component in enumerate(element.price_components):
-            if component.price > MAX_TARIFF_PRICE:
-                _bad(
-                    f"elements[{i}].price_components[{j}].price must be at most {MAX_TARIFF_PRICE}",
-                    "elements",
-                )
-    for name, price in (("min_price", tariff.min_price), ("max_price", tariff.max_price)):
-        if price is not None and max(price.excl_vat, price.incl_vat or 0) > MAX_AMOUNT_MINOR:
-            _bad(f"{name} is out of range", name)
+        tariff_id, _ = check_tariff(body, csms.store.currency())
+    except InvalidTariff as exc:
+        _bad(str(exc), exc.field)
     return tariff_id, json.dumps(body, ensure_ascii=False, separators=(",", ":"))
 
 

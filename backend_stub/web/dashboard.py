@@ -34,6 +34,7 @@ from aiohttp import web
 from multidict import MultiDictProxy
 
 from backend_stub.domain.commands import ChargerCommands, CommandReply
+from backend_stub.domain.pricing import InvalidTariff, check_tariff
 from backend_stub.domain.tariffs import (
     Tariff,
     currency_exponent,
@@ -53,6 +54,7 @@ from backend_stub.store import (
     User,
 )
 from backend_stub.web import common
+from backend_stub.web.charts import Curve, session_curve
 from backend_stub.web.formatting import (
     DIMENSION_UNITS,
     describe_component,
@@ -71,6 +73,9 @@ MAX_RANGE_DAYS = 366
 COMMAND_TIMEOUT_S = 15.0
 RECENT_SESSIONS = 20
 SESSIONS_PAGE = 200
+MAX_SESSIONS_PAGE = 1000
+MAX_SESSIONS_OFFSET = 10_000_000
+MAX_CSV_SESSIONS = 100_000  # one export is built in memory: bounded
 
 POLL_MS: web.AppKey[int] = web.AppKey("dashboard_poll_ms", int)
 _ENV: web.AppKey[jinja2.Environment] = web.AppKey("dashboard_jinja", jinja2.Environment)
@@ -532,6 +537,7 @@ def status_snapshot(request: web.Request) -> dict[str, Any]:
                 "registration": str(charger.status),
                 "connected": charger.id in connected,
                 "last_heartbeat": format_time(charger.last_heartbeat),
+                "last_seen": format_time(csms.chargers.last_seen(charger.id, charger.last_heartbeat)),
                 "active_transactions": active.get(charger.id, 0),
                 "connectors": [
                     {
@@ -546,7 +552,28 @@ def status_snapshot(request: web.Request) -> dict[str, Any]:
                 ],
             }
         )
-    return {"now": format_time(datetime.now(UTC)), "chargers": chargers}
+    return {"now": format_time(datetime.now(UTC)), "chargers": chargers, "totals": site_totals(request)}
+
+
+def site_totals(request: web.Request) -> dict[str, str]:
+    """Power now (latest Power.Active.Import of each running session), and energy and revenue today: sessions
+    that ended today (site time zone) plus the energy so far of the running ones (their revenue counts once
+    they end, when they are priced)."""
+    csms = request.app[common.CSMS]
+    store = csms.store
+    tz = _site_tz(request)
+    today = csms.clock().astimezone(tz).date()
+    start = datetime.combine(today, time(), tz)
+    end = datetime.combine(today + timedelta(days=1), time(), tz)
+    active = store.active_transactions()
+    power_w = sum(store.latest_power_w([tx.id for tx in active]).values())
+    ended_wh, revenue_minor = store.ended_between(start, end)
+    energy_wh = ended_wh + sum(tx.energy_wh for tx in active)
+    return {
+        "power": f"{power_w / 1000:,.1f} kW",
+        "energy": format_kwh(energy_wh),
+        "revenue": format_money(revenue_minor, store.currency()),
+    }
 
 
 @api_json
@@ -567,6 +594,7 @@ async def overview(request: web.Request) -> web.StreamResponse:
         request,
         "overview.html",
         chargers=snapshot["chargers"],
+        totals=snapshot["totals"],
         tariff_ids=store.tariff_ids(),
         active=store.active_transactions(),
         security_events=store.security_events(limit=20),
@@ -596,11 +624,14 @@ async def charger_page(request: web.Request) -> web.StreamResponse:
     currency = store.currency()
     tariff_id = store.tariff_for(cp_id)
     _, owners = _owners(store)
-    connected = request.app[common.CSMS].commands.is_connected(cp_id)
+    csms = request.app[common.CSMS]
+    connected = csms.commands.is_connected(cp_id)
     return render(
         request,
         "charger.html",
         charger=charger,
+        last_seen=csms.chargers.last_seen(cp_id, charger.last_heartbeat),
+        curves=_curves(store, cp_id),
         connected=connected,
         lockout=request.app[common.CSMS].commands.auth_lockout(cp_id),
         connectors=[c for c in store.connectors(cp_id)],
@@ -625,6 +656,24 @@ async def charger_page(request: web.Request) -> web.StreamResponse:
     )
 
 
+def _curves(store: CsmsStore, cp_id: str) -> list[Curve]:
+    """The power and energy curves of ``cp_id``'s running sessions."""
+    return [session_curve(tx, store.meter_values(tx.id)) for tx in store.active_transactions(cp_id)]
+
+
+@page
+async def charger_live(request: web.Request) -> web.StreamResponse:
+    """GET /chargers/{cp_id}/live: the running sessions' curves as an HTML fragment (for the live poll)."""
+    store = _store(request)
+    cp_id = request.match_info["cp_id"]
+    if store.charger(cp_id) is None:
+        return error_page(request, 404, f"No charger {cp_id!r}.")
+    html = request.app[_ENV].get_template("curves.html").render(curves=_curves(store, cp_id))
+    return web.Response(
+        text=html, content_type="text/html", charset="utf-8", headers={"Cache-Control": "no-store"}
+    )
+
+
 @page
 async def charger_stats_csv(request: web.Request) -> web.StreamResponse:
     """GET /chargers/{cp_id}/stats.csv?from=&to=: the daily statistics as CSV."""
@@ -640,15 +689,98 @@ async def charger_stats_csv(request: web.Request) -> web.StreamResponse:
     return _csv_response(text, f"{cp_id}-daily-{from_date}-{to_date}.csv")
 
 
+@dataclass(frozen=True)
+class SessionFilter:
+    """The sessions page's query: charger, user, local start dates (inclusive), paging."""
+
+    cp_id: str | None
+    user_id: int | None
+    from_date: date | None
+    to_date: date | None
+    offset: int
+    limit: int
+
+    def window(self, tz: tzinfo) -> tuple[datetime | None, datetime | None]:
+        """[start of from_date, start of the day after to_date) in the site's time zone, as aware datetimes."""
+        start = None if self.from_date is None else datetime.combine(self.from_date, time(), tz)
+        end = None if self.to_date is None else datetime.combine(self.to_date + timedelta(days=1), time(), tz)
+        return start, end
+
+    def query(self, **changes: Any) -> str:
+        """This filter as a query string (empty fields left out), with ``changes`` applied."""
+        fields = {
+            "charger": self.cp_id,
+            "user": self.user_id,
+            "from": self.from_date,
+            "to": self.to_date,
+            "offset": self.offset or None,
+            "limit": None if self.limit == SESSIONS_PAGE else self.limit,
+        }
+        fields.update(changes)
+        return urlencode({k: v for k, v in fields.items() if v not in (None, "", 0)})
+
+
+def _optional_date(request: web.Request, name: str) -> date | None:
+    text = request.query.get(name, "")
+    if not text:
+        return None
+    if not re.fullmatch(r"[0-9]{4}-[0-9]{2}-[0-9]{2}", text):
+        raise FormError(f"{name}: dates must look like YYYY-MM-DD, got {text[:40]!r}")
+    try:
+        return date.fromisoformat(text)
+    except ValueError:
+        raise FormError(f"{name}: no such date {text!r}") from None
+
+
+def _query_int(request: web.Request, name: str, default: int, *, low: int, high: int) -> int:
+    text = request.query.get(name, "")
+    if not text:
+        return default
+    if not re.fullmatch(r"[0-9]{1,9}", text):
+        raise FormError(f"{name}: expected a whole number, got {text[:40]!r}")
+    number = int(text)
+    if not low <= number <= high:
+        raise FormError(f"{name}: must be {low}..{high}, got {number}")
+    return number
+
+
+def session_filter(request: web.Request) -> SessionFilter:
+    """The validated filter of a sessions request; raises FormError naming the bad field."""
+    user_text = request.query.get("user") or ""
+    from_date = _optional_date(request, "from")
+    to_date = _optional_date(request, "to")
+    if from_date and to_date and to_date < from_date:
+        raise FormError(f"'to' ({to_date}) is before 'from' ({from_date})")
+    return SessionFilter(
+        cp_id=request.query.get("charger") or None,
+        # ASCII digits only: str.isdigit() also takes '²', which int() refuses.
+        user_id=int(user_text) if re.fullmatch(r"[0-9]{1,11}", user_text) else None,
+        from_date=from_date,
+        to_date=to_date,
+        offset=_query_int(request, "offset", 0, low=0, high=MAX_SESSIONS_OFFSET),
+        limit=_query_int(request, "limit", SESSIONS_PAGE, low=1, high=MAX_SESSIONS_PAGE),
+    )
+
+
 @page
 async def sessions_page(request: web.Request) -> web.StreamResponse:
-    """GET /sessions?charger=&user=: sessions newest first, filtered."""
+    """GET /sessions?charger=&user=&from=&to=&offset=&limit=: sessions newest first, filtered, one page."""
     store = _store(request)
-    cp_filter = request.query.get("charger") or None
-    user_text = request.query.get("user") or ""
-    user_filter = int(user_text) if user_text.isdigit() and len(user_text) < 12 else None
+    try:
+        f = session_filter(request)
+    except FormError as exc:
+        return error_page(request, 400, str(exc))
     users, owners = _owners(store)
-    sessions = store.recent_transactions(cp_id=cp_filter, user_id=user_filter, limit=SESSIONS_PAGE)
+    started_from, started_before = f.window(_site_tz(request))
+    found = store.recent_transactions(
+        cp_id=f.cp_id,
+        user_id=f.user_id,
+        started_from=started_from,
+        started_before=started_before,
+        offset=f.offset,
+        limit=f.limit + 1,  # one more tells whether there is a next page
+    )
+    sessions = found[: f.limit]
     return render(
         request,
         "sessions.html",
@@ -656,10 +788,52 @@ async def sessions_page(request: web.Request) -> web.StreamResponse:
         owners=owners,
         chargers=[c.id for c in store.chargers()],
         users=list(users.values()),
-        cp_filter=cp_filter,
-        user_filter=user_filter,
-        limit=SESSIONS_PAGE,
+        cp_filter=f.cp_id,
+        user_filter=f.user_id,
+        from_date=f.from_date.isoformat() if f.from_date else "",
+        to_date=f.to_date.isoformat() if f.to_date else "",
+        first=f.offset + 1,
+        last=f.offset + len(sessions),
+        prev_url=f"/sessions?{f.query(offset=max(0, f.offset - f.limit))}" if f.offset else None,
+        next_url=f"/sessions?{f.query(offset=f.offset + f.limit)}" if len(found) > f.limit else None,
+        csv_url=f"/sessions.csv?{f.query(offset=None, limit=None)}",
     )
+
+
+@page
+async def sessions_csv(request: web.Request) -> web.StreamResponse:
+    """GET /sessions.csv?charger=&user=&from=&to=: every filtered session as CSV (up to MAX_CSV_SESSIONS)."""
+    store = _store(request)
+    try:
+        f = session_filter(request)
+    except FormError as exc:
+        return error_page(request, 400, str(exc))
+    started_from, started_before = f.window(_site_tz(request))
+    text, more = store.sessions_csv(
+        cp_id=f.cp_id,
+        user_id=f.user_id,
+        started_from=started_from,
+        started_before=started_before,
+        limit=MAX_CSV_SESSIONS,
+    )
+    if more:
+        return error_page(
+            request, 413, f"More than {MAX_CSV_SESSIONS:,} sessions match; narrow the dates and export again."
+        )
+    dates = f"-{f.from_date or 'start'}-{f.to_date or 'now'}" if f.from_date or f.to_date else ""
+    return _csv_response(text, f"sessions{dates}.csv")
+
+
+@page
+async def users_csv(request: web.Request) -> web.StreamResponse:
+    """GET /users.csv: every user with card count and balance."""
+    return _csv_response(_store(request).users_csv(), "users.csv")
+
+
+@page
+async def cards_csv(request: web.Request) -> web.StreamResponse:
+    """GET /cards.csv: every card with owner, mode, status, expiry and balance."""
+    return _csv_response(_store(request).cards_csv(), "cards.csv")
 
 
 def _cdr_view(tx: Transaction) -> dict[str, Any] | None:
@@ -783,7 +957,117 @@ async def tariffs_page(request: web.Request) -> web.StreamResponse:
         if tariff_id:
             users_of.setdefault(tariff_id, []).append(charger.id)
     views = [tariff_view(store, t, users_of.get(t, [])) for t in store.tariff_ids()]
-    return render(request, "tariffs.html", tariffs=views, default=default)
+    return render(
+        request,
+        "tariffs.html",
+        tariffs=views,
+        default=default,
+        price_fields=TARIFF_FORM_PRICES,
+        form_values={v.id: tariff_form_values(v.tariff) for v in views},
+        empty_form=tariff_form_values(None),
+    )
+
+
+# The tariff form's price fields: (form field, OCPI dimension, label), all excl. VAT in the major unit.
+TARIFF_FORM_PRICES = (
+    ("energy_price", "ENERGY", "Energy, per kWh"),
+    ("time_price", "TIME", "Charging time, per hour"),
+    ("flat_fee", "FLAT", "Session fee, per session"),
+    ("parking_price", "PARKING_TIME", "Parking, per hour"),
+)
+
+
+def _decimal_field(form: MultiDictProxy[Any], name: str, *, places: int, high: int) -> Decimal | None:
+    """An optional non-negative decimal with at most ``places`` decimals (ASCII digits only), or None if empty."""
+    text = _text_field(form, name, required=False, max_len=32).replace(",", ".")
+    if not text:
+        return None
+    if not re.fullmatch(rf"[0-9]{{1,9}}(\.[0-9]{{1,{places}}})?", text):
+        raise FormError(f"{name}: expected a number with at most {places} decimals, got {text!r}")
+    value = Decimal(text)
+    if value > high:
+        raise FormError(f"{name}: must be at most {high}, got {text}")
+    return value
+
+
+def tariff_from_form(form: MultiDictProxy[Any], tariff_id: str, currency: str) -> dict[str, Any]:
+    """The OCPI 2.2.1 tariff object the form describes (one element, step size 1); raises FormError."""
+    vat = _decimal_field(form, "vat", places=2, high=100)
+    components = []
+    for name, dimension, _ in TARIFF_FORM_PRICES:
+        price = _decimal_field(form, name, places=4, high=1_000_000)
+        if price is not None:
+            component: dict[str, Any] = {"type": dimension, "price": float(price), "step_size": 1}
+            if vat is not None:
+                component["vat"] = float(vat)
+            components.append(component)
+    if not components:
+        raise FormError("enter at least one price (a free tariff is no tariff: remove it instead)")
+    element: dict[str, Any] = {"price_components": components}
+    start = _text_field(form, "start_time", required=False, max_len=8)
+    end = _text_field(form, "end_time", required=False, max_len=8)
+    if bool(start) != bool(end):
+        raise FormError("a time-of-day restriction needs both a start and an end time")
+    if start:
+        element["restrictions"] = {"start_time": start, "end_time": end}
+    return {"id": tariff_id, "currency": currency, "elements": [element]}
+
+
+def _save_tariff(store: CsmsStore, body: dict[str, Any]) -> str:
+    """Validate as the REST API does (`pricing.check_tariff`) and store; raises FormError."""
+    try:
+        tariff_id, _ = check_tariff(body, store.currency())
+    except InvalidTariff as exc:
+        raise FormError(str(exc)) from None
+    store.put_tariff(tariff_id, json.dumps(body, ensure_ascii=False, separators=(",", ":")))
+    return tariff_id
+
+
+@page
+async def add_tariff(request: web.Request) -> web.StreamResponse:
+    """POST /tariffs: create a tariff from the form (an existing id is refused: edit it instead)."""
+    store = _store(request)
+
+    def act(form: MultiDictProxy[Any]) -> str:
+        tariff_id = _text_field(form, "tariff_id")  # its length is check_tariff's rule, as in the API
+        if store.tariff_json(tariff_id) is not None:
+            raise FormError(f"tariff {tariff_id!r} exists; edit it below")
+        return f"Tariff {_save_tariff(store, tariff_from_form(form, tariff_id, store.currency()))} added."
+
+    return await _form_action(request, "/tariffs", act)
+
+
+@page
+async def edit_tariff(request: web.Request) -> web.StreamResponse:
+    """POST /tariffs/{tariff_id}: replace a tariff with the form's prices."""
+    store = _store(request)
+    tariff_id = request.match_info["tariff_id"]
+    if store.tariff_json(tariff_id) is None:
+        return error_page(request, 404, f"No tariff {tariff_id[:64]!r}.")
+
+    def act(form: MultiDictProxy[Any]) -> str:
+        return f"Tariff {_save_tariff(store, tariff_from_form(form, tariff_id, store.currency()))} saved."
+
+    return await _form_action(request, "/tariffs", act)
+
+
+def tariff_form_values(tariff: Tariff | None) -> dict[str, str]:
+    """The edit form's prefilled fields from a stored tariff's first element ('' where absent)."""
+    values = {name: "" for name, _, _ in TARIFF_FORM_PRICES} | {"vat": "", "start_time": "", "end_time": ""}
+    if tariff is None or not tariff.elements:
+        return values
+    element = tariff.elements[0]
+    by_type = {name: dimension for name, dimension, _ in TARIFF_FORM_PRICES}
+    for c in element.price_components:
+        for name, dimension in by_type.items():
+            if c.type.value == dimension and not values[name]:
+                values[name] = f"{c.price.normalize():f}"
+        if c.vat is not None and not values["vat"]:
+            values["vat"] = f"{c.vat.normalize():f}"
+    r = element.restrictions
+    if r is not None:
+        values["start_time"], values["end_time"] = r.start_time or "", r.end_time or ""
+    return values
 
 
 # ---------------------------------------------------------------------------------------------- actions
@@ -1044,10 +1328,14 @@ def setup(app: web.Application, *, poll_ms: int = 1000) -> None:
     r.add_post("/chargers", add_charger)
     r.add_get("/chargers/{cp_id}", charger_page)
     r.add_get("/chargers/{cp_id}/stats.csv", charger_stats_csv)
+    r.add_get("/chargers/{cp_id}/live", charger_live)
     r.add_post("/chargers/{cp_id}/registration", set_registration)
     r.add_post("/chargers/{cp_id}/tariff", set_tariff)
     r.add_post("/chargers/{cp_id}/commands/{action}", charger_command)
     r.add_get("/sessions", sessions_page)
+    r.add_get("/sessions.csv", sessions_csv)
+    r.add_get("/users.csv", users_csv)
+    r.add_get("/cards.csv", cards_csv)
     r.add_get(r"/sessions/{tx_id:\d{1,12}}", session_page)
     r.add_get("/users", users_page)
     r.add_post("/users", add_user)
@@ -1059,3 +1347,5 @@ def setup(app: web.Application, *, poll_ms: int = 1000) -> None:
     r.add_post("/cards/{id_tag}/topup", topup_card)
     r.add_post("/cards/{id_tag}/status", set_card_status)
     r.add_get("/tariffs", tariffs_page)
+    r.add_post("/tariffs", add_tariff)
+    r.add_post("/tariffs/{tariff_id}", edit_tariff)

@@ -2,8 +2,9 @@
 
 from __future__ import annotations
 
+import re
 from datetime import UTC, datetime
-from decimal import Decimal
+from decimal import ROUND_HALF_UP, Decimal
 
 from backend_stub.domain.tariffs import (
     DimensionType,
@@ -19,6 +20,34 @@ def format_money(minor: int | None, currency: str) -> str:
         return "—"
     exponent = currency_exponent(currency)
     return f"{Decimal(minor).scaleb(-exponent):,.{exponent}f} {currency}"
+
+
+def format_amount_input(minor: int, currency: str) -> str:
+    """Integer minor units as a form value in the major unit, without grouping: 1234 EUR -> '12.34'."""
+    exponent = currency_exponent(currency)
+    return f"{Decimal(minor).scaleb(-exponent):.{exponent}f}"
+
+
+def parse_amount(text: str, currency: str) -> int:
+    """An amount typed in the currency's major unit ('5', '5.5', '5,50') as integer minor units.
+
+    At most the currency's minor digits (EUR 2, JPY 0); raises ValueError with a message for the user.
+    """
+    exponent = currency_exponent(currency)
+    decimals = rf"(?:[.,][0-9]{{1,{exponent}}})?" if exponent else ""
+    cleaned = text.strip()
+    if not re.fullmatch(rf"[0-9]{{1,12}}{decimals}", cleaned):
+        example = format_amount_input(550 * 10 ** max(exponent - 2, 0), currency) if exponent else "5"
+        places = f"at most {exponent} decimals" if exponent else "no decimals"
+        raise ValueError(f"Enter the amount in {currency} with {places}, e.g. {example}.")
+    return int(Decimal(cleaned.replace(",", ".")).scaleb(exponent))
+
+
+def format_fee(value: Decimal, currency: str) -> str:
+    """A per-session amount from a tariff, rounded half-up to minor units (0.595 EUR -> '0.60 EUR')."""
+    exponent = currency_exponent(currency)
+    minor = int(value.scaleb(exponent).quantize(Decimal(1), rounding=ROUND_HALF_UP))
+    return format_money(minor, currency)
 
 
 def format_time(value: datetime | None) -> str:

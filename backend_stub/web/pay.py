@@ -17,7 +17,12 @@ The flow (issue 4, item 5):
    ``start_timeout_s``) the card's remaining balance is paid out once (ledger key ``payment:{id}:refund``),
    refunded through the provider with the same key, the payment goes to ``refunded`` and the idTag is blocked.
 5. ``GET /pay/status/{token}`` (token = payment id + HMAC, so ids cannot be enumerated) shows where it stands
-   and refreshes itself (meta refresh) until it is final.
+   and refreshes itself (meta refresh) until it is final. While charging it has a "Stop charging" button:
+   ``POST /pay/status/{token}/stop`` (a second HMAC form field and a same-origin check against CSRF) sends
+   RemoteStopTransaction through the command port for that payment's own transaction only.
+
+Amounts are typed and shown in the currency's major unit ("5.00 EUR") and become integer minor units at the
+form boundary (`formatting.parse_amount`); a session fee in the price table is rounded to minor units.
 """
 
 from __future__ import annotations
@@ -51,6 +56,8 @@ from backend_stub.domain.payments import (
     ProviderEvent,
     refund_key,
 )
+from backend_stub.domain.tariffs import currency_exponent
+from backend_stub.errors import CommandFailed
 from backend_stub.store import (
     CardStatus,
     Conflict,
@@ -60,7 +67,14 @@ from backend_stub.store import (
     StoreError,
 )
 from backend_stub.web import common
-from backend_stub.web.formatting import describe_restrictions, format_money, format_price
+from backend_stub.web.formatting import (
+    describe_restrictions,
+    format_amount_input,
+    format_fee,
+    format_money,
+    format_price,
+    parse_amount,
+)
 
 __all__ = [
     "PAYMENTS",
@@ -218,13 +232,16 @@ def describe_tariff(tariff: tariffs.Tariff) -> list[dict[str, str]]:
                 step = (
                     f" (billed per {c.step_size} {'Wh' if c.type is tariffs.DimensionType.ENERGY else 's'})"
                 )
+            # A session fee is an amount the driver pays: shown in minor units like any amount; a unit price
+            # (per kWh, per hour) keeps its sub-minor digits, since the total is rounded once (OCPI 2.2.1 §11.4.5).
+            show = format_fee if c.type is tariffs.DimensionType.FLAT else format_price
             rows.append(
                 {
                     "what": _UNITS[c.type] + step,
                     "when": when,
-                    "excl": format_price(c.price, tariff.currency),
+                    "excl": show(c.price, tariff.currency),
                     "vat": f"{c.vat.normalize():f} %" if c.vat is not None else "none",
-                    "incl": format_price(incl, tariff.currency),
+                    "incl": show(incl, tariff.currency),
                 }
             )
     for label, price in (
@@ -232,12 +249,12 @@ def describe_tariff(tariff: tariffs.Tariff) -> list[dict[str, str]]:
         ("maximum per session", tariff.max_price),
     ):
         if price is not None:
-            incl_text = "" if price.incl_vat is None else format_price(price.incl_vat, tariff.currency)
+            incl_text = "" if price.incl_vat is None else format_fee(price.incl_vat, tariff.currency)
             rows.append(
                 {
                     "what": label,
                     "when": "",
-                    "excl": format_price(price.excl_vat, tariff.currency),
+                    "excl": format_fee(price.excl_vat, tariff.currency),
                     "vat": "",
                     "incl": incl_text,
                 }
@@ -421,11 +438,12 @@ class PaymentService:
             unavailable=self._unavailable_reason(cp_id, connector_id),
             tariff_rows=describe_tariff(tariff) if tariff else [],
             currency=currency,
-            presets=[(p, format_money(p, currency)) for p in presets],
+            presets=[(format_amount_input(p, currency), format_money(p, currency)) for p in presets],
             min_amount=format_money(cfg.min_amount_minor, currency),
             max_amount=format_money(cfg.max_amount_minor, currency),
-            min_minor=cfg.min_amount_minor,
-            max_minor=cfg.max_amount_minor,
+            min_major=format_amount_input(cfg.min_amount_minor, currency),
+            max_major=format_amount_input(cfg.max_amount_minor, currency),
+            step="1" if currency_exponent(currency) == 0 else f"0.{'0' * (currency_exponent(currency) - 1)}1",
             error=error,
             form_key=secrets.token_urlsafe(16),
             action=f"/pay/{quote(cp_id, safe='')}/{connector_id}",
@@ -436,10 +454,10 @@ class PaymentService:
         currency = self.store.currency()
         cfg = self.config
         limits = f"between {format_money(cfg.min_amount_minor, currency)} and {format_money(cfg.max_amount_minor, currency)}"
-        text = raw.strip()
-        if not re.fullmatch(r"[0-9]{1,15}", text):
-            return f"Enter the amount as a whole number of {currency} minor units (cents), {limits}."
-        amount = int(text)
+        try:
+            amount = parse_amount(raw, currency)
+        except ValueError as exc:
+            return f"{exc} The amount must be {limits}."
         if not cfg.min_amount_minor <= amount <= cfg.max_amount_minor:
             return f"The amount must be {limits}; {format_money(amount, currency)} is not."
         return amount
@@ -451,7 +469,7 @@ class PaymentService:
             return self._message(404, "Unknown charger", "There is no such charger or connector here.")
         cp_id, connector_id = target
         form = await request.post()
-        amount = self._validate_amount(str(form.get("amount_minor", "")))
+        amount = self._validate_amount(str(form.get("amount", "")))
         if isinstance(amount, str):
             return self._pay_form(request, cp_id, connector_id, error=amount, status=400)
         provider_name = str(form.get("provider", "test"))
@@ -547,17 +565,69 @@ class PaymentService:
 
     async def status_page(self, request: web.Request) -> web.Response:
         """GET /pay/status/{token}: where a payment stands; refreshes itself until final."""
-        payment = self.payment_for_token(request.match_info["token"])
+        token = request.match_info["token"]
+        payment = self.payment_for_token(token)
         if payment is None:
             return self._message(404, "Unknown payment", "There is no payment with this link.")
+        return self._status(payment, token)
+
+    def _status(
+        self, payment: Payment, token: str, *, error: str | None = None, status: int = 200
+    ) -> web.Response:
         view = self.view(payment)
         return self._render(
             "pay_status.html",
+            status,
             view=view,
             payment=payment,
-            refresh_s=None if view.final else self.config.status_refresh_s,
+            # No self-refresh while an error is shown, so the driver can read it.
+            refresh_s=None if view.final or error else self.config.status_refresh_s,
             pay_again=f"/pay/{quote(payment.cp_id, safe='')}/{payment.connector_id}",
+            stop_action=f"/pay/status/{token}/stop",
+            stop_csrf=self.stop_csrf(payment.id),
+            error=error,
         )
+
+    def stop_csrf(self, payment_id: int) -> str:
+        """The form field that must accompany a stop request for this payment (HMAC, not the status token)."""
+        return hmac.new(self._status_key, f"stop:{payment_id}".encode(), hashlib.sha256).hexdigest()[:32]
+
+    def _same_origin(self, request: web.Request) -> bool:
+        """False when the browser says the POST comes from another site (Origin, else Sec-Fetch-Site)."""
+        origin = request.headers.get("Origin")
+        if origin is not None and origin != "null":
+            allowed = {str(request.url.origin()), self.base_url(request)}
+            return origin.rstrip("/") in allowed
+        return request.headers.get("Sec-Fetch-Site", "same-origin") in ("same-origin", "none")
+
+    async def stop_submit(self, request: web.Request) -> web.Response:
+        """POST /pay/status/{token}/stop: stop this payment's own running session, nothing else."""
+        token = request.match_info["token"]
+        payment = self.payment_for_token(token)
+        if payment is None:
+            return self._message(404, "Unknown payment", "There is no payment with this link.")
+        form = await request.post()
+        if not self._same_origin(request) or not common.same_text(
+            str(form.get("csrf", "")), self.stop_csrf(payment.id)
+        ):
+            return self._status(payment, token, error="This stop request was refused.", status=403)
+        # The transaction is the one bound to this payment at StartTransaction, at the payment's own charger:
+        # the token can stop nothing else.
+        tx = self.store.transaction(payment.transaction_id) if payment.transaction_id is not None else None
+        if tx is None or not tx.active or tx.cp_id != payment.cp_id:
+            return self._status(payment, token, error="There is no running session to stop.", status=409)
+        try:
+            reply = await self.csms.commands.remote_stop(payment.cp_id, tx.id)
+        except CommandFailed as exc:
+            log.warning("driver stop of transaction %d at %s failed: %s", tx.id, payment.cp_id, exc)
+            return self._status(
+                payment, token, error="The charger did not answer. Unplug to stop charging.", status=502
+            )
+        if not reply.accepted:
+            return self._status(
+                payment, token, error="The charger refused to stop. Unplug to stop charging.", status=409
+            )
+        raise web.HTTPSeeOther(f"/pay/status/{token}")
 
     def view(self, payment: Payment) -> StatusView:
         """The status page's content for a payment."""
@@ -665,6 +735,7 @@ def setup(app: web.Application) -> None:
     router = app.router
     # Fixed paths before /pay/{cp}/{connector}.
     router.add_get("/pay/status/{token}", svc.status_page)
+    router.add_post("/pay/status/{token}/stop", svc.stop_submit)
     router.add_get("/pay/test-provider/{ref}", svc.test_provider_page)
     router.add_post("/pay/test-provider/{ref}", svc.test_provider_submit)
     router.add_post("/pay/callback/{provider}", svc.callback)

@@ -4,6 +4,7 @@ real agent, CSV downloads and HTML escaping."""
 from __future__ import annotations
 
 import csv
+import html
 import io
 import json
 import re
@@ -31,7 +32,10 @@ GET_PAGES = [
     f"/chargers/{CP_ID}",
     f"/chargers/{CP_ID}/stats.csv",
     "/sessions",
+    "/sessions.csv",
     "/users",
+    "/users.csv",
+    "/cards.csv",
     "/users/1",
     "/users/1/consumption.csv",
     "/cards",
@@ -539,3 +543,189 @@ def test_chart_layout_scales_bars_to_the_busiest_day() -> None:
     assert [b.height for b in revenue.bars] == [0, revenue.height / 2, revenue.height]
     assert energy.max_label == "10.000 kWh" and revenue.max_label == "10.00 EUR"
     assert energy.bars[1].title == "2024-01-02: 10.000 kWh"
+
+
+# ---------------------------------------------------------------------------------------------- sessions (item 8)
+
+
+def seed_days(site: Csms, days: int = 25) -> list[int]:
+    """One finished session per day from 2026-01-01 at 12:00 UTC; the 5th day's card is hostile text."""
+    store = site.store
+    user = store.add_user("=cmd|' /C calc'!A0", email="evil@example.org")  # CSV injection attempt
+    store.add_card("=1+2", user_id=user.id)
+    ids = []
+    for day in range(days):
+        start = datetime(2026, 1, 1 + day, 12, tzinfo=UTC)
+        tag = "=1+2" if day == 4 else f"TAG{day:02d}"
+        tx_id = store.start_transaction(CP_ID, 1, tag, 1000 * day, start)
+        store.stop_transaction(
+            CP_ID,
+            tx_id,
+            1000 * day + 500 + day,
+            start + timedelta(minutes=30),
+            "Local",
+            site.central.pricing.price,
+        )
+        ids.append(tx_id)
+    return ids
+
+
+def session_ids(html: str) -> list[int]:
+    return [int(m) for m in re.findall(r'<td[^>]*><a href="/sessions/([0-9]+)">', html)]
+
+
+def href(html: str, element_id: str) -> str | None:
+    match = re.search(rf'<a href="([^"]+)" id="{element_id}"', html)
+    return match[1].replace("&amp;", "&") if match else None
+
+
+async def test_sessions_page_pages_filters_by_date_and_exports_csv(site: Csms, admin: Admin) -> None:
+    ids = seed_days(site)
+    newest_first = ids[::-1]
+
+    first = await admin.get("/sessions?limit=10")
+    assert session_ids(first) == newest_first[:10]
+    assert href(first, "prev-page") is None
+    second_url = href(first, "next-page")
+    assert second_url is not None
+    second = await admin.get(second_url)
+    assert session_ids(second) == newest_first[10:20]
+    assert "Sessions 11\u201320" in second
+    last_url = href(second, "next-page")
+    assert last_url is not None
+    last = await admin.get(last_url)
+    assert session_ids(last) == newest_first[20:] and href(last, "next-page") is None
+    prev_url = href(last, "prev-page")
+    assert prev_url is not None
+    assert session_ids(await admin.get(prev_url)) == newest_first[10:20]
+
+    # Dates are the site's local days, inclusive; the paging links and the export keep the filter.
+    window = await admin.get(f"/sessions?charger={CP_ID}&from=2026-01-04&to=2026-01-06&limit=2")
+    assert session_ids(window) == [ids[5], ids[4]]
+    assert 'value="2026-01-04"' in window and 'value="2026-01-06"' in window
+    rest_url = href(window, "next-page")
+    assert rest_url is not None and "from=2026-01-04" in rest_url
+    assert session_ids(await admin.get(rest_url)) == [ids[3]]
+    csv_url = href(window, "sessions-csv")
+    assert csv_url is not None and "limit" not in csv_url and "offset" not in csv_url
+    async with admin.session.get(csv_url) as r:
+        assert r.status == 200 and r.content_type == "text/csv"
+        assert "attachment" in r.headers["Content-Disposition"]
+        rows = list(csv.reader(io.StringIO(await r.text())))
+    assert rows[0][:3] == ["transaction_id", "cp_id", "connector_id"] and "energy_wh" in rows[0]
+    assert [int(r[0]) for r in rows[1:]] == [ids[5], ids[4], ids[3]]
+    assert rows[1][rows[0].index("energy_wh")] == "505"
+    assert rows[2][rows[0].index("id_tag")] == "'=1+2"  # a formula is neutralised
+
+    for bad in (
+        "from=2026-02-30",
+        "from=2026-01-06&to=2026-01-04",
+        "from=06.01.2026",
+        "offset=-1",
+        "limit=0",
+        "limit=1000000",
+        "offset=1e3",
+    ):
+        await admin.get(f"/sessions?{bad}", status=400)
+        await admin.get(f"/sessions.csv?{bad}", status=400)
+    assert session_ids(await admin.get("/sessions?user=%C2%B2")) == newest_first[:25]  # '²' is no user id
+    assert "No sessions match" in await admin.get("/sessions?from=2030-01-01")
+
+
+async def test_users_and_cards_csv(site: Csms, admin: Admin, client: aiohttp.ClientSession) -> None:
+    user_id = seed(site.store, site)
+    seed_days(site, 1)
+    users_page = await admin.get("/users")
+    assert href(users_page, "users-csv") == "/users.csv"
+    assert href(await admin.get("/cards"), "cards-csv") == "/cards.csv"
+    users = list(csv.DictReader(io.StringIO(await admin.get("/users.csv"))))
+    ada = next(u for u in users if u["user_id"] == str(user_id))
+    balance = site.store.balance(CARD) + site.store.balance(PREPAID)  # the session is billed to CARD
+    assert ada["name"] == "Ada Lovelace" and ada["cards"] == "2" and ada["balance_minor"] == str(balance)
+    assert ada["currency"] == "EUR"
+    assert any(u["name"].startswith("'=cmd") for u in users)
+    cards = {c["id_tag"]: c for c in csv.DictReader(io.StringIO(await admin.get("/cards.csv")))}
+    assert cards[PREPAID]["mode"] == "prepaid" and cards[PREPAID]["balance_minor"] == "2000"
+    assert cards[CARD]["user_id"] == str(user_id) and cards[CARD]["status"] == "active"
+    assert "'=1+2" in cards
+    # Exports need the admin session like every page.
+    async with aiohttp.ClientSession(base_url=str(client._base_url)) as stranger:
+        for path in ("/users.csv", "/cards.csv", "/sessions.csv"):
+            async with stranger.get(path, allow_redirects=False) as r:
+                assert r.status == 303 and r.headers["Location"].startswith("/login")
+
+
+# ---------------------------------------------------------------------------------------------- tariffs (item 7)
+
+
+TARIFF_FORM = {
+    "tariff_id": "night",
+    "energy_price": "0.25",
+    "time_price": "1.20",
+    "flat_fee": "0,50",
+    "parking_price": "",
+    "vat": "19",
+    "start_time": "22:00",
+    "end_time": "06:00",
+}
+
+
+async def test_tariff_form_creates_and_edits_as_the_api_validates(
+    site: Csms, admin: Admin, client: aiohttp.ClientSession
+) -> None:
+    page = await admin.post("/tariffs", TARIFF_FORM)
+    assert flash_of(page) == "ok: Tariff night added.", flash_of(page)
+    stored = json.loads(site.store.tariff_json("night") or "{}")
+    assert stored == {
+        "id": "night",
+        "currency": "EUR",
+        "elements": [
+            {
+                "price_components": [
+                    {"type": "ENERGY", "price": 0.25, "step_size": 1, "vat": 19.0},
+                    {"type": "TIME", "price": 1.2, "step_size": 1, "vat": 19.0},
+                    {"type": "FLAT", "price": 0.5, "step_size": 1, "vat": 19.0},
+                ],
+                "restrictions": {"start_time": "22:00", "end_time": "06:00"},
+            }
+        ],
+    }
+    assert "between 22:00 and 06:00 local time (past midnight)" in page
+    assert 'value="0.25"' in page  # the edit form is prefilled
+
+    page = await admin.post("/tariffs/night", {**TARIFF_FORM, "energy_price": "0.3575", "start_time": ""})
+    assert "needs both a start and an end time" in flash_of(page)
+    page = await admin.post("/tariffs/night", {**TARIFF_FORM, "energy_price": "0.3575"})
+    assert flash_of(page) == "ok: Tariff night saved."
+    tariff = Tariff.from_ocpi(json.loads(site.store.tariff_json("night") or "{}"))
+    assert str(tariff.elements[0].price_components[0].price) == "0.3575"
+
+    # Refused by the form exactly as by the API: the same domain check, the same message.
+    headers = {"Authorization": f"Bearer {ADMIN_TOKEN}"}
+    for changes in ({"start_time": "25:00", "end_time": "06:00"}, {"tariff_id": "x" * 37}):
+        form = {**TARIFF_FORM, "tariff_id": "other", **changes}
+        body = dashboard.tariff_from_form(_multidict(form), form["tariff_id"], "EUR")
+        async with client.post("/api/tariffs", json=body, headers=headers) as r:
+            assert r.status == 400
+            api_error = (await r.json())["error"]
+        page = await admin.post("/tariffs", form)
+        assert html.unescape(flash_of(page)) == f"error: {api_error}", (api_error, flash_of(page))
+    for bad, message in (
+        ({"energy_price": "-1"}, "energy_price: expected a number"),
+        ({"energy_price": "0.12345"}, "at most 4 decimals"),
+        ({"energy_price": "NaN"}, "expected a number"),
+        ({"vat": "101"}, "vat: must be at most 100"),
+        ({"energy_price": "", "time_price": "", "flat_fee": ""}, "at least one price"),
+        ({"tariff_id": "night"}, "exists"),
+    ):
+        page = await admin.post("/tariffs", {**TARIFF_FORM, "tariff_id": "t2", **bad})
+        assert message in flash_of(page), (bad, flash_of(page))
+    assert site.store.tariff_ids() == sorted(["night", "standard"])
+    await admin.post("/tariffs", TARIFF_FORM | {"tariff_id": "t3"}, csrf=False, status=403)
+    await admin.post("/tariffs/nope", TARIFF_FORM, status=404)
+
+
+def _multidict(form: dict[str, str]) -> Any:
+    from multidict import MultiDict, MultiDictProxy
+
+    return MultiDictProxy(MultiDict(form))

@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 from dataclasses import replace
+from pathlib import Path
 
 from backend_stub.app import Csms
 from backend_stub.store import PaymentStatus
@@ -12,9 +13,12 @@ from tests.integration.conftest import until
 from tests.web.conftest import CP_ID, Browser, StartSiteAgent
 
 PHONE = {"viewport": {"width": 390, "height": 844}, "is_mobile": True, "has_touch": True}
+DESKTOP = {"viewport": {"width": 1280, "height": 900}}
 
 
-async def test_qr_pay_flow_in_chromium(site: Csms, site_agent: StartSiteAgent, browser: Browser) -> None:
+async def test_qr_pay_flow_in_chromium(
+    site: Csms, site_agent: StartSiteAgent, browser: Browser, tmp_path: Path
+) -> None:
     svc = payments.service(site.server.app)
     svc.config = replace(svc.config, status_refresh_s=1)
     agent = await site_agent(settings={"meter_value_sample_interval_s": 1})
@@ -27,13 +31,26 @@ async def test_qr_pay_flow_in_chromium(site: Csms, site_agent: StartSiteAgent, b
     tariff = await page.inner_text("#tariff")
     assert "per kWh" in tariff and "0.357 EUR" in tariff and "per session" in tariff
 
+    # Amounts are asked for in EUR, never in cents (issue 16 item 11).
+    assert "in EUR" in await page.inner_text("label[for=amount]")
+    assert "cents" not in await page.inner_text("#pay")
+    assert "0.60 EUR" in tariff and "0.595" not in tariff
+    await page.screenshot(path=tmp_path / "pay-phone.png", full_page=True)
+    desktop = await browser.new_page(**DESKTOP)
+    await desktop.goto(f"{site.http_url}/pay/{CP_ID}/1")
+    await desktop.screenshot(path=tmp_path / "pay-desktop.png", full_page=True)
+
     # A bad amount is refused by the server with a clear message (the browser's own check is bypassed).
-    await page.fill("#amount_minor", "5")
+    await page.fill("#amount", "0.595")
+    await page.eval_on_selector("form", "f => f.noValidate = true")
+    await page.click("#pay-button")
+    assert "at most 2 decimals" in await page.inner_text("#error")
+    await page.fill("#amount", "0.50")
     await page.eval_on_selector("form", "f => f.noValidate = true")
     await page.click("#pay-button")
     assert "between 1.00 EUR and 100.00 EUR" in await page.inner_text("#error")
 
-    await page.fill("#amount_minor", "500")
+    await page.fill("#amount", "5")
     await page.click("#pay-button")
     await page.wait_for_url("**/pay/test-provider/**")
     assert "5.00 EUR" in await page.inner_text("#amount")
@@ -52,9 +69,14 @@ async def test_qr_pay_flow_in_chromium(site: Csms, site_agent: StartSiteAgent, b
         "() => parseFloat(document.querySelector('#energy')?.textContent) > 0", timeout=15_000
     )
 
-    # The driver unplugs; the page shows the cost and the refund of the remainder.
-    agent.unplug()
+    # The driver stops from the phone; the charger ends the session, the page shows cost and refund.
+    await page.screenshot(path=tmp_path / "status-charging-phone.png", full_page=True)
+    await desktop.goto(page.url)
+    await desktop.screenshot(path=tmp_path / "status-charging-desktop.png", full_page=True)
+    await page.click("#stop-button")
     await page.wait_for_selector('main[data-state="finished"]', timeout=15_000)
+    assert agent.state() != "CHARGING"
+    await page.screenshot(path=tmp_path / "status-finished-phone.png", full_page=True)
     refs = site.store.payments_with_status(PaymentStatus.REFUNDED)
     assert len(refs) == 1
     payment = refs[0]

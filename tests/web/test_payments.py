@@ -42,11 +42,18 @@ async def connected_agent(site: Csms, site_agent: StartSiteAgent, **kwargs: Any)
     return handle
 
 
+def major(amount_minor: int | str) -> str:
+    """A form amount in EUR as the driver types it (500 -> '5.00'); text is passed through."""
+    return (
+        amount_minor if isinstance(amount_minor, str) else f"{amount_minor // 100}.{amount_minor % 100:02d}"
+    )
+
+
 async def checkout(http: aiohttp.ClientSession, amount_minor: int | str = 500, connector: int = 1) -> str:
     """Submit the pay form; return the test provider's checkout ref."""
     async with http.post(
         f"/pay/{CP_ID}/{connector}",
-        data={"amount_minor": str(amount_minor), "key": "k" * 20 + str(amount_minor)},
+        data={"amount": major(amount_minor), "key": "k" * 20 + str(amount_minor)},
         allow_redirects=False,
     ) as r:
         assert r.status == 303, await r.text()
@@ -247,6 +254,66 @@ async def test_declined_payment_starts_nothing(
     assert site.store.entries() == []
 
 
+def stop_frames(site: Csms) -> list[Any]:
+    return [
+        f
+        for f in site.server.log
+        if f.direction == "out" and f.action == "RemoteStopTransaction" and f.message_type == 2
+    ]
+
+
+async def post_stop(
+    http: aiohttp.ClientSession, status_path: str, csrf: str, headers: dict[str, str] | None = None
+) -> tuple[int, str]:
+    async with http.post(
+        f"{status_path}/stop", data={"csrf": csrf}, headers=headers or {}, allow_redirects=False
+    ) as r:
+        return r.status, await r.text()
+
+
+async def test_driver_stops_only_their_own_session(
+    site: Csms, site_agent: StartSiteAgent, http: aiohttp.ClientSession
+) -> None:
+    agent = await connected_agent(site, site_agent)
+    declined_path = await approve(http, await checkout(http, 400), "decline")
+    ref = await checkout(http, 500)
+    status_path = await approve(http, ref)
+    await until(lambda: len(remote_starts(site)) == 1, 5, "no RemoteStartTransaction")
+    agent.plug()
+    await agent.wait_state("CHARGING", timeout=10)
+    await until(lambda: payment_of(site, ref).transaction_id is not None, 5, "payment not bound")
+    payment = payment_of(site, ref)
+    state, html = await status_state(http, status_path)
+    assert state == "charging" and "Stop charging" in html
+    csrf = re.search(r'name="csrf" value="([0-9a-f]+)"', html)
+    assert csrf
+
+    # Refused: a forged form field, a cross-site POST, another payment's link, a made-up link.
+    assert (await post_stop(http, status_path, "0" * 32))[0] == 403
+    assert (await post_stop(http, status_path, csrf[1], {"Origin": "https://evil.example"}))[0] == 403
+    _, declined_html = await status_state(http, declined_path)
+    assert "Stop charging" not in declined_html
+    other = svc(site).payment_for_token(declined_path.rsplit("/", 1)[1])
+    assert other is not None
+    assert (await post_stop(http, declined_path, svc(site).stop_csrf(other.id)))[0] == 409
+    assert (await post_stop(http, "/pay/status/1-" + "0" * 24, csrf[1]))[0] == 404
+    assert stop_frames(site) == []
+    assert agent.state() == "CHARGING"
+
+    # The driver's own stop goes to that charger for exactly that transaction.
+    status, _ = await post_stop(http, status_path, csrf[1], {"Origin": site.http_url})
+    assert status == 303
+    assert [f.payload for f in stop_frames(site)] == [{"transactionId": payment.transaction_id}]
+    await wait_status(site, ref, PaymentStatus.REFUNDED)
+    assert payment.transaction_id is not None
+    assert not site.store.transaction(payment.transaction_id).active
+    state, html = await status_state(http, status_path)
+    assert state == "finished" and "Stop charging" not in html
+    # Stopping again: nothing is running any more.
+    assert (await post_stop(http, status_path, csrf[1]))[0] == 409
+    assert len(stop_frames(site)) == 1
+
+
 async def test_charger_rejects_start_refunds(
     site: Csms, site_agent: StartSiteAgent, http: aiohttp.ClientSession
 ) -> None:
@@ -269,7 +336,7 @@ async def test_charger_rejects_start_refunds(
     state, html = await status_state(http, status_path)
     assert state == "refunded" and "rejected" in html, html
     # And the pay page now refuses new payments for that connector, with a clear message.
-    async with http.post(f"/pay/{CP_ID}/1", data={"amount_minor": "500"}) as r:
+    async with http.post(f"/pay/{CP_ID}/1", data={"amount": "5.00"}) as r:
         assert r.status == 409
         assert "unavailable" in (await r.text()).lower()
 
@@ -368,21 +435,24 @@ async def test_session_stops_when_paid_amount_is_used_up(
 @pytest.mark.parametrize(
     ("amount", "message"),
     [
-        ("", "whole number"),
-        ("abc", "whole number"),
-        ("12.50", "whole number"),
-        ("-500", "whole number"),
+        ("", "Enter the amount in EUR"),
+        ("abc", "Enter the amount in EUR"),
+        ("12.505", "at most 2 decimals"),  # never three decimals, never cents
+        ("-5", "Enter the amount in EUR"),
+        ("1e3", "Enter the amount in EUR"),
+        ("NaN", "Enter the amount in EUR"),
+        ("\uff15", "Enter the amount in EUR"),  # a full-width digit: ASCII only
         ("0", "between 1.00 EUR and 100.00 EUR"),
-        ("99", "between 1.00 EUR and 100.00 EUR"),
-        ("10001", "between 1.00 EUR and 100.00 EUR"),
-        ("9" * 40, "whole number"),
+        ("0.99", "between 1.00 EUR and 100.00 EUR"),
+        ("100.01", "between 1.00 EUR and 100.00 EUR"),
+        ("9" * 40, "Enter the amount in EUR"),
     ],
 )
 async def test_bad_amounts_are_refused(
     site: Csms, site_agent: StartSiteAgent, http: aiohttp.ClientSession, amount: str, message: str
 ) -> None:
     await connected_agent(site, site_agent)
-    async with http.post(f"/pay/{CP_ID}/1", data={"amount_minor": amount}, allow_redirects=False) as r:
+    async with http.post(f"/pay/{CP_ID}/1", data={"amount": amount}, allow_redirects=False) as r:
         assert r.status == 400
         assert message in await r.text()
     assert site.store.payments_with_status(PaymentStatus.CREATED) == []
@@ -423,7 +493,7 @@ async def test_unknown_charger_or_connector_is_404(
             assert r.status == 404, path
             if path.startswith("/pay/"):
                 assert "Unknown charger" in await r.text()
-    async with http.post("/pay/NOPE/1", data={"amount_minor": "500"}) as r:
+    async with http.post("/pay/NOPE/1", data={"amount": "5.00"}) as r:
         assert r.status == 404
     for token in ("1-" + "0" * 24, "abc", "99999999-x"):
         async with http.get(f"/pay/status/{token}") as r:
@@ -441,7 +511,8 @@ async def test_pay_page_shows_status_and_tariff(
         html = await r.text()
     assert "online" in html and "Available" in html
     assert "per kWh" in html and "0.30 EUR" in html and "0.357 EUR" in html  # 0.30 + 19% VAT
-    assert "per session" in html and "0.50 EUR" in html and "0.595 EUR" in html
+    # A session fee is an amount: in minor units (0.595 -> 0.60), never with three decimals (issue 16 item 11).
+    assert "per session" in html and "0.50 EUR" in html and "0.60 EUR" in html and "0.595" not in html
     assert "19 %" in html
     assert 'name="viewport"' in html
     assert "<script" not in html and "http://" not in html.replace(site.http_url, "")  # nothing external

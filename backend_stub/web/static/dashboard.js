@@ -45,6 +45,20 @@
     list.appendChild(li);
   }
 
+  function refreshCurve(el) {
+    fetch(el.getAttribute("data-src"), { credentials: "same-origin", cache: "no-store" })
+      .then(function (response) { return response.ok ? response.text() : null; })
+      .then(function (html) {
+        if (html === null) {
+          return;
+        }
+        // DOMParser never runs scripts; the fragment is our own server-escaped template.
+        var doc = new DOMParser().parseFromString(html, "text/html");
+        el.replaceChildren.apply(el, Array.prototype.slice.call(doc.body.childNodes));
+      })
+      .catch(function () { /* try again at the next tick */ });
+  }
+
   function apply(data) {
     var chargers = new Map();
     data.chargers.forEach(function (cp) { chargers.set(cp.id, cp); });
@@ -58,8 +72,8 @@
           el.textContent = cp.connected ? "online" : "offline";
           el.className = "badge " + (cp.connected ? "ok" : "off");
           break;
-        case "heartbeat":
-          el.textContent = cp.last_heartbeat;
+        case "last-seen":
+          el.textContent = cp.last_seen;
           break;
         case "active":
           el.textContent = String(cp.active_transactions);
@@ -72,6 +86,13 @@
           }
           break;
         }
+        case "curve":
+          // Redraw while a session runs, and once more after it ended (the server renders the SVG).
+          if (cp.active_transactions > 0 || el.getAttribute("data-active") !== "0") {
+            el.setAttribute("data-active", String(cp.active_transactions));
+            refreshCurve(el);
+          }
+          break;
         case "connectors":
           cp.connectors.forEach(function (c) {
             var known = Array.prototype.some.call(
@@ -85,6 +106,14 @@
           break;
       }
     });
+    if (data.totals) {
+      document.querySelectorAll("[data-live-total]").forEach(function (el) {
+        var value = data.totals[el.getAttribute("data-live-total")];
+        if (typeof value === "string") {
+          el.textContent = value;
+        }
+      });
+    }
     document.querySelectorAll("[data-live-updated]").forEach(function (el) {
       el.textContent = "Last update: " + data.now + ".";
     });
