@@ -14,6 +14,7 @@ import sys
 from collections.abc import Sequence
 from importlib.metadata import version
 
+from backend_stub.domain.payments import PROVIDER_CHOICES
 from backend_stub.ocpp.guard import AuthThrottle, ConnectionGuard, RateLimitFilter, default_max_connections
 from backend_stub.ocpp.server import CentralSystem, tls_context
 from backend_stub.testing.server import ScriptedCentralSystem
@@ -67,6 +68,13 @@ def build_parser() -> argparse.ArgumentParser:
         metavar="FILE",
         help="run the central system on this SQLite store (chargers, cards, tariffs, billing); without it, a "
         "test server that accepts every charger and card",
+    )
+    serve.add_argument(
+        "--payment-provider",
+        choices=PROVIDER_CHOICES,
+        default="none",
+        help="with --db: card payment on the QR pay pages; 'none' takes none (the pages say so), 'test' is a "
+        "simulated provider for development and demos (default: %(default)s)",
     )
     serve.add_argument(
         "--admit-unknown", action="store_true", help="with --db: admit unknown chargers as pending"
@@ -240,6 +248,7 @@ async def serve(args: argparse.Namespace) -> None:
                 log_path=args.log,
                 max_pending=args.max_pending,
                 pending_ttl_s=args.pending_ttl,
+                payment_provider=args.payment_provider,
             )
             _configure(app.server, args)
             await app.start()

@@ -37,13 +37,15 @@ class Csms:
         boot_timeout_s: float | None = 60.0,
         max_pending: int = 1000,
         pending_ttl_s: float = 86400.0,
+        payment_provider: str = "none",
     ) -> None:
         """Wire the OCPP handlers and the HTTP routes to ``store``; nothing listens until `start()`.
 
         ``admin_token`` sets the REST API token; without it, ``CSMS_ADMIN_TOKEN`` or the stored one is used,
         or one is generated and kept in `new_admin_token` for the caller to print once. With ``admit_unknown``,
         at most ``max_pending`` unknown chargers wait as pending; one that has not booted for ``pending_ttl_s``
-        is deleted, and a new unknown charger is refused (404) while the table is full.
+        is deleted, and a new unknown charger is refused (404) while the table is full. ``payment_provider``
+        is ``none`` (the pay pages say card payment is not configured) or ``test`` (simulated money).
         """
         self.store = store
         self.server = CentralSystem(host, port, log_path=log_path, boot_timeout_s=boot_timeout_s)
@@ -68,7 +70,7 @@ class Csms:
             )
         else:
             token_sha256, self.new_admin_token = common.resolve_admin_token(store)
-        site.setup(self.central, self.server.app, token_sha256)
+        site.setup(self.central, self.server.app, token_sha256, payment_provider)
 
     async def start(self) -> None:
         """Listen (127.0.0.1 by default)."""

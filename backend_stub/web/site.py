@@ -11,13 +11,15 @@ from backend_stub.web import api, apidocs, dashboard, pay
 from backend_stub.web.common import CSMS, STATIC_DIR, TOKEN_DIGEST
 
 
-def setup(central: Central, app: web.Application, token_sha256: str) -> web.Application:
+def setup(
+    central: Central, app: web.Application, token_sha256: str, payment_provider: str = "none"
+) -> web.Application:
     """Add the REST API, pay pages, dashboard and static files to the central system's application."""
     app[CSMS] = central
     app[TOKEN_DIGEST] = token_sha256
     api.setup(app)
     apidocs.setup(app)
-    pay.setup(app)
+    pay.setup(app, payment_provider)
     dashboard.setup(app)
     app.router.add_static("/static/", STATIC_DIR, name="static", append_version=True)
     return app
