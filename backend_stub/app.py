@@ -16,7 +16,7 @@ from backend_stub.domain.central import Central
 from backend_stub.ocpp.server import CentralSystem
 from backend_stub.ocpp.v16 import V16Commands, V16Handlers
 from backend_stub.store import CsmsStore
-from backend_stub.web import common, site
+from backend_stub.web import common, ops, site
 
 
 class Csms:
@@ -70,7 +70,10 @@ class Csms:
             )
         else:
             token_sha256, self.new_admin_token = common.resolve_admin_token(store)
-        site.setup(self.central, self.server.app, token_sha256, payment_provider)
+        # Per application, not the global registry: one process may run many central systems (tests).
+        self.metrics = ops.Metrics(store, limits=lambda: {"idle_evicted": self.server.guard.evicted})
+        self.server.observer = self.metrics
+        site.setup(self.central, self.server.app, token_sha256, payment_provider, self.metrics)
 
     async def start(self) -> None:
         """Listen (127.0.0.1 by default)."""
