@@ -14,7 +14,9 @@ import sys
 from collections.abc import Sequence
 from importlib.metadata import version
 
+from backend_stub import logs
 from backend_stub.domain.payments import PROVIDER_CHOICES
+from backend_stub.logs import LOG_FORMATS
 from backend_stub.ocpp.guard import AuthThrottle, ConnectionGuard, RateLimitFilter, default_max_connections
 from backend_stub.ocpp.server import CentralSystem, tls_context
 from backend_stub.testing.server import ScriptedCentralSystem
@@ -180,6 +182,13 @@ def build_parser() -> argparse.ArgumentParser:
         "booted for S seconds (default: %(default)s)",
     )
     serve.add_argument("-v", "--verbose", action="store_true", help="log every frame to stderr")
+    serve.add_argument(
+        "--log-format",
+        choices=LOG_FORMATS,
+        default="text",
+        help="stderr log lines: text, or json (one object per line: ts, level, logger, message, and fields such "
+        "as cp_id) (default: %(default)s)",
+    )
     return parser
 
 
@@ -285,7 +294,7 @@ def main(argv: Sequence[str] | None = None) -> int:
         parser.error("--tls-key and --tls-client-ca need --tls-cert")
     if args.command == "serve":
         _check_limits(parser, args)
-    logging.basicConfig(level=logging.INFO, format="%(asctime)s %(levelname)s %(name)s: %(message)s")
+    logs.configure(getattr(args, "log_format", "text"))
     # asyncio logs "socket.accept() out of system resource" with a traceback each time accept() hits EMFILE, aiohttp
     # logs bad requests, the registry logs refused chargers: a flood must cost a few lines per second per kind.
     rate_limited = ("asyncio", "aiohttp.server", "aiohttp.web", "aiohttp.websocket", "backend_stub.ocpp.v16")

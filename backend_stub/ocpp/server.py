@@ -622,7 +622,12 @@ class CentralSystem:
         if wait_s is not None:
             # Checked before the credentials: during a lock-out even the right password gets 429, so a guess
             # cannot be confirmed (and no scrypt time is spent on a flood).
-            refusal_log.warning("refused %s from %s: locked out after failed authentications", cp_id, address)
+            refusal_log.warning(
+                "refused %s from %s: locked out after failed authentications",
+                cp_id,
+                address,
+                extra={"cp_id": cp_id},
+            )
             return web.Response(
                 status=HTTPStatus.TOO_MANY_REQUESTS,
                 text="Too many failed authentications; try again later\n",
@@ -662,7 +667,9 @@ class CentralSystem:
             unauthorized = self._credentials_refused(cp_id, password)
         if unauthorized:
             self.auth_throttle.failed(cp_id, address)
-            refusal_log.warning("refused %s from %s: wrong or missing credentials", cp_id, address)
+            refusal_log.warning(
+                "refused %s from %s: wrong or missing credentials", cp_id, address, extra={"cp_id": cp_id}
+            )
             return web.Response(
                 status=HTTPStatus.UNAUTHORIZED,
                 text="Invalid or missing credentials\n",
@@ -867,7 +874,7 @@ class CentralSystem:
             await self._send_error(conn, unique_id, action, reply)
             return "call_error"
         except Exception as e:
-            log.exception("%s handler failed for %s", action, cp_id)
+            log.exception("%s handler failed for %s", action, cp_id, extra={"cp_id": cp_id, "action": action})
             self._error(cp_id, action, f"handler raised {e!r}")
             await self._send_error(conn, unique_id, action, CallErrorReply("InternalError", "Handler failed"))
             return "internal_error"
@@ -928,13 +935,15 @@ class CentralSystem:
 
     def _event(self, event: str, cp_id: str, **extra: Any) -> None:
         """Log a connection event and wake up waiters."""
-        log.info("%s %s", cp_id, event)
+        log.info("%s %s", cp_id, event, extra={"cp_id": cp_id})
         self._write({"event": event, "ts": datetime.now(UTC).isoformat(), "cp_id": cp_id, **extra})
         self._notify()
 
     def _violation(self, cp_id: str, action: str, message: str) -> None:
         """Record something a charger did wrong (the log line rate-limited, the list bounded)."""
-        violation_log.warning("OCPP violation by %s (%s): %s", cp_id, action or "-", message)
+        violation_log.warning(
+            "OCPP violation by %s (%s): %s", cp_id, action or "-", message, extra={"cp_id": cp_id}
+        )
         self.violations.append((cp_id, action, message))
         if len(self.violations) > MAX_RECORDED_PROBLEMS:
             del self.violations[: MAX_RECORDED_PROBLEMS // 10]

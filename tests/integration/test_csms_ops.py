@@ -4,9 +4,10 @@ from __future__ import annotations
 
 import asyncio
 import json
+import signal
 import time
 from collections.abc import AsyncIterator
-from datetime import UTC, datetime
+from datetime import UTC, datetime, timedelta
 from pathlib import Path
 from typing import Any
 
@@ -16,6 +17,7 @@ from prometheus_client.parser import text_string_to_metric_families
 from websockets.asyncio.client import connect
 
 from backend_stub.app import Csms
+from backend_stub.process import start_csms_process
 from backend_stub.store import CsmsStore
 from tests.integration.conftest import until
 from tests.integration.test_csms_edge import ADMIN, ADMIN_TOKEN, PASSWORD, _basic, _call, _handshake
@@ -171,3 +173,30 @@ async def test_healthz_reports_store_and_loop(site: Csms) -> None:
     status, body = await health(site)
     assert status == 503 and body["store_writable"] is True
     assert body["loop_lag_s"] > 1.0 and "event loop lag" in body["reasons"][0]
+
+
+async def test_serve_logs_json_lines(tmp_path: Path) -> None:
+    """`serve --log-format json`: every stderr line is one JSON object; a refusal names the charger in cp_id."""
+    db = tmp_path / "csms.db"
+    with CsmsStore(db) as store:
+        store.add_charger("CP-1", PASSWORD)
+    err_path = tmp_path / "stderr.log"
+    with err_path.open("w") as err:
+        proc, url = await start_csms_process(db=db, stderr=err, extra_args=("--log-format", "json"))
+        try:
+            assert (await _handshake(f"{url}/CP-1", _basic("CP-1", "wrong-password")))[0] == 401
+            async with connect(
+                f"{url}/CP-1", subprotocols=["ocpp1.6"], additional_headers=_basic("CP-1", PASSWORD)
+            ) as ws:
+                assert (await _call(ws, "1", "BootNotification", BOOT))[0] == 3
+        finally:
+            proc.send_signal(signal.SIGTERM)
+            assert await asyncio.wait_for(proc.wait(), 30) == 0
+    lines = err_path.read_text().splitlines()
+    records = [json.loads(line) for line in lines]  # every line is JSON
+    assert records and all({"ts", "level", "logger", "message"} <= r.keys() for r in records)
+    assert all(datetime.fromisoformat(r["ts"]).utcoffset() == timedelta(0) for r in records)
+    refusal = next(r for r in records if "wrong or missing credentials" in r["message"])
+    assert (refusal["level"], refusal["cp_id"]) == ("WARNING", "CP-1")
+    assert refusal["logger"] == "backend_stub.ocpp.server.refusals"
+    assert any(r.get("cp_id") == "CP-1" and r["message"] == "CP-1 connected" for r in records)
