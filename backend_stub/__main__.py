@@ -1,4 +1,5 @@
-"""Command line: `python -m backend_stub serve --db FILE --host 127.0.0.1 --port 9000 [--log FILE]`.
+"""Command line: `python -m backend_stub serve --db FILE --host 127.0.0.1 --port 9000 [--log FILE]`, and
+`python -m backend_stub backup --db FILE --to FILE` (an online backup of the store).
 
 The first line printed is the OCPP base URL (chargers connect to `{url}/{chargePointId}`); with --db the next
 lines give the dashboard URL and, at the first start without CSMS_ADMIN_TOKEN, the generated admin token.
@@ -8,6 +9,7 @@ from __future__ import annotations
 
 import argparse
 import asyncio
+import json
 import logging
 import signal
 import sys
@@ -189,7 +191,28 @@ def build_parser() -> argparse.ArgumentParser:
         help="stderr log lines: text, or json (one object per line: ts, level, logger, message, and fields such "
         "as cp_id) (default: %(default)s)",
     )
+    backup = commands.add_parser(
+        "backup",
+        help="copy a store to a file while the server runs (SQLite's online backup API), then check the copy",
+    )
+    backup.add_argument("--db", metavar="FILE", required=True, help="the store (serve --db FILE)")
+    backup.add_argument("--to", metavar="FILE", required=True, help="the backup file (replaced if it exists)")
     return parser
+
+
+def run_backup(args: argparse.Namespace) -> int:
+    """Write the backup, print a JSON summary; exit status 1 when it failed or the copy is not intact."""
+    from backend_stub.store.backup import backup
+    from backend_stub.store.records import StoreError
+
+    try:
+        result = backup(args.db, args.to)
+    except StoreError as exc:
+        print(f"backup failed: {exc}", file=sys.stderr)
+        return 1
+    summary = {"backup": str(result.path), "bytes": result.size_bytes, "pages": result.pages}
+    print(json.dumps({**summary, "integrity": result.integrity}), flush=True)
+    return 0 if result.integrity == "ok" else 1
 
 
 def _check_limits(parser: argparse.ArgumentParser, args: argparse.Namespace) -> None:
@@ -301,6 +324,8 @@ def main(argv: Sequence[str] | None = None) -> int:
     domain = ("authorization", "chargers", "prepaid", "security", "sessions")
     for name in rate_limited + tuple(f"backend_stub.domain.{module}" for module in domain):
         logging.getLogger(name).addFilter(RateLimitFilter())
+    if args.command == "backup":
+        return run_backup(args)
     if args.verbose:
         logging.getLogger("backend_stub").setLevel(logging.DEBUG)
     if args.command == "serve":

@@ -3,8 +3,13 @@
 from __future__ import annotations
 
 import asyncio
+import contextlib
+import itertools
 import json
 import signal
+import sqlite3
+import subprocess
+import sys
 import time
 from collections.abc import AsyncIterator
 from datetime import UTC, datetime, timedelta
@@ -200,3 +205,87 @@ async def test_serve_logs_json_lines(tmp_path: Path) -> None:
     assert (refusal["level"], refusal["cp_id"]) == ("WARNING", "CP-1")
     assert refusal["logger"] == "backend_stub.ocpp.server.refusals"
     assert any(r.get("cp_id") == "CP-1" and r["message"] == "CP-1 connected" for r in records)
+
+
+async def test_backup_while_the_server_takes_meter_values(tmp_path: Path) -> None:
+    """`backup` of a store a running server writes: the copy is intact and holds every MeterValues acknowledged
+    before the backup started (and none acknowledged after it ended)."""
+    db, copy = tmp_path / "csms.db", tmp_path / "backup" / "copy.db"
+    copy.parent.mkdir()
+    with CsmsStore(db) as store:
+        store.add_charger("CP-1", PASSWORD)
+        store.add_card("TAG-1", user_id=store.add_user("Driver").id, mode="personal")
+    proc, url = await start_csms_process(db=db)
+    acked: list[int] = []
+    try:
+        headers = _basic("CP-1", PASSWORD)
+        async with connect(f"{url}/CP-1", subprotocols=["ocpp1.6"], additional_headers=headers) as ws:
+            await _call(ws, "boot", "BootNotification", BOOT)
+            start = {
+                "connectorId": 1,
+                "idTag": "TAG-1",
+                "meterStart": 0,
+                "timestamp": datetime.now(UTC).isoformat(),
+            }
+            tx_id = (await _call(ws, "start", "StartTransaction", start))[2]["transactionId"]
+            base = datetime.now(UTC)
+
+            async def meter_values() -> None:
+                for n in itertools.count():
+                    at = (base + timedelta(seconds=n)).isoformat()
+                    sample = {"timestamp": at, "sampledValue": [{"value": str(n), "unit": "Wh"}]}
+                    payload = {"connectorId": 1, "transactionId": tx_id, "meterValue": [sample]}
+                    assert (await _call(ws, f"mv{n}", "MeterValues", payload))[0] == 3
+                    acked.append(n)
+
+            writer = asyncio.create_task(meter_values())
+            try:
+                await until(lambda: len(acked) >= 50, 20, "the server did not take MeterValues")
+                acked_before = len(acked)
+                backup = await asyncio.create_subprocess_exec(
+                    *(sys.executable, "-m", "backend_stub", "backup", "--db", str(db), "--to", str(copy)),
+                    stdout=asyncio.subprocess.PIPE,
+                )
+                out, _ = await asyncio.wait_for(backup.communicate(), 60)
+                acked_after = len(acked)
+                await until(
+                    lambda: len(acked) >= acked_after + 20, 20, "MeterValues stopped during the backup"
+                )
+            finally:
+                writer.cancel()
+                with contextlib.suppress(asyncio.CancelledError):
+                    await writer
+    finally:
+        proc.send_signal(signal.SIGTERM)
+        await asyncio.wait_for(proc.wait(), 30)
+    assert backup.returncode == 0
+    summary = json.loads(out)
+    assert summary["integrity"] == "ok" and summary["backup"] == str(copy)
+    assert not copy.with_name("copy.db.partial").exists()
+    with contextlib.closing(sqlite3.connect(copy)) as raw:
+        assert raw.execute("PRAGMA integrity_check").fetchall() == [("ok",)]
+    with CsmsStore(copy) as restored:  # a backup opens as a store: this is the restore
+        stored = len(restored.meter_values(tx_id))
+        assert restored.transaction(tx_id).active
+    assert acked_before <= stored <= acked_after
+
+
+def test_backup_refuses_a_missing_store_and_itself(tmp_path: Path) -> None:
+    """Exit status 1 with a message: no store at the path, or the backup would overwrite the store."""
+    for args in (["--db", str(tmp_path / "none.db"), "--to", str(tmp_path / "b.db")],):
+        done = subprocess.run(
+            [sys.executable, "-m", "backend_stub", "backup", *args],
+            capture_output=True,
+            text=True,
+            timeout=60,
+        )
+        assert done.returncode == 1 and "no store at" in done.stderr
+    db = tmp_path / "csms.db"
+    CsmsStore(db).close()
+    done = subprocess.run(
+        [sys.executable, "-m", "backend_stub", "backup", "--db", str(db), "--to", str(db)],
+        capture_output=True,
+        text=True,
+        timeout=60,
+    )
+    assert done.returncode == 1 and "another file" in done.stderr
