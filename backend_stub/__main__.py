@@ -14,7 +14,9 @@ import logging
 import signal
 import sys
 from collections.abc import Sequence
+from datetime import UTC, datetime
 from importlib.metadata import version
+from pathlib import Path
 
 from backend_stub import logs
 from backend_stub.domain.payments import PROVIDER_CHOICES
@@ -104,6 +106,13 @@ def build_parser() -> argparse.ArgumentParser:
         metavar="PEM",
         help="require charger certificates signed by this CA (security profile 3)",
     )
+    serve.add_argument(
+        "--ca-cert",
+        metavar="PEM",
+        help="with --db: the certificate authority that signs the chargers' CSRs (SignCertificate); without it, "
+        "one is generated at the first start and kept next to the db (FILE.ca.pem, key FILE.ca-key.pem, mode 0600)",
+    )
+    serve.add_argument("--ca-key", metavar="PEM", help="the CA's private key (unencrypted PEM)")
     limits = serve.add_argument_group("limits on connections and password guessing")
     limits.add_argument(
         "--handshake-timeout",
@@ -268,8 +277,22 @@ async def serve(args: argparse.Namespace) -> None:
         loop.add_signal_handler(sig, stop.set)
     if args.db:
         from backend_stub.app import Csms
+        from backend_stub.domain.ca import CertificateAuthority
         from backend_stub.store import CsmsStore
 
+        db = Path(args.db)
+        try:
+            if args.ca_cert:
+                ca = CertificateAuthority.load(args.ca_cert, args.ca_key)
+            else:
+                ca = CertificateAuthority.load_or_create(
+                    db.with_name(db.name + ".ca.pem"),
+                    db.with_name(db.name + ".ca-key.pem"),
+                    "OpenCharge central system CA",
+                    datetime.now(UTC),
+                )
+        except (ValueError, OSError) as exc:
+            raise SystemExit(f"certificate authority: {exc}") from None
         with CsmsStore(args.db, durable=args.durable) as store:
             app = Csms(
                 store,
@@ -281,6 +304,7 @@ async def serve(args: argparse.Namespace) -> None:
                 max_pending=args.max_pending,
                 pending_ttl_s=args.pending_ttl,
                 payment_provider=args.payment_provider,
+                ca=ca,
             )
             _configure(app.server, args)
             await app.start()
@@ -317,6 +341,8 @@ def main(argv: Sequence[str] | None = None) -> int:
         parser.error("--tls-key and --tls-client-ca need --tls-cert")
     if args.command == "serve":
         _check_limits(parser, args)
+        if bool(args.ca_cert) != bool(args.ca_key):
+            parser.error("--ca-cert and --ca-key go together")
     logs.configure(getattr(args, "log_format", "text"))
     # asyncio logs "socket.accept() out of system resource" with a traceback each time accept() hits EMFILE, aiohttp
     # logs bad requests, the registry logs refused chargers: a flood must cost a few lines per second per kind.
