@@ -19,6 +19,7 @@ from ipaddress import IPv4Address
 from pathlib import Path
 from typing import Any
 
+import aiohttp
 import pytest
 from cryptography import x509
 from cryptography.hazmat.primitives import hashes, serialization
@@ -30,7 +31,8 @@ from backend_stub.app import Csms
 from backend_stub.domain.ca import CertificateAuthority
 from backend_stub.ocpp.server import tls_context
 from backend_stub.store import CsmsStore
-from tests.integration.test_csms_edge import ADMIN_TOKEN, BOOT, PASSWORD, _basic, _call, _handshake
+from tests.integration.conftest import until
+from tests.integration.test_csms_edge import ADMIN, ADMIN_TOKEN, BOOT, PASSWORD, _basic, _call, _handshake
 
 NOW = datetime.now(UTC)
 
@@ -208,3 +210,88 @@ async def test_serve_generates_and_keeps_its_ca(tmp_path: Path) -> None:
     mode = stat.S_IMODE(os.stat(tmp_path / "csms.db.ca-key.pem").st_mode)
     assert mode == 0o600
     CertificateAuthority.load(tmp_path / "csms.db.ca.pem", tmp_path / "csms.db.ca-key.pem")
+
+
+async def test_certificates_from_the_rest_api_and_expiry_on_the_dashboard(
+    store: CsmsStore, ca: CertificateAuthority
+) -> None:
+    """InstallCertificate, DeleteCertificate and GetInstalledCertificateIds go out through the command port with
+    the 1.6 payloads; the charger page shows the expiry of the certificate our CA signed for it."""
+    app = Csms(store, admin_token=ADMIN_TOKEN, ca=ca)
+    await app.start()
+    received: list[list[Any]] = []
+    hash_data = {
+        "hashAlgorithm": "SHA256",
+        "issuerNameHash": "ab" * 32,
+        "issuerKeyHash": "cd" * 32,
+        "serialNumber": "0a1b",
+    }
+    answers = {
+        "CertificateSigned": {"status": "Accepted"},
+        "InstallCertificate": {"status": "Accepted"},
+        "DeleteCertificate": {"status": "NotFound"},
+        "GetInstalledCertificateIds": {"status": "Accepted", "certificateHashData": [hash_data]},
+    }
+    try:
+        ws = await booted(app.url)
+
+        results: dict[str, Any] = {}
+
+        async def charger() -> None:
+            """The charger's side: answer the server's CALLs, keep the answers to ours."""
+            async for text in ws:
+                frame = json.loads(text)
+                if frame[0] == 2:
+                    received.append(frame)
+                    await ws.send(json.dumps([3, frame[1], answers[frame[2]]]))
+                else:
+                    results[frame[1]] = frame[2]
+
+        responder = asyncio.create_task(charger())
+        await ws.send(json.dumps([2, "sign", "SignCertificate", {"csr": make_csr("CP-1")[1]}]))
+        await until(lambda: "sign" in results, 10, "no SignCertificate answer")
+        assert results["sign"] == {"status": "Accepted"}
+        await until(lambda: "CP-1" in app.central.certificates.issued, 10, "no CertificateSigned accepted")
+        async with aiohttp.ClientSession(base_url=app.http_url, headers=ADMIN) as http:
+            async with http.post(
+                "/api/chargers/CP-1/certificates", json={"kind": "csms_root", "pem": ca.pem}
+            ) as resp:
+                assert (resp.status, (await resp.json())["status"]) == (200, "Accepted")
+            delete = {
+                "hash_algorithm": "SHA256",
+                "issuer_name_hash": "ab" * 32,
+                "issuer_key_hash": "cd" * 32,
+                "serial_number": "0a1b",
+            }
+            async with http.post("/api/chargers/CP-1/certificates/delete", json=delete) as resp:
+                assert (resp.status, (await resp.json())["status"]) == (200, "NotFound")
+            async with http.get("/api/chargers/CP-1/certificates?kind=manufacturer_root") as resp:
+                listed = await resp.json()
+            issued = app.central.certificates.issued["CP-1"]
+            assert listed["certificates"] == [delete]
+            assert listed["client_certificate"]["serial_number"] == issued.serial_hex
+            for bad in ({"kind": "csms_root", "pem": "not a certificate"}, {"kind": "other", "pem": ca.pem}):
+                async with http.post("/api/chargers/CP-1/certificates", json=bad) as resp:
+                    assert resp.status == 400
+            async with http.post(
+                "/api/chargers/CP-1/certificates/delete", json={**delete, "serial_number": "x"}
+            ) as resp:
+                assert resp.status == 400
+            async with http.get("/api/chargers/CP-9/certificates") as resp:
+                assert resp.status == 404
+            async with http.get("/chargers/CP-1") as resp:
+                page = await resp.text()
+        responder.cancel()
+        await ws.close()
+    finally:
+        await app.stop()
+    assert [f[2] for f in received] == [
+        "CertificateSigned",
+        "InstallCertificate",
+        "DeleteCertificate",
+        "GetInstalledCertificateIds",
+    ]
+    assert received[1][3] == {"certificateType": "CentralSystemRootCertificate", "certificate": ca.pem}
+    assert received[2][3] == {"certificateHashData": hash_data}
+    assert received[3][3] == {"certificateType": "ManufacturerRootCertificate"}
+    assert f"expires {issued.not_after:%Y-%m-%d %H:%M:%S} UTC" in page
