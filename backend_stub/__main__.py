@@ -1,4 +1,5 @@
-"""Command line: `python -m backend_stub serve --db FILE --host 127.0.0.1 --port 9000 [--log FILE]`.
+"""Command line: `python -m backend_stub serve --db FILE --host 127.0.0.1 --port 9000 [--log FILE]`, and
+`python -m backend_stub backup --db FILE --to FILE` (an online backup of the store).
 
 The first line printed is the OCPP base URL (chargers connect to `{url}/{chargePointId}`); with --db the next
 lines give the dashboard URL and, at the first start without CSMS_ADMIN_TOKEN, the generated admin token.
@@ -8,12 +9,18 @@ from __future__ import annotations
 
 import argparse
 import asyncio
+import json
 import logging
 import signal
 import sys
 from collections.abc import Sequence
+from datetime import UTC, datetime
 from importlib.metadata import version
+from pathlib import Path
 
+from backend_stub import logs
+from backend_stub.domain.payments import PROVIDER_CHOICES
+from backend_stub.logs import LOG_FORMATS
 from backend_stub.ocpp.guard import AuthThrottle, ConnectionGuard, RateLimitFilter, default_max_connections
 from backend_stub.ocpp.server import CentralSystem, tls_context
 from backend_stub.testing.server import ScriptedCentralSystem
@@ -69,6 +76,13 @@ def build_parser() -> argparse.ArgumentParser:
         "test server that accepts every charger and card",
     )
     serve.add_argument(
+        "--payment-provider",
+        choices=PROVIDER_CHOICES,
+        default="none",
+        help="with --db: card payment on the QR pay pages; 'none' takes none (the pages say so), 'test' is a "
+        "simulated provider for development and demos (default: %(default)s)",
+    )
+    serve.add_argument(
         "--admit-unknown", action="store_true", help="with --db: admit unknown chargers as pending"
     )
     serve.add_argument(
@@ -92,6 +106,13 @@ def build_parser() -> argparse.ArgumentParser:
         metavar="PEM",
         help="require charger certificates signed by this CA (security profile 3)",
     )
+    serve.add_argument(
+        "--ca-cert",
+        metavar="PEM",
+        help="with --db: the certificate authority that signs the chargers' CSRs (SignCertificate); without it, "
+        "one is generated at the first start and kept next to the db (FILE.ca.pem, key FILE.ca-key.pem, mode 0600)",
+    )
+    serve.add_argument("--ca-key", metavar="PEM", help="the CA's private key (unencrypted PEM)")
     limits = serve.add_argument_group("limits on connections and password guessing")
     limits.add_argument(
         "--handshake-timeout",
@@ -172,7 +193,35 @@ def build_parser() -> argparse.ArgumentParser:
         "booted for S seconds (default: %(default)s)",
     )
     serve.add_argument("-v", "--verbose", action="store_true", help="log every frame to stderr")
+    serve.add_argument(
+        "--log-format",
+        choices=LOG_FORMATS,
+        default="text",
+        help="stderr log lines: text, or json (one object per line: ts, level, logger, message, and fields such "
+        "as cp_id) (default: %(default)s)",
+    )
+    backup = commands.add_parser(
+        "backup",
+        help="copy a store to a file while the server runs (SQLite's online backup API), then check the copy",
+    )
+    backup.add_argument("--db", metavar="FILE", required=True, help="the store (serve --db FILE)")
+    backup.add_argument("--to", metavar="FILE", required=True, help="the backup file (replaced if it exists)")
     return parser
+
+
+def run_backup(args: argparse.Namespace) -> int:
+    """Write the backup, print a JSON summary; exit status 1 when it failed or the copy is not intact."""
+    from backend_stub.store.backup import backup
+    from backend_stub.store.records import StoreError
+
+    try:
+        result = backup(args.db, args.to)
+    except StoreError as exc:
+        print(f"backup failed: {exc}", file=sys.stderr)
+        return 1
+    summary = {"backup": str(result.path), "bytes": result.size_bytes, "pages": result.pages}
+    print(json.dumps({**summary, "integrity": result.integrity}), flush=True)
+    return 0 if result.integrity == "ok" else 1
 
 
 def _check_limits(parser: argparse.ArgumentParser, args: argparse.Namespace) -> None:
@@ -228,8 +277,22 @@ async def serve(args: argparse.Namespace) -> None:
         loop.add_signal_handler(sig, stop.set)
     if args.db:
         from backend_stub.app import Csms
+        from backend_stub.domain.ca import CertificateAuthority
         from backend_stub.store import CsmsStore
 
+        db = Path(args.db)
+        try:
+            if args.ca_cert:
+                ca = CertificateAuthority.load(args.ca_cert, args.ca_key)
+            else:
+                ca = CertificateAuthority.load_or_create(
+                    db.with_name(db.name + ".ca.pem"),
+                    db.with_name(db.name + ".ca-key.pem"),
+                    "OpenCharge central system CA",
+                    datetime.now(UTC),
+                )
+        except (ValueError, OSError) as exc:
+            raise SystemExit(f"certificate authority: {exc}") from None
         with CsmsStore(args.db, durable=args.durable) as store:
             app = Csms(
                 store,
@@ -240,6 +303,8 @@ async def serve(args: argparse.Namespace) -> None:
                 log_path=args.log,
                 max_pending=args.max_pending,
                 pending_ttl_s=args.pending_ttl,
+                payment_provider=args.payment_provider,
+                ca=ca,
             )
             _configure(app.server, args)
             await app.start()
@@ -276,13 +341,17 @@ def main(argv: Sequence[str] | None = None) -> int:
         parser.error("--tls-key and --tls-client-ca need --tls-cert")
     if args.command == "serve":
         _check_limits(parser, args)
-    logging.basicConfig(level=logging.INFO, format="%(asctime)s %(levelname)s %(name)s: %(message)s")
+        if bool(args.ca_cert) != bool(args.ca_key):
+            parser.error("--ca-cert and --ca-key go together")
+    logs.configure(getattr(args, "log_format", "text"))
     # asyncio logs "socket.accept() out of system resource" with a traceback each time accept() hits EMFILE, aiohttp
     # logs bad requests, the registry logs refused chargers: a flood must cost a few lines per second per kind.
     rate_limited = ("asyncio", "aiohttp.server", "aiohttp.web", "aiohttp.websocket", "backend_stub.ocpp.v16")
     domain = ("authorization", "chargers", "prepaid", "security", "sessions")
     for name in rate_limited + tuple(f"backend_stub.domain.{module}" for module in domain):
         logging.getLogger(name).addFilter(RateLimitFilter())
+    if args.command == "backup":
+        return run_backup(args)
     if args.verbose:
         logging.getLogger("backend_stub").setLevel(logging.DEBUG)
     if args.command == "serve":

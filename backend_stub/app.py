@@ -12,11 +12,12 @@ from collections.abc import Callable
 from datetime import UTC, datetime, tzinfo
 from pathlib import Path
 
+from backend_stub.domain.ca import CertificateAuthority
 from backend_stub.domain.central import Central
 from backend_stub.ocpp.server import CentralSystem
 from backend_stub.ocpp.v16 import V16Commands, V16Handlers
 from backend_stub.store import CsmsStore
-from backend_stub.web import common, site
+from backend_stub.web import common, ops, site
 
 
 class Csms:
@@ -37,13 +38,17 @@ class Csms:
         boot_timeout_s: float | None = 60.0,
         max_pending: int = 1000,
         pending_ttl_s: float = 86400.0,
+        payment_provider: str = "none",
+        ca: CertificateAuthority | None = None,
     ) -> None:
         """Wire the OCPP handlers and the HTTP routes to ``store``; nothing listens until `start()`.
 
         ``admin_token`` sets the REST API token; without it, ``CSMS_ADMIN_TOKEN`` or the stored one is used,
         or one is generated and kept in `new_admin_token` for the caller to print once. With ``admit_unknown``,
         at most ``max_pending`` unknown chargers wait as pending; one that has not booted for ``pending_ttl_s``
-        is deleted, and a new unknown charger is refused (404) while the table is full.
+        is deleted, and a new unknown charger is refused (404) while the table is full. ``payment_provider``
+        is ``none`` (the pay pages say card payment is not configured) or ``test`` (simulated money). ``ca``
+        signs the chargers' CSRs (SignCertificate); without one they are rejected.
         """
         self.store = store
         self.server = CentralSystem(host, port, log_path=log_path, boot_timeout_s=boot_timeout_s)
@@ -57,6 +62,7 @@ class Csms:
             max_pending=max_pending,
             pending_ttl_s=pending_ttl_s,
             http_url=lambda: self.server.http_url,
+            ca=ca,
         )
         self.server.admission = self.central.chargers.admission
         self.server.booted_before = self.central.chargers.booted_before
@@ -69,7 +75,10 @@ class Csms:
             )
         else:
             token_sha256, self.new_admin_token = common.resolve_admin_token(store)
-        site.setup(self.central, self.server.app, token_sha256)
+        # Per application, not the global registry: one process may run many central systems (tests).
+        self.metrics = ops.Metrics(store, limits=lambda: {"idle_evicted": self.server.guard.evicted})
+        self.server.observer = self.metrics
+        site.setup(self.central, self.server.app, token_sha256, payment_provider, self.metrics)
 
     async def start(self) -> None:
         """Listen (127.0.0.1 by default)."""

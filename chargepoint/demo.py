@@ -176,7 +176,11 @@ async def _demo(
     token = env.setdefault("CSMS_ADMIN_TOKEN", DEMO_ADMIN_TOKEN)
     seed(run_dir / "csms.db")
     csms, url = await start_csms_process(
-        log_path=run_dir / "csms.jsonl", db=run_dir / "csms.db", stderr=logs[0], env=env
+        log_path=run_dir / "csms.jsonl",
+        db=run_dir / "csms.db",
+        stderr=logs[0],
+        env=env,
+        extra_args=("--payment-provider", "test"),  # the demo's QR pages take simulated money
     )
     children.append(csms)
     web = url.replace("ws", "http", 1).removesuffix("/ocpp")

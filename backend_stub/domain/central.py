@@ -6,6 +6,7 @@ from collections.abc import Callable
 from datetime import UTC, datetime, tzinfo
 
 from backend_stub.domain.authorization import Authorization
+from backend_stub.domain.ca import CertificateAuthority, ChargerCertificates
 from backend_stub.domain.chargers import Chargers
 from backend_stub.domain.commands import ChargerCommands
 from backend_stub.domain.payments import Hooks, PaymentHooks
@@ -31,8 +32,10 @@ class Central:
         max_pending: int = 1000,
         pending_ttl_s: float = 86400.0,
         http_url: Callable[[], str] = lambda: "",
+        ca: CertificateAuthority | None = None,
     ) -> None:
-        """Wire the services; ``http_url`` gives the public base URL of the web pages once it is known."""
+        """Wire the services; ``http_url`` gives the public base URL of the web pages once it is known; ``ca``
+        signs the chargers' CSRs (without one they are rejected)."""
         self.store = store
         self.commands = commands
         self.clock = clock
@@ -52,6 +55,7 @@ class Central:
         self.authorization = Authorization(store, clock, self.hooks)
         self.pricing = Pricing(store, clock, site_tz, self.hooks)
         self.prepaid = PrepaidCutoff(store, clock, self.pricing, commands)
+        self.certificates = ChargerCertificates(ca, commands, clock)
         self.sessions = Sessions(
             store, clock, self.authorization, self.pricing, self.prepaid, self.security, self.hooks
         )
@@ -74,3 +78,4 @@ class Central:
     async def close(self) -> None:
         """Cancel background work (shutdown)."""
         await self.prepaid.close()
+        await self.certificates.close()

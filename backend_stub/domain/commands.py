@@ -8,7 +8,15 @@ from typing import Any, Literal, Protocol, TypeAlias
 
 from backend_stub.errors import CommandFailed
 
-__all__ = ["ChargerCommands", "CommandFailed", "CommandReply", "Lockout", "ResetKind"]
+__all__ = [
+    "CertificateHash",
+    "CertificateKind",
+    "ChargerCommands",
+    "CommandFailed",
+    "CommandReply",
+    "Lockout",
+    "ResetKind",
+]
 
 ResetKind: TypeAlias = Literal["Soft", "Hard"]
 
@@ -24,6 +32,19 @@ class CommandReply:
     def accepted(self) -> bool:
         """Whether the charger accepted the command."""
         return self.status == "Accepted"
+
+
+CertificateKind: TypeAlias = Literal["csms_root", "manufacturer_root"]
+
+
+@dataclass(frozen=True)
+class CertificateHash:
+    """Identifies an installed certificate: hashes of its issuer's name and key, and its serial (hex)."""
+
+    hash_algorithm: str  # SHA256, SHA384 or SHA512
+    issuer_name_hash: str
+    issuer_key_hash: str
+    serial_number: str
 
 
 @dataclass(frozen=True)
@@ -76,6 +97,26 @@ class ChargerCommands(Protocol):
         self, charger: str, message: str, evse: int | None = None, *, timeout_s: float | None = None
     ) -> CommandReply:
         """Ask ``charger`` to send ``message`` (e.g. StatusNotification) now."""
+
+    async def certificate_signed(
+        self, charger: str, chain_pem: str, *, timeout_s: float | None = None
+    ) -> CommandReply:
+        """Give ``charger`` its signed client certificate (PEM chain, leaf first)."""
+
+    async def install_certificate(
+        self, charger: str, kind: CertificateKind, pem: str, *, timeout_s: float | None = None
+    ) -> CommandReply:
+        """Install a root certificate of ``kind`` on ``charger``."""
+
+    async def delete_certificate(
+        self, charger: str, certificate: CertificateHash, *, timeout_s: float | None = None
+    ) -> CommandReply:
+        """Delete an installed certificate from ``charger``."""
+
+    async def installed_certificates(
+        self, charger: str, kind: CertificateKind, *, timeout_s: float | None = None
+    ) -> tuple[CommandReply, list[CertificateHash]]:
+        """The ids of the certificates of ``kind`` installed on ``charger``."""
 
     def raw_actions(self) -> frozenset[str]:
         """The actions `send` takes (the commands of the chargers' protocol)."""

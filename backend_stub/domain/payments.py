@@ -127,8 +127,22 @@ class ProviderEvent:
     amount_minor: int | None = None
 
 
+# The providers a central system can be started with (`serve --payment-provider`): ``none`` takes no card payments
+# (the pay pages say so), ``test`` is the built-in simulated provider for development and demos.
+PROVIDER_CHOICES = ("none", "test")
+
+
 class PaymentProvider(Protocol):
-    """The redirect + callback shape shared by Stripe Checkout, a local wallet and the `test` provider."""
+    """The redirect + callback shape shared by Stripe Checkout, a local wallet and the `test` provider.
+
+    A real provider is one module implementing these three methods, e.g. Stripe Checkout: `create_checkout`
+    creates a Checkout Session (``amount_minor`` as ``unit_amount``, ``success_url``, the payment id as
+    ``client_reference_id``) and returns its id and URL; `parse_callback` verifies the ``Stripe-Signature`` header
+    against the endpoint secret (raising `CallbackRejected(400, ...)` on a bad one) and maps
+    ``checkout.session.completed`` to CAPTURED and ``checkout.session.expired`` to FAILED; `refund` creates a
+    Refund with ``idempotency_key``. Register it under its ``name`` next to ``none``/``test`` in
+    `backend_stub.web.pay.providers_for`; callbacks arrive at ``/pay/callback/{name}``.
+    """
 
     name: str
 

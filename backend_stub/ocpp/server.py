@@ -10,6 +10,7 @@ import inspect
 import json
 import logging
 import ssl
+import time
 import uuid
 from collections.abc import Awaitable, Callable, Coroutine, Iterable, Mapping
 from dataclasses import dataclass, field
@@ -17,7 +18,7 @@ from datetime import UTC, datetime
 from http import HTTPStatus
 from pathlib import Path
 from types import TracebackType
-from typing import IO, Any, Literal, Self, TypeAlias
+from typing import IO, Any, Literal, Protocol, Self, TypeAlias
 from urllib.parse import unquote
 
 from aiohttp import BasicAuth, WSMsgType, web
@@ -61,6 +62,7 @@ __all__ = [
     "Frame",
     "Handler",
     "OcppVersion",
+    "ServerObserver",
     "utc_now_iso",
 ]
 
@@ -201,6 +203,45 @@ class _Connection:
     closed: asyncio.Event = field(default_factory=asyncio.Event)  # set once the cleanup is done
 
 
+class ServerObserver(Protocol):
+    """What the transport reports for metrics; each method is cheap and never raises."""
+
+    def connection(self, subprotocol: str, delta: int) -> None:
+        """A charger WebSocket of ``subprotocol`` opened (+1) or closed (-1)."""
+        ...
+
+    def message(self, subprotocol: str, action: str, result: str, duration_s: float) -> None:
+        """A charger CALL was answered (or refused) with ``result`` after ``duration_s``."""
+        ...
+
+    def refused(self, reason: str) -> None:
+        """A handshake was refused (or a connection closed by a limit) for ``reason``."""
+        ...
+
+
+class _NoObserver:
+    """The default observer: reports go nowhere."""
+
+    def connection(self, subprotocol: str, delta: int) -> None:
+        """Ignore."""
+
+    def message(self, subprotocol: str, action: str, result: str, duration_s: float) -> None:
+        """Ignore."""
+
+    def refused(self, reason: str) -> None:
+        """Ignore."""
+
+
+# The reason label of a refused handshake, by the HTTP status `_refusal` answered with.
+_REFUSAL_REASONS = {
+    HTTPStatus.NOT_FOUND: "unknown",
+    HTTPStatus.BAD_REQUEST: "no_subprotocol",
+    HTTPStatus.TOO_MANY_REQUESTS: "auth_lockout",
+    HTTPStatus.FORBIDDEN: "no_client_certificate",
+    HTTPStatus.UNAUTHORIZED: "unauthorized",
+}
+
+
 class CentralSystem:
     """An OCPP-J central system: answers charger CALLs through `handlers`, records every frame in `log`.
 
@@ -261,6 +302,7 @@ class CentralSystem:
         self.on_inbound: Callable[[str], None] | None = None
         # Called with (cp_id, action, payload, answer) after every CALLRESULT to a server CALL.
         self.call_observers: list[CallObserver] = []
+        self.observer: ServerObserver = _NoObserver()  # connections, answered CALLs, refusals (metrics)
         self.validate_responses = True
         # Handlers keyed by subprotocol, then action; an action without one is answered NotImplemented. The
         # application installs its own (backend_stub.ocpp.v16); backend_stub.testing installs scripted ones.
@@ -355,6 +397,7 @@ class CentralSystem:
             refusal = self.guard.admit(transport)
             if refusal is not None:
                 refusal_log.warning("refused a connection: %s", refusal)
+                self.observer.refused("connection_cap")
                 # After the handler has started its request loop (scheduled right after this call): an abort
                 # now would run its connection_lost first, and the loop would fail on a handler torn down.
                 asyncio.get_running_loop().call_soon(transport.abort)
@@ -582,7 +625,12 @@ class CentralSystem:
         if wait_s is not None:
             # Checked before the credentials: during a lock-out even the right password gets 429, so a guess
             # cannot be confirmed (and no scrypt time is spent on a flood).
-            refusal_log.warning("refused %s from %s: locked out after failed authentications", cp_id, address)
+            refusal_log.warning(
+                "refused %s from %s: locked out after failed authentications",
+                cp_id,
+                address,
+                extra={"cp_id": cp_id},
+            )
             return web.Response(
                 status=HTTPStatus.TOO_MANY_REQUESTS,
                 text="Too many failed authentications; try again later\n",
@@ -622,7 +670,9 @@ class CentralSystem:
             unauthorized = self._credentials_refused(cp_id, password)
         if unauthorized:
             self.auth_throttle.failed(cp_id, address)
-            refusal_log.warning("refused %s from %s: wrong or missing credentials", cp_id, address)
+            refusal_log.warning(
+                "refused %s from %s: wrong or missing credentials", cp_id, address, extra={"cp_id": cp_id}
+            )
             return web.Response(
                 status=HTTPStatus.UNAUTHORIZED,
                 text="Invalid or missing credentials\n",
@@ -642,6 +692,7 @@ class CentralSystem:
         if self._websockets >= self.guard.max_websockets:
             # The last `guard.api_reserve` connection slots are kept for the REST API and the dashboard.
             refusal_log.warning("refused a WebSocket: %d open (the cap)", self._websockets)
+            self.observer.refused("websocket_cap")
             return web.Response(
                 status=HTTPStatus.SERVICE_UNAVAILABLE,
                 text="Too many charger connections\n",
@@ -669,11 +720,13 @@ class CentralSystem:
             return web.Response(status=HTTPStatus.UPGRADE_REQUIRED, text="Expected a WebSocket handshake\n")
         refusal = await self._refusal(request, cp_id)
         if refusal is not None:
+            self.observer.refused(_REFUSAL_REASONS.get(HTTPStatus(refusal.status), str(refusal.status)))
             return refusal
         assert cp_id is not None
         await ws.prepare(request)
         version = VERSIONS[ws.ws_protocol or ""]  # _refusal made sure one of ours was offered
         conn = _Connection(cp_id, ws, request.transport, version)
+        self.observer.connection(version.subprotocol, 1)
         previous = self._connections.get(cp_id)
         self._connections[cp_id] = conn
         self._event("connected", cp_id, subprotocol=version.subprotocol)
@@ -701,6 +754,7 @@ class CentralSystem:
             if self._connections.get(cp_id) is conn:
                 del self._connections[cp_id]
             self._event("disconnected", cp_id, code=ws.close_code)
+            self.observer.connection(version.subprotocol, -1)
             conn.closed.set()
         return ws
 
@@ -710,6 +764,7 @@ class CentralSystem:
         if not conn.booted and conn.is_open:
             refusal_log.warning("%s sent no BootNotification within %s s; closing it", conn.cp_id, timeout_s)
             self._violation(conn.cp_id, "", f"no BootNotification within {timeout_s} s")
+            self.observer.refused("boot_timeout")
             await _close(conn.ws, 1008, "BootNotification expected")
 
     def _on_frame(self, conn: _Connection, data: str | bytes) -> None:
@@ -731,6 +786,10 @@ class CentralSystem:
             self._violation(conn.cp_id, action or "", "binary WebSocket frame (OCPP-J uses text frames)")
         if parsed.problem is not None:
             self._violation(conn.cp_id, action or "", f"malformed frame: {parsed.problem}")
+            if parsed.message_type == CALL or parsed.reply_to is not None:
+                self.observer.message(
+                    conn.version.subprotocol, _action_label(conn.version, action), "malformed", 0
+                )
             if parsed.reply_to is not None:
                 reply = [
                     CALLERROR,
@@ -785,7 +844,16 @@ class CentralSystem:
             )
 
     async def _answer(self, conn: _Connection, unique_id: str, action: str, payload: dict[str, Any]) -> None:
-        """Validate an incoming CALL, run its handler and send the answer."""
+        """Answer an incoming CALL and report its result and latency to `observer`."""
+        started_s = time.perf_counter()
+        result = await self._answer_call(conn, unique_id, action, payload)
+        label = _action_label(conn.version, action)
+        self.observer.message(conn.version.subprotocol, label, result, time.perf_counter() - started_s)
+
+    async def _answer_call(
+        self, conn: _Connection, unique_id: str, action: str, payload: dict[str, Any]
+    ) -> str:
+        """Validate an incoming CALL, run its handler and send the answer; returns the result's metric label."""
         version, cp_id = conn.version, conn.cp_id
         if action not in version.charge_point_actions:
             self._violation(
@@ -796,27 +864,27 @@ class CentralSystem:
             if error is not None:
                 self._violation(cp_id, action, f"invalid {action} CALL: {error}")
                 await self._send_error(conn, unique_id, action, error)
-                return
+                return "invalid"
         handler = self.handlers_by_subprotocol[version.subprotocol].get(action)
         if handler is None:
             await self._send_error(
                 conn, unique_id, action, CallErrorReply("NotImplemented", f"No handler for {action}")
             )
-            return
+            return "not_implemented"
         try:
             result = handler(cp_id, payload)
             if inspect.isawaitable(result):
                 result = await result
         except CallErrorReply as reply:
             await self._send_error(conn, unique_id, action, reply)
-            return
+            return "call_error"
         except Exception as e:
-            log.exception("%s handler failed for %s", action, cp_id)
+            log.exception("%s handler failed for %s", action, cp_id, extra={"cp_id": cp_id, "action": action})
             self._error(cp_id, action, f"handler raised {e!r}")
             await self._send_error(conn, unique_id, action, CallErrorReply("InternalError", "Handler failed"))
-            return
+            return "internal_error"
         if result is NO_REPLY:
-            return
+            return "no_reply"
         if self.validate_responses:
             error = _schema_error(version, CallResult(unique_id, result, action))
             if error is not None:
@@ -825,8 +893,9 @@ class CentralSystem:
                 await self._send_error(
                     conn, unique_id, action, CallErrorReply("InternalError", "Invalid response")
                 )
-                return
+                return "internal_error"
         await self._send(conn, [CALLRESULT, unique_id, result], action)
+        return "ok"
 
     async def _send_error(
         self, conn: _Connection, unique_id: str, action: str, error: CallErrorReply
@@ -871,13 +940,15 @@ class CentralSystem:
 
     def _event(self, event: str, cp_id: str, **extra: Any) -> None:
         """Log a connection event and wake up waiters."""
-        log.info("%s %s", cp_id, event)
+        log.info("%s %s", cp_id, event, extra={"cp_id": cp_id})
         self._write({"event": event, "ts": datetime.now(UTC).isoformat(), "cp_id": cp_id, **extra})
         self._notify()
 
     def _violation(self, cp_id: str, action: str, message: str) -> None:
         """Record something a charger did wrong (the log line rate-limited, the list bounded)."""
-        violation_log.warning("OCPP violation by %s (%s): %s", cp_id, action or "-", message)
+        violation_log.warning(
+            "OCPP violation by %s (%s): %s", cp_id, action or "-", message, extra={"cp_id": cp_id}
+        )
         self.violations.append((cp_id, action, message))
         if len(self.violations) > MAX_RECORDED_PROBLEMS:
             del self.violations[: MAX_RECORDED_PROBLEMS // 10]
@@ -958,6 +1029,11 @@ def tls_context(cert: str | Path, key: str | Path, client_ca: str | Path | None 
         context.verify_mode = ssl.CERT_OPTIONAL
         context.load_verify_locations(client_ca)
     return context
+
+
+def _action_label(version: OcppVersion, action: str | None) -> str:
+    """The action as a metric label: a peer's made-up action names all become "other" (bounded labels)."""
+    return action if action in version.charge_point_actions else "other"
 
 
 def _is_incoming_call(frame: Frame, action: str, cp_id: str | None) -> bool:

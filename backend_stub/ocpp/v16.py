@@ -16,7 +16,7 @@ from ocpp.exceptions import OCPPError
 from ocpp.messages import Call, _validate_payload
 
 from backend_stub.domain.central import Central
-from backend_stub.domain.commands import CommandReply, Lockout, ResetKind
+from backend_stub.domain.commands import CertificateHash, CertificateKind, CommandReply, Lockout, ResetKind
 from backend_stub.domain.pricing import ENERGY
 from backend_stub.errors import CommandFailed, InvalidCommand, NotConnected
 from backend_stub.ocpp.server import (
@@ -180,6 +180,13 @@ CSMS_ACTIONS: Final = frozenset(
 )
 
 
+# OCPP 1.6 security whitepaper CertificateUseEnumType, by the neutral kind.
+_CERTIFICATE_TYPES: dict[CertificateKind, str] = {
+    "csms_root": "CentralSystemRootCertificate",
+    "manufacturer_root": "ManufacturerRootCertificate",
+}
+
+
 class V16Handlers:
     """The OCPP 1.6 answers of the bundled central system: each frame checked, then handed to the domain."""
 
@@ -306,8 +313,10 @@ class V16Handlers:
         return {"status": "UnknownVendorId"}
 
     def sign_certificate(self, cp_id: str, payload: dict[str, Any]) -> HandlerResult:
-        """SignCertificate (OCPP 1.6 security whitepaper): no certificate authority here, so Rejected."""
-        return {"status": "Rejected"}
+        """SignCertificate (OCPP 1.6 security whitepaper §3.3.2, use case A02): Accepted when the CSR's CN is the
+        charger id and the central system's CA signs it; CertificateSigned follows."""
+        accepted = self.central.certificates.sign_request(cp_id, payload["csr"])
+        return {"status": "Accepted" if accepted else "Rejected"}
 
     def authorize(self, cp_id: str, payload: dict[str, Any]) -> HandlerResult:
         """Authorize (OCPP 1.6 §4.1)."""
@@ -417,6 +426,45 @@ class V16Commands:
         if evse is not None:
             payload["connectorId"] = evse
         return await self._command(charger, "TriggerMessage", payload, timeout_s)
+
+    async def certificate_signed(
+        self, charger: str, chain_pem: str, *, timeout_s: float | None = None
+    ) -> CommandReply:
+        """CertificateSigned (OCPP 1.6 security whitepaper §3.3.2)."""
+        return await self._command(charger, "CertificateSigned", {"certificateChain": chain_pem}, timeout_s)
+
+    async def install_certificate(
+        self, charger: str, kind: CertificateKind, pem: str, *, timeout_s: float | None = None
+    ) -> CommandReply:
+        """InstallCertificate (OCPP 1.6 security whitepaper §3.3.5)."""
+        payload = {"certificateType": _CERTIFICATE_TYPES[kind], "certificate": pem}
+        return await self._command(charger, "InstallCertificate", payload, timeout_s)
+
+    async def delete_certificate(
+        self, charger: str, certificate: CertificateHash, *, timeout_s: float | None = None
+    ) -> CommandReply:
+        """DeleteCertificate (OCPP 1.6 security whitepaper §3.3.6)."""
+        payload = {
+            "certificateHashData": {
+                "hashAlgorithm": certificate.hash_algorithm,
+                "issuerNameHash": certificate.issuer_name_hash,
+                "issuerKeyHash": certificate.issuer_key_hash,
+                "serialNumber": certificate.serial_number,
+            }
+        }
+        return await self._command(charger, "DeleteCertificate", payload, timeout_s)
+
+    async def installed_certificates(
+        self, charger: str, kind: CertificateKind, *, timeout_s: float | None = None
+    ) -> tuple[CommandReply, list[CertificateHash]]:
+        """GetInstalledCertificateIds (OCPP 1.6 security whitepaper §3.3.7)."""
+        payload = {"certificateType": _CERTIFICATE_TYPES[kind]}
+        reply = await self._command(charger, "GetInstalledCertificateIds", payload, timeout_s)
+        hashes = [
+            CertificateHash(h["hashAlgorithm"], h["issuerNameHash"], h["issuerKeyHash"], h["serialNumber"])
+            for h in reply.fields.get("certificateHashData") or []
+        ]
+        return reply, hashes
 
     def raw_actions(self) -> frozenset[str]:
         """The actions `send` takes."""

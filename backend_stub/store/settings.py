@@ -71,3 +71,8 @@ class SettingsStore(StoreBase):
                 db.execute("DELETE FROM settings WHERE name = 'default_tariff_id'")
             else:
                 db.execute("INSERT OR REPLACE INTO settings VALUES ('default_tariff_id', ?)", (tariff_id,))
+
+    def check_writable(self) -> None:
+        """Commit a tiny write (the time of this check); raises StoreError when the store cannot be written."""
+        with self._write() as db:
+            db.execute("INSERT OR REPLACE INTO settings VALUES ('health.checked_at', ?)", (self._now(),))

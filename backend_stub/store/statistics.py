@@ -28,6 +28,17 @@ class StatisticsStore(PaymentsStore):
 
     # -- statistics
 
+    def operating_totals(self) -> tuple[int, int, int]:
+        """(active sessions, energy in Wh of finished sessions, revenue in minor units of finished sessions)."""
+        row = self._read(
+            "SELECT COUNT(*) - COUNT(stopped_at) AS active,"
+            " COALESCE(SUM(CASE WHEN stopped_at IS NOT NULL THEN MAX(meter_stop_wh - meter_start_wh, 0) END), 0)"
+            " AS energy_wh,"
+            " COALESCE(SUM(CASE WHEN stopped_at IS NOT NULL THEN cost_minor END), 0) AS revenue_minor"
+            " FROM transactions"
+        )[0]
+        return int(row["active"]), int(row["energy_wh"]), int(row["revenue_minor"])
+
     def daily_stats(self, cp_id: str, from_date: date, to_date: date, tz: tzinfo) -> list[DailyStats]:
         """Per local day (inclusive range): Charging connector-time, and energy, sessions, fees of sessions
         that ended that day."""

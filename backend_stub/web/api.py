@@ -14,6 +14,7 @@ ISO 8601 (UTC on output).
 from __future__ import annotations
 
 import copy
+import dataclasses
 import enum
 import json
 import logging
@@ -25,8 +26,9 @@ from typing import TYPE_CHECKING, Any, Final, NoReturn
 from aiohttp import web
 from aiohttp.web_protocol import RequestPayloadError
 
+from backend_stub.domain.ca import certificate_expiry
 from backend_stub.domain.chargers import MAX_CHARGER_ID_LENGTH
-from backend_stub.domain.commands import ChargerCommands
+from backend_stub.domain.commands import CertificateHash, CertificateKind, ChargerCommands
 from backend_stub.domain.pricing import InvalidTariff, check_tariff
 from backend_stub.errors import ApiError, CommandFailed, InvalidCommand
 from backend_stub.store import (
@@ -972,6 +974,104 @@ async def send_command(request: web.Request) -> web.Response:
     return _ok({"charger": cp_id, "action": action, "reply": reply})
 
 
+# ---------------------------------------------------------------------------------------------- certificates
+
+CERTIFICATE_KINDS: Final = ("csms_root", "manufacturer_root")
+MAX_CERTIFICATE_CHARS: Final = 5500  # OCPP 1.6 security whitepaper InstallCertificate.req certificate
+HASH_ALGORITHMS: Final = ("SHA256", "SHA384", "SHA512")
+_HEX = re.compile(r"[0-9A-Fa-f]{1,128}")
+
+
+def _command_error(exc: CommandFailed, cp_id: str, action: str) -> ApiError:
+    """The HTTP error for a command without an answer: 409 not connected, 504 timeout, 502 otherwise."""
+    if exc.code == CommandFailed.NOT_CONNECTED:
+        return ApiError(409, f"charger {cp_id!r} is not connected")
+    if exc.code == CommandFailed.TIMEOUT:
+        return ApiError(504, f"charger {cp_id!r} did not answer {action} in time")
+    if exc.code == CommandFailed.DISCONNECTED:
+        return ApiError(502, f"charger {cp_id!r} disconnected before answering {action}")
+    return ApiError(502, f"charger answered {action} with CALLERROR {exc.code}", code=exc.code)
+
+
+def _connected_charger(request: web.Request) -> tuple[Central, str]:
+    csms, cp_id = _csms(request), request.match_info["cp_id"]
+    _charger_or_404(csms, cp_id)
+    if not csms.commands.is_connected(cp_id):
+        raise ApiError(409, f"charger {cp_id!r} is not connected")
+    return csms, cp_id
+
+
+def _certificate_kind(value: object) -> CertificateKind:
+    if value not in CERTIFICATE_KINDS:
+        _bad(f"kind must be one of {', '.join(CERTIFICATE_KINDS)}", "kind")
+    return value  # narrowed to the Literal by the check above
+
+
+async def list_certificates(request: web.Request) -> web.Response:
+    """GET /api/chargers/{cp_id}/certificates?kind=: the installed ones (GetInstalledCertificateIds) and ours."""
+    params = _query(request, {"kind"})
+    kind = _certificate_kind(params.get("kind", "csms_root"))
+    csms, cp_id = _connected_charger(request)
+    try:
+        reply, hashes = await csms.commands.installed_certificates(cp_id, kind)
+    except CommandFailed as exc:
+        raise _command_error(exc, cp_id, "GetInstalledCertificateIds") from None
+    issued = csms.certificates.issued.get(cp_id)
+    return _ok(
+        {
+            "charger": cp_id,
+            "kind": kind,
+            "status": reply.status,
+            "certificates": [dataclasses.asdict(h) for h in hashes],
+            "client_certificate": None
+            if issued is None
+            else {"serial_number": issued.serial_hex, "not_after": _iso(issued.not_after)},
+        }
+    )
+
+
+async def install_certificate(request: web.Request) -> web.Response:
+    """POST /api/chargers/{cp_id}/certificates {kind, pem}: InstallCertificate."""
+    body = await _json_body(request)
+    kind = _certificate_kind(body.get("kind"))
+    pem = body.get("pem")
+    if not isinstance(pem, str) or len(pem) > MAX_CERTIFICATE_CHARS:
+        _bad(f"pem must be a PEM certificate of at most {MAX_CERTIFICATE_CHARS} characters", "pem")
+    try:
+        certificate_expiry(pem)
+    except ValueError:
+        _bad("pem is not a PEM X.509 certificate", "pem")
+    csms, cp_id = _connected_charger(request)
+    try:
+        reply = await csms.commands.install_certificate(cp_id, kind, pem)
+    except CommandFailed as exc:
+        raise _command_error(exc, cp_id, "InstallCertificate") from None
+    return _ok({"charger": cp_id, "status": reply.status})
+
+
+async def delete_certificate(request: web.Request) -> web.Response:
+    """POST /api/chargers/{cp_id}/certificates/delete {hash_algorithm, issuer_name_hash, ...}: DeleteCertificate."""
+    body = await _json_body(request)
+    if body.get("hash_algorithm") not in HASH_ALGORITHMS:
+        _bad(f"hash_algorithm must be one of {', '.join(HASH_ALGORITHMS)}", "hash_algorithm")
+    for name, longest in (("issuer_name_hash", 128), ("issuer_key_hash", 128), ("serial_number", 40)):
+        value = body.get(name)
+        if not isinstance(value, str) or len(value) > longest or not _HEX.fullmatch(value):
+            _bad(f"{name} must be hex digits, at most {longest}", name)
+    extra = set(body) - {"hash_algorithm", "issuer_name_hash", "issuer_key_hash", "serial_number"}
+    if extra:
+        _bad(f"unknown field {sorted(extra)[0][:64]!r}")
+    certificate = CertificateHash(
+        body["hash_algorithm"], body["issuer_name_hash"], body["issuer_key_hash"], body["serial_number"]
+    )
+    csms, cp_id = _connected_charger(request)
+    try:
+        reply = await csms.commands.delete_certificate(cp_id, certificate)
+    except CommandFailed as exc:
+        raise _command_error(exc, cp_id, "DeleteCertificate") from None
+    return _ok({"charger": cp_id, "status": reply.status})
+
+
 # ---------------------------------------------------------------------------------------------- sessions
 
 
@@ -1441,6 +1541,48 @@ OPENAPI: Final[dict[str, Any]] = {
                 errors=(400, 401, 404, 409, 413, 502, 504),
             )
         },
+        "/api/chargers/{cp_id}/certificates": {
+            "get": _op(
+                "Certificates installed on a connected charger (GetInstalledCertificateIds), and the client "
+                "certificate our CA signed for it (serial, expiry)",
+                None,
+                params=[
+                    _CHARGER_PARAM,
+                    _param("kind", "query", {"type": "string", "enum": ["csms_root", "manufacturer_root"]}),
+                ],
+                errors=(400, 401, 404, 409, 502, 504),
+            ),
+            "post": _op(
+                "Install a root certificate on a connected charger (InstallCertificate)",
+                None,
+                params=[_CHARGER_PARAM],
+                body=_obj(
+                    {
+                        "kind": {"type": "string", "enum": ["csms_root", "manufacturer_root"]},
+                        "pem": {"type": "string", "maxLength": 5500},
+                    },
+                    ["kind", "pem"],
+                ),
+                errors=(400, 401, 404, 409, 413, 502, 504),
+            ),
+        },
+        "/api/chargers/{cp_id}/certificates/delete": {
+            "post": _op(
+                "Delete a certificate from a connected charger (DeleteCertificate)",
+                None,
+                params=[_CHARGER_PARAM],
+                body=_obj(
+                    {
+                        "hash_algorithm": {"type": "string", "enum": ["SHA256", "SHA384", "SHA512"]},
+                        "issuer_name_hash": {"type": "string", "maxLength": 128},
+                        "issuer_key_hash": {"type": "string", "maxLength": 128},
+                        "serial_number": {"type": "string", "maxLength": 40},
+                    },
+                    ["hash_algorithm", "issuer_name_hash", "issuer_key_hash", "serial_number"],
+                ),
+                errors=(400, 401, 404, 409, 413, 502, 504),
+            )
+        },
         "/api/sessions": {
             "get": _op(
                 "Sessions, newest first",
@@ -1511,6 +1653,9 @@ ROUTES: Final[list[tuple[str, str, Handler]]] = [
     ("PATCH", "/api/chargers/{cp_id}", update_charger),
     ("GET", "/api/chargers/{cp_id}/stats", charger_stats),
     ("POST", "/api/chargers/{cp_id}/commands/{action}", send_command),
+    ("GET", "/api/chargers/{cp_id}/certificates", list_certificates),
+    ("POST", "/api/chargers/{cp_id}/certificates", install_certificate),
+    ("POST", "/api/chargers/{cp_id}/certificates/delete", delete_certificate),
     ("GET", "/api/sessions", list_sessions),
     ("GET", "/api/sessions/{session_id}", get_session),
     ("GET", "/api/security-events", list_security_events),

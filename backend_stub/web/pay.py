@@ -47,6 +47,7 @@ from aiohttp import web
 from backend_stub.domain import tariffs
 from backend_stub.domain.central import Central
 from backend_stub.domain.payments import (
+    PROVIDER_CHOICES,
     CallbackRejected,
     Checkout,
     CheckoutRequest,
@@ -407,7 +408,16 @@ class PaymentService:
         target = self._parse_connector(request)
         if target is None or not self._known(*target):
             return self._message(404, "Unknown charger", "There is no such charger or connector here.")
+        if not self.providers:
+            return self._not_configured()
         return self._pay_form(request, *target)
+
+    def _not_configured(self) -> web.Response:
+        return self._message(
+            503,
+            "Card payment is not configured",
+            "Card payment is not configured at this charger. Nothing was charged; use a charging card.",
+        )
 
     def _pay_form(
         self,
@@ -467,6 +477,8 @@ class PaymentService:
         target = self._parse_connector(request)
         if target is None or not self._known(*target):
             return self._message(404, "Unknown charger", "There is no such charger or connector here.")
+        if not self.providers:
+            return self._not_configured()
         cp_id, connector_id = target
         form = await request.post()
         amount = self._validate_amount(str(form.get("amount", "")))
@@ -721,23 +733,33 @@ def service(app: web.Application) -> PaymentService:
     return app[PAYMENTS]
 
 
-def setup(app: web.Application) -> None:
+def providers_for(csms: Central, name: str) -> dict[str, PaymentProvider]:
+    """The payment providers of ``serve --payment-provider NAME`` (one of `PROVIDER_CHOICES`), by name."""
+    if name == "none":
+        return {}
+    if name == "test":
+        test = TestProvider(csms.store.secret("pay.test_provider"), clock=lambda: csms.clock().timestamp())
+        log.warning(
+            "QR payments use the built-in 'test' provider (simulated money): anyone can pay with it and charge "
+            "for free. Fine for development and demos; a public site needs a real PaymentProvider."
+        )
+        return {test.name: test}
+    raise ValueError(f"payment provider must be one of {', '.join(PROVIDER_CHOICES)}, got {name!r}")
+
+
+def setup(app: web.Application, provider: str = "none") -> None:
     """Register the pay pages, QR codes and provider callbacks, and hook payments into the OCPP handlers."""
     csms = app[common.CSMS]
-    test = TestProvider(csms.store.secret("pay.test_provider"), clock=lambda: csms.clock().timestamp())
-    svc = PaymentService(csms, PayConfig.from_env(), {test.name: test})
+    svc = PaymentService(csms, PayConfig.from_env(), providers_for(csms, provider))
     app[PAYMENTS] = svc
     csms.payment_hooks = svc.flow
-    log.warning(
-        "QR payments use the built-in 'test' provider (simulated money): anyone can pay with it and charge "
-        "for free. Fine for development and demos; a public site needs a real PaymentProvider."
-    )
     router = app.router
     # Fixed paths before /pay/{cp}/{connector}.
     router.add_get("/pay/status/{token}", svc.status_page)
     router.add_post("/pay/status/{token}/stop", svc.stop_submit)
-    router.add_get("/pay/test-provider/{ref}", svc.test_provider_page)
-    router.add_post("/pay/test-provider/{ref}", svc.test_provider_submit)
+    if "test" in svc.providers:  # the simulated checkout exists only when the test provider was chosen
+        router.add_get("/pay/test-provider/{ref}", svc.test_provider_page)
+        router.add_post("/pay/test-provider/{ref}", svc.test_provider_submit)
     router.add_post("/pay/callback/{provider}", svc.callback)
     router.add_get("/pay/{cp_id}/{connector}", svc.pay_page)
     router.add_post("/pay/{cp_id}/{connector}", svc.pay_submit)

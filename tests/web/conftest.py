@@ -50,7 +50,7 @@ async def site(tmp_path: Path) -> AsyncIterator[Csms]:
     store.put_tariff(TARIFF_ID, json.dumps(TARIFF))
     store.set_default_tariff_id(TARIFF_ID)
     store.add_charger(CP_ID, CP_PASSWORD)
-    app = Csms(store, heartbeat_interval_s=60, admin_token=ADMIN_TOKEN)
+    app = Csms(store, heartbeat_interval_s=60, admin_token=ADMIN_TOKEN, payment_provider="test")
     await app.start()
     try:
         yield app

@@ -39,7 +39,7 @@ async def test_restart_refunds_a_payment_captured_before_its_top_up(
     store.set_payment_status(p.id, PaymentStatus.CAPTURED)
     if card_opened:
         store.add_card(tag, user_id=None, mode="prepaid")  # crash after the card, before the top-up
-    app = Csms(store, admin_token=ADMIN_TOKEN)
+    app = Csms(store, admin_token=ADMIN_TOKEN, payment_provider="test")
     await app.start()
     try:
         await until(lambda: store.payment(p.id).status is PaymentStatus.REFUNDED, 5, "not refunded")
@@ -144,7 +144,7 @@ async def test_payment_bound_card_takes_no_manual_top_up(
 async def test_stop_cancels_and_awaits_background_tasks(tmp_path: Path) -> None:
     """Csms.stop awaits its cancelled tasks, and a payment task spawned while connections close is cancelled."""
     store = CsmsStore(tmp_path / "stop.db")
-    app = Csms(store, admin_token=ADMIN_TOKEN)
+    app = Csms(store, admin_token=ADMIN_TOKEN, payment_provider="test")
     svc = payments.service(app.server.app)
     late: list[asyncio.Task[None]] = []
 

@@ -6,6 +6,7 @@ import json
 import re
 import xml.etree.ElementTree as ET
 from dataclasses import replace
+from datetime import UTC, datetime
 from pathlib import Path
 from typing import Any
 
@@ -576,13 +577,42 @@ async def test_restart_settles_a_payment_cut_short(tmp_path: Path) -> None:
     store.set_payment_status(p.id, PaymentStatus.CAPTURED)
     store.add_card(tag, user_id=None, mode="prepaid")
     store.topup(tag, 400, f"payment:{p.id}:topup", payment_id=p.id)
-    app = Csms(store, admin_token=ADMIN_TOKEN)
+    app = Csms(store, admin_token=ADMIN_TOKEN, payment_provider="test")
     await app.start()
     try:
         await until(lambda: store.payment(p.id).status is PaymentStatus.REFUNDED, 5, "not refunded")
         assert ledger_of(app, tag) == [(LedgerKind.TOPUP, 400), (LedgerKind.ADJUSTMENT, -400)]
         assert provider(app).refunded_minor("tp_before_crash") == 400
         assert store.verify_balances() == []
+    finally:
+        await app.stop()
+        store.close()
+
+
+async def test_without_a_payment_provider_nothing_is_taken(tmp_path: Path) -> None:
+    """The default provider `none`: the pay pages say card payment is not configured; no checkout, no test page."""
+    store = CsmsStore(tmp_path / "none.db")
+    store.add_charger(CP_ID)
+    store.record_status(CP_ID, 1, "Available", datetime.now(UTC))
+    app = Csms(store, admin_token=ADMIN_TOKEN)
+    await app.start()
+    try:
+        async with aiohttp.ClientSession(base_url=app.http_url) as http:
+            async with http.get(f"/pay/{CP_ID}/1") as resp:
+                assert resp.status == 503
+                assert "Card payment is not configured" in await resp.text()
+            form = {"amount_minor": "500", "provider": "test", "key": "k" * 20}
+            async with http.post(f"/pay/{CP_ID}/1", data=form, allow_redirects=False) as resp:
+                assert resp.status == 503
+                assert "not configured" in await resp.text()
+            for method, path in (("GET", "/pay/test-provider/tp_1"), ("POST", "/pay/test-provider/tp_1")):
+                async with http.request(method, path, data={"action": "approve"}) as resp:
+                    assert resp.status in (404, 405)
+            async with http.post("/pay/callback/test", data=b"{}") as resp:
+                assert resp.status == 404
+        assert svc(app).providers == {}
+        for status in PaymentStatus:
+            assert store.payments_with_status(status) == []
     finally:
         await app.stop()
         store.close()

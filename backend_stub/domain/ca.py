@@ -1,0 +1,222 @@
+"""The central system's certificate authority for security profile 3: it signs the chargers' client certificates.
+
+A charger sends a CSR (OCPP 1.6 security whitepaper SignCertificate / OCPP 2.0.1 A02); it is signed only when it
+is a well-formed PKCS#10 request with a valid self-signature, a key of an accepted type and size, and a subject CN
+equal to the sender's charger id (whitepaper §3.3.2: the CN is the Charge Point identity). The signed certificate
+is then sent to the charger with the CA (CertificateSigned); the profile-3 server checks client certificates
+against the same CA (`serve --tls-client-ca`).
+"""
+
+from __future__ import annotations
+
+import asyncio
+import logging
+import os
+from collections.abc import Callable
+from dataclasses import dataclass
+from datetime import UTC, datetime, timedelta
+from pathlib import Path
+
+from cryptography import x509
+from cryptography.exceptions import UnsupportedAlgorithm
+from cryptography.hazmat.primitives import hashes, serialization
+from cryptography.hazmat.primitives.asymmetric import ec, rsa
+from cryptography.x509.oid import ExtendedKeyUsageOID, NameOID
+
+from backend_stub.domain.commands import ChargerCommands
+from backend_stub.errors import CentralError, CommandFailed, NotConnected
+
+log = logging.getLogger(__name__)
+
+MAX_CSR_CHARS = 5500  # OCPP 1.6 security whitepaper SignCertificate.req csr: string[0..5500]
+CA_VALIDITY = timedelta(days=3650)
+LEAF_VALIDITY = timedelta(days=365)
+MIN_RSA_BITS = 2048
+EC_CURVES = (ec.SECP256R1, ec.SECP384R1)
+
+
+class CsrRejected(CentralError):
+    """A CSR that is not signed: malformed, badly self-signed, a weak key, or a CN other than the charger id."""
+
+
+@dataclass(frozen=True)
+class IssuedCertificate:
+    """A signed charger certificate: the chain to send (leaf then CA, PEM), its serial and its expiry."""
+
+    chain_pem: str
+    serial_hex: str
+    not_after: datetime
+
+
+class CertificateAuthority:
+    """A CA key and certificate that sign the chargers' CSRs."""
+
+    def __init__(
+        self, certificate: x509.Certificate, key: rsa.RSAPrivateKey | ec.EllipticCurvePrivateKey
+    ) -> None:
+        """Sign with ``key`` as ``certificate``'s subject."""
+        self.certificate = certificate
+        self.key = key
+
+    @classmethod
+    def load(cls, cert_path: str | Path, key_path: str | Path) -> CertificateAuthority:
+        """A CA from PEM files (``serve --ca-cert/--ca-key``); raises ValueError naming the file."""
+        try:
+            certificate = x509.load_pem_x509_certificate(Path(cert_path).read_bytes())
+        except (OSError, ValueError) as exc:
+            raise ValueError(f"--ca-cert {cert_path}: {exc}") from exc
+        try:
+            key = serialization.load_pem_private_key(Path(key_path).read_bytes(), password=None)
+        except (OSError, ValueError, TypeError, UnsupportedAlgorithm) as exc:
+            raise ValueError(f"--ca-key {key_path}: {exc}") from exc
+        if not isinstance(key, rsa.RSAPrivateKey | ec.EllipticCurvePrivateKey):
+            raise ValueError(f"--ca-key {key_path}: an RSA or EC key is needed")
+        spki = (serialization.Encoding.DER, serialization.PublicFormat.SubjectPublicKeyInfo)
+        if key.public_key().public_bytes(*spki) != certificate.public_key().public_bytes(*spki):
+            raise ValueError(f"--ca-key {key_path} is not the key of --ca-cert {cert_path}")
+        return cls(certificate, key)
+
+    @classmethod
+    def load_or_create(
+        cls, cert_path: Path, key_path: Path, name: str, now: datetime
+    ) -> CertificateAuthority:
+        """The CA stored at these paths, or a new one (EC P-256, key file mode 0600) stored there first."""
+        if cert_path.exists() or key_path.exists():
+            return cls.load(cert_path, key_path)
+        key = ec.generate_private_key(ec.SECP256R1())
+        subject = x509.Name([x509.NameAttribute(NameOID.COMMON_NAME, name)])
+        certificate = (
+            x509.CertificateBuilder()
+            .subject_name(subject)
+            .issuer_name(subject)
+            .public_key(key.public_key())
+            .serial_number(x509.random_serial_number())
+            .not_valid_before(now - timedelta(minutes=5))
+            .not_valid_after(now + CA_VALIDITY)
+            .add_extension(x509.BasicConstraints(ca=True, path_length=0), critical=True)
+            .add_extension(
+                x509.KeyUsage(False, False, False, False, False, True, True, False, False), critical=True
+            )
+            .add_extension(x509.SubjectKeyIdentifier.from_public_key(key.public_key()), critical=False)
+            .sign(key, hashes.SHA256())
+        )
+        key_pem = key.private_bytes(
+            serialization.Encoding.PEM, serialization.PrivateFormat.PKCS8, serialization.NoEncryption()
+        )
+        key_path.parent.mkdir(parents=True, exist_ok=True)
+        # Created with mode 0600 (never readable by others, not even for a moment), and only then written.
+        fd = os.open(key_path, os.O_WRONLY | os.O_CREAT | os.O_EXCL, 0o600)
+        with os.fdopen(fd, "wb") as f:
+            f.write(key_pem)
+        cert_path.write_bytes(certificate.public_bytes(serialization.Encoding.PEM))
+        log.warning(
+            "generated a certificate authority for security profile 3: %s (key %s)", cert_path, key_path
+        )
+        return cls(certificate, key)
+
+    @property
+    def pem(self) -> str:
+        """The CA certificate in PEM."""
+        return self.certificate.public_bytes(serialization.Encoding.PEM).decode()
+
+    def sign(self, cp_id: str, csr_pem: str, now: datetime) -> IssuedCertificate:
+        """Sign ``cp_id``'s CSR as a TLS client certificate; raises CsrRejected."""
+        if not isinstance(csr_pem, str) or len(csr_pem) > MAX_CSR_CHARS:
+            raise CsrRejected(f"the CSR must be a PEM string of at most {MAX_CSR_CHARS} characters")
+        try:
+            csr = x509.load_pem_x509_csr(csr_pem.encode())
+            names = csr.subject.get_attributes_for_oid(NameOID.COMMON_NAME)
+            public_key = csr.public_key()
+            self_signed = csr.is_signature_valid
+        except (ValueError, UnsupportedAlgorithm, UnicodeError) as exc:
+            raise CsrRejected(f"not a PKCS#10 CSR: {str(exc)[:200]}") from None
+        if not self_signed:
+            raise CsrRejected("the CSR's signature does not verify")
+        if len(names) != 1 or names[0].value != cp_id:
+            shown = [str(n.value)[:64] for n in names[:2]]
+            raise CsrRejected(f"the CSR's CN {shown} is not the charger id")
+        if isinstance(public_key, rsa.RSAPublicKey):
+            if public_key.key_size < MIN_RSA_BITS:
+                raise CsrRejected(f"RSA keys need at least {MIN_RSA_BITS} bits")
+        elif not (
+            isinstance(public_key, ec.EllipticCurvePublicKey) and isinstance(public_key.curve, EC_CURVES)
+        ):
+            raise CsrRejected("the key must be RSA (2048 bits or more) or EC P-256/P-384")
+        not_after = min(now + LEAF_VALIDITY, self.certificate.not_valid_after_utc)
+        # The subject is built from the charger id alone: nothing else from the CSR is copied into the certificate.
+        certificate = (
+            x509.CertificateBuilder()
+            .subject_name(x509.Name([x509.NameAttribute(NameOID.COMMON_NAME, cp_id)]))
+            .issuer_name(self.certificate.subject)
+            .public_key(public_key)
+            .serial_number(x509.random_serial_number())
+            .not_valid_before(now - timedelta(minutes=5))
+            .not_valid_after(not_after)
+            .add_extension(x509.BasicConstraints(ca=False, path_length=None), critical=True)
+            .add_extension(x509.ExtendedKeyUsage([ExtendedKeyUsageOID.CLIENT_AUTH]), critical=False)
+            .add_extension(
+                x509.AuthorityKeyIdentifier.from_issuer_public_key(self.key.public_key()), critical=False
+            )
+            .sign(self.key, hashes.SHA256())
+        )
+        chain = certificate.public_bytes(serialization.Encoding.PEM).decode() + self.pem
+        # X.509 times have whole seconds: the expiry is the certificate's, not the requested one.
+        return IssuedCertificate(
+            chain, format(certificate.serial_number, "x"), certificate.not_valid_after_utc
+        )
+
+
+def certificate_expiry(pem: str) -> datetime:
+    """The notAfter (UTC) of the first certificate in ``pem``; ValueError if there is none."""
+    return x509.load_pem_x509_certificates(pem.encode())[0].not_valid_after_utc.astimezone(UTC)
+
+
+class ChargerCertificates:
+    """Signs the chargers' CSRs and sends them the result through the command port (CertificateSigned)."""
+
+    def __init__(
+        self, ca: CertificateAuthority | None, commands: ChargerCommands, clock: Callable[[], datetime]
+    ) -> None:
+        """Sign with ``ca`` (None: every CSR is rejected), deliver through ``commands``."""
+        self.ca = ca
+        self.commands = commands
+        self.clock = clock
+        self.issued: dict[
+            str, IssuedCertificate
+        ] = {}  # the latest certificate per charger (Accepted ones only)
+        self._tasks: set[asyncio.Task[None]] = set()
+
+    def sign_request(self, cp_id: str, csr_pem: str) -> bool:
+        """Whether ``cp_id``'s CSR is accepted; if so the signed chain is sent to it right after the answer."""
+        if self.ca is None:
+            return False
+        try:
+            issued = self.ca.sign(cp_id, csr_pem, self.clock())
+        except CsrRejected as exc:
+            log.warning("rejected a CSR from %s: %s", cp_id, exc, extra={"cp_id": cp_id})
+            return False
+        # Only one delivery per charger at a time: a charger repeating SignCertificate cannot pile up tasks.
+        if any(t.get_name() == f"cert-signed-{cp_id}" for t in self._tasks):
+            return False
+        task = asyncio.get_running_loop().create_task(
+            self._deliver(cp_id, issued), name=f"cert-signed-{cp_id}"
+        )
+        self._tasks.add(task)
+        task.add_done_callback(self._tasks.discard)
+        return True
+
+    async def _deliver(self, cp_id: str, issued: IssuedCertificate) -> None:
+        try:
+            reply = await self.commands.certificate_signed(cp_id, issued.chain_pem)
+        except (CommandFailed, NotConnected) as exc:
+            log.warning("CertificateSigned to %s failed: %s", cp_id, exc, extra={"cp_id": cp_id})
+            return
+        if reply.accepted:
+            self.issued[cp_id] = issued
+        log.info("%s answered CertificateSigned %s", cp_id, reply.status, extra={"cp_id": cp_id})
+
+    async def close(self) -> None:
+        """Cancel deliveries in flight (shutdown)."""
+        for task in list(self._tasks):
+            task.cancel()
+        await asyncio.gather(*self._tasks, return_exceptions=True)
