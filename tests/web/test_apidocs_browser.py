@@ -29,7 +29,10 @@ async def test_api_docs_render_every_route_and_try_a_call(
     # Every documented operation is listed.
     await expect(page.locator(".opblock-summary-path[data-path='/api/chargers']").first).to_be_visible()
     assert await page.locator(".opblock").count() >= 20
-    await page.screenshot(path=str(tmp_path / "api-docs.png"), full_page=False)
+    await page.screenshot(path=str(tmp_path / "api-docs-desktop.png"), full_page=False)
+    await page.set_viewport_size({"width": 390, "height": 844})
+    await page.screenshot(path=str(tmp_path / "api-docs-phone.png"), full_page=False)
+    await page.set_viewport_size({"width": 1280, "height": 800})
 
     # Authorize with the token, then try GET /api/chargers from the page.
     await page.get_by_role("button", name="Authorize").first.click()
