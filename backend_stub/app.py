@@ -15,6 +15,7 @@ from pathlib import Path
 from backend_stub.domain.central import Central
 from backend_stub.ocpp.server import CentralSystem
 from backend_stub.ocpp.v16 import V16Commands, V16Handlers
+from backend_stub.ocpp.v201 import V201Handlers
 from backend_stub.store import CsmsStore
 from backend_stub.web import common, site
 
@@ -62,6 +63,8 @@ class Csms:
         self.server.booted_before = self.central.chargers.booted_before
         self.v16 = V16Handlers(self.central)
         self.v16.install(self.server)
+        self.v201 = V201Handlers(self.central)
+        self.v201.install(self.server)
         if admin_token is not None:
             token_sha256, self.new_admin_token = common.resolve_admin_token(
                 store, {common.TOKEN_ENV: admin_token}

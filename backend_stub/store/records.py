@@ -26,6 +26,7 @@ ENERGY_REGISTER: Final = "Energy.Active.Import.Register"
 # integers when it becomes a transaction's last_meter_wh.
 MAX_SAMPLE_VALUE: Final = 1e15
 MAX_METER_WH: Final = 2**62
+MAX_STATION_TX_ID_LENGTH: Final = 36  # OCPP 2.0.1 TransactionType.transactionId is identifierString(36)
 # A stranger can cause security events (a charger reporting on another's transaction, bad samples): the table
 # keeps only the newest ones, so it cannot grow without bound.
 MAX_SECURITY_EVENTS: Final = 10_000
@@ -141,6 +142,7 @@ class SecurityEventKind(enum.StrEnum):
     NOT_ACCEPTED = "not_accepted"  # a Pending/Rejected charger sent something other than BootNotification
     BAD_SAMPLE = "bad_sample"  # a meter sample was skipped (non-finite, out of range, not a number)
     STOP_BEFORE_START = "stop_before_start"  # a StopTransaction stamped at or before its start
+    SEQUENCE_GAP = "sequence_gap"  # a transaction's message sequence numbers skipped or went back
 
 
 class AuthStatus(enum.StrEnum):
@@ -275,6 +277,7 @@ class Transaction:
     cost_minor: int | None
     cdr_json: str | None
     id_tag_status: str | None = None  # the idTagInfo status the StartTransaction was answered with
+    station_tx_id: str | None = None  # the charger's own id of the transaction (OCPP 2.0.1 transactionId)
 
     @property
     def active(self) -> bool:
@@ -555,6 +558,7 @@ def _transaction(row: sqlite3.Row) -> Transaction:
         cost_minor=row["cost_minor"],
         cdr_json=row["cdr_json"],
         id_tag_status=row["id_tag_status"],
+        station_tx_id=row["station_tx_id"],
     )
 
 
