@@ -10,7 +10,7 @@ from ocpp.exceptions import NotImplementedError as SchemaMissingError
 from ocpp.exceptions import OCPPError
 from ocpp.messages import Call, _validate_payload
 
-from backend_stub.domain.commands import CommandReply, Lockout
+from backend_stub.domain.commands import ChargerCommands, CommandReply, Lockout, ResetKind
 from backend_stub.errors import CommandFailed, InvalidCommand, NotConnected
 from backend_stub.ocpp.server import CallErrorReply, CentralSystem, OcppVersion
 
@@ -87,3 +87,92 @@ class OcppCommands:
     ) -> CommandReply:
         reply = await self.send(charger, action, payload, timeout_s=timeout_s)
         return CommandReply(str(reply.get("status", "")), {k: v for k, v in reply.items() if k != "status"})
+
+
+class CommandsByVersion:
+    """The ChargerCommands port for a mixed site: each command goes out in the charger's negotiated version."""
+
+    def __init__(self, server: CentralSystem, implementations: dict[str, ChargerCommands]) -> None:
+        """``implementations`` keyed by subprotocol; the first one answers for chargers not connected."""
+        self.server = server
+        self.implementations = implementations
+        self._default = next(iter(implementations.values()))
+
+    def _for(self, charger: str) -> ChargerCommands:
+        """The implementation of ``charger``'s live connection (the default one if it is not connected)."""
+        return self.implementations.get(self.server.subprotocol(charger) or "", self._default)
+
+    def connected(self) -> set[str]:
+        """Ids of the chargers connected right now."""
+        return self.server.connected
+
+    def is_connected(self, charger: str) -> bool:
+        """Whether ``charger`` is connected right now."""
+        return charger in self.server.connected
+
+    def auth_lockout(self, charger: str) -> Lockout | None:
+        """Failed password attempts of ``charger`` and its lock-out."""
+        return self.server.auth_throttle.status(charger)
+
+    async def remote_start(
+        self, charger: str, evse: int | None, token: str, *, timeout_s: float | None = None
+    ) -> CommandReply:
+        """Start a session for ``token`` in the charger's version."""
+        return await self._for(charger).remote_start(charger, evse, token, timeout_s=timeout_s)
+
+    async def remote_stop(
+        self, charger: str, transaction: int, *, timeout_s: float | None = None
+    ) -> CommandReply:
+        """Stop ``transaction`` in the charger's version."""
+        return await self._for(charger).remote_stop(charger, transaction, timeout_s=timeout_s)
+
+    async def reset(self, charger: str, kind: ResetKind, *, timeout_s: float | None = None) -> CommandReply:
+        """Reboot the charger."""
+        return await self._for(charger).reset(charger, kind, timeout_s=timeout_s)
+
+    async def unlock(self, charger: str, evse: int, *, timeout_s: float | None = None) -> CommandReply:
+        """Unlock the connector of ``evse``."""
+        return await self._for(charger).unlock(charger, evse, timeout_s=timeout_s)
+
+    async def get_diagnostics(
+        self, charger: str, location: str, *, timeout_s: float | None = None
+    ) -> CommandReply:
+        """Have the charger upload its diagnostics to ``location``."""
+        return await self._for(charger).get_diagnostics(charger, location, timeout_s=timeout_s)
+
+    async def change_configuration(
+        self, charger: str, key: str, value: str, *, timeout_s: float | None = None
+    ) -> CommandReply:
+        """Set one configuration key (device-model variable)."""
+        return await self._for(charger).change_configuration(charger, key, value, timeout_s=timeout_s)
+
+    async def trigger(
+        self, charger: str, message: str, evse: int | None = None, *, timeout_s: float | None = None
+    ) -> CommandReply:
+        """Have the charger send ``message`` now."""
+        return await self._for(charger).trigger(charger, message, evse, timeout_s=timeout_s)
+
+    def raw_actions(self) -> frozenset[str]:
+        """The actions `send` takes in any version."""
+        return frozenset().union(*(impl.raw_actions() for impl in self.implementations.values()))
+
+    def check_raw(self, charger: str, action: str, payload: dict[str, Any] | None) -> None:
+        """Check against the connected charger's version; a charger not connected against any version's."""
+        if self.server.subprotocol(charger) is not None:
+            self._for(charger).check_raw(charger, action, payload)
+            return
+        errors: list[InvalidCommand] = []
+        for impl in self.implementations.values():
+            try:
+                impl.check_raw(charger, action, payload)
+            except InvalidCommand as exc:
+                errors.append(exc)
+            else:
+                return
+        raise min(errors, key=lambda e: e.unknown)  # an invalid payload says more than an unknown action
+
+    async def send(
+        self, charger: str, action: str, payload: dict[str, Any], *, timeout_s: float | None = None
+    ) -> dict[str, Any]:
+        """Send a raw CALL in the charger's version."""
+        return await self._for(charger).send(charger, action, payload, timeout_s=timeout_s)

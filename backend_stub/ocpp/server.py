@@ -484,6 +484,11 @@ class CentralSystem:
         """Ids of the chargers connected right now."""
         return set(self._connections)
 
+    def subprotocol(self, cp_id: str) -> str | None:
+        """The subprotocol ``cp_id`` negotiated on its live connection, None if it is not connected."""
+        conn = self._connections.get(cp_id)
+        return conn.version.subprotocol if conn is not None else None
+
     def calls(self, action: str, cp_id: str | None = None) -> list[Frame]:
         """Incoming CALL frames of `action` (from `cp_id` if given)."""
         return [f for f in self.log if _is_incoming_call(f, action, cp_id)]

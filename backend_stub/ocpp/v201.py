@@ -2,14 +2,18 @@
 
 from __future__ import annotations
 
+import itertools
 import logging
 import math
-from collections.abc import Awaitable
+from collections.abc import Awaitable, Callable
 from datetime import datetime
 from typing import Any, Final
 
 from backend_stub.domain.central import Central
+from backend_stub.domain.commands import CommandReply, ResetKind
 from backend_stub.domain.pricing import ENERGY
+from backend_stub.errors import CommandFailed
+from backend_stub.ocpp.commands import OcppCommands
 from backend_stub.ocpp.server import (
     OCPP201,
     CallErrorReply,
@@ -251,3 +255,131 @@ class V201Handlers:
     def acknowledge(self, cp_id: str, payload: dict[str, Any]) -> HandlerResult:
         """A notification whose content is not kept (an empty response)."""
         return {}
+
+
+# OCPP 2.0.1 messages a CSMS sends (Part 2, by functional block).
+CSMS_ACTIONS: Final = frozenset(
+    {
+        "CancelReservation",
+        "CertificateSigned",
+        "ChangeAvailability",
+        "ClearCache",
+        "ClearChargingProfile",
+        "ClearDisplayMessage",
+        "ClearVariableMonitoring",
+        "CostUpdated",
+        "CustomerInformation",
+        "DataTransfer",
+        "DeleteCertificate",
+        "GetBaseReport",
+        "GetChargingProfiles",
+        "GetCompositeSchedule",
+        "GetDisplayMessages",
+        "GetInstalledCertificateIds",
+        "GetLocalListVersion",
+        "GetLog",
+        "GetMonitoringReport",
+        "GetReport",
+        "GetTransactionStatus",
+        "GetVariables",
+        "InstallCertificate",
+        "PublishFirmware",
+        "RequestStartTransaction",
+        "RequestStopTransaction",
+        "ReserveNow",
+        "Reset",
+        "SendLocalList",
+        "SetChargingProfile",
+        "SetDisplayMessage",
+        "SetMonitoringBase",
+        "SetMonitoringLevel",
+        "SetNetworkProfile",
+        "SetVariableMonitoring",
+        "SetVariables",
+        "TriggerMessage",
+        "UnlockConnector",
+        "UnpublishFirmware",
+        "UpdateFirmware",
+    }
+)
+# ResetKind -> OCPP 2.0.1 ResetEnumType (B11/B12): Soft waits for sessions to end, Hard does not.
+RESET_TYPES: Final[dict[str, str]] = {"Soft": "OnIdle", "Hard": "Immediate"}
+
+
+class V201Commands(OcppCommands):
+    """The ChargerCommands port over OCPP 2.0.1 CALLs."""
+
+    VERSION = OCPP201
+    ACTIONS = CSMS_ACTIONS
+    REQUEST_SUFFIX = "Request"
+
+    def __init__(self, server: CentralSystem, station_tx_id: Callable[[int], str | None]) -> None:
+        """Send through ``server``; ``station_tx_id`` gives the charger's own id of one of our transactions."""
+        super().__init__(server)
+        self.station_tx_id = station_tx_id
+        self._request_ids = itertools.count(1)  # remoteStartId / requestId, unique per run
+
+    async def remote_start(
+        self, charger: str, evse: int | None, token: str, *, timeout_s: float | None = None
+    ) -> CommandReply:
+        """RequestStartTransaction (OCPP 2.0.1 F01/F02): the token is the central system's own (type Central)."""
+        payload: dict[str, Any] = {
+            "idToken": {"idToken": token, "type": "Central"},
+            "remoteStartId": next(self._request_ids),
+        }
+        if evse is not None:
+            payload["evseId"] = evse
+        return await self._command(charger, "RequestStartTransaction", payload, timeout_s)
+
+    async def remote_stop(
+        self, charger: str, transaction: int, *, timeout_s: float | None = None
+    ) -> CommandReply:
+        """RequestStopTransaction (OCPP 2.0.1 F03) by the charger's own transactionId."""
+        station_tx_id = self.station_tx_id(transaction)
+        if station_tx_id is None:
+            raise CommandFailed("NotSupported", f"transaction {transaction} has no OCPP 2.0.1 transactionId")
+        return await self._command(
+            charger, "RequestStopTransaction", {"transactionId": station_tx_id}, timeout_s
+        )
+
+    async def reset(self, charger: str, kind: ResetKind, *, timeout_s: float | None = None) -> CommandReply:
+        """Reset (OCPP 2.0.1 B11/B12) of the whole station."""
+        return await self._command(charger, "Reset", {"type": RESET_TYPES[kind]}, timeout_s)
+
+    async def unlock(self, charger: str, evse: int, *, timeout_s: float | None = None) -> CommandReply:
+        """UnlockConnector (OCPP 2.0.1 F05): connector 1 of ``evse``."""
+        return await self._command(charger, "UnlockConnector", {"evseId": evse, "connectorId": 1}, timeout_s)
+
+    async def get_diagnostics(
+        self, charger: str, location: str, *, timeout_s: float | None = None
+    ) -> CommandReply:
+        """GetLog (OCPP 2.0.1 N01) of the diagnostics log."""
+        payload = {
+            "logType": "DiagnosticsLog",
+            "requestId": next(self._request_ids),
+            "log": {"remoteLocation": location},
+        }
+        return await self._command(charger, "GetLog", payload, timeout_s)
+
+    async def change_configuration(
+        self, charger: str, key: str, value: str, *, timeout_s: float | None = None
+    ) -> CommandReply:
+        """SetVariables (OCPP 2.0.1 B05) of one variable, ``key`` as "Component.Variable"."""
+        component, _, variable = key.rpartition(".")
+        data = {
+            "attributeValue": value,
+            "component": {"name": component or "ChargingStation"},
+            "variable": {"name": variable},
+        }
+        reply = await self.send(charger, "SetVariables", {"setVariableData": [data]}, timeout_s=timeout_s)
+        results = reply.get("setVariableResult") or [{}]
+        return CommandReply(str(results[0].get("attributeStatus", "")), reply)
+
+    async def trigger(
+        self, charger: str, message: str, evse: int | None = None, *, timeout_s: float | None = None
+    ) -> CommandReply:
+        """TriggerMessage (OCPP 2.0.1 F06)."""
+        payload: dict[str, Any] = {"requestedMessage": message}
+        if evse is not None:
+            payload["evse"] = {"id": evse}
+        return await self._command(charger, "TriggerMessage", payload, timeout_s)

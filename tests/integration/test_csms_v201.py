@@ -8,9 +8,12 @@ from collections.abc import AsyncIterator
 from pathlib import Path
 from typing import Any
 
+import aiohttp
 import pytest
+from ocpp.routing import on
 from ocpp.v201 import ChargePoint as V201ChargePoint
-from ocpp.v201 import call
+from ocpp.v201 import call, call_result
+from ocpp.v201.enums import Action
 from websockets.asyncio.client import ClientConnection, connect
 
 from backend_stub.app import Csms
@@ -20,6 +23,7 @@ from tests.integration.test_csms import TARIFF, RawCharger
 
 T0 = "2026-11-22T10:00:00Z"
 T5 = "2026-11-22T10:05:00Z"
+ADMIN_TOKEN = "test-admin-token-for-v201"
 
 
 @pytest.fixture
@@ -27,7 +31,7 @@ async def csms(tmp_path: Path) -> AsyncIterator[Csms]:
     store = CsmsStore(tmp_path / "csms.db")
     store.put_tariff("T1", json.dumps(TARIFF))
     store.set_default_tariff_id("T1")
-    app = Csms(store, heartbeat_interval_s=60)
+    app = Csms(store, heartbeat_interval_s=60, admin_token=ADMIN_TOKEN)
     await app.start()
     try:
         yield app
@@ -39,8 +43,27 @@ async def csms(tmp_path: Path) -> AsyncIterator[Csms]:
 class Station(V201ChargePoint):
     """A 2.0.1 charging station from the `ocpp` package; CallErrors raise (suppress=False)."""
 
+    def __init__(self, *args: Any, **kwargs: Any) -> None:
+        super().__init__(*args, **kwargs)
+        self.commands: list[tuple[str, dict[str, Any]]] = []
+
     async def ask(self, payload: Any) -> Any:
         return await self.call(payload, suppress=False)
+
+    @on(Action.request_start_transaction)
+    def on_request_start(self, id_token: dict[str, Any], remote_start_id: int, **kw: Any) -> Any:
+        self.commands.append(("RequestStartTransaction", {"id_token": id_token, **kw}))
+        return call_result.RequestStartTransaction(status="Accepted")
+
+    @on(Action.request_stop_transaction)
+    def on_request_stop(self, transaction_id: str) -> Any:
+        self.commands.append(("RequestStopTransaction", {"transaction_id": transaction_id}))
+        return call_result.RequestStopTransaction(status="Accepted")
+
+    @on(Action.reset)
+    def on_reset(self, type: str, **kw: Any) -> Any:
+        self.commands.append(("Reset", {"type": type}))
+        return call_result.Reset(status="Accepted")
 
 
 class Running:
@@ -312,3 +335,52 @@ async def test_nan_samples_and_deep_json_keep_the_link_up(csms: Csms) -> None:
     tx = store.recent_transactions(cp_id="CP-N")[0]
     assert [s.value for s in store.meter_values(tx.id)] == [7]
     assert store.security_events(cp_id="CP-N", kind=SecurityEventKind.BAD_SAMPLE)
+
+
+async def test_commands_reach_a_201_station_through_the_port_and_the_raw_endpoint(csms: Csms) -> None:
+    csms.store.add_charger("CP-C")
+    running = await station(csms, "CP-C")
+    headers = {"Authorization": f"Bearer {ADMIN_TOKEN}"}
+    url = f"{csms.http_url}/api/chargers/CP-C/commands"
+    try:
+        # The neutral port, as the QR payment flow and the dashboard use it.
+        reply = await csms.central.commands.remote_start("CP-C", 1, "QR0123")
+        assert reply.accepted
+        reset = await csms.central.commands.reset("CP-C", "Soft")
+        assert reset.accepted
+        async with aiohttp.ClientSession(headers=headers) as http:
+            raw = {"idToken": {"idToken": "CARD9", "type": "ISO14443"}, "remoteStartId": 7, "evseId": 2}
+            async with http.post(f"{url}/RequestStartTransaction", json=raw) as response:
+                assert response.status == 200, await response.text()
+                assert (await response.json())["reply"]["status"] == "Accepted"
+            # Checked against the charger's version: a 1.6 action is unknown, a payload off the schema is bad.
+            async with http.post(f"{url}/RemoteStartTransaction", json={"idTag": "X"}) as response:
+                assert response.status == 404
+            async with http.post(f"{url}/RequestStartTransaction", json={"idToken": "X"}) as response:
+                assert response.status == 400
+    finally:
+        await running.close()
+    assert running.cp.commands == [
+        ("RequestStartTransaction", {"id_token": {"id_token": "QR0123", "type": "Central"}, "evse_id": 1}),
+        ("Reset", {"type": "OnIdle"}),
+        ("RequestStartTransaction", {"id_token": {"id_token": "CARD9", "type": "ISO14443"}, "evse_id": 2}),
+    ]
+
+
+async def test_the_prepaid_cut_off_sends_request_stop_transaction(csms: Csms) -> None:
+    store = csms.store
+    store.add_charger("CP-P")
+    user = store.add_user("Grace")
+    store.add_card("PREPAID1", user_id=user.id, mode="prepaid")
+    store.topup("PREPAID1", 150, "topup-1")  # 1.50 EUR = 15 Wh at 100 EUR/kWh
+    running = await station(csms, "CP-P")
+    try:
+        await running.cp.ask(
+            event("Started", 0, "tx-p", T0, token="PREPAID1", meter_value=energy(0, "Transaction.Begin", T0))
+        )
+        await running.cp.ask(event("Updated", 1, "tx-p", T5, meter_value=energy(20, "Sample.Periodic", T5)))
+        async with asyncio.timeout(5):
+            while ("RequestStopTransaction", {"transaction_id": "tx-p"}) not in running.cp.commands:
+                await asyncio.sleep(0.01)
+    finally:
+        await running.close()
