@@ -23,7 +23,7 @@ from backend_stub.ocpp.server import (
     utc_now_iso,
 )
 from backend_stub.ocpp.v16 import MAX_CONNECTOR_ID, check_int, check_time, default_unit
-from backend_stub.store import MAX_METER_WH, MAX_SAMPLE_VALUE, InvalidInput, MeterSample
+from backend_stub.store import MAX_METER_WH, MAX_SAMPLE_VALUE, DeviceVariable, InvalidInput, MeterSample
 
 log = logging.getLogger(__name__)
 
@@ -118,7 +118,7 @@ class V201Handlers:
             # Notifications whose content is not kept: acknowledged with their empty response.
             "SecurityEventNotification": self.acknowledge,
             "LogStatusNotification": self.acknowledge,
-            "NotifyReport": self.acknowledge,
+            "NotifyReport": self.notify_report,
             "ReservationStatusUpdate": self.acknowledge,
             "NotifyEvent": self.acknowledge,
         }
@@ -237,6 +237,32 @@ class V201Handlers:
         check_int(payload, "evseId", 0, MAX_CONNECTOR_ID)
         _samples, problems = samples_from_meter_values(payload["meterValue"], self.central.clock())
         self.central.sessions.meter_values(cp_id, None, [], problems)
+        return {}
+
+    def notify_report(self, cp_id: str, payload: dict[str, Any]) -> HandlerResult:
+        """NotifyReport (OCPP 2.0.1 B07/B08): each chunk's reported values are kept as the charger's device model."""
+        variables: list[DeviceVariable] = []
+        for data in payload.get("reportData", []):
+            component, variable = data["component"], data["variable"]
+            evse = component.get("evse", {})
+            evse_id = check_int(evse, "id", 0, MAX_CONNECTOR_ID) if "id" in evse else None
+            connector_id = (
+                check_int(evse, "connectorId", 0, MAX_CONNECTOR_ID) if "connectorId" in evse else None
+            )
+            for attribute in data["variableAttribute"]:
+                variables.append(
+                    DeviceVariable(
+                        component["name"],
+                        variable["name"],
+                        attribute.get("value"),
+                        evse_id,
+                        connector_id,
+                        component.get("instance"),
+                        variable.get("instance"),
+                        attribute.get("type", "Actual"),
+                    )
+                )
+        self.central.chargers.device_model_report(cp_id, variables)
         return {}
 
     def firmware_status(self, cp_id: str, payload: dict[str, Any]) -> HandlerResult:

@@ -26,6 +26,9 @@ ENERGY_REGISTER: Final = "Energy.Active.Import.Register"
 # integers when it becomes a transaction's last_meter_wh.
 MAX_SAMPLE_VALUE: Final = 1e15
 MAX_METER_WH: Final = 2**62
+MAX_DEVICE_VARIABLES: Final = (
+    5_000  # reported device-model values kept per charger (a stranger may report more)
+)
 MAX_STATION_TX_ID_LENGTH: Final = 36  # OCPP 2.0.1 TransactionType.transactionId is identifierString(36)
 # A stranger can cause security events (a charger reporting on another's transaction, bad samples): the table
 # keeps only the newest ones, so it cannot grow without bound.
@@ -258,6 +261,20 @@ class MeterSample:
     phase: str | None = None
     context: str | None = None
     location: str | None = None  # None: the default, Outlet (OCPP 1.6 §7.45)
+
+
+@dataclass(frozen=True, slots=True)
+class DeviceVariable:
+    """One value of a charger's reported device model: a component's variable and its attribute type."""
+
+    component: str
+    variable: str
+    value: str | None
+    evse: int | None = None
+    connector: int | None = None
+    component_instance: str | None = None
+    variable_instance: str | None = None
+    attribute_type: str = "Actual"
 
 
 @dataclass(frozen=True, slots=True)

@@ -115,6 +115,20 @@ CREATE TABLE IF NOT EXISTS meter_values (
     value REAL NOT NULL,
     PRIMARY KEY (transaction_id, timestamp, measurand, phase, location, context, unit)
 ) WITHOUT ROWID;
+CREATE TABLE IF NOT EXISTS device_model (
+    cp_id TEXT NOT NULL REFERENCES chargers(id),
+    component TEXT NOT NULL,
+    component_instance TEXT NOT NULL DEFAULT '',
+    evse_id INTEGER NOT NULL DEFAULT -1,
+    connector_id INTEGER NOT NULL DEFAULT -1,
+    variable TEXT NOT NULL,
+    variable_instance TEXT NOT NULL DEFAULT '',
+    attribute_type TEXT NOT NULL DEFAULT 'Actual',
+    value TEXT,
+    updated_at TEXT NOT NULL,
+    PRIMARY KEY (cp_id, component, component_instance, evse_id, connector_id, variable, variable_instance,
+                 attribute_type)
+) WITHOUT ROWID;
 CREATE TABLE IF NOT EXISTS security_events (
     id INTEGER PRIMARY KEY AUTOINCREMENT,
     at TEXT NOT NULL,

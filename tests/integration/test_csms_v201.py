@@ -384,3 +384,43 @@ async def test_the_prepaid_cut_off_sends_request_stop_transaction(csms: Csms) ->
                 await asyncio.sleep(0.01)
     finally:
         await running.close()
+
+
+async def test_notify_report_keeps_the_device_model_and_notifications_are_answered(csms: Csms) -> None:
+    csms.store.add_charger("CP-R")
+    running = await station(csms, "CP-R")
+    report = [
+        {
+            "component": {"name": "OCPPCommCtrlr"},
+            "variable": {"name": "HeartbeatInterval"},
+            "variable_attribute": [{"type": "Actual", "value": "60"}],
+        },
+        {
+            "component": {"name": "Connector", "evse": {"id": 1, "connector_id": 1}},
+            "variable": {"name": "AvailabilityState"},
+            "variable_attribute": [{"value": "Available"}],
+        },
+    ]
+    try:
+        await running.cp.ask(
+            call.NotifyReport(request_id=1, generated_at=T0, seq_no=0, tbc=True, report_data=report)
+        )
+        again = [{**report[0], "variable_attribute": [{"type": "Actual", "value": "30"}]}]
+        await running.cp.ask(call.NotifyReport(request_id=1, generated_at=T0, seq_no=1, report_data=again))
+        await running.cp.ask(call.SecurityEventNotification(type="StartupOfTheDevice", timestamp=T0))
+        await running.cp.ask(call.FirmwareStatusNotification(status="Downloading"))
+        await running.cp.ask(call.LogStatusNotification(status="Uploading"))
+        await running.cp.ask(
+            call.ReservationStatusUpdate(reservation_id=1, reservation_update_status="Expired")
+        )
+        signed = await running.cp.ask(call.SignCertificate(csr="-----BEGIN CERTIFICATE REQUEST-----"))
+        assert signed.status == "Rejected"  # no certificate authority yet
+    finally:
+        await running.close()
+    model = {(v.component, v.evse, v.connector, v.variable): v.value for v in csms.store.device_model("CP-R")}
+    assert model == {
+        ("OCPPCommCtrlr", None, None, "HeartbeatInterval"): "30",
+        ("Connector", 1, 1, "AvailabilityState"): "Available",
+    }
+    charger = csms.store.charger("CP-R")
+    assert charger is not None and charger.firmware_status == "Downloading"
