@@ -14,8 +14,10 @@ from pathlib import Path
 
 from backend_stub.domain.ca import CertificateAuthority
 from backend_stub.domain.central import Central
-from backend_stub.ocpp.server import CentralSystem
+from backend_stub.ocpp.commands import CommandsByVersion
+from backend_stub.ocpp.server import OCPP16, OCPP201, CentralSystem
 from backend_stub.ocpp.v16 import V16Commands, V16Handlers
+from backend_stub.ocpp.v201 import V201Commands, V201Handlers
 from backend_stub.store import CsmsStore
 from backend_stub.web import common, ops, site
 
@@ -54,7 +56,16 @@ class Csms:
         self.server = CentralSystem(host, port, log_path=log_path, boot_timeout_s=boot_timeout_s)
         self.central = Central(
             store,
-            V16Commands(self.server),
+            # Each charger is commanded in the version it negotiated (OCPP 2.0.1 by its own transaction ids).
+            CommandsByVersion(
+                self.server,
+                {
+                    OCPP16.subprotocol: V16Commands(self.server),
+                    OCPP201.subprotocol: V201Commands(
+                        self.server, lambda tx_id: store.transaction(tx_id).station_tx_id
+                    ),
+                },
+            ),
             clock=clock,
             site_tz=site_tz,
             heartbeat_interval_s=heartbeat_interval_s,
@@ -69,6 +80,8 @@ class Csms:
         self.server.on_inbound = self.central.chargers.seen
         self.v16 = V16Handlers(self.central)
         self.v16.install(self.server)
+        self.v201 = V201Handlers(self.central)
+        self.v201.install(self.server)
         if admin_token is not None:
             token_sha256, self.new_admin_token = common.resolve_admin_token(
                 store, {common.TOKEN_ENV: admin_token}

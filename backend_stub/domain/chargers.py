@@ -11,7 +11,7 @@ from datetime import datetime, timedelta
 from typing import Literal, TypeAlias
 
 from backend_stub.domain.security import SecurityEvents
-from backend_stub.store import Charger, ChargerStatus, CsmsStore, SecurityEventKind
+from backend_stub.store import Charger, ChargerStatus, CsmsStore, DeviceVariable, SecurityEventKind
 
 log = logging.getLogger(__name__)
 
@@ -185,3 +185,9 @@ class Chargers:
     def firmware_status(self, cp_id: str, status: str) -> None:
         """Record the progress of a firmware update."""
         self.store.set_firmware_status(cp_id, status)
+
+    def device_model_report(self, cp_id: str, variables: list[DeviceVariable]) -> None:
+        """Keep the device-model values a charger reported (bounded per charger by the store)."""
+        kept = self.store.store_device_variables(cp_id, variables, self.clock())
+        if kept < len(variables):
+            log.warning("%s reported %d device-model values; %d kept (the cap)", cp_id, len(variables), kept)

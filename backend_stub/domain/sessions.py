@@ -46,13 +46,24 @@ class Sessions:
         self.hooks = hooks
 
     def start(
-        self, cp_id: str, evse: int, id_tag: str, meter_start_wh: int, at: datetime
+        self,
+        cp_id: str,
+        evse: int,
+        id_tag: str,
+        meter_start_wh: int,
+        at: datetime,
+        *,
+        station_tx_id: str | None = None,
     ) -> tuple[int, AuthStatus]:
-        """Record a session start; its transaction id and the idTag's status (idempotent for a repeated start)."""
+        """Record a session start; its transaction id and the idTag's status (idempotent for a repeated start).
+
+        ``station_tx_id`` is the charger's own id of the session where its protocol has one: the session is
+        keyed by (charger, that id).
+        """
         status = self.authorization.card_status(id_tag)
         # Idempotent: a charger that resends the same start after a crash gets the same id.
         tx_id = self.store.start_transaction(
-            cp_id, evse, id_tag, meter_start_wh, at, id_tag_status=str(status)
+            cp_id, evse, id_tag, meter_start_wh, at, id_tag_status=str(status), station_tx_id=station_tx_id
         )
         if self.hooks.payment is not None:
             paid = self.hooks.payment.started(cp_id, evse, id_tag, tx_id)
@@ -60,6 +71,47 @@ class Sessions:
                 status = paid
                 self.store.set_id_tag_status(cp_id, tx_id, paid)
         return tx_id, status
+
+    def lookup(self, cp_id: str, station_tx_id: str) -> int | None:
+        """The id of ``cp_id``'s session it calls ``station_tx_id``, None if it has none (nothing recorded)."""
+        try:
+            return self.store.station_transaction(cp_id, station_tx_id)
+        except UnknownTransaction:
+            return None
+
+    def find(self, cp_id: str, station_tx_id: str, what: str) -> int | None:
+        """The id of ``cp_id``'s session it calls ``station_tx_id``; None (and a security event) if it has none."""
+        try:
+            return self.store.station_transaction(cp_id, station_tx_id)
+        except UnknownTransaction as exc:
+            # Another charger's id acts on nothing, like an unknown one (the sender cannot tell them apart).
+            foreign = isinstance(exc, ForeignTransaction)
+            whose = "another charger's" if foreign else "unknown"
+            self.security.record(
+                cp_id,
+                SecurityEventKind.FOREIGN_TRANSACTION if foreign else SecurityEventKind.UNKNOWN_TRANSACTION,
+                f"{what} for {whose} transaction {station_tx_id!r}; nothing stored or charged",
+            )
+            return None
+
+    def sequence(self, cp_id: str, tx_id: int, seq_no: int) -> None:
+        """Record a session message's sequence number; a gap or one out of order is a security event."""
+        previous = self.store.record_seq_no(cp_id, tx_id, seq_no)
+        expected = 0 if previous is None else previous + 1
+        if seq_no > expected:
+            self.security.record(
+                cp_id,
+                SecurityEventKind.SEQUENCE_GAP,
+                f"seqNo {seq_no} after {previous}: {seq_no - expected} message(s) missing",
+                transaction_id=tx_id,
+            )
+        elif previous is not None and seq_no < previous:
+            self.security.record(
+                cp_id,
+                SecurityEventKind.SEQUENCE_GAP,
+                f"seqNo {seq_no} arrived after {previous} (out of order)",
+                transaction_id=tx_id,
+            )
 
     def meter_values(
         self, cp_id: str, tx_id: int | None, samples: list[MeterSample], problems: list[str]

@@ -55,6 +55,8 @@ __all__ = [
     "CALLRESULT",
     "MAX_UNIQUE_ID_LENGTH",
     "NO_REPLY",
+    "OCPP16",
+    "OCPP201",
     "VERSIONS",
     "CallErrorReply",
     "CentralSystem",
@@ -162,7 +164,64 @@ OCPP16 = OcppVersion(
     },
 )
 
-VERSIONS: dict[str, OcppVersion] = {v.subprotocol: v for v in (OCPP16,)}
+OCPP201 = OcppVersion(
+    subprotocol="ocpp2.0.1",
+    schema_version="2.0.1",
+    # OCPP 2.0.1 Part 2, the messages a charging station sends (by functional block).
+    charge_point_actions=frozenset(
+        {
+            "Authorize",
+            "BootNotification",
+            "ClearedChargingLimit",
+            "DataTransfer",
+            "FirmwareStatusNotification",
+            "Get15118EVCertificate",
+            "GetCertificateStatus",
+            "Heartbeat",
+            "LogStatusNotification",
+            "MeterValues",
+            "NotifyChargingLimit",
+            "NotifyCustomerInformation",
+            "NotifyDisplayMessages",
+            "NotifyEVChargingNeeds",
+            "NotifyEVChargingSchedule",
+            "NotifyEvent",
+            "NotifyMonitoringReport",
+            "NotifyReport",
+            "PublishFirmwareStatusNotification",
+            "ReportChargingProfiles",
+            "ReservationStatusUpdate",
+            "SecurityEventNotification",
+            "SignCertificate",
+            "StatusNotification",
+            "TransactionEvent",
+        }
+    ),
+    # OCPP-J 2.0.1 §4.3 RPC framework error codes.
+    error_codes=frozenset(
+        {
+            "FormatViolation",
+            "GenericError",
+            "InternalError",
+            "MessageTypeNotSupported",
+            "NotImplemented",
+            "NotSupported",
+            "OccurrenceConstraintViolation",
+            "PropertyConstraintViolation",
+            "ProtocolError",
+            "RpcFrameworkError",
+            "SecurityError",
+            "TypeConstraintViolation",
+        }
+    ),
+    # Shared code raising a 1.6 spelling still puts the 2.0.1 one on the wire.
+    error_code_aliases={
+        "FormationViolation": "FormatViolation",
+        "OccurenceConstraintViolation": "OccurrenceConstraintViolation",
+    },
+)
+
+VERSIONS: dict[str, OcppVersion] = {v.subprotocol: v for v in (OCPP16, OCPP201)}
 """Supported OCPP versions keyed by WebSocket subprotocol, in order of preference."""
 
 
@@ -470,6 +529,11 @@ class CentralSystem:
     def connected(self) -> set[str]:
         """Ids of the chargers connected right now."""
         return set(self._connections)
+
+    def subprotocol(self, cp_id: str) -> str | None:
+        """The subprotocol ``cp_id`` negotiated on its live connection, None if it is not connected."""
+        conn = self._connections.get(cp_id)
+        return conn.version.subprotocol if conn is not None else None
 
     def calls(self, action: str, cp_id: str | None = None) -> list[Frame]:
         """Incoming CALL frames of `action` (from `cp_id` if given)."""

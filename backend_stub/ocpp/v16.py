@@ -2,23 +2,17 @@
 
 from __future__ import annotations
 
-import copy
 import logging
 import math
 import re
-import uuid
 from collections.abc import Awaitable
 from datetime import UTC, datetime, timedelta
 from typing import Any, Final
 
-from ocpp.exceptions import NotImplementedError as SchemaMissingError
-from ocpp.exceptions import OCPPError
-from ocpp.messages import Call, _validate_payload
-
 from backend_stub.domain.central import Central
-from backend_stub.domain.commands import CertificateHash, CertificateKind, CommandReply, Lockout, ResetKind
+from backend_stub.domain.commands import CertificateHash, CertificateKind, CommandReply, ResetKind
 from backend_stub.domain.pricing import ENERGY
-from backend_stub.errors import CommandFailed, InvalidCommand, NotConnected
+from backend_stub.ocpp.commands import OcppCommands
 from backend_stub.ocpp.server import (
     OCPP16,
     CallErrorReply,
@@ -362,24 +356,11 @@ class V16Handlers:
         return {"idTagInfo": {"status": str(status)}} if status is not None else {}
 
 
-class V16Commands:
+class V16Commands(OcppCommands):
     """The ChargerCommands port over OCPP 1.6 CALLs."""
 
-    def __init__(self, server: CentralSystem) -> None:
-        """Send through ``server``."""
-        self.server = server
-
-    def connected(self) -> set[str]:
-        """Ids of the chargers connected right now."""
-        return self.server.connected
-
-    def is_connected(self, charger: str) -> bool:
-        """Whether ``charger`` is connected right now."""
-        return charger in self.server.connected
-
-    def auth_lockout(self, charger: str) -> Lockout | None:
-        """Failed password attempts of ``charger`` and its lock-out."""
-        return self.server.auth_throttle.status(charger)
+    VERSION = OCPP16
+    ACTIONS = CSMS_ACTIONS
 
     async def remote_start(
         self, charger: str, evse: int | None, token: str, *, timeout_s: float | None = None
@@ -465,52 +446,3 @@ class V16Commands:
             for h in reply.fields.get("certificateHashData") or []
         ]
         return reply, hashes
-
-    def raw_actions(self) -> frozenset[str]:
-        """The actions `send` takes."""
-        return CSMS_ACTIONS
-
-    def check_raw(self, charger: str, action: str, payload: dict[str, Any] | None) -> None:
-        """InvalidCommand unless ``action`` is a 1.6 action a central system sends and ``payload`` (if given)
-        a schema-valid request of it."""
-        if action not in CSMS_ACTIONS:
-            raise InvalidCommand(
-                f"{action[:64]!r} is not an OCPP {SCHEMA_VERSION} action a central system sends", unknown=True
-            )
-        if payload is None:
-            return
-        # Validated on a copy: the validator may rewrite floats as Decimals in place.
-        try:
-            _validate_payload(Call(str(uuid.uuid4()), action, copy.deepcopy(payload)), SCHEMA_VERSION)
-        except SchemaMissingError:
-            raise InvalidCommand(f"no OCPP {SCHEMA_VERSION} schema for {action}", unknown=True) from None
-        except OCPPError as exc:
-            cause = exc.details.get("cause") if isinstance(exc.details, dict) else None
-            raise InvalidCommand(
-                f"payload is not a valid OCPP {SCHEMA_VERSION} {action}.req: {cause or exc.description}"
-            ) from None
-
-    async def send(
-        self, charger: str, action: str, payload: dict[str, Any], *, timeout_s: float | None = None
-    ) -> dict[str, Any]:
-        """Send a raw CALL; the CALLRESULT payload as it came."""
-        try:
-            return await self.server.call(charger, action, payload, timeout=timeout_s)
-        except NotConnected:
-            raise
-        except CallErrorReply as exc:
-            raise CommandFailed(exc.code, exc.description, exc.details) from None
-        except TimeoutError:
-            raise CommandFailed(
-                CommandFailed.TIMEOUT, f"charger {charger!r} did not answer {action} in time"
-            ) from None
-        except ConnectionError:
-            raise CommandFailed(
-                CommandFailed.DISCONNECTED, f"charger {charger!r} disconnected before answering {action}"
-            ) from None
-
-    async def _command(
-        self, charger: str, action: str, payload: dict[str, Any], timeout_s: float | None
-    ) -> CommandReply:
-        reply = await self.send(charger, action, payload, timeout_s=timeout_s)
-        return CommandReply(str(reply.get("status", "")), {k: v for k, v in reply.items() if k != "status"})

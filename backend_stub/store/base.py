@@ -22,6 +22,7 @@ from backend_stub.store.records import (
 )
 from backend_stub.store.schema import (
     _ADDED_COLUMNS,
+    _ADDED_INDEXES,
     MIGRATIONS,
     SCHEMA,
 )
@@ -78,6 +79,8 @@ class StoreBase:
                 columns = {r["name"] for r in self._db.execute(f"PRAGMA table_info({table})").fetchall()}
                 if column not in columns:
                     self._db.execute(f"ALTER TABLE {table} ADD COLUMN {column} {declaration}")
+            for index in _ADDED_INDEXES:
+                self._db.execute(index)
         except sqlite3.Error as exc:
             self._db.close()
             raise StoreError(f"cannot open store {self.path}: {exc}") from exc

@@ -5,15 +5,18 @@ from __future__ import annotations
 import json
 import os
 import sqlite3
+from collections.abc import Sequence
 from datetime import datetime
 
 from backend_stub.store.records import (
     _DUMMY_HASH,
     _SALT_BYTES,
+    MAX_DEVICE_VARIABLES,
     Charger,
     ChargerStatus,
     Conflict,
     ConnectorStatus,
+    DeviceVariable,
     UnknownCharger,
     _charger,
     _check_password,
@@ -223,6 +226,78 @@ class ChargersStore(SettingsStore):
         with self._write() as db:
             self._charger_row(db, cp_id)
             db.execute("UPDATE chargers SET diagnostics_status = ? WHERE id = ?", (status, cp_id))
+
+    def store_device_variables(self, cp_id: str, variables: Sequence[DeviceVariable], at: datetime) -> int:
+        """Keep reported device-model values (newest wins); how many were kept.
+
+        A charger keeps at most MAX_DEVICE_VARIABLES rows: values for new keys beyond that are not stored.
+        """
+        rows = []
+        for v in variables:
+            for name in ("component", "variable"):
+                _text(getattr(v, name), name, max_len=255)
+            for name in ("value", "component_instance", "variable_instance"):
+                _opt_text(getattr(v, name), name, max_len=2500)
+            _text(v.attribute_type, "attribute_type", max_len=32)
+            evse = -1 if v.evse is None else _int(v.evse, "evse", low=0, high=10_000)
+            connector = -1 if v.connector is None else _int(v.connector, "connector", low=0, high=10_000)
+            rows.append(
+                (
+                    v.component,
+                    v.component_instance or "",
+                    evse,
+                    connector,
+                    v.variable,
+                    v.variable_instance or "",
+                    v.attribute_type,
+                    v.value,
+                )
+            )
+        updated_at = _ts(at)
+        kept = 0
+        with self._write() as db:
+            self._charger_row(db, cp_id)
+            count = db.execute("SELECT count(*) FROM device_model WHERE cp_id = ?", (cp_id,)).fetchone()[0]
+            for row in rows:
+                changed = db.execute(
+                    "UPDATE device_model SET value = ?, updated_at = ? WHERE cp_id = ? AND component = ? "
+                    "AND component_instance = ? AND evse_id = ? AND connector_id = ? AND variable = ? "
+                    "AND variable_instance = ? AND attribute_type = ?",
+                    (row[-1], updated_at, cp_id, *row[:-1]),
+                ).rowcount
+                if not changed:
+                    if count >= MAX_DEVICE_VARIABLES:
+                        continue
+                    db.execute(
+                        "INSERT INTO device_model (cp_id, component, component_instance, evse_id, connector_id, "
+                        "variable, variable_instance, attribute_type, value, updated_at) "
+                        "VALUES (?, ?, ?, ?, ?, ?, ?, ?, ?, ?)",
+                        (cp_id, *row, updated_at),
+                    )
+                    count += 1
+                kept += 1
+        return kept
+
+    def device_model(self, cp_id: str) -> list[DeviceVariable]:
+        """A charger's reported device model, by component and variable."""
+        rows = self._read(
+            "SELECT * FROM device_model WHERE cp_id = ? ORDER BY component, component_instance, evse_id, "
+            "connector_id, variable, variable_instance, attribute_type",
+            (cp_id,),
+        )
+        return [
+            DeviceVariable(
+                r["component"],
+                r["variable"],
+                r["value"],
+                None if r["evse_id"] < 0 else r["evse_id"],
+                None if r["connector_id"] < 0 else r["connector_id"],
+                r["component_instance"] or None,
+                r["variable_instance"] or None,
+                r["attribute_type"],
+            )
+            for r in rows
+        ]
 
     def set_firmware_status(self, cp_id: str, status: str) -> None:
         """Store a FirmwareStatusNotification status."""

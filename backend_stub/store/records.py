@@ -27,6 +27,10 @@ POWER_ACTIVE_IMPORT: Final = "Power.Active.Import"  # OCPP 1.6 §7.31 Measurand,
 # integers when it becomes a transaction's last_meter_wh.
 MAX_SAMPLE_VALUE: Final = 1e15
 MAX_METER_WH: Final = 2**62
+MAX_DEVICE_VARIABLES: Final = (
+    5_000  # reported device-model values kept per charger (a stranger may report more)
+)
+MAX_STATION_TX_ID_LENGTH: Final = 36  # OCPP 2.0.1 TransactionType.transactionId is identifierString(36)
 # A stranger can cause security events (a charger reporting on another's transaction, bad samples): the table
 # keeps only the newest ones, so it cannot grow without bound.
 MAX_SECURITY_EVENTS: Final = 10_000
@@ -142,6 +146,7 @@ class SecurityEventKind(enum.StrEnum):
     NOT_ACCEPTED = "not_accepted"  # a Pending/Rejected charger sent something other than BootNotification
     BAD_SAMPLE = "bad_sample"  # a meter sample was skipped (non-finite, out of range, not a number)
     STOP_BEFORE_START = "stop_before_start"  # a StopTransaction stamped at or before its start
+    SEQUENCE_GAP = "sequence_gap"  # a transaction's message sequence numbers skipped or went back
 
 
 class AuthStatus(enum.StrEnum):
@@ -260,6 +265,20 @@ class MeterSample:
 
 
 @dataclass(frozen=True, slots=True)
+class DeviceVariable:
+    """One value of a charger's reported device model: a component's variable and its attribute type."""
+
+    component: str
+    variable: str
+    value: str | None
+    evse: int | None = None
+    connector: int | None = None
+    component_instance: str | None = None
+    variable_instance: str | None = None
+    attribute_type: str = "Actual"
+
+
+@dataclass(frozen=True, slots=True)
 class Transaction:
     """A charging session as the central system knows it."""
 
@@ -276,6 +295,7 @@ class Transaction:
     cost_minor: int | None
     cdr_json: str | None
     id_tag_status: str | None = None  # the idTagInfo status the StartTransaction was answered with
+    station_tx_id: str | None = None  # the charger's own id of the transaction (OCPP 2.0.1 transactionId)
 
     @property
     def active(self) -> bool:
@@ -556,6 +576,7 @@ def _transaction(row: sqlite3.Row) -> Transaction:
         cost_minor=row["cost_minor"],
         cdr_json=row["cdr_json"],
         id_tag_status=row["id_tag_status"],
+        station_tx_id=row["station_tx_id"],
     )
 
 

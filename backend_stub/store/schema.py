@@ -18,6 +18,15 @@ _ADDED_COLUMNS: Final = (
         "security_profile",
         "INTEGER NOT NULL DEFAULT 0 CHECK (security_profile BETWEEN 0 AND 3)",
     ),
+    # station_tx_id: the charger's own transaction id where its protocol has one (OCPP 2.0.1 transactionId, a
+    # station-generated string); last_seq_no: the highest message sequence number seen for the transaction.
+    ("transactions", "station_tx_id", "TEXT"),
+    ("transactions", "last_seq_no", "INTEGER"),
+)
+# Indexes on added columns, created after `_ADDED_COLUMNS`: a station transaction id is unique per charger.
+_ADDED_INDEXES: Final = (
+    "CREATE UNIQUE INDEX IF NOT EXISTS transactions_station ON transactions(cp_id, station_tx_id) "
+    "WHERE station_tx_id IS NOT NULL",
 )
 
 SCHEMA = f"""
@@ -89,6 +98,8 @@ CREATE TABLE IF NOT EXISTS transactions (
     cost_minor INTEGER,
     cdr_json TEXT,
     id_tag_status TEXT,
+    station_tx_id TEXT,
+    last_seq_no INTEGER,
     UNIQUE (cp_id, connector_id, id_tag, started_at, meter_start_wh)
 );
 CREATE INDEX IF NOT EXISTS transactions_stopped ON transactions(cp_id, stopped_at);
@@ -103,6 +114,20 @@ CREATE TABLE IF NOT EXISTS meter_values (
     unit TEXT NOT NULL DEFAULT '',
     value REAL NOT NULL,
     PRIMARY KEY (transaction_id, timestamp, measurand, phase, location, context, unit)
+) WITHOUT ROWID;
+CREATE TABLE IF NOT EXISTS device_model (
+    cp_id TEXT NOT NULL REFERENCES chargers(id),
+    component TEXT NOT NULL,
+    component_instance TEXT NOT NULL DEFAULT '',
+    evse_id INTEGER NOT NULL DEFAULT -1,
+    connector_id INTEGER NOT NULL DEFAULT -1,
+    variable TEXT NOT NULL,
+    variable_instance TEXT NOT NULL DEFAULT '',
+    attribute_type TEXT NOT NULL DEFAULT 'Actual',
+    value TEXT,
+    updated_at TEXT NOT NULL,
+    PRIMARY KEY (cp_id, component, component_instance, evse_id, connector_id, variable, variable_instance,
+                 attribute_type)
 ) WITHOUT ROWID;
 CREATE TABLE IF NOT EXISTS security_events (
     id INTEGER PRIMARY KEY AUTOINCREMENT,

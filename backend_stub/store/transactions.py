@@ -14,6 +14,7 @@ from backend_stub.store.records import (
     MAX_AMOUNT_MINOR,
     MAX_METER_WH,
     MAX_SAMPLE_VALUE,
+    MAX_STATION_TX_ID_LENGTH,
     AuthStatus,
     CostFn,
     ForeignTransaction,
@@ -50,8 +51,14 @@ class TransactionsStore(AccountsStore):
         timestamp: datetime,
         *,
         id_tag_status: AuthStatus | str | None = None,
+        station_tx_id: str | None = None,
     ) -> int:
-        """Record a StartTransaction and return its id; a resent identical start gets the same id."""
+        """Record a StartTransaction and return its id; a resent identical start gets the same id.
+
+        ``station_tx_id`` is the charger's own id of the transaction (OCPP 2.0.1): a start with one the charger
+        has used already gets that transaction's id.
+        """
+        _opt_text(station_tx_id, "station_tx_id", max_len=MAX_STATION_TX_ID_LENGTH)
         _int(connector_id, "connector_id", low=1, high=10_000)
         _id_tag(id_tag)
         _int(meter_start_wh, "meter_start_wh", low=0, high=MAX_METER_WH)
@@ -59,6 +66,13 @@ class TransactionsStore(AccountsStore):
         at = _ts(timestamp)
         with self._write() as db:
             self._charger_row(db, cp_id)
+            if station_tx_id is not None:
+                row = db.execute(
+                    "SELECT id FROM transactions WHERE cp_id = ? AND station_tx_id = ?",
+                    (cp_id, station_tx_id),
+                ).fetchone()
+                if row is not None:
+                    return int(row["id"])
             row = db.execute(
                 "SELECT id FROM transactions WHERE cp_id = ? AND connector_id = ? AND id_tag = ? "
                 "AND started_at = ? AND meter_start_wh = ?",
@@ -69,10 +83,36 @@ class TransactionsStore(AccountsStore):
             # AUTOINCREMENT: ids are never reused, so a charger's stale id cannot hit a newer session.
             cur = db.execute(
                 "INSERT INTO transactions (cp_id, connector_id, id_tag, meter_start_wh, started_at, last_meter_wh, "
-                "id_tag_status) VALUES (?, ?, ?, ?, ?, ?, ?)",
-                (cp_id, connector_id, id_tag, meter_start_wh, at, meter_start_wh, status),
+                "id_tag_status, station_tx_id) VALUES (?, ?, ?, ?, ?, ?, ?, ?)",
+                (cp_id, connector_id, id_tag, meter_start_wh, at, meter_start_wh, status, station_tx_id),
             )
             return int(cur.lastrowid or 0)
+
+    def station_transaction(self, cp_id: str, station_tx_id: str) -> int:
+        """The id of ``cp_id``'s transaction that it calls ``station_tx_id``.
+
+        Raises ForeignTransaction if only other chargers use that id, UnknownTransaction if none does.
+        """
+        _text(station_tx_id, "station_tx_id", max_len=MAX_STATION_TX_ID_LENGTH)
+        rows = self._read(
+            "SELECT id, cp_id FROM transactions WHERE station_tx_id = ? ORDER BY cp_id = ? DESC LIMIT 1",
+            (station_tx_id, cp_id),
+        )
+        if rows and rows[0]["cp_id"] == cp_id:
+            return int(rows[0]["id"])
+        if rows:
+            raise ForeignTransaction(f"transaction {station_tx_id!r} is not one of {cp_id!r}'s")
+        raise UnknownTransaction(f"unknown transaction {station_tx_id!r}")
+
+    def record_seq_no(self, cp_id: str, transaction_id: int, seq_no: int) -> int | None:
+        """Keep the highest message sequence number of ``cp_id``'s own transaction; the previous highest."""
+        _int(seq_no, "seq_no", low=0, high=2**31 - 1)
+        with self._write() as db:
+            row = self._own_transaction_row(db, cp_id, transaction_id)
+            previous: int | None = row["last_seq_no"]
+            if previous is None or seq_no > previous:
+                db.execute("UPDATE transactions SET last_seq_no = ? WHERE id = ?", (seq_no, transaction_id))
+            return previous
 
     def set_id_tag_status(self, cp_id: str, transaction_id: int, status: AuthStatus | str) -> None:
         """Record the idTagInfo status a charger's StartTransaction was finally answered with."""

@@ -17,6 +17,7 @@ import pytest
 from backend_stub.domain.authorization import Authorization, Decision
 from backend_stub.domain.payments import Hooks
 from backend_stub.store import (
+    MAX_DEVICE_VARIABLES,
     SCHEMA_VERSION,
     AuthStatus,
     CardMode,
@@ -25,6 +26,7 @@ from backend_stub.store import (
     Conflict,
     CostFn,
     CsmsStore,
+    DeviceVariable,
     ForeignTransaction,
     IdempotencyConflict,
     InvalidInput,
@@ -921,3 +923,29 @@ def test_sample_values_that_would_overflow_the_register_are_refused(store: CsmsS
         with pytest.raises(InvalidInput):
             store.add_meter_values("CP1", tx, [MeterSample(T0, value)])
     assert store.transaction(tx).last_meter_wh == 0
+
+
+def test_station_transaction_ids_are_keyed_by_charger_and_seq_nos_kept(store: CsmsStore) -> None:
+    store.add_charger("A")
+    store.add_charger("B")
+    tx = store.start_transaction("A", 1, "CARD", 0, T0, station_tx_id="tx-1")
+    assert store.start_transaction("A", 1, "CARD", 5, T0 + timedelta(seconds=1), station_tx_id="tx-1") == tx
+    assert store.station_transaction("A", "tx-1") == tx
+    with pytest.raises(ForeignTransaction):
+        store.station_transaction("B", "tx-1")
+    with pytest.raises(UnknownTransaction):
+        store.station_transaction("A", "tx-2")
+    assert store.record_seq_no("A", tx, 0) is None
+    assert store.record_seq_no("A", tx, 3) == 0
+    assert store.record_seq_no("A", tx, 1) == 3  # an older one does not lower the highest
+    with pytest.raises(ForeignTransaction):
+        store.record_seq_no("B", tx, 4)
+
+
+def test_the_device_model_keeps_the_newest_values_and_is_capped_per_charger(store: CsmsStore) -> None:
+    store.add_charger("A")
+    many = [DeviceVariable("C", f"V{i}", str(i)) for i in range(MAX_DEVICE_VARIABLES + 10)]
+    assert store.store_device_variables("A", many, T0) == MAX_DEVICE_VARIABLES
+    assert store.store_device_variables("A", [DeviceVariable("C", "V0", "new")], T0) == 1  # an update fits
+    model = store.device_model("A")
+    assert len(model) == MAX_DEVICE_VARIABLES and DeviceVariable("C", "V0", "new") in model
