@@ -115,6 +115,7 @@ def test_sqlite_store_implements_the_storage_port(name: str) -> None:
 # (core enum, 1.6 table, ocpp.v16 enum or None)
 TABLES: list[tuple[type[Enum], dict[object, str], type[Enum] | None]] = [
     (model.ConnectorState, mapping.STATUS, v16.ChargePointStatus),
+    (model.OperationalStatus, mapping.OPERATIONAL, v16.AvailabilityType),
     (model.ErrorCode, mapping.ERROR_CODE, v16.ChargePointErrorCode),
     (model.StopReason, mapping.STOP_REASON, v16.Reason),
     (model.AuthStatus, mapping.AUTH_STATUS, v16.AuthorizationStatus),
@@ -176,3 +177,13 @@ def test_status_table_covers_legal_transitions() -> None:
 @pytest.mark.parametrize(("key", "setting"), sorted(mapping.CONFIG_KEYS.items()))
 def test_config_key_maps_to_a_known_setting(key: str, setting: str) -> None:
     assert setting in SPECS, f"{key} -> {setting!r} is not in chargepoint.core.settings.SPECS"
+
+
+def test_operational_reverse_table_is_the_inverse() -> None:
+    assert {v: k for k, v in mapping.OPERATIONAL.items()} == mapping.OPERATIONAL_IN
+
+
+def test_every_session_phase_has_a_neutral_connector_status() -> None:
+    """The core's own table: every ConnectorState is summarised as a ConnectorStatus, and every status is used."""
+    assert set(model.CONNECTOR_STATUS) == set(model.ConnectorState)
+    assert set(model.CONNECTOR_STATUS.values()) == set(model.ConnectorStatus)

@@ -26,7 +26,7 @@ from ocpp.v16 import call_result
 from ocpp.v16.enums import Action
 
 from chargepoint.core.events import OutboxMessage, SecurityEvent, TransactionEnded, TransactionStarted
-from chargepoint.core.model import AuthStatus, IdTagInfo, ResetKind, Sample
+from chargepoint.core.model import AuthStatus, IdTagInfo, OperationalStatus, ResetKind, Sample
 from chargepoint.core.settings import SPECS
 from chargepoint.core.smart_charging import (
     ChargingProfile,
@@ -1016,7 +1016,8 @@ class V16Session(_OcppChargePoint):  # type: ignore[misc]
         """ChangeAvailability (OCPP 1.6 §5.2): Scheduled while a transaction runs."""
         if connector_id != 0 and connector_id not in self.station.connectors:
             return call_result.ChangeAvailability(status="Rejected")
-        result = self.station.change_availability(connector_id, type == "Operative")
+        operational = mapping.OPERATIONAL_IN.get(type)
+        result = self.station.change_availability(connector_id, operational is OperationalStatus.OPERATIVE)
         return call_result.ChangeAvailability(status=mapping.AVAILABILITY[result])
 
     @on(Action.clear_cache)

@@ -9,6 +9,7 @@ from chargepoint.core.model import (
     ErrorCode,
     LocalListResult,
     Measurand,
+    OperationalStatus,
     ReadingContext,
     StopReason,
     UnlockResult,
@@ -24,6 +25,8 @@ from chargepoint.core.smart_charging import (
 
 S = ConnectorState
 
+# OCPP 1.6 has no EVSE: connectorId n (> 0) is EVSE n with one connector (core/evse.py), so the core's session
+# phase maps straight onto ChargePointStatus (§7.7); the coarser ConnectorStatus is 2.0.1's.
 STATUS: dict[ConnectorState, str] = {
     S.AVAILABLE: "Available",
     S.PREPARING: "Preparing",
@@ -35,6 +38,13 @@ STATUS: dict[ConnectorState, str] = {
     S.UNAVAILABLE: "Unavailable",
     S.FAULTED: "Faulted",
 }
+
+# OCPP 1.6 §7.3 AvailabilityType (ChangeAvailability.req type).
+OPERATIONAL: dict[OperationalStatus, str] = {
+    OperationalStatus.OPERATIVE: "Operative",
+    OperationalStatus.INOPERATIVE: "Inoperative",
+}
+OPERATIONAL_IN = {v: k for k, v in OPERATIONAL.items()}
 
 ERROR_CODE: dict[ErrorCode, str] = {
     ErrorCode.NO_ERROR: "NoError",
