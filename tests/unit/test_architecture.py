@@ -13,7 +13,7 @@ import pytest
 from ocpp.v16 import enums as v16
 
 import chargepoint.core
-from chargepoint.core import model, smart_charging, storage
+from chargepoint.core import device_model, model, smart_charging, storage
 from chargepoint.core.settings import SPECS
 from chargepoint.csms.v16 import mapping
 from chargepoint.store import Store
@@ -174,8 +174,10 @@ def test_status_table_covers_legal_transitions() -> None:
     assert statuses >= mapping.CONNECTOR_ZERO_STATES
 
 
-@pytest.mark.parametrize(("key", "setting"), sorted(mapping.CONFIG_KEYS.items()))
-def test_config_key_maps_to_a_known_setting(key: str, setting: str) -> None:
+@pytest.mark.parametrize(("key", "ref"), sorted(mapping.CONFIG_KEYS.items()))
+def test_config_key_maps_to_a_known_setting(key: str, ref: device_model.VariableRef) -> None:
+    assert ref in device_model.VARIABLES, f"{key} -> {ref} is not a variable of the device model"
+    setting = device_model.VARIABLES[ref].setting
     assert setting in SPECS, f"{key} -> {setting!r} is not in chargepoint.core.settings.SPECS"
 
 
