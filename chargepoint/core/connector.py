@@ -12,7 +12,14 @@ from typing import Any
 
 from transitions import Machine
 
-from chargepoint.core.model import WARNING_CODES, ConnectorState, ErrorCode
+from chargepoint.core.model import (
+    CONNECTOR_STATUS,
+    WARNING_CODES,
+    ConnectorState,
+    ConnectorStatus,
+    ErrorCode,
+    OperationalStatus,
+)
 
 S = ConnectorState
 _IN_TX = [S.CHARGING, S.SUSPENDED_EV, S.SUSPENDED_EVSE]
@@ -117,6 +124,16 @@ class Connector:
     def in_transaction(self) -> bool:
         """True while a transaction runs here."""
         return self.transaction is not None
+
+    @property
+    def status(self) -> ConnectorStatus:
+        """This connector's availability as of now (Occupied from Preparing to Finishing)."""
+        return CONNECTOR_STATUS[self.state]
+
+    @property
+    def operational_status(self) -> OperationalStatus:
+        """Operative or Inoperative as last set (a scheduled change applies after the transaction)."""
+        return OperationalStatus.OPERATIVE if self.operative else OperationalStatus.INOPERATIVE
 
     @property
     def error_code(self) -> ErrorCode:

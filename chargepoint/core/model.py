@@ -9,7 +9,7 @@ from typing import Any
 
 
 class ConnectorState(Enum):
-    """What a connector is doing, the way a driver and the CSMS see it."""
+    """The phase of a connector's session (the state machine's states); each version maps it to its own status."""
 
     AVAILABLE = "available"
     PREPARING = "preparing"
@@ -20,6 +20,37 @@ class ConnectorState(Enum):
     RESERVED = "reserved"
     UNAVAILABLE = "unavailable"
     FAULTED = "faulted"
+
+
+class OperationalStatus(Enum):
+    """Whether a connector, an EVSE or the station may be used at all (set by the CSMS, persisted)."""
+
+    OPERATIVE = "operative"
+    INOPERATIVE = "inoperative"
+
+
+class ConnectorStatus(Enum):
+    """A connector's or EVSE's availability, coarser than ConnectorState (OCPP 2.0.1 ConnectorStatusEnumType)."""
+
+    AVAILABLE = "available"
+    OCCUPIED = "occupied"
+    RESERVED = "reserved"
+    UNAVAILABLE = "unavailable"
+    FAULTED = "faulted"
+
+
+# Each session phase as an availability: any phase with a cable or a session in progress is Occupied.
+CONNECTOR_STATUS: dict[ConnectorState, ConnectorStatus] = {
+    ConnectorState.AVAILABLE: ConnectorStatus.AVAILABLE,
+    ConnectorState.PREPARING: ConnectorStatus.OCCUPIED,
+    ConnectorState.CHARGING: ConnectorStatus.OCCUPIED,
+    ConnectorState.SUSPENDED_EV: ConnectorStatus.OCCUPIED,
+    ConnectorState.SUSPENDED_EVSE: ConnectorStatus.OCCUPIED,
+    ConnectorState.FINISHING: ConnectorStatus.OCCUPIED,
+    ConnectorState.RESERVED: ConnectorStatus.RESERVED,
+    ConnectorState.UNAVAILABLE: ConnectorStatus.UNAVAILABLE,
+    ConnectorState.FAULTED: ConnectorStatus.FAULTED,
+}
 
 
 class ErrorCode(Enum):

@@ -25,6 +25,7 @@ from chargepoint.core.events import (
     TransactionStarted,
     TransactionUpdated,
 )
+from chargepoint.core.evse import Evse, one_connector_per_evse
 from chargepoint.core.metering import finite, next_aligned, next_periodic, sample
 from chargepoint.core.model import (
     WARNING_CODES,
@@ -158,6 +159,8 @@ class Station:
             conn = Connector(cid, operative=operative)
             conn.on_state_change = self._state_changed
             self.connectors[cid] = conn
+        # Today every connector is its own EVSE (the only layout OCPP 1.6 can describe).
+        self.evses: dict[int, Evse] = one_connector_per_evse(self.connectors)
         self.station_operative = store.get("operative.0", "1") == "1"
         self.last_reading: dict[int, MeterReading] = {}
         self._meter_failures: dict[int, int] = dict.fromkeys(ports, 0)

@@ -13,7 +13,7 @@ import pytest
 from ocpp.v16 import enums as v16
 
 import chargepoint.core
-from chargepoint.core import model, smart_charging, storage
+from chargepoint.core import device_model, model, smart_charging, storage
 from chargepoint.core.settings import SPECS
 from chargepoint.csms.v16 import mapping
 from chargepoint.store import Store
@@ -115,6 +115,7 @@ def test_sqlite_store_implements_the_storage_port(name: str) -> None:
 # (core enum, 1.6 table, ocpp.v16 enum or None)
 TABLES: list[tuple[type[Enum], dict[object, str], type[Enum] | None]] = [
     (model.ConnectorState, mapping.STATUS, v16.ChargePointStatus),
+    (model.OperationalStatus, mapping.OPERATIONAL, v16.AvailabilityType),
     (model.ErrorCode, mapping.ERROR_CODE, v16.ChargePointErrorCode),
     (model.StopReason, mapping.STOP_REASON, v16.Reason),
     (model.AuthStatus, mapping.AUTH_STATUS, v16.AuthorizationStatus),
@@ -173,6 +174,18 @@ def test_status_table_covers_legal_transitions() -> None:
     assert statuses >= mapping.CONNECTOR_ZERO_STATES
 
 
-@pytest.mark.parametrize(("key", "setting"), sorted(mapping.CONFIG_KEYS.items()))
-def test_config_key_maps_to_a_known_setting(key: str, setting: str) -> None:
+@pytest.mark.parametrize(("key", "ref"), sorted(mapping.CONFIG_KEYS.items()))
+def test_config_key_maps_to_a_known_setting(key: str, ref: device_model.VariableRef) -> None:
+    assert ref in device_model.VARIABLES, f"{key} -> {ref} is not a variable of the device model"
+    setting = device_model.VARIABLES[ref].setting
     assert setting in SPECS, f"{key} -> {setting!r} is not in chargepoint.core.settings.SPECS"
+
+
+def test_operational_reverse_table_is_the_inverse() -> None:
+    assert {v: k for k, v in mapping.OPERATIONAL.items()} == mapping.OPERATIONAL_IN
+
+
+def test_every_session_phase_has_a_neutral_connector_status() -> None:
+    """The core's own table: every ConnectorState is summarised as a ConnectorStatus, and every status is used."""
+    assert set(model.CONNECTOR_STATUS) == set(model.ConnectorState)
+    assert set(model.CONNECTOR_STATUS.values()) == set(model.ConnectorStatus)

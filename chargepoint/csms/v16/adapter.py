@@ -25,8 +25,9 @@ from ocpp.v16 import ChargePoint as _OcppChargePoint
 from ocpp.v16 import call_result
 from ocpp.v16.enums import Action
 
+from chargepoint.core.device_model import VARIABLES, Mutability
 from chargepoint.core.events import OutboxMessage, SecurityEvent, TransactionEnded, TransactionStarted
-from chargepoint.core.model import AuthStatus, IdTagInfo, ResetKind, Sample
+from chargepoint.core.model import AuthStatus, IdTagInfo, OperationalStatus, ResetKind, Sample
 from chargepoint.core.settings import SPECS
 from chargepoint.core.smart_charging import (
     ChargingProfile,
@@ -1016,7 +1017,8 @@ class V16Session(_OcppChargePoint):  # type: ignore[misc]
         """ChangeAvailability (OCPP 1.6 §5.2): Scheduled while a transaction runs."""
         if connector_id != 0 and connector_id not in self.station.connectors:
             return call_result.ChangeAvailability(status="Rejected")
-        result = self.station.change_availability(connector_id, type == "Operative")
+        operational = mapping.OPERATIONAL_IN.get(type)
+        result = self.station.change_availability(connector_id, operational is OperationalStatus.OPERATIVE)
         return call_result.ChangeAvailability(status=mapping.AVAILABILITY[result])
 
     @on(Action.clear_cache)
@@ -1035,13 +1037,13 @@ class V16Session(_OcppChargePoint):  # type: ignore[misc]
         keys = key if key else list(mapping.CONFIG_KEYS)
         known, unknown = [], []
         for name in keys:
-            setting = mapping.CONFIG_KEYS.get(name)
-            if setting is None:
+            ref = mapping.CONFIG_KEYS.get(name)
+            if ref is None:
                 unknown.append(name)
                 continue
-            known.append(
-                {"key": name, "readonly": SPECS[setting].readonly, "value": self._config_value(setting)}
-            )
+            variable = VARIABLES[ref]
+            readonly = variable.mutability is Mutability.READ_ONLY
+            known.append({"key": name, "readonly": readonly, "value": self._config_value(variable.setting)})
         return call_result.GetConfiguration(configuration_key=known, unknown_key=unknown or None)
 
     def _config_value(self, setting: str) -> str:
@@ -1056,11 +1058,11 @@ class V16Session(_OcppChargePoint):  # type: ignore[misc]
     @on(Action.change_configuration)
     def on_change_configuration(self, key: str, value: str, **_: Any) -> Any:
         """ChangeConfiguration: Rejected for read-only or invalid, NotSupported for unknown keys."""
-        setting = mapping.CONFIG_KEYS.get(key)
-        if setting is None:
+        ref = mapping.CONFIG_KEYS.get(key)
+        if ref is None:
             return call_result.ChangeConfiguration(status="NotSupported")
         try:
-            reboot = self.settings.set_text(setting, value)
+            reboot = self.settings.set_text(VARIABLES[ref].setting, value)
         except (PermissionError, ValueError) as exc:
             log.info("ChangeConfiguration %s=%r rejected: %s", key, value, exc)
             return call_result.ChangeConfiguration(status="Rejected")

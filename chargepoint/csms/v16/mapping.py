@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+from chargepoint.core.device_model import VariableRef
 from chargepoint.core.model import (
     AuthStatus,
     AvailabilityResult,
@@ -9,6 +10,7 @@ from chargepoint.core.model import (
     ErrorCode,
     LocalListResult,
     Measurand,
+    OperationalStatus,
     ReadingContext,
     StopReason,
     UnlockResult,
@@ -24,6 +26,8 @@ from chargepoint.core.smart_charging import (
 
 S = ConnectorState
 
+# OCPP 1.6 has no EVSE: connectorId n (> 0) is EVSE n with one connector (core/evse.py), so the core's session
+# phase maps straight onto ChargePointStatus (§7.7); the coarser ConnectorStatus is 2.0.1's.
 STATUS: dict[ConnectorState, str] = {
     S.AVAILABLE: "Available",
     S.PREPARING: "Preparing",
@@ -35,6 +39,13 @@ STATUS: dict[ConnectorState, str] = {
     S.UNAVAILABLE: "Unavailable",
     S.FAULTED: "Faulted",
 }
+
+# OCPP 1.6 §7.3 AvailabilityType (ChangeAvailability.req type).
+OPERATIONAL: dict[OperationalStatus, str] = {
+    OperationalStatus.OPERATIVE: "Operative",
+    OperationalStatus.INOPERATIVE: "Inoperative",
+}
+OPERATIONAL_IN = {v: k for k, v in OPERATIONAL.items()}
 
 ERROR_CODE: dict[ErrorCode, str] = {
     ErrorCode.NO_ERROR: "NoError",
@@ -138,46 +149,47 @@ CLEAR_RESULT: dict[ClearResult, str] = {ClearResult.ACCEPTED: "Accepted", ClearR
 # OCPP 1.6 §9.4 ChargingScheduleAllowedChargingRateUnit: a CSL of "Current" and "Power".
 ALLOWED_RATE_UNITS = "Current,Power"
 
-# OCPP 1.6 configuration keys (§9.1 Core, §9.2 LocalAuthListManagement, §9.4 SmartCharging) -> core settings.
-CONFIG_KEYS: dict[str, str] = {
-    "AllowOfflineTxForUnknownId": "allow_offline_tx_for_unknown_id",
-    "AuthorizationCacheEnabled": "authorization_cache_enabled",
-    "AuthorizeRemoteTxRequests": "authorize_remote_tx_requests",
-    "ClockAlignedDataInterval": "clock_aligned_data_interval_s",
-    "ConnectionTimeOut": "connection_timeout_s",
-    "ConnectorPhaseRotation": "connector_phase_rotation",
-    "GetConfigurationMaxKeys": "get_configuration_max_keys",
-    "HeartbeatInterval": "heartbeat_interval_s",
-    "LocalAuthorizeOffline": "local_authorize_offline",
-    "LocalPreAuthorize": "local_pre_authorize",
-    "MaxEnergyOnInvalidId": "max_energy_on_invalid_id_wh",
-    "MeterValuesAlignedData": "meter_values_aligned_data",
-    "MeterValuesAlignedDataMaxLength": "measurands_max_length",
-    "MeterValuesSampledData": "meter_values_sampled_data",
-    "MeterValuesSampledDataMaxLength": "measurands_max_length",
-    "MeterValueSampleInterval": "meter_value_sample_interval_s",
-    "MinimumStatusDuration": "minimum_status_duration_s",
-    "NumberOfConnectors": "number_of_connectors",
-    "ResetRetries": "reset_retries",
-    "StopTransactionOnEVSideDisconnect": "stop_transaction_on_ev_side_disconnect",
-    "StopTransactionOnInvalidId": "stop_transaction_on_invalid_id",
-    "StopTxnAlignedData": "stop_txn_aligned_data",
-    "StopTxnAlignedDataMaxLength": "measurands_max_length",
-    "StopTxnSampledData": "stop_txn_sampled_data",
-    "StopTxnSampledDataMaxLength": "measurands_max_length",
-    "SupportedFeatureProfiles": "supported_feature_profiles",
-    "TransactionMessageAttempts": "transaction_message_attempts",
-    "TransactionMessageRetryInterval": "transaction_message_retry_interval_s",
-    "UnlockConnectorOnEVSideDisconnect": "unlock_connector_on_ev_side_disconnect",
-    "WebSocketPingInterval": "websocket_ping_interval_s",
-    "LocalAuthListEnabled": "local_auth_list_enabled",
-    "LocalAuthListMaxLength": "local_auth_list_max_length",
-    "SendLocalListMaxLength": "send_local_list_max_length",
-    "ResumeTransactionsAfterPowerLoss": "resume_transactions_after_power_loss",
-    "ChargeProfileMaxStackLevel": "charge_profile_max_stack_level",
-    "ChargingScheduleAllowedChargingRateUnit": "charging_schedule_allowed_charging_rate_unit",
-    "ChargingScheduleMaxPeriods": "charging_schedule_max_periods",
-    "MaxChargingProfilesInstalled": "max_charging_profiles_installed",
+# OCPP 1.6 configuration keys (§9.1 Core, §9.2 LocalAuthListManagement, §9.4 SmartCharging) -> the device model's
+# (component, variable); the four *MaxLength keys share one variable.
+CONFIG_KEYS: dict[str, VariableRef] = {
+    "AllowOfflineTxForUnknownId": VariableRef("AuthCtrlr", "OfflineTxForUnknownIdEnabled"),
+    "AuthorizationCacheEnabled": VariableRef("AuthCacheCtrlr", "Enabled"),
+    "AuthorizeRemoteTxRequests": VariableRef("AuthCtrlr", "AuthorizeRemoteStart"),
+    "ClockAlignedDataInterval": VariableRef("AlignedDataCtrlr", "Interval"),
+    "ConnectionTimeOut": VariableRef("TxCtrlr", "EVConnectionTimeOut"),
+    "ConnectorPhaseRotation": VariableRef("ChargingStation", "PhaseRotation"),
+    "GetConfigurationMaxKeys": VariableRef("DeviceDataCtrlr", "ItemsPerMessage"),
+    "HeartbeatInterval": VariableRef("OCPPCommCtrlr", "HeartbeatInterval"),
+    "LocalAuthorizeOffline": VariableRef("AuthCtrlr", "LocalAuthorizeOffline"),
+    "LocalPreAuthorize": VariableRef("AuthCtrlr", "LocalPreAuthorize"),
+    "MaxEnergyOnInvalidId": VariableRef("TxCtrlr", "MaxEnergyOnInvalidId"),
+    "MeterValuesAlignedData": VariableRef("AlignedDataCtrlr", "Measurands"),
+    "MeterValuesAlignedDataMaxLength": VariableRef("SampledDataCtrlr", "MeasurandsMaxLength"),
+    "MeterValuesSampledData": VariableRef("SampledDataCtrlr", "TxUpdatedMeasurands"),
+    "MeterValuesSampledDataMaxLength": VariableRef("SampledDataCtrlr", "MeasurandsMaxLength"),
+    "MeterValueSampleInterval": VariableRef("SampledDataCtrlr", "TxUpdatedInterval"),
+    "MinimumStatusDuration": VariableRef("OCPPCommCtrlr", "MinimumStatusDuration"),
+    "NumberOfConnectors": VariableRef("ChargingStation", "NumberOfConnectors"),
+    "ResetRetries": VariableRef("OCPPCommCtrlr", "ResetRetries"),
+    "StopTransactionOnEVSideDisconnect": VariableRef("TxCtrlr", "StopTxOnEVSideDisconnect"),
+    "StopTransactionOnInvalidId": VariableRef("TxCtrlr", "StopTxOnInvalidId"),
+    "StopTxnAlignedData": VariableRef("AlignedDataCtrlr", "TxEndedMeasurands"),
+    "StopTxnAlignedDataMaxLength": VariableRef("SampledDataCtrlr", "MeasurandsMaxLength"),
+    "StopTxnSampledData": VariableRef("SampledDataCtrlr", "TxEndedMeasurands"),
+    "StopTxnSampledDataMaxLength": VariableRef("SampledDataCtrlr", "MeasurandsMaxLength"),
+    "SupportedFeatureProfiles": VariableRef("ChargingStation", "SupportedFeatureProfiles"),
+    "TransactionMessageAttempts": VariableRef("OCPPCommCtrlr", "MessageAttempts"),
+    "TransactionMessageRetryInterval": VariableRef("OCPPCommCtrlr", "MessageAttemptInterval"),
+    "UnlockConnectorOnEVSideDisconnect": VariableRef("OCPPCommCtrlr", "UnlockOnEVSideDisconnect"),
+    "WebSocketPingInterval": VariableRef("OCPPCommCtrlr", "WebSocketPingInterval"),
+    "LocalAuthListEnabled": VariableRef("LocalAuthListCtrlr", "Enabled"),
+    "LocalAuthListMaxLength": VariableRef("LocalAuthListCtrlr", "Entries"),
+    "SendLocalListMaxLength": VariableRef("LocalAuthListCtrlr", "ItemsPerMessage"),
+    "ResumeTransactionsAfterPowerLoss": VariableRef("TxCtrlr", "ResumeAfterPowerLoss"),
+    "ChargeProfileMaxStackLevel": VariableRef("SmartChargingCtrlr", "ProfileStackLevel"),
+    "ChargingScheduleAllowedChargingRateUnit": VariableRef("SmartChargingCtrlr", "RateUnit"),
+    "ChargingScheduleMaxPeriods": VariableRef("SmartChargingCtrlr", "PeriodsPerSchedule"),
+    "MaxChargingProfilesInstalled": VariableRef("SmartChargingCtrlr", "Entries"),
 }
 
 SUPPORTED_PROFILES = "Core,LocalAuthListManagement,RemoteTrigger,SmartCharging"

@@ -1,0 +1,71 @@
+"""The device model built from the settings SPECS: one variable per setting, at a unique (component, variable),
+with type, bounds, mutability, persistence and reboot flags taken from the setting's spec."""
+
+from __future__ import annotations
+
+import pytest
+
+from chargepoint.core.device_model import (
+    PLACEMENT,
+    VARIABLES,
+    DataType,
+    Mutability,
+    VariableRef,
+    components,
+)
+from chargepoint.core.settings import SPECS, Kind, Settings, SettingSpec
+from chargepoint.csms.v16 import mapping
+
+
+def test_every_setting_is_one_variable_at_a_unique_place() -> None:
+    assert set(PLACEMENT) == set(SPECS)
+    assert len(set(PLACEMENT.values())) == len(PLACEMENT), "two settings share one (component, variable)"
+    assert {v.setting for v in VARIABLES.values()} == set(SPECS)
+
+
+@pytest.mark.parametrize("spec", SPECS.values(), ids=list(SPECS))
+def test_variable_flags_follow_the_spec(spec: SettingSpec) -> None:
+    variable = VARIABLES[PLACEMENT[spec.name]]
+    assert variable.setting == spec.name
+    assert variable.mutability is (Mutability.READ_ONLY if spec.readonly else Mutability.READ_WRITE)
+    assert variable.persistent is not spec.readonly
+    assert variable.reboot_required is spec.reboot_required
+    assert (variable.min_value, variable.max_value) == (spec.min_value, spec.max_value)
+    expected_type = {
+        Kind.BOOL: DataType.BOOLEAN,
+        Kind.INT: DataType.INTEGER,
+        Kind.STR: DataType.STRING,
+        Kind.MEASURANDS: DataType.MEMBER_LIST,
+    }[spec.kind]
+    assert variable.data_type is expected_type
+
+
+def test_known_places_and_flags() -> None:
+    heartbeat = VARIABLES[VariableRef("OCPPCommCtrlr", "HeartbeatInterval")]
+    assert heartbeat.setting == "heartbeat_interval_s"
+    assert (heartbeat.min_value, heartbeat.max_value) == (0, 86400)
+    ping = VARIABLES[VariableRef("OCPPCommCtrlr", "WebSocketPingInterval")]
+    assert ping.reboot_required and ping.mutability is Mutability.READ_WRITE
+    connectors = VARIABLES[VariableRef("ChargingStation", "NumberOfConnectors")]
+    assert connectors.mutability is Mutability.READ_ONLY and not connectors.persistent
+
+
+def test_components_group_every_variable_once() -> None:
+    grouped = components()
+    assert sum(len(vs) for vs in grouped.values()) == len(VARIABLES)
+    assert {"OCPPCommCtrlr", "TxCtrlr", "AuthCtrlr", "SampledDataCtrlr", "SmartChargingCtrlr"} <= set(grouped)
+    for component, variables in grouped.items():
+        assert all(v.ref.component == component for v in variables)
+
+
+def test_every_16_key_reaches_a_setting_that_round_trips() -> None:
+    """Each 1.6 key names a variable whose setting Settings can read (and, when writable, write back)."""
+    settings = Settings()
+    for key, ref in mapping.CONFIG_KEYS.items():
+        variable = VARIABLES[ref]
+        text = settings.text(variable.setting)
+        if variable.mutability is Mutability.READ_WRITE:
+            assert settings.set_text(variable.setting, text) is variable.reboot_required, key
+        else:
+            with pytest.raises(PermissionError):
+                settings.set_text(variable.setting, text)
