@@ -22,6 +22,16 @@ from backend_stub.errors import CommandFailed, InvalidCommand, NotConnected
 from backend_stub.ocpp.server import CallErrorReply, CentralSystem, OcppVersion
 
 
+def hash_data(certificate: CertificateHash) -> dict[str, str]:
+    """A certificate's CertificateHashDataType (the same fields in OCPP 1.6 security whitepaper and 2.0.1)."""
+    return {
+        "hashAlgorithm": certificate.hash_algorithm,
+        "issuerNameHash": certificate.issuer_name_hash,
+        "issuerKeyHash": certificate.issuer_key_hash,
+        "serialNumber": certificate.serial_number,
+    }
+
+
 class OcppCommands:
     """The version-independent half of a ChargerCommands implementation: CALLs through the server."""
 

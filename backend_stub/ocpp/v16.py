@@ -12,7 +12,7 @@ from typing import Any, Final
 from backend_stub.domain.central import Central
 from backend_stub.domain.commands import CertificateHash, CertificateKind, CommandReply, ResetKind
 from backend_stub.domain.pricing import ENERGY
-from backend_stub.ocpp.commands import OcppCommands
+from backend_stub.ocpp.commands import OcppCommands, hash_data
 from backend_stub.ocpp.server import (
     OCPP16,
     CallErrorReply,
@@ -425,14 +425,7 @@ class V16Commands(OcppCommands):
         self, charger: str, certificate: CertificateHash, *, timeout_s: float | None = None
     ) -> CommandReply:
         """DeleteCertificate (OCPP 1.6 security whitepaper §3.3.6)."""
-        payload = {
-            "certificateHashData": {
-                "hashAlgorithm": certificate.hash_algorithm,
-                "issuerNameHash": certificate.issuer_name_hash,
-                "issuerKeyHash": certificate.issuer_key_hash,
-                "serialNumber": certificate.serial_number,
-            }
-        }
+        payload = {"certificateHashData": hash_data(certificate)}
         return await self._command(charger, "DeleteCertificate", payload, timeout_s)
 
     async def installed_certificates(

@@ -13,7 +13,7 @@ from backend_stub.domain.central import Central
 from backend_stub.domain.commands import CertificateHash, CertificateKind, CommandReply, ResetKind
 from backend_stub.domain.pricing import ENERGY
 from backend_stub.errors import CommandFailed
-from backend_stub.ocpp.commands import OcppCommands
+from backend_stub.ocpp.commands import OcppCommands, hash_data
 from backend_stub.ocpp.server import (
     OCPP201,
     CallErrorReply,
@@ -435,14 +435,7 @@ class V201Commands(OcppCommands):
         self, charger: str, certificate: CertificateHash, *, timeout_s: float | None = None
     ) -> CommandReply:
         """DeleteCertificate (OCPP 2.0.1 M04)."""
-        payload = {
-            "certificateHashData": {
-                "hashAlgorithm": certificate.hash_algorithm,
-                "issuerNameHash": certificate.issuer_name_hash,
-                "issuerKeyHash": certificate.issuer_key_hash,
-                "serialNumber": certificate.serial_number,
-            }
-        }
+        payload = {"certificateHashData": hash_data(certificate)}
         return await self._command(charger, "DeleteCertificate", payload, timeout_s)
 
     async def installed_certificates(

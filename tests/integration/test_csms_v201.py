@@ -40,6 +40,14 @@ async def csms(tmp_path: Path) -> AsyncIterator[Csms]:
         store.close()
 
 
+HASH_201 = {
+    "hash_algorithm": "SHA256",
+    "issuer_name_hash": "a1",
+    "issuer_key_hash": "b2",
+    "serial_number": "c3",
+}
+
+
 class Station(V201ChargePoint):
     """A 2.0.1 charging station from the `ocpp` package; CallErrors raise (suppress=False)."""
 
@@ -64,6 +72,31 @@ class Station(V201ChargePoint):
     def on_reset(self, type: str, **kw: Any) -> Any:
         self.commands.append(("Reset", {"type": type}))
         return call_result.Reset(status="Accepted")
+
+    @on(Action.install_certificate)
+    def on_install_certificate(self, certificate_type: str, certificate: str) -> Any:
+        self.commands.append(("InstallCertificate", {"certificate_type": certificate_type}))
+        return call_result.InstallCertificate(status="Accepted")
+
+    @on(Action.get_installed_certificate_ids)
+    def on_get_installed(self, **kw: Any) -> Any:
+        self.commands.append(("GetInstalledCertificateIds", kw))
+        return call_result.GetInstalledCertificateIds(
+            status="Accepted",
+            certificate_hash_data_chain=[
+                {"certificate_type": "CSMSRootCertificate", "certificate_hash_data": HASH_201}
+            ],
+        )
+
+    @on(Action.delete_certificate)
+    def on_delete_certificate(self, certificate_hash_data: dict[str, Any]) -> Any:
+        self.commands.append(("DeleteCertificate", certificate_hash_data))
+        return call_result.DeleteCertificate(status="Accepted")
+
+    @on(Action.certificate_signed)
+    def on_certificate_signed(self, certificate_chain: str, **kw: Any) -> Any:
+        self.commands.append(("CertificateSigned", kw))
+        return call_result.CertificateSigned(status="Accepted")
 
 
 class Running:
@@ -424,3 +457,27 @@ async def test_notify_report_keeps_the_device_model_and_notifications_are_answer
     }
     charger = csms.store.charger("CP-R")
     assert charger is not None and charger.firmware_status == "Downloading"
+
+
+async def test_certificate_commands_reach_a_201_station_in_its_own_shapes(csms: Csms) -> None:
+    # The port's certificate commands, sent to a 2.0.1 station, use the 2.0.1 payloads (schema-checked by the
+    # station's `ocpp` package on arrival and by the server on the answer).
+    from backend_stub.domain.commands import CertificateHash
+
+    csms.store.add_charger("CP-K")
+    running = await station(csms, "CP-K")
+    commands = csms.central.commands
+    try:
+        assert (await commands.install_certificate("CP-K", "csms_root", "PEM")).accepted
+        reply, hashes = await commands.installed_certificates("CP-K", "csms_root")
+        assert reply.accepted and hashes == [CertificateHash("SHA256", "a1", "b2", "c3")]
+        assert (await commands.delete_certificate("CP-K", hashes[0])).accepted
+        assert (await commands.certificate_signed("CP-K", "CHAIN")).accepted
+    finally:
+        await running.close()
+    assert running.cp.commands == [
+        ("InstallCertificate", {"certificate_type": "CSMSRootCertificate"}),
+        ("GetInstalledCertificateIds", {"certificate_type": ["CSMSRootCertificate"]}),
+        ("DeleteCertificate", HASH_201),
+        ("CertificateSigned", {"certificate_type": "ChargingStationCertificate"}),
+    ]
