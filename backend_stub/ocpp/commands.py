@@ -32,12 +32,36 @@ def hash_data(certificate: CertificateHash) -> dict[str, str]:
     }
 
 
+def hash_from(data: Any) -> CertificateHash | None:
+    """A CertificateHashDataType from a charger's answer, or None if it is not one (the answer is a peer's)."""
+    if not isinstance(data, dict):
+        return None
+    fields = (data.get(k) for k in ("hashAlgorithm", "issuerNameHash", "issuerKeyHash", "serialNumber"))
+    values = [v for v in fields if isinstance(v, str)]
+    return CertificateHash(*values) if len(values) == 4 else None
+
+
 class OcppCommands:
     """The version-independent half of a ChargerCommands implementation: CALLs through the server."""
 
     VERSION: ClassVar[OcppVersion]
     ACTIONS: ClassVar[frozenset[str]]  # the actions a central system sends in this version
     REQUEST_SUFFIX: ClassVar[str] = ".req"  # how the version names a request message (1.6 ".req")
+    CERTIFICATE_TYPES: ClassVar[dict[CertificateKind, str]]  # the port's certificate kinds in this version
+
+    async def install_certificate(
+        self, charger: str, kind: CertificateKind, pem: str, *, timeout_s: float | None = None
+    ) -> CommandReply:
+        """InstallCertificate (OCPP 1.6 security whitepaper §3.3.5, 2.0.1 M05: the same fields)."""
+        payload = {"certificateType": self.CERTIFICATE_TYPES[kind], "certificate": pem}
+        return await self._command(charger, "InstallCertificate", payload, timeout_s)
+
+    async def delete_certificate(
+        self, charger: str, certificate: CertificateHash, *, timeout_s: float | None = None
+    ) -> CommandReply:
+        """DeleteCertificate (OCPP 1.6 security whitepaper §3.3.6, 2.0.1 M04: the same fields)."""
+        payload = {"certificateHashData": hash_data(certificate)}
+        return await self._command(charger, "DeleteCertificate", payload, timeout_s)
 
     def __init__(self, server: CentralSystem) -> None:
         """Send through ``server``."""

@@ -12,7 +12,7 @@ from typing import Any, Final
 from backend_stub.domain.central import Central
 from backend_stub.domain.commands import CertificateHash, CertificateKind, CommandReply, ResetKind
 from backend_stub.domain.pricing import ENERGY
-from backend_stub.ocpp.commands import OcppCommands, hash_data
+from backend_stub.ocpp.commands import OcppCommands, hash_from
 from backend_stub.ocpp.server import (
     OCPP16,
     CallErrorReply,
@@ -361,6 +361,7 @@ class V16Commands(OcppCommands):
 
     VERSION = OCPP16
     ACTIONS = CSMS_ACTIONS
+    CERTIFICATE_TYPES = _CERTIFICATE_TYPES
 
     async def remote_start(
         self, charger: str, evse: int | None, token: str, *, timeout_s: float | None = None
@@ -414,28 +415,12 @@ class V16Commands(OcppCommands):
         """CertificateSigned (OCPP 1.6 security whitepaper §3.3.2)."""
         return await self._command(charger, "CertificateSigned", {"certificateChain": chain_pem}, timeout_s)
 
-    async def install_certificate(
-        self, charger: str, kind: CertificateKind, pem: str, *, timeout_s: float | None = None
-    ) -> CommandReply:
-        """InstallCertificate (OCPP 1.6 security whitepaper §3.3.5)."""
-        payload = {"certificateType": _CERTIFICATE_TYPES[kind], "certificate": pem}
-        return await self._command(charger, "InstallCertificate", payload, timeout_s)
-
-    async def delete_certificate(
-        self, charger: str, certificate: CertificateHash, *, timeout_s: float | None = None
-    ) -> CommandReply:
-        """DeleteCertificate (OCPP 1.6 security whitepaper §3.3.6)."""
-        payload = {"certificateHashData": hash_data(certificate)}
-        return await self._command(charger, "DeleteCertificate", payload, timeout_s)
-
     async def installed_certificates(
         self, charger: str, kind: CertificateKind, *, timeout_s: float | None = None
     ) -> tuple[CommandReply, list[CertificateHash]]:
         """GetInstalledCertificateIds (OCPP 1.6 security whitepaper §3.3.7)."""
         payload = {"certificateType": _CERTIFICATE_TYPES[kind]}
         reply = await self._command(charger, "GetInstalledCertificateIds", payload, timeout_s)
-        hashes = [
-            CertificateHash(h["hashAlgorithm"], h["issuerNameHash"], h["issuerKeyHash"], h["serialNumber"])
-            for h in reply.fields.get("certificateHashData") or []
-        ]
+        found = reply.fields.get("certificateHashData")
+        hashes = [h for h in map(hash_from, found if isinstance(found, list) else []) if h is not None]
         return reply, hashes

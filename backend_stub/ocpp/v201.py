@@ -13,7 +13,7 @@ from backend_stub.domain.central import Central
 from backend_stub.domain.commands import CertificateHash, CertificateKind, CommandReply, ResetKind
 from backend_stub.domain.pricing import ENERGY
 from backend_stub.errors import CommandFailed
-from backend_stub.ocpp.commands import OcppCommands, hash_data
+from backend_stub.ocpp.commands import OcppCommands, hash_from
 from backend_stub.ocpp.server import (
     OCPP201,
     CallErrorReply,
@@ -344,6 +344,7 @@ class V201Commands(OcppCommands):
 
     VERSION = OCPP201
     ACTIONS = CSMS_ACTIONS
+    CERTIFICATE_TYPES = _CERTIFICATE_TYPES
     REQUEST_SUFFIX = "Request"
 
     def __init__(self, server: CentralSystem, station_tx_id: Callable[[int], str | None]) -> None:
@@ -424,29 +425,17 @@ class V201Commands(OcppCommands):
         payload = {"certificateChain": chain_pem, "certificateType": "ChargingStationCertificate"}
         return await self._command(charger, "CertificateSigned", payload, timeout_s)
 
-    async def install_certificate(
-        self, charger: str, kind: CertificateKind, pem: str, *, timeout_s: float | None = None
-    ) -> CommandReply:
-        """InstallCertificate (OCPP 2.0.1 M05)."""
-        payload = {"certificateType": _CERTIFICATE_TYPES[kind], "certificate": pem}
-        return await self._command(charger, "InstallCertificate", payload, timeout_s)
-
-    async def delete_certificate(
-        self, charger: str, certificate: CertificateHash, *, timeout_s: float | None = None
-    ) -> CommandReply:
-        """DeleteCertificate (OCPP 2.0.1 M04)."""
-        payload = {"certificateHashData": hash_data(certificate)}
-        return await self._command(charger, "DeleteCertificate", payload, timeout_s)
-
     async def installed_certificates(
         self, charger: str, kind: CertificateKind, *, timeout_s: float | None = None
     ) -> tuple[CommandReply, list[CertificateHash]]:
         """GetInstalledCertificateIds (OCPP 2.0.1 M03)."""
         payload = {"certificateType": [_CERTIFICATE_TYPES[kind]]}
         reply = await self._command(charger, "GetInstalledCertificateIds", payload, timeout_s)
-        hashes = [
-            CertificateHash(d["hashAlgorithm"], d["issuerNameHash"], d["issuerKeyHash"], d["serialNumber"])
-            for chain in reply.fields.get("certificateHashDataChain") or []
-            if isinstance(d := chain.get("certificateHashData"), dict)
-        ]
+        chains = reply.fields.get("certificateHashDataChain")
+        found = (
+            [c.get("certificateHashData") for c in chains if isinstance(c, dict)]
+            if isinstance(chains, list)
+            else []
+        )
+        hashes = [h for h in map(hash_from, found) if h is not None]
         return reply, hashes

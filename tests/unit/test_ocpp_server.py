@@ -411,3 +411,14 @@ async def test_the_record_of_server_errors_is_bounded() -> None:
         cs._error("CP-1", "Heartbeat", f"handler raised {n}")
     assert len(cs.errors) <= MAX_RECORDED_PROBLEMS
     assert cs.errors[-1][2] == f"handler raised {MAX_RECORDED_PROBLEMS * 3 - 1}"
+
+
+def test_certificate_hashes_from_a_charger_answer_skip_what_is_not_one() -> None:
+    # GetInstalledCertificateIds answers come from a peer: a malformed entry is left out, never a KeyError (500).
+    from backend_stub.domain.commands import CertificateHash
+    from backend_stub.ocpp.commands import hash_data, hash_from
+
+    good = CertificateHash("SHA256", "a1", "b2", "c3")
+    assert hash_from(hash_data(good)) == good
+    for bad in (None, "x", [], {}, {**hash_data(good), "serialNumber": 7}, {"hashAlgorithm": "SHA256"}):
+        assert hash_from(bad) is None
