@@ -16,7 +16,8 @@ from chargepoint import csms_url
 from chargepoint.core.settings import SPECS
 from chargepoint.errors import ConfigError
 
-OCPP_VERSIONS = ("1.6",)
+# The OCPP versions the agent speaks (csms/link.py ADAPTERS has one adapter for each).
+OCPP_VERSIONS = ("2.0.1", "1.6")
 MAX_SETTING_CHARS = 500  # OCPP 1.6 §7 KeyValue.value: CiString500Type
 MAX_UNIX_SOCKET_PATH = 107  # sockaddr_un.sun_path is 108 bytes on Linux, NUL included
 # OCPP 1.6 BootNotification.req: chargePointVendor and chargePointModel are CiString20Type, chargePointSerialNumber
@@ -42,7 +43,7 @@ class CsmsConfig:
     """Where the central system is and how to talk to it."""
 
     url: str  # a base URL (the charge point id is appended) or a template with {station_id}
-    ocpp_version: str = "1.6"
+    ocpp_versions: tuple[str, ...] = ("1.6",)  # offered as subprotocols, most preferred first
     security_profile: int = 0
     password: str | None = None
     ca_file: str | None = None
@@ -215,6 +216,26 @@ def _legacy_sim_meter(
     )
 
 
+def _ocpp_versions(cs: _Section) -> tuple[str, ...]:
+    """``csms.ocpp_versions`` (a non-empty list without repeats, most preferred first), or the older single
+    ``csms.ocpp_version``; not both."""
+    if "ocpp_version" in cs.data:
+        if "ocpp_versions" in cs.data:
+            raise ConfigError("csms.ocpp_version", "give either ocpp_version or ocpp_versions, not both")
+        return (cs.get("ocpp_version", str, choices=OCPP_VERSIONS),)
+    versions = cs.get("ocpp_versions", list, ["1.6"])
+    if not versions:
+        raise ConfigError("csms.ocpp_versions", "must name at least one version")
+    for version in versions:
+        if version not in OCPP_VERSIONS:
+            raise ConfigError(
+                "csms.ocpp_versions", f"must list versions from {', '.join(OCPP_VERSIONS)}, got {version!r}"
+            )
+    if len(set(versions)) != len(versions):
+        raise ConfigError("csms.ocpp_versions", "names a version twice")
+    return tuple(versions)
+
+
 def _check_tls_files(csms: CsmsConfig) -> None:
     """Load the CA and client certificate as the link will; a file that is not what it should be fails here, once,
     instead of at every reconnect."""
@@ -277,7 +298,7 @@ def parse(data: dict[str, Any], *, base_dir: Path | None = None, source: str = "
 
     csms = CsmsConfig(
         url=csms_url.normalize(url),
-        ocpp_version=cs.get("ocpp_version", str, "1.6", choices=OCPP_VERSIONS),
+        ocpp_versions=_ocpp_versions(cs),
         security_profile=profile,
         password=cs.get("password", str, None),
         ca_file=path_opt("ca_file"),

@@ -283,7 +283,7 @@ class Fleet:
             ),
             csms=CsmsConfig(
                 url=url,
-                ocpp_version=f.ocpp_version,
+                ocpp_versions=(f.ocpp_version,),
                 security_profile=1 if password else 0,
                 password=password,
                 response_timeout_s=f.response_timeout_s,

@@ -292,13 +292,13 @@ class Link:
     async def run(self) -> None:
         """Connect, serve, and reconnect forever (until cancelled)."""
         failures = 0
-        subprotocol = SUBPROTOCOL_BY_VERSION[self.csms_config.ocpp_version]
+        offered = self.subprotocols()
         while not self.stopping:
             ping = self.settings.get_int("websocket_ping_interval_s") or None
             try:
                 ws = await connect(
                     self.url(),
-                    subprotocols=[subprotocol],  # type: ignore[list-item]
+                    subprotocols=offered,  # type: ignore[arg-type]
                     additional_headers=self._headers(),
                     ssl=self._ssl(),
                     compression=None,
@@ -327,12 +327,19 @@ class Link:
             log.info("reconnecting in %.1f s", delay)
             await asyncio.sleep(delay)
 
+    def subprotocols(self) -> list[str]:
+        """The subprotocols offered in the handshake, most preferred first (``csms.ocpp_versions``)."""
+        return [SUBPROTOCOL_BY_VERSION[v] for v in self.csms_config.ocpp_versions]
+
     async def _serve(self, ws: Any, failures: int) -> int:
-        adapter = ADAPTERS.get(ws.subprotocol or "")
+        # The adapter is chosen once per connection, from the subprotocol the CSMS picked among those offered
+        # (OCPP-J 1.6 §3.1.2, OCPP-J 2.0.1 §3.2): a subprotocol we did not offer is no agreement.
+        offered = self.subprotocols()
+        adapter = ADAPTERS.get(ws.subprotocol or "") if ws.subprotocol in offered else None
         if adapter is None:
             log.error(
                 "CSMS did not agree to a supported OCPP version (offered %s, got %r)",
-                list(ADAPTERS),
+                offered,
                 ws.subprotocol,
             )
             await ws.close(1002, "no supported subprotocol")

@@ -271,7 +271,16 @@ BAD_CONFIGS: list[tuple[str, Callable[[dict[str, Any]], None], str]] = [
         "csms.reconnect_max_s",
     ),
     ("outbox_limit too small", _set("storage.outbox_limit", 9), "storage.outbox_limit"),
-    ("ocpp_version unsupported", _set("csms.ocpp_version", "2.0.1"), "csms.ocpp_version"),
+    ("ocpp_version unsupported", _set("csms.ocpp_version", "1.5"), "csms.ocpp_version"),
+    ("ocpp_versions unsupported", _set("csms.ocpp_versions", ["2.0.1", "1.5"]), "csms.ocpp_versions"),
+    ("ocpp_versions empty", _set("csms.ocpp_versions", []), "csms.ocpp_versions"),
+    ("ocpp_versions repeated", _set("csms.ocpp_versions", ["1.6", "1.6"]), "csms.ocpp_versions"),
+    ("ocpp_versions not a list", _set("csms.ocpp_versions", "1.6"), "csms.ocpp_versions"),
+    (
+        "ocpp_version and ocpp_versions",
+        lambda d: d["csms"].update(ocpp_version="1.6", ocpp_versions=["1.6"]),
+        "csms.ocpp_version",
+    ),
     ("ca_file missing", _set("csms.ca_file", "no-such-ca.pem"), "csms.ca_file"),
     ("unknown setting", _set("settings.heartbeat_interval", 10), "settings.heartbeat_interval"),
     ("negative heartbeat", _set("settings.heartbeat_interval_s", -1), "settings.heartbeat_interval_s"),
@@ -415,3 +424,20 @@ def test_build_ports_bad_sim_options(meter: dict[str, Any], key: str) -> None:
     with pytest.raises(ConfigError) as err:
         build_ports(0, parse(data).connectors[0])
     assert err.value.key == key
+
+
+@pytest.mark.parametrize(
+    ("csms", "expected"),
+    [
+        ({}, ("1.6",)),
+        ({"ocpp_version": "2.0.1"}, ("2.0.1",)),
+        ({"ocpp_versions": ["2.0.1", "1.6"]}, ("2.0.1", "1.6")),
+        ({"ocpp_versions": ["1.6", "2.0.1"]}, ("1.6", "2.0.1")),
+    ],
+)
+def test_ocpp_versions_keep_the_order_of_preference(
+    tmp_path: Path, csms: dict[str, Any], expected: tuple[str, ...]
+) -> None:
+    data = minimal()
+    data["csms"].update(csms)
+    assert parse(data, base_dir=tmp_path).csms.ocpp_versions == expected
