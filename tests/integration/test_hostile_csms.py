@@ -395,7 +395,7 @@ async def test_a_flood_of_bad_frames_is_answered_in_full_but_logged_only_a_few_t
     cs: CentralSystem, start_agent: StartAgent, caplog: pytest.LogCaptureFixture
 ) -> None:
     a = await start_agent()
-    caplog.set_level(logging.WARNING, logger="chargepoint.csms.v16.adapter")
+    caplog.set_level(logging.WARNING, logger="chargepoint.csms.rpc")
     # In batches of 10: more CALLs than the agent queues per connection (16) would be answered 'busy' instead.
     for batch in range(0, 50, 10):
         for n in range(batch, batch + 10):
@@ -403,7 +403,7 @@ async def test_a_flood_of_bad_frames_is_answered_in_full_but_logged_only_a_few_t
         for n in range(batch, batch + 10):
             answer = await _answer_to(cs, f"flood-{n}")
             assert json.loads(answer.raw)[2] == "FormationViolation"
-    lines = [r for r in caplog.records if r.name == "chargepoint.csms.v16.adapter"]
+    lines = [r for r in caplog.records if r.name == "chargepoint.csms.rpc"]
     assert 1 <= len(lines) <= 10, len(lines)  # not one line per frame
     link = a.agent.link
     assert link is not None and link.connections == 1
