@@ -693,6 +693,29 @@ class Store:
         )
         return _tx(rows[0]) if rows else None
 
+    def transaction_by_id(self, transaction_id: str) -> StoredTransaction | None:
+        """The transaction the station named ``transaction_id``."""
+        rows = self._read(
+            "SELECT * FROM transactions WHERE station = ? AND tx_id = ? ORDER BY local_id DESC LIMIT 1",
+            (self.station, transaction_id),
+        )
+        return _tx(rows[0]) if rows else None
+
+    def queued_transaction_messages(self, transaction_id: str | None = None) -> int:
+        """How many messages of the transaction ``transaction_id`` (None: of any transaction) wait in the outbox."""
+        if transaction_id is None:
+            rows = self._read(
+                "SELECT COUNT(*) AS n FROM outbox WHERE station = ? AND local_tx_id IS NOT NULL",
+                (self.station,),
+            )
+        else:
+            rows = self._read(
+                "SELECT COUNT(*) AS n FROM outbox o JOIN transactions t "
+                "ON t.local_id = o.local_tx_id AND t.station = o.station WHERE o.station = ? AND t.tx_id = ?",
+                (self.station, transaction_id),
+            )
+        return int(rows[0]["n"])
+
     def outbox_head(self) -> OutboxMessage | None:
         """The oldest queued message."""
         rows = self._read(

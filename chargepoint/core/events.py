@@ -23,6 +23,7 @@ class TransactionStarted:
     id_tag: str
     meter_start_wh: int
     timestamp: datetime
+    offline: bool = False  # it happened while the central system could not be told (OCPP 2.0.1 E.FR offline)
 
 
 @dataclass(frozen=True, slots=True)
@@ -32,6 +33,7 @@ class TransactionUpdated:
     transaction_id: str
     connector_id: int
     samples: tuple[Sample, ...]
+    offline: bool = False
 
 
 @dataclass(frozen=True, slots=True)
@@ -45,6 +47,7 @@ class TransactionEnded:
     reason: StopReason
     id_tag: str | None = None
     transaction_data: tuple[Sample, ...] = ()
+    offline: bool = False
 
 
 @dataclass(frozen=True, slots=True)
@@ -112,12 +115,24 @@ class OutboxMessage:
         return decode(self.kind, self.payload, transaction_id=fallback)
 
 
+def _offline(data: dict[str, Any]) -> bool:
+    return data.get("offline") is True  # absent in events written before the flag
+
+
 def _samples(data: Any) -> tuple[Sample, ...]:
     return tuple(Sample.from_json(s) for s in data or [])
 
 
 def encode(event: OutboxEvent) -> tuple[str, dict[str, Any]]:
-    """The persisted kind and JSON form of an event (the same keys older versions wrote)."""
+    """The persisted kind and JSON form of an event (the same keys older versions wrote, plus ``offline`` when
+    set)."""
+    kind, data = _encode(event)
+    if getattr(event, "offline", False):
+        data["offline"] = True
+    return kind, data
+
+
+def _encode(event: OutboxEvent) -> tuple[str, dict[str, Any]]:
     if isinstance(event, TransactionStarted):
         return OutboxKind.START, {
             "transaction_id": event.transaction_id,
@@ -161,7 +176,9 @@ def decode(kind: str, data: dict[str, Any], *, transaction_id: str | None = None
     if kind == OutboxKind.METER:
         if tx_id is None:
             return MeterReadings(int(data["connector_id"]), _samples(data["samples"]))
-        return TransactionUpdated(str(tx_id), int(data["connector_id"]), _samples(data["samples"]))
+        return TransactionUpdated(
+            str(tx_id), int(data["connector_id"]), _samples(data["samples"]), offline=_offline(data)
+        )
     if kind == OutboxKind.START:
         return TransactionStarted(
             str(tx_id),
@@ -169,6 +186,7 @@ def decode(kind: str, data: dict[str, Any], *, transaction_id: str | None = None
             str(data["id_tag"]),
             int(data["meter_start_wh"]),
             datetime.fromisoformat(data["timestamp"]),
+            offline=_offline(data),
         )
     if kind == OutboxKind.STOP:
         return TransactionEnded(
@@ -179,6 +197,7 @@ def decode(kind: str, data: dict[str, Any], *, transaction_id: str | None = None
             StopReason(data["reason"]),
             data.get("id_tag") or None,
             _samples(data.get("transaction_data")),
+            offline=_offline(data),
         )
     if kind == OutboxKind.SECURITY:
         return SecurityEvent(

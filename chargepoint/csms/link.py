@@ -27,6 +27,7 @@ from chargepoint.core.station import Station
 from chargepoint.csms.outbox import OutboxSender
 from chargepoint.csms.session import CallObserver, Session, SessionDeps, SessionFactory
 from chargepoint.csms.v16.adapter import V16Session
+from chargepoint.csms.v201.adapter import V201Session
 from chargepoint.csms_url import station_url
 from chargepoint.errors import CsmsUnavailable, StorageError
 from chargepoint.ports import Clock, IdGenerator
@@ -36,8 +37,8 @@ log = logging.getLogger(__name__)
 
 
 # The OCPP version is chosen once, here, from the negotiated subprotocol.
-ADAPTERS: dict[str, SessionFactory] = {"ocpp1.6": V16Session}
-SUBPROTOCOL_BY_VERSION = {"1.6": "ocpp1.6"}
+ADAPTERS: dict[str, SessionFactory] = {"ocpp1.6": V16Session, "ocpp2.0.1": V201Session}
+SUBPROTOCOL_BY_VERSION = {"1.6": "ocpp1.6", "2.0.1": "ocpp2.0.1"}
 CLOSE_TIMEOUT_S = 2.0
 # OCPP-J §4.1.1 allows one outstanding CALL per direction; a central system that sends more without waiting for the
 # answers gets this many queued, and a CallError "busy" for each one beyond.

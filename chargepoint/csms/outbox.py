@@ -41,11 +41,19 @@ class OrphanedTransaction(Exception):
 
 @dataclass(frozen=True, slots=True)
 class Delivered:
-    """What the CSMS's answer to an outbox message says: the transaction id it gave, and an idTag's info."""
+    """What the CSMS's answer to an outbox message says: the transaction id it gave (1.6), an idTag's info, and
+    whether it answered the start of a transaction (1.6 with its id; 2.0.1 TransactionEvent Started, whose ids
+    are the station's own)."""
 
     csms_tx_id: int | None = None
     id_tag: str | None = None
     id_tag_info: IdTagInfo | None = None
+    started: bool = False
+
+    @property
+    def confirms_start(self) -> bool:
+        """The answer to a transaction's start: its idTag's status is acted on (StopTxOnInvalidId)."""
+        return self.started or self.csms_tx_id is not None
 
 
 class Deliverer(Protocol):
@@ -184,11 +192,7 @@ class OutboxSender:
         self.store.acknowledge(message.seq, csms_tx_id=result.csms_tx_id, local_tx_id=message.local_tx_id)
         if result.id_tag is not None and result.id_tag_info is not None:
             self.station.id_tag_info(result.id_tag, result.id_tag_info)
-        if (
-            result.csms_tx_id is not None
-            and message.local_tx_id is not None
-            and result.id_tag_info is not None
-        ):
+        if result.confirms_start and message.local_tx_id is not None and result.id_tag_info is not None:
             await self.station.transaction_confirmed(message.local_tx_id, result.id_tag_info, taken=True)
         delay = STORAGE_RETRY_S
         while True:

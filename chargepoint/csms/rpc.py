@@ -207,6 +207,7 @@ class OcppSession(_OcppChargePoint):  # type: ignore[misc]
     # What answers a frame that is no RPC message, and one of an unknown MessageTypeId.
     NOT_A_MESSAGE: ClassVar[type[OCPPError]] = ocpp.exceptions.ProtocolError
     UNKNOWN_MESSAGE_TYPE: ClassVar[type[OCPPError]] = ocpp.exceptions.PropertyConstraintViolationError
+    ANSWER_UNKNOWN_MESSAGE_TYPES: ClassVar[bool] = False  # answer a frame of an unknown MessageTypeId
 
     def __init__(self, deps: SessionDeps, connection: Any) -> None:
         link = deps.link
@@ -383,21 +384,21 @@ class OcppSession(_OcppChargePoint):  # type: ignore[misc]
         match = _ANSWER_ID.match(text)
         return match.group(2) if match else None
 
-    @staticmethod
-    def _readable_unique_id(text: str) -> str | None:
+    @classmethod
+    def _readable_unique_id(cls, text: str) -> str | None:
+        """The uniqueId of a frame to be answered: a CALL's, and with ``ANSWER_UNKNOWN_MESSAGE_TYPES`` that of a
+        frame of a MessageTypeId that is neither CALL, CALLRESULT nor CALLERROR."""
         try:
             data = json.loads(text)
         except (ValueError, RecursionError):
             match = _UNIQUE_ID.match(text)
             return match.group(1) if match else None
-        if (
-            isinstance(data, list)
-            and len(data) >= 2
-            and data[0] == MessageType.Call
-            and isinstance(data[1], str)
-        ):
+        if not (isinstance(data, list) and len(data) >= 2 and isinstance(data[1], str)):
+            return None
+        if data[0] == MessageType.Call:
             return data[1]
-        return None
+        unknown_type = data[0] not in (MessageType.CallResult, MessageType.CallError)
+        return data[1] if cls.ANSWER_UNKNOWN_MESSAGE_TYPES and unknown_type else None
 
     async def _reply_error(self, unique_id: str, exc: OCPPError) -> None:
         code = self._spelled(exc.code)

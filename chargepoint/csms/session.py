@@ -16,6 +16,7 @@ from typing import Any, Protocol
 from chargepoint.config import CsmsConfig, StationIdentity
 from chargepoint.core.connector import Connector
 from chargepoint.core.events import StatusChanged
+from chargepoint.core.evse import Evse
 from chargepoint.core.model import (
     AvailabilityResult,
     IdTagInfo,
@@ -64,6 +65,11 @@ class StationCommands(Protocol):
     @property
     def connectors(self) -> Mapping[int, Connector]:
         """The connectors by station-wide id."""
+        ...
+
+    @property
+    def evses(self) -> Mapping[int, Evse]:
+        """The EVSEs by id, each with its connectors by EVSE-local id."""
         ...
 
     def status(self, cid: int) -> StatusChanged:
@@ -145,6 +151,14 @@ class SessionStorage(Durability, Protocol):
 
     def transaction_by_csms_id(self, csms_id: int) -> StoredTransaction | None:
         """The transaction the CSMS knows by ``csms_id``."""
+        ...
+
+    def transaction_by_id(self, transaction_id: str) -> StoredTransaction | None:
+        """The transaction the station named ``transaction_id``."""
+        ...
+
+    def queued_transaction_messages(self, transaction_id: str | None = None) -> int:
+        """How many messages of the transaction ``transaction_id`` (None: of any transaction) wait in the outbox."""
         ...
 
 

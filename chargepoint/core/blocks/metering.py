@@ -257,7 +257,10 @@ class Metering(FunctionalBlock):
         message = None
         if measurands:
             message = TransactionUpdated(
-                tx.transaction_id, conn.id, (sample(reading, measurands, context, at),)
+                tx.transaction_id,
+                conn.id,
+                (sample(reading, measurands, context, at),),
+                offline=not self.ctx.csms.online,
             )
         stop_data = sample(reading, stop_measurands, context, at) if stop_measurands else None
         if self.ctx.storage_faulted(conn):

@@ -59,6 +59,7 @@ class Recovery(FunctionalBlock):
                 StopReason.POWER_LOSS,
                 tx.id_tag,
                 tx.stop_data[-MAX_STOP_DATA:],
+                offline=True,  # the power was off when it ended: nobody could be told
             )
             await self.faults.record_stop(tx.connector_id, (tx.local_id, ended))
         ctx.csms.outbox_changed()

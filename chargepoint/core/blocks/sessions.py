@@ -261,7 +261,10 @@ class Sessions(FunctionalBlock):
         mark = ctx.store.mark()
         try:
             local_id = ctx.store.begin_transaction(
-                TransactionStarted(transaction_id, conn.id, id_tag, meter_start, now), parent
+                TransactionStarted(
+                    transaction_id, conn.id, id_tag, meter_start, now, offline=not ctx.csms.online
+                ),
+                parent,
             )
             # The transaction is on disk before the relay closes (the commit is awaited off the event loop).
             await ctx.store.flush(since=mark)
@@ -306,7 +309,14 @@ class Sessions(FunctionalBlock):
         except Exception:
             log.exception("transaction %s: no transaction data for its stop", tx.local_id)
         ended = TransactionEnded(
-            tx.transaction_id, conn.id, meter_stop, now, reason, id_tag, data[-MAX_STOP_DATA:]
+            tx.transaction_id,
+            conn.id,
+            meter_stop,
+            now,
+            reason,
+            id_tag,
+            data[-MAX_STOP_DATA:],
+            offline=not ctx.csms.online,
         )
         await self.faults.record_stop(conn.id, (tx.local_id, ended))
         conn.transaction = None

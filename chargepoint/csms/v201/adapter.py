@@ -1,0 +1,15 @@
+"""The OCPP 2.0.1 session: one class made of the functional blocks, registered in ``link.ADAPTERS`` under
+``ocpp2.0.1``."""
+
+from __future__ import annotations
+
+from chargepoint.csms.v201.authorization import Authorization
+from chargepoint.csms.v201.availability import Availability
+from chargepoint.csms.v201.data_transfer import DataTransfer
+from chargepoint.csms.v201.provisioning import Provisioning
+from chargepoint.csms.v201.remote_control import RemoteControl
+from chargepoint.csms.v201.transactions import Transactions
+
+
+class V201Session(Provisioning, Authorization, Transactions, RemoteControl, Availability, DataTransfer):
+    """An OCPP 2.0.1 conversation with the central system over one connection."""

@@ -1,0 +1,192 @@
+"""What every OCPP 2.0.1 functional block of the adapter shares: the session (``csms/rpc.py``), the version's
+vocabulary, the EVSE addressing and the 2.0.1 shapes of tokens and meter values."""
+
+from __future__ import annotations
+
+import asyncio
+from datetime import UTC, datetime
+from typing import TYPE_CHECKING, Any
+
+from ocpp.v201 import ChargePoint as _OcppChargePoint
+from ocpp.v201.enums import Action
+
+from chargepoint.core.model import CONNECTOR_STATUS, UNITS, IdTagInfo, Measurand, Sample
+from chargepoint.csms.rpc import (
+    MessageTypeNotSupportedError,
+    OcppSession,
+    RpcFrameworkError,
+    StatusReport,
+    ocpp_time,
+    parse_time,
+)
+from chargepoint.csms.v201 import mapping
+
+if TYPE_CHECKING:
+    from chargepoint.csms.session import SessionDeps
+
+# Fields that count or address something and so are never negative (OCPP 2.0.1 Part 2 §2: evseId, connectorId,
+# ids of requests and profiles, seqNo, stack levels, periods, list versions).
+_NON_NEGATIVE = frozenset(
+    {
+        "evseId",
+        "connectorId",
+        "id",
+        "requestId",
+        "remoteStartId",
+        "seqNo",
+        "stackLevel",
+        "startPeriod",
+        "duration",
+        "numberPhases",
+        "versionNumber",
+        "chargingProfileId",
+    }
+)
+# OCPP 2.0.1 §2 IdTokenType.idToken: identifierString, at most 36 characters.
+MAX_ID_TOKEN_CHARS = 36
+# Token types remembered from the CSMS (RequestStartTransaction), so the token is sent back as it was given.
+MAX_REMEMBERED_TOKENS = 64
+
+
+def meter_value(sample: Sample) -> dict[str, Any] | None:
+    """A core sample as an OCPP 2.0.1 MeterValueType (None when it holds no value: sampledValue needs one)."""
+    values = []
+    for v in sample.values:
+        entry: dict[str, Any] = {
+            "value": v.value,
+            "context": mapping.CONTEXT[sample.context],
+            "measurand": mapping.MEASURAND[v.measurand],
+            "unitOfMeasure": {"unit": UNITS[v.measurand]},
+        }
+        if v.phase:
+            entry["phase"] = v.phase
+        if v.measurand is Measurand.SOC:
+            entry["location"] = "EV"
+        values.append(entry)
+    if not values:
+        return None
+    return {"timestamp": ocpp_time(sample.timestamp), "sampledValue": values}
+
+
+def meter_values(samples: tuple[Sample, ...]) -> list[dict[str, Any]]:
+    """The samples that hold values, as MeterValueType."""
+    return [mv for mv in map(meter_value, samples) if mv is not None]
+
+
+def register_value(energy_wh: int, at: datetime, context: str) -> dict[str, Any]:
+    """The energy register alone, as one MeterValueType (E01: the meter at the start, E06: at the end)."""
+    return {
+        "timestamp": ocpp_time(at),
+        "sampledValue": [
+            {
+                "value": energy_wh,
+                "context": context,
+                "measurand": Measurand.ENERGY_ACTIVE_IMPORT_REGISTER.value,
+                "unitOfMeasure": {"unit": "Wh"},
+            }
+        ],
+    }
+
+
+def id_token_info(data: Any) -> IdTagInfo:
+    """An OCPP 2.0.1 IdTokenInfoType (camelCase) as the core's IdTagInfo; anything unreadable is Invalid."""
+    if not isinstance(data, dict):
+        return IdTagInfo(mapping.AUTH_STATUS_IN["Invalid"])
+    status = mapping.AUTH_STATUS_IN.get(str(data.get("status")), mapping.AUTH_STATUS_IN["Invalid"])
+    expires = None
+    expiry = data.get("cacheExpiryDateTime")
+    if isinstance(expiry, str):
+        try:
+            expires = parse_time(expiry)
+        except ValueError:
+            expires = None
+    group = data.get("groupIdToken")
+    parent = group.get("idToken") if isinstance(group, dict) else None
+    return IdTagInfo(status, expires, parent if isinstance(parent, str) else None)
+
+
+class V201Base(OcppSession, _OcppChargePoint):  # type: ignore[misc]
+    """The OCPP 2.0.1 session's common ground; each functional block is a subclass of it."""
+
+    subprotocol = "ocpp2.0.1"
+    ACTIONS = frozenset(a.value for a in Action)
+    # ERROR_SPELLING stays empty: OCPP-J 2.0.1 §4.2.3 spells every code as the ``ocpp`` package does
+    # (FormatViolation, OccurrenceConstraintViolation; 1.6 spelled them FormationViolation, OccurenceConstraint...).
+    NON_NEGATIVE = _NON_NEGATIVE
+    NOT_A_MESSAGE = RpcFrameworkError
+    UNKNOWN_MESSAGE_TYPE = MessageTypeNotSupportedError
+    # OCPP-J 2.0.1 §4.2.3: a message of an unknown MessageTypeId is answered with MessageTypeNotSupported.
+    ANSWER_UNKNOWN_MESSAGE_TYPES = True
+
+    def __init__(self, deps: SessionDeps, connection: Any) -> None:
+        super().__init__(deps, connection)
+        # (evseId, connectorId) of each station-wide connector id, and back (OCPP 2.0.1 Part 1 §3.1.2).
+        self.address: dict[int, tuple[int, int]] = {
+            conn.id: (evse.evse_id, local)
+            for evse in deps.station.evses.values()
+            for local, conn in evse.connectors.items()
+        }
+        self.connector_at = {addr: cid for cid, addr in self.address.items()}
+        self._token_types: dict[str, str] = {}
+        self._remote_starts: dict[str, int] = {}  # idToken -> remoteStartId of a RequestStartTransaction
+        self.status_seen = asyncio.Event()  # set on every status change (a transaction's end is one)
+
+    def status_changed(self, cid: int) -> None:
+        """Report a status change, and wake whoever waits for one."""
+        super().status_changed(cid)
+        self.status_seen.set()
+
+    def now(self) -> datetime:
+        """The time for generatedAt stamps."""
+        return datetime.now(UTC)
+
+    def id_token(self, tag: str) -> dict[str, str]:
+        """An idTag as IdTokenType: of the type the CSMS gave it, else a card of the station's reader."""
+        return {
+            "idToken": tag[:MAX_ID_TOKEN_CHARS],
+            "type": self._token_types.get(tag, mapping.READER_TOKEN_TYPE),
+        }
+
+    def remember_token(self, tag: str, token_type: str, remote_start_id: int | None = None) -> None:
+        """Keep a token's type (and the remote start it came with) for the events of its transaction."""
+        if len(self._token_types) >= MAX_REMEMBERED_TOKENS:
+            self._token_types.pop(next(iter(self._token_types)))
+        self._token_types[tag] = token_type
+        if remote_start_id is not None:
+            if len(self._remote_starts) >= MAX_REMEMBERED_TOKENS:
+                self._remote_starts.pop(next(iter(self._remote_starts)))
+            self._remote_starts[tag] = remote_start_id
+
+    def cid_of(self, evse_id: int, connector_id: int | None) -> int | None:
+        """The station-wide connector at (evse, connector); connector None: the EVSE's first. None if unknown."""
+        evse = self.station.evses.get(evse_id)
+        if evse is None:
+            return None
+        local = min(evse.connectors) if connector_id is None else connector_id
+        return self.connector_at.get((evse_id, local))
+
+    # the session's version-specific parts
+    def _boot_payload(self, *, triggered: bool = False) -> dict[str, Any]:
+        """BootNotificationRequest (B01): the station's identity and why it booted."""
+        ident = self.link.identity
+        station: dict[str, Any] = {"model": ident.model[:20], "vendorName": ident.vendor[:50]}
+        if ident.firmware_version:
+            station["firmwareVersion"] = ident.firmware_version[:50]
+        if ident.serial_number:
+            station["serialNumber"] = ident.serial_number[:25]
+        return {"chargingStation": station, "reason": "Triggered" if triggered else "PowerUp"}
+
+    def _status_report(self, cid: int, seq: int) -> StatusReport | None:
+        """StatusNotificationRequest (G01) per (evseId, connectorId); the station as a whole has none."""
+        address = self.address.get(cid)
+        if address is None:
+            return None
+        status = self.station.status(cid)
+        connector_status = mapping.CONNECTOR_STATUS[CONNECTOR_STATUS[status.state]]
+        payload = {
+            "timestamp": ocpp_time(status.timestamp),
+            "connectorStatus": connector_status,
+            "evseId": address[0],
+            "connectorId": address[1],
+        }
+        return StatusReport(cid, (connector_status,), payload, asyncio.get_running_loop().time(), seq)

@@ -1,0 +1,145 @@
+"""Tables between the core's vocabulary and OCPP 2.0.1 (every core enum member appears; a test checks it)."""
+
+from __future__ import annotations
+
+from chargepoint.core.device_model import DataType, Mutability
+from chargepoint.core.model import (
+    AuthStatus,
+    AvailabilityResult,
+    ConnectorState,
+    ConnectorStatus,
+    Measurand,
+    OperationalStatus,
+    ReadingContext,
+    ResetKind,
+    StopReason,
+    UnlockResult,
+)
+
+S = ConnectorState
+
+# OCPP 2.0.1 §2.? ConnectorStatusEnumType: StatusNotification reports the neutral availability per (evse, connector).
+CONNECTOR_STATUS: dict[ConnectorStatus, str] = {
+    ConnectorStatus.AVAILABLE: "Available",
+    ConnectorStatus.OCCUPIED: "Occupied",
+    ConnectorStatus.RESERVED: "Reserved",
+    ConnectorStatus.UNAVAILABLE: "Unavailable",
+    ConnectorStatus.FAULTED: "Faulted",
+}
+
+# OperationalStatusEnumType (ChangeAvailabilityRequest.operationalStatus, G03).
+OPERATIONAL: dict[OperationalStatus, str] = {
+    OperationalStatus.OPERATIVE: "Operative",
+    OperationalStatus.INOPERATIVE: "Inoperative",
+}
+OPERATIONAL_IN = {v: k for k, v in OPERATIONAL.items()}
+
+# TransactionType.chargingState (E.FR: required when the state changed): the session phase as 2.0.1 sees it.
+CHARGING_STATE: dict[ConnectorState, str] = {
+    S.AVAILABLE: "Idle",
+    S.PREPARING: "EVConnected",
+    S.CHARGING: "Charging",
+    S.SUSPENDED_EV: "SuspendedEV",
+    S.SUSPENDED_EVSE: "SuspendedEVSE",
+    S.FINISHING: "EVConnected",
+    S.RESERVED: "Idle",
+    S.UNAVAILABLE: "Idle",
+    S.FAULTED: "Idle",
+}
+
+# ReasonEnumType (TransactionType.stoppedReason, E06/E07). 2.0.1 has no reason of its own for a stop by
+# UnlockConnector: it is Other, with triggerReason UnlockCommand saying why; a soft reset is a Reboot.
+STOP_REASON: dict[StopReason, str] = {
+    StopReason.LOCAL: "Local",
+    StopReason.REMOTE: "Remote",
+    StopReason.EV_DISCONNECTED: "EVDisconnected",
+    StopReason.HARD_RESET: "ImmediateReset",
+    StopReason.SOFT_RESET: "Reboot",
+    StopReason.POWER_LOSS: "PowerLoss",
+    StopReason.REBOOT: "Reboot",
+    StopReason.DEAUTHORIZED: "DeAuthorized",
+    StopReason.EMERGENCY_STOP: "EmergencyStop",
+    StopReason.UNLOCK_COMMAND: "Other",
+    StopReason.OTHER: "Other",
+}
+
+# TriggerReasonEnumType of the Ended event, by why the transaction ended (E06, E07, F03, F05, B12).
+ENDED_TRIGGER: dict[StopReason, str] = {
+    StopReason.LOCAL: "StopAuthorized",
+    StopReason.REMOTE: "RemoteStop",
+    StopReason.EV_DISCONNECTED: "EVCommunicationLost",
+    StopReason.HARD_RESET: "ResetCommand",
+    StopReason.SOFT_RESET: "ResetCommand",
+    StopReason.POWER_LOSS: "AbnormalCondition",
+    StopReason.REBOOT: "ResetCommand",
+    StopReason.DEAUTHORIZED: "Deauthorized",
+    StopReason.EMERGENCY_STOP: "AbnormalCondition",
+    StopReason.UNLOCK_COMMAND: "UnlockCommand",
+    StopReason.OTHER: "AbnormalCondition",
+}
+
+# AuthorizationStatusEnumType (IdTokenInfoType.status, C01). The statuses the core has no word for are refusals.
+AUTH_STATUS: dict[AuthStatus, str] = {
+    AuthStatus.ACCEPTED: "Accepted",
+    AuthStatus.BLOCKED: "Blocked",
+    AuthStatus.EXPIRED: "Expired",
+    AuthStatus.INVALID: "Invalid",
+    AuthStatus.CONCURRENT_TX: "ConcurrentTx",
+}
+AUTH_STATUS_IN: dict[str, AuthStatus] = {
+    **{v: k for k, v in AUTH_STATUS.items()},
+    "NoCredit": AuthStatus.INVALID,
+    "NotAllowedTypeEVSE": AuthStatus.INVALID,
+    "NotAtThisLocation": AuthStatus.INVALID,
+    "NotAtThisTime": AuthStatus.INVALID,
+    "Unknown": AuthStatus.INVALID,
+}
+
+# ReadingContextEnumType (SampledValueType.context).
+CONTEXT: dict[ReadingContext, str] = {
+    ReadingContext.TRANSACTION_BEGIN: "Transaction.Begin",
+    ReadingContext.TRANSACTION_END: "Transaction.End",
+    ReadingContext.SAMPLE_PERIODIC: "Sample.Periodic",
+    ReadingContext.SAMPLE_CLOCK: "Sample.Clock",
+    ReadingContext.TRIGGER: "Trigger",
+}
+
+# MeasurandEnumType: the names are shared with 1.6.
+MEASURAND: dict[Measurand, str] = {m: m.value for m in Measurand}
+
+# ChangeAvailabilityStatusEnumType (G03, G04).
+AVAILABILITY: dict[AvailabilityResult, str] = {
+    AvailabilityResult.ACCEPTED: "Accepted",
+    AvailabilityResult.REJECTED: "Rejected",
+    AvailabilityResult.SCHEDULED: "Scheduled",
+}
+
+# UnlockStatusEnumType (F05): 2.0.1 has no NotSupported; a connector without a lock cannot be unlocked.
+UNLOCK: dict[UnlockResult, str] = {
+    UnlockResult.UNLOCKED: "Unlocked",
+    UnlockResult.UNLOCK_FAILED: "UnlockFailed",
+    UnlockResult.NOT_SUPPORTED: "UnlockFailed",
+}
+
+# ResetEnumType (B11, B12): OnIdle waits for transactions to end, Immediate ends them.
+RESET: dict[ResetKind, str] = {ResetKind.SOFT: "OnIdle", ResetKind.HARD: "Immediate"}
+RESET_IN = {v: k for k, v in RESET.items()}
+
+# DataEnumType and MutabilityEnumType of the device model (B07 NotifyReport).
+DATA_TYPE: dict[DataType, str] = {
+    DataType.BOOLEAN: "boolean",
+    DataType.INTEGER: "integer",
+    DataType.STRING: "string",
+    DataType.MEMBER_LIST: "MemberList",
+}
+MUTABILITY: dict[Mutability, str] = {
+    Mutability.READ_ONLY: "ReadOnly",
+    Mutability.READ_WRITE: "ReadWrite",
+    Mutability.WRITE_ONLY: "WriteOnly",
+}
+
+# Tables where two core members share one 2.0.1 value (2.0.1 is coarser there): no reverse table is built on them.
+NOT_INJECTIVE = frozenset({"CHARGING_STATE", "STOP_REASON", "ENDED_TRIGGER", "UNLOCK"})
+
+# The idToken type of a token read by the station's own reader (an RFID card's UID).
+READER_TOKEN_TYPE = "ISO14443"
