@@ -11,11 +11,13 @@ from typing import Protocol
 
 import pytest
 from ocpp.v16 import enums as v16
+from ocpp.v201 import enums as v201
 
 import chargepoint.core
 from chargepoint.core import device_model, model, smart_charging, storage
 from chargepoint.core.settings import SPECS
 from chargepoint.csms.v16 import mapping
+from chargepoint.csms.v201 import mapping as mapping201
 from chargepoint.store import Store
 
 CORE_DIR = Path(chargepoint.core.__file__).parent
@@ -159,6 +161,46 @@ def test_mapping_is_injective(
 ) -> None:
     """Two core members never share one OCPP value, so the reverse mapping is well defined."""
     assert len(set(table.values())) == len(table)
+
+
+# OCPP 2.0.1: (name in csms/v201/mapping.py, core enum, the 2.0.1 enum its values must be members of).
+TABLES_201: list[tuple[str, type[Enum], type[Enum]]] = [
+    ("CONNECTOR_STATUS", model.ConnectorStatus, v201.ConnectorStatusEnumType),
+    ("OPERATIONAL", model.OperationalStatus, v201.OperationalStatusEnumType),
+    ("CHARGING_STATE", model.ConnectorState, v201.ChargingStateEnumType),
+    ("STOP_REASON", model.StopReason, v201.ReasonEnumType),
+    ("ENDED_TRIGGER", model.StopReason, v201.TriggerReasonEnumType),
+    ("AUTH_STATUS", model.AuthStatus, v201.AuthorizationStatusEnumType),
+    ("CONTEXT", model.ReadingContext, v201.ReadingContextEnumType),
+    ("MEASURAND", model.Measurand, v201.MeasurandEnumType),
+    ("AVAILABILITY", model.AvailabilityResult, v201.ChangeAvailabilityStatusEnumType),
+    ("UNLOCK", model.UnlockResult, v201.UnlockStatusEnumType),
+    ("RESET", model.ResetKind, v201.ResetEnumType),
+    ("DATA_TYPE", device_model.DataType, v201.DataEnumType),
+    ("MUTABILITY", device_model.Mutability, v201.MutabilityEnumType),
+]
+
+
+@pytest.mark.parametrize(("name", "core", "ocpp_enum"), TABLES_201, ids=[t[0] for t in TABLES_201])
+def test_every_core_member_is_mapped_to_a_valid_ocpp201_member(
+    name: str, core: type[Enum], ocpp_enum: type[Enum]
+) -> None:
+    table: dict[Enum, str] = getattr(mapping201, name)
+    assert set(table) == set(core), f"{name}: {set(core) ^ set(table)}"
+    valid = {m.value for m in ocpp_enum}
+    invalid = {k.name: v for k, v in table.items() if v not in valid}
+    assert not invalid, f"not {ocpp_enum.__name__} values: {invalid}"
+    if name not in mapping201.NOT_INJECTIVE:
+        assert len(set(table.values())) == len(table), f"{name} maps two core members onto one value"
+
+
+def test_ocpp201_reverse_tables() -> None:
+    assert {v: k for k, v in mapping201.OPERATIONAL.items()} == mapping201.OPERATIONAL_IN
+    assert {v: k for k, v in mapping201.RESET.items()} == mapping201.RESET_IN
+    # Every 2.0.1 authorization status reads as a core one; only Accepted reads as Accepted.
+    assert set(mapping201.AUTH_STATUS_IN) == {m.value for m in v201.AuthorizationStatusEnumType}
+    accepted = [k for k, v in mapping201.AUTH_STATUS_IN.items() if v is model.AuthStatus.ACCEPTED]
+    assert accepted == ["Accepted"]
 
 
 def test_auth_status_reverse_table_is_the_inverse() -> None:
