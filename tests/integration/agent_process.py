@@ -4,6 +4,7 @@ control-socket commands that drive it."""
 from __future__ import annotations
 
 import asyncio
+import json
 import os
 import sys
 from pathlib import Path
@@ -17,6 +18,7 @@ id = "{station_id}"
 
 [csms]
 url = "{url}"
+ocpp_versions = {versions}
 response_timeout_s = 2
 boot_retry_s = 0.5
 reconnect_min_s = 0.05
@@ -45,9 +47,12 @@ reader = {{ driver = "sim" }}
 """
 
 
-def write_config(path: Path, *, station_id: str, url: str, db: Path, sock: str) -> Path:
-    """Write the agent's config to ``path``."""
-    path.write_text(AGENT_CONFIG.format(station_id=station_id, url=url, db=db, sock=sock))
+def write_config(
+    path: Path, *, station_id: str, url: str, db: Path, sock: str, versions: tuple[str, ...] = ("1.6",)
+) -> Path:
+    """Write the agent's config to ``path`` (``versions``: the OCPP versions it offers, most preferred first)."""
+    offered = json.dumps(list(versions))
+    path.write_text(AGENT_CONFIG.format(station_id=station_id, url=url, db=db, sock=sock, versions=offered))
     return path
 
 
