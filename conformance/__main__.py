@@ -169,7 +169,8 @@ async def _csms(args: argparse.Namespace, report: Report, cases: Sequence[Case[A
     if args.interactive:
         trigger = InteractiveTrigger()
     elif args.trigger:
-        trigger = load_trigger(args.trigger, dict(args.var))
+        # {ocpp_version} in a profile's templates is the version under test (tzi-OCTT: /api/octt/{version}/...).
+        trigger = load_trigger(args.trigger, {"ocpp_version": args.ocpp_version, **dict(args.var)})
     v = VERSIONS[args.ocpp_version]
     setup = CsmsSetup(
         url=args.url,
@@ -244,6 +245,9 @@ def _prepare(argv: Sequence[str] | None) -> tuple[argparse.Namespace, list[Case[
     args = build_parser().parse_args(argv)
     v = VERSIONS[args.ocpp_version]
     catalogue = v.csms_cases() if args.command == "csms" else v.charger_cases()
+    if not catalogue:
+        print(f"error: no {args.command} cases for OCPP {args.ocpp_version} yet", file=sys.stderr)
+        return EXIT_SETUP
     cases = select_cases(catalogue, args.cases)
     if not cases:
         print(f"error: no case matches {args.cases!r}", file=sys.stderr)

@@ -181,7 +181,8 @@ class RawCharger:
             return
         # A CALL nobody waits for (e.g. the central system acting on its own): answered so it is not left hanging.
         self.unexpected_calls.append(action)
-        await self.send([CALLRESULT, unique_id, DEFAULT_ANSWERS.get(action, {})])
+        defaults = DEFAULT_ANSWERS.get(self.ctx.setup.schema_version, {})
+        await self.send([CALLRESULT, unique_id, defaults.get(action, {})])
 
     async def send(self, frame: list[Any]) -> None:
         """Send and trace one frame."""
@@ -251,8 +252,9 @@ class RawCharger:
                 await self._reader
 
 
-# Answers to CALLs of the central system that no step waits for (OCPP 1.6 §5: each has a simple valid answer).
-DEFAULT_ANSWERS: dict[str, dict[str, Any]] = {
+# Answers to CALLs of the central system that no step waits for, per schema version: each a simple valid answer
+# (OCPP 1.6 §5; OCPP 2.0.1 Part 2 §1). An action not listed gets an empty object.
+_V16_DEFAULT_ANSWERS: dict[str, dict[str, Any]] = {
     "ChangeAvailability": {"status": "Accepted"},
     "ChangeConfiguration": {"status": "Accepted"},
     "ClearCache": {"status": "Accepted"},
@@ -272,6 +274,41 @@ DEFAULT_ANSWERS: dict[str, dict[str, Any]] = {
     "CancelReservation": {"status": "Rejected"},
     "GetDiagnostics": {},
     "UpdateFirmware": {},
+}
+_V201_DEFAULT_ANSWERS: dict[str, dict[str, Any]] = {
+    "ChangeAvailability": {"status": "Accepted"},
+    "ClearCache": {"status": "Accepted"},
+    "DataTransfer": {"status": "UnknownVendorId"},
+    "GetVariables": {"getVariableResult": []},
+    "SetVariables": {"setVariableResult": []},
+    "GetBaseReport": {"status": "NotSupported"},
+    "GetReport": {"status": "NotSupported"},
+    "RequestStartTransaction": {"status": "Rejected"},
+    "RequestStopTransaction": {"status": "Rejected"},
+    "Reset": {"status": "Rejected"},
+    "UnlockConnector": {"status": "UnknownConnector"},
+    "TriggerMessage": {"status": "Rejected"},
+    "GetTransactionStatus": {"messagesInQueue": False},
+    "GetLocalListVersion": {"versionNumber": 0},
+    "SendLocalList": {"status": "Failed"},
+    "SetChargingProfile": {"status": "Rejected"},
+    "ClearChargingProfile": {"status": "Unknown"},
+    "GetChargingProfiles": {"status": "NoProfiles"},
+    "GetCompositeSchedule": {"status": "Rejected"},
+    "ReserveNow": {"status": "Rejected"},
+    "CancelReservation": {"status": "Rejected"},
+    "GetLog": {"status": "Rejected"},
+    "UpdateFirmware": {"status": "Rejected"},
+    "SetNetworkProfile": {"status": "Rejected"},
+    "CertificateSigned": {"status": "Rejected"},
+    "InstallCertificate": {"status": "Rejected"},
+    "DeleteCertificate": {"status": "NotFound"},
+    "GetInstalledCertificateIds": {"status": "NotFound"},
+    "CustomerInformation": {"status": "Rejected"},
+}
+DEFAULT_ANSWERS: dict[str, dict[str, dict[str, Any]]] = {
+    "1.6": _V16_DEFAULT_ANSWERS,
+    "2.0.1": _V201_DEFAULT_ANSWERS,
 }
 
 
@@ -302,6 +339,12 @@ class CsmsContext(BaseContext):
             raise Fail(
                 f"{what} violates the OCPP {self.setup.schema_version} schema: {cause or exc.description}"
             ) from None
+
+    def check_current_time(self, text: str, what: str, clause: str) -> None:
+        """Fail unless ``text`` (a currentTime) is within the allowed skew of our clock."""
+        skew = abs((parse_time(text) - datetime.now(UTC)).total_seconds())
+        if skew > self.setup.clock_skew_s:
+            raise Fail(f"{what} currentTime {text} is {skew:.0f} s off ({clause})")
 
     async def begin_case(self, case: Case[Any]) -> None:
         """Nothing to prepare: each case opens its own connections."""
@@ -413,11 +456,7 @@ class CsmsContext(BaseContext):
         )
         if answer["status"] != expect:
             raise Fail(f"BootNotification answered {answer['status']}, expected {expect}")
-        skew = abs((parse_time(answer["currentTime"]) - datetime.now(UTC)).total_seconds())
-        if skew > self.setup.clock_skew_s:
-            raise Fail(
-                f"BootNotification.conf currentTime {answer['currentTime']} is {skew:.0f} s off (OCPP 1.6 §4.2)"
-            )
+        self.check_current_time(answer["currentTime"], "BootNotification.conf", "OCPP 1.6 §4.2")
         if expect == "Accepted" and answer["interval"] <= 0:
             raise Fail(
                 f"an Accepted BootNotification.conf has interval {answer['interval']}: heartbeat needs > 0"
