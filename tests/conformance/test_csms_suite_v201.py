@@ -4,13 +4,20 @@ they break, by name."""
 
 from __future__ import annotations
 
+import inspect
+import json
+from collections.abc import AsyncIterator
 from pathlib import Path
+from typing import Any
 
 import pytest
+from aiohttp import web
 
+from backend_stub.ocpp.server import OCPP201, Handler, HandlerResult, utc_now_iso
+from backend_stub.testing.server import ScriptedCentralSystem as CentralSystem
 from conformance.__main__ import run_cli
 from tests.conformance.conftest import Site
-from tests.conformance.test_csms_suite import reasons, verdicts
+from tests.conformance.test_csms_suite import failed, naive_args, reasons, verdicts
 
 pytestmark = pytest.mark.timeout(300)
 
@@ -23,3 +30,146 @@ async def test_bundled_central_system_passes_the_whole_201_csms_suite(site: Site
     assert not_passed == {"TC_A_04_CSMS": ("inconclusive", "setup: needs a wss:// --url with --tls-ca")}
     assert len(v) >= 90
     assert code == 0
+
+
+# ---------------------------------------------------------------------------------------------- negative controls
+
+
+def naive_v201_handlers() -> dict[str, Handler]:
+    """A naive 2.0.1 central system: boots everyone Accepted, accepts every idToken, acknowledges the rest."""
+
+    def boot(cp_id: str, payload: dict[str, Any]) -> HandlerResult:
+        return {"status": "Accepted", "currentTime": utc_now_iso(), "interval": 300}
+
+    def heartbeat(cp_id: str, payload: dict[str, Any]) -> HandlerResult:
+        return {"currentTime": utc_now_iso()}
+
+    def authorize(cp_id: str, payload: dict[str, Any]) -> HandlerResult:
+        return {"idTokenInfo": {"status": "Accepted"}}
+
+    def transaction_event(cp_id: str, payload: dict[str, Any]) -> HandlerResult:
+        return {"idTokenInfo": {"status": "Accepted"}} if "idToken" in payload else {}
+
+    def empty(cp_id: str, payload: dict[str, Any]) -> HandlerResult:
+        return {}
+
+    return {
+        "BootNotification": boot,
+        "Heartbeat": heartbeat,
+        "Authorize": authorize,
+        "TransactionEvent": transaction_event,
+        **dict.fromkeys(
+            (
+                "StatusNotification",
+                "MeterValues",
+                "NotifyReport",
+                "NotifyEvent",
+                "LogStatusNotification",
+                "FirmwareStatusNotification",
+                "SecurityEventNotification",
+            ),
+            empty,
+        ),
+    }
+
+
+@pytest.fixture
+async def naive201() -> AsyncIterator[CentralSystem]:
+    """A naive accept-all 2.0.1 central system (every station, password and idToken) with a tzi-OCTT webhook."""
+    cs = CentralSystem("127.0.0.1", 0)
+    cs.handlers_by_subprotocol[OCPP201.subprotocol] = naive_v201_handlers()
+
+    async def webhook(request: web.Request) -> web.Response:
+        action = "".join(w.capitalize() for w in request.match_info["action"].split("-"))
+        reply = await cs.call(request.match_info["cp"], action, await request.json())
+        return web.json_response(reply)
+
+    cs.app.router.add_post("/api/octt/2.0.1/{cp}/{action}", webhook)
+    async with cs:
+        yield cs
+
+
+async def test_a_naive_accept_all_201_central_system_fails_the_business_cases(
+    naive201: CentralSystem, tmp_path: Path
+) -> None:
+    args = naive_args(naive201, "--version", "2.0.1", "--json", str(tmp_path / "naive.json"))
+    code, report = await run_cli(args)
+    bad = failed(report)
+    # It accepts every idToken ...
+    assert {"TC_C_02_CSMS", "TC_C_06_CSMS", "TC_C_07_CSMS", "TC_C_20_CSMS", "TC_E_16_CSMS"} <= bad
+    assert {"OCS_C_01_CSMS", "OCS_C_02_CSMS", "OCS_C_03_CSMS", "OCS_C_04_CSMS", "OCS_C_05_CSMS"} <= bad
+    assert "OCS_C_06_CSMS" in bad
+    # ... never checks a password (nor keeps a new one), admits unknown stations, ignores Pending.
+    assert {"TC_A_02_CSMS", "TC_A_03_CSMS", "TC_A_09_CSMS", "TC_A_10_CSMS"} <= bad
+    assert {"OCS_A_01_CSMS", "OCS_A_02_CSMS", "OCS_A_03_CSMS"} <= bad
+    assert {"TC_B_02_CSMS", "TC_B_30_CSMS", "TC_B_31_CSMS", "OCS_B_01_CSMS"} <= bad
+    assert len(bad) >= 20, sorted(bad)
+    assert "was Accepted" in reasons(report)["TC_C_06_CSMS"]
+    # Its tzi-OCTT webhook (/api/octt/2.0.1/...) drove the trigger cases, which it passes.
+    v = verdicts(report)
+    assert v["TC_F_01_CSMS"] == "passed" and v["TC_E_21_CSMS"] == "passed" and v["TC_B_20_CSMS"] == "passed"
+    assert code == 1
+    saved = json.loads((tmp_path / "naive.json").read_text())
+    assert saved["ocpp_version"] == "2.0.1"
+    assert {c["id"] for c in saved["cases"] if c["verdict"] == "failed"} == bad
+
+
+async def test_a_201_central_system_that_ignores_passwords_fails_the_password_cases(site: Site) -> None:
+    async def admit_everyone(cp_id: str, password: str | None, profile: Any) -> Any:
+        return "ok"
+
+    site.csms.server.admission = admit_everyone
+    code, report = await run_cli(site.args("--version", "2.0.1"))
+    assert failed(report) == {
+        "TC_A_02_CSMS",
+        "TC_A_03_CSMS",
+        "TC_A_09_CSMS",
+        "TC_A_10_CSMS",
+        "OCS_A_01_CSMS",
+        "OCS_A_02_CSMS",
+        "OCS_A_03_CSMS",
+    }
+    assert "HTTP 401" in reasons(report)["TC_A_03_CSMS"]
+    assert code == 1
+
+
+async def test_a_201_central_system_that_skips_boot_notification_checks(site: Site) -> None:
+    """Its 2.0.1 handlers serve every station whatever its registration state (no Pending guard)."""
+    app = site.csms
+    table = app.server.handlers_by_subprotocol[OCPP201.subprotocol]
+    table["StatusNotification"] = app.v201.status
+    table["TransactionEvent"] = app.v201.transaction_event
+    code, report = await run_cli(site.args("--version", "2.0.1"))
+    assert failed(report) == {"TC_B_30_CSMS", "OCS_B_01_CSMS"}
+    assert "SecurityError" in reasons(report)["TC_B_30_CSMS"]
+    assert code == 1
+
+
+async def test_a_201_central_system_that_answers_transaction_event_wrongly(site: Site) -> None:
+    """Its TransactionEventResponse never carries idTokenInfo (required when the request has an idToken)."""
+    app = site.csms
+    table = app.server.handlers_by_subprotocol[OCPP201.subprotocol]
+    right = table["TransactionEvent"]
+
+    async def without_token_info(cp_id: str, payload: dict[str, Any]) -> HandlerResult:
+        answer = right(cp_id, payload)
+        answer = await answer if inspect.isawaitable(answer) else answer
+        assert isinstance(answer, dict)
+        answer.pop("idTokenInfo", None)
+        return answer
+
+    table["TransactionEvent"] = without_token_info
+    code, report = await run_cli(site.args("--version", "2.0.1", "--cases", "TC_C_*,TC_E_*,TC_F_*,TC_J_*"))
+    bad = failed(report)
+    assert {
+        "TC_E_03_CSMS",
+        "TC_E_04_CSMS",
+        "TC_E_15_CSMS",
+        "TC_F_01_CSMS",
+        "TC_J_07_CSMS",
+        "TC_C_08_CSMS",
+    } <= bad
+    assert all("has no idTokenInfo" in reasons(report)[c] for c in bad)
+    # Cases without an idToken in any TransactionEvent are not affected.
+    assert verdicts(report)["TC_J_01_CSMS"] == "passed" and verdicts(report)["TC_C_02_CSMS"] == "passed"
+    assert code == 1
