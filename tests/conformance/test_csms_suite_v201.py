@@ -6,6 +6,7 @@ from __future__ import annotations
 
 import inspect
 import json
+import xml.etree.ElementTree as ET
 from collections.abc import AsyncIterator
 from pathlib import Path
 from typing import Any
@@ -13,23 +14,103 @@ from typing import Any
 import pytest
 from aiohttp import web
 
-from backend_stub.ocpp.server import OCPP201, Handler, HandlerResult, utc_now_iso
+from backend_stub.app import Csms
+from backend_stub.ocpp.server import OCPP201, Handler, HandlerResult, tls_context, utc_now_iso
+from backend_stub.store import CsmsStore
 from backend_stub.testing.server import ScriptedCentralSystem as CentralSystem
 from conformance.__main__ import run_cli
-from tests.conformance.conftest import Site
-from tests.conformance.test_csms_suite import failed, naive_args, reasons, verdicts
+from tests.conformance.conftest import CP, CP_PASSWORD, Site, seed
+from tests.conformance.test_csms_suite import failed, naive_args, pki, reasons, verdicts
+
+__all__ = ["pki"]  # the openssl-made CA and server certificate (a module fixture)
 
 pytestmark = pytest.mark.timeout(300)
 
 
 async def test_bundled_central_system_passes_the_whole_201_csms_suite(site: Site, tmp_path: Path) -> None:
-    code, report = await run_cli(site.args("--version", "2.0.1", "--json", str(tmp_path / "r.json")))
+    out = {kind: tmp_path / f"r.{kind}" for kind in ("json", "xml", "html")}
+    code, report = await run_cli(
+        site.args(
+            "--version",
+            "2.0.1",
+            "--json",
+            str(out["json"]),
+            "--junit",
+            str(out["xml"]),
+            "--html",
+            str(out["html"]),
+        )
+    )
     v = verdicts(report)
     not_passed = {k: (x, reasons(report)[k]) for k, x in v.items() if x != "passed"}
     # Only the TLS case needs a wss:// URL this test does not set up.
     assert not_passed == {"TC_A_04_CSMS": ("inconclusive", "setup: needs a wss:// --url with --tls-ca")}
-    assert len(v) >= 90
+    assert len(v) >= 100
     assert code == 0
+    # Each report format parses back with the 2.0.1 cases.
+    saved = json.loads(out["json"].read_text())
+    assert saved["ocpp_version"] == "2.0.1" and saved["summary"]["passed"] == len(v) - 1
+    assert "E Transactions" in saved["blocks"]
+    e03 = next(c for c in saved["cases"] if c["id"] == "TC_E_03_CSMS")
+    assert any('"TransactionEvent"' in t["text"] and '"seqNo":0' in t["text"] for t in e03["trace"])
+    suite = ET.parse(out["xml"]).getroot().find("testsuite")
+    assert suite is not None and suite.get("tests") == str(len(v)) and suite.get("failures") == "0"
+    assert any((c.get("name") or "").startswith("TC_B_01_CSMS ") for c in suite.findall("testcase"))
+    page = out["html"].read_text()
+    assert "TC_F_01_CSMS" in page and "RequestStartTransaction" in page
+
+
+async def test_heartbeat_interval_is_waited_out_when_short_enough_201(site: Site, tmp_path: Path) -> None:
+    """TC_B_01 with --heartbeat-wait-max: idle for one interval, then a second Heartbeat on the same link."""
+    site.csms.central.heartbeat_interval_s = 1
+    out = tmp_path / "hb.json"
+    code, _ = await run_cli(
+        site.args(
+            "--version", "2.0.1", "--cases", "TC_B_01_CSMS", "--heartbeat-wait-max", "2", "--json", str(out)
+        )
+    )
+    trace = json.loads(out.read_text())["cases"][0]["trace"]
+    beats = [t for t in trace if t["direction"] == "sent" and '"Heartbeat"' in t["text"]]
+    assert code == 0 and len(beats) == 2
+
+
+async def test_tls_server_certificate_case_passes_over_wss_201(tmp_path: Path, pki: Path) -> None:
+    """TC_A_04_CSMS: the bundled central system serving wss:// with a certificate the given CA signed."""
+    store = CsmsStore(tmp_path / "tls.db")
+    seed(store)
+    app = Csms(store, admin_token="tls-admin-token-0123456789")
+    app.server.ssl_context = tls_context(pki / "server.pem", pki / "server.key")
+    await app.start()
+    try:
+        code, report = await run_cli(
+            [
+                "csms",
+                "--version",
+                "2.0.1",
+                "--url",
+                app.url,
+                "--charger-id",
+                CP,
+                "--password",
+                CP_PASSWORD,
+                "--tls-ca",
+                str(pki / "ca.pem"),
+                "--cases",
+                "TC_A_0*",
+                "-q",
+            ]
+        )
+    finally:
+        await app.stop()
+        store.close()
+    assert (
+        verdicts(report)
+        == dict.fromkeys(
+            ["TC_A_01_CSMS", "TC_A_02_CSMS", "TC_A_03_CSMS", "TC_A_04_CSMS", "TC_A_09_CSMS"], "passed"
+        )
+        or verdicts(report)["TC_A_04_CSMS"] == "passed"
+    )
+    assert verdicts(report)["TC_A_04_CSMS"] == "passed" and code == 0
 
 
 # ---------------------------------------------------------------------------------------------- negative controls
