@@ -103,14 +103,11 @@ async def test_tls_server_certificate_case_passes_over_wss_201(tmp_path: Path, p
     finally:
         await app.stop()
         store.close()
-    assert (
-        verdicts(report)
-        == dict.fromkeys(
-            ["TC_A_01_CSMS", "TC_A_02_CSMS", "TC_A_03_CSMS", "TC_A_04_CSMS", "TC_A_09_CSMS"], "passed"
-        )
-        or verdicts(report)["TC_A_04_CSMS"] == "passed"
-    )
-    assert verdicts(report)["TC_A_04_CSMS"] == "passed" and code == 0
+    v = verdicts(report)
+    passed = ("TC_A_01_CSMS", "TC_A_02_CSMS", "TC_A_03_CSMS", "TC_A_04_CSMS")
+    assert {k: v[k] for k in passed} == dict.fromkeys(passed, "passed")
+    # The password update needs a trigger this run does not give: inconclusive, not failed.
+    assert v["TC_A_09_CSMS"] == "inconclusive" and code == 0
 
 
 # ---------------------------------------------------------------------------------------------- negative controls
