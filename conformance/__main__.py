@@ -189,6 +189,7 @@ async def _csms(args: argparse.Namespace, report: Report, cases: Sequence[Case[A
         trigger_wait_s=args.trigger_wait,
         heartbeat_wait_max_s=args.heartbeat_wait_max,
         profiles=frozenset(p.strip() for p in args.profiles.split(",")) if args.profiles else None,
+        client_certificate=bool(args.tls_cert),
     )
     unmet = {n: t for n, t in NEED_OPTIONS.items() if n not in setup.needs_available()}
     _print_plan(cases, unmet, sys.stderr)

@@ -14,7 +14,7 @@ import copy
 import itertools
 import json
 import ssl
-from collections.abc import Mapping
+from collections.abc import Awaitable, Callable, Mapping
 from dataclasses import dataclass, field
 from datetime import UTC, datetime, timedelta
 from typing import Any
@@ -85,6 +85,7 @@ class CsmsSetup:
     clock_skew_s: float = 300.0  # how far the central system's currentTime may be from ours
     heartbeat_wait_max_s: float = 0.0  # wait one heartbeat interval when it is at most this long (0: never)
     profiles: frozenset[str] | None = None  # feature profiles the central system offers (None: all)
+    client_certificate: bool = False  # --tls-cert given (security profile 3)
 
     def needs_available(self) -> set[str]:
         """The setup needs this configuration meets."""
@@ -99,6 +100,8 @@ class CsmsSetup:
             have.add("trigger")
         if self.url.startswith("wss://"):
             have.add("tls")
+        if self.client_certificate:
+            have.add("client_certificate")
         return have
 
 
@@ -112,6 +115,7 @@ NEED_OPTIONS = {
     "pending_charger": "--pending-charger-id ID (a charger the central system answers Pending)",
     "trigger": "--trigger FILE or --interactive (to make the central system act)",
     "tls": "a wss:// --url with --tls-ca",
+    "client_certificate": "--tls-cert PEM --tls-key PEM (the charger's client certificate, security profile 3)",
 }
 
 
@@ -700,6 +704,51 @@ class CsmsContext(BaseContext):
             fired.cancel()
             await asyncio.gather(fired, return_exceptions=True)
         return received
+
+    async def handshake_status(self, password: str) -> int:
+        """101 when the main charger connects with ``password``, else the HTTP status of the refusal."""
+        try:
+            ws = await self.handshake(self.setup.charger_id, password)
+        except HandshakeRefused as exc:
+            return exc.status
+        await ws.close()
+        return 101
+
+    async def check_password_change(self, new: str, accepted: bool, clause: str) -> None:
+        """After the charger accepted (or rejected) ``new`` as its password, only the right one is admitted."""
+        await self.main().close()
+        old = self.setup.password or ""
+        good, bad = (new, old) if accepted else (old, new)
+        what = (
+            "the new password the charger accepted"
+            if accepted
+            else "the old password (the change was rejected)"
+        )
+        got = await self.handshake_status(good)
+        if got != 101:
+            raise Fail(f"{what} gets HTTP {got} ({clause})")
+        got = await self.handshake_status(bad)
+        if accepted and got != 401:
+            raise Fail(
+                f"the old password still gets HTTP {got} after the change was accepted (401 expected, {clause})"
+            )
+        if not accepted and got == 101:
+            raise Fail(f"the password the charger rejected was admitted ({clause})")
+
+    async def restore_password(
+        self,
+        boot: Callable[[CsmsContext, RawCharger], Awaitable[Any]],
+        action: str,
+        payload: dict[str, Any],
+        answer: dict[str, Any],
+    ) -> None:
+        """Cleanup after a password change: connect with the new one and have the central system set the old one."""
+        new = self.vars.get("new_password")
+        if new is None or await self.handshake_status(str(new)) != 101:
+            return
+        conn = await self.open(password=str(new))
+        await boot(self, conn)
+        await self.csms_sends(action, payload, answer, conn=conn)
 
     async def expect_idle(self, seconds: float, conn: RawCharger | None = None) -> None:
         """Wait ``seconds`` and fail if the connection dropped meanwhile."""

@@ -14,7 +14,7 @@ import secrets
 from collections.abc import Awaitable, Callable
 from typing import Any
 
-from conformance.csms_runner import CallError, CsmsContext, HandshakeRefused, ocpp_time
+from conformance.csms_runner import CallError, CsmsContext, ocpp_time
 from conformance.model import Case, Fail, Step
 from conformance.v16.csms_cases import (
     cs_sends,
@@ -260,37 +260,13 @@ def set_variable_result(status: str, component: str, variable: str) -> dict[str,
     return {"attributeStatus": status, "component": {"name": component}, "variable": {"name": variable}}
 
 
-async def handshake_status(ctx: CsmsContext, password: str) -> int:
-    """101 when the main station connects with ``password``, else the HTTP status of the refusal."""
-    try:
-        ws = await ctx.handshake(ctx.setup.charger_id, password)
-    except HandshakeRefused as exc:
-        return exc.status
-    await ws.close()
-    return 101
-
-
 async def new_password_works(ctx: CsmsContext) -> None:
-    """A01.FR.xx: after the station accepted the new password it reconnects with it; the old one gets 401."""
-    await ctx.main().close()
-    new = str(ctx.vars["new_password"])
-    got = await handshake_status(ctx, new)
-    if got != 101:
-        raise Fail(f"the new password (accepted by the station) was refused with HTTP {got} (OCPP 2.0.1 A01)")
-    got = await handshake_status(ctx, ctx.setup.password or "")
-    if got != 401:
-        raise Fail(
-            f"the old password still gets HTTP {got} after the change was accepted (expected 401, A01)"
-        )
+    """A01: after the station accepted the new password it reconnects with it; the old one gets 401."""
+    await ctx.check_password_change(str(ctx.vars["new_password"]), True, "OCPP 2.0.1 A01")
 
 
 async def restore_password(ctx: CsmsContext) -> None:
-    """Cleanup: give the station its configured password back (the CSMS must be triggered again)."""
-    new = ctx.vars.get("new_password")
-    if new is None or await handshake_status(ctx, str(new)) != 101:
-        return
-    conn = await ctx.open(password=str(new))
-    await boot(ctx, conn)
+    """Cleanup: give the station its configured password back (the CSMS is triggered again)."""
     payload = {
         "setVariableData": [
             {
@@ -300,26 +276,13 @@ async def restore_password(ctx: CsmsContext) -> None:
             }
         ]
     }
-    await ctx.csms_sends(
-        "SetVariables",
-        payload,
-        {"setVariableResult": [set_variable_result("Accepted", "SecurityCtrlr", "BasicAuthPassword")]},
-        conn=conn,
-    )
+    answer = {"setVariableResult": [set_variable_result("Accepted", "SecurityCtrlr", "BasicAuthPassword")]}
+    await ctx.restore_password(lambda c, conn: boot(c, conn), "SetVariables", payload, answer)
 
 
 async def old_password_still_works(ctx: CsmsContext) -> None:
     """A01: a station that Rejected the new password keeps the old one; the CSMS must still admit it."""
-    await ctx.main().close()
-    got = await handshake_status(ctx, ctx.setup.password or "")
-    if got != 101:
-        raise Fail(
-            f"the station rejected the new password, yet its old one now gets HTTP {got} (OCPP 2.0.1 A01)"
-        )
-    new = str(ctx.vars["new_password"])
-    got = await handshake_status(ctx, new)
-    if got == 101:
-        raise Fail("the password the station rejected was admitted (OCPP 2.0.1 A01)")
+    await ctx.check_password_change(str(ctx.vars["new_password"]), False, "OCPP 2.0.1 A01")
 
 
 CASES.append(
