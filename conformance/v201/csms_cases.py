@@ -10,12 +10,14 @@ Steps where the CSMS must act use the trigger (REST or tzi-OCTT webhook profile)
 
 from __future__ import annotations
 
+import base64
 import secrets
 from collections.abc import Awaitable, Callable
 from typing import Any
 
-from conformance.csms_runner import CallError, CsmsContext, ocpp_time
+from conformance.csms_runner import CallError, CsmsContext, check_status, ocpp_time
 from conformance.model import Case, Fail, Step
+from conformance.pki import certificate_hash_data, self_signed_pem
 from conformance.v16.csms_cases import (
     cs_sends,
     no_credentials,
@@ -1324,6 +1326,276 @@ case(
     *STOP_LOCAL,
 )
 
+# ================================================================================================ conditional blocks
+# The blocks the bundled central system implements beyond Core: firmware (L), certificates (M), logs and
+# events (N), data transfer and custom data (P). Local lists (D), reservations (H), tariffs (I) and smart
+# charging (K) are not in it (only as raw commands), so their cases are not in this catalogue yet.
+
+
+def firmware_statuses(*statuses: str, request_id: int) -> tuple[str, StepFn]:
+    """A step: FirmwareStatusNotification with each status in turn (L01)."""
+
+    async def run(ctx: CsmsContext) -> None:
+        for status_ in statuses:
+            await ctx.call("FirmwareStatusNotification", {"status": status_, "requestId": request_id})
+
+    return (f"FirmwareStatusNotification {', '.join(statuses)}", run)
+
+
+def update_firmware(request_id: int) -> Callable[[CsmsContext], dict[str, Any]]:
+    """UpdateFirmwareRequest as the trigger asks for it (L01: signed firmware)."""
+
+    def payload(ctx: CsmsContext) -> dict[str, Any]:
+        return {
+            "requestId": request_id,
+            "firmware": {
+                "location": "https://127.0.0.1/firmware/conformance.bin",
+                "retrieveDateTime": "2026-01-01T00:00:00Z",
+                "signingCertificate": str(
+                    ctx.vars.setdefault("pem", self_signed_pem("OpenChargeConf Firmware"))
+                ),
+                "signature": base64.b64encode(b"conformance-signature").decode(),
+            },
+        }
+
+    return payload
+
+
+def security_event(kind: str) -> tuple[str, StepFn]:
+    """A step: SecurityEventNotification (A04)."""
+
+    async def run(ctx: CsmsContext) -> None:
+        await ctx.call(
+            "SecurityEventNotification", {"type": kind, "timestamp": ocpp_time(), "techInfo": "conformance"}
+        )
+
+    return (f"SecurityEventNotification {kind}", run)
+
+
+FIRMWARE = "L FirmwareManagement"
+case(
+    "TC_L_01_CSMS",
+    "Secure Firmware Update - Installation successful",
+    FIRMWARE,
+    BOOT,
+    cs_sends("UpdateFirmware", update_firmware(1), {"status": "Accepted"}),
+    firmware_statuses(
+        "Downloading", "Downloaded", "SignatureVerified", "Installing", "InstallRebooting", request_id=1
+    ),
+    reconnect("FirmwareUpdate"),
+    firmware_statuses("Installed", request_id=1),
+    needs=TRIG,
+)
+case(
+    "TC_L_06_CSMS",
+    "Secure Firmware Update - InvalidSignature",
+    FIRMWARE,
+    BOOT,
+    cs_sends("UpdateFirmware", update_firmware(6), {"status": "Accepted"}),
+    firmware_statuses("Downloading", "Downloaded", "InvalidSignature", request_id=6),
+    security_event("InvalidFirmwareSignature"),
+    needs=TRIG,
+)
+case(
+    "TC_L_07_CSMS",
+    "Secure Firmware Update - DownloadFailed",
+    FIRMWARE,
+    BOOT,
+    cs_sends("UpdateFirmware", update_firmware(7), {"status": "Accepted"}),
+    firmware_statuses("Downloading", "DownloadFailed", request_id=7),
+    needs=TRIG,
+)
+case(
+    "TC_L_09_CSMS",
+    "Secure Firmware Update - InstallationFailed",
+    FIRMWARE,
+    BOOT,
+    cs_sends("UpdateFirmware", update_firmware(9), {"status": "Accepted"}),
+    firmware_statuses(
+        "Downloading", "Downloaded", "SignatureVerified", "Installing", "InstallationFailed", request_id=9
+    ),
+    needs=TRIG,
+)
+
+CERTIFICATES = "M CertificateManagement"
+
+
+def install(kind: str) -> Callable[[CsmsContext], dict[str, Any]]:
+    def payload(ctx: CsmsContext) -> dict[str, Any]:
+        return {
+            "certificateType": kind,
+            "certificate": str(ctx.vars.setdefault("pem", self_signed_pem("OCC Root"))),
+        }
+
+    return payload
+
+
+def installed_chain(kind: str) -> Callable[[CsmsContext], dict[str, Any]]:
+    """What the station answers to GetInstalledCertificateIds: one certificate of ``kind``."""
+
+    def answer(ctx: CsmsContext) -> dict[str, Any]:
+        pem = str(ctx.vars.setdefault("pem", self_signed_pem("OCC Root")))
+        return {
+            "status": "Accepted",
+            "certificateHashDataChain": [
+                {"certificateType": kind, "certificateHashData": certificate_hash_data(pem)}
+            ],
+        }
+
+    return answer
+
+
+def cs_sends_answering(
+    action: str, payload: dict[str, Any], answer: Callable[[CsmsContext], dict[str, Any]]
+) -> tuple[str, StepFn]:
+    """Like `cs_sends`, with an answer computed from the case's state."""
+
+    async def run(ctx: CsmsContext) -> None:
+        ctx.vars[action] = await ctx.csms_sends(action, payload, answer(ctx))
+
+    return (f"central system sends {action}; the station answers", run)
+
+
+def delete_payload(ctx: CsmsContext) -> dict[str, Any]:
+    return {
+        "certificateHashData": certificate_hash_data(
+            str(ctx.vars.setdefault("pem", self_signed_pem("OCC Root")))
+        )
+    }
+
+
+for number, kind, result in (
+    (1, "CSMSRootCertificate", "Accepted"),
+    (2, "ManufacturerRootCertificate", "Accepted"),
+    (5, "CSMSRootCertificate", "Failed"),
+):
+    case(
+        f"TC_M_{number:02d}_CSMS",
+        "Install CA certificate - " + (kind if result == "Accepted" else "Failed"),
+        CERTIFICATES,
+        BOOT,
+        cs_sends("InstallCertificate", install(kind), {"status": result}),
+        needs=TRIG,
+    )
+for number, kind in ((12, "CSMSRootCertificate"), (13, "ManufacturerRootCertificate")):
+    case(
+        f"TC_M_{number}_CSMS",
+        f"Retrieve certificates from Charging Station - {kind}",
+        CERTIFICATES,
+        BOOT,
+        cs_sends_answering("GetInstalledCertificateIds", {"certificateType": [kind]}, installed_chain(kind)),
+        needs=TRIG,
+    )
+case(
+    "TC_M_19_CSMS",
+    "Retrieve certificates from Charging Station - No matching certificate found",
+    CERTIFICATES,
+    BOOT,
+    cs_sends(
+        "GetInstalledCertificateIds", {"certificateType": ["V2GRootCertificate"]}, {"status": "NotFound"}
+    ),
+    needs=TRIG,
+)
+for number, result in ((20, "Accepted"), (21, "Failed")):
+    case(
+        f"TC_M_{number}_CSMS",
+        "Delete a certificate from a Charging Station - " + ("Success" if result == "Accepted" else "Failed"),
+        CERTIFICATES,
+        BOOT,
+        cs_sends_answering(
+            "GetInstalledCertificateIds",
+            {"certificateType": ["CSMSRootCertificate"]},
+            installed_chain("CSMSRootCertificate"),
+        ),
+        cs_sends("DeleteCertificate", delete_payload, {"status": result}),
+        needs=TRIG,
+    )
+
+DIAGNOSTICS = "N Diagnostics"
+case(
+    "TC_N_21_CSMS",
+    "Alert Event - HardWiredMonitor",
+    DIAGNOSTICS,
+    BOOT,
+    call(
+        "NotifyEvent",
+        lambda c: {
+            "generatedAt": ocpp_time(),
+            "seqNo": 0,
+            "tbc": False,
+            "eventData": [
+                {
+                    "eventId": 21,
+                    "timestamp": ocpp_time(),
+                    "trigger": "Alerting",
+                    "actualValue": "true",
+                    "eventNotificationType": "HardWiredMonitor",
+                    "component": {"name": "ChargingStation"},
+                    "variable": {"name": "Problem"},
+                }
+            ],
+        },
+    ),
+    needs=frozenset(),
+)
+case(
+    "TC_N_25_CSMS",
+    "Retrieve Log Information - Diagnostics Log - Success",
+    DIAGNOSTICS,
+    BOOT,
+    cs_sends(
+        "GetLog",
+        {"logType": "DiagnosticsLog", "requestId": 25, "log": {"remoteLocation": "ftp://127.0.0.1/logs"}},
+        {"status": "Accepted", "filename": "diagnostics.log"},
+    ),
+    call("LogStatusNotification", {"status": "Uploading", "requestId": 25}),
+    call("LogStatusNotification", {"status": "Uploaded", "requestId": 25}),
+    needs=TRIG,
+)
+
+DATA = "P DataTransfer"
+
+
+async def unknown_vendor(ctx: CsmsContext) -> None:
+    """P01: a DataTransfer of a vendor the CSMS does not know is not Accepted."""
+    answer = await ctx.call(
+        "DataTransfer", {"vendorId": "org.openchargeconf.unknown", "messageId": "Nothing"}
+    )
+    check_status(
+        answer["status"],
+        ("UnknownVendorId", "UnknownMessageId", "Rejected"),
+        "DataTransferResponse of an unknown vendorId",
+        "OCPP 2.0.1 P01.FR.06",
+    )
+
+
+case(
+    "TC_P_02_CSMS",
+    "Data Transfer to the CSMS - Rejected / Unknown VendorId / Unknown MessageId",
+    DATA,
+    BOOT,
+    ("DataTransfer of an unknown vendor: not Accepted", unknown_vendor),
+    needs=frozenset(),
+)
+CUSTOM = {"customData": {"vendorId": "org.openchargeconf", "conformance": "P03"}}
+
+
+async def custom_status(ctx: CsmsContext) -> None:
+    await status(ctx, "Occupied", extra=CUSTOM)
+
+
+case(
+    "TC_P_03_CSMS",
+    "CustomData - Receive custom data",
+    DATA,
+    BOOT,
+    ("StatusNotification with customData", custom_status),
+    ev("Started", "CablePluggedIn", state="EVConnected", extra=CUSTOM),
+    auth("accepted"),
+    ev("Updated", "Authorized", token_kind="accepted", state="Charging", extra=CUSTOM),
+    *STOP_LOCAL,
+)
+
 # ================================================================================================ stricter checks
 
 strict(
@@ -1383,6 +1655,51 @@ strict(
     ("TransactionEvent with the accepted idToken while Pending: not Accepted", pending_transaction),
     needs=frozenset({"pending_charger", "id_tag_accepted"}),
 )
+
+
+async def retransmit(ctx: CsmsContext) -> None:
+    """The last TransactionEvent again, same seqNo (its answer was lost): answered, same idTokenInfo (E.FR.xx)."""
+    payload = ctx.vars["last_tx_event"]
+    first = ctx.vars["last_tx_answer"]
+    try:
+        again = await ctx.main().call("TransactionEvent", payload)
+    except CallError as exc:
+        raise Fail(
+            f"a retransmitted TransactionEvent (seqNo {payload['seqNo']}) got {exc}: it must be answered"
+        ) from None
+    if again.get("idTokenInfo", {}).get("status") != first.get("idTokenInfo", {}).get("status"):
+        raise Fail(
+            f"a retransmitted TransactionEvent got idTokenInfo {again.get('idTokenInfo')}, "
+            f"the first one {first.get('idTokenInfo')}"
+        )
+
+
+strict(
+    "OCS_E_01_CSMS",
+    "A retransmitted TransactionEvent (same seqNo) is answered like the first",
+    TRANSACTIONS,
+    BOOT,
+    *SESSION,
+    ("the Authorized event again with the same seqNo", retransmit),
+    *STOP_LOCAL[:1],
+    ("the Ended event again with the same seqNo", retransmit),
+    needs=ACCEPTED,
+)
+strict(
+    "OCS_E_02_CSMS",
+    "A transaction with a seqNo gap (a lost event) is still answered and ended",
+    TRANSACTIONS,
+    BOOT,
+    *PLUG_START,
+    ("the next seqNo is lost (never sent)", lambda c: _skip_seq(c)),
+    *AUTH_CHARGE,
+    *STOP_LOCAL,
+    needs=ACCEPTED,
+)
+
+
+async def _skip_seq(ctx: CsmsContext) -> None:
+    current_tx(ctx).next_seq()
 
 
 def _check_unique_ids() -> None:

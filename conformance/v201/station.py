@@ -94,19 +94,21 @@ async def boot(
 
 
 async def status(
-    ctx: CsmsContext, connector_status: str, evse: int = 1, connector: int = 1, conn: RawCharger | None = None
+    ctx: CsmsContext,
+    connector_status: str,
+    evse: int = 1,
+    connector: int = 1,
+    conn: RawCharger | None = None,
+    extra: dict[str, Any] | None = None,
 ) -> None:
-    """StatusNotification (G01); the answer is an empty object."""
-    await ctx.call(
-        "StatusNotification",
-        {
-            "timestamp": ocpp_time(),
-            "connectorStatus": connector_status,
-            "evseId": evse,
-            "connectorId": connector,
-        },
-        conn,
-    )
+    """StatusNotification (G01); the answer is an empty object. ``extra`` adds fields (customData)."""
+    payload = {
+        "timestamp": ocpp_time(),
+        "connectorStatus": connector_status,
+        "evseId": evse,
+        "connectorId": connector,
+    }
+    await ctx.call("StatusNotification", {**payload, **(extra or {})}, conn)
 
 
 async def connect_and_boot(ctx: CsmsContext, which: str = "main") -> RawCharger:
@@ -192,10 +194,15 @@ async def tx_event(
     offline: bool = False,
     when: datetime | None = None,
     signed: bool = False,
+    extra: dict[str, Any] | None = None,
     conn: RawCharger | None = None,
     tx: Tx | None = None,
 ) -> dict[str, Any]:
-    """TransactionEvent (E01-E15) of the case's transaction; an idToken in it must be judged right in the answer."""
+    """TransactionEvent (E01-E15) of the case's transaction; an idToken in it must be judged right in the answer.
+
+    ``extra`` adds top-level fields (reservationId, customData). The payload sent last is kept in
+    ``ctx.vars["last_tx_event"]`` (for retransmission checks).
+    """
     tx = tx or current_tx(ctx)
     info: dict[str, Any] = {"transactionId": tx.id}
     if state is not None:
@@ -220,7 +227,10 @@ async def tx_event(
         payload["idToken"] = id_token(token, token_type)
     if meter is not None:
         payload["meterValue"] = [meter_value(meter[0], meter[1], when, signed)]
+    payload.update(extra or {})
+    ctx.vars["last_tx_event"] = payload
     answer = await ctx.call("TransactionEvent", payload, conn)
+    ctx.vars["last_tx_answer"] = answer
     if token is not None and token_kind is not None:
         judge_token(answer.get("idTokenInfo"), token_kind, token, f"TransactionEventResponse ({event_type})")
     return answer
