@@ -11,7 +11,7 @@ from __future__ import annotations
 import asyncio
 import base64
 import secrets
-from collections.abc import Awaitable, Callable
+from collections.abc import Callable
 from datetime import UTC, datetime, timedelta
 from typing import Any
 
@@ -20,18 +20,27 @@ from ocpp.messages import Call
 from conformance.csms_runner import (
     CallError,
     CsmsContext,
-    HandshakeRefused,
     RawCharger,
     check_status,
     minutes_ago,
     ocpp_time,
+)
+from conformance.csms_steps import (
+    StepFn,
+    cs_sends,
+    no_credentials,
+    others_password,
+    random_tag,
+    subprotocol_negotiation,
+    unknown_charger,
+    username_mismatch,
+    wrong_password,
 )
 from conformance.model import Case, Fail, NotApplicable, Step
 from conformance.pki import certificate_hash_data, check_signed_chain, make_csr, self_signed_pem
 
 __all__ = ["CASES"]
 
-StepFn = Callable[[CsmsContext], Awaitable[None]]
 S = Step[CsmsContext]
 CASES: list[Case[CsmsContext]] = []
 
@@ -98,18 +107,6 @@ async def boot(ctx: CsmsContext) -> None:
 BOOT = ("connect, BootNotification Accepted, StatusNotification Available", boot)
 
 
-def cs_sends(
-    action: str, payload: dict[str, Any] | Callable[[CsmsContext], dict[str, Any]], answer: dict[str, Any]
-) -> tuple[str, StepFn]:
-    """A step: the central system (triggered) sends ``action``; the charger answers ``answer``."""
-
-    async def run(ctx: CsmsContext) -> None:
-        body = payload(ctx) if callable(payload) else payload
-        ctx.vars[action] = await ctx.csms_sends(action, body, answer)
-
-    return (f"central system sends {action}; charger answers {answer}", run)
-
-
 def st(connector: int, status: str, error_code: str = "NoError") -> tuple[str, StepFn]:
     """A step: StatusNotification."""
 
@@ -167,11 +164,6 @@ def authorize_with(kind: str, expect: str) -> tuple[str, StepFn]:
         check_status(status, expect, f"Authorize.conf of the {kind} idTag {tag}", "OCPP 1.6 §4.1, §7.26")
 
     return (f"Authorize the {kind} idTag: {expect}", run)
-
-
-def random_tag() -> str:
-    """An idTag no central system knows (20 characters, CiString20)."""
-    return "ZZ" + secrets.token_hex(9).upper()
 
 
 def close_and_reconnect(abrupt: bool = False) -> tuple[str, StepFn]:
@@ -1117,27 +1109,6 @@ case(
 )
 
 
-async def refused_with_401(
-    ctx: CsmsContext, cp_id: str, password: str | None, what: str, authorization: str | None = None
-) -> None:
-    """The handshake must be refused with HTTP 401 (OCPP 1.6 security whitepaper §2.3, security profile 1)."""
-    try:
-        ws = await ctx.handshake(cp_id, password, authorization=authorization)
-    except HandshakeRefused as exc:
-        if exc.status != 401:
-            raise Fail(
-                f"{what}: refused with HTTP {exc.status}, expected 401 (OCPP 1.6 security whitepaper §2.3)"
-            ) from None
-        return
-    await ws.close()
-    raise Fail(f"{what}: the connection was accepted (OCPP 1.6 security whitepaper §2.3: HTTP 401)")
-
-
-async def wrong_password(ctx: CsmsContext) -> None:
-    password = ctx.setup.password or ""
-    await refused_with_401(ctx, ctx.setup.charger_id, password + "-wrong", "a wrong password")
-
-
 async def right_password(ctx: CsmsContext) -> None:
     await ctx.open()
     await ctx.boot()
@@ -1170,25 +1141,6 @@ case(
     ("wss:// with the CA's verification", tls_connect),
     needs=frozenset({"tls"}),
 )
-
-
-async def subprotocol_negotiation(ctx: CsmsContext) -> None:
-    """Offered only an unknown subprotocol, the central system must not select it; offered ocpp1.6 it selects it."""
-    s = ctx.setup
-    try:
-        ws = await ctx.handshake(s.charger_id, s.password, subprotocols=("ocpp0.1",))
-    except HandshakeRefused:
-        pass
-    else:
-        chosen = ws.subprotocol
-        await ws.close()
-        if chosen is not None:
-            raise Fail(f"selected subprotocol {chosen!r} though only ocpp0.1 was offered (OCPP-J 1.6 §3.1.2)")
-    ws = await ctx.handshake(s.charger_id, s.password, subprotocols=("ocpp0.1", s.subprotocol))
-    chosen = ws.subprotocol
-    await ws.close()
-    if chosen != s.subprotocol:
-        raise Fail(f"selected {chosen!r} when {s.subprotocol} was offered (OCPP-J 1.6 §3.1.2)")
 
 
 case(
@@ -1531,26 +1483,6 @@ strict(
 )
 
 
-async def no_credentials(ctx: CsmsContext) -> None:
-    await refused_with_401(ctx, ctx.setup.charger_id, None, "no credentials")
-
-
-async def others_password(ctx: CsmsContext) -> None:
-    s = ctx.setup
-    assert s.second_charger_id is not None
-    await refused_with_401(
-        ctx, s.second_charger_id, s.password, f"{s.second_charger_id} with {s.charger_id}'s password"
-    )
-
-
-async def username_mismatch(ctx: CsmsContext) -> None:
-    s = ctx.setup
-    token = base64.b64encode(f"{s.charger_id}-other:{s.password}".encode()).decode()
-    await refused_with_401(
-        ctx, s.charger_id, None, "a Basic username other than the charger id", f"Basic {token}"
-    )
-
-
 strict(
     "OCS_011_CSMS",
     "No credentials get HTTP 401",
@@ -1572,19 +1504,6 @@ strict(
     ("Basic auth as another user", username_mismatch),
     needs=frozenset({"password"}),
 )
-
-
-async def unknown_charger(ctx: CsmsContext) -> None:
-    """OCPP-J 1.6 §3.1.1: an unknown charge point identity SHOULD get HTTP 404 (any refusal passes)."""
-    cp_id = "ZZ-UNKNOWN-" + random_tag()[:8]
-    try:
-        ws = await ctx.handshake(cp_id, ctx.setup.password)
-    except HandshakeRefused:
-        return
-    await ws.close()
-    raise Fail(
-        f"an unknown charger id {cp_id} was admitted (OCPP-J 1.6 §3.1.1: the central system SHOULD answer 404)"
-    )
 
 
 strict(

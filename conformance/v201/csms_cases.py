@@ -12,13 +12,12 @@ from __future__ import annotations
 
 import base64
 import secrets
-from collections.abc import Awaitable, Callable
+from collections.abc import Callable
 from typing import Any
 
 from conformance.csms_runner import CallError, CsmsContext, check_status, ocpp_time
-from conformance.model import Case, Fail, Step
-from conformance.pki import certificate_hash_data, self_signed_pem
-from conformance.v16.csms_cases import (
+from conformance.csms_steps import (
+    StepFn,
     cs_sends,
     no_credentials,
     others_password,
@@ -27,6 +26,8 @@ from conformance.v16.csms_cases import (
     username_mismatch,
     wrong_password,
 )
+from conformance.model import Case, Fail, Step
+from conformance.pki import certificate_hash_data, self_signed_pem
 from conformance.v201.station import (
     Tx,
     authorize,
@@ -42,7 +43,6 @@ from conformance.v201.station import (
 
 __all__ = ["CASES"]
 
-StepFn = Callable[[CsmsContext], Awaitable[None]]
 S = Step[CsmsContext]
 CASES: list[Case[CsmsContext]] = []
 

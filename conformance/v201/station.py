@@ -12,6 +12,7 @@ from datetime import datetime
 from typing import Any
 
 from conformance.csms_runner import CsmsContext, RawCharger, check_status, ocpp_time
+from conformance.csms_steps import random_tag
 from conformance.model import Fail
 
 __all__ = [
@@ -64,15 +65,10 @@ def id_token(value: str, kind: str = "ISO14443") -> dict[str, str]:
     return {"idToken": value, "type": kind}
 
 
-def random_token() -> str:
-    """An idToken no central system knows."""
-    return "ZZ" + secrets.token_hex(9).upper()
-
-
 def token_of(ctx: CsmsContext, kind: str) -> str:
     """The idToken the setup gave for ``kind``, or a random unknown one for ``random`` (the same within a case)."""
     if kind == "random":
-        return str(ctx.vars.setdefault("random_token", random_token()))
+        return str(ctx.vars.setdefault("random_token", random_tag()))
     return ctx.tag(kind)
 
 
