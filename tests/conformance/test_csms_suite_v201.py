@@ -251,3 +251,15 @@ async def test_a_201_central_system_that_answers_transaction_event_wrongly(site:
     # Cases without an idToken in any TransactionEvent are not affected.
     assert verdicts(report)["TC_J_01_CSMS"] == "passed" and verdicts(report)["TC_C_02_CSMS"] == "passed"
     assert code == 1
+
+
+async def test_a_201_answer_off_the_schema_fails_the_case(naive201: CentralSystem) -> None:
+    """Every answer is checked against the 2.0.1 schemas: a Heartbeat answered without currentTime fails."""
+    naive201.validate_responses = False  # let the wrong answer out
+    naive201.handlers_by_subprotocol[OCPP201.subprotocol]["Heartbeat"] = lambda cp_id, payload: {}
+    code, report = await run_cli(
+        naive_args(naive201, "--version", "2.0.1", "--cases", "TC_B_01_CSMS,TC_J_01_CSMS")
+    )
+    assert verdicts(report) == {"TC_B_01_CSMS": "failed", "TC_J_01_CSMS": "passed"}
+    assert "Heartbeat.conf violates the OCPP 2.0.1 schema" in reasons(report)["TC_B_01_CSMS"]
+    assert code == 1
