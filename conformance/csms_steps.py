@@ -9,12 +9,13 @@ from collections.abc import Awaitable, Callable
 from typing import Any
 
 from conformance.csms_runner import CsmsContext, HandshakeRefused
-from conformance.model import Fail
+from conformance.model import Fail, NotApplicable
 
 __all__ = [
     "StepFn",
     "cs_sends",
     "no_credentials",
+    "offered",
     "others_password",
     "random_tag",
     "refused_with_401",
@@ -25,6 +26,19 @@ __all__ = [
 ]
 
 StepFn = Callable[[CsmsContext], Awaitable[None]]
+
+
+def offered(profile: str) -> tuple[str, StepFn]:
+    """A first step: the case is not applicable unless the central system offers ``profile`` (``--profiles``).
+
+    The OCTT runs an optional profile's (or functional block's) cases only for a system that supports it.
+    """
+
+    async def run(ctx: CsmsContext) -> None:
+        if ctx.setup.profiles is not None and profile not in ctx.setup.profiles:
+            raise NotApplicable(f"the central system does not offer {profile} (--profiles)")
+
+    return (f"central system offers {profile}", run)
 
 
 def cs_sends(

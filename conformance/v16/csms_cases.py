@@ -29,6 +29,7 @@ from conformance.csms_steps import (
     StepFn,
     cs_sends,
     no_credentials,
+    offered,
     others_password,
     random_tag,
     subprotocol_negotiation,
@@ -36,7 +37,7 @@ from conformance.csms_steps import (
     username_mismatch,
     wrong_password,
 )
-from conformance.model import Case, Fail, NotApplicable, Step
+from conformance.model import Case, Fail, Step
 from conformance.pki import certificate_hash_data, check_signed_chain, make_csr, self_signed_pem
 
 __all__ = ["CASES"]
@@ -78,13 +79,7 @@ def case(
     """Add a case to the catalogue; every case starts from nothing and opens its own connections."""
     profile = PROFILE_OF_BLOCK.get(block)
     if profile is not None:
-
-        async def offered(ctx: CsmsContext, profile: str = profile) -> None:
-            # The OCTT runs a profile's cases only for a central system that supports the profile.
-            if ctx.setup.profiles is not None and profile not in ctx.setup.profiles:
-                raise NotApplicable(f"the central system does not offer {profile} (--profiles)")
-
-        steps = ((f"central system offers {profile}", offered), *steps)
+        steps = (offered(profile), *steps)
     CASES.append(
         Case(
             id,

@@ -20,6 +20,7 @@ from conformance.csms_steps import (
     StepFn,
     cs_sends,
     no_credentials,
+    offered,
     others_password,
     subprotocol_negotiation,
     unknown_charger,
@@ -55,6 +56,19 @@ SECURITY, PROVISIONING, AUTHORIZATION, TRANSACTIONS, REMOTE, AVAILABILITY, METER
     "G Availability",
     "J MeterValues",
 )
+FIRMWARE, CERTIFICATES, DIAGNOSTICS, DATA = (
+    "L FirmwareManagement",
+    "M CertificateManagement",
+    "N Diagnostics",
+    "P DataTransfer",
+)
+# Conditional blocks: not applicable unless --profiles names them (default: all offered).
+PROFILE_OF_BLOCK = {
+    FIRMWARE: "FirmwareManagement",
+    CERTIFICATES: "CertificateManagement",
+    DIAGNOSTICS: "Diagnostics",
+    DATA: "DataTransfer",
+}
 ACCEPTED = frozenset({"id_tag_accepted"})
 TRIG = frozenset({"trigger"})
 TRIG_ACCEPTED = frozenset({"id_tag_accepted", "trigger"})
@@ -71,6 +85,9 @@ def case(
     catalogue: bool = True,
 ) -> None:
     """Add a case; every case starts from nothing and opens its own connections."""
+    profile = PROFILE_OF_BLOCK.get(block)
+    if profile is not None:
+        steps = (offered(profile), *steps)
     CASES.append(
         Case(id, title, block, tuple(S(t, f) for t, f in steps), needs, timeout_s, catalogue=catalogue)
     )
@@ -1372,7 +1389,6 @@ def security_event(kind: str) -> tuple[str, StepFn]:
     return (f"SecurityEventNotification {kind}", run)
 
 
-FIRMWARE = "L FirmwareManagement"
 case(
     "TC_L_01_CSMS",
     "Secure Firmware Update - Installation successful",
@@ -1416,8 +1432,6 @@ case(
     ),
     needs=TRIG,
 )
-
-CERTIFICATES = "M CertificateManagement"
 
 
 def install(kind: str) -> Callable[[CsmsContext], dict[str, Any]]:
@@ -1511,7 +1525,6 @@ for number, result in ((20, "Accepted"), (21, "Failed")):
         needs=TRIG,
     )
 
-DIAGNOSTICS = "N Diagnostics"
 case(
     "TC_N_21_CSMS",
     "Alert Event - HardWiredMonitor",
@@ -1552,8 +1565,6 @@ case(
     call("LogStatusNotification", {"status": "Uploaded", "requestId": 25}),
     needs=TRIG,
 )
-
-DATA = "P DataTransfer"
 
 
 async def unknown_vendor(ctx: CsmsContext) -> None:

@@ -263,3 +263,16 @@ async def test_a_201_answer_off_the_schema_fails_the_case(naive201: CentralSyste
     assert verdicts(report) == {"TC_B_01_CSMS": "failed", "TC_J_01_CSMS": "passed"}
     assert "Heartbeat.conf violates the OCPP 2.0.1 schema" in reasons(report)["TC_B_01_CSMS"]
     assert code == 1
+
+
+async def test_201_blocks_the_central_system_does_not_offer_are_not_applicable(site: Site) -> None:
+    code, report = await run_cli(
+        site.args(
+            "--version", "2.0.1", "--profiles", "DataTransfer", "--cases", "TC_L_0*,TC_M_01*,TC_P_*,TC_B_01*"
+        )
+    )
+    v = verdicts(report)
+    assert {v[c] for c in ("TC_L_01_CSMS", "TC_L_06_CSMS", "TC_M_01_CSMS")} == {"not_applicable"}
+    assert v["TC_P_02_CSMS"] == v["TC_P_03_CSMS"] == v["TC_B_01_CSMS"] == "passed"
+    assert "does not offer FirmwareManagement" in reasons(report)["TC_L_01_CSMS"]
+    assert code == 0
