@@ -197,7 +197,7 @@ class Link:
         self.rng = rng or random.Random()
         self.call_observer: CallObserver | None = None
         self.max_queued_calls = MAX_QUEUED_CALLS
-        self.outbox = OutboxSender(store, settings, station)
+        self.outbox = OutboxSender(store, settings, station.csms_answered)
         # What each session is given: the station's commands and the store as ports, never the link's way to them.
         self.session_deps = SessionDeps(self, station, store, settings)
         self.session: Session | None = None
