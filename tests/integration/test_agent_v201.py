@@ -555,3 +555,30 @@ async def test_a_call_error_from_the_station_is_raised_to_the_csms(
     with pytest.raises(CallErrorReply) as err:
         await csms.server.call(CP, "SetChargingProfile", {"evseId": 1, "chargingProfile": {}})
     assert err.value.code in ("NotSupported", "FormatViolation", "OccurrenceConstraintViolation")
+
+
+async def test_a_started_event_answered_blocked_ends_the_transaction_stop_tx_on_invalid_id(
+    csms: Csms, start_agent: StartAgent
+) -> None:
+    """E05/C10: a card started from the authorization cache that the CSMS now blocks is deauthorized
+    (TxCtrlr.StopTxOnInvalidId true)."""
+    csms.store.add_card("CARD1", user_id=csms.store.add_user("Ada").id, mode="personal")
+    a = await start_agent(settings={"local_pre_authorize": True})
+    await start_session(a, csms, "CARD1")  # authorized online, so cached as Accepted
+    a.swipe("CARD1")
+    await wait_call(csms, "TransactionEvent", where=lambda p: p["eventType"] == "Ended")
+    a.unplug()
+    await a.wait_state("AVAILABLE")
+    csms.store.set_card_status("CARD1", "blocked")
+    after = mark(csms)
+    a.plug()
+    await a.wait_state("PREPARING")
+    a.swipe("CARD1")  # pre-authorized from the cache: no Authorize
+    started = await wait_call(
+        csms, "TransactionEvent", after=after, where=lambda p: p["eventType"] == "Started"
+    )
+    assert (await answer_to(csms, started)).payload["idTokenInfo"]["status"] == "Blocked"
+    ended = await wait_call(csms, "TransactionEvent", after=after, where=lambda p: p["eventType"] == "Ended")
+    assert ended.payload["transactionInfo"]["stoppedReason"] == "DeAuthorized"
+    assert ended.payload["triggerReason"] == "Deauthorized"
+    assert not calls(csms, "Authorize", after)
