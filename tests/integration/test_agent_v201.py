@@ -582,3 +582,36 @@ async def test_a_started_event_answered_blocked_ends_the_transaction_stop_tx_on_
     assert ended.payload["transactionInfo"]["stoppedReason"] == "DeAuthorized"
     assert ended.payload["triggerReason"] == "Deauthorized"
     assert not calls(csms, "Authorize", after)
+
+
+async def test_tc_b_02_cs_cold_boot_pending_then_accepted(csms: Csms, start_agent: StartAgent) -> None:
+    csms.store.set_charger_status(CP, "pending")
+    csms.central.heartbeat_interval_s = 1  # the retry interval the Pending answer gives
+    a = await start_agent(boot=False)
+    boot = await wait_call(csms, "BootNotification")
+    assert (await answer_to(csms, boot)).payload["status"] == "Pending"
+    # B02.FR.?: while Pending the CSMS may read the device model; the station answers.
+    assert (await get_value(csms, "OCPPCommCtrlr", "HeartbeatInterval"))["attributeStatus"] == "Accepted"
+    after = mark(csms)
+    await wait_call(csms, "BootNotification", after=after, timeout=5)  # retried after the interval
+    assert {f.action for f in csms.server.log if f.direction == "in" and f.message_type == 2} == {
+        "BootNotification"
+    }
+    csms.store.set_charger_status(CP, "accepted")
+    await a.wait_booted(timeout=10)
+    await wait_call(csms, "StatusNotification", after=after)
+
+
+# J. Meter values ------------------------------------------------------------------------------------------------
+
+
+async def test_clock_aligned_meter_values_outside_a_transaction(csms: Csms, start_agent: StartAgent) -> None:
+    """J01: MeterValues of an idle EVSE at each AlignedDataCtrlr.Interval, set over SetVariables."""
+    await start_agent()
+    after = mark(csms)
+    assert (await set_value(csms, "AlignedDataCtrlr", "Interval", "1"))["attributeStatus"] == "Accepted"
+    meter = await wait_call(csms, "MeterValues", after=after, timeout=5)
+    assert meter.payload["evseId"] == 1
+    value = meter.payload["meterValue"][0]["sampledValue"][0]
+    assert value["context"] == "Sample.Clock" and value["measurand"] == "Energy.Active.Import.Register"
+    assert value["unitOfMeasure"] == {"unit": "Wh"} and value["value"] >= 1000
