@@ -827,7 +827,8 @@ class Fleet:
                     "connector": r["connector_id"],
                     "visit": visit.number if visit else 0,
                     "id_tag": r["id_tag"],
-                    "transaction_id": r["csms_id"],
+                    # The id the central system knows it by: 1.6 its own integer, 2.0.1 the station's.
+                    "transaction_id": r["csms_id"] if r["csms_id"] is not None else self._station_tx_id(r),
                     "meter_start_wh": r["meter_start_wh"],
                     "meter_stop_wh": r["meter_stop_wh"],
                     "energy_wh": energy,
@@ -855,6 +856,12 @@ class Fleet:
                         )
         out.sort(key=lambda s: (s["charger"], s["connector"], s["visit"], s["meter_start_wh"] or 0))
         return out
+
+    def _station_tx_id(self, row: Any) -> str | None:
+        """A transaction's own id where the central system knows it by that (OCPP 2.0.1), else None."""
+        if self.scenario.fleet.ocpp_version == "1.6":
+            return None
+        return str(row["tx_id"]) if row["tx_id"] is not None else None
 
     def report(self) -> dict[str, Any]:
         """The end report (JSON-ready)."""

@@ -15,7 +15,7 @@ from pathlib import Path
 from typing import Any, cast
 
 from chargepoint import csms_url
-from chargepoint.config import BOOT_FIELD_MAX_CHARS
+from chargepoint.config import BOOT_FIELD_MAX_CHARS, OCPP_VERSIONS
 
 DISTRIBUTIONS = ("round-robin", "random")
 ORDERS = ("plug-first", "swipe-first")
@@ -350,7 +350,7 @@ def _fleet(t: _Table) -> FleetSpec:
                 raise ScenarioError(f"{key}[{i}]", f"must be a string, got {url!r}")
             _check_url(url, f"{key}[{i}]")
             urls.append(csms_url.normalize(url))
-    version = cast("str", t.str_("ocpp_version", d.ocpp_version, choices=("1.6",)))
+    version = cast("str", t.str_("ocpp_version", d.ocpp_version, choices=OCPP_VERSIONS))
     spec = FleetSpec(
         count=t.int_("count", d.count, lo=1, hi=100_000),
         id_pattern=pattern,

@@ -29,7 +29,7 @@ def test_every_example_scenario_is_valid(path: Path) -> None:
         ({"fleet": {"id_pattern": "CP-{x}"}}, "fleet.id_pattern", "must format with {n}"),
         ({"fleet": {"csms_urls": ["http://x"]}}, "fleet.csms_urls[0]", "ws:// or wss://"),
         ({"fleet": {"distribution": "nearest"}}, "fleet.distribution", "round-robin, random"),
-        ({"fleet": {"ocpp_version": "2.0.1"}}, "fleet.ocpp_version", "must be one of 1.6"),
+        ({"fleet": {"ocpp_version": "1.5"}}, "fleet.ocpp_version", "must be one of 2.0.1, 1.6"),
         ({"fleet": {"conectors": 2}}, "fleet.conectors", "is not a known key"),
         (
             {"fleet": {"reconnect_min_s": 5, "reconnect_max_s": 1}},
