@@ -1014,13 +1014,16 @@ def tariff_from_form(form: MultiDictProxy[Any], tariff_id: str, currency: str) -
     return {"id": tariff_id, "currency": currency, "elements": [element]}
 
 
-def _save_tariff(store: CsmsStore, body: dict[str, Any]) -> str:
-    """Validate as the REST API does (`pricing.check_tariff`) and store; raises FormError."""
+def _save_tariff(request: web.Request, body: dict[str, Any]) -> str:
+    """Validate as the REST API does (`pricing.check_tariff`) and store through the domain; raises FormError."""
+    store = _store(request)
     try:
         tariff_id, _ = check_tariff(body, store.currency())
     except InvalidTariff as exc:
         raise FormError(str(exc)) from None
-    store.put_tariff(tariff_id, json.dumps(body, ensure_ascii=False, separators=(",", ":")))
+    request.app[common.CSMS].pricing.put_tariff(
+        tariff_id, json.dumps(body, ensure_ascii=False, separators=(",", ":"))
+    )
     return tariff_id
 
 
@@ -1033,7 +1036,7 @@ async def add_tariff(request: web.Request) -> web.StreamResponse:
         tariff_id = _text_field(form, "tariff_id")  # its length is check_tariff's rule, as in the API
         if store.tariff_json(tariff_id) is not None:
             raise FormError(f"tariff {tariff_id!r} exists; edit it below")
-        return f"Tariff {_save_tariff(store, tariff_from_form(form, tariff_id, store.currency()))} added."
+        return f"Tariff {_save_tariff(request, tariff_from_form(form, tariff_id, store.currency()))} added."
 
     return await _form_action(request, "/tariffs", act)
 
@@ -1047,7 +1050,7 @@ async def edit_tariff(request: web.Request) -> web.StreamResponse:
         return error_page(request, 404, f"No tariff {tariff_id[:64]!r}.")
 
     def act(form: MultiDictProxy[Any]) -> str:
-        return f"Tariff {_save_tariff(store, tariff_from_form(form, tariff_id, store.currency()))} saved."
+        return f"Tariff {_save_tariff(request, tariff_from_form(form, tariff_id, store.currency()))} saved."
 
     return await _form_action(request, "/tariffs", act)
 

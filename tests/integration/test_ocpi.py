@@ -1,0 +1,335 @@
+"""OCPI 2.2.1 CPO role of the bundled central system against a real second party (an aiohttp eMSP on loopback):
+the credentials handshake both ways, locations and tariffs pulled and pushed, the durable push queue, bad input."""
+
+from __future__ import annotations
+
+import asyncio
+import json
+from collections.abc import AsyncIterator, Callable
+from datetime import UTC, datetime
+from pathlib import Path
+from typing import Any
+
+import aiohttp
+import pytest
+from websockets.asyncio.client import connect
+
+from backend_stub.app import Csms
+from backend_stub.ocpi.config import OcpiConfig
+from backend_stub.ocpi.service import Ocpi
+from backend_stub.store import CsmsStore
+from tests.integration.ocpi_party import EmspParty, auth
+from tests.integration.test_csms import TARIFF, RawCharger
+
+ADMIN = "test-admin-token-ocpi"
+T0 = "2026-11-22T10:00:00Z"
+
+
+@pytest.fixture
+async def csms(tmp_path: Path) -> AsyncIterator[Csms]:
+    store = CsmsStore(tmp_path / "csms.db")
+    store.put_tariff("T1", json.dumps({"id": "T1", **TARIFF}))
+    store.set_default_tariff_id("T1")
+    config = OcpiConfig(
+        country_code="DE", party_id="OCS", retry_base_s=0.05, retry_max_s=0.2, page_limit_max=2
+    )
+    app = Csms(store, heartbeat_interval_s=60, admin_token=ADMIN, ocpi=config)
+    await app.start()
+    try:
+        yield app
+    finally:
+        await app.stop()
+        store.close()
+
+
+@pytest.fixture
+async def emsp() -> AsyncIterator[EmspParty]:
+    party = EmspParty()
+    await party.start()
+    try:
+        yield party
+    finally:
+        await party.stop()
+
+
+def ocpi(csms: Csms) -> Ocpi:
+    assert csms.ocpi is not None
+    return csms.ocpi
+
+
+async def eventually(condition: Callable[[], Any], what: str, timeout_s: float = 10.0) -> None:
+    """Wait until ``condition()`` holds (the push worker runs in the background)."""
+    async with asyncio.timeout(timeout_s):
+        while not condition():
+            await asyncio.sleep(0.02)
+    assert condition(), what
+
+
+async def registered(csms: Csms, emsp: EmspParty) -> int:
+    """The eMSP registers with us by a token A created through the REST API; the partner id."""
+    return (await registered_by(csms, emsp))[0]
+
+
+async def registered_by(csms: Csms, emsp: EmspParty) -> tuple[int, str]:
+    """The eMSP registers with us by a token A created through the REST API; the partner id and token A."""
+    async with (
+        aiohttp.ClientSession() as session,
+        session.post(
+            f"{csms.http_url}/api/ocpi/partners",
+            json={"name": "Test eMSP"},
+            headers={"Authorization": f"Bearer {ADMIN}"},
+        ) as r,
+    ):
+        assert r.status == 201, await r.text()
+        created = await r.json()
+    body = await emsp.register_with(ocpi(csms).versions_url, created["token_a"])
+    assert body["status_code"] == 1000, body
+    return int(created["id"]), created["token_a"]
+
+
+async def test_a_partner_registers_with_token_a_then_token_a_is_spent(csms: Csms, emsp: EmspParty) -> None:
+    partner_id, token_a = await registered_by(csms, emsp)
+    partner = csms.store.ocpi_partner(partner_id)
+    assert partner.status == "registered"
+    assert [(r.role, r.country_code, r.party_id) for r in partner.roles] == [("EMSP", "NL", "EMS")]
+    assert partner.outgoing_token is not None and partner.outgoing_token.startswith("emsp-token-b-")
+    assert partner.endpoint("locations", "RECEIVER") == f"{emsp.base}/ocpi/2.2.1/locations"
+    # The token we handed back (token C) opens our modules; token A no longer opens anything.
+    status, headers, body = await emsp.get(ocpi(csms).details_url, **{"X-Request-ID": "r-1"})
+    assert (status, body["status_code"]) == (200, 1000)
+    assert headers["X-Request-ID"] == "r-1"
+    assert {e["identifier"] for e in body["data"]["endpoints"]} >= {"credentials", "locations", "tariffs"}
+    # An unknown token: 401 with an OCPI envelope.
+    status, _, body = await emsp.get(ocpi(csms).versions_url, "nonsense")
+    assert (status, body["status_code"]) == (401, 2000)
+    # The spent token A registers nothing again, and the registration is unchanged.
+    again = await emsp.register_with(ocpi(csms).versions_url, token_a)
+    assert again["status_code"] == 2000
+    assert csms.store.ocpi_partner(partner_id).outgoing_token == partner.outgoing_token
+
+
+async def test_we_register_with_a_partner_from_its_versions_url_and_token_a(
+    csms: Csms, emsp: EmspParty
+) -> None:
+    partner = await ocpi(csms).register_with("eMSP", emsp.versions_url, emsp.token_a)
+    assert partner.status == "registered" and partner.has_role("EMSP")
+    # The partner checked our versions with the token we sent it, and gave us a new token: its token A is spent.
+    assert emsp.token_for_cpo is not None and emsp.token_a not in emsp.accepted
+    assert partner.outgoing_token in emsp.accepted
+    status, _, body = await emsp.get(f"{ocpi(csms).details_url}/locations")
+    assert (status, body["status_code"]) == (200, 1000)
+
+
+async def test_registering_with_an_unusable_partner_fails_with_3001_and_leaves_no_live_token(
+    csms: Csms, emsp: EmspParty
+) -> None:
+    from backend_stub.ocpi.protocol import OcpiError
+
+    with pytest.raises(OcpiError) as refused:
+        await ocpi(csms).register_with("eMSP", emsp.versions_url, "not-its-token-a")
+    assert refused.value.status == 3001
+    (partner,) = csms.store.ocpi_partners()
+    assert partner.status == "unregistered" and partner.outgoing_token is None
+
+
+async def test_rotation_and_unregistering_revoke_the_old_tokens(csms: Csms, emsp: EmspParty) -> None:
+    partner_id = await registered(csms, emsp)
+    old = emsp.token_for_cpo
+    assert old is not None
+    # PUT credentials: new tokens both ways (we check its API with its new one); our old token stops working.
+    emsp.accepted.add("emsp-token-rotated")
+    async with (
+        aiohttp.ClientSession() as session,
+        session.put(
+            f"{ocpi(csms).details_url}/credentials",
+            json=emsp.credentials("emsp-token-rotated"),
+            headers=auth(old),
+        ) as r,
+    ):
+        body = await r.json()
+    assert body["status_code"] == 1000 and body["data"]["token"] != old
+    new = body["data"]["token"]
+    assert csms.store.ocpi_partner(partner_id).outgoing_token == "emsp-token-rotated"
+    assert (await emsp.get(ocpi(csms).versions_url, old))[0] == 401
+    assert (await emsp.get(ocpi(csms).versions_url, new))[0] == 200
+    # A second POST by a registered party: 405, nothing changes.
+    async with aiohttp.ClientSession() as session:
+        async with session.post(
+            f"{ocpi(csms).details_url}/credentials", json=emsp.credentials("x"), headers=auth(new)
+        ) as r:
+            assert r.status == 405 and (await r.json())["status_code"] == 2000
+        assert csms.store.ocpi_partner(partner_id).outgoing_token == "emsp-token-rotated"
+        async with session.delete(f"{ocpi(csms).details_url}/credentials", headers=auth(new)) as r:
+            assert (await r.json())["status_code"] == 1000
+        # The token replayed after unregistering: 401 everywhere.
+        for method in ("GET", "PUT", "DELETE"):
+            async with session.request(
+                method, f"{ocpi(csms).details_url}/credentials", headers=auth(new), json={}
+            ) as r:
+                assert r.status == 401
+    partner = csms.store.ocpi_partner(partner_id)
+    assert partner.status == "unregistered" and partner.roles == () and partner.outgoing_token is None
+
+
+async def test_bad_input_gets_the_right_status_and_changes_nothing(csms: Csms, emsp: EmspParty) -> None:
+    partner_id, token_a = ocpi(csms).create_token_a("eMSP")
+    url = f"{ocpi(csms).details_url}/credentials"
+    async with aiohttp.ClientSession() as session:
+        async with session.post(url, data=b"{not json", headers=auth(token_a)) as r:
+            assert (r.status, (await r.json())["status_code"]) == (400, 2001)
+        bad_roles = emsp.credentials("t") | {
+            "roles": [{"role": "KING", "party_id": "EMS", "country_code": "NL"}]
+        }
+        async with session.post(url, json=bad_roles, headers=auth(token_a)) as r:
+            assert (await r.json())["status_code"] == 2001
+        async with session.post(url, data=b"[" * 70_000, headers=auth(token_a)) as r:
+            assert r.status == 413
+        # A plain (not base64) token is not the 2.2.1 header: 401.
+        async with session.get(ocpi(csms).versions_url, headers={"Authorization": f"Token {token_a}"}) as r:
+            assert r.status == 401
+        # Token A opens only registration.
+        async with session.get(f"{ocpi(csms).details_url}/locations", headers=auth(token_a)) as r:
+            assert r.status == 401
+        async with session.get(f"{ocpi(csms).details_url}/nosuchmodule", headers=auth(token_a)) as r:
+            assert (r.status, (await r.json())["status_code"]) == (404, 2000)
+    assert csms.store.ocpi_partner(partner_id).status == "pending"
+    # Still usable after all that.
+    assert (await emsp.register_with(ocpi(csms).versions_url, token_a))["status_code"] == 1000
+
+
+async def test_a_second_platform_cannot_take_a_registered_party(csms: Csms, emsp: EmspParty) -> None:
+    await registered(csms, emsp)
+    impostor = EmspParty()  # the same NL/EMS, another platform
+    await impostor.start()
+    try:
+        _, token_a = ocpi(csms).create_token_a("impostor")
+        body = await impostor.register_with(ocpi(csms).versions_url, token_a)
+    finally:
+        await impostor.stop()
+    assert body["status_code"] == 2000
+    partners = {p.name: p for p in csms.store.ocpi_partners()}
+    assert partners["impostor"].status == "pending" and partners["impostor"].roles == ()
+
+
+async def _charger_with_status(csms: Csms, cp_id: str, status: str, connector: int = 1) -> None:
+    async with connect(f"{csms.url}/{cp_id}", subprotocols=["ocpp1.6"]) as ws:  # type: ignore[list-item]
+        charger = RawCharger(ws)
+        await charger.call("BootNotification", {"chargePointVendor": "V", "chargePointModel": "M"})
+        answer = await charger.call(
+            "StatusNotification",
+            {"connectorId": connector, "errorCode": "NoError", "status": status, "timestamp": T0},
+        )
+        assert answer[0] == 3
+
+
+async def test_locations_are_paginated_with_links_totals_and_date_filters(
+    csms: Csms, emsp: EmspParty
+) -> None:
+    for cp_id in ("CP-A", "CP-B", "CP-C"):
+        csms.store.add_charger(cp_id)
+    csms.store.add_charger("CP-PENDING", status="pending")
+    await _charger_with_status(csms, "CP-B", "Charging")
+    await registered(csms, emsp)
+    url = f"{ocpi(csms).details_url}/locations"
+    _status, headers, body = await emsp.get(url + "?limit=1000")  # over our maximum (2): capped, not refused
+    assert body["status_code"] == 1000 and len(body["data"]) == 2
+    assert (headers["X-Total-Count"], headers["X-Limit"]) == ("3", "2")
+    ids = [loc["id"] for loc in body["data"]]
+    assert 'rel="next"' in headers["Link"]
+    next_url = headers["Link"].split(">")[0].lstrip("<")
+    _, headers2, body2 = await emsp.get(next_url)
+    assert len(body2["data"]) == 1 and "Link" not in headers2
+    assert sorted([*ids, body2["data"][0]["id"]]) == [
+        "CP-A",
+        "CP-B",
+        "CP-C",
+    ]  # the pending charger is not published
+    charging = next(loc for loc in body["data"] + body2["data"] if loc["id"] == "CP-B")
+    assert [(e["uid"], e["status"]) for e in charging["evses"]] == [("CP-B*1", "CHARGING")]
+    assert charging["evses"][0]["connectors"][0]["tariff_ids"] == ["T1"]
+    # Edges: past the end, zero, a negative or non-numeric offset, dates with and without a zone.
+    assert (await emsp.get(url + "?offset=3"))[2]["data"] == []
+    assert (await emsp.get(url + "?offset=-1"))[2]["status_code"] == 2001
+    assert (await emsp.get(url + "?limit=abc"))[2]["status_code"] == 2001
+    assert (await emsp.get(url + "?date_from=yesterday"))[2]["status_code"] == 2001
+    # OCPI 2.2.1 §16.5: no designator means UTC. CP-B's status time is T0; date_to is exclusive.
+    _, _, later = await emsp.get(url + "?date_from=2026-11-22T10:00:00")
+    assert later["status_code"] == 1000 and {loc["id"] for loc in later["data"]} >= {"CP-B"}
+    _, _, before = await emsp.get(url + "?date_to=2026-11-22T10:00:00Z")
+    assert "CP-B" not in {loc["id"] for loc in before["data"]}
+    one = await emsp.get(f"{url}/CP-B/CP-B*1/1")
+    assert one[2]["data"]["standard"] == "IEC_62196_T2"
+    assert (await emsp.get(f"{url}/CP-PENDING"))[0:1] == (404,)
+    assert (await emsp.get(f"{url}/CP-NONE"))[2]["status_code"] == 2003
+
+
+async def test_status_changes_are_pushed_and_survive_a_partner_outage(csms: Csms, emsp: EmspParty) -> None:
+    csms.store.add_charger("CP-1")
+    await registered(csms, emsp)
+    await eventually(lambda: "DE/OCS/CP-1" in emsp.locations, "the initial location push")
+    await _charger_with_status(csms, "CP-1", "Charging")
+    await eventually(lambda: emsp.patches, "the status PATCH")
+    assert emsp.patches[-1] == ("DE/OCS/CP-1/CP-1*1", {"status": "CHARGING", "last_updated": T0})
+    method, _path, headers = emsp.requests[-1]
+    assert (method, headers["OCPI-from-party-id"], headers["OCPI-to-party-id"]) == ("PATCH", "OCS", "EMS")
+    assert headers["X-Request-ID"] and headers["X-Correlation-ID"]
+    # The partner goes down: the change waits in the store, retried, and arrives once it is back.
+    emsp.down = True
+    await _charger_with_status(csms, "CP-1", "Available")
+    await eventually(lambda: any(p.attempts >= 2 for p in csms.store.ocpi_pushes(1)), "retries while down")
+    assert emsp.patches[-1][1]["status"] == "CHARGING"
+    emsp.down = False
+    await eventually(lambda: emsp.patches[-1][1]["status"] == "AVAILABLE", "the push after the outage")
+    await eventually(lambda: csms.store.ocpi_queued() == {}, "an empty queue")
+
+
+async def test_queued_pushes_survive_a_restart(tmp_path: Path, emsp: EmspParty) -> None:
+    config = OcpiConfig(retry_base_s=0.05, retry_max_s=0.2)
+    store = CsmsStore(tmp_path / "csms.db")
+    store.add_charger("CP-1")
+    app = Csms(store, admin_token=ADMIN, ocpi=config)
+    await app.start()
+    emsp.down = True
+    await ocpi(app).register_with("eMSP", emsp.versions_url, emsp.token_a)
+    await app.stop()
+    store.close()
+    assert "DE/OCS/CP-1" not in emsp.locations
+    store = CsmsStore(tmp_path / "csms.db")
+    assert sum(store.ocpi_queued().values()) >= 1
+    emsp.down = False
+    app = Csms(store, admin_token=ADMIN, ocpi=config)
+    await app.start()
+    try:
+        await eventually(lambda: "DE/OCS/CP-1" in emsp.locations, "the location after a restart")
+    finally:
+        await app.stop()
+        store.close()
+
+
+async def test_tariffs_are_pulled_and_pushed_on_change(csms: Csms, emsp: EmspParty) -> None:
+    await registered(csms, emsp)
+    await eventually(lambda: "DE/OCS/T1" in emsp.tariffs, "the initial tariff push")
+    assert emsp.tariffs["DE/OCS/T1"]["elements"][0]["price_components"][0]["price"] == 100
+    async with aiohttp.ClientSession() as session:
+        changed = {
+            "currency": "EUR",
+            "elements": [{"price_components": [{"type": "ENERGY", "price": 0.35, "step_size": 1}]}],
+        }
+        async with session.put(
+            f"{csms.http_url}/api/tariffs/T1", json=changed, headers={"Authorization": f"Bearer {ADMIN}"}
+        ) as r:
+            assert r.status == 200
+    await eventually(
+        lambda: emsp.tariffs["DE/OCS/T1"]["elements"][0]["price_components"][0]["price"] == 0.35, "the change"
+    )
+    _, headers, body = await emsp.get(f"{ocpi(csms).details_url}/tariffs")
+    assert headers["X-Total-Count"] == "1"
+    (tariff,) = body["data"]
+    assert (tariff["country_code"], tariff["party_id"], tariff["id"], tariff["currency"]) == (
+        "DE",
+        "OCS",
+        "T1",
+        "EUR",
+    )
+    assert datetime.fromisoformat(tariff["last_updated"]).tzinfo is not None
+    assert datetime.fromisoformat(tariff["last_updated"]) <= datetime.now(UTC)
