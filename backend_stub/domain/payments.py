@@ -21,6 +21,7 @@ from typing import Any, Protocol
 
 from backend_stub.domain.commands import ChargerCommands
 from backend_stub.domain.events import Observers
+from backend_stub.domain.roaming import RoamingAuthority
 from backend_stub.errors import CentralError, CommandFailed
 from backend_stub.store import (
     MAX_AMOUNT_MINOR,
@@ -441,3 +442,4 @@ class Hooks:
         """No payment hooks until the payment service sets them; no observers of domain changes yet."""
         self.payment: PaymentHooks | None = None
         self.observers = Observers()
+        self.roaming: RoamingAuthority | None = None  # partners' drivers (OCPI), once set up

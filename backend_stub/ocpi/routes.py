@@ -14,7 +14,7 @@ from urllib.parse import urlencode
 
 from aiohttp import web
 
-from backend_stub.ocpi import objects
+from backend_stub.ocpi import objects, tokens
 from backend_stub.ocpi.protocol import (
     MAX_BODY_BYTES,
     VERSION,
@@ -29,7 +29,8 @@ from backend_stub.ocpi.protocol import (
     token_from_header,
 )
 from backend_stub.ocpi.service import Ocpi
-from backend_stub.store.ocpi import Partner
+from backend_stub.store import Conflict
+from backend_stub.store.ocpi import Partner, PartyTaken
 
 log = logging.getLogger(__name__)
 
@@ -284,6 +285,69 @@ async def get_tariffs(request: web.Request) -> web.Response:
     return paginated(request, sorted(items, key=lambda item: (item[0], item[1]["id"])))
 
 
+# ---------------------------------------------------------------------------------------------- sessions, cdrs
+
+
+async def get_sessions(request: web.Request) -> web.Response:
+    """GET sessions, paginated: only those on the partner's own tokens (OCPI 2.2.1 §9.2.1.1)."""
+    partner = reader(request, "sessions")
+    ocpi = request.app[OCPI]
+    items = []
+    for tx_id in ocpi.store.ocpi_partner_transactions(partner.id):
+        tx = ocpi.store.transaction(tx_id)
+        body = ocpi.session_object(tx)
+        items.append((parse_time(body["last_updated"], "last_updated"), body))
+    return paginated(request, sorted(items, key=lambda item: (item[0], int(item[1]["id"]))))
+
+
+async def get_cdrs(request: web.Request) -> web.Response:
+    """GET cdrs, paginated: only those on the partner's own tokens (OCPI 2.2.1 §10.2.1.1)."""
+    partner = reader(request, "cdrs")
+    ocpi = request.app[OCPI]
+    items = []
+    for tx_id in ocpi.store.ocpi_partner_transactions(partner.id, stopped_only=True):
+        tx = ocpi.store.transaction(tx_id)
+        body = objects.cdr(ocpi.config, ocpi.store, tx, ocpi.session_owner(tx.id_tag))
+        items.append((parse_time(body["last_updated"], "last_updated"), body))
+    return paginated(request, sorted(items, key=lambda item: (item[0], int(item[1]["id"]))))
+
+
+# ---------------------------------------------------------------------------------------------- tokens
+
+
+def _token_key(request: web.Request) -> tuple[str, str, str, str]:
+    info = request.match_info
+    token_type = request.query.get("type", "RFID")  # OCPI 2.2.1 §12.2.2: RFID when not given
+    return info["country_code"].upper(), info["party_id"].upper(), info["uid"], token_type
+
+
+async def token_get(request: web.Request) -> web.Response:
+    """GET a token as we hold it (OCPI 2.2.1 §12.2.2)."""
+    partner = authenticate(request)[0]
+    return ok(request, tokens.get_token(request.app[OCPI].store, partner, _token_key(request)))
+
+
+async def token_put(request: web.Request) -> web.Response:
+    """PUT a token (OCPI 2.2.1 §12.2.2): stored or replaced."""
+    partner = authenticate(request)[0]
+    body = await read_body(request)
+    try:
+        tokens.put_token(request.app[OCPI].store, partner, _token_key(request), body)
+    except PartyTaken as exc:
+        fail(Status.CLIENT_ERROR, str(exc), 403)
+    except Conflict as exc:
+        fail(Status.CLIENT_ERROR, str(exc))
+    return ok(request, None)
+
+
+async def token_patch(request: web.Request) -> web.Response:
+    """PATCH a token (OCPI 2.2.1 §12.2.2): fields updated, 2004 if unknown."""
+    partner = authenticate(request)[0]
+    body = await read_body(request)
+    tokens.patch_token(request.app[OCPI].store, partner, _token_key(request), body)
+    return ok(request, None)
+
+
 ROUTES: Final[tuple[tuple[str, str, Handler], ...]] = (
     ("GET", "/ocpi/versions", versions),
     ("GET", f"/ocpi/{VERSION}", version_details),
@@ -296,6 +360,11 @@ ROUTES: Final[tuple[tuple[str, str, Handler], ...]] = (
     ("GET", f"/ocpi/{VERSION}/locations/{{location_id}}/{{evse_uid}}", get_location),
     ("GET", f"/ocpi/{VERSION}/locations/{{location_id}}/{{evse_uid}}/{{connector_id}}", get_location),
     ("GET", f"/ocpi/{VERSION}/tariffs", get_tariffs),
+    ("GET", f"/ocpi/{VERSION}/sessions", get_sessions),
+    ("GET", f"/ocpi/{VERSION}/cdrs", get_cdrs),
+    ("GET", f"/ocpi/{VERSION}/tokens/{{country_code}}/{{party_id}}/{{uid}}", token_get),
+    ("PUT", f"/ocpi/{VERSION}/tokens/{{country_code}}/{{party_id}}/{{uid}}", token_put),
+    ("PATCH", f"/ocpi/{VERSION}/tokens/{{country_code}}/{{party_id}}/{{uid}}", token_patch),
 )
 
 

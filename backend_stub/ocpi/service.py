@@ -25,7 +25,8 @@ from backend_stub.ocpi.protocol import (
     fail,
     token_digest,
 )
-from backend_stub.store import CsmsStore, UnknownCharger, UnknownTransaction
+from backend_stub.ocpi.tokens import RoamingTokens
+from backend_stub.store import CsmsStore, Transaction, UnknownCharger, UnknownTransaction
 from backend_stub.store.ocpi import Partner, PartnerRole, PartyTaken, Push
 
 log = logging.getLogger(__name__)
@@ -40,6 +41,7 @@ MODULES: Final = (
     ("tariffs", "SENDER"),
     ("sessions", "SENDER"),
     ("cdrs", "SENDER"),
+    ("tokens", "RECEIVER"),
 )
 MAX_ENDPOINTS: Final = 50
 # A queued push's kind -> the partner's module it goes to (in the partner's RECEIVER interface).
@@ -113,6 +115,8 @@ class Ocpi:
         self._wake = asyncio.Event()
         self._task: asyncio.Task[None] | None = None
         central.hooks.observers.add(self)
+        self.tokens = RoamingTokens(self.store, self.client, self.clock, self.routing)
+        central.hooks.roaming = self.tokens
 
     # ---- our identity
 
@@ -303,11 +307,23 @@ class Ocpi:
 
     def _owners(self, tx_id: int, module: str) -> list[Partner]:
         """The partner whose token a session runs on (sessions and CDRs go only to it), if it takes ``module``."""
-        return []
+        try:
+            tx = self.store.transaction(tx_id)
+        except UnknownTransaction:
+            return []
+        token = self.store.ocpi_token_by_uid(tx.id_tag)
+        if token is None:
+            return []
+        partner = self.store.ocpi_partner(token.partner_id)
+        ok = partner.status == "registered" and partner.endpoint(module, "RECEIVER") is not None
+        return [partner] if ok else []
 
-    def session_owner(self, tx_id: int) -> tuple[str, str]:
+    def session_owner(self, id_tag: str) -> tuple[str, str]:
         """(country_code, party_id) of the token a session runs on: ours unless a partner's token."""
-        return self.config.country_code, self.config.party_id
+        token = self.store.ocpi_token_by_uid(id_tag)
+        if token is None:
+            return self.config.country_code, self.config.party_id
+        return token.country_code, token.party_id
 
     # ---- the push worker
 
@@ -415,16 +431,19 @@ class Ocpi:
             tx = self.store.transaction(int(push.object_id))
         except (UnknownTransaction, UnknownCharger, ValueError):
             return None
-        owner = self.session_owner(tx.id)
+        owner = self.session_owner(tx.id_tag)
         if push.kind == "session":
-            cost = objects.charged(tx) if not tx.active else self._running_cost(tx)
-            body = objects.session(self.config, self.store, tx, owner, cost, now)
-            return "PUT", f"{base}/{party}/{tx.id}", body
+            return "PUT", f"{base}/{party}/{tx.id}", self.session_object(tx)
         if push.kind == "cdr" and not tx.active:
             return "POST", base, objects.cdr(self.config, self.store, tx, owner)
         return None
 
-    def _running_cost(self, tx: Any) -> tuple[int, int] | None:
+    def session_object(self, tx: Transaction) -> dict[str, Any]:
+        """The OCPI Session of ``tx`` now: its cost so far (running) or as charged (ended)."""
+        cost = objects.charged(tx) if not tx.active else self._running_cost(tx)
+        return objects.session(self.config, self.store, tx, self.session_owner(tx.id_tag), cost, self.clock())
+
+    def _running_cost(self, tx: Transaction) -> tuple[int, int] | None:
         cdr = self.central.pricing.cdr(tx, self.clock(), tx.last_meter_wh)
         return None if cdr is None else (cdr.total_cost_excl_vat, cdr.total_cost_incl_vat)
 

@@ -7,7 +7,7 @@ import sqlite3
 from collections.abc import Sequence
 from dataclasses import dataclass
 from datetime import datetime
-from typing import Final
+from typing import Final, TypeAlias
 
 from backend_stub.store.base import StoreBase
 from backend_stub.store.records import Conflict, NotFound, _dt, _opt_dt, _text, _ts
@@ -15,6 +15,8 @@ from backend_stub.store.records import Conflict, NotFound, _dt, _opt_dt, _text, 
 # OCPI 2.2.1 §16.3 Role; one platform may hold several roles under several (country_code, party_id) pairs.
 PARTNER_STATUSES: Final = ("pending", "registered", "unregistered")
 MAX_PARTNER_ROLES: Final = 20
+MAX_TOKENS_PER_PARTNER: Final = 1_000_000  # what one partner can make us store
+TokenKey: TypeAlias = tuple[str, str, str, str]  # (country_code, party_id, uid, type)
 
 
 class UnknownPartner(NotFound):
@@ -76,6 +78,19 @@ class Push:
     attempts: int
     next_attempt_at: datetime
     last_error: str | None
+
+
+@dataclass(frozen=True, slots=True)
+class RoamingToken:
+    """A partner's token as authorization needs it (OCPI 2.2.1 §12.3.2: valid, whitelist)."""
+
+    partner_id: int
+    country_code: str
+    party_id: str
+    uid: str
+    type: str
+    valid: bool
+    whitelist: str
 
 
 def _partner(row: sqlite3.Row, roles: Sequence[sqlite3.Row]) -> Partner:
@@ -232,6 +247,7 @@ class OcpiStore(StoreBase):
             )
             db.execute("DELETE FROM ocpi_partner_roles WHERE partner_id = ?", (partner_id,))
             db.execute("DELETE FROM ocpi_outbox WHERE partner_id = ?", (partner_id,))
+            db.execute("DELETE FROM ocpi_tokens WHERE partner_id = ?", (partner_id,))
 
     def ocpi_contact(self, partner_id: int, at: datetime, error: str | None) -> None:
         """Note a call to or from the partner: its time if it succeeded, the error if it did not."""
@@ -306,3 +322,67 @@ class OcpiStore(StoreBase):
         """Every stored tariff as (id, OCPI JSON, last update), by id: what the tariffs module publishes."""
         rows = self._read("SELECT id, ocpi_json, updated_at FROM tariffs ORDER BY id")
         return [(r["id"], r["ocpi_json"], _dt(r["updated_at"])) for r in rows]
+
+    # -- partners' tokens (we are the Receiver)
+
+    def ocpi_put_token(
+        self, partner_id: int, key: TokenKey, *, valid: bool, whitelist: str, body: str, updated: datetime
+    ) -> bool:
+        """Store or replace a partner's token (limited per partner); whether it is new. Raises Conflict at the cap."""
+        with self._write() as db:
+            exists = db.execute(
+                "SELECT partner_id FROM ocpi_tokens WHERE country_code = ? AND party_id = ? AND uid = ? AND type = ?",
+                key,
+            ).fetchone()
+            if exists is not None and exists["partner_id"] != partner_id:
+                raise PartyTaken("the token belongs to another partner")
+            if exists is None:
+                count = db.execute(
+                    "SELECT COUNT(*) FROM ocpi_tokens WHERE partner_id = ?", (partner_id,)
+                ).fetchone()[0]
+                if count >= MAX_TOKENS_PER_PARTNER:
+                    raise Conflict(f"a partner may store at most {MAX_TOKENS_PER_PARTNER} tokens")
+            db.execute(
+                "INSERT OR REPLACE INTO ocpi_tokens (partner_id, country_code, party_id, uid, type, valid, "
+                "whitelist, body_json, last_updated) VALUES (?, ?, ?, ?, ?, ?, ?, ?, ?)",
+                (partner_id, *key, int(valid), whitelist, body, _ts(updated)),
+            )
+            return exists is None
+
+    def ocpi_token(self, key: TokenKey) -> tuple[int, str] | None:
+        """(partner id, token JSON) of a stored token, None if unknown."""
+        rows = self._read(
+            "SELECT partner_id, body_json FROM ocpi_tokens "
+            "WHERE country_code = ? AND party_id = ? AND uid = ? AND type = ?",
+            key,
+        )
+        return (rows[0]["partner_id"], rows[0]["body_json"]) if rows else None
+
+    def ocpi_token_by_uid(self, uid: str) -> RoamingToken | None:
+        """The partner token a charger's idTag is (by uid; the newest if several parties use the same uid)."""
+        rows = self._read(
+            "SELECT t.* FROM ocpi_tokens t JOIN ocpi_partners p ON p.id = t.partner_id "
+            "WHERE t.uid = ? AND p.status = 'registered' ORDER BY t.last_updated DESC LIMIT 1",
+            (uid,),
+        )
+        if not rows:
+            return None
+        r = rows[0]
+        return RoamingToken(
+            r["partner_id"],
+            r["country_code"],
+            r["party_id"],
+            r["uid"],
+            r["type"],
+            bool(r["valid"]),
+            r["whitelist"],
+        )
+
+    def ocpi_partner_transactions(self, partner_id: int, *, stopped_only: bool = False) -> list[int]:
+        """Ids of the sessions that ran on a partner's tokens (what its sessions and CDRs modules may see)."""
+        rows = self._read(
+            "SELECT DISTINCT x.id FROM transactions x JOIN ocpi_tokens t ON t.uid = x.id_tag "
+            f"WHERE t.partner_id = ? {'AND x.stopped_at IS NOT NULL' if stopped_only else ''} ORDER BY x.id",
+            (partner_id,),
+        )
+        return [r["id"] for r in rows]

@@ -226,6 +226,20 @@ CREATE TABLE IF NOT EXISTS ocpi_outbox (
     created_at TEXT NOT NULL,
     UNIQUE (partner_id, kind, object_id)
 );
+-- Tokens of partners' drivers (OCPI 2.2.1 §12, we are the Receiver), looked up by uid when a charger asks.
+CREATE TABLE IF NOT EXISTS ocpi_tokens (
+    partner_id INTEGER NOT NULL REFERENCES ocpi_partners(id),
+    country_code TEXT NOT NULL,
+    party_id TEXT NOT NULL,
+    uid TEXT NOT NULL COLLATE NOCASE,
+    type TEXT NOT NULL,
+    valid INTEGER NOT NULL,
+    whitelist TEXT NOT NULL,
+    body_json TEXT NOT NULL,
+    last_updated TEXT NOT NULL,
+    PRIMARY KEY (country_code, party_id, uid, type)
+) WITHOUT ROWID;
+CREATE INDEX IF NOT EXISTS ocpi_tokens_uid ON ocpi_tokens(uid);
 INSERT OR IGNORE INTO settings (name, value) VALUES ('currency', '{DEFAULT_CURRENCY}');
 INSERT OR IGNORE INTO settings (name, value) VALUES ('min_balance_minor', '0');
 PRAGMA user_version = {SCHEMA_VERSION};

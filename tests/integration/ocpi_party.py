@@ -50,6 +50,8 @@ class EmspParty:
         self.sessions: dict[str, Any] = {}
         self.cdrs: list[Any] = []
         self.unknown_evses = False  # answer 2003 to a PATCH of an EVSE it never got
+        self.allowed: dict[str, str] = {}  # uid -> AuthorizationInfo.allowed it answers (else 2004)
+        self.authorize_requests: list[tuple[str, Any]] = []
         self.app = web.Application()
         r = self.app.router
         r.add_get("/ocpi/versions", self._versions)
@@ -57,6 +59,7 @@ class EmspParty:
         r.add_post(f"/ocpi/{VERSION}/credentials", self._credentials)
         r.add_put(f"/ocpi/{VERSION}/credentials", self._credentials)
         r.add_delete(f"/ocpi/{VERSION}/credentials", self._delete)
+        r.add_post(f"/ocpi/{VERSION}/tokens/{{uid}}/authorize", self._authorize)
         r.add_route("*", f"/ocpi/{VERSION}/{{module}}/{{tail:.*}}", self._push)
         r.add_post(f"/ocpi/{VERSION}/cdrs", self._cdr)
         self._runner: web.AppRunner | None = None
@@ -109,13 +112,17 @@ class EmspParty:
         if not self._authorized(request):
             return answer(None, 2000, 401)
         base = f"{self.base}/ocpi/{VERSION}"
-        endpoints = [
-            {"identifier": "credentials", "role": "SENDER", "url": f"{base}/credentials"},
-            {"identifier": "credentials", "role": "RECEIVER", "url": f"{base}/credentials"},
-        ] + [
-            {"identifier": m, "role": "RECEIVER", "url": f"{base}/{m}"}
-            for m in ("locations", "tariffs", "sessions", "cdrs")
-        ]
+        endpoints = (
+            [
+                {"identifier": "credentials", "role": "SENDER", "url": f"{base}/credentials"},
+                {"identifier": "credentials", "role": "RECEIVER", "url": f"{base}/credentials"},
+            ]
+            + [
+                {"identifier": m, "role": "RECEIVER", "url": f"{base}/{m}"}
+                for m in ("locations", "tariffs", "sessions", "cdrs")
+            ]
+            + [{"identifier": "tokens", "role": "SENDER", "url": f"{base}/tokens"}]
+        )
         return answer({"version": VERSION, "endpoints": endpoints})
 
     async def _credentials(self, request: web.Request) -> web.Response:
@@ -160,6 +167,39 @@ class EmspParty:
         elif module == "sessions":
             self.sessions[tail] = body
         return answer(None)
+
+    async def _authorize(self, request: web.Request) -> web.Response:
+        if not self._authorized(request):
+            return answer(None, 2000, 401)
+        if self.down:
+            return web.Response(status=503, text="down for maintenance")
+        uid = request.match_info["uid"]
+        self.authorize_requests.append((uid, await request.json()))
+        if uid not in self.allowed:
+            return answer(None, 2004, 404)
+        return answer({"allowed": self.allowed[uid], "token": {"uid": uid}})
+
+    def token(self, uid: str, whitelist: str = "ALWAYS", valid: bool = True) -> dict[str, Any]:
+        return {
+            "country_code": self.country_code,
+            "party_id": self.party_id,
+            "uid": uid,
+            "type": "RFID",
+            "contract_id": f"NL-EMS-C{uid[-6:]}",
+            "issuer": "Test eMSP",
+            "valid": valid,
+            "whitelist": whitelist,
+            "last_updated": "2026-11-22T09:00:00Z",
+        }
+
+    async def send(self, method: str, url: str, body: Any) -> tuple[int, Any]:
+        """A request to the CPO with our token: (HTTP status, envelope)."""
+        headers = auth(self.token_for_cpo or "")
+        async with (
+            aiohttp.ClientSession() as session,
+            session.request(method, url, json=body, headers=headers) as r,
+        ):
+            return r.status, await r.json()
 
     async def _cdr(self, request: web.Request) -> web.Response:
         if not self._authorized(request):

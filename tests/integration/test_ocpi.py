@@ -7,6 +7,7 @@ import asyncio
 import json
 from collections.abc import AsyncIterator, Callable
 from datetime import UTC, datetime
+from decimal import Decimal
 from pathlib import Path
 from typing import Any
 
@@ -333,3 +334,176 @@ async def test_tariffs_are_pulled_and_pushed_on_change(csms: Csms, emsp: EmspPar
     )
     assert datetime.fromisoformat(tariff["last_updated"]).tzinfo is not None
     assert datetime.fromisoformat(tariff["last_updated"]) <= datetime.now(UTC)
+
+
+async def _charger(csms: Csms, cp_id: str) -> tuple[Any, RawCharger]:
+    ws = await connect(f"{csms.url}/{cp_id}", subprotocols=["ocpp1.6"])  # type: ignore[list-item]
+    charger = RawCharger(ws)
+    await charger.call("BootNotification", {"chargePointVendor": "V", "chargePointModel": "M"})
+    return ws, charger
+
+
+async def test_partner_tokens_authorize_and_their_sessions_and_cdrs_are_pushed_through_an_outage(
+    csms: Csms, emsp: EmspParty
+) -> None:
+    csms.store.add_charger("CP-1")
+    await registered(csms, emsp)
+    tokens_url = f"{ocpi(csms).details_url}/tokens/NL/EMS"
+    assert (await emsp.send("PUT", f"{tokens_url}/EMSP-RFID-1", emsp.token("EMSP-RFID-1")))[1][
+        "status_code"
+    ] == 1000
+    assert (await emsp.send("GET", f"{tokens_url}/EMSP-RFID-1?type=RFID", None))[1]["data"][
+        "whitelist"
+    ] == "ALWAYS"
+    ws, charger = await _charger(csms, "CP-1")
+    try:
+        assert (await charger.call("Authorize", {"idTag": "EMSP-RFID-1"}))[2]["idTagInfo"][
+            "status"
+        ] == "Accepted"
+        assert (await charger.call("Authorize", {"idTag": "NOBODY"}))[2]["idTagInfo"]["status"] == "Invalid"
+        started = await charger.call(
+            "StartTransaction", {"connectorId": 1, "idTag": "EMSP-RFID-1", "meterStart": 0, "timestamp": T0}
+        )
+        tx_id = started[2]["transactionId"]
+        assert started[2]["idTagInfo"]["status"] == "Accepted"
+        key = f"DE/OCS/{tx_id}"
+        await eventually(lambda: key in emsp.sessions, "the session created")
+        assert emsp.sessions[key]["status"] == "ACTIVE"
+        assert (emsp.sessions[key]["cdr_token"]["party_id"], emsp.sessions[key]["cdr_token"]["uid"]) == (
+            "EMS",
+            "EMSP-RFID-1",
+        )
+        await charger.call(
+            "MeterValues",
+            {
+                "connectorId": 1,
+                "transactionId": tx_id,
+                "meterValue": [
+                    {
+                        "timestamp": "2026-11-22T10:01:00Z",
+                        "sampledValue": [
+                            {"value": "1000", "measurand": "Energy.Active.Import.Register", "unit": "Wh"}
+                        ],
+                    }
+                ],
+            },
+        )
+        await eventually(lambda: emsp.sessions[key]["kwh"] == 1.0, "the session updated with its energy")
+        assert emsp.sessions[key]["total_cost"]["incl_vat"] == 100.0  # 1 kWh at 100 EUR/kWh so far
+        # The partner is down when the session ends: the session and its CDR wait in the store, retried.
+        emsp.down = True
+        await charger.call(
+            "StopTransaction",
+            {"transactionId": tx_id, "meterStop": 2500, "timestamp": "2026-11-22T10:05:00Z"},
+        )
+        await eventually(
+            lambda: any(p.attempts >= 2 for p in csms.store.ocpi_pushes(1)), "retries while down"
+        )
+        assert emsp.cdrs == []
+        emsp.down = False
+        await eventually(lambda: emsp.cdrs, "the CDR after the outage")
+    finally:
+        await ws.close()
+    (cdr,) = emsp.cdrs
+    tx = csms.store.transaction(tx_id)
+    # The CDR's totals are the central system's own charge for the session, to the cent.
+    assert tx.cost_minor == 25000
+    assert Decimal(str(cdr["total_cost"]["incl_vat"])) * 100 == tx.cost_minor
+    assert (cdr["total_energy"], cdr["session_id"], cdr["currency"]) == (2.5, str(tx_id), "EUR")
+    assert cdr["cdr_location"]["evse_uid"] == "CP-1*1" and cdr["charging_periods"]
+    await eventually(lambda: emsp.sessions[key]["status"] == "COMPLETED", "the session completed")
+    await eventually(lambda: csms.store.ocpi_queued() == {}, "an empty queue")
+    # Pulled too: the partner sees its own sessions and CDRs, and none of anyone else's.
+    csms.store.add_user("Ada")
+    _, _, sessions = await emsp.get(f"{ocpi(csms).details_url}/sessions")
+    _, _, cdrs = await emsp.get(f"{ocpi(csms).details_url}/cdrs")
+    assert [s["id"] for s in sessions["data"]] == [str(tx_id)] and [c["id"] for c in cdrs["data"]] == [
+        str(tx_id)
+    ]
+    assert cdrs["data"][0]["total_cost"] == cdr["total_cost"]
+
+
+async def test_our_own_cards_sessions_are_not_sent_to_partners(csms: Csms, emsp: EmspParty) -> None:
+    csms.store.add_charger("CP-1")
+    user = csms.store.add_user("Ada")
+    csms.store.add_card("OUR-CARD", user_id=user.id)
+    await registered(csms, emsp)
+    ws, charger = await _charger(csms, "CP-1")
+    try:
+        started = await charger.call(
+            "StartTransaction", {"connectorId": 1, "idTag": "OUR-CARD", "meterStart": 0, "timestamp": T0}
+        )
+        await charger.call(
+            "StopTransaction",
+            {
+                "transactionId": started[2]["transactionId"],
+                "meterStop": 10,
+                "timestamp": "2026-11-22T10:05:00Z",
+            },
+        )
+        await _charger_with_status(csms, "CP-1", "Available")  # a later push proves the queue was drained
+        await eventually(lambda: emsp.patches, "the status push")
+    finally:
+        await ws.close()
+    assert emsp.sessions == {} and emsp.cdrs == []
+    assert (await emsp.get(f"{ocpi(csms).details_url}/sessions"))[2]["data"] == []
+
+
+async def test_real_time_authorization_allows_refuses_and_falls_back_to_the_whitelist(
+    csms: Csms, emsp: EmspParty
+) -> None:
+    csms.store.add_charger("CP-1")
+    await registered(csms, emsp)
+    tokens_url = f"{ocpi(csms).details_url}/tokens/NL/EMS"
+    for uid, whitelist in (
+        ("RT-OK", "NEVER"),
+        ("RT-NO", "NEVER"),
+        ("RT-OFF", "ALLOWED_OFFLINE"),
+        ("RT-UNKNOWN", "NEVER"),
+    ):
+        assert (await emsp.send("PUT", f"{tokens_url}/{uid}", emsp.token(uid, whitelist)))[0] == 200
+    emsp.allowed = {"RT-OK": "ALLOWED", "RT-NO": "NOT_ALLOWED", "RT-OFF": "BLOCKED"}
+    ws, charger = await _charger(csms, "CP-1")
+
+    async def status(uid: str) -> str:
+        return str((await charger.call("Authorize", {"idTag": uid}))[2]["idTagInfo"]["status"])
+
+    try:
+        assert await status("RT-OK") == "Accepted"
+        assert await status("RT-NO") == "Invalid"
+        assert await status("RT-OFF") == "Blocked"  # asked, and the partner's answer wins over the whitelist
+        assert await status("RT-UNKNOWN") == "Invalid"  # 2004 from the partner
+        assert [u for u, _ in emsp.authorize_requests] == ["RT-OK", "RT-NO", "RT-OFF", "RT-UNKNOWN"]
+        assert emsp.authorize_requests[0][1] == {"location_id": "CP-1"}
+        # The partner cannot be reached: ALLOWED_OFFLINE may be whitelisted, NEVER may not.
+        emsp.down = True
+        assert await status("RT-OFF") == "Accepted"
+        assert await status("RT-OK") == "Invalid"
+    finally:
+        await ws.close()
+
+
+async def test_token_bad_input_changes_nothing(csms: Csms, emsp: EmspParty) -> None:
+    await registered(csms, emsp)
+    base = f"{ocpi(csms).details_url}/tokens"
+    token = emsp.token("T-1")
+    assert (await emsp.send("PUT", f"{base}/DE/XXX/T-1", token | {"country_code": "DE", "party_id": "XXX"}))[
+        0
+    ] == 403
+    assert (await emsp.send("PUT", f"{base}/NL/EMS/T-2", token))[1]["status_code"] == 2001  # uid differs
+    assert (await emsp.send("PUT", f"{base}/NL/EMS/T-1", token | {"whitelist": "SOMETIMES"}))[1][
+        "status_code"
+    ] == 2001
+    assert (await emsp.send("PUT", f"{base}/NL/EMS/T-1", token | {"last_updated": "soon"}))[1][
+        "status_code"
+    ] == 2001
+    status, body = await emsp.send("PATCH", f"{base}/NL/EMS/T-1", {"valid": False, "last_updated": T0})
+    assert (status, body["status_code"]) == (404, 2004)
+    assert csms.store.ocpi_token_by_uid("T-1") is None
+    # A time without a zone is UTC (OCPI 2.2.1 §16.5); a PATCH then changes only what it names.
+    assert (await emsp.send("PUT", f"{base}/NL/EMS/T-1", token | {"last_updated": "2026-11-22T09:00:00"}))[
+        0
+    ] == 200
+    assert (await emsp.send("PATCH", f"{base}/NL/EMS/T-1", {"valid": False, "last_updated": T0}))[0] == 200
+    stored = csms.store.ocpi_token_by_uid("T-1")
+    assert stored is not None and (stored.valid, stored.whitelist) == (False, "ALWAYS")
