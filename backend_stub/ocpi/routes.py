@@ -15,6 +15,7 @@ from urllib.parse import urlencode
 from aiohttp import web
 
 from backend_stub.ocpi import objects, tokens
+from backend_stub.ocpi.commands import Commands
 from backend_stub.ocpi.protocol import (
     MAX_BODY_BYTES,
     VERSION,
@@ -348,6 +349,20 @@ async def token_patch(request: web.Request) -> web.Response:
     return ok(request, None)
 
 
+# ---------------------------------------------------------------------------------------------- commands
+
+COMMANDS: web.AppKey[Commands] = web.AppKey("ocpi_commands", Commands)
+
+
+async def post_command(request: web.Request) -> web.Response:
+    """POST commands/{command} (OCPI 2.2.1 §13.2.1): the immediate CommandResponse."""
+    partner = authenticate(request)[0]
+    if not partner.has_role("EMSP", "HUB"):
+        fail(Status.CLIENT_ERROR, "only an eMSP sends commands", 403)
+    body = await read_body(request)
+    return ok(request, request.app[COMMANDS].handle(partner, request.match_info["command"], body))
+
+
 ROUTES: Final[tuple[tuple[str, str, Handler], ...]] = (
     ("GET", "/ocpi/versions", versions),
     ("GET", f"/ocpi/{VERSION}", version_details),
@@ -365,12 +380,19 @@ ROUTES: Final[tuple[tuple[str, str, Handler], ...]] = (
     ("GET", f"/ocpi/{VERSION}/tokens/{{country_code}}/{{party_id}}/{{uid}}", token_get),
     ("PUT", f"/ocpi/{VERSION}/tokens/{{country_code}}/{{party_id}}/{{uid}}", token_put),
     ("PATCH", f"/ocpi/{VERSION}/tokens/{{country_code}}/{{party_id}}/{{uid}}", token_patch),
+    ("POST", f"/ocpi/{VERSION}/commands/{{command}}", post_command),
 )
 
 
 def setup(app: web.Application, ocpi: Ocpi) -> None:
     """Serve OCPI under /ocpi/ on ``app``; any other /ocpi path is an unknown module (HTTP 404, OCPI 2000)."""
     app[OCPI] = ocpi
+    app[COMMANDS] = Commands(ocpi)
+
+    async def close_commands(app: web.Application) -> None:
+        await app[COMMANDS].close()
+
+    app.on_cleanup.append(close_commands)
     app.middlewares.insert(0, ocpi_middleware)
     for method, path, handler in ROUTES:
         app.router.add_route(method, path, handler)

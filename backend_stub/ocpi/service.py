@@ -42,6 +42,7 @@ MODULES: Final = (
     ("sessions", "SENDER"),
     ("cdrs", "SENDER"),
     ("tokens", "RECEIVER"),
+    ("commands", "RECEIVER"),
 )
 MAX_ENDPOINTS: Final = 50
 # A queued push's kind -> the partner's module it goes to (in the partner's RECEIVER interface).

@@ -123,6 +123,20 @@ class RoamingTokens:
         self.routing = routing
         self._answers: dict[str, tuple[datetime, AuthStatus]] = {}  # uid -> recent real-time answer
 
+    def remember(self, partner: Partner, key: TokenKey, body: dict[str, Any], status: AuthStatus) -> None:
+        """Keep a token a partner sent with a command, and its decision, as a real-time answer."""
+        valid, whitelist, updated = check_token(body, key)
+        if self.store.ocpi_token(key) is None:
+            self.store.ocpi_put_token(
+                partner.id, key, valid=valid, whitelist=whitelist, body=to_json(body), updated=updated
+            )
+        self._remember(key[2], status)
+
+    def _remember(self, uid: str, status: AuthStatus) -> None:
+        if len(self._answers) >= MAX_CACHED:
+            self._answers.clear()
+        self._answers[uid.upper()] = (self.clock(), status)
+
     def status(self, id_tag: str) -> AuthStatus | None:
         """Without asking: a recent real-time answer, else the whitelist rules as if the partner were away."""
         token = self.store.ocpi_token_by_uid(id_tag)
@@ -166,7 +180,5 @@ class RoamingTokens:
             else:
                 log.warning("real-time authorization of %s at partner %d failed: %s", id_tag, partner.id, exc)
                 return self._offline(token)
-        if len(self._answers) >= MAX_CACHED:
-            self._answers.clear()
-        self._answers[token.uid.upper()] = (self.clock(), status)
+        self._remember(token.uid, status)
         return status

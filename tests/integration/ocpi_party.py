@@ -52,6 +52,7 @@ class EmspParty:
         self.unknown_evses = False  # answer 2003 to a PATCH of an EVSE it never got
         self.allowed: dict[str, str] = {}  # uid -> AuthorizationInfo.allowed it answers (else 2004)
         self.authorize_requests: list[tuple[str, Any]] = []
+        self.results: list[tuple[str, Any]] = []  # CommandResults posted to our response_url
         self.app = web.Application()
         r = self.app.router
         r.add_get("/ocpi/versions", self._versions)
@@ -166,6 +167,8 @@ class EmspParty:
             self.tariffs[tail] = body
         elif module == "sessions":
             self.sessions[tail] = body
+        elif module == "results":
+            self.results.append((tail, body))
         return answer(None)
 
     async def _authorize(self, request: web.Request) -> web.Response:

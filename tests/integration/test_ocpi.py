@@ -19,6 +19,8 @@ from backend_stub.app import Csms
 from backend_stub.ocpi.config import OcpiConfig
 from backend_stub.ocpi.service import Ocpi
 from backend_stub.store import CsmsStore
+from chargepoint.agent import Agent
+from tests.integration.conftest import FAST_TIMING, agent_config, until
 from tests.integration.ocpi_party import EmspParty, auth
 from tests.integration.test_csms import TARIFF, RawCharger
 
@@ -507,3 +509,65 @@ async def test_token_bad_input_changes_nothing(csms: Csms, emsp: EmspParty) -> N
     assert (await emsp.send("PATCH", f"{base}/NL/EMS/T-1", {"valid": False, "last_updated": T0}))[0] == 200
     stored = csms.store.ocpi_token_by_uid("T-1")
     assert stored is not None and (stored.valid, stored.whitelist) == (False, "ALWAYS")
+
+
+async def test_a_remote_start_session_charges_on_the_agent_and_the_cdr_comes_back(
+    csms: Csms, emsp: EmspParty, tmp_path: Path
+) -> None:
+    csms.store.add_charger("CP-AGENT")
+    await registered(csms, emsp)
+    agent = Agent(
+        agent_config(
+            csms.url, tmp_path / "agent.db", cp_id="CP-AGENT", settings={"meter_value_sample_interval_s": 1}
+        ),
+        timing=FAST_TIMING,
+    )
+    task = asyncio.create_task(agent.run())
+    commands = f"{ocpi(csms).details_url}/commands"
+    try:
+        await until(lambda: agent.link is not None and agent.link.online, 10, "never booted")
+        sim = agent.sims[1]
+        assert sim.plug is not None
+        sim.plug.ev_power_w = 22_000.0
+        sim.plug.set_plugged(True)
+        start = {
+            "response_url": f"{emsp.base}/ocpi/2.2.1/results/start-1",
+            "token": emsp.token("REMOTE-1", whitelist="NEVER"),
+            "location_id": "CP-AGENT",
+            "evse_uid": "CP-AGENT*1",
+        }
+        status, body = await emsp.send("POST", f"{commands}/START_SESSION", start)
+        assert (status, body["data"]["result"]) == (200, "ACCEPTED")
+        await eventually(lambda: emsp.results, "the CommandResult of START_SESSION")
+        assert emsp.results[0] == ("start-1", {"result": "ACCEPTED"})
+        started = await csms.server.wait_for_call("StartTransaction", timeout=10)
+        assert started.payload["idTag"] == "REMOTE-1"
+        await eventually(lambda: csms.store.active_transactions("CP-AGENT"), "the session on the agent")
+        (tx,) = csms.store.active_transactions("CP-AGENT")
+        assert tx.id_tag_status == "Accepted"
+        await eventually(lambda: f"DE/OCS/{tx.id}" in emsp.sessions, "the session pushed")
+        # Unknown sessions and commands the port lacks.
+        assert (
+            await emsp.send(
+                "POST",
+                f"{commands}/STOP_SESSION",
+                {"response_url": start["response_url"], "session_id": "999999"},
+            )
+        )[1]["data"]["result"] == "UNKNOWN_SESSION"
+        assert (await emsp.send("POST", f"{commands}/RESERVE_NOW", {"response_url": start["response_url"]}))[
+            1
+        ]["data"]["result"] == "NOT_SUPPORTED"
+        assert (await emsp.send("POST", f"{commands}/FLY", {}))[0] == 404
+        await asyncio.sleep(1.5)  # a little charging, so the CDR has energy
+        stop = {"response_url": f"{emsp.base}/ocpi/2.2.1/results/stop-1", "session_id": str(tx.id)}
+        assert (await emsp.send("POST", f"{commands}/STOP_SESSION", stop))[1]["data"]["result"] == "ACCEPTED"
+        await eventually(lambda: emsp.cdrs, "the CDR", timeout_s=20)
+        assert ("stop-1", {"result": "ACCEPTED"}) in emsp.results
+    finally:
+        agent.shutdown()
+        await task
+    (cdr,) = emsp.cdrs
+    ended = csms.store.transaction(tx.id)
+    assert ended.energy_wh > 0 and ended.cost_minor is not None and ended.cost_minor > 0
+    assert Decimal(str(cdr["total_cost"]["incl_vat"])) * 100 == ended.cost_minor
+    assert Decimal(str(cdr["total_energy"])) * 1000 == ended.energy_wh
