@@ -15,6 +15,7 @@ from pathlib import Path
 from backend_stub.domain.ca import CertificateAuthority
 from backend_stub.domain.central import Central
 from backend_stub.ocpi import admin as ocpi_admin
+from backend_stub.ocpi import dashboard as ocpi_dashboard
 from backend_stub.ocpi import routes as ocpi_routes
 from backend_stub.ocpi.config import OcpiConfig
 from backend_stub.ocpi.service import Ocpi
@@ -103,6 +104,7 @@ class Csms:
             self.ocpi = Ocpi(self.central, ocpi, lambda: self.server.http_url)
             ocpi_routes.setup(self.server.app, self.ocpi)
             ocpi_admin.setup(self.server.app)
+            ocpi_dashboard.setup(self.server.app)
 
     async def start(self) -> None:
         """Listen (127.0.0.1 by default)."""

@@ -1303,6 +1303,13 @@ async def charger_command(request: web.Request) -> web.StreamResponse:
 # ---------------------------------------------------------------------------------------------- wiring
 
 
+def add_nav(app: web.Application, href: str, label: str) -> None:
+    """Add a page of another package (OCPI partners) to the dashboard's main menu."""
+    entries = app[_ENV].globals["nav_extra"]
+    assert isinstance(entries, list)
+    entries.append((href, label))
+
+
 def environment() -> jinja2.Environment:
     """The dashboard's jinja2 environment: every value HTML-escaped, undefined names are errors."""
     env = jinja2.Environment(
@@ -1315,6 +1322,7 @@ def environment() -> jinja2.Environment:
     env.filters["status_class"] = lambda s: "status-" + re.sub(r"[^a-z]", "", str(s).lower())
     env.filters["isotime"] = format_iso
     env.globals["connector_label"] = _connector_label
+    env.globals["nav_extra"] = []  # pages other packages add to the main menu (add_nav)
     env.globals["dimension_units"] = DIMENSION_UNITS
     return env
 

@@ -571,3 +571,36 @@ async def test_a_remote_start_session_charges_on_the_agent_and_the_cdr_comes_bac
     assert ended.energy_wh > 0 and ended.cost_minor is not None and ended.cost_minor > 0
     assert Decimal(str(cdr["total_cost"]["incl_vat"])) * 100 == ended.cost_minor
     assert Decimal(str(cdr["total_energy"])) * 1000 == ended.energy_wh
+
+
+async def test_the_operator_sees_partners_in_the_api_openapi_and_dashboard(
+    csms: Csms, emsp: EmspParty
+) -> None:
+    partner_id = await registered(csms, emsp)
+    admin = {"Authorization": f"Bearer {ADMIN}"}
+    async with aiohttp.ClientSession() as session:
+        async with session.get(f"{csms.http_url}/api/ocpi/partners", headers=admin) as r:
+            (listed,) = await r.json()
+        async with session.get(f"{csms.http_url}/api/ocpi/partners") as r:
+            assert r.status == 401  # the admin token is needed
+        async with session.get(f"{csms.http_url}/api/openapi.json") as r:
+            paths = (await r.json())["paths"]
+        async with session.get(f"{csms.http_url}/partners", headers=admin) as r:
+            page = await r.text()
+        async with session.post(f"{csms.http_url}/api/ocpi/partners", json={"name": ""}, headers=admin) as r:
+            assert r.status == 400
+        async with session.delete(f"{csms.http_url}/api/ocpi/partners/{partner_id}", headers=admin) as r:
+            assert r.status == 200
+    assert (listed["id"], listed["status"], listed["roles"][0]["party_id"]) == (
+        partner_id,
+        "registered",
+        "EMS",
+    )
+    assert listed["last_contact_at"] is not None and "queued_pushes" in listed and "token" not in str(listed)
+    assert {"/api/ocpi/partners", "/api/ocpi/partners/register", "/api/ocpi/partners/{partner_id}"} <= set(
+        paths
+    )
+    assert "Test eMSP" in page and "NL/EMS EMSP" in page
+    # Unregistered by the operator: the partner was told (its token for us is gone), ours no longer works.
+    assert emsp.accepted == set()
+    assert (await emsp.get(ocpi(csms).versions_url))[0] == 401
