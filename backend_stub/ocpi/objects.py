@@ -111,8 +111,8 @@ def tariff(config: OcpiConfig, tariff_id: str, ocpi_json: str, updated: datetime
     }
 
 
-def _token(tx: Transaction, owner: tuple[str, str]) -> dict[str, Any]:
-    """The CdrToken (OCPI 2.2.1 §13.4.3) of the session's idTag, owned by ``owner`` (country_code, party_id)."""
+def _token(tx: Transaction, owner: tuple[str, str, str]) -> dict[str, Any]:
+    """The CdrToken (OCPI 2.2.1 §13.4.3) of the session's idTag, owned by ``owner`` (country_code, party_id, _)."""
     return {
         "country_code": owner[0],
         "party_id": owner[1],
@@ -130,7 +130,7 @@ def session(
     config: OcpiConfig,
     store: CsmsStore,
     tx: Transaction,
-    owner: tuple[str, str],
+    owner: tuple[str, str, str],
     cost: tuple[int, int] | None,
     now: datetime,
 ) -> dict[str, Any]:
@@ -143,7 +143,7 @@ def session(
         "start_date_time": format_time(tx.started_at),
         "kwh": Decimal(tx.energy_wh).scaleb(-3),
         "cdr_token": _token(tx, owner),
-        "auth_method": "WHITELIST",
+        "auth_method": owner[2],
         "location_id": tx.cp_id,
         "evse_uid": evse_uid(tx.cp_id, tx.connector_id),
         "connector_id": "1",
@@ -172,7 +172,7 @@ def cdr(
     config: OcpiConfig,
     store: CsmsStore,
     tx: Transaction,
-    owner: tuple[str, str],
+    owner: tuple[str, str, str],
 ) -> dict[str, Any]:
     """The OCPI CDR of a stopped session (OCPI 2.2.1 §10.3.1), its totals the central system's own charge."""
     assert tx.stopped_at is not None
@@ -205,7 +205,7 @@ def cdr(
         "end_date_time": format_time(end),
         "session_id": str(tx.id),
         "cdr_token": _token(tx, owner),
-        "auth_method": "WHITELIST",
+        "auth_method": owner[2],
         "cdr_location": {
             "id": tx.cp_id,
             "address": config.address,

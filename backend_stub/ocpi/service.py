@@ -25,7 +25,7 @@ from backend_stub.ocpi.protocol import (
     fail,
     token_digest,
 )
-from backend_stub.ocpi.tokens import RoamingTokens
+from backend_stub.ocpi.tokens import LOCAL, RoamingTokens
 from backend_stub.store import CsmsStore, Transaction, UnknownCharger, UnknownTransaction
 from backend_stub.store.ocpi import Partner, PartnerRole, PartyTaken, Push
 
@@ -319,12 +319,16 @@ class Ocpi:
         ok = partner.status == "registered" and partner.endpoint(module, "RECEIVER") is not None
         return [partner] if ok else []
 
-    def session_owner(self, id_tag: str) -> tuple[str, str]:
-        """(country_code, party_id) of the token a session runs on: ours unless a partner's token."""
+    def session_owner(self, id_tag: str) -> tuple[str, str, str]:
+        """(country_code, party_id, OCPI AuthMethod) of the token a session runs on: ours unless a partner's.
+
+        A token whose whitelist rules need the partner's real-time answer was authorized by AUTH_REQUEST.
+        """
         token = self.store.ocpi_token_by_uid(id_tag)
         if token is None:
-            return self.config.country_code, self.config.party_id
-        return token.country_code, token.party_id
+            return self.config.country_code, self.config.party_id, "WHITELIST"
+        method = "WHITELIST" if token.whitelist in LOCAL else "AUTH_REQUEST"
+        return token.country_code, token.party_id, method
 
     # ---- the push worker
 

@@ -413,6 +413,7 @@ async def test_partner_tokens_authorize_and_their_sessions_and_cdrs_are_pushed_t
     assert Decimal(str(cdr["total_cost"]["incl_vat"])) * 100 == tx.cost_minor
     assert (cdr["total_energy"], cdr["session_id"], cdr["currency"]) == (2.5, str(tx_id), "EUR")
     assert cdr["cdr_location"]["evse_uid"] == "CP-1*1" and cdr["charging_periods"]
+    assert cdr["auth_method"] == "WHITELIST"  # an ALWAYS token
     await eventually(lambda: emsp.sessions[key]["status"] == "COMPLETED", "the session completed")
     await eventually(lambda: csms.store.ocpi_queued() == {}, "an empty queue")
     # Pulled too: the partner sees its own sessions and CDRs, and none of anyone else's.
@@ -567,6 +568,7 @@ async def test_a_remote_start_session_charges_on_the_agent_and_the_cdr_comes_bac
         agent.shutdown()
         await task
     (cdr,) = emsp.cdrs
+    assert cdr["auth_method"] == "AUTH_REQUEST"  # a NEVER token, authorized by the eMSP's command
     ended = csms.store.transaction(tx.id)
     assert ended.energy_wh > 0 and ended.cost_minor is not None and ended.cost_minor > 0
     assert Decimal(str(cdr["total_cost"]["incl_vat"])) * 100 == ended.cost_minor
