@@ -56,8 +56,12 @@ class Client:
         *,
         body: Any = None,
         routing: dict[str, str] | None = None,
+        timeout_s: float | None = None,
     ) -> Answer:
-        """Send one OCPI request; the answer if HTTP 2xx and status_code 1xxx, else CallFailed."""
+        """Send one OCPI request; the answer if HTTP 2xx and status_code 1xxx, else CallFailed.
+
+        ``timeout_s`` shortens the client's timeout for this call (a charger waits on a real-time answer).
+        """
         if not url.startswith(("http://", "https://")):
             raise CallFailed(f"not an http(s) URL: {url[:80]!r}")
         if self._session is None:
@@ -74,8 +78,9 @@ class Client:
             headers["Content-Type"] = "application/json"
             data = to_json(body).encode()
         try:
+            timeout = aiohttp.ClientTimeout(total=timeout_s) if timeout_s is not None else None
             async with self._session.request(
-                method, url, data=data, headers=headers, allow_redirects=False
+                method, url, data=data, headers=headers, allow_redirects=False, timeout=timeout
             ) as response:
                 raw = await response.content.read(MAX_ANSWER_BYTES + 1)
                 if len(raw) > MAX_ANSWER_BYTES:

@@ -21,6 +21,9 @@ log = logging.getLogger(__name__)
 
 COMMAND_TIMEOUT_S: Final = 30  # what CommandResponse.timeout promises; the charger gets a little less
 RESULT_ATTEMPTS: Final = 5  # POSTs of a CommandResult to the response_url before giving up
+MAX_PENDING: Final = (
+    200  # commands waiting for a charger or for their result to be posted: a flood is REJECTED
+)
 SUPPORTED: Final = frozenset({"START_SESSION", "STOP_SESSION", "UNLOCK_CONNECTOR"})
 # OCPI 2.2.1 §13.4.1 CommandType; the port has no reservations, so these are answered NOT_SUPPORTED.
 KNOWN: Final = SUPPORTED | {"RESERVE_NOW", "CANCEL_RESERVATION"}
@@ -82,6 +85,8 @@ class Commands:
             fail(Status.INVALID_PARAMETERS, "response_url must be an http(s) URL")
         if command not in SUPPORTED:
             return _response("NOT_SUPPORTED", "reservations are not supported")
+        if len(self._tasks) >= MAX_PENDING:
+            return _response("REJECTED", "too many commands in progress")
         ports = self.ocpi.central.commands
         if command == "START_SESSION":
             cp_id, evse = self._charger_evse(body, evse_required=False)
@@ -99,6 +104,8 @@ class Commands:
                 fail(Status.CLIENT_ERROR, "the token is not one of this partner's", 403)
             if len(key[2]) > 20:  # OCPP 1.6 idTag is CiString20
                 return _response("REJECTED", "the token uid is longer than a charger's idTag")
+            if not ports.is_connected(cp_id):
+                return _response("REJECTED", "the charger is offline")
             # The eMSP authorized its driver by sending the command (OCPI 2.2.1 §13.2): keep the token and that
             # answer, so the charger's StartTransaction with it is accepted.
             self.ocpi.tokens.remember(partner, key, token, AuthStatus.ACCEPTED)
@@ -117,6 +124,8 @@ class Commands:
             assert evse is not None
             if body.get("connector_id") != "1":
                 fail(Status.UNKNOWN_LOCATION, "unknown connector", 404)
+            if not ports.is_connected(cp_id):
+                return _response("REJECTED", "the charger is offline")
             call = ports.unlock(cp_id, evse, timeout_s=COMMAND_TIMEOUT_S - 5)
         task = asyncio.get_running_loop().create_task(self._result(partner, response_url, call))
         self._tasks.add(task)

@@ -30,6 +30,7 @@ ALLOWED: Final = {
 LOCAL: Final = frozenset({"ALWAYS", "ALLOWED"})
 # ... and which may still be decided from our copy when the partner cannot be reached.
 OFFLINE_OK: Final = frozenset({"ALWAYS", "ALLOWED", "ALLOWED_OFFLINE"})
+REALTIME_TIMEOUT_S: Final = 5.0  # a charger waits for its Authorize answer meanwhile (OCPP timeouts ~30 s)
 REALTIME_TTL: Final = timedelta(minutes=10)  # a real-time answer also decides the session's start soon after
 MAX_CACHED: Final = 10_000
 
@@ -169,6 +170,7 @@ class RoamingTokens:
                 partner.outgoing_token,
                 body={"location_id": cp_id},
                 routing=self.routing(partner),
+                timeout_s=REALTIME_TIMEOUT_S,
             )
             allowed = answer.data.get("allowed") if isinstance(answer.data, dict) else None
             if allowed not in ALLOWED:

@@ -516,6 +516,7 @@ async def test_a_remote_start_session_charges_on_the_agent_and_the_cdr_comes_bac
     csms: Csms, emsp: EmspParty, tmp_path: Path
 ) -> None:
     csms.store.add_charger("CP-AGENT")
+    csms.store.add_charger("CP-OFF")
     await registered(csms, emsp)
     agent = Agent(
         agent_config(
@@ -559,6 +560,12 @@ async def test_a_remote_start_session_charges_on_the_agent_and_the_cdr_comes_bac
             1
         ]["data"]["result"] == "NOT_SUPPORTED"
         assert (await emsp.send("POST", f"{commands}/FLY", {}))[0] == 404
+        offline = start | {"location_id": "CP-OFF", "evse_uid": "CP-OFF*1"}
+        assert (await emsp.send("POST", f"{commands}/START_SESSION", offline))[1]["data"][
+            "result"
+        ] == "REJECTED"
+        unknown = start | {"location_id": "CP-NONE"}
+        assert (await emsp.send("POST", f"{commands}/START_SESSION", unknown))[1]["status_code"] == 2003
         await asyncio.sleep(1.5)  # a little charging, so the CDR has energy
         stop = {"response_url": f"{emsp.base}/ocpi/2.2.1/results/stop-1", "session_id": str(tx.id)}
         assert (await emsp.send("POST", f"{commands}/STOP_SESSION", stop))[1]["data"]["result"] == "ACCEPTED"
