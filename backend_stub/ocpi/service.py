@@ -370,7 +370,11 @@ class Ocpi:
             request = self._request(partner, push)
             if request is not None:
                 await self._deliver(partner, push, *request)
-        except CallFailed as exc:
+        except Exception as exc:
+            # A push that cannot even be built (a bug, a store error) backs off like a refused one: it never
+            # spins, and the partner's queue waits behind it rather than skipping it.
+            if not isinstance(exc, CallFailed):
+                log.exception("OCPI push %s %s could not be sent", push.kind, push.object_id)
             delay = min(self.config.retry_base_s * 2 ** min(push.attempts, 30), self.config.retry_max_s)
             log.warning(
                 "OCPI push %s %s to partner %d failed (%s); retry in %.0f s",
