@@ -35,9 +35,10 @@ def answer(data: Any, status_code: int = 1000, http: int = 200) -> web.Response:
 class EmspParty:
     """An eMSP platform (NL/EMS) with its own versions, credentials and Receiver endpoints."""
 
-    def __init__(self, country_code: str = "NL", party_id: str = "EMS") -> None:
+    def __init__(self, country_code: str = "NL", party_id: str = "EMS", role: str = "EMSP") -> None:
         self.country_code = country_code
         self.party_id = party_id
+        self.role = role
         self.token_a = "emsp-token-a-" + secrets.token_hex(8)  # what it gives a CPO that registers with it
         self.accepted: set[str] = {self.token_a}  # tokens it accepts on its endpoints
         self.token_for_cpo: str | None = None  # the token it calls the CPO with
@@ -88,7 +89,7 @@ class EmspParty:
             "url": self.versions_url,
             "roles": [
                 {
-                    "role": "EMSP",
+                    "role": self.role,
                     "business_details": {"name": "Test eMSP"},
                     "party_id": self.party_id,
                     "country_code": self.country_code,

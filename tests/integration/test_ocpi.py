@@ -613,3 +613,38 @@ async def test_the_operator_sees_partners_in_the_api_openapi_and_dashboard(
     # Unregistered by the operator: the partner was told (its token for us is gone), ours no longer works.
     assert emsp.accepted == set()
     assert (await emsp.get(ocpi(csms).versions_url))[0] == 401
+
+
+async def test_a_partner_in_the_wrong_role_reads_and_commands_nothing(csms: Csms) -> None:
+    cpo = EmspParty("FR", "CPX", role="CPO")  # another CPO: it may not read our sessions, CDRs or command us
+    await cpo.start()
+    try:
+        await registered(csms, cpo)
+        base = ocpi(csms).details_url
+        for module in ("locations", "sessions", "cdrs"):
+            status, _, body = await cpo.get(f"{base}/{module}")
+            assert (status, body["status_code"]) == (403, 2000), module
+        start = {"response_url": f"{cpo.base}/r", "token": cpo.token("X-1"), "location_id": "CP-1"}
+        assert (await cpo.send("POST", f"{base}/commands/START_SESSION", start))[0] == 403
+        # Routing headers naming a party that is not the caller's, or a receiver that is not us.
+        spoofed = await cpo.get(base, **{"OCPI-from-country-code": "NL", "OCPI-from-party-id": "EMS"})
+        assert spoofed[0] == 403
+        status, headers, body = await cpo.get(
+            base,
+            **{
+                "OCPI-from-country-code": "FR",
+                "OCPI-from-party-id": "CPX",
+                "OCPI-to-country-code": "DE",
+                "OCPI-to-party-id": "OCS",
+            },
+        )
+        assert body["status_code"] == 1000
+        assert (headers["OCPI-to-party-id"], headers["OCPI-from-party-id"]) == (
+            "CPX",
+            "OCS",
+        )  # echoed, swapped
+        assert (await cpo.get(base, **{"OCPI-to-country-code": "DE", "OCPI-to-party-id": "XXX"}))[2][
+            "status_code"
+        ] == 2000
+    finally:
+        await cpo.stop()
