@@ -648,3 +648,54 @@ async def test_a_partner_in_the_wrong_role_reads_and_commands_nothing(csms: Csms
         ] == 2000
     finally:
         await cpo.stop()
+
+
+async def test_a_201_station_session_reaches_the_partner_as_a_1_6_one_does(
+    csms: Csms, emsp: EmspParty
+) -> None:
+    csms.store.add_charger("CP-201")
+    await registered(csms, emsp)
+    tokens_url = f"{ocpi(csms).details_url}/tokens/NL/EMS"
+    assert (await emsp.send("PUT", f"{tokens_url}/EMSP-201", emsp.token("EMSP-201")))[0] == 200
+
+    def event(kind: str, seq: int, at: str, wh: int) -> dict[str, Any]:
+        return {
+            "eventType": kind,
+            "timestamp": at,
+            "triggerReason": "Authorized" if kind == "Started" else "MeterValuePeriodic",
+            "seqNo": seq,
+            "transactionInfo": {"transactionId": "tx-201"},
+            "evse": {"id": 1, "connectorId": 1},
+            "idToken": {"idToken": "EMSP-201", "type": "ISO14443"},
+            "meterValue": [
+                {
+                    "timestamp": at,
+                    "sampledValue": [
+                        {
+                            "value": wh,
+                            "measurand": "Energy.Active.Import.Register",
+                            "unitOfMeasure": {"unit": "Wh"},
+                        }
+                    ],
+                }
+            ],
+        }
+
+    async with connect(f"{csms.url}/CP-201", subprotocols=["ocpp2.0.1"]) as ws:  # type: ignore[list-item]
+        raw = RawCharger(ws)
+        await raw.call(
+            "BootNotification", {"chargingStation": {"model": "M", "vendorName": "V"}, "reason": "PowerUp"}
+        )
+        started = await raw.call("TransactionEvent", event("Started", 0, T0, 0))
+        assert started[2]["idTokenInfo"]["status"] == "Accepted"
+        (tx,) = csms.store.active_transactions("CP-201")
+        key = f"DE/OCS/{tx.id}"
+        await eventually(lambda: key in emsp.sessions, "the 2.0.1 session created")
+        await raw.call("TransactionEvent", event("Updated", 1, "2026-11-22T10:01:00Z", 500))
+        await eventually(lambda: emsp.sessions[key]["kwh"] == 0.5, "the 2.0.1 session updated")
+        await raw.call("TransactionEvent", event("Ended", 2, "2026-11-22T10:02:00Z", 1200))
+        await eventually(lambda: emsp.cdrs, "the 2.0.1 CDR")
+    ended = csms.store.transaction(tx.id)
+    assert ended.cost_minor == 12000
+    assert Decimal(str(emsp.cdrs[0]["total_cost"]["incl_vat"])) * 100 == ended.cost_minor
+    assert emsp.cdrs[0]["total_energy"] == 1.2
