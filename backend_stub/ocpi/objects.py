@@ -74,12 +74,22 @@ def _evse(
     }
 
 
-def location(store: CsmsStore, config: OcpiConfig, charger: Charger, now: datetime) -> dict[str, Any]:
-    """The OCPI Location of one charger (OCPI 2.2.1 §8.3.1), its EVSEs from the reported connectors."""
-    connectors = store.connectors(charger.id)
+def location(
+    store: CsmsStore,
+    config: OcpiConfig,
+    charger: Charger,
+    now: datetime,
+    known: tuple[list[ConnectorStatus], str | None] | None = None,
+) -> dict[str, Any]:
+    """The OCPI Location of one charger (OCPI 2.2.1 §8.3.1), its EVSEs from the reported connectors.
+
+    ``known``: the charger's connectors and tariff id already read (a full list is built from one query).
+    """
+    connectors, tariff_id = (
+        known if known is not None else (store.connectors(charger.id), store.tariff_for(charger.id))
+    )
     whole = next((c for c in connectors if c.connector_id == 0), None)
     override = CHARGER_OVERRIDE.get(whole.status) if whole is not None else None
-    tariff_id = store.tariff_for(charger.id)
     evses = [_evse(config, charger.id, c, tariff_id, override, now) for c in connectors if c.connector_id > 0]
     updated = max([_clamped(c.timestamp, now) for c in connectors] + [charger.created_at])
     return {
@@ -97,6 +107,19 @@ def location(store: CsmsStore, config: OcpiConfig, charger: Charger, now: dateti
         "time_zone": config.time_zone,
         "last_updated": format_time(updated),
     }
+
+
+def locations(store: CsmsStore, config: OcpiConfig, now: datetime) -> list[dict[str, Any]]:
+    """Every published charger's Location, read with three queries whatever their number."""
+    by_charger: dict[str, list[ConnectorStatus]] = {}
+    for c in store.all_connectors():
+        by_charger.setdefault(c.cp_id, []).append(c)
+    default = store.default_tariff_id()
+    return [
+        location(store, config, charger, now, (by_charger.get(charger.id, []), charger.tariff_id or default))
+        for charger in store.chargers()
+        if publishable(charger)
+    ]
 
 
 def tariff(config: OcpiConfig, tariff_id: str, ocpi_json: str, updated: datetime) -> dict[str, Any]:

@@ -238,12 +238,10 @@ async def delete_credentials(request: web.Request) -> web.Response:
 
 def _locations(request: web.Request) -> list[tuple[datetime, dict[str, Any]]]:
     ocpi = request.app[OCPI]
-    now = ocpi.clock()
-    found = []
-    for charger in ocpi.store.chargers():
-        if objects.publishable(charger):
-            location = objects.location(ocpi.store, ocpi.config, charger, now)
-            found.append((parse_time(location["last_updated"], "last_updated"), location))
+    found = [
+        (parse_time(location["last_updated"], "last_updated"), location)
+        for location in objects.locations(ocpi.store, ocpi.config, ocpi.clock())
+    ]
     return sorted(found, key=lambda item: (item[0], item[1]["id"]))
 
 
