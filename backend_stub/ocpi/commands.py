@@ -1,6 +1,6 @@
 """Commands, we are the Receiver (OCPI 2.2.1 §13): START_SESSION, STOP_SESSION and UNLOCK_CONNECTOR go to the
 charger through the neutral ChargerCommands port; the answer is immediate (CommandResponse) and the charger's
-result is POSTed to the partner's response_url later (CommandResult)."""
+result is POSTed to the partner's response_url later (CommandResult) through the durable push queue."""
 
 from __future__ import annotations
 
@@ -10,7 +10,6 @@ from typing import Any, Final
 
 from backend_stub.errors import CommandFailed
 from backend_stub.ocpi import objects
-from backend_stub.ocpi.client import CallFailed
 from backend_stub.ocpi.protocol import MAX_URL_LENGTH, Status, fail
 from backend_stub.ocpi.service import Ocpi
 from backend_stub.ocpi.tokens import check_token
@@ -20,7 +19,6 @@ from backend_stub.store.ocpi import Partner
 log = logging.getLogger(__name__)
 
 COMMAND_TIMEOUT_S: Final = 30  # what CommandResponse.timeout promises; the charger gets a little less
-RESULT_ATTEMPTS: Final = 5  # POSTs of a CommandResult to the response_url before giving up
 MAX_PENDING: Final = (
     200  # commands waiting for a charger or for their result to be posted: a flood is REJECTED
 )
@@ -133,7 +131,7 @@ class Commands:
         return _response("ACCEPTED")
 
     async def _result(self, partner: Partner, response_url: str, call: Any) -> None:
-        """Wait for the charger, then POST the CommandResult (OCPI 2.2.1 §13.3.2) to the partner, retried."""
+        """Wait for the charger, then queue the CommandResult (OCPI 2.2.1 §13.3.2) for the partner (durable)."""
         try:
             reply = await call
             result = "ACCEPTED" if reply.accepted else "REJECTED"
@@ -142,17 +140,4 @@ class Commands:
         except Exception:
             log.exception("OCPI command to a charger failed")
             result = "FAILED"
-        token = partner.outgoing_token
-        if token is None:
-            return
-        for attempt in range(RESULT_ATTEMPTS):
-            try:
-                await self.ocpi.client.call(
-                    "POST", response_url, token, body={"result": result}, routing=self.ocpi.routing(partner)
-                )
-                return
-            except CallFailed as exc:
-                log.warning(
-                    "CommandResult to partner %d failed (%s), attempt %d", partner.id, exc, attempt + 1
-                )
-                await asyncio.sleep(self.ocpi.config.retry_base_s * 2**attempt)
+        self.ocpi.command_result(partner, response_url, result)

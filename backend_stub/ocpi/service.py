@@ -388,6 +388,8 @@ class Ocpi:
             self.store.ocpi_contact(partner.id, self.clock(), str(exc))
             return
         self.store.ocpi_pushed(push)
+        if push.kind == "result":
+            self.store.ocpi_result_sent(int(push.object_id))
         self.store.ocpi_contact(partner.id, self.clock(), None)
 
     async def _deliver(self, partner: Partner, push: Push, method: str, url: str, body: Any) -> None:
@@ -409,8 +411,16 @@ class Ocpi:
                     fallback[0], fallback[1], token, body=fallback[2], routing=self.routing(partner)
                 )
 
+    def command_result(self, partner: Partner, response_url: str, result: str) -> None:
+        """Queue a CommandResult (OCPI 2.2.1 §13.3.2) for the partner's response_url: retried, durable."""
+        self.store.ocpi_add_result(partner.id, response_url, result, self.clock())
+        self._wake.set()
+
     def _request(self, partner: Partner, push: Push) -> tuple[str, str, Any] | None:
         """(method, url, body) of a push, built from the current state; None if there is nothing to send."""
+        if push.kind == "result":
+            kept = self.store.ocpi_result(int(push.object_id))
+            return None if kept is None else ("POST", kept[0], {"result": kept[1]})
         base = partner.endpoint(PUSH_MODULE.get(push.kind, ""), "RECEIVER")
         if base is None:
             return None

@@ -248,6 +248,7 @@ class OcpiStore(StoreBase):
             db.execute("DELETE FROM ocpi_partner_roles WHERE partner_id = ?", (partner_id,))
             db.execute("DELETE FROM ocpi_outbox WHERE partner_id = ?", (partner_id,))
             db.execute("DELETE FROM ocpi_tokens WHERE partner_id = ?", (partner_id,))
+            db.execute("DELETE FROM ocpi_command_results WHERE partner_id = ?", (partner_id,))
 
     def ocpi_contact(self, partner_id: int, at: datetime, error: str | None) -> None:
         """Note a call to or from the partner: its time if it succeeded, the error if it did not."""
@@ -386,3 +387,30 @@ class OcpiStore(StoreBase):
             (partner_id,),
         )
         return [r["id"] for r in rows]
+
+    # -- command results (sent through the push queue)
+
+    def ocpi_add_result(self, partner_id: int, response_url: str, result: str, at: datetime) -> None:
+        """Keep a command's result and queue its POST to the partner's response_url, in one commit."""
+        _text(response_url, "response_url", max_len=255)
+        with self._write() as db:
+            cursor = db.execute(
+                "INSERT INTO ocpi_command_results (partner_id, response_url, result, created_at) "
+                "VALUES (?, ?, ?, ?)",
+                (partner_id, response_url, result, _ts(at)),
+            )
+            db.execute(
+                "INSERT INTO ocpi_outbox (partner_id, kind, object_id, next_attempt_at, created_at) "
+                "VALUES (?, 'result', ?, ?, ?)",
+                (partner_id, str(cursor.lastrowid), _ts(at), _ts(at)),
+            )
+
+    def ocpi_result(self, result_id: int) -> tuple[str, str] | None:
+        """(response_url, result) of a kept command result, None if gone."""
+        rows = self._read("SELECT response_url, result FROM ocpi_command_results WHERE id = ?", (result_id,))
+        return (rows[0]["response_url"], rows[0]["result"]) if rows else None
+
+    def ocpi_result_sent(self, result_id: int) -> None:
+        """Forget a command result the partner has received."""
+        with self._write() as db:
+            db.execute("DELETE FROM ocpi_command_results WHERE id = ?", (result_id,))

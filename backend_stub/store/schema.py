@@ -240,6 +240,14 @@ CREATE TABLE IF NOT EXISTS ocpi_tokens (
     PRIMARY KEY (country_code, party_id, uid, type)
 ) WITHOUT ROWID;
 CREATE INDEX IF NOT EXISTS ocpi_tokens_uid ON ocpi_tokens(uid);
+-- The results of partners' commands (OCPI 2.2.1 §13.3.2), kept until the push queue has POSTed them.
+CREATE TABLE IF NOT EXISTS ocpi_command_results (
+    id INTEGER PRIMARY KEY AUTOINCREMENT,
+    partner_id INTEGER NOT NULL REFERENCES ocpi_partners(id),
+    response_url TEXT NOT NULL,
+    result TEXT NOT NULL,
+    created_at TEXT NOT NULL
+);
 INSERT OR IGNORE INTO settings (name, value) VALUES ('currency', '{DEFAULT_CURRENCY}');
 INSERT OR IGNORE INTO settings (name, value) VALUES ('min_balance_minor', '0');
 PRAGMA user_version = {SCHEMA_VERSION};

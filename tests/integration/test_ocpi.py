@@ -568,7 +568,15 @@ async def test_a_remote_start_session_charges_on_the_agent_and_the_cdr_comes_bac
         assert (await emsp.send("POST", f"{commands}/START_SESSION", unknown))[1]["status_code"] == 2003
         await asyncio.sleep(1.5)  # a little charging, so the CDR has energy
         stop = {"response_url": f"{emsp.base}/ocpi/2.2.1/results/stop-1", "session_id": str(tx.id)}
+        emsp.down = True  # its result (and the CDR) wait in the store until the partner is back
         assert (await emsp.send("POST", f"{commands}/STOP_SESSION", stop))[1]["data"]["result"] == "ACCEPTED"
+        partner_id = csms.store.ocpi_partners()[0].id
+        await eventually(
+            lambda: any(p.kind == "result" and p.attempts >= 1 for p in csms.store.ocpi_pushes(partner_id)),
+            "the result retried while the partner is down",
+            timeout_s=20,
+        )
+        emsp.down = False
         await eventually(lambda: emsp.cdrs, "the CDR", timeout_s=20)
         assert ("stop-1", {"result": "ACCEPTED"}) in emsp.results
     finally:
