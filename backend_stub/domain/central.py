@@ -51,6 +51,7 @@ class Central:
             admit_unknown=admit_unknown,
             max_pending=max_pending,
             pending_ttl_s=pending_ttl_s,
+            observers=self.hooks.observers,
         )
         self.authorization = Authorization(store, clock, self.hooks)
         self.pricing = Pricing(store, clock, site_tz, self.hooks)

@@ -20,6 +20,8 @@ from dataclasses import dataclass, replace
 from typing import Any, Protocol
 
 from backend_stub.domain.commands import ChargerCommands
+from backend_stub.domain.events import Observers
+from backend_stub.domain.roaming import RoamingAuthority
 from backend_stub.errors import CentralError, CommandFailed
 from backend_stub.store import (
     MAX_AMOUNT_MINOR,
@@ -437,5 +439,7 @@ class Hooks:
     """Where the payment hooks are plugged in once the payment service exists (shared by the domain services)."""
 
     def __init__(self) -> None:
-        """No payment hooks until the payment service sets them."""
+        """No payment hooks until the payment service sets them; no observers of domain changes yet."""
         self.payment: PaymentHooks | None = None
+        self.observers = Observers()
+        self.roaming: RoamingAuthority | None = None  # partners' drivers (OCPI), once set up

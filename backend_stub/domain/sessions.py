@@ -70,6 +70,7 @@ class Sessions:
             if paid is not None:
                 status = paid
                 self.store.set_id_tag_status(cp_id, tx_id, paid)
+        self.hooks.observers.session_changed(tx_id)
         return tx_id, status
 
     def lookup(self, cp_id: str, station_tx_id: str) -> int | None:
@@ -141,6 +142,8 @@ class Sessions:
             )
             return
         self.prepaid.check(cp_id, tx_id)
+        if samples:
+            self.hooks.observers.session_changed(tx_id)
 
     def stop(
         self,
@@ -187,4 +190,6 @@ class Sessions:
         self.prepaid.stopped(tx_id)
         if self.hooks.payment is not None:
             self.hooks.payment.stopped(result.transaction)
+        if not result.already_stopped:
+            self.hooks.observers.session_ended(tx_id)
         return self.authorization.card_status(id_tag) if id_tag else None

@@ -312,9 +312,10 @@ class V16Handlers:
         accepted = self.central.certificates.sign_request(cp_id, payload["csr"])
         return {"status": "Accepted" if accepted else "Rejected"}
 
-    def authorize(self, cp_id: str, payload: dict[str, Any]) -> HandlerResult:
-        """Authorize (OCPP 1.6 §4.1)."""
-        return {"idTagInfo": {"status": str(self.central.authorization.authorize(cp_id, payload["idTag"]))}}
+    async def authorize(self, cp_id: str, payload: dict[str, Any]) -> HandlerResult:
+        """Authorize (OCPP 1.6 §4.1); a roaming partner's token may be asked of the partner in real time."""
+        status = await self.central.authorization.authorize_online(cp_id, payload["idTag"])
+        return {"idTagInfo": {"status": str(status)}}
 
     def start(self, cp_id: str, payload: dict[str, Any]) -> HandlerResult:
         """StartTransaction (OCPP 1.6 §4.8)."""

@@ -201,10 +201,11 @@ class V201Handlers:
         )
         return {}
 
-    def authorize(self, cp_id: str, payload: dict[str, Any]) -> HandlerResult:
-        """Authorize (OCPP 2.0.1 C01): the same cards and payment idTags as 1.6."""
+    async def authorize(self, cp_id: str, payload: dict[str, Any]) -> HandlerResult:
+        """Authorize (OCPP 2.0.1 C01): the same cards, payment idTags and roaming tokens as 1.6."""
         token = payload["idToken"]["idToken"]
-        return {"idTokenInfo": {"status": str(self.central.authorization.authorize(cp_id, token))}}
+        status = await self.central.authorization.authorize_online(cp_id, token)
+        return {"idTokenInfo": {"status": str(status)}}
 
     def transaction_event(self, cp_id: str, payload: dict[str, Any]) -> HandlerResult:
         """TransactionEvent (OCPP 2.0.1 E01-E15): Started/Updated/Ended on the sender's own sessions.

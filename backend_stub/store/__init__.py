@@ -9,6 +9,7 @@ times are timezone-aware UTC stored as fixed-width ISO-8601 text (so text order 
 
 from __future__ import annotations
 
+from backend_stub.store.ocpi import OcpiStore
 from backend_stub.store.records import (
     CHARGING,
     DEFAULT_CURRENCY,
@@ -116,9 +117,9 @@ __all__ = [
 ]
 
 
-class CsmsStore(StatisticsStore):
+class CsmsStore(OcpiStore, StatisticsStore):
     """Synchronous repository over one SQLite file; safe to share between threads (calls are serialised).
 
     One class per aggregate, each extending the one before: settings, chargers, security events, accounts (users,
-    cards, ledger), transactions, payments, statistics.
+    cards, ledger), transactions, payments, statistics; OCPI partners and their push queue beside them.
     """

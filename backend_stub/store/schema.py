@@ -187,6 +187,67 @@ BEGIN SELECT RAISE(ABORT, 'ledger is append-only: an entry with this id or key e
 -- The cached balance moves with every entry in the same statement, whoever inserts it.
 CREATE TRIGGER IF NOT EXISTS ledger_cached_balance AFTER INSERT ON ledger
 BEGIN UPDATE cards SET balance_minor = balance_minor + NEW.amount_minor WHERE id_tag = NEW.id_tag; END;
+-- OCPI 2.2.1 roaming partners (backend_stub/ocpi). Tokens a partner calls us with are kept as SHA-256 only; the
+-- token we call it with is kept as given (we must send it). A (country_code, party_id, role) belongs to one partner.
+CREATE TABLE IF NOT EXISTS ocpi_partners (
+    id INTEGER PRIMARY KEY AUTOINCREMENT,
+    name TEXT NOT NULL,
+    status TEXT NOT NULL CHECK (status IN ('pending', 'registered', 'unregistered')),
+    token_a_sha256 TEXT UNIQUE,
+    incoming_sha256 TEXT UNIQUE,
+    outgoing_token TEXT,
+    versions_url TEXT,
+    version TEXT,
+    endpoints_json TEXT NOT NULL DEFAULT '[]',
+    created_at TEXT NOT NULL,
+    updated_at TEXT NOT NULL,
+    last_contact_at TEXT,
+    last_error TEXT
+);
+CREATE TABLE IF NOT EXISTS ocpi_partner_roles (
+    partner_id INTEGER NOT NULL REFERENCES ocpi_partners(id),
+    country_code TEXT NOT NULL,
+    party_id TEXT NOT NULL,
+    role TEXT NOT NULL,
+    business_name TEXT NOT NULL,
+    PRIMARY KEY (country_code, party_id, role)
+) WITHOUT ROWID;
+-- Pushes to partners, one row per (partner, object): a newer state of a queued object revises its row (the body is
+-- built when it is sent), so a partner that is down costs one row per object, and loses nothing.
+CREATE TABLE IF NOT EXISTS ocpi_outbox (
+    id INTEGER PRIMARY KEY AUTOINCREMENT,
+    partner_id INTEGER NOT NULL REFERENCES ocpi_partners(id),
+    kind TEXT NOT NULL,
+    object_id TEXT NOT NULL,
+    revision INTEGER NOT NULL DEFAULT 0,
+    attempts INTEGER NOT NULL DEFAULT 0,
+    next_attempt_at TEXT NOT NULL,
+    last_error TEXT,
+    created_at TEXT NOT NULL,
+    UNIQUE (partner_id, kind, object_id)
+);
+-- Tokens of partners' drivers (OCPI 2.2.1 §12, we are the Receiver), looked up by uid when a charger asks.
+CREATE TABLE IF NOT EXISTS ocpi_tokens (
+    partner_id INTEGER NOT NULL REFERENCES ocpi_partners(id),
+    country_code TEXT NOT NULL,
+    party_id TEXT NOT NULL,
+    uid TEXT NOT NULL COLLATE NOCASE,
+    type TEXT NOT NULL,
+    valid INTEGER NOT NULL,
+    whitelist TEXT NOT NULL,
+    body_json TEXT NOT NULL,
+    last_updated TEXT NOT NULL,
+    PRIMARY KEY (country_code, party_id, uid, type)
+) WITHOUT ROWID;
+CREATE INDEX IF NOT EXISTS ocpi_tokens_uid ON ocpi_tokens(uid);
+-- The results of partners' commands (OCPI 2.2.1 §13.3.2), kept until the push queue has POSTed them.
+CREATE TABLE IF NOT EXISTS ocpi_command_results (
+    id INTEGER PRIMARY KEY AUTOINCREMENT,
+    partner_id INTEGER NOT NULL REFERENCES ocpi_partners(id),
+    response_url TEXT NOT NULL,
+    result TEXT NOT NULL,
+    created_at TEXT NOT NULL
+);
 INSERT OR IGNORE INTO settings (name, value) VALUES ('currency', '{DEFAULT_CURRENCY}');
 INSERT OR IGNORE INTO settings (name, value) VALUES ('min_balance_minor', '0');
 PRAGMA user_version = {SCHEMA_VERSION};

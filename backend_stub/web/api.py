@@ -700,7 +700,7 @@ async def create_tariff(request: web.Request) -> web.Response:
     tariff_id, text = _validated_tariff(csms, await _json_body(request))
     if csms.store.tariff_json(tariff_id) is not None:
         raise ApiError(409, f"tariff {tariff_id!r} exists; PUT /api/tariffs/{{id}} replaces it", field="id")
-    csms.store.put_tariff(tariff_id, text)
+    csms.pricing.put_tariff(tariff_id, text)
     return _ok(_tariff_json(csms, tariff_id), 201)
 
 
@@ -719,7 +719,7 @@ async def put_tariff(request: web.Request) -> web.Response:
         _bad(f"the body's id {body['id']!r} differs from the path's {path_id!r}", "id")
     existed = csms.store.tariff_json(path_id) is not None
     tariff_id, text = _validated_tariff(csms, body)
-    csms.store.put_tariff(tariff_id, text)
+    csms.pricing.put_tariff(tariff_id, text)
     return _ok(_tariff_json(csms, tariff_id), 200 if existed else 201)
 
 
@@ -1624,6 +1624,8 @@ async def openapi(request: web.Request) -> web.Response:
     for param in doc["paths"]["/api/chargers/{cp_id}/commands/{action}"]["post"]["parameters"]:
         if param["name"] == "action":
             param["schema"] = {"enum": sorted(request.app[common.CSMS].commands.raw_actions())}
+    if common.OPENAPI_EXTRA in request.app:
+        doc["paths"].update(request.app[common.OPENAPI_EXTRA])
     return _ok(doc)
 
 

@@ -1014,13 +1014,16 @@ def tariff_from_form(form: MultiDictProxy[Any], tariff_id: str, currency: str) -
     return {"id": tariff_id, "currency": currency, "elements": [element]}
 
 
-def _save_tariff(store: CsmsStore, body: dict[str, Any]) -> str:
-    """Validate as the REST API does (`pricing.check_tariff`) and store; raises FormError."""
+def _save_tariff(request: web.Request, body: dict[str, Any]) -> str:
+    """Validate as the REST API does (`pricing.check_tariff`) and store through the domain; raises FormError."""
+    store = _store(request)
     try:
         tariff_id, _ = check_tariff(body, store.currency())
     except InvalidTariff as exc:
         raise FormError(str(exc)) from None
-    store.put_tariff(tariff_id, json.dumps(body, ensure_ascii=False, separators=(",", ":")))
+    request.app[common.CSMS].pricing.put_tariff(
+        tariff_id, json.dumps(body, ensure_ascii=False, separators=(",", ":"))
+    )
     return tariff_id
 
 
@@ -1033,7 +1036,7 @@ async def add_tariff(request: web.Request) -> web.StreamResponse:
         tariff_id = _text_field(form, "tariff_id")  # its length is check_tariff's rule, as in the API
         if store.tariff_json(tariff_id) is not None:
             raise FormError(f"tariff {tariff_id!r} exists; edit it below")
-        return f"Tariff {_save_tariff(store, tariff_from_form(form, tariff_id, store.currency()))} added."
+        return f"Tariff {_save_tariff(request, tariff_from_form(form, tariff_id, store.currency()))} added."
 
     return await _form_action(request, "/tariffs", act)
 
@@ -1047,7 +1050,7 @@ async def edit_tariff(request: web.Request) -> web.StreamResponse:
         return error_page(request, 404, f"No tariff {tariff_id[:64]!r}.")
 
     def act(form: MultiDictProxy[Any]) -> str:
-        return f"Tariff {_save_tariff(store, tariff_from_form(form, tariff_id, store.currency()))} saved."
+        return f"Tariff {_save_tariff(request, tariff_from_form(form, tariff_id, store.currency()))} saved."
 
     return await _form_action(request, "/tariffs", act)
 
@@ -1300,6 +1303,13 @@ async def charger_command(request: web.Request) -> web.StreamResponse:
 # ---------------------------------------------------------------------------------------------- wiring
 
 
+def add_nav(app: web.Application, href: str, label: str) -> None:
+    """Add a page of another package (OCPI partners) to the dashboard's main menu."""
+    entries = app[_ENV].globals["nav_extra"]
+    assert isinstance(entries, list)
+    entries.append((href, label))
+
+
 def environment() -> jinja2.Environment:
     """The dashboard's jinja2 environment: every value HTML-escaped, undefined names are errors."""
     env = jinja2.Environment(
@@ -1312,6 +1322,7 @@ def environment() -> jinja2.Environment:
     env.filters["status_class"] = lambda s: "status-" + re.sub(r"[^a-z]", "", str(s).lower())
     env.filters["isotime"] = format_iso
     env.globals["connector_label"] = _connector_label
+    env.globals["nav_extra"] = []  # pages other packages add to the main menu (add_nav)
     env.globals["dimension_units"] = DIMENSION_UNITS
     return env
 
