@@ -4,6 +4,7 @@ the CSMS checks every frame and answer of the charger against the 2.0.1 schemas 
 
 from __future__ import annotations
 
+import asyncio
 import json
 from typing import Any
 
@@ -615,3 +616,45 @@ async def test_clock_aligned_meter_values_outside_a_transaction(csms: Csms, star
     value = meter.payload["meterValue"][0]["sampledValue"][0]
     assert value["context"] == "Sample.Clock" and value["measurand"] == "Energy.Active.Import.Register"
     assert value["unitOfMeasure"] == {"unit": "Wh"} and value["value"] >= 1000
+
+
+async def test_a_burst_of_get_base_report_is_bounded_and_every_accepted_report_is_sent_whole(
+    csms: Csms, start_agent: StartAgent
+) -> None:
+    """A CSMS asking for report after report faster than they go out gets Rejected beyond a few in flight
+    (B07: Rejected), instead of the station piling up tasks; each Accepted report arrives complete."""
+    a = await start_agent()
+    table = csms.server.handlers_by_subprotocol["ocpp2.0.1"]
+    plain = table["NotifyReport"]
+
+    async def slow(cp_id: str, payload: dict[str, Any]) -> Any:
+        await asyncio.sleep(0.3)  # a slow central system: the reports queue up at the station
+        return plain(cp_id, payload)
+
+    table["NotifyReport"] = slow
+    after = mark(csms)
+    for n in range(12):
+        await csms.server.send_raw(
+            CP, json.dumps([2, f"rep-{n}", "GetBaseReport", {"requestId": n, "reportBase": "FullInventory"}])
+        )
+    answers = [
+        await csms.server.wait_for(
+            lambda f, n=n: f.direction == "in" and f.unique_id == f"rep-{n}", 5, after=after
+        )
+        for n in range(12)
+    ]
+    statuses = [json.loads(f.raw)[2]["status"] for f in answers]
+    accepted = [n for n, s in enumerate(statuses) if s == "Accepted"]
+    assert set(statuses) == {"Accepted", "Rejected"} and 1 <= len(accepted) <= 4, statuses
+    for n in accepted:
+        await wait_call(
+            csms,
+            "NotifyReport",
+            after=after,
+            where=lambda p, n=n: p["requestId"] == n and not p.get("tbc"),
+            timeout=30,
+        )
+    reported = {p["requestId"] for p in calls(csms, "NotifyReport", after)}
+    assert reported == set(accepted)
+    still_connected(a)
+    csms.server.violations.clear()  # raw frames: the server does not know the uniqueIds answered

@@ -132,13 +132,15 @@ class Provisioning(V201Base):
             return call_result.GetBaseReport(status="NotSupported")
         if not self._report(report_base):
             return call_result.GetBaseReport(status="EmptyResultSet")
+        if not self.can_follow_up():
+            return call_result.GetBaseReport(status="Rejected")  # reports still being sent: not one more
         return call_result.GetBaseReport(status="Accepted")
 
     @after(Action.get_base_report)
     def after_get_base_report(self, request_id: int, report_base: str, **_: Any) -> None:
         """Send the report after the answer, in a task kept by reference."""
-        if report_base in REPORT_BASES:
-            self._spawn(self._send_report_parts(request_id, self._report(report_base)), "notify-report")
+        if report_base in REPORT_BASES and self.can_follow_up():
+            self.follow_up(self._send_report_parts(request_id, self._report(report_base)), "notify-report")
 
     def _report(self, report_base: str) -> list[dict[str, Any]]:
         """ReportDataType of every variable in the report base (ConfigurationInventory: the writable ones)."""

@@ -90,6 +90,8 @@ class RemoteControl(V201Base):
         if requested_message == "BootNotification" and self.boot_status == "Accepted":
             # F06.FR.17: a station whose boot was accepted rejects a triggered BootNotification.
             return call_result.TriggerMessage(status="Rejected")
+        if not self.can_follow_up():
+            return call_result.TriggerMessage(status="Rejected")  # still sending what was asked for before
         return call_result.TriggerMessage(status="Accepted")
 
     @after(Action.trigger_message)
@@ -102,7 +104,8 @@ class RemoteControl(V201Base):
             return
         if requested_message == "BootNotification" and self.boot_status == "Accepted":
             return
-        self._spawn(self._send_triggered(requested_message, targets), f"trigger-{requested_message}")
+        if self.can_follow_up():
+            self.follow_up(self._send_triggered(requested_message, targets), f"trigger-{requested_message}")
 
     async def _send_triggered(self, what: str, targets: list[int]) -> None:
         try:
