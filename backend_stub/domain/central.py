@@ -55,7 +55,7 @@ class Central:
         self.authorization = Authorization(store, clock, self.hooks)
         self.pricing = Pricing(store, clock, site_tz, self.hooks)
         self.prepaid = PrepaidCutoff(store, clock, self.pricing, commands)
-        self.certificates = ChargerCertificates(ca, commands, clock)
+        self.certificates = ChargerCertificates(ca, commands, clock, store)
         self.sessions = Sessions(
             store, clock, self.authorization, self.pricing, self.prepaid, self.security, self.hooks
         )

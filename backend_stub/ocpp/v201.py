@@ -271,8 +271,13 @@ class V201Handlers:
         return {}
 
     def sign_certificate(self, cp_id: str, payload: dict[str, Any]) -> HandlerResult:
-        """SignCertificate (OCPP 2.0.1 A02): no certificate authority here yet, so Rejected."""
-        return {"status": "Rejected"}
+        """SignCertificate (OCPP 2.0.1 A02/A03): Accepted when the CSR's CN is the station id and our CA signs it;
+        CertificateSigned (ChargingStationCertificate) follows. V2G certificates come from a V2G PKI (ISO 15118),
+        not from this CA, so a V2GCertificate request is Rejected."""
+        if payload.get("certificateType", "ChargingStationCertificate") != "ChargingStationCertificate":
+            return {"status": "Rejected"}
+        accepted = self.central.certificates.sign_request(cp_id, payload["csr"])
+        return {"status": "Accepted" if accepted else "Rejected"}
 
     def data_transfer(self, cp_id: str, payload: dict[str, Any]) -> HandlerResult:
         """DataTransfer (OCPP 2.0.1 P01): no vendor extension is known here."""

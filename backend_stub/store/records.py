@@ -279,6 +279,17 @@ class DeviceVariable:
 
 
 @dataclass(frozen=True, slots=True)
+class ClientCertificate:
+    """A charger's TLS client certificate signed by this central system and accepted by the charger."""
+
+    cp_id: str
+    serial_hex: str
+    not_after: datetime
+    chain_pem: str
+    accepted_at: datetime
+
+
+@dataclass(frozen=True, slots=True)
 class Transaction:
     """A charging session as the central system knows it."""
 

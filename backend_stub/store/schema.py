@@ -129,6 +129,14 @@ CREATE TABLE IF NOT EXISTS device_model (
     PRIMARY KEY (cp_id, component, component_instance, evse_id, connector_id, variable, variable_instance,
                  attribute_type)
 ) WITHOUT ROWID;
+-- The latest client certificate our CA signed for each charger and the charger accepted (CertificateSigned).
+CREATE TABLE IF NOT EXISTS client_certificates (
+    cp_id TEXT NOT NULL PRIMARY KEY REFERENCES chargers(id),
+    serial_hex TEXT NOT NULL,
+    not_after TEXT NOT NULL,
+    chain_pem TEXT NOT NULL,
+    accepted_at TEXT NOT NULL
+);
 CREATE TABLE IF NOT EXISTS security_events (
     id INTEGER PRIMARY KEY AUTOINCREMENT,
     at TEXT NOT NULL,

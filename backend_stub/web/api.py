@@ -1016,7 +1016,7 @@ async def list_certificates(request: web.Request) -> web.Response:
         reply, hashes = await csms.commands.installed_certificates(cp_id, kind)
     except CommandFailed as exc:
         raise _command_error(exc, cp_id, "GetInstalledCertificateIds") from None
-    issued = csms.certificates.issued.get(cp_id)
+    issued = csms.certificates.issued(cp_id)
     return _ok(
         {
             "charger": cp_id,

@@ -634,7 +634,7 @@ async def charger_page(request: web.Request) -> web.StreamResponse:
         curves=_curves(store, cp_id),
         connected=connected,
         lockout=request.app[common.CSMS].commands.auth_lockout(cp_id),
-        client_certificate=request.app[common.CSMS].certificates.issued.get(cp_id),
+        client_certificate=request.app[common.CSMS].certificates.issued(cp_id),
         connectors=[c for c in store.connectors(cp_id)],
         command_connectors=[c.connector_id for c in store.connectors(cp_id) if c.connector_id > 0] or [1],
         tariff=tariff_view(store, tariff_id) if tariff_id else None,
