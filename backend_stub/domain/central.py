@@ -9,6 +9,7 @@ from backend_stub.domain.authorization import Authorization
 from backend_stub.domain.ca import CertificateAuthority, ChargerCertificates
 from backend_stub.domain.chargers import Chargers
 from backend_stub.domain.commands import ChargerCommands
+from backend_stub.domain.operations import ChargerOperations
 from backend_stub.domain.payments import Hooks, PaymentHooks
 from backend_stub.domain.prepaid import PrepaidCutoff
 from backend_stub.domain.pricing import Pricing
@@ -52,6 +53,7 @@ class Central:
             max_pending=max_pending,
             pending_ttl_s=pending_ttl_s,
         )
+        self.operations = ChargerOperations(self.chargers, commands)
         self.authorization = Authorization(store, clock, self.hooks)
         self.pricing = Pricing(store, clock, site_tz, self.hooks)
         self.prepaid = PrepaidCutoff(store, clock, self.pricing, commands)

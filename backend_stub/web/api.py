@@ -30,7 +30,7 @@ from backend_stub.domain.ca import certificate_expiry
 from backend_stub.domain.chargers import MAX_CHARGER_ID_LENGTH
 from backend_stub.domain.commands import CertificateHash, CertificateKind, ChargerCommands
 from backend_stub.domain.pricing import InvalidTariff, check_tariff
-from backend_stub.errors import ApiError, CommandFailed, InvalidCommand
+from backend_stub.errors import ApiError, CommandFailed, FormError, InvalidCommand
 from backend_stub.store import (
     MAX_AMOUNT_MINOR,
     Card,
@@ -50,6 +50,7 @@ from backend_stub.store import (
     User,
 )
 from backend_stub.web import apidocs, common
+from backend_stub.web.operations import OPERATIONS
 
 if TYPE_CHECKING:
     from backend_stub.domain.central import Central
@@ -974,6 +975,28 @@ async def send_command(request: web.Request) -> web.Response:
     return _ok({"charger": cp_id, "action": action, "reply": reply})
 
 
+async def run_operation(request: web.Request) -> web.Response:
+    """POST /api/chargers/{cp_id}/operations/{name}: one operator command (see `operations.OPERATIONS`)."""
+    operation = OPERATIONS.get(request.match_info["name"])
+    if operation is None:
+        raise ApiError(404, f"no operation {request.match_info['name'][:64]!r}")
+    csms, cp_id = _csms(request), request.match_info["cp_id"]
+    _charger_or_404(csms, cp_id)
+    body = await _json_body(request, empty_ok=True)
+    try:
+        operation.check(body)
+        if not csms.commands.is_connected(cp_id):
+            raise ApiError(409, f"charger {cp_id!r} is not connected")
+        result = await operation.run(csms, cp_id, body)
+    except FormError as exc:
+        _bad(str(exc))
+    except CommandFailed as exc:
+        if exc.code == CommandFailed.NOT_IN_VERSION:
+            raise ApiError(422, exc.description, code=exc.code) from None
+        raise _command_error(exc, cp_id, operation.name) from None
+    return _ok({"charger": cp_id, "operation": operation.name, **result})
+
+
 # ---------------------------------------------------------------------------------------------- certificates
 
 CERTIFICATE_KINDS: Final = ("csms_root", "manufacturer_root")
@@ -1621,6 +1644,16 @@ OPENAPI: Final[dict[str, Any]] = {
 async def openapi(request: web.Request) -> web.Response:
     """GET /api/openapi.json (public); the raw command actions are those of the chargers' protocol."""
     doc = copy.deepcopy(OPENAPI)
+    for operation in OPERATIONS.values():
+        doc["paths"][f"/api/chargers/{{cp_id}}/operations/{operation.name}"] = {
+            "post": _op(
+                operation.summary,
+                None,
+                params=[_CHARGER_PARAM],
+                body=operation.schema,
+                errors=(400, 401, 404, 409, 413, 422, 502, 504),
+            )
+        }
     for param in doc["paths"]["/api/chargers/{cp_id}/commands/{action}"]["post"]["parameters"]:
         if param["name"] == "action":
             param["schema"] = {"enum": sorted(request.app[common.CSMS].commands.raw_actions())}
@@ -1653,6 +1686,7 @@ ROUTES: Final[list[tuple[str, str, Handler]]] = [
     ("PATCH", "/api/chargers/{cp_id}", update_charger),
     ("GET", "/api/chargers/{cp_id}/stats", charger_stats),
     ("POST", "/api/chargers/{cp_id}/commands/{action}", send_command),
+    ("POST", "/api/chargers/{cp_id}/operations/{name}", run_operation),
     ("GET", "/api/chargers/{cp_id}/certificates", list_certificates),
     ("POST", "/api/chargers/{cp_id}/certificates", install_certificate),
     ("POST", "/api/chargers/{cp_id}/certificates/delete", delete_certificate),

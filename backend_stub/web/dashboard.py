@@ -65,12 +65,14 @@ from backend_stub.web.formatting import (
     format_money,
     format_time,
 )
+from backend_stub.web.operations import OPERATIONS, TRIGGER_MESSAGES, body_from_form
 
 FLASH_COOKIE = "csms_flash"
 CSRF_FIELD = "csrf_token"
 DEFAULT_RANGE_DAYS = 14
 MAX_RANGE_DAYS = 366
 COMMAND_TIMEOUT_S = 15.0
+MAX_DEVICE_MODEL_ROWS = 2000  # the charger page shows at most this many device-model values
 RECENT_SESSIONS = 20
 SESSIONS_PAGE = 200
 MAX_SESSIONS_PAGE = 1000
@@ -654,6 +656,8 @@ async def charger_page(request: web.Request) -> web.StreamResponse:
         to_date=to_date.isoformat(),
         csv_url=f"/chargers/{cp_id}/stats.csv?" + urlencode({"from": from_date, "to": to_date}),
         reset_types=RESET_TYPES,
+        device_model=store.device_model(cp_id)[:MAX_DEVICE_MODEL_ROWS],
+        trigger_messages=TRIGGER_MESSAGES,
     )
 
 
@@ -1265,6 +1269,12 @@ def describe_reply(reply: CommandReply) -> str:
     return ", ".join(parts)
 
 
+async def _operation_reply(result: Awaitable[dict[str, Any]]) -> CommandReply:
+    """An operation's result shown like a command's reply."""
+    fields = dict(await result)
+    return CommandReply(str(fields.pop("status", "")), fields.pop("fields", fields))
+
+
 @page
 async def charger_command(request: web.Request) -> web.StreamResponse:
     """POST /chargers/{cp_id}/commands/{action}: send the OCPP call and show the charger's reply."""
@@ -1275,12 +1285,17 @@ async def charger_command(request: web.Request) -> web.StreamResponse:
     default = f"/chargers/{cp_id}"
     if csms.store.charger(cp_id) is None:
         return error_page(request, 404, f"No charger {cp_id!r}.")
+    operation = OPERATIONS.get(action)
     try:
-        pending = command_call(csms.commands, cp_id, action, form)
+        if operation is not None:
+            body = body_from_form(operation, {k: v for k, v in form.items() if isinstance(v, str)})
+            operation.check(body)
+            pending: Awaitable[CommandReply] = _operation_reply(operation.run(csms, cp_id, body))
+        else:
+            pending = command_call(csms.commands, cp_id, action, form)
+        reply = await pending
     except FormError as exc:
         return back(request, default, "error", f"{action}: {exc}", form=form)
-    try:
-        reply = await pending
     except CommandFailed as exc:
         if exc.code == CommandFailed.NOT_CONNECTED:
             text = f"{cp_id} is not connected; {action} not sent."
@@ -1288,6 +1303,8 @@ async def charger_command(request: web.Request) -> web.StreamResponse:
             text = f"{cp_id} did not answer {action} in time."
         elif exc.code == CommandFailed.DISCONNECTED:
             text = f"{cp_id} disconnected before answering {action}."
+        elif exc.code == CommandFailed.NOT_IN_VERSION:
+            text = f"{action} not sent: {exc.description}"
         else:
             text = f"{cp_id} answered {action} with a CallError: {exc.code}"
             text += f" ({exc.description})" if exc.description else ""
