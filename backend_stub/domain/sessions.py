@@ -72,6 +72,50 @@ class Sessions:
                 self.store.set_id_tag_status(cp_id, tx_id, paid)
         return tx_id, status
 
+    def hold_unauthorized(
+        self, cp_id: str, station_tx_id: str, evse: int, meter_start_wh: int, at: datetime, seq_no: int
+    ) -> None:
+        """Keep a transaction started without an idToken (OCPP 2.0.1 E02/E03: TxStartPoint before Authorized)
+        until an event brings its idToken; nothing is billed until then."""
+        self.store.hold_unauthorized_start(cp_id, station_tx_id, evse, meter_start_wh, at, seq_no)
+
+    def start_held(self, cp_id: str, station_tx_id: str, id_tag: str) -> tuple[int, AuthStatus] | None:
+        """Turn a held start into a session of ``id_tag`` (from its own start reading and time, so the energy
+        before the authorization is billed too); None if nothing is held under that id."""
+        held = self.store.unauthorized_start(cp_id, station_tx_id)
+        if held is None:
+            return None
+        tx_id, status = self.start(
+            cp_id, held.evse, id_tag, held.meter_start_wh, held.started_at, station_tx_id=station_tx_id
+        )
+        self.store.record_seq_no(cp_id, tx_id, held.last_seq_no)
+        self.store.drop_unauthorized_start(cp_id, station_tx_id)
+        return tx_id, status
+
+    def touch_held(self, cp_id: str, station_tx_id: str, seq_no: int) -> bool:
+        """Note a later event of a held start that still has no idToken; whether there is one."""
+        held = self.store.unauthorized_start(cp_id, station_tx_id)
+        if held is None:
+            return False
+        self.store.hold_unauthorized_start(
+            cp_id, station_tx_id, held.evse, held.meter_start_wh, held.started_at, seq_no
+        )
+        return True
+
+    def end_held(self, cp_id: str, station_tx_id: str) -> bool:
+        """A held start that ended without ever an idToken: forgotten, nothing billed (no card to bill); whether
+        there was one."""
+        if self.store.unauthorized_start(cp_id, station_tx_id) is None:
+            return False
+        self.store.drop_unauthorized_start(cp_id, station_tx_id)
+        log.warning(
+            "%s ended transaction %r without an idToken: not billed",
+            cp_id,
+            station_tx_id,
+            extra={"cp_id": cp_id},
+        )
+        return True
+
     def lookup(self, cp_id: str, station_tx_id: str) -> int | None:
         """The id of ``cp_id``'s session it calls ``station_tx_id``, None if it has none (nothing recorded)."""
         try:

@@ -392,6 +392,15 @@ TRIGGERS_16: Final = frozenset(
 )
 
 
+def check_id_tag_16(token: str) -> None:
+    """CommandFailed (NotInVersion) for a token longer than a 1.6 idTag (a 2.0.1 idToken, e.g. an eMAID)."""
+    if len(token) > MAX_ID_TAG_16:
+        raise CommandFailed(
+            CommandFailed.NOT_IN_VERSION,
+            f"OCPP 1.6 idTags are at most {MAX_ID_TAG_16} characters: {token[:40]!r}",
+        )
+
+
 class V16Commands(OcppCommands):
     """The ChargerCommands port over OCPP 1.6 CALLs."""
 
@@ -403,6 +412,7 @@ class V16Commands(OcppCommands):
         self, charger: str, evse: int | None, token: str, *, timeout_s: float | None = None
     ) -> CommandReply:
         """RemoteStartTransaction (OCPP 1.6 §5.11)."""
+        check_id_tag_16(token)
         payload: dict[str, Any] = {"idTag": token}
         if evse is not None:
             payload["connectorId"] = evse
@@ -586,11 +596,7 @@ class V16Commands(OcppCommands):
         """SendLocalList (OCPP 1.6 §5.15): idTags are at most 20 characters (§7.28 IdToken)."""
         items: list[dict[str, Any]] = []
         for entry in entries:
-            if len(entry.token) > MAX_ID_TAG_16:
-                raise CommandFailed(
-                    CommandFailed.NOT_IN_VERSION,
-                    f"OCPP 1.6 idTags are at most {MAX_ID_TAG_16} characters: {entry.token[:40]!r}",
-                )
+            check_id_tag_16(entry.token)
             item: dict[str, Any] = {"idTag": entry.token}
             if entry.status is not None:
                 item["idTagInfo"] = {"status": entry.status}
@@ -613,10 +619,7 @@ class V16Commands(OcppCommands):
         timeout_s: float | None = None,
     ) -> CommandReply:
         """ReserveNow (OCPP 1.6 §5.14): connector 0 reserves any connector."""
-        if len(token) > MAX_ID_TAG_16:
-            raise CommandFailed(
-                CommandFailed.NOT_IN_VERSION, f"OCPP 1.6 idTags are at most {MAX_ID_TAG_16} characters"
-            )
+        check_id_tag_16(token)
         payload = {
             "connectorId": evse or 0,
             "expiryDate": iso(expires_at),

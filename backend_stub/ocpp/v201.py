@@ -213,15 +213,31 @@ class V201Handlers:
         answer: dict[str, Any] = {}
         tx_id = sessions.lookup(cp_id, station_tx_id)
         if tx_id is None and token is not None:
-            # E01.FR.16 / E02: the first event carrying the idToken starts our session; its energy starts at
-            # the register reading in this event (context Transaction.Begin), else 0.
-            meter_start_wh = register_wh(samples) or 0
-            tx_id, status = sessions.start(
-                cp_id, evse_id or 1, token, meter_start_wh, at, station_tx_id=station_tx_id
-            )
+            # E01.FR.16 / E02: the first event carrying the idToken starts our session. A transaction started
+            # before it (held below) keeps its own start reading and time; otherwise the energy starts at the
+            # register reading in this event (context Transaction.Begin), else 0.
+            started = sessions.start_held(cp_id, station_tx_id, token)
+            if started is None:
+                started = sessions.start(
+                    cp_id, evse_id or 1, token, register_wh(samples) or 0, at, station_tx_id=station_tx_id
+                )
+            tx_id, status = started
             answer["idTokenInfo"] = {"status": str(status)}
+        elif tx_id is None and event_type == "Started":
+            # E02/E03: started before authorization (e.g. TxStartPoint EVConnected); billed once an idToken comes.
+            sessions.hold_unauthorized(
+                cp_id, station_tx_id, evse_id or 1, register_wh(samples) or 0, at, seq_no
+            )
+            sessions.meter_values(cp_id, None, [], problems)
+            return {}
         elif tx_id is None:
-            sessions.find(cp_id, station_tx_id, f"TransactionEvent {event_type}")
+            held = (
+                sessions.end_held(cp_id, station_tx_id)
+                if event_type == "Ended"
+                else sessions.touch_held(cp_id, station_tx_id, seq_no)
+            )
+            if not held:
+                sessions.find(cp_id, station_tx_id, f"TransactionEvent {event_type}")
             sessions.meter_values(cp_id, None, [], problems)
             return {}
         elif token is not None:

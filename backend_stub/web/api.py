@@ -33,6 +33,7 @@ from backend_stub.domain.pricing import InvalidTariff, check_tariff
 from backend_stub.errors import ApiError, CommandFailed, FormError, InvalidCommand
 from backend_stub.store import (
     MAX_AMOUNT_MINOR,
+    MAX_ID_TAG_LENGTH,
     Card,
     CardMode,
     CardStatus,
@@ -50,7 +51,7 @@ from backend_stub.store import (
     User,
 )
 from backend_stub.web import apidocs, common
-from backend_stub.web.operations import OPERATIONS
+from backend_stub.web.operations import OPERATIONS, Operation
 
 if TYPE_CHECKING:
     from backend_stub.domain.central import Central
@@ -570,7 +571,7 @@ async def create_card(request: web.Request) -> web.Response:
     """POST /api/cards"""
     body = await _json_body(request)
     _only(body, {"idTag", "user_id", "mode", "status", "expiry"}, {"idTag"})
-    id_tag = _str_field(body, "idTag", max_len=20)
+    id_tag = _str_field(body, "idTag", max_len=MAX_ID_TAG_LENGTH)
     assert id_tag is not None
     user_id = body.get("user_id")
     if user_id is not None:
@@ -975,11 +976,18 @@ async def send_command(request: web.Request) -> web.Response:
     return _ok({"charger": cp_id, "action": action, "reply": reply})
 
 
-async def run_operation(request: web.Request) -> web.Response:
-    """POST /api/chargers/{cp_id}/operations/{name}: one operator command (see `operations.OPERATIONS`)."""
-    operation = OPERATIONS.get(request.match_info["name"])
-    if operation is None:
-        raise ApiError(404, f"no operation {request.match_info['name'][:64]!r}")
+def _operation_handler(operation: Operation) -> Handler:
+    """The handler of POST /api/chargers/{cp_id}/operations/{operation.name}."""
+
+    async def run_operation(request: web.Request) -> web.Response:
+        return await _run_operation(request, operation)
+
+    run_operation.__doc__ = f"POST /api/chargers/{{cp_id}}/operations/{operation.name}: {operation.summary}"
+    return run_operation
+
+
+async def _run_operation(request: web.Request, operation: Operation) -> web.Response:
+    """One operator command (see `operations.OPERATIONS`): schema-checked body, then the command port."""
     csms, cp_id = _csms(request), request.match_info["cp_id"]
     _charger_or_404(csms, cp_id)
     body = await _json_body(request, empty_ok=True)
@@ -1279,7 +1287,7 @@ OPENAPI: Final[dict[str, Any]] = {
             ),
             "Card": _obj(
                 {
-                    "idTag": {"type": "string", "maxLength": 20},
+                    "idTag": {"type": "string", "maxLength": MAX_ID_TAG_LENGTH},
                     "user_id": {"type": ["integer", "null"]},
                     "mode": {"enum": ["personal", "prepaid"]},
                     "status": {"enum": ["active", "blocked"]},
@@ -1292,7 +1300,7 @@ OPENAPI: Final[dict[str, Any]] = {
             ),
             "CardCreate": _obj(
                 {
-                    "idTag": {"type": "string", "minLength": 1, "maxLength": 20},
+                    "idTag": {"type": "string", "minLength": 1, "maxLength": MAX_ID_TAG_LENGTH},
                     "user_id": {"type": ["integer", "null"]},
                     "mode": {"enum": ["personal", "prepaid"]},
                     "status": {"enum": ["active", "blocked"]},
@@ -1686,7 +1694,10 @@ ROUTES: Final[list[tuple[str, str, Handler]]] = [
     ("PATCH", "/api/chargers/{cp_id}", update_charger),
     ("GET", "/api/chargers/{cp_id}/stats", charger_stats),
     ("POST", "/api/chargers/{cp_id}/commands/{action}", send_command),
-    ("POST", "/api/chargers/{cp_id}/operations/{name}", run_operation),
+    *(
+        ("POST", f"/api/chargers/{{cp_id}}/operations/{op.name}", _operation_handler(op))
+        for op in OPERATIONS.values()
+    ),
     ("GET", "/api/chargers/{cp_id}/certificates", list_certificates),
     ("POST", "/api/chargers/{cp_id}/certificates", install_certificate),
     ("POST", "/api/chargers/{cp_id}/certificates/delete", delete_certificate),

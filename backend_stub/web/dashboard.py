@@ -41,6 +41,7 @@ from backend_stub.domain.tariffs import (
 )
 from backend_stub.errors import CommandFailed, FormError
 from backend_stub.store import (
+    MAX_ID_TAG_LENGTH,
     Card,
     CardMode,
     CardStatus,
@@ -1161,7 +1162,7 @@ async def add_card(request: web.Request) -> web.StreamResponse:
     store = _store(request)
 
     def act(form: MultiDictProxy[Any]) -> str:
-        id_tag = _text_field(form, "id_tag", max_len=20)
+        id_tag = _text_field(form, "id_tag", max_len=MAX_ID_TAG_LENGTH)
         owner = _text_field(form, "user_id", required=False)
         user_id = _int_field(form, "user_id", low=1, high=2**53) if owner else None
         mode = _text_field(form, "mode")
@@ -1234,7 +1235,7 @@ def command_call(
     """The dashboard command named ``action`` (its form's path) as a call on the port (FormError if malformed)."""
     timeout_s = COMMAND_TIMEOUT_S
     if action == "RemoteStartTransaction":
-        id_tag = _text_field(form, "idTag", max_len=20)
+        id_tag = _text_field(form, "idTag", max_len=MAX_ID_TAG_LENGTH)
         evse = (
             _int_field(form, "connectorId", low=1, high=10_000)
             if _text_field(form, "connectorId", required=False)
