@@ -140,7 +140,9 @@ class Sessions:
 
     def sequence(self, cp_id: str, tx_id: int, seq_no: int) -> None:
         """Record a session message's sequence number; a gap or one out of order is a security event."""
-        previous = self.store.record_seq_no(cp_id, tx_id, seq_no)
+        self._check_sequence(cp_id, tx_id, seq_no, self.store.record_seq_no(cp_id, tx_id, seq_no))
+
+    def _check_sequence(self, cp_id: str, tx_id: int, seq_no: int, previous: int | None) -> None:
         expected = 0 if previous is None else previous + 1
         if seq_no > expected:
             self.security.record(
@@ -158,14 +160,24 @@ class Sessions:
             )
 
     def meter_values(
-        self, cp_id: str, tx_id: int | None, samples: list[MeterSample], problems: list[str]
+        self,
+        cp_id: str,
+        tx_id: int | None,
+        samples: list[MeterSample],
+        problems: list[str],
+        seq_no: int | None = None,
     ) -> None:
-        """Store a charger's samples of its own session ``tx_id`` (none stored without one), then check prepaid."""
+        """Store a charger's samples of its own session ``tx_id`` (none stored without one), then check prepaid;
+        with ``seq_no`` (2.0.1) its sequence number is recorded in the same write and checked like `sequence`."""
         self.security.bad_samples(cp_id, tx_id, problems)
         if tx_id is None:
             return
         try:
-            self.store.add_meter_values(cp_id, tx_id, samples)
+            if seq_no is None:
+                self.store.add_meter_values(cp_id, tx_id, samples)
+            else:
+                previous = self.store.add_event_meter_values(cp_id, tx_id, seq_no, samples)
+                self._check_sequence(cp_id, tx_id, seq_no, previous)
         except ForeignTransaction:
             # Every message acts only on its sender's own data: the samples are not stored, and the answer is
             # the same as for an unknown transaction, so a charger cannot probe for other chargers' sessions.

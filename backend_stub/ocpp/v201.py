@@ -242,8 +242,8 @@ class V201Handlers:
             return {}
         elif token is not None:
             answer["idTokenInfo"] = {"status": str(self.central.authorization.authorize(cp_id, token))}
-        sessions.sequence(cp_id, tx_id, seq_no)
         if event_type == "Ended":
+            sessions.sequence(cp_id, tx_id, seq_no)
             meter_stop_wh = register_wh(samples)
             if meter_stop_wh is None:
                 meter_stop_wh = self.central.store.transaction(tx_id).last_meter_wh
@@ -258,7 +258,7 @@ class V201Handlers:
                 None,
             )
         else:
-            sessions.meter_values(cp_id, tx_id, samples, problems)
+            sessions.meter_values(cp_id, tx_id, samples, problems, seq_no)  # one store write for both
         return answer
 
     def meter_values(self, cp_id: str, payload: dict[str, Any]) -> HandlerResult:

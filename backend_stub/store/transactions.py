@@ -152,13 +152,7 @@ class TransactionsStore(AccountsStore):
 
     def record_seq_no(self, cp_id: str, transaction_id: int, seq_no: int) -> int | None:
         """Keep the highest message sequence number of ``cp_id``'s own transaction; the previous highest."""
-        _int(seq_no, "seq_no", low=0, high=2**31 - 1)
-        with self._write() as db:
-            row = self._own_transaction_row(db, cp_id, transaction_id)
-            previous: int | None = row["last_seq_no"]
-            if previous is None or seq_no > previous:
-                db.execute("UPDATE transactions SET last_seq_no = ? WHERE id = ?", (seq_no, transaction_id))
-            return previous
+        return self.add_event_meter_values(cp_id, transaction_id, seq_no, ())
 
     def set_id_tag_status(self, cp_id: str, transaction_id: int, status: AuthStatus | str) -> None:
         """Record the idTagInfo status a charger's StartTransaction was finally answered with."""
@@ -256,6 +250,20 @@ class TransactionsStore(AccountsStore):
         with self._write() as db:
             self._own_transaction_row(db, cp_id, transaction_id)
             return self._insert_samples(db, transaction_id, samples)
+
+    def add_event_meter_values(
+        self, cp_id: str, transaction_id: int, seq_no: int, samples: Sequence[MeterSample]
+    ) -> int | None:
+        """`add_meter_values` and `record_seq_no` in one write (an OCPP 2.0.1 TransactionEvent); the previous
+        highest sequence number."""
+        _int(seq_no, "seq_no", low=0, high=2**31 - 1)
+        with self._write() as db:
+            row = self._own_transaction_row(db, cp_id, transaction_id)
+            previous: int | None = row["last_seq_no"]
+            if previous is None or seq_no > previous:
+                db.execute("UPDATE transactions SET last_seq_no = ? WHERE id = ?", (seq_no, transaction_id))
+            self._insert_samples(db, transaction_id, samples)
+            return previous
 
     def meter_values(self, transaction_id: int) -> list[MeterSample]:
         """A transaction's samples in time order."""
