@@ -44,18 +44,18 @@ class ChargerOperations:
         return reply
 
     async def rotate_password(self, cp_id: str) -> CommandReply:
-        """Give the charger a new HTTP Basic password; the stored one changes only once the charger has Accepted
-        it (a Rejected, RebootRequired or missing answer keeps the old one, which the charger still uses)."""
-        password = self.password_factory()
-        reply = await self.commands.set_basic_auth_password(cp_id, password)
-        if reply.accepted:
-            self.chargers.set_password(cp_id, password)
-            log.info("rotated the password of charger %s", cp_id, extra={"cp_id": cp_id})
-        else:
-            log.warning(
-                "charger %s answered %r to a new password; the old one stays",
-                cp_id,
-                reply.status,
-                extra={"cp_id": cp_id},
-            )
+        """Give the charger a new HTTP Basic password; the charger's answer.
+
+        The stored password changes only once the charger has Accepted it: each version's handlers watch answered
+        CALLs (`on_call_answered`: 1.6 AuthorizationKey, 2.0.1 SecurityCtrlr.BasicAuthPassword), whoever sent
+        them, so a rotation here and one through the raw command endpoint follow the same rule. Rejected,
+        RebootRequired or no answer keep the old one, which the charger still uses.
+        """
+        reply = await self.commands.set_basic_auth_password(cp_id, self.password_factory())
+        log.info(
+            "charger %s answered %r to a new password",
+            cp_id,
+            reply.status or "(no status)",
+            extra={"cp_id": cp_id},
+        )
         return reply
