@@ -39,6 +39,12 @@ def rss_mb(pid: int) -> float:
     return 0.0
 
 
+def cpu_s(pid: int) -> float:
+    """CPU time (user + system) a process has used, in seconds."""
+    fields = Path(f"/proc/{pid}/stat").read_text().rsplit(")", 1)[1].split()
+    return (int(fields[11]) + int(fields[12])) / os.sysconf("SC_CLK_TCK")
+
+
 class Charger:
     """One OCPP connection speaking raw frames, one outstanding CALL at a time."""
 
@@ -220,7 +226,9 @@ async def run_version(args: argparse.Namespace, version: str) -> dict[str, float
                         pauses.append(time.perf_counter() - started.pop())
 
             gc.callbacks.append(on_gc)
+            cpu_before = cpu_s(proc.pid)
             latencies = await load(chargers, args.rate, args.seconds, version)
+            server_cpu_s = cpu_s(proc.pid) - cpu_before
             gc.callbacks.remove(on_gc)
             gc.unfreeze()
             print(
@@ -236,6 +244,11 @@ async def run_version(args: argparse.Namespace, version: str) -> dict[str, float
             with CsmsStore(db) as check:
                 rows = check._read("SELECT COUNT(*) AS n FROM meter_values")[0]["n"]
             print(f"rows in the store's meter_values table: {rows}")
+            cpu_per_message_us = server_cpu_s / max(1, len(latencies)) * 1e6
+            print(
+                f"server CPU during the load: {server_cpu_s:.1f} s = {cpu_per_message_us:.0f} us per message "
+                "(CPU time, not wall time: steady when other work shares the cores)"
+            )
             for cp in chargers:
                 await cp.ws.close()
         finally:
@@ -248,6 +261,7 @@ async def run_version(args: argparse.Namespace, version: str) -> dict[str, float
         "p99_ms": pct(latencies, 99) * 1000,
         "rss_kb_per_connection": rss * 1024 / max(1, len(chargers)),
         "rows": rows,
+        "cpu_us": cpu_per_message_us,
     }
 
 
@@ -275,6 +289,7 @@ async def main() -> None:
             ("p50_ms", "latency p50 ms"),
             ("p99_ms", "latency p99 ms"),
             ("rss_kb_per_connection", "server KB per connection"),
+            ("cpu_us", "server CPU us per message"),
         ]:
             ratio = new[key] / old[key] if old[key] else float("nan")
             print(f"{label:28}{old[key]:12.1f}{new[key]:12.1f}{ratio:11.2f}")

@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import logging
+from collections import OrderedDict
 from collections.abc import Callable
 from datetime import datetime
 
@@ -21,6 +22,8 @@ from backend_stub.store import (
 )
 
 log = logging.getLogger(__name__)
+
+MAX_REMEMBERED_SESSIONS = 50_000  # (charger, station transaction id) -> our id, for `Sessions.lookup`
 
 
 class Sessions:
@@ -44,6 +47,7 @@ class Sessions:
         self.prepaid = prepaid
         self.security = security
         self.hooks = hooks
+        self._station_ids: OrderedDict[tuple[str, str], int] = OrderedDict()  # see `lookup`
 
     def start(
         self,
@@ -117,11 +121,24 @@ class Sessions:
         return True
 
     def lookup(self, cp_id: str, station_tx_id: str) -> int | None:
-        """The id of ``cp_id``'s session it calls ``station_tx_id``, None if it has none (nothing recorded)."""
+        """The id of ``cp_id``'s session it calls ``station_tx_id``, None if it has none (nothing recorded).
+
+        Found ids are remembered (a charger's id of a session never changes), so the events of a running session
+        do not each read the store for it; at most MAX_REMEMBERED_SESSIONS, the least recently used forgotten.
+        """
+        key = (cp_id, station_tx_id)
+        tx_id = self._station_ids.get(key)
+        if tx_id is not None:
+            self._station_ids.move_to_end(key)
+            return tx_id
         try:
-            return self.store.station_transaction(cp_id, station_tx_id)
+            tx_id = self.store.station_transaction(cp_id, station_tx_id)
         except UnknownTransaction:
             return None
+        self._station_ids[key] = tx_id
+        if len(self._station_ids) > MAX_REMEMBERED_SESSIONS:
+            self._station_ids.popitem(last=False)
+        return tx_id
 
     def find(self, cp_id: str, station_tx_id: str, what: str) -> int | None:
         """The id of ``cp_id``'s session it calls ``station_tx_id``; None (and a security event) if it has none."""
