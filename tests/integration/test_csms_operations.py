@@ -494,3 +494,57 @@ async def test_hostile_set_variables_answers_are_parsed_defensively(
     await ws.send(json.dumps([2, "h", "Heartbeat", {}]))
     assert json.loads(await ws.recv())[0] == 3
     await ws.close()
+
+
+HOSTILE_GET_VARIABLES_ANSWERS = [
+    {"getVariableResult": "x" * 60_000},
+    {"getVariableResult": [None, 7, "x"]},
+    {"getVariableResult": [{"component": "OCPPCommCtrlr", "variable": ["HeartbeatInterval"]}]},
+    {
+        "getVariableResult": [
+            {
+                "attributeStatus": "Accepted",
+                "component": {"name": "OCPPCommCtrlr"},
+                "variable": {"name": "HeartbeatInterval"},
+                "attributeValue": "9" * 5000,  # longer than 2.0.1's 2500
+            }
+        ]
+        * 10  # under the 64 KiB frame limit
+    },
+]
+
+
+@pytest.mark.parametrize(
+    "answer", HOSTILE_GET_VARIABLES_ANSWERS, ids=range(len(HOSTILE_GET_VARIABLES_ANSWERS))
+)
+async def test_hostile_get_variables_answers_are_parsed_defensively(
+    csms: Csms, answer: dict[str, Any]
+) -> None:
+    """Malformed GetVariables answers: the asked variable comes back Missing or without a value, the link stays up."""
+    ws = await connect(
+        f"{csms.url}/CS-201",
+        subprotocols=["ocpp2.0.1"],  # type: ignore[list-item]
+        additional_headers=basic("CS-201", PASSWORD),
+    )
+    boot = {"chargingStation": {"model": "M", "vendorName": "V"}, "reason": "PowerUp"}
+    await ws.send(json.dumps([2, "b", "BootNotification", boot]))
+    assert json.loads(await ws.recv())[2]["status"] == "Accepted"
+    async with aiohttp.ClientSession(base_url=csms.http_url, headers=ADMIN) as http:
+        request = asyncio.create_task(
+            post(
+                http,
+                "CS-201",
+                "get-variables",
+                {"variables": [{"component": "OCPPCommCtrlr", "variable": "HeartbeatInterval"}]},
+            )
+        )
+        frame = json.loads(await ws.recv())
+        assert frame[2] == "GetVariables"
+        await ws.send(json.dumps([3, frame[1], answer]))
+        status, got = await request
+    assert status == 200, got
+    (result,) = got["results"]
+    assert result["value"] is None and len(result["status"]) <= 32
+    await ws.send(json.dumps([2, "h", "Heartbeat", {}]))
+    assert json.loads(await ws.recv())[0] == 3
+    await ws.close()
