@@ -43,7 +43,7 @@ class Authorization:
         if now.utcoffset() is None:
             raise InvalidInput(f"now must be timezone-aware, got {now!r}")
         if not isinstance(id_tag, str) or not 1 <= len(id_tag) <= MAX_ID_TAG_LENGTH:
-            return Decision(AuthStatus.INVALID, "id_tag is not a 1-20 character string")
+            return Decision(AuthStatus.INVALID, f"id_tag is not a 1-{MAX_ID_TAG_LENGTH} character string")
         minimum = self.store.min_balance_minor() if min_balance_minor is None else min_balance_minor
         if type(minimum) is not int or not -MAX_AMOUNT_MINOR <= minimum <= MAX_AMOUNT_MINOR:
             raise InvalidInput(

@@ -129,6 +129,25 @@ CREATE TABLE IF NOT EXISTS device_model (
     PRIMARY KEY (cp_id, component, component_instance, evse_id, connector_id, variable, variable_instance,
                  attribute_type)
 ) WITHOUT ROWID;
+-- OCPP 2.0.1 transactions started before any idToken, until one arrives (then they become transactions).
+CREATE TABLE IF NOT EXISTS unauthorized_starts (
+    cp_id TEXT NOT NULL REFERENCES chargers(id),
+    station_tx_id TEXT NOT NULL,
+    evse INTEGER NOT NULL,
+    meter_start_wh INTEGER NOT NULL,
+    started_at TEXT NOT NULL,
+    last_seq_no INTEGER NOT NULL,
+    received_at TEXT NOT NULL,
+    PRIMARY KEY (cp_id, station_tx_id)
+);
+-- The latest client certificate our CA signed for each charger and the charger accepted (CertificateSigned).
+CREATE TABLE IF NOT EXISTS client_certificates (
+    cp_id TEXT NOT NULL PRIMARY KEY REFERENCES chargers(id),
+    serial_hex TEXT NOT NULL,
+    not_after TEXT NOT NULL,
+    chain_pem TEXT NOT NULL,
+    accepted_at TEXT NOT NULL
+);
 CREATE TABLE IF NOT EXISTS security_events (
     id INTEGER PRIMARY KEY AUTOINCREMENT,
     at TEXT NOT NULL,
@@ -285,6 +304,27 @@ SELECT transaction_id, timestamp, measurand, phase, '', COALESCE(context, ''),
 FROM meter_values;
 DROP TABLE meter_values;
 ALTER TABLE meter_values_v2 RENAME TO meter_values;
+""",
+    # 3: cards take OCPP 2.0.1 idTokens (up to 36 characters, was 1.6's 20). SQLite cannot change a CHECK in place:
+    # the table is rebuilt under its own name (a rename would make the ledger's trigger and foreign keys point at
+    # the copy). The ledger and payments reference cards(id_tag): with foreign keys deferred to the commit, dropping
+    # the old table counts their rows as orphans and inserting each card again counts them back.
+    3: """
+PRAGMA defer_foreign_keys = ON;
+CREATE TABLE cards_v2_copy AS SELECT * FROM cards;
+DROP TABLE cards;
+CREATE TABLE cards (
+    id_tag TEXT NOT NULL COLLATE NOCASE PRIMARY KEY CHECK (length(id_tag) BETWEEN 1 AND 36),
+    user_id INTEGER REFERENCES users(id),
+    mode TEXT NOT NULL CHECK (mode IN ('personal', 'prepaid')),
+    status TEXT NOT NULL CHECK (status IN ('active', 'blocked')),
+    expiry TEXT,
+    balance_minor INTEGER NOT NULL DEFAULT 0,
+    created_at TEXT NOT NULL
+);
+INSERT INTO cards (id_tag, user_id, mode, status, expiry, balance_minor, created_at)
+SELECT id_tag, user_id, mode, status, expiry, balance_minor, created_at FROM cards_v2_copy;
+DROP TABLE cards_v2_copy;
 """,
 }
 
