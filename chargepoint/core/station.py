@@ -32,6 +32,7 @@ from chargepoint.core.model import (
     AuthStatus,
     AvailabilityResult,
     ConnectorState,
+    ConnectorStatus,
     ErrorCode,
     IdTagInfo,
     LocalListResult,
@@ -40,6 +41,17 @@ from chargepoint.core.model import (
     Sample,
     StopReason,
     UnlockResult,
+)
+from chargepoint.core.reservations import (
+    CancelResult,
+    Claim,
+    Reservation,
+    ReservationBook,
+    ReserveResult,
+    claim,
+    held,
+    parent_may_admit,
+    reserve_answer,
 )
 from chargepoint.core.settings import Settings
 from chargepoint.core.smart_charging import (
@@ -72,7 +84,8 @@ STORAGE_FAULT = "storage full or unwritable"
 REREAD_GRACE_S = 1.0  # a transaction's own card seen this soon after its reader (re)appeared is a re-read
 MAX_ID_TAG_LENGTH = 20  # the shortest idTag any supported OCPP version takes (1.6 CiString20Type)
 MAX_STOP_DATA = 100  # samples in StopTransaction.transactionData: the newest ones, so the frame stays small
-_READY_STATES = (S.AVAILABLE, S.PREPARING, S.FINISHING)  # where a new authorization may start a session
+# Where a new authorization may start a session (on a Reserved connector: only the reservation's, §5.13).
+_READY_STATES = (S.AVAILABLE, S.PREPARING, S.FINISHING, S.RESERVED)
 
 
 def _log_crash(task: asyncio.Task[Any]) -> None:
@@ -191,6 +204,16 @@ class Station:
             self.profiles = []
         self._remote_profiles: dict[int, tuple[str, ChargingProfile]] = {}
         self._limit_timer: asyncio.TimerHandle | None = None
+        # Reservations (OCPP 1.6 §3.11): the book, a timer for the next expiry, and a pending re-check of which
+        # connectors show Reserved (deferred, so it never fires a transition inside another's callback).
+        try:
+            stored_reservations = store.reservations()
+        except StorageError:
+            log.exception("cannot read the stored reservations")
+            stored_reservations = []
+        self.reservations = ReservationBook(store, stored_reservations)
+        self._reservation_timer: asyncio.TimerHandle | None = None
+        self._reserved_sync: asyncio.Handle | None = None
 
     def _now(self) -> datetime:
         """The station's time; the system's UTC time if the injected clock fails (a session must still end)."""
@@ -223,6 +246,7 @@ class Station:
             except MeterError:
                 self._meter_failures[cid] = 1
         await self._recover()
+        self._reservations_changed()  # expired while the agent was down: ended now; the rest show Reserved
         # A TxProfile lives as long as its transaction (OCPP 1.6 §3.13.1): drop those of ended ones.
         self._drop_tx_profiles([c.id for c in self.connectors.values() if c.transaction is None])
         for cid, conn in self.connectors.items():
@@ -238,8 +262,9 @@ class Station:
     async def stop(self, reason: StopReason | None = None) -> None:
         """Open every relay, refuse new sessions, end running transactions with ``reason``, stop the loops."""
         self.stopping = True
-        if self._limit_timer is not None:
-            self._limit_timer.cancel()
+        for timer in (self._limit_timer, self._reservation_timer, self._reserved_sync):
+            if timer is not None:
+                timer.cancel()
         for cid in self.ports:
             await self._open_relay(cid)
         if reason is not None:
@@ -327,6 +352,13 @@ class Station:
     def _state_changed(self, conn: Connector) -> None:
         log.info("connector %s -> %s", conn.id, conn.state.name)
         self._notify(conn.id)
+        if conn.state in (S.FAULTED, S.UNAVAILABLE):
+            # A connector set Faulted or Unavailable ends its reservations (OCPP 1.6 §3.11).
+            self._end_reservations(
+                self.reservations.on_connector(conn.id), f"connector {conn.id} {conn.state.name}"
+            )
+        if len(self.reservations) or conn.state is S.RESERVED:
+            self._sync_reserved_soon()
 
     def _notify(self, cid: int) -> None:
         self.csms.status_changed(cid)
@@ -756,9 +788,16 @@ class Station:
         if conn.state not in _READY_STATES or not self.station_operative:
             log.info("card %s ignored: connector %s is %s", id_tag, cid, conn.state.name)
             return
+        if not self._claim(cid, id_tag, None).allowed and not parent_may_admit(self.reservations, cid):
+            # Reserved for another idTag and no parent could match: refused without an Authorize (§5.13).
+            log.info("card %s refused: connector %s is reserved", id_tag, cid)
+            return
         info = await self.authorizer.authorize(id_tag)
         if info.status is not AuthStatus.ACCEPTED:
             log.info("card %s refused: %s", id_tag, info.status.name)
+            return
+        if not self._claim(cid, id_tag, info.parent_id_tag).allowed:
+            log.info("card %s refused: connector %s is reserved for another idTag", id_tag, cid)
             return
         await self._begin_when_plugged(conn, id_tag, info.parent_id_tag)
 
@@ -801,7 +840,7 @@ class Station:
         timeout = self._timeouts.pop(conn.id, None)
         if timeout is not None:
             timeout.cancel()
-        if conn.state in (S.AVAILABLE, S.FINISHING):
+        if conn.state in (S.AVAILABLE, S.FINISHING, S.RESERVED):
             conn.identified()
         reading = await self.read_meter(conn.id)
         if conn.state is S.FAULTED or self.stopping:
@@ -817,10 +856,12 @@ class Station:
         meter_start = round(reading.energy_wh) if reading else self.current_energy_wh(conn.id)
         now = self._now()
         transaction_id = self.transaction_ids()
+        reservation = self._claim(conn.id, id_tag, parent).reservation  # ended by this start, in its commit
+        reservation_id = reservation.reservation_id if reservation is not None else None
         mark = self.store.mark()
         try:
             local_id = self.store.begin_transaction(
-                TransactionStarted(transaction_id, conn.id, id_tag, meter_start, now), parent
+                TransactionStarted(transaction_id, conn.id, id_tag, meter_start, now, reservation_id), parent
             )
             # The transaction is on disk before the relay closes (the commit is awaited off the event loop).
             await self.store.flush(since=mark)
@@ -831,6 +872,9 @@ class Station:
             return
         conn.transaction = ActiveTransaction(local_id, transaction_id, id_tag, parent, now, meter_start)
         self._persisted_wh[conn.id] = meter_start
+        if reservation_id is not None:
+            self.reservations.remove([reservation_id], persist=False)  # the start's commit removed it
+            self._reservations_changed()
         remote = self._remote_profiles.pop(conn.id, None)
         if remote is not None and remote[0] == id_tag:
             # RemoteStartTransaction's chargingProfile is this transaction's TxProfile (OCPP 1.6 §5.11).
@@ -1098,15 +1142,24 @@ class Station:
             candidates = [
                 c
                 for c in self.connectors.values()
-                if c.state in (S.AVAILABLE, S.PREPARING)
+                if c.state in (S.AVAILABLE, S.PREPARING, S.RESERVED)
                 and c.transaction is None
                 and c.pending_id_tag is None
+                and self._claim(c.id, id_tag, None).allowed
             ]
-            conn = next((c for c in candidates if c.plugged), candidates[0] if candidates else None)
+            # The connector reserved for this idTag first, then one with a cable, then any.
+            candidates.sort(
+                key=lambda c: (self._claim(c.id, id_tag, None).reservation is None, not c.plugged)
+            )
+            conn = candidates[0] if candidates else None
         else:
             conn = self.connectors.get(connector_id)
         if conn is None or conn.transaction is not None or conn.state not in _READY_STATES:
             return False
+        if not self._claim(conn.id, id_tag, None).allowed:
+            if not parent_may_admit(self.reservations, conn.id):
+                return False  # reserved for another idTag (OCPP 1.6 §5.13)
+            authorize_first = True  # only the idTag's parent, learnt by authorizing it, can match
         if tx_profile is not None:
             tx_profile = _on_connector(tx_profile, conn.id)
             if (
@@ -1130,6 +1183,10 @@ class Station:
                 self._remote_profiles.pop(conn.id, None)  # its TxProfile must not meet a later local start
                 return
             parent = info.parent_id_tag
+            if not self._claim(conn.id, id_tag, parent).allowed:
+                log.info("remote start for %s refused: connector %s is reserved", id_tag, conn.id)
+                self._remote_profiles.pop(conn.id, None)
+                return
         await self._begin_when_plugged(conn, id_tag, parent)
 
     async def remote_stop(self, transaction_id: str) -> bool:
@@ -1172,6 +1229,8 @@ class Station:
         except StorageError:
             log.exception("cannot persist availability")
             return AvailabilityResult.REJECTED
+        if cid == 0 and not operative:
+            self._end_reservations(self.reservations.on_connector(0), "charge point Unavailable")  # §3.11
         if cid == 0 and self.station_operative != operative:
             self.station_operative = operative
             self._notify(0)
@@ -1247,6 +1306,95 @@ class Station:
     def id_tag_info(self, id_tag: str, info: IdTagInfo) -> None:
         """The CSMS told us about an idTag in a transaction answer: update the cache."""
         self.authorizer.remember(id_tag, info)
+
+    # reservations (OCPP 1.6 §3.11, §5.2, §5.13)
+    async def reserve_now(self, reservation: Reservation) -> ReserveResult:
+        """Take (or replace, by id) a reservation if the connectors allow it; Accepted once it is on disk."""
+        statuses = {cid: _unreserved_status(conn) for cid, conn in self.connectors.items()}
+        result = reserve_answer(
+            self.reservations,
+            reservation,
+            statuses,
+            self._now(),
+            station=ConnectorStatus.AVAILABLE if self.station_operative else ConnectorStatus.UNAVAILABLE,
+            zero_supported=self.settings.get_bool("reserve_connector_zero_supported"),
+        )
+        if result is not ReserveResult.ACCEPTED:
+            return result
+        replaced = self.reservations.by_id.get(reservation.reservation_id)
+        mark = self.store.mark()
+        try:
+            self.reservations.put(reservation)
+            await self.store.flush(since=mark)
+        except StorageError:
+            log.exception("cannot store reservation %s", reservation.reservation_id)
+            self.reservations.remove([reservation.reservation_id], persist=False)
+            if replaced is not None:
+                self.reservations.by_id[replaced.reservation_id] = replaced  # still on disk
+            return ReserveResult.REJECTED
+        self._reservations_changed()
+        return ReserveResult.ACCEPTED
+
+    async def cancel_reservation(self, reservation_id: int) -> CancelResult:
+        """End a reservation in force (OCPP 1.6 §5.2); Rejected for one we do not hold."""
+        if reservation_id not in self.reservations.by_id:
+            return CancelResult.REJECTED
+        mark = self.store.mark()
+        self._end_reservations([reservation_id], "cancelled")
+        try:
+            await self.store.flush(since=mark)
+        except StorageError:
+            log.exception("the cancellation of reservation %s is not on disk", reservation_id)
+        return CancelResult.ACCEPTED
+
+    def _free(self) -> set[int]:
+        """The idle, usable connectors, reserved or not (none while the station is Unavailable)."""
+        if not self.station_operative:
+            return set()
+        return {c.id for c in self.connectors.values() if _unreserved_status(c) is ConnectorStatus.AVAILABLE}
+
+    def _claim(self, cid: int, id_tag: str, parent_id_tag: str | None) -> Claim:
+        return claim(self.reservations, cid, id_tag, parent_id_tag, self._free())
+
+    def _end_reservations(self, ids: list[int], why: str) -> None:
+        for gone in self.reservations.remove(ids):
+            log.info("reservation %s ended: %s", gone.reservation_id, why)
+        if ids:
+            self._reservations_changed()
+
+    def _reservations_changed(self) -> None:
+        """End the expired reservations, show Reserved where the rest hold a connector, and arm a timer for the
+        next expiry (re-checked at least every LIMIT_RECHECK_S, so a clock correction moves it by no more)."""
+        if self._reservation_timer is not None:
+            self._reservation_timer.cancel()
+            self._reservation_timer = None
+        if self.stopping:
+            return
+        expired = self.reservations.remove(self.reservations.expired(self._now()))
+        for gone in expired:
+            log.info("reservation %s on connector %s expired", gone.reservation_id, gone.connector_id)
+        self._sync_reserved()
+        due = self.reservations.next_expiry()
+        if due is not None:
+            delay = min(LIMIT_RECHECK_S, max(0.0, (due - self._now()).total_seconds()))
+            self._reservation_timer = asyncio.get_running_loop().call_later(delay, self._reservations_changed)
+
+    def _sync_reserved_soon(self) -> None:
+        if self._reserved_sync is None and not self.stopping:
+            with contextlib.suppress(RuntimeError):  # no loop yet: start() syncs
+                self._reserved_sync = asyncio.get_running_loop().call_soon(self._sync_reserved)
+
+    def _sync_reserved(self) -> None:
+        """Reserved on exactly the idle connectors the reservations hold (Available <-> Reserved, OCPP 1.6 §4.9)."""
+        self._reserved_sync = None
+        shown = held(self.reservations, self._free())
+        for cid, conn in self.connectors.items():
+            if cid in shown and conn.state is S.AVAILABLE:
+                conn.reserve()
+            elif cid not in shown and conn.state is S.RESERVED:
+                conn.unreserve()
+                if conn.plugged and conn.can("plug_in"):
+                    conn.plug_in()  # a cable plugged while it was reserved
 
     # smart charging (OCPP 1.6 §3.13)
     def _profile_rules(self) -> ProfileRules:
@@ -1405,6 +1553,14 @@ class Station:
             # LIMIT_RECHECK_S, so that a clock correction (NTP at boot, SetClock) moves a period change by no more.
             delay = min(LIMIT_RECHECK_S, max(0.0, (due - self._now()).total_seconds()))
             self._limit_timer = asyncio.get_running_loop().call_later(delay, self._apply_limits)
+
+
+def _unreserved_status(conn: Connector) -> ConnectorStatus:
+    """A connector's availability as if it held no reservation: Available when idle and usable."""
+    if conn.state in (S.AVAILABLE, S.RESERVED):
+        idle = conn.pending_id_tag is None and conn.transaction is None
+        return ConnectorStatus.AVAILABLE if idle else ConnectorStatus.OCCUPIED
+    return conn.status
 
 
 def _on_connector(profile: ChargingProfile, cid: int) -> ChargingProfile:

@@ -14,7 +14,7 @@ import math
 import re
 from collections.abc import Iterator, Mapping
 from dataclasses import dataclass
-from datetime import UTC, datetime
+from datetime import datetime
 from typing import TYPE_CHECKING, Any
 
 import ocpp.messages
@@ -36,7 +36,8 @@ from chargepoint.core.smart_charging import (
     SchedulePeriod,
 )
 from chargepoint.csms.outbox import Delivered, MalformedAnswer, OrphanedTransaction
-from chargepoint.csms.v16 import mapping
+from chargepoint.csms.v16 import mapping, reservation
+from chargepoint.csms.v16.timefmt import ocpp_time, parse_time
 from chargepoint.errors import ChargePointError, CsmsRejected, CsmsUnavailable, StorageError
 
 if TYPE_CHECKING:
@@ -95,17 +96,6 @@ class _LogBudget:
             return True
         self.suppressed += 1
         return False
-
-
-def ocpp_time(when: datetime) -> str:
-    """An aware datetime as OCPP-J wants it: ISO 8601 UTC with a Z."""
-    return when.astimezone(UTC).isoformat(timespec="milliseconds").replace("+00:00", "Z")
-
-
-def parse_time(text: str) -> datetime:
-    """An OCPP timestamp as an aware UTC datetime (naive ones are taken as UTC)."""
-    when = datetime.fromisoformat(text.replace("Z", "+00:00"))
-    return when if when.tzinfo else when.replace(tzinfo=UTC)
 
 
 def id_tag_info(data: dict[str, Any] | None) -> IdTagInfo:
@@ -831,6 +821,8 @@ class V16Session(_OcppChargePoint):  # type: ignore[misc]
                 "meterStart": event.meter_start_wh,
                 "timestamp": ocpp_time(event.timestamp),
             }
+            if event.reservation_id is not None:
+                payload["reservationId"] = event.reservation_id  # the reservation it ends (OCPP 1.6 §5.13)
             try:
                 answer = await self.request("StartTransaction", payload)
                 tx_id = answer["transactionId"]
@@ -993,6 +985,16 @@ class V16Session(_OcppChargePoint):  # type: ignore[misc]
         station_id = await self._station_transaction_id(transaction_id)
         ok = station_id is not None and await self.station.remote_stop(station_id)
         return call_result.RemoteStopTransaction(status="Accepted" if ok else "Rejected")
+
+    @on(Action.reserve_now)
+    async def on_reserve_now(self, **fields: Any) -> Any:
+        """ReserveNow (OCPP 1.6 §5.13)."""
+        return await reservation.reserve_now(self.station, **fields)
+
+    @on(Action.cancel_reservation)
+    async def on_cancel_reservation(self, reservation_id: int, **_: Any) -> Any:
+        """CancelReservation (OCPP 1.6 §5.2)."""
+        return await reservation.cancel_reservation(self.station, reservation_id)
 
     @on(Action.reset)
     def on_reset(self, type: str, **_: Any) -> Any:
