@@ -496,6 +496,9 @@ class V16Session(_OcppChargePoint):  # type: ignore[misc]
             raise ocpp.exceptions.NotImplementedError(
                 details={"cause": f"{msg.action} is not an OCPP 1.6 action"}
             )
+        precheck = _PRECHECKS.get(msg.action)
+        if precheck is not None:
+            precheck(msg.payload)  # an OCPPError here is answered like a schema violation, log-budgeted
         try:
             await super()._handle_call(msg)
         except OCPPError:
@@ -1145,6 +1148,10 @@ class V16Session(_OcppChargePoint):  # type: ignore[misc]
         elif what == "FirmwareStatusNotification":
             await self.request("FirmwareStatusNotification", {"status": "Idle"})
 
+
+# Checks of values the schemas cannot express, run before the ``ocpp`` package routes the CALL (a handler that
+# raised would be answered by the package, with its spelling of the code and a logged traceback per frame).
+_PRECHECKS = {"ReserveNow": reservation.check_reserve_now}
 
 _TRIGGERABLE = frozenset(
     {

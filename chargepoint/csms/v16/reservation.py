@@ -29,16 +29,26 @@ async def reserve_now(
     parent_id_tag: str | None = None,
     **_: Any,
 ) -> call_result.ReserveNow:
-    """ReserveNow.conf for a ReserveNow.req (snake_case fields, as the ``ocpp`` package routes them)."""
-    try:
-        expiry = parse_time(expiry_date)
-    except (TypeError, ValueError, AttributeError, OverflowError) as exc:
-        raise FormatViolationError(details={"cause": "expiryDate is not a date-time"}) from exc
+    """ReserveNow.conf for a ReserveNow.req (snake_case fields, as the ``ocpp`` package routes them; the
+    expiryDate was checked by ``check_reserve_now``)."""
+    expiry = parse_time(expiry_date)
     if connector_id != 0 and connector_id not in station.connectors:
         return call_result.ReserveNow(status=mapping.RESERVE_RESULT[ReserveResult.REJECTED])
     reservation = Reservation(reservation_id, connector_id, id_tag, expiry, parent_id_tag or None)
     result = await station.reserve_now(reservation)
     return call_result.ReserveNow(status=mapping.RESERVE_RESULT[result])
+
+
+def check_reserve_now(payload: dict[str, Any]) -> None:
+    """Raise FormationViolation (OCPP-J 1.6 §4.2.3) for an expiryDate that is no date-time; the schema types it
+    only as a string."""
+    expiry_date = payload.get("expiryDate")
+    if not isinstance(expiry_date, str):
+        return  # missing or not a string: the schema check answers
+    try:
+        parse_time(expiry_date)
+    except (ValueError, OverflowError) as exc:
+        raise FormatViolationError(details={"cause": "expiryDate is not a date-time"}) from exc
 
 
 async def cancel_reservation(station: Station, reservation_id: int) -> call_result.CancelReservation:
