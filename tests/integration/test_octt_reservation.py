@@ -38,9 +38,11 @@ async def cancel(cs: CentralSystem, reservation_id: int) -> str:
     return str((await cs.call(CP, "CancelReservation", {"reservationId": reservation_id}))["status"])
 
 
-async def reserved(a: RunningAgent, cs: CentralSystem, cid: int = 1, *, after: int = 0) -> int:
+async def reserved(
+    a: RunningAgent, cs: CentralSystem, cid: int = 1, *, after: int = 0, timeout: float = 5.0
+) -> int:
     """Wait until connector ``cid`` reports Reserved; the log position just after that report."""
-    frame = await wait_status(cs, cid, "Reserved", after=after)
+    frame = await wait_status(cs, cid, "Reserved", after=after, timeout=timeout)
     await a.wait_state("RESERVED", cid)
     return index(cs, frame) + 1
 
@@ -326,3 +328,37 @@ async def test_hostile_reserve_now_frames(cs: CentralSystem, start_agent: StartA
     assert await cs.call(CP, "TriggerMessage", {"requestedMessage": "Heartbeat"}) == {"status": "Accepted"}
     await cs.wait_for_call("Heartbeat", after=m)
     await until(lambda: a.state() == "AVAILABLE", 5, "not Available after the cancellation")
+
+
+async def test_reserved_idtag_that_never_plugs_in_leaves_the_reservation_in_force(
+    cs: CentralSystem, start_agent: StartAgent
+) -> None:
+    """The reserved card presented but no cable within ConnectionTimeOut: Preparing -> Available -> Reserved (the
+    only legal way back, OCPP 1.6 §4.9), and the reservation still takes its card."""
+    a = await start_agent(settings={"connection_timeout_s": "1"})
+    m = mark(cs)
+    assert await reserve(cs, 1, "TAG1", 40) == "Accepted"
+    after_reserved = await reserved(a, cs, after=m)
+    a.swipe("TAG1")
+    await wait_status(cs, 1, "Preparing", after=after_reserved)
+    await reserved(a, cs, after=after_reserved, timeout=5)
+    reported = statuses(cs, 1, after_reserved)
+    assert reported == ["Preparing", "Available", "Reserved"]
+    assert stored_reservations(a) == [40]
+    a.swipe("TAG1")
+    a.plug()
+    assert (await started_with(cs, "TAG1", after=after_reserved))["reservationId"] == 40
+
+
+async def test_fault_ends_the_reservation(cs: CentralSystem, start_agent: StartAgent) -> None:
+    """OCPP 1.6 §3.11: a connector that becomes Faulted ends its reservation; after the fault it is Available."""
+    a = await start_agent()
+    m = mark(cs)
+    assert await reserve(cs, 1, "TAG1", 41) == "Accepted"
+    after_reserved = await reserved(a, cs, after=m)
+    await a.station.raise_fault(1, ErrorCode.GROUND_FAILURE, "test")
+    await wait_status(cs, 1, "Faulted", after=after_reserved)
+    assert stored_reservations(a) == []
+    await a.station.clear_fault(1, ErrorCode.GROUND_FAILURE)
+    await wait_status(cs, 1, "Available", after=after_reserved)
+    assert await cancel(cs, 41) == "Rejected"
