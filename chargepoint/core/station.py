@@ -214,6 +214,8 @@ class Station:
         self.reservations = ReservationBook(store, stored_reservations)
         self._reservation_timer: asyncio.TimerHandle | None = None
         self._reserved_sync: asyncio.Handle | None = None
+        # Set by start(); commands may come from outside it (tests, tools).
+        self._loop: asyncio.AbstractEventLoop | None = None
 
     def _now(self) -> datetime:
         """The station's time; the system's UTC time if the injected clock fails (a session must still end)."""
@@ -236,7 +238,7 @@ class Station:
     # life cycle
     async def start(self) -> None:
         """Open every relay (safe state), recover transactions left by a crash, and start the loops."""
-        loop = asyncio.get_running_loop()
+        loop = self._loop = asyncio.get_running_loop()
         self.reset_requested = loop.create_future()
         for cid, p in self.ports.items():
             await self._open_relay(cid)
@@ -246,7 +248,8 @@ class Station:
             except MeterError:
                 self._meter_failures[cid] = 1
         await self._recover()
-        self._reservations_changed()  # expired while the agent was down: ended now; the rest show Reserved
+        self._reservations_changed()  # expired while the agent was down: ended now
+        self._sync_reserved()  # the rest show Reserved again, before a cable plugged meanwhile counts
         # A TxProfile lives as long as its transaction (OCPP 1.6 §3.13.1): drop those of ended ones.
         self._drop_tx_profiles([c.id for c in self.connectors.values() if c.transaction is None])
         for cid, conn in self.connectors.items():
@@ -1251,7 +1254,7 @@ class Station:
             conn.operative, conn.scheduled_operative = conn.scheduled_operative, None
         if not conn.operative:
             conn.pending_id_tag = conn.pending_parent = None  # also while faulted: no session after recovery
-        if not conn.operative and conn.state in (S.AVAILABLE, S.PREPARING, S.FINISHING):
+        if not conn.operative and conn.state in (S.AVAILABLE, S.PREPARING, S.FINISHING, S.RESERVED):
             if conn.state is S.PREPARING:
                 conn.abandon()  # OCPP 1.6 §4.9 has no Preparing -> Unavailable edge
             conn.disable()
@@ -1310,6 +1313,7 @@ class Station:
     # reservations (OCPP 1.6 §3.11, §5.2, §5.13)
     async def reserve_now(self, reservation: Reservation) -> ReserveResult:
         """Take (or replace, by id) a reservation if the connectors allow it; Accepted once it is on disk."""
+        self._end_reservations(self.reservations.expired(self._now()), "expired")
         statuses = {cid: _unreserved_status(conn) for cid, conn in self.connectors.items()}
         result = reserve_answer(
             self.reservations,
@@ -1354,6 +1358,8 @@ class Station:
         return {c.id for c in self.connectors.values() if _unreserved_status(c) is ConnectorStatus.AVAILABLE}
 
     def _claim(self, cid: int, id_tag: str, parent_id_tag: str | None) -> Claim:
+        # Expired ones end first: the timer may be late after a clock correction (SetClock, NTP at boot).
+        self._end_reservations(self.reservations.expired(self._now()), "expired")
         return claim(self.reservations, cid, id_tag, parent_id_tag, self._free())
 
     def _end_reservations(self, ids: list[int], why: str) -> None:
@@ -1368,25 +1374,28 @@ class Station:
         if self._reservation_timer is not None:
             self._reservation_timer.cancel()
             self._reservation_timer = None
-        if self.stopping:
-            return
+        if self.stopping or self._loop is None:
+            return  # not started: start() does this
         expired = self.reservations.remove(self.reservations.expired(self._now()))
         for gone in expired:
             log.info("reservation %s on connector %s expired", gone.reservation_id, gone.connector_id)
-        self._sync_reserved()
+        self._sync_reserved_soon()  # deferred: this may run inside a connector's state-change callback
         due = self.reservations.next_expiry()
         if due is not None:
             delay = min(LIMIT_RECHECK_S, max(0.0, (due - self._now()).total_seconds()))
-            self._reservation_timer = asyncio.get_running_loop().call_later(delay, self._reservations_changed)
+            self._reservation_timer = self._loop.call_later(delay, self._reservations_changed)
 
     def _sync_reserved_soon(self) -> None:
-        if self._reserved_sync is None and not self.stopping:
-            with contextlib.suppress(RuntimeError):  # no loop yet: start() syncs
-                self._reserved_sync = asyncio.get_running_loop().call_soon(self._sync_reserved)
+        if self._reserved_sync is None and not self.stopping and self._loop is not None:
+            self._reserved_sync = self._loop.call_soon(self._sync_reserved)
 
     def _sync_reserved(self) -> None:
         """Reserved on exactly the idle connectors the reservations hold (Available <-> Reserved, OCPP 1.6 §4.9)."""
-        self._reserved_sync = None
+        if self._reserved_sync is not None:
+            self._reserved_sync.cancel()  # this is that check (or makes it unnecessary)
+            self._reserved_sync = None
+        if self.stopping:
+            return
         shown = held(self.reservations, self._free())
         for cid, conn in self.connectors.items():
             if cid in shown and conn.state is S.AVAILABLE:
