@@ -138,10 +138,12 @@ async def test_sigkill_with_a_reservation_active(tmp_path: Path) -> None:
     sock = str(tmp_path / "ctl.sock")
     write_config(config, station_id="CRASH-CP", url=cs.url, db=tmp_path / "agent.db", sock=sock)
     log = (tmp_path / "agent.log").open("w")
+    procs: list[asyncio.subprocess.Process] = []
 
     async def boot() -> tuple[asyncio.subprocess.Process, int]:
         after = len(cs.log)
         proc = await spawn_agent(config, log)
+        procs.append(proc)
         await cs.wait_for_call("BootNotification", after=after, timeout=15)
         return proc, after
 
@@ -202,6 +204,10 @@ async def test_sigkill_with_a_reservation_active(tmp_path: Path) -> None:
         proc.send_signal(signal.SIGTERM)
         await asyncio.wait_for(proc.wait(), 15)
     finally:
+        for leftover in procs:  # a failed step must not leave an agent running
+            if leftover.returncode is None:
+                leftover.kill()
+                await leftover.wait()
         log.close()
         await cs.stop()
     assert cs.violations == []
