@@ -189,6 +189,8 @@ def _why_none_free(statuses: Iterable[ConnectorStatus]) -> ReserveResult:
 class ReservationBook:
     """The reservations in force, kept in memory and written through the storage port on every change."""
 
+    __slots__ = ("by_id", "store")  # one per agent: a fleet holds thousands
+
     def __init__(self, store: ReservationStorage, reservations: Iterable[Reservation] = ()) -> None:
         self.store = store
         self.by_id: dict[int, Reservation] = {r.reservation_id: r for r in reservations}
