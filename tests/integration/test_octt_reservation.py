@@ -265,7 +265,7 @@ async def test_same_reservation_id_replaces_the_reservation(
     await reserved(a, cs, 2, after=m)
     await wait_status(cs, 1, "Available", after=after_reserved)
     assert stored_reservations(a) == [26]
-    assert a.station.reservations.by_id[26].id_tag == "TAG9"
+    assert a.station.reservations.book.by_id[26].id_tag == "TAG9"
 
 
 async def test_reservation_profile_and_config_key(cs: CentralSystem, start_agent: StartAgent) -> None:

@@ -120,13 +120,13 @@ class StationMachine(RuleBasedStateMachine):
     async def _settle(self) -> None:
         """Let one-shot tasks the station spawned (remote stop, ...) finish; their crashes fail the test."""
         for _ in range(5):
-            pending = list(self.station._tasks)
+            pending = list(self.station.ctx.tasks)
             if not pending:
                 return
             await asyncio.gather(*pending)
 
     async def _cancel_background_loops(self) -> None:
-        tasks = list(self.station._tasks)
+        tasks = list(self.station.ctx.tasks)
         for task in tasks:
             task.cancel()
         await asyncio.gather(*tasks, return_exceptions=True)
@@ -273,8 +273,8 @@ class StationMachine(RuleBasedStateMachine):
         """Reserved only on a connector a reservation holds; a connector reserved itself never sits Available;
         the store keeps the same reservations as the station."""
         self.run(asyncio.sleep(0))
-        book = list(self.station.reservations)
-        shown = held(book, self.station._free())
+        book = list(self.station.reservations.book)
+        shown = held(book, self.station.reservations.free())
         for cid, conn in self.station.connectors.items():
             if conn.state is S.RESERVED:
                 assert cid in shown, (cid, book)
@@ -373,7 +373,7 @@ class Rig:
 
     async def start(self) -> Rig:
         await self.station.start()
-        tasks = list(self.station._tasks)
+        tasks = list(self.station.ctx.tasks)
         for task in tasks:
             task.cancel()
         await asyncio.gather(*tasks, return_exceptions=True)
