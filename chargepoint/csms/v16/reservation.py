@@ -15,13 +15,13 @@ from ocpp.exceptions import FormatViolationError
 from ocpp.v16 import call_result
 
 from chargepoint.core.reservations import Reservation, ReserveResult
-from chargepoint.core.station import Station
+from chargepoint.csms.session import StationCommands
 from chargepoint.csms.v16 import mapping
 from chargepoint.csms.v16.timefmt import parse_time
 
 
 async def reserve_now(
-    station: Station,
+    station: StationCommands,
     connector_id: int,
     expiry_date: Any,
     id_tag: str,
@@ -51,7 +51,7 @@ def check_reserve_now(payload: dict[str, Any]) -> None:
         raise FormatViolationError(details={"cause": "expiryDate is not a date-time"}) from exc
 
 
-async def cancel_reservation(station: Station, reservation_id: int) -> call_result.CancelReservation:
+async def cancel_reservation(station: StationCommands, reservation_id: int) -> call_result.CancelReservation:
     """CancelReservation.conf: Accepted if we held the reservation, which then ends."""
     result = await station.cancel_reservation(reservation_id)
     return call_result.CancelReservation(status=mapping.CANCEL_RESULT[result])
