@@ -27,6 +27,7 @@ from pathlib import Path
 from typing import Any
 
 from chargepoint.core.events import (
+    FileEvent,
     MeterReadings,
     OutboxKind,
     OutboxMessage,
@@ -94,6 +95,9 @@ CREATE TABLE IF NOT EXISTS local_list (
 );
 CREATE TABLE IF NOT EXISTS charging_profiles (
     id INTEGER NOT NULL, profile TEXT NOT NULL, station TEXT NOT NULL DEFAULT '', PRIMARY KEY (station, id)
+);
+CREATE TABLE IF NOT EXISTS file_jobs (
+    kind TEXT NOT NULL, job TEXT NOT NULL, station TEXT NOT NULL DEFAULT '', PRIMARY KEY (station, kind)
 );
 """
 # Files written before rows had a station key get the column (their single agent is station ''); their old
@@ -640,7 +644,7 @@ class Store:
 
         return self._submit(write, critical=True)
 
-    def queue(self, event: MeterReadings | SecurityEvent) -> Future[Any]:
+    def queue(self, event: MeterReadings | SecurityEvent | FileEvent) -> Future[Any]:
         """Queue an event that belongs to no transaction."""
         kind, payload = encode(event)
         text = _dumps(payload)
@@ -663,6 +667,40 @@ class Store:
             "INSERT INTO outbox (kind, local_tx_id, payload, station) VALUES (?, ?, ?, ?)",
             (kind, local_tx_id, payload, self.station),
         )
+
+    # file jobs (firmware update, diagnostics/log upload); the table is new, so older files simply gain it
+    def file_job(self, kind: str) -> dict[str, Any] | None:
+        """The persisted job of ``kind``, None if there is none (or it is unreadable: logged)."""
+        rows = self._read("SELECT job FROM file_jobs WHERE station = ? AND kind = ?", (self.station, kind))
+        if not rows:
+            return None
+        try:
+            job = json.loads(rows[0]["job"])
+        except ValueError:
+            log.error("unreadable %s job in the store; ignored", kind)
+            return None
+        return job if isinstance(job, dict) else None
+
+    def put_file_job(
+        self, kind: str, job: dict[str, Any] | None, event: FileEvent | None = None
+    ) -> Future[Any]:
+        """Replace (None: remove) the job of ``kind`` and queue its status event, atomically (queued)."""
+        station = self.station
+        text = None if job is None else _dumps(job)
+        queued = None if event is None else encode(event)
+
+        def write(db: sqlite3.Connection) -> None:
+            if text is None:
+                db.execute("DELETE FROM file_jobs WHERE station = ? AND kind = ?", (station, kind))
+            else:
+                db.execute(
+                    "INSERT OR REPLACE INTO file_jobs (station, kind, job) VALUES (?, ?, ?)",
+                    (station, kind, text),
+                )
+            if queued is not None:
+                self._enqueue(db, queued[0], None, _dumps(queued[1]))
+
+        return self._submit(write)
 
     def active_transactions(self) -> list[StoredTransaction]:
         """Transactions that have not ended."""

@@ -11,7 +11,15 @@ from dataclasses import dataclass
 from datetime import datetime
 from typing import Any
 
-from chargepoint.core.model import ConnectorState, ErrorCode, Sample, StopReason
+from chargepoint.core.model import (
+    ConnectorState,
+    ErrorCode,
+    FirmwareStatus,
+    Sample,
+    StopReason,
+    UploadKind,
+    UploadStatus,
+)
 
 
 @dataclass(frozen=True, slots=True)
@@ -65,6 +73,26 @@ class SecurityEvent:
 
 
 @dataclass(frozen=True, slots=True)
+class FirmwareStatusChanged:
+    """A firmware update moved on (OCPP 1.6 §6.17 FirmwareStatusNotification; ``request_id`` only for a signed
+    update: the whitepaper's SignedFirmwareStatusNotification). Queued, so that a status is never lost offline
+    and Installed follows the BootNotification of the reboot into the new firmware."""
+
+    status: FirmwareStatus
+    request_id: int | None = None
+
+
+@dataclass(frozen=True, slots=True)
+class UploadStatusChanged:
+    """An upload of diagnostics (OCPP 1.6 §6.13 DiagnosticsStatusNotification) or of a log (whitepaper
+    LogStatusNotification, with its ``request_id``) moved on; queued like firmware statuses."""
+
+    kind: UploadKind
+    status: UploadStatus
+    request_id: int | None = None
+
+
+@dataclass(frozen=True, slots=True)
 class StatusChanged:
     """A connector's (connector 0: the station's) state or error changed; reported live, never queued."""
 
@@ -76,7 +104,16 @@ class StatusChanged:
 
 
 TransactionEvent = TransactionStarted | TransactionUpdated | TransactionEnded
-OutboxEvent = TransactionStarted | TransactionUpdated | TransactionEnded | MeterReadings | SecurityEvent
+FileEvent = FirmwareStatusChanged | UploadStatusChanged
+OutboxEvent = (
+    TransactionStarted
+    | TransactionUpdated
+    | TransactionEnded
+    | MeterReadings
+    | SecurityEvent
+    | FirmwareStatusChanged
+    | UploadStatusChanged
+)
 
 
 class OutboxKind:
@@ -86,6 +123,8 @@ class OutboxKind:
     STOP = "stop"
     METER = "meter"
     SECURITY = "security"
+    FIRMWARE = "firmware"
+    UPLOAD = "upload"
 
 
 @dataclass(frozen=True, slots=True)
@@ -147,6 +186,14 @@ def encode(event: OutboxEvent) -> tuple[str, dict[str, Any]]:
             "connector_id": event.connector_id,
             "samples": [s.to_json() for s in event.samples],
         }
+    if isinstance(event, FirmwareStatusChanged):
+        return OutboxKind.FIRMWARE, {"status": event.status.value, "request_id": event.request_id}
+    if isinstance(event, UploadStatusChanged):
+        return OutboxKind.UPLOAD, {
+            "kind": event.kind.value,
+            "status": event.status.value,
+            "request_id": event.request_id,
+        }
     return OutboxKind.SECURITY, {
         "type": event.type,
         "timestamp": event.timestamp.isoformat(),
@@ -184,4 +231,13 @@ def decode(kind: str, data: dict[str, Any], *, transaction_id: str | None = None
         return SecurityEvent(
             str(data["type"]), datetime.fromisoformat(data["timestamp"]), data.get("tech_info")
         )
+    if kind == OutboxKind.FIRMWARE:
+        return FirmwareStatusChanged(FirmwareStatus(data["status"]), _request_id(data))
+    if kind == OutboxKind.UPLOAD:
+        return UploadStatusChanged(UploadKind(data["kind"]), UploadStatus(data["status"]), _request_id(data))
     raise ValueError(f"unknown outbox kind {kind!r}")
+
+
+def _request_id(data: dict[str, Any]) -> int | None:
+    value = data.get("request_id")
+    return None if value is None else int(value)

@@ -18,6 +18,7 @@ from typing import Any, Protocol
 
 from chargepoint.core.auth import Authorizer
 from chargepoint.core.connector import ActiveTransaction, Connector
+from chargepoint.core.diagnostics import DiagnosticsBlock
 from chargepoint.core.events import (
     MeterReadings,
     StatusChanged,
@@ -26,6 +27,7 @@ from chargepoint.core.events import (
     TransactionUpdated,
 )
 from chargepoint.core.evse import Evse, one_connector_per_evse
+from chargepoint.core.firmware import FirmwareBlock
 from chargepoint.core.metering import finite, next_aligned, next_periodic, sample
 from chargepoint.core.model import (
     WARNING_CODES,
@@ -61,7 +63,7 @@ from chargepoint.core.smart_charging import (
 )
 from chargepoint.core.storage import Storage
 from chargepoint.errors import HardwareError, MeterError, StorageError
-from chargepoint.ports import Clock, ConnectorPorts, IdGenerator, MeterReading, safe_now
+from chargepoint.ports import Clock, ConnectorPorts, FilePort, IdGenerator, MeterReading, safe_now
 
 log = logging.getLogger(__name__)
 
@@ -142,6 +144,9 @@ class Station:
         transaction_ids: IdGenerator,
         timing: StationTiming | None = None,
         unlock_supported: bool = False,
+        files: FilePort | None = None,
+        station_id: str = "",
+        firmware_version: str = "",
     ) -> None:
         self.ports = ports
         self.store = store
@@ -191,6 +196,23 @@ class Station:
             self.profiles = []
         self._remote_profiles: dict[int, tuple[str, ChargingProfile]] = {}
         self._limit_timer: asyncio.TimerHandle | None = None
+        # Firmware management and diagnostics (core/firmware.py, core/diagnostics.py): only with a FilePort.
+        self.firmware: FirmwareBlock | None = None
+        self.diagnostics: DiagnosticsBlock | None = None
+        if files is not None:
+            self.firmware = FirmwareBlock(
+                store,
+                clock,
+                files,
+                configured_version=firmware_version,
+                busy=lambda: any(c.transaction is not None for c in self.connectors.values()),
+                reboot=lambda: self.request_reset(ResetKind.SOFT),
+                wake=lambda: self.csms.outbox_changed(),
+            )
+            self.listeners.append(self.firmware.connector_changed)
+            self.diagnostics = DiagnosticsBlock(
+                store, clock, files, station_id=station_id, wake=lambda: self.csms.outbox_changed()
+            )
 
     def _now(self) -> datetime:
         """The station's time; the system's UTC time if the injected clock fails (a session must still end)."""
@@ -234,6 +256,9 @@ class Station:
                 self._supervise(self._watch_reader, cid, "reader")
         self._spawn(self._clock_aligned(), "clock-aligned")
         self._apply_limits()
+        for block in (self.firmware, self.diagnostics):
+            if block is not None:
+                block.resume()
 
     async def stop(self, reason: StopReason | None = None) -> None:
         """Open every relay, refuse new sessions, end running transactions with ``reason``, stop the loops."""
@@ -244,6 +269,9 @@ class Station:
             await self._open_relay(cid)
         if reason is not None:
             await self.stop_all(reason)
+        for block in (self.firmware, self.diagnostics):
+            if block is not None:
+                await block.stop()
         for task in [*self._tasks, *self._tx_tasks.values(), *self._timeouts.values()]:
             task.cancel()
         for task in [*self._tasks, *self._tx_tasks.values(), *self._timeouts.values()]:

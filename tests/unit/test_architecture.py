@@ -130,6 +130,10 @@ TABLES: list[tuple[type[Enum], dict[object, str], type[Enum] | None]] = [
     (smart_charging.RateUnit, mapping.RATE_UNIT, v16.ChargingRateUnitType),
     (smart_charging.ProfileResult, mapping.PROFILE_RESULT, v16.ChargingProfileStatus),
     (smart_charging.ClearResult, mapping.CLEAR_RESULT, v16.ClearChargingProfileStatus),
+    (model.FirmwareStatus, mapping.FIRMWARE_STATUS, v16.FirmwareStatus),
+    (model.UploadStatus, mapping.DIAGNOSTICS_STATUS, v16.DiagnosticsStatus),
+    (model.UploadStatus, mapping.LOG_STATUS, v16.UploadLogStatus),
+    (model.UpdateResult, mapping.UPDATE_RESULT, v16.UpdateFirmwareStatus),
 ]
 TABLE_IDS = [core.__name__ for core, _, _ in TABLES]
 

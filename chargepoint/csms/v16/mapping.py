@@ -8,12 +8,16 @@ from chargepoint.core.model import (
     AvailabilityResult,
     ConnectorState,
     ErrorCode,
+    FirmwareStatus,
     LocalListResult,
     Measurand,
     OperationalStatus,
     ReadingContext,
     StopReason,
     UnlockResult,
+    UpdateResult,
+    UploadKind,
+    UploadStatus,
 )
 from chargepoint.core.smart_charging import (
     ClearResult,
@@ -192,7 +196,51 @@ CONFIG_KEYS: dict[str, VariableRef] = {
     "MaxChargingProfilesInstalled": VariableRef("SmartChargingCtrlr", "Entries"),
 }
 
-SUPPORTED_PROFILES = "Core,LocalAuthListManagement,RemoteTrigger,SmartCharging"
+SUPPORTED_PROFILES = "Core,FirmwareManagement,LocalAuthListManagement,RemoteTrigger,SmartCharging"
+
+# Firmware and diagnostics (OCPP 1.6 §4.5, §6.13, §6.17; Security whitepaper ed. 2 §4.4, §4.5). The whitepaper's
+# SignedFirmwareStatusNotification knows every status; the plain FirmwareStatusNotification only ``PLAIN_FIRMWARE``
+# (the others are not sent for a plain UpdateFirmware: there is no 1.6 word for them).
+F = FirmwareStatus
+FIRMWARE_STATUS: dict[FirmwareStatus, str] = {
+    F.IDLE: "Idle",
+    F.DOWNLOAD_SCHEDULED: "DownloadScheduled",
+    F.DOWNLOADING: "Downloading",
+    F.DOWNLOADED: "Downloaded",
+    F.DOWNLOAD_FAILED: "DownloadFailed",
+    F.INVALID_SIGNATURE: "InvalidSignature",
+    F.SIGNATURE_VERIFIED: "SignatureVerified",
+    F.INSTALL_SCHEDULED: "InstallScheduled",
+    F.INSTALLING: "Installing",
+    F.INSTALL_REBOOTING: "InstallRebooting",
+    F.INSTALLED: "Installed",
+    F.INSTALLATION_FAILED: "InstallationFailed",
+}
+PLAIN_FIRMWARE = frozenset(
+    {F.IDLE, F.DOWNLOADING, F.DOWNLOADED, F.DOWNLOAD_FAILED, F.INSTALLING, F.INSTALLED, F.INSTALLATION_FAILED}
+)
+DIAGNOSTICS_STATUS: dict[UploadStatus, str] = {
+    UploadStatus.IDLE: "Idle",
+    UploadStatus.UPLOADING: "Uploading",
+    UploadStatus.UPLOADED: "Uploaded",
+    UploadStatus.UPLOAD_FAILED: "UploadFailed",
+}
+LOG_STATUS: dict[UploadStatus, str] = {
+    UploadStatus.IDLE: "Idle",
+    UploadStatus.UPLOADING: "Uploading",
+    UploadStatus.UPLOADED: "Uploaded",
+    UploadStatus.UPLOAD_FAILED: "UploadFailure",
+}
+UPDATE_RESULT: dict[UpdateResult, str] = {
+    UpdateResult.ACCEPTED: "Accepted",
+    UpdateResult.ACCEPTED_CANCELED: "AcceptedCanceled",
+    UpdateResult.REJECTED: "Rejected",
+    UpdateResult.INVALID_CERTIFICATE: "InvalidCertificate",
+}
+LOG_KIND_IN: dict[str, UploadKind] = {
+    "DiagnosticsLog": UploadKind.DIAGNOSTICS_LOG,
+    "SecurityLog": UploadKind.SECURITY_LOG,
+}
 
 # OCPP-J 1.6 §4.2.3 spells two codes differently from the `ocpp` package (errata 5.1, 5.2: not fixed).
 CALL_ERROR_CODE: dict[str, str] = {
