@@ -16,6 +16,7 @@ from chargepoint.core.firmware import running_version
 from chargepoint.core.model import ResetKind, StopReason
 from chargepoint.core.settings import SPECS, Settings
 from chargepoint.core.station import Station, StationTiming
+from chargepoint.core.storage import CertificateUse
 from chargepoint.csms.link import CLOSE_TIMEOUT_S, CallObserver, Link
 from chargepoint.files import FileTransfers, redact_mapping
 from chargepoint.ports import Clock, ConnectorPorts, CounterIds, IdGenerator, SystemClock
@@ -128,6 +129,11 @@ class Agent:
             simulated_hardware=all(c.relay.driver == "sim" for c in cfg.connectors),
             config_text=lambda: _read_text(cfg.source),
             store_summary=lambda: store_summary(store),
+            # Signed firmware is checked against the ManufacturerRootCertificates installed by the CSMS
+            # (InstallCertificate) and those of the config file (firmware.manufacturer_roots).
+            manufacturer_roots=lambda: [
+                c.pem for c in store.installed_certificates(CertificateUse.MANUFACTURER_ROOT)
+            ],
         )
 
     async def run(self) -> None:

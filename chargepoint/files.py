@@ -125,7 +125,7 @@ class FileTransfers:
         )
         self._config_text = config_text
         self._store_summary = store_summary
-        self._roots = manufacturer_roots or self._roots_from_file
+        self._installed_roots = manufacturer_roots or list
 
     # helpers
     async def _io(self, fn: Callable[..., Any], *args: Any) -> Any:
@@ -318,15 +318,16 @@ class FileTransfers:
                 _add(tar, "store-summary.json", json.dumps(summary, indent=2, default=str).encode())
 
     # signed firmware (Security whitepaper ed. 2 §4.4)
-    def _roots_from_file(self) -> list[str]:
+    def _roots(self) -> list[str]:
+        """PEM bundles of the ManufacturerRootCertificates: installed ones, then the config file's."""
+        bundles = list(self._installed_roots())
         path = self.config.manufacturer_roots
-        if path is None:
-            return []
-        try:
-            return [Path(path).read_text(encoding="ascii")]
-        except OSError:
-            log.exception("cannot read the manufacturer root certificates")
-            return []
+        if path is not None:
+            try:
+                bundles.append(Path(path).read_text(encoding="ascii"))
+            except (OSError, UnicodeError):
+                log.exception("cannot read the manufacturer root certificates")
+        return bundles
 
     def check_signing_certificate(self, pem: str, now: datetime) -> str | None:
         """Why a firmware signing certificate is not trusted at ``now``: it must be valid then and issued

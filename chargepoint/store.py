@@ -103,6 +103,7 @@ CREATE TABLE IF NOT EXISTS charging_profiles (
 );
 CREATE TABLE IF NOT EXISTS file_jobs (
     kind TEXT NOT NULL, job TEXT NOT NULL, station TEXT NOT NULL DEFAULT '', PRIMARY KEY (station, kind)
+);
 CREATE TABLE IF NOT EXISTS certificates (
     station TEXT NOT NULL DEFAULT '',
     use TEXT NOT NULL,
