@@ -156,11 +156,7 @@ def triggered(
             if request_id is not None:
                 payload["requestId"] = request_id
             return what, payload
-        return what, {
-            "status": mapping.FIRMWARE_STATUS[
-                state if state in mapping.PLAIN_FIRMWARE else FirmwareStatus.IDLE
-            ]
-        }
+        return what, {"status": mapping.PLAIN_FIRMWARE_NOW[state]}
     status, request_id = UploadStatus.IDLE, None
     if what == "DiagnosticsStatusNotification":
         if uploads is not None:

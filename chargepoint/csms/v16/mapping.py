@@ -219,6 +219,17 @@ FIRMWARE_STATUS: dict[FirmwareStatus, str] = {
 PLAIN_FIRMWARE = frozenset(
     {F.IDLE, F.DOWNLOADING, F.DOWNLOADED, F.DOWNLOAD_FAILED, F.INSTALLING, F.INSTALLED, F.INSTALLATION_FAILED}
 )
+# What a triggered plain FirmwareStatusNotification says in each state (OCPP 1.6 §5.17: the current status):
+# the last plain status the update went through (Idle before the download begins).
+PLAIN_FIRMWARE_NOW: dict[FirmwareStatus, str] = {
+    state: FIRMWARE_STATUS[state] for state in FirmwareStatus if state in PLAIN_FIRMWARE
+} | {
+    F.DOWNLOAD_SCHEDULED: "Idle",
+    F.SIGNATURE_VERIFIED: "Downloaded",
+    F.INVALID_SIGNATURE: "DownloadFailed",
+    F.INSTALL_SCHEDULED: "Downloaded",
+    F.INSTALL_REBOOTING: "Installing",
+}
 DIAGNOSTICS_STATUS: dict[UploadStatus, str] = {
     UploadStatus.IDLE: "Idle",
     UploadStatus.UPLOADING: "Uploading",
