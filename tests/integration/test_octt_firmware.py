@@ -13,9 +13,11 @@ from backend_stub.ocpp.server import utc_now_iso
 from backend_stub.testing.server import ScriptedCentralSystem as CentralSystem
 from chargepoint.core.file_jobs import MAX_RETRIES, MAX_SCHEDULE_AHEAD
 from chargepoint.core.model import ResetKind
+from chargepoint.core.storage import CertificateHashData, CertificateUse, InstalledCertificate
 from tests.integration.conftest import RunningAgent, StartAgent, until
 from tests.integration.file_servers import FtpFiles, HttpFiles, ftp_files, http_files
 from tests.integration.octt_support import CP, incoming_calls, index, mark, quiet, start_session
+from tests.integration.signing import make_chain, pem, sign
 
 __all__ = ["ftp_files", "http_files"]  # fixtures
 
@@ -257,3 +259,133 @@ async def test_huge_retries_and_far_future_dates_are_bounded(
     await quiet(0.3)
     assert statuses_of(cs, "FirmwareStatusNotification", after) == []  # DownloadScheduled has no 1.6 name
     assert a.state() == "CHARGING"
+
+
+# ------------------------------------------------------------------------------------------------------------
+# Security whitepaper ed. 2: SignedUpdateFirmware against the installed ManufacturerRootCertificate, and GetLog.
+# ------------------------------------------------------------------------------------------------------------
+
+
+def _install_root(a: RunningAgent, root_pem: str) -> None:
+    store = a.agent.store
+    assert store is not None
+    store.install_certificate(
+        InstalledCertificate(
+            CertificateUse.MANUFACTURER_ROOT,
+            root_pem,
+            CertificateHashData("aa", "bb", "1"),
+            datetime.now(UTC),
+        )
+    )
+
+
+def _signed(location: str, cert: str, signature: str, request_id: int = 5) -> dict[str, Any]:
+    return {
+        "requestId": request_id,
+        "retries": 0,
+        "retryInterval": 0,
+        "firmware": {
+            "location": location,
+            "retrieveDateTime": utc_now_iso(),
+            "signingCertificate": cert,
+            "signature": signature,
+        },
+    }
+
+
+def signed_statuses(cs: CentralSystem, after: int) -> list[str]:
+    return statuses_of(cs, "SignedFirmwareStatusNotification", after)
+
+
+async def test_signed_update_firmware_verified_installed_and_refused(
+    cs: CentralSystem, start_agent: StartAgent, http_files: HttpFiles
+) -> None:
+    chain = make_chain()
+    a = await start_agent()
+    _install_root(a, pem(chain.root))
+    await start_session(a, cs)
+    http_files.files["/signed.bin"] = IMAGE
+    url = f"{http_files.url}/signed.bin"
+
+    # Untrusted, expired and non-CA-issued signing certificates: refused in the answer, with a security event.
+    for bad in (chain.untrusted_signer, chain.expired_signer, chain.signed_by_non_ca):
+        after = mark(cs)
+        answer = await cs.call(
+            CP, "SignedUpdateFirmware", _signed(url, pem(bad), sign(chain.signer_key, IMAGE))
+        )
+        assert answer == {"status": "InvalidCertificate"}
+        await cs.wait_for_call(
+            "SecurityEventNotification",
+            after=after,
+            where=lambda p: p["type"] == "InvalidFirmwareSigningCertificate",
+        )
+    # A trusted certificate but a signature over other bytes: InvalidSignature, nothing installed.
+    after = mark(cs)
+    bad_sig = sign(chain.signer_key, IMAGE + b"x")
+    assert await cs.call(CP, "SignedUpdateFirmware", _signed(url, pem(chain.signer), bad_sig)) == {
+        "status": "Accepted"
+    }
+    await cs.wait_for_call(
+        "SignedFirmwareStatusNotification", after=after, where=lambda p: p["status"] == "InvalidSignature"
+    )
+    assert signed_statuses(cs, after) == ["Downloading", "Downloaded", "InvalidSignature"]
+    await cs.wait_for_call(
+        "SecurityEventNotification", after=after, where=lambda p: p["type"] == "InvalidFirmwareSignature"
+    )
+    assert a.state() == "CHARGING" and a.agent.resets == []
+    # A good one: verified, then it waits for the transaction to end before installing.
+    after = mark(cs)
+    good = sign(chain.signer_key, IMAGE)
+    assert await cs.call(CP, "SignedUpdateFirmware", _signed(url, pem(chain.signer), good, 6)) == {
+        "status": "Accepted"
+    }
+    await cs.wait_for_call(
+        "SignedFirmwareStatusNotification", after=after, where=lambda p: p["status"] == "InstallScheduled"
+    )
+    assert a.state() == "CHARGING"
+    a.swipe("TAG1")
+    installed = await cs.wait_for_call(
+        "SignedFirmwareStatusNotification",
+        after=after,
+        timeout=20,
+        where=lambda p: p["status"] == "Installed",
+    )
+    assert installed.payload == {"status": "Installed", "requestId": 6}
+    assert signed_statuses(cs, after) == [
+        "Downloading",
+        "Downloaded",
+        "SignatureVerified",
+        "InstallScheduled",
+        "Installing",
+        "InstallRebooting",
+        "Installed",
+    ]
+    assert boots(cs, after)[0]["firmwareVersion"] == "2.0.0"
+
+
+async def test_get_log_security_and_diagnostics(
+    cs: CentralSystem, start_agent: StartAgent, http_files: HttpFiles, tmp_path: Path
+) -> None:
+    seclog = tmp_path / "security.log"
+    seclog.write_text("2026-01-02 10:00:00,000 WARNING FailedToAuthenticateAtCentralSystem\n")
+    await start_agent(firmware={"security_log_files": [str(seclog)], "upload_method": "POST"})
+    after = mark(cs)
+    answer = await cs.call(
+        CP,
+        "GetLog",
+        {"logType": "SecurityLog", "requestId": 9, "log": {"remoteLocation": f"{http_files.url}/logs"}},
+    )
+    assert answer["status"] == "Accepted" and answer["filename"].startswith("security-log-CP-1-")
+    await cs.wait_for_call("LogStatusNotification", after=after, where=lambda p: p["status"] == "Uploaded")
+    assert [f.payload for f in incoming_calls(cs, after) if f.action == "LogStatusNotification"] == [
+        {"status": "Uploading", "requestId": 9},
+        {"status": "Uploaded", "requestId": 9},
+    ]
+    archive = http_files.uploads[f"/logs/{answer['filename']}"]
+    with tarfile.open(fileobj=io.BytesIO(archive), mode="r:gz") as tar:
+        assert tar.getnames() == ["logs/security.log"]
+    # An unsupported scheme is refused in the answer.
+    rejected = await cs.call(
+        CP, "GetLog", {"logType": "DiagnosticsLog", "requestId": 10, "log": {"remoteLocation": "gopher://x/"}}
+    )
+    assert rejected == {"status": "Rejected"}
