@@ -7,6 +7,7 @@ The FTP server is pyftpdlib in a thread, rooted in a temporary directory; a file
 
 from __future__ import annotations
 
+import asyncio
 import io
 import threading
 from collections.abc import AsyncIterator, Iterator
@@ -31,6 +32,9 @@ class HttpFiles:
         self.uploads: dict[str, bytes] = {}
         self.requests: list[tuple[str, str]] = []
         self.fail_uploads = 0  # answer this many uploads with 503 first
+        self.slow_once: set[str] = (
+            set()
+        )  # paths sent slowly (1 KB per 50 ms) the first time they are asked for
         self._runner: web.AppRunner | None = None
         self.port = 0
 
@@ -43,7 +47,16 @@ class HttpFiles:
         data = self.files.get(request.path)
         if data is None:
             raise web.HTTPNotFound()
-        return web.Response(body=data)
+        if request.path not in self.slow_once:
+            return web.Response(body=data)
+        self.slow_once.discard(request.path)
+        response = web.StreamResponse(headers={"Content-Length": str(len(data))})
+        await response.prepare(request)
+        for start in range(0, len(data), 1024):
+            await response.write(data[start : start + 1024])
+            await asyncio.sleep(0.05)
+        await response.write_eof()
+        return response
 
     async def _upload(self, request: web.Request) -> web.Response:
         self.requests.append((request.method, request.path))
