@@ -9,9 +9,6 @@ interrupted by a restart is reported as failed rather than forgotten.
 
 from __future__ import annotations
 
-import asyncio
-import contextlib
-import dataclasses
 import logging
 from collections.abc import Callable
 from dataclasses import dataclass
@@ -19,10 +16,10 @@ from datetime import datetime
 from typing import Any
 
 from chargepoint.core.events import UploadStatusChanged
-from chargepoint.core.file_jobs import RetryPolicy, with_retries
+from chargepoint.core.file_jobs import JobKeeper, RetryPolicy, with_retries
 from chargepoint.core.model import UpdateResult, UploadKind, UploadStatus
 from chargepoint.core.storage import FileJobStorage
-from chargepoint.errors import StorageError, TransferError
+from chargepoint.errors import TransferError
 from chargepoint.ports import Clock, FilePort, safe_now
 
 log = logging.getLogger(__name__)
@@ -99,13 +96,23 @@ class DiagnosticsBlock:
         station_id: str,
         wake: Callable[[], None],
     ) -> None:
-        self.store = store
         self.clock = clock
         self.files = files
         self.station_id = station_id
-        self._wake = wake
-        self.job: UploadJob | None = None
-        self._task: asyncio.Task[None] | None = None
+        self.jobs: JobKeeper[UploadJob] = JobKeeper(
+            store,
+            KIND,
+            transitions=TRANSITIONS,
+            final=FINAL,
+            decode=UploadJob.from_json,
+            event=lambda job, state: UploadStatusChanged(job.kind, state, job.request_id),
+            wake=wake,
+        )
+
+    @property
+    def job(self) -> UploadJob | None:
+        """The upload in progress."""
+        return self.jobs.job
 
     def request(
         self,
@@ -125,13 +132,8 @@ class DiagnosticsBlock:
         canceled = self.cancel()
         now = safe_now(self.clock)
         name = f"{_PREFIX[kind]}-{self.station_id}-{now.strftime('%Y%m%dT%H%M%SZ')}.tar.gz"
-        job = UploadJob(
-            kind, location, name, RetryPolicy.of(retries, retry_interval_s), start, stop, request_id
-        )
-        self.job = job
-        self.store.put_file_job(KIND, job.to_json())
-        self._task = asyncio.get_running_loop().create_task(self._run(), name="upload")
-        self._task.add_done_callback(_log_crash)
+        policy = RetryPolicy.of(retries, retry_interval_s)
+        self.jobs.begin(UploadJob(kind, location, name, policy, start, stop, request_id), self._run)
         return (UpdateResult.ACCEPTED_CANCELED if canceled else UpdateResult.ACCEPTED), name
 
     def status_now(self, kind: UploadKind) -> tuple[UploadStatus, int | None]:
@@ -143,70 +145,44 @@ class DiagnosticsBlock:
 
     def cancel(self) -> bool:
         """Drop the upload in progress, if any; True if there was one."""
-        if self.job is None:
+        job = self.job
+        if job is None:
             return False
-        if self._task is not None:
-            self._task.cancel()
-            self._task = None
-        self.files.discard(self.job.file_name)
-        self.job = None
+        self.jobs.drop()
+        self.files.discard(job.file_name)
         return True
 
     def resume(self) -> None:
         """After a (re)start: an upload the restart interrupted is reported failed (its archive is gone)."""
-        try:
-            data = self.store.file_job(KIND)
-            job = UploadJob.from_json(data) if data is not None else None
-        except (KeyError, ValueError, TypeError, StorageError):
-            log.exception("persisted upload job unreadable; dropped")
-            self.store.put_file_job(KIND, None)
-            return
+        job = self.jobs.load()
         if job is None:
             return
-        self.job = job
         log.warning("the %s upload was interrupted by a restart; reporting it failed", job.kind.value)
         if job.state is U.IDLE:
-            self._set(U.UPLOADING)  # the notification sequence stays Uploading -> UploadFailed
-        self._set(U.UPLOAD_FAILED)
+            self.jobs.set(U.UPLOADING)  # the notification sequence stays Uploading -> UploadFailed
+        self.jobs.set(U.UPLOAD_FAILED)
 
     async def stop(self) -> None:
         """Stop the background work."""
-        task, self._task = self._task, None
-        if task is not None:
-            task.cancel()
-            with contextlib.suppress(asyncio.CancelledError, Exception):
-                await task
-
-    def _set(self, state: UploadStatus, **changes: Any) -> None:
-        """Move the job on, persist it (removed once final) and queue its status if it changed."""
-        job = self.job
-        assert job is not None
-        if state is not job.state and state not in TRANSITIONS.get(job.state, frozenset()):
-            raise ValueError(f"upload cannot go from {job.state.value} to {state.value}")
-        event = UploadStatusChanged(job.kind, state, job.request_id) if state is not job.state else None
-        job = dataclasses.replace(job, state=state, **changes)
-        self.job = None if state in FINAL else job
-        self.store.put_file_job(KIND, None if state in FINAL else job.to_json(), event)
-        if event is not None:
-            self._wake()
+        await self.jobs.stop()
 
     async def _run(self) -> None:
         job = self.job
         assert job is not None
-        self._set(U.UPLOADING)
+        self.jobs.set(U.UPLOADING)
         if not self.files.supports(job.location):
             log.warning("upload location %.80r has an unsupported scheme", job.location)
-            self._set(U.UPLOAD_FAILED)
+            self.jobs.set(U.UPLOAD_FAILED)
             return
         try:
             path = await self.files.build_archive(job.kind.value, job.file_name, job.start, job.stop)
         except TransferError as exc:
             log.error("cannot build the %s archive: %s", job.kind.value, exc)
-            self._set(U.UPLOAD_FAILED)
+            self.jobs.set(U.UPLOAD_FAILED)
             return
 
         async def attempt(n: int) -> None:
-            self._set(U.UPLOADING, attempts=n)
+            self.jobs.set(U.UPLOADING, attempts=n)
 
         try:
             await with_retries(
@@ -217,13 +193,8 @@ class DiagnosticsBlock:
             )
         except TransferError as exc:
             log.error("%s upload failed: %s", job.kind.value, exc)
-            self._set(U.UPLOAD_FAILED)
+            self.jobs.set(U.UPLOAD_FAILED)
         else:
-            self._set(U.UPLOADED)
+            self.jobs.set(U.UPLOADED)
         finally:
             self.files.discard(job.file_name)
-
-
-def _log_crash(task: asyncio.Task[Any]) -> None:
-    if not task.cancelled() and task.exception() is not None:
-        log.error("upload task crashed", exc_info=task.exception())

@@ -8,13 +8,17 @@ clamped here, once, so neither block can be kept busy for ever or overflow a dat
 from __future__ import annotations
 
 import asyncio
+import contextlib
+import dataclasses
 import logging
-from collections.abc import Awaitable, Callable
+from collections.abc import Awaitable, Callable, Coroutine, Mapping
 from dataclasses import dataclass
 from datetime import datetime, timedelta
-from typing import TypeVar
+from typing import Any, Generic, Protocol, TypeVar
 
-from chargepoint.errors import TransferError
+from chargepoint.core.events import FileEvent
+from chargepoint.core.storage import FileJobStorage
+from chargepoint.errors import StorageError, TransferError
 
 log = logging.getLogger(__name__)
 
@@ -93,3 +97,106 @@ async def with_retries(
                 policy.interval_s,
             )
         await asyncio.sleep(policy.interval_s)
+
+
+class Job(Protocol):
+    """A persisted job: an immutable record with a ``state`` (an Enum member) and a JSON form."""
+
+    @property
+    def state(self) -> Any:
+        """Where the job stands."""
+        ...
+
+    def to_json(self) -> dict[str, Any]:
+        """Plain JSON form for the store."""
+        ...
+
+
+J = TypeVar("J", bound=Job)
+
+
+class JobKeeper(Generic[J]):
+    """One job of a kind at a time: its state machine (``transitions``; a ``final`` state ends it), its record in
+    the store with the status event of each change (one atomic write), and its background task."""
+
+    def __init__(
+        self,
+        store: FileJobStorage,
+        kind: str,
+        *,
+        transitions: Mapping[Any, frozenset[Any]],
+        final: frozenset[Any],
+        decode: Callable[[dict[str, Any]], J],
+        event: Callable[[J, Any], FileEvent],
+        wake: Callable[[], None],
+    ) -> None:
+        self.store = store
+        self.kind = kind
+        self.transitions = transitions
+        self.final = final
+        self._decode = decode
+        self._event = event  # the status event of a job entering a state
+        self._wake = wake  # something was queued in the outbox
+        self.job: J | None = None
+        self._task: asyncio.Task[None] | None = None
+
+    def load(self) -> J | None:
+        """The persisted job after a (re)start, now the current one; an unreadable record is logged and dropped."""
+        try:
+            data = self.store.file_job(self.kind)
+            job = self._decode(data) if data is not None else None
+        except (KeyError, ValueError, TypeError, StorageError):
+            log.exception("persisted %s job unreadable; dropped", self.kind)
+            self.store.put_file_job(self.kind, None)
+            return None
+        if job is not None and job.state in self.final:  # ended but not yet removed: nothing left to do
+            self.store.put_file_job(self.kind, None)
+            job = None
+        self.job = job
+        return job
+
+    def begin(self, job: J, run: Callable[[], Coroutine[Any, Any, None]] | None = None) -> None:
+        """Make ``job`` the current one, persist it, and run ``run`` in the background (kept by reference)."""
+        self.job = job
+        self.store.put_file_job(self.kind, job.to_json())
+        if run is not None:
+            self.run(run)
+
+    def run(self, run: Callable[[], Coroutine[Any, Any, None]]) -> None:
+        """Run the current job's work in the background."""
+        self._task = asyncio.get_running_loop().create_task(run(), name=f"{self.kind}-job")
+        self._task.add_done_callback(self._crashed)
+
+    def set(self, state: Any, **changes: Any) -> J:
+        """Move the job on, persist it (removed once final) and queue its status event if the state changed."""
+        job = self.job
+        assert job is not None, f"no {self.kind} job"
+        changed = state is not job.state
+        if changed and state not in self.transitions.get(job.state, frozenset()):
+            raise ValueError(f"{self.kind} job cannot go from {job.state.value} to {state.value}")
+        event = self._event(job, state) if changed else None
+        job = dataclasses.replace(job, state=state, **changes)  # type: ignore[type-var]
+        self.job = None if state in self.final else job
+        self.store.put_file_job(self.kind, None if state in self.final else job.to_json(), event)
+        if event is not None:
+            self._wake()
+        return job
+
+    def drop(self) -> None:
+        """Forget the current job and cancel its work (its record is replaced by the next ``begin``)."""
+        if self._task is not None:
+            self._task.cancel()
+            self._task = None
+        self.job = None
+
+    async def stop(self) -> None:
+        """Cancel the background work; the persisted job goes on (or is reported) at the next start."""
+        task, self._task = self._task, None
+        if task is not None:
+            task.cancel()
+            with contextlib.suppress(asyncio.CancelledError, Exception):
+                await task
+
+    def _crashed(self, task: asyncio.Task[None]) -> None:
+        if not task.cancelled() and task.exception() is not None:
+            log.error("%s job crashed", self.kind, exc_info=task.exception())

@@ -13,7 +13,6 @@ as InstallationFailed after the restart, never run twice.
 from __future__ import annotations
 
 import asyncio
-import contextlib
 import dataclasses
 import json
 import logging
@@ -23,7 +22,7 @@ from datetime import datetime
 from typing import Any, Protocol
 
 from chargepoint.core.events import FirmwareStatusChanged, SecurityEvent
-from chargepoint.core.file_jobs import RetryPolicy, delay_s, scheduled_at, with_retries
+from chargepoint.core.file_jobs import JobKeeper, RetryPolicy, delay_s, scheduled_at, with_retries
 from chargepoint.core.model import FirmwareStatus, UpdateResult
 from chargepoint.core.storage import FileJobStorage, KeyValueStorage, TransactionStorage
 from chargepoint.errors import InstallError, StorageError, TransferError
@@ -158,10 +157,22 @@ class FirmwareBlock:
         self.configured_version = configured_version
         self._busy = busy  # True while any connector has a transaction: installing waits (charging goes on)
         self._reboot = reboot
-        self._wake = wake  # something was queued in the outbox
-        self.job: FirmwareJob | None = None
-        self._task: asyncio.Task[None] | None = None
+        self._wake = wake
+        self.jobs: JobKeeper[FirmwareJob] = JobKeeper(
+            store,
+            KIND,
+            transitions=TRANSITIONS,
+            final=FINAL,
+            decode=FirmwareJob.from_json,
+            event=lambda job, state: FirmwareStatusChanged(state, job.request.request_id),
+            wake=wake,
+        )
         self._connectors_changed = asyncio.Event()
+
+    @property
+    def job(self) -> FirmwareJob | None:
+        """The update in progress."""
+        return self.jobs.job
 
     # commands
     def update(self, request: FirmwareRequest) -> UpdateResult:
@@ -173,21 +184,15 @@ class FirmwareBlock:
         if request.signed:
             why = self.files.check_signing_certificate(request.signing_certificate or "", now)
             if why is not None:
-                # Whitepaper ed. 2 §4.4 (A2.FR.?): InvalidCertificate, and the security event.
+                # Whitepaper ed. 2 §4.4: InvalidCertificate, and the InvalidFirmwareSigningCertificate event.
                 log.warning("firmware signing certificate refused: %s", why)
                 self._security_event("InvalidFirmwareSigningCertificate", why)
                 return UpdateResult.INVALID_CERTIFICATE
             if not self.files.supports(request.location):
                 return UpdateResult.REJECTED
         canceled = self.cancel()
-        job = FirmwareJob(
-            request,
-            scheduled_at(request.retrieve_at, now),
-            RetryPolicy.of(request.retries, request.retry_interval_s),
-        )
-        self.job = job
-        self.store.put_file_job(KIND, job.to_json())
-        self._start()
+        policy = RetryPolicy.of(request.retries, request.retry_interval_s)
+        self.jobs.begin(FirmwareJob(request, scheduled_at(request.retrieve_at, now), policy), self._run)
         return UpdateResult.ACCEPTED_CANCELED if canceled else UpdateResult.ACCEPTED
 
     def status_now(self) -> tuple[FirmwareStatus, int | None]:
@@ -200,73 +205,39 @@ class FirmwareBlock:
         """Drop the job in progress, if any (not an install); True if there was one."""
         if self.job is None or self.job.state not in CANCELABLE:
             return False
-        if self._task is not None:
-            self._task.cancel()
-            self._task = None
-        self.job = None
+        self.jobs.drop()
         self.files.discard(DOWNLOAD_NAME)
         return True
 
     # life cycle
     def resume(self) -> None:
         """After a (re)start: go on with a persisted update, or report how an interrupted one ended."""
-        try:
-            data = self.store.file_job(KIND)
-            job = FirmwareJob.from_json(data) if data is not None else None
-        except (KeyError, ValueError, TypeError, StorageError):
-            log.exception("persisted firmware job unreadable; dropped")
-            self.store.put_file_job(KIND, None)
-            return
+        job = self.jobs.load()
         if job is None:
             return
-        self.job = job
         if job.state is F.INSTALLING:
             # The installer was interrupted: what it left is unknown, and it is never run a second time.
             log.error("firmware install was interrupted by a restart; reporting InstallationFailed")
-            self._set(F.INSTALLATION_FAILED)
+            self.jobs.set(F.INSTALLATION_FAILED)
         elif job.state is F.INSTALL_REBOOTING:
             log.info("rebooted into the new firmware")
-            self._set(F.INSTALLED)
-        elif job.state in FINAL:
-            self.store.put_file_job(KIND, None)
-            self.job = None
+            self.jobs.set(F.INSTALLED)
         else:
             if job.state in (F.DOWNLOADED, F.SIGNATURE_VERIFIED, F.INSTALL_SCHEDULED):
                 # Its download succeeded; it is fetched (and verified) again with a fresh round of attempts.
-                self.job = dataclasses.replace(job, attempts=0)
+                self.jobs.job = dataclasses.replace(job, attempts=0)
             log.info("resuming the firmware update (%s, %s attempts so far)", job.state.value, job.attempts)
-            self._start()
+            self.jobs.run(self._run)
 
     async def stop(self) -> None:
         """Stop the background work; the persisted job goes on at the next start."""
-        task, self._task = self._task, None
-        if task is not None:
-            task.cancel()
-            with contextlib.suppress(asyncio.CancelledError, Exception):
-                await task
+        await self.jobs.stop()
+
+    def connector_changed(self, connector_id: int) -> None:
+        """A connector changed state (a station listener): a waiting install looks again whether it may run."""
+        self._connectors_changed.set()
 
     # the update itself
-    def _start(self) -> None:
-        self._task = asyncio.get_running_loop().create_task(self._run(), name="firmware-update")
-        self._task.add_done_callback(_log_crash)
-
-    def _set(self, state: FirmwareStatus, **changes: Any) -> None:
-        """Move the job on, persist it (removed once final) and queue its status if it changed."""
-        job = self.job
-        assert job is not None
-        if state is not job.state and state not in TRANSITIONS.get(job.state, frozenset()):
-            raise ValueError(f"firmware job cannot go from {job.state.value} to {state.value}")
-        event = FirmwareStatusChanged(state, job.request.request_id) if state is not job.state else None
-        job = dataclasses.replace(job, state=state, **changes)
-        self.job = None if state in FINAL else job
-        self.store.put_file_job(KIND, None if state in FINAL else job.to_json(), event)
-        if event is not None:
-            self._wake()
-
-    async def _durable(self) -> None:
-        """Wait until what was queued is on disk (off the event loop)."""
-        await self.store.flush()
-
     def _security_event(self, kind: str, info: str | None) -> None:
         self.store.queue(SecurityEvent(kind, safe_now(self.clock), (info or "")[:255] or None))
         self._wake()
@@ -276,17 +247,17 @@ class FirmwareBlock:
         assert job is not None
         wait_s = delay_s(job.retrieve_at, safe_now(self.clock))
         if job.state is F.IDLE and wait_s > 0:
-            self._set(F.DOWNLOAD_SCHEDULED)
+            self.jobs.set(F.DOWNLOAD_SCHEDULED)
         await asyncio.sleep(wait_s)
         request = job.request
         if not self.files.supports(request.location):
             log.warning("firmware location %.80r has an unsupported scheme", request.location)
-            self._set(F.DOWNLOADING, attempts=job.attempts + 1)
-            self._set(F.DOWNLOAD_FAILED)
+            self.jobs.set(F.DOWNLOADING, attempts=job.attempts + 1)
+            self.jobs.set(F.DOWNLOAD_FAILED)
             return
 
         async def attempt(n: int) -> None:
-            self._set(F.DOWNLOADING, attempts=n)
+            self.jobs.set(F.DOWNLOADING, attempts=n)
 
         try:
             path = await with_retries(
@@ -299,38 +270,37 @@ class FirmwareBlock:
         except TransferError as exc:
             log.error("firmware download failed: %s", exc)
             self.files.discard(DOWNLOAD_NAME)
-            self._set(F.DOWNLOAD_FAILED)
+            self.jobs.set(F.DOWNLOAD_FAILED)
             return
-        self._set(F.DOWNLOADED)
+        self.jobs.set(F.DOWNLOADED)
         if request.signed:
             ok = await self.files.verify_signature(
                 path, request.signing_certificate or "", request.signature or ""
             )
             if not ok:
-                # Whitepaper ed. 2 §4.4: InvalidSignature, the security event, and nothing is installed.
+                # Whitepaper ed. 2 §4.4: InvalidSignature, the InvalidFirmwareSignature event, nothing installed.
                 log.error("firmware signature does not verify; not installing")
                 self.files.discard(DOWNLOAD_NAME)
                 self._security_event("InvalidFirmwareSignature", request.location[:200])
-                self._set(F.INVALID_SIGNATURE)
+                self.jobs.set(F.INVALID_SIGNATURE)
                 return
-            self._set(F.SIGNATURE_VERIFIED)
+            self.jobs.set(F.SIGNATURE_VERIFIED)
         await self._wait_for_install_time(request)
-        self._set(F.INSTALLING)
-        await self._durable()  # on disk before the installer runs: a crash now reports, never re-installs
+        self.jobs.set(F.INSTALLING)
+        await self.store.flush()  # on disk before the installer runs: a crash now reports, never re-installs
         try:
             version = await self.files.install(path)
         except InstallError as exc:
             log.error("firmware install failed: %s", exc)
             self.files.discard(DOWNLOAD_NAME)
-            self._set(F.INSTALLATION_FAILED)
+            self.jobs.set(F.INSTALLATION_FAILED)
             return
         self.files.discard(DOWNLOAD_NAME)
         if version:
-            self.store.put(
-                VERSION_KEY, json.dumps({"version": version[:50], "configured": self.configured_version})
-            )
-        self._set(F.INSTALL_REBOOTING)
-        await self._durable()
+            record = {"version": version[:50], "configured": self.configured_version}
+            self.store.put(VERSION_KEY, json.dumps(record))
+        self.jobs.set(F.INSTALL_REBOOTING)
+        await self.store.flush()
         log.warning("firmware installed (version %s); rebooting into it", version or "unchanged")
         self._reboot()
 
@@ -339,17 +309,8 @@ class FirmwareBlock:
         now = safe_now(self.clock)
         install_at = scheduled_at(request.install_at, now) if request.install_at else now
         if install_at > now or self._busy():
-            self._set(F.INSTALL_SCHEDULED)
+            self.jobs.set(F.INSTALL_SCHEDULED)
         await asyncio.sleep(delay_s(install_at, now))
         while self._busy():
             self._connectors_changed.clear()
             await self._connectors_changed.wait()
-
-    def connector_changed(self, connector_id: int) -> None:
-        """A connector changed state (a station listener): a waiting install looks again whether it may run."""
-        self._connectors_changed.set()
-
-
-def _log_crash(task: asyncio.Task[Any]) -> None:
-    if not task.cancelled() and task.exception() is not None:
-        log.error("firmware task crashed", exc_info=task.exception())
