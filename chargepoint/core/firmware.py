@@ -174,6 +174,11 @@ class FirmwareBlock:
         """The update in progress."""
         return self.jobs.job
 
+    @property
+    def installing(self) -> bool:
+        """An install is running or done and the reboot into it is due: no new session may start."""
+        return self.job is not None and self.job.state in (F.INSTALLING, F.INSTALL_REBOOTING)
+
     # commands
     def update(self, request: FirmwareRequest) -> UpdateResult:
         """Accept an update (replacing one that has not begun installing) and start it in the background."""

@@ -794,6 +794,10 @@ class Station:
         async with self._locks[conn.id]:
             if conn.transaction is not None or conn.state not in _READY_STATES or self.stopping:
                 return
+            if self.firmware is not None and self.firmware.installing:
+                # The install ends in a reboot: a session begun now would be cut off by it.
+                log.info("card %s ignored on connector %s: firmware is being installed", id_tag, conn.id)
+                return
             if conn.plugged:
                 await self._start_transaction(conn, id_tag, parent)
                 return

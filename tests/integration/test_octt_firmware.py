@@ -4,6 +4,7 @@ issue 11: the real agent against the scripted central system, with real HTTP and
 from __future__ import annotations
 
 import io
+import sys
 import tarfile
 from datetime import UTC, datetime, timedelta
 from pathlib import Path
@@ -389,3 +390,21 @@ async def test_get_log_security_and_diagnostics(
         CP, "GetLog", {"logType": "DiagnosticsLog", "requestId": 10, "log": {"remoteLocation": "gopher://x/"}}
     )
     assert rejected == {"status": "Rejected"}
+
+
+async def test_no_session_starts_while_firmware_installs(
+    cs: CentralSystem, start_agent: StartAgent, http_files: HttpFiles, tmp_path: Path
+) -> None:
+    """An install ends in a reboot, so a card presented during it starts nothing (it would be cut off)."""
+    script = tmp_path / "install.py"
+    script.write_text("import time\ntime.sleep(1.5)\nprint('3.1.4')\n")
+    a = await start_agent(firmware={"installer": "command", "install_command": [sys.executable, str(script)]})
+    http_files.files["/fw.bin"] = IMAGE
+    after = mark(cs)
+    await update(cs, f"{http_files.url}/fw.bin")
+    await wait_firmware(cs, "Installing", after)
+    a.plug()
+    a.swipe("TAG1")
+    await wait_firmware(cs, "Installed", after, timeout=20)
+    assert [f for f in incoming_calls(cs, after) if f.action == "StartTransaction"] == []
+    assert boots(cs, after)[0]["firmwareVersion"] == "3.1.4"
