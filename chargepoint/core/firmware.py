@@ -167,7 +167,7 @@ class FirmwareBlock:
             event=lambda job, state: FirmwareStatusChanged(state, job.request.request_id),
             wake=wake,
         )
-        self._connectors_changed = asyncio.Event()
+        self._connectors_changed: asyncio.Event | None = None  # made only while an install waits (fleets)
 
     @property
     def job(self) -> FirmwareJob | None:
@@ -240,7 +240,8 @@ class FirmwareBlock:
 
     def connector_changed(self, connector_id: int) -> None:
         """A connector changed state (a station listener): a waiting install looks again whether it may run."""
-        self._connectors_changed.set()
+        if self._connectors_changed is not None:
+            self._connectors_changed.set()
 
     # the update itself
     def _security_event(self, kind: str, info: str | None) -> None:
@@ -316,6 +317,10 @@ class FirmwareBlock:
         if install_at > now or self._busy():
             self.jobs.set(F.INSTALL_SCHEDULED)
         await asyncio.sleep(delay_s(install_at, now))
-        while self._busy():
-            self._connectors_changed.clear()
-            await self._connectors_changed.wait()
+        changed = self._connectors_changed = asyncio.Event()
+        try:
+            while self._busy():
+                changed.clear()
+                await changed.wait()
+        finally:
+            self._connectors_changed = None
