@@ -8,7 +8,6 @@ clamped here, once, so neither block can be kept busy for ever or overflow a dat
 from __future__ import annotations
 
 import asyncio
-import contextlib
 import dataclasses
 import logging
 from collections.abc import Awaitable, Callable, Coroutine, Mapping
@@ -31,6 +30,9 @@ DEFAULT_RETRIES = 2
 MAX_RETRY_INTERVAL_S = 3600
 DEFAULT_RETRY_INTERVAL_S = 60
 MAX_SCHEDULE_AHEAD = timedelta(days=30)  # a retrieveDate further ahead is taken as this far ahead
+# A date this close ahead is "now": a central system's clock and ours are never closer than that (a retrieveDate
+# of the CSMS's now arrived a few ms "early" and the update was reported DownloadScheduled first).
+NOW_TOLERANCE = timedelta(seconds=1)
 
 
 @dataclass(frozen=True, slots=True)
@@ -55,7 +57,7 @@ class RetryPolicy:
 
 def scheduled_at(requested: datetime | None, now: datetime) -> datetime:
     """When to start a job the CSMS asked for at ``requested``: not before now, not after MAX_SCHEDULE_AHEAD."""
-    if requested is None or requested < now:
+    if requested is None or requested < now + NOW_TOLERANCE:
         return now
     return min(requested, now + MAX_SCHEDULE_AHEAD)
 
@@ -189,13 +191,11 @@ class JobKeeper(Generic[J]):
             self._task = None
         self.job = None
 
-    async def stop(self) -> None:
-        """Cancel the background work; the persisted job goes on (or is reported) at the next start."""
+    def halt(self) -> list[asyncio.Task[None]]:
+        """The background task, for the station to cancel and await; the persisted job goes on (or is reported)
+        at the next start."""
         task, self._task = self._task, None
-        if task is not None:
-            task.cancel()
-            with contextlib.suppress(asyncio.CancelledError, Exception):
-                await task
+        return [task] if task is not None else []
 
     def _crashed(self, task: asyncio.Task[None]) -> None:
         if not task.cancelled() and task.exception() is not None:

@@ -13,9 +13,10 @@ from typing import Any
 from ocpp.exceptions import NotSupportedError
 from ocpp.v16 import call_result
 
-from chargepoint.core.diagnostics import DiagnosticsBlock
+from chargepoint.core.blocks.diagnostics import Diagnostics
+from chargepoint.core.blocks.firmware import Firmware
 from chargepoint.core.events import FileEvent, FirmwareStatusChanged
-from chargepoint.core.firmware import FirmwareBlock, FirmwareRequest
+from chargepoint.core.firmware import FirmwareRequest
 from chargepoint.core.model import FirmwareStatus, UpdateResult, UploadKind, UploadStatus
 from chargepoint.csms.v16 import mapping
 from chargepoint.csms.v16.times import parse_time
@@ -25,13 +26,13 @@ log = logging.getLogger(__name__)
 MAX_FILE_NAME_CHARS = 255  # GetDiagnostics.conf fileName: CiString255Type
 
 
-def _firmware(block: FirmwareBlock | None) -> FirmwareBlock:
+def _firmware(block: Firmware | None) -> Firmware:
     if block is None:
         raise NotSupportedError(details={"cause": "firmware management is not configured"})
     return block
 
 
-def _uploads(block: DiagnosticsBlock | None) -> DiagnosticsBlock:
+def _uploads(block: Diagnostics | None) -> Diagnostics:
     if block is None:
         raise NotSupportedError(details={"cause": "diagnostics are not configured"})
     return block
@@ -42,7 +43,7 @@ def _time(text: str | None) -> datetime | None:
 
 
 def update_firmware(
-    block: FirmwareBlock | None,
+    block: Firmware | None,
     location: str,
     retrieve_date: str,
     retries: int | None,
@@ -57,7 +58,7 @@ def update_firmware(
 
 
 def signed_update_firmware(
-    block: FirmwareBlock | None,
+    block: Firmware | None,
     request_id: int,
     firmware: dict[str, Any],
     retries: int | None,
@@ -80,7 +81,7 @@ def signed_update_firmware(
 
 
 def get_diagnostics(
-    block: DiagnosticsBlock | None,
+    block: Diagnostics | None,
     location: str,
     retries: int | None,
     retry_interval: int | None,
@@ -100,7 +101,7 @@ def get_diagnostics(
 
 
 def get_log(
-    block: DiagnosticsBlock | None,
+    block: Diagnostics | None,
     log_type: str,
     request_id: int,
     log_parameters: dict[str, Any],
@@ -145,7 +146,7 @@ def notification(event: FileEvent) -> tuple[str, dict[str, Any]] | None:
 
 
 def triggered(
-    what: str, firmware: FirmwareBlock | None, uploads: DiagnosticsBlock | None
+    what: str, firmware: Firmware | None, uploads: Diagnostics | None
 ) -> tuple[str, dict[str, Any]]:
     """The notification a TriggerMessage (§5.17) or ExtendedTriggerMessage asks for: the current status, Idle
     when nothing is in progress (a plain one for a signed update in a state 1.6 cannot name is Idle too)."""
