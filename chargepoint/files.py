@@ -37,6 +37,7 @@ from cryptography.hazmat.primitives.asymmetric import ec, padding, rsa
 from cryptography.hazmat.primitives.asymmetric.utils import Prehashed
 
 from chargepoint.config import FirmwareConfig
+from chargepoint.core.file_jobs import shown
 from chargepoint.errors import InstallError, TransferError
 
 log = logging.getLogger(__name__)
@@ -100,7 +101,7 @@ def _credentials(url: str) -> tuple[str, str, str, int | None, str]:
     try:
         port = parts.port
     except ValueError as exc:
-        raise TransferError(f"bad port in {url[:80]!r}") from exc
+        raise TransferError(f"bad port in {shown(url)}") from exc
     user = unquote(parts.username) if parts.username else "anonymous"
     password = unquote(parts.password) if parts.password else ("anonymous@" if user == "anonymous" else "")
     return parts.scheme.lower(), user, password, port, unquote(parts.path)
@@ -154,7 +155,7 @@ class FileTransfers:
     async def download(self, url: str, name: str) -> str:
         """Fetch ``url`` into ``name`` within the size and time bounds; the file's path."""
         if not self.supports(url):
-            raise TransferError(f"unsupported location {url[:80]!r}")
+            raise TransferError(f"unsupported location {shown(url)}")
         target = self._path(name)
         part = target.with_name(target.name + ".part")
         await self._io(lambda: self.directory.mkdir(parents=True, exist_ok=True))
@@ -178,7 +179,7 @@ class FileTransfers:
                 session.get(url, allow_redirects=True, max_redirects=5) as response,
             ):
                 if response.status >= 400:
-                    raise TransferError(f"HTTP {response.status} for {url[:80]!r}")
+                    raise TransferError(f"HTTP {response.status} for {shown(url)}")
                 if response.content_length is not None and response.content_length > limit:
                     raise TransferError(f"{response.content_length} bytes is more than {limit}")
                 out = await self._io(part.open, "wb")
@@ -193,7 +194,7 @@ class FileTransfers:
                 finally:
                     out.close()
         except (aiohttp.ClientError, OSError, TimeoutError, ValueError) as exc:
-            raise TransferError(f"download of {url[:80]!r} failed: {type(exc).__name__}: {exc}") from exc
+            raise TransferError(f"download of {shown(url)} failed: {type(exc).__name__}: {exc}") from exc
 
     def _ftp(self, url: str) -> tuple[ftplib.FTP, str]:
         _, user, password, port, path = _credentials(url)
@@ -245,7 +246,7 @@ class FileTransfers:
     async def upload(self, path: str, url: str, file_name: str) -> None:
         """PUT/POST (HTTP) or STOR (FTP) the file at ``path`` as ``file_name``."""
         if not self.supports(url):
-            raise TransferError(f"unsupported location {url[:80]!r}")
+            raise TransferError(f"unsupported location {shown(url)}")
         if urlsplit(url).scheme.lower() == "ftp":
             await self._io(self._ftp_put, path, url, file_name)
             return
@@ -262,9 +263,9 @@ class FileTransfers:
                     request = session.put(target, data=data, headers={"Content-Type": "application/gzip"})
                 async with request as response:
                     if response.status >= 400:
-                        raise TransferError(f"HTTP {response.status} from {url[:80]!r}")
+                        raise TransferError(f"HTTP {response.status} from {shown(url)}")
         except (aiohttp.ClientError, OSError, TimeoutError, ValueError) as exc:
-            raise TransferError(f"upload to {url[:80]!r} failed: {type(exc).__name__}: {exc}") from exc
+            raise TransferError(f"upload to {shown(url)} failed: {type(exc).__name__}: {exc}") from exc
 
     def _ftp_put(self, path: str, url: str, file_name: str) -> None:
         try:

@@ -10,6 +10,7 @@ from __future__ import annotations
 import asyncio
 import dataclasses
 import logging
+import re
 from collections.abc import Awaitable, Callable, Coroutine, Mapping
 from dataclasses import dataclass
 from datetime import datetime, timedelta
@@ -33,6 +34,14 @@ MAX_SCHEDULE_AHEAD = timedelta(days=30)  # a retrieveDate further ahead is taken
 # A date this close ahead is "now": a central system's clock and ours are never closer than that (a retrieveDate
 # of the CSMS's now arrived a few ms "early" and the update was reported DownloadScheduled first).
 NOW_TOLERANCE = timedelta(seconds=1)
+
+
+_USERINFO = re.compile(r"^([A-Za-z][A-Za-z0-9+.-]*://)[^/@]*@")
+
+
+def shown(url: str, limit: int = 80) -> str:
+    """A location as it may be logged or reported: without its user and password (an FTP URL carries them)."""
+    return repr(_USERINFO.sub(r"\1***@", url)[:limit])
 
 
 @dataclass(frozen=True, slots=True)

@@ -16,6 +16,7 @@ from chargepoint.core.file_jobs import (
     MAX_SCHEDULE_AHEAD,
     RetryPolicy,
     scheduled_at,
+    shown,
 )
 from chargepoint.core.firmware import FirmwareJob, FirmwareRequest
 from chargepoint.core.model import FirmwareStatus
@@ -118,3 +119,9 @@ async def test_signature_over_the_file(tmp_path: Path, chain: Chain) -> None:
     assert not await files.verify_signature(str(image), pem(chain.signer), "!!not base64!!")
     image.write_bytes(image.read_bytes() + b"tampered")
     assert not await files.verify_signature(str(image), pem(chain.signer), good_ec)
+
+
+def test_shown_hides_credentials_of_a_location() -> None:
+    assert shown("ftp://fw:secret@host/dir/fw.bin") == repr("ftp://***@host/dir/fw.bin")
+    assert "secret" not in shown("https://u:secret@h/x" + "y" * 200)
+    assert shown("http://host/fw.bin") == repr("http://host/fw.bin")

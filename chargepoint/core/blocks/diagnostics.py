@@ -11,7 +11,7 @@ from typing import Any
 from chargepoint.core.blocks.context import FunctionalBlock, StationContext
 from chargepoint.core.diagnostics import FILE_PREFIX, FINAL, KIND, TRANSITIONS, U, UploadJob
 from chargepoint.core.events import UploadStatusChanged
-from chargepoint.core.file_jobs import JobKeeper, RetryPolicy, with_retries
+from chargepoint.core.file_jobs import JobKeeper, RetryPolicy, shown, with_retries
 from chargepoint.core.model import UpdateResult, UploadKind, UploadStatus
 from chargepoint.errors import TransferError
 from chargepoint.ports import FilePort
@@ -102,7 +102,7 @@ class Diagnostics(FunctionalBlock):
         assert job is not None
         self.jobs.set(U.UPLOADING)
         if not self.files.supports(job.location):
-            log.warning("upload location %.80r has an unsupported scheme", job.location)
+            log.warning("upload location %s has an unsupported scheme", shown(job.location))
             self.jobs.set(U.UPLOAD_FAILED)
             return
         try:

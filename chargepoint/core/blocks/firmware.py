@@ -12,7 +12,7 @@ from typing import Any
 
 from chargepoint.core.blocks.context import FunctionalBlock, StationContext
 from chargepoint.core.events import FirmwareStatusChanged, SecurityEvent
-from chargepoint.core.file_jobs import JobKeeper, RetryPolicy, delay_s, scheduled_at, with_retries
+from chargepoint.core.file_jobs import JobKeeper, RetryPolicy, delay_s, scheduled_at, shown, with_retries
 from chargepoint.core.firmware import (
     CANCELABLE,
     DOWNLOAD_NAME,
@@ -150,7 +150,7 @@ class Firmware(FunctionalBlock):
         await asyncio.sleep(wait_s)
         request = job.request
         if not self.files.supports(request.location):
-            log.warning("firmware location %.80r has an unsupported scheme", request.location)
+            log.warning("firmware location %s has an unsupported scheme", shown(request.location))
             self.jobs.set(F.DOWNLOADING, attempts=job.attempts + 1)
             self.jobs.set(F.DOWNLOAD_FAILED)
             return
@@ -180,7 +180,7 @@ class Firmware(FunctionalBlock):
                 # Whitepaper ed. 2 §4.4: InvalidSignature, the InvalidFirmwareSignature event, nothing installed.
                 log.error("firmware signature does not verify; not installing")
                 self.files.discard(DOWNLOAD_NAME)
-                self._security_event("InvalidFirmwareSignature", request.location[:200])
+                self._security_event("InvalidFirmwareSignature", shown(request.location, 200))
                 self.jobs.set(F.INVALID_SIGNATURE)
                 return
             self.jobs.set(F.SIGNATURE_VERIFIED)
