@@ -10,8 +10,6 @@ failure is a ``TransferError`` or ``InstallError``.
 from __future__ import annotations
 
 import asyncio
-import base64
-import binascii
 import contextlib
 import ftplib
 import glob
@@ -28,13 +26,6 @@ from datetime import UTC, datetime
 from pathlib import Path
 from typing import Any
 from urllib.parse import unquote, urlsplit
-
-import aiohttp
-from cryptography import x509
-from cryptography.exceptions import InvalidSignature
-from cryptography.hazmat.primitives import hashes
-from cryptography.hazmat.primitives.asymmetric import ec, padding, rsa
-from cryptography.hazmat.primitives.asymmetric.utils import Prehashed
 
 from chargepoint.config import FirmwareConfig
 from chargepoint.core.file_jobs import shown
@@ -171,6 +162,8 @@ class FileTransfers:
         return str(target)
 
     async def _http_get(self, url: str, part: Path) -> None:
+        import aiohttp  # imported on the first transfer: ~15 MB the agent does not carry until then
+
         limit = self.config.max_download_bytes
         timeout = aiohttp.ClientTimeout(total=self.config.transfer_timeout_s)
         try:
@@ -250,6 +243,8 @@ class FileTransfers:
         if urlsplit(url).scheme.lower() == "ftp":
             await self._io(self._ftp_put, path, url, file_name)
             return
+        import aiohttp
+
         data: bytes = await self._io(Path(path).read_bytes)
         target = url if not url.endswith("/") else url + file_name
         timeout = aiohttp.ClientTimeout(total=self.config.transfer_timeout_s)
@@ -331,51 +326,22 @@ class FileTransfers:
         return bundles
 
     def check_signing_certificate(self, pem: str, now: datetime) -> str | None:
-        """Why a firmware signing certificate is not trusted at ``now``: it must be valid then and issued
-        directly by a valid CA certificate among the ManufacturerRootCertificates."""
-        try:
-            cert = x509.load_pem_x509_certificate(pem.encode("ascii"))
-        except (ValueError, UnicodeError) as exc:
-            return f"unreadable signing certificate: {exc}"[:200]
-        if not cert.not_valid_before_utc <= now <= cert.not_valid_after_utc:
-            return "signing certificate is not valid now (expired or not yet valid)"
-        roots: list[x509.Certificate] = []
-        for bundle in self._roots():
-            with contextlib.suppress(ValueError):
-                roots.extend(x509.load_pem_x509_certificates(bundle.encode("ascii")))
-        if not roots:
-            return "no ManufacturerRootCertificate installed"
-        for root in roots:
-            if root.subject != cert.issuer:
-                continue
-            try:
-                cert.verify_directly_issued_by(root)
-            except (ValueError, TypeError, InvalidSignature):
-                continue
-            if not _is_ca(root):
-                return "issuer is not a CA certificate"
-            if not root.not_valid_before_utc <= now <= root.not_valid_after_utc:
-                return "the manufacturer root certificate is not valid now"
-            return None
-        return "signing certificate was not issued by an installed ManufacturerRootCertificate"
+        """Why a firmware signing certificate is not trusted at ``now`` (``firmware_signing``)."""
+        from chargepoint import (
+            firmware_signing,  # cryptography is imported when firmware is signed, not at start
+        )
+
+        return firmware_signing.untrusted_because(pem, self._roots(), now)
 
     async def verify_signature(self, path: str, certificate_pem: str, signature_b64: str) -> bool:
-        """True if the signature (base64) is the certificate's RSA (PKCS#1 v1.5) or ECDSA SHA-256 signature
-        over the file."""
+        """True if the signature (base64) is the certificate's SHA-256 signature over the file."""
+        from chargepoint import firmware_signing
+
         try:
-            cert = x509.load_pem_x509_certificate(certificate_pem.encode("ascii"))
-            signature = base64.b64decode(signature_b64, validate=True)
             digest: bytes = await self._io(_sha256, path)
-            key = cert.public_key()
-            if isinstance(key, rsa.RSAPublicKey):
-                key.verify(signature, digest, padding.PKCS1v15(), Prehashed(hashes.SHA256()))
-            elif isinstance(key, ec.EllipticCurvePublicKey):
-                key.verify(signature, digest, ec.ECDSA(Prehashed(hashes.SHA256())))
-            else:
-                return False
-        except (InvalidSignature, ValueError, UnicodeError, binascii.Error, OSError):
+        except OSError:
             return False
-        return True
+        return firmware_signing.signature_verifies(digest, certificate_pem, signature_b64)
 
     # installing
     async def install(self, path: str) -> str | None:
@@ -468,10 +434,3 @@ def _add(tar: tarfile.TarFile, name: str, data: bytes) -> None:
     info.size = len(data)
     info.mtime = int(time.time())
     tar.addfile(info, io.BytesIO(data))
-
-
-def _is_ca(cert: x509.Certificate) -> bool:
-    try:
-        return bool(cert.extensions.get_extension_for_class(x509.BasicConstraints).value.ca)
-    except x509.ExtensionNotFound:
-        return False
