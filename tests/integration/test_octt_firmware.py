@@ -227,7 +227,9 @@ async def test_bad_firmware_locations_fail_while_charging_goes_on(
     a = await start_agent(firmware={"max_download_bytes": 4096})
     await start_session(a, cs)
     http_files.files["/big.bin"] = IMAGE  # 16 KB, more than the 4 KB bound
-    (ftp_files.root / "truncated.bin").write_bytes(IMAGE)
+    (ftp_files.root / "truncated.bin").write_bytes(
+        IMAGE[:2048]
+    )  # within the size bound: only the break fails it
     await _download_fails(a, cs, "http://firmware.invalid/fw.bin")  # does not resolve
     await _download_fails(a, cs, f"{http_files.url}/nothing-here.bin")  # 404
     await _download_fails(a, cs, f"{http_files.url}/big.bin")  # too big
