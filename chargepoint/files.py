@@ -15,11 +15,13 @@ import ftplib
 import glob
 import hashlib
 import io
+import itertools
 import json
 import logging
 import os
 import re
 import tarfile
+import threading
 import time
 from collections.abc import Callable
 from datetime import UTC, datetime
@@ -118,6 +120,7 @@ class FileTransfers:
         self._config_text = config_text
         self._store_summary = store_summary
         self._installed_roots = manufacturer_roots or list
+        self._attempts = itertools.count(1)
 
     # helpers
     async def _io(self, fn: Callable[..., Any], *args: Any) -> Any:
@@ -136,11 +139,18 @@ class FileTransfers:
         return parts.scheme.lower() in SCHEMES and bool(parts.hostname)
 
     def discard(self, path: str) -> None:
-        """Remove a file of the work directory (missing is fine)."""
+        """Remove a file of the work directory and its part files (missing is fine), off the event loop."""
+        try:
+            asyncio.get_running_loop().run_in_executor(None, self._remove, path)
+        except RuntimeError:  # no loop running (a caller outside the agent)
+            self._remove(path)
+
+    def _remove(self, path: str) -> None:
         with contextlib.suppress(OSError):
             self._path(path).unlink()
-        with contextlib.suppress(OSError):
-            self._path(path + ".part").unlink()
+        for part in self.directory.glob(f"{glob.escape(Path(path).name)}.*.part"):
+            with contextlib.suppress(OSError):
+                part.unlink()
 
     # download
     async def download(self, url: str, name: str) -> str:
@@ -148,15 +158,18 @@ class FileTransfers:
         if not self.supports(url):
             raise TransferError(f"unsupported location {shown(url)}")
         target = self._path(name)
-        part = target.with_name(target.name + ".part")
+        # A part file of its own per attempt: an FTP thread of a canceled download may still be writing its own.
+        part = target.with_name(f"{target.name}.{next(self._attempts)}.part")
+        aborted = threading.Event()  # tells an FTP thread to stop when its download is canceled
         await self._io(lambda: self.directory.mkdir(parents=True, exist_ok=True))
         try:
             if urlsplit(url).scheme.lower() == "ftp":
-                await self._io(self._ftp_get, url, part)
+                await self._io(self._ftp_get, url, part, aborted)
             else:
                 await self._http_get(url, part)
             await self._io(os.replace, part, target)
         except BaseException:
+            aborted.set()
             await self._io(lambda: part.unlink(missing_ok=True))
             raise
         return str(target)
@@ -197,7 +210,7 @@ class FileTransfers:
         ftp.login(user, password)
         return ftp, path
 
-    def _ftp_get(self, url: str, part: Path) -> None:
+    def _ftp_get(self, url: str, part: Path, aborted: threading.Event) -> None:
         """RETR in this (executor) thread, bounded in size and total time; the server's SIZE must match."""
         limit = self.config.max_download_bytes
         deadline = time.monotonic() + self.config.transfer_timeout_s
@@ -220,6 +233,8 @@ class FileTransfers:
                             raise TransferError(f"more than {limit} bytes")
                         if time.monotonic() > deadline:
                             raise TransferError("transfer took too long")
+                        if aborted.is_set():
+                            raise TransferError("download canceled")
                         out.write(block)
 
                     ftp.retrbinary(f"RETR {path}", write, blocksize=CHUNK_BYTES)

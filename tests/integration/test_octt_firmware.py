@@ -410,3 +410,20 @@ async def test_no_session_starts_while_firmware_installs(
     await wait_firmware(cs, "Installed", after, timeout=20)
     assert [f for f in incoming_calls(cs, after) if f.action == "StartTransaction"] == []
     assert boots(cs, after)[0]["firmwareVersion"] == "3.1.4"
+
+
+async def test_a_new_update_replaces_one_still_downloading(
+    cs: CentralSystem, start_agent: StartAgent, http_files: HttpFiles
+) -> None:
+    """A second UpdateFirmware during a slow download cancels it: only the second image is installed."""
+    await start_agent()
+    http_files.files["/old.bin"] = b"FIRMWARE 1.5.0\n" + IMAGE
+    http_files.slow_once.add("/old.bin")  # ~17 s at 1 KB per 50 ms: still downloading when replaced
+    http_files.files["/new.bin"] = b"FIRMWARE 2.5.0\n" + IMAGE
+    after = mark(cs)
+    await update(cs, f"{http_files.url}/old.bin")
+    await wait_firmware(cs, "Downloading", after)
+    await update(cs, f"{http_files.url}/new.bin")
+    await wait_firmware(cs, "Installed", after, timeout=20)
+    assert boots(cs, after)[0]["firmwareVersion"] == "2.5.0"
+    assert statuses_of(cs, "FirmwareStatusNotification", after).count("Installing") == 1
