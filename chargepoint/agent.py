@@ -17,7 +17,8 @@ from chargepoint.core.model import ResetKind, StopReason
 from chargepoint.core.settings import SPECS, Settings
 from chargepoint.core.station import Station, StationTiming
 from chargepoint.core.storage import CertificateUse
-from chargepoint.csms.link import CLOSE_TIMEOUT_S, CallObserver, Link
+from chargepoint.csms.link import CLOSE_TIMEOUT_S, Link
+from chargepoint.csms.session import CallObserver
 from chargepoint.files import FileTransfers, redact_mapping
 from chargepoint.ports import Clock, ConnectorPorts, CounterIds, IdGenerator, SystemClock
 from chargepoint.store import Store
