@@ -179,7 +179,10 @@ async def test_sigkill_during_install_reports_failure_and_never_reinstalls(
         where=lambda p: p["status"] == "InstallationFailed",
     )
     await asyncio.sleep(1)
-    assert _statuses(cs, after) == ["InstallationFailed"]
+    # Installing may come again first: a kill before its answer was committed resends it (at-least-once delivery,
+    # docs/architecture.md); the outcome is reported once, and last.
+    sent = _statuses(cs, after)
+    assert sent[-1:] == ["InstallationFailed"] and set(sent[:-1]) <= {"Installing"}, sent
     assert marker.read_text() == "start\n"  # the hook ran once and was never started again
     assert _boots(cs, after)[0]["firmwareVersion"] == "0.1.0"
     await _terminate(proc)
