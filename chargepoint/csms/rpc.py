@@ -15,9 +15,8 @@ import json
 import logging
 import math
 import re
-from collections.abc import Iterator, Mapping
+from collections.abc import Callable, Iterator, Mapping
 from dataclasses import dataclass
-from datetime import UTC, datetime
 from typing import TYPE_CHECKING, Any, ClassVar
 
 import ocpp.exceptions
@@ -31,6 +30,7 @@ from chargepoint.core.events import OutboxMessage
 from chargepoint.core.model import IdTagInfo
 from chargepoint.core.settings import SPECS
 from chargepoint.csms.outbox import Delivered, MalformedAnswer
+from chargepoint.csms.times import parse_time
 from chargepoint.errors import ChargePointError, CsmsRejected, CsmsUnavailable
 
 if TYPE_CHECKING:
@@ -76,17 +76,6 @@ class _LogBudget:
             return True
         self.suppressed += 1
         return False
-
-
-def ocpp_time(when: datetime) -> str:
-    """An aware datetime as OCPP-J wants it: ISO 8601 UTC with a Z."""
-    return when.astimezone(UTC).isoformat(timespec="milliseconds").replace("+00:00", "Z")
-
-
-def parse_time(text: str) -> datetime:
-    """An OCPP timestamp as an aware UTC datetime (naive ones are taken as UTC)."""
-    when = datetime.fromisoformat(text.replace("Z", "+00:00"))
-    return when if when.tzinfo else when.replace(tzinfo=UTC)
 
 
 def is_int64(value: Any) -> bool:
@@ -208,6 +197,8 @@ class OcppSession(_OcppChargePoint):  # type: ignore[misc]
     NOT_A_MESSAGE: ClassVar[type[OCPPError]] = ocpp.exceptions.ProtocolError
     UNKNOWN_MESSAGE_TYPE: ClassVar[type[OCPPError]] = ocpp.exceptions.PropertyConstraintViolationError
     ANSWER_UNKNOWN_MESSAGE_TYPES: ClassVar[bool] = False  # answer a frame of an unknown MessageTypeId
+    # Checks of values the schemas cannot express, by action, run before the ``ocpp`` package routes the CALL.
+    PRECHECKS: ClassVar[Mapping[str, Callable[[dict[str, Any]], None]]] = {}
 
     def __init__(self, deps: SessionDeps, connection: Any) -> None:
         link = deps.link
@@ -415,6 +406,9 @@ class OcppSession(_OcppChargePoint):  # type: ignore[misc]
             raise ocpp.exceptions.NotImplementedError(
                 details={"cause": f"{msg.action} is not an OCPP {self._ocpp_version} action"}
             )
+        precheck = self.PRECHECKS.get(msg.action)
+        if precheck is not None:
+            precheck(msg.payload)  # an OCPPError here is answered like a schema violation, log-budgeted
         try:
             await super()._handle_call(msg)
         except OCPPError:

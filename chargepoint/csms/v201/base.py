@@ -17,9 +17,8 @@ from chargepoint.csms.rpc import (
     OcppSession,
     RpcFrameworkError,
     StatusReport,
-    ocpp_time,
-    parse_time,
 )
+from chargepoint.csms.times import ocpp_time, parse_time
 from chargepoint.csms.v201 import mapping
 
 if TYPE_CHECKING:

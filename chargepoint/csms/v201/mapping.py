@@ -8,12 +8,14 @@ from chargepoint.core.model import (
     AvailabilityResult,
     ConnectorState,
     ConnectorStatus,
+    FirmwareStatus,
     Measurand,
     OperationalStatus,
     ReadingContext,
     ResetKind,
     StopReason,
     UnlockResult,
+    UploadStatus,
 )
 
 S = ConnectorState
@@ -136,6 +138,30 @@ MUTABILITY: dict[Mutability, str] = {
     Mutability.READ_ONLY: "ReadOnly",
     Mutability.READ_WRITE: "ReadWrite",
     Mutability.WRITE_ONLY: "WriteOnly",
+}
+
+# FirmwareStatusEnumType (L01 FirmwareStatusNotification): 2.0.1 has every status of the core's.
+FIRMWARE_STATUS: dict[FirmwareStatus, str] = {
+    FirmwareStatus.IDLE: "Idle",
+    FirmwareStatus.DOWNLOAD_SCHEDULED: "DownloadScheduled",
+    FirmwareStatus.DOWNLOADING: "Downloading",
+    FirmwareStatus.DOWNLOADED: "Downloaded",
+    FirmwareStatus.DOWNLOAD_FAILED: "DownloadFailed",
+    FirmwareStatus.INVALID_SIGNATURE: "InvalidSignature",
+    FirmwareStatus.SIGNATURE_VERIFIED: "SignatureVerified",
+    FirmwareStatus.INSTALL_SCHEDULED: "InstallScheduled",
+    FirmwareStatus.INSTALLING: "Installing",
+    FirmwareStatus.INSTALL_REBOOTING: "InstallRebooting",
+    FirmwareStatus.INSTALLED: "Installed",
+    FirmwareStatus.INSTALLATION_FAILED: "InstallationFailed",
+}
+
+# UploadLogStatusEnumType (N01 LogStatusNotification).
+UPLOAD_STATUS: dict[UploadStatus, str] = {
+    UploadStatus.IDLE: "Idle",
+    UploadStatus.UPLOADING: "Uploading",
+    UploadStatus.UPLOADED: "Uploaded",
+    UploadStatus.UPLOAD_FAILED: "UploadFailure",
 }
 
 # Tables where two core members share one 2.0.1 value (2.0.1 is coarser there): no reverse table is built on them.

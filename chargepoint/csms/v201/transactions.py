@@ -1,5 +1,6 @@
-"""E. Transactions and J. Meter values: the typed outbox events as TransactionEvent, MeterValues and
-SecurityEventNotification, and GetTransactionStatus (OCPP 2.0.1 Part 2 §E01-E07, E14, J01, A04).
+"""E. Transactions and J. Meter values: the typed outbox events as TransactionEvent, MeterValues,
+SecurityEventNotification, FirmwareStatusNotification and LogStatusNotification, and GetTransactionStatus
+(OCPP 2.0.1 Part 2 §E01-E07, E14, J01, A04, L01, N01).
 
 The station names its transactions (``TransactionStarted.transaction_id``, at most 36 characters), so nothing is
 mapped: the id goes out as it is. ``seqNo`` is ``OutboxMessage.seq_no``, the count of the transaction's messages
@@ -16,16 +17,18 @@ from ocpp.v201 import call_result
 from ocpp.v201.enums import Action
 
 from chargepoint.core.events import (
+    FirmwareStatusChanged,
     MeterReadings,
     OutboxMessage,
     SecurityEvent,
     TransactionEnded,
     TransactionStarted,
     TransactionUpdated,
+    UploadStatusChanged,
 )
 from chargepoint.core.model import ReadingContext
 from chargepoint.csms.outbox import Delivered
-from chargepoint.csms.rpc import ocpp_time
+from chargepoint.csms.times import ocpp_time
 from chargepoint.csms.v201 import mapping
 from chargepoint.csms.v201.base import V201Base, id_token_info, meter_values, register_value
 from chargepoint.errors import StorageError
@@ -53,6 +56,20 @@ class Transactions(V201Base):
             if event.tech_info:
                 security["techInfo"] = event.tech_info[:255]
             await self.request("SecurityEventNotification", security)
+            return Delivered()
+        if isinstance(event, FirmwareStatusChanged):
+            # L01: FirmwareStatusNotification, queued so that a status is never lost offline.
+            firmware: dict[str, Any] = {"status": mapping.FIRMWARE_STATUS[event.status]}
+            if event.request_id is not None:
+                firmware["requestId"] = event.request_id
+            await self.request("FirmwareStatusNotification", firmware)
+            return Delivered()
+        if isinstance(event, UploadStatusChanged):
+            # N01: LogStatusNotification (2.0.1 has no DiagnosticsStatusNotification: a diagnostics upload is a log).
+            upload: dict[str, Any] = {"status": mapping.UPLOAD_STATUS[event.status]}
+            if event.request_id is not None:
+                upload["requestId"] = event.request_id
+            await self.request("LogStatusNotification", upload)
             return Delivered()
         return await self._meter_values(event)
 
