@@ -16,6 +16,7 @@ from backend_stub.store.records import Conflict, NotFound, _dt, _opt_dt, _text, 
 PARTNER_STATUSES: Final = ("pending", "registered", "unregistered")
 MAX_PARTNER_ROLES: Final = 20
 MAX_TOKENS_PER_PARTNER: Final = 1_000_000  # what one partner can make us store
+MAX_RESERVATIONS_PER_PARTNER: Final = 10_000
 TokenKey: TypeAlias = tuple[str, str, str, str]  # (country_code, party_id, uid, type)
 
 
@@ -414,3 +415,46 @@ class OcpiStore(StoreBase):
         """Forget a command result the partner has received."""
         with self._write() as db:
             db.execute("DELETE FROM ocpi_command_results WHERE id = ?", (result_id,))
+
+    # -- partners' reservations
+
+    def ocpi_reservation(self, partner_id: int, reservation_id: str, cp_id: str, at: datetime) -> int | None:
+        """The charger-side reservationId of a partner's reservation, made if new (kept if the same
+        reservation_id comes again: OCPI 2.2.1 §13.3.5 replaces it); None when the partner holds too many."""
+        _text(reservation_id, "reservation_id", max_len=36)
+        with self._write() as db:
+            row = db.execute(
+                "SELECT id FROM ocpi_reservations WHERE partner_id = ? AND reservation_id = ?",
+                (partner_id, reservation_id),
+            ).fetchone()
+            if row is not None:
+                db.execute("UPDATE ocpi_reservations SET cp_id = ? WHERE id = ?", (cp_id, row["id"]))
+                return int(row["id"])
+            (count,) = db.execute(
+                "SELECT COUNT(*) FROM ocpi_reservations WHERE partner_id = ?", (partner_id,)
+            ).fetchone()
+            if count >= MAX_RESERVATIONS_PER_PARTNER:
+                return None
+            cursor = db.execute(
+                "INSERT INTO ocpi_reservations (partner_id, reservation_id, cp_id, created_at) "
+                "VALUES (?, ?, ?, ?)",
+                (partner_id, reservation_id, cp_id, _ts(at)),
+            )
+            assert cursor.lastrowid is not None
+            return cursor.lastrowid
+
+    def ocpi_find_reservation(self, partner_id: int, reservation_id: str) -> tuple[int, str] | None:
+        """(charger-side reservationId, charger) of a partner's reservation, None if it has none by that id."""
+        rows = self._read(
+            "SELECT id, cp_id FROM ocpi_reservations WHERE partner_id = ? AND reservation_id = ?",
+            (partner_id, reservation_id),
+        )
+        return (int(rows[0]["id"]), rows[0]["cp_id"]) if rows else None
+
+    def ocpi_forget_reservation(self, partner_id: int, reservation_id: str) -> None:
+        """Drop a cancelled reservation."""
+        with self._write() as db:
+            db.execute(
+                "DELETE FROM ocpi_reservations WHERE partner_id = ? AND reservation_id = ?",
+                (partner_id, reservation_id),
+            )

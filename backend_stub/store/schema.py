@@ -267,6 +267,16 @@ CREATE TABLE IF NOT EXISTS ocpi_command_results (
     result TEXT NOT NULL,
     created_at TEXT NOT NULL
 );
+-- Partners' reservations (OCPI 2.2.1 §13.3.5): the OCPI reservation_id (a string per eMSP) and the integer
+-- reservationId the charger knows (OCPP 1.6 §5.14); the same reservation_id again replaces the reservation.
+CREATE TABLE IF NOT EXISTS ocpi_reservations (
+    id INTEGER PRIMARY KEY AUTOINCREMENT,
+    partner_id INTEGER NOT NULL REFERENCES ocpi_partners(id),
+    reservation_id TEXT NOT NULL COLLATE NOCASE,
+    cp_id TEXT NOT NULL,
+    created_at TEXT NOT NULL,
+    UNIQUE (partner_id, reservation_id)
+);
 INSERT OR IGNORE INTO settings (name, value) VALUES ('currency', '{DEFAULT_CURRENCY}');
 INSERT OR IGNORE INTO settings (name, value) VALUES ('min_balance_minor', '0');
 PRAGMA user_version = {SCHEMA_VERSION};

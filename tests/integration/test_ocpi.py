@@ -6,7 +6,7 @@ from __future__ import annotations
 import asyncio
 import json
 from collections.abc import AsyncIterator, Callable
-from datetime import UTC, datetime
+from datetime import UTC, datetime, timedelta
 from decimal import Decimal
 from pathlib import Path
 from typing import Any
@@ -548,7 +548,7 @@ async def test_a_remote_start_session_charges_on_the_agent_and_the_cdr_comes_bac
         (tx,) = csms.store.active_transactions("CP-AGENT")
         assert tx.id_tag_status == "Accepted"
         await eventually(lambda: f"DE/OCS/{tx.id}" in emsp.sessions, "the session pushed")
-        # Unknown sessions and commands the port lacks.
+        # Unknown sessions and commands.
         assert (
             await emsp.send(
                 "POST",
@@ -556,9 +556,6 @@ async def test_a_remote_start_session_charges_on_the_agent_and_the_cdr_comes_bac
                 {"response_url": start["response_url"], "session_id": "999999"},
             )
         )[1]["data"]["result"] == "UNKNOWN_SESSION"
-        assert (await emsp.send("POST", f"{commands}/RESERVE_NOW", {"response_url": start["response_url"]}))[
-            1
-        ]["data"]["result"] == "NOT_SUPPORTED"
         assert (await emsp.send("POST", f"{commands}/FLY", {}))[0] == 404
         offline = start | {"location_id": "CP-OFF", "evse_uid": "CP-OFF*1"}
         assert (await emsp.send("POST", f"{commands}/START_SESSION", offline))[1]["data"][
@@ -707,3 +704,98 @@ async def test_a_201_station_session_reaches_the_partner_as_a_1_6_one_does(
     assert ended.cost_minor == 12000
     assert Decimal(str(emsp.cdrs[0]["total_cost"]["incl_vat"])) * 100 == ended.cost_minor
     assert emsp.cdrs[0]["total_energy"] == 1.2
+
+
+async def _answer_call(ws: Any, action: str, status: str) -> dict[str, Any]:
+    """Read the central system's next call to a raw 1.6 charger, check its action, answer ``status``."""
+    async with asyncio.timeout(10):
+        while True:
+            frame = json.loads(await ws.recv())
+            if frame[0] == 2:
+                break
+    assert frame[2] == action, frame
+    await ws.send(json.dumps([3, frame[1], {"status": status}]))
+    payload: dict[str, Any] = frame[3]
+    return payload
+
+
+async def test_reserve_now_and_cancel_reservation_reach_the_charger_and_their_results_come_back(
+    csms: Csms, emsp: EmspParty
+) -> None:
+    csms.store.add_charger("CP-RES")
+    csms.store.add_charger("CP-OFF")
+    await registered(csms, emsp)
+    commands = f"{ocpi(csms).details_url}/commands"
+    expiry = "2099-01-01T00:00:00Z"
+    now = datetime.now(UTC)
+    soon = (now.replace(microsecond=0) + timedelta(hours=1)).strftime("%Y-%m-%dT%H:%M:%SZ")
+    reserve = {
+        "response_url": f"{emsp.base}/ocpi/2.2.1/results/res-1",
+        "token": emsp.token("RES-TOKEN", whitelist="NEVER"),
+        "expiry_date": soon,
+        "reservation_id": "R-1",
+        "location_id": "CP-RES",
+        "evse_uid": "CP-RES*1",
+    }
+    async with connect(f"{csms.url}/CP-RES", subprotocols=["ocpp1.6"]) as ws:  # type: ignore[list-item]
+        raw = RawCharger(ws)
+        await raw.call("BootNotification", {"chargePointVendor": "V", "chargePointModel": "M"})
+        status, body = await emsp.send("POST", f"{commands}/RESERVE_NOW", reserve)
+        assert (status, body["data"]["result"]) == (200, "ACCEPTED"), body
+        sent = await _answer_call(ws, "ReserveNow", "Accepted")
+        assert (sent["connectorId"], sent["idTag"]) == (1, "RES-TOKEN")
+        assert datetime.fromisoformat(sent["expiryDate"]) == datetime.fromisoformat(soon)
+        await eventually(lambda: emsp.results, "the CommandResult of RESERVE_NOW")
+        assert emsp.results[0] == ("res-1", {"result": "ACCEPTED"})
+        # The same reservation_id again replaces the reservation: the charger gets the same reservationId.
+        status, body = await emsp.send("POST", f"{commands}/RESERVE_NOW", reserve | {"evse_uid": None})
+        assert body["data"]["result"] == "ACCEPTED", body
+        again = await _answer_call(ws, "ReserveNow", "Occupied")
+        assert (again["reservationId"], again["connectorId"]) == (sent["reservationId"], 0)
+        await eventually(lambda: len(emsp.results) == 2, "the second CommandResult")
+        assert emsp.results[1] == ("res-1", {"result": "REJECTED"})
+        # The driver arriving with the (NEVER) token is the eMSP's: the charger's StartTransaction is accepted.
+        started = await raw.call(
+            "StartTransaction",
+            {
+                "connectorId": 1,
+                "idTag": "RES-TOKEN",
+                "meterStart": 0,
+                "timestamp": T0,
+                "reservationId": sent["reservationId"],
+            },
+        )
+        assert started[2]["idTagInfo"]["status"] == "Accepted"
+        # Refused up front: expired, far future, offline, unknown location, another party's token, bad dates.
+        for change, result in (
+            ({"expiry_date": "2020-01-01T00:00:00Z"}, "REJECTED"),
+            ({"expiry_date": expiry}, "REJECTED"),
+            ({"location_id": "CP-OFF", "evse_uid": "CP-OFF*1"}, "REJECTED"),
+        ):
+            assert (await emsp.send("POST", f"{commands}/RESERVE_NOW", reserve | change))[1]["data"][
+                "result"
+            ] == result, change
+        assert (await emsp.send("POST", f"{commands}/RESERVE_NOW", reserve | {"location_id": "CP-NO"}))[1][
+            "status_code"
+        ] == 2003
+        foreign = reserve | {"token": emsp.token("X") | {"party_id": "XXX"}}
+        assert (await emsp.send("POST", f"{commands}/RESERVE_NOW", foreign))[0] == 403
+        for bad in ({"expiry_date": "tomorrow"}, {"reservation_id": "R" * 37}, {"reservation_id": 7}):
+            assert (await emsp.send("POST", f"{commands}/RESERVE_NOW", reserve | bad))[1][
+                "status_code"
+            ] == 2001, bad
+        # Cancelling: an unknown reservation_id is REJECTED at once; the partner's own goes to the charger.
+        cancel = {"response_url": f"{emsp.base}/ocpi/2.2.1/results/cancel-1", "reservation_id": "R-2"}
+        assert (await emsp.send("POST", f"{commands}/CANCEL_RESERVATION", cancel))[1]["data"][
+            "result"
+        ] == "REJECTED"
+        status, body = await emsp.send(
+            "POST", f"{commands}/CANCEL_RESERVATION", cancel | {"reservation_id": "r-1"}
+        )
+        assert body["data"]["result"] == "ACCEPTED", body
+        cancelled = await _answer_call(ws, "CancelReservation", "Accepted")
+        assert cancelled == {"reservationId": sent["reservationId"]}
+        await eventually(lambda: len(emsp.results) == 3, "the CommandResult of CANCEL_RESERVATION")
+        assert emsp.results[2] == ("cancel-1", {"result": "ACCEPTED"})
+    partner_id = csms.store.ocpi_partners()[0].id
+    assert csms.store.ocpi_find_reservation(partner_id, "R-1") is None  # cancelled: forgotten
