@@ -13,13 +13,25 @@ from aiohttp import web
 from backend_stub.errors import ApiError
 from backend_stub.ocpi.protocol import MAX_TOKEN_LENGTH, MAX_URL_LENGTH, OcpiError
 from backend_stub.ocpi.routes import OCPI
-from backend_stub.store.ocpi import Partner
+from backend_stub.store.ocpi import Partner, Push
 from backend_stub.web.common import OPENAPI_EXTRA
 
 MAX_BODY_BYTES: Final = 16 * 1024
 
 
-def partner_json(partner: Partner, queued: int) -> dict[str, Any]:
+def push_json(push: Push) -> dict[str, Any]:
+    """A parked push as the REST API shows it."""
+    return {
+        "id": push.id,
+        "kind": push.kind,
+        "object_id": push.object_id,
+        "attempts": push.attempts,
+        "last_error": push.last_error,
+        "parked_at": push.parked_at.isoformat() if push.parked_at else None,
+    }
+
+
+def partner_json(partner: Partner, queued: int, parked: list[Push] | None = None) -> dict[str, Any]:
     """A partner as the REST API shows it (no tokens)."""
     return {
         "id": partner.id,
@@ -33,6 +45,7 @@ def partner_json(partner: Partner, queued: int) -> dict[str, Any]:
         "last_contact_at": partner.last_contact_at.isoformat() if partner.last_contact_at else None,
         "last_error": partner.last_error,
         "queued_pushes": queued,
+        "parked_pushes": [push_json(p) for p in parked or ()],
         "created_at": partner.created_at.isoformat(),
     }
 
@@ -59,7 +72,13 @@ async def list_partners(request: web.Request) -> web.Response:
     """GET /api/ocpi/partners: every partner with its status, last contact and queued pushes."""
     store = request.app[OCPI].store
     queued = store.ocpi_queued()
-    return web.json_response([partner_json(p, queued.get(p.id, 0)) for p in store.ocpi_partners()])
+    parked = store.ocpi_parked()
+    return web.json_response(
+        [
+            partner_json(p, queued.get(p.id, 0), [x for x in parked if x.partner_id == p.id])
+            for p in store.ocpi_partners()
+        ]
+    )
 
 
 async def create_partner(request: web.Request) -> web.Response:
@@ -83,13 +102,27 @@ async def register_with(request: web.Request) -> web.Response:
     return web.json_response(partner_json(partner, ocpi.store.ocpi_queued().get(partner.id, 0)), status=201)
 
 
+def path_id(request: web.Request, name: str) -> int:
+    """An integer id of the path; 404 if it is not one."""
+    text = request.match_info[name]
+    if not text.isdigit() or len(text) > 18:
+        raise ApiError(404, f"unknown {name.removesuffix('_id')}")
+    return int(text)
+
+
 async def delete_partner(request: web.Request) -> web.Response:
     """DELETE /api/ocpi/partners/{partner_id}: unregister (tell the partner, revoke its tokens)."""
-    text = request.match_info["partner_id"]
-    if not text.isdigit() or len(text) > 18:
-        raise ApiError(404, "unknown partner")
-    await request.app[OCPI].unregister(int(text))
-    return web.json_response({"id": int(text), "status": "unregistered"})
+    partner_id = path_id(request, "partner_id")
+    await request.app[OCPI].unregister(partner_id)
+    return web.json_response({"id": partner_id, "status": "unregistered"})
+
+
+async def retry_push(request: web.Request) -> web.Response:
+    """POST /api/ocpi/partners/{partner_id}/pushes/{push_id}/retry: a parked push goes back in line."""
+    partner_id, push_id = path_id(request, "partner_id"), path_id(request, "push_id")
+    if not request.app[OCPI].retry_push(partner_id, push_id):
+        raise ApiError(404, "the partner has no such parked push")
+    return web.json_response({"id": push_id, "status": "queued"})
 
 
 _PARTNER_SCHEMA: Final = {"type": "object", "description": "A roaming partner (no tokens)."}
@@ -157,6 +190,20 @@ OPENAPI_PATHS: Final[dict[str, Any]] = {
             "responses": {"200": {"description": "unregistered"}, "404": {"description": "unknown partner"}},
         },
     },
+    "/api/ocpi/partners/{partner_id}/pushes/{push_id}/retry": {
+        "post": {
+            "summary": "Put a parked push (one the partner kept refusing, see parked_pushes) back in line",
+            "tags": ["ocpi"],
+            "parameters": [
+                {"name": "partner_id", "in": "path", "required": True, "schema": {"type": "integer"}},
+                {"name": "push_id", "in": "path", "required": True, "schema": {"type": "integer"}},
+            ],
+            "responses": {
+                "200": {"description": "queued again, sent next"},
+                "404": {"description": "the partner has no such parked push"},
+            },
+        },
+    },
 }
 
 
@@ -166,5 +213,6 @@ def setup(app: web.Application) -> None:
     app.router.add_post("/api/ocpi/partners", create_partner)
     app.router.add_post("/api/ocpi/partners/register", register_with)
     app.router.add_delete("/api/ocpi/partners/{partner_id}", delete_partner)
+    app.router.add_post("/api/ocpi/partners/{partner_id}/pushes/{push_id}/retry", retry_push)
     extra: dict[str, Any] = app.get(OPENAPI_EXTRA) or {}
     app[OPENAPI_EXTRA] = {**extra, **OPENAPI_PATHS}

@@ -13,15 +13,30 @@ from backend_stub.errors import CentralError
 from backend_stub.ocpi.protocol import Status, parse_json, to_json, token_header
 
 MAX_ANSWER_BYTES: Final = 4 * 1024 * 1024  # a partner's answer is read up to this size, then refused
+AUTH_OR_THROTTLE: Final = frozenset({401, 403, 408, 429})
 
 
 class CallFailed(CentralError):
     """A call to a partner got no usable answer: unreachable, an HTTP error, not OCPI, or an OCPI error code."""
 
-    def __init__(self, message: str, status_code: int | None = None) -> None:
-        """Keep the OCPI status code the partner answered with, if any."""
+    def __init__(self, message: str, status_code: int | None = None, http_status: int | None = None) -> None:
+        """Keep the OCPI status code and the HTTP status the partner answered with, if any."""
         super().__init__(message)
         self.status_code = status_code
+        self.http_status = http_status
+
+    @property
+    def refused(self) -> bool:
+        """Whether the partner refused the request itself: an OCPI client error (2xxx, OCPI 2.2.1 §5.2) or an
+        HTTP 4xx, but not about our credentials (401/403) nor a throttle (408/429), which retrying may cure.
+
+        Unreachable, HTTP 5xx and OCPI 3xxx server errors are not refusals: the same request may succeed later.
+        """
+        if self.http_status in AUTH_OR_THROTTLE:
+            return False
+        if self.status_code is not None and 2000 <= self.status_code < 3000:
+            return True
+        return self.http_status is not None and 400 <= self.http_status < 500
 
 
 @dataclass(frozen=True)
@@ -92,13 +107,19 @@ class Client:
         try:
             envelope = parse_json(raw)
         except CentralError:
-            raise CallFailed(f"{method} {url}: HTTP {http_status}, answer is not JSON") from None
+            raise CallFailed(
+                f"{method} {url}: HTTP {http_status}, answer is not JSON", None, http_status
+            ) from None
         code = envelope.get("status_code") if isinstance(envelope, dict) else None
         if type(code) is not int:
-            raise CallFailed(f"{method} {url}: HTTP {http_status}, answer is not an OCPI envelope")
+            raise CallFailed(
+                f"{method} {url}: HTTP {http_status}, answer is not an OCPI envelope", None, http_status
+            )
         if not 200 <= http_status < 300 or not 1000 <= code < 2000:
             message = str(envelope.get("status_message", ""))[:200]
-            raise CallFailed(f"{method} {url}: HTTP {http_status}, OCPI {code} {message}".rstrip(), code)
+            raise CallFailed(
+                f"{method} {url}: HTTP {http_status}, OCPI {code} {message}".rstrip(), code, http_status
+            )
         return Answer(http_status, envelope.get("data"), answer_headers)
 
 

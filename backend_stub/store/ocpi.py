@@ -20,6 +20,10 @@ MAX_RESERVATIONS_PER_PARTNER: Final = 10_000
 TokenKey: TypeAlias = tuple[str, str, str, str]  # (country_code, party_id, uid, type)
 
 
+# The head of each partner's queue: its oldest push not parked.
+_HEADS: Final = "SELECT MIN(id) FROM ocpi_outbox WHERE parked_at IS NULL GROUP BY partner_id"
+
+
 class UnknownPartner(NotFound):
     """No OCPI partner with that id."""
 
@@ -79,6 +83,7 @@ class Push:
     attempts: int
     next_attempt_at: datetime
     last_error: str | None
+    parked_at: datetime | None = None  # set aside after repeated client errors; the queue goes on without it
 
 
 @dataclass(frozen=True, slots=True)
@@ -124,6 +129,7 @@ def _push(row: sqlite3.Row) -> Push:
         attempts=row["attempts"],
         next_attempt_at=_dt(row["next_attempt_at"]),
         last_error=row["last_error"],
+        parked_at=_opt_dt(row["parked_at"]),
     )
 
 
@@ -272,25 +278,24 @@ class OcpiStore(StoreBase):
             db.executemany(
                 "INSERT INTO ocpi_outbox (partner_id, kind, object_id, next_attempt_at, created_at) "
                 "VALUES (?, ?, ?, ?, ?) ON CONFLICT (partner_id, kind, object_id) "
-                "DO UPDATE SET revision = revision + 1",
+                # A new state of a parked object may be one the partner takes: it goes back in line.
+                "DO UPDATE SET revision = revision + 1, parked_at = NULL, "
+                "attempts = CASE WHEN parked_at IS NULL THEN attempts ELSE 0 END",
                 [(p, kind, object_id, _ts(at), _ts(at)) for p in partner_ids],
             )
 
     def ocpi_due(self, now: datetime) -> list[Push]:
-        """Each partner's oldest queued push if it is due (pushes to one partner go strictly in order)."""
+        """Each partner's oldest queued push if it is due (pushes to one partner go strictly in order; parked
+        pushes stand aside)."""
         rows = self._read(
-            "SELECT * FROM ocpi_outbox WHERE id IN (SELECT MIN(id) FROM ocpi_outbox GROUP BY partner_id) "
-            "AND next_attempt_at <= ? ORDER BY id",
+            f"SELECT * FROM ocpi_outbox WHERE id IN ({_HEADS}) AND next_attempt_at <= ? ORDER BY id",
             (_ts(now),),
         )
         return [_push(r) for r in rows]
 
     def ocpi_next_attempt(self) -> datetime | None:
         """The earliest time a queued head-of-line push is due, None if the queue is empty."""
-        rows = self._read(
-            "SELECT MIN(next_attempt_at) AS t FROM ocpi_outbox "
-            "WHERE id IN (SELECT MIN(id) FROM ocpi_outbox GROUP BY partner_id)"
-        )
+        rows = self._read(f"SELECT MIN(next_attempt_at) AS t FROM ocpi_outbox WHERE id IN ({_HEADS})")
         return _opt_dt(rows[0]["t"])
 
     def ocpi_pushed(self, push: Push) -> None:
@@ -310,9 +315,34 @@ class OcpiStore(StoreBase):
                 (_ts(retry_at), error[:500], push.id),
             )
 
+    def ocpi_push_parked(self, push: Push, at: datetime, error: str) -> None:
+        """Set a refused push aside (the partner's queue goes on) until the operator retries it."""
+        with self._write() as db:
+            db.execute(
+                "UPDATE ocpi_outbox SET attempts = attempts + 1, parked_at = ?, last_error = ? WHERE id = ?",
+                (_ts(at), error[:500], push.id),
+            )
+
+    def ocpi_retry_push(self, partner_id: int, push_id: int, at: datetime) -> bool:
+        """Put a parked push of the partner back in line, due at ``at``; False if it has no such parked push."""
+        with self._write() as db:
+            cursor = db.execute(
+                "UPDATE ocpi_outbox SET parked_at = NULL, attempts = 0, next_attempt_at = ? "
+                "WHERE id = ? AND partner_id = ? AND parked_at IS NOT NULL",
+                (_ts(at), push_id, partner_id),
+            )
+            return cursor.rowcount == 1
+
+    def ocpi_parked(self) -> list[Push]:
+        """Every parked push, by partner and age."""
+        rows = self._read("SELECT * FROM ocpi_outbox WHERE parked_at IS NOT NULL ORDER BY partner_id, id")
+        return [_push(r) for r in rows]
+
     def ocpi_queued(self) -> dict[int, int]:
-        """Queued pushes per partner id."""
-        rows = self._read("SELECT partner_id, COUNT(*) AS n FROM ocpi_outbox GROUP BY partner_id")
+        """Queued pushes per partner id (parked ones not counted)."""
+        rows = self._read(
+            "SELECT partner_id, COUNT(*) AS n FROM ocpi_outbox WHERE parked_at IS NULL GROUP BY partner_id"
+        )
         return {r["partner_id"]: r["n"] for r in rows}
 
     def ocpi_pushes(self, partner_id: int) -> list[Push]:

@@ -22,6 +22,8 @@ _ADDED_COLUMNS: Final = (
     # station-generated string); last_seq_no: the highest message sequence number seen for the transaction.
     ("transactions", "station_tx_id", "TEXT"),
     ("transactions", "last_seq_no", "INTEGER"),
+    # parked_at: a push the partner kept refusing with a client error, set aside until the operator retries it.
+    ("ocpi_outbox", "parked_at", "TEXT"),
 )
 # Indexes on added columns, created after `_ADDED_COLUMNS`: a station transaction id is unique per charger.
 _ADDED_INDEXES: Final = (

@@ -34,7 +34,12 @@ async def csms(tmp_path: Path) -> AsyncIterator[Csms]:
     store.put_tariff("T1", json.dumps({"id": "T1", **TARIFF}))
     store.set_default_tariff_id("T1")
     config = OcpiConfig(
-        country_code="DE", party_id="OCS", retry_base_s=0.05, retry_max_s=0.2, page_limit_max=2
+        country_code="DE",
+        party_id="OCS",
+        retry_base_s=0.05,
+        retry_max_s=0.2,
+        page_limit_max=2,
+        max_refusals=3,
     )
     app = Csms(store, heartbeat_interval_s=60, admin_token=ADMIN, ocpi=config)
     await app.start()
@@ -799,3 +804,57 @@ async def test_reserve_now_and_cancel_reservation_reach_the_charger_and_their_re
         assert emsp.results[2] == ("cancel-1", {"result": "ACCEPTED"})
     partner_id = csms.store.ocpi_partners()[0].id
     assert csms.store.ocpi_find_reservation(partner_id, "R-1") is None  # cancelled: forgotten
+
+
+async def test_a_push_the_partner_keeps_refusing_is_parked_and_the_queue_goes_on(
+    csms: Csms, emsp: EmspParty
+) -> None:
+    csms.store.add_charger("CP-A")
+    csms.store.add_charger("CP-B")
+    emsp.refuse = {"locations/DE/OCS/CP-A"}  # e.g. a location the partner finds invalid
+    partner_id = await registered(csms, emsp)
+    # The refused location does not hold the queue: the next location and the tariff arrive.
+    await eventually(lambda: "DE/OCS/CP-B" in emsp.locations and emsp.tariffs, "the pushes behind it")
+    (parked,) = csms.store.ocpi_parked()
+    assert (parked.kind, parked.object_id, parked.attempts) == ("location", "CP-A", 3)
+    assert "DE/OCS/CP-A" not in emsp.locations
+    admin = {"Authorization": f"Bearer {ADMIN}"}
+    api = f"{csms.http_url}/api/ocpi/partners"
+    async with aiohttp.ClientSession() as session:
+        async with session.get(api, headers=admin) as r:
+            (listed,) = await r.json()
+        async with session.get(f"{csms.http_url}/partners", headers=admin) as r:
+            page = await r.text()
+        async with session.post(f"{api}/{partner_id}/pushes/999999/retry", headers=admin) as r:
+            assert r.status == 404
+        assert listed["queued_pushes"] == 0
+        (shown,) = listed["parked_pushes"]
+        assert (shown["id"], shown["kind"], shown["object_id"]) == (parked.id, "location", "CP-A")
+        assert "2001" in shown["last_error"]
+        assert f'data-push="{parked.id}"' in page and "2001" in page
+        # The operator fixes the cause and retries: the push goes out.
+        emsp.refuse = set()
+        async with session.post(f"{api}/{partner_id}/pushes/{parked.id}/retry", headers=admin) as r:
+            assert r.status == 200, await r.text()
+    await eventually(lambda: "DE/OCS/CP-A" in emsp.locations, "the retried push")
+    assert csms.store.ocpi_parked() == [] and csms.store.ocpi_queued() == {}
+
+
+async def test_an_unreachable_or_failing_partner_is_retried_without_parking_and_loses_nothing(
+    csms: Csms, emsp: EmspParty
+) -> None:
+    csms.store.add_charger("CP-A")
+    emsp.down = True  # HTTP 503
+    partner_id = await registered(csms, emsp)
+    await eventually(
+        lambda: any(p.attempts > 3 for p in csms.store.ocpi_pushes(partner_id)), "retries past max_refusals"
+    )
+    emsp.down, emsp.status_code = False, 3000  # an OCPI server error: still the partner's trouble, not ours
+    attempts = csms.store.ocpi_pushes(partner_id)[0].attempts
+    await eventually(
+        lambda: csms.store.ocpi_pushes(partner_id)[0].attempts > attempts + 3, "retries on OCPI 3000"
+    )
+    assert csms.store.ocpi_parked() == []
+    emsp.status_code = None
+    await eventually(lambda: "DE/OCS/CP-A" in emsp.locations and emsp.tariffs, "everything after the outage")
+    await eventually(lambda: csms.store.ocpi_queued() == {}, "an empty queue")
