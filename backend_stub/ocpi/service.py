@@ -306,6 +306,16 @@ class Ocpi:
         """Queue the tariff for every partner taking tariffs."""
         self._enqueue(self._receivers("tariffs"), "tariff", tariff_id)
 
+    def tariff_deleted(self, tariff_id: str) -> None:
+        """Queue the tariff's DELETE for every partner taking tariffs (OCPI 2.2.1 §11.2.2)."""
+        self._enqueue(self._receivers("tariffs"), "tariff", tariff_id)
+
+    def location_changed(self, cp_id: str) -> None:
+        """Queue the whole location (its connectors' tariff_ids or its details changed)."""
+        charger = self.store.charger(cp_id)
+        if charger is not None and objects.publishable(charger):
+            self._enqueue(self._receivers("locations"), "location", cp_id)
+
     def _owners(self, tx_id: int, module: str) -> list[Partner]:
         """The partner whose token a session runs on (sessions and CDRs go only to it), if it takes ``module``."""
         try:
@@ -465,8 +475,8 @@ class Ocpi:
             return "PATCH", f"{base}/{party}/{cp_id}/{uid}", patch
         if push.kind == "tariff":
             rows = [t for t in self.store.ocpi_tariffs() if t[0] == push.object_id]
-            if not rows:
-                return None
+            if not rows:  # deleted since it was queued (OCPI 2.2.1 §11.2.2 DELETE)
+                return "DELETE", f"{base}/{party}/{push.object_id}", None
             return "PUT", f"{base}/{party}/{push.object_id}", objects.tariff(self.config, *rows[0])
         try:
             tx = self.store.transaction(int(push.object_id))

@@ -52,6 +52,7 @@ class EmspParty:
         self.locations: dict[str, Any] = {}  # path tail -> last PUT
         self.patches: list[tuple[str, Any]] = []
         self.tariffs: dict[str, Any] = {}
+        self.deleted: list[str] = []  # tariffs DELETEd
         self.sessions: dict[str, Any] = {}
         self.cdrs: list[Any] = []
         self.unknown_evses = False  # answer 2003 to a PATCH of an EVSE it never got
@@ -165,8 +166,11 @@ class EmspParty:
         if f"{module}/{tail}" in self.refuse:
             return answer(None, 2001, 400)
         self.requests.append((request.method, request.path, dict(request.headers)))
-        body = await request.json()
-        if module == "locations" and request.method == "PUT":
+        body = await request.json() if request.can_read_body else None
+        if module == "tariffs" and request.method == "DELETE":
+            self.tariffs.pop(tail, None)
+            self.deleted.append(tail)
+        elif module == "locations" and request.method == "PUT":
             self.locations[tail] = body
         elif module == "locations" and request.method == "PATCH":
             if self.unknown_evses and tail.rpartition("/")[0] not in self.locations:

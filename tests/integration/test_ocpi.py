@@ -858,3 +858,49 @@ async def test_an_unreachable_or_failing_partner_is_retried_without_parking_and_
     emsp.status_code = None
     await eventually(lambda: "DE/OCS/CP-A" in emsp.locations and emsp.tariffs, "everything after the outage")
     await eventually(lambda: csms.store.ocpi_queued() == {}, "an empty queue")
+
+
+def _tariff_ids(location: dict[str, Any]) -> list[Any]:
+    return [c.get("tariff_ids") for e in location["evses"] for c in e["connectors"]]
+
+
+async def test_tariff_assignments_and_deletions_are_pushed(csms: Csms, emsp: EmspParty) -> None:
+    csms.store.add_charger("CP-1")
+    await _charger_with_status(csms, "CP-1", "Available")
+    await registered(csms, emsp)
+    await eventually(lambda: "DE/OCS/CP-1" in emsp.locations and "DE/OCS/T1" in emsp.tariffs, "initial sync")
+    assert _tariff_ids(emsp.locations["DE/OCS/CP-1"]) == [["T1"]]
+    admin = {"Authorization": f"Bearer {ADMIN}"}
+    api = csms.http_url + "/api"
+    async with aiohttp.ClientSession(headers=admin) as session:
+        for tariff_id in ("T2", "T3"):
+            async with session.put(f"{api}/tariffs/{tariff_id}", json=TARIFF) as r:
+                assert r.status == 201, await r.text()
+        # A charger's own tariff: its location goes again with the new tariff_ids.
+        async with session.patch(f"{api}/chargers/CP-1", json={"tariff_id": "T2"}) as r:
+            assert r.status == 200, await r.text()
+        await eventually(
+            lambda: _tariff_ids(emsp.locations["DE/OCS/CP-1"]) == [["T2"]], "the location with its own tariff"
+        )
+        # A tariff in use (a charger's, or the default) is not deleted.
+        async with session.delete(f"{api}/tariffs/T2") as r:
+            assert r.status == 409
+        async with session.delete(f"{api}/tariffs/T1") as r:
+            assert r.status == 409
+        async with session.delete(f"{api}/tariffs/NOPE") as r:
+            assert r.status == 404
+        # Back to the default, then a new default: the charger publishes each.
+        async with session.patch(f"{api}/chargers/CP-1", json={"tariff_id": None}) as r:
+            assert r.status == 200
+        await eventually(lambda: _tariff_ids(emsp.locations["DE/OCS/CP-1"]) == [["T1"]], "the default again")
+        async with session.patch(f"{api}/settings", json={"default_tariff_id": "T3"}) as r:
+            assert r.status == 200, await r.text()
+        await eventually(lambda: _tariff_ids(emsp.locations["DE/OCS/CP-1"]) == [["T3"]], "the new default")
+        # A tariff nobody uses is deleted, here and at the partner.
+        async with session.delete(f"{api}/tariffs/T2") as r:
+            assert r.status == 200, await r.text()
+    await eventually(lambda: "DE/OCS/T2" in emsp.deleted, "the tariff DELETE")
+    assert "DE/OCS/T2" not in emsp.tariffs and "DE/OCS/T3" in emsp.tariffs
+    assert csms.store.tariff_json("T2") is None
+    _, _, body = await emsp.get(f"{ocpi(csms).details_url}/tariffs")
+    assert "T2" not in {t["id"] for t in body["data"]}
