@@ -11,6 +11,7 @@ from typing import Any, Final
 from aiohttp import web
 
 from backend_stub.errors import ApiError
+from backend_stub.ocpi import site
 from backend_stub.ocpi.protocol import MAX_TOKEN_LENGTH, MAX_URL_LENGTH, OcpiError
 from backend_stub.ocpi.routes import OCPI
 from backend_stub.store.ocpi import Partner, Push
@@ -50,15 +51,24 @@ def partner_json(partner: Partner, queued: int, parked: list[Push] | None = None
     }
 
 
-async def _body(request: web.Request, fields: dict[str, int]) -> dict[str, str]:
-    """A JSON object of exactly ``fields`` (name -> max length), each a non-empty string."""
+async def _json(request: web.Request) -> Any:
+    """The JSON body, bounded (413 over MAX_BODY_BYTES, 400 if not JSON)."""
     raw = await request.content.read(MAX_BODY_BYTES + 1)
     if len(raw) > MAX_BODY_BYTES:
         raise ApiError(413, f"request body is larger than {MAX_BODY_BYTES} bytes")
     try:
-        body = json.loads(raw)
+        return json.loads(raw, parse_constant=_no_constant)
     except ValueError:
         raise ApiError(400, "the request body must be a JSON object") from None
+
+
+def _no_constant(name: str) -> None:
+    raise ValueError(f"{name} is not JSON")
+
+
+async def _body(request: web.Request, fields: dict[str, int]) -> dict[str, str]:
+    """A JSON object of exactly ``fields`` (name -> max length), each a non-empty string."""
+    body = await _json(request)
     if not isinstance(body, dict) or set(body) - set(fields):
         raise ApiError(400, f"the body must be a JSON object with the fields {sorted(fields)}")
     for name, max_len in fields.items():
@@ -125,8 +135,96 @@ async def retry_push(request: web.Request) -> web.Response:
     return web.json_response({"id": push_id, "status": "queued"})
 
 
+def _location_json(request: web.Request, cp_id: str) -> dict[str, Any]:
+    ocpi = request.app[OCPI]
+    own = ocpi.store.ocpi_location_details().get(cp_id)
+    return {
+        "cp_id": cp_id,
+        "details": site.effective(ocpi.config, own[0] if own else None),
+        "own": own[0] if own else {},
+    }
+
+
+def _charger_id(request: web.Request) -> str:
+    cp_id = request.match_info["cp_id"]
+    if request.app[OCPI].store.charger(cp_id) is None:
+        raise ApiError(404, f"no charger {cp_id[:64]!r}")
+    return cp_id
+
+
+async def get_location(request: web.Request) -> web.Response:
+    """GET /api/chargers/{cp_id}/location: where the charger stands as OCPI publishes it, and its own values."""
+    return web.json_response(_location_json(request, _charger_id(request)))
+
+
+async def patch_location(request: web.Request) -> web.Response:
+    """PATCH /api/chargers/{cp_id}/location: set (or with null, reset to the default) location details; the
+    location goes again to roaming partners."""
+    cp_id = _charger_id(request)
+    try:
+        changes = site.check(await _json(request))
+    except site.InvalidDetail as exc:
+        raise ApiError(400, str(exc), field=exc.field) from None
+    ocpi = request.app[OCPI]
+    ocpi.store.ocpi_set_location_details(cp_id, changes, ocpi.clock())
+    ocpi.location_changed(cp_id)
+    return web.json_response(_location_json(request, cp_id))
+
+
+_DETAIL_PROPERTIES: Final[dict[str, Any]] = {
+    **{name: {"type": ["string", "null"], "maxLength": n} for name, n in site.TEXT_FIELDS.items()},
+    **{
+        name: {"type": ["string", "null"], "enum": [*sorted(v), None]}
+        for name, v in site.CHOICE_FIELDS.items()
+    },
+    **{
+        name: {"type": ["integer", "null"], "minimum": low, "maximum": high}
+        for name, (low, high) in site.INT_FIELDS.items()
+    },
+    "latitude": {"type": ["number", "string", "null"], "description": "decimal degrees, -90 to 90"},
+    "longitude": {"type": ["number", "string", "null"], "description": "decimal degrees, -180 to 180"},
+    "country": {"type": ["string", "null"], "pattern": "^[A-Z]{3}$", "description": "ISO 3166-1 alpha-3"},
+    "time_zone": {"type": ["string", "null"], "description": "IANA time zone"},
+}
+_CP_PARAM: Final = {"name": "cp_id", "in": "path", "required": True, "schema": {"type": "string"}}
+_LOCATION_OK: Final = {
+    "description": "the effective details (own values over the configured defaults) and the charger's own",
+    "content": {"application/json": {"schema": {"type": "object"}}},
+}
+
 _PARTNER_SCHEMA: Final = {"type": "object", "description": "A roaming partner (no tokens)."}
 OPENAPI_PATHS: Final[dict[str, Any]] = {
+    "/api/chargers/{cp_id}/location": {
+        "get": {
+            "summary": "Where the charger stands and its connector kind, as its OCPI Location publishes them",
+            "tags": ["ocpi"],
+            "parameters": [_CP_PARAM],
+            "responses": {"200": _LOCATION_OK, "404": {"description": "unknown charger"}},
+        },
+        "patch": {
+            "summary": "Set location details of a charger (null: back to the configured default); "
+            "partners get the location again",
+            "tags": ["ocpi"],
+            "parameters": [_CP_PARAM],
+            "requestBody": {
+                "content": {
+                    "application/json": {
+                        "schema": {
+                            "type": "object",
+                            "additionalProperties": False,
+                            "minProperties": 1,
+                            "properties": _DETAIL_PROPERTIES,
+                        }
+                    }
+                }
+            },
+            "responses": {
+                "200": _LOCATION_OK,
+                "400": {"description": "a detail is malformed or out of range (OCPI 2.2.1 §8.3.1 lengths)"},
+                "404": {"description": "unknown charger"},
+            },
+        },
+    },
     "/api/ocpi/partners": {
         "get": {
             "summary": "OCPI roaming partners: status, roles, last contact, last error and queued pushes",
@@ -214,5 +312,7 @@ def setup(app: web.Application) -> None:
     app.router.add_post("/api/ocpi/partners/register", register_with)
     app.router.add_delete("/api/ocpi/partners/{partner_id}", delete_partner)
     app.router.add_post("/api/ocpi/partners/{partner_id}/pushes/{push_id}/retry", retry_push)
+    app.router.add_get("/api/chargers/{cp_id}/location", get_location)
+    app.router.add_patch("/api/chargers/{cp_id}/location", patch_location)
     extra: dict[str, Any] = app.get(OPENAPI_EXTRA) or {}
     app[OPENAPI_EXTRA] = {**extra, **OPENAPI_PATHS}

@@ -10,7 +10,7 @@ from datetime import datetime
 from typing import Final, TypeAlias
 
 from backend_stub.store.base import StoreBase
-from backend_stub.store.records import Conflict, NotFound, _dt, _opt_dt, _text, _ts
+from backend_stub.store.records import Conflict, NotFound, UnknownCharger, _dt, _opt_dt, _text, _ts
 
 # OCPI 2.2.1 §16.3 Role; one platform may hold several roles under several (country_code, party_id) pairs.
 PARTNER_STATUSES: Final = ("pending", "registered", "unregistered")
@@ -487,4 +487,27 @@ class OcpiStore(StoreBase):
             db.execute(
                 "DELETE FROM ocpi_reservations WHERE partner_id = ? AND reservation_id = ?",
                 (partner_id, reservation_id),
+            )
+
+    # -- chargers' location details
+
+    def ocpi_location_details(self) -> dict[str, tuple[dict[str, object], datetime]]:
+        """Each charger's own location details (validated by the caller) and when they last changed."""
+        rows = self._read("SELECT cp_id, details_json, updated_at FROM ocpi_location_details")
+        return {r["cp_id"]: (json.loads(r["details_json"]), _dt(r["updated_at"])) for r in rows}
+
+    def ocpi_set_location_details(self, cp_id: str, changes: dict[str, object], at: datetime) -> None:
+        """Merge ``changes`` into a charger's details (None removes one); UnknownCharger if there is no charger."""
+        with self._write() as db:
+            if db.execute("SELECT 1 FROM chargers WHERE id = ?", (cp_id,)).fetchone() is None:
+                raise UnknownCharger(f"unknown charger {cp_id[:64]!r}")
+            row = db.execute(
+                "SELECT details_json FROM ocpi_location_details WHERE cp_id = ?", (cp_id,)
+            ).fetchone()
+            details = json.loads(row["details_json"]) if row else {}
+            details.update(changes)
+            details = {k: v for k, v in details.items() if v is not None}
+            db.execute(
+                "INSERT OR REPLACE INTO ocpi_location_details (cp_id, details_json, updated_at) VALUES (?, ?, ?)",
+                (cp_id, json.dumps(details, sort_keys=True), _ts(at)),
             )

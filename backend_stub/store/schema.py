@@ -269,6 +269,13 @@ CREATE TABLE IF NOT EXISTS ocpi_command_results (
     result TEXT NOT NULL,
     created_at TEXT NOT NULL
 );
+-- Where a charger stands, as its OCPI Location says (address, coordinates, connector kind): the operator's values
+-- over the configured defaults (backend_stub/ocpi/site.py validates them).
+CREATE TABLE IF NOT EXISTS ocpi_location_details (
+    cp_id TEXT PRIMARY KEY REFERENCES chargers(id),
+    details_json TEXT NOT NULL,
+    updated_at TEXT NOT NULL
+);
 -- Partners' reservations (OCPI 2.2.1 §13.3.5): the OCPI reservation_id (a string per eMSP) and the integer
 -- reservationId the charger knows (OCPP 1.6 §5.14); the same reservation_id again replaces the reservation.
 CREATE TABLE IF NOT EXISTS ocpi_reservations (

@@ -904,3 +904,83 @@ async def test_tariff_assignments_and_deletions_are_pushed(csms: Csms, emsp: Ems
     assert csms.store.tariff_json("T2") is None
     _, _, body = await emsp.get(f"{ocpi(csms).details_url}/tariffs")
     assert "T2" not in {t["id"] for t in body["data"]}
+
+
+async def test_per_charger_location_details_are_set_validated_published_and_pushed(
+    csms: Csms, emsp: EmspParty
+) -> None:
+    csms.store.add_charger("CP-1")
+    csms.store.add_charger("CP-2")
+    await _charger_with_status(csms, "CP-1", "Available")
+    await registered(csms, emsp)
+    await eventually(lambda: "DE/OCS/CP-1" in emsp.locations, "the initial location")
+    assert emsp.locations["DE/OCS/CP-1"]["address"] == "unknown"  # OcpiConfig's default
+    url = f"{csms.http_url}/api/chargers/CP-1/location"
+    details = {
+        "address": "Hauptstraße 1",
+        "city": "Berlin",
+        "postal_code": "10115",
+        "country": "DEU",
+        "latitude": 52.52,
+        "longitude": "13.404954",
+        "connector_standard": "IEC_62196_T2_COMBO",
+        "connector_format": "CABLE",
+        "power_type": "DC",
+        "max_voltage_v": 920,
+        "max_current_a": 200,
+    }
+    async with aiohttp.ClientSession(headers={"Authorization": f"Bearer {ADMIN}"}) as session:
+        for bad in (
+            {"latitude": 90.5},
+            {"longitude": "-180.1"},
+            {"latitude": "north"},
+            {"latitude": True},
+            {"address": "x" * 46},
+            {"postal_code": "12345678901"},
+            {"country": "DE"},
+            {"connector_standard": "SCHUKO"},
+            {"max_voltage_v": 0},
+            {"max_current_a": 1.5},
+            {"time_zone": "Mars/Olympus"},
+            {"colour": "red"},
+            {},
+        ):
+            async with session.patch(url, json=bad) as r:
+                assert r.status == 400, (bad, await r.text())
+        async with session.patch(f"{csms.http_url}/api/chargers/CP-NONE/location", json=details) as r:
+            assert r.status == 404
+        async with session.get(url) as r:
+            assert (await r.json())["own"] == {}  # nothing bad was stored
+        async with session.patch(url, json=details) as r:
+            assert r.status == 200, await r.text()
+            shown = await r.json()
+        assert (
+            shown["details"]["latitude"] == "52.520000" and shown["details"]["time_zone"] == "Europe/Berlin"
+        )
+        await eventually(
+            lambda: emsp.locations["DE/OCS/CP-1"]["city"] == "Berlin", "the location pushed with its details"
+        )
+        pushed = emsp.locations["DE/OCS/CP-1"]
+        assert (pushed["address"], pushed["postal_code"], pushed["country"]) == (
+            "Hauptstraße 1",
+            "10115",
+            "DEU",
+        )
+        assert pushed["coordinates"] == {"latitude": "52.520000", "longitude": "13.404954"}
+        (connector,) = pushed["evses"][0]["connectors"]
+        assert (connector["standard"], connector["format"], connector["power_type"]) == (
+            "IEC_62196_T2_COMBO",
+            "CABLE",
+            "DC",
+        )
+        assert (connector["max_voltage"], connector["max_amperage"]) == (920, 200)
+        # Pulled, the same; another charger keeps the defaults; null resets one detail to the default.
+        _, _, body = await emsp.get(f"{ocpi(csms).details_url}/locations/CP-2")
+        assert (body["data"]["city"], body["data"]["coordinates"]["latitude"]) == ("unknown", "0.000000")
+        async with session.patch(url, json={"city": None}) as r:
+            assert (await r.json())["details"]["city"] == "unknown"
+        _, _, body = await emsp.get(f"{ocpi(csms).details_url}/locations/CP-1")
+        assert (body["data"]["city"], body["data"]["address"]) == ("unknown", "Hauptstraße 1")
+        async with session.get(f"{csms.http_url}/api/openapi.json") as r:
+            paths = (await r.json())["paths"]
+        assert {"get", "patch"} <= set(paths["/api/chargers/{cp_id}/location"])
