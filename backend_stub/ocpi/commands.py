@@ -11,6 +11,7 @@ from typing import Any, Final
 
 from backend_stub.errors import CommandFailed
 from backend_stub.ocpi import objects
+from backend_stub.ocpi.client import CallFailed
 from backend_stub.ocpi.protocol import MAX_URL_LENGTH, Status, fail, parse_time
 from backend_stub.ocpi.service import Ocpi
 from backend_stub.ocpi.tokens import check_token
@@ -87,6 +88,11 @@ class Commands:
         response_url = _str(body, "response_url", MAX_URL_LENGTH)
         if not response_url.startswith(("http://", "https://")):
             fail(Status.INVALID_PARAMETERS, "response_url must be an http(s) URL")
+        try:
+            # Checked before the charger is commanded: a result we may not post is not worth a command.
+            self.ocpi.client.check(response_url)
+        except CallFailed as exc:
+            return _response("REJECTED", str(exc))
         if len(self._tasks) >= MAX_PENDING:
             return _response("REJECTED", "too many commands in progress")
         ports = self.ocpi.central.commands

@@ -36,6 +36,9 @@ class OcpiConfig:
     retry_max_s: float = 600.0
     max_refusals: int = 5  # a push refused this many times in a row with a client error is parked
     timeout_s: float = 20.0  # one call to a partner
+    # Partners' URLs may name private, loopback and link-local addresses (a test bed, a private network); off,
+    # they are refused before any request (SSRF, see backend_stub/ocpi/urls.py).
+    allow_private_urls: bool = False
 
     def __post_init__(self) -> None:
         """Validate; an error names the setting."""

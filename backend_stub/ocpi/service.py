@@ -112,7 +112,11 @@ class Ocpi:
         self.config = config
         self.clock: Callable[[], datetime] = central.clock
         self._base_url = base_url
-        self.client = client if client is not None else Client(config.timeout_s)
+        self.client = (
+            client
+            if client is not None
+            else Client(config.timeout_s, allow_private=config.allow_private_urls)
+        )
         self._wake = asyncio.Event()
         self._task: asyncio.Task[None] | None = None
         central.hooks.observers.add(self)

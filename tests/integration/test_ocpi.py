@@ -17,6 +17,7 @@ from websockets.asyncio.client import connect
 
 from backend_stub.app import Csms
 from backend_stub.ocpi.config import OcpiConfig
+from backend_stub.ocpi.protocol import OcpiError
 from backend_stub.ocpi.service import Ocpi
 from backend_stub.store import CsmsStore
 from chargepoint.agent import Agent
@@ -40,6 +41,7 @@ async def csms(tmp_path: Path) -> AsyncIterator[Csms]:
         retry_max_s=0.2,
         page_limit_max=2,
         max_refusals=3,
+        allow_private_urls=True,  # every party here is on 127.0.0.1
     )
     app = Csms(store, heartbeat_interval_s=60, admin_token=ADMIN, ocpi=config)
     await app.start()
@@ -292,7 +294,7 @@ async def test_status_changes_are_pushed_and_survive_a_partner_outage(csms: Csms
 
 
 async def test_queued_pushes_survive_a_restart(tmp_path: Path, emsp: EmspParty) -> None:
-    config = OcpiConfig(retry_base_s=0.05, retry_max_s=0.2)
+    config = OcpiConfig(retry_base_s=0.05, retry_max_s=0.2, allow_private_urls=True)
     store = CsmsStore(tmp_path / "csms.db")
     store.add_charger("CP-1")
     app = Csms(store, admin_token=ADMIN, ocpi=config)
@@ -984,3 +986,56 @@ async def test_per_charger_location_details_are_set_validated_published_and_push
         async with session.get(f"{csms.http_url}/api/openapi.json") as r:
             paths = (await r.json())["paths"]
         assert {"get", "patch"} <= set(paths["/api/chargers/{cp_id}/location"])
+
+
+async def test_partner_urls_at_private_addresses_are_refused_without_a_request_unless_allowed(
+    csms: Csms, emsp: EmspParty, tmp_path: Path
+) -> None:
+    csms.store.add_charger("CP-1")
+    await registered(csms, emsp)
+    await eventually(lambda: csms.store.ocpi_queued() == {}, "the initial sync")
+    ocpi(csms).client.allow_private = False  # as `serve` without --ocpi-allow-private-urls
+    commands = f"{ocpi(csms).details_url}/commands"
+    async with connect(f"{csms.url}/CP-1", subprotocols=["ocpp1.6"]) as ws:  # type: ignore[list-item]
+        raw = RawCharger(ws)
+        await raw.call("BootNotification", {"chargePointVendor": "V", "chargePointModel": "M"})
+        start = {
+            "response_url": f"{emsp.base}/ocpi/2.2.1/results/private-1",  # 127.0.0.1
+            "token": emsp.token("PRIV-1"),
+            "location_id": "CP-1",
+        }
+        for url in (start["response_url"], "http://169.254.169.254/latest", "http://u:p@example.com/r"):
+            status, body = await emsp.send("POST", f"{commands}/START_SESSION", start | {"response_url": url})
+            assert (status, body["status_code"], body["data"]["result"]) == (200, 1000, "REJECTED"), body
+            assert "refused" in body["data"]["message"][0]["text"]
+        # The charger was not commanded and nothing was posted to the private address.
+        with pytest.raises(TimeoutError):
+            async with asyncio.timeout(0.5):
+                await ws.recv()
+    assert emsp.results == [] and csms.store.ocpi_parked() == []
+    # Allowed (--ocpi-allow-private-urls), the same command goes through.
+    ocpi(csms).client.allow_private = True
+    async with connect(f"{csms.url}/CP-1", subprotocols=["ocpp1.6"]) as ws:  # type: ignore[list-item]
+        raw = RawCharger(ws)
+        await raw.call("BootNotification", {"chargePointVendor": "V", "chargePointModel": "M"})
+        assert (await emsp.send("POST", f"{commands}/START_SESSION", start))[1]["data"][
+            "result"
+        ] == "ACCEPTED"
+        await _answer_call(ws, "RemoteStartTransaction", "Accepted")
+        await eventually(lambda: emsp.results, "the result posted")
+
+
+async def test_registering_with_a_partner_at_a_private_address_is_refused_by_default(
+    tmp_path: Path, emsp: EmspParty
+) -> None:
+    store = CsmsStore(tmp_path / "csms.db")
+    app = Csms(store, admin_token=ADMIN, ocpi=OcpiConfig())  # allow_private_urls off, the default
+    await app.start()
+    try:
+        with pytest.raises(OcpiError) as refused:
+            await ocpi(app).register_with("eMSP", emsp.versions_url, emsp.token_a)
+        assert refused.value.status == 3001 and "not a public address" in refused.value.message
+        assert emsp.token_a in emsp.accepted and emsp.token_for_cpo is None  # it was never called
+    finally:
+        await app.stop()
+        store.close()
