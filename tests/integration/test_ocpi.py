@@ -1039,3 +1039,32 @@ async def test_registering_with_a_partner_at_a_private_address_is_refused_by_def
     finally:
         await app.stop()
         store.close()
+
+
+async def test_a_wrong_method_on_a_known_ocpi_path_is_405_with_an_envelope(
+    csms: Csms, emsp: EmspParty
+) -> None:
+    await registered(csms, emsp)
+    base = ocpi(csms).details_url
+    async with aiohttp.ClientSession(headers=auth(emsp.token_for_cpo or "")) as session:
+        for method, url, allowed in (
+            ("DELETE", f"{base}/locations", {"GET"}),
+            ("PUT", f"{base}/locations/CP-1/CP-1*1", {"GET"}),
+            ("POST", ocpi(csms).versions_url, {"GET"}),
+            ("GET", f"{base}/commands/START_SESSION", {"POST"}),
+            ("DELETE", f"{base}/tokens/NL/EMS/T-1", {"GET", "PUT", "PATCH"}),
+            ("PATCH", f"{base}/credentials", {"GET", "POST", "PUT", "DELETE"}),
+        ):
+            async with session.request(method, url) as r:
+                body = await r.json()
+                assert (r.status, body["status_code"]) == (405, 2000), (method, url)
+                assert (
+                    set(r.headers["Allow"].split(",")) == allowed
+                    or {m.strip() for m in r.headers["Allow"].split(",")} == allowed
+                )
+                assert body["timestamp"].endswith("Z")
+        # An unknown path is still 404; a known one with its method still works.
+        async with session.get(f"{base}/nosuchmodule") as r:
+            assert (r.status, (await r.json())["status_code"]) == (404, 2000)
+        async with session.get(f"{base}/locations") as r:
+            assert r.status == 200
