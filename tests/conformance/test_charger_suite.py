@@ -8,8 +8,6 @@ import asyncio
 import contextlib
 import json
 import socket
-import sys
-from collections.abc import AsyncIterator
 from datetime import UTC, datetime
 from pathlib import Path
 from typing import Any
@@ -62,20 +60,32 @@ def free_port() -> int:
 
 
 @pytest.fixture
-async def agent(tmp_path: Path) -> AsyncIterator[tuple[int, Path]]:
-    """The project's agent as its own process, pointed at a port the charger runner will listen on."""
+def agent(tmp_path: Path) -> tuple[int, Path]:
+    """The project's agent's config, pointed at a port the charger runner will listen on; the ctl actuation
+    profile's [process] runs the agent as its own process (and kills and restarts it for a power cut)."""
     port = free_port()
     config = tmp_path / "station.toml"
     config.write_text(AGENT_CONFIG.format(port=port, dir=tmp_path), encoding="utf-8")
-    with (tmp_path / "agent.log").open("w") as log:
-        proc = await asyncio.create_subprocess_exec(
-            sys.executable, "-m", "chargepoint", "run", "--config", str(config), stderr=log
-        )
-        try:
-            yield port, config
-        finally:
-            proc.terminate()
-            await proc.wait()
+    return port, config
+
+
+def charger_args(port: int, config: Path, *extra: str) -> list[str]:
+    """`python -m conformance charger` arguments for the agent with its ctl actuation profile."""
+    return [
+        "charger",
+        "--listen",
+        f"127.0.0.1:{port}",
+        "--actuate",
+        "chargepoint-agent",
+        "--var",
+        f"config={config}",
+        "--var",
+        f"agent_log={config.parent / 'agent.log'}",
+        "--connect-timeout",
+        "30",
+        "-q",
+        *extra,
+    ]
 
 
 @pytest.mark.slow
@@ -84,22 +94,7 @@ async def test_the_agent_passes_the_charger_suite_with_its_ctl_profile(
 ) -> None:
     port, config = agent
     junit = tmp_path / "charger.xml"
-    code, report = await run_cli(
-        [
-            "charger",
-            "--listen",
-            f"127.0.0.1:{port}",
-            "--actuate",
-            "chargepoint-agent",
-            "--var",
-            f"config={config}",
-            "--connect-timeout",
-            "30",
-            "--junit",
-            str(junit),
-            "-q",
-        ]
-    )
+    code, report = await run_cli(charger_args(port, config, "--junit", str(junit)))
     assert report is not None
     verdicts = {r.id: str(r.verdict) for r in report.results}
     assert len(verdicts) >= 45
@@ -110,6 +105,35 @@ async def test_the_agent_passes_the_charger_suite_with_its_ctl_profile(
     )
     assert code == 0
     assert "TC_003_CS Regular Charging Session - Plugin First" in junit.read_text()
+
+
+async def test_the_agent_passes_the_power_cut_and_offline_cases(
+    agent: tuple[int, Path], tmp_path: Path
+) -> None:
+    port, config = agent
+    out = tmp_path / "r.json"
+    code, report = await run_cli(
+        charger_args(
+            port,
+            config,
+            "--cases",
+            "TC_032_*,TC_034_CS,TC_036_CS,TC_037_1_CS,TC_038_CS,TC_039_CS",
+            "--json",
+            str(out),
+        )
+    )
+    assert report is not None
+    verdicts = {r.id: (str(r.verdict), r.reason) for r in report.results}
+    # No back-up power: the agent cannot stop transactions before going down (OCTT TC_032_1 prerequisite).
+    assert verdicts.pop("TC_032_1_CS")[0] == "not_applicable"
+    assert verdicts == dict.fromkeys(
+        ["TC_032_2_CS", "TC_034_CS", "TC_036_CS", "TC_037_1_CS", "TC_038_CS", "TC_039_CS"], ("passed", "")
+    )
+    assert code == 0
+    # The power cut really killed and restarted the agent: two boots in TC_034's trace.
+    tc034 = next(r for r in report.results if r.id == "TC_034_CS")
+    assert sum('"BootNotification"' in t.text for t in tc034.trace if t.direction == "received") == 1
+    assert any(t.text.startswith("actuation power_cut: power cut: killed pid") for t in tc034.trace)
 
 
 async def test_a_charger_that_never_connects_is_a_setup_error(tmp_path: Path) -> None:
