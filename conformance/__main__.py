@@ -133,6 +133,12 @@ def build_parser() -> argparse.ArgumentParser:
         "--connect-timeout", type=float, default=60.0, help="seconds to wait for the charger"
     )
     charger.add_argument(
+        "--prompt-wait",
+        type=float,
+        default=60.0,
+        help="--interactive: seconds to wait for Enter before the case is inconclusive (default: 60)",
+    )
+    charger.add_argument(
         "--backup-power",
         action="store_true",
         help="the charger has back-up power and stops transactions before going down (TC_032_1)",
@@ -211,7 +217,7 @@ async def _charger(args: argparse.Namespace, report: Report, cases: Sequence[Cas
 
     actuator: Actuator | None = None
     if args.interactive:
-        actuator = InteractiveActuator()
+        actuator = InteractiveActuator(wait_s=args.prompt_wait)
     elif args.actuate:
         actuator = load_actuator(
             args.actuate, {**dict(args.var), **({"cp": args.charger_id} if args.charger_id else {})}

@@ -8,6 +8,7 @@ Templates use ``{name}`` placeholders (unknown names are left alone, so JSON bod
 from __future__ import annotations
 
 import asyncio
+import contextlib
 import json
 import os
 import re
@@ -20,6 +21,8 @@ from pathlib import Path
 from typing import IO, Any
 
 import aiohttp
+
+from conformance.model import Inconclusive
 
 __all__ = [
     "POWER_STEPS",
@@ -39,6 +42,7 @@ __all__ = [
 ]
 
 PROFILES_DIR = Path(__file__).parent / "profiles"
+COUNTDOWN_EVERY_S = 10.0  # an interactive prompt shows the time left this often
 POWER_STEPS = ("power_cut", "power_restore")  # a profile's [process] provides both
 _PLACEHOLDER = re.compile(r"\{([A-Za-z_][A-Za-z0-9_]*)\}")
 _ENV = re.compile(r"\$\{([A-Za-z_][A-Za-z0-9_]*)(?::-([^}]*))?\}")
@@ -403,24 +407,34 @@ class InteractiveActuator(Actuator):
         return step in self.TEXTS
 
     async def do(self, step: str, **params: str) -> str:
-        """Prompt, then wait for Enter on stdin or the countdown to end."""
+        """Prompt with a countdown; Enter on stdin goes on, no answer in time is inconclusive."""
         text = fill(self.TEXTS.get(step, step), params)
         _countdown_line(self.stream, f"\n>>> {text}, then press Enter ({self.wait_s:g} s)")
         loop = asyncio.get_running_loop()
         entered: asyncio.Future[None] = loop.create_future()
 
         def on_input() -> None:
-            sys.stdin.readline()
+            line = sys.stdin.readline()
             if not entered.done():
-                entered.set_result(None)
+                if line:
+                    entered.set_result(None)
+                else:  # stdin closed: nobody will answer
+                    loop.remove_reader(sys.stdin.fileno())
 
         # A reader callback, not a thread blocked in readline(): Ctrl-C must not wait for the operator's Enter.
         loop.add_reader(sys.stdin.fileno(), on_input)
+        deadline = loop.time() + self.wait_s
         try:
-            async with asyncio.timeout(self.wait_s):
-                await entered
-        except TimeoutError:
-            _countdown_line(self.stream, "    (time is up; going on)")
+            while not entered.done():
+                left = deadline - loop.time()
+                if left <= 0:
+                    _countdown_line(self.stream, "    (time is up: the case is inconclusive)")
+                    raise Inconclusive(f"nobody answered the prompt '{text}' within {self.wait_s:g} s")
+                with contextlib.suppress(TimeoutError):
+                    async with asyncio.timeout(min(left, COUNTDOWN_EVERY_S)):
+                        await asyncio.shield(entered)
+                if not entered.done() and deadline - loop.time() > 0:
+                    _countdown_line(self.stream, f"    {deadline - loop.time():.0f} s left")
         finally:
             loop.remove_reader(sys.stdin.fileno())
         return f"operator asked: {text}"
