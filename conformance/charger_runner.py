@@ -97,6 +97,9 @@ class ChargerContext(BaseContext):
             with contextlib.suppress(Exception):
                 await self.cs.call(self.cp_id, "ChangeConfiguration", {"key": key, "value": value}, timeout=5)
         self.restore.clear()
+        # Violations of a case that ended before its frame check stay with it, not with the next case.
+        for problem in self.new_violations():
+            self.event(f"protocol violation: {problem}")
         frames = [
             TraceEntry(f.ts, "sent" if f.direction == "out" else "received", f.raw)
             for f in self.cs.log[self.mark :]
@@ -133,12 +136,16 @@ class ChargerContext(BaseContext):
                 self.last_status[connector] = status
         self.scanned = len(self.cs.log)
 
+    def new_violations(self) -> list[str]:
+        """The charger's protocol violations (bad JSON, schema) not yet judged; they are judged now."""
+        mine = [v for v in self.cs.violations[self.violations_seen :] if v[0] == self.cp_id]
+        self.violations_seen = len(self.cs.violations)
+        return [f"{action or '-'}: {message}" for _, action, message in mine]
+
     async def check_frames(self) -> None:
         """Fail on schema violations by the charger or forbidden status transitions since the case began."""
         self.scan_statuses()
-        mine = [v for v in self.cs.violations[self.violations_seen :] if v[0] == self.cp_id]
-        self.violations_seen = len(self.cs.violations)
-        problems = [f"{action or '-'}: {message}" for _, action, message in mine] + self.bad_transitions
+        problems = self.new_violations() + self.bad_transitions
         self.bad_transitions = []
         if problems:
             raise Fail("; ".join(problems)[:600])
@@ -162,8 +169,10 @@ class ChargerContext(BaseContext):
                 ) from None
             raise Fail(f"{action} answered with CALLERROR {exc.code}: {exc.description}") from None
         except TimeoutError:
+            bad = "; ".join(self.new_violations())
             raise Fail(
                 f"no answer to {action} within {self.scaled(timeout_s or self.setup.call_timeout_s):g} s"
+                + (f"; meanwhile the charger sent: {bad}" if bad else "")
             ) from None
         except (KeyError, ConnectionError) as exc:
             raise Fail(f"cannot send {action}: {exc}") from None

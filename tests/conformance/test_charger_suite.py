@@ -253,3 +253,57 @@ async def test_a_charger_with_forbidden_transitions_or_undelivered_profiles_fail
         "the charger declares Reservation but answers ReserveNow with CALLERROR NotSupported",
     )
     assert verdicts["TC_044_1_CS"][0] == "not_applicable"
+
+
+async def test_a_charger_that_sends_garbage_or_closes_mid_case_fails_that_case_and_the_suite_goes_on() -> (
+    None
+):
+    """GetConfiguration of HeartbeatInterval is answered with bytes that are no OCPP frame, ChangeConfiguration
+    makes the charger close the socket (it reconnects and boots again); each case fails with its reason and the
+    next case runs and passes."""
+    port = free_port()
+    setup = ChargerSetup(port=port, connect_timeout_s=30, call_timeout_s=5)
+    cases = select_cases(VERSIONS["1.6"].charger_cases(), "TC_019_2_CS,TC_021_CS,TC_028_CS")
+    report = Report("charger", "1.6", f"127.0.0.1:{port}")
+
+    async def session(ws: ClientConnection) -> None:
+        await ws.send(
+            json.dumps([2, "boot", "BootNotification", {"chargePointVendor": "H", "chargePointModel": "H"}])
+        )
+        async for text in ws:
+            frame = json.loads(text)
+            if frame[0] != 2:
+                continue
+            action, payload = frame[2], frame[3]
+            if action == "GetConfiguration" and payload.get("key") == ["HeartbeatInterval"]:
+                await ws.send("}{ not a frame \x00")
+            elif action == "ChangeConfiguration":
+                await ws.close()
+                return
+            elif action == "GetConfiguration":
+                keys = [{"key": k, "readonly": False, "value": "60"} for k in payload.get("key", [])]
+                await ws.send(json.dumps([3, frame[1], {"configurationKey": keys}]))
+            else:
+                await ws.send(json.dumps([3, frame[1], {"status": "Rejected"}]))
+
+    async def hostile_charger() -> None:
+        while True:
+            with contextlib.suppress(OSError):
+                async with connect(f"ws://127.0.0.1:{port}/ocpp/CP-HOSTILE", subprotocols=["ocpp1.6"]) as ws:  # type: ignore[list-item]
+                    await session(ws)
+            await asyncio.sleep(0.05)
+
+    task = asyncio.create_task(hostile_charger())
+    try:
+        await run_charger_suite(setup, cases, report, quiet=True, timeout_scale=0.3)
+    finally:
+        task.cancel()
+        await asyncio.gather(task, return_exceptions=True)
+    verdicts = {r.id: (str(r.verdict), r.reason) for r in report.results}
+    assert verdicts["TC_019_2_CS"][0] == "failed"
+    assert "no answer to GetConfiguration" in verdicts["TC_019_2_CS"][1]
+    assert "meanwhile the charger sent: -: malformed frame" in verdicts["TC_019_2_CS"][1]
+    assert verdicts["TC_021_CS"][0] == "failed"
+    assert "ChangeConfiguration" in verdicts["TC_021_CS"][1]
+    assert verdicts["TC_028_CS"] == ("passed", "")
+    assert report.exit_status() == 1
