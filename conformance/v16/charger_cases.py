@@ -740,8 +740,10 @@ async def offline_transaction(ctx: ChargerContext) -> None:
     async with ctx.offline():
         await ctx.act("plug")
         await ctx.act("swipe")
+        started = datetime.now(UTC)
         await ctx.quiet(3)
         await ctx.act("swipe")
+        stopped = datetime.now(UTC)
         await ctx.quiet(1)
         await ctx.act("unplug")
         await ctx.quiet(1)
@@ -755,6 +757,13 @@ async def offline_transaction(ctx: ChargerContext) -> None:
             f"StopTransaction reason {stop.payload.get('reason')}, expected Local or none (OCTT TC_039)"
         )
     await queued_in_order(ctx, m, went, back)
+    # The two cards were presented seconds apart: so must the stamps be (not both the time of sending).
+    apart, presented = (_when(stop) - _when(start)).total_seconds(), (stopped - started).total_seconds()
+    if apart < presented - OFFLINE_CLOCK_SLACK_S:
+        raise Fail(
+            f"StartTransaction and StopTransaction are stamped {apart:.1f} s apart, the cards were presented "
+            f"{presented:.1f} s apart: queued messages must state when the events happened (OCPP 1.6 §4.8)"
+        )
 
 
 case(

@@ -307,3 +307,132 @@ async def test_a_charger_that_sends_garbage_or_closes_mid_case_fails_that_case_a
     assert "ChangeConfiguration" in verdicts["TC_021_CS"][1]
     assert verdicts["TC_028_CS"] == ("passed", "")
     assert report.exit_status() == 1
+
+
+class QueueingCharger:
+    """A raw OCPP 1.6 charger that charges offline and flushes its queue on reconnect, wrongly: ``flaw`` is
+    ``send_time`` (queued messages stamped when sent, not when the event happened) or ``duplicate`` (the
+    StartTransaction is delivered twice)."""
+
+    def __init__(self, port: int, flaw: str) -> None:
+        self.url = f"ws://127.0.0.1:{port}/ocpp/CP-QUEUE"
+        self.flaw = flaw
+        self.ws: ClientConnection | None = None
+        self.plugged = False
+        self.tx: str | None = None  # the running transaction's local key
+        self.queue: list[tuple[str, dict[str, Any]]] = []
+        self.answers: dict[str, asyncio.Future[Any]] = {}
+        self.n = 0
+
+    @staticmethod
+    def now() -> str:
+        return datetime.now(UTC).isoformat(timespec="milliseconds").replace("+00:00", "Z")
+
+    async def call(self, action: str, payload: dict[str, Any]) -> Any:
+        assert self.ws is not None
+        self.n += 1
+        uid = f"q{self.n}"
+        self.answers[uid] = asyncio.get_running_loop().create_future()
+        await self.ws.send(json.dumps([2, uid, action, payload]))
+        return await asyncio.wait_for(self.answers[uid], 5)
+
+    async def status(self, connector: int, status: str) -> None:
+        body = {"connectorId": connector, "status": status, "errorCode": "NoError", "timestamp": self.now()}
+        if self.ws is not None:
+            with contextlib.suppress(Exception):
+                await self.call("StatusNotification", body)
+
+    async def read(self, ws: ClientConnection) -> None:
+        async for text in ws:
+            frame = json.loads(text)
+            if frame[0] == 3 and frame[1] in self.answers:
+                self.answers.pop(frame[1]).set_result(frame[2])
+            elif frame[0] == 2:
+                keys = [{"key": k, "readonly": False, "value": "true"} for k in frame[3].get("key", [])]
+                answer = (
+                    {"configurationKey": keys} if frame[2] == "GetConfiguration" else {"status": "Accepted"}
+                )
+                await ws.send(json.dumps([3, frame[1], answer]))
+
+    async def flush(self) -> None:
+        ids: dict[str, int] = {}
+        for action, body in self.queue:
+            if self.flaw == "send_time":
+                body = {**body, "timestamp": self.now()}
+                await asyncio.sleep(0.2)
+            if action == "StartTransaction":
+                answer = await self.call(action, body)
+                if self.flaw == "duplicate":
+                    await self.call(action, body)
+                ids[body["idTag"]] = answer["transactionId"]
+            else:
+                await self.call(action, {**body, "transactionId": ids[body.pop("idTag")]})
+        self.queue.clear()
+
+    async def run(self) -> None:
+        while True:
+            with contextlib.suppress(OSError, Exception):
+                async with connect(self.url, subprotocols=["ocpp1.6"]) as ws:  # type: ignore[list-item]
+                    self.ws = ws
+                    reader = asyncio.create_task(self.read(ws))
+                    await self.call("BootNotification", {"chargePointVendor": "Q", "chargePointModel": "Q"})
+                    await self.status(0, "Available")
+                    await self.status(
+                        1, "Charging" if self.tx else "Preparing" if self.plugged else "Available"
+                    )
+                    await self.flush()
+                    await reader
+            self.ws = None
+            await asyncio.sleep(0.1)
+
+
+class QueueingActuator(Actuator):
+    def __init__(self, charger: QueueingCharger) -> None:
+        self.charger = charger
+
+    def available(self, step: str) -> bool:
+        return step in ("plug", "unplug", "swipe")
+
+    async def do(self, step: str, **params: str) -> str:
+        c = self.charger
+        if step == "plug":
+            c.plugged = True
+            await c.status(1, "Preparing")
+        elif step == "unplug":
+            c.plugged = False
+            await c.status(1, "Available")
+        elif c.tx is None:  # swipe: start (offline: queued)
+            c.tx = params["id_tag"]
+            c.queue.append(
+                ("StartTransaction", {"connectorId": 1, "idTag": c.tx, "meterStart": 0, "timestamp": c.now()})
+            )
+        else:  # swipe again: stop
+            c.queue.append(("StopTransaction", {"idTag": c.tx, "meterStop": 10, "timestamp": c.now()}))
+            c.tx = None
+        return f"queueing charger: {step}"
+
+
+@pytest.mark.parametrize(
+    ("flaw", "reason"),
+    [
+        ("send_time", "queued messages must state when the events happened"),
+        ("duplicate", "was delivered twice"),
+    ],
+)
+async def test_a_charger_that_flushes_its_offline_queue_wrongly_fails_tc_039(flaw: str, reason: str) -> None:
+    port = free_port()
+    charger = QueueingCharger(port, flaw)
+    setup = ChargerSetup(
+        port=port, actuator=QueueingActuator(charger), connect_timeout_s=30, call_timeout_s=5
+    )
+    cases = select_cases(VERSIONS["1.6"].charger_cases(), "TC_039_CS")
+    report = Report("charger", "1.6", f"127.0.0.1:{port}")
+    task = asyncio.create_task(charger.run())
+    try:
+        await run_charger_suite(setup, cases, report, quiet=True)
+    finally:
+        task.cancel()
+        await asyncio.gather(task, return_exceptions=True)
+    [result] = report.results
+    assert str(result.verdict) == "failed"
+    assert reason in result.reason
