@@ -695,9 +695,40 @@ case(
 )
 
 
+async def card_known_valid(ctx: ChargerContext) -> None:
+    """OCTT memory state IdTagLocalAuthList / IdTagCached for the card: offline it must be known as Accepted
+    (earlier cases may have left it cached as Blocked). Local list if declared, else one online session."""
+    await ctx.try_config("AllowOfflineTxForUnknownId", "true")  # if implemented (OCPP 1.6 §9.1)
+    profiles = (await ctx.configuration("SupportedFeatureProfiles")).get("SupportedFeatureProfiles") or ""
+    if "LocalAuthListManagement" in profiles and await ctx.try_config("LocalAuthListEnabled", "true"):
+        version = (await ctx.call("GetLocalListVersion", {}))["listVersion"]
+        entry = {"idTag": ctx.setup.id_tag, "idTagInfo": {"status": "Accepted"}}
+        await ctx.expect_answer(
+            "SendLocalList",
+            {
+                "listVersion": max(version, 0) + 1,
+                "updateType": "Differential",
+                "localAuthorizationList": [entry],
+            },
+            "status",
+            "Accepted",
+        )
+        return
+    await ctx.try_config("AuthorizationCacheEnabled", "true")
+    m = ctx.at()
+    await plug(ctx)
+    await ctx.act("swipe")
+    start = await ctx.wait_call("StartTransaction", m, timeout_s=15)
+    tx = await _tx_of(ctx, start)
+    await ctx.act("swipe")
+    await ctx.wait_call("StopTransaction", m, stops(tx))
+    m2 = ctx.at()
+    await ctx.act("unplug")
+    await ctx.wait_status("Available", m2)
+
+
 async def offline_start(ctx: ChargerContext) -> None:
     """Offline: plug and card start a transaction; back online StartTransaction, then Charging (OCTT TC_037_1)."""
-    await ctx.try_config("AllowOfflineTxForUnknownId", "true")  # if implemented (OCPP 1.6 §9.1.1)
     m = ctx.at()
     went = datetime.now(UTC)
     async with ctx.offline():
@@ -716,6 +747,7 @@ case(
     "Offline Start Transaction - Valid IdTag",
     CORE,
     config("LocalAuthorizeOffline", "true"),
+    ("the card is known valid (local list or cache)", card_known_valid),
     ("offline plug and card, delivered later", offline_start),
     needs=PLUG_SWIPE,
     timeout_s=90,
@@ -734,7 +766,6 @@ case(
 async def offline_transaction(ctx: ChargerContext) -> None:
     """A whole transaction offline (plug, card, card, unplug); back online StartTransaction then
     StopTransaction (reason Local or none) with the id we gave, stamped when they happened (OCTT TC_039)."""
-    await ctx.try_config("AllowOfflineTxForUnknownId", "true")
     m = ctx.at()
     went = datetime.now(UTC)
     async with ctx.offline():
@@ -771,6 +802,7 @@ case(
     "Offline Transaction",
     CORE,
     config("LocalAuthorizeOffline", "true"),
+    ("the card is known valid (local list or cache)", card_known_valid),
     ("offline transaction, delivered later in order", offline_transaction),
     needs=PLUG_SWIPE,
     timeout_s=120,
