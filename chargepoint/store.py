@@ -1,5 +1,5 @@
-"""The agent's SQLite store (WAL): settings, availability, transactions, the outbox, auth cache, local list and
-charging profiles. ``Store`` implements the core's storage port (``chargepoint.core.storage.Storage``).
+"""The agent's SQLite store (WAL): settings, availability, transactions, the outbox, auth cache, local list,
+charging profiles and installed certificates. ``Store`` implements the core's storage port (``chargepoint.core.storage.Storage``).
 
 Every write that the central system must eventually hear about is committed before it is sent, so a crash
 or power cut loses nothing. sqlite3 errors are translated to StorageError at this boundary.
@@ -27,6 +27,7 @@ from pathlib import Path
 from typing import Any
 
 from chargepoint.core.events import (
+    FileEvent,
     MeterReadings,
     OutboxKind,
     OutboxMessage,
@@ -37,8 +38,14 @@ from chargepoint.core.events import (
     encode,
 )
 from chargepoint.core.model import IdTagInfo, Sample
+from chargepoint.core.reservations import Reservation
 from chargepoint.core.smart_charging import ChargingProfile
-from chargepoint.core.storage import StoredTransaction
+from chargepoint.core.storage import (
+    CertificateHashData,
+    CertificateUse,
+    InstalledCertificate,
+    StoredTransaction,
+)
 from chargepoint.errors import StorageError
 
 log = logging.getLogger(__name__)
@@ -95,7 +102,27 @@ CREATE TABLE IF NOT EXISTS local_list (
 CREATE TABLE IF NOT EXISTS charging_profiles (
     id INTEGER NOT NULL, profile TEXT NOT NULL, station TEXT NOT NULL DEFAULT '', PRIMARY KEY (station, id)
 );
+CREATE TABLE IF NOT EXISTS reservations (
+    id INTEGER NOT NULL, reservation TEXT NOT NULL, station TEXT NOT NULL DEFAULT '', PRIMARY KEY (station, id)
+);
+CREATE TABLE IF NOT EXISTS file_jobs (
+    kind TEXT NOT NULL, job TEXT NOT NULL, station TEXT NOT NULL DEFAULT '', PRIMARY KEY (station, kind)
+);
+CREATE TABLE IF NOT EXISTS certificates (
+    station TEXT NOT NULL DEFAULT '',
+    use TEXT NOT NULL,
+    hash_algorithm TEXT NOT NULL,
+    issuer_name_hash TEXT NOT NULL,
+    issuer_key_hash TEXT NOT NULL,
+    serial_number TEXT NOT NULL,
+    pem TEXT NOT NULL,
+    installed_at TEXT NOT NULL,
+    key_ref TEXT,
+    PRIMARY KEY (station, use, hash_algorithm, issuer_name_hash, issuer_key_hash, serial_number)
+);
 """
+# The reservations, file_jobs and certificates tables are newer than some files: CREATE TABLE IF NOT EXISTS adds
+# them to an older file on open and leaves every other table as it was, so older files stay readable.
 # Files written before rows had a station key get the column (their single agent is station ''); their old
 # single-column primary keys stay, which is right for one agent per file.
 _KEYED_TABLES = (
@@ -133,6 +160,21 @@ def _tx(row: sqlite3.Row) -> StoredTransaction:
         stop_data=tuple(Sample.from_json(s) for s in json.loads(row["stop_data"])),
         parent_id_tag=row["parent_id_tag"],
         authorized=bool(row["authorized"]),
+    )
+
+
+def _certificate(row: sqlite3.Row) -> InstalledCertificate:
+    return InstalledCertificate(
+        use=CertificateUse(row["use"]),
+        pem=row["pem"],
+        hash_data=CertificateHashData(
+            issuer_name_hash=row["issuer_name_hash"],
+            issuer_key_hash=row["issuer_key_hash"],
+            serial_number=row["serial_number"],
+            hash_algorithm=row["hash_algorithm"],
+        ),
+        installed_at=datetime.fromisoformat(row["installed_at"]),
+        key_ref=row["key_ref"],
     )
 
 
@@ -555,6 +597,7 @@ class Store:
         local_id = self._file.next_transaction_id()
         tx_id, connector_id, id_tag = started.transaction_id, started.connector_id, started.id_tag
         started_at, meter_start_wh = started.timestamp, started.meter_start_wh
+        reservation_id = started.reservation_id
 
         def write(db: sqlite3.Connection) -> None:
             db.execute(
@@ -574,6 +617,12 @@ class Store:
                 ),
             )
             self._enqueue(db, OutboxKind.START, local_id, start_text)
+            if reservation_id is not None:
+                # The transaction ends its reservation in the same commit (OCPP 1.6 §3.11): a crash leaves both
+                # or neither.
+                db.execute(
+                    "DELETE FROM reservations WHERE station = ? AND id = ?", (self.station, reservation_id)
+                )
 
         self._submit(write)
         return local_id
@@ -640,7 +689,7 @@ class Store:
 
         return self._submit(write, critical=True)
 
-    def queue(self, event: MeterReadings | SecurityEvent) -> Future[Any]:
+    def queue(self, event: MeterReadings | SecurityEvent | FileEvent) -> Future[Any]:
         """Queue an event that belongs to no transaction."""
         kind, payload = encode(event)
         text = _dumps(payload)
@@ -663,6 +712,40 @@ class Store:
             "INSERT INTO outbox (kind, local_tx_id, payload, station) VALUES (?, ?, ?, ?)",
             (kind, local_tx_id, payload, self.station),
         )
+
+    # file jobs (firmware update, diagnostics/log upload); the table is new, so older files simply gain it
+    def file_job(self, kind: str) -> dict[str, Any] | None:
+        """The persisted job of ``kind``, None if there is none (or it is unreadable: logged)."""
+        rows = self._read("SELECT job FROM file_jobs WHERE station = ? AND kind = ?", (self.station, kind))
+        if not rows:
+            return None
+        try:
+            job = json.loads(rows[0]["job"])
+        except ValueError:
+            log.error("unreadable %s job in the store; ignored", kind)
+            return None
+        return job if isinstance(job, dict) else None
+
+    def put_file_job(
+        self, kind: str, job: dict[str, Any] | None, event: FileEvent | None = None
+    ) -> Future[Any]:
+        """Replace (None: remove) the job of ``kind`` and queue its status event, atomically (queued)."""
+        station = self.station
+        text = None if job is None else _dumps(job)
+        queued = None if event is None else encode(event)
+
+        def write(db: sqlite3.Connection) -> None:
+            if text is None:
+                db.execute("DELETE FROM file_jobs WHERE station = ? AND kind = ?", (station, kind))
+            else:
+                db.execute(
+                    "INSERT OR REPLACE INTO file_jobs (station, kind, job) VALUES (?, ?, ?)",
+                    (station, kind, text),
+                )
+            if queued is not None:
+                self._enqueue(db, queued[0], None, _dumps(queued[1]))
+
+        return self._submit(write)
 
     def active_transactions(self) -> list[StoredTransaction]:
         """Transactions that have not ended."""
@@ -890,10 +973,92 @@ class Store:
 
     def delete_charging_profiles(self, ids: list[int]) -> Future[Any]:
         """Remove profiles by id (queued)."""
+        return self._delete_by_id("charging_profiles", ids)
+
+    def _delete_by_id(self, table: str, ids: list[int]) -> Future[Any]:
+        """Remove rows of ``table`` (a constant of ours, never input) by their ``id`` column (queued)."""
         station, ids = self.station, list(ids)
 
         def write(db: sqlite3.Connection) -> None:
             for old in ids:
-                db.execute("DELETE FROM charging_profiles WHERE station = ? AND id = ?", (station, old))
+                db.execute(f"DELETE FROM {table} WHERE station = ? AND id = ?", (station, old))
+
+        return self._submit(write)
+
+    # reservations
+    def reservations(self) -> list[Reservation]:
+        """Every stored reservation (expired ones too: the book ends those at start-up)."""
+        rows = self._read(
+            "SELECT reservation FROM reservations WHERE station = ? ORDER BY id", (self.station,)
+        )
+        return [Reservation.from_json(json.loads(row["reservation"])) for row in rows]
+
+    def put_reservation(self, reservation: Reservation) -> Future[Any]:
+        """Add a reservation or replace the one with its id (queued)."""
+        row = (self.station, reservation.reservation_id, json.dumps(reservation.to_json()))
+        return self._submit(
+            lambda db: db.execute(
+                "INSERT OR REPLACE INTO reservations (station, id, reservation) VALUES (?, ?, ?)", row
+            )
+        )
+
+    def delete_reservations(self, ids: list[int]) -> Future[Any]:
+        """Remove reservations by id (queued)."""
+        return self._delete_by_id("reservations", ids)
+
+    # certificates
+    def installed_certificates(self, use: CertificateUse | None = None) -> list[InstalledCertificate]:
+        """Installed certificates of one use (every use if None), oldest first."""
+        if use is None:
+            rows = self._read(
+                "SELECT * FROM certificates WHERE station = ? ORDER BY installed_at, rowid", (self.station,)
+            )
+        else:
+            rows = self._read(
+                "SELECT * FROM certificates WHERE station = ? AND use = ? ORDER BY installed_at, rowid",
+                (self.station, use.value),
+            )
+        return [_certificate(row) for row in rows]
+
+    def install_certificate(self, certificate: InstalledCertificate) -> Future[Any]:
+        """Add a certificate (the same use and hash data replaces it; a ChargePointCertificate chain replaces the
+        previous chain) (queued)."""
+        station, h = self.station, certificate.hash_data.normalized()
+        row = (
+            station,
+            certificate.use.value,
+            h.hash_algorithm,
+            h.issuer_name_hash,
+            h.issuer_key_hash,
+            h.serial_number,
+            certificate.pem,
+            certificate.installed_at.isoformat(),
+            certificate.key_ref,
+        )
+
+        def write(db: sqlite3.Connection) -> None:
+            if certificate.use is CertificateUse.CHARGE_POINT:  # one own chain at a time
+                db.execute(
+                    "DELETE FROM certificates WHERE station = ? AND use = ?", (station, certificate.use.value)
+                )
+            db.execute(
+                "INSERT OR REPLACE INTO certificates (station, use, hash_algorithm, issuer_name_hash, "
+                "issuer_key_hash, serial_number, pem, installed_at, key_ref) VALUES (?, ?, ?, ?, ?, ?, ?, ?, ?)",
+                row,
+            )
+
+        return self._submit(write)
+
+    def delete_certificate(self, hash_data: CertificateHashData) -> Future[bool]:
+        """Remove the certificates with this hash data, of any use (queued); the future says False if none."""
+        station, h = self.station, hash_data.normalized()
+
+        def write(db: sqlite3.Connection) -> bool:
+            cur = db.execute(
+                "DELETE FROM certificates WHERE station = ? AND hash_algorithm = ? AND issuer_name_hash = ? "
+                "AND issuer_key_hash = ? AND serial_number = ?",
+                (station, h.hash_algorithm, h.issuer_name_hash, h.issuer_key_hash, h.serial_number),
+            )
+            return cur.rowcount > 0
 
         return self._submit(write)

@@ -99,6 +99,7 @@ PLACEMENT: dict[str, VariableRef] = {
     "max_charging_profiles_installed": _R("SmartChargingCtrlr", "Entries"),
     "connector_phase_rotation": _R("ChargingStation", "PhaseRotation"),
     "resume_transactions_after_power_loss": _R("TxCtrlr", "ResumeAfterPowerLoss"),
+    "reserve_connector_zero_supported": _R("ReservationCtrlr", "NonEvseSpecific"),
 }
 
 

@@ -122,6 +122,8 @@ SPECS: dict[str, SettingSpec] = {
         SettingSpec("max_charging_profiles_installed", Kind.INT, 16, readonly=True),
         SettingSpec("connector_phase_rotation", Kind.STR, "0.RST"),
         SettingSpec("resume_transactions_after_power_loss", Kind.BOOL, False),
+        # Reservation (OCPP 1.6 §9.5): whether ReserveNow may name connector 0 (any connector); read-only.
+        SettingSpec("reserve_connector_zero_supported", Kind.BOOL, True, readonly=True),
     )
 }
 

@@ -13,6 +13,7 @@ from __future__ import annotations
 
 import asyncio
 import contextlib
+import functools
 from collections.abc import Callable
 from datetime import datetime
 from typing import Any
@@ -26,9 +27,12 @@ from chargepoint.core.blocks.context import (
     StationContext,
     StationTiming,
 )
+from chargepoint.core.blocks.diagnostics import Diagnostics
 from chargepoint.core.blocks.faults import Faults
+from chargepoint.core.blocks.firmware import Firmware
 from chargepoint.core.blocks.metering import Metering
 from chargepoint.core.blocks.recovery import Recovery
+from chargepoint.core.blocks.reservations import Reservations
 from chargepoint.core.blocks.sessions import Sessions
 from chargepoint.core.blocks.smart_charging import SmartCharging
 from chargepoint.core.connector import Connector
@@ -51,6 +55,7 @@ from chargepoint.core.model import (
     StopReason,
     UnlockResult,
 )
+from chargepoint.core.reservations import CancelResult, Reservation, ReserveResult
 from chargepoint.core.settings import Settings
 from chargepoint.core.smart_charging import (
     ChargingProfile,
@@ -62,7 +67,7 @@ from chargepoint.core.smart_charging import (
 )
 from chargepoint.core.storage import Storage
 from chargepoint.errors import MeterError
-from chargepoint.ports import Clock, ConnectorPorts, IdGenerator, MeterReading
+from chargepoint.ports import Clock, ConnectorPorts, FilePort, IdGenerator, MeterReading
 
 __all__ = ["CsmsPort", "OfflineCsms", "Station", "StationTiming"]
 
@@ -82,6 +87,9 @@ class Station:
         transaction_ids: IdGenerator,
         timing: StationTiming | None = None,
         unlock_supported: bool = False,
+        files: FilePort | None = None,
+        station_id: str = "",
+        firmware_version: str = "",
     ) -> None:
         ctx = self.ctx = StationContext(ports, store, settings, clock, timing or StationTiming())
         self.smart_charging = SmartCharging(ctx)
@@ -89,6 +97,7 @@ class Station:
         self.metering = Metering(ctx, self.faults)
         self.availability = Availability(ctx)
         self.authorization = Authorization(ctx)
+        self.reservations = Reservations(ctx)
         self.sessions = Sessions(
             ctx,
             faults=self.faults,
@@ -96,6 +105,7 @@ class Station:
             smart_charging=self.smart_charging,
             availability=self.availability,
             authorization=self.authorization,
+            reservations=self.reservations,
             transaction_ids=transaction_ids,
             unlock_supported=unlock_supported,
         )
@@ -106,10 +116,19 @@ class Station:
             self.authorization,
             self.availability,
             self.faults,
+            self.reservations,  # before the sessions: a reserved connector with a cable in stays Reserved
             self.sessions,
             self.metering,
             self.smart_charging,
         ]
+        # Firmware management and diagnostics: only with a FilePort (chargepoint/files.py), after the others.
+        self.firmware: Firmware | None = None
+        self.diagnostics: Diagnostics | None = None
+        if files is not None:
+            reboot = functools.partial(self.request_reset, ResetKind.SOFT)  # after an install
+            self.firmware = Firmware(ctx, files, configured_version=firmware_version, reboot=reboot)
+            self.diagnostics = Diagnostics(ctx, files, station_id=station_id)
+            self.blocks += [self.firmware, self.diagnostics]
         self.reset_requested: asyncio.Future[ResetKind] | None = None
 
     # the shared state, as before the split
@@ -324,6 +343,15 @@ class Station:
     def id_tag_info(self, id_tag: str, info: IdTagInfo) -> None:
         """The CSMS told us about an idTag in a transaction answer: update the cache."""
         self.authorization.id_tag_info(id_tag, info)
+
+    # reservations
+    async def reserve_now(self, reservation: Reservation) -> ReserveResult:
+        """ReserveNow (OCPP 1.6 §5.13): take or replace a reservation; Accepted once it is on disk."""
+        return await self.reservations.reserve_now(reservation)
+
+    async def cancel_reservation(self, reservation_id: int) -> CancelResult:
+        """CancelReservation (OCPP 1.6 §5.2)."""
+        return await self.reservations.cancel(reservation_id)
 
     # smart charging
     def current_limit_a(self, cid: int, at: datetime | None = None) -> float:

@@ -10,9 +10,11 @@ from __future__ import annotations
 from concurrent.futures import Future
 from dataclasses import dataclass
 from datetime import datetime
+from enum import StrEnum
 from typing import Any, Protocol
 
 from chargepoint.core.events import (
+    FileEvent,
     MeterReadings,
     SecurityEvent,
     TransactionEnded,
@@ -20,6 +22,7 @@ from chargepoint.core.events import (
     TransactionUpdated,
 )
 from chargepoint.core.model import IdTagInfo, Sample
+from chargepoint.core.reservations import Reservation
 from chargepoint.core.smart_charging import ChargingProfile
 
 
@@ -100,7 +103,7 @@ class TransactionStorage(Durability, Protocol):
         """Mark a transaction ended and queue its end event atomically; False if it had already ended."""
         ...
 
-    def queue(self, event: MeterReadings | SecurityEvent) -> Future[Any]:
+    def queue(self, event: MeterReadings | SecurityEvent | FileEvent) -> Future[Any]:
         """Queue an event that belongs to no transaction."""
         ...
 
@@ -163,5 +166,102 @@ class ProfileStorage(Protocol):
         ...
 
 
-class Storage(KeyValueStorage, TransactionStorage, AuthStorage, ProfileStorage, Protocol):
+class ReservationStorage(Protocol):
+    """Reservations in force (OCPP 1.6 §3.11); one a transaction uses is removed in that transaction's start
+    commit (``TransactionStarted.reservation_id``), so a crash can neither keep nor lose it half-way."""
+
+    def reservations(self) -> list[Reservation]:
+        """Every stored reservation (expired ones too: the book ends those at start-up)."""
+        ...
+
+    def put_reservation(self, reservation: Reservation) -> Future[Any]:
+        """Add a reservation or replace the one with its id (queued)."""
+        ...
+
+    def delete_reservations(self, ids: list[int]) -> Future[Any]:
+        """Remove reservations by id (queued)."""
+        ...
+
+
+class FileJobStorage(Durability, Protocol):
+    """The file jobs in progress (one firmware update, one upload), so that a restart resumes or reports them."""
+
+    def file_job(self, kind: str) -> dict[str, Any] | None:
+        """The persisted job of ``kind`` ("firmware", "upload"), None if there is none."""
+        ...
+
+    def put_file_job(
+        self, kind: str, job: dict[str, Any] | None, event: FileEvent | None = None
+    ) -> Future[Any]:
+        """Replace (None: remove) the job of ``kind`` and queue its status event, atomically (queued)."""
+        ...
+
+
+class CertificateUse(StrEnum):
+    """What an installed certificate is for (OCPP 1.6 Security whitepaper, CertificateUseEnumType + own chain)."""
+
+    CENTRAL_SYSTEM_ROOT = (
+        "CentralSystemRootCertificate"  # verifies the central system's TLS server certificate
+    )
+    MANUFACTURER_ROOT = "ManufacturerRootCertificate"  # verifies signed firmware (SignedUpdateFirmware)
+    CHARGE_POINT = "ChargePointCertificate"  # the charge point's own chain, leaf first (security profile 3)
+
+
+@dataclass(frozen=True, slots=True)
+class CertificateHashData:
+    """A certificate's identity as OCPP names it (whitepaper CertificateHashDataType): hex hashes and serial."""
+
+    issuer_name_hash: str  # hash of the issuer's DER-encoded distinguished name, lowercase hex
+    issuer_key_hash: str  # hash of the issuer's public key (the subjectPublicKey bits), lowercase hex
+    serial_number: str  # the serial number, lowercase hex without leading zeros
+    hash_algorithm: str = "SHA256"  # SHA256 | SHA384 | SHA512
+
+    def normalized(self) -> CertificateHashData:
+        """The same identity in one spelling: lowercase hex, serial without leading zeros (peers differ)."""
+        return CertificateHashData(
+            issuer_name_hash=self.issuer_name_hash.lower(),
+            issuer_key_hash=self.issuer_key_hash.lower(),
+            serial_number=self.serial_number.lower().lstrip("0") or "0",
+            hash_algorithm=self.hash_algorithm.upper(),
+        )
+
+
+@dataclass(frozen=True, slots=True)
+class InstalledCertificate:
+    """A certificate as persisted: PEM text, its hash data, and for the own chain where its private key lives."""
+
+    use: CertificateUse
+    pem: str  # one certificate; for CHARGE_POINT the whole chain, leaf first
+    hash_data: CertificateHashData  # of the (leaf) certificate
+    installed_at: datetime
+    key_ref: str | None = None  # CHARGE_POINT only: a reference (file path) to the private key, never the key
+
+
+class CertificateStorage(Protocol):
+    """Installed certificates: central-system and manufacturer roots, and the charge point's own chain."""
+
+    def installed_certificates(self, use: CertificateUse | None = None) -> list[InstalledCertificate]:
+        """Installed certificates of one use (every use if None), oldest first."""
+        ...
+
+    def install_certificate(self, certificate: InstalledCertificate) -> Future[Any]:
+        """Add a certificate (the same use and hash data replaces it; a CHARGE_POINT chain replaces the previous
+        chain) (queued)."""
+        ...
+
+    def delete_certificate(self, hash_data: CertificateHashData) -> Future[bool]:
+        """Remove the certificates with this hash data, of any use (queued); the future says False if none."""
+        ...
+
+
+class Storage(
+    KeyValueStorage,
+    TransactionStorage,
+    AuthStorage,
+    ProfileStorage,
+    ReservationStorage,
+    FileJobStorage,
+    CertificateStorage,
+    Protocol,
+):
     """Everything the core persists: what a Station is given."""

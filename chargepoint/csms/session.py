@@ -14,6 +14,8 @@ from datetime import datetime
 from typing import Any, Protocol
 
 from chargepoint.config import CsmsConfig, StationIdentity
+from chargepoint.core.blocks.diagnostics import Diagnostics
+from chargepoint.core.blocks.firmware import Firmware
 from chargepoint.core.connector import Connector
 from chargepoint.core.events import StatusChanged
 from chargepoint.core.model import (
@@ -24,6 +26,7 @@ from chargepoint.core.model import (
     Sample,
     UnlockResult,
 )
+from chargepoint.core.reservations import CancelResult, Reservation, ReserveResult
 from chargepoint.core.settings import Settings
 from chargepoint.core.smart_charging import (
     ChargingProfile,
@@ -68,6 +71,16 @@ class StationCommands(Protocol):
 
     def status(self, cid: int) -> StatusChanged:
         """A connector's status as of now (0: the station)."""
+        ...
+
+    @property
+    def firmware(self) -> Firmware | None:
+        """The firmware block: UpdateFirmware, SignedUpdateFirmware (None: the agent has no FilePort)."""
+        ...
+
+    @property
+    def diagnostics(self) -> Diagnostics | None:
+        """The diagnostics block: GetDiagnostics, GetLog (None: the agent has no FilePort)."""
         ...
 
     def remote_start(
@@ -117,6 +130,14 @@ class StationCommands(Protocol):
 
     def set_charging_profile(self, cid: int, profile: ChargingProfile) -> ProfileResult:
         """Install a charging profile."""
+        ...
+
+    async def reserve_now(self, reservation: Reservation) -> ReserveResult:
+        """Take or replace a reservation (OCPP 1.6 §5.13)."""
+        ...
+
+    async def cancel_reservation(self, reservation_id: int) -> CancelResult:
+        """End a reservation in force (OCPP 1.6 §5.2)."""
         ...
 
     def clear_charging_profiles(

@@ -14,7 +14,7 @@ import math
 import re
 from collections.abc import Iterator, Mapping
 from dataclasses import dataclass
-from datetime import UTC, datetime
+from datetime import datetime
 from typing import TYPE_CHECKING, Any
 
 import ocpp.messages
@@ -26,7 +26,14 @@ from ocpp.v16 import call_result
 from ocpp.v16.enums import Action
 
 from chargepoint.core.device_model import VARIABLES, Mutability
-from chargepoint.core.events import OutboxMessage, SecurityEvent, TransactionEnded, TransactionStarted
+from chargepoint.core.events import (
+    FirmwareStatusChanged,
+    OutboxMessage,
+    SecurityEvent,
+    TransactionEnded,
+    TransactionStarted,
+    UploadStatusChanged,
+)
 from chargepoint.core.model import AuthStatus, IdTagInfo, OperationalStatus, ResetKind, Sample
 from chargepoint.core.settings import SPECS
 from chargepoint.core.smart_charging import (
@@ -36,7 +43,9 @@ from chargepoint.core.smart_charging import (
     SchedulePeriod,
 )
 from chargepoint.csms.outbox import Delivered, MalformedAnswer, OrphanedTransaction
-from chargepoint.csms.v16 import mapping
+from chargepoint.csms.v16 import firmware as fw  # not ``firmware``: that is a SignedUpdateFirmware field
+from chargepoint.csms.v16 import mapping, reservation
+from chargepoint.csms.v16.times import ocpp_time, parse_time
 from chargepoint.errors import ChargePointError, CsmsRejected, CsmsUnavailable, StorageError
 
 if TYPE_CHECKING:
@@ -95,17 +104,6 @@ class _LogBudget:
             return True
         self.suppressed += 1
         return False
-
-
-def ocpp_time(when: datetime) -> str:
-    """An aware datetime as OCPP-J wants it: ISO 8601 UTC with a Z."""
-    return when.astimezone(UTC).isoformat(timespec="milliseconds").replace("+00:00", "Z")
-
-
-def parse_time(text: str) -> datetime:
-    """An OCPP timestamp as an aware UTC datetime (naive ones are taken as UTC)."""
-    when = datetime.fromisoformat(text.replace("Z", "+00:00"))
-    return when if when.tzinfo else when.replace(tzinfo=UTC)
 
 
 def id_tag_info(data: dict[str, Any] | None) -> IdTagInfo:
@@ -508,6 +506,9 @@ class V16Session(_OcppChargePoint):  # type: ignore[misc]
             raise ocpp.exceptions.NotImplementedError(
                 details={"cause": f"{msg.action} is not an OCPP 1.6 action"}
             )
+        precheck = _PRECHECKS.get(msg.action)
+        if precheck is not None:
+            precheck(msg.payload)  # an OCPPError here is answered like a schema violation, log-budgeted
         try:
             await super()._handle_call(msg)
         except OCPPError:
@@ -833,6 +834,8 @@ class V16Session(_OcppChargePoint):  # type: ignore[misc]
                 "meterStart": event.meter_start_wh,
                 "timestamp": ocpp_time(event.timestamp),
             }
+            if event.reservation_id is not None:
+                payload["reservationId"] = event.reservation_id  # the reservation it ends (OCPP 1.6 §5.13)
             try:
                 answer = await self.request("StartTransaction", payload)
                 tx_id = answer["transactionId"]
@@ -872,6 +875,11 @@ class V16Session(_OcppChargePoint):  # type: ignore[misc]
             if event.tech_info:
                 security["techInfo"] = event.tech_info
             await self.request("SecurityEventNotification", security)
+            return Delivered()
+        if isinstance(event, FirmwareStatusChanged | UploadStatusChanged):
+            frame = fw.notification(event)
+            if frame is not None:
+                await self.request(*frame)
             return Delivered()
         samples = [meter_value(s) for s in event.samples]
         mv: dict[str, Any] = {"connectorId": event.connector_id, "meterValue": samples}
@@ -996,6 +1004,16 @@ class V16Session(_OcppChargePoint):  # type: ignore[misc]
         ok = station_id is not None and await self.station.remote_stop(station_id)
         return call_result.RemoteStopTransaction(status="Accepted" if ok else "Rejected")
 
+    @on(Action.reserve_now)
+    async def on_reserve_now(self, **fields: Any) -> Any:
+        """ReserveNow (OCPP 1.6 §5.13)."""
+        return await reservation.reserve_now(self.station, **fields)
+
+    @on(Action.cancel_reservation)
+    async def on_cancel_reservation(self, reservation_id: int, **_: Any) -> Any:
+        """CancelReservation (OCPP 1.6 §5.2)."""
+        return await reservation.cancel_reservation(self.station, reservation_id)
+
     @on(Action.reset)
     def on_reset(self, type: str, **_: Any) -> Any:
         """Reset: answer first; the agent ends transactions and restarts afterwards."""
@@ -1097,6 +1115,50 @@ class V16Session(_OcppChargePoint):  # type: ignore[misc]
         result = self.station.update_local_list(list_version, full, entries)
         return call_result.SendLocalList(status=mapping.LOCAL_LIST[result])
 
+    @on(Action.update_firmware)
+    def on_update_firmware(
+        self, location: str, retrieve_date: str, retries: int | None = None, retry_interval: int | None = None
+    ) -> Any:
+        """UpdateFirmware (OCPP 1.6 §5.19)."""
+        return fw.update_firmware(self.station.firmware, location, retrieve_date, retries, retry_interval)
+
+    @on(Action.signed_update_firmware)
+    def on_signed_update_firmware(
+        self,
+        request_id: int,
+        firmware: dict[str, Any],
+        retries: int | None = None,
+        retry_interval: int | None = None,
+    ) -> Any:
+        """SignedUpdateFirmware (Security whitepaper ed. 2 §4.4)."""
+        return fw.signed_update_firmware(self.station.firmware, request_id, firmware, retries, retry_interval)
+
+    @on(Action.get_diagnostics)
+    def on_get_diagnostics(
+        self,
+        location: str,
+        retries: int | None = None,
+        retry_interval: int | None = None,
+        start_time: str | None = None,
+        stop_time: str | None = None,
+    ) -> Any:
+        """GetDiagnostics (OCPP 1.6 §5.9)."""
+        return fw.get_diagnostics(
+            self.station.diagnostics, location, retries, retry_interval, start_time, stop_time
+        )
+
+    @on(Action.get_log)
+    def on_get_log(
+        self,
+        log: dict[str, Any],
+        log_type: str,
+        request_id: int,
+        retries: int | None = None,
+        retry_interval: int | None = None,
+    ) -> Any:
+        """GetLog (Security whitepaper ed. 2 §4.5)."""
+        return fw.get_log(self.station.diagnostics, log_type, request_id, log, retries, retry_interval)
+
     @on(Action.trigger_message)
     def on_trigger_message(self, requested_message: str, connector_id: int | None = None, **_: Any) -> Any:
         """TriggerMessage (RemoteTrigger profile); the message follows the answer."""
@@ -1140,11 +1202,14 @@ class V16Session(_OcppChargePoint):  # type: ignore[misc]
                 if local_tx is not None:
                     mv["transactionId"] = self._transaction_id(local_tx)
                 await self.request("MeterValues", mv)
-        elif what == "DiagnosticsStatusNotification":
-            await self.request("DiagnosticsStatusNotification", {"status": "Idle"})
-        elif what == "FirmwareStatusNotification":
-            await self.request("FirmwareStatusNotification", {"status": "Idle"})
+        elif what in ("DiagnosticsStatusNotification", "FirmwareStatusNotification"):
+            # OCPP 1.6 §5.17: the current status (Idle when nothing is in progress).
+            await self.request(*fw.triggered(what, self.station.firmware, self.station.diagnostics))
 
+
+# Checks of values the schemas cannot express, run before the ``ocpp`` package routes the CALL (a handler that
+# raised would be answered by the package, with its spelling of the code and a logged traceback per frame).
+_PRECHECKS = {"ReserveNow": reservation.check_reserve_now}
 
 _TRIGGERABLE = frozenset(
     {
