@@ -100,8 +100,8 @@ async def test_the_agent_passes_the_charger_suite_with_its_ctl_profile(
     assert len(verdicts) >= 45
     not_passed = {k: v for k, v in verdicts.items() if v != "passed"}
     # FirmwareManagement and Reservation are declared in SupportedFeatureProfiles (issue 11 items 2 and 3):
-    # their cases run and pass, nothing is left not applicable.
-    assert not_passed == {}
+    # their cases run and pass. Only TC_032_1 is not applicable: it is for chargers with back-up power.
+    assert not_passed == {"TC_032_1_CS": "not_applicable"}
     assert verdicts["TC_044_1_CS"] == verdicts["TC_045_1_CS"] == "passed"
     assert verdicts["TC_046_CS"] == verdicts["TC_051_CS"] == "passed"
     assert code == 0
