@@ -349,11 +349,16 @@ class QueueingCharger:
             if frame[0] == 3 and frame[1] in self.answers:
                 self.answers.pop(frame[1]).set_result(frame[2])
             elif frame[0] == 2:
-                keys = [{"key": k, "readonly": False, "value": "true"} for k in frame[3].get("key", [])]
-                answer = (
-                    {"configurationKey": keys} if frame[2] == "GetConfiguration" else {"status": "Accepted"}
-                )
-                await ws.send(json.dumps([3, frame[1], answer]))
+                values = {"SupportedFeatureProfiles": "Core,LocalAuthListManagement"}
+                keys = [
+                    {"key": k, "readonly": False, "value": values.get(k, "true")}
+                    for k in frame[3].get("key", [])
+                ]
+                answers = {
+                    "GetConfiguration": {"configurationKey": keys},
+                    "GetLocalListVersion": {"listVersion": 1},
+                }
+                await ws.send(json.dumps([3, frame[1], answers.get(frame[2], {"status": "Accepted"})]))
 
     async def flush(self) -> None:
         ids: dict[str, int] = {}
