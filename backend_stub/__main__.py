@@ -34,7 +34,10 @@ def _ocpi_config(args: argparse.Namespace) -> OcpiConfig | None:
     country, _, party = args.ocpi_party.partition("/")
     try:
         return OcpiConfig(
-            country_code=country.upper(), party_id=party.upper(), public_url=args.ocpi_public_url
+            country_code=country.upper(),
+            party_id=party.upper(),
+            public_url=args.ocpi_public_url,
+            allow_private_urls=args.ocpi_allow_private_urls,
         )
     except ValueError as exc:
         raise SystemExit(f"--ocpi-party: {exc}") from None
@@ -136,6 +139,12 @@ def build_parser() -> argparse.ArgumentParser:
         "--ocpi-public-url",
         metavar="URL",
         help="the base URL roaming partners reach this server at (default: the listening address)",
+    )
+    serve.add_argument(
+        "--ocpi-allow-private-urls",
+        action="store_true",
+        help="let partners' URLs (endpoints, response_url) name private, loopback or link-local addresses "
+        "(a test bed or a private network); by default such URLs are refused before any request",
     )
     limits = serve.add_argument_group("limits on connections and password guessing")
     limits.add_argument(

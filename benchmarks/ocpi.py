@@ -42,7 +42,7 @@ async def main(chargers: int, pulls: int) -> None:
         for i in range(chargers):
             store.add_charger(f"CP-{i:05d}")
             store.record_status(f"CP-{i:05d}", 1, "Available", at, error_code="NoError", info=None)
-        app = Csms(store, admin_token="bench", ocpi=OcpiConfig(page_limit_max=100))
+        app = Csms(store, admin_token="bench", ocpi=OcpiConfig(page_limit_max=100, allow_private_urls=True))
         emsp = EmspParty()
         await emsp.start()
         await app.start()

@@ -21,7 +21,7 @@ import sqlite3
 import threading
 from collections import deque
 from collections.abc import Callable
-from concurrent.futures import Future, InvalidStateError
+from concurrent.futures import Future
 from datetime import datetime
 from pathlib import Path
 from typing import Any
@@ -244,18 +244,19 @@ class _Op:
         self.owner = owner
         self.index = index
         self.future: Future[Any] = Future()
+        # A queued write is committed whatever its waiters do, and many tasks may wait on it (flush() waits on the
+        # last write): a running future cannot be cancelled, so a waiter cancelled inside asyncio.wrap_future (a
+        # sampler stopped, a link dropped) no longer cancels the write's future under every other waiter (a card's
+        # stop then died with CancelledError and the transaction stayed open).
+        self.future.set_running_or_notify_cancel()
 
     def fail(self, exc: Exception) -> None:
         if self.owner is not None:
             self.owner._write_failed(self.index, exc)
-        # A waiter that went away (its task cancelled, e.g. by asyncio.wrap_future) may have cancelled the future;
-        # that must not look like a failure of the writer, nor fail the rest of its batch.
-        with contextlib.suppress(InvalidStateError):
-            self.future.set_exception(exc)
+        self.future.set_exception(exc)
 
     def done(self, result: Any) -> None:
-        with contextlib.suppress(InvalidStateError):
-            self.future.set_result(result)
+        self.future.set_result(result)
 
 
 class StoreFile:

@@ -132,6 +132,17 @@ def build_parser() -> argparse.ArgumentParser:
     charger.add_argument(
         "--connect-timeout", type=float, default=60.0, help="seconds to wait for the charger"
     )
+    charger.add_argument(
+        "--prompt-wait",
+        type=float,
+        default=60.0,
+        help="--interactive: seconds to wait for Enter before the case is inconclusive (default: 60)",
+    )
+    charger.add_argument(
+        "--backup-power",
+        action="store_true",
+        help="the charger has back-up power and stops transactions before going down (TC_032_1)",
+    )
     _common(charger)
     return parser
 
@@ -206,7 +217,7 @@ async def _charger(args: argparse.Namespace, report: Report, cases: Sequence[Cas
 
     actuator: Actuator | None = None
     if args.interactive:
-        actuator = InteractiveActuator()
+        actuator = InteractiveActuator(wait_s=args.prompt_wait)
     elif args.actuate:
         actuator = load_actuator(
             args.actuate, {**dict(args.var), **({"cp": args.charger_id} if args.charger_id else {})}
@@ -224,6 +235,7 @@ async def _charger(args: argparse.Namespace, report: Report, cases: Sequence[Cas
         id_tag=args.id_tag,
         connect_timeout_s=args.connect_timeout,
         call_timeout_s=args.call_timeout,
+        backup_power=args.backup_power,
     )
     await run_charger_suite(setup, cases, report, timeout_scale=args.timeout_scale, quiet=args.quiet)
 

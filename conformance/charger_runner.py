@@ -6,7 +6,7 @@ from __future__ import annotations
 import asyncio
 import contextlib
 import copy
-from collections.abc import Callable
+from collections.abc import AsyncIterator, Callable
 from dataclasses import dataclass, field
 from datetime import UTC, datetime
 from typing import Any
@@ -16,15 +16,16 @@ from ocpp.exceptions import OCPPError
 from ocpp.messages import CallResult, _validate_payload
 
 from backend_stub.ocpp_server import CallErrorReply, CentralSystem, Frame, HandlerResult, utc_now_iso
-from conformance.drivers import Actuator, ProfileError
+from conformance.drivers import POWER_STEPS, Actuator, ProfileError
 from conformance.engine import BaseContext, Progress, run_cases
 from conformance.model import Case, Fail, Inconclusive, NotApplicable, SetupError, TraceEntry
 from conformance.report import Report
 from conformance.v16.spec import CONNECTOR_ZERO_STATES, LEGAL_STATUS_TRANSITIONS
 
-__all__ = ["ChargerContext", "ChargerSetup", "run_charger_suite"]
+__all__ = ["ChargerContext", "ChargerSetup", "run_charger_suite", "stops"]
 
 CALL = 2
+BOOT_STATUS_WAIT_S = 10.0  # how long the first case waits for the connector's status after the boot
 
 
 @dataclass
@@ -42,16 +43,18 @@ class ChargerSetup:
     connect_timeout_s: float = 60.0
     call_timeout_s: float = 10.0
     heartbeat_interval_s: int = 300
+    backup_power: bool = False  # the charger stops its transactions before going down (OCTT TC_032_1)
 
     def needs_available(self) -> set[str]:
         """The physical steps the actuator can do."""
-        steps = ("plug", "unplug", "swipe", "meter_fault_on", "meter_fault_off", "power_cut")
-        return {s for s in steps if self.actuator is not None and self.actuator.available(s)}
+        steps = {s for s in PHYSICAL_STEPS if self.actuator is not None and self.actuator.available(s)}
+        return steps
 
 
+PHYSICAL_STEPS = ("plug", "unplug", "swipe", "meter_fault_on", "meter_fault_off", *POWER_STEPS)
 NEED_OPTIONS = {
-    step: f"actuation '{step}' (--actuate FILE with a '{step}' command, or --interactive)"
-    for step in ("plug", "unplug", "swipe", "meter_fault_on", "meter_fault_off", "power_cut")
+    step: f"actuation '{step}' (--actuate FILE with a '{step}' command or a [process], or --interactive)"
+    for step in PHYSICAL_STEPS
 }
 
 
@@ -95,6 +98,9 @@ class ChargerContext(BaseContext):
             with contextlib.suppress(Exception):
                 await self.cs.call(self.cp_id, "ChangeConfiguration", {"key": key, "value": value}, timeout=5)
         self.restore.clear()
+        # Violations of a case that ended before its frame check stay with it, not with the next case.
+        for problem in self.new_violations():
+            self.event(f"protocol violation: {problem}")
         frames = [
             TraceEntry(f.ts, "sent" if f.direction == "out" else "received", f.raw)
             for f in self.cs.log[self.mark :]
@@ -131,12 +137,16 @@ class ChargerContext(BaseContext):
                 self.last_status[connector] = status
         self.scanned = len(self.cs.log)
 
+    def new_violations(self) -> list[str]:
+        """The charger's protocol violations (bad JSON, schema) not yet judged; they are judged now."""
+        mine = [v for v in self.cs.violations[self.violations_seen :] if v[0] == self.cp_id]
+        self.violations_seen = len(self.cs.violations)
+        return [f"{action or '-'}: {message}" for _, action, message in mine]
+
     async def check_frames(self) -> None:
         """Fail on schema violations by the charger or forbidden status transitions since the case began."""
         self.scan_statuses()
-        mine = [v for v in self.cs.violations[self.violations_seen :] if v[0] == self.cp_id]
-        self.violations_seen = len(self.cs.violations)
-        problems = [f"{action or '-'}: {message}" for _, action, message in mine] + self.bad_transitions
+        problems = self.new_violations() + self.bad_transitions
         self.bad_transitions = []
         if problems:
             raise Fail("; ".join(problems)[:600])
@@ -160,8 +170,10 @@ class ChargerContext(BaseContext):
                 ) from None
             raise Fail(f"{action} answered with CALLERROR {exc.code}: {exc.description}") from None
         except TimeoutError:
+            bad = "; ".join(self.new_violations())
             raise Fail(
                 f"no answer to {action} within {self.scaled(timeout_s or self.setup.call_timeout_s):g} s"
+                + (f"; meanwhile the charger sent: {bad}" if bad else "")
             ) from None
         except (KeyError, ConnectionError) as exc:
             raise Fail(f"cannot send {action}: {exc}") from None
@@ -256,10 +268,40 @@ class ChargerContext(BaseContext):
         elif step == "unplug":
             self.vars["plugged"] = False
 
+    @contextlib.asynccontextmanager
+    async def offline(self) -> AsyncIterator[None]:
+        """OCTT "remove connectivity": close the charger's connection and refuse its reconnects until the end."""
+        self.cs.refuse_connections = True
+        try:
+            with contextlib.suppress(KeyError, ConnectionError):
+                await self.cs.disconnect(self.cp_id)
+            self.event("offline: connection dropped, reconnects refused")
+            yield
+        finally:
+            self.cs.refuse_connections = False
+            self.event("online: reconnects accepted again")
+
+    async def reconnected(self, timeout_s: float = 30.0) -> None:
+        """Wait for the charger to connect again (after ``offline`` or a power cut)."""
+        try:
+            await self.cs.wait_connected(self.cp_id, timeout=self.scaled(timeout_s))
+        except TimeoutError:
+            raise Fail(f"the charger did not reconnect within {self.scaled(timeout_s):g} s") from None
+
     async def configuration(self, *keys: str) -> dict[str, str | None]:
         """GetConfiguration of ``keys`` (all without): key -> value."""
         answer = await self.call("GetConfiguration", {"key": list(keys)} if keys else {})
         return {k["key"]: k.get("value") for k in answer.get("configurationKey", [])}
+
+    async def try_config(self, key: str, value: str) -> bool:
+        """ChangeConfiguration of an optional key: True if Accepted (set back after the case), False if not."""
+        old = (await self.configuration(key)).get(key)
+        answer = await self.call("ChangeConfiguration", {"key": key, "value": value})
+        if answer.get("status") != "Accepted":
+            return False
+        if old is not None and key not in self.restore:
+            self.restore[key] = old
+        return True
 
     async def set_config(self, key: str, value: str) -> None:
         """ChangeConfiguration that must be Accepted; the old value is set back after the case."""
@@ -313,7 +355,7 @@ class ChargerContext(BaseContext):
             busy = True
             with contextlib.suppress(Exception):
                 await self.cs.call(self.cp_id, "RemoteStopTransaction", {"transactionId": tx_id}, timeout=5)
-                await self.wait_call("StopTransaction", after, _stops(tx_id), 10)
+                await self.wait_call("StopTransaction", after, stops(tx_id), 10)
         if self.vars.get("plugged"):
             busy = True
             await self.act("unplug")
@@ -334,7 +376,7 @@ class ChargerContext(BaseContext):
             raise Fail(f"no answer to the charger's {call.action} was sent") from None
 
 
-def _stops(tx_id: int) -> Callable[[dict[str, Any]], bool]:
+def stops(tx_id: int) -> Callable[[dict[str, Any]], bool]:
     """A StopTransaction payload filter for ``tx_id``."""
     return lambda payload: payload.get("transactionId") == tx_id
 
@@ -374,6 +416,10 @@ async def run_charger_suite(
     _handlers(ctx)
     await cs.start()
     try:
+        if setup.actuator is not None:
+            note = await setup.actuator.start()
+            if note and not quiet:
+                print(note, flush=True)
         report.target = f"ws://{setup.host}:{cs.port}/ocpp/{setup.charger_id or '<id>'}"
         if not quiet:
             print(f"listening on {cs.url}/<chargePointId>; waiting for the charger ...", flush=True)
@@ -395,9 +441,20 @@ async def run_charger_suite(
             )
             report.finished = datetime.now(UTC)
             return report
+        # Let the boot's StatusNotifications (OCPP 1.6 §4.9) arrive before the first case marks its start,
+        # so they are not counted as that case's transitions; a charger that sends none is judged by TC_001.
+        with contextlib.suppress(TimeoutError):
+            await cs.wait_for_call(
+                "StatusNotification",
+                ctx.cp_id,
+                timeout=BOOT_STATUS_WAIT_S * timeout_scale,
+                where=lambda p: p.get("connectorId") == setup.connector,
+            )
         report.target = f"{cs.url}/{ctx.cp_id}"
         unmet = {n: t for n, t in NEED_OPTIONS.items() if n not in setup.needs_available()}
         await run_cases(ctx, list(cases), report, unmet=unmet, progress=Progress(len(cases), quiet=quiet))
     finally:
+        if setup.actuator is not None:
+            await setup.actuator.close()
         await cs.stop()
     return report

@@ -8,6 +8,7 @@ Templates use ``{name}`` placeholders (unknown names are left alone, so JSON bod
 from __future__ import annotations
 
 import asyncio
+import contextlib
 import json
 import os
 import re
@@ -21,7 +22,10 @@ from typing import IO, Any
 
 import aiohttp
 
+from conformance.model import Inconclusive
+
 __all__ = [
+    "POWER_STEPS",
     "Actuator",
     "CommandActuator",
     "InteractiveActuator",
@@ -38,6 +42,8 @@ __all__ = [
 ]
 
 PROFILES_DIR = Path(__file__).parent / "profiles"
+COUNTDOWN_EVERY_S = 10.0  # an interactive prompt shows the time left this often
+POWER_STEPS = ("power_cut", "power_restore")  # a profile's [process] provides both
 _PLACEHOLDER = re.compile(r"\{([A-Za-z_][A-Za-z0-9_]*)\}")
 _ENV = re.compile(r"\$\{([A-Za-z_][A-Za-z0-9_]*)(?::-([^}]*))?\}")
 
@@ -275,6 +281,13 @@ class Actuator:
         """Carry out ``step``; returns a note for the trace; raises ProfileError if it cannot be done."""
         raise ProfileError(f"no actuation for {step}: give --actuate FILE or --interactive")
 
+    async def start(self) -> str:
+        """Power the charger on before the suite waits for it (only a profile with ``[process]`` does)."""
+        return ""
+
+    async def close(self) -> None:
+        """Power the charger off after the suite (only what ``start`` started)."""
+
 
 @dataclass
 class CommandActuator(Actuator):
@@ -284,10 +297,59 @@ class CommandActuator(Actuator):
     values: dict[str, str]
     timeout_s: float = 20.0
     source: str = ""
+    process: str = ""  # [process] command: the charger itself, run by the suite; power_cut kills it
+    process_log: str = ""  # where its stdout and stderr go (default: discarded)
+    _proc: asyncio.subprocess.Process | None = field(default=None, init=False, repr=False)
 
     def available(self, step: str) -> bool:
-        """Whether the profile has a command for ``step``."""
-        return bool(self.steps.get(step))
+        """Whether the profile has a command for ``step`` (power steps also come with a ``[process]``)."""
+        return bool(self.steps.get(step)) or (bool(self.process) and step in POWER_STEPS)
+
+    async def start(self) -> str:
+        """Start the ``[process]`` command (the charger is powered on); nothing without one."""
+        if not self.process or (self._proc is not None and self._proc.returncode is None):
+            return ""
+        argv = [fill(arg, self.values) for arg in shlex.split(self.process)]
+        log = fill(self.process_log, self.values) if self.process_log else ""
+        try:
+            out = await asyncio.to_thread(open, log, "ab") if log else None
+            try:
+                self._proc = await asyncio.create_subprocess_exec(
+                    *argv,
+                    stdin=asyncio.subprocess.DEVNULL,
+                    stdout=out if out is not None else asyncio.subprocess.DEVNULL,
+                    stderr=asyncio.subprocess.STDOUT,
+                )
+            finally:
+                if out is not None:
+                    out.close()  # the child has its own copy
+        except OSError as exc:
+            raise ProfileError(f"{self.source} [process]: cannot start {shlex.join(argv)}: {exc}") from None
+        return f"power on: started {shlex.join(argv)} (pid {self._proc.pid})"
+
+    async def close(self) -> None:
+        """Stop the ``[process]`` charger at the end of the suite (SIGTERM, then SIGKILL)."""
+        proc, self._proc = self._proc, None
+        if proc is None or proc.returncode is not None:
+            return
+        proc.terminate()
+        try:
+            async with asyncio.timeout(self.timeout_s):
+                await proc.wait()
+        except TimeoutError:
+            proc.kill()
+            await proc.wait()
+
+    async def _power(self, step: str) -> str:
+        """A power cut is SIGKILL of the ``[process]`` charger (nothing runs after it); a restore starts it again."""
+        if step == "power_restore":
+            return await self.start() or "power on: the charger process is already running"
+        proc, self._proc = self._proc, None
+        if proc is None or proc.returncode is not None:
+            return "power cut: the charger process was not running"
+        proc.kill()
+        await proc.wait()
+        return f"power cut: killed pid {proc.pid}"
 
     def command(self, step: str, params: Mapping[str, str]) -> list[str]:
         """The argv for ``step`` (no shell: arguments are split like a POSIX shell would)."""
@@ -298,6 +360,8 @@ class CommandActuator(Actuator):
 
     async def do(self, step: str, **params: str) -> str:
         """Run the command; a non-zero exit or a timeout is a ProfileError (a setup error for the case)."""
+        if step in POWER_STEPS and not self.steps.get(step) and self.process:
+            return await self._power(step)
         argv = self.command(step, params)
         proc = await asyncio.create_subprocess_exec(
             *argv, stdout=asyncio.subprocess.PIPE, stderr=asyncio.subprocess.STDOUT
@@ -329,7 +393,8 @@ class InteractiveActuator(Actuator):
         "meter_fault_off": "Repair the meter of connector {connector}",
         "reader_fault_on": "Make the card reader of connector {connector} fail",
         "reader_fault_off": "Repair the card reader of connector {connector}",
-        "power_cut": "Cut the charger's power, then restore it",
+        "power_cut": "Cut the charger's power (keep it off)",
+        "power_restore": "Restore the charger's power",
     }
 
     def __init__(self, stream: IO[str] | None = None, wait_s: float = 60.0) -> None:
@@ -342,24 +407,34 @@ class InteractiveActuator(Actuator):
         return step in self.TEXTS
 
     async def do(self, step: str, **params: str) -> str:
-        """Prompt, then wait for Enter on stdin or the countdown to end."""
+        """Prompt with a countdown; Enter on stdin goes on, no answer in time is inconclusive."""
         text = fill(self.TEXTS.get(step, step), params)
         _countdown_line(self.stream, f"\n>>> {text}, then press Enter ({self.wait_s:g} s)")
         loop = asyncio.get_running_loop()
         entered: asyncio.Future[None] = loop.create_future()
 
         def on_input() -> None:
-            sys.stdin.readline()
+            line = sys.stdin.readline()
             if not entered.done():
-                entered.set_result(None)
+                if line:
+                    entered.set_result(None)
+                else:  # stdin closed: nobody will answer
+                    loop.remove_reader(sys.stdin.fileno())
 
         # A reader callback, not a thread blocked in readline(): Ctrl-C must not wait for the operator's Enter.
         loop.add_reader(sys.stdin.fileno(), on_input)
+        deadline = loop.time() + self.wait_s
         try:
-            async with asyncio.timeout(self.wait_s):
-                await entered
-        except TimeoutError:
-            _countdown_line(self.stream, "    (time is up; going on)")
+            while not entered.done():
+                left = deadline - loop.time()
+                if left <= 0:
+                    _countdown_line(self.stream, "    (time is up: the case is inconclusive)")
+                    raise Inconclusive(f"nobody answered the prompt '{text}' within {self.wait_s:g} s")
+                with contextlib.suppress(TimeoutError):
+                    async with asyncio.timeout(min(left, COUNTDOWN_EVERY_S)):
+                        await asyncio.shield(entered)
+                if not entered.done() and deadline - loop.time() > 0:
+                    _countdown_line(self.stream, f"    {deadline - loop.time():.0f} s left")
         finally:
             loop.remove_reader(sys.stdin.fileno())
         return f"operator asked: {text}"
@@ -369,7 +444,7 @@ def load_actuator(name: str, extra: Mapping[str, str] | None = None) -> CommandA
     """Load an actuation profile: ``[vars]``, ``[steps]`` (step -> command template), ``timeout_s``."""
     path, data = _load_toml(name)
     where = str(path)
-    _only(data, {"vars", "steps", "timeout_s"}, where)
+    _only(data, {"vars", "steps", "timeout_s", "process"}, where)
     # Variables given on the command line win, and a profile variable is only resolved if it is still needed.
     raw_vars = {k: v for k, v in data.get("vars", {}).items() if k not in (extra or {})}
     values = {
@@ -380,6 +455,16 @@ def load_actuator(name: str, extra: Mapping[str, str] | None = None) -> CommandA
     steps = data.get("steps", {})
     if not isinstance(steps, dict) or not all(isinstance(v, str) for v in steps.values()):
         raise ProfileError(f"{where} [steps]: each step is a command string")
+    process = data.get("process", {})
+    _only(process, {"command", "log"}, f"{where} [process]")
+    if process and not isinstance(process.get("command"), str):
+        raise ProfileError(f"{where} [process]: needs command")
+    process = _resolve(process, f"{where} [process]")
     return CommandActuator(
-        dict(_resolve(steps, f"{where} [steps]")), values, float(data.get("timeout_s", 20)), where
+        dict(_resolve(steps, f"{where} [steps]")),
+        values,
+        float(data.get("timeout_s", 20)),
+        where,
+        process.get("command", ""),
+        str(process.get("log", "")),
     )

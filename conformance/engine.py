@@ -193,7 +193,7 @@ async def run_cases(
     ``unmet`` maps each setup need the run lacks to the option that would provide it.
     """
     progress = progress or Progress(len(cases))
-    for case in cases:
+    for index, case in enumerate(cases):
         progress.start(case)
         try:
             result = await run_case(ctx, case, unmet)
@@ -209,6 +209,7 @@ async def run_cases(
                 catalogue=case.catalogue,
             )
             report.results.append(partial)
+            report.not_run = [c.id for c in cases[index + 1 :]]
             progress.done(partial)
             break
         report.results.append(result)

@@ -29,6 +29,7 @@ class Report:
     finished: datetime | None = None
     results: list[CaseResult] = field(default_factory=list)
     interrupted: bool = False
+    not_run: list[str] = field(default_factory=list)  # ids of the selected cases an interruption left unrun
     setup_error: str = ""  # a run-wide setup error (e.g. the charger never connected)
 
     @property
@@ -73,6 +74,7 @@ class Report:
             "started": self.started.isoformat(),
             "finished": self.finished.isoformat() if self.finished else None,
             "interrupted": self.interrupted,
+            "not_run": self.not_run,
             "setup_error": self.setup_error,
             "exit_status": self.exit_status(),
             "summary": self.counts(),
@@ -104,7 +106,10 @@ class Report:
             time=f"{sum(r.duration_s for r in self.results):.3f}",
         )
         props = ET.SubElement(suite, "properties")
-        for key, value in (("target", self.target), ("ocpp_version", self.ocpp_version)):
+        meta = [("target", self.target), ("ocpp_version", self.ocpp_version)]
+        if self.interrupted:
+            meta += [("interrupted", "true"), ("not_run", ",".join(self.not_run))]
+        for key, value in meta:
             ET.SubElement(props, "property", name=key, value=value)
         for r in self.results:
             case = ET.SubElement(

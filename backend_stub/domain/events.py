@@ -28,6 +28,12 @@ class DomainObserver(Protocol):
     def tariffs_changed(self, tariff_id: str) -> None:
         """A tariff was added or replaced."""
 
+    def tariff_deleted(self, tariff_id: str) -> None:
+        """A tariff was deleted (no charger uses it)."""
+
+    def location_changed(self, cp_id: str) -> None:
+        """What a charger publishes changed as a whole (its tariff assignment, its location details)."""
+
 
 class Observers:
     """Fans domain changes out to every observer added."""
@@ -59,6 +65,16 @@ class Observers:
         """Tell every observer."""
         for o in self._observers:
             self._guard(o.tariffs_changed, tariff_id)
+
+    def tariff_deleted(self, tariff_id: str) -> None:
+        """Tell every observer."""
+        for o in self._observers:
+            self._guard(o.tariff_deleted, tariff_id)
+
+    def location_changed(self, cp_id: str) -> None:
+        """Tell every observer."""
+        for o in self._observers:
+            self._guard(o.location_changed, cp_id)
 
     @staticmethod
     def _guard(method: Callable[..., None], *args: object) -> None:

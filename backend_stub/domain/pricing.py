@@ -72,6 +72,24 @@ class Pricing:
         self.store.put_tariff(tariff_id, ocpi_json)
         self.hooks.observers.tariffs_changed(tariff_id)
 
+    def delete_tariff(self, tariff_id: str) -> None:
+        """Delete a tariff no charger uses (TariffInUse otherwise, UnknownTariff if absent); observers are told."""
+        self.store.delete_tariff(tariff_id)
+        self.hooks.observers.tariff_deleted(tariff_id)
+
+    def assign_tariff(self, cp_id: str, tariff_id: str | None) -> None:
+        """Give a charger its own tariff (None: the default); its published location changes."""
+        self.store.set_charger_tariff(cp_id, tariff_id)
+        self.hooks.observers.location_changed(cp_id)
+
+    def set_default_tariff(self, tariff_id: str | None) -> None:
+        """Set the default tariff; every charger without its own tariff publishes the new one."""
+        before = {c.id: self.store.tariff_for(c.id) for c in self.store.chargers()}
+        self.store.set_default_tariff_id(tariff_id)
+        for cp_id, old in before.items():
+            if self.store.tariff_for(cp_id) != old:
+                self.hooks.observers.location_changed(cp_id)
+
     def tariff_for(self, cp_id: str) -> tariffs.Tariff | None:
         """The charger's tariff (or the default), parsed; None when there is none."""
         tariff_id = self.store.tariff_for(cp_id)

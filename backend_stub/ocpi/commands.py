@@ -1,16 +1,18 @@
-"""Commands, we are the Receiver (OCPI 2.2.1 §13): START_SESSION, STOP_SESSION and UNLOCK_CONNECTOR go to the
-charger through the neutral ChargerCommands port; the answer is immediate (CommandResponse) and the charger's
+"""Commands, we are the Receiver (OCPI 2.2.1 §13): START_SESSION, STOP_SESSION, UNLOCK_CONNECTOR, RESERVE_NOW and
+CANCEL_RESERVATION go to the charger through the neutral ChargerCommands port; the answer is immediate (CommandResponse) and the charger's
 result is POSTed to the partner's response_url later (CommandResult) through the durable push queue."""
 
 from __future__ import annotations
 
 import asyncio
 import logging
+from datetime import timedelta
 from typing import Any, Final
 
 from backend_stub.errors import CommandFailed
 from backend_stub.ocpi import objects
-from backend_stub.ocpi.protocol import MAX_URL_LENGTH, Status, fail
+from backend_stub.ocpi.client import CallFailed
+from backend_stub.ocpi.protocol import MAX_URL_LENGTH, Status, fail, parse_time
 from backend_stub.ocpi.service import Ocpi
 from backend_stub.ocpi.tokens import check_token
 from backend_stub.store import AuthStatus
@@ -22,9 +24,14 @@ COMMAND_TIMEOUT_S: Final = 30  # what CommandResponse.timeout promises; the char
 MAX_PENDING: Final = (
     200  # commands waiting for a charger or for their result to be posted: a flood is REJECTED
 )
-SUPPORTED: Final = frozenset({"START_SESSION", "STOP_SESSION", "UNLOCK_CONNECTOR"})
-# OCPI 2.2.1 §13.4.1 CommandType; the port has no reservations, so these are answered NOT_SUPPORTED.
-KNOWN: Final = SUPPORTED | {"RESERVE_NOW", "CANCEL_RESERVATION"}
+# OCPI 2.2.1 §13.4.1 CommandType
+KNOWN: Final = frozenset(
+    {"START_SESSION", "STOP_SESSION", "UNLOCK_CONNECTOR", "RESERVE_NOW", "CANCEL_RESERVATION"}
+)
+MAX_RESERVATION: Final = timedelta(
+    hours=24
+)  # a reservation expiring later is REJECTED (a charger held for days)
+MAX_ID_TAG_LENGTH: Final = 20  # OCPP 1.6 idTag is CiString20
 
 
 def _response(result: str, message: str = "") -> dict[str, Any]:
@@ -81,32 +88,24 @@ class Commands:
         response_url = _str(body, "response_url", MAX_URL_LENGTH)
         if not response_url.startswith(("http://", "https://")):
             fail(Status.INVALID_PARAMETERS, "response_url must be an http(s) URL")
-        if command not in SUPPORTED:
-            return _response("NOT_SUPPORTED", "reservations are not supported")
+        try:
+            # Checked before the charger is commanded: a result we may not post is not worth a command.
+            self.ocpi.client.check(response_url)
+        except CallFailed as exc:
+            return _response("REJECTED", str(exc))
         if len(self._tasks) >= MAX_PENDING:
             return _response("REJECTED", "too many commands in progress")
         ports = self.ocpi.central.commands
         if command == "START_SESSION":
             cp_id, evse = self._charger_evse(body, evse_required=False)
-            token = body.get("token")
-            if not isinstance(token, dict):
-                fail(Status.INVALID_PARAMETERS, "token must be a Token object")
-            key = (
-                str(token.get("country_code", "")).upper(),
-                str(token.get("party_id", "")).upper(),
-                str(token.get("uid", "")),
-                str(token.get("type", "")),
-            )
-            check_token(token, key)
-            if not any((r.country_code, r.party_id) == key[:2] for r in partner.roles):
-                fail(Status.CLIENT_ERROR, "the token is not one of this partner's", 403)
-            if len(key[2]) > 20:  # OCPP 1.6 idTag is CiString20
+            key = self._partner_token(partner, body)
+            if len(key[2]) > MAX_ID_TAG_LENGTH:
                 return _response("REJECTED", "the token uid is longer than a charger's idTag")
             if not ports.is_connected(cp_id):
                 return _response("REJECTED", "the charger is offline")
             # The eMSP authorized its driver by sending the command (OCPI 2.2.1 §13.2): keep the token and that
             # answer, so the charger's StartTransaction with it is accepted.
-            self.ocpi.tokens.remember(partner, key, token, AuthStatus.ACCEPTED)
+            self.ocpi.tokens.remember(partner, key, body["token"], AuthStatus.ACCEPTED)
             call = ports.remote_start(cp_id, evse, key[2], timeout_s=COMMAND_TIMEOUT_S - 5)
         elif command == "STOP_SESSION":
             session_id = _str(body, "session_id", 36)
@@ -117,6 +116,41 @@ class Commands:
             if not tx.active:
                 return _response("UNKNOWN_SESSION", "the session has ended")
             call = ports.remote_stop(tx.cp_id, tx.id, timeout_s=COMMAND_TIMEOUT_S - 5)
+        elif command == "RESERVE_NOW":
+            # OCPI 2.2.1 §13.3.5 ReserveNow: the same reservation_id again replaces the reservation, as the same
+            # reservationId does on the charger (OCPP 1.6 §5.14), so it keeps its charger-side id.
+            reservation_id = _str(body, "reservation_id", 36)
+            expiry = parse_time(body.get("expiry_date", ""), "expiry_date")
+            cp_id, evse = self._charger_evse(body, evse_required=False)
+            key = self._partner_token(partner, body)
+            now = self.ocpi.clock()
+            if expiry <= now:
+                return _response("REJECTED", "expiry_date is in the past")
+            if expiry > now + MAX_RESERVATION:
+                return _response("REJECTED", f"a reservation may last at most {MAX_RESERVATION}")
+            if len(key[2]) > MAX_ID_TAG_LENGTH:
+                return _response("REJECTED", "the token uid is longer than a charger's idTag")
+            if not ports.is_connected(cp_id):
+                return _response("REJECTED", "the charger is offline")
+            ocpp_id = self.ocpi.store.ocpi_reservation(partner.id, reservation_id, cp_id, now)
+            if ocpp_id is None:
+                return _response("REJECTED", "too many reservations")
+            # The driver arriving with the token is the eMSP's: accepted like a START_SESSION's token.
+            self.ocpi.tokens.remember(partner, key, body["token"], AuthStatus.ACCEPTED)
+            call = ports.reserve_now(cp_id, ocpp_id, evse, key[2], expiry, timeout_s=COMMAND_TIMEOUT_S - 5)
+        elif command == "CANCEL_RESERVATION":
+            # OCPI 2.2.1 §13.3.1 CancelReservation: only the partner's own reservation_id is found.
+            reservation_id = _str(body, "reservation_id", 36)
+            found = self.ocpi.store.ocpi_find_reservation(partner.id, reservation_id)
+            if found is None:
+                return _response("REJECTED", "unknown reservation")
+            if not ports.is_connected(found[1]):
+                return _response("REJECTED", "the charger is offline")
+            call = self._cancel(
+                partner,
+                reservation_id,
+                ports.cancel_reservation(found[1], found[0], timeout_s=COMMAND_TIMEOUT_S - 5),
+            )
         else:
             cp_id, evse = self._charger_evse(body, evse_required=True)
             assert evse is not None
@@ -129,6 +163,29 @@ class Commands:
         self._tasks.add(task)
         task.add_done_callback(self._tasks.discard)
         return _response("ACCEPTED")
+
+    def _partner_token(self, partner: Partner, body: dict[str, Any]) -> tuple[str, str, str, str]:
+        """The key of the command's Token; 2001 if malformed, 403 if it is not one of the partner's parties."""
+        token = body.get("token")
+        if not isinstance(token, dict):
+            fail(Status.INVALID_PARAMETERS, "token must be a Token object")
+        key = (
+            str(token.get("country_code", "")).upper(),
+            str(token.get("party_id", "")).upper(),
+            str(token.get("uid", "")),
+            str(token.get("type", "")),
+        )
+        check_token(token, key)
+        if not any((r.country_code, r.party_id) == key[:2] for r in partner.roles):
+            fail(Status.CLIENT_ERROR, "the token is not one of this partner's", 403)
+        return key
+
+    async def _cancel(self, partner: Partner, reservation_id: str, call: Any) -> Any:
+        """The charger's answer to CancelReservation; an accepted cancel forgets the reservation."""
+        reply = await call
+        if reply.accepted:
+            self.ocpi.store.ocpi_forget_reservation(partner.id, reservation_id)
+        return reply
 
     async def _result(self, partner: Partner, response_url: str, call: Any) -> None:
         """Wait for the charger, then queue the CommandResult (OCPI 2.2.1 §13.3.2) for the partner (durable)."""

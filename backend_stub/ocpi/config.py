@@ -34,7 +34,11 @@ class OcpiConfig:
     page_limit_max: int = 100  # OCPI 2.2.1 §4.1.5: a larger limit asked for gets this many (X-Limit says so)
     retry_base_s: float = 5.0  # the first retry of a failed push; doubled each time up to retry_max_s
     retry_max_s: float = 600.0
+    max_refusals: int = 5  # a push refused this many times in a row with a client error is parked
     timeout_s: float = 20.0  # one call to a partner
+    # Partners' URLs may name private, loopback and link-local addresses (a test bed, a private network); off,
+    # they are refused before any request (SSRF, see backend_stub/ocpi/urls.py).
+    allow_private_urls: bool = False
 
     def __post_init__(self) -> None:
         """Validate; an error names the setting."""
@@ -46,6 +50,8 @@ class OcpiConfig:
             raise ValueError(f"ocpi page_limit_max must be 1-1000, got {self.page_limit_max}")
         if not 0 < self.retry_base_s <= self.retry_max_s:
             raise ValueError("ocpi retry_base_s must be > 0 and at most retry_max_s")
+        if not 1 <= self.max_refusals <= 100:
+            raise ValueError(f"ocpi max_refusals must be 1-100, got {self.max_refusals}")
         if not 0 < self.timeout_s <= 300:
             raise ValueError(f"ocpi timeout_s must be in (0, 300], got {self.timeout_s}")
 

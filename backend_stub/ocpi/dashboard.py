@@ -18,6 +18,7 @@ def _page(request: web.Request, new_token: str | None = None, new_name: str | No
         "partners.html",
         partners=ocpi.store.ocpi_partners(),
         queued=ocpi.store.ocpi_queued(),
+        parked=ocpi.store.ocpi_parked(),
         party=f"{ocpi.config.country_code}/{ocpi.config.party_id}",
         versions_url=ocpi.versions_url,
         new_token=new_token,
@@ -66,9 +67,22 @@ async def register_with(request: web.Request) -> web.StreamResponse:
     return dashboard.back(request, "/partners", "ok", f"Registered with {partner.name}.", form=form)
 
 
+@dashboard.page
+async def retry_push(request: web.Request) -> web.StreamResponse:
+    """POST /partners/{partner_id}/pushes/{push_id}/retry: a parked push goes back in line."""
+    await request.post()
+    info = request.match_info
+    pid, push_id = info["partner_id"], info["push_id"]
+    ok = pid.isdigit() and push_id.isdigit() and len(pid) + len(push_id) < 30
+    if not ok or not request.app[OCPI].retry_push(int(pid), int(push_id)):
+        return dashboard.back(request, "/partners", "error", "No such parked push.")
+    return dashboard.back(request, "/partners", "ok", "The push is queued again.")
+
+
 def setup(app: web.Application) -> None:
     """Add the partners page and its menu entry."""
     app.router.add_get("/partners", partners_page)
     app.router.add_post("/partners", create_partner)
     app.router.add_post("/partners/register", register_with)
+    app.router.add_post("/partners/{partner_id}/pushes/{push_id}/retry", retry_push)
     dashboard.add_nav(app, "/partners", "Partners")

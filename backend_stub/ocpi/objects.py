@@ -8,6 +8,7 @@ from decimal import Decimal
 from typing import Any, Final
 
 from backend_stub.domain.tariffs import currency_exponent
+from backend_stub.ocpi import site
 from backend_stub.ocpi.config import OcpiConfig
 from backend_stub.ocpi.protocol import format_time, money
 from backend_stub.store import Charger, ChargerStatus, ConnectorStatus, CsmsStore, Transaction
@@ -47,7 +48,7 @@ def _clamped(at: datetime, now: datetime) -> datetime:
 
 
 def _evse(
-    config: OcpiConfig,
+    details: dict[str, Any],
     cp_id: str,
     c: ConnectorStatus,
     tariff_id: str | None,
@@ -57,11 +58,11 @@ def _evse(
     updated = format_time(_clamped(c.timestamp, now))
     connector: dict[str, Any] = {
         "id": "1",
-        "standard": config.connector_standard,
-        "format": config.connector_format,
-        "power_type": config.power_type,
-        "max_voltage": config.max_voltage_v,
-        "max_amperage": config.max_current_a,
+        "standard": details["connector_standard"],
+        "format": details["connector_format"],
+        "power_type": details["power_type"],
+        "max_voltage": details["max_voltage_v"],
+        "max_amperage": details["max_current_a"],
         "last_updated": updated,
     }
     if tariff_id is not None:
@@ -74,49 +75,70 @@ def _evse(
     }
 
 
+Known = tuple[list[ConnectorStatus], str | None, tuple[dict[str, Any], datetime] | None]
+
+
 def location(
     store: CsmsStore,
     config: OcpiConfig,
     charger: Charger,
     now: datetime,
-    known: tuple[list[ConnectorStatus], str | None] | None = None,
+    known: Known | None = None,
 ) -> dict[str, Any]:
     """The OCPI Location of one charger (OCPI 2.2.1 §8.3.1), its EVSEs from the reported connectors.
 
-    ``known``: the charger's connectors and tariff id already read (a full list is built from one query).
+    ``known``: the charger's connectors, tariff id and own location details already read (a full list is built
+    from a few queries).
     """
-    connectors, tariff_id = (
-        known if known is not None else (store.connectors(charger.id), store.tariff_for(charger.id))
+    connectors, tariff_id, own = (
+        known
+        if known is not None
+        else (
+            store.connectors(charger.id),
+            store.tariff_for(charger.id),
+            store.ocpi_location_details().get(charger.id),
+        )
     )
+    details = site.effective(config, own[0] if own else None)
     whole = next((c for c in connectors if c.connector_id == 0), None)
     override = CHARGER_OVERRIDE.get(whole.status) if whole is not None else None
-    evses = [_evse(config, charger.id, c, tariff_id, override, now) for c in connectors if c.connector_id > 0]
-    updated = max([_clamped(c.timestamp, now) for c in connectors] + [charger.created_at])
+    evses = [
+        _evse(details, charger.id, c, tariff_id, override, now) for c in connectors if c.connector_id > 0
+    ]
+    changes = [_clamped(c.timestamp, now) for c in connectors] + [charger.created_at]
+    updated = max(changes + ([_clamped(own[1], now)] if own else []))
     return {
         "country_code": config.country_code,
         "party_id": config.party_id,
         "id": charger.id,
         "publish": True,
         "name": charger.id,
-        "address": config.address,
-        "city": config.city,
-        **({"postal_code": config.postal_code} if config.postal_code else {}),
-        "country": config.country,
-        "coordinates": {"latitude": config.latitude, "longitude": config.longitude},
+        "address": details["address"],
+        "city": details["city"],
+        **({"postal_code": details["postal_code"]} if details["postal_code"] else {}),
+        "country": details["country"],
+        "coordinates": {"latitude": details["latitude"], "longitude": details["longitude"]},
         "evses": evses,
-        "time_zone": config.time_zone,
+        "time_zone": details["time_zone"],
         "last_updated": format_time(updated),
     }
 
 
 def locations(store: CsmsStore, config: OcpiConfig, now: datetime) -> list[dict[str, Any]]:
-    """Every published charger's Location, read with three queries whatever their number."""
+    """Every published charger's Location, read with four queries whatever their number."""
     by_charger: dict[str, list[ConnectorStatus]] = {}
     for c in store.all_connectors():
         by_charger.setdefault(c.cp_id, []).append(c)
     default = store.default_tariff_id()
+    own = store.ocpi_location_details()
     return [
-        location(store, config, charger, now, (by_charger.get(charger.id, []), charger.tariff_id or default))
+        location(
+            store,
+            config,
+            charger,
+            now,
+            (by_charger.get(charger.id, []), charger.tariff_id or default, own.get(charger.id)),
+        )
         for charger in store.chargers()
         if publishable(charger)
     ]

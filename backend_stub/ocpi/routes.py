@@ -7,6 +7,7 @@ through a hub, the routing headers with sender and receiver swapped (the answer 
 from __future__ import annotations
 
 import logging
+import re
 from collections.abc import Awaitable, Callable, Iterable
 from datetime import datetime
 from typing import Any, Final
@@ -84,7 +85,10 @@ async def ocpi_middleware(request: web.Request, handler: Handler) -> web.StreamR
         if exc.status < 400:
             raise
         message = "unknown module or object" if exc.status == 404 else exc.reason
-        return _answer(request, envelope(None, now, Status.CLIENT_ERROR, message), exc.status)
+        response = _answer(request, envelope(None, now, Status.CLIENT_ERROR, message), exc.status)
+        if "Allow" in exc.headers:
+            response.headers["Allow"] = exc.headers["Allow"]
+        return response
     except UnicodeError:
         return _answer(request, envelope(None, now, Status.INVALID_PARAMETERS, "text is not UTF-8"), 400)
     except Exception:
@@ -395,7 +399,13 @@ def setup(app: web.Application, ocpi: Ocpi) -> None:
     for method, path, handler in ROUTES:
         app.router.add_route(method, path, handler)
 
+    # The paths we serve, as patterns: a known path asked with another method is 405 (with Allow), not 404.
+    patterns = [(method, re.compile(re.sub(r"\{[a-z_]+\}", "[^/]+", path))) for method, path, _ in ROUTES]
+
     async def unknown(request: web.Request) -> web.Response:
+        allowed = {method for method, pattern in patterns if pattern.fullmatch(request.path)}
+        if allowed:
+            raise web.HTTPMethodNotAllowed(request.method, allowed)
         fail(Status.CLIENT_ERROR, "unknown OCPI module or version", 404)
 
     app.router.add_route("*", "/ocpi/{tail:.*}", unknown)

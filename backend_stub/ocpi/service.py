@@ -112,7 +112,11 @@ class Ocpi:
         self.config = config
         self.clock: Callable[[], datetime] = central.clock
         self._base_url = base_url
-        self.client = client if client is not None else Client(config.timeout_s)
+        self.client = (
+            client
+            if client is not None
+            else Client(config.timeout_s, allow_private=config.allow_private_urls)
+        )
         self._wake = asyncio.Event()
         self._task: asyncio.Task[None] | None = None
         central.hooks.observers.add(self)
@@ -306,6 +310,16 @@ class Ocpi:
         """Queue the tariff for every partner taking tariffs."""
         self._enqueue(self._receivers("tariffs"), "tariff", tariff_id)
 
+    def tariff_deleted(self, tariff_id: str) -> None:
+        """Queue the tariff's DELETE for every partner taking tariffs (OCPI 2.2.1 §11.2.2)."""
+        self._enqueue(self._receivers("tariffs"), "tariff", tariff_id)
+
+    def location_changed(self, cp_id: str) -> None:
+        """Queue the whole location (its connectors' tariff_ids or its details changed)."""
+        charger = self.store.charger(cp_id)
+        if charger is not None and objects.publishable(charger):
+            self._enqueue(self._receivers("locations"), "location", cp_id)
+
     def _owners(self, tx_id: int, module: str) -> list[Partner]:
         """The partner whose token a session runs on (sessions and CDRs go only to it), if it takes ``module``."""
         try:
@@ -364,17 +378,33 @@ class Ocpi:
                     await self._wake.wait()
 
     async def _send(self, push: Push) -> None:
-        """Send one push; on success it leaves the queue, on failure it waits (back-off), blocking the partner."""
+        """Send one push; on success it leaves the queue. A partner that is unreachable or failing holds its queue
+        behind the push (back-off, nothing lost); one that keeps refusing the push itself (a client error) gets
+        it parked after ``max_refusals`` attempts, visible to the operator, and its queue goes on."""
         partner = self.store.ocpi_partner(push.partner_id)
         try:
             request = self._request(partner, push)
             if request is not None:
                 await self._deliver(partner, push, *request)
         except Exception as exc:
-            # A push that cannot even be built (a bug, a store error) backs off like a refused one: it never
+            # A push that cannot even be built (a bug, a store error) backs off like a failed one: it never
             # spins, and the partner's queue waits behind it rather than skipping it.
             if not isinstance(exc, CallFailed):
                 log.exception("OCPI push %s %s could not be sent", push.kind, push.object_id)
+            now = self.clock()
+            self.store.ocpi_contact(partner.id, now, str(exc))
+            if isinstance(exc, CallFailed) and exc.refused and push.attempts + 1 >= self.config.max_refusals:
+                log.warning(
+                    "OCPI push %s %s to partner %d parked after %d refusals (%s)",
+                    push.kind,
+                    push.object_id,
+                    partner.id,
+                    push.attempts + 1,
+                    exc,
+                )
+                self.store.ocpi_push_parked(push, now, str(exc))
+                self._wake.set()  # the next push of this partner is due now
+                return
             delay = min(self.config.retry_base_s * 2 ** min(push.attempts, 30), self.config.retry_max_s)
             log.warning(
                 "OCPI push %s %s to partner %d failed (%s); retry in %.0f s",
@@ -384,13 +414,19 @@ class Ocpi:
                 exc,
                 delay,
             )
-            self.store.ocpi_push_failed(push, self.clock() + timedelta(seconds=delay), str(exc))
-            self.store.ocpi_contact(partner.id, self.clock(), str(exc))
+            self.store.ocpi_push_failed(push, now + timedelta(seconds=delay), str(exc))
             return
         self.store.ocpi_pushed(push)
         if push.kind == "result":
             self.store.ocpi_result_sent(int(push.object_id))
         self.store.ocpi_contact(partner.id, self.clock(), None)
+
+    def retry_push(self, partner_id: int, push_id: int) -> bool:
+        """The operator puts a parked push back in line (sent next); False if the partner has no such push."""
+        retried = self.store.ocpi_retry_push(partner_id, push_id, self.clock())
+        if retried:
+            self._wake.set()
+        return retried
 
     async def _deliver(self, partner: Partner, push: Push, method: str, url: str, body: Any) -> None:
         token = partner.outgoing_token
@@ -443,8 +479,8 @@ class Ocpi:
             return "PATCH", f"{base}/{party}/{cp_id}/{uid}", patch
         if push.kind == "tariff":
             rows = [t for t in self.store.ocpi_tariffs() if t[0] == push.object_id]
-            if not rows:
-                return None
+            if not rows:  # deleted since it was queued (OCPI 2.2.1 §11.2.2 DELETE)
+                return "DELETE", f"{base}/{party}/{push.object_id}", None
             return "PUT", f"{base}/{party}/{push.object_id}", objects.tariff(self.config, *rows[0])
         try:
             tx = self.store.transaction(int(push.object_id))

@@ -18,7 +18,9 @@ from backend_stub.store.records import (
     Conflict,
     ConnectorStatus,
     DeviceVariable,
+    TariffInUse,
     UnknownCharger,
+    UnknownTariff,
     _charger,
     _check_password,
     _connector,
@@ -173,6 +175,21 @@ class ChargersStore(SettingsStore):
                 "INSERT OR REPLACE INTO tariffs (id, ocpi_json, updated_at) VALUES (?, ?, ?)",
                 (tariff_id, ocpi_json, _ts(self._clock())),
             )
+
+    def delete_tariff(self, tariff_id: str) -> None:
+        """Delete a tariff; UnknownTariff if absent, TariffInUse if a charger has it or it is the default."""
+        with self._write() as db:
+            if db.execute("SELECT 1 FROM tariffs WHERE id = ?", (tariff_id,)).fetchone() is None:
+                raise UnknownTariff(f"no tariff {tariff_id[:40]!r}")
+            used = db.execute("SELECT id FROM chargers WHERE tariff_id = ? LIMIT 1", (tariff_id,)).fetchone()
+            if used is not None:
+                raise TariffInUse(f"charger {used['id']!r} uses tariff {tariff_id!r}")
+            default = db.execute(
+                "SELECT 1 FROM settings WHERE name = 'default_tariff_id' AND value = ?", (tariff_id,)
+            )
+            if default.fetchone() is not None:
+                raise TariffInUse(f"tariff {tariff_id!r} is the default tariff")
+            db.execute("DELETE FROM tariffs WHERE id = ?", (tariff_id,))
 
     def tariff_json(self, tariff_id: str) -> str | None:
         """A tariff's OCPI JSON, or None."""

@@ -10,13 +10,18 @@ from datetime import datetime
 from typing import Final, TypeAlias
 
 from backend_stub.store.base import StoreBase
-from backend_stub.store.records import Conflict, NotFound, _dt, _opt_dt, _text, _ts
+from backend_stub.store.records import Conflict, NotFound, UnknownCharger, _dt, _opt_dt, _text, _ts
 
 # OCPI 2.2.1 §16.3 Role; one platform may hold several roles under several (country_code, party_id) pairs.
 PARTNER_STATUSES: Final = ("pending", "registered", "unregistered")
 MAX_PARTNER_ROLES: Final = 20
 MAX_TOKENS_PER_PARTNER: Final = 1_000_000  # what one partner can make us store
+MAX_RESERVATIONS_PER_PARTNER: Final = 10_000
 TokenKey: TypeAlias = tuple[str, str, str, str]  # (country_code, party_id, uid, type)
+
+
+# The head of each partner's queue: its oldest push not parked.
+_HEADS: Final = "SELECT MIN(id) FROM ocpi_outbox WHERE parked_at IS NULL GROUP BY partner_id"
 
 
 class UnknownPartner(NotFound):
@@ -78,6 +83,7 @@ class Push:
     attempts: int
     next_attempt_at: datetime
     last_error: str | None
+    parked_at: datetime | None = None  # set aside after repeated client errors; the queue goes on without it
 
 
 @dataclass(frozen=True, slots=True)
@@ -123,6 +129,7 @@ def _push(row: sqlite3.Row) -> Push:
         attempts=row["attempts"],
         next_attempt_at=_dt(row["next_attempt_at"]),
         last_error=row["last_error"],
+        parked_at=_opt_dt(row["parked_at"]),
     )
 
 
@@ -271,25 +278,24 @@ class OcpiStore(StoreBase):
             db.executemany(
                 "INSERT INTO ocpi_outbox (partner_id, kind, object_id, next_attempt_at, created_at) "
                 "VALUES (?, ?, ?, ?, ?) ON CONFLICT (partner_id, kind, object_id) "
-                "DO UPDATE SET revision = revision + 1",
+                # A new state of a parked object may be one the partner takes: it goes back in line.
+                "DO UPDATE SET revision = revision + 1, parked_at = NULL, "
+                "attempts = CASE WHEN parked_at IS NULL THEN attempts ELSE 0 END",
                 [(p, kind, object_id, _ts(at), _ts(at)) for p in partner_ids],
             )
 
     def ocpi_due(self, now: datetime) -> list[Push]:
-        """Each partner's oldest queued push if it is due (pushes to one partner go strictly in order)."""
+        """Each partner's oldest queued push if it is due (pushes to one partner go strictly in order; parked
+        pushes stand aside)."""
         rows = self._read(
-            "SELECT * FROM ocpi_outbox WHERE id IN (SELECT MIN(id) FROM ocpi_outbox GROUP BY partner_id) "
-            "AND next_attempt_at <= ? ORDER BY id",
+            f"SELECT * FROM ocpi_outbox WHERE id IN ({_HEADS}) AND next_attempt_at <= ? ORDER BY id",
             (_ts(now),),
         )
         return [_push(r) for r in rows]
 
     def ocpi_next_attempt(self) -> datetime | None:
         """The earliest time a queued head-of-line push is due, None if the queue is empty."""
-        rows = self._read(
-            "SELECT MIN(next_attempt_at) AS t FROM ocpi_outbox "
-            "WHERE id IN (SELECT MIN(id) FROM ocpi_outbox GROUP BY partner_id)"
-        )
+        rows = self._read(f"SELECT MIN(next_attempt_at) AS t FROM ocpi_outbox WHERE id IN ({_HEADS})")
         return _opt_dt(rows[0]["t"])
 
     def ocpi_pushed(self, push: Push) -> None:
@@ -309,9 +315,34 @@ class OcpiStore(StoreBase):
                 (_ts(retry_at), error[:500], push.id),
             )
 
+    def ocpi_push_parked(self, push: Push, at: datetime, error: str) -> None:
+        """Set a refused push aside (the partner's queue goes on) until the operator retries it."""
+        with self._write() as db:
+            db.execute(
+                "UPDATE ocpi_outbox SET attempts = attempts + 1, parked_at = ?, last_error = ? WHERE id = ?",
+                (_ts(at), error[:500], push.id),
+            )
+
+    def ocpi_retry_push(self, partner_id: int, push_id: int, at: datetime) -> bool:
+        """Put a parked push of the partner back in line, due at ``at``; False if it has no such parked push."""
+        with self._write() as db:
+            cursor = db.execute(
+                "UPDATE ocpi_outbox SET parked_at = NULL, attempts = 0, next_attempt_at = ? "
+                "WHERE id = ? AND partner_id = ? AND parked_at IS NOT NULL",
+                (_ts(at), push_id, partner_id),
+            )
+            return cursor.rowcount == 1
+
+    def ocpi_parked(self) -> list[Push]:
+        """Every parked push, by partner and age."""
+        rows = self._read("SELECT * FROM ocpi_outbox WHERE parked_at IS NOT NULL ORDER BY partner_id, id")
+        return [_push(r) for r in rows]
+
     def ocpi_queued(self) -> dict[int, int]:
-        """Queued pushes per partner id."""
-        rows = self._read("SELECT partner_id, COUNT(*) AS n FROM ocpi_outbox GROUP BY partner_id")
+        """Queued pushes per partner id (parked ones not counted)."""
+        rows = self._read(
+            "SELECT partner_id, COUNT(*) AS n FROM ocpi_outbox WHERE parked_at IS NULL GROUP BY partner_id"
+        )
         return {r["partner_id"]: r["n"] for r in rows}
 
     def ocpi_pushes(self, partner_id: int) -> list[Push]:
@@ -414,3 +445,69 @@ class OcpiStore(StoreBase):
         """Forget a command result the partner has received."""
         with self._write() as db:
             db.execute("DELETE FROM ocpi_command_results WHERE id = ?", (result_id,))
+
+    # -- partners' reservations
+
+    def ocpi_reservation(self, partner_id: int, reservation_id: str, cp_id: str, at: datetime) -> int | None:
+        """The charger-side reservationId of a partner's reservation, made if new (kept if the same
+        reservation_id comes again: OCPI 2.2.1 §13.3.5 replaces it); None when the partner holds too many."""
+        _text(reservation_id, "reservation_id", max_len=36)
+        with self._write() as db:
+            row = db.execute(
+                "SELECT id FROM ocpi_reservations WHERE partner_id = ? AND reservation_id = ?",
+                (partner_id, reservation_id),
+            ).fetchone()
+            if row is not None:
+                db.execute("UPDATE ocpi_reservations SET cp_id = ? WHERE id = ?", (cp_id, row["id"]))
+                return int(row["id"])
+            (count,) = db.execute(
+                "SELECT COUNT(*) FROM ocpi_reservations WHERE partner_id = ?", (partner_id,)
+            ).fetchone()
+            if count >= MAX_RESERVATIONS_PER_PARTNER:
+                return None
+            cursor = db.execute(
+                "INSERT INTO ocpi_reservations (partner_id, reservation_id, cp_id, created_at) "
+                "VALUES (?, ?, ?, ?)",
+                (partner_id, reservation_id, cp_id, _ts(at)),
+            )
+            assert cursor.lastrowid is not None
+            return cursor.lastrowid
+
+    def ocpi_find_reservation(self, partner_id: int, reservation_id: str) -> tuple[int, str] | None:
+        """(charger-side reservationId, charger) of a partner's reservation, None if it has none by that id."""
+        rows = self._read(
+            "SELECT id, cp_id FROM ocpi_reservations WHERE partner_id = ? AND reservation_id = ?",
+            (partner_id, reservation_id),
+        )
+        return (int(rows[0]["id"]), rows[0]["cp_id"]) if rows else None
+
+    def ocpi_forget_reservation(self, partner_id: int, reservation_id: str) -> None:
+        """Drop a cancelled reservation."""
+        with self._write() as db:
+            db.execute(
+                "DELETE FROM ocpi_reservations WHERE partner_id = ? AND reservation_id = ?",
+                (partner_id, reservation_id),
+            )
+
+    # -- chargers' location details
+
+    def ocpi_location_details(self) -> dict[str, tuple[dict[str, object], datetime]]:
+        """Each charger's own location details (validated by the caller) and when they last changed."""
+        rows = self._read("SELECT cp_id, details_json, updated_at FROM ocpi_location_details")
+        return {r["cp_id"]: (json.loads(r["details_json"]), _dt(r["updated_at"])) for r in rows}
+
+    def ocpi_set_location_details(self, cp_id: str, changes: dict[str, object], at: datetime) -> None:
+        """Merge ``changes`` into a charger's details (None removes one); UnknownCharger if there is no charger."""
+        with self._write() as db:
+            if db.execute("SELECT 1 FROM chargers WHERE id = ?", (cp_id,)).fetchone() is None:
+                raise UnknownCharger(f"unknown charger {cp_id[:64]!r}")
+            row = db.execute(
+                "SELECT details_json FROM ocpi_location_details WHERE cp_id = ?", (cp_id,)
+            ).fetchone()
+            details = json.loads(row["details_json"]) if row else {}
+            details.update(changes)
+            details = {k: v for k, v in details.items() if v is not None}
+            db.execute(
+                "INSERT OR REPLACE INTO ocpi_location_details (cp_id, details_json, updated_at) VALUES (?, ?, ?)",
+                (cp_id, json.dumps(details, sort_keys=True), _ts(at)),
+            )

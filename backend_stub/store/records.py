@@ -84,12 +84,20 @@ class ForeignTransaction(UnknownTransaction):
     """The transaction exists but belongs to another charger (to that charger it is as unknown)."""
 
 
+class UnknownTariff(NotFound):
+    """No tariff with this id."""
+
+
 class UnknownPayment(NotFound):
     """No payment with this id."""
 
 
 class Conflict(StoreError):
     """The write contradicts a row that already exists."""
+
+
+class TariffInUse(Conflict):
+    """The tariff is a charger's or the default: it cannot be deleted."""
 
 
 class IdempotencyConflict(Conflict):

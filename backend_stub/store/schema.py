@@ -22,6 +22,8 @@ _ADDED_COLUMNS: Final = (
     # station-generated string); last_seq_no: the highest message sequence number seen for the transaction.
     ("transactions", "station_tx_id", "TEXT"),
     ("transactions", "last_seq_no", "INTEGER"),
+    # parked_at: a push the partner kept refusing with a client error, set aside until the operator retries it.
+    ("ocpi_outbox", "parked_at", "TEXT"),
 )
 # Indexes on added columns, created after `_ADDED_COLUMNS`: a station transaction id is unique per charger.
 _ADDED_INDEXES: Final = (
@@ -266,6 +268,23 @@ CREATE TABLE IF NOT EXISTS ocpi_command_results (
     response_url TEXT NOT NULL,
     result TEXT NOT NULL,
     created_at TEXT NOT NULL
+);
+-- Where a charger stands, as its OCPI Location says (address, coordinates, connector kind): the operator's values
+-- over the configured defaults (backend_stub/ocpi/site.py validates them).
+CREATE TABLE IF NOT EXISTS ocpi_location_details (
+    cp_id TEXT PRIMARY KEY REFERENCES chargers(id),
+    details_json TEXT NOT NULL,
+    updated_at TEXT NOT NULL
+);
+-- Partners' reservations (OCPI 2.2.1 §13.3.5): the OCPI reservation_id (a string per eMSP) and the integer
+-- reservationId the charger knows (OCPP 1.6 §5.14); the same reservation_id again replaces the reservation.
+CREATE TABLE IF NOT EXISTS ocpi_reservations (
+    id INTEGER PRIMARY KEY AUTOINCREMENT,
+    partner_id INTEGER NOT NULL REFERENCES ocpi_partners(id),
+    reservation_id TEXT NOT NULL COLLATE NOCASE,
+    cp_id TEXT NOT NULL,
+    created_at TEXT NOT NULL,
+    UNIQUE (partner_id, reservation_id)
 );
 INSERT OR IGNORE INTO settings (name, value) VALUES ('currency', '{DEFAULT_CURRENCY}');
 INSERT OR IGNORE INTO settings (name, value) VALUES ('min_balance_minor', '0');

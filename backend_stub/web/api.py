@@ -725,6 +725,14 @@ async def put_tariff(request: web.Request) -> web.Response:
     return _ok(_tariff_json(csms, tariff_id), 200 if existed else 201)
 
 
+async def delete_tariff(request: web.Request) -> web.Response:
+    """DELETE /api/tariffs/{tariff_id}: only a tariff no charger uses (409 otherwise); roaming partners are told."""
+    csms = _csms(request)
+    tariff_id = request.match_info["tariff_id"]
+    csms.pricing.delete_tariff(tariff_id)
+    return _ok({"id": tariff_id, "deleted": True})
+
+
 # ---------------------------------------------------------------------------------------------- settings
 
 
@@ -759,7 +767,7 @@ async def update_settings(request: web.Request) -> web.Response:
     if isinstance(minimum, int):
         csms.store.set_min_balance_minor(minimum)
     if "default_tariff_id" in body:
-        csms.store.set_default_tariff_id(tariff_id)
+        csms.pricing.set_default_tariff(tariff_id)
     return _ok(_settings_json(csms))
 
 
@@ -880,7 +888,7 @@ async def update_charger(request: web.Request) -> web.Response:
         # password); chargers themselves can only raise it.
         csms.store.set_security_profile(charger.id, profile)
     if "tariff_id" in body:
-        csms.store.set_charger_tariff(charger.id, tariff_id)
+        csms.pricing.assign_tariff(charger.id, tariff_id)
     return _ok(_charger_json(csms, _charger_or_404(csms, charger.id)))
 
 
@@ -1526,6 +1534,12 @@ OPENAPI: Final[dict[str, Any]] = {
         "/api/tariffs/{tariff_id}": {
             "get": _op("A tariff", "Tariff", params=[_TARIFF_PARAM]),
             "put": _op("Create or replace a tariff", "Tariff", params=[_TARIFF_PARAM], body="OcpiTariff"),
+            "delete": _op(
+                "Delete a tariff no charger uses (and not the default); roaming partners are told",
+                None,
+                params=[_TARIFF_PARAM],
+                errors=(401, 404, 409),
+            ),
         },
         "/api/settings": {
             "get": _op("Installation settings", "Settings", errors=(401,)),
@@ -1688,6 +1702,7 @@ ROUTES: Final[list[tuple[str, str, Handler]]] = [
     ("POST", "/api/tariffs", create_tariff),
     ("GET", "/api/tariffs/{tariff_id}", get_tariff),
     ("PUT", "/api/tariffs/{tariff_id}", put_tariff),
+    ("DELETE", "/api/tariffs/{tariff_id}", delete_tariff),
     ("GET", "/api/settings", get_settings),
     ("PATCH", "/api/settings", update_settings),
     ("GET", "/api/chargers", list_chargers),

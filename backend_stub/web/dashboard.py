@@ -1137,7 +1137,7 @@ async def set_tariff(request: web.Request) -> web.StreamResponse:
     def act(form: MultiDictProxy[Any]) -> str:
         cp_id = _charger_or_404(request)
         tariff_id = _tariff_field(form, store)
-        store.set_charger_tariff(cp_id, tariff_id)
+        request.app[common.CSMS].pricing.assign_tariff(cp_id, tariff_id)
         return f"Charger {cp_id} now uses {'tariff ' + tariff_id if tariff_id else 'the default tariff'}."
 
     return await _form_action(request, f"/chargers/{request.match_info['cp_id']}", act)

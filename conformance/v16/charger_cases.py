@@ -7,12 +7,14 @@ the charger does not declare makes its cases not applicable; a declared profile 
 
 from __future__ import annotations
 
+import contextlib
 from collections.abc import Awaitable, Callable
 from datetime import UTC, datetime, timedelta
 from typing import Any
 
-from conformance.charger_runner import ChargerContext
-from conformance.model import Case, Fail, Step
+from backend_stub.ocpp_server import Frame
+from conformance.charger_runner import ChargerContext, stops
+from conformance.model import Case, Fail, NotApplicable, Step
 from conformance.v16.spec import CORE_CONFIGURATION_KEYS
 
 __all__ = ["CASES"]
@@ -36,6 +38,7 @@ PROFILE_OF_BLOCK = {
     SMART: "SmartCharging",
 }
 REMOTE_TAG = "REMOTE01"
+OFFLINE_CLOCK_SLACK_S = 2.0  # a queued message's timestamp may differ this much from our clock
 
 
 async def check_frames(ctx: ChargerContext) -> None:
@@ -587,16 +590,77 @@ case(
 )
 
 
+# ------------------------------------------------------------------------------------------------ offline, power
+
+
+def _when(frame: Frame) -> datetime:
+    """The event time a transaction message states (its ``timestamp``); unparsable fails the case."""
+    text = frame.payload.get("timestamp")
+    try:
+        stamp = datetime.fromisoformat(str(text))
+    except ValueError:
+        raise Fail(f"{frame.action} timestamp {text!r} is not an ISO 8601 date-time") from None
+    if stamp.tzinfo is None:
+        raise Fail(f"{frame.action} timestamp {text!r} has no time zone (OCPP 1.6 §3.4: UTC)")
+    return stamp
+
+
+async def queued_in_order(ctx: ChargerContext, after: int, went: datetime, back: datetime) -> None:
+    """The queued transaction messages since ``after`` (OCPP 1.6 §4.8): each once, in the order the events
+    happened, each stamped with when it happened offline (not when it was finally sent), and every
+    StopTransaction naming the transactionId we gave its StartTransaction."""
+    frames = [
+        f
+        for f in ctx.cs.log[after:]
+        if f.cp_id == ctx.cp_id
+        and f.direction == "in"
+        and f.message_type == 2
+        and f.action in ("StartTransaction", "StopTransaction")
+        and isinstance(f.payload, dict)
+    ]
+    seen: set[str] = set()
+    for f in frames:
+        key = f"{f.action} {sorted(f.payload.items())!r}"
+        if key in seen:
+            raise Fail(f"{f.action} {f.payload} was delivered twice (OCPP 1.6 §4.8: each message once)")
+        seen.add(key)
+    slack = timedelta(seconds=OFFLINE_CLOCK_SLACK_S)
+    stamps = [_when(f) for f in frames]
+    for f, stamp in zip(frames, stamps, strict=True):
+        if not went - slack <= stamp <= back + slack:
+            raise Fail(
+                f"{f.action} timestamp {f.payload['timestamp']} is not within the offline period "
+                f"{went:%H:%M:%S}-{back:%H:%M:%S} UTC: a queued message states when the event happened"
+            )
+    if stamps != sorted(stamps):
+        order = ", ".join(f"{f.action} {f.payload['timestamp']}" for f in frames)
+        raise Fail(f"queued transaction messages arrived out of order: {order}")
+    given = {  # transactions started before (a session that was running when the link went down)
+        int(f.payload["transactionId"])
+        for f in ctx.cs.log[:after]
+        if f.cp_id == ctx.cp_id
+        and f.direction == "out"
+        and f.message_type == 3
+        and f.action == "StartTransaction"
+        and isinstance(f.payload, dict)
+        and isinstance(f.payload.get("transactionId"), int)
+    }
+    for f in frames:
+        if f.action == "StartTransaction":
+            given.add(await _tx_of(ctx, f))
+        elif f.payload.get("transactionId") not in given:
+            raise Fail(
+                f"StopTransaction names transactionId {f.payload.get('transactionId')}, not one we answered a "
+                f"StartTransaction with before it ({sorted(given)})"
+            )
+
+
 async def connection_loss(ctx: ChargerContext) -> None:
     """Drop the connection for 3 s during a session: the transaction goes on, no StopTransaction (§4.8)."""
     m = ctx.at()
-    ctx.cs.refuse_connections = True
-    try:
-        await ctx.cs.disconnect(ctx.cp_id)
+    async with ctx.offline():
         await ctx.quiet(3)
-    finally:
-        ctx.cs.refuse_connections = False
-    await ctx.cs.wait_connected(ctx.cp_id, timeout=ctx.scaled(30))
+    await ctx.reconnected()
     await ctx.quiet(1)
     if ctx.calls_since("StopTransaction", m):
         raise Fail("the transaction was stopped because the connection dropped")
@@ -605,16 +669,19 @@ async def connection_loss(ctx: ChargerContext) -> None:
 async def offline_stop(ctx: ChargerContext) -> None:
     """Offline: the card stops the session; back online the StopTransaction arrives with the same id (§4.8)."""
     m = ctx.at()
-    ctx.cs.refuse_connections = True
-    try:
-        await ctx.cs.disconnect(ctx.cp_id)
+    went = datetime.now(UTC)
+    async with ctx.offline():
         await ctx.act("swipe", id_tag=REMOTE_TAG)
         await ctx.quiet(2)
-    finally:
-        ctx.cs.refuse_connections = False
+        back = datetime.now(UTC)
     stop = await ctx.wait_call("StopTransaction", m, timeout_s=40)
     if stop.payload["transactionId"] != ctx.vars["tx"]:
         raise Fail(f"the queued StopTransaction names {stop.payload['transactionId']}, not {ctx.vars['tx']}")
+    if stop.payload.get("reason", "Local") != "Local":
+        raise Fail(
+            f"StopTransaction reason {stop.payload.get('reason')}, expected Local or none (OCTT TC_038)"
+        )
+    await queued_in_order(ctx, m, went, back)
 
 
 case(
@@ -626,6 +693,65 @@ case(
     needs=PLUG,
     timeout_s=90,
 )
+
+
+async def card_known_valid(ctx: ChargerContext) -> None:
+    """OCTT memory state IdTagLocalAuthList / IdTagCached for the card: offline it must be known as Accepted
+    (earlier cases may have left it cached as Blocked). Local list if declared, else one online session."""
+    await ctx.try_config("AllowOfflineTxForUnknownId", "true")  # if implemented (OCPP 1.6 §9.1)
+    profiles = (await ctx.configuration("SupportedFeatureProfiles")).get("SupportedFeatureProfiles") or ""
+    if "LocalAuthListManagement" in profiles and await ctx.try_config("LocalAuthListEnabled", "true"):
+        version = (await ctx.call("GetLocalListVersion", {}))["listVersion"]
+        entry = {"idTag": ctx.setup.id_tag, "idTagInfo": {"status": "Accepted"}}
+        await ctx.expect_answer(
+            "SendLocalList",
+            {
+                "listVersion": max(version, 0) + 1,
+                "updateType": "Differential",
+                "localAuthorizationList": [entry],
+            },
+            "status",
+            "Accepted",
+        )
+        return
+    await ctx.try_config("AuthorizationCacheEnabled", "true")
+    m = ctx.at()
+    await plug(ctx)
+    await ctx.act("swipe")
+    start = await ctx.wait_call("StartTransaction", m, timeout_s=15)
+    tx = await _tx_of(ctx, start)
+    await ctx.act("swipe")
+    await ctx.wait_call("StopTransaction", m, stops(tx))
+    m2 = ctx.at()
+    await ctx.act("unplug")
+    await ctx.wait_status("Available", m2)
+
+
+async def offline_start(ctx: ChargerContext) -> None:
+    """Offline: plug and card start a transaction; back online StartTransaction, then Charging (OCTT TC_037_1)."""
+    m = ctx.at()
+    went = datetime.now(UTC)
+    async with ctx.offline():
+        await ctx.act("plug")
+        await ctx.act("swipe")
+        await ctx.quiet(3)
+        back = datetime.now(UTC)
+    start = await ctx.wait_call("StartTransaction", m, timeout_s=40, what="queued StartTransaction")
+    ctx.vars["tx"] = await _tx_of(ctx, start)
+    await ctx.wait_status("Charging", m, timeout_s=15)
+    await queued_in_order(ctx, m, went, back)
+
+
+case(
+    "TC_037_1_CS",
+    "Offline Start Transaction - Valid IdTag",
+    CORE,
+    config("LocalAuthorizeOffline", "true"),
+    ("the card is known valid (local list or cache)", card_known_valid),
+    ("offline plug and card, delivered later", offline_start),
+    needs=PLUG_SWIPE,
+    timeout_s=90,
+)
 case(
     "TC_038_CS",
     "Offline Stop Transaction",
@@ -634,6 +760,179 @@ case(
     ("offline stop, delivered later", offline_stop),
     needs=PLUG_SWIPE,
     timeout_s=90,
+)
+
+
+async def offline_transaction(ctx: ChargerContext) -> None:
+    """A whole transaction offline (plug, card, card, unplug); back online StartTransaction then
+    StopTransaction (reason Local or none) with the id we gave, stamped when they happened (OCTT TC_039)."""
+    m = ctx.at()
+    went = datetime.now(UTC)
+    async with ctx.offline():
+        await ctx.act("plug")
+        await ctx.act("swipe")
+        started = datetime.now(UTC)
+        await ctx.quiet(3)
+        await ctx.act("swipe")
+        stopped = datetime.now(UTC)
+        await ctx.quiet(1)
+        await ctx.act("unplug")
+        await ctx.quiet(1)
+        back = datetime.now(UTC)
+    start = await ctx.wait_call("StartTransaction", m, timeout_s=40, what="queued StartTransaction")
+    stop = await ctx.wait_call(
+        "StopTransaction", ctx.index_of(start), timeout_s=20, what="queued StopTransaction"
+    )
+    if stop.payload.get("reason", "Local") != "Local":
+        raise Fail(
+            f"StopTransaction reason {stop.payload.get('reason')}, expected Local or none (OCTT TC_039)"
+        )
+    await queued_in_order(ctx, m, went, back)
+    # The two cards were presented seconds apart: so must the stamps be (not both the time of sending).
+    apart, presented = (_when(stop) - _when(start)).total_seconds(), (stopped - started).total_seconds()
+    if apart < presented - OFFLINE_CLOCK_SLACK_S:
+        raise Fail(
+            f"StartTransaction and StopTransaction are stamped {apart:.1f} s apart, the cards were presented "
+            f"{presented:.1f} s apart: queued messages must state when the events happened (OCPP 1.6 §4.8)"
+        )
+
+
+case(
+    "TC_039_CS",
+    "Offline Transaction",
+    CORE,
+    config("LocalAuthorizeOffline", "true"),
+    ("the card is known valid (local list or cache)", card_known_valid),
+    ("offline transaction, delivered later in order", offline_transaction),
+    needs=PLUG_SWIPE,
+    timeout_s=120,
+)
+
+POWER = frozenset({"power_cut", "power_restore"})
+
+
+async def power_cycle(ctx: ChargerContext) -> int:
+    """Cut the power and restore it; the charger boots again (§4.2). Returns the log index of the boot."""
+    m = ctx.at()
+    await ctx.act("power_cut")
+    await ctx.quiet(1)
+    await ctx.act("power_restore")
+    return ctx.index_of(await ctx.wait_call("BootNotification", m, timeout_s=40))
+
+
+async def statuses_after(ctx: ChargerContext, boot: int, status: str | None = None) -> None:
+    """After a boot a StatusNotification per connector and for connector 0 (OCPP 1.6 §4.9), of ``status``."""
+    for connector in (0, ctx.setup.connector):
+
+        def wanted(p: dict[str, Any], connector: int = connector) -> bool:
+            return p.get("connectorId") == connector and status in (None, p.get("status"))
+
+        what = f"StatusNotification {status} for connector {connector}" if status else "StatusNotification"
+        await ctx.wait_call("StatusNotification", boot, wanted, 15, f"{what} after the boot")
+
+
+async def stop_before_down(ctx: ChargerContext) -> None:
+    """Power cut with back-up power: StopTransaction PowerLoss before it goes down, then a boot (OCTT TC_032_1)."""
+    if not ctx.setup.backup_power:
+        raise NotApplicable(
+            "prerequisite: the charger has back-up power and stops transactions before going down"
+        )
+    m = ctx.at()
+    await ctx.act("power_cut")
+    stop = await ctx.wait_call("StopTransaction", m, stops(ctx.vars["tx"]), 20)
+    if stop.payload.get("reason") != "PowerLoss":
+        raise Fail(
+            f"StopTransaction reason {stop.payload.get('reason')}, expected PowerLoss (OCPP 1.6 §4.10)"
+        )
+    await ctx.act("power_restore")
+    boot = ctx.index_of(await ctx.wait_call("BootNotification", m, timeout_s=40))
+    await statuses_after(ctx, boot)
+
+
+async def stop_after_boot(ctx: ChargerContext) -> None:
+    """Power cut during a session, then power back: boot, statuses, and the transaction ends with reason
+    PowerLoss, or, if the charger resumed it (Charging), the card stops it with reason Local (OCTT TC_032_2)."""
+    tx = ctx.vars["tx"]
+    boot = await power_cycle(ctx)
+    await statuses_after(ctx, boot)
+    frame = await ctx.cs.wait_for(
+        lambda f: (
+            f.cp_id == ctx.cp_id
+            and f.direction == "in"
+            and f.message_type == 2
+            and isinstance(f.payload, dict)
+            and (
+                (f.action == "StopTransaction" and f.payload.get("transactionId") == tx)
+                or (
+                    f.action == "StatusNotification"
+                    and f.payload.get("connectorId") == ctx.setup.connector
+                    and f.payload.get("status") == "Charging"
+                )
+            )
+        ),
+        timeout=ctx.scaled(30),
+        after=boot,
+    )
+    if frame.action == "StopTransaction":
+        if frame.payload.get("reason") != "PowerLoss":
+            raise Fail(
+                f"StopTransaction after the power cut has reason {frame.payload.get('reason')}, expected "
+                "PowerLoss (OCPP 1.6 §4.10)"
+            )
+        ctx.event("the charger ended the transaction with reason PowerLoss")
+        return
+    ctx.event("the charger resumed the transaction: the card stops it")
+    m = ctx.at()
+    await ctx.act("swipe", id_tag=REMOTE_TAG)
+    stop = await ctx.wait_call("StopTransaction", m, stops(tx), 20)
+    if stop.payload.get("reason", "Local") != "Local":
+        raise Fail(f"StopTransaction reason {stop.payload.get('reason')}, expected Local or none")
+
+
+case(
+    "TC_032_1_CS",
+    "Power failure boot charging point - configured to stop transaction(s) before going down",
+    CORE,
+    ("remote session", remote_session),
+    ("power cut: StopTransaction PowerLoss, then boot", stop_before_down),
+    needs=PLUG | POWER,
+    timeout_s=120,
+)
+case(
+    "TC_032_2_CS",
+    "Power failure boot charging point-configured to stop transaction(s)",
+    CORE,
+    ("remote session", remote_session),
+    ("power cut and back: boot, statuses, transaction ended", stop_after_boot),
+    needs=PLUG | POWER,
+    timeout_s=120,
+)
+
+
+async def unavailable_persists(ctx: ChargerContext) -> None:
+    """Inoperative charger: Unavailable; after a power cut still Unavailable (OCPP 1.6 §5.2: persists reboots)."""
+    m = ctx.at()
+    await ctx.expect_answer(
+        "ChangeAvailability", {"connectorId": 0, "type": "Inoperative"}, "status", "Accepted"
+    )
+    try:
+        await statuses_after(ctx, m, "Unavailable")
+        boot = await power_cycle(ctx)
+        await statuses_after(ctx, boot, "Unavailable")
+    finally:
+        m2 = ctx.at()
+        with contextlib.suppress(Fail):
+            await ctx.call("ChangeAvailability", {"connectorId": 0, "type": "Operative"})
+            await ctx.wait_status("Available", m2, 15)
+
+
+case(
+    "TC_034_CS",
+    "Power Failure with Unavailable Status",
+    CORE,
+    ("Inoperative, power cut: still Unavailable", unavailable_persists),
+    needs=POWER,
+    timeout_s=120,
 )
 
 

@@ -189,7 +189,9 @@ def test_shipped_actuation_profiles(monkeypatch: pytest.MonkeyPatch) -> None:
     agent = load_actuator("chargepoint-agent", {"config": "/etc/station.toml"})
     argv = agent.command("swipe", {"connector": "1", "id_tag": "TAG"})
     assert argv[1:] == ["-m", "chargepoint", "ctl", "--config", "/etc/station.toml", "swipe", "1", "TAG"]
-    assert not agent.available("power_cut")
+    # The agent's profile runs the agent as its [process]: a power cut kills it, a restore starts it again.
+    assert agent.available("power_cut") and agent.available("power_restore")
+    assert agent.process.split()[1:] == ["-m", "chargepoint", "run", "--config", "{config}"]
     monkeypatch.setenv("SIM_CONTROL_SOCKET", "/run/fleet.sock")
     fleet = load_actuator("simulator-fleet", {"cp": "SIM-0001"})
     assert fleet.command("swipe", {"connector": "2", "id_tag": "T"})[1:] == [
@@ -203,6 +205,7 @@ def test_shipped_actuation_profiles(monkeypatch: pytest.MonkeyPatch) -> None:
         "T",
         "2",
     ]
+    assert not fleet.available("power_cut")  # simulator ctl has no power step
 
 
 def test_cli_version_list_and_unknown_pattern(capsys: pytest.CaptureFixture[str]) -> None:

@@ -44,10 +44,15 @@ class EmspParty:
         self.token_for_cpo: str | None = None  # the token it calls the CPO with
         self.cpo_versions_url: str | None = None
         self.down = False  # when set, every push answers HTTP 503
+        self.status_code: int | None = (
+            None  # when set, every push answers HTTP 200 with this OCPI status code
+        )
+        self.refuse: set[str] = set()  # "module/tail" of pushes it refuses as invalid (HTTP 400, OCPI 2001)
         self.requests: list[tuple[str, str, dict[str, str]]] = []  # (method, path, headers) of pushes
         self.locations: dict[str, Any] = {}  # path tail -> last PUT
         self.patches: list[tuple[str, Any]] = []
         self.tariffs: dict[str, Any] = {}
+        self.deleted: list[str] = []  # tariffs DELETEd
         self.sessions: dict[str, Any] = {}
         self.cdrs: list[Any] = []
         self.unknown_evses = False  # answer 2003 to a PATCH of an EVSE it never got
@@ -155,10 +160,17 @@ class EmspParty:
             return answer(None, 2000, 401)
         if self.down:
             return web.Response(status=503, text="down for maintenance")
-        self.requests.append((request.method, request.path, dict(request.headers)))
         module, tail = request.match_info["module"], request.match_info["tail"]
-        body = await request.json()
-        if module == "locations" and request.method == "PUT":
+        if self.status_code is not None:
+            return answer(None, self.status_code)
+        if f"{module}/{tail}" in self.refuse:
+            return answer(None, 2001, 400)
+        self.requests.append((request.method, request.path, dict(request.headers)))
+        body = await request.json() if request.can_read_body else None
+        if module == "tariffs" and request.method == "DELETE":
+            self.tariffs.pop(tail, None)
+            self.deleted.append(tail)
+        elif module == "locations" and request.method == "PUT":
             self.locations[tail] = body
         elif module == "locations" and request.method == "PATCH":
             if self.unknown_evses and tail.rpartition("/")[0] not in self.locations:

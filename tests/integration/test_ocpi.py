@@ -6,7 +6,7 @@ from __future__ import annotations
 import asyncio
 import json
 from collections.abc import AsyncIterator, Callable
-from datetime import UTC, datetime
+from datetime import UTC, datetime, timedelta
 from decimal import Decimal
 from pathlib import Path
 from typing import Any
@@ -17,6 +17,7 @@ from websockets.asyncio.client import connect
 
 from backend_stub.app import Csms
 from backend_stub.ocpi.config import OcpiConfig
+from backend_stub.ocpi.protocol import OcpiError
 from backend_stub.ocpi.service import Ocpi
 from backend_stub.store import CsmsStore
 from chargepoint.agent import Agent
@@ -34,7 +35,13 @@ async def csms(tmp_path: Path) -> AsyncIterator[Csms]:
     store.put_tariff("T1", json.dumps({"id": "T1", **TARIFF}))
     store.set_default_tariff_id("T1")
     config = OcpiConfig(
-        country_code="DE", party_id="OCS", retry_base_s=0.05, retry_max_s=0.2, page_limit_max=2
+        country_code="DE",
+        party_id="OCS",
+        retry_base_s=0.05,
+        retry_max_s=0.2,
+        page_limit_max=2,
+        max_refusals=3,
+        allow_private_urls=True,  # every party here is on 127.0.0.1
     )
     app = Csms(store, heartbeat_interval_s=60, admin_token=ADMIN, ocpi=config)
     await app.start()
@@ -287,7 +294,7 @@ async def test_status_changes_are_pushed_and_survive_a_partner_outage(csms: Csms
 
 
 async def test_queued_pushes_survive_a_restart(tmp_path: Path, emsp: EmspParty) -> None:
-    config = OcpiConfig(retry_base_s=0.05, retry_max_s=0.2)
+    config = OcpiConfig(retry_base_s=0.05, retry_max_s=0.2, allow_private_urls=True)
     store = CsmsStore(tmp_path / "csms.db")
     store.add_charger("CP-1")
     app = Csms(store, admin_token=ADMIN, ocpi=config)
@@ -548,7 +555,7 @@ async def test_a_remote_start_session_charges_on_the_agent_and_the_cdr_comes_bac
         (tx,) = csms.store.active_transactions("CP-AGENT")
         assert tx.id_tag_status == "Accepted"
         await eventually(lambda: f"DE/OCS/{tx.id}" in emsp.sessions, "the session pushed")
-        # Unknown sessions and commands the port lacks.
+        # Unknown sessions and commands.
         assert (
             await emsp.send(
                 "POST",
@@ -556,9 +563,6 @@ async def test_a_remote_start_session_charges_on_the_agent_and_the_cdr_comes_bac
                 {"response_url": start["response_url"], "session_id": "999999"},
             )
         )[1]["data"]["result"] == "UNKNOWN_SESSION"
-        assert (await emsp.send("POST", f"{commands}/RESERVE_NOW", {"response_url": start["response_url"]}))[
-            1
-        ]["data"]["result"] == "NOT_SUPPORTED"
         assert (await emsp.send("POST", f"{commands}/FLY", {}))[0] == 404
         offline = start | {"location_id": "CP-OFF", "evse_uid": "CP-OFF*1"}
         assert (await emsp.send("POST", f"{commands}/START_SESSION", offline))[1]["data"][
@@ -707,3 +711,360 @@ async def test_a_201_station_session_reaches_the_partner_as_a_1_6_one_does(
     assert ended.cost_minor == 12000
     assert Decimal(str(emsp.cdrs[0]["total_cost"]["incl_vat"])) * 100 == ended.cost_minor
     assert emsp.cdrs[0]["total_energy"] == 1.2
+
+
+async def _answer_call(ws: Any, action: str, status: str) -> dict[str, Any]:
+    """Read the central system's next call to a raw 1.6 charger, check its action, answer ``status``."""
+    async with asyncio.timeout(10):
+        while True:
+            frame = json.loads(await ws.recv())
+            if frame[0] == 2:
+                break
+    assert frame[2] == action, frame
+    await ws.send(json.dumps([3, frame[1], {"status": status}]))
+    payload: dict[str, Any] = frame[3]
+    return payload
+
+
+async def test_reserve_now_and_cancel_reservation_reach_the_charger_and_their_results_come_back(
+    csms: Csms, emsp: EmspParty
+) -> None:
+    csms.store.add_charger("CP-RES")
+    csms.store.add_charger("CP-OFF")
+    await registered(csms, emsp)
+    commands = f"{ocpi(csms).details_url}/commands"
+    expiry = "2099-01-01T00:00:00Z"
+    now = datetime.now(UTC)
+    soon = (now.replace(microsecond=0) + timedelta(hours=1)).strftime("%Y-%m-%dT%H:%M:%SZ")
+    reserve = {
+        "response_url": f"{emsp.base}/ocpi/2.2.1/results/res-1",
+        "token": emsp.token("RES-TOKEN", whitelist="NEVER"),
+        "expiry_date": soon,
+        "reservation_id": "R-1",
+        "location_id": "CP-RES",
+        "evse_uid": "CP-RES*1",
+    }
+    async with connect(f"{csms.url}/CP-RES", subprotocols=["ocpp1.6"]) as ws:  # type: ignore[list-item]
+        raw = RawCharger(ws)
+        await raw.call("BootNotification", {"chargePointVendor": "V", "chargePointModel": "M"})
+        status, body = await emsp.send("POST", f"{commands}/RESERVE_NOW", reserve)
+        assert (status, body["data"]["result"]) == (200, "ACCEPTED"), body
+        sent = await _answer_call(ws, "ReserveNow", "Accepted")
+        assert (sent["connectorId"], sent["idTag"]) == (1, "RES-TOKEN")
+        assert datetime.fromisoformat(sent["expiryDate"]) == datetime.fromisoformat(soon)
+        await eventually(lambda: emsp.results, "the CommandResult of RESERVE_NOW")
+        assert emsp.results[0] == ("res-1", {"result": "ACCEPTED"})
+        # The same reservation_id again replaces the reservation: the charger gets the same reservationId.
+        status, body = await emsp.send("POST", f"{commands}/RESERVE_NOW", reserve | {"evse_uid": None})
+        assert body["data"]["result"] == "ACCEPTED", body
+        again = await _answer_call(ws, "ReserveNow", "Occupied")
+        assert (again["reservationId"], again["connectorId"]) == (sent["reservationId"], 0)
+        await eventually(lambda: len(emsp.results) == 2, "the second CommandResult")
+        assert emsp.results[1] == ("res-1", {"result": "REJECTED"})
+        # The driver arriving with the (NEVER) token is the eMSP's: the charger's StartTransaction is accepted.
+        started = await raw.call(
+            "StartTransaction",
+            {
+                "connectorId": 1,
+                "idTag": "RES-TOKEN",
+                "meterStart": 0,
+                "timestamp": T0,
+                "reservationId": sent["reservationId"],
+            },
+        )
+        assert started[2]["idTagInfo"]["status"] == "Accepted"
+        # Refused up front: expired, far future, offline, unknown location, another party's token, bad dates.
+        for change, result in (
+            ({"expiry_date": "2020-01-01T00:00:00Z"}, "REJECTED"),
+            ({"expiry_date": expiry}, "REJECTED"),
+            ({"location_id": "CP-OFF", "evse_uid": "CP-OFF*1"}, "REJECTED"),
+        ):
+            assert (await emsp.send("POST", f"{commands}/RESERVE_NOW", reserve | change))[1]["data"][
+                "result"
+            ] == result, change
+        assert (await emsp.send("POST", f"{commands}/RESERVE_NOW", reserve | {"location_id": "CP-NO"}))[1][
+            "status_code"
+        ] == 2003
+        foreign = reserve | {"token": emsp.token("X") | {"party_id": "XXX"}}
+        assert (await emsp.send("POST", f"{commands}/RESERVE_NOW", foreign))[0] == 403
+        for bad in ({"expiry_date": "tomorrow"}, {"reservation_id": "R" * 37}, {"reservation_id": 7}):
+            assert (await emsp.send("POST", f"{commands}/RESERVE_NOW", reserve | bad))[1][
+                "status_code"
+            ] == 2001, bad
+        # Cancelling: an unknown reservation_id is REJECTED at once; the partner's own goes to the charger.
+        cancel = {"response_url": f"{emsp.base}/ocpi/2.2.1/results/cancel-1", "reservation_id": "R-2"}
+        assert (await emsp.send("POST", f"{commands}/CANCEL_RESERVATION", cancel))[1]["data"][
+            "result"
+        ] == "REJECTED"
+        status, body = await emsp.send(
+            "POST", f"{commands}/CANCEL_RESERVATION", cancel | {"reservation_id": "r-1"}
+        )
+        assert body["data"]["result"] == "ACCEPTED", body
+        cancelled = await _answer_call(ws, "CancelReservation", "Accepted")
+        assert cancelled == {"reservationId": sent["reservationId"]}
+        await eventually(lambda: len(emsp.results) == 3, "the CommandResult of CANCEL_RESERVATION")
+        assert emsp.results[2] == ("cancel-1", {"result": "ACCEPTED"})
+    partner_id = csms.store.ocpi_partners()[0].id
+    assert csms.store.ocpi_find_reservation(partner_id, "R-1") is None  # cancelled: forgotten
+
+
+async def test_a_push_the_partner_keeps_refusing_is_parked_and_the_queue_goes_on(
+    csms: Csms, emsp: EmspParty
+) -> None:
+    csms.store.add_charger("CP-A")
+    csms.store.add_charger("CP-B")
+    emsp.refuse = {"locations/DE/OCS/CP-A"}  # e.g. a location the partner finds invalid
+    partner_id = await registered(csms, emsp)
+    # The refused location does not hold the queue: the next location and the tariff arrive.
+    await eventually(lambda: "DE/OCS/CP-B" in emsp.locations and emsp.tariffs, "the pushes behind it")
+    (parked,) = csms.store.ocpi_parked()
+    assert (parked.kind, parked.object_id, parked.attempts) == ("location", "CP-A", 3)
+    assert "DE/OCS/CP-A" not in emsp.locations
+    admin = {"Authorization": f"Bearer {ADMIN}"}
+    api = f"{csms.http_url}/api/ocpi/partners"
+    async with aiohttp.ClientSession() as session:
+        async with session.get(api, headers=admin) as r:
+            (listed,) = await r.json()
+        async with session.get(f"{csms.http_url}/partners", headers=admin) as r:
+            page = await r.text()
+        async with session.post(f"{api}/{partner_id}/pushes/999999/retry", headers=admin) as r:
+            assert r.status == 404
+        assert listed["queued_pushes"] == 0
+        (shown,) = listed["parked_pushes"]
+        assert (shown["id"], shown["kind"], shown["object_id"]) == (parked.id, "location", "CP-A")
+        assert "2001" in shown["last_error"]
+        assert f'data-push="{parked.id}"' in page and "2001" in page
+        # The operator fixes the cause and retries: the push goes out.
+        emsp.refuse = set()
+        async with session.post(f"{api}/{partner_id}/pushes/{parked.id}/retry", headers=admin) as r:
+            assert r.status == 200, await r.text()
+    await eventually(lambda: "DE/OCS/CP-A" in emsp.locations, "the retried push")
+    assert csms.store.ocpi_parked() == [] and csms.store.ocpi_queued() == {}
+
+
+async def test_an_unreachable_or_failing_partner_is_retried_without_parking_and_loses_nothing(
+    csms: Csms, emsp: EmspParty
+) -> None:
+    csms.store.add_charger("CP-A")
+    emsp.down = True  # HTTP 503
+    partner_id = await registered(csms, emsp)
+    await eventually(
+        lambda: any(p.attempts > 3 for p in csms.store.ocpi_pushes(partner_id)), "retries past max_refusals"
+    )
+    emsp.down, emsp.status_code = False, 3000  # an OCPI server error: still the partner's trouble, not ours
+    attempts = csms.store.ocpi_pushes(partner_id)[0].attempts
+    await eventually(
+        lambda: csms.store.ocpi_pushes(partner_id)[0].attempts > attempts + 3, "retries on OCPI 3000"
+    )
+    assert csms.store.ocpi_parked() == []
+    emsp.status_code = None
+    await eventually(lambda: "DE/OCS/CP-A" in emsp.locations and emsp.tariffs, "everything after the outage")
+    await eventually(lambda: csms.store.ocpi_queued() == {}, "an empty queue")
+
+
+def _tariff_ids(location: dict[str, Any]) -> list[Any]:
+    return [c.get("tariff_ids") for e in location["evses"] for c in e["connectors"]]
+
+
+async def test_tariff_assignments_and_deletions_are_pushed(csms: Csms, emsp: EmspParty) -> None:
+    csms.store.add_charger("CP-1")
+    await _charger_with_status(csms, "CP-1", "Available")
+    await registered(csms, emsp)
+    await eventually(lambda: "DE/OCS/CP-1" in emsp.locations and "DE/OCS/T1" in emsp.tariffs, "initial sync")
+    assert _tariff_ids(emsp.locations["DE/OCS/CP-1"]) == [["T1"]]
+    admin = {"Authorization": f"Bearer {ADMIN}"}
+    api = csms.http_url + "/api"
+    async with aiohttp.ClientSession(headers=admin) as session:
+        for tariff_id in ("T2", "T3"):
+            async with session.put(f"{api}/tariffs/{tariff_id}", json=TARIFF) as r:
+                assert r.status == 201, await r.text()
+        # A charger's own tariff: its location goes again with the new tariff_ids.
+        async with session.patch(f"{api}/chargers/CP-1", json={"tariff_id": "T2"}) as r:
+            assert r.status == 200, await r.text()
+        await eventually(
+            lambda: _tariff_ids(emsp.locations["DE/OCS/CP-1"]) == [["T2"]], "the location with its own tariff"
+        )
+        # A tariff in use (a charger's, or the default) is not deleted.
+        async with session.delete(f"{api}/tariffs/T2") as r:
+            assert r.status == 409
+        async with session.delete(f"{api}/tariffs/T1") as r:
+            assert r.status == 409
+        async with session.delete(f"{api}/tariffs/NOPE") as r:
+            assert r.status == 404
+        # Back to the default, then a new default: the charger publishes each.
+        async with session.patch(f"{api}/chargers/CP-1", json={"tariff_id": None}) as r:
+            assert r.status == 200
+        await eventually(lambda: _tariff_ids(emsp.locations["DE/OCS/CP-1"]) == [["T1"]], "the default again")
+        async with session.patch(f"{api}/settings", json={"default_tariff_id": "T3"}) as r:
+            assert r.status == 200, await r.text()
+        await eventually(lambda: _tariff_ids(emsp.locations["DE/OCS/CP-1"]) == [["T3"]], "the new default")
+        # A tariff nobody uses is deleted, here and at the partner.
+        async with session.delete(f"{api}/tariffs/T2") as r:
+            assert r.status == 200, await r.text()
+    await eventually(lambda: "DE/OCS/T2" in emsp.deleted, "the tariff DELETE")
+    assert "DE/OCS/T2" not in emsp.tariffs and "DE/OCS/T3" in emsp.tariffs
+    assert csms.store.tariff_json("T2") is None
+    _, _, body = await emsp.get(f"{ocpi(csms).details_url}/tariffs")
+    assert "T2" not in {t["id"] for t in body["data"]}
+
+
+async def test_per_charger_location_details_are_set_validated_published_and_pushed(
+    csms: Csms, emsp: EmspParty
+) -> None:
+    csms.store.add_charger("CP-1")
+    csms.store.add_charger("CP-2")
+    await _charger_with_status(csms, "CP-1", "Available")
+    await registered(csms, emsp)
+    await eventually(lambda: "DE/OCS/CP-1" in emsp.locations, "the initial location")
+    assert emsp.locations["DE/OCS/CP-1"]["address"] == "unknown"  # OcpiConfig's default
+    url = f"{csms.http_url}/api/chargers/CP-1/location"
+    details = {
+        "address": "Hauptstraße 1",
+        "city": "Berlin",
+        "postal_code": "10115",
+        "country": "DEU",
+        "latitude": 52.52,
+        "longitude": "13.404954",
+        "connector_standard": "IEC_62196_T2_COMBO",
+        "connector_format": "CABLE",
+        "power_type": "DC",
+        "max_voltage_v": 920,
+        "max_current_a": 200,
+    }
+    async with aiohttp.ClientSession(headers={"Authorization": f"Bearer {ADMIN}"}) as session:
+        for bad in (
+            {"latitude": 90.5},
+            {"longitude": "-180.1"},
+            {"latitude": "north"},
+            {"latitude": True},
+            {"address": "x" * 46},
+            {"postal_code": "12345678901"},
+            {"country": "DE"},
+            {"connector_standard": "SCHUKO"},
+            {"max_voltage_v": 0},
+            {"max_current_a": 1.5},
+            {"time_zone": "Mars/Olympus"},
+            {"colour": "red"},
+            {},
+        ):
+            async with session.patch(url, json=bad) as r:
+                assert r.status == 400, (bad, await r.text())
+        async with session.patch(f"{csms.http_url}/api/chargers/CP-NONE/location", json=details) as r:
+            assert r.status == 404
+        async with session.get(url) as r:
+            assert (await r.json())["own"] == {}  # nothing bad was stored
+        async with session.patch(url, json=details) as r:
+            assert r.status == 200, await r.text()
+            shown = await r.json()
+        assert (
+            shown["details"]["latitude"] == "52.520000" and shown["details"]["time_zone"] == "Europe/Berlin"
+        )
+        await eventually(
+            lambda: emsp.locations["DE/OCS/CP-1"]["city"] == "Berlin", "the location pushed with its details"
+        )
+        pushed = emsp.locations["DE/OCS/CP-1"]
+        assert (pushed["address"], pushed["postal_code"], pushed["country"]) == (
+            "Hauptstraße 1",
+            "10115",
+            "DEU",
+        )
+        assert pushed["coordinates"] == {"latitude": "52.520000", "longitude": "13.404954"}
+        (connector,) = pushed["evses"][0]["connectors"]
+        assert (connector["standard"], connector["format"], connector["power_type"]) == (
+            "IEC_62196_T2_COMBO",
+            "CABLE",
+            "DC",
+        )
+        assert (connector["max_voltage"], connector["max_amperage"]) == (920, 200)
+        # Pulled, the same; another charger keeps the defaults; null resets one detail to the default.
+        _, _, body = await emsp.get(f"{ocpi(csms).details_url}/locations/CP-2")
+        assert (body["data"]["city"], body["data"]["coordinates"]["latitude"]) == ("unknown", "0.000000")
+        async with session.patch(url, json={"city": None}) as r:
+            assert (await r.json())["details"]["city"] == "unknown"
+        _, _, body = await emsp.get(f"{ocpi(csms).details_url}/locations/CP-1")
+        assert (body["data"]["city"], body["data"]["address"]) == ("unknown", "Hauptstraße 1")
+        async with session.get(f"{csms.http_url}/api/openapi.json") as r:
+            paths = (await r.json())["paths"]
+        assert {"get", "patch"} <= set(paths["/api/chargers/{cp_id}/location"])
+
+
+async def test_partner_urls_at_private_addresses_are_refused_without_a_request_unless_allowed(
+    csms: Csms, emsp: EmspParty, tmp_path: Path
+) -> None:
+    csms.store.add_charger("CP-1")
+    await registered(csms, emsp)
+    await eventually(lambda: csms.store.ocpi_queued() == {}, "the initial sync")
+    ocpi(csms).client.allow_private = False  # as `serve` without --ocpi-allow-private-urls
+    commands = f"{ocpi(csms).details_url}/commands"
+    async with connect(f"{csms.url}/CP-1", subprotocols=["ocpp1.6"]) as ws:  # type: ignore[list-item]
+        raw = RawCharger(ws)
+        await raw.call("BootNotification", {"chargePointVendor": "V", "chargePointModel": "M"})
+        start = {
+            "response_url": f"{emsp.base}/ocpi/2.2.1/results/private-1",  # 127.0.0.1
+            "token": emsp.token("PRIV-1"),
+            "location_id": "CP-1",
+        }
+        for url in (start["response_url"], "http://169.254.169.254/latest", "http://u:p@example.com/r"):
+            status, body = await emsp.send("POST", f"{commands}/START_SESSION", start | {"response_url": url})
+            assert (status, body["status_code"], body["data"]["result"]) == (200, 1000, "REJECTED"), body
+            assert "refused" in body["data"]["message"][0]["text"]
+        # The charger was not commanded and nothing was posted to the private address.
+        with pytest.raises(TimeoutError):
+            async with asyncio.timeout(0.5):
+                await ws.recv()
+    assert emsp.results == [] and csms.store.ocpi_parked() == []
+    # Allowed (--ocpi-allow-private-urls), the same command goes through.
+    ocpi(csms).client.allow_private = True
+    async with connect(f"{csms.url}/CP-1", subprotocols=["ocpp1.6"]) as ws:  # type: ignore[list-item]
+        raw = RawCharger(ws)
+        await raw.call("BootNotification", {"chargePointVendor": "V", "chargePointModel": "M"})
+        assert (await emsp.send("POST", f"{commands}/START_SESSION", start))[1]["data"][
+            "result"
+        ] == "ACCEPTED"
+        await _answer_call(ws, "RemoteStartTransaction", "Accepted")
+        await eventually(lambda: emsp.results, "the result posted")
+
+
+async def test_registering_with_a_partner_at_a_private_address_is_refused_by_default(
+    tmp_path: Path, emsp: EmspParty
+) -> None:
+    store = CsmsStore(tmp_path / "csms.db")
+    app = Csms(store, admin_token=ADMIN, ocpi=OcpiConfig())  # allow_private_urls off, the default
+    await app.start()
+    try:
+        with pytest.raises(OcpiError) as refused:
+            await ocpi(app).register_with("eMSP", emsp.versions_url, emsp.token_a)
+        assert refused.value.status == 3001 and "not a public address" in refused.value.message
+        assert emsp.token_a in emsp.accepted and emsp.token_for_cpo is None  # it was never called
+    finally:
+        await app.stop()
+        store.close()
+
+
+async def test_a_wrong_method_on_a_known_ocpi_path_is_405_with_an_envelope(
+    csms: Csms, emsp: EmspParty
+) -> None:
+    await registered(csms, emsp)
+    base = ocpi(csms).details_url
+    async with aiohttp.ClientSession(headers=auth(emsp.token_for_cpo or "")) as session:
+        for method, url, allowed in (
+            ("DELETE", f"{base}/locations", {"GET"}),
+            ("PUT", f"{base}/locations/CP-1/CP-1*1", {"GET"}),
+            ("POST", ocpi(csms).versions_url, {"GET"}),
+            ("GET", f"{base}/commands/START_SESSION", {"POST"}),
+            ("DELETE", f"{base}/tokens/NL/EMS/T-1", {"GET", "PUT", "PATCH"}),
+            ("PATCH", f"{base}/credentials", {"GET", "POST", "PUT", "DELETE"}),
+        ):
+            async with session.request(method, url) as r:
+                body = await r.json()
+                assert (r.status, body["status_code"]) == (405, 2000), (method, url)
+                assert (
+                    set(r.headers["Allow"].split(",")) == allowed
+                    or {m.strip() for m in r.headers["Allow"].split(",")} == allowed
+                )
+                assert body["timestamp"].endswith("Z")
+        # An unknown path is still 404; a known one with its method still works.
+        async with session.get(f"{base}/nosuchmodule") as r:
+            assert (r.status, (await r.json())["status_code"]) == (404, 2000)
+        async with session.get(f"{base}/locations") as r:
+            assert r.status == 200

@@ -4,6 +4,8 @@ from __future__ import annotations
 
 import asyncio
 import json
+import threading
+from concurrent.futures import Future
 from datetime import UTC, datetime
 from pathlib import Path
 from typing import Any
@@ -14,8 +16,11 @@ from chargepoint.agent import Agent
 from chargepoint.core.blocks.sessions import REREAD_GRACE_S
 from chargepoint.core.events import MeterReadings, OutboxKind, SecurityEvent
 from chargepoint.core.model import ErrorCode, Measurand, ReadingContext, Sample, SampledValue
+from chargepoint.core.station import StationTiming
+from chargepoint.store import Store
 from hardware.sim import SimMeter, SimRelay
-from tests.integration.conftest import RunningAgent, StartAgent, until
+from tests.integration.conftest import RunningAgent, StartAgent, agent_config, until
+from tests.integration.octt_support import quiet, start_session
 from tests.integration.test_bad_input import _fill, small_disk  # noqa: F401  (fixture)
 
 
@@ -285,3 +290,54 @@ async def test_a_contactor_that_closes_by_itself_while_idle_is_a_power_switch_fa
     a.swipe("NOTNOW")
     await asyncio.sleep(0.3)
     assert not cs.calls("StartTransaction")  # no session on a contactor that is not under control
+
+
+class _GatedStore(Store):
+    """A real store whose writer thread can be held back right after a periodic sample's record (the slow fsync
+    of a loaded machine, made deterministic): while ``gate`` is closed, the sampler waits for its commit."""
+
+    def __init__(self, path: Path) -> None:
+        super().__init__(path)
+        self.gate = threading.Event()
+        self.gate.set()
+        self.sampler_waiting = threading.Event()
+
+    def record_meter(self, *args: Any, **kwargs: Any) -> Future[Any]:
+        future = super().record_meter(*args, **kwargs)
+        task = asyncio.current_task()
+        if not self.gate.is_set() and task is not None and task.get_name() == "sampler-1":
+            self._submit(lambda db: self.gate.wait(10))  # the writer thread stalls here until the gate opens
+            self.sampler_waiting.set()
+        return future
+
+
+async def test_a_card_stop_survives_the_sampler_cancelled_mid_commit(
+    cs: CentralSystem, tmp_path: Path
+) -> None:
+    """The driver's card stops a session while the periodic sampler waits for its commit: stopping the sampler
+    cancels its wait, and that once cancelled the commit's future under the stop too, so the stop died silently
+    (no StopTransaction, transaction left open; the TC_032_2 resume flake under load)."""
+    db = tmp_path / "agent.db"
+    store = _GatedStore(db)
+    config = agent_config(cs.url, db, settings={"meter_value_sample_interval_s": 1})
+    # The meter loop persists only at the start, so the sampler's record is the last write the stop waits for.
+    timing = StationTiming(meter_poll_s=0.05, persist_meter_s=3600)
+    agent = Agent(config, timing=timing, store_factory=lambda: store)
+    a = RunningAgent(agent, asyncio.create_task(agent.run()), cs)
+    try:
+        await until(lambda: agent.started.is_set(), 5, "agent did not start")
+        await a.wait_booted()
+        _, tx_id = await start_session(a, cs)
+        store.gate.clear()
+        await until(store.sampler_waiting.is_set, 5, "the sampler never recorded a sample")
+        a.swipe("TAG1")
+        await until(lambda: not _relay(a).closed, 5, "the card did not open the relay")
+        await quiet(0.3)  # the sampler's cancellation reaches the commit's future meanwhile (before the fix)
+        store.gate.set()
+        stop = await cs.wait_for_call("StopTransaction", timeout=5)
+        assert stop.payload["transactionId"] == tx_id and stop.payload["reason"] == "Local"
+        await until(lambda: a.station.connectors[1].transaction is None, 5, "transaction left open")
+    finally:
+        store.gate.set()
+        await a.stop()
+    assert cs.violations == []

@@ -403,8 +403,8 @@ async def test_a_failing_write_in_a_group_fails_alone(db_path: Path) -> None:
 
 
 async def test_a_write_whose_waiter_went_away_fails_nothing(db_path: Path) -> None:
-    """A task awaiting a write (asyncio.wrap_future) may be cancelled, which cancels the write's future; the write
-    itself stands and the other writes of its group still succeed (it once failed the whole batch)."""
+    """A task awaiting a write (asyncio.wrap_future) may be cancelled; that does not cancel the write's future, the
+    write itself stands and the other writes of its group still succeed (it once failed the whole batch)."""
     store = Store(db_path)
     store.sync()
     locker = sqlite3.connect(db_path, isolation_level=None)
@@ -414,15 +414,41 @@ async def test_a_write_whose_waiter_went_away_fails_nothing(db_path: Path) -> No
     abandoned = store.put("abandoned", "2")
     waiter = asyncio.ensure_future(asyncio.wrap_future(abandoned))
     await asyncio.sleep(0)
-    waiter.cancel()  # cancels the concurrent future too
+    waiter.cancel()  # wrap_future tries to cancel the concurrent future too: a queued write refuses
     after = store.put("after", "3")
     locker.execute("ROLLBACK")
     locker.close()
     await store.flush(since=mark)  # no StorageError
     before.result()
     after.result()
-    assert abandoned.cancelled()
+    abandoned.result()
+    assert waiter.cancelled() and not abandoned.cancelled()
     assert (store.get("before"), store.get("abandoned"), store.get("after")) == ("1", "2", "3")
+    store.close()
+
+
+async def test_a_cancelled_flush_leaves_the_other_flushes_waiting(db_path: Path) -> None:
+    """Two tasks flush the same pending write and one is cancelled (a sampler stopped as the driver's card stops
+    the session): the other still waits for the commit and returns normally. The cancel once cancelled the write's
+    future under both, so the card's stop died with CancelledError and its transaction stayed open."""
+    store = Store(db_path)
+    store.sync()
+    locker = sqlite3.connect(db_path, isolation_level=None)
+    locker.execute("BEGIN IMMEDIATE")  # the write stays pending until the lock goes
+    write = store.put("meter", "1")
+    sampler = asyncio.ensure_future(store.flush())
+    stopper = asyncio.ensure_future(store.flush())
+    await asyncio.sleep(0)
+    sampler.cancel()
+    await asyncio.sleep(0)
+    assert not stopper.done()  # still waiting for the commit, not cancelled with the sampler
+    locker.execute("ROLLBACK")
+    locker.close()
+    await stopper  # returns; before the fix: CancelledError
+    write.result()  # committed, not cancelled
+    assert sampler.cancelled()
+    assert store.get("meter") == "1"
+    store.close()
 
 
 def test_seq_no_numbers_a_transactions_messages_without_a_gap(store: Store) -> None:

@@ -433,11 +433,11 @@ async def test_commands_errors_from_real_chargers(
 ) -> None:
     await site_agent()
     base = f"/api/chargers/{CP_ID}/commands"
-    # The agent does not implement GetDiagnostics: its CALLERROR comes back as 502 with the code.
-    status, body = await call(
-        http, "POST", f"{base}/GetDiagnostics", admin_headers, json={"location": "ftp://127.0.0.1/diag"}
-    )
-    assert status == 502 and body["code"] == "NotSupported", body
+    # A ReserveNow the 1.6 schema lets through but the agent refuses (connector ids are never negative): its
+    # CALLERROR comes back as 502 with the code.
+    reserve = {"connectorId": -1, "expiryDate": "2030-01-01T00:00:00Z", "idTag": "TAG", "reservationId": 1}
+    status, body = await call(http, "POST", f"{base}/ReserveNow", admin_headers, json=reserve)
+    assert status == 502 and body["code"] == "PropertyConstraintViolation", body
     # A body-less command (ClearCache has an empty payload) and others the agent accepts.
     status, body = await call(http, "POST", f"{base}/ClearCache", admin_headers)
     assert status == 200 and body["reply"]["status"] in ("Accepted", "Rejected")
