@@ -1,5 +1,5 @@
-"""The agent's SQLite store (WAL): settings, availability, transactions, the outbox, auth cache, local list and
-charging profiles. ``Store`` implements the core's storage port (``chargepoint.core.storage.Storage``).
+"""The agent's SQLite store (WAL): settings, availability, transactions, the outbox, auth cache, local list,
+charging profiles and installed certificates. ``Store`` implements the core's storage port (``chargepoint.core.storage.Storage``).
 
 Every write that the central system must eventually hear about is committed before it is sent, so a crash
 or power cut loses nothing. sqlite3 errors are translated to StorageError at this boundary.
@@ -38,7 +38,12 @@ from chargepoint.core.events import (
 )
 from chargepoint.core.model import IdTagInfo, Sample
 from chargepoint.core.smart_charging import ChargingProfile
-from chargepoint.core.storage import StoredTransaction
+from chargepoint.core.storage import (
+    CertificateHashData,
+    CertificateUse,
+    InstalledCertificate,
+    StoredTransaction,
+)
 from chargepoint.errors import StorageError
 
 log = logging.getLogger(__name__)
@@ -95,7 +100,21 @@ CREATE TABLE IF NOT EXISTS local_list (
 CREATE TABLE IF NOT EXISTS charging_profiles (
     id INTEGER NOT NULL, profile TEXT NOT NULL, station TEXT NOT NULL DEFAULT '', PRIMARY KEY (station, id)
 );
+CREATE TABLE IF NOT EXISTS certificates (
+    station TEXT NOT NULL DEFAULT '',
+    use TEXT NOT NULL,
+    hash_algorithm TEXT NOT NULL,
+    issuer_name_hash TEXT NOT NULL,
+    issuer_key_hash TEXT NOT NULL,
+    serial_number TEXT NOT NULL,
+    pem TEXT NOT NULL,
+    installed_at TEXT NOT NULL,
+    key_ref TEXT,
+    PRIMARY KEY (station, use, hash_algorithm, issuer_name_hash, issuer_key_hash, serial_number)
+);
 """
+# The certificates table is new in files written since the certificate storage port: CREATE TABLE IF NOT EXISTS
+# adds it to an older file on open and leaves every other table as it was, so older files stay readable.
 # Files written before rows had a station key get the column (their single agent is station ''); their old
 # single-column primary keys stay, which is right for one agent per file.
 _KEYED_TABLES = (
@@ -133,6 +152,21 @@ def _tx(row: sqlite3.Row) -> StoredTransaction:
         stop_data=tuple(Sample.from_json(s) for s in json.loads(row["stop_data"])),
         parent_id_tag=row["parent_id_tag"],
         authorized=bool(row["authorized"]),
+    )
+
+
+def _certificate(row: sqlite3.Row) -> InstalledCertificate:
+    return InstalledCertificate(
+        use=CertificateUse(row["use"]),
+        pem=row["pem"],
+        hash_data=CertificateHashData(
+            issuer_name_hash=row["issuer_name_hash"],
+            issuer_key_hash=row["issuer_key_hash"],
+            serial_number=row["serial_number"],
+            hash_algorithm=row["hash_algorithm"],
+        ),
+        installed_at=datetime.fromisoformat(row["installed_at"]),
+        key_ref=row["key_ref"],
     )
 
 
@@ -895,5 +929,62 @@ class Store:
         def write(db: sqlite3.Connection) -> None:
             for old in ids:
                 db.execute("DELETE FROM charging_profiles WHERE station = ? AND id = ?", (station, old))
+
+        return self._submit(write)
+
+    # certificates
+    def installed_certificates(self, use: CertificateUse | None = None) -> list[InstalledCertificate]:
+        """Installed certificates of one use (every use if None), oldest first."""
+        if use is None:
+            rows = self._read(
+                "SELECT * FROM certificates WHERE station = ? ORDER BY installed_at, rowid", (self.station,)
+            )
+        else:
+            rows = self._read(
+                "SELECT * FROM certificates WHERE station = ? AND use = ? ORDER BY installed_at, rowid",
+                (self.station, use.value),
+            )
+        return [_certificate(row) for row in rows]
+
+    def install_certificate(self, certificate: InstalledCertificate) -> Future[Any]:
+        """Add a certificate (the same use and hash data replaces it; a ChargePointCertificate chain replaces the
+        previous chain) (queued)."""
+        station, h = self.station, certificate.hash_data.normalized()
+        row = (
+            station,
+            certificate.use.value,
+            h.hash_algorithm,
+            h.issuer_name_hash,
+            h.issuer_key_hash,
+            h.serial_number,
+            certificate.pem,
+            certificate.installed_at.isoformat(),
+            certificate.key_ref,
+        )
+
+        def write(db: sqlite3.Connection) -> None:
+            if certificate.use is CertificateUse.CHARGE_POINT:  # one own chain at a time
+                db.execute(
+                    "DELETE FROM certificates WHERE station = ? AND use = ?", (station, certificate.use.value)
+                )
+            db.execute(
+                "INSERT OR REPLACE INTO certificates (station, use, hash_algorithm, issuer_name_hash, "
+                "issuer_key_hash, serial_number, pem, installed_at, key_ref) VALUES (?, ?, ?, ?, ?, ?, ?, ?, ?)",
+                row,
+            )
+
+        return self._submit(write)
+
+    def delete_certificate(self, hash_data: CertificateHashData) -> Future[bool]:
+        """Remove the certificates with this hash data, of any use (queued); the future says False if none."""
+        station, h = self.station, hash_data.normalized()
+
+        def write(db: sqlite3.Connection) -> bool:
+            cur = db.execute(
+                "DELETE FROM certificates WHERE station = ? AND hash_algorithm = ? AND issuer_name_hash = ? "
+                "AND issuer_key_hash = ? AND serial_number = ?",
+                (station, h.hash_algorithm, h.issuer_name_hash, h.issuer_key_hash, h.serial_number),
+            )
+            return cur.rowcount > 0
 
         return self._submit(write)

@@ -10,6 +10,7 @@ from __future__ import annotations
 from concurrent.futures import Future
 from dataclasses import dataclass
 from datetime import datetime
+from enum import StrEnum
 from typing import Any, Protocol
 
 from chargepoint.core.events import (
@@ -163,5 +164,62 @@ class ProfileStorage(Protocol):
         ...
 
 
-class Storage(KeyValueStorage, TransactionStorage, AuthStorage, ProfileStorage, Protocol):
+class CertificateUse(StrEnum):
+    """What an installed certificate is for (OCPP 1.6 Security whitepaper, CertificateUseEnumType + own chain)."""
+
+    CENTRAL_SYSTEM_ROOT = (
+        "CentralSystemRootCertificate"  # verifies the central system's TLS server certificate
+    )
+    MANUFACTURER_ROOT = "ManufacturerRootCertificate"  # verifies signed firmware (SignedUpdateFirmware)
+    CHARGE_POINT = "ChargePointCertificate"  # the charge point's own chain, leaf first (security profile 3)
+
+
+@dataclass(frozen=True, slots=True)
+class CertificateHashData:
+    """A certificate's identity as OCPP names it (whitepaper CertificateHashDataType): hex hashes and serial."""
+
+    issuer_name_hash: str  # hash of the issuer's DER-encoded distinguished name, lowercase hex
+    issuer_key_hash: str  # hash of the issuer's public key (the subjectPublicKey bits), lowercase hex
+    serial_number: str  # the serial number, lowercase hex without leading zeros
+    hash_algorithm: str = "SHA256"  # SHA256 | SHA384 | SHA512
+
+    def normalized(self) -> CertificateHashData:
+        """The same identity in one spelling: lowercase hex, serial without leading zeros (peers differ)."""
+        return CertificateHashData(
+            issuer_name_hash=self.issuer_name_hash.lower(),
+            issuer_key_hash=self.issuer_key_hash.lower(),
+            serial_number=self.serial_number.lower().lstrip("0") or "0",
+            hash_algorithm=self.hash_algorithm.upper(),
+        )
+
+
+@dataclass(frozen=True, slots=True)
+class InstalledCertificate:
+    """A certificate as persisted: PEM text, its hash data, and for the own chain where its private key lives."""
+
+    use: CertificateUse
+    pem: str  # one certificate; for CHARGE_POINT the whole chain, leaf first
+    hash_data: CertificateHashData  # of the (leaf) certificate
+    installed_at: datetime
+    key_ref: str | None = None  # CHARGE_POINT only: a reference (file path) to the private key, never the key
+
+
+class CertificateStorage(Protocol):
+    """Installed certificates: central-system and manufacturer roots, and the charge point's own chain."""
+
+    def installed_certificates(self, use: CertificateUse | None = None) -> list[InstalledCertificate]:
+        """Installed certificates of one use (every use if None), oldest first."""
+        ...
+
+    def install_certificate(self, certificate: InstalledCertificate) -> Future[Any]:
+        """Add a certificate (the same use and hash data replaces it; a CHARGE_POINT chain replaces the previous
+        chain) (queued)."""
+        ...
+
+    def delete_certificate(self, hash_data: CertificateHashData) -> Future[bool]:
+        """Remove the certificates with this hash data, of any use (queued); the future says False if none."""
+        ...
+
+
+class Storage(KeyValueStorage, TransactionStorage, AuthStorage, ProfileStorage, CertificateStorage, Protocol):
     """Everything the core persists: what a Station is given."""
