@@ -18,7 +18,7 @@ from chargepoint.ports import Clock
 
 
 class SecurityEventType(StrEnum):
-    """The whitepaper's critical security events (ed. 2, appendix 1): each is sent as SecurityEventNotification."""
+    """The whitepaper's critical security events (ed. 2, security events list): each is sent as SecurityEventNotification."""
 
     FIRMWARE_UPDATED = "FirmwareUpdated"
     FAILED_TO_AUTHENTICATE_AT_CENTRAL_SYSTEM = "FailedToAuthenticateAtCentralSystem"
@@ -135,7 +135,7 @@ class SecurityProfiles:
             return ProfileChange.REJECTED
         if new in (1, 2) and not have.has_password:
             return ProfileChange.REJECTED
-        # Whitepaper §2.3/§2.4: no move to profile 2 or 3 without a CentralSystemRootCertificate, nor to 3
+        # Whitepaper §2: no move to profile 2 or 3 without a CentralSystemRootCertificate, nor to 3
         # without a valid ChargePointCertificate.
         if new >= 2 and not have.has_csms_root:
             return ProfileChange.REJECTED

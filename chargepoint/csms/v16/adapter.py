@@ -37,6 +37,7 @@ from chargepoint.core.smart_charging import (
 )
 from chargepoint.csms.outbox import Delivered, MalformedAnswer, OrphanedTransaction
 from chargepoint.csms.v16 import mapping
+from chargepoint.csms.v16.security import SECURITY_KEYS, SecurityHandlers
 from chargepoint.errors import ChargePointError, CsmsRejected, CsmsUnavailable, StorageError
 
 if TYPE_CHECKING:
@@ -303,7 +304,7 @@ class _BoundRoutes(Mapping[str, dict[str, Any]]):
         return action in self._routes
 
 
-class V16Session(_OcppChargePoint):  # type: ignore[misc]
+class V16Session(SecurityHandlers, _OcppChargePoint):  # type: ignore[misc]
     """An OCPP 1.6J conversation with the central system over one connection."""
 
     subprotocol = "ocpp1.6"
@@ -1042,6 +1043,10 @@ class V16Session(_OcppChargePoint):  # type: ignore[misc]
                 unknown.append(name)
                 continue
             variable = VARIABLES[ref]
+            if variable.mutability is Mutability.WRITE_ONLY:
+                # Security whitepaper: AuthorizationKey is write-only; it is listed, its value never sent.
+                known.append({"key": name, "readonly": False})
+                continue
             readonly = variable.mutability is Mutability.READ_ONLY
             known.append({"key": name, "readonly": readonly, "value": self._config_value(variable.setting)})
         return call_result.GetConfiguration(configuration_key=known, unknown_key=unknown or None)
@@ -1061,6 +1066,8 @@ class V16Session(_OcppChargePoint):  # type: ignore[misc]
         ref = mapping.CONFIG_KEYS.get(key)
         if ref is None:
             return call_result.ChangeConfiguration(status="NotSupported")
+        if key in SECURITY_KEYS:
+            return call_result.ChangeConfiguration(status=self.change_security_key(key, value))
         try:
             reboot = self.settings.set_text(VARIABLES[ref].setting, value)
         except (PermissionError, ValueError) as exc:
