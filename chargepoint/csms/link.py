@@ -376,8 +376,12 @@ class Link:
             )
 
     def _connect_failed(self, event: SecurityEventType | None, info: str) -> None:
-        """A connection failed: report a security failure once per outage; fall back from a new profile."""
-        if event is not None and event is not self._failure_event:
+        """A connection failed: report a security failure once per outage; a new profile that fails for a security
+        reason (refused credentials, TLS) is dropped after a few tries. An unreachable CSMS says nothing about the
+        profile and counts for nothing."""
+        if event is None:
+            return
+        if event is not self._failure_event:
             self._failure_event = event
             self.security_events.record(event, info)
         dropped = self.profiles.connect_failed()
