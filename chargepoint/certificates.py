@@ -256,6 +256,8 @@ class CertificateManager:
 
     Blocking work (key generation, key files, reading the key back) runs in the default executor."""
 
+    __slots__ = ("clock", "configured_roots", "cp_id", "directory", "events", "settings", "store")
+
     def __init__(
         self,
         store: CertificateStore,

@@ -8,8 +8,10 @@ X.509 parsing lives outside the core (``chargepoint/certificates.py``).
 
 from __future__ import annotations
 
+from collections import deque
 from collections.abc import Callable
 from dataclasses import dataclass
+from datetime import datetime, timedelta
 from enum import Enum, StrEnum
 
 from chargepoint.core.events import SecurityEvent
@@ -56,20 +58,41 @@ TLS_FAILURE_EVENTS: dict[str, SecurityEventType] = {
 }
 
 
+# A peer can cause some events at will (a CSMS that moves the clock back and forth, a server that keeps failing
+# TLS): each type is queued at most this many times per window, so the outbox (which never drops security events)
+# stays bounded; the rest are counted and logged by the caller's logger.
+EVENTS_PER_TYPE_PER_WINDOW = 10
+EVENT_WINDOW = timedelta(hours=1)
+
+
 class SecurityEvents:
-    """Queues security events in the outbox (persisted first, sent in order, kept while offline)."""
+    """Queues security events in the outbox (persisted first, sent in order, kept while offline), each type at
+    most ``EVENTS_PER_TYPE_PER_WINDOW`` times per ``EVENT_WINDOW``."""
+
+    __slots__ = ("_clock", "_notify", "_recent", "_store", "suppressed")
 
     def __init__(self, store: TransactionStorage, clock: Clock, notify: Callable[[], None]) -> None:
         """Queue into ``store`` stamped by ``clock``; ``notify`` wakes the sender."""
         self._store = store
         self._clock = clock
         self._notify = notify
+        self._recent: dict[SecurityEventType, deque[datetime]] = {}
+        self.suppressed = 0  # events over the bound, not queued
 
-    def record(self, kind: SecurityEventType, tech_info: str | None = None) -> None:
-        """Queue one event (queued write; the outbox sends it when online)."""
+    def record(self, kind: SecurityEventType, tech_info: str | None = None) -> bool:
+        """Queue one event (queued write; the outbox sends it when online); False if over the bound."""
+        now = self._clock.now()
+        recent = self._recent.setdefault(kind, deque())
+        while recent and (now - recent[0] >= EVENT_WINDOW or recent[0] > now):
+            recent.popleft()
+        if len(recent) >= EVENTS_PER_TYPE_PER_WINDOW:
+            self.suppressed += 1
+            return False
+        recent.append(now)
         info = tech_info[:TECH_INFO_MAX_CHARS] if tech_info else None
-        self._store.queue(SecurityEvent(kind.value, self._clock.now(), info))
+        self._store.queue(SecurityEvent(kind.value, now, info))
         self._notify()
+        return True
 
 
 PROFILES = (0, 1, 2, 3)  # 0: no security (unsecured transport, no Basic auth), 1-3 per the whitepaper §2
@@ -99,6 +122,8 @@ class SecurityProfiles:
     The active profile is the setting ``security_profile``; a requested higher profile is kept as pending
     (persisted) and used for the next connections; the first successful connection with it makes it the active
     one, and after ``PROFILE_ATTEMPTS`` failed connections it is dropped and the previous profile used again."""
+
+    __slots__ = ("_active", "_failures", "_promote", "_store")
 
     def __init__(
         self, store: KeyValueStorage, active: Callable[[], int], promote: Callable[[int], None]

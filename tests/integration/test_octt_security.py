@@ -9,6 +9,7 @@ from __future__ import annotations
 
 import asyncio
 import contextlib
+import logging
 import os
 import stat
 from collections.abc import AsyncIterator, Callable
@@ -110,9 +111,12 @@ async def config_value(cs: CentralSystem, key: str) -> dict[str, Any]:
 # ---- TC_073_CS: update the charge point password for HTTP Basic authentication -----------------------------------
 
 
-async def test_tc_073_cs_update_charge_point_password(agents: Agents) -> None:
-    """The new AuthorizationKey is Accepted, never read back, used for the next connection (at once) and kept
-    across a restart; a ReconfigurationOfSecurityParameters event is sent."""
+async def test_tc_073_cs_update_charge_point_password(
+    agents: Agents, caplog: pytest.LogCaptureFixture
+) -> None:
+    """The new AuthorizationKey is Accepted, never read back nor logged (not even in the frame log), used for the
+    next connection (at once) and kept across a restart; a ReconfigurationOfSecurityParameters event is sent."""
+    caplog.set_level(logging.DEBUG, logger="chargepoint")
     async with CentralSystem() as cs:
         cs.passwords[CP] = PASSWORD
         agent = await agents.start(cs.url, csms={"security_profile": 1, "password": PASSWORD})
@@ -133,6 +137,9 @@ async def test_tc_073_cs_update_charge_point_password(agents: Agents) -> None:
 
         agent = await agents.start(cs.url, csms={"security_profile": 1, "password": PASSWORD})
         await until(online(agent), 5, "the restarted agent did not log in with the stored key")
+    agent_lines = [r.getMessage() for r in caplog.records if r.name.startswith("chargepoint")]
+    assert any("ChangeConfiguration" in line for line in agent_lines)  # the frame log was on
+    assert not [line for line in agent_lines if NEW_KEY in line]
 
 
 @pytest.mark.parametrize(

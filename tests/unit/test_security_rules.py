@@ -3,13 +3,14 @@
 from __future__ import annotations
 
 from collections.abc import Iterator
-from datetime import UTC, datetime
+from datetime import UTC, datetime, timedelta
 from pathlib import Path
 
 import pytest
 
 from chargepoint.core.events import OutboxKind, SecurityEvent
 from chargepoint.core.security import (
+    EVENTS_PER_TYPE_PER_WINDOW,
     PROFILE_ATTEMPTS,
     Credentials,
     ProfileChange,
@@ -103,3 +104,21 @@ def test_security_events_are_queued_in_the_outbox_with_the_clock_and_a_bounded_t
     event = second.event()
     assert isinstance(event, SecurityEvent) and event.tech_info == "x" * 255
     assert woken == [True, True]
+
+
+def test_each_event_type_is_bounded_per_hour_so_a_peer_cannot_fill_the_outbox(store: Store) -> None:
+    now = [T0]
+
+    class Clock:
+        def now(self) -> datetime:
+            return now[0]
+
+    events = SecurityEvents(store, Clock(), lambda: None)
+    results = [
+        events.record(SecurityEventType.SETTING_SYSTEM_TIME) for _ in range(EVENTS_PER_TYPE_PER_WINDOW + 5)
+    ]
+    assert results == [True] * EVENTS_PER_TYPE_PER_WINDOW + [False] * 5
+    assert events.record(SecurityEventType.STARTUP_OF_THE_DEVICE)  # another type is not held back
+    assert store.outbox_size() == EVENTS_PER_TYPE_PER_WINDOW + 1 and events.suppressed == 5
+    now[0] = T0 + timedelta(hours=1)
+    assert events.record(SecurityEventType.SETTING_SYSTEM_TIME)

@@ -37,7 +37,7 @@ from chargepoint.core.smart_charging import (
 )
 from chargepoint.csms.outbox import Delivered, MalformedAnswer, OrphanedTransaction
 from chargepoint.csms.v16 import mapping
-from chargepoint.csms.v16.security import SECURITY_KEYS, SecurityHandlers
+from chargepoint.csms.v16.security import SECURITY_KEYS, SecurityHandlers, redact_secrets, trigger_status
 from chargepoint.errors import ChargePointError, CsmsRejected, CsmsUnavailable, StorageError
 
 if TYPE_CHECKING:
@@ -340,7 +340,8 @@ class V16Session(SecurityHandlers, _OcppChargePoint):  # type: ignore[misc]
         try:
             async for message in self._connection:
                 self.link.touch()
-                frames.debug("%s < %s", self.id, message)
+                if frames.isEnabledFor(logging.DEBUG):
+                    frames.debug("%s < %s", self.id, redact_secrets(str(message)))
                 await self.route_message(message)
         except ConnectionClosed:
             pass
@@ -1105,18 +1106,19 @@ class V16Session(SecurityHandlers, _OcppChargePoint):  # type: ignore[misc]
     @on(Action.trigger_message)
     def on_trigger_message(self, requested_message: str, connector_id: int | None = None, **_: Any) -> Any:
         """TriggerMessage (RemoteTrigger profile); the message follows the answer."""
-        if connector_id is not None and connector_id != 0 and connector_id not in self.station.connectors:
-            return call_result.TriggerMessage(status="Rejected")
-        if requested_message not in _TRIGGERABLE:
-            return call_result.TriggerMessage(status="NotImplemented")
-        return call_result.TriggerMessage(status="Accepted")
+        status = trigger_status(self.station.connectors, requested_message, connector_id, _TRIGGERABLE)
+        return call_result.TriggerMessage(status=status)
 
     @after(Action.trigger_message)
     def after_trigger_message(
         self, requested_message: str, connector_id: int | None = None, **_: Any
     ) -> None:
-        """Send what TriggerMessage asked for (allowed even while boot is Pending), in a task kept by reference."""
-        if requested_message in _TRIGGERABLE:
+        """Send what TriggerMessage asked for (allowed even while boot is Pending), in a task kept by reference;
+        nothing for a Rejected one (an unknown connector)."""
+        if (
+            trigger_status(self.station.connectors, requested_message, connector_id, _TRIGGERABLE)
+            == "Accepted"
+        ):
             self._spawn(self._send_triggered(requested_message, connector_id), f"trigger-{requested_message}")
 
     async def _send_triggered(self, what: str, connector_id: int | None) -> None:

@@ -9,6 +9,8 @@ migration between profiles) and AuthorizationKey (A01). The rules are version-ne
 from __future__ import annotations
 
 import logging
+import re
+from collections.abc import Collection
 from typing import TYPE_CHECKING, Any
 
 from ocpp.routing import after, on
@@ -55,6 +57,24 @@ EXTENDED_TRIGGERS = frozenset(
     }
 )
 SECURITY_KEYS = frozenset({"SecurityProfile", "AuthorizationKey"})  # handled by ``change_security_key``
+
+
+_VALUE = re.compile(r'("value"\s*:\s*")(?:[^"\\]|\\.)*(")')
+
+
+def redact_secrets(frame: str) -> str:
+    """A frame for the log: the value of a ChangeConfiguration AuthorizationKey replaced (it is a password)."""
+    return _VALUE.sub(r"\1***\2", frame) if "AuthorizationKey" in frame else frame
+
+
+def trigger_status(
+    connectors: Collection[int], requested: str, connector_id: int | None, served: frozenset[str]
+) -> str:
+    """The answer to TriggerMessage or ExtendedTriggerMessage: Rejected for a connector that does not exist,
+    NotImplemented for a message not ``served``, else Accepted (and the message follows)."""
+    if connector_id is not None and connector_id != 0 and connector_id not in connectors:
+        return "Rejected"
+    return "Accepted" if requested in served else "NotImplemented"
 
 
 def hash_data_json(data: CertificateHashData) -> dict[str, str]:
@@ -122,20 +142,18 @@ class SecurityHandlers:
     def on_extended_trigger_message(
         self, requested_message: str, connector_id: int | None = None, **_: Any
     ) -> Any:
-        """ExtendedTriggerMessage (whitepaper, ExtendedTriggerMessage): Rejected for an unknown connector; the message follows."""
-        if connector_id is not None and connector_id != 0 and connector_id not in self.station.connectors:
-            return call_result.ExtendedTriggerMessage(status="Rejected")
-        if requested_message not in EXTENDED_TRIGGERS:
-            return call_result.ExtendedTriggerMessage(status="NotImplemented")
-        return call_result.ExtendedTriggerMessage(status="Accepted")
+        """ExtendedTriggerMessage (whitepaper): Rejected for an unknown connector; the message follows."""
+        status = trigger_status(self.station.connectors, requested_message, connector_id, EXTENDED_TRIGGERS)
+        return call_result.ExtendedTriggerMessage(status=status)
 
     @after(Action.extended_trigger_message)
     def after_extended_trigger_message(
         self, requested_message: str, connector_id: int | None = None, **_: Any
     ) -> None:
         """Send what was asked for, after the answer, in a task kept by reference."""
-        if requested_message in EXTENDED_TRIGGERS and (
-            connector_id is None or connector_id == 0 or connector_id in self.station.connectors
+        if (
+            trigger_status(self.station.connectors, requested_message, connector_id, EXTENDED_TRIGGERS)
+            == "Accepted"
         ):
             self._spawn(self._send_extended(requested_message, connector_id), f"trigger-{requested_message}")
 
