@@ -29,7 +29,8 @@ from backend_stub.store import CsmsStore
 from backend_stub.testing.server import ScriptedCentralSystem as CentralSystem
 from chargepoint.agent import Agent
 from chargepoint.certificates import pem_hash_data
-from chargepoint.core.storage import CertificateUse
+from chargepoint.core.storage import CertificateUse, InstalledCertificate
+from chargepoint.store import Store
 from tests.integration.conftest import FAST_TIMING, agent_config, until
 from tests.integration.octt_support import CP
 from tests.pki import Issued, issue
@@ -553,3 +554,34 @@ async def test_tc_074_cs_certificate_by_request_of_the_bundled_csms_then_profile
             assert answer["configurationKey"][0]["value"] == "3"
         finally:
             await app.stop()
+
+
+async def test_the_last_central_system_root_in_use_is_not_deleted(
+    agents: Agents, pki: dict[str, Any], tmp_path: Path
+) -> None:
+    """At profile 2 with no configured CA, the only installed CentralSystemRootCertificate verifies the server:
+    DeleteCertificate answers Failed and the connection keeps working; a second root makes the first deletable."""
+
+    store = Store(
+        tmp_path / "agent.db"
+    )  # installed before the agent starts, as by an earlier InstallCertificate
+    root_pem = pki["root"].pem
+    store.install_certificate(
+        InstalledCertificate(CertificateUse.CENTRAL_SYSTEM_ROOT, root_pem, pem_hash_data(root_pem), NOW)
+    )
+    store.close()
+    tls_cs = await _serve(0, pki["server"])
+    try:
+        agent = await agents.start(tls_cs.url, csms={"security_profile": 2, "password": PASSWORD})
+        await until(online(agent), 10, "the installed root did not verify the server")
+        delete = {"certificateHashData": _hash_json(root_pem)}
+        assert await tls_cs.call(CP, "DeleteCertificate", delete) == {"status": "Failed"}
+        listed = await tls_cs.call(
+            CP, "GetInstalledCertificateIds", {"certificateType": "CentralSystemRootCertificate"}
+        )
+        assert listed["status"] == "Accepted" and len(listed["certificateHashData"]) == 1
+        install = {"certificateType": "CentralSystemRootCertificate", "certificate": pki["other"].pem}
+        assert (await tls_cs.call(CP, "InstallCertificate", install))["status"] == "Accepted"
+        assert await tls_cs.call(CP, "DeleteCertificate", delete) == {"status": "Accepted"}
+    finally:
+        await tls_cs.stop()
