@@ -585,3 +585,46 @@ async def test_the_last_central_system_root_in_use_is_not_deleted(
         assert await tls_cs.call(CP, "DeleteCertificate", delete) == {"status": "Accepted"}
     finally:
         await tls_cs.stop()
+
+
+async def test_security_events_startup_reset_time_and_invalid_messages(agents: Agents) -> None:
+    """Whitepaper A04: StartupOfTheDevice at start, ResetOrReboot after a Reset, SettingSystemTime when the CSMS
+    moves the clock by more than a minute, InvalidMessages for a malformed frame; each as
+    SecurityEventNotification, in order, queued while offline."""
+    async with CentralSystem() as cs:
+        jump = [timedelta(0)]
+
+        def heartbeat(cp_id: str, payload: dict[str, Any]) -> dict[str, Any]:
+            when = datetime.now(UTC) + jump[0]
+            return {"currentTime": when.isoformat().replace("+00:00", "Z")}
+
+        cs.handlers["Heartbeat"] = heartbeat
+        cs.refuse_connections = True
+        agent = await agents.start(cs.url)
+        await asyncio.sleep(0.3)  # offline: StartupOfTheDevice waits in the outbox
+        assert agent.store is not None and agent.store.outbox_size() >= 1
+        cs.refuse_connections = False
+        startup = await security_event(cs, "StartupOfTheDevice")
+        assert abs(datetime.fromisoformat(startup["timestamp"].replace("Z", "+00:00")) - NOW) < timedelta(
+            minutes=5
+        )
+        after = len(cs.log)
+        assert await cs.call(CP, "TriggerMessage", {"requestedMessage": "Heartbeat"}) == {
+            "status": "Accepted"
+        }
+        await cs.wait_for_call("Heartbeat", after=after)
+        await asyncio.sleep(0.3)
+        assert not [
+            c for c in cs.calls("SecurityEventNotification") if c.payload["type"] == "SettingSystemTime"
+        ]
+        jump[0] = timedelta(hours=2)
+        assert await cs.call(CP, "TriggerMessage", {"requestedMessage": "Heartbeat"}) == {
+            "status": "Accepted"
+        }
+        moved = await security_event(cs, "SettingSystemTime")
+        assert "+7200 s" in moved["techInfo"]
+        await cs.send_raw(CP, '[2, "bad-1", "Heartbeat", {"x": NaN}]')
+        await security_event(cs, "InvalidMessages")
+        assert await cs.call(CP, "Reset", {"type": "Soft"}) == {"status": "Accepted"}
+        reset = await security_event(cs, "ResetOrReboot", timeout=15)
+        assert "soft reset" in reset["techInfo"]

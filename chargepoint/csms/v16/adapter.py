@@ -28,6 +28,7 @@ from ocpp.v16.enums import Action
 from chargepoint.core.device_model import VARIABLES, Mutability
 from chargepoint.core.events import OutboxMessage, SecurityEvent, TransactionEnded, TransactionStarted
 from chargepoint.core.model import AuthStatus, IdTagInfo, OperationalStatus, ResetKind, Sample
+from chargepoint.core.security import SecurityEventType
 from chargepoint.core.settings import SPECS
 from chargepoint.core.smart_charging import (
     ChargingProfile,
@@ -392,6 +393,8 @@ class V16Session(SecurityHandlers, _OcppChargePoint):  # type: ignore[misc]
             unique_id = self._readable_unique_id(text)
             if self._may_log():
                 log.warning("malformed frame from CSMS (%s): %.200s", exc.code, text)
+            # Security whitepaper: InvalidMessages (bounded per hour by SecurityEvents, whatever the peer sends).
+            self.link.security_events.record(SecurityEventType.INVALID_MESSAGES, f"malformed frame: {exc.code}")
             if unique_id is not None:
                 await self._reply_error(unique_id, exc)
             else:
