@@ -11,6 +11,8 @@ import asyncio
 import contextlib
 import logging
 import os
+import random
+import socket
 import stat
 from collections.abc import AsyncIterator, Callable
 from datetime import UTC, datetime, timedelta
@@ -285,8 +287,31 @@ async def test_tc_076_cs_delete_a_certificate(agents: Agents, pki: dict[str, Any
 # ---- TC_083_CS: upgrade the security profile, and fall back when the new one fails -------------------------------
 
 
-async def _serve(port: int, tls: tuple[Path, Path] | None = None) -> CentralSystem:
-    cs = CentralSystem(port=port, ssl_context=tls_context(*tls) if tls else None)
+# A server swapped on its port (plain -> TLS, TLS -> client certificates) leaves the port free for a moment. Taken
+# from below the kernel's ephemeral range (ip_local_port_range starts at 32768), it cannot be handed to another
+# test's server bound to port 0 meanwhile, which the reconnecting agent would then talk to.
+LOW_PORTS = (20_000, 32_000)
+
+
+def low_port() -> int:
+    """A free port below the ephemeral range."""
+    rng = random.Random()
+    for _ in range(100):
+        port = rng.randrange(*LOW_PORTS)
+        with contextlib.closing(socket.socket()) as probe:
+            try:
+                probe.bind(("127.0.0.1", port))
+            except OSError:
+                continue
+            return port
+    raise RuntimeError("no free low port")
+
+
+async def _serve(port: int | None, tls: tuple[Path, Path] | None = None) -> CentralSystem:
+    """A scripted central system on ``port`` (None: a free low port), plain or TLS."""
+    cs = CentralSystem(
+        port=low_port() if port is None else port, ssl_context=tls_context(*tls) if tls else None
+    )
     await cs.start()
     return cs
 
@@ -295,7 +320,7 @@ async def test_tc_083_cs_upgrade_security_profile_1_to_2(agents: Agents, pki: di
     """Profile 1 -> 2: the CSMS installs its root, asks for profile 2; the charger reconnects over TLS (wss://,
     the installed root verifying the server) and keeps profile 2 after a restart. Lower or unknown profiles are
     Rejected."""
-    plain = await _serve(0)
+    plain = await _serve(None)
     port = plain.port
     plain.passwords[CP] = PASSWORD
     tls_cs: CentralSystem | None = None
@@ -337,7 +362,7 @@ async def test_tc_083_cs_upgrade_security_profile_1_to_2(agents: Agents, pki: di
 async def test_tc_083_cs_a_new_profile_that_fails_falls_back(agents: Agents, pki: dict[str, Any]) -> None:
     """Profile 1 -> 2 against a server whose certificate the installed root does not verify: after a few tries the
     charger goes back to profile 1 and reports InvalidCentralSystemCertificate once it is connected again."""
-    plain = await _serve(0)
+    plain = await _serve(None)
     port = plain.port
     rogue: CentralSystem | None = None
     try:
@@ -384,7 +409,7 @@ async def test_tc_083_cs_a_new_profile_that_fails_falls_back(agents: Agents, pki
 async def test_tc_078_cs_invalid_central_system_certificate(agents: Agents, pki: dict[str, Any]) -> None:
     """A server certificate from another CA: no connection; the event is queued and sent once a trusted server is
     there (nothing lost offline)."""
-    rogue = await _serve(0, pki["rogue"])
+    rogue = await _serve(None, pki["rogue"])
     port = rogue.port
     csms = {"security_profile": 2, "password": PASSWORD, "ca_file": str(pki["dir"] / "root.pem")}
     good: CentralSystem | None = None
@@ -518,10 +543,10 @@ async def test_tc_074_cs_certificate_by_request_of_the_bundled_csms_then_profile
     server_files = server.write(tmp_path, "server")
     with CsmsStore(tmp_path / "csms.db") as store:
         store.add_charger(CP, PASSWORD)
-        app = Csms(store, admin_token="t" * 32, ca=ca)
+        port = low_port()
+        app = Csms(store, admin_token="t" * 32, ca=ca, port=port)
         app.server.ssl_context = tls_context(*server_files)
         await app.start()
-        port = app.server.port
         csms = {"security_profile": 2, "password": PASSWORD, "ca_file": str(tmp_path / "ca.pem")}
         try:
             agent = await agents.start(app.server.url, csms=csms)
@@ -570,7 +595,7 @@ async def test_the_last_central_system_root_in_use_is_not_deleted(
         InstalledCertificate(CertificateUse.CENTRAL_SYSTEM_ROOT, root_pem, pem_hash_data(root_pem), NOW)
     )
     store.close()
-    tls_cs = await _serve(0, pki["server"])
+    tls_cs = await _serve(None, pki["server"])
     try:
         agent = await agents.start(tls_cs.url, csms={"security_profile": 2, "password": PASSWORD})
         await until(online(agent), 10, "the installed root did not verify the server")
