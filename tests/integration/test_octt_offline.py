@@ -14,7 +14,7 @@ import pytest
 from backend_stub.ocpp.server import NO_REPLY, CallErrorReply, utc_now_iso
 from backend_stub.testing.server import ScriptedCentralSystem as CentralSystem
 from chargepoint.agent import Agent
-from chargepoint.core.station import REREAD_GRACE_S
+from chargepoint.core.blocks.sessions import REREAD_GRACE_S
 from tests.integration.conftest import RunningAgent, StartAgent, until
 from tests.integration.octt_support import (
     CALLERROR,

@@ -11,7 +11,7 @@ from datetime import UTC, datetime, timedelta
 from typing import Any
 
 from backend_stub.testing.server import ScriptedCentralSystem as CentralSystem
-from chargepoint.core.station import LIMIT_RECHECK_S
+from chargepoint.core.blocks.smart_charging import LIMIT_RECHECK_S
 from tests.integration.conftest import RunningAgent, StartAgent, until
 from tests.integration.octt_support import CP, start_session
 
@@ -365,7 +365,11 @@ async def test_a_refused_remote_start_forgets_its_charging_profile(
     )
     assert answer["status"] == "Accepted"
     await cs.wait_for_call("Authorize")
-    await until(lambda: a.station._remote_profiles == {}, 5, "the refused remote start kept its TxProfile")
+    await until(
+        lambda: a.station.smart_charging.remote_profiles == {},
+        5,
+        "the refused remote start kept its TxProfile",
+    )
     await start_session(a, cs)
     await offer_is(a, a.station.ports[1].max_current_a)
 
@@ -380,6 +384,6 @@ async def test_limits_are_rechecked_at_least_every_few_minutes(
     periods = [{"startPeriod": 0, "limit": 10}, {"startPeriod": 3600, "limit": 16}]
     body = profile(50, "TxDefaultProfile", 0, kind="Absolute", periods=periods, startSchedule=start)
     assert await set_profile(cs, 1, body) == "Accepted"
-    timer = a.station._limit_timer
+    timer = a.station.smart_charging.limit_timer
     assert timer is not None
     assert 0 < timer.when() - asyncio.get_running_loop().time() <= LIMIT_RECHECK_S

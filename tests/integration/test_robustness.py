@@ -11,9 +11,9 @@ from typing import Any
 from backend_stub.ocpp.server import utc_now_iso
 from backend_stub.testing.server import ScriptedCentralSystem as CentralSystem
 from chargepoint.agent import Agent
+from chargepoint.core.blocks.sessions import REREAD_GRACE_S
 from chargepoint.core.events import MeterReadings, OutboxKind, SecurityEvent
 from chargepoint.core.model import ErrorCode, Measurand, ReadingContext, Sample, SampledValue
-from chargepoint.core.station import REREAD_GRACE_S
 from hardware.sim import SimMeter, SimRelay
 from tests.integration.conftest import RunningAgent, StartAgent, until
 from tests.integration.test_bad_input import _fill, small_disk  # noqa: F401  (fixture)

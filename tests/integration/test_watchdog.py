@@ -37,7 +37,7 @@ async def test_ready_and_watchdog_pings_stop_when_a_hardware_loop_dies(
         a = await start_agent()
         await until(lambda: "READY=1" in drain() and drain().count("WATCHDOG=1") >= 3, 5, "no watchdog pings")
         # A hardware loop that is gone for good (here: cancelled, as no crash can be, since crashes restart it).
-        meter_loop = next(t for t in a.station._supervised if t.get_name() == "meter-1")
+        meter_loop = next(t for t in a.station.ctx.supervised if t.get_name() == "meter-1")
         meter_loop.cancel()
         await asyncio.sleep(0.2)
         before = drain().count("WATCHDOG=1")

@@ -119,13 +119,13 @@ class StationMachine(RuleBasedStateMachine):
     async def _settle(self) -> None:
         """Let one-shot tasks the station spawned (remote stop, ...) finish; their crashes fail the test."""
         for _ in range(5):
-            pending = list(self.station._tasks)
+            pending = list(self.station.ctx.tasks)
             if not pending:
                 return
             await asyncio.gather(*pending)
 
     async def _cancel_background_loops(self) -> None:
-        tasks = list(self.station._tasks)
+        tasks = list(self.station.ctx.tasks)
         for task in tasks:
             task.cancel()
         await asyncio.gather(*tasks, return_exceptions=True)
@@ -337,7 +337,7 @@ class Rig:
 
     async def start(self) -> Rig:
         await self.station.start()
-        tasks = list(self.station._tasks)
+        tasks = list(self.station.ctx.tasks)
         for task in tasks:
             task.cancel()
         await asyncio.gather(*tasks, return_exceptions=True)

@@ -1,0 +1,1 @@
+"""The station's functional blocks: each a small module with one job, sharing ``context.StationContext``."""

@@ -1,0 +1,220 @@
+"""What every functional block of the station shares (in the spirit of libocpp's ``functional_block_context``).
+
+The connectors and their hardware ports, the settings, the storage port, the clock, the station's timing, the
+CSMS port, task spawning and supervision, the per-connector session locks, and the safety primitives that any
+block may need at once: opening a relay and adding a fault. Opening a relay lives here, below every block, so it
+never waits behind a block, the station lock, the store or a queue.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import logging
+from collections.abc import Callable, Coroutine
+from dataclasses import dataclass
+from datetime import datetime
+from typing import Any, Protocol
+
+from chargepoint.core.connector import Connector
+from chargepoint.core.evse import Evse, one_connector_per_evse
+from chargepoint.core.model import WARNING_CODES, ConnectorState, ErrorCode, IdTagInfo
+from chargepoint.core.settings import Settings
+from chargepoint.core.storage import Storage
+from chargepoint.errors import CsmsUnavailable
+from chargepoint.ports import Clock, ConnectorPorts, MeterReading, safe_now
+
+log = logging.getLogger(__name__)
+
+S = ConnectorState
+STORAGE_FAULT = "storage full or unwritable"
+MAX_STOP_DATA = 100  # samples in StopTransaction.transactionData: the newest ones, so the frame stays small
+
+
+def log_crash(task: asyncio.Task[Any]) -> None:
+    """Done-callback of a background task: log its crash, if any."""
+    if not task.cancelled() and task.exception() is not None:
+        log.error("station task %s crashed", task.get_name(), exc_info=task.exception())
+
+
+class CsmsPort(Protocol):
+    """What the core needs from the central-system link, whatever the OCPP version."""
+
+    @property
+    def online(self) -> bool:
+        """True when a CALL can be sent right now (connected and boot accepted)."""
+        ...
+
+    async def authorize(self, id_tag: str) -> IdTagInfo:
+        """Authorize online; raises CsmsUnavailable when the CSMS cannot be asked."""
+        ...
+
+    def status_changed(self, connector_id: int) -> None:
+        """A connector's status (or error code) changed; the link reports it when it can."""
+        ...
+
+    def outbox_changed(self) -> None:
+        """Something was queued in the outbox."""
+        ...
+
+
+class OfflineCsms:
+    """The CSMS port before any link is attached: always offline."""
+
+    online = False
+
+    async def authorize(self, id_tag: str) -> IdTagInfo:
+        """Never online."""
+        raise CsmsUnavailable("no CSMS link")
+
+    def status_changed(self, connector_id: int) -> None:
+        """Nothing to tell."""
+
+    def outbox_changed(self) -> None:
+        """Nothing to wake."""
+
+
+@dataclass(frozen=True)
+class StationTiming:
+    """Intervals of the station's own loops (not OCPP settings)."""
+
+    meter_poll_s: float = 1.0
+    meter_failures_for_fault: int = 2
+    persist_meter_s: float = 15.0
+    ev_suspend_threshold_w: float = 1.0
+
+
+class FunctionalBlock:
+    """One functional block of the station: the hooks ``Station`` calls on each block it wires, in order."""
+
+    async def start(self) -> None:
+        """Called once by ``Station.start`` (relays open, plugs and meters read), in wiring order."""
+
+    def halt(self) -> list[asyncio.Task[Any]]:
+        """Called by ``Station.stop`` before the tasks are cancelled: cancel timers, return the block's own tasks."""
+        return []
+
+
+class StationContext:
+    """The state and primitives the functional blocks share; it holds no block and knows none."""
+
+    def __init__(
+        self,
+        ports: dict[int, ConnectorPorts],
+        store: Storage,
+        settings: Settings,
+        clock: Clock,
+        timing: StationTiming,
+    ) -> None:
+        self.ports = ports
+        self.store = store
+        self.settings = settings
+        self.clock = clock
+        self.timing = timing
+        self.csms: CsmsPort = OfflineCsms()
+        self.connectors: dict[int, Connector] = {}
+        for cid in sorted(ports):
+            conn = Connector(cid, operative=store.get(f"operative.{cid}", "1") == "1")
+            conn.on_state_change = self.state_changed
+            self.connectors[cid] = conn
+        # Today every connector is its own EVSE (the only layout OCPP 1.6 can describe).
+        self.evses: dict[int, Evse] = one_connector_per_evse(self.connectors)
+        self.station_operative = store.get("operative.0", "1") == "1"
+        self.last_reading: dict[int, MeterReading] = {}
+        self.meter_failures: dict[int, int] = dict.fromkeys(ports, 0)
+        # One lock per connector serializes its session changes; opening a relay never takes it.
+        self.locks: dict[int, asyncio.Lock] = {cid: asyncio.Lock() for cid in ports}
+        self._open_generation: dict[int, int] = dict.fromkeys(ports, 0)
+        # What the operator must hear of on a connector without a fault (StatusNotification info, ``ctl status``):
+        # a transaction the CSMS never accepted. Cleared when the CSMS accepts the connector's next transaction.
+        self.notices: dict[int, str] = {}
+        self.stopping = False
+        self.supervised: list[asyncio.Task[Any]] = []
+        self.tasks: set[asyncio.Task[Any]] = set()
+        self.listeners: list[Callable[[int], None]] = []
+
+    def now(self) -> datetime:
+        """The station's time; the system's UTC time if the injected clock fails (a session must still end)."""
+        return safe_now(self.clock)
+
+    # status
+    def state_changed(self, conn: Connector) -> None:
+        """A connector's state machine moved: report it."""
+        log.info("connector %s -> %s", conn.id, conn.state.name)
+        self.notify(conn.id)
+
+    def notify(self, cid: int) -> None:
+        """Tell the CSMS link and the listeners that connector ``cid``'s status changed."""
+        self.csms.status_changed(cid)
+        for listener in self.listeners:
+            listener(cid)
+
+    # tasks
+    def spawn(self, coro: Coroutine[Any, Any, Any], name: str) -> asyncio.Task[Any]:
+        """Run ``coro`` in the background, kept by reference until done; a crash is logged."""
+        task = asyncio.get_running_loop().create_task(coro, name=name)
+        self.tasks.add(task)
+        task.add_done_callback(self._task_done)
+        return task
+
+    def _task_done(self, task: asyncio.Task[Any]) -> None:
+        self.tasks.discard(task)
+        log_crash(task)
+
+    def supervise(self, loop: Callable[[int], Coroutine[Any, Any, None]], cid: int, name: str) -> None:
+        """Run a connector's hardware loop; if it crashes (a bug or an unexpected driver error), fault the
+        connector, which opens its relay, and start the loop again."""
+
+        async def supervised() -> None:
+            while True:
+                try:
+                    await loop(cid)
+                    return
+                except Exception as exc:
+                    log.exception("connector %s: %s loop crashed; restarting it", cid, name)
+                    await self.raise_fault(
+                        cid, ErrorCode.INTERNAL_ERROR, f"{name}: {type(exc).__name__}"[:50]
+                    )
+                    await asyncio.sleep(self.timing.meter_poll_s)
+
+        self.supervised.append(self.spawn(supervised(), f"{name}-{cid}"))
+
+    # safety primitives: opening a relay never waits behind a lock, the store or a queue
+    async def open_relay(self, cid: int) -> None:
+        """Open a connector's relay now; a relay that does not open is a PowerSwitchFailure."""
+        self._open_generation[cid] += 1
+        relay = self.ports[cid].relay
+        try:
+            await relay.open()
+        except Exception as exc:  # the driver boundary: whatever it raises, the caller's stop must go on
+            log.error("relay %s did not open: %s", cid, exc)
+            self.add_fault(cid, ErrorCode.POWER_SWITCH_FAILURE, str(exc)[:50])
+        try:
+            self.ports[cid].plug.offer_current(None)  # after the relay: nothing may delay the open
+        except Exception:
+            log.exception("connector %s: withdrawing the current offer failed", cid)
+
+    def open_generation(self, cid: int) -> int:
+        """How many opens connector ``cid``'s relay has seen (a close compares it before and after)."""
+        return self._open_generation[cid]
+
+    async def raise_fault(self, cid: int, code: ErrorCode, info: str | None = None) -> None:
+        """Add a fault to a connector (0: every connector): the relay opens at once (warnings only report)."""
+        for target in self.connectors if cid == 0 else [cid]:
+            if code not in WARNING_CODES:
+                await self.open_relay(target)
+            self.add_fault(target, code, info)
+
+    def add_fault(self, cid: int, code: ErrorCode, info: str | None) -> None:
+        """Record a fault on a connector (its relay already open for a non-warning code)."""
+        conn = self.connectors[cid]
+        already = code in conn.faults
+        conn.faults[code] = info
+        if conn.state is not S.FAULTED and code not in WARNING_CODES:
+            conn.state_before_fault = conn.state
+            conn.fail()
+        elif not already:
+            self.notify(cid)
+
+    def storage_faulted(self, conn: Connector) -> bool:
+        """True while the connector is faulted because the store cannot take its records."""
+        return conn.faults.get(ErrorCode.INTERNAL_ERROR) == STORAGE_FAULT
