@@ -394,7 +394,9 @@ class V16Session(SecurityHandlers, _OcppChargePoint):  # type: ignore[misc]
             if self._may_log():
                 log.warning("malformed frame from CSMS (%s): %.200s", exc.code, text)
             # Security whitepaper: InvalidMessages (bounded per hour by SecurityEvents, whatever the peer sends).
-            self.link.security_events.record(SecurityEventType.INVALID_MESSAGES, f"malformed frame: {exc.code}")
+            self.link.security_events.record(
+                SecurityEventType.INVALID_MESSAGES, f"malformed frame: {exc.code}"
+            )
             if unique_id is not None:
                 await self._reply_error(unique_id, exc)
             else:
