@@ -169,7 +169,8 @@ async def _csms(args: argparse.Namespace, report: Report, cases: Sequence[Case[A
     if args.interactive:
         trigger = InteractiveTrigger()
     elif args.trigger:
-        trigger = load_trigger(args.trigger, dict(args.var))
+        # {ocpp_version} in a profile's templates is the version under test (tzi-OCTT: /api/octt/{version}/...).
+        trigger = load_trigger(args.trigger, {"ocpp_version": args.ocpp_version, **dict(args.var)})
     v = VERSIONS[args.ocpp_version]
     setup = CsmsSetup(
         url=args.url,
@@ -188,6 +189,7 @@ async def _csms(args: argparse.Namespace, report: Report, cases: Sequence[Case[A
         trigger_wait_s=args.trigger_wait,
         heartbeat_wait_max_s=args.heartbeat_wait_max,
         profiles=frozenset(p.strip() for p in args.profiles.split(",")) if args.profiles else None,
+        client_certificate=bool(args.tls_cert),
     )
     unmet = {n: t for n, t in NEED_OPTIONS.items() if n not in setup.needs_available()}
     _print_plan(cases, unmet, sys.stderr)
@@ -244,6 +246,9 @@ def _prepare(argv: Sequence[str] | None) -> tuple[argparse.Namespace, list[Case[
     args = build_parser().parse_args(argv)
     v = VERSIONS[args.ocpp_version]
     catalogue = v.csms_cases() if args.command == "csms" else v.charger_cases()
+    if not catalogue:
+        print(f"error: no {args.command} cases for OCPP {args.ocpp_version} yet", file=sys.stderr)
+        return EXIT_SETUP
     cases = select_cases(catalogue, args.cases)
     if not cases:
         print(f"error: no case matches {args.cases!r}", file=sys.stderr)

@@ -14,7 +14,7 @@ import copy
 import itertools
 import json
 import ssl
-from collections.abc import Mapping
+from collections.abc import Awaitable, Callable, Mapping
 from dataclasses import dataclass, field
 from datetime import UTC, datetime, timedelta
 from typing import Any
@@ -85,6 +85,7 @@ class CsmsSetup:
     clock_skew_s: float = 300.0  # how far the central system's currentTime may be from ours
     heartbeat_wait_max_s: float = 0.0  # wait one heartbeat interval when it is at most this long (0: never)
     profiles: frozenset[str] | None = None  # feature profiles the central system offers (None: all)
+    client_certificate: bool = False  # --tls-cert given (security profile 3)
 
     def needs_available(self) -> set[str]:
         """The setup needs this configuration meets."""
@@ -99,6 +100,8 @@ class CsmsSetup:
             have.add("trigger")
         if self.url.startswith("wss://"):
             have.add("tls")
+        if self.client_certificate:
+            have.add("client_certificate")
         return have
 
 
@@ -112,6 +115,7 @@ NEED_OPTIONS = {
     "pending_charger": "--pending-charger-id ID (a charger the central system answers Pending)",
     "trigger": "--trigger FILE or --interactive (to make the central system act)",
     "tls": "a wss:// --url with --tls-ca",
+    "client_certificate": "--tls-cert PEM --tls-key PEM (the charger's client certificate, security profile 3)",
 }
 
 
@@ -181,7 +185,8 @@ class RawCharger:
             return
         # A CALL nobody waits for (e.g. the central system acting on its own): answered so it is not left hanging.
         self.unexpected_calls.append(action)
-        await self.send([CALLRESULT, unique_id, DEFAULT_ANSWERS.get(action, {})])
+        defaults = DEFAULT_ANSWERS.get(self.ctx.setup.schema_version, {})
+        await self.send([CALLRESULT, unique_id, defaults.get(action, {})])
 
     async def send(self, frame: list[Any]) -> None:
         """Send and trace one frame."""
@@ -251,8 +256,9 @@ class RawCharger:
                 await self._reader
 
 
-# Answers to CALLs of the central system that no step waits for (OCPP 1.6 §5: each has a simple valid answer).
-DEFAULT_ANSWERS: dict[str, dict[str, Any]] = {
+# Answers to CALLs of the central system that no step waits for, per schema version: each a simple valid answer
+# (OCPP 1.6 §5; OCPP 2.0.1 Part 2 §1). An action not listed gets an empty object.
+_V16_DEFAULT_ANSWERS: dict[str, dict[str, Any]] = {
     "ChangeAvailability": {"status": "Accepted"},
     "ChangeConfiguration": {"status": "Accepted"},
     "ClearCache": {"status": "Accepted"},
@@ -272,6 +278,41 @@ DEFAULT_ANSWERS: dict[str, dict[str, Any]] = {
     "CancelReservation": {"status": "Rejected"},
     "GetDiagnostics": {},
     "UpdateFirmware": {},
+}
+_V201_DEFAULT_ANSWERS: dict[str, dict[str, Any]] = {
+    "ChangeAvailability": {"status": "Accepted"},
+    "ClearCache": {"status": "Accepted"},
+    "DataTransfer": {"status": "UnknownVendorId"},
+    "GetVariables": {"getVariableResult": []},
+    "SetVariables": {"setVariableResult": []},
+    "GetBaseReport": {"status": "NotSupported"},
+    "GetReport": {"status": "NotSupported"},
+    "RequestStartTransaction": {"status": "Rejected"},
+    "RequestStopTransaction": {"status": "Rejected"},
+    "Reset": {"status": "Rejected"},
+    "UnlockConnector": {"status": "UnknownConnector"},
+    "TriggerMessage": {"status": "Rejected"},
+    "GetTransactionStatus": {"messagesInQueue": False},
+    "GetLocalListVersion": {"versionNumber": 0},
+    "SendLocalList": {"status": "Failed"},
+    "SetChargingProfile": {"status": "Rejected"},
+    "ClearChargingProfile": {"status": "Unknown"},
+    "GetChargingProfiles": {"status": "NoProfiles"},
+    "GetCompositeSchedule": {"status": "Rejected"},
+    "ReserveNow": {"status": "Rejected"},
+    "CancelReservation": {"status": "Rejected"},
+    "GetLog": {"status": "Rejected"},
+    "UpdateFirmware": {"status": "Rejected"},
+    "SetNetworkProfile": {"status": "Rejected"},
+    "CertificateSigned": {"status": "Rejected"},
+    "InstallCertificate": {"status": "Rejected"},
+    "DeleteCertificate": {"status": "NotFound"},
+    "GetInstalledCertificateIds": {"status": "NotFound"},
+    "CustomerInformation": {"status": "Rejected"},
+}
+DEFAULT_ANSWERS: dict[str, dict[str, dict[str, Any]]] = {
+    "1.6": _V16_DEFAULT_ANSWERS,
+    "2.0.1": _V201_DEFAULT_ANSWERS,
 }
 
 
@@ -302,6 +343,12 @@ class CsmsContext(BaseContext):
             raise Fail(
                 f"{what} violates the OCPP {self.setup.schema_version} schema: {cause or exc.description}"
             ) from None
+
+    def check_current_time(self, text: str, what: str, clause: str) -> None:
+        """Fail unless ``text`` (a currentTime) is within the allowed skew of our clock."""
+        skew = abs((parse_time(text) - datetime.now(UTC)).total_seconds())
+        if skew > self.setup.clock_skew_s:
+            raise Fail(f"{what} currentTime {text} is {skew:.0f} s off ({clause})")
 
     async def begin_case(self, case: Case[Any]) -> None:
         """Nothing to prepare: each case opens its own connections."""
@@ -413,11 +460,7 @@ class CsmsContext(BaseContext):
         )
         if answer["status"] != expect:
             raise Fail(f"BootNotification answered {answer['status']}, expected {expect}")
-        skew = abs((parse_time(answer["currentTime"]) - datetime.now(UTC)).total_seconds())
-        if skew > self.setup.clock_skew_s:
-            raise Fail(
-                f"BootNotification.conf currentTime {answer['currentTime']} is {skew:.0f} s off (OCPP 1.6 §4.2)"
-            )
+        self.check_current_time(answer["currentTime"], "BootNotification.conf", "OCPP 1.6 §4.2")
         if expect == "Accepted" and answer["interval"] <= 0:
             raise Fail(
                 f"an Accepted BootNotification.conf has interval {answer['interval']}: heartbeat needs > 0"
@@ -661,6 +704,51 @@ class CsmsContext(BaseContext):
             fired.cancel()
             await asyncio.gather(fired, return_exceptions=True)
         return received
+
+    async def handshake_status(self, password: str) -> int:
+        """101 when the main charger connects with ``password``, else the HTTP status of the refusal."""
+        try:
+            ws = await self.handshake(self.setup.charger_id, password)
+        except HandshakeRefused as exc:
+            return exc.status
+        await ws.close()
+        return 101
+
+    async def check_password_change(self, new: str, accepted: bool, clause: str) -> None:
+        """After the charger accepted (or rejected) ``new`` as its password, only the right one is admitted."""
+        await self.main().close()
+        old = self.setup.password or ""
+        good, bad = (new, old) if accepted else (old, new)
+        what = (
+            "the new password the charger accepted"
+            if accepted
+            else "the old password (the change was rejected)"
+        )
+        got = await self.handshake_status(good)
+        if got != 101:
+            raise Fail(f"{what} gets HTTP {got} ({clause})")
+        got = await self.handshake_status(bad)
+        if accepted and got != 401:
+            raise Fail(
+                f"the old password still gets HTTP {got} after the change was accepted (401 expected, {clause})"
+            )
+        if not accepted and got == 101:
+            raise Fail(f"the password the charger rejected was admitted ({clause})")
+
+    async def restore_password(
+        self,
+        boot: Callable[[CsmsContext, RawCharger], Awaitable[Any]],
+        action: str,
+        payload: dict[str, Any],
+        answer: dict[str, Any],
+    ) -> None:
+        """Cleanup after a password change: connect with the new one and have the central system set the old one."""
+        new = self.vars.get("new_password")
+        if new is None or await self.handshake_status(str(new)) != 101:
+            return
+        conn = await self.open(password=str(new))
+        await boot(self, conn)
+        await self.csms_sends(action, payload, answer, conn=conn)
 
     async def expect_idle(self, seconds: float, conn: RawCharger | None = None) -> None:
         """Wait ``seconds`` and fail if the connection dropped meanwhile."""

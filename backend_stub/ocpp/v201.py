@@ -125,6 +125,7 @@ class V201Handlers:
         table = server.handlers_by_subprotocol[SUBPROTOCOL]
         for action, handler in handlers.items():
             table[action] = self.guard(action, handler)
+        server.call_observers.append(self.on_call_answered)
 
     def guard(self, action: str, handler: Handler) -> Handler:
         """``handler`` answering only Accepted chargers (but BootNotification), with store refusals as CallErrors."""
@@ -144,6 +145,33 @@ class V201Handlers:
                 raise CallErrorReply("PropertyConstraintViolation", str(exc)[:200]) from None
 
         return guarded
+
+    def on_call_answered(
+        self, cp_id: str, action: str, payload: dict[str, Any], answer: dict[str, Any]
+    ) -> None:
+        """After a station accepted a new SecurityCtrlr.BasicAuthPassword, its password is that value.
+
+        OCPP 2.0.1 A01 (Update Charging Station Password for HTTP Basic Authentication): the station answers the
+        SetVariablesRequest Accepted, then reconnects with the new password; RebootRequired is not taken (the
+        station keeps the old one until it reboots). Results are matched to requests by component and variable.
+        """
+        if action != "SetVariables":
+            return
+        accepted = {
+            (r.get("component", {}).get("name"), r.get("variable", {}).get("name"))
+            for r in answer.get("setVariableResult", [])
+            if isinstance(r, dict) and r.get("attributeStatus") == "Accepted"
+        }
+        for data in payload.get("setVariableData", []):
+            if (
+                data.get("component", {}).get("name") == "SecurityCtrlr"
+                and data.get("variable", {}).get("name") == "BasicAuthPassword"
+                and ("SecurityCtrlr", "BasicAuthPassword") in accepted
+                and isinstance(data.get("attributeValue"), str)
+                and data["attributeValue"]
+            ):
+                self.central.chargers.set_password(cp_id, data["attributeValue"])
+                log.info("station %s accepted a new BasicAuthPassword; it is now its password", cp_id)
 
     def boot(self, cp_id: str, payload: dict[str, Any]) -> HandlerResult:
         """BootNotification (OCPP 2.0.1 B01-B03): the registry's status for the station."""

@@ -8,24 +8,40 @@ Accepted, a wrong password gets 401, Pending is respected), timing and transacti
 
 from __future__ import annotations
 
+import asyncio
 import base64
-from collections.abc import Awaitable, Callable
+import secrets
+from collections.abc import Callable
 from datetime import UTC, datetime, timedelta
 from typing import Any
+
+from ocpp.messages import Call
 
 from conformance.csms_runner import (
     CallError,
     CsmsContext,
-    HandshakeRefused,
+    RawCharger,
     check_status,
     minutes_ago,
     ocpp_time,
 )
-from conformance.model import Case, Fail, NotApplicable, Step
+from conformance.csms_steps import (
+    StepFn,
+    cs_sends,
+    no_credentials,
+    offered,
+    others_password,
+    random_tag,
+    subprotocol_negotiation,
+    unknown_charger,
+    username_mismatch,
+    wrong_password,
+)
+from conformance.model import Case, Fail, Step
+from conformance.pki import certificate_hash_data, check_signed_chain, make_csr, self_signed_pem
 
 __all__ = ["CASES"]
 
-StepFn = Callable[[CsmsContext], Awaitable[None]]
 S = Step[CsmsContext]
 CASES: list[Case[CsmsContext]] = []
 
@@ -58,19 +74,23 @@ def case(
     needs: frozenset[str] = ACCEPTED,
     timeout_s: float = 60.0,
     catalogue: bool = True,
+    cleanup: tuple[tuple[str, StepFn], ...] = (),
 ) -> None:
     """Add a case to the catalogue; every case starts from nothing and opens its own connections."""
     profile = PROFILE_OF_BLOCK.get(block)
     if profile is not None:
-
-        async def offered(ctx: CsmsContext, profile: str = profile) -> None:
-            # The OCTT runs a profile's cases only for a central system that supports the profile.
-            if ctx.setup.profiles is not None and profile not in ctx.setup.profiles:
-                raise NotApplicable(f"the central system does not offer {profile} (--profiles)")
-
-        steps = ((f"central system offers {profile}", offered), *steps)
+        steps = (offered(profile), *steps)
     CASES.append(
-        Case(id, title, block, tuple(S(t, f) for t, f in steps), needs, timeout_s, catalogue=catalogue)
+        Case(
+            id,
+            title,
+            block,
+            tuple(S(t, f) for t, f in steps),
+            needs,
+            timeout_s,
+            cleanup=tuple(S(t, f) for t, f in cleanup),
+            catalogue=catalogue,
+        )
     )
 
 
@@ -80,18 +100,6 @@ async def boot(ctx: CsmsContext) -> None:
 
 
 BOOT = ("connect, BootNotification Accepted, StatusNotification Available", boot)
-
-
-def cs_sends(
-    action: str, payload: dict[str, Any] | Callable[[CsmsContext], dict[str, Any]], answer: dict[str, Any]
-) -> tuple[str, StepFn]:
-    """A step: the central system (triggered) sends ``action``; the charger answers ``answer``."""
-
-    async def run(ctx: CsmsContext) -> None:
-        body = payload(ctx) if callable(payload) else payload
-        ctx.vars[action] = await ctx.csms_sends(action, body, answer)
-
-    return (f"central system sends {action}; charger answers {answer}", run)
 
 
 def st(connector: int, status: str, error_code: str = "NoError") -> tuple[str, StepFn]:
@@ -151,13 +159,6 @@ def authorize_with(kind: str, expect: str) -> tuple[str, StepFn]:
         check_status(status, expect, f"Authorize.conf of the {kind} idTag {tag}", "OCPP 1.6 §4.1, §7.26")
 
     return (f"Authorize the {kind} idTag: {expect}", run)
-
-
-def random_tag() -> str:
-    """An idTag no central system knows (20 characters, CiString20)."""
-    import secrets
-
-    return "ZZ" + secrets.token_hex(9).upper()
 
 
 def close_and_reconnect(abrupt: bool = False) -> tuple[str, StepFn]:
@@ -1103,27 +1104,6 @@ case(
 )
 
 
-async def refused_with_401(
-    ctx: CsmsContext, cp_id: str, password: str | None, what: str, authorization: str | None = None
-) -> None:
-    """The handshake must be refused with HTTP 401 (OCPP 1.6 security whitepaper §2.3, security profile 1)."""
-    try:
-        ws = await ctx.handshake(cp_id, password, authorization=authorization)
-    except HandshakeRefused as exc:
-        if exc.status != 401:
-            raise Fail(
-                f"{what}: refused with HTTP {exc.status}, expected 401 (OCPP 1.6 security whitepaper §2.3)"
-            ) from None
-        return
-    await ws.close()
-    raise Fail(f"{what}: the connection was accepted (OCPP 1.6 security whitepaper §2.3: HTTP 401)")
-
-
-async def wrong_password(ctx: CsmsContext) -> None:
-    password = ctx.setup.password or ""
-    await refused_with_401(ctx, ctx.setup.charger_id, password + "-wrong", "a wrong password")
-
-
 async def right_password(ctx: CsmsContext) -> None:
     await ctx.open()
     await ctx.boot()
@@ -1158,31 +1138,224 @@ case(
 )
 
 
-async def subprotocol_negotiation(ctx: CsmsContext) -> None:
-    """Offered only an unknown subprotocol, the central system must not select it; offered ocpp1.6 it selects it."""
-    s = ctx.setup
-    try:
-        ws = await ctx.handshake(s.charger_id, s.password, subprotocols=("ocpp0.1",))
-    except HandshakeRefused:
-        pass
-    else:
-        chosen = ws.subprotocol
-        await ws.close()
-        if chosen is not None:
-            raise Fail(f"selected subprotocol {chosen!r} though only ocpp0.1 was offered (OCPP-J 1.6 §3.1.2)")
-    ws = await ctx.handshake(s.charger_id, s.password, subprotocols=("ocpp0.1", s.subprotocol))
-    chosen = ws.subprotocol
-    await ws.close()
-    if chosen != s.subprotocol:
-        raise Fail(f"selected {chosen!r} when {s.subprotocol} was offered (OCPP-J 1.6 §3.1.2)")
-
-
 case(
     "TC_088_CSMS",
     "WebSocket Subprotocol validation",
     SECURITY,
     ("subprotocol negotiation", subprotocol_negotiation),
     needs=frozenset(),
+)
+
+# Security whitepaper use cases the central system drives (OCPP 1.6 security whitepaper edition 2, §3-§5).
+
+
+def authorization_key(ctx: CsmsContext) -> dict[str, Any]:
+    """ChangeConfiguration of AuthorizationKey to a fresh password (whitepaper §3.2 A01: 16 to 40 characters)."""
+    return {
+        "key": "AuthorizationKey",
+        "value": ctx.vars.setdefault("new_password", "conf-" + secrets.token_hex(10)),
+    }
+
+
+async def new_key_works(ctx: CsmsContext) -> None:
+    """After the charger accepted the new AuthorizationKey it reconnects with it; the old password gets 401."""
+    await ctx.check_password_change(str(ctx.vars["new_password"]), True, "OCPP 1.6 security whitepaper A01")
+
+
+async def _boot_on(ctx: CsmsContext, conn: RawCharger) -> None:
+    await ctx.boot(conn)
+
+
+async def restore_key(ctx: CsmsContext) -> None:
+    """Cleanup: the central system sets the configured password again."""
+    payload = {"key": "AuthorizationKey", "value": ctx.setup.password or ""}
+    await ctx.restore_password(_boot_on, "ChangeConfiguration", payload, {"status": "Accepted"})
+
+
+case(
+    "TC_073_CSMS",
+    "Update Charge Point Password for HTTP Basic Authentication",
+    SECURITY,
+    BOOT,
+    cs_sends("ChangeConfiguration", authorization_key, {"status": "Accepted"}),
+    ("reconnect with the new password: admitted; the old one: 401", new_key_works),
+    needs=frozenset({"password", "trigger"}),
+    cleanup=(("change the password back", restore_key),),
+)
+
+
+async def sign_and_receive(ctx: CsmsContext) -> None:
+    """SignCertificate with a fresh CSR: Accepted, then a CertificateSigned whose leaf certifies our key (A02)."""
+    conn = ctx.main()
+    key, csr = make_csr(conn.cp_id)
+    signed = conn.expect("CertificateSigned")
+    try:
+        answer = await ctx.call("SignCertificate", {"csr": csr})
+        check_status(answer["status"], "Accepted", "SignCertificate.conf", "OCPP 1.6 security whitepaper A02")
+        try:
+            async with asyncio.timeout(ctx.scaled(ctx.setup.trigger_wait_s)):
+                unique_id, payload = await signed
+        except TimeoutError:
+            raise Fail(
+                "no CertificateSigned.req after an Accepted SignCertificate (whitepaper A02)"
+            ) from None
+    finally:
+        conn.forget("CertificateSigned")
+    ctx.check_schema(Call(unique_id, "CertificateSigned", dict(payload)), "CertificateSigned.req")
+    problem = check_signed_chain(payload["certificateChain"], key, conn.cp_id)
+    await conn.send([3, unique_id, {"status": "Rejected" if problem else "Accepted"}])
+    if problem:
+        raise Fail(f"CertificateSigned.req: {problem} (OCPP 1.6 security whitepaper A02)")
+
+
+case(
+    "TC_074_CSMS",
+    "Update Charge Point Certificate by request of Central System",
+    SECURITY,
+    BOOT,
+    cs_sends(
+        "ExtendedTriggerMessage", {"requestedMessage": "SignChargePointCertificate"}, {"status": "Accepted"}
+    ),
+    ("SignCertificate with a new CSR; CertificateSigned certifies its key", sign_and_receive),
+    needs=TRIG,
+)
+
+
+def root_certificate(kind: str) -> Callable[[CsmsContext], dict[str, Any]]:
+    def payload(ctx: CsmsContext) -> dict[str, Any]:
+        pem = ctx.vars.setdefault("root_pem", self_signed_pem("OpenChargeConf Test Root"))
+        return {"certificateType": kind, "certificate": pem}
+
+    return payload
+
+
+for suffix, kind in (("1", "ManufacturerRootCertificate"), ("2", "CentralSystemRootCertificate")):
+    case(
+        f"TC_075_{suffix}_CSMS",
+        f"Install a certificate on the Charge Point - {kind}",
+        SECURITY,
+        BOOT,
+        cs_sends("InstallCertificate", root_certificate(kind), {"status": "Accepted"}),
+        needs=TRIG,
+    )
+
+
+def installed_hash(ctx: CsmsContext) -> dict[str, Any]:
+    return certificate_hash_data(ctx.vars.setdefault("root_pem", self_signed_pem("OpenChargeConf Test Root")))
+
+
+case(
+    "TC_076_CSMS",
+    "Delete a specific certificate from the Charge Point",
+    SECURITY,
+    BOOT,
+    (
+        "central system sends GetInstalledCertificateIds; charger lists one root",
+        lambda c: _installed_ids(c),
+    ),
+    cs_sends(
+        "DeleteCertificate", lambda c: {"certificateHashData": installed_hash(c)}, {"status": "Accepted"}
+    ),
+    needs=TRIG,
+)
+
+
+async def _installed_ids(ctx: CsmsContext) -> None:
+    await ctx.csms_sends(
+        "GetInstalledCertificateIds",
+        {"certificateType": "CentralSystemRootCertificate"},
+        {"status": "Accepted", "certificateHashData": [installed_hash(ctx)]},
+    )
+
+
+def notify(action: str, *statuses: str, request_id: int | None = None) -> tuple[str, StepFn]:
+    """A step: the charger reports each status in turn with ``action`` (LogStatus-, SignedFirmwareStatus-)."""
+
+    async def run(ctx: CsmsContext) -> None:
+        for status in statuses:
+            payload: dict[str, Any] = {"status": status}
+            if request_id is not None:
+                payload["requestId"] = request_id
+            await ctx.call(action, payload)
+
+    return (f"{action} {', '.join(statuses)}", run)
+
+
+case(
+    "TC_079_CSMS",
+    "Get Security Log",
+    SECURITY,
+    BOOT,
+    cs_sends(
+        "GetLog",
+        {"logType": "SecurityLog", "requestId": 79, "log": {"remoteLocation": "ftp://127.0.0.1/logs"}},
+        {"status": "Accepted", "filename": "security.log"},
+    ),
+    notify("LogStatusNotification", "Uploading", "Uploaded", request_id=79),
+    needs=TRIG,
+)
+
+
+def signed_firmware(request_id: int) -> Callable[[CsmsContext], dict[str, Any]]:
+    def payload(ctx: CsmsContext) -> dict[str, Any]:
+        return {
+            "requestId": request_id,
+            "firmware": {
+                "location": "https://127.0.0.1/firmware/conformance.bin",
+                "retrieveDateTime": "2026-01-01T00:00:00Z",
+                "signingCertificate": ctx.vars.setdefault(
+                    "root_pem", self_signed_pem("OpenChargeConf Firmware")
+                ),
+                "signature": base64.b64encode(b"conformance-signature").decode(),
+            },
+        }
+
+    return payload
+
+
+case(
+    "TC_080_CSMS",
+    "Secure Firmware Update",
+    SECURITY,
+    BOOT,
+    cs_sends("SignedUpdateFirmware", signed_firmware(80), {"status": "Accepted"}),
+    notify(
+        "SignedFirmwareStatusNotification",
+        "Downloading",
+        "Downloaded",
+        "SignatureVerified",
+        "Installing",
+        "Installed",
+        request_id=80,
+    ),
+    close_and_reconnect(),
+    needs=TRIG,
+)
+case(
+    "TC_081_CSMS",
+    "Secure Firmware Update - Invalid Signature",
+    SECURITY,
+    BOOT,
+    cs_sends("SignedUpdateFirmware", signed_firmware(81), {"status": "Accepted"}),
+    notify(
+        "SignedFirmwareStatusNotification", "Downloading", "Downloaded", "InvalidSignature", request_id=81
+    ),
+    security_event("InvalidFirmwareSignature"),
+    needs=TRIG,
+)
+
+
+async def client_certificate_boot(ctx: CsmsContext) -> None:
+    """Security profile 3: a wss:// connection with the charger's client certificate connects and boots."""
+    await tls_connect(ctx)
+
+
+case(
+    "TC_087_CSMS",
+    "TLS - Client-side certificate - valid certificate",
+    SECURITY,
+    ("wss:// with the client certificate (--tls-cert), boot", client_certificate_boot),
+    needs=frozenset({"tls", "client_certificate"}),
 )
 
 # ================================================================================================ stricter checks of this project
@@ -1305,26 +1478,6 @@ strict(
 )
 
 
-async def no_credentials(ctx: CsmsContext) -> None:
-    await refused_with_401(ctx, ctx.setup.charger_id, None, "no credentials")
-
-
-async def others_password(ctx: CsmsContext) -> None:
-    s = ctx.setup
-    assert s.second_charger_id is not None
-    await refused_with_401(
-        ctx, s.second_charger_id, s.password, f"{s.second_charger_id} with {s.charger_id}'s password"
-    )
-
-
-async def username_mismatch(ctx: CsmsContext) -> None:
-    s = ctx.setup
-    token = base64.b64encode(f"{s.charger_id}-other:{s.password}".encode()).decode()
-    await refused_with_401(
-        ctx, s.charger_id, None, "a Basic username other than the charger id", f"Basic {token}"
-    )
-
-
 strict(
     "OCS_011_CSMS",
     "No credentials get HTTP 401",
@@ -1346,19 +1499,6 @@ strict(
     ("Basic auth as another user", username_mismatch),
     needs=frozenset({"password"}),
 )
-
-
-async def unknown_charger(ctx: CsmsContext) -> None:
-    """OCPP-J 1.6 §3.1.1: an unknown charge point identity SHOULD get HTTP 404 (any refusal passes)."""
-    cp_id = "ZZ-UNKNOWN-" + random_tag()[:8]
-    try:
-        ws = await ctx.handshake(cp_id, ctx.setup.password)
-    except HandshakeRefused:
-        return
-    await ws.close()
-    raise Fail(
-        f"an unknown charger id {cp_id} was admitted (OCPP-J 1.6 §3.1.1: the central system SHOULD answer 404)"
-    )
 
 
 strict(

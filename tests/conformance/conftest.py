@@ -11,6 +11,7 @@ from pathlib import Path
 import pytest
 
 from backend_stub.app import Csms
+from backend_stub.domain.ca import CertificateAuthority
 from backend_stub.store import CsmsStore
 
 ADMIN_TOKEN = "conformance-admin-token-0123456789"
@@ -73,7 +74,11 @@ async def site(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> AsyncIterator
     monkeypatch.setenv("CSMS_ADMIN_TOKEN", ADMIN_TOKEN)
     store = CsmsStore(tmp_path / "csms.db")
     seed(store)
-    app = Csms(store, heartbeat_interval_s=60, admin_token=ADMIN_TOKEN)
+    # The CA signs chargers' CSRs (SignCertificate, security whitepaper A02: TC_074_CSMS).
+    ca = CertificateAuthority.load_or_create(
+        tmp_path / "ca.pem", tmp_path / "ca-key.pem", "Conformance CA", datetime.now(UTC)
+    )
+    app = Csms(store, heartbeat_interval_s=60, admin_token=ADMIN_TOKEN, ca=ca)
     await app.start()
     try:
         yield Site(app)

@@ -50,8 +50,15 @@ async def test_bundled_central_system_passes_the_whole_csms_suite(site: Site, tm
     v = verdicts(report)
     assert len(v) >= 80
     not_passed = {k: (x, reasons(report)[k]) for k, x in v.items() if x != "passed"}
-    # Only the TLS case needs a wss:// URL this test does not set up.
-    assert not_passed == {"TC_086_CSMS": ("inconclusive", "setup: needs a wss:// --url with --tls-ca")}
+    # Only the TLS cases need a wss:// URL (and a client certificate) this test does not set up.
+    assert not_passed == {
+        "TC_086_CSMS": ("inconclusive", "setup: needs a wss:// --url with --tls-ca"),
+        "TC_087_CSMS": (
+            "inconclusive",
+            "setup: needs --tls-cert PEM --tls-key PEM (the charger's client certificate, security profile 3); "
+            "needs a wss:// --url with --tls-ca",
+        ),
+    }
     assert code == 0
 
 
@@ -141,6 +148,9 @@ async def test_a_naive_accept_all_central_system_fails_at_least_20_cases(
         "TC_002_CSMS",
         "OCS_015_CSMS",
     } <= bad
+    # ... keeps admitting the old password after a change, has no CA to sign a CSR.
+    assert {"TC_073_CSMS", "TC_074_CSMS"} <= bad
+    assert "SignCertificate.conf: got Rejected" in reasons(report)["TC_074_CSMS"]
     assert "was Accepted" in reasons(report)["TC_023_3_CSMS"]
     # Its webhook (the tzi-OCTT contract) drove the trigger cases, which it passes.
     assert verdicts(report)["TC_012_CSMS"] == "passed"
@@ -155,7 +165,15 @@ async def test_a_central_system_that_ignores_passwords_fails_the_password_cases(
 
     site.csms.server.admission = admit_everyone
     code, report = await run_cli(site.args())
-    assert failed(report) == {"TC_085_CSMS", "OCS_011_CSMS", "OCS_012_CSMS", "OCS_013_CSMS", "OCS_014_CSMS"}
+    # TC_073: after a password change the old password must get 401; this one admits it.
+    assert failed(report) == {
+        "TC_073_CSMS",
+        "TC_085_CSMS",
+        "OCS_011_CSMS",
+        "OCS_012_CSMS",
+        "OCS_013_CSMS",
+        "OCS_014_CSMS",
+    }
     assert "HTTP 401" in reasons(report)["TC_085_CSMS"]
     assert code == 1
 
@@ -350,3 +368,35 @@ async def test_tls_server_certificate_case_passes_over_wss(tmp_path: Path, pki: 
         verdicts(report) == dict.fromkeys(["TC_001_CSMS", "TC_085_CSMS", "TC_086_CSMS"], "passed")
         and code == 0
     )
+
+
+async def test_tls_client_certificate_case_passes_with_security_profile_3(tmp_path: Path, pki: Path) -> None:
+    """TC_087_CSMS: wss:// to a central system that requires client certificates from the CA; CP-1's one."""
+    store = CsmsStore(tmp_path / "mtls.db")
+    store.add_charger("CP-1")
+    app = Csms(store, admin_token="tls-admin-token-0123456789")
+    app.server.ssl_context = tls_context(pki / "server.pem", pki / "server.key", client_ca=pki / "ca.pem")
+    await app.start()
+    try:
+        code, report = await run_cli(
+            [
+                "csms",
+                "--url",
+                app.url,
+                "--charger-id",
+                "CP-1",
+                "--tls-ca",
+                str(pki / "ca.pem"),
+                "--tls-cert",
+                str(pki / "client.pem"),
+                "--tls-key",
+                str(pki / "client.key"),
+                "--cases",
+                "TC_087_CSMS,TC_086_CSMS",
+                "-q",
+            ]
+        )
+    finally:
+        await app.stop()
+        store.close()
+    assert verdicts(report) == dict.fromkeys(["TC_086_CSMS", "TC_087_CSMS"], "passed") and code == 0

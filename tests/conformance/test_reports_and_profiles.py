@@ -159,6 +159,11 @@ def test_shipped_trigger_profiles(monkeypatch: pytest.MonkeyPatch) -> None:
     assert tzi.request("RemoteStopTransaction", {"transactionId": 3}, "CP16_SP1").url == (
         "http://h:5001/api/octt/1.6/CP16_SP1/remote-stop-transaction"
     )
+    # The runner passes its --version: the same profile drives a tzi-OCTT 2.0.1 adapter.
+    tzi201 = load_trigger("tzi-octt", {"base_url": "http://h:5001", "ocpp_version": "2.0.1"})
+    assert tzi201.request("RequestStopTransaction", {"transactionId": "T"}, "CP201_SP1").url == (
+        "http://h:5001/api/octt/2.0.1/CP201_SP1/request-stop-transaction"
+    )
     monkeypatch.delenv("CSMS_ADMIN_TOKEN")
     with pytest.raises(ProfileError, match="CSMS_ADMIN_TOKEN is not set"):
         load_trigger("bundled-csms")
@@ -210,3 +215,16 @@ def test_cli_version_list_and_unknown_pattern(capsys: pytest.CaptureFixture[str]
     listed = capsys.readouterr().out
     assert "TC_085_CSMS" in listed and "needs: password" in listed
     assert main(["charger", "--cases", "TC_999_CS"]) == 2
+
+
+def test_cli_lists_the_201_csms_catalogue_and_has_no_201_charger_cases_yet(
+    capsys: pytest.CaptureFixture[str],
+) -> None:
+    argv = ["csms", "--version", "2.0.1", "--url", "ws://x", "--charger-id", "A", "--list"]
+    assert main(argv) == 0
+    listed = capsys.readouterr().out
+    assert "TC_B_01_CSMS" in listed and "TC_E_53_CSMS" in listed and "TC_085_CSMS" not in listed
+    ids = [c.id for c in VERSIONS["2.0.1"].csms_cases()]
+    assert len(ids) == len(set(ids)) >= 100
+    assert main(["charger", "--version", "2.0.1"]) == 2
+    assert "no charger cases for OCPP 2.0.1 yet" in capsys.readouterr().err

@@ -20,6 +20,7 @@ from backend_stub.app import Csms
 from backend_stub.ocpp.server import OCPP201
 from backend_stub.store import CsmsStore, SecurityEventKind
 from tests.integration.test_csms import TARIFF, RawCharger
+from tests.integration.test_csms_edge import _basic, _handshake
 
 T0 = "2026-11-22T10:00:00Z"
 T5 = "2026-11-22T10:05:00Z"
@@ -54,6 +55,7 @@ class Station(V201ChargePoint):
     def __init__(self, *args: Any, **kwargs: Any) -> None:
         super().__init__(*args, **kwargs)
         self.commands: list[tuple[str, dict[str, Any]]] = []
+        self.set_variables_status = "Accepted"
 
     async def ask(self, payload: Any) -> Any:
         return await self.call(payload, suppress=False)
@@ -92,6 +94,20 @@ class Station(V201ChargePoint):
     def on_delete_certificate(self, certificate_hash_data: dict[str, Any]) -> Any:
         self.commands.append(("DeleteCertificate", certificate_hash_data))
         return call_result.DeleteCertificate(status="Accepted")
+
+    @on(Action.set_variables)
+    def on_set_variables(self, set_variable_data: list[dict[str, Any]]) -> Any:
+        self.commands.append(("SetVariables", {"set_variable_data": set_variable_data}))
+        return call_result.SetVariables(
+            set_variable_result=[
+                {
+                    "attribute_status": self.set_variables_status,
+                    "component": d["component"],
+                    "variable": d["variable"],
+                }
+                for d in set_variable_data
+            ]
+        )
 
     @on(Action.certificate_signed)
     def on_certificate_signed(self, certificate_chain: str, **kw: Any) -> Any:
@@ -481,3 +497,41 @@ async def test_certificate_commands_reach_a_201_station_in_its_own_shapes(csms: 
         ("DeleteCertificate", HASH_201),
         ("CertificateSigned", {"certificate_type": "ChargingStationCertificate"}),
     ]
+
+
+@pytest.mark.parametrize("answer", ["Accepted", "Rejected"])
+async def test_basic_auth_password_rotation_by_set_variables(csms: Csms, answer: str) -> None:
+    """OCPP 2.0.1 A01: SetVariables SecurityCtrlr.BasicAuthPassword; once the station accepts, the new password
+    is its password (the old one gets 401); a Rejected change keeps the old one."""
+    old, new = "old-password-0123456789", "new-password-0123456789"
+    csms.store.add_charger("CP-P", old)
+    ws = await connect(
+        f"{csms.url}/CP-P",
+        subprotocols=["ocpp2.0.1"],  # type: ignore[list-item]
+        additional_headers=_basic("CP-P", old),
+    )
+    running = Running(ws, "CP-P")
+    running.cp.set_variables_status = answer
+    try:
+        boot = await running.cp.ask(
+            call.BootNotification(charging_station={"model": "M", "vendor_name": "V"}, reason="PowerUp")
+        )
+        assert boot.status == "Accepted"
+        data = {
+            "attributeValue": new,
+            "component": {"name": "SecurityCtrlr"},
+            "variable": {"name": "BasicAuthPassword"},
+        }
+        async with (
+            aiohttp.ClientSession(headers={"Authorization": f"Bearer {ADMIN_TOKEN}"}) as http,
+            http.post(
+                f"{csms.http_url}/api/chargers/CP-P/commands/SetVariables", json={"setVariableData": [data]}
+            ) as response,
+        ):
+            assert response.status == 200, await response.text()
+    finally:
+        await running.close()
+    url = f"{csms.url}/CP-P"
+    admitted, refused = (new, old) if answer == "Accepted" else (old, new)
+    assert (await _handshake(url, _basic("CP-P", admitted)))[0] == 101
+    assert (await _handshake(url, _basic("CP-P", refused)))[0] == 401
