@@ -8,7 +8,6 @@ X.509 parsing lives outside the core (``chargepoint/certificates.py``).
 
 from __future__ import annotations
 
-from collections import deque
 from collections.abc import Callable
 from dataclasses import dataclass
 from datetime import datetime, timedelta
@@ -76,15 +75,16 @@ class SecurityEvents:
         self._store = store
         self._clock = clock
         self._notify = notify
-        self._recent: dict[SecurityEventType, deque[datetime]] = {}
+        # Times of the recent events by type (a short list: at most EVENTS_PER_TYPE_PER_WINDOW; a deque costs
+        # ~600 bytes even for one entry, which a fleet of agents in one process notices).
+        self._recent: dict[SecurityEventType, list[datetime]] = {}
         self.suppressed = 0  # events over the bound, not queued
 
     def record(self, kind: SecurityEventType, tech_info: str | None = None) -> bool:
         """Queue one event (queued write; the outbox sends it when online); False if over the bound."""
         now = self._clock.now()
-        recent = self._recent.setdefault(kind, deque())
-        while recent and (now - recent[0] >= EVENT_WINDOW or recent[0] > now):
-            recent.popleft()
+        recent = self._recent.setdefault(kind, [])
+        recent[:] = [t for t in recent if timedelta(0) <= now - t < EVENT_WINDOW]
         if len(recent) >= EVENTS_PER_TYPE_PER_WINDOW:
             self.suppressed += 1
             return False
