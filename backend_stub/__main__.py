@@ -21,9 +21,23 @@ from pathlib import Path
 from backend_stub import logs
 from backend_stub.domain.payments import PROVIDER_CHOICES
 from backend_stub.logs import LOG_FORMATS
+from backend_stub.ocpi.config import OcpiConfig
 from backend_stub.ocpp.guard import AuthThrottle, ConnectionGuard, RateLimitFilter, default_max_connections
 from backend_stub.ocpp.server import CentralSystem, tls_context
 from backend_stub.testing.server import ScriptedCentralSystem
+
+
+def _ocpi_config(args: argparse.Namespace) -> OcpiConfig | None:
+    """The OCPI settings of ``serve --ocpi-party CC/PID``, None without the flag."""
+    if not args.ocpi_party:
+        return None
+    country, _, party = args.ocpi_party.partition("/")
+    try:
+        return OcpiConfig(
+            country_code=country.upper(), party_id=party.upper(), public_url=args.ocpi_public_url
+        )
+    except ValueError as exc:
+        raise SystemExit(f"--ocpi-party: {exc}") from None
 
 
 def _key_value(text: str) -> tuple[str, str]:
@@ -113,6 +127,16 @@ def build_parser() -> argparse.ArgumentParser:
         "one is generated at the first start and kept next to the db (FILE.ca.pem, key FILE.ca-key.pem, mode 0600)",
     )
     serve.add_argument("--ca-key", metavar="PEM", help="the CA's private key (unencrypted PEM)")
+    serve.add_argument(
+        "--ocpi-party",
+        metavar="CC/PID",
+        help="serve OCPI 2.2.1 as the CPO with this country code and party id (e.g. DE/OCS) under /ocpi/",
+    )
+    serve.add_argument(
+        "--ocpi-public-url",
+        metavar="URL",
+        help="the base URL roaming partners reach this server at (default: the listening address)",
+    )
     limits = serve.add_argument_group("limits on connections and password guessing")
     limits.add_argument(
         "--handshake-timeout",
@@ -305,12 +329,15 @@ async def serve(args: argparse.Namespace) -> None:
                 pending_ttl_s=args.pending_ttl,
                 payment_provider=args.payment_provider,
                 ca=ca,
+                ocpi=_ocpi_config(args),
             )
             _configure(app.server, args)
             await app.start()
             try:
                 print(app.url, flush=True)
                 print(f"dashboard and REST API: {app.http_url}/  (OpenAPI: {app.http_url}/api/openapi.json)")
+                if app.ocpi is not None:
+                    print(f"OCPI 2.2.1 versions: {app.ocpi.versions_url}")
                 if app.new_admin_token is not None:
                     print(
                         f"admin token (shown once; set CSMS_ADMIN_TOKEN to choose one): {app.new_admin_token}"

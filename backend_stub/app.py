@@ -14,6 +14,11 @@ from pathlib import Path
 
 from backend_stub.domain.ca import CertificateAuthority
 from backend_stub.domain.central import Central
+from backend_stub.ocpi import admin as ocpi_admin
+from backend_stub.ocpi import dashboard as ocpi_dashboard
+from backend_stub.ocpi import routes as ocpi_routes
+from backend_stub.ocpi.config import OcpiConfig
+from backend_stub.ocpi.service import Ocpi
 from backend_stub.ocpp.commands import CommandsByVersion
 from backend_stub.ocpp.server import OCPP16, OCPP201, CentralSystem
 from backend_stub.ocpp.v16 import V16Commands, V16Handlers
@@ -42,6 +47,7 @@ class Csms:
         pending_ttl_s: float = 86400.0,
         payment_provider: str = "none",
         ca: CertificateAuthority | None = None,
+        ocpi: OcpiConfig | None = None,
     ) -> None:
         """Wire the OCPP handlers and the HTTP routes to ``store``; nothing listens until `start()`.
 
@@ -50,7 +56,8 @@ class Csms:
         at most ``max_pending`` unknown chargers wait as pending; one that has not booted for ``pending_ttl_s``
         is deleted, and a new unknown charger is refused (404) while the table is full. ``payment_provider``
         is ``none`` (the pay pages say card payment is not configured) or ``test`` (simulated money). ``ca``
-        signs the chargers' CSRs (SignCertificate); without one they are rejected.
+        signs the chargers' CSRs (SignCertificate); without one they are rejected. ``ocpi``
+        serves the OCPI 2.2.1 CPO role under ``/ocpi/`` (roaming partners); without it there is no /ocpi.
         """
         self.store = store
         self.server = CentralSystem(host, port, log_path=log_path, boot_timeout_s=boot_timeout_s)
@@ -92,13 +99,23 @@ class Csms:
         self.metrics = ops.Metrics(store, limits=lambda: {"idle_evicted": self.server.guard.evicted})
         self.server.observer = self.metrics
         site.setup(self.central, self.server.app, token_sha256, payment_provider, self.metrics)
+        self.ocpi: Ocpi | None = None
+        if ocpi is not None:
+            self.ocpi = Ocpi(self.central, ocpi, lambda: self.server.http_url)
+            ocpi_routes.setup(self.server.app, self.ocpi)
+            ocpi_admin.setup(self.server.app)
+            ocpi_dashboard.setup(self.server.app)
 
     async def start(self) -> None:
         """Listen (127.0.0.1 by default)."""
         await self.server.start()
+        if self.ocpi is not None:
+            self.ocpi.start()
 
     async def stop(self) -> None:
         """Close every connection and the listener."""
+        if self.ocpi is not None:
+            await self.ocpi.close()
         await self.central.close()
         await self.server.stop()
 

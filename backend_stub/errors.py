@@ -20,6 +20,8 @@ class CommandFailed(CentralError):
     NOT_CONNECTED: Final = "NotConnected"
     TIMEOUT: Final = "Timeout"
     DISCONNECTED: Final = "Disconnected"
+    # The command (or one of its values) does not exist in the charger's OCPP version; nothing was sent.
+    NOT_IN_VERSION: Final = "NotInVersion"
 
     def __init__(self, code: str, description: str = "", details: dict[str, Any] | None = None) -> None:
         """Keep the failure code, its description and any CallError details."""
@@ -31,7 +33,7 @@ class CommandFailed(CentralError):
     @property
     def is_call_error(self) -> bool:
         """Whether the charger answered with a CallError (rather than not answering at all)."""
-        return self.code not in (self.NOT_CONNECTED, self.TIMEOUT, self.DISCONNECTED)
+        return self.code not in (self.NOT_CONNECTED, self.TIMEOUT, self.DISCONNECTED, self.NOT_IN_VERSION)
 
 
 class InvalidCommand(CentralError):

@@ -15,7 +15,8 @@ from chargepoint.core.model import ResetKind, StopReason
 from chargepoint.core.security import SecurityEventType
 from chargepoint.core.settings import SPECS, Settings
 from chargepoint.core.station import Station, StationTiming
-from chargepoint.csms.link import CLOSE_TIMEOUT_S, CallObserver, Link
+from chargepoint.csms.link import CLOSE_TIMEOUT_S, Link
+from chargepoint.csms.session import CallObserver
 from chargepoint.ports import Clock, ConnectorPorts, CounterIds, IdGenerator, SystemClock
 from chargepoint.store import Store
 from chargepoint.watchdog import keep_alive, notify, watchdog_interval_s

@@ -25,6 +25,7 @@ from cryptography.x509.oid import ExtendedKeyUsageOID, NameOID
 
 from backend_stub.domain.commands import ChargerCommands
 from backend_stub.errors import CentralError, CommandFailed, NotConnected
+from backend_stub.store import ClientCertificate, CsmsStore, StoreError
 
 log = logging.getLogger(__name__)
 
@@ -175,16 +176,23 @@ class ChargerCertificates:
     """Signs the chargers' CSRs and sends them the result through the command port (CertificateSigned)."""
 
     def __init__(
-        self, ca: CertificateAuthority | None, commands: ChargerCommands, clock: Callable[[], datetime]
+        self,
+        ca: CertificateAuthority | None,
+        commands: ChargerCommands,
+        clock: Callable[[], datetime],
+        store: CsmsStore,
     ) -> None:
-        """Sign with ``ca`` (None: every CSR is rejected), deliver through ``commands``."""
+        """Sign with ``ca`` (None: every CSR is rejected), deliver through ``commands``, keep accepted ones in
+        ``store``."""
         self.ca = ca
         self.commands = commands
         self.clock = clock
-        self.issued: dict[
-            str, IssuedCertificate
-        ] = {}  # the latest certificate per charger (Accepted ones only)
+        self.store = store
         self._tasks: set[asyncio.Task[None]] = set()
+
+    def issued(self, cp_id: str) -> ClientCertificate | None:
+        """The latest certificate signed here that ``cp_id`` accepted (kept across restarts), or None."""
+        return self.store.client_certificate(cp_id)
 
     def sign_request(self, cp_id: str, csr_pem: str) -> bool:
         """Whether ``cp_id``'s CSR is accepted; if so the signed chain is sent to it right after the answer."""
@@ -212,7 +220,12 @@ class ChargerCertificates:
             log.warning("CertificateSigned to %s failed: %s", cp_id, exc, extra={"cp_id": cp_id})
             return
         if reply.accepted:
-            self.issued[cp_id] = issued
+            try:
+                self.store.record_client_certificate(
+                    cp_id, issued.serial_hex, issued.not_after, issued.chain_pem, self.clock()
+                )
+            except StoreError as exc:
+                log.error("cannot keep %s's client certificate: %s", cp_id, exc, extra={"cp_id": cp_id})
         log.info("%s answered CertificateSigned %s", cp_id, reply.status, extra={"cp_id": cp_id})
 
     async def close(self) -> None:

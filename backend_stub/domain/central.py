@@ -9,6 +9,7 @@ from backend_stub.domain.authorization import Authorization
 from backend_stub.domain.ca import CertificateAuthority, ChargerCertificates
 from backend_stub.domain.chargers import Chargers
 from backend_stub.domain.commands import ChargerCommands
+from backend_stub.domain.operations import ChargerOperations
 from backend_stub.domain.payments import Hooks, PaymentHooks
 from backend_stub.domain.prepaid import PrepaidCutoff
 from backend_stub.domain.pricing import Pricing
@@ -51,11 +52,13 @@ class Central:
             admit_unknown=admit_unknown,
             max_pending=max_pending,
             pending_ttl_s=pending_ttl_s,
+            observers=self.hooks.observers,
         )
+        self.operations = ChargerOperations(self.chargers, commands)
         self.authorization = Authorization(store, clock, self.hooks)
         self.pricing = Pricing(store, clock, site_tz, self.hooks)
         self.prepaid = PrepaidCutoff(store, clock, self.pricing, commands)
-        self.certificates = ChargerCertificates(ca, commands, clock)
+        self.certificates = ChargerCertificates(ca, commands, clock, store)
         self.sessions = Sessions(
             store, clock, self.authorization, self.pricing, self.prepaid, self.security, self.hooks
         )

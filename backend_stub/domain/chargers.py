@@ -10,6 +10,7 @@ from collections.abc import Callable
 from datetime import datetime, timedelta
 from typing import Literal, TypeAlias
 
+from backend_stub.domain.events import Observers
 from backend_stub.domain.security import SecurityEvents
 from backend_stub.store import Charger, ChargerStatus, CsmsStore, DeviceVariable, SecurityEventKind
 
@@ -37,6 +38,7 @@ class Chargers:
         admit_unknown: bool = False,
         max_pending: int = 1000,
         pending_ttl_s: float = 86400.0,
+        observers: Observers | None = None,
     ) -> None:
         """With ``admit_unknown``, at most ``max_pending`` unknown chargers wait as pending; one that has not
         booted for ``pending_ttl_s`` is deleted, and a new unknown charger is refused while the table is full."""
@@ -46,6 +48,7 @@ class Chargers:
         self.admit_unknown = admit_unknown
         self.max_pending = max_pending
         self.pending_ttl_s = pending_ttl_s
+        self.observers = observers if observers is not None else Observers()
         self._verified: dict[str, bytes] = {}  # cp_id -> sha256(password) of the last verified password
         # cp_id -> time of its latest incoming message, in memory (no store write per frame). Only admitted
         # connections send frames, so the keys are registry ids: bounded by the registry (and max_pending).
@@ -177,6 +180,7 @@ class Chargers:
         self.store.record_status(
             cp_id, evse, status, at if at is not None else self.clock(), error_code=error_code, info=info
         )
+        self.observers.status_changed(cp_id, evse)
 
     def diagnostics_status(self, cp_id: str, status: str) -> None:
         """Record the progress of a diagnostics upload."""

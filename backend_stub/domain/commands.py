@@ -7,18 +7,72 @@ from datetime import datetime
 from typing import Any, Literal, Protocol, TypeAlias
 
 from backend_stub.errors import CommandFailed
+from backend_stub.store import DeviceVariable
 
 __all__ = [
+    "AvailabilityKind",
     "CertificateHash",
     "CertificateKind",
     "ChargerCommands",
+    "ChargingProfile",
     "CommandFailed",
     "CommandReply",
+    "LocalListEntry",
     "Lockout",
+    "ProfilePurpose",
+    "ReportKind",
     "ResetKind",
+    "VariableRef",
+    "VariableResult",
 ]
 
 ResetKind: TypeAlias = Literal["Soft", "Hard"]
+AvailabilityKind: TypeAlias = Literal["Operative", "Inoperative"]
+# OCPP 2.0.1 ReportBaseEnumType; in 1.6 every kind is the whole configuration (GetConfiguration without keys).
+ReportKind: TypeAlias = Literal["ConfigurationInventory", "FullInventory", "SummaryInventory"]
+# The neutral purposes are the 2.0.1 names; 1.6 calls the first one ChargePointMaxProfile (§7.14).
+ProfilePurpose: TypeAlias = Literal["ChargingStationMaxProfile", "TxDefaultProfile", "TxProfile"]
+
+
+@dataclass(frozen=True)
+class VariableRef:
+    """A device-model variable (2.0.1) or, in 1.6, the configuration key named ``variable`` (no component)."""
+
+    component: str
+    variable: str
+    evse: int | None = None
+
+
+@dataclass(frozen=True)
+class VariableResult:
+    """A charger's answer for one variable: its status (Accepted, UnknownVariable, ...) and value if read."""
+
+    ref: VariableRef
+    status: str
+    value: str | None = None
+
+
+@dataclass(frozen=True)
+class ChargingProfile:
+    """A charging profile: limits in ``unit`` (A or W) from each period's start (seconds after the schedule's)."""
+
+    profile_id: int
+    stack_level: int
+    purpose: ProfilePurpose
+    kind: Literal["Absolute", "Recurring", "Relative"]
+    unit: Literal["A", "W"]
+    periods: tuple[tuple[int, float], ...]  # (start period in s, limit)
+    transaction: int | None = None  # our transaction id, for a TxProfile
+    recurrency: Literal["Daily", "Weekly"] | None = None
+    starts_at: datetime | None = None
+
+
+@dataclass(frozen=True)
+class LocalListEntry:
+    """A local authorization list entry: a token and its status; status None removes it (Differential update)."""
+
+    token: str
+    status: str | None
 
 
 @dataclass(frozen=True)
@@ -117,6 +171,88 @@ class ChargerCommands(Protocol):
         self, charger: str, kind: CertificateKind, *, timeout_s: float | None = None
     ) -> tuple[CommandReply, list[CertificateHash]]:
         """The ids of the certificates of ``kind`` installed on ``charger``."""
+
+    async def get_variables(
+        self, charger: str, refs: list[VariableRef], *, timeout_s: float | None = None
+    ) -> tuple[CommandReply, list[VariableResult]]:
+        """Read variables (2.0.1 GetVariables; 1.6 GetConfiguration of the keys named like the variables)."""
+
+    async def base_report(
+        self, charger: str, kind: ReportKind, *, timeout_s: float | None = None
+    ) -> tuple[CommandReply, list[DeviceVariable] | None]:
+        """Ask for the device model: 2.0.1 GetBaseReport (NotifyReport follows; None here), 1.6 GetConfiguration
+        (the keys come back in the answer, as variables of component "OCPP16")."""
+
+    async def set_basic_auth_password(
+        self, charger: str, password: str, *, timeout_s: float | None = None
+    ) -> CommandReply:
+        """Give ``charger`` a new HTTP Basic password (2.0.1 SecurityCtrlr.BasicAuthPassword, 1.6
+        AuthorizationKey); the reply's status is the charger's."""
+
+    async def change_availability(
+        self, charger: str, evse: int | None, kind: AvailabilityKind, *, timeout_s: float | None = None
+    ) -> CommandReply:
+        """Make ``evse`` (None: the whole charger) Operative or Inoperative."""
+
+    async def set_charging_profile(
+        self, charger: str, evse: int, profile: ChargingProfile, *, timeout_s: float | None = None
+    ) -> CommandReply:
+        """Install a charging profile on ``evse`` (0: the whole charger)."""
+
+    async def clear_charging_profile(
+        self,
+        charger: str,
+        profile_id: int | None,
+        evse: int | None,
+        purpose: ProfilePurpose | None,
+        *,
+        timeout_s: float | None = None,
+    ) -> CommandReply:
+        """Clear the profiles matching the given criteria (none given: all)."""
+
+    async def composite_schedule(
+        self,
+        charger: str,
+        evse: int,
+        duration_s: int,
+        unit: Literal["A", "W"] | None,
+        *,
+        timeout_s: float | None = None,
+    ) -> CommandReply:
+        """The charger's composite schedule for ``evse`` over the next ``duration_s`` seconds."""
+
+    async def update_firmware(
+        self, charger: str, location: str, retrieve_at: datetime, *, timeout_s: float | None = None
+    ) -> CommandReply:
+        """Have the charger download and install the firmware at ``location`` from ``retrieve_at``."""
+
+    async def send_local_list(
+        self,
+        charger: str,
+        version: int,
+        entries: list[LocalListEntry],
+        full: bool,
+        *,
+        timeout_s: float | None = None,
+    ) -> CommandReply:
+        """Replace (``full``) or update the charger's local authorization list to ``version``."""
+
+    async def reserve_now(
+        self,
+        charger: str,
+        reservation_id: int,
+        evse: int | None,
+        token: str,
+        expires_at: datetime,
+        *,
+        timeout_s: float | None = None,
+    ) -> CommandReply:
+        """Reserve ``evse`` (None: any) for ``token`` until ``expires_at``."""
+
+    async def cancel_reservation(
+        self, charger: str, reservation_id: int, *, timeout_s: float | None = None
+    ) -> CommandReply:
+        """Cancel a reservation."""
 
     def raw_actions(self) -> frozenset[str]:
         """The actions `send` takes (the commands of the chargers' protocol)."""

@@ -20,6 +20,8 @@ from dataclasses import dataclass, replace
 from typing import Any, Protocol
 
 from backend_stub.domain.commands import ChargerCommands
+from backend_stub.domain.events import Observers
+from backend_stub.domain.roaming import RoamingAuthority
 from backend_stub.errors import CentralError, CommandFailed
 from backend_stub.store import (
     MAX_AMOUNT_MINOR,
@@ -32,11 +34,25 @@ from backend_stub.store import (
     NotFound,
     Payment,
     PaymentStatus,
+    PaymentTransitions,
     StoreError,
     Transaction,
 )
 
 log = logging.getLogger(__name__)
+
+# The payment state machine: which status may follow which (a provider may skip AUTHORIZED and capture at once). A
+# callback for a status the payment has already passed is stale and changes nothing (the store's rule for any
+# table); any other move is InvalidTransition.
+PAYMENT_TRANSITIONS: PaymentTransitions = {
+    PaymentStatus.CREATED: frozenset(
+        {PaymentStatus.AUTHORIZED, PaymentStatus.CAPTURED, PaymentStatus.FAILED}
+    ),
+    PaymentStatus.AUTHORIZED: frozenset({PaymentStatus.CAPTURED, PaymentStatus.FAILED}),
+    PaymentStatus.CAPTURED: frozenset({PaymentStatus.REFUNDED}),
+    PaymentStatus.REFUNDED: frozenset(),
+    PaymentStatus.FAILED: frozenset(),
+}
 
 
 @dataclass(frozen=True)
@@ -210,7 +226,7 @@ class PaymentFlow:
         if event.amount_minor is not None and event.amount_minor != payment.amount_minor:
             raise CallbackRejected(400, f"amount {event.amount_minor} does not match the payment")
         try:
-            update = self.store.set_payment_status(payment.id, event.status)
+            update = self.store.set_payment_status(payment.id, event.status, transitions=PAYMENT_TRANSITIONS)
         except Conflict as exc:  # e.g. "failed" for a payment that was captured: keep what happened
             log.warning("payment %s: ignored %s event %s: %s", payment.id, event.status, event.event_id, exc)
             raise CallbackRejected(409, str(exc)) from None
@@ -331,7 +347,9 @@ class PaymentFlow:
                     log.exception("payment %s: refund attempt %s failed", payment.id, attempt)
                     await asyncio.sleep(self.config.refund_retry_s * attempt)
                     continue
-                self.store.set_payment_status(payment.id, PaymentStatus.REFUNDED)
+                self.store.set_payment_status(
+                    payment.id, PaymentStatus.REFUNDED, transitions=PAYMENT_TRANSITIONS
+                )
                 log.info("payment %s: refunded %s (%s)", payment.id, amount_minor, refund_id)
                 return
             log.error(
@@ -437,5 +455,7 @@ class Hooks:
     """Where the payment hooks are plugged in once the payment service exists (shared by the domain services)."""
 
     def __init__(self) -> None:
-        """No payment hooks until the payment service sets them."""
+        """No payment hooks until the payment service sets them; no observers of domain changes yet."""
         self.payment: PaymentHooks | None = None
+        self.observers = Observers()
+        self.roaming: RoamingAuthority | None = None  # partners' drivers (OCPI), once set up

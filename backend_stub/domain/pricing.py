@@ -67,6 +67,11 @@ class Pricing:
         self.site_tz = site_tz
         self.hooks = hooks
 
+    def put_tariff(self, tariff_id: str, ocpi_json: str) -> None:
+        """Store a tariff (validated by `check_tariff`) and tell the observers (OCPI pushes it to partners)."""
+        self.store.put_tariff(tariff_id, ocpi_json)
+        self.hooks.observers.tariffs_changed(tariff_id)
+
     def tariff_for(self, cp_id: str) -> tariffs.Tariff | None:
         """The charger's tariff (or the default), parsed; None when there is none."""
         tariff_id = self.store.tariff_for(cp_id)

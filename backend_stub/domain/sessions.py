@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import logging
+from collections import OrderedDict
 from collections.abc import Callable
 from datetime import datetime
 
@@ -21,6 +22,8 @@ from backend_stub.store import (
 )
 
 log = logging.getLogger(__name__)
+
+MAX_REMEMBERED_SESSIONS = 50_000  # (charger, station transaction id) -> our id, for `Sessions.lookup`
 
 
 class Sessions:
@@ -44,6 +47,7 @@ class Sessions:
         self.prepaid = prepaid
         self.security = security
         self.hooks = hooks
+        self._station_ids: OrderedDict[tuple[str, str], int] = OrderedDict()  # see `lookup`
 
     def start(
         self,
@@ -70,14 +74,72 @@ class Sessions:
             if paid is not None:
                 status = paid
                 self.store.set_id_tag_status(cp_id, tx_id, paid)
+        self.hooks.observers.session_changed(tx_id)
         return tx_id, status
 
+    def hold_unauthorized(
+        self, cp_id: str, station_tx_id: str, evse: int, meter_start_wh: int, at: datetime, seq_no: int
+    ) -> None:
+        """Keep a transaction started without an idToken (OCPP 2.0.1 E02/E03: TxStartPoint before Authorized)
+        until an event brings its idToken; nothing is billed until then."""
+        self.store.hold_unauthorized_start(cp_id, station_tx_id, evse, meter_start_wh, at, seq_no)
+
+    def start_held(self, cp_id: str, station_tx_id: str, id_tag: str) -> tuple[int, AuthStatus] | None:
+        """Turn a held start into a session of ``id_tag`` (from its own start reading and time, so the energy
+        before the authorization is billed too); None if nothing is held under that id."""
+        held = self.store.unauthorized_start(cp_id, station_tx_id)
+        if held is None:
+            return None
+        tx_id, status = self.start(
+            cp_id, held.evse, id_tag, held.meter_start_wh, held.started_at, station_tx_id=station_tx_id
+        )
+        self.store.record_seq_no(cp_id, tx_id, held.last_seq_no)
+        self.store.drop_unauthorized_start(cp_id, station_tx_id)
+        return tx_id, status
+
+    def touch_held(self, cp_id: str, station_tx_id: str, seq_no: int) -> bool:
+        """Note a later event of a held start that still has no idToken; whether there is one."""
+        held = self.store.unauthorized_start(cp_id, station_tx_id)
+        if held is None:
+            return False
+        self.store.hold_unauthorized_start(
+            cp_id, station_tx_id, held.evse, held.meter_start_wh, held.started_at, seq_no
+        )
+        return True
+
+    def end_held(self, cp_id: str, station_tx_id: str) -> bool:
+        """A held start that ended without ever an idToken: forgotten, nothing billed (no card to bill); whether
+        there was one."""
+        if self.store.unauthorized_start(cp_id, station_tx_id) is None:
+            return False
+        self.store.drop_unauthorized_start(cp_id, station_tx_id)
+        log.warning(
+            "%s ended transaction %r without an idToken: not billed",
+            cp_id,
+            station_tx_id,
+            extra={"cp_id": cp_id},
+        )
+        return True
+
     def lookup(self, cp_id: str, station_tx_id: str) -> int | None:
-        """The id of ``cp_id``'s session it calls ``station_tx_id``, None if it has none (nothing recorded)."""
+        """The id of ``cp_id``'s session it calls ``station_tx_id``, None if it has none (nothing recorded).
+
+        Found ids are remembered (a charger's id of a session never changes), so the events of a running session
+        do not each read the store for it; at most MAX_REMEMBERED_SESSIONS, the least recently used forgotten.
+        """
+        key = (cp_id, station_tx_id)
+        tx_id = self._station_ids.get(key)
+        if tx_id is not None:
+            self._station_ids.move_to_end(key)
+            return tx_id
         try:
-            return self.store.station_transaction(cp_id, station_tx_id)
+            tx_id = self.store.station_transaction(cp_id, station_tx_id)
         except UnknownTransaction:
             return None
+        self._station_ids[key] = tx_id
+        if len(self._station_ids) > MAX_REMEMBERED_SESSIONS:
+            self._station_ids.popitem(last=False)
+        return tx_id
 
     def find(self, cp_id: str, station_tx_id: str, what: str) -> int | None:
         """The id of ``cp_id``'s session it calls ``station_tx_id``; None (and a security event) if it has none."""
@@ -96,7 +158,9 @@ class Sessions:
 
     def sequence(self, cp_id: str, tx_id: int, seq_no: int) -> None:
         """Record a session message's sequence number; a gap or one out of order is a security event."""
-        previous = self.store.record_seq_no(cp_id, tx_id, seq_no)
+        self._check_sequence(cp_id, tx_id, seq_no, self.store.record_seq_no(cp_id, tx_id, seq_no))
+
+    def _check_sequence(self, cp_id: str, tx_id: int, seq_no: int, previous: int | None) -> None:
         expected = 0 if previous is None else previous + 1
         if seq_no > expected:
             self.security.record(
@@ -114,14 +178,24 @@ class Sessions:
             )
 
     def meter_values(
-        self, cp_id: str, tx_id: int | None, samples: list[MeterSample], problems: list[str]
+        self,
+        cp_id: str,
+        tx_id: int | None,
+        samples: list[MeterSample],
+        problems: list[str],
+        seq_no: int | None = None,
     ) -> None:
-        """Store a charger's samples of its own session ``tx_id`` (none stored without one), then check prepaid."""
+        """Store a charger's samples of its own session ``tx_id`` (none stored without one), then check prepaid;
+        with ``seq_no`` (2.0.1) its sequence number is recorded in the same write and checked like `sequence`."""
         self.security.bad_samples(cp_id, tx_id, problems)
         if tx_id is None:
             return
         try:
-            self.store.add_meter_values(cp_id, tx_id, samples)
+            if seq_no is None:
+                self.store.add_meter_values(cp_id, tx_id, samples)
+            else:
+                previous = self.store.add_event_meter_values(cp_id, tx_id, seq_no, samples)
+                self._check_sequence(cp_id, tx_id, seq_no, previous)
         except ForeignTransaction:
             # Every message acts only on its sender's own data: the samples are not stored, and the answer is
             # the same as for an unknown transaction, so a charger cannot probe for other chargers' sessions.
@@ -141,6 +215,8 @@ class Sessions:
             )
             return
         self.prepaid.check(cp_id, tx_id)
+        if samples:
+            self.hooks.observers.session_changed(tx_id)
 
     def stop(
         self,
@@ -187,4 +263,6 @@ class Sessions:
         self.prepaid.stopped(tx_id)
         if self.hooks.payment is not None:
             self.hooks.payment.stopped(result.transaction)
+        if not result.already_stopped:
+            self.hooks.observers.session_ended(tx_id)
         return self.authorization.card_status(id_tag) if id_tag else None

@@ -4,22 +4,51 @@ from __future__ import annotations
 
 import copy
 import uuid
-from typing import Any, ClassVar
+from datetime import UTC, datetime
+from typing import Any, ClassVar, Literal
 
 from ocpp.exceptions import NotImplementedError as SchemaMissingError
 from ocpp.exceptions import OCPPError
 from ocpp.messages import Call, _validate_payload
 
 from backend_stub.domain.commands import (
+    AvailabilityKind,
     CertificateHash,
     CertificateKind,
     ChargerCommands,
+    ChargingProfile,
     CommandReply,
+    LocalListEntry,
     Lockout,
+    ProfilePurpose,
+    ReportKind,
     ResetKind,
+    VariableRef,
+    VariableResult,
 )
 from backend_stub.errors import CommandFailed, InvalidCommand, NotConnected
 from backend_stub.ocpp.server import CallErrorReply, CentralSystem, OcppVersion
+from backend_stub.store import DeviceVariable
+
+MAX_ANSWER_ITEMS = 1000  # at most this many entries of a list in a charger's answer are looked at
+MAX_ANSWER_TEXT = 2500  # 2.0.1 attributeValue / 1.6 configuration value: string[0..2500] resp. [0..500]
+
+
+def dicts_in(value: Any, limit: int = MAX_ANSWER_ITEMS) -> list[dict[str, Any]]:
+    """The JSON objects of a list in a charger's answer (anything else is dropped; the answer is a peer's)."""
+    if not isinstance(value, list):
+        return []
+    return [v for v in value[:limit] if isinstance(v, dict)]
+
+
+def text_in(value: Any, limit: int = MAX_ANSWER_TEXT) -> str | None:
+    """A string from a charger's answer, None if it is not one or is longer than ``limit``."""
+    return value if isinstance(value, str) and len(value) <= limit else None
+
+
+def iso(at: datetime) -> str:
+    """An aware datetime as OCPP dateTime text (UTC, "Z")."""
+    return at.astimezone(UTC).isoformat().replace("+00:00", "Z")
 
 
 def hash_data(certificate: CertificateHash) -> dict[str, str]:
@@ -66,6 +95,12 @@ class OcppCommands:
     def __init__(self, server: CentralSystem) -> None:
         """Send through ``server``."""
         self.server = server
+
+    async def cancel_reservation(
+        self, charger: str, reservation_id: int, *, timeout_s: float | None = None
+    ) -> CommandReply:
+        """CancelReservation (OCPP 1.6 §5.1, 2.0.1 H02: the same field)."""
+        return await self._command(charger, "CancelReservation", {"reservationId": reservation_id}, timeout_s)
 
     def connected(self) -> set[str]:
         """Ids of the chargers connected right now."""
@@ -216,6 +251,103 @@ class CommandsByVersion:
     ) -> tuple[CommandReply, list[CertificateHash]]:
         """The installed certificates of one kind, in the charger's version."""
         return await self._for(charger).installed_certificates(charger, kind, timeout_s=timeout_s)
+
+    async def get_variables(
+        self, charger: str, refs: list[VariableRef], *, timeout_s: float | None = None
+    ) -> tuple[CommandReply, list[VariableResult]]:
+        """Read variables in the charger's version."""
+        return await self._for(charger).get_variables(charger, refs, timeout_s=timeout_s)
+
+    async def base_report(
+        self, charger: str, kind: ReportKind, *, timeout_s: float | None = None
+    ) -> tuple[CommandReply, list[DeviceVariable] | None]:
+        """Ask for the device model in the charger's version."""
+        return await self._for(charger).base_report(charger, kind, timeout_s=timeout_s)
+
+    async def set_basic_auth_password(
+        self, charger: str, password: str, *, timeout_s: float | None = None
+    ) -> CommandReply:
+        """Set the charger's HTTP Basic password in its version."""
+        return await self._for(charger).set_basic_auth_password(charger, password, timeout_s=timeout_s)
+
+    async def change_availability(
+        self, charger: str, evse: int | None, kind: AvailabilityKind, *, timeout_s: float | None = None
+    ) -> CommandReply:
+        """Change availability in the charger's version."""
+        return await self._for(charger).change_availability(charger, evse, kind, timeout_s=timeout_s)
+
+    async def set_charging_profile(
+        self, charger: str, evse: int, profile: ChargingProfile, *, timeout_s: float | None = None
+    ) -> CommandReply:
+        """Install a charging profile in the charger's version."""
+        return await self._for(charger).set_charging_profile(charger, evse, profile, timeout_s=timeout_s)
+
+    async def clear_charging_profile(
+        self,
+        charger: str,
+        profile_id: int | None,
+        evse: int | None,
+        purpose: ProfilePurpose | None,
+        *,
+        timeout_s: float | None = None,
+    ) -> CommandReply:
+        """Clear charging profiles in the charger's version."""
+        return await self._for(charger).clear_charging_profile(
+            charger, profile_id, evse, purpose, timeout_s=timeout_s
+        )
+
+    async def composite_schedule(
+        self,
+        charger: str,
+        evse: int,
+        duration_s: int,
+        unit: Literal["A", "W"] | None,
+        *,
+        timeout_s: float | None = None,
+    ) -> CommandReply:
+        """The composite schedule in the charger's version."""
+        return await self._for(charger).composite_schedule(
+            charger, evse, duration_s, unit, timeout_s=timeout_s
+        )
+
+    async def update_firmware(
+        self, charger: str, location: str, retrieve_at: datetime, *, timeout_s: float | None = None
+    ) -> CommandReply:
+        """Update the firmware in the charger's version."""
+        return await self._for(charger).update_firmware(charger, location, retrieve_at, timeout_s=timeout_s)
+
+    async def send_local_list(
+        self,
+        charger: str,
+        version: int,
+        entries: list[LocalListEntry],
+        full: bool,
+        *,
+        timeout_s: float | None = None,
+    ) -> CommandReply:
+        """Send the local authorization list in the charger's version."""
+        return await self._for(charger).send_local_list(charger, version, entries, full, timeout_s=timeout_s)
+
+    async def reserve_now(
+        self,
+        charger: str,
+        reservation_id: int,
+        evse: int | None,
+        token: str,
+        expires_at: datetime,
+        *,
+        timeout_s: float | None = None,
+    ) -> CommandReply:
+        """Reserve in the charger's version."""
+        return await self._for(charger).reserve_now(
+            charger, reservation_id, evse, token, expires_at, timeout_s=timeout_s
+        )
+
+    async def cancel_reservation(
+        self, charger: str, reservation_id: int, *, timeout_s: float | None = None
+    ) -> CommandReply:
+        """Cancel a reservation in the charger's version."""
+        return await self._for(charger).cancel_reservation(charger, reservation_id, timeout_s=timeout_s)
 
     def raw_actions(self) -> frozenset[str]:
         """The actions `send` takes in any version."""

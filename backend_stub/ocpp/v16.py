@@ -7,12 +7,25 @@ import math
 import re
 from collections.abc import Awaitable
 from datetime import UTC, datetime, timedelta
-from typing import Any, Final
+from typing import Any, Final, Literal
 
 from backend_stub.domain.central import Central
-from backend_stub.domain.commands import CertificateHash, CertificateKind, CommandReply, ResetKind
+from backend_stub.domain.commands import (
+    AvailabilityKind,
+    CertificateHash,
+    CertificateKind,
+    ChargingProfile,
+    CommandReply,
+    LocalListEntry,
+    ProfilePurpose,
+    ReportKind,
+    ResetKind,
+    VariableRef,
+    VariableResult,
+)
 from backend_stub.domain.pricing import ENERGY
-from backend_stub.ocpp.commands import OcppCommands, hash_from
+from backend_stub.errors import CommandFailed
+from backend_stub.ocpp.commands import OcppCommands, dicts_in, hash_from, iso, text_in
 from backend_stub.ocpp.server import (
     OCPP16,
     CallErrorReply,
@@ -21,7 +34,7 @@ from backend_stub.ocpp.server import (
     HandlerResult,
     utc_now_iso,
 )
-from backend_stub.store import MAX_METER_WH, MAX_SAMPLE_VALUE, InvalidInput, MeterSample
+from backend_stub.store import MAX_METER_WH, MAX_SAMPLE_VALUE, DeviceVariable, InvalidInput, MeterSample
 
 log = logging.getLogger(__name__)
 
@@ -312,9 +325,10 @@ class V16Handlers:
         accepted = self.central.certificates.sign_request(cp_id, payload["csr"])
         return {"status": "Accepted" if accepted else "Rejected"}
 
-    def authorize(self, cp_id: str, payload: dict[str, Any]) -> HandlerResult:
-        """Authorize (OCPP 1.6 §4.1)."""
-        return {"idTagInfo": {"status": str(self.central.authorization.authorize(cp_id, payload["idTag"]))}}
+    async def authorize(self, cp_id: str, payload: dict[str, Any]) -> HandlerResult:
+        """Authorize (OCPP 1.6 §4.1); a roaming partner's token may be asked of the partner in real time."""
+        status = await self.central.authorization.authorize_online(cp_id, payload["idTag"])
+        return {"idTagInfo": {"status": str(status)}}
 
     def start(self, cp_id: str, payload: dict[str, Any]) -> HandlerResult:
         """StartTransaction (OCPP 1.6 §4.8)."""
@@ -356,6 +370,38 @@ class V16Handlers:
         return {"idTagInfo": {"status": str(status)}} if status is not None else {}
 
 
+V16_COMPONENT: Final = "OCPP16"  # the device-model component that holds a 1.6 charger's configuration keys
+MAX_ID_TAG_16: Final = 20  # OCPP 1.6 §7.28 IdToken: CiString20Type
+# The neutral (2.0.1) charging profile purposes in OCPP 1.6 (§7.14 ChargingProfilePurposeType).
+PURPOSES_16: Final[dict[str, str]] = {
+    "ChargingStationMaxProfile": "ChargePointMaxProfile",
+    "TxDefaultProfile": "TxDefaultProfile",
+    "TxProfile": "TxProfile",
+}
+
+
+# The messages TriggerMessage can ask for (OCPP 1.6 §7.43 MessageTrigger).
+TRIGGERS_16: Final = frozenset(
+    [
+        "BootNotification",
+        "DiagnosticsStatusNotification",
+        "FirmwareStatusNotification",
+        "Heartbeat",
+        "MeterValues",
+        "StatusNotification",
+    ]
+)
+
+
+def check_id_tag_16(token: str) -> None:
+    """CommandFailed (NotInVersion) for a token longer than a 1.6 idTag (a 2.0.1 idToken, e.g. an eMAID)."""
+    if len(token) > MAX_ID_TAG_16:
+        raise CommandFailed(
+            CommandFailed.NOT_IN_VERSION,
+            f"OCPP 1.6 idTags are at most {MAX_ID_TAG_16} characters: {token[:40]!r}",
+        )
+
+
 class V16Commands(OcppCommands):
     """The ChargerCommands port over OCPP 1.6 CALLs."""
 
@@ -367,6 +413,7 @@ class V16Commands(OcppCommands):
         self, charger: str, evse: int | None, token: str, *, timeout_s: float | None = None
     ) -> CommandReply:
         """RemoteStartTransaction (OCPP 1.6 §5.11)."""
+        check_id_tag_16(token)
         payload: dict[str, Any] = {"idTag": token}
         if evse is not None:
             payload["connectorId"] = evse
@@ -404,6 +451,10 @@ class V16Commands(OcppCommands):
         self, charger: str, message: str, evse: int | None = None, *, timeout_s: float | None = None
     ) -> CommandReply:
         """TriggerMessage (OCPP 1.6 §5.17)."""
+        if message not in TRIGGERS_16:
+            raise CommandFailed(
+                CommandFailed.NOT_IN_VERSION, f"{message[:64]!r} is not a message OCPP 1.6 can trigger"
+            )
         payload: dict[str, Any] = {"requestedMessage": message}
         if evse is not None:
             payload["connectorId"] = evse
@@ -424,3 +475,156 @@ class V16Commands(OcppCommands):
         found = reply.fields.get("certificateHashData")
         hashes = [h for h in map(hash_from, found if isinstance(found, list) else []) if h is not None]
         return reply, hashes
+
+    async def get_variables(
+        self, charger: str, refs: list[VariableRef], *, timeout_s: float | None = None
+    ) -> tuple[CommandReply, list[VariableResult]]:
+        """GetConfiguration (OCPP 1.6 §5.8) of the keys named like the variables (1.6 has no components)."""
+        reply = await self._command(
+            charger, "GetConfiguration", {"key": [r.variable for r in refs]}, timeout_s
+        )
+        known = {k.get("key"): k for k in dicts_in(reply.fields.get("configurationKey"))}
+        unknown = {u for u in (reply.fields.get("unknownKey") or [])[: len(refs)] if isinstance(u, str)}
+        results = []
+        for ref in refs:
+            if ref.variable in known:
+                results.append(VariableResult(ref, "Accepted", text_in(known[ref.variable].get("value"))))
+            else:
+                results.append(
+                    VariableResult(ref, "UnknownVariable" if ref.variable in unknown else "Missing")
+                )
+        return reply, results
+
+    async def base_report(
+        self, charger: str, kind: ReportKind, *, timeout_s: float | None = None
+    ) -> tuple[CommandReply, list[DeviceVariable] | None]:
+        """GetConfiguration without keys (OCPP 1.6 §5.8): every key, kept as variables of component "OCPP16"."""
+        reply = await self._command(charger, "GetConfiguration", {}, timeout_s)
+        variables = []
+        for entry in dicts_in(reply.fields.get("configurationKey")):
+            key = text_in(entry.get("key"), 50)  # CiString50Type
+            if key:
+                variables.append(DeviceVariable(V16_COMPONENT, key, text_in(entry.get("value"), 500)))
+        return CommandReply("Accepted", {"configurationKeys": len(variables)}), variables
+
+    async def set_basic_auth_password(
+        self, charger: str, password: str, *, timeout_s: float | None = None
+    ) -> CommandReply:
+        """ChangeConfiguration of AuthorizationKey (OCPP 1.6 security whitepaper §2.2, profile 1 and 2)."""
+        return await self.change_configuration(charger, "AuthorizationKey", password, timeout_s=timeout_s)
+
+    async def change_availability(
+        self, charger: str, evse: int | None, kind: AvailabilityKind, *, timeout_s: float | None = None
+    ) -> CommandReply:
+        """ChangeAvailability (OCPP 1.6 §5.2): connector 0 is the whole charge point."""
+        payload = {"connectorId": evse or 0, "type": kind}
+        return await self._command(charger, "ChangeAvailability", payload, timeout_s)
+
+    async def set_charging_profile(
+        self, charger: str, evse: int, profile: ChargingProfile, *, timeout_s: float | None = None
+    ) -> CommandReply:
+        """SetChargingProfile (OCPP 1.6 §5.16, §7.13 ChargingProfile)."""
+        schedule: dict[str, Any] = {
+            "chargingRateUnit": profile.unit,
+            "chargingSchedulePeriod": [{"startPeriod": s, "limit": limit} for s, limit in profile.periods],
+        }
+        if profile.starts_at is not None:
+            schedule["startSchedule"] = iso(profile.starts_at)
+        body: dict[str, Any] = {
+            "chargingProfileId": profile.profile_id,
+            "stackLevel": profile.stack_level,
+            "chargingProfilePurpose": PURPOSES_16[profile.purpose],
+            "chargingProfileKind": profile.kind,
+            "chargingSchedule": schedule,
+        }
+        if profile.transaction is not None:
+            body["transactionId"] = profile.transaction
+        if profile.recurrency is not None:
+            body["recurrencyKind"] = profile.recurrency
+        payload = {"connectorId": evse, "csChargingProfiles": body}
+        return await self._command(charger, "SetChargingProfile", payload, timeout_s)
+
+    async def clear_charging_profile(
+        self,
+        charger: str,
+        profile_id: int | None,
+        evse: int | None,
+        purpose: ProfilePurpose | None,
+        *,
+        timeout_s: float | None = None,
+    ) -> CommandReply:
+        """ClearChargingProfile (OCPP 1.6 §5.5): every criterion optional."""
+        payload: dict[str, Any] = {}
+        if profile_id is not None:
+            payload["id"] = profile_id
+        if evse is not None:
+            payload["connectorId"] = evse
+        if purpose is not None:
+            payload["chargingProfilePurpose"] = PURPOSES_16[purpose]
+        return await self._command(charger, "ClearChargingProfile", payload, timeout_s)
+
+    async def composite_schedule(
+        self,
+        charger: str,
+        evse: int,
+        duration_s: int,
+        unit: Literal["A", "W"] | None,
+        *,
+        timeout_s: float | None = None,
+    ) -> CommandReply:
+        """GetCompositeSchedule (OCPP 1.6 §5.7)."""
+        payload: dict[str, Any] = {"connectorId": evse, "duration": duration_s}
+        if unit is not None:
+            payload["chargingRateUnit"] = unit
+        return await self._command(charger, "GetCompositeSchedule", payload, timeout_s)
+
+    async def update_firmware(
+        self, charger: str, location: str, retrieve_at: datetime, *, timeout_s: float | None = None
+    ) -> CommandReply:
+        """UpdateFirmware (OCPP 1.6 §5.19): the answer has no status (an empty reply means it was taken)."""
+        payload = {"location": location, "retrieveDate": iso(retrieve_at)}
+        return await self._command(charger, "UpdateFirmware", payload, timeout_s)
+
+    async def send_local_list(
+        self,
+        charger: str,
+        version: int,
+        entries: list[LocalListEntry],
+        full: bool,
+        *,
+        timeout_s: float | None = None,
+    ) -> CommandReply:
+        """SendLocalList (OCPP 1.6 §5.15): idTags are at most 20 characters (§7.28 IdToken)."""
+        items: list[dict[str, Any]] = []
+        for entry in entries:
+            check_id_tag_16(entry.token)
+            item: dict[str, Any] = {"idTag": entry.token}
+            if entry.status is not None:
+                item["idTagInfo"] = {"status": entry.status}
+            items.append(item)
+        payload = {
+            "listVersion": version,
+            "updateType": "Full" if full else "Differential",
+            "localAuthorizationList": items,
+        }
+        return await self._command(charger, "SendLocalList", payload, timeout_s)
+
+    async def reserve_now(
+        self,
+        charger: str,
+        reservation_id: int,
+        evse: int | None,
+        token: str,
+        expires_at: datetime,
+        *,
+        timeout_s: float | None = None,
+    ) -> CommandReply:
+        """ReserveNow (OCPP 1.6 §5.14): connector 0 reserves any connector."""
+        check_id_tag_16(token)
+        payload = {
+            "connectorId": evse or 0,
+            "expiryDate": iso(expires_at),
+            "idTag": token,
+            "reservationId": reservation_id,
+        }
+        return await self._command(charger, "ReserveNow", payload, timeout_s)

@@ -5,15 +5,28 @@ from __future__ import annotations
 import itertools
 import logging
 import math
+import re
 from collections.abc import Awaitable, Callable
 from datetime import datetime
-from typing import Any, Final
+from typing import Any, Final, Literal
 
 from backend_stub.domain.central import Central
-from backend_stub.domain.commands import CertificateHash, CertificateKind, CommandReply, ResetKind
+from backend_stub.domain.commands import (
+    AvailabilityKind,
+    CertificateHash,
+    CertificateKind,
+    ChargingProfile,
+    CommandReply,
+    LocalListEntry,
+    ProfilePurpose,
+    ReportKind,
+    ResetKind,
+    VariableRef,
+    VariableResult,
+)
 from backend_stub.domain.pricing import ENERGY
 from backend_stub.errors import CommandFailed
-from backend_stub.ocpp.commands import OcppCommands, hash_from
+from backend_stub.ocpp.commands import OcppCommands, dicts_in, hash_from, iso, text_in
 from backend_stub.ocpp.server import (
     OCPP201,
     CallErrorReply,
@@ -201,10 +214,11 @@ class V201Handlers:
         )
         return {}
 
-    def authorize(self, cp_id: str, payload: dict[str, Any]) -> HandlerResult:
-        """Authorize (OCPP 2.0.1 C01): the same cards and payment idTags as 1.6."""
+    async def authorize(self, cp_id: str, payload: dict[str, Any]) -> HandlerResult:
+        """Authorize (OCPP 2.0.1 C01): the same cards, payment idTags and roaming tokens as 1.6."""
         token = payload["idToken"]["idToken"]
-        return {"idTokenInfo": {"status": str(self.central.authorization.authorize(cp_id, token))}}
+        status = await self.central.authorization.authorize_online(cp_id, token)
+        return {"idTokenInfo": {"status": str(status)}}
 
     def transaction_event(self, cp_id: str, payload: dict[str, Any]) -> HandlerResult:
         """TransactionEvent (OCPP 2.0.1 E01-E15): Started/Updated/Ended on the sender's own sessions.
@@ -228,21 +242,37 @@ class V201Handlers:
         answer: dict[str, Any] = {}
         tx_id = sessions.lookup(cp_id, station_tx_id)
         if tx_id is None and token is not None:
-            # E01.FR.16 / E02: the first event carrying the idToken starts our session; its energy starts at
-            # the register reading in this event (context Transaction.Begin), else 0.
-            meter_start_wh = register_wh(samples) or 0
-            tx_id, status = sessions.start(
-                cp_id, evse_id or 1, token, meter_start_wh, at, station_tx_id=station_tx_id
-            )
+            # E01.FR.16 / E02: the first event carrying the idToken starts our session. A transaction started
+            # before it (held below) keeps its own start reading and time; otherwise the energy starts at the
+            # register reading in this event (context Transaction.Begin), else 0.
+            started = sessions.start_held(cp_id, station_tx_id, token)
+            if started is None:
+                started = sessions.start(
+                    cp_id, evse_id or 1, token, register_wh(samples) or 0, at, station_tx_id=station_tx_id
+                )
+            tx_id, status = started
             answer["idTokenInfo"] = {"status": str(status)}
+        elif tx_id is None and event_type == "Started":
+            # E02/E03: started before authorization (e.g. TxStartPoint EVConnected); billed once an idToken comes.
+            sessions.hold_unauthorized(
+                cp_id, station_tx_id, evse_id or 1, register_wh(samples) or 0, at, seq_no
+            )
+            sessions.meter_values(cp_id, None, [], problems)
+            return {}
         elif tx_id is None:
-            sessions.find(cp_id, station_tx_id, f"TransactionEvent {event_type}")
+            held = (
+                sessions.end_held(cp_id, station_tx_id)
+                if event_type == "Ended"
+                else sessions.touch_held(cp_id, station_tx_id, seq_no)
+            )
+            if not held:
+                sessions.find(cp_id, station_tx_id, f"TransactionEvent {event_type}")
             sessions.meter_values(cp_id, None, [], problems)
             return {}
         elif token is not None:
             answer["idTokenInfo"] = {"status": str(self.central.authorization.authorize(cp_id, token))}
-        sessions.sequence(cp_id, tx_id, seq_no)
         if event_type == "Ended":
+            sessions.sequence(cp_id, tx_id, seq_no)
             meter_stop_wh = register_wh(samples)
             if meter_stop_wh is None:
                 meter_stop_wh = self.central.store.transaction(tx_id).last_meter_wh
@@ -257,7 +287,7 @@ class V201Handlers:
                 None,
             )
         else:
-            sessions.meter_values(cp_id, tx_id, samples, problems)
+            sessions.meter_values(cp_id, tx_id, samples, problems, seq_no)  # one store write for both
         return answer
 
     def meter_values(self, cp_id: str, payload: dict[str, Any]) -> HandlerResult:
@@ -299,8 +329,13 @@ class V201Handlers:
         return {}
 
     def sign_certificate(self, cp_id: str, payload: dict[str, Any]) -> HandlerResult:
-        """SignCertificate (OCPP 2.0.1 A02): no certificate authority here yet, so Rejected."""
-        return {"status": "Rejected"}
+        """SignCertificate (OCPP 2.0.1 A02/A03): Accepted when the CSR's CN is the station id and our CA signs it;
+        CertificateSigned (ChargingStationCertificate) follows. V2G certificates come from a V2G PKI (ISO 15118),
+        not from this CA, so a V2GCertificate request is Rejected."""
+        if payload.get("certificateType", "ChargingStationCertificate") != "ChargingStationCertificate":
+            return {"status": "Rejected"}
+        accepted = self.central.certificates.sign_request(cp_id, payload["csr"])
+        return {"status": "Accepted" if accepted else "Rejected"}
 
     def data_transfer(self, cp_id: str, payload: dict[str, Any]) -> HandlerResult:
         """DataTransfer (OCPP 2.0.1 P01): no vendor extension is known here."""
@@ -365,6 +400,37 @@ _CERTIFICATE_TYPES: Final[dict[CertificateKind, str]] = {
     "csms_root": "CSMSRootCertificate",
     "manufacturer_root": "ManufacturerRootCertificate",
 }
+
+
+# The messages TriggerMessage can ask for (OCPP 2.0.1 MessageTriggerEnumType).
+TRIGGERS_201: Final = frozenset(
+    [
+        "BootNotification",
+        "LogStatusNotification",
+        "FirmwareStatusNotification",
+        "Heartbeat",
+        "MeterValues",
+        "SignChargingStationCertificate",
+        "SignV2GCertificate",
+        "StatusNotification",
+        "TransactionEvent",
+        "SignCombinedCertificate",
+        "PublishFirmwareStatusNotification",
+    ]
+)
+
+
+_RFID_UID = re.compile(r"(?:[0-9A-Fa-f]{8}|[0-9A-Fa-f]{14}|[0-9A-Fa-f]{20})")  # 4, 7 or 10 byte UIDs
+
+
+def _name_of(value: Any) -> str | None:
+    """The ``name`` of a ComponentType / VariableType in a charger's answer, None if it has none."""
+    return text_in(value.get("name"), 50) if isinstance(value, dict) else None
+
+
+def id_token(token: str) -> dict[str, str]:
+    """One of our tokens as an OCPP 2.0.1 IdTokenType: a card UID is ISO14443, anything else ours (Central)."""
+    return {"idToken": token, "type": "ISO14443" if _RFID_UID.fullmatch(token) else "Central"}
 
 
 class V201Commands(OcppCommands):
@@ -434,13 +500,188 @@ class V201Commands(OcppCommands):
             "variable": {"name": variable},
         }
         reply = await self.send(charger, "SetVariables", {"setVariableData": [data]}, timeout_s=timeout_s)
-        results = reply.get("setVariableResult") or [{}]
-        return CommandReply(str(results[0].get("attributeStatus", "")), reply)
+        # The answer is a peer's: anything but a list of objects with a short string status is no status.
+        results = dicts_in(reply.get("setVariableResult"), 1)
+        status = text_in(results[0].get("attributeStatus"), 32) if results else None
+        return CommandReply(status or "", {"setVariableResult": results})
+
+    async def get_variables(
+        self, charger: str, refs: list[VariableRef], *, timeout_s: float | None = None
+    ) -> tuple[CommandReply, list[VariableResult]]:
+        """GetVariables (OCPP 2.0.1 B06): one result per requested variable, matched by component and variable."""
+        data = []
+        for ref in refs:
+            component: dict[str, Any] = {"name": ref.component}
+            if ref.evse is not None:
+                component["evse"] = {"id": ref.evse}
+            data.append({"component": component, "variable": {"name": ref.variable}})
+        reply = await self._command(charger, "GetVariables", {"getVariableData": data}, timeout_s)
+        answered: dict[tuple[Any, Any], dict[str, Any]] = {}
+        for result in dicts_in(reply.fields.get("getVariableResult"), len(refs)):
+            component_name = _name_of(result.get("component"))
+            variable_name = _name_of(result.get("variable"))
+            answered.setdefault((component_name, variable_name), result)
+        results = []
+        for ref in refs:
+            found = answered.get((ref.component, ref.variable))
+            if found is None:
+                results.append(VariableResult(ref, "Missing"))
+                continue
+            status = text_in(found.get("attributeStatus"), 32) or "Invalid"
+            results.append(VariableResult(ref, status, text_in(found.get("attributeValue"))))
+        return CommandReply("", {}), results
+
+    async def base_report(
+        self, charger: str, kind: ReportKind, *, timeout_s: float | None = None
+    ) -> tuple[CommandReply, None]:
+        """GetBaseReport (OCPP 2.0.1 B07/B08): the device model follows in NotifyReport messages."""
+        payload = {"requestId": next(self._request_ids), "reportBase": kind}
+        return await self._command(charger, "GetBaseReport", payload, timeout_s), None
+
+    async def set_basic_auth_password(
+        self, charger: str, password: str, *, timeout_s: float | None = None
+    ) -> CommandReply:
+        """SetVariables of SecurityCtrlr.BasicAuthPassword (OCPP 2.0.1 A01: update the basic auth password)."""
+        return await self.change_configuration(
+            charger, "SecurityCtrlr.BasicAuthPassword", password, timeout_s=timeout_s
+        )
+
+    async def change_availability(
+        self, charger: str, evse: int | None, kind: AvailabilityKind, *, timeout_s: float | None = None
+    ) -> CommandReply:
+        """ChangeAvailability (OCPP 2.0.1 G03/G04): without an EVSE the whole station."""
+        payload: dict[str, Any] = {"operationalStatus": kind}
+        if evse:
+            payload["evse"] = {"id": evse}
+        return await self._command(charger, "ChangeAvailability", payload, timeout_s)
+
+    async def set_charging_profile(
+        self, charger: str, evse: int, profile: ChargingProfile, *, timeout_s: float | None = None
+    ) -> CommandReply:
+        """SetChargingProfile (OCPP 2.0.1 K01): a TxProfile names the station's own transactionId."""
+        schedule: dict[str, Any] = {
+            "id": profile.profile_id,
+            "chargingRateUnit": profile.unit,
+            "chargingSchedulePeriod": [{"startPeriod": s, "limit": limit} for s, limit in profile.periods],
+        }
+        if profile.starts_at is not None:
+            schedule["startSchedule"] = iso(profile.starts_at)
+        body: dict[str, Any] = {
+            "id": profile.profile_id,
+            "stackLevel": profile.stack_level,
+            "chargingProfilePurpose": profile.purpose,
+            "chargingProfileKind": profile.kind,
+            "chargingSchedule": [schedule],
+        }
+        if profile.transaction is not None:
+            station_tx_id = self.station_tx_id(profile.transaction)
+            if station_tx_id is None:
+                raise CommandFailed(
+                    CommandFailed.NOT_IN_VERSION,
+                    f"transaction {profile.transaction} has no OCPP 2.0.1 transactionId",
+                )
+            body["transactionId"] = station_tx_id
+        if profile.recurrency is not None:
+            body["recurrencyKind"] = profile.recurrency
+        payload = {"evseId": evse, "chargingProfile": body}
+        return await self._command(charger, "SetChargingProfile", payload, timeout_s)
+
+    async def clear_charging_profile(
+        self,
+        charger: str,
+        profile_id: int | None,
+        evse: int | None,
+        purpose: ProfilePurpose | None,
+        *,
+        timeout_s: float | None = None,
+    ) -> CommandReply:
+        """ClearChargingProfile (OCPP 2.0.1 K10): an id, or criteria (EVSE, purpose)."""
+        payload: dict[str, Any] = {}
+        if profile_id is not None:
+            payload["chargingProfileId"] = profile_id
+        criteria: dict[str, Any] = {}
+        if evse is not None:
+            criteria["evseId"] = evse
+        if purpose is not None:
+            criteria["chargingProfilePurpose"] = purpose
+        if criteria:
+            payload["chargingProfileCriteria"] = criteria
+        return await self._command(charger, "ClearChargingProfile", payload, timeout_s)
+
+    async def composite_schedule(
+        self,
+        charger: str,
+        evse: int,
+        duration_s: int,
+        unit: Literal["A", "W"] | None,
+        *,
+        timeout_s: float | None = None,
+    ) -> CommandReply:
+        """GetCompositeSchedule (OCPP 2.0.1 K08)."""
+        payload: dict[str, Any] = {"evseId": evse, "duration": duration_s}
+        if unit is not None:
+            payload["chargingRateUnit"] = unit
+        return await self._command(charger, "GetCompositeSchedule", payload, timeout_s)
+
+    async def update_firmware(
+        self, charger: str, location: str, retrieve_at: datetime, *, timeout_s: float | None = None
+    ) -> CommandReply:
+        """UpdateFirmware (OCPP 2.0.1 L01), unsigned firmware."""
+        payload = {
+            "requestId": next(self._request_ids),
+            "firmware": {"location": location, "retrieveDateTime": iso(retrieve_at)},
+        }
+        return await self._command(charger, "UpdateFirmware", payload, timeout_s)
+
+    async def send_local_list(
+        self,
+        charger: str,
+        version: int,
+        entries: list[LocalListEntry],
+        full: bool,
+        *,
+        timeout_s: float | None = None,
+    ) -> CommandReply:
+        """SendLocalList (OCPP 2.0.1 D01)."""
+        items: list[dict[str, Any]] = []
+        for entry in entries:
+            item: dict[str, Any] = {"idToken": id_token(entry.token)}
+            if entry.status is not None:
+                item["idTokenInfo"] = {"status": entry.status}
+            items.append(item)
+        payload: dict[str, Any] = {"versionNumber": version, "updateType": "Full" if full else "Differential"}
+        if items:
+            payload["localAuthorizationList"] = items
+        return await self._command(charger, "SendLocalList", payload, timeout_s)
+
+    async def reserve_now(
+        self,
+        charger: str,
+        reservation_id: int,
+        evse: int | None,
+        token: str,
+        expires_at: datetime,
+        *,
+        timeout_s: float | None = None,
+    ) -> CommandReply:
+        """ReserveNow (OCPP 2.0.1 H01): without an EVSE, any EVSE."""
+        payload: dict[str, Any] = {
+            "id": reservation_id,
+            "expiryDateTime": iso(expires_at),
+            "idToken": id_token(token),
+        }
+        if evse:
+            payload["evseId"] = evse
+        return await self._command(charger, "ReserveNow", payload, timeout_s)
 
     async def trigger(
         self, charger: str, message: str, evse: int | None = None, *, timeout_s: float | None = None
     ) -> CommandReply:
         """TriggerMessage (OCPP 2.0.1 F06)."""
+        if message not in TRIGGERS_201:
+            raise CommandFailed(
+                CommandFailed.NOT_IN_VERSION, f"{message[:64]!r} is not a message OCPP 2.0.1 can trigger"
+            )
         payload: dict[str, Any] = {"requestedMessage": message}
         if evse is not None:
             payload["evse"] = {"id": evse}

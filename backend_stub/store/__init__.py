@@ -9,6 +9,7 @@ times are timezone-aware UTC stored as fixed-width ISO-8601 text (so text order 
 
 from __future__ import annotations
 
+from backend_stub.store.ocpi import OcpiStore
 from backend_stub.store.records import (
     CHARGING,
     DEFAULT_CURRENCY,
@@ -21,7 +22,7 @@ from backend_stub.store.records import (
     MAX_SECURITY_EVENTS,
     MAX_STATION_TX_ID_LENGTH,
     MAX_TEXT_LENGTH,
-    PAYMENT_TRANSITIONS,
+    MAX_UNAUTHORIZED_STARTS,
     SCHEMA_VERSION,
     AuthStatus,
     BalanceMismatch,
@@ -30,6 +31,7 @@ from backend_stub.store.records import (
     CardStatus,
     Charger,
     ChargerStatus,
+    ClientCertificate,
     Conflict,
     ConnectorStatus,
     CostFn,
@@ -45,6 +47,7 @@ from backend_stub.store.records import (
     NotFound,
     Payment,
     PaymentStatus,
+    PaymentTransitions,
     PaymentUpdate,
     SecurityEvent,
     SecurityEventKind,
@@ -52,6 +55,7 @@ from backend_stub.store.records import (
     StopResult,
     StoreError,
     Transaction,
+    UnauthorizedStart,
     UnknownCard,
     UnknownCharger,
     UnknownPayment,
@@ -74,7 +78,7 @@ __all__ = [
     "MAX_SECURITY_EVENTS",
     "MAX_STATION_TX_ID_LENGTH",
     "MAX_TEXT_LENGTH",
-    "PAYMENT_TRANSITIONS",
+    "MAX_UNAUTHORIZED_STARTS",
     "SCHEMA_VERSION",
     "AuthStatus",
     "BalanceMismatch",
@@ -83,6 +87,7 @@ __all__ = [
     "CardStatus",
     "Charger",
     "ChargerStatus",
+    "ClientCertificate",
     "Conflict",
     "ConnectorStatus",
     "CostFn",
@@ -99,6 +104,7 @@ __all__ = [
     "NotFound",
     "Payment",
     "PaymentStatus",
+    "PaymentTransitions",
     "PaymentUpdate",
     "SecurityEvent",
     "SecurityEventKind",
@@ -106,6 +112,7 @@ __all__ = [
     "StopResult",
     "StoreError",
     "Transaction",
+    "UnauthorizedStart",
     "UnknownCard",
     "UnknownCharger",
     "UnknownPayment",
@@ -116,9 +123,9 @@ __all__ = [
 ]
 
 
-class CsmsStore(StatisticsStore):
+class CsmsStore(OcpiStore, StatisticsStore):
     """Synchronous repository over one SQLite file; safe to share between threads (calls are serialised).
 
     One class per aggregate, each extending the one before: settings, chargers, security events, accounts (users,
-    cards, ledger), transactions, payments, statistics.
+    cards, ledger), transactions, payments, statistics; OCPI partners and their push queue beside them.
     """

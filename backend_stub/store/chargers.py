@@ -14,6 +14,7 @@ from backend_stub.store.records import (
     MAX_DEVICE_VARIABLES,
     Charger,
     ChargerStatus,
+    ClientCertificate,
     Conflict,
     ConnectorStatus,
     DeviceVariable,
@@ -21,6 +22,7 @@ from backend_stub.store.records import (
     _charger,
     _check_password,
     _connector,
+    _dt,
     _enum,
     _hash_password,
     _int,
@@ -298,6 +300,32 @@ class ChargersStore(SettingsStore):
             )
             for r in rows
         ]
+
+    def record_client_certificate(
+        self, cp_id: str, serial_hex: str, not_after: datetime, chain_pem: str, at: datetime
+    ) -> ClientCertificate:
+        """Keep the client certificate ``cp_id`` accepted (replacing the one before)."""
+        _text(serial_hex, "serial_hex", max_len=64)
+        _text(chain_pem, "chain_pem", max_len=20_000)
+        row = (cp_id, serial_hex, _ts(not_after, "not_after"), chain_pem, _ts(at, "accepted_at"))
+        with self._write() as db:
+            self._charger_row(db, cp_id)
+            db.execute(
+                "INSERT OR REPLACE INTO client_certificates (cp_id, serial_hex, not_after, chain_pem, accepted_at) "
+                "VALUES (?, ?, ?, ?, ?)",
+                row,
+            )
+        return ClientCertificate(cp_id, serial_hex, _dt(row[2]), chain_pem, _dt(row[4]))
+
+    def client_certificate(self, cp_id: str) -> ClientCertificate | None:
+        """The latest client certificate ``cp_id`` accepted from this central system's CA, or None."""
+        rows = self._read("SELECT * FROM client_certificates WHERE cp_id = ?", (cp_id,))
+        if not rows:
+            return None
+        r = rows[0]
+        return ClientCertificate(
+            r["cp_id"], r["serial_hex"], _dt(r["not_after"]), r["chain_pem"], _dt(r["accepted_at"])
+        )
 
     def set_firmware_status(self, cp_id: str, status: str) -> None:
         """Store a FirmwareStatusNotification status."""

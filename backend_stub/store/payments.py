@@ -7,7 +7,6 @@ from datetime import datetime
 
 from backend_stub.store.records import (
     MAX_AMOUNT_MINOR,
-    PAYMENT_TRANSITIONS,
     Conflict,
     IdempotencyConflict,
     InvalidTransition,
@@ -15,6 +14,7 @@ from backend_stub.store.records import (
     LedgerKind,
     Payment,
     PaymentStatus,
+    PaymentTransitions,
     PaymentUpdate,
     UnknownCard,
     UnknownPayment,
@@ -109,9 +109,15 @@ class PaymentsStore(TransactionsStore):
         return [(PaymentStatus(r["status"]), _dt(r["created_at"])) for r in rows]
 
     def set_payment_status(
-        self, payment_id: int, status: PaymentStatus | str, *, provider_ref: str | None = None
+        self,
+        payment_id: int,
+        status: PaymentStatus | str,
+        *,
+        transitions: PaymentTransitions,
+        provider_ref: str | None = None,
     ) -> PaymentUpdate:
-        """Apply a provider callback; repeated or stale (already passed) statuses change nothing."""
+        """Apply a provider callback by the ``transitions`` table (the domain's rule); repeated or stale (already
+        passed) statuses change nothing, any other move the table lacks is InvalidTransition."""
         target = _enum(PaymentStatus, status, "status")
         _opt_text(provider_ref, "provider_ref", max_len=255)
         with self._write() as db:
@@ -124,12 +130,12 @@ class PaymentsStore(TransactionsStore):
                     f"payment {payment_id} has provider_ref {payment.provider_ref!r}, not {provider_ref!r}"
                 )
             current = payment.status
-            if payment.status in _reachable(target):
+            if payment.status in _reachable(target, transitions):
                 # target == current, or a late callback for a state this payment has already left.
                 if provider_ref is None or payment.provider_ref == provider_ref:
                     return PaymentUpdate(payment, changed=False)
                 target = current
-            elif target not in PAYMENT_TRANSITIONS[current]:
+            elif target not in transitions[current]:
                 raise InvalidTransition(f"payment {payment_id} cannot go from {current} to {target}")
             now = self._now()
             db.execute(

@@ -9,16 +9,19 @@ import hmac
 import io
 import re
 import sqlite3
-from collections.abc import Callable, Sequence
+from collections.abc import Callable, Mapping, Sequence
 from dataclasses import dataclass
 from datetime import UTC, date, datetime
 from typing import Final, TypeVar
 
 from backend_stub.errors import CentralError
 
-SCHEMA_VERSION: Final = 2
+SCHEMA_VERSION: Final = 3
 DEFAULT_CURRENCY: Final = "EUR"
-MAX_ID_TAG_LENGTH: Final = 20  # OCPP 1.6 IdToken is CiString20Type
+# A card's idTag: OCPP 2.0.1 IdTokenType.idToken is identifierString[0..36] (an eMAID such as DE-ABC-C12345678-X
+# is longer than 1.6's CiString20Type idTag, which 1.6 frames keep by their schema).
+MAX_ID_TAG_LENGTH: Final = 36
+MAX_UNAUTHORIZED_STARTS: Final = 64  # per charger: a newer one pushes out the oldest (a flood stays bounded)
 MAX_AMOUNT_MINOR: Final = 10**12  # keeps every SUM far inside SQLite's signed 64-bit integers
 MAX_TEXT_LENGTH: Final = 10_000
 ENERGY_REGISTER: Final = "Energy.Active.Import.Register"
@@ -158,15 +161,9 @@ class AuthStatus(enum.StrEnum):
     INVALID = "Invalid"
 
 
-PAYMENT_TRANSITIONS: Final[dict[PaymentStatus, frozenset[PaymentStatus]]] = {
-    PaymentStatus.CREATED: frozenset(
-        {PaymentStatus.AUTHORIZED, PaymentStatus.CAPTURED, PaymentStatus.FAILED}
-    ),
-    PaymentStatus.AUTHORIZED: frozenset({PaymentStatus.CAPTURED, PaymentStatus.FAILED}),
-    PaymentStatus.CAPTURED: frozenset({PaymentStatus.REFUNDED}),
-    PaymentStatus.REFUNDED: frozenset(),
-    PaymentStatus.FAILED: frozenset(),
-}
+# Which payment status may follow which is a business rule: `backend_stub.domain.payments.PAYMENT_TRANSITIONS`. The
+# store applies a table it is given, inside the write transaction that reads the current status.
+PaymentTransitions = Mapping[PaymentStatus, frozenset[PaymentStatus]]
 
 
 @dataclass(frozen=True, slots=True)
@@ -276,6 +273,29 @@ class DeviceVariable:
     component_instance: str | None = None
     variable_instance: str | None = None
     attribute_type: str = "Actual"
+
+
+@dataclass(frozen=True, slots=True)
+class UnauthorizedStart:
+    """A transaction a charger started before any idToken (OCPP 2.0.1 E02/E03): kept until the idToken comes."""
+
+    cp_id: str
+    station_tx_id: str
+    evse: int
+    meter_start_wh: int
+    started_at: datetime
+    last_seq_no: int
+
+
+@dataclass(frozen=True, slots=True)
+class ClientCertificate:
+    """A charger's TLS client certificate signed by this central system and accepted by the charger."""
+
+    cp_id: str
+    serial_hex: str
+    not_after: datetime
+    chain_pem: str
+    accepted_at: datetime
 
 
 @dataclass(frozen=True, slots=True)
@@ -607,12 +627,12 @@ def _payment(row: sqlite3.Row) -> Payment:
     )
 
 
-def _reachable(start: PaymentStatus) -> set[PaymentStatus]:
+def _reachable(start: PaymentStatus, transitions: PaymentTransitions) -> set[PaymentStatus]:
     """Statuses reachable from start by zero or more transitions."""
     seen = {start}
     todo = [start]
     while todo:
-        for nxt in PAYMENT_TRANSITIONS[todo.pop()]:
+        for nxt in transitions[todo.pop()]:
             if nxt not in seen:
                 seen.add(nxt)
                 todo.append(nxt)

@@ -129,6 +129,25 @@ CREATE TABLE IF NOT EXISTS device_model (
     PRIMARY KEY (cp_id, component, component_instance, evse_id, connector_id, variable, variable_instance,
                  attribute_type)
 ) WITHOUT ROWID;
+-- OCPP 2.0.1 transactions started before any idToken, until one arrives (then they become transactions).
+CREATE TABLE IF NOT EXISTS unauthorized_starts (
+    cp_id TEXT NOT NULL REFERENCES chargers(id),
+    station_tx_id TEXT NOT NULL,
+    evse INTEGER NOT NULL,
+    meter_start_wh INTEGER NOT NULL,
+    started_at TEXT NOT NULL,
+    last_seq_no INTEGER NOT NULL,
+    received_at TEXT NOT NULL,
+    PRIMARY KEY (cp_id, station_tx_id)
+);
+-- The latest client certificate our CA signed for each charger and the charger accepted (CertificateSigned).
+CREATE TABLE IF NOT EXISTS client_certificates (
+    cp_id TEXT NOT NULL PRIMARY KEY REFERENCES chargers(id),
+    serial_hex TEXT NOT NULL,
+    not_after TEXT NOT NULL,
+    chain_pem TEXT NOT NULL,
+    accepted_at TEXT NOT NULL
+);
 CREATE TABLE IF NOT EXISTS security_events (
     id INTEGER PRIMARY KEY AUTOINCREMENT,
     at TEXT NOT NULL,
@@ -187,6 +206,67 @@ BEGIN SELECT RAISE(ABORT, 'ledger is append-only: an entry with this id or key e
 -- The cached balance moves with every entry in the same statement, whoever inserts it.
 CREATE TRIGGER IF NOT EXISTS ledger_cached_balance AFTER INSERT ON ledger
 BEGIN UPDATE cards SET balance_minor = balance_minor + NEW.amount_minor WHERE id_tag = NEW.id_tag; END;
+-- OCPI 2.2.1 roaming partners (backend_stub/ocpi). Tokens a partner calls us with are kept as SHA-256 only; the
+-- token we call it with is kept as given (we must send it). A (country_code, party_id, role) belongs to one partner.
+CREATE TABLE IF NOT EXISTS ocpi_partners (
+    id INTEGER PRIMARY KEY AUTOINCREMENT,
+    name TEXT NOT NULL,
+    status TEXT NOT NULL CHECK (status IN ('pending', 'registered', 'unregistered')),
+    token_a_sha256 TEXT UNIQUE,
+    incoming_sha256 TEXT UNIQUE,
+    outgoing_token TEXT,
+    versions_url TEXT,
+    version TEXT,
+    endpoints_json TEXT NOT NULL DEFAULT '[]',
+    created_at TEXT NOT NULL,
+    updated_at TEXT NOT NULL,
+    last_contact_at TEXT,
+    last_error TEXT
+);
+CREATE TABLE IF NOT EXISTS ocpi_partner_roles (
+    partner_id INTEGER NOT NULL REFERENCES ocpi_partners(id),
+    country_code TEXT NOT NULL,
+    party_id TEXT NOT NULL,
+    role TEXT NOT NULL,
+    business_name TEXT NOT NULL,
+    PRIMARY KEY (country_code, party_id, role)
+) WITHOUT ROWID;
+-- Pushes to partners, one row per (partner, object): a newer state of a queued object revises its row (the body is
+-- built when it is sent), so a partner that is down costs one row per object, and loses nothing.
+CREATE TABLE IF NOT EXISTS ocpi_outbox (
+    id INTEGER PRIMARY KEY AUTOINCREMENT,
+    partner_id INTEGER NOT NULL REFERENCES ocpi_partners(id),
+    kind TEXT NOT NULL,
+    object_id TEXT NOT NULL,
+    revision INTEGER NOT NULL DEFAULT 0,
+    attempts INTEGER NOT NULL DEFAULT 0,
+    next_attempt_at TEXT NOT NULL,
+    last_error TEXT,
+    created_at TEXT NOT NULL,
+    UNIQUE (partner_id, kind, object_id)
+);
+-- Tokens of partners' drivers (OCPI 2.2.1 §12, we are the Receiver), looked up by uid when a charger asks.
+CREATE TABLE IF NOT EXISTS ocpi_tokens (
+    partner_id INTEGER NOT NULL REFERENCES ocpi_partners(id),
+    country_code TEXT NOT NULL,
+    party_id TEXT NOT NULL,
+    uid TEXT NOT NULL COLLATE NOCASE,
+    type TEXT NOT NULL,
+    valid INTEGER NOT NULL,
+    whitelist TEXT NOT NULL,
+    body_json TEXT NOT NULL,
+    last_updated TEXT NOT NULL,
+    PRIMARY KEY (country_code, party_id, uid, type)
+) WITHOUT ROWID;
+CREATE INDEX IF NOT EXISTS ocpi_tokens_uid ON ocpi_tokens(uid);
+-- The results of partners' commands (OCPI 2.2.1 §13.3.2), kept until the push queue has POSTed them.
+CREATE TABLE IF NOT EXISTS ocpi_command_results (
+    id INTEGER PRIMARY KEY AUTOINCREMENT,
+    partner_id INTEGER NOT NULL REFERENCES ocpi_partners(id),
+    response_url TEXT NOT NULL,
+    result TEXT NOT NULL,
+    created_at TEXT NOT NULL
+);
 INSERT OR IGNORE INTO settings (name, value) VALUES ('currency', '{DEFAULT_CURRENCY}');
 INSERT OR IGNORE INTO settings (name, value) VALUES ('min_balance_minor', '0');
 PRAGMA user_version = {SCHEMA_VERSION};
@@ -224,6 +304,27 @@ SELECT transaction_id, timestamp, measurand, phase, '', COALESCE(context, ''),
 FROM meter_values;
 DROP TABLE meter_values;
 ALTER TABLE meter_values_v2 RENAME TO meter_values;
+""",
+    # 3: cards take OCPP 2.0.1 idTokens (up to 36 characters, was 1.6's 20). SQLite cannot change a CHECK in place:
+    # the table is rebuilt under its own name (a rename would make the ledger's trigger and foreign keys point at
+    # the copy). The ledger and payments reference cards(id_tag): with foreign keys deferred to the commit, dropping
+    # the old table counts their rows as orphans and inserting each card again counts them back.
+    3: """
+PRAGMA defer_foreign_keys = ON;
+CREATE TABLE cards_v2_copy AS SELECT * FROM cards;
+DROP TABLE cards;
+CREATE TABLE cards (
+    id_tag TEXT NOT NULL COLLATE NOCASE PRIMARY KEY CHECK (length(id_tag) BETWEEN 1 AND 36),
+    user_id INTEGER REFERENCES users(id),
+    mode TEXT NOT NULL CHECK (mode IN ('personal', 'prepaid')),
+    status TEXT NOT NULL CHECK (status IN ('active', 'blocked')),
+    expiry TEXT,
+    balance_minor INTEGER NOT NULL DEFAULT 0,
+    created_at TEXT NOT NULL
+);
+INSERT INTO cards (id_tag, user_id, mode, status, expiry, balance_minor, created_at)
+SELECT id_tag, user_id, mode, status, expiry, balance_minor, created_at FROM cards_v2_copy;
+DROP TABLE cards_v2_copy;
 """,
 }
 

@@ -15,6 +15,7 @@ from backend_stub.store.records import (
     MAX_METER_WH,
     MAX_SAMPLE_VALUE,
     MAX_STATION_TX_ID_LENGTH,
+    MAX_UNAUTHORIZED_STARTS,
     AuthStatus,
     CostFn,
     ForeignTransaction,
@@ -24,6 +25,7 @@ from backend_stub.store.records import (
     MeterSample,
     StopResult,
     Transaction,
+    UnauthorizedStart,
     UnknownTransaction,
     _dt,
     _entry,
@@ -104,15 +106,53 @@ class TransactionsStore(AccountsStore):
             raise ForeignTransaction(f"transaction {station_tx_id!r} is not one of {cp_id!r}'s")
         raise UnknownTransaction(f"unknown transaction {station_tx_id!r}")
 
+    def hold_unauthorized_start(
+        self, cp_id: str, station_tx_id: str, evse: int, meter_start_wh: int, at: datetime, seq_no: int
+    ) -> UnauthorizedStart:
+        """Keep (or, repeated, update the sequence number of) a transaction ``cp_id`` started without an idToken;
+        the first start's meter reading and time stay. At most MAX_UNAUTHORIZED_STARTS per charger."""
+        _text(station_tx_id, "station_tx_id", max_len=MAX_STATION_TX_ID_LENGTH)
+        _int(evse, "evse", low=1, high=10_000)
+        _int(meter_start_wh, "meter_start_wh", low=0, high=MAX_METER_WH)
+        _int(seq_no, "seq_no", low=0, high=2**31 - 1)
+        row = (cp_id, station_tx_id, evse, meter_start_wh, _ts(at), seq_no, self._now())
+        with self._write() as db:
+            self._charger_row(db, cp_id)
+            db.execute(
+                "INSERT INTO unauthorized_starts (cp_id, station_tx_id, evse, meter_start_wh, started_at, "
+                "last_seq_no, received_at) VALUES (?, ?, ?, ?, ?, ?, ?) ON CONFLICT (cp_id, station_tx_id) "
+                "DO UPDATE SET last_seq_no = max(last_seq_no, excluded.last_seq_no)",
+                row,
+            )
+            db.execute(
+                "DELETE FROM unauthorized_starts WHERE cp_id = ? AND station_tx_id NOT IN (SELECT station_tx_id "
+                "FROM unauthorized_starts WHERE cp_id = ? ORDER BY received_at DESC, rowid DESC LIMIT ?)",
+                (cp_id, cp_id, MAX_UNAUTHORIZED_STARTS),
+            )
+            held = db.execute(
+                "SELECT * FROM unauthorized_starts WHERE cp_id = ? AND station_tx_id = ?",
+                (cp_id, station_tx_id),
+            ).fetchone()
+        return _unauthorized_start(held)
+
+    def unauthorized_start(self, cp_id: str, station_tx_id: str) -> UnauthorizedStart | None:
+        """``cp_id``'s transaction ``station_tx_id`` started without an idToken and not yet authorized, or None."""
+        rows = self._read(
+            "SELECT * FROM unauthorized_starts WHERE cp_id = ? AND station_tx_id = ?", (cp_id, station_tx_id)
+        )
+        return _unauthorized_start(rows[0]) if rows else None
+
+    def drop_unauthorized_start(self, cp_id: str, station_tx_id: str) -> None:
+        """Forget a held start (it became a transaction, or ended without an idToken)."""
+        with self._write() as db:
+            db.execute(
+                "DELETE FROM unauthorized_starts WHERE cp_id = ? AND station_tx_id = ?",
+                (cp_id, station_tx_id),
+            )
+
     def record_seq_no(self, cp_id: str, transaction_id: int, seq_no: int) -> int | None:
         """Keep the highest message sequence number of ``cp_id``'s own transaction; the previous highest."""
-        _int(seq_no, "seq_no", low=0, high=2**31 - 1)
-        with self._write() as db:
-            row = self._own_transaction_row(db, cp_id, transaction_id)
-            previous: int | None = row["last_seq_no"]
-            if previous is None or seq_no > previous:
-                db.execute("UPDATE transactions SET last_seq_no = ? WHERE id = ?", (seq_no, transaction_id))
-            return previous
+        return self.add_event_meter_values(cp_id, transaction_id, seq_no, ())
 
     def set_id_tag_status(self, cp_id: str, transaction_id: int, status: AuthStatus | str) -> None:
         """Record the idTagInfo status a charger's StartTransaction was finally answered with."""
@@ -210,6 +250,20 @@ class TransactionsStore(AccountsStore):
         with self._write() as db:
             self._own_transaction_row(db, cp_id, transaction_id)
             return self._insert_samples(db, transaction_id, samples)
+
+    def add_event_meter_values(
+        self, cp_id: str, transaction_id: int, seq_no: int, samples: Sequence[MeterSample]
+    ) -> int | None:
+        """`add_meter_values` and `record_seq_no` in one write (an OCPP 2.0.1 TransactionEvent); the previous
+        highest sequence number."""
+        _int(seq_no, "seq_no", low=0, high=2**31 - 1)
+        with self._write() as db:
+            row = self._own_transaction_row(db, cp_id, transaction_id)
+            previous: int | None = row["last_seq_no"]
+            if previous is None or seq_no > previous:
+                db.execute("UPDATE transactions SET last_seq_no = ? WHERE id = ?", (seq_no, transaction_id))
+            self._insert_samples(db, transaction_id, samples)
+            return previous
 
     def meter_values(self, transaction_id: int) -> list[MeterSample]:
         """A transaction's samples in time order."""
@@ -339,3 +393,14 @@ class TransactionsStore(AccountsStore):
                 )
             final = db.execute("SELECT * FROM transactions WHERE id = ?", (transaction_id,)).fetchone()
             return StopResult(False, _transaction(final), charge)
+
+
+def _unauthorized_start(row: sqlite3.Row) -> UnauthorizedStart:
+    return UnauthorizedStart(
+        row["cp_id"],
+        row["station_tx_id"],
+        row["evse"],
+        row["meter_start_wh"],
+        _dt(row["started_at"]),
+        row["last_seq_no"],
+    )

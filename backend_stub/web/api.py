@@ -30,9 +30,10 @@ from backend_stub.domain.ca import certificate_expiry
 from backend_stub.domain.chargers import MAX_CHARGER_ID_LENGTH
 from backend_stub.domain.commands import CertificateHash, CertificateKind, ChargerCommands
 from backend_stub.domain.pricing import InvalidTariff, check_tariff
-from backend_stub.errors import ApiError, CommandFailed, InvalidCommand
+from backend_stub.errors import ApiError, CommandFailed, FormError, InvalidCommand
 from backend_stub.store import (
     MAX_AMOUNT_MINOR,
+    MAX_ID_TAG_LENGTH,
     Card,
     CardMode,
     CardStatus,
@@ -50,6 +51,7 @@ from backend_stub.store import (
     User,
 )
 from backend_stub.web import apidocs, common
+from backend_stub.web.operations import OPERATIONS, Operation
 
 if TYPE_CHECKING:
     from backend_stub.domain.central import Central
@@ -569,7 +571,7 @@ async def create_card(request: web.Request) -> web.Response:
     """POST /api/cards"""
     body = await _json_body(request)
     _only(body, {"idTag", "user_id", "mode", "status", "expiry"}, {"idTag"})
-    id_tag = _str_field(body, "idTag", max_len=20)
+    id_tag = _str_field(body, "idTag", max_len=MAX_ID_TAG_LENGTH)
     assert id_tag is not None
     user_id = body.get("user_id")
     if user_id is not None:
@@ -700,7 +702,7 @@ async def create_tariff(request: web.Request) -> web.Response:
     tariff_id, text = _validated_tariff(csms, await _json_body(request))
     if csms.store.tariff_json(tariff_id) is not None:
         raise ApiError(409, f"tariff {tariff_id!r} exists; PUT /api/tariffs/{{id}} replaces it", field="id")
-    csms.store.put_tariff(tariff_id, text)
+    csms.pricing.put_tariff(tariff_id, text)
     return _ok(_tariff_json(csms, tariff_id), 201)
 
 
@@ -719,7 +721,7 @@ async def put_tariff(request: web.Request) -> web.Response:
         _bad(f"the body's id {body['id']!r} differs from the path's {path_id!r}", "id")
     existed = csms.store.tariff_json(path_id) is not None
     tariff_id, text = _validated_tariff(csms, body)
-    csms.store.put_tariff(tariff_id, text)
+    csms.pricing.put_tariff(tariff_id, text)
     return _ok(_tariff_json(csms, tariff_id), 200 if existed else 201)
 
 
@@ -974,6 +976,35 @@ async def send_command(request: web.Request) -> web.Response:
     return _ok({"charger": cp_id, "action": action, "reply": reply})
 
 
+def _operation_handler(operation: Operation) -> Handler:
+    """The handler of POST /api/chargers/{cp_id}/operations/{operation.name}."""
+
+    async def run_operation(request: web.Request) -> web.Response:
+        return await _run_operation(request, operation)
+
+    run_operation.__doc__ = f"POST /api/chargers/{{cp_id}}/operations/{operation.name}: {operation.summary}"
+    return run_operation
+
+
+async def _run_operation(request: web.Request, operation: Operation) -> web.Response:
+    """One operator command (see `operations.OPERATIONS`): schema-checked body, then the command port."""
+    csms, cp_id = _csms(request), request.match_info["cp_id"]
+    _charger_or_404(csms, cp_id)
+    body = await _json_body(request, empty_ok=True)
+    try:
+        operation.check(body)
+        if not csms.commands.is_connected(cp_id):
+            raise ApiError(409, f"charger {cp_id!r} is not connected")
+        result = await operation.run(csms, cp_id, body)
+    except FormError as exc:
+        _bad(str(exc))
+    except CommandFailed as exc:
+        if exc.code == CommandFailed.NOT_IN_VERSION:
+            raise ApiError(422, exc.description, code=exc.code) from None
+        raise _command_error(exc, cp_id, operation.name) from None
+    return _ok({"charger": cp_id, "operation": operation.name, **result})
+
+
 # ---------------------------------------------------------------------------------------------- certificates
 
 CERTIFICATE_KINDS: Final = ("csms_root", "manufacturer_root")
@@ -1016,7 +1047,7 @@ async def list_certificates(request: web.Request) -> web.Response:
         reply, hashes = await csms.commands.installed_certificates(cp_id, kind)
     except CommandFailed as exc:
         raise _command_error(exc, cp_id, "GetInstalledCertificateIds") from None
-    issued = csms.certificates.issued.get(cp_id)
+    issued = csms.certificates.issued(cp_id)
     return _ok(
         {
             "charger": cp_id,
@@ -1256,7 +1287,7 @@ OPENAPI: Final[dict[str, Any]] = {
             ),
             "Card": _obj(
                 {
-                    "idTag": {"type": "string", "maxLength": 20},
+                    "idTag": {"type": "string", "maxLength": MAX_ID_TAG_LENGTH},
                     "user_id": {"type": ["integer", "null"]},
                     "mode": {"enum": ["personal", "prepaid"]},
                     "status": {"enum": ["active", "blocked"]},
@@ -1269,7 +1300,7 @@ OPENAPI: Final[dict[str, Any]] = {
             ),
             "CardCreate": _obj(
                 {
-                    "idTag": {"type": "string", "minLength": 1, "maxLength": 20},
+                    "idTag": {"type": "string", "minLength": 1, "maxLength": MAX_ID_TAG_LENGTH},
                     "user_id": {"type": ["integer", "null"]},
                     "mode": {"enum": ["personal", "prepaid"]},
                     "status": {"enum": ["active", "blocked"]},
@@ -1621,9 +1652,21 @@ OPENAPI: Final[dict[str, Any]] = {
 async def openapi(request: web.Request) -> web.Response:
     """GET /api/openapi.json (public); the raw command actions are those of the chargers' protocol."""
     doc = copy.deepcopy(OPENAPI)
+    for operation in OPERATIONS.values():
+        doc["paths"][f"/api/chargers/{{cp_id}}/operations/{operation.name}"] = {
+            "post": _op(
+                operation.summary,
+                None,
+                params=[_CHARGER_PARAM],
+                body=operation.schema,
+                errors=(400, 401, 404, 409, 413, 422, 502, 504),
+            )
+        }
     for param in doc["paths"]["/api/chargers/{cp_id}/commands/{action}"]["post"]["parameters"]:
         if param["name"] == "action":
             param["schema"] = {"enum": sorted(request.app[common.CSMS].commands.raw_actions())}
+    if common.OPENAPI_EXTRA in request.app:
+        doc["paths"].update(request.app[common.OPENAPI_EXTRA])
     return _ok(doc)
 
 
@@ -1653,6 +1696,10 @@ ROUTES: Final[list[tuple[str, str, Handler]]] = [
     ("PATCH", "/api/chargers/{cp_id}", update_charger),
     ("GET", "/api/chargers/{cp_id}/stats", charger_stats),
     ("POST", "/api/chargers/{cp_id}/commands/{action}", send_command),
+    *(
+        ("POST", f"/api/chargers/{{cp_id}}/operations/{op.name}", _operation_handler(op))
+        for op in OPERATIONS.values()
+    ),
     ("GET", "/api/chargers/{cp_id}/certificates", list_certificates),
     ("POST", "/api/chargers/{cp_id}/certificates", install_certificate),
     ("POST", "/api/chargers/{cp_id}/certificates/delete", delete_certificate),

@@ -29,6 +29,8 @@ TEMPLATE_DIR = Path(__file__).with_name("templates")
 
 CSMS: web.AppKey[Central] = web.AppKey("csms")
 TOKEN_DIGEST: web.AppKey[str] = web.AppKey("admin_token_sha256", str)
+# Paths other packages add to the REST API (the OCPI partners), merged into its OpenAPI description.
+OPENAPI_EXTRA: web.AppKey[dict[str, Any]] = web.AppKey("openapi_extra")
 
 Handler = Callable[[web.Request], Awaitable[web.StreamResponse]]
 

@@ -41,6 +41,7 @@ from backend_stub.domain.tariffs import (
 )
 from backend_stub.errors import CommandFailed, FormError
 from backend_stub.store import (
+    MAX_ID_TAG_LENGTH,
     Card,
     CardMode,
     CardStatus,
@@ -65,12 +66,14 @@ from backend_stub.web.formatting import (
     format_money,
     format_time,
 )
+from backend_stub.web.operations import OPERATIONS, TRIGGER_MESSAGES, body_from_form
 
 FLASH_COOKIE = "csms_flash"
 CSRF_FIELD = "csrf_token"
 DEFAULT_RANGE_DAYS = 14
 MAX_RANGE_DAYS = 366
 COMMAND_TIMEOUT_S = 15.0
+MAX_DEVICE_MODEL_ROWS = 2000  # the charger page shows at most this many device-model values
 RECENT_SESSIONS = 20
 SESSIONS_PAGE = 200
 MAX_SESSIONS_PAGE = 1000
@@ -634,7 +637,7 @@ async def charger_page(request: web.Request) -> web.StreamResponse:
         curves=_curves(store, cp_id),
         connected=connected,
         lockout=request.app[common.CSMS].commands.auth_lockout(cp_id),
-        client_certificate=request.app[common.CSMS].certificates.issued.get(cp_id),
+        client_certificate=request.app[common.CSMS].certificates.issued(cp_id),
         connectors=[c for c in store.connectors(cp_id)],
         command_connectors=[c.connector_id for c in store.connectors(cp_id) if c.connector_id > 0] or [1],
         tariff=tariff_view(store, tariff_id) if tariff_id else None,
@@ -654,6 +657,8 @@ async def charger_page(request: web.Request) -> web.StreamResponse:
         to_date=to_date.isoformat(),
         csv_url=f"/chargers/{cp_id}/stats.csv?" + urlencode({"from": from_date, "to": to_date}),
         reset_types=RESET_TYPES,
+        device_model=store.device_model(cp_id)[:MAX_DEVICE_MODEL_ROWS],
+        trigger_messages=TRIGGER_MESSAGES,
     )
 
 
@@ -1014,13 +1019,16 @@ def tariff_from_form(form: MultiDictProxy[Any], tariff_id: str, currency: str) -
     return {"id": tariff_id, "currency": currency, "elements": [element]}
 
 
-def _save_tariff(store: CsmsStore, body: dict[str, Any]) -> str:
-    """Validate as the REST API does (`pricing.check_tariff`) and store; raises FormError."""
+def _save_tariff(request: web.Request, body: dict[str, Any]) -> str:
+    """Validate as the REST API does (`pricing.check_tariff`) and store through the domain; raises FormError."""
+    store = _store(request)
     try:
         tariff_id, _ = check_tariff(body, store.currency())
     except InvalidTariff as exc:
         raise FormError(str(exc)) from None
-    store.put_tariff(tariff_id, json.dumps(body, ensure_ascii=False, separators=(",", ":")))
+    request.app[common.CSMS].pricing.put_tariff(
+        tariff_id, json.dumps(body, ensure_ascii=False, separators=(",", ":"))
+    )
     return tariff_id
 
 
@@ -1033,7 +1041,7 @@ async def add_tariff(request: web.Request) -> web.StreamResponse:
         tariff_id = _text_field(form, "tariff_id")  # its length is check_tariff's rule, as in the API
         if store.tariff_json(tariff_id) is not None:
             raise FormError(f"tariff {tariff_id!r} exists; edit it below")
-        return f"Tariff {_save_tariff(store, tariff_from_form(form, tariff_id, store.currency()))} added."
+        return f"Tariff {_save_tariff(request, tariff_from_form(form, tariff_id, store.currency()))} added."
 
     return await _form_action(request, "/tariffs", act)
 
@@ -1047,7 +1055,7 @@ async def edit_tariff(request: web.Request) -> web.StreamResponse:
         return error_page(request, 404, f"No tariff {tariff_id[:64]!r}.")
 
     def act(form: MultiDictProxy[Any]) -> str:
-        return f"Tariff {_save_tariff(store, tariff_from_form(form, tariff_id, store.currency()))} saved."
+        return f"Tariff {_save_tariff(request, tariff_from_form(form, tariff_id, store.currency()))} saved."
 
     return await _form_action(request, "/tariffs", act)
 
@@ -1157,7 +1165,7 @@ async def add_card(request: web.Request) -> web.StreamResponse:
     store = _store(request)
 
     def act(form: MultiDictProxy[Any]) -> str:
-        id_tag = _text_field(form, "id_tag", max_len=20)
+        id_tag = _text_field(form, "id_tag", max_len=MAX_ID_TAG_LENGTH)
         owner = _text_field(form, "user_id", required=False)
         user_id = _int_field(form, "user_id", low=1, high=2**53) if owner else None
         mode = _text_field(form, "mode")
@@ -1230,7 +1238,7 @@ def command_call(
     """The dashboard command named ``action`` (its form's path) as a call on the port (FormError if malformed)."""
     timeout_s = COMMAND_TIMEOUT_S
     if action == "RemoteStartTransaction":
-        id_tag = _text_field(form, "idTag", max_len=20)
+        id_tag = _text_field(form, "idTag", max_len=MAX_ID_TAG_LENGTH)
         evse = (
             _int_field(form, "connectorId", low=1, high=10_000)
             if _text_field(form, "connectorId", required=False)
@@ -1265,6 +1273,12 @@ def describe_reply(reply: CommandReply) -> str:
     return ", ".join(parts)
 
 
+async def _operation_reply(result: Awaitable[dict[str, Any]]) -> CommandReply:
+    """An operation's result shown like a command's reply."""
+    fields = dict(await result)
+    return CommandReply(str(fields.pop("status", "")), fields.pop("fields", fields))
+
+
 @page
 async def charger_command(request: web.Request) -> web.StreamResponse:
     """POST /chargers/{cp_id}/commands/{action}: send the OCPP call and show the charger's reply."""
@@ -1275,12 +1289,17 @@ async def charger_command(request: web.Request) -> web.StreamResponse:
     default = f"/chargers/{cp_id}"
     if csms.store.charger(cp_id) is None:
         return error_page(request, 404, f"No charger {cp_id!r}.")
+    operation = OPERATIONS.get(action)
     try:
-        pending = command_call(csms.commands, cp_id, action, form)
+        if operation is not None:
+            body = body_from_form(operation, {k: v for k, v in form.items() if isinstance(v, str)})
+            operation.check(body)
+            pending: Awaitable[CommandReply] = _operation_reply(operation.run(csms, cp_id, body))
+        else:
+            pending = command_call(csms.commands, cp_id, action, form)
+        reply = await pending
     except FormError as exc:
         return back(request, default, "error", f"{action}: {exc}", form=form)
-    try:
-        reply = await pending
     except CommandFailed as exc:
         if exc.code == CommandFailed.NOT_CONNECTED:
             text = f"{cp_id} is not connected; {action} not sent."
@@ -1288,6 +1307,8 @@ async def charger_command(request: web.Request) -> web.StreamResponse:
             text = f"{cp_id} did not answer {action} in time."
         elif exc.code == CommandFailed.DISCONNECTED:
             text = f"{cp_id} disconnected before answering {action}."
+        elif exc.code == CommandFailed.NOT_IN_VERSION:
+            text = f"{action} not sent: {exc.description}"
         else:
             text = f"{cp_id} answered {action} with a CallError: {exc.code}"
             text += f" ({exc.description})" if exc.description else ""
@@ -1298,6 +1319,13 @@ async def charger_command(request: web.Request) -> web.StreamResponse:
 
 
 # ---------------------------------------------------------------------------------------------- wiring
+
+
+def add_nav(app: web.Application, href: str, label: str) -> None:
+    """Add a page of another package (OCPI partners) to the dashboard's main menu."""
+    entries = app[_ENV].globals["nav_extra"]
+    assert isinstance(entries, list)
+    entries.append((href, label))
 
 
 def environment() -> jinja2.Environment:
@@ -1312,6 +1340,7 @@ def environment() -> jinja2.Environment:
     env.filters["status_class"] = lambda s: "status-" + re.sub(r"[^a-z]", "", str(s).lower())
     env.filters["isotime"] = format_iso
     env.globals["connector_label"] = _connector_label
+    env.globals["nav_extra"] = []  # pages other packages add to the main menu (add_nav)
     env.globals["dimension_units"] = DIMENSION_UNITS
     return env
 

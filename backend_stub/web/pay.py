@@ -47,6 +47,7 @@ from aiohttp import web
 from backend_stub.domain import tariffs
 from backend_stub.domain.central import Central
 from backend_stub.domain.payments import (
+    PAYMENT_TRANSITIONS,
     PROVIDER_CHOICES,
     CallbackRejected,
     Checkout,
@@ -518,7 +519,12 @@ class PaymentService:
                 callback_url=f"{base}/pay/callback/{provider.name}",
             )
         )
-        self.store.set_payment_status(payment.id, PaymentStatus.CREATED, provider_ref=checkout.provider_ref)
+        self.store.set_payment_status(
+            payment.id,
+            PaymentStatus.CREATED,
+            transitions=PAYMENT_TRANSITIONS,
+            provider_ref=checkout.provider_ref,
+        )
         self._checkout_urls[payment.id] = checkout.redirect_url
         raise web.HTTPSeeOther(checkout.redirect_url)
 

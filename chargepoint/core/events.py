@@ -9,9 +9,9 @@ from __future__ import annotations
 
 from dataclasses import dataclass
 from datetime import datetime
-from typing import Any
+from typing import Any, Protocol
 
-from chargepoint.core.model import ConnectorState, ErrorCode, Sample, StopReason
+from chargepoint.core.model import ConnectorState, ErrorCode, IdTagInfo, Sample, StopReason
 
 
 @dataclass(frozen=True, slots=True)
@@ -73,6 +73,44 @@ class StatusChanged:
     error_code: ErrorCode
     info: str | None
     timestamp: datetime
+
+
+# What the central system answered to outbox events, told to the core whoever delivered them (any version).
+@dataclass(frozen=True, slots=True)
+class IdTagInfoReceived:
+    """An answer carried an idTag's status (1.6 StartTransaction/StopTransaction idTagInfo): cache it."""
+
+    id_tag: str
+    info: IdTagInfo
+
+
+@dataclass(frozen=True, slots=True)
+class TransactionStartAnswered:
+    """The start of transaction ``local_tx_id`` was answered with ``info``; ``taken`` is False when the answer was
+    malformed but its status readable (the start is retried, the status acted on all the same)."""
+
+    local_tx_id: int
+    info: IdTagInfo
+    taken: bool
+
+
+@dataclass(frozen=True, slots=True)
+class TransactionNotStarted:
+    """The central system never took the start of transaction ``local_tx_id`` (a dead letter), and why."""
+
+    local_tx_id: int
+    why: str
+
+
+CsmsAnswer = IdTagInfoReceived | TransactionStartAnswered | TransactionNotStarted
+
+
+class AnswerListener(Protocol):
+    """Who hears of the central system's answers (the station)."""
+
+    async def __call__(self, answer: CsmsAnswer) -> None:
+        """Act on one answer; the outbox awaits it before it goes on."""
+        ...
 
 
 TransactionEvent = TransactionStarted | TransactionUpdated | TransactionEnded

@@ -32,7 +32,13 @@ from chargepoint.core.blocks.recovery import Recovery
 from chargepoint.core.blocks.sessions import Sessions
 from chargepoint.core.blocks.smart_charging import SmartCharging
 from chargepoint.core.connector import Connector
-from chargepoint.core.events import StatusChanged
+from chargepoint.core.events import (
+    CsmsAnswer,
+    IdTagInfoReceived,
+    StatusChanged,
+    TransactionNotStarted,
+    TransactionStartAnswered,
+)
 from chargepoint.core.evse import Evse
 from chargepoint.core.model import (
     AvailabilityResult,
@@ -224,6 +230,16 @@ class Station:
                 "notice": ctx.notices.get(cid),
             }
         return out
+
+    async def csms_answered(self, answer: CsmsAnswer) -> None:
+        """The central system answered an outbox event (``OutboxSender`` reports it, whatever the version)."""
+        match answer:
+            case IdTagInfoReceived(id_tag, info):
+                self.authorization.id_tag_info(id_tag, info)
+            case TransactionStartAnswered(local_tx_id, info, taken):
+                await self.sessions.transaction_confirmed(local_tx_id, info, taken=taken)
+            case TransactionNotStarted(local_tx_id, why):
+                await self.sessions.transaction_not_started(local_tx_id, why)
 
     # faults
     async def raise_fault(self, cid: int, code: ErrorCode, info: str | None = None) -> None:

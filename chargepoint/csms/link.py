@@ -31,6 +31,7 @@ from chargepoint.core.security import TLS_FAILURE_EVENTS, SecurityEvents, Securi
 from chargepoint.core.settings import Settings
 from chargepoint.core.station import Station
 from chargepoint.csms.outbox import OutboxSender
+from chargepoint.csms.session import CallObserver, Session, SessionDeps, SessionFactory
 from chargepoint.csms.v16.adapter import V16Session
 from chargepoint.csms_url import station_url
 from chargepoint.errors import CsmsUnavailable, StorageError
@@ -40,28 +41,8 @@ from chargepoint.store import Store
 log = logging.getLogger(__name__)
 
 
-class Session(Protocol):
-    """What a version adapter offers the link."""
-
-    accepted: asyncio.Event
-    ever_accepted: bool
-    boot_status: str | None  # the last BootNotification answer on this connection (None: not answered yet)
-
-    async def run(self) -> None:
-        """Boot and serve until the connection closes."""
-        ...
-
-    async def authorize(self, id_tag: str) -> IdTagInfo:
-        """Online Authorize."""
-        ...
-
-    def status_changed(self, cid: int) -> None:
-        """Report a connector status change."""
-        ...
-
-
 # The OCPP version is chosen once, here, from the negotiated subprotocol.
-ADAPTERS: dict[str, type[V16Session]] = {"ocpp1.6": V16Session}
+ADAPTERS: dict[str, SessionFactory] = {"ocpp1.6": V16Session}
 SUBPROTOCOL_BY_VERSION = {"1.6": "ocpp1.6"}
 CLOSE_TIMEOUT_S = 2.0
 # A clock correction from the CSMS larger than this is a SettingSystemTime security event (smaller ones are drift).
@@ -191,13 +172,6 @@ class InboundCap:
         self._reader.cancel()
 
 
-class CallObserver(Protocol):
-    """Told of every CALL this charge point sent: its action, seconds to the answer, and the CallError code or
-    ``Timeout``/``ConnectionClosed`` (None for a CALLRESULT). For metrics only; it must not raise or block."""
-
-    def __call__(self, action: str, latency_s: float, error: str | None) -> None: ...
-
-
 class SettableClock(Clock, Protocol):
     """A clock the CSMS may correct."""
 
@@ -223,7 +197,6 @@ class Link:
     ) -> None:
         self.identity = identity
         self.csms_config = csms_config
-        self.station = station
         self.store = store
         self.settings = settings
         self.clock = clock
@@ -231,7 +204,9 @@ class Link:
         self.rng = rng or random.Random()
         self.call_observer: CallObserver | None = None
         self.max_queued_calls = MAX_QUEUED_CALLS
-        self.outbox = OutboxSender(store, settings, station)
+        self.outbox = OutboxSender(store, settings, station.csms_answered)
+        # What each session is given: the station's commands and the store as ports, never the link's way to them.
+        self.session_deps = SessionDeps(self, station, store, settings, self)
         self.session: Session | None = None
         self.reconnects = 0  # reconnect attempts (after a refusal, an unreachable CSMS or a closed session)
         self.connections = 0  # WebSocket sessions that were opened (so connections - 1 successful reconnects)
@@ -462,7 +437,7 @@ class Link:
         self._ws = ws
         self.touch()
         inbound = InboundCap(ws, self.store, self.max_queued_calls)
-        session = adapter(self, inbound)
+        session = adapter(self.session_deps, inbound)
         self.session = session
         try:
             await session.run()

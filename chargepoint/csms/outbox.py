@@ -5,16 +5,20 @@ from __future__ import annotations
 import asyncio
 import logging
 from dataclasses import dataclass
-from typing import TYPE_CHECKING, Any, Protocol
+from typing import Any, Protocol
 
-from chargepoint.core.events import OutboxKind, OutboxMessage
+from chargepoint.core.events import (
+    AnswerListener,
+    IdTagInfoReceived,
+    OutboxKind,
+    OutboxMessage,
+    TransactionNotStarted,
+    TransactionStartAnswered,
+)
 from chargepoint.core.model import AuthStatus, IdTagInfo
 from chargepoint.core.settings import Settings
 from chargepoint.errors import CsmsRejected, CsmsUnavailable, StorageError
 from chargepoint.store import Store
-
-if TYPE_CHECKING:
-    from chargepoint.core.station import Station
 
 log = logging.getLogger(__name__)
 STORAGE_RETRY_S = 1.0
@@ -59,12 +63,13 @@ class Deliverer(Protocol):
 
 
 class OutboxSender:
-    """Drains the store's outbox through whichever session is connected."""
+    """Drains the store's outbox through whichever session is connected; the answers go to ``answers`` as
+    typed events (``core/events.py``), so the outbox knows neither the OCPP version nor the station."""
 
-    def __init__(self, store: Store, settings: Settings, station: Station) -> None:
+    def __init__(self, store: Store, settings: Settings, answers: AnswerListener) -> None:
         self.store = store
         self.settings = settings
-        self.station = station
+        self.answers = answers
         self.wake = asyncio.Event()
         self.idle = asyncio.Event()
         self.not_delivering = asyncio.Event()
@@ -126,7 +131,7 @@ class OutboxSender:
         except MalformedAnswer as exc:
             info = exc.id_tag_info
             if exc.id_tag is not None and info is not None:
-                self.station.id_tag_info(exc.id_tag, info)
+                await self.answers(IdTagInfoReceived(exc.id_tag, info))
             if (
                 message.local_tx_id is not None
                 and info is not None
@@ -134,7 +139,7 @@ class OutboxSender:
             ):
                 # OCPP 1.6 §5.x StopTransactionOnInvalidId: the status is readable, the rest is not; act on it now
                 # as for a well-formed answer, rather than let the session charge while the message is retried.
-                await self.station.transaction_confirmed(message.local_tx_id, info, taken=False)
+                await self.answers(TransactionStartAnswered(message.local_tx_id, info, taken=False))
             await self._refused(message, f"{exc.code}: {exc.description}")
             return
         except CsmsRejected as exc:
@@ -172,7 +177,7 @@ class OutboxSender:
             await asyncio.sleep(STORAGE_RETRY_S)
             return
         if message.kind == OutboxKind.START and message.local_tx_id is not None:
-            await self.station.transaction_not_started(message.local_tx_id, reason)
+            await self.answers(TransactionNotStarted(message.local_tx_id, reason))
 
     async def _acknowledge(self, message: OutboxMessage, result: Delivered) -> None:
         """Record the answer and drop the message, retrying while storage refuses: the answer is never lost
@@ -183,13 +188,13 @@ class OutboxSender:
         mark = self.store.mark()
         self.store.acknowledge(message.seq, csms_tx_id=result.csms_tx_id, local_tx_id=message.local_tx_id)
         if result.id_tag is not None and result.id_tag_info is not None:
-            self.station.id_tag_info(result.id_tag, result.id_tag_info)
+            await self.answers(IdTagInfoReceived(result.id_tag, result.id_tag_info))
         if (
             result.csms_tx_id is not None
             and message.local_tx_id is not None
             and result.id_tag_info is not None
         ):
-            await self.station.transaction_confirmed(message.local_tx_id, result.id_tag_info, taken=True)
+            await self.answers(TransactionStartAnswered(message.local_tx_id, result.id_tag_info, taken=True))
         delay = STORAGE_RETRY_S
         while True:
             try:

@@ -6,11 +6,13 @@ import asyncio
 import contextlib
 from collections.abc import AsyncIterator, Awaitable, Callable
 from dataclasses import dataclass
+from datetime import UTC, datetime
 from pathlib import Path
 from typing import Any
 
 import pytest
 
+from backend_stub.domain.ca import CertificateAuthority
 from backend_stub.testing.server import ScriptedCentralSystem as CentralSystem
 from chargepoint.agent import Agent
 from chargepoint.config import AgentConfig, parse
@@ -164,3 +166,11 @@ async def start_agent(cs: CentralSystem, tmp_path: Path) -> AsyncIterator[StartA
         await handle.stop()
     # The charger must never have sent anything the schemas reject.
     assert cs.violations == []
+
+
+@pytest.fixture
+def ca(tmp_path: Path) -> CertificateAuthority:
+    """A certificate authority for security profile 3 tests, stored in the test's directory."""
+    return CertificateAuthority.load_or_create(
+        tmp_path / "ca.pem", tmp_path / "ca-key.pem", "Test CSMS CA", datetime.now(UTC)
+    )

@@ -55,11 +55,47 @@ async def store(tmp_path: Path) -> AsyncIterator[CsmsStore]:
         yield s
 
 
-@pytest.fixture
-def ca(tmp_path: Path) -> CertificateAuthority:
-    return CertificateAuthority.load_or_create(
-        tmp_path / "ca.pem", tmp_path / "ca-key.pem", "Test CSMS CA", NOW
+def profile3_server_tls(tmp_path: Path, ca: CertificateAuthority) -> ssl.SSLContext:
+    """A server context for 127.0.0.1 (certificate from ``ca``) that requires client certificates from ``ca``."""
+    server_key = ec.generate_private_key(ec.SECP256R1())
+    server_cert = (
+        x509.CertificateBuilder()
+        .subject_name(x509.Name([x509.NameAttribute(NameOID.COMMON_NAME, "127.0.0.1")]))
+        .issuer_name(ca.certificate.subject)
+        .public_key(server_key.public_key())
+        .serial_number(x509.random_serial_number())
+        .not_valid_before(NOW - timedelta(minutes=5))
+        .not_valid_after(NOW + timedelta(days=1))
+        .add_extension(
+            x509.SubjectAlternativeName([x509.IPAddress(IPv4Address("127.0.0.1"))]), critical=False
+        )
+        .sign(ca.key, hashes.SHA256())
     )
+    (tmp_path / "server.pem").write_bytes(server_cert.public_bytes(serialization.Encoding.PEM))
+    (tmp_path / "server.key").write_bytes(
+        server_key.private_bytes(
+            serialization.Encoding.PEM, serialization.PrivateFormat.PKCS8, serialization.NoEncryption()
+        )
+    )
+    (tmp_path / "ca-only.pem").write_text(ca.pem)
+    return tls_context(tmp_path / "server.pem", tmp_path / "server.key", tmp_path / "ca-only.pem")
+
+
+def client_tls(tmp_path: Path, chain_pem: str, key: Any) -> ssl.SSLContext:
+    """A charger's client context: trusts the CA (the chain's last certificate), presents ``chain_pem``."""
+    (tmp_path / "client.pem").write_text(chain_pem)
+    (tmp_path / "client.key").write_bytes(
+        key.private_bytes(
+            serialization.Encoding.PEM, serialization.PrivateFormat.PKCS8, serialization.NoEncryption()
+        )
+    )
+    client = ssl.create_default_context(
+        cadata=x509.load_pem_x509_certificates(chain_pem.encode())[-1]
+        .public_bytes(serialization.Encoding.PEM)
+        .decode()
+    )
+    client.load_cert_chain(tmp_path / "client.pem", tmp_path / "client.key")
+    return client
 
 
 async def booted(url: str) -> ClientConnection:
@@ -107,43 +143,15 @@ async def test_sign_certificate_then_tls_with_it(
     ) == key.public_key().public_bytes(
         serialization.Encoding.DER, serialization.PublicFormat.SubjectPublicKeyInfo
     )
-    assert app.central.certificates.issued["CP-1"].not_after == leaf.not_valid_after_utc
+    issued = app.central.certificates.issued("CP-1")
+    assert issued is not None and issued.not_after == leaf.not_valid_after_utc
 
     # Security profile 3: the server requires client certificates from this CA; the charger uses the new one.
-    (tmp_path / "client.pem").write_text(call[3]["certificateChain"])
-    (tmp_path / "client.key").write_bytes(
-        key.private_bytes(
-            serialization.Encoding.PEM, serialization.PrivateFormat.PKCS8, serialization.NoEncryption()
-        )
-    )
-    server_key = ec.generate_private_key(ec.SECP256R1())
-    server_cert = (
-        x509.CertificateBuilder()
-        .subject_name(x509.Name([x509.NameAttribute(NameOID.COMMON_NAME, "127.0.0.1")]))
-        .issuer_name(ca.certificate.subject)
-        .public_key(server_key.public_key())
-        .serial_number(x509.random_serial_number())
-        .not_valid_before(NOW - timedelta(minutes=5))
-        .not_valid_after(NOW + timedelta(days=1))
-        .add_extension(
-            x509.SubjectAlternativeName([x509.IPAddress(IPv4Address("127.0.0.1"))]), critical=False
-        )
-        .sign(ca.key, hashes.SHA256())
-    )
-    (tmp_path / "server.pem").write_bytes(server_cert.public_bytes(serialization.Encoding.PEM))
-    (tmp_path / "server.key").write_bytes(
-        server_key.private_bytes(
-            serialization.Encoding.PEM, serialization.PrivateFormat.PKCS8, serialization.NoEncryption()
-        )
-    )
     app = Csms(store, admin_token=ADMIN_TOKEN, ca=ca)
-    app.server.ssl_context = tls_context(
-        tmp_path / "server.pem", tmp_path / "server.key", tmp_path / "ca.pem"
-    )
+    app.server.ssl_context = profile3_server_tls(tmp_path, ca)
     await app.start()
     try:
-        client = ssl.create_default_context(cafile=tmp_path / "ca.pem")
-        client.load_cert_chain(tmp_path / "client.pem", tmp_path / "client.key")
+        client = client_tls(tmp_path, call[3]["certificateChain"], key)
         async with connect(f"{app.url}/CP-1", subprotocols=["ocpp1.6"], ssl=client) as tls_ws:
             assert (await _call(tls_ws, "boot", "BootNotification", BOOT))[2]["status"] == "Accepted"
         without = ssl.create_default_context(cafile=tmp_path / "ca.pem")
@@ -175,7 +183,7 @@ async def test_bad_csrs_are_rejected(store: CsmsStore, ca: CertificateAuthority,
         await ws.close()
     finally:
         await app.stop()
-    assert app.central.certificates.issued == {}
+    assert app.central.certificates.issued("CP-1") is None
 
 
 async def test_without_a_ca_every_csr_is_rejected(store: CsmsStore) -> None:
@@ -251,7 +259,9 @@ async def test_certificates_from_the_rest_api_and_expiry_on_the_dashboard(
         await ws.send(json.dumps([2, "sign", "SignCertificate", {"csr": make_csr("CP-1")[1]}]))
         await until(lambda: "sign" in results, 10, "no SignCertificate answer")
         assert results["sign"] == {"status": "Accepted"}
-        await until(lambda: "CP-1" in app.central.certificates.issued, 10, "no CertificateSigned accepted")
+        await until(
+            lambda: app.central.certificates.issued("CP-1") is not None, 10, "no CertificateSigned accepted"
+        )
         async with aiohttp.ClientSession(base_url=app.http_url, headers=ADMIN) as http:
             async with http.post(
                 "/api/chargers/CP-1/certificates", json={"kind": "csms_root", "pem": ca.pem}
@@ -267,7 +277,8 @@ async def test_certificates_from_the_rest_api_and_expiry_on_the_dashboard(
                 assert (resp.status, (await resp.json())["status"]) == (200, "NotFound")
             async with http.get("/api/chargers/CP-1/certificates?kind=manufacturer_root") as resp:
                 listed = await resp.json()
-            issued = app.central.certificates.issued["CP-1"]
+            issued = app.central.certificates.issued("CP-1")
+            assert issued is not None
             assert listed["certificates"] == [delete]
             assert listed["client_certificate"]["serial_number"] == issued.serial_hex
             for bad in ({"kind": "csms_root", "pem": "not a certificate"}, {"kind": "other", "pem": ca.pem}):

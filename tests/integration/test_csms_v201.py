@@ -499,6 +499,64 @@ async def test_certificate_commands_reach_a_201_station_in_its_own_shapes(csms: 
     ]
 
 
+async def test_a_transaction_started_without_id_token_is_billed_once_authorized(csms: Csms) -> None:
+    """E02/E03: Started (EVConnected, no idToken) at 1000 Wh, Updated (no idToken) at 1004 Wh, then Updated with the
+    idToken, Ended at 1010 Wh: the card pays for all 10 Wh from the start, with no seqNo gap recorded. A transaction
+    that ends without any idToken is billed to nobody and is no security event."""
+    store = csms.store
+    store.add_charger("CP-U")
+    user = store.add_user("Ada")
+    store.add_card("CARDU", user_id=user.id, mode="prepaid")
+    store.topup("CARDU", 5_000, "tu")
+    running = await station(csms, "CP-U")
+    try:
+        started = await running.cp.ask(
+            event("Started", 0, "tx-u", T0, meter_value=energy(1000, "Transaction.Begin", T0))
+        )
+        assert started.id_token_info is None  # nothing to say about a token it did not send
+        assert store.active_transactions("CP-U") == []  # nobody to bill yet
+        await running.cp.ask(event("Updated", 1, "tx-u", "2026-11-22T10:01:00Z"))
+        authorized = await running.cp.ask(event("Updated", 2, "tx-u", "2026-11-22T10:02:00Z", token="CARDU"))
+        assert authorized.id_token_info["status"] == "Accepted"
+        await running.cp.ask(event("Ended", 3, "tx-u", T5, meter_value=energy(1010, "Transaction.End", T5)))
+        # Another transaction that never gets an idToken.
+        await running.cp.ask(
+            event("Started", 0, "tx-n", T0, meter_value=energy(2000, "Transaction.Begin", T0))
+        )
+        await running.cp.ask(event("Ended", 1, "tx-n", T5, meter_value=energy(2050, "Transaction.End", T5)))
+    finally:
+        await running.close()
+    (tx,) = store.recent_transactions(cp_id="CP-U")
+    assert (tx.id_tag, tx.station_tx_id, tx.meter_start_wh, tx.energy_wh) == ("CARDU", "tx-u", 1000, 10)
+    assert tx.started_at.isoformat() == "2026-11-22T10:00:00+00:00"
+    assert tx.cost_minor == 100
+    assert store.balance("CARDU") == 4_900
+    assert store.security_events(cp_id="CP-U") == []
+    assert (
+        store.unauthorized_start("CP-U", "tx-n") is None and store.unauthorized_start("CP-U", "tx-u") is None
+    )
+
+
+async def test_a_36_character_emaid_authorizes_and_is_billed(csms: Csms) -> None:
+    """A 2.0.1 idToken longer than 1.6's 20 characters (an eMAID, up to 36): a card like any other."""
+    emaid = "DE-ABC-C123456789012345678901-X"  # 31 characters
+    store = csms.store
+    store.add_charger("CP-E")
+    store.add_card(emaid, user_id=None, mode="personal")
+    running = await station(csms, "CP-E")
+    try:
+        auth = await running.cp.ask(call.Authorize(id_token={"id_token": emaid, "type": "eMAID"}))
+        assert auth.id_token_info["status"] == "Accepted"
+        await running.cp.ask(
+            event("Started", 0, "tx-e", T0, token=emaid, meter_value=energy(0, "Transaction.Begin", T0))
+        )
+        await running.cp.ask(event("Ended", 1, "tx-e", T5, meter_value=energy(2000, "Transaction.End", T5)))
+    finally:
+        await running.close()
+    (tx,) = store.recent_transactions(cp_id="CP-E")
+    assert (tx.id_tag, tx.energy_wh, tx.cost_minor) == (emaid, 2000, 20_000)
+
+
 @pytest.mark.parametrize("answer", ["Accepted", "Rejected"])
 async def test_basic_auth_password_rotation_by_set_variables(csms: Csms, answer: str) -> None:
     """OCPP 2.0.1 A01: SetVariables SecurityCtrlr.BasicAuthPassword; once the station accepts, the new password

@@ -553,7 +553,11 @@ async def test_tc_074_cs_certificate_by_request_of_the_bundled_csms_then_profile
             await until(online(agent), 10)
             trigger = {"requestedMessage": "SignChargePointCertificate"}
             assert await app.server.call(CP, "ExtendedTriggerMessage", trigger) == {"status": "Accepted"}
-            await until(lambda: CP in app.central.certificates.issued, 10, "CertificateSigned never accepted")
+            await until(
+                lambda: app.central.certificates.issued(CP) is not None,
+                10,
+                "CertificateSigned never accepted",
+            )
             assert agent.store is not None
             (own,) = agent.store.installed_certificates(CertificateUse.CHARGE_POINT)
             leaf = x509.load_pem_x509_certificates(own.pem.encode())[0]

@@ -189,3 +189,96 @@ def test_every_session_phase_has_a_neutral_connector_status() -> None:
     """The core's own table: every ConnectorState is summarised as a ConnectorStatus, and every status is used."""
     assert set(model.CONNECTOR_STATUS) == set(model.ConnectorState)
     assert set(model.CONNECTOR_STATUS.values()) == set(model.ConnectorStatus)
+
+
+# The station's functional blocks (core/blocks/): one shared context, blocks that use each other only through
+# public members given in their constructors, and a Station that only wires them.
+BLOCKS_DIR = CORE_DIR / "blocks"
+STATION_MAX_LINES = 400
+
+
+def _private_reaches(tree: ast.AST) -> list[str]:
+    """Every ``x._name`` where ``x`` is not ``self`` or ``cls``: a reach into another object's internals."""
+    found: list[str] = []
+    for node in ast.walk(tree):
+        if (
+            isinstance(node, ast.Attribute)
+            and node.attr.startswith("_")
+            and not node.attr.startswith("__")
+            and not (isinstance(node.value, ast.Name) and node.value.id in ("self", "cls"))
+        ):
+            found.append(f"{ast.unparse(node.value)}.{node.attr}")
+        elif isinstance(node, ast.ImportFrom) and (node.module or "").startswith("chargepoint."):
+            found.extend(f"{node.module}.{a.name}" for a in node.names if a.name.startswith("_"))
+    return found
+
+
+def test_private_reach_checker_catches_reaches() -> None:
+    source = (
+        "from chargepoint.core.blocks.faults import _helper\n"
+        "self._mine = 1\n"
+        "self.faults._unsaved = 2\n"
+        "ctx._open_generation[1] += 1\n"
+        "x.__class__\n"
+    )
+    assert _private_reaches(ast.parse(source)) == [
+        "chargepoint.core.blocks.faults._helper",
+        "self.faults._unsaved",
+        "ctx._open_generation",
+    ]
+
+
+@pytest.mark.parametrize(
+    "path", [*sorted(BLOCKS_DIR.glob("*.py")), CORE_DIR / "station.py"], ids=lambda p: p.name
+)
+def test_blocks_do_not_reach_into_each_others_internals(path: Path) -> None:
+    """A block uses another block, or the context, only through its public members."""
+    reaches = _private_reaches(ast.parse(path.read_text(encoding="utf-8"), filename=str(path)))
+    assert not reaches, f"{path.name} reaches into internals: {reaches}"
+
+
+def test_context_knows_no_block() -> None:
+    """The shared context sits below every block (opening a relay must not wait behind any of them)."""
+    tree = ast.parse((BLOCKS_DIR / "context.py").read_text(encoding="utf-8"))
+    blocks = [
+        n
+        for n in _imported_names(tree, "chargepoint.core.blocks")
+        if n.startswith("chargepoint.core.blocks.")
+    ]
+    assert blocks == []
+
+
+def test_station_only_wires_its_blocks() -> None:
+    """station.py stays small and keeps no logic of its own behind private methods: that goes in a block."""
+    source = (CORE_DIR / "station.py").read_text(encoding="utf-8")
+    assert len(source.splitlines()) <= STATION_MAX_LINES
+    station = next(n for n in ast.parse(source).body if isinstance(n, ast.ClassDef) and n.name == "Station")
+    private = [
+        f.name
+        for f in station.body
+        if isinstance(f, ast.FunctionDef | ast.AsyncFunctionDef)
+        and f.name.startswith("_")
+        and f.name != "__init__"
+    ]
+    assert private == []
+
+
+CSMS_DIR = CORE_DIR.parent / "csms"
+
+
+@pytest.mark.parametrize("path", sorted((CSMS_DIR / "v16").glob("*.py")), ids=lambda p: p.name)
+def test_adapters_get_their_collaborators_explicitly(path: Path) -> None:
+    """A version adapter is given SessionDeps; it never imports the link, nor reaches the station or store
+    through it (the link is not a service locator)."""
+    source = path.read_text(encoding="utf-8")
+    imported = _imported_names(ast.parse(source), "chargepoint.csms.v16")
+    assert "chargepoint.csms.link" not in imported
+    assert "link.station" not in source and "link.store" not in source
+
+
+def test_outbox_names_no_station() -> None:
+    """The outbox reports answers as events (core/events.py CsmsAnswer); it does not call the station."""
+    tree = ast.parse((CSMS_DIR / "outbox.py").read_text(encoding="utf-8"))
+    assert not [
+        n for n in _imported_names(tree, "chargepoint.csms") if n.startswith("chargepoint.core.station")
+    ]

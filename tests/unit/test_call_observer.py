@@ -9,6 +9,7 @@ from typing import Any
 
 import pytest
 
+from chargepoint.csms.session import SessionDeps
 from chargepoint.csms.v16.adapter import V16Session
 from chargepoint.errors import CsmsRejected, CsmsUnavailable
 
@@ -28,14 +29,13 @@ def _session(seen: list[tuple[str, float, str | None]]) -> tuple[V16Session, _Co
     link = SimpleNamespace(
         identity=SimpleNamespace(id="CP-1"),
         csms_config=SimpleNamespace(response_timeout_s=5.0),
-        station=None,
-        settings=None,
         ids=lambda: f"id-{next(counter)}",
         touch=lambda: None,
         call_observer=lambda action, latency_s, error: seen.append((action, latency_s, error)),
     )
     conn = _Connection()
-    return V16Session(link, conn), conn  # type: ignore[arg-type]
+    deps = SessionDeps(link, station=None, store=None, settings=None, security=None)  # type: ignore[arg-type]
+    return V16Session(deps, conn), conn
 
 
 async def _answer(session: V16Session, conn: _Connection, frame: list[Any]) -> None:

@@ -1,5 +1,6 @@
 """Layering of the central system (DESIGN.md, issue 13): no import cycle between its modules, and neither
-``backend_stub.domain`` nor ``backend_stub.web`` imports ``backend_stub.ocpp`` (only it knows OCPP versions)."""
+``backend_stub.domain``, ``backend_stub.web`` nor ``backend_stub.ocpi`` imports ``backend_stub.ocpp`` (only it knows
+OCPP versions; OCPI sits on the domain, never on OCPP frames)."""
 
 from __future__ import annotations
 
@@ -102,7 +103,7 @@ def cycles(graph: dict[str, set[str]]) -> list[list[str]]:
 
 
 def test_the_layers_exist() -> None:
-    for package in ("ocpp", "domain", "web", "store", "testing"):
+    for package in ("ocpp", "domain", "web", "store", "testing", "ocpi"):
         assert f"{PACKAGE}.{package}" in MODULES or any(
             m.startswith(f"{PACKAGE}.{package}.") for m in MODULES
         )
@@ -112,7 +113,7 @@ def test_no_import_cycle_between_central_system_modules() -> None:
     assert cycles(import_graph()) == []
 
 
-@pytest.mark.parametrize("layer", ["domain", "web"])
+@pytest.mark.parametrize("layer", ["domain", "web", "ocpi"])
 def test_layer_does_not_import_ocpp(layer: str) -> None:
     prefix = f"{PACKAGE}.{layer}."
     bad = {
@@ -132,6 +133,18 @@ def test_only_the_command_line_and_compatibility_names_import_testing() -> None:
         if n not in allowed and not n.startswith(f"{PACKAGE}.testing.")
         for t in ts
         if t.startswith(f"{PACKAGE}.testing.")
+    ]
+    assert bad == []
+
+
+def test_domain_and_web_do_not_import_ocpi() -> None:
+    """OCPI is an adapter on the domain: the domain tells it changes through observers, never by import."""
+    bad = [
+        (n, t)
+        for n, ts in import_graph().items()
+        if n.startswith((f"{PACKAGE}.domain.", f"{PACKAGE}.web.", f"{PACKAGE}.store."))
+        for t in ts
+        if t.startswith(f"{PACKAGE}.ocpi.")
     ]
     assert bad == []
 

@@ -15,7 +15,7 @@ from zoneinfo import ZoneInfo
 import pytest
 
 from backend_stub.domain.authorization import Authorization, Decision
-from backend_stub.domain.payments import Hooks
+from backend_stub.domain.payments import PAYMENT_TRANSITIONS, Hooks
 from backend_stub.store import (
     MAX_DEVICE_VARIABLES,
     SCHEMA_VERSION,
@@ -277,8 +277,9 @@ def test_cards_are_case_insensitive_and_id_tag_limited(store: CsmsStore) -> None
     assert card is not None and card.id_tag == "AbCd1234"
     with pytest.raises(Conflict):
         store.add_card("ABCD1234", user_id=user.id)
+    store.add_card("E" * 36, user_id=None)  # an OCPP 2.0.1 idToken (eMAID) length
     with pytest.raises(InvalidInput):
-        store.add_card("X" * 21, user_id=user.id)
+        store.add_card("X" * 37, user_id=user.id)
     with pytest.raises(InvalidInput):
         store.add_card("", user_id=user.id)
     with pytest.raises(UnknownUser):
@@ -303,7 +304,7 @@ def authorize(store: CsmsStore, tag: str, now: datetime, min_balance: int | None
         ("PREPAID", 501, AuthStatus.BLOCKED, "insufficient balance: 500 is below the minimum of 501"),
         ("PERSONAL", 10_000, AuthStatus.ACCEPTED, "ok"),  # minimum applies to prepaid cards only
         ("prepaid", 0, AuthStatus.ACCEPTED, "ok"),
-        ("X" * 21, 0, AuthStatus.INVALID, "1-20"),
+        ("X" * 37, 0, AuthStatus.INVALID, "1-36"),
     ],
 )
 def test_authorize(
@@ -473,7 +474,7 @@ def test_start_transaction_validates(store: CsmsStore) -> None:
     with pytest.raises(InvalidInput):
         store.start_transaction("CP1", 1, "CARD1", -1, T0)
     with pytest.raises(InvalidInput):
-        store.start_transaction("CP1", 1, "X" * 21, 0, T0)
+        store.start_transaction("CP1", 1, "X" * 37, 0, T0)
 
 
 def test_meter_values_deduplicate_and_track_the_register(store: CsmsStore) -> None:
@@ -584,7 +585,9 @@ def test_restart_loses_nothing_that_was_acknowledged(store: CsmsStore, clock: Cl
     calls, cost_fn = flat_cost(300)
     store.stop_transaction("CP1", tx, 1000, T0 + timedelta(hours=1), "Local", cost_fn)
     payment = store.create_payment("CP1", 2, 500, "stripe", id_tag="QR1")
-    store.set_payment_status(payment.id, PaymentStatus.AUTHORIZED, provider_ref="pi_1")
+    store.set_payment_status(
+        payment.id, PaymentStatus.AUTHORIZED, provider_ref="pi_1", transitions=PAYMENT_TRANSITIONS
+    )
 
     store = reopen(store, clock)
     try:
@@ -613,16 +616,20 @@ def test_payment_transitions_are_idempotent(store: CsmsStore, clock: Clock) -> N
     with pytest.raises(IdempotencyConflict):
         store.create_payment("CP1", 1, 2500, "stripe", key="qr:1")
     clock.now = T0 + timedelta(minutes=1)
-    first = store.set_payment_status(p.id, "authorized", provider_ref="pi_9")
+    first = store.set_payment_status(p.id, "authorized", provider_ref="pi_9", transitions=PAYMENT_TRANSITIONS)
     assert first.changed and first.payment.status is PaymentStatus.AUTHORIZED
     clock.now = T0 + timedelta(minutes=2)
-    repeat = store.set_payment_status(p.id, "authorized", provider_ref="pi_9")
+    repeat = store.set_payment_status(
+        p.id, "authorized", provider_ref="pi_9", transitions=PAYMENT_TRANSITIONS
+    )
     assert not repeat.changed and repeat.payment == first.payment  # updated_at unchanged too
-    assert store.set_payment_status(p.id, PaymentStatus.CAPTURED).changed
-    assert not store.set_payment_status(p.id, PaymentStatus.AUTHORIZED).changed  # late callback
+    assert store.set_payment_status(p.id, PaymentStatus.CAPTURED, transitions=PAYMENT_TRANSITIONS).changed
+    assert not store.set_payment_status(
+        p.id, PaymentStatus.AUTHORIZED, transitions=PAYMENT_TRANSITIONS
+    ).changed  # late callback
     with pytest.raises(InvalidTransition):
-        store.set_payment_status(p.id, PaymentStatus.FAILED)
-    assert store.set_payment_status(p.id, PaymentStatus.REFUNDED).changed
+        store.set_payment_status(p.id, PaymentStatus.FAILED, transitions=PAYMENT_TRANSITIONS)
+    assert store.set_payment_status(p.id, PaymentStatus.REFUNDED, transitions=PAYMENT_TRANSITIONS).changed
     assert [s for s, _ in store.payment_history(p.id)] == ["created", "authorized", "captured", "refunded"]
     assert store.payment_by_ref("stripe", "pi_9") == store.payment(p.id)
     assert store.payment_for_id_tag("qr-0001") == store.payment(p.id)
@@ -632,14 +639,14 @@ def test_payment_errors(store: CsmsStore) -> None:
     store.add_charger("CP1")
     p = store.create_payment("CP1", 1, 100, "stripe", provider_ref="pi_1")
     with pytest.raises(Conflict):
-        store.set_payment_status(p.id, "authorized", provider_ref="pi_2")
-    store.set_payment_status(p.id, "failed")
+        store.set_payment_status(p.id, "authorized", provider_ref="pi_2", transitions=PAYMENT_TRANSITIONS)
+    store.set_payment_status(p.id, "failed", transitions=PAYMENT_TRANSITIONS)
     with pytest.raises(InvalidTransition):
-        store.set_payment_status(p.id, "captured")
+        store.set_payment_status(p.id, "captured", transitions=PAYMENT_TRANSITIONS)
     with pytest.raises(UnknownPayment):
-        store.set_payment_status(999, "captured")
+        store.set_payment_status(999, "captured", transitions=PAYMENT_TRANSITIONS)
     with pytest.raises(InvalidInput):
-        store.set_payment_status(p.id, "paid")
+        store.set_payment_status(p.id, "paid", transitions=PAYMENT_TRANSITIONS)
     with pytest.raises(InvalidInput):
         store.create_payment("CP1", 1, 0, "stripe")
     with pytest.raises(UnknownCharger):
@@ -785,7 +792,7 @@ def test_sql_metacharacters_in_every_text_field_are_stored_verbatim(store: CsmsS
     cdr = json.dumps({"note": NASTY})
     store.stop_transaction(cp, tx, 10, T0 + timedelta(minutes=1), NASTY, lambda _: (1, cdr))
     pay = store.create_payment(cp, 1, 100, NASTY, id_tag=NASTY_TAG + "P"[: 20 - len(NASTY_TAG)], key=NASTY)
-    store.set_payment_status(pay.id, "authorized", provider_ref=NASTY)
+    store.set_payment_status(pay.id, "authorized", provider_ref=NASTY, transitions=PAYMENT_TRANSITIONS)
 
     store = reopen(store, clock)
     try:
@@ -949,3 +956,54 @@ def test_the_device_model_keeps_the_newest_values_and_is_capped_per_charger(stor
     assert store.store_device_variables("A", [DeviceVariable("C", "V0", "new")], T0) == 1  # an update fits
     model = store.device_model("A")
     assert len(model) == MAX_DEVICE_VARIABLES and DeviceVariable("C", "V0", "new") in model
+
+
+def test_a_version_2_database_takes_36_character_id_tags_after_migration(
+    db_path: Path, store: CsmsStore, clock: Clock
+) -> None:
+    """Version 2 limited cards to 1.6's 20 characters; version 3 takes 2.0.1 idTokens (eMAIDs) of up to 36, and
+    the rebuilt cards table keeps every card, balance and the ledger's references to it."""
+    store.add_charger("CP1")
+    setup_card(store, "CARD-OLD", topup=1500)
+    store.close()
+    raw = sqlite3.connect(db_path)
+    raw.executescript(
+        "PRAGMA foreign_keys = OFF;"
+        + "CREATE TABLE cards_v2 AS SELECT * FROM cards; DROP TABLE cards;"
+        + V2_CARDS
+        + "INSERT INTO cards SELECT * FROM cards_v2; DROP TABLE cards_v2; PRAGMA user_version = 2;"
+    )
+    raw.close()
+    with pytest.raises(sqlite3.IntegrityError), sqlite3.connect(db_path) as check:  # what version 2 did
+        check.execute(
+            "INSERT INTO cards (id_tag, mode, status, created_at) VALUES (?, 'personal', 'active', '')",
+            ("X" * 21,),
+        )
+
+    store = CsmsStore(db_path, clock=clock)
+    try:
+        assert store._db.execute("PRAGMA user_version").fetchone()[0] == SCHEMA_VERSION
+        assert store.balance("CARD-OLD") == 1500
+        assert store._db.execute("PRAGMA foreign_key_check").fetchall() == []
+        emaid = "DE-ABC-C12345678901234567890123-X"[:36]
+        store.add_card(emaid, user_id=None)
+        assert store.card(emaid) is not None
+        with pytest.raises(InvalidInput):
+            store.add_card("Y" * 37, user_id=None)
+        tx = store.start_transaction("CP1", 1, emaid, 0, T0)
+        assert store.transaction(tx).id_tag == emaid
+    finally:
+        store.close()
+
+
+V2_CARDS = """
+CREATE TABLE cards (
+    id_tag TEXT NOT NULL COLLATE NOCASE PRIMARY KEY CHECK (length(id_tag) BETWEEN 1 AND 20),
+    user_id INTEGER REFERENCES users(id),
+    mode TEXT NOT NULL CHECK (mode IN ('personal', 'prepaid')),
+    status TEXT NOT NULL CHECK (status IN ('active', 'blocked')),
+    expiry TEXT,
+    balance_minor INTEGER NOT NULL DEFAULT 0,
+    created_at TEXT NOT NULL
+);
+"""

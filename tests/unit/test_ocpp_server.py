@@ -13,12 +13,14 @@ from datetime import datetime
 from pathlib import Path
 from typing import Any
 
+import ocpp.messages
 import pytest
+from jsonschema import Draft4Validator
 from websockets.asyncio.client import ClientConnection, connect
 from websockets.exceptions import ConnectionClosedError, ConnectionClosedOK, InvalidStatus
 from websockets.typing import Subprotocol
 
-from backend_stub.ocpp.server import NO_REPLY, CallErrorReply, Frame
+from backend_stub.ocpp.server import NO_REPLY, CallErrorReply, Frame, prime_schema_validators
 from backend_stub.testing.server import ScriptedCentralSystem as CentralSystem
 
 BOOT = {"chargePointVendor": "OpenCharge", "chargePointModel": "Test"}
@@ -422,3 +424,50 @@ def test_certificate_hashes_from_a_charger_answer_skip_what_is_not_one() -> None
     assert hash_from(hash_data(good)) == good
     for bad in (None, "x", [], {}, {**hash_data(good), "serialNumber": 7}, {"hashAlgorithm": "SHA256"}):
         assert hash_from(bad) is None
+
+
+@pytest.mark.parametrize(
+    ("schema", "payload"),
+    [
+        ("TransactionEventRequest", {"eventType": "Updated"}),
+        (
+            "TransactionEventRequest",
+            {
+                "eventType": "Updated",
+                "timestamp": "2026-11-22T10:00:00Z",
+                "triggerReason": "MeterValuePeriodic",
+                "seqNo": 1,
+                "transactionInfo": {"transactionId": "t"},
+                "meterValue": [{"timestamp": "2026-11-22T10:00:00Z", "sampledValue": [{"value": 1}]}],
+            },
+        ),
+        (
+            "TransactionEventRequest",
+            {
+                "eventType": "Updated",
+                "timestamp": "2026-11-22T10:00:00Z",
+                "triggerReason": "MeterValuePeriodic",
+                "seqNo": 1,
+                "transactionInfo": {"transactionId": "t" * 37},
+                "meterValue": [{"timestamp": "x", "sampledValue": [{"value": "1", "measurand": "Nope"}]}],
+            },
+        ),
+        ("SetVariablesResponse", {"setVariableResult": [{"attributeStatus": "Maybe"}]}),
+        ("NotifyReportRequest", {"requestId": 1, "generatedAt": "t", "seqNo": 0, "reportData": [{}]}),
+    ],
+)
+def test_primed_201_validators_give_the_packages_verdicts(schema: str, payload: dict[str, Any]) -> None:
+    """The inlined schemas (no $ref lookups) accept and refuse exactly what the package's own schemas do."""
+    prime_schema_validators("2.0.1")
+    original = Draft4Validator(
+        json.loads(
+            (Path(ocpp.messages.__file__).parent / "v201" / "schemas" / f"{schema}.json").read_text(
+                encoding="utf-8-sig"
+            )
+        )
+    )
+    primed = ocpp.messages._validators[f"{schema}_2.0.1"]
+    assert "$ref" not in json.dumps(primed.schema)
+    assert sorted(e.message for e in primed.iter_errors(payload)) == sorted(
+        e.message for e in original.iter_errors(payload)
+    )

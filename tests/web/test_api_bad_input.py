@@ -273,7 +273,7 @@ WRONG_FIELDS: list[tuple[str, str, dict[str, Any], str]] = [
     ("POST", "/api/users", {"name": "ok", "balance": 5}, "balance"),
     ("POST", "/api/cards", {}, "idTag"),
     ("POST", "/api/cards", {"idTag": 1234}, "idTag"),
-    ("POST", "/api/cards", {"idTag": "x" * 21}, "idTag"),
+    ("POST", "/api/cards", {"idTag": "x" * 37}, "idTag"),
     ("POST", "/api/cards", {"idTag": ""}, "idTag"),
     ("POST", "/api/cards", {"idTag": "N1", "user_id": "1"}, "user_id"),
     ("POST", "/api/cards", {"idTag": "N1", "user_id": 1.0}, "user_id"),

@@ -10,6 +10,7 @@ import aiohttp
 import pytest
 
 from backend_stub.app import Csms
+from backend_stub.domain.payments import PAYMENT_TRANSITIONS
 from backend_stub.store import CsmsStore, LedgerKind, PaymentStatus
 from backend_stub.web import common as webapp
 from backend_stub.web import pay as payments
@@ -36,7 +37,7 @@ async def test_restart_refunds_a_payment_captured_before_its_top_up(
     store.add_charger(CP_ID)
     tag = "QR00000000000000CD34"
     p = store.create_payment(CP_ID, 1, 400, "test", id_tag=tag, provider_ref="tp_cut_short")
-    store.set_payment_status(p.id, PaymentStatus.CAPTURED)
+    store.set_payment_status(p.id, PaymentStatus.CAPTURED, transitions=PAYMENT_TRANSITIONS)
     if card_opened:
         store.add_card(tag, user_id=None, mode="prepaid")  # crash after the card, before the top-up
     app = Csms(store, admin_token=ADMIN_TOKEN, payment_provider="test")

@@ -15,6 +15,7 @@ import pytest
 import segno
 
 from backend_stub.app import Csms
+from backend_stub.domain.payments import PAYMENT_TRANSITIONS
 from backend_stub.store import AuthStatus, CardStatus, CsmsStore, LedgerKind, Payment, PaymentStatus
 from backend_stub.web import pay as payments
 from backend_stub.web.formatting import format_money
@@ -574,7 +575,7 @@ async def test_restart_settles_a_payment_cut_short(tmp_path: Path) -> None:
     store.add_charger(CP_ID)
     tag = "QR00000000000000AB12"
     p = store.create_payment(CP_ID, 1, 400, "test", id_tag=tag, provider_ref="tp_before_crash")
-    store.set_payment_status(p.id, PaymentStatus.CAPTURED)
+    store.set_payment_status(p.id, PaymentStatus.CAPTURED, transitions=PAYMENT_TRANSITIONS)
     store.add_card(tag, user_id=None, mode="prepaid")
     store.topup(tag, 400, f"payment:{p.id}:topup", payment_id=p.id)
     app = Csms(store, admin_token=ADMIN_TOKEN, payment_provider="test")

@@ -42,7 +42,7 @@ from chargepoint.csms.v16.security import SECURITY_KEYS, SecurityHandlers, redac
 from chargepoint.errors import ChargePointError, CsmsRejected, CsmsUnavailable, StorageError
 
 if TYPE_CHECKING:
-    from chargepoint.csms.link import Link
+    from chargepoint.csms.session import SessionDeps
 
 # Validate on the event loop thread: the thread-pool round trip costs more than the validation (DESIGN.md).
 ocpp.messages.ASYNC_VALIDATION = False
@@ -310,11 +310,14 @@ class V16Session(SecurityHandlers, _OcppChargePoint):  # type: ignore[misc]
 
     subprotocol = "ocpp1.6"
 
-    def __init__(self, link: Link, connection: Any) -> None:
+    def __init__(self, deps: SessionDeps, connection: Any) -> None:
+        link = deps.link
         super().__init__(link.identity.id, connection, response_timeout=link.csms_config.response_timeout_s)
         self.link = link
-        self.station = link.station
-        self.settings = link.settings
+        self.station = deps.station
+        self.store = deps.store
+        self.settings = deps.settings
+        self.security = deps.security
         self._unique_id_generator = link.ids
         # Answers are matched by request() itself (self._pending); the base class's response queue is never used,
         # and an asyncio.Queue costs ~3 KB, which a fleet of thousands of sessions in one process notices.
@@ -394,7 +397,7 @@ class V16Session(SecurityHandlers, _OcppChargePoint):  # type: ignore[misc]
             if self._may_log():
                 log.warning("malformed frame from CSMS (%s): %.200s", exc.code, text)
             # Security whitepaper: InvalidMessages (bounded per hour by SecurityEvents, whatever the peer sends).
-            self.link.security_events.record(
+            self.security.security_events.record(
                 SecurityEventType.INVALID_MESSAGES, f"malformed frame: {exc.code}"
             )
             if unique_id is not None:
@@ -889,7 +892,7 @@ class V16Session(SecurityHandlers, _OcppChargePoint):  # type: ignore[misc]
         """The CSMS's integer id for a transaction (OCPP 1.6 StartTransaction.conf, persisted with its answer)."""
         if local_id is None:
             return 0
-        csms_id = self.link.store.csms_transaction_id(local_id)
+        csms_id = self.store.csms_transaction_id(local_id)
         if csms_id is not None:
             return csms_id
         # Messages go strictly in order, so the StartTransaction went first: it was refused for good (it is a
@@ -983,7 +986,7 @@ class V16Session(SecurityHandlers, _OcppChargePoint):  # type: ignore[misc]
         """The station's id of the running transaction the CSMS knows by ``csms_id``; None if there is none."""
         if not is_int64(csms_id):  # OCPP 1.6 §6.46 integer; 2^63 cannot be one of ours
             return None
-        store = self.link.store
+        store = self.store
         try:
             # The answer that recorded the id is committed first, awaited off the event loop (a RemoteStop right
             # behind StartTransaction.conf must find it).

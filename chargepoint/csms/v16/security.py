@@ -25,8 +25,7 @@ from chargepoint.errors import CsmsRejected, CsmsUnavailable
 
 if TYPE_CHECKING:
     from chargepoint.core.settings import Settings
-    from chargepoint.core.station import Station
-    from chargepoint.csms.link import Link
+    from chargepoint.csms.session import SecurityControls, StationCommands
 
 log = logging.getLogger(__name__)
 
@@ -90,8 +89,8 @@ def hash_data_json(data: CertificateHashData) -> dict[str, str]:
 class SecurityHandlers:
     """The whitepaper's CALLs from the central system, and SignCertificate towards it (mixed into V16Session)."""
 
-    link: Link
-    station: Station
+    security: SecurityControls
+    station: StationCommands
     settings: Settings
 
     if TYPE_CHECKING:  # provided by V16Session
@@ -107,13 +106,13 @@ class SecurityHandlers:
     @on(Action.install_certificate)
     async def on_install_certificate(self, certificate_type: str, certificate: str, **_: Any) -> Any:
         """InstallCertificate (whitepaper M05): a valid CA certificate, used from the next TLS connection."""
-        result = await self.link.certificates.install(CERTIFICATE_USE_IN[certificate_type], certificate)
+        result = await self.security.certificates.install(CERTIFICATE_USE_IN[certificate_type], certificate)
         return call_result.InstallCertificate(status=INSTALL_STATUS[result])
 
     @on(Action.get_installed_certificate_ids)
     def on_get_installed_certificate_ids(self, certificate_type: str, **_: Any) -> Any:
         """GetInstalledCertificateIds (whitepaper M03): NotFound when none of that type is installed."""
-        found = self.link.certificates.installed(CERTIFICATE_USE_IN[certificate_type])
+        found = self.security.certificates.installed(CERTIFICATE_USE_IN[certificate_type])
         if not found:
             return call_result.GetInstalledCertificateIds(status="NotFound")
         return call_result.GetInstalledCertificateIds(
@@ -129,13 +128,15 @@ class SecurityHandlers:
             serial_number=certificate_hash_data["serial_number"],
             hash_algorithm=certificate_hash_data["hash_algorithm"],
         )
-        result = await self.link.certificates.delete(wanted, in_use_profile=self.link.profiles.connecting())
+        result = await self.security.certificates.delete(
+            wanted, in_use_profile=self.security.profiles.connecting()
+        )
         return call_result.DeleteCertificate(status=DELETE_STATUS[result])
 
     @on(Action.certificate_signed)
     async def on_certificate_signed(self, certificate_chain: str, **_: Any) -> Any:
         """CertificateSigned (whitepaper A02): installed only if valid for our key and id."""
-        accepted = await self.link.certificates.accept_chain(certificate_chain)
+        accepted = await self.security.certificates.accept_chain(certificate_chain)
         return call_result.CertificateSigned(status="Accepted" if accepted else "Rejected")
 
     @on(Action.extended_trigger_message)
@@ -170,7 +171,7 @@ class SecurityHandlers:
 
     async def sign_certificate(self) -> bool:
         """A new key and CSR (CN = charge point id, O = CpoName) sent as SignCertificate; whether Accepted."""
-        csr = await self.link.certificates.new_csr()
+        csr = await self.security.certificates.new_csr()
         answer = await self.request("SignCertificate", {"csr": csr})
         accepted: bool = answer.get("status") == "Accepted"
         log.info("SignCertificate %s", "accepted; waiting for CertificateSigned" if accepted else "rejected")
@@ -179,34 +180,34 @@ class SecurityHandlers:
     def change_security_key(self, key: str, value: str) -> str:
         """ChangeConfiguration of SecurityProfile or AuthorizationKey: the status; a change applies from the next
         connection, which follows at once (``after_change_configuration``)."""
-        link = self.link
+        security = self.security
         if key == "SecurityProfile":
             have = Credentials(
-                has_password=link.password() is not None,
-                has_csms_root=link.certificates.has_csms_root(),
-                has_client_certificate=link.has_client_certificate(),
+                has_password=security.password() is not None,
+                has_csms_root=security.certificates.has_csms_root(),
+                has_client_certificate=security.has_client_certificate(),
             )
-            result = link.profiles.request(value, have)
+            result = security.profiles.request(value, have)
             if result is ProfileChange.REJECTED:
-                log.info("SecurityProfile %.10r rejected (active: %s)", value, link.profiles.active)
+                log.info("SecurityProfile %.10r rejected (active: %s)", value, security.profiles.active)
                 return "Rejected"
-            link.changed_security = True
+            security.changed_security = True
             return "Accepted"
         try:
             self.settings.set_text("authorization_key", value)
         except ValueError as exc:
             log.info("AuthorizationKey rejected: %s", exc)  # never the value: it is a secret
             return "Rejected"
-        link.security_events.record(
+        security.security_events.record(
             SecurityEventType.RECONFIGURATION_OF_SECURITY_PARAMETERS, "AuthorizationKey changed"
         )
-        link.changed_security = True
+        security.changed_security = True
         return "Accepted"
 
     @after(Action.change_configuration)
     async def after_change_configuration(self, key: str, value: str, **_: Any) -> None:
         """A new SecurityProfile or AuthorizationKey is used from the next connection: reconnect now (once the
         answer is out and the change committed)."""
-        if key in SECURITY_KEYS and self.link.changed_security:
-            self.link.changed_security = False
-            await self.link.reconnect()
+        if key in SECURITY_KEYS and self.security.changed_security:
+            self.security.changed_security = False
+            await self.security.reconnect()
