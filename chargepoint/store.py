@@ -37,6 +37,7 @@ from chargepoint.core.events import (
     encode,
 )
 from chargepoint.core.model import IdTagInfo, Sample
+from chargepoint.core.reservations import Reservation
 from chargepoint.core.smart_charging import ChargingProfile
 from chargepoint.core.storage import (
     CertificateHashData,
@@ -112,9 +113,13 @@ CREATE TABLE IF NOT EXISTS certificates (
     key_ref TEXT,
     PRIMARY KEY (station, use, hash_algorithm, issuer_name_hash, issuer_key_hash, serial_number)
 );
+CREATE TABLE IF NOT EXISTS reservations (
+    id INTEGER NOT NULL, reservation TEXT NOT NULL, station TEXT NOT NULL DEFAULT '', PRIMARY KEY (station, id)
+);
 """
 # The certificates table is new in files written since the certificate storage port: CREATE TABLE IF NOT EXISTS
 # adds it to an older file on open and leaves every other table as it was, so older files stay readable.
+# A file from before reservations gets their table from SCHEMA (CREATE TABLE IF NOT EXISTS) and reads as before.
 # Files written before rows had a station key get the column (their single agent is station ''); their old
 # single-column primary keys stay, which is right for one agent per file.
 _KEYED_TABLES = (
@@ -589,6 +594,7 @@ class Store:
         local_id = self._file.next_transaction_id()
         tx_id, connector_id, id_tag = started.transaction_id, started.connector_id, started.id_tag
         started_at, meter_start_wh = started.timestamp, started.meter_start_wh
+        reservation_id = started.reservation_id
 
         def write(db: sqlite3.Connection) -> None:
             db.execute(
@@ -608,6 +614,12 @@ class Store:
                 ),
             )
             self._enqueue(db, OutboxKind.START, local_id, start_text)
+            if reservation_id is not None:
+                # The transaction ends its reservation in the same commit (OCPP 1.6 §3.11): a crash leaves both
+                # or neither.
+                db.execute(
+                    "DELETE FROM reservations WHERE station = ? AND id = ?", (self.station, reservation_id)
+                )
 
         self._submit(write)
         return local_id
@@ -924,11 +936,15 @@ class Store:
 
     def delete_charging_profiles(self, ids: list[int]) -> Future[Any]:
         """Remove profiles by id (queued)."""
+        return self._delete_by_id("charging_profiles", ids)
+
+    def _delete_by_id(self, table: str, ids: list[int]) -> Future[Any]:
+        """Remove rows of ``table`` (a constant of ours, never input) by their ``id`` column (queued)."""
         station, ids = self.station, list(ids)
 
         def write(db: sqlite3.Connection) -> None:
             for old in ids:
-                db.execute("DELETE FROM charging_profiles WHERE station = ? AND id = ?", (station, old))
+                db.execute(f"DELETE FROM {table} WHERE station = ? AND id = ?", (station, old))
 
         return self._submit(write)
 
@@ -988,3 +1004,24 @@ class Store:
             return cur.rowcount > 0
 
         return self._submit(write)
+
+    # reservations
+    def reservations(self) -> list[Reservation]:
+        """Every stored reservation (expired ones too: the book ends those at start-up)."""
+        rows = self._read(
+            "SELECT reservation FROM reservations WHERE station = ? ORDER BY id", (self.station,)
+        )
+        return [Reservation.from_json(json.loads(row["reservation"])) for row in rows]
+
+    def put_reservation(self, reservation: Reservation) -> Future[Any]:
+        """Add a reservation or replace the one with its id (queued)."""
+        row = (self.station, reservation.reservation_id, json.dumps(reservation.to_json()))
+        return self._submit(
+            lambda db: db.execute(
+                "INSERT OR REPLACE INTO reservations (station, id, reservation) VALUES (?, ?, ?)", row
+            )
+        )
+
+    def delete_reservations(self, ids: list[int]) -> Future[Any]:
+        """Remove reservations by id (queued)."""
+        return self._delete_by_id("reservations", ids)

@@ -5,7 +5,6 @@ from __future__ import annotations
 import logging
 import math
 import re
-from collections.abc import Awaitable
 from datetime import UTC, datetime, timedelta
 from typing import Any, Final, Literal
 
@@ -25,6 +24,7 @@ from backend_stub.domain.commands import (
 )
 from backend_stub.domain.pricing import ENERGY
 from backend_stub.errors import CommandFailed
+from backend_stub.ocpp.admission import admitted
 from backend_stub.ocpp.commands import OcppCommands, dicts_in, hash_from, iso, text_in
 from backend_stub.ocpp.server import (
     OCPP16,
@@ -34,7 +34,7 @@ from backend_stub.ocpp.server import (
     HandlerResult,
     utc_now_iso,
 )
-from backend_stub.store import MAX_METER_WH, MAX_SAMPLE_VALUE, DeviceVariable, InvalidInput, MeterSample
+from backend_stub.store import MAX_METER_WH, MAX_SAMPLE_VALUE, DeviceVariable, MeterSample
 
 log = logging.getLogger(__name__)
 
@@ -228,27 +228,8 @@ class V16Handlers:
         server.call_observers.append(self.on_call_answered)
 
     def guard(self, action: str, handler: Handler) -> Handler:
-        """``handler`` answering only Accepted chargers (but BootNotification), with store refusals as CallErrors."""
-
-        def guarded(cp_id: str, payload: dict[str, Any]) -> HandlerResult | Awaitable[HandlerResult]:
-            if action != "BootNotification" and not self.central.chargers.refuse_unless_accepted(
-                cp_id, action
-            ):
-                # OCPP 1.6 §4.2.1: a Pending charger SHALL NOT send requests unless triggered, a Rejected one
-                # no OCPP message at all until its retry interval ends. A CallError, not a refusal inside a
-                # .conf: a StartTransaction.conf must carry a transactionId, so answering it would mean
-                # creating a transaction, and an Authorize.conf would tell a stranger what a card is worth.
-                # SecurityError (OCPP-J 1.6 §4.2.3) says why and gives nothing away.
-                raise CallErrorReply(
-                    "SecurityError", f"{action} is refused until BootNotification is Accepted"
-                )
-            try:
-                result = handler(cp_id, payload)
-            except InvalidInput as exc:
-                raise CallErrorReply("PropertyConstraintViolation", str(exc)[:200]) from None
-            return result
-
-        return guarded
+        """``handler`` behind the admission rules both versions share (``admission.admitted``)."""
+        return admitted(self.central, action, handler)
 
     def on_call_answered(
         self, cp_id: str, action: str, payload: dict[str, Any], answer: dict[str, Any]

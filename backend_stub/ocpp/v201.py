@@ -6,7 +6,7 @@ import itertools
 import logging
 import math
 import re
-from collections.abc import Awaitable, Callable
+from collections.abc import Callable
 from datetime import datetime
 from typing import Any, Final, Literal
 
@@ -26,6 +26,7 @@ from backend_stub.domain.commands import (
 )
 from backend_stub.domain.pricing import ENERGY
 from backend_stub.errors import CommandFailed
+from backend_stub.ocpp.admission import admitted
 from backend_stub.ocpp.commands import OcppCommands, dicts_in, hash_from, iso, text_in
 from backend_stub.ocpp.server import (
     OCPP201,
@@ -36,7 +37,7 @@ from backend_stub.ocpp.server import (
     utc_now_iso,
 )
 from backend_stub.ocpp.v16 import MAX_CONNECTOR_ID, check_int, check_time, default_unit
-from backend_stub.store import MAX_METER_WH, MAX_SAMPLE_VALUE, DeviceVariable, InvalidInput, MeterSample
+from backend_stub.store import MAX_METER_WH, MAX_SAMPLE_VALUE, DeviceVariable, MeterSample
 
 log = logging.getLogger(__name__)
 
@@ -141,23 +142,8 @@ class V201Handlers:
         server.call_observers.append(self.on_call_answered)
 
     def guard(self, action: str, handler: Handler) -> Handler:
-        """``handler`` answering only Accepted chargers (but BootNotification), with store refusals as CallErrors."""
-
-        def guarded(cp_id: str, payload: dict[str, Any]) -> HandlerResult | Awaitable[HandlerResult]:
-            # OCPP 2.0.1 B02.FR.09 / B03.FR.02: a Pending or Rejected station sends nothing but
-            # BootNotification (unless triggered); SecurityError says why and gives nothing away.
-            if action != "BootNotification" and not self.central.chargers.refuse_unless_accepted(
-                cp_id, action
-            ):
-                raise CallErrorReply(
-                    "SecurityError", f"{action} is refused until BootNotification is Accepted"
-                )
-            try:
-                return handler(cp_id, payload)
-            except InvalidInput as exc:
-                raise CallErrorReply("PropertyConstraintViolation", str(exc)[:200]) from None
-
-        return guarded
+        """``handler`` behind the admission rules both versions share (``admission.admitted``)."""
+        return admitted(self.central, action, handler)
 
     def on_call_answered(
         self, cp_id: str, action: str, payload: dict[str, Any], answer: dict[str, Any]
@@ -170,15 +156,16 @@ class V201Handlers:
         """
         if action != "SetVariables":
             return
+        # The answer comes from the station: any entry may be malformed (dicts_in/_name_of skip it).
         accepted = {
-            (r.get("component", {}).get("name"), r.get("variable", {}).get("name"))
-            for r in answer.get("setVariableResult", [])
-            if isinstance(r, dict) and r.get("attributeStatus") == "Accepted"
+            (_name_of(r.get("component")), _name_of(r.get("variable")))
+            for r in dicts_in(answer.get("setVariableResult"))
+            if r.get("attributeStatus") == "Accepted"
         }
-        for data in payload.get("setVariableData", []):
+        for data in dicts_in(payload.get("setVariableData")):
             if (
-                data.get("component", {}).get("name") == "SecurityCtrlr"
-                and data.get("variable", {}).get("name") == "BasicAuthPassword"
+                _name_of(data.get("component")) == "SecurityCtrlr"
+                and _name_of(data.get("variable")) == "BasicAuthPassword"
                 and ("SecurityCtrlr", "BasicAuthPassword") in accepted
                 and isinstance(data.get("attributeValue"), str)
                 and data["attributeValue"]
@@ -494,14 +481,20 @@ class V201Commands(OcppCommands):
     ) -> CommandReply:
         """SetVariables (OCPP 2.0.1 B05) of one variable, ``key`` as "Component.Variable"."""
         component, _, variable = key.rpartition(".")
+        component = component or "ChargingStation"
         data = {
             "attributeValue": value,
-            "component": {"name": component or "ChargingStation"},
+            "component": {"name": component},
             "variable": {"name": variable},
         }
         reply = await self.send(charger, "SetVariables", {"setVariableData": [data]}, timeout_s=timeout_s)
-        # The answer is a peer's: anything but a list of objects with a short string status is no status.
-        results = dicts_in(reply.get("setVariableResult"), 1)
+        # The answer is a peer's: only an object naming the variable we set, with a short string status, is a
+        # status (matched like the password observer matches it, so both read the same answer alike).
+        results = [
+            r
+            for r in dicts_in(reply.get("setVariableResult"))
+            if (_name_of(r.get("component")), _name_of(r.get("variable"))) == (component, variable)
+        ][:1]
         status = text_in(results[0].get("attributeStatus"), 32) if results else None
         return CommandReply(status or "", {"setVariableResult": results})
 

@@ -29,7 +29,8 @@ _IN_TX = [S.CHARGING, S.SUSPENDED_EV, S.SUSPENDED_EVSE]
 TRANSITIONS: list[dict[str, Any]] = [
     {"trigger": "plug_in", "source": S.AVAILABLE, "dest": S.PREPARING},
     # Finishing -> Preparing: the driver presents a card again on the still-plugged cable (OCPP 1.6 §4.9, E2).
-    {"trigger": "identified", "source": [S.AVAILABLE, S.FINISHING], "dest": S.PREPARING},
+    # Reserved -> Preparing: the reservation's idTag (or one of its parent) is presented (OCPP 1.6 §4.9, D2).
+    {"trigger": "identified", "source": [S.AVAILABLE, S.FINISHING, S.RESERVED], "dest": S.PREPARING},
     {"trigger": "start_charging", "source": S.PREPARING, "dest": S.CHARGING},
     {"trigger": "ev_suspend", "source": S.CHARGING, "dest": S.SUSPENDED_EV},
     {"trigger": "ev_resume", "source": S.SUSPENDED_EV, "dest": S.CHARGING},
@@ -38,7 +39,10 @@ TRANSITIONS: list[dict[str, Any]] = [
     {"trigger": "finish", "source": _IN_TX, "dest": S.FINISHING},
     {"trigger": "cable_gone", "source": [S.PREPARING, S.FINISHING, *_IN_TX], "dest": S.AVAILABLE},
     {"trigger": "abandon", "source": S.PREPARING, "dest": S.AVAILABLE},
-    {"trigger": "disable", "source": [S.AVAILABLE, S.FINISHING], "dest": S.UNAVAILABLE},
+    # A reservation is taken, or it ends without a transaction: expired, cancelled (OCPP 1.6 §3.11, A4/D1).
+    {"trigger": "reserve", "source": S.AVAILABLE, "dest": S.RESERVED},
+    {"trigger": "unreserve", "source": S.RESERVED, "dest": S.AVAILABLE},
+    {"trigger": "disable", "source": [S.AVAILABLE, S.FINISHING, S.RESERVED], "dest": S.UNAVAILABLE},
     {"trigger": "enable", "source": S.UNAVAILABLE, "dest": S.AVAILABLE},
     {"trigger": "fail", "source": [s for s in S if s is not S.FAULTED], "dest": S.FAULTED},
 ]
@@ -98,6 +102,8 @@ class Connector:
     cable_gone: Callable[[], bool]
     abandon: Callable[[], bool]
     disable: Callable[[], bool]
+    reserve: Callable[[], bool]
+    unreserve: Callable[[], bool]
     enable: Callable[[], bool]
     fail: Callable[[], bool]
 

@@ -106,6 +106,7 @@ PLACEMENT: dict[str, VariableRef] = {
     "certificate_store_max_length": _R("SecurityCtrlr", "CertificateEntries"),
     "certificate_signed_max_chain_size": _R("SecurityCtrlr", "MaxCertificateChainSize"),
     "additional_root_certificate_check": _R("SecurityCtrlr", "AdditionalRootCertificateCheck"),
+    "reserve_connector_zero_supported": _R("ReservationCtrlr", "NonEvseSpecific"),
 }
 
 

@@ -23,6 +23,7 @@ class TransactionStarted:
     id_tag: str
     meter_start_wh: int
     timestamp: datetime
+    reservation_id: int | None = None  # the reservation this transaction uses and so ends (OCPP 1.6 §5.13)
 
 
 @dataclass(frozen=True, slots=True)
@@ -163,6 +164,7 @@ def encode(event: OutboxEvent) -> tuple[str, dict[str, Any]]:
             "id_tag": event.id_tag,
             "meter_start_wh": event.meter_start_wh,
             "timestamp": event.timestamp.isoformat(),
+            "reservation_id": event.reservation_id,
         }
     if isinstance(event, TransactionEnded):
         return OutboxKind.STOP, {
@@ -207,6 +209,7 @@ def decode(kind: str, data: dict[str, Any], *, transaction_id: str | None = None
             str(data["id_tag"]),
             int(data["meter_start_wh"]),
             datetime.fromisoformat(data["timestamp"]),
+            None if data.get("reservation_id") is None else int(data["reservation_id"]),  # absent before
         )
     if kind == OutboxKind.STOP:
         return TransactionEnded(

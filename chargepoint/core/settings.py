@@ -142,6 +142,8 @@ SPECS: dict[str, SettingSpec] = {
         SettingSpec("certificate_store_max_length", Kind.INT, 16, readonly=True),
         SettingSpec("certificate_signed_max_chain_size", Kind.INT, 10_000, readonly=True),
         SettingSpec("additional_root_certificate_check", Kind.BOOL, False, readonly=True),
+        # Reservation (OCPP 1.6 §9.5): whether ReserveNow may name connector 0 (any connector); read-only.
+        SettingSpec("reserve_connector_zero_supported", Kind.BOOL, True, readonly=True),
     )
 }
 

@@ -29,6 +29,7 @@ from chargepoint.core.blocks.context import (
 from chargepoint.core.blocks.faults import Faults
 from chargepoint.core.blocks.metering import Metering
 from chargepoint.core.blocks.recovery import Recovery
+from chargepoint.core.blocks.reservations import Reservations
 from chargepoint.core.blocks.sessions import Sessions
 from chargepoint.core.blocks.smart_charging import SmartCharging
 from chargepoint.core.connector import Connector
@@ -51,6 +52,7 @@ from chargepoint.core.model import (
     StopReason,
     UnlockResult,
 )
+from chargepoint.core.reservations import CancelResult, Reservation, ReserveResult
 from chargepoint.core.settings import Settings
 from chargepoint.core.smart_charging import (
     ChargingProfile,
@@ -89,6 +91,7 @@ class Station:
         self.metering = Metering(ctx, self.faults)
         self.availability = Availability(ctx)
         self.authorization = Authorization(ctx)
+        self.reservations = Reservations(ctx)
         self.sessions = Sessions(
             ctx,
             faults=self.faults,
@@ -96,6 +99,7 @@ class Station:
             smart_charging=self.smart_charging,
             availability=self.availability,
             authorization=self.authorization,
+            reservations=self.reservations,
             transaction_ids=transaction_ids,
             unlock_supported=unlock_supported,
         )
@@ -106,6 +110,7 @@ class Station:
             self.authorization,
             self.availability,
             self.faults,
+            self.reservations,  # before the sessions: a reserved connector with a cable in stays Reserved
             self.sessions,
             self.metering,
             self.smart_charging,
@@ -324,6 +329,15 @@ class Station:
     def id_tag_info(self, id_tag: str, info: IdTagInfo) -> None:
         """The CSMS told us about an idTag in a transaction answer: update the cache."""
         self.authorization.id_tag_info(id_tag, info)
+
+    # reservations
+    async def reserve_now(self, reservation: Reservation) -> ReserveResult:
+        """ReserveNow (OCPP 1.6 §5.13): take or replace a reservation; Accepted once it is on disk."""
+        return await self.reservations.reserve_now(reservation)
+
+    async def cancel_reservation(self, reservation_id: int) -> CancelResult:
+        """CancelReservation (OCPP 1.6 §5.2)."""
+        return await self.reservations.cancel(reservation_id)
 
     # smart charging
     def current_limit_a(self, cid: int, at: datetime | None = None) -> float:

@@ -21,6 +21,7 @@ from chargepoint.core.events import (
     TransactionUpdated,
 )
 from chargepoint.core.model import IdTagInfo, Sample
+from chargepoint.core.reservations import Reservation
 from chargepoint.core.smart_charging import ChargingProfile
 
 
@@ -221,5 +222,30 @@ class CertificateStorage(Protocol):
         ...
 
 
-class Storage(KeyValueStorage, TransactionStorage, AuthStorage, ProfileStorage, CertificateStorage, Protocol):
+class ReservationStorage(Protocol):
+    """Reservations in force (OCPP 1.6 §3.11); one a transaction uses is removed in that transaction's start
+    commit (``TransactionStarted.reservation_id``), so a crash can neither keep nor lose it half-way."""
+
+    def reservations(self) -> list[Reservation]:
+        """Every stored reservation (expired ones too: the book ends those at start-up)."""
+        ...
+
+    def put_reservation(self, reservation: Reservation) -> Future[Any]:
+        """Add a reservation or replace the one with its id (queued)."""
+        ...
+
+    def delete_reservations(self, ids: list[int]) -> Future[Any]:
+        """Remove reservations by id (queued)."""
+        ...
+
+
+class Storage(
+    KeyValueStorage,
+    TransactionStorage,
+    AuthStorage,
+    ProfileStorage,
+    ReservationStorage,
+    CertificateStorage,
+    Protocol,
+):
     """Everything the core persists: what a Station is given."""

@@ -25,6 +25,7 @@ from chargepoint.core.model import (
     Sample,
     UnlockResult,
 )
+from chargepoint.core.reservations import CancelResult, Reservation, ReserveResult
 from chargepoint.core.security import SecurityEvents, SecurityProfiles
 from chargepoint.core.settings import Settings
 from chargepoint.core.smart_charging import (
@@ -119,6 +120,14 @@ class StationCommands(Protocol):
 
     def set_charging_profile(self, cid: int, profile: ChargingProfile) -> ProfileResult:
         """Install a charging profile."""
+        ...
+
+    async def reserve_now(self, reservation: Reservation) -> ReserveResult:
+        """Take or replace a reservation (OCPP 1.6 §5.13)."""
+        ...
+
+    async def cancel_reservation(self, reservation_id: int) -> CancelResult:
+        """End a reservation in force (OCPP 1.6 §5.2)."""
         ...
 
     def clear_charging_profiles(

@@ -6,7 +6,9 @@ from __future__ import annotations
 
 import asyncio
 import base64
+import inspect
 import json
+import logging
 from collections.abc import AsyncIterator
 from pathlib import Path
 from typing import Any
@@ -24,7 +26,9 @@ from ocpp.v201.enums import Action
 from websockets.asyncio.client import ClientConnection, connect
 
 from backend_stub.app import Csms
-from backend_stub.store import CsmsStore
+from backend_stub.ocpp.admission import admitted
+from backend_stub.ocpp.framing import CallErrorReply
+from backend_stub.store import CsmsStore, InvalidInput
 
 ADMIN_TOKEN = "operations-admin-token-0123"
 ADMIN = {"Authorization": f"Bearer {ADMIN_TOKEN}"}
@@ -466,6 +470,8 @@ HOSTILE_SET_VARIABLES_ANSWERS = [
     {"setVariableResult": [{"attributeStatus": 1e308}]},
     {"setVariableResult": []},
     {},
+    # Accepted, but component/variable not objects: the password observer must skip it, not raise.
+    {"setVariableResult": [{"attributeStatus": "Accepted", "component": "SecurityCtrlr", "variable": 7}]},
 ]
 
 
@@ -473,9 +479,10 @@ HOSTILE_SET_VARIABLES_ANSWERS = [
     "answer", HOSTILE_SET_VARIABLES_ANSWERS, ids=range(len(HOSTILE_SET_VARIABLES_ANSWERS))
 )
 async def test_hostile_set_variables_answers_are_parsed_defensively(
-    csms: Csms, answer: dict[str, Any]
+    csms: Csms, answer: dict[str, Any], caplog: pytest.LogCaptureFixture
 ) -> None:
     """A 2.0.1 charger answering SetVariables with junk: no status, the old password kept, the link up."""
+    caplog.set_level(logging.ERROR, logger="backend_stub")
     ws = await connect(
         f"{csms.url}/CS-201",
         subprotocols=["ocpp2.0.1"],
@@ -494,6 +501,9 @@ async def test_hostile_set_variables_answers_are_parsed_defensively(
     await ws.send(json.dumps([2, "h", "Heartbeat", {}]))
     assert json.loads(await ws.recv())[0] == 3
     await ws.close()
+    assert not [r for r in caplog.records if r.name.startswith("backend_stub")], (
+        "junk raised inside the server"
+    )
 
 
 HOSTILE_GET_VARIABLES_ANSWERS = [
@@ -548,3 +558,24 @@ async def test_hostile_get_variables_answers_are_parsed_defensively(
     await ws.send(json.dumps([2, "h", "Heartbeat", {}]))
     assert json.loads(await ws.recv())[0] == 3
     await ws.close()
+
+
+@pytest.mark.parametrize("is_async", [False, True], ids=["plain", "coroutine"])
+async def test_a_store_refusal_in_any_handler_is_a_property_constraint_call_error(
+    csms: Csms, is_async: bool
+) -> None:
+    """Both versions' admission: InvalidInput from a handler, plain or coroutine, becomes the same CallError."""
+
+    def plain(cp_id: str, payload: dict[str, Any]) -> dict[str, Any]:
+        raise InvalidInput("meter value out of range")
+
+    async def coroutine(cp_id: str, payload: dict[str, Any]) -> dict[str, Any]:
+        raise InvalidInput("meter value out of range")
+
+    guarded = admitted(csms.central, "BootNotification", coroutine if is_async else plain)
+    with pytest.raises(CallErrorReply) as refused:
+        result = guarded("CS-201", {})
+        if inspect.isawaitable(result):
+            await result
+    assert refused.value.code == "PropertyConstraintViolation"
+    assert "out of range" in refused.value.description

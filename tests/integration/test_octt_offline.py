@@ -445,13 +445,14 @@ async def test_call_error_not_implemented_for_unknown_action(
 async def test_call_error_not_supported_for_unsupported_action(
     cs: CentralSystem, start_agent: StartAgent
 ) -> None:
-    """A known OCPP 1.6 action the charger does not support (ReserveNow) gets CallError NotSupported."""
+    """A known OCPP 1.6 action the charger does not take (StartTransaction, a charger's own CALL) gets CallError
+    NotSupported (ReserveNow was the example until the charger supported reservations)."""
     await start_agent()
     with pytest.raises(CallErrorReply) as error:
         await cs.call(
             CP,
-            "ReserveNow",
-            {"connectorId": 1, "expiryDate": "2030-01-01T00:00:00Z", "idTag": "TAG1", "reservationId": 1},
+            "StartTransaction",
+            {"connectorId": 1, "idTag": "TAG1", "meterStart": 0, "timestamp": "2030-01-01T00:00:00Z"},
         )
     assert error.value.code == "NotSupported"
     await _still_connected(cs)

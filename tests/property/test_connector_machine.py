@@ -28,6 +28,7 @@ from chargepoint.core.model import (
     IdTagInfo,
     StopReason,
 )
+from chargepoint.core.reservations import Reservation, held
 from chargepoint.core.settings import Settings
 from chargepoint.core.station import Station, StationTiming
 from chargepoint.csms.v16 import mapping
@@ -247,7 +248,42 @@ class StationMachine(RuleBasedStateMachine):
             self.hw[cid].plug.ev_power_w = ev_power_w
             self.run(self.station.read_meter(cid))
 
+    @rule(
+        cid=st.integers(min_value=0, max_value=2),
+        rid=st.integers(min_value=1, max_value=3),
+        tag=st.sampled_from(TAGS),
+        minutes=st.sampled_from([1, 30]),
+    )
+    def reserve(self, cid: int, rid: int, tag: str, minutes: int) -> None:
+        """ReserveNow (connector 0: any connector); it expires as time_passes moves the clock."""
+        cid = self._cid(cid) if cid else 0
+        self.run(
+            self.station.reserve_now(Reservation(rid, cid, tag, self.clock.at + timedelta(minutes=minutes)))
+        )
+        self.run(asyncio.sleep(0))  # the deferred Reserved check
+
+    @rule(rid=st.integers(min_value=1, max_value=3))
+    def cancel_reservation(self, rid: int) -> None:
+        self.run(self.station.cancel_reservation(rid))
+        self.run(asyncio.sleep(0))
+
     # invariants
+    @invariant()
+    def reserved_exactly_where_a_reservation_holds(self) -> None:
+        """Reserved only on a connector a reservation holds; a connector reserved itself never sits Available;
+        the store keeps the same reservations as the station."""
+        self.run(asyncio.sleep(0))
+        book = list(self.station.reservations.book)
+        shown = held(book, self.station.reservations.free())
+        for cid, conn in self.station.connectors.items():
+            if conn.state is S.RESERVED:
+                assert cid in shown, (cid, book)
+        for reservation in book:
+            if reservation.connector_id:
+                conn = self.station.connectors[reservation.connector_id]
+                assert conn.state is not S.AVAILABLE, (reservation, conn.state)
+        assert {r.reservation_id for r in self.store.reservations()} == {r.reservation_id for r in book}
+
     @invariant()
     def relay_closed_only_while_charging_authorized(self) -> None:
         for cid, conn in self.station.connectors.items():

@@ -13,7 +13,7 @@ import pytest
 from ocpp.v16 import enums as v16
 
 import chargepoint.core
-from chargepoint.core import device_model, model, smart_charging, storage
+from chargepoint.core import device_model, model, reservations, smart_charging, storage
 from chargepoint.core.settings import SPECS
 from chargepoint.csms.v16 import mapping
 from chargepoint.store import Store
@@ -130,6 +130,8 @@ TABLES: list[tuple[type[Enum], dict[object, str], type[Enum] | None]] = [
     (smart_charging.RateUnit, mapping.RATE_UNIT, v16.ChargingRateUnitType),
     (smart_charging.ProfileResult, mapping.PROFILE_RESULT, v16.ChargingProfileStatus),
     (smart_charging.ClearResult, mapping.CLEAR_RESULT, v16.ClearChargingProfileStatus),
+    (reservations.ReserveResult, mapping.RESERVE_RESULT, v16.ReservationStatus),
+    (reservations.CancelResult, mapping.CANCEL_RESULT, v16.CancelReservationStatus),
 ]
 TABLE_IDS = [core.__name__ for core, _, _ in TABLES]
 

@@ -54,7 +54,7 @@ class Availability(FunctionalBlock):
             conn.operative, conn.scheduled_operative = conn.scheduled_operative, None
         if not conn.operative:
             conn.pending_id_tag = conn.pending_parent = None  # also while faulted: no session after recovery
-        if not conn.operative and conn.state in (S.AVAILABLE, S.PREPARING, S.FINISHING):
+        if not conn.operative and conn.state in (S.AVAILABLE, S.PREPARING, S.FINISHING, S.RESERVED):
             if conn.state is S.PREPARING:
                 conn.abandon()  # OCPP 1.6 §4.9 has no Preparing -> Unavailable edge
             conn.disable()

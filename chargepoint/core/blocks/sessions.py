@@ -20,6 +20,7 @@ from chargepoint.core.blocks.context import (
 )
 from chargepoint.core.blocks.faults import Faults
 from chargepoint.core.blocks.metering import Metering
+from chargepoint.core.blocks.reservations import Reservations
 from chargepoint.core.blocks.smart_charging import SmartCharging
 from chargepoint.core.connector import ActiveTransaction, Connector
 from chargepoint.core.events import TransactionEnded, TransactionStarted
@@ -41,7 +42,8 @@ log = logging.getLogger(__name__)
 S = ConnectorState
 REREAD_GRACE_S = 1.0  # a transaction's own card seen this soon after its reader (re)appeared is a re-read
 MAX_ID_TAG_LENGTH = 20  # the shortest idTag any supported OCPP version takes (1.6 CiString20Type)
-_READY_STATES = (S.AVAILABLE, S.PREPARING, S.FINISHING)  # where a new authorization may start a session
+# Where a new authorization may start a session (on a Reserved connector: only the reservation's, §5.13).
+_READY_STATES = (S.AVAILABLE, S.PREPARING, S.FINISHING, S.RESERVED)
 
 
 class Sessions(FunctionalBlock):
@@ -56,6 +58,7 @@ class Sessions(FunctionalBlock):
         smart_charging: SmartCharging,
         availability: Availability,
         authorization: Authorization,
+        reservations: Reservations,
         transaction_ids: IdGenerator,
         unlock_supported: bool,
     ) -> None:
@@ -65,6 +68,7 @@ class Sessions(FunctionalBlock):
         self.smart_charging = smart_charging
         self.availability = availability
         self.authorization = authorization
+        self.reservations = reservations
         # Transaction ids: strings unique across restarts, made outside the core (OCPP 2.0.1 E01: station-made).
         self.transaction_ids = transaction_ids
         self.unlock_supported = unlock_supported
@@ -196,9 +200,18 @@ class Sessions(FunctionalBlock):
         if conn.state not in _READY_STATES or not self.ctx.station_operative:
             log.info("card %s ignored: connector %s is %s", id_tag, cid, conn.state.name)
             return
+        if not self.reservations.claim(cid, id_tag, None).allowed and not self.reservations.parent_may_admit(
+            cid
+        ):
+            # Reserved for another idTag and no parent could match: refused without an Authorize (§5.13).
+            log.info("card %s refused: connector %s is reserved", id_tag, cid)
+            return
         info = await self.authorization.authorizer.authorize(id_tag)
         if info.status is not AuthStatus.ACCEPTED:
             log.info("card %s refused: %s", id_tag, info.status.name)
+            return
+        if not self.reservations.claim(cid, id_tag, info.parent_id_tag).allowed:
+            log.info("card %s refused: connector %s is reserved for another idTag", id_tag, cid)
             return
         await self._begin_when_plugged(conn, id_tag, info.parent_id_tag)
 
@@ -242,7 +255,7 @@ class Sessions(FunctionalBlock):
         timeout = self._timeouts.pop(conn.id, None)
         if timeout is not None:
             timeout.cancel()
-        if conn.state in (S.AVAILABLE, S.FINISHING):
+        if conn.state in (S.AVAILABLE, S.FINISHING, S.RESERVED):
             conn.identified()
         reading = await self.metering.read_meter(conn.id)
         if conn.state is S.FAULTED or ctx.stopping:
@@ -258,10 +271,14 @@ class Sessions(FunctionalBlock):
         meter_start = round(reading.energy_wh) if reading else self.metering.current_energy_wh(conn.id)
         now = ctx.now()
         transaction_id = self.transaction_ids()
+        reservation = self.reservations.claim(
+            conn.id, id_tag, parent
+        ).reservation  # ended in the start's commit
+        reservation_id = reservation.reservation_id if reservation is not None else None
         mark = ctx.store.mark()
         try:
             local_id = ctx.store.begin_transaction(
-                TransactionStarted(transaction_id, conn.id, id_tag, meter_start, now), parent
+                TransactionStarted(transaction_id, conn.id, id_tag, meter_start, now, reservation_id), parent
             )
             # The transaction is on disk before the relay closes (the commit is awaited off the event loop).
             await ctx.store.flush(since=mark)
@@ -272,6 +289,8 @@ class Sessions(FunctionalBlock):
             return
         conn.transaction = ActiveTransaction(local_id, transaction_id, id_tag, parent, now, meter_start)
         self.metering.transaction_recorded(conn.id, meter_start)
+        if reservation_id is not None:
+            self.reservations.used(reservation_id)
         self.smart_charging.transaction_started(conn.id, id_tag)
         ctx.csms.outbox_changed()
         if await self.faults.close_relay(conn.id) and conn.can("start_charging"):
@@ -401,15 +420,24 @@ class Sessions(FunctionalBlock):
             candidates = [
                 c
                 for c in self.ctx.connectors.values()
-                if c.state in (S.AVAILABLE, S.PREPARING)
+                if c.state in (S.AVAILABLE, S.PREPARING, S.RESERVED)
                 and c.transaction is None
                 and c.pending_id_tag is None
+                and self.reservations.claim(c.id, id_tag, None).allowed
             ]
-            conn = next((c for c in candidates if c.plugged), candidates[0] if candidates else None)
+            # The connector reserved for this idTag first, then one with a cable, then any.
+            candidates.sort(
+                key=lambda c: (self.reservations.claim(c.id, id_tag, None).reservation is None, not c.plugged)
+            )
+            conn = candidates[0] if candidates else None
         else:
             conn = self.ctx.connectors.get(connector_id)
         if conn is None or conn.transaction is not None or conn.state not in _READY_STATES:
             return False
+        if not self.reservations.claim(conn.id, id_tag, None).allowed:
+            if not self.reservations.parent_may_admit(conn.id):
+                return False  # reserved for another idTag (OCPP 1.6 §5.13)
+            authorize_first = True  # only the idTag's parent, learnt by authorizing it, can match
         if not self.smart_charging.hold_remote_profile(conn.id, id_tag, tx_profile):
             return False
         self.ctx.spawn(self._remote_start(conn, id_tag, authorize_first), f"remote-start-{conn.id}")
@@ -424,6 +452,10 @@ class Sessions(FunctionalBlock):
                 self.smart_charging.forget_remote_profile(conn.id)  # must not meet a later local start
                 return
             parent = info.parent_id_tag
+            if not self.reservations.claim(conn.id, id_tag, parent).allowed:
+                log.info("remote start for %s refused: connector %s is reserved", id_tag, conn.id)
+                self.smart_charging.forget_remote_profile(conn.id)
+                return
         await self._begin_when_plugged(conn, id_tag, parent)
 
     async def remote_stop(self, transaction_id: str) -> bool:

@@ -14,7 +14,7 @@ import math
 import re
 from collections.abc import Iterator, Mapping
 from dataclasses import dataclass
-from datetime import UTC, datetime
+from datetime import datetime
 from typing import TYPE_CHECKING, Any
 
 import ocpp.messages
@@ -37,8 +37,9 @@ from chargepoint.core.smart_charging import (
     SchedulePeriod,
 )
 from chargepoint.csms.outbox import Delivered, MalformedAnswer, OrphanedTransaction
-from chargepoint.csms.v16 import mapping
+from chargepoint.csms.v16 import mapping, reservation
 from chargepoint.csms.v16.security import SECURITY_KEYS, SecurityHandlers, redact_secrets, trigger_status
+from chargepoint.csms.v16.timefmt import ocpp_time, parse_time
 from chargepoint.errors import ChargePointError, CsmsRejected, CsmsUnavailable, StorageError
 
 if TYPE_CHECKING:
@@ -97,17 +98,6 @@ class _LogBudget:
             return True
         self.suppressed += 1
         return False
-
-
-def ocpp_time(when: datetime) -> str:
-    """An aware datetime as OCPP-J wants it: ISO 8601 UTC with a Z."""
-    return when.astimezone(UTC).isoformat(timespec="milliseconds").replace("+00:00", "Z")
-
-
-def parse_time(text: str) -> datetime:
-    """An OCPP timestamp as an aware UTC datetime (naive ones are taken as UTC)."""
-    when = datetime.fromisoformat(text.replace("Z", "+00:00"))
-    return when if when.tzinfo else when.replace(tzinfo=UTC)
 
 
 def id_tag_info(data: dict[str, Any] | None) -> IdTagInfo:
@@ -516,6 +506,9 @@ class V16Session(SecurityHandlers, _OcppChargePoint):  # type: ignore[misc]
             raise ocpp.exceptions.NotImplementedError(
                 details={"cause": f"{msg.action} is not an OCPP 1.6 action"}
             )
+        precheck = _PRECHECKS.get(msg.action)
+        if precheck is not None:
+            precheck(msg.payload)  # an OCPPError here is answered like a schema violation, log-budgeted
         try:
             await super()._handle_call(msg)
         except OCPPError:
@@ -841,6 +834,8 @@ class V16Session(SecurityHandlers, _OcppChargePoint):  # type: ignore[misc]
                 "meterStart": event.meter_start_wh,
                 "timestamp": ocpp_time(event.timestamp),
             }
+            if event.reservation_id is not None:
+                payload["reservationId"] = event.reservation_id  # the reservation it ends (OCPP 1.6 §5.13)
             try:
                 answer = await self.request("StartTransaction", payload)
                 tx_id = answer["transactionId"]
@@ -1004,6 +999,16 @@ class V16Session(SecurityHandlers, _OcppChargePoint):  # type: ignore[misc]
         ok = station_id is not None and await self.station.remote_stop(station_id)
         return call_result.RemoteStopTransaction(status="Accepted" if ok else "Rejected")
 
+    @on(Action.reserve_now)
+    async def on_reserve_now(self, **fields: Any) -> Any:
+        """ReserveNow (OCPP 1.6 §5.13)."""
+        return await reservation.reserve_now(self.station, **fields)
+
+    @on(Action.cancel_reservation)
+    async def on_cancel_reservation(self, reservation_id: int, **_: Any) -> Any:
+        """CancelReservation (OCPP 1.6 §5.2)."""
+        return await reservation.cancel_reservation(self.station, reservation_id)
+
     @on(Action.reset)
     def on_reset(self, type: str, **_: Any) -> Any:
         """Reset: answer first; the agent ends transactions and restarts afterwards."""
@@ -1160,6 +1165,10 @@ class V16Session(SecurityHandlers, _OcppChargePoint):  # type: ignore[misc]
         elif what == "FirmwareStatusNotification":
             await self.request("FirmwareStatusNotification", {"status": "Idle"})
 
+
+# Checks of values the schemas cannot express, run before the ``ocpp`` package routes the CALL (a handler that
+# raised would be answered by the package, with its spelling of the code and a logged traceback per frame).
+_PRECHECKS = {"ReserveNow": reservation.check_reserve_now}
 
 _TRIGGERABLE = frozenset(
     {

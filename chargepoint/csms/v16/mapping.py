@@ -15,6 +15,7 @@ from chargepoint.core.model import (
     StopReason,
     UnlockResult,
 )
+from chargepoint.core.reservations import CancelResult, ReserveResult
 from chargepoint.core.smart_charging import (
     ClearResult,
     ProfileKind,
@@ -197,9 +198,23 @@ CONFIG_KEYS: dict[str, VariableRef] = {
     "CertificateStoreMaxLength": VariableRef("SecurityCtrlr", "CertificateEntries"),
     "CertificateSignedMaxChainSize": VariableRef("SecurityCtrlr", "MaxCertificateChainSize"),
     "AdditionalRootCertificateCheck": VariableRef("SecurityCtrlr", "AdditionalRootCertificateCheck"),
+    "ReserveConnectorZeroSupported": VariableRef("ReservationCtrlr", "NonEvseSpecific"),  # §9.5
 }
 
-SUPPORTED_PROFILES = "Core,LocalAuthListManagement,RemoteTrigger,SmartCharging"
+SUPPORTED_PROFILES = "Core,LocalAuthListManagement,RemoteTrigger,SmartCharging,Reservation"
+
+# OCPP 1.6 §7.38 ReservationStatus and §7.4 CancelReservationStatus.
+RESERVE_RESULT: dict[ReserveResult, str] = {
+    ReserveResult.ACCEPTED: "Accepted",
+    ReserveResult.FAULTED: "Faulted",
+    ReserveResult.OCCUPIED: "Occupied",
+    ReserveResult.REJECTED: "Rejected",
+    ReserveResult.UNAVAILABLE: "Unavailable",
+}
+CANCEL_RESULT: dict[CancelResult, str] = {
+    CancelResult.ACCEPTED: "Accepted",
+    CancelResult.REJECTED: "Rejected",
+}
 
 # OCPP-J 1.6 §4.2.3 spells two codes differently from the `ocpp` package (errata 5.1, 5.2: not fixed).
 CALL_ERROR_CODE: dict[str, str] = {
