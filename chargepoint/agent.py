@@ -4,19 +4,23 @@ from __future__ import annotations
 
 import asyncio
 import contextlib
+import dataclasses
 import logging
 import random
 import uuid
 from collections.abc import Callable
 from typing import Any
 
-from chargepoint.config import AgentConfig
+from chargepoint.config import AgentConfig, firmware_config
+from chargepoint.core.firmware import running_version
 from chargepoint.core.model import ResetKind, StopReason
 from chargepoint.core.security import SecurityEventType
 from chargepoint.core.settings import SPECS, Settings
 from chargepoint.core.station import Station, StationTiming
+from chargepoint.core.storage import CertificateUse
 from chargepoint.csms.link import CLOSE_TIMEOUT_S, Link
 from chargepoint.csms.session import CallObserver
+from chargepoint.files import FileTransfers, redact_mapping
 from chargepoint.ports import Clock, ConnectorPorts, CounterIds, IdGenerator, SystemClock
 from chargepoint.store import Store
 from chargepoint.watchdog import keep_alive, notify, watchdog_interval_s
@@ -32,6 +36,30 @@ def new_transaction_id() -> str:
     """A transaction id unique across restarts without a persisted counter: a UUID4 (36 chars, 2.0.1's maximum)."""
     # One module-level function shared by every agent of a fleet rather than a closure per agent.
     return str(uuid.uuid4())
+
+
+def _read_text(path: str) -> str:
+    """A file's text for a diagnostics archive (called in an executor); a note if it cannot be read."""
+    try:
+        with open(path, encoding="utf-8", errors="replace") as f:
+            return f.read(1 << 20)
+    except OSError as exc:
+        return f"# configuration {path} not readable: {exc.strerror}\n"
+
+
+def store_summary(store: Store) -> dict[str, Any]:
+    """What a diagnostics archive tells of the store: sizes, running transactions, settings (secrets redacted)."""
+    return {
+        "outbox_size": store.outbox_size(),
+        "dead_letters": len(store.dead_letters()),
+        "active_transactions": [
+            {"connector_id": t.connector_id, "started_at": t.started_at.isoformat(), "local_id": t.local_id}
+            for t in store.active_transactions()
+        ],
+        "settings": redact_mapping(store.settings()),
+        # the state only: a location may carry FTP credentials
+        "firmware_job_state": (store.file_job("firmware") or {}).get("state"),
+    }
 
 
 class Agent:
@@ -97,6 +125,21 @@ class Agent:
 
         return Settings(stored, overrides=overrides, on_change=persist)
 
+    def _files(self, store: Store) -> FileTransfers:
+        """The FilePort of the firmware and diagnostics blocks."""
+        cfg = self.config
+        return FileTransfers(
+            firmware_config(cfg),
+            simulated_hardware=all(c.relay.driver == "sim" for c in cfg.connectors),
+            config_text=lambda: _read_text(cfg.source),
+            store_summary=lambda: store_summary(store),
+            # Signed firmware is checked against the ManufacturerRootCertificates installed by the CSMS
+            # (InstallCertificate) and those of the config file (firmware.manufacturer_roots).
+            manufacturer_roots=lambda: [
+                c.pem for c in store.installed_certificates(CertificateUse.MANUFACTURER_ROOT)
+            ],
+        )
+
     async def run(self) -> None:
         """Run until shutdown, restarting in-process after each Reset (with the systemd watchdog fed)."""
         interval = watchdog_interval_s()
@@ -128,6 +171,10 @@ class Agent:
             )
         self.store = store
         settings = self._settings(store)
+        # BootNotification reports the firmware last installed by UpdateFirmware (OCPP 1.6 §4.5).
+        identity = dataclasses.replace(
+            cfg.station, firmware_version=running_version(cfg.station.firmware_version, store)
+        )
         station = Station(
             self.ports,
             store,
@@ -136,8 +183,11 @@ class Agent:
             transaction_ids=self.transaction_ids,
             timing=self.timing,
             unlock_supported=cfg.unlock_supported,
+            files=self._files(store),
+            station_id=cfg.station.id,
+            firmware_version=cfg.station.firmware_version,
         )
-        link = Link(cfg.station, cfg.csms, station, store, settings, self.clock, self.ids, rng=self.rng)
+        link = Link(identity, cfg.csms, station, store, settings, self.clock, self.ids, rng=self.rng)
         link.call_observer = self.call_observer
         station.attach(link)
         # Security whitepaper critical events: the first start of this process, then every restart after a Reset.

@@ -87,6 +87,27 @@ class ConnectorConfig:
     voltage_v: float = 230.0  # nominal line-to-neutral voltage
 
 
+INSTALLERS = ("auto", "command", "simulated")
+UPLOAD_METHODS = ("PUT", "POST")
+
+
+@dataclass(frozen=True)
+class FirmwareConfig:
+    """Firmware updates and diagnostics uploads: where files go, their bounds, and how firmware is installed."""
+
+    directory: str  # work directory for downloads and archives
+    installer: str = "auto"  # auto: the command if given, else simulated when every connector is simulated
+    install_command: tuple[str, ...] = ()  # run without a shell, the firmware file's path appended
+    install_timeout_s: float = 600.0
+    max_download_bytes: int = 256 << 20
+    transfer_timeout_s: float = 600.0  # one download or upload attempt, from connect to the last byte
+    manufacturer_roots: str | None = None  # PEM bundle of ManufacturerRootCertificates (signed updates)
+    log_files: tuple[str, ...] = ()  # files (globs) collected by GetDiagnostics / GetLog DiagnosticsLog
+    security_log_files: tuple[str, ...] = ()  # files (globs) collected by GetLog SecurityLog
+    upload_method: str = "PUT"  # HTTP(S) uploads: PUT the archive to location/name, or POST it as a form
+    max_log_bytes: int = 16 << 20  # read from the end of each log file at most
+
+
 @dataclass(frozen=True)
 class AgentConfig:
     """The whole configuration of one agent."""
@@ -100,6 +121,22 @@ class AgentConfig:
     meter_poll_s: float = 1.0
     unlock_supported: bool = False
     source: str = "<memory>"
+    firmware: FirmwareConfig | None = None  # None: defaults next to the store (``firmware_config``)
+
+
+def firmware_config(config: AgentConfig) -> FirmwareConfig:
+    """The firmware settings, with the work directory next to the store when not configured."""
+    if config.firmware is not None:
+        return config.firmware
+    return FirmwareConfig(directory=_default_files_dir(config.storage.path, config.station.id))
+
+
+def _default_files_dir(store_path: str, station_id: str) -> str:
+    if store_path == ":memory:":
+        import tempfile
+
+        return str(Path(tempfile.gettempdir()) / f"chargepoint-files-{station_id}")
+    return str(Path(store_path).parent / "files")
 
 
 class _Section:
@@ -387,6 +424,12 @@ def parse(data: dict[str, Any], *, base_dir: Path | None = None, source: str = "
             )
         ctl.done()
 
+    firmware = None
+    fw = root.table("firmware", required=False)
+    if fw is not None:
+        firmware = _firmware(fw, base, storage.path, station.id)
+        fw.done()
+
     agent = root.table("agent", required=False)
     meter_poll_s, unlock_supported = 1.0, False
     if agent is not None:
@@ -404,6 +447,42 @@ def parse(data: dict[str, Any], *, base_dir: Path | None = None, source: str = "
         meter_poll_s,
         unlock_supported,
         source,
+        firmware,
+    )
+
+
+def _firmware(fw: _Section, base: Path, store_path: str, station_id: str) -> FirmwareConfig:
+    """The [firmware] table."""
+
+    def path(value: str) -> str:
+        return value if Path(value).is_absolute() else str(base / value)
+
+    def strings(name: str) -> tuple[str, ...]:
+        value = fw.get(name, list, [])
+        if not all(isinstance(item, str) and item for item in value):
+            raise ConfigError(fw.key(name), "must be a list of non-empty strings")
+        return tuple(value)
+
+    command = strings("install_command")
+    installer = fw.get("installer", str, "auto", choices=INSTALLERS)
+    if installer == "command" and not command:
+        raise ConfigError(fw.key("install_command"), "is required when firmware.installer is 'command'")
+    roots = fw.get("manufacturer_roots", str, None)
+    if roots is not None and not Path(path(roots)).is_file():
+        raise ConfigError(fw.key("manufacturer_roots"), f"file {path(roots)!r} does not exist")
+    directory = fw.get("directory", str, None)
+    return FirmwareConfig(
+        directory=path(directory) if directory else _default_files_dir(store_path, station_id),
+        installer=installer,
+        install_command=command,
+        install_timeout_s=fw.get("install_timeout_s", float, 600.0, lo=1, hi=86400),
+        max_download_bytes=fw.get("max_download_bytes", int, 256 << 20, lo=1024, hi=16 << 30),
+        transfer_timeout_s=fw.get("transfer_timeout_s", float, 600.0, lo=1, hi=86400),
+        manufacturer_roots=path(roots) if roots else None,
+        log_files=tuple(path(p) for p in strings("log_files")),
+        security_log_files=tuple(path(p) for p in strings("security_log_files")),
+        upload_method=fw.get("upload_method", str, "PUT", choices=UPLOAD_METHODS),
+        max_log_bytes=fw.get("max_log_bytes", int, 16 << 20, lo=1024, hi=1 << 30),
     )
 
 

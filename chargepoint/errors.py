@@ -51,3 +51,11 @@ class CsmsRejected(CsmsError):
         super().__init__(f"{code}: {description}" if description else code)
         self.code = code
         self.description = description
+
+
+class TransferError(ChargePointError):
+    """A file could not be downloaded or uploaded (unreachable, refused, too big, too slow, bad scheme)."""
+
+
+class InstallError(ChargePointError):
+    """Firmware could not be installed (no installer, the hook failed or timed out)."""

@@ -188,3 +188,45 @@ class CounterIds:
     def __call__(self) -> str:
         """The next id."""
         return f"{self.prefix}{next(self._counter)}"
+
+
+class FilePort(Protocol):
+    """File transfers and firmware installation for the firmware and diagnostics blocks (``chargepoint.files``).
+
+    Every method that moves bytes runs off the event loop and is bounded in size and time; failures are
+    ``TransferError`` / ``InstallError``."""
+
+    def supports(self, url: str) -> bool:
+        """True if ``url``'s scheme is one this charger can transfer over (http, https, ftp)."""
+        ...
+
+    async def download(self, url: str, name: str) -> str:
+        """Fetch ``url`` into the work directory as ``name`` (replacing a partial one); the file's path."""
+        ...
+
+    async def upload(self, path: str, url: str, file_name: str) -> None:
+        """Send the file at ``path`` to ``url`` under ``file_name``."""
+        ...
+
+    async def build_archive(
+        self, kind: str, file_name: str, start: datetime | None, stop: datetime | None
+    ) -> str:
+        """Collect logs (lines within [start, stop]), redacted configuration and a store summary into one
+        tar.gz named ``file_name`` (``kind``: an ``UploadKind`` value); its path."""
+        ...
+
+    def check_signing_certificate(self, pem: str, now: datetime) -> str | None:
+        """Why a firmware signing certificate is not trusted at ``now`` (None: it is trusted)."""
+        ...
+
+    async def verify_signature(self, path: str, certificate_pem: str, signature_b64: str) -> bool:
+        """True if ``signature_b64`` is the certificate key's SHA-256 signature over the file at ``path``."""
+        ...
+
+    async def install(self, path: str) -> str | None:
+        """Install the firmware at ``path``; the new firmware version if the installer told it."""
+        ...
+
+    def discard(self, path: str) -> None:
+        """Remove a file the work directory no longer needs (missing is fine)."""
+        ...

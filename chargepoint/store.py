@@ -27,6 +27,7 @@ from pathlib import Path
 from typing import Any
 
 from chargepoint.core.events import (
+    FileEvent,
     MeterReadings,
     OutboxKind,
     OutboxMessage,
@@ -101,6 +102,12 @@ CREATE TABLE IF NOT EXISTS local_list (
 CREATE TABLE IF NOT EXISTS charging_profiles (
     id INTEGER NOT NULL, profile TEXT NOT NULL, station TEXT NOT NULL DEFAULT '', PRIMARY KEY (station, id)
 );
+CREATE TABLE IF NOT EXISTS reservations (
+    id INTEGER NOT NULL, reservation TEXT NOT NULL, station TEXT NOT NULL DEFAULT '', PRIMARY KEY (station, id)
+);
+CREATE TABLE IF NOT EXISTS file_jobs (
+    kind TEXT NOT NULL, job TEXT NOT NULL, station TEXT NOT NULL DEFAULT '', PRIMARY KEY (station, kind)
+);
 CREATE TABLE IF NOT EXISTS certificates (
     station TEXT NOT NULL DEFAULT '',
     use TEXT NOT NULL,
@@ -113,13 +120,9 @@ CREATE TABLE IF NOT EXISTS certificates (
     key_ref TEXT,
     PRIMARY KEY (station, use, hash_algorithm, issuer_name_hash, issuer_key_hash, serial_number)
 );
-CREATE TABLE IF NOT EXISTS reservations (
-    id INTEGER NOT NULL, reservation TEXT NOT NULL, station TEXT NOT NULL DEFAULT '', PRIMARY KEY (station, id)
-);
 """
-# The certificates table is new in files written since the certificate storage port: CREATE TABLE IF NOT EXISTS
-# adds it to an older file on open and leaves every other table as it was, so older files stay readable.
-# A file from before reservations gets their table from SCHEMA (CREATE TABLE IF NOT EXISTS) and reads as before.
+# The reservations, file_jobs and certificates tables are newer than some files: CREATE TABLE IF NOT EXISTS adds
+# them to an older file on open and leaves every other table as it was, so older files stay readable.
 # Files written before rows had a station key get the column (their single agent is station ''); their old
 # single-column primary keys stay, which is right for one agent per file.
 _KEYED_TABLES = (
@@ -686,7 +689,7 @@ class Store:
 
         return self._submit(write, critical=True)
 
-    def queue(self, event: MeterReadings | SecurityEvent) -> Future[Any]:
+    def queue(self, event: MeterReadings | SecurityEvent | FileEvent) -> Future[Any]:
         """Queue an event that belongs to no transaction."""
         kind, payload = encode(event)
         text = _dumps(payload)
@@ -709,6 +712,40 @@ class Store:
             "INSERT INTO outbox (kind, local_tx_id, payload, station) VALUES (?, ?, ?, ?)",
             (kind, local_tx_id, payload, self.station),
         )
+
+    # file jobs (firmware update, diagnostics/log upload); the table is new, so older files simply gain it
+    def file_job(self, kind: str) -> dict[str, Any] | None:
+        """The persisted job of ``kind``, None if there is none (or it is unreadable: logged)."""
+        rows = self._read("SELECT job FROM file_jobs WHERE station = ? AND kind = ?", (self.station, kind))
+        if not rows:
+            return None
+        try:
+            job = json.loads(rows[0]["job"])
+        except ValueError:
+            log.error("unreadable %s job in the store; ignored", kind)
+            return None
+        return job if isinstance(job, dict) else None
+
+    def put_file_job(
+        self, kind: str, job: dict[str, Any] | None, event: FileEvent | None = None
+    ) -> Future[Any]:
+        """Replace (None: remove) the job of ``kind`` and queue its status event, atomically (queued)."""
+        station = self.station
+        text = None if job is None else _dumps(job)
+        queued = None if event is None else encode(event)
+
+        def write(db: sqlite3.Connection) -> None:
+            if text is None:
+                db.execute("DELETE FROM file_jobs WHERE station = ? AND kind = ?", (station, kind))
+            else:
+                db.execute(
+                    "INSERT OR REPLACE INTO file_jobs (station, kind, job) VALUES (?, ?, ?)",
+                    (station, kind, text),
+                )
+            if queued is not None:
+                self._enqueue(db, queued[0], None, _dumps(queued[1]))
+
+        return self._submit(write)
 
     def active_transactions(self) -> list[StoredTransaction]:
         """Transactions that have not ended."""

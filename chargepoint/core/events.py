@@ -11,7 +11,16 @@ from dataclasses import dataclass
 from datetime import datetime
 from typing import Any, Protocol
 
-from chargepoint.core.model import ConnectorState, ErrorCode, IdTagInfo, Sample, StopReason
+from chargepoint.core.model import (
+    ConnectorState,
+    ErrorCode,
+    FirmwareStatus,
+    IdTagInfo,
+    Sample,
+    StopReason,
+    UploadKind,
+    UploadStatus,
+)
 
 
 @dataclass(frozen=True, slots=True)
@@ -66,6 +75,26 @@ class SecurityEvent:
 
 
 @dataclass(frozen=True, slots=True)
+class FirmwareStatusChanged:
+    """A firmware update moved on (OCPP 1.6 §6.17 FirmwareStatusNotification; ``request_id`` only for a signed
+    update: the whitepaper's SignedFirmwareStatusNotification). Queued, so that a status is never lost offline
+    and Installed follows the BootNotification of the reboot into the new firmware."""
+
+    status: FirmwareStatus
+    request_id: int | None = None
+
+
+@dataclass(frozen=True, slots=True)
+class UploadStatusChanged:
+    """An upload of diagnostics (OCPP 1.6 §6.13 DiagnosticsStatusNotification) or of a log (whitepaper
+    LogStatusNotification, with its ``request_id``) moved on; queued like firmware statuses."""
+
+    kind: UploadKind
+    status: UploadStatus
+    request_id: int | None = None
+
+
+@dataclass(frozen=True, slots=True)
 class StatusChanged:
     """A connector's (connector 0: the station's) state or error changed; reported live, never queued."""
 
@@ -115,7 +144,16 @@ class AnswerListener(Protocol):
 
 
 TransactionEvent = TransactionStarted | TransactionUpdated | TransactionEnded
-OutboxEvent = TransactionStarted | TransactionUpdated | TransactionEnded | MeterReadings | SecurityEvent
+FileEvent = FirmwareStatusChanged | UploadStatusChanged
+OutboxEvent = (
+    TransactionStarted
+    | TransactionUpdated
+    | TransactionEnded
+    | MeterReadings
+    | SecurityEvent
+    | FirmwareStatusChanged
+    | UploadStatusChanged
+)
 
 
 class OutboxKind:
@@ -125,6 +163,8 @@ class OutboxKind:
     STOP = "stop"
     METER = "meter"
     SECURITY = "security"
+    FIRMWARE = "firmware"
+    UPLOAD = "upload"
 
 
 @dataclass(frozen=True, slots=True)
@@ -187,6 +227,14 @@ def encode(event: OutboxEvent) -> tuple[str, dict[str, Any]]:
             "connector_id": event.connector_id,
             "samples": [s.to_json() for s in event.samples],
         }
+    if isinstance(event, FirmwareStatusChanged):
+        return OutboxKind.FIRMWARE, {"status": event.status.value, "request_id": event.request_id}
+    if isinstance(event, UploadStatusChanged):
+        return OutboxKind.UPLOAD, {
+            "kind": event.kind.value,
+            "status": event.status.value,
+            "request_id": event.request_id,
+        }
     return OutboxKind.SECURITY, {
         "type": event.type,
         "timestamp": event.timestamp.isoformat(),
@@ -225,4 +273,13 @@ def decode(kind: str, data: dict[str, Any], *, transaction_id: str | None = None
         return SecurityEvent(
             str(data["type"]), datetime.fromisoformat(data["timestamp"]), data.get("tech_info")
         )
+    if kind == OutboxKind.FIRMWARE:
+        return FirmwareStatusChanged(FirmwareStatus(data["status"]), _request_id(data))
+    if kind == OutboxKind.UPLOAD:
+        return UploadStatusChanged(UploadKind(data["kind"]), UploadStatus(data["status"]), _request_id(data))
     raise ValueError(f"unknown outbox kind {kind!r}")
+
+
+def _request_id(data: dict[str, Any]) -> int | None:
+    value = data.get("request_id")
+    return None if value is None else int(value)

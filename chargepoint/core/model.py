@@ -165,6 +165,49 @@ class LocalListResult(Enum):
     VERSION_MISMATCH = "version_mismatch"
 
 
+class FirmwareStatus(Enum):
+    """Where a firmware update stands (the union of OCPP 1.6 FirmwareStatus and the whitepaper's)."""
+
+    IDLE = "idle"
+    DOWNLOAD_SCHEDULED = "download_scheduled"
+    DOWNLOADING = "downloading"
+    DOWNLOADED = "downloaded"
+    DOWNLOAD_FAILED = "download_failed"
+    INVALID_SIGNATURE = "invalid_signature"
+    SIGNATURE_VERIFIED = "signature_verified"
+    INSTALL_SCHEDULED = "install_scheduled"  # downloaded, waiting until no transaction runs
+    INSTALLING = "installing"
+    INSTALL_REBOOTING = "install_rebooting"  # installed, rebooting into it; Installed follows the boot
+    INSTALLED = "installed"
+    INSTALLATION_FAILED = "installation_failed"
+
+
+class UploadKind(Enum):
+    """What an upload carries: GetDiagnostics' archive, or GetLog's diagnostics or security log."""
+
+    DIAGNOSTICS = "diagnostics"
+    DIAGNOSTICS_LOG = "diagnostics_log"
+    SECURITY_LOG = "security_log"
+
+
+class UploadStatus(Enum):
+    """Where an upload of diagnostics or logs stands."""
+
+    IDLE = "idle"
+    UPLOADING = "uploading"
+    UPLOADED = "uploaded"
+    UPLOAD_FAILED = "upload_failed"
+
+
+class UpdateResult(Enum):
+    """Answer to a firmware update or log request."""
+
+    ACCEPTED = "accepted"
+    ACCEPTED_CANCELED = "accepted_canceled"  # accepted; a job in progress was canceled for it
+    REJECTED = "rejected"
+    INVALID_CERTIFICATE = "invalid_certificate"
+
+
 @dataclass(frozen=True, slots=True)
 class IdTagInfo:
     """What is known about an idTag: status, optional expiry and parent (group) id."""

@@ -13,6 +13,7 @@ from __future__ import annotations
 
 import asyncio
 import contextlib
+import functools
 from collections.abc import Callable
 from datetime import datetime
 from typing import Any
@@ -26,7 +27,9 @@ from chargepoint.core.blocks.context import (
     StationContext,
     StationTiming,
 )
+from chargepoint.core.blocks.diagnostics import Diagnostics
 from chargepoint.core.blocks.faults import Faults
+from chargepoint.core.blocks.firmware import Firmware
 from chargepoint.core.blocks.metering import Metering
 from chargepoint.core.blocks.recovery import Recovery
 from chargepoint.core.blocks.reservations import Reservations
@@ -64,7 +67,7 @@ from chargepoint.core.smart_charging import (
 )
 from chargepoint.core.storage import Storage
 from chargepoint.errors import MeterError
-from chargepoint.ports import Clock, ConnectorPorts, IdGenerator, MeterReading
+from chargepoint.ports import Clock, ConnectorPorts, FilePort, IdGenerator, MeterReading
 
 __all__ = ["CsmsPort", "OfflineCsms", "Station", "StationTiming"]
 
@@ -84,6 +87,9 @@ class Station:
         transaction_ids: IdGenerator,
         timing: StationTiming | None = None,
         unlock_supported: bool = False,
+        files: FilePort | None = None,
+        station_id: str = "",
+        firmware_version: str = "",
     ) -> None:
         ctx = self.ctx = StationContext(ports, store, settings, clock, timing or StationTiming())
         self.smart_charging = SmartCharging(ctx)
@@ -115,6 +121,14 @@ class Station:
             self.metering,
             self.smart_charging,
         ]
+        # Firmware management and diagnostics: only with a FilePort (chargepoint/files.py), after the others.
+        self.firmware: Firmware | None = None
+        self.diagnostics: Diagnostics | None = None
+        if files is not None:
+            reboot = functools.partial(self.request_reset, ResetKind.SOFT)  # after an install
+            self.firmware = Firmware(ctx, files, configured_version=firmware_version, reboot=reboot)
+            self.diagnostics = Diagnostics(ctx, files, station_id=station_id)
+            self.blocks += [self.firmware, self.diagnostics]
         self.reset_requested: asyncio.Future[ResetKind] | None = None
 
     # the shared state, as before the split

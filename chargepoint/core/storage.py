@@ -14,6 +14,7 @@ from enum import StrEnum
 from typing import Any, Protocol
 
 from chargepoint.core.events import (
+    FileEvent,
     MeterReadings,
     SecurityEvent,
     TransactionEnded,
@@ -102,7 +103,7 @@ class TransactionStorage(Durability, Protocol):
         """Mark a transaction ended and queue its end event atomically; False if it had already ended."""
         ...
 
-    def queue(self, event: MeterReadings | SecurityEvent) -> Future[Any]:
+    def queue(self, event: MeterReadings | SecurityEvent | FileEvent) -> Future[Any]:
         """Queue an event that belongs to no transaction."""
         ...
 
@@ -239,12 +240,27 @@ class ReservationStorage(Protocol):
         ...
 
 
+class FileJobStorage(Durability, Protocol):
+    """The file jobs in progress (one firmware update, one upload), so that a restart resumes or reports them."""
+
+    def file_job(self, kind: str) -> dict[str, Any] | None:
+        """The persisted job of ``kind`` ("firmware", "upload"), None if there is none."""
+        ...
+
+    def put_file_job(
+        self, kind: str, job: dict[str, Any] | None, event: FileEvent | None = None
+    ) -> Future[Any]:
+        """Replace (None: remove) the job of ``kind`` and queue its status event, atomically (queued)."""
+        ...
+
+
 class Storage(
     KeyValueStorage,
     TransactionStorage,
     AuthStorage,
     ProfileStorage,
     ReservationStorage,
+    FileJobStorage,
     CertificateStorage,
     Protocol,
 ):

@@ -15,6 +15,8 @@ from typing import Any, Protocol
 
 from chargepoint.certificates import CertificateManager
 from chargepoint.config import CsmsConfig, StationIdentity
+from chargepoint.core.blocks.diagnostics import Diagnostics
+from chargepoint.core.blocks.firmware import Firmware
 from chargepoint.core.connector import Connector
 from chargepoint.core.events import StatusChanged
 from chargepoint.core.model import (
@@ -71,6 +73,16 @@ class StationCommands(Protocol):
 
     def status(self, cid: int) -> StatusChanged:
         """A connector's status as of now (0: the station)."""
+        ...
+
+    @property
+    def firmware(self) -> Firmware | None:
+        """The firmware block: UpdateFirmware, SignedUpdateFirmware (None: the agent has no FilePort)."""
+        ...
+
+    @property
+    def diagnostics(self) -> Diagnostics | None:
+        """The diagnostics block: GetDiagnostics, GetLog (None: the agent has no FilePort)."""
         ...
 
     def remote_start(

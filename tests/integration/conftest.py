@@ -30,6 +30,7 @@ def agent_config(
     connectors: int = 1,
     settings: dict[str, Any] | None = None,
     csms: dict[str, Any] | None = None,
+    firmware: dict[str, Any] | None = None,
 ) -> AgentConfig:
     """A test configuration: fast retries, simulated hardware on every connector."""
     return parse(
@@ -45,6 +46,7 @@ def agent_config(
                 **(csms or {}),
             },
             "storage": {"path": str(db)},
+            **({"firmware": firmware} if firmware is not None else {}),
             # The simulated connector has a cable lock, so UnlockConnector can be exercised.
             "agent": {"unlock_supported": True},
             "settings": {"transaction_message_retry_interval_s": 0, **(settings or {})},

@@ -132,6 +132,10 @@ TABLES: list[tuple[type[Enum], dict[object, str], type[Enum] | None]] = [
     (smart_charging.ClearResult, mapping.CLEAR_RESULT, v16.ClearChargingProfileStatus),
     (reservations.ReserveResult, mapping.RESERVE_RESULT, v16.ReservationStatus),
     (reservations.CancelResult, mapping.CANCEL_RESULT, v16.CancelReservationStatus),
+    (model.FirmwareStatus, mapping.FIRMWARE_STATUS, v16.FirmwareStatus),
+    (model.UploadStatus, mapping.DIAGNOSTICS_STATUS, v16.DiagnosticsStatus),
+    (model.UploadStatus, mapping.LOG_STATUS, v16.UploadLogStatus),
+    (model.UpdateResult, mapping.UPDATE_RESULT, v16.UpdateFirmwareStatus),
 ]
 TABLE_IDS = [core.__name__ for core, _, _ in TABLES]
 

@@ -128,6 +128,8 @@ class StationContext:
         # a transaction the CSMS never accepted. Cleared when the CSMS accepts the connector's next transaction.
         self.notices: dict[int, str] = {}
         self.stopping = False
+        # Why no new session may start right now (a firmware install, which ends in a reboot), or None.
+        self.sessions_held: str | None = None
         self.supervised: list[asyncio.Task[Any]] = []
         self.tasks: set[asyncio.Task[Any]] = set()
         self.listeners: list[Callable[[int], None]] = []

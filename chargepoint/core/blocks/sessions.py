@@ -219,6 +219,9 @@ class Sessions(FunctionalBlock):
         async with self.ctx.locks[conn.id]:
             if conn.transaction is not None or conn.state not in _READY_STATES or self.ctx.stopping:
                 return
+            if self.ctx.sessions_held is not None:
+                log.info("card %s ignored on connector %s: %s", id_tag, conn.id, self.ctx.sessions_held)
+                return
             if conn.plugged:
                 await self._start_transaction(conn, id_tag, parent)
                 return

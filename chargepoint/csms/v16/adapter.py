@@ -26,7 +26,14 @@ from ocpp.v16 import call_result
 from ocpp.v16.enums import Action
 
 from chargepoint.core.device_model import VARIABLES, Mutability
-from chargepoint.core.events import OutboxMessage, SecurityEvent, TransactionEnded, TransactionStarted
+from chargepoint.core.events import (
+    FirmwareStatusChanged,
+    OutboxMessage,
+    SecurityEvent,
+    TransactionEnded,
+    TransactionStarted,
+    UploadStatusChanged,
+)
 from chargepoint.core.model import AuthStatus, IdTagInfo, OperationalStatus, ResetKind, Sample
 from chargepoint.core.security import SecurityEventType
 from chargepoint.core.settings import SPECS
@@ -37,9 +44,10 @@ from chargepoint.core.smart_charging import (
     SchedulePeriod,
 )
 from chargepoint.csms.outbox import Delivered, MalformedAnswer, OrphanedTransaction
+from chargepoint.csms.v16 import firmware as fw  # not ``firmware``: that is a SignedUpdateFirmware field
 from chargepoint.csms.v16 import mapping, reservation
 from chargepoint.csms.v16.security import SECURITY_KEYS, SecurityHandlers, redact_secrets, trigger_status
-from chargepoint.csms.v16.timefmt import ocpp_time, parse_time
+from chargepoint.csms.v16.times import ocpp_time, parse_time
 from chargepoint.errors import ChargePointError, CsmsRejected, CsmsUnavailable, StorageError
 
 if TYPE_CHECKING:
@@ -876,6 +884,11 @@ class V16Session(SecurityHandlers, _OcppChargePoint):  # type: ignore[misc]
                 security["techInfo"] = event.tech_info
             await self.request("SecurityEventNotification", security)
             return Delivered()
+        if isinstance(event, FirmwareStatusChanged | UploadStatusChanged):
+            frame = fw.notification(event)
+            if frame is not None:
+                await self.request(*frame)
+            return Delivered()
         samples = [meter_value(s) for s in event.samples]
         mv: dict[str, Any] = {"connectorId": event.connector_id, "meterValue": samples}
         if message.local_tx_id is not None:
@@ -1116,6 +1129,50 @@ class V16Session(SecurityHandlers, _OcppChargePoint):  # type: ignore[misc]
         result = self.station.update_local_list(list_version, full, entries)
         return call_result.SendLocalList(status=mapping.LOCAL_LIST[result])
 
+    @on(Action.update_firmware)
+    def on_update_firmware(
+        self, location: str, retrieve_date: str, retries: int | None = None, retry_interval: int | None = None
+    ) -> Any:
+        """UpdateFirmware (OCPP 1.6 §5.19)."""
+        return fw.update_firmware(self.station.firmware, location, retrieve_date, retries, retry_interval)
+
+    @on(Action.signed_update_firmware)
+    def on_signed_update_firmware(
+        self,
+        request_id: int,
+        firmware: dict[str, Any],
+        retries: int | None = None,
+        retry_interval: int | None = None,
+    ) -> Any:
+        """SignedUpdateFirmware (Security whitepaper ed. 2 §4.4)."""
+        return fw.signed_update_firmware(self.station.firmware, request_id, firmware, retries, retry_interval)
+
+    @on(Action.get_diagnostics)
+    def on_get_diagnostics(
+        self,
+        location: str,
+        retries: int | None = None,
+        retry_interval: int | None = None,
+        start_time: str | None = None,
+        stop_time: str | None = None,
+    ) -> Any:
+        """GetDiagnostics (OCPP 1.6 §5.9)."""
+        return fw.get_diagnostics(
+            self.station.diagnostics, location, retries, retry_interval, start_time, stop_time
+        )
+
+    @on(Action.get_log)
+    def on_get_log(
+        self,
+        log: dict[str, Any],
+        log_type: str,
+        request_id: int,
+        retries: int | None = None,
+        retry_interval: int | None = None,
+    ) -> Any:
+        """GetLog (Security whitepaper ed. 2 §4.5)."""
+        return fw.get_log(self.station.diagnostics, log_type, request_id, log, retries, retry_interval)
+
     @on(Action.trigger_message)
     def on_trigger_message(self, requested_message: str, connector_id: int | None = None, **_: Any) -> Any:
         """TriggerMessage (RemoteTrigger profile); the message follows the answer."""
@@ -1160,10 +1217,9 @@ class V16Session(SecurityHandlers, _OcppChargePoint):  # type: ignore[misc]
                 if local_tx is not None:
                     mv["transactionId"] = self._transaction_id(local_tx)
                 await self.request("MeterValues", mv)
-        elif what == "DiagnosticsStatusNotification":
-            await self.request("DiagnosticsStatusNotification", {"status": "Idle"})
-        elif what == "FirmwareStatusNotification":
-            await self.request("FirmwareStatusNotification", {"status": "Idle"})
+        elif what in ("DiagnosticsStatusNotification", "FirmwareStatusNotification"):
+            # OCPP 1.6 §5.17: the current status (Idle when nothing is in progress).
+            await self.request(*fw.triggered(what, self.station.firmware, self.station.diagnostics))
 
 
 # Checks of values the schemas cannot express, run before the ``ocpp`` package routes the CALL (a handler that

@@ -8,12 +8,16 @@ from chargepoint.core.model import (
     AvailabilityResult,
     ConnectorState,
     ErrorCode,
+    FirmwareStatus,
     LocalListResult,
     Measurand,
     OperationalStatus,
     ReadingContext,
     StopReason,
     UnlockResult,
+    UpdateResult,
+    UploadKind,
+    UploadStatus,
 )
 from chargepoint.core.reservations import CancelResult, ReserveResult
 from chargepoint.core.smart_charging import (
@@ -201,7 +205,6 @@ CONFIG_KEYS: dict[str, VariableRef] = {
     "ReserveConnectorZeroSupported": VariableRef("ReservationCtrlr", "NonEvseSpecific"),  # §9.5
 }
 
-SUPPORTED_PROFILES = "Core,LocalAuthListManagement,RemoteTrigger,SmartCharging,Reservation"
 
 # OCPP 1.6 §7.38 ReservationStatus and §7.4 CancelReservationStatus.
 RESERVE_RESULT: dict[ReserveResult, str] = {
@@ -214,6 +217,63 @@ RESERVE_RESULT: dict[ReserveResult, str] = {
 CANCEL_RESULT: dict[CancelResult, str] = {
     CancelResult.ACCEPTED: "Accepted",
     CancelResult.REJECTED: "Rejected",
+}
+
+SUPPORTED_PROFILES = "Core,FirmwareManagement,LocalAuthListManagement,RemoteTrigger,SmartCharging,Reservation"
+
+# Firmware and diagnostics (OCPP 1.6 §4.5, §6.13, §6.17; Security whitepaper ed. 2 §4.4, §4.5). The whitepaper's
+# SignedFirmwareStatusNotification knows every status; the plain FirmwareStatusNotification only ``PLAIN_FIRMWARE``
+# (the others are not sent for a plain UpdateFirmware: there is no 1.6 word for them).
+F = FirmwareStatus
+FIRMWARE_STATUS: dict[FirmwareStatus, str] = {
+    F.IDLE: "Idle",
+    F.DOWNLOAD_SCHEDULED: "DownloadScheduled",
+    F.DOWNLOADING: "Downloading",
+    F.DOWNLOADED: "Downloaded",
+    F.DOWNLOAD_FAILED: "DownloadFailed",
+    F.INVALID_SIGNATURE: "InvalidSignature",
+    F.SIGNATURE_VERIFIED: "SignatureVerified",
+    F.INSTALL_SCHEDULED: "InstallScheduled",
+    F.INSTALLING: "Installing",
+    F.INSTALL_REBOOTING: "InstallRebooting",
+    F.INSTALLED: "Installed",
+    F.INSTALLATION_FAILED: "InstallationFailed",
+}
+PLAIN_FIRMWARE = frozenset(
+    {F.IDLE, F.DOWNLOADING, F.DOWNLOADED, F.DOWNLOAD_FAILED, F.INSTALLING, F.INSTALLED, F.INSTALLATION_FAILED}
+)
+# What a triggered plain FirmwareStatusNotification says in each state (OCPP 1.6 §5.17: the current status):
+# the last plain status the update went through (Idle before the download begins).
+PLAIN_FIRMWARE_NOW: dict[FirmwareStatus, str] = {
+    state: FIRMWARE_STATUS[state] for state in FirmwareStatus if state in PLAIN_FIRMWARE
+} | {
+    F.DOWNLOAD_SCHEDULED: "Idle",
+    F.SIGNATURE_VERIFIED: "Downloaded",
+    F.INVALID_SIGNATURE: "DownloadFailed",
+    F.INSTALL_SCHEDULED: "Downloaded",
+    F.INSTALL_REBOOTING: "Installing",
+}
+DIAGNOSTICS_STATUS: dict[UploadStatus, str] = {
+    UploadStatus.IDLE: "Idle",
+    UploadStatus.UPLOADING: "Uploading",
+    UploadStatus.UPLOADED: "Uploaded",
+    UploadStatus.UPLOAD_FAILED: "UploadFailed",
+}
+LOG_STATUS: dict[UploadStatus, str] = {
+    UploadStatus.IDLE: "Idle",
+    UploadStatus.UPLOADING: "Uploading",
+    UploadStatus.UPLOADED: "Uploaded",
+    UploadStatus.UPLOAD_FAILED: "UploadFailure",
+}
+UPDATE_RESULT: dict[UpdateResult, str] = {
+    UpdateResult.ACCEPTED: "Accepted",
+    UpdateResult.ACCEPTED_CANCELED: "AcceptedCanceled",
+    UpdateResult.REJECTED: "Rejected",
+    UpdateResult.INVALID_CERTIFICATE: "InvalidCertificate",
+}
+LOG_KIND_IN: dict[str, UploadKind] = {
+    "DiagnosticsLog": UploadKind.DIAGNOSTICS_LOG,
+    "SecurityLog": UploadKind.SECURITY_LOG,
 }
 
 # OCPP-J 1.6 §4.2.3 spells two codes differently from the `ocpp` package (errata 5.1, 5.2: not fixed).

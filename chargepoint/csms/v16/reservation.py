@@ -17,7 +17,7 @@ from ocpp.v16 import call_result
 from chargepoint.core.reservations import Reservation, ReserveResult
 from chargepoint.csms.session import StationCommands
 from chargepoint.csms.v16 import mapping
-from chargepoint.csms.v16.timefmt import parse_time
+from chargepoint.csms.v16.times import parse_time
 
 
 async def reserve_now(

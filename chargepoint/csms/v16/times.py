@@ -1,4 +1,4 @@
-"""OCPP-J date-times: aware UTC datetimes to and from ISO 8601 text (shared by the 1.6 handlers)."""
+"""OCPP-J timestamps: ISO 8601 UTC, written with a Z, read leniently (a naive one is taken as UTC)."""
 
 from __future__ import annotations
 
