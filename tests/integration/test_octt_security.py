@@ -120,7 +120,7 @@ async def test_tc_073_cs_update_charge_point_password(
     """The new AuthorizationKey is Accepted, never read back nor logged (not even in the frame log), used for the
     next connection (at once) and kept across a restart; a ReconfigurationOfSecurityParameters event is sent."""
     caplog.set_level(logging.DEBUG, logger="chargepoint")
-    async with CentralSystem() as cs:
+    async with CentralSystem(port=low_port()) as cs:
         cs.passwords[CP] = PASSWORD
         agent = await agents.start(cs.url, csms={"security_profile": 1, "password": PASSWORD})
         await until(online(agent), 5)
@@ -151,7 +151,7 @@ async def test_tc_073_cs_update_charge_point_password(
     ids=["short", "not-hex", "long", "odd", "empty", "spaces"],
 )
 async def test_a_bad_authorization_key_is_rejected_and_changes_nothing(agents: Agents, value: str) -> None:
-    async with CentralSystem() as cs:
+    async with CentralSystem(port=low_port()) as cs:
         cs.passwords[CP] = PASSWORD
         agent = await agents.start(cs.url, csms={"security_profile": 1, "password": PASSWORD})
         await until(online(agent), 5)
@@ -170,7 +170,7 @@ async def test_a_bad_authorization_key_is_rejected_and_changes_nothing(agents: A
 async def test_tc_075_cs_install_a_certificate(agents: Agents, pki: dict[str, Any]) -> None:
     """Both root types are installed and listed with their hash data; GetInstalledCertificateIds of an empty type
     says NotFound."""
-    async with CentralSystem() as cs:
+    async with CentralSystem(port=low_port()) as cs:
         agent = await agents.start(cs.url)
         await until(online(agent), 5)
         root: Issued = pki["root"]
@@ -209,7 +209,7 @@ async def test_tc_075_cs_install_a_certificate(agents: Agents, pki: dict[str, An
 async def test_bad_install_certificate_is_rejected_and_installs_nothing(
     agents: Agents, pki: dict[str, Any], case: str
 ) -> None:
-    async with CentralSystem() as cs:
+    async with CentralSystem(port=low_port()) as cs:
         agent = await agents.start(cs.url)
         await until(online(agent), 5)
         if case == "store-full":  # CertificateStoreMaxLength (16) roots installed already
@@ -233,7 +233,7 @@ async def test_bad_install_certificate_is_rejected_and_installs_nothing(
 
 
 async def test_an_oversize_certificate_gets_a_call_error_and_the_link_stays_up(agents: Agents) -> None:
-    async with CentralSystem() as cs:
+    async with CentralSystem(port=low_port()) as cs:
         agent = await agents.start(cs.url)
         await until(online(agent), 5)
         with pytest.raises(CallErrorReply):
@@ -261,7 +261,7 @@ def _hash_json(pem: str, algorithm: str = "SHA256") -> dict[str, str]:
 
 async def test_tc_076_cs_delete_a_certificate(agents: Agents, pki: dict[str, Any]) -> None:
     """Delete by hash data (SHA256 or SHA384, any spelling): Accepted, then NotFound."""
-    async with CentralSystem() as cs:
+    async with CentralSystem(port=low_port()) as cs:
         agent = await agents.start(cs.url)
         await until(online(agent), 5)
         for kind, pem in (
@@ -287,9 +287,10 @@ async def test_tc_076_cs_delete_a_certificate(agents: Agents, pki: dict[str, Any
 # ---- TC_083_CS: upgrade the security profile, and fall back when the new one fails -------------------------------
 
 
-# A server swapped on its port (plain -> TLS, TLS -> client certificates) leaves the port free for a moment. Taken
-# from below the kernel's ephemeral range (ip_local_port_range starts at 32768), it cannot be handed to another
-# test's server bound to port 0 meanwhile, which the reconnecting agent would then talk to.
+# A server swapped on its port (plain -> TLS, TLS -> client certificates), or stopped before the agent that talks to
+# it, leaves the port free while the agent reconnects. Taken from below the kernel's ephemeral range
+# (ip_local_port_range starts at 32768), it cannot be handed to another test's server bound to port 0 meanwhile,
+# which the reconnecting agent (CP-1, like theirs) would then talk to. Every server in this file uses one.
 LOW_PORTS = (20_000, 32_000)
 
 
@@ -457,7 +458,7 @@ async def test_tc_077_cs_invalid_charge_point_certificate(agents: Agents, pki: d
     """CertificateSigned with garbage, another CN, an expired leaf or from an untrusted CA is Rejected with an
     InvalidChargePointCertificate event; nothing is installed; a valid one is then Accepted. A chain over
     CertificateSignedMaxChainSize (10,000, the schema's bound) gets a CallError."""
-    async with CentralSystem() as cs:
+    async with CentralSystem(port=low_port()) as cs:
         csrs: list[str] = []
 
         def sign_certificate(cp_id: str, payload: dict[str, Any]) -> dict[str, Any]:
@@ -511,7 +512,7 @@ async def test_tc_077_cs_invalid_charge_point_certificate(agents: Agents, pki: d
 
 
 async def test_extended_trigger_message_sends_each_message(agents: Agents) -> None:
-    async with CentralSystem() as cs:
+    async with CentralSystem(port=low_port()) as cs:
         agent = await agents.start(cs.url)
         await until(online(agent), 5)
         for what in (
@@ -620,7 +621,7 @@ async def test_security_events_startup_reset_time_and_invalid_messages(agents: A
     """Whitepaper A04: StartupOfTheDevice at start, ResetOrReboot after a Reset, SettingSystemTime when the CSMS
     moves the clock by more than a minute, InvalidMessages for a malformed frame; each as
     SecurityEventNotification, in order, queued while offline."""
-    async with CentralSystem() as cs:
+    async with CentralSystem(port=low_port()) as cs:
         jump = [timedelta(0)]
 
         def heartbeat(cp_id: str, payload: dict[str, Any]) -> dict[str, Any]:
