@@ -1,8 +1,8 @@
 """Version table of the load-test charger: the messages it sends and its answers to central-system calls.
 
 Everything that depends on the OCPP version lives behind `OcppVersion`; the charger and the transport only see
-`Request`, `Answer` and the intents below. `VERSIONS` is keyed by the WebSocket subprotocol, so an OCPP 2.0.1
-charger is one more class here (TransactionEvent instead of Start/Stop, its own error codes) and one more row.
+`Request`, `Answer` and the intents below. `VERSIONS` is keyed by the WebSocket subprotocol: `Ocpp16` and
+`Ocpp201` (TransactionEvent with the station's own transactionId and seqNo instead of Start/Stop).
 No gevent and no I/O in this module: it is pure and unit-tested.
 """
 
