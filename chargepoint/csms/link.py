@@ -33,7 +33,6 @@ from chargepoint.core.station import Station
 from chargepoint.csms.outbox import OutboxSender
 from chargepoint.csms.session import CallObserver, Session, SessionDeps, SessionFactory
 from chargepoint.csms.v16.adapter import V16Session
-from chargepoint.csms.v201.adapter import V201Session
 from chargepoint.csms_url import station_url
 from chargepoint.errors import CsmsUnavailable, StorageError
 from chargepoint.ports import Clock, IdGenerator
@@ -42,8 +41,16 @@ from chargepoint.store import Store
 log = logging.getLogger(__name__)
 
 
+
+def _v201_session(deps: SessionDeps, connection: Any) -> Session:
+    """The OCPP 2.0.1 adapter, imported on first use (``ocpp.v201`` is ~3 MB a 1.6-only process never needs)."""
+    from chargepoint.csms.v201.adapter import V201Session
+
+    return V201Session(deps, connection)
+
+
 # The OCPP version is chosen once, here, from the negotiated subprotocol.
-ADAPTERS: dict[str, SessionFactory] = {"ocpp1.6": V16Session, "ocpp2.0.1": V201Session}
+ADAPTERS: dict[str, SessionFactory] = {"ocpp1.6": V16Session, "ocpp2.0.1": _v201_session}
 SUBPROTOCOL_BY_VERSION = {"1.6": "ocpp1.6", "2.0.1": "ocpp2.0.1"}
 CLOSE_TIMEOUT_S = 2.0
 # A clock correction from the CSMS larger than this is a SettingSystemTime security event (smaller ones are drift).
