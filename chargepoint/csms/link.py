@@ -41,7 +41,6 @@ from chargepoint.store import Store
 log = logging.getLogger(__name__)
 
 
-
 def _v201_session(deps: SessionDeps, connection: Any) -> Session:
     """The OCPP 2.0.1 adapter, imported on first use (``ocpp.v201`` is ~3 MB a 1.6-only process never needs)."""
     from chargepoint.csms.v201.adapter import V201Session

@@ -15,6 +15,7 @@ import json
 import logging
 import math
 import re
+from collections import deque
 from collections.abc import Callable, Iterator, Mapping
 from dataclasses import dataclass
 from typing import TYPE_CHECKING, Any, ClassVar
@@ -218,7 +219,9 @@ class OcppSession(_OcppChargePoint):  # type: ignore[misc]
         self.boot_status: str | None = None
         self.ever_accepted = False
         self._pending: tuple[str, str, asyncio.Future[Any]] | None = None
-        self._status_queue: asyncio.Queue[StatusReport] = asyncio.Queue()
+        # A deque and a future made only while the sender waits: an asyncio.Queue costs ~3 KB per session.
+        self._status_queue: deque[StatusReport] = deque()
+        self._status_waiter: asyncio.Future[None] | None = None
         self._status_seq = 0
         self._latest_status: dict[int, int] = {}
         self._last_status: dict[int, tuple[Any, ...]] = {}
@@ -667,7 +670,9 @@ class OcppSession(_OcppChargePoint):  # type: ignore[misc]
             return
         self._status_seq += 1
         self._latest_status[cid] = self._status_seq
-        self._status_queue.put_nowait(report)
+        self._status_queue.append(report)
+        if self._status_waiter is not None and not self._status_waiter.done():
+            self._status_waiter.set_result(None)
 
     def _status_report(self, cid: int, seq: int) -> StatusReport | None:
         """The StatusNotification of ``cid``'s status as of now; None if the version reports none for it."""
@@ -675,7 +680,13 @@ class OcppSession(_OcppChargePoint):  # type: ignore[misc]
 
     async def _send_statuses(self) -> None:
         while True:
-            report = await self._status_queue.get()
+            while not self._status_queue:
+                self._status_waiter = asyncio.get_running_loop().create_future()
+                try:
+                    await self._status_waiter
+                finally:
+                    self._status_waiter = None
+            report = self._status_queue.popleft()
             minimum = self.settings.get_int("minimum_status_duration_s")
             if minimum > 0:
                 # MinimumStatusDuration: report a status only once it has held that long.
