@@ -626,23 +626,26 @@ class OcppSession(_OcppChargePoint):  # type: ignore[misc]
 
     async def _heartbeat(self) -> None:
         """Heartbeat when nothing else was exchanged for HeartbeatInterval (any traffic counts)."""
-        changed = asyncio.Event()
+        # A future per wait, not an Event (~0.8 KB each, and every session has this one waiting).
+        loop = asyncio.get_running_loop()
+        changed: asyncio.Future[None] = loop.create_future()
 
         def on_setting(name: str) -> None:
-            if name == "heartbeat_interval_s":
-                changed.set()
+            if name == "heartbeat_interval_s" and not changed.done():
+                changed.set_result(None)
 
         self.settings.listeners.append(on_setting)
         try:
             while True:
-                changed.clear()
+                if changed.done():
+                    changed = loop.create_future()
                 interval = self.settings.get_int("heartbeat_interval_s")
                 idle = self.link.idle_s()
                 if interval <= 0 or idle < interval:
                     # Sleep until due, or until HeartbeatInterval changes.
                     with contextlib.suppress(TimeoutError):
                         async with asyncio.timeout(interval - idle if interval > 0 else None):
-                            await changed.wait()
+                            await changed  # a timeout cancels it; the next round makes a new one
                     continue
                 await self.send_heartbeat()
         finally:
