@@ -14,6 +14,7 @@ from typing import Any
 from chargepoint.config import AgentConfig, firmware_config
 from chargepoint.core.firmware import running_version
 from chargepoint.core.model import ResetKind, StopReason
+from chargepoint.core.security import SecurityEventType
 from chargepoint.core.settings import SPECS, Settings
 from chargepoint.core.station import Station, StationTiming
 from chargepoint.core.storage import CertificateUse
@@ -116,6 +117,8 @@ class Agent:
             name: SPECS[name].parse(text) for name, text in self.config.settings.items()
         }
         overrides["number_of_connectors"] = len(self.ports)
+        # The configured profile until the CSMS moves the charger to a higher one (stored, whitepaper §2).
+        overrides["security_profile"] = self.config.csms.security_profile
 
         def persist(name: str, text: str) -> None:
             store.put_setting(name, text)  # queued; an answer to the CSMS waits for its commit (csms/link.py)
@@ -187,6 +190,14 @@ class Agent:
         link = Link(identity, cfg.csms, station, store, settings, self.clock, self.ids, rng=self.rng)
         link.call_observer = self.call_observer
         station.attach(link)
+        # Security whitepaper critical events: the first start of this process, then every restart after a Reset.
+        if self.resets:
+            link.security_events.record(
+                SecurityEventType.RESET_OR_REBOOT,
+                f"{self.resets[-1].name.lower()} reset by the central system",
+            )
+        elif self.boots == 0:
+            link.security_events.record(SecurityEventType.STARTUP_OF_THE_DEVICE)
         self.station, self.link = station, link
         try:
             await station.start()

@@ -1009,27 +1009,6 @@ class Store:
 
         return self._submit(write)
 
-    # reservations
-    def reservations(self) -> list[Reservation]:
-        """Every stored reservation (expired ones too: the book ends those at start-up)."""
-        rows = self._read(
-            "SELECT reservation FROM reservations WHERE station = ? ORDER BY id", (self.station,)
-        )
-        return [Reservation.from_json(json.loads(row["reservation"])) for row in rows]
-
-    def put_reservation(self, reservation: Reservation) -> Future[Any]:
-        """Add a reservation or replace the one with its id (queued)."""
-        row = (self.station, reservation.reservation_id, json.dumps(reservation.to_json()))
-        return self._submit(
-            lambda db: db.execute(
-                "INSERT OR REPLACE INTO reservations (station, id, reservation) VALUES (?, ?, ?)", row
-            )
-        )
-
-    def delete_reservations(self, ids: list[int]) -> Future[Any]:
-        """Remove reservations by id (queued)."""
-        return self._delete_by_id("reservations", ids)
-
     # certificates
     def installed_certificates(self, use: CertificateUse | None = None) -> list[InstalledCertificate]:
         """Installed certificates of one use (every use if None), oldest first."""
@@ -1086,3 +1065,24 @@ class Store:
             return cur.rowcount > 0
 
         return self._submit(write)
+
+    # reservations
+    def reservations(self) -> list[Reservation]:
+        """Every stored reservation (expired ones too: the book ends those at start-up)."""
+        rows = self._read(
+            "SELECT reservation FROM reservations WHERE station = ? ORDER BY id", (self.station,)
+        )
+        return [Reservation.from_json(json.loads(row["reservation"])) for row in rows]
+
+    def put_reservation(self, reservation: Reservation) -> Future[Any]:
+        """Add a reservation or replace the one with its id (queued)."""
+        row = (self.station, reservation.reservation_id, json.dumps(reservation.to_json()))
+        return self._submit(
+            lambda db: db.execute(
+                "INSERT OR REPLACE INTO reservations (station, id, reservation) VALUES (?, ?, ?)", row
+            )
+        )
+
+    def delete_reservations(self, ids: list[int]) -> Future[Any]:
+        """Remove reservations by id (queued)."""
+        return self._delete_by_id("reservations", ids)

@@ -118,6 +118,7 @@ class Charger:
         self.remote_start_pending = False
         self.starting = False  # between the decision to start a session and its StartTransaction answer
         self.transaction_id: int | str | None = None
+        self.seq_no = 0  # the running transaction's next message number (OCPP 2.0.1 E01 seqNo)
         self.id_tag = credential.id_tags[0]
         self.energy_wh = self.rng.randint(0, 10_000_000)
         self.energy_at = time.monotonic()
@@ -177,7 +178,7 @@ class Charger:
         ):
             self._advance_energy()
             request = self.version.stop_transaction(
-                self.transaction_id, self.id_tag, self.energy_wh, StopReason.LOCAL
+                self.transaction_id, self.id_tag, self.energy_wh, StopReason.LOCAL, seq_no=self._next_seq()
             )
             self.phase = Phase.IDLE
             self.transaction_id = None
@@ -245,7 +246,9 @@ class Charger:
         return None if status == "Accepted" else f"idTagInfo.status {status}"
 
     def _status(self, status: str, connector_id: int = CONNECTOR_ID) -> None:
-        self._call(self.version.status_notification(connector_id, status))
+        request = self.version.status_notification(connector_id, status)
+        if request is not None:
+            self._call(request)
 
     def _idle_status(self) -> str:
         return "Available" if self.operative else "Unavailable"
@@ -318,7 +321,11 @@ class Charger:
             ):  # the session a power cut ended (OCPP 1.6 §4.8, reason PowerLoss)
                 tx_id, tag = self.interrupted
                 self.interrupted = None
-                self._call(self.version.stop_transaction(tx_id, tag, self.energy_wh, StopReason.POWER_LOSS))
+                self._call(
+                    self.version.stop_transaction(
+                        tx_id, tag, self.energy_wh, StopReason.POWER_LOSS, seq_no=self._next_seq()
+                    )
+                )
                 self.next_session = time.monotonic()  # the EV is still plugged in: charging starts again
             self._status(self._idle_status(), 0)
             self._status(self._idle_status())
@@ -366,10 +373,13 @@ class Charger:
             return
         self._status("Preparing")
         self._advance_energy()
-        answer, refused = self._exchange(
-            self.version.start_transaction(CONNECTOR_ID, tag, self.energy_wh), self._id_tag_refused
+        proposed = self.version.new_transaction_id()
+        self.seq_no = 0
+        start = self.version.start_transaction(
+            CONNECTOR_ID, tag, self.energy_wh, transaction_id=proposed, seq_no=self._next_seq()
         )
-        transaction_id = self._read_transaction_id(answer)
+        answer, refused = self._exchange(start, self._id_tag_refused)
+        transaction_id = self._read_transaction_id(answer, proposed)
         if transaction_id is None:
             self._status(self._idle_status())
             self._schedule_next_session()
@@ -386,11 +396,16 @@ class Charger:
         self.next_meter = now + self._interval("MeterValueSampleInterval")
         self.session_end = now + self._scaled(self.rng.uniform(*self.profile.session_s))
 
-    def _read_transaction_id(self, answer: Any) -> int | str | None:
+    def _next_seq(self) -> int:
+        """The running transaction's next seqNo (0, 1, 2, ...)."""
+        self.seq_no += 1
+        return self.seq_no - 1
+
+    def _read_transaction_id(self, answer: Any, proposed: str | None) -> int | str | None:
         if answer is None:
             return None
         try:
-            return self.version.transaction_id(answer)
+            return self.version.transaction_id(answer, proposed)
         except (KeyError, TypeError, ValueError):  # only reachable with validation off
             return None
 
@@ -398,7 +413,10 @@ class Charger:
         self.next_meter = time.monotonic() + self._interval("MeterValueSampleInterval")
         self._advance_energy()
         power = self.profile.power_w if self.phase is Phase.CHARGING else 0.0
-        self._call(self.version.meter_values(CONNECTOR_ID, self.transaction_id, self.energy_wh, power))
+        seq_no = self._next_seq() if self.transaction_id is not None else 0
+        self._call(
+            self.version.meter_values(CONNECTOR_ID, self.transaction_id, self.energy_wh, power, seq_no=seq_no)
+        )
 
     def _end_session(self) -> None:
         self._stop_session(StopReason.LOCAL)
@@ -408,7 +426,9 @@ class Charger:
         if self.phase is not Phase.CHARGING or self.transaction_id is None:
             return
         self._advance_energy()
-        request = self.version.stop_transaction(self.transaction_id, self.id_tag, self.energy_wh, reason)
+        request = self.version.stop_transaction(
+            self.transaction_id, self.id_tag, self.energy_wh, reason, seq_no=self._next_seq()
+        )
         self.phase = Phase.IDLE
         self.transaction_id = None
         self.next_meter = self.session_end = math.inf
@@ -448,7 +468,7 @@ class Charger:
     def _on_server_call(self, action: str, payload: Any) -> Answer:
         """Answer a central-system CALL (on the receive greenlet); what it asks for is queued for the loop."""
         self.metrics.server_call(action)
-        if action == "RemoteStopTransaction":
+        if action in ("RemoteStopTransaction", "RequestStopTransaction"):
             # A RemoteStop right behind our StartTransaction's answer on the wire must see that transaction: give
             # the charger's loop a moment to apply the answer it has already received (it needs no other frame).
             deadline = time.monotonic() + 0.5

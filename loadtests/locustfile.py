@@ -7,7 +7,8 @@ Every CALL -> CALLRESULT is a Locust request of type OCPP named after its action
 Authorize, StartTransaction, MeterValues, StopTransaction, StatusNotification, ...), and each handshake a request
 of type WebSocket named connect. A CALLERROR (its errorCode in the failure), a timeout, an invalid answer or an
 answer that refuses (BootNotification not Accepted, idTag not Accepted) is a failure. The shape (-u chargers, -r
-spawn rate, -t run time) is chosen by name with --ocpp-shape; see loadtests/profiles.py.
+spawn rate, -t run time) is chosen by name with --ocpp-shape; see loadtests/profiles.py. --ocpp-version 2.0.1
+speaks OCPP 2.0.1: the same shapes and metrics, with sessions as TransactionEvent requests.
 """
 
 from __future__ import annotations

@@ -1,14 +1,15 @@
 """Version table of the load-test charger: the messages it sends and its answers to central-system calls.
 
 Everything that depends on the OCPP version lives behind `OcppVersion`; the charger and the transport only see
-`Request`, `Answer` and the intents below. `VERSIONS` is keyed by the WebSocket subprotocol, so an OCPP 2.0.1
-charger is one more class here (TransactionEvent instead of Start/Stop, its own error codes) and one more row.
+`Request`, `Answer` and the intents below. `VERSIONS` is keyed by the WebSocket subprotocol: `Ocpp16` and
+`Ocpp201` (TransactionEvent with the station's own transactionId and seqNo instead of Start/Stop).
 No gevent and no I/O in this module: it is pure and unit-tested.
 """
 
 from __future__ import annotations
 
 import enum
+import uuid
 from abc import ABC, abstractmethod
 from collections.abc import Callable, Mapping, MutableMapping
 from dataclasses import dataclass, field
@@ -26,6 +27,7 @@ __all__ = [
     "ConfigChanged",
     "Intent",
     "Ocpp16",
+    "Ocpp201",
     "OcppVersion",
     "RemoteStart",
     "RemoteStop",
@@ -199,8 +201,9 @@ class OcppVersion(ABC):
         """A heartbeat."""
 
     @abstractmethod
-    def status_notification(self, connector_id: int, status: str) -> Request:
-        """A connector status; `status` is one of Available, Preparing, Charging, Finishing, Unavailable."""
+    def status_notification(self, connector_id: int, status: str) -> Request | None:
+        """A connector status (Available, Preparing, Charging, Finishing, Unavailable); None if the version has
+        no such message for `connector_id` (2.0.1 reports no connector 0)."""
 
     @abstractmethod
     def authorize(self, id_tag: str) -> Request:
@@ -210,23 +213,41 @@ class OcppVersion(ABC):
     def id_tag_status(self, payload: Payload) -> str:
         """The authorization status in an Authorize or start answer ('Accepted' when charging may go on)."""
 
-    @abstractmethod
-    def start_transaction(self, connector_id: int, id_tag: str, meter_wh: int) -> Request:
-        """Start a session."""
+    def new_transaction_id(self) -> str | None:
+        """The id of a session the charger starts, or None when the central system assigns it (1.6)."""
+        return None
 
     @abstractmethod
-    def transaction_id(self, payload: Payload) -> int | str:
-        """The transaction id in a start answer."""
+    def start_transaction(
+        self,
+        connector_id: int,
+        id_tag: str,
+        meter_wh: int,
+        *,
+        transaction_id: str | None = None,
+        seq_no: int = 0,
+    ) -> Request:
+        """Start a session (`transaction_id` from new_transaction_id, `seq_no` its message number)."""
+
+    @abstractmethod
+    def transaction_id(self, payload: Payload, proposed: str | None = None) -> int | str:
+        """The transaction id of a started session, from the start answer or the charger's own `proposed` one."""
 
     @abstractmethod
     def meter_values(
-        self, connector_id: int, transaction_id: int | str | None, energy_wh: int, power_w: float
+        self,
+        connector_id: int,
+        transaction_id: int | str | None,
+        energy_wh: int,
+        power_w: float,
+        *,
+        seq_no: int = 0,
     ) -> Request:
         """A periodic meter reading (energy register and power)."""
 
     @abstractmethod
     def stop_transaction(
-        self, transaction_id: int | str, id_tag: str, meter_wh: int, reason: StopReason
+        self, transaction_id: int | str, id_tag: str, meter_wh: int, reason: StopReason, *, seq_no: int = 0
     ) -> Request:
         """End a session."""
 
@@ -234,9 +255,19 @@ class OcppVersion(ABC):
     def notification(self, message: str) -> Request | None:
         """A triggered message that carries no charger state (e.g. a firmware status), or None."""
 
-    @abstractmethod
+    # Central-system actions this charger recognises but does not support (NotSupported); any other action it
+    # has no answer for is NotImplemented.
+    RECOGNISED: ClassVar[frozenset[str]] = frozenset()
+    _ANSWERS: ClassVar[Mapping[str, Callable[[Any, Payload, ChargerView], Answer]]] = {}
+
     def answer(self, action: str, payload: Payload, view: ChargerView) -> Answer:
-        """Answer a central-system CALL whose payload was already validated."""
+        """Answer a central-system CALL (its payload already schema-valid) with the version's handler."""
+        handler = self._ANSWERS.get(action)
+        if handler is not None:
+            return handler(self, payload, view)
+        if action in self.RECOGNISED:
+            return Answer(error_code="NotSupported", error_description=f"{action} is not supported")
+        return Answer(error_code="NotImplemented", error_description=f"unknown action {action}")
 
 
 class Ocpp16(OcppVersion):
@@ -275,8 +306,6 @@ class Ocpp16(OcppVersion):
             "FirmwareStatusNotification",
         }
     )
-    # Central-system actions of OCPP 1.6 this charger recognises but does not support (NotSupported); any
-    # other action it has no answer for is NotImplemented.
     RECOGNISED: ClassVar[frozenset[str]] = frozenset(
         {
             "CancelReservation",
@@ -342,19 +371,33 @@ class Ocpp16(OcppVersion):
         """idTagInfo.status of Authorize.conf / StartTransaction.conf."""
         return str(payload["idTagInfo"]["status"])
 
-    def start_transaction(self, connector_id: int, id_tag: str, meter_wh: int) -> Request:
-        """StartTransaction.req."""
+    def start_transaction(
+        self,
+        connector_id: int,
+        id_tag: str,
+        meter_wh: int,
+        *,
+        transaction_id: str | None = None,
+        seq_no: int = 0,
+    ) -> Request:
+        """StartTransaction.req (the central system assigns the id; 1.6 has no seqNo)."""
         return Request(
             "StartTransaction",
             {"connectorId": connector_id, "idTag": id_tag, "meterStart": meter_wh, "timestamp": utc_iso()},
         )
 
-    def transaction_id(self, payload: Payload) -> int | str:
+    def transaction_id(self, payload: Payload, proposed: str | None = None) -> int | str:
         """transactionId of StartTransaction.conf."""
         return int(payload["transactionId"])
 
     def meter_values(
-        self, connector_id: int, transaction_id: int | str | None, energy_wh: int, power_w: float
+        self,
+        connector_id: int,
+        transaction_id: int | str | None,
+        energy_wh: int,
+        power_w: float,
+        *,
+        seq_no: int = 0,
     ) -> Request:
         """MeterValues.req with the energy register and the active power."""
         payload: Payload = {
@@ -384,7 +427,7 @@ class Ocpp16(OcppVersion):
         return Request("MeterValues", payload)
 
     def stop_transaction(
-        self, transaction_id: int | str, id_tag: str, meter_wh: int, reason: StopReason
+        self, transaction_id: int | str, id_tag: str, meter_wh: int, reason: StopReason, *, seq_no: int = 0
     ) -> Request:
         """StopTransaction.req."""
         return Request(
@@ -403,15 +446,6 @@ class Ocpp16(OcppVersion):
         if message in ("DiagnosticsStatusNotification", "FirmwareStatusNotification"):
             return Request(message, {"status": "Idle"})
         return None
-
-    def answer(self, action: str, payload: Payload, view: ChargerView) -> Answer:
-        """Answer a central-system CALL (its payload already schema-valid)."""
-        handler = self._ANSWERS.get(action)
-        if handler is not None:
-            return handler(self, payload, view)
-        if action in self.RECOGNISED:
-            return Answer(error_code="NotSupported", error_description=f"{action} is not supported")
-        return Answer(error_code="NotImplemented", error_description=f"unknown action {action}")
 
     # -- one method per central-system action
     def _remote_start(self, payload: Payload, view: ChargerView) -> Answer:
@@ -496,6 +530,319 @@ class Ocpp16(OcppVersion):
     }
 
 
+@dataclass(frozen=True, slots=True)
+class Variable:
+    """A 2.0.1 device-model variable the charger reports, backed by one of its configuration keys."""
+
+    config_key: str
+    spec: ConfigKey
+
+
+def _energy_sample(energy_wh: int, context: str) -> Payload:
+    """A 2.0.1 SampledValueType of the energy register in Wh."""
+    return {
+        "value": energy_wh,
+        "context": context,
+        "measurand": "Energy.Active.Import.Register",
+        "unitOfMeasure": {"unit": "Wh"},
+    }
+
+
+class Ocpp201(OcppVersion):
+    """OCPP 2.0.1 (one EVSE with one connector): boot, status, Authorize, TransactionEvent, remote control."""
+
+    subprotocol = "ocpp2.0.1"
+    schema_version = "2.0.1"
+
+    EVSE_ID: ClassVar[int] = 1  # the charger's one EVSE, with connector 1
+    # Version-neutral connector states -> ConnectorStatusEnumType (OCPP 2.0.1 G01: a plugged-in EV is Occupied).
+    CONNECTOR_STATUS: ClassVar[Mapping[str, str]] = {
+        "Available": "Available",
+        "Preparing": "Occupied",
+        "Charging": "Occupied",
+        "Finishing": "Occupied",
+        "Unavailable": "Unavailable",
+        "Faulted": "Faulted",
+    }
+    # StopReason -> (triggerReason, stoppedReason) of TransactionEvent Ended (OCPP 2.0.1 E06, ReasonEnumType).
+    STOP_REASONS: ClassVar[Mapping[StopReason, tuple[str, str]]] = {
+        StopReason.LOCAL: ("StopAuthorized", "Local"),
+        StopReason.REMOTE: ("RemoteStop", "Remote"),
+        StopReason.POWER_LOSS: ("AbnormalCondition", "PowerLoss"),
+        StopReason.SOFT_RESET: ("ResetCommand", "Reboot"),
+        StopReason.HARD_RESET: ("ResetCommand", "ImmediateReset"),
+        StopReason.UNLOCK: ("UnlockCommand", "Other"),
+        StopReason.DE_AUTHORIZED: ("Deauthorized", "DeAuthorized"),
+    }
+    # (component, variable) -> configuration key: the device model of OCPP 2.0.1 B05/B06 this charger has.
+    VARIABLES: ClassVar[Mapping[tuple[str, str], Variable]] = {
+        ("OCPPCommCtrlr", "HeartbeatInterval"): Variable(
+            "HeartbeatInterval", ConfigKey(False, _non_negative_int)
+        ),
+        ("SampledDataCtrlr", "TxUpdatedInterval"): Variable(
+            "MeterValueSampleInterval", ConfigKey(False, _non_negative_int)
+        ),
+        ("SampledDataCtrlr", "TxUpdatedMeasurands"): Variable("MeterValuesSampledData", ConfigKey(False)),
+        ("TxCtrlr", "EVConnectionTimeOut"): Variable(
+            "ConnectionTimeOut", ConfigKey(False, _non_negative_int)
+        ),
+        ("AuthCtrlr", "AuthorizeRemoteStart"): Variable("AuthorizeRemoteStart", ConfigKey(True)),
+    }
+    TRIGGERABLE: ClassVar[frozenset[str]] = frozenset(
+        {"BootNotification", "Heartbeat", "StatusNotification", "MeterValues", "FirmwareStatusNotification"}
+    )
+
+    def __init__(self, new_id: Callable[[], str] | None = None) -> None:
+        self._new_id = new_id or (lambda: str(uuid.uuid4()))
+
+    def default_config(self) -> dict[str, str]:
+        """Initial configuration (HeartbeatInterval is replaced by the boot answer's interval)."""
+        return {
+            "HeartbeatInterval": "300",
+            "MeterValueSampleInterval": "60",
+            "ConnectionTimeOut": "60",
+            "MeterValuesSampledData": "Energy.Active.Import.Register,Power.Active.Import",
+            "AuthorizeRemoteStart": "false",
+        }
+
+    def boot_notification(self, station: StationInfo) -> Request:
+        """BootNotificationRequest, reason PowerUp (OCPP 2.0.1 B01)."""
+        return Request(
+            "BootNotification",
+            {
+                "reason": "PowerUp",
+                "chargingStation": {
+                    "model": station.model,
+                    "vendorName": station.vendor,
+                    "serialNumber": station.cp_id[:25],
+                    "firmwareVersion": station.firmware_version,
+                },
+            },
+        )
+
+    def boot_result(self, payload: Payload) -> tuple[str, int]:
+        """Status and interval of BootNotificationResponse."""
+        return str(payload["status"]), int(payload["interval"])
+
+    def heartbeat(self) -> Request:
+        """HeartbeatRequest."""
+        return Request("Heartbeat", {})
+
+    def status_notification(self, connector_id: int, status: str) -> Request | None:
+        """StatusNotificationRequest of EVSE 1 (OCPP 2.0.1 G01); none for connector 0, which 2.0.1 lacks."""
+        if connector_id == 0:
+            return None
+        return Request(
+            "StatusNotification",
+            {
+                "timestamp": utc_iso(),
+                "connectorStatus": self.CONNECTOR_STATUS[status],
+                "evseId": self.EVSE_ID,
+                "connectorId": connector_id,
+            },
+        )
+
+    def authorize(self, id_tag: str) -> Request:
+        """AuthorizeRequest with an ISO 14443 card (OCPP 2.0.1 C01)."""
+        return Request("Authorize", {"idToken": _id_token(id_tag)})
+
+    def id_tag_status(self, payload: Payload) -> str:
+        """idTokenInfo.status; a TransactionEvent answer without one accepts (OCPP 2.0.1 E01)."""
+        info = payload.get("idTokenInfo")
+        return "Accepted" if info is None else str(info["status"])
+
+    def new_transaction_id(self) -> str:
+        """The station generates the transactionId (OCPP 2.0.1 E01, at most 36 characters)."""
+        return self._new_id()[:36]
+
+    def transaction_id(self, payload: Payload, proposed: str | None = None) -> int | str:
+        """The station's own id: the TransactionEvent answer carries none."""
+        if proposed is None:
+            raise ValueError("OCPP 2.0.1 transactions carry the station's own id")
+        return proposed
+
+    def _transaction_event(
+        self, event_type: str, trigger: str, seq_no: int, info: Payload, meter_value: Payload
+    ) -> Request:
+        """TransactionEventRequest on EVSE 1 (OCPP 2.0.1 E01-E07: seqNo counts 0, 1, 2, ... per transaction)."""
+        return Request(
+            "TransactionEvent",
+            {
+                "eventType": event_type,
+                "timestamp": utc_iso(),
+                "triggerReason": trigger,
+                "seqNo": seq_no,
+                "transactionInfo": info,
+                "evse": {"id": self.EVSE_ID, "connectorId": 1},
+                "meterValue": [meter_value],
+            },
+        )
+
+    def start_transaction(
+        self,
+        connector_id: int,
+        id_tag: str,
+        meter_wh: int,
+        *,
+        transaction_id: str | None = None,
+        seq_no: int = 0,
+    ) -> Request:
+        """TransactionEvent Started, triggerReason Authorized, with the idToken and the begin reading."""
+        if transaction_id is None:
+            raise ValueError("OCPP 2.0.1 needs the station's transaction id (new_transaction_id)")
+        request = self._transaction_event(
+            "Started",
+            "Authorized",
+            seq_no,
+            {"transactionId": transaction_id, "chargingState": "Charging"},
+            {"timestamp": utc_iso(), "sampledValue": [_energy_sample(meter_wh, "Transaction.Begin")]},
+        )
+        request.payload["idToken"] = _id_token(id_tag)
+        return request
+
+    def meter_values(
+        self,
+        connector_id: int,
+        transaction_id: int | str | None,
+        energy_wh: int,
+        power_w: float,
+        *,
+        seq_no: int = 0,
+    ) -> Request:
+        """TransactionEvent Updated (MeterValuePeriodic) in a session, MeterValuesRequest outside one (J01/J02)."""
+        meter_value: Payload = {
+            "timestamp": utc_iso(),
+            "sampledValue": [
+                _energy_sample(energy_wh, "Sample.Periodic"),
+                {
+                    "value": round(power_w),
+                    "context": "Sample.Periodic",
+                    "measurand": "Power.Active.Import",
+                    "unitOfMeasure": {"unit": "W"},
+                },
+            ],
+        }
+        if transaction_id is None:
+            return Request("MeterValues", {"evseId": self.EVSE_ID, "meterValue": [meter_value]})
+        info = {"transactionId": str(transaction_id), "chargingState": "Charging"}
+        return self._transaction_event("Updated", "MeterValuePeriodic", seq_no, info, meter_value)
+
+    def stop_transaction(
+        self, transaction_id: int | str, id_tag: str, meter_wh: int, reason: StopReason, *, seq_no: int = 0
+    ) -> Request:
+        """TransactionEvent Ended with the stoppedReason and the end reading (OCPP 2.0.1 E06)."""
+        trigger, stopped = self.STOP_REASONS[reason]
+        return self._transaction_event(
+            "Ended",
+            trigger,
+            seq_no,
+            {"transactionId": str(transaction_id), "chargingState": "Idle", "stoppedReason": stopped},
+            {"timestamp": utc_iso(), "sampledValue": [_energy_sample(meter_wh, "Transaction.End")]},
+        )
+
+    def notification(self, message: str) -> Request | None:
+        """FirmwareStatusNotification Idle: nothing in progress."""
+        if message == "FirmwareStatusNotification":
+            return Request(message, {"status": "Idle"})
+        return None
+
+    # -- one method per central-system action
+    def _request_start(self, payload: Payload, view: ChargerView) -> Answer:
+        """RequestStartTransaction (OCPP 2.0.1 F01): Accepted on the idle EVSE 1."""
+        evse_id = int(payload.get("evseId", self.EVSE_ID))
+        if view.busy or evse_id != self.EVSE_ID:
+            return Answer({"status": "Rejected"})
+        intent = RemoteStart(str(payload["idToken"]["idToken"]), view.connector_ids[0])
+        return Answer({"status": "Accepted"}, intents=(intent,))
+
+    def _request_stop(self, payload: Payload, view: ChargerView) -> Answer:
+        """RequestStopTransaction (OCPP 2.0.1 F03): Rejected for a transaction the station does not run."""
+        tx_id = str(payload["transactionId"])
+        if view.transaction_id is None or str(view.transaction_id) != tx_id:
+            return Answer({"status": "Rejected"})
+        return Answer({"status": "Accepted"}, intents=(RemoteStop(tx_id),))
+
+    def _reset(self, payload: Payload, view: ChargerView) -> Answer:
+        """Reset of the station (OCPP 2.0.1 B11/B12); an EVSE reset is not supported (Rejected)."""
+        if "evseId" in payload:
+            return Answer({"status": "Rejected"})
+        return Answer({"status": "Accepted"}, intents=(ResetRequested(hard=payload["type"] == "Immediate"),))
+
+    def _trigger_message(self, payload: Payload, view: ChargerView) -> Answer:
+        """TriggerMessage (OCPP 2.0.1 F06): NotImplemented for messages this charger cannot send."""
+        message = str(payload["requestedMessage"])
+        evse = payload.get("evse")
+        if message not in self.TRIGGERABLE:
+            return Answer({"status": "NotImplemented"})
+        if evse is not None and (
+            evse["id"] != self.EVSE_ID
+            or evse.get("connectorId", view.connector_ids[0]) not in view.connector_ids
+        ):
+            return Answer({"status": "Rejected"})
+        connector_id = None if evse is None else int(evse.get("connectorId") or view.connector_ids[0])
+        return Answer({"status": "Accepted"}, intents=(Trigger(message, connector_id),))
+
+    def _lookup(self, item: Payload) -> tuple[Variable | None, str | None]:
+        """The variable a GetVariableData/SetVariableData names, or the attributeStatus why there is none."""
+        component, variable = str(item["component"]["name"]), str(item["variable"]["name"])
+        if not any(c == component for c, _ in self.VARIABLES):
+            return None, "UnknownComponent"
+        found = self.VARIABLES.get((component, variable))
+        if found is None or "instance" in item["component"] or "evse" in item["component"]:
+            return None, "UnknownVariable"
+        if item.get("attributeType", "Actual") != "Actual":
+            return None, "NotSupportedAttributeType"
+        return found, None
+
+    def _get_variables(self, payload: Payload, view: ChargerView) -> Answer:
+        """GetVariables (OCPP 2.0.1 B06): each requested variable's Actual value or why not."""
+        results = []
+        for item in payload["getVariableData"]:
+            found, problem = self._lookup(item)
+            result: Payload = {
+                "attributeStatus": problem or "Accepted",
+                "component": item["component"],
+                "variable": item["variable"],
+            }
+            if found is not None:
+                result["attributeValue"] = view.config[found.config_key]
+            results.append(result)
+        return Answer({"getVariableResult": results})
+
+    def _set_variables(self, payload: Payload, view: ChargerView) -> Answer:
+        """SetVariables (OCPP 2.0.1 B05): read-only or invalid values Rejected, the rest applied."""
+        results, changes = [], []
+        for item in payload["setVariableData"]:
+            found, problem = self._lookup(item)
+            value = str(item["attributeValue"])
+            if found is not None and (found.spec.readonly or not found.spec.check(value)):
+                problem = "Rejected"
+            if found is not None and problem is None:
+                changes.append(ConfigChanged(found.config_key, value))
+            results.append(
+                {
+                    "attributeStatus": problem or "Accepted",
+                    "component": item["component"],
+                    "variable": item["variable"],
+                }
+            )
+        return Answer({"setVariableResult": results}, intents=tuple(changes))
+
+    _ANSWERS: ClassVar[Mapping[str, Callable[[Ocpp201, Payload, ChargerView], Answer]]] = {
+        "RequestStartTransaction": _request_start,
+        "RequestStopTransaction": _request_stop,
+        "Reset": _reset,
+        "TriggerMessage": _trigger_message,
+        "GetVariables": _get_variables,
+        "SetVariables": _set_variables,
+    }
+
+
+def _id_token(id_tag: str) -> Payload:
+    """An IdTokenType of an RFID card (OCPP 2.0.1 C01)."""
+    return {"idToken": id_tag, "type": "ISO14443"}
+
+
 def answer_call(version: OcppVersion, action: str, payload: Payload, view: ChargerView) -> Answer:
     """Validate a central-system CALL and answer it; a schema violation becomes a CALLERROR.
 
@@ -523,5 +870,5 @@ def apply_config(config: MutableMapping[str, str], intents: tuple[Intent, ...]) 
     return tuple(rest)
 
 
-VERSIONS: Mapping[str, OcppVersion] = {Ocpp16.subprotocol: Ocpp16()}
-"""Every supported version by WebSocket subprotocol (the one table to extend for OCPP 2.0.1)."""
+VERSIONS: Mapping[str, OcppVersion] = {Ocpp16.subprotocol: Ocpp16(), Ocpp201.subprotocol: Ocpp201()}
+"""Every supported version by WebSocket subprotocol."""

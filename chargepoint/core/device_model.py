@@ -59,6 +59,7 @@ _DATA_TYPE: dict[Kind, DataType] = {
     Kind.INT: DataType.INTEGER,
     Kind.STR: DataType.STRING,
     Kind.MEASURANDS: DataType.MEMBER_LIST,
+    Kind.HEX: DataType.STRING,  # OCPP 2.0.1 has no hex type: hexadecimal digits in a string
 }
 
 _R = VariableRef
@@ -99,8 +100,20 @@ PLACEMENT: dict[str, VariableRef] = {
     "max_charging_profiles_installed": _R("SmartChargingCtrlr", "Entries"),
     "connector_phase_rotation": _R("ChargingStation", "PhaseRotation"),
     "resume_transactions_after_power_loss": _R("TxCtrlr", "ResumeAfterPowerLoss"),
+    "security_profile": _R("SecurityCtrlr", "SecurityProfile"),
+    "authorization_key": _R("SecurityCtrlr", "BasicAuthPassword"),
+    "cpo_name": _R("SecurityCtrlr", "OrganizationName"),
+    "certificate_store_max_length": _R("SecurityCtrlr", "CertificateEntries"),
+    "certificate_signed_max_chain_size": _R("SecurityCtrlr", "MaxCertificateChainSize"),
+    "additional_root_certificate_check": _R("SecurityCtrlr", "AdditionalRootCertificateCheck"),
     "reserve_connector_zero_supported": _R("ReservationCtrlr", "NonEvseSpecific"),
 }
+
+
+def _mutability(spec: SettingSpec) -> Mutability:
+    if spec.readonly:
+        return Mutability.READ_ONLY
+    return Mutability.WRITE_ONLY if spec.write_only else Mutability.READ_WRITE
 
 
 def variable_of(spec: SettingSpec) -> Variable:
@@ -109,7 +122,7 @@ def variable_of(spec: SettingSpec) -> Variable:
         ref=PLACEMENT[spec.name],
         setting=spec.name,
         data_type=_DATA_TYPE[spec.kind],
-        mutability=Mutability.READ_ONLY if spec.readonly else Mutability.READ_WRITE,
+        mutability=_mutability(spec),
         persistent=not spec.readonly,  # Settings ignores a stored value of a read-only setting
         reboot_required=spec.reboot_required,
         min_value=spec.min_value,

@@ -15,6 +15,7 @@ from typing import Any
 from chargepoint.core.model import Measurand
 
 _ASCII_INT = re.compile(r"[+-]?[0-9]{1,18}")  # at most 18 digits: always within a signed 64-bit store
+_HEX = re.compile(r"(?:[0-9A-Fa-f]{2})*")
 
 
 class Kind(Enum):
@@ -24,6 +25,7 @@ class Kind(Enum):
     INT = "int"
     STR = "str"
     MEASURANDS = "measurands"
+    HEX = "hex"  # bytes as hexadecimal text; min_value/max_value bound the length in bytes
 
 
 @dataclass(frozen=True, slots=True)
@@ -37,6 +39,7 @@ class SettingSpec:
     reboot_required: bool = False
     min_value: int | None = None
     max_value: int | None = None
+    write_only: bool = False  # a secret: set by the CSMS, never read back (AuthorizationKey)
 
     def parse(self, text: str) -> Any:
         """Turn the text form into a typed value; raises ValueError naming what is allowed."""
@@ -56,6 +59,15 @@ class SettingSpec:
             if self.max_value is not None and value > self.max_value:
                 raise ValueError(f"{self.name} must be <= {self.max_value}")
             return value
+        if self.kind is Kind.HEX:
+            if not _HEX.fullmatch(text):
+                raise ValueError(f"{self.name} must be hexadecimal, two characters per byte")
+            size = len(text) // 2
+            if (self.min_value is not None and size < self.min_value) or (
+                self.max_value is not None and size > self.max_value
+            ):
+                raise ValueError(f"{self.name} must be {self.min_value}-{self.max_value} bytes")
+            return text
         if self.kind is Kind.MEASURANDS:
             items = [part.strip() for part in text.split(",") if part.strip()]
             try:
@@ -122,6 +134,14 @@ SPECS: dict[str, SettingSpec] = {
         SettingSpec("max_charging_profiles_installed", Kind.INT, 16, readonly=True),
         SettingSpec("connector_phase_rotation", Kind.STR, "0.RST"),
         SettingSpec("resume_transactions_after_power_loss", Kind.BOOL, False),
+        # OCPP 1.6 Security whitepaper ed. 2, configuration keys. The profile in use changes only through
+        # core/security.py (upwards, after a successful connection); the key is write-only, 16-40 bytes as hex.
+        SettingSpec("security_profile", Kind.INT, 0, min_value=0, max_value=3),
+        SettingSpec("authorization_key", Kind.HEX, "", min_value=16, max_value=40, write_only=True),
+        SettingSpec("cpo_name", Kind.STR, ""),
+        SettingSpec("certificate_store_max_length", Kind.INT, 16, readonly=True),
+        SettingSpec("certificate_signed_max_chain_size", Kind.INT, 10_000, readonly=True),
+        SettingSpec("additional_root_certificate_check", Kind.BOOL, False, readonly=True),
         # Reservation (OCPP 1.6 §9.5): whether ReserveNow may name connector 0 (any connector); read-only.
         SettingSpec("reserve_connector_zero_supported", Kind.BOOL, True, readonly=True),
     )

@@ -166,37 +166,6 @@ class ProfileStorage(Protocol):
         ...
 
 
-class ReservationStorage(Protocol):
-    """Reservations in force (OCPP 1.6 §3.11); one a transaction uses is removed in that transaction's start
-    commit (``TransactionStarted.reservation_id``), so a crash can neither keep nor lose it half-way."""
-
-    def reservations(self) -> list[Reservation]:
-        """Every stored reservation (expired ones too: the book ends those at start-up)."""
-        ...
-
-    def put_reservation(self, reservation: Reservation) -> Future[Any]:
-        """Add a reservation or replace the one with its id (queued)."""
-        ...
-
-    def delete_reservations(self, ids: list[int]) -> Future[Any]:
-        """Remove reservations by id (queued)."""
-        ...
-
-
-class FileJobStorage(Durability, Protocol):
-    """The file jobs in progress (one firmware update, one upload), so that a restart resumes or reports them."""
-
-    def file_job(self, kind: str) -> dict[str, Any] | None:
-        """The persisted job of ``kind`` ("firmware", "upload"), None if there is none."""
-        ...
-
-    def put_file_job(
-        self, kind: str, job: dict[str, Any] | None, event: FileEvent | None = None
-    ) -> Future[Any]:
-        """Replace (None: remove) the job of ``kind`` and queue its status event, atomically (queued)."""
-        ...
-
-
 class CertificateUse(StrEnum):
     """What an installed certificate is for (OCPP 1.6 Security whitepaper, CertificateUseEnumType + own chain)."""
 
@@ -251,6 +220,37 @@ class CertificateStorage(Protocol):
 
     def delete_certificate(self, hash_data: CertificateHashData) -> Future[bool]:
         """Remove the certificates with this hash data, of any use (queued); the future says False if none."""
+        ...
+
+
+class ReservationStorage(Protocol):
+    """Reservations in force (OCPP 1.6 §3.11); one a transaction uses is removed in that transaction's start
+    commit (``TransactionStarted.reservation_id``), so a crash can neither keep nor lose it half-way."""
+
+    def reservations(self) -> list[Reservation]:
+        """Every stored reservation (expired ones too: the book ends those at start-up)."""
+        ...
+
+    def put_reservation(self, reservation: Reservation) -> Future[Any]:
+        """Add a reservation or replace the one with its id (queued)."""
+        ...
+
+    def delete_reservations(self, ids: list[int]) -> Future[Any]:
+        """Remove reservations by id (queued)."""
+        ...
+
+
+class FileJobStorage(Durability, Protocol):
+    """The file jobs in progress (one firmware update, one upload), so that a restart resumes or reports them."""
+
+    def file_job(self, kind: str) -> dict[str, Any] | None:
+        """The persisted job of ``kind`` ("firmware", "upload"), None if there is none."""
+        ...
+
+    def put_file_job(
+        self, kind: str, job: dict[str, Any] | None, event: FileEvent | None = None
+    ) -> Future[Any]:
+        """Replace (None: remove) the job of ``kind`` and queue its status event, atomically (queued)."""
         ...
 
 

@@ -1,7 +1,10 @@
 """The connection to the central system: connect, pick the adapter by negotiated subprotocol, reconnect.
 
 Reconnects use exponential backoff plus random jitter; liveness is WebSocket ping/pong (WebSocketPingInterval).
-Security profiles: 1 HTTP Basic over ws://, 2 Basic over wss:// with a CA file, 3 TLS client certificate.
+Security profiles (OCPP 1.6 Security whitepaper ed. 2, §2): 1 HTTP Basic over ws://, 2 Basic over wss:// with a
+CA (configured, or CentralSystemRootCertificates installed by the CSMS), 3 a TLS client certificate (configured, or
+the ChargePointCertificate the CSMS signed). A higher profile is tried on the next connections and kept after the
+first success (``core/security.py``); the AuthorizationKey, once the CSMS set it, is the Basic-auth password.
 """
 
 from __future__ import annotations
@@ -15,13 +18,16 @@ import re
 import ssl
 from collections import deque
 from datetime import datetime
+from pathlib import Path
 from typing import Any, Protocol
 
 from websockets.asyncio.client import connect
 from websockets.exceptions import ConnectionClosed, InvalidHandshake, InvalidStatus, InvalidURI
 
+from chargepoint.certificates import CertificateManager
 from chargepoint.config import CsmsConfig, StationIdentity
 from chargepoint.core.model import IdTagInfo
+from chargepoint.core.security import TLS_FAILURE_EVENTS, SecurityEvents, SecurityEventType, SecurityProfiles
 from chargepoint.core.settings import Settings
 from chargepoint.core.station import Station
 from chargepoint.csms.outbox import OutboxSender
@@ -40,6 +46,8 @@ log = logging.getLogger(__name__)
 ADAPTERS: dict[str, SessionFactory] = {"ocpp1.6": V16Session, "ocpp2.0.1": V201Session}
 SUBPROTOCOL_BY_VERSION = {"1.6": "ocpp1.6", "2.0.1": "ocpp2.0.1"}
 CLOSE_TIMEOUT_S = 2.0
+# A clock correction from the CSMS larger than this is a SettingSystemTime security event (smaller ones are drift).
+TIME_JUMP_EVENT_S = 60.0
 # OCPP-J §4.1.1 allows one outstanding CALL per direction; a central system that sends more without waiting for the
 # answers gets this many queued, and a CallError "busy" for each one beyond.
 MAX_QUEUED_CALLS = 16
@@ -199,7 +207,7 @@ class Link:
         self.max_queued_calls = MAX_QUEUED_CALLS
         self.outbox = OutboxSender(store, settings, station.csms_answered)
         # What each session is given: the station's commands and the store as ports, never the link's way to them.
-        self.session_deps = SessionDeps(self, station, store, settings)
+        self.session_deps = SessionDeps(self, station, store, settings, self)
         self.session: Session | None = None
         self.reconnects = 0  # reconnect attempts (after a refusal, an unreachable CSMS or a closed session)
         self.connections = 0  # WebSocket sessions that were opened (so connections - 1 successful reconnects)
@@ -207,6 +215,24 @@ class Link:
         self.stopping = False
         self._last_activity = 0.0
         self._ws: Any = None
+        self.security_events = SecurityEvents(store, clock, self.outbox_changed)
+        self.profiles = SecurityProfiles(
+            store,
+            active=lambda: settings.get_int("security_profile"),
+            promote=lambda profile: self._promote(profile),
+        )
+        directory = Path(store.path).parent if store.path != ":memory:" else Path(".")
+        self.certificates = CertificateManager(
+            store,
+            settings,
+            clock,
+            identity.id,
+            directory / "certificates",
+            self.security_events,
+            configured_roots=csms_config.ca_file,
+        )
+        self.changed_security = False  # a security key changed: reconnect once its answer is out
+        self._failure_event: SecurityEventType | None = None  # the last connection failure reported
 
     # CsmsPort
     @property
@@ -248,12 +274,31 @@ class Link:
         """Adopt the CSMS's time if the clock allows it."""
         setter = getattr(self.clock, "set_time", None)
         if setter is not None:
+            before = self.clock.now()
             setter(when)
+            jump_s = (self.clock.now() - before).total_seconds()
+            if abs(jump_s) > TIME_JUMP_EVENT_S:
+                self.security_events.record(
+                    SecurityEventType.SETTING_SYSTEM_TIME,
+                    f"clock moved by {jump_s:+.0f} s to the CSMS's time",
+                )
 
     # connection
     def url(self) -> str:
-        """The WebSocket URL: the configured base plus the charge point id, or its ``{station_id}`` template."""
-        return station_url(self.csms_config.url, self.identity.id)
+        """The WebSocket URL: the configured base plus the charge point id, or its ``{station_id}`` template;
+        wss:// from security profile 2 on (whitepaper §2: profiles 2 and 3 use TLS)."""
+        url = station_url(self.csms_config.url, self.identity.id)
+        if self.profiles.connecting() >= 2 and url.startswith("ws://"):
+            url = "wss://" + url.removeprefix("ws://")
+        return url
+
+    def password(self) -> str | None:
+        """The Basic-auth password: the AuthorizationKey the CSMS set, else the configured one."""
+        return self.settings.text("authorization_key") or self.csms_config.password
+
+    def has_client_certificate(self) -> bool:
+        """A client certificate for profile 3: the installed ChargePointCertificate or a configured one."""
+        return self.certificates.client_files() is not None or bool(self.csms_config.client_cert)
 
     def state(self) -> dict[str, Any]:
         """Connection and registration at a glance (for ``ctl status``)."""
@@ -269,20 +314,65 @@ class Link:
         }
 
     def _headers(self) -> dict[str, str]:
-        cfg = self.csms_config
-        if cfg.password is None or cfg.security_profile == 3:
+        password = self.password()
+        if password is None or self.profiles.connecting() == 3:
             return {}
-        token = base64.b64encode(f"{self.identity.id}:{cfg.password}".encode()).decode()
+        token = base64.b64encode(f"{self.identity.id}:{password}".encode()).decode()
         return {"Authorization": f"Basic {token}"}
 
     def _ssl(self) -> ssl.SSLContext | None:
         cfg = self.csms_config
-        if not self.csms_config.url.startswith("wss://"):
+        if not self.url().startswith("wss://"):
             return None
-        context = ssl.create_default_context(cafile=cfg.ca_file)
-        if cfg.security_profile == 3 and cfg.client_cert:
-            context.load_cert_chain(cfg.client_cert, cfg.client_key)
+        # The configured CA and the CentralSystemRootCertificates the CSMS installed (whitepaper M05: used from
+        # the next connection) verify the server; with neither, the system's trust store does.
+        context = ssl.create_default_context(
+            cafile=cfg.ca_file, cadata=self.certificates.csms_roots_pem() or None
+        )
+        if self.profiles.connecting() == 3:
+            # The ChargePointCertificate the CSMS signed (A02) wins over the configured one.
+            files = self.certificates.client_files()
+            if files is not None:
+                context.load_cert_chain(*files)
+            elif cfg.client_cert:
+                context.load_cert_chain(cfg.client_cert, cfg.client_key)
         return context
+
+    def _promote(self, profile: int) -> None:
+        self.settings.set_text("security_profile", str(profile))
+
+    def _connected(self) -> None:
+        """A connection was opened: a new security profile is now the active one."""
+        self._failure_event = None
+        promoted = self.profiles.connected()
+        if promoted is not None:
+            log.warning("security profile %s works: it is the active profile now", promoted)
+            self.security_events.record(
+                SecurityEventType.RECONFIGURATION_OF_SECURITY_PARAMETERS, f"SecurityProfile {promoted}"
+            )
+
+    def _connect_failed(self, event: SecurityEventType | None, info: str) -> None:
+        """A connection failed: report a security failure once per outage; a new profile that fails for a security
+        reason (refused credentials, TLS) is dropped after a few tries. An unreachable CSMS says nothing about the
+        profile and counts for nothing."""
+        if event is None:
+            return
+        if event is not self._failure_event:
+            self._failure_event = event
+            self.security_events.record(event, info)
+        dropped = self.profiles.connect_failed()
+        if dropped is not None:
+            log.error(
+                "security profile %s failed to connect; falling back to profile %s",
+                dropped,
+                self.profiles.active,
+            )
+
+    async def reconnect(self) -> None:
+        """Close the connection (the run loop opens a new one with the current profile and password)."""
+        ws = self._ws
+        if ws is not None:
+            await ws.close()
 
     def backoff_s(self, failures: int) -> float:
         """Exponential backoff with random jitter, capped."""
@@ -318,10 +408,15 @@ class Link:
                     " (check the charge point id and password)" if code in (401, 403, 404) else "",
                 )
                 failures += 1
+                refused = SecurityEventType.FAILED_TO_AUTHENTICATE_AT_CENTRAL_SYSTEM
+                self._connect_failed(refused if code in (401, 403) else None, f"HTTP {code}")
             except (OSError, InvalidHandshake, InvalidURI, TimeoutError, ssl.SSLError) as exc:
                 log.warning("cannot reach the CSMS at %s: %s", self.url(), exc)
                 failures += 1
+                reason = getattr(exc, "reason", None) if isinstance(exc, ssl.SSLError) else None
+                self._connect_failed(TLS_FAILURE_EVENTS.get(str(reason)), str(exc)[:200])
             else:
+                self._connected()
                 failures = await self._serve(ws, failures)
             self.reconnects += 1
             delay = self.backoff_s(max(0, failures - 1))

@@ -28,6 +28,7 @@ from ocpp.routing import create_route_map
 
 from chargepoint.core.events import OutboxMessage
 from chargepoint.core.model import IdTagInfo
+from chargepoint.core.security import SecurityEventType
 from chargepoint.core.settings import SPECS
 from chargepoint.csms.outbox import Delivered, MalformedAnswer
 from chargepoint.csms.times import parse_time
@@ -207,6 +208,7 @@ class OcppSession(_OcppChargePoint):  # type: ignore[misc]
         self.station = deps.station
         self.store = deps.store
         self.settings = deps.settings
+        self.security = deps.security
         self._unique_id_generator = link.ids
         # Answers are matched by request() itself (self._pending); the base class's response queue is never used,
         # and an asyncio.Queue costs ~3 KB, which a fleet of thousands of sessions in one process notices.
@@ -233,7 +235,8 @@ class OcppSession(_OcppChargePoint):  # type: ignore[misc]
         try:
             async for message in self._connection:
                 self.link.touch()
-                frames.debug("%s < %s", self.id, message)
+                if frames.isEnabledFor(logging.DEBUG):
+                    frames.debug("%s < %s", self.id, self.redact(str(message)))
                 await self.route_message(message)
         except ConnectionClosed:
             pass
@@ -241,6 +244,10 @@ class OcppSession(_OcppChargePoint):  # type: ignore[misc]
             self._closed.set()
             if self._pending is not None and not self._pending[2].done():
                 self._pending[2].set_exception(CsmsUnavailable("connection closed"))
+
+    def redact(self, frame: str) -> str:
+        """A received frame as the frame log may show it (a version hides the secrets its own messages carry)."""
+        return frame
 
     async def _send(self, message: str) -> None:
         from websockets.exceptions import ConnectionClosed
@@ -284,6 +291,11 @@ class OcppSession(_OcppChargePoint):  # type: ignore[misc]
             unique_id = self._readable_unique_id(text)
             if self._may_log():
                 log.warning("malformed frame from CSMS (%s): %.200s", exc.code, text)
+            # Security whitepaper / 2.0.1 A: InvalidMessages (bounded per hour by SecurityEvents, whatever the peer
+            # sends).
+            self.security.security_events.record(
+                SecurityEventType.INVALID_MESSAGES, f"malformed frame: {exc.code}"
+            )
             if unique_id is not None:
                 await self._reply_error(unique_id, exc)
             else:

@@ -13,6 +13,7 @@ from dataclasses import dataclass
 from datetime import datetime
 from typing import Any, Protocol
 
+from chargepoint.certificates import CertificateManager
 from chargepoint.config import CsmsConfig, StationIdentity
 from chargepoint.core.blocks.diagnostics import Diagnostics
 from chargepoint.core.blocks.firmware import Firmware
@@ -28,6 +29,7 @@ from chargepoint.core.model import (
     UnlockResult,
 )
 from chargepoint.core.reservations import CancelResult, Reservation, ReserveResult
+from chargepoint.core.security import SecurityEvents, SecurityProfiles
 from chargepoint.core.settings import Settings
 from chargepoint.core.smart_charging import (
     ChargingProfile,
@@ -241,6 +243,40 @@ class LinkState(Protocol):
         ...
 
 
+class SecurityControls(Protocol):
+    """The link's security state a session uses (Security whitepaper): installed certificates, the profile
+    migration, security events, the Basic-auth password, and a reconnect to apply a changed security key."""
+
+    changed_security: bool  # a security key changed: reconnect once its answer is out
+
+    @property
+    def certificates(self) -> CertificateManager:
+        """Installed roots and the charge point's own key and chain."""
+        ...
+
+    @property
+    def profiles(self) -> SecurityProfiles:
+        """The security profile in use and a move to a higher one."""
+        ...
+
+    @property
+    def security_events(self) -> SecurityEvents:
+        """Queues SecurityEventNotifications."""
+        ...
+
+    def password(self) -> str | None:
+        """The Basic-auth password in use."""
+        ...
+
+    def has_client_certificate(self) -> bool:
+        """A client certificate for profile 3 is there."""
+        ...
+
+    async def reconnect(self) -> None:
+        """Close the connection; the next one uses the current profile and password."""
+        ...
+
+
 @dataclass(frozen=True, slots=True)
 class SessionDeps:
     """Everything a version adapter is given, explicitly: the constructor contract of ``ADAPTERS``."""
@@ -249,6 +285,7 @@ class SessionDeps:
     station: StationCommands
     store: SessionStorage
     settings: Settings
+    security: SecurityControls
 
 
 class SessionFactory(Protocol):

@@ -367,6 +367,8 @@ async def test_an_unexpected_error_in_the_outbox_is_logged_and_the_outbox_goes_o
     a = await start_agent()
     store = a.agent.store
     assert store is not None
+    # The agent's StartupOfTheDevice security event goes first; the fault is meant for the StartTransaction.
+    await until(lambda: store.outbox_size() == 0, 5, "the startup security event was not delivered")
     real_acknowledge = store.acknowledge
     failures = [RuntimeError("a bug in recording the answer")]
 

@@ -657,6 +657,10 @@ async def test_tc_019_1_retrieve_all_configuration_keys(cs: CentralSystem, start
     keys, unknown = await _config(cs)
     assert unknown == []
     for entry in keys.values():
+        if entry["key"] == "AuthorizationKey":
+            # Security whitepaper: write-only; listed, its value never sent (KeyValue.value is optional, §7.23).
+            assert entry == {"key": "AuthorizationKey", "readonly": False}
+            continue
         assert isinstance(entry["readonly"], bool) and isinstance(entry.get("value"), str), entry
     for name in REQUIRED_KEYS:
         assert name in keys, f"required configuration key {name} missing"

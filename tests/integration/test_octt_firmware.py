@@ -300,9 +300,11 @@ def signed_statuses(cs: CentralSystem, after: int) -> list[str]:
     return statuses_of(cs, "SignedFirmwareStatusNotification", after)
 
 
-async def test_signed_update_firmware_verified_installed_and_refused(
+async def test_tc_080_secure_firmware_update_and_tc_081_invalid_signature(
     cs: CentralSystem, start_agent: StartAgent, http_files: HttpFiles
 ) -> None:
+    """OCTT 1.6 Security TC_081 (invalid signing certificate or signature: refused, security event, nothing
+    installed, charging goes on) then TC_080 (a verified update installed once the transaction ends)."""
     chain = make_chain()
     a = await start_agent()
     _install_root(a, pem(chain.root))
@@ -366,9 +368,10 @@ async def test_signed_update_firmware_verified_installed_and_refused(
     assert boots(cs, after)[0]["firmwareVersion"] == "2.0.0"
 
 
-async def test_get_log_security_and_diagnostics(
+async def test_tc_079_get_security_log(
     cs: CentralSystem, start_agent: StartAgent, http_files: HttpFiles, tmp_path: Path
 ) -> None:
+    """OCTT 1.6 Security TC_079: GetLog SecurityLog uploaded with LogStatusNotification Uploading, Uploaded."""
     seclog = tmp_path / "security.log"
     seclog.write_text("2026-01-02 10:00:00,000 WARNING FailedToAuthenticateAtCentralSystem\n")
     await start_agent(firmware={"security_log_files": [str(seclog)], "upload_method": "POST"})

@@ -2,12 +2,14 @@
 
 from __future__ import annotations
 
+import contextlib
 import json
+import sqlite3
 from pathlib import Path
 
 import pytest
 
-from backend_stub.store import CsmsStore, UnknownTransaction
+from backend_stub.store import CsmsStore, Transaction, UnknownTransaction
 from tests.load.conftest import (
     REQUIRED,
     SeededCsms,
@@ -23,9 +25,14 @@ from tests.load.conftest import (
 pytestmark = pytest.mark.slow
 
 
-def assert_clean_run(stats: dict[tuple[str, str], tuple[int, int]], log: str) -> None:
+REQUIRED_201 = ("BootNotification", "Heartbeat", "StatusNotification", "Authorize", "TransactionEvent")
+
+
+def assert_clean_run(
+    stats: dict[tuple[str, str], tuple[int, int]], log: str, required: tuple[str, ...] = REQUIRED
+) -> None:
     """Every OCPP request the issue names was made, and nothing failed."""
-    for action in REQUIRED:
+    for action in required:
         requests, _ = stats.get(("OCPP", action), (0, 0))
         assert requests > 0, f"no {action} requests\n{log[-3000:]}"
     failed = {key: f for key, (_, f) in stats.items() if f}
@@ -73,16 +80,74 @@ async def test_headless_run_against_the_bundled_central_system(
     assert metrics["sessions_started"] > 0
     assert "OCPP metrics: connections held max" in log
     # The central system billed the sessions with the seeded tariff.
-    with CsmsStore(seeded_csms.db) as store:
-        billed, tx_id = 0, 1
+    billed = [tx for tx in stored_transactions(seeded_csms.db) if tx.stopped_at and (tx.cost_minor or 0) > 0]
+    assert billed
+
+
+def stored_transactions(db: Path) -> list[Transaction]:
+    """Every transaction the central system stored, by id."""
+    found: list[Transaction] = []
+    with CsmsStore(db) as store:
         while True:
             try:
-                tx = store.transaction(tx_id)
+                found.append(store.transaction(len(found) + 1))
             except UnknownTransaction:
-                break
-            billed += tx.stopped_at is not None and (tx.cost_minor or 0) > 0
-            tx_id += 1
-    assert billed > 0
+                return found
+
+
+async def test_headless_run_speaking_ocpp_201_against_the_bundled_central_system(
+    seeded_csms: SeededCsms, tmp_path: Path
+) -> None:
+    """`--ocpp-version 2.0.1`: the bundled central system stores the TransactionEvent sessions with their energy."""
+    users = 6
+    [(code, log)] = await run_all(
+        [
+            locust_command(
+                "--headless",
+                "--host",
+                seeded_csms.url,
+                "-u",
+                str(users),
+                "-r",
+                str(users),
+                "-t",
+                "12s",
+                "--csv",
+                str(tmp_path / "run"),
+                "--ocpp-version",
+                "2.0.1",
+                "--ocpp-speed",
+                "600",  # hours of charger life in the run: sessions start, send meter values and end
+                "--ocpp-credentials",
+                str(seeded_csms.credentials),
+                "--ocpp-metrics-json",
+                str(tmp_path / "metrics.json"),
+            )
+        ],
+        tmp_path,
+        timeout_s=60,
+    )
+    assert code == 0, log[-3000:]
+    stats = read_stats(tmp_path / "run")
+    assert_clean_run(stats, log, REQUIRED_201)
+    assert not {name for kind, name in stats if name in ("StartTransaction", "StopTransaction")}
+    metrics = read_metrics(tmp_path / "metrics.json")
+    assert metrics["boots"] == users and metrics["reconnects"] == 0
+    assert metrics["sessions_completed"] > 0
+    ended = [tx for tx in stored_transactions(seeded_csms.db) if tx.stopped_at is not None]
+    assert ended, log[-3000:]
+    for tx in ended:
+        assert tx.station_tx_id is not None and len(tx.station_tx_id) == 36  # the station's own uuid
+        assert tx.meter_stop_wh is not None and tx.meter_stop_wh > tx.meter_start_wh  # energy in Wh
+    assert any((tx.cost_minor or 0) > 0 for tx in ended)  # billed with the seeded tariff
+    with CsmsStore(seeded_csms.db) as store:
+        # seqNo 0, 1, 2, ... per transaction (a gap or a step back is a security event), nothing else amiss.
+        assert store.security_events() == []
+    with contextlib.closing(sqlite3.connect(seeded_csms.db)) as db:
+        last_seq_no = dict(
+            db.execute("SELECT id, last_seq_no FROM transactions WHERE stopped_at IS NOT NULL")
+        )
+    assert all(n is not None and n >= 1 for n in last_seq_no.values()), last_seq_no  # Started 0 ... Ended
 
 
 async def test_distributed_run_master_and_two_workers(seeded_csms: SeededCsms, tmp_path: Path) -> None:

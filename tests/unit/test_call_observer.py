@@ -34,7 +34,7 @@ def _session(seen: list[tuple[str, float, str | None]]) -> tuple[V16Session, _Co
         call_observer=lambda action, latency_s, error: seen.append((action, latency_s, error)),
     )
     conn = _Connection()
-    deps = SessionDeps(link, station=None, store=None, settings=None)  # type: ignore[arg-type]
+    deps = SessionDeps(link, station=None, store=None, settings=None, security=None)  # type: ignore[arg-type]
     return V16Session(deps, conn), conn
 
 

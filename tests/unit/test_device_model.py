@@ -27,7 +27,14 @@ def test_every_setting_is_one_variable_at_a_unique_place() -> None:
 def test_variable_flags_follow_the_spec(spec: SettingSpec) -> None:
     variable = VARIABLES[PLACEMENT[spec.name]]
     assert variable.setting == spec.name
-    assert variable.mutability is (Mutability.READ_ONLY if spec.readonly else Mutability.READ_WRITE)
+    expected_mutability = (
+        Mutability.READ_ONLY
+        if spec.readonly
+        else Mutability.WRITE_ONLY
+        if spec.write_only
+        else Mutability.READ_WRITE
+    )
+    assert variable.mutability is expected_mutability
     assert variable.persistent is not spec.readonly
     assert variable.reboot_required is spec.reboot_required
     assert (variable.min_value, variable.max_value) == (spec.min_value, spec.max_value)
@@ -36,6 +43,7 @@ def test_variable_flags_follow_the_spec(spec: SettingSpec) -> None:
         Kind.INT: DataType.INTEGER,
         Kind.STR: DataType.STRING,
         Kind.MEASURANDS: DataType.MEMBER_LIST,
+        Kind.HEX: DataType.STRING,
     }[spec.kind]
     assert variable.data_type is expected_type
 
@@ -48,6 +56,17 @@ def test_known_places_and_flags() -> None:
     assert ping.reboot_required and ping.mutability is Mutability.READ_WRITE
     connectors = VARIABLES[VariableRef("ChargingStation", "NumberOfConnectors")]
     assert connectors.mutability is Mutability.READ_ONLY and not connectors.persistent
+
+
+def test_the_authorization_key_is_a_write_only_hex_secret_of_16_to_40_bytes() -> None:
+    """OCPP 1.6 Security whitepaper ed. 2: AuthorizationKey is write-only, 16-40 bytes as hex."""
+    key = VARIABLES[VariableRef("SecurityCtrlr", "BasicAuthPassword")]
+    assert key.setting == "authorization_key" and key.mutability is Mutability.WRITE_ONLY and key.persistent
+    spec = SPECS["authorization_key"]
+    assert spec.parse("ab" * 16) == "ab" * 16 and spec.parse("AB" * 40) == "AB" * 40
+    for bad in ("ab" * 15, "ab" * 41, "zz" * 16, "abc" * 11, "ab " * 16, "\u0660\u0661" * 16):
+        with pytest.raises(ValueError, match="authorization_key"):
+            spec.parse(bad)
 
 
 def test_components_group_every_variable_once() -> None:
@@ -66,6 +85,8 @@ def test_every_16_key_reaches_a_setting_that_round_trips() -> None:
         text = settings.text(variable.setting)
         if variable.mutability is Mutability.READ_WRITE:
             assert settings.set_text(variable.setting, text) is variable.reboot_required, key
+        elif variable.mutability is Mutability.WRITE_ONLY:  # never read back: a fresh valid value goes in
+            assert settings.set_text(variable.setting, "0f" * 16) is variable.reboot_required, key
         else:
             with pytest.raises(PermissionError):
                 settings.set_text(variable.setting, text)

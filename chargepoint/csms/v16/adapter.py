@@ -37,6 +37,7 @@ from chargepoint.csms.rpc import OcppSession, StatusReport, is_int64
 from chargepoint.csms.times import ocpp_time, parse_time
 from chargepoint.csms.v16 import firmware as fw  # not ``firmware``: that is a SignedUpdateFirmware field
 from chargepoint.csms.v16 import mapping, reservation
+from chargepoint.csms.v16.security import SECURITY_KEYS, SecurityHandlers, redact_secrets, trigger_status
 from chargepoint.errors import CsmsRejected, CsmsUnavailable, StorageError
 
 __all__ = ["V16Session", "ocpp_time", "parse_time"]
@@ -168,7 +169,7 @@ _UNIT_16 = {
 }
 
 
-class V16Session(OcppSession, _OcppChargePoint):  # type: ignore[misc]
+class V16Session(SecurityHandlers, OcppSession, _OcppChargePoint):  # type: ignore[misc]
     """An OCPP 1.6J conversation with the central system over one connection."""
 
     subprotocol = "ocpp1.6"
@@ -176,6 +177,10 @@ class V16Session(OcppSession, _OcppChargePoint):  # type: ignore[misc]
     ERROR_SPELLING = mapping.CALL_ERROR_CODE
     NON_NEGATIVE = _NON_NEGATIVE
     PRECHECKS = _PRECHECKS
+
+    def redact(self, frame: str) -> str:
+        """A received frame for the frame log: a ChangeConfiguration AuthorizationKey's value hidden."""
+        return redact_secrets(frame)
 
     def _boot_payload(self, *, triggered: bool = False) -> dict[str, Any]:
         """OCPP 1.6 §6.2 BootNotification.req (1.6 has no boot reason)."""
@@ -455,6 +460,10 @@ class V16Session(OcppSession, _OcppChargePoint):  # type: ignore[misc]
                 unknown.append(name)
                 continue
             variable = VARIABLES[ref]
+            if variable.mutability is Mutability.WRITE_ONLY:
+                # Security whitepaper: AuthorizationKey is write-only; it is listed, its value never sent.
+                known.append({"key": name, "readonly": False})
+                continue
             readonly = variable.mutability is Mutability.READ_ONLY
             known.append({"key": name, "readonly": readonly, "value": self._config_value(variable.setting)})
         return call_result.GetConfiguration(configuration_key=known, unknown_key=unknown or None)
@@ -474,6 +483,8 @@ class V16Session(OcppSession, _OcppChargePoint):  # type: ignore[misc]
         ref = mapping.CONFIG_KEYS.get(key)
         if ref is None:
             return call_result.ChangeConfiguration(status="NotSupported")
+        if key in SECURITY_KEYS:
+            return call_result.ChangeConfiguration(status=self.change_security_key(key, value))
         try:
             reboot = self.settings.set_text(VARIABLES[ref].setting, value)
         except (PermissionError, ValueError) as exc:
@@ -555,18 +566,19 @@ class V16Session(OcppSession, _OcppChargePoint):  # type: ignore[misc]
     @on(Action.trigger_message)
     def on_trigger_message(self, requested_message: str, connector_id: int | None = None, **_: Any) -> Any:
         """TriggerMessage (RemoteTrigger profile); the message follows the answer."""
-        if connector_id is not None and connector_id != 0 and connector_id not in self.station.connectors:
-            return call_result.TriggerMessage(status="Rejected")
-        if requested_message not in _TRIGGERABLE:
-            return call_result.TriggerMessage(status="NotImplemented")
-        return call_result.TriggerMessage(status="Accepted")
+        status = trigger_status(self.station.connectors, requested_message, connector_id, _TRIGGERABLE)
+        return call_result.TriggerMessage(status=status)
 
     @after(Action.trigger_message)
     def after_trigger_message(
         self, requested_message: str, connector_id: int | None = None, **_: Any
     ) -> None:
-        """Send what TriggerMessage asked for (allowed even while boot is Pending), in a task kept by reference."""
-        if requested_message in _TRIGGERABLE:
+        """Send what TriggerMessage asked for (allowed even while boot is Pending), in a task kept by reference;
+        nothing for a Rejected one (an unknown connector)."""
+        if (
+            trigger_status(self.station.connectors, requested_message, connector_id, _TRIGGERABLE)
+            == "Accepted"
+        ):
             self._spawn(self._send_triggered(requested_message, connector_id), f"trigger-{requested_message}")
 
     async def _send_triggered(self, what: str, connector_id: int | None) -> None:

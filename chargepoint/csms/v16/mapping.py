@@ -195,6 +195,13 @@ CONFIG_KEYS: dict[str, VariableRef] = {
     "ChargingScheduleAllowedChargingRateUnit": VariableRef("SmartChargingCtrlr", "RateUnit"),
     "ChargingScheduleMaxPeriods": VariableRef("SmartChargingCtrlr", "PeriodsPerSchedule"),
     "MaxChargingProfilesInstalled": VariableRef("SmartChargingCtrlr", "Entries"),
+    # OCPP 1.6 Security whitepaper ed. 2, configuration keys.
+    "SecurityProfile": VariableRef("SecurityCtrlr", "SecurityProfile"),
+    "AuthorizationKey": VariableRef("SecurityCtrlr", "BasicAuthPassword"),
+    "CpoName": VariableRef("SecurityCtrlr", "OrganizationName"),
+    "CertificateStoreMaxLength": VariableRef("SecurityCtrlr", "CertificateEntries"),
+    "CertificateSignedMaxChainSize": VariableRef("SecurityCtrlr", "MaxCertificateChainSize"),
+    "AdditionalRootCertificateCheck": VariableRef("SecurityCtrlr", "AdditionalRootCertificateCheck"),
     "ReserveConnectorZeroSupported": VariableRef("ReservationCtrlr", "NonEvseSpecific"),  # §9.5
 }
 
