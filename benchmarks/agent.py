@@ -107,7 +107,7 @@ def rss_kb(pid: int) -> int:
 
 async def seeded_csms(tmp: Path, swipes: int) -> tuple[asyncio.subprocess.Process, str, Path]:
     """The bundled central system on a store (it speaks 1.6 and 2.0.1): the bench chargers and every card known."""
-    db = tmp / "csms.db"
+    db = tmp / f"csms-{swipes}.db"  # a store per card count: each knows every card its caller swipes
     if not db.exists():
         with CsmsStore(db) as store:
             for cp in ("BENCH-CP", "BENCH-LAT"):
