@@ -28,7 +28,7 @@ from typing import Any
 sys.path.insert(0, str(Path(__file__).resolve().parent.parent))
 
 from backend_stub.process import start_csms_process
-from backend_stub.testing.server import ScriptedCentralSystem as CentralSystem
+from backend_stub.store import CsmsStore
 from chargepoint.agent import Agent
 from chargepoint.config import parse
 from chargepoint.core.model import AuthStatus, IdTagInfo
@@ -39,6 +39,7 @@ id = "BENCH-CP"
 
 [csms]
 url = "{url}"
+ocpp_versions = ["{version}"]
 
 [storage]
 path = "{db}"
@@ -104,16 +105,39 @@ def rss_kb(pid: int) -> int:
     raise RuntimeError("no VmRSS")
 
 
-async def cold_start_and_rss(tmp: Path, runs: int) -> tuple[list[float], int]:
-    """Spawn the agent process ``runs`` times: time to its BootNotification at the CSMS; RSS when idle."""
-    cs = CentralSystem()
-    await cs.start()
+async def seeded_csms(tmp: Path, swipes: int) -> tuple[asyncio.subprocess.Process, str, Path]:
+    """The bundled central system on a store (it speaks 1.6 and 2.0.1): the bench chargers and every card known."""
+    db = tmp / f"csms-{swipes}.db"  # a store per card count: each knows every card its caller swipes
+    if not db.exists():
+        with CsmsStore(db) as store:
+            for cp in ("BENCH-CP", "BENCH-LAT"):
+                store.add_charger(cp)
+            user = store.add_user("Bench")
+            for tag in ("LOCALTAG", *(f"ONLINE{i}" for i in range(swipes))):
+                store.add_card(tag, user_id=user.id)
+    proc, url = await start_csms_process(db=db)
+    return proc, url, db
+
+
+async def booted_at(db: Path, cp_id: str) -> Any:
+    """The central system's record of the charger's last boot."""
+    with CsmsStore(db) as store:
+        charger = store.charger(cp_id)
+    return charger.last_boot if charger else None
+
+
+async def cold_start_and_rss(tmp: Path, runs: int, version: str = "1.6") -> tuple[list[float], int]:
+    """Spawn the agent process ``runs`` times against the bundled central system: time until the CSMS recorded its
+    BootNotification; RSS when idle."""
+    csms, url, db = await seeded_csms(tmp, 0)
     times, rss = [], 0
     try:
         for i in range(runs):
-            config = tmp / f"cold{i}.toml"
-            config.write_text(CONFIG.format(url=cs.url, db=tmp / f"cold{i}.db") + CONNECTOR)
-            after = len(cs.log)
+            config = tmp / f"cold{version}-{i}.toml"
+            config.write_text(
+                CONFIG.format(url=url, db=tmp / f"cold{version}-{i}.db", version=version) + CONNECTOR
+            )
+            before = await booted_at(db, "BENCH-CP")
             t0 = time.perf_counter()
             proc = await asyncio.create_subprocess_exec(
                 sys.executable,
@@ -127,7 +151,8 @@ async def cold_start_and_rss(tmp: Path, runs: int) -> tuple[list[float], int]:
                 stdout=asyncio.subprocess.DEVNULL,
                 stderr=asyncio.subprocess.DEVNULL,
             )
-            await cs.wait_for_call("BootNotification", after=after, timeout=30)
+            while await booted_at(db, "BENCH-CP") == before:  # polled every 5 ms: that much resolution
+                await asyncio.sleep(0.005)
             times.append(time.perf_counter() - t0)
             if i == runs - 1:
                 await asyncio.sleep(5)  # idle: booted, statuses sent, loops running
@@ -135,18 +160,19 @@ async def cold_start_and_rss(tmp: Path, runs: int) -> tuple[list[float], int]:
             proc.terminate()
             await proc.wait()
     finally:
-        await cs.stop()
+        csms.terminate()
+        await csms.wait()
     return times, rss
 
 
-async def swipe_latency(tmp: Path, swipes: int) -> dict[str, Any]:
+async def swipe_latency(tmp: Path, swipes: int, version: str = "1.6") -> dict[str, Any]:
     """Swipe-to-relay-closed with a local-list id and with an online Authorize, against a CSMS process."""
-    csms, url = await start_csms_process()
+    csms, url, _ = await seeded_csms(tmp, swipes)
     config = parse(
         {
             "station": {"id": "BENCH-LAT"},
-            "csms": {"url": url},
-            "storage": {"path": str(tmp / "lat.db")},
+            "csms": {"url": url, "ocpp_versions": [version]},
+            "storage": {"path": str(tmp / f"lat{version}.db")},
             "settings": {"local_pre_authorize": True, "authorization_cache_enabled": False},
             "connectors": [
                 {
@@ -303,6 +329,27 @@ async def relay_open_during_flood(tmp: Path, trials: int, calls: int) -> dict[st
         await csms.wait()
 
 
+async def compare_versions(tmp: Path, args: argparse.Namespace) -> None:
+    """Idle RSS, cold start and swipe-to-relay of 1.6 and ``args.version`` in one run, side by side."""
+    rows: dict[str, list[float]] = {}
+    for version in ("1.6", args.version):
+        times, rss = await cold_start_and_rss(tmp, args.cold_runs, version)
+        lat = await swipe_latency(tmp, args.swipes, version)
+        for name, value in (
+            ("idle RSS (MB; target <= 45)", rss / 1024),
+            ("cold start to BootNotification, median (ms)", statistics.median(times) * 1000),
+            ("swipe-to-relay local id, p50 (ms)", pct(lat["local"], 50)),
+            ("swipe-to-relay local id, p95 (ms; target max <= 50)", pct(lat["local"], 95)),
+            ("swipe-to-relay local id, max (ms)", max(lat["local"])),
+            ("swipe-to-relay online, p50 (ms)", pct(lat["online"], 50)),
+            ("Heartbeat round trip, p50 (ms)", pct(lat["rtt"], 50)),
+        ):
+            rows.setdefault(name, []).append(value)
+    print(f"{'':52} {'1.6':>8} {args.version:>8} {'ratio':>6}")
+    for name, (old, new) in rows.items():
+        print(f"{name:52} {old:8.1f} {new:8.1f} {new / old if old else float('nan'):6.2f}")
+
+
 def pct(values: list[float], q: float) -> float:
     """The q-th percentile (0..100)."""
     ordered = sorted(values)
@@ -316,6 +363,12 @@ async def main() -> None:
     parser.add_argument("--trials", type=int, default=20, help="flood trials")
     parser.add_argument("--calls", type=int, default=20_000, help="CALLs per flood")
     parser.add_argument("--only-flood", action="store_true")
+    parser.add_argument(
+        "--version",
+        choices=("1.6", "2.0.1"),
+        default="1.6",
+        help="2.0.1: idle RSS, cold start and swipe-to-relay for 2.0.1 next to 1.6 (no flood: it speaks 1.6)",
+    )
     parser.add_argument("--slow-fsync-us", type=int, default=0, help="add this much to every fsync")
     args = parser.parse_args()
     if args.slow_fsync_us:
@@ -325,6 +378,9 @@ async def main() -> None:
         print(f"every fsync slowed down by {os.environ['SLOW_FSYNC_US']} us")
     with tempfile.TemporaryDirectory() as tmp_dir:
         tmp = Path(tmp_dir)
+        if args.version != "1.6":
+            await compare_versions(tmp, args)
+            return
         flood = await relay_open_during_flood(tmp, args.trials, args.calls)
         v = flood["latency_ms"]
         print(

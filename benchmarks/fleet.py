@@ -19,9 +19,11 @@ import json
 import logging
 import os
 import resource
+import subprocess
 import sys
 import time
 import tracemalloc
+from dataclasses import replace
 from pathlib import Path
 from typing import Any
 
@@ -44,7 +46,8 @@ def rss_mb(proc: psutil.Process) -> float:
 async def bench(args: argparse.Namespace) -> dict[str, Any]:
     raise_fd_limit()
     me = psutil.Process()
-    scenario = load(SCENARIO).with_overrides(count=args.count)
+    base = load(SCENARIO).with_overrides(count=args.count)
+    scenario = replace(base, fleet=replace(base.fleet, ocpp_version=args.version))
     db = None
     if not args.test_mode:
         db = Path(args.work_dir) / "csms.db"
@@ -110,6 +113,7 @@ async def bench(args: argparse.Namespace) -> dict[str, Any]:
     lat = {a: summary(v) for a, v in sorted(fleet.metrics.latency.items())}
     every = [x for v in fleet.metrics.latency.values() for x in v]
     result = {
+        "ocpp_version": args.version,
         "chargers": args.count,
         "central_system": "test mode" if args.test_mode else "serve --db (every message persisted)",
         "booted": booted,
@@ -156,9 +160,48 @@ def main() -> None:
         action="store_true",
         help="central system without a store (accepts every charger and card)",
     )
+    parser.add_argument("--version", choices=("1.6", "2.0.1"), default="1.6", help="the fleet's OCPP version")
+    parser.add_argument(
+        "--alone",
+        action="store_true",
+        help="only --version (else a 2.0.1 run measures 1.6 too, side by side)",
+    )
     args = parser.parse_args()
     logging.basicConfig(level=logging.ERROR)
-    print(json.dumps(asyncio.run(bench(args)), indent=2))
+    if args.alone or args.version == "1.6":
+        print(json.dumps(asyncio.run(bench(args)), indent=2))
+        return
+    compare(args)
+
+
+def compare(args: argparse.Namespace) -> None:
+    """Run 1.6 and ``--version`` one after the other, each in its own process (RSS deltas must not mix)."""
+    results = []
+    for version in ("1.6", args.version):
+        argv = [a for a in sys.argv[1:] if a not in ("--version", args.version)]
+        out = subprocess.run(
+            [sys.executable, __file__, *argv, "--version", version, "--alone"],
+            check=True,
+            capture_output=True,
+            text=True,
+        ).stdout
+        results.append(json.loads(out))
+        print(out)
+    old, new = results
+    print(f"{'':36} {'1.6':>9} {args.version:>9} {'ratio':>6}")
+    for name, pick in (
+        ("memory per charger (KB; <= 60)", lambda r: r["rss_per_charger_kb"]),
+        ("latency p99, every action (ms; <= 100)", lambda r: r["latency_all_ms"]["p99"]),
+        ("latency p50, every action (ms)", lambda r: r["latency_all_ms"]["p50"]),
+        ("CALLs per s", lambda r: r["calls_per_s"]),
+        ("fleet CPU %", lambda r: r["fleet_cpu_percent"]),
+        ("CSMS CPU %", lambda r: r["csms_cpu_percent"]),
+        ("booted", lambda r: r["booted"]),
+        ("in transaction", lambda r: r["in_transaction"]),
+        ("ramp (s)", lambda r: r["ramp_s"]),
+    ):
+        a, b = float(pick(old)), float(pick(new))
+        print(f"{name:36} {a:9.1f} {b:9.1f} {b / a if a else float('nan'):6.2f}")
 
 
 if __name__ == "__main__":

@@ -283,7 +283,7 @@ class Fleet:
             ),
             csms=CsmsConfig(
                 url=url,
-                ocpp_versions=(f.ocpp_version,),
+                ocpp_versions=(f.version_of(index),),
                 security_profile=1 if password else 0,
                 password=password,
                 response_timeout_s=f.response_timeout_s,
@@ -767,6 +767,7 @@ class Fleet:
                 1 for c in self.chargers.values() if c.agent.link is not None and c.agent.link.online
             ),
             "booted": sum(c.booted for c in self.chargers.values()),
+            "versions": dict(sorted(Counter(self.version_of(cp) for cp in self.chargers).items())),
             "states": dict(sorted(states.items())),
             "visits_active": active,
             "visits_finished": finished,
@@ -824,6 +825,7 @@ class Fleet:
             out.append(
                 {
                     "charger": r["station"],
+                    "ocpp_version": self.version_of(r["station"]),
                     "connector": r["connector_id"],
                     "visit": visit.number if visit else 0,
                     "id_tag": r["id_tag"],
@@ -843,6 +845,7 @@ class Fleet:
                         out.append(
                             {
                                 "charger": c.id,
+                                "ocpp_version": self.version_of(c.id),
                                 "connector": sc.cid,
                                 "visit": v.number,
                                 "id_tag": v.id_tag,
@@ -857,9 +860,13 @@ class Fleet:
         out.sort(key=lambda s: (s["charger"], s["connector"], s["visit"], s["meter_start_wh"] or 0))
         return out
 
+    def version_of(self, cp_id: str) -> str:
+        """The OCPP version a charger of this fleet speaks."""
+        return self.scenario.fleet.version_of(self.chargers[cp_id].index)
+
     def _station_tx_id(self, row: Any) -> str | None:
         """A transaction's own id where the central system knows it by that (OCPP 2.0.1), else None."""
-        if self.scenario.fleet.ocpp_version == "1.6":
+        if self.version_of(row["station"]) == "1.6":
             return None
         return str(row["tx_id"]) if row["tx_id"] is not None else None
 
@@ -887,6 +894,13 @@ class Fleet:
             "reconnect_attempts": attempts,
             "energy_wh": sum(s["energy_wh"] or 0 for s in sessions),
             "sessions_by_outcome": dict(sorted(outcomes.items())),
+            "chargers_by_version": summary["versions"],
+            "sessions_by_version": {
+                version: dict(
+                    sorted(Counter(s["outcome"] for s in sessions if s["ocpp_version"] == version).items())
+                )
+                for version in summary["versions"]
+            },
             "sessions": sessions,
         }
 

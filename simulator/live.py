@@ -21,6 +21,7 @@ def render(summary: dict[str, Any], title: str) -> Group:
     head.add_row(
         f"[bold]{title}[/] [dim]{summary.get('phase', '')}[/]",
         f"chargers {summary.get('chargers', 0)} (online {summary.get('online', 0)})",
+        " ".join(f"OCPP {v}: {n}" for v, n in summary.get("versions", {}).items()),
         f"sessions active {summary.get('visits_active', 0)} finished {summary.get('visits_finished', 0)}",
         f"{summary.get('messages_per_s', 0)} msg/s",
         f"outbox {summary.get('outbox', 0)}",

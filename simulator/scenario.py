@@ -39,6 +39,8 @@ class FleetSpec:
     id_pattern: str = "CP-{n:04d}"
     first: int = 1
     ocpp_version: str = "1.6"
+    # A mixed fleet: (version, share) pairs summing to 1, in scenario order; empty: every charger ocpp_version.
+    ocpp_versions: tuple[tuple[str, float], ...] = ()
     connectors: int = 1
     csms_urls: tuple[str, ...] = ()
     distribution: str = "round-robin"
@@ -63,6 +65,18 @@ class FleetSpec:
     def charger_id(self, index: int) -> str:
         """The id of the ``index``-th charger (0-based)."""
         return self.id_pattern.format(n=self.first + index)
+
+    def version_of(self, index: int) -> str:
+        """The OCPP version of the ``index``-th charger: contiguous blocks, each its share of ``count``."""
+        if not self.ocpp_versions:
+            return self.ocpp_version
+        position = (index + 0.5) / self.count
+        cumulative = 0.0
+        for version, share in self.ocpp_versions:
+            cumulative += share
+            if position < cumulative:
+                return version
+        return self.ocpp_versions[-1][0]
 
 
 @dataclass(frozen=True)
@@ -351,11 +365,13 @@ def _fleet(t: _Table) -> FleetSpec:
             _check_url(url, f"{key}[{i}]")
             urls.append(csms_url.normalize(url))
     version = cast("str", t.str_("ocpp_version", d.ocpp_version, choices=OCPP_VERSIONS))
+    shares = _version_shares(t)
     spec = FleetSpec(
         count=t.int_("count", d.count, lo=1, hi=100_000),
         id_pattern=pattern,
         first=t.int_("first", d.first, lo=0),
         ocpp_version=version,
+        ocpp_versions=shares,
         connectors=t.int_("connectors", d.connectors, lo=1, hi=8),
         csms_urls=tuple(urls),
         distribution=cast("str", t.str_("distribution", d.distribution, choices=DISTRIBUTIONS)),
@@ -389,6 +405,34 @@ def _fleet(t: _Table) -> FleetSpec:
         raise ScenarioError(t.key("reconnect_max_s"), "must be >= reconnect_min_s")
     t.done()
     return spec
+
+
+def _version_shares(t: _Table) -> tuple[tuple[str, float], ...]:
+    """``fleet.ocpp_versions``: a table of version -> share of the fleet, shares > 0 summing to 1."""
+    raw = t.raw("ocpp_versions")
+    if raw is None:
+        return ()
+    key = t.key("ocpp_versions")
+    if t.has("ocpp_version"):
+        raise ScenarioError(key, "give ocpp_version or ocpp_versions, not both")
+    if not isinstance(raw, dict) or not raw:
+        raise ScenarioError(
+            key, f'must be a table of version = share, e.g. {{"1.6" = 0.5, "2.0.1" = 0.5}}, got {raw!r}'
+        )
+    shares: list[tuple[str, float]] = []
+    for version, value in raw.items():
+        if version not in OCPP_VERSIONS:
+            raise ScenarioError(
+                f'{key}."{version}"', f"must be one of {', '.join(OCPP_VERSIONS)}, got {version!r}"
+            )
+        share = _number(value, f'{key}."{version}"', 0, 1)
+        if share == 0:
+            raise ScenarioError(f'{key}."{version}"', "must be > 0 (leave the version out instead)")
+        shares.append((version, share))
+    total = sum(share for _, share in shares)
+    if abs(total - 1) > 1e-9:
+        raise ScenarioError(key, f"shares must add up to 1, got {total:g}")
+    return tuple(shares)
 
 
 def _credentials(t: _Table, base: Path) -> Credentials:

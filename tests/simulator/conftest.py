@@ -5,6 +5,7 @@ from __future__ import annotations
 import json
 from collections.abc import AsyncIterator, Iterable
 from pathlib import Path
+from typing import Any
 
 import pytest
 
@@ -33,6 +34,31 @@ def seed_csms(db: Path, chargers: Iterable[tuple[str, str | None]], cards: Itera
             store.add_card(tag, user_id=user.id)
         store.put_tariff("T-FLEET", json.dumps(TARIFF))
         store.set_default_tariff_id("T-FLEET")
+
+
+def check_sessions_in_csms(db: Path, sessions: list[dict[str, Any]]) -> None:
+    """Every started session of a fleet report (either OCPP version) is in the central system's records with the
+    same charger, connector, card and energy, ended and billed; and the records hold no other transaction."""
+    with CsmsStore(db) as store:
+        records = store.recent_transactions(limit=100_000)
+    by_id = {tx.id: tx for tx in records}  # OCPP 1.6: the central system's integer transactionId
+    by_station_id = {
+        tx.station_tx_id: tx for tx in records if tx.station_tx_id is not None
+    }  # 2.0.1: the station's
+    seen = set()
+    for s in sessions:
+        if s["ocpp_version"] == "1.6":
+            assert isinstance(s["transaction_id"], int), s
+            tx = by_id[s["transaction_id"]]
+        else:
+            assert isinstance(s["transaction_id"], str), s  # 2.0.1 has no central-system integer
+            tx = by_station_id[s["transaction_id"]]
+        assert (tx.cp_id, tx.connector_id, tx.id_tag) == (s["charger"], s["connector"], s["id_tag"])
+        assert tx.meter_stop_wh is not None, f"the end of {s} never arrived"
+        assert tx.energy_wh == s["energy_wh"]
+        assert tx.cost_minor == s["energy_wh"]  # TARIFF: 10 EUR/kWh, one cent per Wh
+        seen.add(tx.id)
+    assert seen == {tx.id for tx in records}  # nothing the report does not know
 
 
 @pytest.fixture

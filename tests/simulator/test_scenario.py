@@ -32,6 +32,20 @@ def test_every_example_scenario_is_valid(path: Path) -> None:
         ({"fleet": {"ocpp_version": "1.5"}}, "fleet.ocpp_version", "must be one of 2.0.1, 1.6"),
         ({"fleet": {"conectors": 2}}, "fleet.conectors", "is not a known key"),
         (
+            {"fleet": {"ocpp_versions": {"1.6": 0.5, "2.1": 0.5}}},
+            'fleet.ocpp_versions."2.1"',
+            "must be one of",
+        ),
+        ({"fleet": {"ocpp_versions": {"1.6": 0.5, "2.0.1": 0.6}}}, "fleet.ocpp_versions", "add up to 1"),
+        ({"fleet": {"ocpp_versions": {"1.6": 1, "2.0.1": 0}}}, 'fleet.ocpp_versions."2.0.1"', "must be > 0"),
+        ({"fleet": {"ocpp_versions": {"1.6": "half"}}}, 'fleet.ocpp_versions."1.6"', "must be a number"),
+        ({"fleet": {"ocpp_versions": {}}}, "fleet.ocpp_versions", "a table of version = share"),
+        (
+            {"fleet": {"ocpp_version": "1.6", "ocpp_versions": {"1.6": 1}}},
+            "fleet.ocpp_versions",
+            "not both",
+        ),
+        (
             {"fleet": {"reconnect_min_s": 5, "reconnect_max_s": 1}},
             "fleet.reconnect_max_s",
             ">= reconnect_min_s",
@@ -94,3 +108,13 @@ def test_the_ev_takes_no_more_than_the_charger_offers_and_tapers_near_full() -> 
     ev = Ev(model, soc=0.999)
     ev.take(1000)
     assert ev.soc == 1.0 and ev.taken_wh == 1000
+
+
+def test_a_mixed_fleet_gives_each_version_its_share_of_the_chargers(tmp_path: Path) -> None:
+    fleet = parse(
+        {"fleet": {"count": 10, "ocpp_versions": {"1.6": 0.3, "2.0.1": 0.7}}}, base_dir=tmp_path
+    ).fleet
+    versions = [fleet.version_of(i) for i in range(fleet.count)]
+    assert versions == ["1.6"] * 3 + ["2.0.1"] * 7
+    single = parse({"fleet": {"count": 4, "ocpp_version": "2.0.1"}}, base_dir=tmp_path).fleet
+    assert {single.version_of(i) for i in range(4)} == {"2.0.1"}
