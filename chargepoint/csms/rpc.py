@@ -16,7 +16,7 @@ import logging
 import math
 import re
 from collections import deque
-from collections.abc import Callable, Iterator, Mapping
+from collections.abc import Callable, Coroutine, Iterator, Mapping
 from dataclasses import dataclass
 from typing import TYPE_CHECKING, Any, ClassVar
 
@@ -78,6 +78,12 @@ class _LogBudget:
             return True
         self.suppressed += 1
         return False
+
+
+# Messages a CALL asks to follow its answer (NotifyReport parts, triggered messages) in flight at once, in either
+# version: a CSMS that asks for more while they wait for the one-CALL-at-a-time lock is refused rather than piling
+# up tasks (a peer must not be able to grow the station's task set without bound).
+MAX_FOLLOW_UPS = 4
 
 
 def is_int64(value: Any) -> bool:
@@ -210,6 +216,7 @@ class OcppSession(_OcppChargePoint):  # type: ignore[misc]
         self.store = deps.store
         self.settings = deps.settings
         self.security = deps.security
+        self._follow_ups = 0  # follow-up tasks (reports, triggered messages) not yet done
         self._unique_id_generator = link.ids
         # Answers are matched by request() itself (self._pending); the base class's response queue is never used,
         # and an asyncio.Queue costs ~3 KB, which a fleet of thousands of sessions in one process notices.
@@ -517,6 +524,22 @@ class OcppSession(_OcppChargePoint):  # type: ignore[misc]
                 except (asyncio.CancelledError, Exception):
                     log.debug("session task %s ended", task.get_name())
             self.accepted.clear()
+
+    def can_follow_up(self) -> bool:
+        """True if one more follow-up may be started (fewer than MAX_FOLLOW_UPS in flight)."""
+        return self._follow_ups < MAX_FOLLOW_UPS
+
+    def follow_up(self, coro: Coroutine[Any, Any, None], name: str) -> None:
+        """Send what a CALL asked for after its answer, in a task kept by reference and counted."""
+        self._follow_ups += 1
+
+        async def counted() -> None:
+            try:
+                await coro
+            finally:
+                self._follow_ups -= 1
+
+        self._spawn(counted(), name)
 
     def _spawn(self, coro: Any, name: str) -> asyncio.Task[Any]:
         task: asyncio.Task[Any] = asyncio.get_running_loop().create_task(coro, name=name)

@@ -410,3 +410,36 @@ async def test_a_flood_of_bad_frames_is_answered_in_full_but_logged_only_a_few_t
     link = a.agent.link
     assert link is not None and link.connections == 1
     cs.violations.clear()  # raw frames: the server does not know the uniqueIds answered
+
+
+@pytest.mark.parametrize("action", ["TriggerMessage", "ExtendedTriggerMessage"])
+async def test_a_burst_of_triggers_is_bounded_and_every_accepted_one_is_sent(
+    cs: CentralSystem, start_agent: StartAgent, action: str
+) -> None:
+    """A CSMS asking for triggered messages faster than they go out gets Rejected beyond a few in flight (the
+    session's follow-up bound, shared with 2.0.1), instead of the charger piling up tasks; each Accepted one
+    arrives and the link stays up."""
+    a = await start_agent()
+    link = a.agent.link
+    assert link is not None
+    plain = cs.handlers["MeterValues"]
+
+    async def slow(cp_id: str, payload: dict[str, Any]) -> Any:
+        await asyncio.sleep(0.3)  # a slow central system: the triggered messages queue up at the charger
+        return plain(cp_id, payload)
+
+    cs.handlers["MeterValues"] = slow  # type: ignore[assignment]
+    before = len(cs.calls("MeterValues", "CP-1"))
+    for n in range(12):
+        body = json.dumps([2, f"trig-{n}", action, {"requestedMessage": "MeterValues", "connectorId": 1}])
+        await cs.send_raw("CP-1", body)
+    statuses = [json.loads((await _answer_to(cs, f"trig-{n}")).raw)[2]["status"] for n in range(12)]
+    accepted = statuses.count("Accepted")
+    assert set(statuses) == {"Accepted", "Rejected"} and 1 <= accepted <= 4, statuses
+    await until(
+        lambda: len(cs.calls("MeterValues", "CP-1")) - before >= accepted,
+        10,
+        "an accepted trigger was not sent",
+    )
+    assert link.connections == 1 and "CP-1" in cs.connected
+    cs.violations.clear()  # raw frames: the server does not know the uniqueIds answered

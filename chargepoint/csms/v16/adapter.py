@@ -567,6 +567,8 @@ class V16Session(SecurityHandlers, OcppSession, _OcppChargePoint):  # type: igno
     def on_trigger_message(self, requested_message: str, connector_id: int | None = None, **_: Any) -> Any:
         """TriggerMessage (RemoteTrigger profile); the message follows the answer."""
         status = trigger_status(self.station.connectors, requested_message, connector_id, _TRIGGERABLE)
+        if status == "Accepted" and not self.can_follow_up():
+            status = "Rejected"  # still sending what was asked for before (bounded, like 2.0.1's)
         return call_result.TriggerMessage(status=status)
 
     @after(Action.trigger_message)
@@ -578,8 +580,11 @@ class V16Session(SecurityHandlers, OcppSession, _OcppChargePoint):  # type: igno
         if (
             trigger_status(self.station.connectors, requested_message, connector_id, _TRIGGERABLE)
             == "Accepted"
+            and self.can_follow_up()
         ):
-            self._spawn(self._send_triggered(requested_message, connector_id), f"trigger-{requested_message}")
+            self.follow_up(
+                self._send_triggered(requested_message, connector_id), f"trigger-{requested_message}"
+            )
 
     async def _send_triggered(self, what: str, connector_id: int | None) -> None:
         try:

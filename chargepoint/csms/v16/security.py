@@ -99,7 +99,9 @@ class SecurityHandlers:
             self, action: str, payload: dict[str, Any], *, timeout_s: float | None = None
         ) -> dict[str, Any]: ...
 
-        def _spawn(self, coro: Any, name: str) -> Any: ...
+        def can_follow_up(self) -> bool: ...
+
+        def follow_up(self, coro: Any, name: str) -> None: ...
 
         async def _triggered(self, what: str, connector_id: int | None) -> None: ...
 
@@ -145,6 +147,8 @@ class SecurityHandlers:
     ) -> Any:
         """ExtendedTriggerMessage (whitepaper): Rejected for an unknown connector; the message follows."""
         status = trigger_status(self.station.connectors, requested_message, connector_id, EXTENDED_TRIGGERS)
+        if status == "Accepted" and not self.can_follow_up():
+            status = "Rejected"  # still sending what was asked for before
         return call_result.ExtendedTriggerMessage(status=status)
 
     @after(Action.extended_trigger_message)
@@ -155,8 +159,11 @@ class SecurityHandlers:
         if (
             trigger_status(self.station.connectors, requested_message, connector_id, EXTENDED_TRIGGERS)
             == "Accepted"
+            and self.can_follow_up()
         ):
-            self._spawn(self._send_extended(requested_message, connector_id), f"trigger-{requested_message}")
+            self.follow_up(
+                self._send_extended(requested_message, connector_id), f"trigger-{requested_message}"
+            )
 
     async def _send_extended(self, what: str, connector_id: int | None) -> None:
         try:

@@ -4,7 +4,6 @@ vocabulary, the EVSE addressing and the 2.0.1 shapes of tokens and meter values.
 from __future__ import annotations
 
 import asyncio
-from collections.abc import Coroutine
 from datetime import UTC, datetime
 from typing import TYPE_CHECKING, Any
 
@@ -44,9 +43,6 @@ _NON_NEGATIVE = frozenset(
 )
 # OCPP 2.0.1 §2 IdTokenType.idToken: identifierString, at most 36 characters.
 MAX_ID_TOKEN_CHARS = 36
-# Messages a CALL asks to follow its answer (NotifyReport parts, triggered messages) in flight at once: a CSMS that
-# asks for more while they wait for the one-CALL-at-a-time lock is refused rather than piling up tasks.
-MAX_FOLLOW_UPS = 4
 # Token types remembered from the CSMS (RequestStartTransaction), so the token is sent back as it was given.
 MAX_REMEMBERED_TOKENS = 64
 
@@ -133,7 +129,6 @@ class V201Base(OcppSession, _OcppChargePoint):  # type: ignore[misc]
         self._token_types: dict[str, str] = {}
         self._remote_starts: dict[str, int] = {}  # idToken -> remoteStartId of a RequestStartTransaction
         self.status_seen = asyncio.Event()  # set on every status change (a transaction's end is one)
-        self._follow_ups = 0  # follow-up tasks (reports, triggered messages) not yet done
 
     def status_changed(self, cid: int) -> None:
         """Report a status change, and wake whoever waits for one."""
@@ -160,22 +155,6 @@ class V201Base(OcppSession, _OcppChargePoint):  # type: ignore[misc]
             if len(self._remote_starts) >= MAX_REMEMBERED_TOKENS:
                 self._remote_starts.pop(next(iter(self._remote_starts)))
             self._remote_starts[tag] = remote_start_id
-
-    def can_follow_up(self) -> bool:
-        """True if one more follow-up may be started (fewer than MAX_FOLLOW_UPS in flight)."""
-        return self._follow_ups < MAX_FOLLOW_UPS
-
-    def follow_up(self, coro: Coroutine[Any, Any, None], name: str) -> None:
-        """Send what a CALL asked for after its answer, in a task kept by reference and counted."""
-        self._follow_ups += 1
-
-        async def counted() -> None:
-            try:
-                await coro
-            finally:
-                self._follow_ups -= 1
-
-        self._spawn(counted(), name)
 
     def cid_of(self, evse_id: int, connector_id: int | None) -> int | None:
         """The station-wide connector at (evse, connector); connector None: the EVSE's first. None if unknown."""
