@@ -12,6 +12,7 @@ import asyncio
 import json
 import logging
 import signal
+import socket
 import sys
 from collections.abc import Sequence
 from datetime import UTC, datetime
@@ -23,6 +24,7 @@ from backend_stub.domain.payments import PROVIDER_CHOICES
 from backend_stub.logs import LOG_FORMATS
 from backend_stub.ocpi.config import OcpiConfig
 from backend_stub.ocpp.guard import AuthThrottle, ConnectionGuard, RateLimitFilter, default_max_connections
+from backend_stub.ocpp.overload import BOOT_STORM_DEFAULTS, BootGate
 from backend_stub.ocpp.server import CentralSystem, tls_context
 from backend_stub.testing.server import ScriptedCentralSystem
 
@@ -225,6 +227,61 @@ def build_parser() -> argparse.ArgumentParser:
         help="with --admit-unknown: delete a pending charger (no password, no transactions) that has not "
         "booted for S seconds (default: %(default)s)",
     )
+    storm = serve.add_argument_group(
+        "boot storms: while overloaded, BootNotification is answered Pending with a retry appointment"
+    )
+    storm.add_argument(
+        "--boot-storm-in-flight",
+        type=int,
+        default=BOOT_STORM_DEFAULTS[0],
+        metavar="N",
+        help="overloaded above N BootNotifications received and not answered yet; 0 turns the gate off "
+        "(default: %(default)s)",
+    )
+    storm.add_argument(
+        "--boot-storm-lag",
+        type=float,
+        default=BOOT_STORM_DEFAULTS[1],
+        metavar="S",
+        help="overloaded above S seconds of event-loop lag (default: %(default)s)",
+    )
+    storm.add_argument(
+        "--boot-storm-rate",
+        type=float,
+        default=BOOT_STORM_DEFAULTS[2],
+        metavar="N",
+        help="deferred chargers get retry appointments N per second apart (default: %(default)s)",
+    )
+    storm.add_argument(
+        "--boot-storm-interval",
+        type=_interval_range,
+        default=BOOT_STORM_DEFAULTS[3:],
+        metavar="MIN:MAX",
+        help="the soonest and latest retry interval given, in seconds "
+        f"(default: {BOOT_STORM_DEFAULTS[3]}:{BOOT_STORM_DEFAULTS[4]})",
+    )
+    scale = serve.add_argument_group("scale: several worker processes (the test server only, without --db)")
+    scale.add_argument(
+        "--workers",
+        type=int,
+        default=1,
+        metavar="K",
+        help="K processes share the port (SO_REUSEPORT; the kernel spreads connections over them). Not with "
+        "--db: the workers would share the store but not the connection registry, so a command for a charger "
+        "connected to another worker could not reach it (default: %(default)s)",
+    )
+    scale.add_argument(
+        "--also-listen",
+        type=lambda text: tuple(h.strip() for h in text.split(",") if h.strip()),
+        default=(),
+        metavar="HOST,HOST",
+        help="also listen on these addresses (same port): one client address can open at most ~28,000 "
+        "connections to one address and port (the ephemeral range), so 100,000 chargers need several "
+        "(e.g. 127.0.0.2,127.0.0.3,127.0.0.4)",
+    )
+    serve.add_argument("--reuse-port", action="store_true", help=argparse.SUPPRESS)
+    serve.add_argument("--worker-index", type=int, default=0, help=argparse.SUPPRESS)
+    serve.add_argument("--workers-total", type=int, default=1, help=argparse.SUPPRESS)
     serve.add_argument("-v", "--verbose", action="store_true", help="log every frame to stderr")
     serve.add_argument(
         "--log-format",
@@ -240,6 +297,18 @@ def build_parser() -> argparse.ArgumentParser:
     backup.add_argument("--db", metavar="FILE", required=True, help="the store (serve --db FILE)")
     backup.add_argument("--to", metavar="FILE", required=True, help="the backup file (replaced if it exists)")
     return parser
+
+
+def _interval_range(text: str) -> tuple[int, int]:
+    """``MIN:MAX`` seconds, 1 <= MIN <= MAX <= 3600."""
+    low, _, high = text.partition(":")
+    try:
+        lo, hi = int(low), int(high or low)
+    except ValueError:
+        raise argparse.ArgumentTypeError(f"expected MIN:MAX in whole seconds, got {text!r}") from None
+    if not 1 <= lo <= hi <= 3600:
+        raise argparse.ArgumentTypeError(f"need 1 <= MIN <= MAX <= 3600, got {text!r}")
+    return lo, hi
 
 
 def run_backup(args: argparse.Namespace) -> int:
@@ -271,12 +340,22 @@ def _check_limits(parser: argparse.ArgumentParser, args: argparse.Namespace) -> 
         ("--auth-max-lockout", args.auth_max_lockout, 1, 86400),
         ("--max-pending", args.max_pending, 0, 10**7),
         ("--pending-ttl", args.pending_ttl, 1, 10**8),
+        ("--boot-storm-in-flight", args.boot_storm_in_flight, 0, 10**7),
+        ("--boot-storm-lag", args.boot_storm_lag, 0.001, 3600),
+        ("--boot-storm-rate", args.boot_storm_rate, 0.001, 10**6),
+        ("--workers", args.workers, 1, 64),
     ]
     for flag, value, low, high in checks:
         if value is not None and not low <= value <= high:  # also refuses NaN
             parser.error(f"{flag} must be in [{low:g}, {high:g}], got {value}")
     if args.api_reserve >= (args.max_connections or fd_cap):
         parser.error("--api-reserve must be below --max-connections")
+    if args.workers > 1 and args.db:
+        parser.error(
+            "--workers needs the test server (no --db): workers of the central system would share the store but "
+            "not the connection registry, so a remote command or the REST API could not reach a charger "
+            "connected to another worker"
+        )
 
 
 def _limits(server: CentralSystem, args: argparse.Namespace) -> None:
@@ -291,6 +370,16 @@ def _limits(server: CentralSystem, args: argparse.Namespace) -> None:
         free_per_address=args.auth_failures_per_address,
         max_lockout_s=args.auth_max_lockout,
     )
+    if args.boot_storm_in_flight:
+        server.boot_gate = BootGate(
+            max_in_flight=args.boot_storm_in_flight,
+            max_lag_s=args.boot_storm_lag,
+            boots_per_s=args.boot_storm_rate,
+            min_interval_s=args.boot_storm_interval[0],
+            max_interval_s=args.boot_storm_interval[1],
+        )
+    server.reuse_port = args.reuse_port
+    server.extra_hosts = args.also_listen
 
 
 def _configure(server: CentralSystem, args: argparse.Namespace) -> None:
@@ -356,7 +445,12 @@ async def serve(args: argparse.Namespace) -> None:
             finally:
                 await app.stop()
         return
+    if args.workers > 1:
+        await _serve_workers(args, stop)
+        return
     cs = ScriptedCentralSystem(args.host, args.port, log_path=args.log)
+    # Workers hand out distinct transaction ids: worker i of K gives i+1, i+1+K, ...
+    cs.transaction_ids(start=args.worker_index + 1, step=max(1, args.workers_total))
     _configure(cs, args)
     cs.heartbeat_interval = args.heartbeat_interval
     cs.passwords.update(args.password)
@@ -365,6 +459,74 @@ async def serve(args: argparse.Namespace) -> None:
     async with cs:
         print(cs.url, flush=True)
         await stop.wait()
+
+
+async def _serve_workers(args: argparse.Namespace, stop: asyncio.Event) -> None:
+    """``serve --workers K``: K test servers on one port (SO_REUSEPORT), until SIGINT or SIGTERM.
+
+    The parent holds the port (bound with SO_REUSEPORT, never listening, so it takes no connection) while the
+    workers start, so that port 0 means one free port for all of them.
+    """
+    holder = socket.socket(socket.AF_INET6 if ":" in args.host else socket.AF_INET, socket.SOCK_STREAM)
+    holder.setsockopt(socket.SOL_SOCKET, socket.SO_REUSEPORT, 1)
+    holder.bind((args.host, args.port))
+    port = holder.getsockname()[1]
+    argv = [a for a in sys.argv[1:] if a not in ("serve",)]
+    base = [
+        sys.executable,
+        "-m",
+        "backend_stub",
+        "serve",
+        *_without(argv, ("--port", "--workers")),
+        "--port",
+        str(port),
+    ]
+    procs: list[asyncio.subprocess.Process] = []
+    try:
+        for index in range(args.workers):
+            cmd = [*base, "--reuse-port", "--worker-index", str(index), "--workers-total", str(args.workers)]
+            procs.append(await asyncio.create_subprocess_exec(*cmd, stdout=asyncio.subprocess.PIPE))
+        urls = []
+        for proc in procs:
+            assert proc.stdout is not None
+            urls.append((await asyncio.wait_for(proc.stdout.readline(), 60)).decode().strip())
+        if not all(url.startswith("ws") for url in urls):
+            raise SystemExit(f"a worker did not start: {urls}")
+        print(urls[0], flush=True)
+        print(
+            f"{args.workers} workers (pids {' '.join(str(p.pid) for p in procs)}) on port {port}", flush=True
+        )
+        waiting = asyncio.ensure_future(stop.wait())
+        exits = [asyncio.ensure_future(p.wait()) for p in procs]
+        await asyncio.wait([waiting, *exits], return_when=asyncio.FIRST_COMPLETED)
+        waiting.cancel()
+    finally:
+        for proc in procs:
+            if proc.returncode is None:
+                proc.terminate()
+        for proc in procs:
+            try:
+                await asyncio.wait_for(proc.wait(), 10)
+            except TimeoutError:
+                proc.kill()
+        holder.close()
+
+
+def _without(argv: list[str], flags: tuple[str, ...]) -> list[str]:
+    """``argv`` without ``flags`` and their values (``--flag V`` or ``--flag=V``)."""
+    out: list[str] = []
+    skip = False
+    for arg in argv:
+        if skip:
+            skip = False
+            continue
+        if arg in flags:
+            skip = True
+            continue
+        if any(arg.startswith(f + "=") for f in flags):
+            continue
+        out.append(arg)
+    return out
 
 
 def main(argv: Sequence[str] | None = None) -> int:

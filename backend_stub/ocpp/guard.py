@@ -15,6 +15,7 @@ from collections import OrderedDict
 from collections.abc import Callable
 from dataclasses import dataclass
 from datetime import UTC, datetime, timedelta
+from pathlib import Path
 from typing import Any
 
 from backend_stub.domain.commands import Lockout
@@ -26,6 +27,7 @@ __all__ = [
     "RateLimitFilter",
     "accept_backlog",
     "default_max_connections",
+    "listen_backlog",
 ]
 
 # File descriptors kept free of connections: the SQLite store and its WAL, the log file, the listener, pipes.
@@ -51,6 +53,18 @@ def accept_backlog(max_connections: int) -> int:
     if soft == resource.RLIM_INFINITY:
         return 4096
     return max(16, min(4096, (soft - max_connections) // 4))
+
+
+def listen_backlog(somaxconn: Path = Path("/proc/sys/net/core/somaxconn")) -> int:
+    """The kernel accept queue a listener asks for: the system's cap (net.core.somaxconn), 4096 if unknown.
+
+    The kernel holds a connection there until accept(); it costs the server no descriptor, so a boot storm of
+    thousands of chargers is best queued there in full (the kernel clamps to somaxconn anyway).
+    """
+    try:
+        return max(128, int(somaxconn.read_text().split()[0]))
+    except (OSError, ValueError, IndexError):
+        return 4096
 
 
 class RateLimitFilter(logging.Filter):

@@ -48,8 +48,10 @@ from backend_stub.ocpp.guard import (
     ConnectionGuard,
     RateLimitFilter,
     accept_backlog,
+    listen_backlog,
     retry_after_header,
 )
+from backend_stub.ocpp.overload import BootGate
 
 __all__ = [
     "CALL",
@@ -411,6 +413,15 @@ class CentralSystem:
         self.call_observers: list[CallObserver] = []
         self.observer: ServerObserver = _NoObserver()  # connections, answered CALLs, refusals (metrics)
         self.validate_responses = True
+        # SO_REUSEPORT: several worker processes listen on one port and the kernel spreads connections over them
+        # (`serve --workers`, for servers whose workers share no state).
+        self.reuse_port = False
+        # More addresses to listen on, same port (a client address opens at most ~28,000 connections to one
+        # address and port: 100,000 chargers on loopback need several, e.g. 127.0.0.2-4).
+        self.extra_hosts: tuple[str, ...] = ()
+        # With a gate, a BootNotification that arrives while the server is overloaded is answered Pending with a
+        # retry interval instead of being handled (a boot storm after a power cut; `backend_stub.ocpp.overload`).
+        self.boot_gate: BootGate | None = None
         # Handlers keyed by subprotocol, then action; an action without one is answered NotImplemented. The
         # application installs its own (backend_stub.ocpp.v16); backend_stub.testing installs scripted ones.
         self.handlers_by_subprotocol: dict[str, dict[str, Handler]] = {sub: {} for sub in VERSIONS}
@@ -472,17 +483,21 @@ class CentralSystem:
             # descriptors left above the connection cap, so that accept() next to never meets EMFILE.
             site = _Site(
                 self._runner,
-                self.host,
+                [self.host, *self.extra_hosts] if self.extra_hosts else self.host,
                 self.port,
                 ssl_context=self.ssl_context,
                 backlog=accept_backlog(self.guard.max_connections),
                 ssl_handshake_timeout_s=self.handshake_timeout_s,
+                listen_backlog=listen_backlog(),
+                reuse_port=self.reuse_port or None,
             )
             await site.start()
         except BaseException:
             await self.stop()
             raise
         self.port = self._runner.addresses[0][1]
+        if self.boot_gate is not None:
+            self.boot_gate.start()
         log.info("central system listening on %s", self.url)
 
     def _guard_connections(self, runner: web.AppRunner) -> None:
@@ -532,6 +547,8 @@ class CentralSystem:
 
     async def stop(self) -> None:
         """Close all connections and the listening socket, then the log file."""
+        if self.boot_gate is not None:
+            await self.boot_gate.stop()
         if self._runner is not None:
             runner, self._runner = self._runner, None
             await runner.shutdown()  # stop accepting
@@ -921,7 +938,15 @@ class CentralSystem:
                 self._booted[conn.cp_id] = None
                 if len(self._booted) > MAX_BOOTED_REMEMBERED:
                     del self._booted[next(iter(self._booted))]
-            self._spawn(conn.tasks, self._answer(conn, parsed.unique_id, parsed.action, parsed.payload))
+            task = self._spawn(
+                conn.tasks, self._answer(conn, parsed.unique_id, parsed.action, parsed.payload)
+            )
+            gate = self.boot_gate
+            if gate is not None and parsed.action == "BootNotification":
+                # Counted from arrival: the boots queued behind a busy loop are the overload signal. A callback,
+                # not a `finally`, so that a task cancelled before it ran (connection closed) is counted out too.
+                gate.arrived()
+                task.add_done_callback(lambda _: gate.answered())
         elif parsed.message_type == CALLRESULT:
             self._on_result(conn, parsed.unique_id, action, parsed.payload)
         else:
@@ -984,6 +1009,11 @@ class CentralSystem:
                 conn, unique_id, action, CallErrorReply("NotImplemented", f"No handler for {action}")
             )
             return "not_implemented"
+        if action == "BootNotification" and self.boot_gate is not None:
+            overload = self.boot_gate.overload()
+            if overload is not None:
+                await self._defer_boot(conn, unique_id, overload)
+                return "deferred"
         try:
             result = handler(cp_id, payload)
             if inspect.isawaitable(result):
@@ -1009,6 +1039,16 @@ class CentralSystem:
                 return "internal_error"
         await self._send(conn, [CALLRESULT, unique_id, result], action)
         return "ok"
+
+    async def _defer_boot(self, conn: _Connection, unique_id: str, overload: str) -> None:
+        """Answer a BootNotification Pending with a retry appointment (the same payload in 1.6 and 2.0.1)."""
+        assert self.boot_gate is not None
+        interval = self.boot_gate.defer()
+        refusal_log.warning(
+            "BootNotification of %s deferred (Pending, retry in %s s): %s", conn.cp_id, interval, overload
+        )
+        answer = {"status": "Pending", "currentTime": utc_now_iso(), "interval": interval}
+        await self._send(conn, [CALLRESULT, unique_id, answer], "BootNotification")
 
     async def _send_error(
         self, conn: _Connection, unique_id: str, action: str, error: CallErrorReply
@@ -1084,8 +1124,8 @@ class CentralSystem:
         changed, self._changed = self._changed, asyncio.Event()
         changed.set()
 
-    def _spawn(self, tasks: set[asyncio.Task[None]], coro: Coroutine[Any, Any, None]) -> None:
-        """Run `coro` in the background, keeping a reference in `tasks` until it is done."""
+    def _spawn(self, tasks: set[asyncio.Task[None]], coro: Coroutine[Any, Any, None]) -> asyncio.Task[None]:
+        """Run `coro` in the background, keeping a reference in `tasks` until it is done; returns its task."""
 
         # The coroutine itself is the task (not wrapped): a task cancelled before it ran still closes it.
         task = asyncio.create_task(coro)
@@ -1097,15 +1137,20 @@ class CentralSystem:
 
         tasks.add(task)
         task.add_done_callback(done)
+        return task
 
 
 class _Site(web.TCPSite):
-    """aiohttp's TCP site with a bounded TLS handshake (asyncio's default waits 60 s for a slowloris)."""
+    """aiohttp's TCP site with a bounded TLS handshake (asyncio's default waits 60 s for a slowloris) and a kernel
+    accept queue as deep as the system allows."""
 
-    def __init__(self, *args: Any, ssl_handshake_timeout_s: float, **kwargs: Any) -> None:
-        """Take TCPSite's arguments and the TLS handshake timeout."""
+    def __init__(
+        self, *args: Any, ssl_handshake_timeout_s: float, listen_backlog: int, **kwargs: Any
+    ) -> None:
+        """Take TCPSite's arguments, the TLS handshake timeout and the kernel's listen backlog."""
         super().__init__(*args, **kwargs)
         self._ssl_handshake_timeout_s = ssl_handshake_timeout_s
+        self._listen_backlog = listen_backlog
 
     async def start(self) -> None:
         """Listen like TCPSite.start, passing the TLS handshake timeout to asyncio."""
@@ -1119,7 +1164,18 @@ class _Site(web.TCPSite):
             ssl=self._ssl_context,
             backlog=self._backlog,
             ssl_handshake_timeout=self._ssl_handshake_timeout_s if self._ssl_context is not None else None,
+            reuse_port=self._reuse_port,
         )
+        # asyncio uses one number for two things: the kernel's accept queue (listen) and how many sockets it
+        # accepts per loop iteration. The second stays small (`accept_backlog`: those sockets hold descriptors
+        # before the guard sees them); the first is raised here, so that a boot storm waits in the kernel's queue
+        # instead of overflowing it (an overflowing queue drops SYNs: each costs the charger a 1-3-7 s retransmit).
+        for transport_socket in self._server.sockets:
+            listener = transport_socket.dup()
+            try:
+                listener.listen(max(self._backlog, self._listen_backlog))
+            finally:
+                listener.close()
         self._bound_port = self._server.sockets[0].getsockname()[1]
 
 

@@ -41,6 +41,10 @@ class ScriptedCentralSystem(CentralSystem):
         self._transaction_ids = itertools.count(1)
         self.handlers_by_subprotocol[OCPP16.subprotocol] = scripted_v16_handlers(self)
 
+    def transaction_ids(self, *, start: int = 1, step: int = 1) -> None:
+        """Hand out transaction ids start, start + step, ... (workers sharing a port give distinct ones)."""
+        self._transaction_ids = itertools.count(start, step)
+
     def next_transaction_id(self) -> int:
         """Return a new transaction id (1, 2, 3, ... per server)."""
         return next(self._transaction_ids)

@@ -9,10 +9,7 @@ read from the store at scrape time, so they are right after a restart. ``/metric
 from __future__ import annotations
 
 import asyncio
-import contextlib
 import logging
-import time
-from collections import deque
 from collections.abc import Callable, Iterator, Mapping
 
 from aiohttp import web
@@ -27,13 +24,12 @@ from prometheus_client import (
 from prometheus_client.core import CounterMetricFamily, GaugeMetricFamily
 from prometheus_client.registry import Collector
 
+from backend_stub.looplag import LoopLag
 from backend_stub.store import CsmsStore, StoreError
 from backend_stub.web import common
 
 log = logging.getLogger(__name__)
 
-LAG_PROBE_INTERVAL_S = 0.25
-LAG_WINDOW = 8  # probes: the lag reported is the worst of the last ~2 s
 MAX_LOOP_LAG_S = 1.0  # /healthz answers 503 above this
 STORE_CHECK_TIMEOUT_S = 5.0
 # Refusal reasons that are a limit of the hardening issue being hit (the rest are bad credentials or requests).
@@ -41,40 +37,6 @@ LIMITS = frozenset({"auth_lockout", "connection_cap", "websocket_cap", "boot_tim
 LATENCY_BUCKETS_S = (0.001, 0.0025, 0.005, 0.01, 0.025, 0.05, 0.1, 0.25, 0.5, 1.0, 2.5, 5.0, 10.0)
 
 METRICS: web.AppKey[Metrics] = web.AppKey("metrics")
-
-
-class LoopLag:
-    """Measures how late the event loop wakes a timer: the lag every other callback suffers too."""
-
-    def __init__(self, interval_s: float = LAG_PROBE_INTERVAL_S, window: int = LAG_WINDOW) -> None:
-        """Probe every ``interval_s`` once `start()`ed; `lag_s` is the worst of the last ``window`` probes."""
-        self.interval_s = interval_s
-        self._recent: deque[float] = deque([0.0], maxlen=window)
-        self._task: asyncio.Task[None] | None = None
-
-    @property
-    def lag_s(self) -> float:
-        """The worst lag of the last few probes (a stall is still seen by the next health check)."""
-        return max(self._recent)
-
-    async def _probe(self) -> None:
-        while True:
-            started_s = time.monotonic()
-            await asyncio.sleep(self.interval_s)
-            self._recent.append(max(0.0, time.monotonic() - started_s - self.interval_s))
-
-    def start(self) -> None:
-        """Start probing on the running loop (kept by reference)."""
-        if self._task is None:
-            self._task = asyncio.get_running_loop().create_task(self._probe(), name="loop-lag")
-
-    async def stop(self) -> None:
-        """Stop probing."""
-        task, self._task = self._task, None
-        if task is not None:
-            task.cancel()
-            with contextlib.suppress(asyncio.CancelledError):
-                await task
 
 
 class _StoreCollector(Collector):
