@@ -181,9 +181,12 @@ class SimCharger:
 class CsmsProcess:
     """The bundled central system run by the simulator when no URL is given (its test mode)."""
 
-    def __init__(self, db: Path | None = None, *, heartbeat_interval_s: int = 60) -> None:
+    def __init__(
+        self, db: Path | None = None, *, heartbeat_interval_s: int = 60, extra_args: tuple[str, ...] = ()
+    ) -> None:
         self.db = db
         self.heartbeat_interval_s = heartbeat_interval_s
+        self.extra_args = extra_args  # more `serve` options (boot-storm gate, workers, ...)
         self.proc: asyncio.subprocess.Process | None = None
         self.url = ""
         self.port = 0
@@ -191,7 +194,9 @@ class CsmsProcess:
     async def start(self) -> str:
         """Start it (on the same port as before, after a restart); returns its URL."""
         self.proc, url = await start_csms_process(
-            db=self.db, port=self.port, extra_args=["--heartbeat-interval", str(self.heartbeat_interval_s)]
+            db=self.db,
+            port=self.port,
+            extra_args=["--heartbeat-interval", str(self.heartbeat_interval_s), *self.extra_args],
         )
         self.url = url.rstrip("/")
         self.port = int(url.split(":")[2].split("/")[0])

@@ -24,7 +24,7 @@ from backend_stub.looplag import LoopLag
 __all__ = ["BOOT_STORM_DEFAULTS", "BootGate"]
 
 # max_in_flight, max_lag_s, boots_per_s, min_interval_s, max_interval_s (the `serve` defaults)
-BOOT_STORM_DEFAULTS = (100, 0.5, 200.0, 5, 300)
+BOOT_STORM_DEFAULTS = (200, 0.5, 200.0, 5, 300)
 LAG_PROBE_S = 0.1
 LAG_WINDOW = 5  # the lag is the worst of the last ~0.5 s: a storm shows at once, and ends soon after it does
 

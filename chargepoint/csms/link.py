@@ -52,6 +52,7 @@ def _v201_session(deps: SessionDeps, connection: Any) -> Session:
 ADAPTERS: dict[str, SessionFactory] = {"ocpp1.6": V16Session, "ocpp2.0.1": _v201_session}
 SUBPROTOCOL_BY_VERSION = {"1.6": "ocpp1.6", "2.0.1": "ocpp2.0.1"}
 CLOSE_TIMEOUT_S = 2.0
+BOOT_RETRY_JITTER_MAX_S = 1.0
 # A clock correction from the CSMS larger than this is a SettingSystemTime security event (smaller ones are drift).
 TIME_JUMP_EVENT_S = 60.0
 # OCPP-J §4.1.1 allows one outstanding CALL per direction; a central system that sends more without waiting for the
@@ -275,6 +276,11 @@ class Link:
     def idle_s(self) -> float:
         """Seconds since the last frame either way."""
         return asyncio.get_running_loop().time() - self._last_activity
+
+    def boot_retry_jitter_s(self) -> float:
+        """Up to a second (never more than the reconnect jitter): OCPP intervals are whole seconds, so every charger
+        a central system deferred within one second would otherwise come back in the same millisecond."""
+        return self.rng.uniform(0, min(BOOT_RETRY_JITTER_MAX_S, self.csms_config.reconnect_jitter_s))
 
     def set_time(self, when: datetime) -> None:
         """Adopt the CSMS's time if the clock allows it."""

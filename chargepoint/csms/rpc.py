@@ -583,7 +583,10 @@ class OcppSession(_OcppChargePoint):  # type: ignore[misc]
             interval = self._boot_answer(answer)
             if self.accepted.is_set():
                 return
-            await self._wait_or_closed(interval if interval > 0 else default_retry)
+            # Not before the interval (OCPP 1.6 §4.2.1, 2.0.1 B02.FR.01), and a little after it at random: after a
+            # power cut a central system defers a crowd with the same whole-second interval.
+            wait_s = interval if interval > 0 else default_retry
+            await self._wait_or_closed(wait_s + self.link.boot_retry_jitter_s())
             if self.accepted.is_set():
                 return  # a triggered BootNotification was accepted meanwhile
 

@@ -238,6 +238,10 @@ class LinkState(Protocol):
         """Seconds since the last frame either way."""
         ...
 
+    def boot_retry_jitter_s(self) -> float:
+        """A random extra wait before a BootNotification retry, so that a crowd told the same interval spreads."""
+        ...
+
     def set_time(self, when: datetime) -> None:
         """Adopt the CSMS's time if the clock allows it."""
         ...
