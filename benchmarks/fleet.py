@@ -8,6 +8,27 @@ steady window: CALL->CALLRESULT latency per action, CPU of both processes, and m
 and, with --tracemalloc, Python allocations per charger).
 
     .venv/bin/python benchmarks/fleet.py --count 10000 --window 120
+
+Scale: ``--processes N`` splits the chargers over N fleet processes (contiguous shards, one report: latency merged
+from every sample, CPU and memory summed); each measures the same steady window (a file barrier). One fleet
+process holds up to ~19,500 chargers (its descriptors: RLIMIT_NOFILE is 20,000 here). ``--test-mode --csms-workers
+K`` runs the test central system as K processes on one port (SO_REUSEPORT), and ``--csms-hosts`` adds loopback
+addresses it also listens on: one client address opens at most ~28,000 connections to one address and port (the
+ephemeral range 32768-60999), so 100,000 chargers need four or more.
+
+    .venv/bin/python benchmarks/fleet.py --count 19500 --window 60
+    .venv/bin/python benchmarks/fleet.py --count 100000 --processes 6 --test-mode --csms-workers 6 \
+        --csms-hosts 127.0.0.1,127.0.0.2,127.0.0.3,127.0.0.4,127.0.0.5 --connect-rate 800 --window 60
+
+Boot storm: ``--storm`` starts every charger of a process at once (a site after a power cut) and reports resets
+(connection attempts that failed), BootNotifications sent (more than one per charger: the central system deferred
+some with Pending) and how long until every charger was Accepted.
+
+    .venv/bin/python benchmarks/fleet.py --count 10000 --storm --window 30
+
+Side by side: ``--compare-sap DIR`` also runs the SAP e-mobility charging-stations simulator built in DIR (its
+``dist/start.js``; see `benchmarks/sap_compare.py`) with the same workload against the same kind of central system
+and prints per-station memory and CPU of both and the ratio; without DIR the comparison is skipped and says so.
 """
 
 from __future__ import annotations
@@ -34,7 +55,7 @@ sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
 from backend_stub.store import CsmsStore
 from simulator.fleet import CsmsProcess, Fleet, raise_fd_limit
 from simulator.metrics import summary
-from simulator.scenario import load
+from simulator.scenario import Scenario, load
 
 SCENARIO = Path(__file__).resolve().parents[1] / "simulator" / "scenarios" / "benchmark.toml"
 
@@ -43,47 +64,119 @@ def rss_mb(proc: psutil.Process) -> float:
     return float(proc.memory_info().rss) / 2**20
 
 
-async def bench(args: argparse.Namespace) -> dict[str, Any]:
+def _seed(args: argparse.Namespace, scenario: Scenario) -> Path | None:
+    """A fresh store with every charger of the run (no passwords) and the cards the benchmark swipes."""
+    if args.test_mode:
+        return None
+    db = Path(args.work_dir) / "csms.db"
+    db.parent.mkdir(parents=True, exist_ok=True)
+    for stale in (db, db.with_name("csms.db-wal"), db.with_name("csms.db-shm")):
+        stale.unlink(missing_ok=True)
+    with CsmsStore(db) as store:
+        for i in range(args.count):
+            store.add_charger(scenario.fleet.charger_id(i))
+        user = store.add_user("Bench")
+        for n in range(args.count // 5 + 1):
+            store.add_card(f"BENCH-{n:05d}", user_id=user.id)
+    return db
+
+
+def _scenario(args: argparse.Namespace) -> Scenario:
+    base = load(SCENARIO).with_overrides(count=args.count)
+    rate = 1e9 if args.storm else (args.connect_rate or base.fleet.connect_rate_per_s)
+    return replace(base, fleet=replace(base.fleet, ocpp_version=args.version, connect_rate_per_s=rate))
+
+
+async def _start_csms(args: argparse.Namespace, scenario: Scenario) -> tuple[CsmsProcess, tuple[str, ...]]:
+    """The central system of the run and the URLs the chargers spread over (one per listening address)."""
+    extra: list[str] = []
+    hosts = [h for h in args.csms_hosts.split(",") if h] if args.csms_hosts else []
+    if args.csms_workers > 1:
+        extra += ["--workers", str(args.csms_workers)]
+    if len(hosts) > 1:
+        extra += ["--also-listen", ",".join(hosts[1:])]
+    csms = CsmsProcess(_seed(args, scenario), heartbeat_interval_s=60, extra_args=tuple(extra))
+    url = await csms.start()
+    urls = (url, *(url.replace("//127.0.0.1:", f"//{h}:", 1) for h in hosts[1:]))
+    return csms, urls
+
+
+def _tree(pid: int) -> list[psutil.Process]:
+    """A process and all its descendants (the central system's workers)."""
+    root = psutil.Process(pid)
+    return [root, *root.children(recursive=True)]
+
+
+def _cpu_s(procs: list[psutil.Process]) -> float:
+    total = 0.0
+    for proc in procs:
+        try:
+            t = proc.cpu_times()
+        except psutil.Error:
+            continue
+        total += t.user + t.system
+    return total
+
+
+def _rss_mb_of(procs: list[psutil.Process]) -> float:
+    total = 0.0
+    for proc in procs:
+        try:
+            total += rss_mb(proc)
+        except psutil.Error:
+            continue
+    return total
+
+
+async def _wait_file(path: Path, timeout_s: float) -> None:
+    deadline = time.monotonic() + timeout_s
+    while not path.exists():  # noqa: ASYNC240 - one stat of a local file, polled
+        if time.monotonic() > deadline:
+            raise TimeoutError(f"{path} did not appear within {timeout_s} s")
+        await asyncio.sleep(0.2)
+
+
+async def run_fleet(
+    args: argparse.Namespace, scenario: Scenario, urls: tuple[str, ...], shard: int, shards: int
+) -> dict[str, Any]:
+    """Boot one shard of the fleet, start its sessions, measure the steady window: the fleet's own figures."""
     raise_fd_limit()
     me = psutil.Process()
-    base = load(SCENARIO).with_overrides(count=args.count)
-    scenario = replace(base, fleet=replace(base.fleet, ocpp_version=args.version))
-    db = None
-    if not args.test_mode:
-        db = Path(args.work_dir) / "csms.db"
-        db.parent.mkdir(parents=True, exist_ok=True)
-        for stale in (db, db.with_name("csms.db-wal"), db.with_name("csms.db-shm")):
-            stale.unlink(missing_ok=True)
-        with CsmsStore(db) as store:
-            for i in range(args.count):
-                store.add_charger(scenario.fleet.charger_id(i))
-            user = store.add_user("Bench")
-            for n in range(args.count // 5 + 1):
-                store.add_card(f"BENCH-{n:05d}", user_id=user.id)
-    csms = CsmsProcess(db, heartbeat_interval_s=60)
-    url = await csms.start()
-    assert csms.proc is not None
-    server = psutil.Process(csms.proc.pid)
-    scenario = scenario.with_overrides(csms_url=url, count=args.count)
+    scenario = replace(scenario, fleet=replace(scenario.fleet, csms_urls=urls), spawn_csms=False)
     gc.collect()
     rss_before = rss_mb(me)
+    traced_before = 0
     if args.tracemalloc:
         tracemalloc.start(1)
         traced_before = tracemalloc.get_traced_memory()[0]
-    fleet = Fleet(scenario, work_dir=Path(args.work_dir))
+    fleet = Fleet(scenario, work_dir=Path(args.work_dir) / f"shard-{shard}", shard=shard, shards=shards)
     t0 = time.monotonic()
     await fleet.start()
+    # Fleet.start waits up to 120 s; a large or stormy ramp may need longer (bounded by --ramp-timeout).
+    deadline = t0 + args.ramp_timeout
+    while time.monotonic() < deadline and not all(c.booted for c in fleet.chargers.values()):
+        await asyncio.sleep(0.2)
     ramp_s = time.monotonic() - t0
     booted = sum(c.booted for c in fleet.chargers.values())
+    links = [c.agent.link for c in fleet.chargers.values() if c.agent.link is not None]
+    storm = {
+        # Failed connection attempts and closed sessions until every charger was up (a reset counts here).
+        "connection_failures": sum(link.reconnects for link in links),
+        "connections": sum(link.connections for link in links),
+        "boot_notifications_sent": fleet.metrics.calls.get("BootNotification", 0),
+        "boot_errors": {
+            k: v for k, v in fleet.metrics.errors_by_action.items() if k.startswith("BootNotification:")
+        },
+    }
     # 20 % of the connectors charge: plugged, then a card (the central system accepts it online).
     charging = [c for c in fleet.chargers.values() if c.index % 5 == 0]
     # Sessions start spread over 20 s, so their 10 s MeterValues timers are spread too (as in a real fleet;
     # starting them all at once makes every sample of the fleet leave in the same millisecond).
     spread_s = 20.0
-    for n, charger in enumerate(charging):
+    for charger in charging:
         fleet.plug(charger.id, 1, soc=0.1)
-        fleet.swipe(charger.id, f"BENCH-{n:05d}", 1)
-        await asyncio.sleep(spread_s / len(charging))
+        fleet.swipe(charger.id, f"BENCH-{charger.index // 5:05d}", 1)
+        await asyncio.sleep(spread_s / max(1, len(charging)))
     await asyncio.sleep(5)
     in_tx = sum(
         1
@@ -102,49 +195,182 @@ async def bench(args: argparse.Namespace) -> dict[str, Any]:
         snap = tracemalloc.take_snapshot()
         top = [str(s) for s in snap.statistics("lineno")[:30]]
         tracemalloc.stop()
-    # The steady window: fresh metrics, CPU of both processes.
+    if args.barrier:
+        # Every fleet process measures the same window: ready, then wait for the parent's go.
+        barrier = Path(args.barrier)
+        (barrier / f"ready-{shard}").touch()
+        await _wait_file(barrier / "go", args.ramp_timeout + 600)
+    # The steady window: fresh metrics.
     fleet.metrics.latency.clear()
     fleet.metrics.calls.clear()
     fleet.metrics.errors.clear()
-    cpu0, scpu0, w0 = me.cpu_times(), server.cpu_times(), time.monotonic()
+    cpu0, w0 = me.cpu_times(), time.monotonic()
     await asyncio.sleep(args.window)
-    cpu1, scpu1, wall = me.cpu_times(), server.cpu_times(), time.monotonic() - w0
+    cpu1, wall = me.cpu_times(), time.monotonic() - w0
     rss_end = rss_mb(me)
-    lat = {a: summary(v) for a, v in sorted(fleet.metrics.latency.items())}
-    every = [x for v in fleet.metrics.latency.values() for x in v]
-    result = {
-        "ocpp_version": args.version,
-        "chargers": args.count,
-        "central_system": "test mode" if args.test_mode else "serve --db (every message persisted)",
+    result: dict[str, Any] = {
+        "chargers": len(fleet.chargers),
         "booted": booted,
         "in_transaction": in_tx,
         "ramp_s": round(ramp_s, 1),
+        "storm": storm,
         "window_s": round(wall, 1),
-        "calls_per_s": round(sum(fleet.metrics.calls.values()) / wall, 1),
         "calls": dict(fleet.metrics.calls),
         "errors": dict(fleet.metrics.errors),
-        "latency_ms": lat,
-        "latency_all_ms": summary(every),
-        "fleet_cpu_percent": round(100 * ((cpu1.user + cpu1.system) - (cpu0.user + cpu0.system)) / wall, 1),
-        "csms_cpu_percent": round(
-            100 * ((scpu1.user + scpu1.system) - (scpu0.user + scpu0.system)) / wall, 1
-        ),
+        "fleet_cpu_s": (cpu1.user + cpu1.system) - (cpu0.user + cpu0.system),
         "rss_before_mb": round(rss_before, 1),
         "rss_loaded_mb": round(rss_loaded, 1),
         "rss_end_mb": round(rss_end, 1),
-        "rss_per_charger_kb": round((rss_loaded - rss_before) * 1024 / args.count, 1),
         "max_rss_mb": round(resource.getrusage(resource.RUSAGE_SELF).ru_maxrss / 1024, 1),
-        "csms_rss_mb": round(rss_mb(server), 1),
         "open_fds": len(os.listdir("/proc/self/fd")),
+        "samples": {a: list(v) for a, v in fleet.metrics.latency.items()},
     }
     if args.tracemalloc:
-        result["traced_per_charger_kb"] = round(traced / 1024 / args.count, 1)
+        result["traced_kb"] = traced / 1024
         result["traced_top"] = top
     runner.cancel()
     await fleet.stop()
     await fleet.close()
-    await csms.stop()
     return result
+
+
+def _add(into: dict[str, int], more: dict[str, int]) -> None:
+    for key, value in more.items():
+        into[key] = into.get(key, 0) + value
+
+
+def _report(
+    args: argparse.Namespace, parts: list[dict[str, Any]], wall: float, csms: dict[str, float]
+) -> dict[str, Any]:
+    """One report from the fleet processes' figures (latency from every sample, memory and CPU summed)."""
+    samples: dict[str, list[float]] = {}
+    calls: dict[str, int] = {}
+    errors: dict[str, int] = {}
+    boot_errors: dict[str, int] = {}
+    for part in parts:
+        for action, values in part["samples"].items():
+            samples.setdefault(action, []).extend(values)
+        _add(calls, part["calls"])
+        _add(errors, part["errors"])
+        _add(boot_errors, part["storm"]["boot_errors"])
+    every = [x for v in samples.values() for x in v]
+    storm: dict[str, Any] = {
+        key: sum(p["storm"][key] for p in parts)
+        for key in ("connection_failures", "connections", "boot_notifications_sent")
+    }
+    storm["boot_errors"] = boot_errors
+    fleet_delta_mb = sum(p["rss_loaded_mb"] - p["rss_before_mb"] for p in parts)
+    workers = f"test mode, {args.csms_workers} process(es)"
+    result: dict[str, Any] = {
+        "ocpp_version": args.version,
+        "chargers": args.count,
+        "processes": len(parts),
+        "central_system": workers if args.test_mode else "serve --db (every message persisted)",
+        "csms_addresses": len(args.csms_hosts.split(",")) if args.csms_hosts else 1,
+        "booted": sum(p["booted"] for p in parts),
+        "in_transaction": sum(p["in_transaction"] for p in parts),
+        "ramp_s": max(p["ramp_s"] for p in parts),
+        "storm": storm,
+        "window_s": round(wall, 1),
+        "calls_per_s": round(sum(calls.values()) / wall, 1),
+        "calls": calls,
+        "errors": errors,
+        "latency_ms": {a: summary(v) for a, v in sorted(samples.items())},
+        "latency_all_ms": summary(every),
+        "fleet_cpu_percent": round(100 * sum(p["fleet_cpu_s"] for p in parts) / wall, 1),
+        "csms_cpu_percent": csms["cpu_percent"],
+        "rss_before_mb": round(sum(p["rss_before_mb"] for p in parts), 1),
+        "rss_loaded_mb": round(sum(p["rss_loaded_mb"] for p in parts), 1),
+        "rss_end_mb": round(sum(p["rss_end_mb"] for p in parts), 1),
+        "rss_per_charger_kb": round(fleet_delta_mb * 1024 / args.count, 1),
+        "max_rss_mb": round(max(p["max_rss_mb"] for p in parts), 1),
+        "csms_rss_mb": csms["rss_mb"],
+        "open_fds": max(p["open_fds"] for p in parts),
+    }
+    if args.tracemalloc:
+        result["traced_per_charger_kb"] = round(sum(p["traced_kb"] for p in parts) / args.count, 1)
+        result["traced_top"] = parts[0]["traced_top"]
+    return result
+
+
+async def bench(args: argparse.Namespace) -> dict[str, Any]:
+    """The whole run: central system, fleet (in this process or ``--processes`` children), one report."""
+    raise_fd_limit()
+    scenario = _scenario(args)
+    csms, urls = await _start_csms(args, scenario)
+    assert csms.proc is not None
+    server = _tree(csms.proc.pid)
+    try:
+        if args.processes <= 1:
+            scpu0, w0 = _cpu_s(server), time.monotonic()
+            part = await run_fleet(args, scenario, urls, 0, 1)
+            # The central system's CPU over the whole run (ramp included): its share of the window alone is not
+            # separable from here without a barrier, so the figure errs high.
+            csms_figs = {
+                "cpu_percent": round(100 * (_cpu_s(server) - scpu0) / (time.monotonic() - w0), 1),
+                "rss_mb": round(_rss_mb_of(server), 1),
+            }
+            return _report(args, [part], part["window_s"], csms_figs)
+        return await _bench_processes(args, urls, server)
+    finally:
+        await csms.stop()
+
+
+async def _bench_processes(
+    args: argparse.Namespace, urls: tuple[str, ...], server: list[psutil.Process]
+) -> dict[str, Any]:
+    """``--processes N``: N children run one shard each; the same window is measured in all of them."""
+    barrier = Path(args.work_dir) / "barrier"
+    barrier.mkdir(parents=True, exist_ok=True)
+    for stale in barrier.iterdir():
+        stale.unlink()
+    children = []
+    for shard in range(args.processes):
+        argv = [
+            sys.executable, __file__, "--count", str(args.count), "--window", str(args.window),
+            "--version", args.version, "--work-dir", args.work_dir, "--ramp-timeout", str(args.ramp_timeout),
+            "--shard", str(shard), "--shards", str(args.processes), "--csms-urls", ",".join(urls),
+            "--barrier", str(barrier), "--alone",
+        ]  # fmt: skip
+        if args.storm:
+            argv.append("--storm")
+        if args.connect_rate:
+            argv += ["--connect-rate", str(args.connect_rate)]
+        if args.tracemalloc:
+            argv.append("--tracemalloc")
+        out = (barrier / f"result-{shard}.json").open("w")
+        children.append((await asyncio.create_subprocess_exec(*argv, stdout=out), out))
+    try:
+        for shard in range(args.processes):
+            await _wait_file(barrier / f"ready-{shard}", args.ramp_timeout + 600)
+        fleet_procs = [psutil.Process(p.pid) for p, _ in children]
+        scpu0, fcpu0, w0 = _cpu_s(server), _cpu_s(fleet_procs), time.monotonic()
+        (barrier / "go").touch()
+        await asyncio.sleep(args.window)
+        scpu1, fcpu1, wall = _cpu_s(server), _cpu_s(fleet_procs), time.monotonic() - w0
+        csms_figs = {
+            "cpu_percent": round(100 * (scpu1 - scpu0) / wall, 1),
+            "rss_mb": round(_rss_mb_of(server), 1),
+        }
+        codes = [await p.wait() for p, _ in children]
+    finally:
+        for p, out in children:
+            if p.returncode is None:
+                p.terminate()
+                await p.wait()
+            out.close()
+    if any(codes):
+        raise SystemExit(f"a fleet process failed: exit codes {codes}")
+    parts = [json.loads((barrier / f"result-{i}.json").read_text()) for i in range(args.processes)]
+    report = _report(args, parts, wall, csms_figs)
+    report["fleet_cpu_percent_measured_by_parent"] = round(100 * (fcpu1 - fcpu0) / wall, 1)
+    return report
+
+
+async def shard_main(args: argparse.Namespace) -> dict[str, Any]:
+    """A child of ``--processes``: one shard against the parent's central system."""
+    urls = tuple(args.csms_urls.split(","))
+    return await run_fleet(args, _scenario(args), urls, args.shard, args.shards)
 
 
 def main() -> None:
@@ -161,6 +387,28 @@ def main() -> None:
         help="central system without a store (accepts every charger and card)",
     )
     parser.add_argument("--version", choices=("1.6", "2.0.1"), default="1.6", help="the fleet's OCPP version")
+    parser.add_argument("--processes", type=int, default=1, help="fleet processes (shards of the chargers)")
+    parser.add_argument(
+        "--csms-workers", type=int, default=1, help="with --test-mode: central-system processes on one port"
+    )
+    parser.add_argument(
+        "--csms-hosts",
+        default="",
+        help="loopback addresses the central system listens on, comma-separated, 127.0.0.1 first; the "
+        "chargers spread over them round-robin",
+    )
+    parser.add_argument(
+        "--connect-rate", type=float, default=0, help="connections/s (default: the scenario's)"
+    )
+    parser.add_argument("--storm", action="store_true", help="every charger of a process starts at once")
+    parser.add_argument("--ramp-timeout", type=float, default=600, help="seconds to wait for every boot")
+    parser.add_argument(
+        "--compare-sap", metavar="DIR", default=None, help="also run the SAP simulator built in DIR"
+    )
+    parser.add_argument("--shard", type=int, default=0, help=argparse.SUPPRESS)
+    parser.add_argument("--shards", type=int, default=1, help=argparse.SUPPRESS)
+    parser.add_argument("--csms-urls", default="", help=argparse.SUPPRESS)
+    parser.add_argument("--barrier", default="", help=argparse.SUPPRESS)
     parser.add_argument(
         "--alone",
         action="store_true",
@@ -168,6 +416,16 @@ def main() -> None:
     )
     args = parser.parse_args()
     logging.basicConfig(level=logging.ERROR)
+    if args.csms_workers > 1 and not args.test_mode:
+        parser.error("--csms-workers needs --test-mode (workers of serve --db would not share connections)")
+    if args.csms_urls:  # a child of --processes
+        print(json.dumps(asyncio.run(shard_main(args))))
+        return
+    if args.compare_sap is not None:
+        from benchmarks.sap_compare import compare_sap
+
+        compare_sap(args)
+        return
     if args.alone or args.version == "1.6":
         print(json.dumps(asyncio.run(bench(args)), indent=2))
         return
