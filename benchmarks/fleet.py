@@ -403,8 +403,15 @@ def main() -> None:
     parser.add_argument("--storm", action="store_true", help="every charger of a process starts at once")
     parser.add_argument("--ramp-timeout", type=float, default=600, help="seconds to wait for every boot")
     parser.add_argument(
-        "--compare-sap", metavar="DIR", default=None, help="also run the SAP simulator built in DIR"
+        "--compare-sap",
+        metavar="DIR",
+        nargs="?",
+        const="",
+        default=None,
+        help="side by side with the SAP simulator built in DIR (or SAP_SIMULATOR_DIR); skipped without one",
     )
+    parser.add_argument("--sap-counts", default="1000,2000", help="station counts of --compare-sap")
+    parser.add_argument("--node", default=None, help="the Node >= 22 binary for --compare-sap")
     parser.add_argument("--shard", type=int, default=0, help=argparse.SUPPRESS)
     parser.add_argument("--shards", type=int, default=1, help=argparse.SUPPRESS)
     parser.add_argument("--csms-urls", default="", help=argparse.SUPPRESS)
@@ -422,7 +429,7 @@ def main() -> None:
         print(json.dumps(asyncio.run(shard_main(args))))
         return
     if args.compare_sap is not None:
-        from benchmarks.sap_compare import compare_sap
+        from sap_compare import compare_sap  # benchmarks/ is this script's directory
 
         compare_sap(args)
         return

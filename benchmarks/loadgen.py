@@ -235,10 +235,72 @@ def capacity(steps: list[int], seconds: int, speed: float) -> None:
         )
 
 
+def storm(users: int, seconds: int) -> None:
+    """Part 3: the `boot-storm` shape against the bundled central system (its boot-storm gate on, the default).
+
+    Every charger connects and boots at once. The gate answers some BootNotifications Pending with a retry
+    interval; Locust counts those as failures of BootNotification ("status Pending"), so they are reported apart
+    from real failures (connections refused or reset, CallErrors, timeouts).
+    """
+    from backend_stub.process import start_csms_process
+
+    with tempfile.TemporaryDirectory() as tmp:
+        work = Path(tmp)
+        db, creds = work / "csms.db", work / "creds.csv"
+        subprocess.run(
+            [
+                *(sys.executable, "-m", "loadtests", "seed", "--db", str(db)),
+                *("--chargers", str(users), "--cards", str(users)),
+                *("--out", str(creds), "--no-passwords"),
+            ],
+            check=True,
+            cwd=REPO,
+            stdout=subprocess.DEVNULL,
+        )
+        loop = asyncio.new_event_loop()
+        proc, url = loop.run_until_complete(
+            start_csms_process(db=db, extra_args=["--heartbeat-interval", "300"])
+        )
+        try:
+            prefix = work / "storm"
+            run_locust(
+                [
+                    *("--headless", "--host", url, "-u", str(users), "-t", f"{seconds}s"),
+                    *("--ocpp-shape", "boot-storm", "--ocpp-credentials", str(creds)),
+                    *("--ocpp-metrics-json", str(work / "metrics.json"), "--csv", str(prefix)),
+                ],
+                work,
+                0,
+                seconds + 120,
+            )
+            metrics = json.loads((work / "metrics.json").read_text())
+            pending = other = 0
+            with open(f"{prefix}_failures.csv", newline="") as f:
+                for row in csv.DictReader(f):
+                    n = int(row["Occurrences"])
+                    if row["Name"] == "BootNotification" and "Pending" in row["Error"]:
+                        pending += n
+                    else:
+                        other += n
+            counters = metrics.get("counters", metrics)
+            print(
+                f"boot storm: {users} chargers at once against serve --db for {seconds} s: "
+                f"{counters.get('boots')} boots accepted, {pending} answered Pending first, "
+                f"{counters.get('connect_failures')} connection failures, {counters.get('reconnects')} reconnects, "
+                f"{other} other failures; held {metrics.get('connections_held_max')}",
+                flush=True,
+            )
+        finally:
+            proc.terminate()
+            loop.run_until_complete(proc.wait())
+            loop.close()
+
+
 def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__.split("\n")[0])
     parser.add_argument("--echo-server", metavar="PORT_FILE", help=argparse.SUPPRESS)
-    parser.add_argument("--only", choices=["generator", "capacity"])
+    parser.add_argument("--only", choices=["generator", "capacity", "storm"])
+    parser.add_argument("--storm-users", type=int, default=2000, help="chargers of the boot-storm part")
     parser.add_argument("--seconds", type=int, default=30, help="length of each Locust run (default 30)")
     parser.add_argument("--generator-users", type=int, default=100)
     parser.add_argument("--speed", type=float, default=60, help="steady shape time compression (default 60)")
@@ -254,6 +316,8 @@ def main() -> None:
         generator(args.seconds, args.generator_users)
     if args.only in (None, "capacity"):
         capacity([int(n) for n in args.steps.split(",")], args.seconds, args.speed)
+    if args.only in (None, "storm"):
+        storm(args.storm_users, args.seconds)
 
 
 if __name__ == "__main__":
