@@ -9,7 +9,9 @@ charger its own appointment, ``1 / boots_per_s`` after the previous one, so the 
 server takes rather than all at once. Answering Pending costs no store write: it is cheaper than the boot it defers.
 
 Two overload signals, either one enough: BootNotifications received but not answered yet (the loop is behind), and
-the event loop's lag (it is busy with handshakes, which cannot be deferred).
+the event loop's lag (it is busy with handshakes, which cannot be deferred). While overloaded, boots are still
+handled at ``boots_per_s`` (a token bucket), the rate the appointments come back at: a server slowed by something
+else than boots (a loaded machine) must not keep every charger Pending forever.
 """
 
 from __future__ import annotations
@@ -61,6 +63,9 @@ class BootGate:
         self._clock = clock
         self._rng = rng or random.Random()
         self._next_slot = -math.inf  # the next free retry appointment (clock seconds)
+        self._burst = max(1.0, boots_per_s)  # one second's worth of boots handled even while overloaded
+        self._tokens = self._burst
+        self._refilled = clock()
         self.in_flight = 0  # BootNotifications received and not answered yet
         self.deferred = 0  # Pending answers given because of overload, since start
 
@@ -80,6 +85,19 @@ class BootGate:
         if lag_s > self.max_lag_s:
             return f"event loop lag {lag_s:.2f} s (over {self.max_lag_s} s)"
         return None
+
+    def admit(self) -> str | None:
+        """None when this BootNotification is handled now; else why it is deferred (then call `defer`)."""
+        reason = self.overload()
+        if reason is None:
+            return None
+        now = self._clock()
+        self._tokens = min(self._burst, self._tokens + (now - self._refilled) * self.boots_per_s)
+        self._refilled = now
+        if self._tokens >= 1.0:
+            self._tokens -= 1.0
+            return None
+        return reason
 
     def defer(self) -> int:
         """The interval (whole seconds) a deferred charger waits before its next BootNotification.

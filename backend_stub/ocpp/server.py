@@ -1010,7 +1010,7 @@ class CentralSystem:
             )
             return "not_implemented"
         if action == "BootNotification" and self.boot_gate is not None:
-            overload = self.boot_gate.overload()
+            overload = self.boot_gate.admit()
             if overload is not None:
                 await self._defer_boot(conn, unique_id, overload)
                 return "deferred"

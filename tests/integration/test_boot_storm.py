@@ -42,10 +42,21 @@ async def test_overloaded_csms_answers_pending_and_the_charger_boots_after_the_i
 ) -> None:
     lag = FakeLag()
     gate = BootGate(
-        max_lag_s=0.5, boots_per_s=10, min_interval_s=1, max_interval_s=3, lag=lag, rng=random.Random(1)
+        max_lag_s=0.5,
+        boots_per_s=10,
+        min_interval_s=1,
+        max_interval_s=3,
+        lag=lag,
+        clock=lambda: 0.0,  # frozen: the bucket of boots handled while overloaded does not refill
+        rng=random.Random(1),
     )
     csms.server.boot_gate = gate
     lag.value = 5.0  # overloaded
+    drained = 0
+    while gate.admit() is None:  # the second's worth of boots still handled while overloaded, used up
+        drained += 1
+    assert drained == 10
+    gate.deferred = 0
     a = await start_agent(boot=False, csms={"ocpp_versions": [version]})
     first = await wait_call(csms, "BootNotification")
     answer = (await answer_to(csms, first)).payload

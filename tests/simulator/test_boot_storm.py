@@ -30,7 +30,7 @@ async def test_300_chargers_booting_at_once_all_accepted_without_a_reset(
     db = tmp_path / "csms.db"
     seed_csms(db, [(cp, None) for cp in ids], ["BENCH-0001"])
     storm = ("--boot-storm-in-flight", "1", "--boot-storm-lag", "0.3", "--boot-storm-interval", "1:4")
-    csms = CsmsProcess(db, heartbeat_interval_s=60, extra_args=(*storm, "--boot-storm-rate", "100"))
+    csms = CsmsProcess(db, heartbeat_interval_s=60, extra_args=(*storm, "--boot-storm-rate", "20"))
     csms_factory.append(csms)
     url = await csms.start()
     fleet = Fleet(scenario.with_overrides(csms_url=url), work_dir=tmp_path / "fleet")

@@ -120,3 +120,15 @@ def test_listen_backlog_is_the_systems_cap(tmp_path: Path) -> None:
     path.write_text("8192\n")
     assert listen_backlog(path) == 8192
     assert listen_backlog(tmp_path / "missing") == 4096
+
+
+def test_while_overloaded_boots_are_still_handled_at_the_boot_rate() -> None:
+    g, lag, clock = gate(boots_per_s=2)
+    assert g.admit() is None  # not overloaded: every boot is handled
+    lag.value = 5.0  # overloaded, e.g. by a loaded machine: it may last
+    admitted = [g.admit() is None for _ in range(5)]
+    assert admitted == [True, True, False, False, False]  # a second's worth, then deferred
+    clock.now += 1.0
+    assert [g.admit() is None for _ in range(3)] == [True, True, False]  # 2 more each second: never starved
+    lag.value = 0.0
+    assert all(g.admit() is None for _ in range(10))
