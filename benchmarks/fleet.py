@@ -168,6 +168,11 @@ async def run_fleet(
             k: v for k, v in fleet.metrics.errors_by_action.items() if k.startswith("BootNotification:")
         },
     }
+    # On stderr at once: a long run cut short (a timeout) still tells how the ramp or the storm went.
+    print(
+        json.dumps({"shard": shard, "booted": booted, "ramp_s": round(ramp_s, 1), "storm": storm}),
+        file=sys.stderr,
+    )
     # 20 % of the connectors charge: plugged, then a card (the central system accepts it online).
     charging = [c for c in fleet.chargers.values() if c.index % 5 == 0]
     # Sessions start spread over 20 s, so their 10 s MeterValues timers are spread too (as in a real fleet;
