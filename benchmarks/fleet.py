@@ -163,6 +163,7 @@ async def run_fleet(
         # Failed connection attempts and closed sessions until every charger was up (a reset counts here).
         "connection_failures": sum(link.reconnects for link in links),
         "connections": sum(link.connections for link in links),
+        "connection_failures_by_kind": _kinds(links),
         "boot_notifications_sent": fleet.metrics.calls.get("BootNotification", 0),
         "boot_errors": {
             k: v for k, v in fleet.metrics.errors_by_action.items() if k.startswith("BootNotification:")
@@ -239,6 +240,14 @@ async def run_fleet(
     return result
 
 
+def _kinds(links: list[Any]) -> dict[str, int]:
+    """Failed connection attempts by kind over the fleet ("ConnectionResetError", "TimeoutError", "HTTP 503")."""
+    out: dict[str, int] = {}
+    for link in links:
+        _add(out, link.failure_kinds or {})
+    return out
+
+
 def _add(into: dict[str, int], more: dict[str, int]) -> None:
     for key, value in more.items():
         into[key] = into.get(key, 0) + value
@@ -264,6 +273,10 @@ def _report(
         for key in ("connection_failures", "connections", "boot_notifications_sent")
     }
     storm["boot_errors"] = boot_errors
+    kinds: dict[str, int] = {}
+    for part in parts:
+        _add(kinds, part["storm"]["connection_failures_by_kind"])
+    storm["connection_failures_by_kind"] = kinds
     fleet_delta_mb = sum(p["rss_loaded_mb"] - p["rss_before_mb"] for p in parts)
     workers = f"test mode, {args.csms_workers} process(es)"
     result: dict[str, Any] = {

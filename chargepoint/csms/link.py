@@ -238,6 +238,9 @@ class Link:
         self.session_deps = SessionDeps(self, station, store, settings, self)
         self.session: Session | None = None
         self.reconnects = 0  # reconnect attempts (after a refusal, an unreachable CSMS or a closed session)
+        # Why connections failed, by kind ("HTTP 503", "ConnectionResetError", "TimeoutError", "closed"): a boot
+        # storm must show 0 resets. Made on the first failure (most agents never have one).
+        self.failure_kinds: dict[str, int] | None = None
         self.connections = 0  # WebSocket sessions that were opened (so connections - 1 successful reconnects)
         self.boot_accepted = False  # BootNotification accepted since this agent (re)started
         self.stopping = False
@@ -441,20 +444,30 @@ class Link:
                     " (check the charge point id and password)" if code in (401, 403, 404) else "",
                 )
                 failures += 1
+                self._count_failure(f"HTTP {code}")
                 refused = SecurityEventType.FAILED_TO_AUTHENTICATE_AT_CENTRAL_SYSTEM
                 self._connect_failed(refused if code in (401, 403) else None, f"HTTP {code}")
             except (OSError, InvalidHandshake, InvalidURI, TimeoutError, ssl.SSLError) as exc:
                 log.warning("cannot reach the CSMS at %s: %s", self.url(), exc)
                 failures += 1
+                self._count_failure(type(exc).__name__)
                 reason = getattr(exc, "reason", None) if isinstance(exc, ssl.SSLError) else None
                 self._connect_failed(TLS_FAILURE_EVENTS.get(str(reason)), str(exc)[:200])
             else:
                 self._connected()
                 failures = await self._serve(ws, failures)
+                if not self.stopping:
+                    self._count_failure("closed")
             self.reconnects += 1
             delay = self.backoff_s(max(0, failures - 1))
             log.info("reconnecting in %.1f s", delay)
             await asyncio.sleep(delay)
+
+    def _count_failure(self, kind: str) -> None:
+        kinds = self.failure_kinds
+        if kinds is None:
+            kinds = self.failure_kinds = {}
+        kinds[kind] = kinds.get(kind, 0) + 1
 
     def subprotocols(self) -> list[str]:
         """The subprotocols offered in the handshake, most preferred first (``csms.ocpp_versions``)."""

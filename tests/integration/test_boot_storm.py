@@ -3,13 +3,17 @@ Pending with a retry interval (no store write, the connection kept), and the cha
 
 from __future__ import annotations
 
+import asyncio
 import random
+from pathlib import Path
 
 import pytest
 
 from backend_stub.app import Csms
 from backend_stub.looplag import LoopLag
 from backend_stub.ocpp.overload import BootGate
+from chargepoint.agent import Agent
+from tests.integration.conftest import FAST_TIMING, agent_config, until
 from tests.integration.v201_support import (
     CP,
     StartAgent,
@@ -93,3 +97,19 @@ async def test_without_overload_the_gate_changes_nothing(csms: Csms, start_agent
     boot = await wait_call(csms, "BootNotification")
     assert (await answer_to(csms, boot)).payload["status"] == "Accepted"
     assert csms.server.boot_gate.deferred == 0
+
+
+async def test_failed_connections_are_counted_by_kind(csms: Csms, tmp_path: Path) -> None:
+    """What a storm report calls a reset: the link counts each failed connection by its kind."""
+    agent = Agent(agent_config(csms.url, tmp_path / "unknown.db", cp_id="NOT-REGISTERED"), timing=FAST_TIMING)
+    task = asyncio.create_task(agent.run())
+    try:
+        await until(
+            lambda: agent.link is not None and (agent.link.failure_kinds or {}).get("HTTP 404", 0) >= 2
+        )
+        assert agent.link is not None and agent.link.failure_kinds is not None
+        assert set(agent.link.failure_kinds) == {"HTTP 404"}  # refused by the registry, never reset
+        assert agent.link.connections == 0
+    finally:
+        agent.shutdown()
+        await asyncio.wait_for(task, 10)
