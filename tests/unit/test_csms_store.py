@@ -207,6 +207,24 @@ def test_admit_unknown_registers_pending_and_leaves_known_alone(store: CsmsStore
     assert store.set_charger_status("NEW", "accepted").status is ChargerStatus.ACCEPTED
 
 
+def test_the_remembered_charger_status_follows_every_change(store: CsmsStore) -> None:
+    """`charger_status` is read before every charger message and remembered: each change is seen at once."""
+    assert store.charger_status("CP1") is None  # unknown, and not remembered as such
+    store.add_charger("CP1")
+    assert store.charger_status("CP1") is ChargerStatus.ACCEPTED
+    store.set_charger_status("CP1", "rejected")
+    assert store.charger_status("CP1") is ChargerStatus.REJECTED
+    store.set_charger_status("CP1", "accepted")
+    assert store.charger_status("CP1") is ChargerStatus.ACCEPTED
+    assert store.charger_status("NEW") is None
+    store.admit_unknown("NEW")
+    assert store.charger_status("NEW") is ChargerStatus.PENDING
+    assert store.expire_pending(T0 + timedelta(days=365 * 100)) == 1
+    assert store.charger_status("NEW") is None
+    store.record_boot("CP1", vendor="V", model="M", timestamp=T0)  # a boot leaves the status as it is
+    assert store.charger_status("CP1") is ChargerStatus.ACCEPTED
+
+
 def test_boot_heartbeat_diagnostics_and_firmware_are_recorded(store: CsmsStore) -> None:
     store.add_charger("CP1")
     store.record_boot(
