@@ -225,6 +225,29 @@ def test_the_remembered_charger_status_follows_every_change(store: CsmsStore) ->
     assert store.charger_status("CP1") is ChargerStatus.ACCEPTED
 
 
+def test_finding_a_station_transaction_id_searches_indexes_never_every_transaction(store: CsmsStore) -> None:
+    """The first event of each 2.0.1 session asks for its transactionId (own, another charger's or unknown): a
+    scan of the transactions table there cost 15 % of the server at 10,000 sessions (docs/benchmarks.md)."""
+    store.add_charger("CP1")
+    store.add_charger("CP2")
+    store.start_transaction("CP1", 1, "TAG", 0, T0, station_tx_id="tx-1")
+    statements: list[str] = []
+    store._db.set_trace_callback(statements.append)
+    try:
+        assert store.station_transaction("CP1", "tx-1") > 0
+        with pytest.raises(ForeignTransaction):
+            store.station_transaction("CP2", "tx-1")
+        with pytest.raises(UnknownTransaction):
+            store.station_transaction("CP1", "tx-unknown")
+    finally:
+        store._db.set_trace_callback(None)
+    selects = {s for s in statements if s.lstrip().upper().startswith("SELECT")}
+    assert selects
+    for sql in selects:
+        plan = " ".join(str(tuple(r)) for r in store._db.execute("EXPLAIN QUERY PLAN " + sql))
+        assert "SCAN transactions" not in plan, (sql, plan)
+
+
 def test_boot_heartbeat_diagnostics_and_firmware_are_recorded(store: CsmsStore) -> None:
     store.add_charger("CP1")
     store.record_boot(
