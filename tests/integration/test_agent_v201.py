@@ -237,10 +237,12 @@ async def test_tc_b_20_cs_reset_without_transaction(csms: Csms, start_agent: Sta
     a = await start_agent()
     after = mark(csms)
     assert await csms.server.call(CP, "Reset", {"type": "Immediate"}) == {"status": "Accepted"}
-    await wait_call(csms, "BootNotification", after=after)
+    boot = await wait_call(csms, "BootNotification", after=after)
+    assert boot.payload["reason"] == "RemoteReset"  # stored before the restart (B01)
     await a.wait_booted()
     assert a.agent.resets == [ResetKind.HARD]
-    assert await csms.server.call(CP, "Reset", {"type": "OnIdle", "evseId": 1}) == {"status": "Rejected"}
+    # An EVSE the station does not have (B11.FR.?): Rejected, nothing restarts.
+    assert await csms.server.call(CP, "Reset", {"type": "OnIdle", "evseId": 99}) == {"status": "Rejected"}
 
 
 async def test_tc_b_21_cs_reset_on_idle_waits_for_the_transaction_to_end(

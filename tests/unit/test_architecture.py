@@ -182,6 +182,8 @@ TABLES_201: list[tuple[str, type[Enum], type[Enum]]] = [
     ("AVAILABILITY", model.AvailabilityResult, v201.ChangeAvailabilityStatusEnumType),
     ("UNLOCK", model.UnlockResult, v201.UnlockStatusEnumType),
     ("RESET", model.ResetKind, v201.ResetEnumType),
+    ("RESET_RESULT", model.ResetResult, v201.ResetStatusEnumType),
+    ("BOOT_REASON", model.BootReason, v201.BootReasonEnumType),
     ("DATA_TYPE", device_model.DataType, v201.DataEnumType),
     ("MUTABILITY", device_model.Mutability, v201.MutabilityEnumType),
     ("FIRMWARE_STATUS", model.FirmwareStatus, v201.FirmwareStatusEnumType),

@@ -6,6 +6,7 @@ from chargepoint.core.device_model import DataType, Mutability
 from chargepoint.core.model import (
     AuthStatus,
     AvailabilityResult,
+    BootReason,
     ConnectorState,
     ConnectorStatus,
     FirmwareStatus,
@@ -13,6 +14,7 @@ from chargepoint.core.model import (
     OperationalStatus,
     ReadingContext,
     ResetKind,
+    ResetResult,
     StopReason,
     UnlockResult,
     UploadStatus,
@@ -126,6 +128,21 @@ UNLOCK: dict[UnlockResult, str] = {
 # ResetEnumType (B11, B12): OnIdle waits for transactions to end, Immediate ends them.
 RESET: dict[ResetKind, str] = {ResetKind.SOFT: "OnIdle", ResetKind.HARD: "Immediate"}
 RESET_IN = {v: k for k, v in RESET.items()}
+
+# ResetStatusEnumType (B11, B12).
+RESET_RESULT: dict[ResetResult, str] = {
+    ResetResult.ACCEPTED: "Accepted",
+    ResetResult.SCHEDULED: "Scheduled",
+    ResetResult.REJECTED: "Rejected",
+}
+
+# BootReasonEnumType (B01): why the station started, as stored before a planned restart.
+BOOT_REASON: dict[BootReason, str] = {
+    BootReason.POWER_UP: "PowerUp",
+    BootReason.REMOTE_RESET: "RemoteReset",
+    BootReason.SCHEDULED_RESET: "ScheduledReset",
+    BootReason.FIRMWARE_UPDATE: "FirmwareUpdate",
+}
 
 # DataEnumType and MutabilityEnumType of the device model (B07 NotifyReport).
 DATA_TYPE: dict[DataType, str] = {
