@@ -155,6 +155,11 @@ class StationCommands(Protocol):
         """Install a charging profile."""
         ...
 
+    @property
+    def profiles(self) -> list[ChargingProfile]:
+        """The installed charging profiles."""
+        ...
+
     async def reserve_now(self, reservation: Reservation) -> ReserveResult:
         """Take or replace a reservation (OCPP 1.6 §5.13)."""
         ...

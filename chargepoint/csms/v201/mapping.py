@@ -19,6 +19,14 @@ from chargepoint.core.model import (
     UnlockResult,
     UploadStatus,
 )
+from chargepoint.core.smart_charging import (
+    ClearResult,
+    ProfileKind,
+    ProfilePurpose,
+    ProfileResult,
+    RateUnit,
+    RecurrencyKind,
+)
 
 S = ConnectorState
 
@@ -182,7 +190,36 @@ UPLOAD_STATUS: dict[UploadStatus, str] = {
 }
 
 # Tables where two core members share one 2.0.1 value (2.0.1 is coarser there): no reverse table is built on them.
-NOT_INJECTIVE = frozenset({"CHARGING_STATE", "STOP_REASON", "ENDED_TRIGGER", "UNLOCK"})
+NOT_INJECTIVE = frozenset({"CHARGING_STATE", "STOP_REASON", "ENDED_TRIGGER", "UNLOCK", "PROFILE_RESULT"})
+
+# Smart charging (K01-K10): ChargingProfilePurposeEnumType (ChargingStationExternalConstraints is set by the
+# station itself, never by SetChargingProfile: K01.FR.22), ChargingProfileKindEnumType, RecurrencyKindEnumType,
+# ChargingRateUnitEnumType, ChargingProfileStatusEnumType (2.0.1 has no NotSupported) and
+# ClearChargingProfileStatusEnumType.
+PROFILE_PURPOSE: dict[ProfilePurpose, str] = {
+    ProfilePurpose.CHARGE_POINT_MAX: "ChargingStationMaxProfile",
+    ProfilePurpose.TX_DEFAULT: "TxDefaultProfile",
+    ProfilePurpose.TX: "TxProfile",
+}
+PROFILE_PURPOSE_IN = {v: k for k, v in PROFILE_PURPOSE.items()}
+PROFILE_KIND: dict[ProfileKind, str] = {
+    ProfileKind.ABSOLUTE: "Absolute",
+    ProfileKind.RECURRING: "Recurring",
+    ProfileKind.RELATIVE: "Relative",
+}
+PROFILE_KIND_IN = {v: k for k, v in PROFILE_KIND.items()}
+RECURRENCY: dict[RecurrencyKind, str] = {RecurrencyKind.DAILY: "Daily", RecurrencyKind.WEEKLY: "Weekly"}
+RECURRENCY_IN = {v: k for k, v in RECURRENCY.items()}
+RATE_UNIT: dict[RateUnit, str] = {RateUnit.AMPERE: "A", RateUnit.WATT: "W"}
+RATE_UNIT_IN = {v: k for k, v in RATE_UNIT.items()}
+PROFILE_RESULT: dict[ProfileResult, str] = {
+    ProfileResult.ACCEPTED: "Accepted",
+    ProfileResult.REJECTED: "Rejected",
+    ProfileResult.NOT_SUPPORTED: "Rejected",
+}
+CLEAR_RESULT: dict[ClearResult, str] = {ClearResult.ACCEPTED: "Accepted", ClearResult.UNKNOWN: "Unknown"}
+# SmartChargingCtrlr.RateUnit (a MemberList): the units a schedule may use here.
+RATE_UNITS = ",".join(RATE_UNIT[u] for u in RateUnit)
 
 # The idToken type of a token read by the station's own reader (an RFID card's UID).
 READER_TOKEN_TYPE = "ISO14443"

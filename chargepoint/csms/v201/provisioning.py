@@ -50,6 +50,8 @@ class Provisioning(V201Base):
         """A variable's Actual value as text (what the station is, for the read-only ones it reports)."""
         if variable.setting == "number_of_connectors":
             return str(len(self.station.connectors))
+        if variable.setting == "charging_schedule_allowed_charging_rate_unit":
+            return mapping.RATE_UNITS  # SmartChargingCtrlr.RateUnit: "A,W" (1.6 says "Current,Power")
         return self.settings.text(variable.setting)[:MAX_VALUE_CHARS]
 
     @on(Action.get_variables)
