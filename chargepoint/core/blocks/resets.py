@@ -41,6 +41,7 @@ class Resets(FunctionalBlock):
         self.ctx = ctx
         self.sessions = sessions
         self.requested: asyncio.Future[ResetKind] | None = None  # the agent restarts once it is done
+        self._started = False  # recovery ends the last run's transactions before ``start``: not an idle EVSE yet
         self.pending: set[int] = set()
         self.boot_reason = BootReason.POWER_UP
         try:
@@ -57,6 +58,7 @@ class Resets(FunctionalBlock):
         after a power loss) keep waiting. A later unplanned start is a PowerUp."""
         self._persist({t for t in self.pending if self.busy(t)})
         self._put(BOOT_REASON_KEY, BootReason.POWER_UP.value)
+        self._started = True
 
     def busy(self, target: int) -> bool:
         """A transaction runs on connector ``target`` (0: on any connector)."""
@@ -109,7 +111,7 @@ class Resets(FunctionalBlock):
 
     def _status_changed(self, cid: int) -> None:
         """A transaction's end is a status change: carry out the OnIdle resets whose target is now idle."""
-        if not self.pending or self.ctx.stopping:
+        if not self.pending or self.ctx.stopping or not self._started:
             return
         done = {t for t in self.pending if not self.busy(t)}
         if not done:
