@@ -41,7 +41,9 @@ class Resets(FunctionalBlock):
         self.ctx = ctx
         self.sessions = sessions
         self.requested: asyncio.Future[ResetKind] | None = None  # the agent restarts once it is done
-        self._started = False  # recovery ends the last run's transactions before ``start``: not an idle EVSE yet
+        self._started = (
+            False  # recovery ends the last run's transactions before ``start``: not an idle EVSE yet
+        )
         self.pending: set[int] = set()
         self.boot_reason = BootReason.POWER_UP
         try:

@@ -202,22 +202,19 @@ PROFILE_PURPOSE: dict[ProfilePurpose, str] = {
     ProfilePurpose.TX: "TxProfile",
 }
 PROFILE_PURPOSE_IN = {v: k for k, v in PROFILE_PURPOSE.items()}
-PROFILE_KIND: dict[ProfileKind, str] = {
-    ProfileKind.ABSOLUTE: "Absolute",
-    ProfileKind.RECURRING: "Recurring",
-    ProfileKind.RELATIVE: "Relative",
-}
+# The other names are the core's values capitalized (as in 1.6): Absolute, Daily, A, Unknown ...
+PROFILE_KIND: dict[ProfileKind, str] = {k: k.value.capitalize() for k in ProfileKind}
 PROFILE_KIND_IN = {v: k for k, v in PROFILE_KIND.items()}
-RECURRENCY: dict[RecurrencyKind, str] = {RecurrencyKind.DAILY: "Daily", RecurrencyKind.WEEKLY: "Weekly"}
+RECURRENCY: dict[RecurrencyKind, str] = {k: k.value.capitalize() for k in RecurrencyKind}
 RECURRENCY_IN = {v: k for k, v in RECURRENCY.items()}
-RATE_UNIT: dict[RateUnit, str] = {RateUnit.AMPERE: "A", RateUnit.WATT: "W"}
+RATE_UNIT: dict[RateUnit, str] = {u: u.value for u in RateUnit}
 RATE_UNIT_IN = {v: k for k, v in RATE_UNIT.items()}
 PROFILE_RESULT: dict[ProfileResult, str] = {
     ProfileResult.ACCEPTED: "Accepted",
     ProfileResult.REJECTED: "Rejected",
     ProfileResult.NOT_SUPPORTED: "Rejected",
 }
-CLEAR_RESULT: dict[ClearResult, str] = {ClearResult.ACCEPTED: "Accepted", ClearResult.UNKNOWN: "Unknown"}
+CLEAR_RESULT: dict[ClearResult, str] = {c: c.value.capitalize() for c in ClearResult}
 # SmartChargingCtrlr.RateUnit (a MemberList): the units a schedule may use here.
 RATE_UNITS = ",".join(RATE_UNIT[u] for u in RateUnit)
 

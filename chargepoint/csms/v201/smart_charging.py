@@ -17,13 +17,12 @@ from ocpp.v201.enums import Action
 
 from chargepoint.core.smart_charging import (
     ChargingProfile,
-    ChargingSchedule,
     CompositeSchedule,
     ProfilePurpose,
     ProfileResult,
-    SchedulePeriod,
     matches_clear,
 )
+from chargepoint.csms.schedules import periods_json, schedule_of
 from chargepoint.csms.times import ocpp_time, parse_time
 from chargepoint.csms.v201 import mapping
 from chargepoint.csms.v201.base import V201Base
@@ -48,10 +47,9 @@ def charging_profile_of(data: dict[str, Any], cid: int) -> ChargingProfile:
         raise ValueError(f"{len(schedules)} chargingSchedules; this station takes exactly one")
     sched = schedules[0]
     purpose = mapping.PROFILE_PURPOSE_IN[data["charging_profile_purpose"]]
-    start, valid_from, valid_to = sched.get("start_schedule"), data.get("valid_from"), data.get("valid_to")
+    valid_from, valid_to = data.get("valid_from"), data.get("valid_to")
     recurrency = data.get("recurrency_kind")
     transaction_id = data.get("transaction_id")
-    min_rate = sched.get("min_charging_rate")
     return ChargingProfile(
         id=int(data["id"]),
         stack_level=int(data["stack_level"]),
@@ -65,29 +63,8 @@ def charging_profile_of(data: dict[str, Any], cid: int) -> ChargingProfile:
         transaction_id=str(transaction_id)
         if transaction_id is not None and purpose is ProfilePurpose.TX
         else None,
-        schedule=ChargingSchedule(
-            unit=mapping.RATE_UNIT_IN[sched["charging_rate_unit"]],
-            periods=tuple(
-                SchedulePeriod(int(p["start_period"]), float(p["limit"]), p.get("number_phases"))
-                for p in sched["charging_schedule_period"]
-            ),
-            start=parse_time(start) if start else None,
-            duration_s=sched.get("duration"),
-            min_rate=None if min_rate is None else float(min_rate),
-            id=int(sched["id"]),
-        ),
+        schedule=schedule_of(sched, mapping.RATE_UNIT_IN[sched["charging_rate_unit"]], int(sched["id"])),
     )
-
-
-def _periods(periods: tuple[SchedulePeriod, ...]) -> list[dict[str, Any]]:
-    """ChargingSchedulePeriodType (camelCase)."""
-    out = []
-    for p in periods:
-        period: dict[str, Any] = {"startPeriod": p.start_s, "limit": round(p.limit, 1)}
-        if p.phases is not None:
-            period["numberPhases"] = p.phases
-        out.append(period)
-    return out
 
 
 def profile_json(p: ChargingProfile) -> dict[str, Any]:
@@ -96,7 +73,7 @@ def profile_json(p: ChargingProfile) -> dict[str, Any]:
     schedule: dict[str, Any] = {
         "id": s.id if s.id is not None else p.id,
         "chargingRateUnit": mapping.RATE_UNIT[s.unit],
-        "chargingSchedulePeriod": _periods(s.periods),
+        "chargingSchedulePeriod": periods_json(s.periods),
     }
     if s.start is not None:
         schedule["startSchedule"] = ocpp_time(s.start)
@@ -129,11 +106,7 @@ def composite_json(evse_id: int, schedule: CompositeSchedule) -> dict[str, Any]:
         "duration": schedule.duration_s,
         "schedule_start": ocpp_time(schedule.start),
         "charging_rate_unit": mapping.RATE_UNIT[schedule.unit],
-        "charging_schedule_period": [
-            {"start_period": p.start_s, "limit": round(p.limit, 1)}
-            | ({} if p.phases is None else {"number_phases": p.phases})
-            for p in schedule.periods
-        ],
+        "charging_schedule_period": periods_json(schedule.periods),  # camelCase keys pass through as they are
     }
 
 
