@@ -439,12 +439,20 @@ async def test_smart_charging_ctrlr_variables_and_their_mutability(
     values = {r["variable"]["name"]: r.get("attributeValue") for r in answer["getVariableResult"]}
     assert values == {
         "Enabled": "true",
-        "Entries": "16",
+        "Entries": "0",  # installed now; its maxLimit is 16
         "LimitChangeSignificance": "10",
         "PeriodsPerSchedule": "24",
         "ProfileStackLevel": "8",
         "RateUnit": "A,W",
     }
+    assert await set_profile(csms, 0, profile(1, "TxDefaultProfile", 16)) == "Accepted"
+    entries = [
+        var("Entries", variable={"name": "Entries", "instance": i}) for i in ("ChargingProfiles", "Other")
+    ]
+    answer = await csms.server.call(CP, "GetVariables", {"getVariableData": entries})
+    results = answer["getVariableResult"]
+    assert (results[0]["attributeStatus"], results[0]["attributeValue"]) == ("Accepted", "1")
+    assert results[1]["attributeStatus"] == "UnknownVariable"
     writes = [
         var("ProfileStackLevel", attributeValue="20"),  # ReadOnly
         var("LimitChangeSignificance", attributeValue="200"),  # a percentage

@@ -138,11 +138,7 @@ RESET: dict[ResetKind, str] = {ResetKind.SOFT: "OnIdle", ResetKind.HARD: "Immedi
 RESET_IN = {v: k for k, v in RESET.items()}
 
 # ResetStatusEnumType (B11, B12).
-RESET_RESULT: dict[ResetResult, str] = {
-    ResetResult.ACCEPTED: "Accepted",
-    ResetResult.SCHEDULED: "Scheduled",
-    ResetResult.REJECTED: "Rejected",
-}
+RESET_RESULT: dict[ResetResult, str] = {r: r.value.capitalize() for r in ResetResult}
 
 # BootReasonEnumType (B01): why the station started, as stored before a planned restart.
 BOOT_REASON: dict[BootReason, str] = {

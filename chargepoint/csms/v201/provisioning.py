@@ -26,6 +26,10 @@ REPORT_BASES = frozenset({"ConfigurationInventory", "FullInventory"})
 # ReportingValueSize (DeviceDataCtrlr): attributeValue / VariableAttribute.value are at most 2500 characters.
 MAX_VALUE_CHARS = 2500
 _COMPONENTS = frozenset(ref.component for ref in VARIABLES)
+# Variables the 2.0.1 device model names with an instance (Part 2 Appendix 3), also found without it.
+INSTANCES = {VariableRef("SmartChargingCtrlr", "Entries"): "ChargingProfiles"}
+# Variables whose Actual value is a count the station keeps, and whose setting is the count's maxLimit.
+_COUNTED = frozenset({"max_charging_profiles_installed"})
 
 
 def _variable_of(component: Any, variable: Any) -> tuple[Variable | None, str | None]:
@@ -38,7 +42,7 @@ def _variable_of(component: Any, variable: Any) -> tuple[Variable | None, str | 
         return None, "UnknownComponent"
     var_name = variable.get("name") if isinstance(variable, dict) else None
     found = VARIABLES.get(VariableRef(str(name), str(var_name)))
-    if found is None or variable.get("instance") is not None:
+    if found is None or variable.get("instance") not in (None, INSTANCES.get(found.ref)):
         return None, "UnknownVariable"
     return found, None
 
@@ -50,6 +54,8 @@ class Provisioning(V201Base):
         """A variable's Actual value as text (what the station is, for the read-only ones it reports)."""
         if variable.setting == "number_of_connectors":
             return str(len(self.station.connectors))
+        if variable.setting == "max_charging_profiles_installed":
+            return str(len(self.station.profiles))  # SmartChargingCtrlr.Entries: the profiles installed now
         if variable.setting == "charging_schedule_allowed_charging_rate_unit":
             return mapping.RATE_UNITS  # SmartChargingCtrlr.RateUnit: "A,W" (1.6 says "Current,Power")
         return self.settings.text(variable.setting)[:MAX_VALUE_CHARS]
@@ -171,11 +177,16 @@ class Provisioning(V201Base):
                 characteristics["minLimit"] = variable.min_value
             if variable.max_value is not None:
                 characteristics["maxLimit"] = variable.max_value
+        if variable.setting in _COUNTED:
+            characteristics["maxLimit"] = self.settings.get_int(variable.setting)
         elif variable.data_type.value == "member_list":
             characteristics["valuesList"] = ",".join(mapping.MEASURAND.values())
+        name: dict[str, str] = {"name": variable.ref.variable}
+        if variable.ref in INSTANCES:
+            name["instance"] = INSTANCES[variable.ref]
         return {
             "component": {"name": variable.ref.component},
-            "variable": {"name": variable.ref.variable},
+            "variable": name,
             "variableAttribute": [attribute],
             "variableCharacteristics": characteristics,
         }
