@@ -41,9 +41,8 @@ class Resets(FunctionalBlock):
         self.ctx = ctx
         self.sessions = sessions
         self.requested: asyncio.Future[ResetKind] | None = None  # the agent restarts once it is done
-        self._started = (
-            False  # recovery ends the last run's transactions before ``start``: not an idle EVSE yet
-        )
+        # Recovery ends the last run's transactions before ``start``: that does not make an EVSE idle for a reset.
+        self._started = False
         self.pending: set[int] = set()
         self.boot_reason = BootReason.POWER_UP
         try:
@@ -58,8 +57,13 @@ class Resets(FunctionalBlock):
     async def start(self) -> None:
         """This start is the restart an idle target was waiting for; targets still busy (a transaction resumed
         after a power loss) keep waiting. A later unplanned start is a PowerUp."""
-        self._persist({t for t in self.pending if self.busy(t)})
-        self._put(BOOT_REASON_KEY, BootReason.POWER_UP.value)
+        still = {t for t in self.pending if self.busy(t)}
+        if still != self.pending:
+            self._persist(still)
+        if (
+            self.boot_reason is not BootReason.POWER_UP
+        ):  # written once, not at every start (fleets share a file)
+            self._put(BOOT_REASON_KEY, BootReason.POWER_UP.value)
         self._started = True
 
     def busy(self, target: int) -> bool:
