@@ -34,7 +34,7 @@ log = logging.getLogger(__name__)
 PROFILES_PER_REPORT = 8
 # The only source of a profile here: the CSMS (ChargingLimitSourceEnumType).
 LIMIT_SOURCE = "CSO"
-# Why a request about profiles was refused (StatusInfoType.reasonCode, at most 20 characters).
+# What reading a profile the core cannot hold raises (a missing field, a purpose, unit or time it has no word for).
 _UNPARSABLE = (KeyError, ValueError, TypeError, OverflowError)
 
 
@@ -111,6 +111,7 @@ def composite_json(evse_id: int, schedule: CompositeSchedule) -> dict[str, Any]:
 
 
 def _refused(reason: str) -> dict[str, str]:
+    """StatusInfoType saying why (reasonCode, at most 20 characters)."""
     return {"reason_code": reason}
 
 
