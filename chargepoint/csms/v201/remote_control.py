@@ -12,7 +12,7 @@ from ocpp.v201.enums import Action
 
 from chargepoint.csms.v201 import mapping
 from chargepoint.csms.v201.base import V201Base, meter_value
-from chargepoint.csms.v201.smart_charging import charging_profile_of
+from chargepoint.csms.v201.smart_charging import UNPARSABLE, charging_profile_of
 from chargepoint.errors import CsmsRejected, CsmsUnavailable
 
 log = logging.getLogger(__name__)
@@ -49,7 +49,7 @@ class RemoteControl(V201Base):
         elif charging_profile is not None:
             try:
                 profile = charging_profile_of(charging_profile, cid or 0)
-            except (KeyError, ValueError, TypeError, OverflowError) as exc:
+            except UNPARSABLE as exc:
                 log.info("RequestStartTransaction with an unusable chargingProfile: %s", exc)
                 return call_result.RequestStartTransaction(status="Rejected")
         token = id_token["id_token"]

@@ -35,7 +35,7 @@ PROFILES_PER_REPORT = 8
 # The only source of a profile here: the CSMS (ChargingLimitSourceEnumType).
 LIMIT_SOURCE = "CSO"
 # What reading a profile the core cannot hold raises (a missing field, a purpose, unit or time it has no word for).
-_UNPARSABLE = (KeyError, ValueError, TypeError, OverflowError)
+UNPARSABLE = (KeyError, ValueError, TypeError, OverflowError)
 
 
 def charging_profile_of(data: dict[str, Any], cid: int) -> ChargingProfile:
@@ -140,7 +140,7 @@ class SmartChargingHandlers(V201Base):
             return call_result.SetChargingProfile(status="Rejected", status_info=_refused("UnknownEVSE"))
         try:
             profile = charging_profile_of(charging_profile, cid)
-        except _UNPARSABLE as exc:
+        except UNPARSABLE as exc:
             log.info("SetChargingProfile with an unusable profile: %s", exc)
             return call_result.SetChargingProfile(status="Rejected", status_info=_refused("InvalidProfile"))
         result = self.station.set_charging_profile(cid, profile)
