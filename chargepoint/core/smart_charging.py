@@ -436,7 +436,7 @@ def composite(
     )
     periods: list[SchedulePeriod] = []
     at = start
-    while at < end:
+    while at < end or not periods:  # at least one period, also for a duration of 0 (the schemas want one)
         amps = limit_a(relevant, connector_id, at, conn, tx_start=tx_start, cp_share=cp_share)
         value = round(amps if unit is RateUnit.AMPERE else conn.to_watts(amps), 1)
         phases = None if unit is RateUnit.AMPERE else conn.phases

@@ -318,6 +318,10 @@ async def test_k08_composite_schedule_of_an_absolute_profile_and_of_unknown_evse
     for evse_id in (2, 99):
         assert (await composite(csms, evse_id))["status"] == "Rejected"
     assert (await composite(csms, 1, duration=2**31))["status"] == "Rejected"
+    # A duration of 0 still has its one period (the schema wants at least one).
+    assert (await composite(csms, 1, duration=0))["schedule"]["chargingSchedulePeriod"] == [
+        {"startPeriod": 0, "limit": 6.0}
+    ]
     still_connected(a)
 
 

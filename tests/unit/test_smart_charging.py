@@ -281,6 +281,9 @@ def test_composite_schedule_merges_and_converts() -> None:
     assert got.periods == (SchedulePeriod(0, 16.0), SchedulePeriod(600, 10.0))
     watts = composite(profiles, 1, T0, 300, RateUnit.WATT, CONN, tx_start=T0)
     assert watts.periods == (SchedulePeriod(0, 16 * 230 * 3, 3),)
+    assert composite(profiles, 1, T0, 0, RateUnit.AMPERE, CONN, tx_start=T0).periods == (
+        SchedulePeriod(0, 16.0),
+    )
     station = composite(profiles, 0, T0, 300, RateUnit.AMPERE, ConnectorLimits(64.0), tx_start=T0)
     assert station.periods == (SchedulePeriod(0, 16.0),)
 
