@@ -158,6 +158,24 @@ async def test_k01_tx_profile_needs_its_running_transaction(csms: Csms, start_ag
     still_connected(a)
 
 
+async def test_k01_a_tx_profile_acts_on_its_own_evse_only(csms: Csms, start_agent: StartAgent) -> None:
+    add_card(csms, "CARD1")
+    add_card(csms, "CARD2")
+    a = await start_agent(connectors=2)
+    await start_session(a, csms, "CARD1", cid=1)
+    second = await start_session(a, csms, "CARD2", cid=2)
+    tx2 = second["transactionInfo"]["transactionId"]
+    # The transaction runs on EVSE 2, so it is not EVSE 1's (a message acts only on what it names).
+    assert await set_profile(csms, 1, profile(5, "TxProfile", 6, transaction_id=tx2)) == "Rejected"
+    assert await set_profile(csms, 2, profile(5, "TxProfile", 6, transaction_id=tx2)) == "Accepted"
+    await offer_is(a, 6.0, cid=2)
+    await offer_is(a, 32.0, cid=1)
+    # The same stack level for the same transaction replaces it (K01.FR.05 by id, and by level and purpose).
+    assert await set_profile(csms, 2, profile(6, "TxProfile", 9, transaction_id=tx2)) == "Accepted"
+    await offer_is(a, 9.0, cid=2)
+    assert [p.id for p in a.station.profiles] == [6]
+
+
 async def test_k01_bad_profiles_are_rejected_and_the_link_stays_up(
     csms: Csms, start_agent: StartAgent
 ) -> None:
