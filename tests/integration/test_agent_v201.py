@@ -237,10 +237,12 @@ async def test_tc_b_20_cs_reset_without_transaction(csms: Csms, start_agent: Sta
     a = await start_agent()
     after = mark(csms)
     assert await csms.server.call(CP, "Reset", {"type": "Immediate"}) == {"status": "Accepted"}
-    await wait_call(csms, "BootNotification", after=after)
+    boot = await wait_call(csms, "BootNotification", after=after)
+    assert boot.payload["reason"] == "RemoteReset"  # stored before the restart (B01)
     await a.wait_booted()
     assert a.agent.resets == [ResetKind.HARD]
-    assert await csms.server.call(CP, "Reset", {"type": "OnIdle", "evseId": 1}) == {"status": "Rejected"}
+    # An EVSE the station does not have (B11.FR.?): Rejected, nothing restarts.
+    assert await csms.server.call(CP, "Reset", {"type": "OnIdle", "evseId": 99}) == {"status": "Rejected"}
 
 
 async def test_tc_b_21_cs_reset_on_idle_waits_for_the_transaction_to_end(
@@ -513,7 +515,7 @@ async def test_data_transfer_is_unknown_vendor(csms: Csms, start_agent: StartAge
         ('[2,"bad-2","Reset",{"type":"Sideways"}]', None),  # a schema violation: some CallError
         ('[2,"bad-3","GetTransactionStatus",{"transactionId":"x","n":1e999}]', "PropertyConstraintViolation"),
         ('[2,"bad-4","NoSuchAction",{}]', "NotImplemented"),
-        ('[2,"bad-5","SetChargingProfile",{}]', "NotSupported"),
+        ('[2,"bad-5","SetDisplayMessage",{}]', "NotSupported"),
         ('[2,"bad-6"]', "RpcFrameworkError"),
         ('[7,"bad-7","Reset",{}]', "MessageTypeNotSupported"),
         (
@@ -555,7 +557,8 @@ async def test_a_call_error_from_the_station_is_raised_to_the_csms(
     await start_agent()
     with pytest.raises(CallErrorReply) as err:
         await csms.server.call(CP, "SetChargingProfile", {"evseId": 1, "chargingProfile": {}})
-    assert err.value.code in ("NotSupported", "FormatViolation", "OccurrenceConstraintViolation")
+    # A profile without its required fields: ProtocolError is what the ocpp package answers (OCPP-J 2.0.1 §4.2.3).
+    assert err.value.code in ("ProtocolError", "FormatViolation", "OccurrenceConstraintViolation")
 
 
 async def test_a_started_event_answered_blocked_ends_the_transaction_stop_tx_on_invalid_id(
