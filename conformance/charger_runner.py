@@ -21,6 +21,7 @@ from conformance.engine import BaseContext, Progress, run_cases
 from conformance.model import Case, Fail, Inconclusive, NotApplicable, SetupError, TraceEntry
 from conformance.report import Report
 from conformance.v16.spec import CONNECTOR_ZERO_STATES, LEGAL_STATUS_TRANSITIONS
+from conformance.versions import VERSIONS
 
 __all__ = ["ChargerContext", "ChargerSetup", "run_charger_suite", "stops"]
 
@@ -94,9 +95,7 @@ class ChargerContext(BaseContext):
 
     async def end_case(self, case: Case[Any]) -> None:
         """Set changed configuration keys back and put this case's frames into its trace."""
-        for key, value in list(self.restore.items()):
-            with contextlib.suppress(Exception):
-                await self.cs.call(self.cp_id, "ChangeConfiguration", {"key": key, "value": value}, timeout=5)
+        await self.restore_settings()
         self.restore.clear()
         # Violations of a case that ended before its frame check stay with it, not with the next case.
         for problem in self.new_violations():
@@ -108,34 +107,48 @@ class ChargerContext(BaseContext):
         ]
         self.trace = sorted(self.trace + frames, key=lambda t: t.ts)
 
+    async def restore_settings(self) -> None:
+        """Set the configuration keys a case changed back (best effort)."""
+        for key, value in list(self.restore.items()):
+            with contextlib.suppress(Exception):
+                await self.cs.call(self.cp_id, "ChangeConfiguration", {"key": key, "value": value}, timeout=5)
+
+    def install_handlers(self) -> None:
+        """Install the answers of the central system we play (OCPP 1.6)."""
+        _handlers(self)
+
     # ---- checks ----------------------------------------------------------------------------------------------
 
     def scan_statuses(self) -> None:
-        """Follow every StatusNotification; a transition OCPP 1.6 §4.9 forbids is remembered for the verdict."""
+        """Judge every new CALL of the charger once (status transitions, and what a version adds)."""
         for frame in self.cs.log[self.scanned :]:
             if frame.cp_id != self.cp_id or frame.direction != "in" or frame.message_type != CALL:
                 continue
-            if frame.action == "BootNotification":
-                self.last_status.clear()  # after a reboot the charger reports its states afresh
-            elif frame.action == "StatusNotification" and isinstance(frame.payload, dict):
-                connector, status = frame.payload.get("connectorId"), frame.payload.get("status")
-                if not isinstance(connector, int) or not isinstance(status, str):
-                    continue
-                before = self.last_status.get(connector)
-                if connector == 0 and status not in CONNECTOR_ZERO_STATES:
-                    self.bad_transitions.append(
-                        f"connector 0 reported {status} (OCPP 1.6 §4.9: only Available, Unavailable, Faulted)"
-                    )
-                elif (
-                    before is not None
-                    and before != status
-                    and status not in LEGAL_STATUS_TRANSITIONS.get(before, ())
-                ):
-                    self.bad_transitions.append(
-                        f"connector {connector}: {before} -> {status} at {frame.ts:%H:%M:%S.%f} is not a transition OCPP 1.6 §4.9 allows"
-                    )
-                self.last_status[connector] = status
+            self.judge_call(frame)
         self.scanned = len(self.cs.log)
+
+    def judge_call(self, frame: Frame) -> None:
+        """Follow every StatusNotification; a transition OCPP 1.6 §4.9 forbids is remembered for the verdict."""
+        if frame.action == "BootNotification":
+            self.last_status.clear()  # after a reboot the charger reports its states afresh
+        elif frame.action == "StatusNotification" and isinstance(frame.payload, dict):
+            connector, status = frame.payload.get("connectorId"), frame.payload.get("status")
+            if not isinstance(connector, int) or not isinstance(status, str):
+                return
+            before = self.last_status.get(connector)
+            if connector == 0 and status not in CONNECTOR_ZERO_STATES:
+                self.bad_transitions.append(
+                    f"connector 0 reported {status} (OCPP 1.6 §4.9: only Available, Unavailable, Faulted)"
+                )
+            elif (
+                before is not None
+                and before != status
+                and status not in LEGAL_STATUS_TRANSITIONS.get(before, ())
+            ):
+                self.bad_transitions.append(
+                    f"connector {connector}: {before} -> {status} at {frame.ts:%H:%M:%S.%f} is not a transition OCPP 1.6 §4.9 allows"
+                )
+            self.last_status[connector] = status
 
     def new_violations(self) -> list[str]:
         """The charger's protocol violations (bad JSON, schema) not yet judged; they are judged now."""
@@ -230,10 +243,18 @@ class ChargerContext(BaseContext):
         return await self.wait_call(
             "StatusNotification",
             after,
-            lambda p: p.get("connectorId") == cid and p.get("status") == status,
+            lambda p: self.is_status_of(p, cid) and self.status_in(p) == status,
             timeout_s,
             f"StatusNotification {status} for connector {cid}",
         )
+
+    def is_status_of(self, payload: Any, connector: int) -> bool:
+        """Whether a StatusNotification payload is about ``connector`` (OCPP 1.6: connectorId)."""
+        return isinstance(payload, dict) and payload.get("connectorId") == connector
+
+    def status_in(self, payload: dict[str, Any]) -> Any:
+        """The status a StatusNotification payload reports (OCPP 1.6: status)."""
+        return payload.get("status")
 
     def calls_since(self, action: str, after: int) -> list[Frame]:
         """The charger's CALLs of ``action`` since ``after``."""
@@ -409,11 +430,15 @@ async def run_charger_suite(
     *,
     timeout_scale: float = 1.0,
     quiet: bool = False,
+    context: type[ChargerContext] | None = None,
 ) -> Report:
     """Listen, wait for the charger (a setup error if it never comes), run the cases, stop listening."""
     cs = CentralSystem(setup.host, setup.port, response_timeout_s=setup.call_timeout_s)
-    ctx = ChargerContext(timeout_scale=timeout_scale, setup=setup, cs=cs)
-    _handlers(ctx)
+    if context is None:
+        version = next(v for v in VERSIONS.values() if v.subprotocol == setup.subprotocol)
+        context = version.charger_context()
+    ctx = context(timeout_scale=timeout_scale, setup=setup, cs=cs)
+    ctx.install_handlers()
     await cs.start()
     try:
         if setup.actuator is not None:
@@ -448,7 +473,7 @@ async def run_charger_suite(
                 "StatusNotification",
                 ctx.cp_id,
                 timeout=BOOT_STATUS_WAIT_S * timeout_scale,
-                where=lambda p: p.get("connectorId") == setup.connector,
+                where=lambda p: ctx.is_status_of(p, setup.connector),
             )
         report.target = f"{cs.url}/{ctx.cp_id}"
         unmet = {n: t for n, t in NEED_OPTIONS.items() if n not in setup.needs_available()}
