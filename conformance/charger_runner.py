@@ -97,9 +97,12 @@ class ChargerContext(BaseContext):
         """Set changed configuration keys back and put this case's frames into its trace."""
         await self.restore_settings()
         self.restore.clear()
-        # Violations of a case that ended before its frame check stay with it, not with the next case.
-        for problem in self.new_violations():
+        # Violations of a case that ended before its frame check (or in its cleanup) stay with it, not with the
+        # next case.
+        self.scan_statuses()
+        for problem in self.new_violations() + self.bad_transitions:
             self.event(f"protocol violation: {problem}")
+        self.bad_transitions = []
         frames = [
             TraceEntry(f.ts, "sent" if f.direction == "out" else "received", f.raw)
             for f in self.cs.log[self.mark :]
@@ -196,7 +199,9 @@ class ChargerContext(BaseContext):
             pass
         except OCPPError as exc:
             cause = exc.details.get("cause") if isinstance(exc.details, dict) else None
-            raise Fail(f"{action}.conf violates the schema: {cause or exc.description}") from None
+            raise Fail(
+                f"{self.answer_name(action)} violates the schema: {cause or exc.description}"
+            ) from None
         return answer
 
     async def expect_answer(
@@ -206,9 +211,14 @@ class ChargerContext(BaseContext):
         answer = await self.call(action, payload)
         if answer.get(field_name) not in allowed:
             raise Fail(
-                f"{action}.conf {field_name} is {answer.get(field_name)!r}, expected {' or '.join(allowed)}"
+                f"{self.answer_name(action)} {field_name} is {answer.get(field_name)!r}, "
+                f"expected {' or '.join(allowed)}"
             )
         return answer
+
+    def answer_name(self, action: str) -> str:
+        """How this version names the answer to ``action`` in failure texts (OCPP 1.6: ``Reset.conf``)."""
+        return f"{action}.conf"
 
     def at(self) -> int:
         """The current end of the frame log (to wait for frames after this point)."""

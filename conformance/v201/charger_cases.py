@@ -239,6 +239,10 @@ async def reboot_seen(ctx: Ctx, after: int) -> None:
 async def cold_boot(ctx: Ctx) -> None:
     """BootNotification first, no other CALL before Accepted, then a StatusNotification per connector (B01)."""
     ctx.mark = 0  # this case judges the connection's first frames: trace them all
+    await ctx.cs.wait_for(
+        lambda f: f.cp_id == ctx.cp_id and f.direction == "out" and f.action == "BootNotification",
+        timeout=ctx.scaled(10),
+    )
     log = [f for f in ctx.cs.log if f.cp_id == ctx.cp_id]
     calls = [f for f in log if f.direction == "in" and f.message_type == 2]
     if not calls or calls[0].action != "BootNotification":
@@ -1271,7 +1275,8 @@ def availability_case(
         CASES[-1].steps,
         CASES[-1].needs,
         CASES[-1].timeout_s,
-        cleanup=(Step[Ctx]("back to idle", to_idle), Step[Ctx]("Operative again", back_operative)),
+        # Operative first: an Unavailable EVSE would not report Available to the idle check.
+        cleanup=(Step[Ctx]("Operative again", back_operative), Step[Ctx]("back to idle", to_idle)),
     )
 
 

@@ -58,8 +58,14 @@ async def test_the_agent_passes_the_whole_201_charger_suite_with_its_ctl_profile
     # The agent answers SummaryInventory and a single-EVSE Reset as not supported: their "Not Supported" twins
     # (TC_B_15, TC_B_28) pass instead.
     assert not_passed == {
-        "TC_B_14_CS": ("not_applicable", "the station answers SummaryInventory NotSupported (see TC_B_15_CS)"),
-        "TC_B_25_CS": ("not_applicable", "the station does not reset single EVSEs (Rejected; see TC_B_28_CS)"),
+        "TC_B_14_CS": (
+            "not_applicable",
+            "the station answers SummaryInventory NotSupported (see TC_B_15_CS)",
+        ),
+        "TC_B_25_CS": (
+            "not_applicable",
+            "the station does not reset single EVSEs (Rejected; see TC_B_28_CS)",
+        ),
     }
     assert code == 0
     # Reports parse back: JUnit has one testcase per case, JSON the same verdicts, HTML names the version.
@@ -74,3 +80,154 @@ async def test_the_agent_passes_the_whole_201_charger_suite_with_its_ctl_profile
     # The traces hold the 2.0.1 frames of each case.
     e03 = next(r for r in report.results if r.id == "TC_E_03_CS")
     assert any('"TransactionEvent"' in t.text and '"Started"' in t.text for t in e03.trace)
+
+
+# ---------------------------------------------------------------------------------------------- negative control
+
+
+def now() -> str:
+    return datetime.now(UTC).isoformat(timespec="milliseconds").replace("+00:00", "Z")
+
+
+class BadStation:
+    """A raw OCPP 2.0.1 station with one fault: ``transition`` reports Occupied -> Reserved when the cable is
+    pulled (Part 2 §G01 forbids it), ``seq_gap`` numbers its second TransactionEvent 2 instead of 1, and
+    ``two_ended`` ends its transaction twice."""
+
+    def __init__(self, port: int, flaw: str) -> None:
+        self.url = f"ws://127.0.0.1:{port}/ocpp/CP-BAD-201"
+        self.flaw = flaw
+        self.ws: ClientConnection | None = None
+        self.n = 0
+        self.seq = 0
+        self.tx: str | None = None
+
+    async def send(self, action: str, payload: dict[str, Any]) -> None:
+        assert self.ws is not None
+        self.n += 1
+        await self.ws.send(json.dumps([2, f"bad{self.n}", action, payload]))
+
+    async def status(self, status: str) -> None:
+        await self.send(
+            "StatusNotification",
+            {"timestamp": now(), "connectorStatus": status, "evseId": 1, "connectorId": 1},
+        )
+
+    async def event(self, event_type: str, trigger: str, **extra: Any) -> None:
+        assert self.tx is not None
+        payload: dict[str, Any] = {
+            "eventType": event_type,
+            "timestamp": now(),
+            "triggerReason": trigger,
+            "seqNo": self.seq,
+            "transactionInfo": {"transactionId": self.tx},
+            **extra,
+        }
+        self.seq += 2 if self.flaw == "seq_gap" else 1
+        await self.send("TransactionEvent", payload)
+
+    async def end(self, trigger: str) -> None:
+        await self.event("Ended", trigger)
+        if self.flaw == "two_ended":
+            await self.event("Ended", trigger)
+        self.tx = None
+
+    async def read(self, ws: ClientConnection) -> None:
+        async for text in ws:
+            frame = json.loads(text)
+            if frame[0] != 2:
+                continue
+            if frame[2] == "RequestStopTransaction" and self.tx is not None:
+                await ws.send(json.dumps([3, frame[1], {"status": "Accepted"}]))
+                await self.end("RemoteStop")
+            else:
+                await ws.send(json.dumps([3, frame[1], {"status": "Rejected"}]))
+
+    async def run(self) -> None:
+        while True:
+            with contextlib.suppress(OSError, Exception):
+                async with connect(self.url, subprotocols=["ocpp2.0.1"]) as ws:  # type: ignore[list-item]
+                    self.ws = ws
+                    await self.send(
+                        "BootNotification",
+                        {"chargingStation": {"model": "B", "vendorName": "Bad"}, "reason": "PowerUp"},
+                    )
+                    await ws.recv()  # BootNotificationResponse Accepted: only then other messages (B01)
+                    await self.status("Available")
+                    await self.read(ws)
+            await asyncio.sleep(0.05)
+
+
+class BadStationActuator(Actuator):
+    """Physical steps on the bad station: plug (Occupied), card (start, or stop), unplug (Available)."""
+
+    def __init__(self, station: BadStation) -> None:
+        self.station = station
+
+    def available(self, step: str) -> bool:
+        return step in ("plug", "unplug", "swipe")
+
+    async def do(self, step: str, **params: str) -> str:
+        s = self.station
+        if step == "plug":
+            await s.status("Occupied")
+        elif step == "unplug":
+            if s.flaw == "transition":
+                await s.status("Reserved")  # Occupied -> Reserved: not in the Part 2 §G01 table
+            await s.status("Available")
+        elif s.tx is None:
+            await s.send("Authorize", {"idToken": {"idToken": params["id_tag"], "type": "ISO14443"}})
+            s.tx, s.seq = f"TX-{s.n}", 0
+            token = {"idToken": params["id_tag"], "type": "ISO14443"}
+            await s.event("Started", "Authorized", idToken=token, evse={"id": 1, "connectorId": 1})
+            await s.event("Updated", "ChargingStateChanged")
+        else:
+            await s.end("StopAuthorized")
+        await asyncio.sleep(0.3)  # let the runner's central system log what was sent
+        return f"bad station: {step}"
+
+
+@pytest.mark.parametrize(
+    ("flaw", "case_id", "reason"),
+    [
+        ("transition", "TC_G_02_CS", "EVSE 1 connector 1: Occupied -> Reserved"),
+        ("seq_gap", "TC_E_03_CS", "seqNo skips from 0 to 2"),
+        ("two_ended", "TC_E_15_CS", "sent after the transaction's Ended event"),
+    ],
+)
+async def test_a_201_station_with_forbidden_transitions_seqno_gaps_or_two_ended_fails(
+    flaw: str, case_id: str, reason: str, tmp_path: Path
+) -> None:
+    port = free_port()
+    station = BadStation(port, flaw)
+    setup = ChargerSetup(
+        port=port,
+        actuator=BadStationActuator(station),
+        connect_timeout_s=30,
+        call_timeout_s=5,
+        schema_version="2.0.1",
+        subprotocol="ocpp2.0.1",
+    )
+    cases = select_cases(V201.charger_cases(), f"TC_B_01_CS,{case_id}")
+    report = Report("charger", "2.0.1", f"127.0.0.1:{port}")
+    task = asyncio.create_task(station.run())
+    try:
+        await run_charger_suite(setup, cases, report, quiet=True, timeout_scale=0.5)
+    finally:
+        task.cancel()
+        await asyncio.gather(task, return_exceptions=True)
+    verdicts = {r.id: (str(r.verdict), r.reason) for r in report.results}
+    assert verdicts["TC_B_01_CS"] == ("passed", "")
+    assert verdicts[case_id][0] == "failed"
+    assert reason in verdicts[case_id][1]
+    assert report.exit_status() == 1
+    # The report names the failing case and why, in every format.
+    report.write(
+        junit=str(tmp_path / "r.xml"), html_path=str(tmp_path / "r.html"), json_path=str(tmp_path / "r.json")
+    )
+    failures = [
+        tc for tc in ET.parse(tmp_path / "r.xml").getroot().iter("testcase") if tc.find("failure") is not None
+    ]
+    assert [tc.get("name", "").split()[0] for tc in failures] == [case_id]
+    assert reason in json.loads((tmp_path / "r.json").read_text())["cases"][1]["reason"]
+    assert case_id in (tmp_path / "r.html").read_text()
