@@ -68,6 +68,7 @@ class ChargerContext(BaseContext):
     cp_id: str = ""
     mark: int = 0  # where the running case's part of cs.log starts
     auth_status: str = "Accepted"  # what Authorize / StartTransaction answer for any idTag
+    sign_status: str = "Accepted"  # what SignCertificate answers (A02: the CSMS then sends CertificateSigned)
     boot_answers: list[tuple[str, int]] = field(
         default_factory=list
     )  # scripted (status, interval), then Accepted
@@ -428,6 +429,10 @@ def _handlers(ctx: ChargerContext) -> None:
     def start(cp_id: str, payload: dict[str, Any]) -> HandlerResult:
         return {"transactionId": cs.next_transaction_id(), "idTagInfo": {"status": ctx.auth_status}}
 
+    def sign_certificate(cp_id: str, payload: dict[str, Any]) -> HandlerResult:
+        return {"status": ctx.sign_status}
+
+    cs.handlers["SignCertificate"] = sign_certificate
     cs.handlers["BootNotification"] = boot
     cs.handlers["Authorize"] = authorize
     cs.handlers["StartTransaction"] = start
