@@ -21,7 +21,7 @@ from conformance.engine import BaseContext, Progress, run_cases
 from conformance.model import Case, Fail, Inconclusive, NotApplicable, SetupError, TraceEntry
 from conformance.report import Report
 from conformance.v16.spec import CONNECTOR_ZERO_STATES, LEGAL_STATUS_TRANSITIONS
-from conformance.versions import VERSIONS
+from conformance.versions import VERSIONS, by_schema
 
 __all__ = ["ChargerContext", "ChargerSetup", "run_charger_suite", "stops"]
 
@@ -218,8 +218,8 @@ class ChargerContext(BaseContext):
         return answer
 
     def answer_name(self, action: str) -> str:
-        """How this version names the answer to ``action`` in failure texts (OCPP 1.6: ``Reset.conf``)."""
-        return f"{action}.conf"
+        """How this version names the answer to ``action`` in failure texts (``Reset.conf``, ``ResetResponse``)."""
+        return by_schema(self.setup.schema_version).response_name(action)
 
     def at(self) -> int:
         """The current end of the frame log (to wait for frames after this point)."""

@@ -13,7 +13,7 @@ from typing import Any
 
 from conformance.model import Case
 
-__all__ = ["VERSIONS", "OcppVersion"]
+__all__ = ["VERSIONS", "OcppVersion", "by_schema"]
 
 
 @dataclass(frozen=True)
@@ -26,6 +26,16 @@ class OcppVersion:
     csms_catalogue: str  # module with CASES for the CSMS runner (we play the charger)
     charger_catalogue: str | None  # module with CASES for the charger runner (None: not written yet)
     charger_context_class: str = "conformance.charger_runner:ChargerContext"  # the CSMS we play, module:class
+    request_form: str = "{action}.req"  # how failure texts name a request of this version
+    response_form: str = "{action}.conf"  # ... and its answer
+
+    def request_name(self, action: str) -> str:
+        """``Reset.req`` (1.6) or ``ResetRequest`` (2.0.1)."""
+        return self.request_form.format(action=action)
+
+    def response_name(self, action: str) -> str:
+        """``Reset.conf`` (1.6) or ``ResetResponse`` (2.0.1)."""
+        return self.response_form.format(action=action)
 
     def csms_cases(self) -> Sequence[Case[Any]]:
         """The central-system cases of this version."""
@@ -54,6 +64,13 @@ VERSIONS: dict[str, OcppVersion] = {
             "conformance.v201.csms_cases",
             "conformance.v201.charger_cases",
             "conformance.v201.charger:V201ChargerContext",
+            "{action}Request",
+            "{action}Response",
         ),
     )
 }
+
+
+def by_schema(schema_version: str) -> OcppVersion:
+    """The version whose schema version string is ``schema_version``."""
+    return next(v for v in VERSIONS.values() if v.schema_version == schema_version)

@@ -178,10 +178,6 @@ class V201ChargerContext(ChargerContext):
         if event_type == "Ended":
             track.ended = True
 
-    def answer_name(self, action: str) -> str:
-        """OCPP 2.0.1 names an answer ``ResetResponse``."""
-        return f"{action}Response"
-
     # ---- statuses --------------------------------------------------------------------------------------------
 
     def is_status_of(self, payload: Any, connector: int) -> bool:
