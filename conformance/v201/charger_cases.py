@@ -10,8 +10,10 @@ supported" twin case checks that answer instead.
 
 from __future__ import annotations
 
+import contextlib
 import itertools
 from collections.abc import Awaitable, Callable
+from datetime import UTC, datetime, timedelta
 from typing import Any
 
 from conformance.model import Case, Fail, NotApplicable, Step
@@ -33,6 +35,9 @@ PROVISIONING, AUTHORIZATION, TRANSACTIONS, REMOTE, AVAILABILITY, METER, DATA = (
 )
 REMOTE_TOKEN = {"idToken": "REMOTE01", "type": "Central"}
 UNKNOWN_TX = "CONFORMANCE-UNKNOWN-TX"
+OFFLINE_SLACK = timedelta(
+    seconds=0.5
+)  # clocks and the drop itself: events this close to the edges are not judged
 _request_ids = itertools.count(7001)  # requestId / remoteStartId of the runner's requests
 
 
@@ -890,6 +895,58 @@ async def offline_stop(ctx: Ctx) -> None:
         )
 
 
+async def offline_during_transaction(ctx: Ctx) -> None:
+    """TxUpdatedInterval 1; connection lost for 4 s during a transaction; back online: the Updated events made
+    while offline say offline=true, the transaction goes on (seqNo without a gap) and ends normally (E.FR: offline)."""
+    await ctx.set_variable("SampledDataCtrlr", "TxUpdatedInterval", "1")
+    await start_local(ctx)
+    tx_id = ctx.vars["tx"]
+    async with ctx.offline():
+        went = datetime.now(UTC)
+        await ctx.quiet(4)
+        back = datetime.now(UTC)
+    m = ctx.at()
+    await ctx.reconnected()
+    await ctx.quiet(3)
+    inside = [
+        e
+        for e in ctx.events_of(tx_id, m)
+        if went + OFFLINE_SLACK <= parse_time(e.get("timestamp", "")) <= back - OFFLINE_SLACK
+    ]
+    if not inside:
+        raise Fail("no TransactionEvent of the 4 s offline period was delivered after the reconnection")
+    if any(e.get("offline") is not True for e in inside):
+        raise Fail("a TransactionEvent that happened while offline was delivered without offline=true")
+    if [e for e in ctx.events_of(tx_id, m) if e.get("eventType") == "Ended"]:
+        raise Fail("the transaction ended because the connection was lost")
+    await stop_local(ctx)
+
+
+async def reconnect_after_loss(ctx: Ctx) -> None:
+    """The CSMS side drops the connection: the station connects again by itself (network reconnection)."""
+    with contextlib.suppress(KeyError, ConnectionError):
+        await ctx.cs.disconnect(ctx.cp_id)
+    ctx.event("connection dropped (not refused)")
+    await ctx.reconnected(60)
+
+
+case(
+    "TC_B_57_CS",
+    "Network Reconnection - After connection loss",
+    PROVISIONING,
+    ("dropped connection: the station reconnects", reconnect_after_loss),
+    timeout_s=90,
+)
+
+
+def parse_time(text: str) -> datetime:
+    """An OCPP timestamp (RFC 3339, ``Z`` allowed); far in the past when unreadable."""
+    try:
+        return datetime.fromisoformat(text.replace("Z", "+00:00"))
+    except ValueError:
+        return datetime.min.replace(tzinfo=UTC)
+
+
 case(
     "TC_E_03_CS",
     "Local start transaction - Cable plugin first - Success",
@@ -965,6 +1022,14 @@ case(
     "Check Transaction status - Without transactionId - without message in queue",
     TRANSACTIONS,
     ("GetTransactionStatus without id", transaction_status(None, False, None)),
+)
+case(
+    "TC_E_40_CS",
+    "Offline Behaviour - Connection loss during transaction",
+    TRANSACTIONS,
+    ("connection lost during a transaction: offline events", offline_during_transaction),
+    needs=PLUG_SWIPE,
+    timeout_s=90,
 )
 case(
     "TC_E_44_CS",
