@@ -7,6 +7,7 @@ from __future__ import annotations
 import asyncio
 import contextlib
 import json
+import sys
 import xml.etree.ElementTree as ET
 from datetime import UTC, datetime
 from pathlib import Path
@@ -231,3 +232,66 @@ async def test_a_201_station_with_forbidden_transitions_seqno_gaps_or_two_ended_
     assert [tc.get("name", "").split()[0] for tc in failures] == [case_id]
     assert reason in json.loads((tmp_path / "r.json").read_text())["cases"][1]["reason"]
     assert case_id in (tmp_path / "r.html").read_text()
+
+
+FLEET_SCENARIO = """
+name = "conformance-one"
+seed = 1
+duration_s = 900
+time_scale = 1
+tick_s = 0.5
+
+[fleet]
+count = 1
+id_pattern = "SIM-{n:04d}"
+connectors = 1
+ocpp_version = "2.0.1"
+heartbeat_interval_s = 300
+meter_value_sample_interval_s = 60
+
+[drivers]
+arrivals_per_hour = [ARRIVALS]  # no driver of its own: only the suite's steps happen
+id_tags = ["CONFTAG01"]
+
+[[ev]]
+name = "compact"
+weight = 1
+capacity_wh = 40000
+start_soc = [0.2, 0.7]
+max_power_w = 7400
+phases = 1
+""".replace("ARRIVALS", ", ".join(["0.0"] * 24))
+
+
+@pytest.mark.slow
+async def test_a_201_fleet_charger_passes_the_transaction_cases_with_the_simulator_profile(
+    tmp_path: Path,
+) -> None:
+    """One charger of the virtual fleet (the real agent with simulated drivers) negotiating 2.0.1, driven by the
+    simulator-fleet actuation profile (`python -m simulator ctl`)."""
+    port = free_port()
+    scenario = tmp_path / "one.toml"
+    scenario.write_text(FLEET_SCENARIO, encoding="utf-8")
+    sock = tmp_path / "sim.sock"
+    with (tmp_path / "sim.log").open("wb") as log:
+        fleet = await asyncio.create_subprocess_exec(
+            sys.executable, "-m", "simulator", "run", "--scenario", str(scenario), "--no-live",
+            "--csms", f"ws://127.0.0.1:{port}/ocpp", "--control-socket", str(sock),
+            "--report-dir", str(tmp_path / "report"), stdout=log, stderr=log,
+        )  # fmt: skip
+    try:
+        code, report = await run_cli(
+            [
+                "charger", "--version", "2.0.1", "--listen", f"127.0.0.1:{port}", "--charger-id", "SIM-0001",
+                "--actuate", "simulator-fleet", "--var", f"socket={sock}", "--connect-timeout", "60", "-q",
+                "--cases", "TC_B_01_CS,TC_E_03_CS,TC_E_15_CS,TC_F_01_CS,TC_G_02_CS,TC_J_07_CS",
+            ]
+        )  # fmt: skip
+    finally:
+        fleet.terminate()
+        await fleet.wait()
+    assert report is not None
+    assert {r.id: str(r.verdict) for r in report.results} == dict.fromkeys(
+        ["TC_B_01_CS", "TC_E_03_CS", "TC_E_15_CS", "TC_F_01_CS", "TC_G_02_CS", "TC_J_07_CS"], "passed"
+    )
+    assert code == 0
