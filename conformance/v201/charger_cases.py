@@ -1297,19 +1297,47 @@ async def mark_now(ctx: Ctx) -> None:
     ctx.vars["step_mark"] = ctx.at()
 
 
-async def nothing_changes(ctx: Ctx) -> None:
-    """No StatusNotification of the EVSE for 2 s (an availability already in place changes nothing)."""
-    m = ctx.at()
-    await ctx.quiet(2)
-    sent = [
-        f
-        for f in ctx.calls_since("StatusNotification", m)
-        if ctx.is_status_of(f.payload, ctx.setup.connector)
-    ]
-    if any(f.payload.get("connectorStatus") != "Available" for f in sent):
-        raise Fail(
-            f"the station reported {[f.payload.get('connectorStatus') for f in sent]} for an unchanged availability"
+def unchanged(status: str) -> StepFn:
+    """No StatusNotification of the EVSE other than ``status`` for 2 s (an availability already in place)."""
+
+    async def run(ctx: Ctx) -> None:
+        m = ctx.at()
+        await ctx.quiet(2)
+        sent = [
+            f.payload.get("connectorStatus")
+            for f in ctx.calls_since("StatusNotification", m)
+            if ctx.is_status_of(f.payload, ctx.setup.connector)
+        ]
+        if any(s != status for s in sent):
+            raise Fail(f"the station reported {sent} although the availability did not change")
+
+    return run
+
+
+def persists_reboot(scope: str) -> StepFn:
+    """Inoperative, then Reset: after the reboot the first status of the EVSE is Unavailable (G03-G05.FR.?:
+    the availability is persistent)."""
+
+    async def run(ctx: Ctx) -> None:
+        await change_availability(scope, "Inoperative")(ctx)
+        await ctx.wait_status("Unavailable", ctx.mark)
+        m = ctx.at()
+        await ctx.expect_answer("Reset", {"type": "OnIdle"}, "status", "Accepted")
+        boot = await ctx.wait_call("BootNotification", m, timeout_s=40, what="BootNotificationRequest")
+        first = await ctx.wait_call(
+            "StatusNotification",
+            ctx.index_of(boot),
+            lambda p: ctx.is_status_of(p, ctx.setup.connector),
+            15,
+            "StatusNotificationRequest after the reboot",
         )
+        if first.payload.get("connectorStatus") != "Unavailable":
+            raise Fail(
+                f"after the reboot the EVSE reported {first.payload.get('connectorStatus')}: the Inoperative "
+                f"{scope} did not persist"
+            )
+
+    return run
 
 
 def availability_with_tx(scope: str) -> StepFn:
@@ -1360,8 +1388,14 @@ case(
     ("unplug: Available", unplug),
     needs=PLUG,
 )
-_G_NUMBERS = {"EVSE": (3, 4, 9, 11), "Charging Station": (5, 6, 12, 14), "Connector": (7, 8, 15, 17)}
-for _scope, (_inop, _op, _same, _tx) in _G_NUMBERS.items():
+# OCTT ids by scope: operative->inoperative, inoperative->operative, operative->operative,
+# inoperative->inoperative, with a transaction, persisting a reboot.
+_G_NUMBERS = {
+    "EVSE": (3, 4, 9, 10, 11, 18),
+    "Charging Station": (5, 6, 12, 13, 14, 21),
+    "Connector": (7, 8, 15, 16, 17, 19),
+}
+for _scope, (_inop, _op, _same, _both_inop, _tx, _reboot) in _G_NUMBERS.items():
     availability_case(
         f"TC_G_{_inop:02d}_CS",
         _scope,
@@ -1384,7 +1418,22 @@ for _scope, (_inop, _op, _same, _tx) in _G_NUMBERS.items():
         _scope,
         "Operative to operative",
         ("Operative: Accepted", change_availability(_scope, "Operative")),
-        ("no status change", nothing_changes),
+        ("no status change", unchanged("Available")),
+    )
+    availability_case(
+        f"TC_G_{_both_inop:02d}_CS",
+        _scope,
+        "Inoperative to inoperative",
+        ("Inoperative: Accepted", change_availability(_scope, "Inoperative")),
+        ("Unavailable", becomes("Unavailable")),
+        ("Inoperative again: Accepted", change_availability(_scope, "Inoperative")),
+        ("no status change", unchanged("Unavailable")),
+    )
+    availability_case(
+        f"TC_G_{_reboot:02d}_CS",
+        _scope,
+        "state persists across reboot",
+        ("Inoperative, Reset: Unavailable after the reboot", persists_reboot(_scope)),
     )
     availability_case(
         f"TC_G_{_tx:02d}_CS",
