@@ -256,8 +256,12 @@ class ChargerContext(BaseContext):
             after,
             lambda p: self.is_status_of(p, cid) and self.status_in(p) == status,
             timeout_s,
-            f"StatusNotification {status} for connector {cid}",
+            self.status_text(status, cid),
         )
+
+    def status_text(self, status: str, connector: int) -> str:
+        """How a failure names an awaited status report (OCPP 1.6: per connector)."""
+        return f"StatusNotification {status} for connector {connector}"
 
     def is_status_of(self, payload: Any, connector: int) -> bool:
         """Whether a StatusNotification payload is about ``connector`` (OCPP 1.6: connectorId)."""

@@ -188,6 +188,10 @@ class V201ChargerContext(ChargerContext):
             and payload.get("connectorId") == 1
         )
 
+    def status_text(self, status: str, connector: int) -> str:
+        """How a failure names an awaited status report (OCPP 2.0.1: per EVSE and connector)."""
+        return f"StatusNotificationRequest connectorStatus {status} for EVSE {connector} connector 1"
+
     def status_in(self, payload: dict[str, Any]) -> Any:
         """The connectorStatus of a StatusNotificationRequest."""
         return payload.get("connectorStatus")
