@@ -485,6 +485,15 @@ async def run_charger_suite(
             )
             report.finished = datetime.now(UTC)
             return report
+        negotiated = cs.subprotocol(ctx.cp_id)
+        if negotiated is not None and negotiated != setup.subprotocol:
+            # A dual-stack charger picks the subprotocol; cases of one version on a link of another judge nothing.
+            report.setup_error = (
+                f"{ctx.cp_id} negotiated {negotiated}, but the suite tests {setup.subprotocol}: make the charger "
+                f"offer {setup.subprotocol} (or run --version for the one it speaks)"
+            )
+            report.finished = datetime.now(UTC)
+            return report
         # Let the boot's StatusNotifications (OCPP 1.6 §4.9) arrive before the first case marks its start,
         # so they are not counted as that case's transitions; a charger that sends none is judged by TC_001.
         with contextlib.suppress(TimeoutError):

@@ -295,3 +295,37 @@ async def test_a_201_fleet_charger_passes_the_transaction_cases_with_the_simulat
         ["TC_B_01_CS", "TC_E_03_CS", "TC_E_15_CS", "TC_F_01_CS", "TC_G_02_CS", "TC_J_07_CS"], "passed"
     )
     assert code == 0
+
+
+async def test_a_charger_that_negotiates_another_version_is_a_setup_error(tmp_path: Path) -> None:
+    """`--version 2.0.1`, but the charger offers only ocpp1.6: no case runs on the wrong protocol (exit 2)."""
+    port = free_port()
+
+    async def charger16() -> None:
+        while True:
+            with contextlib.suppress(OSError):
+                async with connect(f"ws://127.0.0.1:{port}/ocpp/CP-16", subprotocols=["ocpp1.6"]) as ws:  # type: ignore[list-item]
+                    boot = {"chargePointVendor": "V", "chargePointModel": "M"}
+                    await ws.send(json.dumps([2, "b1", "BootNotification", boot]))
+                    await ws.wait_closed()
+            await asyncio.sleep(0.05)
+
+    task = asyncio.create_task(charger16())
+    try:
+        code, report = await run_cli(
+            [
+                "charger",
+                "--version",
+                "2.0.1",
+                "--listen",
+                f"127.0.0.1:{port}",
+                "--connect-timeout",
+                "20",
+                "-q",
+            ]
+        )
+    finally:
+        task.cancel()
+        await asyncio.gather(task, return_exceptions=True)
+    assert code == 2 and report is not None and not report.results
+    assert "CP-16 negotiated ocpp1.6, but the suite tests ocpp2.0.1" in report.setup_error
