@@ -279,6 +279,13 @@ async def test_authorize_with_id_token_type_and_a_blocked_card_starts_nothing(
     await until(lambda: a.station.connectors[1].pending_id_tag is None, 2, "a blocked card was taken")
     assert not calls(csms, "TransactionEvent")
     assert await csms.server.call(CP, "ClearCache", {}) == {"status": "Accepted"}
+    # C11.FR.04: with the cache disabled (AuthCacheCtrlr.Enabled false) ClearCache is Rejected.
+    cache_enabled = {"component": {"name": "AuthCacheCtrlr"}, "variable": {"name": "Enabled"}}
+    answer = await csms.server.call(
+        CP, "SetVariables", {"setVariableData": [{**cache_enabled, "attributeValue": "false"}]}
+    )
+    assert answer["setVariableResult"][0]["attributeStatus"] == "Accepted"
+    assert await csms.server.call(CP, "ClearCache", {}) == {"status": "Rejected"}
 
 
 # E. Transactions ------------------------------------------------------------------------------------------------
