@@ -132,6 +132,10 @@ class StationCommands(Protocol):
         """Apply a local-list update."""
         ...
 
+    def local_list_usage(self) -> tuple[int, int]:
+        """Entries in the local list and the bytes they take."""
+        ...
+
     def sample_now(self, cid: int) -> tuple[Sample | None, int | None]:
         """A triggered sample and its transaction's local id."""
         ...

@@ -135,6 +135,11 @@ class V201Base(OcppSession, _OcppChargePoint):  # type: ignore[misc]
         super().status_changed(cid)
         self.status_seen.set()
 
+    def live_value(self, setting: str) -> str | None:
+        """A read-only variable whose Actual value is what the station holds now rather than its setting (the
+        setting is then the variable's maxLimit); None for the others. A block that has one overrides this."""
+        return None
+
     def now(self) -> datetime:
         """The time for generatedAt stamps."""
         return datetime.now(UTC)

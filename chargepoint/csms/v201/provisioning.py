@@ -51,6 +51,9 @@ class Provisioning(V201Base):
         """A variable's Actual value as text (what the station is, for the read-only ones it reports)."""
         if variable.setting == "number_of_connectors":
             return str(len(self.station.connectors))
+        live = self.live_value(variable.setting)
+        if live is not None:
+            return live
         return self.settings.text(variable.setting)[:MAX_VALUE_CHARS]
 
     @on(Action.get_variables)
@@ -170,6 +173,8 @@ class Provisioning(V201Base):
                 characteristics["minLimit"] = variable.min_value
             if variable.max_value is not None:
                 characteristics["maxLimit"] = variable.max_value
+            if self.live_value(variable.setting) is not None:
+                characteristics["maxLimit"] = self.settings.get_int(variable.setting)  # the most it may hold
         elif variable.data_type.value == "member_list":
             characteristics["valuesList"] = ",".join(mapping.MEASURAND.values())
         return {
