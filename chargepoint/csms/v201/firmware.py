@@ -11,20 +11,16 @@ are a FormatViolation; the core bounds retries, intervals and how far ahead a re
 
 from __future__ import annotations
 
-from datetime import datetime
 from typing import Any
 
-from ocpp.exceptions import NotSupportedError
 from ocpp.routing import on
 from ocpp.v201 import call_result
 from ocpp.v201.enums import Action
 
-from chargepoint.core.blocks.diagnostics import Diagnostics
-from chargepoint.core.blocks.firmware import Firmware
-from chargepoint.core.firmware import FirmwareRequest
-from chargepoint.core.model import FirmwareStatus, UploadStatus
+from chargepoint.core.model import FirmwareStatus, UpdateResult, UploadStatus
+from chargepoint.csms.file_requests import firmware_block, firmware_request, log_request
 from chargepoint.csms.session import StationCommands
-from chargepoint.csms.times import check_times, parse_time
+from chargepoint.csms.times import check_times
 from chargepoint.csms.v201 import mapping
 from chargepoint.csms.v201.base import V201Base
 
@@ -39,22 +35,6 @@ def check_update_firmware(payload: dict[str, Any]) -> None:
 def check_get_log(payload: dict[str, Any]) -> None:
     """FormatViolation for a log interval bound that is no date-time."""
     check_times(payload, ("log", "oldestTimestamp"), ("log", "latestTimestamp"))
-
-
-def _time(text: str | None) -> datetime | None:
-    return parse_time(text) if text else None
-
-
-def _firmware(station: StationCommands) -> Firmware:
-    if station.firmware is None:
-        raise NotSupportedError(details={"cause": "firmware management is not configured"})
-    return station.firmware
-
-
-def _uploads(station: StationCommands) -> Diagnostics:
-    if station.diagnostics is None:
-        raise NotSupportedError(details={"cause": "log uploads are not configured"})
-    return station.diagnostics
 
 
 def firmware_status_now(station: StationCommands) -> dict[str, Any]:
@@ -91,17 +71,8 @@ class FirmwareAndLogs(V201Base):
     ) -> Any:
         """UpdateFirmware (L01 signed, L02 unsigned): Accepted, AcceptedCanceled (an update that had not begun
         installing was replaced), Rejected (an install is in progress) or InvalidCertificate."""
-        request = FirmwareRequest(
-            location=firmware["location"],
-            retrieve_at=_time(firmware["retrieve_date_time"]),
-            retries=retries,
-            retry_interval_s=retry_interval,
-            request_id=request_id,
-            install_at=_time(firmware.get("install_date_time")),
-            signing_certificate=firmware.get("signing_certificate"),
-            signature=firmware.get("signature"),
-        )
-        result = _firmware(self.station).update(request)
+        request = firmware_request(request_id, firmware, retries, retry_interval)
+        result = firmware_block(self.station.firmware).update(request)
         return call_result.UpdateFirmware(status=mapping.UPDATE_RESULT[result])
 
     @on(Action.get_log)
@@ -116,17 +87,9 @@ class FirmwareAndLogs(V201Base):
     ) -> Any:
         """GetLog (N01): Rejected for a location the station cannot upload to; AcceptedCanceled when an upload
         in progress was canceled for it; LogStatusNotifications (Uploading, Uploaded or UploadFailure) follow."""
-        uploads = _uploads(self.station)
-        location = log["remote_location"]
-        if not uploads.files.supports(location):
-            return call_result.GetLog(status="Rejected")
-        result, name = uploads.request(
-            mapping.LOG_KIND_IN[log_type],
-            location,
-            start=_time(log.get("oldest_timestamp")),
-            stop=_time(log.get("latest_timestamp")),
-            retries=retries,
-            retry_interval_s=retry_interval,
-            request_id=request_id,
+        result, name = log_request(
+            self.station.diagnostics, mapping.LOG_KIND_IN[log_type], log, request_id, retries, retry_interval
         )
+        if result is UpdateResult.REJECTED:
+            return call_result.GetLog(status="Rejected")
         return call_result.GetLog(status=mapping.UPDATE_RESULT[result], filename=name[:MAX_FILE_NAME_CHARS])
