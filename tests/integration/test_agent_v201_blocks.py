@@ -5,16 +5,14 @@ schemas) with real HTTP file servers on 127.0.0.1; named after the OCA 2.0.1 cha
 
 from __future__ import annotations
 
+import asyncio
 import io
 import tarfile
 from datetime import UTC, datetime, timedelta
 from pathlib import Path
 from typing import Any
 
-import pytest
-
 from backend_stub.app import Csms
-from backend_stub.ocpp.server import CallErrorReply
 from chargepoint.core.storage import CertificateHashData, CertificateUse, InstalledCertificate
 from chargepoint.csms.times import ocpp_time
 from tests.integration.conftest import RunningAgent, until
@@ -23,46 +21,21 @@ from tests.integration.signing import make_chain, pem, sign
 from tests.integration.v201_support import (
     CP,
     StartAgent,
+    call_error,
     calls,
     csms,
+    get_value,
     mark,
+    set_value,
     start_agent,
     start_session,
+    still_connected,
     wait_call,
 )
 
 __all__ = ["csms", "http_files", "start_agent"]  # fixtures
 
 IMAGE = b"FIRMWARE 2.0.0\n" + bytes(range(256)) * 64  # the simulated installer reports version 2.0.0
-
-
-def still_connected(a: RunningAgent) -> None:
-    """The link stayed up: one connection, online."""
-    link = a.agent.link
-    assert link is not None and link.online and link.connections == 1
-
-
-async def get_value(csms: Csms, component: str, variable: str) -> dict[str, Any]:
-    """The one GetVariableResult for (component, variable)."""
-    data = {"component": {"name": component}, "variable": {"name": variable}}
-    answer = await csms.server.call(CP, "GetVariables", {"getVariableData": [data]})
-    result: dict[str, Any] = answer["getVariableResult"][0]
-    return result
-
-
-async def set_value(csms: Csms, component: str, variable: str, value: str) -> str:
-    """The attributeStatus of setting (component, variable) to ``value``."""
-    data = {"component": {"name": component}, "variable": {"name": variable}, "attributeValue": value}
-    answer = await csms.server.call(CP, "SetVariables", {"setVariableData": [data]})
-    status: str = answer["setVariableResult"][0]["attributeStatus"]
-    return status
-
-
-async def call_error(csms: Csms, action: str, payload: dict[str, Any]) -> str:
-    """The code of the CallError the station answers ``action`` with."""
-    with pytest.raises(CallErrorReply) as err:
-        await csms.server.call(CP, action, payload)
-    return err.value.code
 
 
 # D. Local authorization list -------------------------------------------------------------------------------------
@@ -165,7 +138,7 @@ async def test_tc_d_10_cs_get_local_list_version_function_disabled(
 ) -> None:
     await start_agent()
     assert await send_list(csms, 2, "Full", [entry("LOCAL1")]) == "Accepted"
-    assert await set_value(csms, "LocalAuthListCtrlr", "Enabled", "false") == "Accepted"
+    assert (await set_value(csms, "LocalAuthListCtrlr", "Enabled", "false"))["attributeStatus"] == "Accepted"
     assert await list_version(csms) == 0  # 2.0.1 has no -1
     assert await send_list(csms, 3, "Full", [entry("LOCAL2")]) == "Failed"
 
@@ -175,7 +148,9 @@ async def test_local_list_controller_variables_and_their_mutability(
 ) -> None:
     await start_agent()
     for variable in ("Entries", "ItemsPerMessage", "BytesPerMessage", "Storage"):
-        assert await set_value(csms, "LocalAuthListCtrlr", variable, "1") == "Rejected", variable
+        assert (await set_value(csms, "LocalAuthListCtrlr", variable, "1"))[
+            "attributeStatus"
+        ] == "Rejected", variable
     assert (await get_value(csms, "LocalAuthListCtrlr", "ItemsPerMessage"))["attributeValue"] == "1000"
     assert (await get_value(csms, "LocalAuthListCtrlr", "BytesPerMessage"))["attributeValue"] == "256000"
     after = mark(csms)
@@ -305,6 +280,27 @@ async def test_tc_h_07_cs_reservation_ended_not_used_is_reported_expired(
     assert a.state() == "AVAILABLE"
 
 
+async def test_a_reservation_that_expired_while_the_station_was_down_is_reported_after_the_restart(
+    csms: Csms, start_agent: StartAgent, tmp_path: Path
+) -> None:
+    """The ReservationStatusUpdate goes through the durable outbox: an expiry the CSMS could not be told of
+    (the agent was down) is reported once the station is back, exactly once."""
+    a = await start_agent()
+    payload = reserve(22, "CARD1", in_s=1.5)
+    assert await reserve_now(csms, payload) == "Accepted"
+    await a.stop()
+    expiry = datetime.fromisoformat(payload["expiryDateTime"].replace("Z", "+00:00"))
+    while datetime.now(UTC) <= expiry:  # the reservation expires while no agent runs
+        await asyncio.sleep(0.1)
+    after = mark(csms)
+    b = await start_agent(db=tmp_path / "agent.db")
+    update = await wait_call(csms, "ReservationStatusUpdate", after=after, timeout=10)
+    assert update.payload == {"reservationId": 22, "reservationUpdateStatus": "Expired"}
+    assert b.agent.store is not None and b.agent.store.reservations() == []
+    await wait_status(csms, "Available", after)
+    assert len(calls(csms, "ReservationStatusUpdate", after)) == 1
+
+
 async def test_tc_h_08_h_14_cs_reserve_an_unspecified_evse(csms: Csms, start_agent: StartAgent) -> None:
     a = await start_agent()
     after = mark(csms)
@@ -351,7 +347,7 @@ async def test_tc_h_22_cs_reserve_a_specific_evse_configured_to_reject(
     csms: Csms, start_agent: StartAgent
 ) -> None:
     a = await start_agent()
-    assert await set_value(csms, "ReservationCtrlr", "Enabled", "false") == "Accepted"
+    assert (await set_value(csms, "ReservationCtrlr", "Enabled", "false"))["attributeStatus"] == "Accepted"
     assert await reserve_now(csms, reserve(61, "CARD1")) == "Rejected"
     assert a.state() == "AVAILABLE"
 
