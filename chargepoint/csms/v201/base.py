@@ -32,6 +32,7 @@ _NON_NEGATIVE = frozenset(
         "id",
         "requestId",
         "remoteStartId",
+        "reservationId",
         "seqNo",
         "stackLevel",
         "startPeriod",
