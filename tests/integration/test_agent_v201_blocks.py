@@ -322,7 +322,9 @@ async def test_tc_h_17_h_18_cs_cancel_a_reservation_and_an_unknown_one(
     # TC_H_18: an id the station does not hold (any more) is Rejected.
     assert await csms.server.call(CP, "CancelReservation", {"reservationId": 41}) == {"status": "Rejected"}
     assert await csms.server.call(CP, "CancelReservation", {"reservationId": 999}) == {"status": "Rejected"}
-    assert await call_error(csms, "CancelReservation", {"reservationId": -41}) == "PropertyConstraintViolation"
+    assert (
+        await call_error(csms, "CancelReservation", {"reservationId": -41}) == "PropertyConstraintViolation"
+    )
     assert calls(csms, "ReservationStatusUpdate", after) == []  # the CSMS asked: nothing to report
     still_connected(a)
 
