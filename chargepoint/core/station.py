@@ -361,10 +361,6 @@ class Station:
         """The local list's version, -1 when the feature is off."""
         return self.authorization.local_list_version()
 
-    def local_list_usage(self) -> tuple[int, int]:
-        """Entries in the local list and the bytes they take."""
-        return self.authorization.local_list_usage()
-
     def id_tag_info(self, id_tag: str, info: IdTagInfo) -> None:
         """The CSMS told us about an idTag in a transaction answer: update the cache."""
         self.authorization.id_tag_info(id_tag, info)

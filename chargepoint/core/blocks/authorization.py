@@ -69,10 +69,6 @@ class Authorization(FunctionalBlock):
         # OCPP 1.6 §5.10: version 0 means the list is empty.
         return self.ctx.store.local_list_version() if self.ctx.store.local_list_size() else 0
 
-    def local_list_usage(self) -> tuple[int, int]:
-        """Entries in the local list and the bytes they take (OCPP 2.0.1 LocalAuthListCtrlr.Entries, .Storage)."""
-        return self.ctx.store.local_list_size(), self.ctx.store.local_list_bytes()
-
     def id_tag_info(self, id_tag: str, info: IdTagInfo) -> None:
         """The CSMS told us about an idTag in a transaction answer: update the cache."""
         self.authorizer.remember(id_tag, info)

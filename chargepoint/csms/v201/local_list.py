@@ -34,11 +34,12 @@ class LocalList(V201Base):
         if setting not in ("local_auth_list_max_length", "local_auth_list_max_bytes"):
             return super().live_value(setting)
         try:
-            entries, size_bytes = self.station.local_list_usage()
+            if setting == "local_auth_list_max_length":
+                return str(self.store.local_list_size())
+            return str(self.store.local_list_bytes())
         except StorageError:
             log.exception("the local list's size cannot be read")
             return "0"
-        return str(entries if setting == "local_auth_list_max_length" else size_bytes)
 
     @on(Action.get_local_list_version)
     def on_get_local_list_version(self, **_: Any) -> Any:
