@@ -113,7 +113,7 @@ class Station:
             unlock_supported=unlock_supported,
         )
         self.recovery = Recovery(ctx, self.faults, self.metering)
-        self.resets = Resets(ctx, self.sessions)
+        self.resets = Resets(ctx, self.sessions, self.availability)
         # Start order: recover the last run's transactions, watch plugs and readers, poll meters, apply limits.
         self.blocks: list[FunctionalBlock] = [
             self.recovery,

@@ -10,6 +10,7 @@ from __future__ import annotations
 import asyncio
 import logging
 
+from chargepoint.core.blocks.availability import Availability
 from chargepoint.core.blocks.context import FunctionalBlock, StationContext
 from chargepoint.core.blocks.sessions import Sessions
 from chargepoint.core.model import BootReason, ResetKind, ResetResult, StopReason
@@ -22,6 +23,9 @@ PENDING_KEY = (
 )
 BOOT_REASON_KEY = "boot.reason"  # why the next start happens, written just before a planned restart
 STATION = 0
+# How long a reset EVSE stays Unavailable before it is back as it was (2.0.1 B12, OCTT TC_B_25_CS: Unavailable, then
+# Available).
+EVSE_RESET_S = 1.0
 _STOP_REASON = {ResetKind.SOFT: StopReason.SOFT_RESET, ResetKind.HARD: StopReason.HARD_RESET}
 
 
@@ -37,9 +41,10 @@ def _targets(text: str | None) -> set[int]:
 class Resets(FunctionalBlock):
     """Resets of the station or of one connector, now or once idle, and the reason of the last planned restart."""
 
-    def __init__(self, ctx: StationContext, sessions: Sessions) -> None:
+    def __init__(self, ctx: StationContext, sessions: Sessions, availability: Availability) -> None:
         self.ctx = ctx
         self.sessions = sessions
+        self.availability = availability
         self.requested: asyncio.Future[ResetKind] | None = None  # the agent restarts once it is done
         # Recovery ends the last run's transactions before ``start``: that does not make an EVSE idle for a reset.
         self._started = False
@@ -111,9 +116,24 @@ class Resets(FunctionalBlock):
         conn = self.ctx.connectors[cid]
         await self.sessions.stop_locked(conn, _STOP_REASON[kind])
         async with self.ctx.locks[cid]:
-            if conn.transaction is None:
-                await self.ctx.open_relay(cid)
-        log.warning("connector %s reset (%s)", cid, kind.name.lower())
+            if conn.transaction is not None:
+                return
+            await self.ctx.open_relay(cid)
+            log.warning("connector %s reset (%s)", cid, kind.name.lower())
+            if not conn.operative:
+                return
+            # Unavailable while it resets; not persisted, so the availability the CSMS set is what comes back.
+            conn.operative = False
+            self.availability.apply_scheduled(conn)
+        await asyncio.sleep(EVSE_RESET_S)
+        async with self.ctx.locks[cid]:
+            try:  # back to operative unless a ChangeAvailability came meanwhile
+                wanted = self.ctx.store.get(f"operative.{cid}") != "0"
+            except StorageError:
+                wanted = True  # the stored wish is unreadable: an EVSE that resets comes back, as it was
+            if wanted and not conn.operative and conn.transaction is None:
+                conn.operative = True
+                self.availability.apply_scheduled(conn)
 
     def _status_changed(self, cid: int) -> None:
         """A transaction's end is a status change: carry out the OnIdle resets whose target is now idle."""
