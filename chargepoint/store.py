@@ -628,14 +628,16 @@ class Store:
         self._submit(write)
         return local_id
 
-    def update_authorization(self, local_id: int, authorized: bool, parent_id_tag: str | None) -> Future[Any]:
+    def update_authorization(
+        self, local_id: int, authorized: bool, parent_id_tag: str | None, *, id_tag: str | None = None
+    ) -> Future[Any]:
         """Remember what the CSMS said about a transaction's idTag (survives a power loss for resumption)."""
         station = self.station
         return self._submit(
             lambda db: db.execute(
-                "UPDATE transactions SET authorized = ?, parent_id_tag = COALESCE(?, parent_id_tag) "
-                "WHERE local_id = ? AND station = ?",
-                (int(authorized), parent_id_tag, local_id, station),
+                "UPDATE transactions SET authorized = ?, parent_id_tag = COALESCE(?, parent_id_tag), "
+                "id_tag = COALESCE(?, id_tag) WHERE local_id = ? AND station = ?",
+                (int(authorized), parent_id_tag, id_tag, local_id, station),
             ),
             critical=True,
         )

@@ -21,7 +21,7 @@ class DataType(Enum):
     BOOLEAN = "boolean"
     INTEGER = "integer"
     STRING = "string"
-    MEMBER_LIST = "member_list"  # a comma-separated list of measurands
+    MEMBER_LIST = "member_list"  # a comma-separated list of members (measurands, or ``Variable.members``)
 
 
 class Mutability(Enum):
@@ -52,6 +52,7 @@ class Variable:
     reboot_required: bool
     min_value: int | None = None
     max_value: int | None = None  # for a MEMBER_LIST: the most members
+    members: tuple[str, ...] = ()  # a MEMBER_LIST's allowed members (empty: the measurands)
 
 
 _DATA_TYPE: dict[Kind, DataType] = {
@@ -80,6 +81,8 @@ PLACEMENT: dict[str, VariableRef] = {
     "stop_transaction_on_invalid_id": _R("TxCtrlr", "StopTxOnInvalidId"),
     "max_energy_on_invalid_id_wh": _R("TxCtrlr", "MaxEnergyOnInvalidId"),
     "stop_transaction_on_ev_side_disconnect": _R("TxCtrlr", "StopTxOnEVSideDisconnect"),
+    "tx_start_point": _R("TxCtrlr", "TxStartPoint"),
+    "tx_stop_point": _R("TxCtrlr", "TxStopPoint"),
     "unlock_connector_on_ev_side_disconnect": _R("OCPPCommCtrlr", "UnlockOnEVSideDisconnect"),
     "authorize_remote_tx_requests": _R("AuthCtrlr", "AuthorizeRemoteStart"),
     "local_auth_list_enabled": _R("LocalAuthListCtrlr", "Enabled"),
@@ -121,12 +124,13 @@ def variable_of(spec: SettingSpec) -> Variable:
     return Variable(
         ref=PLACEMENT[spec.name],
         setting=spec.name,
-        data_type=_DATA_TYPE[spec.kind],
+        data_type=DataType.MEMBER_LIST if spec.choices else _DATA_TYPE[spec.kind],
         mutability=_mutability(spec),
         persistent=not spec.readonly,  # Settings ignores a stored value of a read-only setting
         reboot_required=spec.reboot_required,
         min_value=spec.min_value,
         max_value=spec.max_value,
+        members=spec.choices,
     )
 
 

@@ -40,6 +40,11 @@ class SettingSpec:
     min_value: int | None = None
     max_value: int | None = None
     write_only: bool = False  # a secret: set by the CSMS, never read back (AuthorizationKey)
+    # A STR setting that is a comma-separated list of these members (OCPP 2.0.1 MemberList), in any order, each
+    # at most once; ``unsupported`` are members the protocol knows but this station cannot honour (refused with a
+    # reason that says so, not as a typo).
+    choices: tuple[str, ...] = ()
+    unsupported: tuple[str, ...] = ()
 
     def parse(self, text: str) -> Any:
         """Turn the text form into a typed value; raises ValueError naming what is allowed."""
@@ -78,7 +83,20 @@ class SettingSpec:
             if self.max_value is not None and len(parsed) > self.max_value:
                 raise ValueError(f"{self.name} takes at most {self.max_value} measurands")
             return parsed
+        if self.choices:
+            return self._members(text)
         return text
+
+    def _members(self, text: str) -> str:
+        items = [part.strip() for part in text.split(",")]
+        for item in items:
+            if item in self.unsupported:
+                raise ValueError(f"{self.name}: {item} is not supported by this station")
+            if item not in self.choices:
+                raise ValueError(f"{self.name} must list members from: {', '.join(self.choices)}")
+        if len(set(items)) != len(items):
+            raise ValueError(f"{self.name} lists a member twice")
+        return ",".join(items)
 
     def format(self, value: Any) -> str:
         """The text form of a typed value."""
@@ -90,6 +108,10 @@ class SettingSpec:
 
 
 _ENERGY = (Measurand.ENERGY_ACTIVE_IMPORT_REGISTER,)
+# OCPP 2.0.1 TxStartPoint/TxStopPoint members (Part 2 §E, TxStartStopPointEnumType). The station has no parking
+# bay sensor, signs no meter data and does not track energy transfer apart from its relay, so those are refused.
+TX_POINTS = ("EVConnected", "Authorized", "PowerPathClosed")
+TX_POINTS_UNSUPPORTED = ("ParkingBayOccupancy", "EnergyTransfer", "DataSigned")
 MAX_MEASURANDS = len(Measurand)
 
 SPECS: dict[str, SettingSpec] = {
@@ -110,6 +132,22 @@ SPECS: dict[str, SettingSpec] = {
         SettingSpec("stop_transaction_on_invalid_id", Kind.BOOL, True),
         SettingSpec("max_energy_on_invalid_id_wh", Kind.INT, 0, min_value=0, max_value=10_000_000),
         SettingSpec("stop_transaction_on_ev_side_disconnect", Kind.BOOL, True),
+        # When a transaction starts and ends (OCPP 2.0.1 E01-E03, E06): PowerPathClosed is the 1.6 behaviour (it
+        # starts once the EV is connected and the driver authorized, and ends when either stops being so).
+        SettingSpec(
+            "tx_start_point",
+            Kind.STR,
+            "PowerPathClosed",
+            choices=TX_POINTS,
+            unsupported=TX_POINTS_UNSUPPORTED,
+        ),
+        SettingSpec(
+            "tx_stop_point",
+            Kind.STR,
+            "PowerPathClosed",
+            choices=TX_POINTS,
+            unsupported=TX_POINTS_UNSUPPORTED,
+        ),
         SettingSpec("unlock_connector_on_ev_side_disconnect", Kind.BOOL, True),
         SettingSpec("authorize_remote_tx_requests", Kind.BOOL, False),
         SettingSpec("local_auth_list_enabled", Kind.BOOL, True),

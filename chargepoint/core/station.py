@@ -302,10 +302,17 @@ class Station:
         *,
         authorize_first: bool,
         tx_profile: ChargingProfile | None = None,
+        token_type: str | None = None,
+        remote_start_id: int | None = None,
     ) -> bool:
         """Check a remote start and carry it out in the background; returns the answer."""
         return self.sessions.remote_start(
-            id_tag, connector_id, authorize_first=authorize_first, tx_profile=tx_profile
+            id_tag,
+            connector_id,
+            authorize_first=authorize_first,
+            tx_profile=tx_profile,
+            token_type=token_type,
+            remote_start_id=remote_start_id,
         )
 
     async def remote_stop(self, transaction_id: str) -> bool:

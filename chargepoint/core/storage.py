@@ -83,7 +83,9 @@ class TransactionStorage(Durability, Protocol):
         """Record a transaction and queue its start event atomically (queued); the local id at once."""
         ...
 
-    def update_authorization(self, local_id: int, authorized: bool, parent_id_tag: str | None) -> Future[Any]:
+    def update_authorization(
+        self, local_id: int, authorized: bool, parent_id_tag: str | None, *, id_tag: str | None = None
+    ) -> Future[Any]:
         """Remember what the CSMS said about a transaction's idTag (queued)."""
         ...
 

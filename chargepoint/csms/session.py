@@ -98,6 +98,8 @@ class StationCommands(Protocol):
         *,
         authorize_first: bool,
         tx_profile: ChargingProfile | None = None,
+        token_type: str | None = None,
+        remote_start_id: int | None = None,
     ) -> bool:
         """Check a remote start and carry it out in the background; the answer."""
         ...

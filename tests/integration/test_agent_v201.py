@@ -307,7 +307,16 @@ async def test_tc_e_06_cs_local_stop_and_the_prepaid_session_is_billed(
     begin = started["meterValue"][0]["sampledValue"][0]
     assert begin["context"] == "Transaction.Begin" and begin["measurand"] == "Energy.Active.Import.Register"
     assert "offline" not in started
-    await wait_call(csms, "TransactionEvent", where=lambda p: p["eventType"] == "Updated")  # 1 s sampling
+    assert started["transactionInfo"]["chargingState"] == "EVConnected" and started["numberOfPhasesUsed"] == 3
+    await wait_call(  # the relay closed: charging
+        csms,
+        "TransactionEvent",
+        where=lambda p: p["triggerReason"] == "ChargingStateChanged"
+        and p["transactionInfo"]["chargingState"] == "Charging",
+    )
+    await wait_call(  # 1 s sampling
+        csms, "TransactionEvent", where=lambda p: p["triggerReason"] == "MeterValuePeriodic"
+    )
     a.swipe("PREPAID1")
     ended = await wait_call(csms, "TransactionEvent", where=lambda p: p["eventType"] == "Ended")
     assert ended.payload["triggerReason"] == "StopAuthorized"

@@ -165,7 +165,10 @@ def test_every_mapped_value_is_a_valid_ocpp16_member(
 def test_mapping_is_injective(
     core: type[Enum], table: dict[object, str], ocpp_enum: type[Enum] | None
 ) -> None:
-    """Two core members never share one OCPP value, so the reverse mapping is well defined."""
+    """Two core members never share one OCPP value, so the reverse mapping is well defined (1.6 has no stop reason
+    for an EV connect timeout, a 2.0.1-only way to end: it is Other, and no reverse table is built on it)."""
+    if table is mapping.STOP_REASON:
+        table = {k: v for k, v in table.items() if k is not model.StopReason.EV_CONNECT_TIMEOUT}
     assert len(set(table.values())) == len(table)
 
 
@@ -176,6 +179,7 @@ TABLES_201: list[tuple[str, type[Enum], type[Enum]]] = [
     ("CHARGING_STATE", model.ConnectorState, v201.ChargingStateEnumType),
     ("STOP_REASON", model.StopReason, v201.ReasonEnumType),
     ("ENDED_TRIGGER", model.StopReason, v201.TriggerReasonEnumType),
+    ("UPDATE_TRIGGER", model.TxUpdateTrigger, v201.TriggerReasonEnumType),
     ("AUTH_STATUS", model.AuthStatus, v201.AuthorizationStatusEnumType),
     ("CONTEXT", model.ReadingContext, v201.ReadingContextEnumType),
     ("MEASURAND", model.Measurand, v201.MeasurandEnumType),

@@ -38,13 +38,17 @@ def test_variable_flags_follow_the_spec(spec: SettingSpec) -> None:
     assert variable.persistent is not spec.readonly
     assert variable.reboot_required is spec.reboot_required
     assert (variable.min_value, variable.max_value) == (spec.min_value, spec.max_value)
-    expected_type = {
-        Kind.BOOL: DataType.BOOLEAN,
-        Kind.INT: DataType.INTEGER,
-        Kind.STR: DataType.STRING,
-        Kind.MEASURANDS: DataType.MEMBER_LIST,
-        Kind.HEX: DataType.STRING,
-    }[spec.kind]
+    expected_type = (
+        {
+            Kind.BOOL: DataType.BOOLEAN,
+            Kind.INT: DataType.INTEGER,
+            Kind.STR: DataType.STRING,
+            Kind.MEASURANDS: DataType.MEMBER_LIST,
+            Kind.HEX: DataType.STRING,
+        }[spec.kind]
+        if not spec.choices
+        else DataType.MEMBER_LIST
+    )  # a STR of listed members is a MemberList
     assert variable.data_type is expected_type
 
 

@@ -127,7 +127,6 @@ class V201Base(OcppSession, _OcppChargePoint):  # type: ignore[misc]
         }
         self.connector_at = {addr: cid for cid, addr in self.address.items()}
         self._token_types: dict[str, str] = {}
-        self._remote_starts: dict[str, int] = {}  # idToken -> remoteStartId of a RequestStartTransaction
         self.status_seen = asyncio.Event()  # set on every status change (a transaction's end is one)
 
     def status_changed(self, cid: int) -> None:
@@ -139,22 +138,19 @@ class V201Base(OcppSession, _OcppChargePoint):  # type: ignore[misc]
         """The time for generatedAt stamps."""
         return datetime.now(UTC)
 
-    def id_token(self, tag: str) -> dict[str, str]:
-        """An idTag as IdTokenType: of the type the CSMS gave it, else a card of the station's reader."""
+    def id_token(self, tag: str, token_type: str | None = None) -> dict[str, str]:
+        """An idTag as IdTokenType: of the type given (persisted with a remote start's event), else the type the
+        CSMS last gave it on this connection, else a card of the station's reader."""
         return {
             "idToken": tag[:MAX_ID_TOKEN_CHARS],
-            "type": self._token_types.get(tag, mapping.READER_TOKEN_TYPE),
+            "type": token_type or self._token_types.get(tag, mapping.READER_TOKEN_TYPE),
         }
 
-    def remember_token(self, tag: str, token_type: str, remote_start_id: int | None = None) -> None:
-        """Keep a token's type (and the remote start it came with) for the events of its transaction."""
+    def remember_token(self, tag: str, token_type: str) -> None:
+        """Keep a token's type for the later events of its transaction on this connection."""
         if len(self._token_types) >= MAX_REMEMBERED_TOKENS:
             self._token_types.pop(next(iter(self._token_types)))
         self._token_types[tag] = token_type
-        if remote_start_id is not None:
-            if len(self._remote_starts) >= MAX_REMEMBERED_TOKENS:
-                self._remote_starts.pop(next(iter(self._remote_starts)))
-            self._remote_starts[tag] = remote_start_id
 
     def cid_of(self, evse_id: int, connector_id: int | None) -> int | None:
         """The station-wide connector at (evse, connector); connector None: the EVSE's first. None if unknown."""

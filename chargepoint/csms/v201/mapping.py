@@ -14,6 +14,7 @@ from chargepoint.core.model import (
     ReadingContext,
     ResetKind,
     StopReason,
+    TxUpdateTrigger,
     UnlockResult,
     UploadStatus,
 )
@@ -62,6 +63,7 @@ STOP_REASON: dict[StopReason, str] = {
     StopReason.DEAUTHORIZED: "DeAuthorized",
     StopReason.EMERGENCY_STOP: "EmergencyStop",
     StopReason.UNLOCK_COMMAND: "Other",
+    StopReason.EV_CONNECT_TIMEOUT: "Timeout",
     StopReason.OTHER: "Other",
 }
 
@@ -77,7 +79,18 @@ ENDED_TRIGGER: dict[StopReason, str] = {
     StopReason.DEAUTHORIZED: "Deauthorized",
     StopReason.EMERGENCY_STOP: "AbnormalCondition",
     StopReason.UNLOCK_COMMAND: "UnlockCommand",
+    StopReason.EV_CONNECT_TIMEOUT: "EVConnectTimeout",
     StopReason.OTHER: "AbnormalCondition",
+}
+
+# TriggerReasonEnumType of an Updated event that is not about samples (E02, E03, E06, E07, E09-E10, F03).
+UPDATE_TRIGGER: dict[TxUpdateTrigger, str] = {
+    TxUpdateTrigger.SAMPLE: "MeterValuePeriodic",  # made precise by the samples' context (Clock, Trigger)
+    TxUpdateTrigger.CHARGING_STATE: "ChargingStateChanged",
+    TxUpdateTrigger.CABLE_PLUGGED: "CablePluggedIn",
+    TxUpdateTrigger.AUTHORIZED: "Authorized",
+    TxUpdateTrigger.STOP_AUTHORIZED: "StopAuthorized",
+    TxUpdateTrigger.REMOTE_STOP: "RemoteStop",
 }
 
 # AuthorizationStatusEnumType (IdTokenInfoType.status, C01). The statuses the core has no word for are refusals.

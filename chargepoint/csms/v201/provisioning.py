@@ -171,7 +171,7 @@ class Provisioning(V201Base):
             if variable.max_value is not None:
                 characteristics["maxLimit"] = variable.max_value
         elif variable.data_type.value == "member_list":
-            characteristics["valuesList"] = ",".join(mapping.MEASURAND.values())
+            characteristics["valuesList"] = ",".join(variable.members or mapping.MEASURAND.values())
         return {
             "component": {"name": variable.ref.component},
             "variable": {"name": variable.ref.variable},

@@ -45,10 +45,14 @@ class RemoteControl(V201Base):
             log.info("RequestStartTransaction %s: its chargingProfile is ignored", remote_start_id)
         token = id_token["id_token"]
         ok = self.station.remote_start(
-            token, cid, authorize_first=self.settings.get_bool("authorize_remote_tx_requests")
+            token,
+            cid,
+            authorize_first=self.settings.get_bool("authorize_remote_tx_requests"),
+            token_type=id_token["type"],
+            remote_start_id=remote_start_id,
         )
         if ok:
-            self.remember_token(token, id_token["type"], remote_start_id)
+            self.remember_token(token, id_token["type"])
         return call_result.RequestStartTransaction(status="Accepted" if ok else "Rejected")
 
     @on(Action.request_stop_transaction)
