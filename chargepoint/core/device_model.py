@@ -93,6 +93,7 @@ PLACEMENT: dict[str, VariableRef] = {
     "websocket_ping_interval_s": _R("OCPPCommCtrlr", "WebSocketPingInterval"),
     "number_of_connectors": _R("ChargingStation", "NumberOfConnectors"),
     "get_configuration_max_keys": _R("DeviceDataCtrlr", "ItemsPerMessage"),
+    "bytes_per_message": _R("DeviceDataCtrlr", "BytesPerMessage"),
     "local_auth_list_max_length": _R("LocalAuthListCtrlr", "Entries"),
     "send_local_list_max_length": _R("LocalAuthListCtrlr", "ItemsPerMessage"),
     "measurands_max_length": _R("SampledDataCtrlr", "MeasurandsMaxLength"),

@@ -161,6 +161,8 @@ SPECS: dict[str, SettingSpec] = {
         ),
         SettingSpec("number_of_connectors", Kind.INT, 1, readonly=True),
         SettingSpec("get_configuration_max_keys", Kind.INT, 64, readonly=True),
+        # The largest message the station sends or takes in a report (OCPP 2.0.1 DeviceDataCtrlr.BytesPerMessage).
+        SettingSpec("bytes_per_message", Kind.INT, 65_000, readonly=True),
         SettingSpec("local_auth_list_max_length", Kind.INT, 10_000, readonly=True),
         SettingSpec("send_local_list_max_length", Kind.INT, 1_000, readonly=True),
         SettingSpec("measurands_max_length", Kind.INT, MAX_MEASURANDS, readonly=True),
