@@ -24,6 +24,7 @@ from gevent.queue import Empty, Queue  # type: ignore[import-untyped]
 from loadtests.connection import (
     CallFailed,
     ConnectFailed,
+    ConnectionLost,
     InvalidResponse,
     NotConnected,
     OcppConnection,
@@ -217,10 +218,11 @@ class Charger:
     ) -> Any:
         """Send a CALL and report it; the answer's payload, or None if it failed (or `refused` said why). A
         ``session`` message that cannot be sent is queued for later if the version queues them."""
-        if session and self.version.QUEUES_OFFLINE and (self.offline_queue or not self._online()):
+        queue = session and self.version.QUEUES_OFFLINE
+        if queue and (self.offline_queue or not self._online()):
             self._queue_offline(request)  # behind what waits already: the order of a session's messages holds
             return None
-        payload, was_refused = self._exchange(request, refused, timeout_s)
+        payload, was_refused = self._exchange(request, refused, timeout_s, requeue=queue)
         return None if was_refused else payload
 
     def _online(self) -> bool:
@@ -231,19 +233,28 @@ class Charger:
         request: Request,
         refused: Callable[[dict[str, Any]], str | None] | None = None,
         timeout_s: float | None = None,
+        *,
+        requeue: bool = False,
     ) -> tuple[Any, bool]:
         """Send a CALL and report it exactly once (a refusal is that one report's failure); returns the answer's
-        payload (None if the call itself failed) and whether `refused` objected to it."""
+        payload (None if the call itself failed) and whether `refused` objected to it. With ``requeue``, a CALL
+        the connection lost is queued to be sent again once online (at least once: it may have arrived)."""
         conn = self.conn
         if conn is None:
+            if requeue:
+                self._queue_offline(request)
             return None, False
         try:
             outcome = conn.call(request, timeout_s or self.settings.response_timeout_s)
         except NotConnected:  # never sent: counted, but no request (a 0 ms failure would skew the times)
             self.metrics.count("calls_not_sent")
+            if requeue:
+                self._queue_offline(request)
             return None, False
         except CallFailed as exc:
             self.report("OCPP", request.action, exc.response_time_ms, exc.response_length, exc)
+            if requeue and isinstance(exc, ConnectionLost):
+                self._queue_offline(request)
             return None, False
         failure: Exception | None = None
         if refused is not None:
@@ -552,6 +563,7 @@ class Charger:
             or self.remote_start_pending
             or not self.operative,
             config=self.config,
+            session=self.phase is Phase.CHARGING or self.starting or self.remote_start_pending,
         )
         answer = answer_call(self.version, action, payload, view)
         for intent in apply_config(self.config, answer.intents):

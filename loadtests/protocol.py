@@ -150,6 +150,8 @@ class ChargerView:
     transaction_id: int | str | None
     busy: bool  # a session is running or about to start
     config: Mapping[str, str]
+    # A session runs, is being started (its start not answered yet) or was asked for: not idle (Reset OnIdle).
+    session: bool = False
 
 
 @dataclass(frozen=True, slots=True)
@@ -800,7 +802,7 @@ class Ocpp201(OcppVersion):
         transaction running is Scheduled: the charger reboots once it has ended (B12.FR.?)."""
         if "evseId" in payload:
             return Answer({"status": "Rejected"})
-        if payload["type"] == "OnIdle" and view.transaction_id is not None:
+        if payload["type"] == "OnIdle" and (view.session or view.transaction_id is not None):
             return Answer({"status": "Scheduled"}, intents=(ResetRequested(hard=False, on_idle=True),))
         return Answer({"status": "Accepted"}, intents=(ResetRequested(hard=payload["type"] == "Immediate"),))
 

@@ -27,6 +27,9 @@ V201 = Ocpp201(new_id=lambda: next(_ids))
 TX = "0f9e8d7c-6b5a-4938-a7b6-c5d4e3f2a1b0"
 IDLE = ChargerView(connector_ids=(1,), transaction_id=None, busy=False, config=V201.default_config())
 CHARGING = ChargerView(connector_ids=(1,), transaction_id=TX, busy=True, config=V201.default_config())
+STARTING = ChargerView(
+    connector_ids=(1,), transaction_id=None, busy=True, config=V201.default_config(), session=True
+)
 HEARTBEAT = {"component": {"name": "OCPPCommCtrlr"}, "variable": {"name": "HeartbeatInterval"}}
 
 
@@ -99,6 +102,14 @@ CASES: list[tuple[str, dict[str, Any], ChargerView, Any, tuple[Any, ...]]] = [
         (ResetRequested(hard=False, on_idle=True),),
     ),
     ("Reset", {"type": "Immediate"}, CHARGING, {"status": "Accepted"}, (ResetRequested(hard=True),)),
+    # ... also while the session's start is not answered yet (a Reset right behind the Started on the wire).
+    (
+        "Reset",
+        {"type": "OnIdle"},
+        STARTING,
+        {"status": "Scheduled"},
+        (ResetRequested(hard=False, on_idle=True),),
+    ),
     ("Reset", {"type": "OnIdle", "evseId": 1}, IDLE, {"status": "Rejected"}, ()),
     (
         "TriggerMessage",
