@@ -284,6 +284,11 @@ class Link:
         self.outbox.changed()
 
     @property
+    def reports_charging_state(self) -> bool:
+        """2.0.1 is among the offered versions: its TransactionEvent tells charging-state changes."""
+        return "2.0.1" in self.csms_config.ocpp_versions
+
+    @property
     def connection(self) -> Any:
         """The open WebSocket connection, or None (the simulator cuts it to simulate a network drop)."""
         return self._ws

@@ -56,11 +56,19 @@ class CsmsPort(Protocol):
         """Something was queued in the outbox."""
         ...
 
+    @property
+    def reports_charging_state(self) -> bool:
+        """True if a version the link may speak tells a running transaction's charging-state changes as
+        transaction messages (OCPP 2.0.1 TransactionEvent ChargingStateChanged; 1.6 has StatusNotification only),
+        so they are worth queueing."""
+        ...
+
 
 class OfflineCsms:
     """The CSMS port before any link is attached: always offline."""
 
     online = False
+    reports_charging_state = False
 
     async def authorize(self, id_tag: str) -> IdTagInfo:
         """Never online."""

@@ -114,6 +114,8 @@ class Sessions(FunctionalBlock):
         if conn is None or tx is None:
             self._told_state.pop(cid, None)
             return
+        if not self.ctx.csms.reports_charging_state:
+            return  # 1.6 only: StatusNotification tells it; an outbox row per change would be wasted
         if self._told_state.get(cid) is not charging_state(conn):
             self._queue_update(conn, tx, TxUpdateTrigger.CHARGING_STATE)
 
