@@ -349,3 +349,40 @@ async def test_remote_start_id_and_token_type_survive_a_restart_while_offline(tm
         if second is not None:
             await second.stop()
         store.close()
+
+
+async def test_tc_c_15_cs_stop_tx_on_invalid_id_false_max_energy_on_invalid_id_then_suspended(
+    csms: Csms, start_agent: StartAgent
+) -> None:
+    """StopTxOnInvalidId false, MaxEnergyOnInvalidId 20 Wh: a transaction whose idToken the CSMS blocks charges on
+    until it has delivered 20 Wh, then the relay opens (Updated ChargingStateChanged SuspendedEVSE)."""
+    _card(csms, "CARD1")
+    a = await start_agent(settings={"local_pre_authorize": True})
+    await start_session(a, csms, "CARD1")  # authorized online, so cached as Accepted
+    a.swipe("CARD1")
+    await wait_call(csms, "TransactionEvent", where=_tx_event("Ended"))
+    a.unplug()
+    await a.wait_state("AVAILABLE")
+    assert await _set(csms, "StopTxOnInvalidId", "false") == "Accepted"
+    assert await _set(csms, "MaxEnergyOnInvalidId", "20") == "Accepted"
+    csms.store.set_card_status("CARD1", "blocked")
+    after = mark(csms)
+    a.plug()
+    await a.wait_state("PREPARING")
+    a.swipe("CARD1")
+    started = await wait_call(csms, "TransactionEvent", after=after, where=_tx_event("Started"))
+    assert (await answer_to(csms, started)).payload["idTokenInfo"]["status"] == "Blocked"
+    station = a.agent.station
+    assert station is not None
+    tx = station.connectors[1].transaction
+    assert tx is not None
+    await wait_call(
+        csms,
+        "TransactionEvent",
+        after=after,
+        where=_tx_event("Updated", "ChargingStateChanged", "SuspendedEVSE"),
+        timeout=20,
+    )
+    delivered = station.sessions.metering.current_energy_wh(1)
+    assert delivered - tx.meter_start_wh >= 20  # it charged up to the limit first
+    assert not _relay_closed(a)
