@@ -97,9 +97,8 @@ class Sessions(FunctionalBlock):
         self._reader_ready_at: dict[int, datetime] = {}
         self._timeouts: dict[int, asyncio.Task[Any]] = {}
         self._remote: dict[int, RemoteStartInfo] = {}  # per connector, until its transaction starts
-        self._told_state: dict[
-            int, ConnectorState
-        ] = {}  # the charging state each running transaction last told
+        # The charging state each running transaction last told (an Updated event goes out when it changes).
+        self._told_state: dict[int, ConnectorState] = {}
         ctx.listeners.append(self._connector_changed)
 
     def _points(self, setting: str) -> frozenset[str]:
@@ -224,7 +223,11 @@ class Sessions(FunctionalBlock):
                     await self._start_transaction(conn, conn.pending_id_tag, conn.pending_parent)
                 elif conn.can("plug_in"):
                     conn.plug_in()
-                    if "EVConnected" in self._points("tx_start_point") and self.ctx.station_operative:
+                    if (
+                        "EVConnected" in self._points("tx_start_point")
+                        and self.ctx.station_operative
+                        and self.ctx.sessions_held is None
+                    ):
                         # TxStartPoint EVConnected (E09): the cable starts it; a card authorizes it later.
                         await self._start_transaction(conn, "", None)
                 return
