@@ -199,6 +199,16 @@ async def test_a_fault_and_its_recovery_are_notify_events(csms: Csms, start_agen
     station = a.agent.station
     assert station is not None
     after = mark(csms)
+    a.plug()  # Occupied: StatusNotification's alone, no event
+    await wait_call(
+        csms, "StatusNotification", after=after, where=lambda p: p["connectorStatus"] == "Occupied"
+    )
+    a.unplug()
+    await wait_call(
+        csms, "StatusNotification", after=after, where=lambda p: p["connectorStatus"] == "Available"
+    )
+    assert calls(csms, "NotifyEvent", after) == []
+    after = mark(csms)
     await station.raise_fault(1, ErrorCode.GROUND_FAILURE, "test")
     event = await wait_call(
         csms,

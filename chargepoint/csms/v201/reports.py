@@ -339,6 +339,21 @@ class Reports(V201Base):
             if self.boot_status != "Accepted":
                 return  # before the boot is accepted only BootNotification may go; StatusNotification follows
             changed = [v for v in self.status_variables() if self._told_status.get(v.key) != v.value]
+            for variable in changed:
+                self._told_status[variable.key] = variable.value
+            # Problems and the loss or return of availability (Faulted, Unavailable); a connector going Occupied
+            # and back with each session is StatusNotification's alone (an event each would double the traffic).
+            told = {
+                (v.component["name"], json.dumps(v.component.get("evse")))
+                for v in changed
+                if v.name == "Available"
+            }
+            changed = [
+                v
+                for v in changed
+                if v.name != "AvailabilityState"
+                or (v.component["name"], json.dumps(v.component.get("evse"))) in told
+            ]
             if not changed:
                 return
             now = ocpp_time(self.now())
@@ -356,7 +371,6 @@ class Reports(V201Base):
                         "eventNotificationType": "HardWiredNotification",
                     }
                 )
-                self._told_status[variable.key] = variable.value
             try:
                 await self.request("NotifyEvent", {"generatedAt": now, "seqNo": 0, "eventData": data})
             except (CsmsRejected, CsmsUnavailable) as exc:
