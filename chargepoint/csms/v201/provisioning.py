@@ -13,10 +13,9 @@ from ocpp.v201 import call_result
 from ocpp.v201.enums import Action
 
 from chargepoint.core.device_model import VARIABLES, Mutability, Variable, VariableRef
-from chargepoint.core.model import ResetKind
 from chargepoint.core.settings import SPECS
 from chargepoint.csms.v201 import mapping
-from chargepoint.csms.v201.reports import Reports
+from chargepoint.csms.v201.reports import INSTANCES, Reports
 from chargepoint.errors import ChargePointError
 
 log = logging.getLogger(__name__)
@@ -34,7 +33,7 @@ def _variable_of(component: Any, variable: Any) -> tuple[Variable | None, str | 
         return None, "UnknownComponent"
     var_name = variable.get("name") if isinstance(variable, dict) else None
     found = VARIABLES.get(VariableRef(str(name), str(var_name)))
-    if found is None or variable.get("instance") is not None:
+    if found is None or variable.get("instance") not in (None, INSTANCES.get(found.ref)):
         return None, "UnknownVariable"
     return found, None
 
@@ -116,35 +115,22 @@ class Provisioning(Reports):
 
     @on(Action.reset)
     def on_reset(self, type: str, evse_id: int | None = None, **_: Any) -> Any:
-        """Reset (B11, B12) of the whole station: OnIdle waits for transactions to end (Scheduled), Immediate ends
-        them; a reset of one EVSE is Rejected (B11.FR.?: optional, not supported)."""
-        if evse_id is not None:
+        """Reset (B11, B12) of the station or of one EVSE: OnIdle waits for the transaction(s) to end
+        (Scheduled), Immediate ends them; an unknown EVSE is Rejected."""
+        cid = None if evse_id is None else self.cid_of(evse_id, None)
+        if evse_id is not None and cid is None:
             return call_result.Reset(status="Rejected")
-        if mapping.RESET_IN[type] is ResetKind.SOFT and self._transaction_running():
-            return call_result.Reset(status="Scheduled")
-        return call_result.Reset(status="Accepted")
+        result = self.station.reset_answer(mapping.RESET_IN[type], cid)
+        return call_result.Reset(status=mapping.RESET_RESULT[result])
 
     @after(Action.reset)
     def after_reset(self, type: str, evse_id: int | None = None, **_: Any) -> None:
-        """Carry out the reset after the answer went out (OnIdle: once no transaction runs)."""
-        if evse_id is not None:
+        """Carry out the reset after the answer went out; a scheduled one waits in the station (stored), so it
+        outlives this connection."""
+        cid = None if evse_id is None else self.cid_of(evse_id, None)
+        if evse_id is not None and cid is None:
             return
-        kind = mapping.RESET_IN[type]
-        if kind is ResetKind.SOFT and self._transaction_running():
-            self._spawn(self._reset_when_idle(), "reset-on-idle")
-        else:
-            self.station.request_reset(kind)
-
-    def _transaction_running(self) -> bool:
-        return any(c.transaction is not None for c in self.station.connectors.values())
-
-    async def _reset_when_idle(self) -> None:
-        # B11.FR.?: the station resets once every transaction has ended (it lives as long as this connection).
-        # A transaction ends with a status change, which sets ``status_seen``.
-        while self._transaction_running():
-            self.status_seen.clear()
-            await self.status_seen.wait()
-        self.station.request_reset(ResetKind.SOFT)
+        self.station.reset(mapping.RESET_IN[type], cid)
 
 
 def _names(variable: Variable) -> tuple[str, str]:

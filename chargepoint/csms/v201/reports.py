@@ -20,7 +20,7 @@ from ocpp.routing import after, on
 from ocpp.v201 import call_result
 from ocpp.v201.enums import Action
 
-from chargepoint.core.device_model import DataType, Mutability, Variable, components
+from chargepoint.core.device_model import DataType, Mutability, Variable, VariableRef, components
 from chargepoint.core.model import CONNECTOR_STATUS, ConnectorState
 from chargepoint.csms.times import ocpp_time
 from chargepoint.csms.v201 import mapping
@@ -39,6 +39,10 @@ REPORT_BASES = frozenset({"ConfigurationInventory", "FullInventory", "SummaryInv
 _AVAILABILITY_VALUES = ",".join(mapping.CONNECTOR_STATUS.values())
 # ReportingValueSize (DeviceDataCtrlr): attributeValue / VariableAttribute.value are at most 2500 characters.
 MAX_VALUE_CHARS = 2500
+# Variables the 2.0.1 device model names with an instance (Part 2 Appendix 3), also found without it.
+INSTANCES = {VariableRef("SmartChargingCtrlr", "Entries"): "ChargingProfiles"}
+# Variables whose Actual value is a count the station keeps, and whose setting is the count's maxLimit.
+_COUNTED = frozenset({"max_charging_profiles_installed"})
 # ComponentCriterionEnumType: each is a boolean variable of that name a component may have (B08.FR.?).
 CRITERIA = ("Active", "Available", "Enabled", "Problem")
 
@@ -77,8 +81,9 @@ def _component_matches(wanted: dict[str, Any], component: dict[str, Any]) -> boo
     return want_evse.get("connector_id", want_evse.get("connectorId")) in (None, have.get("connectorId"))
 
 
-def _variable_matches(wanted: dict[str, Any] | None, name: str) -> bool:
-    return wanted is None or (wanted.get("name") == name and wanted.get("instance") is None)
+def _variable_matches(wanted: dict[str, Any] | None, name: str, instance: str | None = None) -> bool:
+    """A VariableType in a GetReport names this variable: no variable names all; an instance must be its own."""
+    return wanted is None or (wanted.get("name") == name and wanted.get("instance") in (None, instance))
 
 
 class Reports(V201Base):
@@ -187,8 +192,10 @@ class Reports(V201Base):
             own = values[_component_key(component)]
             if criteria and not all(own.get(c) == "true" for c in criteria):
                 continue
+            instance = data["variable"].get("instance")
             if component_variables is not None and not any(
-                _component_matches(cv["component"], component) and _variable_matches(cv.get("variable"), name)
+                _component_matches(cv["component"], component)
+                and _variable_matches(cv.get("variable"), name, instance)
                 for cv in component_variables
             ):
                 continue
@@ -199,6 +206,10 @@ class Reports(V201Base):
         """A variable's Actual value as text (what the station is, for the read-only ones it reports)."""
         if variable.setting == "number_of_connectors":
             return str(len(self.station.connectors))
+        if variable.setting == "max_charging_profiles_installed":
+            return str(len(self.station.profiles))  # SmartChargingCtrlr.Entries: the profiles installed now
+        if variable.setting == "charging_schedule_allowed_charging_rate_unit":
+            return mapping.RATE_UNITS  # SmartChargingCtrlr.RateUnit: "A,W" (1.6 says "Current,Power")
         return self.settings.text(variable.setting)[:MAX_VALUE_CHARS]
 
     def report_data(self, variable: Variable) -> dict[str, Any]:
@@ -220,11 +231,16 @@ class Reports(V201Base):
                 characteristics["minLimit"] = variable.min_value
             if variable.max_value is not None:
                 characteristics["maxLimit"] = variable.max_value
+        if variable.setting in _COUNTED:
+            characteristics["maxLimit"] = self.settings.get_int(variable.setting)
         elif variable.data_type is DataType.MEMBER_LIST:
             characteristics["valuesList"] = ",".join(variable.members or mapping.MEASURAND.values())
+        name: dict[str, str] = {"name": variable.ref.variable}
+        if variable.ref in INSTANCES:
+            name["instance"] = INSTANCES[variable.ref]
         return {
             "component": {"name": variable.ref.component},
-            "variable": {"name": variable.ref.variable},
+            "variable": name,
             "variableAttribute": [attribute],
             "variableCharacteristics": characteristics,
         }
