@@ -316,25 +316,10 @@ class Station:
         """The CSMS never took this transaction's StartTransaction: stop the session, tell the operator."""
         await self.sessions.transaction_not_started(local_id, why)
 
-    def remote_start(
-        self,
-        id_tag: str,
-        connector_id: int | None,
-        *,
-        authorize_first: bool,
-        tx_profile: ChargingProfile | None = None,
-        token_type: str | None = None,
-        remote_start_id: int | None = None,
-    ) -> bool:
-        """Check a remote start and carry it out in the background; returns the answer."""
-        return self.sessions.remote_start(
-            id_tag,
-            connector_id,
-            authorize_first=authorize_first,
-            tx_profile=tx_profile,
-            token_type=token_type,
-            remote_start_id=remote_start_id,
-        )
+    def remote_start(self, id_tag: str, connector_id: int | None, **options: Any) -> bool:
+        """Check a remote start and carry it out in the background (``Sessions.remote_start``'s options:
+        authorize_first, tx_profile, token_type, remote_start_id); returns the answer."""
+        return self.sessions.remote_start(id_tag, connector_id, **options)
 
     async def remote_stop(self, transaction_id: str) -> bool:
         """Stop the running transaction ``transaction_id``; False if there is none."""
