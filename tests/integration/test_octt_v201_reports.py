@@ -71,13 +71,20 @@ async def test_tc_b_16_cs_custom_report_with_component_criteria(csms: Csms, star
     await start_agent()
     answer, data = await _report(csms, "GetReport", {"requestId": 16, "componentCriteria": ["Enabled"]})
     assert answer == {"status": "Accepted"}
-    # Only components with an Enabled variable that is true: the authorization cache and the local list.
-    assert {d["component"]["name"] for d in data} == {"AuthCacheCtrlr", "LocalAuthListCtrlr"}
-    assert _names(data) == {
-        (r.component, r.variable)
-        for r in VARIABLES
-        if r.component in ("AuthCacheCtrlr", "LocalAuthListCtrlr")
+    # Only components with an Enabled variable that is true (every one by default), with all their variables.
+    enabled = {r.component for r in VARIABLES if r.variable == "Enabled"}
+    assert {"AuthCacheCtrlr", "LocalAuthListCtrlr"} <= enabled
+    assert {d["component"]["name"] for d in data} == enabled
+    assert _names(data) == {(r.component, r.variable) for r in VARIABLES if r.component in enabled}
+    # One disabled drops out.
+    set_cache = {
+        "component": {"name": "AuthCacheCtrlr"},
+        "variable": {"name": "Enabled"},
+        "attributeValue": "false",
     }
+    await csms.server.call(CP, "SetVariables", {"setVariableData": [set_cache]})
+    _, data = await _report(csms, "GetReport", {"requestId": 161, "componentCriteria": ["Enabled"]})
+    assert {d["component"]["name"] for d in data} == enabled - {"AuthCacheCtrlr"}
     answer, data = await _report(csms, "GetReport", {"requestId": 17, "componentCriteria": ["Available"]})
     assert answer == {"status": "Accepted"}
     assert {d["component"]["name"] for d in data} == {"ChargingStation", "EVSE", "Connector"}
