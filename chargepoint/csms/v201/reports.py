@@ -210,6 +210,9 @@ class Reports(V201Base):
             return str(len(self.station.profiles))  # SmartChargingCtrlr.Entries: the profiles installed now
         if variable.setting == "charging_schedule_allowed_charging_rate_unit":
             return mapping.RATE_UNITS  # SmartChargingCtrlr.RateUnit: "A,W" (1.6 says "Current,Power")
+        live = self.live_value(variable.setting)  # a block's own (LocalAuthListCtrlr.Entries, .Storage)
+        if live is not None:
+            return live
         return self.settings.text(variable.setting)[:MAX_VALUE_CHARS]
 
     def report_data(self, variable: Variable) -> dict[str, Any]:
@@ -231,8 +234,8 @@ class Reports(V201Base):
                 characteristics["minLimit"] = variable.min_value
             if variable.max_value is not None:
                 characteristics["maxLimit"] = variable.max_value
-        if variable.setting in _COUNTED:
-            characteristics["maxLimit"] = self.settings.get_int(variable.setting)
+        if variable.setting in _COUNTED or self.live_value(variable.setting) is not None:
+            characteristics["maxLimit"] = self.settings.get_int(variable.setting)  # the most it may hold
         elif variable.data_type is DataType.MEMBER_LIST:
             characteristics["valuesList"] = ",".join(variable.members or mapping.MEASURAND.values())
         name: dict[str, str] = {"name": variable.ref.variable}
