@@ -28,6 +28,7 @@ from chargepoint.core.model import (
     Sample,
     UnlockResult,
 )
+from chargepoint.core.network_profiles import NetworkProfiles
 from chargepoint.core.reservations import CancelResult, Reservation, ReserveResult
 from chargepoint.core.security import SecurityEvents, SecurityProfiles
 from chargepoint.core.settings import Settings
@@ -262,6 +263,15 @@ class SecurityControls(Protocol):
     @property
     def security_events(self) -> SecurityEvents:
         """Queues SecurityEventNotifications."""
+        ...
+
+    @property
+    def network(self) -> NetworkProfiles:
+        """The network connection profiles (OCPP 2.0.1 B09/B10) and the slot in use."""
+        ...
+
+    def connecting_profile(self) -> int:
+        """The security profile of the connection in use (and of the next one)."""
         ...
 
     def password(self) -> str | None:

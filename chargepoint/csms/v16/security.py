@@ -18,7 +18,7 @@ from ocpp.v16 import call_result
 from ocpp.v16.enums import Action
 
 from chargepoint.certificates import DeleteResult, InstallResult
-from chargepoint.core.security import Credentials, ProfileChange, SecurityEventType
+from chargepoint.core.security import Credentials, ProfileChange, SecurityEventType, authorization_key_error
 from chargepoint.core.storage import CertificateHashData, CertificateUse
 from chargepoint.csms.outbox import OrphanedTransaction
 from chargepoint.errors import CsmsRejected, CsmsUnavailable
@@ -131,7 +131,7 @@ class SecurityHandlers:
             hash_algorithm=certificate_hash_data["hash_algorithm"],
         )
         result = await self.security.certificates.delete(
-            wanted, in_use_profile=self.security.profiles.connecting()
+            wanted, in_use_profile=self.security.connecting_profile()
         )
         return call_result.DeleteCertificate(status=DELETE_STATUS[result])
 
@@ -201,6 +201,9 @@ class SecurityHandlers:
             security.changed_security = True
             return "Accepted"
         try:
+            error = authorization_key_error(value.strip())
+            if error is not None:
+                raise ValueError(error)
             self.settings.set_text("authorization_key", value)
         except ValueError as exc:
             log.info("AuthorizationKey rejected: %s", exc)  # never the value: it is a secret
