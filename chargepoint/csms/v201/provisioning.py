@@ -75,7 +75,7 @@ class Provisioning(V201Base):
                 result["attribute_status"] = unknown
             elif attribute != "Actual":
                 result["attribute_status"] = "NotSupportedAttributeType"  # B06.FR.?: only Actual is kept
-            elif variable.mutability is Mutability.WRITE_ONLY:
+            elif self.mutability(variable) is Mutability.WRITE_ONLY:
                 result["attribute_status"] = "Rejected"  # B06.FR.?: a write-only value is never read back
             else:
                 result["attribute_status"] = "Accepted"
@@ -104,7 +104,7 @@ class Provisioning(V201Base):
                 result["attribute_status"] = unknown
             elif attribute != "Actual":
                 result["attribute_status"] = "NotSupportedAttributeType"
-            elif variable.mutability is Mutability.READ_ONLY:
+            elif self.mutability(variable) is Mutability.READ_ONLY:
                 # B05.FR.?: a read-only variable is not changed.
                 result["attribute_status"] = "Rejected"
                 result["attribute_status_info"] = {"reason_code": "ReadOnly"}
@@ -114,6 +114,9 @@ class Provisioning(V201Base):
         return call_result.SetVariables(set_variable_result=results)
 
     def _set(self, variable: Variable, text: str) -> dict[str, Any]:
+        own = self.write_variable(variable, text)
+        if own is not None:
+            return own
         try:
             reboot = self.settings.set_text(variable.setting, text)
         except (PermissionError, ValueError) as exc:
@@ -147,19 +150,23 @@ class Provisioning(V201Base):
         out = []
         for variables in components().values():
             for variable in variables:
-                if report_base == "ConfigurationInventory" and variable.mutability is Mutability.READ_ONLY:
+                if (
+                    report_base == "ConfigurationInventory"
+                    and self.mutability(variable) is Mutability.READ_ONLY
+                ):
                     continue
                 out.append(self._report_data(variable))
         return out
 
     def _report_data(self, variable: Variable) -> dict[str, Any]:
+        mutability = self.mutability(variable)
         attribute: dict[str, Any] = {
             "type": "Actual",
-            "mutability": mapping.MUTABILITY[variable.mutability],
+            "mutability": mapping.MUTABILITY[mutability],
             "persistent": variable.persistent,
-            "constant": variable.mutability is Mutability.READ_ONLY,
+            "constant": variable.mutability is Mutability.READ_ONLY,  # SecurityProfile changes, by A05
         }
-        if variable.mutability is not Mutability.WRITE_ONLY:
+        if mutability is not Mutability.WRITE_ONLY:
             attribute["value"] = self.variable_value(variable)
         characteristics: dict[str, Any] = {
             "dataType": mapping.DATA_TYPE[variable.data_type],
