@@ -16,11 +16,12 @@ import pytest
 
 from backend_stub.app import Csms
 from backend_stub.domain.ca import CertificateAuthority
-from backend_stub.ocpp.server import CallErrorReply
+from backend_stub.ocpp.server import CallErrorReply, tls_context
 from backend_stub.store import CsmsStore
 from chargepoint.core.storage import CertificateUse
 from tests.integration.conftest import RunningAgent, until
 from tests.integration.test_csms import TARIFF
+from tests.integration.test_csms_ca import profile3_server_tls
 from tests.integration.v201_support import CP, StartAgent, calls, mark, start_agent, wait_call
 from tests.pki import issue
 
@@ -496,3 +497,53 @@ async def test_tc_a_21_cs_priority_with_a_slot_below_the_active_profile_is_rejec
     assert result["attributeStatus"] == "Rejected"
     assert "below the active" in result["attributeStatusInfo"]["additionalInfo"]
     assert 2 not in link_of(a).network.candidates()  # never used to connect either
+
+
+async def test_tc_a_19_cs_upgrade_security_profile_through_a_network_profile(
+    csms: Csms, start_agent: StartAgent, ca: CertificateAuthority, tmp_path: Path
+) -> None:
+    """A05 (and B10, to a second central system): on profile 1, the CSMS installs its root, sets a profile-2
+    network profile (wss://, Basic auth) and puts it first; at the next connection the station speaks TLS with it,
+    the active security profile becomes 2 (reported as ReconfigurationOfSecurityParameters), and a profile-1 slot
+    can no longer be set."""
+    secure_dir = tmp_path / "secure"
+    secure_dir.mkdir()
+    profile3_server_tls(secure_dir, ca)  # writes a server certificate for 127.0.0.1 from ``ca``
+    store = CsmsStore(secure_dir / "csms.db")
+    store.add_charger(CP, PASSWORD)
+    secure = Csms(store, heartbeat_interval_s=60, admin_token="test-admin-token-v201-tls", ca=ca)
+    secure.server.ssl_context = tls_context(secure_dir / "server.pem", secure_dir / "server.key")
+    await secure.start()
+    try:
+        a = await start_agent(csms=PROFILE_1)
+        link = link_of(a)
+        root = {"certificateType": "CSMSRootCertificate", "certificate": ca.pem}
+        assert (await csms.server.call(CP, "InstallCertificate", root))["status"] == "Accepted"
+        assert secure.url.startswith("wss://")
+        data = {"configurationSlot": 1, "connectionData": connection_data(secure.url, profile=2)}
+        assert (await csms.server.call(CP, "SetNetworkProfile", data))["status"] == "Accepted"
+        priority = await set_value(csms, "OCPPCommCtrlr", "NetworkConfigurationPriority", "1,0")
+        assert priority["attributeStatus"] == "Accepted"
+        assert a.station.settings.get_int("security_profile") == 1  # not before it connected
+        await link.reconnect()
+        await secure.server.wait_for_call("StatusNotification", CP, 15)  # booted once already: no new boot
+        await until(lambda: link.online and link.network.last_good() == 1, 10, "not online over TLS")
+        assert link.url().startswith("wss://") and link.connecting_profile() == 2
+        assert a.station.settings.get_int("security_profile") == 2
+        await secure.server.wait_for_call(
+            "SecurityEventNotification",
+            CP,
+            10,
+            where=lambda p: (
+                p["type"] == "ReconfigurationOfSecurityParameters" and "2" in p.get("techInfo", "")
+            ),
+        )
+        assert secure.server.subprotocol(CP) == "ocpp2.0.1"
+        # No way back: a profile-1 network profile is refused now (B09.FR.04).
+        down = {"configurationSlot": 2, "connectionData": connection_data(csms.url, profile=1)}
+        answer = await secure.server.call(CP, "SetNetworkProfile", down)
+        assert answer["status"] == "Rejected"
+        assert secure.server.violations == []
+    finally:
+        await secure.stop()
+        store.close()
