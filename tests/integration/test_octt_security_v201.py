@@ -17,12 +17,18 @@ import pytest
 from backend_stub.app import Csms
 from backend_stub.domain.ca import CertificateAuthority
 from backend_stub.ocpp.server import CallErrorReply, tls_context
-from backend_stub.store import CsmsStore
 from chargepoint.core.storage import CertificateUse
 from tests.integration.conftest import RunningAgent, until
-from tests.integration.test_csms import TARIFF
 from tests.integration.test_csms_ca import profile3_server_tls
-from tests.integration.v201_support import CP, StartAgent, calls, mark, start_agent, wait_call
+from tests.integration.v201_support import (
+    CP,
+    StartAgent,
+    calls,
+    mark,
+    running_csms,
+    start_agent,
+    wait_call,
+)
 from tests.pki import issue
 
 __all__ = ["start_agent"]
@@ -34,17 +40,8 @@ PROFILE_1 = {"security_profile": 1, "password": PASSWORD}
 @pytest.fixture
 async def csms(tmp_path: Path, ca: CertificateAuthority) -> AsyncIterator[Csms]:
     """The bundled central system with its CA (it signs CSRs), CP-1 registered with a Basic-auth password."""
-    store = CsmsStore(tmp_path / "csms.db")
-    store.put_tariff("T1", json.dumps(TARIFF))
-    store.set_default_tariff_id("T1")
-    store.add_charger(CP, PASSWORD)
-    app = Csms(store, heartbeat_interval_s=60, admin_token="test-admin-token-v201-sec", ca=ca)
-    await app.start()
-    try:
+    async with running_csms(tmp_path / "csms.db", password=PASSWORD, ca=ca) as app:
         yield app
-    finally:
-        await app.stop()
-        store.close()
 
 
 def var(component: str, variable: str, **extra: Any) -> dict[str, Any]:
@@ -509,12 +506,8 @@ async def test_tc_a_19_cs_upgrade_security_profile_through_a_network_profile(
     secure_dir = tmp_path / "secure"
     secure_dir.mkdir()
     profile3_server_tls(secure_dir, ca)  # writes a server certificate for 127.0.0.1 from ``ca``
-    store = CsmsStore(secure_dir / "csms.db")
-    store.add_charger(CP, PASSWORD)
-    secure = Csms(store, heartbeat_interval_s=60, admin_token="test-admin-token-v201-tls", ca=ca)
-    secure.server.ssl_context = tls_context(secure_dir / "server.pem", secure_dir / "server.key")
-    await secure.start()
-    try:
+    tls = tls_context(secure_dir / "server.pem", secure_dir / "server.key")
+    async with running_csms(secure_dir / "csms.db", password=PASSWORD, ca=ca, tls=tls) as secure:
         a = await start_agent(csms=PROFILE_1)
         link = link_of(a)
         root = {"certificateType": "CSMSRootCertificate", "certificate": ca.pem}
@@ -544,6 +537,3 @@ async def test_tc_a_19_cs_upgrade_security_profile_through_a_network_profile(
         answer = await secure.server.call(CP, "SetNetworkProfile", down)
         assert answer["status"] == "Rejected"
         assert secure.server.violations == []
-    finally:
-        await secure.stop()
-        store.close()

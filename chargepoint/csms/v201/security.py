@@ -17,27 +17,16 @@ from ocpp.routing import after, on
 from ocpp.v201 import call_result
 from ocpp.v201.enums import Action
 
-from chargepoint.certificates import DeleteResult, InstallResult
 from chargepoint.core.device_model import Variable
 from chargepoint.core.network_profiles import PRIORITY_SETTING, NetworkProfile
 from chargepoint.core.security import Credentials, SecurityEventType, basic_auth_password_error
-from chargepoint.core.storage import CertificateHashData
+from chargepoint.csms.certificate_frames import DELETE_STATUS, INSTALL_STATUS, hash_data_json, hash_data_of
 from chargepoint.csms.v201 import mapping
 from chargepoint.csms.v201.base import V201Base
 from chargepoint.errors import ChargePointError, CsmsRejected, CsmsUnavailable, StorageError
 
 log = logging.getLogger(__name__)
 
-INSTALL_STATUS: dict[InstallResult, str] = {
-    InstallResult.ACCEPTED: "Accepted",
-    InstallResult.REJECTED: "Rejected",
-    InstallResult.FAILED: "Failed",
-}
-DELETE_STATUS: dict[DeleteResult, str] = {
-    DeleteResult.ACCEPTED: "Accepted",
-    DeleteResult.FAILED: "Failed",
-    DeleteResult.NOT_FOUND: "NotFound",
-}
 STATION_CERTIFICATE = "ChargingStationCertificate"  # CertificateSigningUseEnumType of the station's own chain
 REASON_CHARS = 20  # StatusInfoType.reasonCode: string[0..20]
 ADDITIONAL_INFO_CHARS = 512  # StatusInfoType.additionalInfo: string[0..512]
@@ -53,26 +42,6 @@ def redact_password(frame: str) -> str:
 def status_info(reason: str, info: str) -> dict[str, str]:
     """A StatusInfoType: a short reason code and the human-readable why."""
     return {"reason_code": reason[:REASON_CHARS], "additional_info": info[:ADDITIONAL_INFO_CHARS]}
-
-
-def hash_data_of(data: dict[str, Any]) -> CertificateHashData:
-    """A CertificateHashDataType (as the ``ocpp`` package hands it over, snake_case) in the core's form."""
-    return CertificateHashData(
-        issuer_name_hash=data["issuer_name_hash"],
-        issuer_key_hash=data["issuer_key_hash"],
-        serial_number=data["serial_number"],
-        hash_algorithm=data["hash_algorithm"],
-    )
-
-
-def hash_data_json(data: CertificateHashData) -> dict[str, str]:
-    """The core's hash data as a CertificateHashDataType."""
-    return {
-        "hash_algorithm": data.hash_algorithm,
-        "issuer_name_hash": data.issuer_name_hash,
-        "issuer_key_hash": data.issuer_key_hash,
-        "serial_number": data.serial_number,
-    }
 
 
 class Security(V201Base):
