@@ -304,52 +304,51 @@ async def test_tc_a_11_cs_update_station_certificate_by_request_of_the_csms(
 
 
 @pytest.mark.parametrize(
-    ("payload", "why"),
+    ("chain", "why"),
     [
-        ({"certificateChain": "garbage"}, "unreadable"),
-        ({"certificateChain": "x" * 10_000}, "oversized"),
-        ({"certificateChain": "", "certificateType": "V2GCertificate"}, "v2g"),
+        ("garbage", "not a PEM certificate"),
+        ("x" * 10_000, "not a PEM certificate"),
+        ("-----BEGIN CERTIFICATE-----\n" + "A" * 9900 + "\n-----END CERTIFICATE-----\n", "unreadable"),
+        ("six", "more than 5 certificates"),
+        ("other-key", "not the key of our CSR"),
     ],
-    ids=["garbage", "oversized", "v2g"],
+    ids=["garbage", "oversized", "broken-pem", "six-certificates", "other-key"],
 )
 async def test_tc_a_12_cs_an_invalid_station_certificate_is_rejected(
-    csms: Csms, start_agent: StartAgent, ca: CertificateAuthority, payload: dict[str, Any], why: str
+    csms: Csms, start_agent: StartAgent, ca: CertificateAuthority, chain: str, why: str
 ) -> None:
-    """CertificateSigned with a chain that is not ours (or not one at all): Rejected, nothing installed, and
-    InvalidChargingStationCertificate (the 2.0.1 name of the event) reported."""
+    """CertificateSigned with a chain that is not for our pending key (or not a chain at all): Rejected, nothing
+    installed, and InvalidChargingStationCertificate (the 2.0.1 name of the event) reported with the reason."""
     a = await start_agent(csms=PROFILE_1)
+    await link_of(a).certificates.new_csr()  # a key waits for its certificate (as after a SignCertificate)
+    now = datetime.now(UTC)
+    if chain == "six":  # a leaf and five CAs: deeper than a chain may be (at most 5 certificates)
+        cas = [issue("CA 0", now, ca=True)]
+        for i in range(1, 5):
+            cas.append(issue(f"CA {i}", now, ca=True, issuer=cas[-1]))
+        chain = issue(CP, now, issuer=cas[-1]).pem + "".join(c.pem for c in reversed(cas))
+        chain += issue("CA 5", now, ca=True).pem
+    elif chain == "other-key":  # right id, right CA, another key
+        chain = issue(CP, now, issuer=issue("Test CSMS CA", now, ca=True)).pem
+    assert len(chain) <= 10_000
     after = mark(csms)
-    if why == "v2g":
-        payload = {**payload, "certificateChain": issue(CP, datetime.now(UTC), issuer=None).pem}
-    answer = await csms.server.call(CP, "CertificateSigned", payload)
+    answer = await csms.server.call(CP, "CertificateSigned", {"certificateChain": chain})
     assert answer["status"] == "Rejected"
     store = a.agent.store
     assert store is not None and store.installed_certificates(CertificateUse.CHARGE_POINT) == []
-    if why != "v2g":
-        await security_events(csms, "InvalidChargingStationCertificate", after)
+    [event] = await security_events(csms, "InvalidChargingStationCertificate", after)
+    assert why in event["techInfo"]
     assert link_of(a).online
 
 
-async def test_a_certificate_signed_for_another_key_is_rejected(
-    csms: Csms, start_agent: StartAgent, ca: CertificateAuthority
-) -> None:
-    """A chain from the right CA for the right id, but not for the key of our CSR: Rejected."""
+async def test_a_v2g_certificate_is_rejected(csms: Csms, start_agent: StartAgent) -> None:
     a = await start_agent(csms=PROFILE_1)
-    await csms.server.call(
-        CP, "InstallCertificate", {"certificateType": "CSMSRootCertificate", "certificate": ca.pem}
+    await link_of(a).certificates.new_csr()
+    pem = issue(CP, datetime.now(UTC)).pem
+    answer = await csms.server.call(
+        CP, "CertificateSigned", {"certificateChain": pem, "certificateType": "V2GCertificate"}
     )
-    after = mark(csms)
-    await csms.server.call(CP, "TriggerMessage", {"requestedMessage": "SignChargingStationCertificate"})
-    await wait_call(csms, "SignCertificate", after=after)
-    store = a.agent.store
-    assert store is not None
-    await until(lambda: bool(store.installed_certificates(CertificateUse.CHARGE_POINT)), 10, "not installed")
-    now = datetime.now(UTC)
-    ca_issued = issue("Test CSMS CA", now, ca=True)
-    other = issue(CP, now, issuer=ca_issued)  # another key, another CA of the same name
-    answer = await csms.server.call(CP, "CertificateSigned", {"certificateChain": other.pem + ca_issued.pem})
-    assert answer["status"] == "Rejected"
-    assert len(store.installed_certificates(CertificateUse.CHARGE_POINT)) == 1
+    assert answer["status"] == "Rejected" and answer["statusInfo"]["reasonCode"] == "UnsupportedType"
 
 
 # B09/B10/A05: network connection profiles ------------------------------------------------------------------------
