@@ -325,6 +325,14 @@ class Link:
         profile = self.network.current_profile()
         return profile.security_profile if profile is not None else self.profiles.connecting()
 
+    def message_timeout_s(self) -> float:
+        """How long a session waits for an answer: the messageTimeout of the network profile in use (OCPP 2.0.1
+        B09), else ``csms.response_timeout_s``."""
+        profile = self.network.current_profile()
+        return (
+            float(profile.message_timeout_s) if profile is not None else self.csms_config.response_timeout_s
+        )
+
     def url(self) -> str:
         """The WebSocket URL: the base (of the network profile in use, else the configured one) plus the charge
         point id, or its ``{station_id}`` template; wss:// from security profile 2 on (whitepaper §2, OCPP 2.0.1
@@ -446,7 +454,7 @@ class Link:
                     # A dead link (no pong) is not going to answer a close frame either: give up on it soon.
                     close_timeout=CLOSE_TIMEOUT_S,
                     max_size=self.csms_config.max_message_bytes,
-                    open_timeout=self.csms_config.response_timeout_s,
+                    open_timeout=self.message_timeout_s(),
                 )
             except InvalidStatus as exc:
                 code = exc.response.status_code

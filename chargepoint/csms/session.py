@@ -216,6 +216,11 @@ class LinkState(Protocol):
         """How to reach the CSMS (response timeout, boot retry)."""
         ...
 
+    def message_timeout_s(self) -> float:
+        """How long to wait for an answer: the network profile's messageTimeout (OCPP 2.0.1 B09), else the
+        configured response timeout."""
+        ...
+
     @property
     def ids(self) -> IdGenerator:
         """Makes message ids."""

@@ -454,6 +454,9 @@ async def test_tc_b_46_cs_migrate_to_a_new_network_profile(csms: Csms, start_age
     await link.reconnect()
     await until(lambda: link.connections == 2 and link.online, 10, "no reconnect with slot 1")
     assert link.network.last_good() == 1
+    assert link.message_timeout_s() == 30  # the profile's messageTimeout (the configured one is 2 s)
+    session = link.session
+    assert session is not None and session._response_timeout == 30
 
 
 async def test_tc_b_47_cs_a_new_profile_that_cannot_connect_falls_back_to_the_previous_one(
