@@ -137,6 +137,9 @@ SPECS: dict[str, SettingSpec] = {
         SettingSpec("get_configuration_max_keys", Kind.INT, 64, readonly=True),
         SettingSpec("local_auth_list_max_length", Kind.INT, 10_000, readonly=True),
         SettingSpec("send_local_list_max_length", Kind.INT, 1_000, readonly=True),
+        # OCPP 2.0.1 LocalAuthListCtrlr: the most bytes of one SendLocalList and of the whole stored list.
+        SettingSpec("send_local_list_max_bytes", Kind.INT, 256_000, readonly=True),
+        SettingSpec("local_auth_list_max_bytes", Kind.INT, 4_000_000, readonly=True),
         SettingSpec("measurands_max_length", Kind.INT, MAX_MEASURANDS, readonly=True),
         SettingSpec("supported_feature_profiles", Kind.STR, "", readonly=True),
         # Smart charging (OCPP 1.6 §9.4): what the charge point accepts in a charging profile.
@@ -144,6 +147,10 @@ SPECS: dict[str, SettingSpec] = {
         SettingSpec("charging_schedule_allowed_charging_rate_unit", Kind.STR, "", readonly=True),
         SettingSpec("charging_schedule_max_periods", Kind.INT, 24, readonly=True),
         SettingSpec("max_charging_profiles_installed", Kind.INT, 16, readonly=True),
+        # OCPP 2.0.1 SmartChargingCtrlr: off, new profiles are Rejected and a remote start's is ignored (F01.FR.12);
+        # the significance (percent) is kept for the CSMS, the station has no external limit to notify about.
+        SettingSpec("smart_charging_enabled", Kind.BOOL, True),
+        SettingSpec("limit_change_significance", Kind.INT, 10, min_value=0, max_value=100),
         SettingSpec("connector_phase_rotation", Kind.STR, "0.RST"),
         SettingSpec("resume_transactions_after_power_loss", Kind.BOOL, False),
         # OCPP 1.6 Security whitepaper ed. 2, configuration keys. The profile in use changes only through
@@ -161,6 +168,8 @@ SPECS: dict[str, SettingSpec] = {
         # ("0" is the configured connection), and the failed attempts on one before the next is tried.
         SettingSpec("network_configuration_priority", Kind.STR, "0"),
         SettingSpec("network_profile_connection_attempts", Kind.INT, 3, min_value=1, max_value=100),
+        # OCPP 2.0.1 ReservationCtrlr.Enabled: ReserveNow is Rejected while off (H01.FR.?).
+        SettingSpec("reservation_enabled", Kind.BOOL, True),
     )
 }
 

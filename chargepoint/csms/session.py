@@ -22,9 +22,11 @@ from chargepoint.core.events import StatusChanged
 from chargepoint.core.evse import Evse
 from chargepoint.core.model import (
     AvailabilityResult,
+    BootReason,
     IdTagInfo,
     LocalListResult,
     ResetKind,
+    ResetResult,
     Sample,
     UnlockResult,
 )
@@ -119,6 +121,19 @@ class StationCommands(Protocol):
         """Ask the agent to restart."""
         ...
 
+    @property
+    def boot_reason(self) -> BootReason:
+        """Why this start happened."""
+        ...
+
+    def reset_answer(self, kind: ResetKind, cid: int | None) -> ResetResult:
+        """What a reset of the station (``cid`` None) or of one connector would do now."""
+        ...
+
+    def reset(self, kind: ResetKind, cid: int | None) -> ResetResult:
+        """Reset the station or one connector, now or once idle."""
+        ...
+
     def clear_cache(self) -> bool:
         """Empty the authorization cache."""
         ...
@@ -139,6 +154,11 @@ class StationCommands(Protocol):
 
     def set_charging_profile(self, cid: int, profile: ChargingProfile) -> ProfileResult:
         """Install a charging profile."""
+        ...
+
+    @property
+    def profiles(self) -> list[ChargingProfile]:
+        """The installed charging profiles."""
         ...
 
     async def reserve_now(self, reservation: Reservation) -> ReserveResult:
@@ -167,7 +187,8 @@ class StationCommands(Protocol):
 
 
 class SessionStorage(Durability, Protocol):
-    """What an adapter reads from the store: the mapping of the station's transactions to the CSMS's ids."""
+    """What an adapter reads from the store: the mapping of the station's transactions to the CSMS's ids, and the
+    local list's size."""
 
     def csms_transaction_id(self, local_id: int) -> int | None:
         """The CSMS's id of a transaction (from its start's answer); None if it has none."""
@@ -183,6 +204,14 @@ class SessionStorage(Durability, Protocol):
 
     def queued_transaction_messages(self, transaction_id: str | None = None) -> int:
         """How many messages of the transaction ``transaction_id`` (None: of any transaction) wait in the outbox."""
+        ...
+
+    def local_list_size(self) -> int:
+        """Entries in the local list (OCPP 2.0.1 LocalAuthListCtrlr.Entries)."""
+        ...
+
+    def local_list_bytes(self) -> int:
+        """The bytes the local list's entries take (OCPP 2.0.1 LocalAuthListCtrlr.Storage)."""
         ...
 
 

@@ -16,7 +16,7 @@ from backend_stub.store import SecurityEventKind
 from chargepoint.core.device_model import VARIABLES, Mutability
 from chargepoint.core.model import ResetKind
 from chargepoint.csms.v201 import mapping as mapping201
-from tests.integration.conftest import RunningAgent, until
+from tests.integration.conftest import until
 from tests.integration.v201_support import (
     CP,
     StartAgent,
@@ -24,39 +24,17 @@ from tests.integration.v201_support import (
     calls,
     csms,
     events_of,
+    get_value,
     mark,
+    set_value,
     start_agent,
     start_session,
+    still_connected,
+    var,
     wait_call,
 )
 
 __all__ = ["csms", "start_agent"]
-
-
-def var(component: str, variable: str, **extra: Any) -> dict[str, Any]:
-    """A GetVariableData / SetVariableData element."""
-    return {"component": {"name": component}, "variable": {"name": variable}, **extra}
-
-
-async def get_value(csms: Csms, component: str, variable: str) -> dict[str, Any]:
-    """The one GetVariableResult for (component, variable)."""
-    answer = await csms.server.call(CP, "GetVariables", {"getVariableData": [var(component, variable)]})
-    result: dict[str, Any] = answer["getVariableResult"][0]
-    return result
-
-
-async def set_value(csms: Csms, component: str, variable: str, value: str, **extra: Any) -> dict[str, Any]:
-    """The one SetVariableResult of setting (component, variable) to ``value``."""
-    data = var(component, variable, attributeValue=value, **extra)
-    answer = await csms.server.call(CP, "SetVariables", {"setVariableData": [data]})
-    result: dict[str, Any] = answer["setVariableResult"][0]
-    return result
-
-
-def still_connected(a: RunningAgent) -> None:
-    """The link stayed up: one connection, online."""
-    link = a.agent.link
-    assert link is not None and link.online and link.connections == 1
 
 
 # B. Provisioning ------------------------------------------------------------------------------------------------
@@ -243,10 +221,12 @@ async def test_tc_b_20_cs_reset_without_transaction(csms: Csms, start_agent: Sta
     a = await start_agent()
     after = mark(csms)
     assert await csms.server.call(CP, "Reset", {"type": "Immediate"}) == {"status": "Accepted"}
-    await wait_call(csms, "BootNotification", after=after)
+    boot = await wait_call(csms, "BootNotification", after=after)
+    assert boot.payload["reason"] == "RemoteReset"  # stored before the restart (B01)
     await a.wait_booted()
     assert a.agent.resets == [ResetKind.HARD]
-    assert await csms.server.call(CP, "Reset", {"type": "OnIdle", "evseId": 1}) == {"status": "Rejected"}
+    # An EVSE the station does not have (B11.FR.?): Rejected, nothing restarts.
+    assert await csms.server.call(CP, "Reset", {"type": "OnIdle", "evseId": 99}) == {"status": "Rejected"}
 
 
 async def test_tc_b_21_cs_reset_on_idle_waits_for_the_transaction_to_end(
@@ -283,6 +263,13 @@ async def test_authorize_with_id_token_type_and_a_blocked_card_starts_nothing(
     await until(lambda: a.station.connectors[1].pending_id_tag is None, 2, "a blocked card was taken")
     assert not calls(csms, "TransactionEvent")
     assert await csms.server.call(CP, "ClearCache", {}) == {"status": "Accepted"}
+    # C11.FR.04: with the cache disabled (AuthCacheCtrlr.Enabled false) ClearCache is Rejected.
+    cache_enabled = {"component": {"name": "AuthCacheCtrlr"}, "variable": {"name": "Enabled"}}
+    answer = await csms.server.call(
+        CP, "SetVariables", {"setVariableData": [{**cache_enabled, "attributeValue": "false"}]}
+    )
+    assert answer["setVariableResult"][0]["attributeStatus"] == "Accepted"
+    assert await csms.server.call(CP, "ClearCache", {}) == {"status": "Rejected"}
 
 
 # E. Transactions ------------------------------------------------------------------------------------------------
@@ -456,8 +443,11 @@ async def test_trigger_message(csms: Csms, start_agent: StartAgent) -> None:
     # F06.FR.17: the boot is Accepted, so a triggered BootNotification is Rejected.
     boot = await csms.server.call(CP, "TriggerMessage", {"requestedMessage": "BootNotification"})
     assert boot == {"status": "Rejected"}
-    log = await csms.server.call(CP, "TriggerMessage", {"requestedMessage": "LogStatusNotification"})
-    assert log == {"status": "NotImplemented"}
+    # PublishFirmwareStatusNotification (a Local Controller's) is not one this station sends.
+    publish = await csms.server.call(
+        CP, "TriggerMessage", {"requestedMessage": "PublishFirmwareStatusNotification"}
+    )
+    assert publish == {"status": "NotImplemented"}
     unknown_evse = await csms.server.call(
         CP, "TriggerMessage", {"requestedMessage": "Heartbeat", "evse": {"id": 5}}
     )
@@ -519,7 +509,7 @@ async def test_data_transfer_is_unknown_vendor(csms: Csms, start_agent: StartAge
         ('[2,"bad-2","Reset",{"type":"Sideways"}]', None),  # a schema violation: some CallError
         ('[2,"bad-3","GetTransactionStatus",{"transactionId":"x","n":1e999}]', "PropertyConstraintViolation"),
         ('[2,"bad-4","NoSuchAction",{}]', "NotImplemented"),
-        ('[2,"bad-5","SetChargingProfile",{}]', "NotSupported"),
+        ('[2,"bad-5","SetDisplayMessage",{}]', "NotSupported"),
         ('[2,"bad-6"]', "RpcFrameworkError"),
         ('[7,"bad-7","Reset",{}]', "MessageTypeNotSupported"),
         (
@@ -561,7 +551,8 @@ async def test_a_call_error_from_the_station_is_raised_to_the_csms(
     await start_agent()
     with pytest.raises(CallErrorReply) as err:
         await csms.server.call(CP, "SetChargingProfile", {"evseId": 1, "chargingProfile": {}})
-    assert err.value.code in ("NotSupported", "FormatViolation", "OccurrenceConstraintViolation")
+    # A profile without its required fields: ProtocolError is what the ocpp package answers (OCPP-J 2.0.1 §4.2.3).
+    assert err.value.code in ("ProtocolError", "FormatViolation", "OccurrenceConstraintViolation")
 
 
 async def test_a_started_event_answered_blocked_ends_the_transaction_stop_tx_on_invalid_id(

@@ -184,11 +184,23 @@ TABLES_201: list[tuple[str, type[Enum], type[Enum]]] = [
     ("AVAILABILITY", model.AvailabilityResult, v201.ChangeAvailabilityStatusEnumType),
     ("UNLOCK", model.UnlockResult, v201.UnlockStatusEnumType),
     ("RESET", model.ResetKind, v201.ResetEnumType),
+    ("RESET_RESULT", model.ResetResult, v201.ResetStatusEnumType),
+    ("BOOT_REASON", model.BootReason, v201.BootReasonEnumType),
+    ("PROFILE_PURPOSE", smart_charging.ProfilePurpose, v201.ChargingProfilePurposeEnumType),
+    ("PROFILE_KIND", smart_charging.ProfileKind, v201.ChargingProfileKindEnumType),
+    ("RECURRENCY", smart_charging.RecurrencyKind, v201.RecurrencyKindEnumType),
+    ("RATE_UNIT", smart_charging.RateUnit, v201.ChargingRateUnitEnumType),
+    ("PROFILE_RESULT", smart_charging.ProfileResult, v201.ChargingProfileStatusEnumType),
+    ("CLEAR_RESULT", smart_charging.ClearResult, v201.ClearChargingProfileStatusEnumType),
     ("DATA_TYPE", device_model.DataType, v201.DataEnumType),
     ("MUTABILITY", device_model.Mutability, v201.MutabilityEnumType),
     ("FIRMWARE_STATUS", model.FirmwareStatus, v201.FirmwareStatusEnumType),
     ("UPLOAD_STATUS", model.UploadStatus, v201.UploadLogStatusEnumType),
     ("SECURITY_EVENT", SecurityEventType, v201.SecurityEventType),
+    ("LOCAL_LIST", model.LocalListResult, v201.SendLocalListStatusEnumType),
+    ("RESERVE_RESULT", reservations.ReserveResult, v201.ReserveNowStatusEnumType),
+    ("CANCEL_RESULT", reservations.CancelResult, v201.CancelReservationStatusEnumType),
+    ("UPDATE_RESULT", model.UpdateResult, v201.UpdateFirmwareStatusEnumType),
 ]
 
 

@@ -33,6 +33,7 @@ _NON_NEGATIVE = frozenset(
         "id",
         "requestId",
         "remoteStartId",
+        "reservationId",
         "seqNo",
         "stackLevel",
         "startPeriod",
@@ -129,12 +130,11 @@ class V201Base(OcppSession, _OcppChargePoint):  # type: ignore[misc]
         self.connector_at = {addr: cid for cid, addr in self.address.items()}
         self._token_types: dict[str, str] = {}
         self._remote_starts: dict[str, int] = {}  # idToken -> remoteStartId of a RequestStartTransaction
-        self.status_seen = asyncio.Event()  # set on every status change (a transaction's end is one)
 
-    def status_changed(self, cid: int) -> None:
-        """Report a status change, and wake whoever waits for one."""
-        super().status_changed(cid)
-        self.status_seen.set()
+    def live_value(self, setting: str) -> str | None:
+        """A read-only variable whose Actual value is what the station holds now rather than its setting (the
+        setting is then the variable's maxLimit); None for the others. A block that has one overrides this."""
+        return None
 
     def mutability(self, variable: Variable) -> Mutability:
         """A variable's mutability as OCPP 2.0.1 has it (``mapping.MUTABILITY_OVERRIDE``)."""
@@ -183,7 +183,9 @@ class V201Base(OcppSession, _OcppChargePoint):  # type: ignore[misc]
             station["firmwareVersion"] = ident.firmware_version[:50]
         if ident.serial_number:
             station["serialNumber"] = ident.serial_number[:25]
-        return {"chargingStation": station, "reason": "Triggered" if triggered else "PowerUp"}
+        # B01.FR.?: the reason of the last restart, stored before it (RemoteReset, ScheduledReset, FirmwareUpdate).
+        reason = "Triggered" if triggered else mapping.BOOT_REASON[self.station.boot_reason]
+        return {"chargingStation": station, "reason": reason}
 
     def _status_report(self, cid: int, seq: int) -> StatusReport | None:
         """StatusNotificationRequest (G01) per (evseId, connectorId); the station as a whole has none."""
