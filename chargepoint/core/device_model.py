@@ -61,6 +61,7 @@ _DATA_TYPE: dict[Kind, DataType] = {
     Kind.STR: DataType.STRING,
     Kind.MEASURANDS: DataType.MEMBER_LIST,
     Kind.HEX: DataType.STRING,  # OCPP 2.0.1 has no hex type: hexadecimal digits in a string
+    Kind.PASSWORD: DataType.STRING,
 }
 
 _R = VariableRef
@@ -113,6 +114,8 @@ PLACEMENT: dict[str, VariableRef] = {
     "certificate_signed_max_chain_size": _R("SecurityCtrlr", "MaxCertificateChainSize"),
     "additional_root_certificate_check": _R("SecurityCtrlr", "AdditionalRootCertificateCheck"),
     "reserve_connector_zero_supported": _R("ReservationCtrlr", "NonEvseSpecific"),
+    "network_configuration_priority": _R("OCPPCommCtrlr", "NetworkConfigurationPriority"),
+    "network_profile_connection_attempts": _R("OCPPCommCtrlr", "NetworkProfileConnectionAttempts"),
     "send_local_list_max_bytes": _R("LocalAuthListCtrlr", "BytesPerMessage"),
     "local_auth_list_max_bytes": _R("LocalAuthListCtrlr", "Storage"),
     "reservation_enabled": _R("ReservationCtrlr", "Enabled"),

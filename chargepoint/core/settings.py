@@ -26,6 +26,9 @@ class Kind(Enum):
     STR = "str"
     MEASURANDS = "measurands"
     HEX = "hex"  # bytes as hexadecimal text; min_value/max_value bound the length in bytes
+    # A Basic-auth password as either version lets the CSMS set it (``core/security.py``): a 1.6 AuthorizationKey
+    # or a 2.0.1 BasicAuthPassword. Each adapter checks its own version's form before it stores one.
+    PASSWORD = "password"
 
 
 @dataclass(frozen=True, slots=True)
@@ -72,6 +75,15 @@ class SettingSpec:
                 self.max_value is not None and size > self.max_value
             ):
                 raise ValueError(f"{self.name} must be {self.min_value}-{self.max_value} bytes")
+            return text
+        if self.kind is Kind.PASSWORD:
+            from chargepoint.core.security import authorization_key_error, basic_auth_password_error
+
+            if authorization_key_error(text) and basic_auth_password_error(text):
+                raise ValueError(
+                    f"{self.name} must be 16-40 bytes as hexadecimal or 16-40 characters of letters, digits "
+                    "and *-_=:+|@."
+                )
             return text
         if self.kind is Kind.MEASURANDS:
             items = [part.strip() for part in text.split(",") if part.strip()]
@@ -182,15 +194,20 @@ SPECS: dict[str, SettingSpec] = {
         SettingSpec("connector_phase_rotation", Kind.STR, "0.RST"),
         SettingSpec("resume_transactions_after_power_loss", Kind.BOOL, False),
         # OCPP 1.6 Security whitepaper ed. 2, configuration keys. The profile in use changes only through
-        # core/security.py (upwards, after a successful connection); the key is write-only, 16-40 bytes as hex.
+        # core/security.py (upwards, after a successful connection); the key is write-only: a 1.6 AuthorizationKey
+        # (16-40 bytes as hex) or a 2.0.1 BasicAuthPassword (16-40 characters).
         SettingSpec("security_profile", Kind.INT, 0, min_value=0, max_value=3),
-        SettingSpec("authorization_key", Kind.HEX, "", min_value=16, max_value=40, write_only=True),
+        SettingSpec("authorization_key", Kind.PASSWORD, "", write_only=True),
         SettingSpec("cpo_name", Kind.STR, ""),
         SettingSpec("certificate_store_max_length", Kind.INT, 16, readonly=True),
         SettingSpec("certificate_signed_max_chain_size", Kind.INT, 10_000, readonly=True),
         SettingSpec("additional_root_certificate_check", Kind.BOOL, False, readonly=True),
         # Reservation (OCPP 1.6 §9.5): whether ReserveNow may name connector 0 (any connector); read-only.
         SettingSpec("reserve_connector_zero_supported", Kind.BOOL, True, readonly=True),
+        # OCPP 2.0.1 B09/B10 (``core/network_profiles.py``): the configuration slots to connect with, in order
+        # ("0" is the configured connection), and the failed attempts on one before the next is tried.
+        SettingSpec("network_configuration_priority", Kind.STR, "0"),
+        SettingSpec("network_profile_connection_attempts", Kind.INT, 3, min_value=1, max_value=100),
         # OCPP 2.0.1 ReservationCtrlr.Enabled: ReserveNow is Rejected while off (H01.FR.?).
         SettingSpec("reservation_enabled", Kind.BOOL, True),
     )

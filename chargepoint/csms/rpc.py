@@ -210,7 +210,7 @@ class OcppSession(_OcppChargePoint):  # type: ignore[misc]
 
     def __init__(self, deps: SessionDeps, connection: Any) -> None:
         link = deps.link
-        super().__init__(link.identity.id, connection, response_timeout=link.csms_config.response_timeout_s)
+        super().__init__(link.identity.id, connection, response_timeout=link.message_timeout_s())
         self.link = link
         self.station = deps.station
         self.store = deps.store

@@ -30,6 +30,7 @@ from chargepoint.core.model import (
     Sample,
     UnlockResult,
 )
+from chargepoint.core.network_profiles import NetworkProfiles
 from chargepoint.core.reservations import CancelResult, Reservation, ReserveResult
 from chargepoint.core.security import SecurityEvents, SecurityProfiles
 from chargepoint.core.settings import Settings
@@ -246,6 +247,11 @@ class LinkState(Protocol):
         """How to reach the CSMS (response timeout, boot retry)."""
         ...
 
+    def message_timeout_s(self) -> float:
+        """How long to wait for an answer: the network profile's messageTimeout (OCPP 2.0.1 B09), else the
+        configured response timeout."""
+        ...
+
     @property
     def ids(self) -> IdGenerator:
         """Makes message ids."""
@@ -293,6 +299,15 @@ class SecurityControls(Protocol):
     @property
     def security_events(self) -> SecurityEvents:
         """Queues SecurityEventNotifications."""
+        ...
+
+    @property
+    def network(self) -> NetworkProfiles:
+        """The network connection profiles (OCPP 2.0.1 B09/B10) and the slot in use."""
+        ...
+
+    def connecting_profile(self) -> int:
+        """The security profile of the connection in use (and of the next one)."""
         ...
 
     def password(self) -> str | None:

@@ -32,6 +32,8 @@ def _example_values(spec: SettingSpec) -> list[Any]:
         return [(), (Measurand.ENERGY_ACTIVE_IMPORT_REGISTER,), tuple(Measurand), spec.default]
     if spec.kind is Kind.HEX:  # 16-40 bytes as hex (the empty default means "none set" and is never parsed)
         return ["00" * 16, "ABcd" * 20]
+    if spec.kind is Kind.PASSWORD:  # a 1.6 key as hex or a 2.0.1 passwordString (the empty default: none set)
+        return ["00" * 16, "ABcd" * 20, "Pass-word:1234567", "*-_=:+|@.Abc1234"]
     if spec.choices:
         return [*spec.choices, ",".join(spec.choices), spec.default]
     return ["", "0.RST", "Core,LocalAuthListManagement", spec.default]

@@ -10,6 +10,7 @@ from typing import TYPE_CHECKING, Any
 from ocpp.v201 import ChargePoint as _OcppChargePoint
 from ocpp.v201.enums import Action
 
+from chargepoint.core.device_model import Mutability, Variable
 from chargepoint.core.model import CONNECTOR_STATUS, UNITS, IdTagInfo, Measurand, Sample
 from chargepoint.csms.rpc import (
     MessageTypeNotSupportedError,
@@ -132,6 +133,15 @@ class V201Base(OcppSession, _OcppChargePoint):  # type: ignore[misc]
     def live_value(self, setting: str) -> str | None:
         """A read-only variable whose Actual value is what the station holds now rather than its setting (the
         setting is then the variable's maxLimit); None for the others. A block that has one overrides this."""
+        return None
+
+    def mutability(self, variable: Variable) -> Mutability:
+        """A variable's mutability as OCPP 2.0.1 has it (``mapping.MUTABILITY_OVERRIDE``)."""
+        return mapping.MUTABILITY_OVERRIDE.get(variable.setting, variable.mutability)
+
+    def write_variable(self, variable: Variable, text: str) -> dict[str, Any] | None:
+        """A functional block's own SetVariables of ``variable`` (its SetVariableResult fields), or None when the
+        value is a plain setting (stored by Provisioning)."""
         return None
 
     def now(self) -> datetime:

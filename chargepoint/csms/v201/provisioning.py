@@ -63,7 +63,7 @@ class Provisioning(Reports):
                 result["attribute_status"] = unknown
             elif attribute != "Actual":
                 result["attribute_status"] = "NotSupportedAttributeType"  # B06.FR.?: only Actual is kept
-            elif variable.mutability is Mutability.WRITE_ONLY:
+            elif self.mutability(variable) is Mutability.WRITE_ONLY:
                 result["attribute_status"] = "Rejected"  # B06.FR.?: a write-only value is never read back
             else:
                 result["attribute_status"] = "Accepted"
@@ -92,7 +92,7 @@ class Provisioning(Reports):
                 result["attribute_status"] = unknown
             elif attribute != "Actual":
                 result["attribute_status"] = "NotSupportedAttributeType"
-            elif variable.mutability is Mutability.READ_ONLY:
+            elif self.mutability(variable) is Mutability.READ_ONLY:
                 # B05.FR.?: a read-only variable is not changed.
                 result["attribute_status"] = "Rejected"
                 result["attribute_status_info"] = {"reason_code": "ReadOnly"}
@@ -102,6 +102,9 @@ class Provisioning(Reports):
         return call_result.SetVariables(set_variable_result=results)
 
     def _set(self, variable: Variable, text: str) -> dict[str, Any]:
+        own = self.write_variable(variable, text)
+        if own is not None:
+            return own
         try:
             reboot = self.settings.set_text(variable.setting, text)
         except (PermissionError, ValueError) as exc:

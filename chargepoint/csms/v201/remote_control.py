@@ -4,7 +4,7 @@
 from __future__ import annotations
 
 import logging
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
 from ocpp.routing import after, on
 from ocpp.v201 import call_result
@@ -27,12 +27,17 @@ TRIGGERABLE = frozenset(
         "MeterValues",
         "FirmwareStatusNotification",
         "LogStatusNotification",
+        "SignChargingStationCertificate",
     }
 )
 
 
 class RemoteControl(V201Base):
     """What the CSMS starts, stops, unlocks and asks for."""
+
+    if TYPE_CHECKING:  # the security block (``security.py``) sends it
+
+        async def send_sign_certificate(self) -> None: ...
 
     @on(Action.request_start_transaction)
     def on_request_start(
@@ -138,6 +143,8 @@ class RemoteControl(V201Base):
                 self._boot_answer(await self.request("BootNotification", self._boot_payload(triggered=True)))
             elif what == "Heartbeat":
                 await self.send_heartbeat()
+            elif what == "SignChargingStationCertificate":
+                await self.send_sign_certificate()  # A02: a new key and CSR
             elif what == "StatusNotification":
                 for cid in targets:
                     await self.send_status(cid, force=True)

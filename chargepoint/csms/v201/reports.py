@@ -155,7 +155,7 @@ class Reports(V201Base):
     def _settings_report(self, writable_only: bool = False) -> Iterable[Variable]:
         for variables in components().values():
             for variable in variables:
-                if not (writable_only and variable.mutability is Mutability.READ_ONLY):
+                if not (writable_only and self.mutability(variable) is Mutability.READ_ONLY):
                     yield variable
 
     def base_report(self, report_base: str) -> list[dict[str, Any]]:
@@ -180,7 +180,11 @@ class Reports(V201Base):
         ] = []  # component, variable, value, data
         for variable in self._settings_report():
             component = {"name": variable.ref.component}
-            value = self.variable_value(variable) if variable.mutability is not Mutability.WRITE_ONLY else ""
+            value = (
+                self.variable_value(variable)
+                if self.mutability(variable) is not Mutability.WRITE_ONLY
+                else ""
+            )
             entries.append((component, variable.ref.variable, value, self.report_data(variable)))
         for status in self.status_variables():
             entries.append((status.component, status.name, status.value, self._status_report_data(status)))
@@ -217,13 +221,14 @@ class Reports(V201Base):
 
     def report_data(self, variable: Variable) -> dict[str, Any]:
         """A setting's variable as ReportDataType: its Actual attribute, mutability and characteristics."""
+        mutability = self.mutability(variable)
         attribute: dict[str, Any] = {
             "type": "Actual",
-            "mutability": mapping.MUTABILITY[variable.mutability],
+            "mutability": mapping.MUTABILITY[mutability],
             "persistent": variable.persistent,
-            "constant": variable.mutability is Mutability.READ_ONLY,
+            "constant": variable.mutability is Mutability.READ_ONLY,  # SecurityProfile changes, by A05
         }
-        if variable.mutability is not Mutability.WRITE_ONLY:
+        if mutability is not Mutability.WRITE_ONLY:
             attribute["value"] = self.variable_value(variable)
         characteristics: dict[str, Any] = {
             "dataType": mapping.DATA_TYPE[variable.data_type],

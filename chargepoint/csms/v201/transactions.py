@@ -60,7 +60,9 @@ class Transactions(V201Base):
             return await self._transaction_event(event, message.seq_no or 0)
         if isinstance(event, SecurityEvent):
             # A04: SecurityEventNotification, queued like transaction messages so none is lost offline.
-            security: dict[str, Any] = {"type": event.type[:50], "timestamp": ocpp_time(event.timestamp)}
+            # The core names events as the 1.6 whitepaper does; 2.0.1 renamed some (Csms, ChargingStation).
+            kind = mapping.SECURITY_EVENT_BY_NAME.get(event.type, event.type)
+            security: dict[str, Any] = {"type": kind[:50], "timestamp": ocpp_time(event.timestamp)}
             if event.tech_info:
                 security["techInfo"] = event.tech_info[:255]
             await self.request("SecurityEventNotification", security)
