@@ -56,6 +56,7 @@ from chargepoint.core.model import (
     UnlockResult,
 )
 from chargepoint.core.reservations import CancelResult, Reservation, ReserveResult
+from chargepoint.core.scheduler import Scheduler
 from chargepoint.core.settings import Settings
 from chargepoint.core.smart_charging import (
     ChargingProfile,
@@ -90,8 +91,9 @@ class Station:
         files: FilePort | None = None,
         station_id: str = "",
         firmware_version: str = "",
+        scheduler: Scheduler | None = None,
     ) -> None:
-        ctx = self.ctx = StationContext(ports, store, settings, clock, timing or StationTiming())
+        ctx = self.ctx = StationContext(ports, store, settings, clock, timing or StationTiming(), scheduler)
         self.smart_charging = SmartCharging(ctx)
         self.faults = Faults(ctx, self.smart_charging)
         self.metering = Metering(ctx, self.faults)

@@ -27,6 +27,7 @@ from websockets.exceptions import ConnectionClosed, InvalidHandshake, InvalidSta
 from chargepoint.certificates import CertificateManager
 from chargepoint.config import CsmsConfig, StationIdentity
 from chargepoint.core.model import IdTagInfo
+from chargepoint.core.scheduler import Flag, Scheduler, loop_scheduler
 from chargepoint.core.security import TLS_FAILURE_EVENTS, SecurityEvents, SecurityEventType, SecurityProfiles
 from chargepoint.core.settings import Settings
 from chargepoint.core.station import Station
@@ -81,7 +82,7 @@ class InboundCap:
         self._store = store
         self._limit = limit
         self._frames: deque[str | bytes] = deque()
-        self._arrived = asyncio.Event()
+        self._arrived = Flag()
         self._queued_calls = 0  # CALLs waiting in the queue
         self._handling: str | None = None  # the uniqueId of the CALL being handled, until it is answered
         self._mark = 0  # the store's mark when its handling began
@@ -201,8 +202,10 @@ class Link:
         ids: IdGenerator,
         *,
         rng: random.Random | None = None,
+        scheduler: Scheduler | None = None,
     ) -> None:
         self.identity = identity
+        self._scheduler = scheduler
         self.csms_config = csms_config
         self.store = store
         self.settings = settings
@@ -268,6 +271,13 @@ class Link:
         return self._ws
 
     # activity and time, for the sessions
+    @property
+    def scheduler(self) -> Scheduler:
+        """The scheduler of the sessions' periodic duties (the running loop's, unless one was injected)."""
+        if self._scheduler is None:
+            self._scheduler = loop_scheduler()
+        return self._scheduler
+
     def touch(self) -> None:
         """Any traffic counts as activity for the heartbeat (OCPP 1.6 §4.6)."""
         self._last_activity = asyncio.get_running_loop().time()
