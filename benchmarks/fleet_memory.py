@@ -70,11 +70,21 @@ async def probe(args: argparse.Namespace) -> None:
         where = _where(stat.traceback)
         grouped[where] += stat.size_diff
         counts[where] += stat.count_diff
+    inside: Counter[str] = Counter()
+    if args.inside:
+        for stat in after.compare_to(before, "traceback"):
+            if _where(stat.traceback) == args.inside:
+                last = stat.traceback[-1]
+                inside[f"{Path(last.filename).name}:{last.lineno}"] += stat.size_diff
     total = sum(grouped.values())
     print(f"{args.version}: {n} chargers, traced {total / 1024 / n:.1f} KB per charger")
     print(f"{'where (innermost frame of ours)':70} {'B/charger':>10} {'blocks':>7}")
     for where, size in grouped.most_common(args.top):
         print(f"{where:70} {size / n:10.0f} {counts[where] / n:7.1f}")
+    if inside:
+        print(f"\ninside {args.inside}:")
+        for where, size in inside.most_common(25):
+            print(f"  {where:68} {size / n:10.0f}")
     tasks = Counter(
         getattr(t.get_coro(), "__qualname__", "?")
         for t in asyncio.all_tasks()
@@ -116,6 +126,7 @@ def main() -> None:
     parser.add_argument("--frames", type=int, default=16, help="tracemalloc frames kept per allocation")
     parser.add_argument("--settle", type=float, default=15.0, help="seconds run before the snapshot")
     parser.add_argument("--top", type=int, default=45)
+    parser.add_argument("--inside", help="also break down this line of ours (file:line) by its innermost frame")
     parser.add_argument("--work-dir", default="/tmp/fleet-memory")
     args = parser.parse_args()
     logging.basicConfig(level=logging.ERROR)

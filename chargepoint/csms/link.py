@@ -22,7 +22,9 @@ from pathlib import Path
 from typing import Any, Protocol
 
 from websockets.asyncio.client import connect
+from websockets.datastructures import Headers
 from websockets.exceptions import ConnectionClosed, InvalidHandshake, InvalidStatus, InvalidURI
+from websockets.http11 import Response
 
 from chargepoint.certificates import CertificateManager
 from chargepoint.config import CsmsConfig, StationIdentity
@@ -62,6 +64,19 @@ BUSY_LOG_INTERVAL_S = 10.0
 # The frame type and uniqueId at the start of an OCPP-J frame (an id with escapes is not matched: it is decoded by
 # the adapter, which answers it itself).
 _FRAME_HEAD = re.compile(r'^\s*\[\s*([234])\s*,\s*"([^"\\]{1,64})"')
+
+
+# After the handshake a websockets connection keeps its request and response, headers and all (~2.5 KB), only for
+# its caller to read; nothing here reads them. One shared empty response stands in (the client checks that a
+# response is set before it hands frames on).
+_HANDSHAKE_DONE = Response(101, "Switching Protocols", Headers())
+
+
+def drop_handshake(ws: Any) -> None:
+    """Let go of an open connection's handshake request and response."""
+    if getattr(ws, "response", None) is not None:
+        ws.request = None
+        ws.response = _HANDSHAKE_DONE
 
 
 class InboundCap:
@@ -457,6 +472,7 @@ class Link:
             await ws.close(1002, "no supported subprotocol")
             return failures + 1
         log.info("connected to %s (%s)", self.url(), ws.subprotocol)
+        drop_handshake(ws)
         self.connections += 1
         self._ws = ws
         self.touch()

@@ -226,9 +226,11 @@ class OcppSession(_OcppChargePoint):  # type: ignore[misc]
         self.boot_status: str | None = None
         self.ever_accepted = False
         self._pending: tuple[str, str, asyncio.Future[Any]] | None = None
-        # A deque and a future made only while the sender waits: an asyncio.Queue costs ~3 KB per session.
+        # A deque and a sender task only while reports wait (an idle session has none): an asyncio.Queue costs
+        # ~3 KB per session, a task waiting on it ~1 KB more.
         self._status_queue: deque[StatusReport] = deque()
-        self._status_waiter: asyncio.Future[None] | None = None
+        self._status_sender: asyncio.Task[Any] | None = None
+        self._statuses_open = False  # reports go out once registered (run() opens it after the boot)
         self._status_seq = 0
         self._latest_status: dict[int, int] = {}
         self._last_status: dict[int, tuple[Any, ...]] = {}
@@ -514,11 +516,13 @@ class OcppSession(_OcppChargePoint):  # type: ignore[misc]
         try:
             await self._boot()
             self._start_heartbeat()
-            self._spawn(self._send_statuses(), "status")
+            self._statuses_open = True
+            self._wake_status_sender()
             self._spawn(self.link.outbox.run(self), "outbox")
             await receiver
         finally:
             self._stop_heartbeat()
+            self._statuses_open = False
             for task in list(self._tasks):
                 task.cancel()
             for task in list(self._tasks):
@@ -710,29 +714,31 @@ class OcppSession(_OcppChargePoint):  # type: ignore[misc]
         self._status_seq += 1
         self._latest_status[cid] = self._status_seq
         self._status_queue.append(report)
-        if self._status_waiter is not None and not self._status_waiter.done():
-            self._status_waiter.set_result(None)
+        self._wake_status_sender()
+
+    def _wake_status_sender(self) -> None:
+        """Start the sender if reports wait and none runs; it ends when the queue is empty."""
+        if self._statuses_open and self._status_queue and self._status_sender is None:
+            self._status_sender = self._spawn(self._send_statuses(), "status")
 
     def _status_report(self, cid: int, seq: int) -> StatusReport | None:
         """The StatusNotification of ``cid``'s status as of now; None if the version reports none for it."""
         raise NotImplementedError
 
     async def _send_statuses(self) -> None:
-        while True:
-            while not self._status_queue:
-                self._status_waiter = asyncio.get_running_loop().create_future()
-                try:
-                    await self._status_waiter
-                finally:
-                    self._status_waiter = None
-            report = self._status_queue.popleft()
-            minimum = self.settings.get_int("minimum_status_duration_s")
-            if minimum > 0:
-                # MinimumStatusDuration: report a status only once it has held that long.
-                await asyncio.sleep(max(0.0, report.loop_time + minimum - asyncio.get_running_loop().time()))
-                if self._latest_status.get(report.cid) != report.seq:
-                    continue
-            await self._send_report(report, force=False)
+        try:
+            while self._status_queue:
+                report = self._status_queue.popleft()
+                minimum = self.settings.get_int("minimum_status_duration_s")
+                if minimum > 0:
+                    # MinimumStatusDuration: report a status only once it has held that long.
+                    loop = asyncio.get_running_loop()
+                    await asyncio.sleep(max(0.0, report.loop_time + minimum - loop.time()))
+                    if self._latest_status.get(report.cid) != report.seq:
+                        continue
+                await self._send_report(report, force=False)
+        finally:
+            self._status_sender = None
 
     async def send_status(self, cid: int, *, force: bool) -> None:
         """Send the current status of ``cid`` (``force``: even if the CSMS heard it last)."""
