@@ -49,6 +49,7 @@ async def probe(args: argparse.Namespace) -> None:
     url = await csms.start()
     scenario = scenario.with_overrides(csms_url=url, count=args.count)
     fleet = Fleet(scenario, work_dir=Path(args.work_dir))
+    modules = set(sys.modules)
     tracemalloc.start(args.frames)
     gc.collect()
     before = tracemalloc.take_snapshot()
@@ -85,6 +86,7 @@ async def probe(args: argparse.Namespace) -> None:
         print(f"\ninside {args.inside}:")
         for where, size in inside.most_common(25):
             print(f"  {where:68} {size / n:10.0f}")
+    print("\nmodules first imported while the fleet ran:", " ".join(sorted(set(sys.modules) - modules)))
     tasks = Counter(
         getattr(t.get_coro(), "__qualname__", "?")
         for t in asyncio.all_tasks()

@@ -22,9 +22,7 @@ from pathlib import Path
 from typing import Any, Protocol
 
 from websockets.asyncio.client import connect
-from websockets.datastructures import Headers
 from websockets.exceptions import ConnectionClosed, InvalidHandshake, InvalidStatus, InvalidURI
-from websockets.http11 import Response
 
 from chargepoint.certificates import CertificateManager
 from chargepoint.config import CsmsConfig, StationIdentity
@@ -67,16 +65,16 @@ _FRAME_HEAD = re.compile(r'^\s*\[\s*([234])\s*,\s*"([^"\\]{1,64})"')
 
 
 # After the handshake a websockets connection keeps its request and response, headers and all (~2.5 KB), only for
-# its caller to read; nothing here reads them. One shared empty response stands in (the client checks that a
-# response is set before it hands frames on).
-_HANDSHAKE_DONE = Response(101, "Switching Protocols", Headers())
-
-
+# its caller to read; nothing here reads them. The response object itself stays referenced by the protocol's
+# parser (a generator's local), so its headers are emptied in place.
 def drop_handshake(ws: Any) -> None:
-    """Let go of an open connection's handshake request and response."""
+    """Let go of an open connection's handshake headers."""
+    for message in (getattr(ws, "request", None), getattr(ws, "response", None)):
+        headers = getattr(message, "headers", None)
+        if headers is not None:
+            headers.clear()
     if getattr(ws, "response", None) is not None:
         ws.request = None
-        ws.response = _HANDSHAKE_DONE
 
 
 class InboundCap:
