@@ -44,6 +44,7 @@ from chargepoint.config import (
     StorageConfig,
 )
 from chargepoint.core.events import OutboxKind
+from chargepoint.core.scheduler import Scheduler
 from chargepoint.core.station import StationTiming
 from chargepoint.ports import ConnectorPorts
 from chargepoint.store import StoreFile
@@ -231,8 +232,12 @@ class Fleet:
         shard: int = 0,
         shards: int = 1,
         csms_url: str | None = None,
+        scheduler_per_agent: bool = False,
     ) -> None:
         self.scenario = scenario
+        # Every agent of the process shares the loop's scheduler of periodic duties (chargepoint/core/scheduler.py),
+        # as a lone agent on a charger has it to itself; one per agent only to show both behave the same (tests).
+        self._scheduler_per_agent = scheduler_per_agent
         self.work_dir = work_dir
         self.shard, self.shards = shard, shards
         self.metrics = Metrics()
@@ -323,6 +328,7 @@ class Fleet:
             timing=StationTiming(meter_poll_s=f.meter_poll_s, persist_meter_s=max(15.0, f.meter_poll_s)),
             store_factory=lambda: store_file.store(cp_id),
             call_observer=self.metrics.observe,
+            scheduler=Scheduler(asyncio.get_running_loop()) if self._scheduler_per_agent else None,
         )
         return SimCharger(index, cp_id, agent, connectors)
 
