@@ -39,10 +39,11 @@ def rss_mb(pid: int) -> float:
     return 0.0
 
 
-def cpu_s(pid: int) -> float:
-    """CPU time (user + system) a process has used, in seconds."""
+def cpu_split_s(pid: int) -> tuple[float, float]:
+    """CPU time a process has used in user space and in the kernel (its system calls), in seconds."""
     fields = Path(f"/proc/{pid}/stat").read_text().rsplit(")", 1)[1].split()
-    return (int(fields[11]) + int(fields[12])) / os.sysconf("SC_CLK_TCK")
+    tick = os.sysconf("SC_CLK_TCK")
+    return int(fields[11]) / tick, int(fields[12]) / tick
 
 
 class Charger:
@@ -226,9 +227,11 @@ async def run_version(args: argparse.Namespace, version: str) -> dict[str, float
                         pauses.append(time.perf_counter() - started.pop())
 
             gc.callbacks.append(on_gc)
-            cpu_before = cpu_s(proc.pid)
+            user_before, system_before = cpu_split_s(proc.pid)
             latencies = await load(chargers, args.rate, args.seconds, version)
-            server_cpu_s = cpu_s(proc.pid) - cpu_before
+            user_after, system_after = cpu_split_s(proc.pid)
+            server_user_s, server_system_s = user_after - user_before, system_after - system_before
+            server_cpu_s = server_user_s + server_system_s
             gc.callbacks.remove(on_gc)
             gc.unfreeze()
             print(
@@ -247,7 +250,8 @@ async def run_version(args: argparse.Namespace, version: str) -> dict[str, float
             cpu_per_message_us = server_cpu_s / max(1, len(latencies)) * 1e6
             print(
                 f"server CPU during the load: {server_cpu_s:.1f} s = {cpu_per_message_us:.0f} us per message "
-                "(CPU time, not wall time: steady when other work shares the cores)"
+                f"(user {server_user_s:.1f} s, kernel {server_system_s:.1f} s; CPU time, not wall time: steady "
+                "when other work shares the cores)"
             )
             for cp in chargers:
                 await cp.ws.close()

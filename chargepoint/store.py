@@ -139,6 +139,7 @@ INDEXES = """
 CREATE INDEX IF NOT EXISTS outbox_station ON outbox (station, seq);
 CREATE INDEX IF NOT EXISTS transactions_active ON transactions (station, active);
 CREATE INDEX IF NOT EXISTS transactions_csms ON transactions (station, csms_id);
+CREATE INDEX IF NOT EXISTS transactions_tx ON transactions (station, tx_id);
 """
 
 

@@ -6,6 +6,7 @@ from __future__ import annotations
 
 import argparse
 import asyncio
+import signal
 import ssl
 import sys
 from collections.abc import Sequence
@@ -296,6 +297,19 @@ async def run_cli(argv: Sequence[str]) -> tuple[int, Report | None]:
     return _finish(report), report
 
 
+async def _run_until_terminated(args: argparse.Namespace, report: Report, cases: Sequence[Case[Any]]) -> None:
+    """`_run`, which SIGTERM ends like Ctrl-C: the cases stop, the charger the suite started is stopped (its whole
+    process group), and the partial report is written."""
+    task = asyncio.current_task()
+    assert task is not None
+    loop = asyncio.get_running_loop()
+    loop.add_signal_handler(signal.SIGTERM, task.cancel)
+    try:
+        await _run(args, report, cases)
+    finally:
+        loop.remove_signal_handler(signal.SIGTERM)
+
+
 def main(argv: Sequence[str] | None = None) -> int:
     """Entry point; returns the exit status."""
     prepared = _prepare(argv)
@@ -304,8 +318,8 @@ def main(argv: Sequence[str] | None = None) -> int:
     args, cases = prepared
     report = _new_report(args)
     try:
-        asyncio.run(_run(args, report, cases))
-    except KeyboardInterrupt:
+        asyncio.run(_run_until_terminated(args, report, cases))
+    except (KeyboardInterrupt, asyncio.CancelledError):
         report.interrupted = True
         report.write(junit=args.junit, html_path=args.html, json_path=args.json)
     return _finish(report)

@@ -21,6 +21,7 @@ from conformance.engine import BaseContext, Progress, run_cases
 from conformance.model import Case, Fail, Inconclusive, NotApplicable, SetupError, TraceEntry
 from conformance.report import Report
 from conformance.v16.spec import CONNECTOR_ZERO_STATES, LEGAL_STATUS_TRANSITIONS
+from conformance.versions import VERSIONS, by_schema
 
 __all__ = ["ChargerContext", "ChargerSetup", "run_charger_suite", "stops"]
 
@@ -67,6 +68,7 @@ class ChargerContext(BaseContext):
     cp_id: str = ""
     mark: int = 0  # where the running case's part of cs.log starts
     auth_status: str = "Accepted"  # what Authorize / StartTransaction answer for any idTag
+    sign_status: str = "Accepted"  # what SignCertificate answers (A02: the CSMS then sends CertificateSigned)
     boot_answers: list[tuple[str, int]] = field(
         default_factory=list
     )  # scripted (status, interval), then Accepted
@@ -94,13 +96,14 @@ class ChargerContext(BaseContext):
 
     async def end_case(self, case: Case[Any]) -> None:
         """Set changed configuration keys back and put this case's frames into its trace."""
-        for key, value in list(self.restore.items()):
-            with contextlib.suppress(Exception):
-                await self.cs.call(self.cp_id, "ChangeConfiguration", {"key": key, "value": value}, timeout=5)
+        await self.restore_settings()
         self.restore.clear()
-        # Violations of a case that ended before its frame check stay with it, not with the next case.
-        for problem in self.new_violations():
+        # Violations of a case that ended before its frame check (or in its cleanup) stay with it, not with the
+        # next case.
+        self.scan_statuses()
+        for problem in self.new_violations() + self.bad_transitions:
             self.event(f"protocol violation: {problem}")
+        self.bad_transitions = []
         frames = [
             TraceEntry(f.ts, "sent" if f.direction == "out" else "received", f.raw)
             for f in self.cs.log[self.mark :]
@@ -108,34 +111,48 @@ class ChargerContext(BaseContext):
         ]
         self.trace = sorted(self.trace + frames, key=lambda t: t.ts)
 
+    async def restore_settings(self) -> None:
+        """Set the configuration keys a case changed back (best effort)."""
+        for key, value in list(self.restore.items()):
+            with contextlib.suppress(Exception):
+                await self.cs.call(self.cp_id, "ChangeConfiguration", {"key": key, "value": value}, timeout=5)
+
+    def install_handlers(self) -> None:
+        """Install the answers of the central system we play (OCPP 1.6)."""
+        _handlers(self)
+
     # ---- checks ----------------------------------------------------------------------------------------------
 
     def scan_statuses(self) -> None:
-        """Follow every StatusNotification; a transition OCPP 1.6 §4.9 forbids is remembered for the verdict."""
+        """Judge every new CALL of the charger once (status transitions, and what a version adds)."""
         for frame in self.cs.log[self.scanned :]:
             if frame.cp_id != self.cp_id or frame.direction != "in" or frame.message_type != CALL:
                 continue
-            if frame.action == "BootNotification":
-                self.last_status.clear()  # after a reboot the charger reports its states afresh
-            elif frame.action == "StatusNotification" and isinstance(frame.payload, dict):
-                connector, status = frame.payload.get("connectorId"), frame.payload.get("status")
-                if not isinstance(connector, int) or not isinstance(status, str):
-                    continue
-                before = self.last_status.get(connector)
-                if connector == 0 and status not in CONNECTOR_ZERO_STATES:
-                    self.bad_transitions.append(
-                        f"connector 0 reported {status} (OCPP 1.6 §4.9: only Available, Unavailable, Faulted)"
-                    )
-                elif (
-                    before is not None
-                    and before != status
-                    and status not in LEGAL_STATUS_TRANSITIONS.get(before, ())
-                ):
-                    self.bad_transitions.append(
-                        f"connector {connector}: {before} -> {status} at {frame.ts:%H:%M:%S.%f} is not a transition OCPP 1.6 §4.9 allows"
-                    )
-                self.last_status[connector] = status
+            self.judge_call(frame)
         self.scanned = len(self.cs.log)
+
+    def judge_call(self, frame: Frame) -> None:
+        """Follow every StatusNotification; a transition OCPP 1.6 §4.9 forbids is remembered for the verdict."""
+        if frame.action == "BootNotification":
+            self.last_status.clear()  # after a reboot the charger reports its states afresh
+        elif frame.action == "StatusNotification" and isinstance(frame.payload, dict):
+            connector, status = frame.payload.get("connectorId"), frame.payload.get("status")
+            if not isinstance(connector, int) or not isinstance(status, str):
+                return
+            before = self.last_status.get(connector)
+            if connector == 0 and status not in CONNECTOR_ZERO_STATES:
+                self.bad_transitions.append(
+                    f"connector 0 reported {status} (OCPP 1.6 §4.9: only Available, Unavailable, Faulted)"
+                )
+            elif (
+                before is not None
+                and before != status
+                and status not in LEGAL_STATUS_TRANSITIONS.get(before, ())
+            ):
+                self.bad_transitions.append(
+                    f"connector {connector}: {before} -> {status} at {frame.ts:%H:%M:%S.%f} is not a transition OCPP 1.6 §4.9 allows"
+                )
+            self.last_status[connector] = status
 
     def new_violations(self) -> list[str]:
         """The charger's protocol violations (bad JSON, schema) not yet judged; they are judged now."""
@@ -183,7 +200,9 @@ class ChargerContext(BaseContext):
             pass
         except OCPPError as exc:
             cause = exc.details.get("cause") if isinstance(exc.details, dict) else None
-            raise Fail(f"{action}.conf violates the schema: {cause or exc.description}") from None
+            raise Fail(
+                f"{self.answer_name(action)} violates the schema: {cause or exc.description}"
+            ) from None
         return answer
 
     async def expect_answer(
@@ -193,9 +212,14 @@ class ChargerContext(BaseContext):
         answer = await self.call(action, payload)
         if answer.get(field_name) not in allowed:
             raise Fail(
-                f"{action}.conf {field_name} is {answer.get(field_name)!r}, expected {' or '.join(allowed)}"
+                f"{self.answer_name(action)} {field_name} is {answer.get(field_name)!r}, "
+                f"expected {' or '.join(allowed)}"
             )
         return answer
+
+    def answer_name(self, action: str) -> str:
+        """How this version names the answer to ``action`` in failure texts (``Reset.conf``, ``ResetResponse``)."""
+        return by_schema(self.setup.schema_version).response_name(action)
 
     def at(self) -> int:
         """The current end of the frame log (to wait for frames after this point)."""
@@ -230,10 +254,22 @@ class ChargerContext(BaseContext):
         return await self.wait_call(
             "StatusNotification",
             after,
-            lambda p: p.get("connectorId") == cid and p.get("status") == status,
+            lambda p: self.is_status_of(p, cid) and self.status_in(p) == status,
             timeout_s,
-            f"StatusNotification {status} for connector {cid}",
+            self.status_text(status, cid),
         )
+
+    def status_text(self, status: str, connector: int) -> str:
+        """How a failure names an awaited status report (OCPP 1.6: per connector)."""
+        return f"StatusNotification {status} for connector {connector}"
+
+    def is_status_of(self, payload: Any, connector: int) -> bool:
+        """Whether a StatusNotification payload is about ``connector`` (OCPP 1.6: connectorId)."""
+        return isinstance(payload, dict) and payload.get("connectorId") == connector
+
+    def status_in(self, payload: dict[str, Any]) -> Any:
+        """The status a StatusNotification payload reports (OCPP 1.6: status)."""
+        return payload.get("status")
 
     def calls_since(self, action: str, after: int) -> list[Frame]:
         """The charger's CALLs of ``action`` since ``after``."""
@@ -397,6 +433,10 @@ def _handlers(ctx: ChargerContext) -> None:
     def start(cp_id: str, payload: dict[str, Any]) -> HandlerResult:
         return {"transactionId": cs.next_transaction_id(), "idTagInfo": {"status": ctx.auth_status}}
 
+    def sign_certificate(cp_id: str, payload: dict[str, Any]) -> HandlerResult:
+        return {"status": ctx.sign_status}
+
+    cs.handlers["SignCertificate"] = sign_certificate
     cs.handlers["BootNotification"] = boot
     cs.handlers["Authorize"] = authorize
     cs.handlers["StartTransaction"] = start
@@ -409,11 +449,15 @@ async def run_charger_suite(
     *,
     timeout_scale: float = 1.0,
     quiet: bool = False,
+    context: type[ChargerContext] | None = None,
 ) -> Report:
     """Listen, wait for the charger (a setup error if it never comes), run the cases, stop listening."""
     cs = CentralSystem(setup.host, setup.port, response_timeout_s=setup.call_timeout_s)
-    ctx = ChargerContext(timeout_scale=timeout_scale, setup=setup, cs=cs)
-    _handlers(ctx)
+    if context is None:
+        version = next(v for v in VERSIONS.values() if v.subprotocol == setup.subprotocol)
+        context = version.charger_context()
+    ctx = context(timeout_scale=timeout_scale, setup=setup, cs=cs)
+    ctx.install_handlers()
     await cs.start()
     try:
         if setup.actuator is not None:
@@ -441,6 +485,15 @@ async def run_charger_suite(
             )
             report.finished = datetime.now(UTC)
             return report
+        negotiated = cs.subprotocol(ctx.cp_id)
+        if negotiated is not None and negotiated != setup.subprotocol:
+            # A dual-stack charger picks the subprotocol; cases of one version on a link of another judge nothing.
+            report.setup_error = (
+                f"{ctx.cp_id} negotiated {negotiated}, but the suite tests {setup.subprotocol}: make the charger "
+                f"offer {setup.subprotocol} (or run --version for the one it speaks)"
+            )
+            report.finished = datetime.now(UTC)
+            return report
         # Let the boot's StatusNotifications (OCPP 1.6 §4.9) arrive before the first case marks its start,
         # so they are not counted as that case's transitions; a charger that sends none is judged by TC_001.
         with contextlib.suppress(TimeoutError):
@@ -448,7 +501,7 @@ async def run_charger_suite(
                 "StatusNotification",
                 ctx.cp_id,
                 timeout=BOOT_STATUS_WAIT_S * timeout_scale,
-                where=lambda p: p.get("connectorId") == setup.connector,
+                where=lambda p: ctx.is_status_of(p, setup.connector),
             )
         report.target = f"{cs.url}/{ctx.cp_id}"
         unmet = {n: t for n, t in NEED_OPTIONS.items() if n not in setup.needs_available()}

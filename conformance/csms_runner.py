@@ -28,6 +28,7 @@ from websockets.exceptions import ConnectionClosed, InvalidHandshake, InvalidSta
 from conformance.drivers import Trigger, TriggerFailed, TriggerUnavailable
 from conformance.engine import BaseContext
 from conformance.model import Case, Fail, Inconclusive, SetupError, TraceEntry
+from conformance.versions import OcppVersion, by_schema
 
 __all__ = ["CallError", "CsmsContext", "CsmsSetup", "HandshakeRefused", "RawCharger", "ocpp_time"]
 
@@ -229,7 +230,9 @@ class RawCharger:
             raise CallError(str(code), str(frame[3]) if len(frame) > 3 else "")
         if len(frame) != 3 or not isinstance(frame[2], dict):
             raise Fail(f"malformed CALLRESULT to {action}: {json.dumps(frame)[:200]} (OCPP-J 1.6 §4.2.2)")
-        self.ctx.check_schema(CallResult(frame[1], copy.deepcopy(frame[2]), action), f"{action}.conf")
+        self.ctx.check_schema(
+            CallResult(frame[1], copy.deepcopy(frame[2]), action), self.ctx.version.response_name(action)
+        )
         return dict(frame[2])
 
     def expect(self, action: str) -> asyncio.Future[tuple[str, dict[str, Any]]]:
@@ -331,6 +334,11 @@ class CsmsContext(BaseContext):
     def record(self, direction: str, text: str) -> None:
         """Trace one frame."""
         self.trace.append(TraceEntry(datetime.now(UTC), direction, text))
+
+    @property
+    def version(self) -> OcppVersion:
+        """The OCPP version under test (its message names for failure texts)."""
+        return by_schema(self.setup.schema_version)
 
     def check_schema(self, message: Call | CallResult, what: str) -> None:
         """Fail unless ``message`` is valid against the version's JSON schema."""
@@ -678,14 +686,23 @@ class CsmsContext(BaseContext):
                     raise Fail(
                         f"the central system closed the connection while {action} was awaited"
                     ) from None
+                if trigger.interactive:
+                    # Nobody may have done what the prompt asked: that is no verdict on the central system.
+                    raise Inconclusive(
+                        f"the central system did not send {action} within {wait_s:g} s of the operator prompt "
+                        "(was the action done?)"
+                    ) from None
                 raise Fail(
                     f"the central system did not send {action} within {wait_s:g} s of the trigger"
                 ) from None
-            self.check_schema(Call(unique_id, action, copy.deepcopy(received)), f"{action}.req")
+            self.check_schema(
+                Call(unique_id, action, copy.deepcopy(received)), self.version.request_name(action)
+            )
             for key, value in payload.items():
                 if received.get(key) != value:
                     raise Fail(
-                        f"{action}.req has {key}={received.get(key)!r}, the trigger asked for {value!r}"
+                        f"{self.version.request_name(action)} has {key}={received.get(key)!r}, "
+                        f"the trigger asked for {value!r}"
                     )
             await conn.send([CALLRESULT, unique_id, answer])
         except BaseException:

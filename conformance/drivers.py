@@ -13,6 +13,7 @@ import json
 import os
 import re
 import shlex
+import signal
 import sys
 import tomllib
 from collections.abc import Mapping
@@ -314,11 +315,14 @@ class CommandActuator(Actuator):
         try:
             out = await asyncio.to_thread(open, log, "ab") if log else None
             try:
+                # Its own process group: stopping the charger stops what it started too (a wrapper script's
+                # child), and the terminal's Ctrl-C reaches only the suite, which then stops the charger itself.
                 self._proc = await asyncio.create_subprocess_exec(
                     *argv,
                     stdin=asyncio.subprocess.DEVNULL,
                     stdout=out if out is not None else asyncio.subprocess.DEVNULL,
                     stderr=asyncio.subprocess.STDOUT,
+                    start_new_session=True,
                 )
             finally:
                 if out is not None:
@@ -332,13 +336,14 @@ class CommandActuator(Actuator):
         proc, self._proc = self._proc, None
         if proc is None or proc.returncode is not None:
             return
-        proc.terminate()
+        _signal_group(proc, signal.SIGTERM)
         try:
             async with asyncio.timeout(self.timeout_s):
                 await proc.wait()
         except TimeoutError:
-            proc.kill()
+            _signal_group(proc, signal.SIGKILL)
             await proc.wait()
+        _signal_group(proc, signal.SIGKILL)  # what the charger left behind in its group
 
     async def _power(self, step: str) -> str:
         """A power cut is SIGKILL of the ``[process]`` charger (nothing runs after it); a restore starts it again."""
@@ -347,7 +352,7 @@ class CommandActuator(Actuator):
         proc, self._proc = self._proc, None
         if proc is None or proc.returncode is not None:
             return "power cut: the charger process was not running"
-        proc.kill()
+        _signal_group(proc, signal.SIGKILL)
         await proc.wait()
         return f"power cut: killed pid {proc.pid}"
 
@@ -379,6 +384,12 @@ class CommandActuator(Actuator):
         if proc.returncode != 0:
             raise ProfileError(f"actuation {step!r} ({shlex.join(argv)}) exited {proc.returncode}: {text}")
         return f"actuation {step}: {shlex.join(argv)} -> {text}"
+
+
+def _signal_group(proc: asyncio.subprocess.Process, sig: signal.Signals) -> None:
+    """Send ``sig`` to the process group ``proc`` leads (gone already is fine)."""
+    with contextlib.suppress(ProcessLookupError, PermissionError):
+        os.killpg(proc.pid, sig)
 
 
 class InteractiveActuator(Actuator):

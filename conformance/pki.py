@@ -2,17 +2,27 @@
 
 from __future__ import annotations
 
-import hashlib
+import base64
 from datetime import UTC, datetime, timedelta
 from typing import Any
 
 from cryptography import x509
 from cryptography.exceptions import InvalidSignature
 from cryptography.hazmat.primitives import hashes, serialization
-from cryptography.hazmat.primitives.asymmetric import ec
+from cryptography.hazmat.primitives.asymmetric import ec, rsa
+from cryptography.x509 import ocsp
 from cryptography.x509.oid import NameOID
 
-__all__ = ["certificate_hash_data", "check_signed_chain", "make_csr", "self_signed_pem"]
+__all__ = [
+    "certificate_hash_data",
+    "check_signed_chain",
+    "issue",
+    "make_ca",
+    "make_csr",
+    "pem_of",
+    "self_signed_pem",
+    "sign_data",
+]
 
 
 def make_csr(common_name: str) -> tuple[ec.EllipticCurvePrivateKey, str]:
@@ -26,36 +36,80 @@ def make_csr(common_name: str) -> tuple[ec.EllipticCurvePrivateKey, str]:
     return key, csr.public_bytes(serialization.Encoding.PEM).decode()
 
 
-def self_signed_pem(common_name: str) -> str:
-    """A self-signed CA certificate (PEM), e.g. a root to install on the charger."""
+def make_ca(common_name: str) -> tuple[ec.EllipticCurvePrivateKey, x509.Certificate]:
+    """A new P-256 key and a self-signed CA certificate for it (a root to install, or to sign with)."""
     key = ec.generate_private_key(ec.SECP256R1())
     name = x509.Name([x509.NameAttribute(NameOID.COMMON_NAME, common_name)])
-    now = datetime.now(UTC)
-    cert = (
-        x509.CertificateBuilder()
-        .subject_name(name)
-        .issuer_name(name)
-        .public_key(key.public_key())
-        .serial_number(x509.random_serial_number())
-        .not_valid_before(now - timedelta(minutes=5))
-        .not_valid_after(now + timedelta(days=365))
-        .add_extension(x509.BasicConstraints(ca=True, path_length=None), critical=True)
-        .sign(key, hashes.SHA256())
-    )
+    return key, _build(name, name, key.public_key(), key, ca=True)
+
+
+def self_signed_pem(common_name: str) -> str:
+    """A self-signed CA certificate (PEM), e.g. a root to install on the charger."""
+    return pem_of(make_ca(common_name)[1])
+
+
+def pem_of(cert: x509.Certificate) -> str:
+    """A certificate as PEM text."""
     return cert.public_bytes(serialization.Encoding.PEM).decode()
 
 
-def certificate_hash_data(pem: str) -> dict[str, Any]:
-    """CertificateHashDataType of a certificate (SHA256 of the issuer name and key, serial in hex)."""
-    cert = x509.load_pem_x509_certificate(pem.encode())
-    issuer_key = cert.public_key().public_bytes(
-        serialization.Encoding.DER, serialization.PublicFormat.SubjectPublicKeyInfo
+def issue(
+    ca_key: ec.EllipticCurvePrivateKey,
+    ca: x509.Certificate,
+    *,
+    csr_pem: str | None = None,
+    common_name: str = "",
+) -> tuple[ec.EllipticCurvePrivateKey | None, x509.Certificate]:
+    """A leaf certificate signed by ``ca``: for the key and subject of ``csr_pem`` (CertificateSigned), or for a
+    new key with CN ``common_name`` (a firmware signing certificate, whose key is returned)."""
+    if csr_pem is not None:
+        csr = x509.load_pem_x509_csr(csr_pem.encode())
+        public = csr.public_key()
+        if not isinstance(public, ec.EllipticCurvePublicKey | rsa.RSAPublicKey):
+            raise ValueError(f"unsupported CSR key type {type(public).__name__}")
+        return None, _build(csr.subject, ca.subject, public, ca_key, ca=False)
+    key = ec.generate_private_key(ec.SECP256R1())
+    name = x509.Name([x509.NameAttribute(NameOID.COMMON_NAME, common_name)])
+    return key, _build(name, ca.subject, key.public_key(), ca_key, ca=False)
+
+
+def sign_data(key: ec.EllipticCurvePrivateKey, data: bytes) -> str:
+    """The base64 ECDSA/SHA-256 signature of ``data`` (SignedUpdateFirmware.firmware.signature)."""
+    return base64.b64encode(key.sign(data, ec.ECDSA(hashes.SHA256()))).decode()
+
+
+def _build(
+    subject: x509.Name,
+    issuer: x509.Name,
+    public: ec.EllipticCurvePublicKey | rsa.RSAPublicKey,
+    signer: ec.EllipticCurvePrivateKey,
+    *,
+    ca: bool,
+) -> x509.Certificate:
+    now = datetime.now(UTC)
+    return (
+        x509.CertificateBuilder()
+        .subject_name(subject)
+        .issuer_name(issuer)
+        .public_key(public)
+        .serial_number(x509.random_serial_number())
+        .not_valid_before(now - timedelta(minutes=5))
+        .not_valid_after(now + timedelta(days=365))
+        .add_extension(x509.BasicConstraints(ca=ca, path_length=None), critical=True)
+        .sign(signer, hashes.SHA256())
     )
+
+
+def certificate_hash_data(pem: str) -> dict[str, Any]:
+    """CertificateHashDataType of a self-signed certificate (a root), computed as an RFC 6960 CertID: SHA-256 of
+    the issuer name (DER) and of the issuer's public key bits (without the algorithm), serial number in hex."""
+    cert = x509.load_pem_x509_certificate(pem.encode())
+    cert_id = ocsp.OCSPRequestBuilder().add_certificate(cert, cert, hashes.SHA256()).build()
     return {
         "hashAlgorithm": "SHA256",
-        "issuerNameHash": hashlib.sha256(cert.issuer.public_bytes()).hexdigest(),
-        "issuerKeyHash": hashlib.sha256(issuer_key).hexdigest(),
-        "serialNumber": format(cert.serial_number, "x"),
+        "issuerNameHash": cert_id.issuer_name_hash.hex(),
+        "issuerKeyHash": cert_id.issuer_key_hash.hex(),
+        "serialNumber": format(cert_id.serial_number, "x"),
     }
 
 

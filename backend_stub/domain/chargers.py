@@ -137,11 +137,14 @@ class Chargers:
             self.store.set_security_profile(cp_id, 0)
 
     def refuse_unless_accepted(self, cp_id: str, what: str) -> bool:
-        """Whether ``cp_id`` is Accepted; if not, a security event says that ``what`` was refused."""
-        charger = self.store.charger(cp_id)
-        if charger is not None and charger.status is ChargerStatus.ACCEPTED:
+        """Whether ``cp_id`` is Accepted; if not, a security event says that ``what`` was refused.
+
+        Asked before every charger message: the store remembers statuses and forgets them on any change.
+        """
+        registered = self.store.charger_status(cp_id)
+        if registered is ChargerStatus.ACCEPTED:
             return True
-        status = "unknown" if charger is None else str(charger.status)
+        status = "unknown" if registered is None else str(registered)
         self.security.record(
             cp_id,
             SecurityEventKind.NOT_ACCEPTED,

@@ -69,6 +69,10 @@ class Sessions:
         tx_id = self.store.start_transaction(
             cp_id, evse, id_tag, meter_start_wh, at, id_tag_status=str(status), station_tx_id=station_tx_id
         )
+        if station_tx_id is not None:
+            self._remember(
+                cp_id, station_tx_id, tx_id
+            )  # the next event of the session finds it without a read
         if self.hooks.payment is not None:
             paid = self.hooks.payment.started(cp_id, evse, id_tag, tx_id)
             if paid is not None:
@@ -136,10 +140,15 @@ class Sessions:
             tx_id = self.store.station_transaction(cp_id, station_tx_id)
         except UnknownTransaction:
             return None
-        self._station_ids[key] = tx_id
+        self._remember(cp_id, station_tx_id, tx_id)
+        return tx_id
+
+    def _remember(self, cp_id: str, station_tx_id: str, tx_id: int) -> None:
+        """Note that ``cp_id`` calls its session ``tx_id`` ``station_tx_id`` (see `lookup`)."""
+        self._station_ids[(cp_id, station_tx_id)] = tx_id
+        self._station_ids.move_to_end((cp_id, station_tx_id))
         if len(self._station_ids) > MAX_REMEMBERED_SESSIONS:
             self._station_ids.popitem(last=False)
-        return tx_id
 
     def find(self, cp_id: str, station_tx_id: str, what: str) -> int | None:
         """The id of ``cp_id``'s session it calls ``station_tx_id``; None (and a security event) if it has none."""

@@ -135,6 +135,7 @@ class V201Handlers:
             "NotifyReport": self.notify_report,
             "ReservationStatusUpdate": self.acknowledge,
             "NotifyEvent": self.acknowledge,
+            "ReportChargingProfiles": self.acknowledge,
         }
         table = server.handlers_by_subprotocol[SUBPROTOCOL]
         for action, handler in handlers.items():

@@ -13,6 +13,7 @@ from typing import Self
 
 from backend_stub.store.records import (
     SCHEMA_VERSION,
+    ChargerStatus,
     Conflict,
     InvalidInput,
     StoreError,
@@ -38,6 +39,9 @@ class StoreBase:
         self.path = str(path)
         self._clock = clock
         self._lock = threading.RLock()
+        # cp_id -> registration status, read per charger message (`ChargersStore.charger_status`); emptied by every
+        # method that changes a status or adds or deletes a charger, under `_lock`.
+        self._charger_statuses: dict[str, ChargerStatus] = {}
         try:
             if self.path != ":memory:":
                 Path(self.path).parent.mkdir(parents=True, exist_ok=True)

@@ -34,6 +34,8 @@ from backend_stub.store.records import (
 )
 from backend_stub.store.settings import SettingsStore
 
+MAX_REMEMBERED_STATUSES = 100_000  # `charger_status` entries (all forgotten when full)
+
 
 class ChargersStore(SettingsStore):
     """Chargers: the registry, passwords, boots, connector status, tariffs."""
@@ -58,6 +60,7 @@ class ChargersStore(SettingsStore):
         with self._write() as db:
             if db.execute("SELECT 1 FROM chargers WHERE id = ?", (cp_id,)).fetchone() is not None:
                 raise Conflict(f"charger {cp_id!r} exists")
+            self._charger_statuses.clear()
             db.execute(
                 "INSERT INTO chargers (id, password_hash, status, tariff_id, created_at) VALUES (?, ?, ?, ?, ?)",
                 (cp_id, hashed, state.value, tariff_id, self._now()),
@@ -77,6 +80,7 @@ class ChargersStore(SettingsStore):
             row = db.execute("SELECT * FROM chargers WHERE id = ?", (cp_id,)).fetchone()
             if row is not None:
                 return _charger(row)
+            self._charger_statuses.clear()
             if expire_before is not None:
                 self._expire_pending(db, _ts(expire_before, "expire_before"))
             if max_pending is not None:
@@ -91,6 +95,7 @@ class ChargersStore(SettingsStore):
     def expire_pending(self, before: datetime) -> int:
         """Delete pending chargers nobody accepted that have not booted since ``before``; returns how many."""
         with self._write() as db:
+            self._charger_statuses.clear()
             return self._expire_pending(db, _ts(before, "before"))
 
     @staticmethod
@@ -129,6 +134,25 @@ class ChargersStore(SettingsStore):
         rows = self._read("SELECT * FROM chargers WHERE id = ?", (cp_id,))
         return _charger(rows[0]) if rows else None
 
+    def charger_status(self, cp_id: str) -> ChargerStatus | None:
+        """The charger's registration status, None for an unknown charger; read per message, so remembered.
+
+        Every change of a status and every added or deleted charger goes through this class, which forgets all it
+        remembered in the same locked write: blocking a charger takes effect on its next message. (Another process
+        writing the same database is not seen here; the server owns its database.)
+        """
+        with self._lock:
+            status = self._charger_statuses.get(cp_id)
+            if status is None:
+                rows = self._read("SELECT status FROM chargers WHERE id = ?", (cp_id,))
+                if not rows:
+                    return None
+                status = ChargerStatus(rows[0]["status"])
+                if len(self._charger_statuses) >= MAX_REMEMBERED_STATUSES:
+                    self._charger_statuses.clear()
+                self._charger_statuses[cp_id] = status
+            return status
+
     def chargers(self) -> list[Charger]:
         """All chargers by id."""
         return [_charger(r) for r in self._read("SELECT * FROM chargers ORDER BY id")]
@@ -156,6 +180,7 @@ class ChargersStore(SettingsStore):
         state = _enum(ChargerStatus, status, "status")
         with self._write() as db:
             self._charger_row(db, cp_id)
+            self._charger_statuses.clear()
             db.execute("UPDATE chargers SET status = ? WHERE id = ?", (state.value, cp_id))
             return _charger(self._charger_row(db, cp_id))
 

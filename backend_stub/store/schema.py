@@ -25,9 +25,13 @@ _ADDED_COLUMNS: Final = (
     # parked_at: a push the partner kept refusing with a client error, set aside until the operator retries it.
     ("ocpi_outbox", "parked_at", "TEXT"),
 )
-# Indexes on added columns, created after `_ADDED_COLUMNS`: a station transaction id is unique per charger.
+# Indexes on added columns, created after `_ADDED_COLUMNS`: a station transaction id is unique per charger, and
+# found by itself too (`station_transaction` tells another charger's id from an unknown one: without this index,
+# a scan of every transaction at the first event of each 2.0.1 session).
 _ADDED_INDEXES: Final = (
     "CREATE UNIQUE INDEX IF NOT EXISTS transactions_station ON transactions(cp_id, station_tx_id) "
+    "WHERE station_tx_id IS NOT NULL",
+    "CREATE INDEX IF NOT EXISTS transactions_station_tx ON transactions(station_tx_id) "
     "WHERE station_tx_id IS NOT NULL",
 )
 

@@ -128,6 +128,9 @@ class Metrics:
             buckets=LATENCY_BUCKETS_S,
             registry=self.registry,
         )
+        # The labelled children used per message, kept instead of looked up each time (`labels()` took about 2 %
+        # of the server's CPU at 2,000 messages/s). Bounded: the transport passes known actions and results only.
+        self._per_message: dict[tuple[str, str, str], tuple[Counter, Histogram]] = {}
         self.refusals = Counter(
             "csms_handshakes_refused",
             "Charger connections refused or closed, by reason",
@@ -153,8 +156,13 @@ class Metrics:
 
     def message(self, subprotocol: str, action: str, result: str, duration_s: float) -> None:
         """A charger CALL answered."""
-        self.messages.labels(subprotocol, action, result).inc()
-        self.latency.labels(subprotocol, action).observe(duration_s)
+        key = (subprotocol, action, result)
+        children = self._per_message.get(key)
+        if children is None:
+            children = (self.messages.labels(*key), self.latency.labels(subprotocol, action))
+            self._per_message[key] = children
+        children[0].inc()
+        children[1].observe(duration_s)
 
     def refused(self, reason: str) -> None:
         """A handshake refused or a connection closed by a limit."""

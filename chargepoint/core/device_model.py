@@ -98,6 +98,8 @@ PLACEMENT: dict[str, VariableRef] = {
     "charging_schedule_allowed_charging_rate_unit": _R("SmartChargingCtrlr", "RateUnit"),
     "charging_schedule_max_periods": _R("SmartChargingCtrlr", "PeriodsPerSchedule"),
     "max_charging_profiles_installed": _R("SmartChargingCtrlr", "Entries"),
+    "smart_charging_enabled": _R("SmartChargingCtrlr", "Enabled"),
+    "limit_change_significance": _R("SmartChargingCtrlr", "LimitChangeSignificance"),
     "connector_phase_rotation": _R("ChargingStation", "PhaseRotation"),
     "resume_transactions_after_power_loss": _R("TxCtrlr", "ResumeAfterPowerLoss"),
     "security_profile": _R("SecurityCtrlr", "SecurityProfile"),

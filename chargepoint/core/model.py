@@ -149,6 +149,23 @@ class ResetKind(Enum):
     HARD = "hard"
 
 
+class BootReason(Enum):
+    """Why the station (re)started, told to the CSMS at boot (OCPP 2.0.1 BootReasonEnumType; 1.6 has none)."""
+
+    POWER_UP = "power_up"  # a start the station did not plan: power on, crash, watchdog
+    REMOTE_RESET = "remote_reset"  # a Reset carried out at once
+    SCHEDULED_RESET = "scheduled_reset"  # an OnIdle Reset carried out once the transactions ended
+    FIRMWARE_UPDATE = "firmware_update"  # the reboot that installs new firmware
+
+
+class ResetResult(Enum):
+    """Answer to a reset request."""
+
+    ACCEPTED = "accepted"
+    SCHEDULED = "scheduled"  # OnIdle with a transaction running: carried out once it has ended
+    REJECTED = "rejected"
+
+
 class LocalListUpdate(Enum):
     """How a new local authorization list applies."""
 

@@ -132,6 +132,10 @@ SPECS: dict[str, SettingSpec] = {
         SettingSpec("charging_schedule_allowed_charging_rate_unit", Kind.STR, "", readonly=True),
         SettingSpec("charging_schedule_max_periods", Kind.INT, 24, readonly=True),
         SettingSpec("max_charging_profiles_installed", Kind.INT, 16, readonly=True),
+        # OCPP 2.0.1 SmartChargingCtrlr: off, new profiles are Rejected and a remote start's is ignored (F01.FR.12);
+        # the significance (percent) is kept for the CSMS, the station has no external limit to notify about.
+        SettingSpec("smart_charging_enabled", Kind.BOOL, True),
+        SettingSpec("limit_change_significance", Kind.INT, 10, min_value=0, max_value=100),
         SettingSpec("connector_phase_rotation", Kind.STR, "0.RST"),
         SettingSpec("resume_transactions_after_power_loss", Kind.BOOL, False),
         # OCPP 1.6 Security whitepaper ed. 2, configuration keys. The profile in use changes only through

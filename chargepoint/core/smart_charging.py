@@ -23,6 +23,9 @@ DEFAULT_PHASES = 3  # OCPP 1.6 §7.13 numberPhases: "if absent, 3 will be assume
 DEFAULT_VOLTAGE_V = 230.0
 # Longest duration or startPeriod taken (an int32, ~68 years): beyond it datetime arithmetic overflows.
 MAX_SECONDS = 2**31 - 1
+# Largest limit taken, A or W (10 MW): anything above is no limit a connector could meet, and 1e308 W overflows to
+# infinity once converted.
+MAX_LIMIT = 1e7
 _RECURRENCE = {"daily": timedelta(days=1), "weekly": timedelta(days=7)}
 
 
@@ -89,6 +92,7 @@ class ChargingSchedule:
     start: datetime | None = None
     duration_s: int | None = None
     min_rate: float | None = None
+    id: int | None = None  # OCPP 2.0.1 ChargingScheduleType.id, reported back as given (1.6 has none)
 
 
 @dataclass(frozen=True, slots=True)
@@ -125,6 +129,7 @@ class ChargingProfile:
                 "start": s.start.isoformat() if s.start else None,
                 "duration_s": s.duration_s,
                 "min_rate": s.min_rate,
+                "id": s.id,
             },
         }
 
@@ -148,6 +153,7 @@ class ChargingProfile:
                 start=_time(s.get("start")),
                 duration_s=s.get("duration_s"),
                 min_rate=s.get("min_rate"),
+                id=s.get("id"),
             ),
         )
 
@@ -212,12 +218,16 @@ def problem(profile: ChargingProfile, rules: ProfileRules) -> str | None:
         return "periods must start at 0 and ascend"
     if starts[-1] > MAX_SECONDS:
         return f"startPeriod must be <= {MAX_SECONDS}"
-    if any(not math.isfinite(p.limit) for p in s.periods):
-        return "a period needs a finite limit"
+    if any(not math.isfinite(p.limit) or p.limit > MAX_LIMIT for p in s.periods):
+        return f"a period needs a finite limit <= {MAX_LIMIT:g}"
     if any(p.limit < 0 or (p.phases is not None and not 1 <= p.phases <= 3) for p in s.periods):
         return "a period needs a limit >= 0 and 1..3 phases"
+    if s.min_rate is not None and not (math.isfinite(s.min_rate) and 0 <= s.min_rate <= MAX_LIMIT):
+        return f"minChargingRate must be 0..{MAX_LIMIT:g}"
     if s.duration_s is not None and not 0 <= s.duration_s <= MAX_SECONDS:
         return f"duration must be 0..{MAX_SECONDS}"
+    if s.start is not None and not _representable(s.start, max(starts[-1], s.duration_s or 0)):
+        return "startSchedule is too far in the future"
     if profile.kind is ProfileKind.RECURRING and (profile.recurrency is None or s.start is None):
         return "a recurring profile needs recurrencyKind and startSchedule"
     if profile.purpose is ProfilePurpose.CHARGE_POINT_MAX and profile.connector_id != 0:
@@ -227,6 +237,16 @@ def problem(profile: ChargingProfile, rules: ProfileRules) -> str | None:
     if profile.valid_from and profile.valid_to and profile.valid_to <= profile.valid_from:
         return "validTo must be after validFrom"
     return None
+
+
+def _representable(start: datetime, offset_s: int) -> bool:
+    """Whether every instant of a schedule starting at ``start`` (and its next weekly cycle) is a datetime: a
+    startSchedule in the year 9999 would overflow when its periods are evaluated."""
+    try:
+        start + timedelta(seconds=offset_s) + _RECURRENCE["weekly"] * 2
+    except OverflowError:
+        return False
+    return True
 
 
 def replaced_by(new: ChargingProfile, installed: Iterable[ChargingProfile]) -> list[int]:
@@ -416,7 +436,7 @@ def composite(
     )
     periods: list[SchedulePeriod] = []
     at = start
-    while at < end:
+    while at < end or not periods:  # at least one period, also for a duration of 0 (the schemas want one)
         amps = limit_a(relevant, connector_id, at, conn, tx_start=tx_start, cp_share=cp_share)
         value = round(amps if unit is RateUnit.AMPERE else conn.to_watts(amps), 1)
         phases = None if unit is RateUnit.AMPERE else conn.phases

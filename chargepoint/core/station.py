@@ -33,6 +33,7 @@ from chargepoint.core.blocks.firmware import Firmware
 from chargepoint.core.blocks.metering import Metering
 from chargepoint.core.blocks.recovery import Recovery
 from chargepoint.core.blocks.reservations import Reservations
+from chargepoint.core.blocks.resets import Resets
 from chargepoint.core.blocks.sessions import Sessions
 from chargepoint.core.blocks.smart_charging import SmartCharging
 from chargepoint.core.connector import Connector
@@ -46,11 +47,13 @@ from chargepoint.core.events import (
 from chargepoint.core.evse import Evse
 from chargepoint.core.model import (
     AvailabilityResult,
+    BootReason,
     ConnectorState,
     ErrorCode,
     IdTagInfo,
     LocalListResult,
     ResetKind,
+    ResetResult,
     Sample,
     StopReason,
     UnlockResult,
@@ -112,6 +115,7 @@ class Station:
             unlock_supported=unlock_supported,
         )
         self.recovery = Recovery(ctx, self.faults, self.metering)
+        self.resets = Resets(ctx, self.sessions, self.availability)
         # Start order: recover the last run's transactions, watch plugs and readers, poll meters, apply limits.
         self.blocks: list[FunctionalBlock] = [
             self.recovery,
@@ -120,6 +124,7 @@ class Station:
             self.faults,
             self.reservations,  # before the sessions: a reserved connector with a cable in stays Reserved
             self.sessions,
+            self.resets,  # after recovery and the sessions: a resumed transaction keeps its OnIdle reset waiting
             self.metering,
             self.smart_charging,
         ]
@@ -127,11 +132,11 @@ class Station:
         self.firmware: Firmware | None = None
         self.diagnostics: Diagnostics | None = None
         if files is not None:
-            reboot = functools.partial(self.request_reset, ResetKind.SOFT)  # after an install
+            # After an install; the next boot says FirmwareUpdate.
+            reboot = functools.partial(self.request_reset, ResetKind.SOFT, BootReason.FIRMWARE_UPDATE)
             self.firmware = Firmware(ctx, files, configured_version=firmware_version, reboot=reboot)
             self.diagnostics = Diagnostics(ctx, files, station_id=station_id)
             self.blocks += [self.firmware, self.diagnostics]
-        self.reset_requested: asyncio.Future[ResetKind] | None = None
 
     # the shared state, as before the split
     @property
@@ -182,7 +187,7 @@ class Station:
     async def start(self) -> None:
         """Open every relay (safe state), read plugs and meters, then start each block in order."""
         ctx = self.ctx
-        self.reset_requested = asyncio.get_running_loop().create_future()
+        self.resets.requested = asyncio.get_running_loop().create_future()
         for cid, p in ctx.ports.items():
             await ctx.open_relay(cid)
             ctx.connectors[cid].plugged = p.plug.plugged
@@ -216,10 +221,26 @@ class Station:
         """True while every hardware loop runs (the watchdog stops being fed when one has ended)."""
         return self.ctx.stopping or all(not task.done() for task in self.ctx.supervised)
 
-    def request_reset(self, kind: ResetKind) -> None:
-        """Ask the agent to restart; transactions end with SoftReset/HardReset first (done by the agent)."""
-        if self.reset_requested is not None and not self.reset_requested.done():
-            self.reset_requested.set_result(kind)
+    def request_reset(self, kind: ResetKind, reason: BootReason = BootReason.REMOTE_RESET) -> None:
+        """Ask the agent to restart (transactions end first, by the agent); the next boot tells ``reason``."""
+        self.resets.request_restart(kind, reason)
+
+    @property
+    def reset_requested(self) -> asyncio.Future[ResetKind] | None:
+        return self.resets.requested  # done with the kind of restart asked for; the agent waits on it
+
+    @property
+    def boot_reason(self) -> BootReason:
+        """Why this start happened (stored before a planned restart)."""
+        return self.resets.boot_reason
+
+    def reset_answer(self, kind: ResetKind, cid: int | None) -> ResetResult:
+        """What a reset of the station (``cid`` None) or of connector ``cid`` would do now."""
+        return self.resets.answer(kind, cid)
+
+    def reset(self, kind: ResetKind, cid: int | None) -> ResetResult:
+        """Reset the station or one connector: now, or (soft, with a transaction running) once it has ended."""
+        return self.resets.reset(kind, cid)
 
     # status
     def status(self, cid: int) -> StatusChanged:

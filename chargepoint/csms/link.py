@@ -58,6 +58,10 @@ TIME_JUMP_EVENT_S = 60.0
 # OCPP-J §4.1.1 allows one outstanding CALL per direction; a central system that sends more without waiting for the
 # answers gets this many queued, and a CallError "busy" for each one beyond.
 MAX_QUEUED_CALLS = 16
+# Frames that are not CALLs (answers, malformed frames) cannot be refused with "busy": past this many waiting for the
+# adapter, the reader stops taking frames off the socket until one is handled (TCP backpressure), so a central
+# system flooding them bounds the charger's memory without a frame being dropped.
+MAX_QUEUED_OTHER_FRAMES = 16
 BUSY_LOG_INTERVAL_S = 10.0
 # The frame type and uniqueId at the start of an OCPP-J frame (an id with escapes is not matched: it is decoded by
 # the adapter, which answers it itself).
@@ -83,7 +87,9 @@ class InboundCap:
     A reader task takes every frame off the socket at once, so pings, answers to the charger's own CALLs and the
     link itself stay alive under a flood: CALLs queue up to ``limit`` (counting the one being handled), and each
     one beyond gets CallError GenericError "busy" straight away (every frame is answered, OCPP-J §4.2.3), so
-    memory and the event loop stay bounded. The adapter handles one frame at a time, as before.
+    memory and the event loop stay bounded. Any other frame waits for room: past ``MAX_QUEUED_OTHER_FRAMES`` of
+    them the reader pauses, so the socket pushes back on the sender and nothing is dropped. The adapter handles one
+    frame at a time, as before.
 
     An answer to a CALL goes out only once the store has committed what handling that CALL wrote (a setting, a
     profile, the local list): the commit is awaited, never waited for on the event loop. If it failed, the answer
@@ -97,6 +103,11 @@ class InboundCap:
         self._frames: deque[str | bytes] = deque()
         self._arrived = Flag()
         self._queued_calls = 0  # CALLs waiting in the queue
+        self._queued_other = 0  # other frames waiting in the queue
+        self._room: asyncio.Future[None] | None = (
+            None  # the paused reader waits on it for the adapter to catch up
+        )
+        self.peak_queued = 0  # the most frames ever waiting at once
         self._handling: str | None = None  # the uniqueId of the CALL being handled, until it is answered
         self._mark = 0  # the store's mark when its handling began
         self._ended: BaseException | None = None
@@ -124,7 +135,13 @@ class InboundCap:
                         await self._busy(head.group(2))
                         continue
                     self._queued_calls += 1
+                else:
+                    while self._queued_other >= MAX_QUEUED_OTHER_FRAMES:
+                        self._room = asyncio.get_running_loop().create_future()
+                        await self._room
+                    self._queued_other += 1
                 self._frames.append(frame)
+                self.peak_queued = max(self.peak_queued, len(self._frames))
                 self._arrived.set()
         except ConnectionClosed as exc:
             self._ended = exc
@@ -172,6 +189,10 @@ class InboundCap:
             self._queued_calls -= 1
             self._handling = head.group(2)
             self._mark = self._store.mark()
+        else:
+            self._queued_other -= 1
+            if self._room is not None and not self._room.done():
+                self._room.set_result(None)
         return frame
 
     async def send(self, message: str | bytes) -> None:

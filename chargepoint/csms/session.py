@@ -22,9 +22,11 @@ from chargepoint.core.events import StatusChanged
 from chargepoint.core.evse import Evse
 from chargepoint.core.model import (
     AvailabilityResult,
+    BootReason,
     IdTagInfo,
     LocalListResult,
     ResetKind,
+    ResetResult,
     Sample,
     UnlockResult,
 )
@@ -119,6 +121,19 @@ class StationCommands(Protocol):
         """Ask the agent to restart."""
         ...
 
+    @property
+    def boot_reason(self) -> BootReason:
+        """Why this start happened."""
+        ...
+
+    def reset_answer(self, kind: ResetKind, cid: int | None) -> ResetResult:
+        """What a reset of the station (``cid`` None) or of one connector would do now."""
+        ...
+
+    def reset(self, kind: ResetKind, cid: int | None) -> ResetResult:
+        """Reset the station or one connector, now or once idle."""
+        ...
+
     def clear_cache(self) -> bool:
         """Empty the authorization cache."""
         ...
@@ -139,6 +154,11 @@ class StationCommands(Protocol):
 
     def set_charging_profile(self, cid: int, profile: ChargingProfile) -> ProfileResult:
         """Install a charging profile."""
+        ...
+
+    @property
+    def profiles(self) -> list[ChargingProfile]:
+        """The installed charging profiles."""
         ...
 
     async def reserve_now(self, reservation: Reservation) -> ReserveResult:

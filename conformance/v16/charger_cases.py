@@ -8,12 +8,17 @@ the charger does not declare makes its cases not applicable; a declared profile 
 from __future__ import annotations
 
 import contextlib
+import secrets
 from collections.abc import Awaitable, Callable
 from datetime import UTC, datetime, timedelta
 from typing import Any
 
+from cryptography.x509.oid import NameOID
+
 from backend_stub.ocpp_server import Frame
+from conformance import pki
 from conformance.charger_runner import ChargerContext, stops
+from conformance.fileserver import serve_files
 from conformance.model import Case, Fail, NotApplicable, Step
 from conformance.v16.spec import CORE_CONFIGURATION_KEYS
 
@@ -1281,4 +1286,273 @@ case(
     "Get Diagnostics",
     FIRMWARE,
     ("GetDiagnostics: DiagnosticsStatusNotification follows", get_diagnostics),
+)
+
+
+# ================================================================================================ Security
+# The OCPP 1.6 security whitepaper (edition 2) cases a charger can show over a plain ws:// link: password change,
+# certificate install / list / delete, certificate signing, security events, the security log and signed firmware.
+# TC_078, TC_083 and TC_086-088 need a TLS central system (wss://) and are not in this catalogue.
+
+
+async def _install_root(ctx: ChargerContext, kind: str, pem: str) -> None:
+    """InstallCertificate of ``pem`` as ``kind``: Accepted; it is deleted again after the case."""
+    await ctx.expect_answer(
+        "InstallCertificate", {"certificateType": kind, "certificate": pem}, "status", "Accepted"
+    )
+    ctx.vars.setdefault("installed", []).append(pki.certificate_hash_data(pem))
+
+
+async def _installed(ctx: ChargerContext, kind: str) -> list[dict[str, Any]]:
+    """GetInstalledCertificateIds of ``kind``: the hash data listed (none when NotFound)."""
+    answer = await ctx.expect_answer(
+        "GetInstalledCertificateIds", {"certificateType": kind}, "status", "Accepted", "NotFound"
+    )
+    listed: list[dict[str, Any]] = answer.get("certificateHashData", [])
+    if answer["status"] == "NotFound" and listed:
+        raise Fail("GetInstalledCertificateIds.conf is NotFound but lists certificates")
+    return listed
+
+
+def _same(a: dict[str, Any], b: dict[str, Any]) -> bool:
+    """Whether two CertificateHashData name the same certificate (serial numbers compared as numbers)."""
+    keys = ("hashAlgorithm", "issuerNameHash", "issuerKeyHash")
+    return all(str(a.get(k)).lower() == str(b.get(k)).lower() for k in keys) and int(
+        str(a.get("serialNumber")), 16
+    ) == int(str(b.get("serialNumber")), 16)
+
+
+async def delete_installed(ctx: ChargerContext) -> None:
+    """Cleanup: DeleteCertificate of what the case installed."""
+    for hash_data in ctx.vars.get("installed", []):
+        with contextlib.suppress(Exception):
+            await ctx.cs.call(ctx.cp_id, "DeleteCertificate", {"certificateHashData": hash_data}, timeout=5)
+
+
+async def security_event(ctx: ChargerContext, after: int, kind: str) -> None:
+    """A SecurityEventNotification of ``kind`` after ``after`` (whitepaper: critical events are sent)."""
+    await ctx.wait_call(
+        "SecurityEventNotification",
+        after,
+        lambda p: p.get("type") == kind,
+        15,
+        f"SecurityEventNotification {kind}",
+    )
+
+
+async def update_password(ctx: ChargerContext) -> None:
+    """ChangeConfiguration AuthorizationKey Accepted; the charger reconnects with the new password (A01)."""
+    profile = (await ctx.configuration("SecurityProfile")).get("SecurityProfile")
+    if profile not in ("1", "2"):
+        raise NotApplicable(
+            f"the charger uses SecurityProfile {profile}: HTTP Basic authentication needs profile 1 or 2"
+        )
+    password = secrets.token_hex(20)  # AuthorizationKey: 16-40 bytes, as hexadecimal text
+    await ctx.expect_answer(
+        "ChangeConfiguration", {"key": "AuthorizationKey", "value": password}, "status", "Accepted"
+    )
+    ctx.cs.passwords[ctx.cp_id] = password  # from now on only the new password is let in
+    try:
+        await ctx.cs.wait_disconnected(ctx.cp_id, timeout=ctx.scaled(15))
+    except TimeoutError:
+        raise Fail(
+            "the charger kept its connection after AuthorizationKey changed (whitepaper A01.FR.?)"
+        ) from None
+    await ctx.reconnected(30)
+
+
+async def sign_certificate(ctx: ChargerContext) -> None:
+    """A CSMS root installed; ExtendedTriggerMessage SignChargePointCertificate: SignCertificate with a CSR for
+    the charger's id; CertificateSigned with a chain to that root: Accepted (A02)."""
+    ca_key, ca = pki.make_ca("Conformance CSMS Root")
+    await _install_root(ctx, "CentralSystemRootCertificate", pki.pem_of(ca))
+    m = ctx.at()
+    await ctx.expect_answer(
+        "ExtendedTriggerMessage", {"requestedMessage": "SignChargePointCertificate"}, "status", "Accepted"
+    )
+    request = await ctx.wait_call("SignCertificate", m, timeout_s=20)
+    try:
+        _, leaf = pki.issue(ca_key, ca, csr_pem=str(request.payload.get("csr", "")))
+    except ValueError as exc:
+        raise Fail(f"SignCertificate.req csr is not a usable PEM CSR: {exc}") from None
+    names = [a.value for a in leaf.subject.get_attributes_for_oid(NameOID.COMMON_NAME)]
+    if names != [ctx.cp_id]:
+        raise Fail(f"the CSR's commonName is {names}, expected the charge point id {ctx.cp_id!r} (A02.FR.?)")
+    chain = pki.pem_of(leaf) + pki.pem_of(ca)
+    await ctx.expect_answer("CertificateSigned", {"certificateChain": chain}, "status", "Accepted")
+
+
+def install_root(kind: str) -> StepFn:
+    """InstallCertificate of a new root of ``kind``: Accepted, and GetInstalledCertificateIds lists it (M05)."""
+
+    async def run(ctx: ChargerContext) -> None:
+        pem = pki.self_signed_pem(f"Conformance {kind}")
+        await _install_root(ctx, kind, pem)
+        if not any(_same(h, pki.certificate_hash_data(pem)) for h in await _installed(ctx, kind)):
+            raise Fail(f"GetInstalledCertificateIds {kind} does not list the certificate just installed")
+
+    return run
+
+
+async def delete_certificate(ctx: ChargerContext) -> None:
+    """Install a ManufacturerRootCertificate, delete it by its hash data: Accepted, and it is no longer listed."""
+    kind = "ManufacturerRootCertificate"
+    pem = pki.self_signed_pem("Conformance deletable root")
+    await _install_root(ctx, kind, pem)
+    hash_data = pki.certificate_hash_data(pem)
+    await ctx.expect_answer("DeleteCertificate", {"certificateHashData": hash_data}, "status", "Accepted")
+    if any(_same(h, hash_data) for h in await _installed(ctx, kind)):
+        raise Fail("GetInstalledCertificateIds still lists the certificate DeleteCertificate Accepted")
+
+
+async def invalid_charge_point_certificate(ctx: ChargerContext) -> None:
+    """CertificateSigned with a certificate for another key: Rejected, and SecurityEventNotification
+    InvalidChargePointCertificate (A02.FR.?)."""
+    ca_key, ca = pki.make_ca("Conformance unknown CA")
+    _, leaf = pki.issue(ca_key, ca, common_name=ctx.cp_id)  # a key the charger never made
+    m = ctx.at()
+    chain = pki.pem_of(leaf) + pki.pem_of(ca)
+    await ctx.expect_answer("CertificateSigned", {"certificateChain": chain}, "status", "Rejected")
+    await security_event(ctx, m, "InvalidChargePointCertificate")
+
+
+async def security_log(ctx: ChargerContext) -> None:
+    """GetLog SecurityLog: Accepted; LogStatusNotification Uploading then Uploaded for its requestId; the file
+    arrives (whitepaper N01)."""
+    async with serve_files({}) as server:
+        m = ctx.at()
+        await ctx.expect_answer(
+            "GetLog",
+            {"logType": "SecurityLog", "requestId": 4711, "log": {"remoteLocation": f"{server.url}/logs"}},
+            "status",
+            "Accepted",
+            "AcceptedCanceled",
+        )
+        done = await ctx.wait_call(
+            "LogStatusNotification",
+            m,
+            lambda p: p.get("status") not in ("Uploading", "Idle"),
+            40,
+            "LogStatusNotification Uploaded",
+        )
+        statuses = [f.payload.get("status") for f in ctx.calls_since("LogStatusNotification", m)]
+        if done.payload.get("status") != "Uploaded" or done.payload.get("requestId") != 4711:
+            raise Fail(f"LogStatusNotification {done.payload}, expected Uploaded for requestId 4711")
+        if "Uploading" not in statuses[: statuses.index("Uploaded")]:
+            raise Fail(f"LogStatusNotification statuses {statuses}: no Uploading before Uploaded")
+        if not server.uploads:
+            raise Fail("LogStatusNotification said Uploaded but nothing reached the remoteLocation")
+
+
+def signed_firmware(valid: bool) -> StepFn:
+    """SignedUpdateFirmware of a file from our server, signed by a certificate under an installed
+    ManufacturerRootCertificate: valid, Downloaded, SignatureVerified, ..., Installed; with a wrong signature
+    InvalidSignature and SecurityEventNotification InvalidFirmwareSignature (whitepaper L01, L02)."""
+
+    async def run(ctx: ChargerContext) -> None:
+        ca_key, ca = pki.make_ca("Conformance Manufacturer Root")
+        await _install_root(ctx, "ManufacturerRootCertificate", pki.pem_of(ca))
+        signer, cert = pki.issue(ca_key, ca, common_name="Conformance firmware signer")
+        assert signer is not None
+        image = secrets.token_bytes(4096)
+        signature = pki.sign_data(signer, image if valid else image + b"tampered")
+        async with serve_files({"/firmware.bin": image}) as server:
+            m = ctx.at()
+            await ctx.expect_answer(
+                "SignedUpdateFirmware",
+                {
+                    "requestId": 815,
+                    "firmware": {
+                        "location": f"{server.url}/firmware.bin",
+                        "retrieveDateTime": datetime.now(UTC)
+                        .isoformat(timespec="seconds")
+                        .replace("+00:00", "Z"),
+                        "signingCertificate": pki.pem_of(cert),
+                        "signature": signature,
+                    },
+                },
+                "status",
+                "Accepted",
+                "AcceptedCanceled",
+            )
+            final = ("Installed",) if valid else ("InvalidSignature",)
+            await ctx.wait_call(
+                "SignedFirmwareStatusNotification",
+                m,
+                lambda p: p.get("status") in final or p.get("status", "").endswith("Failed"),
+                60,
+                f"SignedFirmwareStatusNotification {final[0]}",
+            )
+        statuses = [f.payload.get("status") for f in ctx.calls_since("SignedFirmwareStatusNotification", m)]
+        expected = (
+            ["Downloaded", "SignatureVerified", "Installed"] if valid else ["Downloaded", "InvalidSignature"]
+        )
+        seen = [s for s in statuses if s in expected]
+        if seen != expected:
+            raise Fail(
+                f"SignedFirmwareStatusNotification statuses {statuses}, expected {' then '.join(expected)}"
+            )
+        if not valid:
+            await security_event(ctx, m, "InvalidFirmwareSignature")
+
+    return run
+
+
+def security_case(id: str, title: str, *steps: tuple[str, StepFn], timeout_s: float = 60.0) -> None:
+    """A security case whose cleanup also deletes the certificates it installed."""
+    case(id, title, SECURITY, *steps, timeout_s=timeout_s)
+    made = CASES[-1]
+    CASES[-1] = Case(
+        made.id,
+        made.title,
+        made.block,
+        made.steps,
+        made.needs,
+        made.timeout_s,
+        cleanup=(*made.cleanup, Step[ChargerContext]("delete installed certificates", delete_installed)),
+    )
+
+
+security_case(
+    "TC_073_CS",
+    "Update Charge Point Password for HTTP Basic Authentication",
+    ("AuthorizationKey changed: reconnect with it", update_password),
+)
+security_case(
+    "TC_074_CS",
+    "Update Charge Point Certificate by request of Central System",
+    ("SignCertificate, CertificateSigned Accepted", sign_certificate),
+)
+security_case(
+    "TC_075_1_CS",
+    "Install a certificate on the Charge Point - ManufacturerRootCertificate",
+    ("InstallCertificate, listed", install_root("ManufacturerRootCertificate")),
+)
+security_case(
+    "TC_075_2_CS",
+    "Install a certificate on the Charge Point - CentralSystemRootCertificate",
+    ("InstallCertificate, listed", install_root("CentralSystemRootCertificate")),
+)
+security_case(
+    "TC_076_CS",
+    "Delete a specific certificate from the Charge Point",
+    ("install, delete, no longer listed", delete_certificate),
+)
+security_case(
+    "TC_077_CS",
+    "Invalid ChargePointCertificate Security Event",
+    ("CertificateSigned for another key: Rejected, security event", invalid_charge_point_certificate),
+)
+security_case("TC_079_CS", "Get Security Log", ("GetLog SecurityLog: Uploaded", security_log))
+security_case(
+    "TC_080_CS",
+    "Secure Firmware Update",
+    ("SignedUpdateFirmware: Installed", signed_firmware(True)),
+    timeout_s=90,
+)
+security_case(
+    "TC_081_CS",
+    "Secure Firmware Update - Invalid Signature",
+    ("SignedUpdateFirmware, bad signature: InvalidSignature", signed_firmware(False)),
+    timeout_s=90,
 )

@@ -30,6 +30,8 @@ id = "CP-AGENT"
 serial_number = "SN-CONF"
 [csms]
 url = "ws://127.0.0.1:{port}/ocpp"
+security_profile = 1  # HTTP Basic authentication: TC_073 changes the password (AuthorizationKey)
+password = "conformance-pass-0001"
 response_timeout_s = 5
 boot_retry_s = 0.5
 reconnect_min_s = 0.05
@@ -104,6 +106,9 @@ async def test_the_agent_passes_the_charger_suite_with_its_ctl_profile(
     assert not_passed == {"TC_032_1_CS": "not_applicable"}
     assert verdicts["TC_044_1_CS"] == verdicts["TC_045_1_CS"] == "passed"
     assert verdicts["TC_046_CS"] == verdicts["TC_051_CS"] == "passed"
+    # The security whitepaper cases a ws:// charger can show run and pass.
+    security = ["TC_073_CS", "TC_074_CS", "TC_075_1_CS", "TC_075_2_CS", "TC_076_CS", "TC_077_CS"]
+    assert all(verdicts[c] == "passed" for c in [*security, "TC_079_CS", "TC_080_CS", "TC_081_CS"])
     assert code == 0
     assert "TC_003_CS Regular Charging Session - Plugin First" in junit.read_text()
 

@@ -147,3 +147,48 @@ async def test_sigint_writes_the_partial_report_and_exits_130(tmp_path: Path) ->
         stdout=asyncio.subprocess.DEVNULL, stderr=asyncio.subprocess.DEVNULL,
     )  # fmt: skip
     assert await status.wait() != 0
+
+
+async def test_sigterm_stops_the_suite_and_the_charger_process_group_it_started(tmp_path: Path) -> None:
+    """The suite runs the charger through a profile's [process] (here a shell that starts a long sleeper, as a
+    wrapper script would); SIGTERM to the suite ends the run with a partial report and stops the whole process
+    group: neither the shell nor its child survives."""
+    pidfile = tmp_path / "child.pid"
+    profile = tmp_path / "sleeper.toml"
+    profile.write_text(
+        "[process]\n"
+        f'command = "sh -c \'{sys.executable} -c \\"import time; time.sleep(600)\\" & echo $! > {pidfile}; wait\'"\n',
+        encoding="utf-8",
+    )
+    out = tmp_path / "r.json"
+    proc = await suite(
+        "charger", "--listen", f"127.0.0.1:{free_port()}", "--actuate", str(profile),
+        "--connect-timeout", "120", "--json", str(out),
+    )  # fmt: skip
+    async with asyncio.timeout(30):
+        while not pidfile.exists() or not pidfile.read_text().strip():
+            await asyncio.sleep(0.1)
+    child = int(pidfile.read_text())
+    proc.send_signal(signal.SIGTERM)
+    async with asyncio.timeout(60):
+        code = await proc.wait()
+    assert code == 130
+    assert json.loads(out.read_text())["interrupted"] is True
+    async with asyncio.timeout(10):
+        while _state(child) and "zombie" not in _state(child):
+            await asyncio.sleep(0.1)
+
+
+def _state(pid: int) -> str:
+    """The process state line of ``pid`` ('' once it is gone)."""
+    try:
+        return next(
+            (
+                line
+                for line in Path(f"/proc/{pid}/status").read_text().splitlines()
+                if line.startswith("State:")
+            ),
+            "",
+        ).lower()
+    except OSError:
+        return ""

@@ -72,6 +72,19 @@ async def test_without_a_trigger_the_trigger_cases_are_inconclusive_not_failed(s
     assert code == 0
 
 
+async def test_an_interactive_trigger_nobody_performs_is_inconclusive_not_failed(site: Site) -> None:
+    """--interactive: the operator is asked to make the central system send RemoteStopTransaction; nobody does,
+    so the case cannot judge the central system: inconclusive, not failed."""
+    args = [a for a in site.args("--cases", "TC_012_CSMS") if a not in ("--trigger", "bundled-csms")]
+    args[args.index("--trigger-wait") + 1] = "1"
+    code, report = await run_cli([*args, "--interactive"])
+    assert report is not None
+    [result] = report.results
+    assert str(result.verdict) == "inconclusive"
+    assert "did not send RemoteStopTransaction within 1 s of the operator prompt" in result.reason
+    assert code == 0
+
+
 async def test_profiles_the_central_system_does_not_offer_are_not_applicable(site: Site) -> None:
     code, report = await run_cli(
         site.args("--profiles", "Core,Security", "--cases", "Reservation,Security,TC_001*")

@@ -261,7 +261,7 @@ async def test_a_201_answer_off_the_schema_fails_the_case(naive201: CentralSyste
         naive_args(naive201, "--version", "2.0.1", "--cases", "TC_B_01_CSMS,TC_J_01_CSMS")
     )
     assert verdicts(report) == {"TC_B_01_CSMS": "failed", "TC_J_01_CSMS": "passed"}
-    assert "Heartbeat.conf violates the OCPP 2.0.1 schema" in reasons(report)["TC_B_01_CSMS"]
+    assert "HeartbeatResponse violates the OCPP 2.0.1 schema" in reasons(report)["TC_B_01_CSMS"]
     assert code == 1
 
 

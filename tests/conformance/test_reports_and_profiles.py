@@ -220,14 +220,16 @@ def test_cli_version_list_and_unknown_pattern(capsys: pytest.CaptureFixture[str]
     assert main(["charger", "--cases", "TC_999_CS"]) == 2
 
 
-def test_cli_lists_the_201_csms_catalogue_and_has_no_201_charger_cases_yet(
-    capsys: pytest.CaptureFixture[str],
-) -> None:
+def test_cli_lists_both_201_catalogues(capsys: pytest.CaptureFixture[str]) -> None:
     argv = ["csms", "--version", "2.0.1", "--url", "ws://x", "--charger-id", "A", "--list"]
     assert main(argv) == 0
     listed = capsys.readouterr().out
     assert "TC_B_01_CSMS" in listed and "TC_E_53_CSMS" in listed and "TC_085_CSMS" not in listed
     ids = [c.id for c in VERSIONS["2.0.1"].csms_cases()]
     assert len(ids) == len(set(ids)) >= 100
-    assert main(["charger", "--version", "2.0.1"]) == 2
-    assert "no charger cases for OCPP 2.0.1 yet" in capsys.readouterr().err
+    assert main(["charger", "--version", "2.0.1", "--list", "--cases", "E Transactions"]) == 0
+    listed = capsys.readouterr().out
+    assert "TC_E_03_CS" in listed and "needs: plug, swipe, unplug" in listed and "TC_B_01_CS" not in listed
+    charger_ids = [c.id for c in VERSIONS["2.0.1"].charger_cases()]
+    assert len(charger_ids) == len(set(charger_ids)) >= 70
+    assert all(i.startswith("TC_") and i.endswith("_CS") for i in charger_ids)

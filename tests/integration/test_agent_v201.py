@@ -237,10 +237,12 @@ async def test_tc_b_20_cs_reset_without_transaction(csms: Csms, start_agent: Sta
     a = await start_agent()
     after = mark(csms)
     assert await csms.server.call(CP, "Reset", {"type": "Immediate"}) == {"status": "Accepted"}
-    await wait_call(csms, "BootNotification", after=after)
+    boot = await wait_call(csms, "BootNotification", after=after)
+    assert boot.payload["reason"] == "RemoteReset"  # stored before the restart (B01)
     await a.wait_booted()
     assert a.agent.resets == [ResetKind.HARD]
-    assert await csms.server.call(CP, "Reset", {"type": "OnIdle", "evseId": 1}) == {"status": "Rejected"}
+    # An EVSE the station does not have (B11.FR.?): Rejected, nothing restarts.
+    assert await csms.server.call(CP, "Reset", {"type": "OnIdle", "evseId": 99}) == {"status": "Rejected"}
 
 
 async def test_tc_b_21_cs_reset_on_idle_waits_for_the_transaction_to_end(
@@ -277,6 +279,13 @@ async def test_authorize_with_id_token_type_and_a_blocked_card_starts_nothing(
     await until(lambda: a.station.connectors[1].pending_id_tag is None, 2, "a blocked card was taken")
     assert not calls(csms, "TransactionEvent")
     assert await csms.server.call(CP, "ClearCache", {}) == {"status": "Accepted"}
+    # C11.FR.04: with the cache disabled (AuthCacheCtrlr.Enabled false) ClearCache is Rejected.
+    cache_enabled = {"component": {"name": "AuthCacheCtrlr"}, "variable": {"name": "Enabled"}}
+    answer = await csms.server.call(
+        CP, "SetVariables", {"setVariableData": [{**cache_enabled, "attributeValue": "false"}]}
+    )
+    assert answer["setVariableResult"][0]["attributeStatus"] == "Accepted"
+    assert await csms.server.call(CP, "ClearCache", {}) == {"status": "Rejected"}
 
 
 # E. Transactions ------------------------------------------------------------------------------------------------
@@ -513,7 +522,7 @@ async def test_data_transfer_is_unknown_vendor(csms: Csms, start_agent: StartAge
         ('[2,"bad-2","Reset",{"type":"Sideways"}]', None),  # a schema violation: some CallError
         ('[2,"bad-3","GetTransactionStatus",{"transactionId":"x","n":1e999}]', "PropertyConstraintViolation"),
         ('[2,"bad-4","NoSuchAction",{}]', "NotImplemented"),
-        ('[2,"bad-5","SetChargingProfile",{}]', "NotSupported"),
+        ('[2,"bad-5","SetDisplayMessage",{}]', "NotSupported"),
         ('[2,"bad-6"]', "RpcFrameworkError"),
         ('[7,"bad-7","Reset",{}]', "MessageTypeNotSupported"),
         (
@@ -555,7 +564,8 @@ async def test_a_call_error_from_the_station_is_raised_to_the_csms(
     await start_agent()
     with pytest.raises(CallErrorReply) as err:
         await csms.server.call(CP, "SetChargingProfile", {"evseId": 1, "chargingProfile": {}})
-    assert err.value.code in ("NotSupported", "FormatViolation", "OccurrenceConstraintViolation")
+    # A profile without its required fields: ProtocolError is what the ocpp package answers (OCPP-J 2.0.1 §4.2.3).
+    assert err.value.code in ("ProtocolError", "FormatViolation", "OccurrenceConstraintViolation")
 
 
 async def test_a_started_event_answered_blocked_ends_the_transaction_stop_tx_on_invalid_id(

@@ -10,6 +10,7 @@ from typing import Any
 
 import aiohttp
 import pytest
+from ocpp.exceptions import SecurityError
 from ocpp.routing import on
 from ocpp.v201 import ChargePoint as V201ChargePoint
 from ocpp.v201 import call, call_result
@@ -593,3 +594,37 @@ async def test_basic_auth_password_rotation_by_set_variables(csms: Csms, answer:
     admitted, refused = (new, old) if answer == "Accepted" else (old, new)
     assert (await _handshake(url, _basic("CP-P", admitted)))[0] == 101
     assert (await _handshake(url, _basic("CP-P", refused)))[0] == 401
+
+
+async def test_a_station_blocked_by_the_operator_is_refused_on_its_next_message(csms: Csms) -> None:
+    """The registry status read before every message is remembered; blocking (PATCH status rejected through the
+    REST API) takes effect on the very next message, and accepting it again on the one after."""
+    store = csms.store
+    store.add_charger("CP-B")
+    user = store.add_user("Ada")
+    store.add_card("CARD1", user_id=user.id, mode="personal")
+    running = await station(csms, "CP-B")
+    api = f"{csms.http_url}/api/chargers/CP-B"
+    T1 = "2026-11-22T10:01:00Z"
+    try:
+        async with aiohttp.ClientSession(headers={"Authorization": f"Bearer {ADMIN_TOKEN}"}) as http:
+            await running.cp.ask(
+                event("Started", 0, "tx-b", T0, token="CARD1", meter_value=energy(0, "Transaction.Begin", T0))
+            )
+            await running.cp.ask(
+                event("Updated", 1, "tx-b", T1, meter_value=energy(5, "Sample.Periodic", T1))
+            )
+            async with http.patch(api, json={"status": "rejected"}) as response:
+                assert response.status == 200
+            blocked = event("Updated", 2, "tx-b", T5, meter_value=energy(50, "Sample.Periodic", T5))
+            with pytest.raises(SecurityError):
+                await running.cp.ask(blocked)
+            tx = store.recent_transactions(cp_id="CP-B")[0]
+            assert tx.last_meter_wh == 5  # nothing of the refused message was stored
+            assert store.security_events(cp_id="CP-B", kind=SecurityEventKind.NOT_ACCEPTED)
+            async with http.patch(api, json={"status": "accepted"}) as response:
+                assert response.status == 200
+            await running.cp.ask(blocked)
+            assert store.recent_transactions(cp_id="CP-B")[0].last_meter_wh == 50
+    finally:
+        await running.close()

@@ -16,6 +16,7 @@ import pytest
 from backend_stub.ocpp.server import CALLERROR, CALLRESULT, CallErrorReply, utc_now_iso
 from backend_stub.testing.server import ScriptedCentralSystem as CentralSystem
 from chargepoint.agent import Agent
+from chargepoint.csms import link as link_module
 from chargepoint.ports import SystemClock
 from hardware.sim import SimRelay
 from tests.integration.conftest import FAST_TIMING, RunningAgent, StartAgent, agent_config, until
@@ -442,4 +443,38 @@ async def test_a_burst_of_triggers_is_bounded_and_every_accepted_one_is_sent(
         "an accepted trigger was not sent",
     )
     assert link.connections == 1 and "CP-1" in cs.connected
+    cs.violations.clear()  # raw frames: the server does not know the uniqueIds answered
+
+
+async def test_a_flood_of_stray_answers_while_the_charger_is_busy_is_held_back_by_the_socket_not_memory(
+    cs: CentralSystem, start_agent: StartAgent
+) -> None:
+    """CALLRESULTs nobody asked for cannot be refused with 'busy' as surplus CALLs are. While the adapter is held up
+    (here: its answer waits for a slow store commit), at most a few of them wait in the charger's memory; the rest
+    stay in the socket until it catches up. None is lost: a CALL sent after the flood is still answered, in order,
+    on the same connection."""
+    a = await start_agent()
+    store = a.agent.store
+    link = a.agent.link
+    assert store is not None and link is not None and link.session is not None
+    gate = asyncio.Event()
+    real_flush = store.flush
+
+    async def slow_flush(since: int | None = None) -> None:
+        await gate.wait()
+        await real_flush(since)
+
+    store.flush = slow_flush  # type: ignore[method-assign]
+    await cs.send_raw("CP-1", '[2,"held","GetConfiguration",{}]')
+    for n in range(2000):
+        await cs.send_raw("CP-1", f'[3,"stray-{n}",{{}}]')
+    await cs.send_raw("CP-1", '[2,"after","GetConfiguration",{"key":["HeartbeatInterval"]}]')
+    await asyncio.sleep(0.5)  # the reader takes what it will off the socket
+    peak = link.session._connection.peak_queued
+    gate.set()  # first: the agent's shutdown flushes the store too
+    assert peak <= link_module.MAX_QUEUED_OTHER_FRAMES + 2, peak
+    assert json.loads((await _answer_to(cs, "held")).raw)[0] == CALLRESULT
+    after = json.loads((await _answer_to(cs, "after", timeout=15)).raw)
+    assert after[0] == CALLRESULT and after[2]["configurationKey"][0]["key"] == "HeartbeatInterval"
+    assert link.connections == 1
     cs.violations.clear()  # raw frames: the server does not know the uniqueIds answered

@@ -4,6 +4,7 @@
 from __future__ import annotations
 
 import os
+import shutil
 import signal
 import subprocess
 import sys
@@ -33,6 +34,14 @@ pytestmark = pytest.mark.slow
 def installed(tmp_path_factory: pytest.TempPathFactory) -> Path:
     """A fresh virtualenv with the project's wheel installed (dependencies seen from this one's site-packages)."""
     work = tmp_path_factory.mktemp("wheel")
+    # Built from a copy: setuptools writes build/ inside the source tree, and two xdist workers building the same
+    # tree at once collide there ("File exists: build/bdist...").
+    source = work / "src"
+    shutil.copytree(
+        ROOT,
+        source,
+        ignore=shutil.ignore_patterns(".git", ".venv", "build", "*.egg-info", "__pycache__", ".*cache"),
+    )
     subprocess.run(
         [
             sys.executable,
@@ -44,7 +53,7 @@ def installed(tmp_path_factory: pytest.TempPathFactory) -> Path:
             "--no-build-isolation",
             "-w",
             str(work),
-            str(ROOT),
+            str(source),
         ],
         check=True,
         cwd=work,

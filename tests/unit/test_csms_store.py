@@ -207,6 +207,47 @@ def test_admit_unknown_registers_pending_and_leaves_known_alone(store: CsmsStore
     assert store.set_charger_status("NEW", "accepted").status is ChargerStatus.ACCEPTED
 
 
+def test_the_remembered_charger_status_follows_every_change(store: CsmsStore) -> None:
+    """`charger_status` is read before every charger message and remembered: each change is seen at once."""
+    assert store.charger_status("CP1") is None  # unknown, and not remembered as such
+    store.add_charger("CP1")
+    assert store.charger_status("CP1") is ChargerStatus.ACCEPTED
+    store.set_charger_status("CP1", "rejected")
+    assert store.charger_status("CP1") is ChargerStatus.REJECTED
+    store.set_charger_status("CP1", "accepted")
+    assert store.charger_status("CP1") is ChargerStatus.ACCEPTED
+    assert store.charger_status("NEW") is None
+    store.admit_unknown("NEW")
+    assert store.charger_status("NEW") is ChargerStatus.PENDING
+    assert store.expire_pending(T0 + timedelta(days=365 * 100)) == 1
+    assert store.charger_status("NEW") is None
+    store.record_boot("CP1", vendor="V", model="M", timestamp=T0)  # a boot leaves the status as it is
+    assert store.charger_status("CP1") is ChargerStatus.ACCEPTED
+
+
+def test_finding_a_station_transaction_id_searches_indexes_never_every_transaction(store: CsmsStore) -> None:
+    """The first event of each 2.0.1 session asks for its transactionId (own, another charger's or unknown): a
+    scan of the transactions table there cost 15 % of the server at 10,000 sessions (docs/benchmarks.md)."""
+    store.add_charger("CP1")
+    store.add_charger("CP2")
+    store.start_transaction("CP1", 1, "TAG", 0, T0, station_tx_id="tx-1")
+    statements: list[str] = []
+    store._db.set_trace_callback(statements.append)
+    try:
+        assert store.station_transaction("CP1", "tx-1") > 0
+        with pytest.raises(ForeignTransaction):
+            store.station_transaction("CP2", "tx-1")
+        with pytest.raises(UnknownTransaction):
+            store.station_transaction("CP1", "tx-unknown")
+    finally:
+        store._db.set_trace_callback(None)
+    selects = {s for s in statements if s.lstrip().upper().startswith("SELECT")}
+    assert selects
+    for sql in selects:
+        plan = " ".join(str(tuple(r)) for r in store._db.execute("EXPLAIN QUERY PLAN " + sql))
+        assert "SCAN transactions" not in plan, (sql, plan)
+
+
 def test_boot_heartbeat_diagnostics_and_firmware_are_recorded(store: CsmsStore) -> None:
     store.add_charger("CP1")
     store.record_boot(

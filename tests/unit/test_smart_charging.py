@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import dataclasses
 from datetime import UTC, datetime, timedelta
 
 import pytest
@@ -236,6 +237,18 @@ RULES = ProfileRules(max_stack_level=8, max_periods=3, max_installed=4, units=fr
         (prof(1, DEFAULT, (0, 10), (10**12, 6)), "startPeriod"),
         (prof(1, DEFAULT, (0, float("nan"))), "limit"),
         (prof(1, DEFAULT, (0, float("inf"))), "limit"),
+        (prof(1, DEFAULT, (0, 1e308)), "limit"),
+        (
+            dataclasses.replace(
+                prof(1, DEFAULT, (0, 10)),
+                schedule=ChargingSchedule(RateUnit.AMPERE, (SchedulePeriod(0, 10),), min_rate=float("nan")),
+            ),
+            "minChargingRate",
+        ),
+        (
+            prof(1, DEFAULT, (0, 10), kind=ProfileKind.ABSOLUTE, start=datetime(9999, 12, 30, tzinfo=UTC)),
+            "too far in the future",
+        ),
     ],
 )
 def test_problems(candidate: ChargingProfile, reason: str) -> None:
@@ -258,6 +271,8 @@ def test_profile_json_round_trip() -> None:
         phases=1,
     )
     assert ChargingProfile.from_json(p.to_json()) == p
+    with_id = dataclasses.replace(p, schedule=dataclasses.replace(p.schedule, id=3))
+    assert ChargingProfile.from_json(with_id.to_json()) == with_id
 
 
 def test_composite_schedule_merges_and_converts() -> None:
@@ -266,6 +281,9 @@ def test_composite_schedule_merges_and_converts() -> None:
     assert got.periods == (SchedulePeriod(0, 16.0), SchedulePeriod(600, 10.0))
     watts = composite(profiles, 1, T0, 300, RateUnit.WATT, CONN, tx_start=T0)
     assert watts.periods == (SchedulePeriod(0, 16 * 230 * 3, 3),)
+    assert composite(profiles, 1, T0, 0, RateUnit.AMPERE, CONN, tx_start=T0).periods == (
+        SchedulePeriod(0, 16.0),
+    )
     station = composite(profiles, 0, T0, 300, RateUnit.AMPERE, ConnectorLimits(64.0), tx_start=T0)
     assert station.periods == (SchedulePeriod(0, 16.0),)
 

@@ -502,3 +502,20 @@ def test_overflow_leaves_no_gap_in_seq_no(db_path: Path) -> None:
     assert len(left) == 5 and len(store.dead_letters()) == 7  # start, 3 of the 10 samples, stop
     assert [m.seq_no for m in left] == list(range(5))
     store.close()
+
+
+def test_lookup_by_station_transaction_id_uses_an_index(db_path: Path) -> None:
+    """2.0.1 addresses every transaction by the station's own id: finding it must not scan the whole table (a
+    long-lived charger keeps thousands of finished transactions), on new files and on migrated old ones."""
+    Store(str(db_path)).close()
+    db = sqlite3.connect(db_path)
+    plan = " ".join(
+        str(row[-1])
+        for row in db.execute(
+            "EXPLAIN QUERY PLAN SELECT * FROM transactions WHERE station = ? AND tx_id = ? "
+            "ORDER BY local_id DESC LIMIT 1",
+            ("", "tx-1"),
+        )
+    )
+    db.close()
+    assert "transactions_tx" in plan, plan

@@ -171,9 +171,11 @@ class SmartCharging(FunctionalBlock):
     def transaction_started(self, cid: int, id_tag: str) -> None:
         """A transaction started on ``cid``: install the remote start's TxProfile if it was for it, re-apply."""
         remote = self.remote_profiles.pop(cid, None)
+        tx = self.ctx.connectors[cid].transaction
         if remote is not None and remote[0] == id_tag:
-            # RemoteStartTransaction's chargingProfile is this transaction's TxProfile (OCPP 1.6 §5.11).
-            self.install(remote[1])
+            # RemoteStartTransaction's chargingProfile is this transaction's TxProfile (OCPP 1.6 §5.11, 2.0.1
+            # K05): it names the transaction, as one set by SetChargingProfile does (GetChargingProfiles shows it).
+            self.install(dataclasses.replace(remote[1], transaction_id=tx.transaction_id if tx else None))
         self.apply_limits()
 
     def clear_charging_profiles(

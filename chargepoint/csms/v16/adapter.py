@@ -28,12 +28,11 @@ from chargepoint.core.events import (
 from chargepoint.core.model import AuthStatus, IdTagInfo, OperationalStatus, ResetKind, Sample
 from chargepoint.core.smart_charging import (
     ChargingProfile,
-    ChargingSchedule,
     CompositeSchedule,
-    SchedulePeriod,
 )
 from chargepoint.csms.outbox import Delivered, MalformedAnswer, OrphanedTransaction
 from chargepoint.csms.rpc import OcppSession, StatusReport, is_int64
+from chargepoint.csms.schedules import periods_json, schedule_of
 from chargepoint.csms.times import ocpp_time, parse_time
 from chargepoint.csms.v16 import firmware as fw  # not ``firmware``: that is a SignedUpdateFirmware field
 from chargepoint.csms.v16 import mapping, reservation
@@ -99,7 +98,6 @@ def charging_profile_of(
 
     Raises KeyError or ValueError for a value the core has no word for."""
     sched = data["charging_schedule"]
-    start = sched.get("start_schedule")
     valid_from, valid_to = data.get("valid_from"), data.get("valid_to")
     recurrency = data.get("recurrency_kind")
     return ChargingProfile(
@@ -112,27 +110,13 @@ def charging_profile_of(
         valid_from=parse_time(valid_from) if valid_from else None,
         valid_to=parse_time(valid_to) if valid_to else None,
         transaction_id=transaction_id,
-        schedule=ChargingSchedule(
-            unit=mapping.RATE_UNIT_IN[sched["charging_rate_unit"]],
-            periods=tuple(
-                SchedulePeriod(int(p["start_period"]), float(p["limit"]), p.get("number_phases"))
-                for p in sched["charging_schedule_period"]
-            ),
-            start=parse_time(start) if start else None,
-            duration_s=sched.get("duration"),
-            min_rate=sched.get("min_charging_rate"),
-        ),
+        schedule=schedule_of(sched, mapping.RATE_UNIT_IN[sched["charging_rate_unit"]]),
     )
 
 
 def composite_schedule(schedule: CompositeSchedule) -> dict[str, Any]:
     """A core composite schedule as an OCPP 1.6 ChargingSchedule (camelCase)."""
-    periods = []
-    for p in schedule.periods:
-        period: dict[str, Any] = {"startPeriod": p.start_s, "limit": round(p.limit, 1)}
-        if p.phases is not None:
-            period["numberPhases"] = p.phases
-        periods.append(period)
+    periods = periods_json(schedule.periods)
     return {
         "duration": schedule.duration_s,
         "startSchedule": ocpp_time(schedule.start),

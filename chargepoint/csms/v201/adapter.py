@@ -8,8 +8,17 @@ from chargepoint.csms.v201.availability import Availability
 from chargepoint.csms.v201.data_transfer import DataTransfer
 from chargepoint.csms.v201.provisioning import Provisioning
 from chargepoint.csms.v201.remote_control import RemoteControl
+from chargepoint.csms.v201.smart_charging import SmartChargingHandlers
 from chargepoint.csms.v201.transactions import Transactions
 
 
-class V201Session(Provisioning, Authorization, Transactions, RemoteControl, Availability, DataTransfer):
+class V201Session(
+    Provisioning,
+    Authorization,
+    Transactions,
+    RemoteControl,
+    SmartChargingHandlers,
+    Availability,
+    DataTransfer,
+):
     """An OCPP 2.0.1 conversation with the central system over one connection."""

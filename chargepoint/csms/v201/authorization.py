@@ -30,5 +30,8 @@ class Authorization(V201Base):
 
     @on(Action.clear_cache)
     def on_clear_cache(self, **_: Any) -> Any:
-        """ClearCache (C11): Rejected when the cache is disabled (C11.FR.?)."""
+        """ClearCache (C11): Rejected when the cache is disabled (C11.FR.04: AuthCacheCtrlr.Enabled false) or
+        cannot be emptied."""
+        if not self.settings.get_bool("authorization_cache_enabled"):
+            return call_result.ClearCache(status="Rejected")
         return call_result.ClearCache(status="Accepted" if self.station.clear_cache() else "Rejected")

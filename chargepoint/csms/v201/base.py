@@ -128,12 +128,6 @@ class V201Base(OcppSession, _OcppChargePoint):  # type: ignore[misc]
         self.connector_at = {addr: cid for cid, addr in self.address.items()}
         self._token_types: dict[str, str] = {}
         self._remote_starts: dict[str, int] = {}  # idToken -> remoteStartId of a RequestStartTransaction
-        self.status_seen = asyncio.Event()  # set on every status change (a transaction's end is one)
-
-    def status_changed(self, cid: int) -> None:
-        """Report a status change, and wake whoever waits for one."""
-        super().status_changed(cid)
-        self.status_seen.set()
 
     def now(self) -> datetime:
         """The time for generatedAt stamps."""
@@ -173,7 +167,9 @@ class V201Base(OcppSession, _OcppChargePoint):  # type: ignore[misc]
             station["firmwareVersion"] = ident.firmware_version[:50]
         if ident.serial_number:
             station["serialNumber"] = ident.serial_number[:25]
-        return {"chargingStation": station, "reason": "Triggered" if triggered else "PowerUp"}
+        # B01.FR.?: the reason of the last restart, stored before it (RemoteReset, ScheduledReset, FirmwareUpdate).
+        reason = "Triggered" if triggered else mapping.BOOT_REASON[self.station.boot_reason]
+        return {"chargingStation": station, "reason": reason}
 
     def _status_report(self, cid: int, seq: int) -> StatusReport | None:
         """StatusNotificationRequest (G01) per (evseId, connectorId); the station as a whole has none."""

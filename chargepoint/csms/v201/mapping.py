@@ -6,6 +6,7 @@ from chargepoint.core.device_model import DataType, Mutability
 from chargepoint.core.model import (
     AuthStatus,
     AvailabilityResult,
+    BootReason,
     ConnectorState,
     ConnectorStatus,
     FirmwareStatus,
@@ -13,9 +14,18 @@ from chargepoint.core.model import (
     OperationalStatus,
     ReadingContext,
     ResetKind,
+    ResetResult,
     StopReason,
     UnlockResult,
     UploadStatus,
+)
+from chargepoint.core.smart_charging import (
+    ClearResult,
+    ProfileKind,
+    ProfilePurpose,
+    ProfileResult,
+    RateUnit,
+    RecurrencyKind,
 )
 
 S = ConnectorState
@@ -127,6 +137,17 @@ UNLOCK: dict[UnlockResult, str] = {
 RESET: dict[ResetKind, str] = {ResetKind.SOFT: "OnIdle", ResetKind.HARD: "Immediate"}
 RESET_IN = {v: k for k, v in RESET.items()}
 
+# ResetStatusEnumType (B11, B12).
+RESET_RESULT: dict[ResetResult, str] = {r: r.value.capitalize() for r in ResetResult}
+
+# BootReasonEnumType (B01): why the station started, as stored before a planned restart.
+BOOT_REASON: dict[BootReason, str] = {
+    BootReason.POWER_UP: "PowerUp",
+    BootReason.REMOTE_RESET: "RemoteReset",
+    BootReason.SCHEDULED_RESET: "ScheduledReset",
+    BootReason.FIRMWARE_UPDATE: "FirmwareUpdate",
+}
+
 # DataEnumType and MutabilityEnumType of the device model (B07 NotifyReport).
 DATA_TYPE: dict[DataType, str] = {
     DataType.BOOLEAN: "boolean",
@@ -165,7 +186,33 @@ UPLOAD_STATUS: dict[UploadStatus, str] = {
 }
 
 # Tables where two core members share one 2.0.1 value (2.0.1 is coarser there): no reverse table is built on them.
-NOT_INJECTIVE = frozenset({"CHARGING_STATE", "STOP_REASON", "ENDED_TRIGGER", "UNLOCK"})
+NOT_INJECTIVE = frozenset({"CHARGING_STATE", "STOP_REASON", "ENDED_TRIGGER", "UNLOCK", "PROFILE_RESULT"})
+
+# Smart charging (K01-K10): ChargingProfilePurposeEnumType (ChargingStationExternalConstraints is set by the
+# station itself, never by SetChargingProfile: K01.FR.22), ChargingProfileKindEnumType, RecurrencyKindEnumType,
+# ChargingRateUnitEnumType, ChargingProfileStatusEnumType (2.0.1 has no NotSupported) and
+# ClearChargingProfileStatusEnumType.
+PROFILE_PURPOSE: dict[ProfilePurpose, str] = {
+    ProfilePurpose.CHARGE_POINT_MAX: "ChargingStationMaxProfile",
+    ProfilePurpose.TX_DEFAULT: "TxDefaultProfile",
+    ProfilePurpose.TX: "TxProfile",
+}
+PROFILE_PURPOSE_IN = {v: k for k, v in PROFILE_PURPOSE.items()}
+# The other names are the core's values capitalized (as in 1.6): Absolute, Daily, A, Unknown ...
+PROFILE_KIND: dict[ProfileKind, str] = {k: k.value.capitalize() for k in ProfileKind}
+PROFILE_KIND_IN = {v: k for k, v in PROFILE_KIND.items()}
+RECURRENCY: dict[RecurrencyKind, str] = {k: k.value.capitalize() for k in RecurrencyKind}
+RECURRENCY_IN = {v: k for k, v in RECURRENCY.items()}
+RATE_UNIT: dict[RateUnit, str] = {u: u.value for u in RateUnit}
+RATE_UNIT_IN = {v: k for k, v in RATE_UNIT.items()}
+PROFILE_RESULT: dict[ProfileResult, str] = {
+    ProfileResult.ACCEPTED: "Accepted",
+    ProfileResult.REJECTED: "Rejected",
+    ProfileResult.NOT_SUPPORTED: "Rejected",
+}
+CLEAR_RESULT: dict[ClearResult, str] = {c: c.value.capitalize() for c in ClearResult}
+# SmartChargingCtrlr.RateUnit (a MemberList): the units a schedule may use here.
+RATE_UNITS = ",".join(RATE_UNIT[u] for u in RateUnit)
 
 # The idToken type of a token read by the station's own reader (an RFID card's UID).
 READER_TOKEN_TYPE = "ISO14443"

@@ -12,7 +12,6 @@ from ocpp.v201 import call_result
 from ocpp.v201.enums import Action
 
 from chargepoint.core.device_model import VARIABLES, Mutability, Variable, VariableRef, components
-from chargepoint.core.model import ResetKind
 from chargepoint.core.settings import SPECS
 from chargepoint.csms.v201 import mapping
 from chargepoint.csms.v201.base import V201Base
@@ -27,6 +26,10 @@ REPORT_BASES = frozenset({"ConfigurationInventory", "FullInventory"})
 # ReportingValueSize (DeviceDataCtrlr): attributeValue / VariableAttribute.value are at most 2500 characters.
 MAX_VALUE_CHARS = 2500
 _COMPONENTS = frozenset(ref.component for ref in VARIABLES)
+# Variables the 2.0.1 device model names with an instance (Part 2 Appendix 3), also found without it.
+INSTANCES = {VariableRef("SmartChargingCtrlr", "Entries"): "ChargingProfiles"}
+# Variables whose Actual value is a count the station keeps, and whose setting is the count's maxLimit.
+_COUNTED = frozenset({"max_charging_profiles_installed"})
 
 
 def _variable_of(component: Any, variable: Any) -> tuple[Variable | None, str | None]:
@@ -39,7 +42,7 @@ def _variable_of(component: Any, variable: Any) -> tuple[Variable | None, str | 
         return None, "UnknownComponent"
     var_name = variable.get("name") if isinstance(variable, dict) else None
     found = VARIABLES.get(VariableRef(str(name), str(var_name)))
-    if found is None or variable.get("instance") is not None:
+    if found is None or variable.get("instance") not in (None, INSTANCES.get(found.ref)):
         return None, "UnknownVariable"
     return found, None
 
@@ -51,6 +54,10 @@ class Provisioning(V201Base):
         """A variable's Actual value as text (what the station is, for the read-only ones it reports)."""
         if variable.setting == "number_of_connectors":
             return str(len(self.station.connectors))
+        if variable.setting == "max_charging_profiles_installed":
+            return str(len(self.station.profiles))  # SmartChargingCtrlr.Entries: the profiles installed now
+        if variable.setting == "charging_schedule_allowed_charging_rate_unit":
+            return mapping.RATE_UNITS  # SmartChargingCtrlr.RateUnit: "A,W" (1.6 says "Current,Power")
         return self.settings.text(variable.setting)[:MAX_VALUE_CHARS]
 
     @on(Action.get_variables)
@@ -170,11 +177,16 @@ class Provisioning(V201Base):
                 characteristics["minLimit"] = variable.min_value
             if variable.max_value is not None:
                 characteristics["maxLimit"] = variable.max_value
+        if variable.setting in _COUNTED:
+            characteristics["maxLimit"] = self.settings.get_int(variable.setting)
         elif variable.data_type.value == "member_list":
             characteristics["valuesList"] = ",".join(mapping.MEASURAND.values())
+        name: dict[str, str] = {"name": variable.ref.variable}
+        if variable.ref in INSTANCES:
+            name["instance"] = INSTANCES[variable.ref]
         return {
             "component": {"name": variable.ref.component},
-            "variable": {"name": variable.ref.variable},
+            "variable": name,
             "variableAttribute": [attribute],
             "variableCharacteristics": characteristics,
         }
@@ -201,35 +213,22 @@ class Provisioning(V201Base):
 
     @on(Action.reset)
     def on_reset(self, type: str, evse_id: int | None = None, **_: Any) -> Any:
-        """Reset (B11, B12) of the whole station: OnIdle waits for transactions to end (Scheduled), Immediate ends
-        them; a reset of one EVSE is Rejected (B11.FR.?: optional, not supported)."""
-        if evse_id is not None:
+        """Reset (B11, B12) of the station or of one EVSE: OnIdle waits for the transaction(s) to end
+        (Scheduled), Immediate ends them; an unknown EVSE is Rejected."""
+        cid = None if evse_id is None else self.cid_of(evse_id, None)
+        if evse_id is not None and cid is None:
             return call_result.Reset(status="Rejected")
-        if mapping.RESET_IN[type] is ResetKind.SOFT and self._transaction_running():
-            return call_result.Reset(status="Scheduled")
-        return call_result.Reset(status="Accepted")
+        result = self.station.reset_answer(mapping.RESET_IN[type], cid)
+        return call_result.Reset(status=mapping.RESET_RESULT[result])
 
     @after(Action.reset)
     def after_reset(self, type: str, evse_id: int | None = None, **_: Any) -> None:
-        """Carry out the reset after the answer went out (OnIdle: once no transaction runs)."""
-        if evse_id is not None:
+        """Carry out the reset after the answer went out; a scheduled one waits in the station (stored), so it
+        outlives this connection."""
+        cid = None if evse_id is None else self.cid_of(evse_id, None)
+        if evse_id is not None and cid is None:
             return
-        kind = mapping.RESET_IN[type]
-        if kind is ResetKind.SOFT and self._transaction_running():
-            self._spawn(self._reset_when_idle(), "reset-on-idle")
-        else:
-            self.station.request_reset(kind)
-
-    def _transaction_running(self) -> bool:
-        return any(c.transaction is not None for c in self.station.connectors.values())
-
-    async def _reset_when_idle(self) -> None:
-        # B11.FR.?: the station resets once every transaction has ended (it lives as long as this connection).
-        # A transaction ends with a status change, which sets ``status_seen``.
-        while self._transaction_running():
-            self.status_seen.clear()
-            await self.status_seen.wait()
-        self.station.request_reset(ResetKind.SOFT)
+        self.station.reset(mapping.RESET_IN[type], cid)
 
 
 def _names(variable: Variable) -> tuple[str, str]:

@@ -12,6 +12,7 @@ from ocpp.v201.enums import Action
 
 from chargepoint.csms.v201 import mapping
 from chargepoint.csms.v201.base import V201Base, meter_value
+from chargepoint.csms.v201.smart_charging import UNPARSABLE, charging_profile_of
 from chargepoint.errors import CsmsRejected, CsmsUnavailable
 
 log = logging.getLogger(__name__)
@@ -34,18 +35,30 @@ class RemoteControl(V201Base):
     ) -> Any:
         """RequestStartTransaction (F01, F02): the station starts the transaction once the cable is in (or at
         once if it is), authorizing the token first if AuthorizeRemoteStart; its Started event carries
-        remoteStartId and triggerReason RemoteStart. A chargingProfile is not applied (smart charging over 2.0.1
-        is not implemented yet)."""
+        remoteStartId and triggerReason RemoteStart. A chargingProfile becomes the transaction's TxProfile
+        (K05); one of another purpose, with a transactionId or that the station cannot take is Rejected
+        (F01.FR.?), and with SmartChargingCtrlr.Enabled false it is ignored (F01.FR.12)."""
         cid = None
         if evse_id is not None:
             cid = self.cid_of(evse_id, None)
             if cid is None:
                 return call_result.RequestStartTransaction(status="Rejected")
-        if charging_profile is not None:
+        profile = None
+        if charging_profile is not None and not self.settings.get_bool("smart_charging_enabled"):
             log.info("RequestStartTransaction %s: its chargingProfile is ignored", remote_start_id)
+        elif charging_profile is not None:
+            try:
+                profile = charging_profile_of(charging_profile, cid or 0)
+            except UNPARSABLE as exc:
+                log.info("RequestStartTransaction with an unusable chargingProfile: %s", exc)
+                return call_result.RequestStartTransaction(status="Rejected")
         token = id_token["id_token"]
+        # The core refuses a profile that is not a TxProfile, names a transaction, or breaks the rules (K05).
         ok = self.station.remote_start(
-            token, cid, authorize_first=self.settings.get_bool("authorize_remote_tx_requests")
+            token,
+            cid,
+            authorize_first=self.settings.get_bool("authorize_remote_tx_requests"),
+            tx_profile=profile,
         )
         if ok:
             self.remember_token(token, id_token["type"], remote_start_id)
