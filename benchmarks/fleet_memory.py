@@ -128,7 +128,9 @@ def main() -> None:
     parser.add_argument("--frames", type=int, default=16, help="tracemalloc frames kept per allocation")
     parser.add_argument("--settle", type=float, default=15.0, help="seconds run before the snapshot")
     parser.add_argument("--top", type=int, default=45)
-    parser.add_argument("--inside", help="also break down this line of ours (file:line) by its innermost frame")
+    parser.add_argument(
+        "--inside", help="also break down this line of ours (file:line) by its innermost frame"
+    )
     parser.add_argument("--work-dir", default="/tmp/fleet-memory")
     args = parser.parse_args()
     logging.basicConfig(level=logging.ERROR)
