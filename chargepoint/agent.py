@@ -96,12 +96,13 @@ class Agent:
         self.transaction_ids = transaction_ids or new_transaction_id
         self.rng = rng or random.Random()
         self.timing = timing or StationTiming(meter_poll_s=config.meter_poll_s)
+        if scheduler is not None:
+            self.timing = dataclasses.replace(self.timing, scheduler=scheduler)
         self.station: Station | None = None
         self.link: Link | None = None
         self.store: Store | None = None
         self.boots = 0
         self.resets: list[ResetKind] = []
-        self.scheduler = scheduler
         # Flags, not asyncio.Events (~0.8 KB each for the agent's life); shutdown() also resolves the future the
         # running agent waits on, so no task per agent waits for it.
         self._shutdown = Flag()
@@ -181,7 +182,7 @@ class Agent:
         identity = dataclasses.replace(
             cfg.station, firmware_version=running_version(cfg.station.firmware_version, store)
         )
-        scheduler = self.scheduler or loop_scheduler()
+        scheduler = self.timing.scheduler or loop_scheduler()
         station = Station(
             self.ports,
             store,
@@ -193,7 +194,6 @@ class Agent:
             files=self._files(store),
             station_id=cfg.station.id,
             firmware_version=cfg.station.firmware_version,
-            scheduler=scheduler,
         )
         link = Link(
             identity,

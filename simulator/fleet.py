@@ -238,6 +238,8 @@ class Fleet:
         # Every agent of the process shares the loop's scheduler of periodic duties (chargepoint/core/scheduler.py),
         # as a lone agent on a charger has it to itself; one per agent only to show both behave the same (tests).
         self._scheduler_per_agent = scheduler_per_agent
+        f = scenario.fleet
+        self._timing = StationTiming(meter_poll_s=f.meter_poll_s, persist_meter_s=max(15.0, f.meter_poll_s))
         self.work_dir = work_dir
         self.shard, self.shards = shard, shards
         self.metrics = Metrics()
@@ -325,7 +327,7 @@ class Fleet:
             config,
             ports=ports,
             rng=self._link_rng,  # the agents' own reconnect jitter (one seeded generator for the fleet)
-            timing=StationTiming(meter_poll_s=f.meter_poll_s, persist_meter_s=max(15.0, f.meter_poll_s)),
+            timing=self._timing,  # frozen: one for every agent of the scenario
             store_factory=lambda: store_file.store(cp_id),
             call_observer=self.metrics.observe,
             scheduler=Scheduler(asyncio.get_running_loop()) if self._scheduler_per_agent else None,

@@ -59,7 +59,6 @@ from chargepoint.core.model import (
     UnlockResult,
 )
 from chargepoint.core.reservations import CancelResult, Reservation, ReserveResult
-from chargepoint.core.scheduler import Scheduler
 from chargepoint.core.settings import Settings
 from chargepoint.core.smart_charging import (
     ChargingProfile,
@@ -94,9 +93,8 @@ class Station:
         files: FilePort | None = None,
         station_id: str = "",
         firmware_version: str = "",
-        scheduler: Scheduler | None = None,
     ) -> None:
-        ctx = self.ctx = StationContext(ports, store, settings, clock, timing or StationTiming(), scheduler)
+        ctx = self.ctx = StationContext(ports, store, settings, clock, timing or StationTiming())
         self.smart_charging = SmartCharging(ctx)
         self.faults = Faults(ctx, self.smart_charging)
         self.metering = Metering(ctx, self.faults)

@@ -191,7 +191,7 @@ async def test_clock_aligned_samples_fire_on_the_boundaries_and_follow_a_new_int
     sched = Scheduler(fake)
     store = Store(":memory:")
     settings = Settings({}, overrides={"clock_aligned_data_interval_s": 900})
-    ctx = StationContext({}, store, settings, fake, StationTiming(), sched)
+    ctx = StationContext({}, store, settings, fake, StationTiming(scheduler=sched))
     metering = Metering(ctx, faults=None)  # type: ignore[arg-type]  # no connector: no fault to raise
     taken: list[tuple[float, datetime]] = []
 

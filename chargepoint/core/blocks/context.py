@@ -83,6 +83,8 @@ class StationTiming:
     meter_failures_for_fault: int = 2
     persist_meter_s: float = 15.0
     ev_suspend_threshold_w: float = 1.0
+    # The scheduler of periodic duties; None: the running loop's, shared by every agent of the process.
+    scheduler: Scheduler | None = None
 
 
 class FunctionalBlock:
@@ -106,12 +108,11 @@ class StationContext:
         settings: Settings,
         clock: Clock,
         timing: StationTiming,
-        scheduler: Scheduler | None = None,
     ) -> None:
         self.ports = ports
         # Periodic duties (clock-aligned and periodic samples) are callbacks on the process's scheduler, not a
         # sleeping task each; injected so tests drive it, resolved lazily because a station may be built off-loop.
-        self._scheduler = scheduler
+        self._scheduler = timing.scheduler
         self.store = store
         self.settings = settings
         self.clock = clock
