@@ -47,6 +47,7 @@ async def _run(tmp_path: Path, csms_factory: list[CsmsProcess], *, per_agent: bo
     return report
 
 
+@pytest.mark.timeout(600)  # two runs of the CI scenario, each under the default 120 s
 async def test_200_chargers_sharing_one_scheduler_report_exactly_as_with_one_scheduler_each(
     tmp_path: Path, csms_factory: list[CsmsProcess]
 ) -> None:
