@@ -18,7 +18,7 @@ import itertools
 import logging
 import weakref
 from collections.abc import Callable, Coroutine
-from typing import Any, Generic, Literal, Protocol, TypeVar
+from typing import Any, Generic, Literal, Protocol, TypeVar, cast
 
 log = logging.getLogger(__name__)
 
@@ -191,7 +191,8 @@ def loop_scheduler() -> Scheduler:
     loop = asyncio.get_running_loop()
     scheduler = _SCHEDULERS.get(loop)
     if scheduler is None:
-        scheduler = _SCHEDULERS[loop] = Scheduler(loop)
+        # Through a weak proxy: a scheduler holding its loop would keep the loop's entry (and the loop) alive forever.
+        scheduler = _SCHEDULERS[loop] = Scheduler(cast(TimeBase, weakref.proxy(loop)))
     return scheduler
 
 

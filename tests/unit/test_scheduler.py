@@ -4,8 +4,10 @@ planned again when its setting changes, and stops; Flag keeps asyncio.Event's co
 from __future__ import annotations
 
 import asyncio
+import gc
 import heapq
 import itertools
+import weakref
 from collections.abc import Callable
 from datetime import UTC, datetime, timedelta
 from typing import Any
@@ -14,7 +16,7 @@ import pytest
 
 from chargepoint.core.blocks.context import StationContext, StationTiming
 from chargepoint.core.blocks.metering import Metering
-from chargepoint.core.scheduler import Duty, Flag, Scheduler
+from chargepoint.core.scheduler import Duty, Flag, Scheduler, loop_scheduler
 from chargepoint.core.settings import Settings
 from chargepoint.store import Store
 
@@ -240,3 +242,21 @@ async def test_flag_keeps_the_event_contract() -> None:
     assert not flag.is_set()
     flag.set()
     assert await flag.wait() is True and flag._waiters is None
+
+
+def test_the_loop_scheduler_is_one_per_loop_and_does_not_keep_a_finished_loop_alive() -> None:
+    fired: list[float] = []
+
+    async def main() -> tuple[Scheduler, weakref.ref[asyncio.AbstractEventLoop]]:
+        scheduler = loop_scheduler()
+        assert loop_scheduler() is scheduler  # every agent of the process gets the same one
+        scheduler.call_later(0.01, lambda: fired.append(scheduler.time()))
+        await asyncio.sleep(0.05)
+        return scheduler, weakref.ref(asyncio.get_running_loop())
+
+    first, first_loop = asyncio.run(main())
+    second, second_loop = asyncio.run(main())
+    assert first is not second and len(fired) == 2
+    del first, second
+    gc.collect()
+    assert first_loop() is None and second_loop() is None
