@@ -533,6 +533,7 @@ class Store:
         if last is not None and not last.done():
             with contextlib.suppress(Exception):
                 await asyncio.wrap_future(last)
+        self._forget(last)
         if since is not None and self._failed_index >= since:
             error = self._last_error
             raise StorageError(str(error)) from error
@@ -550,6 +551,12 @@ class Store:
         if last is not None and not last.done():
             with contextlib.suppress(Exception):
                 last.result()
+        self._forget(last)
+
+    def _forget(self, last: Future[Any] | None) -> None:
+        """Drop the last write's future once it is resolved (its threading.Condition is ~1.5 KB per agent)."""
+        if last is not None and last.done() and self._last is last:
+            self._last = None
 
     def _read(self, sql: str, args: tuple[Any, ...] = ()) -> list[sqlite3.Row]:
         self._wait()

@@ -28,6 +28,7 @@ from chargepoint.certificates import CertificateManager
 from chargepoint.config import CsmsConfig, StationIdentity
 from chargepoint.core.model import IdTagInfo
 from chargepoint.core.network_profiles import NetworkProfiles
+from chargepoint.core.scheduler import Flag, Scheduler, loop_scheduler
 from chargepoint.core.security import TLS_FAILURE_EVENTS, SecurityEvents, SecurityEventType, SecurityProfiles
 from chargepoint.core.settings import Settings
 from chargepoint.core.station import Station
@@ -68,6 +69,19 @@ BUSY_LOG_INTERVAL_S = 10.0
 _FRAME_HEAD = re.compile(r'^\s*\[\s*([234])\s*,\s*"([^"\\]{1,64})"')
 
 
+# After the handshake a websockets connection keeps its request and response, headers and all (~2.5 KB), only for
+# its caller to read; nothing here reads them. The response object itself stays referenced by the protocol's
+# parser (a generator's local), so its headers are emptied in place.
+def drop_handshake(ws: Any) -> None:
+    """Let go of an open connection's handshake headers."""
+    for message in (getattr(ws, "request", None), getattr(ws, "response", None)):
+        headers = getattr(message, "headers", None)
+        if headers is not None:
+            headers.clear()
+    if getattr(ws, "response", None) is not None:
+        ws.request = None
+
+
 class InboundCap:
     """The WebSocket connection as a session adapter sees it, with the central system's CALLs bounded.
 
@@ -88,7 +102,7 @@ class InboundCap:
         self._store = store
         self._limit = limit
         self._frames: deque[str | bytes] = deque()
-        self._arrived = asyncio.Event()
+        self._arrived = Flag()
         self._queued_calls = 0  # CALLs waiting in the queue
         self._queued_other = 0  # other frames waiting in the queue
         self._room: asyncio.Future[None] | None = (
@@ -223,8 +237,10 @@ class Link:
         ids: IdGenerator,
         *,
         rng: random.Random | None = None,
+        scheduler: Scheduler | None = None,
     ) -> None:
         self.identity = identity
+        self._scheduler = scheduler
         self.csms_config = csms_config
         self.store = store
         self.settings = settings
@@ -302,6 +318,13 @@ class Link:
         return self._ws
 
     # activity and time, for the sessions
+    @property
+    def scheduler(self) -> Scheduler:
+        """The scheduler of the sessions' periodic duties (the running loop's, unless one was injected)."""
+        if self._scheduler is None:
+            self._scheduler = loop_scheduler()
+        return self._scheduler
+
     def touch(self) -> None:
         """Any traffic counts as activity for the heartbeat (OCPP 1.6 §4.6)."""
         self._last_activity = asyncio.get_running_loop().time()
@@ -506,6 +529,7 @@ class Link:
             await ws.close(1002, "no supported subprotocol")
             return failures + 1
         log.info("connected to %s (%s)", self.url(), ws.subprotocol)
+        drop_handshake(ws)
         self.connections += 1
         self._ws = ws
         self.touch()

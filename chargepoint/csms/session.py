@@ -32,6 +32,7 @@ from chargepoint.core.model import (
 )
 from chargepoint.core.network_profiles import NetworkProfiles
 from chargepoint.core.reservations import CancelResult, Reservation, ReserveResult
+from chargepoint.core.scheduler import Scheduler
 from chargepoint.core.security import SecurityEvents, SecurityProfiles
 from chargepoint.core.settings import Settings
 from chargepoint.core.smart_charging import (
@@ -265,6 +266,11 @@ class LinkState(Protocol):
     @property
     def outbox(self) -> OutboxRunner:
         """The outbox sender a booted session runs."""
+        ...
+
+    @property
+    def scheduler(self) -> Scheduler:
+        """The process's scheduler of periodic duties (the heartbeat)."""
         ...
 
     def touch(self) -> None:
