@@ -299,6 +299,10 @@ class Station:
         """A triggered sample of a connector's sampled measurands and its transaction's local id."""
         return self.metering.sample_now(cid)
 
+    async def trigger_update(self, cid: int) -> bool:
+        """Queue a triggered Updated event of the transaction on ``cid`` (False: none runs)."""
+        return await self.metering.trigger_update(cid)
+
     # sessions
     async def on_plug(self, cid: int, plugged: bool) -> None:
         """The EV was plugged in or out."""

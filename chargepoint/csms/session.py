@@ -155,6 +155,10 @@ class StationCommands(Protocol):
         """A triggered sample and its transaction's local id."""
         ...
 
+    async def trigger_update(self, cid: int) -> bool:
+        """Queue a triggered Updated event of the transaction on ``cid``; False when none runs there."""
+        ...
+
     def set_charging_profile(self, cid: int, profile: ChargingProfile) -> ProfileResult:
         """Install a charging profile."""
         ...

@@ -473,6 +473,36 @@ async def test_trigger_message(csms: Csms, start_agent: StartAgent) -> None:
     assert unknown_evse == {"status": "Rejected"}
 
 
+async def test_tc_f_13_cs_trigger_message_transaction_event_of_the_running_transaction(
+    csms: Csms, start_agent: StartAgent
+) -> None:
+    """F06: TriggerMessage TransactionEvent is Accepted for an EVSE with a transaction and Rejected for one without;
+    the triggered Updated event (triggerReason Trigger, meter values with context Trigger) goes through the outbox,
+    so its seqNo follows the transaction's other events with no gap."""
+    csms.store.add_card("CARD1", user_id=csms.store.add_user("Ada").id, mode="personal")
+    a = await start_agent()
+    idle = await csms.server.call(
+        CP, "TriggerMessage", {"requestedMessage": "TransactionEvent", "evse": {"id": 1}}
+    )
+    assert idle == {"status": "Rejected"}
+    started = await start_session(a, csms, "CARD1")
+    tx = started["transactionInfo"]["transactionId"]
+    after = mark(csms)
+    answer = await csms.server.call(
+        CP, "TriggerMessage", {"requestedMessage": "TransactionEvent", "evse": {"id": 1}}
+    )
+    assert answer == {"status": "Accepted"}
+    triggered = await wait_call(
+        csms, "TransactionEvent", after=after, where=lambda p: p["triggerReason"] == "Trigger"
+    )
+    assert triggered.payload["eventType"] == "Updated"
+    assert triggered.payload["transactionInfo"]["transactionId"] == tx
+    assert triggered.payload["meterValue"][0]["sampledValue"][0]["context"] == "Trigger"
+    a.unplug()
+    await wait_call(csms, "TransactionEvent", where=lambda p: p["eventType"] == "Ended")
+    _check_sequence(await events_of(csms, tx))
+
+
 # G. Availability ------------------------------------------------------------------------------------------------
 
 

@@ -16,7 +16,7 @@ from chargepoint.core.blocks.faults import Faults
 from chargepoint.core.connector import ActiveTransaction, Connector
 from chargepoint.core.events import MeterReadings, TransactionUpdated
 from chargepoint.core.metering import finite, next_aligned, next_periodic, sample
-from chargepoint.core.model import ConnectorState, ErrorCode, ReadingContext, Sample
+from chargepoint.core.model import ConnectorState, ErrorCode, Measurand, ReadingContext, Sample
 from chargepoint.core.scheduler import Duty
 from chargepoint.errors import MeterError, StorageError
 from chargepoint.ports import MeterReading
@@ -349,6 +349,30 @@ class Metering(FunctionalBlock):
                 log.exception("could not queue clock-aligned values of connector %s", cid)
                 continue
             ctx.csms.outbox_changed()
+
+    async def trigger_update(self, cid: int) -> bool:
+        """TriggerMessage TransactionEvent (2.0.1 F06): the running transaction's sampled values now, queued as an
+        Updated event with context Trigger, so it takes its place (and its seqNo) in the transaction's sequence like
+        every other event. False when no transaction runs there or nothing was read yet."""
+        conn = self.ctx.connectors[cid]
+        tx = conn.transaction
+        reading = self.ctx.last_reading.get(cid)
+        if tx is None or reading is None or self.ctx.storage_faulted(conn):
+            return False
+        measurands = self.ctx.settings.measurands("meter_values_sampled_data") or (
+            Measurand.ENERGY_ACTIVE_IMPORT_REGISTER,  # the event's meterValue needs a value: the register
+        )
+        at = self.ctx.now()
+        message = TransactionUpdated(
+            tx.transaction_id,
+            cid,
+            (sample(reading, measurands, ReadingContext.TRIGGER, at),),
+            offline=not self.ctx.csms.online,
+        )
+        if not await self._record_meter(conn, tx, round(reading.energy_wh), at, message=message):
+            return False
+        self.ctx.csms.outbox_changed()
+        return True
 
     def sample_now(self, cid: int) -> tuple[Sample | None, int | None]:
         """A triggered sample of a connector's sampled measurands and its transaction's local id."""

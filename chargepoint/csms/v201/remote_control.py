@@ -25,6 +25,7 @@ TRIGGERABLE = frozenset(
         "Heartbeat",
         "StatusNotification",
         "MeterValues",
+        "TransactionEvent",
         "FirmwareStatusNotification",
         "LogStatusNotification",
         "SignChargingStationCertificate",
@@ -115,8 +116,13 @@ class RemoteControl(V201Base):
         """TriggerMessage (F06); the message follows the answer."""
         if requested_message not in TRIGGERABLE:
             return call_result.TriggerMessage(status="NotImplemented")
-        if self._trigger_targets(evse) is None:
+        targets = self._trigger_targets(evse)
+        if targets is None:
             return call_result.TriggerMessage(status="Rejected")
+        if requested_message == "TransactionEvent" and not any(
+            self.station.connectors[c].transaction is not None for c in targets
+        ):
+            return call_result.TriggerMessage(status="Rejected")  # no transaction there to tell about
         if requested_message == "BootNotification" and self.boot_status == "Accepted":
             # F06.FR.17: a station whose boot was accepted rejects a triggered BootNotification.
             return call_result.TriggerMessage(status="Rejected")
@@ -152,6 +158,11 @@ class RemoteControl(V201Base):
                 await self.request(what, firmware_status_now(self.station))
             elif what == "LogStatusNotification":
                 await self.request(what, log_status_now(self.station))
+            elif what == "TransactionEvent":
+                # F06.FR.?: an Updated event (triggerReason Trigger) of each transaction on the targets, through the
+                # outbox, so its seqNo follows the transaction's other events.
+                for cid in targets:
+                    await self.station.trigger_update(cid)
             else:
                 for cid in targets:
                     sample, _local_tx = self.station.sample_now(cid)
