@@ -1,0 +1,13 @@
+"""The OCPP 2.0.1 charging-station catalogue: the cases of every block module, by functional block, then id."""
+
+from __future__ import annotations
+
+from conformance.model import Case
+from conformance.v201 import charger_cases, charger_smart
+from conformance.v201.charger import V201ChargerContext
+
+__all__ = ["CASES"]
+
+CASES: list[Case[V201ChargerContext]] = sorted(
+    [*charger_cases.CASES, *charger_smart.CASES], key=lambda c: (c.block, c.id)
+)
