@@ -28,10 +28,9 @@ from typing import Any
 
 from chargepoint.core.events import (
     FileEvent,
-    MeterReadings,
     OutboxKind,
     OutboxMessage,
-    SecurityEvent,
+    StationEvent,
     TransactionEnded,
     TransactionStarted,
     TransactionUpdated,
@@ -691,7 +690,7 @@ class Store:
 
         return self._submit(write, critical=True)
 
-    def queue(self, event: MeterReadings | SecurityEvent | FileEvent) -> Future[Any]:
+    def queue(self, event: StationEvent) -> Future[Any]:
         """Queue an event that belongs to no transaction."""
         kind, payload = encode(event)
         text = _dumps(payload)
@@ -918,6 +917,15 @@ class Store:
         return int(
             self._read("SELECT COUNT(*) AS n FROM local_list WHERE station = ?", (self.station,))[0]["n"]
         )
+
+    def local_list_bytes(self) -> int:
+        """The bytes the local list's entries take (ids and their info as stored)."""
+        rows = self._read(
+            "SELECT COALESCE(SUM(length(CAST(id_tag AS BLOB)) + length(CAST(info AS BLOB))), 0) AS n "
+            "FROM local_list WHERE station = ?",
+            (self.station,),
+        )
+        return int(rows[0]["n"])
 
     def local_list_update(
         self, version: int, full: bool, entries: dict[str, IdTagInfo | None], max_size: int | None = None

@@ -109,6 +109,9 @@ PLACEMENT: dict[str, VariableRef] = {
     "certificate_signed_max_chain_size": _R("SecurityCtrlr", "MaxCertificateChainSize"),
     "additional_root_certificate_check": _R("SecurityCtrlr", "AdditionalRootCertificateCheck"),
     "reserve_connector_zero_supported": _R("ReservationCtrlr", "NonEvseSpecific"),
+    "send_local_list_max_bytes": _R("LocalAuthListCtrlr", "BytesPerMessage"),
+    "local_auth_list_max_bytes": _R("LocalAuthListCtrlr", "Storage"),
+    "reservation_enabled": _R("ReservationCtrlr", "Enabled"),
 }
 
 

@@ -98,6 +98,16 @@ class UploadStatusChanged:
 
 
 @dataclass(frozen=True, slots=True)
+class ReservationEnded:
+    """A reservation ended without a transaction using it or the CSMS cancelling it: its expiry passed
+    (``expired``) or its connector turned Faulted or Unavailable (OCPP 2.0.1 H01 ReservationStatusUpdate Expired /
+    Removed; 1.6 has no message for it). Queued, so the CSMS hears of it after an outage too."""
+
+    reservation_id: int
+    expired: bool
+
+
+@dataclass(frozen=True, slots=True)
 class StatusChanged:
     """A connector's (connector 0: the station's) state or error changed; reported live, never queued."""
 
@@ -148,6 +158,8 @@ class AnswerListener(Protocol):
 
 TransactionEvent = TransactionStarted | TransactionUpdated | TransactionEnded
 FileEvent = FirmwareStatusChanged | UploadStatusChanged
+# The events queued outside any transaction (``Storage.queue``).
+StationEvent = MeterReadings | SecurityEvent | FileEvent | ReservationEnded
 OutboxEvent = (
     TransactionStarted
     | TransactionUpdated
@@ -156,6 +168,7 @@ OutboxEvent = (
     | SecurityEvent
     | FirmwareStatusChanged
     | UploadStatusChanged
+    | ReservationEnded
 )
 
 
@@ -168,6 +181,7 @@ class OutboxKind:
     SECURITY = "security"
     FIRMWARE = "firmware"
     UPLOAD = "upload"
+    RESERVATION = "reservation"
 
 
 @dataclass(frozen=True, slots=True)
@@ -250,6 +264,8 @@ def _encode(event: OutboxEvent) -> tuple[str, dict[str, Any]]:
             "status": event.status.value,
             "request_id": event.request_id,
         }
+    if isinstance(event, ReservationEnded):
+        return OutboxKind.RESERVATION, {"reservation_id": event.reservation_id, "expired": event.expired}
     return OutboxKind.SECURITY, {
         "type": event.type,
         "timestamp": event.timestamp.isoformat(),
@@ -296,6 +312,8 @@ def decode(kind: str, data: dict[str, Any], *, transaction_id: str | None = None
         return FirmwareStatusChanged(FirmwareStatus(data["status"]), _request_id(data))
     if kind == OutboxKind.UPLOAD:
         return UploadStatusChanged(UploadKind(data["kind"]), UploadStatus(data["status"]), _request_id(data))
+    if kind == OutboxKind.RESERVATION:
+        return ReservationEnded(int(data["reservation_id"]), bool(data["expired"]))
     raise ValueError(f"unknown outbox kind {kind!r}")
 
 

@@ -125,6 +125,9 @@ SPECS: dict[str, SettingSpec] = {
         SettingSpec("get_configuration_max_keys", Kind.INT, 64, readonly=True),
         SettingSpec("local_auth_list_max_length", Kind.INT, 10_000, readonly=True),
         SettingSpec("send_local_list_max_length", Kind.INT, 1_000, readonly=True),
+        # OCPP 2.0.1 LocalAuthListCtrlr: the most bytes of one SendLocalList and of the whole stored list.
+        SettingSpec("send_local_list_max_bytes", Kind.INT, 256_000, readonly=True),
+        SettingSpec("local_auth_list_max_bytes", Kind.INT, 4_000_000, readonly=True),
         SettingSpec("measurands_max_length", Kind.INT, MAX_MEASURANDS, readonly=True),
         SettingSpec("supported_feature_profiles", Kind.STR, "", readonly=True),
         # Smart charging (OCPP 1.6 §9.4): what the charge point accepts in a charging profile.
@@ -148,6 +151,8 @@ SPECS: dict[str, SettingSpec] = {
         SettingSpec("additional_root_certificate_check", Kind.BOOL, False, readonly=True),
         # Reservation (OCPP 1.6 §9.5): whether ReserveNow may name connector 0 (any connector); read-only.
         SettingSpec("reserve_connector_zero_supported", Kind.BOOL, True, readonly=True),
+        # OCPP 2.0.1 ReservationCtrlr.Enabled: ReserveNow is Rejected while off (H01.FR.?).
+        SettingSpec("reservation_enabled", Kind.BOOL, True),
     )
 }
 

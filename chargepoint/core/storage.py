@@ -15,8 +15,7 @@ from typing import Any, Protocol
 
 from chargepoint.core.events import (
     FileEvent,
-    MeterReadings,
-    SecurityEvent,
+    StationEvent,
     TransactionEnded,
     TransactionStarted,
     TransactionUpdated,
@@ -103,7 +102,7 @@ class TransactionStorage(Durability, Protocol):
         """Mark a transaction ended and queue its end event atomically; False if it had already ended."""
         ...
 
-    def queue(self, event: MeterReadings | SecurityEvent | FileEvent) -> Future[Any]:
+    def queue(self, event: StationEvent) -> Future[Any]:
         """Queue an event that belongs to no transaction."""
         ...
 
@@ -141,6 +140,10 @@ class AuthStorage(Protocol):
 
     def local_list_size(self) -> int:
         """Entries in the local list."""
+        ...
+
+    def local_list_bytes(self) -> int:
+        """The bytes the local list's entries take (OCPP 2.0.1 LocalAuthListCtrlr.Storage)."""
         ...
 
     def local_list_update(

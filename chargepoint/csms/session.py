@@ -186,7 +186,8 @@ class StationCommands(Protocol):
 
 
 class SessionStorage(Durability, Protocol):
-    """What an adapter reads from the store: the mapping of the station's transactions to the CSMS's ids."""
+    """What an adapter reads from the store: the mapping of the station's transactions to the CSMS's ids, and the
+    local list's size."""
 
     def csms_transaction_id(self, local_id: int) -> int | None:
         """The CSMS's id of a transaction (from its start's answer); None if it has none."""
@@ -202,6 +203,14 @@ class SessionStorage(Durability, Protocol):
 
     def queued_transaction_messages(self, transaction_id: str | None = None) -> int:
         """How many messages of the transaction ``transaction_id`` (None: of any transaction) wait in the outbox."""
+        ...
+
+    def local_list_size(self) -> int:
+        """Entries in the local list (OCPP 2.0.1 LocalAuthListCtrlr.Entries)."""
+        ...
+
+    def local_list_bytes(self) -> int:
+        """The bytes the local list's entries take (OCPP 2.0.1 LocalAuthListCtrlr.Storage)."""
         ...
 
 

@@ -15,7 +15,7 @@ from backend_stub.ocpp.server import CallErrorReply
 from backend_stub.store import SecurityEventKind
 from chargepoint.core.device_model import VARIABLES, Mutability
 from chargepoint.core.model import ResetKind
-from tests.integration.conftest import RunningAgent, until
+from tests.integration.conftest import until
 from tests.integration.v201_support import (
     CP,
     StartAgent,
@@ -23,39 +23,17 @@ from tests.integration.v201_support import (
     calls,
     csms,
     events_of,
+    get_value,
     mark,
+    set_value,
     start_agent,
     start_session,
+    still_connected,
+    var,
     wait_call,
 )
 
 __all__ = ["csms", "start_agent"]
-
-
-def var(component: str, variable: str, **extra: Any) -> dict[str, Any]:
-    """A GetVariableData / SetVariableData element."""
-    return {"component": {"name": component}, "variable": {"name": variable}, **extra}
-
-
-async def get_value(csms: Csms, component: str, variable: str) -> dict[str, Any]:
-    """The one GetVariableResult for (component, variable)."""
-    answer = await csms.server.call(CP, "GetVariables", {"getVariableData": [var(component, variable)]})
-    result: dict[str, Any] = answer["getVariableResult"][0]
-    return result
-
-
-async def set_value(csms: Csms, component: str, variable: str, value: str, **extra: Any) -> dict[str, Any]:
-    """The one SetVariableResult of setting (component, variable) to ``value``."""
-    data = var(component, variable, attributeValue=value, **extra)
-    answer = await csms.server.call(CP, "SetVariables", {"setVariableData": [data]})
-    result: dict[str, Any] = answer["setVariableResult"][0]
-    return result
-
-
-def still_connected(a: RunningAgent) -> None:
-    """The link stayed up: one connection, online."""
-    link = a.agent.link
-    assert link is not None and link.online and link.connections == 1
 
 
 # B. Provisioning ------------------------------------------------------------------------------------------------
@@ -459,8 +437,11 @@ async def test_trigger_message(csms: Csms, start_agent: StartAgent) -> None:
     # F06.FR.17: the boot is Accepted, so a triggered BootNotification is Rejected.
     boot = await csms.server.call(CP, "TriggerMessage", {"requestedMessage": "BootNotification"})
     assert boot == {"status": "Rejected"}
-    log = await csms.server.call(CP, "TriggerMessage", {"requestedMessage": "LogStatusNotification"})
-    assert log == {"status": "NotImplemented"}
+    # PublishFirmwareStatusNotification (a Local Controller's) is not one this station sends.
+    publish = await csms.server.call(
+        CP, "TriggerMessage", {"requestedMessage": "PublishFirmwareStatusNotification"}
+    )
+    assert publish == {"status": "NotImplemented"}
     unknown_evse = await csms.server.call(
         CP, "TriggerMessage", {"requestedMessage": "Heartbeat", "evse": {"id": 5}}
     )

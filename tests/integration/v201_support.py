@@ -12,7 +12,7 @@ from typing import Any
 import pytest
 
 from backend_stub.app import Csms
-from backend_stub.ocpp.server import Frame
+from backend_stub.ocpp.server import CallErrorReply, Frame
 from backend_stub.store import CsmsStore
 from chargepoint.agent import Agent
 from tests.integration.conftest import FAST_TIMING, RunningAgent, agent_config, until
@@ -117,3 +117,36 @@ async def start_session(a: RunningAgent, csms: Csms, tag: str, cid: int = 1) -> 
     await a.wait_state("CHARGING", cid)
     payload: dict[str, Any] = started.payload
     return payload
+
+
+def var(component: str, variable: str, **extra: Any) -> dict[str, Any]:
+    """A GetVariableData / SetVariableData element."""
+    return {"component": {"name": component}, "variable": {"name": variable}, **extra}
+
+
+async def get_value(csms: Csms, component: str, variable: str) -> dict[str, Any]:
+    """The one GetVariableResult for (component, variable)."""
+    answer = await csms.server.call(CP, "GetVariables", {"getVariableData": [var(component, variable)]})
+    result: dict[str, Any] = answer["getVariableResult"][0]
+    return result
+
+
+async def set_value(csms: Csms, component: str, variable: str, value: str, **extra: Any) -> dict[str, Any]:
+    """The one SetVariableResult of setting (component, variable) to ``value``."""
+    data = var(component, variable, attributeValue=value, **extra)
+    answer = await csms.server.call(CP, "SetVariables", {"setVariableData": [data]})
+    result: dict[str, Any] = answer["setVariableResult"][0]
+    return result
+
+
+def still_connected(a: RunningAgent) -> None:
+    """The link stayed up: one connection, online."""
+    link = a.agent.link
+    assert link is not None and link.online and link.connections == 1
+
+
+async def call_error(csms: Csms, action: str, payload: dict[str, Any]) -> str:
+    """The code of the CallError the station answers ``action`` with."""
+    with pytest.raises(CallErrorReply) as err:
+        await csms.server.call(CP, action, payload)
+    return err.value.code

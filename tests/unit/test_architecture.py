@@ -194,6 +194,10 @@ TABLES_201: list[tuple[str, type[Enum], type[Enum]]] = [
     ("MUTABILITY", device_model.Mutability, v201.MutabilityEnumType),
     ("FIRMWARE_STATUS", model.FirmwareStatus, v201.FirmwareStatusEnumType),
     ("UPLOAD_STATUS", model.UploadStatus, v201.UploadLogStatusEnumType),
+    ("LOCAL_LIST", model.LocalListResult, v201.SendLocalListStatusEnumType),
+    ("RESERVE_RESULT", reservations.ReserveResult, v201.ReserveNowStatusEnumType),
+    ("CANCEL_RESULT", reservations.CancelResult, v201.CancelReservationStatusEnumType),
+    ("UPDATE_RESULT", model.UpdateResult, v201.UpdateFirmwareStatusEnumType),
 ]
 
 

@@ -9,6 +9,8 @@ import pytest
 
 from chargepoint.core.events import (
     OutboxEvent,
+    OutboxKind,
+    ReservationEnded,
     TransactionEnded,
     TransactionStarted,
     TransactionUpdated,
@@ -39,3 +41,12 @@ def test_an_online_event_is_stored_as_before_and_an_old_one_reads_as_online(even
     kind, data = encode(online)
     assert "offline" not in data  # the keys older versions wrote, unchanged
     assert decode(kind, data) == online
+
+
+@pytest.mark.parametrize("expired", [True, False], ids=["expired", "removed"])
+def test_a_reservation_end_round_trips_through_the_outbox_form(expired: bool) -> None:
+    """ReservationEnded (2.0.1 ReservationStatusUpdate Expired/Removed) is stored as its own kind and reads back."""
+    event = ReservationEnded(42, expired)
+    kind, data = encode(event)
+    assert kind == OutboxKind.RESERVATION
+    assert decode(kind, data) == event

@@ -63,6 +63,31 @@ class Diagnostics(FunctionalBlock):
         self.jobs.begin(UploadJob(kind, location, name, policy, start, stop, request_id), self._run)
         return (UpdateResult.ACCEPTED_CANCELED if canceled else UpdateResult.ACCEPTED), name
 
+    def request_log(
+        self,
+        kind: UploadKind,
+        location: str,
+        *,
+        start: datetime | None,
+        stop: datetime | None,
+        retries: int | None,
+        retry_interval_s: int | None,
+        request_id: int,
+    ) -> tuple[UpdateResult, str]:
+        """A GetLog (whitepaper ed. 2 §4.5, OCPP 2.0.1 N01): Rejected, with no file and the upload in progress
+        left alone, for a location the station cannot upload to; otherwise as ``request``."""
+        if not self.files.supports(location):
+            return UpdateResult.REJECTED, ""
+        return self.request(
+            kind,
+            location,
+            start=start,
+            stop=stop,
+            retries=retries,
+            retry_interval_s=retry_interval_s,
+            request_id=request_id,
+        )
+
     def status_now(self, kind: UploadKind) -> tuple[UploadStatus, int | None]:
         """The status of an upload of ``kind`` for a triggered notification (Idle when none runs)."""
         job = self.job

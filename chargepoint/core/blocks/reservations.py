@@ -1,7 +1,8 @@
-"""Reservation block (OCPP 1.6 §3.11, §5.2 CancelReservation, §5.13 ReserveNow, §4.9 Reserved): the book of
-reservations in force (rules in ``core/reservations.py``), shown as Reserved on the connectors they hold, ended
-when they expire, are cancelled, are used by a transaction, or their connector (connector 0: the station) turns
-Faulted or Unavailable."""
+"""Reservation block (OCPP 1.6 §3.11, §5.2 CancelReservation, §5.13 ReserveNow, §4.9 Reserved; 2.0.1 H01-H04):
+the book of reservations in force (rules in ``core/reservations.py``), shown as Reserved on the connectors they
+hold, ended when they expire, are cancelled, are used by a transaction, or their connector (connector 0: the
+station) turns Faulted or Unavailable. An expiry or such a removal is queued as ``ReservationEnded`` (2.0.1
+ReservationStatusUpdate); a cancellation or a use is not: the CSMS asked for it or sees it in the transaction."""
 
 from __future__ import annotations
 
@@ -11,6 +12,7 @@ from typing import Any
 
 from chargepoint.core.blocks.context import FunctionalBlock, StationContext
 from chargepoint.core.connector import Connector
+from chargepoint.core.events import ReservationEnded
 from chargepoint.core.model import ConnectorState, ConnectorStatus
 from chargepoint.core.reservations import (
     CancelResult,
@@ -75,7 +77,9 @@ class Reservations(FunctionalBlock):
     async def reserve_now(self, reservation: Reservation) -> ReserveResult:
         """Take (or replace, by id) a reservation if the connectors allow it; Accepted once it is on disk."""
         ctx = self.ctx
-        self._end(self.book.expired(ctx.now()), "expired")
+        self._end(self.book.expired(ctx.now()), "expired", expired=True)
+        if not ctx.settings.get_bool("reservation_enabled"):
+            return ReserveResult.REJECTED  # OCPP 2.0.1 ReservationCtrlr.Enabled false
         result = reserve_answer(
             self.book,
             reservation,
@@ -105,7 +109,7 @@ class Reservations(FunctionalBlock):
         if reservation_id not in self.book.by_id:
             return CancelResult.REJECTED
         mark = self.ctx.store.mark()
-        self._end([reservation_id], "cancelled")
+        self._end([reservation_id], "cancelled")  # the CSMS asked: no ReservationEnded
         try:
             await self.ctx.store.flush(since=mark)
         except StorageError:
@@ -124,7 +128,7 @@ class Reservations(FunctionalBlock):
     def claim(self, cid: int, id_tag: str, parent_id_tag: str | None) -> Claim:
         """May ``id_tag`` start on ``cid``, and which reservation would it use (OCPP 1.6 §5.13)?"""
         # Expired ones end first: the timer may be late after a clock correction (SetClock, NTP at boot).
-        self._end(self.book.expired(self.ctx.now()), "expired")
+        self._end(self.book.expired(self.ctx.now()), "expired", expired=True)
         return claim(self.book, cid, id_tag, parent_id_tag, self.free())
 
     def parent_may_admit(self, cid: int) -> bool:
@@ -141,19 +145,34 @@ class Reservations(FunctionalBlock):
         """A connector (0: the station) changed: a Faulted or Unavailable one ends its reservations (§3.11)."""
         if cid == 0:
             if not self.ctx.station_operative:
-                self._end(self.book.on_connector(0), "charge point Unavailable")
+                self._end(self.book.on_connector(0), "charge point Unavailable", expired=False)
             return
         conn = self.ctx.connectors[cid]
         if conn.state in (S.FAULTED, S.UNAVAILABLE):
-            self._end(self.book.on_connector(cid), f"connector {cid} {conn.state.name}")
+            self._end(self.book.on_connector(cid), f"connector {cid} {conn.state.name}", expired=False)
         if len(self.book) or conn.state is S.RESERVED:
             self._sync_soon()
 
-    def _end(self, ids: list[int], why: str) -> None:
-        for gone in self.book.remove(ids):
-            log.info("reservation %s ended: %s", gone.reservation_id, why)
+    def _end(self, ids: list[int], why: str, *, expired: bool | None = None) -> None:
+        """End reservations; ``expired`` True/False queues ReservationEnded (Expired/Removed), None (a
+        cancellation) does not."""
+        gone = self.book.remove(ids)
+        for reservation in gone:
+            log.info("reservation %s ended: %s", reservation.reservation_id, why)
+        if expired is not None:
+            self._report(gone, expired=expired)
         if ids:
             self.changed()
+
+    def _report(self, gone: list[Reservation], *, expired: bool) -> None:
+        """Queue a ReservationEnded per reservation that ended by itself (H01.FR.? ReservationStatusUpdate)."""
+        for reservation in gone:
+            try:
+                self.ctx.store.queue(ReservationEnded(reservation.reservation_id, expired))
+            except StorageError:
+                log.exception("cannot queue the end of reservation %s", reservation.reservation_id)
+        if gone:
+            self.ctx.csms.outbox_changed()
 
     def changed(self) -> None:
         """End the expired reservations, re-check which connectors show Reserved, and arm a timer for the next
@@ -163,8 +182,10 @@ class Reservations(FunctionalBlock):
             self._timer = None
         if self.ctx.stopping or self._loop is None:
             return  # not started: start() does this
-        for gone in self.book.remove(self.book.expired(self.ctx.now())):
+        expired = self.book.remove(self.book.expired(self.ctx.now()))
+        for gone in expired:
             log.info("reservation %s on connector %s expired", gone.reservation_id, gone.connector_id)
+        self._report(expired, expired=True)
         self._sync_soon()  # deferred: this may run inside a connector's state-change callback
         due = self.book.next_expiry()
         if due is not None:

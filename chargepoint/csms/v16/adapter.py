@@ -20,6 +20,7 @@ from chargepoint.core.device_model import VARIABLES, Mutability
 from chargepoint.core.events import (
     FirmwareStatusChanged,
     OutboxMessage,
+    ReservationEnded,
     SecurityEvent,
     TransactionEnded,
     TransactionStarted,
@@ -258,6 +259,8 @@ class V16Session(SecurityHandlers, OcppSession, _OcppChargePoint):  # type: igno
                 security["techInfo"] = event.tech_info
             await self.request("SecurityEventNotification", security)
             return Delivered()
+        if isinstance(event, ReservationEnded):
+            return Delivered()  # OCPP 1.6 has no ReservationStatusUpdate: the CSMS learns it from the status
         if isinstance(event, FirmwareStatusChanged | UploadStatusChanged):
             frame = fw.notification(event)
             if frame is not None:

@@ -7,10 +7,8 @@ The adapter's ``@on`` handlers call these in one line; nothing here keeps state.
 from __future__ import annotations
 
 import logging
-from datetime import datetime
 from typing import Any
 
-from ocpp.exceptions import NotSupportedError
 from ocpp.v16 import call_result
 
 from chargepoint.core.blocks.diagnostics import Diagnostics
@@ -18,28 +16,18 @@ from chargepoint.core.blocks.firmware import Firmware
 from chargepoint.core.events import FileEvent, FirmwareStatusChanged
 from chargepoint.core.firmware import FirmwareRequest
 from chargepoint.core.model import FirmwareStatus, UpdateResult, UploadKind, UploadStatus
-from chargepoint.csms.times import parse_time
+from chargepoint.csms.file_requests import (
+    firmware_block,
+    firmware_request,
+    log_request,
+    optional_time,
+    uploads_block,
+)
 from chargepoint.csms.v16 import mapping
 
 log = logging.getLogger(__name__)
 
 MAX_FILE_NAME_CHARS = 255  # GetDiagnostics.conf fileName: CiString255Type
-
-
-def _firmware(block: Firmware | None) -> Firmware:
-    if block is None:
-        raise NotSupportedError(details={"cause": "firmware management is not configured"})
-    return block
-
-
-def _uploads(block: Diagnostics | None) -> Diagnostics:
-    if block is None:
-        raise NotSupportedError(details={"cause": "diagnostics are not configured"})
-    return block
-
-
-def _time(text: str | None) -> datetime | None:
-    return parse_time(text) if text else None
 
 
 def update_firmware(
@@ -51,7 +39,9 @@ def update_firmware(
 ) -> Any:
     """UpdateFirmware (OCPP 1.6 §5.19): the answer is empty; the outcome follows as FirmwareStatusNotifications
     (an unsupported location as Downloading, DownloadFailed)."""
-    result = _firmware(block).update(FirmwareRequest(location, _time(retrieve_date), retries, retry_interval))
+    result = firmware_block(block).update(
+        FirmwareRequest(location, optional_time(retrieve_date), retries, retry_interval)
+    )
     if result not in (UpdateResult.ACCEPTED, UpdateResult.ACCEPTED_CANCELED):
         log.warning("UpdateFirmware not taken (%s); 1.6 has no way to say so in the answer", result.value)
     return call_result.UpdateFirmware()
@@ -66,17 +56,8 @@ def signed_update_firmware(
 ) -> Any:
     """SignedUpdateFirmware (whitepaper ed. 2 §4.4): the signing certificate is checked now (InvalidCertificate),
     the signature over the file once it is downloaded (SignedFirmwareStatusNotification InvalidSignature)."""
-    request = FirmwareRequest(
-        location=firmware["location"],
-        retrieve_at=_time(firmware["retrieve_date_time"]),
-        retries=retries,
-        retry_interval_s=retry_interval,
-        request_id=request_id,
-        install_at=_time(firmware.get("install_date_time")),
-        signing_certificate=firmware["signing_certificate"],
-        signature=firmware["signature"],
-    )
-    result = _firmware(block).update(request)
+    request = firmware_request(request_id, firmware, retries, retry_interval)
+    result = firmware_block(block).update(request)
     return call_result.SignedUpdateFirmware(status=mapping.UPDATE_RESULT[result])
 
 
@@ -89,11 +70,11 @@ def get_diagnostics(
     stop_time: str | None,
 ) -> Any:
     """GetDiagnostics (OCPP 1.6 §5.9): the archive's file name; DiagnosticsStatusNotifications follow."""
-    _, name = _uploads(block).request(
+    _, name = uploads_block(block).request(
         UploadKind.DIAGNOSTICS,
         location,
-        start=_time(start_time),
-        stop=_time(stop_time),
+        start=optional_time(start_time),
+        stop=optional_time(stop_time),
         retries=retries,
         retry_interval_s=retry_interval,
     )
@@ -110,19 +91,11 @@ def get_log(
 ) -> Any:
     """GetLog (whitepaper ed. 2 §4.5): Rejected for a location we cannot upload to; AcceptedCanceled when an
     upload in progress was canceled for it; LogStatusNotifications follow."""
-    uploads = _uploads(block)
-    location = log_parameters["remote_location"]
-    if not uploads.files.supports(location):
-        return call_result.GetLog(status="Rejected")
-    result, name = uploads.request(
-        mapping.LOG_KIND_IN[log_type],
-        location,
-        start=_time(log_parameters.get("oldest_timestamp")),
-        stop=_time(log_parameters.get("latest_timestamp")),
-        retries=retries,
-        retry_interval_s=retry_interval,
-        request_id=request_id,
+    result, name = log_request(
+        block, mapping.LOG_KIND_IN[log_type], log_parameters, request_id, retries, retry_interval
     )
+    if result is UpdateResult.REJECTED:
+        return call_result.GetLog(status="Rejected")
     return call_result.GetLog(status=mapping.UPDATE_RESULT[result], filename=name[:MAX_FILE_NAME_CHARS])
 
 

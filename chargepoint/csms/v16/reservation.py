@@ -11,12 +11,11 @@ from __future__ import annotations
 
 from typing import Any
 
-from ocpp.exceptions import FormatViolationError
 from ocpp.v16 import call_result
 
 from chargepoint.core.reservations import Reservation, ReserveResult
 from chargepoint.csms.session import StationCommands
-from chargepoint.csms.times import parse_time
+from chargepoint.csms.times import check_times, parse_time
 from chargepoint.csms.v16 import mapping
 
 
@@ -42,13 +41,7 @@ async def reserve_now(
 def check_reserve_now(payload: dict[str, Any]) -> None:
     """Raise FormationViolation (OCPP-J 1.6 §4.2.3) for an expiryDate that is no date-time; the schema types it
     only as a string."""
-    expiry_date = payload.get("expiryDate")
-    if not isinstance(expiry_date, str):
-        return  # missing or not a string: the schema check answers
-    try:
-        parse_time(expiry_date)
-    except (ValueError, OverflowError) as exc:
-        raise FormatViolationError(details={"cause": "expiryDate is not a date-time"}) from exc
+    check_times(payload, ("expiryDate",))
 
 
 async def cancel_reservation(station: StationCommands, reservation_id: int) -> call_result.CancelReservation:

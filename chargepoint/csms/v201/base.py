@@ -32,6 +32,7 @@ _NON_NEGATIVE = frozenset(
         "id",
         "requestId",
         "remoteStartId",
+        "reservationId",
         "seqNo",
         "stackLevel",
         "startPeriod",
@@ -128,6 +129,11 @@ class V201Base(OcppSession, _OcppChargePoint):  # type: ignore[misc]
         self.connector_at = {addr: cid for cid, addr in self.address.items()}
         self._token_types: dict[str, str] = {}
         self._remote_starts: dict[str, int] = {}  # idToken -> remoteStartId of a RequestStartTransaction
+
+    def live_value(self, setting: str) -> str | None:
+        """A read-only variable whose Actual value is what the station holds now rather than its setting (the
+        setting is then the variable's maxLimit); None for the others. A block that has one overrides this."""
+        return None
 
     def now(self) -> datetime:
         """The time for generatedAt stamps."""

@@ -10,6 +10,7 @@ from chargepoint.core.model import (
     ConnectorState,
     ConnectorStatus,
     FirmwareStatus,
+    LocalListResult,
     Measurand,
     OperationalStatus,
     ReadingContext,
@@ -17,8 +18,11 @@ from chargepoint.core.model import (
     ResetResult,
     StopReason,
     UnlockResult,
+    UpdateResult,
+    UploadKind,
     UploadStatus,
 )
+from chargepoint.core.reservations import CancelResult, ReserveResult
 from chargepoint.core.smart_charging import (
     ClearResult,
     ProfileKind,
@@ -185,8 +189,46 @@ UPLOAD_STATUS: dict[UploadStatus, str] = {
     UploadStatus.UPLOAD_FAILED: "UploadFailure",
 }
 
+# SendLocalListStatusEnumType (D01): 2.0.1 has no NotSupported; a disabled list fails the update.
+LOCAL_LIST: dict[LocalListResult, str] = {
+    LocalListResult.ACCEPTED: "Accepted",
+    LocalListResult.FAILED: "Failed",
+    LocalListResult.NOT_SUPPORTED: "Failed",
+    LocalListResult.VERSION_MISMATCH: "VersionMismatch",
+}
+
+# ReserveNowStatusEnumType (H01) and CancelReservationStatusEnumType (H02): the same words as 1.6.
+RESERVE_RESULT: dict[ReserveResult, str] = {
+    ReserveResult.ACCEPTED: "Accepted",
+    ReserveResult.FAULTED: "Faulted",
+    ReserveResult.OCCUPIED: "Occupied",
+    ReserveResult.REJECTED: "Rejected",
+    ReserveResult.UNAVAILABLE: "Unavailable",
+}
+CANCEL_RESULT: dict[CancelResult, str] = {
+    CancelResult.ACCEPTED: "Accepted",
+    CancelResult.REJECTED: "Rejected",
+}
+
+# UpdateFirmwareStatusEnumType (L01) and LogStatusEnumType (N01); a log request has no certificate to refuse.
+UPDATE_RESULT: dict[UpdateResult, str] = {
+    UpdateResult.ACCEPTED: "Accepted",
+    UpdateResult.ACCEPTED_CANCELED: "AcceptedCanceled",
+    UpdateResult.REJECTED: "Rejected",
+    UpdateResult.INVALID_CERTIFICATE: "InvalidCertificate",
+}
+
+# LogEnumType (GetLogRequest.logType, N01).
+LOG_KIND: dict[UploadKind, str] = {
+    UploadKind.DIAGNOSTICS_LOG: "DiagnosticsLog",
+    UploadKind.SECURITY_LOG: "SecurityLog",
+}
+LOG_KIND_IN = {v: k for k, v in LOG_KIND.items()}
+
 # Tables where two core members share one 2.0.1 value (2.0.1 is coarser there): no reverse table is built on them.
-NOT_INJECTIVE = frozenset({"CHARGING_STATE", "STOP_REASON", "ENDED_TRIGGER", "UNLOCK", "PROFILE_RESULT"})
+NOT_INJECTIVE = frozenset(
+    {"CHARGING_STATE", "STOP_REASON", "ENDED_TRIGGER", "UNLOCK", "PROFILE_RESULT", "LOCAL_LIST"}
+)
 
 # Smart charging (K01-K10): ChargingProfilePurposeEnumType (ChargingStationExternalConstraints is set by the
 # station itself, never by SetChargingProfile: K01.FR.22), ChargingProfileKindEnumType, RecurrencyKindEnumType,

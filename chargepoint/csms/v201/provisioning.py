@@ -58,6 +58,9 @@ class Provisioning(V201Base):
             return str(len(self.station.profiles))  # SmartChargingCtrlr.Entries: the profiles installed now
         if variable.setting == "charging_schedule_allowed_charging_rate_unit":
             return mapping.RATE_UNITS  # SmartChargingCtrlr.RateUnit: "A,W" (1.6 says "Current,Power")
+        live = self.live_value(variable.setting)  # a block's own (LocalAuthListCtrlr.Entries, .Storage)
+        if live is not None:
+            return live
         return self.settings.text(variable.setting)[:MAX_VALUE_CHARS]
 
     @on(Action.get_variables)
@@ -177,8 +180,8 @@ class Provisioning(V201Base):
                 characteristics["minLimit"] = variable.min_value
             if variable.max_value is not None:
                 characteristics["maxLimit"] = variable.max_value
-        if variable.setting in _COUNTED:
-            characteristics["maxLimit"] = self.settings.get_int(variable.setting)
+        if variable.setting in _COUNTED or self.live_value(variable.setting) is not None:
+            characteristics["maxLimit"] = self.settings.get_int(variable.setting)  # the most it may hold
         elif variable.data_type.value == "member_list":
             characteristics["valuesList"] = ",".join(mapping.MEASURAND.values())
         name: dict[str, str] = {"name": variable.ref.variable}

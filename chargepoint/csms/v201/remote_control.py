@@ -12,13 +12,23 @@ from ocpp.v201.enums import Action
 
 from chargepoint.csms.v201 import mapping
 from chargepoint.csms.v201.base import V201Base, meter_value
+from chargepoint.csms.v201.firmware import firmware_status_now, log_status_now
 from chargepoint.csms.v201.smart_charging import UNPARSABLE, charging_profile_of
 from chargepoint.errors import CsmsRejected, CsmsUnavailable
 
 log = logging.getLogger(__name__)
 
 # The messages TriggerMessage can ask for here (F06); the others are NotImplemented.
-TRIGGERABLE = frozenset({"BootNotification", "Heartbeat", "StatusNotification", "MeterValues"})
+TRIGGERABLE = frozenset(
+    {
+        "BootNotification",
+        "Heartbeat",
+        "StatusNotification",
+        "MeterValues",
+        "FirmwareStatusNotification",
+        "LogStatusNotification",
+    }
+)
 
 
 class RemoteControl(V201Base):
@@ -129,6 +139,10 @@ class RemoteControl(V201Base):
             elif what == "StatusNotification":
                 for cid in targets:
                     await self.send_status(cid, force=True)
+            elif what == "FirmwareStatusNotification":
+                await self.request(what, firmware_status_now(self.station))
+            elif what == "LogStatusNotification":
+                await self.request(what, log_status_now(self.station))
             else:
                 for cid in targets:
                     sample, _local_tx = self.station.sample_now(cid)

@@ -1,6 +1,6 @@
 """E. Transactions and J. Meter values: the typed outbox events as TransactionEvent, MeterValues,
-SecurityEventNotification, FirmwareStatusNotification and LogStatusNotification, and GetTransactionStatus
-(OCPP 2.0.1 Part 2 §E01-E07, E14, J01, A04, L01, N01).
+SecurityEventNotification, FirmwareStatusNotification, LogStatusNotification and ReservationStatusUpdate, and
+GetTransactionStatus (OCPP 2.0.1 Part 2 §E01-E07, E14, J01, A04, L01, N01, H01).
 
 The station names its transactions (``TransactionStarted.transaction_id``, at most 36 characters), so nothing is
 mapped: the id goes out as it is. ``seqNo`` is ``OutboxMessage.seq_no``, the count of the transaction's messages
@@ -20,6 +20,7 @@ from chargepoint.core.events import (
     FirmwareStatusChanged,
     MeterReadings,
     OutboxMessage,
+    ReservationEnded,
     SecurityEvent,
     TransactionEnded,
     TransactionStarted,
@@ -64,6 +65,12 @@ class Transactions(V201Base):
                 firmware["requestId"] = event.request_id
             await self.request("FirmwareStatusNotification", firmware)
             return Delivered()
+        if isinstance(event, ReservationEnded):
+            # H01.FR.?: ReservationStatusUpdate Expired / Removed, queued so that it survives an outage.
+            status = "Expired" if event.expired else "Removed"
+            update = {"reservationId": event.reservation_id, "reservationUpdateStatus": status}
+            await self.request("ReservationStatusUpdate", update)
+            return Delivered()
         if isinstance(event, UploadStatusChanged):
             # N01: LogStatusNotification (2.0.1 has no DiagnosticsStatusNotification: a diagnostics upload is a log).
             upload: dict[str, Any] = {"status": mapping.UPLOAD_STATUS[event.status]}
@@ -104,6 +111,8 @@ class Transactions(V201Base):
             )
             if remote_start_id is not None:
                 info["remoteStartId"] = remote_start_id
+            if event.reservation_id is not None:
+                payload["reservationId"] = event.reservation_id  # E.FR: the reservation this start ends (H03)
         elif isinstance(event, TransactionUpdated):
             context = event.samples[0].context if event.samples else ReadingContext.SAMPLE_PERIODIC
             values = meter_values(event.samples)
