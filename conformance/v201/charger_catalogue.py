@@ -3,11 +3,17 @@
 from __future__ import annotations
 
 from conformance.model import Case
-from conformance.v201 import charger_cases, charger_smart
+from conformance.v201 import charger_auth_list_reservation, charger_cases, charger_files, charger_smart
 from conformance.v201.charger import V201ChargerContext
 
 __all__ = ["CASES"]
 
 CASES: list[Case[V201ChargerContext]] = sorted(
-    [*charger_cases.CASES, *charger_smart.CASES], key=lambda c: (c.block, c.id)
+    [
+        *charger_cases.CASES,
+        *charger_auth_list_reservation.CASES,
+        *charger_files.CASES,
+        *charger_smart.CASES,
+    ],
+    key=lambda c: (c.block, c.id),
 )
