@@ -120,7 +120,8 @@ async def start_on_card(ctx: Ctx) -> None:
     await ctx.act("swipe")
     await started_by(ctx, m, "Authorized", ctx.setup.id_tag)
     m = ctx.at()
-    await plug(ctx)
+    # No status is awaited: with a transaction running the connector may already report Occupied (G01).
+    await ctx.act("plug")
     await updated_by(ctx, m, "CablePluggedIn")
 
 
