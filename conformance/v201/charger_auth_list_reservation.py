@@ -31,6 +31,7 @@ from conformance.v201.charger_cases import (
     stop_local,
     to_idle,
 )
+from conformance.v201.charger_smart import utc_text
 
 __all__ = ["CASES"]
 
@@ -240,9 +241,7 @@ def reserve(
         rid = ctx.vars["reservation"] if same_id else next(_ids)
         body: dict[str, Any] = {
             "id": rid,
-            "expiryDateTime": (datetime.now(UTC) + timedelta(seconds=expiry_s))
-            .isoformat(timespec="seconds")
-            .replace("+00:00", "Z"),
+            "expiryDateTime": utc_text(datetime.now(UTC) + timedelta(seconds=expiry_s)),
             "idToken": OTHER_TOKEN if other else token(ctx),
         }
         if evse:

@@ -17,6 +17,7 @@ from typing import Any
 from conformance.fileserver import FileServer, serve_files
 from conformance.model import Case, Fail, Step
 from conformance.v201.charger_cases import Ctx, StepFn, check_frames, to_idle
+from conformance.v201.charger_smart import utc_text
 
 __all__ = ["CASES"]
 
@@ -40,11 +41,6 @@ def add(
             cleanup=tuple(Step[Ctx](t, f) for t, f in (*cleanup, ("back to idle", to_idle))),
         )
     )
-
-
-def utc_text(t: datetime) -> str:
-    """An RFC 3339 UTC time."""
-    return t.astimezone(UTC).isoformat(timespec="seconds").replace("+00:00", "Z")
 
 
 def statuses(ctx: Ctx, action: str, request_id: int, after: int) -> list[str]:

@@ -208,7 +208,11 @@ class BadStationActuator(Actuator):
         ("transition", "TC_G_02_CS", "EVSE 1 connector 1: Occupied -> Reserved"),
         ("seq_gap", "TC_E_03_CS", "seqNo skips from 0 to 2"),
         ("two_ended", "TC_E_15_CS", "sent after the transaction's Ended event"),
-        ("accept_unknown_tx", "TC_K_16_CS", "SetChargingProfileResponse status is 'Accepted', expected Rejected"),
+        (
+            "accept_unknown_tx",
+            "TC_K_16_CS",
+            "SetChargingProfileResponse status is 'Accepted', expected Rejected",
+        ),
     ],
 )
 async def test_a_201_station_with_forbidden_transitions_seqno_gaps_two_ended_or_a_foreign_tx_profile_fails(
