@@ -525,6 +525,26 @@ k_case(
     reports({"stackLevel": 2}, EVSE, ids(("b", EVSE)), "stackLevel 2: only it"),
 )
 k_case(
+    "TC_K_34_CS",
+    "Get Charging Profile - EvseId > 0 + chargingLimitSource",
+    set_profile(EVSE, TXD, 6, name="d"),
+    reports({"chargingLimitSource": ["CSO"]}, EVSE, ids(("d", EVSE)), "source CSO: the profile the CSMS set"),
+    reports({"chargingLimitSource": ["EMS"]}, EVSE, None, "source EMS: NoProfiles"),
+)
+k_case(
+    "TC_K_36_CS",
+    "Get Charging Profile - EvseId > 0 + chargingProfilePurpose + stackLevel",
+    set_profile(STATION, MAX, 16, stack=1, name="m"),
+    set_profile(EVSE, TXD, 6, stack=1, name="a"),
+    set_profile(EVSE, TXD, 8, stack=2, name="b"),
+    reports(
+        {"chargingProfilePurpose": TXD, "stackLevel": 1},
+        EVSE,
+        ids(("a", EVSE)),
+        "TxDefaultProfile level 1 on the EVSE: only it",
+    ),
+)
+k_case(
     "TC_K_35_CS",
     "Get Charging Profile - EvseId > 0 + chargingProfilePurpose",
     set_profile(STATION, MAX, 16, name="m"),
