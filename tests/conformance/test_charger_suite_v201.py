@@ -7,6 +7,7 @@ from __future__ import annotations
 import asyncio
 import contextlib
 import json
+import re
 import sys
 import xml.etree.ElementTree as ET
 from datetime import UTC, datetime
@@ -348,3 +349,15 @@ async def test_a_charger_that_negotiates_another_version_is_a_setup_error(tmp_pa
         await asyncio.gather(task, return_exceptions=True)
     assert code == 2 and report is not None and not report.results
     assert "CP-16 negotiated ocpp1.6, but the suite tests ocpp2.0.1" in report.setup_error
+
+
+def test_the_201_charger_case_ids_are_catalogue_ids_and_unique_also_with_the_waiting_block_modules() -> None:
+    """The catalogue and the block modules that join it once the agent's handlers are in main (security and
+    certificates; TxStart/StopPoint and GetReport) name each OCTT case once, as TC_<block>_<nn>_CS."""
+    from conformance.v201 import charger_security, charger_tx_points
+
+    waiting = [*charger_security.CASES, *charger_tx_points.CASES]
+    ids = [c.id for c in V201.charger_cases()] + [c.id for c in waiting]
+    assert len(ids) == len(set(ids))
+    assert all(re.fullmatch(r"TC_[A-P]_\d{2}_CS", i) for i in ids)
+    assert {c.block[0] for c in waiting} == {"A", "B", "E", "M"}
