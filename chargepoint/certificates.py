@@ -87,7 +87,12 @@ class CertificateStore(CertificateStorage, KeyValueStorage, Durability, Protocol
 
 
 PENDING_KEY = "client_key_pending"  # kv: the key file of the last CSR, until its certificate is installed
-ROOTS = (CertificateUse.CENTRAL_SYSTEM_ROOT, CertificateUse.MANUFACTURER_ROOT)
+ROOTS = (
+    CertificateUse.CENTRAL_SYSTEM_ROOT,
+    CertificateUse.MANUFACTURER_ROOT,
+    CertificateUse.V2G_ROOT,
+    CertificateUse.MO_ROOT,
+)
 
 
 class CertificateManager:

@@ -13,6 +13,7 @@ import logging
 import math
 import random
 import time
+from collections import deque
 from collections.abc import Callable
 from dataclasses import dataclass
 from typing import Any
@@ -23,6 +24,7 @@ from gevent.queue import Empty, Queue  # type: ignore[import-untyped]
 from loadtests.connection import (
     CallFailed,
     ConnectFailed,
+    ConnectionLost,
     InvalidResponse,
     NotConnected,
     OcppConnection,
@@ -53,6 +55,9 @@ __all__ = ["Charger", "ChargerSettings", "Report"]
 log = logging.getLogger(__name__)
 
 CONNECTOR_ID = 1
+# Session messages kept while offline (versions that queue them, 2.0.1): beyond this the oldest meter reading
+# goes first; a start or an end is never dropped for a reading.
+MAX_OFFLINE_QUEUE = 1000
 Report = Callable[[str, str, float, int, Exception | None], None]
 """report(request_type, name, response_time_ms, response_length, exception) -> None"""
 
@@ -119,6 +124,8 @@ class Charger:
         self.starting = False  # between the decision to start a session and its StartTransaction answer
         self.transaction_id: int | str | None = None
         self.seq_no = 0  # the running transaction's next message number (OCPP 2.0.1 E01 seqNo)
+        self.offline_queue: deque[Request] = deque()  # session messages not sent while offline, oldest first
+        self.reset_after_session = False  # Reset OnIdle answered Scheduled: reboot when the session ends
         self.id_tag = credential.id_tags[0]
         self.energy_wh = self.rng.randint(0, 10_000_000)
         self.energy_at = time.monotonic()
@@ -206,29 +213,48 @@ class Charger:
         request: Request,
         refused: Callable[[dict[str, Any]], str | None] | None = None,
         timeout_s: float | None = None,
+        *,
+        session: bool = False,
     ) -> Any:
-        """Send a CALL and report it; the answer's payload, or None if it failed (or `refused` said why)."""
-        payload, was_refused = self._exchange(request, refused, timeout_s)
+        """Send a CALL and report it; the answer's payload, or None if it failed (or `refused` said why). A
+        ``session`` message that cannot be sent is queued for later if the version queues them."""
+        queue = session and self.version.QUEUES_OFFLINE
+        if queue and (self.offline_queue or not self._online()):
+            self._queue_offline(request)  # behind what waits already: the order of a session's messages holds
+            return None
+        payload, was_refused = self._exchange(request, refused, timeout_s, requeue=queue)
         return None if was_refused else payload
+
+    def _online(self) -> bool:
+        return self.conn is not None and self.conn.is_open
 
     def _exchange(
         self,
         request: Request,
         refused: Callable[[dict[str, Any]], str | None] | None = None,
         timeout_s: float | None = None,
+        *,
+        requeue: bool = False,
     ) -> tuple[Any, bool]:
         """Send a CALL and report it exactly once (a refusal is that one report's failure); returns the answer's
-        payload (None if the call itself failed) and whether `refused` objected to it."""
+        payload (None if the call itself failed) and whether `refused` objected to it. With ``requeue``, a CALL
+        the connection lost is queued to be sent again once online (at least once: it may have arrived)."""
         conn = self.conn
         if conn is None:
+            if requeue:
+                self._queue_offline(request)
             return None, False
         try:
             outcome = conn.call(request, timeout_s or self.settings.response_timeout_s)
         except NotConnected:  # never sent: counted, but no request (a 0 ms failure would skew the times)
             self.metrics.count("calls_not_sent")
+            if requeue:
+                self._queue_offline(request)
             return None, False
         except CallFailed as exc:
             self.report("OCPP", request.action, exc.response_time_ms, exc.response_length, exc)
+            if requeue and isinstance(exc, ConnectionLost):
+                self._queue_offline(request)
             return None, False
         failure: Exception | None = None
         if refused is not None:
@@ -260,7 +286,7 @@ class Charger:
         delay = 0.0
         while True:
             if delay:
-                gevent.sleep(delay * (0.5 + self.rng.random()))
+                self._wait_offline(delay * (0.5 + self.rng.random()))
             delay = min(max(delay * 2, self.settings.reconnect_min_s), self.settings.reconnect_max_s)
             conn = OcppConnection(
                 self.version,
@@ -286,10 +312,56 @@ class Charger:
             self.ever_connected = True
             self.conn = conn
             if self.booted or self._boot():
+                self._replay_offline()
                 return
             if conn.is_open:  # not accepted: the boot answer's interval has passed, boot again
                 delay = 0.0
                 conn.close()
+
+    def _wait_offline(self, seconds: float) -> None:
+        """Wait before the next connection attempt; a session goes on meanwhile (its messages queued) when the
+        version queues them, as a station does offline (OCPP 2.0.1 E04)."""
+        deadline = time.monotonic() + seconds
+        while True:
+            now = time.monotonic()
+            if not (self.version.QUEUES_OFFLINE and self.phase is Phase.CHARGING):
+                gevent.sleep(max(0.0, deadline - now))
+                return
+            due_at, action = min(
+                ((self.next_meter, self._meter_values), (self.session_end, self._end_session)),
+                key=lambda c: c[0],
+            )
+            if due_at >= deadline:
+                gevent.sleep(max(0.0, deadline - now))
+                return
+            gevent.sleep(max(0.0, due_at - now))
+            action()
+
+    def _queue_offline(self, request: Request) -> None:
+        """Keep a session message that could not be sent (bounded: the oldest reading goes first)."""
+        if len(self.offline_queue) >= MAX_OFFLINE_QUEUE:
+            reading = next((r for r in self.offline_queue if r.payload.get("eventType") == "Updated"), None)
+            if reading is None:
+                self.metrics.count("offline_dropped")
+                return
+            self.offline_queue.remove(reading)
+            self.metrics.count("offline_dropped")
+        self.offline_queue.append(request)
+        self.metrics.count("offline_queued")
+
+    def _replay_offline(self) -> None:
+        """Send the queued session messages in order, flagged as sent after an offline period; one lost with the
+        connection is sent again on the next (at least once, like the agent's outbox)."""
+        while self.offline_queue:
+            conn = self.conn
+            if conn is None or not conn.is_open:
+                return
+            request = self.offline_queue.popleft()
+            payload, _ = self._exchange(self.version.replayed(request))
+            if payload is None and not conn.is_open:
+                self.offline_queue.appendleft(request)
+                return
+            self.metrics.count("offline_replayed")
 
     def _on_closed(self) -> None:
         self.metrics.disconnected()
@@ -321,9 +393,12 @@ class Charger:
             ):  # the session a power cut ended (OCPP 1.6 §4.8, reason PowerLoss)
                 tx_id, tag = self.interrupted
                 self.interrupted = None
+                # It ended when the power went: nobody could be told then (2.0.1: offline).
                 self._call(
-                    self.version.stop_transaction(
-                        tx_id, tag, self.energy_wh, StopReason.POWER_LOSS, seq_no=self._next_seq()
+                    self.version.replayed(
+                        self.version.stop_transaction(
+                            tx_id, tag, self.energy_wh, StopReason.POWER_LOSS, seq_no=self._next_seq()
+                        )
                     )
                 )
                 self.next_session = time.monotonic()  # the EV is still plugged in: charging starts again
@@ -357,18 +432,17 @@ class Charger:
         gap = self.rng.expovariate(1 / self.profile.idle_mean_s)
         self.next_session = time.monotonic() + self._scaled(gap)
 
-    def _start_session(self, id_tag: str | None = None) -> None:
+    def _start_session(self, remote: RemoteStart | None = None) -> None:
         """Authorize (unless remote), Preparing, StartTransaction, Charging."""
         self.starting = True
         try:
-            self._try_start_session(id_tag)
+            self._try_start_session(remote)
         finally:
             self.starting = False
 
-    def _try_start_session(self, id_tag: str | None) -> None:
-        remote = id_tag is not None
-        tag = id_tag if id_tag is not None else self.rng.choice(self.credential.id_tags)
-        if not remote and self._call(self.version.authorize(tag), self._id_tag_refused) is None:
+    def _try_start_session(self, remote: RemoteStart | None) -> None:
+        tag = remote.id_tag if remote is not None else self.rng.choice(self.credential.id_tags)
+        if remote is None and self._call(self.version.authorize(tag), self._id_tag_refused) is None:
             self._schedule_next_session()
             return
         self._status("Preparing")
@@ -376,7 +450,7 @@ class Charger:
         proposed = self.version.new_transaction_id()
         self.seq_no = 0
         start = self.version.start_transaction(
-            CONNECTOR_ID, tag, self.energy_wh, transaction_id=proposed, seq_no=self._next_seq()
+            CONNECTOR_ID, tag, self.energy_wh, transaction_id=proposed, seq_no=self._next_seq(), remote=remote
         )
         answer, refused = self._exchange(start, self._id_tag_refused)
         transaction_id = self._read_transaction_id(answer, proposed)
@@ -415,7 +489,10 @@ class Charger:
         power = self.profile.power_w if self.phase is Phase.CHARGING else 0.0
         seq_no = self._next_seq() if self.transaction_id is not None else 0
         self._call(
-            self.version.meter_values(CONNECTOR_ID, self.transaction_id, self.energy_wh, power, seq_no=seq_no)
+            self.version.meter_values(
+                CONNECTOR_ID, self.transaction_id, self.energy_wh, power, seq_no=seq_no
+            ),
+            session=self.transaction_id is not None,
         )
 
     def _end_session(self) -> None:
@@ -433,13 +510,17 @@ class Charger:
         self.transaction_id = None
         self.next_meter = self.session_end = math.inf
         self.metrics.count("sessions_completed")
-        self._call(request)
+        self._call(request, session=True)
         if self.inoperative_after_session:
             self.inoperative_after_session = False
             self.operative = False
-        if reason in (StopReason.LOCAL, StopReason.REMOTE, StopReason.UNLOCK, StopReason.DE_AUTHORIZED):
+        ends_here = (StopReason.LOCAL, StopReason.REMOTE, StopReason.UNLOCK, StopReason.DE_AUTHORIZED)
+        if reason in ends_here and self._online():
             self._status(self._idle_status())
         self._schedule_next_session()
+        if self.reset_after_session:  # Reset OnIdle was Scheduled: the station is idle now
+            self.reset_after_session = False
+            self._reset(hard=False)
 
     # -- failures the profile injects
     def _power_cut(self) -> None:
@@ -482,6 +563,7 @@ class Charger:
             or self.remote_start_pending
             or not self.operative,
             config=self.config,
+            session=self.phase is Phase.CHARGING or self.starting or self.remote_start_pending,
         )
         answer = answer_call(self.version, action, payload, view)
         for intent in apply_config(self.config, answer.intents):
@@ -494,7 +576,7 @@ class Charger:
         if isinstance(intent, RemoteStart):
             try:
                 if self.phase is Phase.IDLE:
-                    self._start_session(intent.id_tag)
+                    self._start_session(intent)
             finally:
                 self.remote_start_pending = False
         elif isinstance(intent, RemoteStop):
@@ -502,7 +584,10 @@ class Charger:
         elif isinstance(intent, Unlock):
             self._stop_session(StopReason.UNLOCK)
         elif isinstance(intent, ResetRequested):
-            self._reset(intent.hard)
+            if intent.on_idle and self.phase is Phase.CHARGING:
+                self.reset_after_session = True  # answered Scheduled; _stop_session carries it out
+            else:
+                self._reset(intent.hard)
         elif isinstance(intent, Trigger):
             self._trigger(intent)
         elif isinstance(intent, Availability):

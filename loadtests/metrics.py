@@ -23,6 +23,9 @@ COUNTERS = (
     "link_drops",
     "resets",
     "calls_not_sent",  # CALLs the charger skipped because its connection had already ended
+    "offline_queued",  # session messages (2.0.1 TransactionEvent) kept while offline
+    "offline_replayed",  # ... sent once back online (flagged offline)
+    "offline_dropped",  # ... dropped because the queue was full (the oldest readings first)
     "invalid_frames",
     "unexpected_responses",
     "binary_frames",

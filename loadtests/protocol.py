@@ -86,6 +86,8 @@ class RemoteStart:
 
     id_tag: str
     connector_id: int
+    remote_start_id: int | None = None  # OCPP 2.0.1 RequestStartTransaction.remoteStartId, told in Started
+    token_type: str | None = None  # the idToken's type as the central system gave it (2.0.1)
 
 
 @dataclass(frozen=True, slots=True)
@@ -97,9 +99,11 @@ class RemoteStop:
 
 @dataclass(frozen=True, slots=True)
 class ResetRequested:
-    """Reboot: end the session, close the connection, connect and boot again."""
+    """Reboot: end the session, close the connection, connect and boot again (``on_idle``: once the running
+    session has ended, OCPP 2.0.1 B12 OnIdle answered Scheduled)."""
 
     hard: bool
+    on_idle: bool = False
 
 
 @dataclass(frozen=True, slots=True)
@@ -146,6 +150,8 @@ class ChargerView:
     transaction_id: int | str | None
     busy: bool  # a session is running or about to start
     config: Mapping[str, str]
+    # A session runs, is being started (its start not answered yet) or was asked for: not idle (Reset OnIdle).
+    session: bool = False
 
 
 @dataclass(frozen=True, slots=True)
@@ -217,6 +223,15 @@ class OcppVersion(ABC):
         """The id of a session the charger starts, or None when the central system assigns it (1.6)."""
         return None
 
+    # Whether a session's messages the charger could not send (offline) are queued and sent after it is back
+    # online. Only where a session's messages carry the station's own id (2.0.1): a 1.6 MeterValues needs the
+    # central system's transactionId, and the 1.6 user keeps its behaviour of not queueing.
+    QUEUES_OFFLINE: ClassVar[bool] = False
+
+    def replayed(self, request: Request) -> Request:
+        """A queued session message as sent after an offline period (2.0.1: flagged offline)."""
+        return request
+
     @abstractmethod
     def start_transaction(
         self,
@@ -226,8 +241,10 @@ class OcppVersion(ABC):
         *,
         transaction_id: str | None = None,
         seq_no: int = 0,
+        remote: RemoteStart | None = None,
     ) -> Request:
-        """Start a session (`transaction_id` from new_transaction_id, `seq_no` its message number)."""
+        """Start a session (`transaction_id` from new_transaction_id, `seq_no` its message number, `remote` the
+        remote start that asked for it)."""
 
     @abstractmethod
     def transaction_id(self, payload: Payload, proposed: str | None = None) -> int | str:
@@ -379,6 +396,7 @@ class Ocpp16(OcppVersion):
         *,
         transaction_id: str | None = None,
         seq_no: int = 0,
+        remote: RemoteStart | None = None,
     ) -> Request:
         """StartTransaction.req (the central system assigns the id; 1.6 has no seqNo)."""
         return Request(
@@ -686,18 +704,24 @@ class Ocpp201(OcppVersion):
         *,
         transaction_id: str | None = None,
         seq_no: int = 0,
+        remote: RemoteStart | None = None,
     ) -> Request:
-        """TransactionEvent Started, triggerReason Authorized, with the idToken and the begin reading."""
+        """TransactionEvent Started with the idToken and the begin reading: triggerReason Authorized, or
+        RemoteStart with the remoteStartId and the token's type of a RequestStartTransaction (F01)."""
         if transaction_id is None:
             raise ValueError("OCPP 2.0.1 needs the station's transaction id (new_transaction_id)")
+        info: Payload = {"transactionId": transaction_id, "chargingState": "Charging"}
+        if remote is not None and remote.remote_start_id is not None:
+            info["remoteStartId"] = remote.remote_start_id
         request = self._transaction_event(
             "Started",
-            "Authorized",
+            "RemoteStart" if remote is not None else "Authorized",
             seq_no,
-            {"transactionId": transaction_id, "chargingState": "Charging"},
+            info,
             {"timestamp": utc_iso(), "sampledValue": [_energy_sample(meter_wh, "Transaction.Begin")]},
         )
-        request.payload["idToken"] = _id_token(id_tag)
+        token_type = remote.token_type if remote is not None and remote.token_type else None
+        request.payload["idToken"] = _id_token(id_tag, token_type)
         return request
 
     def meter_values(
@@ -740,6 +764,14 @@ class Ocpp201(OcppVersion):
             {"timestamp": utc_iso(), "sampledValue": [_energy_sample(meter_wh, "Transaction.End")]},
         )
 
+    QUEUES_OFFLINE = True
+
+    def replayed(self, request: Request) -> Request:
+        """TransactionEvent sent after an offline period carries offline=true (OCPP 2.0.1 E.FR, E04)."""
+        if request.action != "TransactionEvent":
+            return request
+        return Request(request.action, {**request.payload, "offline": True})
+
     def notification(self, message: str) -> Request | None:
         """FirmwareStatusNotification Idle: nothing in progress."""
         if message == "FirmwareStatusNotification":
@@ -752,7 +784,10 @@ class Ocpp201(OcppVersion):
         evse_id = int(payload.get("evseId", self.EVSE_ID))
         if view.busy or evse_id != self.EVSE_ID:
             return Answer({"status": "Rejected"})
-        intent = RemoteStart(str(payload["idToken"]["idToken"]), view.connector_ids[0])
+        token = payload["idToken"]
+        intent = RemoteStart(
+            str(token["idToken"]), view.connector_ids[0], int(payload["remoteStartId"]), str(token["type"])
+        )
         return Answer({"status": "Accepted"}, intents=(intent,))
 
     def _request_stop(self, payload: Payload, view: ChargerView) -> Answer:
@@ -763,9 +798,12 @@ class Ocpp201(OcppVersion):
         return Answer({"status": "Accepted"}, intents=(RemoteStop(tx_id),))
 
     def _reset(self, payload: Payload, view: ChargerView) -> Answer:
-        """Reset of the station (OCPP 2.0.1 B11/B12); an EVSE reset is not supported (Rejected)."""
+        """Reset of the station (OCPP 2.0.1 B11/B12); an EVSE reset is not supported (Rejected). OnIdle with a
+        transaction running is Scheduled: the charger reboots once it has ended (B12.FR.?)."""
         if "evseId" in payload:
             return Answer({"status": "Rejected"})
+        if payload["type"] == "OnIdle" and (view.session or view.transaction_id is not None):
+            return Answer({"status": "Scheduled"}, intents=(ResetRequested(hard=False, on_idle=True),))
         return Answer({"status": "Accepted"}, intents=(ResetRequested(hard=payload["type"] == "Immediate"),))
 
     def _trigger_message(self, payload: Payload, view: ChargerView) -> Answer:
@@ -838,9 +876,9 @@ class Ocpp201(OcppVersion):
     }
 
 
-def _id_token(id_tag: str) -> Payload:
-    """An IdTokenType of an RFID card (OCPP 2.0.1 C01)."""
-    return {"idToken": id_tag, "type": "ISO14443"}
+def _id_token(id_tag: str, token_type: str | None = None) -> Payload:
+    """An IdTokenType: of the type given (a remote start's), else an RFID card (OCPP 2.0.1 C01)."""
+    return {"idToken": id_tag, "type": token_type or "ISO14443"}
 
 
 def answer_call(version: OcppVersion, action: str, payload: Payload, view: ChargerView) -> Answer:

@@ -44,6 +44,7 @@ from chargepoint.config import (
     StorageConfig,
 )
 from chargepoint.core.events import OutboxKind
+from chargepoint.core.scheduler import Scheduler
 from chargepoint.core.station import StationTiming
 from chargepoint.ports import ConnectorPorts
 from chargepoint.store import StoreFile
@@ -231,8 +232,14 @@ class Fleet:
         shard: int = 0,
         shards: int = 1,
         csms_url: str | None = None,
+        scheduler_per_agent: bool = False,
     ) -> None:
         self.scenario = scenario
+        # Every agent of the process shares the loop's scheduler of periodic duties (chargepoint/core/scheduler.py),
+        # as a lone agent on a charger has it to itself; one per agent only to show both behave the same (tests).
+        self._scheduler_per_agent = scheduler_per_agent
+        f = scenario.fleet
+        self._timing = StationTiming(meter_poll_s=f.meter_poll_s, persist_meter_s=max(15.0, f.meter_poll_s))
         self.work_dir = work_dir
         self.shard, self.shards = shard, shards
         self.metrics = Metrics()
@@ -320,9 +327,10 @@ class Fleet:
             config,
             ports=ports,
             rng=self._link_rng,  # the agents' own reconnect jitter (one seeded generator for the fleet)
-            timing=StationTiming(meter_poll_s=f.meter_poll_s, persist_meter_s=max(15.0, f.meter_poll_s)),
+            timing=self._timing,  # frozen: one for every agent of the scenario
             store_factory=lambda: store_file.store(cp_id),
             call_observer=self.metrics.observe,
+            scheduler=Scheduler(asyncio.get_running_loop()) if self._scheduler_per_agent else None,
         )
         return SimCharger(index, cp_id, agent, connectors)
 

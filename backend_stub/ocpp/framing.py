@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import dataclasses
 import json
 import re
 from dataclasses import dataclass
@@ -56,6 +57,36 @@ class Frame:
             "payload": self.payload,
             "raw": self.raw,
         }
+
+
+REDACTED = "***"
+
+
+def redacted(frame: Frame) -> Frame:
+    """The frame as logs may keep it: a charger's new password (1.6 ChangeConfiguration AuthorizationKey, 2.0.1
+    SetVariables SecurityCtrlr.BasicAuthPassword) replaced by ``REDACTED``; every other frame as it is."""
+    payload = frame.payload
+    if frame.message_type != CALL or not isinstance(payload, dict):
+        return frame
+    if frame.action == "ChangeConfiguration" and payload.get("key") == "AuthorizationKey":
+        payload = {**payload, "value": REDACTED}
+    elif frame.action == "SetVariables" and isinstance(payload.get("setVariableData"), list):
+        data = payload["setVariableData"]
+        hidden = [
+            {**d, "attributeValue": REDACTED}
+            if isinstance(d, dict)
+            and isinstance(d.get("variable"), dict)
+            and d["variable"].get("name") == "BasicAuthPassword"
+            else d
+            for d in data
+        ]
+        if hidden == data:
+            return frame
+        payload = {**payload, "setVariableData": hidden}
+    else:
+        return frame
+    raw = json.dumps([2, frame.unique_id, frame.action, payload], separators=(",", ":"))
+    return dataclasses.replace(frame, payload=payload, raw=raw)
 
 
 def utc_now_iso() -> str:

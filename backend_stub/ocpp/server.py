@@ -41,6 +41,7 @@ from backend_stub.ocpp.framing import (
     Frame,
     dumps,
     parse_frame,
+    redacted,
     utc_now_iso,
 )
 from backend_stub.ocpp.guard import (
@@ -1050,9 +1051,10 @@ class CentralSystem:
             return
         frame = Frame(datetime.now(UTC), cp_id, direction, message_type, unique_id, action, payload, raw)
         if self.keep_frames:
-            self.log.append(frame)
-        log.debug("%s %s %s", cp_id, "<-" if direction == "in" else "->", raw)
-        self._write(frame.to_json())
+            self.log.append(frame)  # in memory, for tests and the session's own waiters: as sent
+        shown = redacted(frame)  # what a log keeps: no charger's new password
+        log.debug("%s %s %s", cp_id, "<-" if direction == "in" else "->", shown.raw)
+        self._write(shown.to_json())
         self._notify()
 
     def _event(self, event: str, cp_id: str, **extra: Any) -> None:

@@ -84,6 +84,7 @@ class ActiveTransaction:
     started_at: datetime
     meter_start_wh: int
     authorized: bool = True
+    ends_on_unplug: bool = False  # its authorization ended under TxStopPoint EVConnected: the cable ends it
 
 
 class Connector:

@@ -21,7 +21,7 @@ class DataType(Enum):
     BOOLEAN = "boolean"
     INTEGER = "integer"
     STRING = "string"
-    MEMBER_LIST = "member_list"  # a comma-separated list of measurands
+    MEMBER_LIST = "member_list"  # a comma-separated list of members (measurands, or ``Variable.members``)
 
 
 class Mutability(Enum):
@@ -52,6 +52,7 @@ class Variable:
     reboot_required: bool
     min_value: int | None = None
     max_value: int | None = None  # for a MEMBER_LIST: the most members
+    members: tuple[str, ...] = ()  # a MEMBER_LIST's allowed members (empty: the measurands)
 
 
 _DATA_TYPE: dict[Kind, DataType] = {
@@ -60,6 +61,7 @@ _DATA_TYPE: dict[Kind, DataType] = {
     Kind.STR: DataType.STRING,
     Kind.MEASURANDS: DataType.MEMBER_LIST,
     Kind.HEX: DataType.STRING,  # OCPP 2.0.1 has no hex type: hexadecimal digits in a string
+    Kind.PASSWORD: DataType.STRING,
 }
 
 _R = VariableRef
@@ -80,6 +82,8 @@ PLACEMENT: dict[str, VariableRef] = {
     "stop_transaction_on_invalid_id": _R("TxCtrlr", "StopTxOnInvalidId"),
     "max_energy_on_invalid_id_wh": _R("TxCtrlr", "MaxEnergyOnInvalidId"),
     "stop_transaction_on_ev_side_disconnect": _R("TxCtrlr", "StopTxOnEVSideDisconnect"),
+    "tx_start_point": _R("TxCtrlr", "TxStartPoint"),
+    "tx_stop_point": _R("TxCtrlr", "TxStopPoint"),
     "unlock_connector_on_ev_side_disconnect": _R("OCPPCommCtrlr", "UnlockOnEVSideDisconnect"),
     "authorize_remote_tx_requests": _R("AuthCtrlr", "AuthorizeRemoteStart"),
     "local_auth_list_enabled": _R("LocalAuthListCtrlr", "Enabled"),
@@ -90,6 +94,7 @@ PLACEMENT: dict[str, VariableRef] = {
     "websocket_ping_interval_s": _R("OCPPCommCtrlr", "WebSocketPingInterval"),
     "number_of_connectors": _R("ChargingStation", "NumberOfConnectors"),
     "get_configuration_max_keys": _R("DeviceDataCtrlr", "ItemsPerMessage"),
+    "bytes_per_message": _R("DeviceDataCtrlr", "BytesPerMessage"),
     "local_auth_list_max_length": _R("LocalAuthListCtrlr", "Entries"),
     "send_local_list_max_length": _R("LocalAuthListCtrlr", "ItemsPerMessage"),
     "measurands_max_length": _R("SampledDataCtrlr", "MeasurandsMaxLength"),
@@ -109,6 +114,8 @@ PLACEMENT: dict[str, VariableRef] = {
     "certificate_signed_max_chain_size": _R("SecurityCtrlr", "MaxCertificateChainSize"),
     "additional_root_certificate_check": _R("SecurityCtrlr", "AdditionalRootCertificateCheck"),
     "reserve_connector_zero_supported": _R("ReservationCtrlr", "NonEvseSpecific"),
+    "network_configuration_priority": _R("OCPPCommCtrlr", "NetworkConfigurationPriority"),
+    "network_profile_connection_attempts": _R("OCPPCommCtrlr", "NetworkProfileConnectionAttempts"),
     "send_local_list_max_bytes": _R("LocalAuthListCtrlr", "BytesPerMessage"),
     "local_auth_list_max_bytes": _R("LocalAuthListCtrlr", "Storage"),
     "reservation_enabled": _R("ReservationCtrlr", "Enabled"),
@@ -126,12 +133,13 @@ def variable_of(spec: SettingSpec) -> Variable:
     return Variable(
         ref=PLACEMENT[spec.name],
         setting=spec.name,
-        data_type=_DATA_TYPE[spec.kind],
+        data_type=DataType.MEMBER_LIST if spec.choices else _DATA_TYPE[spec.kind],
         mutability=_mutability(spec),
         persistent=not spec.readonly,  # Settings ignores a stored value of a read-only setting
         reboot_required=spec.reboot_required,
         min_value=spec.min_value,
         max_value=spec.max_value,
+        members=spec.choices,
     )
 
 

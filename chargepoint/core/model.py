@@ -113,7 +113,19 @@ class StopReason(Enum):
     DEAUTHORIZED = "deauthorized"
     EMERGENCY_STOP = "emergency_stop"
     UNLOCK_COMMAND = "unlock_command"
+    EV_CONNECT_TIMEOUT = "ev_connect_timeout"  # started on authorization, no cable within EVConnectionTimeOut
     OTHER = "other"
+
+
+class TxUpdateTrigger(Enum):
+    """Why a running transaction's update was queued (OCPP 2.0.1 TransactionEvent Updated triggerReason)."""
+
+    SAMPLE = "sample"  # meter samples; their ReadingContext says which kind
+    CHARGING_STATE = "charging_state"  # the connector's state changed (charging, suspended, connected)
+    CABLE_PLUGGED = "cable_plugged"  # the cable arrived for a transaction started on authorization
+    AUTHORIZED = "authorized"  # a transaction started on the cable was authorized
+    STOP_AUTHORIZED = "stop_authorized"  # the driver ended the authorization; the transaction ends later
+    REMOTE_STOP = "remote_stop"  # the central system ended the authorization; the transaction ends later
 
 
 class AuthStatus(Enum):

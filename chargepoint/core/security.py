@@ -8,6 +8,7 @@ X.509 parsing lives outside the core (``chargepoint/certificates.py``).
 
 from __future__ import annotations
 
+import re
 from collections.abc import Callable
 from dataclasses import dataclass
 from datetime import datetime, timedelta
@@ -116,6 +117,38 @@ class Credentials:
     has_client_certificate: bool  # profile 3: a ChargePointCertificate and its key
 
 
+def prerequisites_met(profile: int, have: Credentials) -> bool:
+    """Whether the charge point has what a connection with ``profile`` needs (whitepaper §2; OCPP 2.0.1
+    A05.FR.05/FR.06 for a NetworkConnectionProfile): a password for 1 and 2, a CSMS root certificate for 2 and 3, a
+    client certificate for 3."""
+    if profile in (1, 2) and not have.has_password:
+        return False
+    if profile >= 2 and not have.has_csms_root:
+        return False
+    return not (profile == 3 and not have.has_client_certificate)
+
+
+# The Basic-auth password each version lets the CSMS set (both are kept in the setting ``authorization_key``).
+# OCPP 1.6 Security whitepaper ed. 2, AuthorizationKey: 16-40 bytes, sent as hexadecimal text.
+_HEX_KEY = re.compile(r"(?:[0-9A-Fa-f]{2}){16,40}")
+# OCPP 2.0.1 Part 2 §2.1 passwordString and A00.FR.205: 16-40 characters of letters, digits and *-_=:+|@.
+_PASSWORD_STRING = re.compile(r"[A-Za-z0-9*\-_=:+|@.]{16,40}")
+
+
+def authorization_key_error(text: str) -> str | None:
+    """Why ``text`` is no OCPP 1.6 AuthorizationKey (hexadecimal, 16-40 bytes), or None."""
+    if _HEX_KEY.fullmatch(text):
+        return None
+    return "AuthorizationKey must be 16-40 bytes as hexadecimal (two characters per byte)"
+
+
+def basic_auth_password_error(text: str) -> str | None:
+    """Why ``text`` is no OCPP 2.0.1 BasicAuthPassword (passwordString of 16-40 characters), or None."""
+    if _PASSWORD_STRING.fullmatch(text):
+        return None
+    return "BasicAuthPassword must be 16-40 characters of letters, digits and *-_=:+|@."
+
+
 class SecurityProfiles:
     """The security profile in use, and a move to a higher one (whitepaper §2, "migration").
 
@@ -156,15 +189,7 @@ class SecurityProfiles:
             return ProfileChange.REJECTED
         new = int(text)
         # Whitepaper §2: "it is not allowed to lower the security profile" (nor to re-request the current one).
-        if new <= self.active:
-            return ProfileChange.REJECTED
-        if new in (1, 2) and not have.has_password:
-            return ProfileChange.REJECTED
-        # Whitepaper §2: no move to profile 2 or 3 without a CentralSystemRootCertificate, nor to 3
-        # without a valid ChargePointCertificate.
-        if new >= 2 and not have.has_csms_root:
-            return ProfileChange.REJECTED
-        if new == 3 and not have.has_client_certificate:
+        if new <= self.active or not prerequisites_met(new, have):
             return ProfileChange.REJECTED
         self._failures = 0
         self._store.put(PENDING_PROFILE_KEY, str(new))

@@ -26,6 +26,9 @@ class Kind(Enum):
     STR = "str"
     MEASURANDS = "measurands"
     HEX = "hex"  # bytes as hexadecimal text; min_value/max_value bound the length in bytes
+    # A Basic-auth password as either version lets the CSMS set it (``core/security.py``): a 1.6 AuthorizationKey
+    # or a 2.0.1 BasicAuthPassword. Each adapter checks its own version's form before it stores one.
+    PASSWORD = "password"
 
 
 @dataclass(frozen=True, slots=True)
@@ -40,6 +43,11 @@ class SettingSpec:
     min_value: int | None = None
     max_value: int | None = None
     write_only: bool = False  # a secret: set by the CSMS, never read back (AuthorizationKey)
+    # A STR setting that is a comma-separated list of these members (OCPP 2.0.1 MemberList), in any order, each
+    # at most once; ``unsupported`` are members the protocol knows but this station cannot honour (refused with a
+    # reason that says so, not as a typo).
+    choices: tuple[str, ...] = ()
+    unsupported: tuple[str, ...] = ()
 
     def parse(self, text: str) -> Any:
         """Turn the text form into a typed value; raises ValueError naming what is allowed."""
@@ -68,6 +76,15 @@ class SettingSpec:
             ):
                 raise ValueError(f"{self.name} must be {self.min_value}-{self.max_value} bytes")
             return text
+        if self.kind is Kind.PASSWORD:
+            from chargepoint.core.security import authorization_key_error, basic_auth_password_error
+
+            if authorization_key_error(text) and basic_auth_password_error(text):
+                raise ValueError(
+                    f"{self.name} must be 16-40 bytes as hexadecimal or 16-40 characters of letters, digits "
+                    "and *-_=:+|@."
+                )
+            return text
         if self.kind is Kind.MEASURANDS:
             items = [part.strip() for part in text.split(",") if part.strip()]
             try:
@@ -78,7 +95,20 @@ class SettingSpec:
             if self.max_value is not None and len(parsed) > self.max_value:
                 raise ValueError(f"{self.name} takes at most {self.max_value} measurands")
             return parsed
+        if self.choices:
+            return self._members(text)
         return text
+
+    def _members(self, text: str) -> str:
+        items = [part.strip() for part in text.split(",")]
+        for item in items:
+            if item in self.unsupported:
+                raise ValueError(f"{self.name}: {item} is not supported by this station")
+            if item not in self.choices:
+                raise ValueError(f"{self.name} must list members from: {', '.join(self.choices)}")
+        if len(set(items)) != len(items):
+            raise ValueError(f"{self.name} lists a member twice")
+        return ",".join(items)
 
     def format(self, value: Any) -> str:
         """The text form of a typed value."""
@@ -90,6 +120,10 @@ class SettingSpec:
 
 
 _ENERGY = (Measurand.ENERGY_ACTIVE_IMPORT_REGISTER,)
+# OCPP 2.0.1 TxStartPoint/TxStopPoint members (Part 2 §E, TxStartStopPointEnumType). The station has no parking
+# bay sensor, signs no meter data and does not track energy transfer apart from its relay, so those are refused.
+TX_POINTS = ("EVConnected", "Authorized", "PowerPathClosed")
+TX_POINTS_UNSUPPORTED = ("ParkingBayOccupancy", "EnergyTransfer", "DataSigned")
 MAX_MEASURANDS = len(Measurand)
 
 SPECS: dict[str, SettingSpec] = {
@@ -110,6 +144,22 @@ SPECS: dict[str, SettingSpec] = {
         SettingSpec("stop_transaction_on_invalid_id", Kind.BOOL, True),
         SettingSpec("max_energy_on_invalid_id_wh", Kind.INT, 0, min_value=0, max_value=10_000_000),
         SettingSpec("stop_transaction_on_ev_side_disconnect", Kind.BOOL, True),
+        # When a transaction starts and ends (OCPP 2.0.1 E01-E03, E06): PowerPathClosed is the 1.6 behaviour (it
+        # starts once the EV is connected and the driver authorized, and ends when either stops being so).
+        SettingSpec(
+            "tx_start_point",
+            Kind.STR,
+            "PowerPathClosed",
+            choices=TX_POINTS,
+            unsupported=TX_POINTS_UNSUPPORTED,
+        ),
+        SettingSpec(
+            "tx_stop_point",
+            Kind.STR,
+            "PowerPathClosed",
+            choices=TX_POINTS,
+            unsupported=TX_POINTS_UNSUPPORTED,
+        ),
         SettingSpec("unlock_connector_on_ev_side_disconnect", Kind.BOOL, True),
         SettingSpec("authorize_remote_tx_requests", Kind.BOOL, False),
         SettingSpec("local_auth_list_enabled", Kind.BOOL, True),
@@ -123,6 +173,8 @@ SPECS: dict[str, SettingSpec] = {
         ),
         SettingSpec("number_of_connectors", Kind.INT, 1, readonly=True),
         SettingSpec("get_configuration_max_keys", Kind.INT, 64, readonly=True),
+        # The largest message the station sends or takes in a report (OCPP 2.0.1 DeviceDataCtrlr.BytesPerMessage).
+        SettingSpec("bytes_per_message", Kind.INT, 65_000, readonly=True),
         SettingSpec("local_auth_list_max_length", Kind.INT, 10_000, readonly=True),
         SettingSpec("send_local_list_max_length", Kind.INT, 1_000, readonly=True),
         # OCPP 2.0.1 LocalAuthListCtrlr: the most bytes of one SendLocalList and of the whole stored list.
@@ -142,15 +194,20 @@ SPECS: dict[str, SettingSpec] = {
         SettingSpec("connector_phase_rotation", Kind.STR, "0.RST"),
         SettingSpec("resume_transactions_after_power_loss", Kind.BOOL, False),
         # OCPP 1.6 Security whitepaper ed. 2, configuration keys. The profile in use changes only through
-        # core/security.py (upwards, after a successful connection); the key is write-only, 16-40 bytes as hex.
+        # core/security.py (upwards, after a successful connection); the key is write-only: a 1.6 AuthorizationKey
+        # (16-40 bytes as hex) or a 2.0.1 BasicAuthPassword (16-40 characters).
         SettingSpec("security_profile", Kind.INT, 0, min_value=0, max_value=3),
-        SettingSpec("authorization_key", Kind.HEX, "", min_value=16, max_value=40, write_only=True),
+        SettingSpec("authorization_key", Kind.PASSWORD, "", write_only=True),
         SettingSpec("cpo_name", Kind.STR, ""),
         SettingSpec("certificate_store_max_length", Kind.INT, 16, readonly=True),
         SettingSpec("certificate_signed_max_chain_size", Kind.INT, 10_000, readonly=True),
         SettingSpec("additional_root_certificate_check", Kind.BOOL, False, readonly=True),
         # Reservation (OCPP 1.6 §9.5): whether ReserveNow may name connector 0 (any connector); read-only.
         SettingSpec("reserve_connector_zero_supported", Kind.BOOL, True, readonly=True),
+        # OCPP 2.0.1 B09/B10 (``core/network_profiles.py``): the configuration slots to connect with, in order
+        # ("0" is the configured connection), and the failed attempts on one before the next is tried.
+        SettingSpec("network_configuration_priority", Kind.STR, "0"),
+        SettingSpec("network_profile_connection_attempts", Kind.INT, 3, min_value=1, max_value=100),
         # OCPP 2.0.1 ReservationCtrlr.Enabled: ReserveNow is Rejected while off (H01.FR.?).
         SettingSpec("reservation_enabled", Kind.BOOL, True),
     )

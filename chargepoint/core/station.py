@@ -299,6 +299,10 @@ class Station:
         """A triggered sample of a connector's sampled measurands and its transaction's local id."""
         return self.metering.sample_now(cid)
 
+    async def trigger_update(self, cid: int) -> bool:
+        """Queue a triggered Updated event of the transaction on ``cid`` (False: none runs)."""
+        return await self.metering.trigger_update(cid)
+
     # sessions
     async def on_plug(self, cid: int, plugged: bool) -> None:
         """The EV was plugged in or out."""
@@ -316,18 +320,10 @@ class Station:
         """The CSMS never took this transaction's StartTransaction: stop the session, tell the operator."""
         await self.sessions.transaction_not_started(local_id, why)
 
-    def remote_start(
-        self,
-        id_tag: str,
-        connector_id: int | None,
-        *,
-        authorize_first: bool,
-        tx_profile: ChargingProfile | None = None,
-    ) -> bool:
-        """Check a remote start and carry it out in the background; returns the answer."""
-        return self.sessions.remote_start(
-            id_tag, connector_id, authorize_first=authorize_first, tx_profile=tx_profile
-        )
+    def remote_start(self, id_tag: str, connector_id: int | None, **options: Any) -> bool:
+        """Check a remote start and carry it out in the background (``Sessions.remote_start``'s options:
+        authorize_first, tx_profile, token_type, remote_start_id); returns the answer."""
+        return self.sessions.remote_start(id_tag, connector_id, **options)
 
     async def remote_stop(self, transaction_id: str) -> bool:
         """Stop the running transaction ``transaction_id``; False if there is none."""

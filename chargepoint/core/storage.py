@@ -82,7 +82,9 @@ class TransactionStorage(Durability, Protocol):
         """Record a transaction and queue its start event atomically (queued); the local id at once."""
         ...
 
-    def update_authorization(self, local_id: int, authorized: bool, parent_id_tag: str | None) -> Future[Any]:
+    def update_authorization(
+        self, local_id: int, authorized: bool, parent_id_tag: str | None, *, id_tag: str | None = None
+    ) -> Future[Any]:
         """Remember what the CSMS said about a transaction's idTag (queued)."""
         ...
 
@@ -176,6 +178,10 @@ class CertificateUse(StrEnum):
         "CentralSystemRootCertificate"  # verifies the central system's TLS server certificate
     )
     MANUFACTURER_ROOT = "ManufacturerRootCertificate"  # verifies signed firmware (SignedUpdateFirmware)
+    # OCPP 2.0.1 M05: roots of ISO 15118 (V2G) and of mobility operators' contract certificates, kept for the CSMS
+    # (this station does no ISO 15118 itself).
+    V2G_ROOT = "V2GRootCertificate"
+    MO_ROOT = "MORootCertificate"
     CHARGE_POINT = "ChargePointCertificate"  # the charge point's own chain, leaf first (security profile 3)
 
 

@@ -27,6 +27,8 @@ from websockets.exceptions import ConnectionClosed, InvalidHandshake, InvalidSta
 from chargepoint.certificates import CertificateManager
 from chargepoint.config import CsmsConfig, StationIdentity
 from chargepoint.core.model import IdTagInfo
+from chargepoint.core.network_profiles import NetworkProfiles
+from chargepoint.core.scheduler import Flag, Scheduler, loop_scheduler
 from chargepoint.core.security import TLS_FAILURE_EVENTS, SecurityEvents, SecurityEventType, SecurityProfiles
 from chargepoint.core.settings import Settings
 from chargepoint.core.station import Station
@@ -67,6 +69,19 @@ BUSY_LOG_INTERVAL_S = 10.0
 _FRAME_HEAD = re.compile(r'^\s*\[\s*([234])\s*,\s*"([^"\\]{1,64})"')
 
 
+# After the handshake a websockets connection keeps its request and response, headers and all (~2.5 KB), only for
+# its caller to read; nothing here reads them. The response object itself stays referenced by the protocol's
+# parser (a generator's local), so its headers are emptied in place.
+def drop_handshake(ws: Any) -> None:
+    """Let go of an open connection's handshake headers."""
+    for message in (getattr(ws, "request", None), getattr(ws, "response", None)):
+        headers = getattr(message, "headers", None)
+        if headers is not None:
+            headers.clear()
+    if getattr(ws, "response", None) is not None:
+        ws.request = None
+
+
 class InboundCap:
     """The WebSocket connection as a session adapter sees it, with the central system's CALLs bounded.
 
@@ -87,7 +102,7 @@ class InboundCap:
         self._store = store
         self._limit = limit
         self._frames: deque[str | bytes] = deque()
-        self._arrived = asyncio.Event()
+        self._arrived = Flag()
         self._queued_calls = 0  # CALLs waiting in the queue
         self._queued_other = 0  # other frames waiting in the queue
         self._room: asyncio.Future[None] | None = (
@@ -222,8 +237,10 @@ class Link:
         ids: IdGenerator,
         *,
         rng: random.Random | None = None,
+        scheduler: Scheduler | None = None,
     ) -> None:
         self.identity = identity
+        self._scheduler = scheduler
         self.csms_config = csms_config
         self.store = store
         self.settings = settings
@@ -258,6 +275,13 @@ class Link:
             self.security_events,
             configured_roots=csms_config.ca_file,
         )
+        # OCPP 2.0.1 B09/B10: the configuration slots and which one the next connection uses (slot 0: the config).
+        self.network = NetworkProfiles(
+            store,
+            settings,
+            active=lambda: settings.get_int("security_profile"),
+            promote=lambda profile: self._promote(profile),
+        )
         self.changed_security = False  # a security key changed: reconnect once its answer is out
         self._failure_event: SecurityEventType | None = None  # the last connection failure reported
 
@@ -284,11 +308,23 @@ class Link:
         self.outbox.changed()
 
     @property
+    def reports_charging_state(self) -> bool:
+        """2.0.1 is among the offered versions: its TransactionEvent tells charging-state changes."""
+        return "2.0.1" in self.csms_config.ocpp_versions
+
+    @property
     def connection(self) -> Any:
         """The open WebSocket connection, or None (the simulator cuts it to simulate a network drop)."""
         return self._ws
 
     # activity and time, for the sessions
+    @property
+    def scheduler(self) -> Scheduler:
+        """The scheduler of the sessions' periodic duties (the running loop's, unless one was injected)."""
+        if self._scheduler is None:
+            self._scheduler = loop_scheduler()
+        return self._scheduler
+
     def touch(self) -> None:
         """Any traffic counts as activity for the heartbeat (OCPP 1.6 §4.6)."""
         self._last_activity = asyncio.get_running_loop().time()
@@ -311,11 +347,27 @@ class Link:
                 )
 
     # connection
+    def connecting_profile(self) -> int:
+        """The security profile of the next connection: its network profile's, or for the configured connection
+        the active one (or a higher one being tried, whitepaper §2)."""
+        profile = self.network.current_profile()
+        return profile.security_profile if profile is not None else self.profiles.connecting()
+
+    def message_timeout_s(self) -> float:
+        """How long a session waits for an answer: the messageTimeout of the network profile in use (OCPP 2.0.1
+        B09), else ``csms.response_timeout_s``."""
+        profile = self.network.current_profile()
+        return (
+            float(profile.message_timeout_s) if profile is not None else self.csms_config.response_timeout_s
+        )
+
     def url(self) -> str:
-        """The WebSocket URL: the configured base plus the charge point id, or its ``{station_id}`` template;
-        wss:// from security profile 2 on (whitepaper §2: profiles 2 and 3 use TLS)."""
-        url = station_url(self.csms_config.url, self.identity.id)
-        if self.profiles.connecting() >= 2 and url.startswith("ws://"):
+        """The WebSocket URL: the base (of the network profile in use, else the configured one) plus the charge
+        point id, or its ``{station_id}`` template; wss:// from security profile 2 on (whitepaper §2, OCPP 2.0.1
+        A00: profiles 2 and 3 use TLS)."""
+        profile = self.network.current_profile()
+        url = station_url(profile.url if profile is not None else self.csms_config.url, self.identity.id)
+        if self.connecting_profile() >= 2 and url.startswith("ws://"):
             url = "wss://" + url.removeprefix("ws://")
         return url
 
@@ -342,7 +394,7 @@ class Link:
 
     def _headers(self) -> dict[str, str]:
         password = self.password()
-        if password is None or self.profiles.connecting() == 3:
+        if password is None or self.connecting_profile() == 3:
             return {}
         token = base64.b64encode(f"{self.identity.id}:{password}".encode()).decode()
         return {"Authorization": f"Basic {token}"}
@@ -356,7 +408,7 @@ class Link:
         context = ssl.create_default_context(
             cafile=cfg.ca_file, cadata=self.certificates.csms_roots_pem() or None
         )
-        if self.profiles.connecting() == 3:
+        if self.connecting_profile() == 3:
             # The ChargePointCertificate the CSMS signed (A02) wins over the configured one.
             files = self.certificates.client_files()
             if files is not None:
@@ -371,7 +423,8 @@ class Link:
     def _connected(self) -> None:
         """A connection was opened: a new security profile is now the active one."""
         self._failure_event = None
-        promoted = self.profiles.connected()
+        promoted = self.profiles.connected() if self.network.current_profile() is None else None
+        promoted = self.network.connected() or promoted
         if promoted is not None:
             log.warning("security profile %s works: it is the active profile now", promoted)
             self.security_events.record(
@@ -381,7 +434,11 @@ class Link:
     def _connect_failed(self, event: SecurityEventType | None, info: str) -> None:
         """A connection failed: report a security failure once per outage; a new profile that fails for a security
         reason (refused credentials, TLS) is dropped after a few tries. An unreachable CSMS says nothing about the
-        profile and counts for nothing."""
+        profile and counts for nothing; it counts against the network profile (B10: the next slot is tried after
+        NetworkProfileConnectionAttempts)."""
+        slot = self.network.connect_failed()
+        if slot is not None:
+            log.error("network profile failed to connect; trying configuration slot %s", slot)
         if event is None:
             return
         if event is not self._failure_event:
@@ -410,8 +467,8 @@ class Link:
     async def run(self) -> None:
         """Connect, serve, and reconnect forever (until cancelled)."""
         failures = 0
-        offered = self.subprotocols()
         while not self.stopping:
+            offered = self.subprotocols()
             ping = self.settings.get_int("websocket_ping_interval_s") or None
             try:
                 ws = await connect(
@@ -425,7 +482,7 @@ class Link:
                     # A dead link (no pong) is not going to answer a close frame either: give up on it soon.
                     close_timeout=CLOSE_TIMEOUT_S,
                     max_size=self.csms_config.max_message_bytes,
-                    open_timeout=self.csms_config.response_timeout_s,
+                    open_timeout=self.message_timeout_s(),
                 )
             except InvalidStatus as exc:
                 code = exc.response.status_code
@@ -451,7 +508,11 @@ class Link:
             await asyncio.sleep(delay)
 
     def subprotocols(self) -> list[str]:
-        """The subprotocols offered in the handshake, most preferred first (``csms.ocpp_versions``)."""
+        """The subprotocols offered in the handshake, most preferred first: the network profile's version, else
+        ``csms.ocpp_versions``."""
+        profile = self.network.current_profile()
+        if profile is not None:
+            return [SUBPROTOCOL_BY_VERSION[profile.ocpp_version]]
         return [SUBPROTOCOL_BY_VERSION[v] for v in self.csms_config.ocpp_versions]
 
     async def _serve(self, ws: Any, failures: int) -> int:
@@ -468,6 +529,7 @@ class Link:
             await ws.close(1002, "no supported subprotocol")
             return failures + 1
         log.info("connected to %s (%s)", self.url(), ws.subprotocol)
+        drop_handshake(ws)
         self.connections += 1
         self._ws = ws
         self.touch()

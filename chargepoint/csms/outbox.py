@@ -16,6 +16,7 @@ from chargepoint.core.events import (
     TransactionStartAnswered,
 )
 from chargepoint.core.model import AuthStatus, IdTagInfo
+from chargepoint.core.scheduler import Flag
 from chargepoint.core.settings import Settings
 from chargepoint.errors import CsmsRejected, CsmsUnavailable, StorageError
 from chargepoint.store import Store
@@ -78,9 +79,10 @@ class OutboxSender:
         self.store = store
         self.settings = settings
         self.answers = answers
-        self.wake = asyncio.Event()
-        self.idle = asyncio.Event()
-        self.not_delivering = asyncio.Event()
+        # Flags, not asyncio.Events: an Event holds a waiter deque (~0.8 KB) for its whole life, on every agent.
+        self.wake = Flag()
+        self.idle = Flag()
+        self.not_delivering = Flag()
         self.not_delivering.set()
         self.paused = False
 

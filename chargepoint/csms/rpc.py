@@ -10,7 +10,6 @@ Frames are parsed without NaN/Infinity and checked for depth and number ranges (
 from __future__ import annotations
 
 import asyncio
-import contextlib
 import json
 import logging
 import math
@@ -29,6 +28,7 @@ from ocpp.routing import create_route_map
 
 from chargepoint.core.events import OutboxMessage
 from chargepoint.core.model import IdTagInfo
+from chargepoint.core.scheduler import Duty, Flag
 from chargepoint.core.security import SecurityEventType
 from chargepoint.core.settings import SPECS
 from chargepoint.csms.outbox import Delivered, MalformedAnswer
@@ -210,7 +210,7 @@ class OcppSession(_OcppChargePoint):  # type: ignore[misc]
 
     def __init__(self, deps: SessionDeps, connection: Any) -> None:
         link = deps.link
-        super().__init__(link.identity.id, connection, response_timeout=link.csms_config.response_timeout_s)
+        super().__init__(link.identity.id, connection, response_timeout=link.message_timeout_s())
         self.link = link
         self.station = deps.station
         self.store = deps.store
@@ -222,18 +222,22 @@ class OcppSession(_OcppChargePoint):  # type: ignore[misc]
         # and an asyncio.Queue costs ~3 KB, which a fleet of thousands of sessions in one process notices.
         self._response_queue = None
         self.route_map = _BoundRoutes(self)
-        self.accepted = asyncio.Event()
+        self.accepted = Flag()
         self.boot_status: str | None = None
         self.ever_accepted = False
         self._pending: tuple[str, str, asyncio.Future[Any]] | None = None
-        # A deque and a future made only while the sender waits: an asyncio.Queue costs ~3 KB per session.
+        # A deque and a sender task only while reports wait (an idle session has none): an asyncio.Queue costs
+        # ~3 KB per session, a task waiting on it ~1 KB more.
         self._status_queue: deque[StatusReport] = deque()
-        self._status_waiter: asyncio.Future[None] | None = None
+        self._status_sender: asyncio.Task[Any] | None = None
+        self._statuses_open = False  # reports go out once registered (run() opens it after the boot)
         self._status_seq = 0
         self._latest_status: dict[int, int] = {}
         self._last_status: dict[int, tuple[Any, ...]] = {}
         self._tasks: set[asyncio.Task[Any]] = set()
-        self._closed = asyncio.Event()
+        self._closed = Flag()
+        self._heartbeat_duty: Duty[None] | None = None
+        self._heartbeat_listener: Callable[[str], None] | None = None
         self._answered: str | None = None  # the uniqueId of the last CALLRESULT/CALLERROR sent
         self._log_budget = _LogBudget(HOSTILE_LOG_PER_MINUTE)
 
@@ -511,11 +515,14 @@ class OcppSession(_OcppChargePoint):  # type: ignore[misc]
         receiver = self._spawn(self.start(), "receive")
         try:
             await self._boot()
-            self._spawn(self._heartbeat(), "heartbeat")
-            self._spawn(self._send_statuses(), "status")
+            self._start_heartbeat()
+            self._statuses_open = True
+            self._wake_status_sender()
             self._spawn(self.link.outbox.run(self), "outbox")
             await receiver
         finally:
+            self._stop_heartbeat()
+            self._statuses_open = False
             for task in list(self._tasks):
                 task.cancel()
             for task in list(self._tasks):
@@ -647,32 +654,42 @@ class OcppSession(_OcppChargePoint):  # type: ignore[misc]
             return
         self.link.set_time(when)
 
-    async def _heartbeat(self) -> None:
-        """Heartbeat when nothing else was exchanged for HeartbeatInterval (any traffic counts)."""
-        # A future per wait, not an Event (~0.8 KB each, and every session has this one waiting).
-        loop = asyncio.get_running_loop()
-        changed: asyncio.Future[None] = loop.create_future()
+    def _heartbeat_plan(self) -> tuple[float, None] | None:
+        """Seconds until a Heartbeat is due: HeartbeatInterval after the last traffic (none for an interval <= 0)."""
+        interval = self.settings.get_int("heartbeat_interval_s")
+        if interval <= 0:
+            return None
+        return max(0.0, interval - self.link.idle_s()), None
+
+    def _heartbeat_work(self, _: None) -> Coroutine[Any, Any, None] | None:
+        """The Heartbeat, if nothing else was exchanged for HeartbeatInterval (any traffic counts)."""
+        interval = self.settings.get_int("heartbeat_interval_s")
+        if interval <= 0 or self.link.idle_s() < interval:
+            return None  # traffic since it was planned: planned again from the last frame
+        return self.send_heartbeat()
+
+    def _start_heartbeat(self) -> None:
+        """Heartbeats as a duty on the process's scheduler (no sleeping task per session), planned again when
+        HeartbeatInterval changes; stopped when the session ends."""
+        duty: Duty[None] = Duty(
+            self.link.scheduler, self._heartbeat_plan, self._heartbeat_work, self._spawn, "heartbeat"
+        )
 
         def on_setting(name: str) -> None:
-            if name == "heartbeat_interval_s" and not changed.done():
-                changed.set_result(None)
+            if name == "heartbeat_interval_s":
+                duty.reschedule()
 
         self.settings.listeners.append(on_setting)
-        try:
-            while True:
-                if changed.done():
-                    changed = loop.create_future()
-                interval = self.settings.get_int("heartbeat_interval_s")
-                idle = self.link.idle_s()
-                if interval <= 0 or idle < interval:
-                    # Sleep until due, or until HeartbeatInterval changes.
-                    with contextlib.suppress(TimeoutError):
-                        async with asyncio.timeout(interval - idle if interval > 0 else None):
-                            await changed  # a timeout cancels it; the next round makes a new one
-                    continue
-                await self.send_heartbeat()
-        finally:
-            self.settings.listeners.remove(on_setting)
+        self._heartbeat_duty, self._heartbeat_listener = duty, on_setting
+        duty.start()
+
+    def _stop_heartbeat(self) -> None:
+        if self._heartbeat_duty is not None:
+            self._heartbeat_duty.stop()  # a Heartbeat under way is a session task: run() cancels it
+            self._heartbeat_duty = None
+        if self._heartbeat_listener is not None:
+            self.settings.listeners.remove(self._heartbeat_listener)
+            self._heartbeat_listener = None
 
     async def send_heartbeat(self) -> None:
         """One Heartbeat; adopts the CSMS time. An unanswered one is logged; the next follows an interval later."""
@@ -697,29 +714,31 @@ class OcppSession(_OcppChargePoint):  # type: ignore[misc]
         self._status_seq += 1
         self._latest_status[cid] = self._status_seq
         self._status_queue.append(report)
-        if self._status_waiter is not None and not self._status_waiter.done():
-            self._status_waiter.set_result(None)
+        self._wake_status_sender()
+
+    def _wake_status_sender(self) -> None:
+        """Start the sender if reports wait and none runs; it ends when the queue is empty."""
+        if self._statuses_open and self._status_queue and self._status_sender is None:
+            self._status_sender = self._spawn(self._send_statuses(), "status")
 
     def _status_report(self, cid: int, seq: int) -> StatusReport | None:
         """The StatusNotification of ``cid``'s status as of now; None if the version reports none for it."""
         raise NotImplementedError
 
     async def _send_statuses(self) -> None:
-        while True:
-            while not self._status_queue:
-                self._status_waiter = asyncio.get_running_loop().create_future()
-                try:
-                    await self._status_waiter
-                finally:
-                    self._status_waiter = None
-            report = self._status_queue.popleft()
-            minimum = self.settings.get_int("minimum_status_duration_s")
-            if minimum > 0:
-                # MinimumStatusDuration: report a status only once it has held that long.
-                await asyncio.sleep(max(0.0, report.loop_time + minimum - asyncio.get_running_loop().time()))
-                if self._latest_status.get(report.cid) != report.seq:
-                    continue
-            await self._send_report(report, force=False)
+        try:
+            while self._status_queue:
+                report = self._status_queue.popleft()
+                minimum = self.settings.get_int("minimum_status_duration_s")
+                if minimum > 0:
+                    # MinimumStatusDuration: report a status only once it has held that long.
+                    loop = asyncio.get_running_loop()
+                    await asyncio.sleep(max(0.0, report.loop_time + minimum - loop.time()))
+                    if self._latest_status.get(report.cid) != report.seq:
+                        continue
+                await self._send_report(report, force=False)
+        finally:
+            self._status_sender = None
 
     async def send_status(self, cid: int, *, force: bool) -> None:
         """Send the current status of ``cid`` (``force``: even if the CSMS heard it last)."""

@@ -30,7 +30,9 @@ from chargepoint.core.model import (
     Sample,
     UnlockResult,
 )
+from chargepoint.core.network_profiles import NetworkProfiles
 from chargepoint.core.reservations import CancelResult, Reservation, ReserveResult
+from chargepoint.core.scheduler import Scheduler
 from chargepoint.core.security import SecurityEvents, SecurityProfiles
 from chargepoint.core.settings import Settings
 from chargepoint.core.smart_charging import (
@@ -100,6 +102,8 @@ class StationCommands(Protocol):
         *,
         authorize_first: bool,
         tx_profile: ChargingProfile | None = None,
+        token_type: str | None = None,
+        remote_start_id: int | None = None,
     ) -> bool:
         """Check a remote start and carry it out in the background; the answer."""
         ...
@@ -149,6 +153,10 @@ class StationCommands(Protocol):
 
     def sample_now(self, cid: int) -> tuple[Sample | None, int | None]:
         """A triggered sample and its transaction's local id."""
+        ...
+
+    async def trigger_update(self, cid: int) -> bool:
+        """Queue a triggered Updated event of the transaction on ``cid``; False when none runs there."""
         ...
 
     def set_charging_profile(self, cid: int, profile: ChargingProfile) -> ProfileResult:
@@ -244,6 +252,11 @@ class LinkState(Protocol):
         """How to reach the CSMS (response timeout, boot retry)."""
         ...
 
+    def message_timeout_s(self) -> float:
+        """How long to wait for an answer: the network profile's messageTimeout (OCPP 2.0.1 B09), else the
+        configured response timeout."""
+        ...
+
     @property
     def ids(self) -> IdGenerator:
         """Makes message ids."""
@@ -257,6 +270,11 @@ class LinkState(Protocol):
     @property
     def outbox(self) -> OutboxRunner:
         """The outbox sender a booted session runs."""
+        ...
+
+    @property
+    def scheduler(self) -> Scheduler:
+        """The process's scheduler of periodic duties (the heartbeat)."""
         ...
 
     def touch(self) -> None:
@@ -291,6 +309,15 @@ class SecurityControls(Protocol):
     @property
     def security_events(self) -> SecurityEvents:
         """Queues SecurityEventNotifications."""
+        ...
+
+    @property
+    def network(self) -> NetworkProfiles:
+        """The network connection profiles (OCPP 2.0.1 B09/B10) and the slot in use."""
+        ...
+
+    def connecting_profile(self) -> int:
+        """The security profile of the connection in use (and of the next one)."""
         ...
 
     def password(self) -> str | None:

@@ -61,13 +61,10 @@ async def test_the_agent_passes_the_whole_201_charger_suite_with_its_ctl_profile
     per_block = {b: len([k for k in verdicts if k.startswith(f"TC_{b}_")]) for b in "DHKLN"}
     assert per_block == {"D": 9, "H": 10, "K": 28, "L": 2, "N": 3}
     not_passed = {k: v for k, v in verdicts.items() if v[0] != "passed"}
-    # The agent answers SummaryInventory as not supported, so its "Not Supported" twin (TC_B_15) passes instead;
-    # it does reset single EVSEs, so TC_B_25 passes and the twin (TC_B_28) is the one not applicable.
+    # The agent answers SummaryInventory, so TC_B_14 passes and its "Not Supported" twin (TC_B_15) is not
+    # applicable; it does reset single EVSEs, so TC_B_25 passes and the twin (TC_B_28) is the one not applicable.
     assert not_passed == {
-        "TC_B_14_CS": (
-            "not_applicable",
-            "the station answers SummaryInventory NotSupported (see TC_B_15_CS)",
-        ),
+        "TC_B_15_CS": ("not_applicable", "the station supports SummaryInventory (see TC_B_14_CS)"),
         "TC_B_28_CS": ("not_applicable", "the station resets single EVSEs (see TC_B_25_CS)"),
     }
     assert code == 0

@@ -15,6 +15,7 @@ from backend_stub.ocpp.server import CallErrorReply
 from backend_stub.store import SecurityEventKind
 from chargepoint.core.device_model import VARIABLES, Mutability
 from chargepoint.core.model import ResetKind
+from chargepoint.csms.v201 import mapping as mapping201
 from tests.integration.conftest import until
 from tests.integration.v201_support import (
     CP,
@@ -176,8 +177,18 @@ async def test_tc_b_53_cs_full_inventory_base_report_in_numbered_parts(
     assert [p["seqNo"] for p in parts] == list(range(len(parts)))
     assert [p.get("tbc", False) for p in parts] == [True] * (len(parts) - 1) + [False]
     assert {p["requestId"] for p in parts} == {7}
-    reported = {(d["component"]["name"], d["variable"]["name"]): d for p in parts for d in p["reportData"]}
-    assert set(reported) == {(r.component, r.variable) for r in VARIABLES}
+    reported = {
+        (d["component"]["name"], d["variable"]["name"]): d
+        for p in parts
+        for d in p["reportData"]
+        if "evse" not in d["component"]
+    }
+    availability = {("ChargingStation", v) for v in ("AvailabilityState", "Available", "Problem")}
+    assert set(reported) == {(r.component, r.variable) for r in VARIABLES} | availability
+    evse_parts = [d for p in parts for d in p["reportData"] if "evse" in d["component"]]
+    assert {(d["component"]["name"], d["variable"]["name"]) for d in evse_parts} == {
+        (c, v) for c in ("EVSE", "Connector") for v in ("AvailabilityState", "Available", "Problem")
+    }
     heartbeat = reported[("OCPPCommCtrlr", "HeartbeatInterval")]
     assert heartbeat["variableAttribute"] == [
         {"type": "Actual", "value": "60", "mutability": "ReadWrite", "persistent": True, "constant": False}
@@ -190,7 +201,7 @@ async def test_tc_b_53_cs_full_inventory_base_report_in_numbered_parts(
     still_connected(a)
 
 
-async def test_configuration_inventory_lists_only_writable_variables_and_summary_is_not_supported(
+async def test_tc_b_12_cs_configuration_inventory_lists_only_writable_variables(
     csms: Csms, start_agent: StartAgent
 ) -> None:
     await start_agent()
@@ -205,10 +216,13 @@ async def test_configuration_inventory_lists_only_writable_variables_and_summary
         for p in calls(csms, "NotifyReport", after)
         for d in p["reportData"]
     }
-    writable = {r for r, v in VARIABLES.items() if v.mutability is not Mutability.READ_ONLY}
+    # SecurityProfile is read-only in 2.0.1 (raised by a network profile, A05), whatever 1.6 allows.
+    writable = {
+        r
+        for r, v in VARIABLES.items()
+        if mapping201.MUTABILITY_OVERRIDE.get(v.setting, v.mutability) is not Mutability.READ_ONLY
+    }
     assert reported == {(r.component, r.variable) for r in writable}
-    summary = await csms.server.call(CP, "GetBaseReport", {"requestId": 9, "reportBase": "SummaryInventory"})
-    assert summary == {"status": "NotSupported"}
 
 
 async def test_tc_b_20_cs_reset_without_transaction(csms: Csms, start_agent: StartAgent) -> None:
@@ -294,7 +308,18 @@ async def test_tc_e_06_cs_local_stop_and_the_prepaid_session_is_billed(
     begin = started["meterValue"][0]["sampledValue"][0]
     assert begin["context"] == "Transaction.Begin" and begin["measurand"] == "Energy.Active.Import.Register"
     assert "offline" not in started
-    await wait_call(csms, "TransactionEvent", where=lambda p: p["eventType"] == "Updated")  # 1 s sampling
+    assert started["transactionInfo"]["chargingState"] == "EVConnected" and started["numberOfPhasesUsed"] == 3
+    await wait_call(  # the relay closed: charging
+        csms,
+        "TransactionEvent",
+        where=lambda p: (
+            p["triggerReason"] == "ChargingStateChanged"
+            and p["transactionInfo"]["chargingState"] == "Charging"
+        ),
+    )
+    await wait_call(  # 1 s sampling
+        csms, "TransactionEvent", where=lambda p: p["triggerReason"] == "MeterValuePeriodic"
+    )
     a.swipe("PREPAID1")
     ended = await wait_call(csms, "TransactionEvent", where=lambda p: p["eventType"] == "Ended")
     assert ended.payload["triggerReason"] == "StopAuthorized"
@@ -446,6 +471,36 @@ async def test_trigger_message(csms: Csms, start_agent: StartAgent) -> None:
         CP, "TriggerMessage", {"requestedMessage": "Heartbeat", "evse": {"id": 5}}
     )
     assert unknown_evse == {"status": "Rejected"}
+
+
+async def test_tc_f_13_cs_trigger_message_transaction_event_of_the_running_transaction(
+    csms: Csms, start_agent: StartAgent
+) -> None:
+    """F06: TriggerMessage TransactionEvent is Accepted for an EVSE with a transaction and Rejected for one without;
+    the triggered Updated event (triggerReason Trigger, meter values with context Trigger) goes through the outbox,
+    so its seqNo follows the transaction's other events with no gap."""
+    csms.store.add_card("CARD1", user_id=csms.store.add_user("Ada").id, mode="personal")
+    a = await start_agent()
+    idle = await csms.server.call(
+        CP, "TriggerMessage", {"requestedMessage": "TransactionEvent", "evse": {"id": 1}}
+    )
+    assert idle == {"status": "Rejected"}
+    started = await start_session(a, csms, "CARD1")
+    tx = started["transactionInfo"]["transactionId"]
+    after = mark(csms)
+    answer = await csms.server.call(
+        CP, "TriggerMessage", {"requestedMessage": "TransactionEvent", "evse": {"id": 1}}
+    )
+    assert answer == {"status": "Accepted"}
+    triggered = await wait_call(
+        csms, "TransactionEvent", after=after, where=lambda p: p["triggerReason"] == "Trigger"
+    )
+    assert triggered.payload["eventType"] == "Updated"
+    assert triggered.payload["transactionInfo"]["transactionId"] == tx
+    assert triggered.payload["meterValue"][0]["sampledValue"][0]["context"] == "Trigger"
+    a.unplug()
+    await wait_call(csms, "TransactionEvent", where=lambda p: p["eventType"] == "Ended")
+    _check_sequence(await events_of(csms, tx))
 
 
 # G. Availability ------------------------------------------------------------------------------------------------

@@ -503,7 +503,11 @@ def test_security_profile_column_is_added_to_an_older_store(tmp_path: Path) -> N
 # ---------------------------------------------------------------------------------------------- finding 6
 
 
-async def test_authorization_key_rotation_makes_the_new_key_the_password(store: CsmsStore) -> None:
+async def test_authorization_key_rotation_makes_the_new_key_the_password(
+    store: CsmsStore, caplog: pytest.LogCaptureFixture
+) -> None:
+    """The new key becomes the password; the frame log shows the ChangeConfiguration, never the key."""
+    caplog.set_level(logging.DEBUG, logger="backend_stub.ocpp.server")
     new_key = "0123456789abcdef0123456789abcdef01234567"  # 20 bytes as hex, as the charger will send it
 
     async with running(store) as app:
@@ -532,6 +536,9 @@ async def test_authorization_key_rotation_makes_the_new_key_the_password(store: 
         async with connect(url, subprotocols=["ocpp1.6"], additional_headers=_basic("CP-1", new_key)) as ws:
             assert (await _call(ws, "h", "Heartbeat", {}))[0] == 3
         assert (await _handshake(url, _basic("CP-1", PASSWORD)))[0] == 401, "the old password is gone"
+    frames = [r.getMessage() for r in caplog.records if r.name == "backend_stub.ocpp.server"]
+    assert any("ChangeConfiguration" in f and "AuthorizationKey" in f for f in frames), frames
+    assert not any(new_key in f for f in frames)
 
 
 async def test_a_rejected_authorization_key_keeps_the_old_password(store: CsmsStore) -> None:

@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import asyncio
 import json
+import logging
 from collections.abc import AsyncIterator
 from pathlib import Path
 from typing import Any
@@ -559,9 +560,13 @@ async def test_a_36_character_emaid_authorizes_and_is_billed(csms: Csms) -> None
 
 
 @pytest.mark.parametrize("answer", ["Accepted", "Rejected"])
-async def test_basic_auth_password_rotation_by_set_variables(csms: Csms, answer: str) -> None:
+async def test_basic_auth_password_rotation_by_set_variables(
+    csms: Csms, answer: str, caplog: pytest.LogCaptureFixture
+) -> None:
     """OCPP 2.0.1 A01: SetVariables SecurityCtrlr.BasicAuthPassword; once the station accepts, the new password
-    is its password (the old one gets 401); a Rejected change keeps the old one."""
+    is its password (the old one gets 401); a Rejected change keeps the old one. The frame log shows the
+    SetVariables, but never the password in it."""
+    caplog.set_level(logging.DEBUG, logger="backend_stub.ocpp.server")
     old, new = "old-password-0123456789", "new-password-0123456789"
     csms.store.add_charger("CP-P", old)
     ws = await connect(
@@ -594,6 +599,9 @@ async def test_basic_auth_password_rotation_by_set_variables(csms: Csms, answer:
     admitted, refused = (new, old) if answer == "Accepted" else (old, new)
     assert (await _handshake(url, _basic("CP-P", admitted)))[0] == 101
     assert (await _handshake(url, _basic("CP-P", refused)))[0] == 401
+    frames = [r.getMessage() for r in caplog.records if r.name == "backend_stub.ocpp.server"]
+    assert any("SetVariables" in f and "BasicAuthPassword" in f for f in frames), frames
+    assert not any(new in f for f in frames)
 
 
 async def test_a_station_blocked_by_the_operator_is_refused_on_its_next_message(csms: Csms) -> None:

@@ -4,7 +4,9 @@ store and billing) on loopback, and real agents (simulated hardware) that negoti
 from __future__ import annotations
 
 import asyncio
+import contextlib
 import json
+import ssl
 from collections.abc import AsyncIterator, Awaitable, Callable
 from pathlib import Path
 from typing import Any
@@ -12,6 +14,7 @@ from typing import Any
 import pytest
 
 from backend_stub.app import Csms
+from backend_stub.domain.ca import CertificateAuthority
 from backend_stub.ocpp.server import CallErrorReply, Frame
 from backend_stub.store import CsmsStore
 from chargepoint.agent import Agent
@@ -23,20 +26,36 @@ CALL, CALLRESULT, CALLERROR = 2, 3, 4
 BOTH = {"ocpp_versions": ["2.0.1", "1.6"]}
 
 
-@pytest.fixture
-async def csms(tmp_path: Path) -> AsyncIterator[Csms]:
-    """The bundled central system with CP-1 registered and a tariff of 100.00 EUR/kWh."""
-    store = CsmsStore(tmp_path / "csms.db")
+@contextlib.asynccontextmanager
+async def running_csms(
+    db: Path,
+    *,
+    password: str | None = None,
+    ca: CertificateAuthority | None = None,
+    tls: ssl.SSLContext | None = None,
+) -> AsyncIterator[Csms]:
+    """The bundled central system on ``db`` with CP-1 registered (with ``password``), a tariff of 100.00 EUR/kWh,
+    ``ca`` to sign certificates, serving wss:// with ``tls``."""
+    store = CsmsStore(db)
     store.put_tariff("T1", json.dumps(TARIFF))
     store.set_default_tariff_id("T1")
-    store.add_charger(CP)
-    app = Csms(store, heartbeat_interval_s=60, admin_token="test-admin-token-v201-agent")
+    store.add_charger(CP, password)
+    app = Csms(store, heartbeat_interval_s=60, admin_token="test-admin-token-v201-agent", ca=ca)
+    if tls is not None:
+        app.server.ssl_context = tls
     await app.start()
     try:
         yield app
     finally:
         await app.stop()
         store.close()
+
+
+@pytest.fixture
+async def csms(tmp_path: Path) -> AsyncIterator[Csms]:
+    """The bundled central system with CP-1 registered and a tariff of 100.00 EUR/kWh."""
+    async with running_csms(tmp_path / "csms.db") as app:
+        yield app
 
 
 StartAgent = Callable[..., Awaitable[RunningAgent]]

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import asyncio
 import contextlib
 import json
 import sqlite3
@@ -9,7 +10,10 @@ from pathlib import Path
 
 import pytest
 
+from backend_stub.app import Csms
 from backend_stub.store import CsmsStore, Transaction, UnknownTransaction
+from loadtests.credentials import generate, write_credentials
+from loadtests.seed import seed_store
 from tests.load.conftest import (
     REQUIRED,
     SeededCsms,
@@ -332,3 +336,122 @@ async def test_boot_storm_over_two_local_processes(seeded_csms: SeededCsms, tmp_
     assert metrics["power_cuts"] > 0 and metrics["reconnects"] > 0
     assert metrics["boots"] > users  # every charger booted again after a cut
     assert stats[("OCPP", "BootNotification")][0] == metrics["boots"]
+
+
+async def test_ocpp_201_central_system_calls_and_offline_replay_end_to_end_against_the_bundled_csms(
+    tmp_path: Path,
+) -> None:
+    """The 2.0.1 Locust user against the bundled central system (in this process, so the test drives its calls):
+    GetVariables/SetVariables, TriggerMessage, RequestStartTransaction (remoteStartId and token type in the
+    Started event), Reset OnIdle Scheduled during the session, the TransactionEvents of an outage queued and
+    replayed with offline=true when the central system is back, RequestStopTransaction, then the scheduled reboot.
+    """
+    rows = generate(1, 2)
+    db, creds = tmp_path / "csms.db", tmp_path / "creds.csv"
+    seed_store(db, rows)
+    write_credentials(creds, rows)
+    cp = rows[0].cp_id
+    tag = rows[0].id_tags[0]
+    store = CsmsStore(db)
+    first = Csms(store, heartbeat_interval_s=60, admin_token="locust-e2e-admin-token")
+    await first.start()
+    port = first.server.port
+    run = asyncio.create_task(
+        run_all(
+            [
+                locust_command(
+                    "--headless",
+                    "--host",
+                    first.url,
+                    "-u",
+                    "1",
+                    "-r",
+                    "1",
+                    "-t",
+                    "40s",
+                    "--csv",
+                    str(tmp_path / "run"),
+                    "--ocpp-version",
+                    "2.0.1",
+                    "--ocpp-speed",
+                    "1",  # real time: the charger starts no session of its own in the run (seeded rng)
+                    "--ocpp-credentials",
+                    str(creds),
+                    "--ocpp-metrics-json",
+                    str(tmp_path / "metrics.json"),
+                )
+            ],
+            tmp_path,
+            timeout_s=90,
+        )
+    )
+    second: Csms | None = None
+    try:
+        server = first.server
+        await server.wait_for_call("Heartbeat", cp, 30)  # booted: the clock-sync heartbeat follows the boot
+        interval = {"component": {"name": "SampledDataCtrlr"}, "variable": {"name": "TxUpdatedInterval"}}
+        got = await server.call(cp, "GetVariables", {"getVariableData": [interval]})
+        assert got["getVariableResult"][0]["attributeStatus"] == "Accepted"
+        changed = await server.call(
+            cp, "SetVariables", {"setVariableData": [{**interval, "attributeValue": "1"}]}
+        )
+        assert changed["setVariableResult"][0]["attributeStatus"] == "Accepted"
+        after = len(server.log)
+        assert await server.call(cp, "TriggerMessage", {"requestedMessage": "Heartbeat"}) == {
+            "status": "Accepted"
+        }
+        await server.wait_for_call("Heartbeat", cp, 10, after=after)
+        request = {"idToken": {"idToken": tag, "type": "Central"}, "remoteStartId": 31, "evseId": 1}
+        assert await server.call(cp, "RequestStartTransaction", request) == {"status": "Accepted"}
+        started = (
+            await server.wait_for_call(
+                "TransactionEvent", cp, 10, where=lambda p: p["eventType"] == "Started"
+            )
+        ).payload
+        assert started["triggerReason"] == "RemoteStart"
+        assert started["transactionInfo"]["remoteStartId"] == 31
+        assert started["idToken"] == {"idToken": tag, "type": "Central"}
+        tx = started["transactionInfo"]["transactionId"]
+        assert await server.call(cp, "Reset", {"type": "OnIdle"}) == {"status": "Scheduled"}
+        await server.wait_for_call("TransactionEvent", cp, 10, where=lambda p: p["eventType"] == "Updated")
+        await first.stop()  # an outage: the session goes on, its readings wait
+        await asyncio.sleep(3)
+        second = Csms(store, heartbeat_interval_s=60, admin_token="locust-e2e-admin-token", port=port)
+        await second.start()
+        server = second.server
+        replayed = await server.wait_for_call(
+            "TransactionEvent", cp, 40, where=lambda p: p.get("offline") is True
+        )
+        assert replayed.payload["transactionInfo"]["transactionId"] == tx
+        await server.wait_for_call(  # the queue is empty once a live reading (not offline) follows
+            "TransactionEvent", cp, 10, where=lambda p: p["eventType"] == "Updated" and "offline" not in p
+        )
+        assert await server.call(cp, "RequestStopTransaction", {"transactionId": tx}) == {
+            "status": "Accepted"
+        }
+        ended = await server.wait_for_call(
+            "TransactionEvent", cp, 10, where=lambda p: p["eventType"] == "Ended"
+        )
+        assert ended.payload["transactionInfo"]["stoppedReason"] == "Remote"
+        await server.wait_for_call("BootNotification", cp, 15)  # the scheduled OnIdle reset, now idle
+        events = [
+            f.payload
+            for f in server.log
+            if f.direction == "in" and f.message_type == 2 and f.action == "TransactionEvent"
+        ]
+        numbers = [e["seqNo"] for e in events if e["transactionInfo"]["transactionId"] == tx]
+        assert numbers == sorted(numbers) and len(set(numbers)) == len(numbers)  # in order, none twice
+        assert server.violations == []
+        [(_code, log)] = await run  # the run ends at its -t; failures (the outage's connects) are expected
+    finally:
+        if not run.done():
+            run.cancel()
+            with contextlib.suppress(asyncio.CancelledError):
+                await run
+        if second is not None:
+            await second.stop()
+        store.close()
+    metrics = read_metrics(tmp_path / "metrics.json")
+    assert metrics["offline_queued"] >= 1 and metrics["offline_replayed"] >= 1, log[-3000:]
+    assert metrics["offline_dropped"] == 0
+    assert metrics["resets"] == 1 and metrics["server_calls"]["RequestStartTransaction"] == 1

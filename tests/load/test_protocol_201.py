@@ -27,6 +27,9 @@ V201 = Ocpp201(new_id=lambda: next(_ids))
 TX = "0f9e8d7c-6b5a-4938-a7b6-c5d4e3f2a1b0"
 IDLE = ChargerView(connector_ids=(1,), transaction_id=None, busy=False, config=V201.default_config())
 CHARGING = ChargerView(connector_ids=(1,), transaction_id=TX, busy=True, config=V201.default_config())
+STARTING = ChargerView(
+    connector_ids=(1,), transaction_id=None, busy=True, config=V201.default_config(), session=True
+)
 HEARTBEAT = {"component": {"name": "OCPPCommCtrlr"}, "variable": {"name": "HeartbeatInterval"}}
 
 
@@ -82,7 +85,7 @@ def test_a_session_is_three_transaction_events_with_the_station_id_and_seq_no() 
 START = {"idToken": {"idToken": "R1", "type": "ISO14443"}, "remoteStartId": 7}
 # (action, payload, view, expected answer payload or error code, expected intents)
 CASES: list[tuple[str, dict[str, Any], ChargerView, Any, tuple[Any, ...]]] = [
-    ("RequestStartTransaction", START, IDLE, {"status": "Accepted"}, (RemoteStart("R1", 1),)),
+    ("RequestStartTransaction", START, IDLE, {"status": "Accepted"}, (RemoteStart("R1", 1, 7, "ISO14443"),)),
     ("RequestStartTransaction", START, CHARGING, {"status": "Rejected"}, ()),
     ("RequestStartTransaction", {**START, "evseId": 2}, IDLE, {"status": "Rejected"}, ()),
     ("RequestStopTransaction", {"transactionId": TX}, CHARGING, {"status": "Accepted"}, (RemoteStop(TX),)),
@@ -90,6 +93,23 @@ CASES: list[tuple[str, dict[str, Any], ChargerView, Any, tuple[Any, ...]]] = [
     ("RequestStopTransaction", {"transactionId": TX}, IDLE, {"status": "Rejected"}, ()),
     ("Reset", {"type": "Immediate"}, IDLE, {"status": "Accepted"}, (ResetRequested(hard=True),)),
     ("Reset", {"type": "OnIdle"}, IDLE, {"status": "Accepted"}, (ResetRequested(hard=False),)),
+    # B12: OnIdle with a transaction running is Scheduled; the charger reboots once it has ended.
+    (
+        "Reset",
+        {"type": "OnIdle"},
+        CHARGING,
+        {"status": "Scheduled"},
+        (ResetRequested(hard=False, on_idle=True),),
+    ),
+    ("Reset", {"type": "Immediate"}, CHARGING, {"status": "Accepted"}, (ResetRequested(hard=True),)),
+    # ... also while the session's start is not answered yet (a Reset right behind the Started on the wire).
+    (
+        "Reset",
+        {"type": "OnIdle"},
+        STARTING,
+        {"status": "Scheduled"},
+        (ResetRequested(hard=False, on_idle=True),),
+    ),
     ("Reset", {"type": "OnIdle", "evseId": 1}, IDLE, {"status": "Rejected"}, ()),
     (
         "TriggerMessage",
@@ -189,3 +209,19 @@ def test_answers_to_central_system_calls(
         assert answer.error_code is None and answer.payload == expected, answer
         _validate_payload(CallResult("1", answer.payload, action), "2.0.1")
     assert answer.intents == intents
+
+
+def test_a_remote_start_says_remote_start_with_its_id_and_token_type_and_a_replay_is_offline() -> None:
+    remote = RemoteStart("R1", 1, 42, "Central")
+    started = V201.start_transaction(1, "R1", 10, transaction_id=TX, seq_no=0, remote=remote)
+    V201.validate_call(started.action, started.payload)
+    assert started.payload["triggerReason"] == "RemoteStart"
+    assert started.payload["transactionInfo"]["remoteStartId"] == 42
+    assert started.payload["idToken"] == {"idToken": "R1", "type": "Central"}
+    updated = V201.meter_values(1, TX, 1500, 7400.0, seq_no=1)
+    replayed = V201.replayed(updated)
+    V201.validate_call(replayed.action, replayed.payload)
+    assert replayed.payload["offline"] is True and "offline" not in updated.payload  # the original is intact
+    heartbeat = V201.heartbeat()
+    assert V201.replayed(heartbeat) == heartbeat  # only transaction messages are flagged
+    assert V201.QUEUES_OFFLINE and not VERSIONS["ocpp1.6"].QUEUES_OFFLINE

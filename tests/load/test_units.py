@@ -17,6 +17,7 @@ from loadtests.protocol import (
     ChargerView,
     ConfigChanged,
     Ocpp16,
+    Ocpp201,
     RemoteStart,
     RemoteStop,
     ResetRequested,
@@ -192,6 +193,9 @@ class FakeConn:
             raise answer
         return CallOutcome(answer, 2.5, 40)
 
+    def close(self) -> None:
+        self.is_open = False
+
 
 def make_charger(answers: list[Any]) -> tuple[Charger, FakeConn, list[tuple[str, str, float, int, Any]]]:
     reports: list[tuple[str, str, float, int, Any]] = []
@@ -294,3 +298,69 @@ def test_a_failing_answer_is_an_internal_error_and_the_loop_goes_on() -> None:
     assert ws.sent[0].startswith('[4,"a","InternalError"')
     assert ws.sent[1] == '[3,"b",{"status":"Accepted"}]'
     assert ws.shut and closed == [True]  # the socket is released when the loop ends
+
+
+def _charging_201(answers: list[Any]) -> tuple[Charger, FakeConn]:
+    """A 2.0.1 charger in a running session (its Started answered) on a scripted connection."""
+    charger = Charger(
+        Credential("CP1", None, ("TAG1",)),
+        PROFILES["steady"],
+        Ocpp201(),
+        ChargerSettings(url="ws://127.0.0.1:1/ocpp"),
+        lambda *args: None,
+        ChargerMetrics(),
+    )
+    # StatusNotification, TransactionEvent Started, StatusNotification, then the test's answers
+    conn = FakeConn([{}, {}, {}, *answers])
+    charger.conn = conn  # type: ignore[assignment]
+    charger.booted = True
+    charger._start_session(RemoteStart("R1", 1, 5, "Central"))
+    assert charger.transaction_id is not None
+    return charger, conn
+
+
+def test_a_201_session_offline_queues_its_events_and_replays_them_flagged_in_order() -> None:
+    charger, conn = _charging_201([{}, {}, {}])
+    started = conn.sent[1].payload
+    assert started["triggerReason"] == "RemoteStart" and started["transactionInfo"]["remoteStartId"] == 5
+    conn.is_open = False  # the link dropped
+    charger._meter_values()
+    charger._stop_session(StopReason.LOCAL)
+    assert len(conn.sent) == 3  # nothing sent while offline
+    assert [r.payload["eventType"] for r in charger.offline_queue] == ["Updated", "Ended"]
+    conn.is_open = True
+    charger._replay_offline()
+    replayed = [r.payload for r in conn.sent[3:]]
+    assert [(p["eventType"], p["seqNo"], p["offline"]) for p in replayed] == [
+        ("Updated", 1, True),
+        ("Ended", 2, True),
+    ]
+    assert not charger.offline_queue
+    assert charger.metrics.counters["offline_replayed"] == 2
+
+
+def test_the_offline_queue_is_bounded_and_drops_readings_before_a_start_or_an_end(
+    monkeypatch: pytest.MonkeyPatch,
+) -> None:
+    monkeypatch.setattr("loadtests.charger.MAX_OFFLINE_QUEUE", 3)
+    charger, conn = _charging_201([])
+    conn.is_open = False
+    for _ in range(5):
+        charger._meter_values()
+    charger._stop_session(StopReason.LOCAL)
+    queue = [r.payload for r in charger.offline_queue]
+    assert len(queue) == 3 and queue[-1]["eventType"] == "Ended"
+    assert [p["seqNo"] for p in queue] == [4, 5, 6]  # the newest readings kept, the oldest dropped
+    assert charger.metrics.counters["offline_dropped"] == 3
+
+
+def test_reset_on_idle_during_a_201_session_waits_for_its_end() -> None:
+    charger, conn = _charging_201([{}, {}])
+    answer = charger._on_server_call("Reset", {"type": "OnIdle"})
+    assert answer.payload == {"status": "Scheduled"}
+    charger._handle(charger.inbox.get_nowait())
+    assert charger.reset_after_session and charger.booted  # still charging, not rebooted
+    charger._stop_session(StopReason.REMOTE)
+    assert not charger.booted and charger.metrics.counters["resets"] == 1  # rebooting once idle
+    assert not conn.is_open  # the connection closed for the reboot
+    assert conn.sent[-2].payload["eventType"] == "Ended"

@@ -539,7 +539,14 @@ async def test_transaction_ids_come_from_the_injected_generator_and_survive_a_po
     head = r.store.outbox_head()
     # The rig has no central system: the start happened offline (OCPP 2.0.1 TransactionEvent.offline).
     assert head is not None and head.event() == TransactionStarted(
-        "TX-1", 1, "AA01", tx.meter_start_wh, tx.started_at, offline=True
+        "TX-1",
+        1,
+        "AA01",
+        tx.meter_start_wh,
+        tx.started_at,
+        offline=True,
+        charging_state=ConnectorState.PREPARING,  # plugged, authorized, the relay about to close
+        phases=3,
     )
     await r.station.stop()  # like a crash: the row stays active
     again = Station(

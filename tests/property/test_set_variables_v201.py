@@ -16,15 +16,18 @@ from collections.abc import Iterator
 from typing import Any
 
 import pytest
-from hypothesis import HealthCheck, given, settings
+from hypothesis import HealthCheck, example, given, settings
 from hypothesis import strategies as st
 
 from backend_stub.app import Csms
 from backend_stub.ocpp.server import CallErrorReply
 from backend_stub.store import CsmsStore
 from chargepoint.agent import Agent
-from chargepoint.core.device_model import VARIABLES, Mutability
+from chargepoint.core.device_model import VARIABLES, Mutability, Variable
+from chargepoint.core.network_profiles import PRIORITY_SETTING
+from chargepoint.core.security import basic_auth_password_error
 from chargepoint.core.settings import SPECS
+from chargepoint.csms.v201 import mapping as mapping201
 from tests.integration.conftest import FAST_TIMING, agent_config
 from tests.property.test_csms_fuzz import Harness, _until
 
@@ -57,6 +60,9 @@ extreme = (
             "a\x00b",
             str(2**31),
             str(2**63),
+            "Pass-word_12345678",  # a 2.0.1 BasicAuthPassword (16-40 characters of the passwordString set)
+            "ab" * 20,  # a 1.6 AuthorizationKey: hex, too long for a 2.0.1 password
+            "0,0",
         ]
     )
     | st.integers(-(2**64), 2**64).map(str)
@@ -126,8 +132,43 @@ def _expected(spec_name: str, text: str) -> str | None:
         return None
 
 
+def _expected_201(variable: Variable, text: str, link: Any) -> str | None:
+    """The canonical text a variable takes from ``text`` over 2.0.1, or None if it refuses it: the 2.0.1 security
+    block's own rules first (read-only SecurityProfile, a passwordString, slots that hold a network profile)."""
+    if mapping201.MUTABILITY_OVERRIDE.get(variable.setting, variable.mutability) is Mutability.READ_ONLY:
+        return None
+    if variable.setting == "authorization_key":
+        return text if basic_auth_password_error(text) is None else None
+    if variable.setting == PRIORITY_SETTING:
+        return (
+            None
+            if link.network.priority_error(text)
+            else ",".join(p.strip() for p in text.split(",")).strip()
+        )
+    return _expected(variable.setting, text)
+
+
 @settings(max_examples=60, deadline=None, suppress_health_check=[HealthCheck.function_scoped_fixture])
 @given(data=requests)
+@example(
+    data=[
+        {
+            "component": {"name": "SecurityCtrlr"},
+            "variable": {"name": "BasicAuthPassword"},
+            "attributeValue": "Pass-word_12345678",
+        },
+        {
+            "component": {"name": "SecurityCtrlr"},
+            "variable": {"name": "SecurityProfile"},
+            "attributeValue": "2",
+        },
+        {
+            "component": {"name": "OCPPCommCtrlr"},
+            "variable": {"name": "NetworkConfigurationPriority"},
+            "attributeValue": " 0 ",
+        },
+    ]
+)
 def test_random_set_variables_answer_each_element_and_keep_the_model_consistent(
     harness: Harness, data: list[dict[str, Any]]
 ) -> None:
@@ -167,16 +208,23 @@ def test_random_set_variables_answer_each_element_and_keep_the_model_consistent(
         if element.get("attributeType", "Actual") != "Actual":
             assert status == "NotSupportedAttributeType"
             continue
-        canonical = _expected(variable.setting, element["attributeValue"])
-        if variable.mutability is Mutability.READ_ONLY or canonical is None:
+        canonical = _expected_201(variable, element["attributeValue"], harness.link)
+        if canonical is None:
             assert status == "Rejected", (element, result)
             continue
         assert status == ("RebootRequired" if variable.reboot_required else "Accepted"), (element, result)
         expected[variable.setting] = canonical
     assert {name: live.text(name) for name in live.names()} == expected
+    if expected["authorization_key"] != before["authorization_key"]:
+        # A01: a new BasicAuthPassword is used from the next connection, which follows at once.
+        harness.run(
+            _until(lambda: harness.link.online and harness.link.connections > connections, 10, "reconnected")
+        )
+        connections = harness.link.connections
     # What the station reports is what it holds, and what it stored is what it holds.
     for element, result in zip(data, results, strict=True):
-        if result["attributeStatus"] in ("Accepted", "RebootRequired"):
+        write_only = element["variable"]["name"] == "BasicAuthPassword"
+        if result["attributeStatus"] in ("Accepted", "RebootRequired") and not write_only:
             read = harness.run(
                 csms.server.call(
                     CP_ID,

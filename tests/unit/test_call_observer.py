@@ -29,6 +29,7 @@ def _session(seen: list[tuple[str, float, str | None]]) -> tuple[V16Session, _Co
     link = SimpleNamespace(
         identity=SimpleNamespace(id="CP-1"),
         csms_config=SimpleNamespace(response_timeout_s=5.0),
+        message_timeout_s=lambda: 5.0,
         ids=lambda: f"id-{next(counter)}",
         touch=lambda: None,
         call_observer=lambda action, latency_s, error: seen.append((action, latency_s, error)),

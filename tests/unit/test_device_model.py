@@ -13,6 +13,7 @@ from chargepoint.core.device_model import (
     VariableRef,
     components,
 )
+from chargepoint.core.security import authorization_key_error, basic_auth_password_error
 from chargepoint.core.settings import SPECS, Kind, Settings, SettingSpec
 from chargepoint.csms.v16 import mapping
 
@@ -38,13 +39,18 @@ def test_variable_flags_follow_the_spec(spec: SettingSpec) -> None:
     assert variable.persistent is not spec.readonly
     assert variable.reboot_required is spec.reboot_required
     assert (variable.min_value, variable.max_value) == (spec.min_value, spec.max_value)
-    expected_type = {
-        Kind.BOOL: DataType.BOOLEAN,
-        Kind.INT: DataType.INTEGER,
-        Kind.STR: DataType.STRING,
-        Kind.MEASURANDS: DataType.MEMBER_LIST,
-        Kind.HEX: DataType.STRING,
-    }[spec.kind]
+    expected_type = (
+        {
+            Kind.BOOL: DataType.BOOLEAN,
+            Kind.INT: DataType.INTEGER,
+            Kind.STR: DataType.STRING,
+            Kind.MEASURANDS: DataType.MEMBER_LIST,
+            Kind.HEX: DataType.STRING,
+            Kind.PASSWORD: DataType.STRING,
+        }[spec.kind]
+        if not spec.choices
+        else DataType.MEMBER_LIST
+    )  # a STR of listed members is a MemberList
     assert variable.data_type is expected_type
 
 
@@ -58,15 +64,23 @@ def test_known_places_and_flags() -> None:
     assert connectors.mutability is Mutability.READ_ONLY and not connectors.persistent
 
 
-def test_the_authorization_key_is_a_write_only_hex_secret_of_16_to_40_bytes() -> None:
-    """OCPP 1.6 Security whitepaper ed. 2: AuthorizationKey is write-only, 16-40 bytes as hex."""
+def test_the_authorization_key_is_a_write_only_secret_in_either_versions_form() -> None:
+    """OCPP 1.6 Security whitepaper ed. 2: AuthorizationKey is write-only, 16-40 bytes as hex; OCPP 2.0.1
+    BasicAuthPassword: a passwordString of 16-40 characters. The setting keeps either; each adapter checks its own."""
     key = VARIABLES[VariableRef("SecurityCtrlr", "BasicAuthPassword")]
     assert key.setting == "authorization_key" and key.mutability is Mutability.WRITE_ONLY and key.persistent
     spec = SPECS["authorization_key"]
     assert spec.parse("ab" * 16) == "ab" * 16 and spec.parse("AB" * 40) == "AB" * 40
-    for bad in ("ab" * 15, "ab" * 41, "zz" * 16, "abc" * 11, "ab " * 16, "\u0660\u0661" * 16):
+    assert spec.parse("Pass-word_1234567") == "Pass-word_1234567"
+    for bad in ("ab" * 7, "ab" * 41, "ab " * 16, "\u0660\u0661" * 16, "pass word 123456", "x" * 15):
         with pytest.raises(ValueError, match="authorization_key"):
             spec.parse(bad)
+    for bad in ("ab" * 15, "ab" * 41, "zz" * 16, "abc" * 11):
+        assert authorization_key_error(bad) is not None
+    assert authorization_key_error("ab" * 16) is None
+    for bad in ("x" * 15, "x" * 41, "pass word 123456", "p\u00e4ssword12345678", "pass/word1234567"):
+        assert basic_auth_password_error(bad) is not None
+    assert basic_auth_password_error("*-_=:+|@.Abc1234") is None
 
 
 def test_components_group_every_variable_once() -> None:

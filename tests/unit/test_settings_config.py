@@ -32,6 +32,10 @@ def _example_values(spec: SettingSpec) -> list[Any]:
         return [(), (Measurand.ENERGY_ACTIVE_IMPORT_REGISTER,), tuple(Measurand), spec.default]
     if spec.kind is Kind.HEX:  # 16-40 bytes as hex (the empty default means "none set" and is never parsed)
         return ["00" * 16, "ABcd" * 20]
+    if spec.kind is Kind.PASSWORD:  # a 1.6 key as hex or a 2.0.1 passwordString (the empty default: none set)
+        return ["00" * 16, "ABcd" * 20, "Pass-word:1234567", "*-_=:+|@.Abc1234"]
+    if spec.choices:
+        return [*spec.choices, ",".join(spec.choices), spec.default]
     return ["", "0.RST", "Core,LocalAuthListManagement", spec.default]
 
 
@@ -85,6 +89,12 @@ def test_parse_is_lenient_about_case_and_spaces(name: str, text: str, expected: 
         ("local_pre_authorize", "1", "true or false"),
         ("meter_values_sampled_data", "Energy.Active.Import.Register,Bogus", "Energy.Active.Import.Register"),
         ("meter_values_sampled_data", ",".join(m.value for m in [*Measurand, Measurand.SOC]), "at most"),
+        ("tx_start_point", "EnergyTransfer", "not supported"),
+        ("tx_start_point", "DataSigned", "not supported"),
+        ("tx_stop_point", "ParkingBayOccupancy", "not supported"),
+        ("tx_start_point", "Plugged", "EVConnected, Authorized, PowerPathClosed"),
+        ("tx_start_point", "", "EVConnected"),
+        ("tx_stop_point", "Authorized,Authorized", "twice"),
     ],
 )
 def test_bad_value_names_setting_and_allowed_range(name: str, text: str, must_mention: str) -> None:

@@ -13,11 +13,12 @@ import logging
 from collections.abc import Callable, Coroutine
 from dataclasses import dataclass
 from datetime import datetime
-from typing import Any, Protocol
+from typing import Any, Protocol, TypeVar
 
 from chargepoint.core.connector import Connector
 from chargepoint.core.evse import Evse, one_connector_per_evse
 from chargepoint.core.model import WARNING_CODES, ConnectorState, ErrorCode, IdTagInfo
+from chargepoint.core.scheduler import Duty, Scheduler, loop_scheduler
 from chargepoint.core.settings import Settings
 from chargepoint.core.storage import Storage
 from chargepoint.errors import CsmsUnavailable
@@ -26,6 +27,7 @@ from chargepoint.ports import Clock, ConnectorPorts, MeterReading, safe_now
 log = logging.getLogger(__name__)
 
 S = ConnectorState
+T = TypeVar("T")
 STORAGE_FAULT = "storage full or unwritable"
 MAX_STOP_DATA = 100  # samples in StopTransaction.transactionData: the newest ones, so the frame stays small
 
@@ -56,11 +58,19 @@ class CsmsPort(Protocol):
         """Something was queued in the outbox."""
         ...
 
+    @property
+    def reports_charging_state(self) -> bool:
+        """True if a version the link may speak tells a running transaction's charging-state changes as
+        transaction messages (OCPP 2.0.1 TransactionEvent ChargingStateChanged; 1.6 has StatusNotification only),
+        so they are worth queueing."""
+        ...
+
 
 class OfflineCsms:
     """The CSMS port before any link is attached: always offline."""
 
     online = False
+    reports_charging_state = False
 
     async def authorize(self, id_tag: str) -> IdTagInfo:
         """Never online."""
@@ -81,6 +91,8 @@ class StationTiming:
     meter_failures_for_fault: int = 2
     persist_meter_s: float = 15.0
     ev_suspend_threshold_w: float = 1.0
+    # The scheduler of periodic duties; None: the running loop's, shared by every agent of the process.
+    scheduler: Scheduler | None = None
 
 
 class FunctionalBlock:
@@ -106,6 +118,9 @@ class StationContext:
         timing: StationTiming,
     ) -> None:
         self.ports = ports
+        # Periodic duties (clock-aligned and periodic samples) are callbacks on the process's scheduler, not a
+        # sleeping task each; injected so tests drive it, resolved lazily because a station may be built off-loop.
+        self._scheduler = timing.scheduler
         self.store = store
         self.settings = settings
         self.clock = clock
@@ -133,6 +148,22 @@ class StationContext:
         self.supervised: list[asyncio.Task[Any]] = []
         self.tasks: set[asyncio.Task[Any]] = set()
         self.listeners: list[Callable[[int], None]] = []
+
+    @property
+    def scheduler(self) -> Scheduler:
+        """The scheduler of the station's periodic duties (the running loop's, unless one was injected)."""
+        if self._scheduler is None:
+            self._scheduler = loop_scheduler()
+        return self._scheduler
+
+    def duty(
+        self,
+        plan: Callable[[], tuple[float, T] | None],
+        action: Callable[[T], Coroutine[Any, Any, None] | None],
+        name: str,
+    ) -> Duty[T]:
+        """A periodic duty whose runs are spawned (kept, crash logged) like any station task."""
+        return Duty(self.scheduler, plan, action, self.spawn, name)
 
     def now(self) -> datetime:
         """The station's time; the system's UTC time if the injected clock fails (a session must still end)."""

@@ -4,17 +4,20 @@ the transaction start, clock-aligned samples, triggered samples, and MaxEnergyOn
 from __future__ import annotations
 
 import asyncio
+import contextlib
 import logging
 import math
+from collections.abc import Coroutine
 from datetime import datetime
 from typing import Any
 
-from chargepoint.core.blocks.context import STORAGE_FAULT, FunctionalBlock, StationContext, log_crash
+from chargepoint.core.blocks.context import STORAGE_FAULT, FunctionalBlock, StationContext
 from chargepoint.core.blocks.faults import Faults
 from chargepoint.core.connector import ActiveTransaction, Connector
 from chargepoint.core.events import MeterReadings, TransactionUpdated
 from chargepoint.core.metering import finite, next_aligned, next_periodic, sample
-from chargepoint.core.model import ConnectorState, ErrorCode, ReadingContext, Sample
+from chargepoint.core.model import ConnectorState, ErrorCode, Measurand, ReadingContext, Sample
+from chargepoint.core.scheduler import Duty
 from chargepoint.errors import MeterError, StorageError
 from chargepoint.ports import MeterReading
 
@@ -29,7 +32,10 @@ class Metering(FunctionalBlock):
     def __init__(self, ctx: StationContext, faults: Faults) -> None:
         self.ctx = ctx
         self.faults = faults
-        self._samplers: dict[int, asyncio.Task[Any]] = {}
+        # Periodic and clock-aligned samples are duties on the process's scheduler: a task only while one is taken.
+        self._samplers: dict[int, Duty[datetime]] = {}
+        self._aligned: Duty[datetime] | None = None
+        self._aligned_last: datetime | None = None
         self._last_persist: dict[int, float] = {}
         # The last register committed for each connector's transaction.
         self._persisted_wh: dict[int, int] = {}
@@ -38,11 +44,24 @@ class Metering(FunctionalBlock):
         """Poll every meter, and take clock-aligned samples."""
         for cid in self.ctx.connectors:
             self.ctx.supervise(self._poll_meter, cid, "meter")
-        self.ctx.spawn(self._clock_aligned(), "clock-aligned")
+        self._aligned = self.ctx.duty(self._aligned_plan, self._clock_aligned, "clock-aligned")
+        self.ctx.settings.listeners.append(self._setting_changed)
+        self._aligned.start()
 
     def halt(self) -> list[asyncio.Task[Any]]:
-        """The transactions' samplers."""
-        return list(self._samplers.values())
+        """No more samples: the duties stop; the samples being taken are returned to be cancelled."""
+        with contextlib.suppress(ValueError):
+            self.ctx.settings.listeners.remove(self._setting_changed)
+        duties = [*self._samplers.values(), *([self._aligned] if self._aligned is not None else [])]
+        return [task for duty in duties if (task := duty.stop()) is not None]
+
+    def _setting_changed(self, name: str) -> None:
+        """An interval changed: the duties that depend on it plan their next sample again."""
+        if name == "meter_value_sample_interval_s":
+            for duty in self._samplers.values():
+                duty.reschedule()
+        elif name == "clock_aligned_data_interval_s" and self._aligned is not None:
+            self._aligned.reschedule()
 
     async def _poll_meter(self, cid: int) -> None:
         while True:
@@ -207,32 +226,28 @@ class Metering(FunctionalBlock):
         """Sample ``conn``'s running transaction every MeterValueSampleInterval."""
         tx = conn.transaction
         assert tx is not None
-        task = asyncio.get_running_loop().create_task(
-            self._sample_periodically(conn, tx), name=f"sampler-{conn.id}"
-        )
-        task.add_done_callback(log_crash)
-        self._samplers[conn.id] = task
+        last: list[datetime] = []  # the instant of the last sample, so a timer fired early never repeats it
 
-    def stop_sampling(self, cid: int) -> None:
-        """The transaction on ``cid`` ends: no more periodic samples."""
-        sampler = self._samplers.pop(cid, None)
-        if sampler is not None:
-            sampler.cancel()
+        def plan() -> tuple[float, datetime] | None:
+            """MeterValueSampleInterval counts from the transaction start (OCPP 1.6 §3.16.1)."""
+            interval = self.ctx.settings.get_int("meter_value_sample_interval_s")
+            if conn.transaction is not tx or interval <= 0:
+                return None
+            now = self.ctx.now()
+            due = next_periodic(tx.started_at, now if not last or now > last[0] else last[0], interval)
+            return (due - now).total_seconds(), due
 
-    async def _sample_periodically(self, conn: Connector, tx: ActiveTransaction) -> None:
-        """MeterValueSampleInterval counts from the transaction start (OCPP 1.6 §3.16.1)."""
-        ctx = self.ctx
-        while conn.transaction is tx:
-            interval = ctx.settings.get_int("meter_value_sample_interval_s")
-            due = next_periodic(tx.started_at, ctx.now(), interval) if interval > 0 else None
-            if not await self._wait_until(due, "meter_value_sample_interval_s") or due is None:
-                continue
+        def work(due: datetime) -> Coroutine[Any, Any, None] | None:
+            last[:] = [due]
             if conn.transaction is not tx:
-                return
-            reading = ctx.last_reading.get(conn.id)
-            if reading is None or ctx.meter_failures[conn.id] >= ctx.timing.meter_failures_for_fault:
-                continue  # no stale values while the meter is failing
-            await self._record_sample(
+                return None
+            reading = self.ctx.last_reading.get(conn.id)
+            if (
+                reading is None
+                or self.ctx.meter_failures[conn.id] >= self.ctx.timing.meter_failures_for_fault
+            ):
+                return None  # no stale values while the meter is failing
+            return self._record_sample(
                 conn,
                 tx,
                 reading,
@@ -241,6 +256,18 @@ class Metering(FunctionalBlock):
                 "meter_values_sampled_data",
                 "stop_txn_sampled_data",
             )
+
+        self.stop_sampling(conn.id)
+        duty = self._samplers[conn.id] = self.ctx.duty(plan, work, f"sampler-{conn.id}")
+        duty.start()
+
+    def stop_sampling(self, cid: int) -> None:
+        """The transaction on ``cid`` ends: no more periodic samples."""
+        sampler = self._samplers.pop(cid, None)
+        if sampler is not None:
+            task = sampler.stop()
+            if task is not None:
+                task.cancel()
 
     async def _record_sample(
         self,
@@ -278,61 +305,74 @@ class Metering(FunctionalBlock):
         if message is not None:
             self.ctx.csms.outbox_changed()
 
-    async def _clock_aligned(self) -> None:
-        """Clock-aligned samples at boundaries counted from midnight, stamped exactly on the boundary."""
+    def _aligned_plan(self) -> tuple[float, datetime] | None:
+        """The next boundary counted from midnight (none while ClockAlignedDataInterval is 0)."""
+        interval = self.ctx.settings.get_int("clock_aligned_data_interval_s")
+        if interval <= 0:
+            return None
+        now = self.ctx.now()
+        last = self._aligned_last
+        due = next_aligned(now if last is None or now > last else last, interval)
+        return (due - now).total_seconds(), due
+
+    def _clock_aligned(self, due: datetime) -> Coroutine[Any, Any, None]:
+        self._aligned_last = due
+        return self._take_aligned(due)
+
+    async def _take_aligned(self, due: datetime) -> None:
+        """Clock-aligned samples at a boundary counted from midnight, stamped exactly on the boundary."""
         ctx = self.ctx
-        while True:
-            interval = ctx.settings.get_int("clock_aligned_data_interval_s")
-            due = next_aligned(ctx.now(), interval) if interval > 0 else None
-            if not await self._wait_until(due, "clock_aligned_data_interval_s") or due is None:
+        for cid, conn in ctx.connectors.items():
+            reading = ctx.last_reading.get(cid)
+            if reading is None or ctx.meter_failures[cid] >= ctx.timing.meter_failures_for_fault:
                 continue
-            for cid, conn in ctx.connectors.items():
-                reading = ctx.last_reading.get(cid)
-                if reading is None or ctx.meter_failures[cid] >= ctx.timing.meter_failures_for_fault:
-                    continue
-                tx = conn.transaction
-                if tx is not None:
-                    await self._record_sample(
-                        conn,
-                        tx,
-                        reading,
-                        due,
-                        ReadingContext.SAMPLE_CLOCK,
-                        "meter_values_aligned_data",
-                        "stop_txn_aligned_data",
-                    )
-                    continue
-                measurands = ctx.settings.measurands("meter_values_aligned_data")
-                if not measurands:
-                    continue
-                try:
-                    ctx.store.queue(
-                        MeterReadings(cid, (sample(reading, measurands, ReadingContext.SAMPLE_CLOCK, due),))
-                    )
-                except StorageError:
-                    log.exception("could not queue clock-aligned values of connector %s", cid)
-                    continue
-                ctx.csms.outbox_changed()
+            tx = conn.transaction
+            if tx is not None:
+                await self._record_sample(
+                    conn,
+                    tx,
+                    reading,
+                    due,
+                    ReadingContext.SAMPLE_CLOCK,
+                    "meter_values_aligned_data",
+                    "stop_txn_aligned_data",
+                )
+                continue
+            measurands = ctx.settings.measurands("meter_values_aligned_data")
+            if not measurands:
+                continue
+            try:
+                ctx.store.queue(
+                    MeterReadings(cid, (sample(reading, measurands, ReadingContext.SAMPLE_CLOCK, due),))
+                )
+            except StorageError:
+                log.exception("could not queue clock-aligned values of connector %s", cid)
+                continue
+            ctx.csms.outbox_changed()
 
-    async def _wait_until(self, due: datetime | None, setting: str) -> bool:
-        """Sleep until ``due`` (forever if None); False if ``setting`` changed first, so the caller recomputes."""
-        # A future, not an Event (~0.8 KB each, and every agent has one waiting).
-        changed: asyncio.Future[None] = asyncio.get_running_loop().create_future()
-
-        def listener(name: str) -> None:
-            if name == setting and not changed.done():
-                changed.set_result(None)
-
-        self.ctx.settings.listeners.append(listener)
-        try:
-            delay = None if due is None else max(0.0, (due - self.ctx.now()).total_seconds())
-            async with asyncio.timeout(delay):
-                await changed
+    async def trigger_update(self, cid: int) -> bool:
+        """TriggerMessage TransactionEvent (2.0.1 F06): the running transaction's sampled values now, queued as an
+        Updated event with context Trigger, so it takes its place (and its seqNo) in the transaction's sequence like
+        every other event. False when no transaction runs there or nothing was read yet."""
+        conn = self.ctx.connectors[cid]
+        tx = conn.transaction
+        reading = self.ctx.last_reading.get(cid)
+        if tx is None or reading is None or self.ctx.storage_faulted(conn):
             return False
-        except TimeoutError:
-            return True
-        finally:
-            self.ctx.settings.listeners.remove(listener)
+        measurands = self.ctx.settings.measurands("meter_values_sampled_data") or (
+            Measurand.ENERGY_ACTIVE_IMPORT_REGISTER,  # the event's meterValue needs a value: the register
+        )
+        at = self.ctx.now()
+        message = TransactionUpdated(
+            tx.transaction_id,
+            cid,
+            (sample(reading, measurands, ReadingContext.TRIGGER, at),),
+            offline=not self.ctx.csms.online,
+        )
+        if not await self._record_meter(conn, tx, round(reading.energy_wh), at, message=message):
+            return False
+        self.ctx.csms.outbox_changed()
+        return True
 
     def sample_now(self, cid: int) -> tuple[Sample | None, int | None]:
         """A triggered sample of a connector's sampled measurands and its transaction's local id."""

@@ -42,7 +42,7 @@ class Recovery(FunctionalBlock):
                 )
                 conn.settle(conn.resting_state())
                 ctx.state_changed(conn)
-                if tx.authorized:
+                if tx.authorized and tx.id_tag:  # "" : started by the cable, nobody authorized it yet
                     await self.faults.close_relay(conn.id)
                 self.metering.start_sampling(conn)
                 continue

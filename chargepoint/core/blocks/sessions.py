@@ -6,6 +6,7 @@ from __future__ import annotations
 
 import asyncio
 import logging
+from dataclasses import dataclass
 from datetime import datetime
 from typing import Any
 
@@ -23,7 +24,7 @@ from chargepoint.core.blocks.metering import Metering
 from chargepoint.core.blocks.reservations import Reservations
 from chargepoint.core.blocks.smart_charging import SmartCharging
 from chargepoint.core.connector import ActiveTransaction, Connector
-from chargepoint.core.events import TransactionEnded, TransactionStarted
+from chargepoint.core.events import TransactionEnded, TransactionStarted, TransactionUpdated
 from chargepoint.core.model import (
     AuthStatus,
     ConnectorState,
@@ -31,6 +32,7 @@ from chargepoint.core.model import (
     IdTagInfo,
     Sample,
     StopReason,
+    TxUpdateTrigger,
     UnlockResult,
 )
 from chargepoint.core.smart_charging import ChargingProfile
@@ -44,6 +46,26 @@ REREAD_GRACE_S = 1.0  # a transaction's own card seen this soon after its reader
 MAX_ID_TAG_LENGTH = 20  # the shortest idTag any supported OCPP version takes (1.6 CiString20Type)
 # Where a new authorization may start a session (on a Reserved connector: only the reservation's, §5.13).
 _READY_STATES = (S.AVAILABLE, S.PREPARING, S.FINISHING, S.RESERVED)
+# TxStopPoint members under which the end of the authorization ends the transaction (OCPP 2.0.1 §E intro:
+# PowerPathClosed ends when either the EV or the authorization goes; EVConnected alone waits for the cable).
+_ENDS_ON_DEAUTHORIZE = frozenset({"Authorized", "PowerPathClosed"})
+
+
+@dataclass(frozen=True, slots=True)
+class RemoteStartInfo:
+    """What a remote start said beyond its idTag, kept until its transaction starts (then in its Started event)."""
+
+    id_tag: str
+    token_type: str | None
+    remote_start_id: int | None
+
+
+def charging_state(conn: Connector) -> ConnectorState:
+    """The connector's state as a transaction reports it: Preparing without a cable is a transaction that waits
+    for the EV (started on authorization), which is Available (2.0.1 Idle) to the EV, not connected."""
+    if conn.state is S.PREPARING and not conn.plugged:
+        return S.AVAILABLE
+    return conn.state
 
 
 class Sessions(FunctionalBlock):
@@ -74,6 +96,52 @@ class Sessions(FunctionalBlock):
         self.unlock_supported = unlock_supported
         self._reader_ready_at: dict[int, datetime] = {}
         self._timeouts: dict[int, asyncio.Task[Any]] = {}
+        self._remote: dict[int, RemoteStartInfo] = {}  # per connector, until its transaction starts
+        # The charging state each running transaction last told (an Updated event goes out when it changes).
+        self._told_state: dict[int, ConnectorState] = {}
+        ctx.listeners.append(self._connector_changed)
+
+    def _points(self, setting: str) -> frozenset[str]:
+        """TxStartPoint or TxStopPoint members (validated when set: ``settings.TX_POINTS``)."""
+        return frozenset(self.ctx.settings.text(setting).split(","))
+
+    def _connector_changed(self, cid: int) -> None:
+        """A running transaction tells each change of its connector's charging state (OCPP 2.0.1 E: Updated with
+        triggerReason ChargingStateChanged); queued like its samples, so it survives offline and a crash."""
+        conn = self.ctx.connectors.get(cid)
+        tx = conn.transaction if conn is not None else None
+        if conn is None or tx is None:
+            self._told_state.pop(cid, None)
+            return
+        if not self.ctx.csms.reports_charging_state:
+            return  # 1.6 only: StatusNotification tells it; an outbox row per change would be wasted
+        if self._told_state.get(cid) is not charging_state(conn):
+            self._queue_update(conn, tx, TxUpdateTrigger.CHARGING_STATE)
+
+    def _queue_update(
+        self, conn: Connector, tx: ActiveTransaction, trigger: TxUpdateTrigger, id_tag: str | None = None
+    ) -> None:
+        """Queue an Updated event about the transaction's state or authorization (no readings)."""
+        state = charging_state(conn)
+        self._told_state[conn.id] = state
+        ctx = self.ctx
+        now = ctx.now()
+        update = TransactionUpdated(
+            tx.transaction_id,
+            conn.id,
+            (),
+            offline=not ctx.csms.online,
+            trigger=trigger,
+            charging_state=state,
+            id_tag=id_tag,
+            timestamp=now,
+        )
+        try:
+            ctx.store.record_meter(tx.local_id, self.metering.current_energy_wh(conn.id), now, message=update)
+        except StorageError:
+            log.exception("transaction %s: its %s update was not queued", tx.local_id, trigger.value)
+            return
+        ctx.csms.outbox_changed()
 
     async def start(self) -> None:
         """Watch every plug and reader."""
@@ -129,6 +197,18 @@ class Sessions(FunctionalBlock):
                 return
             if plugged:
                 tx = conn.transaction
+                if tx is not None and conn.state is S.PREPARING:
+                    # The cable for a transaction that started on authorization (TxStartPoint Authorized, E04).
+                    self._cancel_timeout(cid)
+                    self._queue_update(conn, tx, TxUpdateTrigger.CABLE_PLUGGED)
+                    if (
+                        tx.id_tag
+                        and tx.authorized
+                        and await self.faults.close_relay(cid)
+                        and conn.can("start_charging")
+                    ):
+                        conn.start_charging()
+                    return
                 if tx is not None:
                     # The EV came back while the transaction stayed open (StopTransactionOnEVSideDisconnect off).
                     if (
@@ -143,10 +223,20 @@ class Sessions(FunctionalBlock):
                     await self._start_transaction(conn, conn.pending_id_tag, conn.pending_parent)
                 elif conn.can("plug_in"):
                     conn.plug_in()
+                    if (
+                        "EVConnected" in self._points("tx_start_point")
+                        and self.ctx.station_operative
+                        and self.ctx.sessions_held is None
+                    ):
+                        # TxStartPoint EVConnected (E09): the cable starts it; a card authorizes it later.
+                        await self._start_transaction(conn, "", None)
                 return
             # unplugged
-            if conn.transaction is not None:
-                if stop_on_unplug:
+            tx = conn.transaction
+            if tx is not None:
+                # A transaction nobody authorized (started by the cable) or whose authorization ended under
+                # TxStopPoint EVConnected has nothing to suspend for: it ends with the cable.
+                if stop_on_unplug or tx.ends_on_unplug or not tx.id_tag:
                     await self._stop_transaction(conn, StopReason.EV_DISCONNECTED)
                 else:
                     await self.ctx.open_relay(cid)
@@ -164,6 +254,14 @@ class Sessions(FunctionalBlock):
             return
         conn = self.ctx.connectors[cid]
         tx = conn.transaction
+        if tx is not None and not tx.id_tag:
+            await self._authorize_running(conn, tx, id_tag)
+            return
+        if tx is not None and tx.ends_on_unplug:
+            log.info(
+                "card %s: transaction %s already deauthorized; it ends with the cable", id_tag, tx.local_id
+            )
+            return
         if tx is not None:
             if id_tag == tx.id_tag:
                 ready_at = self._reader_ready_at.get(cid)
@@ -178,7 +276,7 @@ class Sessions(FunctionalBlock):
                     return
                 async with self.ctx.locks[conn.id]:
                     if conn.transaction is tx:
-                        await self._stop_transaction(conn, StopReason.LOCAL, id_tag)
+                        await self._end_authorization(conn, StopReason.LOCAL, id_tag)
                 return
             # A different card stops the session only if it shares the parent id (OCPP 1.6 §3.5.3); without a
             # parent id on the transaction no other card can, so nothing is asked.
@@ -193,7 +291,7 @@ class Sessions(FunctionalBlock):
             ):
                 async with self.ctx.locks[conn.id]:
                     if conn.transaction is tx:
-                        await self._stop_transaction(conn, StopReason.LOCAL, id_tag)
+                        await self._end_authorization(conn, StopReason.LOCAL, id_tag)
             else:
                 log.info("card %s cannot stop transaction of %s on connector %s", id_tag, tx.id_tag, cid)
             return
@@ -215,6 +313,50 @@ class Sessions(FunctionalBlock):
             return
         await self._begin_when_plugged(conn, id_tag, info.parent_id_tag)
 
+    async def _authorize_running(self, conn: Connector, tx: ActiveTransaction, id_tag: str) -> None:
+        """A card for a transaction the cable started (TxStartPoint EVConnected): once accepted it is the
+        transaction's idTag, told in an Updated event (triggerReason Authorized), and the relay closes."""
+        info = await self.authorization.authorizer.authorize(id_tag)
+        if info.status is not AuthStatus.ACCEPTED:
+            log.info("card %s refused for transaction %s: %s", id_tag, tx.local_id, info.status.name)
+            return
+        async with self.ctx.locks[conn.id]:
+            if conn.transaction is not tx or tx.id_tag:
+                return
+            tx.id_tag, tx.parent_id_tag, tx.authorized = id_tag, info.parent_id_tag, True
+            try:
+                self.ctx.store.update_authorization(tx.local_id, True, info.parent_id_tag, id_tag=id_tag)
+            except StorageError:
+                log.exception("could not record the idTag of transaction %s", tx.local_id)
+            self._queue_update(conn, tx, TxUpdateTrigger.AUTHORIZED, id_tag)
+            if conn.plugged and await self.faults.close_relay(conn.id) and conn.can("start_charging"):
+                conn.start_charging()
+            self.smart_charging.transaction_started(conn.id, id_tag)
+
+    async def _end_authorization(
+        self, conn: Connector, reason: StopReason, id_tag: str | None = None
+    ) -> None:
+        """The driver (LOCAL) or the CSMS (REMOTE) ends the authorization (caller holds the lock): the transaction
+        ends now, unless TxStopPoint waits for the cable alone; then the relay opens and it ends on unplug."""
+        tx = conn.transaction
+        assert tx is not None
+        if self._points("tx_stop_point") & _ENDS_ON_DEAUTHORIZE or not conn.plugged:
+            await self._stop_transaction(conn, reason, id_tag)
+            return
+        await self.ctx.open_relay(conn.id)
+        tx.authorized, tx.ends_on_unplug = False, True
+        trigger = (
+            TxUpdateTrigger.REMOTE_STOP if reason is StopReason.REMOTE else TxUpdateTrigger.STOP_AUTHORIZED
+        )
+        self._queue_update(conn, tx, trigger, id_tag)
+        if conn.can("evse_suspend"):
+            conn.evse_suspend()
+
+    def _cancel_timeout(self, cid: int) -> None:
+        timeout = self._timeouts.pop(cid, None)
+        if timeout is not None:
+            timeout.cancel()
+
     async def _begin_when_plugged(self, conn: Connector, id_tag: str, parent: str | None) -> None:
         async with self.ctx.locks[conn.id]:
             if conn.transaction is not None or conn.state not in _READY_STATES or self.ctx.stopping:
@@ -224,6 +366,13 @@ class Sessions(FunctionalBlock):
                 return
             if conn.plugged:
                 await self._start_transaction(conn, id_tag, parent)
+                return
+            if "Authorized" in self._points("tx_start_point"):
+                # TxStartPoint Authorized (E10, E13): the transaction starts now; the relay waits for the cable,
+                # which must come within EVConnectionTimeOut.
+                await self._start_transaction(conn, id_tag, parent, cable_required=False)
+                if conn.transaction is not None:
+                    self._arm_connection_timeout(conn)
                 return
             conn.pending_id_tag, conn.pending_parent = id_tag, parent
             if conn.can("identified"):
@@ -244,26 +393,34 @@ class Sessions(FunctionalBlock):
         await asyncio.sleep(self.ctx.settings.get_int("connection_timeout_s"))
         async with self.ctx.locks[conn.id]:
             self._timeouts.pop(conn.id, None)
+            if conn.transaction is not None and conn.state is S.PREPARING and not conn.plugged:
+                # Started on authorization, and the cable never came (E05: stoppedReason Timeout).
+                log.info("connector %s: no cable within EVConnectionTimeOut; transaction ended", conn.id)
+                await self._stop_transaction(conn, StopReason.EV_CONNECT_TIMEOUT)
+                return
             if conn.transaction is None and conn.pending_id_tag is not None and not conn.plugged:
                 log.info("connector %s: no cable within ConnectionTimeOut; authorization dropped", conn.id)
                 conn.pending_id_tag = conn.pending_parent = None
+                self._remote.pop(conn.id, None)
                 self.smart_charging.forget_remote_profile(conn.id)  # a remote start's TxProfile goes with it
                 if conn.state is S.PREPARING:
                     conn.abandon()
 
-    async def _start_transaction(self, conn: Connector, id_tag: str, parent: str | None) -> None:
-        """Start a transaction on a plugged, authorized connector (caller holds the lock)."""
+    async def _start_transaction(
+        self, conn: Connector, id_tag: str, parent: str | None, *, cable_required: bool = True
+    ) -> None:
+        """Start a transaction (caller holds the lock) on a plugged, authorized connector; on a plugged one that
+        nobody authorized yet (``id_tag`` "": TxStartPoint EVConnected), or on an authorized one without a cable
+        (``cable_required`` False: TxStartPoint Authorized). The relay closes only with both."""
         ctx = self.ctx
         conn.pending_id_tag = conn.pending_parent = None
-        timeout = self._timeouts.pop(conn.id, None)
-        if timeout is not None:
-            timeout.cancel()
+        self._cancel_timeout(conn.id)
         if conn.state in (S.AVAILABLE, S.FINISHING, S.RESERVED):
             conn.identified()
         reading = await self.metering.read_meter(conn.id)
         if conn.state is S.FAULTED or ctx.stopping:
             return
-        if not conn.plugged:  # the cable went while the meter was read
+        if not conn.plugged and cable_required:  # the cable went while the meter was read
             if conn.state is S.PREPARING:
                 conn.abandon()
             return
@@ -274,6 +431,9 @@ class Sessions(FunctionalBlock):
         meter_start = round(reading.energy_wh) if reading else self.metering.current_energy_wh(conn.id)
         now = ctx.now()
         transaction_id = self.transaction_ids()
+        remote = self._remote.pop(conn.id, None)
+        if remote is not None and remote.id_tag != id_tag:
+            remote = None  # another driver's card won the connector: not the remote start's transaction
         reservation = self.reservations.claim(
             conn.id, id_tag, parent
         ).reservation  # ended in the start's commit
@@ -289,6 +449,10 @@ class Sessions(FunctionalBlock):
                     now,
                     reservation_id,
                     offline=not ctx.csms.online,
+                    token_type=remote.token_type if remote is not None else None,
+                    remote_start_id=remote.remote_start_id if remote is not None else None,
+                    charging_state=charging_state(conn),
+                    phases=ctx.ports[conn.id].phases,
                 ),
                 parent,
             )
@@ -299,13 +463,17 @@ class Sessions(FunctionalBlock):
             log.error("cannot record a transaction on connector %s: %s", conn.id, exc)
             await ctx.raise_fault(conn.id, ErrorCode.INTERNAL_ERROR, STORAGE_FAULT)
             return
-        conn.transaction = ActiveTransaction(local_id, transaction_id, id_tag, parent, now, meter_start)
+        conn.transaction = ActiveTransaction(
+            local_id, transaction_id, id_tag, parent, now, meter_start, authorized=bool(id_tag)
+        )
+        self._told_state[conn.id] = charging_state(conn)
         self.metering.transaction_recorded(conn.id, meter_start)
         if reservation_id is not None:
             self.reservations.used(reservation_id)
-        self.smart_charging.transaction_started(conn.id, id_tag)
+        if id_tag:
+            self.smart_charging.transaction_started(conn.id, id_tag)
         ctx.csms.outbox_changed()
-        if await self.faults.close_relay(conn.id) and conn.can("start_charging"):
+        if id_tag and conn.plugged and await self.faults.close_relay(conn.id) and conn.can("start_charging"):
             conn.start_charging()
         self.metering.start_sampling(conn)
 
@@ -348,6 +516,8 @@ class Sessions(FunctionalBlock):
         )
         await self.faults.record_stop(conn.id, (tx.local_id, ended))
         conn.transaction = None
+        self._told_state.pop(conn.id, None)
+        self._cancel_timeout(conn.id)
         try:
             self.smart_charging.drop_tx_profiles([conn.id])
         except Exception:
@@ -430,9 +600,12 @@ class Sessions(FunctionalBlock):
         *,
         authorize_first: bool,
         tx_profile: ChargingProfile | None = None,
+        token_type: str | None = None,
+        remote_start_id: int | None = None,
     ) -> bool:
         """Check a remote start; if accepted, carry it out in the background (``tx_profile`` becomes the new
-        transaction's TxProfile). Returns the answer."""
+        transaction's TxProfile; ``token_type`` and ``remote_start_id`` go into its Started event). Returns the
+        answer."""
         if not self.ctx.station_operative:
             return False
         if connector_id is None:
@@ -459,6 +632,7 @@ class Sessions(FunctionalBlock):
             authorize_first = True  # only the idTag's parent, learnt by authorizing it, can match
         if not self.smart_charging.hold_remote_profile(conn.id, id_tag, tx_profile):
             return False
+        self._remote[conn.id] = RemoteStartInfo(id_tag, token_type, remote_start_id)
         self.ctx.spawn(self._remote_start(conn, id_tag, authorize_first), f"remote-start-{conn.id}")
         return True
 
@@ -468,11 +642,13 @@ class Sessions(FunctionalBlock):
             info = await self.authorization.authorizer.authorize(id_tag)
             if info.status is not AuthStatus.ACCEPTED:
                 log.info("remote start for %s refused: %s", id_tag, info.status.name)
+                self._remote.pop(conn.id, None)
                 self.smart_charging.forget_remote_profile(conn.id)  # must not meet a later local start
                 return
             parent = info.parent_id_tag
             if not self.reservations.claim(conn.id, id_tag, parent).allowed:
                 log.info("remote start for %s refused: connector %s is reserved", id_tag, conn.id)
+                self._remote.pop(conn.id, None)
                 self.smart_charging.forget_remote_profile(conn.id)
                 return
         await self._begin_when_plugged(conn, id_tag, parent)
@@ -481,9 +657,15 @@ class Sessions(FunctionalBlock):
         """Stop the running transaction ``transaction_id``; False if there is none."""
         for conn in self.ctx.connectors.values():
             if conn.transaction is not None and conn.transaction.transaction_id == transaction_id:
-                self.ctx.spawn(self.stop_locked(conn, StopReason.REMOTE), f"remote-stop-{conn.id}")
+                self.ctx.spawn(self._remote_stop(conn), f"remote-stop-{conn.id}")
                 return True
         return False
+
+    async def _remote_stop(self, conn: Connector) -> None:
+        async with self.ctx.locks[conn.id]:
+            tx = conn.transaction
+            if tx is not None and not tx.ends_on_unplug:
+                await self._end_authorization(conn, StopReason.REMOTE)
 
     async def stop_locked(self, conn: Connector, reason: StopReason, id_tag: str | None = None) -> None:
         """End ``conn``'s transaction, if one runs, under its lock."""

@@ -267,6 +267,10 @@ class V16Session(SecurityHandlers, OcppSession, _OcppChargePoint):  # type: igno
                 await self.request(*frame)
             return Delivered()
         samples = [meter_value(s) for s in event.samples]
+        if not samples:
+            # A transaction's change of state or authorization without readings: 1.6 tells it by
+            # StatusNotification (live) or not at all; an empty MeterValues would break its schema.
+            return Delivered()
         mv: dict[str, Any] = {"connectorId": event.connector_id, "meterValue": samples}
         if message.local_tx_id is not None:
             mv["transactionId"] = self._transaction_id(message.local_tx_id)

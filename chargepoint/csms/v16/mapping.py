@@ -82,6 +82,8 @@ STOP_REASON: dict[StopReason, str] = {
     StopReason.DEAUTHORIZED: "DeAuthorized",
     StopReason.EMERGENCY_STOP: "EmergencyStop",
     StopReason.UNLOCK_COMMAND: "UnlockCommand",
+    # 1.6 has no reason for it (a 2.0.1 TxStartPoint Authorized transaction never met its cable).
+    StopReason.EV_CONNECT_TIMEOUT: "Other",
     StopReason.OTHER: "Other",
 }
 

@@ -17,9 +17,9 @@ from ocpp.routing import after, on
 from ocpp.v16 import call_result
 from ocpp.v16.enums import Action
 
-from chargepoint.certificates import DeleteResult, InstallResult
-from chargepoint.core.security import Credentials, ProfileChange, SecurityEventType
-from chargepoint.core.storage import CertificateHashData, CertificateUse
+from chargepoint.core.security import Credentials, ProfileChange, SecurityEventType, authorization_key_error
+from chargepoint.core.storage import CertificateUse
+from chargepoint.csms.certificate_frames import DELETE_STATUS, INSTALL_STATUS, hash_data_json, hash_data_of
 from chargepoint.csms.outbox import OrphanedTransaction
 from chargepoint.errors import CsmsRejected, CsmsUnavailable
 
@@ -32,16 +32,6 @@ log = logging.getLogger(__name__)
 CERTIFICATE_USE_IN: dict[str, CertificateUse] = {
     "CentralSystemRootCertificate": CertificateUse.CENTRAL_SYSTEM_ROOT,
     "ManufacturerRootCertificate": CertificateUse.MANUFACTURER_ROOT,
-}
-INSTALL_STATUS: dict[InstallResult, str] = {
-    InstallResult.ACCEPTED: "Accepted",
-    InstallResult.REJECTED: "Rejected",
-    InstallResult.FAILED: "Failed",
-}
-DELETE_STATUS: dict[DeleteResult, str] = {
-    DeleteResult.ACCEPTED: "Accepted",
-    DeleteResult.FAILED: "Failed",
-    DeleteResult.NOT_FOUND: "NotFound",
 }
 # ExtendedTriggerMessage's MessageTriggerEnumType: every value is served.
 EXTENDED_TRIGGERS = frozenset(
@@ -74,16 +64,6 @@ def trigger_status(
     if connector_id is not None and connector_id != 0 and connector_id not in connectors:
         return "Rejected"
     return "Accepted" if requested in served else "NotImplemented"
-
-
-def hash_data_json(data: CertificateHashData) -> dict[str, str]:
-    """A CertificateHashDataType (camelCase)."""
-    return {
-        "hashAlgorithm": data.hash_algorithm,
-        "issuerNameHash": data.issuer_name_hash,
-        "issuerKeyHash": data.issuer_key_hash,
-        "serialNumber": data.serial_number,
-    }
 
 
 class SecurityHandlers:
@@ -124,14 +104,8 @@ class SecurityHandlers:
     @on(Action.delete_certificate)
     async def on_delete_certificate(self, certificate_hash_data: dict[str, Any], **_: Any) -> Any:
         """DeleteCertificate (whitepaper M04): Failed for the last CentralSystemRootCertificate in use."""
-        wanted = CertificateHashData(
-            issuer_name_hash=certificate_hash_data["issuer_name_hash"],
-            issuer_key_hash=certificate_hash_data["issuer_key_hash"],
-            serial_number=certificate_hash_data["serial_number"],
-            hash_algorithm=certificate_hash_data["hash_algorithm"],
-        )
         result = await self.security.certificates.delete(
-            wanted, in_use_profile=self.security.profiles.connecting()
+            hash_data_of(certificate_hash_data), in_use_profile=self.security.connecting_profile()
         )
         return call_result.DeleteCertificate(status=DELETE_STATUS[result])
 
@@ -201,6 +175,9 @@ class SecurityHandlers:
             security.changed_security = True
             return "Accepted"
         try:
+            error = authorization_key_error(value.strip())
+            if error is not None:
+                raise ValueError(error)
             self.settings.set_text("authorization_key", value)
         except ValueError as exc:
             log.info("AuthorizationKey rejected: %s", exc)  # never the value: it is a secret

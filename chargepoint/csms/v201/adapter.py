@@ -11,6 +11,7 @@ from chargepoint.csms.v201.local_list import LocalList
 from chargepoint.csms.v201.provisioning import Provisioning
 from chargepoint.csms.v201.remote_control import RemoteControl
 from chargepoint.csms.v201.reservation import Reservations, check_reserve_now
+from chargepoint.csms.v201.security import Security
 from chargepoint.csms.v201.smart_charging import SmartChargingHandlers
 from chargepoint.csms.v201.transactions import Transactions
 
@@ -26,6 +27,7 @@ class V201Session(
     Reservations,
     FirmwareAndLogs,
     DataTransfer,
+    Security,
 ):
     """An OCPP 2.0.1 conversation with the central system over one connection."""
 

@@ -10,6 +10,7 @@ from typing import TYPE_CHECKING, Any
 from ocpp.v201 import ChargePoint as _OcppChargePoint
 from ocpp.v201.enums import Action
 
+from chargepoint.core.device_model import Mutability, Variable
 from chargepoint.core.model import CONNECTOR_STATUS, UNITS, IdTagInfo, Measurand, Sample
 from chargepoint.csms.rpc import (
     MessageTypeNotSupportedError,
@@ -128,33 +129,38 @@ class V201Base(OcppSession, _OcppChargePoint):  # type: ignore[misc]
         }
         self.connector_at = {addr: cid for cid, addr in self.address.items()}
         self._token_types: dict[str, str] = {}
-        self._remote_starts: dict[str, int] = {}  # idToken -> remoteStartId of a RequestStartTransaction
 
     def live_value(self, setting: str) -> str | None:
         """A read-only variable whose Actual value is what the station holds now rather than its setting (the
         setting is then the variable's maxLimit); None for the others. A block that has one overrides this."""
         return None
 
+    def mutability(self, variable: Variable) -> Mutability:
+        """A variable's mutability as OCPP 2.0.1 has it (``mapping.MUTABILITY_OVERRIDE``)."""
+        return mapping.MUTABILITY_OVERRIDE.get(variable.setting, variable.mutability)
+
+    def write_variable(self, variable: Variable, text: str) -> dict[str, Any] | None:
+        """A functional block's own SetVariables of ``variable`` (its SetVariableResult fields), or None when the
+        value is a plain setting (stored by Provisioning)."""
+        return None
+
     def now(self) -> datetime:
         """The time for generatedAt stamps."""
         return datetime.now(UTC)
 
-    def id_token(self, tag: str) -> dict[str, str]:
-        """An idTag as IdTokenType: of the type the CSMS gave it, else a card of the station's reader."""
+    def id_token(self, tag: str, token_type: str | None = None) -> dict[str, str]:
+        """An idTag as IdTokenType: of the type given (persisted with a remote start's event), else the type the
+        CSMS last gave it on this connection, else a card of the station's reader."""
         return {
             "idToken": tag[:MAX_ID_TOKEN_CHARS],
-            "type": self._token_types.get(tag, mapping.READER_TOKEN_TYPE),
+            "type": token_type or self._token_types.get(tag, mapping.READER_TOKEN_TYPE),
         }
 
-    def remember_token(self, tag: str, token_type: str, remote_start_id: int | None = None) -> None:
-        """Keep a token's type (and the remote start it came with) for the events of its transaction."""
+    def remember_token(self, tag: str, token_type: str) -> None:
+        """Keep a token's type for the later events of its transaction on this connection."""
         if len(self._token_types) >= MAX_REMEMBERED_TOKENS:
             self._token_types.pop(next(iter(self._token_types)))
         self._token_types[tag] = token_type
-        if remote_start_id is not None:
-            if len(self._remote_starts) >= MAX_REMEMBERED_TOKENS:
-                self._remote_starts.pop(next(iter(self._remote_starts)))
-            self._remote_starts[tag] = remote_start_id
 
     def cid_of(self, evse_id: int, connector_id: int | None) -> int | None:
         """The station-wide connector at (evse, connector); connector None: the EVSE's first. None if unknown."""

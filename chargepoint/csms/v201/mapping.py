@@ -17,12 +17,14 @@ from chargepoint.core.model import (
     ResetKind,
     ResetResult,
     StopReason,
+    TxUpdateTrigger,
     UnlockResult,
     UpdateResult,
     UploadKind,
     UploadStatus,
 )
 from chargepoint.core.reservations import CancelResult, ReserveResult
+from chargepoint.core.security import SecurityEventType
 from chargepoint.core.smart_charging import (
     ClearResult,
     ProfileKind,
@@ -31,6 +33,7 @@ from chargepoint.core.smart_charging import (
     RateUnit,
     RecurrencyKind,
 )
+from chargepoint.core.storage import CertificateUse
 
 S = ConnectorState
 
@@ -76,6 +79,7 @@ STOP_REASON: dict[StopReason, str] = {
     StopReason.DEAUTHORIZED: "DeAuthorized",
     StopReason.EMERGENCY_STOP: "EmergencyStop",
     StopReason.UNLOCK_COMMAND: "Other",
+    StopReason.EV_CONNECT_TIMEOUT: "Timeout",
     StopReason.OTHER: "Other",
 }
 
@@ -91,7 +95,18 @@ ENDED_TRIGGER: dict[StopReason, str] = {
     StopReason.DEAUTHORIZED: "Deauthorized",
     StopReason.EMERGENCY_STOP: "AbnormalCondition",
     StopReason.UNLOCK_COMMAND: "UnlockCommand",
+    StopReason.EV_CONNECT_TIMEOUT: "EVConnectTimeout",
     StopReason.OTHER: "AbnormalCondition",
+}
+
+# TriggerReasonEnumType of an Updated event that is not about samples (E02, E03, E06, E07, E09-E10, F03).
+UPDATE_TRIGGER: dict[TxUpdateTrigger, str] = {
+    TxUpdateTrigger.SAMPLE: "MeterValuePeriodic",  # made precise by the samples' context (Clock, Trigger)
+    TxUpdateTrigger.CHARGING_STATE: "ChargingStateChanged",
+    TxUpdateTrigger.CABLE_PLUGGED: "CablePluggedIn",
+    TxUpdateTrigger.AUTHORIZED: "Authorized",
+    TxUpdateTrigger.STOP_AUTHORIZED: "StopAuthorized",
+    TxUpdateTrigger.REMOTE_STOP: "RemoteStop",
 }
 
 # AuthorizationStatusEnumType (IdTokenInfoType.status, C01). The statuses the core has no word for are refusals.
@@ -189,6 +204,48 @@ UPLOAD_STATUS: dict[UploadStatus, str] = {
     UploadStatus.UPLOAD_FAILED: "UploadFailure",
 }
 
+# SecurityEventType of SecurityEventNotification (A04; OCPP 2.0.1 Part 2 Appendix 1 security events): 2.0.1 says
+# Csms where the whitepaper said CentralSystem, and ChargingStation for ChargePoint.
+E = SecurityEventType
+SECURITY_EVENT: dict[SecurityEventType, str] = {
+    E.FIRMWARE_UPDATED: "FirmwareUpdated",
+    E.FAILED_TO_AUTHENTICATE_AT_CENTRAL_SYSTEM: "FailedToAuthenticateAtCsms",
+    E.CENTRAL_SYSTEM_FAILED_TO_AUTHENTICATE: "CsmsFailedToAuthenticate",
+    E.SETTING_SYSTEM_TIME: "SettingSystemTime",
+    E.STARTUP_OF_THE_DEVICE: "StartupOfTheDevice",
+    E.RESET_OR_REBOOT: "ResetOrReboot",
+    E.SECURITY_LOG_WAS_CLEARED: "SecurityLogWasCleared",
+    E.RECONFIGURATION_OF_SECURITY_PARAMETERS: "ReconfigurationOfSecurityParameters",
+    E.MEMORY_EXHAUSTION: "MemoryExhaustion",
+    E.INVALID_MESSAGES: "InvalidMessages",
+    E.ATTEMPTED_REPLAY_ATTACKS: "AttemptedReplayAttacks",
+    E.TAMPER_DETECTION_ACTIVATED: "TamperDetectionActivated",
+    E.INVALID_FIRMWARE_SIGNATURE: "InvalidFirmwareSignature",
+    E.INVALID_FIRMWARE_SIGNING_CERTIFICATE: "InvalidFirmwareSigningCertificate",
+    E.INVALID_CENTRAL_SYSTEM_CERTIFICATE: "InvalidCsmsCertificate",
+    E.INVALID_CHARGE_POINT_CERTIFICATE: "InvalidChargingStationCertificate",
+    E.INVALID_TLS_VERSION: "InvalidTLSVersion",
+    E.INVALID_TLS_CIPHER_SUITE: "InvalidTLSCipherSuite",
+}
+
+SECURITY_EVENT_BY_NAME = {k.value: v for k, v in SECURITY_EVENT.items()}  # by the name stored in the outbox
+
+# InstallCertificateUseEnumType / GetCertificateIdUseEnumType (M03-M05) of the root certificates the station keeps;
+# its own chain is no root (GetInstalledCertificateIds' V2GCertificateChain: the station has none).
+ROOT_USE: dict[CertificateUse, str] = {
+    CertificateUse.CENTRAL_SYSTEM_ROOT: "CSMSRootCertificate",
+    CertificateUse.MANUFACTURER_ROOT: "ManufacturerRootCertificate",
+    CertificateUse.V2G_ROOT: "V2GRootCertificate",
+    CertificateUse.MO_ROOT: "MORootCertificate",
+}
+ROOT_USE_IN = {v: k for k, v in ROOT_USE.items()}
+
+# OCPPVersionEnumType of a NetworkConnectionProfile (B09): the versions this agent speaks (OCPP20 is 2.0.1).
+OCPP_VERSION_IN: dict[str, str] = {"OCPP16": "1.6", "OCPP20": "2.0.1"}
+
+# Variables whose 2.0.1 mutability differs from the neutral device model's: 2.0.1 changes the security profile
+# only through a NetworkConnectionProfile (A05), never by SetVariables (Part 2 Appendix, SecurityCtrlr).
+MUTABILITY_OVERRIDE: dict[str, Mutability] = {"security_profile": Mutability.READ_ONLY}
 # SendLocalListStatusEnumType (D01): 2.0.1 has no NotSupported; a disabled list fails the update.
 LOCAL_LIST: dict[LocalListResult, str] = {
     LocalListResult.ACCEPTED: "Accepted",

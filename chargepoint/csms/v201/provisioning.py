@@ -1,5 +1,6 @@
-"""B. Provisioning: the device model over GetVariables/SetVariables/GetBaseReport, and Reset (OCPP 2.0.1 Part 2
-§B05-B08, B11-B12). BootNotification itself is in ``base.py`` and the shared session."""
+"""B. Provisioning: the device model over GetVariables/SetVariables, and Reset (OCPP 2.0.1 Part 2 §B05, B06,
+B11-B12). The reports (GetBaseReport, GetReport) are in ``reports.py``; BootNotification is in ``base.py`` and the
+shared session."""
 
 from __future__ import annotations
 
@@ -11,25 +12,15 @@ from ocpp.routing import after, on
 from ocpp.v201 import call_result
 from ocpp.v201.enums import Action
 
-from chargepoint.core.device_model import VARIABLES, Mutability, Variable, VariableRef, components
+from chargepoint.core.device_model import VARIABLES, Mutability, Variable, VariableRef
 from chargepoint.core.settings import SPECS
 from chargepoint.csms.v201 import mapping
-from chargepoint.csms.v201.base import V201Base
-from chargepoint.errors import ChargePointError, CsmsRejected, CsmsUnavailable
+from chargepoint.csms.v201.reports import INSTANCES, Reports
+from chargepoint.errors import ChargePointError
 
 log = logging.getLogger(__name__)
 
-# NotifyReport parts: reportData entries per message (B07.FR.?: a report may be split; seqNo counts the parts).
-REPORT_ITEMS_PER_MESSAGE = 16
-# The report bases the station can answer (B07, B08); SummaryInventory is NotSupported.
-REPORT_BASES = frozenset({"ConfigurationInventory", "FullInventory"})
-# ReportingValueSize (DeviceDataCtrlr): attributeValue / VariableAttribute.value are at most 2500 characters.
-MAX_VALUE_CHARS = 2500
 _COMPONENTS = frozenset(ref.component for ref in VARIABLES)
-# Variables the 2.0.1 device model names with an instance (Part 2 Appendix 3), also found without it.
-INSTANCES = {VariableRef("SmartChargingCtrlr", "Entries"): "ChargingProfiles"}
-# Variables whose Actual value is a count the station keeps, and whose setting is the count's maxLimit.
-_COUNTED = frozenset({"max_charging_profiles_installed"})
 
 
 def _variable_of(component: Any, variable: Any) -> tuple[Variable | None, str | None]:
@@ -47,21 +38,8 @@ def _variable_of(component: Any, variable: Any) -> tuple[Variable | None, str | 
     return found, None
 
 
-class Provisioning(V201Base):
-    """Device model and reset."""
-
-    def variable_value(self, variable: Variable) -> str:
-        """A variable's Actual value as text (what the station is, for the read-only ones it reports)."""
-        if variable.setting == "number_of_connectors":
-            return str(len(self.station.connectors))
-        if variable.setting == "max_charging_profiles_installed":
-            return str(len(self.station.profiles))  # SmartChargingCtrlr.Entries: the profiles installed now
-        if variable.setting == "charging_schedule_allowed_charging_rate_unit":
-            return mapping.RATE_UNITS  # SmartChargingCtrlr.RateUnit: "A,W" (1.6 says "Current,Power")
-        live = self.live_value(variable.setting)  # a block's own (LocalAuthListCtrlr.Entries, .Storage)
-        if live is not None:
-            return live
-        return self.settings.text(variable.setting)[:MAX_VALUE_CHARS]
+class Provisioning(Reports):
+    """Device model and reset (the reports in ``reports.py``)."""
 
     @on(Action.get_variables)
     def on_get_variables(self, get_variable_data: list[dict[str, Any]], **_: Any) -> Any:
@@ -85,7 +63,7 @@ class Provisioning(V201Base):
                 result["attribute_status"] = unknown
             elif attribute != "Actual":
                 result["attribute_status"] = "NotSupportedAttributeType"  # B06.FR.?: only Actual is kept
-            elif variable.mutability is Mutability.WRITE_ONLY:
+            elif self.mutability(variable) is Mutability.WRITE_ONLY:
                 result["attribute_status"] = "Rejected"  # B06.FR.?: a write-only value is never read back
             else:
                 result["attribute_status"] = "Accepted"
@@ -114,7 +92,7 @@ class Provisioning(V201Base):
                 result["attribute_status"] = unknown
             elif attribute != "Actual":
                 result["attribute_status"] = "NotSupportedAttributeType"
-            elif variable.mutability is Mutability.READ_ONLY:
+            elif self.mutability(variable) is Mutability.READ_ONLY:
                 # B05.FR.?: a read-only variable is not changed.
                 result["attribute_status"] = "Rejected"
                 result["attribute_status_info"] = {"reason_code": "ReadOnly"}
@@ -124,6 +102,9 @@ class Provisioning(V201Base):
         return call_result.SetVariables(set_variable_result=results)
 
     def _set(self, variable: Variable, text: str) -> dict[str, Any]:
+        own = self.write_variable(variable, text)
+        if own is not None:
+            return own
         try:
             reboot = self.settings.set_text(variable.setting, text)
         except (PermissionError, ValueError) as exc:
@@ -134,85 +115,6 @@ class Provisioning(V201Base):
             log.exception("SetVariables %s.%s could not be stored", *_names(variable))
             return {"attribute_status": "Rejected", "attribute_status_info": {"reason_code": "InternalError"}}
         return {"attribute_status": "RebootRequired" if reboot else "Accepted"}
-
-    @on(Action.get_base_report)
-    def on_get_base_report(self, request_id: int, report_base: str, **_: Any) -> Any:
-        """GetBaseReport (B07, B08): Accepted, then the report follows in NotifyReport parts."""
-        if report_base not in REPORT_BASES:
-            return call_result.GetBaseReport(status="NotSupported")
-        if not self._report(report_base):
-            return call_result.GetBaseReport(status="EmptyResultSet")
-        if not self.can_follow_up():
-            return call_result.GetBaseReport(status="Rejected")  # reports still being sent: not one more
-        return call_result.GetBaseReport(status="Accepted")
-
-    @after(Action.get_base_report)
-    def after_get_base_report(self, request_id: int, report_base: str, **_: Any) -> None:
-        """Send the report after the answer, in a task kept by reference."""
-        if report_base in REPORT_BASES and self.can_follow_up():
-            self.follow_up(self._send_report_parts(request_id, self._report(report_base)), "notify-report")
-
-    def _report(self, report_base: str) -> list[dict[str, Any]]:
-        """ReportDataType of every variable in the report base (ConfigurationInventory: the writable ones)."""
-        out = []
-        for variables in components().values():
-            for variable in variables:
-                if report_base == "ConfigurationInventory" and variable.mutability is Mutability.READ_ONLY:
-                    continue
-                out.append(self._report_data(variable))
-        return out
-
-    def _report_data(self, variable: Variable) -> dict[str, Any]:
-        attribute: dict[str, Any] = {
-            "type": "Actual",
-            "mutability": mapping.MUTABILITY[variable.mutability],
-            "persistent": variable.persistent,
-            "constant": variable.mutability is Mutability.READ_ONLY,
-        }
-        if variable.mutability is not Mutability.WRITE_ONLY:
-            attribute["value"] = self.variable_value(variable)
-        characteristics: dict[str, Any] = {
-            "dataType": mapping.DATA_TYPE[variable.data_type],
-            "supportsMonitoring": False,
-        }
-        if variable.data_type.value == "integer":
-            if variable.min_value is not None:
-                characteristics["minLimit"] = variable.min_value
-            if variable.max_value is not None:
-                characteristics["maxLimit"] = variable.max_value
-        if variable.setting in _COUNTED or self.live_value(variable.setting) is not None:
-            characteristics["maxLimit"] = self.settings.get_int(variable.setting)  # the most it may hold
-        elif variable.data_type.value == "member_list":
-            characteristics["valuesList"] = ",".join(mapping.MEASURAND.values())
-        name: dict[str, str] = {"name": variable.ref.variable}
-        if variable.ref in INSTANCES:
-            name["instance"] = INSTANCES[variable.ref]
-        return {
-            "component": {"name": variable.ref.component},
-            "variable": name,
-            "variableAttribute": [attribute],
-            "variableCharacteristics": characteristics,
-        }
-
-    async def _send_report_parts(self, request_id: int, report: list[dict[str, Any]]) -> None:
-        """NotifyReport (B07.FR.?): the parts numbered by seqNo from 0, tbc on every part but the last."""
-        generated_at = self.now()
-        parts = [
-            report[i : i + REPORT_ITEMS_PER_MESSAGE] for i in range(0, len(report), REPORT_ITEMS_PER_MESSAGE)
-        ]
-        for seq_no, part in enumerate(parts):
-            payload = {
-                "requestId": request_id,
-                "generatedAt": generated_at.isoformat(timespec="milliseconds").replace("+00:00", "Z"),
-                "seqNo": seq_no,
-                "tbc": seq_no < len(parts) - 1,
-                "reportData": part,
-            }
-            try:
-                await self.request("NotifyReport", payload)
-            except (CsmsRejected, CsmsUnavailable) as exc:
-                log.warning("NotifyReport %s part %s not delivered: %s", request_id, seq_no, exc)
-                return
 
     @on(Action.reset)
     def on_reset(self, type: str, evse_id: int | None = None, **_: Any) -> Any:

@@ -4,7 +4,7 @@
 from __future__ import annotations
 
 import logging
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
 from ocpp.routing import after, on
 from ocpp.v201 import call_result
@@ -25,14 +25,20 @@ TRIGGERABLE = frozenset(
         "Heartbeat",
         "StatusNotification",
         "MeterValues",
+        "TransactionEvent",
         "FirmwareStatusNotification",
         "LogStatusNotification",
+        "SignChargingStationCertificate",
     }
 )
 
 
 class RemoteControl(V201Base):
     """What the CSMS starts, stops, unlocks and asks for."""
+
+    if TYPE_CHECKING:  # the security block (``security.py``) sends it
+
+        async def send_sign_certificate(self) -> None: ...
 
     @on(Action.request_start_transaction)
     def on_request_start(
@@ -69,9 +75,11 @@ class RemoteControl(V201Base):
             cid,
             authorize_first=self.settings.get_bool("authorize_remote_tx_requests"),
             tx_profile=profile,
+            token_type=id_token["type"],
+            remote_start_id=remote_start_id,
         )
         if ok:
-            self.remember_token(token, id_token["type"], remote_start_id)
+            self.remember_token(token, id_token["type"])
         return call_result.RequestStartTransaction(status="Accepted" if ok else "Rejected")
 
     @on(Action.request_stop_transaction)
@@ -108,8 +116,13 @@ class RemoteControl(V201Base):
         """TriggerMessage (F06); the message follows the answer."""
         if requested_message not in TRIGGERABLE:
             return call_result.TriggerMessage(status="NotImplemented")
-        if self._trigger_targets(evse) is None:
+        targets = self._trigger_targets(evse)
+        if targets is None:
             return call_result.TriggerMessage(status="Rejected")
+        if requested_message == "TransactionEvent" and not any(
+            self.station.connectors[c].transaction is not None for c in targets
+        ):
+            return call_result.TriggerMessage(status="Rejected")  # no transaction there to tell about
         if requested_message == "BootNotification" and self.boot_status == "Accepted":
             # F06.FR.17: a station whose boot was accepted rejects a triggered BootNotification.
             return call_result.TriggerMessage(status="Rejected")
@@ -136,6 +149,8 @@ class RemoteControl(V201Base):
                 self._boot_answer(await self.request("BootNotification", self._boot_payload(triggered=True)))
             elif what == "Heartbeat":
                 await self.send_heartbeat()
+            elif what == "SignChargingStationCertificate":
+                await self.send_sign_certificate()  # A02: a new key and CSR
             elif what == "StatusNotification":
                 for cid in targets:
                     await self.send_status(cid, force=True)
@@ -143,6 +158,11 @@ class RemoteControl(V201Base):
                 await self.request(what, firmware_status_now(self.station))
             elif what == "LogStatusNotification":
                 await self.request(what, log_status_now(self.station))
+            elif what == "TransactionEvent":
+                # F06.FR.?: an Updated event (triggerReason Trigger) of each transaction on the targets, through the
+                # outbox, so its seqNo follows the transaction's other events.
+                for cid in targets:
+                    await self.station.trigger_update(cid)
             else:
                 for cid in targets:
                     sample, _local_tx = self.station.sample_now(cid)

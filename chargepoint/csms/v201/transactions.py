@@ -27,7 +27,7 @@ from chargepoint.core.events import (
     TransactionUpdated,
     UploadStatusChanged,
 )
-from chargepoint.core.model import ReadingContext
+from chargepoint.core.model import ReadingContext, TxUpdateTrigger
 from chargepoint.csms.outbox import Delivered
 from chargepoint.csms.times import ocpp_time
 from chargepoint.csms.v201 import mapping
@@ -43,6 +43,13 @@ _UPDATED_TRIGGER = {
 }
 
 
+def _started_trigger(event: TransactionStarted) -> str:
+    """Why the transaction started (E01-E03, E09, E10, F01): a remote start, the cable, or the authorization."""
+    if event.remote_start_id is not None:
+        return "RemoteStart"
+    return "Authorized" if event.id_tag else "CablePluggedIn"
+
+
 class Transactions(V201Base):
     """Transaction events and meter values out of the durable outbox."""
 
@@ -53,7 +60,9 @@ class Transactions(V201Base):
             return await self._transaction_event(event, message.seq_no or 0)
         if isinstance(event, SecurityEvent):
             # A04: SecurityEventNotification, queued like transaction messages so none is lost offline.
-            security: dict[str, Any] = {"type": event.type[:50], "timestamp": ocpp_time(event.timestamp)}
+            # The core names events as the 1.6 whitepaper does; 2.0.1 renamed some (Csms, ChargingStation).
+            kind = mapping.SECURITY_EVENT_BY_NAME.get(event.type, event.type)
+            security: dict[str, Any] = {"type": kind[:50], "timestamp": ocpp_time(event.timestamp)}
             if event.tech_info:
                 security["techInfo"] = event.tech_info[:255]
             await self.request("SecurityEventNotification", security)
@@ -100,27 +109,35 @@ class Transactions(V201Base):
         info: dict[str, Any] = {"transactionId": event.transaction_id}
         payload: dict[str, Any] = {"seqNo": seq_no, "transactionInfo": info}
         id_tag: str | None = None
+        token_type: str | None = None
         if isinstance(event, TransactionStarted):
-            id_tag = event.id_tag
-            remote_start_id = self._remote_starts.pop(id_tag, None)
+            id_tag, token_type = event.id_tag, event.token_type
             payload.update(
                 eventType="Started",
                 timestamp=ocpp_time(event.timestamp),
-                triggerReason="RemoteStart" if remote_start_id is not None else "Authorized",
+                triggerReason=_started_trigger(event),
                 meterValue=[register_value(event.meter_start_wh, event.timestamp, "Transaction.Begin")],
             )
-            if remote_start_id is not None:
-                info["remoteStartId"] = remote_start_id
+            if event.remote_start_id is not None:
+                info["remoteStartId"] = event.remote_start_id  # F01.FR.?: persisted with the event
+            if event.charging_state is not None:
+                info["chargingState"] = mapping.CHARGING_STATE[event.charging_state]
+            if event.phases is not None:
+                payload["numberOfPhasesUsed"] = event.phases
             if event.reservation_id is not None:
                 payload["reservationId"] = event.reservation_id  # E.FR: the reservation this start ends (H03)
         elif isinstance(event, TransactionUpdated):
-            context = event.samples[0].context if event.samples else ReadingContext.SAMPLE_PERIODIC
+            id_tag = event.id_tag
             values = meter_values(event.samples)
-            payload.update(
-                eventType="Updated",
-                timestamp=ocpp_time(event.samples[-1].timestamp if event.samples else self.now()),
-                triggerReason=_UPDATED_TRIGGER.get(context, "MeterValuePeriodic"),
-            )
+            if event.trigger is TxUpdateTrigger.SAMPLE:
+                context = event.samples[0].context if event.samples else ReadingContext.SAMPLE_PERIODIC
+                trigger = _UPDATED_TRIGGER.get(context, "MeterValuePeriodic")
+            else:
+                trigger = mapping.UPDATE_TRIGGER[event.trigger]
+            at = event.samples[-1].timestamp if event.samples else event.timestamp or self.now()
+            payload.update(eventType="Updated", timestamp=ocpp_time(at), triggerReason=trigger)
+            if event.charging_state is not None:
+                info["chargingState"] = mapping.CHARGING_STATE[event.charging_state]
             if values:
                 payload["meterValue"] = values
         else:
@@ -140,7 +157,7 @@ class Transactions(V201Base):
         if evse is not None and not isinstance(event, TransactionUpdated):
             payload["evse"] = evse
         if id_tag:
-            payload["idToken"] = self.id_token(id_tag)
+            payload["idToken"] = self.id_token(id_tag, token_type)
         if event.offline:
             payload["offline"] = True  # E.FR.?: it happened while the station could not tell the CSMS
         answer = await self.request("TransactionEvent", payload)

@@ -1,0 +1,262 @@
+"""The shared scheduler of periodic duties, driven by a fake clock: every duty fires at the right instants, is
+planned again when its setting changes, and stops; Flag keeps asyncio.Event's contract."""
+
+from __future__ import annotations
+
+import asyncio
+import gc
+import heapq
+import itertools
+import weakref
+from collections.abc import Callable
+from datetime import UTC, datetime, timedelta
+from typing import Any
+
+import pytest
+
+from chargepoint.core.blocks.context import StationContext, StationTiming
+from chargepoint.core.blocks.metering import Metering
+from chargepoint.core.scheduler import Duty, Flag, Scheduler, loop_scheduler
+from chargepoint.core.settings import Settings
+from chargepoint.store import Store
+
+T0 = datetime(2026, 3, 1, 8, 59, 50, tzinfo=UTC)  # fake time 0
+
+
+class FakeHandle:
+    def __init__(self) -> None:
+        self.cancelled = False
+
+    def cancel(self) -> None:
+        self.cancelled = True
+
+
+class FakeTime:
+    """A loop's time and call_at, advanced by hand; also a wall clock (``now``) at T0 + time()."""
+
+    def __init__(self) -> None:
+        self.t = 0.0
+        self._handles: list[tuple[float, int, FakeHandle, Callable[[], object]]] = []
+        self._seq = itertools.count()
+
+    def time(self) -> float:
+        return self.t
+
+    def now(self) -> datetime:
+        return T0 + timedelta(seconds=self.t)
+
+    def call_at(self, when: float, callback: Callable[[], object]) -> FakeHandle:
+        handle = FakeHandle()
+        heapq.heappush(self._handles, (when, next(self._seq), handle, callback))
+        return handle
+
+    @property
+    def armed(self) -> int:
+        return sum(not h.cancelled for _, _, h, _ in self._handles)
+
+    def advance(self, to: float) -> None:
+        """Run every handle due up to ``to``, each at its own instant."""
+        while self._handles and self._handles[0][0] <= to:
+            when, _, handle, callback = heapq.heappop(self._handles)
+            self.t = max(self.t, when)
+            if not handle.cancelled:
+                callback()
+        self.t = to
+
+    async def run_until(self, to: float, step: float = 1.0) -> None:
+        """Advance in steps (the first one zero: what is due now runs now), letting spawned tasks run between them."""
+        self.advance(self.t)
+        for _ in range(5):
+            await asyncio.sleep(0)
+        while self.t < to:
+            self.advance(min(to, self.t + step))
+            for _ in range(5):
+                await asyncio.sleep(0)
+
+
+def test_timers_fire_in_time_order_at_their_instants_through_one_loop_handle() -> None:
+    fake = FakeTime()
+    sched = Scheduler(fake)
+    fired: list[tuple[str, float]] = []
+    for name, when in (("c", 5.0), ("a", 1.0), ("b", 3.0), ("a2", 1.0)):
+        sched.call_at(when, lambda name=name: fired.append((name, fake.time())))
+    assert fake.armed == 1  # one loop handle for the whole heap
+    fake.advance(2.0)
+    assert fired == [("a", 1.0), ("a2", 1.0)]
+    later = sched.call_later(0.5, lambda: fired.append(("d", fake.time())))  # 2.5, before b
+    fake.advance(10.0)
+    assert fired[2:] == [("d", 2.5), ("b", 3.0), ("c", 5.0)]
+    assert later.cancelled and len(sched) == 0 and fake.armed == 0
+
+
+def test_a_cancelled_timer_never_fires_and_a_flood_of_cancels_stays_bounded() -> None:
+    fake = FakeTime()
+    sched = Scheduler(fake)
+    fired: list[int] = []
+    timers = [sched.call_at(100.0 + i, lambda i=i: fired.append(i)) for i in range(1000)]
+    for timer in timers[:-1]:
+        sched.cancel(timer)
+    assert len(sched) == 1
+    assert len(sched._heap) < 200  # rebuilt, not 1,000 dead entries waiting for their time
+    fake.advance(2000.0)
+    assert fired == [999]
+
+
+def test_a_crashing_callback_is_logged_and_the_others_still_fire(caplog: pytest.LogCaptureFixture) -> None:
+    fake = FakeTime()
+    sched = Scheduler(fake)
+    fired: list[str] = []
+
+    def boom() -> None:
+        raise RuntimeError("bug")
+
+    sched.call_at(1.0, boom)
+    sched.call_at(1.0, lambda: fired.append("after"))
+    fake.advance(1.0)
+    assert fired == ["after"] and "crashed" in caplog.text
+
+
+async def test_a_heartbeat_like_duty_fires_each_interval_after_the_last_traffic_and_follows_a_new_interval() -> (
+    None
+):
+    fake = FakeTime()
+    sched = Scheduler(fake)
+    interval = [60]
+    last_traffic = [0.0]
+    beats: list[float] = []
+
+    def plan() -> tuple[float, None] | None:
+        if interval[0] <= 0:
+            return None
+        return max(0.0, interval[0] - (fake.time() - last_traffic[0])), None
+
+    async def beat() -> None:
+        beats.append(fake.time())
+        last_traffic[0] = fake.time()
+
+    def work(_: None) -> Any:
+        if fake.time() - last_traffic[0] < interval[0]:
+            return None  # traffic since planned
+        return beat()
+
+    loop = asyncio.get_running_loop()
+    duty: Duty[None] = Duty(sched, plan, work, lambda c, n: loop.create_task(c, name=n), "heartbeat")
+    duty.start()
+    await fake.run_until(130)
+    assert beats == [60, 120]
+    last_traffic[0] = 125.0  # a MeterValues exchange: the next beat moves to 185
+    await fake.run_until(140)
+    interval[0] = 30  # HeartbeatInterval changed at 140: due 30 s after the last traffic (155)
+    duty.reschedule()
+    await fake.run_until(200)
+    assert beats == [60, 120, 155, 185]
+    interval[0] = 0  # 0 turns heartbeats off until the next change
+    duty.reschedule()
+    await fake.run_until(400)
+    assert beats == [60, 120, 155, 185] and duty.due_at is None
+    interval[0] = 60
+    duty.reschedule()
+    await fake.run_until(459)
+    assert beats[-1] == 400  # idle since 185: due at once
+    assert duty.stop() is None
+    await fake.run_until(1000)
+    assert beats[-1] == 400 and len(sched) == 0
+
+
+async def test_a_duty_runs_one_at_a_time_and_plans_the_next_run_when_the_work_ends() -> None:
+    fake = FakeTime()
+    sched = Scheduler(fake)
+    started: list[float] = []
+    release = asyncio.Event()
+
+    async def slow() -> None:
+        started.append(fake.time())
+        await release.wait()
+
+    loop = asyncio.get_running_loop()
+    duty: Duty[None] = Duty(
+        sched, lambda: (10.0, None), lambda _: slow(), lambda c, n: loop.create_task(c, name=n), "slow"
+    )
+    duty.start()
+    await fake.run_until(35)
+    assert started == [10] and duty.running and duty.due_at is None
+    duty.reschedule()  # a setting changed while it runs: planned when the run ends, not twice
+    release.set()
+    await fake.run_until(36)
+    assert not duty.running and duty.due_at == 45  # released at 35, next run 10 s later
+    task = duty.stop()
+    assert task is None and duty.due_at is None
+
+
+async def test_clock_aligned_samples_fire_on_the_boundaries_and_follow_a_new_interval() -> None:
+    fake = FakeTime()
+    sched = Scheduler(fake)
+    store = Store(":memory:")
+    settings = Settings({}, overrides={"clock_aligned_data_interval_s": 900})
+    ctx = StationContext({}, store, settings, fake, StationTiming(scheduler=sched))
+    metering = Metering(ctx, faults=None)  # type: ignore[arg-type]  # no connector: no fault to raise
+    taken: list[tuple[float, datetime]] = []
+
+    async def take(due: datetime) -> None:
+        taken.append((fake.time(), due))
+
+    metering._take_aligned = take  # type: ignore[method-assign]
+    try:
+        await metering.start()
+        await fake.run_until(2000)
+        # T0 is 08:59:50: boundaries every 15 minutes counted from midnight, each taken at its instant.
+        nine = T0.replace(hour=9, minute=0, second=0)
+        assert taken == [
+            (10.0, nine),
+            (910.0, nine + timedelta(minutes=15)),
+            (1810.0, nine + timedelta(minutes=30)),
+        ]
+        settings.set_text("clock_aligned_data_interval_s", "600")  # at 09:33:10: next boundary 09:40
+        await fake.run_until(3100)
+        assert [at for _, at in taken[3:]] == [nine + timedelta(minutes=40), nine + timedelta(minutes=50)]
+        assert taken[3][0] == 2410.0
+        settings.set_text("clock_aligned_data_interval_s", "0")  # off
+        await fake.run_until(9000)
+        assert len(taken) == 5
+        assert metering.halt() == []
+        settings.set_text("clock_aligned_data_interval_s", "60")  # halted: no listener, no duty
+        await fake.run_until(9500)
+        assert len(taken) == 5 and len(sched) == 0
+    finally:
+        store.close()
+
+
+async def test_flag_keeps_the_event_contract() -> None:
+    flag = Flag()
+    assert not flag.is_set()
+    first = asyncio.ensure_future(flag.wait())
+    second = asyncio.ensure_future(flag.wait())
+    cancelled = asyncio.ensure_future(flag.wait())
+    await asyncio.sleep(0)
+    cancelled.cancel()  # one waiter giving up does not wake or break the others
+    await asyncio.sleep(0)
+    assert not first.done() and not second.done()
+    flag.set()
+    flag.clear()  # cleared before the waiters ran: they still wake, as with an Event
+    assert await first is True and await second is True
+    assert not flag.is_set()
+    flag.set()
+    assert await flag.wait() is True and flag._waiters is None
+
+
+def test_the_loop_scheduler_is_one_per_loop_and_does_not_keep_a_finished_loop_alive() -> None:
+    fired: list[float] = []
+
+    async def main() -> tuple[Scheduler, weakref.ref[asyncio.AbstractEventLoop]]:
+        scheduler = loop_scheduler()
+        assert loop_scheduler() is scheduler  # every agent of the process gets the same one
+        scheduler.call_later(0.01, lambda: fired.append(scheduler.time()))
+        await asyncio.sleep(0.05)
+        return scheduler, weakref.ref(asyncio.get_running_loop())
+
+    first, first_loop = asyncio.run(main())
+    second, second_loop = asyncio.run(main())
+    assert first is not second and len(fired) == 2
+    del first, second
+    gc.collect()
+    assert first_loop() is None and second_loop() is None
