@@ -21,6 +21,7 @@ from conformance.v201.charger_cases import (
     StepFn,
     check_event,
     check_frames,
+    evse,
     plug,
     start_local,
     stop_local,
@@ -29,7 +30,7 @@ from conformance.v201.charger_cases import (
 
 __all__ = ["CASES"]
 
-TRANSACTIONS, PROVISIONING = "E Transactions", "B Provisioning"
+TRANSACTIONS, PROVISIONING, REMOTE = "E Transactions", "B Provisioning", "F RemoteControl"
 CASES: list[Case[Ctx]] = []
 _ids = itertools.count(5101)  # requestIds of the runner's GetReport
 
@@ -182,6 +183,38 @@ add(
     TRANSACTIONS,
     point("TxStopPoint", "EVConnected"),
     ("transaction, unplug: Ended EVDisconnected", stop_on_unplug),
+    needs=PLUG_SWIPE,
+)
+
+
+def triggered_event(with_evse: bool) -> StepFn:
+    """During a transaction, TriggerMessage TransactionEvent (for the EVSE, or all): Accepted; an Updated event of
+    the running transaction with triggerReason Trigger, its seqNo next in line (the frame check judges it) (F06)."""
+
+    async def run(ctx: Ctx) -> None:
+        await start_local(ctx)
+        m = ctx.at()
+        payload: dict[str, Any] = {"requestedMessage": "TransactionEvent"}
+        if with_evse:
+            payload["evse"] = evse(ctx)
+        await ctx.expect_answer("TriggerMessage", payload, "status", "Accepted")
+        await updated_by(ctx, m, "Trigger")
+
+    return run
+
+
+add(
+    "TC_F_13_CS",
+    "Trigger message - TransactionEvent - Specific EVSE",
+    REMOTE,
+    ("transaction, TriggerMessage TransactionEvent of the EVSE: Updated Trigger", triggered_event(True)),
+    needs=PLUG_SWIPE,
+)
+add(
+    "TC_F_14_CS",
+    "Trigger message - TransactionEvent - All EVSE",
+    REMOTE,
+    ("transaction, TriggerMessage TransactionEvent: Updated Trigger", triggered_event(False)),
     needs=PLUG_SWIPE,
 )
 
