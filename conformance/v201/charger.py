@@ -85,7 +85,8 @@ class V201ChargerContext(ChargerContext):
             "Authorize": authorize,
             "TransactionEvent": transaction_event,
             "DataTransfer": const({"status": "UnknownVendorId"}),
-            "SignCertificate": const({"status": "Rejected"}),
+            # A02: Rejected unless a case wants the station's CSR (it then sends CertificateSigned itself).
+            "SignCertificate": lambda cp_id, payload: {"status": ctx.vars.get("sign", "Rejected")},
             "NotifyEVChargingNeeds": const({"status": "Rejected"}),
             "NotifyEVChargingSchedule": const({"status": "Accepted"}),
             "GetCertificateStatus": const({"status": "Failed"}),

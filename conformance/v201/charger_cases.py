@@ -226,9 +226,16 @@ async def no_transaction_since(ctx: Ctx, after: int, why: str) -> None:
                 raise Fail(f"a transaction started ({tx_id_of(f.payload)}) although {why}")
 
 
-async def reboot_seen(ctx: Ctx, after: int) -> None:
-    """A BootNotificationRequest after ``after``, then a StatusNotification of the EVSE (B01, G01)."""
+async def reboot_seen(ctx: Ctx, after: int, *reasons: str) -> None:
+    """A BootNotificationRequest after ``after`` (giving one of ``reasons``, if given), then a StatusNotification
+    of the EVSE (B01, G01)."""
     boot = await ctx.wait_call("BootNotification", after, timeout_s=40, what="BootNotificationRequest")
+    if reasons and boot.payload.get("reason") not in reasons:
+        # B01.FR.03 (BootReasonEnumType): a station rebooted by a ResetRequest says so.
+        raise Fail(
+            f"BootNotificationRequest reason {boot.payload.get('reason')!r} after the Reset, expected "
+            f"{' or '.join(reasons)} (B01.FR.03, BootReasonEnumType)"
+        )
     await ctx.wait_call(
         "StatusNotification",
         ctx.index_of(boot),
@@ -613,10 +620,10 @@ case(
 
 
 async def reset_idle(ctx: Ctx) -> None:
-    """Reset OnIdle without a transaction: Accepted, then the station boots again (B11)."""
+    """Reset OnIdle without a transaction: Accepted, then the station boots again, reason RemoteReset (B11)."""
     m = ctx.at()
     await ctx.expect_answer("Reset", {"type": "OnIdle"}, "status", "Accepted")
-    await reboot_seen(ctx, m)
+    await reboot_seen(ctx, m, "RemoteReset")
 
 
 async def reset_on_idle_with_tx(ctx: Ctx) -> None:
@@ -629,7 +636,9 @@ async def reset_on_idle_with_tx(ctx: Ctx) -> None:
     if ctx.calls_since("BootNotification", m) or ended:
         raise Fail("the station reset or ended the transaction although the Reset was OnIdle (B12.FR.?)")
     await stop_local(ctx)
-    await reboot_seen(ctx, m)
+    # The Reset was answered Scheduled and carried out once idle: RemoteReset, or ScheduledReset ("rebooted due to
+    # a scheduled reset command"); Part 2 does not say which of the two a deferred OnIdle reset is.
+    await reboot_seen(ctx, m, "RemoteReset", "ScheduledReset")
 
 
 async def reset_immediate_with_tx(ctx: Ctx) -> None:
@@ -644,7 +653,7 @@ async def reset_immediate_with_tx(ctx: Ctx) -> None:
         raise Fail(
             f"TransactionEventRequest Ended stoppedReason {reason!r}, expected ImmediateReset (B12.FR.?)"
         )
-    await reboot_seen(ctx, m)
+    await reboot_seen(ctx, m, "RemoteReset")
 
 
 async def reset_evse(ctx: Ctx) -> None:

@@ -7,6 +7,7 @@ from __future__ import annotations
 import asyncio
 import contextlib
 import json
+import re
 import sys
 import xml.etree.ElementTree as ET
 from datetime import UTC, datetime
@@ -54,7 +55,11 @@ async def test_the_agent_passes_the_whole_201_charger_suite_with_its_ctl_profile
     )
     assert report is not None
     verdicts = {r.id: (str(r.verdict), r.reason) for r in report.results}
-    assert len(verdicts) == len(V201.charger_cases()) >= 70
+    assert len(verdicts) == len(V201.charger_cases()) >= 156
+    # The blocks that came later run against the agent too: security, local list, reservation, smart charging,
+    # firmware, logs, certificates, and TxStart/StopPoint (E) and GetReport (B).
+    per_block = {b: len([k for k in verdicts if k.startswith(f"TC_{b}_")]) for b in "ABDEHKLMN"}
+    assert per_block == {"A": 4, "B": 28, "D": 9, "E": 16, "H": 10, "K": 28, "L": 2, "M": 6, "N": 3}
     not_passed = {k: v for k, v in verdicts.items() if v[0] != "passed"}
     # The agent answers SummaryInventory, so TC_B_14 passes and its "Not Supported" twin (TC_B_15) is not
     # applicable; it does reset single EVSEs, so TC_B_25 passes and the twin (TC_B_28) is the one not applicable.
@@ -86,8 +91,9 @@ def now() -> str:
 
 class BadStation:
     """A raw OCPP 2.0.1 station with one fault: ``transition`` reports Occupied -> Reserved when the cable is
-    pulled (Part 2 §G01 forbids it), ``seq_gap`` numbers its second TransactionEvent 2 instead of 1, and
-    ``two_ended`` ends its transaction twice."""
+    pulled (Part 2 §G01 forbids it), ``seq_gap`` numbers its second TransactionEvent 2 instead of 1,
+    ``two_ended`` ends its transaction twice, and ``accept_unknown_tx`` accepts a TxProfile for a transaction it
+    does not run."""
 
     def __init__(self, port: int, flaw: str) -> None:
         self.url = f"ws://127.0.0.1:{port}/ocpp/CP-BAD-201"
@@ -135,6 +141,18 @@ class BadStation:
             if frame[2] == "RequestStopTransaction" and self.tx is not None:
                 await ws.send(json.dumps([3, frame[1], {"status": "Accepted"}]))
                 await self.end("RemoteStop")
+            elif frame[2] == "GetCompositeSchedule":
+                schedule = {
+                    "evseId": frame[3]["evseId"],
+                    "duration": frame[3]["duration"],
+                    "scheduleStart": now(),
+                    "chargingRateUnit": "A",
+                    "chargingSchedulePeriod": [{"startPeriod": 0, "limit": 32.0}],
+                }
+                await ws.send(json.dumps([3, frame[1], {"status": "Accepted", "schedule": schedule}]))
+            elif frame[2] == "SetChargingProfile" and self.flaw == "accept_unknown_tx":
+                # Accepts a TxProfile whatever transaction it names (K01.FR.?: Rejected for one not running).
+                await ws.send(json.dumps([3, frame[1], {"status": "Accepted"}]))
             else:
                 await ws.send(json.dumps([3, frame[1], {"status": "Rejected"}]))
 
@@ -188,9 +206,14 @@ class BadStationActuator(Actuator):
         ("transition", "TC_G_02_CS", "EVSE 1 connector 1: Occupied -> Reserved"),
         ("seq_gap", "TC_E_03_CS", "seqNo skips from 0 to 2"),
         ("two_ended", "TC_E_15_CS", "sent after the transaction's Ended event"),
+        (
+            "accept_unknown_tx",
+            "TC_K_16_CS",
+            "SetChargingProfileResponse status is 'Accepted', expected Rejected",
+        ),
     ],
 )
-async def test_a_201_station_with_forbidden_transitions_seqno_gaps_or_two_ended_fails(
+async def test_a_201_station_with_forbidden_transitions_seqno_gaps_two_ended_or_a_foreign_tx_profile_fails(
     flaw: str, case_id: str, reason: str, tmp_path: Path
 ) -> None:
     port = free_port()
@@ -323,3 +346,10 @@ async def test_a_charger_that_negotiates_another_version_is_a_setup_error(tmp_pa
         await asyncio.gather(task, return_exceptions=True)
     assert code == 2 and report is not None and not report.results
     assert "CP-16 negotiated ocpp1.6, but the suite tests ocpp2.0.1" in report.setup_error
+
+
+def test_the_201_charger_case_ids_are_catalogue_ids_and_unique() -> None:
+    """The catalogue gathers its block modules; each names its OCTT case once, as TC_<block>_<nn>_CS."""
+    ids = [c.id for c in V201.charger_cases()]
+    assert len(ids) == len(set(ids))
+    assert all(re.fullmatch(r"TC_[A-P]_\d{2}_CS", i) for i in ids)
