@@ -20,6 +20,7 @@ from conformance import pki
 from conformance.charger_runner import ChargerContext, stops
 from conformance.fileserver import serve_files
 from conformance.model import Case, Fail, NotApplicable, Step
+from conformance.tls_checks import client_certificate_valid, server_certificate_valid
 from conformance.v16.spec import CORE_CONFIGURATION_KEYS
 
 __all__ = ["CASES"]
@@ -1292,7 +1293,8 @@ case(
 # ================================================================================================ Security
 # The OCPP 1.6 security whitepaper (edition 2) cases a charger can show over a plain ws:// link: password change,
 # certificate install / list / delete, certificate signing, security events, the security log and signed firmware.
-# TC_078, TC_083 and TC_086-088 need a TLS central system (wss://) and are not in this catalogue.
+# TC_086 and TC_087 need the runner on wss:// (--tls-cert/--tls-key, --tls-ca): not applicable without it.
+# TC_078 (invalid server certificate), TC_083 (profile upgrade) and TC_088 are not in this catalogue yet.
 
 
 async def _install_root(ctx: ChargerContext, kind: str, pem: str) -> None:
@@ -1555,4 +1557,14 @@ security_case(
     "Secure Firmware Update - Invalid Signature",
     ("SignedUpdateFirmware, bad signature: InvalidSignature", signed_firmware(False)),
     timeout_s=90,
+)
+security_case(
+    "TC_086_CS",
+    "TLS - server-side certificate - Valid certificate",
+    ("reconnect over TLS 1.2+, Basic auth or a client certificate", server_certificate_valid),
+)
+security_case(
+    "TC_087_CS",
+    "TLS - Client-side certificate - valid certificate",
+    ("reconnect with a client certificate issued to the charger", client_certificate_valid),
 )

@@ -1,0 +1,71 @@
+"""The TLS connection cases of both versions (OCTT 1.6 TC_086/TC_087, 2.0.1 TC_A_04/TC_A_07): the charger's
+next handshake with our wss:// central system, judged on what the security profiles require."""
+
+from __future__ import annotations
+
+import contextlib
+
+from conformance.charger_runner import ChargerContext, Handshake
+from conformance.model import Fail, NotApplicable
+
+__all__ = ["client_certificate_valid", "server_certificate_valid"]
+
+TLS_VERSIONS = ("TLSv1.2", "TLSv1.3")  # OCPP 1.6 security whitepaper / 2.0.1 A00.FR.309: TLS 1.2 or above
+PASSWORD_LENGTH = (16, 40)  # AuthorizationKey / BasicAuthPassword: 16 to 40 characters
+
+
+async def fresh_handshake(ctx: ChargerContext, *, client_ca: bool) -> Handshake:
+    """Drop the charger's connection and return the handshake of its reconnect (OCTT: the charger connects)."""
+    if ctx.setup.tls is None:
+        raise NotApplicable(
+            "needs a wss:// central system: run the charger suite with --tls-cert FILE --tls-key FILE "
+            "(or --tls-self-signed DIR) and point the charger at wss://"
+        )
+    if client_ca and not ctx.setup.tls_client_ca:
+        raise NotApplicable("security profile 3 needs a CA for client certificates: add --tls-ca FILE")
+    ctx.cs.handshakes.clear()
+    with contextlib.suppress(KeyError, ConnectionError):
+        await ctx.cs.disconnect(ctx.cp_id)
+    await ctx.reconnected(30)
+    mine = [h for h in ctx.cs.handshakes if h.cp_id == ctx.cp_id]
+    if not mine:
+        raise Fail("the charger reconnected without a handshake we recorded")
+    shown = mine[-1]
+    ctx.event(
+        f"handshake: {shown.tls_version or 'plain ws://'}, client certificate names "
+        f"{sorted(shown.client_names) or 'none'}, Basic auth {'sent' if shown.password is not None else 'not sent'}"
+    )
+    if shown.tls_version not in TLS_VERSIONS:
+        raise Fail(
+            f"the charger connected with {shown.tls_version or 'no TLS'}; TLS 1.2 or above is required"
+        )
+    return shown
+
+
+async def server_certificate_valid(ctx: ChargerContext) -> None:
+    """Security profile 2 (or 3): the charger accepts our server certificate and connects over TLS; at profile 2
+    its upgrade request carries HTTP Basic ``<chargerId>:<password>`` with a 16-40 character password."""
+    shown = await fresh_handshake(ctx, client_ca=False)
+    if shown.client_names:
+        return  # security profile 3: the client certificate identifies the charger
+    if shown.password is None:
+        raise Fail(
+            "security profile 2: the upgrade request has no HTTP Basic Authorization for user "
+            f"{ctx.cp_id!r} (and no client certificate)"
+        )
+    low, high = PASSWORD_LENGTH
+    if not low <= len(shown.password) <= high:
+        raise Fail(
+            f"the Basic auth password has {len(shown.password)} characters; {low} to {high} are required"
+        )
+
+
+async def client_certificate_valid(ctx: ChargerContext) -> None:
+    """Security profile 3: the charger presents a client certificate our CA verifies, issued to its identity."""
+    shown = await fresh_handshake(ctx, client_ca=True)
+    if not shown.client_names:
+        raise Fail("security profile 3: the charger presented no client certificate")
+    if ctx.cp_id not in shown.client_names:
+        raise Fail(
+            f"the client certificate is issued to {sorted(shown.client_names)}, not to the charger {ctx.cp_id!r}"
+        )
