@@ -238,7 +238,7 @@ async def _charger(args: argparse.Namespace, report: Report, cases: Sequence[Cas
     host, _, port = args.listen.rpartition(":")
     v = VERSIONS[args.ocpp_version]
     try:
-        tls = _server_tls(args, host or "127.0.0.1")
+        tls, tls_files = _server_tls(args, host or "127.0.0.1")
     except (OSError, ssl.SSLError, ValueError) as exc:
         report.setup_error = f"TLS set-up: {exc}"
         return
@@ -256,12 +256,14 @@ async def _charger(args: argparse.Namespace, report: Report, cases: Sequence[Cas
         backup_power=args.backup_power,
         tls=tls,
         tls_client_ca=tls is not None and args.tls_ca is not None,
+        tls_files=tls_files,
     )
     await run_charger_suite(setup, cases, report, timeout_scale=args.timeout_scale, quiet=args.quiet)
 
 
-def _server_tls(args: argparse.Namespace, host: str) -> ssl.SSLContext | None:
-    """The charger runner's server TLS from --tls-cert/--tls-key or --tls-self-signed (None: plain ws://)."""
+def _server_tls(args: argparse.Namespace, host: str) -> tuple[ssl.SSLContext | None, tuple[str, str] | None]:
+    """The charger runner's server TLS from --tls-cert/--tls-key or --tls-self-signed, and its certificate and key
+    files (None: plain ws://)."""
     from backend_stub.ocpp_server import tls_context
     from conformance.pki import write_server_pki
 
@@ -276,14 +278,14 @@ def _server_tls(args: argparse.Namespace, host: str) -> ssl.SSLContext | None:
                 f"TLS: throwaway CA {ca} (install it on the charger), server certificate for {host}",
                 flush=True,
             )
-        return tls_context(cert, key, args.tls_ca)
+        return tls_context(cert, key, args.tls_ca), (str(cert), str(key))
     if args.tls_cert:
-        return tls_context(args.tls_cert, args.tls_key, args.tls_ca)
+        return tls_context(args.tls_cert, args.tls_key, args.tls_ca), (args.tls_cert, args.tls_key)
     if args.tls_ca:
         raise ValueError(
             "--tls-ca needs --tls-cert/--tls-key or --tls-self-signed (client certificates need TLS)"
         )
-    return None
+    return None, None
 
 
 async def _run(args: argparse.Namespace, report: Report, cases: Sequence[Case[Any]]) -> None:

@@ -51,6 +51,9 @@ class ChargerSetup:
     backup_power: bool = False  # the charger stops its transactions before going down (OCTT TC_032_1)
     tls: ssl.SSLContext | None = None  # serve wss:// (security profiles 2 and 3; OCTT TC_086-088, TC_A_*)
     tls_client_ca: bool = False  # ``tls`` verifies client certificates (security profile 3 cases)
+    tls_files: tuple[str, str] | None = (
+        None  # the server certificate and key of ``tls`` (put back after a swap)
+    )
 
     def needs_available(self) -> set[str]:
         """The physical steps the actuator can do."""

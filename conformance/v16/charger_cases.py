@@ -20,7 +20,11 @@ from conformance import pki
 from conformance.charger_runner import ChargerContext, stops
 from conformance.fileserver import serve_files
 from conformance.model import Case, Fail, NotApplicable, Step
-from conformance.tls_checks import client_certificate_valid, server_certificate_valid
+from conformance.tls_checks import (
+    client_certificate_valid,
+    invalid_server_certificate,
+    server_certificate_valid,
+)
 from conformance.v16.spec import CORE_CONFIGURATION_KEYS
 
 __all__ = ["CASES"]
@@ -1293,8 +1297,8 @@ case(
 # ================================================================================================ Security
 # The OCPP 1.6 security whitepaper (edition 2) cases a charger can show over a plain ws:// link: password change,
 # certificate install / list / delete, certificate signing, security events, the security log and signed firmware.
-# TC_086 and TC_087 need the runner on wss:// (--tls-cert/--tls-key, --tls-ca): not applicable without it.
-# TC_078 (invalid server certificate), TC_083 (profile upgrade) and TC_088 are not in this catalogue yet.
+# TC_078, TC_086 and TC_087 need the runner on wss:// (--tls-cert/--tls-key, --tls-ca): not applicable without
+# it. TC_083 (profile upgrade) and TC_088 are not in this catalogue yet.
 
 
 async def _install_root(ctx: ChargerContext, kind: str, pem: str) -> None:
@@ -1544,6 +1548,15 @@ security_case(
     "TC_077_CS",
     "Invalid ChargePointCertificate Security Event",
     ("CertificateSigned for another key: Rejected, security event", invalid_charge_point_certificate),
+)
+security_case(
+    "TC_078_CS",
+    "Invalid CentralSystemCertificate Security Event",
+    (
+        "unknown-CA server certificate refused, then SecurityEventNotification",
+        invalid_server_certificate("InvalidCentralSystemCertificate"),
+    ),
+    timeout_s=90,
 )
 security_case("TC_079_CS", "Get Security Log", ("GetLog SecurityLog: Uploaded", security_log))
 security_case(

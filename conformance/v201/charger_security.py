@@ -3,8 +3,8 @@ certificate A02), block M, certificate management (TC_M_NN_CS: InstallCertificat
 GetInstalledCertificateIds M03, DeleteCertificate M04), and SetNetworkProfile (B09).
 
 With the runner on wss:// (--tls-cert/--tls-key, --tls-ca for profile 3) TC_A_04 and TC_A_07 judge the station's
-TLS handshake (`conformance.tls_checks`); A05/A06 (invalid server certificate, TLS too old) and the profile
-upgrades A19-A22 are not here yet. What the cases can see over ws:// they check: the station reconnects with a new password (and only with it), reports the
+TLS handshake (`conformance.tls_checks`) and TC_A_05 presents a certificate from an unknown CA; A06 (TLS too
+old) and the profile upgrades A19-A22 are not here yet. What the cases can see over ws:// they check: the station reconnects with a new password (and only with it), reports the
 change as a security event and never reads the password back; a CSR names the station; a certificate for a key
 the station never made is refused with a security event; an installed root is listed and a deleted one is not.
 """
@@ -18,7 +18,11 @@ from cryptography.x509.oid import NameOID
 
 from conformance import pki
 from conformance.model import Case, Fail, NotApplicable, Step
-from conformance.tls_checks import client_certificate_valid, server_certificate_valid
+from conformance.tls_checks import (
+    client_certificate_valid,
+    invalid_server_certificate,
+    server_certificate_valid,
+)
 from conformance.v16.charger_cases import _same, delete_installed, security_event
 from conformance.v201.charger_cases import Ctx, StepFn, check_frames, to_idle
 
@@ -101,6 +105,16 @@ add(
     "TLS - server-side certificate - Valid certificate",
     SECURITY,
     ("reconnect over TLS 1.2+, Basic auth or a client certificate", server_certificate_valid),
+)
+add(
+    "TC_A_05_CS",
+    "TLS - server-side certificate - Invalid certificate",
+    SECURITY,
+    (
+        "unknown-CA server certificate refused, then SecurityEventNotification",
+        invalid_server_certificate("InvalidCsmsCertificate"),
+    ),
+    timeout_s=90,
 )
 add(
     "TC_A_07_CS",

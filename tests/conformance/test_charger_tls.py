@@ -5,19 +5,32 @@ are not applicable (the whole-suite tests), and a half-given TLS option is a set
 
 from __future__ import annotations
 
+import asyncio
+import base64
+import contextlib
+import json
+import ssl
 from datetime import UTC, datetime
 from pathlib import Path
 
 import pytest
+from websockets.asyncio.client import connect
+from websockets.exceptions import ConnectionClosed
 
+from backend_stub.ocpp_server import tls_context
 from conformance.__main__ import run_cli
-from conformance.report import EXIT_SETUP
+from conformance.charger_runner import ChargerSetup, run_charger_suite
+from conformance.engine import select_cases
+from conformance.pki import write_server_pki
+from conformance.report import EXIT_SETUP, Report
+from conformance.versions import VERSIONS
 from tests.conformance.test_charger_suite import AGENT_CONFIG, charger_args, free_port
 from tests.pki import issue
 
 pytestmark = pytest.mark.timeout(300)
 
 CASES = {"1.6": ("TC_086_CS", "TC_087_CS"), "2.0.1": ("TC_A_04_CS", "TC_A_07_CS")}
+UNKNOWN_CA = {"1.6": "TC_078_CS", "2.0.1": "TC_A_05_CS"}
 
 
 def tls_agent(tmp_path: Path, version: str, profile: int, ca: Path) -> tuple[int, Path]:
@@ -50,12 +63,11 @@ async def test_the_agent_at_profile_3_passes_the_tls_cases(tmp_path: Path, versi
     cert, key = issue("127.0.0.1", now, issuer=server_ca, server_ip="127.0.0.1").write(tmp_path, "server")
     port, config = tls_agent(tmp_path, version, 3, ca_pem)
     tls = ["--tls-cert", str(cert), "--tls-key", str(key), "--tls-ca", str(tmp_path / "client-ca.pem")]
-    args = charger_args(port, config, "--version", version, "--cases", ",".join(CASES[version]), *tls)
+    ids = (*CASES[version], UNKNOWN_CA[version])
+    args = charger_args(port, config, "--version", version, "--cases", ",".join(ids), *tls)
     code, report = await run_cli(args)
     assert report is not None
-    assert {r.id: (str(r.verdict), r.reason) for r in report.results} == dict.fromkeys(
-        CASES[version], ("passed", "")
-    )
+    assert {r.id: (str(r.verdict), r.reason) for r in report.results} == dict.fromkeys(ids, ("passed", ""))
     assert code == 0
     client = next(r for r in report.results if r.id == CASES[version][1])
     assert any("client certificate names ['CP-AGENT']" in t.text for t in client.trace)
@@ -90,3 +102,63 @@ async def test_a_tls_key_without_its_certificate_is_a_setup_error(tmp_path: Path
     assert report is not None
     assert report.setup_error == "TLS set-up: --tls-cert and --tls-key go together"
     assert code == EXIT_SETUP
+
+
+async def lax_charger(port: int) -> None:
+    """A raw OCPP 1.6 charger at security profile 2 that does not verify the server certificate: it connects
+    whatever certificate it is shown (and reconnects whenever dropped)."""
+    lax = ssl.create_default_context()
+    lax.check_hostname, lax.verify_mode = False, ssl.CERT_NONE
+    auth = "Basic " + base64.b64encode(b"CP-LAX:lax-password-0000001").decode()
+    while True:
+        with contextlib.suppress(OSError, ConnectionClosed):
+            async with connect(
+                f"wss://127.0.0.1:{port}/ocpp/CP-LAX",
+                subprotocols=["ocpp1.6"],  # type: ignore[list-item]
+                ssl=lax,
+                additional_headers={"Authorization": auth},
+            ) as ws:
+                await ws.send(
+                    json.dumps(
+                        [2, "1", "BootNotification", {"chargePointVendor": "L", "chargePointModel": "L"}]
+                    )
+                )
+                now = datetime.now(UTC).isoformat(timespec="seconds").replace("+00:00", "Z")
+                for connector in (0, 1):
+                    status = {
+                        "connectorId": connector,
+                        "status": "Available",
+                        "errorCode": "NoError",
+                        "timestamp": now,
+                    }
+                    await ws.send(json.dumps([2, f"s{connector}", "StatusNotification", status]))
+                async for text in ws:
+                    frame = json.loads(text)
+                    if frame[0] == 2:
+                        await ws.send(json.dumps([3, frame[1], {"status": "Rejected"}]))
+        await asyncio.sleep(0.05)
+
+
+async def test_a_charger_that_accepts_an_unknown_ca_fails_tc_078(tmp_path: Path) -> None:
+    port = free_port()
+    cert, key, _ = write_server_pki(tmp_path, "127.0.0.1")
+    setup = ChargerSetup(
+        port=port,
+        connect_timeout_s=30,
+        call_timeout_s=5,
+        tls=tls_context(cert, key),
+        tls_files=(str(cert), str(key)),
+    )
+    report = Report("charger", "1.6", f"127.0.0.1:{port}")
+    task = asyncio.create_task(lax_charger(port))
+    try:
+        await run_charger_suite(
+            setup, select_cases(VERSIONS["1.6"].charger_cases(), "TC_078_CS"), report, quiet=True
+        )
+    finally:
+        task.cancel()
+        await asyncio.gather(task, return_exceptions=True)
+    assert [(r.id, str(r.verdict), r.reason) for r in report.results] == [
+        ("TC_078_CS", "failed", "the charger accepted a server certificate from an unknown CA and connected")
+    ]
+    assert report.exit_status() == 1
