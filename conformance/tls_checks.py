@@ -11,7 +11,12 @@ from conformance.charger_runner import ChargerContext, Handshake
 from conformance.model import Fail, NotApplicable
 from conformance.pki import write_server_pki
 
-__all__ = ["client_certificate_valid", "invalid_server_certificate", "server_certificate_valid"]
+__all__ = [
+    "client_certificate_valid",
+    "invalid_server_certificate",
+    "latest_handshake",
+    "server_certificate_valid",
+]
 
 StepFn = Callable[[ChargerContext], Awaitable[None]]
 # How long the charger gets to (wrongly) connect while we present a certificate from an unknown CA.
@@ -25,6 +30,14 @@ TLS_VERSIONS = ("TLSv1.2", "TLSv1.3")  # OCPP 1.6 security whitepaper / 2.0.1 A0
 PASSWORD_LENGTH = (16, 40)  # AuthorizationKey / BasicAuthPassword: 16 to 40 characters
 
 
+def latest_handshake(ctx: ChargerContext) -> Handshake:
+    """The charger's latest recorded handshake (a Fail if there is none)."""
+    mine = [h for h in ctx.cs.handshakes if h.cp_id == ctx.cp_id]
+    if not mine:
+        raise Fail("the charger reconnected without a handshake we recorded")
+    return mine[-1]
+
+
 async def fresh_handshake(ctx: ChargerContext, *, client_ca: bool) -> Handshake:
     """Drop the charger's connection and return the handshake of its reconnect (OCTT: the charger connects)."""
     if ctx.setup.tls is None:
@@ -35,10 +48,7 @@ async def fresh_handshake(ctx: ChargerContext, *, client_ca: bool) -> Handshake:
     with contextlib.suppress(KeyError, ConnectionError):
         await ctx.cs.disconnect(ctx.cp_id)
     await ctx.reconnected(30)
-    mine = [h for h in ctx.cs.handshakes if h.cp_id == ctx.cp_id]
-    if not mine:
-        raise Fail("the charger reconnected without a handshake we recorded")
-    shown = mine[-1]
+    shown = latest_handshake(ctx)
     ctx.event(
         f"handshake: {shown.tls_version or 'plain ws://'}, client certificate names "
         f"{sorted(shown.client_names) or 'none'}, Basic auth {'sent' if shown.password is not None else 'not sent'}"

@@ -23,6 +23,7 @@ from conformance.model import Case, Fail, NotApplicable, Step
 from conformance.tls_checks import (
     client_certificate_valid,
     invalid_server_certificate,
+    latest_handshake,
     server_certificate_valid,
 )
 from conformance.v16.spec import CORE_CONFIGURATION_KEYS
@@ -1298,7 +1299,7 @@ case(
 # The OCPP 1.6 security whitepaper (edition 2) cases a charger can show over a plain ws:// link: password change,
 # certificate install / list / delete, certificate signing, security events, the security log and signed firmware.
 # TC_078, TC_086 and TC_087 need the runner on wss:// (--tls-cert/--tls-key, --tls-ca): not applicable without
-# it. TC_083 (profile upgrade) and TC_088 are not in this catalogue yet.
+# it, TC_083 also without --tls-ca. TC_088 is not in this catalogue yet.
 
 
 async def _install_root(ctx: ChargerContext, kind: str, pem: str) -> None:
@@ -1557,6 +1558,45 @@ security_case(
         invalid_server_certificate("InvalidCentralSystemCertificate"),
     ),
     timeout_s=90,
+)
+
+
+async def upgrade_profile(ctx: ChargerContext) -> None:
+    """Whitepaper §2 migration: ChangeConfiguration SecurityProfile 3 (from 2) Accepted; the charger drops its
+    connection, reconnects with a client certificate issued to it, and then reports SecurityProfile 3."""
+    if ctx.setup.tls is None or not ctx.setup.tls_client_ca:
+        raise NotApplicable(
+            "the upgrade to security profile 3 needs the runner on wss:// with --tls-ca (client certificates)"
+        )
+    current = (await ctx.configuration("SecurityProfile")).get("SecurityProfile")
+    if current != "2":
+        raise NotApplicable(f"the charger uses SecurityProfile {current}: the upgrade case starts at 2")
+    ctx.cs.handshakes.clear()
+    await ctx.expect_answer(
+        "ChangeConfiguration", {"key": "SecurityProfile", "value": "3"}, "status", "Accepted"
+    )
+    try:
+        await ctx.cs.wait_disconnected(ctx.cp_id, timeout=ctx.scaled(15))
+    except TimeoutError:
+        raise Fail(
+            "the charger kept its security profile 2 connection after SecurityProfile 3 was Accepted"
+        ) from None
+    await ctx.reconnected(30)
+    shown = latest_handshake(ctx)
+    if ctx.cp_id not in shown.client_names:
+        raise Fail(
+            f"after the upgrade the charger connected without a client certificate issued to it "
+            f"(names: {sorted(shown.client_names) or 'none'})"
+        )
+    after = (await ctx.configuration("SecurityProfile")).get("SecurityProfile")
+    if after != "3":
+        raise Fail(f"SecurityProfile reads {after} after the upgrade to 3")
+
+
+security_case(
+    "TC_083_CS",
+    "Upgrade Charge Point Security Profile - Accepted",
+    ("SecurityProfile 3: Accepted, reconnect with a client certificate", upgrade_profile),
 )
 security_case("TC_079_CS", "Get Security Log", ("GetLog SecurityLog: Uploaded", security_log))
 security_case(

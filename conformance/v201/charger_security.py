@@ -4,7 +4,8 @@ GetInstalledCertificateIds M03, DeleteCertificate M04), and SetNetworkProfile (B
 
 With the runner on wss:// (--tls-cert/--tls-key, --tls-ca for profile 3) TC_A_04 and TC_A_07 judge the station's
 TLS handshake (`conformance.tls_checks`) and TC_A_05 presents a certificate from an unknown CA; A06 (TLS too
-old) and the profile upgrades A19-A22 are not here yet. What the cases can see over ws:// they check: the station reconnects with a new password (and only with it), reports the
+old: this OpenSSL cannot serve TLS below 1.2) and the upgrades A19-A21 are not here yet; A22 (a downgrade is
+Rejected) runs on a station at profile 2 or 3. What the cases can see over ws:// they check: the station reconnects with a new password (and only with it), reports the
 change as a security event and never reads the password back; a CSR names the station; a certificate for a key
 the station never made is refused with a security event; an installed root is listed and a deleted one is not.
 """
@@ -328,6 +329,41 @@ async def network_profile_rejected(ctx: Ctx) -> None:
         raise Fail("the station dropped its connection after a Rejected SetNetworkProfile")
 
 
+async def downgrade_rejected(ctx: Ctx) -> None:
+    """A05.FR.?: SetNetworkProfile with a security profile below the active one is Rejected; the station stays
+    connected at its profile."""
+    active = await ctx.get_variable("SecurityCtrlr", "SecurityProfile")
+    if active not in ("2", "3"):
+        raise NotApplicable(
+            f"the station uses SecurityProfile {active}: a downgrade needs profile 2 or 3 (the runner on wss://)"
+        )
+    lower = int(active) - 1
+    scheme = "wss" if lower >= 2 else "ws"
+    profile = {
+        "ocppVersion": "OCPP20",
+        "ocppTransport": "JSON",
+        "ocppCsmsUrl": f"{scheme}://{ctx.setup.host}:{ctx.setup.port}/ocpp",
+        "messageTimeout": 30,
+        "securityProfile": lower,
+        "ocppInterface": "Wired0",
+    }
+    await ctx.expect_answer(
+        "SetNetworkProfile", {"configurationSlot": 1, "connectionData": profile}, "status", "Rejected"
+    )
+    await ctx.quiet(1)
+    if ctx.cp_id not in ctx.cs.connected:
+        raise Fail("the station dropped its connection after a Rejected SetNetworkProfile")
+    after = await ctx.get_variable("SecurityCtrlr", "SecurityProfile")
+    if after != active:
+        raise Fail(f"SecurityProfile reads {after} after the Rejected downgrade (was {active})")
+
+
+add(
+    "TC_A_22_CS",
+    "Upgrade Charging Station Security Profile - Downgrade security profile - Rejected",
+    SECURITY,
+    ("SetNetworkProfile one profile lower: Rejected, profile kept", downgrade_rejected),
+)
 add(
     "TC_B_43_CS",
     "Set new NetworkConnectionProfile - Rejected",

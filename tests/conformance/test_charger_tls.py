@@ -31,14 +31,17 @@ pytestmark = pytest.mark.timeout(300)
 
 CASES = {"1.6": ("TC_086_CS", "TC_087_CS"), "2.0.1": ("TC_A_04_CS", "TC_A_07_CS")}
 UNKNOWN_CA = {"1.6": "TC_078_CS", "2.0.1": "TC_A_05_CS"}
+AT_PROFILE_3 = {"1.6": (), "2.0.1": ("TC_A_22_CS",)}  # a downgrade from 3 is Rejected
 
 
-def tls_agent(tmp_path: Path, version: str, profile: int, ca: Path) -> tuple[int, Path]:
-    """The agent's config at ``profile`` (2, or 3 with a client certificate for CP-AGENT from its own CA, written
-    as ``tmp_path/client-ca.pem``), trusting ``ca`` for the central system's certificate."""
+def tls_agent(
+    tmp_path: Path, version: str, profile: int, ca: Path, *, client_cert: bool = False
+) -> tuple[int, Path]:
+    """The agent's config at ``profile`` (2, or 3), trusting ``ca`` for the central system's certificate; at 3
+    (or with ``client_cert``) with a client certificate for CP-AGENT from its own CA (``tmp_path/client-ca.pem``)."""
     port = free_port()
     tls = f'ca_file = "{ca}"\n'
-    if profile == 3:
+    if profile == 3 or client_cert:
         now = datetime.now(UTC)
         client_ca = issue("Charger CA", now, ca=True)
         client_ca.write(tmp_path, "client-ca")
@@ -63,7 +66,7 @@ async def test_the_agent_at_profile_3_passes_the_tls_cases(tmp_path: Path, versi
     cert, key = issue("127.0.0.1", now, issuer=server_ca, server_ip="127.0.0.1").write(tmp_path, "server")
     port, config = tls_agent(tmp_path, version, 3, ca_pem)
     tls = ["--tls-cert", str(cert), "--tls-key", str(key), "--tls-ca", str(tmp_path / "client-ca.pem")]
-    ids = (*CASES[version], UNKNOWN_CA[version])
+    ids = (*CASES[version], UNKNOWN_CA[version], *AT_PROFILE_3[version])
     args = charger_args(port, config, "--version", version, "--cases", ",".join(ids), *tls)
     code, report = await run_cli(args)
     assert report is not None
@@ -92,6 +95,20 @@ async def test_an_agent_at_profile_2_passes_the_server_case_and_fails_the_client
     assert verdicts[client_case][0] == "failed"
     assert "presented no client certificate" in verdicts[client_case][1]
     assert code != 0 and code != EXIT_SETUP
+
+
+async def test_the_agent_upgrades_from_profile_2_to_3_tc_083(tmp_path: Path) -> None:
+    pki_dir = tmp_path / "pki"
+    port, config = tls_agent(tmp_path, "1.6", 2, pki_dir / "ca.pem", client_cert=True)
+    tls = ["--tls-self-signed", str(pki_dir), "--tls-ca", str(tmp_path / "client-ca.pem")]
+    code, report = await run_cli(charger_args(port, config, "--cases", "TC_083_CS,TC_087_CS", *tls))
+    assert report is not None
+    # After the upgrade the agent stays at profile 3: TC_087 (run after TC_083) sees its client certificate.
+    assert [(r.id, str(r.verdict), r.reason) for r in report.results] == [
+        ("TC_083_CS", "passed", ""),
+        ("TC_087_CS", "passed", ""),
+    ]
+    assert code == 0
 
 
 async def test_a_tls_key_without_its_certificate_is_a_setup_error(tmp_path: Path) -> None:
