@@ -3,9 +3,12 @@ certificate A02), block M, certificate management (TC_M_NN_CS: InstallCertificat
 GetInstalledCertificateIds M03, DeleteCertificate M04), and SetNetworkProfile (B09).
 
 With the runner on wss:// (--tls-cert/--tls-key, --tls-ca for profile 3) TC_A_04 and TC_A_07 judge the station's
-TLS handshake (`conformance.tls_checks`) and TC_A_05 presents a certificate from an unknown CA; A06 (TLS too
-old: this OpenSSL cannot serve TLS below 1.2) and the upgrades A19-A21 are not here yet; A22 (a downgrade is
-Rejected) runs on a station at profile 2 or 3. What the cases can see over ws:// they check: the station reconnects with a new password (and only with it), reports the
+TLS handshake (`conformance.tls_checks`), TC_A_05 presents a certificate from an unknown CA, TC_A_19 upgrades a
+station from profile 2 to 3 (with --tls-ca) and TC_A_22 checks that a downgrade is Rejected (at 2 or 3). Not here:
+A06 (TLS too old: this OpenSSL cannot serve below TLS 1.2) and A20/A21 (upgrade without the root / station
+certificate).
+
+What the cases can see over ws:// they check: the station reconnects with a new password (and only with it), reports the
 change as a security event and never reads the password back; a CSR names the station; a certificate for a key
 the station never made is refused with a security event; an installed root is listed and a deleted one is not.
 """
@@ -22,10 +25,11 @@ from conformance.model import Case, Fail, NotApplicable, Step
 from conformance.tls_checks import (
     client_certificate_valid,
     invalid_server_certificate,
+    latest_handshake,
     server_certificate_valid,
 )
 from conformance.v16.charger_cases import _same, delete_installed, security_event
-from conformance.v201.charger_cases import Ctx, StepFn, check_frames, to_idle
+from conformance.v201.charger_cases import Ctx, StepFn, check_frames, reboot_seen, to_idle
 
 __all__ = ["CASES"]
 
@@ -329,6 +333,54 @@ async def network_profile_rejected(ctx: Ctx) -> None:
         raise Fail("the station dropped its connection after a Rejected SetNetworkProfile")
 
 
+def _network_profile(ctx: Ctx, security_profile: int) -> dict[str, Any]:
+    """A NetworkConnectionProfileType pointing at this runner with ``security_profile``."""
+    scheme = "wss" if security_profile >= 2 else "ws"
+    return {
+        "ocppVersion": "OCPP20",
+        "ocppTransport": "JSON",
+        "ocppCsmsUrl": f"{scheme}://{ctx.setup.host}:{ctx.setup.port}/ocpp",
+        "messageTimeout": 30,
+        "securityProfile": security_profile,
+        "ocppInterface": "Wired0",
+    }
+
+
+async def upgrade_accepted(ctx: Ctx) -> None:
+    """A05: SetNetworkProfile of a slot with security profile 3 (the station is at 2) Accepted,
+    NetworkConfigurationPriority naming it first Accepted, Reset OnIdle: the station boots again, connects with a
+    client certificate issued to it, and SecurityCtrlr.SecurityProfile reads 3."""
+    if ctx.setup.tls is None or not ctx.setup.tls_client_ca:
+        raise NotApplicable(
+            "the upgrade to security profile 3 needs the runner on wss:// with --tls-ca (client certificates)"
+        )
+    active = await ctx.get_variable("SecurityCtrlr", "SecurityProfile")
+    if active != "2":
+        raise NotApplicable(f"the station uses SecurityProfile {active}: the upgrade case starts at 2")
+    await ctx.expect_answer(
+        "SetNetworkProfile",
+        {"configurationSlot": 1, "connectionData": _network_profile(ctx, 3)},
+        "status",
+        "Accepted",
+    )
+    await ctx.set_variable("OCPPCommCtrlr", "NetworkConfigurationPriority", "1")
+    # No way back (A05.FR.?): the old order names a slot below the new active profile, so it is not set back.
+    ctx.restore.pop("OCPPCommCtrlr/NetworkConfigurationPriority", None)
+    ctx.cs.handshakes.clear()
+    m = ctx.at()
+    await ctx.expect_answer("Reset", {"type": "OnIdle"}, "status", "Accepted")
+    await reboot_seen(ctx, m, "RemoteReset")
+    shown = latest_handshake(ctx)
+    if ctx.cp_id not in shown.client_names:
+        raise Fail(
+            "after the upgrade the station connected without a client certificate issued to it "
+            f"(names: {sorted(shown.client_names) or 'none'})"
+        )
+    after = await ctx.get_variable("SecurityCtrlr", "SecurityProfile")
+    if after != "3":
+        raise Fail(f"SecurityCtrlr.SecurityProfile reads {after} after the upgrade to 3")
+
+
 async def downgrade_rejected(ctx: Ctx) -> None:
     """A05.FR.?: SetNetworkProfile with a security profile below the active one is Rejected; the station stays
     connected at its profile."""
@@ -337,16 +389,7 @@ async def downgrade_rejected(ctx: Ctx) -> None:
         raise NotApplicable(
             f"the station uses SecurityProfile {active}: a downgrade needs profile 2 or 3 (the runner on wss://)"
         )
-    lower = int(active) - 1
-    scheme = "wss" if lower >= 2 else "ws"
-    profile = {
-        "ocppVersion": "OCPP20",
-        "ocppTransport": "JSON",
-        "ocppCsmsUrl": f"{scheme}://{ctx.setup.host}:{ctx.setup.port}/ocpp",
-        "messageTimeout": 30,
-        "securityProfile": lower,
-        "ocppInterface": "Wired0",
-    }
+    profile = _network_profile(ctx, int(active) - 1)
     await ctx.expect_answer(
         "SetNetworkProfile", {"configurationSlot": 1, "connectionData": profile}, "status", "Rejected"
     )
@@ -358,6 +401,13 @@ async def downgrade_rejected(ctx: Ctx) -> None:
         raise Fail(f"SecurityProfile reads {after} after the Rejected downgrade (was {active})")
 
 
+add(
+    "TC_A_19_CS",
+    "Upgrade Charging Station Security Profile - Accepted",
+    SECURITY,
+    ("SetNetworkProfile 3, priority, Reset: reconnect with a client certificate", upgrade_accepted),
+    timeout_s=90,
+)
 add(
     "TC_A_22_CS",
     "Upgrade Charging Station Security Profile - Downgrade security profile - Rejected",
