@@ -88,9 +88,10 @@ def _build(
     signer: ec.EllipticCurvePrivateKey,
     *,
     ca: bool,
+    alt: x509.GeneralName | None = None,
 ) -> x509.Certificate:
     now = datetime.now(UTC)
-    return (
+    builder = (
         x509.CertificateBuilder()
         .subject_name(subject)
         .issuer_name(issuer)
@@ -99,8 +100,10 @@ def _build(
         .not_valid_before(now - timedelta(minutes=5))
         .not_valid_after(now + timedelta(days=365))
         .add_extension(x509.BasicConstraints(ca=ca, path_length=None), critical=True)
-        .sign(signer, hashes.SHA256())
     )
+    if alt is not None:
+        builder = builder.add_extension(x509.SubjectAlternativeName([alt]), critical=False)
+    return builder.sign(signer, hashes.SHA256())
 
 
 def certificate_hash_data(pem: str) -> dict[str, Any]:
@@ -156,19 +159,7 @@ def write_server_pki(directory: str | Path, host: str) -> tuple[Path, Path, Path
         alt: x509.GeneralName = x509.IPAddress(ipaddress.ip_address(host))
     except ValueError:
         alt = x509.DNSName(host)
-    now = datetime.now(UTC)
-    cert = (
-        x509.CertificateBuilder()
-        .subject_name(name)
-        .issuer_name(ca.subject)
-        .public_key(key.public_key())
-        .serial_number(x509.random_serial_number())
-        .not_valid_before(now - timedelta(minutes=5))
-        .not_valid_after(now + timedelta(days=30))
-        .add_extension(x509.BasicConstraints(ca=False, path_length=None), critical=True)
-        .add_extension(x509.SubjectAlternativeName([alt]), critical=False)
-        .sign(ca_key, hashes.SHA256())
-    )
+    cert = _build(name, ca.subject, key.public_key(), ca_key, ca=False, alt=alt)
     out = Path(directory)
     out.mkdir(parents=True, exist_ok=True)
     paths = out / "server.pem", out / "server.key", out / "ca.pem"
