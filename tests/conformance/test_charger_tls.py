@@ -1,7 +1,9 @@
 """The charger runner on wss://: this project's agent (its own process, driven by the ctl actuation profile)
 connects with security profile 2 (server certificate + HTTP Basic) or 3 (client certificate) and passes the TLS
-cases of both versions; an agent at profile 2 fails the client-certificate case; without TLS options those cases
-are not applicable (the whole-suite tests), and a half-given TLS option is a setup error."""
+cases of both versions (valid server certificate, client certificate, a server certificate from an unknown CA, the
+upgrade from 2 to 3, a downgrade Rejected); an agent at profile 2 fails the client-certificate case and a charger
+that skips certificate verification fails TC_078; without TLS options those cases are not applicable (the
+whole-suite tests), and a half-given TLS option is a setup error."""
 
 from __future__ import annotations
 
