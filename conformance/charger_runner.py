@@ -113,6 +113,14 @@ class TlsCentralSystem(CentralSystem):
             )
         return await super()._refusal(request, cp_id)
 
+    def _credentials_refused(self, cp_id: str, password: str | None) -> bool:
+        """Security profile 3 needs no password: a client certificate issued to ``cp_id`` (verified by our CA in
+        the handshake `_refusal` just recorded) identifies the charger, also after TC_073 set one."""
+        current = self.handshakes[-1] if self.handshakes else None
+        if current is not None and current.cp_id == cp_id and cp_id in current.client_names:
+            return False
+        return bool(super()._credentials_refused(cp_id, password))
+
 
 @dataclass
 class ChargerContext(BaseContext):

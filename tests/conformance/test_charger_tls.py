@@ -99,7 +99,9 @@ async def test_an_agent_at_profile_2_passes_the_server_case_and_fails_the_client
     assert code != 0 and code != EXIT_SETUP
 
 
-UPGRADE = {"1.6": "TC_083_CS", "2.0.1": "TC_A_19_CS"}
+# 1.6: a new password first (TC_073), then the upgrade, then the client certificate case: the runner lets the
+# profile 3 charger in by its certificate, whatever password TC_073 set.
+UPGRADE = {"1.6": ["TC_073_CS", "TC_083_CS", "TC_087_CS"], "2.0.1": ["TC_A_19_CS"]}
 
 
 @pytest.mark.parametrize("version", ["1.6", "2.0.1"])
@@ -107,7 +109,7 @@ async def test_the_agent_upgrades_from_profile_2_to_3(tmp_path: Path, version: s
     pki_dir = tmp_path / "pki"
     port, config = tls_agent(tmp_path, version, 2, pki_dir / "ca.pem", client_cert=True)
     tls = ["--tls-self-signed", str(pki_dir), "--tls-ca", str(tmp_path / "client-ca.pem")]
-    ids = [UPGRADE[version]]
+    ids = UPGRADE[version]
     code, report = await run_cli(
         charger_args(port, config, "--version", version, "--cases", ",".join(ids), *tls)
     )
