@@ -174,6 +174,12 @@ class ChargerContext(BaseContext):
         ]
         self.trace = sorted(self.trace + frames, key=lambda t: t.ts)
 
+    def trust_signing_ca(self, pem: str) -> None:
+        """A CA that signed the charger's certificate (CertificateSigned, A02) is one of ours: on wss:// with
+        client certificates the charger may then connect with that certificate (the OCTT is CSMS and CA)."""
+        if self.setup.tls is not None and self.setup.tls_client_ca:
+            self.setup.tls.load_verify_locations(cadata=pem)
+
     async def restore_settings(self) -> None:
         """Set the configuration keys a case changed back (best effort)."""
         for key, value in list(self.restore.items()):

@@ -1389,6 +1389,7 @@ async def sign_certificate(ctx: ChargerContext) -> None:
     if names != [ctx.cp_id]:
         raise Fail(f"the CSR's commonName is {names}, expected the charge point id {ctx.cp_id!r} (A02.FR.?)")
     chain = pki.pem_of(leaf) + pki.pem_of(ca)
+    ctx.trust_signing_ca(pki.pem_of(ca))
     await ctx.expect_answer("CertificateSigned", {"certificateChain": chain}, "status", "Accepted")
 
 

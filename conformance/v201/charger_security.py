@@ -188,6 +188,7 @@ async def station_certificate(ctx: Ctx) -> None:
     if names != [ctx.cp_id]:
         raise Fail(f"the CSR's commonName is {names}, expected the station's id {ctx.cp_id!r} (A02.FR.?)")
     chain = pki.pem_of(leaf) + pki.pem_of(ca)
+    ctx.trust_signing_ca(pki.pem_of(ca))
     await ctx.expect_answer("CertificateSigned", {"certificateChain": chain}, "status", "Accepted")
 
 
