@@ -99,9 +99,10 @@ async def test_an_agent_at_profile_2_passes_the_server_case_and_fails_the_client
     assert code != 0 and code != EXIT_SETUP
 
 
-# 1.6: a new password first (TC_073), then the upgrade, then the client certificate case: the runner lets the
-# profile 3 charger in by its certificate, whatever password TC_073 set.
-UPGRADE = {"1.6": ["TC_073_CS", "TC_083_CS", "TC_087_CS"], "2.0.1": ["TC_A_19_CS"]}
+# 1.6: a new password (TC_073) and a certificate the runner signed (TC_074) first, then the upgrade, then the
+# client certificate case: the runner lets the profile 3 charger in by that certificate, whatever password TC_073
+# set.
+UPGRADE = {"1.6": ["TC_073_CS", "TC_074_CS", "TC_083_CS", "TC_087_CS"], "2.0.1": ["TC_A_11_CS", "TC_A_19_CS"]}
 
 
 @pytest.mark.parametrize("version", ["1.6", "2.0.1"])
