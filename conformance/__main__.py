@@ -144,6 +144,18 @@ def build_parser() -> argparse.ArgumentParser:
         action="store_true",
         help="the charger has back-up power and stops transactions before going down (TC_032_1)",
     )
+    tls = charger.add_argument_group(
+        "TLS (security profiles 2 and 3: TC_086/TC_087, TC_A_04/TC_A_07; not applicable without)"
+    )
+    tls.add_argument("--tls-cert", metavar="PEM", help="serve wss:// with this server certificate (chain)")
+    tls.add_argument("--tls-key", metavar="PEM", help="the server certificate's key")
+    tls.add_argument(
+        "--tls-self-signed",
+        metavar="DIR",
+        help="serve wss:// with a throwaway CA and server certificate for the --listen host, written to DIR "
+        "(install DIR/ca.pem on the charger as its central system root)",
+    )
+    tls.add_argument("--tls-ca", metavar="PEM", help="CA of charger client certificates (security profile 3)")
     _common(charger)
     return parser
 
@@ -225,6 +237,11 @@ async def _charger(args: argparse.Namespace, report: Report, cases: Sequence[Cas
         )
     host, _, port = args.listen.rpartition(":")
     v = VERSIONS[args.ocpp_version]
+    try:
+        tls, tls_files = _server_tls(args, host or "127.0.0.1")
+    except (OSError, ssl.SSLError, ValueError) as exc:
+        report.setup_error = f"TLS set-up: {exc}"
+        return
     setup = ChargerSetup(
         host=host or "127.0.0.1",
         port=int(port),
@@ -237,8 +254,38 @@ async def _charger(args: argparse.Namespace, report: Report, cases: Sequence[Cas
         connect_timeout_s=args.connect_timeout,
         call_timeout_s=args.call_timeout,
         backup_power=args.backup_power,
+        tls=tls,
+        tls_client_ca=tls is not None and args.tls_ca is not None,
+        tls_files=tls_files,
     )
     await run_charger_suite(setup, cases, report, timeout_scale=args.timeout_scale, quiet=args.quiet)
+
+
+def _server_tls(args: argparse.Namespace, host: str) -> tuple[ssl.SSLContext | None, tuple[str, str] | None]:
+    """The charger runner's server TLS from --tls-cert/--tls-key or --tls-self-signed, and its certificate and key
+    files (None: plain ws://)."""
+    from backend_stub.ocpp_server import tls_context
+    from conformance.pki import write_server_pki
+
+    if args.tls_self_signed and (args.tls_cert or args.tls_key):
+        raise ValueError("--tls-self-signed and --tls-cert/--tls-key exclude each other")
+    if bool(args.tls_cert) != bool(args.tls_key):
+        raise ValueError("--tls-cert and --tls-key go together")
+    if args.tls_self_signed:
+        cert, key, ca = write_server_pki(args.tls_self_signed, host)
+        if not args.quiet:
+            print(
+                f"TLS: throwaway CA {ca} (install it on the charger), server certificate for {host}",
+                flush=True,
+            )
+        return tls_context(cert, key, args.tls_ca), (str(cert), str(key))
+    if args.tls_cert:
+        return tls_context(args.tls_cert, args.tls_key, args.tls_ca), (args.tls_cert, args.tls_key)
+    if args.tls_ca:
+        raise ValueError(
+            "--tls-ca needs --tls-cert/--tls-key or --tls-self-signed (client certificates need TLS)"
+        )
+    return None, None
 
 
 async def _run(args: argparse.Namespace, report: Report, cases: Sequence[Case[Any]]) -> None:

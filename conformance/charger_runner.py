@@ -6,15 +6,19 @@ from __future__ import annotations
 import asyncio
 import contextlib
 import copy
+import ssl
+from collections import deque
 from collections.abc import AsyncIterator, Callable
 from dataclasses import dataclass, field
 from datetime import UTC, datetime
 from typing import Any
 
+from aiohttp import web
 from ocpp.exceptions import NotImplementedError as SchemaMissingError
 from ocpp.exceptions import OCPPError
 from ocpp.messages import CallResult, _validate_payload
 
+from backend_stub.ocpp.server import _basic_password, _certificate_names
 from backend_stub.ocpp_server import CallErrorReply, CentralSystem, Frame, HandlerResult, utc_now_iso
 from conformance.drivers import POWER_STEPS, Actuator, ProfileError
 from conformance.engine import BaseContext, Progress, run_cases
@@ -23,7 +27,7 @@ from conformance.report import Report
 from conformance.v16.spec import CONNECTOR_ZERO_STATES, LEGAL_STATUS_TRANSITIONS
 from conformance.versions import VERSIONS, by_schema
 
-__all__ = ["ChargerContext", "ChargerSetup", "run_charger_suite", "stops"]
+__all__ = ["ChargerContext", "ChargerSetup", "Handshake", "TlsCentralSystem", "run_charger_suite", "stops"]
 
 CALL = 2
 BOOT_STATUS_WAIT_S = 10.0  # how long the first case waits for the connector's status after the boot
@@ -45,6 +49,11 @@ class ChargerSetup:
     call_timeout_s: float = 10.0
     heartbeat_interval_s: int = 300
     backup_power: bool = False  # the charger stops its transactions before going down (OCTT TC_032_1)
+    tls: ssl.SSLContext | None = None  # serve wss:// (security profiles 2 and 3; OCTT TC_086-088, TC_A_*)
+    tls_client_ca: bool = False  # ``tls`` verifies client certificates (security profile 3 cases)
+    tls_files: tuple[str, str] | None = (
+        None  # the server certificate and key of ``tls`` (put back after a swap)
+    )
 
     def needs_available(self) -> set[str]:
         """The physical steps the actuator can do."""
@@ -59,12 +68,66 @@ NEED_OPTIONS = {
 }
 
 
+@dataclass(frozen=True)
+class Handshake:
+    """What one WebSocket handshake of a charger showed: the security profile cases judge it."""
+
+    cp_id: str
+    tls_version: str | None  # e.g. "TLSv1.3"; None over plain ws://
+    client_names: frozenset[str]  # commonName/subjectAltNames of a client certificate our CA verified
+    password: str | None  # the HTTP Basic password sent for user ``cp_id`` (None: none)
+
+
+class TlsCentralSystem(CentralSystem):
+    """The central system we play, recording every handshake (the last `HANDSHAKES_KEPT`).
+
+    A missing client certificate is not refused at the handshake: the security profile 3 case then fails with
+    the reason, instead of the whole suite ending in "the charger never connected". A certificate that is
+    presented but not signed by the configured CA still fails the TLS handshake (`tls_context`)."""
+
+    HANDSHAKES_KEPT = 64
+
+    def __init__(self, *args: Any, **kwargs: Any) -> None:
+        """Take the server's arguments."""
+        super().__init__(*args, **kwargs)
+        self.handshakes: deque[Handshake] = deque(maxlen=self.HANDSHAKES_KEPT)
+
+    @property
+    def client_certificates_required(self) -> bool:
+        """Never at the handshake: the cases judge the certificate (see the class docstring)."""
+        return False
+
+    async def _refusal(self, request: web.Request, cp_id: str | None) -> web.Response | None:
+        """Record the handshake, then check it like the scripted central system."""
+        if cp_id is not None:
+            transport = request.transport
+            tls = transport.get_extra_info("ssl_object") if transport is not None else None
+            cert = tls.getpeercert() if isinstance(tls, ssl.SSLObject) else None
+            self.handshakes.append(
+                Handshake(
+                    cp_id,
+                    tls.version() if isinstance(tls, ssl.SSLObject) else None,
+                    frozenset(_certificate_names(cert or {})),
+                    _basic_password(request.headers.get("Authorization"), cp_id),
+                )
+            )
+        return await super()._refusal(request, cp_id)
+
+    def _credentials_refused(self, cp_id: str, password: str | None) -> bool:
+        """Security profile 3 needs no password: a client certificate issued to ``cp_id`` (verified by our CA in
+        the handshake `_refusal` just recorded) identifies the charger, also after TC_073 set one."""
+        current = self.handshakes[-1] if self.handshakes else None
+        if current is not None and current.cp_id == cp_id and cp_id in current.client_names:
+            return False
+        return bool(super()._credentials_refused(cp_id, password))
+
+
 @dataclass
 class ChargerContext(BaseContext):
     """The charger runner's state: the central system we play, the charger id, and what we saw so far."""
 
     setup: ChargerSetup = field(default_factory=ChargerSetup)
-    cs: CentralSystem = field(default_factory=CentralSystem)
+    cs: TlsCentralSystem = field(default_factory=TlsCentralSystem)
     cp_id: str = ""
     mark: int = 0  # where the running case's part of cs.log starts
     auth_status: str = "Accepted"  # what Authorize / StartTransaction answer for any idTag
@@ -110,6 +173,12 @@ class ChargerContext(BaseContext):
             if f.cp_id == self.cp_id
         ]
         self.trace = sorted(self.trace + frames, key=lambda t: t.ts)
+
+    def trust_signing_ca(self, pem: str) -> None:
+        """A CA that signed the charger's certificate (CertificateSigned, A02) is one of ours: on wss:// with
+        client certificates the charger may then connect with that certificate (the OCTT is CSMS and CA)."""
+        if self.setup.tls is not None and self.setup.tls_client_ca:
+            self.setup.tls.load_verify_locations(cadata=pem)
 
     async def restore_settings(self) -> None:
         """Set the configuration keys a case changed back (best effort)."""
@@ -452,7 +521,9 @@ async def run_charger_suite(
     context: type[ChargerContext] | None = None,
 ) -> Report:
     """Listen, wait for the charger (a setup error if it never comes), run the cases, stop listening."""
-    cs = CentralSystem(setup.host, setup.port, response_timeout_s=setup.call_timeout_s)
+    cs = TlsCentralSystem(
+        setup.host, setup.port, response_timeout_s=setup.call_timeout_s, ssl_context=setup.tls
+    )
     if context is None:
         version = next(v for v in VERSIONS.values() if v.subprotocol == setup.subprotocol)
         context = version.charger_context()

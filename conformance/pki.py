@@ -3,7 +3,9 @@
 from __future__ import annotations
 
 import base64
+import ipaddress
 from datetime import UTC, datetime, timedelta
+from pathlib import Path
 from typing import Any
 
 from cryptography import x509
@@ -22,6 +24,7 @@ __all__ = [
     "pem_of",
     "self_signed_pem",
     "sign_data",
+    "write_server_pki",
 ]
 
 
@@ -85,9 +88,10 @@ def _build(
     signer: ec.EllipticCurvePrivateKey,
     *,
     ca: bool,
+    alt: x509.GeneralName | None = None,
 ) -> x509.Certificate:
     now = datetime.now(UTC)
-    return (
+    builder = (
         x509.CertificateBuilder()
         .subject_name(subject)
         .issuer_name(issuer)
@@ -96,8 +100,10 @@ def _build(
         .not_valid_before(now - timedelta(minutes=5))
         .not_valid_after(now + timedelta(days=365))
         .add_extension(x509.BasicConstraints(ca=ca, path_length=None), critical=True)
-        .sign(signer, hashes.SHA256())
     )
+    if alt is not None:
+        builder = builder.add_extension(x509.SubjectAlternativeName([alt]), critical=False)
+    return builder.sign(signer, hashes.SHA256())
 
 
 def certificate_hash_data(pem: str) -> dict[str, Any]:
@@ -141,3 +147,28 @@ def check_signed_chain(chain_pem: str, key: ec.EllipticCurvePrivateKey, common_n
         except (ValueError, TypeError, InvalidSignature) as exc:
             return f"the leaf is not signed by the next certificate of the chain: {exc!r}"
     return ""
+
+
+def write_server_pki(directory: str | Path, host: str) -> tuple[Path, Path, Path]:
+    """A throwaway CA and a server certificate for ``host`` (commonName and subjectAltName, an IP address or a
+    DNS name, as TLS hostname checks need) written to ``directory``: (server.pem, server.key, ca.pem)."""
+    ca_key, ca = make_ca("Conformance runner throwaway CA")
+    key = ec.generate_private_key(ec.SECP256R1())
+    name = x509.Name([x509.NameAttribute(NameOID.COMMON_NAME, host)])
+    try:
+        alt: x509.GeneralName = x509.IPAddress(ipaddress.ip_address(host))
+    except ValueError:
+        alt = x509.DNSName(host)
+    cert = _build(name, ca.subject, key.public_key(), ca_key, ca=False, alt=alt)
+    out = Path(directory)
+    out.mkdir(parents=True, exist_ok=True)
+    paths = out / "server.pem", out / "server.key", out / "ca.pem"
+    paths[0].write_text(pem_of(cert))
+    paths[1].write_bytes(
+        key.private_bytes(
+            serialization.Encoding.PEM, serialization.PrivateFormat.PKCS8, serialization.NoEncryption()
+        )
+    )
+    paths[1].chmod(0o600)
+    paths[2].write_text(pem_of(ca))
+    return paths

@@ -20,11 +20,20 @@ from conformance import pki
 from conformance.charger_runner import ChargerContext, stops
 from conformance.fileserver import serve_files
 from conformance.model import Case, Fail, NotApplicable, Step
+from conformance.tls_checks import (
+    client_certificate_valid,
+    invalid_server_certificate,
+    latest_handshake,
+    server_certificate_valid,
+)
 from conformance.v16.spec import CORE_CONFIGURATION_KEYS
 
 __all__ = ["CASES"]
 
 StepFn = Callable[[ChargerContext], Awaitable[None]]
+UPGRADE_SELF_RECONNECT_S = (
+    3.0  # TC_083: how long a charger may take to drop its connection for the new profile
+)
 CASES: list[Case[ChargerContext]] = []
 CORE, LOCAL, FIRMWARE, RESERVATION, TRIGGER, SMART, SECURITY = (
     "Core",
@@ -1292,7 +1301,8 @@ case(
 # ================================================================================================ Security
 # The OCPP 1.6 security whitepaper (edition 2) cases a charger can show over a plain ws:// link: password change,
 # certificate install / list / delete, certificate signing, security events, the security log and signed firmware.
-# TC_078, TC_083 and TC_086-088 need a TLS central system (wss://) and are not in this catalogue.
+# TC_078, TC_086 and TC_087 need the runner on wss:// (--tls-cert/--tls-key, --tls-ca): not applicable without
+# it, TC_083 also without --tls-ca. TC_088 is not in this catalogue yet.
 
 
 async def _install_root(ctx: ChargerContext, kind: str, pem: str) -> None:
@@ -1379,6 +1389,7 @@ async def sign_certificate(ctx: ChargerContext) -> None:
     if names != [ctx.cp_id]:
         raise Fail(f"the CSR's commonName is {names}, expected the charge point id {ctx.cp_id!r} (A02.FR.?)")
     chain = pki.pem_of(leaf) + pki.pem_of(ca)
+    ctx.trust_signing_ca(pki.pem_of(ca))
     await ctx.expect_answer("CertificateSigned", {"certificateChain": chain}, "status", "Accepted")
 
 
@@ -1543,6 +1554,57 @@ security_case(
     "Invalid ChargePointCertificate Security Event",
     ("CertificateSigned for another key: Rejected, security event", invalid_charge_point_certificate),
 )
+security_case(
+    "TC_078_CS",
+    "Invalid CentralSystemCertificate Security Event",
+    (
+        "unknown-CA server certificate refused, then SecurityEventNotification",
+        invalid_server_certificate("InvalidCentralSystemCertificate"),
+    ),
+    timeout_s=90,
+)
+
+
+async def upgrade_profile(ctx: ChargerContext) -> None:
+    """OCTT TC_083 (whitepaper §2 migration): ChangeConfiguration SecurityProfile 3 (from 2) Accepted, Reset Hard
+    Accepted, BootNotification and StatusNotification; the charger now connects with a client certificate issued
+    to it and reports SecurityProfile 3. A charger may reconnect with the new profile at once (before the Reset)."""
+    if ctx.setup.tls is None or not ctx.setup.tls_client_ca:
+        raise NotApplicable(
+            "the upgrade to security profile 3 needs the runner on wss:// with --tls-ca (client certificates)"
+        )
+    current = (await ctx.configuration("SecurityProfile")).get("SecurityProfile")
+    if current != "2":
+        raise NotApplicable(f"the charger uses SecurityProfile {current}: the upgrade case starts at 2")
+    ctx.cs.handshakes.clear()
+    await ctx.expect_answer(
+        "ChangeConfiguration", {"key": "SecurityProfile", "value": "3"}, "status", "Accepted"
+    )
+    with contextlib.suppress(TimeoutError):
+        await ctx.cs.wait_disconnected(ctx.cp_id, timeout=ctx.scaled(UPGRADE_SELF_RECONNECT_S))
+    if ctx.cp_id not in ctx.cs.connected:
+        ctx.event("the charger reconnects with the new profile before the Reset")
+        await ctx.reconnected(30)
+    m = ctx.at()
+    await ctx.expect_answer("Reset", {"type": "Hard"}, "status", "Accepted")
+    await reboot_seen(ctx, m)
+    shown = latest_handshake(ctx)
+    if ctx.cp_id not in shown.client_names:
+        raise Fail(
+            "after the upgrade the charger connected without a client certificate issued to it "
+            f"(names: {sorted(shown.client_names) or 'none'})"
+        )
+    after = (await ctx.configuration("SecurityProfile")).get("SecurityProfile")
+    if after != "3":
+        raise Fail(f"SecurityProfile reads {after} after the upgrade to 3")
+
+
+security_case(
+    "TC_083_CS",
+    "Upgrade security profile",
+    ("SecurityProfile 3 Accepted, Reset Hard: reconnect with a client certificate", upgrade_profile),
+    timeout_s=120,
+)
 security_case("TC_079_CS", "Get Security Log", ("GetLog SecurityLog: Uploaded", security_log))
 security_case(
     "TC_080_CS",
@@ -1555,4 +1617,14 @@ security_case(
     "Secure Firmware Update - Invalid Signature",
     ("SignedUpdateFirmware, bad signature: InvalidSignature", signed_firmware(False)),
     timeout_s=90,
+)
+security_case(
+    "TC_086_CS",
+    "TLS - server-side certificate - Valid certificate",
+    ("reconnect over TLS 1.2+, Basic auth or a client certificate", server_certificate_valid),
+)
+security_case(
+    "TC_087_CS",
+    "TLS - Client-side certificate - valid certificate",
+    ("reconnect with a client certificate issued to the charger", client_certificate_valid),
 )

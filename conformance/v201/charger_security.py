@@ -2,8 +2,13 @@
 certificate A02), block M, certificate management (TC_M_NN_CS: InstallCertificate M05,
 GetInstalledCertificateIds M03, DeleteCertificate M04), and SetNetworkProfile (B09).
 
-The runner listens on ws:// only, so the TLS cases (A04-A08, the profile upgrades A19-A22) are not here. What the
-cases can see over ws:// they check: the station reconnects with a new password (and only with it), reports the
+With the runner on wss:// (--tls-cert/--tls-key, --tls-ca for profile 3) TC_A_04 and TC_A_07 judge the station's
+TLS handshake (`conformance.tls_checks`), TC_A_05 presents a certificate from an unknown CA, TC_A_19 upgrades a
+station from profile 2 to 3 (with --tls-ca) and TC_A_22 checks that a downgrade is Rejected (at 2 or 3). Not here:
+A06 (TLS too old: this OpenSSL cannot serve below TLS 1.2) and A20/A21 (upgrade without the root / station
+certificate).
+
+What the cases can see over ws:// they check: the station reconnects with a new password (and only with it), reports the
 change as a security event and never reads the password back; a CSR names the station; a certificate for a key
 the station never made is refused with a security event; an installed root is listed and a deleted one is not.
 """
@@ -17,8 +22,14 @@ from cryptography.x509.oid import NameOID
 
 from conformance import pki
 from conformance.model import Case, Fail, NotApplicable, Step
+from conformance.tls_checks import (
+    client_certificate_valid,
+    invalid_server_certificate,
+    latest_handshake,
+    server_certificate_valid,
+)
 from conformance.v16.charger_cases import _same, delete_installed, security_event
-from conformance.v201.charger_cases import Ctx, StepFn, check_frames, to_idle
+from conformance.v201.charger_cases import Ctx, StepFn, check_frames, reboot_seen, to_idle
 
 __all__ = ["CASES"]
 
@@ -95,6 +106,28 @@ async def bad_password(ctx: Ctx) -> None:
 
 
 add(
+    "TC_A_04_CS",
+    "TLS - server-side certificate - Valid certificate",
+    SECURITY,
+    ("reconnect over TLS 1.2+, Basic auth or a client certificate", server_certificate_valid),
+)
+add(
+    "TC_A_05_CS",
+    "TLS - server-side certificate - Invalid certificate",
+    SECURITY,
+    (
+        "unknown-CA server certificate refused, then SecurityEventNotification",
+        invalid_server_certificate("InvalidCsmsCertificate"),
+    ),
+    timeout_s=90,
+)
+add(
+    "TC_A_07_CS",
+    "TLS - Client-side certificate - valid certificate",
+    SECURITY,
+    ("reconnect with a client certificate issued to the station", client_certificate_valid),
+)
+add(
     "TC_A_09_CS",
     "Update Charging Station Password for HTTP Basic Authentication - Accepted",
     SECURITY,
@@ -155,6 +188,7 @@ async def station_certificate(ctx: Ctx) -> None:
     if names != [ctx.cp_id]:
         raise Fail(f"the CSR's commonName is {names}, expected the station's id {ctx.cp_id!r} (A02.FR.?)")
     chain = pki.pem_of(leaf) + pki.pem_of(ca)
+    ctx.trust_signing_ca(pki.pem_of(ca))
     await ctx.expect_answer("CertificateSigned", {"certificateChain": chain}, "status", "Accepted")
 
 
@@ -300,6 +334,87 @@ async def network_profile_rejected(ctx: Ctx) -> None:
         raise Fail("the station dropped its connection after a Rejected SetNetworkProfile")
 
 
+def _network_profile(ctx: Ctx, security_profile: int) -> dict[str, Any]:
+    """A NetworkConnectionProfileType pointing at this runner with ``security_profile``."""
+    scheme = "wss" if security_profile >= 2 else "ws"
+    return {
+        "ocppVersion": "OCPP20",
+        "ocppTransport": "JSON",
+        "ocppCsmsUrl": f"{scheme}://{ctx.setup.host}:{ctx.setup.port}/ocpp",
+        "messageTimeout": 30,
+        "securityProfile": security_profile,
+        "ocppInterface": "Wired0",
+    }
+
+
+async def upgrade_accepted(ctx: Ctx) -> None:
+    """A05: SetNetworkProfile of a slot with security profile 3 (the station is at 2) Accepted,
+    NetworkConfigurationPriority naming it first Accepted, Reset OnIdle: the station boots again, connects with a
+    client certificate issued to it, and SecurityCtrlr.SecurityProfile reads 3."""
+    if ctx.setup.tls is None or not ctx.setup.tls_client_ca:
+        raise NotApplicable(
+            "the upgrade to security profile 3 needs the runner on wss:// with --tls-ca (client certificates)"
+        )
+    active = await ctx.get_variable("SecurityCtrlr", "SecurityProfile")
+    if active != "2":
+        raise NotApplicable(f"the station uses SecurityProfile {active}: the upgrade case starts at 2")
+    await ctx.expect_answer(
+        "SetNetworkProfile",
+        {"configurationSlot": 1, "connectionData": _network_profile(ctx, 3)},
+        "status",
+        "Accepted",
+    )
+    await ctx.set_variable("OCPPCommCtrlr", "NetworkConfigurationPriority", "1")
+    # No way back (A05.FR.?): the old order names a slot below the new active profile, so it is not set back.
+    ctx.restore.pop("OCPPCommCtrlr/NetworkConfigurationPriority", None)
+    ctx.cs.handshakes.clear()
+    m = ctx.at()
+    await ctx.expect_answer("Reset", {"type": "OnIdle"}, "status", "Accepted")
+    await reboot_seen(ctx, m, "RemoteReset")
+    shown = latest_handshake(ctx)
+    if ctx.cp_id not in shown.client_names:
+        raise Fail(
+            "after the upgrade the station connected without a client certificate issued to it "
+            f"(names: {sorted(shown.client_names) or 'none'})"
+        )
+    after = await ctx.get_variable("SecurityCtrlr", "SecurityProfile")
+    if after != "3":
+        raise Fail(f"SecurityCtrlr.SecurityProfile reads {after} after the upgrade to 3")
+
+
+async def downgrade_rejected(ctx: Ctx) -> None:
+    """A05.FR.?: SetNetworkProfile with a security profile below the active one is Rejected; the station stays
+    connected at its profile."""
+    active = await ctx.get_variable("SecurityCtrlr", "SecurityProfile")
+    if active not in ("2", "3"):
+        raise NotApplicable(
+            f"the station uses SecurityProfile {active}: a downgrade needs profile 2 or 3 (the runner on wss://)"
+        )
+    profile = _network_profile(ctx, int(active) - 1)
+    await ctx.expect_answer(
+        "SetNetworkProfile", {"configurationSlot": 1, "connectionData": profile}, "status", "Rejected"
+    )
+    await ctx.quiet(1)
+    if ctx.cp_id not in ctx.cs.connected:
+        raise Fail("the station dropped its connection after a Rejected SetNetworkProfile")
+    after = await ctx.get_variable("SecurityCtrlr", "SecurityProfile")
+    if after != active:
+        raise Fail(f"SecurityProfile reads {after} after the Rejected downgrade (was {active})")
+
+
+add(
+    "TC_A_19_CS",
+    "Upgrade Charging Station Security Profile - Accepted",
+    SECURITY,
+    ("SetNetworkProfile 3, priority, Reset: reconnect with a client certificate", upgrade_accepted),
+    timeout_s=90,
+)
+add(
+    "TC_A_22_CS",
+    "Upgrade Charging Station Security Profile - Downgrade security profile - Rejected",
+    SECURITY,
+    ("SetNetworkProfile one profile lower: Rejected, profile kept", downgrade_rejected),
+)
 add(
     "TC_B_43_CS",
     "Set new NetworkConnectionProfile - Rejected",

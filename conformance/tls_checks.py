@@ -1,0 +1,126 @@
+"""The TLS connection cases of both versions (OCTT 1.6 TC_078/TC_086/TC_087, 2.0.1 TC_A_04/TC_A_05/TC_A_07): the
+charger's next handshake with our wss:// central system, judged on what the security profiles require."""
+
+from __future__ import annotations
+
+import contextlib
+import tempfile
+from collections.abc import Awaitable, Callable
+
+from conformance.charger_runner import ChargerContext, Handshake
+from conformance.model import Fail, NotApplicable
+from conformance.pki import write_server_pki
+
+__all__ = [
+    "client_certificate_valid",
+    "invalid_server_certificate",
+    "latest_handshake",
+    "server_certificate_valid",
+]
+
+StepFn = Callable[[ChargerContext], Awaitable[None]]
+# How long the charger gets to (wrongly) connect while we present a certificate from an unknown CA.
+UNKNOWN_CA_WINDOW_S = 5.0
+NO_TLS = (
+    "needs a wss:// central system: run the charger suite with --tls-cert FILE --tls-key FILE "
+    "(or --tls-self-signed DIR) and point the charger at wss://"
+)
+
+TLS_VERSIONS = ("TLSv1.2", "TLSv1.3")  # OCPP 1.6 security whitepaper / 2.0.1 A00.FR.309: TLS 1.2 or above
+PASSWORD_LENGTH = (16, 40)  # AuthorizationKey / BasicAuthPassword: 16 to 40 characters
+
+
+def latest_handshake(ctx: ChargerContext) -> Handshake:
+    """The charger's latest recorded handshake (a Fail if there is none)."""
+    mine = [h for h in ctx.cs.handshakes if h.cp_id == ctx.cp_id]
+    if not mine:
+        raise Fail("the charger reconnected without a handshake we recorded")
+    return mine[-1]
+
+
+async def fresh_handshake(ctx: ChargerContext, *, client_ca: bool) -> Handshake:
+    """Drop the charger's connection and return the handshake of its reconnect (OCTT: the charger connects)."""
+    if ctx.setup.tls is None:
+        raise NotApplicable(NO_TLS)
+    if client_ca and not ctx.setup.tls_client_ca:
+        raise NotApplicable("security profile 3 needs a CA for client certificates: add --tls-ca FILE")
+    ctx.cs.handshakes.clear()
+    with contextlib.suppress(KeyError, ConnectionError):
+        await ctx.cs.disconnect(ctx.cp_id)
+    await ctx.reconnected(30)
+    shown = latest_handshake(ctx)
+    ctx.event(
+        f"handshake: {shown.tls_version or 'plain ws://'}, client certificate names "
+        f"{sorted(shown.client_names) or 'none'}, Basic auth {'sent' if shown.password is not None else 'not sent'}"
+    )
+    if shown.tls_version not in TLS_VERSIONS:
+        raise Fail(
+            f"the charger connected with {shown.tls_version or 'no TLS'}; TLS 1.2 or above is required"
+        )
+    return shown
+
+
+async def server_certificate_valid(ctx: ChargerContext) -> None:
+    """Security profile 2 (or 3): the charger accepts our server certificate and connects over TLS; at profile 2
+    its upgrade request carries HTTP Basic ``<chargerId>:<password>`` with a 16-40 character password."""
+    shown = await fresh_handshake(ctx, client_ca=False)
+    if shown.client_names:
+        return  # security profile 3: the client certificate identifies the charger
+    if shown.password is None:
+        raise Fail(
+            "security profile 2: the upgrade request has no HTTP Basic Authorization for user "
+            f"{ctx.cp_id!r} (and no client certificate)"
+        )
+    low, high = PASSWORD_LENGTH
+    if not low <= len(shown.password) <= high:
+        raise Fail(
+            f"the Basic auth password has {len(shown.password)} characters; {low} to {high} are required"
+        )
+
+
+async def client_certificate_valid(ctx: ChargerContext) -> None:
+    """Security profile 3: the charger presents a client certificate our CA verifies, issued to its identity."""
+    shown = await fresh_handshake(ctx, client_ca=True)
+    if not shown.client_names:
+        raise Fail("security profile 3: the charger presented no client certificate")
+    if ctx.cp_id not in shown.client_names:
+        raise Fail(
+            f"the client certificate is issued to {sorted(shown.client_names)}, not to the charger {ctx.cp_id!r}"
+        )
+
+
+def invalid_server_certificate(event_type: str) -> StepFn:
+    """OCTT 1.6 TC_078 / 2.0.1 TC_A_05: while we present a server certificate from an unknown CA (right host
+    name, valid dates) the charger must not connect; once the valid one is back it connects and reports
+    ``event_type`` (InvalidCentralSystemCertificate / InvalidCsmsCertificate) in a SecurityEventNotification."""
+
+    async def run(ctx: ChargerContext) -> None:
+        tls, files = ctx.setup.tls, ctx.setup.tls_files
+        if tls is None or files is None:
+            raise NotApplicable(NO_TLS)
+        after = ctx.at()
+        with tempfile.TemporaryDirectory() as tmp:
+            bad_cert, bad_key, _ = write_server_pki(tmp, ctx.setup.host)
+            # New handshakes take the context's certificate as it is then; open connections are not affected.
+            tls.load_cert_chain(bad_cert, bad_key)
+            try:
+                ctx.cs.handshakes.clear()
+                with contextlib.suppress(KeyError, ConnectionError):
+                    await ctx.cs.disconnect(ctx.cp_id)
+                ctx.event("presenting a server certificate from an unknown CA")
+                await ctx.quiet(UNKNOWN_CA_WINDOW_S)
+                if ctx.cp_id in ctx.cs.connected or any(h.cp_id == ctx.cp_id for h in ctx.cs.handshakes):
+                    raise Fail("the charger accepted a server certificate from an unknown CA and connected")
+            finally:
+                tls.load_cert_chain(*files)
+        ctx.event("the valid server certificate is back")
+        await ctx.reconnected(30)
+        await ctx.wait_call(
+            "SecurityEventNotification",
+            after,
+            lambda p: p.get("type") == event_type,
+            15,
+            f"SecurityEventNotification {event_type}",
+        )
+
+    return run

@@ -1,0 +1,190 @@
+"""The charger runner on wss://: this project's agent (its own process, driven by the ctl actuation profile)
+connects with security profile 2 (server certificate + HTTP Basic) or 3 (client certificate) and passes the TLS
+cases of both versions (valid server certificate, client certificate, a server certificate from an unknown CA, the
+upgrade from 2 to 3, a downgrade Rejected); an agent at profile 2 fails the client-certificate case and a charger
+that skips certificate verification fails TC_078; without TLS options those cases are not applicable (the
+whole-suite tests), and a half-given TLS option is a setup error."""
+
+from __future__ import annotations
+
+import asyncio
+import base64
+import contextlib
+import json
+import ssl
+from datetime import UTC, datetime
+from pathlib import Path
+
+import pytest
+from websockets.asyncio.client import connect
+from websockets.exceptions import ConnectionClosed
+
+from backend_stub.ocpp_server import tls_context
+from conformance.__main__ import run_cli
+from conformance.charger_runner import ChargerSetup, run_charger_suite
+from conformance.engine import select_cases
+from conformance.pki import write_server_pki
+from conformance.report import EXIT_SETUP, Report
+from conformance.versions import VERSIONS
+from tests.conformance.test_charger_suite import AGENT_CONFIG, charger_args, free_port
+from tests.pki import issue
+
+pytestmark = pytest.mark.timeout(300)
+
+CASES = {"1.6": ("TC_086_CS", "TC_087_CS"), "2.0.1": ("TC_A_04_CS", "TC_A_07_CS")}
+UNKNOWN_CA = {"1.6": "TC_078_CS", "2.0.1": "TC_A_05_CS"}
+AT_PROFILE_3 = {"1.6": (), "2.0.1": ("TC_A_22_CS",)}  # a downgrade from 3 is Rejected
+
+
+def tls_agent(
+    tmp_path: Path, version: str, profile: int, ca: Path, *, client_cert: bool = False
+) -> tuple[int, Path]:
+    """The agent's config at ``profile`` (2, or 3), trusting ``ca`` for the central system's certificate; at 3
+    (or with ``client_cert``) with a client certificate for CP-AGENT from its own CA (``tmp_path/client-ca.pem``)."""
+    port = free_port()
+    tls = f'ca_file = "{ca}"\n'
+    if profile == 3 or client_cert:
+        now = datetime.now(UTC)
+        client_ca = issue("Charger CA", now, ca=True)
+        client_ca.write(tmp_path, "client-ca")
+        cert, key = issue("CP-AGENT", now, issuer=client_ca, client=True).write(tmp_path, "client")
+        tls += f'client_cert = "{cert}"\nclient_key = "{key}"\n'
+    text = (
+        AGENT_CONFIG.format(port=port, dir=tmp_path)
+        .replace("ws://", "wss://", 1)
+        .replace("security_profile = 1", f"security_profile = {profile}", 1)
+        .replace("[csms]\n", f'[csms]\nocpp_versions = ["{version}"]\n{tls}', 1)
+    )
+    config = tmp_path / "station.toml"
+    config.write_text(text, encoding="utf-8")
+    return port, config
+
+
+@pytest.mark.parametrize("version", ["1.6", "2.0.1"])
+async def test_the_agent_at_profile_3_passes_the_tls_cases(tmp_path: Path, version: str) -> None:
+    now = datetime.now(UTC)
+    server_ca = issue("CSMS CA", now, ca=True)
+    ca_pem, _ = server_ca.write(tmp_path, "server-ca")
+    cert, key = issue("127.0.0.1", now, issuer=server_ca, server_ip="127.0.0.1").write(tmp_path, "server")
+    port, config = tls_agent(tmp_path, version, 3, ca_pem)
+    tls = ["--tls-cert", str(cert), "--tls-key", str(key), "--tls-ca", str(tmp_path / "client-ca.pem")]
+    ids = (*CASES[version], UNKNOWN_CA[version], *AT_PROFILE_3[version])
+    args = charger_args(port, config, "--version", version, "--cases", ",".join(ids), *tls)
+    code, report = await run_cli(args)
+    assert report is not None
+    assert {r.id: (str(r.verdict), r.reason) for r in report.results} == dict.fromkeys(ids, ("passed", ""))
+    assert code == 0
+    client = next(r for r in report.results if r.id == CASES[version][1])
+    assert any("client certificate names ['CP-AGENT']" in t.text for t in client.trace)
+
+
+@pytest.mark.parametrize("version", ["1.6", "2.0.1"])
+async def test_an_agent_at_profile_2_passes_the_server_case_and_fails_the_client_certificate_case(
+    tmp_path: Path, version: str
+) -> None:
+    # --tls-self-signed writes the throwaway CA before the runner starts the agent, which trusts it.
+    pki_dir = tmp_path / "pki"
+    port, config = tls_agent(tmp_path, version, 2, pki_dir / "ca.pem")
+    client_ca = issue("Charger CA", datetime.now(UTC), ca=True).write(tmp_path, "client-ca")[0]
+    tls = ["--tls-self-signed", str(pki_dir), "--tls-ca", str(client_ca)]
+    # The agent's config names ca.pem, which must exist when the config is checked: the runner writes it first.
+    args = charger_args(port, config, "--version", version, "--cases", ",".join(CASES[version]), *tls)
+    code, report = await run_cli(args)
+    assert report is not None
+    verdicts = {r.id: (str(r.verdict), r.reason) for r in report.results}
+    server_case, client_case = CASES[version]
+    assert verdicts[server_case] == ("passed", "")
+    assert verdicts[client_case][0] == "failed"
+    assert "presented no client certificate" in verdicts[client_case][1]
+    assert code != 0 and code != EXIT_SETUP
+
+
+# 1.6: a new password (TC_073) and a certificate the runner signed (TC_074) first, then the upgrade, then the
+# client certificate case: the runner lets the profile 3 charger in by that certificate, whatever password TC_073
+# set.
+UPGRADE = {"1.6": ["TC_073_CS", "TC_074_CS", "TC_083_CS", "TC_087_CS"], "2.0.1": ["TC_A_11_CS", "TC_A_19_CS"]}
+
+
+@pytest.mark.parametrize("version", ["1.6", "2.0.1"])
+async def test_the_agent_upgrades_from_profile_2_to_3(tmp_path: Path, version: str) -> None:
+    pki_dir = tmp_path / "pki"
+    port, config = tls_agent(tmp_path, version, 2, pki_dir / "ca.pem", client_cert=True)
+    tls = ["--tls-self-signed", str(pki_dir), "--tls-ca", str(tmp_path / "client-ca.pem")]
+    ids = UPGRADE[version]
+    code, report = await run_cli(
+        charger_args(port, config, "--version", version, "--cases", ",".join(ids), *tls)
+    )
+    assert report is not None
+    # The case sees the reconnect's client certificate and SecurityProfile 3 read back.
+    assert [(r.id, str(r.verdict), r.reason) for r in report.results] == [(i, "passed", "") for i in ids]
+    assert code == 0
+
+
+async def test_a_tls_key_without_its_certificate_is_a_setup_error(tmp_path: Path) -> None:
+    port = free_port()
+    code, report = await run_cli(
+        ["charger", "--listen", f"127.0.0.1:{port}", "--tls-key", str(tmp_path / "k.pem"), "-q"]
+    )
+    assert report is not None
+    assert report.setup_error == "TLS set-up: --tls-cert and --tls-key go together"
+    assert code == EXIT_SETUP
+
+
+async def lax_charger(port: int) -> None:
+    """A raw OCPP 1.6 charger at security profile 2 that does not verify the server certificate: it connects
+    whatever certificate it is shown (and reconnects whenever dropped)."""
+    lax = ssl.create_default_context()
+    lax.check_hostname, lax.verify_mode = False, ssl.CERT_NONE
+    auth = "Basic " + base64.b64encode(b"CP-LAX:lax-password-0000001").decode()
+    while True:
+        with contextlib.suppress(OSError, ConnectionClosed):
+            async with connect(
+                f"wss://127.0.0.1:{port}/ocpp/CP-LAX",
+                subprotocols=["ocpp1.6"],  # type: ignore[list-item]
+                ssl=lax,
+                additional_headers={"Authorization": auth},
+            ) as ws:
+                await ws.send(
+                    json.dumps(
+                        [2, "1", "BootNotification", {"chargePointVendor": "L", "chargePointModel": "L"}]
+                    )
+                )
+                now = datetime.now(UTC).isoformat(timespec="seconds").replace("+00:00", "Z")
+                for connector in (0, 1):
+                    status = {
+                        "connectorId": connector,
+                        "status": "Available",
+                        "errorCode": "NoError",
+                        "timestamp": now,
+                    }
+                    await ws.send(json.dumps([2, f"s{connector}", "StatusNotification", status]))
+                async for text in ws:
+                    frame = json.loads(text)
+                    if frame[0] == 2:
+                        await ws.send(json.dumps([3, frame[1], {"status": "Rejected"}]))
+        await asyncio.sleep(0.05)
+
+
+async def test_a_charger_that_accepts_an_unknown_ca_fails_tc_078(tmp_path: Path) -> None:
+    port = free_port()
+    cert, key, _ = write_server_pki(tmp_path, "127.0.0.1")
+    setup = ChargerSetup(
+        port=port,
+        connect_timeout_s=30,
+        call_timeout_s=5,
+        tls=tls_context(cert, key),
+        tls_files=(str(cert), str(key)),
+    )
+    report = Report("charger", "1.6", f"127.0.0.1:{port}")
+    task = asyncio.create_task(lax_charger(port))
+    try:
+        await run_charger_suite(
+            setup, select_cases(VERSIONS["1.6"].charger_cases(), "TC_078_CS"), report, quiet=True
+        )
+    finally:
+        task.cancel()
+        await asyncio.gather(task, return_exceptions=True)
+    assert [(r.id, str(r.verdict), r.reason) for r in report.results] == [
+        ("TC_078_CS", "failed", "the charger accepted a server certificate from an unknown CA and connected")
+    ]
+    assert report.exit_status() == 1
