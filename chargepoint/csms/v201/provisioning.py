@@ -44,25 +44,11 @@ class Provisioning(Reports):
     @on(Action.get_variables)
     def on_get_variables(self, get_variable_data: list[dict[str, Any]], **_: Any) -> Any:
         """GetVariables (B06): each requested Actual value, or why there is none."""
-        limit = self.settings.get_int("get_configuration_max_keys")
-        if len(get_variable_data) > limit:
-            # B06.FR.?: ItemsPerMessageGetVariables bounds a request.
-            raise ocpp.exceptions.OccurrenceConstraintViolationError(
-                details={"cause": f"at most {limit} getVariableData per request"}
-            )
         results = []
-        for data in get_variable_data:
-            attribute = data.get("attribute_type", "Actual")
-            result: dict[str, Any] = {
-                "attribute_type": attribute,
-                "component": data["component"],
-                "variable": data["variable"],
-            }
-            variable, unknown = _variable_of(data["component"], data["variable"])
+        for data in self._bounded(get_variable_data, "getVariableData"):
+            result, variable = self._addressed(data)
             if variable is None:
-                result["attribute_status"] = unknown
-            elif attribute != "Actual":
-                result["attribute_status"] = "NotSupportedAttributeType"  # B06.FR.?: only Actual is kept
+                pass
             elif self.mutability(variable) is Mutability.WRITE_ONLY:
                 result["attribute_status"] = "Rejected"  # B06.FR.?: a write-only value is never read back
             else:
@@ -74,24 +60,11 @@ class Provisioning(Reports):
     @on(Action.set_variables)
     def on_set_variables(self, set_variable_data: list[dict[str, Any]], **_: Any) -> Any:
         """SetVariables (B05): each value validated against the variable's type and bounds, then stored."""
-        limit = self.settings.get_int("get_configuration_max_keys")
-        if len(set_variable_data) > limit:
-            raise ocpp.exceptions.OccurrenceConstraintViolationError(
-                details={"cause": f"at most {limit} setVariableData per request"}
-            )
         results = []
-        for data in set_variable_data:
-            attribute = data.get("attribute_type", "Actual")
-            result: dict[str, Any] = {
-                "attribute_type": attribute,
-                "component": data["component"],
-                "variable": data["variable"],
-            }
-            variable, unknown = _variable_of(data["component"], data["variable"])
+        for data in self._bounded(set_variable_data, "setVariableData"):
+            result, variable = self._addressed(data)
             if variable is None:
-                result["attribute_status"] = unknown
-            elif attribute != "Actual":
-                result["attribute_status"] = "NotSupportedAttributeType"
+                pass
             elif self.mutability(variable) is Mutability.READ_ONLY:
                 # B05.FR.?: a read-only variable is not changed.
                 result["attribute_status"] = "Rejected"
@@ -100,6 +73,33 @@ class Provisioning(Reports):
                 result.update(self._set(variable, data["attribute_value"]))
             results.append(result)
         return call_result.SetVariables(set_variable_result=results)
+
+    def _bounded(self, items: list[dict[str, Any]], what: str) -> list[dict[str, Any]]:
+        """The request's items; more than ItemsPerMessage (B05/B06.FR.?) is OccurrenceConstraintViolation."""
+        limit = self.settings.get_int("get_configuration_max_keys")
+        if len(items) > limit:
+            raise ocpp.exceptions.OccurrenceConstraintViolationError(
+                details={"cause": f"at most {limit} {what} per request"}
+            )
+        return items
+
+    @staticmethod
+    def _addressed(data: dict[str, Any]) -> tuple[dict[str, Any], Variable | None]:
+        """The result of one Get/SetVariableData as far as its address goes, and its variable: None when the
+        result already says why not (unknown component or variable, an attribute other than Actual, B05/B06)."""
+        attribute = data.get("attribute_type", "Actual")
+        result: dict[str, Any] = {
+            "attribute_type": attribute,
+            "component": data["component"],
+            "variable": data["variable"],
+        }
+        variable, unknown = _variable_of(data["component"], data["variable"])
+        if variable is None:
+            result["attribute_status"] = unknown
+        elif attribute != "Actual":
+            result["attribute_status"] = "NotSupportedAttributeType"  # only Actual is kept
+            variable = None
+        return result, variable
 
     def _set(self, variable: Variable, text: str) -> dict[str, Any]:
         own = self.write_variable(variable, text)
