@@ -3,7 +3,6 @@
 from __future__ import annotations
 
 import asyncio
-import contextlib
 import dataclasses
 import logging
 import random
@@ -19,7 +18,7 @@ from chargepoint.core.security import SecurityEventType
 from chargepoint.core.settings import SPECS, Settings
 from chargepoint.core.station import Station, StationTiming
 from chargepoint.core.storage import CertificateUse
-from chargepoint.csms.link import CLOSE_TIMEOUT_S, Link
+from chargepoint.csms.link import Link
 from chargepoint.csms.session import CallObserver
 from chargepoint.files import FileTransfers, redact_mapping
 from chargepoint.ports import Clock, ConnectorPorts, CounterIds, IdGenerator, SystemClock
@@ -225,23 +224,53 @@ class Agent:
             raise
         self.boots += 1
         notify("READY=1")
-        link_task = asyncio.create_task(link.run(), name="link")
-        shutdown_task = self._shutdown_waiter = asyncio.get_running_loop().create_future()
+        loop = asyncio.get_running_loop()
+        shutdown_task = self._shutdown_waiter = loop.create_future()
         if self._shutdown.is_set():
             shutdown_task.set_result(None)
         assert station.reset_requested is not None
+        reset_requested = station.reset_requested
+        # The link runs in this task (one task per connection). A Reset or a shutdown starts the stop sequence in
+        # a task of its own, only then: the link keeps serving (and reconnecting) while queued messages drain, and
+        # the sequence ends by closing the link, which returns here.
+        stopping: list[asyncio.Task[ResetKind | None]] = []
+
+        def begin_stop(_: object = None) -> None:
+            if not stopping:
+                stopping.append(loop.create_task(self._stop_sequence(station, link), name="agent-stop"))
+
+        reset_requested.add_done_callback(begin_stop)
+        shutdown_task.add_done_callback(begin_stop)
+        if reset_requested.done() or shutdown_task.done():
+            begin_stop()
         self.started.set()
         try:
-            while True:
-                waiters: list[asyncio.Future[Any]] = [station.reset_requested, shutdown_task, link_task]
-                await asyncio.wait(waiters, return_when=asyncio.FIRST_COMPLETED)
-                if station.reset_requested.done() or shutdown_task.done():
-                    break
-                # The link never ends by itself; if it crashed anyway, the charger keeps working and reconnects.
-                log.error("CSMS link crashed; restarting it", exc_info=link_task.exception())
-                await asyncio.sleep(cfg.csms.reconnect_min_s)
-                link_task = asyncio.create_task(link.run(), name="link")
-            kind = station.reset_requested.result() if station.reset_requested.done() else None
+            while not link.stopping:
+                try:
+                    await link.run()
+                except Exception:
+                    # The link never ends by itself; if it crashed anyway, the charger keeps working and reconnects.
+                    log.exception("CSMS link crashed; restarting it")
+                    await link.pause(cfg.csms.reconnect_min_s)
+            return await stopping[0] if stopping else None
+        finally:
+            self.started.clear()
+            self._shutdown_waiter = None
+            reset_requested.remove_done_callback(begin_stop)
+            shutdown_task.remove_done_callback(begin_stop)
+            shutdown_task.cancel()
+            for task in stopping:
+                task.cancel()
+            await link.close()
+            await station.stop()
+            await store.flush()  # the last commits, awaited off the event loop before the file is closed
+            store.close()
+
+    async def _stop_sequence(self, station: Station, link: Link) -> ResetKind | None:
+        """After a Reset or a shutdown: end the transactions, let the queue drain, then close the link."""
+        try:
+            reset = station.reset_requested
+            kind = reset.result() if reset is not None and reset.done() else None
             reason = {
                 ResetKind.SOFT: StopReason.SOFT_RESET,
                 ResetKind.HARD: StopReason.HARD_RESET,
@@ -252,20 +281,10 @@ class Agent:
             # queue, only for the answer to a message already in flight.
             if kind is not ResetKind.HARD:
                 await link.drain(SOFT_RESET_DRAIN_S if kind else SHUTDOWN_DRAIN_S)
-            await link.outbox.quiesce(cfg.csms.response_timeout_s)
+            await link.outbox.quiesce(self.config.csms.response_timeout_s)
             return kind
         finally:
-            self.started.clear()
-            self._shutdown_waiter = None
-            shutdown_task.cancel()
             await link.close()
-            link_task.cancel()
-            with contextlib.suppress(asyncio.CancelledError, Exception):
-                async with asyncio.timeout(CLOSE_TIMEOUT_S + 1):
-                    await link_task
-            await station.stop()
-            await store.flush()  # the last commits, awaited off the event loop before the file is closed
-            store.close()
 
     def shutdown(self) -> None:
         """Stop the agent: transactions end (reason Reboot), relays open."""

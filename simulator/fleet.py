@@ -516,7 +516,7 @@ class Fleet:
         link.csms_config = dataclasses.replace(link.csms_config, url=f"ws://127.0.0.1:{self._dead[1]}/ocpp")
         ws = link.connection
         if ws is not None:
-            ws.transport.abort()
+            ws.abort()
 
     def _restore(self, charger: SimCharger) -> None:
         link = charger.agent.link
@@ -542,8 +542,8 @@ class Fleet:
                     await asyncio.sleep(delay)
                 await _send(message, *args)
 
-            ws.send = slow_send
-            ws._sim_slow = True
+            ws.send = slow_send  # type: ignore[method-assign]
+            ws._sim_slow = True  # type: ignore[attr-defined]
 
     async def _restart_csms(self, down_s: float) -> None:
         proc = self.csms_process

@@ -17,23 +17,30 @@ import random
 import re
 import ssl
 from collections import deque
+from collections.abc import Callable
 from datetime import datetime
 from pathlib import Path
 from typing import Any, Protocol
 
-from websockets.asyncio.client import connect
-from websockets.exceptions import ConnectionClosed, InvalidHandshake, InvalidStatus, InvalidURI
+from websockets.exceptions import (
+    ConnectionClosed,
+    ConnectionClosedOK,
+    InvalidHandshake,
+    InvalidStatus,
+    InvalidURI,
+)
 
 from chargepoint.certificates import CertificateManager
 from chargepoint.config import CsmsConfig, StationIdentity
 from chargepoint.core.model import IdTagInfo
 from chargepoint.core.network_profiles import NetworkProfiles
-from chargepoint.core.scheduler import Flag, Scheduler, loop_scheduler
+from chargepoint.core.scheduler import Scheduler, loop_scheduler
 from chargepoint.core.security import TLS_FAILURE_EVENTS, SecurityEvents, SecurityEventType, SecurityProfiles
 from chargepoint.core.settings import Settings
 from chargepoint.core.station import Station
 from chargepoint.csms.outbox import OutboxSender
 from chargepoint.csms.session import CallObserver, Session, SessionDeps, SessionFactory
+from chargepoint.csms.transport import WsClient, open_connection
 from chargepoint.csms.v16.adapter import V16Session
 from chargepoint.csms_url import station_url
 from chargepoint.errors import CsmsUnavailable, StorageError
@@ -70,88 +77,91 @@ BUSY_LOG_INTERVAL_S = 10.0
 _FRAME_HEAD = re.compile(r'^\s*\[\s*([234])\s*,\s*"([^"\\]{1,64})"')
 
 
-# After the handshake a websockets connection keeps its request and response, headers and all (~2.5 KB), only for
-# its caller to read; nothing here reads them. The response object itself stays referenced by the protocol's
-# parser (a generator's local), so its headers are emptied in place.
-def drop_handshake(ws: Any) -> None:
-    """Let go of an open connection's handshake headers."""
-    for message in (getattr(ws, "request", None), getattr(ws, "response", None)):
-        headers = getattr(message, "headers", None)
-        if headers is not None:
-            headers.clear()
-    if getattr(ws, "response", None) is not None:
-        ws.request = None
-
-
 class InboundCap:
     """The WebSocket connection as a session adapter sees it, with the central system's CALLs bounded.
 
-    A reader task takes every frame off the socket at once, so pings, answers to the charger's own CALLs and the
-    link itself stay alive under a flood: CALLs queue up to ``limit`` (counting the one being handled), and each
-    one beyond gets CallError GenericError "busy" straight away (every frame is answered, OCPP-J §4.2.3), so
-    memory and the event loop stay bounded. Any other frame waits for room: past ``MAX_QUEUED_OTHER_FRAMES`` of
-    them the reader pauses, so the socket pushes back on the sender and nothing is dropped. The adapter handles one
-    frame at a time, as before.
+    The connection hands every message over as it arrives (``frame_received``, from ``data_received``: no reader
+    task), so pings, answers to the charger's own CALLs and the link itself stay alive under a flood: CALLs queue up
+    to ``limit`` (counting the one being handled), and each one beyond gets CallError GenericError "busy" straight
+    away (every frame is answered, OCPP-J §4.2.3), so memory and the event loop stay bounded. Any other frame takes
+    room: with ``MAX_QUEUED_OTHER_FRAMES`` of them waiting the sink is ``full`` and the connection stops reading, so
+    the socket pushes back on the sender and nothing is dropped. The adapter routes one frame at a time, in a task
+    that runs only while frames wait (``listen``).
 
     An answer to a CALL goes out only once the store has committed what handling that CALL wrote (a setting, a
     profile, the local list): the commit is awaited, never waited for on the event loop. If it failed, the answer
     becomes CallError InternalError, since the change would not survive a restart.
     """
 
-    def __init__(self, ws: Any, store: Store, limit: int = MAX_QUEUED_CALLS) -> None:
+    __slots__ = (
+        "_busy_logged_at",
+        "_busy_unlogged",
+        "_consumer",
+        "_ended",
+        "_frames",
+        "_handling",
+        "_limit",
+        "_mark",
+        "_queued_calls",
+        "_queued_other",
+        "_routing",
+        "_store",
+        "_ws",
+        "busy_answers",
+        "done",
+        "peak_queued",
+    )
+
+    def __init__(self, ws: WsClient, store: Store, limit: int = MAX_QUEUED_CALLS) -> None:
         self._ws = ws
         self._store = store
         self._limit = limit
         self._frames: deque[str | bytes] = deque()
-        self._arrived = Flag()
         self._queued_calls = 0  # CALLs waiting in the queue
         self._queued_other = 0  # other frames waiting in the queue
-        self._room: asyncio.Future[None] | None = (
-            None  # the paused reader waits on it for the adapter to catch up
-        )
         self.peak_queued = 0  # the most frames ever waiting at once
         self._handling: str | None = None  # the uniqueId of the CALL being handled, until it is answered
         self._mark = 0  # the store's mark when its handling began
-        self._ended: BaseException | None = None
-        self._done = False
+        self._ended: ConnectionClosed | None = None
+        self.done = False  # the connection closed (frames may still wait)
         self.busy_answers = 0
         self._busy_logged_at = -BUSY_LOG_INTERVAL_S
         self._busy_unlogged = 0
-        self._reader = asyncio.get_running_loop().create_task(self._read(), name="csms-reader")
+        self._consumer: Callable[[], None] | None = None
+        self._routing = False
+        ws.attach(self)
 
     def __getattr__(self, name: str) -> Any:
         return getattr(self._ws, name)
 
-    async def _read(self) -> None:
-        count = 0
-        try:
-            async for frame in self._ws:
-                count += 1
-                if count % 64 == 0:
-                    await asyncio.sleep(0)  # buffered frames are handed out without a pause: let the relay go
-                head = _FRAME_HEAD.match(
-                    frame if isinstance(frame, str) else frame[:80].decode("utf-8", "replace")
-                )
-                if head is not None and head.group(1) == "2":
-                    if self._queued_calls + (self._handling is not None) >= self._limit:
-                        await self._busy(head.group(2))
-                        continue
-                    self._queued_calls += 1
-                else:
-                    while self._queued_other >= MAX_QUEUED_OTHER_FRAMES:
-                        self._room = asyncio.get_running_loop().create_future()
-                        await self._room
-                    self._queued_other += 1
-                self._frames.append(frame)
-                self.peak_queued = max(self.peak_queued, len(self._frames))
-                self._arrived.set()
-        except ConnectionClosed as exc:
-            self._ended = exc
-        finally:
-            self._done = True
-            self._arrived.set()
+    # FrameSink (called by the connection)
+    @property
+    def full(self) -> bool:
+        """True while as many non-CALL frames wait as are allowed (the connection stops reading)."""
+        return self._queued_other >= MAX_QUEUED_OTHER_FRAMES
 
-    async def _busy(self, unique_id: str) -> None:
+    def frame_received(self, frame: str | bytes) -> None:
+        """Queue a frame for the adapter; a CALL beyond the limit is answered "busy" at once."""
+        head = _FRAME_HEAD.match(frame if isinstance(frame, str) else frame[:80].decode("utf-8", "replace"))
+        if head is not None and head.group(1) == "2":
+            if self._queued_calls + (self._handling is not None) >= self._limit:
+                self._busy(head.group(2))
+                return
+            self._queued_calls += 1
+        else:
+            self._queued_other += 1
+        self._frames.append(frame)
+        self.peak_queued = max(self.peak_queued, len(self._frames))
+        self._wake()
+
+    def connection_closed(self, exc: ConnectionClosed) -> None:
+        """The connection closed: the adapter routes what waits, then ends (an error close is re-raised)."""
+        # A normal close ends the frames quietly, as websockets' iterator did; an abnormal one is the session's end.
+        self._ended = None if isinstance(exc, ConnectionClosedOK) else exc
+        self.done = True
+        self._wake()
+
+    def _busy(self, unique_id: str) -> None:
         self.busy_answers += 1
         self._busy_unlogged += 1
         now = asyncio.get_running_loop().time()
@@ -169,22 +179,34 @@ class InboundCap:
             f"busy: {self._limit} CALLs already waiting (OCPP-J: one at a time)",
             {},
         ]
-        await self._ws.send(json.dumps(error, separators=(",", ":")))
+        try:
+            # Not awaited: while the write buffer is full the connection takes no more frames (see WsClient).
+            self._ws.send_now(json.dumps(error, separators=(",", ":")))
+        except ConnectionClosed:
+            pass
 
-    def __aiter__(self) -> InboundCap:
-        return self
+    # the adapter's side
+    def listen(self, consumer: Callable[[], None]) -> None:
+        """Call ``consumer`` whenever a frame (or the close) waits and nobody routes: it starts routing, taking
+        frames with ``next_frame`` until None, then calls ``routed``."""
+        self._consumer = consumer
+        self._wake()
 
-    async def __anext__(self) -> str | bytes:
+    def _wake(self) -> None:
+        if not self._routing and self._consumer is not None and (self._frames or self.done):
+            self._routing = True
+            self._consumer()
+
+    def next_frame(self) -> str | bytes | None:
+        """The next frame to route, or None (none waits; after the close, ConnectionClosed for an error close)."""
         # The adapter asks for the next frame once it has routed the last one: a CALL it chose not to answer
         # (OCPP 1.6 §4.2.1: boot Rejected) frees its place now.
         self._handling = None
-        while not self._frames:
-            if self._done:
-                if self._ended is not None and not isinstance(self._ended, StopAsyncIteration):
-                    raise self._ended
-                raise StopAsyncIteration
-            self._arrived.clear()
-            await self._arrived.wait()
+        if not self._frames:
+            if self.done and self._ended is not None:
+                ended, self._ended = self._ended, None
+                raise ended
+            return None
         frame = self._frames.popleft()
         head = _FRAME_HEAD.match(frame if isinstance(frame, str) else frame[:80].decode("utf-8", "replace"))
         if head is not None and head.group(1) == "2":
@@ -193,9 +215,12 @@ class InboundCap:
             self._mark = self._store.mark()
         else:
             self._queued_other -= 1
-            if self._room is not None and not self._room.done():
-                self._room.set_result(None)
+            self._ws.resume()
         return frame
+
+    def routed(self) -> None:
+        """The router ended (nothing waited): the next frame starts another."""
+        self._routing = False
 
     async def send(self, message: str | bytes) -> None:
         """Send a frame; an answer to a CALL waits for the commit of what handling it wrote."""
@@ -212,8 +237,13 @@ class InboundCap:
         await self._ws.send(message)
 
     def close_reader(self) -> None:
-        """Stop reading (the session ended)."""
-        self._reader.cancel()
+        """Stop routing (the session ended)."""
+        self._consumer = None
+
+
+def _resolve(waiter: asyncio.Future[None]) -> None:
+    if not waiter.done():
+        waiter.set_result(None)
 
 
 class SettableClock(Clock, Protocol):
@@ -262,7 +292,9 @@ class Link:
         self.boot_accepted = False  # BootNotification accepted since this agent (re)started
         self.stopping = False
         self._last_activity = 0.0
-        self._ws: Any = None
+        self._ws: WsClient | None = None
+        self._connecting: asyncio.Task[WsClient] | None = None  # the connect under way, if any
+        self._pausing: asyncio.Future[None] | None = None  # the backoff under way, if any
         self.security_events = SecurityEvents(store, clock, self.outbox_changed)
         self.profiles = SecurityProfiles(
             store,
@@ -317,7 +349,7 @@ class Link:
         return "2.0.1" in self.csms_config.ocpp_versions
 
     @property
-    def connection(self) -> Any:
+    def connection(self) -> WsClient | None:
         """The open WebSocket connection, or None (the simulator cuts it to simulate a network drop)."""
         return self._ws
 
@@ -474,25 +506,38 @@ class Link:
         return base + self.rng.uniform(0, cfg.reconnect_jitter_s)
 
     async def run(self) -> None:
-        """Connect, serve, and reconnect forever (until cancelled)."""
+        """Connect, serve, and reconnect until ``close()`` (runs in the caller's task: one task per connection).
+
+        While connected, nothing here has a task of its own: frames are routed by a task that runs only while they
+        wait, the outbox sender only while messages wait, pings and heartbeats are scheduler timers."""
         failures = 0
+        loop = asyncio.get_running_loop()
         while not self.stopping:
             offered = self.subprotocols()
             ping = self.settings.get_int("websocket_ping_interval_s") or None
-            try:
-                ws = await connect(
+            # The connect runs in a task of its own only while it lasts, so that close() can cut it short.
+            connecting = self._connecting = loop.create_task(
+                open_connection(
                     self.url(),
-                    subprotocols=offered,  # type: ignore[arg-type]
-                    additional_headers=self._headers(),
+                    self.scheduler,
+                    subprotocols=offered,
+                    headers=self._headers(),
                     ssl=self._ssl(),
-                    compression=None,
-                    ping_interval=ping,
-                    ping_timeout=ping,
+                    ping_interval_s=ping,
                     # A dead link (no pong) is not going to answer a close frame either: give up on it soon.
-                    close_timeout=CLOSE_TIMEOUT_S,
+                    close_timeout_s=CLOSE_TIMEOUT_S,
                     max_size=self.csms_config.max_message_bytes,
-                    open_timeout=self.message_timeout_s(),
-                )
+                    open_timeout_s=self.message_timeout_s(),
+                ),
+                name="csms-connect",
+            )
+            try:
+                ws = await connecting
+            except asyncio.CancelledError:
+                task = asyncio.current_task()
+                if self.stopping and connecting.cancelled() and (task is None or not task.cancelling()):
+                    break  # close() cut the connect short
+                raise
             except InvalidStatus as exc:
                 code = exc.response.status_code
                 log.error(
@@ -511,14 +556,34 @@ class Link:
                 reason = getattr(exc, "reason", None) if isinstance(exc, ssl.SSLError) else None
                 self._connect_failed(TLS_FAILURE_EVENTS.get(str(reason)), str(exc)[:200])
             else:
+                if self.stopping:  # close() came as the connect completed
+                    await ws.close()
+                    break
                 self._connected()
                 failures = await self._serve(ws, failures)
                 if not self.stopping:
                     self._count_failure("closed")
+            finally:
+                self._connecting = None
+            if self.stopping:
+                break
             self.reconnects += 1
             delay = self.backoff_s(max(0, failures - 1))
             log.info("reconnecting in %.1f s", delay)
-            await asyncio.sleep(delay)
+            await self.pause(delay)
+
+    async def pause(self, delay_s: float) -> None:
+        """Sleep ``delay_s``, or less if ``close()`` is called meanwhile."""
+        if self.stopping:
+            return
+        loop = asyncio.get_running_loop()
+        waiter = self._pausing = loop.create_future()
+        handle = loop.call_later(delay_s, _resolve, waiter)
+        try:
+            await waiter
+        finally:
+            handle.cancel()
+            self._pausing = None
 
     def _count_failure(self, kind: str) -> None:
         kinds = self.failure_kinds
@@ -534,7 +599,7 @@ class Link:
             return [SUBPROTOCOL_BY_VERSION[profile.ocpp_version]]
         return [SUBPROTOCOL_BY_VERSION[v] for v in self.csms_config.ocpp_versions]
 
-    async def _serve(self, ws: Any, failures: int) -> int:
+    async def _serve(self, ws: WsClient, failures: int) -> int:
         # The adapter is chosen once per connection, from the subprotocol the CSMS picked among those offered
         # (OCPP-J 1.6 §3.1.2, OCPP-J 2.0.1 §3.2): a subprotocol we did not offer is no agreement.
         offered = self.subprotocols()
@@ -548,7 +613,6 @@ class Link:
             await ws.close(1002, "no supported subprotocol")
             return failures + 1
         log.info("connected to %s (%s)", self.url(), ws.subprotocol)
-        drop_handshake(ws)
         self.connections += 1
         self._ws = ws
         self.touch()
@@ -574,8 +638,12 @@ class Link:
         return 0 if session.ever_accepted else failures + 1
 
     async def close(self) -> None:
-        """Stop reconnecting and close the connection, if any, within a bounded time."""
+        """Stop reconnecting and close the connection, if any, within a bounded time; ``run()`` then returns."""
         self.stopping = True
+        if self._pausing is not None and not self._pausing.done():
+            self._pausing.set_result(None)
+        if self._connecting is not None:
+            self._connecting.cancel()
         ws = self._ws
         if ws is None:
             return
@@ -584,7 +652,10 @@ class Link:
                 await ws.close()
         except TimeoutError:
             log.warning("the CSMS connection did not close in time; dropping it")
-            ws.transport.abort()
+            ws.abort()
+        session = self.session
+        if session is not None:
+            session.connection_ended()  # even if a handler still holds its router: run() returns and cleans up
 
     async def drain(self, timeout_s: float) -> bool:
         """Wait until the outbox is empty (or ``timeout_s``); True if it emptied."""

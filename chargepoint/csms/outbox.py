@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import asyncio
 import logging
+from collections.abc import Callable, Coroutine
 from dataclasses import dataclass
 from typing import Any, Protocol
 
@@ -61,6 +62,9 @@ class Delivered:
         return self.started or self.csms_tx_id is not None
 
 
+Spawn = Callable[[Coroutine[Any, Any, None], str], "asyncio.Task[Any]"]
+
+
 class Deliverer(Protocol):
     """A connected, booted session that can deliver one outbox message."""
 
@@ -85,20 +89,49 @@ class OutboxSender:
         self.not_delivering = Flag()
         self.not_delivering.set()
         self.paused = False
+        # The session it sends through and how to start its task there, while one is accepted.
+        self._session: Deliverer | None = None
+        self._spawn: Spawn | None = None
+        self._running = False
 
     def changed(self) -> None:
-        """Something was queued."""
+        """Something was queued: the sender runs if a session is up and it does not run yet."""
         self.idle.clear()
         self.wake.set()
+        self._kick()
+
+    def start(self, session: Deliverer, spawn: Spawn) -> None:
+        """A session was accepted: send through it what waits, and whatever is queued while it lasts."""
+        self._session, self._spawn = session, spawn
+        self._kick()
+
+    def stop(self, session: Deliverer) -> None:
+        """The session ended (it cancels the sender's task, which it spawned)."""
+        if self._session is session:
+            self._session = self._spawn = None
+
+    def _kick(self) -> None:
+        session, spawn = self._session, self._spawn
+        if session is None or spawn is None or self._running or self.paused:
+            return
+        self._running = True
+        spawn(self.run(session), "outbox")
 
     async def run(self, session: Deliverer) -> None:
-        """Deliver until the session ends (CsmsUnavailable propagates to end the loop)."""
-        await session.accepted.wait()
+        """Deliver until the outbox is empty, then end (``changed()`` starts it again); CsmsUnavailable propagates
+        to end it with the session. A task only while messages wait: an idle agent has none."""
+        try:
+            await session.accepted.wait()
+            await self._drain(session)
+        finally:
+            self._running = False
+
+    async def _drain(self, session: Deliverer) -> None:
         backoff = AGENT_ERROR_RETRY_S
         while True:
             self.wake.clear()
             if self.paused:
-                await asyncio.Event().wait()  # stopping: take nothing more
+                return  # stopping: take nothing more
             try:
                 # What was queued so far is committed before it is read and sent (a StartTransaction is on disk
                 # before the CSMS hears of it); the commit is awaited, never waited for on the event loop.
@@ -109,9 +142,10 @@ class OutboxSender:
                 await asyncio.sleep(STORAGE_RETRY_S)
                 continue
             if message is None:
+                if self.wake.is_set():
+                    continue  # queued while the commit was awaited
                 self.idle.set()
-                await self.wake.wait()
-                continue
+                return
             self.idle.clear()
             self.not_delivering.clear()
             try:

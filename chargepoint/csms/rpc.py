@@ -243,21 +243,39 @@ class OcppSession(_OcppChargePoint):  # type: ignore[misc]
 
     # transport
     async def start(self) -> None:
-        """Receive and route frames until the connection closes."""
+        """Route frames until the connection closes (the ``ocpp`` package's entry point)."""
+        self._connection.listen(self._start_router)
+        await self._closed.wait()
+
+    def _start_router(self) -> None:
+        """A frame (or the close) waits and no router runs: route in a task that ends when none waits."""
+        self._spawn(self._route_frames(), "receive")
+
+    async def _route_frames(self) -> None:
         from websockets.exceptions import ConnectionClosed
 
+        connection = self._connection
         try:
-            async for message in self._connection:
+            while True:
+                message = connection.next_frame()
+                if message is None:
+                    break
                 self.link.touch()
                 if frames.isEnabledFor(logging.DEBUG):
                     frames.debug("%s < %s", self.id, self.redact(str(message)))
                 await self.route_message(message)
-        except ConnectionClosed:
-            pass
+        except (ConnectionClosed, CsmsUnavailable):
+            self.connection_ended()
         finally:
-            self._closed.set()
-            if self._pending is not None and not self._pending[2].done():
-                self._pending[2].set_exception(CsmsUnavailable("connection closed"))
+            connection.routed()
+        if connection.done:
+            self.connection_ended()
+
+    def connection_ended(self) -> None:
+        """The connection is gone: what waits for an answer fails, and ``run()`` returns."""
+        self._closed.set()
+        if self._pending is not None and not self._pending[2].done():
+            self._pending[2].set_exception(CsmsUnavailable("connection closed"))
 
     def redact(self, frame: str) -> str:
         """A received frame as the frame log may show it (a version hides the secrets its own messages carry)."""
@@ -511,16 +529,19 @@ class OcppSession(_OcppChargePoint):  # type: ignore[misc]
 
     # life cycle
     async def run(self) -> None:
-        """Boot, then serve until the connection closes."""
-        receiver = self._spawn(self.start(), "receive")
+        """Boot, then serve until the connection closes (in the caller's task: frames are routed by a task that
+        runs only while they wait, the outbox is sent by one that runs only while messages wait)."""
+        self._connection.listen(self._start_router)
+        outbox = self.link.outbox
         try:
             await self._boot()
             self._start_heartbeat()
             self._statuses_open = True
             self._wake_status_sender()
-            self._spawn(self.link.outbox.run(self), "outbox")
-            await receiver
+            outbox.start(self, self._spawn)
+            await self._closed.wait()
         finally:
+            outbox.stop(self)
             self._stop_heartbeat()
             self._statuses_open = False
             for task in list(self._tasks):

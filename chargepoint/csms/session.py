@@ -8,7 +8,7 @@ A version adapter is registered in ``link.ADAPTERS`` under its subprotocol as a 
 from __future__ import annotations
 
 import asyncio
-from collections.abc import Mapping
+from collections.abc import Callable, Coroutine, Mapping
 from dataclasses import dataclass
 from datetime import datetime
 from typing import Any, Protocol
@@ -56,6 +56,10 @@ class Session(Protocol):
 
     async def run(self) -> None:
         """Boot and serve until the connection closes."""
+        ...
+
+    def connection_ended(self) -> None:
+        """The connection is gone: ``run()`` returns (what is in flight fails with CsmsUnavailable)."""
         ...
 
     async def authorize(self, id_tag: str) -> IdTagInfo:
@@ -223,10 +227,16 @@ class SessionStorage(Durability, Protocol):
 
 
 class OutboxRunner(Protocol):
-    """The outbox sender, as a session starts it."""
+    """The outbox sender, as a session starts it: it runs in a task ``spawn`` makes, only while messages wait."""
 
-    async def run(self, session: Any) -> None:
-        """Deliver through ``session`` until it ends."""
+    def start(
+        self, session: Any, spawn: Callable[[Coroutine[Any, Any, None], str], asyncio.Task[Any]]
+    ) -> None:
+        """Deliver through ``session`` (accepted) what waits, and what is queued while it lasts."""
+        ...
+
+    def stop(self, session: Any) -> None:
+        """``session`` ended."""
         ...
 
 
