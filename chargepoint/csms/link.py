@@ -16,7 +16,6 @@ import logging
 import random
 import re
 import ssl
-from collections import deque
 from collections.abc import Callable
 from datetime import datetime
 from pathlib import Path
@@ -104,7 +103,7 @@ class InboundCap:
         "_mark",
         "_queued_calls",
         "_queued_other",
-        "_routing",
+        "_router",
         "_store",
         "_ws",
         "busy_answers",
@@ -116,7 +115,9 @@ class InboundCap:
         self._ws = ws
         self._store = store
         self._limit = limit
-        self._frames: deque[str | bytes] = deque()
+        # A list, not a deque (~0.75 KB each, for the connection's life): at most limit + MAX_QUEUED_OTHER_FRAMES
+        # frames ever wait in it, so taking from its front is cheap.
+        self._frames: list[str | bytes] = []
         self._queued_calls = 0  # CALLs waiting in the queue
         self._queued_other = 0  # other frames waiting in the queue
         self.peak_queued = 0  # the most frames ever waiting at once
@@ -127,8 +128,10 @@ class InboundCap:
         self.busy_answers = 0
         self._busy_logged_at = -BUSY_LOG_INTERVAL_S
         self._busy_unlogged = 0
-        self._consumer: Callable[[], None] | None = None
-        self._routing = False
+        self._consumer: Callable[[], asyncio.Task[Any]] | None = None
+        # The adapter's router task while it runs (done() tells, not a flag it clears: a task cancelled before its
+        # first step never runs its finally).
+        self._router: asyncio.Task[Any] | None = None
         ws.attach(self)
 
     def __getattr__(self, name: str) -> Any:
@@ -186,16 +189,16 @@ class InboundCap:
             pass
 
     # the adapter's side
-    def listen(self, consumer: Callable[[], None]) -> None:
-        """Call ``consumer`` whenever a frame (or the close) waits and nobody routes: it starts routing, taking
-        frames with ``next_frame`` until None, then calls ``routed``."""
+    def listen(self, consumer: Callable[[], asyncio.Task[Any]]) -> None:
+        """Call ``consumer`` whenever a frame (or the close) waits and no router runs: it returns the task that
+        routes, taking frames with ``next_frame`` until None."""
         self._consumer = consumer
         self._wake()
 
     def _wake(self) -> None:
-        if not self._routing and self._consumer is not None and (self._frames or self.done):
-            self._routing = True
-            self._consumer()
+        router = self._router
+        if (router is None or router.done()) and self._consumer is not None and (self._frames or self.done):
+            self._router = self._consumer()
 
     def next_frame(self) -> str | bytes | None:
         """The next frame to route, or None (none waits; after the close, ConnectionClosed for an error close)."""
@@ -207,7 +210,7 @@ class InboundCap:
                 ended, self._ended = self._ended, None
                 raise ended
             return None
-        frame = self._frames.popleft()
+        frame = self._frames.pop(0)
         head = _FRAME_HEAD.match(frame if isinstance(frame, str) else frame[:80].decode("utf-8", "replace"))
         if head is not None and head.group(1) == "2":
             self._queued_calls -= 1
@@ -217,10 +220,6 @@ class InboundCap:
             self._queued_other -= 1
             self._ws.resume()
         return frame
-
-    def routed(self) -> None:
-        """The router ended (nothing waited): the next frame starts another."""
-        self._routing = False
 
     async def send(self, message: str | bytes) -> None:
         """Send a frame; an answer to a CALL waits for the commit of what handling it wrote."""
@@ -511,33 +510,13 @@ class Link:
         While connected, nothing here has a task of its own: frames are routed by a task that runs only while they
         wait, the outbox sender only while messages wait, pings and heartbeats are scheduler timers."""
         failures = 0
-        loop = asyncio.get_running_loop()
         while not self.stopping:
             offered = self.subprotocols()
             ping = self.settings.get_int("websocket_ping_interval_s") or None
-            # The connect runs in a task of its own only while it lasts, so that close() can cut it short.
-            connecting = self._connecting = loop.create_task(
-                open_connection(
-                    self.url(),
-                    self.scheduler,
-                    subprotocols=offered,
-                    headers=self._headers(),
-                    ssl=self._ssl(),
-                    ping_interval_s=ping,
-                    # A dead link (no pong) is not going to answer a close frame either: give up on it soon.
-                    close_timeout_s=CLOSE_TIMEOUT_S,
-                    max_size=self.csms_config.max_message_bytes,
-                    open_timeout_s=self.message_timeout_s(),
-                ),
-                name="csms-connect",
-            )
             try:
-                ws = await connecting
-            except asyncio.CancelledError:
-                task = asyncio.current_task()
-                if self.stopping and connecting.cancelled() and (task is None or not task.cancelling()):
+                ws = await self._open(offered, ping)
+                if ws is None:
                     break  # close() cut the connect short
-                raise
             except InvalidStatus as exc:
                 code = exc.response.status_code
                 log.error(
@@ -561,16 +540,43 @@ class Link:
                     break
                 self._connected()
                 failures = await self._serve(ws, failures)
+                del ws  # not kept through the backoff
                 if not self.stopping:
                     self._count_failure("closed")
-            finally:
-                self._connecting = None
             if self.stopping:
                 break
             self.reconnects += 1
             delay = self.backoff_s(max(0, failures - 1))
             log.info("reconnecting in %.1f s", delay)
             await self.pause(delay)
+
+    async def _open(self, offered: list[str], ping: int | None) -> WsClient | None:
+        """Open a connection, in a task of its own only while the connect lasts (so that close() can cut it short:
+        None then)."""
+        connecting = self._connecting = asyncio.get_running_loop().create_task(
+            open_connection(
+                self.url(),
+                self.scheduler,
+                subprotocols=offered,
+                headers=self._headers(),
+                ssl=self._ssl(),
+                ping_interval_s=ping,
+                # A dead link (no pong) is not going to answer a close frame either: give up on it soon.
+                close_timeout_s=CLOSE_TIMEOUT_S,
+                max_size=self.csms_config.max_message_bytes,
+                open_timeout_s=self.message_timeout_s(),
+            ),
+            name="csms-connect",
+        )
+        try:
+            return await connecting
+        except asyncio.CancelledError:
+            task = asyncio.current_task()
+            if self.stopping and connecting.cancelled() and (task is None or not task.cancelling()):
+                return None
+            raise
+        finally:
+            self._connecting = None
 
     async def pause(self, delay_s: float) -> None:
         """Sleep ``delay_s``, or less if ``close()`` is called meanwhile."""

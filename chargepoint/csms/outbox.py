@@ -92,7 +92,9 @@ class OutboxSender:
         # The session it sends through and how to start its task there, while one is accepted.
         self._session: Deliverer | None = None
         self._spawn: Spawn | None = None
-        self._running = False
+        # Its task while it runs. Checked with done(), not a flag the task clears: a task cancelled before its
+        # first step never runs its finally.
+        self._task: asyncio.Task[Any] | None = None
 
     def changed(self) -> None:
         """Something was queued: the sender runs if a session is up and it does not run yet."""
@@ -112,19 +114,16 @@ class OutboxSender:
 
     def _kick(self) -> None:
         session, spawn = self._session, self._spawn
-        if session is None or spawn is None or self._running or self.paused:
+        if session is None or spawn is None or self.paused:
             return
-        self._running = True
-        spawn(self.run(session), "outbox")
+        if self._task is None or self._task.done():
+            self._task = spawn(self.run(session), "outbox")
 
     async def run(self, session: Deliverer) -> None:
         """Deliver until the outbox is empty, then end (``changed()`` starts it again); CsmsUnavailable propagates
         to end it with the session. A task only while messages wait: an idle agent has none."""
-        try:
-            await session.accepted.wait()
-            await self._drain(session)
-        finally:
-            self._running = False
+        await session.accepted.wait()
+        await self._drain(session)
 
     async def _drain(self, session: Deliverer) -> None:
         backoff = AGENT_ERROR_RETRY_S

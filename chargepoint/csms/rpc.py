@@ -247,9 +247,9 @@ class OcppSession(_OcppChargePoint):  # type: ignore[misc]
         self._connection.listen(self._start_router)
         await self._closed.wait()
 
-    def _start_router(self) -> None:
+    def _start_router(self) -> asyncio.Task[Any]:
         """A frame (or the close) waits and no router runs: route in a task that ends when none waits."""
-        self._spawn(self._route_frames(), "receive")
+        return self._spawn(self._route_frames(), "receive")
 
     async def _route_frames(self) -> None:
         from websockets.exceptions import ConnectionClosed
@@ -266,8 +266,6 @@ class OcppSession(_OcppChargePoint):  # type: ignore[misc]
                 await self.route_message(message)
         except (ConnectionClosed, CsmsUnavailable):
             self.connection_ended()
-        finally:
-            connection.routed()
         if connection.done:
             self.connection_ended()
 

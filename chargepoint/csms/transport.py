@@ -121,8 +121,12 @@ class WsClient(asyncio.Protocol):
         return self._protocol.subprotocol
 
     def attach(self, sink: FrameSink) -> None:
-        """Hand every message from now on to ``sink``."""
+        """Hand every message to ``sink``, starting with any that came before it was attached."""
         self._sink = sink
+        if self._lost.is_set():
+            self._hand_over_close()  # it closed before anyone listened
+        else:
+            self.resume()
 
     async def send(self, message: str | bytes) -> None:
         """Send one message (text for a str); waits while the write buffer is full; ConnectionClosed once closed."""
@@ -236,13 +240,19 @@ class WsClient(asyncio.Protocol):
             opened.set_result(None)  # handshake() raises the protocol's handshake_exc
         self._write_paused = False
         self._wake_drain()
-        sink, backlog = self._sink, self._backlog
-        self._backlog = self._held = None
-        if sink is not None:
-            for frame in backlog or ():
-                sink.frame_received(frame)
-            sink.connection_closed(self._closed_exc())
+        self._held = None
         self._lost.set()
+        if self._sink is not None:
+            self._hand_over_close()
+
+    def _hand_over_close(self) -> None:
+        """After the close: every message that waited goes to the sink (room or not), then the close."""
+        sink, backlog = self._sink, self._backlog
+        self._backlog = None
+        assert sink is not None
+        for frame in backlog or ():
+            sink.frame_received(frame)
+        sink.connection_closed(self._closed_exc())
 
     def pause_writing(self) -> None:
         """The write buffer passed the high mark: senders wait, and so do further messages from the peer."""
@@ -308,11 +318,10 @@ class WsClient(asyncio.Protocol):
         else:
             message = bytes(data)
         sink = self._sink
-        if sink is None:
-            return
         backlog = self._backlog
         if backlog is None:
-            if not (self._write_paused or sink.full):
+            # Until a sink is attached (frames may come with the handshake's answer) they wait like a full sink's.
+            if sink is not None and not (self._write_paused or sink.full):
                 sink.frame_received(message)
                 return
             backlog = self._backlog = deque()
