@@ -122,8 +122,12 @@ class OutboxSender:
     async def run(self, session: Deliverer) -> None:
         """Deliver until the outbox is empty, then end (``changed()`` starts it again); CsmsUnavailable propagates
         to end it with the session. A task only while messages wait: an idle agent has none."""
-        await session.accepted.wait()
-        await self._drain(session)
+        try:
+            await session.accepted.wait()
+            await self._drain(session)
+        finally:
+            if self._task is asyncio.current_task():
+                self._task = None  # a done task kept for the session's life is ~0.3 KB per agent
 
     async def _drain(self, session: Deliverer) -> None:
         backoff = AGENT_ERROR_RETRY_S

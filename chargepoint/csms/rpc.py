@@ -266,6 +266,8 @@ class OcppSession(_OcppChargePoint):  # type: ignore[misc]
                 await self.route_message(message)
         except (ConnectionClosed, CsmsUnavailable):
             self.connection_ended()
+        finally:
+            connection.routed()
         if connection.done:
             self.connection_ended()
 
