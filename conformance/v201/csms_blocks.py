@@ -24,6 +24,7 @@ from conformance.v201.csms_cases import (
     BOOT,
     SESSION,
     STOP_LOCAL,
+    call,
     ev,
     st,
 )
@@ -356,9 +357,8 @@ case(
 
 # ================================================================================================ K smart charging
 # K01 (SetChargingProfile), K05 (remote start with a profile), K08 (GetCompositeSchedule), K09
-# (GetChargingProfiles), K10 (ClearChargingProfile), K12 (external limits in a report). Left out: K11-K13's
-# NotifyChargingLimit / ClearedChargingLimit (TC_K_48/50/51) and the ISO 15118 cases (TC_K_53-59), which the
-# bundled central system does not implement.
+# (GetChargingProfiles), K10 (ClearChargingProfile), K12/K13 (external limits set, reported and released). Left
+# out: the ISO 15118 cases (TC_K_53-59: NotifyEVChargingNeeds), which the bundled central system does not implement.
 
 
 def profile(
@@ -644,6 +644,44 @@ case(
     BOOT,
     get_profiles(152, {"chargingLimitSource": ["EMS"]}, 0),
     report(0, "ChargingStationExternalConstraints", "EMS", 352),
+)
+EXTERNAL_LIMIT = {
+    "chargingLimit": {"chargingLimitSource": "EMS", "isGridCritical": False},
+    "evseId": 1,
+    "chargingSchedule": [
+        {
+            "id": 48,
+            "chargingRateUnit": "A",
+            "chargingSchedulePeriod": [{"startPeriod": 0, "limit": 10.0}],
+        }
+    ],
+}
+case(
+    "TC_K_48_CSMS",
+    "Set / Update External Charging Limit (not on a transaction)",
+    SMART,
+    BOOT,
+    call("NotifyChargingLimit", EXTERNAL_LIMIT),
+    needs=frozenset(),
+)
+case(
+    "TC_K_50_CSMS",
+    "Reset / release external charging limit - Without ongoing transaction",
+    SMART,
+    BOOT,
+    call("ClearedChargingLimit", {"chargingLimitSource": "EMS", "evseId": 1}),
+    needs=frozenset(),
+)
+case(
+    "TC_K_51_CSMS",
+    "Reset / release external charging limit - With ongoing transaction",
+    SMART,
+    BOOT,
+    *SESSION,
+    call("ClearedChargingLimit", {"chargingLimitSource": "EMS", "evseId": 1}),
+    ev("Updated", "ChargingRateChanged", state="Charging"),
+    *STOP_LOCAL,
+    needs=frozenset({"id_tag_accepted"}),
 )
 case(
     "TC_K_60_CSMS",

@@ -12,6 +12,7 @@ from typing import Any
 
 import pytest
 
+from backend_stub.ocpp.server import OCPP201
 from conformance.__main__ import run_cli
 from tests.conformance.conftest import Site
 from tests.conformance.test_csms_suite import failed, reasons, verdicts
@@ -175,4 +176,15 @@ async def test_a_remote_start_profile_naming_a_transaction_fails_tc_k_37(site: S
     code, report = await run_cli(site.args("--version", "2.0.1", "--cases", "TC_K_37*,TC_F_01*"))
     assert failed(report) == {"TC_K_37_CSMS"}
     assert "F01.FR.11" in reasons(report)["TC_K_37_CSMS"]
+    assert code == 1
+
+
+async def test_a_central_system_without_the_external_limit_messages_fails_k12_k13(site: Site) -> None:
+    """TC_K_48/50/51: NotifyChargingLimit and ClearedChargingLimit must be answered (here: NotImplemented)."""
+    table = site.csms.server.handlers_by_subprotocol[OCPP201.subprotocol]
+    del table["NotifyChargingLimit"], table["ClearedChargingLimit"]
+    code, report = await run_cli(site.args("--version", "2.0.1", "--cases", "TC_K_4*,TC_K_5*"))
+    assert failed(report) == {"TC_K_48_CSMS", "TC_K_50_CSMS", "TC_K_51_CSMS"}
+    assert "NotImplemented" in reasons(report)["TC_K_48_CSMS"]
+    assert verdicts(report)["TC_K_52_CSMS"] == "passed"
     assert code == 1
