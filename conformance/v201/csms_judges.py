@@ -21,6 +21,7 @@ __all__ = [
     "Judge",
     "all_of",
     "clear_profile_rules",
+    "deletes_a_reported_certificate",
     "get_profiles_rules",
     "local_list_rules",
     "profile_rules",
@@ -296,4 +297,29 @@ def get_profiles_rules(ctx: CsmsContext, payload: dict[str, Any]) -> None:
         raise Fail(
             "GetChargingProfilesRequest criteria name no chargingProfileId, stackLevel, chargingLimitSource or "
             "chargingProfilePurpose (OCPP 2.0.1 K09.FR.03)"
+        )
+
+
+# ------------------------------------------------------------------------------------------- M certificates
+# The certificateHashData the station reported in its last GetInstalledCertificateIdsResponse (a list).
+REPORTED_HASHES = "reported_hashes"
+
+
+def deletes_a_reported_certificate(ctx: CsmsContext, payload: dict[str, Any]) -> None:
+    """DeleteCertificateRequest names a certificate as the station reported it: its hashAlgorithm and hashes
+    (OCPP 2.0.1 M04.FR.07: the CSMS uses the hashAlgorithm the station uses)."""
+    reported = ctx.vars.get(REPORTED_HASHES)
+    if not reported:
+        return
+    data = payload["certificateHashData"]
+    algorithms = sorted({r["hashAlgorithm"] for r in reported})
+    if data["hashAlgorithm"] not in algorithms:
+        raise Fail(
+            f"DeleteCertificateRequest hashAlgorithm {data['hashAlgorithm']}, the station reported {algorithms} "
+            "(OCPP 2.0.1 M04.FR.07)"
+        )
+    if data not in reported:
+        raise Fail(
+            f"DeleteCertificateRequest certificateHashData {data} is none the station reported in "
+            "GetInstalledCertificateIdsResponse"
         )

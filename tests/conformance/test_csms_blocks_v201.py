@@ -72,6 +72,10 @@ def clear_everything(payload: dict[str, Any]) -> None:
     payload.clear()
 
 
+def other_hash_algorithm(payload: dict[str, Any]) -> None:
+    payload["certificateHashData"]["hashAlgorithm"] = "SHA384"
+
+
 SET_PROFILE_CASES = {
     "TC_K_01_CSMS",
     "TC_K_02_CSMS",
@@ -150,6 +154,13 @@ async def test_without_a_trigger_the_d_h_k_cases_are_inconclusive(site: Site) ->
             {"TC_K_05_CSMS", "TC_K_06_CSMS", "TC_K_08_CSMS"},
             "K10.FR.02",
             id="clear-without-criteria",
+        ),
+        pytest.param(
+            "DeleteCertificate",
+            other_hash_algorithm,
+            {"TC_M_20_CSMS", "TC_M_21_CSMS"},
+            "M04.FR.07",
+            id="delete-with-another-hash-algorithm",
         ),
     ],
 )

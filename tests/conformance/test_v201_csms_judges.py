@@ -12,9 +12,11 @@ import pytest
 from conformance.csms_runner import CsmsContext, ocpp_time
 from conformance.model import Fail
 from conformance.v201.csms_judges import (
+    REPORTED_HASHES,
     REPORTED_LIST_VERSION,
     Judge,
     clear_profile_rules,
+    deletes_a_reported_certificate,
     get_profiles_rules,
     local_list_rules,
     remote_start_profile_rules,
@@ -233,3 +235,17 @@ def test_clear_profile_rules(payload: dict[str, Any], why: str) -> None:
 def test_get_profiles_rules(criteria: dict[str, Any], why: str) -> None:
     got = judged(get_profiles_rules, {"requestId": 1, "chargingProfile": criteria})
     assert (why in got) if why else got == "", got
+
+
+def test_a_deleted_certificate_is_named_as_the_station_reported_it() -> None:
+    """M04.FR.07: the hashAlgorithm (and hashes) the station reported in GetInstalledCertificateIdsResponse."""
+    reported = {"hashAlgorithm": "SHA256", "issuerNameHash": "a1", "issuerKeyHash": "b2", "serialNumber": "1"}
+    known = {REPORTED_HASHES: [reported]}
+    assert judged(deletes_a_reported_certificate, {"certificateHashData": reported}, **known) == ""
+    other_algorithm = {**reported, "hashAlgorithm": "SHA512"}
+    got = judged(deletes_a_reported_certificate, {"certificateHashData": other_algorithm}, **known)
+    assert "M04.FR.07" in got
+    other_serial = {**reported, "serialNumber": "2"}
+    assert "none the station reported" in judged(
+        deletes_a_reported_certificate, {"certificateHashData": other_serial}, **known
+    )
