@@ -199,3 +199,15 @@ async def test_a_central_system_without_the_external_limit_messages_fails_k12_k1
     assert "NotImplemented" in reasons(report)["TC_K_48_CSMS"]
     assert verdicts(report)["TC_K_52_CSMS"] == "passed"
     assert code == 1
+
+
+async def test_blocks_not_offered_are_not_applicable(site: Site) -> None:
+    code, report = await run_cli(
+        site.args(
+            "--version", "2.0.1", "--profiles", "SmartCharging", "--cases", "TC_D_01*,TC_H_01*,TC_K_01*"
+        )
+    )
+    v = verdicts(report)
+    assert v == {"TC_D_01_CSMS": "not_applicable", "TC_H_01_CSMS": "not_applicable", "TC_K_01_CSMS": "passed"}
+    assert "does not offer LocalAuthListManagement" in reasons(report)["TC_D_01_CSMS"]
+    assert code == 0
