@@ -33,6 +33,7 @@ from conformance.v201.csms_judges import (
     Judge,
     all_of,
     clear_profile_rules,
+    composite_rules,
     get_profiles_rules,
     local_list_rules,
     remote_start_profile_rules,
@@ -482,6 +483,7 @@ def composite(evse: int) -> tuple[str, StepFn]:
         "GetCompositeSchedule",
         {"duration": 300, "chargingRateUnit": "A", "evseId": evse},
         answer,
+        judge=composite_rules,
         note="Accepted with a 10 A schedule",
     )
 

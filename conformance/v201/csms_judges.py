@@ -21,6 +21,7 @@ __all__ = [
     "Judge",
     "all_of",
     "clear_profile_rules",
+    "composite_rules",
     "deletes_a_reported_certificate",
     "get_profiles_rules",
     "local_list_rules",
@@ -246,6 +247,10 @@ def remote_start_profile_rules(ctx: CsmsContext, payload: dict[str, Any]) -> Non
     (F01.FR.11: the transaction does not exist yet), and a valid profile."""
     profile = payload.get("chargingProfile")
     what = "RequestStartTransactionRequest.chargingProfile"
+    if payload.get("evseId", 1) <= 0:
+        raise Fail(
+            f"RequestStartTransactionRequest evseId {payload['evseId']} (OCPP 2.0.1 Part 2: SHALL be > 0)"
+        )
     if profile is None:
         raise Fail(
             "RequestStartTransactionRequest without the chargingProfile this case is about (F01.FR.08)"
@@ -285,6 +290,14 @@ def clear_profile_rules(ctx: CsmsContext, payload: dict[str, Any]) -> None:
         raise Fail(
             "ClearChargingProfileRequest of ChargingStationExternalConstraints (set by an external system)"
         )
+
+
+def composite_rules(ctx: CsmsContext, payload: dict[str, Any]) -> None:
+    """GetCompositeScheduleRequest (K08): a duration of at least one second, an EVSE id of 0 (the station) or more."""
+    if payload["duration"] <= 0:
+        raise Fail(f"GetCompositeScheduleRequest duration {payload['duration']} s: nothing to report (K08)")
+    if payload["evseId"] < 0:
+        raise Fail(f"GetCompositeScheduleRequest evseId {payload['evseId']} (0 is the station, EVSEs from 1)")
 
 
 def get_profiles_rules(ctx: CsmsContext, payload: dict[str, Any]) -> None:

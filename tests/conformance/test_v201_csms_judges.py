@@ -16,6 +16,7 @@ from conformance.v201.csms_judges import (
     REPORTED_LIST_VERSION,
     Judge,
     clear_profile_rules,
+    composite_rules,
     deletes_a_reported_certificate,
     get_profiles_rules,
     local_list_rules,
@@ -197,7 +198,7 @@ def test_a_relative_profile_has_no_start_and_an_absolute_one_has_one() -> None:
     ],
 )
 def test_remote_start_profile_rules(body: dict[str, Any] | None, why: str) -> None:
-    payload: dict[str, Any] = {"idToken": TOKEN, "remoteStartId": 1}
+    payload: dict[str, Any] = {"idToken": TOKEN, "remoteStartId": 1, "evseId": 1}
     if body is not None:
         payload["chargingProfile"] = body
     got = judged(remote_start_profile_rules, payload)
@@ -249,3 +250,11 @@ def test_a_deleted_certificate_is_named_as_the_station_reported_it() -> None:
     assert "none the station reported" in judged(
         deletes_a_reported_certificate, {"certificateHashData": other_serial}, **known
     )
+
+
+def test_a_remote_start_on_evse_0_and_an_empty_composite_schedule_are_wrong() -> None:
+    payload = {"idToken": TOKEN, "remoteStartId": 1, "evseId": 0, "chargingProfile": profile()}
+    assert "SHALL be > 0" in judged(remote_start_profile_rules, payload)
+    assert judged(composite_rules, {"duration": 300, "evseId": 0}) == ""
+    assert "nothing to report" in judged(composite_rules, {"duration": 0, "evseId": 1})
+    assert "evseId -1" in judged(composite_rules, {"duration": 300, "evseId": -1})
