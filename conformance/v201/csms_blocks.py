@@ -42,7 +42,7 @@ from conformance.v201.csms_judges import (
     same_reservation,
     set_profile_rules,
 )
-from conformance.v201.station import current_tx, heartbeat, id_token
+from conformance.v201.station import current_tx, heartbeat, id_token, status
 
 __all__ = ["CASES"]
 
@@ -249,16 +249,47 @@ def reserve_now(
     )
 
 
-def reservation_ended(status: str) -> tuple[str, StepFn]:
+def connector_state(value: str) -> tuple[str, StepFn]:
+    """A step: the connector's new state as the station tells it, StatusNotification and NotifyEvent of the
+    Connector's AvailabilityState (G01 / N07: the reusable state "Reserved" of the OCTT sends both)."""
+
+    async def run(ctx: CsmsContext) -> None:
+        await status(ctx, value)
+        event_id = int(ctx.vars.get("event_id", 0)) + 1
+        ctx.vars["event_id"] = event_id
+        await ctx.call(
+            "NotifyEvent",
+            {
+                "generatedAt": ocpp_time(),
+                "seqNo": 0,
+                "tbc": False,
+                "eventData": [
+                    {
+                        "eventId": event_id,
+                        "timestamp": ocpp_time(),
+                        "trigger": "Delta",
+                        "actualValue": value,
+                        "eventNotificationType": "HardWiredNotification",
+                        "component": {"name": "Connector", "evse": {"id": 1, "connectorId": 1}},
+                        "variable": {"name": "AvailabilityState"},
+                    }
+                ],
+            },
+        )
+
+    return (f"StatusNotification and NotifyEvent: connector {value}", run)
+
+
+def reservation_ended(update: str) -> tuple[str, StepFn]:
     """A step: ReservationStatusUpdate (H04) of the case's reservation; the answer is an empty object."""
 
     async def run(ctx: CsmsContext) -> None:
         await ctx.call(
             "ReservationStatusUpdate",
-            {"reservationId": ctx.vars["reservation_id"], "reservationUpdateStatus": status},
+            {"reservationId": ctx.vars["reservation_id"], "reservationUpdateStatus": update},
         )
 
-    return (f"ReservationStatusUpdate {status}", run)
+    return (f"ReservationStatusUpdate {update}", run)
 
 
 def cancel(ctx: CsmsContext) -> dict[str, Any]:
@@ -272,7 +303,7 @@ case(
     RESERVATION,
     BOOT,
     reserve_now(4201),
-    st("Reserved"),
+    connector_state("Reserved"),
     needs=TRIG_ACCEPTED,
 )
 # The station reports the expiry at once: the case judges the CSMS's answers, not the station's clock.
@@ -282,8 +313,8 @@ case(
     RESERVATION,
     BOOT,
     reserve_now(4207, minutes=1),
-    st("Reserved"),
-    st("Available"),
+    connector_state("Reserved"),
+    connector_state("Available"),
     reservation_ended("Expired"),
     needs=TRIG_ACCEPTED,
 )
@@ -293,7 +324,7 @@ case(
     RESERVATION,
     BOOT,
     reserve_now(4208, evse=None),
-    st("Reserved"),
+    connector_state("Reserved"),
     needs=TRIG_ACCEPTED,
 )
 # The simulated station has one EVSE, so one reservation without evseId reserves all of them.
@@ -303,7 +334,7 @@ case(
     RESERVATION,
     BOOT,
     reserve_now(4214, evse=None),
-    st("Reserved"),
+    connector_state("Reserved"),
     needs=TRIG_ACCEPTED,
 )
 case(
@@ -312,7 +343,7 @@ case(
     RESERVATION,
     BOOT,
     reserve_now(4215, evse=None, connector_type="cType2"),
-    st("Reserved"),
+    connector_state("Reserved"),
     needs=TRIG_ACCEPTED,
 )
 case(
@@ -321,9 +352,9 @@ case(
     RESERVATION,
     BOOT,
     reserve_now(4217),
-    st("Reserved"),
+    connector_state("Reserved"),
     sends("CancelReservation", cancel, {"status": "Accepted"}, judge=same_reservation),
-    st("Available"),
+    connector_state("Available"),
     needs=TRIG_ACCEPTED,
 )
 case(
@@ -332,7 +363,7 @@ case(
     RESERVATION,
     BOOT,
     reserve_now(4219, group=True),
-    st("Reserved"),
+    connector_state("Reserved"),
     needs=TRIG_ACCEPTED,
 )
 case(
@@ -341,8 +372,8 @@ case(
     RESERVATION,
     BOOT,
     reserve_now(4220),
-    st("Reserved"),
-    st("Faulted"),
+    connector_state("Reserved"),
+    connector_state("Faulted"),
     reservation_ended("Removed"),
     needs=TRIG_ACCEPTED,
 )
