@@ -128,7 +128,7 @@ async def test_a_refused_upgrade_raises_invalid_status_and_an_unknown_subprotoco
 async def test_a_full_sink_pauses_reading_and_every_frame_arrives_in_order_after_resume(
     echo: tuple[str, list[ServerConnection]],
 ) -> None:
-    url, seen = echo
+    url, _ = echo
     sink = Sink(room=4)
     ws = await _connect(url, sink)
     for n in range(200):
