@@ -7,15 +7,20 @@ import asyncio
 import base64
 import hashlib
 from collections.abc import AsyncIterator, Callable
+from pathlib import Path
 from typing import Any
 
 import pytest
 from websockets.asyncio.server import ServerConnection, serve
 from websockets.exceptions import ConnectionClosed, ConnectionClosedError, InvalidStatus
 from websockets.frames import Frame, Opcode
+from websockets.typing import Subprotocol
 
+from backend_stub.testing.server import ScriptedCentralSystem as CentralSystem
+from chargepoint.agent import Agent
 from chargepoint.core.scheduler import loop_scheduler
 from chargepoint.csms.transport import WsClient, open_connection
+from tests.integration.conftest import FAST_TIMING, StartAgent, agent_config, until
 
 GUID = "258EAFA5-E914-47DA-95CA-C5AB0DC85B11"
 
@@ -75,7 +80,7 @@ async def echo() -> AsyncIterator[tuple[str, list[ServerConnection]]]:
         async for message in ws:
             await ws.send(message)
 
-    async with serve(handler, "127.0.0.1", 0, subprotocols=["ocpp1.6"], compression=None) as server:
+    async with serve(handler, "127.0.0.1", 0, subprotocols=[Subprotocol("ocpp1.6")], compression=None) as server:
         port = server.sockets[0].getsockname()[1]
         yield f"ws://127.0.0.1:{port}/ocpp/CP-1", seen
 
@@ -155,7 +160,7 @@ async def test_fragmented_and_binary_messages_are_assembled_and_oversized_ones_c
         await ws.send("x" * 2000)
         await ws.wait_closed()
 
-    async with serve(handler, "127.0.0.1", 0, subprotocols=["ocpp1.6"]) as server:
+    async with serve(handler, "127.0.0.1", 0, subprotocols=[Subprotocol("ocpp1.6")]) as server:
         port = server.sockets[0].getsockname()[1]
         sink = Sink()
         await _connect(f"ws://127.0.0.1:{port}/ocpp/CP-1", sink, max_size=1000)
@@ -249,3 +254,57 @@ async def test_close_gives_up_on_a_peer_that_ignores_the_closing_handshake() -> 
         assert sink.closed is not None
         with pytest.raises(ConnectionClosed):
             await ws.send("[]")
+
+
+# The agent on this client: one task per connection, and a stop that does not wait behind a hung connect.
+
+
+async def test_a_connected_idle_agent_runs_in_its_own_task_only(
+    cs: CentralSystem, start_agent: StartAgent
+) -> None:
+    """While connected and idle, the link, the frame routing, the outbox and the pings have no task of their own:
+    what the agent's connection has is the agent's task (the hardware loops are not the connection's)."""
+    a = await start_agent(settings={"websocket_ping_interval_s": 1})
+    link = a.agent.link
+    assert link is not None
+    await until(lambda: link.store.outbox_size() == 0 and link.outbox.idle.is_set(), 5, "outbox never idle")
+    await asyncio.sleep(1.5)  # a ping went out and its pong came back meanwhile
+    names = {t.get_coro().__qualname__ for t in asyncio.all_tasks()}  # type: ignore[union-attr]
+    connection = {
+        "Link.run",
+        "InboundCap._read",
+        "OcppSession.start",
+        "OutboxSender.run",
+        "Connection.keepalive",
+    }
+    assert not names & connection, names
+    assert "Agent.run" in names
+    # And a CALL from the CSMS is still answered on that connection.
+    answer = await cs.call("CP-1", "GetConfiguration", {"key": ["HeartbeatInterval"]})
+    assert answer["configurationKey"][0]["key"] == "HeartbeatInterval"
+    assert link.connections == 1
+
+
+async def test_shutdown_is_not_held_up_by_a_connect_that_hangs(tmp_path: Path) -> None:
+    """A central system that accepts TCP but never answers the upgrade: shutdown() ends the agent at once, not
+    after the open timeout."""
+
+    async def mute(reader: asyncio.StreamReader, writer: asyncio.StreamWriter) -> None:
+        await reader.read(65536)
+        await asyncio.sleep(60)
+
+    server = await asyncio.start_server(mute, "127.0.0.1", 0)
+    port = server.sockets[0].getsockname()[1]
+    try:
+        config = agent_config(
+            f"ws://127.0.0.1:{port}/ocpp", tmp_path / "agent.db", csms={"response_timeout_s": 30}
+        )
+        agent = Agent(config, timing=FAST_TIMING)
+        task = asyncio.create_task(agent.run())
+        await until(lambda: agent.link is not None and agent.link._connecting is not None, 5, "no connect")
+        agent.shutdown()
+        async with asyncio.timeout(5):
+            await task
+        assert agent.link is not None and agent.link.connections == 0
+    finally:
+        server.close()
