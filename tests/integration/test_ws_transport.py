@@ -80,7 +80,9 @@ async def echo() -> AsyncIterator[tuple[str, list[ServerConnection]]]:
         async for message in ws:
             await ws.send(message)
 
-    async with serve(handler, "127.0.0.1", 0, subprotocols=[Subprotocol("ocpp1.6")], compression=None) as server:
+    async with serve(
+        handler, "127.0.0.1", 0, subprotocols=[Subprotocol("ocpp1.6")], compression=None
+    ) as server:
         port = server.sockets[0].getsockname()[1]
         yield f"ws://127.0.0.1:{port}/ocpp/CP-1", seen
 
