@@ -25,7 +25,7 @@ from ocpp.messages import Call, CallResult, _validate_payload
 from websockets.asyncio.client import ClientConnection, connect
 from websockets.exceptions import ConnectionClosed, InvalidHandshake, InvalidStatus
 
-from conformance.drivers import Trigger, TriggerFailed, TriggerUnavailable
+from conformance.drivers import ProfileError, Trigger, TriggerFailed, TriggerUnavailable
 from conformance.engine import BaseContext
 from conformance.model import Case, Fail, Inconclusive, SetupError, TraceEntry
 from conformance.versions import OcppVersion, by_schema
@@ -682,6 +682,10 @@ class CsmsContext(BaseContext):
                                 raise Inconclusive(str(exc))
                             if isinstance(exc, TriggerFailed):
                                 raise Inconclusive(f"the trigger for {action} failed: {exc}")
+                            if isinstance(exc, ProfileError):
+                                # The profile cannot express this step (e.g. a parameter its template
+                                # needs): the setup is wrong, not the central system.
+                                raise SetupError(f"the trigger for {action}: {exc}")
                             if exc is None:
                                 self.event(fired.result())
                     unique_id, received = await expected
