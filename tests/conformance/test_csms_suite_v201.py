@@ -82,6 +82,25 @@ async def test_bundled_central_system_passes_the_whole_201_csms_suite(site: Site
     assert "TC_F_01_CSMS" in page and "RequestStartTransaction" in page
 
 
+async def test_a_card_uid_the_central_system_types_iso14443_passes_the_local_list_and_reservation_cases(
+    site: Site,
+) -> None:
+    """The central system builds the IdTokenType from its own store (a 7-byte card UID is ISO14443, OCPP 2.0.1
+    IdTokenEnumType), not the type the case happened to ask for: the idToken is judged, the type is its own."""
+    uid = "04A1B2C3D4E5F6"
+    site.csms.store.add_card(uid, user_id=site.csms.store.add_user("Card holder").id)
+    args = [
+        f"--id-tag-accepted={uid}" if a.startswith("--id-tag-accepted=") else a
+        for a in site.args("--version", "2.0.1", "--cases", "TC_D_*,TC_H_*")
+    ]
+    code, report = await run_cli(args)
+    assert report is not None and len(report.results) >= 10
+    assert set(verdicts(report).values()) == {"passed"}, reasons(report)
+    sent = [t.text for r in report.results if r.id == "TC_H_01_CSMS" for t in r.trace]
+    assert any('"ReserveNow"' in t and '"type":"ISO14443"' in t.replace(" ", "") for t in sent)
+    assert code == 0
+
+
 async def test_heartbeat_interval_is_waited_out_when_short_enough_201(site: Site, tmp_path: Path) -> None:
     """TC_B_01 with --heartbeat-wait-max: idle for one interval, then a second Heartbeat on the same link."""
     site.csms.central.heartbeat_interval_s = 1

@@ -12,6 +12,7 @@ from pathlib import Path
 import pytest
 
 from conformance.__main__ import build_parser, main
+from conformance.csms_runner import asked_matches
 from conformance.drivers import ProfileError, fill, kebab, load_actuator, load_trigger, render
 from conformance.engine import select_cases
 from conformance.model import CaseResult, StepResult, TraceEntry, Verdict
@@ -278,6 +279,16 @@ def test_version_scoped_actions_and_the_bundled_operations(monkeypatch: pytest.M
     assert (
         v201.request("Reset", {"type": "OnIdle"}, "CP-1").url == "http://h/api/chargers/CP-1/commands/Reset"
     )
+
+
+def test_the_asked_fields_match_exactly_but_for_the_central_systems_id_token_type() -> None:
+    token = {"idToken": "04A1B2C3", "type": "Central"}
+    assert asked_matches([{"idToken": token}], [{"idToken": {"idToken": "04A1B2C3", "type": "ISO14443"}}])
+    assert not asked_matches(token, {"idToken": "04A1B2C4", "type": "Central"})
+    assert not asked_matches(token, {"idToken": "04A1B2C3", "type": "Central", "additionalInfo": []})
+    assert not asked_matches({"type": "Hard"}, {"type": "Soft"})  # only an IdTokenType's type is the CSMS's
+    assert not asked_matches([1, 2], [1]) and not asked_matches({"a": 1}, {"a": 1, "b": None})
+    assert asked_matches({"limit": 6}, {"limit": 6.0})
 
 
 def test_shipped_actuation_profiles(monkeypatch: pytest.MonkeyPatch) -> None:
