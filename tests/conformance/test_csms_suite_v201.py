@@ -16,6 +16,7 @@ from aiohttp import web
 
 from backend_stub.app import Csms
 from backend_stub.ocpp.server import OCPP201, Handler, HandlerResult, tls_context, utc_now_iso
+from backend_stub.ocpp.v201 import V201Commands
 from backend_stub.store import CsmsStore
 from backend_stub.testing.server import ScriptedCentralSystem as CentralSystem
 from conformance.__main__ import run_cli
@@ -99,6 +100,32 @@ async def test_a_card_uid_the_central_system_types_iso14443_passes_the_local_lis
     sent = [t.text for r in report.results if r.id == "TC_H_01_CSMS" for t in r.trace]
     assert any('"ReserveNow"' in t and '"type":"ISO14443"' in t.replace(" ", "") for t in sent)
     assert code == 0
+
+
+async def test_the_bundled_csms_own_message_building_is_judged(
+    site: Site, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """Through its operations the central system builds the messages itself, so a fault there fails the case: here
+    a ReserveNow that drops the connector type the operator asked for (TC_H_15), and a ClearChargingProfile that
+    drops its criteria (K10.FR.02 / TC_K_06)."""
+    reserve_now = V201Commands.reserve_now
+    clear = V201Commands.clear_charging_profile
+
+    async def no_connector_type(self: V201Commands, *args: Any, **kw: Any) -> Any:
+        return await reserve_now(self, *args, **{**kw, "connector_type": None})
+
+    async def no_criteria(self: V201Commands, charger: str, *args: Any, **kw: Any) -> Any:
+        return await clear(self, charger, None, None, None, timeout_s=kw.get("timeout_s"))
+
+    monkeypatch.setattr(V201Commands, "reserve_now", no_connector_type)
+    monkeypatch.setattr(V201Commands, "clear_charging_profile", no_criteria)
+    code, report = await run_cli(
+        site.args("--version", "2.0.1", "--cases", "TC_H_15_CSMS,TC_K_06_CSMS,TC_H_01_CSMS")
+    )
+    assert verdicts(report) == {"TC_H_01_CSMS": "passed", "TC_H_15_CSMS": "failed", "TC_K_06_CSMS": "failed"}
+    assert "connectorType None, expected cType2" in reasons(report)["TC_H_15_CSMS"]
+    assert "K10.FR.02" in reasons(report)["TC_K_06_CSMS"]
+    assert code == 1
 
 
 async def test_heartbeat_interval_is_waited_out_when_short_enough_201(site: Site, tmp_path: Path) -> None:
