@@ -7,7 +7,8 @@ import contextlib
 import tempfile
 from collections.abc import Awaitable, Callable
 
-from conformance.charger_runner import ChargerContext, Handshake
+from backend_stub.ocpp.handshake import HandshakeCredentials
+from conformance.charger_runner import ChargerContext
 from conformance.model import Fail, NotApplicable
 from conformance.pki import write_server_pki
 
@@ -30,7 +31,7 @@ TLS_VERSIONS = ("TLSv1.2", "TLSv1.3")  # OCPP 1.6 security whitepaper / 2.0.1 A0
 PASSWORD_LENGTH = (16, 40)  # AuthorizationKey / BasicAuthPassword: 16 to 40 characters
 
 
-def latest_handshake(ctx: ChargerContext) -> Handshake:
+def latest_handshake(ctx: ChargerContext) -> HandshakeCredentials:
     """The charger's latest recorded handshake (a Fail if there is none)."""
     mine = [h for h in ctx.cs.handshakes if h.cp_id == ctx.cp_id]
     if not mine:
@@ -38,7 +39,7 @@ def latest_handshake(ctx: ChargerContext) -> Handshake:
     return mine[-1]
 
 
-async def fresh_handshake(ctx: ChargerContext, *, client_ca: bool) -> Handshake:
+async def fresh_handshake(ctx: ChargerContext, *, client_ca: bool) -> HandshakeCredentials:
     """Drop the charger's connection and return the handshake of its reconnect (OCTT: the charger connects)."""
     if ctx.setup.tls is None:
         raise NotApplicable(NO_TLS)
@@ -51,7 +52,7 @@ async def fresh_handshake(ctx: ChargerContext, *, client_ca: bool) -> Handshake:
     shown = latest_handshake(ctx)
     ctx.event(
         f"handshake: {shown.tls_version or 'plain ws://'}, client certificate names "
-        f"{sorted(shown.client_names) or 'none'}, Basic auth {'sent' if shown.password is not None else 'not sent'}"
+        f"{sorted(shown.certificate_names) or 'none'}, Basic auth {'sent' if shown.password is not None else 'not sent'}"
     )
     if shown.tls_version not in TLS_VERSIONS:
         raise Fail(
@@ -64,7 +65,7 @@ async def server_certificate_valid(ctx: ChargerContext) -> None:
     """Security profile 2 (or 3): the charger accepts our server certificate and connects over TLS; at profile 2
     its upgrade request carries HTTP Basic ``<chargerId>:<password>`` with a 16-40 character password."""
     shown = await fresh_handshake(ctx, client_ca=False)
-    if shown.client_names:
+    if shown.certificate_names:
         return  # security profile 3: the client certificate identifies the charger
     if shown.password is None:
         raise Fail(
@@ -81,11 +82,11 @@ async def server_certificate_valid(ctx: ChargerContext) -> None:
 async def client_certificate_valid(ctx: ChargerContext) -> None:
     """Security profile 3: the charger presents a client certificate our CA verifies, issued to its identity."""
     shown = await fresh_handshake(ctx, client_ca=True)
-    if not shown.client_names:
+    if not shown.certificate_names:
         raise Fail("security profile 3: the charger presented no client certificate")
-    if ctx.cp_id not in shown.client_names:
+    if ctx.cp_id not in shown.certificate_names:
         raise Fail(
-            f"the client certificate is issued to {sorted(shown.client_names)}, not to the charger {ctx.cp_id!r}"
+            f"the client certificate is issued to {sorted(shown.certificate_names)}, not to the charger {ctx.cp_id!r}"
         )
 
 

@@ -1589,10 +1589,10 @@ async def upgrade_profile(ctx: ChargerContext) -> None:
     await ctx.expect_answer("Reset", {"type": "Hard"}, "status", "Accepted")
     await reboot_seen(ctx, m)
     shown = latest_handshake(ctx)
-    if ctx.cp_id not in shown.client_names:
+    if ctx.cp_id not in shown.certificate_names:
         raise Fail(
             "after the upgrade the charger connected without a client certificate issued to it "
-            f"(names: {sorted(shown.client_names) or 'none'})"
+            f"(names: {sorted(shown.certificate_names) or 'none'})"
         )
     after = (await ctx.configuration("SecurityProfile")).get("SecurityProfile")
     if after != "3":

@@ -372,10 +372,10 @@ async def upgrade_accepted(ctx: Ctx) -> None:
     await ctx.expect_answer("Reset", {"type": "OnIdle"}, "status", "Accepted")
     await reboot_seen(ctx, m, "RemoteReset")
     shown = latest_handshake(ctx)
-    if ctx.cp_id not in shown.client_names:
+    if ctx.cp_id not in shown.certificate_names:
         raise Fail(
             "after the upgrade the station connected without a client certificate issued to it "
-            f"(names: {sorted(shown.client_names) or 'none'})"
+            f"(names: {sorted(shown.certificate_names) or 'none'})"
         )
     after = await ctx.get_variable("SecurityCtrlr", "SecurityProfile")
     if after != "3":
