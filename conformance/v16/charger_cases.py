@@ -357,7 +357,7 @@ async def ev_disconnect(ctx: ChargerContext) -> None:
 
 case(
     "TC_005_1_CS",
-    "EV Side Disconnected",
+    "EV Side Disconnected - StopTransactionOnEVSideDisconnect = true",
     CORE,
     config("StopTransactionOnEVSideDisconnect", "true"),
     ("remote session", remote_session),
@@ -470,8 +470,8 @@ case(
     timeout_s=90,
 )
 case(
-    "TC_017_CS",
-    "Unlock Connector - No Charging Session Running",
+    "TC_017_1_CS",
+    "Unlock connector - no charging session running (Not fixed cable)",
     CORE,
     answer("UnlockConnector", lambda c: {"connectorId": c.setup.connector}, "status", "Unlocked"),
 )
@@ -489,8 +489,8 @@ async def unlock_with_tx(ctx: ChargerContext) -> None:
 
 
 case(
-    "TC_018_CS",
-    "Unlock Connector - With Charging Session",
+    "TC_018_1_CS",
+    "Unlock Connector - With Charging Session (Not fixed cable)",
     CORE,
     ("remote session", remote_session),
     ("UnlockConnector", unlock_with_tx),
@@ -515,15 +515,10 @@ async def one_key(ctx: ChargerContext) -> None:
 
 
 case(
-    "TC_019_1_CS",
-    "Retrieve all configuration keys",
+    "TC_019_CS",
+    "Retrieve configuration",
     CORE,
     ("GetConfiguration: every required Core key", all_keys),
-)
-case(
-    "TC_019_2_CS",
-    "Retrieve specific configuration key",
-    CORE,
     ("GetConfiguration HeartbeatInterval", one_key),
 )
 
@@ -558,7 +553,7 @@ def refused_card(status: str) -> tuple[str, StepFn]:
 
 
 case(
-    "TC_023_1_CS",
+    "TC_023_CS",
     "Start Charging Session - Authorize invalid",
     CORE,
     refused_card("Invalid"),
@@ -1067,7 +1062,7 @@ async def local_list_version(ctx: ChargerContext) -> None:
         )
 
 
-case("TC_042_2_CS", "Get Local List Version", LOCAL, ("GetLocalListVersion >= 0", local_list_version))
+case("TC_042_2_CS", "Get Local List Version (empty)", LOCAL, ("GetLocalListVersion >= 0", local_list_version))
 
 
 async def send_lists(ctx: ChargerContext) -> None:
