@@ -323,7 +323,12 @@ def lax_tls(ca: Path, *, lowest: ssl.TLSVersion = ssl.TLSVersion.TLSv1_2) -> ssl
 
 
 async def run_against(
-    tmp_path: Path, version: str, ids: str, station: Callable[[int, Path], Coroutine[Any, Any, None]], *, on_tls: bool
+    tmp_path: Path,
+    version: str,
+    ids: str,
+    station: Callable[[int, Path], Coroutine[Any, Any, None]],
+    *,
+    on_tls: bool,
 ) -> dict[str, tuple[str, str]]:
     """Run ``ids`` against ``station(port, ca)`` (on wss:// with a throwaway CA when ``on_tls``)."""
     port = free_port()
