@@ -22,6 +22,7 @@ from typing import Any
 from urllib.parse import urlsplit
 
 from cryptography.hazmat.primitives import serialization
+from ocpp.messages import Call
 from websockets.exceptions import ConnectionClosed
 
 from conformance.csms_runner import CallError, CsmsContext, HandshakeRefused, check_status, ocpp_time
@@ -37,7 +38,15 @@ from conformance.csms_steps import (
     wrong_password,
 )
 from conformance.model import Case, Fail, NotApplicable, Step
-from conformance.pki import certificate_hash_data, issue, make_ca, pem_of, self_signed_pem
+from conformance.pki import (
+    certificate_hash_data,
+    check_signed_chain,
+    issue,
+    make_ca,
+    make_csr,
+    pem_of,
+    self_signed_pem,
+)
 from conformance.v201.station import (
     Tx,
     authorize,
@@ -1805,6 +1814,73 @@ strict(
 
 async def _skip_seq(ctx: CsmsContext) -> None:
     current_tx(ctx).next_seq()
+
+
+# ---- A02 station certificate renewal (TC_A_11/TC_A_14_CSMS); after security_event, which they use
+
+
+def renew_station_certificate(station_accepts: bool) -> StepFn:
+    """A02 (RenewChargingStationCertificate): SignCertificate with a fresh CSR for the station id and
+    certificateType ChargingStationCertificate is Accepted (A02.FR.11), then a CertificateSignedRequest whose leaf
+    certifies our key; the station answers Accepted, or Rejected (``station_accepts`` False, TC_A_14)."""
+
+    async def run(ctx: CsmsContext) -> None:
+        conn = ctx.main()
+        key, csr = make_csr(conn.cp_id)
+        signed = conn.expect("CertificateSigned")
+        try:
+            answer = await ctx.call(
+                "SignCertificate", {"csr": csr, "certificateType": "ChargingStationCertificate"}
+            )
+            check_status(answer["status"], "Accepted", "SignCertificateResponse", "OCPP 2.0.1 A02.FR.11")
+            try:
+                async with asyncio.timeout(ctx.scaled(ctx.setup.trigger_wait_s)):
+                    unique_id, payload = await signed
+            except TimeoutError:
+                raise Fail("no CertificateSignedRequest after an Accepted SignCertificate (A02)") from None
+        finally:
+            conn.forget("CertificateSigned")
+        ctx.check_schema(Call(unique_id, "CertificateSigned", dict(payload)), "CertificateSignedRequest")
+        problem = check_signed_chain(payload["certificateChain"], key, conn.cp_id)
+        await conn.send(
+            [3, unique_id, {"status": "Accepted" if station_accepts and not problem else "Rejected"}]
+        )
+        if problem:
+            raise Fail(f"CertificateSignedRequest: {problem} (OCPP 2.0.1 A02)")
+        kind = payload.get("certificateType")
+        if kind not in (None, "ChargingStationCertificate"):
+            raise Fail(
+                f"CertificateSignedRequest certificateType {kind!r} for a ChargingStationCertificate CSR"
+            )
+
+    return run
+
+
+SIGN_TRIGGER = cs_sends(
+    "TriggerMessage", {"requestedMessage": "SignChargingStationCertificate"}, {"status": "Accepted"}
+)
+case(
+    "TC_A_11_CSMS",
+    "Update Charging Station Certificate by request of CSMS - Success - Charging Station Certificate",
+    SECURITY,
+    BOOT,
+    SIGN_TRIGGER,
+    ("SignCertificate: Accepted; CertificateSigned certifies the CSR's key", renew_station_certificate(True)),
+    needs=TRIG,
+)
+case(
+    "TC_A_14_CSMS",
+    "Update Charging Station Certificate by request of CSMS - Invalid certificate",
+    SECURITY,
+    BOOT,
+    SIGN_TRIGGER,
+    (
+        "SignCertificate: Accepted; the station Rejects the CertificateSigned",
+        renew_station_certificate(False),
+    ),
+    security_event("InvalidChargingStationCertificate"),
+    needs=TRIG,
+)
 
 
 def _check_unique_ids() -> None:

@@ -1,7 +1,8 @@
 """The CSMS runner's 2.0.1 TLS cases against the bundled central system on 127.0.0.1 over wss://: it refuses a
 TLS 1.1 handshake (TC_A_06_CSMS), admits a charger by its client certificate (TC_A_07_CSMS) and refuses one from
 an unknown CA (TC_A_08_CSMS); negative controls: a central system that completes TLS 1.1 handshakes fails
-TC_A_06_CSMS, one that does not check client certificates fails TC_A_08_CSMS."""
+TC_A_06_CSMS, one that does not check client certificates fails TC_A_08_CSMS, one refusing CSRs fails the
+certificate renewal cases TC_A_11/TC_A_14_CSMS."""
 
 from __future__ import annotations
 
@@ -11,10 +12,11 @@ from pathlib import Path
 import pytest
 
 from backend_stub.app import Csms
-from backend_stub.ocpp.server import tls_context
+from backend_stub.ocpp.server import OCPP201, tls_context
 from backend_stub.store import CsmsStore
 from conformance.__main__ import run_cli
 from conformance.report import Report
+from tests.conformance.conftest import Site
 from tests.conformance.test_csms_suite import pki, reasons, verdicts
 
 __all__ = ["pki"]  # the openssl-made CA, server certificate and CP-1's client certificate (a module fixture)
@@ -92,3 +94,15 @@ async def test_a_central_system_not_checking_client_certificates_fails_tc_a_08(
         "the CSMS opened a WebSocket for a client certificate from an unknown CA (A00.FR.407)"
     )
     assert v["TC_A_06_CSMS"] == "passed" and code == 1
+
+
+async def test_a_central_system_refusing_csrs_fails_the_certificate_renewal_cases(site: Site) -> None:
+    """TC_A_11/TC_A_14_CSMS: the bundled central system passes them (whole-suite test); one whose 2.0.1
+    SignCertificate answers Rejected fails both, citing A02.FR.11."""
+    table = site.csms.server.handlers_by_subprotocol[OCPP201.subprotocol]
+    table["SignCertificate"] = lambda cp_id, payload: {"status": "Rejected"}
+    code, report = await run_cli(site.args("--version", "2.0.1", "--cases", "TC_A_11_CSMS,TC_A_14_CSMS"))
+    assert report is not None
+    assert verdicts(report) == {"TC_A_11_CSMS": "failed", "TC_A_14_CSMS": "failed"}
+    assert all("A02.FR.11" in reason for reason in reasons(report).values())
+    assert code == 1
