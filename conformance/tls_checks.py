@@ -7,6 +7,7 @@ import contextlib
 import re
 import ssl
 import tempfile
+import warnings
 from collections.abc import Awaitable, Callable, Iterator
 
 from backend_stub.ocpp.handshake import HandshakeCredentials
@@ -187,7 +188,9 @@ def offering_only(tls: ssl.SSLContext, version: ssl.TLSVersion) -> Iterator[None
     low, high, level = tls.minimum_version, tls.maximum_version, tls.security_level
     ciphers = ":".join(c["name"] for c in tls.get_ciphers() if c.get("protocol") != "TLSv1.3")
     tls.set_ciphers("DEFAULT:@SECLEVEL=0")
-    tls.minimum_version = tls.maximum_version = version
+    with warnings.catch_warnings():  # offering a deprecated version is the point of the case
+        warnings.simplefilter("ignore", DeprecationWarning)
+        tls.minimum_version = tls.maximum_version = version
     try:
         yield
     finally:

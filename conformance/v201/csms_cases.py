@@ -16,6 +16,7 @@ import contextlib
 import secrets
 import ssl
 import tempfile
+import warnings
 from collections.abc import Callable
 from pathlib import Path
 from typing import Any
@@ -287,7 +288,9 @@ async def tls_too_low_refused(ctx: CsmsContext) -> None:
     client.check_hostname, client.verify_mode = False, ssl.CERT_NONE  # only the version is under test here
     try:
         client.set_ciphers("DEFAULT:@SECLEVEL=0")  # OpenSSL offers TLS 1.1 only at security level 0
-        client.minimum_version = client.maximum_version = ssl.TLSVersion.TLSv1_1
+        with warnings.catch_warnings():  # offering a deprecated version is the point of the case
+            warnings.simplefilter("ignore", DeprecationWarning)
+            client.minimum_version = client.maximum_version = ssl.TLSVersion.TLSv1_1
     except (ssl.SSLError, ValueError) as exc:
         raise NotApplicable(f"this OpenSSL cannot offer TLS 1.1 ({exc}); the case needs it") from None
     ctx.event(f"TLS handshake with {host}:{port} offering only TLSv1.1")

@@ -31,7 +31,10 @@ from conformance.versions import VERSIONS
 from tests.conformance.test_charger_suite import AGENT_CONFIG, charger_args, free_port
 from tests.pki import issue
 
-pytestmark = pytest.mark.timeout(300)
+pytestmark = [
+    pytest.mark.timeout(300),
+    pytest.mark.filterwarnings("ignore:ssl.TLSVersion.TLSv1_1 is deprecated:DeprecationWarning"),
+]
 
 CASES = {"1.6": ("TC_086_CS", "TC_087_CS"), "2.0.1": ("TC_A_04_CS", "TC_A_07_CS")}
 UNKNOWN_CA = {"1.6": "TC_078_CS", "2.0.1": "TC_A_05_CS"}

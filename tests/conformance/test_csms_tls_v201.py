@@ -21,7 +21,10 @@ from tests.conformance.test_csms_suite import pki, reasons, verdicts
 
 __all__ = ["pki"]  # the openssl-made CA, server certificate and CP-1's client certificate (a module fixture)
 
-pytestmark = pytest.mark.timeout(300)
+pytestmark = [
+    pytest.mark.timeout(300),
+    pytest.mark.filterwarnings("ignore:ssl.TLSVersion.TLSv1_1 is deprecated:DeprecationWarning"),
+]
 
 CASES = ("TC_A_06_CSMS", "TC_A_07_CSMS", "TC_A_08_CSMS")
 
