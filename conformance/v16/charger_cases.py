@@ -520,8 +520,8 @@ case(
     "TC_019_CS",
     "Retrieve configuration",
     CORE,
-    ("GetConfiguration: every required Core key", all_keys),
     ("GetConfiguration HeartbeatInterval", one_key),
+    ("GetConfiguration: every required Core key", all_keys),
 )
 
 
