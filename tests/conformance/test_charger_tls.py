@@ -404,3 +404,33 @@ async def test_a_station_upgrading_without_a_certificate_fails_tc_a_21(tmp_path:
     assert verdicts == {
         "TC_A_21_CS": ("failed", "SetNetworkProfileResponse status is 'Accepted', expected Rejected")
     }
+
+
+def yes_man_201_at_profile_1(action: str, payload: dict[str, Any]) -> dict[str, Any]:
+    """2.0.1 at SecurityProfile 1 with no certificates, Accepting every SetNetworkProfile (also to 2 without a
+    CSMS root)."""
+    if action == "GetVariables":
+        return {
+            "getVariableResult": [
+                {**d, "attributeStatus": "Accepted", "attributeValue": "1"}
+                for d in payload["getVariableData"]
+            ]
+        }
+    if action == "GetInstalledCertificateIds":
+        return {"status": "NotFound"}
+    return {"status": "Accepted"}
+
+
+async def test_a_station_without_basic_auth_accepting_any_upgrade_fails_tc_a_01_and_tc_a_20(
+    tmp_path: Path,
+) -> None:
+    async def station(port: int, ca: Path) -> None:
+        await raw_station(f"ws://127.0.0.1:{port}/ocpp/CS-LAX", "ocpp2.0.1", yes_man_201_at_profile_1)
+
+    verdicts = await run_against(tmp_path, "2.0.1", "TC_A_01_CS,TC_A_20_CS", station, on_tls=False)
+    assert verdicts["TC_A_01_CS"][0] == "failed"
+    assert "no HTTP Basic Authorization for user 'CS-LAX'" in verdicts["TC_A_01_CS"][1]
+    assert verdicts["TC_A_20_CS"] == (
+        "failed",
+        "SetNetworkProfileResponse status is 'Accepted', expected Rejected",
+    )
