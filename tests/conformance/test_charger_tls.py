@@ -1,9 +1,12 @@
 """The charger runner on wss://: this project's agent (its own process, driven by the ctl actuation profile)
 connects with security profile 2 (server certificate + HTTP Basic) or 3 (client certificate) and passes the TLS
 cases of both versions (valid server certificate, client certificate, a server certificate from an unknown CA, the
-upgrade from 2 to 3, a downgrade Rejected); an agent at profile 2 fails the client-certificate case and a charger
-that skips certificate verification fails TC_078; without TLS options those cases are not applicable (the
-whole-suite tests), and a half-given TLS option is a setup error."""
+upgrade from 2 to 3, a downgrade Rejected, TLS 1.1 only offered, an upgrade to 3 without a station certificate
+Rejected) and on ws:// the Basic auth and upgrade-without-root cases; an agent at profile 2 fails the
+client-certificate case, and raw negative-control stations fail the case their fault breaks (no certificate
+verification: TC_078; a downgrade accepted: TC_084; no Basic auth: TC_085 / TC_A_01; TLS 1.1: TC_A_06; any upgrade
+accepted: TC_A_20 / TC_A_21). Without TLS options those cases are not applicable (the whole-suite tests), and a
+half-given TLS option is a setup error."""
 
 from __future__ import annotations
 
