@@ -22,6 +22,10 @@ UNCONFIRMED: dict[str, str] = {
         "the 1.6 test case document (2025-06) has one TC_023_CS (Authorize invalid); no public source lists an "
         "'Authorize blocked' charge point case under this id"
     ),
+    "TC_032_1_CS": (
+        "public titles differ ('Power failure - stop transaction(s) before going down' in one list); the title "
+        "here is not confirmed"
+    ),
     "TC_032_2_CS": (
         "public titles differ ('Power failure - stop transaction(s) after going down' in one list); the title "
         "here is not confirmed"
