@@ -48,6 +48,7 @@ from conformance.pki import (
     pem_of,
     self_signed_pem,
 )
+from conformance.v201.csms_judges import REPORTED_HASHES, deletes_a_reported_certificate
 from conformance.v201.station import (
     Tx,
     authorize,
@@ -1555,6 +1556,7 @@ def installed_chain(kind: str) -> Callable[[CsmsContext], dict[str, Any]]:
 
     def answer(ctx: CsmsContext) -> dict[str, Any]:
         pem = str(ctx.vars.setdefault("pem", self_signed_pem("OCC Root")))
+        ctx.vars[REPORTED_HASHES] = [certificate_hash_data(pem)]
         return {
             "status": "Accepted",
             "certificateHashDataChain": [
@@ -1627,7 +1629,9 @@ for number, result in ((20, "Accepted"), (21, "Failed")):
             {"certificateType": ["CSMSRootCertificate"]},
             installed_chain("CSMSRootCertificate"),
         ),
-        cs_sends("DeleteCertificate", delete_payload, {"status": result}),
+        cs_sends(
+            "DeleteCertificate", delete_payload, {"status": result}, judge=deletes_a_reported_certificate
+        ),
         needs=TRIG,
     )
 
