@@ -237,8 +237,12 @@ class Agent:
                 await asyncio.wait(waiters, return_when=asyncio.FIRST_COMPLETED)
                 if station.reset_requested.done() or shutdown_task.done():
                     break
-                # The link never ends by itself; if it crashed anyway, the charger keeps working and reconnects.
-                log.error("CSMS link crashed; restarting it", exc_info=link_task.exception())
+                # The link never ends by itself; if it crashed anyway, or a bug cancelled its task (this task was
+                # not cancelled, or the wait would have raised), the charger keeps working and reconnects.
+                if link_task.cancelled():
+                    log.error("CSMS link task cancelled; restarting it")
+                else:
+                    log.error("CSMS link crashed; restarting it", exc_info=link_task.exception())
                 await asyncio.sleep(cfg.csms.reconnect_min_s)
                 link_task = asyncio.create_task(link.run(), name="link")
             kind = station.reset_requested.result() if station.reset_requested.done() else None
