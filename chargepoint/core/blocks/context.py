@@ -19,6 +19,7 @@ from chargepoint.core.connector import Connector
 from chargepoint.core.evse import Evse, one_connector_per_evse
 from chargepoint.core.model import WARNING_CODES, ConnectorState, ErrorCode, IdTagInfo
 from chargepoint.core.scheduler import Duty, Scheduler, loop_scheduler
+from chargepoint.core.security import SecurityEvents
 from chargepoint.core.settings import Settings
 from chargepoint.core.storage import Storage
 from chargepoint.errors import CsmsUnavailable
@@ -130,6 +131,8 @@ class StationContext:
         self.clock = clock
         self.timing = timing
         self.csms: CsmsPort = OfflineCsms()
+        # Every security event of the station, whichever block or link raises it, goes through this one bound.
+        self.security_events = SecurityEvents(store, clock, lambda: self.csms.outbox_changed())
         self.connectors: dict[int, Connector] = {}
         for cid in sorted(ports):
             conn = Connector(cid, operative=store.get(f"operative.{cid}", "1") == "1")

@@ -11,7 +11,7 @@ from collections.abc import Callable
 from typing import Any
 
 from chargepoint.core.blocks.context import FunctionalBlock, StationContext
-from chargepoint.core.events import FirmwareStatusChanged, SecurityEvent
+from chargepoint.core.events import FirmwareStatusChanged
 from chargepoint.core.file_jobs import JobKeeper, RetryPolicy, delay_s, scheduled_at, shown, with_retries
 from chargepoint.core.firmware import (
     CANCELABLE,
@@ -25,6 +25,7 @@ from chargepoint.core.firmware import (
     FirmwareRequest,
 )
 from chargepoint.core.model import FirmwareStatus, UpdateResult
+from chargepoint.core.security import SecurityEventType
 from chargepoint.errors import InstallError, TransferError
 from chargepoint.ports import FilePort
 
@@ -72,7 +73,7 @@ class Firmware(FunctionalBlock):
             if why is not None:
                 # Whitepaper ed. 2 §4.4: InvalidCertificate, and the InvalidFirmwareSigningCertificate event.
                 log.warning("firmware signing certificate refused: %s", why)
-                self._security_event("InvalidFirmwareSigningCertificate", why)
+                self.ctx.security_events.record(SecurityEventType.INVALID_FIRMWARE_SIGNING_CERTIFICATE, why)
                 return UpdateResult.INVALID_CERTIFICATE
             if not self.files.supports(request.location):
                 return UpdateResult.REJECTED
@@ -137,10 +138,6 @@ class Firmware(FunctionalBlock):
             self._connectors_changed.set()
 
     # the update itself
-    def _security_event(self, kind: str, info: str | None) -> None:
-        self.store.queue(SecurityEvent(kind, self.ctx.now(), (info or "")[:255] or None))
-        self._wake()
-
     async def _run(self) -> None:
         job = self.job
         assert job is not None
@@ -180,7 +177,9 @@ class Firmware(FunctionalBlock):
                 # Whitepaper ed. 2 §4.4: InvalidSignature, the InvalidFirmwareSignature event, nothing installed.
                 log.error("firmware signature does not verify; not installing")
                 self.files.discard(DOWNLOAD_NAME)
-                self._security_event("InvalidFirmwareSignature", shown(request.location, 200))
+                self.ctx.security_events.record(
+                    SecurityEventType.INVALID_FIRMWARE_SIGNATURE, shown(request.location, 200)
+                )
                 self.jobs.set(F.INVALID_SIGNATURE)
                 return
             self.jobs.set(F.SIGNATURE_VERIFIED)
