@@ -266,6 +266,8 @@ class OcppSession(_OcppChargePoint):  # type: ignore[misc]
     async def _send(self, message: str) -> None:
         from websockets.exceptions import ConnectionClosed
 
+        if message.startswith("[3,") and await self._too_large(message):
+            return
         frames.debug("%s > %s", self.id, message)
         if message.startswith(("[3,", "[4,")):
             self._answered = self._readable_answer_id(message)
@@ -275,6 +277,31 @@ class OcppSession(_OcppChargePoint):  # type: ignore[misc]
             self._closed.set()  # the receive loop may not have noticed yet
             raise CsmsUnavailable("connection closed") from exc
         self.link.touch()
+
+    async def _too_large(self, answer: str) -> bool:
+        """True if a CALLRESULT is over BytesPerMessage, the most the station sends in one frame (the CSMS's frame
+        limit: many servers refuse a frame over 64 KiB and drop the link, and the CSMS would ask again): it is
+        answered with an InternalError instead. The handlers bound their answers themselves (GetVariables); this
+        is the last guard, for an answer nobody bounded."""
+        limit = self.settings.get_int("bytes_per_message")
+        if len(answer) * 4 <= limit:  # cheap: a character is at most 4 bytes of UTF-8
+            return False
+        size = len(answer.encode("utf-8", "surrogatepass"))
+        if size <= limit:
+            return False
+        unique_id = self._readable_answer_id(answer)
+        log.error(
+            "answer %s of %d bytes is over BytesPerMessage (%d): answered InternalError",
+            unique_id,
+            size,
+            limit,
+        )
+        if unique_id is not None:
+            await self._reply_error(
+                unique_id,
+                ocpp.exceptions.InternalError(details={"cause": f"answer of {size} bytes exceeds {limit}"}),
+            )
+        return True
 
     async def route_message(self, raw_msg: str | bytes) -> None:
         """Route one frame; every CALL gets an answer, whatever it holds, and nothing in a frame ends the link.

@@ -10,7 +10,9 @@ from datetime import UTC, datetime
 from pathlib import Path
 from typing import Any
 
-from backend_stub.ocpp.server import utc_now_iso
+import pytest
+
+from backend_stub.ocpp.server import CallErrorReply, utc_now_iso
 from backend_stub.testing.server import ScriptedCentralSystem as CentralSystem
 from chargepoint.agent import Agent
 from chargepoint.core.blocks.sessions import REREAD_GRACE_S
@@ -341,3 +343,20 @@ async def test_a_card_stop_survives_the_sampler_cancelled_mid_commit(
         store.gate.set()
         await a.stop()
     assert cs.violations == []
+
+
+async def test_an_answer_over_bytes_per_message_is_an_internal_error_not_a_dropped_link(
+    cs: CentralSystem, start_agent: StartAgent
+) -> None:
+    """The last guard on every answer: a CALLRESULT over BytesPerMessage (here a station built with a 2,000-byte
+    limit, which the full GetConfiguration exceeds) is never sent; the CSMS gets an InternalError and the link
+    stays up, so the next request is answered on the same connection."""
+    a = await start_agent()
+    a.station.settings._values["bytes_per_message"] = 2_000  # read-only to the CSMS: a station built smaller
+    with pytest.raises(CallErrorReply) as err:
+        await cs.call("CP-1", "GetConfiguration", {})
+    assert err.value.code == "InternalError"
+    answer = await cs.call("CP-1", "GetConfiguration", {"key": ["HeartbeatInterval"]})
+    assert [k["key"] for k in answer["configurationKey"]] == ["HeartbeatInterval"]
+    link = a.agent.link
+    assert link is not None and link.connections == 1

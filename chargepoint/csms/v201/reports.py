@@ -32,8 +32,9 @@ log = logging.getLogger(__name__)
 # NotifyReport parts: at most this many reportData entries (B07.FR.?: a report may be split; seqNo counts the
 # parts), and at most DeviceDataCtrlr.BytesPerMessage characters of JSON per part.
 REPORT_ITEMS_PER_MESSAGE = 16
-# Room left in a part for the envelope: [2,"<36-char id>","NotifyReport",{requestId, generatedAt, seqNo, tbc}].
-_ENVELOPE_CHARS = 200
+# Room left in a frame for its envelope: [2,"<36-char id>","NotifyReport",{requestId, generatedAt, seqNo, tbc}],
+# [3,"<36-char id>",{"getVariableResult":[...]}].
+ENVELOPE_CHARS = 200
 # The report bases the station answers (B07): the enum has no other; anything else is a FormatViolation.
 REPORT_BASES = frozenset({"ConfigurationInventory", "FullInventory", "SummaryInventory"})
 _AVAILABILITY_VALUES = ",".join(mapping.CONNECTOR_STATUS.values())
@@ -45,6 +46,11 @@ INSTANCES = {VariableRef("SmartChargingCtrlr", "Entries"): "ChargingProfiles"}
 _COUNTED = frozenset({"max_charging_profiles_installed"})
 # ComponentCriterionEnumType: each is a boolean variable of that name a component may have (B08.FR.?).
 CRITERIA = ("Active", "Available", "Enabled", "Problem")
+
+
+def json_chars(value: Any) -> int:
+    """The length of ``value`` as compact JSON (its snake_case keys are never shorter than the camelCase sent)."""
+    return len(json.dumps(value, separators=(",", ":")))
 
 
 @dataclass(frozen=True, slots=True)
@@ -314,12 +320,12 @@ class Reports(V201Base):
 
     def report_parts(self, report: list[dict[str, Any]]) -> list[list[dict[str, Any]]]:
         """The report cut into parts of at most REPORT_ITEMS_PER_MESSAGE entries and BytesPerMessage characters."""
-        max_chars = self.settings.get_int("bytes_per_message") - _ENVELOPE_CHARS
+        max_chars = self.settings.get_int("bytes_per_message") - ENVELOPE_CHARS
         parts: list[list[dict[str, Any]]] = []
         part: list[dict[str, Any]] = []
         size = 1  # the list's brackets, less the comma after the last entry
         for entry in report:
-            entry_chars = len(json.dumps(entry, separators=(",", ":"))) + 1  # and its comma
+            entry_chars = json_chars(entry) + 1  # and its comma
             if part and (len(part) >= REPORT_ITEMS_PER_MESSAGE or size + entry_chars > max_chars):
                 parts.append(part)
                 part, size = [], 1
