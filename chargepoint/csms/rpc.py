@@ -758,6 +758,11 @@ class OcppSession(_OcppChargePoint):  # type: ignore[misc]
     async def _send_statuses(self) -> None:
         try:
             while self._status_queue:
+                if self._restarting():
+                    # A Reset (or a firmware reboot) was accepted: a status now would be stale before it is read;
+                    # Reset.conf is followed by the new BootNotification, and the statuses come after it.
+                    self._status_queue.clear()
+                    return
                 report = self._status_queue.popleft()
                 minimum = self.settings.get_int("minimum_status_duration_s")
                 if minimum > 0:
@@ -769,6 +774,11 @@ class OcppSession(_OcppChargePoint):  # type: ignore[misc]
                 await self._send_report(report, force=False)
         finally:
             self._status_sender = None
+
+    def _restarting(self) -> bool:
+        """True once the station is restarting (a Reset or a firmware reboot was accepted)."""
+        requested = self.station.reset_requested
+        return requested is not None and requested.done()
 
     async def send_status(self, cid: int, *, force: bool) -> None:
         """Send the current status of ``cid`` (``force``: even if the CSMS heard it last)."""
