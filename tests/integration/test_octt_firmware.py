@@ -76,6 +76,16 @@ async def test_tc_044_1_firmware_update_download_and_install(
     assert a.agent.resets == [ResetKind.SOFT]
     # The version survives a restart of the agent (persisted), and the job is gone.
     assert a.agent.store is not None and a.agent.store.file_job("firmware") is None
+    # Security whitepaper ed. 2 critical events: the reboot is a ResetOrReboot that says why (no Reset was sent),
+    # and the new firmware is a FirmwareUpdated naming its version.
+    updated = await cs.wait_for_call(
+        "SecurityEventNotification", after=after, where=lambda p: p["type"] == "FirmwareUpdated"
+    )
+    assert "2.0.0" in updated.payload["techInfo"]
+    reboot = await cs.wait_for_call(
+        "SecurityEventNotification", after=after, where=lambda p: p["type"] == "ResetOrReboot"
+    )
+    assert "firmware" in reboot.payload["techInfo"] and "central system" not in reboot.payload["techInfo"]
 
 
 async def test_tc_044_2_firmware_update_download_failed(

@@ -23,6 +23,7 @@ from chargepoint.core.firmware import (
     F,
     FirmwareJob,
     FirmwareRequest,
+    running_version,
 )
 from chargepoint.core.model import FirmwareStatus, UpdateResult
 from chargepoint.core.security import SecurityEventType
@@ -116,8 +117,14 @@ class Firmware(FunctionalBlock):
             log.error("firmware install was interrupted by a restart; reporting InstallationFailed")
             self.jobs.set(F.INSTALLATION_FAILED)
         elif job.state is F.INSTALL_REBOOTING:
-            log.info("rebooted into the new firmware")
+            version = running_version(self.configured_version, self.store)
+            log.info("rebooted into the new firmware (%s)", version)
             self.jobs.set(F.INSTALLED)
+            # Security whitepaper ed. 2 (and OCPP 2.0.1 A04): FirmwareUpdated is a critical security event.
+            self.ctx.security_events.record(
+                SecurityEventType.FIRMWARE_UPDATED,
+                f"firmware {version} installed (request {job.request.request_id})",
+            )
         else:
             if job.state in (F.DOWNLOADED, F.SIGNATURE_VERIFIED, F.INSTALL_SCHEDULED):
                 # Its download succeeded; it is fetched (and verified) again with a fresh round of attempts.
