@@ -155,6 +155,30 @@ async def test_tc_e_10_cs_start_point_authorized_local_then_the_cable(
     _check_sequence(await events_of(csms, started["transactionInfo"]["transactionId"], after))
 
 
+async def test_start_point_authorized_connector_is_occupied_only_once_the_cable_is_in(
+    csms: Csms, start_agent: StartAgent
+) -> None:
+    """ConnectorStatusEnumType (Part 2; E03 IdToken first): Occupied is the connector's state, reported when the
+    cable is plugged in; an authorization (even one that started the transaction) leaves it Available."""
+    _card(csms, "CARD1")
+    a = await start_agent()
+    assert await _set(csms, "TxStartPoint", "Authorized") == "Accepted"
+    after = mark(csms)
+    a.swipe("CARD1")
+    await wait_call(csms, "TransactionEvent", after=after, where=_tx_event("Started"))
+    trigger = {"requestedMessage": "StatusNotification", "evse": {"id": 1, "connectorId": 1}}
+    assert await csms.server.call(CP, "TriggerMessage", trigger) == {"status": "Accepted"}
+    now = await wait_call(csms, "StatusNotification", after=after, where=lambda p: p["connectorStatus"] != "")
+    assert now.payload["connectorStatus"] == "Available"
+    assert [p["connectorStatus"] for p in calls(csms, "StatusNotification", after)] == ["Available"]
+    plugged_at = mark(csms)
+    a.plug()
+    await wait_call(
+        csms, "StatusNotification", after=plugged_at, where=lambda p: p["connectorStatus"] == "Occupied"
+    )
+    await a.wait_state("CHARGING")
+
+
 async def test_tc_e_05_cs_authorization_first_cable_plugin_timeout_ends_the_transaction(
     csms: Csms, start_agent: StartAgent
 ) -> None:

@@ -21,7 +21,7 @@ from ocpp.v201 import call_result
 from ocpp.v201.enums import Action
 
 from chargepoint.core.device_model import DataType, Mutability, Variable, VariableRef, components
-from chargepoint.core.model import CONNECTOR_STATUS, ConnectorState
+from chargepoint.core.model import ConnectorState
 from chargepoint.csms.times import ocpp_time
 from chargepoint.csms.v201 import mapping
 from chargepoint.csms.v201.base import V201Base
@@ -111,7 +111,7 @@ class Reports(V201Base):
         faulted_any = False
         for cid, (evse_id, connector_id) in sorted(self.address.items()):
             state = self.station.status(cid).state
-            status = mapping.CONNECTOR_STATUS[CONNECTOR_STATUS[state]]
+            status = mapping.CONNECTOR_STATUS[self.station.connectors[cid].reported_status]
             faulted = state is ConnectorState.FAULTED
             faulted_any |= faulted
             by_evse.setdefault(evse_id, []).append(status)
