@@ -360,3 +360,29 @@ async def test_an_answer_over_bytes_per_message_is_an_internal_error_not_a_dropp
     assert [k["key"] for k in answer["configurationKey"]] == ["HeartbeatInterval"]
     link = a.agent.link
     assert link is not None and link.connections == 1
+
+
+async def test_frequency_in_1_6_has_no_unit(cs: CentralSystem, start_agent: StartAgent) -> None:
+    """OCPP 1.6 §7.31: UnitOfMeasure has no Hertz; a Frequency value carries no unit (it is Hertz)."""
+    a = await start_agent()
+    for key, value in (
+        ("MeterValuesSampledData", "Energy.Active.Import.Register,Frequency"),
+        ("MeterValueSampleInterval", "1"),
+    ):
+        assert await cs.call("CP-1", "ChangeConfiguration", {"key": key, "value": value}) == {
+            "status": "Accepted"
+        }
+    await start_session(a, cs)
+    frame = await cs.wait_for_call(
+        "MeterValues",
+        where=lambda p: any(
+            v.get("measurand") == "Frequency" for mv in p["meterValue"] for v in mv["sampledValue"]
+        ),
+    )
+    [freq] = [
+        v
+        for mv in frame.payload["meterValue"]
+        for v in mv["sampledValue"]
+        if v.get("measurand") == "Frequency"
+    ]
+    assert "unit" not in freq
