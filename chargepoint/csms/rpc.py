@@ -56,6 +56,8 @@ INT64_MIN, INT64_MAX = -(2**63), 2**63 - 1
 _MAX_DEPTH = 16
 # Log lines about bad frames per session and minute: a flood from the CSMS is counted, not logged line by line.
 HOSTILE_LOG_PER_MINUTE = 10
+# Room a CALL frame takes beyond its action name and payload: [2,"<uniqueId, at most 36 characters>","",].
+CALL_ENVELOPE_CHARS = 64
 
 
 class _LogBudget:
@@ -84,6 +86,11 @@ class _LogBudget:
 # version: a CSMS that asks for more while they wait for the one-CALL-at-a-time lock is refused rather than piling
 # up tasks (a peer must not be able to grow the station's task set without bound).
 MAX_FOLLOW_UPS = 4
+
+
+def json_chars(value: Any) -> int:
+    """The length of ``value`` as compact JSON, as the ``ocpp`` package writes a frame (ASCII: one byte each)."""
+    return len(json.dumps(value, separators=(",", ":")))
 
 
 def is_int64(value: Any) -> bool:
@@ -474,6 +481,22 @@ class OcppSession(_OcppChargePoint):  # type: ignore[misc]
             raise ocpp.exceptions.PropertyConstraintViolationError(
                 details={"cause": f"invalid value: {type(exc).__name__}"}
             ) from exc
+
+    def fit(self, action: str, payload: dict[str, Any], key: str, *, keep: int = 0) -> None:
+        """Drop the oldest entries of the list ``payload[key]`` (oldest first, after the first ``keep``) until the
+        CALL fits in BytesPerMessage: a frame over the CSMS's limit drops the link, and the outbox would send the
+        same message again for ever. The key goes when nothing is left of it."""
+        room = self.settings.get_int("bytes_per_message") - CALL_ENVELOPE_CHARS - len(action)
+        size = json_chars(payload)
+        entries: list[Any] = payload[key]
+        dropped = 0
+        while size > room and len(entries) > keep:
+            size -= json_chars(entries.pop(keep)) + 1  # and its comma
+            dropped += 1
+        if dropped:
+            log.warning("%s: the %d oldest of %s left out to fit in %d bytes", action, dropped, key, room)
+        if not entries:
+            del payload[key]
 
     async def request(
         self, action: str, payload: dict[str, Any], *, timeout_s: float | None = None

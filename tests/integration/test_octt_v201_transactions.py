@@ -7,6 +7,7 @@ from __future__ import annotations
 
 import asyncio
 import json
+from datetime import UTC, datetime, timedelta
 from pathlib import Path
 from typing import Any
 
@@ -15,6 +16,7 @@ from backend_stub.store import CsmsStore
 from chargepoint.agent import Agent
 from tests.integration.conftest import FAST_TIMING, RunningAgent, agent_config, until
 from tests.integration.test_csms import TARIFF
+from tests.integration.test_robustness import _phase_sample
 from tests.integration.v201_support import (
     BOTH,
     CP,
@@ -26,6 +28,7 @@ from tests.integration.v201_support import (
     mark,
     start_agent,
     start_session,
+    still_connected,
     wait_call,
 )
 
@@ -410,3 +413,29 @@ async def test_tc_c_15_cs_stop_tx_on_invalid_id_false_max_energy_on_invalid_id_t
     delivered = station.sessions.metering.current_energy_wh(1)
     assert delivered - tx.meter_start_wh >= 20  # it charged up to the limit first
     assert not _relay_closed(a)
+
+
+async def test_an_ended_event_with_much_stop_data_fits_the_frame_limit(
+    csms: Csms, start_agent: StartAgent
+) -> None:
+    """The 2.0.1 twin of the 1.6 StopTransaction case: the Ended event keeps its end register and the newest
+    samples that fit in BytesPerMessage, so the CSMS (64 KiB frames) takes it and the link stays up."""
+    _card(csms, "CARD1")
+    a = await start_agent()
+    started = await start_session(a, csms, "CARD1")
+    tx = a.station.connectors[1].transaction
+    store = a.agent.store
+    assert tx is not None and store is not None
+    first = datetime(2026, 1, 1, tzinfo=UTC)
+    for n in range(100):
+        at = first + timedelta(minutes=n)
+        store.record_meter(tx.local_id, 1000 + n, at, stop_data=_phase_sample(at))
+    after = mark(csms)
+    a.unplug()
+    ended = await wait_call(csms, "TransactionEvent", after=after, where=_tx_event("Ended"))
+    assert ended.payload["transactionInfo"]["transactionId"] == started["transactionInfo"]["transactionId"]
+    assert len(ended.raw) <= 65_000
+    values = ended.payload["meterValue"]
+    assert values[0]["sampledValue"][0]["context"] == "Transaction.End"  # the billed end register stays first
+    assert 1 < len(values) < 101 and values[-1]["timestamp"] == "2026-01-01T01:39:00.000Z"
+    still_connected(a)

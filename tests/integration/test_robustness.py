@@ -6,7 +6,7 @@ import asyncio
 import json
 import threading
 from concurrent.futures import Future
-from datetime import UTC, datetime
+from datetime import UTC, datetime, timedelta
 from pathlib import Path
 from typing import Any
 
@@ -386,3 +386,43 @@ async def test_frequency_in_1_6_has_no_unit(cs: CentralSystem, start_agent: Star
         if v.get("measurand") == "Frequency"
     ]
     assert "unit" not in freq
+
+
+def _phase_sample(at: datetime) -> Sample:
+    """A stop-data sample of every measurand on every phase (what StopTxnSampledData may ask for)."""
+    values = [SampledValue(Measurand.ENERGY_ACTIVE_IMPORT_REGISTER, 12345.0)]
+    for phase in ("L1", "L2", "L3"):
+        values += [
+            SampledValue(Measurand.POWER_ACTIVE_IMPORT, 2300.0, phase),
+            SampledValue(Measurand.CURRENT_IMPORT, 10.0, phase),
+            SampledValue(Measurand.VOLTAGE, 230.0, phase),
+        ]
+    values += [SampledValue(Measurand.FREQUENCY, 50.0), SampledValue(Measurand.SOC, 55.0)]
+    return Sample(at, ReadingContext.SAMPLE_PERIODIC, tuple(values))
+
+
+async def test_a_stop_transaction_with_much_stop_data_fits_the_frame_limit(
+    cs: CentralSystem, start_agent: StartAgent
+) -> None:
+    """A long session with StopTxnSampledData on every measurand and phase keeps 100 samples (~150 KB of
+    transactionData): StopTransaction keeps the newest that fit in BytesPerMessage, so the CSMS (64 KiB frames)
+    takes it instead of dropping the link, and the outbox is not stuck resending it."""
+    a = await start_agent()
+    _, tx_id = await start_session(a, cs)
+    tx = a.station.connectors[1].transaction
+    store = a.agent.store
+    assert tx is not None and store is not None
+    first = datetime(2026, 1, 1, tzinfo=UTC)
+    for n in range(100):
+        at = first + timedelta(minutes=n)
+        store.record_meter(tx.local_id, 1000 + n, at, stop_data=_phase_sample(at))
+    a.unplug()
+    stop = await cs.wait_for_call("StopTransaction", where=lambda p: p["transactionId"] == tx_id)
+    assert len(stop.raw) <= 65_000
+    data = stop.payload["transactionData"]
+    assert 0 < len(data) < 100
+    # The newest kept, the oldest dropped.
+    assert data[-1]["timestamp"] == "2026-01-01T01:39:00.000Z"
+    assert data[0]["timestamp"] > "2026-01-01T00:00:00.000Z"
+    link = a.agent.link
+    assert link is not None and link.connections == 1

@@ -252,6 +252,7 @@ class V16Session(SecurityHandlers, OcppSession, _OcppChargePoint):  # type: igno
             data = [d for d in data if d["sampledValue"]]
             if data:
                 stop["transactionData"] = data
+                self.fit("StopTransaction", stop, "transactionData")
             answer = await self.request("StopTransaction", stop)
             if event.id_tag and answer.get("idTagInfo"):
                 return Delivered(None, event.id_tag, id_tag_info(answer["idTagInfo"]))

@@ -14,8 +14,9 @@ from ocpp.v201.enums import Action
 
 from chargepoint.core.device_model import VARIABLES, Mutability, Variable, VariableRef
 from chargepoint.core.settings import SPECS
+from chargepoint.csms.rpc import json_chars
 from chargepoint.csms.v201 import mapping
-from chargepoint.csms.v201.reports import ENVELOPE_CHARS, INSTANCES, MAX_VALUE_CHARS, Reports, json_chars
+from chargepoint.csms.v201.reports import ENVELOPE_CHARS, INSTANCES, MAX_VALUE_CHARS, Reports
 from chargepoint.errors import ChargePointError
 
 log = logging.getLogger(__name__)
@@ -89,7 +90,8 @@ class Provisioning(Reports):
         servers: a frame over it drops the link): the last values that do not fit are Rejected with reason
         TooLargeElement, so every item still has its result (B06.FR.01) and the CSMS asks again for fewer."""
         room = self.settings.get_int("bytes_per_message") - ENVELOPE_CHARS
-        sizes = [json_chars(r) + 1 for r in results]  # each with its comma
+        # Each with its comma; the snake_case keys here are never shorter than the camelCase ones sent.
+        sizes = [json_chars(r) + 1 for r in results]
         for i in range(len(results) - 1, -1, -1):
             if sum(sizes) <= room:
                 return

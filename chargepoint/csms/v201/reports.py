@@ -22,6 +22,7 @@ from ocpp.v201.enums import Action
 
 from chargepoint.core.device_model import DataType, Mutability, Variable, VariableRef, components
 from chargepoint.core.model import ConnectorState
+from chargepoint.csms.rpc import json_chars
 from chargepoint.csms.times import ocpp_time
 from chargepoint.csms.v201 import mapping
 from chargepoint.csms.v201.base import V201Base
@@ -46,11 +47,6 @@ INSTANCES = {VariableRef("SmartChargingCtrlr", "Entries"): "ChargingProfiles"}
 _COUNTED = frozenset({"max_charging_profiles_installed"})
 # ComponentCriterionEnumType: each is a boolean variable of that name a component may have (B08.FR.?).
 CRITERIA = ("Active", "Available", "Enabled", "Problem")
-
-
-def json_chars(value: Any) -> int:
-    """The length of ``value`` as compact JSON (its snake_case keys are never shorter than the camelCase sent)."""
-    return len(json.dumps(value, separators=(",", ":")))
 
 
 @dataclass(frozen=True, slots=True)
