@@ -7,7 +7,6 @@ from __future__ import annotations
 
 import asyncio
 import json
-from datetime import UTC, datetime, timedelta
 from pathlib import Path
 from typing import Any
 
@@ -16,7 +15,7 @@ from backend_stub.store import CsmsStore
 from chargepoint.agent import Agent
 from tests.integration.conftest import FAST_TIMING, RunningAgent, agent_config, until
 from tests.integration.test_csms import TARIFF
-from tests.integration.test_robustness import _phase_sample
+from tests.integration.test_robustness import keep_stop_data
 from tests.integration.v201_support import (
     BOTH,
     CP,
@@ -423,13 +422,7 @@ async def test_an_ended_event_with_much_stop_data_fits_the_frame_limit(
     _card(csms, "CARD1")
     a = await start_agent()
     started = await start_session(a, csms, "CARD1")
-    tx = a.station.connectors[1].transaction
-    store = a.agent.store
-    assert tx is not None and store is not None
-    first = datetime(2026, 1, 1, tzinfo=UTC)
-    for n in range(100):
-        at = first + timedelta(minutes=n)
-        store.record_meter(tx.local_id, 1000 + n, at, stop_data=_phase_sample(at))
+    keep_stop_data(a)
     after = mark(csms)
     a.unplug()
     ended = await wait_call(csms, "TransactionEvent", after=after, where=_tx_event("Ended"))

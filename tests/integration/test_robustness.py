@@ -401,6 +401,17 @@ def _phase_sample(at: datetime) -> Sample:
     return Sample(at, ReadingContext.SAMPLE_PERIODIC, tuple(values))
 
 
+def keep_stop_data(a: RunningAgent, samples: int = 100) -> None:
+    """Give connector 1's running transaction ``samples`` stop-data samples, one a minute from 2026-01-01."""
+    tx = a.station.connectors[1].transaction
+    store = a.agent.store
+    assert tx is not None and store is not None
+    first = datetime(2026, 1, 1, tzinfo=UTC)
+    for n in range(samples):
+        at = first + timedelta(minutes=n)
+        store.record_meter(tx.local_id, 1000 + n, at, stop_data=_phase_sample(at))
+
+
 async def test_a_stop_transaction_with_much_stop_data_fits_the_frame_limit(
     cs: CentralSystem, start_agent: StartAgent
 ) -> None:
@@ -409,13 +420,7 @@ async def test_a_stop_transaction_with_much_stop_data_fits_the_frame_limit(
     takes it instead of dropping the link, and the outbox is not stuck resending it."""
     a = await start_agent()
     _, tx_id = await start_session(a, cs)
-    tx = a.station.connectors[1].transaction
-    store = a.agent.store
-    assert tx is not None and store is not None
-    first = datetime(2026, 1, 1, tzinfo=UTC)
-    for n in range(100):
-        at = first + timedelta(minutes=n)
-        store.record_meter(tx.local_id, 1000 + n, at, stop_data=_phase_sample(at))
+    keep_stop_data(a)  # 100 samples, one a minute from 2026-01-01T00:00Z
     a.unplug()
     stop = await cs.wait_for_call("StopTransaction", where=lambda p: p["transactionId"] == tx_id)
     assert len(stop.raw) <= 65_000
