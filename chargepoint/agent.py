@@ -12,7 +12,7 @@ from typing import Any
 
 from chargepoint.config import AgentConfig, firmware_config
 from chargepoint.core.firmware import running_version
-from chargepoint.core.model import ResetKind, StopReason
+from chargepoint.core.model import BootReason, ResetKind, StopReason
 from chargepoint.core.scheduler import Flag, Scheduler, loop_scheduler
 from chargepoint.core.security import SecurityEventType
 from chargepoint.core.settings import SPECS, Settings
@@ -60,6 +60,16 @@ def store_summary(store: Store) -> dict[str, Any]:
         # the state only: a location may carry FTP credentials
         "firmware_job_state": (store.file_job("firmware") or {}).get("state"),
     }
+
+
+def _restart_info(kind: ResetKind, station: Station) -> str:
+    """The techInfo of the ResetOrReboot event of an in-process restart: why it happened (stored before it)."""
+    reason = station.boot_reason
+    if reason is BootReason.FIRMWARE_UPDATE:
+        return "reboot into the installed firmware"
+    if reason is BootReason.SCHEDULED_RESET:
+        return f"{kind.name.lower()} reset by the central system, once idle"
+    return f"{kind.name.lower()} reset by the central system"
 
 
 class Agent:
@@ -210,8 +220,7 @@ class Agent:
         # Security whitepaper critical events: the first start of this process, then every restart after a Reset.
         if self.resets:
             link.security_events.record(
-                SecurityEventType.RESET_OR_REBOOT,
-                f"{self.resets[-1].name.lower()} reset by the central system",
+                SecurityEventType.RESET_OR_REBOOT, _restart_info(self.resets[-1], station)
             )
         elif self.boots == 0:
             link.security_events.record(SecurityEventType.STARTUP_OF_THE_DEVICE)
@@ -248,6 +257,14 @@ class Agent:
             while not link.stopping:
                 try:
                     await link.run()
+                except asyncio.CancelledError:
+                    current = asyncio.current_task()
+                    if current is None or current.cancelling():
+                        raise  # this task is being cancelled: the agent ends
+                    # A bug cancelled something the link awaited (this task was not cancelled): keep the charger
+                    # working and reconnect, as for a crash.
+                    log.error("CSMS link cancelled; restarting it")
+                    await link.pause(cfg.csms.reconnect_min_s)
                 except Exception:
                     # The link never ends by itself; if it crashed anyway, the charger keeps working and reconnects.
                     log.exception("CSMS link crashed; restarting it")

@@ -299,7 +299,8 @@ class Link:
         self._ws: WsClient | None = None
         self._connecting: asyncio.Task[WsClient] | None = None  # the connect under way, if any
         self._pausing: asyncio.Future[None] | None = None  # the backoff under way, if any
-        self.security_events = SecurityEvents(store, clock, self.outbox_changed)
+        # The station's security events: one bounded queue for the functional blocks and the link alike.
+        self.security_events: SecurityEvents = station.ctx.security_events
         self.profiles = SecurityProfiles(
             store,
             active=lambda: settings.get_int("security_profile"),
