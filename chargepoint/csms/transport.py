@@ -155,8 +155,8 @@ class WsClient(asyncio.Protocol):
             self._arm_close_deadline()
         elif protocol.state is CONNECTING and self.transport is not None:
             self.transport.abort()
-        elif protocol.state is not CLOSED:
-            self._arm_close_deadline()
+        else:
+            self._arm_close_deadline()  # closing already, or closed with the TCP connection not yet gone
         await self._lost.wait()
 
     def abort(self) -> None:
@@ -352,7 +352,7 @@ class WsClient(asyncio.Protocol):
 
     def _arm_close_deadline(self) -> None:
         """Abort the TCP connection if the server has not closed it within the close timeout."""
-        if self._close_timer is None and self._protocol.state is not CLOSED:
+        if self._close_timer is None and not self._lost.is_set():
             self._close_timer = self._scheduler.call_later(self._close_timeout_s, self._close_deadline)
 
     def _close_deadline(self) -> None:
