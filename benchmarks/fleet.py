@@ -165,6 +165,10 @@ async def steady_window(
             continue
         if now >= next_sample:
             next_sample += every
+            if args.trace_growth and not samples:
+                tracemalloc.start(
+                    args.trace_growth
+                )  # from the first sample on: what is allocated and kept after it
             cpu = me.cpu_times()
             samples.append(
                 {
@@ -181,7 +185,22 @@ async def steady_window(
             )
             continue
         await asyncio.sleep(max(0.0, min(end, next_sample, stall_due) - now))
+    if tracemalloc.is_tracing() and args.trace_growth:
+        snap = tracemalloc.take_snapshot()
+        tracemalloc.stop()
+        stats = snap.statistics("traceback" if args.trace_growth > 1 else "lineno")
+        # Still alive at the end of the window, allocated after the first sample: what grows, by place.
+        samples.append({"growth_top": [_stat_line(st) for st in stats[:25]], "growth_total_kb": _kb(stats)})
     return time.monotonic() - w0, samples, stall_wall
+
+
+def _kb(stats: list[tracemalloc.Statistic]) -> float:
+    return round(sum(st.size for st in stats) / 1024, 1)
+
+
+def _stat_line(st: tracemalloc.Statistic) -> str:
+    frames = " <- ".join(f"{f.filename.split('/site-packages/')[-1]}:{f.lineno}" for f in st.traceback)
+    return f"{st.size / 1024:.1f} KB in {st.count} blocks: {frames}"
 
 
 def _seed(args: argparse.Namespace, scenario: Scenario) -> Path | None:
@@ -365,6 +384,8 @@ async def run_fleet(
         result["stall_wall"] = stall_wall
         result["window_start_wall"] = wall0
     if args.sample_rss:
+        if rss_samples and "growth_top" in rss_samples[-1]:
+            result["growth"] = rss_samples.pop()
         result["rss_samples"] = rss_samples
         # What the periodic freeze kept: unfreeze and collect once (a full collection, after the window).
         gc.unfreeze()
@@ -474,6 +495,8 @@ def _report(
         result["frozen_garbage_objects"] = sum(p["frozen_garbage_objects"] for p in parts)
         result["final_collection_s"] = max(p["final_collection_s"] for p in parts)
         result["rss_after_collect_mb"] = round(sum(p["rss_after_collect_mb"] for p in parts), 1)
+        if "growth" in parts[0]:
+            result["growth"] = parts[0]["growth"]
     if args.tracemalloc:
         result["traced_per_charger_kb"] = round(sum(p["traced_kb"] for p in parts) / args.count, 1)
         result["traced_top"] = parts[0]["traced_top"]
@@ -528,7 +551,7 @@ async def _bench_processes(
         if args.heartbeat_phase:
             argv.append("--heartbeat-phase")
         if args.sample_rss:
-            argv += ["--sample-rss", str(args.sample_rss)]
+            argv += ["--sample-rss", str(args.sample_rss), "--trace-growth", str(args.trace_growth)]
         if args.stall_s:
             argv += ["--stall-at", str(args.stall_at), "--stall-s", str(args.stall_s)]
         out = (barrier / f"result-{shard}.json").open("w")
@@ -596,6 +619,14 @@ def main() -> None:
     parser.add_argument("--storm", action="store_true", help="every charger of a process starts at once")
     parser.add_argument(
         "--sample-rss", type=float, default=0, metavar="S", help="sample RSS and frozen objects every S s"
+    )
+    parser.add_argument(
+        "--trace-growth",
+        type=int,
+        default=0,
+        metavar="FRAMES",
+        help="with --sample-rss: trace allocations from the first sample on (FRAMES deep) and list what is still "
+        "alive at the end of the window",
     )
     parser.add_argument(
         "--heartbeat-phase",
