@@ -54,6 +54,7 @@ import json
 import logging
 import os
 import resource
+import signal
 import subprocess
 import sys
 import time
@@ -505,6 +506,12 @@ def _report(
 
 async def bench(args: argparse.Namespace) -> dict[str, Any]:
     """The whole run: central system, fleet (in this process or ``--processes`` children), one report."""
+    # SIGTERM or SIGINT (ignored by default in a background job) cancels the run, so the cleanup below still stops
+    # the central system and the fleet processes: none outlives an interrupted run.
+    me = asyncio.current_task()
+    assert me is not None
+    for sig in (signal.SIGTERM, signal.SIGINT):
+        asyncio.get_running_loop().add_signal_handler(sig, me.cancel)
     raise_fd_limit()
     scenario = _scenario(args)
     csms, urls = await _start_csms(args, scenario)
