@@ -360,9 +360,15 @@ async def run_fleet(
     cpu1 = me.cpu_times()
     metrics.recording = False
     rss_end = rss_mb(me)
+    # Held through the window: connected and booted at its end (a charger that lost its link is reconnecting).
+    online_end = sum(1 for c in fleet.chargers.values() if c.agent.link is not None and c.agent.link.online)
     result: dict[str, Any] = {
         "chargers": len(fleet.chargers),
         "booted": booted,
+        "online_end": online_end,
+        "connections_end": sum(
+            link.connections for c in fleet.chargers.values() if (link := c.agent.link) is not None
+        ),
         "in_transaction": in_tx,
         "ramp_s": round(ramp_s, 1),
         "storm": storm,
@@ -446,6 +452,9 @@ def _report(
         "central_system": workers if args.test_mode else "serve --db (every message persisted)",
         "csms_addresses": len(args.csms_hosts.split(",")) if args.csms_hosts else 1,
         "booted": sum(p["booted"] for p in parts),
+        "online_end": sum(p["online_end"] for p in parts),
+        # Connections opened until the end of the window (one per charger if none was lost and reopened).
+        "connections_end": sum(p["connections_end"] for p in parts),
         "in_transaction": sum(p["in_transaction"] for p in parts),
         "ramp_s": max(p["ramp_s"] for p in parts),
         "storm": storm,
