@@ -186,6 +186,16 @@ async def run_sap(node: str, sap_dir: Path, count: int, window_s: float, work: P
                 if connected >= count or proc.poll() is not None:
                     break
                 await asyncio.sleep(1)
+            # Connected is not booted: SAP opens every WebSocket first and boots and starts its sessions later, so
+            # wait (from the frame log) until every station booted and a fifth started a transaction.
+            wanted = {"BootNotification": count, "StartTransaction": count // 5}
+            seen: dict[str, int] = {}
+            tail = _Tail(frames)
+            while time.monotonic() < deadline and proc.poll() is None:
+                tail.count_calls(seen)
+                if all(seen.get(action, 0) >= n for action, n in wanted.items()):
+                    break
+                await asyncio.sleep(1)
             ramp_s = time.monotonic() - t0
             await asyncio.sleep(SETTLE_S)
             procs = _tree(proc.pid)
@@ -200,6 +210,8 @@ async def run_sap(node: str, sap_dir: Path, count: int, window_s: float, work: P
                 "stations": count,
                 "connected": _connected(procs, csms.port),
                 "connected_after_ramp": connected,
+                "booted_after_ramp": seen.get("BootNotification", 0),
+                "sessions_after_ramp": seen.get("StartTransaction", 0),
                 "ramp_s": round(ramp_s, 1),
                 "rss_mb": round(rss, 1),
                 "cpu_percent": round(100 * (cpu1 - cpu0) / wall, 1),
@@ -233,6 +245,28 @@ def run_ours(count: int, window_s: float, work: Path) -> dict[str, Any]:
         "calls": r["calls"],
         "calls_per_s": r["calls_per_s"],
     }
+
+
+class _Tail:
+    """Reads a growing frame log from where it stopped last time."""
+
+    def __init__(self, path: Path) -> None:
+        self.path = path
+        self.offset = 0
+
+    def count_calls(self, into: dict[str, int]) -> None:
+        """Add the CALLs received since the last read to ``into``, by action (whole lines only)."""
+        if not self.path.exists():
+            return
+        with self.path.open("rb") as f:
+            f.seek(self.offset)
+            chunk = f.read()
+        end = chunk.rfind(b"\n") + 1
+        self.offset += end
+        for line in chunk[:end].splitlines():
+            rec = json.loads(line)
+            if rec.get("event") == "frame" and rec.get("direction") == "in" and rec.get("message_type") == 2:
+                into[rec["action"]] = into.get(rec["action"], 0) + 1
 
 
 def _calls_in(frames: Path, since: datetime, until: datetime) -> dict[str, int]:
