@@ -1,0 +1,26 @@
+"""Suite-wide fixtures: what every test process shares."""
+
+from __future__ import annotations
+
+from collections.abc import Iterator
+from unittest import mock
+
+import pytest
+
+from backend_stub.store import records
+
+# scrypt's cost parameter for passwords hashed by the tests' own processes. Production's 2**14 (~16 MiB, 50-175 ms a
+# hash on these machines) is the point of a password hash, but the suite hashes thousands: every fleet test seeds
+# 200-300 chargers and then the central system checks each password at boot, which made the fleet tests spend
+# most of their time in scrypt. The hash keeps its format and stores its parameters, so verification (also in a
+# central-system subprocess) runs the same code at the stored cost; a wrong password still fails; the cost of an
+# unknown charger's dummy check stays production's. tests/unit/test_csms_store.py checks production's cost.
+TEST_SCRYPT_N = 2**4
+PRODUCTION_SCRYPT_N = records._SCRYPT_N
+
+
+@pytest.fixture(autouse=True, scope="session")
+def _cheap_password_hashes() -> Iterator[None]:
+    """Hash the tests' passwords at TEST_SCRYPT_N instead of production's cost (see above)."""
+    with mock.patch.object(records, "_SCRYPT_N", TEST_SCRYPT_N):
+        yield
