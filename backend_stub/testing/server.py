@@ -7,11 +7,13 @@ from __future__ import annotations
 
 import hmac
 import itertools
+from collections import deque
 from http import HTTPStatus
 from typing import Any
 
 from aiohttp import web
 
+from backend_stub.ocpp.handshake import HandshakeCredentials, handshake_credentials
 from backend_stub.ocpp.server import (
     NO_REPLY,
     OCPP16,
@@ -29,6 +31,8 @@ __all__ = ["NO_REPLY", "CallErrorReply", "Frame", "HandlerResult", "ScriptedCent
 class ScriptedCentralSystem(CentralSystem):
     """A central system for tests and demos: default answers to every 1.6 action, steered by plain attributes."""
 
+    HANDSHAKES_KEPT = 64
+
     def __init__(self, *args: Any, **kwargs: Any) -> None:
         """Take the server's arguments; answer every charge-point-initiated 1.6 action by default."""
         super().__init__(*args, **kwargs)
@@ -38,6 +42,12 @@ class ScriptedCentralSystem(CentralSystem):
         self.default_auth_status = "Accepted"
         self.heartbeat_interval = 300
         self.refuse_connections = False  # answer every handshake 503
+        # A charger whose verified client certificate names it needs no password (security profile 3), also when
+        # `passwords` has one for it (a charger upgraded from profile 2 keeps its old password).
+        self.certificate_replaces_password = False
+        # Every handshake to a charger path, as presented (the last `HANDSHAKES_KEPT`), also refused ones.
+        self.handshakes: deque[HandshakeCredentials] = deque(maxlen=self.HANDSHAKES_KEPT)
+        self.handshake_observers.append(self.handshakes.append)
         self._transaction_ids = itertools.count(1)
         self.handlers_by_subprotocol[OCPP16.subprotocol] = scripted_v16_handlers(self)
 
@@ -52,14 +62,19 @@ class ScriptedCentralSystem(CentralSystem):
     async def _refusal(self, request: web.Request, cp_id: str | None) -> web.Response | None:
         """Refuse every handshake while `refuse_connections` is set; else check it like the server does."""
         if cp_id is not None and self.refuse_connections:
+            credentials = handshake_credentials(request, cp_id)
+            for observer in self.handshake_observers:
+                observer(credentials)
             return web.Response(status=HTTPStatus.SERVICE_UNAVAILABLE, text="Connections are refused\n")
         return await super()._refusal(request, cp_id)
 
-    def _credentials_refused(self, cp_id: str, password: str | None) -> bool:
-        """A charger listed in `passwords` must send that password (HTTP Basic); others need none."""
-        expected = self.passwords.get(cp_id)
-        if expected is None:
+    def credentials_refused(self, credentials: HandshakeCredentials) -> bool:
+        """A charger listed in `passwords` must send that password (HTTP Basic), unless its client certificate
+        identifies it and `certificate_replaces_password` is set; others need none."""
+        expected = self.passwords.get(credentials.cp_id)
+        if expected is None or (self.certificate_replaces_password and credentials.certificate_identifies):
             return False
+        password = credentials.password
         return password is None or not hmac.compare_digest(
             password.encode(errors="surrogateescape"), expected.encode(errors="surrogateescape")
         )
