@@ -24,3 +24,29 @@ def _cheap_password_hashes() -> Iterator[None]:
     """Hash the tests' passwords at TEST_SCRYPT_N instead of production's cost (see above)."""
     with mock.patch.object(records, "_SCRYPT_N", TEST_SCRYPT_N):
         yield
+
+
+# Run order. Under xdist (`--maxschedchunk 1`, pyproject.toml) each worker is handed the next test as it frees up, in
+# this order: the whole-process tests marked slow (the longest take minutes of mostly wall-clock waiting) start
+# first, and the many short unit tests come last to even out the end, so one worker does not run a long suite alone
+# while the other idles. Within each rank the collection order (and so module fixtures' reuse) is kept.
+_DIRECTORY_RANK = {
+    "conformance": 0,
+    "simulator": 0,
+    "load": 0,
+    "integration": 1,
+    "hardware": 1,
+    "web": 1,
+    "unit": 3,
+}
+
+
+def pytest_collection_modifyitems(config: pytest.Config, items: list[pytest.Item]) -> None:
+    """Slow tests first, then by directory (process-level tests before property tests before unit tests)."""
+
+    def rank(item: pytest.Item) -> tuple[int, int]:
+        parts = item.path.relative_to(config.rootpath).parts  # ("tests", "<directory>", ..., "test_x.py")
+        directory = parts[1] if len(parts) > 2 else ""
+        return (item.get_closest_marker("slow") is None, _DIRECTORY_RANK.get(directory, 2))
+
+    items.sort(key=rank)
