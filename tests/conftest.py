@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 from collections.abc import Iterator
+from pathlib import Path
 from unittest import mock
 
 import pytest
@@ -30,6 +31,7 @@ def _cheap_password_hashes() -> Iterator[None]:
 # this order: the whole-process tests marked slow (the longest take minutes of mostly wall-clock waiting) start
 # first, and the many short unit tests come last to even out the end, so one worker does not run a long suite alone
 # while the other idles. Within each rank the collection order (and so module fixtures' reuse) is kept.
+TESTS = Path(__file__).parent
 _DIRECTORY_RANK = {
     "conformance": 0,
     "simulator": 0,
@@ -45,8 +47,8 @@ def pytest_collection_modifyitems(config: pytest.Config, items: list[pytest.Item
     """Slow tests first, then by directory (process-level tests before property tests before unit tests)."""
 
     def rank(item: pytest.Item) -> tuple[int, int]:
-        parts = item.path.relative_to(config.rootpath).parts  # ("tests", "<directory>", ..., "test_x.py")
-        directory = parts[1] if len(parts) > 2 else ""
+        inside = item.path.relative_to(TESTS).parts if item.path.is_relative_to(TESTS) else ()
+        directory = inside[0] if len(inside) > 1 else ""  # ("<directory>", ..., "test_x.py")
         return (item.get_closest_marker("slow") is None, _DIRECTORY_RANK.get(directory, 2))
 
     items.sort(key=rank)
