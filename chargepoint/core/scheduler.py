@@ -227,15 +227,31 @@ class Duty(Generic[T]):
         return self._task is not None
 
     @property
+    def name(self) -> str:
+        """The name of its runs' tasks."""
+        return self._name
+
+    @property
+    def alive(self) -> bool:
+        """True while it has a run planned or under way (False once stopped, crashed, or planned nothing)."""
+        return not self._stopped and (self._task is not None or self.due_at is not None)
+
+    @property
     def due_at(self) -> float | None:
         """The scheduler time of the next run, if one is planned."""
         timer = self._timer
         return None if timer is None or timer.cancelled else timer.when
 
-    def start(self) -> None:
-        """Plan the first run."""
+    def start(self, *, at_once: bool = False) -> None:
+        """Plan the first run (``at_once``: on the next turn of the loop, with what ``plan()`` gives it)."""
         self._stopped = False
-        self.reschedule()
+        if not at_once:
+            self.reschedule()
+            return
+        planned = self._plan()
+        if planned is not None:
+            arg = planned[1]
+            self._timer = self._scheduler.call_later(0.0, lambda: self._fire(arg))
 
     def reschedule(self) -> None:
         """Plan again (a setting it depends on changed); a run under way plans the next one when it ends."""

@@ -13,7 +13,7 @@ import logging
 from collections.abc import Callable, Coroutine
 from dataclasses import dataclass
 from datetime import datetime
-from typing import Any, Protocol, TypeVar
+from typing import Any, Generic, Protocol, TypeVar
 
 from chargepoint.core.connector import Connector
 from chargepoint.core.evse import Evse, one_connector_per_evse
@@ -95,6 +95,48 @@ class StationTiming:
     scheduler: Scheduler | None = None
 
 
+class Feed(Generic[T]):
+    """What a push driver (``PlugWatch``, ``TokenWatch``) delivers for one connector, handled in order, one at a
+    time, by ``handle``: called by the driver, it holds a task only while events wait (no task per connector
+    waiting for hardware that rarely changes). A crash of the handler is handled as a crashed hardware loop: the
+    connector faults (its relay opens) and the next event is handled."""
+
+    __slots__ = ("_cid", "_ctx", "_handle", "_name", "_task", "_waiting")
+
+    def __init__(
+        self,
+        ctx: StationContext,
+        cid: int,
+        name: str,
+        handle: Callable[[int, T], Coroutine[Any, Any, None]],
+    ) -> None:
+        self._ctx = ctx
+        self._cid = cid
+        self._name = name
+        self._handle = handle
+        self._waiting: list[T] = []
+        self._task: asyncio.Task[Any] | None = None
+
+    def __call__(self, event: T) -> None:
+        self._waiting.append(event)
+        if self._task is None:
+            self._task = self._ctx.spawn(self._drain(), f"{self._name}-{self._cid}")
+
+    async def _drain(self) -> None:
+        try:
+            while self._waiting:
+                event = self._waiting.pop(0)
+                try:
+                    await self._handle(self._cid, event)
+                except Exception as exc:
+                    log.exception("connector %s: %s handler crashed", self._cid, self._name)
+                    await self._ctx.raise_fault(
+                        self._cid, ErrorCode.INTERNAL_ERROR, f"{self._name}: {type(exc).__name__}"[:50]
+                    )
+        finally:
+            self._task = None
+
+
 class FunctionalBlock:
     """One functional block of the station: the hooks ``Station`` calls on each block it wires, in order."""
 
@@ -145,7 +187,8 @@ class StationContext:
         self.stopping = False
         # Why no new session may start right now (a firmware install, which ends in a reboot), or None.
         self.sessions_held: str | None = None
-        self.supervised: list[asyncio.Task[Any]] = []
+        self.supervised: list[asyncio.Task[Any]] = []  # hardware loops (pull drivers)
+        self.supervised_duties: list[Duty[Any]] = []  # hardware duties (meter polls)
         self.tasks: set[asyncio.Task[Any]] = set()
         self.listeners: list[Callable[[int], None]] = []
 
@@ -192,6 +235,12 @@ class StationContext:
     def _task_done(self, task: asyncio.Task[Any]) -> None:
         self.tasks.discard(task)
         log_crash(task)
+
+    def alive(self) -> bool:
+        """True while every hardware loop runs and every hardware duty has a run planned or under way."""
+        return all(not task.done() for task in self.supervised) and all(
+            duty.alive for duty in self.supervised_duties
+        )
 
     def supervise(self, loop: Callable[[int], Coroutine[Any, Any, None]], cid: int, name: str) -> None:
         """Run a connector's hardware loop; if it crashes (a bug or an unexpected driver error), fault the

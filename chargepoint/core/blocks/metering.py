@@ -7,7 +7,7 @@ import asyncio
 import contextlib
 import logging
 import math
-from collections.abc import Coroutine
+from collections.abc import Callable, Coroutine
 from datetime import datetime
 from typing import Any
 
@@ -35,6 +35,7 @@ class Metering(FunctionalBlock):
         # Periodic and clock-aligned samples are duties on the process's scheduler: a task only while one is taken.
         self._samplers: dict[int, Duty[datetime]] = {}
         self._aligned: Duty[datetime] | None = None
+        self._polls: list[Duty[int]] = []
         self._aligned_last: datetime | None = None
         self._last_persist: dict[int, float] = {}
         # The last register committed for each connector's transaction.
@@ -43,7 +44,12 @@ class Metering(FunctionalBlock):
     async def start(self) -> None:
         """Poll every meter, and take clock-aligned samples."""
         for cid in self.ctx.connectors:
-            self.ctx.supervise(self._poll_meter, cid, "meter")
+            # A duty per meter (a task only while a poll runs), read first at once: a sleeping loop per
+            # connector costs a task and its frames for the whole life of the station.
+            poll = self.ctx.duty(self._meter_plan(cid), self._poll_meter, f"meter-{cid}")
+            self._polls.append(poll)
+            self.ctx.supervised_duties.append(poll)
+            poll.start(at_once=True)
         self._aligned = self.ctx.duty(self._aligned_plan, self._clock_aligned, "clock-aligned")
         self.ctx.settings.listeners.append(self._setting_changed)
         self._aligned.start()
@@ -52,7 +58,11 @@ class Metering(FunctionalBlock):
         """No more samples: the duties stop; the samples being taken are returned to be cancelled."""
         with contextlib.suppress(ValueError):
             self.ctx.settings.listeners.remove(self._setting_changed)
-        duties = [*self._samplers.values(), *([self._aligned] if self._aligned is not None else [])]
+        duties: list[Duty[Any]] = [
+            *self._polls,
+            *self._samplers.values(),
+            *([self._aligned] if self._aligned is not None else []),
+        ]
         return [task for duty in duties if (task := duty.stop()) is not None]
 
     def _setting_changed(self, name: str) -> None:
@@ -63,12 +73,21 @@ class Metering(FunctionalBlock):
         elif name == "clock_aligned_data_interval_s" and self._aligned is not None:
             self._aligned.reschedule()
 
+    def _meter_plan(self, cid: int) -> Callable[[], tuple[float, int]]:
+        """The plan of connector ``cid``'s meter poll: every ``meter_poll_s`` after the last one ended."""
+        poll_s = self.ctx.timing.meter_poll_s
+        return lambda: (poll_s, cid)
+
     async def _poll_meter(self, cid: int) -> None:
-        while True:
+        """One poll cycle: the meter, the relay's mirror contact, the store's space. A crash (a bug, an unexpected
+        driver error) faults the connector, which opens its relay; the next poll follows as planned."""
+        try:
             await self.read_meter(cid)
             await self.faults.check_relay(cid)
             await self.faults.probe_storage(cid)
-            await asyncio.sleep(self.ctx.timing.meter_poll_s)
+        except Exception as exc:
+            log.exception("connector %s: meter poll crashed", cid)
+            await self.ctx.raise_fault(cid, ErrorCode.INTERNAL_ERROR, f"meter: {type(exc).__name__}"[:50])
 
     async def read_meter(self, cid: int) -> MeterReading | None:
         """Read one connector's meter, tracking failures; None if it failed."""
