@@ -16,6 +16,8 @@ from chargepoint.ports import MeterReading, ReaderEvent
 class SimRelay:
     """A contactor that switches instantly; ``stuck`` makes it refuse to close."""
 
+    __slots__ = ("_closed", "close_delay_s", "contact", "stuck", "switch_count")
+
     def __init__(self) -> None:
         self._closed = False
         self.stuck = False
@@ -56,7 +58,10 @@ class SimRelay:
 
 
 class SimPlug:
-    """An EV cable and the EV behind it: plugged state, current offered, power the EV wants."""
+    """An EV cable and the EV behind it: plugged state, current offered, power the EV wants. A new watcher (after
+    an agent reset) hears the changes from then on; the station reads the present state at start."""
+
+    __slots__ = ("_plugged", "_watchers", "ev_power_w", "offered_a")
 
     def __init__(self, *, ev_power_w: float = 7400.0) -> None:
         self._plugged = False
@@ -100,6 +105,20 @@ class SimPlug:
 
 class SimMeter:
     """A meter whose register integrates the power flowing through a relay into a plugged EV."""
+
+    __slots__ = (
+        "_last",
+        "_monotonic",
+        "driver_bug",
+        "energy_wh",
+        "failing",
+        "garbage",
+        "phases",
+        "plug",
+        "read_delay_s",
+        "relay",
+        "voltage_v",
+    )
 
     def __init__(
         self,
@@ -161,6 +180,8 @@ class SimMeter:
 class SimReader:
     """A card reader that yields (``tokens``) or pushes (``watch``) the idTags swiped at it; ``fail()`` makes it
     vanish. A card swiped while nobody listens, or while the reader is gone, is held until someone can hear it."""
+
+    __slots__ = ("_held", "_queue", "_watchers", "present")
 
     def __init__(self) -> None:
         # Only for a ``tokens`` iterator (an asyncio.Queue is ~2 KB: a fleet's watched readers have none).
