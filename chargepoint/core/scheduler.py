@@ -7,7 +7,8 @@ heap, backed by a single ``loop.call_at`` handle for the earliest entry, and its
 while it runs. A process with one agent has one client of its scheduler: the same code path as a fleet.
 
 ``Flag`` stands in for ``asyncio.Event`` where an object lives as long as an agent: an Event allocates its waiter
-deque up front (~0.8 KB), a Flag allocates a list only while someone waits.
+deque up front (~0.8 KB), a Flag allocates a list only while someone waits. ``Mutex`` does the same for
+``asyncio.Lock``, which keeps its waiter deque once contended.
 """
 
 from __future__ import annotations
@@ -71,6 +72,61 @@ class Flag:
                     pass
                 if not self._waiters:
                     self._waiters = None
+
+
+class Mutex:
+    """An ``asyncio.Lock`` (``async with``, acquire, release, locked; first come, first served) that holds no waiter
+    deque once it has been contended: an asyncio.Lock keeps one (~0.8 KB) for the rest of its life."""
+
+    __slots__ = ("_locked", "_waiters")
+
+    def __init__(self) -> None:
+        self._locked = False
+        self._waiters: list[asyncio.Future[None]] | None = None
+
+    def locked(self) -> bool:
+        """True while held."""
+        return self._locked
+
+    async def acquire(self) -> Literal[True]:
+        """Take it, waiting behind the earlier callers if it is held."""
+        if not self._locked:
+            self._locked = True
+            return True
+        waiter: asyncio.Future[None] = asyncio.get_running_loop().create_future()
+        if self._waiters is None:
+            self._waiters = []
+        self._waiters.append(waiter)
+        try:
+            await waiter
+        except BaseException:
+            if waiter.done() and not waiter.cancelled():
+                self.release()  # handed over just as the caller was cancelled: pass it on
+            elif self._waiters is not None and waiter in self._waiters:
+                self._waiters.remove(waiter)
+            raise
+        return True  # release() handed it over: it stayed locked for us
+
+    def release(self) -> None:
+        """Hand it to the longest waiter, or unlock it."""
+        if not self._locked:
+            raise RuntimeError("Mutex is not acquired")
+        waiters = self._waiters
+        while waiters:
+            waiter = waiters.pop(0)
+            if not waiter.done():
+                waiter.set_result(None)
+                if not waiters:
+                    self._waiters = None
+                return
+        self._waiters = None
+        self._locked = False
+
+    async def __aenter__(self) -> None:
+        await self.acquire()
+
+    async def __aexit__(self, *exc: object) -> None:
+        self.release()
 
 
 class Handle(Protocol):

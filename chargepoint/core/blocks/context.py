@@ -18,7 +18,7 @@ from typing import Any, Generic, Protocol, TypeVar
 from chargepoint.core.connector import Connector
 from chargepoint.core.evse import Evse, one_connector_per_evse
 from chargepoint.core.model import WARNING_CODES, ConnectorState, ErrorCode, IdTagInfo
-from chargepoint.core.scheduler import Duty, Scheduler, loop_scheduler
+from chargepoint.core.scheduler import Duty, Mutex, Scheduler, loop_scheduler
 from chargepoint.core.settings import Settings
 from chargepoint.core.storage import Storage
 from chargepoint.errors import CsmsUnavailable
@@ -179,7 +179,7 @@ class StationContext:
         self.last_reading: dict[int, MeterReading] = {}
         self.meter_failures: dict[int, int] = dict.fromkeys(ports, 0)
         # One lock per connector serializes its session changes; opening a relay never takes it.
-        self.locks: dict[int, asyncio.Lock] = {cid: asyncio.Lock() for cid in ports}
+        self.locks: dict[int, Mutex] = {cid: Mutex() for cid in ports}
         self._open_generation: dict[int, int] = dict.fromkeys(ports, 0)
         # What the operator must hear of on a connector without a fault (StatusNotification info, ``ctl status``):
         # a transaction the CSMS never accepted. Cleared when the CSMS accepts the connector's next transaction.
