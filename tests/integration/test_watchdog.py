@@ -35,6 +35,7 @@ async def test_ready_and_watchdog_pings_stop_when_a_hardware_loop_dies(
 
     try:
         a = await start_agent()
+        assert a.station.ctx.supervised == []  # the simulated plug and reader push: no loop waits for them
         await until(lambda: "READY=1" in drain() and drain().count("WATCHDOG=1") >= 3, 5, "no watchdog pings")
         # A hardware duty that is gone for good: connector 1's meter poll no longer planned (here: stopped, as no
         # crash can end it, since a crashed poll faults the connector and the next one follows).
