@@ -90,6 +90,20 @@ class ActiveTransaction:
 class Connector:
     """One connector's state, plug, transaction, faults and availability."""
 
+    __slots__ = (
+        "faults",
+        "id",
+        "on_state_change",
+        "operative",
+        "pending_id_tag",
+        "pending_parent",
+        "plugged",
+        "scheduled_operative",
+        "state",
+        "state_before_fault",
+        "transaction",
+    )
+
     state: ConnectorState
     # Triggers, attached by ``transitions`` from TRANSITIONS; declared here for the type checker.
     plug_in: Callable[[], bool]

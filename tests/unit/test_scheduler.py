@@ -198,13 +198,15 @@ async def test_clock_aligned_samples_fire_on_the_boundaries_and_follow_a_new_int
     store = Store(":memory:")
     settings = Settings({}, overrides={"clock_aligned_data_interval_s": 900})
     ctx = StationContext({}, store, settings, fake, StationTiming(scheduler=sched))
-    metering = Metering(ctx, faults=None)  # type: ignore[arg-type]  # no connector: no fault to raise
     taken: list[tuple[float, datetime]] = []
 
-    async def take(due: datetime) -> None:
-        taken.append((fake.time(), due))
+    class Taking(Metering):
+        __slots__ = ()
 
-    metering._take_aligned = take  # type: ignore[method-assign]
+        async def _take_aligned(self, due: datetime) -> None:
+            taken.append((fake.time(), due))
+
+    metering = Taking(ctx, faults=None)  # type: ignore[arg-type]  # no connector: no fault to raise
     try:
         await metering.start()
         await fake.run_until(2000)

@@ -69,6 +69,8 @@ class CsmsPort(Protocol):
 class OfflineCsms:
     """The CSMS port before any link is attached: always offline."""
 
+    __slots__ = ()
+
     online = False
     reports_charging_state = False
 
@@ -140,6 +142,8 @@ class Feed(Generic[T]):
 class FunctionalBlock:
     """One functional block of the station: the hooks ``Station`` calls on each block it wires, in order."""
 
+    __slots__ = ()
+
     async def start(self) -> None:
         """Called once by ``Station.start`` (relays open, plugs and meters read), in wiring order."""
 
@@ -150,6 +154,30 @@ class FunctionalBlock:
 
 class StationContext:
     """The state and primitives the functional blocks share; it holds no block and knows none."""
+
+    __slots__ = (
+        "_open_generation",
+        "_scheduler",
+        "clock",
+        "connectors",
+        "csms",
+        "evses",
+        "last_reading",
+        "listeners",
+        "locks",
+        "meter_failures",
+        "notices",
+        "ports",
+        "sessions_held",
+        "settings",
+        "station_operative",
+        "stopping",
+        "store",
+        "supervised",
+        "supervised_duties",
+        "tasks",
+        "timing",
+    )
 
     def __init__(
         self,

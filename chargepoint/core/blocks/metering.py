@@ -29,6 +29,17 @@ S = ConnectorState
 class Metering(FunctionalBlock):
     """Meter reads and what is recorded and sent of them."""
 
+    __slots__ = (
+        "_aligned",
+        "_aligned_last",
+        "_last_persist",
+        "_persisted_wh",
+        "_polls",
+        "_samplers",
+        "ctx",
+        "faults",
+    )
+
     def __init__(self, ctx: StationContext, faults: Faults) -> None:
         self.ctx = ctx
         self.faults = faults

@@ -73,6 +73,23 @@ def charging_state(conn: Connector) -> ConnectorState:
 class Sessions(FunctionalBlock):
     """Who charges where: sessions from authorization to the end of their transaction."""
 
+    __slots__ = (
+        "_reader_ready_at",
+        "_remote",
+        "_timeouts",
+        "_told_state",
+        "_unwatch",
+        "authorization",
+        "availability",
+        "ctx",
+        "faults",
+        "metering",
+        "reservations",
+        "smart_charging",
+        "transaction_ids",
+        "unlock_supported",
+    )
+
     def __init__(
         self,
         ctx: StationContext,
