@@ -93,7 +93,9 @@ class Connector:
     __slots__ = (
         "faults",
         "id",
+        "meter_failures",
         "on_state_change",
+        "open_generation",
         "operative",
         "pending_id_tag",
         "pending_parent",
@@ -134,6 +136,8 @@ class Connector:
         self.scheduled_operative: bool | None = None
         self.state = S.AVAILABLE if operative else S.UNAVAILABLE
         self.on_state_change: Callable[[Connector], None] | None = None
+        self.meter_failures = 0  # failed meter reads in a row
+        self.open_generation = 0  # relay opens so far (a close compares it before and after)
 
     def _after_state_change(self) -> None:
         """Called by the shared machine after each transition of this connector."""

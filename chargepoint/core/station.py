@@ -192,7 +192,7 @@ class Station:
             try:
                 ctx.last_reading[cid] = await p.meter.read()
             except MeterError:
-                ctx.meter_failures[cid] = 1
+                ctx.connectors[cid].meter_failures = 1
         for block in self.blocks:
             await block.start()
 

@@ -156,7 +156,6 @@ class StationContext:
     """The state and primitives the functional blocks share; it holds no block and knows none."""
 
     __slots__ = (
-        "_open_generation",
         "_scheduler",
         "clock",
         "connectors",
@@ -165,7 +164,6 @@ class StationContext:
         "last_reading",
         "listeners",
         "locks",
-        "meter_failures",
         "notices",
         "ports",
         "sessions_held",
@@ -205,10 +203,8 @@ class StationContext:
         self.evses: dict[int, Evse] = one_connector_per_evse(self.connectors)
         self.station_operative = store.get("operative.0", "1") == "1"
         self.last_reading: dict[int, MeterReading] = {}
-        self.meter_failures: dict[int, int] = dict.fromkeys(ports, 0)
         # One lock per connector serializes its session changes; opening a relay never takes it.
         self.locks: dict[int, Mutex] = {cid: Mutex() for cid in ports}
-        self._open_generation: dict[int, int] = dict.fromkeys(ports, 0)
         # What the operator must hear of on a connector without a fault (StatusNotification info, ``ctl status``):
         # a transaction the CSMS never accepted. Cleared when the CSMS accepts the connector's next transaction.
         self.notices: dict[int, str] = {}
@@ -291,7 +287,7 @@ class StationContext:
     # safety primitives: opening a relay never waits behind a lock, the store or a queue
     async def open_relay(self, cid: int) -> None:
         """Open a connector's relay now; a relay that does not open is a PowerSwitchFailure."""
-        self._open_generation[cid] += 1
+        self.connectors[cid].open_generation += 1
         relay = self.ports[cid].relay
         try:
             await relay.open()
@@ -305,7 +301,7 @@ class StationContext:
 
     def open_generation(self, cid: int) -> int:
         """How many opens connector ``cid``'s relay has seen (a close compares it before and after)."""
-        return self._open_generation[cid]
+        return self.connectors[cid].open_generation
 
     async def raise_fault(self, cid: int, code: ErrorCode, info: str | None = None) -> None:
         """Add a fault to a connector (0: every connector): the relay opens at once (warnings only report)."""

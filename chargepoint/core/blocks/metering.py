@@ -110,12 +110,12 @@ class Metering(FunctionalBlock):
                 raise MeterError(f"implausible energy register {reading.energy_wh!r}")
             reading = finite(reading)
         except Exception as exc:  # the driver boundary: any failure to read counts as a failed cycle
-            ctx.meter_failures[cid] += 1
+            conn.meter_failures += 1
             if (
-                ctx.meter_failures[cid] >= ctx.timing.meter_failures_for_fault
+                conn.meter_failures >= ctx.timing.meter_failures_for_fault
                 and ErrorCode.POWER_METER_FAILURE not in conn.faults
             ):
-                log.error("meter %s failed %s read cycles: %s", cid, ctx.meter_failures[cid], exc)
+                log.error("meter %s failed %s read cycles: %s", cid, conn.meter_failures, exc)
                 await ctx.raise_fault(cid, ErrorCode.POWER_METER_FAILURE, str(exc)[:50])
             return None
         previous = ctx.last_reading.get(cid)
@@ -130,7 +130,7 @@ class Metering(FunctionalBlock):
                 reading.soc_percent,
             )
         ctx.last_reading[cid] = reading
-        ctx.meter_failures[cid] = 0
+        conn.meter_failures = 0
         if ErrorCode.POWER_METER_FAILURE in conn.faults:
             await self.faults.clear_fault(cid, ErrorCode.POWER_METER_FAILURE)
         self._track_ev_draw(conn, reading)
@@ -272,10 +272,7 @@ class Metering(FunctionalBlock):
             if conn.transaction is not tx:
                 return None
             reading = self.ctx.last_reading.get(conn.id)
-            if (
-                reading is None
-                or self.ctx.meter_failures[conn.id] >= self.ctx.timing.meter_failures_for_fault
-            ):
+            if reading is None or conn.meter_failures >= self.ctx.timing.meter_failures_for_fault:
                 return None  # no stale values while the meter is failing
             return self._record_sample(
                 conn,
@@ -354,7 +351,7 @@ class Metering(FunctionalBlock):
         ctx = self.ctx
         for cid, conn in ctx.connectors.items():
             reading = ctx.last_reading.get(cid)
-            if reading is None or ctx.meter_failures[cid] >= ctx.timing.meter_failures_for_fault:
+            if reading is None or conn.meter_failures >= ctx.timing.meter_failures_for_fault:
                 continue
             tx = conn.transaction
             if tx is not None:
