@@ -258,7 +258,7 @@ class Duty(Generic[T]):
     none after all. The work runs in a task made by ``spawn`` only while it runs; the next run is planned after it.
     """
 
-    __slots__ = ("_action", "_name", "_plan", "_scheduler", "_spawn", "_stopped", "_task", "_timer")
+    __slots__ = ("_action", "_arg", "_name", "_plan", "_scheduler", "_spawn", "_stopped", "_task", "_timer")
 
     def __init__(
         self,
@@ -274,6 +274,7 @@ class Duty(Generic[T]):
         self._spawn = spawn
         self._name = name
         self._timer: Timer | None = None
+        self._arg: T | None = None  # what the planned run gets (kept here: no closure per planned run)
         self._task: asyncio.Task[Any] | None = None
         self._stopped = True
 
@@ -306,8 +307,8 @@ class Duty(Generic[T]):
             return
         planned = self._plan()
         if planned is not None:
-            arg = planned[1]
-            self._timer = self._scheduler.call_later(0.0, lambda: self._fire(arg))
+            self._arg = planned[1]
+            self._timer = self._scheduler.call_later(0.0, self._fire)
 
     def reschedule(self) -> None:
         """Plan again (a setting it depends on changed); a run under way plans the next one when it ends."""
@@ -321,8 +322,8 @@ class Duty(Generic[T]):
         planned = self._plan()
         if planned is None:
             return
-        delay_s, arg = planned
-        self._timer = self._scheduler.call_later(delay_s, lambda: self._fire(arg))
+        delay_s, self._arg = planned
+        self._timer = self._scheduler.call_later(delay_s, self._fire)
 
     def stop(self) -> asyncio.Task[Any] | None:
         """No more runs; returns the run under way, if any (the caller cancels or awaits it)."""
@@ -332,8 +333,9 @@ class Duty(Generic[T]):
             self._timer = None
         return self._task
 
-    def _fire(self, arg: T) -> None:
+    def _fire(self) -> None:
         self._timer = None
+        arg, self._arg = cast(T, self._arg), None
         if self._stopped:
             return
         work = self._action(arg)
