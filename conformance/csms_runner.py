@@ -644,11 +644,15 @@ class CsmsContext(BaseContext):
         answer: dict[str, Any],
         *,
         conn: RawCharger | None = None,
+        judge: Callable[[CsmsContext, dict[str, Any]], None] | None = None,
+        error: tuple[str, str] | None = None,
     ) -> dict[str, Any]:
         """Make the central system send ``action`` (trigger), check the CALL, answer it; returns its payload.
 
-        Without a trigger the case is inconclusive (not failed). The CALL must be schema-valid and carry what was
-        asked (each field of ``payload``).
+        Without a trigger the case is inconclusive (not failed). The CALL must be schema-valid, keep the business
+        rules ``judge`` checks (it raises Fail citing the clause; run first, so a broken rule is named even when the
+        field also differs from what was asked) and carry what was asked (each field of ``payload``). With
+        ``error`` (code, description) the charger answers a CALLERROR instead of ``answer``.
         """
         conn = conn or self.main()
         trigger = self.setup.trigger
@@ -698,13 +702,18 @@ class CsmsContext(BaseContext):
             self.check_schema(
                 Call(unique_id, action, copy.deepcopy(received)), self.version.request_name(action)
             )
+            if judge is not None:
+                judge(self, received)
             for key, value in payload.items():
                 if received.get(key) != value:
                     raise Fail(
                         f"{self.version.request_name(action)} has {key}={received.get(key)!r}, "
                         f"the trigger asked for {value!r}"
                     )
-            await conn.send([CALLRESULT, unique_id, answer])
+            if error is not None:
+                await conn.send([CALLERROR, unique_id, error[0], error[1], {}])
+            else:
+                await conn.send([CALLRESULT, unique_id, answer])
         except BaseException:
             fired.cancel()
             await asyncio.gather(fired, return_exceptions=True)

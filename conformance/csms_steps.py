@@ -42,13 +42,18 @@ def offered(profile: str) -> tuple[str, StepFn]:
 
 
 def cs_sends(
-    action: str, payload: dict[str, Any] | Callable[[CsmsContext], dict[str, Any]], answer: dict[str, Any]
+    action: str,
+    payload: dict[str, Any] | Callable[[CsmsContext], dict[str, Any]],
+    answer: dict[str, Any],
+    *,
+    judge: Callable[[CsmsContext, dict[str, Any]], None] | None = None,
 ) -> tuple[str, StepFn]:
-    """A step: the central system (triggered) sends ``action``; the charger answers ``answer``."""
+    """A step: the central system (triggered) sends ``action`` (keeping ``judge``'s rules, if given); the charger
+    answers ``answer``."""
 
     async def run(ctx: CsmsContext) -> None:
         body = payload(ctx) if callable(payload) else payload
-        ctx.vars[action] = await ctx.csms_sends(action, body, answer)
+        ctx.vars[action] = await ctx.csms_sends(action, body, answer, judge=judge)
 
     return (f"central system sends {action}; charger answers {answer}", run)
 

@@ -61,7 +61,7 @@ VERSIONS: dict[str, OcppVersion] = {
             "2.0.1",
             "ocpp2.0.1",
             "2.0.1",
-            "conformance.v201.csms_cases",
+            "conformance.v201.csms_catalogue",
             "conformance.v201.charger_catalogue",
             "conformance.v201.charger:V201ChargerContext",
             "{action}Request",

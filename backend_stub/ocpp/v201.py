@@ -136,6 +136,9 @@ class V201Handlers:
             "ReservationStatusUpdate": self.acknowledge,
             "NotifyEvent": self.acknowledge,
             "ReportChargingProfiles": self.acknowledge,
+            # K12/K13: an external system set or released a limit on the station; nothing here plans around it.
+            "NotifyChargingLimit": self.acknowledge,
+            "ClearedChargingLimit": self.acknowledge,
         }
         table = server.handlers_by_subprotocol[SUBPROTOCOL]
         for action, handler in handlers.items():

@@ -29,6 +29,7 @@ from conformance.csms_steps import (
 )
 from conformance.model import Case, Fail, Step
 from conformance.pki import certificate_hash_data, self_signed_pem
+from conformance.v201.csms_judges import REPORTED_HASHES, deletes_a_reported_certificate
 from conformance.v201.station import (
     Tx,
     authorize,
@@ -1449,6 +1450,7 @@ def installed_chain(kind: str) -> Callable[[CsmsContext], dict[str, Any]]:
 
     def answer(ctx: CsmsContext) -> dict[str, Any]:
         pem = str(ctx.vars.setdefault("pem", self_signed_pem("OCC Root")))
+        ctx.vars[REPORTED_HASHES] = [certificate_hash_data(pem)]
         return {
             "status": "Accepted",
             "certificateHashDataChain": [
@@ -1521,7 +1523,9 @@ for number, result in ((20, "Accepted"), (21, "Failed")):
             {"certificateType": ["CSMSRootCertificate"]},
             installed_chain("CSMSRootCertificate"),
         ),
-        cs_sends("DeleteCertificate", delete_payload, {"status": result}),
+        cs_sends(
+            "DeleteCertificate", delete_payload, {"status": result}, judge=deletes_a_reported_certificate
+        ),
         needs=TRIG,
     )
 

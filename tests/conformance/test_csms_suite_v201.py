@@ -51,6 +51,16 @@ async def test_bundled_central_system_passes_the_whole_201_csms_suite(site: Site
     saved = json.loads(out["json"].read_text())
     assert saved["ocpp_version"] == "2.0.1" and saved["summary"]["passed"] == len(v) - 1
     assert "E Transactions" in saved["blocks"]
+    # The conditional blocks the bundled central system implements run too (local list, reservation, smart
+    # charging, certificates), and pass.
+    blocks = (
+        "D LocalAuthorizationListManagement",
+        "H Reservation",
+        "K SmartCharging",
+        "M CertificateManagement",
+    )
+    assert set(blocks) <= set(saved["blocks"])
+    assert {"TC_D_02_CSMS", "TC_H_17_CSMS", "TC_K_60_CSMS", "TC_K_37_CSMS", "TC_M_18_CSMS"} <= set(v)
     e03 = next(c for c in saved["cases"] if c["id"] == "TC_E_03_CSMS")
     assert any('"TransactionEvent"' in t["text"] and '"seqNo":0' in t["text"] for t in e03["trace"])
     suite = ET.parse(out["xml"]).getroot().find("testsuite")
