@@ -43,7 +43,6 @@ TAGS = ("AA01", "BB02", "BLOCKED")
 CONNECTOR = st.integers(min_value=1, max_value=2)  # folded onto the machine's connectors by _cid()
 
 
-
 async def stop_hardware_watching(station: Station) -> None:
     """The tests drive plug, cards and meter reads by hand: the station's own watching (pushed plug and reader
     events, meter polls, any hardware loop) is stopped, so no event is handled twice."""
@@ -54,6 +53,7 @@ async def stop_hardware_watching(station: Station) -> None:
     for task in tasks:
         task.cancel()
     await asyncio.gather(*tasks, return_exceptions=True)
+
 
 class FixedClock:
     """Wall-clock time that only moves when a rule says so."""
