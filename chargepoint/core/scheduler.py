@@ -14,6 +14,7 @@ deque up front (~0.8 KB), a Flag allocates a list only while someone waits. ``Mu
 from __future__ import annotations
 
 import asyncio
+import contextvars
 import heapq
 import itertools
 import logging
@@ -258,7 +259,18 @@ class Duty(Generic[T]):
     none after all. The work runs in a task made by ``spawn`` only while it runs; the next run is planned after it.
     """
 
-    __slots__ = ("_action", "_arg", "_name", "_plan", "_scheduler", "_spawn", "_stopped", "_task", "_timer")
+    __slots__ = (
+        "_action",
+        "_arg",
+        "_context",
+        "_name",
+        "_plan",
+        "_scheduler",
+        "_spawn",
+        "_stopped",
+        "_task",
+        "_timer",
+    )
 
     def __init__(
         self,
@@ -275,6 +287,9 @@ class Duty(Generic[T]):
         self._name = name
         self._timer: Timer | None = None
         self._arg: T | None = None  # what the planned run gets (kept here: no closure per planned run)
+        # Its runs happen in the context it was made in (a fleet names each agent's log lines by a context
+        # variable), not in that of whichever agent armed the shared scheduler's loop handle.
+        self._context = contextvars.copy_context()
         self._task: asyncio.Task[Any] | None = None
         self._stopped = True
 
@@ -334,6 +349,9 @@ class Duty(Generic[T]):
         return self._task
 
     def _fire(self) -> None:
+        self._context.run(self._run_planned)
+
+    def _run_planned(self) -> None:
         self._timer = None
         arg, self._arg = cast(T, self._arg), None
         if self._stopped:

@@ -4,6 +4,7 @@ planned again when its setting changes, and stops; Flag keeps asyncio.Event's co
 from __future__ import annotations
 
 import asyncio
+import contextvars
 import gc
 import heapq
 import itertools
@@ -288,6 +289,33 @@ async def test_meter_polls_fire_at_once_then_every_poll_interval_and_a_crashed_p
         )  # halted: no more polls, the watchdog would notice
     finally:
         store.close()
+
+
+WHO: contextvars.ContextVar[str] = contextvars.ContextVar("who", default="nobody")
+
+
+async def test_a_duty_runs_in_the_context_it_was_made_in_whoever_armed_the_scheduler() -> None:
+    """A fleet names each agent's log lines by a context variable: a duty's runs keep their agent's."""
+    fake = FakeTime()
+    sched = Scheduler(fake)
+    seen: list[tuple[str, str]] = []
+    loop = asyncio.get_running_loop()
+
+    async def work(name: str) -> None:
+        seen.append((name, WHO.get()))
+
+    def make(name: str, delay_s: float) -> Duty[str]:
+        WHO.set(name)
+        return Duty(sched, lambda: (delay_s, name), work, lambda c, n: loop.create_task(c, name=n), name)
+
+    duties = [contextvars.copy_context().run(make, name, d) for name, d in (("a", 5.0), ("b", 3.0))]
+    WHO.set("armer")
+    for duty in duties:
+        duty.start()
+    await fake.run_until(5.5)
+    assert seen == [("b", "b"), ("a", "a")]
+    for duty in duties:
+        duty.stop()
 
 
 async def test_mutex_keeps_the_lock_contract_without_a_waiter_list_when_idle() -> None:
