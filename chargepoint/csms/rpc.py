@@ -71,6 +71,8 @@ HOSTILE_LOG_PER_MINUTE = 10
 class _LogBudget:
     """Rate-limits the log lines a peer can cause: ``per_minute`` in each minute, then one line with the count."""
 
+    __slots__ = ("_used", "_window_start", "per_minute", "suppressed")
+
     def __init__(self, per_minute: int) -> None:
         self.per_minute = per_minute
         self._window_start = -60.0
