@@ -316,7 +316,8 @@ def _prepare(argv: Sequence[str] | None) -> tuple[argparse.Namespace, list[Case[
     if args.list:
         for c in cases:
             needs = f"  needs: {', '.join(sorted(c.needs))}" if c.needs else ""
-            print(f"{c.id:<16} {c.block:<14} {c.title}{needs}")
+            unconfirmed = "  (id unconfirmed)" if c.id_unconfirmed else ""
+            print(f"{c.id:<16} {c.block:<14} {c.title}{unconfirmed}{needs}")
         return 0
     return args, cases
 

@@ -7,18 +7,15 @@ import asyncio
 import contextlib
 import copy
 import ssl
-from collections import deque
 from collections.abc import AsyncIterator, Callable
 from dataclasses import dataclass, field
 from datetime import UTC, datetime
 from typing import Any
 
-from aiohttp import web
 from ocpp.exceptions import NotImplementedError as SchemaMissingError
 from ocpp.exceptions import OCPPError
 from ocpp.messages import CallResult, _validate_payload
 
-from backend_stub.ocpp.server import _basic_password, _certificate_names
 from backend_stub.ocpp_server import CallErrorReply, CentralSystem, Frame, HandlerResult, utc_now_iso
 from conformance.drivers import POWER_STEPS, Actuator, ProfileError
 from conformance.engine import BaseContext, Progress, run_cases
@@ -27,7 +24,7 @@ from conformance.report import Report
 from conformance.v16.spec import CONNECTOR_ZERO_STATES, LEGAL_STATUS_TRANSITIONS
 from conformance.versions import VERSIONS, by_schema
 
-__all__ = ["ChargerContext", "ChargerSetup", "Handshake", "TlsCentralSystem", "run_charger_suite", "stops"]
+__all__ = ["ChargerContext", "ChargerSetup", "TlsCentralSystem", "run_charger_suite", "stops"]
 
 CALL = 2
 BOOT_STATUS_WAIT_S = 10.0  # how long the first case waits for the connector's status after the boot
@@ -68,58 +65,24 @@ NEED_OPTIONS = {
 }
 
 
-@dataclass(frozen=True)
-class Handshake:
-    """What one WebSocket handshake of a charger showed: the security profile cases judge it."""
-
-    cp_id: str
-    tls_version: str | None  # e.g. "TLSv1.3"; None over plain ws://
-    client_names: frozenset[str]  # commonName/subjectAltNames of a client certificate our CA verified
-    password: str | None  # the HTTP Basic password sent for user ``cp_id`` (None: none)
-
-
 class TlsCentralSystem(CentralSystem):
-    """The central system we play, recording every handshake (the last `HANDSHAKES_KEPT`).
+    """The central system we play: the scripted one, with the security profile 3 checks left to the cases.
 
     A missing client certificate is not refused at the handshake: the security profile 3 case then fails with
     the reason, instead of the whole suite ending in "the charger never connected". A certificate that is
-    presented but not signed by the configured CA still fails the TLS handshake (`tls_context`)."""
-
-    HANDSHAKES_KEPT = 64
+    presented but not signed by the configured CA still fails the TLS handshake (`tls_context`). Every handshake
+    is recorded (`handshakes`, as `HandshakeCredentials`), and a charger whose verified client certificate names
+    it needs no password (profile 3), also after TC_073 set one."""
 
     def __init__(self, *args: Any, **kwargs: Any) -> None:
         """Take the server's arguments."""
         super().__init__(*args, **kwargs)
-        self.handshakes: deque[Handshake] = deque(maxlen=self.HANDSHAKES_KEPT)
+        self.certificate_replaces_password = True
 
     @property
     def client_certificates_required(self) -> bool:
         """Never at the handshake: the cases judge the certificate (see the class docstring)."""
         return False
-
-    async def _refusal(self, request: web.Request, cp_id: str | None) -> web.Response | None:
-        """Record the handshake, then check it like the scripted central system."""
-        if cp_id is not None:
-            transport = request.transport
-            tls = transport.get_extra_info("ssl_object") if transport is not None else None
-            cert = tls.getpeercert() if isinstance(tls, ssl.SSLObject) else None
-            self.handshakes.append(
-                Handshake(
-                    cp_id,
-                    tls.version() if isinstance(tls, ssl.SSLObject) else None,
-                    frozenset(_certificate_names(cert or {})),
-                    _basic_password(request.headers.get("Authorization"), cp_id),
-                )
-            )
-        return await super()._refusal(request, cp_id)
-
-    def _credentials_refused(self, cp_id: str, password: str | None) -> bool:
-        """Security profile 3 needs no password: a client certificate issued to ``cp_id`` (verified by our CA in
-        the handshake `_refusal` just recorded) identifies the charger, also after TC_073 set one."""
-        current = self.handshakes[-1] if self.handshakes else None
-        if current is not None and current.cp_id == cp_id and cp_id in current.client_names:
-            return False
-        return bool(super()._credentials_refused(cp_id, password))
 
 
 @dataclass

@@ -151,7 +151,13 @@ async def _cleanup(ctx: Ctx, case: Case[Ctx], result: CaseResult) -> None:
 async def run_case(ctx: Ctx, case: Case[Ctx], unmet: dict[str, str]) -> CaseResult:
     """Run one case with its timeout and its cleanup steps; never raises but for cancellation."""
     result = CaseResult(
-        case.id, case.title, case.block, Verdict.PASSED, started=datetime.now(UTC), catalogue=case.catalogue
+        case.id,
+        case.title,
+        case.block,
+        Verdict.PASSED,
+        started=datetime.now(UTC),
+        catalogue=case.catalogue,
+        id_unconfirmed=case.id_unconfirmed,
     )
     began = time.monotonic()
     ctx.trace = []
@@ -207,6 +213,7 @@ async def run_cases(
                 "interrupted (Ctrl-C)",
                 trace=ctx.trace,
                 catalogue=case.catalogue,
+                id_unconfirmed=case.id_unconfirmed,
             )
             report.results.append(partial)
             report.not_run = [c.id for c in cases[index + 1 :]]

@@ -8,6 +8,8 @@ from dataclasses import dataclass, field
 from datetime import datetime
 from typing import Any, Generic, TypeVar
 
+from conformance.catalogue_ids import UNCONFIRMED
+
 __all__ = [
     "Case",
     "CaseResult",
@@ -94,6 +96,11 @@ class Case(Generic[Ctx]):
     cleanup: tuple[Step[Ctx], ...] = ()
     catalogue: bool = True  # False: a stricter check of this project, not an OCTT test case id
 
+    @property
+    def id_unconfirmed(self) -> str:
+        """Why this OCTT id (or its title) could not be confirmed in a public catalogue source ('' if it was)."""
+        return UNCONFIRMED.get(self.id, "") if self.catalogue else ""
+
 
 @dataclass
 class TraceEntry:
@@ -141,6 +148,7 @@ class CaseResult:
     steps: list[StepResult] = field(default_factory=list)
     trace: list[TraceEntry] = field(default_factory=list)
     catalogue: bool = True
+    id_unconfirmed: str = ""  # why the OCTT id or title is not confirmed by a public source ('' if it is)
 
     def to_json(self) -> dict[str, Any]:
         """The case as a JSON-ready dict."""
@@ -149,6 +157,7 @@ class CaseResult:
             "title": self.title,
             "block": self.block,
             "catalogue": self.catalogue,
+            "id_unconfirmed": self.id_unconfirmed,
             "verdict": str(self.verdict),
             "reason": self.reason,
             "started": self.started.isoformat() if self.started else None,

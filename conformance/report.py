@@ -119,6 +119,13 @@ class Report:
                 name=f"{r.id} {r.title}",
                 time=f"{r.duration_s:.3f}",
             )
+            if r.id_unconfirmed:
+                ET.SubElement(
+                    ET.SubElement(case, "properties"),
+                    "property",
+                    name="id_unconfirmed",
+                    value=r.id_unconfirmed,
+                )
             details = _steps_text(r) + "\n\n" + _trace_text(r)
             if r.verdict is Verdict.FAILED:
                 ET.SubElement(case, "failure", message=r.reason, type="failed").text = details
@@ -161,6 +168,8 @@ class Report:
                 for t in r.trace
             )
             extra = "" if r.catalogue else ' <span class="x">(project check, not an OCTT id)</span>'
+            if r.id_unconfirmed:
+                extra += f' <span class="x" title="{e(r.id_unconfirmed)}">(id unconfirmed)</span>'
             cases.append(
                 f'<details class="case {r.verdict}" id="{e(r.id)}"><summary>'
                 f'<span class="badge {r.verdict}">{e(str(r.verdict))}</span> <b>{e(r.id)}</b> {e(r.title)}'

@@ -106,20 +106,6 @@ class SimPlug:
 class SimMeter:
     """A meter whose register integrates the power flowing through a relay into a plugged EV."""
 
-    __slots__ = (
-        "_last",
-        "_monotonic",
-        "driver_bug",
-        "energy_wh",
-        "failing",
-        "garbage",
-        "phases",
-        "plug",
-        "read_delay_s",
-        "relay",
-        "voltage_v",
-    )
-
     def __init__(
         self,
         relay: SimRelay,

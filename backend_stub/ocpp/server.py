@@ -5,14 +5,13 @@ from __future__ import annotations
 import asyncio
 import contextlib
 import enum
-import hmac
 import inspect
 import json
 import logging
 import ssl
 import time
 import uuid
-from collections.abc import Awaitable, Callable, Coroutine, Iterable, Mapping
+from collections.abc import Awaitable, Callable, Coroutine, Mapping
 from dataclasses import dataclass, field
 from datetime import UTC, datetime
 from http import HTTPStatus
@@ -21,7 +20,7 @@ from types import TracebackType
 from typing import IO, Any, Literal, Protocol, Self, TypeAlias
 from urllib.parse import unquote
 
-from aiohttp import BasicAuth, WSMsgType, web
+from aiohttp import WSMsgType, web
 from aiohttp.web_protocol import RequestHandler
 from jsonschema import Draft4Validator
 from ocpp import messages as ocpp_messages
@@ -52,6 +51,7 @@ from backend_stub.ocpp.guard import (
     listen_backlog,
     retry_after_header,
 )
+from backend_stub.ocpp.handshake import HandshakeCredentials, handshake_credentials, offered_subprotocols
 from backend_stub.ocpp.overload import BootGate
 from backend_stub.ocpp.schemas import surely_valid
 
@@ -402,7 +402,7 @@ class CentralSystem:
         self.unique_id_factory: Callable[[], str] = unique_ids or (lambda: str(uuid.uuid4()))
 
         # Registry check at the handshake: (cp_id, Basic password or None, security profile offered) ->
-        # "ok" | "unknown" | "unauthorized" (HTTP 404 / 401). Without one, `_credentials_refused` decides (every
+        # "ok" | "unknown" | "unauthorized" (HTTP 404 / 401). Without one, `credentials_refused` decides (every
         # charger is admitted). Profile 3 means the server has already checked a client certificate for cp_id.
         # It may be a coroutine function, so that a slow password hash runs off the event loop.
         self.admission: (
@@ -414,6 +414,9 @@ class CentralSystem:
         # Called with the charger id on every incoming frame of an admitted connection, before it is parsed
         # (the "last seen" time: any message proves liveness, OCPP 1.6 §4.6); must be cheap, it runs per frame.
         self.on_inbound: Callable[[str], None] | None = None
+        # Called with what every upgrade request to a charger path presented (TLS version, verified client
+        # certificate names, Basic password), before it is checked; must be cheap, a flood of handshakes calls it.
+        self.handshake_observers: list[Callable[[HandshakeCredentials], None]] = []
         # Called with (cp_id, action, payload, answer) after every CALLRESULT to a server CALL.
         self.call_observers: list[CallObserver] = []
         self.observer: ServerObserver = _NoObserver()  # connections, answered CALLs, refusals (metrics)
@@ -748,7 +751,10 @@ class CentralSystem:
             return web.Response(
                 status=HTTPStatus.NOT_FOUND, text=f"Unknown path; connect to {PATH_PREFIX}<id>\n"
             )
-        offered = _offered_subprotocols(request.headers.getall("Sec-WebSocket-Protocol", []))
+        credentials = handshake_credentials(request, cp_id)
+        for observer in self.handshake_observers:
+            observer(credentials)
+        offered = offered_subprotocols(request.headers.getall("Sec-WebSocket-Protocol", []))
         if not any(sub in VERSIONS for sub in offered):
             self._violation(cp_id, "", f"handshake offers no supported subprotocol (offered: {offered[:8]})")
             return web.Response(
@@ -775,22 +781,20 @@ class CentralSystem:
         if self.client_certificates_required:
             # OCPP 1.6 security whitepaper, profile 3: the charger is identified by its TLS client certificate,
             # whose subject CN (or a subjectAltName) is the charge point identity.
-            certificate = request.transport.get_extra_info("peercert") if request.transport else None
-            if not certificate or cp_id not in _certificate_names(certificate):
+            if not credentials.certificate_identifies:
                 self.auth_throttle.failed(cp_id, address)
                 refusal_log.warning(
                     "refused %s from %s: no client certificate for this charger id (names: %s)",
                     cp_id,
                     address,
-                    sorted(_certificate_names(certificate or {}))[:4],
+                    sorted(credentials.certificate_names)[:4],
                 )
                 return web.Response(
                     status=HTTPStatus.FORBIDDEN,
                     text="A client certificate issued to this charger id is required\n",
                 )
             profile = 3
-        authorization = request.headers.get("Authorization")
-        password = _basic_password(authorization, cp_id)
+        password = credentials.password
         if profile == 0 and password is not None:
             profile = 2 if self.ssl_context is not None else 1
         if self.admission is not None:
@@ -802,7 +806,7 @@ class CentralSystem:
                 return web.Response(status=HTTPStatus.NOT_FOUND, text=f"Unknown charge point {cp_id}\n")
             unauthorized = verdict == "unauthorized"
         else:
-            unauthorized = self._credentials_refused(cp_id, password)
+            unauthorized = self.credentials_refused(credentials)
         if unauthorized:
             self.auth_throttle.failed(cp_id, address)
             refusal_log.warning(
@@ -816,8 +820,10 @@ class CentralSystem:
         self.auth_throttle.succeeded(cp_id)
         return None
 
-    def _credentials_refused(self, cp_id: str, password: str | None) -> bool:
-        """Without an `admission` check, whether ``password`` (None: none sent) is refused: never, here."""
+    def credentials_refused(self, credentials: HandshakeCredentials) -> bool:
+        """Without an `admission` check, whether a handshake's credentials are refused (HTTP 401): never, here.
+
+        The override point for test servers (`backend_stub.testing`), which check passwords they were given."""
         return False
 
     # ---- connection handling -----------------------------------------------------------------------------------
@@ -1239,33 +1245,3 @@ def _charger_id(path: str) -> str | None:
     if not cp_id or len(cp_id) > MAX_CHARGER_ID_LENGTH or not cp_id.isprintable() or "/" in cp_id:
         return None
     return cp_id
-
-
-def _certificate_names(certificate: Mapping[str, Any]) -> set[str]:
-    """The subject commonName and subjectAltName DNS/URI values of a certificate from `getpeercert()`."""
-    names: set[str] = set()
-    for rdn in certificate.get("subject", ()):
-        for key, value in rdn:
-            if key == "commonName":
-                names.add(str(value))
-    for kind, value in certificate.get("subjectAltName", ()):
-        if kind in ("DNS", "URI"):
-            names.add(str(value))
-    return names
-
-
-def _basic_password(header: str | None, cp_id: str) -> str | None:
-    """The HTTP Basic password sent for user ``cp_id``, or None (no header, bad header, other user)."""
-    if header is None:
-        return None
-    try:
-        auth = BasicAuth.decode(header, encoding="utf-8")
-    except ValueError:
-        return None
-    username = auth.login.encode(errors="surrogateescape")
-    return auth.password if hmac.compare_digest(username, cp_id.encode()) else None
-
-
-def _offered_subprotocols(values: Iterable[str]) -> list[str]:
-    """Subprotocols offered in the Sec-WebSocket-Protocol header(s)."""
-    return [sub.strip() for value in values for sub in value.split(",") if sub.strip()]

@@ -7,6 +7,7 @@ A version adapter is registered in ``link.ADAPTERS`` under its subprotocol as a 
 
 from __future__ import annotations
 
+import asyncio
 from collections.abc import Mapping
 from dataclasses import dataclass
 from datetime import datetime
@@ -126,6 +127,11 @@ class StationCommands(Protocol):
     @property
     def boot_reason(self) -> BootReason:
         """Why this start happened."""
+        ...
+
+    @property
+    def reset_requested(self) -> asyncio.Future[ResetKind] | None:
+        """Done once the station restarts (a Reset or a firmware reboot was accepted)."""
         ...
 
     def reset_answer(self, kind: ResetKind, cid: int | None) -> ResetResult:

@@ -21,6 +21,8 @@ from conformance.charger_runner import ChargerContext, stops
 from conformance.fileserver import serve_files
 from conformance.model import Case, Fail, NotApplicable, Step
 from conformance.tls_checks import (
+    any_password,
+    basic_auth_valid,
     client_certificate_valid,
     invalid_server_certificate,
     latest_handshake,
@@ -357,7 +359,7 @@ async def ev_disconnect(ctx: ChargerContext) -> None:
 
 case(
     "TC_005_1_CS",
-    "EV Side Disconnected",
+    "EV Side Disconnected - StopTransactionOnEVSideDisconnect = true",
     CORE,
     config("StopTransactionOnEVSideDisconnect", "true"),
     ("remote session", remote_session),
@@ -470,8 +472,8 @@ case(
     timeout_s=90,
 )
 case(
-    "TC_017_CS",
-    "Unlock Connector - No Charging Session Running",
+    "TC_017_1_CS",
+    "Unlock connector - no charging session running (Not fixed cable)",
     CORE,
     answer("UnlockConnector", lambda c: {"connectorId": c.setup.connector}, "status", "Unlocked"),
 )
@@ -489,8 +491,8 @@ async def unlock_with_tx(ctx: ChargerContext) -> None:
 
 
 case(
-    "TC_018_CS",
-    "Unlock Connector - With Charging Session",
+    "TC_018_1_CS",
+    "Unlock Connector - With Charging Session (Not fixed cable)",
     CORE,
     ("remote session", remote_session),
     ("UnlockConnector", unlock_with_tx),
@@ -515,16 +517,11 @@ async def one_key(ctx: ChargerContext) -> None:
 
 
 case(
-    "TC_019_1_CS",
-    "Retrieve all configuration keys",
-    CORE,
-    ("GetConfiguration: every required Core key", all_keys),
-)
-case(
-    "TC_019_2_CS",
-    "Retrieve specific configuration key",
+    "TC_019_CS",
+    "Retrieve configuration",
     CORE,
     ("GetConfiguration HeartbeatInterval", one_key),
+    ("GetConfiguration: every required Core key", all_keys),
 )
 
 
@@ -558,7 +555,7 @@ def refused_card(status: str) -> tuple[str, StepFn]:
 
 
 case(
-    "TC_023_1_CS",
+    "TC_023_CS",
     "Start Charging Session - Authorize invalid",
     CORE,
     refused_card("Invalid"),
@@ -1067,7 +1064,7 @@ async def local_list_version(ctx: ChargerContext) -> None:
         )
 
 
-case("TC_042_2_CS", "Get Local List Version", LOCAL, ("GetLocalListVersion >= 0", local_list_version))
+case("TC_042_2_CS", "Get Local List Version (empty)", LOCAL, ("GetLocalListVersion >= 0", local_list_version))
 
 
 async def send_lists(ctx: ChargerContext) -> None:
@@ -1301,8 +1298,9 @@ case(
 # ================================================================================================ Security
 # The OCPP 1.6 security whitepaper (edition 2) cases a charger can show over a plain ws:// link: password change,
 # certificate install / list / delete, certificate signing, security events, the security log and signed firmware.
-# TC_078, TC_086 and TC_087 need the runner on wss:// (--tls-cert/--tls-key, --tls-ca): not applicable without
-# it, TC_083 also without --tls-ca. TC_088 is not in this catalogue yet.
+# TC_078, TC_084, TC_086 and TC_087 need the runner on wss:// (--tls-cert/--tls-key, --tls-ca): not applicable
+# without it, TC_083 also without --tls-ca. TC_085 checks the Basic auth of a reconnect on ws:// and wss://. TC_088
+# is a central system case only (no public charge point case has that id).
 
 
 async def _install_root(ctx: ChargerContext, kind: str, pem: str) -> None:
@@ -1589,10 +1587,10 @@ async def upgrade_profile(ctx: ChargerContext) -> None:
     await ctx.expect_answer("Reset", {"type": "Hard"}, "status", "Accepted")
     await reboot_seen(ctx, m)
     shown = latest_handshake(ctx)
-    if ctx.cp_id not in shown.client_names:
+    if ctx.cp_id not in shown.certificate_names:
         raise Fail(
             "after the upgrade the charger connected without a client certificate issued to it "
-            f"(names: {sorted(shown.client_names) or 'none'})"
+            f"(names: {sorted(shown.certificate_names) or 'none'})"
         )
     after = (await ctx.configuration("SecurityProfile")).get("SecurityProfile")
     if after != "3":
@@ -1627,4 +1625,44 @@ security_case(
     "TC_087_CS",
     "TLS - Client-side certificate - valid certificate",
     ("reconnect with a client certificate issued to the charger", client_certificate_valid),
+)
+
+
+async def downgrade_refused(ctx: ChargerContext) -> None:
+    """OCTT TC_084 (whitepaper §2: no way back to a lower profile): ChangeConfiguration SecurityProfile one below
+    the configured one (2 or 3) is Rejected; the charger stays connected and keeps its profile."""
+    current = (await ctx.configuration("SecurityProfile")).get("SecurityProfile")
+    if current not in ("2", "3"):
+        raise NotApplicable(
+            f"the charger uses SecurityProfile {current}: a downgrade needs profile 2 or 3 (the runner on wss://)"
+        )
+    lower = str(int(current) - 1)
+    await ctx.expect_answer(
+        "ChangeConfiguration", {"key": "SecurityProfile", "value": lower}, "status", "Rejected"
+    )
+    await ctx.quiet(1)
+    if ctx.cp_id not in ctx.cs.connected:
+        raise Fail("the charger dropped its connection after the Rejected downgrade")
+    after = (await ctx.configuration("SecurityProfile")).get("SecurityProfile")
+    if after != current:
+        raise Fail(f"SecurityProfile reads {after} after the Rejected downgrade (was {current})")
+
+
+async def basic_auth_profile(ctx: ChargerContext) -> None:
+    """Not applicable when the charger declares SecurityProfile 0 (no authentication) or 3 (certificates)."""
+    current = (await ctx.configuration("SecurityProfile")).get("SecurityProfile")
+    if current in ("0", "3"):
+        raise NotApplicable(f"the charger uses SecurityProfile {current}: Basic authentication needs 1 or 2")
+
+
+security_case(
+    "TC_084_CS",
+    "Downgrade security profile - Rejected",
+    ("ChangeConfiguration SecurityProfile one lower: Rejected, profile kept", downgrade_refused),
+)
+security_case(
+    "TC_085_CS",
+    "Basic Authentication - Valid username/password combination",
+    ("SecurityProfile 1 or 2", basic_auth_profile),
+    ("reconnect with HTTP Basic <chargerId>:<16-40 character password>", basic_auth_valid(any_password)),
 )

@@ -344,7 +344,7 @@ case(
 )
 case(
     "TC_005_1_CSMS",
-    "EV Side Disconnected",
+    "EV Side Disconnected - StopTransactionOnEVSideDisconnect = true",
     CORE,
     BOOT,
     SESSION,
@@ -438,7 +438,7 @@ case(
 )
 case(
     "TC_013_CSMS",
-    "Hard Reset Without Transaction",
+    "Hard Reset",
     CORE,
     BOOT,
     cs_sends("Reset", {"type": "Hard"}, {"status": "Accepted"}),
@@ -447,7 +447,7 @@ case(
 )
 case(
     "TC_014_CSMS",
-    "Soft Reset Without Transaction",
+    "Soft Reset",
     CORE,
     BOOT,
     cs_sends("Reset", {"type": "Soft"}, {"status": "Accepted"}),
@@ -620,7 +620,7 @@ async def power_loss_stop(ctx: CsmsContext) -> None:
 
 case(
     "TC_032_1_CSMS",
-    "Power Failure Boot Charging Point - Stop Transaction(s)",
+    "Power failure boot charging point - configured to stop transaction(s)",
     CORE,
     BOOT,
     SESSION,
@@ -646,7 +646,7 @@ case(
     end(),
 )
 case(
-    "TC_037_2_CSMS",
+    "TC_037_3_CSMS",
     "Offline Start Transaction - Invalid IdTag - StopTransactionOnInvalidId = true",
     CORE,
     BOOT,
@@ -662,7 +662,7 @@ async def _deauth(ctx: CsmsContext) -> None:
 
 
 case(
-    "TC_037_3_CSMS",
+    "TC_037_2_CSMS",
     "Offline Start Transaction - Invalid IdTag - StopTransactionOnInvalidId = false",
     CORE,
     BOOT,
@@ -1140,7 +1140,7 @@ case(
 
 case(
     "TC_088_CSMS",
-    "WebSocket Subprotocol validation",
+    "WebSocket Subprotocol negotiation",
     SECURITY,
     ("subprotocol negotiation", subprotocol_negotiation),
     needs=frozenset(),

@@ -3,10 +3,11 @@ certificate A02), block M, certificate management (TC_M_NN_CS: InstallCertificat
 GetInstalledCertificateIds M03, DeleteCertificate M04), and SetNetworkProfile (B09).
 
 With the runner on wss:// (--tls-cert/--tls-key, --tls-ca for profile 3) TC_A_04 and TC_A_07 judge the station's
-TLS handshake (`conformance.tls_checks`), TC_A_05 presents a certificate from an unknown CA, TC_A_19 upgrades a
-station from profile 2 to 3 (with --tls-ca) and TC_A_22 checks that a downgrade is Rejected (at 2 or 3). Not here:
-A06 (TLS too old: this OpenSSL cannot serve below TLS 1.2) and A20/A21 (upgrade without the root / station
-certificate).
+TLS handshake (`conformance.tls_checks`), TC_A_05 presents a certificate from an unknown CA, TC_A_06 offers only TLS 1.1 (OpenSSL
+security level 0 for the window), TC_A_19 upgrades a station from profile 2 to 3 (with --tls-ca), TC_A_21 asks a
+profile 2 station without a station certificate to go to 3 and TC_A_22 checks that a downgrade is Rejected (at 2 or
+3). TC_A_01 (Basic auth) and TC_A_20 (an upgrade to 2 without a CSMS root) run on ws://. TC_A_08 is a CSMS case
+only (no public charging station case has that id).
 
 What the cases can see over ws:// they check: the station reconnects with a new password (and only with it), reports the
 change as a security event and never reads the password back; a CSR names the station; a certificate for a key
@@ -23,10 +24,15 @@ from cryptography.x509.oid import NameOID
 from conformance import pki
 from conformance.model import Case, Fail, NotApplicable, Step
 from conformance.tls_checks import (
+    NO_TLS,
+    basic_auth_valid,
     client_certificate_valid,
     invalid_server_certificate,
     latest_handshake,
+    password_string,
+    reconnect_handshake,
     server_certificate_valid,
+    tls_version_too_low,
 )
 from conformance.v16.charger_cases import _same, delete_installed, security_event
 from conformance.v201.charger_cases import Ctx, StepFn, check_frames, reboot_seen, to_idle
@@ -372,10 +378,10 @@ async def upgrade_accepted(ctx: Ctx) -> None:
     await ctx.expect_answer("Reset", {"type": "OnIdle"}, "status", "Accepted")
     await reboot_seen(ctx, m, "RemoteReset")
     shown = latest_handshake(ctx)
-    if ctx.cp_id not in shown.client_names:
+    if ctx.cp_id not in shown.certificate_names:
         raise Fail(
             "after the upgrade the station connected without a client certificate issued to it "
-            f"(names: {sorted(shown.client_names) or 'none'})"
+            f"(names: {sorted(shown.certificate_names) or 'none'})"
         )
     after = await ctx.get_variable("SecurityCtrlr", "SecurityProfile")
     if after != "3":
@@ -420,4 +426,81 @@ add(
     "Set new NetworkConnectionProfile - Rejected",
     PROVISIONING,
     ("SetNetworkProfile of an unusable profile: Rejected", network_profile_rejected),
+)
+
+
+async def still_connected(ctx: Ctx, what: str) -> None:
+    """The station keeps its connection after ``what``."""
+    await ctx.quiet(1)
+    if ctx.cp_id not in ctx.cs.connected:
+        raise Fail(f"the station dropped its connection after {what}")
+
+
+async def upgrade_without_root(ctx: Ctx) -> None:
+    """OCTT TC_A_20 (A05): a station at security profile 1 without a CSMSRootCertificate Rejects a
+    SetNetworkProfile with security profile 2 (it could not verify the CSMS)."""
+    if ctx.setup.tls is not None:
+        raise NotApplicable(
+            "the station connects over TLS, so it trusts a CSMS root: the case needs a profile 1 station on ws://"
+        )
+    active = await ctx.get_variable("SecurityCtrlr", "SecurityProfile")
+    if active != "1":
+        raise NotApplicable(f"the station uses SecurityProfile {active}: the case starts at 1")
+    if await installed(ctx, "CSMSRootCertificate"):
+        raise NotApplicable("the station has a CSMSRootCertificate installed (the case needs one without)")
+    await ctx.expect_answer(
+        "SetNetworkProfile",
+        {"configurationSlot": 1, "connectionData": _network_profile(ctx, 2)},
+        "status",
+        "Rejected",
+    )
+    await still_connected(ctx, "the Rejected SetNetworkProfile")
+
+
+async def upgrade_without_station_certificate(ctx: Ctx) -> None:
+    """OCTT TC_A_21 (A05.FR.03): a station at security profile 2 without a ChargingStationCertificate Rejects a
+    SetNetworkProfile with security profile 3. The OCTT prerequisite (no station certificate) is the operator's:
+    a profile 2 station presents none, so the runner cannot see whether it holds one."""
+    if ctx.setup.tls is None:
+        raise NotApplicable(NO_TLS)
+    active = await ctx.get_variable("SecurityCtrlr", "SecurityProfile")
+    if active != "2":
+        raise NotApplicable(f"the station uses SecurityProfile {active}: the case starts at 2")
+    shown = await reconnect_handshake(ctx)
+    if shown.certificate_names:
+        raise NotApplicable("the station presented a client certificate: it has a ChargingStationCertificate")
+    await ctx.expect_answer(
+        "SetNetworkProfile",
+        {"configurationSlot": 1, "connectionData": _network_profile(ctx, 3)},
+        "status",
+        "Rejected",
+    )
+    await still_connected(ctx, "the Rejected SetNetworkProfile")
+
+
+add(
+    "TC_A_01_CS",
+    "Basic Authentication - Valid username/password combination",
+    SECURITY,
+    ("SecurityProfile 1 or 2", basic_auth_profile),
+    ("reconnect with HTTP Basic <stationId>:<passwordString of 16-40>", basic_auth_valid(password_string)),
+)
+add(
+    "TC_A_06_CS",
+    "TLS - server-side certificate - TLS version too low",
+    SECURITY,
+    ("only TLS 1.1 offered: no connection; TLS 1.2+ again: reconnect", tls_version_too_low),
+    timeout_s=90,
+)
+add(
+    "TC_A_20_CS",
+    "Upgrade Charging Station Security Profile - No valid CSMSRootCertificate installed",
+    SECURITY,
+    ("SetNetworkProfile 2 without a CSMS root: Rejected", upgrade_without_root),
+)
+add(
+    "TC_A_21_CS",
+    "Upgrade Charging Station Security Profile - No valid ChargingStationCertificate installed",
+    SECURITY,
+    ("SetNetworkProfile 3 without a station certificate: Rejected", upgrade_without_station_certificate),
 )

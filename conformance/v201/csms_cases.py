@@ -10,12 +10,23 @@ Steps where the CSMS must act use the trigger (REST or tzi-OCTT webhook profile)
 
 from __future__ import annotations
 
+import asyncio
 import base64
+import contextlib
 import secrets
+import ssl
+import tempfile
+import warnings
 from collections.abc import Callable
+from pathlib import Path
 from typing import Any
+from urllib.parse import urlsplit
 
-from conformance.csms_runner import CallError, CsmsContext, check_status, ocpp_time
+from cryptography.hazmat.primitives import serialization
+from ocpp.messages import Call
+from websockets.exceptions import ConnectionClosed
+
+from conformance.csms_runner import CallError, CsmsContext, HandshakeRefused, check_status, ocpp_time
 from conformance.csms_steps import (
     StepFn,
     cs_sends,
@@ -27,8 +38,16 @@ from conformance.csms_steps import (
     username_mismatch,
     wrong_password,
 )
-from conformance.model import Case, Fail, Step
-from conformance.pki import certificate_hash_data, self_signed_pem
+from conformance.model import Case, Fail, NotApplicable, Step
+from conformance.pki import (
+    certificate_hash_data,
+    check_signed_chain,
+    issue,
+    make_ca,
+    make_csr,
+    pem_of,
+    self_signed_pem,
+)
 from conformance.v201.csms_judges import REPORTED_HASHES, deletes_a_reported_certificate
 from conformance.v201.station import (
     Tx,
@@ -258,6 +277,93 @@ case(
     SECURITY,
     ("wss:// with the CA's verification, boot", tls_boot),
     needs=frozenset({"tls"}),
+)
+
+
+async def tls_too_low_refused(ctx: CsmsContext) -> None:
+    """A00.FR.304 (TLS 1.2 or above): a handshake offering only TLS 1.1 is not completed by the CSMS. The next
+    step shows the CSMS is reachable, so a refusal here is the CSMS's doing."""
+    parts = urlsplit(ctx.setup.url)
+    host, port = parts.hostname or "127.0.0.1", parts.port or 443
+    client = ssl.SSLContext(ssl.PROTOCOL_TLS_CLIENT)
+    client.check_hostname, client.verify_mode = False, ssl.CERT_NONE  # only the version is under test here
+    try:
+        client.set_ciphers("DEFAULT:@SECLEVEL=0")  # OpenSSL offers TLS 1.1 only at security level 0
+        with warnings.catch_warnings():  # offering a deprecated version is the point of the case
+            warnings.simplefilter("ignore", DeprecationWarning)
+            client.minimum_version = client.maximum_version = ssl.TLSVersion.TLSv1_1
+    except (ssl.SSLError, ValueError) as exc:
+        raise NotApplicable(f"this OpenSSL cannot offer TLS 1.1 ({exc}); the case needs it") from None
+    ctx.event(f"TLS handshake with {host}:{port} offering only TLSv1.1")
+    try:
+        async with asyncio.timeout(ctx.scaled(ctx.setup.call_timeout_s)):
+            _, writer = await asyncio.open_connection(host, port, ssl=client, server_hostname=host)
+    except (OSError, TimeoutError) as exc:  # ssl.SSLError is an OSError
+        ctx.event(f"not completed: {exc!r}"[:200])
+        return
+    tls = writer.get_extra_info("ssl_object")
+    version = tls.version() if isinstance(tls, ssl.SSLObject) else "?"
+    writer.close()
+    with contextlib.suppress(OSError):
+        await writer.wait_closed()
+    raise Fail(f"the CSMS completed a {version} handshake; OCPP 2.0.1 A00.FR.304 asks for TLS 1.2 or above")
+
+
+async def unknown_client_certificate_refused(ctx: CsmsContext) -> None:
+    """A00.FR.407: a client certificate for the charger id signed by a CA the CSMS does not know is refused (the
+    TLS handshake fails, or the upgrade gets an HTTP error); no WebSocket is opened."""
+    ca_key, ca = make_ca("Conformance runner unknown CA")
+    key, cert = issue(ca_key, ca, common_name=ctx.setup.charger_id)
+    assert key is not None
+    with tempfile.TemporaryDirectory() as tmp:
+        cert_file, key_file = Path(tmp) / "client.pem", Path(tmp) / "client.key"
+        cert_file.write_text(pem_of(cert))
+        key_file.write_bytes(
+            key.private_bytes(
+                serialization.Encoding.PEM, serialization.PrivateFormat.PKCS8, serialization.NoEncryption()
+            )
+        )
+        client = ssl.create_default_context()
+        client.check_hostname, client.verify_mode = (
+            False,
+            ssl.CERT_NONE,
+        )  # the client certificate is under test
+        client.load_cert_chain(cert_file, key_file)
+    configured, ctx.setup.ssl_context = ctx.setup.ssl_context, client
+    ctx.event("presenting a client certificate from an unknown CA")
+    try:
+        ws = await ctx.handshake(ctx.setup.charger_id, None)
+    except (Fail, HandshakeRefused, ConnectionClosed, OSError) as exc:
+        ctx.event(f"refused: {getattr(exc, 'reason', exc)!s}"[:200])
+        return
+    finally:
+        ctx.setup.ssl_context = configured
+    await ws.close()
+    raise Fail("the CSMS opened a WebSocket for a client certificate from an unknown CA (A00.FR.407)")
+
+
+case(
+    "TC_A_06_CSMS",
+    "TLS - server-side certificate - TLS version too low",
+    SECURITY,
+    ("a TLS 1.1-only handshake is not completed", tls_too_low_refused),
+    ("wss:// with TLS 1.2 or later, boot", tls_boot),
+    needs=frozenset({"tls"}),
+)
+case(
+    "TC_A_07_CSMS",
+    "TLS - Client-side certificate - valid certificate",
+    SECURITY,
+    ("wss:// with the client certificate (--tls-cert), boot", tls_boot),
+    needs=frozenset({"tls", "client_certificate"}),
+)
+case(
+    "TC_A_08_CSMS",
+    "TLS - Client-side certificate - Invalid certificate",
+    SECURITY,
+    ("a client certificate from an unknown CA is refused", unknown_client_certificate_refused),
+    ("then the valid one (--tls-cert) connects and boots", tls_boot),
+    needs=frozenset({"tls", "client_certificate"}),
 )
 
 
@@ -1715,6 +1821,73 @@ strict(
 
 async def _skip_seq(ctx: CsmsContext) -> None:
     current_tx(ctx).next_seq()
+
+
+# ---- A02 station certificate renewal (TC_A_11/TC_A_14_CSMS); after security_event, which they use
+
+
+def renew_station_certificate(station_accepts: bool) -> StepFn:
+    """A02 (RenewChargingStationCertificate): SignCertificate with a fresh CSR for the station id and
+    certificateType ChargingStationCertificate is Accepted (A02.FR.11), then a CertificateSignedRequest whose leaf
+    certifies our key; the station answers Accepted, or Rejected (``station_accepts`` False, TC_A_14)."""
+
+    async def run(ctx: CsmsContext) -> None:
+        conn = ctx.main()
+        key, csr = make_csr(conn.cp_id)
+        signed = conn.expect("CertificateSigned")
+        try:
+            answer = await ctx.call(
+                "SignCertificate", {"csr": csr, "certificateType": "ChargingStationCertificate"}
+            )
+            check_status(answer["status"], "Accepted", "SignCertificateResponse", "OCPP 2.0.1 A02.FR.11")
+            try:
+                async with asyncio.timeout(ctx.scaled(ctx.setup.trigger_wait_s)):
+                    unique_id, payload = await signed
+            except TimeoutError:
+                raise Fail("no CertificateSignedRequest after an Accepted SignCertificate (A02)") from None
+        finally:
+            conn.forget("CertificateSigned")
+        ctx.check_schema(Call(unique_id, "CertificateSigned", dict(payload)), "CertificateSignedRequest")
+        problem = check_signed_chain(payload["certificateChain"], key, conn.cp_id)
+        await conn.send(
+            [3, unique_id, {"status": "Accepted" if station_accepts and not problem else "Rejected"}]
+        )
+        if problem:
+            raise Fail(f"CertificateSignedRequest: {problem} (OCPP 2.0.1 A02)")
+        kind = payload.get("certificateType")
+        if kind not in (None, "ChargingStationCertificate"):
+            raise Fail(
+                f"CertificateSignedRequest certificateType {kind!r} for a ChargingStationCertificate CSR"
+            )
+
+    return run
+
+
+SIGN_TRIGGER = cs_sends(
+    "TriggerMessage", {"requestedMessage": "SignChargingStationCertificate"}, {"status": "Accepted"}
+)
+case(
+    "TC_A_11_CSMS",
+    "Update Charging Station Certificate by request of CSMS - Success - Charging Station Certificate",
+    SECURITY,
+    BOOT,
+    SIGN_TRIGGER,
+    ("SignCertificate: Accepted; CertificateSigned certifies the CSR's key", renew_station_certificate(True)),
+    needs=TRIG,
+)
+case(
+    "TC_A_14_CSMS",
+    "Update Charging Station Certificate by request of CSMS - Invalid certificate",
+    SECURITY,
+    BOOT,
+    SIGN_TRIGGER,
+    (
+        "SignCertificate: Accepted; the station Rejects the CertificateSigned",
+        renew_station_certificate(False),
+    ),
+    security_event("InvalidChargingStationCertificate"),
+    needs=TRIG,
+)
 
 
 def _check_unique_ids() -> None:

@@ -164,8 +164,8 @@ async def _refused_id(cs: CentralSystem, start_agent: StartAgent, status: str) -
     assert a.state() == "PREPARING" and not a.sim().relay.closed
 
 
-async def test_tc_023_1_authorize_invalid(cs: CentralSystem, start_agent: StartAgent) -> None:
-    """TC_023_1_CS Start Charging Session - Authorize Invalid."""
+async def test_tc_023_authorize_invalid(cs: CentralSystem, start_agent: StartAgent) -> None:
+    """TC_023_CS Start Charging Session - Authorize invalid."""
     await _refused_id(cs, start_agent, "Invalid")
 
 

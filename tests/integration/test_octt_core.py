@@ -545,6 +545,27 @@ async def test_tc_014_soft_reset_without_transaction(cs: CentralSystem, start_ag
     assert not cs.calls("StopTransaction")
 
 
+@pytest.mark.parametrize("kind", ["Hard", "Soft"])
+async def test_no_status_report_between_the_reset_answer_and_the_new_boot(
+    cs: CentralSystem, start_agent: StartAgent, kind: str
+) -> None:
+    """A Reset right after a reconnect (here for a new AuthorizationKey), while the reconnect's status reports
+    are still queued: once the reset is accepted the old session reports no status (it would be stale, and the
+    OCTT trace expects Reset.conf then BootNotification); the statuses follow the new boot."""
+    a = await start_agent()
+    await wait_status(cs, 1, "Available")
+    key = {"key": "AuthorizationKey", "value": "ab" * 16}
+    assert await cs.call(CP, "ChangeConfiguration", key) == {"status": "Accepted"}
+    await cs.wait_disconnected(CP)
+    await cs.wait_connected(CP)
+    m, reply = await _reset(cs, kind)
+    boot = await cs.wait_for_call("BootNotification", after=m)
+    between = [f.payload for f in cs.log[reply : index(cs, boot)] if f.action == "StatusNotification"]
+    assert between == []
+    await a.wait_booted()
+    await wait_status(cs, 0, "Available", after=index(cs, boot))
+
+
 async def _reset_with_transaction(cs: CentralSystem, start_agent: StartAgent, kind: str, reason: str) -> None:
     a = await start_agent()
     _, tx_id = await start_session(a, cs)
@@ -581,19 +602,19 @@ async def test_tc_016_soft_reset_with_transaction(cs: CentralSystem, start_agent
 # ----------------------------------------------------------------------------------------------------------------
 
 
-async def test_tc_017_unlock_connector_no_charging_session(
+async def test_tc_017_1_unlock_connector_no_charging_session(
     cs: CentralSystem, start_agent: StartAgent
 ) -> None:
-    """TC_017_CS Unlock Connector - No Charging Session."""
+    """TC_017_1_CS Unlock connector - no charging session running (Not fixed cable)."""
     await start_agent()
     assert await cs.call(CP, "UnlockConnector", {"connectorId": 1}) == {"status": "Unlocked"}
     assert not cs.calls("StopTransaction")
 
 
-async def test_tc_018_unlock_connector_with_charging_session(
+async def test_tc_018_1_unlock_connector_with_charging_session(
     cs: CentralSystem, start_agent: StartAgent
 ) -> None:
-    """TC_018_CS Unlock Connector - With Charging Session."""
+    """TC_018_1_CS Unlock Connector - With Charging Session (Not fixed cable)."""
     a = await start_agent()
     _, tx_id = await start_session(a, cs)
     m = mark(cs)
@@ -651,8 +672,8 @@ async def _config(cs: CentralSystem, *keys: str) -> tuple[dict[str, dict[str, An
     return {k["key"]: k for k in answer.get("configurationKey", [])}, answer.get("unknownKey", [])
 
 
-async def test_tc_019_1_retrieve_all_configuration_keys(cs: CentralSystem, start_agent: StartAgent) -> None:
-    """TC_019_1_CS Retrieve all configuration keys."""
+async def test_tc_019_retrieve_all_configuration_keys(cs: CentralSystem, start_agent: StartAgent) -> None:
+    """TC_019_CS Retrieve configuration: all keys."""
     await start_agent()
     keys, unknown = await _config(cs)
     assert unknown == []
@@ -672,10 +693,8 @@ async def test_tc_019_1_retrieve_all_configuration_keys(cs: CentralSystem, start
     assert keys["HeartbeatInterval"]["value"] == str(cs.heartbeat_interval)
 
 
-async def test_tc_019_2_retrieve_specific_configuration_key(
-    cs: CentralSystem, start_agent: StartAgent
-) -> None:
-    """TC_019_2_CS Retrieve specific configuration key."""
+async def test_tc_019_retrieve_specific_configuration_key(cs: CentralSystem, start_agent: StartAgent) -> None:
+    """TC_019_CS Retrieve configuration: a specific key."""
     await start_agent()
     keys, unknown = await _config(cs, "MeterValueSampleInterval", "NoSuchKey")
     assert list(keys) == ["MeterValueSampleInterval"]

@@ -314,7 +314,7 @@ async def test_tc_a_11_cs_update_station_certificate_by_request_of_the_csms(
     ],
     ids=["garbage", "oversized", "broken-pem", "six-certificates", "other-key"],
 )
-async def test_tc_a_12_cs_an_invalid_station_certificate_is_rejected(
+async def test_tc_a_14_cs_an_invalid_station_certificate_is_rejected(
     csms: Csms, start_agent: StartAgent, ca: CertificateAuthority, chain: str, why: str
 ) -> None:
     """CertificateSigned with a chain that is not for our pending key (or not a chain at all): Rejected, nothing
@@ -354,7 +354,7 @@ async def test_a_v2g_certificate_is_rejected(csms: Csms, start_agent: StartAgent
 # B09/B10/A05: network connection profiles ------------------------------------------------------------------------
 
 
-async def test_tc_b_43_cs_set_network_profile_accepted_and_kept_across_a_restart(
+async def test_tc_b_42_cs_set_network_profile_accepted_and_kept_across_a_restart(
     csms: Csms, start_agent: StartAgent, tmp_path: Path
 ) -> None:
     a = await start_agent(csms=PROFILE_1)
@@ -404,7 +404,7 @@ async def test_tc_b_43_cs_set_network_profile_accepted_and_kept_across_a_restart
         "timeout-huge",
     ],
 )
-async def test_tc_b_45_cs_set_network_profile_rejected(
+async def test_tc_b_43_cs_set_network_profile_rejected(
     csms: Csms, start_agent: StartAgent, slot: int, data: dict[str, Any], why: str
 ) -> None:
     """B09.FR.01/FR.04, A05: an invalid profile, one below the active security profile, one whose prerequisites are
@@ -440,7 +440,7 @@ async def test_network_configuration_priority_naming_unknown_slots_is_rejected(
     assert a.station.settings.text("network_configuration_priority") == "0"
 
 
-async def test_tc_b_46_cs_migrate_to_a_new_network_profile(csms: Csms, start_agent: StartAgent) -> None:
+async def test_tc_b_45_cs_migrate_to_a_new_network_profile(csms: Csms, start_agent: StartAgent) -> None:
     """B10: a new profile in slot 1, the priority 1,0, a reconnect: the station connects with slot 1 (and keeps it
     as the last good one across a restart)."""
     a = await start_agent(csms=PROFILE_1)
@@ -459,7 +459,7 @@ async def test_tc_b_46_cs_migrate_to_a_new_network_profile(csms: Csms, start_age
     assert session is not None and session._response_timeout == 30
 
 
-async def test_tc_b_47_cs_a_new_profile_that_cannot_connect_falls_back_to_the_previous_one(
+async def test_tc_b_46_cs_a_new_profile_that_cannot_connect_falls_back_to_the_previous_one(
     csms: Csms, start_agent: StartAgent
 ) -> None:
     """B10/A05: slot 1 points where no CSMS listens; after NetworkProfileConnectionAttempts failures the station
@@ -481,7 +481,7 @@ async def test_tc_b_47_cs_a_new_profile_that_cannot_connect_falls_back_to_the_pr
     assert csms.server.subprotocol(CP) == "ocpp2.0.1"
 
 
-async def test_tc_a_21_cs_priority_with_a_slot_below_the_active_profile_is_rejected(
+async def test_a05_priority_with_a_slot_below_the_active_profile_is_rejected(
     csms: Csms, start_agent: StartAgent
 ) -> None:
     """A05.FR.03: once the active security profile is 1, a slot of profile 0 may not be prioritised (and a

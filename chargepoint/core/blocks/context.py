@@ -19,6 +19,7 @@ from chargepoint.core.connector import Connector
 from chargepoint.core.evse import Evse, one_connector_per_evse
 from chargepoint.core.model import WARNING_CODES, ConnectorState, ErrorCode, IdTagInfo
 from chargepoint.core.scheduler import Duty, Mutex, Scheduler, loop_scheduler
+from chargepoint.core.security import SecurityEvents
 from chargepoint.core.settings import Settings
 from chargepoint.core.storage import Storage
 from chargepoint.errors import CsmsUnavailable
@@ -33,7 +34,11 @@ MAX_STOP_DATA = 100  # samples in StopTransaction.transactionData: the newest on
 
 
 def log_crash(task: asyncio.Task[Any]) -> None:
-    """Done-callback of a background task: log its crash, if any."""
+    """Done-callback of a background task: log its crash, if any.
+
+    A cancelled task is not logged: cancelling is how the station stops its one-shot tasks (a remote start, a
+    timer). The long-lived hardware loops do not rely on this: ``StationContext.supervise`` makes their connector
+    safe however they end."""
     if not task.cancelled() and task.exception() is not None:
         log.error("station task %s crashed", task.get_name(), exc_info=task.exception())
 
@@ -101,9 +106,12 @@ class Feed(Generic[T]):
     """What a push driver (``PlugWatch``, ``TokenWatch``) delivers for one connector, handled in order, one at a
     time, by ``handle``: called by the driver, it holds a task only while events wait (no task per connector
     waiting for hardware that rarely changes). A crash of the handler is handled as a crashed hardware loop: the
-    connector faults (its relay opens) and the next event is handled."""
+    connector faults (its relay opens) and the next event is handled. Handling ended any other way while the
+    station runs (its task cancelled by a bug, a BaseException) faults the connector and ends the feed for good,
+    as a supervised loop ended that way: ``loops_alive()`` turns false and the systemd watchdog restarts the
+    agent."""
 
-    __slots__ = ("_cid", "_ctx", "_handle", "_loop", "_name", "_task", "_waiting")
+    __slots__ = ("_cid", "_ctx", "_dead", "_handle", "_loop", "_name", "_task", "_waiting")
 
     def __init__(
         self,
@@ -119,8 +127,22 @@ class Feed(Generic[T]):
         self._loop = asyncio.get_running_loop()  # made by a block's start(), on the station's loop
         self._waiting: list[T] = []
         self._task: asyncio.Task[Any] | None = None
+        self._dead = False
+        ctx.supervised_feeds.append(self)
+
+    @property
+    def name(self) -> str:
+        """What it handles and for which connector ("plug-1")."""
+        return f"{self._name}-{self._cid}"
+
+    @property
+    def alive(self) -> bool:
+        """False once its handling ended for good (cancelled by a bug, or a BaseException)."""
+        return not self._dead
 
     def __call__(self, event: T) -> None:
+        if self._dead:
+            return
         self._waiting.append(event)
         try:
             asyncio.get_running_loop()
@@ -130,22 +152,32 @@ class Feed(Generic[T]):
         self._wake()
 
     def _wake(self) -> None:
-        if self._task is None and self._waiting:
-            self._task = self._ctx.spawn(self._drain(), f"{self._name}-{self._cid}")
+        if self._task is None and self._waiting and not self._dead:
+            task = self._task = self._ctx.spawn(self._drain(), self.name)
+            task.add_done_callback(self._drained)
 
     async def _drain(self) -> None:
-        try:
-            while self._waiting:
-                event = self._waiting.pop(0)
-                try:
-                    await self._handle(self._cid, event)
-                except Exception as exc:
-                    log.exception("connector %s: %s handler crashed", self._cid, self._name)
-                    await self._ctx.raise_fault(
-                        self._cid, ErrorCode.INTERNAL_ERROR, f"{self._name}: {type(exc).__name__}"[:50]
-                    )
-        finally:
-            self._task = None
+        while self._waiting:
+            event = self._waiting.pop(0)
+            try:
+                await self._handle(self._cid, event)
+            except Exception as exc:
+                log.exception("connector %s: %s handler crashed", self._cid, self._name)
+                await self._ctx.raise_fault(
+                    self._cid, ErrorCode.INTERNAL_ERROR, f"{self._name}: {type(exc).__name__}"[:50]
+                )
+
+    def _drained(self, task: asyncio.Task[Any]) -> None:
+        """The handling task ended: by a cancellation (even before it ran) or a BaseException, for good (an event
+        was lost half-handled: nothing more is trusted to this feed); else the events told since are handled."""
+        self._task = None
+        ended: BaseException | None = asyncio.CancelledError() if task.cancelled() else task.exception()
+        if ended is None:
+            self._wake()
+        elif not self._ctx.stopping:
+            self._dead = True
+            self._waiting.clear()
+            self._ctx.spawn(self._ctx.loop_ended(self._cid, self._name, ended), f"{self.name}-ended")
 
 
 class FunctionalBlock:
@@ -175,6 +207,7 @@ class StationContext:
         "locks",
         "notices",
         "ports",
+        "security_events",
         "sessions_held",
         "settings",
         "station_operative",
@@ -182,6 +215,7 @@ class StationContext:
         "store",
         "supervised",
         "supervised_duties",
+        "supervised_feeds",
         "tasks",
         "timing",
     )
@@ -203,6 +237,8 @@ class StationContext:
         self.clock = clock
         self.timing = timing
         self.csms: CsmsPort = OfflineCsms()
+        # Every security event of the station, whichever block or link raises it, goes through this one bound.
+        self.security_events = SecurityEvents(store, clock, lambda: self.csms.outbox_changed())
         self.connectors: dict[int, Connector] = {}
         for cid in sorted(ports):
             conn = Connector(cid, operative=store.get(f"operative.{cid}", "1") == "1")
@@ -222,6 +258,7 @@ class StationContext:
         self.sessions_held: str | None = None
         self.supervised: list[asyncio.Task[Any]] = []  # hardware loops (pull drivers)
         self.supervised_duties: list[Duty[Any]] = []  # hardware duties (meter polls)
+        self.supervised_feeds: list[Feed[Any]] = []  # push drivers' events (plugs, readers)
         # Running background tasks, kept by reference: a dict used as a set (an empty set is 216 B, a dict 64 B).
         self.tasks: dict[asyncio.Task[Any], None] = {}
         self.listeners: list[Callable[[int], None]] = []
@@ -272,25 +309,47 @@ class StationContext:
 
     def alive(self) -> bool:
         """True while every hardware loop runs and every hardware duty has a run planned or under way."""
-        return all(not task.done() for task in self.supervised) and all(
-            duty.alive for duty in self.supervised_duties
+        return (
+            all(not task.done() for task in self.supervised)
+            and all(duty.alive for duty in self.supervised_duties)
+            and all(feed.alive for feed in self.supervised_feeds)
         )
 
+    async def loop_ended(self, cid: int, name: str, exc: BaseException) -> None:
+        """A connector's hardware loop, feed or duty ends for good by ``exc`` (a cancellation or a BaseException):
+        unless the station is stopping (Station.stop cancels them itself, after opening the relays), fault the
+        connector, which opens its relay and reports Faulted/InternalError naming it."""
+        if self.stopping:
+            return
+        log.critical("connector %s: %s loop ended by %s; connector faulted", cid, name, type(exc).__name__)
+        await self.raise_fault(cid, ErrorCode.INTERNAL_ERROR, f"{name} loop ended: {type(exc).__name__}"[:50])
+
     def supervise(self, loop: Callable[[int], Coroutine[Any, Any, None]], cid: int, name: str) -> None:
-        """Run a connector's hardware loop; if it crashes (a bug or an unexpected driver error), fault the
-        connector, which opens its relay, and start the loop again."""
+        """Run a connector's hardware loop (plug, reader, meter and relay watchdog) for the station's life.
+
+        An ``Exception`` (a bug or an unexpected driver error) faults the connector, which opens its relay, and
+        the loop starts again. Anything else ends the loop for good, but never silently while the station runs:
+        an unexpected cancellation or a ``BaseException`` (``KeyboardInterrupt``, ``SystemExit``, a library's own)
+        first faults the connector (relay open, Faulted/InternalError reported), then goes on up. The cancellation
+        is honoured (``asyncio.run`` cancels every task at exit and waits for them), ``KeyboardInterrupt`` and
+        ``SystemExit`` stop the event loop as asyncio intends, and a dead loop stops ``loops_alive()``, so the
+        systemd watchdog restarts the agent."""
 
         async def supervised() -> None:
-            while True:
-                try:
-                    await loop(cid)
-                    return
-                except Exception as exc:
-                    log.exception("connector %s: %s loop crashed; restarting it", cid, name)
-                    await self.raise_fault(
-                        cid, ErrorCode.INTERNAL_ERROR, f"{name}: {type(exc).__name__}"[:50]
-                    )
-                    await asyncio.sleep(self.timing.meter_poll_s)
+            try:
+                while True:
+                    try:
+                        await loop(cid)
+                        return
+                    except Exception as exc:
+                        log.exception("connector %s: %s loop crashed; restarting it", cid, name)
+                        await self.raise_fault(
+                            cid, ErrorCode.INTERNAL_ERROR, f"{name}: {type(exc).__name__}"[:50]
+                        )
+                        await asyncio.sleep(self.timing.meter_poll_s)
+            except BaseException as exc:  # also while faulting or waiting to restart after an Exception
+                await self.loop_ended(cid, name, exc)
+                raise
 
         self.supervised.append(self.spawn(supervised(), f"{name}-{cid}"))
 

@@ -91,7 +91,10 @@ class Metering(FunctionalBlock):
 
     async def _poll_meter(self, cid: int) -> None:
         """One poll cycle: the meter, the relay's mirror contact, the store's space. A crash (a bug, an unexpected
-        driver error) faults the connector, which opens its relay; the next poll follows as planned."""
+        driver error) faults the connector, which opens its relay; the next poll follows as planned. A poll
+        cancelled by a bug is skipped (the next follows: the meter stays watched). A ``BaseException`` (a driver's
+        ``SystemExit``, ``KeyboardInterrupt``, a library's own) faults the connector, then ends the polls for good
+        (the duty is dead: ``loops_alive()`` turns false and the systemd watchdog restarts the agent)."""
         try:
             await self.read_meter(cid)
             await self.faults.check_relay(cid)
@@ -99,6 +102,11 @@ class Metering(FunctionalBlock):
         except Exception as exc:
             log.exception("connector %s: meter poll crashed", cid)
             await self.ctx.raise_fault(cid, ErrorCode.INTERNAL_ERROR, f"meter: {type(exc).__name__}"[:50])
+        except asyncio.CancelledError:
+            raise
+        except BaseException as exc:
+            await self.ctx.loop_ended(cid, "meter", exc)
+            raise
 
     async def read_meter(self, cid: int) -> MeterReading | None:
         """Read one connector's meter, tracking failures; None if it failed."""

@@ -10,7 +10,7 @@ from typing import TYPE_CHECKING, Any
 from ocpp.v201.enums import Action
 
 from chargepoint.core.device_model import Mutability, Variable
-from chargepoint.core.model import CONNECTOR_STATUS, UNITS, IdTagInfo, Measurand, Sample
+from chargepoint.core.model import UNITS, IdTagInfo, Measurand, Sample
 from chargepoint.csms.rpc import (
     MessageTypeNotSupportedError,
     OcppSession,
@@ -190,7 +190,7 @@ class V201Base(OcppSession):
         if address is None:
             return None
         status = self.station.status(cid)
-        connector_status = mapping.CONNECTOR_STATUS[CONNECTOR_STATUS[status.state]]
+        connector_status = mapping.CONNECTOR_STATUS[self.station.connectors[cid].reported_status]
         payload = {
             "timestamp": ocpp_time(status.timestamp),
             "connectorStatus": connector_status,
