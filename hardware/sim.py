@@ -6,6 +6,7 @@ The simulator and the tests drive them; the agent cannot tell them from real dri
 from __future__ import annotations
 
 import asyncio
+import functools
 import time
 from collections.abc import AsyncIterator, Callable
 
@@ -86,7 +87,7 @@ class SimPlug:
     def watch(self, on_change: Callable[[bool], None]) -> Callable[[], None]:
         """Call ``on_change`` with every change of the plugged state (no task, no queue), until unwatched."""
         self._watchers.append(on_change)
-        return lambda: self._watchers.remove(on_change)
+        return functools.partial(self._watchers.remove, on_change)  # smaller than a closure, kept per connector
 
     async def changes(self) -> AsyncIterator[bool]:
         """Every change of the plugged state."""
@@ -212,7 +213,7 @@ class SimReader:
         self._watchers.append(on_event)
         on_event(None if self.present else ReaderError("simulated reader is gone"))
         self._flush()
-        return lambda: self._watchers.remove(on_event)
+        return functools.partial(self._watchers.remove, on_event)
 
     async def tokens(self) -> AsyncIterator[str | None]:
         """None when ready, then one idTag per presentation; raises ReaderError while the reader is gone."""
