@@ -87,7 +87,9 @@ class SimPlug:
     def watch(self, on_change: Callable[[bool], None]) -> Callable[[], None]:
         """Call ``on_change`` with every change of the plugged state (no task, no queue), until unwatched."""
         self._watchers.append(on_change)
-        return functools.partial(self._watchers.remove, on_change)  # smaller than a closure, kept per connector
+        return functools.partial(
+            self._watchers.remove, on_change
+        )  # smaller than a closure, kept per connector
 
     async def changes(self) -> AsyncIterator[bool]:
         """Every change of the plugged state."""
