@@ -63,6 +63,24 @@ def store_summary(store: Store) -> dict[str, Any]:
     }
 
 
+async def _first_done(*futures: asyncio.Future[Any]) -> None:
+    """Return once one of ``futures`` is done: ``asyncio.wait(FIRST_COMPLETED)`` without its two coroutine frames
+    and sets, which every agent of a fleet would hold for its whole life."""
+    woken = asyncio.get_running_loop().create_future()
+
+    def wake(_: object) -> None:
+        if not woken.done():
+            woken.set_result(None)
+
+    for future in futures:
+        future.add_done_callback(wake)
+    try:
+        await woken
+    finally:
+        for future in futures:
+            future.remove_done_callback(wake)
+
+
 def _restart_info(kind: ResetKind, station: Station) -> str:
     """The techInfo of the ResetOrReboot event of an in-process restart: why it happened (stored before it)."""
     reason = station.boot_reason
@@ -242,8 +260,7 @@ class Agent:
         self.started.set()
         try:
             while True:
-                waiters: list[asyncio.Future[Any]] = [station.reset_requested, shutdown_task, link_task]
-                await asyncio.wait(waiters, return_when=asyncio.FIRST_COMPLETED)
+                await _first_done(station.reset_requested, shutdown_task, link_task)
                 if station.reset_requested.done() or shutdown_task.done():
                     break
                 # The link never ends by itself; if it crashed anyway, or a bug cancelled its task (this task was

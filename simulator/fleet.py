@@ -48,8 +48,8 @@ from chargepoint.core.scheduler import Scheduler
 from chargepoint.core.station import StationTiming
 from chargepoint.ports import ConnectorPorts
 from chargepoint.store import StoreFile
-from hardware.sim import SimRelay
-from simulator.ev import Ev, EvMeter, FleetPlug, FleetReader
+from hardware.sim import SimPlug, SimReader, SimRelay
+from simulator.ev import Ev, EvMeter
 from simulator.metrics import Metrics
 from simulator.scenario import EvModel, Scenario
 
@@ -141,8 +141,8 @@ class SimConnectorState:
     def __init__(self, cid: int, seed: str, voltage_v: float, phases: int = 3) -> None:
         self.cid = cid
         self.relay = SimRelay()
-        self.plug = FleetPlug()
-        self.reader = FleetReader()
+        self.plug = SimPlug()
+        self.reader = SimReader()
         self.meter = EvMeter(self.relay, self.plug, voltage_v=voltage_v, phases=phases)
         # A random stream per connector, as short-lived generators seeded by (seed, draw number): as
         # reproducible as one long-lived Random per connector, without its 2.5 KB of state each.
