@@ -119,7 +119,10 @@ def parse_time(value: str, name: str) -> datetime:
         raise FormError(f"{name}: not an ISO 8601 date-time: {value[:64]!r}") from None
     if when.utcoffset() is None:
         raise FormError(f"{name}: needs a timezone (e.g. 2030-01-01T00:00:00Z), got {value[:64]!r}")
-    return when.astimezone(UTC)
+    try:
+        return when.astimezone(UTC)
+    except OverflowError:  # 9999-12-31T23:59:59-01:00 is past the year 9999 in UTC
+        raise FormError(f"{name}: out of range in UTC: {value[:64]!r}") from None
 
 
 def upload_url(value: str, name: str) -> str:
