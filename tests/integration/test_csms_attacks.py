@@ -21,6 +21,7 @@ from cryptography import x509
 from cryptography.hazmat.primitives import hashes, serialization
 from cryptography.hazmat.primitives.asymmetric import ec, rsa
 from cryptography.x509.oid import NameOID
+from ocpp.v201 import call as call201
 from websockets.asyncio.client import ClientConnection, connect
 
 from backend_stub.app import Csms
@@ -29,6 +30,7 @@ from backend_stub.ocpp.handshake import offered_subprotocols
 from backend_stub.ocpp.server import MAX_PROBLEM_CHARS
 from backend_stub.store import CsmsStore
 from tests.integration.test_csms_ca import make_csr
+from tests.integration.test_csms_operations import Station201
 
 ADMIN_TOKEN = "attack-review-admin-token-0123"
 ADMIN = {"Authorization": f"Bearer {ADMIN_TOKEN}"}
@@ -345,3 +347,66 @@ async def test_operation_times_outside_utc_range_are_400_not_500(
     assert resp.status == 400, got
     assert field in json.dumps(got)
     assert station.server_calls == []
+
+
+@pytest.mark.parametrize(
+    ("operation", "body", "field"),
+    [
+        (
+            "reserve-now",
+            {"reservation_id": 5.0, "token": "T", "expires_at": "2099-01-01T00:00:00Z"},
+            "reservation_id",
+        ),
+        ("clear-charging-profile", {"stack_level": 2.0}, "stack_level"),
+        (
+            "set-charging-profile",
+            {
+                "evse": 1,
+                "profile_id": 1,
+                "stack_level": 0,
+                "purpose": "TxProfile",
+                "unit": "A",
+                "charger_transaction": "tx-1\n",
+                "periods": [{"start_s": 0, "limit": 6}],
+            },
+            "charger_transaction",
+        ),
+        (
+            "reserve-now",
+            {"reservation_id": 5, "token": "T", "expires_at": "2099-01-01T00:00:00Z", "group_token": "\t"},
+            "group_token",
+        ),
+    ],
+    ids=["float-reservation-id", "float-stack-level", "newline-transaction", "tab-group-token"],
+)
+async def test_operator_values_the_charger_would_refuse_are_400_naming_the_field(
+    csms: Csms, operation: str, body: dict[str, Any], field: str
+) -> None:
+    """JSON Schema 2020-12 takes 5.0 as an integer, OCPP's Draft 4 schemas do not: it went out as "id": 5.0 and
+    came back as the charger's TypeConstraintViolation (502). Control characters in a token or transactionId went
+    out as they were. Now 400 naming the field, and no CALL reaches the station."""
+    async with connect(
+        f"{csms.url}/{CP}",
+        subprotocols=["ocpp2.0.1"],  # type: ignore[list-item]
+        additional_headers=basic(CP, PASSWORD),
+    ) as ws:
+        station201 = Station201(CP, ws)
+        task = asyncio.create_task(station201.start())
+        try:
+            await station201.call(
+                call201.BootNotification(
+                    charging_station={"model": "M", "vendor_name": "V"}, reason="PowerUp"
+                ),
+                suppress=False,
+            )
+            async with (
+                aiohttp.ClientSession(base_url=csms.http_url, headers=ADMIN) as http,
+                http.post(f"/api/chargers/{CP}/operations/{operation}", json=body) as resp,
+            ):
+                got = await resp.json()
+        finally:
+            task.cancel()
+            await asyncio.gather(task, return_exceptions=True)
+    assert resp.status == 400, got
+    assert field in json.dumps(got)
+    assert station201.got == []
