@@ -211,6 +211,17 @@ class ChargerCertificates:
         """Whether ``cp_id``'s CSR is accepted; if so the signed chain is sent to it right after the answer."""
         if self.ca is None:
             return False
+        # A client certificate certifies whoever holds the link: only a charger the handshake authenticated (a
+        # password, or a client certificate: its security profile never falls back) gets one. Without either,
+        # anyone who connects under a registered id would obtain a lasting profile-3 identity for it.
+        charger = self.store.charger(cp_id)
+        if charger is None or not (charger.has_password or charger.security_profile >= 3):
+            log.warning(
+                "rejected a CSR from %s: its connection is not authenticated (no password, no client certificate)",
+                cp_id,
+                extra={"cp_id": cp_id},
+            )
+            return False
         # Only one delivery per charger at a time: a charger repeating SignCertificate cannot pile up tasks (nor
         # make us sign what it could not receive).
         if any(t.get_name() == f"cert-signed-{cp_id}" for t in self._tasks):

@@ -410,3 +410,29 @@ async def test_operator_values_the_charger_would_refuse_are_400_naming_the_field
     assert resp.status == 400, got
     assert field in json.dumps(got)
     assert station201.got == []
+
+
+async def test_a_charger_that_nothing_authenticates_gets_no_certificate(
+    tmp_path: Path, ca: CertificateAuthority
+) -> None:
+    """A registered charger without a password (explicitly waived) connects over ws:// with no credentials: anyone
+    can be it, so a certificate would give whoever connected a lasting profile-3 identity. Rejected."""
+    with CsmsStore(tmp_path / "open.db") as store:
+        store.add_charger("CS-OPEN")
+        app = Csms(store, admin_token=ADMIN_TOKEN, ca=ca)
+        await app.start()
+        try:
+            async with connect(f"{app.url}/CS-OPEN", subprotocols=["ocpp2.0.1"]) as ws:  # type: ignore[list-item]
+                raw = Raw(ws)
+                assert (await raw.call("boot", "BootNotification", json.dumps(BOOT)))[2][
+                    "status"
+                ] == "Accepted"
+                csr = make_csr("CS-OPEN")[1]
+                assert (await raw.call("s", "SignCertificate", json.dumps({"csr": csr})))[2] == {
+                    "status": "Rejected"
+                }
+                assert (await raw.call("hb", "Heartbeat", "{}"))[0] == 3
+                assert raw.server_calls == []
+        finally:
+            await app.stop()
+        assert store.client_certificate("CS-OPEN") is None
