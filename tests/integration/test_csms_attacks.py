@@ -436,3 +436,22 @@ async def test_a_charger_that_nothing_authenticates_gets_no_certificate(
         finally:
             await app.stop()
         assert store.client_certificate("CS-OPEN") is None
+
+
+async def test_the_16_sign_certificate_goes_through_the_same_judge(csms: Csms) -> None:
+    """OCPP 1.6 (security whitepaper SignCertificate) shares the judged path: the costly exponent is Rejected, a
+    6000-character CSR is a CallError of at most 255 characters, and the link stays up."""
+    async with connect(
+        f"{csms.url}/CS-B",
+        subprotocols=["ocpp1.6"],  # type: ignore[list-item]
+        additional_headers=basic("CS-B", PASSWORD),
+    ) as ws:
+        raw = Raw(ws)
+        boot = {"chargePointVendor": "V", "chargePointModel": "M"}
+        assert (await raw.call("boot", "BootNotification", json.dumps(boot)))[2]["status"] == "Accepted"
+        csr = csr_pem(rsa_key_with_exponent(2048, 2040), "CS-B")
+        assert (await raw.call("e", "SignCertificate", json.dumps({"csr": csr})))[2] == {"status": "Rejected"}
+        huge = await raw.call("huge", "SignCertificate", json.dumps({"csr": "A" * 6000}))
+        assert huge[0] == 4 and len(huge[3]) <= 255
+        assert (await raw.call("hb", "Heartbeat", "{}"))[0] == 3
+        assert raw.server_calls == []
