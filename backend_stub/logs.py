@@ -4,6 +4,8 @@ from __future__ import annotations
 
 import json
 import logging
+import time
+from collections.abc import Callable
 from datetime import UTC, datetime
 from typing import Any
 
@@ -47,3 +49,43 @@ def configure(log_format: str) -> None:
     handler = logging.StreamHandler()
     handler.setFormatter(JsonFormatter() if log_format == "json" else logging.Formatter(TEXT_FORMAT))
     logging.basicConfig(level=logging.INFO, handlers=[handler])
+
+
+class RateLimitFilter(logging.Filter):
+    """Let through at most `per_interval` records per kind (logger and start of the message) every `interval_s`.
+
+    The first record of a new interval after suppressed ones carries "(N similar lines suppressed)", so a flood
+    of refused connections or accept() errors costs a few lines per second, not hundreds of megabytes.
+    """
+
+    def __init__(
+        self, per_interval: int = 5, interval_s: float = 1.0, clock: Callable[[], float] = time.monotonic
+    ) -> None:
+        """Allow `per_interval` lines per template and `interval_s`."""
+        super().__init__()
+        self.per_interval = per_interval
+        self.interval_s = interval_s
+        self._clock = clock
+        self._windows: dict[
+            str, tuple[float, int, int]
+        ] = {}  # template -> (window start, passed, suppressed)
+
+    def filter(self, record: logging.LogRecord) -> bool:
+        """Whether to emit `record` (at most `per_interval` per template and interval)."""
+        # The start of the message: a template ("refused %s from %s: ...") or, for a message formatted by its
+        # caller (asyncio's "socket.accept() out of system resource\nsocket: <...>"), its fixed first words.
+        key = f"{record.name}:{str(record.msg)[:40]}"
+        now = self._clock()
+        start, passed, suppressed = self._windows.get(key, (now, 0, 0))
+        if now - start >= self.interval_s:
+            start, passed = now, 0
+        if passed >= self.per_interval:
+            self._windows[key] = (start, passed, suppressed + 1)
+            return False
+        if suppressed:
+            record.msg = f"{record.msg} ({suppressed} similar lines suppressed)"
+            suppressed = 0
+        self._windows[key] = (start, passed + 1, suppressed)
+        if len(self._windows) > 1000:  # templates are few; this only guards against a formatting mistake
+            self._windows.clear()
+        return True

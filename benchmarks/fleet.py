@@ -26,6 +26,20 @@ some with Pending) and how long until every charger was Accepted.
 
     .venv/bin/python benchmarks/fleet.py --count 10000 --storm --window 30
 
+Long runs: ``--sample-rss S`` samples each fleet process's RSS, its frozen objects (``gc.get_freeze_count()``, the
+fleet's periodic ``gc.freeze()``) and its store's size every S seconds of the window; at the end it unfreezes and
+collects once and reports how many objects were unreachable (garbage the freeze kept) and the RSS after that.
+
+    .venv/bin/python benchmarks/fleet.py --count 5000 --test-mode --window 900 --sample-rss 60 --alone
+
+Heartbeat phase: ``--heartbeat-phase`` counts the Heartbeats sent in each second of each minute of the window
+(wall-clock second of the minute); ``--stall-at T --stall-s X`` blocks every fleet process's event loop for X s at
+T s into the window (what a long collection or a starved CPU does), to show whether the Heartbeats that fell due
+in the stall stay together afterwards (phase-locked) or spread out again.
+
+    .venv/bin/python benchmarks/fleet.py --count 2000 --test-mode --window 240 --heartbeat-phase \
+        --stall-at 60 --stall-s 5 --alone
+
 Side by side: ``--compare-sap DIR`` also runs the SAP e-mobility charging-stations simulator built in DIR (its
 ``dist/start.js``; see `benchmarks/sap_compare.py`) with the same workload against the same kind of central system
 and prints per-station memory and CPU of both and the ratio; without DIR the comparison is skipped and says so.
@@ -40,10 +54,12 @@ import json
 import logging
 import os
 import resource
+import signal
 import subprocess
 import sys
 import time
 import tracemalloc
+from array import array
 from dataclasses import replace
 from pathlib import Path
 from typing import Any
@@ -54,7 +70,7 @@ sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
 
 from backend_stub.store import CsmsStore
 from simulator.fleet import CsmsProcess, Fleet, raise_fd_limit
-from simulator.metrics import summary
+from simulator.metrics import Metrics, summary
 from simulator.scenario import Scenario, load
 
 SCENARIO = Path(__file__).resolve().parents[1] / "simulator" / "scenarios" / "benchmark.toml"
@@ -70,6 +86,122 @@ def preload(version: str) -> None:
 
 def rss_mb(proc: psutil.Process) -> float:
     return float(proc.memory_info().rss) / 2**20
+
+
+class PhaseMetrics(Metrics):
+    """Fleet metrics that also keep the send instant (wall clock) of every Heartbeat answered while recording."""
+
+    def __init__(self) -> None:
+        super().__init__()
+        self.recording = False
+        self.heartbeats_sent = array("d")
+
+    def observe(self, action: str, latency_s: float, error: str | None) -> None:
+        """As Metrics.observe; a Heartbeat answered while recording also keeps its send instant."""
+        super().observe(action, latency_s, error)
+        if self.recording and error is None and action == "Heartbeat":
+            self.heartbeats_sent.append(time.time() - latency_s)
+
+
+def phase_histogram(sent: Any, start_wall: float) -> list[list[int]]:
+    """Heartbeats per wall-clock second of the minute, one row of 60 per minute since ``start_wall``."""
+    rows: list[list[int]] = []
+    for t in sent:
+        minute = int((t - start_wall) // 60)
+        if minute < 0:
+            continue
+        while len(rows) <= minute:
+            rows.append([0] * 60)
+        rows[minute][int(t % 60)] += 1
+    return rows
+
+
+def phase_summary(rows: list[list[int]]) -> list[dict[str, Any]]:
+    """Per minute: Heartbeats, the busiest second and its count, and the busiest second's share of the minute."""
+    out = []
+    for minute, row in enumerate(rows):
+        total = sum(row)
+        peak = max(range(60), key=row.__getitem__)
+        out.append(
+            {
+                "minute": minute,
+                "heartbeats": total,
+                "busiest_second": peak,
+                "busiest_count": row[peak],
+                "mean_per_second": round(total / 60, 1),
+                "busiest_share_pct": round(100 * row[peak] / total, 1) if total else 0.0,
+            }
+        )
+    return out
+
+
+def _db_mb(fleet: Fleet) -> float:
+    """Size of the fleet's SQLite store (pages in use), in MB: an in-memory store lives in the RSS."""
+    if fleet.store_file is None:
+        return 0.0
+    pages = fleet.store_file.db.execute("PRAGMA page_count").fetchone()[0]
+    size = fleet.store_file.db.execute("PRAGMA page_size").fetchone()[0]
+    return float(pages * size) / 2**20
+
+
+async def steady_window(
+    args: argparse.Namespace, fleet: Fleet, me: psutil.Process
+) -> tuple[float, list[dict[str, Any]], float]:
+    """Wait out the measured window, sampling RSS (``--sample-rss``) and stalling the loop once (``--stall-s``).
+
+    Returns the window's wall seconds, the samples and the wall-clock instant of the stall (0 without one).
+    """
+    w0 = time.monotonic()
+    end = w0 + args.window
+    every = args.sample_rss or 0.0
+    next_sample = w0 + every if every else float("inf")
+    stall_due = w0 + args.stall_at if args.stall_s else float("inf")
+    stall_wall = 0.0
+    samples: list[dict[str, Any]] = []
+    while (now := time.monotonic()) < end:
+        if now >= stall_due:
+            stall_due = float("inf")
+            stall_wall = time.time()
+            time.sleep(args.stall_s)  # noqa: ASYNC251 - the point: nothing else runs on this loop meanwhile
+            continue
+        if now >= next_sample:
+            next_sample += every
+            if args.trace_growth and not samples:
+                tracemalloc.start(
+                    args.trace_growth
+                )  # from the first sample on: what is allocated and kept after it
+            cpu = me.cpu_times()
+            samples.append(
+                {
+                    "t_s": round(now - w0),
+                    "rss_mb": round(rss_mb(me), 1),
+                    "frozen_objects": gc.get_freeze_count(),
+                    "cpu_s": round(cpu.user + cpu.system, 1),
+                    "store_mb": round(_db_mb(fleet), 2),
+                    # The benchmark's own latency samples (8 bytes per answered CALL): part of the RSS growth.
+                    "latency_samples_mb": round(
+                        sum(len(v) for v in fleet.metrics.latency.values()) * 8 / 2**20, 2
+                    ),
+                }
+            )
+            continue
+        await asyncio.sleep(max(0.0, min(end, next_sample, stall_due) - now))
+    if tracemalloc.is_tracing() and args.trace_growth:
+        snap = tracemalloc.take_snapshot()
+        tracemalloc.stop()
+        stats = snap.statistics("traceback" if args.trace_growth > 1 else "lineno")
+        # Still alive at the end of the window, allocated after the first sample: what grows, by place.
+        samples.append({"growth_top": [_stat_line(st) for st in stats[:25]], "growth_total_kb": _kb(stats)})
+    return time.monotonic() - w0, samples, stall_wall
+
+
+def _kb(stats: list[tracemalloc.Statistic]) -> float:
+    return round(sum(st.size for st in stats) / 1024, 1)
+
+
+def _stat_line(st: tracemalloc.Statistic) -> str:
+    frames = " <- ".join(f"{f.filename.split('/site-packages/')[-1]}:{f.lineno}" for f in st.traceback)
+    return f"{st.size / 1024:.1f} KB in {st.count} blocks: {frames}"
 
 
 def _seed(args: argparse.Namespace, scenario: Scenario) -> Path | None:
@@ -161,6 +293,7 @@ async def run_fleet(
         tracemalloc.start(1)
         traced_before = tracemalloc.get_traced_memory()[0]
     fleet = Fleet(scenario, work_dir=Path(args.work_dir) / f"shard-{shard}", shard=shard, shards=shards)
+    metrics = fleet.metrics = PhaseMetrics()  # before start: the agents take its observe when they are built
     t0 = time.monotonic()
     await fleet.start()
     # Fleet.start waits up to 120 s; a large or stormy ramp may need longer (bounded by --ramp-timeout).
@@ -221,13 +354,21 @@ async def run_fleet(
     fleet.metrics.latency.clear()
     fleet.metrics.calls.clear()
     fleet.metrics.errors.clear()
-    cpu0, w0 = me.cpu_times(), time.monotonic()
-    await asyncio.sleep(args.window)
-    cpu1, wall = me.cpu_times(), time.monotonic() - w0
+    metrics.recording = args.heartbeat_phase
+    cpu0, wall0 = me.cpu_times(), time.time()
+    wall, rss_samples, stall_wall = await steady_window(args, fleet, me)
+    cpu1 = me.cpu_times()
+    metrics.recording = False
     rss_end = rss_mb(me)
+    # Held through the window: connected and booted at its end (a charger that lost its link is reconnecting).
+    online_end = sum(1 for c in fleet.chargers.values() if c.agent.link is not None and c.agent.link.online)
     result: dict[str, Any] = {
         "chargers": len(fleet.chargers),
         "booted": booted,
+        "online_end": online_end,
+        "connections_end": sum(
+            link.connections for c in fleet.chargers.values() if (link := c.agent.link) is not None
+        ),
         "in_transaction": in_tx,
         "ramp_s": round(ramp_s, 1),
         "storm": storm,
@@ -245,6 +386,20 @@ async def run_fleet(
     if args.tracemalloc:
         result["traced_kb"] = traced / 1024
         result["traced_top"] = top
+    if args.heartbeat_phase:
+        result["heartbeat_phase"] = phase_histogram(metrics.heartbeats_sent, wall0)
+        result["stall_wall"] = stall_wall
+        result["window_start_wall"] = wall0
+    if args.sample_rss:
+        if rss_samples and "growth_top" in rss_samples[-1]:
+            result["growth"] = rss_samples.pop()
+        result["rss_samples"] = rss_samples
+        # What the periodic freeze kept: unfreeze and collect once (a full collection, after the window).
+        gc.unfreeze()
+        t = time.monotonic()
+        result["frozen_garbage_objects"] = gc.collect()
+        result["final_collection_s"] = round(time.monotonic() - t, 2)
+        result["rss_after_collect_mb"] = round(rss_mb(me), 1)
     runner.cancel()
     await fleet.stop()
     await fleet.close()
@@ -297,6 +452,9 @@ def _report(
         "central_system": workers if args.test_mode else "serve --db (every message persisted)",
         "csms_addresses": len(args.csms_hosts.split(",")) if args.csms_hosts else 1,
         "booted": sum(p["booted"] for p in parts),
+        "online_end": sum(p["online_end"] for p in parts),
+        # Connections opened until the end of the window (one per charger if none was lost and reopened).
+        "connections_end": sum(p["connections_end"] for p in parts),
         "in_transaction": sum(p["in_transaction"] for p in parts),
         "ramp_s": max(p["ramp_s"] for p in parts),
         "storm": storm,
@@ -316,6 +474,39 @@ def _report(
         "csms_rss_mb": csms["rss_mb"],
         "open_fds": max(p["open_fds"] for p in parts),
     }
+    if args.heartbeat_phase:
+        rows: list[list[int]] = []
+        for part in parts:
+            for minute, row in enumerate(part["heartbeat_phase"]):
+                while len(rows) <= minute:
+                    rows.append([0] * 60)
+                rows[minute] = [a + b for a, b in zip(rows[minute], row, strict=True)]
+        result["heartbeat_phase"] = phase_summary(rows)
+        result["heartbeat_phase_histogram"] = rows
+        if args.stall_s:
+            first = parts[0]
+            result["stall"] = {
+                "at_s": args.stall_at,
+                "for_s": args.stall_s,
+                "second_of_minute": int(first["stall_wall"] % 60),
+                "minute": int((first["stall_wall"] - first["window_start_wall"]) // 60),
+            }
+    if args.sample_rss:
+        merged = []
+        for i, first in enumerate(parts[0]["rss_samples"]):
+            row = dict(first)
+            for key in ("rss_mb", "frozen_objects", "cpu_s", "store_mb", "latency_samples_mb"):
+                row[key] = round(sum(p["rss_samples"][i][key] for p in parts if i < len(p["rss_samples"])), 2)
+            row["rss_per_charger_kb"] = round(
+                (row["rss_mb"] - result["rss_before_mb"]) * 1024 / args.count, 2
+            )
+            merged.append(row)
+        result["rss_samples"] = merged
+        result["frozen_garbage_objects"] = sum(p["frozen_garbage_objects"] for p in parts)
+        result["final_collection_s"] = max(p["final_collection_s"] for p in parts)
+        result["rss_after_collect_mb"] = round(sum(p["rss_after_collect_mb"] for p in parts), 1)
+        if "growth" in parts[0]:
+            result["growth"] = parts[0]["growth"]
     if args.tracemalloc:
         result["traced_per_charger_kb"] = round(sum(p["traced_kb"] for p in parts) / args.count, 1)
         result["traced_top"] = parts[0]["traced_top"]
@@ -324,6 +515,12 @@ def _report(
 
 async def bench(args: argparse.Namespace) -> dict[str, Any]:
     """The whole run: central system, fleet (in this process or ``--processes`` children), one report."""
+    # SIGTERM or SIGINT (ignored by default in a background job) cancels the run, so the cleanup below still stops
+    # the central system and the fleet processes: none outlives an interrupted run.
+    me = asyncio.current_task()
+    assert me is not None
+    for sig in (signal.SIGTERM, signal.SIGINT):
+        asyncio.get_running_loop().add_signal_handler(sig, me.cancel)
     raise_fd_limit()
     scenario = _scenario(args)
     csms, urls = await _start_csms(args, scenario)
@@ -367,6 +564,12 @@ async def _bench_processes(
             argv += ["--connect-rate", str(args.connect_rate)]
         if args.tracemalloc:
             argv.append("--tracemalloc")
+        if args.heartbeat_phase:
+            argv.append("--heartbeat-phase")
+        if args.sample_rss:
+            argv += ["--sample-rss", str(args.sample_rss), "--trace-growth", str(args.trace_growth)]
+        if args.stall_s:
+            argv += ["--stall-at", str(args.stall_at), "--stall-s", str(args.stall_s)]
         out = (barrier / f"result-{shard}.json").open("w")
         children.append((await asyncio.create_subprocess_exec(*argv, stdout=out), out))
     try:
@@ -430,6 +633,26 @@ def main() -> None:
         "--connect-rate", type=float, default=0, help="connections/s (default: the scenario's)"
     )
     parser.add_argument("--storm", action="store_true", help="every charger of a process starts at once")
+    parser.add_argument(
+        "--sample-rss", type=float, default=0, metavar="S", help="sample RSS and frozen objects every S s"
+    )
+    parser.add_argument(
+        "--trace-growth",
+        type=int,
+        default=0,
+        metavar="FRAMES",
+        help="with --sample-rss: trace allocations from the first sample on (FRAMES deep) and list what is still "
+        "alive at the end of the window",
+    )
+    parser.add_argument(
+        "--heartbeat-phase",
+        action="store_true",
+        help="Heartbeats sent per second of each minute of the window",
+    )
+    parser.add_argument("--stall-at", type=float, default=60, help="with --stall-s: seconds into the window")
+    parser.add_argument(
+        "--stall-s", type=float, default=0, help="block the fleet's event loop this long, once"
+    )
     parser.add_argument("--ramp-timeout", type=float, default=600, help="seconds to wait for every boot")
     parser.add_argument(
         "--compare-sap",

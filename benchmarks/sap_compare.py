@@ -26,6 +26,7 @@ import shutil
 import subprocess
 import sys
 import time
+from datetime import UTC, datetime
 from pathlib import Path
 from typing import Any
 
@@ -165,7 +166,10 @@ def _connected(procs: list[psutil.Process], port: int) -> int:
 async def run_sap(node: str, sap_dir: Path, count: int, window_s: float, work: Path) -> dict[str, Any]:
     """SAP with ``count`` stations against a fresh test central system; its RSS and CPU."""
     work.mkdir(parents=True, exist_ok=True)  # noqa: ASYNC240 - once, before anything runs
-    csms = CsmsProcess(None, heartbeat_interval_s=60)
+    # Every frame logged: the CALLs SAP really sent in the window (is its workload the one asked for?).
+    frames = work / "frames.jsonl"
+    frames.unlink(missing_ok=True)
+    csms = CsmsProcess(None, heartbeat_interval_s=60, extra_args=("--log", str(frames)))
     url = await csms.start()
     try:
         start_js = _prepare(sap_dir, work, count, url)
@@ -182,17 +186,32 @@ async def run_sap(node: str, sap_dir: Path, count: int, window_s: float, work: P
                 if connected >= count or proc.poll() is not None:
                     break
                 await asyncio.sleep(1)
+            # Connected is not booted: SAP opens every WebSocket first and boots and starts its sessions later, so
+            # wait (from the frame log) until every station booted and a fifth started a transaction.
+            wanted = {"BootNotification": count, "StartTransaction": count // 5}
+            seen: dict[str, int] = {}
+            tail = _Tail(frames)
+            while time.monotonic() < deadline and proc.poll() is None:
+                tail.count_calls(seen)
+                if all(seen.get(action, 0) >= n for action, n in wanted.items()):
+                    break
+                await asyncio.sleep(1)
             ramp_s = time.monotonic() - t0
             await asyncio.sleep(SETTLE_S)
             procs = _tree(proc.pid)
             rss = _rss_mb(procs)
-            cpu0, w0 = _cpu_s(procs), time.monotonic()
+            cpu0, w0, since = _cpu_s(procs), time.monotonic(), datetime.now(UTC)
             await asyncio.sleep(window_s)
-            cpu1, wall = _cpu_s(procs), time.monotonic() - w0
+            cpu1, wall, until = _cpu_s(procs), time.monotonic() - w0, datetime.now(UTC)
+            calls = _calls_in(frames, since, until)
             return {
+                "calls": calls,
+                "calls_per_s": round(sum(calls.values()) / wall, 1),
                 "stations": count,
                 "connected": _connected(procs, csms.port),
                 "connected_after_ramp": connected,
+                "booted_after_ramp": seen.get("BootNotification", 0),
+                "sessions_after_ramp": seen.get("StartTransaction", 0),
                 "ramp_s": round(ramp_s, 1),
                 "rss_mb": round(rss, 1),
                 "cpu_percent": round(100 * (cpu1 - cpu0) / wall, 1),
@@ -223,7 +242,44 @@ def run_ours(count: int, window_s: float, work: Path) -> dict[str, Any]:
         "rss_mb": r["rss_loaded_mb"],
         "cpu_percent": r["fleet_cpu_percent"],
         "window_s": r["window_s"],
+        "calls": r["calls"],
+        "calls_per_s": r["calls_per_s"],
     }
+
+
+class _Tail:
+    """Reads a growing frame log from where it stopped last time."""
+
+    def __init__(self, path: Path) -> None:
+        self.path = path
+        self.offset = 0
+
+    def count_calls(self, into: dict[str, int]) -> None:
+        """Add the CALLs received since the last read to ``into``, by action (whole lines only)."""
+        if not self.path.exists():
+            return
+        with self.path.open("rb") as f:
+            f.seek(self.offset)
+            chunk = f.read()
+        end = chunk.rfind(b"\n") + 1
+        self.offset += end
+        for line in chunk[:end].splitlines():
+            rec = json.loads(line)
+            if rec.get("event") == "frame" and rec.get("direction") == "in" and rec.get("message_type") == 2:
+                into[rec["action"]] = into.get(rec["action"], 0) + 1
+
+
+def _calls_in(frames: Path, since: datetime, until: datetime) -> dict[str, int]:
+    """CALLs received by the central system between two instants, by action, from its frame log."""
+    counts: dict[str, int] = {}
+    with frames.open() as f:
+        for line in f:
+            rec = json.loads(line)
+            if rec.get("event") != "frame" or rec.get("direction") != "in" or rec.get("message_type") != 2:
+                continue
+            if since <= datetime.fromisoformat(rec["ts"]) < until:
+                counts[rec["action"]] = counts.get(rec["action"], 0) + 1
+    return counts
 
 
 def _node(explicit: str | None) -> tuple[str | None, str]:
@@ -274,6 +330,12 @@ def compare_sap(args: argparse.Namespace) -> None:
         _line(f"{count} stations: connected", s["connected"], o["connected"])
         _line(f"{count} stations: RSS (MB)", s["rss_mb"], o["rss_mb"])
         _line(f"{count} stations: CPU (% of a core)", s["cpu_percent"], o["cpu_percent"])
+        _line(f"{count} stations: CALLs per s in the window", s["calls_per_s"], o["calls_per_s"])
+        _line(
+            f"{count} stations: CPU per CALL (ms)",
+            s["cpu_percent"] * 10 / max(s["calls_per_s"], 1e-9),
+            o["cpu_percent"] * 10 / max(o["calls_per_s"], 1e-9),
+        )
         _line(
             f"{count} stations: CPU per station-minute (ms)",
             s["cpu_percent"] * 600 / count,

@@ -13,6 +13,8 @@ from dataclasses import dataclass, field
 from datetime import UTC, datetime
 from typing import Protocol, runtime_checkable
 
+from chargepoint.errors import HardwareError
+
 log = logging.getLogger(__name__)
 
 
@@ -72,6 +74,22 @@ class TokenReader(Protocol):
         ...
 
 
+# What a push reader delivers: None when it is (back) in working order, an idTag per presentation, or the
+# HardwareError that says it is gone.
+ReaderEvent = str | None | HardwareError
+
+
+@runtime_checkable
+class TokenWatch(Protocol):
+    """A reader that can also push its tokens: a simulated one, whose fleet of thousands would otherwise keep a
+    waiting task per connector. The station prefers ``watch`` when a reader has it, else iterates ``tokens``."""
+
+    def watch(self, on_event: Callable[[ReaderEvent], None]) -> Callable[[], None]:
+        """Call ``on_event`` (on the event loop) with the reader's state at once and then with every event, as
+        ``tokens`` would yield or raise them, until the returned function is called."""
+        ...
+
+
 @runtime_checkable
 class PlugSensor(Protocol):
     """EV plug detection (a GPIO input today, an IEC 61851 control-pilot decoder later)."""
@@ -87,6 +105,16 @@ class PlugSensor(Protocol):
 
     def offer_current(self, current_a: float | None) -> None:
         """Tell the EV how much current it may draw (PWM duty on a pilot board); None means none."""
+        ...
+
+
+@runtime_checkable
+class PlugWatch(Protocol):
+    """A plug sensor that can also push its changes (see ``TokenWatch``)."""
+
+    def watch(self, on_change: Callable[[bool], None]) -> Callable[[], None]:
+        """Call ``on_change`` (on the event loop) with the new plugged state on every change, as ``changes``
+        would yield it, until the returned function is called."""
         ...
 
 

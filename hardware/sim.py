@@ -6,15 +6,18 @@ The simulator and the tests drive them; the agent cannot tell them from real dri
 from __future__ import annotations
 
 import asyncio
+import functools
 import time
 from collections.abc import AsyncIterator, Callable
 
 from chargepoint.errors import MeterError, ReaderError, RelayError
-from chargepoint.ports import MeterReading
+from chargepoint.ports import MeterReading, ReaderEvent
 
 
 class SimRelay:
     """A contactor that switches instantly; ``stuck`` makes it refuse to close."""
+
+    __slots__ = ("_closed", "close_delay_s", "contact", "stuck", "switch_count")
 
     def __init__(self) -> None:
         self._closed = False
@@ -56,11 +59,15 @@ class SimRelay:
 
 
 class SimPlug:
-    """An EV cable and the EV behind it: plugged state, current offered, power the EV wants."""
+    """An EV cable and the EV behind it: plugged state, current offered, power the EV wants. A new watcher (after
+    an agent reset) hears the changes from then on; the station reads the present state at start."""
+
+    __slots__ = ("_plugged", "_watchers", "ev_power_w", "offered_a")
 
     def __init__(self, *, ev_power_w: float = 7400.0) -> None:
         self._plugged = False
-        self._subscribers: list[asyncio.Queue[bool]] = []
+        # Whoever hears the changes: a station's callback (``watch``), or the queue of a ``changes`` iterator.
+        self._watchers: list[Callable[[bool], None]] = []
         self.ev_power_w = ev_power_w
         self.offered_a: float | None = None
 
@@ -74,18 +81,25 @@ class SimPlug:
         if plugged == self._plugged:
             return
         self._plugged = plugged
-        for q in self._subscribers:
-            q.put_nowait(plugged)
+        for watcher in list(self._watchers):
+            watcher(plugged)
+
+    def watch(self, on_change: Callable[[bool], None]) -> Callable[[], None]:
+        """Call ``on_change`` with every change of the plugged state (no task, no queue), until unwatched."""
+        self._watchers.append(on_change)
+        return functools.partial(
+            self._watchers.remove, on_change
+        )  # smaller than a closure, kept per connector
 
     async def changes(self) -> AsyncIterator[bool]:
         """Every change of the plugged state."""
         q: asyncio.Queue[bool] = asyncio.Queue()
-        self._subscribers.append(q)
+        self._watchers.append(q.put_nowait)
         try:
             while True:
                 yield await q.get()
         finally:
-            self._subscribers.remove(q)
+            self._watchers.remove(q.put_nowait)
 
     def offer_current(self, current_a: float | None) -> None:
         """The charger's offer to the EV."""
@@ -153,24 +167,61 @@ class SimMeter:
 
 
 class SimReader:
-    """A card reader that yields the idTags swiped at it; ``fail()`` makes it vanish."""
+    """A card reader that yields (``tokens``) or pushes (``watch``) the idTags swiped at it; ``fail()`` makes it
+    vanish. A card swiped while nobody listens, or while the reader is gone, is held until someone can hear it."""
+
+    __slots__ = ("_held", "_queue", "_watchers", "present")
 
     def __init__(self) -> None:
-        self._queue: asyncio.Queue[str | None] = asyncio.Queue()
+        # Only for a ``tokens`` iterator (an asyncio.Queue is ~2 KB: a fleet's watched readers have none).
+        self._queue: asyncio.Queue[str | None] | None = None
+        self._watchers: list[Callable[[ReaderEvent], None]] = []
+        self._held: list[str] = []
         self.present = True
 
     def swipe(self, id_tag: str) -> None:
         """Present a card."""
-        self._queue.put_nowait(id_tag.upper())
+        self._held.append(id_tag.upper())
+        self._flush()
 
     def fail(self, failed: bool = True) -> None:
         """Make the reader disappear (or come back)."""
         self.present = not failed
         if failed:
-            self._queue.put_nowait(None)
+            if self._queue is not None:
+                self._queue.put_nowait(None)
+            for watcher in list(self._watchers):
+                watcher(ReaderError("simulated reader is gone"))
+        else:
+            for watcher in list(self._watchers):
+                watcher(None)  # in working order again
+            self._flush()
+
+    def _flush(self) -> None:
+        """Hand the held cards to whoever listens: the watchers while the reader is present, else the queue."""
+        if self._watchers:
+            if self.present:
+                held, self._held = self._held, []
+                for tag in held:
+                    for watcher in list(self._watchers):
+                        watcher(tag)
+        elif self._queue is not None:
+            held, self._held = self._held, []
+            for tag in held:
+                self._queue.put_nowait(tag)
+
+    def watch(self, on_event: Callable[[ReaderEvent], None]) -> Callable[[], None]:
+        """Push the reader's state now (None: ready, or ReaderError), then every card and failure, until unwatched."""
+        self._watchers.append(on_event)
+        on_event(None if self.present else ReaderError("simulated reader is gone"))
+        self._flush()
+        return functools.partial(self._watchers.remove, on_event)
 
     async def tokens(self) -> AsyncIterator[str | None]:
         """None when ready, then one idTag per presentation; raises ReaderError while the reader is gone."""
+        if self._queue is None:
+            self._queue = asyncio.Queue()
+            self._flush()
         if not self.present:
             raise ReaderError("simulated reader is gone")
         yield None

@@ -8,13 +8,11 @@ energy whatever the machine's speed.
 
 from __future__ import annotations
 
-import asyncio
-from collections.abc import AsyncIterator
 from dataclasses import dataclass
 
-from chargepoint.errors import MeterError, ReaderError
+from chargepoint.errors import MeterError
 from chargepoint.ports import MeterReading
-from hardware.sim import SimRelay
+from hardware.sim import SimPlug, SimRelay
 from simulator.scenario import EvModel
 
 
@@ -57,7 +55,7 @@ class EvMeter:
     def __init__(
         self,
         relay: SimRelay,
-        plug: FleetPlug,
+        plug: SimPlug,
         *,
         energy_wh: float = 0.0,
         voltage_v: float = 230.0,
@@ -105,87 +103,3 @@ class EvMeter:
             frequency_hz=50.0,
             soc_percent=round(self.ev.soc * 100, 1) if self.ev is not None else None,
         )
-
-
-class FleetPlug:
-    """The EV's cable (the PlugSensor port) without an asyncio.Queue per subscriber: ~3 KB less per connector.
-
-    Changes are kept in order until the station's plug loop takes them; a new subscriber (after an agent
-    reset) starts from the present state, which the station reads at start.
-    """
-
-    __slots__ = ("_changes", "_plugged", "_waiter", "offered_a")
-
-    def __init__(self) -> None:
-        self._plugged = False
-        self._changes: list[bool] = []
-        self._waiter: asyncio.Future[None] | None = None
-        self.offered_a: float | None = None
-
-    @property
-    def plugged(self) -> bool:
-        """True while an EV is connected."""
-        return self._plugged
-
-    def set_plugged(self, plugged: bool) -> None:
-        """Plug the EV in or out."""
-        if plugged == self._plugged:
-            return
-        self._plugged = plugged
-        self._changes.append(plugged)
-        _wake(self._waiter)
-
-    async def changes(self) -> AsyncIterator[bool]:
-        """Every change of the plugged state."""
-        self._changes.clear()
-        while True:
-            while not self._changes:
-                self._waiter = asyncio.get_running_loop().create_future()
-                await self._waiter
-            yield self._changes.pop(0)
-
-    def offer_current(self, current_a: float | None) -> None:
-        """The charger's offer to the EV (the pilot's PWM)."""
-        self.offered_a = current_a
-
-
-class FleetReader:
-    """A card reader (the TokenReader port) without an asyncio.Queue; ``fail()`` makes it vanish."""
-
-    __slots__ = ("_cards", "_waiter", "present")
-
-    def __init__(self) -> None:
-        self._cards: list[str | None] = []
-        self._waiter: asyncio.Future[None] | None = None
-        self.present = True
-
-    def swipe(self, id_tag: str) -> None:
-        """Present a card."""
-        self._cards.append(id_tag.upper())
-        _wake(self._waiter)
-
-    def fail(self, failed: bool = True) -> None:
-        """Make the reader disappear (or come back)."""
-        self.present = not failed
-        if failed:
-            self._cards.append(None)
-            _wake(self._waiter)
-
-    async def tokens(self) -> AsyncIterator[str | None]:
-        """None when ready, then one idTag per presentation; ReaderError while the reader is gone."""
-        if not self.present:
-            raise ReaderError("simulated reader is gone")
-        yield None
-        while True:
-            while not self._cards:
-                self._waiter = asyncio.get_running_loop().create_future()
-                await self._waiter
-            tag = self._cards.pop(0)
-            if tag is None or not self.present:
-                raise ReaderError("simulated reader is gone")
-            yield tag
-
-
-def _wake(waiter: asyncio.Future[None] | None) -> None:
-    if waiter is not None and not waiter.done():
-        waiter.set_result(None)

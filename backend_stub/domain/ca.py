@@ -25,14 +25,21 @@ from cryptography.x509.oid import ExtendedKeyUsageOID, NameOID
 
 from backend_stub.domain.commands import ChargerCommands
 from backend_stub.errors import CentralError, CommandFailed, NotConnected
+from backend_stub.logs import RateLimitFilter
 from backend_stub.store import ClientCertificate, CsmsStore, StoreError
 
 log = logging.getLogger(__name__)
+# A charger may send SignCertificate in a loop: each rejection is a line, a few per second at most (also in tests
+# and embedded uses, not only under `serve`, which limits the other domain loggers).
+log.addFilter(RateLimitFilter())
 
 MAX_CSR_CHARS = 5500  # OCPP 1.6 security whitepaper SignCertificate.req csr: string[0..5500]
 CA_VALIDITY = timedelta(days=3650)
 LEAF_VALIDITY = timedelta(days=365)
 MIN_RSA_BITS = 2048
+# An RSA public exponent a stranger picks sets the cost of checking the CSR's self-signature on our event loop: a
+# 3000-bit exponent costs ~11 ms per CSR (65537 costs 0.05 ms). Real keys use 65537; nothing needs more than 32 bits.
+MAX_RSA_EXPONENT_BITS = 32
 EC_CURVES = (ec.SECP256R1, ec.SECP384R1)
 
 
@@ -124,25 +131,31 @@ class CertificateAuthority:
         """Sign ``cp_id``'s CSR as a TLS client certificate; raises CsrRejected."""
         if not isinstance(csr_pem, str) or len(csr_pem) > MAX_CSR_CHARS:
             raise CsrRejected(f"the CSR must be a PEM string of at most {MAX_CSR_CHARS} characters")
+        # The cheap checks (identity, key type and size) come before the self-signature, whose cost the key sets.
         try:
             csr = x509.load_pem_x509_csr(csr_pem.encode())
             names = csr.subject.get_attributes_for_oid(NameOID.COMMON_NAME)
             public_key = csr.public_key()
-            self_signed = csr.is_signature_valid
         except (ValueError, UnsupportedAlgorithm, UnicodeError) as exc:
             raise CsrRejected(f"not a PKCS#10 CSR: {str(exc)[:200]}") from None
-        if not self_signed:
-            raise CsrRejected("the CSR's signature does not verify")
         if len(names) != 1 or names[0].value != cp_id:
             shown = [str(n.value)[:64] for n in names[:2]]
             raise CsrRejected(f"the CSR's CN {shown} is not the charger id")
         if isinstance(public_key, rsa.RSAPublicKey):
             if public_key.key_size < MIN_RSA_BITS:
                 raise CsrRejected(f"RSA keys need at least {MIN_RSA_BITS} bits")
+            if public_key.public_numbers().e.bit_length() > MAX_RSA_EXPONENT_BITS:
+                raise CsrRejected(f"the RSA public exponent has more than {MAX_RSA_EXPONENT_BITS} bits")
         elif not (
             isinstance(public_key, ec.EllipticCurvePublicKey) and isinstance(public_key.curve, EC_CURVES)
         ):
             raise CsrRejected("the key must be RSA (2048 bits or more) or EC P-256/P-384")
+        try:
+            self_signed = csr.is_signature_valid
+        except (ValueError, UnsupportedAlgorithm) as exc:
+            raise CsrRejected(f"the CSR's signature cannot be checked: {str(exc)[:200]}") from None
+        if not self_signed:
+            raise CsrRejected("the CSR's signature does not verify")
         not_after = min(now + LEAF_VALIDITY, self.certificate.not_valid_after_utc)
         # The subject is built from the charger id alone: nothing else from the CSR is copied into the certificate.
         certificate = (
@@ -198,13 +211,30 @@ class ChargerCertificates:
         """Whether ``cp_id``'s CSR is accepted; if so the signed chain is sent to it right after the answer."""
         if self.ca is None:
             return False
+        # A client certificate certifies whoever holds the link: only a charger the handshake authenticated (a
+        # password, or a client certificate: its security profile never falls back) gets one. Without either,
+        # anyone who connects under a registered id would obtain a lasting profile-3 identity for it.
+        charger = self.store.charger(cp_id)
+        if charger is None or not (charger.has_password or charger.security_profile >= 3):
+            log.warning(
+                "rejected a CSR from %s: its connection is not authenticated (no password, no client certificate)",
+                cp_id,
+                extra={"cp_id": cp_id},
+            )
+            return False
+        # Only one delivery per charger at a time: a charger repeating SignCertificate cannot pile up tasks (nor
+        # make us sign what it could not receive).
+        if any(t.get_name() == f"cert-signed-{cp_id}" for t in self._tasks):
+            log.warning(
+                "rejected a CSR from %s: its last certificate is still being delivered",
+                cp_id,
+                extra={"cp_id": cp_id},
+            )
+            return False
         try:
             issued = self.ca.sign(cp_id, csr_pem, self.clock())
         except CsrRejected as exc:
             log.warning("rejected a CSR from %s: %s", cp_id, exc, extra={"cp_id": cp_id})
-            return False
-        # Only one delivery per charger at a time: a charger repeating SignCertificate cannot pile up tasks.
-        if any(t.get_name() == f"cert-signed-{cp_id}" for t in self._tasks):
             return False
         task = asyncio.get_running_loop().create_task(
             self._deliver(cp_id, issued), name=f"cert-signed-{cp_id}"

@@ -7,7 +7,6 @@ and at the WebSocket handshake.
 from __future__ import annotations
 
 import asyncio
-import logging
 import math
 import resource
 import time
@@ -19,6 +18,7 @@ from pathlib import Path
 from typing import Any
 
 from backend_stub.domain.commands import Lockout
+from backend_stub.logs import RateLimitFilter
 
 __all__ = [
     "AuthThrottle",
@@ -65,46 +65,6 @@ def listen_backlog(somaxconn: Path = Path("/proc/sys/net/core/somaxconn")) -> in
         return max(128, int(somaxconn.read_text().split()[0]))
     except (OSError, ValueError, IndexError):
         return 4096
-
-
-class RateLimitFilter(logging.Filter):
-    """Let through at most `per_interval` records per kind (logger and start of the message) every `interval_s`.
-
-    The first record of a new interval after suppressed ones carries "(N similar lines suppressed)", so a flood
-    of refused connections or accept() errors costs a few lines per second, not hundreds of megabytes.
-    """
-
-    def __init__(
-        self, per_interval: int = 5, interval_s: float = 1.0, clock: Callable[[], float] = time.monotonic
-    ) -> None:
-        """Allow `per_interval` lines per template and `interval_s`."""
-        super().__init__()
-        self.per_interval = per_interval
-        self.interval_s = interval_s
-        self._clock = clock
-        self._windows: dict[
-            str, tuple[float, int, int]
-        ] = {}  # template -> (window start, passed, suppressed)
-
-    def filter(self, record: logging.LogRecord) -> bool:
-        """Whether to emit `record` (at most `per_interval` per template and interval)."""
-        # The start of the message: a template ("refused %s from %s: ...") or, for a message formatted by its
-        # caller (asyncio's "socket.accept() out of system resource\nsocket: <...>"), its fixed first words.
-        key = f"{record.name}:{str(record.msg)[:40]}"
-        now = self._clock()
-        start, passed, suppressed = self._windows.get(key, (now, 0, 0))
-        if now - start >= self.interval_s:
-            start, passed = now, 0
-        if passed >= self.per_interval:
-            self._windows[key] = (start, passed, suppressed + 1)
-            return False
-        if suppressed:
-            record.msg = f"{record.msg} ({suppressed} similar lines suppressed)"
-            suppressed = 0
-        self._windows[key] = (start, passed + 1, suppressed)
-        if len(self._windows) > 1000:  # templates are few; this only guards against a formatting mistake
-            self._windows.clear()
-        return True
 
 
 # ---------------------------------------------------------------------------------------------- connections

@@ -87,6 +87,10 @@ CLOSE_TIMEOUT_S = 5.0
 HANDSHAKE_TIMEOUT_S = 10.0
 MAX_BOOTED_REMEMBERED = 100_000
 MAX_RECORDED_PROBLEMS = 10_000  # `violations` kept in memory (the oldest tenth dropped when full)
+# One recorded problem's text: it quotes a stranger's bytes (a 64 KB subprotocol header, a 6000-character CSR), and
+# 10,000 of them must stay a few MB, not gigabytes.
+MAX_PROBLEM_CHARS = 500
+MAX_ERROR_DESCRIPTION = 255  # OCPP-J 2.0.1 §4.2.3 CALLERROR ErrorDescription: string[0..255]
 
 
 class _NoReply(enum.Enum):
@@ -756,7 +760,8 @@ class CentralSystem:
             observer(credentials)
         offered = offered_subprotocols(request.headers.getall("Sec-WebSocket-Protocol", []))
         if not any(sub in VERSIONS for sub in offered):
-            self._violation(cp_id, "", f"handshake offers no supported subprotocol (offered: {offered[:8]})")
+            shown = [sub[:40] for sub in offered[:8]]
+            self._violation(cp_id, "", f"handshake offers no supported subprotocol (offered: {shown})")
             return web.Response(
                 status=HTTPStatus.BAD_REQUEST,
                 text=f"Offer one of these subprotocols: {', '.join(VERSIONS)}\n",
@@ -936,7 +941,7 @@ class CentralSystem:
                     CALLERROR,
                     parsed.reply_to,
                     conn.version.wire_error_code("FormatViolation"),
-                    parsed.problem,
+                    parsed.problem[:MAX_ERROR_DESCRIPTION],
                     {},
                 ]
                 self._spawn(conn.tasks, self._send(conn, reply, action))
@@ -1064,9 +1069,10 @@ class CentralSystem:
     async def _send_error(
         self, conn: _Connection, unique_id: str, action: str, error: CallErrorReply
     ) -> None:
-        """Answer a CALL with a CALLERROR."""
+        """Answer a CALL with a CALLERROR (a description quoting the charger's own long value cut to 255 characters)."""
         code = conn.version.wire_error_code(error.code)
-        await self._send(conn, [CALLERROR, unique_id, code, error.description, error.details], action)
+        description = error.description[:MAX_ERROR_DESCRIPTION]
+        await self._send(conn, [CALLERROR, unique_id, code, description, error.details], action)
 
     async def _send(self, conn: _Connection, msg: list[Any], action: str | None) -> None:
         """Record and send one frame; a frame that cannot be sent any more is only recorded."""
@@ -1110,7 +1116,9 @@ class CentralSystem:
         self._notify()
 
     def _violation(self, cp_id: str, action: str, message: str) -> None:
-        """Record something a charger did wrong (the log line rate-limited, the list bounded)."""
+        """Record something a charger did wrong (the log line rate-limited, the list and each entry bounded)."""
+        if len(message) > MAX_PROBLEM_CHARS:
+            message = message[:MAX_PROBLEM_CHARS] + "…"
         violation_log.warning(
             "OCPP violation by %s (%s): %s", cp_id, action or "-", message, extra={"cp_id": cp_id}
         )
@@ -1121,6 +1129,8 @@ class CentralSystem:
     def _error(self, cp_id: str, action: str, message: str) -> None:
         """Record something the server did wrong (a handler raised or answered invalidly); the list is bounded, as a
         charger that keeps triggering the same bug must not grow it forever."""
+        if len(message) > MAX_PROBLEM_CHARS:
+            message = message[:MAX_PROBLEM_CHARS] + "…"
         self.errors.append((cp_id, action, message))
         if len(self.errors) > MAX_RECORDED_PROBLEMS:
             del self.errors[: MAX_RECORDED_PROBLEMS // 10]

@@ -90,9 +90,10 @@ def check_int(payload: dict[str, Any], name: str, low: int, high: int) -> int:
     return value
 
 
-def check_time(text: object, name: str, now: datetime) -> datetime:
+def check_time(text: object, name: str, now: datetime, *, ahead: timedelta = MAX_CLOCK_AHEAD) -> datetime:
     """A plausible OCPP dateTime; CallError TypeConstraintViolation if it is none, PropertyConstraintViolation if
-    it lies before the Unix epoch or more than MAX_CLOCK_AHEAD after ``now`` (OCPP-J 1.6 §4.2.3)."""
+    it lies before the Unix epoch or more than ``ahead`` (a reported time: MAX_CLOCK_AHEAD) after ``now``
+    (OCPP-J 1.6 §4.2.3)."""
     if not isinstance(text, str):
         raise CallErrorReply("TypeConstraintViolation", f"{name} must be a dateTime string, got {text!r}")
     try:
@@ -101,7 +102,7 @@ def check_time(text: object, name: str, now: datetime) -> datetime:
         raise CallErrorReply("TypeConstraintViolation", f"{name} is not a dateTime: {exc}"[:200]) from None
     except OverflowError:
         when = datetime.max.replace(tzinfo=UTC)  # a dateTime, but past the year 9999 in UTC: out of range
-    if not EARLIEST_TIME <= when <= now + MAX_CLOCK_AHEAD:
+    if not EARLIEST_TIME <= when <= now + ahead:
         raise CallErrorReply(
             "PropertyConstraintViolation",
             f"{name} {text[:40]!r} is not a plausible time (now is {now:%Y-%m-%d})",

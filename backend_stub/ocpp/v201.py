@@ -7,7 +7,7 @@ import logging
 import math
 import re
 from collections.abc import Callable
-from datetime import datetime
+from datetime import datetime, timedelta
 from typing import Any, Final, Literal
 
 from backend_stub.domain.central import Central
@@ -44,6 +44,43 @@ log = logging.getLogger(__name__)
 SUBPROTOCOL: Final = OCPP201.subprotocol
 MAX_SEQ_NO = 2**31 - 1  # OCPP 2.0.1 integers are 32-bit (JSON schema "integer", OCPP-J 2.0.1 §4.1.3)
 MAX_MULTIPLIER = 9  # UnitOfMeasureType.multiplier: a power of ten; more than 1e9 is no meter
+MAX_CHARGING_RATE = 10_000_000.0  # a limit in A or W: 10 MW is beyond any charger (MCS is 3.75 MW)
+MAX_SCHEDULE_AHEAD = timedelta(days=366)  # an external limit planned further ahead is no plan
+
+
+def check_rate(payload: dict[str, Any], name: str) -> float:
+    """A charging rate (A or W) in [0, MAX_CHARGING_RATE]; CallError PropertyConstraintViolation for NaN, an
+    infinity (JSON 1e309), a negative or a huge value."""
+    value = payload[name]
+    try:
+        rate = float(value)
+    except OverflowError:  # an integer beyond a float's range
+        rate = math.inf
+    if not (math.isfinite(rate) and 0 <= rate <= MAX_CHARGING_RATE):
+        raise CallErrorReply(
+            "PropertyConstraintViolation",
+            f"{name} must lie in [0, {MAX_CHARGING_RATE:.0f}], got {str(value)[:40]}",
+        )
+    return rate
+
+
+def check_charging_schedules(schedules: list[dict[str, Any]], now: datetime) -> None:
+    """ChargingScheduleType values a station reports (K12): 32-bit ids and times, plausible start, usable rates."""
+    for schedule in schedules:
+        check_int(schedule, "id", -MAX_SEQ_NO - 1, MAX_SEQ_NO)
+        if "duration" in schedule:
+            check_int(schedule, "duration", 0, MAX_SEQ_NO)
+        if "minChargingRate" in schedule:
+            check_rate(schedule, "minChargingRate")
+        if "startSchedule" in schedule:  # a planned limit may lie ahead, not in the year 9999
+            check_time(schedule["startSchedule"], "startSchedule", now, ahead=MAX_SCHEDULE_AHEAD)
+        for period in schedule["chargingSchedulePeriod"]:
+            check_int(period, "startPeriod", 0, MAX_SEQ_NO)
+            check_rate(period, "limit")
+            if "numberPhases" in period:
+                check_int(period, "numberPhases", 1, 3)
+            if "phaseToUse" in period:
+                check_int(period, "phaseToUse", 1, 3)
 
 
 def samples_from_meter_values(
@@ -137,8 +174,8 @@ class V201Handlers:
             "NotifyEvent": self.acknowledge,
             "ReportChargingProfiles": self.acknowledge,
             # K12/K13: an external system set or released a limit on the station; nothing here plans around it.
-            "NotifyChargingLimit": self.acknowledge,
-            "ClearedChargingLimit": self.acknowledge,
+            "NotifyChargingLimit": self.notify_charging_limit,
+            "ClearedChargingLimit": self.cleared_charging_limit,
         }
         table = server.handlers_by_subprotocol[SUBPROTOCOL]
         for action, handler in handlers.items():
@@ -334,6 +371,20 @@ class V201Handlers:
 
     def acknowledge(self, cp_id: str, payload: dict[str, Any]) -> HandlerResult:
         """A notification whose content is not kept (an empty response)."""
+        return {}
+
+    def notify_charging_limit(self, cp_id: str, payload: dict[str, Any]) -> HandlerResult:
+        """NotifyChargingLimit (OCPP 2.0.1 K12): an external limit on the station, checked and acknowledged; nothing
+        here plans around it, so nothing is kept. evseId must be > 0 (K12, the schema's description)."""
+        if "evseId" in payload:
+            check_int(payload, "evseId", 1, MAX_CONNECTOR_ID)
+        check_charging_schedules(payload.get("chargingSchedule", []), self.central.clock())
+        return {}
+
+    def cleared_charging_limit(self, cp_id: str, payload: dict[str, Any]) -> HandlerResult:
+        """ClearedChargingLimit (OCPP 2.0.1 K13): an external limit released, checked and acknowledged."""
+        if "evseId" in payload:
+            check_int(payload, "evseId", 0, MAX_CONNECTOR_ID)
         return {}
 
 

@@ -14,7 +14,7 @@ from datetime import UTC, datetime
 from typing import TYPE_CHECKING, Any, Final, cast
 from urllib.parse import urlsplit
 
-from jsonschema import Draft202012Validator
+from jsonschema import Draft202012Validator, validators
 
 from backend_stub.domain.commands import (
     ChargingProfile,
@@ -55,6 +55,17 @@ TRIGGER_MESSAGES: Final = (  # the union of 1.6 MessageTrigger and 2.0.1 Message
     "TransactionEvent",
 )
 
+# JSON Schema 2020-12 counts 5.0 as an integer, OCPP's Draft 4 schemas do not: a 5.0 taken here went to the charger
+# as "id": 5.0 and came back as its TypeConstraintViolation (HTTP 502, blaming the charger). Integers are ints here.
+_Validator = validators.extend(
+    Draft202012Validator,
+    type_checker=Draft202012Validator.TYPE_CHECKER.redefine(
+        "integer", lambda _checker, value: type(value) is int
+    ),
+)
+# Sent to the charger as is (IdTokenType.idToken, transactionId): no control characters (a "not" of a search, so
+# that a trailing newline is caught too; "$" would let it through).
+_PRINTABLE = {"not": {"pattern": "[\\x00-\\x1f\\x7f]"}}
 _INT = {"type": "integer", "minimum": 0, "maximum": MAX_OCPP_INT}
 _EVSE = {"type": "integer", "minimum": 0, "maximum": MAX_EVSE}
 _NAME = {
@@ -69,7 +80,7 @@ _URL = {
     "maxLength": 512,
     "description": "ftp(s)://, sftp:// or http(s):// URL",
 }
-_TOKEN = {"type": "string", "minLength": 1, "maxLength": MAX_TOKEN_LENGTH}
+_TOKEN = {"type": "string", "minLength": 1, "maxLength": MAX_TOKEN_LENGTH, **_PRINTABLE}
 _PURPOSE = {"type": "string", "enum": ["ChargingStationMaxProfile", "TxDefaultProfile", "TxProfile"]}
 _UNIT = {"type": "string", "enum": ["A", "W"]}
 
@@ -100,9 +111,11 @@ class Operation:
 
     def check(self, body: Mapping[str, Any]) -> None:
         """FormError naming the first field that breaks the schema."""
-        error = next(iter(Draft202012Validator(self.schema).iter_errors(body)), None)
+        error = next(iter(_Validator(self.schema).iter_errors(body)), None)
         if error is not None:
             where = ".".join(str(p) for p in error.absolute_path) or "body"
+            if error.validator == "not":  # the one "not" here is _PRINTABLE
+                raise FormError(f"{where}: holds a control character")
             raise FormError(f"{where}: {error.message[:200]}")
 
 
@@ -119,7 +132,10 @@ def parse_time(value: str, name: str) -> datetime:
         raise FormError(f"{name}: not an ISO 8601 date-time: {value[:64]!r}") from None
     if when.utcoffset() is None:
         raise FormError(f"{name}: needs a timezone (e.g. 2030-01-01T00:00:00Z), got {value[:64]!r}")
-    return when.astimezone(UTC)
+    try:
+        return when.astimezone(UTC)
+    except OverflowError:  # 9999-12-31T23:59:59-01:00 is past the year 9999 in UTC
+        raise FormError(f"{name}: out of range in UTC: {value[:64]!r}") from None
 
 
 def upload_url(value: str, name: str) -> str:
@@ -346,6 +362,7 @@ OPERATIONS: Final[dict[str, Operation]] = {
                     "type": "string",
                     "minLength": 1,
                     "maxLength": 36,
+                    **_PRINTABLE,
                     "description": "OCPP 2.0.1: the charger's own transactionId (TxProfile), instead of transaction",
                 },
                 "starts_at": _TIME,

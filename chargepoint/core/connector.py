@@ -90,6 +90,22 @@ class ActiveTransaction:
 class Connector:
     """One connector's state, plug, transaction, faults and availability."""
 
+    __slots__ = (
+        "faults",
+        "id",
+        "meter_failures",
+        "on_state_change",
+        "open_generation",
+        "operative",
+        "pending_id_tag",
+        "pending_parent",
+        "plugged",
+        "scheduled_operative",
+        "state",
+        "state_before_fault",
+        "transaction",
+    )
+
     state: ConnectorState
     # Triggers, attached by ``transitions`` from TRANSITIONS; declared here for the type checker.
     plug_in: Callable[[], bool]
@@ -120,6 +136,8 @@ class Connector:
         self.scheduled_operative: bool | None = None
         self.state = S.AVAILABLE if operative else S.UNAVAILABLE
         self.on_state_change: Callable[[Connector], None] | None = None
+        self.meter_failures = 0  # failed meter reads in a row
+        self.open_generation = 0  # relay opens so far (a close compares it before and after)
 
     def _after_state_change(self) -> None:
         """Called by the shared machine after each transition of this connector."""

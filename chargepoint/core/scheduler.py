@@ -7,12 +7,14 @@ heap, backed by a single ``loop.call_at`` handle for the earliest entry, and its
 while it runs. A process with one agent has one client of its scheduler: the same code path as a fleet.
 
 ``Flag`` stands in for ``asyncio.Event`` where an object lives as long as an agent: an Event allocates its waiter
-deque up front (~0.8 KB), a Flag allocates a list only while someone waits.
+deque up front (~0.8 KB), a Flag allocates a list only while someone waits. ``Mutex`` does the same for
+``asyncio.Lock``, which keeps its waiter deque once contended.
 """
 
 from __future__ import annotations
 
 import asyncio
+import contextvars
 import heapq
 import itertools
 import logging
@@ -71,6 +73,61 @@ class Flag:
                     pass
                 if not self._waiters:
                     self._waiters = None
+
+
+class Mutex:
+    """An ``asyncio.Lock`` (``async with``, acquire, release, locked; first come, first served) that holds no waiter
+    deque once it has been contended: an asyncio.Lock keeps one (~0.8 KB) for the rest of its life."""
+
+    __slots__ = ("_locked", "_waiters")
+
+    def __init__(self) -> None:
+        self._locked = False
+        self._waiters: list[asyncio.Future[None]] | None = None
+
+    def locked(self) -> bool:
+        """True while held."""
+        return self._locked
+
+    async def acquire(self) -> Literal[True]:
+        """Take it, waiting behind the earlier callers if it is held."""
+        if not self._locked:
+            self._locked = True
+            return True
+        waiter: asyncio.Future[None] = asyncio.get_running_loop().create_future()
+        if self._waiters is None:
+            self._waiters = []
+        self._waiters.append(waiter)
+        try:
+            await waiter
+        except BaseException:
+            if waiter.done() and not waiter.cancelled():
+                self.release()  # handed over just as the caller was cancelled: pass it on
+            elif self._waiters is not None and waiter in self._waiters:
+                self._waiters.remove(waiter)
+            raise
+        return True  # release() handed it over: it stayed locked for us
+
+    def release(self) -> None:
+        """Hand it to the longest waiter, or unlock it."""
+        if not self._locked:
+            raise RuntimeError("Mutex is not acquired")
+        waiters = self._waiters
+        while waiters:
+            waiter = waiters.pop(0)
+            if not waiter.done():
+                waiter.set_result(None)
+                if not waiters:
+                    self._waiters = None
+                return
+        self._waiters = None
+        self._locked = False
+
+    async def __aenter__(self) -> None:
+        await self.acquire()
+
+    async def __aexit__(self, *exc: object) -> None:
+        self.release()
 
 
 class Handle(Protocol):
@@ -202,7 +259,18 @@ class Duty(Generic[T]):
     none after all. The work runs in a task made by ``spawn`` only while it runs; the next run is planned after it.
     """
 
-    __slots__ = ("_action", "_name", "_plan", "_scheduler", "_spawn", "_stopped", "_task", "_timer")
+    __slots__ = (
+        "_action",
+        "_arg",
+        "_context",
+        "_name",
+        "_plan",
+        "_scheduler",
+        "_spawn",
+        "_stopped",
+        "_task",
+        "_timer",
+    )
 
     def __init__(
         self,
@@ -218,6 +286,10 @@ class Duty(Generic[T]):
         self._spawn = spawn
         self._name = name
         self._timer: Timer | None = None
+        self._arg: T | None = None  # what the planned run gets (kept here: no closure per planned run)
+        # Its runs happen in the context it was made in (a fleet names each agent's log lines by a context
+        # variable), not in that of whichever agent armed the shared scheduler's loop handle.
+        self._context = contextvars.copy_context()
         self._task: asyncio.Task[Any] | None = None
         self._stopped = True
 
@@ -227,15 +299,31 @@ class Duty(Generic[T]):
         return self._task is not None
 
     @property
+    def name(self) -> str:
+        """The name of its runs' tasks."""
+        return self._name
+
+    @property
+    def alive(self) -> bool:
+        """True while it has a run planned or under way (False once stopped, crashed, or planned nothing)."""
+        return not self._stopped and (self._task is not None or self.due_at is not None)
+
+    @property
     def due_at(self) -> float | None:
         """The scheduler time of the next run, if one is planned."""
         timer = self._timer
         return None if timer is None or timer.cancelled else timer.when
 
-    def start(self) -> None:
-        """Plan the first run."""
+    def start(self, *, at_once: bool = False) -> None:
+        """Plan the first run (``at_once``: on the next turn of the loop, with what ``plan()`` gives it)."""
         self._stopped = False
-        self.reschedule()
+        if not at_once:
+            self.reschedule()
+            return
+        planned = self._plan()
+        if planned is not None:
+            self._arg = planned[1]
+            self._timer = self._scheduler.call_later(0.0, self._fire)
 
     def reschedule(self) -> None:
         """Plan again (a setting it depends on changed); a run under way plans the next one when it ends."""
@@ -249,8 +337,8 @@ class Duty(Generic[T]):
         planned = self._plan()
         if planned is None:
             return
-        delay_s, arg = planned
-        self._timer = self._scheduler.call_later(delay_s, lambda: self._fire(arg))
+        delay_s, self._arg = planned
+        self._timer = self._scheduler.call_later(delay_s, self._fire)
 
     def stop(self) -> asyncio.Task[Any] | None:
         """No more runs; returns the run under way, if any (the caller cancels or awaits it)."""
@@ -260,8 +348,12 @@ class Duty(Generic[T]):
             self._timer = None
         return self._task
 
-    def _fire(self, arg: T) -> None:
+    def _fire(self) -> None:
+        self._context.run(self._run_planned)
+
+    def _run_planned(self) -> None:
         self._timer = None
+        arg, self._arg = cast(T, self._arg), None
         if self._stopped:
             return
         work = self._action(arg)

@@ -7,9 +7,10 @@ validated here once, and persisted by the store as text.
 from __future__ import annotations
 
 import re
-from collections.abc import Callable, Iterable
+from collections.abc import Callable, Iterable, Mapping
 from dataclasses import dataclass
 from enum import Enum
+from types import MappingProxyType
 from typing import Any
 
 from chargepoint.core.model import Measurand
@@ -214,8 +215,41 @@ SPECS: dict[str, SettingSpec] = {
 }
 
 
+# Defaults with a configuration's overrides, shared by every Settings made with the same overrides (the agents of
+# one fleet scenario): ~80 values are ~1.5 KB per agent otherwise. Bounded: past MAX_SHARED_BASES distinct
+# configurations a Settings keeps a private copy.
+MAX_SHARED_BASES = 64
+_SHARED_BASES: dict[tuple[tuple[str, Any], ...], Mapping[str, Any]] = {}
+_MISSING = object()
+
+
+def _base(overrides: dict[str, Any] | None) -> Mapping[str, Any]:
+    """The defaults with ``overrides`` applied, read-only, shared between equal overrides where they hash."""
+    try:
+        key = tuple(sorted((overrides or {}).items()))
+        hash(key)
+    except TypeError:  # an unhashable override value: not shared
+        key = None
+    if key is not None:
+        shared = _SHARED_BASES.get(key)
+        if shared is not None:
+            return shared
+    values = {name: spec.default for name, spec in SPECS.items()}
+    values.update(overrides or {})
+    base = MappingProxyType(values)
+    if key is not None and len(_SHARED_BASES) < MAX_SHARED_BASES:
+        _SHARED_BASES[key] = base
+    return base
+
+
 class Settings:
-    """Typed current values of every setting, with a hook that persists each change."""
+    """Typed current values of every setting, with a hook that persists each change.
+
+    Copy-on-write: the defaults with the configuration's overrides are shared (read-only) with every Settings of
+    the same configuration; this instance holds only its own values (stored, or set since), so a change here never
+    shows in another charger."""
+
+    __slots__ = ("_base", "_on_change", "_own", "listeners")
 
     def __init__(
         self,
@@ -223,42 +257,52 @@ class Settings:
         overrides: dict[str, Any] | None = None,
         on_change: Callable[[str, str], None] | None = None,
     ) -> None:
-        self._values: dict[str, Any] = {name: spec.default for name, spec in SPECS.items()}
-        for name, value in (overrides or {}).items():
-            self._values[name] = value
+        self._base = _base(overrides)
+        own: dict[str, Any] = {}
         for name, text in (stored or {}).items():
             spec = SPECS.get(name)
             if spec is None or spec.readonly:
                 continue
             try:
-                self._values[name] = spec.parse(text)
+                value = spec.parse(text)
             except ValueError:
                 continue  # a value stored by an older version that no longer parses keeps the default
+            if value != self._base[name]:
+                own[name] = value
+        self._own: dict[str, Any] | None = own or None
         self._on_change = on_change
         self.listeners: list[Callable[[str], None]] = []  # told the name of each setting that changed
 
+    def _value(self, name: str) -> Any:
+        own = self._own
+        if own is not None:
+            value = own.get(name, _MISSING)
+            if value is not _MISSING:
+                return value
+        return self._base[name]
+
     def __getitem__(self, name: str) -> Any:
-        return self._values[name]
+        return self._value(name)
 
     def get_int(self, name: str) -> int:
         """An integer setting."""
-        value = self._values[name]
+        value = self._value(name)
         assert isinstance(value, int)
         return value
 
     def get_bool(self, name: str) -> bool:
         """A boolean setting."""
-        return bool(self._values[name])
+        return bool(self._value(name))
 
     def measurands(self, name: str) -> tuple[Measurand, ...]:
         """A measurand-list setting."""
-        value = self._values[name]
+        value = self._value(name)
         assert isinstance(value, tuple)
         return value
 
     def text(self, name: str) -> str:
         """The text form of a setting's current value."""
-        return SPECS[name].format(self._values[name])
+        return SPECS[name].format(self._value(name))
 
     def set_text(self, name: str, text: str) -> bool:
         """Parse, validate, store and persist a new value; returns whether a reboot is needed.
@@ -271,7 +315,15 @@ class Settings:
         value = spec.parse(text)
         if self._on_change is not None:
             self._on_change(name, spec.format(value))
-        self._values[name] = value
+        own = self._own
+        if value != self._base[name]:
+            if own is None:
+                own = self._own = {}
+            own[name] = value
+        elif own is not None:
+            own.pop(name, None)  # back to the shared value: nothing of its own to keep
+            if not own:
+                self._own = None
         for listener in list(self.listeners):
             listener(name)
         return spec.reboot_required

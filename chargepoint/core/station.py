@@ -192,7 +192,7 @@ class Station:
             try:
                 ctx.last_reading[cid] = await p.meter.read()
             except MeterError:
-                ctx.meter_failures[cid] = 1
+                ctx.connectors[cid].meter_failures = 1
         for block in self.blocks:
             await block.start()
 
@@ -217,7 +217,7 @@ class Station:
 
     def loops_alive(self) -> bool:
         """True while every hardware loop runs (the watchdog stops being fed when one has ended)."""
-        return self.ctx.stopping or all(not task.done() for task in self.ctx.supervised)
+        return self.ctx.stopping or self.ctx.alive()
 
     def request_reset(self, kind: ResetKind, reason: BootReason = BootReason.REMOTE_RESET) -> None:
         """Ask the agent to restart (transactions end first, by the agent); the next boot tells ``reason``."""

@@ -1,6 +1,11 @@
 """The OCPP-J session both version adapters share: framing, hostile-frame hardening, one CALL at a time, boot,
-heartbeat and status reports. A version adapter subclasses ``OcppSession`` together with the ``ocpp`` package's
-``ChargePoint`` of its version, and adds its payloads and handlers.
+heartbeat and status reports. A version adapter subclasses ``OcppSession``, names its ``ocpp`` version
+(``_ocpp_version``) and adds its payloads and handlers (``@on``/``@after`` of the ``ocpp`` package).
+
+The session does not inherit the ``ocpp`` package's ``ChargePoint``: that class keeps its state in an instance
+dict (~1.7 KB per session with ours) and builds a route map and a response queue per instance. This class has
+``__slots__``, one route map per class and the package's lower-level pieces (message classes, schema
+validation, case conversion).
 
 Frames are parsed without NaN/Infinity and checked for depth and number ranges (``check_values``) before the
 ``ocpp`` package's schema check; malformed frames get a CallError wherever a uniqueId can be read (OCPP-J 1.6
@@ -10,25 +15,25 @@ Frames are parsed without NaN/Infinity and checked for depth and number ranges (
 from __future__ import annotations
 
 import asyncio
+import inspect
 import json
 import logging
 import math
 import re
-from collections import deque
 from collections.abc import Callable, Coroutine, Iterator, Mapping
 from dataclasses import dataclass
 from typing import TYPE_CHECKING, Any, ClassVar
 
 import ocpp.exceptions
 import ocpp.messages
-from ocpp.charge_point import ChargePoint as _OcppChargePoint
+from ocpp.charge_point import camel_to_snake_case, remove_nones, serialize_as_dict, snake_to_camel_case
 from ocpp.exceptions import OCPPError
 from ocpp.messages import Call, CallError, CallResult, MessageType
 from ocpp.routing import create_route_map
 
 from chargepoint.core.events import OutboxMessage
 from chargepoint.core.model import IdTagInfo
-from chargepoint.core.scheduler import Duty, Flag
+from chargepoint.core.scheduler import Duty, Flag, Mutex
 from chargepoint.core.security import SecurityEventType
 from chargepoint.core.settings import SPECS
 from chargepoint.csms.outbox import Delivered, MalformedAnswer
@@ -43,6 +48,11 @@ ocpp.messages.ASYNC_VALIDATION = False
 
 log = logging.getLogger(__name__)
 frames = logging.getLogger("chargepoint.frames")
+# Handler crashes are logged where the ``ocpp`` package logged them when it dispatched the CALLs.
+_ocpp_log = logging.getLogger("ocpp")
+# After-handlers (``@after``) run once their CALL is answered and outlive the session that ran them (as in the
+# ``ocpp`` package); kept here by reference so none is collected half-way.
+_AFTER_TASKS: set[asyncio.Task[Any]] = set()
 
 _UNIQUE_ID = re.compile(r'^\s*\[\s*\d+\s*,\s*"([^"\\]{1,64})"')
 _ANSWER_ID = re.compile(r'^\s*\[\s*([34])\s*,\s*"([^"\\]{1,64})"')
@@ -62,6 +72,8 @@ CALL_ENVELOPE_CHARS = 64
 
 class _LogBudget:
     """Rate-limits the log lines a peer can cause: ``per_minute`` in each minute, then one line with the count."""
+
+    __slots__ = ("_used", "_window_start", "per_minute", "suppressed")
 
     def __init__(self, per_minute: int) -> None:
         self.per_minute = per_minute
@@ -164,7 +176,7 @@ class _BoundRoutes(Mapping[str, dict[str, Any]]):
     """The ``ocpp`` package's route map for one session, bound on lookup.
 
     The package builds a dict of bound handler methods for every session (~2 KB); this builds the map once per
-    class and binds the handlers of one action when a CALL for it arrives.
+    class (from the class's functions) and binds the handlers of one action when a CALL for it arrives.
     """
 
     __slots__ = ("_owner", "_routes")
@@ -176,7 +188,7 @@ class _BoundRoutes(Mapping[str, dict[str, Any]]):
         if routes is None:
             routes = {
                 action: {k: getattr(v, "__func__", v) for k, v in entry.items()}
-                for action, entry in create_route_map(owner).items()
+                for action, entry in create_route_map(cls).items()
             }
             self._cache[cls] = routes
         self._owner = owner
@@ -198,10 +210,49 @@ class _BoundRoutes(Mapping[str, dict[str, Any]]):
         return action in self._routes
 
 
-class OcppSession(_OcppChargePoint):  # type: ignore[misc]
+def _after_done(task: asyncio.Task[Any]) -> None:
+    _AFTER_TASKS.discard(task)
+    if not task.cancelled() and task.exception() is not None:
+        _ocpp_log.error("after-handler %s crashed", task.get_name(), exc_info=task.exception())
+
+
+class OcppSession:
     """An OCPP-J conversation with the central system over one connection, whatever the version: a subclass sets
     the version's vocabulary (class attributes) and payloads (the methods that raise NotImplementedError here)."""
 
+    # A fleet holds thousands of sessions in one process: no instance dict (every subclass declares its slots).
+    __slots__ = (
+        "_answered",
+        "_call_lock",
+        "_closed",
+        "_connection",
+        "_follow_ups",
+        "_heartbeat_duty",
+        "_heartbeat_listener",
+        "_last_status",
+        "_latest_status",
+        "_log_budget",
+        "_pending",
+        "_response_timeout",
+        "_status_queue",
+        "_status_sender",
+        "_status_seq",
+        "_statuses_open",
+        "_tasks",
+        "_unique_id_generator",
+        "accepted",
+        "boot_status",
+        "ever_accepted",
+        "id",
+        "link",
+        "route_map",
+        "security",
+        "settings",
+        "station",
+        "store",
+    )
+
+    _ocpp_version: ClassVar[str]  # the ``ocpp`` package's name of the version ("1.6", "2.0.1"): its schemas
     subprotocol: ClassVar[str]
     ACTIONS: ClassVar[frozenset[str]]  # every action of the version (an unhandled one is NotSupported)
     ERROR_SPELLING: ClassVar[
@@ -217,7 +268,10 @@ class OcppSession(_OcppChargePoint):  # type: ignore[misc]
 
     def __init__(self, deps: SessionDeps, connection: Any) -> None:
         link = deps.link
-        super().__init__(link.identity.id, connection, response_timeout=link.message_timeout_s())
+        self.id: str = link.identity.id
+        self._connection = connection
+        self._response_timeout: float = link.message_timeout_s()
+        self._call_lock = Mutex()
         self.link = link
         self.station = deps.station
         self.store = deps.store
@@ -225,23 +279,21 @@ class OcppSession(_OcppChargePoint):  # type: ignore[misc]
         self.security = deps.security
         self._follow_ups = 0  # follow-up tasks (reports, triggered messages) not yet done
         self._unique_id_generator = link.ids
-        # Answers are matched by request() itself (self._pending); the base class's response queue is never used,
-        # and an asyncio.Queue costs ~3 KB, which a fleet of thousands of sessions in one process notices.
-        self._response_queue = None
+        # Answers are matched by request() itself (self._pending): no response queue.
         self.route_map = _BoundRoutes(self)
         self.accepted = Flag()
         self.boot_status: str | None = None
         self.ever_accepted = False
         self._pending: tuple[str, str, asyncio.Future[Any]] | None = None
-        # A deque and a sender task only while reports wait (an idle session has none): an asyncio.Queue costs
-        # ~3 KB per session, a task waiting on it ~1 KB more.
-        self._status_queue: deque[StatusReport] = deque()
+        # A list and a sender task only while reports wait (an idle session has none): an asyncio.Queue costs
+        # ~3 KB per session, a task waiting on it ~1 KB more, a deque 0.8 KB.
+        self._status_queue: list[StatusReport] = []
         self._status_sender: asyncio.Task[Any] | None = None
         self._statuses_open = False  # reports go out once registered (run() opens it after the boot)
         self._status_seq = 0
         self._latest_status: dict[int, int] = {}
         self._last_status: dict[int, tuple[Any, ...]] = {}
-        self._tasks: set[asyncio.Task[Any]] = set()
+        self._tasks: dict[asyncio.Task[Any], None] = {}  # kept by reference; a dict as a set is 150 B smaller
         self._closed = Flag()
         self._heartbeat_duty: Duty[None] | None = None
         self._heartbeat_listener: Callable[[str], None] | None = None
@@ -488,7 +540,7 @@ class OcppSession(_OcppChargePoint):  # type: ignore[misc]
         if precheck is not None:
             precheck(msg.payload)  # an OCPPError here is answered like a schema violation, log-budgeted
         try:
-            await super()._handle_call(msg)
+            await self._dispatch(msg)
         except OCPPError:
             raise
         except (ValueError, ArithmeticError, RecursionError) as exc:
@@ -499,6 +551,38 @@ class OcppSession(_OcppChargePoint):  # type: ignore[misc]
             raise ocpp.exceptions.PropertyConstraintViolationError(
                 details={"cause": f"invalid value: {type(exc).__name__}"}
             ) from exc
+
+    async def _dispatch(self, msg: Call) -> None:
+        """Run a CALL's handlers as the ``ocpp`` package does: validate, call ``@on`` with snake_case keywords,
+        answer its result (or a CallError for what it raised), validate that, then start the ``@after`` handler.
+        A schema violation of the CALL or of our answer is raised as the package's OCPPError."""
+        handlers = self.route_map[msg.action]
+        on_action = handlers.get("_on_action")
+        if on_action is None:  # only an @after handler: nothing can answer it
+            raise ocpp.exceptions.NotSupportedError(details={"cause": f"{msg.action} is not supported"})
+        validate = not handlers.get("_skip_schema_validation", False)
+        if validate:
+            ocpp.messages._validate_payload(msg, self._ocpp_version)
+        arguments = camel_to_snake_case(msg.payload)
+        try:
+            response = on_action(**arguments)
+            if inspect.isawaitable(response):
+                response = await response
+        except Exception as exc:
+            _ocpp_log.exception("Error while handling request '%s'", msg)
+            await self._send(msg.create_call_error(exc).to_json())
+            return
+        result = msg.create_call_result(snake_to_camel_case(remove_nones(serialize_as_dict(response))))
+        if validate:
+            ocpp.messages._validate_payload(result, self._ocpp_version)
+        await self._send(result.to_json())
+        after_action = handlers.get("_after_action")
+        if after_action is not None:
+            follow = after_action(**arguments)
+            if inspect.isawaitable(follow):
+                task = asyncio.ensure_future(follow)
+                _AFTER_TASKS.add(task)
+                task.add_done_callback(_after_done)
 
     def fit(self, action: str, payload: dict[str, Any], key: str, *, keep: int = 0) -> None:
         """Drop the oldest entries of the list ``payload[key]`` (oldest first, after the first ``keep``) until the
@@ -621,12 +705,12 @@ class OcppSession(_OcppChargePoint):  # type: ignore[misc]
 
     def _spawn(self, coro: Any, name: str) -> asyncio.Task[Any]:
         task: asyncio.Task[Any] = asyncio.get_running_loop().create_task(coro, name=name)
-        self._tasks.add(task)
+        self._tasks[task] = None
         task.add_done_callback(self._task_done)
         return task
 
     def _task_done(self, task: asyncio.Task[Any]) -> None:
-        self._tasks.discard(task)
+        self._tasks.pop(task, None)
         if task.cancelled():
             return
         exc = task.exception()
@@ -807,7 +891,7 @@ class OcppSession(_OcppChargePoint):  # type: ignore[misc]
                     # Reset.conf is followed by the new BootNotification, and the statuses come after it.
                     self._status_queue.clear()
                     return
-                report = self._status_queue.popleft()
+                report = self._status_queue.pop(0)
                 minimum = self.settings.get_int("minimum_status_duration_s")
                 if minimum > 0:
                     # MinimumStatusDuration: report a status only once it has held that long.

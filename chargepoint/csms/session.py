@@ -32,7 +32,7 @@ from chargepoint.core.model import (
 )
 from chargepoint.core.network_profiles import NetworkProfiles
 from chargepoint.core.reservations import CancelResult, Reservation, ReserveResult
-from chargepoint.core.scheduler import Scheduler
+from chargepoint.core.scheduler import Flag, Scheduler
 from chargepoint.core.security import SecurityEvents, SecurityProfiles
 from chargepoint.core.settings import Settings
 from chargepoint.core.smart_charging import (
@@ -50,7 +50,7 @@ from chargepoint.ports import IdGenerator
 class Session(Protocol):
     """What a version adapter offers the link."""
 
-    accepted: asyncio.Event
+    accepted: Flag  # set once BootNotification is Accepted (an asyncio.Event contract)
     ever_accepted: bool
     boot_status: str | None  # the last BootNotification answer on this connection (None: not answered yet)
 

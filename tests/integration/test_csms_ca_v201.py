@@ -22,7 +22,7 @@ from backend_stub.domain.ca import CertificateAuthority
 from backend_stub.store import CsmsStore
 from tests.integration.conftest import until
 from tests.integration.test_csms_ca import client_tls, make_csr, profile3_server_tls
-from tests.integration.test_csms_edge import ADMIN, ADMIN_TOKEN, _handshake
+from tests.integration.test_csms_edge import ADMIN, ADMIN_TOKEN, PASSWORD, _basic, _handshake
 
 BOOT = call.BootNotification(charging_station={"model": "M", "vendor_name": "V"}, reason="PowerUp")
 
@@ -63,11 +63,13 @@ async def test_201_sign_certificate_then_tls_with_it(tmp_path: Path, ca: Certifi
     kept in the store across a restart, its expiry on the dashboard -> a profile-3 reconnect with it."""
     db = tmp_path / "csms.db"
     with CsmsStore(db) as store:
-        store.add_charger("CS-201")
+        store.add_charger("CS-201", PASSWORD)  # the handshake authenticates it: only then is a CSR signed
         app = Csms(store, admin_token=ADMIN_TOKEN, ca=ca)
         await app.start()
         try:
-            station, task, ws = await run_station(app.url, "CS-201")
+            station, task, ws = await run_station(
+                app.url, "CS-201", additional_headers=_basic("CS-201", PASSWORD)
+            )
             key, csr = make_csr("CS-201")
             reply = await station.call(call.SignCertificate(csr=csr), suppress=False)
             assert reply.status == "Accepted"
@@ -124,11 +126,13 @@ async def test_201_bad_csrs_are_rejected(
 ) -> None:
     """A CSR for another station, a malformed one, or a V2G request: Rejected, no CertificateSigned follows."""
     with CsmsStore(tmp_path / "csms.db") as store:
-        store.add_charger("CS-201")
+        store.add_charger("CS-201", PASSWORD)  # the handshake authenticates it: only then is a CSR signed
         app = Csms(store, admin_token=ADMIN_TOKEN, ca=ca)
         await app.start()
         try:
-            station, task, ws = await run_station(app.url, "CS-201")
+            station, task, ws = await run_station(
+                app.url, "CS-201", additional_headers=_basic("CS-201", PASSWORD)
+            )
             assert (await station.call(request_, suppress=False)).status == "Rejected"
             await station.call(call.Heartbeat(), suppress=False)  # the link is up
             await stop_station(task, ws)

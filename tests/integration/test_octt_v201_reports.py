@@ -11,6 +11,7 @@ from backend_stub.app import Csms
 from backend_stub.ocpp.server import CallErrorReply
 from chargepoint.core.device_model import VARIABLES
 from chargepoint.core.model import ErrorCode
+from chargepoint.core.settings import Settings
 from tests.integration.v201_support import (
     CP,
     StartAgent,
@@ -204,7 +205,8 @@ async def test_report_parts_are_bounded_by_bytes_per_message(csms: Csms, start_a
     session = a.agent.link.session  # type: ignore[union-attr]
     report = session.base_report("FullInventory")
     limit = 1_500
-    session.settings._values["bytes_per_message"] = limit  # read-only to the CSMS; a station built smaller
+    # Read-only to the CSMS and to the configuration: a station built smaller has settings made so.
+    session.settings = Settings(overrides={"bytes_per_message": limit})
     parts = session.report_parts(report)
     assert [d for p in parts for d in p] == report  # nothing lost, nothing reordered
     assert len(parts) > 1

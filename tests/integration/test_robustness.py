@@ -3,8 +3,10 @@
 from __future__ import annotations
 
 import asyncio
+import dataclasses
 import json
 import threading
+from collections.abc import AsyncIterator
 from concurrent.futures import Future
 from datetime import UTC, datetime, timedelta
 from pathlib import Path
@@ -20,7 +22,7 @@ from chargepoint.core.events import MeterReadings, OutboxKind, SecurityEvent
 from chargepoint.core.model import ErrorCode, Measurand, ReadingContext, Sample, SampledValue
 from chargepoint.core.station import StationTiming
 from chargepoint.store import Store
-from hardware.sim import SimMeter, SimRelay
+from hardware.sim import SimMeter, SimPlug, SimReader, SimRelay
 from tests.integration.conftest import RunningAgent, StartAgent, agent_config, until
 from tests.integration.octt_support import quiet, start_session
 from tests.integration.test_bad_input import _fill, small_disk  # noqa: F401  (fixture)
@@ -345,6 +347,61 @@ async def test_a_card_stop_survives_the_sampler_cancelled_mid_commit(
     assert cs.violations == []
 
 
+class PullPlug:
+    """A plug sensor that only offers ``changes()``, as the GPIO and pilot drivers do (no push ``watch``)."""
+
+    def __init__(self, sim: SimPlug) -> None:
+        self.sim = sim
+
+    @property
+    def plugged(self) -> bool:
+        return self.sim.plugged
+
+    def changes(self) -> AsyncIterator[bool]:
+        return self.sim.changes()
+
+    def offer_current(self, current_a: float | None) -> None:
+        self.sim.offer_current(current_a)
+
+
+class PullReader:
+    """A reader that only offers ``tokens()``, as the PC/SC and serial drivers do."""
+
+    def __init__(self, sim: SimReader) -> None:
+        self.sim = sim
+
+    def tokens(self) -> AsyncIterator[str | None]:
+        return self.sim.tokens()
+
+
+async def test_drivers_without_push_are_watched_by_loops_with_the_same_behaviour(
+    cs: CentralSystem, start_agent: StartAgent
+) -> None:
+    """Real plug and reader drivers yield their events (``changes``, ``tokens``) rather than push them: the station
+    watches them in supervised loops, with the same session, reader failure and recovery as the pushed ones."""
+
+    def pull_only(agent: Agent) -> None:
+        sim = agent.sims[1]
+        assert sim.plug is not None and sim.reader is not None
+        ports = agent.ports[1]
+        agent.ports[1] = dataclasses.replace(ports, plug=PullPlug(sim.plug), reader=PullReader(sim.reader))
+
+    a = await start_agent(before_run=pull_only)
+    assert a.agent.station is not None and len(a.agent.station.ctx.supervised) == 2  # plug and reader loops
+    a.plug()
+    a.swipe("PULLTAG")
+    await a.wait_state("CHARGING")
+    reader = a.sim().reader
+    assert reader is not None
+    reader.fail()
+    await cs.wait_for_call("StatusNotification", where=lambda p: p["errorCode"] == "ReaderFailure")
+    reader.fail(False)
+    await cs.wait_for_call("StatusNotification", where=lambda p: p["errorCode"] == "NoError")
+    a.unplug()
+    stop = await cs.wait_for_call("StopTransaction")
+    assert stop.payload["reason"] == "EVDisconnected" and a.agent.station.loops_alive()
+
+
 async def test_an_answer_over_bytes_per_message_is_an_internal_error_not_a_dropped_link(
     cs: CentralSystem, start_agent: StartAgent
 ) -> None:
@@ -352,7 +409,8 @@ async def test_an_answer_over_bytes_per_message_is_an_internal_error_not_a_dropp
     limit, which the full GetConfiguration exceeds) is never sent; the CSMS gets an InternalError and the link
     stays up, so the next request is answered on the same connection."""
     a = await start_agent()
-    a.station.settings._values["bytes_per_message"] = 2_000  # read-only to the CSMS: a station built smaller
+    # Read-only to the CSMS: a station built smaller (its own value over the shared defaults, copy-on-write).
+    a.station.settings._own = {**(a.station.settings._own or {}), "bytes_per_message": 2_000}
     with pytest.raises(CallErrorReply) as err:
         await cs.call("CP-1", "GetConfiguration", {})
     assert err.value.code == "InternalError"

@@ -24,6 +24,7 @@ from websockets.asyncio.server import ServerConnection, serve
 from backend_stub.testing.server import ScriptedCentralSystem as CentralSystem
 from chargepoint.agent import Agent
 from chargepoint.csms.link import MAX_QUEUED_CALLS
+from hardware.sim import SimRelay
 from tests.integration.agent_process import ctl, spawn_agent, write_config
 from tests.integration.conftest import FAST_TIMING, agent_config, until
 from tests.integration.test_bad_input import _fill, small_disk  # noqa: F401  (a fixture)
@@ -71,7 +72,7 @@ async def raw_csms() -> AsyncIterator[tuple[RawCsms, str]]:
 
 
 async def test_relay_opens_and_every_flooded_call_is_answered_while_the_store_is_stuck(
-    raw_csms: tuple[RawCsms, str], tmp_path: Path
+    raw_csms: tuple[RawCsms, str], tmp_path: Path, monkeypatch: pytest.MonkeyPatch
 ) -> None:
     """Another writer holds the SQLite file's write lock (a slow disk would do the same) while the central system
     floods ChangeConfiguration CALLs without waiting for answers and the EV unplugs. The relay opens while the
@@ -94,13 +95,14 @@ async def test_relay_opens_and_every_flooded_call_is_answered_while_the_store_is
         await until(lambda: agent.link is not None and agent.link.store.outbox_size() == 0, 5, "outbox")
 
         answers_at_open: list[int] = []
-        relay, original_open = sim.relay, sim.relay.open
+        relay, original_open = sim.relay, SimRelay.open
 
-        async def observed_open() -> None:
-            await original_open()
-            answers_at_open.append(len(csms.answers))
+        async def observed_open(self: SimRelay) -> None:
+            await original_open(self)
+            if self is relay:
+                answers_at_open.append(len(csms.answers))
 
-        relay.open = observed_open  # type: ignore[method-assign]
+        monkeypatch.setattr(SimRelay, "open", observed_open)  # a SimRelay has __slots__: patched on its class
 
         # Another thread holds the write lock, unplugs the EV while the agent works through the flood, and watches
         # the relay: a stuck event loop cannot hide from it (the 3 s it waits are inside the lock's 5 s busy wait).

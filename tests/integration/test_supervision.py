@@ -42,10 +42,20 @@ async def test_a_hardware_loop_cancelled_unexpectedly_faults_its_connector(
     cs: CentralSystem, start_agent: StartAgent
 ) -> None:
     a = await charging(start_agent)
-    plug_loop = next(t for t in a.station.ctx.supervised if t.get_name() == "plug-1")
-    plug_loop.cancel()  # a bug elsewhere (a wait_for on the wrong task): nobody watches the plug any more
+    # The simulated plug pushes its changes: the station handles them in a task only while one waits. Hold the
+    # connector's lock so that the unplug's handling waits in that task, then cancel it as a bug elsewhere might.
+    await a.station.ctx.locks[1].acquire()
+    a.unplug()
+    await until(lambda: any(t.get_name() == "plug-1" for t in a.station.ctx.tasks), 2, "no plug handling")
+    plug_task = next(t for t in a.station.ctx.tasks if t.get_name() == "plug-1")
+    plug_task.cancel()  # an event lost half-handled: the plug is no longer trusted
+    await until(plug_task.done, 2, "the plug handling did not end")
+    a.station.ctx.locks[1].release()
     await assert_made_safe(a, cs, "plug")
-    assert plug_loop.cancelled()  # the cancellation is honoured, not swallowed
+    assert plug_task.cancelled()  # the cancellation is honoured, not swallowed
+    a.plug()  # nothing handles the plug any more: the connector stays faulted, the watchdog restarts the agent
+    await asyncio.sleep(0.2)
+    assert a.state() == "FAULTED"
 
 
 async def test_a_base_exception_in_a_hardware_loop_faults_its_connector(
@@ -59,8 +69,9 @@ async def test_a_base_exception_in_a_hardware_loop_faults_its_connector(
 
     monkeypatch.setattr(meter, "read", read)
     await assert_made_safe(a, cs, "meter")
-    meter_loop = next(t for t in a.station.ctx.supervised if t.get_name() == "meter-1")
-    assert isinstance(meter_loop.exception(), Fatal)
+    # The meter poll is a duty on the scheduler: ended for good, not planned again.
+    meter_poll = next(d for d in a.station.ctx.supervised_duties if d.name == "meter-1")
+    assert not meter_poll.alive and meter_poll.due_at is None
 
 
 async def test_a_link_cancelled_unexpectedly_is_restarted(cs: CentralSystem, start_agent: StartAgent) -> None:

@@ -35,10 +35,12 @@ async def test_ready_and_watchdog_pings_stop_when_a_hardware_loop_dies(
 
     try:
         a = await start_agent()
+        assert a.station.ctx.supervised == []  # the simulated plug and reader push: no loop waits for them
         await until(lambda: "READY=1" in drain() and drain().count("WATCHDOG=1") >= 3, 5, "no watchdog pings")
-        # A hardware loop that is gone for good (here: cancelled, as no crash can be, since crashes restart it).
-        meter_loop = next(t for t in a.station.ctx.supervised if t.get_name() == "meter-1")
-        meter_loop.cancel()
+        # A hardware duty that is gone for good: connector 1's meter poll no longer planned (here: stopped, as no
+        # crash can end it, since a crashed poll faults the connector and the next one follows).
+        meter_poll = next(d for d in a.station.ctx.supervised_duties if d.name == "meter-1")
+        meter_poll.stop()
         await asyncio.sleep(0.2)
         before = drain().count("WATCHDOG=1")
         await asyncio.sleep(0.5)

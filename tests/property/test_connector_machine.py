@@ -43,6 +43,18 @@ TAGS = ("AA01", "BB02", "BLOCKED")
 CONNECTOR = st.integers(min_value=1, max_value=2)  # folded onto the machine's connectors by _cid()
 
 
+async def stop_hardware_watching(station: Station) -> None:
+    """The tests drive plug, cards and meter reads by hand: the station's own watching (pushed plug and reader
+    events, meter polls, any hardware loop) is stopped, so no event is handled twice."""
+    station.sessions.halt()
+    for duty in station.ctx.supervised_duties:
+        duty.stop()
+    tasks = list(station.ctx.tasks)
+    for task in tasks:
+        task.cancel()
+    await asyncio.gather(*tasks, return_exceptions=True)
+
+
 class FixedClock:
     """Wall-clock time that only moves when a rule says so."""
 
@@ -126,10 +138,7 @@ class StationMachine(RuleBasedStateMachine):
             await asyncio.gather(*pending)
 
     async def _cancel_background_loops(self) -> None:
-        tasks = list(self.station.ctx.tasks)
-        for task in tasks:
-            task.cancel()
-        await asyncio.gather(*tasks, return_exceptions=True)
+        await stop_hardware_watching(self.station)
 
     async def _shutdown(self) -> None:
         await self.station.stop()
@@ -373,10 +382,7 @@ class Rig:
 
     async def start(self) -> Rig:
         await self.station.start()
-        tasks = list(self.station.ctx.tasks)
-        for task in tasks:
-            task.cancel()
-        await asyncio.gather(*tasks, return_exceptions=True)
+        await stop_hardware_watching(self.station)
         return self
 
     async def close(self) -> None:

@@ -11,10 +11,10 @@ from typing import Any
 import pytest
 
 from chargepoint.errors import StorageError
-from hardware.sim import SimRelay
+from hardware.sim import SimPlug, SimRelay
 from simulator import control
 from simulator.__main__ import main
-from simulator.ev import Ev, EvMeter, FleetPlug
+from simulator.ev import Ev, EvMeter
 from simulator.fleet import Fleet
 from simulator.metrics import comparable, merge_reports, percentile, summary
 from simulator.scenario import EvModel, parse
@@ -84,7 +84,7 @@ def test_ev_takes_at_most_the_offer_and_tapers_near_full() -> None:
 
 
 async def test_meter_registers_exactly_what_the_ev_draws_in_wh() -> None:
-    relay, plug = SimRelay(), FleetPlug()
+    relay, plug = SimRelay(), SimPlug()
     meter = EvMeter(relay, plug, energy_wh=100.0)
     ev = meter.ev = Ev(EvModel("t", capacity_wh=40_000, max_power_w=7400, phases=1), 0.2)
     plug.set_plugged(True)

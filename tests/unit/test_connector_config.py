@@ -9,8 +9,8 @@ import pytest
 from chargepoint.config import parse
 from chargepoint.errors import ConfigError
 from hardware.factory import build_ports
-from hardware.sim import SimMeter
-from simulator.ev import Ev, EvMeter, FleetPlug
+from hardware.sim import SimMeter, SimPlug
+from simulator.ev import Ev, EvMeter
 from simulator.scenario import EvModel, ScenarioError
 from simulator.scenario import parse as parse_scenario
 
@@ -126,7 +126,7 @@ def test_fleet_ev_draws_on_no_more_phases_than_the_connector_has() -> None:
 async def test_fleet_meter_reports_the_connectors_phases() -> None:
     from hardware.sim import SimRelay
 
-    relay, plug = SimRelay(), FleetPlug()
+    relay, plug = SimRelay(), SimPlug()
     meter = EvMeter(relay, plug, voltage_v=230.0, phases=3)
     meter.ev = Ev(EvModel("one", max_power_w=22_000, phases=1), 0.2)
     plug.set_plugged(True)

@@ -4,6 +4,7 @@ planned again when its setting changes, and stops; Flag keeps asyncio.Event's co
 from __future__ import annotations
 
 import asyncio
+import contextvars
 import gc
 import heapq
 import itertools
@@ -15,10 +16,14 @@ from typing import Any
 import pytest
 
 from chargepoint.core.blocks.context import StationContext, StationTiming
+from chargepoint.core.blocks.faults import Faults
 from chargepoint.core.blocks.metering import Metering
-from chargepoint.core.scheduler import Duty, Flag, Scheduler, loop_scheduler
+from chargepoint.core.model import ErrorCode
+from chargepoint.core.scheduler import Duty, Flag, Mutex, Scheduler, loop_scheduler
 from chargepoint.core.settings import Settings
+from chargepoint.ports import ConnectorPorts, MeterReading
 from chargepoint.store import Store
+from hardware.sim import SimPlug, SimRelay
 
 T0 = datetime(2026, 3, 1, 8, 59, 50, tzinfo=UTC)  # fake time 0
 
@@ -194,13 +199,15 @@ async def test_clock_aligned_samples_fire_on_the_boundaries_and_follow_a_new_int
     store = Store(":memory:")
     settings = Settings({}, overrides={"clock_aligned_data_interval_s": 900})
     ctx = StationContext({}, store, settings, fake, StationTiming(scheduler=sched))
-    metering = Metering(ctx, faults=None)  # type: ignore[arg-type]  # no connector: no fault to raise
     taken: list[tuple[float, datetime]] = []
 
-    async def take(due: datetime) -> None:
-        taken.append((fake.time(), due))
+    class Taking(Metering):
+        __slots__ = ()
 
-    metering._take_aligned = take  # type: ignore[method-assign]
+        async def _take_aligned(self, due: datetime) -> None:
+            taken.append((fake.time(), due))
+
+    metering = Taking(ctx, faults=None)  # type: ignore[arg-type]  # no connector: no fault to raise
     try:
         await metering.start()
         await fake.run_until(2000)
@@ -224,6 +231,123 @@ async def test_clock_aligned_samples_fire_on_the_boundaries_and_follow_a_new_int
         assert len(taken) == 5 and len(sched) == 0
     finally:
         store.close()
+
+
+class CountingMeter:
+    """A meter port that notes the fake time of each read."""
+
+    def __init__(self, fake: FakeTime) -> None:
+        self.fake = fake
+        self.reads: list[float] = []
+
+    async def read(self) -> MeterReading:
+        self.reads.append(self.fake.time())
+        return MeterReading(energy_wh=0.0, power_w=0.0)
+
+
+class BuggyRelay(SimRelay):
+    """A relay whose mirror-contact check, once ``broken``, fails with a bug rather than a RelayError."""
+
+    __slots__ = ("broken",)
+
+    def __init__(self) -> None:
+        super().__init__()
+        self.broken = False
+
+    async def check(self) -> None:
+        if self.broken:
+            raise KeyError("driver bug")
+
+
+async def test_meter_polls_fire_at_once_then_every_poll_interval_and_a_crashed_poll_is_a_fault() -> None:
+    """Each connector's meter poll is a duty on the shared scheduler: read at once, then meter_poll_s after each
+    poll ends; a poll that crashes (a driver bug) faults its connector, and polling goes on."""
+    fake = FakeTime()
+    sched = Scheduler(fake)
+    store = Store(":memory:")
+    meters = {cid: CountingMeter(fake) for cid in (1, 2)}
+    relays = {cid: BuggyRelay() for cid in meters}
+    ports = {cid: ConnectorPorts(relays[cid], meter, SimPlug()) for cid, meter in meters.items()}
+    ctx = StationContext(ports, store, Settings(), fake, StationTiming(meter_poll_s=5.0, scheduler=sched))
+    metering = Metering(ctx, Faults(ctx, smart_charging=None))  # type: ignore[arg-type]  # no limit to apply
+    try:
+        await metering.start()
+        await fake.run_until(12)
+        assert [m.reads for m in meters.values()] == [[0, 5, 10], [0, 5, 10]] and ctx.alive()
+        assert (
+            len(sched) == 2
+        )  # one timer per poll (clock-aligned samples are off): no task, no sleeping loop
+        relays[2].broken = True
+        await fake.run_until(21)
+        assert [m.reads for m in meters.values()] == [[0, 5, 10, 15, 20]] * 2
+        assert ErrorCode.INTERNAL_ERROR in ctx.connectors[2].faults and ctx.alive()
+        assert not ctx.connectors[1].faults  # every read of both meters succeeded
+        metering.halt()
+        await fake.run_until(40)
+        assert (
+            meters[1].reads[-1] == 20 and not ctx.alive()
+        )  # halted: no more polls, the watchdog would notice
+    finally:
+        store.close()
+
+
+WHO: contextvars.ContextVar[str] = contextvars.ContextVar("who", default="nobody")
+
+
+async def test_a_duty_runs_in_the_context_it_was_made_in_whoever_armed_the_scheduler() -> None:
+    """A fleet names each agent's log lines by a context variable: a duty's runs keep their agent's."""
+    fake = FakeTime()
+    sched = Scheduler(fake)
+    seen: list[tuple[str, str]] = []
+    loop = asyncio.get_running_loop()
+
+    async def work(name: str) -> None:
+        seen.append((name, WHO.get()))
+
+    def make(name: str, delay_s: float) -> Duty[str]:
+        WHO.set(name)
+        return Duty(sched, lambda: (delay_s, name), work, lambda c, n: loop.create_task(c, name=n), name)
+
+    duties = [contextvars.copy_context().run(make, name, d) for name, d in (("a", 5.0), ("b", 3.0))]
+    WHO.set("armer")
+    for duty in duties:
+        duty.start()
+    await fake.run_until(5.5)
+    assert seen == [("b", "b"), ("a", "a")]
+    for duty in duties:
+        duty.stop()
+
+
+async def test_mutex_keeps_the_lock_contract_without_a_waiter_list_when_idle() -> None:
+    mutex = Mutex()
+    order: list[str] = []
+
+    async def hold(name: str) -> None:
+        async with mutex:
+            order.append(name)
+            await asyncio.sleep(0)
+
+    await mutex.acquire()
+    first, gone, second = (asyncio.ensure_future(hold(n)) for n in ("first", "gone", "second"))
+    await asyncio.sleep(0)
+    gone.cancel()  # a waiter that gives up is skipped
+    await asyncio.sleep(0)
+    assert mutex.locked() and order == []
+    mutex.release()
+    await asyncio.gather(first, second)
+    assert order == ["first", "second"] and gone.cancelled()
+    assert not mutex.locked() and mutex._waiters is None
+
+    # Handed over just as the new holder is cancelled: the lock passes on, not lost.
+    await mutex.acquire()
+    handed, after = asyncio.ensure_future(hold("handed")), asyncio.ensure_future(hold("after"))
+    await asyncio.sleep(0)
+    mutex.release()
+    handed.cancel()
+    await after
+    assert order[-1] == "after" and handed.cancelled() and not mutex.locked()
+    with pytest.raises(RuntimeError):
+        mutex.release()
 
 
 async def test_flag_keeps_the_event_contract() -> None:

@@ -136,6 +136,34 @@ def test_set_text_persists_through_on_change_and_reloads(tmp_path: Path) -> None
     reopened.close()
 
 
+def test_one_chargers_change_does_not_leak_to_others_of_the_same_configuration() -> None:
+    """Chargers of one scenario share their configuration's values (copy-on-write): a value one of them sets, or
+    had stored, is its own; going back to the shared value and changing it again stays its own too."""
+    overrides = {"heartbeat_interval_s": 60, "number_of_connectors": 1}
+    a, b = Settings(overrides=dict(overrides)), Settings(overrides=dict(overrides))
+    c = Settings({"heartbeat_interval_s": "90"}, overrides=dict(overrides))
+    assert a.get_int("heartbeat_interval_s") == b.get_int("heartbeat_interval_s") == 60
+    assert c.get_int("heartbeat_interval_s") == 90
+    heard: list[str] = []
+    b.listeners.append(heard.append)
+    a.set_text("heartbeat_interval_s", "120")
+    a.set_text("meter_values_sampled_data", "Voltage")
+    assert a.get_int("heartbeat_interval_s") == 120 and a.measurands("meter_values_sampled_data") == (
+        Measurand.VOLTAGE,
+    )
+    assert b.get_int("heartbeat_interval_s") == 60 and c.get_int("heartbeat_interval_s") == 90
+    assert b.measurands("meter_values_sampled_data") == SPECS["meter_values_sampled_data"].default
+    assert heard == []  # b's listeners hear b's changes only
+    c.set_text("heartbeat_interval_s", "60")  # back to the configuration's value
+    a.set_text("heartbeat_interval_s", "60")
+    b.set_text("heartbeat_interval_s", "30")
+    assert (a.get_int("heartbeat_interval_s"), b.get_int("heartbeat_interval_s")) == (60, 30)
+    assert c.get_int("heartbeat_interval_s") == 60 and heard == ["heartbeat_interval_s"]
+    # Another configuration has its own values, whatever was built before it.
+    assert Settings(overrides={"heartbeat_interval_s": 45}).get_int("heartbeat_interval_s") == 45
+    assert Settings().get_int("heartbeat_interval_s") == SPECS["heartbeat_interval_s"].default
+
+
 def test_read_only_raises_permission_error_and_does_not_persist() -> None:
     calls: list[tuple[str, str]] = []
     s = Settings(on_change=lambda n, v: calls.append((n, v)))

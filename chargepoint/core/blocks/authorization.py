@@ -16,6 +16,8 @@ log = logging.getLogger(__name__)
 class Authorization(FunctionalBlock):
     """Who may charge: the authorizer, and the local list and cache it reads."""
 
+    __slots__ = ("authorizer", "ctx")
+
     def __init__(self, ctx: StationContext) -> None:
         self.ctx = ctx
         self.authorizer = Authorizer(ctx.store, ctx.settings, self, ctx.clock)

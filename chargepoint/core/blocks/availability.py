@@ -18,6 +18,8 @@ S = ConnectorState
 class Availability(FunctionalBlock):
     """Operative and inoperative connectors."""
 
+    __slots__ = ("ctx",)
+
     def __init__(self, ctx: StationContext) -> None:
         self.ctx = ctx
 

@@ -13,12 +13,12 @@ import logging
 from collections.abc import Callable, Coroutine
 from dataclasses import dataclass
 from datetime import datetime
-from typing import Any, Protocol, TypeVar
+from typing import Any, Generic, Protocol, TypeVar
 
 from chargepoint.core.connector import Connector
 from chargepoint.core.evse import Evse, one_connector_per_evse
 from chargepoint.core.model import WARNING_CODES, ConnectorState, ErrorCode, IdTagInfo
-from chargepoint.core.scheduler import Duty, Scheduler, loop_scheduler
+from chargepoint.core.scheduler import Duty, Mutex, Scheduler, loop_scheduler
 from chargepoint.core.security import SecurityEvents
 from chargepoint.core.settings import Settings
 from chargepoint.core.storage import Storage
@@ -74,6 +74,8 @@ class CsmsPort(Protocol):
 class OfflineCsms:
     """The CSMS port before any link is attached: always offline."""
 
+    __slots__ = ()
+
     online = False
     reports_charging_state = False
 
@@ -100,8 +102,88 @@ class StationTiming:
     scheduler: Scheduler | None = None
 
 
+class Feed(Generic[T]):
+    """What a push driver (``PlugWatch``, ``TokenWatch``) delivers for one connector, handled in order, one at a
+    time, by ``handle``: called by the driver, it holds a task only while events wait (no task per connector
+    waiting for hardware that rarely changes). A crash of the handler is handled as a crashed hardware loop: the
+    connector faults (its relay opens) and the next event is handled. Handling ended any other way while the
+    station runs (its task cancelled by a bug, a BaseException) faults the connector and ends the feed for good,
+    as a supervised loop ended that way: ``loops_alive()`` turns false and the systemd watchdog restarts the
+    agent."""
+
+    __slots__ = ("_cid", "_ctx", "_dead", "_handle", "_loop", "_name", "_task", "_waiting")
+
+    def __init__(
+        self,
+        ctx: StationContext,
+        cid: int,
+        name: str,
+        handle: Callable[[int, T], Coroutine[Any, Any, None]],
+    ) -> None:
+        self._ctx = ctx
+        self._cid = cid
+        self._name = name
+        self._handle = handle
+        self._loop = asyncio.get_running_loop()  # made by a block's start(), on the station's loop
+        self._waiting: list[T] = []
+        self._task: asyncio.Task[Any] | None = None
+        self._dead = False
+        ctx.supervised_feeds.append(self)
+
+    @property
+    def name(self) -> str:
+        """What it handles and for which connector ("plug-1")."""
+        return f"{self._name}-{self._cid}"
+
+    @property
+    def alive(self) -> bool:
+        """False once its handling ended for good (cancelled by a bug, or a BaseException)."""
+        return not self._dead
+
+    def __call__(self, event: T) -> None:
+        if self._dead:
+            return
+        self._waiting.append(event)
+        try:
+            asyncio.get_running_loop()
+        except RuntimeError:  # told between two runs of the loop (a test driving the hardware from outside)
+            self._loop.call_soon(self._wake)
+            return
+        self._wake()
+
+    def _wake(self) -> None:
+        if self._task is None and self._waiting and not self._dead:
+            task = self._task = self._ctx.spawn(self._drain(), self.name)
+            task.add_done_callback(self._drained)
+
+    async def _drain(self) -> None:
+        while self._waiting:
+            event = self._waiting.pop(0)
+            try:
+                await self._handle(self._cid, event)
+            except Exception as exc:
+                log.exception("connector %s: %s handler crashed", self._cid, self._name)
+                await self._ctx.raise_fault(
+                    self._cid, ErrorCode.INTERNAL_ERROR, f"{self._name}: {type(exc).__name__}"[:50]
+                )
+
+    def _drained(self, task: asyncio.Task[Any]) -> None:
+        """The handling task ended: by a cancellation (even before it ran) or a BaseException, for good (an event
+        was lost half-handled: nothing more is trusted to this feed); else the events told since are handled."""
+        self._task = None
+        ended: BaseException | None = asyncio.CancelledError() if task.cancelled() else task.exception()
+        if ended is None:
+            self._wake()
+        elif not self._ctx.stopping:
+            self._dead = True
+            self._waiting.clear()
+            self._ctx.spawn(self._ctx.loop_ended(self._cid, self._name, ended), f"{self.name}-ended")
+
+
 class FunctionalBlock:
     """One functional block of the station: the hooks ``Station`` calls on each block it wires, in order."""
+
+    __slots__ = ()
 
     async def start(self) -> None:
         """Called once by ``Station.start`` (relays open, plugs and meters read), in wiring order."""
@@ -113,6 +195,30 @@ class FunctionalBlock:
 
 class StationContext:
     """The state and primitives the functional blocks share; it holds no block and knows none."""
+
+    __slots__ = (
+        "_scheduler",
+        "clock",
+        "connectors",
+        "csms",
+        "evses",
+        "last_reading",
+        "listeners",
+        "locks",
+        "notices",
+        "ports",
+        "security_events",
+        "sessions_held",
+        "settings",
+        "station_operative",
+        "stopping",
+        "store",
+        "supervised",
+        "supervised_duties",
+        "supervised_feeds",
+        "tasks",
+        "timing",
+    )
 
     def __init__(
         self,
@@ -142,18 +248,19 @@ class StationContext:
         self.evses: dict[int, Evse] = one_connector_per_evse(self.connectors)
         self.station_operative = store.get("operative.0", "1") == "1"
         self.last_reading: dict[int, MeterReading] = {}
-        self.meter_failures: dict[int, int] = dict.fromkeys(ports, 0)
         # One lock per connector serializes its session changes; opening a relay never takes it.
-        self.locks: dict[int, asyncio.Lock] = {cid: asyncio.Lock() for cid in ports}
-        self._open_generation: dict[int, int] = dict.fromkeys(ports, 0)
+        self.locks: dict[int, Mutex] = {cid: Mutex() for cid in ports}
         # What the operator must hear of on a connector without a fault (StatusNotification info, ``ctl status``):
         # a transaction the CSMS never accepted. Cleared when the CSMS accepts the connector's next transaction.
         self.notices: dict[int, str] = {}
         self.stopping = False
         # Why no new session may start right now (a firmware install, which ends in a reboot), or None.
         self.sessions_held: str | None = None
-        self.supervised: list[asyncio.Task[Any]] = []
-        self.tasks: set[asyncio.Task[Any]] = set()
+        self.supervised: list[asyncio.Task[Any]] = []  # hardware loops (pull drivers)
+        self.supervised_duties: list[Duty[Any]] = []  # hardware duties (meter polls)
+        self.supervised_feeds: list[Feed[Any]] = []  # push drivers' events (plugs, readers)
+        # Running background tasks, kept by reference: a dict used as a set (an empty set is 216 B, a dict 64 B).
+        self.tasks: dict[asyncio.Task[Any], None] = {}
         self.listeners: list[Callable[[int], None]] = []
 
     @property
@@ -192,13 +299,30 @@ class StationContext:
     def spawn(self, coro: Coroutine[Any, Any, Any], name: str) -> asyncio.Task[Any]:
         """Run ``coro`` in the background, kept by reference until done; a crash is logged."""
         task = asyncio.get_running_loop().create_task(coro, name=name)
-        self.tasks.add(task)
+        self.tasks[task] = None
         task.add_done_callback(self._task_done)
         return task
 
     def _task_done(self, task: asyncio.Task[Any]) -> None:
-        self.tasks.discard(task)
+        self.tasks.pop(task, None)
         log_crash(task)
+
+    def alive(self) -> bool:
+        """True while every hardware loop runs and every hardware duty has a run planned or under way."""
+        return (
+            all(not task.done() for task in self.supervised)
+            and all(duty.alive for duty in self.supervised_duties)
+            and all(feed.alive for feed in self.supervised_feeds)
+        )
+
+    async def loop_ended(self, cid: int, name: str, exc: BaseException) -> None:
+        """A connector's hardware loop, feed or duty ends for good by ``exc`` (a cancellation or a BaseException):
+        unless the station is stopping (Station.stop cancels them itself, after opening the relays), fault the
+        connector, which opens its relay and reports Faulted/InternalError naming it."""
+        if self.stopping:
+            return
+        log.critical("connector %s: %s loop ended by %s; connector faulted", cid, name, type(exc).__name__)
+        await self.raise_fault(cid, ErrorCode.INTERNAL_ERROR, f"{name} loop ended: {type(exc).__name__}"[:50])
 
     def supervise(self, loop: Callable[[int], Coroutine[Any, Any, None]], cid: int, name: str) -> None:
         """Run a connector's hardware loop (plug, reader, meter and relay watchdog) for the station's life.
@@ -224,13 +348,7 @@ class StationContext:
                         )
                         await asyncio.sleep(self.timing.meter_poll_s)
             except BaseException as exc:  # also while faulting or waiting to restart after an Exception
-                if not self.stopping:  # Station.stop cancels the loops itself, after opening the relays
-                    log.critical(
-                        "connector %s: %s loop ended by %s; connector faulted", cid, name, type(exc).__name__
-                    )
-                    await self.raise_fault(
-                        cid, ErrorCode.INTERNAL_ERROR, f"{name} loop ended: {type(exc).__name__}"[:50]
-                    )
+                await self.loop_ended(cid, name, exc)
                 raise
 
         self.supervised.append(self.spawn(supervised(), f"{name}-{cid}"))
@@ -238,7 +356,7 @@ class StationContext:
     # safety primitives: opening a relay never waits behind a lock, the store or a queue
     async def open_relay(self, cid: int) -> None:
         """Open a connector's relay now; a relay that does not open is a PowerSwitchFailure."""
-        self._open_generation[cid] += 1
+        self.connectors[cid].open_generation += 1
         relay = self.ports[cid].relay
         try:
             await relay.open()
@@ -252,7 +370,7 @@ class StationContext:
 
     def open_generation(self, cid: int) -> int:
         """How many opens connector ``cid``'s relay has seen (a close compares it before and after)."""
-        return self._open_generation[cid]
+        return self.connectors[cid].open_generation
 
     async def raise_fault(self, cid: int, code: ErrorCode, info: str | None = None) -> None:
         """Add a fault to a connector (0: every connector): the relay opens at once (warnings only report)."""

@@ -22,6 +22,8 @@ log = logging.getLogger(__name__)
 class Diagnostics(FunctionalBlock):
     """Builds and uploads diagnostics archives and logs, one at a time."""
 
+    __slots__ = ("ctx", "files", "jobs", "station_id")
+
     def __init__(self, ctx: StationContext, files: FilePort, *, station_id: str) -> None:
         self.ctx = ctx
         self.files = files

@@ -21,6 +21,8 @@ class Faults(FunctionalBlock):
     """Faults and the relay's health: a fault opens the relay (``StationContext.raise_fault``); this block clears
     them, closes relays only where that is safe, and watches for relays and storage that misbehave."""
 
+    __slots__ = ("ctx", "smart_charging", "unsaved_stops")
+
     def __init__(self, ctx: StationContext, smart_charging: SmartCharging) -> None:
         self.ctx = ctx
         self.smart_charging = smart_charging

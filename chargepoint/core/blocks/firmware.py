@@ -37,6 +37,8 @@ HOLD = "firmware is being installed"  # why no session may start (the install en
 class Firmware(FunctionalBlock):
     """Runs one firmware update at a time; the adapters call ``update`` and ``status_now``."""
 
+    __slots__ = ("_connectors_changed", "_reboot", "configured_version", "ctx", "files", "jobs", "store")
+
     def __init__(
         self, ctx: StationContext, files: FilePort, *, configured_version: str, reboot: Callable[[], None]
     ) -> None:

@@ -7,7 +7,7 @@ import asyncio
 import contextlib
 import logging
 import math
-from collections.abc import Coroutine
+from collections.abc import Callable, Coroutine
 from datetime import datetime
 from typing import Any
 
@@ -29,12 +29,24 @@ S = ConnectorState
 class Metering(FunctionalBlock):
     """Meter reads and what is recorded and sent of them."""
 
+    __slots__ = (
+        "_aligned",
+        "_aligned_last",
+        "_last_persist",
+        "_persisted_wh",
+        "_polls",
+        "_samplers",
+        "ctx",
+        "faults",
+    )
+
     def __init__(self, ctx: StationContext, faults: Faults) -> None:
         self.ctx = ctx
         self.faults = faults
         # Periodic and clock-aligned samples are duties on the process's scheduler: a task only while one is taken.
         self._samplers: dict[int, Duty[datetime]] = {}
         self._aligned: Duty[datetime] | None = None
+        self._polls: list[Duty[int]] = []
         self._aligned_last: datetime | None = None
         self._last_persist: dict[int, float] = {}
         # The last register committed for each connector's transaction.
@@ -43,7 +55,12 @@ class Metering(FunctionalBlock):
     async def start(self) -> None:
         """Poll every meter, and take clock-aligned samples."""
         for cid in self.ctx.connectors:
-            self.ctx.supervise(self._poll_meter, cid, "meter")
+            # A duty per meter (a task only while a poll runs), read first at once: a sleeping loop per
+            # connector costs a task and its frames for the whole life of the station.
+            poll = self.ctx.duty(self._meter_plan(cid), self._poll_meter, f"meter-{cid}")
+            self._polls.append(poll)
+            self.ctx.supervised_duties.append(poll)
+            poll.start(at_once=True)
         self._aligned = self.ctx.duty(self._aligned_plan, self._clock_aligned, "clock-aligned")
         self.ctx.settings.listeners.append(self._setting_changed)
         self._aligned.start()
@@ -52,7 +69,11 @@ class Metering(FunctionalBlock):
         """No more samples: the duties stop; the samples being taken are returned to be cancelled."""
         with contextlib.suppress(ValueError):
             self.ctx.settings.listeners.remove(self._setting_changed)
-        duties = [*self._samplers.values(), *([self._aligned] if self._aligned is not None else [])]
+        duties: list[Duty[Any]] = [
+            *self._polls,
+            *self._samplers.values(),
+            *([self._aligned] if self._aligned is not None else []),
+        ]
         return [task for duty in duties if (task := duty.stop()) is not None]
 
     def _setting_changed(self, name: str) -> None:
@@ -63,12 +84,29 @@ class Metering(FunctionalBlock):
         elif name == "clock_aligned_data_interval_s" and self._aligned is not None:
             self._aligned.reschedule()
 
+    def _meter_plan(self, cid: int) -> Callable[[], tuple[float, int]]:
+        """The plan of connector ``cid``'s meter poll: every ``meter_poll_s`` after the last one ended."""
+        poll_s = self.ctx.timing.meter_poll_s
+        return lambda: (poll_s, cid)
+
     async def _poll_meter(self, cid: int) -> None:
-        while True:
+        """One poll cycle: the meter, the relay's mirror contact, the store's space. A crash (a bug, an unexpected
+        driver error) faults the connector, which opens its relay; the next poll follows as planned. A poll
+        cancelled by a bug is skipped (the next follows: the meter stays watched). A ``BaseException`` (a driver's
+        ``SystemExit``, ``KeyboardInterrupt``, a library's own) faults the connector, then ends the polls for good
+        (the duty is dead: ``loops_alive()`` turns false and the systemd watchdog restarts the agent)."""
+        try:
             await self.read_meter(cid)
             await self.faults.check_relay(cid)
             await self.faults.probe_storage(cid)
-            await asyncio.sleep(self.ctx.timing.meter_poll_s)
+        except Exception as exc:
+            log.exception("connector %s: meter poll crashed", cid)
+            await self.ctx.raise_fault(cid, ErrorCode.INTERNAL_ERROR, f"meter: {type(exc).__name__}"[:50])
+        except asyncio.CancelledError:
+            raise
+        except BaseException as exc:
+            await self.ctx.loop_ended(cid, "meter", exc)
+            raise
 
     async def read_meter(self, cid: int) -> MeterReading | None:
         """Read one connector's meter, tracking failures; None if it failed."""
@@ -80,12 +118,12 @@ class Metering(FunctionalBlock):
                 raise MeterError(f"implausible energy register {reading.energy_wh!r}")
             reading = finite(reading)
         except Exception as exc:  # the driver boundary: any failure to read counts as a failed cycle
-            ctx.meter_failures[cid] += 1
+            conn.meter_failures += 1
             if (
-                ctx.meter_failures[cid] >= ctx.timing.meter_failures_for_fault
+                conn.meter_failures >= ctx.timing.meter_failures_for_fault
                 and ErrorCode.POWER_METER_FAILURE not in conn.faults
             ):
-                log.error("meter %s failed %s read cycles: %s", cid, ctx.meter_failures[cid], exc)
+                log.error("meter %s failed %s read cycles: %s", cid, conn.meter_failures, exc)
                 await ctx.raise_fault(cid, ErrorCode.POWER_METER_FAILURE, str(exc)[:50])
             return None
         previous = ctx.last_reading.get(cid)
@@ -100,7 +138,7 @@ class Metering(FunctionalBlock):
                 reading.soc_percent,
             )
         ctx.last_reading[cid] = reading
-        ctx.meter_failures[cid] = 0
+        conn.meter_failures = 0
         if ErrorCode.POWER_METER_FAILURE in conn.faults:
             await self.faults.clear_fault(cid, ErrorCode.POWER_METER_FAILURE)
         self._track_ev_draw(conn, reading)
@@ -242,10 +280,7 @@ class Metering(FunctionalBlock):
             if conn.transaction is not tx:
                 return None
             reading = self.ctx.last_reading.get(conn.id)
-            if (
-                reading is None
-                or self.ctx.meter_failures[conn.id] >= self.ctx.timing.meter_failures_for_fault
-            ):
+            if reading is None or conn.meter_failures >= self.ctx.timing.meter_failures_for_fault:
                 return None  # no stale values while the meter is failing
             return self._record_sample(
                 conn,
@@ -324,7 +359,7 @@ class Metering(FunctionalBlock):
         ctx = self.ctx
         for cid, conn in ctx.connectors.items():
             reading = ctx.last_reading.get(cid)
-            if reading is None or ctx.meter_failures[cid] >= ctx.timing.meter_failures_for_fault:
+            if reading is None or conn.meter_failures >= ctx.timing.meter_failures_for_fault:
                 continue
             tx = conn.transaction
             if tx is not None:

@@ -18,6 +18,8 @@ log = logging.getLogger(__name__)
 class Recovery(FunctionalBlock):
     """What happens at start to the transactions of the previous run."""
 
+    __slots__ = ("ctx", "faults", "metering")
+
     def __init__(self, ctx: StationContext, faults: Faults, metering: Metering) -> None:
         self.ctx = ctx
         self.faults = faults

@@ -45,6 +45,8 @@ def unreserved_status(conn: Connector) -> ConnectorStatus:
 class Reservations(FunctionalBlock):
     """Reservations in force and the Reserved status they show."""
 
+    __slots__ = ("_loop", "_sync", "_timer", "book", "ctx")
+
     def __init__(self, ctx: StationContext) -> None:
         self.ctx = ctx
         try:

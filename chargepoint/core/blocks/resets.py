@@ -41,6 +41,8 @@ def _targets(text: str | None) -> set[int]:
 class Resets(FunctionalBlock):
     """Resets of the station or of one connector, now or once idle, and the reason of the last planned restart."""
 
+    __slots__ = ("_started", "availability", "boot_reason", "ctx", "pending", "requested", "sessions")
+
     def __init__(self, ctx: StationContext, sessions: Sessions, availability: Availability) -> None:
         self.ctx = ctx
         self.sessions = sessions

@@ -6,6 +6,7 @@ from __future__ import annotations
 
 import asyncio
 import logging
+from collections.abc import Callable
 from dataclasses import dataclass
 from datetime import datetime
 from typing import Any
@@ -15,6 +16,7 @@ from chargepoint.core.blocks.availability import Availability
 from chargepoint.core.blocks.context import (
     MAX_STOP_DATA,
     STORAGE_FAULT,
+    Feed,
     FunctionalBlock,
     StationContext,
     log_crash,
@@ -37,7 +39,7 @@ from chargepoint.core.model import (
 )
 from chargepoint.core.smart_charging import ChargingProfile
 from chargepoint.errors import HardwareError, StorageError
-from chargepoint.ports import IdGenerator
+from chargepoint.ports import IdGenerator, PlugWatch, ReaderEvent, TokenWatch
 
 log = logging.getLogger(__name__)
 
@@ -71,6 +73,23 @@ def charging_state(conn: Connector) -> ConnectorState:
 class Sessions(FunctionalBlock):
     """Who charges where: sessions from authorization to the end of their transaction."""
 
+    __slots__ = (
+        "_reader_ready_at",
+        "_remote",
+        "_timeouts",
+        "_told_state",
+        "_unwatch",
+        "authorization",
+        "availability",
+        "ctx",
+        "faults",
+        "metering",
+        "reservations",
+        "smart_charging",
+        "transaction_ids",
+        "unlock_supported",
+    )
+
     def __init__(
         self,
         ctx: StationContext,
@@ -95,6 +114,7 @@ class Sessions(FunctionalBlock):
         self.transaction_ids = transaction_ids
         self.unlock_supported = unlock_supported
         self._reader_ready_at: dict[int, datetime] = {}
+        self._unwatch: list[Callable[[], None]] = []  # ends the push drivers' callbacks
         self._timeouts: dict[int, asyncio.Task[Any]] = {}
         self._remote: dict[int, RemoteStartInfo] = {}  # per connector, until its transaction starts
         # The charging state each running transaction last told (an Updated event goes out when it changes).
@@ -144,16 +164,28 @@ class Sessions(FunctionalBlock):
         ctx.csms.outbox_changed()
 
     async def start(self) -> None:
-        """Watch every plug and reader."""
-        for cid, conn in self.ctx.connectors.items():
+        """Watch every plug and reader: by callback where the driver pushes (``PlugWatch``, ``TokenWatch``: no
+        task waits for it), else in a supervised loop."""
+        ctx = self.ctx
+        for cid, conn in ctx.connectors.items():
             if conn.state is S.AVAILABLE and conn.plugged:
                 conn.plug_in()
-            self.ctx.supervise(self._watch_plug, cid, "plug")
-            if self.ctx.ports[cid].reader is not None:
-                self.ctx.supervise(self._watch_reader, cid, "reader")
+            plug = ctx.ports[cid].plug
+            if isinstance(plug, PlugWatch):
+                self._unwatch.append(plug.watch(Feed(ctx, cid, "plug", self.on_plug)))
+            else:
+                ctx.supervise(self._watch_plug, cid, "plug")
+            reader = ctx.ports[cid].reader
+            if isinstance(reader, TokenWatch):
+                self._unwatch.append(reader.watch(Feed(ctx, cid, "reader", self._reader_event)))
+            elif reader is not None:
+                ctx.supervise(self._watch_reader, cid, "reader")
 
     def halt(self) -> list[asyncio.Task[Any]]:
-        """The ConnectionTimeOut timers."""
+        """No more plug and reader events; the ConnectionTimeOut timers."""
+        for unwatch in self._unwatch:
+            unwatch()
+        self._unwatch.clear()
         return list(self._timeouts.values())
 
     # hardware loops
@@ -167,16 +199,24 @@ class Sessions(FunctionalBlock):
         while True:
             try:
                 async for id_tag in reader.tokens():
-                    if ErrorCode.READER_FAILURE in self.ctx.connectors[cid].faults:
-                        await self.faults.clear_fault(cid, ErrorCode.READER_FAILURE)
-                    if id_tag is None:  # None only says the reader is (back) in working order
-                        self._reader_ready_at[cid] = self.ctx.now()
-                    else:
-                        self.ctx.spawn(self.on_token(cid, id_tag), f"token-{cid}")
+                    await self._reader_event(cid, id_tag)
             except HardwareError as exc:
-                if ErrorCode.READER_FAILURE not in self.ctx.connectors[cid].faults:
-                    await self.ctx.raise_fault(cid, ErrorCode.READER_FAILURE, str(exc))
+                await self._reader_event(cid, exc)
             await asyncio.sleep(self.ctx.timing.meter_poll_s)
+
+    async def _reader_event(self, cid: int, event: ReaderEvent) -> None:
+        """What a reader told: gone (a ReaderFailure), in working order (None), or a card."""
+        faults = self.ctx.connectors[cid].faults
+        if isinstance(event, HardwareError):
+            if ErrorCode.READER_FAILURE not in faults:
+                await self.ctx.raise_fault(cid, ErrorCode.READER_FAILURE, str(event))
+            return
+        if ErrorCode.READER_FAILURE in faults:
+            await self.faults.clear_fault(cid, ErrorCode.READER_FAILURE)
+        if event is None:  # None only says the reader is (back) in working order
+            self._reader_ready_at[cid] = self.ctx.now()
+        else:
+            self.ctx.spawn(self.on_token(cid, event), f"token-{cid}")
 
     async def on_plug(self, cid: int, plugged: bool) -> None:
         """The EV was plugged in or out."""

@@ -38,6 +38,8 @@ LIMIT_RECHECK_S = 300.0  # longest wait between two evaluations of the smart-cha
 class SmartCharging(FunctionalBlock):
     """Charging profiles and the current each connector is offered under them."""
 
+    __slots__ = ("ctx", "limit_timer", "profiles", "remote_profiles")
+
     def __init__(self, ctx: StationContext) -> None:
         self.ctx = ctx
         # Installed profiles, a TxProfile waiting for a remote start's transaction, and the timer that re-applies

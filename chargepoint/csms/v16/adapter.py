@@ -12,7 +12,6 @@ import logging
 from typing import Any
 
 from ocpp.routing import after, on
-from ocpp.v16 import ChargePoint as _OcppChargePoint
 from ocpp.v16 import call_result
 from ocpp.v16.enums import Action
 
@@ -158,9 +157,11 @@ _UNIT_16: dict[str, str | None] = {
 }
 
 
-class V16Session(SecurityHandlers, OcppSession, _OcppChargePoint):  # type: ignore[misc]
+class V16Session(SecurityHandlers, OcppSession):
     """An OCPP 1.6J conversation with the central system over one connection."""
 
+    __slots__ = ()
+    _ocpp_version = "1.6"
     subprotocol = "ocpp1.6"
     ACTIONS = _ACTIONS_16
     ERROR_SPELLING = mapping.CALL_ERROR_CODE

@@ -69,6 +69,8 @@ def trigger_status(
 class SecurityHandlers:
     """The whitepaper's CALLs from the central system, and SignCertificate towards it (mixed into V16Session)."""
 
+    __slots__ = ()
+
     security: SecurityControls
     station: StationCommands
     settings: Settings

@@ -31,6 +31,8 @@ class V201Session(
 ):
     """An OCPP 2.0.1 conversation with the central system over one connection."""
 
+    __slots__ = ()
+
     PRECHECKS = {
         "ReserveNow": check_reserve_now,
         "UpdateFirmware": check_update_firmware,

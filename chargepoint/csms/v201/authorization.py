@@ -19,6 +19,8 @@ log = logging.getLogger(__name__)
 class Authorization(V201Base):
     """Online authorization and the authorization cache."""
 
+    __slots__ = ()
+
     async def authorize(self, id_tag: str) -> IdTagInfo:
         """AuthorizeRequest (C01); a CallError is a refusal, never a reason to apply the offline rules."""
         try:

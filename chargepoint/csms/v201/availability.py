@@ -18,6 +18,8 @@ from chargepoint.csms.v201.base import V201Base
 class Availability(V201Base):
     """Operative and inoperative."""
 
+    __slots__ = ()
+
     @on(Action.change_availability)
     def on_change_availability(
         self, operational_status: str, evse: dict[str, Any] | None = None, **_: Any

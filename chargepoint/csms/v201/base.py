@@ -7,7 +7,6 @@ import asyncio
 from datetime import UTC, datetime
 from typing import TYPE_CHECKING, Any
 
-from ocpp.v201 import ChargePoint as _OcppChargePoint
 from ocpp.v201.enums import Action
 
 from chargepoint.core.device_model import Mutability, Variable
@@ -106,9 +105,11 @@ def id_token_info(data: Any) -> IdTagInfo:
     return IdTagInfo(status, expires, parent if isinstance(parent, str) else None)
 
 
-class V201Base(OcppSession, _OcppChargePoint):  # type: ignore[misc]
+class V201Base(OcppSession):
     """The OCPP 2.0.1 session's common ground; each functional block is a subclass of it."""
 
+    __slots__ = ("_token_types", "address", "connector_at")
+    _ocpp_version = "2.0.1"
     subprotocol = "ocpp2.0.1"
     ACTIONS = frozenset(a.value for a in Action)
     # ERROR_SPELLING stays empty: OCPP-J 2.0.1 §4.2.3 spells every code as the ``ocpp`` package does

@@ -14,6 +14,8 @@ from chargepoint.csms.v201.base import V201Base
 class DataTransfer(V201Base):
     """Vendor-specific messages."""
 
+    __slots__ = ()
+
     @on(Action.data_transfer)
     def on_data_transfer(self, vendor_id: str, **_: Any) -> Any:
         """DataTransfer (P01.FR.?): UnknownVendorId for every vendor, since none is implemented."""

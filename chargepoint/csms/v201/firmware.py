@@ -60,6 +60,8 @@ def log_status_now(station: StationCommands) -> dict[str, Any]:
 class FirmwareAndLogs(V201Base):
     """Firmware updates and log uploads the CSMS asks for."""
 
+    __slots__ = ()
+
     @on(Action.update_firmware)
     def on_update_firmware(
         self,

@@ -29,6 +29,8 @@ log = logging.getLogger(__name__)
 class LocalList(V201Base):
     """The local authorization list, as the CSMS sends it."""
 
+    __slots__ = ()
+
     def live_value(self, setting: str) -> str | None:
         """LocalAuthListCtrlr.Entries and .Storage: what the list holds now (their setting is the maxLimit)."""
         if setting not in ("local_auth_list_max_length", "local_auth_list_max_bytes"):

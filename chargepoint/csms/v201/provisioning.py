@@ -42,6 +42,8 @@ def _variable_of(component: Any, variable: Any) -> tuple[Variable | None, str | 
 class Provisioning(Reports):
     """Device model and reset (the reports in ``reports.py``)."""
 
+    __slots__ = ()
+
     @on(Action.get_variables)
     def on_get_variables(self, get_variable_data: list[dict[str, Any]], **_: Any) -> Any:
         """GetVariables (B06): each requested Actual value, or why there is none."""

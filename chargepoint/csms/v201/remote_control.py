@@ -36,6 +36,8 @@ TRIGGERABLE = frozenset(
 class RemoteControl(V201Base):
     """What the CSMS starts, stops, unlocks and asks for."""
 
+    __slots__ = ()
+
     if TYPE_CHECKING:  # the security block (``security.py``) sends it
 
         async def send_sign_certificate(self) -> None: ...

@@ -91,6 +91,8 @@ def _variable_matches(wanted: dict[str, Any] | None, name: str, instance: str | 
 class Reports(V201Base):
     """GetBaseReport, GetReport and NotifyEvent."""
 
+    __slots__ = ("_event_id", "_event_task", "_told_status")
+
     def __init__(self, *args: Any, **kwargs: Any) -> None:
         super().__init__(*args, **kwargs)
         # The availability variables as last told (a change is an event); what the station is at connect is the

@@ -33,6 +33,8 @@ def check_reserve_now(payload: dict[str, Any]) -> None:
 class Reservations(V201Base):
     """Reservations the CSMS makes and cancels."""
 
+    __slots__ = ()
+
     @on(Action.reserve_now)
     async def on_reserve_now(
         self,

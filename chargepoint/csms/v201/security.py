@@ -47,6 +47,8 @@ def status_info(reason: str, info: str) -> dict[str, str]:
 class Security(V201Base):
     """Passwords, security profiles, network profiles and certificates."""
 
+    __slots__ = ()
+
     def redact(self, frame: str) -> str:
         """A received frame for the frame log, with a BasicAuthPassword's value hidden."""
         return redact_password(frame)

@@ -118,6 +118,8 @@ def _refused(reason: str) -> dict[str, str]:
 class SmartChargingHandlers(V201Base):
     """Charging profiles set, reported, cleared and composed by the CSMS."""
 
+    __slots__ = ()
+
     def profile_cid(self, evse_id: Any) -> int | None:
         """The connector of EVSE ``evse_id`` (0: the station as a whole); None for an EVSE the station lacks."""
         if evse_id == 0:

@@ -53,6 +53,8 @@ def _started_trigger(event: TransactionStarted) -> str:
 class Transactions(V201Base):
     """Transaction events and meter values out of the durable outbox."""
 
+    __slots__ = ()
+
     async def deliver(self, message: OutboxMessage) -> Delivered:
         """Send one outbox message as its 2.0.1 CALL; the answer's idTokenInfo is acted on like 1.6's idTagInfo."""
         event = message.event()

@@ -1,0 +1,457 @@
+"""Hostile chargers and operators against the bundled central system's newest surfaces, over real sockets on
+127.0.0.1: SignCertificate (A02), NotifyChargingLimit / ClearedChargingLimit (K12/K13), the WebSocket handshake
+(`backend_stub.ocpp.handshake`) and the REST operations' 2.0.1 fields. Each attack once broke a bound or an answer.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import base64
+import json
+import logging
+import math
+import secrets
+from collections.abc import AsyncIterator
+from pathlib import Path
+from typing import Any
+
+import aiohttp
+import pytest
+from cryptography import x509
+from cryptography.hazmat.primitives import hashes, serialization
+from cryptography.hazmat.primitives.asymmetric import ec, rsa
+from cryptography.x509.oid import NameOID
+from ocpp.v201 import call as call201
+from websockets.asyncio.client import ClientConnection, connect
+
+from backend_stub.app import Csms
+from backend_stub.domain.ca import CertificateAuthority
+from backend_stub.ocpp.handshake import offered_subprotocols
+from backend_stub.ocpp.server import MAX_PROBLEM_CHARS
+from backend_stub.store import CsmsStore
+from tests.integration.test_csms_ca import make_csr
+from tests.integration.test_csms_operations import Station201
+
+ADMIN_TOKEN = "attack-review-admin-token-0123"
+ADMIN = {"Authorization": f"Bearer {ADMIN_TOKEN}"}
+PASSWORD = "attack-review-password-0123"
+CP = "CS-A"
+BOOT = {"chargingStation": {"model": "M", "vendorName": "V"}, "reason": "PowerUp"}
+
+
+def basic(cp_id: str, password: str) -> dict[str, str]:
+    return {"Authorization": "Basic " + base64.b64encode(f"{cp_id}:{password}".encode()).decode()}
+
+
+@pytest.fixture
+async def csms(tmp_path: Path, ca: CertificateAuthority) -> AsyncIterator[Csms]:
+    with CsmsStore(tmp_path / "csms.db") as store:
+        store.add_charger(CP, PASSWORD)
+        store.add_charger("CS-B", PASSWORD)
+        app = Csms(store, admin_token=ADMIN_TOKEN, ca=ca)
+        await app.start()
+        try:
+            yield app
+        finally:
+            await app.stop()
+
+
+class Raw:
+    """A 2.0.1 station speaking raw frames: answers every server CALL (CertificateSigned etc.) Accepted."""
+
+    def __init__(self, ws: ClientConnection) -> None:
+        self.ws = ws
+        self.server_calls: list[list[Any]] = []
+
+    async def call(self, unique_id: str, action: str, payload_json: str) -> list[Any]:
+        """Send ``[2, id, action, <payload_json as is>]`` (so NaN and 1e309 reach the server) and wait for the
+        answer."""
+        await self.ws.send(f'[2,"{unique_id}","{action}",{payload_json}]')
+        async with asyncio.timeout(10):
+            while True:
+                frame = json.loads(await self.ws.recv())
+                if frame[0] == 2:
+                    self.server_calls.append(frame)
+                    await self.ws.send(json.dumps([3, frame[1], {"status": "Accepted"}]))
+                elif frame[1] == unique_id:
+                    return list(frame)
+
+
+@pytest.fixture
+async def station(csms: Csms) -> AsyncIterator[Raw]:
+    async with connect(
+        f"{csms.url}/{CP}",
+        subprotocols=["ocpp2.0.1"],  # type: ignore[list-item]
+        additional_headers=basic(CP, PASSWORD),
+    ) as ws:
+        raw = Raw(ws)
+        assert (await raw.call("boot", "BootNotification", json.dumps(BOOT)))[2]["status"] == "Accepted"
+        yield raw
+
+
+def rsa_key_with_exponent(bits: int, exponent_bits: int) -> rsa.RSAPrivateKey:
+    """An RSA key whose public exponent has ``exponent_bits`` bits (a stranger chooses it freely)."""
+    numbers = rsa.generate_private_key(65537, bits).private_numbers()
+    p, q = numbers.p, numbers.q
+    phi = (p - 1) * (q - 1)
+    while True:
+        e = secrets.randbits(exponent_bits) | 1 | (1 << (exponent_bits - 1))
+        if math.gcd(e, phi) == 1:
+            break
+    d = pow(e, -1, phi)
+    public = rsa.RSAPublicNumbers(e, p * q)
+    return rsa.RSAPrivateNumbers(p, q, d, d % (p - 1), d % (q - 1), pow(q, -1, p), public).private_key()
+
+
+def csr_pem(key: Any, cn: str, san: list[str] | None = None) -> str:
+    builder = x509.CertificateSigningRequestBuilder().subject_name(
+        x509.Name([x509.NameAttribute(NameOID.COMMON_NAME, cn)])
+    )
+    if san:
+        builder = builder.add_extension(
+            x509.SubjectAlternativeName([x509.DNSName(name) for name in san]), critical=False
+        )
+    return builder.sign(key, hashes.SHA256()).public_bytes(serialization.Encoding.PEM).decode()
+
+
+# ---- SignCertificate ------------------------------------------------------------------------------------------
+
+
+async def test_a_csr_whose_rsa_exponent_makes_its_check_expensive_is_rejected(
+    csms: Csms, station: Raw
+) -> None:
+    """A 2048-bit RSA key with a 2040-bit public exponent costs ~3 ms of event loop per check (3000 bits on 3072:
+    ~11 ms), and was signed: Rejected now, before its self-signature is checked; no CertificateSigned follows."""
+    csr = csr_pem(rsa_key_with_exponent(2048, 2040), CP)
+    assert (await station.call("big-e", "SignCertificate", json.dumps({"csr": csr})))[2] == {
+        "status": "Rejected"
+    }
+    assert (await station.call("hb", "Heartbeat", "{}"))[0] == 3
+    assert station.server_calls == []
+    assert csms.central.certificates.issued(CP) is None
+
+
+async def test_a_csr_naming_others_in_its_alt_names_gets_a_certificate_for_its_own_id_only(
+    csms: Csms, station: Raw
+) -> None:
+    """subjectAltName DNS names of another charger and of the operator are not copied: the certificate names only
+    the sender's id (the profile-3 handshake reads CN and DNS/URI alt names)."""
+    key = ec.generate_private_key(ec.SECP256R1())
+    csr = csr_pem(key, CP, san=["CS-B", "csms.example.com"])
+    assert (await station.call("san", "SignCertificate", json.dumps({"csr": csr})))[2] == {
+        "status": "Accepted"
+    }
+    async with asyncio.timeout(10):
+        while not station.server_calls:
+            await station.call("hb", "Heartbeat", "{}")
+    action, payload = station.server_calls[0][2], station.server_calls[0][3]
+    assert action == "CertificateSigned"
+    leaf = x509.load_pem_x509_certificates(payload["certificateChain"].encode())[0]
+    assert leaf.subject == x509.Name([x509.NameAttribute(NameOID.COMMON_NAME, CP)])
+    assert not [e for e in leaf.extensions if isinstance(e.value, x509.SubjectAlternativeName)]
+
+
+async def test_a_huge_csr_gets_a_bounded_call_error_and_a_bounded_record(csms: Csms, station: Raw) -> None:
+    """A 6000-character CSR (schema: string[0..5500]): a CallError whose description is at most 255 characters
+    (OCPP-J 2.0.1 §4.2.3; it used to echo the whole value), a bounded violation record, the link up."""
+    answer = await station.call("huge", "SignCertificate", json.dumps({"csr": "A" * 6000}))
+    assert answer[:3] == [4, "huge", "TypeConstraintViolation"]
+    assert len(answer[3]) <= 255
+    assert len(csms.server.violations[-1][2]) <= MAX_PROBLEM_CHARS + 1
+    assert (await station.call("hb", "Heartbeat", "{}"))[0] == 3
+
+
+async def test_a_flood_of_bad_csrs_costs_a_few_log_lines(
+    csms: Csms, station: Raw, caplog: pytest.LogCaptureFixture
+) -> None:
+    """50 CSRs for another charger in a row: each Rejected, the link up, and the rejections logged a few times a
+    second, not once per frame (the `ca` logger had no limit, also under `serve`)."""
+    csr = make_csr("CS-B")[1]
+    with caplog.at_level(logging.WARNING, logger="backend_stub.domain.ca"):
+        for n in range(50):
+            answer = await station.call(f"s{n}", "SignCertificate", json.dumps({"csr": csr}))
+            assert answer[2] == {"status": "Rejected"}
+    lines = [r for r in caplog.records if r.name == "backend_stub.domain.ca"]
+    assert 1 <= len(lines) <= 20
+    assert station.server_calls == []
+
+
+# ---- NotifyChargingLimit / ClearedChargingLimit ----------------------------------------------------------------
+
+
+def _limit(limit: str, *, start: str | None = None, evse: str = "1") -> str:
+    start_field = f'"startSchedule":"{start}",' if start else ""
+    return (
+        '{"chargingLimit":{"chargingLimitSource":"EMS"},"evseId":'
+        + evse
+        + ',"chargingSchedule":[{"id":1,'
+        + start_field
+        + '"chargingRateUnit":"A","chargingSchedulePeriod":[{"startPeriod":0,"limit":'
+        + limit
+        + "}]}]}"
+    )
+
+
+@pytest.mark.parametrize(
+    ("payload", "field"),
+    [
+        (_limit("NaN"), "limit"),
+        (_limit("Infinity"), "limit"),
+        (_limit("1e309"), "limit"),
+        (_limit("1" + "0" * 400), "limit"),
+        (_limit("-16"), "limit"),
+        (_limit("16", start="9999-12-31T23:59:59Z"), "startSchedule"),
+        (_limit("16", start="9999-12-31T23:59:59-01:00"), "startSchedule"),
+        (_limit("16", evse="9223372036854775808"), "evseId"),
+        (_limit("16", evse="0"), "evseId"),
+    ],
+    ids=[
+        "nan",
+        "inf",
+        "1e309",
+        "huge-int",
+        "negative",
+        "year-9999",
+        "past-9999-in-utc",
+        "evse-2^63",
+        "evse-0",
+    ],
+)
+async def test_hostile_charging_limits_get_a_precise_call_error(
+    station: Raw, payload: str, field: str
+) -> None:
+    """NotifyChargingLimit with NaN, infinite, huge or negative limits, a start in the year 9999 or an EVSE id
+    out of range: PropertyConstraintViolation naming the field (it was acknowledged), the link up."""
+    answer = await station.call("ncl", "NotifyChargingLimit", payload)
+    assert answer[:3] == [4, "ncl", "PropertyConstraintViolation"], answer
+    assert field in answer[3]
+    assert (await station.call("hb", "Heartbeat", "{}"))[0] == 3
+
+
+async def test_plausible_charging_limits_are_acknowledged(station: Raw) -> None:
+    assert (await station.call("ok1", "NotifyChargingLimit", _limit("16")))[:3] == [3, "ok1", {}]
+    assert (await station.call("ok2", "NotifyChargingLimit", _limit("16.5", start="2026-01-01T00:00:00Z")))[
+        :3
+    ] == [3, "ok2", {}]
+    cleared = '{"chargingLimitSource":"EMS","evseId":1}'
+    assert (await station.call("ok3", "ClearedChargingLimit", cleared))[:3] == [3, "ok3", {}]
+
+
+async def test_a_cleared_limit_on_an_impossible_evse_is_refused(station: Raw) -> None:
+    answer = await station.call("ccl", "ClearedChargingLimit", '{"chargingLimitSource":"EMS","evseId":-5}')
+    assert answer[:3] == [4, "ccl", "PropertyConstraintViolation"]
+    assert "evseId" in answer[3]
+
+
+# ---- the handshake ---------------------------------------------------------------------------------------------
+
+
+async def _upgrade(csms: Csms, headers: list[tuple[str, str]]) -> str:
+    """A raw upgrade request to /ocpp/CS-A with ``headers``; the HTTP status line of the answer."""
+    host, port = "127.0.0.1", int(csms.url.rsplit(":", 1)[1].split("/")[0])
+    reader, writer = await asyncio.open_connection(host, port)
+    try:
+        request = (
+            f"GET /ocpp/{CP} HTTP/1.1\r\nHost: {host}:{port}\r\nUpgrade: websocket\r\nConnection: Upgrade\r\n"
+            "Sec-WebSocket-Key: dGhlIHNhbXBsZSBub25jZQ==\r\nSec-WebSocket-Version: 13\r\n"
+        )
+        request += "".join(f"{name}: {value}\r\n" for name, value in headers) + "\r\n"
+        writer.write(request.encode())
+        async with asyncio.timeout(20):
+            return (await reader.readline()).decode().strip()
+    finally:
+        writer.close()
+
+
+async def test_huge_subprotocol_offers_leave_a_bounded_violation_record(csms: Csms) -> None:
+    """Eight 8000-character subprotocols (unauthenticated, before any throttle): 400, and the violation kept in
+    memory is a few hundred characters (it was 64 KB; 10,000 kept records made 640 MB)."""
+    status = await _upgrade(csms, [("Sec-WebSocket-Protocol", "x" * 8000)] * 8)
+    assert status.startswith("HTTP/1.1 400")
+    assert len(csms.server.violations[-1][2]) <= MAX_PROBLEM_CHARS + 1
+
+
+async def test_half_a_million_offered_subprotocols_are_not_all_read(csms: Csms) -> None:
+    """120 header lines listing 4000 subprotocols each: 400 (no supported one among the first ones read), and
+    the reading stops at the line that reaches the limit instead of splitting every line."""
+    lines = ["a," * 4000] * 120
+    status = await _upgrade(csms, [("Sec-WebSocket-Protocol", line) for line in lines])
+    assert status.startswith("HTTP/1.1 400")
+    read: list[int] = []
+
+    def counted() -> Any:
+        for n, line in enumerate(lines):
+            read.append(n)
+            yield line
+
+    assert len(offered_subprotocols(counted())) == 32
+    assert read == [0]
+
+
+@pytest.mark.parametrize(
+    "authorization",
+    [
+        "Basic " + "A" * 8000,
+        "Basic ✓",
+        "Basic " + base64.b64encode(b"\xff\xfe:\xff").decode(),
+        "Basic " + base64.b64encode(CP.encode()).decode(),  # no colon
+        "Basic " + base64.b64encode(f"CS-B:{PASSWORD}".encode()).decode(),  # another charger's credentials
+        "Bearer " + PASSWORD,
+        "Basic",
+    ],
+    ids=["long", "non-ascii", "not-utf8", "no-colon", "other-user", "bearer", "empty"],
+)
+async def test_bogus_authorization_gets_401_and_the_link_of_others_is_unaffected(
+    csms: Csms, authorization: str
+) -> None:
+    status = await _upgrade(csms, [("Sec-WebSocket-Protocol", "ocpp2.0.1"), ("Authorization", authorization)])
+    assert status.startswith("HTTP/1.1 401"), status
+    assert csms.server.errors == []
+
+
+# ---- REST operations --------------------------------------------------------------------------------------------
+
+
+@pytest.mark.parametrize(
+    ("operation", "body", "field"),
+    [
+        (
+            "reserve-now",
+            {"reservation_id": 1, "token": "T", "expires_at": "9999-12-31T23:59:59-01:00"},
+            "expires_at",
+        ),
+        (
+            "set-charging-profile",
+            {
+                "evse": 1,
+                "profile_id": 1,
+                "stack_level": 0,
+                "purpose": "TxDefaultProfile",
+                "unit": "A",
+                "starts_at": "0001-01-01T00:00:00+01:00",
+                "periods": [{"start_s": 0, "limit": 6}],
+            },
+            "starts_at",
+        ),
+    ],
+    ids=["reserve-past-9999", "profile-before-year-1"],
+)
+async def test_operation_times_outside_utc_range_are_400_not_500(
+    csms: Csms, station: Raw, operation: str, body: dict[str, Any], field: str
+) -> None:
+    async with (
+        aiohttp.ClientSession(base_url=csms.http_url, headers=ADMIN) as http,
+        http.post(f"/api/chargers/{CP}/operations/{operation}", json=body) as resp,
+    ):
+        got = await resp.json()
+    assert resp.status == 400, got
+    assert field in json.dumps(got)
+    assert station.server_calls == []
+
+
+@pytest.mark.parametrize(
+    ("operation", "body", "field"),
+    [
+        (
+            "reserve-now",
+            {"reservation_id": 5.0, "token": "T", "expires_at": "2099-01-01T00:00:00Z"},
+            "reservation_id",
+        ),
+        ("clear-charging-profile", {"stack_level": 2.0}, "stack_level"),
+        (
+            "set-charging-profile",
+            {
+                "evse": 1,
+                "profile_id": 1,
+                "stack_level": 0,
+                "purpose": "TxProfile",
+                "unit": "A",
+                "charger_transaction": "tx-1\n",
+                "periods": [{"start_s": 0, "limit": 6}],
+            },
+            "charger_transaction",
+        ),
+        (
+            "reserve-now",
+            {"reservation_id": 5, "token": "T", "expires_at": "2099-01-01T00:00:00Z", "group_token": "\t"},
+            "group_token",
+        ),
+    ],
+    ids=["float-reservation-id", "float-stack-level", "newline-transaction", "tab-group-token"],
+)
+async def test_operator_values_the_charger_would_refuse_are_400_naming_the_field(
+    csms: Csms, operation: str, body: dict[str, Any], field: str
+) -> None:
+    """JSON Schema 2020-12 takes 5.0 as an integer, OCPP's Draft 4 schemas do not: it went out as "id": 5.0 and
+    came back as the charger's TypeConstraintViolation (502). Control characters in a token or transactionId went
+    out as they were. Now 400 naming the field, and no CALL reaches the station."""
+    async with connect(
+        f"{csms.url}/{CP}",
+        subprotocols=["ocpp2.0.1"],  # type: ignore[list-item]
+        additional_headers=basic(CP, PASSWORD),
+    ) as ws:
+        station201 = Station201(CP, ws)
+        task = asyncio.create_task(station201.start())
+        try:
+            await station201.call(
+                call201.BootNotification(
+                    charging_station={"model": "M", "vendor_name": "V"}, reason="PowerUp"
+                ),
+                suppress=False,
+            )
+            async with (
+                aiohttp.ClientSession(base_url=csms.http_url, headers=ADMIN) as http,
+                http.post(f"/api/chargers/{CP}/operations/{operation}", json=body) as resp,
+            ):
+                got = await resp.json()
+        finally:
+            task.cancel()
+            await asyncio.gather(task, return_exceptions=True)
+    assert resp.status == 400, got
+    assert field in json.dumps(got)
+    assert station201.got == []
+
+
+async def test_a_charger_that_nothing_authenticates_gets_no_certificate(
+    tmp_path: Path, ca: CertificateAuthority
+) -> None:
+    """A registered charger without a password (explicitly waived) connects over ws:// with no credentials: anyone
+    can be it, so a certificate would give whoever connected a lasting profile-3 identity. Rejected."""
+    with CsmsStore(tmp_path / "open.db") as store:
+        store.add_charger("CS-OPEN")
+        app = Csms(store, admin_token=ADMIN_TOKEN, ca=ca)
+        await app.start()
+        try:
+            async with connect(f"{app.url}/CS-OPEN", subprotocols=["ocpp2.0.1"]) as ws:  # type: ignore[list-item]
+                raw = Raw(ws)
+                assert (await raw.call("boot", "BootNotification", json.dumps(BOOT)))[2][
+                    "status"
+                ] == "Accepted"
+                csr = make_csr("CS-OPEN")[1]
+                assert (await raw.call("s", "SignCertificate", json.dumps({"csr": csr})))[2] == {
+                    "status": "Rejected"
+                }
+                assert (await raw.call("hb", "Heartbeat", "{}"))[0] == 3
+                assert raw.server_calls == []
+        finally:
+            await app.stop()
+        assert store.client_certificate("CS-OPEN") is None
+
+
+async def test_the_16_sign_certificate_goes_through_the_same_judge(csms: Csms) -> None:
+    """OCPP 1.6 (security whitepaper SignCertificate) shares the judged path: the costly exponent is Rejected, a
+    6000-character CSR is a CallError of at most 255 characters, and the link stays up."""
+    async with connect(
+        f"{csms.url}/CS-B",
+        subprotocols=["ocpp1.6"],  # type: ignore[list-item]
+        additional_headers=basic("CS-B", PASSWORD),
+    ) as ws:
+        raw = Raw(ws)
+        boot = {"chargePointVendor": "V", "chargePointModel": "M"}
+        assert (await raw.call("boot", "BootNotification", json.dumps(boot)))[2]["status"] == "Accepted"
+        csr = csr_pem(rsa_key_with_exponent(2048, 2040), "CS-B")
+        assert (await raw.call("e", "SignCertificate", json.dumps({"csr": csr})))[2] == {"status": "Rejected"}
+        huge = await raw.call("huge", "SignCertificate", json.dumps({"csr": "A" * 6000}))
+        assert huge[0] == 4 and len(huge[3]) <= 255
+        assert (await raw.call("hb", "Heartbeat", "{}"))[0] == 3
+        assert raw.server_calls == []
