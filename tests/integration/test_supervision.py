@@ -3,6 +3,7 @@ running silently (the relay watchdog and the plug watcher live in supervised loo
 
 from __future__ import annotations
 
+import asyncio
 from typing import Any
 
 import pytest
