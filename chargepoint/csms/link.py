@@ -93,6 +93,7 @@ class InboundCap:
     """
 
     __slots__ = (
+        "_answered",
         "_busy_logged_at",
         "_busy_unlogged",
         "_consumer",
@@ -129,6 +130,7 @@ class InboundCap:
         self._busy_logged_at = -BUSY_LOG_INTERVAL_S
         self._busy_unlogged = 0
         self._consumer: Callable[[], asyncio.Task[Any]] | None = None
+        self._answered: Callable[[str | bytes], bool] | None = None
         # The adapter's router task while it runs (done() tells, not a flag it clears: a task cancelled before its
         # first step never runs its finally).
         self._router: asyncio.Task[Any] | None = None
@@ -144,8 +146,16 @@ class InboundCap:
         return self._queued_other >= MAX_QUEUED_OTHER_FRAMES
 
     def frame_received(self, frame: str | bytes) -> None:
-        """Queue a frame for the adapter; a CALL beyond the limit is answered "busy" at once."""
+        """Queue a frame for the adapter; a CALL beyond the limit is answered "busy" at once, and an answer to the
+        charger's own outstanding CALL is handed over at once, never queued behind the CALLs being handled."""
         head = _FRAME_HEAD.match(frame if isinstance(frame, str) else frame[:80].decode("utf-8", "replace"))
+        if head is not None and head.group(1) != "2":
+            # An Authorize answer must not wait until a CALL's handler has awaited the store: the answer's waiter
+            # runs right away. What the adapter does not take (no CALL of ours waits on it, or it is malformed)
+            # is queued and routed like any frame: logged, or answered with the CallError it deserves.
+            answered = self._answered
+            if answered is not None and answered(frame):
+                return
         if head is not None and head.group(1) == "2":
             if self._queued_calls + (self._handling is not None) >= self._limit:
                 self._busy(head.group(2))
@@ -189,10 +199,16 @@ class InboundCap:
             pass
 
     # the adapter's side
-    def listen(self, consumer: Callable[[], asyncio.Task[Any]]) -> None:
+    def listen(
+        self,
+        consumer: Callable[[], asyncio.Task[Any]],
+        answered: Callable[[str | bytes], bool] | None = None,
+    ) -> None:
         """Call ``consumer`` whenever a frame (or the close) waits and no router runs: it returns the task that
-        routes, taking frames with ``next_frame`` until None."""
+        routes, taking frames with ``next_frame`` until None. ``answered`` is offered every CALLRESULT/CALLERROR
+        as it arrives, without awaiting: True if it resolved the adapter's outstanding CALL (not queued then)."""
         self._consumer = consumer
+        self._answered = answered
         self._wake()
 
     def _wake(self) -> None:
@@ -243,6 +259,7 @@ class InboundCap:
     def close_reader(self) -> None:
         """Stop routing (the session ended)."""
         self._consumer = None
+        self._answered = None
 
 
 def _resolve(waiter: asyncio.Future[None]) -> None:

@@ -303,7 +303,7 @@ class OcppSession:
     # transport
     async def start(self) -> None:
         """Route frames until the connection closes (the ``ocpp`` package's entry point)."""
-        self._connection.listen(self._start_router)
+        self._connection.listen(self._start_router, self._answer_received)
         await self._closed.wait()
 
     def _start_router(self) -> asyncio.Task[Any]:
@@ -329,6 +329,31 @@ class OcppSession:
             connection.routed()
         if connection.done:
             self.connection_ended()
+
+    def _answer_received(self, raw_msg: str | bytes) -> bool:
+        """Resolve the outstanding CALL with this CALLRESULT/CALLERROR as it arrives (no await): True if it did.
+
+        Answers to our own CALLs never wait behind the handling of the central system's CALLs (a handler may await
+        the store's commit): an Authorize's answer reaches the EV driver at once. Anything else (an answer to no
+        outstanding CALL, a malformed frame) is left to the router, which logs it or answers it."""
+        text = raw_msg.decode("utf-8", "replace") if isinstance(raw_msg, bytes) else raw_msg
+        try:
+            msg = self._unpack(text)
+        except Exception:  # the router judges it and answers what it can
+            return False
+        pending = self._pending
+        if (
+            msg.message_type_id == MessageType.Call
+            or pending is None
+            or pending[0] != msg.unique_id
+            or pending[2].done()
+        ):
+            return False
+        self.link.touch()
+        if frames.isEnabledFor(logging.DEBUG):
+            frames.debug("%s < %s", self.id, self.redact(text))
+        pending[2].set_result(msg)
+        return True
 
     def connection_ended(self) -> None:
         """The connection is gone: what waits for an answer fails, and ``run()`` returns."""
@@ -665,7 +690,7 @@ class OcppSession:
     async def run(self) -> None:
         """Boot, then serve until the connection closes (in the caller's task: frames are routed by a task that
         runs only while they wait, the outbox is sent by one that runs only while messages wait)."""
-        self._connection.listen(self._start_router)
+        self._connection.listen(self._start_router, self._answer_received)
         outbox = self.link.outbox
         try:
             await self._boot()

@@ -18,6 +18,7 @@ from websockets.typing import Subprotocol
 
 from backend_stub.testing.server import ScriptedCentralSystem as CentralSystem
 from chargepoint.agent import Agent
+from chargepoint.core.model import AuthStatus
 from chargepoint.core.scheduler import loop_scheduler
 from chargepoint.csms.transport import WsClient, open_connection
 from tests.integration.conftest import FAST_TIMING, StartAgent, agent_config, until
@@ -310,3 +311,39 @@ async def test_shutdown_is_not_held_up_by_a_connect_that_hangs(tmp_path: Path) -
         assert agent.link is not None and agent.link.connections == 0
     finally:
         server.close()
+
+
+async def test_an_answer_to_the_agents_call_is_not_held_behind_a_csms_call_being_handled(
+    cs: CentralSystem, start_agent: StartAgent, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """The agent routes the central system's CALLs one at a time, and a CALL's answer waits for the store's commit
+    of what its handling wrote. While one waits so, the answer to the agent's own Authorize still reaches the
+    agent at once: the EV driver is not kept waiting behind a ChangeConfiguration (a regression under load)."""
+    a = await start_agent()
+    link = a.agent.link
+    assert link is not None
+    await until(lambda: link.store.outbox_size() == 0 and link.outbox.idle.is_set(), 5, "outbox never idle")
+    committing = asyncio.Event()
+    commit = asyncio.Event()
+    flush = link.store.flush
+
+    async def slow_flush(since: int | None = None) -> None:
+        if since is not None:  # the commit an answer to a CSMS CALL waits for
+            committing.set()
+            await commit.wait()
+        await flush(since)
+
+    monkeypatch.setattr(link.store, "flush", slow_flush)
+    change = asyncio.create_task(
+        cs.call("CP-1", "ChangeConfiguration", {"key": "HeartbeatInterval", "value": "120"}, timeout=10)
+    )
+    try:
+        async with asyncio.timeout(5):
+            await committing.wait()
+        async with asyncio.timeout(1.5):  # under the agent's 2 s response timeout: a held answer fails this
+            info = await link.authorize("CAFE01")
+        assert info.status is AuthStatus.ACCEPTED
+        assert not change.done()  # the ChangeConfiguration's answer still waits for its commit
+    finally:
+        commit.set()
+    assert (await change)["status"] == "Accepted"
