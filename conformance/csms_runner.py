@@ -21,7 +21,7 @@ from typing import Any
 
 from ocpp.exceptions import NotImplementedError as SchemaMissingError
 from ocpp.exceptions import OCPPError
-from ocpp.messages import Call, CallResult, _validate_payload
+from ocpp.messages import Call, CallResult, validate_payload
 from websockets.asyncio.client import ClientConnection, connect
 from websockets.exceptions import ConnectionClosed, InvalidHandshake, InvalidStatus
 
@@ -202,7 +202,7 @@ class RawCharger:
 
     async def call_frame(self, action: str, payload: dict[str, Any]) -> list[Any]:
         """Send a CALL and return the CALLRESULT or CALLERROR frame; Fail on timeout or close."""
-        _validate_payload(Call("0", action, copy.deepcopy(payload)), self.ctx.setup.schema_version)
+        await validate_payload(Call("0", action, copy.deepcopy(payload)), self.ctx.setup.schema_version)
         unique_id = f"c{next(self._ids)}"
         future: asyncio.Future[list[Any]] = asyncio.get_running_loop().create_future()
         self._pending[unique_id] = (action, future)
@@ -230,7 +230,7 @@ class RawCharger:
             raise CallError(str(code), str(frame[3]) if len(frame) > 3 else "")
         if len(frame) != 3 or not isinstance(frame[2], dict):
             raise Fail(f"malformed CALLRESULT to {action}: {json.dumps(frame)[:200]} (OCPP-J 1.6 §4.2.2)")
-        self.ctx.check_schema(
+        await self.ctx.check_schema(
             CallResult(frame[1], copy.deepcopy(frame[2]), action), self.ctx.version.response_name(action)
         )
         return dict(frame[2])
@@ -340,10 +340,11 @@ class CsmsContext(BaseContext):
         """The OCPP version under test (its message names for failure texts)."""
         return by_schema(self.setup.schema_version)
 
-    def check_schema(self, message: Call | CallResult, what: str) -> None:
-        """Fail unless ``message`` is valid against the version's JSON schema."""
+    async def check_schema(self, message: Call | CallResult, what: str) -> None:
+        """Fail unless ``message`` is valid against the version's JSON schema (the ``ocpp`` package's public
+        validation, which judges exactly like its routing does)."""
         try:
-            _validate_payload(message, self.setup.schema_version)
+            await validate_payload(message, self.setup.schema_version)
         except SchemaMissingError:
             return
         except OCPPError as exc:
@@ -699,7 +700,7 @@ class CsmsContext(BaseContext):
                 raise Fail(
                     f"the central system did not send {action} within {wait_s:g} s of the trigger"
                 ) from None
-            self.check_schema(
+            await self.check_schema(
                 Call(unique_id, action, copy.deepcopy(received)), self.version.request_name(action)
             )
             if judge is not None:

@@ -1201,7 +1201,7 @@ async def sign_and_receive(ctx: CsmsContext) -> None:
             ) from None
     finally:
         conn.forget("CertificateSigned")
-    ctx.check_schema(Call(unique_id, "CertificateSigned", dict(payload)), "CertificateSigned.req")
+    await ctx.check_schema(Call(unique_id, "CertificateSigned", dict(payload)), "CertificateSigned.req")
     problem = check_signed_chain(payload["certificateChain"], key, conn.cp_id)
     await conn.send([3, unique_id, {"status": "Rejected" if problem else "Accepted"}])
     if problem:

@@ -1847,7 +1847,9 @@ def renew_station_certificate(station_accepts: bool) -> StepFn:
                 raise Fail("no CertificateSignedRequest after an Accepted SignCertificate (A02)") from None
         finally:
             conn.forget("CertificateSigned")
-        ctx.check_schema(Call(unique_id, "CertificateSigned", dict(payload)), "CertificateSignedRequest")
+        await ctx.check_schema(
+            Call(unique_id, "CertificateSigned", dict(payload)), "CertificateSignedRequest"
+        )
         problem = check_signed_chain(payload["certificateChain"], key, conn.cp_id)
         await conn.send(
             [3, unique_id, {"status": "Accepted" if station_accepts and not problem else "Rejected"}]
