@@ -13,7 +13,7 @@ from typing import Any
 
 from chargepoint.config import AgentConfig, firmware_config
 from chargepoint.core.firmware import running_version
-from chargepoint.core.model import ResetKind, StopReason
+from chargepoint.core.model import BootReason, ResetKind, StopReason
 from chargepoint.core.scheduler import Flag, Scheduler, loop_scheduler
 from chargepoint.core.security import SecurityEventType
 from chargepoint.core.settings import SPECS, Settings
@@ -61,6 +61,16 @@ def store_summary(store: Store) -> dict[str, Any]:
         # the state only: a location may carry FTP credentials
         "firmware_job_state": (store.file_job("firmware") or {}).get("state"),
     }
+
+
+def _restart_info(kind: ResetKind, station: Station) -> str:
+    """The techInfo of the ResetOrReboot event of an in-process restart: why it happened (stored before it)."""
+    reason = station.boot_reason
+    if reason is BootReason.FIRMWARE_UPDATE:
+        return "reboot into the installed firmware"
+    if reason is BootReason.SCHEDULED_RESET:
+        return f"{kind.name.lower()} reset by the central system, once idle"
+    return f"{kind.name.lower()} reset by the central system"
 
 
 class Agent:
@@ -211,8 +221,7 @@ class Agent:
         # Security whitepaper critical events: the first start of this process, then every restart after a Reset.
         if self.resets:
             link.security_events.record(
-                SecurityEventType.RESET_OR_REBOOT,
-                f"{self.resets[-1].name.lower()} reset by the central system",
+                SecurityEventType.RESET_OR_REBOOT, _restart_info(self.resets[-1], station)
             )
         elif self.boots == 0:
             link.security_events.record(SecurityEventType.STARTUP_OF_THE_DEVICE)
@@ -237,8 +246,12 @@ class Agent:
                 await asyncio.wait(waiters, return_when=asyncio.FIRST_COMPLETED)
                 if station.reset_requested.done() or shutdown_task.done():
                     break
-                # The link never ends by itself; if it crashed anyway, the charger keeps working and reconnects.
-                log.error("CSMS link crashed; restarting it", exc_info=link_task.exception())
+                # The link never ends by itself; if it crashed anyway, or a bug cancelled its task (this task was
+                # not cancelled, or the wait would have raised), the charger keeps working and reconnects.
+                if link_task.cancelled():
+                    log.error("CSMS link task cancelled; restarting it")
+                else:
+                    log.error("CSMS link crashed; restarting it", exc_info=link_task.exception())
                 await asyncio.sleep(cfg.csms.reconnect_min_s)
                 link_task = asyncio.create_task(link.run(), name="link")
             kind = station.reset_requested.result() if station.reset_requested.done() else None

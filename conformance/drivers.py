@@ -2,7 +2,9 @@
 
 Both come as a TOML profile (HTTP request templates, command templates) or as an operator prompt with a countdown.
 Templates use ``{name}`` placeholders (unknown names are left alone, so JSON bodies need no escaping) and
-``${ENV}`` / ``${ENV:-default}`` environment variables, resolved when the profile is loaded.
+``${ENV}`` / ``${ENV:-default}`` environment variables, resolved when the profile is loaded. A trigger's ``json``
+table is a structured body instead (see `render`): a value that is one placeholder, ``"{payload.a.b}"``, takes the
+step's parameter as JSON (number, object, list), ``?`` makes it optional, ``$each`` / ``$map`` / ``$value`` reshape.
 """
 
 from __future__ import annotations
@@ -40,6 +42,7 @@ __all__ = [
     "kebab",
     "load_actuator",
     "load_trigger",
+    "render",
 ]
 
 PROFILES_DIR = Path(__file__).parent / "profiles"
@@ -47,6 +50,11 @@ COUNTDOWN_EVERY_S = 10.0  # an interactive prompt shows the time left this often
 POWER_STEPS = ("power_cut", "power_restore")  # a profile's [process] provides both
 _PLACEHOLDER = re.compile(r"\{([A-Za-z_][A-Za-z0-9_]*)\}")
 _ENV = re.compile(r"\$\{([A-Za-z_][A-Za-z0-9_]*)(?::-([^}]*))?\}")
+# A structured placeholder: a dotted path (list items by index) from a root name, ``?`` when it may be missing.
+_PATH = r"([A-Za-z_][A-Za-z0-9_]*(?:\.[A-Za-z0-9_]+)*)(\?)?"
+_WHOLE = re.compile(r"\{" + _PATH + r"\}")
+_DIRECTIVES = frozenset({"$value", "$each", "$item", "$map", "$to", "$default"})
+_MISSING = object()  # an optional value that is absent: its key (or list item) is left out
 
 
 class ProfileError(Exception):
@@ -69,6 +77,91 @@ def kebab(action: str) -> str:
 def fill(template: str, values: Mapping[str, str]) -> str:
     """Replace ``{name}`` placeholders that ``values`` knows; leave every other brace alone."""
     return _PLACEHOLDER.sub(lambda m: values.get(m[1], m[0]), template)
+
+
+def _lookup(values: Mapping[str, Any], path: str) -> Any:
+    """The value at a dotted ``path`` (``payload.chargingSchedule.0.id``), or _MISSING."""
+    value: Any = values
+    for part in path.split("."):
+        if isinstance(value, Mapping) and part in value:
+            value = value[part]
+        elif isinstance(value, list) and part.isdigit() and int(part) < len(value):
+            value = value[int(part)]
+        else:
+            return _MISSING
+    return value
+
+
+def _placeholder(m: re.Match[str], values: Mapping[str, Any], where: str) -> Any:
+    value = _lookup(values, m[1])
+    if value is _MISSING and not m[2]:
+        have = ", ".join(sorted(values["payload"])) if isinstance(values.get("payload"), Mapping) else ""
+        raise ProfileError(
+            f"{where}: the template needs {{{m[1]}}}, which this step does not give "
+            f"(payload fields: {have or 'none'}; write {{{m[1]}?}} if it may be missing)"
+        )
+    return value
+
+
+def render(template: Any, values: Mapping[str, Any], where: str = "json") -> Any:
+    """A structured (``json``) template filled from ``values`` (``payload``, ``item``, ``cp``, profile vars ...).
+
+    A string that is exactly one placeholder, ``"{payload.evseId}"``, becomes that value with its JSON type; one
+    with text around placeholders is text (objects and lists in it as JSON). ``{path?}`` may be missing: the key
+    (or list item) is then left out; a missing path without ``?`` is a ProfileError naming it. A table with
+    ``$``-keys reshapes: ``{"$each" = "{payload.list}", "$item" = {...}}`` maps each element (``{item.x}``),
+    ``{"$map" = "{payload.updateType}", "$to" = {Full = true}}`` translates a value, ``{"$value" = ...}`` takes
+    one as is; each may have a ``"$default"`` used when its value is missing.
+    """
+    if isinstance(template, str):
+        whole = _WHOLE.fullmatch(template)
+        if whole:
+            return _placeholder(whole, values, where)
+
+        def text(m: re.Match[str]) -> str:
+            value = _placeholder(m, values, where)
+            if value is _MISSING:
+                return ""
+            return value if isinstance(value, str) else json.dumps(value, separators=(",", ":"))
+
+        return _WHOLE.sub(text, template)
+    if isinstance(template, list):
+        items = (render(v, values, f"{where}.{i}") for i, v in enumerate(template))
+        return [v for v in items if v is not _MISSING]
+    if isinstance(template, dict):
+        if any(k.startswith("$") for k in template):
+            return _directive(template, values, where)
+        fields = ((k, render(v, values, f"{where}.{k}")) for k, v in template.items())
+        return {k: v for k, v in fields if v is not _MISSING}
+    return template
+
+
+def _directive(table: dict[str, Any], values: Mapping[str, Any], where: str) -> Any:
+    """One ``$each`` / ``$map`` / ``$value`` table of a structured template (see `render`)."""
+    unknown = set(table) - _DIRECTIVES
+    kinds = [k for k in ("$value", "$each", "$map") if k in table]
+    if unknown or len(kinds) != 1:
+        raise ProfileError(
+            f"{where}: a $-table has exactly one of $value, $each, $map (with $item, $to, $default); "
+            f"got {', '.join(sorted(table))}"
+        )
+    kind = kinds[0]
+    value = render(table[kind], values, f"{where}.{kind}")
+    if value is _MISSING:
+        return table.get("$default", _MISSING)
+    if kind == "$each":
+        if not isinstance(value, list) or "$item" not in table:
+            raise ProfileError(
+                f"{where}: $each needs a list and an $item template, got {type(value).__name__}"
+            )
+        items = (render(table["$item"], {**values, "item": v}, f"{where}[{i}]") for i, v in enumerate(value))
+        return [v for v in items if v is not _MISSING]
+    if kind == "$map":
+        to = table.get("$to")
+        if not isinstance(to, dict) or not isinstance(value, str) or value not in to:
+            raise ProfileError(f"{where}: $map has no $to entry for {value!r}")
+        return to[value]
+    return value
 
 
 def _env(text: str, where: str) -> str:
@@ -188,14 +281,19 @@ class WebhookTrigger(Trigger):
         }
         values.update({f"payload_{k}": str(v) for k, v in payload.items() if not isinstance(v, dict | list)})
         headers = {k: fill(v, values) for k, v in {**self.headers, **table.get("headers", {})}.items()}
-        body = table.get("body", "{payload}")
+        if "json" in table:
+            # A structured body: parameters keep their JSON types, nested objects and lists included.
+            where = f"{self.source} [actions.{action}.json]"
+            body: str | None = json.dumps(
+                render(table["json"], {**values, "payload": payload}, where), separators=(",", ":")
+            )
+        else:
+            text = table.get("body", "{payload}")
+            body = None if text is None else fill(str(text), values)
         if body is not None:
             headers.setdefault("Content-Type", "application/json")
         return _Request(
-            str(table.get("method", "POST")).upper(),
-            fill(str(table["url"]), values),
-            None if body is None else fill(str(body), values),
-            headers,
+            str(table.get("method", "POST")).upper(), fill(str(table["url"]), values), body, headers
         )
 
     async def fire(self, action: str, payload: dict[str, Any], cp_id: str) -> str:
@@ -237,10 +335,11 @@ class InteractiveTrigger(Trigger):
 
 
 def load_trigger(name: str, extra: Mapping[str, str] | None = None) -> WebhookTrigger:
-    """Load a trigger profile: ``[http]`` (base_url, headers, timeout_s), ``[default]`` and ``[actions.X]``."""
+    """Load a trigger profile: ``[http]`` (base_url, headers, timeout_s), ``[default]``, ``[actions.X]`` and
+    ``[versions."V".actions.X]`` (used instead of ``[actions.X]`` when the runner's ``ocpp_version`` is V)."""
     path, data = _load_toml(name)
     where = str(path)
-    _only(data, {"http", "default", "actions", "vars"}, where)
+    _only(data, {"http", "default", "actions", "vars", "versions"}, where)
     data = _resolve(data, where)
     http = data.get("http", {})
     _only(http, {"base_url", "headers", "timeout_s"}, f"{where} [http]")
@@ -248,19 +347,31 @@ def load_trigger(name: str, extra: Mapping[str, str] | None = None) -> WebhookTr
     if "base_url" in http:
         values["base_url"] = str(http["base_url"]).rstrip("/")
     values.update(extra or {})
-    allowed = {"method", "url", "body", "headers", "skip"}
+    allowed = {"method", "url", "body", "json", "headers", "skip"}
     default = data.get("default")
     if default is not None:
         _only(default, allowed, f"{where} [default]")
         if "url" not in default:
             raise ProfileError(f"{where} [default]: needs url")
-    actions = data.get("actions", {})
+    actions = dict(data.get("actions", {}))
+    versions = data.get("versions", {})
+    for version, scoped in versions.items():
+        _only(scoped, {"actions"}, f'{where} [versions."{version}"]')
+    actions.update(versions.get(values.get("ocpp_version", ""), {}).get("actions", {}))
     for action, table in actions.items():
         _only(table, allowed, f"{where} [actions.{action}]")
+        if "body" in table and "json" in table:
+            raise ProfileError(f"{where} [actions.{action}]: body (text) or json (structured), not both")
         if "url" not in table and not table.get("skip") and default is None:
             raise ProfileError(f"{where} [actions.{action}]: needs url")
         if default is not None and not table.get("skip"):
-            actions[action] = {**default, **table}
+            # The action's own body kind wins over the default's.
+            base = {
+                k: v
+                for k, v in default.items()
+                if k not in ("body", "json") or not {"body", "json"} & set(table)
+            }
+            actions[action] = {**base, **table}
     return WebhookTrigger(
         default, actions, values, dict(http.get("headers", {})), float(http.get("timeout_s", 30)), where
     )

@@ -198,13 +198,14 @@ class OcppVersion(ABC):
     def boot_notification(self, station: StationInfo) -> Request:
         """The boot message."""
 
-    @abstractmethod
     def boot_result(self, payload: Payload) -> tuple[str, int]:
-        """Registration status ('Accepted', 'Pending', 'Rejected') and heartbeat interval (s) of a boot answer."""
+        """Registration status ('Accepted', 'Pending', 'Rejected') and heartbeat interval (s) of a boot answer
+        (BootNotification.conf and BootNotificationResponse have both fields under the same names)."""
+        return str(payload["status"]), int(payload["interval"])
 
-    @abstractmethod
     def heartbeat(self) -> Request:
-        """A heartbeat."""
+        """A heartbeat (an empty Heartbeat request in both versions)."""
+        return Request("Heartbeat", {})
 
     @abstractmethod
     def status_notification(self, connector_id: int, status: str) -> Request | None:
@@ -364,14 +365,6 @@ class Ocpp16(OcppVersion):
                 "firmwareVersion": station.firmware_version,
             },
         )
-
-    def boot_result(self, payload: Payload) -> tuple[str, int]:
-        """Status and interval of BootNotification.conf."""
-        return str(payload["status"]), int(payload["interval"])
-
-    def heartbeat(self) -> Request:
-        """Heartbeat.req."""
-        return Request("Heartbeat", {})
 
     def status_notification(self, connector_id: int, status: str) -> Request:
         """StatusNotification.req without an error."""
@@ -637,14 +630,6 @@ class Ocpp201(OcppVersion):
                 },
             },
         )
-
-    def boot_result(self, payload: Payload) -> tuple[str, int]:
-        """Status and interval of BootNotificationResponse."""
-        return str(payload["status"]), int(payload["interval"])
-
-    def heartbeat(self) -> Request:
-        """HeartbeatRequest."""
-        return Request("Heartbeat", {})
 
     def status_notification(self, connector_id: int, status: str) -> Request | None:
         """StatusNotificationRequest of EVSE 1 (OCPP 2.0.1 G01); none for connector 0, which 2.0.1 lacks."""

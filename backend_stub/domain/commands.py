@@ -63,6 +63,9 @@ class ChargingProfile:
     unit: Literal["A", "W"]
     periods: tuple[tuple[int, float], ...]  # (start period in s, limit)
     transaction: int | None = None  # our transaction id, for a TxProfile
+    # Or the charger's own transactionId (OCPP 2.0.1, string[0..36]) as it reported it: sent as is, the charger
+    # rejects one it does not run (K01.FR.09).
+    charger_transaction: str | None = None
     recurrency: Literal["Daily", "Weekly"] | None = None
     starts_at: datetime | None = None
 
@@ -206,6 +209,7 @@ class ChargerCommands(Protocol):
         evse: int | None,
         purpose: ProfilePurpose | None,
         *,
+        stack_level: int | None = None,
         timeout_s: float | None = None,
     ) -> CommandReply:
         """Clear the profiles matching the given criteria (none given: all)."""
@@ -245,9 +249,12 @@ class ChargerCommands(Protocol):
         token: str,
         expires_at: datetime,
         *,
+        connector_type: str | None = None,
+        group_token: str | None = None,
         timeout_s: float | None = None,
     ) -> CommandReply:
-        """Reserve ``evse`` (None: any) for ``token`` until ``expires_at``."""
+        """Reserve ``evse`` (None: any) for ``token`` until ``expires_at``; OCPP 2.0.1 may also name a connector
+        type and a group token (H01); a version without them fails with NOT_IN_VERSION."""
 
     async def cancel_reservation(
         self, charger: str, reservation_id: int, *, timeout_s: float | None = None

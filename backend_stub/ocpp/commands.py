@@ -289,11 +289,12 @@ class CommandsByVersion:
         evse: int | None,
         purpose: ProfilePurpose | None,
         *,
+        stack_level: int | None = None,
         timeout_s: float | None = None,
     ) -> CommandReply:
         """Clear charging profiles in the charger's version."""
         return await self._for(charger).clear_charging_profile(
-            charger, profile_id, evse, purpose, timeout_s=timeout_s
+            charger, profile_id, evse, purpose, stack_level=stack_level, timeout_s=timeout_s
         )
 
     async def composite_schedule(
@@ -336,11 +337,20 @@ class CommandsByVersion:
         token: str,
         expires_at: datetime,
         *,
+        connector_type: str | None = None,
+        group_token: str | None = None,
         timeout_s: float | None = None,
     ) -> CommandReply:
         """Reserve in the charger's version."""
         return await self._for(charger).reserve_now(
-            charger, reservation_id, evse, token, expires_at, timeout_s=timeout_s
+            charger,
+            reservation_id,
+            evse,
+            token,
+            expires_at,
+            connector_type=connector_type,
+            group_token=group_token,
+            timeout_s=timeout_s,
         )
 
     async def cancel_reservation(

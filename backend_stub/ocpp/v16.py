@@ -505,6 +505,11 @@ class V16Commands(OcppCommands):
         self, charger: str, evse: int, profile: ChargingProfile, *, timeout_s: float | None = None
     ) -> CommandReply:
         """SetChargingProfile (OCPP 1.6 §5.16, §7.13 ChargingProfile)."""
+        if profile.charger_transaction is not None:
+            raise CommandFailed(
+                CommandFailed.NOT_IN_VERSION,
+                "OCPP 1.6 transaction ids are the central system's: give our transaction id (transaction)",
+            )
         schedule: dict[str, Any] = {
             "chargingRateUnit": profile.unit,
             "chargingSchedulePeriod": [{"startPeriod": s, "limit": limit} for s, limit in profile.periods],
@@ -532,10 +537,13 @@ class V16Commands(OcppCommands):
         evse: int | None,
         purpose: ProfilePurpose | None,
         *,
+        stack_level: int | None = None,
         timeout_s: float | None = None,
     ) -> CommandReply:
         """ClearChargingProfile (OCPP 1.6 §5.5): every criterion optional."""
         payload: dict[str, Any] = {}
+        if stack_level is not None:
+            payload["stackLevel"] = stack_level
         if profile_id is not None:
             payload["id"] = profile_id
         if evse is not None:
@@ -598,9 +606,17 @@ class V16Commands(OcppCommands):
         token: str,
         expires_at: datetime,
         *,
+        connector_type: str | None = None,
+        group_token: str | None = None,
         timeout_s: float | None = None,
     ) -> CommandReply:
-        """ReserveNow (OCPP 1.6 §5.14): connector 0 reserves any connector."""
+        """ReserveNow (OCPP 1.6 §5.14): connector 0 reserves any connector; a parentIdTag is the charger's to
+        learn, and 1.6 has no connector type."""
+        if connector_type is not None or group_token is not None:
+            raise CommandFailed(
+                CommandFailed.NOT_IN_VERSION,
+                "OCPP 1.6 ReserveNow has no connector type or group token (OCPP 2.0.1 H01)",
+            )
         check_id_tag_16(token)
         payload = {
             "connectorId": evse or 0,

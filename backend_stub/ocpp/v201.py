@@ -570,7 +570,9 @@ class V201Commands(OcppCommands):
             "chargingProfileKind": profile.kind,
             "chargingSchedule": [schedule],
         }
-        if profile.transaction is not None:
+        if profile.charger_transaction is not None:
+            body["transactionId"] = profile.charger_transaction
+        elif profile.transaction is not None:
             station_tx_id = self.station_tx_id(profile.transaction)
             if station_tx_id is None:
                 raise CommandFailed(
@@ -590,9 +592,10 @@ class V201Commands(OcppCommands):
         evse: int | None,
         purpose: ProfilePurpose | None,
         *,
+        stack_level: int | None = None,
         timeout_s: float | None = None,
     ) -> CommandReply:
-        """ClearChargingProfile (OCPP 2.0.1 K10): an id, or criteria (EVSE, purpose)."""
+        """ClearChargingProfile (OCPP 2.0.1 K10): an id, or criteria (EVSE, purpose, stack level)."""
         payload: dict[str, Any] = {}
         if profile_id is not None:
             payload["chargingProfileId"] = profile_id
@@ -601,6 +604,8 @@ class V201Commands(OcppCommands):
             criteria["evseId"] = evse
         if purpose is not None:
             criteria["chargingProfilePurpose"] = purpose
+        if stack_level is not None:
+            criteria["stackLevel"] = stack_level
         if criteria:
             payload["chargingProfileCriteria"] = criteria
         return await self._command(charger, "ClearChargingProfile", payload, timeout_s)
@@ -659,9 +664,12 @@ class V201Commands(OcppCommands):
         token: str,
         expires_at: datetime,
         *,
+        connector_type: str | None = None,
+        group_token: str | None = None,
         timeout_s: float | None = None,
     ) -> CommandReply:
-        """ReserveNow (OCPP 2.0.1 H01): without an EVSE, any EVSE."""
+        """ReserveNow (OCPP 2.0.1 H01): without an EVSE, any EVSE (with a connector of ``connector_type``, if
+        given); with a group token, any token of that group may use the reservation."""
         payload: dict[str, Any] = {
             "id": reservation_id,
             "expiryDateTime": iso(expires_at),
@@ -669,6 +677,10 @@ class V201Commands(OcppCommands):
         }
         if evse:
             payload["evseId"] = evse
+        if connector_type is not None:
+            payload["connectorType"] = connector_type
+        if group_token is not None:
+            payload["groupIdToken"] = id_token(group_token)
         return await self._command(charger, "ReserveNow", payload, timeout_s)
 
     async def trigger(

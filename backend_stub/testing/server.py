@@ -1,6 +1,7 @@
 """The scripted test central system: the OCPP-J server with knobs a test turns (never the production server).
 
-`python -m backend_stub serve` without ``--db`` runs it: it accepts every charger and card unless told otherwise.
+`python -m backend_stub serve` without ``--db`` runs it: it accepts every charger and card unless told otherwise,
+in OCPP 1.6 and 2.0.1 alike (the same knobs steer both).
 """
 
 from __future__ import annotations
@@ -17,6 +18,7 @@ from backend_stub.ocpp.handshake import HandshakeCredentials, handshake_credenti
 from backend_stub.ocpp.server import (
     NO_REPLY,
     OCPP16,
+    OCPP201,
     CallErrorReply,
     CentralSystem,
     Frame,
@@ -29,12 +31,13 @@ __all__ = ["NO_REPLY", "CallErrorReply", "Frame", "HandlerResult", "ScriptedCent
 
 
 class ScriptedCentralSystem(CentralSystem):
-    """A central system for tests and demos: default answers to every 1.6 action, steered by plain attributes."""
+    """A central system for tests and demos: default answers to every charger-initiated action (OCPP 1.6 and
+    2.0.1), steered by plain attributes."""
 
     HANDSHAKES_KEPT = 64
 
     def __init__(self, *args: Any, **kwargs: Any) -> None:
-        """Take the server's arguments; answer every charge-point-initiated 1.6 action by default."""
+        """Take the server's arguments; answer every charger-initiated 1.6 and 2.0.1 action by default."""
         super().__init__(*args, **kwargs)
         # Behaviour knobs for tests and the demo.
         self.passwords: dict[str, str] = {}  # charger id -> the HTTP Basic password it must send
@@ -50,6 +53,15 @@ class ScriptedCentralSystem(CentralSystem):
         self.handshake_observers.append(self.handshakes.append)
         self._transaction_ids = itertools.count(1)
         self.handlers_by_subprotocol[OCPP16.subprotocol] = scripted_v16_handlers(self)
+        self.handlers_by_subprotocol[OCPP201.subprotocol] = scripted_v201_handlers(self)
+
+    def authorization_status(self, token: str) -> str:
+        """The status a card (1.6 idTag, 2.0.1 idToken) is answered with: its `id_tags` entry or the default."""
+        return self.id_tags.get(token, self.default_auth_status)
+
+    def boot_answer(self) -> dict[str, Any]:
+        """BootNotification.conf/Response: accepted, with the server's time and `heartbeat_interval`."""
+        return {"status": "Accepted", "currentTime": utc_now_iso(), "interval": self.heartbeat_interval}
 
     def transaction_ids(self, *, start: int = 1, step: int = 1) -> None:
         """Hand out transaction ids start, start + step, ... (workers sharing a port give distinct ones)."""
@@ -84,10 +96,10 @@ def scripted_v16_handlers(cs: ScriptedCentralSystem) -> dict[str, Handler]:
     """Default answers to every charge-point-initiated OCPP 1.6 action; they read `cs` settings per call."""
 
     def id_tag_info(id_tag: str) -> dict[str, Any]:
-        return {"status": cs.id_tags.get(id_tag, cs.default_auth_status)}
+        return {"status": cs.authorization_status(id_tag)}
 
     def boot_notification(cp_id: str, payload: dict[str, Any]) -> HandlerResult:
-        return {"status": "Accepted", "currentTime": utc_now_iso(), "interval": cs.heartbeat_interval}
+        return cs.boot_answer()
 
     def heartbeat(cp_id: str, payload: dict[str, Any]) -> HandlerResult:
         return {"currentTime": utc_now_iso()}
@@ -133,4 +145,70 @@ def scripted_v16_handlers(cs: ScriptedCentralSystem) -> dict[str, Handler]:
         "LogStatusNotification": empty,
         "SignedFirmwareStatusNotification": empty,
         "SignCertificate": sign_certificate,
+    }
+
+
+def scripted_v201_handlers(cs: ScriptedCentralSystem) -> dict[str, Handler]:
+    """Default answers to every charging-station-initiated OCPP 2.0.1 action, read from the same `cs` knobs as
+    1.6 (an idToken is looked up in `id_tags` like an idTag); notifications are acknowledged with their empty
+    response. The transaction ids are the station's own (2.0.1), so `transaction_ids` does not apply."""
+
+    def token_info(payload: dict[str, Any]) -> dict[str, Any]:
+        return {"status": cs.authorization_status(payload["idToken"]["idToken"])}
+
+    def boot_notification(cp_id: str, payload: dict[str, Any]) -> HandlerResult:
+        return cs.boot_answer()
+
+    def heartbeat(cp_id: str, payload: dict[str, Any]) -> HandlerResult:
+        return {"currentTime": utc_now_iso()}
+
+    def authorize(cp_id: str, payload: dict[str, Any]) -> HandlerResult:
+        return {"idTokenInfo": token_info(payload)}
+
+    def transaction_event(cp_id: str, payload: dict[str, Any]) -> HandlerResult:
+        # E01-E07: idTokenInfo answers an event that carries an idToken (the one that starts or stops it).
+        return {"idTokenInfo": token_info(payload)} if "idToken" in payload else {}
+
+    def empty(cp_id: str, payload: dict[str, Any]) -> HandlerResult:
+        return {}
+
+    def data_transfer(cp_id: str, payload: dict[str, Any]) -> HandlerResult:
+        return {"status": "UnknownVendorId"}
+
+    def rejected(cp_id: str, payload: dict[str, Any]) -> HandlerResult:
+        return {"status": "Rejected"}
+
+    def certificate_status(cp_id: str, payload: dict[str, Any]) -> HandlerResult:
+        return {"status": "Failed"}  # no OCSP responder here
+
+    return {
+        "BootNotification": boot_notification,
+        "Heartbeat": heartbeat,
+        "Authorize": authorize,
+        "TransactionEvent": transaction_event,
+        "StatusNotification": empty,
+        "MeterValues": empty,
+        "DataTransfer": data_transfer,
+        "SignCertificate": rejected,
+        "NotifyEVChargingNeeds": rejected,  # no ISO 15118 smart charging here
+        "NotifyEVChargingSchedule": rejected,
+        "GetCertificateStatus": certificate_status,
+        **dict.fromkeys(
+            (
+                "FirmwareStatusNotification",
+                "LogStatusNotification",
+                "SecurityEventNotification",
+                "NotifyReport",
+                "NotifyEvent",
+                "NotifyMonitoringReport",
+                "NotifyCustomerInformation",
+                "NotifyDisplayMessages",
+                "NotifyChargingLimit",
+                "ClearedChargingLimit",
+                "ReportChargingProfiles",
+                "ReservationStatusUpdate",
+                "PublishFirmwareStatusNotification",
+            ),
+            empty,
+        ),
     }

@@ -33,6 +33,12 @@ MAX_TOKEN_LENGTH: Final = (
     36  # OCPP 2.0.1 IdTokenType.idToken: identifierString[0..36] (1.6: 20, checked by the port)
 )
 UPLOAD_SCHEMES: Final = ("ftp", "ftps", "sftp", "http", "https")
+# OCPP 2.0.1 ConnectorEnumType (ReserveNowRequest.connectorType); 1.6 has none.
+CONNECTOR_TYPES: Final = (
+    "cCCS1", "cCCS2", "cG105", "cTesla", "cType1", "cType2", "s309-1P-16A", "s309-1P-32A", "s309-3P-16A",
+    "s309-3P-32A", "sBS1361", "sCEE-7-7", "sType2", "sType3", "Other1PhMax16A", "Other1PhOver16A", "Other3Ph",
+    "Pan", "wInductive", "wResonant", "Undetermined", "Unknown",
+)  # fmt: skip
 LOCAL_LIST_STATUSES: Final = ("Accepted", "Blocked", "Expired", "Invalid", "ConcurrentTx")
 TRIGGER_MESSAGES: Final = (  # the union of 1.6 MessageTrigger and 2.0.1 MessageTriggerEnumType; the port checks
     "BootNotification",
@@ -173,11 +179,16 @@ async def _set_charging_profile(central: Central, cp_id: str, body: dict[str, An
         unit=body["unit"],
         periods=tuple((p["start_s"], p["limit"]) for p in body["periods"]),
         transaction=body.get("transaction"),
+        charger_transaction=body.get("charger_transaction"),
         recurrency=body.get("recurrency"),
         starts_at=parse_time(body["starts_at"], "starts_at") if "starts_at" in body else None,
     )
-    if profile.purpose == "TxProfile" and profile.transaction is None:
+    if profile.transaction is not None and profile.charger_transaction is not None:
+        raise FormError("charger_transaction: give transaction (ours) or charger_transaction, not both")
+    if profile.purpose == "TxProfile" and profile.transaction is None and profile.charger_transaction is None:
         raise FormError("transaction: a TxProfile is for one running transaction")
+    if profile.purpose != "TxProfile" and (profile.transaction, profile.charger_transaction) != (None, None):
+        raise FormError("transaction: only a TxProfile names a transaction")
     if profile.periods[0][0] != 0:
         raise FormError("periods.0.start_s: the first period starts at 0")
     return reply_json(await central.commands.set_charging_profile(cp_id, body["evse"], profile))
@@ -185,7 +196,11 @@ async def _set_charging_profile(central: Central, cp_id: str, body: dict[str, An
 
 async def _clear_charging_profile(central: Central, cp_id: str, body: dict[str, Any]) -> dict[str, Any]:
     reply = await central.commands.clear_charging_profile(
-        cp_id, body.get("profile_id"), body.get("evse"), body.get("purpose")
+        cp_id,
+        body.get("profile_id"),
+        body.get("evse"),
+        body.get("purpose"),
+        stack_level=body.get("stack_level"),
     )
     return reply_json(reply)
 
@@ -221,7 +236,13 @@ async def _reserve_now(central: Central, cp_id: str, body: dict[str, Any]) -> di
     if expires_at <= central.clock():
         raise FormError("expires_at: the reservation would already have expired")
     reply = await central.commands.reserve_now(
-        cp_id, body["reservation_id"], body.get("evse") or None, body["token"], expires_at
+        cp_id,
+        body["reservation_id"],
+        body.get("evse") or None,
+        body["token"],
+        expires_at,
+        connector_type=body.get("connector_type"),
+        group_token=body.get("group_token"),
     )
     return reply_json(reply)
 
@@ -321,6 +342,12 @@ OPERATIONS: Final[dict[str, Operation]] = {
                 "recurrency": {"type": "string", "enum": ["Daily", "Weekly"]},
                 "unit": _UNIT,
                 "transaction": {**_INT, "description": "our session id (TxProfile)"},
+                "charger_transaction": {
+                    "type": "string",
+                    "minLength": 1,
+                    "maxLength": 36,
+                    "description": "OCPP 2.0.1: the charger's own transactionId (TxProfile), instead of transaction",
+                },
                 "starts_at": _TIME,
                 "periods": {
                     "type": "array",
@@ -342,8 +369,9 @@ OPERATIONS: Final[dict[str, Operation]] = {
         ),
         Operation(
             "clear-charging-profile",
-            "Clear charging profiles by id, EVSE or purpose; with none of them, all (ClearChargingProfile)",
-            {"profile_id": _INT, "evse": _EVSE, "purpose": _PURPOSE},
+            "Clear charging profiles by id, EVSE, purpose or stack level; with none of them, all "
+            "(ClearChargingProfile)",
+            {"profile_id": _INT, "evse": _EVSE, "purpose": _PURPOSE, "stack_level": _INT},
             (),
             _clear_charging_profile,
         ),
@@ -394,8 +422,16 @@ OPERATIONS: Final[dict[str, Operation]] = {
         ),
         Operation(
             "reserve-now",
-            "Reserve an EVSE (0 or none: any) for a token until expires_at (ReserveNow)",
-            {"reservation_id": _INT, "evse": _EVSE, "token": _TOKEN, "expires_at": _TIME},
+            "Reserve an EVSE (0 or none: any) for a token until expires_at (ReserveNow); OCPP 2.0.1 may also ask "
+            "for a connector type and let a group token's members use it",
+            {
+                "reservation_id": _INT,
+                "evse": _EVSE,
+                "token": _TOKEN,
+                "expires_at": _TIME,
+                "connector_type": {"type": "string", "enum": list(CONNECTOR_TYPES)},
+                "group_token": _TOKEN,
+            },
             ("reservation_id", "token", "expires_at"),
             _reserve_now,
         ),

@@ -134,8 +134,18 @@ class Connector:
 
     @property
     def status(self) -> ConnectorStatus:
-        """This connector's availability as of now (Occupied from Preparing to Finishing)."""
+        """This connector's availability for a new user as of now (Occupied from Preparing to Finishing)."""
         return CONNECTOR_STATUS[self.state]
+
+    @property
+    def reported_status(self) -> ConnectorStatus:
+        """The ConnectorStatus the connector reports (OCPP 2.0.1 StatusNotification, AvailabilityState): as
+        ``status``, except that an authorization (or the transaction it started, TxStartPoint Authorized) waiting
+        for the cable leaves it Available: Occupied is the connector's own state, reported at the plug-in (E03).
+        Reservations and the EVSE still count such a connector as taken (``status``)."""
+        if self.state is ConnectorState.PREPARING and not self.plugged:
+            return ConnectorStatus.AVAILABLE
+        return self.status
 
     @property
     def operational_status(self) -> OperationalStatus:

@@ -263,7 +263,8 @@ class Link:
         self.stopping = False
         self._last_activity = 0.0
         self._ws: Any = None
-        self.security_events = SecurityEvents(store, clock, self.outbox_changed)
+        # The station's security events: one bounded queue for the functional blocks and the link alike.
+        self.security_events: SecurityEvents = station.ctx.security_events
         self.profiles = SecurityProfiles(
             store,
             active=lambda: settings.get_int("security_profile"),

@@ -56,6 +56,8 @@ INT64_MIN, INT64_MAX = -(2**63), 2**63 - 1
 _MAX_DEPTH = 16
 # Log lines about bad frames per session and minute: a flood from the CSMS is counted, not logged line by line.
 HOSTILE_LOG_PER_MINUTE = 10
+# Room a CALL frame takes beyond its action name and payload: [2,"<uniqueId, at most 36 characters>","",].
+CALL_ENVELOPE_CHARS = 64
 
 
 class _LogBudget:
@@ -84,6 +86,11 @@ class _LogBudget:
 # version: a CSMS that asks for more while they wait for the one-CALL-at-a-time lock is refused rather than piling
 # up tasks (a peer must not be able to grow the station's task set without bound).
 MAX_FOLLOW_UPS = 4
+
+
+def json_chars(value: Any) -> int:
+    """The length of ``value`` as compact JSON, as the ``ocpp`` package writes a frame (ASCII: one byte each)."""
+    return len(json.dumps(value, separators=(",", ":")))
 
 
 def is_int64(value: Any) -> bool:
@@ -266,6 +273,8 @@ class OcppSession(_OcppChargePoint):  # type: ignore[misc]
     async def _send(self, message: str) -> None:
         from websockets.exceptions import ConnectionClosed
 
+        if message.startswith("[3,") and await self._too_large(message):
+            return
         frames.debug("%s > %s", self.id, message)
         if message.startswith(("[3,", "[4,")):
             self._answered = self._readable_answer_id(message)
@@ -275,6 +284,31 @@ class OcppSession(_OcppChargePoint):  # type: ignore[misc]
             self._closed.set()  # the receive loop may not have noticed yet
             raise CsmsUnavailable("connection closed") from exc
         self.link.touch()
+
+    async def _too_large(self, answer: str) -> bool:
+        """True if a CALLRESULT is over BytesPerMessage, the most the station sends in one frame (the CSMS's frame
+        limit: many servers refuse a frame over 64 KiB and drop the link, and the CSMS would ask again): it is
+        answered with an InternalError instead. The handlers bound their answers themselves (GetVariables); this
+        is the last guard, for an answer nobody bounded."""
+        limit = self.settings.get_int("bytes_per_message")
+        if len(answer) * 4 <= limit:  # cheap: a character is at most 4 bytes of UTF-8
+            return False
+        size = len(answer.encode("utf-8", "surrogatepass"))
+        if size <= limit:
+            return False
+        unique_id = self._readable_answer_id(answer)
+        log.error(
+            "answer %s of %d bytes is over BytesPerMessage (%d): answered InternalError",
+            unique_id,
+            size,
+            limit,
+        )
+        if unique_id is not None:
+            await self._reply_error(
+                unique_id,
+                ocpp.exceptions.InternalError(details={"cause": f"answer of {size} bytes exceeds {limit}"}),
+            )
+        return True
 
     async def route_message(self, raw_msg: str | bytes) -> None:
         """Route one frame; every CALL gets an answer, whatever it holds, and nothing in a frame ends the link.
@@ -447,6 +481,22 @@ class OcppSession(_OcppChargePoint):  # type: ignore[misc]
             raise ocpp.exceptions.PropertyConstraintViolationError(
                 details={"cause": f"invalid value: {type(exc).__name__}"}
             ) from exc
+
+    def fit(self, action: str, payload: dict[str, Any], key: str, *, keep: int = 0) -> None:
+        """Drop the oldest entries of the list ``payload[key]`` (oldest first, after the first ``keep``) until the
+        CALL fits in BytesPerMessage: a frame over the CSMS's limit drops the link, and the outbox would send the
+        same message again for ever. The key goes when nothing is left of it."""
+        room = self.settings.get_int("bytes_per_message") - CALL_ENVELOPE_CHARS - len(action)
+        size = json_chars(payload)
+        entries: list[Any] = payload[key]
+        dropped = 0
+        while size > room and len(entries) > keep:
+            size -= json_chars(entries.pop(keep)) + 1  # and its comma
+            dropped += 1
+        if dropped:
+            log.warning("%s: the %d oldest of %s left out to fit in %d bytes", action, dropped, key, room)
+        if not entries:
+            del payload[key]
 
     async def request(
         self, action: str, payload: dict[str, Any], *, timeout_s: float | None = None
@@ -731,6 +781,11 @@ class OcppSession(_OcppChargePoint):  # type: ignore[misc]
     async def _send_statuses(self) -> None:
         try:
             while self._status_queue:
+                if self._restarting():
+                    # A Reset (or a firmware reboot) was accepted: a status now would be stale before it is read;
+                    # Reset.conf is followed by the new BootNotification, and the statuses come after it.
+                    self._status_queue.clear()
+                    return
                 report = self._status_queue.popleft()
                 minimum = self.settings.get_int("minimum_status_duration_s")
                 if minimum > 0:
@@ -742,6 +797,11 @@ class OcppSession(_OcppChargePoint):  # type: ignore[misc]
                 await self._send_report(report, force=False)
         finally:
             self._status_sender = None
+
+    def _restarting(self) -> bool:
+        """True once the station is restarting (a Reset or a firmware reboot was accepted)."""
+        requested = self.station.reset_requested
+        return requested is not None and requested.done()
 
     async def send_status(self, cid: int, *, force: bool) -> None:
         """Send the current status of ``cid`` (``force``: even if the CSMS heard it last)."""

@@ -129,6 +129,11 @@ class StationCommands(Protocol):
         """Why this start happened."""
         ...
 
+    @property
+    def reset_requested(self) -> asyncio.Future[ResetKind] | None:
+        """Done once the station restarts (a Reset or a firmware reboot was accepted)."""
+        ...
+
     def reset_answer(self, kind: ResetKind, cid: int | None) -> ResetResult:
         """What a reset of the station (``cid`` None) or of one connector would do now."""
         ...

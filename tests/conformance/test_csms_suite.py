@@ -64,6 +64,47 @@ async def test_bundled_central_system_passes_the_whole_csms_suite(
     assert code == 0
 
 
+async def test_bundled_16_local_list_reservation_and_profiles_go_through_its_operations(
+    site: Site, tmp_path: Path
+) -> None:
+    """The 1.6 cases of local list, reservation and smart charging judge what the central system builds from its
+    own operations (the trigger's trace names the operation), and pass."""
+    out = tmp_path / "r.json"
+    cases = (
+        "TC_043_4_CSMS,TC_043_5_CSMS,TC_046_CSMS,TC_051_CSMS,TC_056_CSMS,TC_057_CSMS,TC_066_CSMS,TC_067_CSMS"
+    )
+    code, report = await run_cli(site.args("--cases", cases, "--json", str(out)))
+    assert set(verdicts(report).values()) == {"passed"} and code == 0
+    saved = {c["id"]: [t["text"] for t in c["trace"]] for c in json.loads(out.read_text())["cases"]}
+    for case_id, operation in (
+        ("TC_043_5_CSMS", "send-local-list"),
+        ("TC_046_CSMS", "reserve-now"),
+        ("TC_051_CSMS", "cancel-reservation"),
+        ("TC_057_CSMS", "set-charging-profile"),
+        ("TC_066_CSMS", "composite-schedule"),
+        ("TC_067_CSMS", "clear-charging-profile"),
+    ):
+        assert any(f"/operations/{operation} -> HTTP 200" in t for t in saved[case_id]), case_id
+
+
+async def test_a_trigger_template_needing_a_missing_parameter_is_a_setup_error(
+    site: Site, tmp_path: Path
+) -> None:
+    """A profile whose template needs a field the step does not give: a setup error naming the field, not a
+    verdict on the central system."""
+    profile = tmp_path / "strict.toml"
+    profile.write_text(
+        '[http]\nbase_url = "http://127.0.0.1:1"\n'
+        '[actions.ReserveNow]\nurl = "{base_url}/reserve"\njson = { bay = "{payload.parkingBay}" }\n'
+    )
+    args = site.args("--cases", "TC_046_CSMS")
+    args[args.index("bundled-csms")] = str(profile)
+    code, report = await run_cli(args)
+    assert verdicts(report) == {"TC_046_CSMS": "setup_error"}
+    assert "needs {payload.parkingBay}" in reasons(report)["TC_046_CSMS"]
+    assert code == 2
+
+
 async def test_without_a_trigger_the_trigger_cases_are_inconclusive_not_failed(site: Site) -> None:
     args = [a for a in site.args() if a not in ("--trigger", "bundled-csms")]
     code, report = await run_cli(args)

@@ -16,6 +16,7 @@ from aiohttp import web
 
 from backend_stub.app import Csms
 from backend_stub.ocpp.server import OCPP201, Handler, HandlerResult, tls_context, utc_now_iso
+from backend_stub.ocpp.v201 import V201Commands
 from backend_stub.store import CsmsStore
 from backend_stub.testing.server import ScriptedCentralSystem as CentralSystem
 from conformance.__main__ import run_cli
@@ -75,6 +76,18 @@ async def test_bundled_central_system_passes_the_whole_201_csms_suite(
     )
     assert set(blocks) <= set(saved["blocks"])
     assert {"TC_D_02_CSMS", "TC_H_17_CSMS", "TC_K_60_CSMS", "TC_K_37_CSMS", "TC_M_18_CSMS"} <= set(v)
+    # Local list, reservations and smart charging went through the central system's own operations (it built
+    # the messages the cases judged), not the raw command endpoint.
+    for case_id, operation in (
+        ("TC_D_02_CSMS", "send-local-list"),
+        ("TC_H_15_CSMS", "reserve-now"),
+        ("TC_H_17_CSMS", "cancel-reservation"),
+        ("TC_K_60_CSMS", "set-charging-profile"),
+        ("TC_K_06_CSMS", "clear-charging-profile"),
+        ("TC_K_43_CSMS", "composite-schedule"),
+    ):
+        texts = [t["text"] for c in saved["cases"] if c["id"] == case_id for t in c["trace"]]
+        assert any(f"/operations/{operation} -> HTTP 200" in t for t in texts), case_id
     e03 = next(c for c in saved["cases"] if c["id"] == "TC_E_03_CSMS")
     assert any('"TransactionEvent"' in t["text"] and '"seqNo":0' in t["text"] for t in e03["trace"])
     suite = ET.parse(out["xml"]).getroot().find("testsuite")
@@ -82,6 +95,51 @@ async def test_bundled_central_system_passes_the_whole_201_csms_suite(
     assert any((c.get("name") or "").startswith("TC_B_01_CSMS ") for c in suite.findall("testcase"))
     page = out["html"].read_text()
     assert "TC_F_01_CSMS" in page and "RequestStartTransaction" in page
+
+
+async def test_a_card_uid_the_central_system_types_iso14443_passes_the_local_list_and_reservation_cases(
+    site: Site,
+) -> None:
+    """The central system builds the IdTokenType from its own store (a 7-byte card UID is ISO14443, OCPP 2.0.1
+    IdTokenEnumType), not the type the case happened to ask for: the idToken is judged, the type is its own."""
+    uid = "04A1B2C3D4E5F6"
+    site.csms.store.add_card(uid, user_id=site.csms.store.add_user("Card holder").id)
+    args = [
+        f"--id-tag-accepted={uid}" if a.startswith("--id-tag-accepted=") else a
+        for a in site.args("--version", "2.0.1", "--cases", "TC_D_*,TC_H_*")
+    ]
+    code, report = await run_cli(args)
+    assert report is not None and len(report.results) >= 10
+    assert set(verdicts(report).values()) == {"passed"}, reasons(report)
+    sent = [t.text for r in report.results if r.id == "TC_H_01_CSMS" for t in r.trace]
+    assert any('"ReserveNow"' in t and '"type":"ISO14443"' in t.replace(" ", "") for t in sent)
+    assert code == 0
+
+
+async def test_the_bundled_csms_own_message_building_is_judged(
+    site: Site, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """Through its operations the central system builds the messages itself, so a fault there fails the case: here
+    a ReserveNow that drops the connector type the operator asked for (TC_H_15), and a ClearChargingProfile that
+    drops its criteria (K10.FR.02 / TC_K_06)."""
+    reserve_now = V201Commands.reserve_now
+    clear = V201Commands.clear_charging_profile
+
+    async def no_connector_type(self: V201Commands, *args: Any, **kw: Any) -> Any:
+        return await reserve_now(self, *args, **{**kw, "connector_type": None})
+
+    async def no_criteria(self: V201Commands, charger: str, *args: Any, **kw: Any) -> Any:
+        return await clear(self, charger, None, None, None, timeout_s=kw.get("timeout_s"))
+
+    monkeypatch.setattr(V201Commands, "reserve_now", no_connector_type)
+    monkeypatch.setattr(V201Commands, "clear_charging_profile", no_criteria)
+    code, report = await run_cli(
+        site.args("--version", "2.0.1", "--cases", "TC_H_15_CSMS,TC_K_06_CSMS,TC_H_01_CSMS")
+    )
+    assert verdicts(report) == {"TC_H_01_CSMS": "passed", "TC_H_15_CSMS": "failed", "TC_K_06_CSMS": "failed"}
+    assert "connectorType None, expected cType2" in reasons(report)["TC_H_15_CSMS"]
+    assert "K10.FR.02" in reasons(report)["TC_K_06_CSMS"]
+    assert code == 1
 
 
 async def test_heartbeat_interval_is_waited_out_when_short_enough_201(site: Site, tmp_path: Path) -> None:

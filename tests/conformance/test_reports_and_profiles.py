@@ -12,7 +12,8 @@ from pathlib import Path
 import pytest
 
 from conformance.__main__ import build_parser, main
-from conformance.drivers import ProfileError, fill, kebab, load_actuator, load_trigger
+from conformance.csms_runner import asked_matches
+from conformance.drivers import ProfileError, fill, kebab, load_actuator, load_trigger, render
 from conformance.engine import select_cases
 from conformance.model import CaseResult, StepResult, TraceEntry, Verdict
 from conformance.report import Report
@@ -183,6 +184,111 @@ def test_trigger_profile_per_action_overrides_and_skips(tmp_path: Path) -> None:
     path.write_text('[default]\nurll = "x"\n')
     with pytest.raises(ProfileError, match="unknown key"):
         load_trigger(str(path))
+
+
+def test_a_json_template_renders_nested_fields_with_their_types(tmp_path: Path) -> None:
+    """Structured values: whole placeholders keep the parameter's JSON type, nested keys and lists are built,
+    ``?`` leaves a missing field out, $each / $map reshape; a parameter the template needs and the step does not
+    give is a ProfileError that names it."""
+    path = tmp_path / "structured.toml"
+    path.write_text(
+        '[http]\nbase_url = "http://x"\n[default]\nurl = "{base_url}/raw/{action}"\n'
+        '[actions.SetChargingProfile]\nurl = "{base_url}/{cp}/profile"\n'
+        "[actions.SetChargingProfile.json]\n"
+        'evse = "{payload.evseId}"\n'
+        'note = "profile {payload.chargingProfile.id} for {cp}"\n'
+        'profile = { id = "{payload.chargingProfile.id}", tx = "{payload.chargingProfile.transactionId?}" }\n'
+        'schedule = "{payload.chargingProfile.chargingSchedule.0}"\n'
+        'periods = { "$each" = "{payload.chargingProfile.chargingSchedule.0.chargingSchedulePeriod}", '
+        '"$item" = { start_s = "{item.startPeriod}", limit = "{item.limit}" } }\n'
+        'full = { "$map" = "{payload.updateType?}", "$to" = { Full = true }, "$default" = false }\n'
+        "[actions.Reset]\n"
+        'json = { kind = "{payload.type}", when = "{payload.when}" }\n'
+    )
+    trigger = load_trigger(str(path))
+    schedule = {
+        "id": 1,
+        "chargingRateUnit": "A",
+        "chargingSchedulePeriod": [{"startPeriod": 0, "limit": 6.5}],
+    }
+    payload = {"evseId": 1, "chargingProfile": {"id": 7, "chargingSchedule": [schedule]}}
+    req = trigger.request("SetChargingProfile", payload, "CP-1")
+    assert req.url == "http://x/CP-1/profile" and req.headers["Content-Type"] == "application/json"
+    assert req.body is not None and json.loads(req.body) == {
+        "evse": 1,
+        "note": "profile 7 for CP-1",
+        "profile": {"id": 7},  # no transactionId: the optional key is left out
+        "schedule": schedule,
+        "periods": [{"start_s": 0, "limit": 6.5}],
+        "full": False,
+    }
+    # The default's text body still serves the other actions, unchanged.
+    assert trigger.request("ClearCache", {"a": [1]}, "CP-1").body == '{"a":[1]}'
+    with pytest.raises(
+        ProfileError, match=r"needs \{payload\.when\}.*payload fields: type.*\{payload\.when\?\}"
+    ):
+        trigger.request("Reset", {"type": "Hard"}, "CP-1")
+    with pytest.raises(ProfileError, match=r"\$map has no \$to entry for 'Differential'"):
+        render({"f": {"$map": "{p}", "$to": {"Full": True}}}, {"p": "Differential"})
+    with pytest.raises(ProfileError, match="exactly one of"):
+        render({"$each": "{p}", "$map": "{p}"}, {"p": []})
+    path.write_text('[default]\nurl = "x"\n[actions.Reset]\nbody = "{payload}"\njson = { a = 1 }\n')
+    with pytest.raises(ProfileError, match="not both"):
+        load_trigger(str(path))
+
+
+def test_version_scoped_actions_and_the_bundled_operations(monkeypatch: pytest.MonkeyPatch) -> None:
+    """The bundled profile sends local lists, reservations and profiles to the central system's own operations,
+    in each version's field names; other actions still go to the raw command endpoint."""
+    monkeypatch.setenv("CSMS_ADMIN_TOKEN", "tok")
+    v16 = load_trigger("bundled-csms", {"base_url": "http://h", "ocpp_version": "1.6"})
+    req = v16.request(
+        "SendLocalList",
+        {
+            "listVersion": 2,
+            "updateType": "Differential",
+            "localAuthorizationList": [{"idTag": "A", "idTagInfo": {"status": "Accepted"}}, {"idTag": "B"}],
+        },
+        "CP-1",
+    )
+    assert req.url == "http://h/api/chargers/CP-1/operations/send-local-list"
+    assert req.body is not None and json.loads(req.body) == {
+        "version": 2,
+        "full": False,
+        "entries": [{"token": "A", "status": "Accepted"}, {"token": "B"}],
+    }
+    v201 = load_trigger("bundled-csms", {"base_url": "http://h", "ocpp_version": "2.0.1"})
+    req = v201.request("SendLocalList", {"versionNumber": 6, "updateType": "Full"}, "CP-1")
+    assert req.body is not None and json.loads(req.body) == {"version": 6, "full": True, "entries": []}
+    req = v201.request(
+        "ReserveNow",
+        {
+            "id": 3,
+            "expiryDateTime": "2030-01-01T00:00:00Z",
+            "idToken": {"idToken": "T", "type": "Central"},
+            "connectorType": "cType2",
+        },
+        "CP-1",
+    )
+    assert req.body is not None and json.loads(req.body) == {
+        "reservation_id": 3,
+        "token": "T",
+        "expires_at": "2030-01-01T00:00:00Z",
+        "connector_type": "cType2",
+    }
+    assert (
+        v201.request("Reset", {"type": "OnIdle"}, "CP-1").url == "http://h/api/chargers/CP-1/commands/Reset"
+    )
+
+
+def test_the_asked_fields_match_exactly_but_for_the_central_systems_id_token_type() -> None:
+    token = {"idToken": "04A1B2C3", "type": "Central"}
+    assert asked_matches([{"idToken": token}], [{"idToken": {"idToken": "04A1B2C3", "type": "ISO14443"}}])
+    assert not asked_matches(token, {"idToken": "04A1B2C4", "type": "Central"})
+    assert not asked_matches(token, {"idToken": "04A1B2C3", "type": "Central", "additionalInfo": []})
+    assert not asked_matches({"type": "Hard"}, {"type": "Soft"})  # only an IdTokenType's type is the CSMS's
+    assert not asked_matches([1, 2], [1]) and not asked_matches({"a": 1}, {"a": 1, "b": None})
+    assert asked_matches({"limit": 6}, {"limit": 6.0})
 
 
 def test_shipped_actuation_profiles(monkeypatch: pytest.MonkeyPatch) -> None:

@@ -157,6 +157,11 @@ class Station16(V16ChargePoint):
         self.got.append(("SetChargingProfile", kw))
         return result16.SetChargingProfile(status="Accepted")
 
+    @on(Action16.clear_charging_profile)
+    def on_clear_charging_profile(self, **kw: Any) -> Any:
+        self.got.append(("ClearChargingProfile", kw))
+        return result16.ClearChargingProfile(status="Accepted")
+
 
 @pytest.fixture
 async def csms(tmp_path: Path) -> AsyncIterator[Csms]:
@@ -312,6 +317,124 @@ async def test_every_operation_reaches_a_201_station_in_201_shapes(csms: Csms) -
     ]
     assert got_by_action["ReserveNow"]["evse_id"] == 1
     assert got_by_action["CancelReservation"] == {"reservation_id": 5}
+
+
+async def test_201_reservation_by_connector_type_and_group_tx_profile_and_clear_by_stack_level(
+    csms: Csms,
+) -> None:
+    """The 2.0.1-only fields of the operations (H01 connectorType and groupIdToken, K01 a TxProfile for the
+    station's own transactionId, K10 stackLevel) reach the station; 1.6 refuses them with 422, sending nothing."""
+    station, task, ws = await connect_201(csms)
+    try:
+        async with aiohttp.ClientSession(base_url=csms.http_url, headers=ADMIN) as http:
+            for name, body in [
+                (
+                    "reserve-now",
+                    {
+                        "reservation_id": 6,
+                        "token": "TAG-1",
+                        "expires_at": FUTURE,
+                        "connector_type": "cType2",
+                        "group_token": "GROUP-1",
+                    },
+                ),
+                (
+                    "set-charging-profile",
+                    {
+                        "evse": 1,
+                        "profile_id": 8,
+                        "stack_level": 0,
+                        "purpose": "TxProfile",
+                        "unit": "A",
+                        "charger_transaction": "station-tx-42",
+                        "periods": [{"start_s": 0, "limit": 6}],
+                    },
+                ),
+                ("clear-charging-profile", {"evse": 1, "purpose": "TxDefaultProfile", "stack_level": 2}),
+            ]:
+                status, got = await post(http, "CS-201", name, body)
+                assert status == 200, (name, got)
+            for name, body in [
+                (
+                    "reserve-now",
+                    {"reservation_id": 1, "token": "T", "expires_at": FUTURE, "connector_type": "x"},
+                ),
+                (  # a transaction only on a TxProfile, and one kind of transaction id
+                    "set-charging-profile",
+                    {
+                        "evse": 1,
+                        "profile_id": 9,
+                        "stack_level": 0,
+                        "purpose": "TxDefaultProfile",
+                        "unit": "A",
+                        "charger_transaction": "station-tx-42",
+                        "periods": [{"start_s": 0, "limit": 6}],
+                    },
+                ),
+                (
+                    "set-charging-profile",
+                    {
+                        "evse": 1,
+                        "profile_id": 9,
+                        "stack_level": 0,
+                        "purpose": "TxProfile",
+                        "unit": "A",
+                        "transaction": 1,
+                        "charger_transaction": "station-tx-42",
+                        "periods": [{"start_s": 0, "limit": 6}],
+                    },
+                ),
+            ]:
+                status, got = await post(http, "CS-201", name, body)
+                assert status == 400, (name, got)
+    finally:
+        await close(task, ws)
+    got_by_action = dict(station.got)
+    reserve = got_by_action["ReserveNow"]
+    assert (reserve["connector_type"], reserve["group_id_token"], reserve.get("evse_id")) == (
+        "cType2",
+        {"id_token": "GROUP-1", "type": "Central"},
+        None,
+    )
+    assert got_by_action["SetChargingProfile"]["charging_profile"]["transaction_id"] == "station-tx-42"
+    assert got_by_action["ClearChargingProfile"]["charging_profile_criteria"] == {
+        "evse_id": 1,
+        "charging_profile_purpose": "TxDefaultProfile",
+        "stack_level": 2,
+    }
+    assert [a for a, _ in station.got] == ["ReserveNow", "SetChargingProfile", "ClearChargingProfile"]
+
+    station16, task16, ws16 = await connect_16(csms)
+    try:
+        async with aiohttp.ClientSession(base_url=csms.http_url, headers=ADMIN) as http:
+            reserve_body = {
+                "reservation_id": 7,
+                "token": "T",
+                "expires_at": FUTURE,
+                "connector_type": "cType2",
+            }
+            status, got = await post(http, "CP-16", "reserve-now", reserve_body)
+            assert (status, got["code"]) == (422, "NotInVersion")
+            status, got = await post(
+                http,
+                "CP-16",
+                "set-charging-profile",
+                {
+                    "evse": 1,
+                    "profile_id": 8,
+                    "stack_level": 0,
+                    "purpose": "TxProfile",
+                    "unit": "A",
+                    "charger_transaction": "station-tx-42",
+                    "periods": [{"start_s": 0, "limit": 6}],
+                },
+            )
+            assert (status, got["code"]) == (422, "NotInVersion")
+            status, got = await post(http, "CP-16", "clear-charging-profile", {"stack_level": 1})
+            assert status == 200, got
+    finally:
+        await close(task16, ws16)
+    assert station16.got == [("ClearChargingProfile", {"stack_level": 1})]
 
 
 async def test_201_device_model_report_is_shown_on_the_charger_page(csms: Csms) -> None:

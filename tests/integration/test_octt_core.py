@@ -545,6 +545,27 @@ async def test_tc_014_soft_reset_without_transaction(cs: CentralSystem, start_ag
     assert not cs.calls("StopTransaction")
 
 
+@pytest.mark.parametrize("kind", ["Hard", "Soft"])
+async def test_no_status_report_between_the_reset_answer_and_the_new_boot(
+    cs: CentralSystem, start_agent: StartAgent, kind: str
+) -> None:
+    """A Reset right after a reconnect (here for a new AuthorizationKey), while the reconnect's status reports
+    are still queued: once the reset is accepted the old session reports no status (it would be stale, and the
+    OCTT trace expects Reset.conf then BootNotification); the statuses follow the new boot."""
+    a = await start_agent()
+    await wait_status(cs, 1, "Available")
+    key = {"key": "AuthorizationKey", "value": "ab" * 16}
+    assert await cs.call(CP, "ChangeConfiguration", key) == {"status": "Accepted"}
+    await cs.wait_disconnected(CP)
+    await cs.wait_connected(CP)
+    m, reply = await _reset(cs, kind)
+    boot = await cs.wait_for_call("BootNotification", after=m)
+    between = [f.payload for f in cs.log[reply : index(cs, boot)] if f.action == "StatusNotification"]
+    assert between == []
+    await a.wait_booted()
+    await wait_status(cs, 0, "Available", after=index(cs, boot))
+
+
 async def _reset_with_transaction(cs: CentralSystem, start_agent: StartAgent, kind: str, reason: str) -> None:
     a = await start_agent()
     _, tx_id = await start_session(a, cs)

@@ -14,6 +14,7 @@ from backend_stub.ocpp.server import utc_now_iso
 from backend_stub.testing.server import ScriptedCentralSystem as CentralSystem
 from chargepoint.core.file_jobs import MAX_RETRIES, MAX_SCHEDULE_AHEAD
 from chargepoint.core.model import ResetKind
+from chargepoint.core.security import EVENTS_PER_TYPE_PER_WINDOW
 from chargepoint.core.storage import CertificateHashData, CertificateUse, InstalledCertificate
 from tests.integration.conftest import RunningAgent, StartAgent, until
 from tests.integration.file_servers import FtpFiles, HttpFiles, ftp_files, http_files
@@ -75,6 +76,16 @@ async def test_tc_044_1_firmware_update_download_and_install(
     assert a.agent.resets == [ResetKind.SOFT]
     # The version survives a restart of the agent (persisted), and the job is gone.
     assert a.agent.store is not None and a.agent.store.file_job("firmware") is None
+    # Security whitepaper ed. 2 critical events: the reboot is a ResetOrReboot that says why (no Reset was sent),
+    # and the new firmware is a FirmwareUpdated naming its version.
+    updated = await cs.wait_for_call(
+        "SecurityEventNotification", after=after, where=lambda p: p["type"] == "FirmwareUpdated"
+    )
+    assert "2.0.0" in updated.payload["techInfo"]
+    reboot = await cs.wait_for_call(
+        "SecurityEventNotification", after=after, where=lambda p: p["type"] == "ResetOrReboot"
+    )
+    assert "firmware" in reboot.payload["techInfo"] and "central system" not in reboot.payload["techInfo"]
 
 
 async def test_tc_044_2_firmware_update_download_failed(
@@ -430,3 +441,34 @@ async def test_a_new_update_replaces_one_still_downloading(
     await wait_firmware(cs, "Installed", after, timeout=20)
     assert boots(cs, after)[0]["firmwareVersion"] == "2.5.0"
     assert statuses_of(cs, "FirmwareStatusNotification", after).count("Installing") == 1
+
+
+async def test_refused_signing_certificates_are_bounded_like_every_security_event(
+    cs: CentralSystem, start_agent: StartAgent, http_files: HttpFiles
+) -> None:
+    """A CSMS that keeps sending an untrusted signing certificate gets InvalidCertificate every time, but the
+    InvalidFirmwareSigningCertificate events it causes go through the same per-type bound as every other
+    security event (the outbox never drops them, so an unbounded stream would fill it)."""
+    chain = make_chain()
+    a = await start_agent()
+    _install_root(a, pem(chain.root))
+    after = mark(cs)
+    request = _signed(f"{http_files.url}/x.bin", pem(chain.untrusted_signer), sign(chain.signer_key, IMAGE))
+    for _ in range(EVENTS_PER_TYPE_PER_WINDOW + 3):
+        assert await cs.call(CP, "SignedUpdateFirmware", request) == {"status": "InvalidCertificate"}
+    # A later event of another type: once it arrives, every event queued before it has been sent (FIFO outbox).
+    assert await cs.call(
+        CP, "ChangeConfiguration", {"key": "AuthorizationKey", "value": "0123456789abcdef" * 2}
+    ) == {"status": "Accepted"}
+    await cs.wait_for_call(
+        "SecurityEventNotification",
+        after=after,
+        where=lambda p: p["type"] == "ReconfigurationOfSecurityParameters",
+    )
+    refused = [
+        f
+        for f in incoming_calls(cs, after)
+        if f.action == "SecurityEventNotification"
+        and f.payload["type"] == "InvalidFirmwareSigningCertificate"
+    ]
+    assert len(refused) == EVENTS_PER_TYPE_PER_WINDOW

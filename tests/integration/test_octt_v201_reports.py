@@ -11,7 +11,18 @@ from backend_stub.app import Csms
 from backend_stub.ocpp.server import CallErrorReply
 from chargepoint.core.device_model import VARIABLES
 from chargepoint.core.model import ErrorCode
-from tests.integration.v201_support import CP, StartAgent, calls, csms, mark, start_agent, wait_call
+from tests.integration.v201_support import (
+    CP,
+    StartAgent,
+    calls,
+    csms,
+    mark,
+    set_value,
+    start_agent,
+    still_connected,
+    var,
+    wait_call,
+)
 
 __all__ = ["csms", "start_agent"]
 
@@ -241,3 +252,30 @@ async def test_a_fault_and_its_recovery_are_notify_events(csms: Csms, start_agen
     )
     ids = [e["eventId"] for p in calls(csms, "NotifyEvent") for e in p["eventData"]]
     assert len(ids) == len(set(ids))  # each event its own id
+
+
+async def test_get_variables_answer_never_exceeds_bytes_per_message(
+    csms: Csms, start_agent: StartAgent
+) -> None:
+    """64 requests for a 1,000-character value would make a ~70 KB answer, over the CSMS's 64 KiB frame limit:
+    the station answers what fits, the rest Rejected (TooLargeElement), and the link stays up."""
+    a = await start_agent()
+    long_name = "N" * 1000  # SetVariables attributeValue: string[0..1000]
+    assert (await set_value(csms, "SecurityCtrlr", "OrganizationName", long_name))[
+        "attributeStatus"
+    ] == "Accepted"
+    wanted = [var("SecurityCtrlr", "OrganizationName")] * 64  # ItemsPerMessage
+    answer = await csms.server.call(CP, "GetVariables", {"getVariableData": wanted})
+    results = answer["getVariableResult"]
+    assert len(results) == 64  # B06.FR.01: one result per requested item, in order
+    assert len(json.dumps(answer, separators=(",", ":"))) <= 65_000
+    accepted = [r for r in results if r["attributeStatus"] == "Accepted"]
+    assert accepted and all(r["attributeValue"] == long_name for r in accepted)
+    refused = results[len(accepted) :]
+    assert refused and all(
+        r["attributeStatus"] == "Rejected"
+        and r["attributeStatusInfo"]["reasonCode"] == "TooLargeElement"
+        and "attributeValue" not in r
+        for r in refused
+    )
+    still_connected(a)

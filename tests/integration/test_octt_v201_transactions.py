@@ -15,6 +15,7 @@ from backend_stub.store import CsmsStore
 from chargepoint.agent import Agent
 from tests.integration.conftest import FAST_TIMING, RunningAgent, agent_config, until
 from tests.integration.test_csms import TARIFF
+from tests.integration.test_robustness import keep_stop_data
 from tests.integration.v201_support import (
     BOTH,
     CP,
@@ -26,6 +27,7 @@ from tests.integration.v201_support import (
     mark,
     start_agent,
     start_session,
+    still_connected,
     wait_call,
 )
 
@@ -153,6 +155,30 @@ async def test_tc_e_10_cs_start_point_authorized_local_then_the_cable(
     ended = await wait_call(csms, "TransactionEvent", after=after, where=_tx_event("Ended"))
     assert ended.payload["transactionInfo"]["stoppedReason"] == "EVDisconnected"
     _check_sequence(await events_of(csms, started["transactionInfo"]["transactionId"], after))
+
+
+async def test_start_point_authorized_connector_is_occupied_only_once_the_cable_is_in(
+    csms: Csms, start_agent: StartAgent
+) -> None:
+    """ConnectorStatusEnumType (Part 2; E03 IdToken first): Occupied is the connector's state, reported when the
+    cable is plugged in; an authorization (even one that started the transaction) leaves it Available."""
+    _card(csms, "CARD1")
+    a = await start_agent()
+    assert await _set(csms, "TxStartPoint", "Authorized") == "Accepted"
+    after = mark(csms)
+    a.swipe("CARD1")
+    await wait_call(csms, "TransactionEvent", after=after, where=_tx_event("Started"))
+    trigger = {"requestedMessage": "StatusNotification", "evse": {"id": 1, "connectorId": 1}}
+    assert await csms.server.call(CP, "TriggerMessage", trigger) == {"status": "Accepted"}
+    now = await wait_call(csms, "StatusNotification", after=after, where=lambda p: p["connectorStatus"] != "")
+    assert now.payload["connectorStatus"] == "Available"
+    assert [p["connectorStatus"] for p in calls(csms, "StatusNotification", after)] == ["Available"]
+    plugged_at = mark(csms)
+    a.plug()
+    await wait_call(
+        csms, "StatusNotification", after=plugged_at, where=lambda p: p["connectorStatus"] == "Occupied"
+    )
+    await a.wait_state("CHARGING")
 
 
 async def test_tc_e_05_cs_authorization_first_cable_plugin_timeout_ends_the_transaction(
@@ -386,3 +412,23 @@ async def test_tc_c_15_cs_stop_tx_on_invalid_id_false_max_energy_on_invalid_id_t
     delivered = station.sessions.metering.current_energy_wh(1)
     assert delivered - tx.meter_start_wh >= 20  # it charged up to the limit first
     assert not _relay_closed(a)
+
+
+async def test_an_ended_event_with_much_stop_data_fits_the_frame_limit(
+    csms: Csms, start_agent: StartAgent
+) -> None:
+    """The 2.0.1 twin of the 1.6 StopTransaction case: the Ended event keeps its end register and the newest
+    samples that fit in BytesPerMessage, so the CSMS (64 KiB frames) takes it and the link stays up."""
+    _card(csms, "CARD1")
+    a = await start_agent()
+    started = await start_session(a, csms, "CARD1")
+    keep_stop_data(a)
+    after = mark(csms)
+    a.unplug()
+    ended = await wait_call(csms, "TransactionEvent", after=after, where=_tx_event("Ended"))
+    assert ended.payload["transactionInfo"]["transactionId"] == started["transactionInfo"]["transactionId"]
+    assert len(ended.raw) <= 65_000
+    values = ended.payload["meterValue"]
+    assert values[0]["sampledValue"][0]["context"] == "Transaction.End"  # the billed end register stays first
+    assert 1 < len(values) < 101 and values[-1]["timestamp"] == "2026-01-01T01:39:00.000Z"
+    still_connected(a)

@@ -6,11 +6,13 @@ import asyncio
 import json
 import threading
 from concurrent.futures import Future
-from datetime import UTC, datetime
+from datetime import UTC, datetime, timedelta
 from pathlib import Path
 from typing import Any
 
-from backend_stub.ocpp.server import utc_now_iso
+import pytest
+
+from backend_stub.ocpp.server import CallErrorReply, utc_now_iso
 from backend_stub.testing.server import ScriptedCentralSystem as CentralSystem
 from chargepoint.agent import Agent
 from chargepoint.core.blocks.sessions import REREAD_GRACE_S
@@ -341,3 +343,91 @@ async def test_a_card_stop_survives_the_sampler_cancelled_mid_commit(
         store.gate.set()
         await a.stop()
     assert cs.violations == []
+
+
+async def test_an_answer_over_bytes_per_message_is_an_internal_error_not_a_dropped_link(
+    cs: CentralSystem, start_agent: StartAgent
+) -> None:
+    """The last guard on every answer: a CALLRESULT over BytesPerMessage (here a station built with a 2,000-byte
+    limit, which the full GetConfiguration exceeds) is never sent; the CSMS gets an InternalError and the link
+    stays up, so the next request is answered on the same connection."""
+    a = await start_agent()
+    a.station.settings._values["bytes_per_message"] = 2_000  # read-only to the CSMS: a station built smaller
+    with pytest.raises(CallErrorReply) as err:
+        await cs.call("CP-1", "GetConfiguration", {})
+    assert err.value.code == "InternalError"
+    answer = await cs.call("CP-1", "GetConfiguration", {"key": ["HeartbeatInterval"]})
+    assert [k["key"] for k in answer["configurationKey"]] == ["HeartbeatInterval"]
+    link = a.agent.link
+    assert link is not None and link.connections == 1
+
+
+async def test_frequency_in_1_6_has_no_unit(cs: CentralSystem, start_agent: StartAgent) -> None:
+    """OCPP 1.6 §7.31: UnitOfMeasure has no Hertz; a Frequency value carries no unit (it is Hertz)."""
+    a = await start_agent()
+    for key, value in (
+        ("MeterValuesSampledData", "Energy.Active.Import.Register,Frequency"),
+        ("MeterValueSampleInterval", "1"),
+    ):
+        assert await cs.call("CP-1", "ChangeConfiguration", {"key": key, "value": value}) == {
+            "status": "Accepted"
+        }
+    await start_session(a, cs)
+    frame = await cs.wait_for_call(
+        "MeterValues",
+        where=lambda p: any(
+            v.get("measurand") == "Frequency" for mv in p["meterValue"] for v in mv["sampledValue"]
+        ),
+    )
+    [freq] = [
+        v
+        for mv in frame.payload["meterValue"]
+        for v in mv["sampledValue"]
+        if v.get("measurand") == "Frequency"
+    ]
+    assert "unit" not in freq
+
+
+def _phase_sample(at: datetime) -> Sample:
+    """A stop-data sample of every measurand on every phase (what StopTxnSampledData may ask for)."""
+    values = [SampledValue(Measurand.ENERGY_ACTIVE_IMPORT_REGISTER, 12345.0)]
+    for phase in ("L1", "L2", "L3"):
+        values += [
+            SampledValue(Measurand.POWER_ACTIVE_IMPORT, 2300.0, phase),
+            SampledValue(Measurand.CURRENT_IMPORT, 10.0, phase),
+            SampledValue(Measurand.VOLTAGE, 230.0, phase),
+        ]
+    values += [SampledValue(Measurand.FREQUENCY, 50.0), SampledValue(Measurand.SOC, 55.0)]
+    return Sample(at, ReadingContext.SAMPLE_PERIODIC, tuple(values))
+
+
+def keep_stop_data(a: RunningAgent, samples: int = 100) -> None:
+    """Give connector 1's running transaction ``samples`` stop-data samples, one a minute from 2026-01-01."""
+    tx = a.station.connectors[1].transaction
+    store = a.agent.store
+    assert tx is not None and store is not None
+    first = datetime(2026, 1, 1, tzinfo=UTC)
+    for n in range(samples):
+        at = first + timedelta(minutes=n)
+        store.record_meter(tx.local_id, 1000 + n, at, stop_data=_phase_sample(at))
+
+
+async def test_a_stop_transaction_with_much_stop_data_fits_the_frame_limit(
+    cs: CentralSystem, start_agent: StartAgent
+) -> None:
+    """A long session with StopTxnSampledData on every measurand and phase keeps 100 samples (~150 KB of
+    transactionData): StopTransaction keeps the newest that fit in BytesPerMessage, so the CSMS (64 KiB frames)
+    takes it instead of dropping the link, and the outbox is not stuck resending it."""
+    a = await start_agent()
+    _, tx_id = await start_session(a, cs)
+    keep_stop_data(a)  # 100 samples, one a minute from 2026-01-01T00:00Z
+    a.unplug()
+    stop = await cs.wait_for_call("StopTransaction", where=lambda p: p["transactionId"] == tx_id)
+    assert len(stop.raw) <= 65_000
+    data = stop.payload["transactionData"]
+    assert 0 < len(data) < 100
+    # The newest kept, the oldest dropped.
+    assert data[-1]["timestamp"] == "2026-01-01T01:39:00.000Z"
+    assert data[0]["timestamp"] > "2026-01-01T00:00:00.000Z"
+    link = a.agent.link
+    assert link is not None and link.connections == 1

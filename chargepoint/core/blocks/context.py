@@ -19,6 +19,7 @@ from chargepoint.core.connector import Connector
 from chargepoint.core.evse import Evse, one_connector_per_evse
 from chargepoint.core.model import WARNING_CODES, ConnectorState, ErrorCode, IdTagInfo
 from chargepoint.core.scheduler import Duty, Scheduler, loop_scheduler
+from chargepoint.core.security import SecurityEvents
 from chargepoint.core.settings import Settings
 from chargepoint.core.storage import Storage
 from chargepoint.errors import CsmsUnavailable
@@ -33,7 +34,11 @@ MAX_STOP_DATA = 100  # samples in StopTransaction.transactionData: the newest on
 
 
 def log_crash(task: asyncio.Task[Any]) -> None:
-    """Done-callback of a background task: log its crash, if any."""
+    """Done-callback of a background task: log its crash, if any.
+
+    A cancelled task is not logged: cancelling is how the station stops its one-shot tasks (a remote start, a
+    timer). The long-lived hardware loops do not rely on this: ``StationContext.supervise`` makes their connector
+    safe however they end."""
     if not task.cancelled() and task.exception() is not None:
         log.error("station task %s crashed", task.get_name(), exc_info=task.exception())
 
@@ -126,6 +131,8 @@ class StationContext:
         self.clock = clock
         self.timing = timing
         self.csms: CsmsPort = OfflineCsms()
+        # Every security event of the station, whichever block or link raises it, goes through this one bound.
+        self.security_events = SecurityEvents(store, clock, lambda: self.csms.outbox_changed())
         self.connectors: dict[int, Connector] = {}
         for cid in sorted(ports):
             conn = Connector(cid, operative=store.get(f"operative.{cid}", "1") == "1")
@@ -194,20 +201,37 @@ class StationContext:
         log_crash(task)
 
     def supervise(self, loop: Callable[[int], Coroutine[Any, Any, None]], cid: int, name: str) -> None:
-        """Run a connector's hardware loop; if it crashes (a bug or an unexpected driver error), fault the
-        connector, which opens its relay, and start the loop again."""
+        """Run a connector's hardware loop (plug, reader, meter and relay watchdog) for the station's life.
+
+        An ``Exception`` (a bug or an unexpected driver error) faults the connector, which opens its relay, and
+        the loop starts again. Anything else ends the loop for good, but never silently while the station runs:
+        an unexpected cancellation or a ``BaseException`` (``KeyboardInterrupt``, ``SystemExit``, a library's own)
+        first faults the connector (relay open, Faulted/InternalError reported), then goes on up. The cancellation
+        is honoured (``asyncio.run`` cancels every task at exit and waits for them), ``KeyboardInterrupt`` and
+        ``SystemExit`` stop the event loop as asyncio intends, and a dead loop stops ``loops_alive()``, so the
+        systemd watchdog restarts the agent."""
 
         async def supervised() -> None:
-            while True:
-                try:
-                    await loop(cid)
-                    return
-                except Exception as exc:
-                    log.exception("connector %s: %s loop crashed; restarting it", cid, name)
-                    await self.raise_fault(
-                        cid, ErrorCode.INTERNAL_ERROR, f"{name}: {type(exc).__name__}"[:50]
+            try:
+                while True:
+                    try:
+                        await loop(cid)
+                        return
+                    except Exception as exc:
+                        log.exception("connector %s: %s loop crashed; restarting it", cid, name)
+                        await self.raise_fault(
+                            cid, ErrorCode.INTERNAL_ERROR, f"{name}: {type(exc).__name__}"[:50]
+                        )
+                        await asyncio.sleep(self.timing.meter_poll_s)
+            except BaseException as exc:  # also while faulting or waiting to restart after an Exception
+                if not self.stopping:  # Station.stop cancels the loops itself, after opening the relays
+                    log.critical(
+                        "connector %s: %s loop ended by %s; connector faulted", cid, name, type(exc).__name__
                     )
-                    await asyncio.sleep(self.timing.meter_poll_s)
+                    await self.raise_fault(
+                        cid, ErrorCode.INTERNAL_ERROR, f"{name} loop ended: {type(exc).__name__}"[:50]
+                    )
+                raise
 
         self.supervised.append(self.spawn(supervised(), f"{name}-{cid}"))
 

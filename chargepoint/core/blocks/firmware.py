@@ -11,7 +11,7 @@ from collections.abc import Callable
 from typing import Any
 
 from chargepoint.core.blocks.context import FunctionalBlock, StationContext
-from chargepoint.core.events import FirmwareStatusChanged, SecurityEvent
+from chargepoint.core.events import FirmwareStatusChanged
 from chargepoint.core.file_jobs import JobKeeper, RetryPolicy, delay_s, scheduled_at, shown, with_retries
 from chargepoint.core.firmware import (
     CANCELABLE,
@@ -23,8 +23,10 @@ from chargepoint.core.firmware import (
     F,
     FirmwareJob,
     FirmwareRequest,
+    running_version,
 )
 from chargepoint.core.model import FirmwareStatus, UpdateResult
+from chargepoint.core.security import SecurityEventType
 from chargepoint.errors import InstallError, TransferError
 from chargepoint.ports import FilePort
 
@@ -72,7 +74,7 @@ class Firmware(FunctionalBlock):
             if why is not None:
                 # Whitepaper ed. 2 §4.4: InvalidCertificate, and the InvalidFirmwareSigningCertificate event.
                 log.warning("firmware signing certificate refused: %s", why)
-                self._security_event("InvalidFirmwareSigningCertificate", why)
+                self.ctx.security_events.record(SecurityEventType.INVALID_FIRMWARE_SIGNING_CERTIFICATE, why)
                 return UpdateResult.INVALID_CERTIFICATE
             if not self.files.supports(request.location):
                 return UpdateResult.REJECTED
@@ -115,8 +117,14 @@ class Firmware(FunctionalBlock):
             log.error("firmware install was interrupted by a restart; reporting InstallationFailed")
             self.jobs.set(F.INSTALLATION_FAILED)
         elif job.state is F.INSTALL_REBOOTING:
-            log.info("rebooted into the new firmware")
+            version = running_version(self.configured_version, self.store)
+            log.info("rebooted into the new firmware (%s)", version)
             self.jobs.set(F.INSTALLED)
+            # Security whitepaper ed. 2 (and OCPP 2.0.1 A04): FirmwareUpdated is a critical security event.
+            self.ctx.security_events.record(
+                SecurityEventType.FIRMWARE_UPDATED,
+                f"firmware {version} installed (request {job.request.request_id})",
+            )
         else:
             if job.state in (F.DOWNLOADED, F.SIGNATURE_VERIFIED, F.INSTALL_SCHEDULED):
                 # Its download succeeded; it is fetched (and verified) again with a fresh round of attempts.
@@ -137,10 +145,6 @@ class Firmware(FunctionalBlock):
             self._connectors_changed.set()
 
     # the update itself
-    def _security_event(self, kind: str, info: str | None) -> None:
-        self.store.queue(SecurityEvent(kind, self.ctx.now(), (info or "")[:255] or None))
-        self._wake()
-
     async def _run(self) -> None:
         job = self.job
         assert job is not None
@@ -180,7 +184,9 @@ class Firmware(FunctionalBlock):
                 # Whitepaper ed. 2 §4.4: InvalidSignature, the InvalidFirmwareSignature event, nothing installed.
                 log.error("firmware signature does not verify; not installing")
                 self.files.discard(DOWNLOAD_NAME)
-                self._security_event("InvalidFirmwareSignature", shown(request.location, 200))
+                self.ctx.security_events.record(
+                    SecurityEventType.INVALID_FIRMWARE_SIGNATURE, shown(request.location, 200)
+                )
                 self.jobs.set(F.INVALID_SIGNATURE)
                 return
             self.jobs.set(F.SIGNATURE_VERIFIED)

@@ -182,6 +182,10 @@ class Sessions(FunctionalBlock):
         """The EV was plugged in or out."""
         conn = self.ctx.connectors[cid]
         conn.plugged = plugged
+        if conn.state is S.PREPARING:
+            self.ctx.notify(
+                cid
+            )  # an authorized connector becomes Occupied with the cable (2.0.1), not before
         if not plugged:
             # Safety first: no EV, no power; this does not wait for a session change in progress.
             await self.ctx.open_relay(cid)

@@ -134,8 +134,10 @@ def meter_value(sample: Sample) -> dict[str, Any]:
             "value": f"{v.value:g}" if v.value != int(v.value) else str(int(v.value)),
             "context": mapping.CONTEXT[sample.context],
             "measurand": mapping.MEASURAND[v.measurand],
-            "unit": _UNIT_16[v.measurand.value],
         }
+        unit = _UNIT_16[v.measurand.value]
+        if unit is not None:
+            entry["unit"] = unit
         if v.phase:
             entry["phase"] = v.phase
         if v.measurand.value == "SoC":
@@ -144,12 +146,14 @@ def meter_value(sample: Sample) -> dict[str, Any]:
     return {"timestamp": ocpp_time(sample.timestamp), "sampledValue": values}
 
 
-_UNIT_16 = {
+_UNIT_16: dict[str, str | None] = {
     "Energy.Active.Import.Register": "Wh",
     "Power.Active.Import": "W",
     "Current.Import": "A",
     "Voltage": "V",
-    "Frequency": "Hz",
+    # OCPP 1.6 §7.31: UnitOfMeasure has no Hertz; a Frequency value carries no unit and is in Hertz. ("Hz" fails
+    # the schema, and the outbox would keep such a MeterValues or StopTransaction as a dead letter.)
+    "Frequency": None,
     "SoC": "Percent",
 }
 
@@ -248,6 +252,7 @@ class V16Session(SecurityHandlers, OcppSession, _OcppChargePoint):  # type: igno
             data = [d for d in data if d["sampledValue"]]
             if data:
                 stop["transactionData"] = data
+                self.fit("StopTransaction", stop, "transactionData")
             answer = await self.request("StopTransaction", stop)
             if event.id_tag and answer.get("idTagInfo"):
                 return Delivered(None, event.id_tag, id_tag_info(answer["idTagInfo"]))

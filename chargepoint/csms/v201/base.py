@@ -11,7 +11,7 @@ from ocpp.v201 import ChargePoint as _OcppChargePoint
 from ocpp.v201.enums import Action
 
 from chargepoint.core.device_model import Mutability, Variable
-from chargepoint.core.model import CONNECTOR_STATUS, UNITS, IdTagInfo, Measurand, Sample
+from chargepoint.core.model import UNITS, IdTagInfo, Measurand, Sample
 from chargepoint.csms.rpc import (
     MessageTypeNotSupportedError,
     OcppSession,
@@ -189,7 +189,7 @@ class V201Base(OcppSession, _OcppChargePoint):  # type: ignore[misc]
         if address is None:
             return None
         status = self.station.status(cid)
-        connector_status = mapping.CONNECTOR_STATUS[CONNECTOR_STATUS[status.state]]
+        connector_status = mapping.CONNECTOR_STATUS[self.station.connectors[cid].reported_status]
         payload = {
             "timestamp": ocpp_time(status.timestamp),
             "connectorStatus": connector_status,

@@ -14,8 +14,9 @@ from ocpp.v201.enums import Action
 
 from chargepoint.core.device_model import VARIABLES, Mutability, Variable, VariableRef
 from chargepoint.core.settings import SPECS
+from chargepoint.csms.rpc import json_chars
 from chargepoint.csms.v201 import mapping
-from chargepoint.csms.v201.reports import INSTANCES, Reports
+from chargepoint.csms.v201.reports import ENVELOPE_CHARS, INSTANCES, MAX_VALUE_CHARS, Reports
 from chargepoint.errors import ChargePointError
 
 log = logging.getLogger(__name__)
@@ -53,8 +54,9 @@ class Provisioning(Reports):
                 result["attribute_status"] = "Rejected"  # B06.FR.?: a write-only value is never read back
             else:
                 result["attribute_status"] = "Accepted"
-                result["attribute_value"] = self.variable_value(variable)
+                result["attribute_value"] = self.variable_value(variable)[:MAX_VALUE_CHARS]
             results.append(result)
+        self._fit(results)
         return call_result.GetVariables(get_variable_result=results)
 
     @on(Action.set_variables)
@@ -82,6 +84,22 @@ class Provisioning(Reports):
                 details={"cause": f"at most {limit} {what} per request"}
             )
         return items
+
+    def _fit(self, results: list[dict[str, Any]]) -> None:
+        """Make a GetVariables answer fit one frame of BytesPerMessage (the CSMS's frame limit, 64 KiB for many
+        servers: a frame over it drops the link): the last values that do not fit are Rejected with reason
+        TooLargeElement, so every item still has its result (B06.FR.01) and the CSMS asks again for fewer."""
+        room = self.settings.get_int("bytes_per_message") - ENVELOPE_CHARS
+        # Each with its comma; the snake_case keys here are never shorter than the camelCase ones sent.
+        sizes = [json_chars(r) + 1 for r in results]
+        for i in range(len(results) - 1, -1, -1):
+            if sum(sizes) <= room:
+                return
+            if "attribute_value" in results[i]:
+                del results[i]["attribute_value"]
+                results[i]["attribute_status"] = "Rejected"
+                results[i]["attribute_status_info"] = {"reason_code": "TooLargeElement"}
+                sizes[i] = json_chars(results[i]) + 1
 
     @staticmethod
     def _addressed(data: dict[str, Any]) -> tuple[dict[str, Any], Variable | None]:

@@ -21,7 +21,8 @@ from ocpp.v201 import call_result
 from ocpp.v201.enums import Action
 
 from chargepoint.core.device_model import DataType, Mutability, Variable, VariableRef, components
-from chargepoint.core.model import CONNECTOR_STATUS, ConnectorState
+from chargepoint.core.model import ConnectorState
+from chargepoint.csms.rpc import json_chars
 from chargepoint.csms.times import ocpp_time
 from chargepoint.csms.v201 import mapping
 from chargepoint.csms.v201.base import V201Base
@@ -32,8 +33,9 @@ log = logging.getLogger(__name__)
 # NotifyReport parts: at most this many reportData entries (B07.FR.?: a report may be split; seqNo counts the
 # parts), and at most DeviceDataCtrlr.BytesPerMessage characters of JSON per part.
 REPORT_ITEMS_PER_MESSAGE = 16
-# Room left in a part for the envelope: [2,"<36-char id>","NotifyReport",{requestId, generatedAt, seqNo, tbc}].
-_ENVELOPE_CHARS = 200
+# Room left in a frame for its envelope: [2,"<36-char id>","NotifyReport",{requestId, generatedAt, seqNo, tbc}],
+# [3,"<36-char id>",{"getVariableResult":[...]}].
+ENVELOPE_CHARS = 200
 # The report bases the station answers (B07): the enum has no other; anything else is a FormatViolation.
 REPORT_BASES = frozenset({"ConfigurationInventory", "FullInventory", "SummaryInventory"})
 _AVAILABILITY_VALUES = ",".join(mapping.CONNECTOR_STATUS.values())
@@ -105,7 +107,7 @@ class Reports(V201Base):
         faulted_any = False
         for cid, (evse_id, connector_id) in sorted(self.address.items()):
             state = self.station.status(cid).state
-            status = mapping.CONNECTOR_STATUS[CONNECTOR_STATUS[state]]
+            status = mapping.CONNECTOR_STATUS[self.station.connectors[cid].reported_status]
             faulted = state is ConnectorState.FAULTED
             faulted_any |= faulted
             by_evse.setdefault(evse_id, []).append(status)
@@ -314,12 +316,12 @@ class Reports(V201Base):
 
     def report_parts(self, report: list[dict[str, Any]]) -> list[list[dict[str, Any]]]:
         """The report cut into parts of at most REPORT_ITEMS_PER_MESSAGE entries and BytesPerMessage characters."""
-        max_chars = self.settings.get_int("bytes_per_message") - _ENVELOPE_CHARS
+        max_chars = self.settings.get_int("bytes_per_message") - ENVELOPE_CHARS
         parts: list[list[dict[str, Any]]] = []
         part: list[dict[str, Any]] = []
         size = 1  # the list's brackets, less the comma after the last entry
         for entry in report:
-            entry_chars = len(json.dumps(entry, separators=(",", ":"))) + 1  # and its comma
+            entry_chars = json_chars(entry) + 1  # and its comma
             if part and (len(part) >= REPORT_ITEMS_PER_MESSAGE or size + entry_chars > max_chars):
                 parts.append(part)
                 part, size = [], 1

@@ -160,6 +160,11 @@ class Transactions(V201Base):
             payload["idToken"] = self.id_token(id_tag, token_type)
         if event.offline:
             payload["offline"] = True  # E.FR.?: it happened while the station could not tell the CSMS
+        if "meterValue" in payload:
+            # The end register (first in an Ended event) always stays; the oldest samples go first.
+            self.fit(
+                "TransactionEvent", payload, "meterValue", keep=1 if payload["eventType"] == "Ended" else 0
+            )
         answer = await self.request("TransactionEvent", payload)
         started = isinstance(event, TransactionStarted)
         if id_tag and "idTokenInfo" in answer:
