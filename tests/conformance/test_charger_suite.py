@@ -116,6 +116,7 @@ async def test_the_agent_passes_the_charger_suite_with_its_ctl_profile(
     assert "TC_003_CS Regular Charging Session - Plugin First" in junit.read_text()
 
 
+@pytest.mark.slow
 async def test_the_agent_passes_the_power_cut_and_offline_cases(
     agent: tuple[int, Path], tmp_path: Path
 ) -> None:

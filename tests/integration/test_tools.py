@@ -3,6 +3,7 @@
 
 from __future__ import annotations
 
+import fcntl
 import os
 import shutil
 import signal
@@ -32,8 +33,24 @@ pytestmark = pytest.mark.slow
 
 @pytest.fixture(scope="module")
 def installed(tmp_path_factory: pytest.TempPathFactory) -> Path:
-    """A fresh virtualenv with the project's wheel installed (dependencies seen from this one's site-packages)."""
-    work = tmp_path_factory.mktemp("wheel")
+    """A fresh virtualenv with the project's wheel installed (dependencies seen from this one's site-packages),
+    built once per test run: xdist workers share the run's temporary directory, and the first builds it."""
+    base = tmp_path_factory.getbasetemp()
+    shared = (
+        base.parent if os.environ.get("PYTEST_XDIST_WORKER") else base
+    )  # this run's, never an earlier run's
+    with open(shared / "wheel.lock", "w") as lock:
+        fcntl.flock(lock, fcntl.LOCK_EX)  # released when the file closes
+        env_dir = shared / "wheel" / "venv"
+        if not (shared / "wheel" / "installed").exists():
+            _build_and_install(shared / "wheel")
+            (shared / "wheel" / "installed").touch()
+    return env_dir
+
+
+def _build_and_install(work: Path) -> None:
+    """Build the wheel from a copy of the checkout and install it into ``work/venv``."""
+    work.mkdir()
     # Built from a copy: setuptools writes build/ inside the source tree, and two xdist workers building the same
     # tree at once collide there ("File exists: build/bdist...").
     source = work / "src"
@@ -82,7 +99,6 @@ def installed(tmp_path_factory: pytest.TempPathFactory) -> Path:
     )
     purelib = _purelib(python)
     (purelib / "deps.pth").write_text(sysconfig.get_paths()["purelib"] + "\n")
-    return env_dir
 
 
 def _purelib(python: Path) -> Path:

@@ -26,34 +26,47 @@ from chargepoint.core.smart_charging import (
 T0 = datetime(2024, 1, 1, tzinfo=UTC)
 
 
+# Strategies built once: built inside profiles() they were fresh objects on every draw, which Hypothesis validated
+# each time (most of these tests' run time). The distributions are the same.
+PURPOSES = st.sampled_from(list(ProfilePurpose))
+KINDS = st.sampled_from(list(ProfileKind))
+PERIOD_STARTS = st.sets(st.integers(1, 86400), max_size=4)
+PERIOD_LIMITS = st.floats(0, 100_000).map(lambda v: round(v, 1))
+PERIOD_PHASES = st.none() | st.integers(1, 3)
+START_OFFSETS_S = st.integers(-86400 * 8, 86400 * 8)
+VALID_FROM_OFFSETS_S = st.integers(-86400, 86400)
+PROFILE_IDS = st.integers(1, 50)
+STACK_LEVELS = st.integers(0, 8)
+RATE_UNITS = st.sampled_from(list(RateUnit))
+DURATIONS_S = st.none() | st.integers(0, 86400 * 2)
+CONNECTOR_IDS = st.integers(0, 2)
+RECURRENCIES = st.sampled_from(list(RecurrencyKind))
+VALIDITY_HOURS = st.integers(1, 48)
+
+
 @st.composite
 def profiles(draw: st.DrawFn) -> ChargingProfile:
-    purpose = draw(st.sampled_from(list(ProfilePurpose)))
-    kind = draw(st.sampled_from(list(ProfileKind)))
-    starts = sorted(draw(st.sets(st.integers(1, 86400), max_size=4)))
-    periods = tuple(
-        SchedulePeriod(
-            s, draw(st.floats(0, 100_000).map(lambda v: round(v, 1))), draw(st.none() | st.integers(1, 3))
-        )
-        for s in [0, *starts]
-    )
-    start = T0 + timedelta(seconds=draw(st.integers(-86400 * 8, 86400 * 8)))
-    valid_from = draw(st.none() | st.just(T0 + timedelta(seconds=draw(st.integers(-86400, 86400)))))
+    purpose = draw(PURPOSES)
+    kind = draw(KINDS)
+    starts = sorted(draw(PERIOD_STARTS))
+    periods = tuple(SchedulePeriod(s, draw(PERIOD_LIMITS), draw(PERIOD_PHASES)) for s in [0, *starts])
+    start = T0 + timedelta(seconds=draw(START_OFFSETS_S))
+    valid_from = draw(st.none() | st.just(T0 + timedelta(seconds=draw(VALID_FROM_OFFSETS_S))))
     return ChargingProfile(
-        id=draw(st.integers(1, 50)),
-        stack_level=draw(st.integers(0, 8)),
+        id=draw(PROFILE_IDS),
+        stack_level=draw(STACK_LEVELS),
         purpose=purpose,
         kind=kind,
         schedule=ChargingSchedule(
-            draw(st.sampled_from(list(RateUnit))),
+            draw(RATE_UNITS),
             periods,
             start if kind is not ProfileKind.RELATIVE else None,
-            draw(st.none() | st.integers(0, 86400 * 2)),
+            draw(DURATIONS_S),
         ),
-        connector_id=0 if purpose is ProfilePurpose.CHARGE_POINT_MAX else draw(st.integers(0, 2)),
-        recurrency=draw(st.sampled_from(list(RecurrencyKind))) if kind is ProfileKind.RECURRING else None,
+        connector_id=0 if purpose is ProfilePurpose.CHARGE_POINT_MAX else draw(CONNECTOR_IDS),
+        recurrency=draw(RECURRENCIES) if kind is ProfileKind.RECURRING else None,
         valid_from=valid_from,
-        valid_to=valid_from + timedelta(hours=draw(st.integers(1, 48))) if valid_from else None,
+        valid_to=valid_from + timedelta(hours=draw(VALIDITY_HOURS)) if valid_from else None,
     )
 
 

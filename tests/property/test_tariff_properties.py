@@ -42,19 +42,39 @@ def _pair(
     )
 
 
+# Strategies built once: building them inside the composites below made Hypothesis construct and validate fresh
+# strategy objects for every draw, which was most of these tests' run time. The distributions are the same.
+KWH_PAIRS = _pair(st.decimals(min_value=0, max_value=60, places=1))
+KW_PAIRS = _pair(st.decimals(min_value=0, max_value=50, places=1))
+AMP_PAIRS = _pair(st.decimals(min_value=0, max_value=64, places=0))
+NO_PAIR: st.SearchStrategy[tuple[object, object]] = st.just((None, None))
+DURATION_PAIRS = _pair(st.integers(0, 6 * 3600))
+OPTIONAL_HHMM = st.none() | HHMM
+MIN_MAX_PRICES = _pair(st.decimals(min_value=0, max_value=40, places=2))
+KINDS = st.lists(st.sampled_from(list(DimensionType)), min_size=1, max_size=4, unique=True)
+ELEMENT_COUNTS = st.integers(1, 4)
+CURRENCIES = st.sampled_from(["EUR", "JPY", "KWD"])
+FREE_OR_METERED_STEPS = st.sampled_from([0, 1])
+INTEGRAL_ENERGIES = st.integers(0, 30000).map(Decimal)
+DECIMAL_ENERGIES = st.decimals(min_value=0, max_value=30000, places=1)
+SESSION_STARTS = st.integers(0, 366 * 86400)
+PERIOD_COUNTS = st.integers(1, 5)
+HALF_PERIODS = st.integers(1, 3 * 3600)
+MAX_POWERS = st.none() | st.integers(0, 50000).map(Decimal)
+MAX_CURRENTS = st.none() | st.integers(0, 64).map(Decimal)
+
+
 @st.composite
 def restrictions(draw: st.DrawFn, *, physical: bool = True) -> TariffRestrictions | None:
     """Restrictions; physical=False leaves out kWh/power/current (which can make cost non-monotone)."""
     if draw(st.booleans()):
         return None
-    kwh = _pair(st.decimals(min_value=0, max_value=60, places=1)) if physical else st.just((None, None))
-    kw = _pair(st.decimals(min_value=0, max_value=50, places=1)) if physical else st.just((None, None))
-    amps = _pair(st.decimals(min_value=0, max_value=64, places=0)) if physical else st.just((None, None))
-    dur = draw(_pair(st.integers(0, 6 * 3600)))
+    kwh, kw, amps = (KWH_PAIRS, KW_PAIRS, AMP_PAIRS) if physical else (NO_PAIR, NO_PAIR, NO_PAIR)
+    dur = draw(DURATION_PAIRS)
     (min_kwh, max_kwh), (min_kw, max_kw), (min_a, max_a) = draw(kwh), draw(kw), draw(amps)
     return TariffRestrictions(
-        start_time=draw(st.none() | HHMM),
-        end_time=draw(st.none() | HHMM),
+        start_time=draw(OPTIONAL_HHMM),
+        end_time=draw(OPTIONAL_HHMM),
         min_kwh=min_kwh,  # type: ignore[arg-type]
         max_kwh=max_kwh,  # type: ignore[arg-type]
         min_power=min_kw,  # type: ignore[arg-type]
@@ -71,13 +91,13 @@ def restrictions(draw: st.DrawFn, *, physical: bool = True) -> TariffRestriction
 def tariffs(draw: st.DrawFn, *, physical: bool = True, steps: st.SearchStrategy[int] = STEPS) -> Tariff:
     """Tariffs with 1-4 elements of non-negative prices and optional min/max price."""
     elements = []
-    for _ in range(draw(st.integers(1, 4))):
-        kinds = draw(st.lists(st.sampled_from(list(DimensionType)), min_size=1, max_size=4, unique=True))
+    for _ in range(draw(ELEMENT_COUNTS)):
+        kinds = draw(KINDS)
         components = tuple(PriceComponent(k, draw(PRICES), draw(steps), draw(VATS)) for k in kinds)
         elements.append(TariffElement(components, draw(restrictions(physical=physical))))
-    low, high = draw(_pair(st.decimals(min_value=0, max_value=40, places=2)))
+    low, high = draw(MIN_MAX_PRICES)
     return Tariff(
-        currency=draw(st.sampled_from(["EUR", "JPY", "KWD"])),
+        currency=draw(CURRENCIES),
         elements=tuple(elements),
         min_price=None if low is None else Price(low, draw(st.none() | st.just(low))),  # type: ignore[arg-type]
         max_price=None if high is None else Price(high, draw(st.none() | st.just(high * 2))),  # type: ignore[arg-type, operator]
@@ -89,26 +109,22 @@ def simple_tariffs(draw: st.DrawFn) -> Tariff:
     """Tariffs for which cost must be monotone: one unrestricted element (any step), or time-only
     restrictions with steps 0/1 (a coarse step of a *changing* last component is not monotone by spec)."""
     if draw(st.booleans()):
-        kinds = draw(st.lists(st.sampled_from(list(DimensionType)), min_size=1, max_size=4, unique=True))
+        kinds = draw(KINDS)
         element = TariffElement(
             tuple(PriceComponent(k, draw(PRICES), draw(STEPS), draw(VATS)) for k in kinds)
         )
         return Tariff("EUR", (element,))
-    return draw(tariffs(physical=False, steps=st.sampled_from([0, 1])))
+    return draw(tariffs(physical=False, steps=FREE_OR_METERED_STEPS))
 
 
 @st.composite
 def sessions(draw: st.DrawFn, *, integral: bool = False) -> list[SessionPeriod]:
     """1-5 contiguous periods of an even number of seconds, starting anywhere in 2024 (DST changes included)."""
-    start = datetime(2024, 1, 1, tzinfo=UTC) + timedelta(seconds=draw(st.integers(0, 366 * 86400)))
-    energies = (
-        st.integers(0, 30000).map(Decimal)
-        if integral
-        else st.decimals(min_value=0, max_value=30000, places=1)
-    )
+    start = datetime(2024, 1, 1, tzinfo=UTC) + timedelta(seconds=draw(SESSION_STARTS))
+    energies = INTEGRAL_ENERGIES if integral else DECIMAL_ENERGIES
     out = []
-    for _ in range(draw(st.integers(1, 5))):
-        end = start + timedelta(seconds=2 * draw(st.integers(1, 3 * 3600)))
+    for _ in range(draw(PERIOD_COUNTS)):
+        end = start + timedelta(seconds=2 * draw(HALF_PERIODS))
         charging = draw(st.booleans())
         out.append(
             SessionPeriod(
@@ -116,8 +132,8 @@ def sessions(draw: st.DrawFn, *, integral: bool = False) -> list[SessionPeriod]:
                 end,
                 draw(energies) if charging else Decimal(0),
                 charging,
-                max_power_w=draw(st.none() | st.integers(0, 50000).map(Decimal)),
-                max_current_a=draw(st.none() | st.integers(0, 64).map(Decimal)),
+                max_power_w=draw(MAX_POWERS),
+                max_current_a=draw(MAX_CURRENTS),
             )
         )
         start = end

@@ -10,6 +10,7 @@ import sqlite3
 from collections.abc import Callable, Iterator
 from datetime import UTC, date, datetime, timedelta, timezone
 from pathlib import Path
+from unittest import mock
 from zoneinfo import ZoneInfo
 
 import pytest
@@ -42,8 +43,10 @@ from backend_stub.store import (
     UnknownPayment,
     UnknownTransaction,
     UnknownUser,
+    records,
 )
 from backend_stub.store import security_events as store_module
+from tests.conftest import PRODUCTION_SCRYPT_N, TEST_SCRYPT_N
 
 T0 = datetime(2024, 5, 1, 10, 0, tzinfo=UTC)
 BERLIN = ZoneInfo("Europe/Berlin")
@@ -173,6 +176,22 @@ def test_password_is_salted_scrypt_never_plain_text(store: CsmsStore, db_path: P
     store.close()
     raw = b"".join(p.read_bytes() for p in db_path.parent.iterdir())
     assert b"correct horse battery" not in raw
+
+
+def test_passwords_are_hashed_at_production_cost(store: CsmsStore) -> None:
+    """The suite hashes at tests/conftest.py's cheap TEST_SCRYPT_N; outside it a hash costs scrypt N=2**14 (and
+    says so), and a hash made at either cost verifies by the parameters stored with it."""
+    assert PRODUCTION_SCRYPT_N == 2**14 and records._SCRYPT_N == TEST_SCRYPT_N
+    store.add_charger("CP1", "cheap-in-tests")
+    with mock.patch.object(records, "_SCRYPT_N", PRODUCTION_SCRYPT_N):
+        store.add_charger("CP2", "as-in-production")
+    hashes = dict(store._db.execute("SELECT id, password_hash FROM chargers").fetchall())
+    assert hashes["CP2"].startswith("scrypt$16384$8$1$")
+    assert hashes["CP1"].startswith(f"scrypt${TEST_SCRYPT_N}$8$1$")
+    assert store.verify_password("CP2", "as-in-production")
+    assert not store.verify_password("CP2", "cheap-in-tests")
+    assert store.verify_password("CP1", "cheap-in-tests")
+    assert not store.verify_password("CP1", "as-in-production")
 
 
 def test_verify_password(store: CsmsStore) -> None:
