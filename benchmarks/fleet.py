@@ -178,7 +178,7 @@ async def steady_window(
                     "frozen_objects": gc.get_freeze_count(),
                     "cpu_s": round(cpu.user + cpu.system, 1),
                     "store_mb": round(_db_mb(fleet), 2),
-                    # The benchmark's own latency samples (8 bytes per answered CALL): part of the RSS growth.
+                    # The latency samples (8 bytes per answered CALL up to metrics.SAMPLE_CAP per action).
                     "latency_samples_mb": round(
                         sum(len(v) for v in fleet.metrics.latency.values()) * 8 / 2**20, 2
                     ),
@@ -351,9 +351,7 @@ async def run_fleet(
         (barrier / f"ready-{shard}").touch()
         await _wait_file(barrier / "go", args.ramp_timeout + 600)
     # The steady window: fresh metrics.
-    fleet.metrics.latency.clear()
-    fleet.metrics.calls.clear()
-    fleet.metrics.errors.clear()
+    fleet.metrics.restart()
     metrics.recording = args.heartbeat_phase
     cpu0, wall0 = me.cpu_times(), time.time()
     wall, rss_samples, stall_wall = await steady_window(args, fleet, me)

@@ -103,6 +103,17 @@ def build_parser() -> argparse.ArgumentParser:
     )
     csms.add_argument("--pending-password", help="the pending charger's password")
     csms.add_argument(
+        "--upgrade-charger-id",
+        help="a registered charger only the security profile upgrade cases use (TC_083_CSMS, TC_A_19_CSMS: one "
+        "profile up, 1 to 2 from a ws:// --url, 2 to 3 from wss://; they leave it there: a fresh one per run)",
+    )
+    csms.add_argument("--upgrade-password", help="the upgrade charger's password (profiles 1 and 2)")
+    csms.add_argument(
+        "--upgrade-url", help="the higher profile's endpoint, e.g. wss://host:port/ocpp (default: --url)"
+    )
+    csms.add_argument("--upgrade-tls-cert", metavar="PEM", help="the upgrade charger's client certificate")
+    csms.add_argument("--upgrade-tls-key", metavar="PEM", help="its key")
+    csms.add_argument(
         "--profiles",
         help="feature profiles the central system offers, e.g. Core,SmartCharging,Security (default: all); "
         "the cases of the others are not applicable",
@@ -171,6 +182,21 @@ def _ssl_context(args: argparse.Namespace) -> ssl.SSLContext | None:
     return context
 
 
+def _upgrade_tls(args: argparse.Namespace) -> dict[int, ssl.SSLContext]:
+    """Client TLS of the upgrade charger on wss:// endpoints: 2 without a client certificate, 3 with its own (when
+    --upgrade-tls-cert gives one)."""
+    if not any(u and u.startswith("wss://") for u in (args.url, args.upgrade_url)):
+        return {}
+    contexts = {}
+    for profile in (2, 3) if args.upgrade_tls_cert else (2,):
+        context = ssl.create_default_context(cafile=args.tls_ca)
+        context.minimum_version = ssl.TLSVersion.TLSv1_2
+        if profile == 3:
+            context.load_cert_chain(args.upgrade_tls_cert, args.upgrade_tls_key)
+        contexts[profile] = context
+    return contexts
+
+
 def _print_plan(cases: Sequence[Case[Any]], unmet: dict[str, str], stream: Any) -> None:
     """Say before the run which cases lack setup, and what would provide it."""
     lacking: dict[str, list[str]] = {}
@@ -208,6 +234,10 @@ async def _csms(args: argparse.Namespace, report: Report, cases: Sequence[Case[A
         second_password=args.second_password,
         pending_charger_id=args.pending_charger_id,
         pending_password=args.pending_password,
+        upgrade_charger_id=args.upgrade_charger_id,
+        upgrade_password=args.upgrade_password,
+        upgrade_url=args.upgrade_url,
+        upgrade_tls=_upgrade_tls(args),
         trigger=trigger,
         call_timeout_s=args.call_timeout,
         trigger_wait_s=args.trigger_wait,

@@ -14,7 +14,7 @@ from typing import Any
 
 from ocpp.exceptions import NotImplementedError as SchemaMissingError
 from ocpp.exceptions import OCPPError
-from ocpp.messages import CallResult, _validate_payload
+from ocpp.messages import CallResult, validate_payload
 
 from backend_stub.ocpp_server import CallErrorReply, CentralSystem, Frame, HandlerResult, utc_now_iso
 from conformance.drivers import POWER_STEPS, Actuator, ProfileError
@@ -227,7 +227,7 @@ class ChargerContext(BaseContext):
         except (KeyError, ConnectionError) as exc:
             raise Fail(f"cannot send {action}: {exc}") from None
         try:
-            _validate_payload(CallResult("0", copy.deepcopy(answer), action), self.setup.schema_version)
+            await validate_payload(CallResult("0", copy.deepcopy(answer), action), self.setup.schema_version)
         except SchemaMissingError:
             pass
         except OCPPError as exc:

@@ -21,7 +21,7 @@ from typing import Any
 
 from ocpp.exceptions import NotImplementedError as SchemaMissingError
 from ocpp.exceptions import OCPPError
-from ocpp.messages import Call, CallResult, _validate_payload
+from ocpp.messages import Call, CallResult, validate_payload
 from websockets.asyncio.client import ClientConnection, connect
 from websockets.exceptions import ConnectionClosed, InvalidHandshake, InvalidStatus
 
@@ -97,6 +97,14 @@ class CsmsSetup:
     second_password: str | None = None
     pending_charger_id: str | None = None
     pending_password: str | None = None
+    # A charger only the security profile upgrade cases use (TC_083_CSMS, TC_A_19_CSMS): they leave it at
+    # profile 3 for good (a central system must then refuse it at profile 2), so it cannot be the main one.
+    upgrade_charger_id: str | None = None
+    upgrade_password: str | None = None  # its HTTP Basic password (profiles 1 and 2)
+    upgrade_url: str | None = None  # the endpoint of the higher profile (default: url)
+    upgrade_tls: dict[int, ssl.SSLContext] = field(
+        default_factory=dict
+    )  # client TLS: 2 no certificate, 3 its own
     trigger: Trigger | None = None
     call_timeout_s: float = 10.0
     trigger_wait_s: float = 30.0  # how long to wait for the CALL a trigger asked for
@@ -114,6 +122,11 @@ class CsmsSetup:
             have.add("second_charger")
         if self.pending_charger_id:
             have.add("pending_charger")
+        if self.upgrade_charger_id and self.upgrade_password:
+            higher = self.upgrade_profiles[1]
+            url = self.upgrade_endpoint(higher)[0]
+            if url.startswith("wss://") and 2 in self.upgrade_tls and (higher < 3 or 3 in self.upgrade_tls):
+                have.add("upgrade_charger")
         if self.trigger is not None:
             have.add("trigger")
         if self.url.startswith("wss://"):
@@ -121,6 +134,20 @@ class CsmsSetup:
         if self.client_certificate:
             have.add("client_certificate")
         return have
+
+    @property
+    def upgrade_profiles(self) -> tuple[int, int]:
+        """The upgrade cases' lower and higher security profile: 1 to 2 from a ws:// URL, 2 to 3 from wss://."""
+        lower = 2 if self.url.startswith("wss://") else 1
+        return lower, lower + 1
+
+    def upgrade_endpoint(self, profile: int) -> tuple[str, str | None, ssl.SSLContext | None]:
+        """URL, password and client TLS of the upgrade charger at ``profile`` (the lower one on ``url``, the higher
+        one on ``upgrade_url``; a password up to profile 2, its client certificate instead at 3)."""
+        url = self.url if profile == self.upgrade_profiles[0] else (self.upgrade_url or self.url)
+        password = self.upgrade_password if profile < 3 else None
+        tls = self.upgrade_tls.get(3 if profile == 3 else 2) if url.startswith("wss://") else None
+        return url, password, tls
 
 
 NEED_OPTIONS = {
@@ -131,6 +158,10 @@ NEED_OPTIONS = {
     "password": "--password PW (the charger's HTTP Basic password)",
     "second_charger": "--second-charger-id ID --second-password PW (another registered charger)",
     "pending_charger": "--pending-charger-id ID (a charger the central system answers Pending)",
+    "upgrade_charger": "--upgrade-charger-id ID --upgrade-password PW (a registered charger only the security "
+    "profile upgrade cases use: they leave it at the higher profile), --upgrade-url wss://... for the higher "
+    "profile's endpoint unless --url is wss:// and serves it, --tls-ca, and for profile 3 --upgrade-tls-cert PEM "
+    "--upgrade-tls-key PEM",
     "trigger": "--trigger FILE or --interactive (to make the central system act)",
     "tls": "a wss:// --url with --tls-ca",
     "client_certificate": "--tls-cert PEM --tls-key PEM (the charger's client certificate, security profile 3)",
@@ -219,7 +250,7 @@ class RawCharger:
 
     async def call_frame(self, action: str, payload: dict[str, Any]) -> list[Any]:
         """Send a CALL and return the CALLRESULT or CALLERROR frame; Fail on timeout or close."""
-        _validate_payload(Call("0", action, copy.deepcopy(payload)), self.ctx.setup.schema_version)
+        await validate_payload(Call("0", action, copy.deepcopy(payload)), self.ctx.setup.schema_version)
         unique_id = f"c{next(self._ids)}"
         future: asyncio.Future[list[Any]] = asyncio.get_running_loop().create_future()
         self._pending[unique_id] = (action, future)
@@ -247,7 +278,7 @@ class RawCharger:
             raise CallError(str(code), str(frame[3]) if len(frame) > 3 else "")
         if len(frame) != 3 or not isinstance(frame[2], dict):
             raise Fail(f"malformed CALLRESULT to {action}: {json.dumps(frame)[:200]} (OCPP-J 1.6 §4.2.2)")
-        self.ctx.check_schema(
+        await self.ctx.check_schema(
             CallResult(frame[1], copy.deepcopy(frame[2]), action), self.ctx.version.response_name(action)
         )
         return dict(frame[2])
@@ -357,10 +388,11 @@ class CsmsContext(BaseContext):
         """The OCPP version under test (its message names for failure texts)."""
         return by_schema(self.setup.schema_version)
 
-    def check_schema(self, message: Call | CallResult, what: str) -> None:
-        """Fail unless ``message`` is valid against the version's JSON schema."""
+    async def check_schema(self, message: Call | CallResult, what: str) -> None:
+        """Fail unless ``message`` is valid against the version's JSON schema (the ``ocpp`` package's public
+        validation, which judges exactly like its routing does)."""
         try:
-            _validate_payload(message, self.setup.schema_version)
+            await validate_payload(message, self.setup.schema_version)
         except SchemaMissingError:
             return
         except OCPPError as exc:
@@ -399,6 +431,10 @@ class CsmsContext(BaseContext):
             if s.pending_charger_id is None:
                 raise SetupError("needs --pending-charger-id")
             return s.pending_charger_id, s.pending_password
+        if which == "upgrade":
+            if s.upgrade_charger_id is None:
+                raise SetupError("needs --upgrade-charger-id")
+            return s.upgrade_charger_id, s.upgrade_password
         raise ValueError(which)
 
     async def handshake(
@@ -408,15 +444,20 @@ class CsmsContext(BaseContext):
         *,
         subprotocols: tuple[str, ...] | None = None,
         authorization: str | None = None,
+        ssl_context: ssl.SSLContext | None = None,
+        base_url: str | None = None,
     ) -> ClientConnection:
-        """Open a WebSocket to ``{url}/{cp_id}``; HandshakeRefused on an HTTP answer, Fail when unreachable."""
+        """Open a WebSocket to ``{url}/{cp_id}``; HandshakeRefused on an HTTP answer, Fail when unreachable.
+
+        ``ssl_context`` replaces the configured client TLS (another charger's client certificate, or none),
+        ``base_url`` the configured URL."""
         headers: dict[str, str] = {}
         if authorization is not None:
             headers["Authorization"] = authorization
         elif password is not None:
             token = base64.b64encode(f"{cp_id}:{password}".encode()).decode()
             headers["Authorization"] = f"Basic {token}"
-        url = f"{self.setup.url.rstrip('/')}/{cp_id}"
+        url = f"{(base_url or self.setup.url).rstrip('/')}/{cp_id}"
         offered = subprotocols or (self.setup.subprotocol,)
         self.event(f"connect {url} offering {', '.join(offered)}" + (" with Basic auth" if headers else ""))
         try:
@@ -424,7 +465,7 @@ class CsmsContext(BaseContext):
                 url,
                 subprotocols=list(offered),  # type: ignore[arg-type]
                 additional_headers=headers or None,
-                ssl=self.setup.ssl_context if url.startswith("wss://") else None,
+                ssl=(ssl_context or self.setup.ssl_context) if url.startswith("wss://") else None,
                 open_timeout=self.scaled(self.setup.call_timeout_s),
                 compression=None,
                 ping_interval=None,
@@ -437,11 +478,28 @@ class CsmsContext(BaseContext):
         self.event(f"connected, subprotocol {ws.subprotocol!r}")
         return ws
 
-    async def open(self, which: str = "main", *, password: str | None = None) -> RawCharger:
-        """Connect as the main (or second, or pending) charger; Fail unless the handshake succeeds."""
+    async def open(
+        self,
+        which: str = "main",
+        *,
+        password: str | None = None,
+        profile: int | None = None,
+    ) -> RawCharger:
+        """Connect as the main (or second, pending, upgrade) charger; Fail unless the handshake succeeds.
+
+        ``profile`` (the upgrade charger): its endpoint and credentials at that security profile
+        (`CsmsSetup.upgrade_endpoint`). The upgrade charger's connection becomes the case's main one."""
         cp_id, default_password = self._ids(which)
+        base_url, tls = None, None
+        if profile is not None:
+            base_url, default_password, tls = self.setup.upgrade_endpoint(profile)
         try:
-            ws = await self.handshake(cp_id, password if password is not None else default_password)
+            ws = await self.handshake(
+                cp_id,
+                password if password is not None else default_password,
+                ssl_context=tls,
+                base_url=base_url,
+            )
         except HandshakeRefused as exc:
             raise Fail(f"the central system refused {cp_id} at the handshake: HTTP {exc.status}") from None
         if ws.subprotocol != self.setup.subprotocol:
@@ -451,7 +509,7 @@ class CsmsContext(BaseContext):
             )
         conn = RawCharger(ws, self, cp_id)
         self.conns.append(conn)
-        if which == "main":
+        if which in ("main", "upgrade"):
             self.conn = conn
         return conn
 
@@ -720,7 +778,7 @@ class CsmsContext(BaseContext):
                 raise Fail(
                     f"the central system did not send {action} within {wait_s:g} s of the trigger"
                 ) from None
-            self.check_schema(
+            await self.check_schema(
                 Call(unique_id, action, copy.deepcopy(received)), self.version.request_name(action)
             )
             if judge is not None:

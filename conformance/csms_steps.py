@@ -8,8 +8,8 @@ import secrets
 from collections.abc import Awaitable, Callable
 from typing import Any
 
-from conformance.csms_runner import CsmsContext, HandshakeRefused
-from conformance.model import Fail, NotApplicable
+from conformance.csms_runner import CsmsContext, HandshakeRefused, RawCharger
+from conformance.model import Fail, NotApplicable, SetupError
 
 __all__ = [
     "StepFn",
@@ -21,6 +21,7 @@ __all__ = [
     "refused_with_401",
     "subprotocol_negotiation",
     "unknown_charger",
+    "upgrade_steps",
     "username_mismatch",
     "wrong_password",
 ]
@@ -134,3 +135,77 @@ async def unknown_charger(ctx: CsmsContext) -> None:
     raise Fail(
         f"an unknown charger id {cp_id} was admitted (OCPP-J 1.6 §3.1.1: the central system SHOULD answer 404)"
     )
+
+
+# Security profile upgrade (OCPP 1.6 TC_083_CSMS, OCPP 2.0.1 TC_A_19_CSMS): the upgrade charger goes one profile up,
+# from 1 (ws:// + HTTP Basic) to 2 (TLS + HTTP Basic), or from 2 to 3 (TLS + client certificate), the higher one on
+# --upgrade-url if the central system serves it elsewhere. The central system must admit it at the higher profile
+# after the reset and from then on refuse it at the lower one (1.6 security whitepaper and 2.0.1 A00: no fallback
+# to a lower profile). The cases run on their own charger id (--upgrade-charger-id): that charger stays up there.
+
+BootFn = Callable[[CsmsContext, RawCharger], Awaitable[Any]]
+
+
+def upgrade_steps(boot: BootFn, clause: str) -> tuple[tuple[str, StepFn], tuple[tuple[str, StepFn], ...]]:
+    """The first step (connect at the lower profile and boot) and the closing steps (after the central system's
+    Reset: admitted at the higher profile and booted, refused at the lower one, admitted at the higher one again)
+    of an upgrade case; ``boot`` boots a connection as the version does (BootNotification, connectors Available)."""
+
+    async def connect_lower(ctx: CsmsContext) -> None:
+        lower = ctx.setup.upgrade_profiles[0]
+        try:
+            conn = await ctx.open("upgrade", profile=lower)
+        except Fail as exc:
+            # The precondition, not the upgrade: a charger left higher by an earlier run is refused here.
+            raise SetupError(
+                f"the upgrade charger cannot connect at security profile {lower} ({exc.reason}); register a fresh "
+                "--upgrade-charger-id with that password (an earlier run leaves it at the higher profile)"
+            ) from None
+        await boot(ctx, conn)
+
+    async def admitted_higher(ctx: CsmsContext) -> None:
+        higher = ctx.setup.upgrade_profiles[1]
+        await ctx.main().close()  # the charger reboots (the Reset it accepted)
+        ctx.event(
+            f"reboot: reconnect at security profile {higher} on {ctx.setup.upgrade_endpoint(higher)[0]}"
+        )
+        try:
+            conn = await ctx.open("upgrade", profile=higher)
+        except Fail as exc:
+            raise Fail(f"after the upgrade to profile {higher}: {exc.reason} ({clause})") from None
+        await boot(ctx, conn)
+
+    async def refused_lower(ctx: CsmsContext) -> None:
+        lower, higher = ctx.setup.upgrade_profiles
+        await ctx.main().close()
+        cp_id = str(ctx.setup.upgrade_charger_id)
+        url, password, tls = ctx.setup.upgrade_endpoint(lower)
+        ctx.event(f"reconnect at the old security profile {lower}")
+        try:
+            ws = await ctx.handshake(cp_id, password, ssl_context=tls, base_url=url)
+        except HandshakeRefused as exc:
+            ctx.event(f"refused: HTTP {exc.status}")
+            return
+        except Fail as exc:  # the TLS handshake refused (a central system that now asks for a certificate)
+            ctx.event(f"refused: {exc.reason}"[:300])
+            return
+        await ws.close()
+        raise Fail(
+            f"the central system admitted {cp_id} at security profile {lower} after it upgraded to {higher}: a "
+            f"charger must not fall back to a lower profile ({clause})"
+        )
+
+    async def admitted_again(ctx: CsmsContext) -> None:
+        higher = ctx.setup.upgrade_profiles[1]
+        try:
+            await ctx.open("upgrade", profile=higher)
+        except Fail as exc:
+            raise Fail(f"at profile {higher} again: {exc.reason} ({clause})") from None
+
+    first = ("upgrade charger at its profile (1 on ws://, 2 on wss://) connects and boots", connect_lower)
+    last = (
+        ("reboot: admitted at the higher profile, boots", admitted_higher),
+        ("the old profile is refused", refused_lower),
+        ("the higher profile is admitted again", admitted_again),
+    )
+    return first, last

@@ -22,7 +22,7 @@ class OcppVersion:
 
     name: str  # as given to --version
     subprotocol: str
-    schema_version: str  # the version string ocpp.messages._validate_payload takes
+    schema_version: str  # the version string ocpp.messages.validate_payload takes
     csms_catalogue: str  # module with CASES for the CSMS runner (we play the charger)
     charger_catalogue: str | None  # module with CASES for the charger runner (None: not written yet)
     charger_context_class: str = "conformance.charger_runner:ChargerContext"  # the CSMS we play, module:class

@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import json
+import random
 import time
 from array import array
 from collections import Counter, deque
@@ -48,10 +49,18 @@ def summary(values: Any) -> dict[str, float]:
     }
 
 
+# Raw latency samples kept per action (8 bytes each): past this, a uniform reservoir of this size stands for all
+# of them (Vitter's algorithm R), so a fleet running for days holds at most ~2 MB per action, not 8 bytes per CALL.
+SAMPLE_CAP = 2**18
+
+
 class Metrics:
     """Collects what every agent's link reports about its CALLs (one instance per fleet process)."""
 
-    def __init__(self, window_s: float = 10.0) -> None:
+    def __init__(self, window_s: float = 10.0, sample_cap: int = SAMPLE_CAP) -> None:
+        self.sample_cap = sample_cap
+        self.answered: Counter[str] = Counter()  # latencies observed per action (the reservoir's population)
+        self._pick = random.Random(0)  # the reservoir's choices: seeded, so a run's report is reproducible
         self.calls: Counter[str] = Counter()
         self.errors: Counter[str] = Counter()  # by CallError code (or Timeout / ConnectionClosed)
         self.errors_by_action: Counter[str] = Counter()
@@ -70,12 +79,24 @@ class Metrics:
         samples = self.latency.get(action)
         if samples is None:
             samples = self.latency[action] = array("d")
-        samples.append(latency_s)
+        self.answered[action] += 1
+        if len(samples) < self.sample_cap:
+            samples.append(latency_s)
+        else:
+            slot = self._pick.randrange(self.answered[action])
+            if slot < self.sample_cap:
+                samples[slot] = latency_s
         now = time.monotonic()
         self.recent.append((now, action, latency_s))
         horizon = now - self.window_s
         while self.recent and self.recent[0][0] < horizon:
             self.recent.popleft()
+
+    def restart(self) -> None:
+        """Forget the counts and samples so far (a benchmark's steady window starts)."""
+        for counter in (self.calls, self.errors, self.errors_by_action, self.answered):
+            counter.clear()
+        self.latency.clear()
 
     def live(self) -> tuple[float, dict[str, dict[str, float]]]:
         """Messages per second and latency percentiles per action over the recent window."""

@@ -34,8 +34,8 @@ MAX_SUBPROTOCOLS_READ = 32
 class HandshakeCredentials:
     """The credentials one upgrade request of charger ``cp_id`` presented.
 
-    ``certificate_names`` holds the subject commonName and subjectAltName DNS/URI values of a client certificate
-    the server's TLS context verified (empty: none presented, or plain ws://). ``password`` is the HTTP Basic
+    ``certificate_names`` holds the subject commonName of a client certificate the server's TLS context verified
+    (empty: none presented, plain ws://, or a certificate with no or several commonNames). ``password`` is the HTTP Basic
     password sent for user ``cp_id`` (None: no header, a malformed one, or one for another user).
     """
 
@@ -78,16 +78,16 @@ def offered_subprotocols(values: Iterable[str], limit: int = MAX_SUBPROTOCOLS_RE
 
 
 def certificate_names(certificate: Mapping[str, Any]) -> set[str]:
-    """The subject commonName and subjectAltName DNS/URI values of a certificate from `getpeercert()`."""
-    names: set[str] = set()
-    for rdn in certificate.get("subject", ()):
-        for key, value in rdn:
-            if key == "commonName":
-                names.add(str(value))
-    for kind, value in certificate.get("subjectAltName", ()):
-        if kind in ("DNS", "URI"):
-            names.add(str(value))
-    return names
+    """The one subject commonName of a certificate from `getpeercert()`, or nothing.
+
+    OCPP binds a charger's identity to the CN alone (1.6 security whitepaper and 2.0.1 Part 2 A00: the CN holds the
+    Charging Station's identity). subjectAltNames are not identities: a certificate from another trusted CA listing
+    many names would otherwise pass for each of them. A certificate with several CNs identifies no one.
+    """
+    names = [
+        str(value) for rdn in certificate.get("subject", ()) for key, value in rdn if key == "commonName"
+    ]
+    return set(names) if len(names) == 1 else set()
 
 
 def basic_password(header: str | None, cp_id: str) -> str | None:

@@ -763,6 +763,71 @@ case(
     needs=PLUG_SWIPE,
     timeout_s=90,
 )
+
+
+def offline_start_invalid(stop_on_invalid: bool) -> StepFn:
+    """Offline: plug and a card the charger knows as valid start a transaction; back online our StartTransaction.conf
+    says Invalid. StopTransactionOnInvalidId true: the charger stops it, reason DeAuthorized; false: it keeps the
+    transaction but stops the energy, SuspendedEVSE (OCPP 1.6 §4.8 and §9.1 StopTransactionOnInvalidId; OCTT
+    TC_037_3 / TC_037_2)."""
+
+    async def run(ctx: ChargerContext) -> None:
+        m = ctx.at()
+        async with ctx.offline():
+            await ctx.act("plug")
+            await ctx.act("swipe")
+            await ctx.quiet(3)
+            ctx.auth_status = (
+                "Invalid"  # what the central system says of the card once the start is delivered
+            )
+        start = await ctx.wait_call("StartTransaction", m, timeout_s=40, what="queued StartTransaction")
+        tx = ctx.vars["tx"] = await _tx_of(ctx, start)
+        after = ctx.index_of(start)
+        if stop_on_invalid:
+            stop = await ctx.wait_call(
+                "StopTransaction", after, stops(tx), 15, f"StopTransaction of transaction {tx}"
+            )
+            if stop.payload.get("reason") != "DeAuthorized":
+                raise Fail(
+                    f"StopTransaction reason {stop.payload.get('reason')!r}, expected DeAuthorized "
+                    "(StopTransactionOnInvalidId = true, OCPP 1.6 §9.1)"
+                )
+            return
+        await ctx.wait_status("SuspendedEVSE", after, 15)
+        await ctx.quiet(3)
+        if [f for f in ctx.calls_since("StopTransaction", after) if f.payload.get("transactionId") == tx]:
+            raise Fail(
+                f"transaction {tx} was stopped although StopTransactionOnInvalidId = false: it must only stop "
+                "the energy (SuspendedEVSE, OCPP 1.6 §9.1)"
+            )
+
+    return run
+
+
+async def _no_energy_on_invalid(ctx: ChargerContext) -> None:
+    """MaxEnergyOnInvalidId 0 where the charger has the key (OCPP 1.6 §9.1: energy allowed on an invalid id)."""
+    await ctx.try_config("MaxEnergyOnInvalidId", "0")
+
+
+for suffix, stop_on_invalid in (("2", False), ("3", True)):
+    case(
+        f"TC_037_{suffix}_CS",
+        f"Offline Start Transaction - Invalid IdTag - StopTransactionOnInvalidId = {str(stop_on_invalid).lower()}",
+        CORE,
+        config("LocalAuthorizeOffline", "true"),
+        config("StopTransactionOnInvalidId", str(stop_on_invalid).lower()),
+        ("the card is known valid (local list or cache)", card_known_valid),
+        ("no energy on an invalid id (MaxEnergyOnInvalidId 0, if the charger has it)", _no_energy_on_invalid),
+        (
+            "offline start; back online StartTransaction.conf Invalid: "
+            + ("StopTransaction DeAuthorized" if stop_on_invalid else "SuspendedEVSE, no stop"),
+            offline_start_invalid(stop_on_invalid),
+        ),
+        needs=PLUG_SWIPE,
+        timeout_s=90,
+    )
+
+
 case(
     "TC_038_CS",
     "Offline Stop Transaction",

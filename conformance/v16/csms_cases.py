@@ -34,6 +34,7 @@ from conformance.csms_steps import (
     random_tag,
     subprotocol_negotiation,
     unknown_charger,
+    upgrade_steps,
     username_mismatch,
     wrong_password,
 )
@@ -1201,7 +1202,7 @@ async def sign_and_receive(ctx: CsmsContext) -> None:
             ) from None
     finally:
         conn.forget("CertificateSigned")
-    ctx.check_schema(Call(unique_id, "CertificateSigned", dict(payload)), "CertificateSigned.req")
+    await ctx.check_schema(Call(unique_id, "CertificateSigned", dict(payload)), "CertificateSigned.req")
     problem = check_signed_chain(payload["certificateChain"], key, conn.cp_id)
     await conn.send([3, unique_id, {"status": "Rejected" if problem else "Accepted"}])
     if problem:
@@ -1356,6 +1357,34 @@ case(
     SECURITY,
     ("wss:// with the client certificate (--tls-cert), boot", client_certificate_boot),
     needs=frozenset({"tls", "client_certificate"}),
+)
+
+
+async def _boot_available(ctx: CsmsContext, conn: RawCharger) -> None:
+    """BootNotification Accepted, then connectors 0 and 1 Available (OCTT TC_083 steps 7-10)."""
+    await ctx.boot(conn)
+    for connector in (0, 1):
+        await ctx.status(connector, "Available", conn=conn)
+
+
+def security_profile_up(ctx: CsmsContext) -> dict[str, Any]:
+    """ChangeConfiguration SecurityProfile one above the upgrade charger's (OCTT TC_083 step 1)."""
+    return {"key": "SecurityProfile", "value": str(ctx.setup.upgrade_profiles[1])}
+
+
+UPGRADE_FIRST, UPGRADE_LAST = upgrade_steps(
+    _boot_available, "OCPP 1.6 security whitepaper, security profiles"
+)
+case(
+    "TC_083_CSMS",
+    "Upgrade Charge Point Security Profile - Accepted",
+    SECURITY,
+    UPGRADE_FIRST,
+    cs_sends("ChangeConfiguration", security_profile_up, {"status": "Accepted"}),
+    cs_sends("Reset", {"type": "Hard"}, {"status": "Accepted"}),
+    *UPGRADE_LAST,
+    needs=frozenset({"upgrade_charger", "trigger"}),
+    timeout_s=90,
 )
 
 # ================================================================================================ stricter checks of this project

@@ -10,13 +10,14 @@ supported" twin case checks that answer instead.
 
 from __future__ import annotations
 
+import asyncio
 import contextlib
 import itertools
 from collections.abc import Awaitable, Callable
 from datetime import UTC, datetime, timedelta
 from typing import Any
 
-from conformance.model import Case, Fail, NotApplicable, Step
+from conformance.model import Case, Fail, Inconclusive, NotApplicable, Step
 from conformance.v201.charger import V201ChargerContext, is_tx_event, tx_id_of
 
 __all__ = ["CASES"]
@@ -35,6 +36,9 @@ PROVISIONING, AUTHORIZATION, TRANSACTIONS, REMOTE, AVAILABILITY, METER, DATA = (
 )
 REMOTE_TOKEN = {"idToken": "REMOTE01", "type": "Central"}
 UNKNOWN_TX = "CONFORMANCE-UNKNOWN-TX"
+STATUS_SETTLE_S = 1.0  # E14 cases: the station sent nothing this long, so its queue is delivered
+STATUS_DELIVERY_S = 5.0  # E14 cases: a station saying messagesInQueue true delivers one within this (online)
+STATUS_ATTEMPTS = 3
 OFFLINE_SLACK = timedelta(
     seconds=0.5
 )  # clocks and the drop itself: events this close to the edges are not judged
@@ -868,18 +872,82 @@ async def unplug_ends(ctx: Ctx) -> None:
     await ctx.wait_status("Available", m)
 
 
+async def energy_transfer_started(ctx: Ctx) -> None:
+    """OCTT state EnergyTransferStarted: the running transaction reports chargingState Charging (in its Started
+    event or an Updated one), so the station's start-up messages are behind it."""
+    tx_id = ctx.vars["tx"]
+
+    def charging(payload: dict[str, Any]) -> bool:
+        info = payload.get("transactionInfo") or {}
+        return tx_id_of(payload) == tx_id and info.get("chargingState") == "Charging"
+
+    await ctx.wait_call(
+        "TransactionEvent", ctx.mark, charging, 15, "TransactionEventRequest with chargingState Charging"
+    )
+
+
+async def settle(ctx: Ctx, limit_s: float = 10.0) -> None:
+    """Wait until the station has sent nothing for ``STATUS_SETTLE_S`` (every CALL of it is answered at once, so
+    everything it queued is delivered and acknowledged): the "without message in queue" precondition of E14."""
+    loop = asyncio.get_running_loop()
+    deadline = loop.time() + ctx.scaled(limit_s)
+    while True:
+        m = ctx.at()
+        await ctx.quiet(STATUS_SETTLE_S)
+        if not [f for f in ctx.cs.log[m:] if f.cp_id == ctx.cp_id and f.direction == "in"]:
+            return
+        if loop.time() > deadline:
+            raise Inconclusive(
+                f"the station never stayed quiet for {STATUS_SETTLE_S:g} s within {ctx.scaled(limit_s):g} s: "
+                "the 'without message in queue' precondition could not be set up"
+            )
+
+
 def transaction_status(tx: str | None, queued: bool, ongoing: bool | None) -> StepFn:
-    """GetTransactionStatus (E14): messagesInQueue and ongoingIndicator as expected ("tx": the running one)."""
+    """GetTransactionStatus (E14) once the station is quiet: messagesInQueue and ongoingIndicator as expected
+    ("tx": the running one).
+
+    messagesInQueue means a message of the transaction (of any, without an id) is not yet delivered, and one in
+    flight counts. So a station that answers true while its last message is still on the wire is right: when a
+    message of the transaction does arrive after the question, the precondition did not hold and the question is
+    asked again (at most ``STATUS_ATTEMPTS`` times, then inconclusive). A true with nothing delivered afterwards,
+    while the station is online, is wrong."""
 
     async def run(ctx: Ctx) -> None:
-        payload = {} if tx is None else {"transactionId": ctx.vars.get(tx, tx)}
-        answer = await ctx.call("GetTransactionStatus", payload)
-        if answer.get("messagesInQueue") is not queued or answer.get("ongoingIndicator") is not ongoing:
-            raise Fail(
-                f"GetTransactionStatusResponse {answer}, expected messagesInQueue {queued}"
-                + ("" if ongoing is None else f", ongoingIndicator {ongoing}")
-                + " (E14.FR.?)"
+        tx_id = None if tx is None else ctx.vars.get(tx, tx)
+        payload = {} if tx_id is None else {"transactionId": tx_id}
+        expected = f"expected messagesInQueue {queued}" + (
+            "" if ongoing is None else f", ongoingIndicator {ongoing}"
+        )
+        for attempt in range(1, STATUS_ATTEMPTS + 1):
+            await settle(ctx)
+            m = ctx.at()
+            answer = await ctx.call("GetTransactionStatus", payload)
+            if answer.get("ongoingIndicator") is not ongoing:
+                raise Fail(f"GetTransactionStatusResponse {answer}, {expected} (E14)")
+            if answer.get("messagesInQueue") is queued:
+                return
+            try:
+                await ctx.wait_call(
+                    "TransactionEvent",
+                    m,
+                    lambda p: tx_id is None or tx_id_of(p) == tx_id,
+                    STATUS_DELIVERY_S,
+                    "TransactionEventRequest",
+                )
+            except Fail:
+                raise Fail(
+                    f"GetTransactionStatusResponse {answer}, {expected}: the station, online and quiet, "
+                    f"delivered no message of the transaction within {ctx.scaled(STATUS_DELIVERY_S):g} s "
+                    "after saying some were queued (E14)"
+                ) from None
+            ctx.event(
+                f"attempt {attempt}: messagesInQueue true while a TransactionEvent was still on its way "
+                "(the precondition did not hold yet); asking again once the station is quiet"
             )
+        raise Inconclusive(
+            f"the station kept sending TransactionEvents: its queue was never empty in {STATUS_ATTEMPTS} attempts"
+        )
 
     return run
 
@@ -1014,6 +1082,7 @@ case(
     "Check Transaction status - Transaction with id ongoing - without message in queue",
     TRANSACTIONS,
     ("plug, card: Started", start_local),
+    ("EnergyTransferStarted: chargingState Charging", energy_transfer_started),
     ("GetTransactionStatus: ongoing, nothing queued", transaction_status("tx", False, True)),
     needs=PLUG_SWIPE,
 )

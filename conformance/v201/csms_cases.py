@@ -26,7 +26,14 @@ from cryptography.hazmat.primitives import serialization
 from ocpp.messages import Call
 from websockets.exceptions import ConnectionClosed
 
-from conformance.csms_runner import CallError, CsmsContext, HandshakeRefused, check_status, ocpp_time
+from conformance.csms_runner import (
+    CallError,
+    CsmsContext,
+    HandshakeRefused,
+    RawCharger,
+    check_status,
+    ocpp_time,
+)
 from conformance.csms_steps import (
     StepFn,
     cs_sends,
@@ -35,6 +42,7 @@ from conformance.csms_steps import (
     others_password,
     subprotocol_negotiation,
     unknown_charger,
+    upgrade_steps,
     username_mismatch,
     wrong_password,
 )
@@ -364,6 +372,83 @@ case(
     ("a client certificate from an unknown CA is refused", unknown_client_certificate_refused),
     ("then the valid one (--tls-cert) connects and boots", tls_boot),
     needs=frozenset({"tls", "client_certificate"}),
+)
+
+
+UPGRADE_SLOT = 1  # the configurationSlot of the new NetworkConnectionProfile (TC_A_19_CSMS)
+
+
+async def _boot_available(ctx: CsmsContext, conn: RawCharger) -> None:
+    """BootNotification Accepted, EVSE 1 connector 1 Available (OCTT reusable state Booted)."""
+    await boot(ctx, conn)
+    await status(ctx, "Available", conn=conn)
+
+
+def upgrade_profile_payload(ctx: CsmsContext) -> dict[str, Any]:
+    """SetNetworkProfile of a slot one security profile above the upgrade charger's, at the higher profile's
+    endpoint, OCPP20 over JSON (OCTT TC_A_19_CSMS step 1)."""
+    higher = ctx.setup.upgrade_profiles[1]
+    return {
+        "configurationSlot": UPGRADE_SLOT,
+        "connectionData": {
+            "ocppVersion": "OCPP20",
+            "ocppTransport": "JSON",
+            "ocppCsmsUrl": ctx.setup.upgrade_endpoint(higher)[0],
+            "messageTimeout": 30,
+            "securityProfile": higher,
+            "ocppInterface": "Wired0",
+        },
+    }
+
+
+def raises_profile_by_one(ctx: CsmsContext, received: dict[str, Any]) -> None:
+    """OCTT TC_A_19_CSMS step 1: connectionData has securityProfile one above the current, ocppTransport JSON and
+    ocppVersion OCPP20 (A05.FR.04: a profile slot at the current profile or above)."""
+    data = received.get("connectionData") or {}
+    higher = ctx.setup.upgrade_profiles[1]
+    wrong = {
+        k: data.get(k)
+        for k, v in (("securityProfile", higher), ("ocppTransport", "JSON"), ("ocppVersion", "OCPP20"))
+        if data.get(k) != v
+    }
+    if wrong:
+        raise Fail(
+            f"SetNetworkProfileRequest connectionData {wrong}: the upgrade needs securityProfile {higher}, JSON, "
+            "OCPP20 (A05)"
+        )
+
+
+UPGRADE_PRIORITY = {
+    "attributeValue": str(UPGRADE_SLOT),
+    "component": {"name": "OCPPCommCtrlr"},
+    "variable": {"name": "NetworkConfigurationPriority"},
+}
+UPGRADE_FIRST, UPGRADE_LAST = upgrade_steps(_boot_available, "OCPP 2.0.1 A05: no lower security profile")
+case(
+    "TC_A_19_CSMS",
+    "Upgrade Charging Station Security Profile - Accepted",
+    SECURITY,
+    UPGRADE_FIRST,
+    cs_sends(
+        "SetNetworkProfile", upgrade_profile_payload, {"status": "Accepted"}, judge=raises_profile_by_one
+    ),
+    cs_sends(
+        "SetVariables",
+        {"setVariableData": [UPGRADE_PRIORITY]},
+        {
+            "setVariableResult": [
+                {
+                    "attributeStatus": "Accepted",
+                    "component": UPGRADE_PRIORITY["component"],
+                    "variable": UPGRADE_PRIORITY["variable"],
+                }
+            ]
+        },
+    ),
+    cs_sends("Reset", {"type": "Immediate"}, {"status": "Accepted"}),
+    *UPGRADE_LAST,
+    needs=frozenset({"upgrade_charger", "trigger"}),
+    timeout_s=90,
 )
 
 
@@ -1847,7 +1932,9 @@ def renew_station_certificate(station_accepts: bool) -> StepFn:
                 raise Fail("no CertificateSignedRequest after an Accepted SignCertificate (A02)") from None
         finally:
             conn.forget("CertificateSigned")
-        ctx.check_schema(Call(unique_id, "CertificateSigned", dict(payload)), "CertificateSignedRequest")
+        await ctx.check_schema(
+            Call(unique_id, "CertificateSigned", dict(payload)), "CertificateSignedRequest"
+        )
         problem = check_signed_chain(payload["certificateChain"], key, conn.cp_id)
         await conn.send(
             [3, unique_id, {"status": "Accepted" if station_accepts and not problem else "Rejected"}]

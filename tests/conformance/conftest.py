@@ -12,20 +12,24 @@ import pytest
 
 from backend_stub.app import Csms
 from backend_stub.domain.ca import CertificateAuthority
+from backend_stub.ocpp.server import tls_context
 from backend_stub.store import CsmsStore
 
 ADMIN_TOKEN = "conformance-admin-token-0123456789"
 CP, CP_PASSWORD = "CP-CONF-1", "conformance-password-1"
 CP2, CP2_PASSWORD = "CP-CONF-2", "conformance-password-2"
 CP_PENDING = "CP-CONF-PENDING"
+CP_UPGRADE, CP_UPGRADE_PASSWORD = "CP-CONF-UP", "conformance-password-up"  # only the security profile upgrade
 TAGS = {"accepted": "TAG-OK-1", "blocked": "TAG-BLOCKED", "expired": "TAG-EXPIRED", "invalid": "TAG-NOBODY"}
 
 
 def seed(store: CsmsStore) -> None:
-    """Two accepted chargers with passwords, a pending one, and cards with each status the cases need."""
+    """Three accepted chargers with passwords (the third for the security profile upgrade), a pending one, and
+    cards with each status the cases need."""
     store.add_charger(CP, CP_PASSWORD)
     store.add_charger(CP2, CP2_PASSWORD)
     store.add_charger(CP_PENDING, status="pending")
+    store.add_charger(CP_UPGRADE, CP_UPGRADE_PASSWORD)
     user = store.add_user("QA")
     store.add_card(TAGS["accepted"], user_id=user.id)
     store.add_card(TAGS["blocked"], user_id=user.id, status="blocked")
@@ -85,3 +89,20 @@ async def site(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> AsyncIterator
     finally:
         await app.stop()
         store.close()
+
+
+@pytest.fixture
+async def upgrade_args(site: Site, pki: Path) -> AsyncIterator[list[str]]:
+    """The runner options of the security profile upgrade cases (TC_083_CSMS, TC_A_19_CSMS) on ``site``: its upgrade
+    charger goes from profile 1 (the ws:// site) to 2 on the same central system served on wss:// too (a second
+    port over the same store)."""
+    wss = Csms(site.csms.store, admin_token=ADMIN_TOKEN)
+    wss.server.ssl_context = tls_context(pki / "server.pem", pki / "server.key")
+    await wss.start()
+    try:
+        yield [
+            "--upgrade-charger-id", CP_UPGRADE, "--upgrade-password", CP_UPGRADE_PASSWORD,
+            "--upgrade-url", wss.url, "--tls-ca", str(pki / "ca.pem"),
+        ]  # fmt: skip
+    finally:
+        await wss.stop()

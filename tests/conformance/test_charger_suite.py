@@ -451,3 +451,35 @@ async def test_a_charger_that_flushes_its_offline_queue_wrongly_fails_tc_039(fla
     [result] = report.results
     assert str(result.verdict) == "failed"
     assert reason in result.reason
+
+
+@pytest.mark.parametrize(
+    ("case_id", "reason"),
+    [
+        ("TC_037_2_CS", "the charger sent no StatusNotification SuspendedEVSE"),
+        ("TC_037_3_CS", "the charger sent no StopTransaction of transaction"),
+    ],
+)
+async def test_a_charger_ignoring_an_invalid_id_after_an_offline_start_fails_tc_037_2_and_3(
+    case_id: str, reason: str
+) -> None:
+    """The queueing charger (without a flaw in its queue) never looks at StartTransaction.conf idTagInfo: it goes on
+    charging a transaction the central system answered Invalid, so it neither suspends the energy (TC_037_2) nor
+    stops with reason DeAuthorized (TC_037_3)."""
+    port = free_port()
+    charger = QueueingCharger(port, "")
+    setup = ChargerSetup(
+        port=port, actuator=QueueingActuator(charger), connect_timeout_s=30, call_timeout_s=5
+    )
+    cases = select_cases(VERSIONS["1.6"].charger_cases(), case_id)
+    report = Report("charger", "1.6", f"127.0.0.1:{port}")
+    task = asyncio.create_task(charger.run())
+    try:
+        await run_charger_suite(setup, cases, report, quiet=True)
+    finally:
+        task.cancel()
+        await asyncio.gather(task, return_exceptions=True)
+    [result] = report.results
+    assert str(result.verdict) == "failed"
+    assert reason in result.reason
+    assert report.exit_status() == 1

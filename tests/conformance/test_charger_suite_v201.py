@@ -107,7 +107,8 @@ def now() -> str:
 class BadStation:
     """A raw OCPP 2.0.1 station with one fault: ``transition`` reports Occupied -> Reserved when the cable is
     pulled (Part 2 §G01 forbids it), ``seq_gap`` numbers its second TransactionEvent 2 instead of 1,
-    ``two_ended`` ends its transaction twice, and ``accept_unknown_tx`` accepts a TxProfile for a transaction it
+    ``two_ended`` ends its transaction twice, ``always_queued`` says messagesInQueue true with nothing queued,
+    and ``accept_unknown_tx`` accepts a TxProfile for a transaction it
     does not run."""
 
     def __init__(self, port: int, flaw: str) -> None:
@@ -139,6 +140,8 @@ class BadStation:
             "transactionInfo": {"transactionId": self.tx},
             **extra,
         }
+        if trigger == "ChargingStateChanged":
+            payload["transactionInfo"]["chargingState"] = "Charging"  # EnergyTransferStarted
         self.seq += 2 if self.flaw == "seq_gap" else 1
         await self.send("TransactionEvent", payload)
 
@@ -165,6 +168,10 @@ class BadStation:
                     "chargingSchedulePeriod": [{"startPeriod": 0, "limit": 32.0}],
                 }
                 await ws.send(json.dumps([3, frame[1], {"status": "Accepted", "schedule": schedule}]))
+            elif frame[2] == "GetTransactionStatus" and self.flaw == "always_queued":
+                # Says messages wait although everything was delivered (E14: messagesInQueue false then).
+                answer = {"messagesInQueue": True, "ongoingIndicator": self.tx is not None}
+                await ws.send(json.dumps([3, frame[1], answer]))
             elif frame[2] == "SetChargingProfile" and self.flaw == "accept_unknown_tx":
                 # Accepts a TxProfile whatever transaction it names (K01.FR.?: Rejected for one not running).
                 await ws.send(json.dumps([3, frame[1], {"status": "Accepted"}]))
@@ -221,6 +228,7 @@ class BadStationActuator(Actuator):
         ("transition", "TC_G_02_CS", "EVSE 1 connector 1: Occupied -> Reserved"),
         ("seq_gap", "TC_E_03_CS", "seqNo skips from 0 to 2"),
         ("two_ended", "TC_E_15_CS", "sent after the transaction's Ended event"),
+        ("always_queued", "TC_E_30_CS", "delivered no message of the transaction"),
         (
             "accept_unknown_tx",
             "TC_K_16_CS",

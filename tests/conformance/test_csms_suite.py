@@ -45,8 +45,10 @@ def reasons(report: Report | None) -> dict[str, str]:
     return {r.id: r.reason for r in report.results}
 
 
-async def test_bundled_central_system_passes_the_whole_csms_suite(site: Site, tmp_path: Path) -> None:
-    code, report = await run_cli(site.args("--json", str(tmp_path / "r.json")))
+async def test_bundled_central_system_passes_the_whole_csms_suite(
+    site: Site, upgrade_args: list[str], tmp_path: Path
+) -> None:
+    code, report = await run_cli(site.args("--json", str(tmp_path / "r.json"), *upgrade_args))
     v = verdicts(report)
     assert len(v) >= 80
     not_passed = {k: (x, reasons(report)[k]) for k, x in v.items() if x != "passed"}

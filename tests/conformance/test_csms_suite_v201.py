@@ -28,7 +28,9 @@ __all__ = ["pki"]  # the openssl-made CA and server certificate (a module fixtur
 pytestmark = pytest.mark.timeout(300)
 
 
-async def test_bundled_central_system_passes_the_whole_201_csms_suite(site: Site, tmp_path: Path) -> None:
+async def test_bundled_central_system_passes_the_whole_201_csms_suite(
+    site: Site, upgrade_args: list[str], tmp_path: Path
+) -> None:
     out = {kind: tmp_path / f"r.{kind}" for kind in ("json", "xml", "html")}
     code, report = await run_cli(
         site.args(
@@ -40,6 +42,7 @@ async def test_bundled_central_system_passes_the_whole_201_csms_suite(site: Site
             str(out["xml"]),
             "--html",
             str(out["html"]),
+            *upgrade_args,
         )
     )
     v = verdicts(report)

@@ -306,3 +306,44 @@ async def test_certificates_from_the_rest_api_and_expiry_on_the_dashboard(
     assert received[2][3] == {"certificateHashData": hash_data}
     assert received[3][3] == {"certificateType": "ManufacturerRootCertificate"}
     assert f"expires {issued.not_after:%Y-%m-%d %H:%M:%S} UTC" in page
+
+
+def _leaf(ca: CertificateAuthority, cn: list[str], san: list[str]) -> tuple[Any, str]:
+    """A client certificate signed by ``ca`` with the given commonNames and DNS subjectAltNames (PEM chain)."""
+    key = ec.generate_private_key(ec.SECP256R1())
+    builder = (
+        x509.CertificateBuilder()
+        .subject_name(x509.Name([x509.NameAttribute(NameOID.COMMON_NAME, name) for name in cn]))
+        .issuer_name(ca.certificate.subject)
+        .public_key(key.public_key())
+        .serial_number(x509.random_serial_number())
+        .not_valid_before(NOW - timedelta(minutes=5))
+        .not_valid_after(NOW + timedelta(days=1))
+        .add_extension(x509.ExtendedKeyUsage([ExtendedKeyUsageOID.CLIENT_AUTH]), critical=False)
+    )
+    if san:
+        builder = builder.add_extension(
+            x509.SubjectAlternativeName([x509.DNSName(name) for name in san]), critical=False
+        )
+    leaf = builder.sign(ca.key, hashes.SHA256())
+    return key, leaf.public_bytes(serialization.Encoding.PEM).decode() + ca.pem
+
+
+async def test_profile_3_identity_is_the_one_common_name_not_an_alt_name(
+    store: CsmsStore, ca: CertificateAuthority, tmp_path: Path
+) -> None:
+    """A certificate from the trusted CA passes only for the charger its single CN names: alt names listing
+    CP-1, or a second CN, do not make it CP-1's (else one certificate could pass for a whole fleet)."""
+    store.add_charger("CP-2", PASSWORD)
+    app = Csms(store, admin_token=ADMIN_TOKEN, ca=ca)
+    app.server.ssl_context = profile3_server_tls(tmp_path, ca)
+    await app.start()
+    try:
+        for cn, san in ((["FLEET"], ["CP-1", "CP-2"]), (["CP-2", "CP-1"], []), (["CP-2"], ["CP-1"])):
+            key, chain = _leaf(ca, cn, san)
+            status, _ = await _handshake(f"{app.url}/CP-1", ssl_context=client_tls(tmp_path, chain, key))
+            assert status in (401, 403), (cn, san, status)
+        key, chain = _leaf(ca, ["CP-1"], [])
+        assert (await _handshake(f"{app.url}/CP-1", ssl_context=client_tls(tmp_path, chain, key)))[0] == 101
+    finally:
+        await app.stop()

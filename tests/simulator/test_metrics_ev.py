@@ -16,7 +16,7 @@ from simulator import control
 from simulator.__main__ import main
 from simulator.ev import Ev, EvMeter
 from simulator.fleet import Fleet
-from simulator.metrics import comparable, merge_reports, percentile, summary
+from simulator.metrics import Metrics, comparable, merge_reports, percentile, summary
 from simulator.scenario import EvModel, parse
 
 
@@ -69,6 +69,23 @@ def test_merged_report_recomputes_percentiles_from_all_samples() -> None:
     )
     assert merged["calls"] == {"Heartbeat": 4} and merged["energy_wh"] == 20 and merged["reconnects"] == 2
     assert merged["latency_ms"]["Heartbeat"]["p99"] == 100.0 and merged["wall_s"] == 2.0
+
+
+def test_latency_samples_are_bounded_by_a_uniform_reservoir() -> None:
+    """A fleet answering CALLs for days keeps at most ``sample_cap`` samples per action; they stay a uniform
+    sample of all latencies, so the percentiles still describe the whole run (here 0..1 s, evenly)."""
+    metrics = Metrics(sample_cap=500)
+    for i in range(20_000):
+        metrics.observe("Heartbeat", i / 20_000, None)
+    metrics.observe("Heartbeat", 0.5, "Timeout")
+    assert len(metrics.latency["Heartbeat"]) == 500
+    assert metrics.calls["Heartbeat"] == 20_001 and metrics.answered["Heartbeat"] == 20_000
+    late = sum(1 for x in metrics.latency["Heartbeat"] if x >= 0.5)  # samples from the run's second half
+    assert 175 < late < 325  # all-early (never replaced) or all-late (always replaced) would fail
+    p50 = metrics.to_json()["latency_ms"]["Heartbeat"]["p50"]
+    assert 350 < p50 < 650
+    metrics.restart()
+    assert not metrics.latency and not metrics.calls and not metrics.answered
 
 
 def test_ev_takes_at_most_the_offer_and_tapers_near_full() -> None:
