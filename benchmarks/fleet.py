@@ -68,6 +68,9 @@ import psutil
 
 sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
 
+# benchmarks/ is this script's directory (on sys.path when run as a script)
+from sap_compare import cpu_seconds, process_tree, rss_mb_total
+
 from backend_stub.store import CsmsStore
 from simulator.fleet import CsmsProcess, Fleet, raise_fd_limit
 from simulator.metrics import Metrics, summary
@@ -239,33 +242,6 @@ async def _start_csms(args: argparse.Namespace, scenario: Scenario) -> tuple[Csm
     url = await csms.start()
     urls = (url, *(url.replace("//127.0.0.1:", f"//{h}:", 1) for h in hosts[1:]))
     return csms, urls
-
-
-def _tree(pid: int) -> list[psutil.Process]:
-    """A process and all its descendants (the central system's workers)."""
-    root = psutil.Process(pid)
-    return [root, *root.children(recursive=True)]
-
-
-def _cpu_s(procs: list[psutil.Process]) -> float:
-    total = 0.0
-    for proc in procs:
-        try:
-            t = proc.cpu_times()
-        except psutil.Error:
-            continue
-        total += t.user + t.system
-    return total
-
-
-def _rss_mb_of(procs: list[psutil.Process]) -> float:
-    total = 0.0
-    for proc in procs:
-        try:
-            total += rss_mb(proc)
-        except psutil.Error:
-            continue
-    return total
 
 
 async def _wait_file(path: Path, timeout_s: float) -> None:
@@ -523,16 +499,16 @@ async def bench(args: argparse.Namespace) -> dict[str, Any]:
     scenario = _scenario(args)
     csms, urls = await _start_csms(args, scenario)
     assert csms.proc is not None
-    server = _tree(csms.proc.pid)
+    server = process_tree(csms.proc.pid)
     try:
         if args.processes <= 1:
-            scpu0, w0 = _cpu_s(server), time.monotonic()
+            scpu0, w0 = cpu_seconds(server), time.monotonic()
             part = await run_fleet(args, scenario, urls, 0, 1)
             # The central system's CPU over the whole run (ramp included): its share of the window alone is not
             # separable from here without a barrier, so the figure errs high.
             csms_figs = {
-                "cpu_percent": round(100 * (_cpu_s(server) - scpu0) / (time.monotonic() - w0), 1),
-                "rss_mb": round(_rss_mb_of(server), 1),
+                "cpu_percent": round(100 * (cpu_seconds(server) - scpu0) / (time.monotonic() - w0), 1),
+                "rss_mb": round(rss_mb_total(server), 1),
             }
             return _report(args, [part], part["window_s"], csms_figs)
         return await _bench_processes(args, urls, server)
@@ -574,13 +550,13 @@ async def _bench_processes(
         for shard in range(args.processes):
             await _wait_file(barrier / f"ready-{shard}", args.ramp_timeout + 600)
         fleet_procs = [psutil.Process(p.pid) for p, _ in children]
-        scpu0, fcpu0, w0 = _cpu_s(server), _cpu_s(fleet_procs), time.monotonic()
+        scpu0, fcpu0, w0 = cpu_seconds(server), cpu_seconds(fleet_procs), time.monotonic()
         (barrier / "go").touch()
         await asyncio.sleep(args.window)
-        scpu1, fcpu1, wall = _cpu_s(server), _cpu_s(fleet_procs), time.monotonic() - w0
+        scpu1, fcpu1, wall = cpu_seconds(server), cpu_seconds(fleet_procs), time.monotonic() - w0
         csms_figs = {
             "cpu_percent": round(100 * (scpu1 - scpu0) / wall, 1),
-            "rss_mb": round(_rss_mb_of(server), 1),
+            "rss_mb": round(rss_mb_total(server), 1),
         }
         codes = [await p.wait() for p, _ in children]
     finally:

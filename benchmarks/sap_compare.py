@@ -125,12 +125,13 @@ def _prepare(sap_dir: Path, work: Path, count: int, url: str) -> Path:
     return dist / "start.js"
 
 
-def _tree(pid: int) -> list[psutil.Process]:
+def process_tree(pid: int) -> list[psutil.Process]:
+    """A process and all its descendants (a simulator's or a central system's workers)."""
     root = psutil.Process(pid)
     return [root, *root.children(recursive=True)]
 
 
-def _cpu_s(procs: list[psutil.Process]) -> float:
+def cpu_seconds(procs: list[psutil.Process]) -> float:
     total = 0.0
     for proc in procs:
         try:
@@ -141,7 +142,7 @@ def _cpu_s(procs: list[psutil.Process]) -> float:
     return total
 
 
-def _rss_mb(procs: list[psutil.Process]) -> float:
+def rss_mb_total(procs: list[psutil.Process]) -> float:
     total = 0.0
     for proc in procs:
         try:
@@ -182,7 +183,7 @@ async def run_sap(node: str, sap_dir: Path, count: int, window_s: float, work: P
             deadline = t0 + 600
             connected = 0
             while time.monotonic() < deadline:
-                connected = _connected(_tree(proc.pid), csms.port)
+                connected = _connected(process_tree(proc.pid), csms.port)
                 if connected >= count or proc.poll() is not None:
                     break
                 await asyncio.sleep(1)
@@ -198,11 +199,11 @@ async def run_sap(node: str, sap_dir: Path, count: int, window_s: float, work: P
                 await asyncio.sleep(1)
             ramp_s = time.monotonic() - t0
             await asyncio.sleep(SETTLE_S)
-            procs = _tree(proc.pid)
-            rss = _rss_mb(procs)
-            cpu0, w0, since = _cpu_s(procs), time.monotonic(), datetime.now(UTC)
+            procs = process_tree(proc.pid)
+            rss = rss_mb_total(procs)
+            cpu0, w0, since = cpu_seconds(procs), time.monotonic(), datetime.now(UTC)
             await asyncio.sleep(window_s)
-            cpu1, wall, until = _cpu_s(procs), time.monotonic() - w0, datetime.now(UTC)
+            cpu1, wall, until = cpu_seconds(procs), time.monotonic() - w0, datetime.now(UTC)
             calls = _calls_in(frames, since, until)
             return {
                 "calls": calls,
