@@ -12,10 +12,11 @@ import pytest
 from backend_stub.store import CsmsStore
 from simulator.fleet import CsmsProcess
 from simulator.pytest_plugin import charger_fleet
+from simulator.scenario import Scenario
 
 # Other projects enable the fixture with pytest_plugins = ["simulator.pytest_plugin"] in their top-level
 # conftest.py; pytest allows that only at the root, so this package imports it.
-__all__ = ["charger_fleet", "csms_factory", "seed_csms"]
+__all__ = ["charger_fleet", "csms_factory", "scenario_csms", "seed_csms"]
 
 # 10.00 EUR/kWh with a 1 Wh step: one cent per Wh, so a session's cost in minor units equals its energy in Wh.
 TARIFF = {
@@ -34,6 +35,19 @@ def seed_csms(db: Path, chargers: Iterable[tuple[str, str | None]], cards: Itera
             store.add_card(tag, user_id=user.id)
         store.put_tariff("T-FLEET", json.dumps(TARIFF))
         store.set_default_tariff_id("T-FLEET")
+
+
+async def scenario_csms(scenario: Scenario, db: Path, csms_factory: list[CsmsProcess]) -> str:
+    """Start a central system (Heartbeat 60 s) knowing every charger of ``scenario`` with its password and the
+    drivers' cards; returns its URL."""
+    f = scenario.fleet
+    chargers = [
+        (f.charger_id(i), scenario.credentials.password(f.charger_id(i), f.first + i)) for i in range(f.count)
+    ]
+    seed_csms(db, chargers, scenario.drivers.id_tags)
+    csms = CsmsProcess(db, heartbeat_interval_s=60)
+    csms_factory.append(csms)
+    return await csms.start()
 
 
 def check_sessions_in_csms(db: Path, sessions: list[dict[str, Any]]) -> None:

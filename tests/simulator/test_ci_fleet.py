@@ -10,7 +10,7 @@ import pytest
 from simulator.fleet import CsmsProcess, Fleet
 from simulator.metrics import write_report
 from simulator.scenario import load
-from tests.simulator.conftest import check_sessions_in_csms, seed_csms
+from tests.simulator.conftest import check_sessions_in_csms, scenario_csms
 
 SCENARIOS = Path(__file__).parents[2] / "simulator" / "scenarios"
 
@@ -23,17 +23,8 @@ async def test_every_session_of_200_chargers_is_in_the_csms_records_with_the_sam
 ) -> None:
     base = load(SCENARIOS / "ci-200.toml")
     scenario = replace(base, fleet=replace(base.fleet, ocpp_version=version))
-    f = scenario.fleet
-    ids = [f.charger_id(i) for i in range(f.count)]
     db = tmp_path / "csms.db"
-    seed_csms(
-        db,
-        [(cp, scenario.credentials.password(cp, f.first + i)) for i, cp in enumerate(ids)],
-        scenario.drivers.id_tags,
-    )
-    csms = CsmsProcess(db, heartbeat_interval_s=60)
-    csms_factory.append(csms)
-    url = await csms.start()
+    url = await scenario_csms(scenario, db, csms_factory)
     fleet = Fleet(scenario.with_overrides(csms_url=url), work_dir=tmp_path / "fleet")
     try:
         await fleet.start()

@@ -12,7 +12,7 @@ import pytest
 from simulator.fleet import CsmsProcess, Fleet
 from simulator.metrics import comparable
 from simulator.scenario import load
-from tests.simulator.conftest import check_sessions_in_csms, seed_csms
+from tests.simulator.conftest import check_sessions_in_csms, scenario_csms
 
 SCENARIOS = Path(__file__).parents[2] / "simulator" / "scenarios"
 
@@ -21,17 +21,8 @@ pytestmark = pytest.mark.slow
 
 async def _run(tmp_path: Path, csms_factory: list[CsmsProcess], *, per_agent: bool) -> dict[str, Any]:
     scenario = load(SCENARIOS / "ci-200.toml")
-    f = scenario.fleet
-    ids = [f.charger_id(i) for i in range(f.count)]
     db = tmp_path / "csms.db"
-    seed_csms(
-        db,
-        [(cp, scenario.credentials.password(cp, f.first + i)) for i, cp in enumerate(ids)],
-        scenario.drivers.id_tags,
-    )
-    csms = CsmsProcess(db, heartbeat_interval_s=60)
-    csms_factory.append(csms)
-    url = await csms.start()
+    url = await scenario_csms(scenario, db, csms_factory)
     fleet = Fleet(
         scenario.with_overrides(csms_url=url), work_dir=tmp_path / "fleet", scheduler_per_agent=per_agent
     )
@@ -43,7 +34,7 @@ async def _run(tmp_path: Path, csms_factory: list[CsmsProcess], *, per_agent: bo
         await fleet.stop()
     report = fleet.report()
     await fleet.close()
-    await csms.stop()
+    await csms_factory[-1].stop()  # its writes are all in the store before the check
     check_sessions_in_csms(db, [s for s in report["sessions"] if s["transaction_id"] is not None])
     return report
 
