@@ -40,6 +40,11 @@ in the stall stay together afterwards (phase-locked) or spread out again.
     .venv/bin/python benchmarks/fleet.py --count 2000 --test-mode --window 240 --heartbeat-phase \
         --stall-at 60 --stall-s 5 --alone
 
+Profile: ``--profile FILE`` runs cProfile in each fleet process over the steady window only (not the ramp) and
+writes FILE (FILE.<shard> with ``--processes``); ``python -m pstats FILE``, then ``sort tottime``/``stats 30``.
+
+    .venv/bin/python benchmarks/fleet.py --count 2000 --window 60 --alone --profile /tmp/fleet.prof
+
 Side by side: ``--compare-sap DIR`` also runs the SAP e-mobility charging-stations simulator built in DIR (its
 ``dist/start.js``; see `benchmarks/sap_compare.py`) with the same workload against the same kind of central system
 and prints per-station memory and CPU of both and the ratio; without DIR the comparison is skipped and says so.
@@ -49,6 +54,7 @@ from __future__ import annotations
 
 import argparse
 import asyncio
+import cProfile
 import gc
 import json
 import logging
@@ -329,9 +335,18 @@ async def run_fleet(
     # The steady window: fresh metrics.
     fleet.metrics.restart()
     metrics.recording = args.heartbeat_phase
+    profiler = cProfile.Profile() if args.profile else None
     cpu0, wall0 = me.cpu_times(), time.time()
+    if profiler is not None:
+        profiler.enable()
     wall, rss_samples, stall_wall = await steady_window(args, fleet, me)
+    if profiler is not None:
+        profiler.disable()
     cpu1 = me.cpu_times()
+    if profiler is not None:
+        # One file per fleet process; read with `python -m pstats FILE`.
+        path = Path(args.profile if shards == 1 else f"{args.profile}.{shard}")
+        profiler.dump_stats(path)
     metrics.recording = False
     rss_end = rss_mb(me)
     # Held through the window: connected and booted at its end (a charger that lost its link is reconnecting).
@@ -544,6 +559,8 @@ async def _bench_processes(
             argv += ["--sample-rss", str(args.sample_rss), "--trace-growth", str(args.trace_growth)]
         if args.stall_s:
             argv += ["--stall-at", str(args.stall_at), "--stall-s", str(args.stall_s)]
+        if args.profile:
+            argv += ["--profile", args.profile]
         out = (barrier / f"result-{shard}.json").open("w")
         children.append((await asyncio.create_subprocess_exec(*argv, stdout=out), out))
     try:
@@ -626,6 +643,13 @@ def main() -> None:
     parser.add_argument("--stall-at", type=float, default=60, help="with --stall-s: seconds into the window")
     parser.add_argument(
         "--stall-s", type=float, default=0, help="block the fleet's event loop this long, once"
+    )
+    parser.add_argument(
+        "--profile",
+        default="",
+        metavar="FILE",
+        help="cProfile each fleet process over the window into FILE (FILE.<shard> with --processes); "
+        "the figures are under the profiler's overhead, compare them only with each other",
     )
     parser.add_argument("--ramp-timeout", type=float, default=600, help="seconds to wait for every boot")
     parser.add_argument(
