@@ -97,6 +97,43 @@ def _freeze_survivors() -> None:
     gc.freeze()
 
 
+class Ramp:
+    """When each charger of a ramp starts: the n-th (0-based) at ``n * gap_s`` after the first, whatever the loop does.
+
+    A ramp that slept ``gap_s`` between two starts got at most one start per turn of the event loop: once earlier
+    chargers kept the loop busy (Heartbeats of 15,000 agents per fleet process), a turn took 100 ms or more and
+    the ramp fell from its 100/s to a few per second (the 100,000 run connected its last 7,300 chargers late or
+    never). Counting from the ramp's start instead, each turn starts every charger due by then, at most
+    ``max_batch`` (one second's worth): a loop that fell behind catches up in steps, not in one storm."""
+
+    __slots__ = ("gap_s", "max_batch", "started", "total")
+
+    def __init__(self, total: int, rate_per_s: float) -> None:
+        self.total = total
+        self.gap_s = 1.0 / rate_per_s
+        self.max_batch = max(1, math.ceil(rate_per_s))  # a storm (rate 1e9) starts everyone in one turn
+        self.started = 0
+
+    def due(self, elapsed_s: float) -> int:
+        """How many chargers to start now, ``elapsed_s`` after the ramp began (and count them as started)."""
+        if self.started >= self.total:
+            return 0
+        if self.gap_s * self.total <= 1e-3:
+            due = self.total  # a ramp shorter than a millisecond is a storm (rate 1e9): everyone in this turn
+        else:
+            # The n-th is due at n * gap_s; the epsilon keeps a start planned for exactly now from slipping a turn.
+            due = min(self.total, math.floor(max(0.0, elapsed_s) / self.gap_s + 1e-9) + 1)
+        batch = max(0, min(due - self.started, self.max_batch))
+        self.started += batch
+        return batch
+
+    def wait_s(self, elapsed_s: float) -> float:
+        """Seconds from ``elapsed_s`` until the next charger is due (0 if one is due already or all started)."""
+        if self.started >= self.total:
+            return 0.0
+        return max(0.0, self.started * self.gap_s - elapsed_s)
+
+
 def shard_range(count: int, shard: int, shards: int) -> range:
     """Charger indexes (0-based) of one of ``shards`` processes: contiguous blocks."""
     return range(shard * count // shards, (shard + 1) * count // shards)
@@ -265,6 +302,9 @@ class Fleet:
         self.shard, self.shards = shard, shards
         self.metrics = Metrics()
         self.chargers: dict[str, SimCharger] = {}
+        # Every (charger, connector) pair, flat, for the ticker; rebuilt when the fleet has grown since.
+        self._connectors: list[tuple[SimCharger, SimConnectorState]] = []
+        self._connectors_of = 0
         self.csms_process: CsmsProcess | None = None
         self._csms_override = csms_url
         self.urls: tuple[str, ...] = scenario.fleet.csms_urls
@@ -448,13 +488,20 @@ class Fleet:
         _freeze_survivors()
         dt_v = self.scenario.tick_s * self.scenario.time_scale
         self.tick += 1
-        self.virtual_s += dt_v
-        for charger in self.chargers.values():
-            for sc in charger.connectors.values():
-                if sc.meter.ev is not None:
-                    sc.meter.tick(dt_v)
-                if sc.visit is not None or not sc.manual:
-                    self._drive(charger, sc, self.virtual_s)
+        self.virtual_s = now_v = self.virtual_s + dt_v
+        if self._connectors_of != len(self.chargers):  # chargers are only ever added (built at start)
+            self._connectors = [
+                (charger, sc) for charger in self.chargers.values() for sc in charger.connectors.values()
+            ]
+            self._connectors_of = len(self.chargers)
+        for charger, sc in self._connectors:
+            if sc.meter.ev is not None:
+                sc.meter.tick(dt_v)
+            # An idle connector (no visit, no driver due yet, or driven from outside) is passed over here rather
+            # than in _drive: a fleet of 19,500 mostly idle chargers pays this loop every tick.
+            if sc.visit is None and (sc.manual or now_v < sc.next_arrival_v):
+                continue
+            self._drive(charger, sc, now_v)
 
     async def _ticker(self, ticks: int) -> None:
         start = asyncio.get_running_loop().time()
@@ -602,23 +649,7 @@ class Fleet:
         self.started_wall = time.monotonic()
         self.started_at = datetime.now(UTC)
         self.phase = "ramping"
-        gap = 1.0 / sc.fleet.connect_rate_per_s * self.shards
-        frozen_at = time.monotonic()
-        for n, charger in enumerate(self.chargers.values()):
-            # The task copies the context with the charger's id in it, so every log line of this agent names it.
-            token = CHARGER.set(charger.id)
-            try:
-                charger.task = asyncio.get_running_loop().create_task(
-                    charger.agent.run(), name=f"agent-{charger.id}"
-                )
-            finally:
-                CHARGER.reset(token)
-            charger.task.add_done_callback(self._agent_done)
-            if time.monotonic() - frozen_at >= _FREEZE_EVERY_S:
-                _freeze_survivors()
-                frozen_at = time.monotonic()
-            if gap > 0 and n + 1 < len(self.chargers):
-                await asyncio.sleep(gap)
+        await self._ramp(list(self.chargers.values()), sc.fleet.connect_rate_per_s / self.shards)
         # Waiting for boots never outlasts the run itself: a fleet that cannot connect (refused, 404, 401) with
         # --duration 10 stops after about 10 s, not after the ramp timeout.
         ramp_timeout_s = min(_RAMP_TIMEOUT_S, sc.duration_s)
@@ -638,6 +669,33 @@ class Fleet:
         gc.collect()
         gc.freeze()
         self.phase = "running"
+
+    async def _ramp(self, chargers: list[SimCharger], rate_per_s: float) -> None:
+        """Start the agents at ``rate_per_s`` (``Ramp``: every charger due by each turn of the loop, not one per
+        sleep), freezing the survivors about once a second."""
+        loop = asyncio.get_running_loop()
+        ramp = Ramp(len(chargers), rate_per_s)
+        t0 = frozen_at = loop.time()
+        while ramp.started < ramp.total:
+            first = ramp.started
+            for charger in chargers[first : first + ramp.due(loop.time() - t0)]:
+                self._start_agent(charger)
+            if loop.time() - frozen_at >= _FREEZE_EVERY_S:
+                _freeze_survivors()
+                frozen_at = loop.time()
+            if ramp.started < ramp.total:
+                await asyncio.sleep(ramp.wait_s(loop.time() - t0))
+
+    def _start_agent(self, charger: SimCharger) -> None:
+        # The task copies the context with the charger's id in it, so every log line of this agent names it.
+        token = CHARGER.set(charger.id)
+        try:
+            charger.task = asyncio.get_running_loop().create_task(
+                charger.agent.run(), name=f"agent-{charger.id}"
+            )
+        finally:
+            CHARGER.reset(token)
+        charger.task.add_done_callback(self._agent_done)
 
     def _agent_done(self, task: asyncio.Task[None]) -> None:
         if not task.cancelled() and task.exception() is not None:
