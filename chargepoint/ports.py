@@ -66,6 +66,15 @@ class Meter(Protocol):
 
 
 @runtime_checkable
+class Instant(Protocol):
+    """A driver whose coroutines need no task of their own: they use no ``asyncio.timeout`` or ``current_task``
+    (the simulated twins). The station steps its meter polls of such a meter and relay inline, in the scheduler's
+    callback, and gives a poll a task only if it has to wait: at 19,500 chargers, 2,000-4,000 tasks a second fewer."""
+
+    instant: bool
+
+
+@runtime_checkable
 class TokenReader(Protocol):
     """An RFID reader: one token per card presentation, as an uppercase hex idTag."""
 

@@ -19,6 +19,10 @@ class SimRelay:
 
     __slots__ = ("_closed", "close_delay_s", "contact", "stuck", "switch_count")
 
+    instant = (
+        True  # chargepoint.ports.Instant: its coroutines need no task of their own (a delay only sleeps)
+    )
+
     def __init__(self) -> None:
         self._closed = False
         self.stuck = False
@@ -108,6 +112,8 @@ class SimPlug:
 
 class SimMeter:
     """A meter whose register integrates the power flowing through a relay into a plugged EV."""
+
+    instant = True  # chargepoint.ports.Instant: its read needs no task of its own (a delay only sleeps)
 
     def __init__(
         self,

@@ -52,6 +52,8 @@ class EvMeter:
 
     __slots__ = ("energy_wh", "ev", "failing", "phases", "plug", "relay", "voltage_v")
 
+    instant = True  # chargepoint.ports.Instant: its read never waits
+
     def __init__(
         self,
         relay: SimRelay,

@@ -37,7 +37,17 @@ def sample(
 
 
 def finite(reading: MeterReading) -> MeterReading:
-    """``reading`` with non-finite optional values (NaN, inf from a confused meter) dropped."""
+    """``reading`` with non-finite optional values (NaN, inf from a confused meter) dropped (itself if none is)."""
+    isfinite = math.isfinite
+    power, freq, soc = reading.power_w, reading.frequency_hz, reading.soc_percent
+    if (
+        (power is None or isfinite(power))
+        and (freq is None or isfinite(freq))
+        and (soc is None or isfinite(soc))
+        and all(map(isfinite, reading.voltage_v))
+        and all(map(isfinite, reading.current_a))
+    ):
+        return reading  # every poll of a sane meter: no copy
 
     def ok(value: float | None) -> float | None:
         return value if value is not None and math.isfinite(value) else None

@@ -18,8 +18,9 @@ import contextvars
 import heapq
 import itertools
 import logging
+import types
 import weakref
-from collections.abc import Callable, Coroutine
+from collections.abc import Callable, Coroutine, Generator
 from typing import Any, Generic, Literal, Protocol, TypeVar, cast
 
 log = logging.getLogger(__name__)
@@ -253,20 +254,55 @@ def loop_scheduler() -> Scheduler:
     return scheduler
 
 
+@types.coroutine
+def _resume(coro: Coroutine[Any, Any, None], yielded: Any) -> Generator[Any, Any, None]:
+    """Drive ``coro`` on from where an inline step left it (having yielded ``yielded``), as ``await coro`` would."""
+    while True:
+        try:
+            sent = yield yielded
+        except GeneratorExit:
+            coro.close()
+            raise
+        except BaseException as exc:  # thrown in by the task (a cancellation): into the work, where it waits
+            try:
+                yielded = coro.throw(exc)
+            except StopIteration:
+                return
+        else:
+            try:
+                yielded = coro.send(sent)
+            except StopIteration:
+                return
+
+
+async def _continue(coro: Coroutine[Any, Any, None], yielded: Any) -> None:
+    await _resume(coro, yielded)
+
+
+async def _reraise(exc: BaseException) -> None:
+    raise exc
+
+
 class Duty(Generic[T]):
     """A periodic duty on a scheduler: ``plan()`` gives the seconds until the next run and what that run gets
     (None: nothing due until ``reschedule()``); ``action(arg)`` returns the work to run then, or None if there is
     none after all. The work runs in a task made by ``spawn`` only while it runs; the next run is planned after it.
+
+    ``inline``: the work is first stepped in the scheduler's callback; only work that has to wait (or ends by an
+    exception) goes on in a task, so a run that never waits costs no task. Only for work that needs no task of its
+    own (no ``asyncio.timeout``, no ``current_task`` before its first wait): a meter poll of simulated twins.
     """
 
     __slots__ = (
         "_action",
         "_arg",
         "_context",
+        "_inline",
         "_name",
         "_plan",
         "_scheduler",
         "_spawn",
+        "_stepping",
         "_stopped",
         "_task",
         "_timer",
@@ -279,8 +315,11 @@ class Duty(Generic[T]):
         action: Callable[[T], Coroutine[Any, Any, None] | None],
         spawn: Callable[[Coroutine[Any, Any, None], str], asyncio.Task[Any]],
         name: str,
+        *,
+        inline: bool = False,
     ) -> None:
         self._scheduler = scheduler
+        self._inline = inline
         self._plan = plan
         self._action = action
         self._spawn = spawn
@@ -291,12 +330,13 @@ class Duty(Generic[T]):
         # variable), not in that of whichever agent armed the shared scheduler's loop handle.
         self._context = contextvars.copy_context()
         self._task: asyncio.Task[Any] | None = None
+        self._stepping = False  # an inline step is under way (a run, as far as planning goes)
         self._stopped = True
 
     @property
     def running(self) -> bool:
         """True while its work runs."""
-        return self._task is not None
+        return self._task is not None or self._stepping
 
     @property
     def name(self) -> str:
@@ -306,7 +346,7 @@ class Duty(Generic[T]):
     @property
     def alive(self) -> bool:
         """True while it has a run planned or under way (False once stopped, crashed, or planned nothing)."""
-        return not self._stopped and (self._task is not None or self.due_at is not None)
+        return not self._stopped and (self.running or self.due_at is not None)
 
     @property
     def due_at(self) -> float | None:
@@ -332,7 +372,7 @@ class Duty(Generic[T]):
         if self._timer is not None:
             self._scheduler.cancel(self._timer)
             self._timer = None
-        if self._task is not None:
+        if self._task is not None or self._stepping:
             return
         planned = self._plan()
         if planned is None:
@@ -360,7 +400,24 @@ class Duty(Generic[T]):
         if work is None:
             self.reschedule()
             return
-        task = self._spawn(work, self._name)
+        if self._inline:
+            # In a copy of the duty's context, as a task would run it (the task that goes on with it copies it).
+            context = contextvars.copy_context()
+            self._stepping = True
+            try:
+                yielded = context.run(work.send, None)
+            except StopIteration:
+                self._stepping = False
+                self.reschedule()  # done without waiting: no task at all
+                return
+            except BaseException as exc:  # the task ends as the work did: crashed, cancelled or interrupted
+                work = _reraise(exc)
+            else:
+                work = _continue(work, yielded)
+            self._stepping = False
+            task = context.run(self._spawn, work, self._name)
+        else:
+            task = self._spawn(work, self._name)
         self._task = task
         task.add_done_callback(self._ran)
 

@@ -6,7 +6,7 @@ from datetime import UTC, datetime, timedelta, timezone
 
 import pytest
 
-from chargepoint.core.metering import next_aligned, next_periodic, sample
+from chargepoint.core.metering import finite, next_aligned, next_periodic, sample
 from chargepoint.core.model import Measurand, ReadingContext, Sample, SampledValue
 from chargepoint.ports import MeterReading
 
@@ -141,3 +141,28 @@ def test_sample_json_round_trip() -> None:
     s = sample(THREE_PHASE, tuple(M), ReadingContext.SAMPLE_CLOCK, AT)
     again = Sample.from_json(s.to_json())
     assert again == s
+
+
+NAN, INF = float("nan"), float("inf")
+
+
+@pytest.mark.parametrize(
+    ("reading", "expected"),
+    [
+        (
+            MeterReading(5.0, NAN, (230.0, INF, 229.0), (NAN, 1.5), INF, NAN),
+            MeterReading(5.0, None, (230.0, 229.0), (1.5,)),
+        ),
+        (MeterReading(5.0, -INF), MeterReading(5.0)),
+        (MeterReading(5.0, 1.0, frequency_hz=NAN), MeterReading(5.0, 1.0)),
+        (MeterReading(5.0, 1.0, soc_percent=INF), MeterReading(5.0, 1.0)),
+    ],
+)
+def test_finite_drops_every_non_finite_optional_value(reading: MeterReading, expected: MeterReading) -> None:
+    assert finite(reading) == expected
+
+
+def test_finite_returns_a_sane_reading_itself() -> None:
+    """Every poll of a sane meter goes through it: no copy then."""
+    reading = MeterReading(5.0, 7400.0, (230.0,) * 3, (10.7, 0.0, 0.0), 50.0, 42.0)
+    assert finite(reading) is reading

@@ -193,6 +193,67 @@ async def test_a_duty_runs_one_at_a_time_and_plans_the_next_run_when_the_work_en
     assert task is None and duty.due_at is None
 
 
+async def test_an_inline_duty_needs_a_task_only_for_a_run_that_waits() -> None:
+    """``inline``: a run that never waits is done in the scheduler's callback (no task); one that waits goes on in
+    a task from where it waited, is cancelled where it waits, and one that crashes ends as a crashed task would
+    (logged by the spawner, not planned again). The plan is the same as with a task per run."""
+    fake = FakeTime()
+    sched = Scheduler(fake)
+    loop = asyncio.get_running_loop()
+    spawned: list[asyncio.Task[Any]] = []
+    ran: list[tuple[float, str]] = []
+    gate: list[asyncio.Future[None]] = []
+    mode = ["quick"]
+
+    def spawn(coro: Any, name: str) -> asyncio.Task[Any]:
+        task = loop.create_task(coro, name=name)
+        spawned.append(task)
+        return task
+
+    async def work() -> None:
+        ran.append((fake.time(), WHO.get()))
+        if mode[0] == "crash":
+            raise KeyError("bug")
+        if mode[0] == "wait":
+            gate.append(loop.create_future())
+            try:
+                await gate[-1]
+            except asyncio.CancelledError:
+                ran.append((fake.time(), "cancelled"))
+                raise
+            ran.append((fake.time(), "resumed"))
+
+    WHO.set("agent-1")
+    duty: Duty[None] = Duty(sched, lambda: (10.0, None), lambda _: work(), spawn, "inline", inline=True)
+    WHO.set("someone else")
+    duty.start()
+    await fake.run_until(25)
+    assert ran == [(10, "agent-1"), (20, "agent-1")] and spawned == []  # no task for runs that never wait
+    assert duty.due_at == 30 and not duty.running
+
+    mode[0] = "wait"
+    await fake.run_until(35)
+    assert ran[-1] == (30, "agent-1") and len(spawned) == 1 and duty.running and duty.due_at is None
+    duty.reschedule()  # while it runs: planned when the run ends, not twice
+    gate[-1].set_result(None)
+    await fake.run_until(36)
+    assert ran[-1] == (35, "resumed") and spawned[0].done() and not duty.running and duty.due_at == 45
+
+    await fake.run_until(46)
+    assert ran[-1] == (45, "agent-1") and len(spawned) == 2
+    task = duty.stop()
+    assert task is spawned[1]
+    task.cancel()
+    await fake.run_until(47)
+    assert ran[-1] == (46, "cancelled") and task.cancelled() and duty.due_at is None
+
+    mode[0] = "crash"
+    duty.start()
+    await fake.run_until(60)
+    assert ran[-1] == (57, "agent-1") and isinstance(spawned[2].exception(), KeyError)
+    assert duty.due_at is None and not duty.alive  # a crashed duty is not planned again, as with a task
+
+
 async def test_clock_aligned_samples_fire_on_the_boundaries_and_follow_a_new_interval() -> None:
     fake = FakeTime()
     sched = Scheduler(fake)
@@ -259,21 +320,40 @@ class BuggyRelay(SimRelay):
             raise KeyError("driver bug")
 
 
-async def test_meter_polls_fire_at_once_then_every_poll_interval_and_a_crashed_poll_is_a_fault() -> None:
+class InstantCountingMeter(CountingMeter):
+    """A CountingMeter that says its reads need no task (``chargepoint.ports.Instant``, as the twins do)."""
+
+    instant = True
+
+
+class CountingContext(StationContext):
+    """A station context that counts the tasks it spawns."""
+
+    def spawn(self, coro: Any, name: str) -> asyncio.Task[Any]:
+        self.spawned = getattr(self, "spawned", 0) + 1
+        return super().spawn(coro, name)
+
+
+@pytest.mark.parametrize("instant", [False, True], ids=["task per poll", "inline polls"])
+async def test_meter_polls_fire_at_once_then_every_poll_interval_and_a_crashed_poll_is_a_fault(
+    instant: bool,
+) -> None:
     """Each connector's meter poll is a duty on the shared scheduler: read at once, then meter_poll_s after each
-    poll ends; a poll that crashes (a driver bug) faults its connector, and polling goes on."""
+    poll ends; a poll that crashes (a driver bug) faults its connector, and polling goes on. The same with a meter
+    and relay that need no task: polled inline, no task per poll."""
     fake = FakeTime()
     sched = Scheduler(fake)
     store = Store(":memory:")
-    meters = {cid: CountingMeter(fake) for cid in (1, 2)}
+    meters = {cid: (InstantCountingMeter if instant else CountingMeter)(fake) for cid in (1, 2)}
     relays = {cid: BuggyRelay() for cid in meters}
     ports = {cid: ConnectorPorts(relays[cid], meter, SimPlug()) for cid, meter in meters.items()}
-    ctx = StationContext(ports, store, Settings(), fake, StationTiming(meter_poll_s=5.0, scheduler=sched))
+    ctx = CountingContext(ports, store, Settings(), fake, StationTiming(meter_poll_s=5.0, scheduler=sched))
     metering = Metering(ctx, Faults(ctx, smart_charging=None))  # type: ignore[arg-type]  # no limit to apply
     try:
         await metering.start()
         await fake.run_until(12)
         assert [m.reads for m in meters.values()] == [[0, 5, 10], [0, 5, 10]] and ctx.alive()
+        assert getattr(ctx, "spawned", 0) == (0 if instant else 6)  # a task per poll, or none
         assert (
             len(sched) == 2
         )  # one timer per poll (clock-aligned samples are off): no task, no sleeping loop

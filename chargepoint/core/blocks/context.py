@@ -275,9 +275,12 @@ class StationContext:
         plan: Callable[[], tuple[float, T] | None],
         action: Callable[[T], Coroutine[Any, Any, None] | None],
         name: str,
+        *,
+        inline: bool = False,
     ) -> Duty[T]:
-        """A periodic duty whose runs are spawned (kept, crash logged) like any station task."""
-        return Duty(self.scheduler, plan, action, self.spawn, name)
+        """A periodic duty whose runs are spawned (kept, crash logged) like any station task (``inline``: stepped
+        in the scheduler's callback first, a task only if the run has to wait; see ``Duty``)."""
+        return Duty(self.scheduler, plan, action, self.spawn, name, inline=inline)
 
     def now(self) -> datetime:
         """The station's time; the system's UTC time if the injected clock fails (a session must still end)."""

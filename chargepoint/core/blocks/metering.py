@@ -19,7 +19,7 @@ from chargepoint.core.metering import finite, next_aligned, next_periodic, sampl
 from chargepoint.core.model import ConnectorState, ErrorCode, Measurand, ReadingContext, Sample
 from chargepoint.core.scheduler import Duty
 from chargepoint.errors import MeterError, StorageError
-from chargepoint.ports import MeterReading
+from chargepoint.ports import Instant, MeterReading
 
 log = logging.getLogger(__name__)
 
@@ -57,7 +57,10 @@ class Metering(FunctionalBlock):
         for cid in self.ctx.connectors:
             # A duty per meter (a task only while a poll runs), read first at once: a sleeping loop per
             # connector costs a task and its frames for the whole life of the station.
-            poll = self.ctx.duty(self._meter_plan(cid), self._poll_meter, f"meter-{cid}")
+            # Twins whose reads never need a task (``Instant``) are polled inline: no task per poll unless it waits.
+            ports = self.ctx.ports[cid]
+            inline = all(isinstance(p, Instant) and p.instant for p in (ports.meter, ports.relay))
+            poll = self.ctx.duty(self._meter_plan(cid), self._poll_meter, f"meter-{cid}", inline=inline)
             self._polls.append(poll)
             self.ctx.supervised_duties.append(poll)
             poll.start(at_once=True)
