@@ -399,6 +399,8 @@ class StoreFile:
     def _commit_group(self, ops: list[_Op]) -> list[tuple[Any, Exception | None]] | None:
         """All ops in one transaction, each in a savepoint; None if the transaction as a whole failed."""
         db = self._wdb
+        if len(ops) == 1:
+            return self._commit_single(ops[0])
         out: list[tuple[Any, Exception | None]] = []
         try:
             db.execute("BEGIN IMMEDIATE")
@@ -421,6 +423,24 @@ class StoreFile:
             self._rollback()
             return None
         return out
+
+    def _commit_single(self, op: _Op) -> list[tuple[Any, Exception | None]] | None:
+        """A batch of one (an idle store's every write): the transaction is the op's own, so it needs no savepoint
+        (two statements of five fewer per write); the same answers as ``_commit_group``."""
+        db = self._wdb
+        try:
+            db.execute("BEGIN IMMEDIATE")
+            try:
+                result = op.fn(db)
+            except Exception as exc:
+                aborted = not db.in_transaction or _is_full(exc)  # as in a group: retried by _commit_one
+                self._rollback()
+                return None if aborted else [(None, _translate(exc))]
+            db.execute("COMMIT")
+        except sqlite3.Error:
+            self._rollback()
+            return None
+        return [(result, None)]
 
     def _commit_one(self, op: _Op) -> None:
         db = self._wdb

@@ -101,7 +101,10 @@ class Metering(FunctionalBlock):
         try:
             await self.read_meter(cid)
             await self.faults.check_relay(cid)
-            await self.faults.probe_storage(cid)
+            if self.ctx.storage_faulted(
+                self.ctx.connectors[cid]
+            ):  # probe_storage's own test, without a coroutine
+                await self.faults.probe_storage(cid)
         except Exception as exc:
             log.exception("connector %s: meter poll crashed", cid)
             await self.ctx.raise_fault(cid, ErrorCode.INTERNAL_ERROR, f"meter: {type(exc).__name__}"[:50])
@@ -145,8 +148,9 @@ class Metering(FunctionalBlock):
         if ErrorCode.POWER_METER_FAILURE in conn.faults:
             await self.faults.clear_fault(cid, ErrorCode.POWER_METER_FAILURE)
         self._track_ev_draw(conn, reading)
-        await self._persist_meter(conn, reading)
-        await self._check_invalid_energy(conn, reading)
+        if conn.transaction is not None:  # (both do nothing without one: no coroutine per idle poll)
+            await self._persist_meter(conn, reading)
+            await self._check_invalid_energy(conn, reading)
         return reading
 
     def _track_ev_draw(self, conn: Connector, reading: MeterReading) -> None:
