@@ -179,6 +179,7 @@ class Scheduler:
         self._handle: Handle | None = None
         self._armed_at = 0.0
         self._cancelled = 0
+        self._firing = False
 
     def __len__(self) -> int:
         """Live timers."""
@@ -196,8 +197,8 @@ class Scheduler:
         """Call ``callback`` at loop time ``when``."""
         timer = Timer(when, callback)
         heapq.heappush(self._heap, (when, next(self._seq), timer))
-        if self._handle is None or when < self._armed_at:
-            self._arm()
+        if not self._firing and (self._handle is None or when < self._armed_at):
+            self._arm()  # (while firing, _fire arms once at its end: not a loop handle per timer planned meanwhile)
         return timer
 
     def cancel(self, timer: Timer) -> None:
@@ -226,19 +227,23 @@ class Scheduler:
         self._handle = None
         # The loop calls a handle up to its clock resolution early: whatever was due at the armed instant runs.
         now = max(self._base.time(), self._armed_at)
-        heap = self._heap
-        while heap and heap[0][0] <= now:
-            timer = heapq.heappop(heap)[2]
-            callback = timer.callback
-            if callback is None:
-                self._cancelled = max(0, self._cancelled - 1)
-                continue
-            timer.callback = None
-            try:
-                callback()
-            except Exception:
-                log.exception("scheduled callback %r crashed", callback)
-        self._arm()
+        self._firing = True
+        try:
+            # self._heap each time: a callback's cancels may rebuild it (``cancel``).
+            while (heap := self._heap) and heap[0][0] <= now:
+                timer = heapq.heappop(heap)[2]
+                callback = timer.callback
+                if callback is None:
+                    self._cancelled = max(0, self._cancelled - 1)
+                    continue
+                timer.callback = None
+                try:
+                    callback()
+                except Exception:
+                    log.exception("scheduled callback %r crashed", callback)
+        finally:
+            self._firing = False
+            self._arm()
 
 
 _SCHEDULERS: weakref.WeakKeyDictionary[asyncio.AbstractEventLoop, Scheduler] = weakref.WeakKeyDictionary()
