@@ -286,6 +286,8 @@ async def run_fleet(
     booted = sum(c.booted for c in fleet.chargers.values())
     links = [c.agent.link for c in fleet.chargers.values() if c.agent.link is not None]
     storm = {
+        # The most chargers the ramp started in one turn of the loop (they boot, and heartbeat, together).
+        "ramp_largest_batch": fleet.ramp.largest if fleet.ramp is not None else 0,
         # Failed connection attempts and closed sessions until every charger was up (a reset counts here).
         "connection_failures": sum(link.reconnects for link in links),
         "connections": sum(link.connections for link in links),
@@ -428,6 +430,7 @@ def _report(
         for key in ("connection_failures", "connections", "boot_notifications_sent")
     }
     storm["boot_errors"] = boot_errors
+    storm["ramp_largest_batch"] = max(p["storm"].get("ramp_largest_batch", 0) for p in parts)
     kinds: dict[str, int] = {}
     for part in parts:
         _add(kinds, part["storm"]["connection_failures_by_kind"])
