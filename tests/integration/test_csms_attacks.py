@@ -25,10 +25,11 @@ from ocpp.v201 import call as call201
 from websockets.asyncio.client import ClientConnection, connect
 
 from backend_stub.app import Csms
-from backend_stub.domain.ca import CertificateAuthority
+from backend_stub.domain.ca import CSR_PER_HOUR, CertificateAuthority, SigningQuota
 from backend_stub.ocpp.handshake import offered_subprotocols
 from backend_stub.ocpp.server import MAX_PROBLEM_CHARS
 from backend_stub.store import CsmsStore
+from tests.integration.conftest import until
 from tests.integration.test_csms_ca import make_csr
 from tests.integration.test_csms_operations import Station201
 
@@ -123,9 +124,9 @@ async def test_a_csr_whose_rsa_exponent_makes_its_check_expensive_is_rejected(
     """A 2048-bit RSA key with a 2040-bit public exponent costs ~3 ms of event loop per check (3000 bits on 3072:
     ~11 ms), and was signed: Rejected now, before its self-signature is checked; no CertificateSigned follows."""
     csr = csr_pem(rsa_key_with_exponent(2048, 2040), CP)
-    assert (await station.call("big-e", "SignCertificate", json.dumps({"csr": csr})))[2] == {
-        "status": "Rejected"
-    }
+    answer = (await station.call("big-e", "SignCertificate", json.dumps({"csr": csr})))[2]
+    assert (answer["status"], answer["statusInfo"]["reasonCode"]) == ("Rejected", "InvalidCSR")
+    assert "exponent" in answer["statusInfo"]["additionalInfo"]
     assert (await station.call("hb", "Heartbeat", "{}"))[0] == 3
     assert station.server_calls == []
     assert csms.central.certificates.issued(CP) is None
@@ -170,10 +171,121 @@ async def test_a_flood_of_bad_csrs_costs_a_few_log_lines(
     with caplog.at_level(logging.WARNING, logger="backend_stub.domain.ca"):
         for n in range(50):
             answer = await station.call(f"s{n}", "SignCertificate", json.dumps({"csr": csr}))
-            assert answer[2] == {"status": "Rejected"}
+            assert answer[2]["status"] == "Rejected"
     lines = [r for r in caplog.records if r.name == "backend_stub.domain.ca"]
     assert 1 <= len(lines) <= 20
     assert station.server_calls == []
+
+
+async def _sign_until_judged(raw: Raw, unique_id: str, csr: str) -> dict[str, Any]:
+    """SignCertificate until it is judged: while the last CertificateSigned is still being delivered (2.0.1
+    reasonCode DeliveryPending) a Heartbeat lets the station read and answer it first."""
+    async with asyncio.timeout(10):
+        while True:
+            answer: dict[str, Any] = (await raw.call(unique_id, "SignCertificate", json.dumps({"csr": csr})))[
+                2
+            ]
+            if answer.get("statusInfo", {}).get("reasonCode") != "DeliveryPending":
+                return answer
+            await raw.call("hb", "Heartbeat", "{}")
+            await asyncio.sleep(0.01)
+
+
+async def test_a_charger_sending_csrs_in_a_loop_gets_its_hourly_quota_signed_then_rate_limited(
+    csms: Csms, station: Raw, caplog: pytest.LogCaptureFixture
+) -> None:
+    """A station resends valid CSRs as fast as each certificate is delivered: the central system used to judge and
+    sign every one (a signature check and a signature on the event loop, a CertificateSigned each). Now the first
+    `CSR_PER_HOUR` are signed and the rest Rejected with reasonCode RateLimited (A02: the station retries after
+    CertSigningWaitMinimum, at most CertSigningRepeatTimes), logged once, and the link stays up."""
+    csr = make_csr(CP)[1]
+    answers = []
+    with caplog.at_level(logging.WARNING, logger="backend_stub.domain.ca"):
+        for n in range(CSR_PER_HOUR + 15):
+            answers.append(await _sign_until_judged(station, f"s{n}", csr))
+    assert [a["status"] for a in answers] == ["Accepted"] * CSR_PER_HOUR + ["Rejected"] * 15
+    for refused in answers[CSR_PER_HOUR:]:
+        assert refused["statusInfo"]["reasonCode"] == "RateLimited"
+        assert f"at most {CSR_PER_HOUR} CSRs an hour" in refused["statusInfo"]["additionalInfo"]
+    assert (await station.call("hb", "Heartbeat", "{}"))[0] == 3
+    assert [c[2] for c in station.server_calls] == ["CertificateSigned"] * CSR_PER_HOUR
+    quota_lines = [r for r in caplog.records if "an hour" in r.getMessage()]
+    assert len(quota_lines) == 1 and CP in quota_lines[0].getMessage()
+    assert csms.central.certificates.quota.refused == 15
+
+
+async def test_the_csr_quota_is_per_charger_and_also_holds_in_16(
+    tmp_path: Path, ca: CertificateAuthority
+) -> None:
+    """`csr_per_hour=2`: a 1.6 charger (security whitepaper SignCertificate.conf has only a status) gets two
+    certificates, then Rejected with no CertificateSigned; another charger still gets its own."""
+    with CsmsStore(tmp_path / "quota.db") as store:
+        store.add_charger("CS-B", PASSWORD)
+        store.add_charger("CS-C", PASSWORD)
+        app = Csms(store, admin_token=ADMIN_TOKEN, ca=ca, csr_per_hour=2)
+        await app.start()
+        try:
+            for cp_id, expected in (
+                ("CS-B", ["Accepted", "Accepted", "Rejected", "Rejected"]),
+                ("CS-C", ["Accepted"]),
+            ):
+                async with connect(
+                    f"{app.url}/{cp_id}",
+                    subprotocols=["ocpp1.6"],  # type: ignore[list-item]
+                    additional_headers=basic(cp_id, PASSWORD),
+                ) as ws:
+                    raw = Raw(ws)
+                    boot = {"chargePointVendor": "V", "chargePointModel": "M"}
+                    assert (await raw.call("boot", "BootNotification", json.dumps(boot)))[2][
+                        "status"
+                    ] == "Accepted"
+                    csr = make_csr(cp_id)[1]
+                    got = []
+                    for n in range(len(expected)):
+                        got.append((await raw.call(f"s{n}", "SignCertificate", json.dumps({"csr": csr})))[2])
+                        if got[-1]["status"] == "Accepted":  # answered, kept: the next CSR is judged afresh
+                            before = len(raw.server_calls)
+                            async with asyncio.timeout(10):
+                                while len(raw.server_calls) == before:
+                                    await raw.call("hb", "Heartbeat", "{}")
+                            serial = x509.load_pem_x509_certificates(
+                                raw.server_calls[-1][3]["certificateChain"].encode()
+                            )[0].serial_number
+                            await until(
+                                lambda cp=cp_id, sn=f"{serial:x}": (
+                                    getattr(app.central.certificates.issued(cp), "serial_hex", None) == sn
+                                ),
+                                10,
+                                "certificate not kept",
+                            )
+                    assert got == [{"status": s} for s in expected]  # no statusInfo in 1.6
+                    assert (await raw.call("hb", "Heartbeat", "{}"))[0] == 3
+                    assert [c[2] for c in raw.server_calls] == ["CertificateSigned"] * expected.count(
+                        "Accepted"
+                    )
+        finally:
+            await app.stop()
+
+
+def test_the_signing_quota_refills_at_its_hourly_rate_and_stays_bounded() -> None:
+    now = [0.0]
+    quota = SigningQuota(4, max_entries=3, clock=lambda: now[0])
+    assert [quota.take("A") for _ in range(4)] == [None] * 4
+    assert quota.take("A") == pytest.approx(900.0)  # one CSR every 3600 / 4 s
+    now[0] += 899.0
+    assert quota.take("A") == pytest.approx(1.0)
+    now[0] += 1.0
+    assert quota.take("A") is None and quota.take("A") is not None
+    # Bounded: a charger with a full bucket is the same as one never seen, so it is the one forgotten; a refused
+    # one is kept (entries are registered, authenticated chargers: at most the fleet).
+    small = SigningQuota(1, max_entries=2, clock=lambda: now[0])
+    assert small.take("B") is None and small.take("C") is None and small.take("D") is None
+    assert small.take("B") is not None  # not forgotten while refused
+    now[0] += 3600.0
+    assert small.take("E") is None
+    assert set(small._buckets) == {"E"}
+    with pytest.raises(ValueError, match="csr_per_hour"):
+        SigningQuota(0)
 
 
 # ---- NotifyChargingLimit / ClearedChargingLimit ----------------------------------------------------------------
@@ -428,9 +540,11 @@ async def test_a_charger_that_nothing_authenticates_gets_no_certificate(
                     "status"
                 ] == "Accepted"
                 csr = make_csr("CS-OPEN")[1]
-                assert (await raw.call("s", "SignCertificate", json.dumps({"csr": csr})))[2] == {
-                    "status": "Rejected"
-                }
+                answer = (await raw.call("s", "SignCertificate", json.dumps({"csr": csr})))[2]
+                assert (answer["status"], answer["statusInfo"]["reasonCode"]) == (
+                    "Rejected",
+                    "NotAuthenticated",
+                )
                 assert (await raw.call("hb", "Heartbeat", "{}"))[0] == 3
                 assert raw.server_calls == []
         finally:
