@@ -21,8 +21,9 @@ from backend_stub.domain.commands import (
     CommandReply,
     LocalListEntry,
     VariableRef,
+    reservation_expiry_problem,
 )
-from backend_stub.errors import FormError
+from backend_stub.errors import FieldRefused, FormError
 
 if TYPE_CHECKING:
     from backend_stub.domain.central import Central
@@ -249,8 +250,9 @@ async def _send_local_list(central: Central, cp_id: str, body: dict[str, Any]) -
 
 async def _reserve_now(central: Central, cp_id: str, body: dict[str, Any]) -> dict[str, Any]:
     expires_at = parse_time(body["expires_at"], "expires_at")
-    if expires_at <= central.clock():
-        raise FormError("expires_at: the reservation would already have expired")
+    problem = reservation_expiry_problem(expires_at, central.clock())
+    if problem is not None:
+        raise FieldRefused("expires_at", problem)
     reply = await central.commands.reserve_now(
         cp_id,
         body["reservation_id"],
@@ -439,8 +441,9 @@ OPERATIONS: Final[dict[str, Operation]] = {
         ),
         Operation(
             "reserve-now",
-            "Reserve an EVSE (0 or none: any) for a token until expires_at (ReserveNow); OCPP 2.0.1 may also ask "
-            "for a connector type and let a group token's members use it",
+            "Reserve an EVSE (0 or none: any) for a token until expires_at, in the next 24 hours (ReserveNow; a "
+            "past or later expiry is 422); OCPP 2.0.1 may also ask for a connector type and let a group token's "
+            "members use it",
             {
                 "reservation_id": _INT,
                 "evse": _EVSE,

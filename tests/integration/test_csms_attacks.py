@@ -12,6 +12,7 @@ import logging
 import math
 import secrets
 from collections.abc import AsyncIterator
+from datetime import UTC, datetime, timedelta
 from pathlib import Path
 from typing import Any
 
@@ -522,6 +523,61 @@ async def test_operator_values_the_charger_would_refuse_are_400_naming_the_field
     assert resp.status == 400, got
     assert field in json.dumps(got)
     assert station201.got == []
+
+
+def _in(delta: timedelta) -> str:
+    return (datetime.now(UTC) + delta).isoformat()
+
+
+@pytest.mark.parametrize("version", ["ocpp1.6", "ocpp2.0.1"])
+@pytest.mark.parametrize(
+    ("expires_at", "status", "words"),
+    [
+        ("2099-01-01T00:00:00Z", 422, "at most 1 day"),
+        (_in(timedelta(hours=24, minutes=5)), 422, "at most 1 day"),
+        (_in(-timedelta(minutes=1)), 422, "already have expired"),
+        ("2030-01-01T00:00:00", 400, "needs a timezone"),
+        ("NaN", 400, "not an ISO 8601"),
+        ("Infinity", 400, "not an ISO 8601"),
+        ("9999-12-31T23:59:59-01:00", 400, "out of range"),
+    ],
+    ids=["year-2099", "25-hours", "past", "naive", "nan", "infinity", "past-9999-in-utc"],
+)
+async def test_reserve_now_takes_an_expiry_in_the_next_24_hours_only(
+    csms: Csms, version: str, expires_at: str, status: int, words: str
+) -> None:
+    """REST reserve-now sent a reservation until 2099 to the charger, holding the EVSE from every other driver for
+    decades (the OCPI path already stopped at 24 h). Now a well-formed expiry outside (now, now + 24 h] is 422
+    naming expires_at, a malformed one 400 (as every time field of the API), in both versions; nothing is sent.
+    An expiry within the window still reaches the charger (the control)."""
+    cp_id = "CS-B"
+    boot = BOOT if version == "ocpp2.0.1" else {"chargePointVendor": "V", "chargePointModel": "M"}
+    async with connect(
+        f"{csms.url}/{cp_id}",
+        subprotocols=[version],  # type: ignore[list-item]
+        additional_headers=basic(cp_id, PASSWORD),
+    ) as ws:
+        raw = Raw(ws)
+        assert (await raw.call("boot", "BootNotification", json.dumps(boot)))[2]["status"] == "Accepted"
+        async with aiohttp.ClientSession(base_url=csms.http_url, headers=ADMIN) as http:
+            body = {"reservation_id": 3, "evse": 1, "token": "TAG-1", "expires_at": expires_at}
+            async with http.post(f"/api/chargers/{cp_id}/operations/reserve-now", json=body) as resp:
+                got = await resp.json()
+            assert (resp.status, words in got["error"]) == (status, True), got
+            assert got["error"].startswith("expires_at")
+            assert status == 400 or got["field"] == "expires_at"
+            assert (await raw.call("hb", "Heartbeat", "{}"))[0] == 3
+            assert raw.server_calls == []
+            body["expires_at"] = _in(timedelta(hours=23))
+            control = asyncio.create_task(
+                http.post(f"/api/chargers/{cp_id}/operations/reserve-now", json=body)
+            )
+            async with asyncio.timeout(10):
+                while not raw.server_calls:
+                    await raw.call("hb", "Heartbeat", "{}")
+            async with await control as resp:
+                assert resp.status == 200, await resp.text()
+    assert [c[2] for c in raw.server_calls] == ["ReserveNow"]
 
 
 async def test_a_charger_that_nothing_authenticates_gets_no_certificate(
