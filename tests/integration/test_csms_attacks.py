@@ -24,12 +24,14 @@ from cryptography.hazmat.primitives.asymmetric import ec, rsa
 from cryptography.x509.oid import NameOID
 from ocpp.v201 import call as call201
 from websockets.asyncio.client import ClientConnection, connect
+from websockets.exceptions import InvalidStatus
 
 from backend_stub.app import Csms
 from backend_stub.domain.ca import CSR_PER_HOUR, CertificateAuthority, SigningQuota
-from backend_stub.ocpp.handshake import offered_subprotocols
+from backend_stub.ocpp.handshake import PasswordShape, offered_subprotocols
 from backend_stub.ocpp.server import MAX_PROBLEM_CHARS
 from backend_stub.store import CsmsStore
+from backend_stub.testing.server import ScriptedCentralSystem
 from tests.integration.conftest import until
 from tests.integration.test_csms_ca import make_csr
 from tests.integration.test_csms_operations import Station201
@@ -625,3 +627,40 @@ async def test_the_16_sign_certificate_goes_through_the_same_judge(csms: Csms) -
         assert huge[0] == 4 and len(huge[3]) <= 255
         assert (await raw.call("hb", "Heartbeat", "{}"))[0] == 3
         assert raw.server_calls == []
+
+
+# ---- the scripted test server's handshake records ----------------------------------------------------------------
+
+
+async def test_the_scripted_servers_handshake_records_keep_no_password_guesses(
+    cs: ScriptedCentralSystem,
+) -> None:
+    """Password guessing against the scripted test server (the conformance runner's central system): its
+    `handshakes` kept every password tried, verbatim. Now the last `HANDSHAKES_KEPT` are kept, each password as its
+    length and whether it is a passwordString only (what the security profile checks judge)."""
+    secret = "right-password-0123456789"
+    cs.passwords["CP-G"] = secret
+    guesses = [f"guess{n:04d}-{secrets.token_hex(6)}" for n in range(cs.HANDSHAKES_KEPT + 16)]
+    for guess in [*guesses, "no spaces allowed here!"]:
+        with pytest.raises(InvalidStatus):
+            async with connect(
+                f"{cs.url}/CP-G",
+                subprotocols=["ocpp1.6"],  # type: ignore[list-item]
+                additional_headers=basic("CP-G", guess),
+                open_timeout=10,
+            ):
+                pass
+    cs.auth_throttle.succeeded("CP-G")  # the guesses locked the id out; the right password comes next
+    async with connect(
+        f"{cs.url}/CP-G",
+        subprotocols=["ocpp1.6"],  # type: ignore[list-item]
+        additional_headers=basic("CP-G", secret),
+    ):
+        pass
+    records = list(cs.handshakes)
+    assert len(records) == cs.HANDSHAKES_KEPT
+    kept = repr(records)
+    assert secret not in kept and not any(guess in kept for guess in guesses)
+    assert records[-1].password == PasswordShape(len(secret), password_string=True)
+    assert records[-2].password == PasswordShape(23, password_string=False)
+    assert all(isinstance(r.password, PasswordShape) for r in records)
