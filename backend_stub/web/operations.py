@@ -8,6 +8,7 @@ CommandFailed("NotSupported", ...) from the port.
 
 from __future__ import annotations
 
+import itertools
 from collections.abc import Awaitable, Callable, Mapping
 from dataclasses import asdict, dataclass
 from datetime import UTC, datetime
@@ -24,6 +25,7 @@ from backend_stub.domain.commands import (
     reservation_expiry_problem,
 )
 from backend_stub.errors import FieldRefused, FormError
+from backend_stub.store import UnknownTransaction
 
 if TYPE_CHECKING:
     from backend_stub.domain.central import Central
@@ -208,7 +210,27 @@ async def _set_charging_profile(central: Central, cp_id: str, body: dict[str, An
         raise FormError("transaction: only a TxProfile names a transaction")
     if profile.periods[0][0] != 0:
         raise FormError("periods.0.start_s: the first period starts at 0")
+    for n, ((before, _), (start_s, _)) in enumerate(itertools.pairwise(profile.periods), 1):
+        if start_s <= before:  # each period's start is the end of the one before (ChargingSchedulePeriod)
+            raise FormError(f"periods.{n}.start_s: {start_s} does not follow the period before ({before})")
+    for n, (_, limit) in enumerate(profile.periods):
+        # 1.6 schema: multipleOf 0.1; 2.0.1 ChargingSchedulePeriodType.limit: at most one digit fraction.
+        if round(limit, 1) != limit:
+            raise FormError(f"periods.{n}.limit: at most one decimal (e.g. 6.1), got {limit}")
+    if profile.transaction is not None:
+        _own_session(central, cp_id, profile.transaction)
     return reply_json(await central.commands.set_charging_profile(cp_id, body["evse"], profile))
+
+
+def _own_session(central: Central, cp_id: str, transaction: int) -> None:
+    """FieldRefused unless ``transaction`` is one of ``cp_id``'s sessions: another charger's would send that
+    charger's own transactionId (2.0.1) to this one."""
+    try:
+        owner = central.store.transaction(transaction).cp_id
+    except UnknownTransaction:
+        owner = None
+    if owner != cp_id:
+        raise FieldRefused("transaction", f"no session {transaction} on charger {cp_id}")
 
 
 async def _clear_charging_profile(central: Central, cp_id: str, body: dict[str, Any]) -> dict[str, Any]:
@@ -242,6 +264,13 @@ async def _get_log(central: Central, cp_id: str, body: dict[str, Any]) -> dict[s
 
 async def _send_local_list(central: Central, cp_id: str, body: dict[str, Any]) -> dict[str, Any]:
     entries = [LocalListEntry(e["token"], e.get("status")) for e in body["entries"]]
+    seen: set[str] = set()
+    for n, entry in enumerate(entries):
+        # Each token once (2.0.1 D01.FR.06); tokens compare without case (1.6 CiString20, 2.0.1 idToken).
+        key = entry.token.casefold()
+        if key in seen:
+            raise FormError(f"entries.{n}.token: {entry.token!r} is already in the list")
+        seen.add(key)
     full = body.get("full", True)
     if full and any(e.status is None for e in entries):
         raise FormError("entries: a full list gives every token a status (leaving it out removes the token)")

@@ -582,6 +582,121 @@ async def test_reserve_now_takes_an_expiry_in_the_next_24_hours_only(
     assert [c[2] for c in raw.server_calls] == ["ReserveNow"]
 
 
+async def _operation(csms: Csms, cp_id: str, name: str, body: dict[str, Any]) -> tuple[int, dict[str, Any]]:
+    async with (
+        aiohttp.ClientSession(base_url=csms.http_url, headers=ADMIN) as http,
+        http.post(f"/api/chargers/{cp_id}/operations/{name}", json=body) as resp,
+    ):
+        return resp.status, await resp.json()
+
+
+def _tx_profile(transaction: int) -> dict[str, Any]:
+    return {
+        "evse": 1,
+        "profile_id": 4,
+        "stack_level": 0,
+        "purpose": "TxProfile",
+        "unit": "A",
+        "transaction": transaction,
+        "periods": [{"start_s": 0, "limit": 6}],
+    }
+
+
+async def test_a_tx_profile_names_a_session_of_the_same_charger_only(csms: Csms, station: Raw) -> None:
+    """set-charging-profile `transaction` is our session id: given CS-B's session for CS-A, the central system sent
+    CS-A a TxProfile carrying CS-B's own 2.0.1 transactionId (another charger's data, to a third party), and an
+    unknown id was a 500. Now 422 naming the field, and nothing reaches the station; the own session still works."""
+    now = datetime.now(UTC)
+    other, _ = csms.central.sessions.start("CS-B", 1, "TAG-B", 0, now, station_tx_id="TX-OF-CS-B-4f1c")
+    mine, _ = csms.central.sessions.start(CP, 1, "TAG-A", 0, now, station_tx_id="TX-OF-CS-A-77aa")
+    for transaction in (other, 2_000_000_000):
+        status, got = await _operation(csms, CP, "set-charging-profile", _tx_profile(transaction))
+        assert (status, got.get("field")) == (422, "transaction"), got
+        assert (await station.call("hb", "Heartbeat", "{}"))[0] == 3
+        assert station.server_calls == []
+    control = asyncio.create_task(_operation(csms, CP, "set-charging-profile", _tx_profile(mine)))
+    async with asyncio.timeout(10):
+        while not station.server_calls:
+            await station.call("hb", "Heartbeat", "{}")
+    assert (await control)[0] == 200
+    [(action, payload)] = [(c[2], c[3]) for c in station.server_calls]
+    assert (action, payload["chargingProfile"]["transactionId"]) == ("SetChargingProfile", "TX-OF-CS-A-77aa")
+
+
+def _profile(periods: list[dict[str, Any]]) -> dict[str, Any]:
+    return {
+        "evse": 1,
+        "profile_id": 4,
+        "stack_level": 0,
+        "purpose": "TxDefaultProfile",
+        "unit": "A",
+        "periods": periods,
+    }
+
+
+@pytest.mark.parametrize("version", ["ocpp1.6", "ocpp2.0.1"])
+@pytest.mark.parametrize(
+    ("operation", "body", "field"),
+    [
+        (
+            "set-charging-profile",
+            _profile(
+                [{"start_s": 0, "limit": 16}, {"start_s": 600, "limit": 8}, {"start_s": 600, "limit": 6}]
+            ),
+            "periods.2.start_s",
+        ),
+        (
+            "set-charging-profile",
+            _profile(
+                [{"start_s": 0, "limit": 16}, {"start_s": 900, "limit": 8}, {"start_s": 300, "limit": 6}]
+            ),
+            "periods.2.start_s",
+        ),
+        ("set-charging-profile", _profile([{"start_s": 0, "limit": 6.05}]), "periods.0.limit"),
+        (
+            "send-local-list",
+            {"version": 3, "entries": [{"token": "CARD-1", "status": "Accepted"}] * 2},
+            "entries.1.token",
+        ),
+        (
+            "send-local-list",
+            {
+                "version": 3,
+                "entries": [
+                    {"token": "card-x", "status": "Accepted"},
+                    {"token": "CARD-X", "status": "Blocked"},
+                ],
+            },
+            "entries.1.token",
+        ),
+    ],
+    ids=["same-start", "start-goes-back", "two-decimals", "token-twice", "token-twice-other-case"],
+)
+async def test_operations_the_spec_forbids_a_csms_to_send_are_400_naming_the_field(
+    csms: Csms, version: str, operation: str, body: dict[str, Any], field: str
+) -> None:
+    """Periods whose startPeriod does not increase (each is the end of the previous one), a limit with two decimals
+    (1.6 schema multipleOf 0.1, 2.0.1 ChargingSchedulePeriodType.limit: one digit fraction), and a local list naming
+    a token twice (2.0.1 D01.FR.06; idTags are case-insensitive CiString20 / identifierString) went to the charger
+    as they were. Now 400 naming the field; nothing is sent."""
+    cp_id = "CS-B"
+    boot = BOOT if version == "ocpp2.0.1" else {"chargePointVendor": "V", "chargePointModel": "M"}
+    async with connect(
+        f"{csms.url}/{cp_id}",
+        subprotocols=[version],  # type: ignore[list-item]
+        additional_headers=basic(cp_id, PASSWORD),
+    ) as ws:
+        raw = Raw(ws)
+        assert (await raw.call("boot", "BootNotification", json.dumps(boot)))[2]["status"] == "Accepted"
+        request = asyncio.create_task(_operation(csms, cp_id, operation, body))
+        await asyncio.wait([request], timeout=2)
+        if not request.done():  # it went out: let the station see it, to fail on what it got
+            await raw.call("hb", "Heartbeat", "{}")
+        status, got = await request
+        assert raw.server_calls == []
+        assert (status, got["error"].split(":")[0]) == (400, field), got
+
+
 async def test_a_charger_that_nothing_authenticates_gets_no_certificate(
     tmp_path: Path, ca: CertificateAuthority
 ) -> None:
