@@ -277,7 +277,18 @@ async def _send_local_list(central: Central, cp_id: str, body: dict[str, Any]) -
     return reply_json(await central.commands.send_local_list(cp_id, body["version"], entries, full))
 
 
+def _operators_reservation(central: Central, cp_id: str, reservation_id: int) -> None:
+    """FieldRefused if ``reservation_id`` is a roaming partner's on this charger: the charger would replace (1.6
+    §5.13, 2.0.1 H01: the same id replaces) or cancel the partner's reservation, which OCPI still counts as held."""
+    if central.store.ocpi_holds_reservation_id(cp_id, reservation_id):
+        raise FieldRefused(
+            "reservation_id",
+            f"{reservation_id} is a roaming partner's reservation on {cp_id} (OCPI); pick another id",
+        )
+
+
 async def _reserve_now(central: Central, cp_id: str, body: dict[str, Any]) -> dict[str, Any]:
+    _operators_reservation(central, cp_id, body["reservation_id"])
     expires_at = parse_time(body["expires_at"], "expires_at")
     problem = reservation_expiry_problem(expires_at, central.clock())
     if problem is not None:
@@ -295,6 +306,7 @@ async def _reserve_now(central: Central, cp_id: str, body: dict[str, Any]) -> di
 
 
 async def _cancel_reservation(central: Central, cp_id: str, body: dict[str, Any]) -> dict[str, Any]:
+    _operators_reservation(central, cp_id, body["reservation_id"])
     return reply_json(await central.commands.cancel_reservation(cp_id, body["reservation_id"]))
 
 

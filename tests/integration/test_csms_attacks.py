@@ -697,6 +697,32 @@ async def test_operations_the_spec_forbids_a_csms_to_send_are_400_naming_the_fie
         assert (status, got["error"].split(":")[0]) == (400, field), got
 
 
+@pytest.mark.parametrize("operation", ["reserve-now", "cancel-reservation"])
+async def test_an_operator_cannot_replace_or_cancel_a_roaming_partners_reservation_by_its_id(
+    csms: Csms, station: Raw, operation: str
+) -> None:
+    """OCPI RESERVE_NOW gives a partner's reservation the charger-side reservationId 1, 2, 3...; an operator's
+    reserve-now or cancel-reservation with the same small id replaced or cancelled it on the charger while OCPI
+    still counted it as held. Now 422 naming reservation_id; another id still goes out."""
+    now = datetime.now(UTC)
+    store = csms.central.store
+    partner = store.ocpi_create_partner("eMSP", None, now)
+    held = store.ocpi_reservation(partner, "R-1", CP, now)
+    assert held is not None
+    body: dict[str, Any] = {"reservation_id": held}
+    if operation == "reserve-now":
+        body |= {"token": "TAG-OP", "expires_at": _in(timedelta(hours=1))}
+    status, got = await _operation(csms, CP, operation, body)
+    assert (status, got.get("field")) == (422, "reservation_id"), got
+    assert (await station.call("hb", "Heartbeat", "{}"))[0] == 3
+    assert station.server_calls == []
+    control = asyncio.create_task(_operation(csms, CP, operation, {**body, "reservation_id": held + 100}))
+    async with asyncio.timeout(10):
+        while not station.server_calls:
+            await station.call("hb", "Heartbeat", "{}")
+    assert (await control)[0] == 200
+
+
 async def test_a_charger_that_nothing_authenticates_gets_no_certificate(
     tmp_path: Path, ca: CertificateAuthority
 ) -> None:
