@@ -208,6 +208,12 @@ async def _set_charging_profile(central: Central, cp_id: str, body: dict[str, An
         raise FormError("transaction: a TxProfile is for one running transaction")
     if profile.purpose != "TxProfile" and (profile.transaction, profile.charger_transaction) != (None, None):
         raise FormError("transaction: only a TxProfile names a transaction")
+    if (profile.kind == "Recurring") != (profile.recurrency is not None):
+        raise FormError("recurrency: Daily or Weekly with kind Recurring, and only then")
+    if profile.kind == "Relative" and profile.starts_at is not None:
+        raise FormError("starts_at: a Relative profile starts with the transaction, it has no start time")
+    if profile.kind == "Relative" and profile.purpose == "ChargingStationMaxProfile":
+        raise FormError("kind: a ChargingStationMaxProfile is not Relative (2.0.1 K01.FR.38)")
     if profile.periods[0][0] != 0:
         raise FormError("periods.0.start_s: the first period starts at 0")
     for n, ((before, _), (start_s, _)) in enumerate(itertools.pairwise(profile.periods), 1):

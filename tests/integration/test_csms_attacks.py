@@ -669,8 +669,46 @@ def _profile(periods: list[dict[str, Any]]) -> dict[str, Any]:
             },
             "entries.1.token",
         ),
+        (
+            "set-charging-profile",
+            {**_profile([{"start_s": 0, "limit": 6}]), "kind": "Recurring"},
+            "recurrency",
+        ),
+        (
+            "set-charging-profile",
+            {**_profile([{"start_s": 0, "limit": 6}]), "recurrency": "Daily"},
+            "recurrency",
+        ),
+        (
+            "set-charging-profile",
+            {
+                **_profile([{"start_s": 0, "limit": 6}]),
+                "kind": "Relative",
+                "starts_at": "2030-01-01T00:00:00Z",
+            },
+            "starts_at",
+        ),
+        (
+            "set-charging-profile",
+            {
+                **_profile([{"start_s": 0, "limit": 6}]),
+                "kind": "Relative",
+                "purpose": "ChargingStationMaxProfile",
+            },
+            "kind",
+        ),
     ],
-    ids=["same-start", "start-goes-back", "two-decimals", "token-twice", "token-twice-other-case"],
+    ids=[
+        "same-start",
+        "start-goes-back",
+        "two-decimals",
+        "token-twice",
+        "token-twice-other-case",
+        "recurring-without-recurrency",
+        "recurrency-not-recurring",
+        "relative-with-start",
+        "relative-max-profile",
+    ],
 )
 async def test_operations_the_spec_forbids_a_csms_to_send_are_400_naming_the_field(
     csms: Csms, version: str, operation: str, body: dict[str, Any], field: str
