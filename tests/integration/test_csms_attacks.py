@@ -7,6 +7,7 @@ from __future__ import annotations
 
 import asyncio
 import base64
+import contextlib
 import json
 import logging
 import math
@@ -79,6 +80,20 @@ class Raw:
                     await self.ws.send(json.dumps([3, frame[1], {"status": "Accepted"}]))
                 elif frame[1] == unique_id:
                     return list(frame)
+
+
+@contextlib.asynccontextmanager
+async def booted(url: str, cp_id: str, version: str) -> AsyncIterator[Raw]:
+    """A raw station ``cp_id`` (password PASSWORD) speaking ``version``, booted."""
+    boot = BOOT if version == "ocpp2.0.1" else {"chargePointVendor": "V", "chargePointModel": "M"}
+    async with connect(
+        f"{url}/{cp_id}",
+        subprotocols=[version],  # type: ignore[list-item]
+        additional_headers=basic(cp_id, PASSWORD),
+    ) as ws:
+        raw = Raw(ws)
+        assert (await raw.call("boot", "BootNotification", json.dumps(boot)))[2]["status"] == "Accepted"
+        yield raw
 
 
 @pytest.fixture
@@ -232,16 +247,7 @@ async def test_the_csr_quota_is_per_charger_and_also_holds_in_16(
                 ("CS-B", ["Accepted", "Accepted", "Rejected", "Rejected"]),
                 ("CS-C", ["Accepted"]),
             ):
-                async with connect(
-                    f"{app.url}/{cp_id}",
-                    subprotocols=["ocpp1.6"],  # type: ignore[list-item]
-                    additional_headers=basic(cp_id, PASSWORD),
-                ) as ws:
-                    raw = Raw(ws)
-                    boot = {"chargePointVendor": "V", "chargePointModel": "M"}
-                    assert (await raw.call("boot", "BootNotification", json.dumps(boot)))[2][
-                        "status"
-                    ] == "Accepted"
+                async with booted(app.url, cp_id, "ocpp1.6") as raw:
                     csr = make_csr(cp_id)[1]
                     got = []
                     for n in range(len(expected)):
@@ -553,32 +559,21 @@ async def test_reserve_now_takes_an_expiry_in_the_next_24_hours_only(
     naming expires_at, a malformed one 400 (as every time field of the API), in both versions; nothing is sent.
     An expiry within the window still reaches the charger (the control)."""
     cp_id = "CS-B"
-    boot = BOOT if version == "ocpp2.0.1" else {"chargePointVendor": "V", "chargePointModel": "M"}
-    async with connect(
-        f"{csms.url}/{cp_id}",
-        subprotocols=[version],  # type: ignore[list-item]
-        additional_headers=basic(cp_id, PASSWORD),
-    ) as ws:
-        raw = Raw(ws)
-        assert (await raw.call("boot", "BootNotification", json.dumps(boot)))[2]["status"] == "Accepted"
-        async with aiohttp.ClientSession(base_url=csms.http_url, headers=ADMIN) as http:
-            body = {"reservation_id": 3, "evse": 1, "token": "TAG-1", "expires_at": expires_at}
-            async with http.post(f"/api/chargers/{cp_id}/operations/reserve-now", json=body) as resp:
-                got = await resp.json()
-            assert (resp.status, words in got["error"]) == (status, True), got
-            assert got["error"].startswith("expires_at")
-            assert status == 400 or got["field"] == "expires_at"
-            assert (await raw.call("hb", "Heartbeat", "{}"))[0] == 3
-            assert raw.server_calls == []
-            body["expires_at"] = _in(timedelta(hours=23))
-            control = asyncio.create_task(
-                http.post(f"/api/chargers/{cp_id}/operations/reserve-now", json=body)
-            )
-            async with asyncio.timeout(10):
-                while not raw.server_calls:
-                    await raw.call("hb", "Heartbeat", "{}")
-            async with await control as resp:
-                assert resp.status == 200, await resp.text()
+    async with booted(csms.url, cp_id, version) as raw:
+        body = {"reservation_id": 3, "evse": 1, "token": "TAG-1", "expires_at": expires_at}
+        got_status, got = await _operation(csms, cp_id, "reserve-now", body)
+        assert (got_status, words in got["error"]) == (status, True), got
+        assert got["error"].startswith("expires_at")
+        assert status == 400 or got["field"] == "expires_at"
+        assert (await raw.call("hb", "Heartbeat", "{}"))[0] == 3
+        assert raw.server_calls == []
+        control = asyncio.create_task(
+            _operation(csms, cp_id, "reserve-now", {**body, "expires_at": _in(timedelta(hours=23))})
+        )
+        async with asyncio.timeout(10):
+            while not raw.server_calls:
+                await raw.call("hb", "Heartbeat", "{}")
+        assert (await control)[0] == 200
     assert [c[2] for c in raw.server_calls] == ["ReserveNow"]
 
 
@@ -718,14 +713,7 @@ async def test_operations_the_spec_forbids_a_csms_to_send_are_400_naming_the_fie
     a token twice (2.0.1 D01.FR.06; idTags are case-insensitive CiString20 / identifierString) went to the charger
     as they were. Now 400 naming the field; nothing is sent."""
     cp_id = "CS-B"
-    boot = BOOT if version == "ocpp2.0.1" else {"chargePointVendor": "V", "chargePointModel": "M"}
-    async with connect(
-        f"{csms.url}/{cp_id}",
-        subprotocols=[version],  # type: ignore[list-item]
-        additional_headers=basic(cp_id, PASSWORD),
-    ) as ws:
-        raw = Raw(ws)
-        assert (await raw.call("boot", "BootNotification", json.dumps(boot)))[2]["status"] == "Accepted"
+    async with booted(csms.url, cp_id, version) as raw:
         request = asyncio.create_task(_operation(csms, cp_id, operation, body))
         await asyncio.wait([request], timeout=2)
         if not request.done():  # it went out: let the station see it, to fail on what it got
