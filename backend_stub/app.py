@@ -99,7 +99,13 @@ class Csms:
         else:
             token_sha256, self.new_admin_token = common.resolve_admin_token(store)
         # Per application, not the global registry: one process may run many central systems (tests).
-        self.metrics = ops.Metrics(store, limits=lambda: {"idle_evicted": self.server.guard.evicted})
+        self.metrics = ops.Metrics(
+            store,
+            limits=lambda: {
+                "idle_evicted": self.server.guard.evicted,
+                "csr_rate_limited": self.central.certificates.quota.refused,
+            },
+        )
         self.server.observer = self.metrics
         site.setup(self.central, self.server.app, token_sha256, payment_provider, self.metrics)
         self.ocpi: Ocpi | None = None

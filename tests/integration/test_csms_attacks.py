@@ -36,6 +36,7 @@ from backend_stub.testing.server import ScriptedCentralSystem
 from tests.integration.conftest import until
 from tests.integration.test_csms_ca import make_csr
 from tests.integration.test_csms_operations import Station201
+from tests.integration.test_csms_ops import scrape
 
 ADMIN_TOKEN = "attack-review-admin-token-0123"
 ADMIN = {"Authorization": f"Bearer {ADMIN_TOKEN}"}
@@ -229,7 +230,8 @@ async def test_a_charger_sending_csrs_in_a_loop_gets_its_hourly_quota_signed_the
     assert [c[2] for c in station.server_calls] == ["CertificateSigned"] * CSR_PER_HOUR
     quota_lines = [r for r in caplog.records if "an hour" in r.getMessage()]
     assert len(quota_lines) == 1 and CP in quota_lines[0].getMessage()
-    assert csms.central.certificates.quota.refused == 15
+    samples = await scrape(csms, ADMIN)  # the operator sees it too
+    assert samples[("csms_limit_events_total", (("kind", "csr_rate_limited"),))] == 15
 
 
 async def test_the_csr_quota_is_per_charger_and_also_holds_in_16(
