@@ -359,11 +359,12 @@ class OcppSession:
         """A received frame as the frame log may show it (a version hides the secrets its own messages carry)."""
         return frame
 
-    async def _send(self, message: str) -> None:
+    async def _send(self, message: str) -> bool:
+        """Send one frame; False if it was a CALLRESULT over BytesPerMessage, answered InternalError instead."""
         from websockets.exceptions import ConnectionClosed
 
         if message.startswith("[3,") and await self._too_large(message):
-            return
+            return False
         frames.debug("%s > %s", self.id, message)
         if message.startswith(("[3,", "[4,")):
             self._answered = self._readable_answer_id(message)
@@ -373,6 +374,7 @@ class OcppSession:
             self._closed.set()  # the receive loop may not have noticed yet
             raise CsmsUnavailable("connection closed") from exc
         self.link.touch()
+        return True
 
     async def _too_large(self, answer: str) -> bool:
         """True if a CALLRESULT is over BytesPerMessage, the most the station sends in one frame (the CSMS's frame
@@ -594,7 +596,10 @@ class OcppSession:
         result = msg.create_call_result(snake_to_camel_case(remove_nones(serialize_as_dict(response))))
         if validate:
             ocpp.messages._validate_payload(result, self._ocpp_version)
-        await self._send(result.to_json())
+        if not await self._send(result.to_json()):
+            # The CSMS got an InternalError, not this answer: what the answer promised (a Reset after Accepted, a
+            # report after GetBaseReport Accepted) must not happen behind its back.
+            return
         after_action = handlers.get("_after_action")
         if after_action is not None:
             follow = after_action(**arguments)
