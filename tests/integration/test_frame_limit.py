@@ -12,25 +12,13 @@ import pytest
 from backend_stub.ocpp.server import CallErrorReply
 from backend_stub.testing.server import ScriptedCentralSystem as CentralSystem
 from chargepoint.core.events import TransactionUpdated
-from chargepoint.core.model import Measurand, ReadingContext, Sample, SampledValue
+from chargepoint.core.model import Sample
 from tests.integration.conftest import RunningAgent, StartAgent, until
 from tests.integration.octt_support import mark, start_session
+from tests.integration.test_robustness import _phase_sample as phase_sample  # 12 values, ~1.2 KB as 1.6 JSON
 
 LIMIT = 1024  # the smallest a station may have (DeviceDataCtrlr.BytesPerMessage); one sample below is bigger
 FIRST = datetime(2026, 1, 1, tzinfo=UTC)
-
-
-def phase_sample(at: datetime) -> Sample:
-    """Every measurand on every phase at ``at`` (MeterValuesSampledData at its widest): ~1.2 KB as 1.6 JSON."""
-    values = [SampledValue(Measurand.ENERGY_ACTIVE_IMPORT_REGISTER, 12345.0)]
-    for phase in ("L1", "L2", "L3"):
-        values += [
-            SampledValue(Measurand.POWER_ACTIVE_IMPORT, 2300.0, phase),
-            SampledValue(Measurand.CURRENT_IMPORT, 10.0, phase),
-            SampledValue(Measurand.VOLTAGE, 230.0, phase),
-        ]
-    values += [SampledValue(Measurand.FREQUENCY, 50.0), SampledValue(Measurand.SOC, 55.0)]
-    return Sample(at, ReadingContext.SAMPLE_PERIODIC, tuple(values))
 
 
 def _set_limit(a: RunningAgent, limit: int) -> None:
@@ -57,7 +45,7 @@ def _connected_once(a: RunningAgent) -> None:
 async def test_meter_values_over_the_frame_limit_arrive_as_several_that_fit(
     cs: CentralSystem, start_agent: StartAgent
 ) -> None:
-    """Three samples of 15 values each (~3.6 KB) under a 1,024-byte limit on both sides: several MeterValues, each
+    """Three samples of 12 values each (~3.6 KB) under a 1,024-byte limit on both sides: several MeterValues, each
     under the limit, each value once with its own timestamp, and the connection never dropped."""
     cs.max_message_bytes = LIMIT
     a = await start_agent(boot=False)
