@@ -133,16 +133,19 @@ async def send_meter_values(
 ) -> int:
     """Send a MeterValues ``payload`` as one CALL, or as several that each fit in ``limit`` bytes, in order (OCPP
     1.6 §4.7 / 2.0.1 J01: a station may send its samples in several MeterValues); returns the number of CALLs.
-    Raises MessageTooLarge when not one value fits (the outbox keeps such a message as a dead letter)."""
-    room = payload_room(limit, action)
-    size = json_chars(payload)
-    if size <= room:
+    Raises MessageTooLarge when not one value fits (the outbox keeps such a message as a dead letter).
+
+    The whole message is tried first: ``request`` measures the frame it sends anyway (measuring it here too cost
+    ~5% of a MeterValues CALL's CPU), and refuses it unsent when it is over the limit."""
+    try:
         await request(action, payload)
         return 1
+    except MessageTooLarge as exc:
+        size = exc.size
     base = {k: v for k, v in payload.items() if k != key}
-    split = split_meter_values(room, base, key, payload[key])
+    split = split_meter_values(payload_room(limit, action), base, key, payload[key])
     if not split.parts:
-        raise MessageTooLarge(action, size + CALL_ENVELOPE_CHARS + len(action), limit)
+        raise MessageTooLarge(action, size, limit)
     if split.left_out:
         # Only a single sampledValue bigger than a whole frame: nothing a CSMS could take.
         log.warning(

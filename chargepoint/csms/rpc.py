@@ -633,7 +633,8 @@ class OcppSession:
     ) -> dict[str, Any]:
         """Send a CALL and return the CALLRESULT payload.
 
-        Raises CsmsRejected for a CallError or an invalid answer, CsmsUnavailable on timeout or a closed link.
+        Raises CsmsRejected for a CallError or an invalid answer (MessageTooLarge, unsent, for a CALL over
+        BytesPerMessage), CsmsUnavailable on timeout or a closed link.
         """
         call = Call(self._unique_id_generator(), action, payload)
         ocpp.messages._validate_payload(call, self._ocpp_version)
@@ -641,8 +642,8 @@ class OcppSession:
         limit = self.settings.get_int("bytes_per_message")
         if len(frame) > limit:  # ensure_ascii: a character is a byte
             # The last guard: the senders cut or trim what can grow; a frame over the CSMS's limit would drop the
-            # link (and come back after every reconnect). Not sent; the caller takes it as a refusal.
-            log.error("%s of %d bytes is over BytesPerMessage (%d): not sent", action, len(frame), limit)
+            # link (and come back after every reconnect). Not sent; the caller takes it as a refusal and logs it
+            # (or cuts the message in parts: a MeterValues).
             raise MessageTooLarge(action, len(frame), limit)
         timeout = timeout_s if timeout_s is not None else self._response_timeout
         loop = asyncio.get_running_loop()
