@@ -14,6 +14,7 @@ import pytest
 from backend_stub.app import Csms
 from chargepoint.core.events import MeterReadings
 from tests.integration.conftest import RunningAgent, until
+from tests.integration.test_agent_v201_smart import profile, set_profile
 from tests.integration.test_frame_limit import FIRST, LIMIT, _queue_samples, _set_limit, phase_sample
 from tests.integration.v201_support import (
     CP,
@@ -214,4 +215,28 @@ async def test_answers_replaced_by_internal_error_start_no_follow_up(
     assert {p["requestId"] for p in calls(csms, "NotifyReport", after)} == {10}
     requested = a.station.reset_requested
     assert requested is None or not requested.done()
+    still_connected(a)
+
+
+async def test_charging_profiles_are_reported_in_parts_that_fit(csms: Csms, start_agent: StartAgent) -> None:
+    """Three TxDefaultProfiles of 16 periods each (~2.4 KB) on one EVSE under a 1,024-byte limit: one
+    ReportChargingProfiles per profile, each under the limit, tbc on all but the last, every profile once."""
+    a = await _limited(csms, start_agent)
+    for n in range(3):
+        periods = [{"startPeriod": 60 * p, "limit": 6.0 + p} for p in range(16)]
+        body = profile(10 + n, "TxDefaultProfile", 0, stack_level=n, periods=periods, schedule_id=20 + n)
+        assert await set_profile(csms, 1, body) == "Accepted"
+    after = mark(csms)
+    answer = await csms.server.call(CP, "GetChargingProfiles", {"requestId": 8, "chargingProfile": {}})
+    assert answer == {"status": "Accepted"}
+    await wait_call(csms, "ReportChargingProfiles", after=after, where=lambda p: not p["tbc"])
+    parts = _frames(csms, "ReportChargingProfiles", after)
+    assert len(parts) == 3 and all(len(f.raw.encode()) <= LIMIT for f in parts)
+    assert [f.payload["tbc"] for f in parts] == [True, True, False]
+    assert sorted(p["id"] for f in parts for p in f.payload["chargingProfile"]) == [10, 11, 12]
+    assert all(
+        len(p["chargingSchedule"][0]["chargingSchedulePeriod"]) == 16
+        for f in parts
+        for p in f.payload["chargingProfile"]
+    )
     still_connected(a)
