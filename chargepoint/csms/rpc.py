@@ -36,7 +36,7 @@ from chargepoint.core.model import IdTagInfo
 from chargepoint.core.scheduler import Duty, Flag, Mutex
 from chargepoint.core.security import SecurityEventType
 from chargepoint.core.settings import SPECS
-from chargepoint.csms.fitting import payload_room, trim_meter_values
+from chargepoint.csms.fitting import payload_room, send_meter_values, trim_meter_values
 from chargepoint.csms.outbox import Delivered, MalformedAnswer
 from chargepoint.csms.times import parse_time
 from chargepoint.errors import ChargePointError, CsmsRejected, CsmsUnavailable, MessageTooLarge
@@ -607,6 +607,12 @@ class OcppSession:
                 task = asyncio.ensure_future(follow)
                 _AFTER_TASKS.add(task)
                 task.add_done_callback(_after_done)
+
+    async def send_meter_values(self, payload: dict[str, Any]) -> None:
+        """MeterValues as one CALL, or as several that each fit in BytesPerMessage (``fitting.py``)."""
+        await send_meter_values(
+            self.request, self.settings.get_int("bytes_per_message"), "MeterValues", payload
+        )
 
     def room(self, action: str) -> int:
         """The characters of payload a CALL of ``action`` may hold within BytesPerMessage."""

@@ -30,7 +30,6 @@ from chargepoint.core.smart_charging import (
     ChargingProfile,
     CompositeSchedule,
 )
-from chargepoint.csms.fitting import send_meter_values
 from chargepoint.csms.outbox import Delivered, MalformedAnswer, OrphanedTransaction
 from chargepoint.csms.rpc import OcppSession, StatusReport, is_int64
 from chargepoint.csms.schedules import periods_json, schedule_of
@@ -285,12 +284,6 @@ class V16Session(SecurityHandlers, OcppSession):
         # Many measurands x phases x samples may be over BytesPerMessage: several MeterValues then (§4.7).
         await self.send_meter_values(mv)
         return Delivered()
-
-    async def send_meter_values(self, payload: dict[str, Any]) -> None:
-        """MeterValues.req as one CALL, or as several that each fit in BytesPerMessage (``fitting.py``)."""
-        await send_meter_values(
-            self.request, self.settings.get_int("bytes_per_message"), "MeterValues", payload
-        )
 
     def _transaction_id(self, local_id: int | None) -> int:
         """The CSMS's integer id for a transaction (OCPP 1.6 StartTransaction.conf, persisted with its answer)."""

@@ -11,7 +11,6 @@ from ocpp.v201.enums import Action
 
 from chargepoint.core.device_model import Mutability, Variable
 from chargepoint.core.model import UNITS, IdTagInfo, Measurand, Sample
-from chargepoint.csms.fitting import send_meter_values
 from chargepoint.csms.rpc import (
     MessageTypeNotSupportedError,
     OcppSession,
@@ -145,12 +144,6 @@ class V201Base(OcppSession):
         """A functional block's own SetVariables of ``variable`` (its SetVariableResult fields), or None when the
         value is a plain setting (stored by Provisioning)."""
         return None
-
-    async def send_meter_values(self, payload: dict[str, Any]) -> None:
-        """MeterValuesRequest (J01) as one CALL, or as several that each fit in BytesPerMessage (``fitting.py``)."""
-        await send_meter_values(
-            self.request, self.settings.get_int("bytes_per_message"), "MeterValues", payload
-        )
 
     def now(self) -> datetime:
         """The time for generatedAt stamps."""
