@@ -1,6 +1,6 @@
 """The fleet's ramp keeps its rate when the event loop is busy (issue 17: at 100,000 chargers a ramp that slept
 between two starts got one start per loop turn, and connections fell from 186/s to 8/s). ``Ramp`` counts from the
-ramp's start: one start per turn while within 2 s of the schedule, further behind what is due beyond that."""
+ramp's start: one start per turn while within 10 s of the schedule, further behind what is due beyond that."""
 
 from __future__ import annotations
 
@@ -19,35 +19,30 @@ def test_the_first_charger_starts_at_once_and_the_next_when_due() -> None:
 
 
 def test_a_turn_a_little_late_starts_one_charger_as_before() -> None:
-    """Within the slack (2 s of the schedule) one charger per turn: chargers started in one turn would boot, and
+    """Within the slack (10 s of the schedule) one charger per turn: chargers started in one turn would boot, and
     send their Heartbeats, together for good."""
-    ramp = Ramp(1000, rate_per_s=100)
-    assert ramp.due(0.0) == 1
-    assert ramp.due(0.5) == 1  # 50 due, 49 behind: within the slack of 200
-    assert ramp.due(1.9) == 1
-    assert ramp.started == 3 and ramp.largest == 1
-    assert ramp.wait_s(1.9) == 0.0  # behind: the next turn comes at once
-
-
-def test_a_ramp_far_behind_catches_up_to_the_slack_at_most_a_seconds_worth_per_turn() -> None:
-    """Turns of 750 ms (a saturated machine, 15,000 agents heartbeating): the ramp keeps its rate."""
     ramp = Ramp(10_000, rate_per_s=100)
-    assert ramp.slack == 200 and ramp.max_batch == 100
     assert ramp.due(0.0) == 1
-    assert ramp.due(3.0) == 100  # 301 due, 300 behind: 100 beyond the slack
-    assert ramp.due(3.0) == 1  # within the slack again: one per turn
-    assert ramp.due(10.0) == 100  # 1001 due, 899 behind: capped at a second's worth
-    assert ramp.due(10.0) == 100
-    assert ramp.largest == 100
-    t = 10.0
-    for _ in range(100):  # from then on, a turn every 750 ms: 75 fall due per turn
+    assert ramp.due(0.5) == 1  # 50 due, 49 behind: within the slack of 1,000
+    assert ramp.due(9.9) == 1
+    assert ramp.started == 3 and ramp.largest == 1
+    assert ramp.wait_s(9.9) == 0.0  # behind: the next turn comes at once
+
+
+def test_a_ramp_far_behind_catches_up_a_quarter_seconds_worth_per_turn() -> None:
+    """Turns of 750 ms (a saturated machine, 15,000 agents heartbeating): 25 per turn, not one."""
+    ramp = Ramp(100_000, rate_per_s=100)
+    assert ramp.slack == 1000 and ramp.max_batch == 25
+    assert ramp.due(0.0) == 1
+    assert ramp.due(10.1) == 10  # 1011 due, 1010 behind: 10 beyond the slack
+    assert ramp.due(10.1) == 1  # within the slack again: one per turn
+    assert ramp.due(30.0) == 25  # 3001 due, far behind: capped at a quarter second's worth
+    assert ramp.largest == 25
+    t, before = 30.0, ramp.started
+    for _ in range(100):  # from then on, a turn every 750 ms
         t += 0.75
-        before = ramp.started
         ramp.due(t)
-        due = int(t * 100 + 1e-9) + 1
-        assert ramp.started - before >= min(75, due - before)  # at least the rate (one per turn: 1.3/s)
-        assert ramp.started <= due
-    assert due - ramp.started <= 200  # caught up to within the slack of the schedule
+    assert ramp.started - before == 100 * 25  # 33 a second, where one start per turn made 1.3
 
 
 def test_it_never_starts_more_than_the_fleet() -> None:
