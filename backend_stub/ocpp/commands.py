@@ -178,7 +178,9 @@ class OcppCommands:
         if missing:
             learned = await self._read_limits(charger, missing, timeout_s)
             for name in missing:  # None too: a charger that does not say is not asked again until it reboots
-                known[name] = learned.get(name)
+                value = learned.get(name)
+                if value is not None or known.get(name) is None:  # keep one learned on the way (an answer)
+                    known[name] = value
         return {name: known.get(name) for name in names}
 
     async def _read_limits(

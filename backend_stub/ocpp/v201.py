@@ -696,8 +696,12 @@ class V201Commands(OcppCommands):
     async def _ask(
         self, charger: str, refs: list[VariableRef], timeout_s: float | None
     ) -> dict[VariableRef, VariableResult]:
-        """Read a few variables whatever the station's ItemsPerMessage: refused as too many at once
-        (OccurrenceConstraintViolation), one at a time; any other CALLERROR says nothing (an empty answer)."""
+        """Read a few variables whatever the station's ItemsPerMessage: one at a time when it takes fewer at once,
+        known or learned from its OccurrenceConstraintViolation (then that limit is kept); any other CALLERROR says
+        nothing (an empty answer)."""
+        most = self.server.limits(charger).get(GET_VARIABLES_ITEMS)
+        if len(refs) > 1 and most is not None and len(refs) > most:
+            return await self._one_by_one(charger, refs, timeout_s)
         try:
             results = await self._get_part(charger, refs, timeout_s)
         except CommandFailed as exc:
@@ -707,12 +711,19 @@ class V201Commands(OcppCommands):
                 exc.code in ("OccurrenceConstraintViolation", "OccurenceConstraintViolation")
                 and len(refs) > 1
             ):
-                found: dict[VariableRef, VariableResult] = {}
-                for ref in refs:
-                    found.update(await self._ask(charger, [ref], timeout_s))
-                return found
+                if most is None and len(refs) == 2:  # it takes fewer than two (B06.FR.05): one
+                    self.server.limits(charger)[GET_VARIABLES_ITEMS] = 1
+                return await self._one_by_one(charger, refs, timeout_s)
             return {}
         return {result.ref: result for result in results}
+
+    async def _one_by_one(
+        self, charger: str, refs: list[VariableRef], timeout_s: float | None
+    ) -> dict[VariableRef, VariableResult]:
+        found: dict[VariableRef, VariableResult] = {}
+        for ref in refs:
+            found.update(await self._ask(charger, [ref], timeout_s))
+        return found
 
     async def base_report(
         self, charger: str, kind: ReportKind, *, timeout_s: float | None = None
