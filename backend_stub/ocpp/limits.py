@@ -3,7 +3,8 @@
 A charger says how much one CALL may carry. OCPP 2.0.1: DeviceDataCtrlr.ItemsPerMessage and BytesPerMessage, instance
 GetVariables (B06.FR.05: the CSMS SHALL NOT send more GetVariableData than ItemsPerMessageGetVariables), and
 LocalAuthListCtrlr.ItemsPerMessage and BytesPerMessage for one SendLocalList (D01). OCPP 1.6: SendLocalListMaxLength
-(one SendLocalList.req) and LocalAuthListMaxLength (the whole list), §9.4 LocalAuthListManagement keys. A frame over
+(one SendLocalList.req) and LocalAuthListMaxLength (the whole list), §9.4 LocalAuthListManagement keys, and
+GetConfigurationMaxKeys (one GetConfiguration.req, §9.1). A frame over
 them is refused (a CALLERROR, a Failed status) or drops the link, so a larger request goes out in parts.
 
 Each limit is learned once per connection and boot (the server's ``limits``: cleared at BootNotification): from a
@@ -26,6 +27,7 @@ GET_VARIABLES_BYTES: Final = "GetVariables.bytes"
 LOCAL_LIST_ITEMS: Final = "SendLocalList.items"
 LOCAL_LIST_BYTES: Final = "SendLocalList.bytes"
 LOCAL_LIST_ENTRIES: Final = "LocalList.entries"  # the whole list (1.6 LocalAuthListMaxLength)
+GET_CONFIGURATION_KEYS: Final = "GetConfiguration.keys"  # 1.6 GetConfigurationMaxKeys
 
 MAX_LIMIT: Final = 2**31 - 1  # OCPP integers are 32-bit
 UNIQUE_ID_CHARS: Final = 36  # the server's message ids are uuid4 text

@@ -26,7 +26,13 @@ from backend_stub.domain.pricing import ENERGY
 from backend_stub.errors import CommandFailed
 from backend_stub.ocpp.admission import admitted
 from backend_stub.ocpp.commands import OcppCommands, dicts_in, hash_from, iso, text_in
-from backend_stub.ocpp.limits import LOCAL_LIST_ENTRIES, LOCAL_LIST_ITEMS, parse_limit, split
+from backend_stub.ocpp.limits import (
+    GET_CONFIGURATION_KEYS,
+    LOCAL_LIST_ENTRIES,
+    LOCAL_LIST_ITEMS,
+    parse_limit,
+    split,
+)
 from backend_stub.ocpp.server import (
     OCPP16,
     CallErrorReply,
@@ -380,6 +386,7 @@ TRIGGERS_16: Final = frozenset(
 LIMIT_KEYS: Final[dict[str, str]] = {
     LOCAL_LIST_ITEMS: "SendLocalListMaxLength",
     LOCAL_LIST_ENTRIES: "LocalAuthListMaxLength",
+    GET_CONFIGURATION_KEYS: "GetConfigurationMaxKeys",
 }
 _LIMIT_NAMES: Final = {key: name for name, key in LIMIT_KEYS.items()}
 
@@ -470,14 +477,30 @@ class V16Commands(OcppCommands):
     async def get_variables(
         self, charger: str, refs: list[VariableRef], *, timeout_s: float | None = None
     ) -> tuple[CommandReply, list[VariableResult]]:
-        """GetConfiguration (OCPP 1.6 §5.8) of the keys named like the variables (1.6 has no components)."""
+        """GetConfiguration (OCPP 1.6 §5.8) of the keys named like the variables (1.6 has no components), in as
+        many requests as the charger's GetConfigurationMaxKeys asks (read once first if not known yet)."""
         if any(r.instance is not None for r in refs):
             raise CommandFailed(CommandFailed.NOT_IN_VERSION, "OCPP 1.6 configuration keys have no instances")
-        reply = await self._command(
-            charger, "GetConfiguration", {"key": [r.variable for r in refs]}, timeout_s
-        )
-        known = {k.get("key"): k for k in dicts_in(reply.fields.get("configurationKey"))}
-        unknown = {u for u in (reply.fields.get("unknownKey") or [])[: len(refs)] if isinstance(u, str)}
+        keys = [r.variable for r in refs]
+        parts = [keys]
+        if len(keys) > 1:
+            most = (await self.limits(charger, (GET_CONFIGURATION_KEYS,), timeout_s))[GET_CONFIGURATION_KEYS]
+            parts = split("GetConfiguration", {}, "key", keys, most, None)
+        configuration: list[dict[str, Any]] = []
+        unknown_keys: list[str] = []
+        reply = CommandReply("", {})
+        for part in parts:
+            reply = await self._command(charger, "GetConfiguration", {"key": part}, timeout_s)
+            configuration += dicts_in(reply.fields.get("configurationKey"), len(part))
+            unknown_keys += [
+                u for u in (reply.fields.get("unknownKey") or [])[: len(part)] if isinstance(u, str)
+            ]
+        if len(parts) > 1:
+            reply = CommandReply(
+                reply.status, {"configurationKey": configuration, "unknownKey": unknown_keys}
+            )
+        known = {k.get("key"): k for k in configuration}
+        unknown = set(unknown_keys)
         results = []
         for ref in refs:
             if ref.variable in known:

@@ -391,3 +391,31 @@ async def test_16_a_charger_without_the_keys_gets_the_list_whole(
         status, got = await post(http, "CP-16", "send-local-list", {"version": 4, "entries": entries(30)})
         assert status == 200 and got["status"] == "Accepted", got
     assert [len(p["localAuthorizationList"]) for _, p in station.conn.calls("SendLocalList")] == [30]
+
+
+async def test_16_get_variables_keeps_to_get_configuration_max_keys(
+    csms: Csms, http: aiohttp.ClientSession
+) -> None:
+    keys = {"GetConfigurationMaxKeys": "2", "HeartbeatInterval": "300", "MeterValueSampleInterval": "60"}
+    station = Station16("CP-16", await _open(csms, "CP-16", "ocpp1.6"), keys)
+    wanted = ["HeartbeatInterval", "Nope", "MeterValueSampleInterval", "GetConfigurationMaxKeys", "Other"]
+    async with running(station):
+        await boot_16(station)
+        body = {"variables": [{"component": "OCPP16", "variable": v} for v in wanted]}
+        status, got = await post(http, "CP-16", "get-variables", body)
+        assert status == 200, got
+        assert [(r["variable"], r["status"], r["value"]) for r in got["results"]] == [
+            ("HeartbeatInterval", "Accepted", "300"),
+            ("Nope", "UnknownVariable", None),
+            ("MeterValueSampleInterval", "Accepted", "60"),
+            ("GetConfigurationMaxKeys", "Accepted", "2"),
+            ("Other", "UnknownVariable", None),
+        ]
+        # An instance is a 2.0.1 thing: 422, nothing sent.
+        before = len(station.conn.calls("GetConfiguration"))
+        body = {"variables": [{"component": "C", "variable": "V", "instance": "I"}]}
+        status, got = await post(http, "CP-16", "get-variables", body)
+        assert status == 422 and got["code"] == "NotInVersion", got
+        assert len(station.conn.calls("GetConfiguration")) == before
+    requests = [p["key"] for _, p in station.conn.calls("GetConfiguration")]
+    assert requests == [["GetConfigurationMaxKeys"], wanted[:2], wanted[2:4], wanted[4:]]
