@@ -174,13 +174,20 @@ class OcppCommands:
     ) -> dict[str, int | None]:
         """The charger's limits ``names``: known since its last boot, or asked for once (``_read_limits``)."""
         known = self.server.limits(charger)
-        missing = [name for name in names if name not in known]
-        if missing:
-            learned = await self._read_limits(charger, missing, timeout_s)
-            for name in missing:  # None too: a charger that does not say is not asked again until it reboots
-                value = learned.get(name)
-                if value is not None or known.get(name) is None:  # keep one learned on the way (an answer)
-                    known[name] = value
+        if any(name not in known for name in names):
+            async with self.server.limits_lock(
+                charger
+            ):  # concurrent commands: the first reads, the others wait
+                missing = [name for name in names if name not in known]
+                learned = await self._read_limits(charger, missing, timeout_s) if missing else {}
+                for (
+                    name
+                ) in missing:  # None too: a charger that does not say is not asked again until it reboots
+                    value = learned.get(name)
+                    if (
+                        value is not None or known.get(name) is None
+                    ):  # keep one learned on the way (an answer)
+                        known[name] = value
         return {name: known.get(name) for name in names}
 
     async def _read_limits(

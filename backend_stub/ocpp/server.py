@@ -322,6 +322,7 @@ class _Connection:
     # The charger's own message limits learned on this connection (`backend_stub.ocpp.limits`): a few fixed names,
     # so bounded per connection, gone with it, and forgotten at every BootNotification (a reboot may change them).
     limits: dict[str, int | None] = field(default_factory=dict)
+    limits_lock: asyncio.Lock = field(default_factory=asyncio.Lock)  # one read of them at a time
 
 
 class ServerObserver(Protocol):
@@ -620,6 +621,11 @@ class CentralSystem:
         """The message limits learned from ``cp_id`` since its last BootNotification on its live connection (the
         dict itself: callers add what they learn); NotConnected if it is not connected."""
         return self._connection(cp_id).limits
+
+    def limits_lock(self, cp_id: str) -> asyncio.Lock:
+        """Held while ``cp_id``'s limits are read, so that concurrent commands ask it once; NotConnected if it is
+        not connected."""
+        return self._connection(cp_id).limits_lock
 
     def calls(self, action: str, cp_id: str | None = None) -> list[Frame]:
         """Incoming CALL frames of `action` (from `cp_id` if given)."""

@@ -419,3 +419,21 @@ async def test_16_get_variables_keeps_to_get_configuration_max_keys(
         assert len(station.conn.calls("GetConfiguration")) == before
     requests = [p["key"] for _, p in station.conn.calls("GetConfiguration")]
     assert requests == [["GetConfigurationMaxKeys"], wanted[:2], wanted[2:4], wanted[4:]]
+
+
+async def test_201_concurrent_commands_read_the_limits_once(csms: Csms, http: aiohttp.ClientSession) -> None:
+    station = Station201("CS-201", await _open(csms, "CS-201", "ocpp2.0.1"), LIMITS_201)
+    wanted = [{"component": "AuthCtrlr", "variable": "AuthorizeRemoteStart"}] * 2
+    async with running(station):
+        await boot_201(station)
+        answers = await asyncio.gather(
+            *(post(http, "CS-201", "get-variables", {"variables": wanted}) for _ in range(3))
+        )
+        assert [status for status, _ in answers] == [200] * 3, answers
+    queries = [
+        p
+        for _, p in station.conn.calls("GetVariables")
+        if p["getVariableData"][0]["component"]["name"] == "DeviceDataCtrlr"
+    ]
+    assert len(queries) == 1
+    assert len(station.conn.calls("GetVariables")) == 4
