@@ -175,18 +175,15 @@ class OcppCommands:
         """The charger's limits ``names``: known since its last boot, or asked for once (``_read_limits``)."""
         known = self.server.limits(charger)
         if any(name not in known for name in names):
-            async with self.server.limits_lock(
-                charger
-            ):  # concurrent commands: the first reads, the others wait
+            # Concurrent commands: the first reads them, the others wait and find them known.
+            async with self.server.limits_lock(charger):
                 missing = [name for name in names if name not in known]
                 learned = await self._read_limits(charger, missing, timeout_s) if missing else {}
-                for (
-                    name
-                ) in missing:  # None too: a charger that does not say is not asked again until it reboots
+                # None is kept too: a charger that does not say is not asked again until it reboots; a value
+                # learned on the way (from the answer to the query itself) is not overwritten by a None.
+                for name in missing:
                     value = learned.get(name)
-                    if (
-                        value is not None or known.get(name) is None
-                    ):  # keep one learned on the way (an answer)
+                    if value is not None or known.get(name) is None:
                         known[name] = value
         return {name: known.get(name) for name in names}
 

@@ -26,6 +26,7 @@ from ocpp.v201.enums import Action
 from websockets.asyncio.client import ClientConnection, connect
 
 from backend_stub.app import Csms
+from backend_stub.domain.commands import VariableRef
 from backend_stub.store import CsmsStore
 from tests.integration.test_csms_operations import ADMIN, ADMIN_TOKEN, PASSWORD, basic, post
 
@@ -421,15 +422,16 @@ async def test_16_get_variables_keeps_to_get_configuration_max_keys(
     assert requests == [["GetConfigurationMaxKeys"], wanted[:2], wanted[2:4], wanted[4:]]
 
 
-async def test_201_concurrent_commands_read_the_limits_once(csms: Csms, http: aiohttp.ClientSession) -> None:
+async def test_201_concurrent_commands_read_the_limits_once(csms: Csms) -> None:
+    """Commands through the port at the same time (REST, OCPI, the dashboard): one read of the limits."""
     station = Station201("CS-201", await _open(csms, "CS-201", "ocpp2.0.1"), LIMITS_201)
-    wanted = [{"component": "AuthCtrlr", "variable": "AuthorizeRemoteStart"}] * 2
+    wanted = [VariableRef("AuthCtrlr", "AuthorizeRemoteStart")] * 2
     async with running(station):
         await boot_201(station)
         answers = await asyncio.gather(
-            *(post(http, "CS-201", "get-variables", {"variables": wanted}) for _ in range(3))
+            *(csms.central.commands.get_variables("CS-201", wanted) for _ in range(3))
         )
-        assert [status for status, _ in answers] == [200] * 3, answers
+        assert all(r.value == "true" for _, results in answers for r in results)
     queries = [
         p
         for _, p in station.conn.calls("GetVariables")
