@@ -288,10 +288,7 @@ class RawCharger:
         if action == "GetVariables" and is_limit_query(payload, STATION_LIMITS):
             # The central system reads the station's message limits before a request it may have to split.
             self.ctx.event(f"[{self.cp_id}] the central system read the station's message limits")
-            await self.send([CALLRESULT, unique_id, get_variables_answer(payload, STATION_LIMITS)])
-            return
-        defaults = DEFAULT_ANSWERS.get(self.ctx.setup.schema_version, {})
-        await self.send([CALLRESULT, unique_id, defaults.get(action, {})])
+        await self.send(await default_frame(self.ctx.setup.schema_version, unique_id, action, payload))
 
     async def send(self, frame: list[Any]) -> None:
         """Send and trace one frame."""
@@ -371,9 +368,45 @@ class RawCharger:
                 await self._reader
 
 
+def set_variables_answer(payload: dict[str, Any]) -> dict[str, Any]:
+    """A SetVariablesResponse of the simulated station: its message limits are read-only (Rejected), it has no
+    other variable (UnknownVariable); one result per item asked (B05.FR.?, minItems 1)."""
+    results = []
+    for data in payload.get("setVariableData") or []:
+        known = variable_key(data) in STATION_LIMITS
+        result = {"component": data.get("component"), "variable": data.get("variable")}
+        results.append({**result, "attributeStatus": "Rejected" if known else "UnknownVariable"})
+    return {"setVariableResult": results}
+
+
+def set_monitoring_answer(payload: dict[str, Any]) -> dict[str, Any]:
+    """A SetVariableMonitoringResponse of a station without monitors: each one UnsupportedMonitorType (N04)."""
+    return {
+        "setMonitoringResult": [
+            {
+                "status": "UnsupportedMonitorType",
+                "type": data.get("type"),
+                "severity": data.get("severity"),
+                "component": data.get("component"),
+                "variable": data.get("variable"),
+            }
+            for data in payload.get("setMonitoringData") or []
+        ]
+    }
+
+
+def clear_monitoring_answer(payload: dict[str, Any]) -> dict[str, Any]:
+    """A ClearVariableMonitoringResponse of a station without monitors: each id NotFound (N06)."""
+    return {"clearMonitoringResult": [{"id": i, "status": "NotFound"} for i in payload.get("id") or []]}
+
+
+Answer = dict[str, Any] | Callable[[dict[str, Any]], dict[str, Any]]
+
 # Answers to CALLs of the central system that no step waits for, per schema version: each a simple valid answer
-# (OCPP 1.6 §5; OCPP 2.0.1 Part 2 §1). An action not listed gets an empty object.
-_V16_DEFAULT_ANSWERS: dict[str, dict[str, Any]] = {
+# (OCPP 1.6 §5; OCPP 2.0.1 Part 2 §1), or one built from the request where the answer has an item per item asked
+# (the 2.0.1 result lists have minItems 1: an empty one is a schema violation). An action not listed gets an empty
+# object (valid only where the response has no required field: a test checks every action a station is sent).
+_V16_DEFAULT_ANSWERS: dict[str, Answer] = {
     "ChangeAvailability": {"status": "Accepted"},
     "ChangeConfiguration": {"status": "Accepted"},
     "ClearCache": {"status": "Accepted"},
@@ -393,13 +426,33 @@ _V16_DEFAULT_ANSWERS: dict[str, dict[str, Any]] = {
     "CancelReservation": {"status": "Rejected"},
     "GetDiagnostics": {},
     "UpdateFirmware": {},
+    # The security extension (OCPP 1.6 Security Whitepaper).
+    "CertificateSigned": {"status": "Rejected"},
+    "DeleteCertificate": {"status": "NotFound"},
+    "ExtendedTriggerMessage": {"status": "Rejected"},
+    "GetInstalledCertificateIds": {"status": "NotFound"},
+    "GetLog": {"status": "Rejected"},
+    "InstallCertificate": {"status": "Rejected"},
+    "SignedUpdateFirmware": {"status": "Rejected"},
 }
-_V201_DEFAULT_ANSWERS: dict[str, dict[str, Any]] = {
+_V201_DEFAULT_ANSWERS: dict[str, Answer] = {
     "ChangeAvailability": {"status": "Accepted"},
     "ClearCache": {"status": "Accepted"},
     "DataTransfer": {"status": "UnknownVendorId"},
-    "GetVariables": {"getVariableResult": []},
-    "SetVariables": {"setVariableResult": []},
+    # Its message limits when asked (a central system reads them before a request it may split, B06.FR.05),
+    # UnknownVariable for anything else: one result per item asked (B06.FR.01).
+    "GetVariables": lambda payload: get_variables_answer(payload, STATION_LIMITS),
+    "SetVariables": set_variables_answer,
+    "SetVariableMonitoring": set_monitoring_answer,
+    "ClearVariableMonitoring": clear_monitoring_answer,
+    "GetMonitoringReport": {"status": "NotSupported"},
+    "SetMonitoringBase": {"status": "NotSupported"},
+    "SetMonitoringLevel": {"status": "Rejected"},
+    "SetDisplayMessage": {"status": "Rejected"},
+    "GetDisplayMessages": {"status": "Unknown"},
+    "ClearDisplayMessage": {"status": "Unknown"},
+    "PublishFirmware": {"status": "Rejected"},
+    "UnpublishFirmware": {"status": "NoFirmware"},
     "GetBaseReport": {"status": "NotSupported"},
     "GetReport": {"status": "NotSupported"},
     "RequestStartTransaction": {"status": "Rejected"},
@@ -425,10 +478,28 @@ _V201_DEFAULT_ANSWERS: dict[str, dict[str, Any]] = {
     "GetInstalledCertificateIds": {"status": "NotFound"},
     "CustomerInformation": {"status": "Rejected"},
 }
-DEFAULT_ANSWERS: dict[str, dict[str, dict[str, Any]]] = {
+DEFAULT_ANSWERS: dict[str, dict[str, Answer]] = {
     "1.6": _V16_DEFAULT_ANSWERS,
     "2.0.1": _V201_DEFAULT_ANSWERS,
 }
+
+
+def default_answer(schema_version: str, action: str, payload: dict[str, Any]) -> dict[str, Any]:
+    """The simulated station's answer to a (schema-valid) CALL no step waits for."""
+    answer = DEFAULT_ANSWERS.get(schema_version, {}).get(action, {})
+    return answer(payload) if callable(answer) else copy.deepcopy(answer)
+
+
+async def default_frame(schema_version: str, unique_id: str, action: str, payload: dict[str, Any]) -> list[Any]:
+    """The frame answering a CALL no step waits for: the default answer, or, for a CALL that breaks its schema,
+    the CALLERROR its validation names (an answer built from a malformed request could break the response schema
+    in turn; 1.6 spells FormatViolation FormationViolation, OCPP-J 1.6 §4.2.3)."""
+    try:
+        await validate_payload(Call(unique_id, action, copy.deepcopy(payload)), schema_version)
+    except OCPPError as exc:  # NotImplemented for an action the version does not have
+        code = "FormationViolation" if exc.code == "FormatViolation" and schema_version == "1.6" else exc.code
+        return [CALLERROR, unique_id, code, exc.description, {}]
+    return [CALLRESULT, unique_id, default_answer(schema_version, action, payload)]
 
 
 @dataclass
