@@ -490,7 +490,9 @@ def default_answer(schema_version: str, action: str, payload: dict[str, Any]) ->
     return answer(payload) if callable(answer) else copy.deepcopy(answer)
 
 
-async def default_frame(schema_version: str, unique_id: str, action: str, payload: dict[str, Any]) -> list[Any]:
+async def default_frame(
+    schema_version: str, unique_id: str, action: str, payload: dict[str, Any]
+) -> list[Any]:
     """The frame answering a CALL no step waits for: the default answer, or, for a CALL that breaks its schema,
     the CALLERROR its validation names (an answer built from a malformed request could break the response schema
     in turn; 1.6 spells FormatViolation FormationViolation, OCPP-J 1.6 §4.2.3)."""
