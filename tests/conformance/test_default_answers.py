@@ -13,6 +13,7 @@ import pytest
 from ocpp.exceptions import OCPPError
 from ocpp.messages import CallResult, validate_payload
 
+from backend_stub.ocpp import v16, v201
 from conformance.csms_runner import (
     CALL,
     CALLERROR,
@@ -26,79 +27,9 @@ from conformance.csms_runner import (
 )
 from tests.conformance.conftest import ADMIN_TOKEN, CP, CP_PASSWORD, Site
 
-# The CALLs a central system sends a station (OCPP 1.6 §5 with the Security Whitepaper; 2.0.1 Part 2 §1).
-CSMS_TO_STATION = {
-    "1.6": [
-        "CancelReservation",
-        "ChangeAvailability",
-        "ChangeConfiguration",
-        "ClearCache",
-        "ClearChargingProfile",
-        "DataTransfer",
-        "GetCompositeSchedule",
-        "GetConfiguration",
-        "GetDiagnostics",
-        "GetLocalListVersion",
-        "RemoteStartTransaction",
-        "RemoteStopTransaction",
-        "ReserveNow",
-        "Reset",
-        "SendLocalList",
-        "SetChargingProfile",
-        "TriggerMessage",
-        "UnlockConnector",
-        "UpdateFirmware",
-        "CertificateSigned",
-        "DeleteCertificate",
-        "ExtendedTriggerMessage",
-        "GetInstalledCertificateIds",
-        "GetLog",
-        "InstallCertificate",
-        "SignedUpdateFirmware",
-    ],
-    "2.0.1": [
-        "CancelReservation",
-        "CertificateSigned",
-        "ChangeAvailability",
-        "ClearCache",
-        "ClearChargingProfile",
-        "ClearDisplayMessage",
-        "ClearVariableMonitoring",
-        "CostUpdated",
-        "CustomerInformation",
-        "DataTransfer",
-        "DeleteCertificate",
-        "GetBaseReport",
-        "GetChargingProfiles",
-        "GetCompositeSchedule",
-        "GetDisplayMessages",
-        "GetInstalledCertificateIds",
-        "GetLocalListVersion",
-        "GetLog",
-        "GetMonitoringReport",
-        "GetReport",
-        "GetTransactionStatus",
-        "GetVariables",
-        "InstallCertificate",
-        "PublishFirmware",
-        "RequestStartTransaction",
-        "RequestStopTransaction",
-        "ReserveNow",
-        "Reset",
-        "SendLocalList",
-        "SetChargingProfile",
-        "SetDisplayMessage",
-        "SetMonitoringBase",
-        "SetMonitoringLevel",
-        "SetNetworkProfile",
-        "SetVariableMonitoring",
-        "SetVariables",
-        "TriggerMessage",
-        "UnlockConnector",
-        "UnpublishFirmware",
-        "UpdateFirmware",
-    ],
-}
+# The CALLs a central system sends a station (OCPP 1.6 §5 with the Security Whitepaper; 2.0.1 Part 2 §1): the
+# bundled central system's tables of them.
+CSMS_TO_STATION = {"1.6": sorted(v16.CSMS_ACTIONS), "2.0.1": sorted(v201.CSMS_ACTIONS)}
 
 
 def _ref(component: str, variable: str, instance: str | None = None) -> dict[str, Any]:
