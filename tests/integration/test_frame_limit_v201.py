@@ -22,7 +22,9 @@ from tests.integration.v201_support import (
     call_error,
     calls,
     csms,
+    get_value,
     mark,
+    set_value,
     start_agent,
     start_session,
     still_connected,
@@ -41,12 +43,10 @@ def _frames(csms: Csms, action: str, after: int) -> list[Any]:
 
 
 async def _limited(csms: Csms, start_agent: StartAgent, limit: int = LIMIT, **kwargs: Any) -> RunningAgent:
-    """An agent built with BytesPerMessage ``limit`` on a CSMS that drops any frame over ``limit``."""
+    """An agent configured with BytesPerMessage ``limit`` (``csms.bytes_per_message``) on a CSMS that drops any
+    frame over ``limit``."""
     csms.server.max_message_bytes = limit
-    a = await start_agent(boot=False, **kwargs)
-    _set_limit(a, limit)
-    await a.wait_booted()
-    return a
+    return await start_agent(csms={"bytes_per_message": limit}, **kwargs)
 
 
 def _card(csms: Csms, tag: str) -> None:
@@ -57,6 +57,11 @@ async def test_meter_values_over_the_frame_limit_arrive_as_several_that_fit(
     csms: Csms, start_agent: StartAgent
 ) -> None:
     a = await _limited(csms, start_agent)
+    # The configured value is what the CSMS is told (read-only to it: DeviceDataCtrlr.BytesPerMessage).
+    told = await get_value(csms, "DeviceDataCtrlr", "BytesPerMessage")
+    assert (told["attributeStatus"], told["attributeValue"]) == ("Accepted", str(LIMIT))
+    refused = await set_value(csms, "DeviceDataCtrlr", "BytesPerMessage", "65000")
+    assert refused["attributeStatus"] == "Rejected"
     samples = [phase_sample(FIRST + timedelta(minutes=n)) for n in range(2)]
     store, link = a.agent.store, a.agent.link
     assert store is not None and link is not None
