@@ -351,7 +351,9 @@ def parse(data: dict[str, Any], *, base_dir: Path | None = None, source: str = "
             raise ConfigError(f"csms.{name}", f"file {str(resolved)!r} does not exist")
         return str(resolved)
 
-    max_message_bytes = cs.get("max_message_bytes", int, 1 << 20, lo=1024, hi=64 << 20)
+    # At least what the station may say it takes (BytesPerMessage, below): a SetChargingProfile of PeriodsPerSchedule
+    # periods is ~2 KB.
+    max_message_bytes = cs.get("max_message_bytes", int, 1 << 20, lo=MIN_BYTES_PER_MESSAGE, hi=64 << 20)
     csms = CsmsConfig(
         url=csms_url.normalize(url),
         ocpp_versions=_ocpp_versions(cs),

@@ -18,10 +18,12 @@ from chargepoint.core.model import Measurand
 _ASCII_INT = re.compile(r"[+-]?[0-9]{1,18}")  # at most 18 digits: always within a signed 64-bit store
 _HEX = re.compile(r"(?:[0-9A-Fa-f]{2})*")
 # BytesPerMessage: under many servers' 64 KiB frame limit. The least a station may be configured with still holds
-# every message that is neither cut nor trimmed (a SignCertificate with a P-256 CSR, a TransactionEvent Ended with
-# its end register, a 512-character NotifyCustomerInformation) with room to spare.
+# every message that is neither cut nor trimmed: the widest is a ReportChargingProfiles with one profile of
+# PeriodsPerSchedule (24) periods, ~2,010 bytes at its widest (below that, a GetChargingProfiles answered Accepted
+# could be followed by no report at all); a SignCertificate with a P-256 CSR, a TransactionEvent Ended with its end
+# register or a NotifyCustomerInformation are under 1 KB.
 BYTES_PER_MESSAGE = 65_000
-MIN_BYTES_PER_MESSAGE = 1024
+MIN_BYTES_PER_MESSAGE = 2048
 
 
 class Kind(Enum):

@@ -23,7 +23,7 @@ FIRST = datetime(2026, 1, 1, tzinfo=UTC)
 
 def _set_limit(a: RunningAgent, limit: int) -> None:
     """BytesPerMessage changed under a running station (read-only to the CSMS; ``csms.bytes_per_message`` sets
-    it at start, at least 1,024): for limits no configuration allows, and changes mid-test."""
+    it at start): for limits below what a configuration allows, and changes mid-test."""
     settings = a.station.settings
     settings._own = {**(settings._own or {}), "bytes_per_message": limit}
 
@@ -49,7 +49,9 @@ async def test_meter_values_over_the_frame_limit_arrive_as_several_that_fit(
     """Three samples of 12 values each (~3.6 KB) under a 1,024-byte limit on both sides: several MeterValues, each
     under the limit, each value once with its own timestamp, and the connection never dropped."""
     cs.max_message_bytes = LIMIT
-    a = await start_agent(csms={"bytes_per_message": LIMIT})  # 1.6 has no key: the station's own config
+    a = await start_agent(boot=False)
+    _set_limit(a, LIMIT)
+    await a.wait_booted()
     _, tx_id = await start_session(a, cs)
     samples = [phase_sample(FIRST + timedelta(minutes=n)) for n in range(3)]
     after = mark(cs)

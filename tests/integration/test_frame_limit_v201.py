@@ -13,6 +13,7 @@ import pytest
 
 from backend_stub.app import Csms
 from chargepoint.core.events import MeterReadings
+from chargepoint.core.settings import MIN_BYTES_PER_MESSAGE, SPECS
 from tests.integration.conftest import RunningAgent, until
 from tests.integration.test_agent_v201_smart import profile, set_profile
 from tests.integration.test_frame_limit import FIRST, LIMIT, _queue_samples, _set_limit, phase_sample
@@ -43,10 +44,12 @@ def _frames(csms: Csms, action: str, after: int) -> list[Any]:
 
 
 async def _limited(csms: Csms, start_agent: StartAgent, limit: int = LIMIT, **kwargs: Any) -> RunningAgent:
-    """An agent configured with BytesPerMessage ``limit`` (``csms.bytes_per_message``) on a CSMS that drops any
-    frame over ``limit``."""
+    """An agent built with BytesPerMessage ``limit`` on a CSMS that drops any frame over ``limit``."""
     csms.server.max_message_bytes = limit
-    return await start_agent(csms={"bytes_per_message": limit}, **kwargs)
+    a = await start_agent(boot=False, **kwargs)
+    _set_limit(a, limit)
+    await a.wait_booted()
+    return a
 
 
 def _card(csms: Csms, tag: str) -> None:
@@ -57,11 +60,6 @@ async def test_meter_values_over_the_frame_limit_arrive_as_several_that_fit(
     csms: Csms, start_agent: StartAgent
 ) -> None:
     a = await _limited(csms, start_agent)
-    # The configured value is what the CSMS is told (read-only to it: DeviceDataCtrlr.BytesPerMessage).
-    told = await get_value(csms, "DeviceDataCtrlr", "BytesPerMessage")
-    assert (told["attributeStatus"], told["attributeValue"]) == ("Accepted", str(LIMIT))
-    refused = await set_value(csms, "DeviceDataCtrlr", "BytesPerMessage", "65000")
-    assert refused["attributeStatus"] == "Rejected"
     samples = [phase_sample(FIRST + timedelta(minutes=n)) for n in range(2)]
     store, link = a.agent.store, a.agent.link
     assert store is not None and link is not None
@@ -248,4 +246,41 @@ async def test_charging_profiles_are_reported_in_parts_that_fit(csms: Csms, star
         for f in parts
         for p in f.payload["chargingProfile"]
     )
+    still_connected(a)
+
+
+async def test_at_the_least_configurable_limit_a_full_charging_profile_is_still_reported(
+    csms: Csms, start_agent: StartAgent
+) -> None:
+    """``csms.bytes_per_message`` at its least (MIN_BYTES_PER_MESSAGE) still holds a ReportChargingProfiles with
+    one profile of PeriodsPerSchedule periods: below that, a GetChargingProfiles answered Accepted was followed by
+    no report at all (the only profile left out as too big). The configured value is what the CSMS is told, and
+    it cannot change it (DeviceDataCtrlr.BytesPerMessage is read-only)."""
+    csms.server.max_message_bytes = MIN_BYTES_PER_MESSAGE
+    a = await start_agent(csms={"bytes_per_message": MIN_BYTES_PER_MESSAGE})
+    told = await get_value(csms, "DeviceDataCtrlr", "BytesPerMessage")
+    assert (told["attributeStatus"], told["attributeValue"]) == ("Accepted", str(MIN_BYTES_PER_MESSAGE))
+    refused = await set_value(csms, "DeviceDataCtrlr", "BytesPerMessage", "65000")
+    assert refused["attributeStatus"] == "Rejected"
+    periods = SPECS["charging_schedule_max_periods"].default
+    body = profile(
+        2_000_000_000,
+        "TxDefaultProfile",
+        0,
+        kind="Absolute",
+        stack_level=8,
+        periods=[{"startPeriod": 3600 * p, "limit": 16.5, "numberPhases": 3} for p in range(periods)],
+        schedule_id=2_000_000_001,
+        startSchedule="2026-01-01T00:00:00.000Z",
+        duration=86_400 * 7,
+        minChargingRate=6.1,
+    )
+    body.update(validFrom="2026-01-01T00:00:00.000Z", validTo="2036-01-01T00:00:00.000Z")
+    assert await set_profile(csms, 1, body) == "Accepted"
+    after = mark(csms)
+    answer = await csms.server.call(CP, "GetChargingProfiles", {"requestId": 9, "chargingProfile": {}})
+    assert answer == {"status": "Accepted"}
+    report = await wait_call(csms, "ReportChargingProfiles", after=after, where=lambda p: not p["tbc"])
+    assert [p["id"] for p in report.payload["chargingProfile"]] == [2_000_000_000]
+    assert len(report.raw.encode()) <= MIN_BYTES_PER_MESSAGE
     still_connected(a)

@@ -335,7 +335,7 @@ BAD_CONFIGS: list[tuple[str, Callable[[dict[str, Any]], None], str]] = [
     ("int for a bool setting", _set("settings.local_pre_authorize", 1), "settings.local_pre_authorize"),
     ("unknown key in [agent]", _set("agent.poll_s", 1), "agent.poll_s"),
     ("meter_poll_s too small", _set("agent.meter_poll_s", 0.001), "agent.meter_poll_s"),
-    ("bytes_per_message too small", _set("csms.bytes_per_message", 1023), "csms.bytes_per_message"),
+    ("bytes_per_message too small", _set("csms.bytes_per_message", 2047), "csms.bytes_per_message"),
     ("bytes_per_message not an int", _set("csms.bytes_per_message", 4096.0), "csms.bytes_per_message"),
     (
         "bytes_per_message over max_message_bytes",
@@ -364,7 +364,7 @@ def test_bad_config_names_the_key(
 
 def test_bytes_per_message_is_the_stations_own_to_lower(tmp_path: Path) -> None:
     """BytesPerMessage is read-only to the CSMS, but a station whose CSMS takes smaller frames configures it:
-    65,000 by default, no more than the station itself takes (max_message_bytes), at least 1,024."""
+    65,000 by default, no more than the station itself takes (max_message_bytes), at least 2,048."""
     assert parse(minimal(), base_dir=tmp_path).csms.bytes_per_message == 65_000
     data = minimal()
     data["csms"]["bytes_per_message"] = 4096
