@@ -13,7 +13,7 @@ from backend_stub.app import Csms
 from backend_stub.ocpp.server import CallErrorReply
 from tests.integration.conftest import until
 from tests.integration.octt_support import start_session
-from tests.integration.test_frame_limit import FIRST, LIMIT, _queue_samples, phase_sample
+from tests.integration.test_frame_limit import FIRST, LIMIT, _queue_samples, _set_limit, phase_sample
 from tests.integration.v201_support import StartAgent, csms, mark, start_agent
 
 __all__ = ["csms", "start_agent"]  # the fixtures
@@ -24,7 +24,9 @@ async def test_a_split_meter_values_resent_after_a_failed_part_is_stored_once(
 ) -> None:
     csms.server.max_message_bytes = LIMIT
     csms.store.add_card("CARD1", user_id=csms.store.add_user("user-CARD1").id, mode="personal")
-    a = await start_agent(csms={"ocpp_versions": ["1.6"], "bytes_per_message": LIMIT})
+    a = await start_agent(boot=False, csms={"ocpp_versions": ["1.6"]})
+    _set_limit(a, LIMIT)
+    await a.wait_booted()
     _, tx_id = await start_session(a, csms.server, "CARD1")  # type: ignore[arg-type]
     table = csms.server.handlers_by_subprotocol["ocpp1.6"]
     plain = table["MeterValues"]
