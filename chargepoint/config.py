@@ -352,7 +352,7 @@ def parse(data: dict[str, Any], *, base_dir: Path | None = None, source: str = "
         return str(resolved)
 
     # At least what the station may say it takes (BytesPerMessage, below): a SetChargingProfile of PeriodsPerSchedule
-    # periods is ~2 KB.
+    # periods is over 2 KB.
     max_message_bytes = cs.get("max_message_bytes", int, 1 << 20, lo=MIN_BYTES_PER_MESSAGE, hi=64 << 20)
     csms = CsmsConfig(
         url=csms_url.normalize(url),

@@ -19,11 +19,11 @@ _ASCII_INT = re.compile(r"[+-]?[0-9]{1,18}")  # at most 18 digits: always within
 _HEX = re.compile(r"(?:[0-9A-Fa-f]{2})*")
 # BytesPerMessage: under many servers' 64 KiB frame limit. The least a station may be configured with still holds
 # every message that is neither cut nor trimmed: the widest is a ReportChargingProfiles with one profile of
-# PeriodsPerSchedule (24) periods, ~2,010 bytes at its widest (below that, a GetChargingProfiles answered Accepted
-# could be followed by no report at all); a SignCertificate with a P-256 CSR, a TransactionEvent Ended with its end
+# PeriodsPerSchedule (24) periods, ~2.1 KB at its widest (below that, a GetChargingProfiles answered Accepted could
+# be followed by no report at all); a SignCertificate with a P-256 CSR, a TransactionEvent Ended with its end
 # register or a NotifyCustomerInformation are under 1 KB.
 BYTES_PER_MESSAGE = 65_000
-MIN_BYTES_PER_MESSAGE = 2048
+MIN_BYTES_PER_MESSAGE = 4096
 
 
 class Kind(Enum):

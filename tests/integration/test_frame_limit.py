@@ -17,7 +17,7 @@ from tests.integration.conftest import RunningAgent, StartAgent, until
 from tests.integration.octt_support import mark, start_session
 from tests.integration.test_robustness import _phase_sample as phase_sample  # 12 values, ~1.2 KB as 1.6 JSON
 
-LIMIT = 1024  # below the least a configuration allows (2,048), set at runtime; one sample below is bigger
+LIMIT = 1024  # below the least a configuration allows (4,096), set at runtime; one sample below is bigger
 FIRST = datetime(2026, 1, 1, tzinfo=UTC)
 
 

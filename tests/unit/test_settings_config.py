@@ -335,13 +335,14 @@ BAD_CONFIGS: list[tuple[str, Callable[[dict[str, Any]], None], str]] = [
     ("int for a bool setting", _set("settings.local_pre_authorize", 1), "settings.local_pre_authorize"),
     ("unknown key in [agent]", _set("agent.poll_s", 1), "agent.poll_s"),
     ("meter_poll_s too small", _set("agent.meter_poll_s", 0.001), "agent.meter_poll_s"),
-    ("bytes_per_message too small", _set("csms.bytes_per_message", 2047), "csms.bytes_per_message"),
+    ("bytes_per_message too small", _set("csms.bytes_per_message", 4095), "csms.bytes_per_message"),
     ("bytes_per_message not an int", _set("csms.bytes_per_message", 4096.0), "csms.bytes_per_message"),
     (
         "bytes_per_message over max_message_bytes",
         lambda d: d["csms"].update(bytes_per_message=8192, max_message_bytes=4096),
         "csms.bytes_per_message",
     ),
+    ("max_message_bytes under 4,096", _set("csms.max_message_bytes", 4095), "csms.max_message_bytes"),
     (
         "bytes_per_message as a setting",
         _set("settings.bytes_per_message", 4096),
@@ -364,7 +365,7 @@ def test_bad_config_names_the_key(
 
 def test_bytes_per_message_is_the_stations_own_to_lower(tmp_path: Path) -> None:
     """BytesPerMessage is read-only to the CSMS, but a station whose CSMS takes smaller frames configures it:
-    65,000 by default, no more than the station itself takes (max_message_bytes), at least 2,048."""
+    65,000 by default, no more than the station itself takes (max_message_bytes), at least 4,096."""
     assert parse(minimal(), base_dir=tmp_path).csms.bytes_per_message == 65_000
     data = minimal()
     data["csms"]["bytes_per_message"] = 4096
@@ -385,13 +386,13 @@ def test_configured_bytes_per_message_is_the_stations_setting(tmp_path: Path) ->
     """The agent's settings report the configured value (GetVariables, and every size guard reads it), and the
     CSMS still cannot change it."""
     data = minimal()
-    data["csms"]["bytes_per_message"] = 2048
+    data["csms"]["bytes_per_message"] = 5000
     data["storage"]["path"] = str(tmp_path / "agent.db")
     agent = Agent(parse(data, base_dir=tmp_path))
     store = Store(str(tmp_path / "agent.db"))
     try:
         settings = agent._settings(store)
-        assert settings.get_int("bytes_per_message") == 2048
+        assert settings.get_int("bytes_per_message") == 5000
         with pytest.raises(PermissionError):
             settings.set_text("bytes_per_message", "65000")
     finally:
