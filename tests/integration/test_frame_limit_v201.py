@@ -262,6 +262,21 @@ async def test_at_the_least_configurable_limit_a_full_charging_profile_is_still_
     assert (told["attributeStatus"], told["attributeValue"]) == ("Accepted", str(MIN_BYTES_PER_MESSAGE))
     refused = await set_value(csms, "DeviceDataCtrlr", "BytesPerMessage", "65000")
     assert refused["attributeStatus"] == "Rejected"
+    # The 2.0.1 device model names it per message (BytesPerMessage instance GetReport / GetVariables /
+    # SetVariables, B06.FR.05): the one limit answers for each, which is what a CSMS sizing its requests reads.
+    for instance in ("GetReport", "GetVariables", "SetVariables"):
+        data = {
+            "component": {"name": "DeviceDataCtrlr"},
+            "variable": {"name": "BytesPerMessage", "instance": instance},
+        }
+        [result] = (await csms.server.call(CP, "GetVariables", {"getVariableData": [data]}))[
+            "getVariableResult"
+        ]
+        assert (result["attributeStatus"], result.get("attributeValue")) == (
+            "Accepted",
+            str(MIN_BYTES_PER_MESSAGE),
+        )
+        assert result["variable"] == data["variable"]
     periods = SPECS["charging_schedule_max_periods"].default
     body = profile(
         2_000_000_000,
