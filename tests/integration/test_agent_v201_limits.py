@@ -4,7 +4,8 @@ them, against the bundled central system over loopback (real SQLite, real agent)
 ones it applies, more items than ItemsPerMessage[GetVariables]/[SetVariables] is OccurrenceConstraintViolation
 (B06/B05), and one SendLocalList is measured as the whole frame, the way the central system cuts a long list.
 
-The limits are read-only settings; a test lowers their defaults before the agent starts (a smaller charger)."""
+The limits are read-only settings; a test lowers their defaults before the agent starts (a smaller charger), or
+configures BytesPerMessage (``csms.bytes_per_message``)."""
 
 from __future__ import annotations
 
@@ -60,8 +61,8 @@ async def read(csms: Csms, data: list[dict[str, Any]]) -> list[dict[str, Any]]:
 async def test_items_and_bytes_per_message_have_the_appendix_instances_read_only(
     csms: Csms, start_agent: StartAgent, monkeypatch: pytest.MonkeyPatch
 ) -> None:
-    lower(monkeypatch, get_configuration_max_keys=9, bytes_per_message=7000)
-    await start_agent()
+    lower(monkeypatch, get_configuration_max_keys=9)
+    await start_agent(csms={"bytes_per_message": 7000})  # the station's BytesPerMessage is configured
     asked = [limit(v, i) for v in ("ItemsPerMessage", "BytesPerMessage") for i in INSTANCES]
     results = await read(csms, asked)
     assert [(r["variable"], r["attributeStatus"], r.get("attributeValue")) for r in results] == [
