@@ -40,6 +40,55 @@ def ocpp_time(when: datetime | None = None) -> str:
     return (when or datetime.now(UTC)).isoformat(timespec="seconds").replace("+00:00", "Z")
 
 
+# The simulated 2.0.1 station's own message limits (Part 2 appendix: DeviceDataCtrlr and LocalAuthListCtrlr), as it
+# answers a central system that reads them before splitting a request (B06.FR.05, D01). Large enough that no case's
+# request needs splitting; TC_B_08_CSMS answers its own, smaller ones.
+STATION_LIMITS: dict[tuple[str, str, str | None], str] = {
+    ("DeviceDataCtrlr", "ItemsPerMessage", "GetVariables"): "20",
+    ("DeviceDataCtrlr", "BytesPerMessage", "GetVariables"): "65000",
+    ("DeviceDataCtrlr", "ItemsPerMessage", "SetVariables"): "20",
+    ("DeviceDataCtrlr", "BytesPerMessage", "SetVariables"): "65000",
+    ("LocalAuthListCtrlr", "ItemsPerMessage", None): "100",
+    ("LocalAuthListCtrlr", "BytesPerMessage", None): "65000",
+}
+
+
+def variable_key(data: Any) -> tuple[Any, Any, Any]:
+    """(component, variable, variable instance) of a GetVariableDataType / GetVariableResultType."""
+    component = data.get("component") if isinstance(data, dict) else None
+    variable = data.get("variable") if isinstance(data, dict) else None
+    return (
+        component.get("name") if isinstance(component, dict) else None,
+        variable.get("name") if isinstance(variable, dict) else None,
+        variable.get("instance") if isinstance(variable, dict) else None,
+    )
+
+
+def is_limit_query(payload: dict[str, Any], limits: dict[tuple[str, str, str | None], str]) -> bool:
+    """Whether a GetVariablesRequest asks for nothing but message limits in ``limits``."""
+    data = payload.get("getVariableData")
+    return isinstance(data, list) and bool(data) and all(variable_key(d) in limits for d in data)
+
+
+def get_variables_answer(
+    payload: dict[str, Any], values: dict[tuple[str, str, str | None], str]
+) -> dict[str, Any]:
+    """A GetVariablesResponse from ``values``: Accepted with the value, UnknownVariable for anything else."""
+    results = []
+    for data in payload.get("getVariableData") or []:
+        if not isinstance(data, dict):
+            continue
+        result = {"component": data.get("component"), "variable": data.get("variable")}
+        value = values.get(variable_key(data))
+        result.update(
+            {"attributeStatus": "Accepted", "attributeValue": value}
+            if value is not None
+            else {"attributeStatus": "UnknownVariable"}
+        )
+        results.append(result)
+    return {"getVariableResult": results}
+
+
 def asked_matches(asked: Any, got: Any) -> bool:
     """Whether a field the central system sent carries what the trigger asked for.
 
@@ -179,6 +228,7 @@ class RawCharger:
         self._ids = itertools.count(1)
         self._pending: dict[str, tuple[str, asyncio.Future[list[Any]]]] = {}
         self._expected: dict[str, asyncio.Future[tuple[str, dict[str, Any]]]] = {}
+        self._skip: dict[str, Callable[[dict[str, Any]], bool]] = {}
         self.answers: dict[str, dict[str, Any]] = {}  # action -> our answer to an expected CALL
         self.garbage: list[str] = []
         self.unexpected_calls: list[str] = []
@@ -229,13 +279,16 @@ class RawCharger:
             return
         action, payload = frame[2], frame[3]
         expected = self._expected.get(action)
-        if expected is not None and not expected.done():
+        skip = self._skip.get(action)
+        if expected is not None and not expected.done() and not (skip is not None and skip(payload)):
             expected.set_result((unique_id, payload))
             return
         # A CALL nobody waits for (e.g. the central system acting on its own): answered so it is not left hanging.
         self.unexpected_calls.append(action)
-        defaults = DEFAULT_ANSWERS.get(self.ctx.setup.schema_version, {})
-        await self.send([CALLRESULT, unique_id, defaults.get(action, {})])
+        if action == "GetVariables" and is_limit_query(payload, STATION_LIMITS):
+            # The central system reads the station's message limits before a request it may have to split.
+            self.ctx.event(f"[{self.cp_id}] the central system read the station's message limits")
+        await self.send(await default_frame(self.ctx.setup.schema_version, unique_id, action, payload))
 
     async def send(self, frame: list[Any]) -> None:
         """Send and trace one frame."""
@@ -283,15 +336,23 @@ class RawCharger:
         )
         return dict(frame[2])
 
-    def expect(self, action: str) -> asyncio.Future[tuple[str, dict[str, Any]]]:
-        """Register that a CALL of ``action`` from the central system is awaited (before triggering it)."""
+    def expect(
+        self, action: str, skip: Callable[[dict[str, Any]], bool] | None = None
+    ) -> asyncio.Future[tuple[str, dict[str, Any]]]:
+        """Register that a CALL of ``action`` from the central system is awaited (before triggering it); one whose
+        payload ``skip`` takes is answered like any CALL nobody waits for (e.g. a query of the station's limits)."""
         future: asyncio.Future[tuple[str, dict[str, Any]]] = asyncio.get_running_loop().create_future()
         self._expected[action] = future
+        if skip is None:
+            self._skip.pop(action, None)
+        else:
+            self._skip[action] = skip
         return future
 
     def forget(self, action: str) -> None:
         """Stop waiting for ``action``."""
         self._expected.pop(action, None)
+        self._skip.pop(action, None)
 
     async def close(self, abrupt: bool = False) -> None:
         """Close the connection (abruptly: without a close frame, like a power cut)."""
@@ -307,9 +368,45 @@ class RawCharger:
                 await self._reader
 
 
+def set_variables_answer(payload: dict[str, Any]) -> dict[str, Any]:
+    """A SetVariablesResponse of the simulated station: its message limits are read-only (Rejected), it has no
+    other variable (UnknownVariable); one result per item asked (B05.FR.?, minItems 1)."""
+    results = []
+    for data in payload.get("setVariableData") or []:
+        known = variable_key(data) in STATION_LIMITS
+        result = {"component": data.get("component"), "variable": data.get("variable")}
+        results.append({**result, "attributeStatus": "Rejected" if known else "UnknownVariable"})
+    return {"setVariableResult": results}
+
+
+def set_monitoring_answer(payload: dict[str, Any]) -> dict[str, Any]:
+    """A SetVariableMonitoringResponse of a station without monitors: each one UnsupportedMonitorType (N04)."""
+    return {
+        "setMonitoringResult": [
+            {
+                "status": "UnsupportedMonitorType",
+                "type": data.get("type"),
+                "severity": data.get("severity"),
+                "component": data.get("component"),
+                "variable": data.get("variable"),
+            }
+            for data in payload.get("setMonitoringData") or []
+        ]
+    }
+
+
+def clear_monitoring_answer(payload: dict[str, Any]) -> dict[str, Any]:
+    """A ClearVariableMonitoringResponse of a station without monitors: each id NotFound (N06)."""
+    return {"clearMonitoringResult": [{"id": i, "status": "NotFound"} for i in payload.get("id") or []]}
+
+
+Answer = dict[str, Any] | Callable[[dict[str, Any]], dict[str, Any]]
+
 # Answers to CALLs of the central system that no step waits for, per schema version: each a simple valid answer
-# (OCPP 1.6 §5; OCPP 2.0.1 Part 2 §1). An action not listed gets an empty object.
-_V16_DEFAULT_ANSWERS: dict[str, dict[str, Any]] = {
+# (OCPP 1.6 §5; OCPP 2.0.1 Part 2 §1), or one built from the request where the answer has an item per item asked
+# (the 2.0.1 result lists have minItems 1: an empty one is a schema violation). An action not listed gets an empty
+# object (valid only where the response has no required field: a test checks every action a station is sent).
+_V16_DEFAULT_ANSWERS: dict[str, Answer] = {
     "ChangeAvailability": {"status": "Accepted"},
     "ChangeConfiguration": {"status": "Accepted"},
     "ClearCache": {"status": "Accepted"},
@@ -329,13 +426,33 @@ _V16_DEFAULT_ANSWERS: dict[str, dict[str, Any]] = {
     "CancelReservation": {"status": "Rejected"},
     "GetDiagnostics": {},
     "UpdateFirmware": {},
+    # The security extension (OCPP 1.6 Security Whitepaper).
+    "CertificateSigned": {"status": "Rejected"},
+    "DeleteCertificate": {"status": "NotFound"},
+    "ExtendedTriggerMessage": {"status": "Rejected"},
+    "GetInstalledCertificateIds": {"status": "NotFound"},
+    "GetLog": {"status": "Rejected"},
+    "InstallCertificate": {"status": "Rejected"},
+    "SignedUpdateFirmware": {"status": "Rejected"},
 }
-_V201_DEFAULT_ANSWERS: dict[str, dict[str, Any]] = {
+_V201_DEFAULT_ANSWERS: dict[str, Answer] = {
     "ChangeAvailability": {"status": "Accepted"},
     "ClearCache": {"status": "Accepted"},
     "DataTransfer": {"status": "UnknownVendorId"},
-    "GetVariables": {"getVariableResult": []},
-    "SetVariables": {"setVariableResult": []},
+    # Its message limits when asked (a central system reads them before a request it may split, B06.FR.05),
+    # UnknownVariable for anything else: one result per item asked (B06.FR.01).
+    "GetVariables": lambda payload: get_variables_answer(payload, STATION_LIMITS),
+    "SetVariables": set_variables_answer,
+    "SetVariableMonitoring": set_monitoring_answer,
+    "ClearVariableMonitoring": clear_monitoring_answer,
+    "GetMonitoringReport": {"status": "NotSupported"},
+    "SetMonitoringBase": {"status": "NotSupported"},
+    "SetMonitoringLevel": {"status": "Rejected"},
+    "SetDisplayMessage": {"status": "Rejected"},
+    "GetDisplayMessages": {"status": "Unknown"},
+    "ClearDisplayMessage": {"status": "Unknown"},
+    "PublishFirmware": {"status": "Rejected"},
+    "UnpublishFirmware": {"status": "NoFirmware"},
     "GetBaseReport": {"status": "NotSupported"},
     "GetReport": {"status": "NotSupported"},
     "RequestStartTransaction": {"status": "Rejected"},
@@ -361,10 +478,30 @@ _V201_DEFAULT_ANSWERS: dict[str, dict[str, Any]] = {
     "GetInstalledCertificateIds": {"status": "NotFound"},
     "CustomerInformation": {"status": "Rejected"},
 }
-DEFAULT_ANSWERS: dict[str, dict[str, dict[str, Any]]] = {
+DEFAULT_ANSWERS: dict[str, dict[str, Answer]] = {
     "1.6": _V16_DEFAULT_ANSWERS,
     "2.0.1": _V201_DEFAULT_ANSWERS,
 }
+
+
+def default_answer(schema_version: str, action: str, payload: dict[str, Any]) -> dict[str, Any]:
+    """The simulated station's answer to a (schema-valid) CALL no step waits for."""
+    answer = DEFAULT_ANSWERS.get(schema_version, {}).get(action, {})
+    return answer(payload) if callable(answer) else copy.deepcopy(answer)
+
+
+async def default_frame(
+    schema_version: str, unique_id: str, action: str, payload: dict[str, Any]
+) -> list[Any]:
+    """The frame answering a CALL no step waits for: the default answer, or, for a CALL that breaks its schema,
+    the CALLERROR its validation names (an answer built from a malformed request could break the response schema
+    in turn; 1.6 spells FormatViolation FormationViolation, OCPP-J 1.6 §4.2.3)."""
+    try:
+        await validate_payload(Call(unique_id, action, copy.deepcopy(payload)), schema_version)
+    except OCPPError as exc:  # NotImplemented for an action the version does not have
+        code = "FormationViolation" if exc.code == "FormatViolation" and schema_version == "1.6" else exc.code
+        return [CALLERROR, unique_id, code, exc.description, {}]
+    return [CALLRESULT, unique_id, default_answer(schema_version, action, payload)]
 
 
 @dataclass
@@ -735,7 +872,11 @@ class CsmsContext(BaseContext):
             raise Inconclusive(
                 f"needs the central system to send {action}: give --trigger FILE or --interactive"
             )
-        expected = conn.expect(action)
+        # A central system may read the station's message limits first (B06.FR.05): answered, then still awaited.
+        limits_first = action == "GetVariables" and not is_limit_query(payload, STATION_LIMITS)
+        expected = conn.expect(
+            action, (lambda p: is_limit_query(p, STATION_LIMITS)) if limits_first else None
+        )
         fired = asyncio.create_task(trigger.fire(action, payload, conn.cp_id))
         wait_s = self.scaled(self.setup.trigger_wait_s)
         try:

@@ -25,11 +25,22 @@ log = logging.getLogger(__name__)
 
 # Room a CALL frame takes beyond its action name and payload: [2,"<uniqueId, at most 36 characters>","",].
 CALL_ENVELOPE_CHARS = 64
+UNIQUE_ID_CHARS = 36  # the most an OCPP-J message id may have
 
 
 def json_chars(value: Any) -> int:
     """The length of ``value`` as compact JSON, as the ``ocpp`` package writes a frame (ASCII: one byte each)."""
     return len(json.dumps(value, separators=(",", ":")))
+
+
+def received_call_bytes(action: str, payload: dict[str, Any]) -> int:
+    """The size of a CALL of ``action`` carrying ``payload`` (camelCase, as sent) the way a central system measures
+    it when it cuts a request to fit the station's BytesPerMessage: the whole frame, compact, in UTF-8 (a peer
+    need not escape non-ASCII text), with a unique id of the widest 36 characters (OCPP-J §4.1.1). The station
+    sees only the parsed payload; this is the frame a conforming sender could have sent, so a request it cut to
+    the limit is never refused and one over it always is."""
+    frame = [2, "0" * UNIQUE_ID_CHARS, action, payload]
+    return len(json.dumps(frame, separators=(",", ":"), ensure_ascii=False).encode())
 
 
 def payload_room(limit: int, action: str) -> int:

@@ -9,7 +9,6 @@ expiry, a group token), well under Storage's maxLimit per entry.
 
 from __future__ import annotations
 
-import json
 import logging
 from typing import Any
 
@@ -19,6 +18,7 @@ from ocpp.v201 import call_result
 from ocpp.v201.enums import Action
 
 from chargepoint.core.model import IdTagInfo
+from chargepoint.csms.fitting import received_call_bytes
 from chargepoint.csms.v201 import mapping
 from chargepoint.csms.v201.base import V201Base, id_token_info
 from chargepoint.errors import StorageError
@@ -62,11 +62,16 @@ class LocalList(V201Base):
         Failed when the list is disabled, too long, too large, or cannot be stored."""
         items = local_authorization_list or []
         limit = self.settings.get_int("send_local_list_max_bytes")
-        if len(json.dumps(items, separators=(",", ":"))) > limit:
-            # LocalAuthListCtrlr.BytesPerMessage bounds one update.
+        sent: dict[str, Any] = {"versionNumber": version_number, "updateType": update_type}
+        if items:
+            sent["localAuthorizationList"] = [snake_to_camel_case(item) for item in items]
+        size = received_call_bytes("SendLocalList", sent)
+        if size > limit:
+            # LocalAuthListCtrlr.BytesPerMessage bounds one update: the whole message, as the CSMS measures it
+            # when it cuts a long list into several (not only the list's JSON, which let larger ones in).
             return call_result.SendLocalList(
                 status="Failed",
-                status_info={"reason_code": "TooLarge", "additional_info": f"over {limit} bytes"},
+                status_info={"reason_code": "TooLarge", "additional_info": f"{size} bytes, over {limit}"},
             )
         entries: dict[str, IdTagInfo | None] = {}
         for item in items:

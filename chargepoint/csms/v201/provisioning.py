@@ -34,7 +34,7 @@ def _variable_of(component: Any, variable: Any) -> tuple[Variable | None, str | 
         return None, "UnknownComponent"
     var_name = variable.get("name") if isinstance(variable, dict) else None
     found = VARIABLES.get(VariableRef(str(name), str(var_name)))
-    if found is None or variable.get("instance") not in (None, INSTANCES.get(found.ref)):
+    if found is None or variable.get("instance") not in (None, *INSTANCES.get(found.ref, ())):
         return None, "UnknownVariable"
     return found, None
 

@@ -44,8 +44,17 @@ REPORT_BASES = frozenset({"ConfigurationInventory", "FullInventory", "SummaryInv
 _AVAILABILITY_VALUES = ",".join(mapping.CONNECTOR_STATUS.values())
 # ReportingValueSize (DeviceDataCtrlr): attributeValue / VariableAttribute.value are at most 2500 characters.
 MAX_VALUE_CHARS = 2500
-# Variables the 2.0.1 device model names with an instance (Part 2 Appendix 3), also found without it.
-INSTANCES = {VariableRef("SmartChargingCtrlr", "Entries"): "ChargingProfiles"}
+# Variables the 2.0.1 device model names with instances (Part 2 Appendix 3, referenced components and variables),
+# each instance reported on its own and also found without one. One setting holds the value of every instance,
+# because one limit is what the station enforces: DeviceDataCtrlr.ItemsPerMessage bounds the items of an incoming
+# GetReport (B08.FR.17), GetVariables and SetVariables request (B06/B05: OccurrenceConstraintViolation), and
+# BytesPerMessage is the frame size guard of every message (``csms/fitting.py``), in both directions.
+_PER_REQUEST = ("GetReport", "GetVariables", "SetVariables")
+INSTANCES: dict[VariableRef, tuple[str, ...]] = {
+    VariableRef("SmartChargingCtrlr", "Entries"): ("ChargingProfiles",),
+    VariableRef("DeviceDataCtrlr", "ItemsPerMessage"): _PER_REQUEST,
+    VariableRef("DeviceDataCtrlr", "BytesPerMessage"): _PER_REQUEST,
+}
 # Variables whose Actual value is a count the station keeps, and whose setting is the count's maxLimit.
 _COUNTED = frozenset({"max_charging_profiles_installed"})
 # ComponentCriterionEnumType: each is a boolean variable of that name a component may have (B08.FR.?).
@@ -171,7 +180,7 @@ class Reports(V201Base):
         if report_base == "SummaryInventory":
             return [self._status_report_data(v) for v in self.status_variables()]
         settings = self._settings_report(writable_only=report_base == "ConfigurationInventory")
-        out = [self.report_data(v) for v in settings]
+        out = [data for v in settings for data in self.reports_of(v)]
         if report_base == "FullInventory":
             out += [self._status_report_data(v) for v in self.status_variables()]
         return out
@@ -192,7 +201,8 @@ class Reports(V201Base):
                 if self.mutability(variable) is not Mutability.WRITE_ONLY
                 else ""
             )
-            entries.append((component, variable.ref.variable, value, self.report_data(variable)))
+            for data in self.reports_of(variable):
+                entries.append((component, variable.ref.variable, value, data))
         for status in self.status_variables():
             entries.append((status.component, status.name, status.value, self._status_report_data(status)))
         values: dict[tuple[str, str], dict[str, str]] = {}
@@ -226,8 +236,16 @@ class Reports(V201Base):
             return live
         return self.settings.text(variable.setting)[:MAX_VALUE_CHARS]
 
-    def report_data(self, variable: Variable) -> dict[str, Any]:
-        """A setting's variable as ReportDataType: its Actual attribute, mutability and characteristics."""
+    def reports_of(self, variable: Variable) -> list[dict[str, Any]]:
+        """A setting's variable as ReportDataType, one per instance the device model names it with."""
+        instances = INSTANCES.get(variable.ref)
+        if instances is None:
+            return [self.report_data(variable)]
+        return [self.report_data(variable, instance) for instance in instances]
+
+    def report_data(self, variable: Variable, instance: str | None = None) -> dict[str, Any]:
+        """A setting's variable (as ``instance``) as ReportDataType: its Actual attribute, mutability and
+        characteristics."""
         mutability = self.mutability(variable)
         attribute: dict[str, Any] = {
             "type": "Actual",
@@ -251,8 +269,8 @@ class Reports(V201Base):
         elif variable.data_type is DataType.MEMBER_LIST:
             characteristics["valuesList"] = ",".join(variable.members or mapping.MEASURAND.values())
         name: dict[str, str] = {"name": variable.ref.variable}
-        if variable.ref in INSTANCES:
-            name["instance"] = INSTANCES[variable.ref]
+        if instance is not None:
+            name["instance"] = instance
         return {
             "component": {"name": variable.ref.component},
             "variable": name,
