@@ -135,26 +135,37 @@ class Agent:
         overrides["number_of_connectors"] = len(self.ports)
         # The configured profile until the CSMS moves the charger to a higher one (stored, whitepaper §2).
         overrides["security_profile"] = self.config.csms.security_profile
+        # A change is queued; an answer to the CSMS waits for its commit (csms/link.py).
+        return Settings(stored, overrides=overrides, on_change=store.put_setting)
 
-        def persist(name: str, text: str) -> None:
-            store.put_setting(name, text)  # queued; an answer to the CSMS waits for its commit (csms/link.py)
-
-        return Settings(stored, overrides=overrides, on_change=persist)
-
-    def _files(self, store: Store) -> FileTransfers:
+    def _files(self) -> FileTransfers:
         """The FilePort of the firmware and diagnostics blocks."""
         cfg = self.config
+        # Bound methods reading the store of the run that built the FileTransfers (self.store until the next
+        # run): a closure each would cost ~0.2 KB per charger in a fleet.
         return FileTransfers(
             firmware_config(cfg),
             simulated_hardware=all(c.relay.driver == "sim" for c in cfg.connectors),
-            config_text=lambda: _read_text(cfg.source),
-            store_summary=lambda: store_summary(store),
-            # Signed firmware is checked against the ManufacturerRootCertificates installed by the CSMS
-            # (InstallCertificate) and those of the config file (firmware.manufacturer_roots).
-            manufacturer_roots=lambda: [
-                c.pem for c in store.installed_certificates(CertificateUse.MANUFACTURER_ROOT)
-            ],
+            config_text=self._config_text,
+            store_summary=self._store_summary,
+            manufacturer_roots=self._manufacturer_roots,
         )
+
+    def _config_text(self) -> str:
+        return _read_text(self.config.source)
+
+    def _store_summary(self) -> dict[str, Any]:
+        return store_summary(self._current_store())
+
+    def _manufacturer_roots(self) -> list[str]:
+        """Signed firmware is checked against the ManufacturerRootCertificates installed by the CSMS
+        (InstallCertificate) and those of the config file (firmware.manufacturer_roots)."""
+        store = self._current_store()
+        return [c.pem for c in store.installed_certificates(CertificateUse.MANUFACTURER_ROOT)]
+
+    def _current_store(self) -> Store:
+        assert self.store is not None, "the files port is used by a running station only"
+        return self.store
 
     async def run(self) -> None:
         """Run until shutdown, restarting in-process after each Reset (with the systemd watchdog fed)."""
@@ -200,7 +211,7 @@ class Agent:
             transaction_ids=self.transaction_ids,
             timing=self.timing,
             unlock_supported=cfg.unlock_supported,
-            files=self._files(store),
+            files=self._files(),
             station_id=cfg.station.id,
             firmware_version=cfg.station.firmware_version,
         )

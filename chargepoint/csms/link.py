@@ -318,11 +318,9 @@ class Link:
         self._pausing: asyncio.Future[None] | None = None  # the backoff under way, if any
         # The station's security events: one bounded queue for the functional blocks and the link alike.
         self.security_events: SecurityEvents = station.ctx.security_events
-        self.profiles = SecurityProfiles(
-            store,
-            active=lambda: settings.get_int("security_profile"),
-            promote=lambda profile: self._promote(profile),
-        )
+        # Bound methods, each made once and shared by both: a lambda each is ~0.2 KB per charger in a fleet.
+        active, promote = self._active_profile, self._promote
+        self.profiles = SecurityProfiles(store, active=active, promote=promote)
         directory = Path(store.path).parent if store.path != ":memory:" else Path(".")
         self.certificates = CertificateManager(
             store,
@@ -337,8 +335,8 @@ class Link:
         self.network = NetworkProfiles(
             store,
             settings,
-            active=lambda: settings.get_int("security_profile"),
-            promote=lambda profile: self._promote(profile),
+            active=active,
+            promote=promote,
         )
         self.changed_security = False  # a security key changed: reconnect once its answer is out
         self._failure_event: SecurityEventType | None = None  # the last connection failure reported
@@ -479,6 +477,9 @@ class Link:
             elif cfg.client_cert:
                 context.load_cert_chain(cfg.client_cert, cfg.client_key)
         return context
+
+    def _active_profile(self) -> int:
+        return self.settings.get_int("security_profile")
 
     def _promote(self, profile: int) -> None:
         self.settings.set_text("security_profile", str(profile))

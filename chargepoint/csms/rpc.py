@@ -857,14 +857,15 @@ class OcppSession:
         duty: Duty[None] = Duty(
             self.link.scheduler, self._heartbeat_plan, self._heartbeat_work, self._spawn, "heartbeat"
         )
-
-        def on_setting(name: str) -> None:
-            if name == "heartbeat_interval_s":
-                duty.reschedule()
-
-        self.settings.listeners.append(on_setting)
-        self._heartbeat_duty, self._heartbeat_listener = duty, on_setting
+        # The listener is a bound method (kept to be removed: bound methods compare equal, not identical).
+        listener = self._heartbeat_setting_changed
+        self.settings.listeners.append(listener)
+        self._heartbeat_duty, self._heartbeat_listener = duty, listener
         duty.start()
+
+    def _heartbeat_setting_changed(self, name: str) -> None:
+        if name == "heartbeat_interval_s" and self._heartbeat_duty is not None:
+            self._heartbeat_duty.reschedule()
 
     def _stop_heartbeat(self) -> None:
         if self._heartbeat_duty is not None:

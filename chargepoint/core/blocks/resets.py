@@ -100,6 +100,11 @@ class Resets(FunctionalBlock):
             self._carry_out(kind, target, BootReason.REMOTE_RESET)
         return result
 
+    def restart_into_firmware(self) -> None:
+        """After a firmware install: a soft restart whose next boot says FirmwareUpdate (a bound method for the
+        firmware block, not a partial per station)."""
+        self.request_restart(ResetKind.SOFT, BootReason.FIRMWARE_UPDATE)
+
     def request_restart(self, kind: ResetKind, reason: BootReason) -> None:
         """Restart the agent, the next boot telling ``reason``."""
         self._put(BOOT_REASON_KEY, reason.value)
