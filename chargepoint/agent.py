@@ -112,10 +112,10 @@ class Agent:
         self.store: Store | None = None
         self.boots = 0
         self.resets: list[ResetKind] = []
-        # Flags, not asyncio.Events (~0.8 KB each for the agent's life); shutdown() also resolves the future the
-        # running agent waits on, so no task per agent waits for it.
+        # Flags, not asyncio.Events (~0.8 KB each for the agent's life); shutdown() starts the running station's
+        # stop sequence itself, so nothing per agent waits for it (no task, no future).
         self._shutdown = Flag()
-        self._shutdown_waiter: asyncio.Future[None] | None = None
+        self._serving = False  # a station is up and its link runs: a shutdown or a Reset stops it
         self._stop_task: asyncio.Task[ResetKind | None] | None = None  # the running station's stop sequence
         self.started = Flag()
 
@@ -200,8 +200,12 @@ class Agent:
         self.store = store
         settings = self._settings(store)
         # BootNotification reports the firmware last installed by UpdateFirmware (OCPP 1.6 §4.5).
-        identity = dataclasses.replace(
-            cfg.station, firmware_version=running_version(cfg.station.firmware_version, store)
+        # The configured identity itself when nothing was installed (no copy per charger of a fleet).
+        version = running_version(cfg.station.firmware_version, store)
+        identity = (
+            cfg.station
+            if version == cfg.station.firmware_version
+            else dataclasses.replace(cfg.station, firmware_version=version)
         )
         scheduler = self.timing.scheduler or loop_scheduler()
         station = Station(
@@ -245,19 +249,15 @@ class Agent:
             raise
         self.boots += 1
         notify("READY=1")
-        loop = asyncio.get_running_loop()
-        shutdown_task = self._shutdown_waiter = loop.create_future()
-        if self._shutdown.is_set():
-            shutdown_task.set_result(None)
         assert station.reset_requested is not None
         reset_requested = station.reset_requested
         # The link runs in this task (one task per connection). A Reset or a shutdown starts the stop sequence in
         # a task of its own, only then: the link keeps serving (and reconnecting) while queued messages drain, and
         # the sequence ends by closing the link, which returns here.
         self._stop_task = None
+        self._serving = True
         reset_requested.add_done_callback(self._begin_stop)
-        shutdown_task.add_done_callback(self._begin_stop)
-        if reset_requested.done() or shutdown_task.done():
+        if reset_requested.done() or self._shutdown.is_set():
             self._begin_stop()
         self.started.set()
         try:
@@ -279,10 +279,8 @@ class Agent:
             return await self._stop_task if self._stop_task is not None else None
         finally:
             self.started.clear()
-            self._shutdown_waiter = None
+            self._serving = False
             reset_requested.remove_done_callback(self._begin_stop)
-            shutdown_task.remove_done_callback(self._begin_stop)
-            shutdown_task.cancel()
             if self._stop_task is not None:
                 self._stop_task.cancel()
                 self._stop_task = None
@@ -295,7 +293,7 @@ class Agent:
         """A Reset was requested or shutdown() called: start the running station's stop sequence (once)."""
         # A method, not a closure over the run's locals: those cells and the function were ~0.4 KB per charger.
         station, link = self.station, self.link
-        if self._stop_task is None and station is not None and link is not None:
+        if self._serving and self._stop_task is None and station is not None and link is not None:
             self._stop_task = asyncio.get_running_loop().create_task(
                 self._stop_sequence(station, link), name="agent-stop"
             )
@@ -323,6 +321,5 @@ class Agent:
     def shutdown(self) -> None:
         """Stop the agent: transactions end (reason Reboot), relays open."""
         self._shutdown.set()
-        waiter = self._shutdown_waiter
-        if waiter is not None and not waiter.done():
-            waiter.set_result(None)
+        if self._serving:
+            self._begin_stop()

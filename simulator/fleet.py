@@ -16,7 +16,6 @@ import asyncio
 import contextlib
 import contextvars
 import dataclasses
-import functools
 import gc
 import json
 import logging
@@ -365,7 +364,9 @@ class Fleet:
             ports=ports,
             rng=self._link_rng,  # the agents' own reconnect jitter (one seeded generator for the fleet)
             timing=self._timing,  # frozen: one for every agent of the scenario
-            store_factory=functools.partial(store_file.store, cp_id),
+            store_factory=lambda: store_file.store(
+                cp_id
+            ),  # (a partial is larger: its args tuple and kw dict)
             call_observer=self.metrics.observe,
             scheduler=Scheduler(asyncio.get_running_loop()) if self._scheduler_per_agent else None,
         )
