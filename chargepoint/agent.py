@@ -112,10 +112,11 @@ class Agent:
         self.store: Store | None = None
         self.boots = 0
         self.resets: list[ResetKind] = []
-        # Flags, not asyncio.Events (~0.8 KB each for the agent's life); shutdown() also resolves the future the
-        # running agent waits on, so no task per agent waits for it.
+        # Flags, not asyncio.Events (~0.8 KB each for the agent's life); shutdown() starts the running station's
+        # stop sequence itself, so nothing per agent waits for it (no task, no future).
         self._shutdown = Flag()
-        self._shutdown_waiter: asyncio.Future[None] | None = None
+        self._serving = False  # a station is up and its link runs: a shutdown or a Reset stops it
+        self._stop_task: asyncio.Task[ResetKind | None] | None = None  # the running station's stop sequence
         self.started = Flag()
 
     def _settings(self, store: Store) -> Settings:
@@ -137,26 +138,37 @@ class Agent:
         overrides["bytes_per_message"] = self.config.csms.bytes_per_message
         # The configured profile until the CSMS moves the charger to a higher one (stored, whitepaper §2).
         overrides["security_profile"] = self.config.csms.security_profile
+        # A change is queued; an answer to the CSMS waits for its commit (csms/link.py).
+        return Settings(stored, overrides=overrides, on_change=store.put_setting)
 
-        def persist(name: str, text: str) -> None:
-            store.put_setting(name, text)  # queued; an answer to the CSMS waits for its commit (csms/link.py)
-
-        return Settings(stored, overrides=overrides, on_change=persist)
-
-    def _files(self, store: Store) -> FileTransfers:
+    def _files(self) -> FileTransfers:
         """The FilePort of the firmware and diagnostics blocks."""
         cfg = self.config
+        # Bound methods reading the store of the run that built the FileTransfers (self.store until the next
+        # run): a closure each would cost ~0.2 KB per charger in a fleet.
         return FileTransfers(
             firmware_config(cfg),
             simulated_hardware=all(c.relay.driver == "sim" for c in cfg.connectors),
-            config_text=lambda: _read_text(cfg.source),
-            store_summary=lambda: store_summary(store),
-            # Signed firmware is checked against the ManufacturerRootCertificates installed by the CSMS
-            # (InstallCertificate) and those of the config file (firmware.manufacturer_roots).
-            manufacturer_roots=lambda: [
-                c.pem for c in store.installed_certificates(CertificateUse.MANUFACTURER_ROOT)
-            ],
+            config_text=self._config_text,
+            store_summary=self._store_summary,
+            manufacturer_roots=self._manufacturer_roots,
         )
+
+    def _config_text(self) -> str:
+        return _read_text(self.config.source)
+
+    def _store_summary(self) -> dict[str, Any]:
+        return store_summary(self._current_store())
+
+    def _manufacturer_roots(self) -> list[str]:
+        """Signed firmware is checked against the ManufacturerRootCertificates installed by the CSMS
+        (InstallCertificate) and those of the config file (firmware.manufacturer_roots)."""
+        store = self._current_store()
+        return [c.pem for c in store.installed_certificates(CertificateUse.MANUFACTURER_ROOT)]
+
+    def _current_store(self) -> Store:
+        assert self.store is not None, "the files port is used by a running station only"
+        return self.store
 
     async def run(self) -> None:
         """Run until shutdown, restarting in-process after each Reset (with the systemd watchdog fed)."""
@@ -190,8 +202,12 @@ class Agent:
         self.store = store
         settings = self._settings(store)
         # BootNotification reports the firmware last installed by UpdateFirmware (OCPP 1.6 §4.5).
-        identity = dataclasses.replace(
-            cfg.station, firmware_version=running_version(cfg.station.firmware_version, store)
+        # The configured identity itself when nothing was installed (no copy per charger of a fleet).
+        version = running_version(cfg.station.firmware_version, store)
+        identity = (
+            cfg.station
+            if version == cfg.station.firmware_version
+            else dataclasses.replace(cfg.station, firmware_version=version)
         )
         scheduler = self.timing.scheduler or loop_scheduler()
         station = Station(
@@ -202,7 +218,7 @@ class Agent:
             transaction_ids=self.transaction_ids,
             timing=self.timing,
             unlock_supported=cfg.unlock_supported,
-            files=self._files(store),
+            files=self._files(),
             station_id=cfg.station.id,
             firmware_version=cfg.station.firmware_version,
         )
@@ -235,25 +251,16 @@ class Agent:
             raise
         self.boots += 1
         notify("READY=1")
-        loop = asyncio.get_running_loop()
-        shutdown_task = self._shutdown_waiter = loop.create_future()
-        if self._shutdown.is_set():
-            shutdown_task.set_result(None)
         assert station.reset_requested is not None
         reset_requested = station.reset_requested
         # The link runs in this task (one task per connection). A Reset or a shutdown starts the stop sequence in
         # a task of its own, only then: the link keeps serving (and reconnecting) while queued messages drain, and
         # the sequence ends by closing the link, which returns here.
-        stopping: list[asyncio.Task[ResetKind | None]] = []
-
-        def begin_stop(_: object = None) -> None:
-            if not stopping:
-                stopping.append(loop.create_task(self._stop_sequence(station, link), name="agent-stop"))
-
-        reset_requested.add_done_callback(begin_stop)
-        shutdown_task.add_done_callback(begin_stop)
-        if reset_requested.done() or shutdown_task.done():
-            begin_stop()
+        self._stop_task = None
+        self._serving = True
+        reset_requested.add_done_callback(self._begin_stop)
+        if reset_requested.done() or self._shutdown.is_set():
+            self._begin_stop()
         self.started.set()
         try:
             while not link.stopping:
@@ -271,19 +278,27 @@ class Agent:
                     # The link never ends by itself; if it crashed anyway, the charger keeps working and reconnects.
                     log.exception("CSMS link crashed; restarting it")
                     await link.pause(cfg.csms.reconnect_min_s)
-            return await stopping[0] if stopping else None
+            return await self._stop_task if self._stop_task is not None else None
         finally:
             self.started.clear()
-            self._shutdown_waiter = None
-            reset_requested.remove_done_callback(begin_stop)
-            shutdown_task.remove_done_callback(begin_stop)
-            shutdown_task.cancel()
-            for task in stopping:
-                task.cancel()
+            self._serving = False
+            reset_requested.remove_done_callback(self._begin_stop)
+            if self._stop_task is not None:
+                self._stop_task.cancel()
+                self._stop_task = None
             await link.close()
             await station.stop()
             await store.flush()  # the last commits, awaited off the event loop before the file is closed
             store.close()
+
+    def _begin_stop(self, _: object = None) -> None:
+        """A Reset was requested or shutdown() called: start the running station's stop sequence (once)."""
+        # A method, not a closure over the run's locals: those cells and the function were ~0.4 KB per charger.
+        station, link = self.station, self.link
+        if self._serving and self._stop_task is None and station is not None and link is not None:
+            self._stop_task = asyncio.get_running_loop().create_task(
+                self._stop_sequence(station, link), name="agent-stop"
+            )
 
     async def _stop_sequence(self, station: Station, link: Link) -> ResetKind | None:
         """After a Reset or a shutdown: end the transactions, let the queue drain, then close the link."""
@@ -308,6 +323,5 @@ class Agent:
     def shutdown(self) -> None:
         """Stop the agent: transactions end (reason Reboot), relays open."""
         self._shutdown.set()
-        waiter = self._shutdown_waiter
-        if waiter is not None and not waiter.done():
-            waiter.set_result(None)
+        if self._serving:
+            self._begin_stop()

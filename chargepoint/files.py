@@ -113,7 +113,6 @@ class FileTransfers:
         manufacturer_roots: Callable[[], list[str]] | None = None,
     ) -> None:
         self.config = config
-        self.directory = Path(config.directory)
         self.simulated = config.installer == "simulated" or (
             config.installer == "auto" and not config.install_command and simulated_hardware
         )
@@ -121,6 +120,13 @@ class FileTransfers:
         self._store_summary = store_summary
         self._installed_roots = manufacturer_roots or list
         self._attempts = itertools.count(1)
+
+    @property
+    def directory(self) -> Path:
+        """The work directory (downloads, archives)."""
+        # Built when used, not kept: a Path per charger (its parsed parts, interned) is ~0.25 KB a fleet pays for
+        # a directory that a charger touches only during a firmware or diagnostics job.
+        return Path(self.config.directory)
 
     # helpers
     async def _io(self, fn: Callable[..., Any], *args: Any) -> Any:

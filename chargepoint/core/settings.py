@@ -269,7 +269,7 @@ class Settings:
         self,
         stored: dict[str, str] | None = None,
         overrides: dict[str, Any] | None = None,
-        on_change: Callable[[str, str], None] | None = None,
+        on_change: Callable[[str, str], object] | None = None,
     ) -> None:
         self._base = _base(overrides)
         own: dict[str, Any] = {}

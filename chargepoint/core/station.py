@@ -13,7 +13,6 @@ from __future__ import annotations
 
 import asyncio
 import contextlib
-import functools
 from collections.abc import Callable
 from datetime import datetime
 from typing import Any
@@ -130,9 +129,9 @@ class Station:
         self.firmware: Firmware | None = None
         self.diagnostics: Diagnostics | None = None
         if files is not None:
-            # After an install; the next boot says FirmwareUpdate.
-            reboot = functools.partial(self.request_reset, ResetKind.SOFT, BootReason.FIRMWARE_UPDATE)
-            self.firmware = Firmware(ctx, files, configured_version=firmware_version, reboot=reboot)
+            self.firmware = Firmware(
+                ctx, files, configured_version=firmware_version, reboot=self.resets.restart_into_firmware
+            )
             self.diagnostics = Diagnostics(ctx, files, station_id=station_id)
             self.blocks += [self.firmware, self.diagnostics]
 

@@ -228,6 +228,7 @@ class OcppSession:
         "_log_budget",
         "_pending",
         "_response_timeout",
+        "_run_waiter",
         "_status_queue",
         "_status_sender",
         "_status_seq",
@@ -289,6 +290,9 @@ class OcppSession:
         self._last_status: dict[int, tuple[Any, ...]] = {}
         self._tasks: dict[asyncio.Task[Any], None] = {}  # kept by reference; a dict as a set is 150 B smaller
         self._closed = Flag()
+        # What run() waits on until the connection ends: a bare future, not Flag.wait() (a coroutine frame and a
+        # waiter list held for the session's life, ~0.3 KB per charger in a fleet).
+        self._run_waiter: asyncio.Future[None] | None = None
         self._heartbeat_duty: Duty[None] | None = None
         self._heartbeat_listener: Callable[[str], None] | None = None
         self._answered: str | None = None  # the uniqueId of the last CALLRESULT/CALLERROR sent
@@ -351,9 +355,15 @@ class OcppSession:
 
     def connection_ended(self) -> None:
         """The connection is gone: what waits for an answer fails, and ``run()`` returns."""
-        self._closed.set()
+        self._set_closed()
         if self._pending is not None and not self._pending[2].done():
             self._pending[2].set_exception(CsmsUnavailable("connection closed"))
+
+    def _set_closed(self) -> None:
+        self._closed.set()
+        waiter = self._run_waiter
+        if waiter is not None and not waiter.done():
+            waiter.set_result(None)
 
     def redact(self, frame: str) -> str:
         """A received frame as the frame log may show it (a version hides the secrets its own messages carry)."""
@@ -371,7 +381,7 @@ class OcppSession:
         try:
             await self._connection.send(message)
         except ConnectionClosed as exc:
-            self._closed.set()  # the receive loop may not have noticed yet
+            self._set_closed()  # the receive loop may not have noticed yet
             raise CsmsUnavailable("connection closed") from exc
         self.link.touch()
         return True
@@ -715,8 +725,11 @@ class OcppSession:
             self._statuses_open = True
             self._wake_status_sender()
             outbox.start(self, self._spawn)
-            await self._closed.wait()
+            waiter = self._run_waiter = asyncio.get_running_loop().create_future()
+            if not self._closed.is_set():
+                await waiter
         finally:
+            self._run_waiter = None
             outbox.stop(self)
             self._stop_heartbeat()
             self._statuses_open = False
@@ -753,6 +766,8 @@ class OcppSession:
 
     def _task_done(self, task: asyncio.Task[Any]) -> None:
         self._tasks.pop(task, None)
+        if not self._tasks:
+            self._tasks = {}  # a dict keeps its grown table once emptied (~0.1 KB per idle charger); {} has none
         if task.cancelled():
             return
         exc = task.exception()
@@ -874,14 +889,15 @@ class OcppSession:
         duty: Duty[None] = Duty(
             self.link.scheduler, self._heartbeat_plan, self._heartbeat_work, self._spawn, "heartbeat"
         )
-
-        def on_setting(name: str) -> None:
-            if name == "heartbeat_interval_s":
-                duty.reschedule()
-
-        self.settings.listeners.append(on_setting)
-        self._heartbeat_duty, self._heartbeat_listener = duty, on_setting
+        # The listener is a bound method (kept to be removed: bound methods compare equal, not identical).
+        listener = self._heartbeat_setting_changed
+        self.settings.listeners.append(listener)
+        self._heartbeat_duty, self._heartbeat_listener = duty, listener
         duty.start()
+
+    def _heartbeat_setting_changed(self, name: str) -> None:
+        if name == "heartbeat_interval_s" and self._heartbeat_duty is not None:
+            self._heartbeat_duty.reschedule()
 
     def _stop_heartbeat(self) -> None:
         if self._heartbeat_duty is not None:

@@ -25,6 +25,7 @@ import logging
 import random
 import ssl as ssl_module
 from collections import deque
+from collections.abc import Sequence
 from typing import Protocol, cast
 
 from websockets.client import ClientProtocol
@@ -414,7 +415,7 @@ async def open_connection(
     url: str,
     scheduler: Scheduler,
     *,
-    subprotocols: list[str],
+    subprotocols: Sequence[str],
     headers: dict[str, str],
     ssl: ssl_module.SSLContext | None,
     max_size: int | None,

@@ -83,9 +83,9 @@ async def test_a_link_cancelled_unexpectedly_is_restarted(cs: CentralSystem, sta
     a = await start_agent()
     link = a.agent.link
     assert link is not None and link.session is not None
-    waiters = link.session._closed._waiters  # type: ignore[attr-defined]
-    assert waiters, "the session does not wait for its connection's end"
-    waiters[0].cancel()
+    waiter = link.session._run_waiter  # type: ignore[attr-defined]
+    assert waiter is not None and not waiter.done(), "the session does not wait for its connection's end"
+    waiter.cancel()
     await until(lambda: link.connections == 2 and link.online, 5, "the link was not run again")
     assert not a.task.done()
     await cs.wait_connected("CP-1")

@@ -201,7 +201,6 @@ class StationContext:
         "clock",
         "connectors",
         "csms",
-        "evses",
         "last_reading",
         "listeners",
         "locks",
@@ -238,14 +237,12 @@ class StationContext:
         self.timing = timing
         self.csms: CsmsPort = OfflineCsms()
         # Every security event of the station, whichever block or link raises it, goes through this one bound.
-        self.security_events = SecurityEvents(store, clock, lambda: self.csms.outbox_changed())
+        self.security_events = SecurityEvents(store, clock, self.outbox_changed)
         self.connectors: dict[int, Connector] = {}
         for cid in sorted(ports):
             conn = Connector(cid, operative=store.get(f"operative.{cid}", "1") == "1")
             conn.on_state_change = self.state_changed
             self.connectors[cid] = conn
-        # Today every connector is its own EVSE (the only layout OCPP 1.6 can describe).
-        self.evses: dict[int, Evse] = one_connector_per_evse(self.connectors)
         self.station_operative = store.get("operative.0", "1") == "1"
         self.last_reading: dict[int, MeterReading] = {}
         # One lock per connector serializes its session changes; opening a relay never takes it.
@@ -262,6 +259,18 @@ class StationContext:
         # Running background tasks, kept by reference: a dict used as a set (an empty set is 216 B, a dict 64 B).
         self.tasks: dict[asyncio.Task[Any], None] = {}
         self.listeners: list[Callable[[int], None]] = []
+
+    @property
+    def evses(self) -> dict[int, Evse]:
+        """The EVSEs by id. Today every connector is its own EVSE (the only layout OCPP 1.6 can describe)."""
+        # Derived when asked (a 2.0.1 session at connect, a command naming an EVSE), not kept: an Evse and its
+        # connector map per connector are ~0.5 KB per charger in a fleet.
+        return one_connector_per_evse(self.connectors)
+
+    def outbox_changed(self) -> None:
+        """Something was queued in the outbox: wake the sender of the link attached now (if any)."""
+        # A bound method where blocks need this as a callback: a lambda each would cost ~0.2 KB per charger.
+        self.csms.outbox_changed()
 
     @property
     def scheduler(self) -> Scheduler:
@@ -308,6 +317,8 @@ class StationContext:
 
     def _task_done(self, task: asyncio.Task[Any]) -> None:
         self.tasks.pop(task, None)
+        if not self.tasks:
+            self.tasks = {}  # a dict keeps its grown table once emptied (~0.1 KB per idle charger); {} has none
         log_crash(task)
 
     def alive(self) -> bool:

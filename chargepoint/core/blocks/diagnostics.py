@@ -19,6 +19,11 @@ from chargepoint.ports import FilePort
 log = logging.getLogger(__name__)
 
 
+def _status_event(job: UploadJob, state: UploadStatus) -> UploadStatusChanged:
+    """The outbox event telling an upload's new state (a module function: a lambda per station costs memory)."""
+    return UploadStatusChanged(job.kind, state, job.request_id)
+
+
 class Diagnostics(FunctionalBlock):
     """Builds and uploads diagnostics archives and logs, one at a time."""
 
@@ -34,8 +39,8 @@ class Diagnostics(FunctionalBlock):
             transitions=TRANSITIONS,
             final=FINAL,
             decode=UploadJob.from_json,
-            event=lambda job, state: UploadStatusChanged(job.kind, state, job.request_id),
-            wake=lambda: ctx.csms.outbox_changed(),
+            event=_status_event,
+            wake=ctx.outbox_changed,
         )
 
     @property

@@ -31,6 +31,13 @@ from chargepoint.errors import InstallError, TransferError
 from chargepoint.ports import FilePort
 
 log = logging.getLogger(__name__)
+
+
+def _status_event(job: FirmwareJob, state: FirmwareStatus) -> FirmwareStatusChanged:
+    """The outbox event telling an update's new state (a module function: a lambda per station costs memory)."""
+    return FirmwareStatusChanged(state, job.request.request_id)
+
+
 HOLD = "firmware is being installed"  # why no session may start (the install ends in a reboot)
 
 
@@ -53,8 +60,8 @@ class Firmware(FunctionalBlock):
             transitions=TRANSITIONS,
             final=FINAL,
             decode=FirmwareJob.from_json,
-            event=lambda job, state: FirmwareStatusChanged(state, job.request.request_id),
-            wake=self._wake,
+            event=_status_event,
+            wake=ctx.outbox_changed,
         )
         ctx.listeners.append(self._connector_changed)
         self._connectors_changed: asyncio.Event | None = None  # made only while an install waits (fleets)
@@ -133,9 +140,6 @@ class Firmware(FunctionalBlock):
                 self.jobs.job = dataclasses.replace(job, attempts=0)
             log.info("resuming the firmware update (%s, %s attempts so far)", job.state.value, job.attempts)
             self.jobs.run(self._run)
-
-    def _wake(self) -> None:
-        self.ctx.csms.outbox_changed()
 
     def _busy(self) -> bool:
         """True while any connector has a transaction: installing waits (charging goes on)."""

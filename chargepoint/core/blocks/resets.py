@@ -9,6 +9,7 @@ from __future__ import annotations
 
 import asyncio
 import logging
+from collections.abc import Iterable
 
 from chargepoint.core.blocks.availability import Availability
 from chargepoint.core.blocks.context import FunctionalBlock, StationContext
@@ -27,6 +28,12 @@ STATION = 0
 # Available).
 EVSE_RESET_S = 1.0
 _STOP_REASON = {ResetKind.SOFT: StopReason.SOFT_RESET, ResetKind.HARD: StopReason.HARD_RESET}
+NO_TARGETS: frozenset[int] = frozenset()
+
+
+def _frozen(targets: Iterable[int]) -> frozenset[int]:
+    """``targets`` as a frozenset; the shared empty one when there are none."""
+    return frozenset(targets) or NO_TARGETS
 
 
 def _targets(text: str | None) -> set[int]:
@@ -50,12 +57,14 @@ class Resets(FunctionalBlock):
         self.requested: asyncio.Future[ResetKind] | None = None  # the agent restarts once it is done
         # Recovery ends the last run's transactions before ``start``: that does not make an EVSE idle for a reset.
         self._started = False
-        self.pending: set[int] = set()
+        # Frozen, replaced as a whole: the stations without a pending reset (nearly all) share one empty set (an
+        # empty set() is ~0.2 KB each).
+        self.pending: frozenset[int] = NO_TARGETS
         self.boot_reason = BootReason.POWER_UP
         try:
-            self.pending = {
+            self.pending = _frozen(
                 t for t in _targets(ctx.store.get(PENDING_KEY)) if t == STATION or t in ctx.connectors
-            }
+            )
             self.boot_reason = BootReason(ctx.store.get(BOOT_REASON_KEY) or BootReason.POWER_UP.value)
         except (StorageError, ValueError):
             log.exception("cannot read the pending resets and the boot reason")
@@ -99,6 +108,11 @@ class Resets(FunctionalBlock):
         elif result is ResetResult.ACCEPTED:
             self._carry_out(kind, target, BootReason.REMOTE_RESET)
         return result
+
+    def restart_into_firmware(self) -> None:
+        """After a firmware install: a soft restart whose next boot says FirmwareUpdate (a bound method for the
+        firmware block, not a partial per station)."""
+        self.request_restart(ResetKind.SOFT, BootReason.FIRMWARE_UPDATE)
 
     def request_restart(self, kind: ResetKind, reason: BootReason) -> None:
         """Restart the agent, the next boot telling ``reason``."""
@@ -148,8 +162,9 @@ class Resets(FunctionalBlock):
         for target in sorted(done, reverse=True):  # the connectors before the station
             self._carry_out(ResetKind.SOFT, target, BootReason.SCHEDULED_RESET)
 
-    def _persist(self, pending: set[int]) -> None:
-        self.pending = pending
+    def _persist(self, pending: Iterable[int]) -> None:
+        self.pending = _frozen(pending)
+        pending = self.pending
         self._put(PENDING_KEY, ",".join(str(t) for t in sorted(pending)))
 
     def _put(self, key: str, value: str) -> None:

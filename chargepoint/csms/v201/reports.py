@@ -70,12 +70,6 @@ class StatusVariable:
     value: str
     data_type: str  # DataEnumType
 
-    @property
-    def key(self) -> tuple[str, int | None, int | None, str]:
-        """Where it is, for comparing successive snapshots."""
-        evse = self.component.get("evse", {})
-        return self.component["name"], evse.get("id"), evse.get("connectorId"), self.name
-
 
 def _flag(value: bool) -> str:
     return "true" if value else "false"
@@ -107,9 +101,10 @@ class Reports(V201Base):
 
     def __init__(self, *args: Any, **kwargs: Any) -> None:
         super().__init__(*args, **kwargs)
-        # The availability variables as last told (a change is an event); what the station is at connect is the
-        # baseline: StatusNotification at boot tells it.
-        self._told_status = {v.key: v.value for v in self.status_variables()}
+        # The availability variables' values as last told (a change is an event), in the order of
+        # status_variables() (fixed by the station's layout); what the station is at connect is the baseline:
+        # StatusNotification at boot tells it. A tuple of shared strings, not a dict of keys (~1 KB per charger).
+        self._told_status = tuple(v.value for v in self.status_variables())
         self._event_id = 0
         self._event_task: asyncio.Task[Any] | None = None
 
@@ -377,13 +372,20 @@ class Reports(V201Base):
     async def _send_events(self) -> None:
         """NotifyEvent (trigger Delta, HardWiredNotification) for each availability variable that changed since
         it was last told, until nothing is left to tell."""
+        try:
+            await self._tell_events()
+        finally:
+            self._event_task = None  # not kept once done (a finished task is ~0.3 KB per charger)
+
+    async def _tell_events(self) -> None:
         while True:
             await asyncio.sleep(0)  # let the change that woke this settle (one state change moves several)
             if self.boot_status != "Accepted":
                 return  # before the boot is accepted only BootNotification may go; StatusNotification follows
-            changed = [v for v in self.status_variables() if self._told_status.get(v.key) != v.value]
-            for variable in changed:
-                self._told_status[variable.key] = variable.value
+            now_status = self.status_variables()
+            before = self._told_status
+            changed = [v for i, v in enumerate(now_status) if i >= len(before) or before[i] != v.value]
+            self._told_status = tuple(v.value for v in now_status)
             # Problems and the loss or return of availability (Faulted, Unavailable); a connector going Occupied
             # and back with each session is StatusNotification's alone (an event each would double the traffic).
             told = {
