@@ -9,7 +9,7 @@ from typing import Any, ClassVar, Literal
 
 from ocpp.exceptions import NotImplementedError as SchemaMissingError
 from ocpp.exceptions import OCPPError
-from ocpp.messages import Call, _validate_payload
+from ocpp.messages import Call
 
 from backend_stub.domain.commands import (
     AvailabilityKind,
@@ -27,6 +27,7 @@ from backend_stub.domain.commands import (
     VariableResult,
 )
 from backend_stub.errors import CommandFailed, InvalidCommand, NotConnected
+from backend_stub.ocpp.schemas import validate
 from backend_stub.ocpp.server import CallErrorReply, CentralSystem, OcppVersion
 from backend_stub.store import DeviceVariable
 
@@ -130,7 +131,7 @@ class OcppCommands:
             return
         # Validated on a copy: the validator may rewrite floats as Decimals in place.
         try:
-            _validate_payload(Call(str(uuid.uuid4()), action, copy.deepcopy(payload)), version)
+            validate(Call(str(uuid.uuid4()), action, copy.deepcopy(payload)), version)
         except SchemaMissingError:
             raise InvalidCommand(f"no OCPP {version} schema for {action}", unknown=True) from None
         except OCPPError as exc:
