@@ -51,8 +51,8 @@ async def run_all(
 
     Once ``stop`` completes (what the test drives is done), the processes still running get SIGINT: Locust then
     quits as at the end of its -t (quitting handlers, reports, exit code), so a scripted run need not sit out
-    a -t sized for a loaded machine. (Not SIGTERM: Locust 2.47 registers a gevent handler for it, yet here the
-    signal's default action kills the process before any report is written.)"""
+    a -t sized for a loaded machine. (SIGINT, Locust's KeyboardInterrupt path, also works where the locustfile's
+    own SIGTERM handling is not in place, e.g. older checkouts.)"""
     procs = []
     for command in commands:
         # A local log file, opened once per process: not worth a thread.
