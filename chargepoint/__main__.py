@@ -9,15 +9,28 @@ import json
 import logging
 import signal
 import sys
-from importlib.metadata import version
+from typing import Any
 
 from chargepoint import config as config_mod
 from chargepoint.errors import ChargePointError, ConfigError, HardwareError, StorageError
 
 
+class _VersionAction(argparse.Action):
+    """``--version``: reads the installed version only when asked (importlib.metadata costs every `ctl` call
+    ~20 ms of start-up otherwise)."""
+
+    def __call__(
+        self, parser: argparse.ArgumentParser, ns: argparse.Namespace, values: Any, option: str | None = None
+    ) -> None:
+        from importlib.metadata import version
+
+        print(f"{parser.prog} {version('opencharge-stack')}")
+        parser.exit()
+
+
 def _parser() -> argparse.ArgumentParser:
     parser = argparse.ArgumentParser(prog="python -m chargepoint", description=__doc__)
-    parser.add_argument("--version", action="version", version=f"%(prog)s {version('opencharge-stack')}")
+    parser.add_argument("--version", action=_VersionAction, nargs=0, help="show the version and exit")
     sub = parser.add_subparsers(dest="command", required=True)
     run = sub.add_parser("run", help="run the agent")
     run.add_argument("--config", required=True, help="station TOML file")

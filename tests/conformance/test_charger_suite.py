@@ -114,33 +114,14 @@ async def test_the_agent_passes_the_charger_suite_with_its_ctl_profile(
     assert all(verdicts[c] == "passed" for c in [*security, "TC_079_CS", "TC_080_CS", "TC_081_CS"])
     assert code == 0
     assert "TC_003_CS Regular Charging Session - Plugin First" in junit.read_text()
-
-
-@pytest.mark.slow
-async def test_the_agent_passes_the_power_cut_and_offline_cases(
-    agent: tuple[int, Path], tmp_path: Path
-) -> None:
-    port, config = agent
-    out = tmp_path / "r.json"
-    code, report = await run_cli(
-        charger_args(
-            port,
-            config,
-            "--cases",
-            "TC_032_*,TC_034_CS,TC_036_CS,TC_037_1_CS,TC_038_CS,TC_039_CS",
-            "--json",
-            str(out),
-        )
-    )
-    assert report is not None
-    verdicts = {r.id: (str(r.verdict), r.reason) for r in report.results}
+    # The power cut and offline cases (the whole suite runs them; a second agent run just for them cost CI half a
+    # minute) pass without a reason, and the power cut really killed and restarted the agent: TC_034's trace holds
+    # the kill and one BootNotification of the restarted process.
+    reasons = {r.id: (str(r.verdict), r.reason) for r in report.results}
+    power_and_offline = ["TC_032_2_CS", "TC_034_CS", "TC_036_CS", "TC_037_1_CS", "TC_038_CS", "TC_039_CS"]
+    assert {c: reasons[c] for c in power_and_offline} == dict.fromkeys(power_and_offline, ("passed", ""))
     # No back-up power: the agent cannot stop transactions before going down (OCTT TC_032_1 prerequisite).
-    assert verdicts.pop("TC_032_1_CS")[0] == "not_applicable"
-    assert verdicts == dict.fromkeys(
-        ["TC_032_2_CS", "TC_034_CS", "TC_036_CS", "TC_037_1_CS", "TC_038_CS", "TC_039_CS"], ("passed", "")
-    )
-    assert code == 0
-    # The power cut really killed and restarted the agent: two boots in TC_034's trace.
+    assert reasons["TC_032_1_CS"][0] == "not_applicable"
     tc034 = next(r for r in report.results if r.id == "TC_034_CS")
     assert sum('"BootNotification"' in t.text for t in tc034.trace if t.direction == "received") == 1
     assert any(t.text.startswith("power cut: killed pid") for t in tc034.trace)
@@ -428,13 +409,17 @@ class QueueingActuator(Actuator):
 
 
 @pytest.mark.parametrize(
-    ("flaw", "reason"),
+    ("flaw", "reason", "timeout_scale"),
     [
-        ("send_time", "queued messages must state when the events happened"),
-        ("duplicate", "was delivered twice"),
+        # Full time: the case's offline period must outlast the gap that tells event time from send time.
+        ("send_time", "queued messages must state when the events happened", 1.0),
+        # The duplicate is there at once; the case's waits for what never comes can be short.
+        ("duplicate", "was delivered twice", 0.3),
     ],
 )
-async def test_a_charger_that_flushes_its_offline_queue_wrongly_fails_tc_039(flaw: str, reason: str) -> None:
+async def test_a_charger_that_flushes_its_offline_queue_wrongly_fails_tc_039(
+    flaw: str, reason: str, timeout_scale: float
+) -> None:
     port = free_port()
     charger = QueueingCharger(port, flaw)
     setup = ChargerSetup(
@@ -444,7 +429,7 @@ async def test_a_charger_that_flushes_its_offline_queue_wrongly_fails_tc_039(fla
     report = Report("charger", "1.6", f"127.0.0.1:{port}")
     task = asyncio.create_task(charger.run())
     try:
-        await run_charger_suite(setup, cases, report, quiet=True)
+        await run_charger_suite(setup, cases, report, quiet=True, timeout_scale=timeout_scale)
     finally:
         task.cancel()
         await asyncio.gather(task, return_exceptions=True)
@@ -475,7 +460,7 @@ async def test_a_charger_ignoring_an_invalid_id_after_an_offline_start_fails_tc_
     report = Report("charger", "1.6", f"127.0.0.1:{port}")
     task = asyncio.create_task(charger.run())
     try:
-        await run_charger_suite(setup, cases, report, quiet=True)
+        await run_charger_suite(setup, cases, report, quiet=True, timeout_scale=0.3)
     finally:
         task.cancel()
         await asyncio.gather(task, return_exceptions=True)

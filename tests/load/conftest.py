@@ -6,9 +6,10 @@ import asyncio
 import contextlib
 import csv
 import json
+import signal
 import socket
 import sys
-from collections.abc import AsyncIterator, Sequence
+from collections.abc import AsyncIterator, Awaitable, Sequence
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
@@ -43,8 +44,15 @@ def locust_command(*args: str) -> list[str]:
     return [sys.executable, "-m", "locust", "-f", str(LOCUSTFILE), *args]
 
 
-async def run_all(commands: Sequence[list[str]], cwd: Path, timeout_s: float) -> list[tuple[int, str]]:
-    """Run processes side by side until each exits (each is bounded by its own -t); kill them past the limit."""
+async def run_all(
+    commands: Sequence[list[str]], cwd: Path, timeout_s: float, stop: Awaitable[object] | None = None
+) -> list[tuple[int, str]]:
+    """Run processes side by side until each exits (each is bounded by its own -t); kill them past the limit.
+
+    Once ``stop`` completes (what the test drives is done), the processes still running get SIGINT: Locust then
+    quits as at the end of its -t (quitting handlers, reports, exit code), so a scripted run need not sit out
+    a -t sized for a loaded machine. (SIGINT, Locust's KeyboardInterrupt path, also works where the locustfile's
+    own SIGTERM handling is not in place, e.g. older checkouts.)"""
     procs = []
     for command in commands:
         # A local log file, opened once per process: not worth a thread.
@@ -55,7 +63,19 @@ async def run_all(commands: Sequence[list[str]], cwd: Path, timeout_s: float) ->
         procs.append((proc, log, cwd / f"proc{len(procs)}.log"))
     try:
         async with asyncio.timeout(timeout_s):
-            await asyncio.gather(*(p.wait() for p, _, _ in procs))
+            exited = asyncio.gather(*(p.wait() for p, _, _ in procs))
+            if stop is not None:
+                stopped = asyncio.ensure_future(stop)
+                try:
+                    await asyncio.wait({exited, stopped}, return_when=asyncio.FIRST_COMPLETED)
+                finally:
+                    stopped.cancel()
+                if stopped.done() and not stopped.cancelled():
+                    stopped.result()  # a failed stop condition is the test's failure
+                    for proc, _, _ in procs:
+                        if proc.returncode is None:
+                            proc.send_signal(signal.SIGINT)
+            await exited
     finally:
         for proc, log, _ in procs:
             if proc.returncode is None:
