@@ -28,7 +28,7 @@ import ocpp.exceptions
 import ocpp.messages
 from ocpp.charge_point import camel_to_snake_case, remove_nones, serialize_as_dict, snake_to_camel_case
 from ocpp.exceptions import OCPPError
-from ocpp.messages import Call, CallError, CallResult, MessageType
+from ocpp.messages import Call, CallError, CallResult, MessageType, validate_payload
 from ocpp.routing import create_route_map
 
 from chargepoint.core.events import OutboxMessage
@@ -37,6 +37,7 @@ from chargepoint.core.scheduler import Duty, Flag, Mutex
 from chargepoint.core.security import SecurityEventType
 from chargepoint.core.settings import SPECS
 from chargepoint.csms.outbox import Delivered, MalformedAnswer
+from chargepoint.csms.schemas import surely_valid
 from chargepoint.csms.times import parse_time
 from chargepoint.errors import ChargePointError, CsmsRejected, CsmsUnavailable
 
@@ -45,6 +46,15 @@ if TYPE_CHECKING:
 
 # Validate on the event loop thread: the thread-pool round trip costs more than the validation (DESIGN.md).
 ocpp.messages.ASYNC_VALIDATION = False
+
+
+async def _validated(message: Call | CallResult, version: str) -> None:
+    """Raise the ``ocpp`` package's OCPPError if ``message``'s payload breaks its schema (its public
+    ``validate_payload``, same verdicts and texts); a payload the compiled check finds valid skips the package's
+    jsonschema walk, ~10-25x the CPU (``chargepoint.csms.schemas``)."""
+    if not surely_valid(message.message_type_id, message.action, message.payload, version):
+        await validate_payload(message, version)
+
 
 log = logging.getLogger(__name__)
 frames = logging.getLogger("chargepoint.frames")
@@ -587,7 +597,7 @@ class OcppSession:
             raise ocpp.exceptions.NotSupportedError(details={"cause": f"{msg.action} is not supported"})
         validate = not handlers.get("_skip_schema_validation", False)
         if validate:
-            ocpp.messages._validate_payload(msg, self._ocpp_version)
+            await _validated(msg, self._ocpp_version)
         arguments = camel_to_snake_case(msg.payload)
         try:
             response = on_action(**arguments)
@@ -599,7 +609,7 @@ class OcppSession:
             return
         result = msg.create_call_result(snake_to_camel_case(remove_nones(serialize_as_dict(response))))
         if validate:
-            ocpp.messages._validate_payload(result, self._ocpp_version)
+            await _validated(result, self._ocpp_version)
         await self._send(result.to_json())
         after_action = handlers.get("_after_action")
         if after_action is not None:
@@ -633,7 +643,7 @@ class OcppSession:
         Raises CsmsRejected for a CallError or an invalid answer, CsmsUnavailable on timeout or a closed link.
         """
         call = Call(self._unique_id_generator(), action, payload)
-        ocpp.messages._validate_payload(call, self._ocpp_version)
+        await _validated(call, self._ocpp_version)
         timeout = timeout_s if timeout_s is not None else self._response_timeout
         loop = asyncio.get_running_loop()
         observer = self.link.call_observer
@@ -670,7 +680,7 @@ class OcppSession:
             raise CsmsRejected(answer.error_code, answer.error_description)
         answer.action = action
         try:
-            ocpp.messages._validate_payload(answer, self._ocpp_version)
+            await _validated(answer, self._ocpp_version)
         except OCPPError as exc:
             raise MalformedAnswer(
                 self._spelled("FormatViolation"),

@@ -1,4 +1,4 @@
-"""The compiled schema checks (backend_stub.ocpp.schemas) judge exactly like the `ocpp` package's validator.
+"""The compiled schema checks (chargepoint.csms.schemas) judge exactly like the `ocpp` package's validator.
 
 Differential: for every OCPP 1.6 and 2.0.1 schema the package ships, a minimal and a full valid payload are built
 from the schema, then mutated at every position (each JSON type in place of the value, bounds crossed, a property
@@ -18,7 +18,7 @@ import ocpp.messages
 import pytest
 from jsonschema import Draft4Validator
 
-from backend_stub.ocpp.schemas import CALL, CALLRESULT, compile_schema, fast_check, surely_valid
+from chargepoint.csms.schemas import CALL, CALLRESULT, compile_schema, fast_check, surely_valid
 
 SCHEMAS = Path(ocpp.messages.__file__).parent
 FILES = sorted((SCHEMAS / "v16" / "schemas").glob("*.json")) + sorted(

@@ -1,0 +1,142 @@
+"""Where a fleet charger's CPU goes: CPU per CALL of the fleet process, then a cProfile of it.
+
+Runs the benchmark scenario (one connector each, 20 % charging, MeterValues every 10 s, Heartbeat every
+``--heartbeat-s``) against the bundled central system in test mode (a separate process, not measured), waits
+for the fleet to settle, then
+
+1. measures a window without the profiler: the fleet process's CPU time (every thread, ``time.process_time``)
+   over the CALLs answered in it: **CPU per CALL**;
+2. profiles a second window with cProfile and prints the top entries by cumulative and by own time, each also
+   in microseconds per CALL of that window (the profiler inflates them; read them as shares).
+
+    .venv/bin/python benchmarks/cpu_profile.py --count 2000
+    .venv/bin/python benchmarks/cpu_profile.py --count 2000 --version 2.0.1
+    .venv/bin/python benchmarks/cpu_profile.py --count 2000 --heartbeat-s 10 --dump /tmp/fleet.prof
+"""
+
+from __future__ import annotations
+
+import argparse
+import asyncio
+import cProfile
+import gc
+import io
+import logging
+import os
+import pstats
+import sys
+import time
+from dataclasses import replace
+from pathlib import Path
+
+sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
+
+from simulator.fleet import CsmsProcess, Fleet, raise_fd_limit
+from simulator.scenario import load
+
+ROOT = Path(__file__).resolve().parents[1]
+SCENARIO = ROOT / "simulator" / "scenarios" / "benchmark.toml"
+
+
+def _calls(fleet: Fleet) -> int:
+    return sum(fleet.metrics.calls.values())
+
+
+async def _window(fleet: Fleet, seconds: float) -> tuple[float, float, int, dict[str, int]]:
+    """CPU seconds of this process (user+system, and system alone) and CALLs answered over ``seconds``."""
+    before = dict(fleet.metrics.calls)
+    calls0, t0 = _calls(fleet), os.times()
+    await asyncio.sleep(seconds)
+    t1, calls = os.times(), _calls(fleet) - calls0
+    user, system = t1.user - t0.user, t1.system - t0.system
+    by_action = {a: n - before.get(a, 0) for a, n in fleet.metrics.calls.items() if n - before.get(a, 0)}
+    return user + system, system, calls, by_action
+
+
+def _print_stats(profile: cProfile.Profile, sort: str, top: int, calls: int) -> None:
+    out = io.StringIO()
+    stats = pstats.Stats(profile, stream=out)
+    stats.strip_dirs().sort_stats(sort).print_stats(top)
+    print(f"\n--- top {top} by {sort} (tottime/cumtime in s over the profiled window; per CALL below) ---")
+    print(out.getvalue().split("\n", 4)[-1].rstrip())
+    print(f"\n  {'us/CALL':>8} {sort} of")
+    rows = sorted(
+        stats.stats.items(),  # type: ignore[attr-defined]
+        key=lambda kv: kv[1][3] if sort == "cumulative" else kv[1][2],
+        reverse=True,
+    )
+    for (filename, line, name), (_cc, _nc, tt, ct, _callers) in rows[:top]:
+        value = ct if sort == "cumulative" else tt
+        print(f"  {value / max(calls, 1) * 1e6:8.1f} {Path(filename).name}:{line}({name})")
+
+
+async def probe(args: argparse.Namespace) -> None:
+    raise_fd_limit()
+    base = load(SCENARIO).with_overrides(count=args.count)
+    scenario = replace(base, fleet=replace(base.fleet, ocpp_version=args.version))
+    csms = CsmsProcess(None, heartbeat_interval_s=args.heartbeat_s)
+    url = await csms.start()
+    scenario = scenario.with_overrides(csms_url=url, count=args.count)
+    fleet = Fleet(scenario, work_dir=Path(args.work_dir))
+    try:
+        await fleet.start()
+        charging = [c for c in fleet.chargers.values() if c.index % 5 == 0]
+        for n, charger in enumerate(charging):
+            fleet.plug(charger.id, 1, soc=0.1)
+            fleet.swipe(charger.id, f"BENCH-{n:05d}", 1)
+            await asyncio.sleep(2.0 / len(charging))
+        runner = asyncio.create_task(fleet.run(duration_s=3600))
+        await asyncio.sleep(args.settle)
+        gc.collect()
+        cpu, system, calls, by_action = await _window(fleet, args.window)
+        per_call = cpu / max(calls, 1) * 1e3
+        print(
+            f"{args.version}: {args.count} chargers, {args.window:g} s window, {calls} CALLs "
+            f"({calls / args.window:.1f}/s: {by_action}), fleet process CPU {cpu:.2f} s "
+            f"({cpu / args.window * 100:.1f} % of a core): **{per_call:.3f} ms per CALL** "
+            f"(of which system {system / max(calls, 1) * 1e3:.3f} ms)"
+        )
+        if args.profile_window > 0:
+            # CPU time of this thread, not wall clock: a syscall that waits or a descheduled turn is not cost.
+            profile = cProfile.Profile(time.thread_time) if args.cpu_timer else cProfile.Profile()
+            profile.enable()
+            pcpu, _system, pcalls, _ = await _window(fleet, args.profile_window)
+            profile.disable()
+            print(
+                f"profiled window: {args.profile_window:g} s, {pcalls} CALLs, {pcpu / max(pcalls, 1) * 1e3:.3f} ms "
+                "per CALL under the profiler"
+            )
+            if args.dump:
+                profile.dump_stats(args.dump)
+            _print_stats(profile, "cumulative", args.top, pcalls)
+            _print_stats(profile, "tottime", args.top, pcalls)
+        sys.stdout.flush()
+        runner.cancel()
+    finally:
+        await csms.kill()  # the numbers are out: no clean shutdown of the fleet needed
+    os._exit(0)
+
+
+def main() -> None:
+    parser = argparse.ArgumentParser(
+        description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter
+    )
+    parser.add_argument("--count", type=int, default=2000)
+    parser.add_argument("--version", choices=("1.6", "2.0.1"), default="1.6")
+    parser.add_argument("--heartbeat-s", type=int, default=60, help="the central system's HeartbeatInterval")
+    parser.add_argument("--settle", type=float, default=15.0, help="seconds run before the windows")
+    parser.add_argument("--window", type=float, default=30.0, help="seconds measured without the profiler")
+    parser.add_argument("--profile-window", type=float, default=30.0, help="seconds profiled (0: none)")
+    parser.add_argument("--top", type=int, default=40)
+    parser.add_argument(
+        "--wall-timer", dest="cpu_timer", action="store_false", help="profile wall clock, not thread CPU time"
+    )
+    parser.add_argument("--dump", help="also write the profile (pstats) to this file")
+    parser.add_argument("--work-dir", default="/tmp/fleet-cpu-profile")
+    args = parser.parse_args()
+    logging.basicConfig(level=logging.ERROR)
+    asyncio.run(probe(args))
+
+
+if __name__ == "__main__":
+    main()
