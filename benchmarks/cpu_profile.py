@@ -42,15 +42,71 @@ def _calls(fleet: Fleet) -> int:
     return sum(fleet.metrics.calls.values())
 
 
-async def _window(fleet: Fleet, seconds: float) -> tuple[float, float, int, dict[str, int]]:
-    """CPU seconds of this process (user+system, and system alone) and CALLs answered over ``seconds``."""
+async def _window(fleet: Fleet, seconds: float) -> tuple[float, float, float, int, dict[str, int]]:
+    """CPU seconds of this process (user+system), its system share and its event loop's thread (the rest is the
+    store's writer thread and executors), and the CALLs answered over ``seconds``."""
     before = dict(fleet.metrics.calls)
-    calls0, t0 = _calls(fleet), os.times()
+    calls0, t0, main0 = _calls(fleet), os.times(), time.thread_time()
     await asyncio.sleep(seconds)
-    t1, calls = os.times(), _calls(fleet) - calls0
+    t1, main, calls = os.times(), time.thread_time() - main0, _calls(fleet) - calls0
     user, system = t1.user - t0.user, t1.system - t0.system
     by_action = {a: n - before.get(a, 0) for a, n in fleet.metrics.calls.items() if n - before.get(a, 0)}
-    return user + system, system, calls, by_action
+    return user + system, system, main, calls, by_action
+
+
+# Where a function's own time goes, by the file it is in (first match wins): the breakdown of a CALL's CPU.
+GROUPS: tuple[tuple[str, str], ...] = (
+    ("jsonschema", "schema validation (jsonschema, the ocpp package's validator)"),
+    ("fastjsonschema", "schema validation (compiled checks)"),
+    ("<string>", "schema validation (compiled checks)"),
+    ("/chargepoint/csms/schemas.py", "schema validation (compiled checks)"),
+    ("/ocpp/messages.py", "ocpp package messages (Call, to_json, validate_payload)"),
+    ("/ocpp/", "ocpp package (other)"),
+    ("/chargepoint/csms/rpc.py", "session: request, routing, heartbeat, statuses (rpc.py)"),
+    ("/chargepoint/csms/transport.py", "WebSocket client (transport.py)"),
+    ("/websockets/", "websockets framing (sans-I/O protocol)"),
+    ("/chargepoint/csms/link.py", "link (link.py)"),
+    ("/chargepoint/csms/outbox.py", "outbox sender (outbox.py)"),
+    ("/chargepoint/csms/v16/", "1.6 adapter (message building)"),
+    ("/chargepoint/csms/v201/", "2.0.1 adapter (message building)"),
+    ("/chargepoint/csms/", "csms (other)"),
+    ("/chargepoint/store.py", "store (SQLite, event loop side)"),
+    ("sqlite3", "store (SQLite, event loop side)"),
+    ("/chargepoint/core/scheduler.py", "core scheduler (duties, timers)"),
+    ("/chargepoint/core/", "core (metering, sessions, ...)"),
+    ("/hardware/", "simulated hardware twins"),
+    ("/simulator/", "fleet harness (simulator/)"),
+    ("/asyncio/", "asyncio event loop (tasks, futures, handles, selector)"),
+    ("/json/", "json encode/decode"),
+    ("_json", "json encode/decode"),
+    ("/logging/", "logging"),
+    ("epoll", "asyncio event loop (tasks, futures, handles, selector)"),
+    ("_socket", "socket syscalls"),
+)
+
+
+def _group_of(filename: str, name: str) -> str:
+    where = f"{filename}:{name}"
+    for needle, group in GROUPS:
+        if needle in where:
+            return group
+    return "other (builtins, contextvars, heapq, ...)"
+
+
+def _print_groups(profile: cProfile.Profile, main_per_call_us: float) -> None:
+    """Own time by group, as shares of the profile and scaled to the unprofiled main-thread CPU per CALL."""
+    stats = pstats.Stats(profile)
+    own: dict[str, float] = {}
+    for (filename, _line, name), (_cc, _nc, tt, _ct, _callers) in stats.stats.items():  # type: ignore[attr-defined]
+        group = _group_of(filename, name)
+        own[group] = own.get(group, 0.0) + tt
+    total = sum(own.values()) or 1.0
+    print(
+        f"\n--- own time by group (share of the profile; x {main_per_call_us:.0f} us of event-loop CPU per CALL) ---"
+    )
+    for group, seconds in sorted(own.items(), key=lambda kv: -kv[1]):
+        share = seconds / total
+        print(f"  {share * 100:5.1f} %  {share * main_per_call_us:6.0f} us/CALL  {group}")
 
 
 def _print_stats(profile: cProfile.Profile, sort: str, top: int, calls: int) -> None:
@@ -88,19 +144,20 @@ async def probe(args: argparse.Namespace) -> None:
         runner = asyncio.create_task(fleet.run(duration_s=3600))
         await asyncio.sleep(args.settle)
         gc.collect()
-        cpu, system, calls, by_action = await _window(fleet, args.window)
+        cpu, system, main, calls, by_action = await _window(fleet, args.window)
         per_call = cpu / max(calls, 1) * 1e3
         print(
             f"{args.version}: {args.count} chargers, {args.window:g} s window, {calls} CALLs "
             f"({calls / args.window:.1f}/s: {by_action}), fleet process CPU {cpu:.2f} s "
             f"({cpu / args.window * 100:.1f} % of a core): **{per_call:.3f} ms per CALL** "
-            f"(of which system {system / max(calls, 1) * 1e3:.3f} ms)"
+            f"(of which system {system / max(calls, 1) * 1e3:.3f} ms; the event loop's thread "
+            f"{main / max(calls, 1) * 1e3:.3f} ms, other threads {(cpu - main) / max(calls, 1) * 1e3:.3f} ms)"
         )
         if args.profile_window > 0:
             # CPU time of this thread, not wall clock: a syscall that waits or a descheduled turn is not cost.
             profile = cProfile.Profile(time.thread_time) if args.cpu_timer else cProfile.Profile()
             profile.enable()
-            pcpu, _system, pcalls, _ = await _window(fleet, args.profile_window)
+            pcpu, _system, _main, pcalls, _ = await _window(fleet, args.profile_window)
             profile.disable()
             print(
                 f"profiled window: {args.profile_window:g} s, {pcalls} CALLs, {pcpu / max(pcalls, 1) * 1e3:.3f} ms "
@@ -108,6 +165,7 @@ async def probe(args: argparse.Namespace) -> None:
             )
             if args.dump:
                 profile.dump_stats(args.dump)
+            _print_groups(profile, main / max(calls, 1) * 1e6)
             _print_stats(profile, "cumulative", args.top, pcalls)
             _print_stats(profile, "tottime", args.top, pcalls)
         sys.stdout.flush()
