@@ -12,6 +12,8 @@ for the fleet to settle, then
     .venv/bin/python benchmarks/cpu_profile.py --count 2000
     .venv/bin/python benchmarks/cpu_profile.py --count 2000 --version 2.0.1
     .venv/bin/python benchmarks/cpu_profile.py --count 2000 --heartbeat-s 10 --dump /tmp/fleet.prof
+    .venv/bin/python benchmarks/cpu_profile.py --count 2000 --charging-every 0 --heartbeat-s 10   # Heartbeats
+    .venv/bin/python benchmarks/cpu_profile.py --groups-of /tmp/fleet.prof --per-call-us 820
 """
 
 from __future__ import annotations
@@ -93,7 +95,7 @@ def _group_of(filename: str, name: str) -> str:
     return "other (builtins, contextvars, heapq, ...)"
 
 
-def _print_groups(profile: cProfile.Profile, main_per_call_us: float) -> None:
+def _print_groups(profile: cProfile.Profile | str, main_per_call_us: float) -> None:
     """Own time by group, as shares of the profile and scaled to the unprofiled main-thread CPU per CALL."""
     stats = pstats.Stats(profile)
     own: dict[str, float] = {}
@@ -144,7 +146,8 @@ async def probe(args: argparse.Namespace) -> None:
     fleet = Fleet(scenario, work_dir=Path(args.work_dir))
     try:
         await fleet.start()
-        charging = [c for c in fleet.chargers.values() if c.index % 5 == 0]
+        every = args.charging_every
+        charging = [c for c in fleet.chargers.values() if every and c.index % every == 0]
         for n, charger in enumerate(charging):
             fleet.plug(charger.id, 1, soc=0.1)
             fleet.swipe(charger.id, f"BENCH-{n:05d}", 1)
@@ -190,6 +193,9 @@ def main() -> None:
     parser.add_argument("--count", type=int, default=2000)
     parser.add_argument("--version", choices=("1.6", "2.0.1"), default="1.6")
     parser.add_argument("--heartbeat-s", type=int, default=60, help="the central system's HeartbeatInterval")
+    parser.add_argument(
+        "--charging-every", type=int, default=5, help="every N-th charger charges (5: 20 %%; 0: none charges)"
+    )
     parser.add_argument("--settle", type=float, default=15.0, help="seconds run before the windows")
     parser.add_argument("--window", type=float, default=30.0, help="seconds measured without the profiler")
     parser.add_argument("--profile-window", type=float, default=30.0, help="seconds profiled (0: none)")
@@ -199,7 +205,16 @@ def main() -> None:
     )
     parser.add_argument("--dump", help="also write the profile (pstats) to this file")
     parser.add_argument("--work-dir", default="/tmp/fleet-cpu-profile")
+    parser.add_argument(
+        "--groups-of",
+        metavar="DUMP",
+        help="only print the groups of a profile written by --dump (scaled by --per-call-us)",
+    )
+    parser.add_argument("--per-call-us", type=float, default=1.0)
     args = parser.parse_args()
+    if args.groups_of:
+        _print_groups(args.groups_of, args.per_call_us)
+        return
     logging.basicConfig(level=logging.ERROR)
     asyncio.run(probe(args))
 
