@@ -20,6 +20,7 @@ from importlib.metadata import version
 from pathlib import Path
 
 from backend_stub import logs
+from backend_stub.domain.ca import CSR_PER_HOUR
 from backend_stub.domain.payments import PROVIDER_CHOICES
 from backend_stub.logs import LOG_FORMATS
 from backend_stub.ocpi.config import OcpiConfig
@@ -132,6 +133,14 @@ def build_parser() -> argparse.ArgumentParser:
         "one is generated at the first start and kept next to the db (FILE.ca.pem, key FILE.ca-key.pem, mode 0600)",
     )
     serve.add_argument("--ca-key", metavar="PEM", help="the CA's private key (unencrypted PEM)")
+    serve.add_argument(
+        "--csr-per-hour",
+        type=int,
+        default=CSR_PER_HOUR,
+        metavar="N",
+        help="with --db: CSRs (SignCertificate) one charger may have signed an hour, N at once at most; beyond it "
+        "they are Rejected (2.0.1: reasonCode RateLimited) (default: %(default)s)",
+    )
     serve.add_argument(
         "--ocpi-party",
         metavar="CC/PID",
@@ -428,6 +437,7 @@ async def serve(args: argparse.Namespace) -> None:
                 payment_provider=args.payment_provider,
                 ca=ca,
                 ocpi=_ocpi_config(args),
+                csr_per_hour=args.csr_per_hour,
             )
             _configure(app.server, args)
             await app.start()
@@ -541,6 +551,8 @@ def main(argv: Sequence[str] | None = None) -> int:
         _check_limits(parser, args)
         if bool(args.ca_cert) != bool(args.ca_key):
             parser.error("--ca-cert and --ca-key go together")
+        if args.csr_per_hour < 1:
+            parser.error(f"--csr-per-hour must be at least 1, got {args.csr_per_hour}")
     logs.configure(getattr(args, "log_format", "text"))
     # asyncio logs "socket.accept() out of system resource" with a traceback each time accept() hits EMFILE, aiohttp
     # logs bad requests, the registry logs refused chargers: a flood must cost a few lines per second per kind.

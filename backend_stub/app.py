@@ -12,7 +12,7 @@ from collections.abc import Callable
 from datetime import UTC, datetime, tzinfo
 from pathlib import Path
 
-from backend_stub.domain.ca import CertificateAuthority
+from backend_stub.domain.ca import CSR_PER_HOUR, CertificateAuthority
 from backend_stub.domain.central import Central
 from backend_stub.ocpi import admin as ocpi_admin
 from backend_stub.ocpi import dashboard as ocpi_dashboard
@@ -48,6 +48,7 @@ class Csms:
         payment_provider: str = "none",
         ca: CertificateAuthority | None = None,
         ocpi: OcpiConfig | None = None,
+        csr_per_hour: int = CSR_PER_HOUR,
     ) -> None:
         """Wire the OCPP handlers and the HTTP routes to ``store``; nothing listens until `start()`.
 
@@ -56,7 +57,8 @@ class Csms:
         at most ``max_pending`` unknown chargers wait as pending; one that has not booted for ``pending_ttl_s``
         is deleted, and a new unknown charger is refused (404) while the table is full. ``payment_provider``
         is ``none`` (the pay pages say card payment is not configured) or ``test`` (simulated money). ``ca``
-        signs the chargers' CSRs (SignCertificate); without one they are rejected. ``ocpi``
+        signs the chargers' CSRs (SignCertificate), at most ``csr_per_hour`` per charger; without one they are
+        rejected. ``ocpi``
         serves the OCPI 2.2.1 CPO role under ``/ocpi/`` (roaming partners); without it there is no /ocpi.
         """
         self.store = store
@@ -81,6 +83,7 @@ class Csms:
             pending_ttl_s=pending_ttl_s,
             http_url=lambda: self.server.http_url,
             ca=ca,
+            csr_per_hour=csr_per_hour,
         )
         self.server.admission = self.central.chargers.admission
         self.server.booted_before = self.central.chargers.booted_before
@@ -96,7 +99,13 @@ class Csms:
         else:
             token_sha256, self.new_admin_token = common.resolve_admin_token(store)
         # Per application, not the global registry: one process may run many central systems (tests).
-        self.metrics = ops.Metrics(store, limits=lambda: {"idle_evicted": self.server.guard.evicted})
+        self.metrics = ops.Metrics(
+            store,
+            limits=lambda: {
+                "idle_evicted": self.server.guard.evicted,
+                "csr_rate_limited": self.central.certificates.quota.refused,
+            },
+        )
         self.server.observer = self.metrics
         site.setup(self.central, self.server.app, token_sha256, payment_provider, self.metrics)
         self.ocpi: Ocpi | None = None

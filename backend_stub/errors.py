@@ -71,3 +71,13 @@ class ApiError(CentralError):
 
 class FormError(CentralError, ValueError):
     """A form field is missing or malformed; the message is shown to the operator."""
+
+
+class FieldRefused(FormError):
+    """A well-formed field whose value is refused (a reservation ending in the past or beyond the maximum): the
+    REST API answers 422 naming ``field``, the dashboard shows it like any form error."""
+
+    def __init__(self, field: str, reason: str) -> None:
+        """Name the field and say why."""
+        super().__init__(f"{field}: {reason}")
+        self.field = field

@@ -53,6 +53,18 @@ class CsmsRejected(CsmsError):
         self.description = description
 
 
+class MessageTooLarge(CsmsRejected):
+    """A CALL over BytesPerMessage that could not be made to fit: never sent, because the central system refuses
+    such a frame by dropping the link (and a queued message would then be sent again for ever). Callers take it as
+    a refusal of that one message; the outbox keeps it as a dead letter at once (retrying cannot shrink it)."""
+
+    def __init__(self, action: str, size: int, limit: int) -> None:
+        super().__init__("MessageTooLarge", f"{action} of {size} bytes is over BytesPerMessage ({limit})")
+        self.action = action
+        self.size = size
+        self.limit = limit
+
+
 class TransferError(ChargePointError):
     """A file could not be downloaded or uploaded (unreachable, refused, too big, too slow, bad scheme)."""
 

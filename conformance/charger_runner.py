@@ -71,8 +71,8 @@ class TlsCentralSystem(CentralSystem):
     A missing client certificate is not refused at the handshake: the security profile 3 case then fails with
     the reason, instead of the whole suite ending in "the charger never connected". A certificate that is
     presented but not signed by the configured CA still fails the TLS handshake (`tls_context`). Every handshake
-    is recorded (`handshakes`, as `HandshakeCredentials`), and a charger whose verified client certificate names
-    it needs no password (profile 3), also after TC_073 set one."""
+    is recorded (`handshakes`, as `HandshakeRecord`: the password by its length and character set only), and a
+    charger whose verified client certificate names it needs no password (profile 3), also after TC_073 set one."""
 
     def __init__(self, *args: Any, **kwargs: Any) -> None:
         """Take the server's arguments."""

@@ -4,13 +4,12 @@ the charger's next handshake with the central system we play, judged on what the
 from __future__ import annotations
 
 import contextlib
-import re
 import ssl
 import tempfile
 import warnings
 from collections.abc import Awaitable, Callable, Iterator
 
-from backend_stub.ocpp.handshake import HandshakeCredentials
+from backend_stub.ocpp.handshake import HandshakeRecord, PasswordShape
 from conformance.charger_runner import ChargerContext
 from conformance.model import Fail, NotApplicable
 from conformance.pki import write_server_pki
@@ -34,12 +33,10 @@ NO_TLS = (
 
 TLS_VERSIONS = ("TLSv1.2", "TLSv1.3")  # OCPP 1.6 security whitepaper / 2.0.1 A00.FR.309: TLS 1.2 or above
 PASSWORD_LENGTH = (16, 40)  # AuthorizationKey / BasicAuthPassword: 16 to 40 characters
-# OCPP 2.0.1 A00.FR.205 / Part 2 §2.1 passwordString: letters, digits and *-_=:+|@. only.
-PASSWORD_STRING = re.compile(r"[A-Za-z0-9*\-_=:+|@.]+")
 TOO_LOW = ssl.TLSVersion.TLSv1_1  # what TC_A_06 offers: the highest version below the TLS 1.2 minimum
 
 
-def latest_handshake(ctx: ChargerContext) -> HandshakeCredentials:
+def latest_handshake(ctx: ChargerContext) -> HandshakeRecord:
     """The charger's latest recorded handshake (a Fail if there is none)."""
     mine = [h for h in ctx.cs.handshakes if h.cp_id == ctx.cp_id]
     if not mine:
@@ -47,7 +44,7 @@ def latest_handshake(ctx: ChargerContext) -> HandshakeCredentials:
     return mine[-1]
 
 
-async def reconnect_handshake(ctx: ChargerContext) -> HandshakeCredentials:
+async def reconnect_handshake(ctx: ChargerContext) -> HandshakeRecord:
     """Drop the charger's connection and return the handshake of its reconnect (ws:// or wss://)."""
     ctx.cs.handshakes.clear()
     with contextlib.suppress(KeyError, ConnectionError):
@@ -61,7 +58,7 @@ async def reconnect_handshake(ctx: ChargerContext) -> HandshakeCredentials:
     return shown
 
 
-async def fresh_handshake(ctx: ChargerContext, *, client_ca: bool) -> HandshakeCredentials:
+async def fresh_handshake(ctx: ChargerContext, *, client_ca: bool) -> HandshakeRecord:
     """The handshake of the charger's reconnect over wss:// (OCTT: the charger connects), with TLS 1.2 or above."""
     if ctx.setup.tls is None:
         raise NotApplicable(NO_TLS)
@@ -87,9 +84,9 @@ async def server_certificate_valid(ctx: ChargerContext) -> None:
             f"{ctx.cp_id!r} (and no client certificate)"
         )
     low, high = PASSWORD_LENGTH
-    if not low <= len(shown.password) <= high:
+    if not low <= shown.password.length <= high:
         raise Fail(
-            f"the Basic auth password has {len(shown.password)} characters; {low} to {high} are required"
+            f"the Basic auth password has {shown.password.length} characters; {low} to {high} are required"
         )
 
 
@@ -141,7 +138,7 @@ def invalid_server_certificate(event_type: str) -> StepFn:
     return run
 
 
-def basic_auth_valid(password_rule: Callable[[str], str | None]) -> StepFn:
+def basic_auth_valid(password_rule: Callable[[PasswordShape], str | None]) -> StepFn:
     """OCTT 1.6 TC_085 / 2.0.1 TC_A_01 (security profile 1 or 2): the charger's reconnect carries HTTP Basic
     ``<chargerId>:<password>`` for its own identity (the last path segment), the password 16-40 characters and
     whatever else ``password_rule`` asks (its reason, or None). Over ws:// too (profile 1)."""
@@ -158,9 +155,9 @@ def basic_auth_valid(password_rule: Callable[[str], str | None]) -> StepFn:
                 "or for another user name than the charger id of the URL)"
             )
         low, high = PASSWORD_LENGTH
-        if not low <= len(shown.password) <= high:
+        if not low <= shown.password.length <= high:
             raise Fail(
-                f"the Basic auth password has {len(shown.password)} characters; {low} to {high} are required"
+                f"the Basic auth password has {shown.password.length} characters; {low} to {high} are required"
             )
         problem = password_rule(shown.password)
         if problem:
@@ -169,14 +166,14 @@ def basic_auth_valid(password_rule: Callable[[str], str | None]) -> StepFn:
     return run
 
 
-def password_string(password: str) -> str | None:
+def password_string(password: PasswordShape) -> str | None:
     """OCPP 2.0.1 A00.FR.205: a BasicAuthPassword is a passwordString (the reason when it is not)."""
-    if PASSWORD_STRING.fullmatch(password):
+    if password.password_string:
         return None
     return "the Basic auth password has characters a passwordString does not allow (A00.FR.205)"
 
 
-def any_password(password: str) -> str | None:
+def any_password(password: PasswordShape) -> str | None:
     """OCPP 1.6: any 16-40 character password (the length is checked by the caller)."""
     return None
 

@@ -20,10 +20,10 @@ import websocket
 from gevent.event import AsyncResult, Event  # type: ignore[import-untyped]
 from gevent.lock import Semaphore  # type: ignore[import-untyped]
 from ocpp.exceptions import OCPPError
-from ocpp.messages import Call, CallError, CallResult, _validate_payload, unpack
+from ocpp.messages import Call, CallError, CallResult, unpack
 
 from chargepoint.csms_url import station_url
-from loadtests.protocol import Answer, OcppVersion, Request
+from loadtests.protocol import Answer, OcppVersion, Request, validate
 
 __all__ = [
     "CallErrorResponse",
@@ -171,7 +171,7 @@ class OcppConnection:
             unique_id = str(next(self._ids))
             message = Call(unique_id, request.action, request.payload)
             if self._validate:
-                _validate_payload(message, self.version.schema_version)  # a bug here is ours: let it raise
+                validate(message, self.version.schema_version)  # a bug here is ours: let it raise
             pending = _Pending(request.action, time.perf_counter(), AsyncResult())
             self._pending[unique_id] = pending
             try:
@@ -199,7 +199,7 @@ class OcppConnection:
             raise InvalidResponse("the CALLRESULT payload is not an object", elapsed_ms, len(text))
         if self._validate:
             try:
-                _validate_payload(result, self.version.schema_version)
+                validate(result, self.version.schema_version)
             except OCPPError as exc:
                 code = self.version.wire_error_code(exc.code)
                 cause = exc.details.get("cause") if isinstance(exc.details, dict) else None
@@ -297,7 +297,7 @@ class OcppConnection:
             result = CallResult(call.unique_id, answer.payload, action)
             if self._validate:
                 try:
-                    _validate_payload(result, self.version.schema_version)
+                    validate(result, self.version.schema_version)
                 except OCPPError as exc:
                     log.error("our answer to %s is invalid (%s): %s", action, exc, answer.payload)
                     result = None

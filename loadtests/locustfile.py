@@ -16,6 +16,7 @@ from __future__ import annotations
 import itertools
 import json
 import logging
+import signal
 import sys
 import time
 from collections.abc import Callable
@@ -139,12 +140,33 @@ def host_problem(host: str | None) -> str | None:
     return None if error is None else f"--host {error} (chargers speak OCPP-J, e.g. ws://127.0.0.1:9000/ocpp)"
 
 
+def _quit_on_sigterm(environment: Environment) -> None:
+    """End the run on SIGTERM the way its time limit does, so the stats and the metrics JSON are written.
+
+    Locust installs its own SIGTERM handler only after a headless shape run's ramp loop returns (locust 2.47,
+    main.py: `shape_greenlet.join()` comes first), and a run with a shape (`OcppShape`, always here) sits in that
+    loop until its -t: a SIGTERM before then took the default action and killed the process with nothing written
+    (a CI job's timeout, `kill`, a container stop). Quitting the runner ends the ramp loop; Locust then shuts down
+    as at the end of -t (quitting event: `_on_quitting`) and installs its own handler for a later signal.
+    """
+    runner = environment.runner
+    if runner is None or isinstance(runner, WorkerRunner):
+        return  # a worker writes nothing; its master's quit message ends it
+
+    def _terminate() -> None:
+        log.info("SIGTERM: ending the run (stats and --ocpp-metrics-json are written)")
+        runner.quit()
+
+    gevent.signal_handler(signal.SIGTERM, _terminate)
+
+
 def _on_init(environment: Environment, **_: Any) -> None:
     problem = host_problem(environment.host)
     if problem is not None:
         # A one-line error instead of a traceback per user from websocket-client ("scheme http is invalid").
         print(f"error: {problem}", file=sys.stderr)
         raise SystemExit(2)
+    _quit_on_sigterm(environment)
     runner = environment.runner
     if isinstance(runner, WorkerRunner):
 

@@ -16,8 +16,9 @@ from dataclasses import dataclass, field
 from datetime import UTC, datetime
 from typing import Any, ClassVar, TypeAlias
 
+from ocpp import messages as ocpp_messages
 from ocpp.exceptions import OCPPError
-from ocpp.messages import Call, _validate_payload
+from ocpp.messages import Call, CallResult
 
 __all__ = [
     "VERSIONS",
@@ -38,6 +39,7 @@ __all__ = [
     "Trigger",
     "Unlock",
     "utc_iso",
+    "validate",
 ]
 
 Payload: TypeAlias = dict[str, Any]
@@ -176,6 +178,23 @@ def _non_negative_int(value: str) -> bool:
     return value.isdigit() and len(value) <= 9
 
 
+# `ocpp.messages.validate_payload` is a coroutine that hands its work to an asyncio thread pool unless this is off;
+# a Locust process has no event loop (gevent), and validating in the user's greenlet is cheaper anyway.
+ocpp_messages.ASYNC_VALIDATION = False
+
+
+def validate(message: Call | CallResult, schema_version: str) -> None:
+    """Check a CALL or CALLRESULT payload with the package's public `validate_payload`, in this greenlet; raises
+    ocpp.exceptions.OCPPError as it does."""
+    steps = ocpp_messages.validate_payload(message, schema_version)
+    try:
+        steps.send(None)  # with ASYNC_VALIDATION off it never suspends: StopIteration is its return
+    except StopIteration:
+        return
+    steps.close()
+    raise RuntimeError("ocpp.messages.ASYNC_VALIDATION is on: no event loop to validate in")
+
+
 class OcppVersion(ABC):
     """Version-specific message building and answering; one instance serves every charger."""
 
@@ -184,7 +203,7 @@ class OcppVersion(ABC):
 
     def validate_call(self, action: str, payload: Payload) -> None:
         """Check a CALL payload against the version's schema; raises ocpp.exceptions.OCPPError."""
-        _validate_payload(Call("0", action, payload), self.schema_version)
+        validate(Call("0", action, payload), self.schema_version)
 
     def wire_error_code(self, code: str) -> str:
         """The error code as this version spells it on the wire."""

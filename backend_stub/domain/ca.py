@@ -12,6 +12,7 @@ from __future__ import annotations
 import asyncio
 import logging
 import os
+import time
 from collections.abc import Callable
 from dataclasses import dataclass
 from datetime import UTC, datetime, timedelta
@@ -41,10 +42,71 @@ MIN_RSA_BITS = 2048
 # 3000-bit exponent costs ~11 ms per CSR (65537 costs 0.05 ms). Real keys use 65537; nothing needs more than 32 bits.
 MAX_RSA_EXPONENT_BITS = 32
 EC_CURVES = (ec.SECP256R1, ec.SECP384R1)
+# CSRs one charger may have judged and signed an hour (`serve --csr-per-hour`), all of them at once at most. A
+# charger that gets no certificate resends its CSR after CertSigningWaitMinimum, doubling the wait, at most
+# CertSigningRepeatTimes times (2.0.1 A02.FR.17-19 / A03.FR.17-19; the 1.6 security whitepaper's keys of the same
+# names); with the usual 60 s and 3 that is 4 CSRs in 7 minutes, and a TriggerMessage starts another round.
+CSR_PER_HOUR = 10
+MAX_QUOTA_ENTRIES = 100_000  # chargers whose quota is remembered (a full bucket is forgotten first)
 
 
 class CsrRejected(CentralError):
     """A CSR that is not signed: malformed, badly self-signed, a weak key, or a CN other than the charger id."""
+
+
+@dataclass(frozen=True)
+class CsrVerdict:
+    """Whether a charger's CSR is taken (signed, CertificateSigned follows) and, if not, why: ``reason`` is an OCPP
+    2.0.1 StatusInfoType reasonCode (string[0..20]), ``detail`` its additionalInfo (string[0..512])."""
+
+    accepted: bool
+    reason: str = ""
+    detail: str = ""
+
+
+ACCEPTED = CsrVerdict(True)
+
+
+class SigningQuota:
+    """A token bucket per charger: ``per_hour`` CSRs an hour, up to ``per_hour`` at once after a quiet hour.
+
+    Judging and signing a CSR costs the event loop a signature check and a signature, and each signed certificate
+    is a row: a charger sending SignCertificate in a loop must not make the central system sign without end.
+    """
+
+    def __init__(
+        self,
+        per_hour: int = CSR_PER_HOUR,
+        *,
+        max_entries: int = MAX_QUOTA_ENTRIES,
+        clock: Callable[[], float] = time.monotonic,
+    ) -> None:
+        """``per_hour`` >= 1; the clock is injectable for tests."""
+        if per_hour < 1:
+            raise ValueError(f"csr_per_hour must be at least 1, got {per_hour}")
+        self.per_hour = per_hour
+        self.max_entries = max_entries
+        self._clock = clock
+        self._buckets: dict[str, tuple[float, float]] = {}  # cp_id -> (tokens, clock time they were counted)
+        self.refused = 0  # CSRs refused for the quota since start
+
+    def _tokens(self, cp_id: str, now: float) -> float:
+        tokens, at = self._buckets.get(cp_id, (float(self.per_hour), now))
+        return min(float(self.per_hour), tokens + max(0.0, now - at) * self.per_hour / 3600)
+
+    def take(self, cp_id: str) -> float | None:
+        """Take one CSR of ``cp_id``'s quota: None if taken, else the seconds until the next one is free."""
+        now = self._clock()
+        tokens = self._tokens(cp_id, now)
+        if tokens < 1:
+            self._buckets[cp_id] = (tokens, now)
+            self.refused += 1
+            return (1 - tokens) * 3600 / self.per_hour
+        if len(self._buckets) >= self.max_entries and cp_id not in self._buckets:
+            # Bounded: a full bucket holds nothing back, so it is the same as no entry.
+            self._buckets = {k: v for k, v in self._buckets.items() if self._tokens(k, now) < self.per_hour}
+        self._buckets[cp_id] = (tokens - 1, now)
+        return None
 
 
 @dataclass(frozen=True)
@@ -194,23 +256,26 @@ class ChargerCertificates:
         commands: ChargerCommands,
         clock: Callable[[], datetime],
         store: CsmsStore,
+        quota: SigningQuota | None = None,
     ) -> None:
-        """Sign with ``ca`` (None: every CSR is rejected), deliver through ``commands``, keep accepted ones in
-        ``store``."""
+        """Sign with ``ca`` (None: every CSR is rejected), at most ``quota`` per charger (default `CSR_PER_HOUR`),
+        deliver through ``commands``, keep accepted ones in ``store``."""
         self.ca = ca
         self.commands = commands
         self.clock = clock
         self.store = store
+        self.quota = quota if quota is not None else SigningQuota()
         self._tasks: set[asyncio.Task[None]] = set()
+        self._over_quota: set[str] = set()  # chargers refused for the quota and not logged again since
 
     def issued(self, cp_id: str) -> ClientCertificate | None:
         """The latest certificate signed here that ``cp_id`` accepted (kept across restarts), or None."""
         return self.store.client_certificate(cp_id)
 
-    def sign_request(self, cp_id: str, csr_pem: str) -> bool:
+    def sign_request(self, cp_id: str, csr_pem: str) -> CsrVerdict:
         """Whether ``cp_id``'s CSR is accepted; if so the signed chain is sent to it right after the answer."""
         if self.ca is None:
-            return False
+            return CsrVerdict(False, "NoCA", "this central system signs no certificates")
         # A client certificate certifies whoever holds the link: only a charger the handshake authenticated (a
         # password, or a client certificate: its security profile never falls back) gets one. Without either,
         # anyone who connects under a registered id would obtain a lasting profile-3 identity for it.
@@ -221,27 +286,46 @@ class ChargerCertificates:
                 cp_id,
                 extra={"cp_id": cp_id},
             )
-            return False
+            return CsrVerdict(False, "NotAuthenticated", "no password and no client certificate")
         # Only one delivery per charger at a time: a charger repeating SignCertificate cannot pile up tasks (nor
         # make us sign what it could not receive).
-        if any(t.get_name() == f"cert-signed-{cp_id}" for t in self._tasks):
+        if any(t.get_name() == f"cert-signed-{cp_id}" and not t.done() for t in self._tasks):
             log.warning(
                 "rejected a CSR from %s: its last certificate is still being delivered",
                 cp_id,
                 extra={"cp_id": cp_id},
             )
-            return False
+            return CsrVerdict(False, "DeliveryPending", "the last certificate is still being delivered")
+        # Before any parsing: judging a CSR (its self-signature) costs as much as signing one.
+        wait_s = self.quota.take(cp_id)
+        if wait_s is not None:
+            if cp_id not in self._over_quota:  # one line per charger until it gets a CSR judged again
+                if len(self._over_quota) >= MAX_QUOTA_ENTRIES:
+                    self._over_quota.clear()  # bounded; at worst a charger is logged once more
+                self._over_quota.add(cp_id)
+                log.warning(
+                    "rejected CSRs from %s: more than %d an hour (logged once until it may send one again)",
+                    cp_id,
+                    self.quota.per_hour,
+                    extra={"cp_id": cp_id},
+                )
+            return CsrVerdict(
+                False,
+                "RateLimited",
+                f"at most {self.quota.per_hour} CSRs an hour; the next in {wait_s:.0f} s",
+            )
+        self._over_quota.discard(cp_id)
         try:
             issued = self.ca.sign(cp_id, csr_pem, self.clock())
         except CsrRejected as exc:
             log.warning("rejected a CSR from %s: %s", cp_id, exc, extra={"cp_id": cp_id})
-            return False
+            return CsrVerdict(False, "InvalidCSR", str(exc)[:512])
         task = asyncio.get_running_loop().create_task(
             self._deliver(cp_id, issued), name=f"cert-signed-{cp_id}"
         )
         self._tasks.add(task)
         task.add_done_callback(self._tasks.discard)
-        return True
+        return ACCEPTED
 
     async def _deliver(self, cp_id: str, issued: IssuedCertificate) -> None:
         try:

@@ -6,7 +6,7 @@ from collections.abc import Callable
 from datetime import UTC, datetime, tzinfo
 
 from backend_stub.domain.authorization import Authorization
-from backend_stub.domain.ca import CertificateAuthority, ChargerCertificates
+from backend_stub.domain.ca import CSR_PER_HOUR, CertificateAuthority, ChargerCertificates, SigningQuota
 from backend_stub.domain.chargers import Chargers
 from backend_stub.domain.commands import ChargerCommands
 from backend_stub.domain.operations import ChargerOperations
@@ -34,9 +34,10 @@ class Central:
         pending_ttl_s: float = 86400.0,
         http_url: Callable[[], str] = lambda: "",
         ca: CertificateAuthority | None = None,
+        csr_per_hour: int = CSR_PER_HOUR,
     ) -> None:
         """Wire the services; ``http_url`` gives the public base URL of the web pages once it is known; ``ca``
-        signs the chargers' CSRs (without one they are rejected)."""
+        signs the chargers' CSRs (without one they are rejected), at most ``csr_per_hour`` per charger."""
         self.store = store
         self.commands = commands
         self.clock = clock
@@ -58,7 +59,7 @@ class Central:
         self.authorization = Authorization(store, clock, self.hooks)
         self.pricing = Pricing(store, clock, site_tz, self.hooks)
         self.prepaid = PrepaidCutoff(store, clock, self.pricing, commands)
-        self.certificates = ChargerCertificates(ca, commands, clock, store)
+        self.certificates = ChargerCertificates(ca, commands, clock, store, SigningQuota(csr_per_hour))
         self.sessions = Sessions(
             store, clock, self.authorization, self.pricing, self.prepaid, self.security, self.hooks
         )

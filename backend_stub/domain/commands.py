@@ -3,13 +3,14 @@
 from __future__ import annotations
 
 from dataclasses import dataclass
-from datetime import datetime
-from typing import Any, Literal, Protocol, TypeAlias
+from datetime import datetime, timedelta
+from typing import Any, Final, Literal, Protocol, TypeAlias
 
 from backend_stub.errors import CommandFailed
 from backend_stub.store import DeviceVariable
 
 __all__ = [
+    "MAX_RESERVATION",
     "AvailabilityKind",
     "CertificateHash",
     "CertificateKind",
@@ -24,6 +25,7 @@ __all__ = [
     "ResetKind",
     "VariableRef",
     "VariableResult",
+    "reservation_expiry_problem",
 ]
 
 ResetKind: TypeAlias = Literal["Soft", "Hard"]
@@ -32,6 +34,22 @@ AvailabilityKind: TypeAlias = Literal["Operative", "Inoperative"]
 ReportKind: TypeAlias = Literal["ConfigurationInventory", "FullInventory", "SummaryInventory"]
 # The neutral purposes are the 2.0.1 names; 1.6 calls the first one ChargePointMaxProfile (§7.14).
 ProfilePurpose: TypeAlias = Literal["ChargingStationMaxProfile", "TxDefaultProfile", "TxProfile"]
+
+# A reservation holds an EVSE for one driver: one ending later would keep the charger from everyone for days (the
+# charger keeps it until expiryDate, OCPP 1.6 §5.13 / 2.0.1 H01). Operators (REST) and roaming partners (OCPI
+# RESERVE_NOW) share the bound.
+MAX_RESERVATION: Final = timedelta(hours=24)
+
+
+def reservation_expiry_problem(expires_at: datetime, now: datetime) -> str | None:
+    """Why a reservation made ``now`` cannot end at ``expires_at`` (both timezone-aware), or None when it can."""
+    if expires_at <= now:
+        return "the reservation would already have expired"
+    if expires_at - now > MAX_RESERVATION:
+        return (
+            f"a reservation may last at most {MAX_RESERVATION} (until {(now + MAX_RESERVATION).isoformat()})"
+        )
+    return None
 
 
 @dataclass(frozen=True)

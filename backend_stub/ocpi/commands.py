@@ -6,9 +6,9 @@ from __future__ import annotations
 
 import asyncio
 import logging
-from datetime import timedelta
 from typing import Any, Final
 
+from backend_stub.domain.commands import reservation_expiry_problem
 from backend_stub.errors import CommandFailed
 from backend_stub.ocpi import objects
 from backend_stub.ocpi.client import CallFailed
@@ -28,9 +28,6 @@ MAX_PENDING: Final = (
 KNOWN: Final = frozenset(
     {"START_SESSION", "STOP_SESSION", "UNLOCK_CONNECTOR", "RESERVE_NOW", "CANCEL_RESERVATION"}
 )
-MAX_RESERVATION: Final = timedelta(
-    hours=24
-)  # a reservation expiring later is REJECTED (a charger held for days)
 MAX_ID_TAG_LENGTH: Final = 20  # OCPP 1.6 idTag is CiString20
 
 
@@ -124,10 +121,9 @@ class Commands:
             cp_id, evse = self._charger_evse(body, evse_required=False)
             key = self._partner_token(partner, body)
             now = self.ocpi.clock()
-            if expiry <= now:
-                return _response("REJECTED", "expiry_date is in the past")
-            if expiry > now + MAX_RESERVATION:
-                return _response("REJECTED", f"a reservation may last at most {MAX_RESERVATION}")
+            problem = reservation_expiry_problem(expiry, now)
+            if problem is not None:
+                return _response("REJECTED", f"expiry_date: {problem}")
             if len(key[2]) > MAX_ID_TAG_LENGTH:
                 return _response("REJECTED", "the token uid is longer than a charger's idTag")
             if not ports.is_connected(cp_id):

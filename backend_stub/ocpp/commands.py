@@ -9,7 +9,7 @@ from typing import Any, ClassVar, Literal
 
 from ocpp.exceptions import NotImplementedError as SchemaMissingError
 from ocpp.exceptions import OCPPError
-from ocpp.messages import Call, _validate_payload
+from ocpp.messages import Call
 
 from backend_stub.domain.commands import (
     AvailabilityKind,
@@ -29,6 +29,7 @@ from backend_stub.domain.commands import (
 from backend_stub.errors import CommandFailed, InvalidCommand, NotConnected
 from backend_stub.ocpp.server import CallErrorReply, CentralSystem, OcppVersion
 from backend_stub.store import DeviceVariable
+from chargepoint.csms.schemas import validate
 
 MAX_ANSWER_ITEMS = 1000  # at most this many entries of a list in a charger's answer are looked at
 MAX_ANSWER_TEXT = 2500  # 2.0.1 attributeValue / 1.6 configuration value: string[0..2500] resp. [0..500]
@@ -130,7 +131,7 @@ class OcppCommands:
             return
         # Validated on a copy: the validator may rewrite floats as Decimals in place.
         try:
-            _validate_payload(Call(str(uuid.uuid4()), action, copy.deepcopy(payload)), version)
+            validate(Call(str(uuid.uuid4()), action, copy.deepcopy(payload)), version)
         except SchemaMissingError:
             raise InvalidCommand(f"no OCPP {version} schema for {action}", unknown=True) from None
         except OCPPError as exc:

@@ -9,6 +9,7 @@ from __future__ import annotations
 
 import hmac
 import itertools
+import re
 import ssl
 from collections.abc import Iterable, Mapping
 from dataclasses import dataclass
@@ -17,7 +18,10 @@ from typing import Any
 from aiohttp import BasicAuth, web
 
 __all__ = [
+    "PASSWORD_STRING",
     "HandshakeCredentials",
+    "HandshakeRecord",
+    "PasswordShape",
     "basic_password",
     "certificate_names",
     "handshake_credentials",
@@ -28,6 +32,8 @@ MAX_SUBPROTOCOLS_KEPT = 8  # a stranger's header may list thousands; a record ke
 # Subprotocols read from a handshake at all: 128 header lines of 8 KB (aiohttp's limits) list half a million, and
 # splitting them all cost ~0.1 s of event loop per unauthenticated request. OCPP offers a handful (OCPP-J §3.1.2).
 MAX_SUBPROTOCOLS_READ = 32
+# OCPP 2.0.1 Part 2 §2.1 passwordString (A00.FR.205): letters, digits and *-_=:+|@. only.
+PASSWORD_STRING = re.compile(r"[A-Za-z0-9*\-_=:+|@.]+")
 
 
 @dataclass(frozen=True)
@@ -46,6 +52,49 @@ class HandshakeCredentials:
     subprotocols: tuple[
         str, ...
     ] = ()  # offered in Sec-WebSocket-Protocol, in the charger's order (at most 8)
+
+    @property
+    def certificate_identifies(self) -> bool:
+        """Whether a verified client certificate names this charger (OCPP security profile 3 identification)."""
+        return self.cp_id in self.certificate_names
+
+
+@dataclass(frozen=True)
+class PasswordShape:
+    """What a record keeps of an HTTP Basic password: its length and whether it is an OCPP passwordString, never
+    its characters (what the security profile checks judge: 16-40 characters, A00.FR.205)."""
+
+    length: int
+    password_string: bool
+
+    @classmethod
+    def of(cls, password: str) -> PasswordShape:
+        """The shape of ``password``."""
+        return cls(len(password), PASSWORD_STRING.fullmatch(password) is not None)
+
+
+@dataclass(frozen=True)
+class HandshakeRecord:
+    """A handshake as kept for later judging (the scripted test server's `handshakes`): `HandshakeCredentials`
+    with the password reduced to its `PasswordShape` (None: no password for this charger id was sent)."""
+
+    cp_id: str
+    tls_version: str | None
+    certificate_names: frozenset[str]
+    password: PasswordShape | None
+    subprotocols: tuple[str, ...] = ()
+
+    @classmethod
+    def of(cls, credentials: HandshakeCredentials) -> HandshakeRecord:
+        """The record of ``credentials``: the password is not kept, only its shape."""
+        password = credentials.password
+        return cls(
+            credentials.cp_id,
+            credentials.tls_version,
+            credentials.certificate_names,
+            None if password is None else PasswordShape.of(password),
+            credentials.subprotocols,
+        )
 
     @property
     def certificate_identifies(self) -> bool:

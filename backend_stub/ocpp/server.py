@@ -26,7 +26,7 @@ from jsonschema import Draft4Validator
 from ocpp import messages as ocpp_messages
 from ocpp.exceptions import NotImplementedError as SchemaMissingError
 from ocpp.exceptions import OCPPError
-from ocpp.messages import Call, CallResult, _validate_payload
+from ocpp.messages import Call, CallResult
 
 from backend_stub.domain.chargers import MAX_CHARGER_ID_LENGTH
 from backend_stub.errors import NotConnected
@@ -53,7 +53,7 @@ from backend_stub.ocpp.guard import (
 )
 from backend_stub.ocpp.handshake import HandshakeCredentials, handshake_credentials, offered_subprotocols
 from backend_stub.ocpp.overload import BootGate
-from chargepoint.csms.schemas import surely_valid
+from chargepoint.csms.schemas import surely_valid, validate
 
 __all__ = [
     "CALL",
@@ -290,7 +290,7 @@ def _schema_error(version: OcppVersion, message: Call | CallResult) -> CallError
     if surely_valid(message.message_type_id, message.action, message.payload, version.schema_version):
         return None
     try:
-        _validate_payload(message, version.schema_version)
+        validate(message, version.schema_version)
     except SchemaMissingError:
         return None
     except OCPPError as e:

@@ -304,8 +304,8 @@ class V16Handlers:
     def sign_certificate(self, cp_id: str, payload: dict[str, Any]) -> HandlerResult:
         """SignCertificate (OCPP 1.6 security whitepaper §3.3.2, use case A02): Accepted when the CSR's CN is the
         charger id and the central system's CA signs it; CertificateSigned follows."""
-        accepted = self.central.certificates.sign_request(cp_id, payload["csr"])
-        return {"status": "Accepted" if accepted else "Rejected"}
+        verdict = self.central.certificates.sign_request(cp_id, payload["csr"])
+        return {"status": "Accepted" if verdict.accepted else "Rejected"}  # 1.6 has no room for the reason
 
     async def authorize(self, cp_id: str, payload: dict[str, Any]) -> HandlerResult:
         """Authorize (OCPP 1.6 §4.1); a roaming partner's token may be asked of the partner in real time."""

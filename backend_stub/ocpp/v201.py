@@ -10,6 +10,7 @@ from collections.abc import Callable
 from datetime import datetime, timedelta
 from typing import Any, Final, Literal
 
+from backend_stub.domain.ca import CsrVerdict
 from backend_stub.domain.central import Central
 from backend_stub.domain.commands import (
     AvailabilityKind,
@@ -359,11 +360,20 @@ class V201Handlers:
     def sign_certificate(self, cp_id: str, payload: dict[str, Any]) -> HandlerResult:
         """SignCertificate (OCPP 2.0.1 A02/A03): Accepted when the CSR's CN is the station id and our CA signs it;
         CertificateSigned (ChargingStationCertificate) follows. V2G certificates come from a V2G PKI (ISO 15118),
-        not from this CA, so a V2GCertificate request is Rejected."""
+        not from this CA, so a V2GCertificate request is Rejected. A rejection says why in statusInfo (reasonCode, and
+        the detail in additionalInfo): RateLimited beyond the charger's CSRs an hour (`SigningQuota`)."""
         if payload.get("certificateType", "ChargingStationCertificate") != "ChargingStationCertificate":
-            return {"status": "Rejected"}
-        accepted = self.central.certificates.sign_request(cp_id, payload["csr"])
-        return {"status": "Accepted" if accepted else "Rejected"}
+            verdict = CsrVerdict(
+                False, "UnsupportedCertType", "V2G certificates come from a V2G PKI, not this CA"
+            )
+        else:
+            verdict = self.central.certificates.sign_request(cp_id, payload["csr"])
+        if verdict.accepted:
+            return {"status": "Accepted"}
+        return {
+            "status": "Rejected",
+            "statusInfo": {"reasonCode": verdict.reason, "additionalInfo": verdict.detail},
+        }
 
     def data_transfer(self, cp_id: str, payload: dict[str, Any]) -> HandlerResult:
         """DataTransfer (OCPP 2.0.1 P01): no vendor extension is known here."""

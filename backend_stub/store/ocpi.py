@@ -481,6 +481,12 @@ class OcpiStore(StoreBase):
         )
         return (int(rows[0]["id"]), rows[0]["cp_id"]) if rows else None
 
+    def ocpi_holds_reservation_id(self, cp_id: str, ocpp_id: int) -> bool:
+        """Whether charger-side reservationId ``ocpp_id`` of ``cp_id`` is (or was) a roaming partner's."""
+        return bool(
+            self._read("SELECT 1 FROM ocpi_reservations WHERE id = ? AND cp_id = ?", (ocpp_id, cp_id))
+        )
+
     def ocpi_forget_reservation(self, partner_id: int, reservation_id: str) -> None:
         """Drop a cancelled reservation."""
         with self._write() as db:

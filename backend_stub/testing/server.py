@@ -14,7 +14,7 @@ from typing import Any
 
 from aiohttp import web
 
-from backend_stub.ocpp.handshake import HandshakeCredentials, handshake_credentials
+from backend_stub.ocpp.handshake import HandshakeCredentials, HandshakeRecord, handshake_credentials
 from backend_stub.ocpp.server import (
     NO_REPLY,
     OCPP16,
@@ -48,9 +48,13 @@ class ScriptedCentralSystem(CentralSystem):
         # A charger whose verified client certificate names it needs no password (security profile 3), also when
         # `passwords` has one for it (a charger upgraded from profile 2 keeps its old password).
         self.certificate_replaces_password = False
-        # Every handshake to a charger path, as presented (the last `HANDSHAKES_KEPT`), also refused ones.
-        self.handshakes: deque[HandshakeCredentials] = deque(maxlen=self.HANDSHAKES_KEPT)
-        self.handshake_observers.append(self.handshakes.append)
+        # Every handshake to a charger path (the last `HANDSHAKES_KEPT`), also refused ones: what it presented, with
+        # the password reduced to its length and character set (the checks need no more, and a test server that
+        # records password guesses must not keep them).
+        self.handshakes: deque[HandshakeRecord] = deque(maxlen=self.HANDSHAKES_KEPT)
+        self.handshake_observers.append(
+            lambda credentials: self.handshakes.append(HandshakeRecord.of(credentials))
+        )
         self._transaction_ids = itertools.count(1)
         self.handlers_by_subprotocol[OCPP16.subprotocol] = scripted_v16_handlers(self)
         self.handlers_by_subprotocol[OCPP201.subprotocol] = scripted_v201_handlers(self)

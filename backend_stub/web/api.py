@@ -30,7 +30,7 @@ from backend_stub.domain.ca import certificate_expiry
 from backend_stub.domain.chargers import MAX_CHARGER_ID_LENGTH
 from backend_stub.domain.commands import CertificateHash, CertificateKind, ChargerCommands
 from backend_stub.domain.pricing import InvalidTariff, check_tariff
-from backend_stub.errors import ApiError, CommandFailed, FormError, InvalidCommand
+from backend_stub.errors import ApiError, CommandFailed, FieldRefused, FormError, InvalidCommand
 from backend_stub.store import (
     MAX_AMOUNT_MINOR,
     MAX_ID_TAG_LENGTH,
@@ -1004,6 +1004,8 @@ async def _run_operation(request: web.Request, operation: Operation) -> web.Resp
         if not csms.commands.is_connected(cp_id):
             raise ApiError(409, f"charger {cp_id!r} is not connected")
         result = await operation.run(csms, cp_id, body)
+    except FieldRefused as exc:
+        raise ApiError(422, str(exc), field=exc.field) from None
     except FormError as exc:
         _bad(str(exc))
     except CommandFailed as exc:

@@ -8,6 +8,7 @@ CommandFailed("NotSupported", ...) from the port.
 
 from __future__ import annotations
 
+import itertools
 from collections.abc import Awaitable, Callable, Mapping
 from dataclasses import asdict, dataclass
 from datetime import UTC, datetime
@@ -21,8 +22,10 @@ from backend_stub.domain.commands import (
     CommandReply,
     LocalListEntry,
     VariableRef,
+    reservation_expiry_problem,
 )
-from backend_stub.errors import FormError
+from backend_stub.errors import FieldRefused, FormError
+from backend_stub.store import UnknownTransaction
 
 if TYPE_CHECKING:
     from backend_stub.domain.central import Central
@@ -205,9 +208,35 @@ async def _set_charging_profile(central: Central, cp_id: str, body: dict[str, An
         raise FormError("transaction: a TxProfile is for one running transaction")
     if profile.purpose != "TxProfile" and (profile.transaction, profile.charger_transaction) != (None, None):
         raise FormError("transaction: only a TxProfile names a transaction")
+    if (profile.kind == "Recurring") != (profile.recurrency is not None):
+        raise FormError("recurrency: Daily or Weekly with kind Recurring, and only then")
+    if profile.kind == "Relative" and profile.starts_at is not None:
+        raise FormError("starts_at: a Relative profile starts with the transaction, it has no start time")
+    if profile.kind == "Relative" and profile.purpose == "ChargingStationMaxProfile":
+        raise FormError("kind: a ChargingStationMaxProfile is not Relative (2.0.1 K01.FR.38)")
     if profile.periods[0][0] != 0:
         raise FormError("periods.0.start_s: the first period starts at 0")
+    for n, ((before, _), (start_s, _)) in enumerate(itertools.pairwise(profile.periods), 1):
+        if start_s <= before:  # each period's start is the end of the one before (ChargingSchedulePeriod)
+            raise FormError(f"periods.{n}.start_s: {start_s} does not follow the period before ({before})")
+    for n, (_, limit) in enumerate(profile.periods):
+        # 1.6 schema: multipleOf 0.1; 2.0.1 ChargingSchedulePeriodType.limit: at most one digit fraction.
+        if round(limit, 1) != limit:
+            raise FormError(f"periods.{n}.limit: at most one decimal (e.g. 6.1), got {limit}")
+    if profile.transaction is not None:
+        _own_session(central, cp_id, profile.transaction)
     return reply_json(await central.commands.set_charging_profile(cp_id, body["evse"], profile))
+
+
+def _own_session(central: Central, cp_id: str, transaction: int) -> None:
+    """FieldRefused unless ``transaction`` is one of ``cp_id``'s sessions: another charger's would send that
+    charger's own transactionId (2.0.1) to this one."""
+    try:
+        owner = central.store.transaction(transaction).cp_id
+    except UnknownTransaction:
+        owner = None
+    if owner != cp_id:
+        raise FieldRefused("transaction", f"no session {transaction} on charger {cp_id}")
 
 
 async def _clear_charging_profile(central: Central, cp_id: str, body: dict[str, Any]) -> dict[str, Any]:
@@ -241,16 +270,35 @@ async def _get_log(central: Central, cp_id: str, body: dict[str, Any]) -> dict[s
 
 async def _send_local_list(central: Central, cp_id: str, body: dict[str, Any]) -> dict[str, Any]:
     entries = [LocalListEntry(e["token"], e.get("status")) for e in body["entries"]]
+    seen: set[str] = set()
+    for n, entry in enumerate(entries):
+        # Each token once (2.0.1 D01.FR.06); tokens compare without case (1.6 CiString20, 2.0.1 idToken).
+        key = entry.token.casefold()
+        if key in seen:
+            raise FormError(f"entries.{n}.token: {entry.token!r} is already in the list")
+        seen.add(key)
     full = body.get("full", True)
     if full and any(e.status is None for e in entries):
         raise FormError("entries: a full list gives every token a status (leaving it out removes the token)")
     return reply_json(await central.commands.send_local_list(cp_id, body["version"], entries, full))
 
 
+def _operators_reservation(central: Central, cp_id: str, reservation_id: int) -> None:
+    """FieldRefused if ``reservation_id`` is a roaming partner's on this charger: the charger would replace (1.6
+    §5.13, 2.0.1 H01: the same id replaces) or cancel the partner's reservation, which OCPI still counts as held."""
+    if central.store.ocpi_holds_reservation_id(cp_id, reservation_id):
+        raise FieldRefused(
+            "reservation_id",
+            f"{reservation_id} is a roaming partner's reservation on {cp_id} (OCPI); pick another id",
+        )
+
+
 async def _reserve_now(central: Central, cp_id: str, body: dict[str, Any]) -> dict[str, Any]:
+    _operators_reservation(central, cp_id, body["reservation_id"])
     expires_at = parse_time(body["expires_at"], "expires_at")
-    if expires_at <= central.clock():
-        raise FormError("expires_at: the reservation would already have expired")
+    problem = reservation_expiry_problem(expires_at, central.clock())
+    if problem is not None:
+        raise FieldRefused("expires_at", problem)
     reply = await central.commands.reserve_now(
         cp_id,
         body["reservation_id"],
@@ -264,6 +312,7 @@ async def _reserve_now(central: Central, cp_id: str, body: dict[str, Any]) -> di
 
 
 async def _cancel_reservation(central: Central, cp_id: str, body: dict[str, Any]) -> dict[str, Any]:
+    _operators_reservation(central, cp_id, body["reservation_id"])
     return reply_json(await central.commands.cancel_reservation(cp_id, body["reservation_id"]))
 
 
@@ -439,8 +488,9 @@ OPERATIONS: Final[dict[str, Operation]] = {
         ),
         Operation(
             "reserve-now",
-            "Reserve an EVSE (0 or none: any) for a token until expires_at (ReserveNow); OCPP 2.0.1 may also ask "
-            "for a connector type and let a group token's members use it",
+            "Reserve an EVSE (0 or none: any) for a token until expires_at, in the next 24 hours (ReserveNow; a "
+            "past or later expiry is 422); OCPP 2.0.1 may also ask for a connector type and let a group token's "
+            "members use it",
             {
                 "reservation_id": _INT,
                 "evse": _EVSE,

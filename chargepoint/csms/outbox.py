@@ -19,7 +19,7 @@ from chargepoint.core.events import (
 from chargepoint.core.model import AuthStatus, IdTagInfo
 from chargepoint.core.scheduler import Flag
 from chargepoint.core.settings import Settings
-from chargepoint.errors import CsmsRejected, CsmsUnavailable, StorageError
+from chargepoint.errors import CsmsRejected, CsmsUnavailable, MessageTooLarge, StorageError
 from chargepoint.store import Store
 
 log = logging.getLogger(__name__)
@@ -188,6 +188,17 @@ class OutboxSender:
                 # as for a well-formed answer, rather than let the session charge while the message is retried.
                 await self.answers(TransactionStartAnswered(message.local_tx_id, info, taken=False))
             await self._refused(message, f"{exc.code}: {exc.description}")
+            return
+        except MessageTooLarge as exc:
+            # Never sent: a frame over the CSMS's limit drops the link, and sending it again cannot make it
+            # smaller. Kept as a dead letter at once rather than block every message behind it (a poison message).
+            log.error(
+                "outbox: %s #%s cannot be made to fit in one frame (%s); kept as a dead letter",
+                message.kind,
+                message.seq,
+                exc.description,
+            )
+            await self._give_up(message, f"too large: {exc.description}"[:200])
             return
         except CsmsRejected as exc:
             await self._refused(message, f"{exc.code}: {exc.description}")

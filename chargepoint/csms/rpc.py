@@ -28,7 +28,7 @@ import ocpp.exceptions
 import ocpp.messages
 from ocpp.charge_point import camel_to_snake_case, remove_nones, serialize_as_dict, snake_to_camel_case
 from ocpp.exceptions import OCPPError
-from ocpp.messages import Call, CallError, CallResult, MessageType, validate_payload
+from ocpp.messages import Call, CallError, CallResult, MessageType
 from ocpp.routing import create_route_map
 from websockets.exceptions import ConnectionClosed
 
@@ -37,10 +37,11 @@ from chargepoint.core.model import IdTagInfo
 from chargepoint.core.scheduler import Duty, Flag, Mutex
 from chargepoint.core.security import SecurityEventType
 from chargepoint.core.settings import SPECS
+from chargepoint.csms.fitting import payload_room, send_meter_values, trim_meter_values
 from chargepoint.csms.outbox import Delivered, MalformedAnswer
-from chargepoint.csms.schemas import surely_valid
+from chargepoint.csms.schemas import surely_valid, validate
 from chargepoint.csms.times import parse_time
-from chargepoint.errors import ChargePointError, CsmsRejected, CsmsUnavailable
+from chargepoint.errors import ChargePointError, CsmsRejected, CsmsUnavailable, MessageTooLarge
 
 if TYPE_CHECKING:
     from chargepoint.csms.session import SessionDeps
@@ -49,12 +50,12 @@ if TYPE_CHECKING:
 ocpp.messages.ASYNC_VALIDATION = False
 
 
-async def _validated(message: Call | CallResult, version: str) -> None:
+def _validated(message: Call | CallResult, version: str) -> None:
     """Raise the ``ocpp`` package's OCPPError if ``message``'s payload breaks its schema (its public
     ``validate_payload``, same verdicts and texts); a payload the compiled check finds valid skips the package's
     jsonschema walk, ~10-25x the CPU (``chargepoint.csms.schemas``)."""
     if not surely_valid(message.message_type_id, message.action, message.payload, version):
-        await validate_payload(message, version)
+        validate(message, version)
 
 
 log = logging.getLogger(__name__)
@@ -77,8 +78,6 @@ INT64_MIN, INT64_MAX = -(2**63), 2**63 - 1
 _MAX_DEPTH = 16
 # Log lines about bad frames per session and minute: a flood from the CSMS is counted, not logged line by line.
 HOSTILE_LOG_PER_MINUTE = 10
-# Room a CALL frame takes beyond its action name and payload: [2,"<uniqueId, at most 36 characters>","",].
-CALL_ENVELOPE_CHARS = 64
 
 
 class _LogBudget:
@@ -109,11 +108,6 @@ class _LogBudget:
 # version: a CSMS that asks for more while they wait for the one-CALL-at-a-time lock is refused rather than piling
 # up tasks (a peer must not be able to grow the station's task set without bound).
 MAX_FOLLOW_UPS = 4
-
-
-def json_chars(value: Any) -> int:
-    """The length of ``value`` as compact JSON, as the ``ocpp`` package writes a frame (ASCII: one byte each)."""
-    return len(json.dumps(value, separators=(",", ":")))
 
 
 def is_int64(value: Any) -> bool:
@@ -385,9 +379,10 @@ class OcppSession:
         """A received frame as the frame log may show it (a version hides the secrets its own messages carry)."""
         return frame
 
-    async def _send(self, message: str) -> None:
+    async def _send(self, message: str) -> bool:
+        """Send one frame; False if it was a CALLRESULT over BytesPerMessage, answered InternalError instead."""
         if message.startswith("[3,") and await self._too_large(message):
-            return
+            return False
         frames.debug("%s > %s", self.id, message)
         if message.startswith(("[3,", "[4,")):
             self._answered = self._readable_answer_id(message)
@@ -397,6 +392,7 @@ class OcppSession:
             self._closed.set()  # the receive loop may not have noticed yet
             raise CsmsUnavailable("connection closed") from exc
         self.link.touch()
+        return True
 
     async def _too_large(self, answer: str) -> bool:
         """True if a CALLRESULT is over BytesPerMessage, the most the station sends in one frame (the CSMS's frame
@@ -598,9 +594,9 @@ class OcppSession:
         on_action = handlers.get("_on_action")
         if on_action is None:  # only an @after handler: nothing can answer it
             raise ocpp.exceptions.NotSupportedError(details={"cause": f"{msg.action} is not supported"})
-        validate = not handlers.get("_skip_schema_validation", False)
-        if validate:
-            await _validated(msg, self._ocpp_version)
+        check_schema = not handlers.get("_skip_schema_validation", False)
+        if check_schema:
+            _validated(msg, self._ocpp_version)
         arguments = camel_to_snake_case(msg.payload)
         try:
             response = on_action(**arguments)
@@ -611,9 +607,12 @@ class OcppSession:
             await self._send(msg.create_call_error(exc).to_json())
             return
         result = msg.create_call_result(snake_to_camel_case(remove_nones(serialize_as_dict(response))))
-        if validate:
-            await _validated(result, self._ocpp_version)
-        await self._send(result.to_json())
+        if check_schema:
+            _validated(result, self._ocpp_version)
+        if not await self._send(result.to_json()):
+            # The CSMS got an InternalError, not this answer: what the answer promised (a Reset after Accepted, a
+            # report after GetBaseReport Accepted) must not happen behind its back.
+            return
         after_action = handlers.get("_after_action")
         if after_action is not None:
             follow = after_action(**arguments)
@@ -622,31 +621,49 @@ class OcppSession:
                 _AFTER_TASKS.add(task)
                 task.add_done_callback(_after_done)
 
+    async def send_meter_values(self, payload: dict[str, Any]) -> None:
+        """MeterValues as one CALL, or as several that each fit in BytesPerMessage (``fitting.py``)."""
+        await send_meter_values(
+            self.request, self.settings.get_int("bytes_per_message"), "MeterValues", payload
+        )
+
+    def room(self, action: str) -> int:
+        """The characters of payload a CALL of ``action`` may hold within BytesPerMessage."""
+        return payload_room(self.settings.get_int("bytes_per_message"), action)
+
     def fit(self, action: str, payload: dict[str, Any], key: str, *, keep: int = 0) -> None:
-        """Drop the oldest entries of the list ``payload[key]`` (oldest first, after the first ``keep``) until the
-        CALL fits in BytesPerMessage: a frame over the CSMS's limit drops the link, and the outbox would send the
-        same message again for ever. The key goes when nothing is left of it."""
-        room = self.settings.get_int("bytes_per_message") - CALL_ENVELOPE_CHARS - len(action)
-        size = json_chars(payload)
-        entries: list[Any] = payload[key]
-        dropped = 0
-        while size > room and len(entries) > keep:
-            size -= json_chars(entries.pop(keep)) + 1  # and its comma
-            dropped += 1
-        if dropped:
-            log.warning("%s: the %d oldest of %s left out to fit in %d bytes", action, dropped, key, room)
-        if not entries:
-            del payload[key]
+        """Make a CALL that carries the MeterValues ``payload[key]`` in one message fit in BytesPerMessage: the
+        oldest go first (after the first ``keep``), then the last sampledValues of the newest (``fitting.py``).
+        A frame over the CSMS's limit drops the link, and the outbox would send the same message again for ever."""
+        room = self.room(action)
+        dropped, trimmed = trim_meter_values(room, payload, key, keep=keep)
+        if dropped or trimmed:
+            log.warning(
+                "%s: the %d oldest of %s and %d sampled values left out to fit in %d bytes",
+                action,
+                dropped,
+                key,
+                trimmed,
+                room,
+            )
 
     async def request(
         self, action: str, payload: dict[str, Any], *, timeout_s: float | None = None
     ) -> dict[str, Any]:
         """Send a CALL and return the CALLRESULT payload.
 
-        Raises CsmsRejected for a CallError or an invalid answer, CsmsUnavailable on timeout or a closed link.
+        Raises CsmsRejected for a CallError or an invalid answer (MessageTooLarge, unsent, for a CALL over
+        BytesPerMessage), CsmsUnavailable on timeout or a closed link.
         """
         call = Call(self._unique_id_generator(), action, payload)
-        await _validated(call, self._ocpp_version)
+        _validated(call, self._ocpp_version)
+        frame = call.to_json()
+        limit = self.settings.get_int("bytes_per_message")
+        if len(frame) > limit:  # ensure_ascii: a character is a byte
+            # The last guard: the senders cut or trim what can grow; a frame over the CSMS's limit would drop the
+            # link (and come back after every reconnect). Not sent; the caller takes it as a refusal and logs it
+            # (or cuts the message in parts: a MeterValues).
+            raise MessageTooLarge(action, len(frame), limit)
         timeout = timeout_s if timeout_s is not None else self._response_timeout
         loop = asyncio.get_running_loop()
         observer = self.link.call_observer
@@ -657,7 +674,7 @@ class OcppSession:
             self._pending = (call.unique_id, action, future)
             sent_at = loop.time()
             try:
-                await self._send(call.to_json())
+                await self._send(frame)
                 # A timer that fails the future, not asyncio.timeout(): no Timeout object, no task lookups and no
                 # cancel/uncancel round trip on every CALL (measured in benchmarks/cpu_profile.py).
                 timer = loop.call_at(loop.time() + timeout, _time_out, future)
@@ -688,7 +705,7 @@ class OcppSession:
             raise CsmsRejected(answer.error_code, answer.error_description)
         answer.action = action
         try:
-            await _validated(answer, self._ocpp_version)
+            _validated(answer, self._ocpp_version)
         except OCPPError as exc:
             raise MalformedAnswer(
                 self._spelled("FormatViolation"),

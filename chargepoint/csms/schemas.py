@@ -23,6 +23,7 @@ from typing import Any
 
 import fastjsonschema
 from ocpp import messages as ocpp_messages
+from ocpp.messages import Call, CallResult
 
 CALL = 2
 CALLRESULT = 3
@@ -35,6 +36,11 @@ SchemaCheck = Callable[[Any], object]
 # (schema version, schema name) -> its compiled check, or None when the package's validator must judge. Keys are
 # schema files that exist (a few hundred at most): an action no schema file has is never remembered.
 _compiled: dict[tuple[str, str], SchemaCheck | None] = {}
+
+# The package's public check (`validate_payload`) is a coroutine that hands the work to a thread pool unless this
+# is off. Its callers here are synchronous (routing a frame, checking a REST body) and the work is CPU-bound
+# anyway: a thread per check only adds a hop (DESIGN.md: synchronous validation saves ~25 % CPU).
+ocpp_messages.ASYNC_VALIDATION = False
 
 
 def schema_name(message_type_id: int, action: str, schema_version: str) -> str:
@@ -92,3 +98,15 @@ def surely_valid(message_type_id: int, action: str, payload: Any, schema_version
     except Exception:  # a JsonSchemaException, or anything odd: the package's validator decides
         return False
     return True
+
+
+def validate(message: Call | CallResult, schema_version: str) -> None:
+    """The package's public `validate_payload`, run to its end in this thread; raises its OCPPError (or
+    SchemaMissingError) exactly as it does."""
+    check = ocpp_messages.validate_payload(message, schema_version)
+    try:
+        check.send(None)
+    except StopIteration:
+        return
+    check.close()  # it awaited a thread: someone turned ASYNC_VALIDATION back on
+    raise RuntimeError("ocpp.messages.ASYNC_VALIDATION is on: the check would leave this thread")

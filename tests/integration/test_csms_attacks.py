@@ -7,11 +7,13 @@ from __future__ import annotations
 
 import asyncio
 import base64
+import contextlib
 import json
 import logging
 import math
 import secrets
 from collections.abc import AsyncIterator
+from datetime import UTC, datetime, timedelta
 from pathlib import Path
 from typing import Any
 
@@ -23,14 +25,18 @@ from cryptography.hazmat.primitives.asymmetric import ec, rsa
 from cryptography.x509.oid import NameOID
 from ocpp.v201 import call as call201
 from websockets.asyncio.client import ClientConnection, connect
+from websockets.exceptions import InvalidStatus
 
 from backend_stub.app import Csms
-from backend_stub.domain.ca import CertificateAuthority
-from backend_stub.ocpp.handshake import offered_subprotocols
+from backend_stub.domain.ca import CSR_PER_HOUR, CertificateAuthority, SigningQuota
+from backend_stub.ocpp.handshake import PasswordShape, offered_subprotocols
 from backend_stub.ocpp.server import MAX_PROBLEM_CHARS
 from backend_stub.store import CsmsStore
+from backend_stub.testing.server import ScriptedCentralSystem
+from tests.integration.conftest import until
 from tests.integration.test_csms_ca import make_csr
 from tests.integration.test_csms_operations import Station201
+from tests.integration.test_csms_ops import scrape
 
 ADMIN_TOKEN = "attack-review-admin-token-0123"
 ADMIN = {"Authorization": f"Bearer {ADMIN_TOKEN}"}
@@ -75,6 +81,20 @@ class Raw:
                     await self.ws.send(json.dumps([3, frame[1], {"status": "Accepted"}]))
                 elif frame[1] == unique_id:
                     return list(frame)
+
+
+@contextlib.asynccontextmanager
+async def booted(url: str, cp_id: str, version: str) -> AsyncIterator[Raw]:
+    """A raw station ``cp_id`` (password PASSWORD) speaking ``version``, booted."""
+    boot = BOOT if version == "ocpp2.0.1" else {"chargePointVendor": "V", "chargePointModel": "M"}
+    async with connect(
+        f"{url}/{cp_id}",
+        subprotocols=[version],  # type: ignore[list-item]
+        additional_headers=basic(cp_id, PASSWORD),
+    ) as ws:
+        raw = Raw(ws)
+        assert (await raw.call("boot", "BootNotification", json.dumps(boot)))[2]["status"] == "Accepted"
+        yield raw
 
 
 @pytest.fixture
@@ -123,9 +143,9 @@ async def test_a_csr_whose_rsa_exponent_makes_its_check_expensive_is_rejected(
     """A 2048-bit RSA key with a 2040-bit public exponent costs ~3 ms of event loop per check (3000 bits on 3072:
     ~11 ms), and was signed: Rejected now, before its self-signature is checked; no CertificateSigned follows."""
     csr = csr_pem(rsa_key_with_exponent(2048, 2040), CP)
-    assert (await station.call("big-e", "SignCertificate", json.dumps({"csr": csr})))[2] == {
-        "status": "Rejected"
-    }
+    answer = (await station.call("big-e", "SignCertificate", json.dumps({"csr": csr})))[2]
+    assert (answer["status"], answer["statusInfo"]["reasonCode"]) == ("Rejected", "InvalidCSR")
+    assert "exponent" in answer["statusInfo"]["additionalInfo"]
     assert (await station.call("hb", "Heartbeat", "{}"))[0] == 3
     assert station.server_calls == []
     assert csms.central.certificates.issued(CP) is None
@@ -170,10 +190,113 @@ async def test_a_flood_of_bad_csrs_costs_a_few_log_lines(
     with caplog.at_level(logging.WARNING, logger="backend_stub.domain.ca"):
         for n in range(50):
             answer = await station.call(f"s{n}", "SignCertificate", json.dumps({"csr": csr}))
-            assert answer[2] == {"status": "Rejected"}
+            assert answer[2]["status"] == "Rejected"
     lines = [r for r in caplog.records if r.name == "backend_stub.domain.ca"]
     assert 1 <= len(lines) <= 20
     assert station.server_calls == []
+
+
+async def _sign_until_judged(raw: Raw, unique_id: str, csr: str) -> dict[str, Any]:
+    """SignCertificate until it is judged: while the last CertificateSigned is still being delivered (2.0.1
+    reasonCode DeliveryPending) a Heartbeat lets the station read and answer it first."""
+    async with asyncio.timeout(10):
+        while True:
+            answer: dict[str, Any] = (await raw.call(unique_id, "SignCertificate", json.dumps({"csr": csr})))[
+                2
+            ]
+            if answer.get("statusInfo", {}).get("reasonCode") != "DeliveryPending":
+                return answer
+            await raw.call("hb", "Heartbeat", "{}")
+            await asyncio.sleep(0.01)
+
+
+async def test_a_charger_sending_csrs_in_a_loop_gets_its_hourly_quota_signed_then_rate_limited(
+    csms: Csms, station: Raw, caplog: pytest.LogCaptureFixture
+) -> None:
+    """A station resends valid CSRs as fast as each certificate is delivered: the central system used to judge and
+    sign every one (a signature check and a signature on the event loop, a CertificateSigned each). Now the first
+    `CSR_PER_HOUR` are signed and the rest Rejected with reasonCode RateLimited (A02: the station retries after
+    CertSigningWaitMinimum, at most CertSigningRepeatTimes), logged once, and the link stays up."""
+    csr = make_csr(CP)[1]
+    answers = []
+    with caplog.at_level(logging.WARNING, logger="backend_stub.domain.ca"):
+        for n in range(CSR_PER_HOUR + 15):
+            answers.append(await _sign_until_judged(station, f"s{n}", csr))
+    assert [a["status"] for a in answers] == ["Accepted"] * CSR_PER_HOUR + ["Rejected"] * 15
+    for refused in answers[CSR_PER_HOUR:]:
+        assert refused["statusInfo"]["reasonCode"] == "RateLimited"
+        assert f"at most {CSR_PER_HOUR} CSRs an hour" in refused["statusInfo"]["additionalInfo"]
+    assert (await station.call("hb", "Heartbeat", "{}"))[0] == 3
+    assert [c[2] for c in station.server_calls] == ["CertificateSigned"] * CSR_PER_HOUR
+    quota_lines = [r for r in caplog.records if "an hour" in r.getMessage()]
+    assert len(quota_lines) == 1 and CP in quota_lines[0].getMessage()
+    samples = await scrape(csms, ADMIN)  # the operator sees it too
+    assert samples[("csms_limit_events_total", (("kind", "csr_rate_limited"),))] == 15
+
+
+async def test_the_csr_quota_is_per_charger_and_also_holds_in_16(
+    tmp_path: Path, ca: CertificateAuthority
+) -> None:
+    """`csr_per_hour=2`: a 1.6 charger (security whitepaper SignCertificate.conf has only a status) gets two
+    certificates, then Rejected with no CertificateSigned; another charger still gets its own."""
+    with CsmsStore(tmp_path / "quota.db") as store:
+        store.add_charger("CS-B", PASSWORD)
+        store.add_charger("CS-C", PASSWORD)
+        app = Csms(store, admin_token=ADMIN_TOKEN, ca=ca, csr_per_hour=2)
+        await app.start()
+        try:
+            for cp_id, expected in (
+                ("CS-B", ["Accepted", "Accepted", "Rejected", "Rejected"]),
+                ("CS-C", ["Accepted"]),
+            ):
+                async with booted(app.url, cp_id, "ocpp1.6") as raw:
+                    csr = make_csr(cp_id)[1]
+                    got = []
+                    for n in range(len(expected)):
+                        got.append((await raw.call(f"s{n}", "SignCertificate", json.dumps({"csr": csr})))[2])
+                        if got[-1]["status"] == "Accepted":  # answered, kept: the next CSR is judged afresh
+                            before = len(raw.server_calls)
+                            async with asyncio.timeout(10):
+                                while len(raw.server_calls) == before:
+                                    await raw.call("hb", "Heartbeat", "{}")
+                            serial = x509.load_pem_x509_certificates(
+                                raw.server_calls[-1][3]["certificateChain"].encode()
+                            )[0].serial_number
+                            await until(
+                                lambda cp=cp_id, sn=f"{serial:x}": (
+                                    getattr(app.central.certificates.issued(cp), "serial_hex", None) == sn
+                                ),
+                                10,
+                                "certificate not kept",
+                            )
+                    assert got == [{"status": s} for s in expected]  # no statusInfo in 1.6
+                    assert (await raw.call("hb", "Heartbeat", "{}"))[0] == 3
+                    assert [c[2] for c in raw.server_calls] == ["CertificateSigned"] * expected.count(
+                        "Accepted"
+                    )
+        finally:
+            await app.stop()
+
+
+def test_the_signing_quota_refills_at_its_hourly_rate_and_stays_bounded() -> None:
+    now = [0.0]
+    quota = SigningQuota(4, max_entries=3, clock=lambda: now[0])
+    assert [quota.take("A") for _ in range(4)] == [None] * 4
+    assert quota.take("A") == pytest.approx(900.0)  # one CSR every 3600 / 4 s
+    now[0] += 899.0
+    assert quota.take("A") == pytest.approx(1.0)
+    now[0] += 1.0
+    assert quota.take("A") is None and quota.take("A") is not None
+    # Bounded: a charger with a full bucket is the same as one never seen, so it is the one forgotten; a refused
+    # one is kept (entries are registered, authenticated chargers: at most the fleet).
+    small = SigningQuota(1, max_entries=2, clock=lambda: now[0])
+    assert small.take("B") is None and small.take("C") is None and small.take("D") is None
+    assert small.take("B") is not None  # not forgotten while refused
+    now[0] += 3600.0
+    assert small.take("E") is None
+    assert set(small._buckets) == {"E"}
+    with pytest.raises(ValueError, match="csr_per_hour"):
+        SigningQuota(0)
 
 
 # ---- NotifyChargingLimit / ClearedChargingLimit ----------------------------------------------------------------
@@ -412,6 +535,222 @@ async def test_operator_values_the_charger_would_refuse_are_400_naming_the_field
     assert station201.got == []
 
 
+def _in(delta: timedelta) -> str:
+    return (datetime.now(UTC) + delta).isoformat()
+
+
+@pytest.mark.parametrize("version", ["ocpp1.6", "ocpp2.0.1"])
+@pytest.mark.parametrize(
+    ("expires_at", "status", "words"),
+    [
+        ("2099-01-01T00:00:00Z", 422, "at most 1 day"),
+        (_in(timedelta(hours=24, minutes=5)), 422, "at most 1 day"),
+        (_in(-timedelta(minutes=1)), 422, "already have expired"),
+        ("2030-01-01T00:00:00", 400, "needs a timezone"),
+        ("NaN", 400, "not an ISO 8601"),
+        ("Infinity", 400, "not an ISO 8601"),
+        ("9999-12-31T23:59:59-01:00", 400, "out of range"),
+    ],
+    ids=["year-2099", "25-hours", "past", "naive", "nan", "infinity", "past-9999-in-utc"],
+)
+async def test_reserve_now_takes_an_expiry_in_the_next_24_hours_only(
+    csms: Csms, version: str, expires_at: str, status: int, words: str
+) -> None:
+    """REST reserve-now sent a reservation until 2099 to the charger, holding the EVSE from every other driver for
+    decades (the OCPI path already stopped at 24 h). Now a well-formed expiry outside (now, now + 24 h] is 422
+    naming expires_at, a malformed one 400 (as every time field of the API), in both versions; nothing is sent.
+    An expiry within the window still reaches the charger (the control)."""
+    cp_id = "CS-B"
+    async with booted(csms.url, cp_id, version) as raw:
+        body = {"reservation_id": 3, "evse": 1, "token": "TAG-1", "expires_at": expires_at}
+        got_status, got = await _operation(csms, cp_id, "reserve-now", body)
+        assert (got_status, words in got["error"]) == (status, True), got
+        assert got["error"].startswith("expires_at")
+        assert status == 400 or got["field"] == "expires_at"
+        assert (await raw.call("hb", "Heartbeat", "{}"))[0] == 3
+        assert raw.server_calls == []
+        control = asyncio.create_task(
+            _operation(csms, cp_id, "reserve-now", {**body, "expires_at": _in(timedelta(hours=23))})
+        )
+        async with asyncio.timeout(10):
+            while not raw.server_calls:
+                await raw.call("hb", "Heartbeat", "{}")
+        assert (await control)[0] == 200
+    assert [c[2] for c in raw.server_calls] == ["ReserveNow"]
+
+
+async def _operation(csms: Csms, cp_id: str, name: str, body: dict[str, Any]) -> tuple[int, dict[str, Any]]:
+    async with (
+        aiohttp.ClientSession(base_url=csms.http_url, headers=ADMIN) as http,
+        http.post(f"/api/chargers/{cp_id}/operations/{name}", json=body) as resp,
+    ):
+        return resp.status, await resp.json()
+
+
+def _tx_profile(transaction: int) -> dict[str, Any]:
+    return {
+        "evse": 1,
+        "profile_id": 4,
+        "stack_level": 0,
+        "purpose": "TxProfile",
+        "unit": "A",
+        "transaction": transaction,
+        "periods": [{"start_s": 0, "limit": 6}],
+    }
+
+
+async def test_a_tx_profile_names_a_session_of_the_same_charger_only(csms: Csms, station: Raw) -> None:
+    """set-charging-profile `transaction` is our session id: given CS-B's session for CS-A, the central system sent
+    CS-A a TxProfile carrying CS-B's own 2.0.1 transactionId (another charger's data, to a third party), and an
+    unknown id was a 500. Now 422 naming the field, and nothing reaches the station; the own session still works."""
+    now = datetime.now(UTC)
+    other, _ = csms.central.sessions.start("CS-B", 1, "TAG-B", 0, now, station_tx_id="TX-OF-CS-B-4f1c")
+    mine, _ = csms.central.sessions.start(CP, 1, "TAG-A", 0, now, station_tx_id="TX-OF-CS-A-77aa")
+    for transaction in (other, 2_000_000_000):
+        status, got = await _operation(csms, CP, "set-charging-profile", _tx_profile(transaction))
+        assert (status, got.get("field")) == (422, "transaction"), got
+        assert (await station.call("hb", "Heartbeat", "{}"))[0] == 3
+        assert station.server_calls == []
+    control = asyncio.create_task(_operation(csms, CP, "set-charging-profile", _tx_profile(mine)))
+    async with asyncio.timeout(10):
+        while not station.server_calls:
+            await station.call("hb", "Heartbeat", "{}")
+    assert (await control)[0] == 200
+    [(action, payload)] = [(c[2], c[3]) for c in station.server_calls]
+    assert (action, payload["chargingProfile"]["transactionId"]) == ("SetChargingProfile", "TX-OF-CS-A-77aa")
+
+
+def _profile(periods: list[dict[str, Any]]) -> dict[str, Any]:
+    return {
+        "evse": 1,
+        "profile_id": 4,
+        "stack_level": 0,
+        "purpose": "TxDefaultProfile",
+        "unit": "A",
+        "periods": periods,
+    }
+
+
+@pytest.mark.parametrize("version", ["ocpp1.6", "ocpp2.0.1"])
+@pytest.mark.parametrize(
+    ("operation", "body", "field"),
+    [
+        (
+            "set-charging-profile",
+            _profile(
+                [{"start_s": 0, "limit": 16}, {"start_s": 600, "limit": 8}, {"start_s": 600, "limit": 6}]
+            ),
+            "periods.2.start_s",
+        ),
+        (
+            "set-charging-profile",
+            _profile(
+                [{"start_s": 0, "limit": 16}, {"start_s": 900, "limit": 8}, {"start_s": 300, "limit": 6}]
+            ),
+            "periods.2.start_s",
+        ),
+        ("set-charging-profile", _profile([{"start_s": 0, "limit": 6.05}]), "periods.0.limit"),
+        (
+            "send-local-list",
+            {"version": 3, "entries": [{"token": "CARD-1", "status": "Accepted"}] * 2},
+            "entries.1.token",
+        ),
+        (
+            "send-local-list",
+            {
+                "version": 3,
+                "entries": [
+                    {"token": "card-x", "status": "Accepted"},
+                    {"token": "CARD-X", "status": "Blocked"},
+                ],
+            },
+            "entries.1.token",
+        ),
+        (
+            "set-charging-profile",
+            {**_profile([{"start_s": 0, "limit": 6}]), "kind": "Recurring"},
+            "recurrency",
+        ),
+        (
+            "set-charging-profile",
+            {**_profile([{"start_s": 0, "limit": 6}]), "recurrency": "Daily"},
+            "recurrency",
+        ),
+        (
+            "set-charging-profile",
+            {
+                **_profile([{"start_s": 0, "limit": 6}]),
+                "kind": "Relative",
+                "starts_at": "2030-01-01T00:00:00Z",
+            },
+            "starts_at",
+        ),
+        (
+            "set-charging-profile",
+            {
+                **_profile([{"start_s": 0, "limit": 6}]),
+                "kind": "Relative",
+                "purpose": "ChargingStationMaxProfile",
+            },
+            "kind",
+        ),
+    ],
+    ids=[
+        "same-start",
+        "start-goes-back",
+        "two-decimals",
+        "token-twice",
+        "token-twice-other-case",
+        "recurring-without-recurrency",
+        "recurrency-not-recurring",
+        "relative-with-start",
+        "relative-max-profile",
+    ],
+)
+async def test_operations_the_spec_forbids_a_csms_to_send_are_400_naming_the_field(
+    csms: Csms, version: str, operation: str, body: dict[str, Any], field: str
+) -> None:
+    """Periods whose startPeriod does not increase (each is the end of the previous one), a limit with two decimals
+    (1.6 schema multipleOf 0.1, 2.0.1 ChargingSchedulePeriodType.limit: one digit fraction), and a local list naming
+    a token twice (2.0.1 D01.FR.06; idTags are case-insensitive CiString20 / identifierString) went to the charger
+    as they were. Now 400 naming the field; nothing is sent."""
+    cp_id = "CS-B"
+    async with booted(csms.url, cp_id, version) as raw:
+        request = asyncio.create_task(_operation(csms, cp_id, operation, body))
+        await asyncio.wait([request], timeout=2)
+        if not request.done():  # it went out: let the station see it, to fail on what it got
+            await raw.call("hb", "Heartbeat", "{}")
+        status, got = await request
+        assert raw.server_calls == []
+        assert (status, got["error"].split(":")[0]) == (400, field), got
+
+
+@pytest.mark.parametrize("operation", ["reserve-now", "cancel-reservation"])
+async def test_an_operator_cannot_replace_or_cancel_a_roaming_partners_reservation_by_its_id(
+    csms: Csms, station: Raw, operation: str
+) -> None:
+    """OCPI RESERVE_NOW gives a partner's reservation the charger-side reservationId 1, 2, 3...; an operator's
+    reserve-now or cancel-reservation with the same small id replaced or cancelled it on the charger while OCPI
+    still counted it as held. Now 422 naming reservation_id; another id still goes out."""
+    now = datetime.now(UTC)
+    store = csms.central.store
+    partner = store.ocpi_create_partner("eMSP", None, now)
+    held = store.ocpi_reservation(partner, "R-1", CP, now)
+    assert held is not None
+    body: dict[str, Any] = {"reservation_id": held}
+    if operation == "reserve-now":
+        body |= {"token": "TAG-OP", "expires_at": _in(timedelta(hours=1))}
+    status, got = await _operation(csms, CP, operation, body)
+    assert (status, got.get("field")) == (422, "reservation_id"), got
+    assert (await station.call("hb", "Heartbeat", "{}"))[0] == 3
+    assert station.server_calls == []
+    control = asyncio.create_task(_operation(csms, CP, operation, {**body, "reservation_id": held + 100}))
+    async with asyncio.timeout(10):
+        while not station.server_calls:
+            await station.call("hb", "Heartbeat", "{}")
+    assert (await control)[0] == 200
+
+
 async def test_a_charger_that_nothing_authenticates_gets_no_certificate(
     tmp_path: Path, ca: CertificateAuthority
 ) -> None:
@@ -428,9 +767,11 @@ async def test_a_charger_that_nothing_authenticates_gets_no_certificate(
                     "status"
                 ] == "Accepted"
                 csr = make_csr("CS-OPEN")[1]
-                assert (await raw.call("s", "SignCertificate", json.dumps({"csr": csr})))[2] == {
-                    "status": "Rejected"
-                }
+                answer = (await raw.call("s", "SignCertificate", json.dumps({"csr": csr})))[2]
+                assert (answer["status"], answer["statusInfo"]["reasonCode"]) == (
+                    "Rejected",
+                    "NotAuthenticated",
+                )
                 assert (await raw.call("hb", "Heartbeat", "{}"))[0] == 3
                 assert raw.server_calls == []
         finally:
@@ -455,3 +796,40 @@ async def test_the_16_sign_certificate_goes_through_the_same_judge(csms: Csms) -
         assert huge[0] == 4 and len(huge[3]) <= 255
         assert (await raw.call("hb", "Heartbeat", "{}"))[0] == 3
         assert raw.server_calls == []
+
+
+# ---- the scripted test server's handshake records ----------------------------------------------------------------
+
+
+async def test_the_scripted_servers_handshake_records_keep_no_password_guesses(
+    cs: ScriptedCentralSystem,
+) -> None:
+    """Password guessing against the scripted test server (the conformance runner's central system): its
+    `handshakes` kept every password tried, verbatim. Now the last `HANDSHAKES_KEPT` are kept, each password as its
+    length and whether it is a passwordString only (what the security profile checks judge)."""
+    secret = "right-password-0123456789"
+    cs.passwords["CP-G"] = secret
+    guesses = [f"guess{n:04d}-{secrets.token_hex(6)}" for n in range(cs.HANDSHAKES_KEPT + 16)]
+    for guess in [*guesses, "no spaces allowed here!"]:
+        with pytest.raises(InvalidStatus):
+            async with connect(
+                f"{cs.url}/CP-G",
+                subprotocols=["ocpp1.6"],  # type: ignore[list-item]
+                additional_headers=basic("CP-G", guess),
+                open_timeout=10,
+            ):
+                pass
+    cs.auth_throttle.succeeded("CP-G")  # the guesses locked the id out; the right password comes next
+    async with connect(
+        f"{cs.url}/CP-G",
+        subprotocols=["ocpp1.6"],  # type: ignore[list-item]
+        additional_headers=basic("CP-G", secret),
+    ):
+        pass
+    records = list(cs.handshakes)
+    assert len(records) == cs.HANDSHAKES_KEPT
+    kept = repr(records)
+    assert secret not in kept and not any(guess in kept for guess in guesses)
+    assert records[-1].password == PasswordShape(len(secret), password_string=True)
+    assert records[-2].password == PasswordShape(23, password_string=False)
+    assert all(isinstance(r.password, PasswordShape) for r in records)

@@ -10,6 +10,7 @@ import inspect
 import json
 import logging
 from collections.abc import AsyncIterator
+from datetime import UTC, datetime, timedelta
 from pathlib import Path
 from typing import Any
 
@@ -34,6 +35,8 @@ ADMIN_TOKEN = "operations-admin-token-0123"
 ADMIN = {"Authorization": f"Bearer {ADMIN_TOKEN}"}
 PASSWORD = "old-password-0123456789"
 FUTURE = "2099-01-01T00:00:00Z"
+# A reservation ends within MAX_RESERVATION (24 h) of now.
+SOON = (datetime.now(UTC) + timedelta(hours=2)).strftime("%Y-%m-%dT%H:%M:%SZ")
 
 
 def basic(cp_id: str, password: str) -> dict[str, str]:
@@ -277,7 +280,7 @@ async def test_every_operation_reaches_a_201_station_in_201_shapes(csms: Csms) -
                 ),
                 (
                     "reserve-now",
-                    {"reservation_id": 5, "evse": 1, "token": "04A1B2C3D4E5F6", "expires_at": FUTURE},
+                    {"reservation_id": 5, "evse": 1, "token": "04A1B2C3D4E5F6", "expires_at": SOON},
                 ),
                 ("cancel-reservation", {"reservation_id": 5}),
             ]
@@ -333,7 +336,7 @@ async def test_201_reservation_by_connector_type_and_group_tx_profile_and_clear_
                     {
                         "reservation_id": 6,
                         "token": "TAG-1",
-                        "expires_at": FUTURE,
+                        "expires_at": SOON,
                         "connector_type": "cType2",
                         "group_token": "GROUP-1",
                     },
@@ -357,7 +360,7 @@ async def test_201_reservation_by_connector_type_and_group_tx_profile_and_clear_
             for name, body in [
                 (
                     "reserve-now",
-                    {"reservation_id": 1, "token": "T", "expires_at": FUTURE, "connector_type": "x"},
+                    {"reservation_id": 1, "token": "T", "expires_at": SOON, "connector_type": "x"},
                 ),
                 (  # a transaction only on a TxProfile, and one kind of transaction id
                     "set-charging-profile",
@@ -410,7 +413,7 @@ async def test_201_reservation_by_connector_type_and_group_tx_profile_and_clear_
             reserve_body = {
                 "reservation_id": 7,
                 "token": "T",
-                "expires_at": FUTURE,
+                "expires_at": SOON,
                 "connector_type": "cType2",
             }
             status, got = await post(http, "CP-16", "reserve-now", reserve_body)
@@ -502,7 +505,7 @@ async def test_16_operations_map_to_16_commands_or_say_what_16_lacks(csms: Csms)
             status, got = await post(http, "CP-16", "trigger-message", {"message": "LogStatusNotification"})
             assert (status, got["code"]) == (422, "NotInVersion")
             status, got = await post(
-                http, "CP-16", "reserve-now", {"reservation_id": 9, "token": "CARD1", "expires_at": FUTURE}
+                http, "CP-16", "reserve-now", {"reservation_id": 9, "token": "CARD1", "expires_at": SOON}
             )
             assert (status, got["status"]) == (200, "Accepted")
             status, got = await post(
@@ -539,7 +542,7 @@ async def test_16_operations_map_to_16_commands_or_say_what_16_lacks(csms: Csms)
     assert (reserve["connector_id"], reserve["id_tag"], reserve["expiry_date"]) == (
         0,
         "CARD1",
-        "2099-01-01T00:00:00Z",
+        SOON,
     )
     profile = dict(station.got)["SetChargingProfile"]["cs_charging_profiles"]
     assert profile["charging_profile_purpose"] == "ChargePointMaxProfile"

@@ -51,9 +51,11 @@ async def site(tmp_path: Path) -> AsyncIterator[Csms]:
             await app.stop()
 
 
-async def scrape(app: Csms) -> dict[tuple[str, tuple[tuple[str, str], ...]], float]:
+async def scrape(
+    app: Csms, admin: dict[str, str] = ADMIN
+) -> dict[tuple[str, tuple[tuple[str, str], ...]], float]:
     """GET /metrics with the admin token, parsed by prometheus_client: {(sample name, labels): value}."""
-    async with aiohttp.ClientSession() as http, http.get(f"{app.http_url}/metrics", headers=ADMIN) as resp:
+    async with aiohttp.ClientSession() as http, http.get(f"{app.http_url}/metrics", headers=admin) as resp:
         assert resp.status == 200
         text = await resp.text()
     samples = {}

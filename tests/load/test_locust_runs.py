@@ -5,6 +5,7 @@ from __future__ import annotations
 import asyncio
 import contextlib
 import json
+import signal
 import sqlite3
 from pathlib import Path
 
@@ -455,3 +456,75 @@ async def test_ocpp_201_central_system_calls_and_offline_replay_end_to_end_again
     assert metrics["offline_queued"] >= 1 and metrics["offline_replayed"] >= 1, log[-3000:]
     assert metrics["offline_dropped"] == 0
     assert metrics["resets"] == 1 and metrics["server_calls"]["RequestStartTransaction"] == 1
+
+
+async def test_a_sigtermed_run_during_an_offline_replay_still_writes_its_metrics(tmp_path: Path) -> None:
+    """A 2.0.1 charger charging through an outage (its TransactionEvents queued for the offline replay), and the
+    Locust process SIGTERMed before its -t: it used to die by the signal with no --ocpp-metrics-json (Locust
+    handles SIGTERM only after a shape's ramp loop, which lasts the whole run). Now it ends like a run at its -t:
+    exit code 0 or 1 (the outage's failed connects), the stats and the metrics JSON, queued messages counted."""
+    rows = generate(1, 2)
+    db, creds = tmp_path / "csms.db", tmp_path / "creds.csv"
+    seed_store(db, rows)
+    write_credentials(creds, rows)
+    cp, tag = rows[0].cp_id, rows[0].id_tags[0]
+    metrics_path = tmp_path / "metrics.json"
+    store = CsmsStore(db)
+    csms = Csms(store, heartbeat_interval_s=60, admin_token="locust-sigterm-admin-token")
+    await csms.start()
+    log_path = tmp_path / "locust.log"
+    with open(log_path, "wb") as log:  # noqa: ASYNC230  # a local file, opened once
+        proc = await asyncio.create_subprocess_exec(
+            *locust_command(
+                "--headless",
+                "--host",
+                csms.url,
+                "-u",
+                "1",
+                "-r",
+                "1",
+                "-t",
+                "300s",  # far beyond the test: only the SIGTERM ends this run
+                "--csv",
+                str(tmp_path / "run"),
+                "--ocpp-version",
+                "2.0.1",
+                "--ocpp-credentials",
+                str(creds),
+                "--ocpp-metrics-json",
+                str(metrics_path),
+            ),
+            cwd=tmp_path,
+            stdout=log,
+            stderr=asyncio.subprocess.STDOUT,
+        )
+        stopped = False
+        try:
+            server = csms.server
+            await server.wait_for_call("Heartbeat", cp, 30)
+            interval = {"component": {"name": "SampledDataCtrlr"}, "variable": {"name": "TxUpdatedInterval"}}
+            await server.call(cp, "SetVariables", {"setVariableData": [{**interval, "attributeValue": "1"}]})
+            request = {"idToken": {"idToken": tag, "type": "Central"}, "remoteStartId": 7, "evseId": 1}
+            assert await server.call(cp, "RequestStartTransaction", request) == {"status": "Accepted"}
+            await server.wait_for_call(
+                "TransactionEvent", cp, 10, where=lambda p: p["eventType"] == "Updated"
+            )
+            await csms.stop()  # the outage: the session goes on, its readings are queued
+            stopped = True
+            await asyncio.sleep(3)
+            proc.send_signal(signal.SIGTERM)
+            async with asyncio.timeout(30):
+                code = await proc.wait()
+        finally:
+            if proc.returncode is None:
+                proc.kill()
+                await proc.wait()
+            if not stopped:
+                await csms.stop()
+            store.close()
+    text = log_path.read_text(errors="replace")
+    assert code in (0, 1), text[-3000:]  # not -15: the signal no longer kills it
+    assert "SIGTERM: ending the run" in text
+    metrics = read_metrics(metrics_path)
+    assert metrics["offline_queued"] >= 1 and metrics["sessions_started"] == 1, metrics
+    assert read_stats(tmp_path / "run")[("OCPP", "BootNotification")][0] == 1

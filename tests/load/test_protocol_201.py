@@ -6,7 +6,7 @@ import itertools
 from typing import Any
 
 import pytest
-from ocpp.messages import CallResult, _validate_payload
+from ocpp.messages import CallResult
 
 from loadtests.protocol import (
     VERSIONS,
@@ -20,6 +20,7 @@ from loadtests.protocol import (
     StopReason,
     Trigger,
     answer_call,
+    validate,
 )
 
 _ids = (f"tx-{n:032d}" for n in itertools.count())
@@ -207,7 +208,7 @@ def test_answers_to_central_system_calls(
         assert answer.error_code == expected and answer.payload is None, answer
     else:
         assert answer.error_code is None and answer.payload == expected, answer
-        _validate_payload(CallResult("1", answer.payload, action), "2.0.1")
+        validate(CallResult("1", answer.payload, action), "2.0.1")
     assert answer.intents == intents
 
 

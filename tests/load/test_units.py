@@ -6,7 +6,7 @@ from pathlib import Path
 from typing import Any
 
 import pytest
-from ocpp.messages import CallResult, _validate_payload
+from ocpp.messages import CallResult
 
 from loadtests.credentials import CredentialsError, generate, partition, read_credentials, write_credentials
 from loadtests.metrics import ChargerMetrics, MetricsAggregate
@@ -26,6 +26,7 @@ from loadtests.protocol import (
     Trigger,
     Unlock,
     answer_call,
+    validate,
 )
 
 V16 = Ocpp16()
@@ -91,7 +92,7 @@ def test_answers_to_central_system_calls(
         assert answer.error_code == expected and answer.payload is None
     else:
         assert answer.error_code is None and answer.payload == expected
-        _validate_payload(CallResult("1", answer.payload, action), "1.6")
+        validate(CallResult("1", answer.payload, action), "1.6")
     assert answer.intents == intents
 
 

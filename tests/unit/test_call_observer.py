@@ -9,6 +9,7 @@ from typing import Any
 
 import pytest
 
+from chargepoint.core.settings import Settings
 from chargepoint.csms.session import SessionDeps
 from chargepoint.csms.v16.adapter import V16Session
 from chargepoint.errors import CsmsRejected, CsmsUnavailable
@@ -35,7 +36,8 @@ def _session(seen: list[tuple[str, float, str | None]]) -> tuple[V16Session, _Co
         call_observer=lambda action, latency_s, error: seen.append((action, latency_s, error)),
     )
     conn = _Connection()
-    deps = SessionDeps(link, station=None, store=None, settings=None, security=None)  # type: ignore[arg-type]
+    # Settings: a CALL is checked against BytesPerMessage before it is sent.
+    deps = SessionDeps(link, station=None, store=None, settings=Settings(), security=None)  # type: ignore[arg-type]
     return V16Session(deps, conn), conn
 
 

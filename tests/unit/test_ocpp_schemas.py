@@ -17,8 +17,13 @@ from typing import Any
 import ocpp.messages
 import pytest
 from jsonschema import Draft4Validator
+from ocpp.exceptions import FormatViolationError, ProtocolError, TypeConstraintViolationError
+from ocpp.exceptions import NotImplementedError as SchemaMissingError
+from ocpp.messages import Call, CallResult
 
 from chargepoint.csms.schemas import CALL, CALLRESULT, compile_schema, fast_check, surely_valid
+from chargepoint.csms.schemas import validate as schemas_validate
+from loadtests.protocol import validate as load_validate
 
 SCHEMAS = Path(ocpp.messages.__file__).parent
 FILES = sorted((SCHEMAS / "v16" / "schemas").glob("*.json")) + sorted(
@@ -172,3 +177,36 @@ def test_no_schema_and_odd_action_names_are_left_to_the_package() -> None:
     assert fast_check(CALL, "../v16/schemas/Heartbeat", "2.0.1") is None
     assert not surely_valid(CALL, "NoSuchAction", {}, "2.0.1")
     assert fast_check(CALL, "SetChargingProfile", "1.6") is None  # multipleOf: Decimal floats in the package
+
+
+# ---- the package's public check, run in the caller's thread --------------------------------------------------
+
+
+@pytest.mark.parametrize("validate", [schemas_validate, load_validate], ids=["backend_stub", "loadtests"])
+@pytest.mark.parametrize(
+    ("message", "version", "error"),
+    [
+        (Call("1", "Heartbeat", {}), "1.6", None),
+        (
+            Call("1", "BootNotification", {"chargePointVendor": 5, "chargePointModel": "M"}),
+            "1.6",
+            TypeConstraintViolationError,
+        ),
+        (Call("1", "Heartbeat", {"extra": 1}), "2.0.1", FormatViolationError),
+        (Call("1", "BootNotification", {"reason": "PowerUp"}), "2.0.1", ProtocolError),
+        (CallResult("1", {"status": "Maybe"}, "Reset"), "2.0.1", FormatViolationError),
+        (Call("1", "NoSuchAction", {}), "2.0.1", SchemaMissingError),
+    ],
+    ids=["valid", "type", "extra-property", "required", "enum", "no-schema"],
+)
+async def test_validate_raises_the_public_checks_errors_in_this_thread_also_inside_an_event_loop(
+    validate: Any, message: Call | CallResult, version: str, error: type[Exception] | None
+) -> None:
+    """The public `validate_payload` is a coroutine; the synchronous callers (frame routing, REST checks, Locust
+    greenlets) run it to its end in place, inside a running loop too, with the package's own error classes."""
+    if error is None:
+        validate(message, version)
+    else:
+        with pytest.raises(error):
+            validate(message, version)
+    assert not ocpp.messages.ASYNC_VALIDATION

@@ -260,9 +260,10 @@ class V16Session(SecurityHandlers, OcppSession):
             return Delivered()
         if isinstance(event, SecurityEvent):
             # OCPP 1.6 Security whitepaper ed. 2 §4.6: SecurityEventNotification, queued like transaction messages.
-            security: dict[str, Any] = {"type": event.type, "timestamp": ocpp_time(event.timestamp)}
+            # The whitepaper's schema: type string[0..50], techInfo string[0..255] (a frame of a few hundred bytes).
+            security: dict[str, Any] = {"type": event.type[:50], "timestamp": ocpp_time(event.timestamp)}
             if event.tech_info:
-                security["techInfo"] = event.tech_info
+                security["techInfo"] = event.tech_info[:255]
             await self.request("SecurityEventNotification", security)
             return Delivered()
         if isinstance(event, ReservationEnded):
@@ -280,7 +281,8 @@ class V16Session(SecurityHandlers, OcppSession):
         mv: dict[str, Any] = {"connectorId": event.connector_id, "meterValue": samples}
         if message.local_tx_id is not None:
             mv["transactionId"] = self._transaction_id(message.local_tx_id)
-        await self.request("MeterValues", mv)
+        # Many measurands x phases x samples may be over BytesPerMessage: several MeterValues then (§4.7).
+        await self.send_meter_values(mv)
         return Delivered()
 
     def _transaction_id(self, local_id: int | None) -> int:
@@ -608,7 +610,7 @@ class V16Session(SecurityHandlers, OcppSession):
                 mv: dict[str, Any] = {"connectorId": cid, "meterValue": [meter_value(sample)]}
                 if local_tx is not None:
                     mv["transactionId"] = self._transaction_id(local_tx)
-                await self.request("MeterValues", mv)
+                await self.send_meter_values(mv)
         elif what in ("DiagnosticsStatusNotification", "FirmwareStatusNotification"):
             # OCPP 1.6 §5.17: the current status (Idle when nothing is in progress).
             await self.request(*fw.triggered(what, self.station.firmware, self.station.diagnostics))

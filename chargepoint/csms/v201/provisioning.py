@@ -14,7 +14,7 @@ from ocpp.v201.enums import Action
 
 from chargepoint.core.device_model import VARIABLES, Mutability, Variable, VariableRef
 from chargepoint.core.settings import SPECS
-from chargepoint.csms.rpc import json_chars
+from chargepoint.csms.fitting import json_chars
 from chargepoint.csms.v201 import mapping
 from chargepoint.csms.v201.reports import ENVELOPE_CHARS, INSTANCES, MAX_VALUE_CHARS, Reports
 from chargepoint.errors import ChargePointError

@@ -171,6 +171,6 @@ class RemoteControl(V201Base):
                     value = meter_value(sample) if sample is not None else None
                     if value is not None:
                         evse_id = self.address[cid][0]
-                        await self.request("MeterValues", {"evseId": evse_id, "meterValue": [value]})
+                        await self.send_meter_values({"evseId": evse_id, "meterValue": [value]})
         except (CsmsRejected, CsmsUnavailable) as exc:
             log.warning("triggered %s failed: %s", what, exc)

@@ -22,7 +22,7 @@ from ocpp.v201.enums import Action
 
 from chargepoint.core.device_model import DataType, Mutability, Variable, VariableRef, components
 from chargepoint.core.model import ConnectorState
-from chargepoint.csms.rpc import json_chars
+from chargepoint.csms.fitting import split_entries
 from chargepoint.csms.times import ocpp_time
 from chargepoint.csms.v201 import mapping
 from chargepoint.csms.v201.base import V201Base
@@ -31,11 +31,14 @@ from chargepoint.errors import CsmsRejected, CsmsUnavailable
 log = logging.getLogger(__name__)
 
 # NotifyReport parts: at most this many reportData entries (B07.FR.?: a report may be split; seqNo counts the
-# parts), and at most DeviceDataCtrlr.BytesPerMessage characters of JSON per part.
+# parts; fewer if DeviceDataCtrlr.ItemsPerMessage says so), and the whole CALL at most BytesPerMessage.
 REPORT_ITEMS_PER_MESSAGE = 16
-# Room left in a frame for its envelope: [2,"<36-char id>","NotifyReport",{requestId, generatedAt, seqNo, tbc}],
-# [3,"<36-char id>",{"getVariableResult":[...]}].
+# Room left in a frame for its envelope: [3,"<36-char id>",{"getVariableResult":[...]}].
 ENVELOPE_CHARS = 200
+# The widest values of a part's other fields, to size the parts before they are numbered (request ids, seqNo and
+# eventId are int32 in the 2.0.1 schemas; a timestamp is always as wide as this one).
+_WIDEST_INT = 2**31 - 1
+_WIDEST_TIME = "2026-01-01T00:00:00.000Z"
 # The report bases the station answers (B07): the enum has no other; anything else is a FormatViolation.
 REPORT_BASES = frozenset({"ConfigurationInventory", "FullInventory", "SummaryInventory"})
 _AVAILABILITY_VALUES = ",".join(mapping.CONNECTOR_STATUS.values())
@@ -317,21 +320,15 @@ class Reports(V201Base):
             self.follow_up(self._send_report_parts(request_id, report), "notify-report")
 
     def report_parts(self, report: list[dict[str, Any]]) -> list[list[dict[str, Any]]]:
-        """The report cut into parts of at most REPORT_ITEMS_PER_MESSAGE entries and BytesPerMessage characters."""
-        max_chars = self.settings.get_int("bytes_per_message") - ENVELOPE_CHARS
-        parts: list[list[dict[str, Any]]] = []
-        part: list[dict[str, Any]] = []
-        size = 1  # the list's brackets, less the comma after the last entry
-        for entry in report:
-            entry_chars = json_chars(entry) + 1  # and its comma
-            if part and (len(part) >= REPORT_ITEMS_PER_MESSAGE or size + entry_chars > max_chars):
-                parts.append(part)
-                part, size = [], 1
-            part.append(entry)
-            size += entry_chars
-        if part:
-            parts.append(part)
-        return parts
+        """The report cut into NotifyReport parts of at most REPORT_ITEMS_PER_MESSAGE entries (or ItemsPerMessage,
+        if smaller) whose CALL fits in BytesPerMessage. An entry too big for a CALL of its own is left out (logged):
+        the rest of the report still goes, numbered without a gap."""
+        base = {"requestId": _WIDEST_INT, "generatedAt": _WIDEST_TIME, "seqNo": _WIDEST_INT, "tbc": False}
+        items = min(REPORT_ITEMS_PER_MESSAGE, max(1, self.settings.get_int("get_configuration_max_keys")))
+        split = split_entries(self.room("NotifyReport"), base, "reportData", report, max_items=items)
+        if split.left_out:
+            log.warning("NotifyReport: %d entries left out, each alone over BytesPerMessage", split.left_out)
+        return split.parts
 
     async def _send_report_parts(self, request_id: int, report: list[dict[str, Any]]) -> None:
         """NotifyReport (B07.FR.?): the parts numbered by seqNo from 0, tbc on every part but the last."""
@@ -400,10 +397,23 @@ class Reports(V201Base):
                     }
                 )
             try:
-                await self.request("NotifyEvent", {"generatedAt": now, "seqNo": 0, "eventData": data})
+                await self._notify_events(now, data)
             except (CsmsRejected, CsmsUnavailable) as exc:
                 log.warning("NotifyEvent not delivered: %s", exc)
                 return
+
+    async def _notify_events(self, generated_at: str, data: list[dict[str, Any]]) -> None:
+        """NotifyEvent (N07): the events in parts that each fit in BytesPerMessage (a station with many EVSEs moves
+        three variables of each on one fault), numbered by seqNo from 0, tbc on every part but the last."""
+        base = {"generatedAt": generated_at, "tbc": False, "seqNo": _WIDEST_INT}
+        split = split_entries(self.room("NotifyEvent"), base, "eventData", data)
+        if split.left_out:
+            log.warning("NotifyEvent: %d events left out, each alone over BytesPerMessage", split.left_out)
+        for seq_no, part in enumerate(split.parts):
+            payload: dict[str, Any] = {"generatedAt": generated_at, "seqNo": seq_no, "eventData": part}
+            if seq_no < len(split.parts) - 1:
+                payload["tbc"] = True
+            await self.request("NotifyEvent", payload)
 
 
 def _component_key(component: dict[str, Any]) -> tuple[str, str]:

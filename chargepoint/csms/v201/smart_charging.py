@@ -22,6 +22,7 @@ from chargepoint.core.smart_charging import (
     ProfileResult,
     matches_clear,
 )
+from chargepoint.csms.fitting import split_entries
 from chargepoint.csms.schedules import periods_json, schedule_of
 from chargepoint.csms.times import ocpp_time, parse_time
 from chargepoint.csms.v201 import mapping
@@ -198,19 +199,34 @@ class SmartChargingHandlers(V201Base):
             self.follow_up(self._report_profiles(request_id, selected), "report-charging-profiles")
 
     async def _report_profiles(self, request_id: int, profiles: list[ChargingProfile]) -> None:
-        """ReportChargingProfiles (K09.FR.?): one EVSE per message, tbc on every message but the last."""
-        parts: list[tuple[int, list[ChargingProfile]]] = []
+        """ReportChargingProfiles (K09.FR.?): one EVSE per message, at most PROFILES_PER_REPORT profiles and
+        BytesPerMessage each, tbc on every message but the last. A profile too big for a message of its own (a
+        long schedule under a small limit) is left out, logged."""
+        groups: list[tuple[int, list[dict[str, Any]]]] = []
         for p in profiles:
-            if parts and parts[-1][0] == p.connector_id and len(parts[-1][1]) < PROFILES_PER_REPORT:
-                parts[-1][1].append(p)
+            if groups and groups[-1][0] == p.connector_id:
+                groups[-1][1].append(profile_json(p))
             else:
-                parts.append((p.connector_id, [p]))
+                groups.append((p.connector_id, [profile_json(p)]))
+        room = self.room("ReportChargingProfiles")
+        parts: list[tuple[int, list[dict[str, Any]]]] = []
+        for cid, group in groups:
+            base = {"requestId": request_id, "chargingLimitSource": LIMIT_SOURCE, "evseId": self.evse_of(cid)}
+            split = split_entries(
+                room, {**base, "tbc": False}, "chargingProfile", group, max_items=PROFILES_PER_REPORT
+            )
+            if split.left_out:
+                log.warning(
+                    "ReportChargingProfiles: %d profiles left out, each alone over BytesPerMessage",
+                    split.left_out,
+                )
+            parts += [(cid, part) for part in split.parts]
         for n, (cid, part) in enumerate(parts):
             payload = {
                 "requestId": request_id,
                 "chargingLimitSource": LIMIT_SOURCE,
                 "evseId": self.evse_of(cid),
-                "chargingProfile": [profile_json(p) for p in part],
+                "chargingProfile": part,
                 "tbc": n < len(parts) - 1,
             }
             try:

@@ -97,7 +97,7 @@ class Transactions(V201Base):
         if not values:
             return Delivered()  # meterValue needs one value at least: there is nothing to tell
         evse_id = self.address[event.connector_id][0] if event.connector_id in self.address else 0
-        await self.request("MeterValues", {"evseId": evse_id, "meterValue": values})
+        await self.send_meter_values({"evseId": evse_id, "meterValue": values})
         return Delivered()
 
     def _evse(self, cid: int) -> dict[str, int] | None:
@@ -163,7 +163,9 @@ class Transactions(V201Base):
         if event.offline:
             payload["offline"] = True  # E.FR.?: it happened while the station could not tell the CSMS
         if "meterValue" in payload:
-            # The end register (first in an Ended event) always stays; the oldest samples go first.
+            # One queued event is one TransactionEvent with one seqNo (persisted per acknowledged message), so its
+            # values are trimmed rather than split: the end register (first in an Ended event) always stays, the
+            # oldest samples go first, then the last sampledValues of the newest (its timestamp stays).
             self.fit(
                 "TransactionEvent", payload, "meterValue", keep=1 if payload["eventType"] == "Ended" else 0
             )
