@@ -22,6 +22,9 @@ class CommandFailed(CentralError):
     DISCONNECTED: Final = "Disconnected"
     # The command (or one of its values) does not exist in the charger's OCPP version; nothing was sent.
     NOT_IN_VERSION: Final = "NotInVersion"
+    # The command does not fit the charger's own limits even when split (an entry over its BytesPerMessage, a list
+    # over its LocalAuthListMaxLength, too few versions below the asked one for the parts); nothing more was sent.
+    TOO_LARGE: Final = "TooLarge"
 
     def __init__(self, code: str, description: str = "", details: dict[str, Any] | None = None) -> None:
         """Keep the failure code, its description and any CallError details."""
@@ -33,7 +36,13 @@ class CommandFailed(CentralError):
     @property
     def is_call_error(self) -> bool:
         """Whether the charger answered with a CallError (rather than not answering at all)."""
-        return self.code not in (self.NOT_CONNECTED, self.TIMEOUT, self.DISCONNECTED, self.NOT_IN_VERSION)
+        return self.code not in (
+            self.NOT_CONNECTED,
+            self.TIMEOUT,
+            self.DISCONNECTED,
+            self.NOT_IN_VERSION,
+            self.TOO_LARGE,
+        )
 
 
 class InvalidCommand(CentralError):

@@ -40,6 +40,55 @@ def ocpp_time(when: datetime | None = None) -> str:
     return (when or datetime.now(UTC)).isoformat(timespec="seconds").replace("+00:00", "Z")
 
 
+# The simulated 2.0.1 station's own message limits (Part 2 appendix: DeviceDataCtrlr and LocalAuthListCtrlr), as it
+# answers a central system that reads them before splitting a request (B06.FR.05, D01). Large enough that no case's
+# request needs splitting; TC_B_08_CSMS answers its own, smaller ones.
+STATION_LIMITS: dict[tuple[str, str, str | None], str] = {
+    ("DeviceDataCtrlr", "ItemsPerMessage", "GetVariables"): "20",
+    ("DeviceDataCtrlr", "BytesPerMessage", "GetVariables"): "65000",
+    ("DeviceDataCtrlr", "ItemsPerMessage", "SetVariables"): "20",
+    ("DeviceDataCtrlr", "BytesPerMessage", "SetVariables"): "65000",
+    ("LocalAuthListCtrlr", "ItemsPerMessage", None): "100",
+    ("LocalAuthListCtrlr", "BytesPerMessage", None): "65000",
+}
+
+
+def variable_key(data: Any) -> tuple[Any, Any, Any]:
+    """(component, variable, variable instance) of a GetVariableDataType / GetVariableResultType."""
+    component = data.get("component") if isinstance(data, dict) else None
+    variable = data.get("variable") if isinstance(data, dict) else None
+    return (
+        component.get("name") if isinstance(component, dict) else None,
+        variable.get("name") if isinstance(variable, dict) else None,
+        variable.get("instance") if isinstance(variable, dict) else None,
+    )
+
+
+def is_limit_query(payload: dict[str, Any], limits: dict[tuple[str, str, str | None], str]) -> bool:
+    """Whether a GetVariablesRequest asks for nothing but message limits in ``limits``."""
+    data = payload.get("getVariableData")
+    return isinstance(data, list) and bool(data) and all(variable_key(d) in limits for d in data)
+
+
+def get_variables_answer(
+    payload: dict[str, Any], values: dict[tuple[str, str, str | None], str]
+) -> dict[str, Any]:
+    """A GetVariablesResponse from ``values``: Accepted with the value, UnknownVariable for anything else."""
+    results = []
+    for data in payload.get("getVariableData") or []:
+        if not isinstance(data, dict):
+            continue
+        result = {"component": data.get("component"), "variable": data.get("variable")}
+        value = values.get(variable_key(data))
+        result.update(
+            {"attributeStatus": "Accepted", "attributeValue": value}
+            if value is not None
+            else {"attributeStatus": "UnknownVariable"}
+        )
+        results.append(result)
+    return {"getVariableResult": results}
+
+
 def asked_matches(asked: Any, got: Any) -> bool:
     """Whether a field the central system sent carries what the trigger asked for.
 
@@ -179,6 +228,7 @@ class RawCharger:
         self._ids = itertools.count(1)
         self._pending: dict[str, tuple[str, asyncio.Future[list[Any]]]] = {}
         self._expected: dict[str, asyncio.Future[tuple[str, dict[str, Any]]]] = {}
+        self._skip: dict[str, Callable[[dict[str, Any]], bool]] = {}
         self.answers: dict[str, dict[str, Any]] = {}  # action -> our answer to an expected CALL
         self.garbage: list[str] = []
         self.unexpected_calls: list[str] = []
@@ -229,11 +279,17 @@ class RawCharger:
             return
         action, payload = frame[2], frame[3]
         expected = self._expected.get(action)
-        if expected is not None and not expected.done():
+        skip = self._skip.get(action)
+        if expected is not None and not expected.done() and not (skip is not None and skip(payload)):
             expected.set_result((unique_id, payload))
             return
         # A CALL nobody waits for (e.g. the central system acting on its own): answered so it is not left hanging.
         self.unexpected_calls.append(action)
+        if action == "GetVariables" and is_limit_query(payload, STATION_LIMITS):
+            # The central system reads the station's message limits before a request it may have to split.
+            self.ctx.event(f"[{self.cp_id}] the central system read the station's message limits")
+            await self.send([CALLRESULT, unique_id, get_variables_answer(payload, STATION_LIMITS)])
+            return
         defaults = DEFAULT_ANSWERS.get(self.ctx.setup.schema_version, {})
         await self.send([CALLRESULT, unique_id, defaults.get(action, {})])
 
@@ -283,15 +339,23 @@ class RawCharger:
         )
         return dict(frame[2])
 
-    def expect(self, action: str) -> asyncio.Future[tuple[str, dict[str, Any]]]:
-        """Register that a CALL of ``action`` from the central system is awaited (before triggering it)."""
+    def expect(
+        self, action: str, skip: Callable[[dict[str, Any]], bool] | None = None
+    ) -> asyncio.Future[tuple[str, dict[str, Any]]]:
+        """Register that a CALL of ``action`` from the central system is awaited (before triggering it); one whose
+        payload ``skip`` takes is answered like any CALL nobody waits for (e.g. a query of the station's limits)."""
         future: asyncio.Future[tuple[str, dict[str, Any]]] = asyncio.get_running_loop().create_future()
         self._expected[action] = future
+        if skip is None:
+            self._skip.pop(action, None)
+        else:
+            self._skip[action] = skip
         return future
 
     def forget(self, action: str) -> None:
         """Stop waiting for ``action``."""
         self._expected.pop(action, None)
+        self._skip.pop(action, None)
 
     async def close(self, abrupt: bool = False) -> None:
         """Close the connection (abruptly: without a close frame, like a power cut)."""
@@ -735,7 +799,11 @@ class CsmsContext(BaseContext):
             raise Inconclusive(
                 f"needs the central system to send {action}: give --trigger FILE or --interactive"
             )
-        expected = conn.expect(action)
+        # A central system may read the station's message limits first (B06.FR.05): answered, then still awaited.
+        limits_first = action == "GetVariables" and not is_limit_query(payload, STATION_LIMITS)
+        expected = conn.expect(
+            action, (lambda p: is_limit_query(p, STATION_LIMITS)) if limits_first else None
+        )
         fired = asyncio.create_task(trigger.fire(action, payload, conn.cp_id))
         wait_s = self.scaled(self.setup.trigger_wait_s)
         try:

@@ -59,6 +59,9 @@ class VariableRef:
     component: str
     variable: str
     evse: int | None = None
+    instance: str | None = (
+        None  # 2.0.1 VariableType.instance (e.g. DeviceDataCtrlr.ItemsPerMessage[GetVariables])
+    )
 
 
 @dataclass(frozen=True)

@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import copy
 import uuid
+from collections.abc import Callable, Sequence
 from datetime import UTC, datetime
 from typing import Any, ClassVar, Literal
 
@@ -27,6 +28,7 @@ from backend_stub.domain.commands import (
     VariableResult,
 )
 from backend_stub.errors import CommandFailed, InvalidCommand, NotConnected
+from backend_stub.ocpp.limits import parse_limit, versions_for
 from backend_stub.ocpp.server import CallErrorReply, CentralSystem, OcppVersion
 from backend_stub.store import DeviceVariable
 from chargepoint.csms.schemas import validate
@@ -164,6 +166,71 @@ class OcppCommands:
     ) -> CommandReply:
         reply = await self.send(charger, action, payload, timeout_s=timeout_s)
         return CommandReply(str(reply.get("status", "")), {k: v for k, v in reply.items() if k != "status"})
+
+    # ---- the charger's message limits (``backend_stub.ocpp.limits``) --------------------------------------------
+
+    async def limits(
+        self, charger: str, names: Sequence[str], timeout_s: float | None = None
+    ) -> dict[str, int | None]:
+        """The charger's limits ``names``: known since its last boot, or asked for once (``_read_limits``)."""
+        known = self.server.limits(charger)
+        if any(name not in known for name in names):
+            # Concurrent commands: the first reads them, the others wait and find them known.
+            async with self.server.limits_lock(charger):
+                missing = [name for name in names if name not in known]
+                learned = await self._read_limits(charger, missing, timeout_s) if missing else {}
+                # None is kept too: a charger that does not say is not asked again until it reboots; a value
+                # learned on the way (from the answer to the query itself) is not overwritten by a None.
+                for name in missing:
+                    value = learned.get(name)
+                    if value is not None or known.get(name) is None:
+                        known[name] = value
+        return {name: known.get(name) for name in names}
+
+    async def _read_limits(
+        self, charger: str, names: list[str], timeout_s: float | None
+    ) -> dict[str, int | None]:
+        """Ask the charger for the limits ``names`` (its version's query); what it does not say is None."""
+        raise NotImplementedError
+
+    def learn_limit(self, charger: str, name: str, value: object) -> None:
+        """Keep a limit the charger reported (in an answer or a report) on its live connection."""
+        try:
+            self.server.limits(charger)[name] = parse_limit(value)
+        except NotConnected:
+            pass  # gone since it answered: the next connection learns it again
+
+    async def _send_list_parts(
+        self,
+        charger: str,
+        action: str,
+        version: int,
+        full: bool,
+        parts: list[list[dict[str, Any]]],
+        payload_of: Callable[[int, bool, list[dict[str, Any]]], dict[str, Any]],
+        timeout_s: float | None,
+    ) -> CommandReply:
+        """Send a local list in ``parts``: the first as asked (Full or Differential), the rest Differential, with
+        rising versions that end at ``version`` (``limits.versions_for``); stops at the first part not Accepted.
+
+        ``payload_of(version, full, entries)`` builds one message. A single part is sent and answered as is; the
+        answer to several says how many went out (fields ``parts``, ``sent`` and the ``versions`` used).
+        """
+        if len(parts) == 1:
+            return await self._command(charger, action, payload_of(version, full, parts[0]), timeout_s)
+        first = versions_for(len(parts), version, action)
+        reply = CommandReply("", {})
+        for n, part in enumerate(parts):
+            reply = await self._command(
+                charger, action, payload_of(first + n, full and n == 0, part), timeout_s
+            )
+            if not reply.accepted:
+                break
+        sent = n + 1
+        return CommandReply(
+            reply.status,
+            {**reply.fields, "parts": len(parts), "sent": sent, "versions": [first, first + sent - 1]},
+        )
 
 
 class CommandsByVersion:

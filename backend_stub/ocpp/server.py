@@ -319,6 +319,10 @@ class _Connection:
     tasks: set[asyncio.Task[None]] = field(default_factory=set)
     is_open: bool = True  # False as soon as the socket is gone
     closed: asyncio.Event = field(default_factory=asyncio.Event)  # set once the cleanup is done
+    # The charger's own message limits learned on this connection (`backend_stub.ocpp.limits`): a few fixed names,
+    # so bounded per connection, gone with it, and forgotten at every BootNotification (a reboot may change them).
+    limits: dict[str, int | None] = field(default_factory=dict)
+    limits_lock: asyncio.Lock = field(default_factory=asyncio.Lock)  # one read of them at a time
 
 
 class ServerObserver(Protocol):
@@ -612,6 +616,16 @@ class CentralSystem:
         """The subprotocol ``cp_id`` negotiated on its live connection, None if it is not connected."""
         conn = self._connections.get(cp_id)
         return conn.version.subprotocol if conn is not None else None
+
+    def limits(self, cp_id: str) -> dict[str, int | None]:
+        """The message limits learned from ``cp_id`` since its last BootNotification on its live connection (the
+        dict itself: callers add what they learn); NotConnected if it is not connected."""
+        return self._connection(cp_id).limits
+
+    def limits_lock(self, cp_id: str) -> asyncio.Lock:
+        """Held while ``cp_id``'s limits are read, so that concurrent commands ask it once; NotConnected if it is
+        not connected."""
+        return self._connection(cp_id).limits_lock
 
     def calls(self, action: str, cp_id: str | None = None) -> list[Frame]:
         """Incoming CALL frames of `action` (from `cp_id` if given)."""
@@ -949,6 +963,8 @@ class CentralSystem:
         assert parsed.unique_id is not None
         if parsed.message_type == CALL:
             assert parsed.action is not None
+            if parsed.action == "BootNotification":
+                conn.limits.clear()
             if parsed.action == "BootNotification" and not conn.booted:
                 conn.booted = True
                 self._booted[conn.cp_id] = None

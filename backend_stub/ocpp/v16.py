@@ -26,6 +26,13 @@ from backend_stub.domain.pricing import ENERGY
 from backend_stub.errors import CommandFailed
 from backend_stub.ocpp.admission import admitted
 from backend_stub.ocpp.commands import OcppCommands, dicts_in, hash_from, iso, text_in
+from backend_stub.ocpp.limits import (
+    GET_CONFIGURATION_KEYS,
+    LOCAL_LIST_ENTRIES,
+    LOCAL_LIST_ITEMS,
+    parse_limit,
+    split,
+)
 from backend_stub.ocpp.server import (
     OCPP16,
     CallErrorReply,
@@ -375,6 +382,15 @@ TRIGGERS_16: Final = frozenset(
 )
 
 
+# The message limits of a 1.6 charger (``backend_stub.ocpp.limits``): its configuration keys (§9.4).
+LIMIT_KEYS: Final[dict[str, str]] = {
+    LOCAL_LIST_ITEMS: "SendLocalListMaxLength",
+    LOCAL_LIST_ENTRIES: "LocalAuthListMaxLength",
+    GET_CONFIGURATION_KEYS: "GetConfigurationMaxKeys",
+}
+_LIMIT_NAMES: Final = {key: name for name, key in LIMIT_KEYS.items()}
+
+
 def check_id_tag_16(token: str) -> None:
     """CommandFailed (NotInVersion) for a token longer than a 1.6 idTag (a 2.0.1 idToken, e.g. an eMAID)."""
     if len(token) > MAX_ID_TAG_16:
@@ -461,21 +477,55 @@ class V16Commands(OcppCommands):
     async def get_variables(
         self, charger: str, refs: list[VariableRef], *, timeout_s: float | None = None
     ) -> tuple[CommandReply, list[VariableResult]]:
-        """GetConfiguration (OCPP 1.6 §5.8) of the keys named like the variables (1.6 has no components)."""
-        reply = await self._command(
-            charger, "GetConfiguration", {"key": [r.variable for r in refs]}, timeout_s
-        )
-        known = {k.get("key"): k for k in dicts_in(reply.fields.get("configurationKey"))}
-        unknown = {u for u in (reply.fields.get("unknownKey") or [])[: len(refs)] if isinstance(u, str)}
+        """GetConfiguration (OCPP 1.6 §5.8) of the keys named like the variables (1.6 has no components), in as
+        many requests as the charger's GetConfigurationMaxKeys asks (read once first if not known yet)."""
+        if any(r.instance is not None for r in refs):
+            raise CommandFailed(CommandFailed.NOT_IN_VERSION, "OCPP 1.6 configuration keys have no instances")
+        keys = [r.variable for r in refs]
+        parts = [keys]
+        if len(keys) > 1:
+            most = (await self.limits(charger, (GET_CONFIGURATION_KEYS,), timeout_s))[GET_CONFIGURATION_KEYS]
+            parts = split("GetConfiguration", {}, "key", keys, most, None)
+        configuration: list[dict[str, Any]] = []
+        unknown_keys: list[str] = []
+        reply = CommandReply("", {})
+        for part in parts:
+            reply = await self._command(charger, "GetConfiguration", {"key": part}, timeout_s)
+            configuration += dicts_in(reply.fields.get("configurationKey"), len(part))
+            unknown_keys += [
+                u for u in (reply.fields.get("unknownKey") or [])[: len(part)] if isinstance(u, str)
+            ]
+        if len(parts) > 1:
+            reply = CommandReply(
+                reply.status, {"configurationKey": configuration, "unknownKey": unknown_keys}
+            )
+        known = {k.get("key"): k for k in configuration}
+        unknown = set(unknown_keys)
         results = []
         for ref in refs:
             if ref.variable in known:
                 results.append(VariableResult(ref, "Accepted", text_in(known[ref.variable].get("value"))))
+                if ref.variable in _LIMIT_NAMES:
+                    self.learn_limit(charger, _LIMIT_NAMES[ref.variable], results[-1].value)
             else:
                 results.append(
                     VariableResult(ref, "UnknownVariable" if ref.variable in unknown else "Missing")
                 )
         return reply, results
+
+    async def _read_limits(
+        self, charger: str, names: list[str], timeout_s: float | None
+    ) -> dict[str, int | None]:
+        """GetConfiguration of the limits' keys; a charger that answers a CALLERROR says nothing."""
+        keys = [LIMIT_KEYS[name] for name in names if name in LIMIT_KEYS]
+        try:
+            reply = await self._command(charger, "GetConfiguration", {"key": keys}, timeout_s)
+        except CommandFailed as exc:
+            if not exc.is_call_error:
+                raise
+            return {}
+        values = {k.get("key"): k.get("value") for k in dicts_in(reply.fields.get("configurationKey"))}
+        return {name: parse_limit(values.get(key)) for name, key in LIMIT_KEYS.items() if name in names}
 
     async def base_report(
         self, charger: str, kind: ReportKind, *, timeout_s: float | None = None
@@ -584,7 +634,10 @@ class V16Commands(OcppCommands):
         *,
         timeout_s: float | None = None,
     ) -> CommandReply:
-        """SendLocalList (OCPP 1.6 §5.15): idTags are at most 20 characters (§7.28 IdToken)."""
+        """SendLocalList (OCPP 1.6 §5.15): idTags are at most 20 characters (§7.28 IdToken). A list longer than the
+        charger's SendLocalListMaxLength goes as a Full update and then Differential updates, the versions rising
+        to ``version``; a Full list longer than its LocalAuthListMaxLength is not sent (TOO_LARGE). Both keys are
+        read once first if not known yet."""
         items: list[dict[str, Any]] = []
         for entry in entries:
             check_id_tag_16(entry.token)
@@ -592,12 +645,29 @@ class V16Commands(OcppCommands):
             if entry.status is not None:
                 item["idTagInfo"] = {"status": entry.status}
             items.append(item)
-        payload = {
-            "listVersion": version,
-            "updateType": "Full" if full else "Differential",
-            "localAuthorizationList": items,
-        }
-        return await self._command(charger, "SendLocalList", payload, timeout_s)
+
+        def payload_of(number: int, is_full: bool, part: list[dict[str, Any]]) -> dict[str, Any]:
+            return {
+                "listVersion": number,
+                "updateType": "Full" if is_full else "Differential",
+                "localAuthorizationList": part,
+            }
+
+        parts = [items]
+        if len(items) > 1:
+            limits = await self.limits(charger, (LOCAL_LIST_ITEMS, LOCAL_LIST_ENTRIES), timeout_s)
+            most = limits[LOCAL_LIST_ENTRIES]
+            if full and most is not None and len(items) > most:
+                raise CommandFailed(
+                    CommandFailed.TOO_LARGE,
+                    f"the list has {len(items)} entries; the charger holds at most {most} (LocalAuthListMaxLength)",
+                )
+            parts = split(
+                "SendLocalList", {}, "localAuthorizationList", items, limits[LOCAL_LIST_ITEMS], None
+            )
+        return await self._send_list_parts(
+            charger, "SendLocalList", version, full, parts, payload_of, timeout_s
+        )
 
     async def reserve_now(
         self,

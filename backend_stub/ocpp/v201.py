@@ -29,6 +29,14 @@ from backend_stub.domain.pricing import ENERGY
 from backend_stub.errors import CommandFailed
 from backend_stub.ocpp.admission import admitted
 from backend_stub.ocpp.commands import OcppCommands, dicts_in, hash_from, iso, text_in
+from backend_stub.ocpp.limits import (
+    GET_VARIABLES_BYTES,
+    GET_VARIABLES_ITEMS,
+    LOCAL_LIST_BYTES,
+    LOCAL_LIST_ITEMS,
+    parse_limit,
+    split,
+)
 from backend_stub.ocpp.server import (
     OCPP201,
     CallErrorReply,
@@ -154,6 +162,7 @@ class V201Handlers:
     def __init__(self, central: Central) -> None:
         """Answer for ``central``."""
         self.central = central
+        self.server: CentralSystem | None = None
 
     def install(self, server: CentralSystem) -> None:
         """Make these the 2.0.1 handlers of ``server``."""
@@ -182,6 +191,7 @@ class V201Handlers:
         for action, handler in handlers.items():
             table[action] = self.guard(action, handler)
         server.call_observers.append(self.on_call_answered)
+        self.server = server
 
     def guard(self, action: str, handler: Handler) -> Handler:
         """``handler`` behind the admission rules both versions share (``admission.admitted``)."""
@@ -350,7 +360,23 @@ class V201Handlers:
                     )
                 )
         self.central.chargers.device_model_report(cp_id, variables)
+        self._learn_limits(cp_id, variables)
         return {}
+
+    def _learn_limits(self, cp_id: str, variables: list[DeviceVariable]) -> None:
+        """Keep the message limits a report names (``backend_stub.ocpp.limits``): no query is needed for them."""
+        if self.server is None or cp_id not in self.server.connected:
+            return
+        limits = self.server.limits(cp_id)
+        for v in variables:
+            name = limit_name(v.component, v.variable, v.variable_instance)
+            if (
+                name is not None
+                and v.attribute_type == "Actual"
+                and v.component_instance is None
+                and v.evse is None
+            ):
+                limits[name] = parse_limit(v.value)
 
     def firmware_status(self, cp_id: str, payload: dict[str, Any]) -> HandlerResult:
         """FirmwareStatusNotification (OCPP 2.0.1 L01)."""
@@ -480,9 +506,40 @@ def _name_of(value: Any) -> str | None:
     return text_in(value.get("name"), 50) if isinstance(value, dict) else None
 
 
+def _instance_of(value: Any) -> str | None:
+    """The ``instance`` of a ComponentType / VariableType in a charger's answer, None if it has none."""
+    return text_in(value.get("instance"), 50) if isinstance(value, dict) else None
+
+
+# The message limits of a 2.0.1 station (``backend_stub.ocpp.limits``), as the Part 2 appendix names them.
+LIMIT_VARIABLES: Final[dict[str, VariableRef]] = {
+    GET_VARIABLES_ITEMS: VariableRef("DeviceDataCtrlr", "ItemsPerMessage", instance="GetVariables"),
+    GET_VARIABLES_BYTES: VariableRef("DeviceDataCtrlr", "BytesPerMessage", instance="GetVariables"),
+    LOCAL_LIST_ITEMS: VariableRef("LocalAuthListCtrlr", "ItemsPerMessage"),
+    LOCAL_LIST_BYTES: VariableRef("LocalAuthListCtrlr", "BytesPerMessage"),
+}
+_LIMIT_NAMES: Final = {(r.component, r.variable, r.instance): name for name, r in LIMIT_VARIABLES.items()}
+
+
+def limit_name(component: str, variable: str, instance: str | None) -> str | None:
+    """The limit a device-model variable is (``LIMIT_VARIABLES``), None if it is none."""
+    return _LIMIT_NAMES.get((component, variable, instance))
+
+
 def id_token(token: str) -> dict[str, str]:
     """One of our tokens as an OCPP 2.0.1 IdTokenType: a card UID is ISO14443, anything else ours (Central)."""
     return {"idToken": token, "type": "ISO14443" if _RFID_UID.fullmatch(token) else "Central"}
+
+
+def _variable_data(ref: VariableRef) -> dict[str, Any]:
+    """A GetVariableDataType for ``ref``."""
+    component: dict[str, Any] = {"name": ref.component}
+    if ref.evse is not None:
+        component["evse"] = {"id": ref.evse}
+    variable: dict[str, Any] = {"name": ref.variable}
+    if ref.instance is not None:
+        variable["instance"] = ref.instance
+    return {"component": component, "variable": variable}
 
 
 class V201Commands(OcppCommands):
@@ -566,28 +623,107 @@ class V201Commands(OcppCommands):
     async def get_variables(
         self, charger: str, refs: list[VariableRef], *, timeout_s: float | None = None
     ) -> tuple[CommandReply, list[VariableResult]]:
-        """GetVariables (OCPP 2.0.1 B06): one result per requested variable, matched by component and variable."""
-        data = []
-        for ref in refs:
-            component: dict[str, Any] = {"name": ref.component}
-            if ref.evse is not None:
-                component["evse"] = {"id": ref.evse}
-            data.append({"component": component, "variable": {"name": ref.variable}})
+        """GetVariables (OCPP 2.0.1 B06): one result per requested variable, matched by component, variable and
+        instance; several variables go in as many requests as the station's ItemsPerMessageGetVariables and
+        BytesPerMessageGetVariables ask (B06.FR.05), read once first if not known yet."""
+        data = [_variable_data(ref) for ref in refs]
+        parts = [data]
+        if len(refs) > 1:
+            limits = await self.limits(charger, (GET_VARIABLES_ITEMS, GET_VARIABLES_BYTES), timeout_s)
+            parts = split(
+                "GetVariables",
+                {},
+                "getVariableData",
+                data,
+                limits[GET_VARIABLES_ITEMS],
+                limits[GET_VARIABLES_BYTES],
+            )
+        results: list[VariableResult] = []
+        for part in parts:
+            results += await self._get_part(charger, refs[len(results) : len(results) + len(part)], timeout_s)
+        return CommandReply("", {}), results
+
+    async def _get_part(
+        self, charger: str, refs: list[VariableRef], timeout_s: float | None
+    ) -> list[VariableResult]:
+        """One GetVariables request; its results matched to ``refs`` (the limits among them are kept)."""
+        data = [_variable_data(ref) for ref in refs]
         reply = await self._command(charger, "GetVariables", {"getVariableData": data}, timeout_s)
-        answered: dict[tuple[Any, Any], dict[str, Any]] = {}
+        answered: dict[tuple[Any, Any, Any], dict[str, Any]] = {}
         for result in dicts_in(reply.fields.get("getVariableResult"), len(refs)):
-            component_name = _name_of(result.get("component"))
-            variable_name = _name_of(result.get("variable"))
-            answered.setdefault((component_name, variable_name), result)
+            variable = result.get("variable")
+            key = (_name_of(result.get("component")), _name_of(variable), _instance_of(variable))
+            answered.setdefault(key, result)
         results = []
         for ref in refs:
-            found = answered.get((ref.component, ref.variable))
+            found = answered.get((ref.component, ref.variable, ref.instance))
+            if (
+                found is None and ref.instance is not None
+            ):  # a station that leaves the instance out of its answer
+                found = answered.get((ref.component, ref.variable, None))
             if found is None:
                 results.append(VariableResult(ref, "Missing"))
                 continue
             status = text_in(found.get("attributeStatus"), 32) or "Invalid"
             results.append(VariableResult(ref, status, text_in(found.get("attributeValue"))))
-        return CommandReply("", {}), results
+            name = limit_name(ref.component, ref.variable, ref.instance)
+            if name is not None and status == "Accepted" and ref.evse is None:
+                self.learn_limit(charger, name, results[-1].value)
+        return results
+
+    async def _read_limits(
+        self, charger: str, names: list[str], timeout_s: float | None
+    ) -> dict[str, int | None]:
+        """GetVariables of the limits: the Part 2 variables (with their instance), then, for a station that does not
+        know those, the same variables without the instance (one value for every message kind)."""
+        refs = {name: LIMIT_VARIABLES[name] for name in names if name in LIMIT_VARIABLES}
+        found = await self._ask(charger, list(refs.values()), timeout_s)
+        plain = {
+            name: VariableRef(ref.component, ref.variable)
+            for name, ref in refs.items()
+            if ref.instance is not None and (ref not in found or found[ref].status != "Accepted")
+        }
+        if plain:
+            found.update(await self._ask(charger, list(plain.values()), timeout_s))
+        limits: dict[str, int | None] = {}
+        for name, ref in refs.items():
+            result = found.get(ref)
+            if (result is None or result.status != "Accepted") and name in plain:
+                result = found.get(plain[name])
+            limits[name] = parse_limit(result.value) if result and result.status == "Accepted" else None
+        return limits
+
+    async def _ask(
+        self, charger: str, refs: list[VariableRef], timeout_s: float | None
+    ) -> dict[VariableRef, VariableResult]:
+        """Read a few variables whatever the station's ItemsPerMessage: one at a time when it takes fewer at once,
+        known or learned from its OccurrenceConstraintViolation (then that limit is kept); any other CALLERROR says
+        nothing (an empty answer)."""
+        most = self.server.limits(charger).get(GET_VARIABLES_ITEMS)
+        if len(refs) > 1 and most is not None and len(refs) > most:
+            return await self._one_by_one(charger, refs, timeout_s)
+        try:
+            results = await self._get_part(charger, refs, timeout_s)
+        except CommandFailed as exc:
+            if not exc.is_call_error:
+                raise
+            if (
+                exc.code in ("OccurrenceConstraintViolation", "OccurenceConstraintViolation")
+                and len(refs) > 1
+            ):
+                if most is None and len(refs) == 2:  # it takes fewer than two (B06.FR.05): one
+                    self.server.limits(charger)[GET_VARIABLES_ITEMS] = 1
+                return await self._one_by_one(charger, refs, timeout_s)
+            return {}
+        return {result.ref: result for result in results}
+
+    async def _one_by_one(
+        self, charger: str, refs: list[VariableRef], timeout_s: float | None
+    ) -> dict[VariableRef, VariableResult]:
+        found: dict[VariableRef, VariableResult] = {}
+        for ref in refs:
+            found.update(await self._ask(charger, [ref], timeout_s))
+        return found
 
     async def base_report(
         self, charger: str, kind: ReportKind, *, timeout_s: float | None = None
@@ -705,17 +841,41 @@ class V201Commands(OcppCommands):
         *,
         timeout_s: float | None = None,
     ) -> CommandReply:
-        """SendLocalList (OCPP 2.0.1 D01)."""
+        """SendLocalList (OCPP 2.0.1 D01) in as many messages as the station's LocalAuthListCtrlr.ItemsPerMessage
+        and BytesPerMessage ask (read once first if not known yet): a Full list as a Full update and then
+        Differential updates, the versions rising to ``version`` (``limits.versions_for``)."""
         items: list[dict[str, Any]] = []
         for entry in entries:
             item: dict[str, Any] = {"idToken": id_token(entry.token)}
             if entry.status is not None:
                 item["idTokenInfo"] = {"status": entry.status}
             items.append(item)
-        payload: dict[str, Any] = {"versionNumber": version, "updateType": "Full" if full else "Differential"}
-        if items:
-            payload["localAuthorizationList"] = items
-        return await self._command(charger, "SendLocalList", payload, timeout_s)
+
+        def payload_of(number: int, is_full: bool, part: list[dict[str, Any]]) -> dict[str, Any]:
+            payload: dict[str, Any] = {
+                "versionNumber": number,
+                "updateType": "Full" if is_full else "Differential",
+            }
+            if part:
+                payload["localAuthorizationList"] = part
+            return payload
+
+        parts = [items]
+        if len(items) > 1:
+            limits = await self.limits(charger, (LOCAL_LIST_ITEMS, LOCAL_LIST_BYTES), timeout_s)
+            parts = split(
+                "SendLocalList",
+                payload_of(
+                    version, False, []
+                ),  # "Differential": the longer update type, sized for every part
+                "localAuthorizationList",
+                items,
+                limits[LOCAL_LIST_ITEMS],
+                limits[LOCAL_LIST_BYTES],
+            )
+        return await self._send_list_parts(
+            charger, "SendLocalList", version, full, parts, payload_of, timeout_s
+        )
 
     async def reserve_now(
         self,

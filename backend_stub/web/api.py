@@ -1009,7 +1009,7 @@ async def _run_operation(request: web.Request, operation: Operation) -> web.Resp
     except FormError as exc:
         _bad(str(exc))
     except CommandFailed as exc:
-        if exc.code == CommandFailed.NOT_IN_VERSION:
+        if exc.code in (CommandFailed.NOT_IN_VERSION, CommandFailed.TOO_LARGE):
             raise ApiError(422, exc.description, code=exc.code) from None
         raise _command_error(exc, cp_id, operation.name) from None
     return _ok({"charger": cp_id, "operation": operation.name, **result})

@@ -150,7 +150,10 @@ def upload_url(value: str, name: str) -> str:
 
 
 async def _get_variables(central: Central, cp_id: str, body: dict[str, Any]) -> dict[str, Any]:
-    refs = [VariableRef(v["component"], v["variable"], v.get("evse")) for v in body["variables"]]
+    refs = [
+        VariableRef(v["component"], v["variable"], v.get("evse"), v.get("instance"))
+        for v in body["variables"]
+    ]
     reply, results = await central.commands.get_variables(cp_id, refs)
     return {
         "status": reply.status,
@@ -321,7 +324,8 @@ OPERATIONS: Final[dict[str, Operation]] = {
     for op in (
         Operation(
             "get-variables",
-            "Read device-model variables (2.0.1 GetVariables; 1.6 GetConfiguration of the keys named like them)",
+            "Read device-model variables (2.0.1 GetVariables, in as many requests as the charger's "
+            "ItemsPerMessage/BytesPerMessage GetVariables ask; 1.6 GetConfiguration of the keys named like them)",
             {
                 "variables": {
                     "type": "array",
@@ -329,7 +333,12 @@ OPERATIONS: Final[dict[str, Operation]] = {
                     "maxItems": 50,
                     "items": {
                         "type": "object",
-                        "properties": {"component": _NAME, "variable": _NAME, "evse": _EVSE},
+                        "properties": {
+                            "component": _NAME,
+                            "variable": _NAME,
+                            "evse": _EVSE,
+                            "instance": {**_NAME, "description": "2.0.1 variable instance (1.6: none)"},
+                        },
                         "required": ["component", "variable"],
                         "additionalProperties": False,
                     },
@@ -465,7 +474,8 @@ OPERATIONS: Final[dict[str, Operation]] = {
         Operation(
             "send-local-list",
             "Replace (full) or update the local authorization list (SendLocalList); 1.6 takes tokens of up to "
-            "20 characters",
+            "20 characters. A list over the charger's per-message limits goes as a Full (or Differential) update "
+            "and then Differential updates with versions rising to `version`",
             {
                 "version": {**_INT, "minimum": 1},
                 "full": {"type": "boolean"},

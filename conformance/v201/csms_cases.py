@@ -13,6 +13,7 @@ from __future__ import annotations
 import asyncio
 import base64
 import contextlib
+import copy
 import secrets
 import ssl
 import tempfile
@@ -33,7 +34,9 @@ from conformance.csms_runner import (
     RawCharger,
     check_status,
     ocpp_time,
+    variable_key,
 )
+from conformance.csms_runner import get_variables_answer as get_variables_answer_from
 from conformance.csms_steps import (
     StepFn,
     cs_sends,
@@ -46,7 +49,7 @@ from conformance.csms_steps import (
     username_mismatch,
     wrong_password,
 )
-from conformance.model import Case, Fail, NotApplicable, Step
+from conformance.model import Case, Fail, Inconclusive, NotApplicable, Step
 from conformance.pki import (
     certificate_hash_data,
     check_signed_chain,
@@ -694,6 +697,111 @@ case(
     cs_sends("GetVariables", {"getVariableData": GET_MANY}, get_variables_answer(GET_MANY)),
     needs=TRIG,
 )
+# TC_B_08_CSMS (B06.FR.05): the station takes 4 GetVariableData a request; five variables go as 4 + 1.
+B08_ITEMS = 4
+B08_VALUES: dict[tuple[str, str, str | None], str] = {
+    ("DeviceDataCtrlr", "ItemsPerMessage", "GetReport"): "4",
+    ("DeviceDataCtrlr", "ItemsPerMessage", "GetVariables"): str(B08_ITEMS),
+    ("DeviceDataCtrlr", "BytesPerMessage", "GetReport"): "4096",
+    ("DeviceDataCtrlr", "BytesPerMessage", "GetVariables"): "4096",
+    ("AuthCtrlr", "AuthorizeRemoteStart", None): "true",
+}
+
+
+def _variable_data(key: tuple[str, str, str | None]) -> dict[str, Any]:
+    variable: dict[str, Any] = {"name": key[1]}
+    if key[2] is not None:
+        variable["instance"] = key[2]
+    return {"component": {"name": key[0]}, "variable": variable}
+
+
+async def get_variables_within_items(ctx: CsmsContext) -> None:
+    """The CSMS is asked for five variables; every GetVariablesRequest it sends has at most ItemsPerMessage
+    (GetVariables) = 4 entries (B06.FR.05), and between them they ask for all five (answered as they come, a read
+    of the station's limits included)."""
+    conn = ctx.main()
+    trigger = ctx.setup.trigger
+    if trigger is None or not trigger.available("GetVariables"):
+        raise Inconclusive(
+            "needs the central system to send GetVariables: give --trigger FILE or --interactive"
+        )
+    wanted = set(B08_VALUES)
+    asked = {"getVariableData": [_variable_data(k) for k in B08_VALUES]}
+    seen: set[tuple[Any, Any, Any]] = set()
+    sizes: list[int] = []
+    expected = conn.expect("GetVariables")
+    fired = asyncio.create_task(trigger.fire("GetVariables", asked, conn.cp_id))
+    try:
+        async with asyncio.timeout(ctx.scaled(ctx.setup.trigger_wait_s)):
+            while not wanted <= seen:
+                await asyncio.wait([expected, fired], return_when=asyncio.FIRST_COMPLETED)  # type: ignore[type-var]
+                if not expected.done():
+                    exc = fired.exception()
+                    if exc is not None:
+                        raise Inconclusive(f"the trigger for GetVariables failed: {exc}")
+                    raise Fail(
+                        f"the central system answered the trigger having asked for {len(seen)} of the 5 variables"
+                    )
+                unique_id, received = expected.result()
+                await ctx.check_schema(
+                    Call(unique_id, "GetVariables", copy.deepcopy(received)), "GetVariablesRequest"
+                )
+                data = received["getVariableData"]
+                sizes.append(len(data))
+                if len(data) > B08_ITEMS:
+                    await conn.send(
+                        [4, unique_id, "OccurrenceConstraintViolation", "over ItemsPerMessage", {}]
+                    )
+                    raise Fail(
+                        f"a GetVariablesRequest with {len(data)} GetVariableData; the station reported "
+                        f"ItemsPerMessage[GetVariables] = {B08_ITEMS} (B06.FR.05)"
+                    )
+                seen |= {variable_key(d) for d in data}
+                expected = conn.expect(
+                    "GetVariables"
+                )  # before answering: the next request may follow at once
+                await conn.send([3, unique_id, get_variables_answer_from(received, B08_VALUES)])
+    except TimeoutError:
+        raise Fail(
+            f"after requests of {sizes} variables the central system had not asked for all 5"
+        ) from None
+    finally:
+        conn.forget("GetVariables")
+        if not fired.done():
+            with contextlib.suppress(BaseException):
+                async with asyncio.timeout(ctx.scaled(ctx.setup.call_timeout_s)):
+                    await asyncio.shield(fired)
+        fired.cancel()
+        await asyncio.gather(fired, return_exceptions=True)
+    if seen - wanted:
+        raise Fail(
+            f"the central system asked for variables it was not asked for: {sorted(map(str, seen - wanted))}"
+        )
+    ctx.event(f"GetVariablesRequests of {sizes} variables")
+
+
+case(
+    "TC_B_08_CSMS",
+    "Get Variables - limit to maximum number of values",
+    PROVISIONING,
+    BOOT,
+    *(
+        (
+            f"configuration: the CSMS reads DeviceDataCtrlr.{name}[GetVariables] = {B08_VALUES[key]}",
+            cs_sends(
+                "GetVariables",
+                {"getVariableData": [_variable_data(key)]},
+                get_variables_answer_from({"getVariableData": [_variable_data(key)]}, B08_VALUES),
+            )[1],
+        )
+        for name in ("ItemsPerMessage", "BytesPerMessage")
+        for key in [("DeviceDataCtrlr", name, "GetVariables")]
+    ),
+    ("CSMS asked for 5 variables sends GetVariablesRequests of at most 4", get_variables_within_items),
+    needs=TRIG,
+)
+
+
 SET_ONE = [{"attributeValue": "120", **component_variable("OCPPCommCtrlr", "HeartbeatInterval")}]
 SET_MANY = [
     *SET_ONE,

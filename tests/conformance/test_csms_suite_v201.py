@@ -75,7 +75,14 @@ async def test_bundled_central_system_passes_the_whole_201_csms_suite(
         "M CertificateManagement",
     )
     assert set(blocks) <= set(saved["blocks"])
-    assert {"TC_D_02_CSMS", "TC_H_17_CSMS", "TC_K_60_CSMS", "TC_K_37_CSMS", "TC_M_18_CSMS"} <= set(v)
+    assert {
+        "TC_D_02_CSMS",
+        "TC_H_17_CSMS",
+        "TC_K_60_CSMS",
+        "TC_K_37_CSMS",
+        "TC_M_18_CSMS",
+        "TC_B_08_CSMS",
+    } <= set(v)
     # Local list, reservations and smart charging went through the central system's own operations (it built
     # the messages the cases judged), not the raw command endpoint.
     for case_id, operation in (
@@ -139,6 +146,34 @@ async def test_the_bundled_csms_own_message_building_is_judged(
     assert verdicts(report) == {"TC_H_01_CSMS": "passed", "TC_H_15_CSMS": "failed", "TC_K_06_CSMS": "failed"}
     assert "connectorType None, expected cType2" in reasons(report)["TC_H_15_CSMS"]
     assert "K10.FR.02" in reasons(report)["TC_K_06_CSMS"]
+    assert code == 1
+
+
+async def test_tc_b_08_get_variables_keep_to_the_station_items_per_message(
+    site: Site, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """TC_B_08_CSMS: the central system learns ItemsPerMessage[GetVariables] = 4 from the station's answer, then
+    asks for five variables as 4 + 1 (B06.FR.05), and TC_B_07 still gets its three in one request after the
+    central system read the station's (larger) limits. A central system that never learns the limits sends the
+    five at once and fails."""
+    code, report = await run_cli(site.args("--version", "2.0.1", "--cases", "TC_B_07_CSMS,TC_B_08_CSMS"))
+    assert verdicts(report) == {"TC_B_07_CSMS": "passed", "TC_B_08_CSMS": "passed"}, reasons(report)
+    events = [t.text for r in report.results if r.id == "TC_B_08_CSMS" for t in r.trace]
+    assert any("GetVariablesRequests of [4, 1] variables" in t for t in events), [
+        t[:70] for t in events[-10:]
+    ]
+    b07 = [t.text for r in report.results if r.id == "TC_B_07_CSMS" for t in r.trace]
+    assert any("read the station's message limits" in t for t in b07)
+    assert code == 0
+
+    async def forgets(self: V201Commands, charger: str, names: Any, timeout_s: Any = None) -> Any:
+        return dict.fromkeys(names)
+
+    monkeypatch.setattr(V201Commands, "limits", forgets)
+    code, report = await run_cli(site.args("--version", "2.0.1", "--cases", "TC_B_08_CSMS"))
+    assert verdicts(report) == {"TC_B_08_CSMS": "failed"}
+    assert "with 5 GetVariableData" in reasons(report)["TC_B_08_CSMS"]
+    assert "B06.FR.05" in reasons(report)["TC_B_08_CSMS"]
     assert code == 1
 
 
