@@ -133,6 +133,8 @@ class Agent:
             name: SPECS[name].parse(text) for name, text in self.config.settings.items()
         }
         overrides["number_of_connectors"] = len(self.ports)
+        # Read-only to the CSMS (DeviceDataCtrlr.BytesPerMessage), the station's own to choose.
+        overrides["bytes_per_message"] = self.config.csms.bytes_per_message
         # The configured profile until the CSMS moves the charger to a higher one (stored, whitepaper §2).
         overrides["security_profile"] = self.config.csms.security_profile
 

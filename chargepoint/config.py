@@ -13,7 +13,7 @@ from typing import Any, cast
 from urllib.parse import urlparse
 
 from chargepoint import csms_url
-from chargepoint.core.settings import SPECS
+from chargepoint.core.settings import BYTES_PER_MESSAGE, MIN_BYTES_PER_MESSAGE, SPECS
 from chargepoint.errors import ConfigError
 
 # The OCPP versions the agent speaks (csms/link.py ADAPTERS has one adapter for each).
@@ -55,6 +55,10 @@ class CsmsConfig:
     reconnect_max_s: float = 60.0
     reconnect_jitter_s: float = 1.0
     max_message_bytes: int = 1 << 20
+    # OCPP 2.0.1 DeviceDataCtrlr.BytesPerMessage (1.6 has no key; the same bound applies): the largest frame the
+    # station sends, and the largest it tells the CSMS it takes. Lower it for a central system with a smaller
+    # frame limit; it can be no more than max_message_bytes (what the station does take).
+    bytes_per_message: int = BYTES_PER_MESSAGE
 
 
 @dataclass(frozen=True)
@@ -200,6 +204,20 @@ class _Section:
             raise ConfigError(self.key(unknown[0]), "is not a known key")
 
 
+def _bytes_per_message(cs: _Section, max_message_bytes: int) -> int:
+    """``csms.bytes_per_message``: by default the usual BytesPerMessage, or max_message_bytes if that is smaller."""
+    key = "bytes_per_message"
+    value: int = cs.get(key, int, min(BYTES_PER_MESSAGE, max_message_bytes), lo=MIN_BYTES_PER_MESSAGE)
+    if value > max_message_bytes:
+        # The CSMS sizes what it sends by BytesPerMessage (GetVariables, SetVariables): a frame between the two
+        # would be refused by the station's WebSocket and drop the link.
+        raise ConfigError(
+            cs.key(key),
+            f"must be <= csms.max_message_bytes ({max_message_bytes}), the most the station takes",
+        )
+    return value
+
+
 # Driver options that name a file; a relative one is taken relative to the config file, like every other path.
 _PATH_OPTIONS = frozenset({"map"})
 
@@ -333,6 +351,9 @@ def parse(data: dict[str, Any], *, base_dir: Path | None = None, source: str = "
             raise ConfigError(f"csms.{name}", f"file {str(resolved)!r} does not exist")
         return str(resolved)
 
+    # At least what the station may say it takes (BytesPerMessage, below): a SetChargingProfile of PeriodsPerSchedule
+    # periods is over 2 KB.
+    max_message_bytes = cs.get("max_message_bytes", int, 1 << 20, lo=MIN_BYTES_PER_MESSAGE, hi=64 << 20)
     csms = CsmsConfig(
         url=csms_url.normalize(url),
         ocpp_versions=_ocpp_versions(cs),
@@ -346,7 +367,8 @@ def parse(data: dict[str, Any], *, base_dir: Path | None = None, source: str = "
         reconnect_min_s=cs.get("reconnect_min_s", float, 1.0, lo=0.01, hi=3600),
         reconnect_max_s=cs.get("reconnect_max_s", float, 60.0, lo=0.01, hi=86400),
         reconnect_jitter_s=cs.get("reconnect_jitter_s", float, 1.0, lo=0, hi=3600),
-        max_message_bytes=cs.get("max_message_bytes", int, 1 << 20, lo=1024, hi=64 << 20),
+        max_message_bytes=max_message_bytes,
+        bytes_per_message=_bytes_per_message(cs, max_message_bytes),
     )
     cs.done()
     if profile in (1, 2) and not csms.password:
@@ -410,7 +432,8 @@ def parse(data: dict[str, Any], *, base_dir: Path | None = None, source: str = "
             if spec.readonly:
                 # Read-only keys report what this agent can do (GetConfiguration); the bounds among them
                 # (profiles installed, local list length, ...) keep a central system from filling the store.
-                raise ConfigError(f"settings.{name}", "is read-only: the agent reports its own value")
+                where = " (its own value is csms.bytes_per_message)" if name == "bytes_per_message" else ""
+                raise ConfigError(f"settings.{name}", f"is read-only: the agent reports its own value{where}")
             if isinstance(value, list) and not all(isinstance(item, str) for item in value):
                 raise ConfigError(f"settings.{name}", "must be a list of strings")
             text = (

@@ -17,6 +17,13 @@ from chargepoint.core.model import Measurand
 
 _ASCII_INT = re.compile(r"[+-]?[0-9]{1,18}")  # at most 18 digits: always within a signed 64-bit store
 _HEX = re.compile(r"(?:[0-9A-Fa-f]{2})*")
+# BytesPerMessage: under many servers' 64 KiB frame limit. The least a station may be configured with still holds
+# every message that is neither cut nor trimmed: the widest is a ReportChargingProfiles with one profile of
+# PeriodsPerSchedule (24) periods, ~2.1 KB at its widest (below that, a GetChargingProfiles answered Accepted could
+# be followed by no report at all); a SignCertificate with a P-256 CSR, a TransactionEvent Ended with its end
+# register or a NotifyCustomerInformation are under 1 KB.
+BYTES_PER_MESSAGE = 65_000
+MIN_BYTES_PER_MESSAGE = 4096
 
 
 class Kind(Enum):
@@ -175,7 +182,14 @@ SPECS: dict[str, SettingSpec] = {
         SettingSpec("number_of_connectors", Kind.INT, 1, readonly=True),
         SettingSpec("get_configuration_max_keys", Kind.INT, 64, readonly=True),
         # The largest message the station sends or takes in a report (OCPP 2.0.1 DeviceDataCtrlr.BytesPerMessage).
-        SettingSpec("bytes_per_message", Kind.INT, 65_000, readonly=True),
+        # Read-only to the CSMS; the station's own configuration sets it (``csms.bytes_per_message``).
+        SettingSpec(
+            "bytes_per_message",
+            Kind.INT,
+            BYTES_PER_MESSAGE,
+            readonly=True,
+            min_value=MIN_BYTES_PER_MESSAGE,
+        ),
         SettingSpec("local_auth_list_max_length", Kind.INT, 10_000, readonly=True),
         SettingSpec("send_local_list_max_length", Kind.INT, 1_000, readonly=True),
         # OCPP 2.0.1 LocalAuthListCtrlr: the most bytes of one SendLocalList and of the whole stored list.

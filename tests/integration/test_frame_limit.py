@@ -17,12 +17,13 @@ from tests.integration.conftest import RunningAgent, StartAgent, until
 from tests.integration.octt_support import mark, start_session
 from tests.integration.test_robustness import _phase_sample as phase_sample  # 12 values, ~1.2 KB as 1.6 JSON
 
-LIMIT = 1024  # the smallest a station may have (DeviceDataCtrlr.BytesPerMessage); one sample below is bigger
+LIMIT = 1024  # below the least a configuration allows (4,096), set at runtime; one sample below is bigger
 FIRST = datetime(2026, 1, 1, tzinfo=UTC)
 
 
 def _set_limit(a: RunningAgent, limit: int) -> None:
-    """BytesPerMessage is read-only to the CSMS: a station built with ``limit`` (its own value, copy-on-write)."""
+    """BytesPerMessage changed under a running station (read-only to the CSMS; ``csms.bytes_per_message`` sets
+    it at start): for limits below what a configuration allows, and changes mid-test."""
     settings = a.station.settings
     settings._own = {**(settings._own or {}), "bytes_per_message": limit}
 

@@ -13,6 +13,7 @@ import pytest
 
 from backend_stub.app import Csms
 from chargepoint.core.events import MeterReadings
+from chargepoint.core.settings import MIN_BYTES_PER_MESSAGE, SPECS
 from tests.integration.conftest import RunningAgent, until
 from tests.integration.test_agent_v201_smart import profile, set_profile
 from tests.integration.test_frame_limit import FIRST, LIMIT, _queue_samples, _set_limit, phase_sample
@@ -22,7 +23,9 @@ from tests.integration.v201_support import (
     call_error,
     calls,
     csms,
+    get_value,
     mark,
+    set_value,
     start_agent,
     start_session,
     still_connected,
@@ -243,4 +246,56 @@ async def test_charging_profiles_are_reported_in_parts_that_fit(csms: Csms, star
         for f in parts
         for p in f.payload["chargingProfile"]
     )
+    still_connected(a)
+
+
+async def test_at_the_least_configurable_limit_a_full_charging_profile_is_still_reported(
+    csms: Csms, start_agent: StartAgent
+) -> None:
+    """``csms.bytes_per_message`` at its least (MIN_BYTES_PER_MESSAGE) still holds a ReportChargingProfiles with
+    one profile of PeriodsPerSchedule periods: below that, a GetChargingProfiles answered Accepted was followed by
+    no report at all (the only profile left out as too big). The configured value is what the CSMS is told, and
+    it cannot change it (DeviceDataCtrlr.BytesPerMessage is read-only)."""
+    csms.server.max_message_bytes = MIN_BYTES_PER_MESSAGE
+    a = await start_agent(csms={"bytes_per_message": MIN_BYTES_PER_MESSAGE})
+    told = await get_value(csms, "DeviceDataCtrlr", "BytesPerMessage")
+    assert (told["attributeStatus"], told["attributeValue"]) == ("Accepted", str(MIN_BYTES_PER_MESSAGE))
+    refused = await set_value(csms, "DeviceDataCtrlr", "BytesPerMessage", "65000")
+    assert refused["attributeStatus"] == "Rejected"
+    # The 2.0.1 device model names it per message (BytesPerMessage instance GetReport / GetVariables /
+    # SetVariables, B06.FR.05): the one limit answers for each, which is what a CSMS sizing its requests reads.
+    for instance in ("GetReport", "GetVariables", "SetVariables"):
+        data = {
+            "component": {"name": "DeviceDataCtrlr"},
+            "variable": {"name": "BytesPerMessage", "instance": instance},
+        }
+        [result] = (await csms.server.call(CP, "GetVariables", {"getVariableData": [data]}))[
+            "getVariableResult"
+        ]
+        assert (result["attributeStatus"], result.get("attributeValue")) == (
+            "Accepted",
+            str(MIN_BYTES_PER_MESSAGE),
+        )
+        assert result["variable"] == data["variable"]
+    periods = SPECS["charging_schedule_max_periods"].default
+    body = profile(
+        2_000_000_000,
+        "TxDefaultProfile",
+        0,
+        kind="Absolute",
+        stack_level=8,
+        periods=[{"startPeriod": 3600 * p, "limit": 16.5, "numberPhases": 3} for p in range(periods)],
+        schedule_id=2_000_000_001,
+        startSchedule="2026-01-01T00:00:00.000Z",
+        duration=86_400 * 7,
+        minChargingRate=6.1,
+    )
+    body.update(validFrom="2026-01-01T00:00:00.000Z", validTo="2036-01-01T00:00:00.000Z")
+    assert await set_profile(csms, 1, body) == "Accepted"
+    after = mark(csms)
+    answer = await csms.server.call(CP, "GetChargingProfiles", {"requestId": 9, "chargingProfile": {}})
+    assert answer == {"status": "Accepted"}
+    report = await wait_call(csms, "ReportChargingProfiles", after=after, where=lambda p: not p["tbc"])
+    assert [p["id"] for p in report.payload["chargingProfile"]] == [2_000_000_000]
+    assert len(report.raw.encode()) <= MIN_BYTES_PER_MESSAGE
     still_connected(a)

@@ -10,6 +10,7 @@ from typing import Any
 
 import pytest
 
+from chargepoint.agent import Agent
 from chargepoint.config import AgentConfig, load, parse
 from chargepoint.core.model import Measurand
 from chargepoint.core.settings import SPECS, Kind, Settings, SettingSpec
@@ -334,6 +335,19 @@ BAD_CONFIGS: list[tuple[str, Callable[[dict[str, Any]], None], str]] = [
     ("int for a bool setting", _set("settings.local_pre_authorize", 1), "settings.local_pre_authorize"),
     ("unknown key in [agent]", _set("agent.poll_s", 1), "agent.poll_s"),
     ("meter_poll_s too small", _set("agent.meter_poll_s", 0.001), "agent.meter_poll_s"),
+    ("bytes_per_message too small", _set("csms.bytes_per_message", 4095), "csms.bytes_per_message"),
+    ("bytes_per_message not an int", _set("csms.bytes_per_message", 4096.0), "csms.bytes_per_message"),
+    (
+        "bytes_per_message over max_message_bytes",
+        lambda d: d["csms"].update(bytes_per_message=8192, max_message_bytes=4096),
+        "csms.bytes_per_message",
+    ),
+    ("max_message_bytes under 4,096", _set("csms.max_message_bytes", 4095), "csms.max_message_bytes"),
+    (
+        "bytes_per_message as a setting",
+        _set("settings.bytes_per_message", 4096),
+        "settings.bytes_per_message",
+    ),
 ]
 
 
@@ -347,6 +361,42 @@ def test_bad_config_names_the_key(
         parse(data, base_dir=tmp_path)
     assert err.value.key == key
     assert repr(key) in str(err.value)
+
+
+def test_bytes_per_message_is_the_stations_own_to_lower(tmp_path: Path) -> None:
+    """BytesPerMessage is read-only to the CSMS, but a station whose CSMS takes smaller frames configures it:
+    65,000 by default, no more than the station itself takes (max_message_bytes), at least 4,096."""
+    assert parse(minimal(), base_dir=tmp_path).csms.bytes_per_message == 65_000
+    data = minimal()
+    data["csms"]["bytes_per_message"] = 4096
+    assert parse(data, base_dir=tmp_path).csms.bytes_per_message == 4096
+    data = minimal()
+    data["csms"]["max_message_bytes"] = 32_768  # a smaller intake lowers the default with it
+    assert parse(data, base_dir=tmp_path).csms.bytes_per_message == 32_768
+    data["csms"]["bytes_per_message"] = 40_000
+    with pytest.raises(ConfigError, match=r"max_message_bytes \(32768\)"):
+        parse(data, base_dir=tmp_path)
+    data = minimal()
+    data["settings"] = {"bytes_per_message": 4096}
+    with pytest.raises(ConfigError, match=r"csms\.bytes_per_message"):
+        parse(data, base_dir=tmp_path)
+
+
+def test_configured_bytes_per_message_is_the_stations_setting(tmp_path: Path) -> None:
+    """The agent's settings report the configured value (GetVariables, and every size guard reads it), and the
+    CSMS still cannot change it."""
+    data = minimal()
+    data["csms"]["bytes_per_message"] = 5000
+    data["storage"]["path"] = str(tmp_path / "agent.db")
+    agent = Agent(parse(data, base_dir=tmp_path))
+    store = Store(str(tmp_path / "agent.db"))
+    try:
+        settings = agent._settings(store)
+        assert settings.get_int("bytes_per_message") == 5000
+        with pytest.raises(PermissionError):
+            settings.set_text("bytes_per_message", "65000")
+    finally:
+        store.close()
 
 
 def test_bad_setting_message_carries_the_allowed_range(tmp_path: Path) -> None:

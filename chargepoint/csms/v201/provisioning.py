@@ -16,7 +16,13 @@ from chargepoint.core.device_model import VARIABLES, Mutability, Variable, Varia
 from chargepoint.core.settings import SPECS
 from chargepoint.csms.fitting import json_chars
 from chargepoint.csms.v201 import mapping
-from chargepoint.csms.v201.reports import ENVELOPE_CHARS, INSTANCES, MAX_VALUE_CHARS, Reports
+from chargepoint.csms.v201.reports import (
+    ENVELOPE_CHARS,
+    INSTANCES,
+    MAX_VALUE_CHARS,
+    PER_MESSAGE_INSTANCES,
+    Reports,
+)
 from chargepoint.errors import ChargePointError
 
 log = logging.getLogger(__name__)
@@ -34,7 +40,12 @@ def _variable_of(component: Any, variable: Any) -> tuple[Variable | None, str | 
         return None, "UnknownComponent"
     var_name = variable.get("name") if isinstance(variable, dict) else None
     found = VARIABLES.get(VariableRef(str(name), str(var_name)))
-    if found is None or variable.get("instance") not in (None, INSTANCES.get(found.ref)):
+    if found is None:
+        return None, "UnknownVariable"
+    instance = variable.get("instance")
+    if instance not in (None, INSTANCES.get(found.ref)) and instance not in PER_MESSAGE_INSTANCES.get(
+        found.ref, ()
+    ):
         return None, "UnknownVariable"
     return found, None
 

@@ -46,6 +46,13 @@ _AVAILABILITY_VALUES = ",".join(mapping.CONNECTOR_STATUS.values())
 MAX_VALUE_CHARS = 2500
 # Variables the 2.0.1 device model names with an instance (Part 2 Appendix 3), also found without it.
 INSTANCES = {VariableRef("SmartChargingCtrlr", "Entries"): "ChargingProfiles"}
+# Variables the device model names once per message (DeviceDataCtrlr ItemsPerMessage / BytesPerMessage instance
+# GetReport, GetVariables, SetVariables; B06.FR.05): the station has one limit for every message, so each
+# instance answers with it (a CSMS sizing its GetVariables asks for that instance).
+PER_MESSAGE_INSTANCES = {
+    VariableRef("DeviceDataCtrlr", name): frozenset({"GetReport", "GetVariables", "SetVariables"})
+    for name in ("ItemsPerMessage", "BytesPerMessage")
+}
 # Variables whose Actual value is a count the station keeps, and whose setting is the count's maxLimit.
 _COUNTED = frozenset({"max_charging_profiles_installed"})
 # ComponentCriterionEnumType: each is a boolean variable of that name a component may have (B08.FR.?).
