@@ -29,9 +29,9 @@ from backend_stub.domain.commands import (
 )
 from backend_stub.errors import CommandFailed, InvalidCommand, NotConnected
 from backend_stub.ocpp.limits import parse_limit, versions_for
-from backend_stub.ocpp.schemas import validate
 from backend_stub.ocpp.server import CallErrorReply, CentralSystem, OcppVersion
 from backend_stub.store import DeviceVariable
+from chargepoint.csms.schemas import validate
 
 MAX_ANSWER_ITEMS = 1000  # at most this many entries of a list in a charger's answer are looked at
 MAX_ANSWER_TEXT = 2500  # 2.0.1 attributeValue / 1.6 configuration value: string[0..2500] resp. [0..500]

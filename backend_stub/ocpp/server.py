@@ -53,7 +53,7 @@ from backend_stub.ocpp.guard import (
 )
 from backend_stub.ocpp.handshake import HandshakeCredentials, handshake_credentials, offered_subprotocols
 from backend_stub.ocpp.overload import BootGate
-from backend_stub.ocpp.schemas import surely_valid, validate
+from chargepoint.csms.schemas import surely_valid, validate
 
 __all__ = [
     "CALL",

@@ -30,6 +30,7 @@ from ocpp.charge_point import camel_to_snake_case, remove_nones, serialize_as_di
 from ocpp.exceptions import OCPPError
 from ocpp.messages import Call, CallError, CallResult, MessageType
 from ocpp.routing import create_route_map
+from websockets.exceptions import ConnectionClosed
 
 from chargepoint.core.events import OutboxMessage
 from chargepoint.core.model import IdTagInfo
@@ -38,6 +39,7 @@ from chargepoint.core.security import SecurityEventType
 from chargepoint.core.settings import SPECS
 from chargepoint.csms.fitting import payload_room, send_meter_values, trim_meter_values
 from chargepoint.csms.outbox import Delivered, MalformedAnswer
+from chargepoint.csms.schemas import surely_valid, validate
 from chargepoint.csms.times import parse_time
 from chargepoint.errors import ChargePointError, CsmsRejected, CsmsUnavailable, MessageTooLarge
 
@@ -46,6 +48,15 @@ if TYPE_CHECKING:
 
 # Validate on the event loop thread: the thread-pool round trip costs more than the validation (DESIGN.md).
 ocpp.messages.ASYNC_VALIDATION = False
+
+
+def _validated(message: Call | CallResult, version: str) -> None:
+    """Raise the ``ocpp`` package's OCPPError if ``message``'s payload breaks its schema (its public
+    ``validate_payload``, same verdicts and texts); a payload the compiled check finds valid skips the package's
+    jsonschema walk, ~10-25x the CPU (``chargepoint.csms.schemas``)."""
+    if not surely_valid(message.message_type_id, message.action, message.payload, version):
+        validate(message, version)
+
 
 log = logging.getLogger(__name__)
 frames = logging.getLogger("chargepoint.frames")
@@ -109,6 +120,11 @@ def _reject_constant(name: str) -> Any:
     raise ValueError(f"{name} is not a JSON number")
 
 
+_KINDS: dict[int, type[Call | CallResult | CallError]] = {
+    MessageType.Call: Call,
+    MessageType.CallResult: CallResult,
+    MessageType.CallError: CallError,
+}
 _DECODER = json.JSONDecoder(
     parse_constant=_reject_constant
 )  # one decoder: json.loads(**kw) builds one per call
@@ -202,6 +218,12 @@ class _BoundRoutes(Mapping[str, dict[str, Any]]):
 
     def __contains__(self, action: object) -> bool:
         return action in self._routes
+
+
+def _time_out(future: asyncio.Future[Any]) -> None:
+    """A CALL's answer did not come in time: its sender gets TimeoutError."""
+    if not future.done():
+        future.set_exception(TimeoutError())
 
 
 def _after_done(task: asyncio.Task[Any]) -> None:
@@ -309,8 +331,6 @@ class OcppSession:
         return self._spawn(self._route_frames(), "receive")
 
     async def _route_frames(self) -> None:
-        from websockets.exceptions import ConnectionClosed
-
         connection = self._connection
         try:
             while True:
@@ -371,8 +391,6 @@ class OcppSession:
 
     async def _send(self, message: str) -> bool:
         """Send one frame; False if it was a CALLRESULT over BytesPerMessage, answered InternalError instead."""
-        from websockets.exceptions import ConnectionClosed
-
         if message.startswith("[3,") and await self._too_large(message):
             return False
         frames.debug("%s > %s", self.id, message)
@@ -499,12 +517,7 @@ class OcppSession:
             ) from exc
         if not isinstance(data, list) or not data:
             raise cls.NOT_A_MESSAGE(details={"cause": "a frame is a non-empty JSON array"})
-        kinds: dict[Any, type[Call | CallResult | CallError]] = {
-            MessageType.Call: Call,
-            MessageType.CallResult: CallResult,
-            MessageType.CallError: CallError,
-        }
-        kind = kinds.get(data[0]) if type(data[0]) is int else None
+        kind = _KINDS.get(data[0]) if type(data[0]) is int else None
         if kind is None:
             raise cls.UNKNOWN_MESSAGE_TYPE(
                 details={"cause": f"MessageTypeId {str(data[0])[:20]!r} isn't valid"}
@@ -591,9 +604,9 @@ class OcppSession:
         on_action = handlers.get("_on_action")
         if on_action is None:  # only an @after handler: nothing can answer it
             raise ocpp.exceptions.NotSupportedError(details={"cause": f"{msg.action} is not supported"})
-        validate = not handlers.get("_skip_schema_validation", False)
-        if validate:
-            ocpp.messages._validate_payload(msg, self._ocpp_version)
+        check_schema = not handlers.get("_skip_schema_validation", False)
+        if check_schema:
+            _validated(msg, self._ocpp_version)
         arguments = camel_to_snake_case(msg.payload)
         try:
             response = on_action(**arguments)
@@ -604,8 +617,8 @@ class OcppSession:
             await self._send(msg.create_call_error(exc).to_json())
             return
         result = msg.create_call_result(snake_to_camel_case(remove_nones(serialize_as_dict(response))))
-        if validate:
-            ocpp.messages._validate_payload(result, self._ocpp_version)
+        if check_schema:
+            _validated(result, self._ocpp_version)
         if not await self._send(result.to_json()):
             # The CSMS got an InternalError, not this answer: what the answer promised (a Reset after Accepted, a
             # report after GetBaseReport Accepted) must not happen behind its back.
@@ -653,7 +666,7 @@ class OcppSession:
         BytesPerMessage), CsmsUnavailable on timeout or a closed link.
         """
         call = Call(self._unique_id_generator(), action, payload)
-        ocpp.messages._validate_payload(call, self._ocpp_version)
+        _validated(call, self._ocpp_version)
         frame = call.to_json()
         limit = self.settings.get_int("bytes_per_message")
         if len(frame) > limit:  # ensure_ascii: a character is a byte
@@ -672,8 +685,13 @@ class OcppSession:
             sent_at = loop.time()
             try:
                 await self._send(frame)
-                async with asyncio.timeout(timeout):
+                # A timer that fails the future, not asyncio.timeout(): no Timeout object, no task lookups and no
+                # cancel/uncancel round trip on every CALL (measured in benchmarks/cpu_profile.py).
+                timer = loop.call_at(loop.time() + timeout, _time_out, future)
+                try:
                     answer = await future
+                finally:
+                    timer.cancel()
             except TimeoutError as exc:
                 if observer is not None:
                     observer(action, loop.time() - sent_at, "Timeout")
@@ -697,7 +715,7 @@ class OcppSession:
             raise CsmsRejected(answer.error_code, answer.error_description)
         answer.action = action
         try:
-            ocpp.messages._validate_payload(answer, self._ocpp_version)
+            _validated(answer, self._ocpp_version)
         except OCPPError as exc:
             raise MalformedAnswer(
                 self._spelled("FormatViolation"),

@@ -1,4 +1,4 @@
-"""The compiled schema checks (backend_stub.ocpp.schemas) judge exactly like the `ocpp` package's validator.
+"""The compiled schema checks (chargepoint.csms.schemas) judge exactly like the `ocpp` package's validator.
 
 Differential: for every OCPP 1.6 and 2.0.1 schema the package ships, a minimal and a full valid payload are built
 from the schema, then mutated at every position (each JSON type in place of the value, bounds crossed, a property
@@ -21,8 +21,8 @@ from ocpp.exceptions import FormatViolationError, ProtocolError, TypeConstraintV
 from ocpp.exceptions import NotImplementedError as SchemaMissingError
 from ocpp.messages import Call, CallResult
 
-from backend_stub.ocpp.schemas import CALL, CALLRESULT, compile_schema, fast_check, surely_valid
-from backend_stub.ocpp.schemas import validate as schemas_validate
+from chargepoint.csms.schemas import CALL, CALLRESULT, compile_schema, fast_check, surely_valid
+from chargepoint.csms.schemas import validate as schemas_validate
 from loadtests.protocol import validate as load_validate
 
 SCHEMAS = Path(ocpp.messages.__file__).parent

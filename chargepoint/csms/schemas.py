@@ -1,8 +1,11 @@
 """Compiled JSON-schema checks of OCPP payloads: a fast "valid" for the common case, never a weaker verdict.
 
-The `ocpp` package validates with jsonschema's Draft4Validator, which walks the schema at every message: about
-75 us for a 2.0.1 TransactionEvent here, the largest share of the central system's CPU per message
-(`benchmarks/csms.py`, py-spy). fastjsonschema compiles each schema once into straight Python code (about 8 us for
+Shared by the agent (``chargepoint.csms.rpc``: every CALL it sends, every CALL and answer it receives) and the
+bundled central system (``backend_stub.ocpp.server``). The `ocpp` package validates with jsonschema's
+Draft4Validator, which walks the schema at every message: about 75 us for a 2.0.1 TransactionEvent here, the
+largest share of the central system's CPU per message (`benchmarks/csms.py`, py-spy), and ~145 us for an OCPP 1.6
+MeterValues of three samples, the largest single share of a fleet charger's CPU per CALL
+(`benchmarks/cpu_profile.py`). fastjsonschema compiles each schema once into straight Python code (about 8 us for
 the same message). Only its "valid" is used: a payload it refuses goes on to the package's validator, which alone
 decides, so every CallError keeps the package's code and text. The compiled check is made to judge exactly like
 the package's validator: Draft 4 semantics whatever ``$schema`` a file names (the package ignores it, and under
