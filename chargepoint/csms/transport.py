@@ -380,7 +380,9 @@ class WsClient(asyncio.Protocol):
         protocol = self._protocol
         if protocol.state is CLOSED:
             return protocol.close_exc
-        return ConnectionClosedError(protocol.close_rcvd, protocol.close_sent)
+        # Once both close frames exist websockets wants their order (it asserts on it), e.g. in CLOSING while
+        # the peer has not yet closed TCP.
+        return ConnectionClosedError(protocol.close_rcvd, protocol.close_sent, protocol.close_rcvd_then_sent)
 
     # keepalive: WebSocket pings as scheduler timers (no task)
     def _start_keepalive(self) -> None:

@@ -259,6 +259,35 @@ async def test_close_gives_up_on_a_peer_that_ignores_the_closing_handshake() -> 
             await ws.send("[]")
 
 
+async def test_a_send_after_both_close_frames_but_before_tcp_closes_raises_connection_closed() -> None:
+    """The peer closes, the client answers its close frame, and the peer keeps TCP open: a message sent then
+    (a Heartbeat due at that instant) raises ConnectionClosed. It used to raise AssertionError from inside
+    websockets' ConnectionClosedError, which wants to know which close frame came first once both exist."""
+    from websockets.frames import Close
+
+    answered = asyncio.Event()
+
+    async def close_then_linger(reader: asyncio.StreamReader, writer: asyncio.StreamWriter) -> None:
+        writer.write(
+            Frame(Opcode.CLOSE, Close(1001, "going away").serialize()).serialize(mask=False, extensions=[])
+        )
+        head = await reader.readexactly(2)  # the client's close frame arrived: both frames exchanged
+        assert head[0] & 0x0F == Opcode.CLOSE
+        answered.set()
+        await asyncio.sleep(30)  # TCP stays open
+
+    async with RawServer(close_then_linger) as raw:
+        sink = Sink()
+        ws = await _connect(f"ws://127.0.0.1:{raw.port}/", sink, close_timeout_s=5.0)
+        async with asyncio.timeout(5):
+            await answered.wait()
+        with pytest.raises(ConnectionClosed) as closed:
+            await ws.send('[2,"1","Heartbeat",{}]')
+        assert closed.value.rcvd is not None and closed.value.rcvd.code == 1001
+        assert closed.value.rcvd_then_sent is True
+        ws.abort()
+
+
 # The agent on this client: one task per connection, and a stop that does not wait behind a hung connect.
 
 
