@@ -78,7 +78,7 @@ sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
 from sap_compare import cpu_seconds, process_tree, rss_mb_total
 
 from backend_stub.store import CsmsStore
-from simulator.fleet import CsmsProcess, Fleet, raise_fd_limit
+from simulator.fleet import CsmsProcess, Fleet, Ramp, raise_fd_limit
 from simulator.metrics import Metrics, summary
 from simulator.scenario import Scenario, load
 
@@ -326,11 +326,17 @@ async def run_fleet(
     charging = [c for c in fleet.chargers.values() if c.index % 5 == 0]
     # Sessions start spread over 20 s, so their 10 s MeterValues timers are spread too (as in a real fleet;
     # starting them all at once makes every sample of the fleet leave in the same millisecond).
+    # Planned like the fleet's own ramp: one sleep per session left the 100,000 run's processes (saturated CPU,
+    # turns of several hundred ms) starting 3,333 sessions each for over 20 minutes, so no window was measured.
     spread_s = 20.0
-    for charger in charging:
-        fleet.plug(charger.id, 1, soc=0.1)
-        fleet.swipe(charger.id, f"BENCH-{charger.index // 5:05d}", 1)
-        await asyncio.sleep(spread_s / max(1, len(charging)))
+    sessions = Ramp(len(charging), max(1, len(charging)) / spread_s)
+    t_sessions = time.monotonic()
+    while sessions.started < len(charging):
+        first = sessions.started
+        for charger in charging[first : first + sessions.due(time.monotonic() - t_sessions)]:
+            fleet.plug(charger.id, 1, soc=0.1)
+            fleet.swipe(charger.id, f"BENCH-{charger.index // 5:05d}", 1)
+        await asyncio.sleep(sessions.gap_s)
     await asyncio.sleep(5)
     in_tx = sum(
         1
