@@ -27,8 +27,7 @@ from websockets.asyncio.client import ClientConnection, connect
 
 from backend_stub.app import Csms
 from backend_stub.domain.commands import VariableRef
-from backend_stub.store import CsmsStore
-from tests.integration.test_csms_operations import ADMIN, ADMIN_TOKEN, PASSWORD, basic, post
+from tests.integration.test_csms_operations import ADMIN, PASSWORD, basic, post, started_csms
 
 
 class Recording:
@@ -171,15 +170,8 @@ class Station16(V16ChargePoint):
 
 @pytest.fixture
 async def csms(tmp_path: Path) -> AsyncIterator[Csms]:
-    with CsmsStore(tmp_path / "csms.db") as store:
-        store.add_charger("CS-201", PASSWORD)
-        store.add_charger("CP-16", PASSWORD)
-        app = Csms(store, admin_token=ADMIN_TOKEN)
-        await app.start()
-        try:
-            yield app
-        finally:
-            await app.stop()
+    async with started_csms(tmp_path / "csms.db", {"CS-201": PASSWORD, "CP-16": PASSWORD}) as app:
+        yield app
 
 
 @pytest.fixture

@@ -18,24 +18,17 @@ import pytest
 
 from backend_stub.app import Csms
 from backend_stub.ocpp.server import CentralSystem
-from backend_stub.store import CsmsStore
 from chargepoint.core import settings as agent_settings
 from tests.integration.conftest import StartAgent
-from tests.integration.test_csms_operations import ADMIN, ADMIN_TOKEN
+from tests.integration.test_csms_operations import ADMIN, started_csms
 
 ITEMS = 7
 
 
 @pytest.fixture
 async def csms(tmp_path: Path) -> AsyncIterator[Csms]:
-    with CsmsStore(tmp_path / "csms.db") as store:
-        store.add_charger("CP-1")
-        app = Csms(store, admin_token=ADMIN_TOKEN)
-        await app.start()
-        try:
-            yield app
-        finally:
-            await app.stop()
+    async with started_csms(tmp_path / "csms.db", {"CP-1": None}) as app:
+        yield app
 
 
 @pytest.fixture

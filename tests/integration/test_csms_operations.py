@@ -6,6 +6,7 @@ from __future__ import annotations
 
 import asyncio
 import base64
+import contextlib
 import inspect
 import json
 import logging
@@ -166,17 +167,24 @@ class Station16(V16ChargePoint):
         return result16.ClearChargingProfile(status="Accepted")
 
 
-@pytest.fixture
-async def csms(tmp_path: Path) -> AsyncIterator[Csms]:
-    with CsmsStore(tmp_path / "csms.db") as store:
-        store.add_charger("CS-201", PASSWORD)
-        store.add_charger("CP-16", PASSWORD)
+@contextlib.asynccontextmanager
+async def started_csms(db: Path, chargers: dict[str, str | None]) -> AsyncIterator[Csms]:
+    """The bundled central system on 127.0.0.1 with ``chargers`` (id -> password, None for none) registered."""
+    with CsmsStore(db) as store:
+        for cp_id, password in chargers.items():
+            store.add_charger(cp_id, password)
         app = Csms(store, admin_token=ADMIN_TOKEN)
         await app.start()
         try:
             yield app
         finally:
             await app.stop()
+
+
+@pytest.fixture
+async def csms(tmp_path: Path) -> AsyncIterator[Csms]:
+    async with started_csms(tmp_path / "csms.db", {"CS-201": PASSWORD, "CP-16": PASSWORD}) as app:
+        yield app
 
 
 async def run(cp: Any) -> asyncio.Task[None]:
